@@ -1,0 +1,38 @@
+# Quick start: `make demo` and `make test` on a machine with python3 and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv system lint typecheck unit test demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages and services the tests use (OpenSSL, curl, PostgreSQL, yuma123 ...).
+system:
+	bash scripts/setup-system.sh
+
+lint: venv
+	$(VENV)/bin/ruff check zerotouch_plugin tests benchmarks
+	$(VENV)/bin/ruff format --check zerotouch_plugin tests benchmarks
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: venv system lint typecheck
+	$(PY) -m pytest -q
+
+demo: venv
+	$(VENV)/bin/zerotouch demo
+
+bench: venv system
+	$(PY) benchmarks/voucher_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from zerotouch_plugin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""artifacts layer (see DESIGN.md)."""

@@ -1,0 +1,66 @@
+"""The ``zerotouch`` command: a thin front end over the library; no protocol logic here.
+
+Each command group lives in its own module that exposes ``HELP`` and ``register(parser)``;
+``register`` adds subcommands whose ``func(args) -> int`` does the work. Errors from the
+library are printed as one line (``reason: message``) with exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from zerotouch_plugin.errors import ZerotouchError
+
+__all__ = ["COMMAND_GROUPS", "build_parser", "main"]
+
+# Command group name -> module implementing it (DESIGN.md: extension points are tables).
+COMMAND_GROUPS: dict[str, str] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zerotouch",
+        description="Zero-touch bootstrapping (BRSKI RFC 8995) for network devices.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--debug", action="store_true", help="show a traceback for unexpected errors"
+    )
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    for name, module_name in COMMAND_GROUPS.items():
+        module = importlib.import_module(module_name)
+        sub = groups.add_parser(name, help=module.HELP, description=module.HELP)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.parse_args([*(argv or sys.argv[1:]), "--help"])
+        return 2
+    try:
+        return int(func(args))
+    except ZerotouchError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"io-error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"internal-error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        return 2

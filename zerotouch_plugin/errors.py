@@ -1,0 +1,202 @@
+"""The one exception tree of zerotouch.
+
+Every error carries its wire codes: the HTTP status (RFC 8995 §5.6 / RFC 8040 §7), the
+NETCONF error-tag (RFC 6241 Appendix A) and a short ``reason`` slug used in CLI output and
+logs. Exactly one place per transport turns these into responses; nothing else maps codes.
+
+``LocalError`` is a fault on our side (configuration, storage, an upstream we depend on);
+``RemoteError`` is a fault of the peer or of the input it sent.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AccessDenied",
+    "ArtifactKindMismatch",
+    "CertificateError",
+    "ConfigError",
+    "Conflict",
+    "DigestMismatch",
+    "Expired",
+    "InvalidInput",
+    "LocalError",
+    "NotAcceptable",
+    "NotCMS",
+    "NotFound",
+    "PayloadTooLarge",
+    "PolicyRefused",
+    "RemoteError",
+    "SchemaError",
+    "SignatureInvalid",
+    "StorageError",
+    "UnsupportedMediaType",
+    "UntrustedSigner",
+    "UpstreamUnavailable",
+    "WrongNonce",
+    "WrongSerial",
+    "ZerotouchError",
+]
+
+
+class ZerotouchError(Exception):
+    """Root of every error zerotouch raises on purpose."""
+
+    reason: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
+    netconf_tag: ClassVar[str] = "operation-failed"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.message} (at {self.path})"
+        return self.message
+
+    def one_line(self) -> str:
+        """``reason: message`` on one line, as CLIs print it."""
+        return f"{self.reason}: {self}".replace("\n", " ")
+
+
+class LocalError(ZerotouchError):
+    """Our fault: configuration, storage, or a dependency we could not reach."""
+
+
+class RemoteError(ZerotouchError):
+    """The peer's fault: its input is malformed, forged, or not allowed."""
+
+    http_status = 400
+    netconf_tag = "invalid-value"
+
+
+class ConfigError(LocalError):
+    reason = "config-error"
+
+
+class StorageError(LocalError):
+    reason = "storage-error"
+
+
+class UpstreamUnavailable(LocalError):
+    """A service we depend on (MASA, registrar) did not answer; retry later (RFC 8995 §5.6)."""
+
+    reason = "upstream-unavailable"
+    http_status = 503
+    netconf_tag = "resource-denied"
+
+    def __init__(self, message: str, *, retry_after: int = 30, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.retry_after = retry_after
+
+
+class InvalidInput(RemoteError):
+    """Syntactically broken input: bad JSON, bad base64, truncated DER."""
+
+    reason = "malformed"
+    netconf_tag = "malformed-message"
+
+
+class NotCMS(InvalidInput):
+    reason = "not-cms"
+
+
+class SchemaError(RemoteError):
+    """Well-formed data that breaks its YANG schema: ``path`` names the node, message the rule."""
+
+    reason = "schema-error"
+
+
+class ArtifactKindMismatch(RemoteError):
+    """A voucher-request where a voucher was expected, or the reverse."""
+
+    reason = "wrong-artifact"
+
+
+class SignatureInvalid(RemoteError):
+    reason = "bad-signature"
+    http_status = 403
+    netconf_tag = "access-denied"
+
+
+class DigestMismatch(SignatureInvalid):
+    reason = "digest-mismatch"
+
+
+class UntrustedSigner(SignatureInvalid):
+    reason = "untrusted-signer"
+
+
+class CertificateError(RemoteError):
+    """A certificate that is unusable for its role (missing extension, wrong key usage)."""
+
+    reason = "bad-certificate"
+    http_status = 403
+    netconf_tag = "access-denied"
+
+
+class Expired(SignatureInvalid):
+    reason = "expired"
+
+
+class WrongSerial(RemoteError):
+    reason = "wrong-serial"
+    http_status = 403
+    netconf_tag = "access-denied"
+
+
+class WrongNonce(RemoteError):
+    reason = "wrong-nonce"
+    http_status = 403
+    netconf_tag = "access-denied"
+
+
+class AccessDenied(RemoteError):
+    """Authentication or authorization failed (TLS identity, admin rights)."""
+
+    reason = "access-denied"
+    http_status = 401
+    netconf_tag = "access-denied"
+
+
+class PolicyRefused(RemoteError):
+    """Authenticated, but policy says no (RFC 8995 §5.3, §5.5)."""
+
+    reason = "policy-refused"
+    http_status = 403
+    netconf_tag = "access-denied"
+
+
+class NotFound(RemoteError):
+    reason = "not-found"
+    http_status = 404
+    netconf_tag = "data-missing"
+
+
+class NotAcceptable(RemoteError):
+    """The requested voucher format cannot be produced (RFC 8995 §5.6: 406)."""
+
+    reason = "not-acceptable"
+    http_status = 406
+    netconf_tag = "operation-not-supported"
+
+
+class Conflict(RemoteError):
+    reason = "conflict"
+    http_status = 409
+    netconf_tag = "data-exists"
+
+
+class PayloadTooLarge(RemoteError):
+    reason = "too-large"
+    http_status = 413
+    netconf_tag = "too-big"
+
+
+class UnsupportedMediaType(RemoteError):
+    reason = "unsupported-media-type"
+    http_status = 415
+    netconf_tag = "operation-not-supported"
