@@ -1,0 +1,171 @@
+"""store/db.py against a real SQLite file and the real PostgreSQL server of make test."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import ForeignKey, Integer, String, select
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from zerotouch_plugin.errors import ConfigError, StorageError
+from zerotouch_plugin.store.db import (
+    Base,
+    Database,
+    UTCDateTime,
+    open_database,
+    open_role_database,
+)
+
+
+class _Parent(Base):
+    __tablename__ = "test_db_parent"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    stamp: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class _Child(Base):
+    __tablename__ = "test_db_child"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("test_db_parent.id"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "test.db")
+    return str(request.getfixturevalue("fresh_pg_url"))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = open_database(db_url)
+    database.create_all()
+    yield database
+    database.dispose()
+
+
+def test_committed_rows_are_visible_to_a_new_engine(db: Database, db_url: str) -> None:
+    stamp = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    with db.session() as s:
+        s.add(_Parent(name="a", stamp=stamp))
+    other = open_database(db_url)
+    try:
+        with other.session() as s:
+            row = s.scalars(select(_Parent).where(_Parent.name == "a")).one()
+            assert row.stamp == stamp
+            assert row.stamp.tzinfo is not None
+    finally:
+        other.dispose()
+
+
+def test_error_in_block_rolls_back(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.session() as s:
+        s.add(_Parent(name="rolled-back"))
+        s.flush()
+        raise RuntimeError("boom")
+    with db.session() as s:
+        assert s.scalars(select(_Parent)).all() == []
+
+
+def test_unique_violation_is_a_storage_error(db: Database) -> None:
+    with db.session() as s:
+        s.add(_Parent(name="dup"))
+    with pytest.raises(StorageError), db.session() as s:
+        s.add(_Parent(name="dup"))
+    with db.session() as s:
+        assert len(s.scalars(select(_Parent)).all()) == 1
+
+
+def test_foreign_keys_are_enforced(db: Database) -> None:
+    with pytest.raises(StorageError), db.session() as s:
+        s.add(_Child(parent_id=12345))
+
+
+def test_create_all_is_idempotent(db: Database) -> None:
+    db.create_all()
+    db.create_all()
+    with db.session() as s:
+        s.add(_Parent(name="x"))
+
+
+def test_non_utc_datetimes_are_normalized_and_naive_refused(db: Database) -> None:
+    local = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with db.session() as s:
+        s.add(_Parent(name="tz", stamp=local))
+    with db.session() as s:
+        row = s.scalars(select(_Parent)).one()
+        assert row.stamp == local
+        assert row.stamp is not None and row.stamp.utcoffset() == timedelta(0)
+    with pytest.raises(StatementError, match="naive"), db.session() as s:
+        s.add(_Parent(name="naive", stamp=datetime(2026, 1, 1)))
+        s.flush()
+
+
+def test_concurrent_writers_all_commit(db: Database) -> None:
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for j in range(5):
+                with db.session() as s:
+                    s.add(_Parent(name=f"w{i}-{j}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with db.session() as s:
+        assert len(s.scalars(select(_Parent)).all()) == 20
+
+
+def test_sqlite_is_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "p.db")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    db.create_all()
+    with db.session() as s:
+        s.add(_Parent(name="durable"))
+    db.dispose()
+    # A plain sqlite3 reader (another "process") sees the committed row.
+    with sqlite3.connect(tmp_path / "p.db") as raw:
+        assert raw.execute("SELECT name FROM test_db_parent").fetchall() == [("durable",)]
+
+
+def test_url_forms(tmp_path: Path, pg_url: str) -> None:
+    assert open_database(f"sqlite:///{tmp_path}/u.db").engine.dialect.name == "sqlite"
+    pg = open_database(pg_url.replace("postgresql://", "postgres://", 1))
+    assert pg.is_postgresql and pg.engine.url.drivername == "postgresql+psycopg"
+    assert "zerotouch:***@" in pg.url
+    pg.dispose()
+
+
+def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        open_database(tmp_path / "missing" / "x.db")
+    with pytest.raises(ConfigError, match="unsupported database URL scheme"):
+        open_database("mysql://u@127.0.0.1/x")
+    with pytest.raises(StorageError, match="cannot open database"):
+        open_database("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(TypeError):
+        open_database(42)  # type: ignore[arg-type]
+
+
+def test_open_role_database_defaults_to_the_role_folder(tmp_path: Path) -> None:
+    db = open_role_database(tmp_path, None, "role.db")
+    assert (tmp_path / "role.db").is_file()
+    with db.session() as s:
+        s.add(_Parent(name="r"))
+    db.dispose()

@@ -1,0 +1,194 @@
+"""Database access: one SQLAlchemy engine per role, SQLite by default, PostgreSQL by URL.
+
+Durability rule (DESIGN.md "Persistence and scale"): a ``Database.session()`` block that
+returns normally has been committed, and a committed write survives a crash: SQLite runs in
+WAL mode with ``synchronous=FULL``; PostgreSQL keeps its default ``synchronous_commit=on``.
+
+Several processes may share one database. SQLite sessions start with ``BEGIN IMMEDIATE`` so
+writers queue behind one another instead of failing on a lock upgrade; on PostgreSQL,
+repositories rely on transactions, unique constraints and ``SELECT ... FOR UPDATE`` rather
+than anything held in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from zerotouch_plugin.errors import ConfigError, StorageError
+
+__all__ = ["Base", "Database", "UTCDateTime", "open_database", "open_role_database"]
+
+log = logging.getLogger(__name__)
+
+# Any constant will do: it only has to be the same in every process that creates the schema.
+_SCHEMA_LOCK_KEY = 0x7A74_0001
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# URL scheme spellings accepted for PostgreSQL -> the driver SQLAlchemy should use.
+_POSTGRES_SCHEMES = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every role's tables (one ``MetaData``)."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset otherwise)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value.replace(tzinfo=UTC)
+
+
+class Database:
+    """An engine plus a session factory; ``session()`` is the only way repositories write."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        """The URL without its password, for logs and CLI output."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed (durably) when the block exits, rolled back on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except DBAPIError as exc:
+            session.rollback()
+            raise StorageError(f"database {self.url}: {exc.orig}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def create_all(self) -> None:
+        """Create every table registered on ``Base`` that does not exist yet (idempotent).
+
+        On PostgreSQL a transaction-scoped advisory lock serializes processes that start at
+        the same time, so two of them never race on ``CREATE TABLE``.
+        """
+        try:
+            with self.engine.begin() as conn:
+                if self.is_postgresql:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+                Base.metadata.create_all(conn, checkfirst=True)
+        except DBAPIError as exc:
+            raise StorageError(
+                f"database {self.url}: cannot create the schema: {exc.orig}"
+            ) from exc
+
+    def dispose(self) -> None:
+        """Close pooled connections (before exit, or in a forked child)."""
+        self.engine.dispose()
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    if not path.parent.is_dir():
+        raise ConfigError(f"database folder {path.parent} does not exist")
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook below issue BEGIN itself (pysqlite would defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _server_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"not a database URL: {url!r}") from exc
+    driver = _POSTGRES_SCHEMES.get(parsed.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"unsupported database URL scheme {parsed.drivername!r}: use a file path, "
+            "sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        )
+    return create_engine(parsed.set(drivername=driver), pool_pre_ping=True)
+
+
+def open_database(url_or_path: str | Path) -> Database:
+    """Open (not yet create) a database: a file path or ``sqlite:///`` URL, or a PostgreSQL URL.
+
+    The connection is tested right away, so a wrong URL or a server that is down is reported
+    here as a ``StorageError`` instead of at the first request.
+    """
+    if isinstance(url_or_path, Path):
+        engine = _sqlite_engine(url_or_path)
+    elif not isinstance(url_or_path, str):
+        raise TypeError(f"database must be a str URL or a Path, not {type(url_or_path).__name__}")
+    elif url_or_path.startswith("sqlite:///"):
+        engine = _sqlite_engine(Path(url_or_path.removeprefix("sqlite:///")))
+    elif "://" in url_or_path:
+        engine = _server_engine(url_or_path)
+    else:
+        engine = _sqlite_engine(Path(url_or_path))
+    db = Database(engine)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageError(f"cannot open database {db.url}: {exc}") from exc
+    log.debug("opened database %s", db.url)
+    return db
+
+
+def open_role_database(folder: Path, url: str | None, filename: str) -> Database:
+    """The database a role uses: ``url`` when given (``--db``), else ``folder/filename``."""
+    db = open_database(url if url else folder / filename)
+    db.create_all()
+    return db
