@@ -33,6 +33,7 @@ __all__ = [
     "StorageError",
     "UnsupportedMediaType",
     "UntrustedSigner",
+    "UpstreamInvalid",
     "UpstreamUnavailable",
     "WrongNonce",
     "WrongSerial",
@@ -91,6 +92,14 @@ class UpstreamUnavailable(LocalError):
     def __init__(self, message: str, *, retry_after: int = 30, path: str | None = None) -> None:
         super().__init__(message, path=path)
         self.retry_after = retry_after
+
+
+class UpstreamInvalid(LocalError):
+    """A service we depend on answered with something we refuse to relay (a forged or
+    mismatched voucher from the MASA, an unreadable audit log): 502 to our own client."""
+
+    reason = "upstream-invalid"
+    http_status = 502
 
 
 class InvalidInput(RemoteError):
