@@ -8,12 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
+
+from zerotouch_plugin.errors import Conflict
 
 __all__ = [
     "REGISTRAR_TRANSITIONS",
     "RegistrarDeviceState",
     "RegistrarEvent",
+    "transition",
 ]
+
+S = TypeVar("S")
+E = TypeVar("E")
+
+
+def transition(table: Mapping[tuple[S | None, E], S], state: S | None, event: E) -> S:
+    """Look ``(state, event)`` up in ``table``; an unlisted pair is a protocol-sequence error."""
+    try:
+        return table[(state, event)]
+    except KeyError:
+        raise Conflict(f"{event!s} is not expected in state {state or 'unknown'!s}") from None
 
 
 class RegistrarDeviceState(StrEnum):

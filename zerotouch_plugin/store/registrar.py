@@ -1,0 +1,566 @@
+"""The registrar's tables and repository (RFC 8995 §5 records, RFC 7030 certificates).
+
+One row per device (keyed by serial number) carries its current state and the timestamps
+the admin API shows; every artifact that matters is kept beside it: pledge and registrar
+voucher-requests, vouchers (CMS as received), voucher_status / enrollstatus reports, audit-log
+verdicts and issued certificates.
+
+The store knows nothing of the state machine: each write that moves a device takes an
+``advance(current_state) -> next_state`` function from the caller (roles/states.py) and runs
+it under a row lock (``SELECT ... FOR UPDATE``) in the same transaction as the write, so two
+registrar processes on one PostgreSQL database never interleave a device's transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from zerotouch_plugin.errors import NotFound
+from zerotouch_plugin.store.db import Base, Database, UTCDateTime
+
+__all__ = [
+    "Advance",
+    "DeviceRecord",
+    "PolicyRow",
+    "RegistrarRepository",
+    "StatusRow",
+    "VoucherRow",
+]
+
+Advance = Callable[[str | None], str]
+
+
+class _Device(Base):
+    __tablename__ = "registrar_devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), unique=True)
+    manufacturer: Mapped[str] = mapped_column(Text)
+    idevid_fingerprint: Mapped[str | None] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    voucher_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voucher_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voucher_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voucher_accepted: Mapped[bool | None] = mapped_column(Boolean)
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ldevid_fingerprint: Mapped[str | None] = mapped_column(String(80))
+    ldevid_not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enroll_status_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enroll_confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    audit_level: Mapped[str | None] = mapped_column(String(16))
+    audit_summary: Mapped[str | None] = mapped_column(Text)
+    audit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # day-0 hand-off (issue 5): configuration to push and how the last push went
+    day0_config: Mapped[str | None] = mapped_column(Text)
+    day0_format: Mapped[str | None] = mapped_column(String(8))
+    handoff_state: Mapped[str | None] = mapped_column(String(16))
+    handoff_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    handoff_error: Mapped[str | None] = mapped_column(Text)
+
+
+class _Policy(Base):
+    __tablename__ = "registrar_policy"
+    __table_args__ = (UniqueConstraint("serial", "manufacturer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    manufacturer: Mapped[str] = mapped_column(String(512))  # "" = any manufacturer
+    decision: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class _VoucherRequest(Base):
+    __tablename__ = "registrar_voucher_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    pvr_cms: Mapped[bytes] = mapped_column(LargeBinary)
+    rvr_cms: Mapped[bytes | None] = mapped_column(LargeBinary)
+    outcome: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class _Voucher(Base):
+    __tablename__ = "registrar_vouchers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("registrar_voucher_requests.id"))
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    assertion: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[str | None] = mapped_column(Text)
+    expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voucher_cms: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class _StatusReport(Base):
+    __tablename__ = "registrar_status_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # voucher_status | enrollstatus
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    document: Mapped[str] = mapped_column(Text)
+
+
+class _AuditVerdict(Base):
+    __tablename__ = "registrar_audit_verdicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    level: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    log: Mapped[str] = mapped_column(Text)
+
+
+class _Certificate(Base):
+    __tablename__ = "registrar_certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # enroll | reenroll
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    cert_der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One device as the admin API and ``zerotouch registrar devices`` show it."""
+
+    serial: str
+    manufacturer: str
+    idevid_fingerprint: str | None
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    voucher_requested_at: datetime | None
+    voucher_issued_at: datetime | None
+    voucher_status_at: datetime | None
+    voucher_accepted: bool | None
+    enrolled_at: datetime | None
+    ldevid_fingerprint: str | None
+    ldevid_not_after: datetime | None
+    enroll_status_at: datetime | None
+    enroll_confirmed: bool | None
+    audit_level: str | None
+    audit_summary: str | None
+    audit_at: datetime | None
+    last_error: str | None
+    day0_config: str | None
+    day0_format: str | None
+    handoff_state: str | None
+    handoff_at: datetime | None
+    handoff_error: str | None
+
+    @classmethod
+    def _of(cls, row: _Device) -> DeviceRecord:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready: datetimes as RFC 3339 strings."""
+        return {
+            f.name: _json_value(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "day0_config"
+        }
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    serial: str
+    decision: str
+    manufacturer: str | None  # None = any manufacturer
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    kind: str
+    received_at: datetime
+    status: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class VoucherRow:
+    serial: str
+    issued_at: datetime
+    assertion: str
+    nonce: str | None
+    expires_on: datetime | None
+    voucher_cms: bytes
+
+
+class RegistrarRepository:
+    """Every read and write the registrar service and CLI make; each method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- policy --------------------------------------------------------------------------------
+
+    def set_policy(
+        self, serial: str, decision: str, *, manufacturer: str | None, now: datetime
+    ) -> None:
+        """Allow or deny ``serial`` (from ``manufacturer``, or any); replaces an earlier entry."""
+        key = manufacturer or ""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(_Policy)
+                .where(_Policy.serial == serial, _Policy.manufacturer == key)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                try:
+                    with s.begin_nested():
+                        s.add(
+                            _Policy(
+                                serial=serial, manufacturer=key, decision=decision, created_at=now
+                            )
+                        )
+                    return
+                except IntegrityError:  # another process inserted it first: update theirs
+                    row = s.scalars(
+                        select(_Policy)
+                        .where(_Policy.serial == serial, _Policy.manufacturer == key)
+                        .with_for_update()
+                    ).one()
+            row.decision = decision
+            row.created_at = now
+
+    def remove_policy(self, serial: str, *, manufacturer: str | None = None) -> int:
+        """Drop the entries for ``serial`` (only the one for ``manufacturer`` if given)."""
+        stmt = delete(_Policy).where(_Policy.serial == serial)
+        if manufacturer is not None:
+            stmt = stmt.where(_Policy.manufacturer == manufacturer)
+        with self.db.session() as s:
+            return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+    def policy_for(self, serial: str) -> list[PolicyRow]:
+        with self.db.session() as s:
+            rows = s.scalars(select(_Policy).where(_Policy.serial == serial).order_by(_Policy.id))
+            return [_policy_row(r) for r in rows]
+
+    def policies(self) -> list[PolicyRow]:
+        with self.db.session() as s:
+            return [_policy_row(r) for r in s.scalars(select(_Policy).order_by(_Policy.serial))]
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def device(self, serial: str) -> DeviceRecord | None:
+        with self.db.session() as s:
+            row = s.scalars(select(_Device).where(_Device.serial == serial)).one_or_none()
+            return None if row is None else DeviceRecord._of(row)
+
+    def devices(self) -> list[DeviceRecord]:
+        with self.db.session() as s:
+            return [
+                DeviceRecord._of(r) for r in s.scalars(select(_Device).order_by(_Device.serial))
+            ]
+
+    def status_reports(self, serial: str) -> list[StatusRow]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(_StatusReport)
+                .where(_StatusReport.serial == serial)
+                .order_by(_StatusReport.id)
+            )
+            return [StatusRow(r.kind, r.received_at, r.status, r.reason) for r in rows]
+
+    def vouchers(self, serial: str) -> list[VoucherRow]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(_Voucher).where(_Voucher.serial == serial).order_by(_Voucher.id)
+            )
+            return [
+                VoucherRow(r.serial, r.issued_at, r.assertion, r.nonce, r.expires_on, r.voucher_cms)
+                for r in rows
+            ]
+
+    def latest_registrar_request(self, serial: str) -> bytes | None:
+        """The last registrar voucher-request that got a voucher (for /requestauditlog)."""
+        with self.db.session() as s:
+            return s.scalars(
+                select(_VoucherRequest.rvr_cms)
+                .where(
+                    _VoucherRequest.serial == serial,
+                    _VoucherRequest.outcome == "voucher-issued",
+                )
+                .order_by(_VoucherRequest.id.desc())
+                .limit(1)
+            ).first()
+
+    # -- protocol steps ----------------------------------------------------------------------
+
+    def record_refusal(
+        self,
+        serial: str,
+        *,
+        manufacturer: str,
+        idevid_fingerprint: str | None,
+        error: str,
+        advance: Advance,
+        now: datetime,
+    ) -> None:
+        """A voucher-request that failed a check or policy (RFC 8995 §5.3)."""
+        with self.db.session() as s:
+            dev = self._lock_or_create(s, serial, manufacturer, now)
+            self._move(dev, advance, now)
+            dev.idevid_fingerprint = idevid_fingerprint
+            dev.last_error = error
+
+    def record_voucher_request(
+        self,
+        serial: str,
+        *,
+        manufacturer: str,
+        idevid_fingerprint: str,
+        pvr_cms: bytes,
+        nonce: str | None,
+        advance: Advance,
+        now: datetime,
+    ) -> int:
+        """Store an accepted pledge voucher-request before asking the MASA; returns its id."""
+        with self.db.session() as s:
+            dev = self._lock_or_create(s, serial, manufacturer, now)
+            self._move(dev, advance, now)
+            dev.manufacturer = manufacturer
+            dev.idevid_fingerprint = idevid_fingerprint
+            dev.voucher_requested_at = now
+            dev.voucher_issued_at = dev.voucher_status_at = dev.voucher_accepted = None
+            dev.last_error = None
+            request = _VoucherRequest(
+                serial=serial, received_at=now, nonce=nonce, pvr_cms=pvr_cms, outcome="pending"
+            )
+            s.add(request)
+            s.flush()
+            return request.id
+
+    def record_masa_failure(
+        self, request_id: int, *, outcome: str, error: str, rvr_cms: bytes | None, now: datetime
+    ) -> None:
+        """The MASA was down or refused; the request stays on record and the pledge retries."""
+        with self.db.session() as s:
+            request = s.get(_VoucherRequest, request_id, with_for_update=True)
+            if request is None:
+                raise NotFound(f"voucher-request {request_id} is not on record")
+            request.outcome = outcome
+            request.error = error
+            request.rvr_cms = rvr_cms
+            dev = self._lock(s, request.serial)
+            dev.last_error = error
+            dev.updated_at = now
+
+    def record_voucher(
+        self,
+        request_id: int,
+        *,
+        rvr_cms: bytes,
+        voucher_cms: bytes,
+        assertion: str,
+        nonce: str | None,
+        expires_on: datetime | None,
+        advance: Advance,
+        now: datetime,
+    ) -> None:
+        """A validated voucher, durable before it is relayed to the pledge."""
+        with self.db.session() as s:
+            request = s.get(_VoucherRequest, request_id, with_for_update=True)
+            if request is None:
+                raise NotFound(f"voucher-request {request_id} is not on record")
+            request.outcome = "voucher-issued"
+            request.rvr_cms = rvr_cms
+            request.error = None
+            dev = self._lock(s, request.serial)
+            self._move(dev, advance, now)
+            dev.voucher_issued_at = now
+            dev.last_error = None
+            s.add(
+                _Voucher(
+                    request_id=request_id,
+                    serial=request.serial,
+                    issued_at=now,
+                    assertion=assertion,
+                    nonce=nonce,
+                    expires_on=expires_on,
+                    voucher_cms=voucher_cms,
+                )
+            )
+
+    def record_status(
+        self,
+        serial: str,
+        *,
+        kind: str,
+        status: bool,
+        reason: str | None,
+        document: str,
+        advance: Advance,
+        now: datetime,
+    ) -> None:
+        """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report."""
+        with self.db.session() as s:
+            dev = self._lock(s, serial)
+            self._move(dev, advance, now)
+            if kind == "voucher_status":
+                dev.voucher_status_at, dev.voucher_accepted = now, status
+            else:
+                dev.enroll_status_at, dev.enroll_confirmed = now, status
+            dev.last_error = None if status else f"{kind}: {reason or 'failure without reason'}"
+            s.add(
+                _StatusReport(
+                    serial=serial,
+                    kind=kind,
+                    received_at=now,
+                    status=status,
+                    reason=reason,
+                    document=document,
+                )
+            )
+
+    def record_audit(
+        self, serial: str, *, level: str, summary: str, log: str, now: datetime
+    ) -> None:
+        """The registrar's verdict on the MASA audit log (RFC 8995 §5.8.3)."""
+        with self.db.session() as s:
+            dev = self._lock(s, serial)
+            dev.audit_level, dev.audit_summary, dev.audit_at = level, summary, now
+            dev.updated_at = now
+            s.add(
+                _AuditVerdict(serial=serial, checked_at=now, level=level, summary=summary, log=log)
+            )
+
+    def record_error(self, serial: str, error: str, *, now: datetime) -> None:
+        """Note a failure on a known device without changing its state."""
+        with self.db.session() as s:
+            dev = s.scalars(
+                select(_Device).where(_Device.serial == serial).with_for_update()
+            ).one_or_none()
+            if dev is not None:
+                dev.last_error = error
+                dev.updated_at = now
+
+    def record_certificate(
+        self,
+        serial: str,
+        *,
+        cert_der: bytes,
+        fingerprint: str,
+        not_after: datetime,
+        kind: str,
+        advance: Advance,
+        now: datetime,
+    ) -> None:
+        """An issued LDevID, durable before the EST response is sent (RFC 7030 §4.2.3)."""
+        with self.db.session() as s:
+            dev = self._lock(s, serial)
+            self._move(dev, advance, now)
+            dev.enrolled_at = now
+            dev.ldevid_fingerprint = fingerprint
+            dev.ldevid_not_after = not_after
+            dev.enroll_status_at = dev.enroll_confirmed = None
+            dev.last_error = None
+            s.add(
+                _Certificate(
+                    serial=serial,
+                    fingerprint=fingerprint,
+                    kind=kind,
+                    issued_at=now,
+                    not_after=not_after,
+                    cert_der=cert_der,
+                )
+            )
+
+    def certificates(self, serial: str) -> Iterator[bytes]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(_Certificate.cert_der)
+                .where(_Certificate.serial == serial)
+                .order_by(_Certificate.id)
+            ).all()
+        yield from rows
+
+    # -- day-0 hand-off (issue 5) ------------------------------------------------------------
+
+    def set_day0_config(self, serial: str, config: str, *, fmt: str, now: datetime) -> None:
+        with self.db.session() as s:
+            dev = self._lock(s, serial)
+            dev.day0_config, dev.day0_format, dev.updated_at = config, fmt, now
+
+    def record_handoff(self, serial: str, *, state: str, error: str | None, now: datetime) -> None:
+        with self.db.session() as s:
+            dev = self._lock(s, serial)
+            dev.handoff_state, dev.handoff_error, dev.handoff_at = state, error, now
+            dev.updated_at = now
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock(s: Session, serial: str) -> _Device:
+        dev = s.scalars(
+            select(_Device).where(_Device.serial == serial).with_for_update()
+        ).one_or_none()
+        if dev is None:
+            raise NotFound(f"device {serial} is not known to this registrar")
+        return dev
+
+    @staticmethod
+    def _lock_or_create(s: Session, serial: str, manufacturer: str, now: datetime) -> _Device:
+        query = select(_Device).where(_Device.serial == serial).with_for_update()
+        dev = s.scalars(query).one_or_none()
+        if dev is not None:
+            return dev
+        try:
+            with s.begin_nested():
+                dev = _Device(
+                    serial=serial,
+                    manufacturer=manufacturer,
+                    state="new",
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(dev)
+            return dev
+        except IntegrityError:  # created by another registrar process meanwhile
+            return s.scalars(query).one()
+
+    @staticmethod
+    def _move(dev: _Device, advance: Advance, now: datetime) -> None:
+        current = None if dev.state == "new" else dev.state
+        dev.state = advance(current)
+        dev.updated_at = now
+
+
+def _policy_row(row: _Policy) -> PolicyRow:
+    return PolicyRow(row.serial, row.decision, row.manufacturer or None, row.created_at)
