@@ -1,0 +1,157 @@
+"""The one place where an HTTPS service turns errors into responses (DESIGN.md rule 4).
+
+Every refusal is answered ``text/plain`` with a sentence a person can act on (RFC 8995
+§5.6: "a plain text human-readable (UTF-8) error message") and logged with the peer address.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from zerotouch_plugin.errors import PayloadTooLarge, UpstreamUnavailable, ZerotouchError
+
+__all__ = [
+    "DEFAULT_BODY_LIMIT",
+    "accepts",
+    "error_middleware",
+    "make_app",
+    "media_type_of",
+    "read_body",
+    "text_response",
+]
+
+# Requests larger than this are refused with 413 unless a role configures another limit.
+# Voucher-requests with a full chain are a few KiB; 256 KiB leaves ample room.
+DEFAULT_BODY_LIMIT = 256 * 1024
+
+_LIMIT_KEY = web.AppKey("zerotouch_body_limit", int)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def text_response(
+    status: int, message: str, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=message + "\n",
+        content_type="text/plain",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def _peer(request: web.Request) -> str:
+    return request.remote or "?"
+
+
+def error_middleware(logger: logging.Logger) -> Middleware:
+    """Middleware: ZerotouchError -> its ``http_status``; aiohttp's own errors -> text/plain."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ZerotouchError as exc:
+            logger.warning(
+                "%s %s from %s refused %d: %s",
+                request.method,
+                request.path,
+                _peer(request),
+                exc.http_status,
+                exc.one_line(),
+            )
+            headers = None
+            if isinstance(exc, UpstreamUnavailable):
+                headers = {"Retry-After": str(exc.retry_after)}
+            return text_response(exc.http_status, exc.one_line(), headers=headers)
+        except web.HTTPRequestEntityTooLarge as exc:
+            # aiohttp's client_max_size guard, reached when a handler reads the body.
+            err = PayloadTooLarge(
+                f"request body too large: the limit is {request.app[_LIMIT_KEY]} bytes"
+            )
+            logger.warning(
+                "%s %s from %s refused 413: %s", request.method, request.path, _peer(request), exc
+            )
+            return text_response(err.http_status, err.one_line())
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            logger.warning(
+                "%s %s from %s refused %d: %s",
+                request.method,
+                request.path,
+                _peer(request),
+                exc.status,
+                exc.reason,
+            )
+            return text_response(
+                exc.status, f"{exc.status} {exc.reason}", headers=dict(exc.headers)
+            )
+        except Exception:
+            logger.exception(
+                "%s %s from %s: internal error", request.method, request.path, _peer(request)
+            )
+            return text_response(500, "internal-error: the server failed; see its log")
+
+    return middleware
+
+
+def make_app(logger: logging.Logger, *, body_limit: int = DEFAULT_BODY_LIMIT) -> web.Application:
+    """An application with the error middleware and the request body limit installed."""
+    if body_limit <= 0:
+        raise ValueError("body_limit must be positive")
+    app = web.Application(middlewares=[error_middleware(logger)], client_max_size=body_limit)
+    app[_LIMIT_KEY] = body_limit
+    return app
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, refused with 413 (naming the limit) before reading when too large."""
+    limit = request.app[_LIMIT_KEY]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"request body of {request.content_length} bytes is too large: "
+            f"the limit is {limit} bytes"
+        )
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body too large: the limit is {limit} bytes") from exc
+
+
+def media_type_of(value: str | None) -> str:
+    """The bare media type (lower case, no parameters) of a Content-Type header value."""
+    if not value:
+        return ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def accepts(accept_header: str | None, media_type: str) -> bool:
+    """Whether an ``Accept`` header allows ``media_type`` (RFC 9110 §12.5.1).
+
+    No header means anything is acceptable; ``type/*`` and ``*/*`` match; ``q=0`` excludes.
+    """
+    if not accept_header or not accept_header.strip():
+        return True
+    wanted_type = media_type.split("/", 1)[0]
+    for item in accept_header.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        rng = parts[0].lower()
+        quality = 1.0
+        for param in parts[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        if rng in (media_type, "*/*", f"{wanted_type}/*"):
+            return True
+    return False
