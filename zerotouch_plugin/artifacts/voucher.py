@@ -253,8 +253,8 @@ class _Artifact:
         if isinstance(nonce, str) and not _valid_binary_nonce(nonce):
             if Tolerance.OPAQUE_NONCE not in tolerances:
                 raise SchemaError(
-                    "nonce is not RFC 7951 binary of 8..32 bytes (tolerance opaque-nonce "
-                    "not enabled)",
+                    "nonce is not RFC 7951 binary (padded base64) of length 8..32 bytes "
+                    "(tolerance opaque-nonce not enabled)",
                     path=f"/{member}/nonce",
                 )
             if not _OPAQUE_NONCE.fullmatch(nonce):
