@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from zerotouch_plugin.errors import ConfigError
 
-__all__ = ["RegistrarConfig", "load_config"]
+__all__ = ["MasaConfig", "RegistrarConfig", "load_config"]
 
 T = TypeVar("T")
 
@@ -95,3 +95,52 @@ class RegistrarConfig:
             raise TypeError("masa_timeout must be a number")
         if self.masa_timeout <= 0:
             raise ValueError("masa_timeout must be positive")
+
+
+MASA_POLICIES = ("first-come", "claims")
+MASA_PINS = ("domain-ca", "registrar")
+
+
+@dataclasses.dataclass(frozen=True)
+class MasaConfig:
+    """The MASA (``V/masa.toml``); relative paths are relative to the vendor folder V.
+
+    ``policy``: "first-come" (the first domain to ask owns the device; labs) or "claims" (only
+    devices claimed for a domain with ``zerotouch masa claim``). ``pin``: pinned-domain-cert is
+    the domain CA (top of the registrar's chain, RFC 8995 §5.5.2) or the registrar's own
+    certificate; ``pinned_domain_cert`` (a PEM file) overrides both.
+    """
+
+    policy: str = "first-come"
+    nonceless_allowed: bool = False  # RFC 8995 §5.5.4: only for authenticated registrars
+    voucher_lifetime: int = 3600  # seconds until expires-on of nonceless vouchers
+    pin: str = "domain-ca"
+    pinned_domain_cert: str | None = None
+    registrar_cas: tuple[str, ...] = ()  # PEM files: domain CAs whose registrars are known
+    require_client_cert: bool = False  # TLS client certificate from registrar_cas mandatory
+    db: str | None = None  # database URL; None = V/masa.db (SQLite)
+    max_body_bytes: int = 65536  # larger request bodies are refused with 413
+    audit_max_events: int = 1024  # longer audit logs are abridged (RFC 8995 §5.8.1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "registrar_cas", _paths(self.registrar_cas, "registrar_cas"))
+        for name, allowed in (("policy", MASA_POLICIES), ("pin", MASA_PINS)):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string")
+            if value not in allowed:
+                raise ValueError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        for name in ("nonceless_allowed", "require_client_cert"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false")
+        for name in ("pinned_domain_cert", "db"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string")
+        for name in ("voucher_lifetime", "max_body_bytes", "audit_max_events"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.require_client_cert and not self.registrar_cas:
+            raise ValueError("require_client_cert needs registrar_cas to verify the certificates")

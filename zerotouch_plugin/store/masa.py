@@ -1,0 +1,304 @@
+"""The MASA's tables and repository: devices, claims, issued vouchers, audit log (RFC 8995 §5.8).
+
+Ownership is decided under a row lock: ``issue_voucher`` locks the device row
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite transactions are ``BEGIN IMMEDIATE``), hands
+the current state to the caller's ``decide`` function (the sans-IO MASA role plus signing) and
+writes the voucher, its audit entry and any ownership change in that same transaction, so two
+MASA processes sharing one database can never give one device to two first-come domains, and
+a voucher is never sent without its audit entry being committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from zerotouch_plugin.store.db import Base, Database, UTCDateTime
+
+__all__ = [
+    "AuditEntry",
+    "ClaimRecord",
+    "DeviceState",
+    "IssueRecord",
+    "IssuedVoucher",
+    "MasaRepository",
+]
+
+
+class _Device(Base):
+    __tablename__ = "masa_devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), unique=True)
+    idevid_issuer: Mapped[str | None] = mapped_column(Text)  # IDevID AKI keyIdentifier, hex
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    owner_domain_id: Mapped[str | None] = mapped_column(String(128))
+    owner_domain_cert: Mapped[bytes | None] = mapped_column(LargeBinary)  # DER
+    owner_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class _Claim(Base):
+    """A sales-channel claim: this device belongs to the domain of this CA (policy "claims")."""
+
+    __tablename__ = "masa_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), unique=True)
+    domain_id: Mapped[str] = mapped_column(String(128))
+    domain_cert: Mapped[bytes] = mapped_column(LargeBinary)  # DER of the domain CA
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class _Voucher(Base):
+    __tablename__ = "masa_vouchers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("masa_devices.id"), index=True)
+    created_on: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    domain_id: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(Text)
+    assertion: Mapped[str] = mapped_column(String(16))
+    cms: Mapped[bytes] = mapped_column(LargeBinary)  # the voucher exactly as sent (CMS DER)
+    request_cms: Mapped[bytes] = mapped_column(LargeBinary)  # the registrar voucher-request
+
+
+class _Audit(Base):
+    __tablename__ = "masa_audit_log"
+    __table_args__ = (UniqueConstraint("voucher_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("masa_devices.id"), index=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("masa_vouchers.id"))
+    date: Mapped[datetime] = mapped_column(UTCDateTime)
+    domain_id: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(Text)
+    assertion: Mapped[str] = mapped_column(String(16))
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    serial: str
+    domain_id: str
+    domain_cert: bytes  # DER
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """What the MASA knows about one device when a voucher-request for it arrives."""
+
+    serial: str
+    owner_domain_id: str | None
+    owner_domain_cert: bytes | None
+    owner_since: datetime | None
+    claim: ClaimRecord | None
+
+
+@dataclass(frozen=True)
+class IssueRecord:
+    """What ``decide`` returns: the signed voucher and the facts to log and keep."""
+
+    voucher_cms: bytes
+    created_on: datetime
+    expires_on: datetime | None
+    domain_id: str
+    domain_cert: bytes  # DER of the pinned-domain-cert
+    nonce: str | None
+    assertion: str
+    take_ownership: bool  # first-come: this domain now owns the device
+
+
+@dataclass(frozen=True)
+class IssuedVoucher:
+    id: int
+    serial: str
+    created_on: datetime
+    expires_on: datetime | None
+    domain_id: str
+    nonce: str | None
+    assertion: str
+    cms: bytes
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit-log event (RFC 8995 §5.8.1), as stored."""
+
+    date: datetime
+    domain_id: str
+    nonce: str | None
+    assertion: str
+
+
+Decide = Callable[[DeviceState], IssueRecord]
+
+
+class MasaRepository:
+    """Every read and write of the MASA goes through here."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.create_all()
+
+    # -- claims --------------------------------------------------------------------------
+
+    def claim(self, serial: str, *, domain_id: str, domain_cert: bytes, now: datetime) -> None:
+        """Record (or replace, on resale) the claim that ``serial`` belongs to a domain."""
+        with self.db.session() as s:
+            self._ensure_device(s, serial, now)
+            row = s.scalars(select(_Claim).where(_Claim.serial == serial).with_for_update()).first()
+            if row is None:
+                s.add(
+                    _Claim(
+                        serial=serial, domain_id=domain_id, domain_cert=domain_cert, claimed_at=now
+                    )
+                )
+            else:
+                row.domain_id, row.domain_cert, row.claimed_at = domain_id, domain_cert, now
+
+    def claim_for(self, serial: str) -> ClaimRecord | None:
+        with self.db.session() as s:
+            row = s.scalars(select(_Claim).where(_Claim.serial == serial)).first()
+            return None if row is None else _claim_record(row)
+
+    def device(self, serial: str) -> DeviceState:
+        with self.db.session() as s:
+            return self._state(
+                s, serial, s.scalars(select(_Device).where(_Device.serial == serial)).first()
+            )
+
+    # -- vouchers ------------------------------------------------------------------------
+
+    def issue_voucher(
+        self,
+        serial: str,
+        *,
+        idevid_issuer: str | None,
+        request_cms: bytes,
+        now: datetime,
+        decide: Decide,
+    ) -> IssuedVoucher:
+        """Decide under the device's row lock, then store voucher + audit entry, one commit.
+
+        ``decide`` raises to refuse; then nothing is written.
+        """
+        with self.db.session() as s:
+            device = self._ensure_device(s, serial, now)
+            record = decide(self._state(s, serial, device))
+            if idevid_issuer is not None:
+                device.idevid_issuer = idevid_issuer
+            if record.take_ownership:
+                device.owner_domain_id = record.domain_id
+                device.owner_domain_cert = record.domain_cert
+                device.owner_since = now
+            voucher = _Voucher(
+                device_id=device.id,
+                created_on=record.created_on,
+                expires_on=record.expires_on,
+                domain_id=record.domain_id,
+                nonce=record.nonce,
+                assertion=record.assertion,
+                cms=record.voucher_cms,
+                request_cms=request_cms,
+            )
+            s.add(voucher)
+            s.flush()
+            s.add(
+                _Audit(
+                    device_id=device.id,
+                    voucher_id=voucher.id,
+                    date=record.created_on,
+                    domain_id=record.domain_id,
+                    nonce=record.nonce,
+                    assertion=record.assertion,
+                )
+            )
+            return IssuedVoucher(
+                id=voucher.id,
+                serial=serial,
+                created_on=record.created_on,
+                expires_on=record.expires_on,
+                domain_id=record.domain_id,
+                nonce=record.nonce,
+                assertion=record.assertion,
+                cms=record.voucher_cms,
+            )
+
+    def vouchers(self, serial: str) -> list[IssuedVoucher]:
+        """Vouchers issued for ``serial``, oldest first."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(_Voucher)
+                .join(_Device, _Voucher.device_id == _Device.id)
+                .where(_Device.serial == serial)
+                .order_by(_Voucher.id)
+            ).scalars()
+            return [
+                IssuedVoucher(
+                    id=r.id,
+                    serial=serial,
+                    created_on=r.created_on,
+                    expires_on=r.expires_on,
+                    domain_id=r.domain_id,
+                    nonce=r.nonce,
+                    assertion=r.assertion,
+                    cms=r.cms,
+                )
+                for r in rows
+            ]
+
+    def audit_entries(self, serial: str) -> list[AuditEntry]:
+        """The device's audit log, newest first (the order RFC 8995 §5.8.1's example uses)."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(_Audit)
+                .join(_Device, _Audit.device_id == _Device.id)
+                .where(_Device.serial == serial)
+                .order_by(_Audit.id.desc())
+            ).scalars()
+            return [AuditEntry(r.date, r.domain_id, r.nonce, r.assertion) for r in rows]
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _ensure_device(self, s: Session, serial: str, now: datetime) -> _Device:
+        """The device row, created if missing, locked for the rest of the transaction.
+
+        INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely.
+        """
+        insert = pg_insert if self.db.is_postgresql else sqlite_insert
+        s.execute(
+            insert(_Device)
+            .values(serial=serial, first_seen=now)
+            .on_conflict_do_nothing(index_elements=["serial"])
+        )
+        return s.scalars(select(_Device).where(_Device.serial == serial).with_for_update()).one()
+
+    @staticmethod
+    def _state(s: Session, serial: str, device: _Device | None) -> DeviceState:
+        claim = s.scalars(select(_Claim).where(_Claim.serial == serial)).first()
+        return DeviceState(
+            serial=serial,
+            owner_domain_id=device.owner_domain_id if device else None,
+            owner_domain_cert=device.owner_domain_cert if device else None,
+            owner_since=device.owner_since if device else None,
+            claim=None if claim is None else _claim_record(claim),
+        )
+
+
+def _claim_record(row: _Claim) -> ClaimRecord:
+    return ClaimRecord(row.serial, row.domain_id, row.domain_cert, row.claimed_at)
