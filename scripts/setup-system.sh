@@ -7,6 +7,9 @@ declare -A NEEDED=(
     [openssl]=openssl
     [curl]=curl
     [pg_createcluster]=postgresql
+    [netconfd]=netconfd
+    [yangcli]=yangcli
+    [sshd]=openssh-server
 )
 
 missing=()
