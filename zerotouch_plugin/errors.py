@@ -20,8 +20,11 @@ __all__ = [
     "Conflict",
     "DigestMismatch",
     "Expired",
+    "InUse",
     "InvalidInput",
     "LocalError",
+    "LockDenied",
+    "LockNotHeld",
     "NotAcceptable",
     "NotCMS",
     "NotFound",
@@ -32,6 +35,7 @@ __all__ = [
     "SignatureInvalid",
     "StorageError",
     "UnsupportedMediaType",
+    "UnsupportedOperation",
     "UntrustedSigner",
     "UpstreamInvalid",
     "UpstreamUnavailable",
@@ -208,4 +212,39 @@ class PayloadTooLarge(RemoteError):
 class UnsupportedMediaType(RemoteError):
     reason = "unsupported-media-type"
     http_status = 415
+    netconf_tag = "operation-not-supported"
+
+
+class LockDenied(RemoteError):
+    """The datastore lock is held by another session (RFC 6241 §7.5: lock-denied)."""
+
+    reason = "lock-denied"
+    http_status = 409
+    netconf_tag = "lock-denied"
+
+    def __init__(self, message: str, *, holder: int | None = None, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.holder = holder
+
+
+class InUse(LockDenied):
+    """A write to a datastore another session has locked (RFC 6241 §7.5: in-use)."""
+
+    reason = "in-use"
+    netconf_tag = "in-use"
+
+
+class LockNotHeld(RemoteError):
+    """Unlock of a lock this session does not hold (RFC 6241 §7.6: operation-failed)."""
+
+    reason = "lock-not-held"
+    http_status = 409
+    netconf_tag = "operation-failed"
+
+
+class UnsupportedOperation(RemoteError):
+    """An RPC or operation the server does not implement (RFC 6241 Appendix A)."""
+
+    reason = "operation-not-supported"
+    http_status = 501
     netconf_tag = "operation-not-supported"

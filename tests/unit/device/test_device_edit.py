@@ -1,0 +1,157 @@
+"""RFC 6241 §7.2 edit operations on RFC 7951 trees (device/edit.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from zerotouch_plugin.device.edit import OPERATION, Operation, apply_edit, edit_at
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.errors import Conflict, NotFound, SchemaError
+
+ETH = "iana-if-type:ethernetCsmacd"
+
+
+def _ifaces(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"ietf-interfaces:interfaces": {"interface": list(entries)}}
+
+
+BASE = {
+    "ietf-system:system": {"hostname": "dev1", "contact": "noc"},
+    **_ifaces(
+        {"name": "eth0", "type": ETH, "description": "uplink"},
+        {"name": "eth1", "type": ETH},
+    ),
+}
+
+
+def test_merge_sets_leaves_and_keeps_others(schema: DeviceSchema) -> None:
+    new = apply_edit(schema, BASE, {"ietf-system:system": {"location": "rack 4"}})
+    assert new["ietf-system:system"] == {"hostname": "dev1", "contact": "noc", "location": "rack 4"}
+    assert BASE["ietf-system:system"] == {"hostname": "dev1", "contact": "noc"}  # not mutated
+
+
+def test_merge_list_entry_by_key(schema: DeviceSchema) -> None:
+    new = apply_edit(schema, BASE, _ifaces({"name": "eth1", "enabled": False}))
+    entries = new["ietf-interfaces:interfaces"]["interface"]
+    assert entries[1] == {"name": "eth1", "type": ETH, "enabled": False}
+    assert entries[0] == BASE["ietf-interfaces:interfaces"]["interface"][0]
+
+
+def test_replace_entry_drops_unlisted_children(schema: DeviceSchema) -> None:
+    edit = _ifaces({"name": "eth0", "type": ETH, "@": {OPERATION: "replace"}})
+    new = apply_edit(schema, BASE, edit)
+    assert new["ietf-interfaces:interfaces"]["interface"][0] == {"name": "eth0", "type": ETH}
+
+
+def test_create_existing_is_data_exists(schema: DeviceSchema) -> None:
+    with pytest.raises(Conflict) as err:
+        apply_edit(schema, BASE, _ifaces({"name": "eth0", "type": ETH, "@": {OPERATION: "create"}}))
+    assert err.value.netconf_tag == "data-exists"
+    assert err.value.path == '/ietf-interfaces:interfaces/interface[name="eth0"]'
+
+
+def test_delete_missing_is_data_missing_remove_is_silent(schema: DeviceSchema) -> None:
+    edit = {"ietf-system:system": {"location": "x", "@location": {OPERATION: "delete"}}}
+    with pytest.raises(NotFound) as err:
+        apply_edit(schema, BASE, edit)
+    assert err.value.netconf_tag == "data-missing"
+    edit["ietf-system:system"]["@location"] = {OPERATION: "remove"}
+    assert apply_edit(schema, BASE, edit) == BASE
+
+
+def test_delete_entry_and_last_entry_removes_list(schema: DeviceSchema) -> None:
+    new = apply_edit(
+        schema,
+        BASE,
+        _ifaces(
+            {"name": "eth0", "@": {OPERATION: "delete"}},
+            {"name": "eth1", "@": {OPERATION: "delete"}},
+        ),
+    )
+    assert "ietf-interfaces:interfaces" not in new
+
+
+def test_default_operation_none_only_applies_explicit_operations(schema: DeviceSchema) -> None:
+    edit = {
+        "ietf-system:system": {
+            "hostname": "ignored",
+            "contact": "y",
+            "@contact": {OPERATION: "merge"},
+        }
+    }
+    new = apply_edit(schema, BASE, edit, default_operation=Operation.NONE)
+    assert new["ietf-system:system"] == {"hostname": "dev1", "contact": "y"}
+
+
+def test_default_operation_replace_replaces_everything_given(schema: DeviceSchema) -> None:
+    new = apply_edit(
+        schema,
+        BASE,
+        {"ietf-system:system": {"hostname": "h2"}},
+        default_operation=Operation.REPLACE,
+    )
+    assert new["ietf-system:system"] == {"hostname": "h2"}
+    assert new["ietf-interfaces:interfaces"] == BASE["ietf-interfaces:interfaces"]
+
+
+def test_choice_case_switch_drops_other_case(schema: DeviceSchema) -> None:
+    tree = apply_edit(schema, {}, {"ietf-system:system": {"clock": {"timezone-utc-offset": 60}}})
+    tree = apply_edit(
+        schema, tree, {"ietf-system:system": {"clock": {"timezone-name": "Europe/Prague"}}}
+    )
+    assert tree["ietf-system:system"]["clock"] == {"timezone-name": "Europe/Prague"}
+    schema.validate(tree)
+
+
+def test_unknown_node_and_state_data_are_refused(schema: DeviceSchema) -> None:
+    with pytest.raises(SchemaError) as err:
+        apply_edit(schema, BASE, {"ietf-system:system": {"colour": "red"}})
+    assert err.value.path == "/ietf-system:system/colour"
+    with pytest.raises(SchemaError, match="config false"):
+        apply_edit(schema, BASE, _ifaces({"name": "eth0", "oper-status": "up"}))
+    with pytest.raises(SchemaError, match="without key"):
+        apply_edit(schema, BASE, _ifaces({"type": ETH}))
+
+
+def test_leaf_list_entries(schema: DeviceSchema) -> None:
+    dns = {"ietf-system:system": {"dns-resolver": {"search": ["a.example", "b.example"]}}}
+    tree = apply_edit(schema, {}, dns)
+    edit = {
+        "ietf-system:system": {
+            "dns-resolver": {"search": ["a.example"], "@search": [{OPERATION: "delete"}]}
+        }
+    }
+    assert apply_edit(schema, tree, edit)["ietf-system:system"]["dns-resolver"]["search"] == [
+        "b.example"
+    ]
+    edit["ietf-system:system"]["dns-resolver"]["@search"] = [{OPERATION: "create"}]
+    with pytest.raises(Conflict):
+        apply_edit(schema, tree, edit)
+
+
+def test_edit_at_paths(schema: DeviceSchema) -> None:
+    path = "/ietf-interfaces:interfaces/interface=eth0/description"
+    assert (
+        "description"
+        not in edit_at(schema, BASE, path, Operation.DELETE)["ietf-interfaces:interfaces"][
+            "interface"
+        ][0]
+    )
+    new = edit_at(
+        schema, BASE, "/ietf-interfaces:interfaces/interface=eth9", Operation.CREATE, {"type": ETH}
+    )
+    assert new["ietf-interfaces:interfaces"]["interface"][-1] == {"name": "eth9", "type": ETH}
+    with pytest.raises(NotFound):
+        edit_at(schema, BASE, "/ietf-interfaces:interfaces/interface=eth9", Operation.DELETE)
+    new = edit_at(schema, BASE, "/ietf-system:system", Operation.REPLACE, {"hostname": "x"})
+    assert new["ietf-system:system"] == {"hostname": "x"}
+    with pytest.raises(SchemaError, match="differs"):
+        edit_at(
+            schema,
+            BASE,
+            "/ietf-interfaces:interfaces/interface=eth0",
+            Operation.REPLACE,
+            {"name": "eth1"},
+        )

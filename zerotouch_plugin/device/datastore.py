@@ -1,0 +1,270 @@
+"""The device's datastores (RFC 8342): running, startup and operational.
+
+* running lives in memory and is loaded from startup when the device starts;
+* startup is the file ``startup.json`` (RFC 7951) in the device folder, replaced atomically
+  (temporary file, fsync, rename, fsync of the folder) so a crash never leaves a torn file;
+* operational is running plus the state trees plugins publish (RFC 8342 §5.3).
+
+Every write is validated against the schema first and leaves the datastore unchanged when it
+fails. Writes are serialised by one asyncio lock; NETCONF-style locks (RFC 6241 §7.5) are held
+per datastore by a session id and checked on every write, whichever protocol makes it.
+Serialisations of an unchanged datastore are cached (``memo``) so reads cost no rebuild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from zerotouch_plugin.device.edit import apply_edit
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.errors import (
+    InUse,
+    LockDenied,
+    LockNotHeld,
+    SchemaError,
+    StorageError,
+    UnsupportedOperation,
+)
+
+__all__ = ["STARTUP_FILE", "Datastore", "Datastores", "write_atomically"]
+
+log = logging.getLogger(__name__)
+
+STARTUP_FILE = "startup.json"
+T = TypeVar("T")
+Tree = dict[str, Any]
+Listener = Callable[["Datastore", Tree], None]
+
+
+class Datastore(StrEnum):
+    RUNNING = "running"
+    STARTUP = "startup"
+    OPERATIONAL = "operational"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: the old or the new content survives any crash."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+class Datastores:
+    """running / startup / operational of one device, shared by all its sessions."""
+
+    def __init__(self, schema: DeviceSchema, folder: Path) -> None:
+        self.schema = schema
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f".{STARTUP_FILE}.tmp-*"):
+            stale.unlink(missing_ok=True)  # a write interrupted by a crash; the old file stands
+        startup = self._load_startup()
+        self._trees: dict[Datastore, Tree] = {
+            Datastore.RUNNING: startup,
+            Datastore.STARTUP: startup,
+        }
+        self._versions: dict[Datastore, int] = dict.fromkeys(Datastore, 1)
+        self._locks: dict[Datastore, int] = {}
+        self._write = asyncio.Lock()
+        self._memo: dict[tuple[Datastore, str], tuple[int, Any]] = {}
+        self._published: dict[str, Tree] = {}
+        self._providers: dict[str, Callable[[], Tree]] = {}
+        self._listeners: list[Listener] = []
+        self._operational: tuple[tuple[int, int], Tree] | None = None
+        self.publish_state("ietf-yang-library", schema.yang_library())
+
+    @property
+    def startup_path(self) -> Path:
+        return self.folder / STARTUP_FILE
+
+    def _load_startup(self) -> Tree:
+        path = self.startup_path
+        if not path.exists():
+            return {}
+        try:
+            tree = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{path}: unreadable startup configuration: {exc}") from exc
+        if not isinstance(tree, dict):
+            raise StorageError(f"{path}: startup configuration is not a JSON object")
+        try:
+            self.schema.validate(tree)
+        except SchemaError as exc:
+            raise StorageError(f"{path}: startup configuration is invalid: {exc}") from exc
+        return tree
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, ds: Datastore) -> Tree:
+        """A private copy of the datastore's RFC 7951 tree."""
+        return copy.deepcopy(self.view(ds))
+
+    def view(self, ds: Datastore) -> Tree:
+        """The datastore's tree itself, shared: callers must not modify it."""
+        if ds is Datastore.OPERATIONAL:
+            return self._operational_tree()
+        return self._trees[ds]
+
+    def version(self, ds: Datastore) -> int:
+        """Changes whenever the datastore's content may have changed."""
+        if ds is Datastore.OPERATIONAL:
+            if self._providers:
+                self._versions[ds] += 1
+            return self._versions[Datastore.RUNNING] * 1_000_003 + self._versions[ds]
+        return self._versions[ds]
+
+    def memo(self, ds: Datastore, key: str, build: Callable[[Tree], T]) -> T:
+        """``build(view(ds))``, cached until the datastore changes."""
+        version = self.version(ds)
+        hit = self._memo.get((ds, key))
+        if hit is not None and hit[0] == version:
+            return hit[1]  # type: ignore[no-any-return]
+        value = build(self.view(ds))
+        self._memo[(ds, key)] = (version, value)
+        return value
+
+    def _operational_tree(self) -> Tree:
+        stamp = (self._versions[Datastore.RUNNING], self._versions[Datastore.OPERATIONAL])
+        if self._operational is not None and self._operational[0] == stamp and not self._providers:
+            return self._operational[1]
+        tree = self._trees[Datastore.RUNNING]
+        states = [*self._published.values(), *(p() for p in self._providers.values())]
+        for state in states:
+            tree = apply_edit(self.schema, tree, state, allow_state=True)
+        self._operational = (stamp, tree)
+        return tree
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def validate(self, tree: Mapping[str, Any]) -> None:
+        """Raise SchemaError unless ``tree`` is a valid configuration."""
+        self.schema.validate(tree)
+
+    def check_writable(self, ds: Datastore, session_id: int) -> None:
+        """RFC 6241 §7.5: only the lock holder may write a locked datastore."""
+        if ds is Datastore.OPERATIONAL:
+            raise UnsupportedOperation("the operational datastore is read-only (RFC 8342 §5.3)")
+        holder = self._locks.get(ds)
+        if holder is not None and holder != session_id:
+            raise InUse(f"{ds} is locked by session {holder}", holder=holder)
+
+    async def commit(self, ds: Datastore, tree: Mapping[str, Any], *, session_id: int) -> None:
+        """Validate ``tree`` and make it the content of ``ds`` (startup: durably)."""
+        async with self._write:
+            self._commit_locked(ds, tree, session_id)
+            if ds is Datastore.STARTUP:
+                await self._persist(self._trees[ds])
+        self._notify(ds)
+
+    async def modify(
+        self,
+        ds: Datastore,
+        change: Callable[[Tree], Mapping[str, Any]],
+        *,
+        session_id: int,
+        test_only: bool = False,
+    ) -> Tree:
+        """Read-modify-write under the write lock: ``change`` gets the current tree (shared,
+        do not mutate) and returns the new one, which is validated and committed unless
+        ``test_only``. Returns the new tree."""
+        async with self._write:
+            self.check_writable(ds, session_id)
+            new = dict(change(self._trees[ds]))
+            if test_only:
+                self.validate(new)
+                return new
+            self._commit_locked(ds, new, session_id)
+            if ds is Datastore.STARTUP:
+                await self._persist(new)
+        self._notify(ds)
+        return new
+
+    def _commit_locked(self, ds: Datastore, tree: Mapping[str, Any], session_id: int) -> None:
+        self.check_writable(ds, session_id)
+        new = dict(tree)
+        self.validate(new)
+        self._trees[ds] = new
+        self._versions[ds] += 1
+
+    async def copy(self, source: Datastore, target: Datastore, *, session_id: int) -> None:
+        """copy-config between configuration datastores (RFC 6241 §7.3)."""
+        await self.commit(target, copy.deepcopy(self.view(source)), session_id=session_id)
+
+    async def delete(self, ds: Datastore, *, session_id: int) -> None:
+        """delete-config (RFC 6241 §7.4): startup may be emptied, running may not."""
+        if ds is not Datastore.STARTUP:
+            raise UnsupportedOperation(f"delete-config is not allowed on {ds} (RFC 6241 §7.4)")
+        await self.commit(ds, {}, session_id=session_id)
+
+    async def _persist(self, tree: Tree) -> None:
+        data = json.dumps(tree, indent=2, sort_keys=True).encode() + b"\n"
+        try:
+            await asyncio.to_thread(write_atomically, self.startup_path, data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.startup_path}: {exc}") from exc
+
+    def _notify(self, ds: Datastore) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(ds, self._trees[ds])
+            except Exception:
+                log.exception("datastore listener failed")
+
+    # -- locks (RFC 6241 §7.5, §7.6) -------------------------------------------------------
+
+    def lock(self, ds: Datastore, session_id: int) -> None:
+        holder = self._locks.get(ds)
+        if holder is not None:
+            raise LockDenied(f"{ds} is already locked by session {holder}", holder=holder)
+        if ds is Datastore.OPERATIONAL:
+            raise UnsupportedOperation("the operational datastore cannot be locked")
+        self._locks[ds] = session_id
+
+    def unlock(self, ds: Datastore, session_id: int) -> None:
+        if self._locks.get(ds) != session_id:
+            raise LockNotHeld(f"{ds} is not locked by this session")
+        del self._locks[ds]
+
+    def lock_holder(self, ds: Datastore) -> int | None:
+        return self._locks.get(ds)
+
+    def release_session(self, session_id: int) -> None:
+        """A closed or killed session loses its locks (RFC 6241 §7.5)."""
+        for ds in [d for d, holder in self._locks.items() if holder == session_id]:
+            del self._locks[ds]
+
+    # -- state and events ------------------------------------------------------------------
+
+    def publish_state(self, name: str, tree: Mapping[str, Any]) -> None:
+        """Set the state subtree ``name`` contributes to operational (replacing its last)."""
+        self._published[name] = dict(tree)
+        self._versions[Datastore.OPERATIONAL] += 1
+
+    def register_state(self, name: str, provider: Callable[[], Tree]) -> None:
+        """A provider called on every operational read (for fast-changing state)."""
+        self._providers[name] = provider
+        self._versions[Datastore.OPERATIONAL] += 1
+
+    def subscribe(self, callback: Listener) -> None:
+        """``callback(ds, tree)`` after every committed change."""
+        self._listeners.append(callback)

@@ -1,0 +1,362 @@
+"""Edit operations on RFC 7951 JSON trees, shared by NETCONF edit-config and RESTCONF.
+
+An edit is an RFC 7951 tree whose nodes may carry the NETCONF ``operation`` attribute as an
+RFC 7952 annotation (``"@": {"ietf-netconf:operation": "delete"}`` inside a container or
+list entry, ``"@leaf": {...}`` beside a leaf, a parallel list for leaf-list entries), which is
+how RFC 7952 encodes XML attributes in JSON. ``apply_edit`` merges it into a datastore tree
+following RFC 6241 §7.2; ``edit_at`` builds such an edit for one target path (RESTCONF).
+
+Trees are never mutated: changed containers are copied, unchanged subtrees are shared.
+Validation against the schema is the datastore's job, after the edit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+from yangson.instance import EntryKeys, EntryValue, MemberName
+from yangson.schemanode import (
+    AnyContentNode,
+    ChoiceNode,
+    ContainerNode,
+    DataNode,
+    InternalNode,
+    LeafListNode,
+    LeafNode,
+    ListNode,
+    SchemaNode,
+    TerminalNode,
+)
+
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.errors import Conflict, NotFound, SchemaError
+
+__all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "member_node"]
+
+OPERATION = "ietf-netconf:operation"  # RFC 6241 §7.2 attribute, RFC 7952 annotation name
+
+Tree = dict[str, Any]
+
+
+class Operation(StrEnum):
+    """RFC 6241 §7.2 edit operations (``none`` is a default-operation only)."""
+
+    MERGE = "merge"
+    REPLACE = "replace"
+    CREATE = "create"
+    DELETE = "delete"
+    REMOVE = "remove"
+    NONE = "none"
+
+
+def _operation(annotation: Any, inherited: Operation, path: str) -> Operation:
+    if not isinstance(annotation, Mapping) or OPERATION not in annotation:
+        return inherited
+    try:
+        return Operation(annotation[OPERATION])
+    except ValueError:
+        raise SchemaError(f"bad operation {annotation[OPERATION]!r}", path=path) from None
+
+
+def member_node(parent: InternalNode, member: str, path: str = "") -> tuple[DataNode, str]:
+    """The schema node of an RFC 7951 member name and its canonical name (RFC 7951 §4)."""
+    module, sep, name = member.partition(":")
+    if not sep:
+        name, module = member, parent.ns
+    child = parent.get_data_child(name, module) if module else None
+    if not isinstance(child, (ContainerNode, ListNode, LeafNode, LeafListNode, AnyContentNode)):
+        raise SchemaError(f"unknown data node {member!r}", path=f"{path}/{member}")
+    return child, (name if child.ns == parent.ns else f"{child.ns}:{name}")
+
+
+def _cases(node: SchemaNode, parent: InternalNode) -> dict[int, SchemaNode]:
+    """id(choice) -> the branch taken, for each choice between ``parent`` and ``node``."""
+    res: dict[int, SchemaNode] = {}
+    while node.parent is not None and node.parent is not parent:
+        if isinstance(node.parent, ChoiceNode):
+            res[id(node.parent)] = node
+        node = node.parent
+    return res
+
+
+def _entry_path(path: str, key: str, keys: Mapping[str, Any]) -> str:
+    sel = "".join(f"[{k}={json.dumps(v)}]" for k, v in keys.items())
+    return f"{path}/{key}{sel}"
+
+
+class _Editor:
+    def __init__(self, allow_state: bool) -> None:
+        self.allow_state = allow_state
+
+    def edit_object(
+        self,
+        sn: InternalNode,
+        target: Mapping[str, Any] | None,
+        edit: Mapping[str, Any],
+        inherited: Operation,
+        path: str,
+    ) -> Tree:
+        result: Tree = dict(target or {})
+        for member, value in edit.items():
+            if member.startswith("@"):
+                continue
+            csn, key = member_node(sn, member, path)
+            if not self.allow_state and not csn.config:
+                raise SchemaError(
+                    "state data (config false) cannot be edited", path=f"{path}/{key}"
+                )
+            annotation = edit.get("@" + member)
+            cpath = f"{path}/{key}"
+            if isinstance(csn, ListNode):
+                self.edit_list(csn, result, key, value, inherited, cpath)
+            elif isinstance(csn, LeafListNode):
+                self.edit_leaf_list(result, key, value, annotation, inherited, cpath)
+            elif isinstance(csn, ContainerNode):
+                if not isinstance(value, Mapping):
+                    raise SchemaError("expected an object", path=cpath)
+                op = _operation(value.get("@"), inherited, cpath)
+                self.edit_container(csn, result, key, value, op, cpath)
+            else:
+                self.edit_leaf(result, key, value, _operation(annotation, inherited, cpath), cpath)
+            if key in result:
+                self.drop_other_cases(sn, csn, key, result)
+        return result
+
+    def drop_other_cases(self, sn: InternalNode, csn: SchemaNode, key: str, result: Tree) -> None:
+        """RFC 7950 §7.9: a node of one case deletes the nodes of the choice's other cases."""
+        mine = _cases(csn, sn)
+        if not mine:
+            return
+        for other in list(result):
+            if other == key or other.startswith("@"):
+                continue
+            osn, _ = member_node(sn, other)
+            theirs = _cases(osn, sn)
+            if any(ch in theirs and theirs[ch] is not branch for ch, branch in mine.items()):
+                del result[other]
+                result.pop("@" + other, None)
+
+    def edit_leaf(self, result: Tree, key: str, value: Any, op: Operation, path: str) -> None:
+        exists = key in result
+        if op is Operation.CREATE and exists:
+            raise Conflict("data already exists", path=path)  # RFC 6241 §7.2 data-exists
+        if op is Operation.DELETE and not exists:
+            raise NotFound("data does not exist", path=path)  # RFC 6241 §7.2 data-missing
+        if op in (Operation.DELETE, Operation.REMOVE):
+            result.pop(key, None)
+        elif op is not Operation.NONE:
+            result[key] = value
+
+    def edit_container(
+        self, csn: ContainerNode, result: Tree, key: str, value: Mapping[str, Any],
+        op: Operation, path: str,
+    ) -> None:  # fmt: skip
+        exists = key in result
+        if op is Operation.CREATE and exists:
+            raise Conflict("data already exists", path=path)
+        if op is Operation.DELETE and not exists:
+            raise NotFound("data does not exist", path=path)
+        if op in (Operation.DELETE, Operation.REMOVE):
+            result.pop(key, None)
+            return
+        base = None if op in (Operation.REPLACE, Operation.CREATE) else result.get(key)
+        child_op = Operation.NONE if op is Operation.NONE else Operation.MERGE
+        new = self.edit_object(csn, base, value, child_op, path)
+        if op is Operation.NONE and not exists and not new:
+            return
+        if new or csn.presence:
+            result[key] = new
+        else:
+            result.pop(key, None)  # an empty non-presence container is not data (RFC 7950 §7.5.1)
+
+    def edit_list(
+        self, csn: ListNode, result: Tree, key: str, value: Any, inherited: Operation, path: str
+    ) -> None:
+        if not isinstance(value, list):
+            raise SchemaError("expected an array of list entries", path=path)
+        keys = [kname if kns == csn.ns else f"{kns}:{kname}" for kname, kns in csn.keys]
+        entries: list[Tree] = list(result.get(key, []))
+        if not keys and self.allow_state:
+            result[key] = entries + list(value)  # keyless state list (RFC 7950 §7.8.2)
+            return
+        for entry in value:
+            if not isinstance(entry, Mapping):
+                raise SchemaError("expected an object", path=path)
+            missing = [k for k in keys if k not in entry]
+            if missing or not keys:
+                raise SchemaError(f"list entry without key {', '.join(missing)}", path=path)
+            sel = {k: entry[k] for k in keys}
+            epath = _entry_path(path[: path.rfind("/")], key, sel)
+            op = _operation(entry.get("@"), inherited, epath)
+            idx = next(
+                (i for i, e in enumerate(entries) if all(e.get(k) == v for k, v in sel.items())),
+                None,
+            )
+            if op is Operation.CREATE and idx is not None:
+                raise Conflict("data already exists", path=epath)
+            if op is Operation.DELETE and idx is None:
+                raise NotFound("data does not exist", path=epath)
+            if op in (Operation.DELETE, Operation.REMOVE):
+                if idx is not None:
+                    del entries[idx]
+                continue
+            fresh = op in (Operation.REPLACE, Operation.CREATE) or idx is None
+            base = dict(sel) if fresh else entries[idx]  # type: ignore[index]
+            body = {k: v for k, v in entry.items() if k not in sel and k[1:] not in sel}
+            child_op = Operation.NONE if op is Operation.NONE else Operation.MERGE
+            new = self.edit_object(csn, base, body, child_op, epath)
+            if idx is not None:
+                entries[idx] = new
+            elif op is not Operation.NONE or len(new) > len(sel):
+                entries.append(new)
+        if entries:
+            result[key] = entries
+        else:
+            result.pop(key, None)
+
+    def edit_leaf_list(
+        self, result: Tree, key: str, value: Any, annotations: Any, inherited: Operation,
+        path: str,
+    ) -> None:  # fmt: skip
+        if not isinstance(value, list):
+            raise SchemaError("expected an array of leaf-list entries", path=path)
+        anns = annotations if isinstance(annotations, list) else [None] * len(value)
+        current: list[Any] = list(result.get(key, []))
+        for item, ann in zip(value, anns, strict=False):
+            op = _operation(ann, inherited, path)
+            epath = f"{path}[.={json.dumps(item)}]"
+            present = item in current
+            if op is Operation.CREATE and present:
+                raise Conflict("data already exists", path=epath)
+            if op is Operation.DELETE and not present:
+                raise NotFound("data does not exist", path=epath)
+            if op in (Operation.DELETE, Operation.REMOVE):
+                if present:
+                    current.remove(item)
+            elif op is not Operation.NONE and not present:
+                current.append(item)
+        if current:
+            result[key] = current
+        else:
+            result.pop(key, None)
+
+
+def apply_edit(
+    schema: DeviceSchema,
+    tree: Mapping[str, Any],
+    edit: Mapping[str, Any],
+    *,
+    default_operation: Operation = Operation.MERGE,
+    allow_state: bool = False,
+) -> Tree:
+    """``tree`` with ``edit`` applied (RFC 6241 §7.2); raises Conflict, NotFound, SchemaError.
+
+    ``allow_state`` admits config-false nodes (used to merge published state into the
+    operational datastore).
+    """
+    return _Editor(allow_state).edit_object(schema.root, tree, edit, default_operation, "")
+
+
+def edit_at(
+    schema: DeviceSchema,
+    tree: Mapping[str, Any],
+    path: str,
+    operation: Operation,
+    value: Any = None,
+) -> Tree:
+    """Apply ``operation`` to the node at an RFC 8040 resource path; returns the new tree.
+
+    ``value`` is the node's own RFC 7951 value (an object for a container or list entry, an
+    array of entries when ``path`` names a whole list or leaf-list, a scalar for a leaf); it is
+    ignored for delete and remove. Ancestors are created as needed except for delete and
+    remove, which fail or do nothing when the target is absent.
+    """
+    route = list(schema.parse_path(path))
+    if not route:
+        if operation in (Operation.DELETE, Operation.REMOVE):
+            return {}
+        if not isinstance(value, Mapping):
+            raise SchemaError("the datastore root needs an object", path="/")
+        base: Mapping[str, Any] = {} if operation is Operation.REPLACE else tree
+        return apply_edit(schema, base, value)
+    destructive = operation in (Operation.DELETE, Operation.REMOVE)
+    ancestors = Operation.NONE if destructive else Operation.MERGE
+    edit, whole = _build_edit(schema, route, operation, value)
+    if whole and operation is Operation.REPLACE:
+        tree = apply_edit(schema, tree, _build_edit(schema, route, Operation.REMOVE, None)[0],
+                          default_operation=Operation.NONE)  # fmt: skip
+        edit, _ = _build_edit(schema, route, Operation.MERGE, value)
+    return apply_edit(schema, tree, edit, default_operation=ancestors)
+
+
+def _build_edit(
+    schema: DeviceSchema, route: Sequence[Any], operation: Operation, value: Any
+) -> tuple[Tree, bool]:
+    """The nested edit for ``route``; also says whether it names a whole list/leaf-list."""
+    ann = {OPERATION: operation.value}
+    root: Tree = {}
+    obj = root
+    sn: InternalNode = schema.root
+    i = 0
+    while i < len(route):
+        step = route[i]
+        if not isinstance(step, MemberName):
+            raise SchemaError(f"unexpected path step {step}")
+        member = f"{step.namespace}:{step.name}" if step.namespace else step.name
+        csn, key = member_node(sn, member)
+        nxt = route[i + 1] if i + 1 < len(route) else None
+        last = nxt is None or (i + 2 == len(route) and isinstance(nxt, (EntryKeys, EntryValue)))
+        if isinstance(csn, ListNode):
+            if nxt is None:
+                entries = value if isinstance(value, list) else []
+                obj[key] = [{**e, "@": ann} for e in entries if isinstance(e, Mapping)]
+                if operation in (Operation.DELETE, Operation.REMOVE):
+                    raise SchemaError("delete a list entry by its keys", path=key)
+                return root, True
+            if not isinstance(nxt, EntryKeys):
+                raise SchemaError("list entry selector expected", path=key)
+            sel = {}
+            for (kname, kns), text in nxt.keys.items():
+                knode, kkey = member_node(csn, f"{kns}:{kname}" if kns else kname)
+                if not isinstance(knode, TerminalNode):
+                    raise SchemaError("bad key", path=kkey)
+                sel[kkey] = schema.text_to_raw(knode, text)
+            if last:
+                body = dict(value) if isinstance(value, Mapping) else {}
+                for k, v in sel.items():
+                    if k in body and body[k] != v:
+                        raise SchemaError("key in body differs from key in path", path=k)
+                obj[key] = [{**body, **sel, "@": ann}]
+                return root, False
+            entry: Tree = dict(sel)
+            obj[key] = [entry]
+            obj, sn = entry, csn
+            i += 2
+            continue
+        if isinstance(csn, LeafListNode):
+            if isinstance(nxt, EntryValue):
+                item = schema.text_to_raw(csn, nxt.value)
+                obj[key] = [item]
+                obj["@" + key] = [ann]
+                return root, False
+            items = value if isinstance(value, list) else []
+            obj[key] = items
+            obj["@" + key] = [ann] * len(items)
+            return root, True
+        if isinstance(csn, ContainerNode):
+            if last:
+                body = dict(value) if isinstance(value, Mapping) else {}
+                obj[key] = {**body, "@": ann}
+                return root, False
+            child: Tree = {}
+            obj[key] = child
+            obj, sn = child, csn
+            i += 1
+            continue
+        obj[key] = value
+        obj["@" + key] = ann
+        return root, False
+    raise SchemaError("empty path")

@@ -1,0 +1,345 @@
+"""The device's YANG schema: a YANG library (RFC 8525) and the yangson model built from it.
+
+The module set is resolved once at start-up: each implemented module is looked up in the
+deployer's folders, the project's ``yang/`` and pyang's installed IETF/IANA copies, and its
+imports and includes are added as import-only modules, so a deployer names only the modules
+they want implemented. Validation, XML conversion, NETCONF capabilities and the served
+``ietf-yang-library`` data all derive from this one object, never rebuilt per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yangson import DataModel
+from yangson.datatype import (
+    BinaryType,
+    DataType,
+    EmptyType,
+    IdentityrefType,
+    LeafrefType,
+    StringType,
+    UnionType,
+)
+from yangson.enumerations import ContentType, ValidationScope
+from yangson.exceptions import (
+    RawDataError,
+    RawTypeError,
+    ValidationError,
+    YangsonException,
+)
+from yangson.instance import InstanceRoute
+from yangson.schemanode import SchemaTreeNode, TerminalNode
+from yangson.statement import ModuleParser, Statement
+
+from zerotouch_plugin.artifacts.yang import pyang_module_dirs, yang_dir
+from zerotouch_plugin.errors import ConfigError, SchemaError
+
+__all__ = [
+    "DEFAULT_MODULES",
+    "DeviceSchema",
+    "ModuleInfo",
+    "load_device_schema",
+]
+
+# Implemented modules of the reference device -> enabled features. zerotouch-bootstrap is
+# added when its file is present in the project's yang/ folder.
+DEFAULT_MODULES: Mapping[str, tuple[str, ...]] = {
+    "ietf-system": ("timezone-name",),
+    "ietf-interfaces": (),
+    "iana-if-type": (),
+    "ietf-yang-library": (),
+    # RFC 6241 §8: the capabilities this server implements.
+    "ietf-netconf": ("writable-running", "startup", "validate", "rollback-on-error", "xpath"),
+    "ietf-netconf-monitoring": (),
+    "ietf-netconf-notifications": (),
+}
+_PROJECT_MODULES: Mapping[str, tuple[str, ...]] = {"zerotouch-bootstrap": ()}
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """One module or submodule of the library, as RFC 8525 describes it."""
+
+    name: str
+    revision: str
+    namespace: str
+    prefix: str
+    path: Path
+    implemented: bool
+    features: tuple[str, ...] = ()
+    submodules: tuple[tuple[str, str, Path], ...] = ()
+
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+class _StatementParser(ModuleParser):  # type: ignore[misc]
+    """yangson's module parser without its expected-revision check (we find the revision)."""
+
+    def parse(self) -> Statement:
+        self.opt_separator()
+        return self.statement()
+
+
+def _parse_file(path: Path) -> Statement:
+    try:
+        return _StatementParser(path.read_text(encoding="utf-8")).parse()
+    except (OSError, YangsonException) as exc:
+        raise ConfigError(f"{path}: cannot read YANG module: {exc}") from exc
+
+
+def _revision(st: Statement) -> str:
+    """The first revision statement, as yangson checks it (RFC 7950 §7.1.9: newest first)."""
+    rev = st.find1("revision")
+    return rev.argument if rev else ""
+
+
+class _Finder:
+    """Finds ``name[@revision].yang`` in the search folders (first folder wins)."""
+
+    def __init__(self, dirs: Sequence[Path]) -> None:
+        self.dirs = tuple(dirs)
+        self._cache: dict[tuple[str, str | None], tuple[Path, Statement]] = {}
+
+    def find(self, name: str, revision: str | None) -> tuple[Path, Statement]:
+        key = (name, revision)
+        if key in self._cache:
+            return self._cache[key]
+        for folder in self.dirs:
+            candidates = (
+                [folder / f"{name}@{revision}.yang", folder / f"{name}.yang"]
+                if revision
+                else [*sorted(folder.glob(f"{name}@*.yang"), reverse=True), folder / f"{name}.yang"]
+            )
+            for path in candidates:
+                if not path.is_file():
+                    continue
+                st = _parse_file(path)
+                if st.argument != name or (revision and _revision(st) != revision):
+                    continue
+                self._cache[key] = (path, st)
+                return path, st
+        wanted = f"{name}@{revision}" if revision else name
+        raise ConfigError(
+            f"YANG module {wanted} not found in {', '.join(str(d) for d in self.dirs)}"
+        )
+
+
+def _resolve(
+    implemented: Mapping[tuple[str, str | None], tuple[str, ...]], finder: _Finder
+) -> tuple[ModuleInfo, ...]:
+    """Implemented modules plus the closure of their imports (import-only)."""
+    found: dict[str, ModuleInfo] = {}
+    pending: list[tuple[str, str | None, bool, tuple[str, ...]]] = [
+        (name, rev, True, feats) for (name, rev), feats in implemented.items()
+    ]
+    while pending:
+        name, rev, impl, feats = pending.pop(0)
+        if name in found:
+            if impl and not found[name].implemented:
+                old = found[name]
+                found[name] = ModuleInfo(
+                    old.name, old.revision, old.namespace, old.prefix, old.path, True, feats,
+                    old.submodules,
+                )  # fmt: skip
+            continue
+        path, st = finder.find(name, rev)
+        ns = st.find1("namespace", required=True).argument
+        prefix = st.find1("prefix", required=True).argument
+        subs: list[tuple[str, str, Path]] = []
+        for inc in st.find_all("include"):
+            rd = inc.find1("revision-date")
+            spath, sst = finder.find(inc.argument, rd.argument if rd else None)
+            subs.append((inc.argument, _revision(sst), spath))
+            for imp in sst.find_all("import"):
+                ird = imp.find1("revision-date")
+                pending.append((imp.argument, ird.argument if ird else None, False, ()))
+        found[name] = ModuleInfo(
+            name, _revision(st), ns, prefix, path, impl, tuple(feats), tuple(subs)
+        )
+        for imp in st.find_all("import"):
+            ird = imp.find1("revision-date")
+            pending.append((imp.argument, ird.argument if ird else None, False, ()))
+    return tuple(sorted(found.values(), key=lambda m: m.name))
+
+
+class DeviceSchema:
+    """The YANG library of the device and its compiled yangson ``DataModel``."""
+
+    def __init__(self, modules: Sequence[ModuleInfo]) -> None:
+        self.modules = tuple(modules)
+        self.by_name: Mapping[str, ModuleInfo] = {m.name: m for m in self.modules}
+        self.by_namespace: Mapping[str, ModuleInfo] = {m.namespace: m for m in self.modules}
+        digest = hashlib.sha256()
+        for m in self.modules:
+            digest.update(f"{m.name}@{m.revision}:{m.implemented}:{','.join(m.features)};".encode())
+        self.content_id = digest.hexdigest()[:16]
+        dirs: list[str] = []
+        for m in self.modules:
+            for p in (m.path, *(s[2] for s in m.submodules)):
+                if str(p.parent) not in dirs:
+                    dirs.append(str(p.parent))
+        try:
+            self.data_model = DataModel(json.dumps(self._library_7895()), dirs)
+        except YangsonException as exc:
+            raise ConfigError(
+                f"the YANG modules do not compile: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.root: SchemaTreeNode = self.data_model.schema
+
+    def _library_7895(self) -> dict[str, Any]:
+        """The RFC 7895 form yangson reads (and the deprecated ``modules-state`` we serve)."""
+        entries = []
+        for m in self.modules:
+            entry: dict[str, Any] = {
+                "name": m.name,
+                "revision": m.revision,
+                "namespace": m.namespace,
+                "conformance-type": "implement" if m.implemented else "import",
+            }
+            if m.features:
+                entry["feature"] = list(m.features)
+            if m.submodules:
+                entry["submodule"] = [{"name": n, "revision": r} for n, r, _ in m.submodules]
+            entries.append(entry)
+        return {
+            "ietf-yang-library:modules-state": {"module-set-id": self.content_id, "module": entries}
+        }
+
+    def yang_library(self) -> dict[str, Any]:
+        """``ietf-yang-library`` operational data (RFC 8525 §3, plus the RFC 7895 subtree)."""
+        implemented = []
+        imported = []
+        for m in self.modules:
+            entry: dict[str, Any] = {
+                "name": m.name,
+                "revision": m.revision,
+                "namespace": m.namespace,
+            }
+            if m.submodules:
+                entry["submodule"] = [{"name": n, "revision": r} for n, r, _ in m.submodules]
+            if m.implemented:
+                if m.features:
+                    entry["feature"] = list(m.features)
+                implemented.append(entry)
+            else:
+                imported.append(entry)
+        library = {
+            "module-set": [
+                {"name": "complete", "module": implemented, "import-only-module": imported}
+            ],
+            "schema": [{"name": "complete", "module-set": ["complete"]}],
+            "datastore": [
+                {"name": f"ietf-datastores:{ds}", "schema": "complete"}
+                for ds in ("running", "startup", "operational")
+            ],
+            "content-id": self.content_id,
+        }
+        legacy = self._library_7895()
+        return {"ietf-yang-library:yang-library": library, **legacy}
+
+    def module_of_namespace(self, namespace: str) -> ModuleInfo:
+        try:
+            return self.by_namespace[namespace]
+        except KeyError:
+            raise SchemaError(f"unknown namespace {namespace!r}") from None
+
+    def validate(self, tree: Mapping[str, Any], *, config: bool = True) -> None:
+        """Raise ``SchemaError`` (path, rule) unless ``tree`` is valid (RFC 7950 §8)."""
+        try:
+            inst = self.data_model.from_raw(dict(tree))
+            ctype = ContentType.config if config else ContentType.all
+            inst.validate(ValidationScope.all, ctype)
+        except ValidationError as exc:
+            path = str(exc.instance.instance_route()) or "/"
+            detail = f"{exc.tag}: {exc.message}" if exc.message else str(exc.tag)
+            raise SchemaError(detail, path=path) from None
+        except RawTypeError as exc:
+            raise SchemaError(exc.message, path=exc.path) from None
+        except RawDataError as exc:
+            raise SchemaError("unknown or misplaced data node", path=exc.path) from None
+        except YangsonException as exc:
+            raise SchemaError(f"{type(exc).__name__}: {exc}") from None
+
+    def text_to_raw(
+        self,
+        node: TerminalNode,
+        text: str,
+        namespaces: Mapping[str | None, str] | None = None,
+    ) -> Any:
+        """A leaf's lexical value (XML text, a key in a path) as its RFC 7951 JSON value.
+
+        ``namespaces`` maps XML prefixes to namespaces for identityref values (RFC 7950
+        §9.10.3); without it the prefix is taken as a module name (RFC 8040 §3.5.3).
+        """
+        dtype: DataType[Any, Any] = node.type
+        while isinstance(dtype, LeafrefType):
+            dtype = dtype.ref_type
+        if isinstance(dtype, IdentityrefType) and namespaces is not None:
+            prefix, _, local = text.strip().rpartition(":")
+            module = self.by_namespace.get(namespaces.get(prefix or None, ""))
+            if module is None:
+                raise SchemaError(f"identity {text.strip()!r}: prefix not bound to a module")
+            return f"{module.name}:{local}"
+        if not isinstance(dtype, (StringType, BinaryType, UnionType)):
+            text = text.strip()
+        cooked = dtype.parse_value(text)
+        if cooked is None:
+            raise SchemaError(f"{text!r} is not a valid value of type {_type_name(dtype)}")
+        return dtype.to_raw(cooked)
+
+    def raw_to_text(self, node: TerminalNode, raw: Any) -> str:
+        """A leaf's RFC 7951 JSON value in lexical (XML) form; identities keep module names."""
+        dtype: DataType[Any, Any] = node.type
+        if isinstance(dtype, EmptyType):
+            return ""
+        cooked = dtype.from_raw(raw)
+        text: str | None = None if cooked is None else dtype.canonical_string(cooked)
+        if text is None:
+            raise SchemaError(f"{raw!r} is not a valid value of type {_type_name(dtype)}")
+        return text
+
+    def parse_path(self, path: str) -> InstanceRoute:
+        """An RFC 8040 §3.5.3 resource identifier (``/mod:a/b=key``) as an InstanceRoute."""
+        try:
+            return self.data_model.parse_resource_id(path)
+        except YangsonException as exc:
+            raise SchemaError(f"bad resource path: {exc}", path=path) from None
+
+
+def _type_name(dtype: DataType[Any, Any]) -> str:
+    return str(getattr(dtype, "name", None) or type(dtype).__name__.removesuffix("Type").lower())
+
+
+def load_device_schema(
+    extra_dirs: Sequence[Path] = (),
+    extra_modules: Sequence[tuple[str, str]] = (),
+    *,
+    features: Mapping[str, Sequence[str]] | None = None,
+) -> DeviceSchema:
+    """Build the device schema: the defaults plus the deployer's ``(name, revision)`` modules.
+
+    ``extra_dirs`` are searched before the project's ``yang/`` and pyang's copies; an empty
+    revision picks the newest file found. ``features`` overrides the enabled features per
+    module.
+    """
+    project = yang_dir()
+    finder = _Finder([*extra_dirs, project, *pyang_module_dirs()])
+    wanted: dict[tuple[str, str | None], tuple[str, ...]] = {
+        (name, None): feats for name, feats in DEFAULT_MODULES.items()
+    }
+    for name, feats in _PROJECT_MODULES.items():
+        if any(project.glob(f"{name}@*.yang")):
+            wanted[(name, None)] = feats
+    for name, rev in extra_modules:
+        wanted = {k: v for k, v in wanted.items() if k[0] != name}
+        wanted[(name, rev or None)] = ()
+    if features:
+        wanted = {k: tuple(features.get(k[0], v)) for k, v in wanted.items()}
+    return DeviceSchema(_resolve(wanted, finder))
