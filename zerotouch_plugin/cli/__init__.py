@@ -18,7 +18,9 @@ from zerotouch_plugin.errors import ZerotouchError
 __all__ = ["COMMAND_GROUPS", "build_parser", "main"]
 
 # Command group name -> module implementing it (DESIGN.md: extension points are tables).
-COMMAND_GROUPS: dict[str, str] = {}
+COMMAND_GROUPS: dict[str, str] = {
+    "vendor": "zerotouch_plugin.cli.vendor",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

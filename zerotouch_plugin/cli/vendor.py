@@ -1,0 +1,171 @@
+"""``zerotouch vendor ...``: the manufacturer's PKI (CA, MASA certificates, IDevIDs).
+
+Thin: ``artifacts.certs`` issues the certificates; this module chooses names, lays out the
+vendor folder V and the pledge folder P, and refuses to overwrite a CA by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import get_args
+from urllib.parse import urlsplit
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.errors import ConfigError
+
+__all__ = ["HELP", "VENDOR_FILES", "register"]
+
+HELP = "manufacturer PKI: create the vendor CA and MASA certificates, issue IDevIDs"
+
+# Files of the vendor folder V (names used by the MASA service and the tests).
+VENDOR_FILES = {
+    "ca": ("ca.pem", "ca.key"),
+    "masa-signer": ("masa-signer.pem", "masa-signer.key"),
+    "masa-tls": ("masa-tls.pem", "masa-tls.key"),
+}
+VENDOR_TOML = "vendor.toml"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_KEY_KINDS: dict[str, certs.KeyKind] = {kind: kind for kind in get_args(certs.KeyKind)}
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    kinds = list(_KEY_KINDS)
+
+    init = sub.add_parser(
+        "init",
+        help="create the manufacturer CA, the MASA voucher-signing and TLS certificates",
+        description=(
+            "Create V/ca.pem+key (manufacturer CA), V/masa-signer.pem+key (signs vouchers), "
+            "V/masa-tls.pem+key (MASA HTTPS server and client certificate for localhost, "
+            "127.0.0.1, ::1 and the MASA URL's host) and V/vendor.toml (the MASA URL)."
+        ),
+    )
+    init.add_argument("--dir", required=True, type=Path, help="vendor folder V")
+    init.add_argument(
+        "--masa-url",
+        required=True,
+        help="MASA base URL put into IDevIDs (RFC 8995 §2.3.2), e.g. https://127.0.0.1:9443",
+    )
+    init.add_argument("--key-type", choices=kinds, default="p256", help="key type (default p256)")
+    init.add_argument("--name", default="zerotouch", help="manufacturer name used in subjects")
+    init.add_argument("--force", action="store_true", help="replace an existing CA")
+    init.set_defaults(func=_init)
+
+    idevid = sub.add_parser(
+        "idevid",
+        help="issue an IDevID for a device into a pledge folder",
+        description=(
+            "Write P/idevid.pem (IDevID, then the CA), P/idevid.key and P/masa-ca.pem (the "
+            "manufacturer trust anchor the pledge validates vouchers with)."
+        ),
+    )
+    idevid.add_argument("--dir", required=True, type=Path, help="vendor folder V")
+    idevid.add_argument(
+        "--serial", required=True, help="device serial number (subject serialNumber)"
+    )
+    idevid.add_argument("--out", required=True, type=Path, help="pledge folder P")
+    idevid.add_argument("--key-type", choices=kinds, default=None, help="default: the CA's type")
+    idevid.add_argument(
+        "--hardware-type",
+        default="1.3.6.1.4.1.65535.1",
+        help="hwType OID of the hardwareModuleName (RFC 4108)",
+    )
+    idevid.add_argument("--force", action="store_true", help="replace an existing IDevID")
+    idevid.set_defaults(func=_idevid)
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(
+            f"--masa-url {url!r} must be an https:// URL with a host (RFC 8995 §2.3.2)"
+        )
+    if not url.isascii():
+        raise ConfigError("--masa-url must be ASCII (an IA5String, RFC 8995 §2.3.2)")
+    return url.rstrip("/")
+
+
+def _init(args: argparse.Namespace) -> int:
+    folder: Path = args.dir
+    masa_url = _check_url(args.masa_url)
+    ca_pem = folder / VENDOR_FILES["ca"][0]
+    if ca_pem.exists() and not args.force:
+        raise ConfigError(f"{ca_pem} exists; pass --force to replace the manufacturer CA")
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    kind = args.key_type
+    ca = certs.make_ca(
+        f"{args.name} Manufacturer CA", now=now, key_kind=kind, organization=args.name
+    )
+    signer = certs.issue_masa_signer(ca, f"{args.name} MASA", now=now, key_kind=kind)
+    hosts = list(_LOCAL_HOSTS)
+    url_host = urlsplit(masa_url).hostname
+    if url_host and url_host not in hosts:
+        hosts.append(url_host)
+    tls = certs.issue_tls_server(
+        ca, f"{args.name} MASA TLS", hosts=hosts, now=now, client_auth=True, key_kind=kind
+    )
+    # Keys first, then certificates, the CA last: a crash leaves no CA without its key.
+    for role, identity in (("masa-signer", signer), ("masa-tls", tls), ("ca", ca)):
+        pem, key = VENDOR_FILES[role]
+        certs.write_key(folder / key, identity.key)
+        certs.write_certs(folder / pem, [identity.cert, *identity.chain])
+    (folder / VENDOR_TOML).write_text(
+        f"masa_url = {json.dumps(masa_url)}\nkey_type = {json.dumps(kind)}\n", encoding="utf-8"
+    )
+    print(f"vendor folder {folder}: CA {certs.fingerprint(ca.cert)}, MASA URL {masa_url}")
+    return 0
+
+
+def _vendor_settings(folder: Path) -> dict[str, str]:
+    path = folder / VENDOR_TOML
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path} missing; run `zerotouch vendor init --dir {folder}` first"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    if not isinstance(data.get("masa_url"), str):
+        raise ConfigError(f"{path}: masa_url missing or not a string")
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def _idevid(args: argparse.Namespace) -> int:
+    folder: Path = args.dir
+    out: Path = args.out
+    settings = _vendor_settings(folder)
+    pem, key = VENDOR_FILES["ca"]
+    ca = certs.load_identity(folder / pem, folder / key)
+    kind = _KEY_KINDS.get(args.key_type or settings.get("key_type", "p256"))
+    if kind is None:
+        raise ConfigError(
+            f"{folder / VENDOR_TOML}: key_type {settings.get('key_type')!r} is not a known key type"
+        )
+    target = out / "idevid.key"
+    if target.exists() and not args.force:
+        raise ConfigError(f"{target} exists; pass --force to issue a new IDevID over it")
+    try:
+        identity = certs.issue_idevid(
+            ca,
+            args.serial,
+            masa_url=settings["masa_url"],
+            now=datetime.now(UTC),
+            key_kind=kind,
+            hardware_type=args.hardware_type,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"cannot issue the IDevID: {exc}") from exc
+    out.mkdir(parents=True, exist_ok=True)
+    certs.write_key(target, identity.key)
+    certs.write_certs(out / "idevid.pem", [identity.cert, *identity.chain, ca.cert])
+    certs.write_certs(out / "masa-ca.pem", [ca.cert])
+    print(f"IDevID serialNumber={args.serial} in {out}: {certs.fingerprint(identity.cert)}")
+    return 0
