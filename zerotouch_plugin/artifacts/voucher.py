@@ -14,7 +14,7 @@ import binascii
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum, StrEnum
@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Self
 
 from cryptography import x509
 
+from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.yang import (
     MEMBER_BY_KIND,
     ArtifactKind,
@@ -47,6 +48,9 @@ __all__ = [
     "format_datetime",
     "new_nonce",
     "parse_datetime",
+    "parse_signed_voucher",
+    "parse_signed_voucher_request",
+    "sign_artifact",
 ]
 
 
@@ -420,3 +424,59 @@ class VoucherRequest(_Artifact):
                 f"proximity-registrar-cert is not a DER X.509 certificate: {exc}",
                 path="/ietf-voucher-request:voucher/proximity-registrar-cert",
             ) from None
+
+
+def _content_types(tolerances: frozenset[Tolerance]) -> tuple[str, ...]:
+    """eContentTypes accepted for a signed artifact (RFC 8366 §8.3, + id-data if tolerated)."""
+    if Tolerance.ID_DATA_CONTENT_TYPE in tolerances:
+        return (cms.OID_ANIMA_JSON_VOUCHER, cms.OID_DATA)
+    return (cms.OID_ANIMA_JSON_VOUCHER,)
+
+
+def parse_signed_voucher(
+    data: bytes,
+    *,
+    trust_anchors: Sequence[x509.Certificate] | None,
+    now: datetime,
+    tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES,
+    intermediates: Sequence[x509.Certificate] = (),
+) -> tuple[Voucher, cms.SignedContent]:
+    """Verify a CMS-signed voucher (signature, digest, signer path at ``now``), then parse it.
+
+    ``trust_anchors`` None checks the signature with the embedded signer only. The caller
+    still runs ``voucher.check(...)`` with its serial-number and nonce.
+    """
+    signed = cms.verify(
+        data,
+        trust_anchors=trust_anchors,
+        now=now,
+        content_types=_content_types(tolerances),
+        intermediates=intermediates,
+    )
+    return Voucher.from_json(signed.content, tolerances=tolerances), signed
+
+
+def parse_signed_voucher_request(
+    data: bytes,
+    *,
+    trust_anchors: Sequence[x509.Certificate] | None,
+    now: datetime,
+    tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES,
+    intermediates: Sequence[x509.Certificate] = (),
+) -> tuple[VoucherRequest, cms.SignedContent]:
+    """As parse_signed_voucher, for a pledge's or registrar's voucher-request (RFC 8995 §3)."""
+    signed = cms.verify(
+        data,
+        trust_anchors=trust_anchors,
+        now=now,
+        content_types=_content_types(tolerances),
+        intermediates=intermediates,
+    )
+    return VoucherRequest.from_json(signed.content, tolerances=tolerances), signed
+
+
+def sign_artifact(
+    artifact: Voucher | VoucherRequest, *, signer: certs.Identity, now: datetime
+) -> bytes:
+    """CMS SignedData (DER) over the artifact's JSON, eContentType id-ct-animaJSONVoucher."""
+    return cms.sign(artifact.to_json(), signer=signer, now=now)

@@ -20,6 +20,8 @@ __all__ = ["COMMAND_GROUPS", "build_parser", "main"]
 # Command group name -> module implementing it (DESIGN.md: extension points are tables).
 COMMAND_GROUPS: dict[str, str] = {
     "vendor": "zerotouch_plugin.cli.vendor",
+    "voucher": "zerotouch_plugin.cli.voucher",
+    "demo": "zerotouch_plugin.cli.demo",
 }
 
 
