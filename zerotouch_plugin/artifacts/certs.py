@@ -566,26 +566,6 @@ def fingerprint(cert: x509.Certificate) -> str:
 # path validation
 
 
-def _basic_constraints_ca(
-    policy: Policy, cert: x509.Certificate, value: x509.BasicConstraints
-) -> None:
-    # RFC 5280 §4.2.1.9: an issuer's public key verifies certificate signatures only if cA.
-    if not value.ca:
-        raise ValueError("issuer certificate is not a CA (basicConstraints cA is false)")
-
-
-def _key_usage_ca(policy: Policy, cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
-    # RFC 5280 §4.2.1.3: when keyUsage is present, keyCertSign must be set on a CA.
-    if value is not None and not value.key_cert_sign:
-        raise ValueError("issuer certificate keyUsage lacks keyCertSign")
-
-
-def _basic_constraints_ee(
-    policy: Policy, cert: x509.Certificate, value: x509.BasicConstraints | None
-) -> None:
-    return
-
-
 _PURPOSE_EKU: dict[str, x509.ObjectIdentifier | None] = {
     "any": None,
     "server": ExtendedKeyUsageOID.SERVER_AUTH,
@@ -593,38 +573,54 @@ _PURPOSE_EKU: dict[str, x509.ObjectIdentifier | None] = {
 }
 
 
-def _eku_validator(
-    purpose: str,
-) -> Callable[[Policy, x509.Certificate, x509.ExtendedKeyUsage | None], None]:
+def _check_issuer_constraints(value: x509.BasicConstraints) -> None:
+    # RFC 5280 §4.2.1.9: an issuer's public key verifies certificate signatures only if cA.
+    if not value.ca:
+        raise ValueError("issuer certificate is not a CA (basicConstraints cA is false)")
+
+
+def _check_issuer_usage(value: x509.KeyUsage | None) -> None:
+    # RFC 5280 §4.2.1.3: when keyUsage is present, keyCertSign must be set on a CA.
+    if value is not None and not value.key_cert_sign:
+        raise ValueError("issuer certificate keyUsage lacks keyCertSign")
+
+
+def _check_eku(purpose: str, value: x509.ExtendedKeyUsage | None) -> None:
+    # RFC 5280 §4.2.1.12: a present EKU restricts the key to the listed purposes; "any"
+    # (vouchers, RFC 8366 §5.4) does not look at EKU at all.
     required = _PURPOSE_EKU[purpose]
-
-    def check(policy: Policy, cert: x509.Certificate, value: x509.ExtendedKeyUsage | None) -> None:
-        # RFC 5280 §4.2.1.12: a present EKU restricts the key to the listed purposes.
-        if required is None or value is None:
-            return
-        if required in value or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in value:
-            return
-        raise ValueError(f"extendedKeyUsage does not allow {purpose} authentication")
-
-    return check
+    if required is None or value is None:
+        return
+    if required in value or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in value:
+        return
+    raise ValueError(f"extendedKeyUsage does not allow {purpose} authentication")
 
 
 def _extension_policies(purpose: str) -> tuple[ExtensionPolicy, ExtensionPolicy]:
     """CA and EE policies fit for IDevIDs, MASA and registrar certificates: unlike the Web PKI
     defaults no SAN is required (IDevIDs name the device by serialNumber, RFC 8995 §2.3.1),
     AKI/SKI are optional (RFC 8995 Appendix C certificates lack some), and EKU is only
-    enforced for TLS purposes."""
-    eku = _eku_validator(purpose)
+    enforced for TLS purposes. Unknown critical extensions are still refused."""
+
+    def ca_constraints(
+        policy: Policy, cert: x509.Certificate, value: x509.BasicConstraints
+    ) -> None:
+        _check_issuer_constraints(value)
+
+    def ca_usage(policy: Policy, cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
+        _check_issuer_usage(value)
+
+    def eku(policy: Policy, cert: x509.Certificate, value: x509.ExtendedKeyUsage | None) -> None:
+        _check_eku(purpose, value)
+
     ca_policy = (
         ExtensionPolicy.permit_all()
-        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _basic_constraints_ca)
-        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _key_usage_ca)
+        .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, ca_constraints)
+        .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, ca_usage)
         .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku)
     )
-    ee_policy = (
-        ExtensionPolicy.permit_all()
-        .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _basic_constraints_ee)
-        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku)
+    ee_policy = ExtensionPolicy.permit_all().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku
     )
     return ca_policy, ee_policy
 
@@ -656,33 +652,128 @@ def _describe(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string() or f"serial {cert.serial_number:#x}"
 
 
-def _expired_in_path(
-    leaf: x509.Certificate, candidates: Sequence[x509.Certificate], now: datetime
-) -> x509.Certificate | None:
-    """After a failed validation: the certificate on the leaf's issuer path (by name) that is
-    outside its validity period at ``now``, if any, so the error can say "expired"."""
-    if _outside_validity(leaf, now):
-        return leaf
-    current, seen = leaf, {leaf.fingerprint(hashes.SHA256())}
-    while current.issuer != current.subject:
-        issuers = [c for c in candidates if c.subject == current.issuer]
-        issuers = [c for c in issuers if c.fingerprint(hashes.SHA256()) not in seen]
-        if not issuers:
-            return None
-        for issuer in issuers:
-            if _outside_validity(issuer, now) and _signed_by(current, issuer):
-                return issuer
-        current = next((i for i in issuers if _signed_by(current, i)), issuers[0])
-        seen.add(current.fingerprint(hashes.SHA256()))
-    return None
-
-
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Issuer name matches and the signature verifies with the issuer's key."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    return constraints.ca
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _build_path(
+    leaf: x509.Certificate,
+    trust_anchors: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+) -> list[x509.Certificate] | None:
+    """A path leaf..anchor by issuer name, signature and issuer cA (RFC 5280 §6.1), ignoring
+    time; depth-first over the candidates, at most ``_MAX_DEPTH`` certificates deep."""
+    anchors = {_der(cert) for cert in trust_anchors}
+    candidates = [*trust_anchors, *intermediates]
+
+    def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
+        current = path[-1]
+        if _der(current) in anchors:
+            return path
+        if len(path) >= _MAX_DEPTH:
+            return None
+        used = {_der(cert) for cert in path}
+        for issuer in candidates:
+            if _der(issuer) in used or not _is_ca(issuer) or not _signed_by(current, issuer):
+                continue
+            found = extend([*path, issuer])
+            if found is not None:
+                return found
+        return None
+
+    return extend([leaf])
+
+
+_MAX_DEPTH = 8
+_ED25519_OIDS = frozenset({"1.3.101.112"})
+
+
+def _uses_ed25519(certs_: Sequence[x509.Certificate]) -> bool:
+    """cryptography's verifier forbids Ed25519 keys and signatures (Web PKI profile)."""
+    for cert in certs_:
+        if cert.signature_algorithm_oid.dotted_string in _ED25519_OIDS:
+            return True
+        if isinstance(cert.public_key(), ed25519.Ed25519PublicKey):
+            return True
+    return False
+
+
+def _raise_expired(cert: x509.Certificate, now: datetime, cause: Exception | None) -> None:
+    raise Expired(
+        f"certificate {_describe(cert)} is not valid at {now.isoformat()} "
+        f"(valid {cert.not_valid_before_utc.isoformat()} to "
+        f"{cert.not_valid_after_utc.isoformat()})"
+    ) from cause
+
+
+_KNOWN_CRITICAL = frozenset(
+    {
+        x509.BasicConstraints.oid,
+        x509.KeyUsage.oid,
+        x509.ExtendedKeyUsage.oid,
+        x509.SubjectAlternativeName.oid,
+        x509.SubjectKeyIdentifier.oid,
+        x509.AuthorityKeyIdentifier.oid,
+    }
+)
+
+
+def _validate_manually(
+    leaf: x509.Certificate,
+    trust_anchors: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    now: datetime,
+    purpose: str,
+) -> list[x509.Certificate]:
+    """RFC 5280 §6 for what cryptography's verifier refuses to handle (Ed25519, RFC 8410):
+    the same checks as the policies in ``_extension_policies``."""
+    path = _build_path(leaf, trust_anchors, intermediates)
+    if path is None:
+        raise UntrustedSigner(
+            f"certificate {_describe(leaf)} (issuer {leaf.issuer.rfc4514_string()}) does not "
+            "chain to a trust anchor"
+        )
+    for index, cert in enumerate(path):
+        try:
+            extensions = list(cert.extensions)
+        except ValueError as exc:
+            raise UntrustedSigner(f"certificate {_describe(cert)} is malformed: {exc}") from exc
+        for extension in extensions:
+            # RFC 5280 §4.2: an unrecognised critical extension makes the certificate unusable.
+            if extension.critical and extension.oid not in _KNOWN_CRITICAL:
+                raise UntrustedSigner(
+                    f"certificate {_describe(cert)} has an unsupported critical extension "
+                    f"{extension.oid.dotted_string}"
+                )
+            value = extension.value
+            try:
+                if isinstance(value, x509.ExtendedKeyUsage):
+                    _check_eku(purpose, value)
+                if index > 0 and isinstance(value, x509.KeyUsage):
+                    _check_issuer_usage(value)
+            except ValueError as exc:
+                raise UntrustedSigner(f"certificate {_describe(cert)}: {exc}") from exc
+    for cert in path:
+        if _outside_validity(cert, now):
+            _raise_expired(cert, now, None)
+    return path
 
 
 def _check_path_lengths(chain: Sequence[x509.Certificate]) -> None:
@@ -728,16 +819,18 @@ def verify_chain(
         .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
         .build_client_verifier()
     )
+    if _uses_ed25519([leaf, *intermediates, *trust_anchors]):
+        chain = _validate_manually(leaf, trust_anchors, intermediates, now, purpose)
+        _check_path_lengths(chain)
+        return chain
     try:
         chain = list(verifier.verify(leaf, list(intermediates)).chain)
     except VerificationError as exc:
-        expired = _expired_in_path(leaf, [*intermediates, *trust_anchors], now)
-        if expired is not None:
-            raise Expired(
-                f"certificate {_describe(expired)} is not valid at {now.isoformat()} "
-                f"(valid {expired.not_valid_before_utc.isoformat()} to "
-                f"{expired.not_valid_after_utc.isoformat()})"
-            ) from exc
+        # Tell "expired" from "untrusted": is there a path that only fails on time?
+        path = _build_path(leaf, trust_anchors, intermediates)
+        for cert in path or ():
+            if _outside_validity(cert, now):
+                _raise_expired(cert, now, exc)
         raise UntrustedSigner(
             f"certificate {_describe(leaf)} (issuer {leaf.issuer.rfc4514_string()}) does not "
             f"chain to a trust anchor: {exc}"
