@@ -1,0 +1,587 @@
+"""Registrar role (RFC 8995 §5.2-§5.9), in memory: every §5.3 check, RVR, voucher, audit, EST."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.errors import (
+    AccessDenied,
+    CertificateError,
+    Conflict,
+    Expired,
+    InvalidInput,
+    PolicyRefused,
+    SchemaError,
+    SignatureInvalid,
+    UntrustedSigner,
+    UpstreamInvalid,
+    WrongSerial,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.roles.registrar import (
+    AuditLevel,
+    ClientKind,
+    DeviceFacts,
+    PolicyDecision,
+    PolicyRule,
+)
+from zerotouch_plugin.roles.states import RegistrarDeviceState as S
+from zerotouch_plugin.roles.states import RegistrarEvent as E
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+NONCE = base64.b64encode(b"0123456789abcdef").decode()
+MASA_URL = "https://127.0.0.1:9443"
+
+
+class Pki:
+    def __init__(self) -> None:
+        self.vendor = certs.make_ca("Vendor Root", now=NOW, organization="Vendor Inc")
+        self.idevid = certs.issue_idevid(self.vendor, "SN-1", masa_url=MASA_URL, now=NOW)
+        self.masa = certs.issue_masa_signer(self.vendor, "Vendor MASA", now=NOW)
+        self.domain = certs.make_ca("Domain CA", now=NOW)
+        self.registrar = certs.issue_registrar(
+            self.domain, "registrar", hosts=["127.0.0.1"], now=NOW
+        )
+        self.stranger = certs.make_ca("Stranger Root", now=NOW)
+        self.ctx = role.RegistrarContext(
+            registrar=self.registrar,
+            domain_ca=self.domain,
+            manufacturer_cas=(self.vendor.cert,),
+        )
+
+    def pvr(self, signer: Identity | None = None, **fields: object) -> bytes:
+        values: dict[str, object] = {
+            "serial_number": "SN-1",
+            "created_on": NOW,
+            "assertion": Assertion.PROXIMITY,
+            "nonce": NONCE,
+            "proximity_registrar_cert": der(self.registrar.cert),
+        }
+        values.update(fields)
+        request = VoucherRequest(**values)  # type: ignore[arg-type]
+        return cms.sign(request.to_json(), signer=signer or self.idevid, now=NOW)
+
+    def voucher(self, signer: Identity | None = None, **fields: object) -> bytes:
+        values: dict[str, object] = {
+            "created_on": NOW,
+            "assertion": Assertion.LOGGED,
+            "serial_number": "SN-1",
+            "pinned_domain_cert": der(self.domain.cert),
+            "nonce": NONCE,
+        }
+        values.update(fields)
+        return cms.sign(
+            Voucher(**values).to_json(),  # type: ignore[arg-type]
+            signer=signer or self.masa,
+            now=NOW,
+        )
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+ALLOW = [PolicyRule("SN-1", PolicyDecision.ALLOW)]
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return Pki()
+
+
+def accepted(pki: Pki) -> role.PledgeRequest:
+    return role.check_voucher_request(
+        pki.ctx, pki.pvr(), tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
+    )
+
+
+# -- §5.3 checks on the pledge voucher-request ------------------------------------------------
+
+
+def test_valid_request_passes_and_rvr_follows_rfc8995_5_5(pki: Pki) -> None:
+    pledge = accepted(pki)
+    assert (pledge.serial, pledge.request.nonce) == ("SN-1", NONCE)
+    assert pledge.manufacturer == pki.vendor.cert.subject.rfc4514_string()
+    later = NOW + timedelta(seconds=3)
+    rvr = role.build_registrar_request(pki.ctx, pledge, now=later)
+    signed = cms.verify(rvr, trust_anchors=[pki.domain.cert], now=later)
+    assert der(signed.signer) == der(pki.registrar.cert)
+    request = VoucherRequest.from_json(signed.content)
+    assert request.serial_number == "SN-1"
+    assert request.nonce == NONCE
+    assert request.assertion is Assertion.PROXIMITY
+    assert request.created_on == later
+    aki = pki.idevid.cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    assert request.idevid_issuer == aki.value.public_bytes()
+    assert request.prior_signed_voucher_request == pledge.cms_der
+    assert request.proximity_registrar_cert is None
+
+
+def test_no_tls_client_certificate_is_refused(pki: Pki) -> None:
+    with pytest.raises(AccessDenied, match="IDevID as TLS client"):
+        role.check_voucher_request(pki.ctx, pki.pvr(), tls_cert=None, rules=ALLOW, now=NOW)
+
+
+def test_tls_client_must_be_the_signer(pki: Pki) -> None:
+    other = certs.issue_idevid(pki.vendor, "SN-1", masa_url=MASA_URL, now=NOW)
+    with pytest.raises(UntrustedSigner, match="not by the TLS client"):
+        role.check_voucher_request(pki.ctx, pki.pvr(), tls_cert=other.cert, rules=ALLOW, now=NOW)
+
+
+def test_idevid_from_unknown_manufacturer_is_refused(pki: Pki) -> None:
+    foreign = certs.issue_idevid(pki.stranger, "SN-1", masa_url=MASA_URL, now=NOW)
+    with pytest.raises(UntrustedSigner, match="does not chain"):
+        role.check_voucher_request(
+            pki.ctx, pki.pvr(signer=foreign), tls_cert=foreign.cert, rules=ALLOW, now=NOW
+        )
+
+
+def test_expired_idevid_is_refused(pki: Pki) -> None:
+    short = certs.issue_idevid(pki.vendor, "SN-1", masa_url=MASA_URL, now=NOW, days=1)
+    data = pki.pvr(signer=short)
+    with pytest.raises(Expired):
+        role.check_voucher_request(
+            pki.ctx, data, tls_cert=short.cert, rules=ALLOW, now=NOW + timedelta(days=3)
+        )
+
+
+def test_serial_number_must_match_idevid(pki: Pki) -> None:
+    with pytest.raises(WrongSerial, match=r"'SN-2'.*'SN-1'"):
+        role.check_voucher_request(
+            pki.ctx,
+            pki.pvr(serial_number="SN-2"),
+            tls_cert=pki.idevid.cert,
+            rules=ALLOW,
+            now=NOW,
+        )
+
+
+def test_idevid_without_serial_number_is_refused(pki: Pki) -> None:
+    plain = certs.issue_client(pki.vendor, "no-serial", now=NOW)
+    with pytest.raises(CertificateError, match="serialNumber"):
+        role.check_voucher_request(
+            pki.ctx, pki.pvr(signer=plain), tls_cert=plain.cert, rules=ALLOW, now=NOW
+        )
+
+
+def test_proximity_registrar_cert_must_be_ours(pki: Pki) -> None:
+    mitm = certs.issue_registrar(pki.stranger, "mitm", hosts=["127.0.0.1"], now=NOW)
+    with pytest.raises(PolicyRefused, match="another registrar"):
+        role.check_voucher_request(
+            pki.ctx,
+            pki.pvr(proximity_registrar_cert=der(mitm.cert)),
+            tls_cert=pki.idevid.cert,
+            rules=ALLOW,
+            now=NOW,
+        )
+    with pytest.raises(PolicyRefused, match="no proximity-registrar-cert"):
+        role.check_voucher_request(
+            pki.ctx,
+            pki.pvr(proximity_registrar_cert=None),
+            tls_cert=pki.idevid.cert,
+            rules=ALLOW,
+            now=NOW,
+        )
+
+
+def test_pledge_must_assert_proximity(pki: Pki) -> None:
+    with pytest.raises(PolicyRefused, match="'proximity'"):
+        role.check_voucher_request(
+            pki.ctx,
+            pki.pvr(assertion=Assertion.VERIFIED),
+            tls_cert=pki.idevid.cert,
+            rules=ALLOW,
+            now=NOW,
+        )
+
+
+def test_tampered_request_is_refused(pki: Pki) -> None:
+    data = bytearray(pki.pvr())
+    index = bytes(data).index(b"SN-1")
+    data[index + 3] = ord("9")
+    with pytest.raises((SignatureInvalid, InvalidInput)):
+        role.check_voucher_request(
+            pki.ctx, bytes(data), tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
+        )
+
+
+def test_a_voucher_is_not_a_voucher_request(pki: Pki) -> None:
+    with pytest.raises(ZerotouchError):
+        role.check_voucher_request(
+            pki.ctx, pki.voucher(signer=pki.idevid), tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
+        )
+
+
+# -- policy -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "auto_accept", "allowed"),
+    [
+        ([], False, False),
+        ([], True, True),
+        ([PolicyRule("SN-1", PolicyDecision.ALLOW)], False, True),
+        ([PolicyRule("SN-2", PolicyDecision.ALLOW)], False, False),
+        ([PolicyRule("SN-1", PolicyDecision.ALLOW, "Vendor Inc")], False, True),
+        ([PolicyRule("SN-1", PolicyDecision.ALLOW, "Vendor Root")], False, True),
+        ([PolicyRule("SN-1", PolicyDecision.ALLOW, "CN=Vendor Root,O=Vendor Inc")], False, True),
+        ([PolicyRule("SN-1", PolicyDecision.ALLOW, "Other Corp")], False, False),
+        ([PolicyRule("SN-1", PolicyDecision.DENY)], True, False),
+        (
+            [PolicyRule("SN-1", PolicyDecision.ALLOW), PolicyRule("SN-1", PolicyDecision.DENY)],
+            False,
+            False,
+        ),
+    ],
+)
+def test_policy_table(pki: Pki, rules: list[PolicyRule], auto_accept: bool, allowed: bool) -> None:
+    ctx = replace(pki.ctx, auto_accept=auto_accept)
+    if allowed:
+        role.check_voucher_request(ctx, pki.pvr(), tls_cert=pki.idevid.cert, rules=rules, now=NOW)
+    else:
+        with pytest.raises(PolicyRefused, match=r"deny list|allow list"):
+            role.check_voucher_request(
+                ctx, pki.pvr(), tls_cert=pki.idevid.cert, rules=rules, now=NOW
+            )
+
+
+def test_context_and_rule_validation(pki: Pki) -> None:
+    with pytest.raises(ValueError, match="manufacturer CA"):
+        role.RegistrarContext(registrar=pki.registrar, domain_ca=pki.domain, manufacturer_cas=())
+    with pytest.raises(TypeError):
+        role.RegistrarContext(
+            registrar=pki.registrar.cert,  # type: ignore[arg-type]
+            domain_ca=pki.domain,
+            manufacturer_cas=(pki.vendor.cert,),
+        )
+    with pytest.raises(ValueError):
+        PolicyRule("", PolicyDecision.ALLOW)
+    with pytest.raises(ValueError):
+        PolicyRule("SN", "maybe")  # type: ignore[arg-type]
+
+
+# -- the MASA's voucher -----------------------------------------------------------------------
+
+
+def test_good_voucher_is_relayed(pki: Pki) -> None:
+    voucher = role.check_masa_voucher(pki.ctx, pki.voucher(), pledge=accepted(pki), now=NOW)
+    assert voucher.serial_number == "SN-1"
+    pinned_registrar = pki.voucher(pinned_domain_cert=der(pki.registrar.cert))
+    role.check_masa_voucher(pki.ctx, pinned_registrar, pledge=accepted(pki), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"serial_number": "SN-2"}, "wrong-serial"),
+        ({"nonce": base64.b64encode(b"another-nonce!!!").decode()}, "wrong-nonce"),
+        ({"nonce": None, "expires_on": NOW + timedelta(days=1)}, "wrong-nonce"),
+    ],
+)
+def test_bad_voucher_is_never_relayed(pki: Pki, fields: dict[str, object], needle: str) -> None:
+    with pytest.raises(UpstreamInvalid, match=needle):
+        role.check_masa_voucher(pki.ctx, pki.voucher(**fields), pledge=accepted(pki), now=NOW)
+
+
+def test_nonceless_voucher_past_expires_on_is_refused(pki: Pki) -> None:
+    nonceless = role.check_voucher_request(
+        pki.ctx, pki.pvr(nonce=None), tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
+    )
+    good = pki.voucher(nonce=None, expires_on=NOW + timedelta(days=1))
+    role.check_masa_voucher(pki.ctx, good, pledge=nonceless, now=NOW)
+    with pytest.raises(UpstreamInvalid, match="expired"):
+        role.check_masa_voucher(pki.ctx, good, pledge=nonceless, now=NOW + timedelta(days=2))
+
+
+def test_voucher_pinning_another_domain_is_refused(pki: Pki) -> None:
+    with pytest.raises(UpstreamInvalid, match="pins a certificate"):
+        role.check_masa_voucher(
+            pki.ctx,
+            pki.voucher(pinned_domain_cert=der(pki.stranger.cert)),
+            pledge=accepted(pki),
+            now=NOW,
+        )
+
+
+def test_voucher_from_untrusted_signer_is_refused(pki: Pki) -> None:
+    rogue = certs.issue_masa_signer(pki.stranger, "rogue MASA", now=NOW)
+    with pytest.raises(UpstreamInvalid, match="untrusted-signer"):
+        role.check_masa_voucher(pki.ctx, pki.voucher(signer=rogue), pledge=accepted(pki), now=NOW)
+    trusting = replace(pki.ctx, masa_trust=(pki.stranger.cert,))
+    role.check_masa_voucher(trusting, pki.voucher(signer=rogue), pledge=accepted(pki), now=NOW)
+
+
+def test_masa_url_resolution(pki: Pki) -> None:
+    assert role.masa_url_for(pki.idevid.cert, None) == MASA_URL
+    assert role.masa_url_for(pki.idevid.cert, "https://m.example/") == "https://m.example"
+    assert role.masa_url_for(pki.idevid.cert, "m.example:9443") == "https://m.example:9443"
+    assert (
+        role.masa_url_for(pki.idevid.cert, "https://m.example/.well-known/brski")
+        == "https://m.example"
+    )
+    with pytest.raises(CertificateError, match="not an https URL"):
+        role.masa_url_for(pki.idevid.cert, "http://m.example")
+    no_url = certs.issue_idevid(pki.vendor, "SN-9", masa_url=None, now=NOW)
+    with pytest.raises(CertificateError, match="no MASA URL"):
+        role.masa_url_for(no_url.cert, None)
+
+
+# -- status reports and audit log -------------------------------------------------------------
+
+
+def test_status_reports() -> None:
+    report = role.parse_status_report(
+        b'{"version": 1, "status": false, "reason": "bad voucher", "reason-context": {}}'
+    )
+    assert (report.status, report.reason) == (False, "bad voucher")
+    with pytest.raises(InvalidInput, match="not JSON"):
+        role.parse_status_report(b"{nope")
+    with pytest.raises(SchemaError, match="boolean 'status'"):
+        role.parse_status_report(b'{"version": 1, "status": "true"}')
+    with pytest.raises(SchemaError, match="'reason'"):
+        role.parse_status_report(b'{"status": true, "reason": 3}')
+
+
+def audit(*events: tuple[bytes, str | None], truncation: dict[str, int] | None = None) -> bytes:
+    log: dict[str, object] = {
+        "version": "1",
+        "events": [
+            {
+                "date": "2026-11-26T12:00:00Z",
+                "domainID": base64.b64encode(domain).decode(),
+                "nonce": nonce,
+                "assertion": "logged",
+            }
+            for domain, nonce in events
+        ],
+    }
+    if truncation:
+        log["truncation"] = truncation
+    return json.dumps(log).encode()
+
+
+OURS, THEIRS = b"\x01" * 20, b"\x02" * 20
+
+
+@pytest.mark.parametrize(
+    ("log", "level", "needle"),
+    [
+        (audit((OURS, NONCE)), AuditLevel.CLEAN, "all for this domain"),
+        (audit((OURS, None)), AuditLevel.CLEAN, "all for this domain"),
+        (audit((THEIRS, NONCE), (OURS, NONCE)), AuditLevel.WARNING, "1 other domain"),
+        (audit((THEIRS, None), (OURS, NONCE)), AuditLevel.ALERT, "nonceless"),
+        (audit((OURS, NONCE), truncation={"arbitrary": 2}), AuditLevel.WARNING, "truncated"),
+        (audit(), AuditLevel.WARNING, "no entry for this domain"),
+    ],
+)
+def test_audit_log_verdicts(log: bytes, level: AuditLevel, needle: str) -> None:
+    verdict = role.evaluate_audit_log(log, own_ids=[OURS])
+    assert verdict.level is level
+    assert needle in verdict.summary
+
+
+def test_audit_log_malformed() -> None:
+    with pytest.raises(UpstreamInvalid, match="not JSON"):
+        role.evaluate_audit_log(b"<html>", own_ids=[OURS])
+    with pytest.raises(UpstreamInvalid, match="'events'"):
+        role.evaluate_audit_log(b'{"version": "1"}', own_ids=[OURS])
+    with pytest.raises(UpstreamInvalid, match="domainID"):
+        role.evaluate_audit_log(b'{"events": [{"nonce": null}]}', own_ids=[OURS])
+
+
+def test_domain_id_is_the_subject_key_identifier(pki: Pki) -> None:
+    ski = pki.domain.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert role.domain_id(pki.domain.cert) == ski.value.digest
+
+
+# -- who is calling, and may it enroll --------------------------------------------------------
+
+
+def ldevid_for(pki: Pki, serial: str) -> x509.Certificate:
+    csr = certs.make_csr(ec.generate_private_key(ec.SECP256R1()), serial=serial)
+    return role.issue_ldevid(pki.ctx, serial, csr, now=NOW)
+
+
+def test_identify_client(pki: Pki) -> None:
+    assert role.identify_client(pki.ctx, pki.idevid.cert, now=NOW).kind is ClientKind.IDEVID
+    ldevid = role.identify_client(pki.ctx, ldevid_for(pki, "SN-1"), now=NOW)
+    assert (ldevid.kind, ldevid.serial) == (ClientKind.LDEVID, "SN-1")
+    nms = certs.issue_client(pki.domain, "nms", now=NOW)
+    assert role.identify_client(pki.ctx, nms.cert, now=NOW).kind is ClientKind.DOMAIN
+    admin_csr = certs.make_csr(ec.generate_private_key(ec.SECP256R1()))
+    admin = certs.issue_from_csr(
+        pki.domain,
+        admin_csr,
+        subject=x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, "alice"),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role.ADMIN_OU),
+            ]
+        ),
+        san=[],
+        now=NOW,
+        server_auth=False,
+    )
+    assert role.identify_client(pki.ctx, admin, now=NOW).kind is ClientKind.ADMIN
+    with pytest.raises(AccessDenied):
+        role.identify_client(pki.ctx, None, now=NOW)
+    foreign = certs.issue_client(pki.stranger, "x", now=NOW)
+    with pytest.raises(UntrustedSigner):
+        role.identify_client(pki.ctx, foreign.cert, now=NOW)
+
+
+def facts(pki: Pki, state: S | None, **kw: object) -> DeviceFacts:
+    values: dict[str, object] = {
+        "serial": "SN-1",
+        "state": state,
+        "idevid_fingerprint": certs.fingerprint(pki.idevid.cert),
+        "audit_level": AuditLevel.CLEAN,
+    }
+    values.update(kw)
+    return DeviceFacts(**values)  # type: ignore[arg-type]
+
+
+def csr_for(serial: str | None = "SN-1") -> x509.CertificateSigningRequest:
+    return certs.make_csr(ec.generate_private_key(ec.SECP256R1()), serial=serial)
+
+
+def idevid_client(pki: Pki) -> role.ClientIdentity:
+    return role.identify_client(pki.ctx, pki.idevid.cert, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "state", [S.VOUCHER_ACCEPTED, S.ENROLLED, S.ENROLL_FAILED, S.ENROLL_CONFIRMED]
+)
+def test_enrollment_after_accepted_voucher(pki: Pki, state: S) -> None:
+    serial = role.authorize_enrollment(
+        pki.ctx, idevid_client(pki), facts(pki, state), csr_for(), rules=ALLOW, reenroll=False
+    )
+    assert serial == "SN-1"
+
+
+@pytest.mark.parametrize(
+    "state", [None, S.REFUSED, S.VOUCHER_REQUESTED, S.VOUCHER_ISSUED, S.VOUCHER_REJECTED]
+)
+def test_no_enrollment_without_accepted_voucher(pki: Pki, state: S | None) -> None:
+    with pytest.raises(PolicyRefused, match="voucher_status success"):
+        role.authorize_enrollment(
+            pki.ctx, idevid_client(pki), facts(pki, state), csr_for(), rules=ALLOW, reenroll=False
+        )
+    with pytest.raises(PolicyRefused, match="has not requested a voucher"):
+        role.authorize_enrollment(
+            pki.ctx, idevid_client(pki), None, csr_for(), rules=ALLOW, reenroll=False
+        )
+
+
+def test_enrollment_refusals(pki: Pki) -> None:
+    accepted_facts = facts(pki, S.VOUCHER_ACCEPTED)
+    client = idevid_client(pki)
+    with pytest.raises(AccessDenied, match="not the one that obtained"):
+        role.authorize_enrollment(
+            pki.ctx,
+            client,
+            replace(accepted_facts, idevid_fingerprint="sha256:00"),
+            csr_for(),
+            rules=ALLOW,
+            reenroll=False,
+        )
+    with pytest.raises(PolicyRefused, match="nonceless voucher for another domain"):
+        role.authorize_enrollment(
+            pki.ctx,
+            client,
+            replace(accepted_facts, audit_level=AuditLevel.ALERT),
+            csr_for(),
+            rules=ALLOW,
+            reenroll=False,
+        )
+    with pytest.raises(PolicyRefused, match="deny list"):
+        role.authorize_enrollment(
+            pki.ctx,
+            client,
+            accepted_facts,
+            csr_for(),
+            rules=[PolicyRule("SN-1", PolicyDecision.DENY)],
+            reenroll=False,
+        )
+    with pytest.raises(WrongSerial, match="'SN-7'"):
+        role.authorize_enrollment(
+            pki.ctx, client, accepted_facts, csr_for("SN-7"), rules=ALLOW, reenroll=False
+        )
+    with pytest.raises(AccessDenied, match="current LDevID"):
+        role.authorize_enrollment(
+            pki.ctx, client, accepted_facts, csr_for(), rules=ALLOW, reenroll=True
+        )
+
+
+def test_reenrollment_with_ldevid(pki: Pki) -> None:
+    client = role.identify_client(pki.ctx, ldevid_for(pki, "SN-1"), now=NOW)
+    for state in (S.ENROLLED, S.ENROLL_CONFIRMED):
+        assert (
+            role.authorize_enrollment(
+                pki.ctx, client, facts(pki, state), csr_for(None), rules=[], reenroll=True
+            )
+            == "SN-1"
+        )
+    with pytest.raises(PolicyRefused, match="holds no LDevID"):
+        role.authorize_enrollment(
+            pki.ctx, client, facts(pki, S.VOUCHER_REQUESTED), csr_for(), rules=[], reenroll=True
+        )
+
+
+def test_ldevid_profile(pki: Pki) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("dev1.example"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.UniformResourceIdentifier("https://evil.example"),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(key, certs.signature_hash(key))
+    )
+    cert = role.issue_ldevid(pki.ctx, "SN-1", csr, now=NOW)
+    assert cert.subject == role.ldevid_subject("SN-1")
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(san) == [
+        x509.DNSName("dev1.example"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert cert.not_valid_after_utc - NOW >= timedelta(days=364)
+    certs.verify_chain(cert, trust_anchors=[pki.domain.cert], now=NOW, purpose="client")
+
+
+# -- state table ------------------------------------------------------------------------------
+
+
+def test_state_table() -> None:
+    assert role.next_state(None, E.PVR_ACCEPTED) is S.VOUCHER_REQUESTED
+    assert role.next_state(S.ENROLL_CONFIRMED, E.PVR_ACCEPTED) is S.VOUCHER_REQUESTED
+    assert role.next_state(S.VOUCHER_ISSUED, E.VOUCHER_STATUS_SUCCESS) is S.VOUCHER_ACCEPTED
+    assert role.next_state(S.VOUCHER_ACCEPTED, E.CERT_ISSUED) is S.ENROLLED
+    assert role.next_state(S.ENROLLED, E.ENROLL_STATUS_SUCCESS) is S.ENROLL_CONFIRMED
+    with pytest.raises(Conflict, match="not expected"):
+        role.next_state(S.VOUCHER_REQUESTED, E.CERT_ISSUED)
+    with pytest.raises(Conflict):
+        role.next_state(None, E.VOUCHER_STATUS_SUCCESS)

@@ -1,0 +1,615 @@
+"""Registrar logic of BRSKI (RFC 8995 §5), sans-IO.
+
+The service hands in what arrived (the pledge's CMS, its TLS client certificate, the policy
+rules and device facts read from the store, ``now``) and gets back a decision: a checked
+request, a registrar voucher-request to send, a validated voucher to relay, an audit verdict,
+an LDevID. Nothing here opens a socket, reads the clock or touches a file.
+
+Documented policies (README "Registrar admin API"):
+
+* manufacturer: a device's manufacturer is its IDevID issuer; a rule's ``manufacturer`` matches
+  the issuer's full RFC 4514 string, its organizationName or its commonName.
+* LDevID profile: subject ``CN=<serial>, serialNumber=<serial>``; subjectAltName copies only
+  the dNSName and iPAddress entries the CSR asks for; EKU serverAuth + clientAuth.
+* admin clients: certificates from the domain CA whose subject carries
+  ``OU=zerotouch-admin`` (``zerotouch registrar issue-client-cert --admin``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.errors import (
+    AccessDenied,
+    CertificateError,
+    InvalidInput,
+    PolicyRefused,
+    SchemaError,
+    UntrustedSigner,
+    UpstreamInvalid,
+    WrongSerial,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles.states import (
+    REGISTRAR_TRANSITIONS,
+    RegistrarDeviceState,
+    RegistrarEvent,
+    transition,
+)
+
+__all__ = [
+    "ADMIN_OU",
+    "AuditLevel",
+    "AuditVerdict",
+    "ClientIdentity",
+    "ClientKind",
+    "DeviceFacts",
+    "PledgeRequest",
+    "PolicyDecision",
+    "PolicyRule",
+    "RegistrarContext",
+    "StatusReport",
+    "authorize_enrollment",
+    "build_registrar_request",
+    "check_masa_voucher",
+    "check_voucher_request",
+    "decide_policy",
+    "domain_id",
+    "evaluate_audit_log",
+    "identify_client",
+    "idevid_issuer_of",
+    "issue_ldevid",
+    "ldevid_subject",
+    "manufacturer_matches",
+    "masa_url_for",
+    "next_state",
+    "parse_status_report",
+]
+
+ADMIN_OU = "zerotouch-admin"
+
+
+@dataclass(frozen=True)
+class RegistrarContext:
+    """What the registrar knows about itself: its identities, trust anchors and policy mode."""
+
+    registrar: Identity  # TLS server certificate, signs registrar voucher-requests (§5.5)
+    domain_ca: Identity  # issues LDevIDs and client certificates
+    manufacturer_cas: tuple[x509.Certificate, ...]  # IDevID trust anchors
+    masa_trust: tuple[x509.Certificate, ...] = ()  # extra anchors for MASA voucher signers
+    auto_accept: bool = False
+    ldevid_days: int = 365
+
+    def __post_init__(self) -> None:
+        for name in ("registrar", "domain_ca"):
+            if not isinstance(getattr(self, name), Identity):
+                raise TypeError(f"{name} must be an Identity")
+        for name in ("manufacturer_cas", "masa_trust"):
+            value = tuple(getattr(self, name))
+            if not all(isinstance(c, x509.Certificate) for c in value):
+                raise TypeError(f"{name} must hold x509.Certificate objects")
+            object.__setattr__(self, name, value)
+        if not self.manufacturer_cas:
+            raise ValueError("at least one manufacturer CA is needed to accept pledges")
+        if not isinstance(self.auto_accept, bool):
+            raise TypeError("auto_accept must be a boolean")
+        if not isinstance(self.ldevid_days, int) or isinstance(self.ldevid_days, bool):
+            raise TypeError("ldevid_days must be an integer")
+        if self.ldevid_days < 1:
+            raise ValueError("ldevid_days must be at least 1")
+
+    @property
+    def voucher_anchors(self) -> tuple[x509.Certificate, ...]:
+        """Anchors a MASA voucher signer must chain to (RFC 8995 §5.6.1, as the pledge does)."""
+        return (*self.manufacturer_cas, *self.masa_trust)
+
+    def pinnable(self) -> tuple[bytes, ...]:
+        """pinned-domain-cert values that designate this domain (RFC 8995 §5.6)."""
+        return (der(self.domain_ca.cert), der(self.registrar.cert))
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+# ---------------------------------------------------------------------------------------------
+# policy
+
+
+class PolicyDecision(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One allow/deny entry; ``manufacturer`` None matches any manufacturer."""
+
+    serial: str
+    decision: PolicyDecision
+    manufacturer: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.serial, str):
+            raise TypeError("serial must be a string")
+        if not self.serial:
+            raise ValueError("serial must not be empty")
+        object.__setattr__(self, "decision", PolicyDecision(self.decision))
+        if self.manufacturer is not None and not isinstance(self.manufacturer, str):
+            raise TypeError("manufacturer must be a string or None")
+
+
+def manufacturer_matches(pattern: str | None, issuer: x509.Name) -> bool:
+    """A rule's manufacturer against an IDevID issuer: RFC 4514 string, O or CN."""
+    if pattern is None:
+        return True
+    names = {issuer.rfc4514_string()}
+    for oid in (NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME):
+        names.update(str(a.value) for a in issuer.get_attributes_for_oid(oid))
+    return pattern in names
+
+
+def decide_policy(
+    rules: Sequence[PolicyRule], *, serial: str, issuer: x509.Name, auto_accept: bool
+) -> None:
+    """Raise PolicyRefused unless the device may proceed (RFC 8995 §5.3 "policy"). Deny wins."""
+    matching = [
+        r for r in rules if r.serial == serial and manufacturer_matches(r.manufacturer, issuer)
+    ]
+    if any(r.decision is PolicyDecision.DENY for r in matching):
+        raise PolicyRefused(f"device {serial} is on the registrar's deny list")
+    if matching or auto_accept:
+        return
+    raise PolicyRefused(
+        f"device {serial} (manufacturer {issuer.rfc4514_string()}) is not on the registrar's "
+        "allow list; run 'zerotouch registrar allow --serial ...' or enable auto-accept"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# who is on the other end of the TLS connection
+
+
+class ClientKind(StrEnum):
+    IDEVID = "idevid"  # chains to a manufacturer CA
+    LDEVID = "ldevid"  # chains to our domain CA and names a device serial
+    ADMIN = "admin"  # domain CA, OU=zerotouch-admin
+    DOMAIN = "domain"  # other domain-issued client (an NMS)
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    kind: ClientKind
+    cert: x509.Certificate
+    serial: str | None
+
+
+def identify_client(
+    ctx: RegistrarContext,
+    cert: x509.Certificate | None,
+    *,
+    now: datetime,
+    intermediates: Sequence[x509.Certificate] = (),
+) -> ClientIdentity:
+    """Classify a TLS client certificate by the anchor it chains to at ``now``."""
+    if cert is None:
+        raise AccessDenied("a TLS client certificate is required")
+    try:
+        certs.verify_chain(cert, trust_anchors=[ctx.domain_ca.cert], now=now, purpose="client")
+    except ZerotouchError:
+        pass
+    else:
+        ous = {
+            str(a.value)
+            for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        }
+        serial = certs.serial_number_of(cert)
+        if ADMIN_OU in ous:
+            return ClientIdentity(ClientKind.ADMIN, cert, None)
+        kind = ClientKind.LDEVID if serial else ClientKind.DOMAIN
+        return ClientIdentity(kind, cert, serial)
+    certs.verify_chain(
+        cert,
+        trust_anchors=ctx.manufacturer_cas,
+        intermediates=intermediates,
+        now=now,
+        purpose="any",
+    )
+    serial = certs.serial_number_of(cert)
+    if not serial:
+        raise CertificateError("the IDevID has no subject serialNumber attribute (RFC 8995 §2.3.1)")
+    return ClientIdentity(ClientKind.IDEVID, cert, serial)
+
+
+# ---------------------------------------------------------------------------------------------
+# pledge voucher-request (RFC 8995 §5.2, §5.3)
+
+
+@dataclass(frozen=True)
+class PledgeRequest:
+    """A pledge voucher-request that passed every §5.3 check."""
+
+    serial: str
+    manufacturer: str  # IDevID issuer, RFC 4514
+    idevid: x509.Certificate
+    request: VoucherRequest
+    cms_der: bytes
+
+
+def check_voucher_request(
+    ctx: RegistrarContext,
+    data: bytes,
+    *,
+    tls_cert: x509.Certificate | None,
+    rules: Sequence[PolicyRule],
+    now: datetime,
+) -> PledgeRequest:
+    """Run the checks of RFC 8995 §5.3 on a pledge voucher-request; raise on the first failure."""
+    if tls_cert is None:
+        raise AccessDenied("requestvoucher needs the pledge's IDevID as TLS client certificate")
+    signed = cms.verify(data, trust_anchors=None, now=now)
+    # §5.3: the TLS client must be the one that signed the voucher-request.
+    if der(signed.signer) != der(tls_cert):
+        raise UntrustedSigner(
+            "the voucher-request is signed by "
+            f"{signed.signer.subject.rfc4514_string()}, not by the TLS client "
+            f"{tls_cert.subject.rfc4514_string()} (RFC 8995 §5.3)"
+        )
+    # §5.3: the IDevID must chain to a manufacturer the registrar trusts.
+    client = identify_client(ctx, tls_cert, now=now, intermediates=signed.certificates)
+    if client.kind is not ClientKind.IDEVID or client.serial is None:
+        raise AccessDenied("voucher-requests come from pledges with a manufacturer IDevID")
+    request = VoucherRequest.from_json(signed.content)
+    # §5.3: serial-number must match the IDevID subject serialNumber.
+    if request.serial_number != client.serial:
+        raise WrongSerial(
+            f"voucher-request serial-number {request.serial_number!r} does not match the "
+            f"IDevID serialNumber {client.serial!r} (RFC 8995 §5.3)"
+        )
+    # §5.2/§5.3: proximity-registrar-cert must be this registrar's certificate.
+    if request.proximity_registrar_cert is None:
+        raise PolicyRefused("the voucher-request has no proximity-registrar-cert (RFC 8995 §5.2)")
+    if request.proximity_registrar_cert != der(ctx.registrar.cert):
+        raise PolicyRefused(
+            "the voucher-request's proximity-registrar-cert is not this registrar's certificate "
+            "(RFC 8995 §5.3): the pledge talked to another registrar"
+        )
+    if request.assertion not in (None, Assertion.PROXIMITY):
+        raise PolicyRefused(
+            f"a pledge voucher-request asserts 'proximity', not {request.assertion!s} "
+            "(RFC 8995 §5.2)"
+        )
+    decide_policy(rules, serial=client.serial, issuer=tls_cert.issuer, auto_accept=ctx.auto_accept)
+    return PledgeRequest(
+        serial=client.serial,
+        manufacturer=tls_cert.issuer.rfc4514_string(),
+        idevid=tls_cert,
+        request=request,
+        cms_der=signed.der,
+    )
+
+
+def idevid_issuer_of(cert: x509.Certificate) -> bytes | None:
+    """The IDevID's AuthorityKeyIdentifier (DER of the extension value), RFC 8366 §5.3."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    return bytes(ext.value.public_bytes())
+
+
+def build_registrar_request(
+    ctx: RegistrarContext, pledge: PledgeRequest, *, now: datetime
+) -> bytes:
+    """The registrar voucher-request of RFC 8995 §5.5, CMS-signed with the registrar key."""
+    request = VoucherRequest(
+        created_on=now,
+        assertion=Assertion.PROXIMITY,
+        serial_number=pledge.serial,  # from the IDevID, never copied from the PVR (§5.5)
+        nonce=pledge.request.nonce,
+        idevid_issuer=idevid_issuer_of(pledge.idevid),
+        prior_signed_voucher_request=pledge.cms_der,
+    )
+    return cms.sign(request.to_json(), signer=ctx.registrar, now=now)
+
+
+def masa_url_for(idevid: x509.Certificate, override: str | None) -> str:
+    """Base URL of the MASA (RFC 8995 §2.3.2), without the /.well-known/brski suffix."""
+    url = override or certs.masa_url_of(idevid)
+    if not url:
+        raise CertificateError(
+            "the IDevID carries no MASA URL extension (RFC 8995 §2.3.2) and the registrar has "
+            "no MASA URL override configured"
+        )
+    if "://" not in url:
+        url = "https://" + url
+    if not url.startswith("https://"):
+        raise CertificateError(f"MASA URL {url!r} is not an https URL (RFC 8995 §2.3.2)")
+    return url.rstrip("/").removesuffix("/.well-known/brski")
+
+
+# ---------------------------------------------------------------------------------------------
+# the MASA's answer (RFC 8995 §5.5-§5.6)
+
+
+def check_masa_voucher(
+    ctx: RegistrarContext, data: bytes, *, pledge: PledgeRequest, now: datetime
+) -> Voucher:
+    """Validate the MASA's voucher before relaying it; a bad one is never passed on."""
+    try:
+        signed = cms.verify(data, trust_anchors=ctx.voucher_anchors, now=now)
+        voucher = Voucher.from_json(signed.content)
+        voucher.check(
+            now=now,
+            serial=pledge.serial,
+            nonce=pledge.request.nonce,
+            idevid_issuer=idevid_issuer_of(pledge.idevid),
+        )
+    except ZerotouchError as exc:
+        raise UpstreamInvalid(f"the MASA's voucher was refused: {exc.one_line()}") from exc
+    if voucher.pinned_domain_cert not in ctx.pinnable():
+        raise UpstreamInvalid(
+            "the MASA's voucher pins a certificate that is neither this registrar's domain CA "
+            "nor its own certificate (RFC 8995 §5.6)"
+        )
+    return voucher
+
+
+# ---------------------------------------------------------------------------------------------
+# status telemetry (RFC 8995 §5.7, §5.9.4)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    status: bool
+    reason: str | None
+    document: dict[str, Any]
+
+
+def parse_status_report(data: bytes) -> StatusReport:
+    """voucher_status / enrollstatus JSON: version, status (boolean), reason, reason-context."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"status report is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidInput("status report must be a JSON object (RFC 8995 §5.7)")
+    status = obj.get("status")
+    if not isinstance(status, bool):
+        raise SchemaError(
+            "status report needs a boolean 'status' member (RFC 8995 §5.7)", path="/status"
+        )
+    reason = obj.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise SchemaError("'reason' must be a string (RFC 8995 §5.7)", path="/reason")
+    return StatusReport(status=status, reason=reason, document=obj)
+
+
+# ---------------------------------------------------------------------------------------------
+# audit log (RFC 8995 §5.8)
+
+
+class AuditLevel(StrEnum):
+    CLEAN = "clean"  # only this domain, or nothing of concern
+    WARNING = "warning"  # earlier owners with nonced vouchers, truncation, no entry for us
+    ALERT = "alert"  # another domain holds a nonceless voucher: enrollment is refused
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    level: AuditLevel
+    summary: str
+    other_domains: tuple[str, ...]
+    nonceless_other: int
+    own_events: int
+
+
+def domain_id(cert: x509.Certificate) -> bytes:
+    """domainID of RFC 8995 §5.8.2: SubjectKeyIdentifier, else SHA-256 of the SPKI."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(spki).digest()
+
+
+def _decode_domain_id(value: str) -> bytes | str:
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return value
+
+
+def evaluate_audit_log(data: bytes, *, own_ids: Sequence[bytes]) -> AuditVerdict:
+    """Judge a MASA audit log as RFC 8995 §5.8.3 asks the registrar to."""
+    try:
+        log = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UpstreamInvalid(f"the MASA audit log is not JSON: {exc}") from exc
+    events = log.get("events") if isinstance(log, dict) else None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise UpstreamInvalid("the MASA audit log has no 'events' list (RFC 8995 §5.8.1)")
+    own = set(own_ids)
+    others: dict[str, int] = {}
+    nonceless_other = 0
+    own_events = 0
+    for event in events:
+        raw = event.get("domainID")
+        if not isinstance(raw, str):
+            raise UpstreamInvalid("an audit-log event has no domainID string (RFC 8995 §5.8.1)")
+        if _decode_domain_id(raw) in own:
+            own_events += 1
+            continue
+        others[raw] = others.get(raw, 0) + 1
+        if event.get("nonce") in (None, ""):
+            nonceless_other += 1
+    truncation = log.get("truncation") or {}
+    dropped = (
+        sum(v for v in truncation.values() if isinstance(v, int))
+        if isinstance(truncation, dict)
+        else 0
+    )
+    notes: list[str] = []
+    level = AuditLevel.CLEAN
+    if nonceless_other:
+        level = AuditLevel.ALERT
+        notes.append(
+            f"{nonceless_other} nonceless voucher(s) issued to other domains: they can take "
+            "this device at any time"
+        )
+    if others:
+        level = max(level, AuditLevel.WARNING, key=_LEVEL_ORDER.index)
+        notes.append(f"claimed before by {len(others)} other domain(s)")
+    if own_events == 0:
+        level = max(level, AuditLevel.WARNING, key=_LEVEL_ORDER.index)
+        notes.append("the log has no entry for this domain")
+    if dropped:
+        level = max(level, AuditLevel.WARNING, key=_LEVEL_ORDER.index)
+        notes.append(f"{dropped} event(s) truncated by the MASA")
+    summary = "; ".join(notes) if notes else f"{own_events} event(s), all for this domain"
+    return AuditVerdict(
+        level=level,
+        summary=summary,
+        other_domains=tuple(sorted(others)),
+        nonceless_other=nonceless_other,
+        own_events=own_events,
+    )
+
+
+_LEVEL_ORDER = [AuditLevel.CLEAN, AuditLevel.WARNING, AuditLevel.ALERT]
+
+
+# ---------------------------------------------------------------------------------------------
+# enrollment (RFC 7030 §4.2, RFC 8995 §5.9)
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the store knows about a device, as far as enrollment decisions need it."""
+
+    serial: str
+    state: RegistrarDeviceState | None
+    idevid_fingerprint: str | None
+    audit_level: AuditLevel | None
+
+
+# Initial enrollment needs a voucher the pledge accepted from this registrar (RFC 8995 §5.9.1).
+_IDEVID_ENROLLABLE = frozenset(
+    {
+        RegistrarDeviceState.VOUCHER_ACCEPTED,
+        RegistrarDeviceState.ENROLLED,
+        RegistrarDeviceState.ENROLL_FAILED,
+        RegistrarDeviceState.ENROLL_CONFIRMED,
+    }
+)
+# Re-enrollment needs a device that holds an LDevID from us (RFC 7030 §4.2.2).
+_LDEVID_ENROLLABLE = frozenset(
+    {
+        RegistrarDeviceState.ENROLLED,
+        RegistrarDeviceState.ENROLL_FAILED,
+        RegistrarDeviceState.ENROLL_CONFIRMED,
+    }
+)
+
+
+def authorize_enrollment(
+    ctx: RegistrarContext,
+    client: ClientIdentity,
+    facts: DeviceFacts | None,
+    csr: x509.CertificateSigningRequest,
+    *,
+    rules: Sequence[PolicyRule],
+    reenroll: bool,
+) -> str:
+    """Return the serial to enroll, or raise why this client may not enroll now."""
+    allowed_kinds = (ClientKind.LDEVID,) if reenroll else (ClientKind.IDEVID, ClientKind.LDEVID)
+    if client.kind not in allowed_kinds or client.serial is None:
+        need = "a current LDevID" if reenroll else "an IDevID or a current LDevID"
+        raise AccessDenied(f"{'simplereenroll' if reenroll else 'simpleenroll'} needs {need}")
+    serial = client.serial
+    if facts is None:
+        raise PolicyRefused(f"device {serial} has not requested a voucher from this registrar")
+    states = _IDEVID_ENROLLABLE if client.kind is ClientKind.IDEVID else _LDEVID_ENROLLABLE
+    if facts.state not in states:
+        raise PolicyRefused(
+            f"device {serial} is in state {facts.state}; enrollment needs a voucher the pledge "
+            "accepted from this registrar (voucher_status success, RFC 8995 §5.9.1)"
+            if client.kind is ClientKind.IDEVID
+            else f"device {serial} is in state {facts.state}; it holds no LDevID from us"
+        )
+    if client.kind is ClientKind.IDEVID and facts.idevid_fingerprint != certs.fingerprint(
+        client.cert
+    ):
+        raise AccessDenied(
+            f"this IDevID is not the one that obtained the voucher for device {serial}"
+        )
+    if facts.audit_level is AuditLevel.ALERT:
+        raise PolicyRefused(
+            f"the MASA audit log of device {serial} shows a nonceless voucher for another "
+            "domain (RFC 8995 §5.8.3); enrollment refused"
+        )
+    if client.kind is ClientKind.IDEVID:
+        decide_policy(rules, serial=serial, issuer=client.cert.issuer, auto_accept=ctx.auto_accept)
+    elif any(r.serial == serial and r.decision is PolicyDecision.DENY for r in rules):
+        raise PolicyRefused(f"device {serial} is on the registrar's deny list")
+    requested = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]
+    if any(value != serial for value in requested):
+        raise WrongSerial(
+            f"the CSR asks for serialNumber {requested[0]!r} but the client is device {serial!r}"
+        )
+    return serial
+
+
+def ldevid_subject(serial: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, serial),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, serial),
+        ]
+    )
+
+
+_SAN_TYPES = (x509.DNSName, x509.IPAddress)
+
+
+def issue_ldevid(
+    ctx: RegistrarContext, serial: str, csr: x509.CertificateSigningRequest, *, now: datetime
+) -> x509.Certificate:
+    """Sign the LDevID by the documented profile (see the module docstring)."""
+    try:
+        requested = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san: list[x509.GeneralName] = []
+    else:
+        san = [name for name in requested if isinstance(name, _SAN_TYPES)]
+    return certs.issue_from_csr(
+        ctx.domain_ca,
+        csr,
+        subject=ldevid_subject(serial),
+        san=san,
+        now=now,
+        days=ctx.ldevid_days,
+        client_auth=True,
+        server_auth=True,
+    )
+
+
+def next_state(state: RegistrarDeviceState | None, event: RegistrarEvent) -> RegistrarDeviceState:
+    """Apply the registrar transition table (RFC 8995 §5 message sequence)."""
+    return transition(REGISTRAR_TRANSITIONS, state, event)
