@@ -22,6 +22,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "vendor": "zerotouch_plugin.cli.vendor",
     "voucher": "zerotouch_plugin.cli.voucher",
     "demo": "zerotouch_plugin.cli.demo",
+    "registrar": "zerotouch_plugin.cli.registrar",
 }
 
 

@@ -325,7 +325,11 @@ def build_registrar_request(
         idevid_issuer=idevid_issuer_of(pledge.idevid),
         prior_signed_voucher_request=pledge.cms_der,
     )
-    return cms.sign(request.to_json(), signer=ctx.registrar, now=now)
+    # §5.5: the CMS carries the registrar's chain up to the domain CA, so the MASA can
+    # pin the domain CA (the registrar certificate's issuer).
+    reg = ctx.registrar
+    chain = reg.chain if ctx.domain_ca.cert in reg.chain else (*reg.chain, ctx.domain_ca.cert)
+    return cms.sign(request.to_json(), signer=Identity(reg.cert, reg.key, chain), now=now)
 
 
 def masa_url_for(idevid: x509.Certificate, override: str | None) -> str:

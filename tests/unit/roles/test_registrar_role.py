@@ -120,6 +120,7 @@ def test_valid_request_passes_and_rvr_follows_rfc8995_5_5(pki: Pki) -> None:
     rvr = role.build_registrar_request(pki.ctx, pledge, now=later)
     signed = cms.verify(rvr, trust_anchors=[pki.domain.cert], now=later)
     assert der(signed.signer) == der(pki.registrar.cert)
+    assert der(pki.domain.cert) in [der(c) for c in signed.certificates]  # §5.5
     request = VoucherRequest.from_json(signed.content)
     assert request.serial_number == "SN-1"
     assert request.nonce == NONCE

@@ -1,0 +1,280 @@
+"""``zerotouch registrar ...``: set up, run and administer a BRSKI registrar (folder R)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import RegistrarConfig, load_config
+from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.roles.registrar import ADMIN_OU, PolicyDecision
+from zerotouch_plugin.services.registrar_app import (
+    CA_CERT,
+    CA_KEY,
+    CONFIG_FILE,
+    DB_FILE,
+    REGISTRAR_CERT,
+    REGISTRAR_KEY,
+    load_registrar,
+    registrar_app,
+    tls_context,
+)
+from zerotouch_plugin.store.db import open_role_database
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+__all__ = ["HELP", "register"]
+
+HELP = "BRSKI registrar (RFC 8995) with EST enrollment: init, policy, devices, serve"
+
+MANUFACTURER_CAS = "manufacturer-cas.pem"
+MASA_TRUST = "masa-trust.pem"
+DEVICE_COLUMNS = (
+    ("serial", "serial"),
+    ("state", "state"),
+    ("voucher_requested_at", "requested"),
+    ("voucher_issued_at", "issued"),
+    ("voucher_accepted", "accepted"),
+    ("enrolled_at", "enrolled"),
+    ("audit_level", "audit"),
+    ("last_error", "last error"),
+    ("updated_at", "updated"),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _config(folder: Path, **overrides: Any) -> RegistrarConfig:
+    return load_config(RegistrarConfig, folder / CONFIG_FILE, overrides)
+
+
+def _repo(args: argparse.Namespace) -> RegistrarRepository:
+    config = _config(args.dir, db=getattr(args, "db", None))
+    return RegistrarRepository(open_role_database(args.dir, config.db, DB_FILE))
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def _copy_certs(files: list[Path], target: Path, what: str) -> None:
+    found: list[x509.Certificate] = []
+    for path in files:
+        try:
+            found.extend(certs.load_certs(path.read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+    certs.write_certs(target, found)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    folder: Path = args.dir
+    if (folder / CA_CERT).exists():
+        raise ConfigError(f"{folder} already holds a registrar (found {CA_CERT}); not overwritten")
+    folder.mkdir(parents=True, exist_ok=True)
+    now = _now()
+    ca = certs.make_ca(args.ca_name, now=now, organization=args.organization)
+    hosts = args.host or ["127.0.0.1", "localhost"]
+    registrar = certs.issue_registrar(ca, "registrar", hosts=hosts, now=now)
+    _copy_certs(args.manufacturer_ca, folder / MANUFACTURER_CAS, "manufacturer CA")
+    lines = [
+        "# zerotouch registrar configuration (see README, 'registrar')",
+        'listen = "127.0.0.1:8443"',
+        f"manufacturer_cas = {_toml_list([MANUFACTURER_CAS])}",
+    ]
+    if args.masa_trust:
+        _copy_certs(args.masa_trust, folder / MASA_TRUST, "MASA trust anchor")
+        lines.append(f"masa_trust = {_toml_list([MASA_TRUST])}")
+    if args.masa_url:
+        lines.append(f"masa_url = {json.dumps(args.masa_url)}")
+    lines.append("auto_accept = false")
+    certs.write_key(folder / CA_KEY, ca.key)
+    certs.write_certs(folder / CA_CERT, [ca.cert])
+    certs.write_key(folder / REGISTRAR_KEY, registrar.key)
+    certs.write_certs(folder / REGISTRAR_CERT, [registrar.cert, *registrar.chain])
+    (folder / CONFIG_FILE).write_text("\n".join(lines) + "\n")
+    _config(folder)  # the file just written must load
+    print(f"domain CA       {folder / CA_CERT}  {certs.fingerprint(ca.cert)}")
+    print(f"registrar cert  {folder / REGISTRAR_CERT}  hosts {', '.join(hosts)}")
+    print(f"configuration   {folder / CONFIG_FILE}")
+    return 0
+
+
+def _policy(decision: PolicyDecision) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        _repo(args).set_policy(
+            args.serial, str(decision), manufacturer=args.manufacturer, now=_now()
+        )
+        print(f"{decision} {args.serial} (manufacturer {args.manufacturer or 'any'})")
+        return 0
+
+    return run
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    removed = _repo(args).remove_policy(args.serial, manufacturer=args.manufacturer)
+    print(f"removed {removed} policy entr{'y' if removed == 1 else 'ies'} for {args.serial}")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    repo = _repo(args)
+    devices = [d.to_json_dict() for d in repo.devices()]
+    if args.json:
+        policy = [
+            {"serial": p.serial, "decision": p.decision, "manufacturer": p.manufacturer}
+            for p in repo.policies()
+        ]
+        print(json.dumps({"devices": devices, "policy": policy}, indent=2))
+        return 0
+    rows = [[h for _, h in DEVICE_COLUMNS]]
+    rows += [[_cell(d[k]) for k, _ in DEVICE_COLUMNS] for d in devices]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(DEVICE_COLUMNS))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not devices:
+        print("(no devices yet)")
+    return 0
+
+
+def cmd_issue_client_cert(args: argparse.Namespace) -> int:
+    ca = certs.load_identity(args.dir / CA_CERT, args.dir / CA_KEY)
+    key = certs.generate_key("p256")
+    csr = certs.make_csr(key, common_name=args.name)
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, args.name)]
+    if args.admin:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ADMIN_OU))
+    cert = certs.issue_from_csr(
+        ca,
+        csr,
+        subject=x509.Name(attributes),
+        san=[],
+        now=_now(),
+        days=args.days,
+        client_auth=True,
+        server_auth=False,
+    )
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    certs.write_key(out / "key.pem", key)
+    certs.write_certs(out / "cert.pem", [cert, *ca.chain])
+    shutil.copyfile(args.dir / CA_CERT, out / "ca.pem")
+    role = "admin" if args.admin else "client"
+    print(f"{role} certificate for {args.name}: {out / 'cert.pem'} (key {out / 'key.pem'})")
+    return 0
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    config = _config(
+        args.dir,
+        listen=args.listen,
+        db=args.db,
+        auto_accept=True if args.auto_accept else None,
+    )
+    registrar = load_registrar(args.dir, config)
+    runner = web.AppRunner(registrar_app(registrar), handle_signals=False)
+    await runner.setup()
+    host, port = _split_listen(config.listen)
+    site = web.TCPSite(runner, host, port, ssl_context=tls_context(registrar))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        shown = f"[{host}]" if ":" in host else host
+        print(f"listening registrar https://{shown}:{bound}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    asyncio.run(_serve(args))
+    print("registrar stopped", file=sys.stderr)
+    return 0
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--dir", type=Path, required=True, help="the registrar folder R")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("init", "create the domain CA, registrar certificate and configuration", cmd_init)
+    p.add_argument(
+        "--manufacturer-ca",
+        type=Path,
+        action="append",
+        required=True,
+        help="PEM file of a manufacturer CA whose IDevIDs are accepted (repeatable)",
+    )
+    p.add_argument("--masa-url", help="MASA base URL overriding the IDevID MASA URL extension")
+    p.add_argument(
+        "--masa-trust", type=Path, action="append", help="PEM trust anchor of the MASA's TLS"
+    )
+    p.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        help="DNS name or IP of the registrar certificate (default 127.0.0.1 and localhost)",
+    )
+    p.add_argument("--ca-name", default="zerotouch domain CA", help="domain CA common name")
+    p.add_argument("--organization", default=None, help="domain CA organization")
+
+    for decision in PolicyDecision:
+        p = add(str(decision), f"{decision} a device serial number (works while serving)", None)
+        p.set_defaults(func=_policy(decision))
+    p = add("remove", "drop the allow/deny entries of a serial number", cmd_remove)
+    for name in ("allow", "deny", "remove"):
+        q = sub.choices[name]
+        q.add_argument("--serial", required=True, help="device serial number")
+        q.add_argument("--manufacturer", help="IDevID issuer (RFC 4514 string, O or CN)")
+        q.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+
+    p = add("devices", "list devices with their state", cmd_devices)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+
+    p = add(
+        "issue-client-cert", "issue a client certificate from the domain CA", cmd_issue_client_cert
+    )
+    p.add_argument("--name", required=True, help="subject common name")
+    p.add_argument("--out", type=Path, required=True, help="folder for cert.pem, key.pem, ca.pem")
+    p.add_argument("--admin", action="store_true", help=f"admin API rights (OU={ADMIN_OU})")
+    p.add_argument("--days", type=int, default=365, help="validity in days")
+
+    p = add("serve", "run the registrar HTTPS service until SIGINT/SIGTERM", cmd_serve)
+    p.add_argument("--listen", help="HOST:PORT (default from the configuration)")
+    p.add_argument("--db", help="database URL, e.g. postgresql://user@host/db")
+    p.add_argument("--auto-accept", action="store_true", help="accept every trusted pledge")

@@ -1,0 +1,551 @@
+"""The registrar's HTTPS service: BRSKI (RFC 8995 §5), EST (RFC 7030 + RFC 8951), admin API.
+
+Every connection must present a client certificate: an IDevID from a configured manufacturer
+CA, or a certificate from the registrar's own domain CA (an LDevID for re-enrollment, an admin
+or NMS certificate). Decisions are taken by ``roles.registrar``; this module does the I/O:
+reading bodies, the database (in worker threads), the MASA call, and the responses. Records
+that matter are committed before the response leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from aiohttp import web
+from cryptography import x509
+
+from zerotouch_plugin.artifacts import certs, est
+from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
+from zerotouch_plugin.config import RegistrarConfig
+from zerotouch_plugin.errors import (
+    ConfigError,
+    InvalidInput,
+    NotAcceptable,
+    NotFound,
+    PolicyRefused,
+    UnsupportedMediaType,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
+from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
+from zerotouch_plugin.services._tls import peer_certificate, server_context
+from zerotouch_plugin.services.masa_client import MasaClient
+from zerotouch_plugin.store.db import Database, open_role_database
+from zerotouch_plugin.store.registrar import Advance, RegistrarRepository
+
+__all__ = [
+    "CA_CERT",
+    "CA_KEY",
+    "CONFIG_FILE",
+    "CSR_ATTRIBUTES",
+    "DB_FILE",
+    "REGISTRAR_CERT",
+    "REGISTRAR_KEY",
+    "Registrar",
+    "load_registrar",
+    "registrar_app",
+    "tls_context",
+]
+
+log = logging.getLogger(__name__)
+
+# Files of the registrar folder R.
+CA_CERT, CA_KEY = "ca.pem", "ca.key"
+REGISTRAR_CERT, REGISTRAR_KEY = "registrar.pem", "registrar.key"
+CONFIG_FILE, DB_FILE = "registrar.toml", "registrar.db"
+
+MEDIA_JSON = "application/json"
+# What /csrattrs asks pledges for (RFC 7030 §4.5.2): ECDSA with SHA-256 and a serialNumber.
+CSR_ATTRIBUTES = (
+    x509.ObjectIdentifier("1.2.840.10045.4.3.2"),
+    x509.ObjectIdentifier("2.5.4.5"),
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Registrar:
+    """Everything a running registrar holds: identities, trust, database, MASA client."""
+
+    folder: Path
+    config: RegistrarConfig
+    context: role.RegistrarContext
+    db: Database
+    repo: RegistrarRepository
+    masa: MasaClient
+
+    async def close(self) -> None:
+        await self.masa.close()
+        self.db.dispose()
+
+
+def _read_certs(folder: Path, names: tuple[str, ...], what: str) -> tuple[x509.Certificate, ...]:
+    found: list[x509.Certificate] = []
+    for name in names:
+        path = folder / name
+        try:
+            found.extend(certs.load_certs(path.read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} file {path}: {exc}") from exc
+        except ZerotouchError as exc:
+            raise ConfigError(f"{what} file {path}: {exc}") from exc
+    return tuple(found)
+
+
+def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
+    """Load R's identities and trust anchors, open (and create) the database."""
+    for name in (CA_CERT, CA_KEY, REGISTRAR_CERT, REGISTRAR_KEY):
+        if not (folder / name).is_file():
+            raise ConfigError(
+                f"{folder / name} is missing; run 'zerotouch registrar init --dir {folder}' first"
+            )
+    manufacturer_cas = _read_certs(folder, config.manufacturer_cas, "manufacturer CA")
+    masa_trust = _read_certs(folder, config.masa_trust, "MASA trust")
+    try:
+        context = role.RegistrarContext(
+            registrar=certs.load_identity(folder / REGISTRAR_CERT, folder / REGISTRAR_KEY),
+            domain_ca=certs.load_identity(folder / CA_CERT, folder / CA_KEY),
+            manufacturer_cas=manufacturer_cas,
+            masa_trust=masa_trust,
+            auto_accept=config.auto_accept,
+            ldevid_days=config.ldevid_days,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"registrar folder {folder}: {exc}") from exc
+    db = open_role_database(folder, config.db, DB_FILE)
+    masa = MasaClient(
+        context.registrar,
+        trust=masa_trust or manufacturer_cas,
+        timeout=config.masa_timeout,
+        retry_after=config.retry_after,
+    )
+    return Registrar(folder, config, context, db, RegistrarRepository(db), masa)
+
+
+def tls_context(registrar: Registrar) -> Any:
+    """HTTPS requiring a client certificate from a manufacturer CA or the domain CA."""
+    ctx = registrar.context
+    return server_context(
+        ctx.registrar,
+        client_cas=[*ctx.manufacturer_cas, ctx.domain_ca.cert],
+        require_client_cert=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+_KEY = web.AppKey("registrar", Registrar)
+
+
+async def _db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a blocking repository call off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _step(event: RegistrarEvent) -> Advance:
+    return lambda state: role.next_state(RegistrarDeviceState(state) if state else None, event)
+
+
+def _require_media(request: web.Request, *expected: str) -> None:
+    got = media_type_of(request.headers.get("Content-Type"))
+    if got not in expected:
+        raise UnsupportedMediaType(
+            f"{request.path} takes Content-Type {' or '.join(expected)}, not {got or 'none'!r}"
+        )
+
+
+def _require_accept(request: web.Request, media: str) -> None:
+    if not accepts(request.headers.get("Accept"), media):
+        raise NotAcceptable(
+            f"{request.path} answers {media}; the Accept header "
+            f"{request.headers.get('Accept')!r} excludes it (RFC 8995 §5.6)"
+        )
+
+
+def _rules(rows: list[Any]) -> list[role.PolicyRule]:
+    return [
+        role.PolicyRule(r.serial, role.PolicyDecision(r.decision), r.manufacturer) for r in rows
+    ]
+
+
+def _client(request: web.Request, now: datetime) -> role.ClientIdentity:
+    reg = request.app[_KEY]
+    return role.identify_client(reg.context, peer_certificate(request), now=now)
+
+
+# -- BRSKI ------------------------------------------------------------------------------------
+
+
+async def request_voucher(request: web.Request) -> web.Response:
+    """POST /.well-known/brski/requestvoucher (RFC 8995 §5.2-§5.6)."""
+    reg = request.app[_KEY]
+    _require_media(request, MEDIA_TYPE_VOUCHER_CMS)
+    _require_accept(request, MEDIA_TYPE_VOUCHER_CMS)
+    body = await read_body(request)
+    now = _now()
+    tls_cert = peer_certificate(request)
+    serial = certs.serial_number_of(tls_cert) if tls_cert is not None else None
+    try:
+        rules = _rules(await _db(reg.repo.policy_for, serial)) if serial else []
+        pledge = role.check_voucher_request(
+            reg.context, body, tls_cert=tls_cert, rules=rules, now=now
+        )
+        masa_url = role.masa_url_for(pledge.idevid, reg.config.masa_url)
+    except ZerotouchError as exc:
+        if serial is not None and tls_cert is not None:
+            await _db(
+                reg.repo.record_refusal,
+                serial,
+                manufacturer=tls_cert.issuer.rfc4514_string(),
+                idevid_fingerprint=certs.fingerprint(tls_cert),
+                error=exc.one_line(),
+                advance=_step(RegistrarEvent.PVR_REFUSED),
+                now=now,
+            )
+        raise
+    # The request is on record before the MASA is asked: a MASA outage loses nothing.
+    request_id = await _db(
+        reg.repo.record_voucher_request,
+        pledge.serial,
+        manufacturer=pledge.manufacturer,
+        idevid_fingerprint=certs.fingerprint(pledge.idevid),
+        pvr_cms=pledge.cms_der,
+        nonce=pledge.request.nonce,
+        advance=_step(RegistrarEvent.PVR_ACCEPTED),
+        now=now,
+    )
+    rvr = role.build_registrar_request(reg.context, pledge, now=now)
+    try:
+        voucher_cms = await reg.masa.request_voucher(masa_url, rvr)
+        voucher = role.check_masa_voucher(reg.context, voucher_cms, pledge=pledge, now=_now())
+    except ZerotouchError as exc:
+        await _db(
+            reg.repo.record_masa_failure,
+            request_id,
+            outcome=exc.reason,
+            error=exc.one_line(),
+            rvr_cms=rvr,
+            now=_now(),
+        )
+        raise
+    await _db(
+        reg.repo.record_voucher,
+        request_id,
+        rvr_cms=rvr,
+        voucher_cms=voucher_cms,
+        assertion=str(voucher.assertion),
+        nonce=voucher.nonce,
+        expires_on=voucher.expires_on,
+        advance=_step(RegistrarEvent.VOUCHER_RELAYED),
+        now=_now(),
+    )
+    log.info("voucher for %s relayed (assertion %s)", pledge.serial, voucher.assertion)
+    return web.Response(body=voucher_cms, content_type=MEDIA_TYPE_VOUCHER_CMS)
+
+
+_STATUS_EVENTS: Mapping[tuple[str, bool], RegistrarEvent] = {
+    ("voucher_status", True): RegistrarEvent.VOUCHER_STATUS_SUCCESS,
+    ("voucher_status", False): RegistrarEvent.VOUCHER_STATUS_FAILURE,
+    ("enrollstatus", True): RegistrarEvent.ENROLL_STATUS_SUCCESS,
+    ("enrollstatus", False): RegistrarEvent.ENROLL_STATUS_FAILURE,
+}
+
+
+async def _status(
+    request: web.Request, kind: str
+) -> tuple[str, x509.Certificate, role.StatusReport]:
+    reg = request.app[_KEY]
+    _require_media(request, MEDIA_JSON)
+    body = await read_body(request)
+    now = _now()
+    client = _client(request, now)
+    if client.serial is None or client.kind not in (role.ClientKind.IDEVID, role.ClientKind.LDEVID):
+        raise PolicyRefused(f"{kind} comes from a pledge (IDevID) or a device (LDevID)")
+    report = role.parse_status_report(body)
+    await _db(
+        reg.repo.record_status,
+        client.serial,
+        kind=kind,
+        status=report.status,
+        reason=report.reason,
+        document=json.dumps(report.document, sort_keys=True),
+        advance=_step(_STATUS_EVENTS[(kind, report.status)]),
+        now=now,
+    )
+    log.info("%s from %s: %s %s", kind, client.serial, report.status, report.reason or "")
+    return client.serial, client.cert, report
+
+
+async def voucher_status(request: web.Request) -> web.Response:
+    """POST /.well-known/brski/voucher_status (RFC 8995 §5.7), then the audit log (§5.8)."""
+    serial, cert, report = await _status(request, "voucher_status")
+    if report.status:
+        await _check_audit_log(request.app[_KEY], serial, cert)
+    return web.Response(status=200, text="recorded\n")
+
+
+async def _check_audit_log(reg: Registrar, serial: str, idevid: x509.Certificate) -> None:
+    """Fetch and judge the MASA audit log (RFC 8995 §5.8.3); a failure is noted, not fatal."""
+    try:
+        rvr = await _db(reg.repo.latest_registrar_request, serial)
+        if rvr is None:
+            raise NotFound(f"no registrar voucher-request on record for {serial}")
+        masa_url = role.masa_url_for(idevid, reg.config.masa_url)
+        log_json = await reg.masa.request_audit_log(masa_url, rvr)
+        own = [
+            role.domain_id(reg.context.domain_ca.cert),
+            role.domain_id(reg.context.registrar.cert),
+        ]
+        verdict = role.evaluate_audit_log(log_json, own_ids=own)
+    except ZerotouchError as exc:
+        log.warning("audit log of %s not checked: %s", serial, exc.one_line())
+        await _db(reg.repo.record_error, serial, f"audit log: {exc.one_line()}", now=_now())
+        return
+    await _db(
+        reg.repo.record_audit,
+        serial,
+        level=str(verdict.level),
+        summary=verdict.summary,
+        log=log_json.decode("utf-8", "replace"),
+        now=_now(),
+    )
+
+
+async def enroll_status(request: web.Request) -> web.Response:
+    """POST /.well-known/brski/enrollstatus (RFC 8995 §5.9.4)."""
+    await _status(request, "enrollstatus")
+    return web.Response(status=200, text="recorded\n")
+
+
+# -- EST --------------------------------------------------------------------------------------
+
+
+def _est_response(body: bytes, media: str) -> web.Response:
+    return web.Response(
+        body=body,
+        headers={"Content-Type": media, "Content-Transfer-Encoding": "base64"},
+    )
+
+
+async def cacerts(request: web.Request) -> web.Response:
+    """GET /.well-known/est/cacerts (RFC 7030 §4.1): the domain CA, certs-only."""
+    ctx = request.app[_KEY].context
+    return _est_response(
+        est.encode_certs_only([ctx.domain_ca.cert, *ctx.domain_ca.chain]), est.MEDIA_PKCS7_CERTS
+    )
+
+
+async def csrattrs(request: web.Request) -> web.Response:
+    """GET /.well-known/est/csrattrs (RFC 7030 §4.5)."""
+    return _est_response(est.encode_csrattrs(CSR_ATTRIBUTES), est.MEDIA_CSRATTRS)
+
+
+async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
+    reg = request.app[_KEY]
+    _require_media(request, est.MEDIA_PKCS10)
+    body = await read_body(request)
+    now = _now()
+    client = _client(request, now)
+    csr = est.parse_csr(body)
+    facts = None
+    rules: list[role.PolicyRule] = []
+    if client.serial is not None:
+        record = await _db(reg.repo.device, client.serial)
+        rules = _rules(await _db(reg.repo.policy_for, client.serial))
+        if record is not None:
+            facts = role.DeviceFacts(
+                serial=record.serial,
+                state=RegistrarDeviceState(record.state) if record.state != "new" else None,
+                idevid_fingerprint=record.idevid_fingerprint,
+                audit_level=role.AuditLevel(record.audit_level) if record.audit_level else None,
+            )
+    try:
+        serial = role.authorize_enrollment(
+            reg.context, client, facts, csr, rules=rules, reenroll=reenroll
+        )
+    except ZerotouchError as exc:
+        if client.serial is not None:
+            await _db(reg.repo.record_error, client.serial, exc.one_line(), now=now)
+        raise
+    cert = role.issue_ldevid(reg.context, serial, csr, now=now)
+    await _db(
+        reg.repo.record_certificate,
+        serial,
+        cert_der=role.der(cert),
+        fingerprint=certs.fingerprint(cert),
+        not_after=cert.not_valid_after_utc,
+        kind="reenroll" if reenroll else "enroll",
+        advance=_step(RegistrarEvent.CERT_ISSUED),
+        now=now,
+    )
+    log.info("LDevID %s issued to %s", certs.fingerprint(cert), serial)
+    return _est_response(est.encode_certs_only([cert]), est.MEDIA_PKCS7_CERTS)
+
+
+async def simple_enroll(request: web.Request) -> web.Response:
+    """POST /.well-known/est/simpleenroll (RFC 7030 §4.2.1)."""
+    return await _enroll(request, reenroll=False)
+
+
+async def simple_reenroll(request: web.Request) -> web.Response:
+    """POST /.well-known/est/simplereenroll (RFC 7030 §4.2.2)."""
+    return await _enroll(request, reenroll=True)
+
+
+# -- admin API --------------------------------------------------------------------------------
+
+
+def _admin(request: web.Request) -> Registrar:
+    client = _client(request, _now())
+    if client.kind is not role.ClientKind.ADMIN:
+        raise PolicyRefused(
+            "the admin API needs an admin certificate from the domain CA "
+            f"(OU={role.ADMIN_OU}: 'zerotouch registrar issue-client-cert --admin')"
+        )
+    return request.app[_KEY]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, indent=2))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+async def admin_devices(request: web.Request) -> web.Response:
+    """GET /admin/devices"""
+    reg = _admin(request)
+    devices = await _db(reg.repo.devices)
+    return _json({"devices": [d.to_json_dict() for d in devices]})
+
+
+async def admin_device(request: web.Request) -> web.Response:
+    """GET /admin/devices/{serial}: the record, its policy, vouchers, status reports."""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    record = await _db(reg.repo.device, serial)
+    policy = await _db(reg.repo.policy_for, serial)
+    if record is None and not policy:
+        raise NotFound(f"device {serial} is not known to this registrar")
+    vouchers = await _db(reg.repo.vouchers, serial) if record else []
+    reports = await _db(reg.repo.status_reports, serial) if record else []
+    return _json(
+        {
+            "serial": serial,
+            "device": record.to_json_dict() if record else None,
+            "policy": [
+                {
+                    "decision": p.decision,
+                    "manufacturer": p.manufacturer,
+                    "since": _iso(p.created_at),
+                }
+                for p in policy
+            ],
+            "vouchers": [
+                {
+                    "issued_at": _iso(v.issued_at),
+                    "assertion": v.assertion,
+                    "nonce": v.nonce,
+                    "expires_on": _iso(v.expires_on),
+                }
+                for v in vouchers
+            ],
+            "status_reports": [
+                {
+                    "kind": r.kind,
+                    "received_at": _iso(r.received_at),
+                    "status": r.status,
+                    "reason": r.reason,
+                }
+                for r in reports
+            ],
+        }
+    )
+
+
+async def _manufacturer_param(request: web.Request) -> str | None:
+    """``manufacturer`` from the query string or an optional JSON body."""
+    value = request.query.get("manufacturer")
+    body = await read_body(request)
+    if body.strip():
+        _require_media(request, MEDIA_JSON)
+        try:
+            obj = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"request body is not JSON: {exc}") from exc
+        if not isinstance(obj, dict) or not isinstance(obj.get("manufacturer", ""), str):
+            raise InvalidInput('request body must be {"manufacturer": "..."}')
+        value = obj.get("manufacturer") or value
+    return value or None
+
+
+def _set_policy(decision: role.PolicyDecision) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        reg = _admin(request)
+        serial = request.match_info["serial"]
+        manufacturer = await _manufacturer_param(request)
+        await _db(reg.repo.set_policy, serial, str(decision), manufacturer=manufacturer, now=_now())
+        log.info("policy: %s %s (manufacturer %s)", decision, serial, manufacturer or "any")
+        return _json({"serial": serial, "decision": str(decision), "manufacturer": manufacturer})
+
+    handler.__doc__ = f"POST /admin/devices/{{serial}}/{decision}"
+    return handler
+
+
+async def admin_remove_policy(request: web.Request) -> web.Response:
+    """DELETE /admin/devices/{serial}/policy[?manufacturer=M]"""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    removed = await _db(
+        reg.repo.remove_policy, serial, manufacturer=request.query.get("manufacturer")
+    )
+    if removed == 0:
+        raise NotFound(f"device {serial} has no allow/deny entry")
+    return _json({"serial": serial, "removed": removed})
+
+
+# ---------------------------------------------------------------------------------------------
+
+ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]], ...] = (
+    ("POST", "/.well-known/brski/requestvoucher", request_voucher),
+    ("POST", "/.well-known/brski/voucher_status", voucher_status),
+    ("POST", "/.well-known/brski/enrollstatus", enroll_status),
+    ("GET", "/.well-known/est/cacerts", cacerts),
+    ("GET", "/.well-known/est/csrattrs", csrattrs),
+    ("POST", "/.well-known/est/simpleenroll", simple_enroll),
+    ("POST", "/.well-known/est/simplereenroll", simple_reenroll),
+    ("GET", "/admin/devices", admin_devices),
+    ("GET", "/admin/devices/{serial}", admin_device),
+    ("POST", "/admin/devices/{serial}/allow", _set_policy(role.PolicyDecision.ALLOW)),
+    ("POST", "/admin/devices/{serial}/deny", _set_policy(role.PolicyDecision.DENY)),
+    ("DELETE", "/admin/devices/{serial}/policy", admin_remove_policy),
+)
+
+
+def registrar_app(registrar: Registrar) -> web.Application:
+    """The aiohttp application; serve it with ``tls_context(registrar)``."""
+    app = make_app(log, body_limit=registrar.config.max_body_bytes)
+    app[_KEY] = registrar
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+
+    async def _close(_: web.Application) -> None:
+        await registrar.close()
+
+    app.on_cleanup.append(_close)
+    return app
