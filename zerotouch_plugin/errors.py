@@ -31,6 +31,7 @@ __all__ = [
     "PayloadTooLarge",
     "PolicyRefused",
     "RemoteError",
+    "ResourceMissing",
     "SchemaError",
     "SignatureInvalid",
     "StorageError",
@@ -187,6 +188,13 @@ class NotFound(RemoteError):
     reason = "not-found"
     http_status = 404
     netconf_tag = "data-missing"
+
+
+class ResourceMissing(NotFound):
+    """A RESTCONF target resource that does not exist (RFC 8040 §7: 404 with invalid-value)."""
+
+    reason = "resource-missing"
+    netconf_tag = "invalid-value"
 
 
 class NotAcceptable(RemoteError):
