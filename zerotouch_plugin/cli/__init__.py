@@ -23,6 +23,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "voucher": "zerotouch_plugin.cli.voucher",
     "demo": "zerotouch_plugin.cli.demo",
     "registrar": "zerotouch_plugin.cli.registrar",
+    "masa": "zerotouch_plugin.cli.masa",
 }
 
 

@@ -1,0 +1,257 @@
+"""The MASA's HTTPS service (RFC 8995 §5.5-§5.8) over the sans-IO role in roles/masa.py.
+
+Files in the vendor folder V: ``ca.pem`` (manufacturer CA: IDevID trust anchor),
+``masa-signer.pem``/``masa-signer.key`` (voucher signer), ``masa-tls.pem``/``masa-tls.key`` (TLS server
+certificate), optional ``masa.toml`` (MasaConfig) and ``masa.db`` (SQLite, unless ``db`` names
+a database URL).
+
+A voucher is returned only after it and its audit-log entry are committed to the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+from cryptography import x509
+
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.config import MasaConfig, load_config
+from zerotouch_plugin.errors import ConfigError, NotAcceptable, UnsupportedMediaType
+from zerotouch_plugin.roles import masa
+from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
+from zerotouch_plugin.services._tls import peer_certificate, server_context
+from zerotouch_plugin.store.db import open_role_database
+from zerotouch_plugin.store.masa import DeviceState, IssuedVoucher, IssueRecord, MasaRepository
+
+__all__ = [
+    "AUDIT_PATH",
+    "CA_CERT",
+    "CONFIG_FILE",
+    "DB_FILE",
+    "SIGNER_CERT",
+    "SIGNER_KEY",
+    "TLS_CERT",
+    "TLS_KEY",
+    "VOUCHER_PATH",
+    "MasaContext",
+    "load_config_for",
+    "load_context",
+    "masa_app",
+    "start_masa",
+]
+
+log = logging.getLogger("zerotouch.masa")
+
+CA_CERT = "ca.pem"
+SIGNER_CERT, SIGNER_KEY = "masa-signer.pem", "masa-signer.key"
+TLS_CERT, TLS_KEY = "masa-tls.pem", "masa-tls.key"
+CONFIG_FILE = "masa.toml"
+DB_FILE = "masa.db"
+
+# RFC 8995 §5.5 and §5.8.1 (the /.well-known/brski/ prefix is RFC 8995 §8.2).
+VOUCHER_PATH = "/.well-known/brski/requestvoucher"
+AUDIT_PATH = "/.well-known/brski/requestauditlog"
+MEDIA_JSON = "application/json"
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class MasaContext:
+    """Everything the MASA service holds: configuration, keys, trust anchors, repository."""
+
+    folder: Path
+    config: MasaConfig
+    rules: masa.MasaRules
+    manufacturer_cas: tuple[x509.Certificate, ...]
+    registrar_cas: tuple[x509.Certificate, ...]
+    signer: Identity
+    tls: Identity
+    repo: MasaRepository
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS 1.2+ with the MASA's TLS certificate; registrars' client certificates are
+        requested (and must chain to ``registrar_cas``) when such CAs are configured."""
+        return server_context(
+            self.tls,
+            client_cas=self.registrar_cas or None,
+            require_client_cert=self.config.require_client_cert,
+        )
+
+    def close(self) -> None:
+        self.repo.db.dispose()
+
+
+def _path(folder: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else folder / path
+
+
+def _certs_from(folder: Path, names: Sequence[str]) -> tuple[x509.Certificate, ...]:
+    found: list[x509.Certificate] = []
+    for name in names:
+        path = _path(folder, name)
+        try:
+            found.extend(certs.load_certs(path.read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    return tuple(found)
+
+
+def load_config_for(folder: Path, **overrides: object) -> MasaConfig:
+    """``V/masa.toml`` (if present) plus command-line overrides (None = not given)."""
+    return load_config(MasaConfig, folder / CONFIG_FILE, overrides)
+
+
+def load_context(folder: Path, config: MasaConfig) -> MasaContext:
+    """Load keys, certificates and the database of the vendor folder; ConfigError if missing."""
+    if not folder.is_dir():
+        raise ConfigError(f"vendor folder {folder} does not exist (run zerotouch vendor init)")
+    for name in (CA_CERT, SIGNER_CERT, SIGNER_KEY, TLS_CERT, TLS_KEY):
+        if not (folder / name).is_file():
+            raise ConfigError(f"{folder / name} is missing (run zerotouch vendor init)")
+    override = None
+    if config.pinned_domain_cert is not None:
+        override = certs.load_cert_file(_path(folder, config.pinned_domain_cert))
+    repo = MasaRepository(open_role_database(folder, config.db, DB_FILE))
+    return MasaContext(
+        folder=folder,
+        config=config,
+        rules=masa.MasaRules.from_config(config, pinned_override=override),
+        manufacturer_cas=_certs_from(folder, [CA_CERT]),
+        registrar_cas=_certs_from(folder, config.registrar_cas),
+        signer=certs.load_identity(folder / SIGNER_CERT, folder / SIGNER_KEY),
+        tls=certs.load_identity(folder / TLS_CERT, folder / TLS_KEY),
+        repo=repo,
+    )
+
+
+def _verify(
+    ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
+) -> tuple[masa.VerifiedRequest, DeviceState]:
+    serial = masa.peek_serial(body)
+    device = ctx.repo.device(serial)
+    trust = list(ctx.registrar_cas)
+    if device.claim is not None:
+        trust.append(x509.load_der_x509_certificate(device.claim.domain_cert))
+    request = masa.verify_registrar_request(
+        body,
+        tls_client_cert=tls_cert,
+        now=now,
+        manufacturer_cas=ctx.manufacturer_cas,
+        domain_trust=trust,
+    )
+    return request, device
+
+
+def issue_voucher(
+    ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
+) -> IssuedVoucher:
+    """Verify, decide under the device lock, sign, and commit voucher + audit entry."""
+    request, _ = _verify(ctx, body, tls_cert, now)
+
+    def decide(state: DeviceState) -> IssueRecord:
+        decision = masa.decide(request, state, ctx.rules, now=now)
+        voucher = decision.voucher
+        signed = cms.sign(voucher.to_json(), signer=ctx.signer, now=now)
+        return IssueRecord(
+            voucher_cms=signed,
+            created_on=voucher.created_on,
+            expires_on=voucher.expires_on,
+            domain_id=decision.domain_id,
+            domain_cert=decision.domain_cert,
+            nonce=voucher.nonce,
+            assertion=str(voucher.assertion),
+            take_ownership=decision.take_ownership,
+        )
+
+    return ctx.repo.issue_voucher(
+        request.serial,
+        idevid_issuer=request.idevid_issuer.hex() if request.idevid_issuer else None,
+        request_cms=request.der,
+        now=now,
+        decide=decide,
+    )
+
+
+def audit_log_for(
+    ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
+) -> dict[str, object]:
+    """The RFC 8995 §5.8.1 log of the device the RVR names, for a domain that owned it."""
+    request, device = _verify(ctx, body, tls_cert, now)
+    entries = ctx.repo.audit_entries(request.serial)
+    masa.check_audit_access(request, entries, ctx.rules, device.claim)
+    return masa.audit_log(entries, max_events=ctx.config.audit_max_events)
+
+
+def _check_media(request: web.Request, produces: str) -> None:
+    # RFC 8995 §5.6: 415 for a voucher-request media type that is not understood; 406 when
+    # the voucher type the client accepts cannot be produced.
+    got = media_type_of(request.headers.get("Content-Type"))
+    if got != cms.MEDIA_TYPE_VOUCHER_CMS:
+        raise UnsupportedMediaType(
+            f"Content-Type {got or '(none)'!r} is not supported: send the registrar "
+            f"voucher-request as {cms.MEDIA_TYPE_VOUCHER_CMS}"
+        )
+    accept = request.headers.get("Accept")
+    if not accepts(accept, produces):
+        raise NotAcceptable(f"Accept {accept!r} does not allow {produces}, the only format served")
+
+
+def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
+    """The aiohttp application of the MASA (errors answered by the shared middleware)."""
+    app = make_app(log, body_limit=ctx.config.max_body_bytes)
+
+    async def request_voucher(request: web.Request) -> web.Response:
+        _check_media(request, cms.MEDIA_TYPE_VOUCHER_CMS)
+        body = await read_body(request)
+        issued = await asyncio.to_thread(
+            issue_voucher, ctx, body, peer_certificate(request), clock()
+        )
+        log.info(
+            "voucher %d issued for %s to domain %s (%s, nonce %s) requested by %s",
+            issued.id,
+            issued.serial,
+            issued.domain_id,
+            issued.assertion,
+            "yes" if issued.nonce else "none",
+            request.remote,
+        )
+        return web.Response(body=issued.cms, content_type=cms.MEDIA_TYPE_VOUCHER_CMS)
+
+    async def request_audit_log(request: web.Request) -> web.Response:
+        _check_media(request, MEDIA_JSON)
+        body = await read_body(request)
+        result = await asyncio.to_thread(
+            audit_log_for, ctx, body, peer_certificate(request), clock()
+        )
+        return web.Response(text=json.dumps(result, indent=1), content_type=MEDIA_JSON)
+
+    app.router.add_post(VOUCHER_PATH, request_voucher)
+    app.router.add_post(AUDIT_PATH, request_audit_log)
+    return app
+
+
+async def start_masa(
+    ctx: MasaContext, host: str, port: int, *, clock: Clock = _utcnow
+) -> tuple[web.AppRunner, int]:
+    """Serve the MASA over HTTPS on host:port (0 = any free port); returns the bound port."""
+    runner = web.AppRunner(masa_app(ctx, clock=clock), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ctx.ssl_context())
+    await site.start()
+    bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
+    return runner, int(bound[0]) if bound else port
