@@ -22,9 +22,11 @@ __all__ = [
     "Expired",
     "InUse",
     "InvalidInput",
+    "InvalidParameter",
     "LocalError",
     "LockDenied",
     "LockNotHeld",
+    "MethodNotAllowed",
     "NotAcceptable",
     "NotCMS",
     "NotFound",
@@ -112,6 +114,13 @@ class InvalidInput(RemoteError):
 
     reason = "malformed"
     netconf_tag = "malformed-message"
+
+
+class InvalidParameter(RemoteError):
+    """A request parameter (RESTCONF query parameter) the server does not support or cannot
+    parse (RFC 8040 §4.8: 400 with invalid-value)."""
+
+    reason = "invalid-parameter"
 
 
 class NotCMS(InvalidInput):
@@ -256,3 +265,14 @@ class UnsupportedOperation(RemoteError):
     reason = "operation-not-supported"
     http_status = 501
     netconf_tag = "operation-not-supported"
+
+
+class MethodNotAllowed(UnsupportedOperation):
+    """An HTTP method the RESTCONF resource does not allow (RFC 8040 §7: 405)."""
+
+    reason = "method-not-allowed"
+    http_status = 405
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...], path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.allowed = allowed
