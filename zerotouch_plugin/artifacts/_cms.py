@@ -353,13 +353,18 @@ def encode_signed_data(
         cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(der)})
         for der in certificates
     ]
+    encap: cms.ContentInfo | cms.EncapsulatedContentInfo
+    if content_type == OID_DATA:
+        # asn1crypto reads version-1 SignedData with the PKCS#7 ContentInfo spec; for id-data
+        # it encodes exactly as CMS EncapsulatedContentInfo (RFC 5652 §5.2).
+        encap = cms.ContentInfo({"content_type": "data", "content": core.OctetString(content)})
+    else:
+        encap = cms.EncapsulatedContentInfo({"content_type": content_type, "content": content})
     signed_data = cms.SignedData(
         {
             "version": "v1" if content_type == OID_DATA else "v3",
             "digest_algorithms": [{"algorithm": digest_algorithm}],
-            "encap_content_info": cms.EncapsulatedContentInfo(
-                {"content_type": content_type, "content": content}
-            ),
+            "encap_content_info": encap,
             "certificates": certs,
             "signer_infos": [signer_info],
         }

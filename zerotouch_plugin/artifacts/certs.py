@@ -54,6 +54,7 @@ __all__ = [
     "issue_client",
     "issue_from_csr",
     "issue_idevid",
+    "issue_intermediate_ca",
     "issue_masa_signer",
     "issue_registrar",
     "issue_tls_server",
@@ -292,6 +293,28 @@ def make_ca(
         .add_extension(_ca_usage(), critical=True)
     )
     return Identity(_sign(builder, key), key)
+
+
+def issue_intermediate_ca(
+    ca: Identity,
+    common_name: str,
+    *,
+    now: datetime,
+    key_kind: KeyKind = "p256",
+    days: int = 1825,
+    path_length: int | None = 0,
+) -> Identity:
+    """A subordinate CA (e.g. a per-factory IDevID CA or a domain sub-CA) under ``ca``."""
+    if not isinstance(ca, Identity):
+        raise TypeError("ca must be an Identity")
+    key = generate_key(key_kind)
+    public = key.public_key()
+    builder = (
+        _builder(_name(common_name), ca, public, now=now, not_after=_days(now, days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_ca_usage(), critical=True)
+    )
+    return Identity(_sign(builder, ca.key), key, _chain_above(ca))
 
 
 def _issue_ee(
@@ -649,7 +672,16 @@ def _outside_validity(cert: x509.Certificate, now: datetime) -> bool:
 
 
 def _describe(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or f"serial {cert.serial_number:#x}"
+    try:
+        return cert.subject.rfc4514_string() or f"serial {cert.serial_number:#x}"
+    except ValueError:
+        return f"<certificate with a malformed subject, serial {cert.serial_number:#x}>"
+
+
+def _reason(exc: VerificationError) -> str:
+    """cryptography's message without its "(encountered processing <Certificate...>)" tail."""
+    text = str(exc).removeprefix("validation failed: ")
+    return text.split(" (encountered processing", 1)[0]
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -811,6 +843,19 @@ def verify_chain(
     if not trust_anchors:
         raise UntrustedSigner("no trust anchors given to validate the certificate path against")
     now = _check_now(now)
+    try:
+        return _verify_chain(leaf, trust_anchors, intermediates, now, purpose)
+    except ValueError as exc:  # cryptography parses some certificate fields lazily
+        raise UntrustedSigner(f"certificate {_describe(leaf)} is malformed: {exc}") from exc
+
+
+def _verify_chain(
+    leaf: x509.Certificate,
+    trust_anchors: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    now: datetime,
+    purpose: str,
+) -> list[x509.Certificate]:
     ca_policy, ee_policy = _POLICIES[purpose]
     verifier = (
         PolicyBuilder()
@@ -833,7 +878,7 @@ def verify_chain(
                 _raise_expired(cert, now, exc)
         raise UntrustedSigner(
             f"certificate {_describe(leaf)} (issuer {leaf.issuer.rfc4514_string()}) does not "
-            f"chain to a trust anchor: {exc}"
+            f"chain to a trust anchor: {_reason(exc)}"
         ) from exc
     _check_path_lengths(chain)
     return chain

@@ -194,9 +194,13 @@ def _sign_bytes(
 
 
 def _load_cert(der: bytes) -> x509.Certificate:
+    """An embedded certificate, parsed eagerly so that a malformed one fails here."""
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.subject, cert.issuer, cert.extensions)
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return cert
+    except (ValueError, x509.InvalidVersion) as exc:
         raise NotCMS(f"an embedded certificate is malformed: {exc}") from exc
 
 

@@ -1,0 +1,424 @@
+"""Certificates: issuance (IDevID extensions, registrar EKUs, LDevID from CSR), path
+validation (never a bad signature, wrong issuer, expired certificate or non-CA issuer), and
+the key/certificate file helpers."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.errors import (
+    ConfigError,
+    Expired,
+    InvalidInput,
+    SignatureInvalid,
+    UntrustedSigner,
+)
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+KINDS: list[certs.KeyKind] = ["p256", "p384", "p521", "rsa2048", "ed25519"]
+
+
+@pytest.fixture(scope="module")
+def vendor() -> certs.Identity:
+    return certs.make_ca("Test Manufacturer CA", now=NOW, organization="Test")
+
+
+@pytest.fixture(scope="module")
+def idevid(vendor: certs.Identity) -> certs.Identity:
+    return certs.issue_idevid(vendor, "SN-0001", masa_url="https://masa.example:9443", now=NOW)
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _build(
+    issuer: certs.Identity,
+    *,
+    subject: str = "leaf",
+    ca: bool = False,
+    not_before: datetime = NOW - timedelta(days=1),
+    not_after: datetime = NOW + timedelta(days=1),
+    critical_unknown: bool = False,
+) -> certs.Identity:
+    """A hand-built certificate for the negative cases the issuing API never produces."""
+    key = certs.generate_key("p256")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if critical_unknown:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.65535.99"), b"\x05\x00"),
+            critical=True,
+        )
+    cert = builder.sign(issuer.key, certs.signature_hash(issuer.key))
+    return certs.Identity(cert, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# keys and issuance
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("p256", ec.EllipticCurvePrivateKey),
+        ("p384", ec.EllipticCurvePrivateKey),
+        ("p521", ec.EllipticCurvePrivateKey),
+        ("rsa2048", rsa.RSAPrivateKey),
+        ("ed25519", ed25519.Ed25519PrivateKey),
+    ],
+)
+def test_generate_key_kinds(kind: certs.KeyKind, expected: type) -> None:
+    key = certs.generate_key(kind)
+    assert isinstance(key, expected)
+    assert certs.key_kind_of(key) == kind
+
+
+def test_generate_key_rsa3072() -> None:
+    key = certs.generate_key("rsa3072")
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 3072
+
+
+def test_generate_key_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown key kind"):
+        certs.generate_key("dsa1024")  # type: ignore[arg-type]
+
+
+def test_default_key_is_p256() -> None:
+    key = certs.generate_key()
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+
+
+def test_make_ca_is_self_signed_ca(vendor: certs.Identity) -> None:
+    cert = vendor.cert
+    assert cert.subject == cert.issuer
+    cert.verify_directly_issued_by(cert)
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    assert cert.not_valid_before_utc <= NOW <= cert.not_valid_after_utc
+    assert vendor.chain == ()
+
+
+def test_make_ca_rejects_naive_time_and_bad_days() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        certs.make_ca("x", now=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="days"):
+        certs.make_ca("x", now=NOW, days=0)
+    with pytest.raises(TypeError):
+        certs.make_ca("x", now="2026-01-01")  # type: ignore[arg-type]
+
+
+def test_idevid_carries_rfc8995_identity(idevid: certs.Identity, vendor: certs.Identity) -> None:
+    cert = idevid.cert
+    assert certs.serial_number_of(cert) == "SN-0001"
+    assert certs.masa_url_of(cert) == "https://masa.example:9443"
+    assert certs.hardware_module_name_of(cert) == ("1.3.6.1.4.1.65535.1", b"SN-0001")
+    # RFC 5280 §4.1.2.5 / IEEE 802.1AR: no well-defined expiration.
+    assert cert.not_valid_after_utc == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    masa_ext = cert.extensions.get_extension_for_oid(certs.OID_MASA_URL)
+    assert not masa_ext.critical
+    assert masa_ext.value.value[:1] == b"\x16"  # IA5String tag, RFC 8995 §2.3.2
+    assert cert.issuer == vendor.cert.subject
+    cert.verify_directly_issued_by(vendor.cert)
+
+
+def test_idevid_without_masa_url_and_with_days(vendor: certs.Identity) -> None:
+    identity = certs.issue_idevid(vendor, "SN-2", masa_url=None, now=NOW, days=10)
+    assert certs.masa_url_of(identity.cert) is None
+    assert identity.cert.not_valid_after_utc == NOW + timedelta(days=10)
+
+
+def test_idevid_rejects_empty_serial_and_non_ascii_url(vendor: certs.Identity) -> None:
+    with pytest.raises(ValueError, match="serial"):
+        certs.issue_idevid(vendor, "", masa_url=None, now=NOW)
+    with pytest.raises(ValueError, match="ASCII"):
+        certs.issue_idevid(vendor, "SN", masa_url="https://mäsa.example", now=NOW)
+
+
+def test_serial_and_masa_url_absent_on_other_certs(vendor: certs.Identity) -> None:
+    assert certs.serial_number_of(vendor.cert) is None
+    assert certs.masa_url_of(vendor.cert) is None
+    assert certs.hardware_module_name_of(vendor.cert) is None
+
+
+def test_registrar_has_cmc_ra_and_tls_ekus(vendor: certs.Identity) -> None:
+    registrar = certs.issue_registrar(
+        vendor, "registrar", hosts=["localhost", "127.0.0.1", "::1"], now=NOW
+    )
+    ekus = list(registrar.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    assert ekus == [
+        certs.OID_KP_CMC_RA,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    ]
+    san = registrar.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
+    for purpose in ("any", "server", "client"):
+        chain = certs.verify_chain(
+            registrar.cert, trust_anchors=[vendor.cert], now=NOW, purpose=purpose
+        )
+        assert chain[-1] == vendor.cert
+
+
+def test_tls_server_purposes(vendor: certs.Identity) -> None:
+    server = certs.issue_tls_server(vendor, "srv", hosts=["localhost"], now=NOW)
+    certs.verify_chain(server.cert, trust_anchors=[vendor.cert], now=NOW, purpose="server")
+    with pytest.raises(UntrustedSigner, match="client"):
+        certs.verify_chain(server.cert, trust_anchors=[vendor.cert], now=NOW, purpose="client")
+    both = certs.issue_tls_server(vendor, "srv", hosts=["localhost"], now=NOW, client_auth=True)
+    certs.verify_chain(both.cert, trust_anchors=[vendor.cert], now=NOW, purpose="client")
+
+
+def test_client_cert_purposes(vendor: certs.Identity) -> None:
+    client = certs.issue_client(vendor, "operator", now=NOW)
+    certs.verify_chain(client.cert, trust_anchors=[vendor.cert], now=NOW, purpose="client")
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(client.cert, trust_anchors=[vendor.cert], now=NOW, purpose="server")
+    # "any" never looks at EKU: vouchers are signed by certificates of any EKU.
+    certs.verify_chain(client.cert, trust_anchors=[vendor.cert], now=NOW, purpose="any")
+
+
+def test_hosts_must_be_a_sequence(vendor: certs.Identity) -> None:
+    with pytest.raises(TypeError, match="sequence"):
+        certs.issue_tls_server(vendor, "srv", hosts="localhost", now=NOW)
+
+
+def test_ldevid_from_csr() -> None:
+    domain = certs.make_ca("Domain CA", now=NOW)
+    key = certs.generate_key()
+    csr = certs.make_csr(key, serial="SN-0001", common_name="pledge")
+    assert csr.is_signature_valid
+    subject = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "SN-0001")])
+    cert = certs.issue_from_csr(
+        domain, csr, subject=subject, san=[x509.DNSName("pledge.example")], now=NOW, days=30
+    )
+    assert cert.public_key() == key.public_key()
+    assert cert.subject == subject
+    assert cert.not_valid_after_utc == NOW + timedelta(days=30)
+    ekus = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in ekus and ExtendedKeyUsageOID.SERVER_AUTH in ekus
+    certs.verify_chain(cert, trust_anchors=[domain.cert], now=NOW, purpose="client")
+
+
+def test_ldevid_refuses_csr_with_bad_signature() -> None:
+    domain = certs.make_ca("Domain CA", now=NOW)
+    csr = certs.make_csr(certs.generate_key(), common_name="pledge")
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01
+    forged = x509.load_der_x509_csr(bytes(der))
+    with pytest.raises(SignatureInvalid, match="CSR signature"):
+        certs.issue_from_csr(domain, forged, subject=forged.subject, san=[], now=NOW)
+
+
+def test_identity_validates_types_and_key_match(vendor: certs.Identity) -> None:
+    with pytest.raises(TypeError):
+        certs.Identity(_der(vendor.cert), vendor.key)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        certs.Identity(vendor.cert, b"key")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        certs.Identity(vendor.cert, vendor.key, [vendor.cert])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="does not belong"):
+        certs.Identity(vendor.cert, certs.generate_key())
+
+
+def test_fingerprint_format(vendor: certs.Identity) -> None:
+    value = certs.fingerprint(vendor.cert)
+    assert value.startswith("sha256:") and len(value) == 7 + 64
+    assert value == certs.fingerprint(x509.load_der_x509_certificate(_der(vendor.cert)))
+
+
+# ---------------------------------------------------------------------------------------------
+# path validation
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_verify_chain_through_intermediate(kind: certs.KeyKind) -> None:
+    root = certs.make_ca("Root", now=NOW, key_kind=kind)
+    sub = certs.issue_intermediate_ca(root, "Factory CA", now=NOW, key_kind=kind)
+    leaf = certs.issue_idevid(sub, "SN-9", masa_url=None, now=NOW, key_kind=kind)
+    assert leaf.chain == (sub.cert,)
+    chain = certs.verify_chain(
+        leaf.cert, trust_anchors=[root.cert], intermediates=leaf.chain, now=NOW
+    )
+    assert chain == [leaf.cert, sub.cert, root.cert]
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(leaf.cert, trust_anchors=[root.cert], now=NOW)  # intermediate missing
+    other = certs.make_ca("Root", now=NOW, key_kind=kind)  # same name, other key
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(leaf.cert, trust_anchors=[other.cert], intermediates=leaf.chain, now=NOW)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_verify_chain_expired_and_not_yet_valid(kind: certs.KeyKind) -> None:
+    root = certs.make_ca("Root", now=NOW, key_kind=kind)
+    masa = certs.issue_masa_signer(root, "MASA", now=NOW, key_kind=kind, days=30)
+    with pytest.raises(Expired, match="not valid at"):
+        certs.verify_chain(masa.cert, trust_anchors=[root.cert], now=NOW + timedelta(days=31))
+    with pytest.raises(Expired):
+        certs.verify_chain(masa.cert, trust_anchors=[root.cert], now=NOW - timedelta(days=1))
+    # An expired trust anchor fails too, and is named.
+    long_lived = certs.issue_masa_signer(root, "MASA", now=NOW, key_kind=kind, days=20000)
+    with pytest.raises(Expired, match="CN=Root"):
+        certs.verify_chain(
+            long_lived.cert, trust_anchors=[root.cert], now=NOW + timedelta(days=3651)
+        )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_verify_chain_refuses_non_ca_issuer(kind: certs.KeyKind) -> None:
+    root = certs.make_ca("Root", now=NOW, key_kind=kind)
+    ee = certs.issue_client(root, "not a CA", now=NOW, key_kind=kind)
+    leaf = certs.issue_client(ee, "leaf", now=NOW, key_kind=kind)
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(leaf.cert, trust_anchors=[root.cert], intermediates=[ee.cert], now=NOW)
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(leaf.cert, trust_anchors=[ee.cert], now=NOW)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_verify_chain_refuses_bad_signature(kind: certs.KeyKind) -> None:
+    root = certs.make_ca("Root", now=NOW, key_kind=kind)
+    leaf = certs.issue_masa_signer(root, "MASA", now=NOW, key_kind=kind)
+    der = bytearray(_der(leaf.cert))
+    der[-3] ^= 0x40  # inside the signature value
+    forged = x509.load_der_x509_certificate(bytes(der))
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(forged, trust_anchors=[root.cert], now=NOW)
+
+
+def test_verify_chain_refuses_tampered_tbs(vendor: certs.Identity, idevid: certs.Identity) -> None:
+    der = _der(idevid.cert).replace(b"SN-0001", b"SN-0002")
+    forged = x509.load_der_x509_certificate(der)
+    assert certs.serial_number_of(forged) == "SN-0002"
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(forged, trust_anchors=[vendor.cert], now=NOW)
+
+
+def test_verify_chain_refuses_unknown_critical_extension(vendor: certs.Identity) -> None:
+    leaf = _build(vendor, critical_unknown=True)
+    with pytest.raises(UntrustedSigner, match="critical"):
+        certs.verify_chain(leaf.cert, trust_anchors=[vendor.cert], now=NOW)
+
+
+def test_verify_chain_refuses_unknown_critical_extension_ed25519() -> None:
+    root = certs.make_ca("Root", now=NOW, key_kind="ed25519")
+    leaf = _build(root, critical_unknown=True)
+    with pytest.raises(UntrustedSigner, match="critical"):
+        certs.verify_chain(leaf.cert, trust_anchors=[root.cert], now=NOW)
+
+
+@pytest.mark.parametrize("kind", ["p256", "ed25519"])
+def test_verify_chain_enforces_path_length(kind: certs.KeyKind) -> None:
+    root = certs.make_ca("Root", now=NOW, key_kind=kind)
+    sub = certs.issue_intermediate_ca(root, "Sub", now=NOW, key_kind=kind, path_length=0)
+    subsub = certs.issue_intermediate_ca(sub, "SubSub", now=NOW, key_kind=kind, path_length=0)
+    leaf = certs.issue_client(subsub, "leaf", now=NOW, key_kind=kind)
+    assert leaf.chain == (subsub.cert, sub.cert)
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(leaf.cert, trust_anchors=[root.cert], intermediates=leaf.chain, now=NOW)
+
+
+def test_verify_chain_needs_anchors_and_known_purpose(idevid: certs.Identity) -> None:
+    with pytest.raises(UntrustedSigner, match="no trust anchors"):
+        certs.verify_chain(idevid.cert, trust_anchors=[], now=NOW)
+    with pytest.raises(ValueError, match="purpose"):
+        certs.verify_chain(
+            idevid.cert,
+            trust_anchors=[idevid.cert],
+            now=NOW,
+            purpose="email",  # type: ignore[arg-type]
+        )
+
+
+def test_verify_chain_ed25519_leaf_under_ecdsa_ca(vendor: certs.Identity) -> None:
+    leaf = certs.issue_idevid(vendor, "SN-ED", masa_url=None, now=NOW, key_kind="ed25519")
+    assert certs.verify_chain(leaf.cert, trust_anchors=[vendor.cert], now=NOW)[-1] == vendor.cert
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(leaf.cert, trust_anchors=[certs.make_ca("X", now=NOW).cert], now=NOW)
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def test_write_key_is_private_pkcs8_and_atomic(tmp_path: Path) -> None:
+    key = certs.generate_key()
+    path = tmp_path / "a.key"
+    certs.write_key(path, key)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert certs.load_key_file(path).private_numbers() == key.private_numbers()  # type: ignore[union-attr]
+    certs.write_key(path, certs.generate_key())  # replacing keeps 0600, leaves no temp file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["a.key"]
+
+
+def test_write_key_mode_despite_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        certs.write_key(tmp_path / "k.key", certs.generate_key())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "k.key").stat().st_mode) == 0o600
+
+
+def test_certificate_files_round_trip(tmp_path: Path, idevid: certs.Identity) -> None:
+    path = tmp_path / "idevid.pem"
+    certs.write_certs(path, [idevid.cert])
+    assert certs.load_cert_file(path) == idevid.cert
+    key_path = tmp_path / "idevid.key"
+    certs.write_key(key_path, idevid.key)
+    loaded = certs.load_identity(path, key_path)
+    assert loaded.cert == idevid.cert and loaded.chain == ()
+    der_path = tmp_path / "c.der"
+    der_path.write_bytes(_der(idevid.cert))
+    assert certs.load_cert_file(der_path) == idevid.cert
+    with pytest.raises(ValueError):
+        certs.write_certs(path, [])
+
+
+def test_load_identity_with_chain_and_mismatched_key(
+    tmp_path: Path, vendor: certs.Identity, idevid: certs.Identity
+) -> None:
+    pem = tmp_path / "idevid.pem"
+    certs.write_certs(pem, [idevid.cert, vendor.cert])
+    key = tmp_path / "k.key"
+    certs.write_key(key, idevid.key)
+    assert certs.load_identity(pem, key).chain == (vendor.cert,)
+    certs.write_key(key, certs.generate_key())
+    with pytest.raises(ConfigError, match="does not belong"):
+        certs.load_identity(pem, key)
+
+
+def test_load_certs_rejects_garbage() -> None:
+    with pytest.raises(InvalidInput, match="certificate"):
+        certs.load_certs(b"hello")
+    with pytest.raises(InvalidInput):
+        certs.load_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+
+
+def test_load_key_file_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.key"
+    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match=r"bad\.key"):
+        certs.load_key_file(path)
