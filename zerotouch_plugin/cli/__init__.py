@@ -24,6 +24,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "demo": "zerotouch_plugin.cli.demo",
     "registrar": "zerotouch_plugin.cli.registrar",
     "masa": "zerotouch_plugin.cli.masa",
+    "pledge": "zerotouch_plugin.cli.pledge",
 }
 
 

@@ -6,24 +6,29 @@ an illegal transition. The documentation's state diagrams are generated from the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import TypeVar
 
 from zerotouch_plugin.errors import Conflict
 
 __all__ = [
+    "PLEDGE_TRANSITIONS",
     "REGISTRAR_TRANSITIONS",
+    "PledgeEvent",
+    "PledgeState",
     "RegistrarDeviceState",
     "RegistrarEvent",
+    "render_mermaid",
     "transition",
 ]
 
 S = TypeVar("S")
 E = TypeVar("E")
+K = TypeVar("K")  # the source-state type: S, or S | None where "no record yet" is a state
 
 
-def transition(table: Mapping[tuple[S | None, E], S], state: S | None, event: E) -> S:
+def transition(table: Mapping[tuple[K, E], S], state: K, event: E) -> S:
     """Look ``(state, event)`` up in ``table``; an unlisted pair is a protocol-sequence error."""
     try:
         return table[(state, event)]
@@ -87,3 +92,94 @@ REGISTRAR_TRANSITIONS: Mapping[
     (_S.ENROLL_CONFIRMED, _E.CERT_ISSUED): _S.ENROLLED,
     (_S.ENROLL_CONFIRMED, _E.ENROLL_STATUS_SUCCESS): _S.ENROLL_CONFIRMED,
 }
+
+
+class PledgeState(StrEnum):
+    """Where a pledge stands in its bootstrap (RFC 8995 §5, client side)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"  # provisional TLS to the registrar (§5.1)
+    REQUESTING_VOUCHER = "requesting-voucher"  # pledge voucher-request sent (§5.2)
+    REPORTING_VOUCHER = "reporting-voucher"  # voucher accepted, voucher_status true (§5.7)
+    REPORTING_VOUCHER_FAILURE = "reporting-voucher-failure"  # voucher refused (§5.6.1, §5.7)
+    FETCHING_CACERTS = "fetching-cacerts"  # EST /cacerts (RFC 7030 §4.1, RFC 8995 §5.9.1)
+    ENROLLING = "enrolling"  # EST /simpleenroll (RFC 7030 §4.2)
+    REPORTING_ENROLLMENT = "reporting-enrollment"  # enrollstatus true (§5.9.4)
+    REPORTING_ENROLLMENT_FAILURE = "reporting-enrollment-failure"  # enrollstatus false
+    ENROLLED = "enrolled"
+    FAILED = "failed"
+
+
+class PledgeEvent(StrEnum):
+    START = "start"
+    CONNECTED = "connected"  # registrar certificate recorded on provisional TLS
+    VOUCHER_VALID = "voucher-valid"
+    VOUCHER_INVALID = "voucher-invalid"
+    STATUS_SENT = "status-sent"  # any HTTP answer to a status report (§5.7: may be ignored)
+    CACERTS_VALID = "cacerts-valid"
+    CACERTS_INVALID = "cacerts-invalid"
+    CERT_VALID = "cert-valid"
+    CERT_INVALID = "cert-invalid"
+    RETRY = "retry"  # transient: unreachable, 503 or 202 with Retry-After
+    REFUSED = "refused"  # the registrar answered with a refusal
+    GAVE_UP = "gave-up"  # retries exhausted
+
+
+_P = PledgeState
+_PE = PledgeEvent
+_ACTIVE = (
+    _P.CONNECTING,
+    _P.REQUESTING_VOUCHER,
+    _P.REPORTING_VOUCHER,
+    _P.REPORTING_VOUCHER_FAILURE,
+    _P.FETCHING_CACERTS,
+    _P.ENROLLING,
+    _P.REPORTING_ENROLLMENT,
+    _P.REPORTING_ENROLLMENT_FAILURE,
+)
+
+PLEDGE_TRANSITIONS: Mapping[tuple[PledgeState, PledgeEvent], PledgeState] = {
+    # every active step retries in place and fails for good once retries run out
+    **{(state, _PE.RETRY): state for state in _ACTIVE},
+    **{(state, _PE.GAVE_UP): _P.FAILED for state in _ACTIVE},
+    (_P.IDLE, _PE.START): _P.CONNECTING,
+    (_P.CONNECTING, _PE.CONNECTED): _P.REQUESTING_VOUCHER,
+    (_P.CONNECTING, _PE.REFUSED): _P.FAILED,  # TLS alert: the registrar refuses our IDevID
+    # a voucher-request is never re-sent as is: reconnect, re-record, fresh nonce (§5.2)
+    (_P.REQUESTING_VOUCHER, _PE.RETRY): _P.CONNECTING,
+    (_P.REQUESTING_VOUCHER, _PE.REFUSED): _P.FAILED,
+    (_P.REQUESTING_VOUCHER, _PE.VOUCHER_VALID): _P.REPORTING_VOUCHER,
+    (_P.REQUESTING_VOUCHER, _PE.VOUCHER_INVALID): _P.REPORTING_VOUCHER_FAILURE,
+    (_P.REPORTING_VOUCHER, _PE.STATUS_SENT): _P.FETCHING_CACERTS,
+    (_P.REPORTING_VOUCHER_FAILURE, _PE.STATUS_SENT): _P.FAILED,
+    (_P.FETCHING_CACERTS, _PE.CACERTS_VALID): _P.ENROLLING,
+    (_P.FETCHING_CACERTS, _PE.CACERTS_INVALID): _P.REPORTING_ENROLLMENT_FAILURE,
+    (_P.FETCHING_CACERTS, _PE.REFUSED): _P.REPORTING_ENROLLMENT_FAILURE,
+    (_P.ENROLLING, _PE.CERT_VALID): _P.REPORTING_ENROLLMENT,
+    (_P.ENROLLING, _PE.CERT_INVALID): _P.REPORTING_ENROLLMENT_FAILURE,
+    (_P.ENROLLING, _PE.REFUSED): _P.REPORTING_ENROLLMENT_FAILURE,
+    (_P.REPORTING_ENROLLMENT, _PE.STATUS_SENT): _P.ENROLLED,
+    (_P.REPORTING_ENROLLMENT_FAILURE, _PE.STATUS_SENT): _P.FAILED,
+}
+
+
+def _node(state: object) -> str:
+    return "[*]" if state is None else str(state).replace("-", "_")
+
+
+def render_mermaid(
+    table: Mapping[tuple[K, E], S], *, initial: Iterable[S] = (), final: Iterable[S] = ()
+) -> str:
+    """A Mermaid ``stateDiagram-v2`` of a transition table, for the documentation.
+
+    Edges between the same two states are merged, their events listed in table order.
+    ``None`` as a source state (a record not yet created) is drawn as the start point.
+    """
+    edges: dict[tuple[str, str], list[str]] = {}
+    for (source, event), target in table.items():
+        edges.setdefault((_node(source), _node(target)), []).append(str(event))
+    lines = ["stateDiagram-v2"]
+    lines += [f"    [*] --> {_node(state)}" for state in initial]
+    lines += [f"    {a} --> {b}: {', '.join(events)}" for (a, b), events in edges.items()]
+    lines += [f"    {_node(state)} --> [*]" for state in final]
+    return "\n".join(lines) + "\n"

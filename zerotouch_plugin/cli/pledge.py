@@ -1,0 +1,87 @@
+"""``zerotouch pledge ...``: the headless pledge (RFC 8995 client side) for a pledge folder P.
+
+Thin: ``services.pledge_client`` runs the sans-IO machine of ``roles.pledge`` over HTTPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.roles.pledge import RetryPolicy
+from zerotouch_plugin.services.pledge_client import PLEDGE_FILES, enroll
+
+__all__ = ["HELP", "register"]
+
+HELP = "headless pledge: voucher exchange and EST enrollment against a registrar"
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _retries(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    retry = RetryPolicy(
+        attempts=args.retries + 1,
+        base_delay=min(args.backoff, args.max_backoff),
+        max_delay=args.max_backoff,
+    )
+    enrollment = asyncio.run(enroll(args.dir, args.registrar, retry=retry, timeout=args.timeout))
+    print(
+        f"enrolled {enrollment.serial}: LDevID {certs.fingerprint(enrollment.ldevid)} in "
+        f"{args.dir / PLEDGE_FILES['ldevid']}, domain CA in {args.dir / PLEDGE_FILES['domain-ca']}"
+    )
+    return 0
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    p = sub.add_parser(
+        "enroll",
+        help="bootstrap the pledge in folder P through a registrar",
+        description=(
+            "Provisional TLS, voucher-request signed with P/idevid.pem, voucher validation "
+            "against P/masa-ca.pem, voucher_status, EST cacerts and simpleenroll, enrollstatus. "
+            "On success writes P/voucher.cms, P/domain-ca.pem, P/ldevid.pem, P/ldevid.key "
+            "(0600) and exits 0; on failure exits 1 with the reason and writes nothing."
+        ),
+    )
+    p.add_argument("--dir", type=Path, required=True, help="pledge folder P")
+    p.add_argument("--registrar", required=True, help="registrar URL, https://HOST:PORT")
+    p.add_argument(
+        "--retries",
+        type=_retries,
+        default=5,
+        help="retries per step when the registrar is unreachable or busy (default 5)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        help="seconds for one request (default 30)",
+    )
+    p.add_argument(
+        "--backoff",
+        type=_positive_float,
+        default=1.0,
+        help="first retry delay in seconds, doubled each retry, with jitter (default 1)",
+    )
+    p.add_argument(
+        "--max-backoff",
+        type=_positive_float,
+        default=30.0,
+        help="longest retry delay, also the cap on a server's Retry-After (default 30)",
+    )
+    p.set_defaults(func=cmd_enroll)

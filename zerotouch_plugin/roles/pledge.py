@@ -1,0 +1,758 @@
+"""Pledge logic of BRSKI (RFC 8995 §5), sans-IO: a state machine driven by events.
+
+The machine never opens a socket, reads the clock or touches a file. It hands out *actions*
+(open a provisional TLS connection, send this request, wait this long) and is fed what came
+back (the registrar certificate seen, an HTTP response, a transport failure) together with
+``now``. Randomness (nonces, backoff jitter) comes from the ``random_bytes`` callable the
+caller supplies. ``services/pledge_client.py`` performs the actions over HTTPS; the device
+agent drives the same machine.
+
+Sequence (transition table ``PLEDGE_TRANSITIONS`` in ``roles/states.py``):
+
+1. provisional TLS, the registrar certificate recorded unverified (§5.1);
+2. pledge voucher-request signed with the IDevID (§5.2);
+3. voucher validation (§5.6.1) and voucher_status (§5.7), also on failure;
+4. EST cacerts -> domain trust anchors checked against pinned-domain-cert (RFC 7030
+   §4.1.3, RFC 8995 §5.9.1), from here on TLS verified against pinned-domain-cert;
+5. CSR with a fresh key, simpleenroll (RFC 7030 §4.2), LDevID checks;
+6. enrollstatus (§5.9.4), also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from zerotouch_plugin.artifacts import certs, cms, est
+from zerotouch_plugin.artifacts.certs import Identity, KeyKind, PrivateKey
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest, new_nonce
+from zerotouch_plugin.errors import (
+    AccessDenied,
+    CertificateError,
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    PolicyRefused,
+    RemoteError,
+    UnsupportedMediaType,
+    UntrustedSigner,
+    UpstreamUnavailable,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles.states import (
+    PLEDGE_TRANSITIONS,
+    PledgeEvent,
+    PledgeState,
+    transition,
+)
+
+__all__ = [
+    "MEDIA_JSON",
+    "PATH_CACERTS",
+    "PATH_ENROLLSTATUS",
+    "PATH_REQUESTVOUCHER",
+    "PATH_SIMPLEENROLL",
+    "PATH_VOUCHER_STATUS",
+    "Connect",
+    "Done",
+    "Enrollment",
+    "Failed",
+    "HttpRequest",
+    "Pledge",
+    "PledgeAction",
+    "PledgeConfig",
+    "Response",
+    "RetryPolicy",
+    "TlsMode",
+    "Wait",
+    "domain_anchors",
+    "registrar_validated_by",
+    "status_report",
+]
+
+# RFC 8995 §5 / RFC 7030 §3.2.2 well-known paths.
+PATH_REQUESTVOUCHER = "/.well-known/brski/requestvoucher"
+PATH_VOUCHER_STATUS = "/.well-known/brski/voucher_status"
+PATH_ENROLLSTATUS = "/.well-known/brski/enrollstatus"
+PATH_CACERTS = "/.well-known/est/cacerts"
+PATH_SIMPLEENROLL = "/.well-known/est/simpleenroll"
+MEDIA_JSON = "application/json"  # RFC 8995 §5.7, §5.9.4
+
+_NONCE_BYTES = 16  # RFC 8366 §5.3 allows 8..32
+_STATUS_VERSION = 1  # RFC 8995 §5.7 "version"
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; a server's Retry-After is honoured (RFC 9110 §10.2.3).
+
+    ``attempts`` counts tries of one step (1 = never retry). The n-th retry waits
+    ``min(max_delay, base_delay * multiplier**(n-1))``, of which the fraction ``jitter`` is
+    randomised. With Retry-After the wait is that many seconds (capped at ``max_delay``)
+    plus up to ``jitter * base_delay``, so that a crowd of pledges does not return at once.
+    """
+
+    attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool):
+            raise TypeError("attempts must be an integer")
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        for name in ("base_delay", "max_delay", "multiplier", "jitter"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a number")
+        if self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError("need 0 <= base_delay <= max_delay")
+        if self.multiplier < 1:
+            raise ValueError("multiplier must be at least 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+
+    def delay(self, retry: int, fraction: float, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based); ``fraction`` in [0, 1)."""
+        if retry < 1:
+            raise ValueError("retry counts from 1")
+        if not 0 <= fraction < 1:
+            raise ValueError("fraction must be in [0, 1)")
+        if retry_after is not None:
+            return (
+                min(max(retry_after, 0.0), self.max_delay)
+                + self.jitter * self.base_delay * fraction
+            )
+        backoff = min(self.max_delay, self.base_delay * self.multiplier ** (retry - 1))
+        return backoff * (1 - self.jitter) + backoff * self.jitter * fraction
+
+
+@dataclass(frozen=True)
+class PledgeConfig:
+    """What a pledge holds from the factory, and how persistent it is."""
+
+    idevid: Identity  # IEEE 802.1AR identity: TLS client certificate, signs the PVR
+    masa_anchors: tuple[x509.Certificate, ...]  # P/masa-ca.pem: voucher signers chain here
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    key_kind: KeyKind = "p256"  # the LDevID key
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.idevid, Identity):
+            raise TypeError("idevid must be an Identity")
+        anchors = tuple(self.masa_anchors)
+        if not all(isinstance(c, x509.Certificate) for c in anchors):
+            raise TypeError("masa_anchors must hold x509.Certificate objects")
+        if not anchors:
+            raise ValueError("at least one MASA trust anchor is needed to validate vouchers")
+        object.__setattr__(self, "masa_anchors", anchors)
+        if not isinstance(self.retry, RetryPolicy):
+            raise TypeError("retry must be a RetryPolicy")
+        if certs.serial_number_of(self.idevid.cert) is None:
+            raise ConfigError("the IDevID has no subject serialNumber (RFC 8995 §2.3.1)")
+
+    @property
+    def serial(self) -> str:
+        serial = certs.serial_number_of(self.idevid.cert)
+        assert serial is not None  # checked in __post_init__
+        return serial
+
+
+# ---------------------------------------------------------------------------------------------
+# actions (machine -> I/O) and inputs (I/O -> machine)
+
+
+class TlsMode(StrEnum):
+    PROVISIONAL = "provisional"  # server not verified, its certificate recorded (§5.1)
+    VERIFIED = "verified"  # server must chain to pinned-domain-cert (§5.6.2)
+
+
+@dataclass(frozen=True)
+class Connect:
+    """Open provisional TLS to the registrar and report its certificate (``connected``)."""
+
+    mode: TlsMode = TlsMode.PROVISIONAL
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """Send this request; report the answer with ``received`` (or ``unreachable``)."""
+
+    method: str
+    path: str
+    body: bytes | None
+    content_type: str | None
+    accept: str | None
+    tls: TlsMode
+    trust: tuple[x509.Certificate, ...] = ()  # for VERIFIED: the pinned-domain-cert
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Sleep ``seconds``, then perform ``then``."""
+
+    seconds: float
+    reason: str
+    then: Connect | HttpRequest
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """Everything a successful bootstrap produced."""
+
+    serial: str
+    voucher_cms: bytes
+    voucher: Voucher
+    registrar_cert: x509.Certificate
+    domain_anchors: tuple[x509.Certificate, ...]
+    ldevid: x509.Certificate
+    ldevid_chain: tuple[x509.Certificate, ...]  # intermediates, not the trust anchor
+    ldevid_key: PrivateKey
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.ldevid, self.ldevid_key, self.ldevid_chain)
+
+
+@dataclass(frozen=True)
+class Done:
+    enrollment: Enrollment
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: ZerotouchError
+
+
+PledgeAction = Connect | HttpRequest | Wait | Done | Failed
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP answer, with the certificate the server presented on that connection."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = ""
+    retry_after: float | None = None
+    server_cert: x509.Certificate | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# pure helpers
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+def registrar_validated_by(
+    pinned: x509.Certificate, registrar: x509.Certificate, *, now: datetime
+) -> None:
+    """RFC 8995 §5.6.2: the pinned-domain-cert must validate the registrar's TLS certificate
+    (be it, or be a CA it chains to); otherwise the pledge talked to someone else."""
+    if _der(pinned) == _der(registrar):
+        return
+    try:
+        certs.verify_chain(registrar, trust_anchors=[pinned], now=now, purpose="server")
+    except ZerotouchError as exc:
+        raise UntrustedSigner(
+            f"the voucher's pinned-domain-cert ({pinned.subject.rfc4514_string()}) does not "
+            f"validate the registrar certificate {registrar.subject.rfc4514_string()} seen on "
+            f"provisional TLS (RFC 8995 §5.6.2): possible man-in-the-middle ({exc})"
+        ) from exc
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def domain_anchors(
+    cacerts: list[x509.Certificate], pinned: x509.Certificate, *, now: datetime
+) -> tuple[x509.Certificate, ...]:
+    """The explicit trust anchors from an EST cacerts answer (RFC 7030 §4.1.3): the CA
+    certificates the voucher's pinned-domain-cert vouches for (RFC 8995 §5.9.1). A CA is
+    taken when it is the pinned-domain-cert, chains to it, or the pinned-domain-cert (e.g.
+    the registrar's own certificate) chains to it."""
+    anchors: list[x509.Certificate] = []
+    for candidate in cacerts:
+        if not _is_ca(candidate):
+            continue
+        linked = (
+            _der(candidate) == _der(pinned)
+            or _chains(candidate, pinned, cacerts, now)
+            or _chains(pinned, candidate, cacerts, now)
+        )
+        if linked:
+            anchors.append(candidate)
+    if not anchors:
+        raise UntrustedSigner(
+            "EST cacerts holds no CA certificate that the voucher's pinned-domain-cert "
+            f"({pinned.subject.rfc4514_string()}) vouches for (RFC 7030 §4.1.3, RFC 8995 §5.9.1)"
+        )
+    return tuple(anchors)
+
+
+def _chains(
+    leaf: x509.Certificate,
+    anchor: x509.Certificate,
+    pool: list[x509.Certificate],
+    now: datetime,
+) -> bool:
+    try:
+        certs.verify_chain(leaf, trust_anchors=[anchor], intermediates=pool, now=now)
+    except ZerotouchError:
+        return False
+    return True
+
+
+def status_report(
+    success: bool, *, reason: str | None = None, context: Mapping[str, Any] | None = None
+) -> bytes:
+    """voucher_status / enrollstatus JSON (RFC 8995 §5.7, §5.9.4): version, status, and on
+    failure reason; reason-context carries details (a JSON object)."""
+    document: dict[str, Any] = {"version": _STATUS_VERSION, "status": bool(success)}
+    if reason is not None:
+        document["reason"] = reason
+    if context is not None:
+        document["reason-context"] = dict(context)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+# Registrar status -> the error the pledge reports (RFC 8995 §5.6 status codes).
+_REFUSALS: Mapping[int, type[RemoteError]] = {
+    400: InvalidInput,
+    401: AccessDenied,
+    403: PolicyRefused,
+    404: NotFound,
+    406: NotAcceptable,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def _refusal(response: Response, what: str) -> RemoteError:
+    """A registrar refusal as an error the CLI prints; the body is the registrar's reason."""
+    text = response.body.decode("utf-8", "replace").strip().replace("\n", " ")[:300]
+    cls = _REFUSALS.get(response.status, RemoteError)
+    return cls(f"{what}: the registrar answered {response.status}: {text or '(empty)'}")
+
+
+# Statuses after which a request is retried (RFC 8995 §5.6 / RFC 7030 §4.2.3: 202 with
+# Retry-After while the request is pending; 503 while an upstream is unreachable).
+_RETRYABLE = frozenset({202, 408, 425, 429, 500, 502, 503, 504})
+# Status reports complete with any answer (§5.7: the pledge may ignore it) except these.
+_STATUS_RETRYABLE = frozenset({408, 429, 502, 503, 504})
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine
+
+
+class Pledge:
+    """One bootstrap attempt of one pledge. Create, ``start``, then feed what happens."""
+
+    def __init__(self, config: PledgeConfig, *, random_bytes: Callable[[int], bytes]) -> None:
+        if not isinstance(config, PledgeConfig):
+            raise TypeError("config must be a PledgeConfig")
+        self.config = config
+        self._random = random_bytes
+        self.state = PledgeState.IDLE
+        self.history: list[tuple[PledgeEvent, PledgeState]] = []
+        self.error: ZerotouchError | None = None
+        self.enrollment: Enrollment | None = None
+        self.last_registrar_error: str | None = None
+        self._tries = 0
+        self._registrar_cert: x509.Certificate | None = None
+        self._pending: Connect | HttpRequest | None = None
+        self._nonce: str | None = None
+        self._voucher_cms: bytes | None = None
+        self._voucher: Voucher | None = None
+        self._pinned: x509.Certificate | None = None
+        self._anchors: tuple[x509.Certificate, ...] = ()
+        self._cacerts: list[x509.Certificate] = []
+        self._key: PrivateKey | None = None
+        self._ldevid: tuple[x509.Certificate, tuple[x509.Certificate, ...]] | None = None
+
+    # -- public inputs ------------------------------------------------------------------------
+
+    @property
+    def registrar_cert(self) -> x509.Certificate | None:
+        """The certificate recorded on provisional TLS (§5.1), unverified until the voucher."""
+        return self._registrar_cert
+
+    @property
+    def voucher(self) -> Voucher | None:
+        return self._voucher
+
+    def start(self) -> PledgeAction:
+        self._advance(PledgeEvent.START)
+        return self._issue(Connect())
+
+    def connected(self, server_cert: x509.Certificate, *, now: datetime) -> PledgeAction:
+        """Provisional TLS is up: record the registrar certificate (§5.1) and send the PVR."""
+        self._expect(PledgeState.CONNECTING)
+        if not isinstance(server_cert, x509.Certificate):
+            raise TypeError("server_cert must be an x509.Certificate")
+        self._registrar_cert = server_cert
+        self._advance(PledgeEvent.CONNECTED)
+        # connecting and requesting the voucher are one step for the retry count
+        return self._issue(self._voucher_request(now), fresh=False)
+
+    def unreachable(self, message: str, *, now: datetime, refused: bool = False) -> PledgeAction:
+        """The request could not be completed: a transport fault (retried) or, with
+        ``refused``, a TLS-level refusal of our IDevID (final)."""
+        if refused and (self.state, PledgeEvent.REFUSED) in PLEDGE_TRANSITIONS:
+            return self._refused(
+                RemoteError(f"the registrar refused the TLS connection: {message}")
+            )
+        return self._retry(UpstreamUnavailable(f"registrar unreachable: {message}"), None)
+
+    def received(self, response: Response, *, now: datetime) -> PledgeAction:
+        """An HTTP answer to the pending request."""
+        if not isinstance(response, Response):
+            raise TypeError("response must be a Response")
+        handler = self._HANDLERS.get(self.state)
+        pending = self._pending
+        if handler is None or not isinstance(pending, HttpRequest):
+            raise ValueError(f"no request is pending in state {self.state}")
+        if pending.tls is TlsMode.VERIFIED:
+            # Defence in depth: the verified connection presents a certificate the
+            # pinned-domain-cert validates (the TLS layer checked it too).
+            try:
+                if response.server_cert is None or self._pinned is None:
+                    raise CertificateError("no registrar certificate on verified TLS")
+                registrar_validated_by(self._pinned, response.server_cert, now=now)
+            except ZerotouchError as exc:
+                return self._step_failed(exc)
+        retryable = _STATUS_RETRYABLE if self.state in _STATUS_STATES else _RETRYABLE
+        if response.status in retryable:
+            what = f"{pending.path} answered {response.status}"
+            return self._retry(UpstreamUnavailable(what), response.retry_after)
+        if response.status != 200 and self.state not in _STATUS_STATES:
+            return self._refused(_refusal(response, pending.path))
+        return handler(self, response, now)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _voucher_request(self, now: datetime) -> HttpRequest:
+        """The pledge voucher-request of RFC 8995 §5.2, signed with the IDevID."""
+        assert self._registrar_cert is not None
+        self._nonce = new_nonce(self._random(_NONCE_BYTES))
+        request = VoucherRequest(
+            created_on=now,
+            assertion=Assertion.PROXIMITY,
+            serial_number=self.config.serial,  # from the IDevID subject (§5.2)
+            nonce=self._nonce,
+            proximity_registrar_cert=_der(self._registrar_cert),
+        )
+        body = cms.sign(request.to_json(), signer=self.config.idevid, now=now)
+        return HttpRequest(
+            "POST",
+            PATH_REQUESTVOUCHER,
+            body,
+            cms.MEDIA_TYPE_VOUCHER_CMS,
+            cms.MEDIA_TYPE_VOUCHER_CMS,
+            TlsMode.PROVISIONAL,
+        )
+
+    def _on_voucher(self, response: Response, now: datetime) -> PledgeAction:
+        # The answer must come over a connection to the registrar we recorded: the
+        # voucher is checked against that certificate (§5.6.2).
+        if response.server_cert is None or _der(response.server_cert) != _der(
+            self._registrar_certificate()
+        ):
+            return self._retry(
+                UpstreamUnavailable("the registrar presented another certificate; reconnecting"),
+                None,
+            )
+        try:
+            voucher = self._validate_voucher(response, now)
+        except ZerotouchError as exc:
+            self.error = exc
+            self._advance(PledgeEvent.VOUCHER_INVALID)
+            report = status_report(
+                False,
+                reason=exc.one_line(),
+                context={"error": exc.reason, "serial-number": self.config.serial},
+            )
+            return self._issue(self._status(PATH_VOUCHER_STATUS, report, TlsMode.PROVISIONAL))
+        self._voucher_cms = response.body
+        self._voucher = voucher
+        self._pinned = voucher.pinned_domain_certificate()
+        self._advance(PledgeEvent.VOUCHER_VALID)
+        report = status_report(
+            True,
+            context={
+                "serial-number": self.config.serial,
+                "assertion": str(voucher.assertion),
+                "pinned-domain-cert": certs.fingerprint(self._pinned),
+            },
+        )
+        return self._issue(self._status(PATH_VOUCHER_STATUS, report, TlsMode.VERIFIED))
+
+    def _validate_voucher(self, response: Response, now: datetime) -> Voucher:
+        """RFC 8995 §5.6.1: signature to the MASA anchors at ``now``, serial, nonce,
+        idevid-issuer, expiry; then pinned-domain-cert validates the registrar (§5.6.2)."""
+        if _media(response.content_type) != cms.MEDIA_TYPE_VOUCHER_CMS:
+            raise UnsupportedMediaType(
+                f"the voucher came as {response.content_type or 'no media type'!r}, not "
+                f"{cms.MEDIA_TYPE_VOUCHER_CMS} (RFC 8995 §5.6)"
+            )
+        signed = cms.verify(response.body, trust_anchors=self.config.masa_anchors, now=now)
+        voucher = Voucher.from_json(signed.content)
+        voucher.check(
+            now=now,
+            serial=self.config.serial,
+            nonce=self._nonce,
+            idevid_issuer=_aki(self.config.idevid.cert),
+        )
+        registrar_validated_by(
+            voucher.pinned_domain_certificate(), self._registrar_certificate(), now=now
+        )
+        return voucher
+
+    def _on_voucher_status(self, response: Response, now: datetime) -> PledgeAction:
+        self._note_registrar(response)
+        if self.state is PledgeState.REPORTING_VOUCHER_FAILURE:
+            self._advance(PledgeEvent.STATUS_SENT)
+            return self._fail()
+        self._advance(PledgeEvent.STATUS_SENT)
+        return self._issue(self._verified("GET", PATH_CACERTS, None, None, est.MEDIA_PKCS7))
+
+    def _on_cacerts(self, response: Response, now: datetime) -> PledgeAction:
+        """RFC 7030 §4.1.3: explicit trust anchors, checked against pinned-domain-cert."""
+        assert self._pinned is not None
+        try:
+            if _media(response.content_type) != est.MEDIA_PKCS7:
+                raise UnsupportedMediaType(
+                    f"cacerts came as {response.content_type or 'no media type'!r}, not "
+                    f"{est.MEDIA_PKCS7_CERTS} (RFC 7030 §4.1.3)"
+                )
+            cacerts = est.decode_certs_only(response.body)
+            anchors = domain_anchors(cacerts, self._pinned, now=now)
+        except ZerotouchError as exc:
+            return self._step_failed(exc)
+        self._cacerts = cacerts
+        self._anchors = anchors
+        self._advance(PledgeEvent.CACERTS_VALID)
+        self._key = certs.generate_key(self.config.key_kind)
+        serial = self.config.serial
+        csr = certs.make_csr(self._key, common_name=serial, serial=serial)
+        body = est.encode_base64_body(csr.public_bytes(Encoding.DER))
+        return self._issue(
+            self._verified("POST", PATH_SIMPLEENROLL, body, est.MEDIA_PKCS10, est.MEDIA_PKCS7)
+        )
+
+    def _on_certificate(self, response: Response, now: datetime) -> PledgeAction:
+        """RFC 7030 §4.2.3: the LDevID must be for our key and chain to the domain CA."""
+        try:
+            if _media(response.content_type) != est.MEDIA_PKCS7:
+                raise UnsupportedMediaType(
+                    f"simpleenroll answered {response.content_type or 'no media type'!r}, "
+                    f"not {est.MEDIA_PKCS7_CERTS} (RFC 7030 §4.2.3)"
+                )
+            issued = est.decode_certs_only(response.body)
+            leaf, chain = self._check_ldevid(issued, now)
+        except ZerotouchError as exc:
+            return self._step_failed(exc)
+        self._ldevid = (leaf, chain)
+        self._advance(PledgeEvent.CERT_VALID)
+        report = status_report(
+            True,
+            context={"serial-number": self.config.serial, "ldevid": certs.fingerprint(leaf)},
+        )
+        return self._issue(self._status(PATH_ENROLLSTATUS, report, TlsMode.VERIFIED))
+
+    def _check_ldevid(
+        self, issued: list[x509.Certificate], now: datetime
+    ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+        assert self._key is not None
+        own = _spki(self._key.public_key())
+        leaves = [c for c in issued if _spki(c.public_key()) == own]
+        if not leaves:
+            raise CertificateError(
+                "simpleenroll returned no certificate for the key of our CSR (RFC 7030 §4.2.3)"
+            )
+        leaf = leaves[0]
+        path = certs.verify_chain(
+            leaf,
+            trust_anchors=self._anchors,
+            intermediates=[*issued, *self._cacerts],
+            now=now,
+            purpose="client",
+        )
+        # the validated path without the leaf and without the trust anchor
+        return leaf, tuple(path[1:-1])
+
+    def _on_enroll_status(self, response: Response, now: datetime) -> PledgeAction:
+        self._note_registrar(response)
+        if self.state is PledgeState.REPORTING_ENROLLMENT_FAILURE:
+            self._advance(PledgeEvent.STATUS_SENT)
+            return self._fail()
+        self._advance(PledgeEvent.STATUS_SENT)
+        assert self._ldevid is not None and self._key is not None and self._voucher is not None
+        assert self._voucher_cms is not None
+        self.enrollment = Enrollment(
+            serial=self.config.serial,
+            voucher_cms=self._voucher_cms,
+            voucher=self._voucher,
+            registrar_cert=self._registrar_certificate(),
+            domain_anchors=self._anchors,
+            ldevid=self._ldevid[0],
+            ldevid_chain=self._ldevid[1],
+            ldevid_key=self._key,
+        )
+        return Done(self.enrollment)
+
+    _HANDLERS: Mapping[PledgeState, Callable[[Pledge, Response, datetime], PledgeAction]] = {
+        PledgeState.REQUESTING_VOUCHER: _on_voucher,
+        PledgeState.REPORTING_VOUCHER: _on_voucher_status,
+        PledgeState.REPORTING_VOUCHER_FAILURE: _on_voucher_status,
+        PledgeState.FETCHING_CACERTS: _on_cacerts,
+        PledgeState.ENROLLING: _on_certificate,
+        PledgeState.REPORTING_ENROLLMENT: _on_enroll_status,
+        PledgeState.REPORTING_ENROLLMENT_FAILURE: _on_enroll_status,
+    }
+
+    # -- machinery ----------------------------------------------------------------------------
+
+    def _registrar_certificate(self) -> x509.Certificate:
+        if self._registrar_cert is None:
+            raise ValueError("no registrar certificate recorded yet")
+        return self._registrar_cert
+
+    def _expect(self, state: PledgeState) -> None:
+        if self.state is not state:
+            raise ValueError(f"not expected in state {self.state}")
+
+    def _advance(self, event: PledgeEvent) -> None:
+        self.state = transition(PLEDGE_TRANSITIONS, self.state, event)
+        self.history.append((event, self.state))
+
+    def _issue(self, action: Connect | HttpRequest, *, fresh: bool = True) -> PledgeAction:
+        if fresh:
+            self._tries = 1
+        self._pending = action
+        return action
+
+    def _status(self, path: str, report: bytes, mode: TlsMode) -> HttpRequest:
+        if mode is TlsMode.VERIFIED:
+            return self._verified("POST", path, report, MEDIA_JSON, None)
+        return HttpRequest("POST", path, report, MEDIA_JSON, None, TlsMode.PROVISIONAL)
+
+    def _verified(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        content_type: str | None,
+        accept: str | None,
+    ) -> HttpRequest:
+        assert self._pinned is not None
+        return HttpRequest(
+            method, path, body, content_type, accept, TlsMode.VERIFIED, (self._pinned,)
+        )
+
+    def _note_registrar(self, response: Response) -> None:
+        if response.status >= 300:
+            self.last_registrar_error = _refusal(response, "status report").message
+
+    def _retry(self, error: ZerotouchError, retry_after: float | None) -> PledgeAction:
+        """Retry the pending step after a backoff, or give up once attempts run out."""
+        if self._tries >= self.config.retry.attempts:
+            if self.error is None:
+                self.error = error
+            self._advance(PledgeEvent.GAVE_UP)
+            return self._fail()
+        self._advance(PledgeEvent.RETRY)
+        fraction = int.from_bytes(self._random(4), "big") / 2**32
+        seconds = self.config.retry.delay(self._tries, fraction, retry_after)
+        # after RETRY the voucher step restarts at CONNECTING (fresh record, fresh nonce)
+        then = Connect() if self.state is PledgeState.CONNECTING else self._pending
+        assert then is not None
+        self._pending = then
+        self._tries += 1
+        return Wait(seconds, error.message, then)
+
+    def _refused(self, error: ZerotouchError) -> PledgeAction:
+        self._advance(PledgeEvent.REFUSED)
+        if self.state is PledgeState.FAILED:
+            self.error = self.error or error
+            return self._fail()
+        return self._report_enroll_failure(error)
+
+    def _step_failed(self, error: ZerotouchError) -> PledgeAction:
+        """A response that fails a check in the EST steps -> enrollstatus false (§5.9.4)."""
+        event = {
+            PledgeState.FETCHING_CACERTS: PledgeEvent.CACERTS_INVALID,
+            PledgeState.ENROLLING: PledgeEvent.CERT_INVALID,
+        }.get(self.state)
+        if event is None:  # a status report over a connection that stopped validating
+            self.error = error
+            self._advance(PledgeEvent.GAVE_UP)
+            return self._fail()
+        self._advance(event)
+        return self._report_enroll_failure(error)
+
+    def _report_enroll_failure(self, error: ZerotouchError) -> PledgeAction:
+        self.error = error
+        report = status_report(
+            False,
+            reason=error.one_line(),
+            context={"error": error.reason, "serial-number": self.config.serial},
+        )
+        return self._issue(self._status(PATH_ENROLLSTATUS, report, TlsMode.VERIFIED))
+
+    def _fail(self) -> PledgeAction:
+        error = self.error or RemoteError("bootstrap failed")
+        self.error = error
+        return Failed(error)
+
+
+# States whose request is a status report: any HTTP answer completes it (§5.7, §5.9.4).
+_STATUS_STATES = frozenset(
+    {
+        PledgeState.REPORTING_VOUCHER,
+        PledgeState.REPORTING_VOUCHER_FAILURE,
+        PledgeState.REPORTING_ENROLLMENT,
+        PledgeState.REPORTING_ENROLLMENT_FAILURE,
+    }
+)
+
+
+def _aki(cert: x509.Certificate) -> bytes | None:
+    """The IDevID's AuthorityKeyIdentifier, as idevid-issuer carries it (RFC 8366 §5.3)."""
+    try:
+        return cert.extensions.get_extension_for_class(
+            x509.AuthorityKeyIdentifier
+        ).value.public_bytes()
+    except x509.ExtensionNotFound:
+        return None

@@ -1,0 +1,345 @@
+"""The pledge's HTTPS client: performs the actions of the sans-IO ``roles.pledge`` machine.
+
+The IDevID is the TLS client certificate throughout. Until the voucher arrives the registrar is
+not verified (provisional TLS, RFC 8995 §5.1: its certificate is recorded); afterwards every
+connection must validate against the voucher's pinned-domain-cert (§5.6.2). Only this module
+sleeps, reads the clock and draws random bytes; the machine decides everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.errors import ConfigError, ZerotouchError
+from zerotouch_plugin.roles.pledge import (
+    Connect,
+    Done,
+    Enrollment,
+    Failed,
+    HttpRequest,
+    Pledge,
+    PledgeAction,
+    PledgeConfig,
+    Response,
+    RetryPolicy,
+    TlsMode,
+    Wait,
+)
+from zerotouch_plugin.services._tls import ServerCertRecorder, client_context
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "PLEDGE_FILES",
+    "PledgeClient",
+    "enroll",
+    "load_pledge_config",
+    "write_enrollment",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_RESPONSE_BYTES = 1 << 20  # vouchers and certificate chains are a few KiB
+
+# Files of the pledge folder P: inputs from the factory, outputs of a successful bootstrap.
+PLEDGE_FILES = {
+    "idevid": "idevid.pem",
+    "idevid-key": "idevid.key",
+    "masa-ca": "masa-ca.pem",
+    "voucher": "voucher.cms",
+    "domain-ca": "domain-ca.pem",
+    "ldevid": "ldevid.pem",
+    "ldevid-key": "ldevid.key",
+}
+
+# OpenSSL reasons meaning "the peer refuses this identity": retrying cannot help.
+_TLS_REFUSALS = (
+    "ALERT_UNKNOWN_CA",
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_CERTIFICATE_UNKNOWN",
+    "ALERT_CERTIFICATE_EXPIRED",
+    "ALERT_CERTIFICATE_REVOKED",
+    "ALERT_UNSUPPORTED_CERTIFICATE",
+    "ALERT_ACCESS_DENIED",
+    "CERTIFICATE_VERIFY_FAILED",
+)
+
+
+def load_pledge_config(folder: Path, *, retry: RetryPolicy | None = None) -> PledgeConfig:
+    """P/idevid.pem (+chain), P/idevid.key and P/masa-ca.pem as a PledgeConfig."""
+    paths = {name: folder / file for name, file in PLEDGE_FILES.items()}
+    for name in ("idevid", "idevid-key", "masa-ca"):
+        if not paths[name].is_file():
+            raise ConfigError(
+                f"{paths[name]} is missing: a pledge folder holds idevid.pem, idevid.key and "
+                "masa-ca.pem ('zerotouch vendor idevid --out P' writes them)"
+            )
+    idevid = certs.load_identity(paths["idevid"], paths["idevid-key"])
+    # the IDevID file may carry its CA after the leaf; only intermediates go in the chain
+    chain = tuple(c for c in idevid.chain if c.subject != c.issuer)
+    idevid = certs.Identity(idevid.cert, idevid.key, chain)
+    anchors = tuple(certs.load_certs(paths["masa-ca"].read_bytes()))
+    return PledgeConfig(idevid=idevid, masa_anchors=anchors, retry=retry or RetryPolicy())
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_enrollment(folder: Path, enrollment: Enrollment) -> None:
+    """Write the bootstrap results into P, each file atomically; the key (0600) first, the
+    voucher last, so a reader that sees voucher.cms sees a complete set."""
+    certs.write_key(folder / PLEDGE_FILES["ldevid-key"], enrollment.ldevid_key)
+    certs.write_certs(
+        folder / PLEDGE_FILES["ldevid"], [enrollment.ldevid, *enrollment.ldevid_chain]
+    )
+    certs.write_certs(folder / PLEDGE_FILES["domain-ca"], list(enrollment.domain_anchors))
+    _atomic_bytes(folder / PLEDGE_FILES["voucher"], enrollment.voucher_cms)
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _tls_refusal(exc: BaseException) -> bool:
+    """Whether a failure is a TLS-level refusal of our identity or of the server's."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            text = f"{current.reason or ''} {current}".upper()
+            if any(token in text for token in _TLS_REFUSALS):
+                return True
+        if isinstance(current, aiohttp.ClientConnectorCertificateError):
+            return True
+        nested = getattr(current, "os_error", None) or getattr(current, "certificate_error", None)
+        current = (
+            nested
+            if isinstance(nested, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class _Target:
+    base: str
+    host: str
+    port: int
+
+
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(f"registrar URL {url!r} must be https://HOST[:PORT]")
+    return _Target(url.rstrip("/"), parts.hostname, parts.port or 443)
+
+
+class PledgeClient:
+    """Performs one machine's actions against one registrar. Use as an async context."""
+
+    def __init__(self, config: PledgeConfig, registrar_url: str, *, timeout: float) -> None:
+        if timeout <= 0:
+            raise ConfigError("timeout must be positive")
+        self.config = config
+        self._target = _target(registrar_url)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._seconds = timeout
+        # every handshake's server certificate is recorded: aiohttp releases the connection
+        # of a short answer before the caller could ask it (RFC 8995 §5.1 "record")
+        self._recorders: dict[tuple[TlsMode, bytes], ServerCertRecorder] = {}
+        self._sessions: dict[tuple[TlsMode, bytes], aiohttp.ClientSession] = {}
+        self._provisional_ssl = client_context(
+            config.idevid, trust=None, recorder=self._recorder((TlsMode.PROVISIONAL, b""))
+        )
+
+    async def __aenter__(self) -> PledgeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+    def _recorder(self, key: tuple[TlsMode, bytes]) -> ServerCertRecorder:
+        return self._recorders.setdefault(key, ServerCertRecorder())
+
+    @staticmethod
+    def _key(mode: TlsMode, trust: Sequence[x509.Certificate]) -> tuple[TlsMode, bytes]:
+        return (mode, b"".join(c.public_bytes(Encoding.DER) for c in trust))
+
+    def _verified_ssl(
+        self, trust: Sequence[x509.Certificate], recorder: ServerCertRecorder
+    ) -> ssl.SSLContext:
+        # BRSKI names the registrar by the pinned-domain-cert, not by host name (§5.6.2);
+        # the pinned certificate may be the registrar's own, hence partial chains.
+        ctx = client_context(
+            self.config.idevid, trust=trust, check_hostname=False, recorder=recorder
+        )
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return ctx
+
+    def _session(self, mode: TlsMode, trust: Sequence[x509.Certificate]) -> aiohttp.ClientSession:
+        key = self._key(mode, trust)
+        session = self._sessions.get(key)
+        if session is None:
+            ctx = (
+                self._provisional_ssl
+                if mode is TlsMode.PROVISIONAL
+                else self._verified_ssl(trust, self._recorder(key))
+            )
+            # provisional connections are never reused: each one is checked afresh
+            connector = aiohttp.TCPConnector(ssl=ctx, force_close=mode is TlsMode.PROVISIONAL)
+            session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._sessions[key] = session
+        return session
+
+    async def probe(self) -> x509.Certificate:
+        """Provisional TLS handshake; the certificate the registrar presented (§5.1)."""
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                self._target.host, self._target.port, ssl=self._provisional_ssl
+            ),
+            self._seconds,
+        )
+        try:
+            ssl_object = writer.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        if not der:
+            raise ssl.SSLError("the registrar presented no certificate")
+        return x509.load_der_x509_certificate(der)
+
+    async def send(self, request: HttpRequest, *, now: Callable[[], datetime]) -> Response:
+        headers = {}
+        if request.content_type:
+            headers["Content-Type"] = request.content_type
+        if request.accept:
+            headers["Accept"] = request.accept
+        session = self._session(request.tls, request.trust)
+        recorder = self._recorder(self._key(request.tls, request.trust))
+        url = self._target.base + request.path
+        async with session.request(request.method, url, data=request.body, headers=headers) as resp:
+            # provisional connections are fresh per request: the last handshake is ours
+            server_cert = recorder.last
+            if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
+                body = b""
+            else:
+                body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+            return Response(
+                status=resp.status,
+                body=body[:MAX_RESPONSE_BYTES],
+                content_type=resp.headers.get("Content-Type", ""),
+                retry_after=_retry_after(resp.headers.get("Retry-After"), now()),
+                server_cert=server_cert,
+            )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def drive(
+    machine: Pledge,
+    client: PledgeClient,
+    *,
+    now: Callable[[], datetime] = _utc_now,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    on_action: Callable[[PledgeAction], None] | None = None,
+) -> Enrollment:
+    """Run ``machine`` to its end; the Enrollment, or its error raised."""
+    action = machine.start()
+    while True:
+        if on_action is not None:
+            on_action(action)
+        if isinstance(action, Done):
+            return action.enrollment
+        if isinstance(action, Failed):
+            raise action.error
+        if isinstance(action, Wait):
+            log.info("retrying in %.1f s: %s", action.seconds, action.reason)
+            await sleep(action.seconds)
+            action = action.then
+            continue
+        try:
+            if isinstance(action, Connect):
+                cert = await client.probe()
+                action = machine.connected(cert, now=now())
+            else:
+                response = await client.send(action, now=now)
+                log.debug("%s %s -> %d", action.method, action.path, response.status)
+                action = machine.received(response, now=now())
+        except (OSError, TimeoutError, aiohttp.ClientError, ssl.SSLError) as exc:
+            action = machine.unreachable(_describe(exc), now=now(), refused=_tls_refusal(exc))
+
+
+async def enroll(
+    folder: Path,
+    registrar_url: str,
+    *,
+    retry: RetryPolicy | None = None,
+    timeout: float = 30.0,
+    write: bool = True,
+) -> Enrollment:
+    """``zerotouch pledge enroll``: bootstrap the pledge of folder P and write its results."""
+    config = load_pledge_config(folder, retry=retry)
+    machine = Pledge(config, random_bytes=os.urandom)
+    async with PledgeClient(config, registrar_url, timeout=timeout) as client:
+        try:
+            enrollment = await drive(machine, client)
+        except ZerotouchError:
+            log.info("pledge %s failed in state history %s", config.serial, machine.history)
+            raise
+    if write:
+        write_enrollment(folder, enrollment)
+    return enrollment
