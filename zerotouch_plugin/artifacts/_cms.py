@@ -148,7 +148,7 @@ def _parse_signed_data(der: bytes) -> ParsedSignedData:
     # version-1 structures as PKCS#7, where eContent is ANY.
     encap = cms.EncapsulatedContentInfo.load(signed["encap_content_info"].dump(force=False))
     econtent = encap["content"]
-    content = None if econtent.contents is None else bytes(econtent)
+    content = None if isinstance(econtent, core.Void) else bytes(econtent)
     certificates = tuple(
         choice.chosen.dump()
         for choice in (signed["certificates"] if signed["certificates"].contents else [])
