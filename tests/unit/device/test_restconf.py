@@ -1,0 +1,546 @@
+"""RESTCONF (RFC 8040) over real mutual TLS on 127.0.0.1, on real datastores."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
+
+from tests.support.device_pki import DevicePki, make_device_pki
+from zerotouch_plugin.device.datastore import Datastore, Datastores
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.services.restconf import (
+    MEDIA_JSON,
+    MEDIA_XML,
+    bound_port,
+    register_operation,
+    restconf_app,
+    start_restconf,
+)
+
+JSON_HEADERS = {"Content-Type": MEDIA_JSON, "Accept": MEDIA_JSON}
+XML_HEADERS = {"Content-Type": MEDIA_XML, "Accept": MEDIA_XML}
+RESTCONF_NS = "urn:ietf:params:xml:ns:yang:ietf-restconf"
+SYSTEM_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
+IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+
+STARTUP = {
+    "ietf-system:system": {"hostname": "device-1", "location": "lab"},
+    "ietf-interfaces:interfaces": {
+        "interface": [
+            {"name": "eth0", "type": "iana-if-type:ethernetCsmacd", "description": "uplink"}
+        ]
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def pki() -> DevicePki:
+    return make_device_pki()
+
+
+class Device:
+    """A RESTCONF server and an HTTPS client that presents the operator certificate."""
+
+    def __init__(self, ds: Datastores, base: str, session: aiohttp.ClientSession) -> None:
+        self.ds = ds
+        self.base = base
+        self.http = session
+        self.calls: list[dict[str, Any]] = []
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, aiohttp.typedefs.LooseHeaders, bytes]:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        async with self.http.request(
+            method, self.base + path, data=data, headers=dict(headers or JSON_HEADERS)
+        ) as resp:
+            return resp.status, resp.headers, await resp.read()
+
+    async def get_json(self, path: str) -> Any:
+        status, _, body = await self.request("GET", path)
+        assert status == 200, body
+        return json.loads(body)
+
+
+@pytest.fixture
+async def device(schema: DeviceSchema, pki: DevicePki, tmp_path: Path) -> AsyncIterator[Device]:
+    (tmp_path / "startup.json").write_text(json.dumps(STARTUP))
+    ds = Datastores(schema, tmp_path)
+    app = restconf_app(ds, schema)
+    runner = await start_restconf(app, host="127.0.0.1", port=0, ssl_context=pki.server_context())
+    conn = aiohttp.TCPConnector(ssl=pki.client_context())
+    async with aiohttp.ClientSession(connector=conn) as session:
+        dev = Device(ds, f"https://127.0.0.1:{bound_port(runner)}", session)
+
+        async def restart(args: dict[str, Any]) -> Mapping[str, Any]:
+            dev.calls.append(args)
+            return {"phase": "discovering"}
+
+        register_operation(app, "zerotouch-bootstrap:restart-bootstrap", restart)
+        yield dev
+    await runner.cleanup()
+
+
+def _error(body: bytes) -> dict[str, Any]:
+    errors = json.loads(body)["ietf-restconf:errors"]["error"]
+    assert len(errors) == 1
+    return dict(errors[0])
+
+
+# -- discovery and top-level resources ------------------------------------------------------
+
+
+async def test_host_meta_points_to_restconf_root(device: Device) -> None:
+    status, headers, body = await device.request("GET", "/.well-known/host-meta")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/xrd+xml")
+    link = etree.fromstring(body).find("{http://docs.oasis-open.org/ns/xri/xrd-1.0}Link")
+    assert link is not None
+    assert link.get("rel") == "restconf"
+    assert link.get("href") == "/restconf"
+
+
+async def test_root_and_yang_library_version(device: Device) -> None:
+    root = await device.get_json("/restconf")
+    assert set(root["ietf-restconf:restconf"]) == {"data", "operations", "yang-library-version"}
+    version = await device.get_json("/restconf/yang-library-version")
+    assert version == {"ietf-restconf:yang-library-version": "2019-01-04"}
+    library = await device.get_json("/restconf/data/ietf-yang-library:yang-library")
+    names = {
+        m["name"] for m in library["ietf-yang-library:yang-library"]["module-set"][0]["module"]
+    }
+    assert {"ietf-system", "ietf-interfaces", "zerotouch-bootstrap"} <= names
+
+
+# -- GET -----------------------------------------------------------------------------------
+
+
+async def test_get_leaf_container_and_list_entry_json(device: Device) -> None:
+    assert await device.get_json("/restconf/data/ietf-system:system/hostname") == {
+        "ietf-system:hostname": "device-1"
+    }
+    system = await device.get_json("/restconf/data/ietf-system:system")
+    assert system == {"ietf-system:system": STARTUP["ietf-system:system"]}
+    entry = await device.get_json("/restconf/data/ietf-interfaces:interfaces/interface=eth0")
+    assert entry["ietf-interfaces:interface"][0]["description"] == "uplink"
+
+
+async def test_get_xml(device: Device) -> None:
+    status, headers, body = await device.request(
+        "GET", "/restconf/data/ietf-system:system", headers={"Accept": MEDIA_XML}
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith(MEDIA_XML)
+    root = etree.fromstring(body)
+    assert root.tag == f"{{{SYSTEM_NS}}}system"
+    assert root.findtext(f"{{{SYSTEM_NS}}}hostname") == "device-1"
+    status, _, body = await device.request(
+        "GET", "/restconf/data/ietf-interfaces:interfaces/interface=eth0", headers=XML_HEADERS
+    )
+    entry = etree.fromstring(body)
+    assert entry.tag == f"{{{IF_NS}}}interface"
+    assert entry.findtext(f"{{{IF_NS}}}name") == "eth0"
+    # identityref values carry a prefix bound to the module's namespace (RFC 7950 §9.10.3)
+    prefix, _, local = (entry.findtext(f"{{{IF_NS}}}type") or "").partition(":")
+    assert local == "ethernetCsmacd"
+    assert entry.find(f"{{{IF_NS}}}type").nsmap[prefix] == (  # type: ignore[union-attr]
+        "urn:ietf:params:xml:ns:yang:iana-if-type"
+    )
+    status, _, body = await device.request("GET", "/restconf/data", headers=XML_HEADERS)
+    data = etree.fromstring(body)
+    assert data.tag == f"{{{RESTCONF_NS}}}data"
+    assert data.find(f"{{{SYSTEM_NS}}}system") is not None
+
+
+async def test_get_missing_resource_is_404(device: Device) -> None:
+    status, _, body = await device.request("GET", "/restconf/data/ietf-system:system/contact")
+    assert status == 404
+    err = _error(body)
+    assert err["error-tag"] == "invalid-value"
+    assert err["error-path"] == "/ietf-system:system/contact"
+
+
+async def test_get_unknown_node_is_400(device: Device) -> None:
+    status, _, body = await device.request("GET", "/restconf/data/ietf-system:sistem")
+    assert status == 400
+    assert _error(body)["error-tag"] == "invalid-value"
+
+
+async def test_content_parameter(device: Device) -> None:
+    device.ds.publish_state(
+        "bootstrap", {"zerotouch-bootstrap:bootstrap": {"phase": "enrolled", "attempts": 1}}
+    )
+    everything = (await device.get_json("/restconf/data"))["ietf-restconf:data"]
+    assert everything["zerotouch-bootstrap:bootstrap"]["phase"] == "enrolled"
+    assert everything["ietf-system:system"]["hostname"] == "device-1"
+    config = (await device.get_json("/restconf/data?content=config"))["ietf-restconf:data"]
+    assert "zerotouch-bootstrap:bootstrap" not in config
+    assert "ietf-yang-library:yang-library" not in config
+    assert config["ietf-system:system"]["hostname"] == "device-1"
+    state = (await device.get_json("/restconf/data?content=nonconfig"))["ietf-restconf:data"]
+    assert state["zerotouch-bootstrap:bootstrap"] == {"phase": "enrolled", "attempts": 1}
+    assert "ietf-system:system" not in state
+    status, _, _ = await device.request(
+        "GET", "/restconf/data/ietf-system:system/hostname?content=nonconfig"
+    )
+    assert status == 404
+
+
+async def test_depth_parameter(device: Device) -> None:
+    top = await device.get_json("/restconf/data/ietf-interfaces:interfaces?depth=1")
+    assert top == {"ietf-interfaces:interfaces": {}}
+    two = await device.get_json("/restconf/data/ietf-interfaces:interfaces?depth=2")
+    assert two == {"ietf-interfaces:interfaces": {"interface": [{"name": "eth0"}]}}
+    full = await device.get_json("/restconf/data/ietf-interfaces:interfaces?depth=unbounded")
+    assert full["ietf-interfaces:interfaces"] == STARTUP["ietf-interfaces:interfaces"]
+    for bad in ("0", "x", "70000"):
+        status, _, body = await device.request("GET", f"/restconf/data?depth={bad}")
+        assert status == 400
+        assert _error(body)["error-tag"] == "invalid-value"
+
+
+async def test_with_defaults_report_all(device: Device) -> None:
+    path = "/restconf/data/ietf-interfaces:interfaces/interface=eth0"
+    explicit = (await device.get_json(path))["ietf-interfaces:interface"][0]
+    assert "enabled" not in explicit
+    report_all = (await device.get_json(path + "?with-defaults=report-all"))[
+        "ietf-interfaces:interface"
+    ][0]
+    assert report_all["enabled"] is True  # ietf-interfaces: default true
+    status, _, _ = await device.request("GET", path + "?with-defaults=trim")
+    assert status == 400
+
+
+async def test_head_and_options(device: Device) -> None:
+    status, headers, body = await device.request("HEAD", "/restconf/data/ietf-system:system")
+    assert status == 200
+    assert body == b""
+    assert headers["ETag"]
+    assert headers["Last-Modified"]
+    status, headers, _ = await device.request("OPTIONS", "/restconf/data/ietf-system:system")
+    assert status == 200
+    assert {"GET", "PUT", "PATCH", "POST", "DELETE"} <= set(headers["Allow"].split(", "))
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+async def test_put_replaces_and_creates(device: Device) -> None:
+    body = {"ietf-system:system": {"hostname": "core-7"}}
+    status, _, _ = await device.request("PUT", "/restconf/data/ietf-system:system", body)
+    assert status == 204  # replaced
+    assert await device.get_json("/restconf/data/ietf-system:system") == body
+    entry = {"ietf-interfaces:interface": [{"name": "eth1", "type": "iana-if-type:ieee8023adLag"}]}
+    status, _, _ = await device.request(
+        "PUT", "/restconf/data/ietf-interfaces:interfaces/interface=eth1", entry
+    )
+    assert status == 201  # created
+    running = device.ds.get(Datastore.RUNNING)
+    names = [i["name"] for i in running["ietf-interfaces:interfaces"]["interface"]]
+    assert names == ["eth0", "eth1"]
+
+
+async def test_put_key_mismatch_refused(device: Device) -> None:
+    entry = {"ietf-interfaces:interface": [{"name": "eth9", "type": "iana-if-type:other"}]}
+    status, _, body = await device.request(
+        "PUT", "/restconf/data/ietf-interfaces:interfaces/interface=eth1", entry
+    )
+    assert status == 400
+    assert _error(body)["error-tag"] == "invalid-value"
+
+
+async def test_put_xml_body(device: Device) -> None:
+    xml = (
+        f'<system xmlns="{SYSTEM_NS}"><hostname>from-xml</hostname><contact>noc</contact></system>'
+    )
+    status, _, _ = await device.request(
+        "PUT", "/restconf/data/ietf-system:system", xml.encode(), XML_HEADERS
+    )
+    assert status == 204
+    assert device.ds.get(Datastore.RUNNING)["ietf-system:system"] == {
+        "hostname": "from-xml",
+        "contact": "noc",
+    }
+
+
+async def test_put_datastore_root(device: Device) -> None:
+    new = {"ietf-restconf:data": {"ietf-system:system": {"hostname": "only"}}}
+    status, _, _ = await device.request("PUT", "/restconf/data", new)
+    assert status == 204
+    assert device.ds.get(Datastore.RUNNING) == {"ietf-system:system": {"hostname": "only"}}
+
+
+async def test_patch_merges_and_startup_follows(device: Device) -> None:
+    patch = {"ietf-system:system": {"contact": "noc@example.com"}}
+    status, _, _ = await device.request("PATCH", "/restconf/data/ietf-system:system", patch)
+    assert status == 204
+    system = device.ds.get(Datastore.RUNNING)["ietf-system:system"]
+    assert system == {"hostname": "device-1", "location": "lab", "contact": "noc@example.com"}
+    # RFC 8040 §1.4: with :startup, RESTCONF edits reach the startup datastore too.
+    on_disk = json.loads((device.ds.folder / "startup.json").read_text())
+    assert on_disk["ietf-system:system"]["contact"] == "noc@example.com"
+
+
+async def test_patch_missing_target_is_404(device: Device) -> None:
+    body = {"ietf-interfaces:interface": [{"name": "eth5", "description": "x"}]}
+    status, _, body_out = await device.request(
+        "PATCH", "/restconf/data/ietf-interfaces:interfaces/interface=eth5", body
+    )
+    assert status == 404
+    assert "eth5" not in json.dumps(device.ds.get(Datastore.RUNNING))
+    assert _error(body_out)["error-tag"] == "invalid-value"
+
+
+async def test_post_creates_then_conflicts(device: Device) -> None:
+    entry = {
+        "ietf-interfaces:interface": [{"name": "lo 0/1", "type": "iana-if-type:softwareLoopback"}]
+    }
+    status, headers, _ = await device.request(
+        "POST", "/restconf/data/ietf-interfaces:interfaces", entry
+    )
+    assert status == 201
+    assert headers["Location"].endswith(
+        "/restconf/data/ietf-interfaces:interfaces/ietf-interfaces:interface=lo%200%2F1"
+    )
+    location = headers["Location"].split("/restconf/data", 1)[1]
+    got = await device.get_json("/restconf/data" + location)
+    assert got["ietf-interfaces:interface"][0]["name"] == "lo 0/1"
+    status, _, body = await device.request(
+        "POST", "/restconf/data/ietf-interfaces:interfaces", entry
+    )
+    assert status == 409
+    assert _error(body)["error-tag"] == "data-exists"
+
+
+async def test_post_top_level_container(device: Device) -> None:
+    await device.request("DELETE", "/restconf/data/ietf-system:system")
+    status, headers, _ = await device.request(
+        "POST", "/restconf/data", {"ietf-system:system": {"hostname": "posted"}}
+    )
+    assert status == 201
+    assert headers["Location"].endswith("/restconf/data/ietf-system:system")
+    assert device.ds.get(Datastore.RUNNING)["ietf-system:system"] == {"hostname": "posted"}
+
+
+async def test_delete(device: Device) -> None:
+    path = "/restconf/data/ietf-interfaces:interfaces/interface=eth0"
+    status, _, _ = await device.request("DELETE", path)
+    assert status == 204
+    assert "ietf-interfaces:interfaces" not in device.ds.get(Datastore.RUNNING)
+    status, _, body = await device.request("DELETE", path)
+    assert status == 404
+    status, headers, body = await device.request("DELETE", "/restconf/data")
+    assert status == 405
+    assert "DELETE" not in headers["Allow"]
+    assert _error(body)["error-tag"] == "operation-not-supported"
+
+
+async def test_invalid_edit_leaves_datastores_byte_identical(device: Device) -> None:
+    startup = device.ds.folder / "startup.json"
+    before_file = startup.read_bytes()
+    before = device.ds.get(Datastore.RUNNING)
+    bad_edits = [
+        ("PATCH", "/restconf/data/ietf-system:system", {"ietf-system:system": {"hostname": 7}}),
+        (
+            "PATCH",
+            "/restconf/data/ietf-interfaces:interfaces/interface=eth0",
+            {"ietf-interfaces:interface": [{"name": "eth0", "enabled": "maybe"}]},
+        ),
+        ("PUT", "/restconf/data/ietf-system:system", {"ietf-system:system": {"colour": "red"}}),
+        (
+            "POST",
+            "/restconf/data/ietf-interfaces:interfaces",
+            {"ietf-interfaces:interface": [{"name": "eth2"}]},  # type is mandatory
+        ),
+    ]
+    for method, path, body in bad_edits:
+        status, _, out = await device.request(method, path, body)
+        assert status == 400, (method, path, out)
+        err = _error(out)
+        assert err["error-type"] == "application"
+        assert err["error-tag"] == "invalid-value"
+        assert err["error-message"]
+    assert device.ds.get(Datastore.RUNNING) == before
+    assert startup.read_bytes() == before_file
+
+
+async def test_error_path_in_xml(device: Device) -> None:
+    xml = f'<system xmlns="{SYSTEM_NS}"><hostname>ok</hostname><colour>red</colour></system>'
+    status, _, body = await device.request(
+        "PUT", "/restconf/data/ietf-system:system", xml.encode(), XML_HEADERS
+    )
+    assert status == 400
+    root = etree.fromstring(body)
+    assert root.tag == f"{{{RESTCONF_NS}}}errors"
+    assert root.findtext(f".//{{{RESTCONF_NS}}}error-tag") == "invalid-value"
+    assert root.findtext(f".//{{{RESTCONF_NS}}}error-type") == "application"
+
+
+# -- shared datastores and locks -----------------------------------------------------------
+
+
+async def test_changes_visible_across_protocols(device: Device) -> None:
+    """An edit committed by another session (as NETCONF does) is what RESTCONF reads."""
+    tree = device.ds.get(Datastore.RUNNING)
+    tree["ietf-system:system"]["hostname"] = "set-by-netconf"
+    await device.ds.commit(Datastore.RUNNING, tree, session_id=3)
+    got = await device.get_json("/restconf/data/ietf-system:system/hostname")
+    assert got == {"ietf-system:hostname": "set-by-netconf"}
+
+
+async def test_netconf_lock_blocks_restconf_writes(device: Device) -> None:
+    device.ds.lock(Datastore.RUNNING, 5)
+    patch = {"ietf-system:system": {"contact": "x"}}
+    status, _, body = await device.request("PATCH", "/restconf/data/ietf-system:system", patch)
+    assert status == 409
+    assert _error(body)["error-tag"] == "in-use"
+    assert "contact" not in device.ds.get(Datastore.RUNNING)["ietf-system:system"]
+    # reads are not blocked
+    assert (await device.get_json("/restconf/data/ietf-system:system/hostname")) == {
+        "ietf-system:hostname": "device-1"
+    }
+    device.ds.release_session(5)
+    status, _, _ = await device.request("PATCH", "/restconf/data/ietf-system:system", patch)
+    assert status == 204
+
+
+async def test_startup_lock_blocks_restconf_writes(device: Device) -> None:
+    device.ds.lock(Datastore.STARTUP, 6)
+    status, _, _ = await device.request(
+        "PATCH", "/restconf/data/ietf-system:system", {"ietf-system:system": {"contact": "x"}}
+    )
+    assert status == 409
+    assert "contact" not in device.ds.get(Datastore.RUNNING)["ietf-system:system"]
+
+
+# -- operations ------------------------------------------------------------------------------
+
+
+async def test_operations_listing_and_rpc(device: Device) -> None:
+    ops = await device.get_json("/restconf/operations")
+    assert ops == {"ietf-restconf:operations": {"zerotouch-bootstrap:restart-bootstrap": [None]}}
+    status, _, body = await device.request(
+        "POST",
+        "/restconf/operations/zerotouch-bootstrap:restart-bootstrap",
+        {"zerotouch-bootstrap:input": {"factory-reset": True}},
+    )
+    assert status == 200
+    assert json.loads(body) == {"zerotouch-bootstrap:output": {"phase": "discovering"}}
+    status, _, _ = await device.request(
+        "POST", "/restconf/operations/zerotouch-bootstrap:restart-bootstrap", None, {}
+    )
+    assert status == 200
+    assert device.calls == [{"factory-reset": True}, {"factory-reset": False}]
+
+
+async def test_rpc_xml(device: Device) -> None:
+    ns = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
+    body = f'<input xmlns="{ns}"><factory-reset>true</factory-reset></input>'
+    status, _, out = await device.request(
+        "POST",
+        "/restconf/operations/zerotouch-bootstrap:restart-bootstrap",
+        body.encode(),
+        XML_HEADERS,
+    )
+    assert status == 200
+    root = etree.fromstring(out)
+    assert root.tag == f"{{{ns}}}output"
+    assert root.findtext(f"{{{ns}}}phase") == "discovering"
+    assert device.calls == [{"factory-reset": True}]
+
+
+async def test_rpc_errors(device: Device) -> None:
+    path = "/restconf/operations/zerotouch-bootstrap:restart-bootstrap"
+    status, _, body = await device.request(
+        "POST", path, {"zerotouch-bootstrap:input": {"factory-reset": "perhaps"}}
+    )
+    assert status == 400
+    status, _, body = await device.request(
+        "POST", path, {"zerotouch-bootstrap:input": {"reboot": True}}
+    )
+    assert status == 400
+    status, _, body = await device.request(
+        "POST", "/restconf/operations/ietf-system:system-restart"
+    )
+    assert status == 501
+    assert _error(body)["error-tag"] == "operation-not-supported"
+    status, _, _ = await device.request("POST", "/restconf/operations/nope:nothing")
+    assert status == 404
+    assert device.calls == []
+
+
+# -- protocol errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "tag"),
+    [
+        ("PUT", "/restconf/data/ietf-system:system", {"Content-Type": "text/plain"}, b"x", 415,
+         "invalid-value"),
+        ("GET", "/restconf/data", {"Accept": "text/html"}, None, 406, "invalid-value"),
+        ("GET", "/restconf/data?fields=x", JSON_HEADERS, None, 400, "invalid-value"),
+        ("GET", "/restconf/data?content=some", JSON_HEADERS, None, 400, "invalid-value"),
+        ("PATCH", "/restconf/data/ietf-system:system", JSON_HEADERS, b"{not json", 400,
+         "malformed-message"),
+        ("PATCH", "/restconf/data/ietf-system:system", JSON_HEADERS, b'{"system": {}}', 400,
+         "malformed-message"),
+        ("PUT", "/restconf/operations", JSON_HEADERS, b"{}", 405, "operation-not-supported"),
+        ("GET", "/restconf/nowhere", JSON_HEADERS, None, 404, "invalid-value"),
+    ],
+)  # fmt: skip
+async def test_protocol_errors(
+    device: Device,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    status: int,
+    tag: str,
+) -> None:
+    got, _, out = await device.request(method, path, body, headers)
+    assert got == status, out
+    err = _error(out)
+    assert err["error-tag"] == tag
+    assert err["error-type"] == "protocol"
+
+
+async def test_plain_http_client_refused(pki: DevicePki, device: Device) -> None:
+    """A client without certificate on a CERT_OPTIONAL listener is refused by the app."""
+    app = restconf_app(device.ds)
+    optional = pki.server_context()
+    optional.verify_mode = ssl.CERT_OPTIONAL
+    runner = await start_restconf(app, host="127.0.0.1", port=0, ssl_context=optional)
+    try:
+        no_cert = ssl.create_default_context(cadata=pki.ca.cert.public_bytes(Encoding.PEM).decode())
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=no_cert)) as s:
+            url = f"https://127.0.0.1:{bound_port(runner)}/restconf/data"
+            async with s.get(url) as resp:
+                assert resp.status == 401
+                assert _error(await resp.read())["error-tag"] == "access-denied"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("who", ["none", "stranger"])
+async def test_tls_refuses_clients_without_a_domain_certificate(
+    pki: DevicePki, device: Device, who: str
+) -> None:
+    ctx = ssl.create_default_context(cadata=pki.ca.cert.public_bytes(Encoding.PEM).decode())
+    if who == "stranger":
+        ctx = pki.client_context(pki.stranger)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+        with pytest.raises(aiohttp.ClientError):
+            async with s.get(device.base + "/restconf/data") as resp:
+                await resp.read()

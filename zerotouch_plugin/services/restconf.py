@@ -1,0 +1,1053 @@
+"""RESTCONF (RFC 8040) over HTTPS with mutual TLS, on the device's datastores.
+
+The same ``Datastores`` back NETCONF and RESTCONF, so a change made through one is visible
+through the other. RESTCONF writes go to running through ``Datastores.modify`` (serialised
+with every NETCONF write, refused while another session holds a lock) and, as RFC 8040 §1.4
+asks of a server with the ``:startup`` capability, startup then follows running.
+
+Resources: ``/.well-known/host-meta`` (§3.1), ``/restconf`` (§3.3), ``/restconf/data`` (§3.3.1,
+GET/HEAD/PUT/PATCH/POST/DELETE/OPTIONS), ``/restconf/operations`` (§3.3.2, RPCs whose
+handlers the host registered) and ``/restconf/yang-library-version`` (§3.3.3). Bodies are
+``application/yang-data+json`` (RFC 7951) or ``application/yang-data+xml``. Every error is an
+``ietf-restconf:errors`` document, built in one place (``_error_middleware``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from enum import StrEnum
+from typing import Any, Final
+from urllib.parse import quote
+from xml.sax.saxutils import escape, quoteattr
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from lxml import etree
+from yangson.enumerations import ContentType
+from yangson.exceptions import RawMemberError, RawTypeError, YangsonException
+from yangson.instance import ActionName, EntryKeys, EntryValue, MemberName
+from yangson.schemanode import (
+    ContainerNode,
+    DataNode,
+    InputNode,
+    InternalNode,
+    LeafListNode,
+    LeafNode,
+    ListNode,
+    RpcActionNode,
+    TerminalNode,
+)
+
+from zerotouch_plugin.device.datastore import Datastore, Datastores
+from zerotouch_plugin.device.edit import Operation, edit_at, member_node
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.xmlcodec import tree_from_xml, tree_to_xml
+from zerotouch_plugin.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidInput,
+    InvalidParameter,
+    LockDenied,
+    MethodNotAllowed,
+    NotAcceptable,
+    PayloadTooLarge,
+    ResourceMissing,
+    SchemaError,
+    UnsupportedMediaType,
+    UnsupportedOperation,
+    ZerotouchError,
+)
+from zerotouch_plugin.services._http import media_type_of
+
+__all__ = [
+    "MEDIA_JSON",
+    "MEDIA_XML",
+    "RESTCONF_SESSION_ID",
+    "RpcHandler",
+    "bound_port",
+    "register_operation",
+    "restconf_app",
+    "start_restconf",
+]
+
+log = logging.getLogger(__name__)
+
+MEDIA_JSON: Final = "application/yang-data+json"
+MEDIA_XML: Final = "application/yang-data+xml"
+RESTCONF_NS: Final = "urn:ietf:params:xml:ns:yang:ietf-restconf"
+# The session id RESTCONF writes and lock checks use: never a NETCONF session-id, which
+# RFC 6241 §8.1 numbers from 1.
+RESTCONF_SESSION_ID: Final = 0
+DEFAULT_BODY_LIMIT: Final = 4 * 1024 * 1024
+
+Tree = dict[str, Any]
+# An RPC handler gets the RFC 7951 input members (defaults filled in) and returns the output
+# members, or None when the operation has no output (RFC 8040 §3.6).
+RpcHandler = Callable[[Tree], Awaitable[Mapping[str, Any] | None]]
+
+_HOST_META = (
+    "<?xml version='1.0' encoding='UTF-8'?>\n"
+    "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"
+    "  <Link rel='restconf' href='/restconf'/>\n"
+    "</XRD>\n"
+)
+
+# RFC 8040 §7: the status codes each error-tag may carry; the first is used when the
+# error's own status is not one of them.
+_STATUS_BY_TAG: Mapping[str, tuple[int, ...]] = {
+    "in-use": (409,),
+    "invalid-value": (400, 404, 406),
+    "too-big": (413, 400),
+    "missing-attribute": (400,),
+    "bad-attribute": (400,),
+    "unknown-attribute": (400,),
+    "bad-element": (400,),
+    "unknown-element": (400,),
+    "unknown-namespace": (400,),
+    "access-denied": (401, 403),
+    "lock-denied": (409,),
+    "resource-denied": (409,),
+    "rollback-failed": (500,),
+    "data-exists": (409,),
+    "data-missing": (409,),
+    "operation-not-supported": (405, 501),
+    "operation-failed": (412, 500),
+    "partial-operation": (500,),
+    "malformed-message": (400,),
+}
+# RFC 8040 §5.2 answers failed media-type negotiation with these statuses, which the §7
+# table does not list; the error-tag is invalid-value.
+_MEDIA_STATUSES: frozenset[int] = frozenset({406, 415})
+
+# error-type of each error class (RFC 8040 §7.1); data errors are "application".
+_ERROR_TYPE: Mapping[type[ZerotouchError], str] = {
+    InvalidInput: "protocol",
+    InvalidParameter: "protocol",
+    UnsupportedMediaType: "protocol",
+    NotAcceptable: "protocol",
+    PayloadTooLarge: "protocol",
+    AccessDenied: "protocol",
+    MethodNotAllowed: "protocol",
+    LockDenied: "protocol",
+}
+
+
+class _Media(StrEnum):
+    JSON = MEDIA_JSON
+    XML = MEDIA_XML
+
+
+# Request Content-Type -> encoding; plain JSON/XML are accepted as aliases.
+_REQUEST_MEDIA: Mapping[str, _Media] = {
+    MEDIA_JSON: _Media.JSON,
+    MEDIA_XML: _Media.XML,
+    "application/json": _Media.JSON,
+    "application/xml": _Media.XML,
+}
+
+
+# Accept media range -> response encoding (JSON is the server's choice for wildcards).
+_ACCEPT_MEDIA: Mapping[str, _Media] = {
+    **_REQUEST_MEDIA,
+    "*/*": _Media.JSON,
+    "application/*": _Media.JSON,
+}
+
+
+class _Content(StrEnum):
+    """RFC 8040 §4.8.1 ``content`` query parameter."""
+
+    CONFIG = "config"
+    NONCONFIG = "nonconfig"
+    ALL = "all"
+
+
+_WITH_DEFAULTS: frozenset[str] = frozenset({"explicit", "report-all"})  # RFC 8040 §4.8.9
+_GET_PARAMS: frozenset[str] = frozenset({"content", "depth", "with-defaults"})
+_DROP: Final = object()
+_ABSENT: Final = object()
+
+
+def _error_type(exc: ZerotouchError) -> str:
+    for cls in type(exc).__mro__:
+        kind = _ERROR_TYPE.get(cls)
+        if kind is not None:
+            return kind
+    return "application"
+
+
+def _status_and_tag(exc: ZerotouchError) -> tuple[int, str]:
+    if exc.http_status in _MEDIA_STATUSES:
+        return exc.http_status, "invalid-value"
+    tag = exc.netconf_tag
+    allowed = _STATUS_BY_TAG.get(tag, (500,))
+    return (exc.http_status if exc.http_status in allowed else allowed[0]), tag
+
+
+# ----------------------------------------------------------------------------------------
+# Application state
+
+
+@dataclass
+class _State:
+    datastores: Datastores
+    schema: DeviceSchema
+    operations: dict[str, RpcHandler]
+    require_client_cert: bool
+    body_limit: int
+    startup_follows: bool
+    last_modified: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+_STATE = web.AppKey("restconf_state", _State)
+
+# aiohttp's own refusals (router, body limit) as the errors they stand for.
+_HTTP_ERRORS: Mapping[type[web.HTTPException], Callable[[web.Request], ZerotouchError]] = {
+    web.HTTPNotFound: lambda r: ResourceMissing(f"no resource at {r.path}"),
+    web.HTTPRequestEntityTooLarge: lambda r: PayloadTooLarge(
+        f"request body too large: the limit is {r.app[_STATE].body_limit} bytes"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A resolved RFC 8040 §3.5.3 resource path."""
+
+    path: str  # as given (percent-encoded), for edit_at
+    node: DataNode | None  # None: the datastore resource itself
+    parent: InternalNode
+    member: str  # key of the node in its parent's RFC 7951 object
+    entry: bool  # the path selects one list or leaf-list entry
+    chain: tuple[tuple[str, Tree | None], ...]  # (member, key selection) from the root
+    value: Any  # the data there, or _ABSENT
+
+    @property
+    def qualified(self) -> str:
+        node = self.node
+        return "ietf-restconf:data" if node is None else f"{node.ns}:{node.name}"
+
+
+def _key_members(node: ListNode) -> tuple[str, ...]:
+    return tuple(k if ns == node.ns else f"{ns}:{k}" for k, ns in node.keys)
+
+
+def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) -> _Target:
+    """Walk ``path`` through the schema and, when given, through ``tree``."""
+    route = list(schema.parse_path(path))
+    sn: InternalNode = schema.root
+    obj: Any = tree
+    chain: list[tuple[str, Tree | None]] = []
+    node: DataNode | None = None
+    member = ""
+    entry = False
+    i = 0
+    while i < len(route):
+        step = route[i]
+        if isinstance(step, ActionName):
+            raise UnsupportedOperation("YANG actions are not supported", path=path)
+        if not isinstance(step, MemberName):
+            raise SchemaError(f"unexpected path step {step}", path=path)
+        if node is not None:
+            if not isinstance(node, InternalNode):
+                raise SchemaError(f"{node.name} has no children", path=path)
+            sn = node
+        qualified = f"{step.namespace}:{step.name}" if step.namespace else step.name
+        node, member = member_node(sn, qualified, "")
+        value = obj.get(member, _ABSENT) if isinstance(obj, Mapping) else _ABSENT
+        nxt = route[i + 1] if i + 1 < len(route) else None
+        selection: Tree | None = None
+        entry = isinstance(nxt, (EntryKeys, EntryValue))
+        if isinstance(nxt, EntryKeys) and isinstance(node, ListNode):
+            selection = {}
+            for (kname, kns), text in nxt.keys.items():
+                knode, kkey = member_node(node, f"{kns}:{kname}" if kns else kname)
+                if not isinstance(knode, TerminalNode):
+                    raise SchemaError("bad list key", path=path)
+                selection[kkey] = schema.text_to_raw(knode, text)
+            value = _find_entry(value, selection)
+            i += 1
+        elif isinstance(nxt, EntryValue) and isinstance(node, LeafListNode):
+            item = schema.text_to_raw(node, nxt.value)
+            selection = {"": item}
+            value = item if isinstance(value, list) and item in value else _ABSENT
+            i += 1
+        chain.append((member, selection))
+        obj = value
+        i += 1
+    return _Target(path, node, sn, member, entry, tuple(chain), obj)
+
+
+def _find_entry(entries: Any, selection: Mapping[str, Any]) -> Any:
+    if not isinstance(entries, list):
+        return _ABSENT
+    for candidate in entries:
+        if all(candidate.get(k) == v for k, v in selection.items()):
+            return candidate
+    return _ABSENT
+
+
+# ----------------------------------------------------------------------------------------
+# content / depth filtering (RFC 8040 §4.8.1, §4.8.2)
+
+
+def _filter_object(
+    sn: InternalNode, obj: Mapping[str, Any], content: _Content, depth: int | None
+) -> Tree:
+    out: Tree = {}
+    for member, value in obj.items():
+        if member.startswith("@"):
+            continue
+        csn, _ = member_node(sn, member)
+        kept = _filter_node(csn, value, content, depth, entry=False)
+        if kept is not _DROP:
+            out[member] = kept
+    return out
+
+
+def _filter_node(
+    csn: DataNode, value: Any, content: _Content, depth: int | None, *, entry: bool
+) -> Any:
+    """``value`` of ``csn`` reduced to the requested content and depth, or _DROP.
+
+    The target node is at depth 1 (RFC 8040 §4.8.2); list keys are always kept so entries
+    stay identifiable.
+    """
+    if depth is not None and depth < 1:
+        return _DROP
+    if not csn.config:
+        if content is _Content.CONFIG:
+            return _DROP
+        content = _Content.ALL  # everything below a state node is state
+    elif content is _Content.NONCONFIG and isinstance(csn, TerminalNode):
+        return _DROP
+    below = None if depth is None else depth - 1
+    if isinstance(csn, ListNode):
+        entries = [value] if entry else value
+        kept = [
+            e for e in (_filter_entry(csn, e, content, below) for e in entries) if e is not _DROP
+        ]
+        if not kept:
+            return _DROP
+        return kept[0] if entry else kept
+    if isinstance(csn, ContainerNode):
+        inner = _filter_object(csn, value, content, below)
+        if not inner and content is _Content.NONCONFIG:
+            return _DROP
+        return inner
+    return value
+
+
+def _filter_entry(
+    csn: ListNode, entry: Mapping[str, Any], content: _Content, depth: int | None
+) -> Any:
+    keys = _key_members(csn)
+    inner = _filter_object(csn, {k: v for k, v in entry.items() if k not in keys}, content, depth)
+    if not inner and content is _Content.NONCONFIG:
+        return _DROP
+    return {**{k: entry[k] for k in keys if k in entry}, **inner}
+
+
+# ----------------------------------------------------------------------------------------
+# encodings
+
+
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True
+)
+
+
+def _parse_xml(body: bytes) -> etree._Element:
+    try:
+        return etree.fromstring(body, _XML_PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise InvalidInput(f"the body is not well-formed XML: {exc}") from None
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+
+
+def _single_member(doc: Any) -> tuple[str, Any]:
+    if not isinstance(doc, dict) or len(doc) != 1:
+        raise InvalidInput("the body must be a JSON object with exactly one member")
+    member, value = next(iter(doc.items()))
+    if ":" not in member:
+        # RFC 7951 §4: a top-level member name carries its module name.
+        raise InvalidInput(f"member {member!r} must be qualified with its module name")
+    return member, value
+
+
+def _xml_elements(
+    schema: DeviceSchema, tree: Tree, chain: tuple[tuple[str, Tree | None], ...]
+) -> list[etree._Element]:
+    """The XML elements of the node at ``chain`` inside ``tree`` (built from the root, so every
+    element carries the namespace declarations it needs)."""
+    text = f"<wrapper>{tree_to_xml(schema, tree)}</wrapper>"
+    elements = [etree.fromstring(text)]
+    for member, _ in chain:
+        local = member.rpartition(":")[2]
+        elements = [c for e in elements for c in e if etree.QName(c).localname == local]
+    return elements
+
+
+def _skeleton(target: _Target, value: Any) -> Tree:
+    """A tree from the root holding only ``value`` at the target's place."""
+    root: Tree = {}
+    obj = root
+    for member, selection in target.chain[:-1]:
+        child: Tree = dict(selection or {})
+        obj[member] = [child] if selection is not None else child
+        obj = child
+    obj[target.chain[-1][0]] = value
+    return root
+
+
+# ----------------------------------------------------------------------------------------
+# the application
+
+
+class _Restconf:
+    """The request handlers, bound to one application's state."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.schema = state.schema
+        self.ds = state.datastores
+
+    # -- negotiation -------------------------------------------------------------------
+
+    @staticmethod
+    def response_media(request: web.Request) -> _Media:
+        """RFC 8040 §5.2: the Accept header decides; without one, the request's own type.
+
+        The first media range of the header that the server supports wins (q=0 excludes).
+        """
+        accept = request.headers.get("Accept", "")
+        if not accept.strip():
+            ctype = media_type_of(request.headers.get("Content-Type"))
+            return _REQUEST_MEDIA.get(ctype, _Media.JSON)
+        for item in accept.split(","):
+            rng, *params = (p.strip().lower() for p in item.split(";"))
+            if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+                continue
+            media = _ACCEPT_MEDIA.get(rng)
+            if media is not None:
+                return media
+        raise NotAcceptable(f"cannot answer in {accept!r}: use {MEDIA_JSON} or {MEDIA_XML}")
+
+    async def request_body(self, request: web.Request) -> tuple[_Media, bytes]:
+        ctype = media_type_of(request.headers.get("Content-Type"))
+        media = _REQUEST_MEDIA.get(ctype)
+        if media is None:
+            raise UnsupportedMediaType(
+                f"request body type {ctype or '(none)'!r} not supported: "
+                f"use {MEDIA_JSON} or {MEDIA_XML}"
+            )
+        limit = self.state.body_limit
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"request body too large: the limit is {limit} bytes")
+        body = await request.read()
+        if not body.strip():
+            raise InvalidInput("the request needs a body")
+        return media, body
+
+    @staticmethod
+    def reject_params(request: web.Request, allowed: frozenset[str] = frozenset()) -> None:
+        for name in request.query:
+            if name not in allowed:
+                raise InvalidParameter(f"query parameter {name!r} is not supported here")
+
+    def render(
+        self, request: web.Request, status: int, doc: Tree, target: _Target | None = None
+    ) -> web.Response:
+        """A yang-data response: ``doc`` holds one member (the target) or the datastore."""
+        media = self.response_media(request)
+        if media is _Media.JSON:
+            body = json.dumps(doc).encode()
+        elif target is None or target.node is None:
+            inner = tree_to_xml(self.schema, doc.get("ietf-restconf:data", {}))
+            body = f'<data xmlns="{RESTCONF_NS}">{inner}</data>'.encode()
+        else:
+            value = doc[target.qualified]
+            if not target.entry and isinstance(target.node, (ListNode, LeafListNode)):
+                raise InvalidParameter(
+                    "XML cannot carry a whole list as one document: name an entry, or ask for JSON"
+                )
+            elements = _xml_elements(self.schema, _skeleton(target, value), target.chain)
+            body = b"".join(etree.tostring(e) for e in elements)
+        return web.Response(status=status, body=body, content_type=media.value)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def data_path(self, request: web.Request) -> str:
+        raw = request.rel_url.raw_path
+        return raw[len("/restconf/data") :] if raw.startswith("/restconf/data") else raw
+
+    async def get(self, request: web.Request) -> web.Response:
+        self.reject_params(request, _GET_PARAMS)
+        content = self._content(request)
+        depth = self._depth(request)
+        ds = Datastore.RUNNING if content is _Content.CONFIG else Datastore.OPERATIONAL
+        tree = self.ds.view(ds)
+        mode = request.query.get("with-defaults", "explicit")
+        if mode not in _WITH_DEFAULTS:
+            raise InvalidParameter(f"with-defaults={mode} is not supported (explicit, report-all)")
+        if mode == "report-all":
+            tree = self._with_defaults(tree, content)
+        target = _resolve(self.schema, tree, self.data_path(request))
+        if target.node is None:
+            data = tree
+            if content is not _Content.ALL or depth is not None:
+                data = _filter_object(self.schema.root, tree, content, depth)
+            doc = {"ietf-restconf:data": data}
+        else:
+            if target.value is _ABSENT:
+                raise ResourceMissing("no data at this path", path=target.path)
+            value = target.value
+            if content is not _Content.ALL or depth is not None:
+                value = _filter_node(target.node, value, content, depth, entry=target.entry)
+                if value is _DROP:
+                    raise ResourceMissing(f"no {content} data at this path", path=target.path)
+            if target.entry and isinstance(target.node, (ListNode, LeafListNode)):
+                value = [value]
+            doc = {target.qualified: value}
+        response = self.render(request, 200, doc, target)
+        # RFC 8040 §3.4.1: entity-tag and timestamp of the running datastore.
+        response.headers["ETag"] = (
+            f'"{self.schema.content_id}-{self.ds.version(Datastore.RUNNING)}"'
+        )
+        response.headers["Last-Modified"] = format_datetime(self.state.last_modified, usegmt=True)
+        return response
+
+    def _content(self, request: web.Request) -> _Content:
+        try:
+            return _Content(request.query.get("content", "all"))
+        except ValueError:
+            raise InvalidParameter(
+                "content must be config, nonconfig or all (RFC 8040 §4.8.1)"
+            ) from None
+
+    @staticmethod
+    def _depth(request: web.Request) -> int | None:
+        text = request.query.get("depth", "unbounded")
+        if text == "unbounded":
+            return None
+        if text.isdigit() and 1 <= int(text) <= 65535:
+            return int(text)
+        raise InvalidParameter("depth must be 1..65535 or unbounded (RFC 8040 §4.8.2)")
+
+    def _with_defaults(self, tree: Tree, content: _Content) -> Tree:
+        """RFC 6243 report-all: the tree with every default a node would take."""
+        ctype = ContentType.config if content is _Content.CONFIG else ContentType.all
+        try:
+            raw = self.schema.data_model.from_raw(tree).add_defaults(ctype).raw_value()
+        except YangsonException as exc:
+            raise SchemaError(f"cannot add defaults: {exc}") from None
+        return dict(raw)
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def write(self, change: Callable[[Tree], Mapping[str, Any]]) -> None:
+        """Apply ``change`` to running under the datastores' write lock; startup follows."""
+        sid = RESTCONF_SESSION_ID
+        if self.state.startup_follows:
+            self.ds.check_writable(Datastore.STARTUP, sid)
+        await self.ds.modify(Datastore.RUNNING, change, session_id=sid)
+        if self.state.startup_follows:
+            await self.ds.copy(Datastore.RUNNING, Datastore.STARTUP, session_id=sid)
+
+    async def body_value(self, request: web.Request, target: _Target) -> Any:
+        """The RFC 7951 value the body gives for the target node (RFC 8040 §4.5, §4.6)."""
+        media, body = await self.request_body(request)
+        if target.node is None:
+            return self._datastore_body(media, body)
+        node, value = self._body_member(media, body, target.parent)
+        if node is not target.node:
+            raise SchemaError(
+                f"the body must hold {target.qualified}, the target resource", path=target.path
+            )
+        if target.entry and isinstance(node, (ListNode, LeafListNode)):
+            if isinstance(value, list):
+                if len(value) != 1:
+                    raise SchemaError("the body must hold exactly one entry", path=target.path)
+                value = value[0]
+            selection = target.chain[-1][1] or {}
+            if isinstance(node, LeafListNode) and value != selection.get(""):
+                raise SchemaError("the entry in the body differs from the path", path=target.path)
+        return value
+
+    def _datastore_body(self, media: _Media, body: bytes) -> Tree:
+        if media is _Media.JSON:
+            member, value = _single_member(_parse_json(body))
+            if member != "ietf-restconf:data" or not isinstance(value, dict):
+                raise InvalidInput('the datastore body is {"ietf-restconf:data": {...}}')
+            return value
+        root = _parse_xml(body)
+        if root.tag != f"{{{RESTCONF_NS}}}data":
+            raise InvalidInput(f'the datastore body is <data xmlns="{RESTCONF_NS}">')
+        return tree_from_xml(self.schema, list(root))
+
+    def _body_member(
+        self, media: _Media, body: bytes, parent: InternalNode
+    ) -> tuple[DataNode, Any]:
+        if media is _Media.JSON:
+            member, value = _single_member(_parse_json(body))
+            node, _ = member_node(parent, member)
+            return node, value
+        root = _parse_xml(body)
+        tree = tree_from_xml(self.schema, [root], parent=parent)
+        ((key, value),) = tree.items()
+        node, _ = member_node(parent, key)
+        return node, value
+
+    async def put(self, request: web.Request) -> web.Response:
+        """RFC 8040 §4.5: create or replace the target; 201 if created, 204 if replaced."""
+        self.reject_params(request)
+        target = _resolve(self.schema, None, self.data_path(request))
+        value = await self.body_value(request, target)
+        created = False
+
+        def change(tree: Tree) -> Mapping[str, Any]:
+            nonlocal created
+            created = (
+                target.node is not None
+                and _resolve(self.schema, tree, target.path).value is _ABSENT
+            )
+            return edit_at(self.schema, tree, target.path, Operation.REPLACE, value)
+
+        await self.write(change)
+        return web.Response(status=201 if created else 204)
+
+    async def patch(self, request: web.Request) -> web.Response:
+        """RFC 8040 §4.6.1 plain patch: merge into an existing target."""
+        self.reject_params(request)
+        target = _resolve(self.schema, None, self.data_path(request))
+        value = await self.body_value(request, target)
+
+        def change(tree: Tree) -> Mapping[str, Any]:
+            if (
+                target.node is not None
+                and _resolve(self.schema, tree, target.path).value is _ABSENT
+            ):
+                raise ResourceMissing(
+                    "no data at this path: PATCH does not create", path=target.path
+                )
+            return edit_at(self.schema, tree, target.path, Operation.MERGE, value)
+
+        await self.write(change)
+        return web.Response(status=204)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """RFC 8040 §4.7: delete the target resource."""
+        self.reject_params(request)
+        target = _resolve(self.schema, None, self.data_path(request))
+        if target.node is None:
+            raise MethodNotAllowed(
+                "the datastore resource cannot be deleted", allowed=_DATA_METHODS_ROOT
+            )
+
+        def change(tree: Tree) -> Mapping[str, Any]:
+            if _resolve(self.schema, tree, target.path).value is _ABSENT:
+                raise ResourceMissing("no data at this path", path=target.path)
+            return edit_at(self.schema, tree, target.path, Operation.DELETE)
+
+        await self.write(change)
+        return web.Response(status=204)
+
+    async def post(self, request: web.Request) -> web.Response:
+        """RFC 8040 §4.4.1: create a child of the target; 201 with its Location."""
+        self.reject_params(request)
+        target = _resolve(self.schema, None, self.data_path(request))
+        parent: InternalNode = self.schema.root
+        if target.node is not None:
+            node_ok = isinstance(target.node, ContainerNode) or (
+                isinstance(target.node, ListNode) and target.entry
+            )
+            if not node_ok or not isinstance(target.node, InternalNode):
+                raise SchemaError(
+                    "children are created in a container or a list entry", path=target.path
+                )
+            parent = target.node
+        media, body = await self.request_body(request)
+        node, value = self._body_member(media, body, parent)
+        child_path = f"{target.path.rstrip('/')}/{node.ns}:{node.name}"
+        if isinstance(node, ListNode):
+            if isinstance(value, list):
+                if len(value) != 1:
+                    raise SchemaError("POST creates exactly one list entry", path=child_path)
+                value = value[0]
+            if not isinstance(value, Mapping):
+                raise SchemaError("a list entry is an object", path=child_path)
+            child_path += "=" + ",".join(self._key_text(node, value, child_path))
+        elif isinstance(node, LeafListNode):
+            raise SchemaError("create leaf-list entries with PUT or PATCH", path=child_path)
+
+        def change(tree: Tree) -> Mapping[str, Any]:
+            if (
+                target.node is not None
+                and _resolve(self.schema, tree, target.path).value is _ABSENT
+            ):
+                raise ResourceMissing("the parent resource does not exist", path=target.path)
+            if _resolve(self.schema, tree, child_path).value is not _ABSENT:
+                raise Conflict("the resource already exists", path=child_path)  # RFC 8040 §4.4.1
+            return edit_at(self.schema, tree, child_path, Operation.CREATE, value)
+
+        await self.write(change)
+        return web.Response(
+            status=201, headers={"Location": f"{request.url.origin()}/restconf/data{child_path}"}
+        )
+
+    def _key_text(self, node: ListNode, entry: Mapping[str, Any], path: str) -> list[str]:
+        texts = []
+        for kname, kns in node.keys:
+            knode, kkey = member_node(node, kname if kns == node.ns else f"{kns}:{kname}")
+            if kkey not in entry or not isinstance(knode, TerminalNode):
+                raise SchemaError(f"the list entry needs its key {kkey!r}", path=path)
+            texts.append(quote(self.schema.raw_to_text(knode, entry[kkey]), safe=""))
+        return texts
+
+    async def options(self, request: web.Request) -> web.Response:
+        allowed = _DATA_METHODS_ROOT if self.data_path(request) in ("", "/") else _DATA_METHODS
+        return web.Response(status=200, headers={"Allow": ", ".join(allowed)})
+
+    # -- other resources ---------------------------------------------------------------
+
+    async def host_meta(self, request: web.Request) -> web.Response:
+        """RFC 8040 §3.1 root resource discovery (RFC 6415 XRD)."""
+        return web.Response(text=_HOST_META, content_type="application/xrd+xml")
+
+    async def root(self, request: web.Request) -> web.Response:
+        self.reject_params(request)
+        doc = {
+            "ietf-restconf:restconf": {
+                "data": {},
+                "operations": {},
+                "yang-library-version": self._library_version(),
+            }
+        }
+        if self.response_media(request) is _Media.XML:
+            xml = (
+                f'<restconf xmlns="{RESTCONF_NS}"><data/><operations/>'
+                f"<yang-library-version>{self._library_version()}</yang-library-version></restconf>"
+            )
+            return web.Response(body=xml.encode(), content_type=MEDIA_XML)
+        return web.Response(body=json.dumps(doc).encode(), content_type=MEDIA_JSON)
+
+    def _library_version(self) -> str:
+        return self.schema.by_name["ietf-yang-library"].revision
+
+    async def library_version(self, request: web.Request) -> web.Response:
+        """RFC 8040 §3.3.3."""
+        self.reject_params(request)
+        version = self._library_version()
+        if self.response_media(request) is _Media.XML:
+            xml = f'<yang-library-version xmlns="{RESTCONF_NS}">{version}</yang-library-version>'
+            return web.Response(body=xml.encode(), content_type=MEDIA_XML)
+        body = json.dumps({"ietf-restconf:yang-library-version": version}).encode()
+        return web.Response(body=body, content_type=MEDIA_JSON)
+
+    async def operations(self, request: web.Request) -> web.Response:
+        """RFC 8040 §3.3.2: the operations this server can run."""
+        self.reject_params(request)
+        names = sorted(self.state.operations)
+        if self.response_media(request) is _Media.XML:
+            items = []
+            for name in names:
+                module, _, local = name.partition(":")
+                ns = self.schema.by_name[module].namespace
+                items.append(f"<{local} xmlns={quoteattr(ns)}/>")
+            xml = f'<operations xmlns="{RESTCONF_NS}">{"".join(items)}</operations>'
+            return web.Response(body=xml.encode(), content_type=MEDIA_XML)
+        doc = {"ietf-restconf:operations": {name: [None] for name in names}}
+        return web.Response(body=json.dumps(doc).encode(), content_type=MEDIA_JSON)
+
+    async def invoke(self, request: web.Request) -> web.Response:
+        """RFC 8040 §4.4.2: POST /restconf/operations/<module>:<rpc>."""
+        self.reject_params(request)
+        name = request.match_info["name"]
+        module, sep, local = name.partition(":")
+        rpc = self.schema.root.get_child(local, module) if sep else None
+        if not isinstance(rpc, RpcActionNode):
+            raise ResourceMissing(f"no operation {name!r} (name it as module:rpc)")
+        handler = self.state.operations.get(name)
+        if handler is None:
+            raise UnsupportedOperation(f"operation {name} is not available on this device")
+        inp = rpc.get_child("input")
+        if not isinstance(inp, InputNode):
+            raise UnsupportedOperation(f"operation {name} has no input node")
+        args = await self._rpc_input(request, inp, name)
+        log.info("RESTCONF operation %s from %s", name, request.remote)
+        output = await handler(args)
+        if not output:
+            return web.Response(status=204)
+        media = self.response_media(request)
+        if media is _Media.JSON:
+            body = json.dumps({f"{module}:output": dict(output)}).encode()
+        else:
+            ns = self.schema.by_name[module].namespace
+            out_node = rpc.get_child("output")
+            inner = self._output_xml(out_node, output) if isinstance(out_node, InternalNode) else ""
+            body = f"<output xmlns={quoteattr(ns)}>{inner}</output>".encode()
+        return web.Response(status=200, body=body, content_type=media.value)
+
+    def _output_xml(self, sn: InternalNode, obj: Mapping[str, Any]) -> str:
+        """RPC output members as XML (same namespace as the RPC; RFC 8040 §3.6.2)."""
+        parts = []
+        for member, value in obj.items():
+            child, _ = member_node(sn, member)
+            tag = child.name
+            items = value if isinstance(child, (ListNode, LeafListNode)) else [value]
+            for item in items:
+                if isinstance(child, TerminalNode):
+                    text = escape(self.schema.raw_to_text(child, item))
+                elif isinstance(child, InternalNode):
+                    text = self._output_xml(child, item)
+                else:
+                    raise SchemaError("anydata output is not supported", path=member)
+                parts.append(f"<{tag}>{text}</{tag}>")
+        return "".join(parts)
+
+    async def _rpc_input(self, request: web.Request, inp: InputNode, name: str) -> Tree:
+        if not request.body_exists:
+            args: Tree = {}
+        else:
+            media, body = await self.request_body(request)
+            module = name.partition(":")[0]
+            if media is _Media.JSON:
+                member, value = _single_member(_parse_json(body))
+                if member != f"{module}:input" or not isinstance(value, dict):
+                    raise InvalidInput(f'the body is {{"{module}:input": {{...}}}}')
+                args = value
+            else:
+                root = _parse_xml(body)
+                if etree.QName(root).localname != "input":
+                    raise InvalidInput("the body is an <input> element")
+                args = tree_from_xml(self.schema, list(root), parent=inp)
+        try:
+            inp.from_raw(args)
+        except RawMemberError as exc:
+            raise SchemaError("unknown input parameter", path=f"/{name}/input{exc.path}") from None
+        except RawTypeError as exc:
+            raise SchemaError(
+                exc.message or "bad input value", path=f"/{name}/input{exc.path}"
+            ) from None
+        for child in inp.data_children():
+            if isinstance(child, LeafNode) and child.default is not None and child.name not in args:
+                args[child.name] = child.type.to_raw(child.default)
+        return args
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def data(self, request: web.Request) -> web.StreamResponse:
+        handlers: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+            "GET": self.get,
+            "HEAD": self.get,
+            "PUT": self.put,
+            "PATCH": self.patch,
+            "POST": self.post,
+            "DELETE": self.delete,
+            "OPTIONS": self.options,
+        }
+        handler = handlers.get(request.method)
+        if handler is None:
+            raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=_DATA_METHODS)
+        return await handler(request)
+
+
+_DATA_METHODS: tuple[str, ...] = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS")
+_DATA_METHODS_ROOT: tuple[str, ...] = ("GET", "HEAD", "PUT", "PATCH", "POST", "OPTIONS")
+
+
+# ----------------------------------------------------------------------------------------
+# errors: the one place that turns exceptions into responses
+
+
+def _errors_json(err_type: str, tag: str, exc: ZerotouchError) -> bytes:
+    error: Tree = {"error-type": err_type, "error-tag": tag}
+    if exc.path:
+        error["error-path"] = exc.path
+    error["error-message"] = exc.message
+    return json.dumps({"ietf-restconf:errors": {"error": [error]}}).encode()
+
+
+_MODULE_IN_PATH = re.compile(r"(?:^|/)([A-Za-z_][\w.-]*):")
+
+
+def _errors_xml(schema: DeviceSchema, err_type: str, tag: str, exc: ZerotouchError) -> bytes:
+    parts = [f"<error-type>{err_type}</error-type>", f"<error-tag>{tag}</error-tag>"]
+    if exc.path:
+        # An instance-identifier: module names serve as prefixes, bound here.
+        decls = "".join(
+            f" xmlns:{m}={quoteattr(schema.by_name[m].namespace)}"
+            for m in dict.fromkeys(_MODULE_IN_PATH.findall(exc.path))
+            if m in schema.by_name
+        )
+        parts.append(f"<error-path{decls}>{escape(exc.path)}</error-path>")
+    parts.append(f"<error-message>{escape(exc.message)}</error-message>")
+    return f'<errors xmlns="{RESTCONF_NS}"><error>{"".join(parts)}</error></errors>'.encode()
+
+
+def _error_response(
+    request: web.Request, exc: ZerotouchError, err_type: str | None = None
+) -> web.Response:
+    state = request.app[_STATE]
+    status, tag = _status_and_tag(exc)
+    err_type = err_type or _error_type(exc)
+    log.warning(
+        "RESTCONF %s %s from %s refused %d %s: %s",
+        request.method, request.path, request.remote, status, tag, exc,
+    )  # fmt: skip
+    try:
+        media = _Restconf.response_media(request)
+    except NotAcceptable:
+        media = _Media.JSON
+    if media is _Media.XML:
+        body = _errors_xml(state.schema, err_type, tag, exc)
+    else:
+        body = _errors_json(err_type, tag, exc)
+    headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
+    if request.method == "HEAD":
+        return web.Response(status=status, headers=headers, content_type=media.value)
+    return web.Response(status=status, body=body, content_type=media.value, headers=headers)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if request.app[_STATE].require_client_cert and not _has_client_cert(request):
+            # RFC 8040 §2.5: the client is authenticated by its TLS certificate.
+            raise AccessDenied("a client certificate is required")
+        return await handler(request)
+    except ZerotouchError as exc:
+        return _error_response(request, exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        make = _HTTP_ERRORS.get(type(exc))
+        if make is not None:
+            return _error_response(request, make(request), "protocol")
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = tuple(sorted(exc.allowed_methods))
+            return _error_response(
+                request, MethodNotAllowed(f"{request.method} is not allowed here", allowed=allowed)
+            )
+        return _error_response(request, InvalidInput(f"{exc.status} {exc.reason}"))
+    except Exception:
+        log.exception("RESTCONF %s %s: internal error", request.method, request.path)
+        return _error_response(
+            request, _InternalError("the server failed to process the request; see its log")
+        )
+
+
+class _InternalError(ZerotouchError):
+    """Anything unexpected: 500 operation-failed, details only in the log."""
+
+    reason = "internal-error"
+
+
+def _has_client_cert(request: web.Request) -> bool:
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    return bool(ssl_object is not None and ssl_object.getpeercert(binary_form=True))
+
+
+# ----------------------------------------------------------------------------------------
+# public API
+
+
+def restconf_app(
+    datastores: Datastores,
+    schema: DeviceSchema | None = None,
+    *,
+    operations: Mapping[str, RpcHandler] | None = None,
+    require_client_cert: bool = True,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+) -> web.Application:
+    """The RESTCONF application over ``datastores``.
+
+    ``operations`` maps ``module:rpc`` names to handlers (more can be added later with
+    ``register_operation``). ``require_client_cert`` refuses requests that did not come with a
+    verified TLS client certificate (serve it only with an ``ssl.CERT_REQUIRED`` context).
+    """
+    schema = schema or datastores.schema
+    netconf = schema.by_name.get("ietf-netconf")
+    state = _State(
+        datastores=datastores,
+        schema=schema,
+        operations={},
+        require_client_cert=require_client_cert,
+        body_limit=body_limit,
+        startup_follows=netconf is not None and "startup" in netconf.features,
+    )
+    app = web.Application(middlewares=[_error_middleware], client_max_size=body_limit)
+    app[_STATE] = state
+
+    def touched(ds: Datastore, _tree: Tree) -> None:
+        if ds is Datastore.RUNNING:
+            state.last_modified = datetime.now(UTC)
+
+    datastores.subscribe(touched)
+    for name, handler in (operations or {}).items():
+        register_operation(app, name, handler)
+    api = _Restconf(state)
+    app.router.add_get("/.well-known/host-meta", api.host_meta)
+    app.router.add_get("/restconf", api.root)
+    app.router.add_get("/restconf/", api.root)
+    app.router.add_route("*", "/restconf/data", api.data)
+    app.router.add_route("*", "/restconf/data/{path:.*}", api.data)
+    app.router.add_get("/restconf/operations", api.operations)
+    app.router.add_post("/restconf/operations/{name}", api.invoke)
+    app.router.add_get("/restconf/yang-library-version", api.library_version)
+    return app
+
+
+def register_operation(app: web.Application, name: str, handler: RpcHandler) -> None:
+    """Serve RPC ``name`` (``module:rpc``, defined in the schema) with ``handler``."""
+    state = app[_STATE]
+    module, sep, local = name.partition(":")
+    if not sep or not isinstance(state.schema.root.get_child(local, module), RpcActionNode):
+        raise ValueError(f"{name!r} is not an RPC of the device schema")
+    state.operations[name] = handler
+
+
+async def start_restconf(
+    app_or_datastores: web.Application | Datastores,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+) -> web.AppRunner:
+    """Serve RESTCONF on ``host:port`` (0: a free port, see ``bound_port``) over TLS.
+
+    Stop it with ``await runner.cleanup()``.
+    """
+    app = (
+        app_or_datastores
+        if isinstance(app_or_datastores, web.Application)
+        else restconf_app(app_or_datastores)
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    log.info("RESTCONF listening on https://%s:%d", host, bound_port(runner))
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port the (first) site of ``runner`` listens on."""
+    addresses = runner.addresses
+    if not addresses:
+        raise RuntimeError("the RESTCONF runner is not listening")
+    return int(addresses[0][1])
