@@ -45,6 +45,12 @@ def text_response(
     )
 
 
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    """Headers of an aiohttp HTTP error worth keeping (e.g. ``Allow`` of a 405)."""
+    dropped = {"content-type", "content-length"}
+    return {k: v for k, v in exc.headers.items() if k.lower() not in dropped}
+
+
 def _peer(request: web.Request) -> str:
     return request.remote or "?"
 
@@ -90,7 +96,7 @@ def error_middleware(logger: logging.Logger) -> Middleware:
                 exc.reason,
             )
             return text_response(
-                exc.status, f"{exc.status} {exc.reason}", headers=dict(exc.headers)
+                exc.status, f"{exc.status} {exc.reason}", headers=_kept_headers(exc)
             )
         except Exception:
             logger.exception(
