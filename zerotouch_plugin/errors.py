@@ -27,6 +27,8 @@ __all__ = [
     "LockDenied",
     "LockNotHeld",
     "MethodNotAllowed",
+    "MissingAttribute",
+    "MissingElement",
     "NotAcceptable",
     "NotCMS",
     "NotFound",
@@ -276,3 +278,17 @@ class MethodNotAllowed(UnsupportedOperation):
     def __init__(self, message: str, *, allowed: tuple[str, ...], path: str | None = None) -> None:
         super().__init__(message, path=path)
         self.allowed = allowed
+
+
+class MissingElement(InvalidInput):
+    """A required parameter of an operation is absent (RFC 6241 Appendix A)."""
+
+    reason = "missing-element"
+    netconf_tag = "missing-element"
+
+
+class MissingAttribute(InvalidInput):
+    """A required XML attribute is absent, e.g. an rpc's message-id (RFC 6241 §4.1)."""
+
+    reason = "missing-attribute"
+    netconf_tag = "missing-attribute"

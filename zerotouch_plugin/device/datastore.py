@@ -18,7 +18,8 @@ import copy
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +35,7 @@ from zerotouch_plugin.errors import (
     UnsupportedOperation,
 )
 
-__all__ = ["STARTUP_FILE", "Datastore", "Datastores", "write_atomically"]
+__all__ = ["STARTUP_FILE", "Datastore", "Datastores", "RpcFunction", "write_atomically"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ STARTUP_FILE = "startup.json"
 T = TypeVar("T")
 Tree = dict[str, Any]
 Listener = Callable[["Datastore", Tree], None]
+EventListener = Callable[[datetime, Tree], None]
+# A YANG RPC implementation: RFC 7951 input members -> output members (or None).
+RpcFunction = Callable[[Tree], Awaitable[Tree | None]]
 
 
 class Datastore(StrEnum):
@@ -90,6 +94,8 @@ class Datastores:
         self._published: dict[str, Tree] = {}
         self._providers: dict[str, Callable[[], Tree]] = {}
         self._listeners: list[Listener] = []
+        self._event_listeners: list[EventListener] = []
+        self.rpcs: dict[str, RpcFunction] = {}
         self._operational: tuple[tuple[int, int], Tree] | None = None
         self.publish_state("ietf-yang-library", schema.yang_library())
 
@@ -229,6 +235,10 @@ class Datastores:
                 listener(ds, self._trees[ds])
             except Exception:
                 log.exception("datastore listener failed")
+        # RFC 6470 §2.1.3: every configuration change is an event.
+        self.emit_event(
+            {"ietf-netconf-notifications:netconf-config-change": {"datastore": ds.value}}
+        )
 
     # -- locks (RFC 6241 §7.5, §7.6) -------------------------------------------------------
 
@@ -268,3 +278,29 @@ class Datastores:
     def subscribe(self, callback: Listener) -> None:
         """``callback(ds, tree)`` after every committed change."""
         self._listeners.append(callback)
+
+    def subscribe_events(self, callback: EventListener) -> None:
+        """``callback(event_time, notification)`` for every event (RFC 5277 stream NETCONF)."""
+        self._event_listeners.append(callback)
+
+    def unsubscribe_events(self, callback: EventListener) -> None:
+        if callback in self._event_listeners:
+            self._event_listeners.remove(callback)
+
+    def emit_event(self, notification: Mapping[str, Any], *, now: datetime | None = None) -> None:
+        """Send a notification: an RFC 7951 tree whose one member is the notification node."""
+        when = now or datetime.now(UTC)
+        tree = dict(notification)
+        for listener in list(self._event_listeners):
+            try:
+                listener(when, tree)
+            except Exception:
+                log.exception("event listener failed")
+
+    def register_rpc(self, name: str, function: RpcFunction) -> None:
+        """Implement the YANG RPC ``module:name`` (served by NETCONF and RESTCONF)."""
+        module, sep, local = name.partition(":")
+        node = self.schema.root.get_child(local, module) if sep else None
+        if node is None:
+            raise ValueError(f"no RPC {name!r} in the schema")
+        self.rpcs[name] = function

@@ -55,7 +55,7 @@ DEFAULT_MODULES: Mapping[str, tuple[str, ...]] = {
     "iana-if-type": (),
     "ietf-yang-library": (),
     # RFC 6241 §8: the capabilities this server implements.
-    "ietf-netconf": ("writable-running", "startup", "validate", "rollback-on-error", "xpath"),
+    "ietf-netconf": ("writable-running", "startup", "validate", "rollback-on-error"),
     "ietf-netconf-monitoring": (),
     "ietf-netconf-notifications": (),
 }
@@ -287,12 +287,16 @@ class DeviceSchema:
             if module is None:
                 raise SchemaError(f"identity {text.strip()!r}: prefix not bound to a module")
             return f"{module.name}:{local}"
-        if not isinstance(dtype, (StringType, BinaryType, UnionType)):
+        if isinstance(dtype, StringType):
+            return text  # restrictions are checked by validation, with its message
+        if not isinstance(dtype, (BinaryType, UnionType)):
             text = text.strip()
         cooked = dtype.parse_value(text)
-        if cooked is None:
-            raise SchemaError(f"{text!r} is not a valid value of type {_type_name(dtype)}")
-        return dtype.to_raw(cooked)
+        raw = None if cooked is None else dtype.to_raw(cooked)
+        if raw is None:
+            detail = getattr(dtype, "error_message", None) or f"type {_type_name(dtype)}"
+            raise SchemaError(f"{text!r} is not a valid value: {detail}")
+        return raw
 
     def raw_to_text(self, node: TerminalNode, raw: Any) -> str:
         """A leaf's RFC 7951 JSON value in lexical (XML) form; identities keep module names."""

@@ -1,0 +1,354 @@
+"""NETCONF sessions (RFC 6241) independent of the transport (SSH or TLS).
+
+A transport creates a session with ``NetconfServer.open_session`` and passes it the bytes it
+reads; the session answers through the ``send``/``close`` callables it was given. Messages are
+handled one at a time, in order, by one task per session. ``rpc_error_xml`` is the one place
+where a ``ZerotouchError`` becomes an ``<rpc-error>`` (RFC 6241 §4.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from xml.sax.saxutils import escape, quoteattr
+
+from lxml import etree
+
+from zerotouch_plugin.device.datastore import Datastores
+from zerotouch_plugin.errors import (
+    InvalidInput,
+    LockDenied,
+    MissingAttribute,
+    UnsupportedOperation,
+    ZerotouchError,
+)
+from zerotouch_plugin.services.netconf.framing import Framer
+
+__all__ = [
+    "BASE_NS",
+    "NetconfServer",
+    "NetconfSession",
+    "RpcHandler",
+    "error_path_xml",
+    "rpc_error_xml",
+]
+
+log = logging.getLogger(__name__)
+
+BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+BASE_10 = "urn:ietf:params:netconf:base:1.0"
+BASE_11 = "urn:ietf:params:netconf:base:1.1"
+_HELLO = f"{{{BASE_NS}}}hello"
+_RPC = f"{{{BASE_NS}}}rpc"
+
+# Hardened parser: no DTDs, no entity expansion, no network (untrusted peers).
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+)
+
+RpcHandler = Callable[["NetconfSession", etree._Element], Awaitable[str | None]]
+
+# RFC 6241 Appendix A: the error-type each error-tag is reported with.
+_ERROR_TYPE: Mapping[str, str] = {
+    "malformed-message": "rpc",
+    "too-big": "rpc",
+    "operation-not-supported": "protocol",
+    "lock-denied": "protocol",
+    "in-use": "protocol",
+    "missing-attribute": "rpc",
+    "bad-attribute": "protocol",
+    "unknown-element": "protocol",
+    "missing-element": "protocol",
+    "bad-element": "protocol",
+    "access-denied": "protocol",
+}
+
+
+def parse_xml(data: bytes) -> etree._Element:
+    """Parse one message; DOCTYPEs are refused outright (XML bombs, external entities)."""
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise InvalidInput(f"not well-formed XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
+        raise InvalidInput("DOCTYPE declarations are not allowed")
+    return root
+
+
+_STEP = re.compile(r"/(?:([A-Za-z_][\w.-]*):)?([A-Za-z_][\w.-]*)((?:\[[^\]]*\])*)")
+_PREDICATE = re.compile(r"\[(?:([A-Za-z_][\w.-]*):)?([A-Za-z_][\w.-]*)=(\"[^\"]*\"|'[^']*')\]")
+
+
+def error_path_xml(path: str, namespaces: Mapping[str, tuple[str, str]]) -> str:
+    """``<error-path>`` (RFC 6241 §4.3) for a JSON-style instance path.
+
+    ``/ietf-system:system/hostname`` becomes ``/sys:system/sys:hostname`` with the prefixes
+    declared on the element; ``namespaces`` maps module name -> (prefix, namespace).
+    """
+    decls: dict[str, str] = {}
+    steps: list[str] = []
+    module: str | None = None
+    for m in _STEP.finditer(path):
+        module = m.group(1) or module
+        if module is None or module not in namespaces:
+            return f"<error-path>{escape(path)}</error-path>"
+        prefix, ns = namespaces[module]
+        decls[prefix] = ns
+        preds = "".join(
+            f"[{prefix}:{p.group(2)}={p.group(3)}]" for p in _PREDICATE.finditer(m.group(3))
+        )
+        steps.append(f"/{prefix}:{m.group(2)}{preds}")
+    attrs = "".join(f" xmlns:{p}={quoteattr(ns)}" for p, ns in decls.items())
+    return f"<error-path{attrs}>{escape(''.join(steps) or path)}</error-path>"
+
+
+def rpc_error_xml(
+    exc: ZerotouchError, namespaces: Mapping[str, tuple[str, str]] | None = None
+) -> str:
+    """The ``<rpc-error>`` for an error (RFC 6241 §4.3): tag, type, severity, path, message."""
+    tag = exc.netconf_tag
+    error_type = _ERROR_TYPE.get(tag, "application")
+    parts = [
+        f"<rpc-error><error-type>{error_type}</error-type><error-tag>{tag}</error-tag>"
+        "<error-severity>error</error-severity>"
+    ]
+    if exc.path:
+        parts.append(error_path_xml(exc.path, namespaces or {}))
+    parts.append(f'<error-message xml:lang="en">{escape(exc.message)}</error-message>')
+    if isinstance(exc, LockDenied) and exc.holder is not None:
+        parts.append(f"<error-info><session-id>{exc.holder}</session-id></error-info>")
+    parts.append("</rpc-error>")
+    return "".join(parts)
+
+
+def _reply_start(rpc: etree._Element | None) -> str:
+    """``<rpc-reply`` with every attribute of the ``<rpc>`` (RFC 6241 §4.2)."""
+    if rpc is not None and len(rpc.attrib) == 1 and "message-id" in rpc.attrib:
+        return f'<rpc-reply xmlns="{BASE_NS}" message-id={quoteattr(str(rpc.get("message-id")))}>'
+    attrs = [f"<rpc-reply xmlns={quoteattr(BASE_NS)}"]
+    if rpc is not None:
+        reverse = {ns: p for p, ns in rpc.nsmap.items() if p}
+        for key, raw in rpc.attrib.items():
+            name = str(key)
+            value = raw if isinstance(raw, str) else raw.decode()
+            if name.startswith("{"):
+                ns, _, local = name[1:].partition("}")
+                prefix = reverse.get(ns, "a")
+                attrs.append(f" xmlns:{prefix}={quoteattr(ns)} {prefix}:{local}={quoteattr(value)}")
+            else:
+                attrs.append(f" {name}={quoteattr(value)}")
+    attrs.append(">")
+    return "".join(attrs)
+
+
+@dataclass
+class SessionInfo:
+    """What the transport knows about the peer."""
+
+    username: str
+    transport: str  # "netconf-ssh" or "netconf-tls"
+    peer: str
+
+
+class NetconfSession:
+    """One NETCONF session: hello exchange, then RPCs in order (RFC 6241 §4)."""
+
+    def __init__(
+        self,
+        server: NetconfServer,
+        session_id: int,
+        info: SessionInfo,
+        send: Callable[[bytes], None],
+        close: Callable[[], None],
+    ) -> None:
+        self.server = server
+        self.session_id = session_id
+        self.info = info
+        self._send = send
+        self._close = close
+        self.framer = Framer()
+        self.hello_done = False
+        self.closed = False
+        self.close_after_reply = False  # set by close-session (RFC 6241 §7.8)
+        self.subscribed = False
+        self.on_close: list[Callable[[], None]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def datastores(self) -> Datastores:
+        return self.server.datastores
+
+    def start(self) -> None:
+        """Send our hello (end-of-message framed, RFC 6242 §4.1) and start reading."""
+        self._send(self.framer.encode(self.server.hello(self.session_id)))
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.framer.feed(data)
+        except ZerotouchError as exc:
+            log.warning("session %d: %s; closing", self.session_id, exc)
+            self.close()
+            return
+        self._wakeup.set()
+
+    def send_message(self, message: bytes) -> None:
+        if not self.closed:
+            self._send(self.framer.encode(message))
+
+    def close(self) -> None:
+        """End the session: its locks are released (RFC 6241 §7.5), the transport closed."""
+        if self.closed:
+            return
+        self.closed = True
+        for cleanup in self.on_close:
+            cleanup()
+        self.server.session_ended(self)
+        self._wakeup.set()
+        try:
+            self._close()
+        except Exception:
+            log.debug("session %d: transport close failed", self.session_id, exc_info=True)
+
+    def connection_lost(self) -> None:
+        self.close()
+
+    async def _run(self) -> None:
+        try:
+            while not self.closed:
+                try:
+                    message = self.framer.next_message()
+                except ZerotouchError as exc:
+                    log.warning("session %d: %s; closing", self.session_id, exc)
+                    break
+                if message is None:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if not self.hello_done:
+                    if not self._hello_received(message):
+                        break
+                    continue
+                self.send_message(await self.handle_rpc(message))
+                if self.close_after_reply:
+                    break
+        except Exception:
+            log.exception("session %d failed", self.session_id)
+        finally:
+            self.close()
+
+    def _hello_received(self, message: bytes) -> bool:
+        """RFC 6241 §8.1: a client hello with a session-id, or no base capability, ends it."""
+        try:
+            root = parse_xml(message)
+        except InvalidInput as exc:
+            log.warning("session %d: bad hello: %s", self.session_id, exc)
+            return False
+        if root.tag != _HELLO or root.find(f"{{{BASE_NS}}}session-id") is not None:
+            log.warning("session %d: expected a client hello without session-id", self.session_id)
+            return False
+        caps = {
+            (c.text or "").strip()
+            for c in root.iterfind(f"{{{BASE_NS}}}capabilities/{{{BASE_NS}}}capability")
+        }
+        if BASE_11 in caps:
+            self.framer.use_chunked()  # RFC 6242 §4.1
+        elif BASE_10 not in caps:
+            log.warning("session %d: peer has no common base capability", self.session_id)
+            return False
+        self.hello_done = True
+        return True
+
+    async def handle_rpc(self, message: bytes) -> bytes:
+        """The framed reply body for one ``<rpc>`` message."""
+        rpc: etree._Element | None = None
+        try:
+            rpc = parse_xml(message)
+            if rpc.tag != _RPC:
+                raise InvalidInput(f"expected <rpc>, got <{etree.QName(rpc).localname}>")
+            if rpc.get("message-id") is None:
+                raise MissingAttribute("<rpc> without message-id attribute")
+            ops = [el for el in rpc if isinstance(el.tag, str)]
+            if len(ops) != 1:
+                raise InvalidInput("<rpc> must hold exactly one operation")
+            handler = self.server.handler(str(ops[0].tag))
+            if handler is None:
+                raise UnsupportedOperation(f"operation {ops[0].tag} is not supported")
+            body = await handler(self, ops[0])
+            reply = _reply_start(rpc) + (body if body is not None else "<ok/>") + "</rpc-reply>"
+        except ZerotouchError as exc:
+            log.info("session %d: rpc error: %s", self.session_id, exc.one_line())
+            keep = rpc if rpc is not None and rpc.tag == _RPC else None
+            reply = _reply_start(keep) + self.server.rpc_error(exc) + "</rpc-reply>"
+        except Exception as exc:
+            log.exception("session %d: rpc failed", self.session_id)
+            failure = ZerotouchError(f"internal error: {type(exc).__name__}")
+            reply = _reply_start(rpc) + self.server.rpc_error(failure) + "</rpc-reply>"
+        return reply.encode()
+
+
+class NetconfServer:
+    """What every session of one device shares: datastores, capabilities, session table."""
+
+    def __init__(
+        self,
+        datastores: Datastores,
+        handlers: Mapping[str, RpcHandler],
+        capabilities: tuple[str, ...],
+        plugin_handler: Callable[[str], RpcHandler | None] = lambda _tag: None,
+    ) -> None:
+        self.datastores = datastores
+        self.schema = datastores.schema
+        self.handlers = dict(handlers)
+        self._plugin_handler = plugin_handler
+        self.capabilities = capabilities
+        self.sessions: dict[int, NetconfSession] = {}
+        self._next_id = 1
+        self._namespaces = {m.name: (m.prefix, m.namespace) for m in self.schema.modules}
+        caps = "".join(f"<capability>{escape(c)}</capability>" for c in capabilities)
+        self._hello_head = f'<hello xmlns="{BASE_NS}"><capabilities>{caps}</capabilities>'
+
+    def handler(self, tag: str) -> RpcHandler | None:
+        """The built-in operation, else a plugin's YANG RPC (RPC name -> handler table)."""
+        found = self.handlers.get(tag)
+        if found is None:
+            found = self._plugin_handler(tag)
+            if found is not None:
+                self.handlers[tag] = found
+        return found
+
+    def hello(self, session_id: int) -> bytes:
+        return f"{self._hello_head}<session-id>{session_id}</session-id></hello>".encode()
+
+    def rpc_error(self, exc: ZerotouchError) -> str:
+        return rpc_error_xml(exc, self._namespaces)
+
+    def open_session(
+        self, info: SessionInfo, send: Callable[[bytes], None], close: Callable[[], None]
+    ) -> NetconfSession:
+        session_id = self._next_id
+        self._next_id += 1
+        session = NetconfSession(self, session_id, info, send, close)
+        self.sessions[session_id] = session
+        log.info(
+            "session %d opened: %s user %s from %s",
+            session_id,
+            info.transport,
+            info.username,
+            info.peer,
+        )
+        session.start()
+        return session
+
+    def session_ended(self, session: NetconfSession) -> None:
+        self.sessions.pop(session.session_id, None)
+        self.datastores.release_session(session.session_id)
+        log.info("session %d closed", session.session_id)
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close()

@@ -1,0 +1,189 @@
+"""NETCONF over SSH (RFC 6242): the ``netconf`` subsystem on an asyncssh server.
+
+The host keys are generated on first start and kept in the device folder, so clients see the
+same host key after a restart. Users authenticate with a password or a public key, as the
+configuration gives them; nothing else (no shell, no exec, no port forwarding) is offered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from zerotouch_plugin.device.datastore import write_atomically
+from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
+
+__all__ = ["HOST_KEY_FILES", "SshListener", "SshUser", "load_host_keys", "start_netconf_ssh"]
+
+log = logging.getLogger(__name__)
+
+# Ed25519 first (fast), ECDSA P-256 for clients without Ed25519 (older libssh2).
+HOST_KEY_FILES = {
+    "ssh_host_ed25519_key": "ssh-ed25519",
+    "ssh_host_ecdsa_key": "ecdsa-sha2-nistp256",
+}
+
+
+@dataclass(frozen=True)
+class SshUser:
+    """A NETCONF user: a password and/or OpenSSH public keys (``authorized_keys`` lines)."""
+
+    name: str
+    password: str | None = None
+    authorized_keys: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("user name must be a non-empty string")
+        if self.password is not None and not isinstance(self.password, str):
+            raise TypeError("password must be a string")
+        if not isinstance(self.authorized_keys, tuple):
+            object.__setattr__(self, "authorized_keys", tuple(self.authorized_keys))
+
+
+def load_host_keys(folder: Path) -> list[asyncssh.SSHKey]:
+    """The device's SSH host keys, created (mode 0600, atomically) when missing."""
+    keys = []
+    for filename, algorithm in HOST_KEY_FILES.items():
+        path = folder / filename
+        if not path.exists():
+            key = asyncssh.generate_private_key(algorithm)
+            write_atomically(path, key.export_private_key())
+        try:
+            keys.append(asyncssh.read_private_key(path))
+        except (OSError, asyncssh.KeyImportError) as exc:
+            raise ConfigError(f"{path}: unusable SSH host key: {exc}") from exc
+    return keys
+
+
+class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
+    def __init__(self, server: NetconfServer, username: str, peer: str) -> None:
+        self._server = server
+        self._username = username
+        self._peer = peer
+        self._chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self._session: NetconfSession | None = None
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._chan = chan
+
+    def shell_requested(self) -> bool:
+        return False
+
+    def exec_requested(self, command: str) -> bool:
+        return False
+
+    def pty_requested(self, *args: object) -> bool:
+        return False
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return subsystem == "netconf"  # RFC 6242 §3
+
+    def session_started(self) -> None:
+        chan = self._chan
+        assert chan is not None
+        info = SessionInfo(self._username, "netconf-ssh", self._peer)
+        self._session = self._server.open_session(info, chan.write, chan.close)
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        if self._session is not None:
+            self._session.data_received(data)
+
+    def eof_received(self) -> bool:
+        if self._session is not None:
+            self._session.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._session is not None:
+            self._session.connection_lost()
+
+
+class _SshServer(asyncssh.SSHServer):
+    def __init__(self, netconf: NetconfServer, users: dict[str, SshUser]) -> None:
+        self._netconf = netconf
+        self._users = users
+        self._username = ""
+        self._peer = ""
+        self._keys: dict[str, list[bytes]] = {
+            name: [asyncssh.import_public_key(k).public_data for k in user.authorized_keys]
+            for name, user in users.items()
+        }
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        peer = conn.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def begin_auth(self, username: str) -> bool:
+        self._username = username
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return any(u.password for u in self._users.values())
+
+    def validate_password(self, username: str, password: str) -> bool:
+        user = self._users.get(username)
+        ok = bool(user and user.password) and hmac.compare_digest(
+            (user.password if user and user.password else "").encode(), password.encode()
+        )
+        if not ok:
+            log.warning("ssh: password refused for %r from %s", username, self._peer)
+        return ok
+
+    def public_key_auth_supported(self) -> bool:
+        return any(self._keys.values())
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return key.public_data in self._keys.get(username, [])
+
+    def session_requested(self) -> _Session:
+        return _Session(self._netconf, self._username, self._peer)
+
+
+@dataclass
+class SshListener:
+    """A running NETCONF-over-SSH listener."""
+
+    acceptor: asyncssh.SSHAcceptor
+    host: str
+    port: int
+
+    async def close(self) -> None:
+        self.acceptor.close()
+        await self.acceptor.wait_closed()
+
+
+async def start_netconf_ssh(
+    netconf: NetconfServer,
+    *,
+    host: str,
+    port: int,
+    host_keys: Sequence[asyncssh.SSHKey],
+    users: Sequence[SshUser],
+) -> SshListener:
+    """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``)."""
+    table = {u.name: u for u in users}
+    if not table:
+        raise ConfigError("NETCONF over SSH needs at least one configured user")
+    try:
+        acceptor = await asyncssh.create_server(
+            lambda: _SshServer(netconf, table),
+            host,
+            port,
+            server_host_keys=list(host_keys),
+            encoding=None,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            line_editor=False,
+            keepalive_interval=0,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot listen for NETCONF/SSH on {host}:{port}: {exc}") from exc
+    return SshListener(acceptor, host, acceptor.get_port())
