@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -249,6 +249,7 @@ class Response:
     status: int
     body: bytes = b""
     content_type: str = ""
+    _: KW_ONLY
     retry_after: float | None = None
     server_cert: x509.Certificate | None = None
 
@@ -528,12 +529,12 @@ class Pledge:
             )
         signed = cms.verify(response.body, trust_anchors=self.config.masa_anchors, now=now)
         voucher = Voucher.from_json(signed.content)
+        # serial, idevid-issuer and expiry first: "expired" says more than "no nonce"
         voucher.check(
-            now=now,
-            serial=self.config.serial,
-            nonce=self._nonce,
-            idevid_issuer=_aki(self.config.idevid.cert),
+            now=now, serial=self.config.serial, idevid_issuer=_aki(self.config.idevid.cert)
         )
+        # an online pledge always sent a nonce and accepts only that nonce back (§5.6.1)
+        voucher.check(now=now, nonce=self._nonce)
         registrar_validated_by(
             voucher.pinned_domain_certificate(), self._registrar_certificate(), now=now
         )

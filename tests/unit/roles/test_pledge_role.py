@@ -1,0 +1,626 @@
+"""The pledge state machine driven in memory: real certificates, real CMS, no sockets."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from zerotouch_plugin.artifacts import certs, cms, est
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.errors import (
+    ArtifactKindMismatch,
+    CertificateError,
+    ConfigError,
+    Expired,
+    NotCMS,
+    PolicyRefused,
+    SignatureInvalid,
+    UnsupportedMediaType,
+    UntrustedSigner,
+    UpstreamUnavailable,
+    WrongNonce,
+    WrongSerial,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles import pledge as role
+from zerotouch_plugin.roles.pledge import (
+    Connect,
+    Done,
+    Failed,
+    HttpRequest,
+    Pledge,
+    PledgeConfig,
+    Response,
+    RetryPolicy,
+    TlsMode,
+    Wait,
+)
+from zerotouch_plugin.roles.states import PledgeState
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SERIAL = "PL-0001"
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+@dataclass
+class World:
+    """A manufacturer (CA, MASA signer, the pledge's IDevID) and two owners' domains."""
+
+    @cached_property
+    def vendor(self) -> Identity:
+        return certs.make_ca("vendor CA", now=NOW - timedelta(days=1))
+
+    @cached_property
+    def other_vendor(self) -> Identity:
+        return certs.make_ca("other vendor CA", now=NOW - timedelta(days=1))
+
+    @cached_property
+    def masa(self) -> Identity:
+        return certs.issue_masa_signer(self.vendor, "MASA", now=NOW - timedelta(days=1))
+
+    @cached_property
+    def idevid(self) -> Identity:
+        return certs.issue_idevid(
+            self.vendor, SERIAL, masa_url="https://masa.example", now=NOW - timedelta(days=1)
+        )
+
+    @cached_property
+    def domain(self) -> Identity:
+        return certs.make_ca("domain CA", now=NOW - timedelta(days=1))
+
+    @cached_property
+    def registrar(self) -> Identity:
+        return certs.issue_registrar(
+            self.domain, "registrar", hosts=["127.0.0.1"], now=NOW - timedelta(days=1)
+        )
+
+    @cached_property
+    def evil_domain(self) -> Identity:
+        return certs.make_ca("evil domain CA", now=NOW - timedelta(days=1))
+
+    @cached_property
+    def evil_registrar(self) -> Identity:
+        return certs.issue_registrar(
+            self.evil_domain, "evil registrar", hosts=["127.0.0.1"], now=NOW - timedelta(days=1)
+        )
+
+    def config(self, **kwargs: object) -> PledgeConfig:
+        return PledgeConfig(idevid=self.idevid, masa_anchors=(self.vendor.cert,), **kwargs)  # type: ignore[arg-type]
+
+    def voucher(
+        self, pvr: VoucherRequest, *, signer: Identity | None = None, **changes: object
+    ) -> bytes:
+        fields: dict[str, object] = {
+            "created_on": NOW,
+            "assertion": Assertion.LOGGED,
+            "serial_number": pvr.serial_number,
+            "pinned_domain_cert": der(self.domain.cert),
+            "nonce": pvr.nonce,
+        }
+        fields.update(changes)
+        voucher = Voucher(**fields)  # type: ignore[arg-type]
+        return cms.sign(voucher.to_json(), signer=signer or self.masa, now=NOW)
+
+
+WORLD = World()
+
+
+def rng(seed: int = 7) -> random.Random:
+    return random.Random(seed)
+
+
+def machine(config: PledgeConfig | None = None, seed: int = 7) -> Pledge:
+    return Pledge(config or WORLD.config(), random_bytes=rng(seed).randbytes)
+
+
+def ok(body: bytes, content_type: str, server: Identity | None = None) -> Response:
+    return Response(200, body, content_type, server_cert=(server or WORLD.registrar).cert)
+
+
+def to_voucher_request(m: Pledge, registrar: Identity | None = None) -> HttpRequest:
+    assert isinstance(m.start(), Connect)
+    action = m.connected((registrar or WORLD.registrar).cert, now=NOW)
+    assert isinstance(action, HttpRequest)
+    return action
+
+
+def pvr_of(action: HttpRequest) -> VoucherRequest:
+    assert action.body is not None
+    signed = cms.verify(action.body, trust_anchors=[WORLD.vendor.cert], now=NOW)
+    return VoucherRequest.from_json(signed.content)
+
+
+def status_of(action: role.PledgeAction, path: str) -> dict[str, object]:
+    assert isinstance(action, HttpRequest), action
+    assert action.path == path
+    assert action.content_type == "application/json"
+    assert action.body is not None
+    document = json.loads(action.body)
+    assert isinstance(document, dict)
+    return document
+
+
+def to_cacerts(m: Pledge) -> HttpRequest:
+    pvr_request = to_voucher_request(m)
+    action = m.received(ok(WORLD.voucher(pvr_of(pvr_request)), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    assert status_of(action, role.PATH_VOUCHER_STATUS)["status"] is True
+    action = m.received(
+        Response(200, b"recorded", "text/plain", server_cert=WORLD.registrar.cert), now=NOW
+    )
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_CACERTS
+    return action
+
+
+def to_enroll(m: Pledge) -> HttpRequest:
+    to_cacerts(m)
+    action = m.received(
+        ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
+    )
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_SIMPLEENROLL
+    return action
+
+
+def issue(action: HttpRequest, ca: Identity | None = None) -> x509.Certificate:
+    assert action.body is not None
+    csr = est.parse_csr(action.body)
+    return certs.issue_from_csr(
+        ca or WORLD.domain,
+        csr,
+        subject=x509.Name.from_rfc4514_string(f"CN={SERIAL}"),
+        san=[],
+        now=NOW,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole exchange
+
+
+def test_full_bootstrap_produces_an_enrollment() -> None:
+    m = machine()
+    assert isinstance(m.start(), Connect)
+    assert m.state is PledgeState.CONNECTING
+    pvr_request = m.connected(WORLD.registrar.cert, now=NOW)
+    assert isinstance(pvr_request, HttpRequest)
+    # RFC 8995 §5.2: the PVR over provisional TLS, voucher-cms both ways
+    assert pvr_request.tls is TlsMode.PROVISIONAL
+    assert pvr_request.path == "/.well-known/brski/requestvoucher"
+    assert pvr_request.content_type == pvr_request.accept == "application/voucher-cms+json"
+    signed = cms.verify(pvr_request.body or b"", trust_anchors=[WORLD.vendor.cert], now=NOW)
+    assert der(signed.signer) == der(WORLD.idevid.cert)
+    pvr = VoucherRequest.from_json(signed.content)
+    assert pvr.serial_number == SERIAL
+    assert pvr.assertion is Assertion.PROXIMITY
+    assert pvr.created_on == NOW
+    assert pvr.proximity_registrar_cert == der(WORLD.registrar.cert)
+    assert pvr.nonce is not None and len(pvr.nonce) >= 12
+
+    voucher_cms = WORLD.voucher(pvr)
+    action = m.received(ok(voucher_cms, cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    report = status_of(action, role.PATH_VOUCHER_STATUS)
+    assert report["version"] == 1 and report["status"] is True
+    assert isinstance(action, HttpRequest)
+    # from here on the registrar must validate against pinned-domain-cert (§5.6.2)
+    assert action.tls is TlsMode.VERIFIED and action.trust == (WORLD.domain.cert,)
+
+    action = m.received(Response(200, b"", "text/plain", server_cert=WORLD.registrar.cert), now=NOW)
+    assert isinstance(action, HttpRequest)
+    assert (action.method, action.path, action.tls) == ("GET", role.PATH_CACERTS, TlsMode.VERIFIED)
+
+    action = m.received(
+        ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
+    )
+    assert isinstance(action, HttpRequest)
+    assert (action.method, action.path) == ("POST", role.PATH_SIMPLEENROLL)
+    assert action.content_type == "application/pkcs10"
+    assert action.body is not None
+    csr = est.parse_csr(action.body)
+    # RFC 8995 §5.9.1: the CSR names the device by its serial number
+    for oid in (NameOID.SERIAL_NUMBER, NameOID.COMMON_NAME):
+        assert [a.value for a in csr.subject.get_attributes_for_oid(oid)] == [SERIAL]
+    ldevid = issue(action)
+
+    action = m.received(ok(est.encode_certs_only([ldevid]), est.MEDIA_PKCS7_CERTS), now=NOW)
+    report = status_of(action, role.PATH_ENROLLSTATUS)
+    assert report["status"] is True
+    done = m.received(Response(200, b"", "text/plain", server_cert=WORLD.registrar.cert), now=NOW)
+    assert isinstance(done, Done)
+    assert m.state is PledgeState.ENROLLED
+    result = done.enrollment
+    assert result.serial == SERIAL
+    assert result.voucher_cms == voucher_cms
+    assert result.domain_anchors == (WORLD.domain.cert,)
+    assert der(result.ldevid) == der(ldevid)
+    assert result.ldevid_chain == ()
+    assert result.identity.cert == ldevid  # the key matches the certificate
+    assert der(result.registrar_cert) == der(WORLD.registrar.cert)
+
+
+def test_csr_key_is_fresh_for_every_pledge_run() -> None:
+    first = est.parse_csr(to_enroll(machine(seed=1)).body or b"")
+    second = est.parse_csr(to_enroll(machine(seed=1)).body or b"")
+    assert first.public_key() != second.public_key()
+    assert first.public_key() != WORLD.idevid.cert.public_key()
+
+
+def test_nonce_comes_from_the_given_random_bytes() -> None:
+    a = pvr_of(to_voucher_request(machine(seed=3)))
+    b = pvr_of(to_voucher_request(machine(seed=3)))
+    c = pvr_of(to_voucher_request(machine(seed=4)))
+    assert a.nonce == b.nonce != c.nonce
+
+
+def test_pinned_registrar_certificate_itself_is_accepted() -> None:
+    """pinned-domain-cert may be the registrar's own certificate (RFC 8995 §5.6.2); the CA
+    from cacerts is then taken because the pinned certificate chains to it."""
+    m = machine()
+    pvr = pvr_of(to_voucher_request(m))
+    voucher = WORLD.voucher(pvr, pinned_domain_cert=der(WORLD.registrar.cert))
+    action = m.received(ok(voucher, cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    assert isinstance(action, HttpRequest) and action.trust == (WORLD.registrar.cert,)
+    m.received(Response(200, b"", "", server_cert=WORLD.registrar.cert), now=NOW)
+    action = m.received(
+        ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
+    )
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_SIMPLEENROLL
+
+
+# ---------------------------------------------------------------------------------------------
+# voucher validation failures (RFC 8995 §5.6.1): each is reported with voucher_status false
+
+
+def _voucher_failure(body: bytes, error: type[ZerotouchError], **response: object) -> str:
+    m = machine()
+    to_voucher_request(m)
+    fields: dict[str, object] = {
+        "status": 200,
+        "body": body,
+        "content_type": cms.MEDIA_TYPE_VOUCHER_CMS,
+        "server_cert": WORLD.registrar.cert,
+    }
+    fields.update(response)
+    action = m.received(Response(**fields), now=NOW)  # type: ignore[arg-type]
+    assert m.state is PledgeState.REPORTING_VOUCHER_FAILURE
+    report = status_of(action, role.PATH_VOUCHER_STATUS)
+    assert isinstance(action, HttpRequest)
+    assert action.tls is TlsMode.PROVISIONAL  # nothing validates the registrar now
+    assert report["version"] == 1 and report["status"] is False
+    assert isinstance(report["reason"], str) and report["reason"]
+    context = report["reason-context"]
+    assert isinstance(context, dict) and context["serial-number"] == SERIAL
+    # whatever the registrar answers to the report, the pledge fails with the real reason
+    final = m.received(Response(404, b"not found", "text/plain"), now=NOW)
+    assert isinstance(final, Failed)
+    assert isinstance(final.error, error), final.error
+    assert m.state is PledgeState.FAILED
+    assert m.voucher is None
+    return str(report["reason"])
+
+
+def test_voucher_from_an_untrusted_masa_is_refused() -> None:
+    rogue = certs.issue_masa_signer(WORLD.other_vendor, "rogue MASA", now=NOW - timedelta(days=1))
+    pvr = pvr_of(to_voucher_request(machine()))
+    reason = _voucher_failure(WORLD.voucher(pvr, signer=rogue), UntrustedSigner)
+    assert "untrusted-signer" in reason
+
+
+def test_voucher_for_another_serial_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    reason = _voucher_failure(WORLD.voucher(pvr, serial_number="OTHER-1"), WrongSerial)
+    assert "OTHER-1" in reason
+
+
+def test_voucher_with_another_nonce_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine(seed=99)))  # another run's nonce
+    _voucher_failure(WORLD.voucher(pvr), WrongNonce)
+
+
+def test_nonceless_voucher_is_refused_by_an_online_pledge() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    _voucher_failure(WORLD.voucher(pvr, nonce=None, expires_on=NOW + timedelta(days=1)), WrongNonce)
+
+
+def test_expired_voucher_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    voucher = WORLD.voucher(pvr, nonce=None, expires_on=NOW - timedelta(minutes=1))
+    _voucher_failure(voucher, Expired)
+
+
+def test_voucher_signed_by_an_expired_masa_certificate_is_refused() -> None:
+    old = certs.issue_masa_signer(WORLD.vendor, "old MASA", now=NOW - timedelta(days=10), days=2)
+    pvr = pvr_of(to_voucher_request(machine()))
+    _voucher_failure(WORLD.voucher(pvr, signer=old), Expired)
+
+
+def test_voucher_for_another_idevid_issuer_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    _voucher_failure(WORLD.voucher(pvr, idevid_issuer=b"\x30\x03\x80\x01\x00"), WrongSerial)
+
+
+def test_tampered_voucher_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    body = WORLD.voucher(pvr)
+    tampered = body.replace(b'"logged"', b'"verify"')
+    assert tampered != body
+    _voucher_failure(tampered, SignatureInvalid)
+
+
+def test_garbage_instead_of_a_voucher_is_refused() -> None:
+    _voucher_failure(b"<html>hello</html>", NotCMS)
+
+
+def test_voucher_request_instead_of_a_voucher_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    body = cms.sign(pvr.to_json(), signer=WORLD.masa, now=NOW)
+    _voucher_failure(body, ArtifactKindMismatch)
+
+
+def test_voucher_with_the_wrong_media_type_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    _voucher_failure(WORLD.voucher(pvr), UnsupportedMediaType, content_type="application/json")
+
+
+def test_man_in_the_middle_registrar_is_refused() -> None:
+    """A registrar of another domain relays a genuine voucher pinning the real domain: the
+    pinned-domain-cert does not validate the registrar the pledge talked to (§5.6.2)."""
+    m = machine()
+    pvr = pvr_of(to_voucher_request(m, WORLD.evil_registrar))
+    assert pvr.proximity_registrar_cert == der(WORLD.evil_registrar.cert)
+    action = m.received(
+        ok(WORLD.voucher(pvr), cms.MEDIA_TYPE_VOUCHER_CMS, WORLD.evil_registrar), now=NOW
+    )
+    report = status_of(action, role.PATH_VOUCHER_STATUS)
+    assert report["status"] is False
+    assert "man-in-the-middle" in str(report["reason"])
+    final = m.received(Response(200, b"", "", server_cert=WORLD.evil_registrar.cert), now=NOW)
+    assert isinstance(final, Failed) and isinstance(final.error, UntrustedSigner)
+
+
+def test_voucher_over_a_connection_to_another_registrar_reconnects() -> None:
+    m = machine()
+    first = pvr_of(to_voucher_request(m))
+    wait = m.received(
+        ok(WORLD.voucher(first), cms.MEDIA_TYPE_VOUCHER_CMS, WORLD.evil_registrar), now=NOW
+    )
+    assert isinstance(wait, Wait) and isinstance(wait.then, Connect)
+    assert m.state is PledgeState.CONNECTING
+    again = m.connected(WORLD.registrar.cert, now=NOW)
+    assert isinstance(again, HttpRequest)
+    assert pvr_of(again).nonce != first.nonce  # a new request, never a replay
+
+
+# ---------------------------------------------------------------------------------------------
+# registrar refusals, retries and backoff
+
+
+def test_registrar_refusal_fails_without_a_voucher_status() -> None:
+    m = machine()
+    to_voucher_request(m)
+    final = m.received(
+        Response(403, b"policy-refused: device PL-0001 is not on the allow list", "text/plain"),
+        now=NOW,
+    )
+    assert isinstance(final, Failed) and isinstance(final.error, PolicyRefused)
+    assert "allow list" in str(final.error)
+    assert m.state is PledgeState.FAILED
+
+
+def test_503_with_retry_after_waits_then_sends_a_fresh_request() -> None:
+    m = machine(WORLD.config(retry=RetryPolicy(attempts=3, base_delay=1, max_delay=60)))
+    first = pvr_of(to_voucher_request(m))
+    wait = m.received(Response(503, b"MASA down", "text/plain", retry_after=7), now=NOW)
+    assert isinstance(wait, Wait)
+    assert 7 <= wait.seconds <= 7 + 0.5  # Retry-After honoured, plus a little jitter
+    assert isinstance(wait.then, Connect)
+    second = m.connected(WORLD.registrar.cert, now=NOW + timedelta(seconds=8))
+    assert isinstance(second, HttpRequest)
+    pvr = pvr_of(second)
+    assert pvr.nonce != first.nonce and pvr.created_on == NOW + timedelta(seconds=8)
+    action = m.received(ok(WORLD.voucher(pvr), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    assert status_of(action, role.PATH_VOUCHER_STATUS)["status"] is True
+
+
+def test_retries_run_out() -> None:
+    m = machine(WORLD.config(retry=RetryPolicy(attempts=3, base_delay=1, max_delay=60)))
+    assert isinstance(m.start(), Connect)
+    delays = []
+    for _ in range(2):
+        wait = m.unreachable("connection refused", now=NOW)
+        assert isinstance(wait, Wait) and isinstance(wait.then, Connect)
+        delays.append(wait.seconds)
+    final = m.unreachable("connection refused", now=NOW)
+    assert isinstance(final, Failed) and isinstance(final.error, UpstreamUnavailable)
+    assert 0.5 <= delays[0] <= 1 and 1 <= delays[1] <= 2  # exponential, half jittered
+
+
+def test_tls_refusal_is_final() -> None:
+    m = machine()
+    m.start()
+    final = m.unreachable("TLSV1_ALERT_UNKNOWN_CA", now=NOW, refused=True)
+    assert isinstance(final, Failed) and "UNKNOWN_CA" in str(final.error)
+
+
+def test_enroll_202_is_retried_with_the_same_request() -> None:
+    m = machine()
+    request = to_enroll(m)
+    wait = m.received(
+        Response(202, b"", "", retry_after=2, server_cert=WORLD.registrar.cert), now=NOW
+    )
+    assert isinstance(wait, Wait) and wait.then == request
+    assert m.state is PledgeState.ENROLLING
+
+
+def test_status_report_answers_are_ignored_but_503_is_retried() -> None:
+    m = machine()
+    pvr = pvr_of(to_voucher_request(m))
+    m.received(ok(WORLD.voucher(pvr), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    wait = m.received(Response(503, b"", "", server_cert=WORLD.registrar.cert), now=NOW)
+    assert isinstance(wait, Wait) and m.state is PledgeState.REPORTING_VOUCHER
+    action = m.received(Response(409, b"conflict", "", server_cert=WORLD.registrar.cert), now=NOW)
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_CACERTS
+    assert m.last_registrar_error is not None and "409" in m.last_registrar_error
+
+
+@pytest.mark.parametrize(
+    ("retry", "fraction", "retry_after", "expected"),
+    [
+        (1, 0.0, None, 0.5),
+        (1, 0.999, None, 0.9995),
+        (3, 0.0, None, 2.0),
+        (10, 0.0, None, 15.0),  # capped at max_delay 30, half of it fixed
+        (1, 0.0, 12, 12.0),
+        (1, 0.5, 12, 12.25),
+        (1, 0.0, 100, 30.0),  # Retry-After capped at max_delay
+    ],
+)
+def test_backoff_policy(
+    retry: int, fraction: float, retry_after: float | None, expected: float
+) -> None:
+    assert RetryPolicy().delay(retry, fraction, retry_after) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"attempts": 0}, ValueError),
+        ({"attempts": 1.5}, TypeError),
+        ({"base_delay": 10, "max_delay": 5}, ValueError),
+        ({"jitter": 2}, ValueError),
+        ({"multiplier": 0.5}, ValueError),
+    ],
+)
+def test_retry_policy_is_validated(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError):
+        PledgeConfig(idevid=WORLD.idevid, masa_anchors=())
+    with pytest.raises(TypeError):
+        PledgeConfig(idevid=WORLD.idevid.cert, masa_anchors=(WORLD.vendor.cert,))  # type: ignore[arg-type]
+    no_serial = certs.issue_client(WORLD.vendor, "no serial", now=NOW)
+    with pytest.raises(ConfigError):
+        PledgeConfig(idevid=no_serial, masa_anchors=(WORLD.vendor.cert,))
+
+
+def test_out_of_order_input_is_refused() -> None:
+    m = machine()
+    with pytest.raises(ValueError):
+        m.connected(WORLD.registrar.cert, now=NOW)
+    with pytest.raises(ValueError):
+        m.received(Response(200), now=NOW)
+
+
+# ---------------------------------------------------------------------------------------------
+# EST failures: each is reported with enrollstatus false (RFC 8995 §5.9.4)
+
+
+def _enroll_failure(m: Pledge, action: role.PledgeAction, error: type[ZerotouchError]) -> None:
+    assert m.state is PledgeState.REPORTING_ENROLLMENT_FAILURE
+    report = status_of(action, role.PATH_ENROLLSTATUS)
+    assert report["status"] is False and report["reason"]
+    assert isinstance(action, HttpRequest) and action.tls is TlsMode.VERIFIED
+    final = m.received(Response(200, b"", "", server_cert=WORLD.registrar.cert), now=NOW)
+    assert isinstance(final, Failed) and isinstance(final.error, error), final
+    assert m.enrollment is None
+
+
+def test_cacerts_of_another_domain_are_refused() -> None:
+    m = machine()
+    to_cacerts(m)
+    action = m.received(
+        ok(est.encode_certs_only([WORLD.evil_domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
+    )
+    _enroll_failure(m, action, UntrustedSigner)
+
+
+def test_cacerts_with_a_wrong_media_type_are_refused() -> None:
+    m = machine()
+    to_cacerts(m)
+    action = m.received(ok(est.encode_certs_only([WORLD.domain.cert]), "text/plain"), now=NOW)
+    _enroll_failure(m, action, UnsupportedMediaType)
+
+
+def test_ldevid_for_another_key_is_refused() -> None:
+    m = machine()
+    to_enroll(m)
+    stranger = certs.issue_client(WORLD.domain, SERIAL, now=NOW).cert
+    action = m.received(ok(est.encode_certs_only([stranger]), est.MEDIA_PKCS7_CERTS), now=NOW)
+    _enroll_failure(m, action, CertificateError)
+
+
+def test_ldevid_from_another_ca_is_refused() -> None:
+    m = machine()
+    request = to_enroll(m)
+    forged = issue(request, WORLD.evil_domain)
+    action = m.received(ok(est.encode_certs_only([forged]), est.MEDIA_PKCS7_CERTS), now=NOW)
+    _enroll_failure(m, action, UntrustedSigner)
+
+
+def test_enroll_refusal_is_reported() -> None:
+    m = machine()
+    to_enroll(m)
+    action = m.received(
+        Response(
+            403, b"policy-refused: audit alert", "text/plain", server_cert=WORLD.registrar.cert
+        ),
+        now=NOW,
+    )
+    _enroll_failure(m, action, PolicyRefused)
+
+
+def test_verified_step_answered_by_another_server_is_refused() -> None:
+    m = machine()
+    to_cacerts(m)
+    action = m.received(
+        ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS, WORLD.evil_registrar),
+        now=NOW,
+    )
+    _enroll_failure(m, action, UntrustedSigner)
+
+
+def test_registrar_validated_by_and_domain_anchors() -> None:
+    role.registrar_validated_by(WORLD.domain.cert, WORLD.registrar.cert, now=NOW)
+    role.registrar_validated_by(WORLD.registrar.cert, WORLD.registrar.cert, now=NOW)
+    with pytest.raises(UntrustedSigner):
+        role.registrar_validated_by(WORLD.domain.cert, WORLD.evil_registrar.cert, now=NOW)
+    pool = [WORLD.domain.cert, WORLD.evil_domain.cert, WORLD.registrar.cert]
+    assert role.domain_anchors(pool, WORLD.domain.cert, now=NOW) == (WORLD.domain.cert,)
+    assert role.domain_anchors(pool, WORLD.registrar.cert, now=NOW) == (WORLD.domain.cert,)
+    with pytest.raises(UntrustedSigner):
+        role.domain_anchors([WORLD.evil_domain.cert], WORLD.domain.cert, now=NOW)
+
+
+def test_status_report_shape() -> None:
+    assert json.loads(role.status_report(True)) == {"version": 1, "status": True}
+    assert json.loads(role.status_report(False, reason="bad", context={"a": 1})) == {
+        "version": 1,
+        "status": False,
+        "reason": "bad",
+        "reason-context": {"a": 1},
+    }
+
+
+def test_history_records_every_transition() -> None:
+    m = machine()
+    to_enroll(m)
+    assert [state for _, state in m.history] == [
+        PledgeState.CONNECTING,
+        PledgeState.REQUESTING_VOUCHER,
+        PledgeState.REPORTING_VOUCHER,
+        PledgeState.FETCHING_CACERTS,
+        PledgeState.ENROLLING,
+    ]
