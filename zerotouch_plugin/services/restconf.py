@@ -228,6 +228,7 @@ class _Target:
     entry: bool  # the path selects one list or leaf-list entry
     chain: tuple[tuple[str, Tree | None], ...]  # (member, key selection) from the root
     value: Any  # the data there, or _ABSENT
+    present: bool  # the data is in the tree (a missing non-presence container is not)
 
     @property
     def qualified(self) -> str:
@@ -246,6 +247,7 @@ def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) ->
     obj: Any = tree
     chain: list[tuple[str, Tree | None]] = []
     node: DataNode | None = None
+    present = tree is not None
     member = ""
     entry = False
     i = 0
@@ -262,6 +264,9 @@ def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) ->
         qualified = f"{step.namespace}:{step.name}" if step.namespace else step.name
         node, member = member_node(sn, qualified, "")
         value = obj.get(member, _ABSENT) if isinstance(obj, Mapping) else _ABSENT
+        present = value is not _ABSENT
+        if not present and isinstance(obj, Mapping) and _np_container(node):
+            value = {}  # RFC 7950 §7.5.1: exists whenever its parent does, maybe empty
         nxt = route[i + 1] if i + 1 < len(route) else None
         selection: Tree | None = None
         entry = isinstance(nxt, (EntryKeys, EntryValue))
@@ -273,16 +278,22 @@ def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) ->
                     raise SchemaError("bad list key", path=path)
                 selection[kkey] = schema.text_to_raw(knode, text)
             value = _find_entry(value, selection)
+            present = value is not _ABSENT
             i += 1
         elif isinstance(nxt, EntryValue) and isinstance(node, LeafListNode):
             item = schema.text_to_raw(node, nxt.value)
             selection = {"": item}
             value = item if isinstance(value, list) and item in value else _ABSENT
+            present = value is not _ABSENT
             i += 1
         chain.append((member, selection))
         obj = value
         i += 1
-    return _Target(path, node, sn, member, entry, tuple(chain), obj)
+    return _Target(path, node, sn, member, entry, tuple(chain), obj, present)
+
+
+def _np_container(node: DataNode) -> bool:
+    return isinstance(node, ContainerNode) and not node.presence
 
 
 def _find_entry(entries: Any, selection: Mapping[str, Any]) -> Any:
@@ -621,8 +632,7 @@ class _Restconf:
         def change(tree: Tree) -> Mapping[str, Any]:
             nonlocal created
             created = (
-                target.node is not None
-                and _resolve(self.schema, tree, target.path).value is _ABSENT
+                target.node is not None and not _resolve(self.schema, tree, target.path).present
             )
             return edit_at(self.schema, tree, target.path, Operation.REPLACE, value)
 
@@ -658,7 +668,7 @@ class _Restconf:
             )
 
         def change(tree: Tree) -> Mapping[str, Any]:
-            if _resolve(self.schema, tree, target.path).value is _ABSENT:
+            if not _resolve(self.schema, tree, target.path).present:
                 raise ResourceMissing("no data at this path", path=target.path)
             return edit_at(self.schema, tree, target.path, Operation.DELETE)
 
@@ -699,7 +709,7 @@ class _Restconf:
                 and _resolve(self.schema, tree, target.path).value is _ABSENT
             ):
                 raise ResourceMissing("the parent resource does not exist", path=target.path)
-            if _resolve(self.schema, tree, child_path).value is not _ABSENT:
+            if _resolve(self.schema, tree, child_path).present:
                 raise Conflict("the resource already exists", path=child_path)  # RFC 8040 §4.4.1
             return edit_at(self.schema, tree, child_path, Operation.CREATE, value)
 
