@@ -151,7 +151,7 @@ def _parse_signed_data(der: bytes) -> ParsedSignedData:
     content = None if isinstance(econtent, core.Void) else bytes(econtent)
     certificates = tuple(
         choice.chosen.dump()
-        for choice in (signed["certificates"] if signed["certificates"].contents else [])
+        for choice in _present(signed["certificates"], [])
         if choice.name == "certificate"
     )
     signer_infos = signed["signer_infos"]
@@ -166,7 +166,7 @@ def _parse_signed_data(der: bytes) -> ParsedSignedData:
     attrs = signer_info["signed_attrs"]
     signed_attributes = None
     values: dict[str, Any] = {}
-    if attrs.contents is not None:
+    if not isinstance(attrs, core.Void):
         raw = attrs.dump()
         # The signature covers the DER of the SET OF (tag 0x31), not the [0] IMPLICIT tag.
         signed_attributes = b"\x31" + raw[1:]
@@ -189,6 +189,11 @@ def _parse_signed_data(der: bytes) -> ParsedSignedData:
     )
 
 
+def _present(value: Any, default: Any) -> Any:
+    """An OPTIONAL field's value, or ``default`` when absent (asn1crypto's Void)."""
+    return default if isinstance(value, core.Void) else value
+
+
 def _digest_name(oid: core.ObjectIdentifier) -> str:
     return str(oid.native if oid.native != oid.dotted else oid.dotted)
 
@@ -198,7 +203,7 @@ def _algorithm_name(oid: core.ObjectIdentifier) -> str:
 
 
 def _pss_params(params: Any) -> PssParams:
-    parsed = algos.RSASSAPSSParams.load(params.dump()) if params.contents else None
+    parsed = None if isinstance(params, core.Void) else algos.RSASSAPSSParams.load(params.dump())
     if parsed is None:
         raise NotCMS("RSASSA-PSS signature algorithm without parameters (RFC 4055 §3.1)")
     mgf = parsed["mask_gen_algorithm"]
