@@ -28,7 +28,12 @@ COMMAND_GROUPS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``argv`` naming a group, only that group's module is imported.
+
+    Importing every group (aiohttp, SQLAlchemy, yangson ...) costs seconds per invocation;
+    the other groups still get a bare entry so that their names parse.
+    """
     parser = argparse.ArgumentParser(
         prog="zerotouch",
         description="Zero-touch bootstrapping (BRSKI RFC 8995) for network devices.",
@@ -38,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show a traceback for unexpected errors"
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    wanted = next((arg for arg in argv or () if not arg.startswith("-")), None)
     for name, module_name in COMMAND_GROUPS.items():
+        if wanted in COMMAND_GROUPS and name != wanted:
+            groups.add_parser(name)
+            continue
         module = importlib.import_module(module_name)
         sub = groups.add_parser(name, help=module.HELP, description=module.HELP)
         module.register(sub)
@@ -46,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
