@@ -1,9 +1,9 @@
 """The MASA's HTTPS service (RFC 8995 §5.5-§5.8) over the sans-IO role in roles/masa.py.
 
 Files in the vendor folder V: ``ca.pem`` (manufacturer CA: IDevID trust anchor),
-``masa-signer.pem``/``masa-signer.key`` (voucher signer), ``masa-tls.pem``/``masa-tls.key`` (TLS server
-certificate), optional ``masa.toml`` (MasaConfig) and ``masa.db`` (SQLite, unless ``db`` names
-a database URL).
+``masa-signer.pem``/``.key`` (voucher signer), ``masa-tls.pem``/``.key`` (TLS server
+certificate), optional ``masa.toml`` (MasaConfig) and ``masa.db`` (SQLite, unless ``db``
+names a database URL).
 
 A voucher is returned only after it and its audit-log entry are committed to the database.
 """
@@ -238,6 +238,7 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
         result = await asyncio.to_thread(
             audit_log_for, ctx, body, peer_certificate(request), clock()
         )
+        log.info("audit log served to %s", request.remote)
         return web.Response(text=json.dumps(result, indent=1), content_type=MEDIA_JSON)
 
     app.router.add_post(VOUCHER_PATH, request_voucher)
