@@ -72,6 +72,7 @@ __all__ = [
     "domain_id",
     "evaluate_audit_log",
     "identify_client",
+    "idevid_issuer_forms",
     "idevid_issuer_of",
     "issue_ldevid",
     "ldevid_subject",
@@ -305,12 +306,20 @@ def check_voucher_request(
 
 
 def idevid_issuer_of(cert: x509.Certificate) -> bytes | None:
-    """The IDevID's AuthorityKeyIdentifier (DER of the extension value), RFC 8366 §5.3."""
+    """idevid-issuer (RFC 8366 §5.3): the keyIdentifier OCTET STRING of the IDevID's AKI."""
+    forms = idevid_issuer_forms(cert)
+    return forms[0] if forms else None
+
+
+def idevid_issuer_forms(cert: x509.Certificate) -> tuple[bytes, ...]:
+    """Encodings of idevid-issuer seen in practice: the AKI keyIdentifier, or the DER of the
+    whole AuthorityKeyIdentifier extension value."""
     try:
-        ext = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return None
-    return bytes(ext.value.public_bytes())
+        return ()
+    whole = bytes(aki.public_bytes())
+    return (aki.key_identifier, whole) if aki.key_identifier is not None else (whole,)
 
 
 def build_registrar_request(
@@ -358,14 +367,16 @@ def check_masa_voucher(
     try:
         signed = cms.verify(data, trust_anchors=ctx.voucher_anchors, now=now)
         voucher = Voucher.from_json(signed.content)
-        voucher.check(
-            now=now,
-            serial=pledge.serial,
-            nonce=pledge.request.nonce,
-            idevid_issuer=idevid_issuer_of(pledge.idevid),
-        )
+        voucher.check(now=now, serial=pledge.serial, nonce=pledge.request.nonce)
     except ZerotouchError as exc:
         raise UpstreamInvalid(f"the MASA's voucher was refused: {exc.one_line()}") from exc
+    # RFC 8366 §5.3: idevid-issuer, when present, names this pledge's IDevID issuer.
+    if voucher.idevid_issuer is not None and voucher.idevid_issuer not in idevid_issuer_forms(
+        pledge.idevid
+    ):
+        raise UpstreamInvalid(
+            "the MASA's voucher has an idevid-issuer that is not this pledge's IDevID issuer"
+        )
     if voucher.pinned_domain_cert not in ctx.pinnable():
         raise UpstreamInvalid(
             "the MASA's voucher pins a certificate that is neither this registrar's domain CA "

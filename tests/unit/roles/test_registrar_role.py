@@ -127,7 +127,7 @@ def test_valid_request_passes_and_rvr_follows_rfc8995_5_5(pki: Pki) -> None:
     assert request.assertion is Assertion.PROXIMITY
     assert request.created_on == later
     aki = pki.idevid.cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
-    assert request.idevid_issuer == aki.value.public_bytes()
+    assert request.idevid_issuer == aki.value.key_identifier
     assert request.prior_signed_voucher_request == pledge.cms_der
     assert request.proximity_registrar_cert is None
 
@@ -306,6 +306,18 @@ def test_nonceless_voucher_past_expires_on_is_refused(pki: Pki) -> None:
     role.check_masa_voucher(pki.ctx, good, pledge=nonceless, now=NOW)
     with pytest.raises(UpstreamInvalid, match="expired"):
         role.check_masa_voucher(pki.ctx, good, pledge=nonceless, now=NOW + timedelta(days=2))
+
+
+def test_voucher_idevid_issuer_must_name_the_pledges_issuer(pki: Pki) -> None:
+    aki = pki.idevid.cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    for form in (aki.key_identifier, aki.public_bytes()):
+        role.check_masa_voucher(
+            pki.ctx, pki.voucher(idevid_issuer=form), pledge=accepted(pki), now=NOW
+        )
+    with pytest.raises(UpstreamInvalid, match="idevid-issuer"):
+        role.check_masa_voucher(
+            pki.ctx, pki.voucher(idevid_issuer=b"\x00" * 20), pledge=accepted(pki), now=NOW
+        )
 
 
 def test_voucher_pinning_another_domain_is_refused(pki: Pki) -> None:

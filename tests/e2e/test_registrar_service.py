@@ -1,0 +1,587 @@
+"""The registrar as a real process over real TLS on 127.0.0.1, driven by curl and openssl.
+
+A real MASA process (``zerotouch masa serve``) answers the registrar; the pledge side is
+played by curl with the IDevID as client certificate and voucher-requests signed with the
+project's CMS code. EST endpoints are exercised exactly as RFC 7030 clients would: base64
+bodies, ``openssl req`` CSRs, ``openssl pkcs7 -print_certs`` on the responses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+
+ZT = [sys.executable, "-m", "zerotouch_plugin"]
+VOUCHER_CMS = "application/voucher-cms+json"
+NONCE = base64.b64encode(b"e2e-registrar-nonce").decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def zt(*args: str | Path) -> str:
+    done = subprocess.run(
+        [*ZT, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@dataclass
+class Service:
+    """A ``zerotouch ... serve`` process; ``url`` comes from its 'listening' line."""
+
+    args: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        if self.proc is not None:
+            return
+        with self.log.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [*ZT, *self.args], stdout=subprocess.PIPE, stderr=err, start_new_session=True
+            )
+
+    def wait_ready(self) -> None:
+        if self.url:
+            return
+        assert self.proc is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        match = re.search(r"listening \S+ (https://\S+)", line)
+        assert match, f"no 'listening' line from {self.args}: {line!r} {self.log.read_text()}"
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=20) == 0, self.log.read_text()
+        self.proc = None
+        self.url = ""
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class World:
+    root: Path
+    masa: Service
+    masa_url: str
+    registrar: Service
+
+    @property
+    def r(self) -> Path:
+        return self.root / "R"
+
+    def pledge(self, serial: str, vendor: str = "V") -> Path:
+        """A pledge folder with an IDevID from ``vendor`` (issued in-process: fast)."""
+        folder = self.root / f"P-{serial}"
+        if not (folder / "idevid.pem").exists():
+            ca = certs.load_identity(self.root / vendor / "ca.pem", self.root / vendor / "ca.key")
+            idevid = certs.issue_idevid(ca, serial, masa_url=self.masa_url, now=datetime.now(UTC))
+            folder.mkdir()
+            certs.write_certs(folder / "idevid.pem", [idevid.cert, ca.cert])
+            certs.write_key(folder / "idevid.key", idevid.key)
+        return folder
+
+    def allow(self, serial: str) -> None:
+        assert self.admin(f"/admin/devices/{serial}/allow", method="POST").status == 200
+
+    def curl(
+        self,
+        path: str,
+        *,
+        client: tuple[Path, Path],
+        data: bytes | None = None,
+        content_type: str | None = None,
+        method: str | None = None,
+        base: str | None = None,
+    ) -> Reply:
+        out, hdr, body = (self.root / n for n in ("curl.out", "curl.hdr", "curl.body"))
+        cmd = [
+            "curl",
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "30",
+            "--cacert",
+            str(self.r / "ca.pem"),
+            "--cert",
+            str(client[0]),
+            "--key",
+            str(client[1]),
+            "-o",
+            str(out),
+            "-D",
+            str(hdr),
+            "-w",
+            "%{http_code}",
+        ]
+        if data is not None:
+            body.write_bytes(data)
+            cmd += ["--data-binary", f"@{body}"]
+        if content_type is not None:
+            cmd += ["-H", f"Content-Type: {content_type}"]
+        if method is not None:
+            cmd += ["-X", method]
+        done = subprocess.run(
+            [*cmd, (base or self.registrar.url) + path], capture_output=True, timeout=60
+        )
+        if done.returncode != 0:
+            return Reply(0, {}, done.stderr)
+        headers = {}
+        for line in hdr.read_text().splitlines()[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return Reply(int(done.stdout), headers, out.read_bytes())
+
+    def admin(self, path: str, **kw: object) -> Reply:
+        a = self.root / "A"
+        return self.curl(path, client=(a / "cert.pem", a / "key.pem"), **kw)  # type: ignore[arg-type]
+
+    def device(self, serial: str) -> dict[str, object]:
+        reply = self.admin(f"/admin/devices/{serial}")
+        assert reply.status == 200, reply.body
+        return json.loads(reply.body)  # type: ignore[no-any-return]
+
+
+def idevid_of(pledge: Path) -> tuple[Path, Path]:
+    return pledge / "idevid.pem", pledge / "idevid.key"
+
+
+def voucher_request(world: World, pledge: Path, *, nonce: str | None = NONCE) -> bytes:
+    """A pledge voucher-request (RFC 8995 §5.2) signed with the IDevID."""
+    identity = certs.load_identity(*idevid_of(pledge))
+    registrar = certs.load_cert_file(world.r / "registrar.pem")
+    request = VoucherRequest(
+        serial_number=certs.serial_number_of(identity.cert) or "",
+        created_on=datetime.now(UTC),
+        assertion=Assertion.PROXIMITY,
+        nonce=nonce,
+        proximity_registrar_cert=registrar.public_bytes(Encoding.DER),
+    )
+    return cms.sign(request.to_json(), signer=identity, now=datetime.now(UTC))
+
+
+def openssl(*args: str | Path, data: bytes | None = None) -> bytes:
+    done = subprocess.run(
+        ["openssl", *map(str, args)], input=data, capture_output=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def csr_body(world: World, name: str, subject: str) -> tuple[bytes, Path]:
+    """A CSR made by ``openssl req``, base64 DER as RFC 7030 §4.2.1 sends it."""
+    key = world.root / f"{name}.key"
+    der = openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-subj",
+        subject,
+        "-outform",
+        "DER",
+    )
+    return base64.encodebytes(der), key
+
+
+def certs_only(body: bytes) -> list[x509.Certificate]:
+    pem = openssl("pkcs7", "-inform", "DER", "-print_certs", data=base64.b64decode(body))
+    return x509.load_pem_x509_certificates(pem)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("registrar-e2e")
+    masa_port = free_port()
+    zt("vendor", "init", "--dir", root / "V", "--masa-url", f"https://127.0.0.1:{masa_port}")
+    foreign = certs.make_ca("Foreign Vendor CA", now=datetime.now(UTC))
+    (root / "V2").mkdir()
+    certs.write_certs(root / "V2" / "ca.pem", [foreign.cert])
+    certs.write_key(root / "V2" / "ca.key", foreign.key)
+    zt(
+        "registrar",
+        "init",
+        "--dir",
+        root / "R",
+        "--manufacturer-ca",
+        root / "V" / "ca.pem",
+        "--masa-trust",
+        root / "V" / "ca.pem",
+    )
+    zt(
+        "registrar",
+        "issue-client-cert",
+        "--dir",
+        root / "R",
+        "--name",
+        "ops",
+        "--out",
+        root / "A",
+        "--admin",
+    )
+    domain = certs.load_identity(root / "R" / "ca.pem", root / "R" / "ca.key")
+    nms = certs.issue_client(domain, "nms", now=datetime.now(UTC))
+    (root / "N").mkdir()
+    certs.write_certs(root / "N" / "cert.pem", [nms.cert])
+    certs.write_key(root / "N" / "key.pem", nms.key)
+    masa = Service(
+        ["masa", "serve", "--dir", str(root / "V"), "--listen", f"127.0.0.1:{masa_port}"],
+        root / "masa.log",
+    )
+    registrar = Service(
+        ["registrar", "serve", "--dir", str(root / "R"), "--listen", "127.0.0.1:0"],
+        root / "registrar.log",
+    )
+    registrar.start()
+    w = World(root, masa, f"https://127.0.0.1:{masa_port}", registrar)
+    try:
+        yield w
+    finally:
+        registrar.stop()
+        masa.stop()
+
+
+def bootstrap_voucher(world: World, serial: str) -> tuple[Path, Reply]:
+    world.masa.start()
+    pledge = world.pledge(serial)
+    world.allow(serial)
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=voucher_request(world, pledge),
+        content_type=VOUCHER_CMS,
+    )
+    return pledge, reply
+
+
+# -- EST with curl and openssl ----------------------------------------------------------------
+
+
+def test_cacerts_with_curl_and_openssl(world: World) -> None:
+    reply = world.admin("/.well-known/est/cacerts")
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "application/pkcs7-mime; smime-type=certs-only"
+    assert certs_only(reply.body) == certs.load_certs((world.r / "ca.pem").read_bytes())
+
+
+def test_csrattrs_with_curl(world: World) -> None:
+    reply = world.admin("/.well-known/est/csrattrs")
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "application/csrattrs"
+    dump = openssl("asn1parse", "-inform", "DER", data=base64.b64decode(reply.body)).decode()
+    assert "ecdsa-with-SHA256" in dump
+
+
+# -- the whole registrar flow -----------------------------------------------------------------
+
+
+def test_voucher_status_audit_enroll_reenroll(world: World) -> None:
+    pledge, reply = bootstrap_voucher(world, "E2E-OK")
+    assert reply.status == 200, reply.body
+    assert reply.headers["content-type"] == VOUCHER_CMS
+    # the relayed voucher verifies with openssl against the manufacturer CA
+    (world.root / "voucher.der").write_bytes(reply.body)
+    content = openssl(
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        world.root / "voucher.der",
+        "-CAfile",
+        world.root / "V" / "ca.pem",
+        "-purpose",
+        "any",
+    )
+    voucher = Voucher.from_json(content)
+    assert (voucher.serial_number, voucher.nonce) == ("E2E-OK", NONCE)
+    assert voucher.pinned_domain_cert == certs.load_cert_file(world.r / "ca.pem").public_bytes(
+        Encoding.DER
+    )
+    status = world.curl(
+        "/.well-known/brski/voucher_status",
+        client=idevid_of(pledge),
+        data=b'{"version": 1, "status": true}',
+        content_type="application/json",
+    )
+    assert status.status == 200, status.body
+    record = world.device("E2E-OK")["device"]
+    assert isinstance(record, dict)
+    assert record["state"] == "voucher-accepted" and record["voucher_accepted"] is True
+    assert record["audit_level"] == "clean", record
+
+    body, key = csr_body(world, "ldevid", "/serialNumber=E2E-OK/CN=ignored")
+    enrolled = world.curl(
+        "/.well-known/est/simpleenroll",
+        client=idevid_of(pledge),
+        data=body,
+        content_type="application/pkcs10",
+    )
+    assert enrolled.status == 200, enrolled.body
+    assert enrolled.headers["content-type"] == "application/pkcs7-mime; smime-type=certs-only"
+    (ldevid,) = certs_only(enrolled.body)
+    assert certs.serial_number_of(ldevid) == "E2E-OK"
+    ldevid_pem = world.root / "ldevid.pem"
+    ldevid_pem.write_bytes(ldevid.public_bytes(Encoding.PEM))
+    assert b"OK" in openssl("verify", "-CAfile", world.r / "ca.pem", ldevid_pem)
+
+    done = world.curl(
+        "/.well-known/brski/enrollstatus",
+        client=idevid_of(pledge),
+        data=b'{"version": 1, "status": true, "reason": "installed"}',
+        content_type="application/json",
+    )
+    assert done.status == 200
+    table = json.loads(zt("registrar", "devices", "--dir", world.r, "--json"))
+    (row,) = [d for d in table["devices"] if d["serial"] == "E2E-OK"]
+    assert row["state"] == "enroll-confirmed" and row["enroll_confirmed"] is True
+    assert "E2E-OK" in zt("registrar", "devices", "--dir", world.r)
+
+    # re-enrollment with the LDevID as client certificate (RFC 7030 §4.2.2)
+    body, _ = csr_body(world, "ldevid2", "/serialNumber=E2E-OK")
+    again = world.curl(
+        "/.well-known/est/simplereenroll",
+        client=(ldevid_pem, key),
+        data=body,
+        content_type="application/pkcs10",
+    )
+    assert again.status == 200, again.body
+    (renewed,) = certs_only(again.body)
+    assert renewed.serial_number != ldevid.serial_number
+    assert renewed.subject == ldevid.subject
+
+
+def test_enroll_without_accepted_voucher_is_refused(world: World) -> None:
+    pledge, reply = bootstrap_voucher(world, "E2E-NOSTATUS")
+    assert reply.status == 200
+    body, _ = csr_body(world, "x", "/serialNumber=E2E-NOSTATUS")
+    refused = world.curl(
+        "/.well-known/est/simpleenroll",
+        client=idevid_of(pledge),
+        data=body,
+        content_type="application/pkcs10",
+    )
+    assert refused.status == 403
+    assert b"voucher_status success" in refused.body
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+def test_device_not_allowed_gets_403_and_is_recorded(world: World) -> None:
+    pledge = world.pledge("E2E-STRANGER")
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=voucher_request(world, pledge),
+        content_type=VOUCHER_CMS,
+    )
+    assert reply.status == 403
+    assert b"allow list" in reply.body
+    record = world.device("E2E-STRANGER")["device"]
+    assert isinstance(record, dict)
+    assert record["state"] == "refused"
+    assert "allow list" in str(record["last_error"])
+    # allowing it while the registrar runs takes effect at once
+    zt("registrar", "allow", "--dir", world.r, "--serial", "E2E-STRANGER")
+    world.masa.start()
+    again = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=voucher_request(world, pledge),
+        content_type=VOUCHER_CMS,
+    )
+    assert again.status == 200, again.body
+
+
+def test_unknown_manufacturer_is_refused(world: World) -> None:
+    folder = world.pledge("E2E-F", vendor="V2")
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(folder),
+        data=b"x",
+        content_type=VOUCHER_CMS,
+    )
+    assert reply.status in (0, 403), reply  # 0: the TLS handshake itself was refused
+
+
+def test_wrong_media_type_and_oversized_body(world: World) -> None:
+    pledge = world.pledge("E2E-MEDIA")
+    wrong = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=voucher_request(world, pledge),
+        content_type="application/json",
+    )
+    assert wrong.status == 415
+    csr = world.curl(
+        "/.well-known/est/simpleenroll",
+        client=idevid_of(pledge),
+        data=b"MIIB",
+        content_type="text/plain",
+    )
+    assert csr.status == 415
+    big = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=b"A" * 70_000,
+        content_type=VOUCHER_CMS,
+    )
+    assert big.status == 413
+    assert b"limit is 65536 bytes" in big.body
+
+
+def test_admin_api(world: World) -> None:
+    allowed = world.admin(
+        "/admin/devices/E2E-ADMIN/allow",
+        method="POST",
+        data=b'{"manufacturer": "CN=Test"}',
+        content_type="application/json",
+    )
+    assert allowed.status == 200, allowed.body
+    assert json.loads(allowed.body)["decision"] == "allow"
+    denied = world.admin("/admin/devices/E2E-ADMIN/deny", method="POST")
+    assert denied.status == 200
+    detail = world.device("E2E-ADMIN")
+    assert {(p["decision"], p["manufacturer"]) for p in detail["policy"]} == {  # type: ignore[union-attr]
+        ("allow", "CN=Test"),
+        ("deny", None),
+    }
+    removed = world.admin("/admin/devices/E2E-ADMIN/policy", method="DELETE")
+    assert json.loads(removed.body)["removed"] == 2
+    assert world.admin("/admin/devices/E2E-ADMIN").status == 404
+    listing = world.admin("/admin/devices")
+    assert listing.status == 200
+    assert isinstance(json.loads(listing.body)["devices"], list)
+    nms = world.root / "N"
+    not_admin = world.curl("/admin/devices", client=(nms / "cert.pem", nms / "key.pem"))
+    assert not_admin.status == 403
+
+
+def test_masa_down_then_up(world: World) -> None:
+    world.masa.stop()
+    pledge = world.pledge("E2E-MASA")
+    world.allow("E2E-MASA")
+    request = voucher_request(world, pledge)
+    down = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=request,
+        content_type=VOUCHER_CMS,
+    )
+    assert down.status == 503
+    assert int(down.headers["retry-after"]) > 0
+    record = world.device("E2E-MASA")["device"]
+    assert isinstance(record, dict)
+    assert record["state"] == "voucher-requested"
+    assert "unreachable" in str(record["last_error"])
+    world.masa.start()
+    up = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=request,
+        content_type=VOUCHER_CMS,
+    )
+    assert up.status == 200, up.body
+
+
+@pytest.mark.postgres
+def test_two_registrars_share_one_postgresql(world: World, fresh_pg_url: str) -> None:
+    """Two registrar processes on one database: the pledge alternates between them."""
+    world.masa.start()
+    pair = [
+        Service(
+            [
+                "registrar",
+                "serve",
+                "--dir",
+                str(world.r),
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                fresh_pg_url,
+            ],
+            world.root / f"registrar-pg-{i}.log",
+        )
+        for i in range(2)
+    ]
+    for service in pair:  # both start at once
+        service.launch()
+    for service in pair:
+        service.wait_ready()
+    try:
+        a, b = (s.url for s in pair)
+        admin = world.root / "A"
+        allow = world.curl(
+            "/admin/devices/E2E-PG/allow",
+            client=(admin / "cert.pem", admin / "key.pem"),
+            method="POST",
+            base=b,
+        )
+        assert allow.status == 200
+        pledge = world.pledge("E2E-PG")
+        json_media = "application/json"
+        ok = b'{"version":1,"status":true}'
+        csr = csr_body(world, "pg", "/serialNumber=E2E-PG")[0]
+        steps = [
+            (a, "/.well-known/brski/requestvoucher", voucher_request(world, pledge), VOUCHER_CMS),
+            (b, "/.well-known/brski/voucher_status", ok, json_media),
+            (a, "/.well-known/est/simpleenroll", csr, "application/pkcs10"),
+            (b, "/.well-known/brski/enrollstatus", ok, json_media),
+        ]
+        for base, path, data, media in steps:
+            reply = world.curl(
+                path, client=idevid_of(pledge), data=data, content_type=media, base=base
+            )
+            assert reply.status == 200, (path, reply.body)
+        table = json.loads(
+            zt("registrar", "devices", "--dir", world.r, "--db", fresh_pg_url, "--json")
+        )
+        (row,) = table["devices"]
+        assert (row["serial"], row["state"], row["audit_level"]) == (
+            "E2E-PG",
+            "enroll-confirmed",
+            "clean",
+        )
+    finally:
+        for service in pair:
+            service.stop()
