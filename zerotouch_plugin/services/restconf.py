@@ -6,10 +6,11 @@ with every NETCONF write, refused while another session holds a lock) and, as RF
 asks of a server with the ``:startup`` capability, startup then follows running.
 
 Resources: ``/.well-known/host-meta`` (§3.1), ``/restconf`` (§3.3), ``/restconf/data`` (§3.3.1,
-GET/HEAD/PUT/PATCH/POST/DELETE/OPTIONS), ``/restconf/operations`` (§3.3.2, RPCs whose
-handlers the host registered) and ``/restconf/yang-library-version`` (§3.3.3). Bodies are
-``application/yang-data+json`` (RFC 7951) or ``application/yang-data+xml``. Every error is an
-``ietf-restconf:errors`` document, built in one place (``_error_middleware``).
+GET/HEAD/PUT/PATCH/POST/DELETE/OPTIONS), ``/restconf/operations`` (§3.3.2: the RPCs the host
+implements with ``Datastores.register_rpc``, which NETCONF serves too) and
+``/restconf/yang-library-version`` (§3.3.3). Bodies are ``application/yang-data+json``
+(RFC 7951) or ``application/yang-data+xml``. Every error is an ``ietf-restconf:errors``
+document, built in one place (``_error_middleware``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from yangson.schemanode import (
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import Operation, edit_at, member_node
 from zerotouch_plugin.device.schema import DeviceSchema
-from zerotouch_plugin.device.xmlcodec import tree_from_xml, tree_to_xml
+from zerotouch_plugin.device.xmlcodec import node_to_xml, tree_from_xml, tree_to_xml
 from zerotouch_plugin.errors import (
     AccessDenied,
     Conflict,
@@ -70,9 +71,7 @@ __all__ = [
     "MEDIA_JSON",
     "MEDIA_XML",
     "RESTCONF_SESSION_ID",
-    "RpcHandler",
     "bound_port",
-    "register_operation",
     "restconf_app",
     "start_restconf",
 ]
@@ -88,10 +87,6 @@ RESTCONF_SESSION_ID: Final = 0
 DEFAULT_BODY_LIMIT: Final = 4 * 1024 * 1024
 
 Tree = dict[str, Any]
-# An RPC handler gets the RFC 7951 input members (defaults filled in) and returns the output
-# members, or None when the operation has no output (RFC 8040 §3.6).
-RpcHandler = Callable[[Tree], Awaitable[Mapping[str, Any] | None]]
-
 _HOST_META = (
     "<?xml version='1.0' encoding='UTF-8'?>\n"
     "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"
@@ -199,7 +194,6 @@ def _status_and_tag(exc: ZerotouchError) -> tuple[int, str]:
 class _State:
     datastores: Datastores
     schema: DeviceSchema
-    operations: dict[str, RpcHandler]
     require_client_cert: bool
     body_limit: int
     startup_follows: bool
@@ -399,31 +393,6 @@ def _single_member(doc: Any) -> tuple[str, Any]:
     return member, value
 
 
-def _xml_elements(
-    schema: DeviceSchema, tree: Tree, chain: tuple[tuple[str, Tree | None], ...]
-) -> list[etree._Element]:
-    """The XML elements of the node at ``chain`` inside ``tree`` (built from the root, so every
-    element carries the namespace declarations it needs)."""
-    text = f"<wrapper>{tree_to_xml(schema, tree)}</wrapper>"
-    elements = [etree.fromstring(text)]
-    for member, _ in chain:
-        local = member.rpartition(":")[2]
-        elements = [c for e in elements for c in e if etree.QName(c).localname == local]
-    return elements
-
-
-def _skeleton(target: _Target, value: Any) -> Tree:
-    """A tree from the root holding only ``value`` at the target's place."""
-    root: Tree = {}
-    obj = root
-    for member, selection in target.chain[:-1]:
-        child: Tree = dict(selection or {})
-        obj[member] = [child] if selection is not None else child
-        obj = child
-    obj[target.chain[-1][0]] = value
-    return root
-
-
 # ----------------------------------------------------------------------------------------
 # the application
 
@@ -490,13 +459,12 @@ class _Restconf:
             inner = tree_to_xml(self.schema, doc.get("ietf-restconf:data", {}))
             body = f'<data xmlns="{RESTCONF_NS}">{inner}</data>'.encode()
         else:
-            value = doc[target.qualified]
             if not target.entry and isinstance(target.node, (ListNode, LeafListNode)):
                 raise InvalidParameter(
                     "XML cannot carry a whole list as one document: name an entry, or ask for JSON"
                 )
-            elements = _xml_elements(self.schema, _skeleton(target, value), target.chain)
-            body = b"".join(etree.tostring(e) for e in elements)
+            member = {target.member: doc[target.qualified]}
+            body = node_to_xml(self.schema, target.parent, member).encode()
         return web.Response(status=status, body=body, content_type=media.value)
 
     # -- reading -----------------------------------------------------------------------
@@ -770,7 +738,7 @@ class _Restconf:
     async def operations(self, request: web.Request) -> web.Response:
         """RFC 8040 §3.3.2: the operations this server can run."""
         self.reject_params(request)
-        names = sorted(self.state.operations)
+        names = sorted(self.ds.rpcs)
         if self.response_media(request) is _Media.XML:
             items = []
             for name in names:
@@ -790,7 +758,7 @@ class _Restconf:
         rpc = self.schema.root.get_child(local, module) if sep else None
         if not isinstance(rpc, RpcActionNode):
             raise ResourceMissing(f"no operation {name!r} (name it as module:rpc)")
-        handler = self.state.operations.get(name)
+        handler = self.ds.rpcs.get(name)
         if handler is None:
             raise UnsupportedOperation(f"operation {name} is not available on this device")
         inp = rpc.get_child("input")
@@ -807,26 +775,11 @@ class _Restconf:
         else:
             ns = self.schema.by_name[module].namespace
             out_node = rpc.get_child("output")
-            inner = self._output_xml(out_node, output) if isinstance(out_node, InternalNode) else ""
+            if not isinstance(out_node, InternalNode):
+                raise SchemaError(f"operation {name} has no output", path=f"/{name}")
+            inner = node_to_xml(self.schema, out_node, output)
             body = f"<output xmlns={quoteattr(ns)}>{inner}</output>".encode()
         return web.Response(status=200, body=body, content_type=media.value)
-
-    def _output_xml(self, sn: InternalNode, obj: Mapping[str, Any]) -> str:
-        """RPC output members as XML (same namespace as the RPC; RFC 8040 §3.6.2)."""
-        parts = []
-        for member, value in obj.items():
-            child, _ = member_node(sn, member)
-            tag = child.name
-            items = value if isinstance(child, (ListNode, LeafListNode)) else [value]
-            for item in items:
-                if isinstance(child, TerminalNode):
-                    text = escape(self.schema.raw_to_text(child, item))
-                elif isinstance(child, InternalNode):
-                    text = self._output_xml(child, item)
-                else:
-                    raise SchemaError("anydata output is not supported", path=member)
-                parts.append(f"<{tag}>{text}</{tag}>")
-        return "".join(parts)
 
     async def _rpc_input(self, request: web.Request, inp: InputNode, name: str) -> Tree:
         if not request.body_exists:
@@ -980,22 +933,20 @@ def restconf_app(
     datastores: Datastores,
     schema: DeviceSchema | None = None,
     *,
-    operations: Mapping[str, RpcHandler] | None = None,
     require_client_cert: bool = True,
     body_limit: int = DEFAULT_BODY_LIMIT,
 ) -> web.Application:
     """The RESTCONF application over ``datastores``.
 
-    ``operations`` maps ``module:rpc`` names to handlers (more can be added later with
-    ``register_operation``). ``require_client_cert`` refuses requests that did not come with a
-    verified TLS client certificate (serve it only with an ``ssl.CERT_REQUIRED`` context).
+    RPCs are those registered with ``Datastores.register_rpc`` (NETCONF serves the same).
+    ``require_client_cert`` refuses requests that did not come with a verified TLS client
+    certificate (serve it only with an ``ssl.CERT_REQUIRED`` context).
     """
     schema = schema or datastores.schema
     netconf = schema.by_name.get("ietf-netconf")
     state = _State(
         datastores=datastores,
         schema=schema,
-        operations={},
         require_client_cert=require_client_cert,
         body_limit=body_limit,
         startup_follows=netconf is not None and "startup" in netconf.features,
@@ -1008,8 +959,6 @@ def restconf_app(
             state.last_modified = datetime.now(UTC)
 
     datastores.subscribe(touched)
-    for name, handler in (operations or {}).items():
-        register_operation(app, name, handler)
     api = _Restconf(state)
     app.router.add_get("/.well-known/host-meta", api.host_meta)
     app.router.add_get("/restconf", api.root)
@@ -1020,15 +969,6 @@ def restconf_app(
     app.router.add_post("/restconf/operations/{name}", api.invoke)
     app.router.add_get("/restconf/yang-library-version", api.library_version)
     return app
-
-
-def register_operation(app: web.Application, name: str, handler: RpcHandler) -> None:
-    """Serve RPC ``name`` (``module:rpc``, defined in the schema) with ``handler``."""
-    state = app[_STATE]
-    module, sep, local = name.partition(":")
-    if not sep or not isinstance(state.schema.root.get_child(local, module), RpcActionNode):
-        raise ValueError(f"{name!r} is not an RPC of the device schema")
-    state.operations[name] = handler
 
 
 async def start_restconf(

@@ -20,7 +20,6 @@ from zerotouch_plugin.services.restconf import (
     MEDIA_JSON,
     MEDIA_XML,
     bound_port,
-    register_operation,
     restconf_app,
     start_restconf,
 )
@@ -88,7 +87,7 @@ async def device(schema: DeviceSchema, pki: DevicePki, tmp_path: Path) -> AsyncI
             dev.calls.append(args)
             return {"phase": "discovering"}
 
-        register_operation(app, "zerotouch-bootstrap:restart-bootstrap", restart)
+        ds.register_rpc("zerotouch-bootstrap:restart-bootstrap", restart)
         yield dev
     await runner.cleanup()
 
