@@ -260,3 +260,17 @@ async def test_two_masas_on_one_postgresql_give_a_device_to_one_domain(
         a.stop()
         b.stop()
     assert not (vendor / DB_FILE).exists()  # everything went to PostgreSQL
+
+
+def test_cli_refuses_bad_setups_with_one_line(tmp_path: Path, vendor: Path) -> None:
+    missing = cli("masa", "serve", "--dir", str(tmp_path / "nope"), "--listen", "127.0.0.1:0")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        f"config-error: vendor folder {tmp_path / 'nope'} does not exist "
+        "(run zerotouch vendor init)"
+    ]
+    bad = cli("masa", "serve", "--dir", str(vendor), "--listen", "no-port")
+    assert bad.returncode == 1 and "is not HOST:PORT" in bad.stderr
+    (vendor / "masa.toml").write_text('policy = "anyone"\n')
+    wrong = cli("masa", "claim", "--dir", str(vendor), "--serial", "X", "--domain-ca", "/dev/null")
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
