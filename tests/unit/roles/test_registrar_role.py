@@ -7,6 +7,7 @@ import ipaddress
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -39,6 +40,7 @@ from zerotouch_plugin.roles.registrar import (
     PolicyDecision,
     PolicyRule,
 )
+from zerotouch_plugin.roles.states import REGISTRAR_TRANSITIONS, render_mermaid
 from zerotouch_plugin.roles.states import RegistrarDeviceState as S
 from zerotouch_plugin.roles.states import RegistrarEvent as E
 
@@ -598,3 +600,13 @@ def test_state_table() -> None:
         role.next_state(S.VOUCHER_REQUESTED, E.CERT_ISSUED)
     with pytest.raises(Conflict):
         role.next_state(None, E.VOUCHER_STATUS_SUCCESS)
+
+
+def test_readme_diagram_is_generated_from_the_table(repo_root: Path) -> None:
+    restart = (E.PVR_ACCEPTED, E.PVR_REFUSED)
+    main_path = {
+        (state, event): target
+        for (state, event), target in REGISTRAR_TRANSITIONS.items()
+        if state is None or event not in restart
+    }
+    assert render_mermaid(main_path) in (repo_root / "README.md").read_text()
