@@ -49,7 +49,7 @@ DEVICE_COLUMNS = (
     ("enrolled_at", "enrolled"),
     ("audit_level", "audit"),
     ("last_error", "last error"),
-    ("updated_at", "updated"),
+    ("updated_at", "updated (UTC)"),
 )
 
 
@@ -135,21 +135,24 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
     repo = _repo(args)
-    devices = [d.to_json_dict() for d in repo.devices()]
+    devices = repo.devices()
     if args.json:
         policy = [
             {"serial": p.serial, "decision": p.decision, "manufacturer": p.manufacturer}
             for p in repo.policies()
         ]
-        print(json.dumps({"devices": devices, "policy": policy}, indent=2))
+        records = [d.to_json_dict() for d in devices]
+        print(json.dumps({"devices": records, "policy": policy}, indent=2))
         return 0
     rows = [[h for _, h in DEVICE_COLUMNS]]
-    rows += [[_cell(d[k]) for k, _ in DEVICE_COLUMNS] for d in devices]
+    rows += [[_cell(getattr(d, k)) for k, _ in DEVICE_COLUMNS] for d in devices]
     widths = [max(len(r[i]) for r in rows) for i in range(len(DEVICE_COLUMNS))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
