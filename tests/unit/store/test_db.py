@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -168,4 +169,27 @@ def test_open_role_database_defaults_to_the_role_folder(tmp_path: Path) -> None:
     assert (tmp_path / "role.db").is_file()
     with db.session() as s:
         s.add(_Parent(name="r"))
+    db.dispose()
+
+
+def _create_schema(url: str, start: object) -> None:
+    start.wait()  # type: ignore[attr-defined]
+    db = open_database(url)
+    db.create_all()
+    db.dispose()
+
+
+def test_processes_creating_the_schema_at_once_do_not_collide(db_url: str) -> None:
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_create_schema, args=(db_url, start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    db = open_database(db_url)
+    with db.session() as s:
+        s.add(_Parent(name="after-race"))
     db.dispose()
