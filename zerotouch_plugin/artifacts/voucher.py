@@ -177,7 +177,7 @@ _LEAVES: tuple[tuple[str, str, _Reader, _Writer], ...] = (
 )
 
 # Attribute -> accepted Python type(s), checked when an object is built (TypeError).
-_TYPES: Mapping[str, type | tuple[type, ...]] = {
+_TYPES: Mapping[str, type] = {
     "created_on": datetime,
     "expires_on": datetime,
     "assertion": str,

@@ -205,7 +205,10 @@ def _bad_value(exc: ValidationError) -> str:
         allowed = ", ".join(name for name, _ in node.type.sorted_enums())
         return f"{value!r} not in enumeration ({allowed})"
     if isinstance(node, TerminalNode):
-        return f"invalid {node.type.yang_type()} value {value!r}: {exc.message or exc.tag}"
+        length = getattr(node.type, "length", None)
+        allowed = f" (allowed length {length})" if length is not None else ""
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return f"invalid {node.type} value {shown}: {exc.message or exc.tag}{allowed}"
     return f"invalid value: {exc.message or exc.tag}"
 
 
