@@ -111,8 +111,17 @@ def test_signed_payload_with_a_schema_error() -> None:
 
 
 def test_other_content_types_are_refused() -> None:
-    # id-data is covered by the RFC 8995 Appendix C vectors and the OpenSSL interop tests.
     der = cms.sign(VOUCHER.to_json(), signer=MASA, now=NOW, content_type=cms.OID_SZTP_CONVEYED_INFO)
     for tolerances in (STRICT, frozenset(Tolerance)):
         with pytest.raises(ArtifactKindMismatch):
             parse_signed_voucher(der, trust_anchors=[CA.cert], now=NOW, tolerances=tolerances)
+
+
+def test_id_data_content_type_is_a_tolerance() -> None:
+    der = cms.sign(VOUCHER.to_json(), signer=MASA, now=NOW, content_type=cms.OID_DATA)
+    voucher, signed = parse_signed_voucher(der, trust_anchors=[CA.cert], now=NOW)
+    assert voucher == VOUCHER
+    assert signed.content_type == cms.OID_DATA
+    without = frozenset(Tolerance) - {Tolerance.ID_DATA_CONTENT_TYPE}
+    with pytest.raises(ArtifactKindMismatch):
+        parse_signed_voucher(der, trust_anchors=[CA.cert], now=NOW, tolerances=without)
