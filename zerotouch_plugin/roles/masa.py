@@ -207,6 +207,30 @@ def _aki_forms(cert: x509.Certificate) -> list[bytes]:
     return forms
 
 
+def _check_same_domain(
+    tls_client_cert: x509.Certificate,
+    registrar: x509.Certificate,
+    trusted: x509.Certificate | None,
+    bag: Sequence[x509.Certificate],
+    now: datetime,
+) -> None:
+    """The TLS client must be the RVR signer, or another certificate of the same
+    authenticated domain (RFC 8995 §5.5.4: the registrar is authenticated by TLS)."""
+    refusal = UntrustedSigner(
+        f"the registrar voucher-request is signed by {_describe(registrar)} but the TLS "
+        f"client certificate is {_describe(tls_client_cert)} of another domain (RFC 8995 "
+        "§5.5.4)"
+    )
+    if trusted is None:
+        raise refusal
+    try:
+        certs.verify_chain(
+            tls_client_cert, trust_anchors=[trusted], intermediates=bag, now=now, purpose="any"
+        )
+    except (UntrustedSigner, Expired) as exc:
+        raise refusal from exc
+
+
 def _verify_registrar(
     signed: cms.SignedContent,
     *,
@@ -225,12 +249,6 @@ def _verify_registrar(
             f"registrar voucher-request signer {_describe(registrar)} has no id-kp-cmcRA "
             "extended key usage: only a registration authority may request vouchers "
             "(RFC 8995 §5.5.4)"
-        )
-    # The TLS client (when it showed a certificate) must be the one that signed the request.
-    if tls_client_cert is not None and _der(tls_client_cert) != _der(registrar):
-        raise UntrustedSigner(
-            f"the registrar voucher-request is signed by {_describe(registrar)} but the TLS "
-            f"client certificate is {_describe(tls_client_cert)} (RFC 8995 §5.5.4)"
         )
     # RFC 8995 §5.5.2: the chain may be as short as the registrar's own certificate; the
     # certificate farthest from it is what the MASA pins (the domain CA when it is included).
@@ -267,6 +285,8 @@ def _verify_registrar(
                 f"registrar certificate {_describe(registrar)} is not valid at "
                 f"{format_datetime(now)}"
             )
+    if tls_client_cert is not None and _der(tls_client_cert) != _der(registrar):
+        _check_same_domain(tls_client_cert, registrar, trusted, signed.certificates, now)
     if tls_client_cert is not None and trusted is None:
         # The TLS layer only passes client certificates that chain to a configured CA.
         trusted = domain_ca

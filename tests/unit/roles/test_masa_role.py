@@ -168,6 +168,15 @@ def test_signer_must_be_the_tls_client(world: World) -> None:
         verify(world, world.good_rvr(), tls_client_cert=other)
     req = verify(world, world.good_rvr(), tls_client_cert=world.domain().registrar.cert)
     assert req.authenticated
+    # Another certificate of the same, authenticated domain is the same registrar's domain.
+    alpha = world.domain()
+    sibling = certs.issue_client(alpha.ca, "alpha TLS client", now=NOW).cert
+    with expect(UntrustedSigner, 403, "of another domain"):
+        verify(world, world.good_rvr(), tls_client_cert=sibling)  # domain not authenticated
+    ok = verify(world, world.good_rvr(), tls_client_cert=sibling, domain_trust=[alpha.ca.cert])
+    assert ok.authenticated
+    with expect(UntrustedSigner, 403, "of another domain"):
+        verify(world, world.good_rvr(), tls_client_cert=other, domain_trust=[alpha.ca.cert])
 
 
 def test_expired_registrar_certificate_is_403(world: World) -> None:
