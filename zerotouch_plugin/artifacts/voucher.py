@@ -208,6 +208,17 @@ def _apply_tolerances(inner: dict[str, Any], tolerances: frozenset[Tolerance]) -
     return out
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse duplicate member names: parsers that keep the first and ones that keep the last
+    would read different values from the same signed bytes (RFC 8259 §4, RFC 7951 §4)."""
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise SchemaError(f"duplicate member {name!r} in the JSON text")
+        obj[name] = value
+    return obj
+
+
 class _Artifact:
     """Shared behaviour of Voucher and VoucherRequest (fields are declared by each)."""
 
@@ -283,7 +294,7 @@ class _Artifact:
     ) -> Self:
         """Parse and validate RFC 7951 JSON; SchemaError / ArtifactKindMismatch / InvalidInput."""
         try:
-            obj = json.loads(data)
+            obj = json.loads(data, object_pairs_hook=_unique_members)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidInput(f"not JSON: {exc}") from None
         return cls.from_dict(obj, tolerances=tolerances)

@@ -267,6 +267,14 @@ def test_structurally_wrong_json_is_a_schema_error(data: bytes) -> None:
         Voucher.from_json(data)
 
 
+def test_duplicate_members_are_refused() -> None:
+    one = new_nonce(bytes(16))
+    data = voucher_json(nonce=one).replace(b'"nonce"', b'"nonce": "AAAAAAAAAAA=", "nonce"')
+    assert json.loads(data)[V]["nonce"] == one  # Python alone would keep the last one
+    with pytest.raises(SchemaError, match="duplicate member 'nonce'"):
+        Voucher.from_json(data)
+
+
 @pytest.mark.parametrize("data", [b"{not json", b"\xff\xfe", b""])
 def test_non_json_is_invalid_input(data: bytes) -> None:
     with pytest.raises(InvalidInput):
