@@ -9,6 +9,8 @@ bodies, ``openssl req`` CSRs, ``openssl pkcs7 -print_certs`` on the responses.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import re
 import signal
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.cli import main
 
 ZT = [sys.executable, "-m", "zerotouch_plugin"]
 VOUCHER_CMS = "application/voucher-cms+json"
@@ -39,11 +42,12 @@ def free_port() -> int:
 
 
 def zt(*args: str | Path) -> str:
-    done = subprocess.run(
-        [*ZT, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    """A one-shot CLI command, run in this process (servers run as real processes)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([str(a) for a in args])
+    assert status == 0, err.getvalue()
+    return out.getvalue()
 
 
 @dataclass
@@ -126,6 +130,7 @@ class World:
         content_type: str | None = None,
         method: str | None = None,
         base: str | None = None,
+        cacert: Path | None = None,
     ) -> Reply:
         out, hdr, body = (self.root / n for n in ("curl.out", "curl.hdr", "curl.body"))
         cmd = [
@@ -136,7 +141,7 @@ class World:
             "--max-time",
             "30",
             "--cacert",
-            str(self.r / "ca.pem"),
+            str(cacert or self.r / "ca.pem"),
             "--cert",
             str(client[0]),
             "--key",
@@ -495,6 +500,48 @@ def test_admin_api(world: World) -> None:
     nms = world.root / "N"
     not_admin = world.curl("/admin/devices", client=(nms / "cert.pem", nms / "key.pem"))
     assert not_admin.status == 403
+
+
+def test_masa_refusal_reaches_the_pledge(world: World) -> None:
+    """A second domain asks for a device the MASA gave to the first (first-come): 403."""
+    pledge, first = bootstrap_voucher(world, "E2E-OWNED")
+    assert first.status == 200
+    other = world.root / "R2"
+    zt(
+        "registrar",
+        "init",
+        "--dir",
+        other,
+        "--manufacturer-ca",
+        world.root / "V" / "ca.pem",
+    )
+    second = Service(
+        ["registrar", "serve", "--dir", str(other), "--listen", "127.0.0.1:0", "--auto-accept"],
+        world.root / "registrar2.log",
+    )
+    second.start()
+    try:
+        identity = certs.load_identity(*idevid_of(pledge))
+        request = VoucherRequest(
+            serial_number="E2E-OWNED",
+            assertion=Assertion.PROXIMITY,
+            nonce=NONCE,
+            proximity_registrar_cert=certs.load_cert_file(other / "registrar.pem").public_bytes(
+                Encoding.DER
+            ),
+        )
+        reply = world.curl(
+            "/.well-known/brski/requestvoucher",
+            client=idevid_of(pledge),
+            data=cms.sign(request.to_json(), signer=identity, now=datetime.now(UTC)),
+            content_type=VOUCHER_CMS,
+            base=second.url,
+            cacert=other / "ca.pem",
+        )
+    finally:
+        second.stop()
+    assert reply.status == 403, reply.body
+    assert b"the MASA refused (403)" in reply.body
 
 
 def test_masa_down_then_up(world: World) -> None:

@@ -1,0 +1,97 @@
+"""``zerotouch registrar`` commands that need no server: init, policy, devices, client certs."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.x509.oid import NameOID
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.cli import main
+from zerotouch_plugin.config import RegistrarConfig, load_config
+
+
+@pytest.fixture
+def registrar_dir(tmp_path: Path) -> Path:
+    vendor = certs.make_ca("CLI Vendor CA", now=datetime.now(UTC))
+    certs.write_certs(tmp_path / "vendor.pem", [vendor.cert])
+    folder = tmp_path / "R"
+    assert (
+        main(
+            [
+                "registrar",
+                "init",
+                "--dir",
+                str(folder),
+                "--manufacturer-ca",
+                str(tmp_path / "vendor.pem"),
+                "--masa-url",
+                "https://127.0.0.1:9443",
+            ]
+        )
+        == 0
+    )
+    return folder
+
+
+def test_init_writes_a_loadable_folder(
+    registrar_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = load_config(RegistrarConfig, registrar_dir / "registrar.toml", {})
+    assert config.masa_url == "https://127.0.0.1:9443"
+    assert config.manufacturer_cas == ("manufacturer-cas.pem",)
+    assert tomllib.loads((registrar_dir / "registrar.toml").read_text())["auto_accept"] is False
+    ca = certs.load_cert_file(registrar_dir / "ca.pem")
+    registrar = certs.load_cert_file(registrar_dir / "registrar.pem")
+    certs.verify_chain(registrar, trust_anchors=[ca], now=datetime.now(UTC), purpose="server")
+    assert (registrar_dir / "ca.key").stat().st_mode & 0o077 == 0
+    capsys.readouterr()
+    assert main(["registrar", "init", "--dir", str(registrar_dir), "--manufacturer-ca", "x"]) == 1
+    assert "already holds a registrar" in capsys.readouterr().err
+
+
+def test_policy_commands_and_devices_table(
+    registrar_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--dir", str(registrar_dir)]
+    assert main(["registrar", "allow", *base, "--serial", "SN1"]) == 0
+    assert main(["registrar", "deny", *base, "--serial", "SN2", "--manufacturer", "ACME"]) == 0
+    capsys.readouterr()
+    assert main(["registrar", "devices", *base, "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["devices"] == []
+    assert {(p["serial"], p["decision"], p["manufacturer"]) for p in listing["policy"]} == {
+        ("SN1", "allow", None),
+        ("SN2", "deny", "ACME"),
+    }
+    assert main(["registrar", "remove", *base, "--serial", "SN2"]) == 0
+    assert "removed 1 policy entry" in capsys.readouterr().out
+    assert main(["registrar", "devices", *base]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:2] == ["serial", "state"]
+    assert "(no devices yet)" in out
+
+
+def test_issue_client_cert_admin_flag(registrar_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "admin"
+    base = ["registrar", "issue-client-cert", "--dir", str(registrar_dir)]
+    assert main([*base, "--name", "alice", "--out", str(out), "--admin"]) == 0
+    cert = certs.load_cert_file(out / "cert.pem")
+    ous = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
+    assert ous == ["zerotouch-admin"]
+    assert (out / "ca.pem").read_bytes() == (registrar_dir / "ca.pem").read_bytes()
+    certs.load_identity(out / "cert.pem", out / "key.pem")
+    assert main([*base, "--name", "nms", "--out", str(tmp_path / "nms")]) == 0
+    plain = certs.load_cert_file(tmp_path / "nms" / "cert.pem")
+    assert not plain.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+
+
+def test_serve_refuses_an_uninitialised_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["registrar", "serve", "--dir", str(tmp_path), "--listen", "127.0.0.1:0"]) == 1
+    assert "run 'zerotouch registrar init" in capsys.readouterr().err
