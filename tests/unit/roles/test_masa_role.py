@@ -122,6 +122,14 @@ def test_peek_serial_reads_without_checks(world: World) -> None:
     assert masa.peek_serial(world.good_rvr()) == SERIAL
     with pytest.raises(NotCMS):
         masa.peek_serial(b"not a cms")
+    no_serial = cms.sign(
+        b'{"ietf-voucher-request:voucher": {"assertion": "proximity"}}',
+        signer=world.domain().registrar_with_ca,
+        now=NOW,
+    )
+    with pytest.raises(SchemaError) as info:
+        masa.peek_serial(no_serial)
+    assert info.value.http_status == 400
 
 
 # -- RFC 8995 §5.5 checks, one failure each -------------------------------------------------
