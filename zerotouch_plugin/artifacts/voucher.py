@@ -27,6 +27,7 @@ from zerotouch_plugin.artifacts.yang import (
     MEMBER_BY_KIND,
     ArtifactKind,
     artifact_body,
+    artifact_kind,
     validate_artifact,
 )
 from zerotouch_plugin.errors import (
@@ -46,6 +47,7 @@ __all__ = [
     "Voucher",
     "VoucherRequest",
     "format_datetime",
+    "load_artifact",
     "new_nonce",
     "parse_datetime",
     "parse_signed_voucher",
@@ -435,6 +437,24 @@ class VoucherRequest(_Artifact):
                 f"proximity-registrar-cert is not a DER X.509 certificate: {exc}",
                 path="/ietf-voucher-request:voucher/proximity-registrar-cert",
             ) from None
+
+
+# Artifact kind -> model class (dispatch by table, DESIGN.md rule 6).
+_MODELS: Mapping[ArtifactKind, type[Voucher] | type[VoucherRequest]] = {
+    "voucher": Voucher,
+    "voucher-request": VoucherRequest,
+}
+
+
+def load_artifact(
+    data: bytes | str, *, tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES
+) -> Voucher | VoucherRequest:
+    """Parse JSON of either kind, told apart by its top-level member (RFC 7951 §4)."""
+    try:
+        obj = json.loads(data, object_pairs_hook=_unique_members)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"not JSON: {exc}") from None
+    return _MODELS[artifact_kind(obj)].from_dict(obj, tolerances=tolerances)
 
 
 def _content_types(tolerances: frozenset[Tolerance]) -> tuple[str, ...]:

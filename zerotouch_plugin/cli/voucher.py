@@ -19,25 +19,18 @@ from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import (
     DEFAULT_TOLERANCES,
     STRICT,
-    Voucher,
-    VoucherRequest,
     format_datetime,
+    load_artifact,
     parse_datetime,
     parse_signed_voucher,
     parse_signed_voucher_request,
 )
-from zerotouch_plugin.artifacts.yang import MEMBER_BY_KIND, artifact_kind
-from zerotouch_plugin.errors import InvalidInput
+from zerotouch_plugin.artifacts.yang import MEMBER_BY_KIND
 
 __all__ = ["HELP", "register"]
 
 HELP = "sign, verify and inspect CMS-signed vouchers and voucher-requests (RFC 8366, RFC 8995)"
 
-# Artifact kind -> model class (DESIGN.md: dispatch by table).
-_MODELS: dict[str, type[Voucher] | type[VoucherRequest]] = {
-    "voucher": Voucher,
-    "voucher-request": VoucherRequest,
-}
 # Dotted eContentType -> its name, for inspect.
 _CONTENT_TYPE_NAMES = {
     cms.OID_ANIMA_JSON_VOUCHER: "id-ct-animaJSONVoucher (RFC 8366)",
@@ -105,14 +98,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    data = args.payload.read_bytes()
-    try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"{args.payload}: not JSON: {exc}") from None
-    model = _MODELS[artifact_kind(obj)]
     tolerances = DEFAULT_TOLERANCES if args.tolerant else STRICT
-    artifact = model.from_dict(obj, tolerances=tolerances)
+    artifact = load_artifact(args.payload.read_bytes(), tolerances=tolerances)
     identity = certs.load_identity(args.cert, args.key)
     if args.chain is not None:
         extra = tuple(certs.load_certs(args.chain.read_bytes()))

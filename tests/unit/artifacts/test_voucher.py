@@ -18,6 +18,7 @@ from zerotouch_plugin.artifacts.voucher import (
     Voucher,
     VoucherRequest,
     format_datetime,
+    load_artifact,
     new_nonce,
     parse_datetime,
 )
@@ -265,6 +266,15 @@ def test_voucher_where_a_voucher_request_is_expected() -> None:
 def test_structurally_wrong_json_is_a_schema_error(data: bytes) -> None:
     with pytest.raises(SchemaError):
         Voucher.from_json(data)
+
+
+def test_load_artifact_dispatches_on_the_top_level_member() -> None:
+    assert isinstance(load_artifact(voucher_json()), Voucher)
+    assert isinstance(load_artifact(request_json()), VoucherRequest)
+    with pytest.raises(SchemaError, match="unknown top-level member"):
+        load_artifact(b'{"ietf-sztp-conveyed-info:onboarding-information": {}}')
+    with pytest.raises(InvalidInput):
+        load_artifact(b"[")
 
 
 def test_duplicate_members_are_refused() -> None:
