@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.voucher import (
     Assertion,
     Voucher,
@@ -29,6 +29,7 @@ from zerotouch_plugin.artifacts.voucher import (
     new_nonce,
     parse_signed_voucher,
     parse_signed_voucher_request,
+    sign_artifact,
 )
 from zerotouch_plugin.errors import SignatureInvalid, WrongNonce, ZerotouchError
 
@@ -122,7 +123,7 @@ def _voucher_request(run: _Run) -> str:
         nonce=nonce,
         proximity_registrar_cert=registrar.cert.public_bytes(Encoding.DER),
     )
-    der = cms.sign(request.to_json(), signer=idevid, now=run.now)
+    der = sign_artifact(request, signer=idevid, now=run.now)
     run.path("voucher-request.cms").write_bytes(der)
     run.values.update(nonce=nonce, request_der=der)
     return f"pledge voucher-request signed by the IDevID, nonce {nonce}"
@@ -148,7 +149,7 @@ def _voucher(run: _Run) -> str:
         pinned_domain_cert=domain_ca.cert.public_bytes(Encoding.DER),
         nonce=nonce,
     )
-    der = cms.sign(voucher.to_json(), signer=masa, now=run.now)
+    der = sign_artifact(voucher, signer=masa, now=run.now)
     run.path("voucher.json").write_bytes(voucher.to_json())
     run.path("voucher.cms").write_bytes(der)
     run.values.update(voucher=voucher, voucher_der=der)
@@ -228,7 +229,7 @@ def _run_steps(run: _Run) -> bool:
         print(f"[{number}/{len(STEPS)}] {title} ...", flush=True)
         try:
             detail = step(run)
-        except (StepFailed, ZerotouchError, OSError) as exc:
+        except (StepFailed, ZerotouchError, OSError, ValueError, subprocess.SubprocessError) as exc:
             print(f"      FAILED: {exc}", flush=True)
             return False
         elapsed = (time.perf_counter() - start) * 1000
