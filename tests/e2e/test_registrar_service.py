@@ -544,6 +544,34 @@ def test_masa_refusal_reaches_the_pledge(world: World) -> None:
     assert b"the MASA refused (403)" in reply.body
 
 
+def test_registrar_restart_between_steps(world: World) -> None:
+    """Nothing lives only in memory: a restarted registrar continues the bootstrap."""
+    pledge, reply = bootstrap_voucher(world, "E2E-RESTART")
+    assert reply.status == 200
+    world.registrar.stop()
+    world.registrar.start()
+    status = world.curl(
+        "/.well-known/brski/voucher_status",
+        client=idevid_of(pledge),
+        data=b'{"version": 1, "status": true}',
+        content_type="application/json",
+    )
+    assert status.status == 200
+    world.registrar.stop()
+    world.registrar.start()
+    body, _ = csr_body(world, "restart", "/serialNumber=E2E-RESTART")
+    enrolled = world.curl(
+        "/.well-known/est/simpleenroll",
+        client=idevid_of(pledge),
+        data=body,
+        content_type="application/pkcs10",
+    )
+    assert enrolled.status == 200, enrolled.body
+    record = world.device("E2E-RESTART")["device"]
+    assert isinstance(record, dict)
+    assert (record["state"], record["audit_level"]) == ("enrolled", "clean")
+
+
 def test_masa_down_then_up(world: World) -> None:
     world.masa.stop()
     pledge = world.pledge("E2E-MASA")
