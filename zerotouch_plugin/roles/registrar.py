@@ -69,6 +69,7 @@ __all__ = [
     "check_masa_voucher",
     "check_voucher_request",
     "decide_policy",
+    "der",
     "domain_id",
     "evaluate_audit_log",
     "identify_client",
@@ -425,6 +426,9 @@ class AuditLevel(StrEnum):
     ALERT = "alert"  # another domain holds a nonceless voucher: enrollment is refused
 
 
+_LEVEL_ORDER = (AuditLevel.CLEAN, AuditLevel.WARNING, AuditLevel.ALERT)
+
+
 @dataclass(frozen=True)
 class AuditVerdict:
     level: AuditLevel
@@ -480,23 +484,20 @@ def evaluate_audit_log(data: bytes, *, own_ids: Sequence[bytes]) -> AuditVerdict
         if isinstance(truncation, dict)
         else 0
     )
-    notes: list[str] = []
-    level = AuditLevel.CLEAN
-    if nonceless_other:
-        level = AuditLevel.ALERT
-        notes.append(
+    findings = [
+        (
+            nonceless_other > 0,
+            AuditLevel.ALERT,
             f"{nonceless_other} nonceless voucher(s) issued to other domains: they can take "
-            "this device at any time"
-        )
-    if others:
-        level = max(level, AuditLevel.WARNING, key=_LEVEL_ORDER.index)
-        notes.append(f"claimed before by {len(others)} other domain(s)")
-    if own_events == 0:
-        level = max(level, AuditLevel.WARNING, key=_LEVEL_ORDER.index)
-        notes.append("the log has no entry for this domain")
-    if dropped:
-        level = max(level, AuditLevel.WARNING, key=_LEVEL_ORDER.index)
-        notes.append(f"{dropped} event(s) truncated by the MASA")
+            "this device at any time",
+        ),
+        (bool(others), AuditLevel.WARNING, f"claimed before by {len(others)} other domain(s)"),
+        (own_events == 0, AuditLevel.WARNING, "the log has no entry for this domain"),
+        (dropped > 0, AuditLevel.WARNING, f"{dropped} event(s) truncated by the MASA"),
+    ]
+    hits = [(level, note) for found, level, note in findings if found]
+    level = max((lvl for lvl, _ in hits), key=_LEVEL_ORDER.index, default=AuditLevel.CLEAN)
+    notes = [note for _, note in hits]
     summary = "; ".join(notes) if notes else f"{own_events} event(s), all for this domain"
     return AuditVerdict(
         level=level,
@@ -505,9 +506,6 @@ def evaluate_audit_log(data: bytes, *, own_ids: Sequence[bytes]) -> AuditVerdict
         nonceless_other=nonceless_other,
         own_events=own_events,
     )
-
-
-_LEVEL_ORDER = [AuditLevel.CLEAN, AuditLevel.WARNING, AuditLevel.ALERT]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from zerotouch_plugin.services._http import accepts, make_app, media_type_of, re
 from zerotouch_plugin.services._tls import peer_certificate, server_context
 from zerotouch_plugin.services.masa_client import MasaClient
 from zerotouch_plugin.store.db import Database, open_role_database
-from zerotouch_plugin.store.registrar import Advance, RegistrarRepository
+from zerotouch_plugin.store.registrar import Advance, PolicyRow, RegistrarRepository
 
 __all__ = [
     "CA_CERT",
@@ -132,7 +133,7 @@ def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
     return Registrar(folder, config, context, db, RegistrarRepository(db), masa)
 
 
-def tls_context(registrar: Registrar) -> Any:
+def tls_context(registrar: Registrar) -> ssl.SSLContext:
     """HTTPS requiring a client certificate from a manufacturer CA or the domain CA."""
     ctx = registrar.context
     return server_context(
@@ -176,7 +177,7 @@ def _require_accept(request: web.Request, media: str) -> None:
         )
 
 
-def _rules(rows: list[Any]) -> list[role.PolicyRule]:
+def _rules(rows: list[PolicyRow]) -> list[role.PolicyRule]:
     return [
         role.PolicyRule(r.serial, role.PolicyDecision(r.decision), r.manufacturer) for r in rows
     ]
