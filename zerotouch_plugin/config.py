@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 from zerotouch_plugin.errors import ConfigError
 
-__all__ = ["MasaConfig", "RegistrarConfig", "load_config"]
+__all__ = [
+    "CertToName",
+    "DeviceConfig",
+    "DeviceUser",
+    "MasaConfig",
+    "RegistrarConfig",
+    "load_config",
+    "normalise_fingerprint",
+]
 
 T = TypeVar("T")
 
@@ -144,3 +152,137 @@ class MasaConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.require_client_cert and not self.registrar_cas:
             raise ValueError("require_client_cert needs registrar_cas to verify the certificates")
+
+
+# ietf-x509-cert-to-name map types (RFC 7407 §5) the device supports.
+CERT_MAP_TYPES = (
+    "specified",
+    "san-rfc822-name",
+    "san-dns-name",
+    "san-ip-address",
+    "san-any",
+    "common-name",
+)
+
+
+def normalise_fingerprint(text: str) -> str:
+    """``sha256:<hex>``, ``SHA256:AA:BB..`` or an RFC 7407 tls-fingerprint ``04:aa:..``
+    (hash algorithm 4 = SHA-256) -> lowercase hex of the SHA-256 digest; ``*`` stays."""
+    if not isinstance(text, str):
+        raise TypeError("fingerprint must be a string")
+    text = text.strip()
+    if text == "*":
+        return text
+    lowered = text.lower()
+    if lowered.startswith("sha256:"):
+        lowered = lowered[len("sha256:") :]
+    elif lowered.startswith("04:") and len(lowered.replace(":", "")) == 66:
+        lowered = lowered[3:]
+    digest = lowered.replace(":", "")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"not a SHA-256 fingerprint: {text!r}")
+    return digest
+
+
+@dataclasses.dataclass(frozen=True)
+class CertToName:
+    """A cert-to-name rule (RFC 7407 ``cert-to-name``, RFC 7589 §7): a fingerprint of the
+    client certificate or of the CA that issued it (``*``: any verified certificate), and
+    where the username comes from."""
+
+    fingerprint: str
+    map_type: str
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.map_type, str):
+            raise TypeError("map_type must be a string")
+        if self.map_type not in CERT_MAP_TYPES:
+            raise ValueError(
+                f"map_type {self.map_type!r} is not one of {', '.join(CERT_MAP_TYPES)}"
+            )
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError("name must be a string")
+        if (self.map_type == "specified") != bool(self.name):
+            raise ValueError("a name is given exactly for map_type 'specified'")
+        object.__setattr__(self, "fingerprint", normalise_fingerprint(self.fingerprint))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceUser:
+    """A NETCONF/SSH user: a password and/or OpenSSH public keys (``authorized_keys`` lines)."""
+
+    name: str
+    password: str | None = None
+    authorized_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError("user name must be a string")
+        if not self.name:
+            raise ValueError("user name must not be empty")
+        if self.password is not None and not isinstance(self.password, str):
+            raise TypeError("password must be a string")
+        keys = self.authorized_keys
+        if isinstance(keys, str) or not all(isinstance(k, str) for k in keys):
+            raise TypeError("authorized_keys must be a list of public key lines")
+        object.__setattr__(self, "authorized_keys", tuple(keys))
+        if not self.password and not self.authorized_keys:
+            raise ValueError(f"user {self.name!r} has neither a password nor a public key")
+
+
+def _records(value: Any, cls: type[T], name: str) -> tuple[T, ...]:
+    """A TOML array of tables (or the dataclasses themselves) as a tuple of ``cls``."""
+    if isinstance(value, (str, bytes, Mapping)):
+        raise TypeError(f"{name} must be a list")
+    out = []
+    for item in value:
+        if isinstance(item, cls):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(cls(**{str(k).replace("-", "_"): v for k, v in item.items()}))
+        else:
+            raise TypeError(f"{name} entries must be tables")
+    return tuple(out)
+
+
+def _address(value: str | None, name: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a 'HOST:PORT' string")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{name} {value!r} is not HOST:PORT")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceConfig:
+    """The reference device (``P/device.toml``): listeners, users, cert-to-name rules, YANG.
+
+    Listeners are off unless given; they bind only the address given. ``cert_to_name`` maps
+    NETCONF/TLS client certificates (already chained to the domain CA) to usernames; the
+    default takes the certificate's common name. ``yang_dirs``/``yang_modules``
+    (``name`` or ``name@revision``) extend the YANG library.
+    """
+
+    netconf_ssh: str | None = None
+    netconf_tls: str | None = None
+    restconf: str | None = None
+    users: tuple[DeviceUser, ...] = ()
+    cert_to_name: tuple[CertToName, ...] = (CertToName("*", "common-name"),)
+    yang_dirs: tuple[str, ...] = ()
+    yang_modules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("netconf_ssh", "netconf_tls", "restconf"):
+            _address(getattr(self, name), name)
+        object.__setattr__(self, "users", _records(self.users, DeviceUser, "users"))
+        object.__setattr__(
+            self, "cert_to_name", _records(self.cert_to_name, CertToName, "cert_to_name")
+        )
+        object.__setattr__(self, "yang_dirs", _paths(self.yang_dirs, "yang_dirs"))
+        object.__setattr__(self, "yang_modules", _paths(self.yang_modules, "yang_modules"))
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError("user names must be unique")

@@ -25,6 +25,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "registrar": "zerotouch_plugin.cli.registrar",
     "masa": "zerotouch_plugin.cli.masa",
     "pledge": "zerotouch_plugin.cli.pledge",
+    "device": "zerotouch_plugin.cli.device",
 }
 
 

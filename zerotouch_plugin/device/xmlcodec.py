@@ -41,14 +41,22 @@ def tree_to_xml(schema: DeviceSchema, tree: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def node_to_xml(schema: DeviceSchema, node: InternalNode, content: Mapping[str, Any]) -> str:
+def node_to_xml(
+    schema: DeviceSchema,
+    node: InternalNode,
+    content: Mapping[str, Any],
+    *,
+    inherit_namespace: bool = False,
+) -> str:
     """The children of a non-data node (RPC input/output, notification) as XML elements,
-    each carrying its namespace."""
+    each carrying its namespace unless ``inherit_namespace`` (the enclosing element already
+    declares the node's namespace as default)."""
     out: list[str] = []
+    parent_ns = node.ns if inherit_namespace else None
     for member, value in content.items():
         if not member.startswith("@"):
             csn, _ = member_node(node, member)
-            _emit_member(schema, csn, value, None, out)
+            _emit_member(schema, csn, value, parent_ns, out)
     return "".join(out)
 
 

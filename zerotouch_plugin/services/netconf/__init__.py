@@ -7,7 +7,6 @@ from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSes
 from zerotouch_plugin.services.netconf.server import build_netconf_server
 from zerotouch_plugin.services.netconf.ssh import (
     SshListener,
-    SshUser,
     load_host_keys,
     start_netconf_ssh,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "NetconfServer",
     "NetconfSession",
     "SshListener",
-    "SshUser",
     "TlsListener",
     "TlsSettings",
     "build_netconf_server",

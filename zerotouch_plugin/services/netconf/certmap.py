@@ -10,56 +10,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from zerotouch_plugin.config import CertToName
 from zerotouch_plugin.errors import AccessDenied
 
-__all__ = ["CertToName", "MapType", "map_certificate", "normalise_fingerprint"]
-
-MapType = Literal[
-    "specified", "san-rfc822-name", "san-dns-name", "san-ip-address", "san-any", "common-name"
-]
-
-
-def normalise_fingerprint(text: str) -> str:
-    """``sha256:<hex>``, ``SHA256:AA:BB..`` or the RFC 7407 tls-fingerprint ``04:aa:..``
-    (hash algorithm 4 = SHA-256) -> lowercase hex of the SHA-256 digest; ``*`` stays."""
-    text = text.strip()
-    if text == "*":
-        return text
-    lowered = text.lower()
-    if lowered.startswith("sha256:"):
-        lowered = lowered[len("sha256:") :]
-    elif lowered.startswith("04:") and len(lowered.replace(":", "")) == 66:
-        lowered = lowered[3:]
-    digest = lowered.replace(":", "")
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError(f"not a SHA-256 fingerprint: {text!r}")
-    return digest
-
-
-@dataclass(frozen=True)
-class CertToName:
-    """One cert-to-name entry (RFC 7407 ``cert-to-name`` list)."""
-
-    fingerprint: str
-    map_type: MapType
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.fingerprint, str) or not isinstance(self.map_type, str):
-            raise TypeError("fingerprint and map_type must be strings")
-        if self.map_type not in get_args(MapType):
-            raise ValueError(f"unknown map type {self.map_type!r}")
-        if (self.map_type == "specified") != bool(self.name):
-            raise ValueError("a name is given exactly for map type 'specified'")
-        object.__setattr__(self, "fingerprint", normalise_fingerprint(self.fingerprint))
+__all__ = ["CertToName", "map_certificate"]
 
 
 def _sha256(cert: x509.Certificate) -> str:

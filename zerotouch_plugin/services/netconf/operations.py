@@ -261,7 +261,8 @@ def notification_xml(schema: DeviceSchema, event_time: datetime, tree: Mapping[s
         if not isinstance(node, InternalNode):
             raise SchemaError(f"no notification {member!r}")
         ns = schema.by_name[module].namespace
-        parts.append(f'<{local} xmlns="{ns}">{node_to_xml(schema, node, body)}</{local}>')
+        content = node_to_xml(schema, node, body, inherit_namespace=True)
+        parts.append(f'<{local} xmlns="{ns}">{content}</{local}>')
     parts.append("</notification>")
     return "".join(parts).encode()
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
+from zerotouch_plugin.config import DeviceUser
 from zerotouch_plugin.device.datastore import write_atomically
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
 
-__all__ = ["HOST_KEY_FILES", "SshListener", "SshUser", "load_host_keys", "start_netconf_ssh"]
+__all__ = ["HOST_KEY_FILES", "SshListener", "load_host_keys", "start_netconf_ssh"]
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +29,6 @@ HOST_KEY_FILES = {
     "ssh_host_ed25519_key": "ssh-ed25519",
     "ssh_host_ecdsa_key": "ecdsa-sha2-nistp256",
 }
-
-
-@dataclass(frozen=True)
-class SshUser:
-    """A NETCONF user: a password and/or OpenSSH public keys (``authorized_keys`` lines)."""
-
-    name: str
-    password: str | None = None
-    authorized_keys: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError("user name must be a non-empty string")
-        if self.password is not None and not isinstance(self.password, str):
-            raise TypeError("password must be a string")
-        if not isinstance(self.authorized_keys, tuple):
-            object.__setattr__(self, "authorized_keys", tuple(self.authorized_keys))
 
 
 def load_host_keys(folder: Path) -> list[asyncssh.SSHKey]:
@@ -106,7 +90,7 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
 
 class _SshServer(asyncssh.SSHServer):
-    def __init__(self, netconf: NetconfServer, users: dict[str, SshUser]) -> None:
+    def __init__(self, netconf: NetconfServer, users: dict[str, DeviceUser]) -> None:
         self._netconf = netconf
         self._users = users
         self._username = ""
@@ -165,7 +149,7 @@ async def start_netconf_ssh(
     host: str,
     port: int,
     host_keys: Sequence[asyncssh.SSHKey],
-    users: Sequence[SshUser],
+    users: Sequence[DeviceUser],
 ) -> SshListener:
     """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``)."""
     table = {u.name: u for u in users}

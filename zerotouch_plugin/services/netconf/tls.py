@@ -18,14 +18,13 @@ from cryptography import x509
 
 from zerotouch_plugin.errors import AccessDenied, ConfigError
 from zerotouch_plugin.services.netconf.certmap import CertToName, map_certificate
-from zerotouch_plugin.services.netconf.protocol import NetconfServer, SessionInfo
+from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
 
 __all__ = ["TlsListener", "TlsSettings", "start_netconf_tls", "tls_settings"]
 
 log = logging.getLogger(__name__)
 
 _HANDSHAKE_TIMEOUT = 10.0
-_READ_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,50 +47,85 @@ class TlsListener:
     server: asyncio.Server
     host: str
     port: int
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _connections: set[_TlsConnection] = field(default_factory=set)
 
     async def close(self) -> None:
         self.server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in list(self._connections):
+            conn.abort()
         await self.server.wait_closed()
 
 
-async def _serve(
-    netconf: NetconfServer,
-    settings: Callable[[], TlsSettings],
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-) -> None:
-    peer = writer.get_extra_info("peername")
-    where = f"{peer[0]}:{peer[1]}" if peer else "?"
-    current = settings()
-    try:
-        await asyncio.wait_for(writer.start_tls(current.context), _HANDSHAKE_TIMEOUT)
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        if not der:
-            raise AccessDenied("no client certificate")
-        username = map_certificate(
-            x509.load_der_x509_certificate(der), current.cert_to_name, current.trust_anchors
+class _TlsConnection(asyncio.Protocol):
+    """One TCP connection: TLS is started by hand so the context is chosen per connection."""
+
+    def __init__(
+        self,
+        netconf: NetconfServer,
+        settings: Callable[[], TlsSettings | None],
+        registry: set[_TlsConnection],
+    ) -> None:
+        self._netconf = netconf
+        self._settings = settings
+        self._registry = registry
+        self._transport: asyncio.BaseTransport | None = None
+        self._session: NetconfSession | None = None
+        self._where = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # no byte of the ClientHello may be read before TLS starts
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._registry.add(self)
+        asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        current = self._settings()
+        try:
+            if current is None:
+                raise AccessDenied("no domain identity yet")
+            tls = await asyncio.get_running_loop().start_tls(
+                raw,
+                self,
+                current.context,
+                server_side=True,
+                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT,
+            )
+            if tls is None:
+                raise ConnectionError("connection closed during the handshake")
+            self._transport = tls
+            der = tls.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            if not der:
+                raise AccessDenied("no client certificate")
+            username = map_certificate(
+                x509.load_der_x509_certificate(der), current.cert_to_name, current.trust_anchors
+            )
+        except (ssl.SSLError, OSError, TimeoutError, AccessDenied, ValueError) as exc:
+            log.warning("netconf-tls: refused %s: %s", self._where, exc or type(exc).__name__)
+            self.abort()
+            return
+        self._session = self._netconf.open_session(
+            SessionInfo(username, "netconf-tls", self._where), tls.write, tls.close
         )
-    except (ssl.SSLError, OSError, TimeoutError, AccessDenied, ValueError) as exc:
-        log.warning("netconf-tls: refused %s: %s", where, exc)
-        writer.transport.abort()
-        return
-    session = netconf.open_session(
-        SessionInfo(username, "netconf-tls", where), writer.write, writer.close
-    )
-    try:
-        while not session.closed:
-            data = await reader.read(_READ_SIZE)
-            if not data:
-                break
-            session.data_received(data)
-    except (ConnectionError, ssl.SSLError, OSError) as exc:
-        log.info("netconf-tls: %s: %s", where, exc)
-    finally:
-        session.connection_lost()
+
+    def data_received(self, data: bytes) -> None:
+        if self._session is not None:
+            self._session.data_received(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
+        if self._session is not None:
+            self._session.connection_lost()
+
+    def abort(self) -> None:
+        self._registry.discard(self)
+        if self._transport is not None:
+            self._transport.abort()  # type: ignore[attr-defined]
 
 
 async def start_netconf_tls(
@@ -99,26 +133,22 @@ async def start_netconf_tls(
     *,
     host: str,
     port: int,
-    settings: Callable[[], TlsSettings],
+    settings: Callable[[], TlsSettings | None],
 ) -> TlsListener:
-    """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``)."""
-    tasks: set[asyncio.Task[None]] = set()
+    """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``).
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await _serve(netconf, settings, reader, writer)
-        finally:
-            tasks.discard(task)
-
+    ``settings`` is called for every connection; None refuses it (no identity yet).
+    """
+    registry: set[_TlsConnection] = set()
+    loop = asyncio.get_running_loop()
     try:
-        server = await asyncio.start_server(handle, host, port)
+        server = await loop.create_server(
+            lambda: _TlsConnection(netconf, settings, registry), host, port
+        )
     except OSError as exc:
         raise ConfigError(f"cannot listen for NETCONF/TLS on {host}:{port}: {exc}") from exc
     bound = server.sockets[0].getsockname()[1]
-    return TlsListener(server, host, int(bound), tasks)
+    return TlsListener(server, host, int(bound), registry)
 
 
 def tls_settings(

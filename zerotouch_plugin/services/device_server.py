@@ -1,0 +1,240 @@
+"""The reference device: datastores, NETCONF over SSH and TLS, and RESTCONF, over folder P.
+
+It implements the plugin host interface (``device/host.py``) for the pledge agent. The
+domain identity (``P/ldevid.pem`` with its chain, ``P/ldevid.key``, ``P/domain-ca.pem``) is
+read at start and again when an identity is installed: NETCONF/TLS picks it up for the next
+connection and RESTCONF is restarted on the same address, with no process restart. Without
+a domain identity the TLS listeners accept no one (RFC 8995 §5.9.4: the domain CA is the
+only trust anchor for management access).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import DeviceConfig
+from zerotouch_plugin.device.datastore import Datastore, Datastores
+from zerotouch_plugin.device.edit import apply_edit
+from zerotouch_plugin.device.host import DeviceIdentity
+from zerotouch_plugin.device.schema import load_device_schema
+from zerotouch_plugin.errors import ConfigError, StorageError
+from zerotouch_plugin.services import restconf
+from zerotouch_plugin.services._tls import server_context
+from zerotouch_plugin.services.netconf import (
+    SshListener,
+    TlsListener,
+    TlsSettings,
+    build_netconf_server,
+    load_host_keys,
+    start_netconf_ssh,
+    start_netconf_tls,
+)
+
+__all__ = ["DOMAIN_FILES", "DeviceServer", "parse_address"]
+
+log = logging.getLogger(__name__)
+
+DOMAIN_FILES = {"cert": "ldevid.pem", "key": "ldevid.key", "ca": "domain-ca.pem"}
+_STATE_NAME = "plugin"
+
+
+def parse_address(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{what} {value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class _Domain:
+    identity: certs.Identity
+    anchors: tuple[x509.Certificate, ...]
+
+
+class DeviceServer:
+    """One device: shared datastores behind every listener (SSH, TLS, RESTCONF)."""
+
+    def __init__(self, folder: Path, config: DeviceConfig) -> None:
+        self.folder = folder
+        self.config = config
+        modules = [(name, rev) for name, _, rev in (m.partition("@") for m in config.yang_modules)]
+        schema = load_device_schema(
+            [folder / d for d in config.yang_dirs], modules
+        )  # relative dirs are relative to P
+        self.datastores = Datastores(schema, folder)
+        self.netconf = build_netconf_server(self.datastores)
+        self._domain = self._load_domain()
+        self._tls_settings: TlsSettings | None = None
+        self._ssh: SshListener | None = None
+        self._tls: TlsListener | None = None
+        self._restconf: web.AppRunner | None = None
+        self._restconf_address: tuple[str, int] | None = None
+        self._restconf_app: web.Application | None = None
+        self.bound: dict[str, tuple[str, int]] = {}
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def has_domain_identity(self) -> bool:
+        return self._domain is not None
+
+    def _load_domain(self) -> _Domain | None:
+        paths = {k: self.folder / v for k, v in DOMAIN_FILES.items()}
+        present = [p.exists() for p in paths.values()]
+        if not any(present):
+            return None
+        if not all(present):
+            missing = ", ".join(p.name for p in paths.values() if not p.exists())
+            raise ConfigError(f"{self.folder}: incomplete domain identity, missing {missing}")
+        try:
+            identity = certs.load_identity(paths["cert"], paths["key"])
+            anchors = tuple(certs.load_certs(paths["ca"].read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.folder}: unusable domain identity: {exc}") from exc
+        if not anchors:
+            raise ConfigError(f"{paths['ca']}: no certificate")
+        return _Domain(identity, anchors)
+
+    def _context(self) -> ssl.SSLContext | None:
+        if self._domain is None:
+            return None
+        return server_context(
+            self._domain.identity, client_cas=self._domain.anchors, require_client_cert=True
+        )
+
+    def _current_tls(self) -> TlsSettings | None:
+        return self._tls_settings
+
+    def _refresh_tls(self) -> None:
+        ctx = self._context()
+        self._tls_settings = (
+            None
+            if ctx is None or self._domain is None
+            else TlsSettings(ctx, self._domain.anchors, self.config.cert_to_name)
+        )
+
+    # -- listeners ------------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        netconf_ssh: str | None = None,
+        netconf_tls: str | None = None,
+        restconf_address: str | None = None,
+    ) -> dict[str, tuple[str, int]]:
+        """Start the listeners given (or configured); returns name -> bound (host, port)."""
+        netconf_ssh = netconf_ssh or self.config.netconf_ssh
+        netconf_tls = netconf_tls or self.config.netconf_tls
+        restconf_address = restconf_address or self.config.restconf
+        self._refresh_tls()
+        try:
+            if netconf_ssh:
+                host, port = parse_address(netconf_ssh, "--netconf-ssh")
+                self._ssh = await start_netconf_ssh(
+                    self.netconf,
+                    host=host,
+                    port=port,
+                    host_keys=load_host_keys(self.folder),
+                    users=self.config.users,
+                )
+                self.bound["netconf-ssh"] = (host, self._ssh.port)
+            if netconf_tls:
+                host, port = parse_address(netconf_tls, "--netconf-tls")
+                self._tls = await start_netconf_tls(
+                    self.netconf, host=host, port=port, settings=self._current_tls
+                )
+                self.bound["netconf-tls"] = (host, self._tls.port)
+            if restconf_address:
+                self._restconf_address = parse_address(restconf_address, "--restconf")
+                await self._start_restconf()
+        except BaseException:
+            await self.close()
+            raise
+        return dict(self.bound)
+
+    async def _start_restconf(self) -> None:
+        assert self._restconf_address is not None
+        ctx = self._context()
+        if ctx is None:
+            log.warning("RESTCONF waits for a domain identity (P/ldevid.pem): not listening yet")
+            return
+        if self._restconf_app is None:
+            self._restconf_app = restconf.restconf_app(self.datastores)
+        host, port = self._restconf_address
+        if "restconf" in self.bound:
+            port = self.bound["restconf"][1]  # keep the address clients know
+        self._restconf = await restconf.start_restconf(
+            self._restconf_app, host=host, port=port, ssl_context=ctx
+        )
+        self.bound["restconf"] = (host, restconf.bound_port(self._restconf))
+
+    async def close(self) -> None:
+        self.netconf.close_all()
+        for listener in (self._ssh, self._tls):
+            if listener is not None:
+                await listener.close()
+        if self._restconf is not None:
+            await self._restconf.cleanup()
+        self._ssh = self._tls = None
+        self._restconf = None
+
+    # -- plugin host (device/host.py) ------------------------------------------------------
+
+    def read_identity(self) -> DeviceIdentity:
+        cert_path = self.folder / "idevid.pem"
+        key_path = self.folder / "idevid.key"
+        try:
+            serial = certs.serial_number_of(certs.load_cert_file(cert_path))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{cert_path}: no usable IDevID: {exc}") from exc
+        if not serial:
+            raise ConfigError(f"{cert_path}: the IDevID has no serialNumber (RFC 8995 §2.3.1)")
+        return DeviceIdentity(cert_path, key_path, serial)
+
+    async def install_identity(
+        self,
+        ldevid_cert: x509.Certificate,
+        key: PrivateKeyTypes,
+        chain: Sequence[x509.Certificate],
+        domain_ca: Sequence[x509.Certificate],
+    ) -> None:
+        """Persist the domain identity and switch TLS listeners to it (RFC 8995 §5.9.4)."""
+        if not domain_ca:
+            raise ValueError("at least one domain trust anchor is needed")
+        try:
+            certs.write_key(self.folder / DOMAIN_FILES["key"], key)  # type: ignore[arg-type]
+            certs.write_certs(self.folder / DOMAIN_FILES["cert"], [ldevid_cert, *chain])
+            certs.write_certs(self.folder / DOMAIN_FILES["ca"], list(domain_ca))
+        except OSError as exc:
+            raise StorageError(f"cannot store the domain identity in {self.folder}: {exc}") from exc
+        self._domain = self._load_domain()
+        self._refresh_tls()
+        if self._restconf_address is not None:
+            if self._restconf is not None:
+                await self._restconf.cleanup()
+                self._restconf = None
+            await self._start_restconf()
+
+    async def apply_configuration(self, tree: Mapping[str, Any]) -> None:
+        await self.datastores.modify(
+            Datastore.RUNNING,
+            lambda current: apply_edit(self.datastores.schema, current, tree),
+            session_id=0,
+        )
+
+    def publish_state(self, tree: Mapping[str, Any]) -> None:
+        self.datastores.publish_state(_STATE_NAME, tree)
+
+    def emit_event(self, name: str, data: Mapping[str, Any]) -> None:
+        self.datastores.emit_event({name: dict(data)})
