@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import sysconfig
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ __all__ = [
     "ArtifactKind",
     "artifact_body",
     "artifact_kind",
+    "build_validation_model",
     "pyang_module_dirs",
     "validate_artifact",
     "yang_dir",
@@ -104,9 +105,8 @@ def pyang_module_dirs() -> tuple[Path, ...]:
     return tuple(d for d in (base / "ietf", base / "iana") if d.is_dir())
 
 
-@functools.cache
-def _data_model() -> DataModel:
-    """Built once: loading and compiling the modules is the costly part."""
+def build_validation_model(search: Sequence[Path]) -> DataModel:
+    """A yangson model of the validation module, loading modules from ``search`` in order."""
     library = {
         "ietf-yang-library:modules-state": {
             "module-set-id": "zerotouch-voucher-validation",
@@ -116,8 +116,13 @@ def _data_model() -> DataModel:
             ],
         }
     }
-    search = [str(yang_dir()), *(str(d) for d in pyang_module_dirs())]
-    return DataModel(json.dumps(library), search)
+    return DataModel(json.dumps(library), [str(d) for d in search])
+
+
+@functools.cache
+def _data_model() -> DataModel:
+    """Built once: loading and compiling the modules is the costly part."""
+    return build_validation_model([yang_dir(), *pyang_module_dirs()])
 
 
 def artifact_kind(obj: Mapping[str, Any]) -> ArtifactKind:
@@ -153,18 +158,20 @@ def artifact_body(obj: Mapping[str, Any], kind: ArtifactKind) -> dict[str, Any]:
     return inner
 
 
-def validate_artifact(obj: Mapping[str, Any], kind: ArtifactKind) -> None:
+def validate_artifact(
+    obj: Mapping[str, Any], kind: ArtifactKind, *, model: DataModel | None = None
+) -> None:
     """Validate RFC 7951 JSON of a voucher or voucher-request against its YANG schema.
 
     Raises ArtifactKindMismatch for the other artifact kind, SchemaError (path + rule)
-    otherwise.
+    otherwise. ``model`` defaults to the one built from the project's modules.
     """
     inner = artifact_body(obj, kind)
     member = MEMBER_BY_KIND[kind]
     holder = _HOLDER_BY_KIND[kind]
     prefix = f"/{holder}/voucher"
     try:
-        instance = _data_model().from_raw({holder: {"voucher": inner}})
+        instance = (model or _data_model()).from_raw({holder: {"voucher": inner}})
         instance.validate(ctype=ContentType.all)
     except RawMemberError as exc:
         raise SchemaError(

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from yangson import DataModel
 
-from zerotouch_plugin.artifacts.yang import pyang_module_dirs, yang_dir
+from zerotouch_plugin.artifacts.yang import (
+    ArtifactKind,
+    build_validation_model,
+    pyang_module_dirs,
+    validate_artifact,
+    yang_dir,
+)
+from zerotouch_plugin.errors import SchemaError
 
 PYANG = [sys.executable, "-m", "pyang"]
 # Print yang-data structures, sx:structures and groupings too: the voucher modules hold no
@@ -66,3 +77,103 @@ def test_file_name_matches_module_revision() -> None:
         revision = re.search(r"^\s*revision\s+\"?(\d{4}-\d{2}-\d{2})", text, re.MULTILINE)
         assert name and revision, module.name
         assert module.name == f"{name.group(1)}@{revision.group(1)}.yang"
+
+
+# --- beyond the tree: same constraints (enums, lengths, musts, mandatory) as the RFC copies --
+
+_PINNED = "MIIB"  # any base64
+_VOUCHER_CASES: list[dict[str, object]] = (
+    [
+        {"created-on": "2026-01-01T00:00:00Z", "assertion": a, "serial-number": "S"}
+        | {"pinned-domain-cert": _PINNED}
+        for a in ("verified", "logged", "proximity", "trusted", "")
+    ]
+    + [
+        {
+            "created-on": "2026-01-01T00:00:00Z",
+            "assertion": "logged",
+            "serial-number": "S",
+            "pinned-domain-cert": _PINNED,
+            **extra,
+        }
+        for extra in ({"nonce": base64.b64encode(bytes(n)).decode()} for n in (7, 8, 32, 33))
+    ]
+    + [
+        {"assertion": "logged", "serial-number": "S", "pinned-domain-cert": _PINNED},
+        {
+            "created-on": "2026-01-01T00:00:00Z",
+            "assertion": "logged",
+            "pinned-domain-cert": _PINNED,
+        },
+        {"created-on": "2026-01-01T00:00:00Z", "assertion": "logged", "serial-number": "S"},
+        {
+            "created-on": "2026-01-01T00:00:00Z",
+            "assertion": "logged",
+            "serial-number": "S",
+            "pinned-domain-cert": _PINNED,
+            "expires-on": "2027-01-01T00:00:00Z",
+            "nonce": base64.b64encode(bytes(16)).decode(),
+        },
+        {
+            "created-on": "2026-01-01T00:00:00Z",
+            "assertion": "logged",
+            "serial-number": "S",
+            "pinned-domain-cert": _PINNED,
+            "last-renewal-date": "2027-01-01T00:00:00Z",
+        },
+        {
+            "created-on": "2026-01-01T00:00:00Z",
+            "assertion": "logged",
+            "serial-number": "S",
+            "pinned-domain-cert": _PINNED,
+            "expires-on": "2027-01-01T00:00:00Z",
+            "last-renewal-date": "2027-01-01T00:00:00Z",
+            "domain-cert-revocation-checks": True,
+            "idevid-issuer": _PINNED,
+        },
+        {"created-on": "x", "assertion": "logged", "serial-number": "S", "pinned-domain-cert": "!"},
+    ]
+)
+_REQUEST_CASES: list[dict[str, object]] = [
+    {"serial-number": "S"},
+    {},
+    {"serial-number": "S", "assertion": "bogus"},
+    {"serial-number": "S", "prior-signed-voucher-request": _PINNED},
+    {"serial-number": "S", "proximity-registrar-cert": _PINNED, "nonce": "AAAAAAAAAAA="},
+    {"serial-number": "S", "nonce": "AAAA"},
+    {"serial-number": "S", "expires-on": "2027-01-01T00:00:00Z", "nonce": "AAAAAAAAAAA="},
+    {"serial-number": "S", "last-renewal-date": "2027-01-01T00:00:00Z"},
+    {"serial-number": "S", "pinned-domain-cert": _PINNED, "created-on": "2026-01-01T00:00:00Z"},
+]
+
+
+def _outcome(obj: dict[str, object], kind: ArtifactKind, model: DataModel) -> str:
+    try:
+        validate_artifact(obj, kind, model=model)
+    except SchemaError as exc:
+        return f"{exc.path}: {exc.message}"
+    return "ok"
+
+
+def _without_descriptions(node: object) -> object:
+    if isinstance(node, dict):
+        return {k: _without_descriptions(v) for k, v in node.items() if k != "description"}
+    return node
+
+
+def test_validation_matches_the_official_modules(official_yang_dir: Path, tmp_path: Path) -> None:
+    validation = next(yang_dir().glob("zerotouch-voucher-validation@*.yang"))
+    shutil.copy(validation, tmp_path)
+    ours = build_validation_model([yang_dir(), *pyang_module_dirs()])
+    official = build_validation_model([tmp_path, official_yang_dir / "rfc"])
+    assert _without_descriptions(json.loads(ours.schema_digest())) == _without_descriptions(
+        json.loads(official.schema_digest())
+    )
+    cases = [({"ietf-voucher:voucher": c}, "voucher") for c in _VOUCHER_CASES]
+    cases += [({"ietf-voucher-request:voucher": c}, "voucher-request") for c in _REQUEST_CASES]
+    outcomes = {"ok": 0, "error": 0}
+    for obj, kind in cases:
+        mine = _outcome(obj, kind, ours)  # type: ignore[arg-type]
+        assert mine == _outcome(obj, kind, official), obj  # type: ignore[arg-type]
+        outcomes["ok" if mine == "ok" else "error"] += 1
+    assert outcomes["ok"] >= 6 and outcomes["error"] >= 10, outcomes
