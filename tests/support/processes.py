@@ -8,6 +8,7 @@ full pipe), and is always terminated: use ``server(...)`` as a context manager o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import selectors
 import signal
@@ -21,7 +22,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServerProcess", "free_port", "run_cli", "server", "start_server"]
+__all__ = [
+    "ServerProcess",
+    "free_port",
+    "run_cli",
+    "run_cli_async",
+    "server",
+    "start_cli",
+    "start_server",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,3 +145,30 @@ def server(role: str, *args: str | os.PathLike[str]) -> Iterator[ServerProcess]:
     finally:
         process.stop()
         process.log_path.unlink(missing_ok=True)
+
+
+async def run_cli_async(
+    *args: str | os.PathLike[str], timeout: float = 120
+) -> tuple[int, str, str]:
+    """``zerotouch ARGS`` without blocking the event loop (for servers the test itself runs):
+    exit status, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *_command(args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+def start_cli(*args: str | os.PathLike[str]) -> subprocess.Popen[str]:
+    """``zerotouch ARGS`` in the background (stdout and stderr piped); the caller waits."""
+    return subprocess.Popen(
+        _command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )

@@ -46,7 +46,9 @@ from zerotouch_plugin.services._tls import ServerCertRecorder, client_context
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "PLEDGE_FILES",
+    "HandshakeRefused",
     "PledgeClient",
+    "drive",
     "enroll",
     "load_pledge_config",
     "write_enrollment",
@@ -79,6 +81,10 @@ _TLS_REFUSALS = (
     "ALERT_ACCESS_DENIED",
     "CERTIFICATE_VERIFY_FAILED",
 )
+
+
+# OpenSSL reasons of a server that does not speak TLS 1.2.
+_VERSION_ERRORS = ("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "WRONG_VERSION_NUMBER")
 
 
 def load_pledge_config(folder: Path, *, retry: RetryPolicy | None = None) -> PledgeConfig:
@@ -139,12 +145,18 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+class HandshakeRefused(ConnectionError):
+    """The registrar ended the TLS handshake once it saw our client certificate."""
+
+
 def _tls_refusal(exc: BaseException) -> bool:
     """Whether a failure is a TLS-level refusal of our identity or of the server's."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, HandshakeRefused):
+            return True
         if isinstance(current, ssl.SSLError):
             text = f"{current.reason or ''} {current}".upper()
             if any(token in text for token in _TLS_REFUSALS):
@@ -196,6 +208,8 @@ class PledgeClient:
         self._provisional_ssl = client_context(
             config.idevid, trust=None, recorder=self._recorder((TlsMode.PROVISIONAL, b""))
         )
+        self._probe_ssl = client_context(config.idevid, trust=None)
+        self._probe_ssl.maximum_version = ssl.TLSVersion.TLSv1_2
 
     async def __aenter__(self) -> PledgeClient:
         return self
@@ -242,13 +256,32 @@ class PledgeClient:
         return session
 
     async def probe(self) -> x509.Certificate:
-        """Provisional TLS handshake; the certificate the registrar presented (§5.1)."""
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                self._target.host, self._target.port, ssl=self._provisional_ssl
-            ),
-            self._seconds,
-        )
+        """Provisional TLS handshake; the certificate the registrar presented (§5.1).
+
+        The probe prefers TLS 1.2: there a registrar that refuses the IDevID (unknown
+        manufacturer, expired) says so with a handshake alert, while TLS 1.3 only drops the
+        connection after the handshake, which looks like an outage and would be retried.
+        """
+        try:
+            return await self._handshake(self._probe_ssl)
+        except ssl.SSLError as exc:
+            if not any(token in f"{exc.reason} {exc}".upper() for token in _VERSION_ERRORS):
+                raise
+        return await self._handshake(self._provisional_ssl)  # a TLS 1.3-only registrar
+
+    async def _handshake(self, ctx: ssl.SSLContext) -> x509.Certificate:
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self._target.host, self._target.port, ssl=ctx),
+                self._seconds,
+            )
+        except (ConnectionResetError, ssl.SSLEOFError, asyncio.IncompleteReadError) as exc:
+            # TCP was accepted, the TLS handshake was cut after our certificate went out:
+            # asyncio servers drop the connection without an alert when they refuse it.
+            raise HandshakeRefused(
+                "the registrar closed the TLS handshake after seeing the IDevID: it does not "
+                "accept this certificate (unknown manufacturer, or expired)"
+            ) from exc
         try:
             ssl_object = writer.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None

@@ -1,0 +1,594 @@
+"""BRSKI end to end with real processes on 127.0.0.1: ``zerotouch masa serve``, ``zerotouch
+registrar serve`` and ``zerotouch pledge enroll``, over real TLS, checked with OpenSSL.
+
+One lab (vendor, MASA, registrar) serves the module; tests that need a hostile registrar run
+it in the test's own event loop with the real registrar's or another domain's certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.support.processes import (
+    ServerProcess,
+    free_port,
+    run_cli,
+    run_cli_async,
+    start_cli,
+    start_server,
+)
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.roles.pledge import (
+    PATH_REQUESTVOUCHER,
+    PATH_VOUCHER_STATUS,
+    Done,
+    Enrollment,
+    Failed,
+    HttpRequest,
+    Pledge,
+    RetryPolicy,
+    Wait,
+)
+from zerotouch_plugin.services._tls import server_context
+from zerotouch_plugin.services.pledge_client import (
+    PLEDGE_FILES,
+    PledgeClient,
+    drive,
+    load_pledge_config,
+)
+from zerotouch_plugin.services.pledge_client import enroll as pledge_enroll
+
+OUTPUTS = ("voucher", "domain-ca", "ldevid", "ldevid-key")
+FAST_RETRY = ("--retries", "2", "--backoff", "0.2", "--max-backoff", "1", "--timeout", "15")
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+@dataclass
+class Lab:
+    root: Path
+    masa_port: int
+    masa: ServerProcess | None = None
+    registrars: list[ServerProcess] = field(default_factory=list)
+    serials: int = 0
+
+    @property
+    def vendor(self) -> Path:
+        return self.root / "V"
+
+    @property
+    def domain(self) -> Path:
+        return self.root / "R"
+
+    @property
+    def registrar_url(self) -> str:
+        return self.registrars[0].url
+
+    def start_masa(self) -> None:
+        self.masa = start_server(
+            "masa", "-v", "masa", "serve", "--dir", self.vendor,
+            "--listen", f"127.0.0.1:{self.masa_port}",
+        )  # fmt: skip
+
+    def stop_masa(self) -> None:
+        if self.masa is not None:
+            self.masa.stop()
+            self.masa = None
+
+    def start_registrar(self, *extra: str, port: int = 0) -> ServerProcess:
+        process = start_server(
+            "registrar", "-v", "registrar", "serve", "--dir", self.domain,
+            "--listen", f"127.0.0.1:{port}", *extra,
+        )  # fmt: skip
+        self.registrars.append(process)
+        return process
+
+    def new_serial(self) -> str:
+        self.serials += 1
+        return f"ZT-E2E-{self.serials:03d}"
+
+    def pledge(self, *, allow: bool = True, cli: bool = False) -> tuple[str, Path]:
+        """A pledge folder, made by ``zerotouch vendor idevid`` (``cli``) or, faster, by the
+        same library calls in this process."""
+        serial = self.new_serial()
+        folder = self.root / "pledges" / serial
+        if cli:
+            run_cli("vendor", "idevid", "--dir", self.vendor, "--serial", serial, "--out", folder)
+        else:
+            write_pledge(self, serial, folder, now=datetime.now(UTC))
+        if allow:
+            run_cli("registrar", "allow", "--dir", self.domain, "--serial", serial)
+        return serial, folder
+
+    def device(self, serial: str, *db: str) -> dict[str, Any] | None:
+        out = run_cli("registrar", "devices", "--dir", self.domain, "--json", *db).stdout
+        rows = json.loads(out)
+        rows = rows["devices"] if isinstance(rows, dict) else rows
+        return next((r for r in rows if r["serial"] == serial), None)
+
+    def state(self, serial: str, *db: str) -> str | None:
+        record = self.device(serial, *db)
+        return None if record is None else str(record["state"])
+
+    def close(self) -> None:
+        for process in self.registrars:
+            process.stop()
+        self.stop_masa()
+
+
+def write_pledge(
+    lab: Lab, serial: str, folder: Path, *, now: datetime, days: int | None = None
+) -> None:
+    """What ``zerotouch vendor idevid`` writes, done in-process (optionally short-lived)."""
+    vendor_ca = certs.load_identity(lab.vendor / "ca.pem", lab.vendor / "ca.key")
+    idevid = certs.issue_idevid(
+        vendor_ca, serial, masa_url=f"https://127.0.0.1:{lab.masa_port}", now=now, days=days
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    certs.write_certs(folder / "idevid.pem", [idevid.cert, vendor_ca.cert])
+    certs.write_key(folder / "idevid.key", idevid.key)
+    certs.write_certs(folder / "masa-ca.pem", [vendor_ca.cert])
+
+
+def enroll_here(folder: Path, url: str) -> Enrollment:
+    """``zerotouch pledge enroll`` as a library call (same code, no interpreter start-up)."""
+    retry = RetryPolicy(attempts=3, base_delay=0.2, max_delay=1)
+    return asyncio.run(pledge_enroll(folder, url, retry=retry, timeout=15))
+
+
+def make_lab(root: Path) -> Lab:
+    lab = Lab(root, free_port())
+    run_cli(
+        "vendor", "init", "--dir", lab.vendor, "--masa-url", f"https://127.0.0.1:{lab.masa_port}"
+    )
+    run_cli(
+        "registrar", "init", "--dir", lab.domain,
+        "--manufacturer-ca", lab.vendor / "ca.pem", "--masa-trust", lab.vendor / "ca.pem",
+    )  # fmt: skip
+    # a short Retry-After while the MASA is down keeps the retry tests quick
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write("retry_after = 1\nmasa_timeout = 5.0\n")
+    return lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = make_lab(tmp_path_factory.mktemp("brski"))
+    try:
+        lab.start_masa()
+        lab.start_registrar()
+        yield lab
+    finally:
+        lab.close()
+
+
+def enroll(lab: Lab, folder: Path, *extra: str, url: str | None = None) -> Any:
+    return run_cli(
+        "pledge", "enroll", "--dir", folder, "--registrar", url or lab.registrar_url,
+        *FAST_RETRY, *extra, check=False,
+    )  # fmt: skip
+
+
+def assert_nothing_written(folder: Path) -> None:
+    assert not [PLEDGE_FILES[n] for n in OUTPUTS if (folder / PLEDGE_FILES[n]).exists()]
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# the happy path
+
+
+def test_enroll_writes_voucher_domain_ca_and_ldevid(lab: Lab) -> None:
+    serial, folder = lab.pledge(cli=True)
+    result = enroll(lab, folder)
+    assert result.returncode == 0, result.stderr
+    assert serial in result.stdout and "sha256:" in result.stdout
+    for name in OUTPUTS:
+        assert (folder / PLEDGE_FILES[name]).is_file()
+    assert stat.S_IMODE((folder / "ldevid.key").stat().st_mode) == 0o600
+
+    # the stored voucher verifies with OpenSSL against the manufacturer anchor
+    verified = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", folder / "voucher.cms",
+         "-CAfile", folder / "masa-ca.pem", "-purpose", "any"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    voucher = json.loads(verified.stdout)["ietf-voucher:voucher"]
+    assert voucher["serial-number"] == serial
+    assert voucher["nonce"]
+    domain_ca = certs.load_cert_file(lab.domain / "ca.pem")
+    assert certs.load_certs(base64.b64decode(voucher["pinned-domain-cert"])) == [domain_ca]
+
+    # the LDevID verifies with OpenSSL against the domain CA the pledge installed
+    check = subprocess.run(
+        ["openssl", "verify", "-CAfile", folder / "domain-ca.pem", folder / "ldevid.pem"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0 and ": OK" in check.stdout, check.stdout + check.stderr
+    assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [domain_ca]
+    ldevid = certs.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
+    assert certs.serial_number_of(ldevid.cert) == serial
+
+    assert lab.state(serial) == "enroll-confirmed"
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals by the registrar
+
+
+def test_device_not_allowed_is_refused(lab: Lab) -> None:
+    serial, folder = lab.pledge(allow=False)
+    result = enroll(lab, folder)
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert line.startswith("policy-refused:") and "allow list" in line, line
+    assert_nothing_written(folder)
+    assert lab.state(serial) == "refused"
+
+
+def test_unknown_manufacturer_is_refused(lab: Lab, tmp_path: Path) -> None:
+    other = tmp_path / "V2"
+    run_cli("vendor", "init", "--dir", other, "--masa-url", "https://127.0.0.1:9")
+    folder = tmp_path / "P"
+    run_cli("vendor", "idevid", "--dir", other, "--serial", "STRANGER-1", "--out", folder)
+    run_cli("registrar", "allow", "--dir", lab.domain, "--serial", "STRANGER-1")
+    result = enroll(lab, folder)
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert "refused the TLS connection" in line and "unknown manufacturer" in line, line
+    assert_nothing_written(folder)
+    assert "STRANGER-1" not in run_cli("registrar", "devices", "--dir", lab.domain).stdout
+
+
+def test_expired_idevid_is_refused(lab: Lab, tmp_path: Path) -> None:
+    """An IDevID issued with a short validity, used after it: the registrar refuses it."""
+    folder = tmp_path / "P"
+    write_pledge(lab, "EXPIRED-1", folder, now=datetime.now(UTC) - timedelta(days=3), days=1)
+    run_cli("registrar", "allow", "--dir", lab.domain, "--serial", "EXPIRED-1")
+    result = enroll(lab, folder)
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert "refused the TLS connection" in line and "expired" in line, line
+    assert_nothing_written(folder)
+    # the registrar's TLS layer refused it: the device never reached the BRSKI handlers
+    assert "EXPIRED-1" not in run_cli("registrar", "devices", "--dir", lab.domain).stdout
+    # the same device with a valid IDevID is accepted: the refusal was about the expiry
+    write_pledge(lab, "EXPIRED-1", folder, now=datetime.now(UTC))
+    assert enroll_here(folder, lab.registrar_url).serial == "EXPIRED-1"
+
+
+def test_replayed_voucher_request_from_another_client_is_refused(lab: Lab) -> None:
+    """A captured pledge voucher-request replayed by someone else: the registrar refuses it
+    because the TLS client is not the signer (RFC 8995 §5.3)."""
+    victim_serial, victim = lab.pledge()
+    _, thief = lab.pledge()
+    victim_config = load_pledge_config(victim)
+    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+
+    async def replay() -> tuple[int, str]:
+        machine = Pledge(victim_config, random_bytes=os.urandom)
+        machine.start()
+        pvr = machine.connected(registrar_cert, now=datetime.now(UTC))
+        assert isinstance(pvr, HttpRequest)
+        async with PledgeClient(load_pledge_config(thief), lab.registrar_url, timeout=10) as client:
+            answer = await client.send(pvr, now=lambda: datetime.now(UTC))
+        return answer.status, answer.body.decode()
+
+    status, body = asyncio.run(replay())
+    assert status == 403, body
+    assert "not by the TLS client" in body
+    assert lab.state(victim_serial) is None  # nothing was recorded for the victim
+
+
+# ---------------------------------------------------------------------------------------------
+# a hostile registrar in the test's event loop: the pledge refuses what it answers
+
+
+@dataclass
+class FakeRegistrar:
+    """Answers requestvoucher with ``make_voucher(pvr)``; records status reports."""
+
+    identity: Identity
+    client_ca: x509.Certificate
+    make_voucher: Callable[[VoucherRequest, bytes], bytes]
+    reports: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def request_voucher(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        pvr = VoucherRequest.from_json(cms.inspect(body).content)
+        return web.Response(
+            body=self.make_voucher(pvr, body), content_type=cms.MEDIA_TYPE_VOUCHER_CMS
+        )
+
+    async def status(self, request: web.Request) -> web.Response:
+        self.reports.append((request.path, json.loads(await request.read())))
+        return web.Response(text="recorded")
+
+    async def start(self) -> tuple[web.AppRunner, str]:
+        app = web.Application()
+        app.router.add_post(PATH_REQUESTVOUCHER, self.request_voucher)
+        app.router.add_post(PATH_VOUCHER_STATUS, self.status)
+        app.router.add_post("/.well-known/brski/enrollstatus", self.status)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        ctx = server_context(self.identity, client_cas=[self.client_ca], require_client_cert=True)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+        await site.start()
+        port = runner.addresses[0][1]
+        return runner, f"https://127.0.0.1:{port}"
+
+
+def masa_voucher(lab: Lab, pvr: VoucherRequest, **changes: Any) -> bytes:
+    """A voucher signed with the lab MASA's real signing key (a genuine-looking voucher)."""
+    signer = certs.load_identity(lab.vendor / "masa-signer.pem", lab.vendor / "masa-signer.key")
+    fields: dict[str, Any] = {
+        "created_on": datetime.now(UTC),
+        "assertion": Assertion.LOGGED,
+        "serial_number": pvr.serial_number,
+        "pinned_domain_cert": der(certs.load_cert_file(lab.domain / "ca.pem")),
+        "nonce": pvr.nonce,
+    }
+    fields.update(changes)
+    return cms.sign(Voucher(**fields).to_json(), signer=signer, now=datetime.now(UTC))
+
+
+def run_against_fake(
+    lab: Lab, fake: FakeRegistrar, folder: Path
+) -> tuple[int, str, list[tuple[str, dict[str, Any]]]]:
+    async def scenario() -> tuple[int, str]:
+        runner, url = await fake.start()
+        try:
+            code, _, err = await run_cli_async(
+                "pledge", "enroll", "--dir", folder, "--registrar", url, *FAST_RETRY
+            )
+        finally:
+            await runner.cleanup()
+        return code, err
+
+    code, err = asyncio.run(scenario())
+    return code, one_line(err), fake.reports
+
+
+def real_registrar(lab: Lab) -> Identity:
+    return certs.load_identity(lab.domain / "registrar.pem", lab.domain / "registrar.key")
+
+
+def _refused_with_status(reports: list[tuple[str, dict[str, Any]]], reason: str) -> None:
+    assert [path for path, _ in reports] == [PATH_VOUCHER_STATUS]
+    document = reports[0][1]
+    assert document["version"] == 1 and document["status"] is False
+    assert reason in document["reason"], document
+    assert document["reason-context"]["error"]
+
+
+def test_voucher_for_another_serial_is_refused_by_the_pledge(lab: Lab) -> None:
+    _, folder = lab.pledge(allow=False)
+    fake = FakeRegistrar(
+        real_registrar(lab),
+        certs.load_cert_file(lab.vendor / "ca.pem"),
+        lambda pvr, _: masa_voucher(lab, pvr, serial_number="SOMEONE-ELSE"),
+    )
+    code, line, reports = run_against_fake(lab, fake, folder)
+    assert code == 1 and line.startswith("wrong-serial:"), line
+    _refused_with_status(reports, "wrong-serial")
+    assert_nothing_written(folder)
+
+
+def test_tampered_voucher_is_refused_by_the_pledge(lab: Lab) -> None:
+    _, folder = lab.pledge(allow=False)
+
+    def tampered(pvr: VoucherRequest, _: bytes) -> bytes:
+        body = masa_voucher(lab, pvr)
+        assert b'"logged"' in body
+        return body.replace(b'"logged"', b'"verify"')
+
+    fake = FakeRegistrar(real_registrar(lab), certs.load_cert_file(lab.vendor / "ca.pem"), tampered)
+    code, line, reports = run_against_fake(lab, fake, folder)
+    assert code == 1 and line.startswith(("digest-mismatch:", "bad-signature:")), line
+    _refused_with_status(reports, line.split(":", 1)[0])
+    assert_nothing_written(folder)
+
+
+def test_man_in_the_middle_registrar_is_refused(lab: Lab, tmp_path: Path) -> None:
+    """A registrar of ANOTHER domain hands the pledge a genuine MASA voucher for this
+    pledge (right serial, right nonce) that pins the real domain: the pinned-domain-cert
+    does not validate the registrar the pledge talked to (RFC 8995 §5.6.2)."""
+    evil = tmp_path / "R-evil"
+    run_cli("registrar", "init", "--dir", evil, "--manufacturer-ca", lab.vendor / "ca.pem",
+            "--ca-name", "evil domain CA")  # fmt: skip
+    _, folder = lab.pledge(allow=False)
+    fake = FakeRegistrar(
+        certs.load_identity(evil / "registrar.pem", evil / "registrar.key"),
+        certs.load_cert_file(lab.vendor / "ca.pem"),
+        lambda pvr, _: masa_voucher(lab, pvr),
+    )
+    code, line, reports = run_against_fake(lab, fake, folder)
+    assert code == 1 and line.startswith("untrusted-signer:"), line
+    assert "man-in-the-middle" in line
+    _refused_with_status(reports, "man-in-the-middle")
+    assert_nothing_written(folder)
+
+
+def test_replayed_voucher_is_refused_by_the_pledge(lab: Lab) -> None:
+    """A voucher this pledge received before, replayed to it: its nonce is not the new one."""
+    _, folder = lab.pledge()
+    enroll_here(folder, lab.registrar_url)
+    old_voucher = (folder / "voucher.cms").read_bytes()
+    for name in OUTPUTS:
+        (folder / PLEDGE_FILES[name]).unlink()
+    fake = FakeRegistrar(
+        real_registrar(lab),
+        certs.load_cert_file(lab.vendor / "ca.pem"),
+        lambda pvr, _: old_voucher,
+    )
+    code, line, reports = run_against_fake(lab, fake, folder)
+    assert code == 1 and line.startswith("wrong-nonce:"), line
+    _refused_with_status(reports, "wrong-nonce")
+    assert_nothing_written(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# faults: MASA down, restarts between steps
+
+
+def test_masa_down_then_up(lab: Lab) -> None:
+    """The registrar answers 503 + Retry-After while the MASA is down; the pledge retries
+    with backoff and succeeds once the MASA is back."""
+    serial, folder = lab.pledge()
+    lab.stop_masa()
+    try:
+        pledge = start_cli(
+            "-v", "pledge", "enroll", "--dir", folder, "--registrar", lab.registrar_url,
+            "--retries", "10", "--backoff", "0.5", "--max-backoff", "2",
+        )  # fmt: skip
+        registrar_log = lab.registrars[0]
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while "503" not in registrar_log.stderr and datetime.now(UTC) < deadline:
+            assert pledge.poll() is None, pledge.communicate()
+            time.sleep(0.2)
+        assert "503" in registrar_log.stderr
+    finally:
+        lab.start_masa()
+    out, err = pledge.communicate(timeout=120)
+    assert pledge.returncode == 0, err
+    assert "retrying in" in err  # it did back off while the MASA was down
+    assert serial in out
+    assert (folder / "ldevid.pem").is_file()
+    assert lab.state(serial) == "enroll-confirmed"
+
+
+def test_registrar_and_masa_restarted_between_steps(lab: Lab) -> None:
+    """Restart the registrar after the voucher arrived (before voucher_status), and both the
+    registrar and the MASA before the enrollment: the pledge continues correctly."""
+    serial, folder = lab.pledge()
+    registrar = lab.registrars[0]
+    port = int(registrar.url.rsplit(":", 1)[1])
+    restarted: list[str] = []
+
+    def restart_registrar() -> None:
+        lab.registrars.remove(registrar_now[0])
+        registrar_now[0].stop()
+        registrar_now[0] = lab.start_registrar(port=port)
+
+    registrar_now = [registrar]
+
+    def hook(action: object) -> None:
+        if not isinstance(action, HttpRequest):
+            return
+        if action.path == PATH_VOUCHER_STATUS and "voucher" not in restarted:
+            restarted.append("voucher")
+            restart_registrar()
+        elif action.path == "/.well-known/est/simpleenroll" and "enroll" not in restarted:
+            restarted.append("enroll")
+            lab.stop_masa()
+            lab.start_masa()
+            restart_registrar()
+
+    async def scenario() -> Any:
+        config = load_pledge_config(folder, retry=RetryPolicy(attempts=5, base_delay=0.2,
+                                                              max_delay=1))  # fmt: skip
+        async with PledgeClient(config, registrar.url, timeout=15) as client:
+            return await drive(Pledge(config, random_bytes=os.urandom), client, on_action=hook)
+
+    enrollment = asyncio.run(scenario())
+    assert restarted == ["voucher", "enroll"]
+    assert enrollment.serial == serial
+    assert lab.state(serial) == "enroll-confirmed"
+
+
+# ---------------------------------------------------------------------------------------------
+# scale-out: two registrar processes, one PostgreSQL database
+
+
+@pytest.mark.postgres
+def test_two_registrars_share_one_postgresql_database(fresh_pg_url: str, tmp_path: Path) -> None:
+    lab = make_lab(tmp_path)
+    try:
+        lab.start_masa()
+        first = lab.start_registrar("--db", fresh_pg_url, "--auto-accept")
+        second = lab.start_registrar("--db", fresh_pg_url, "--auto-accept")
+        urls = [first.url, second.url]
+        serials = []
+        for index in range(4):
+            serial, folder = lab.pledge(allow=False)
+            assert enroll_here(folder, urls[index % 2]).serial == serial
+            serials.append(serial)
+        # one pledge whose voucher comes from the first process and whose LDevID from the
+        # second: the enrollment decision rests on the state the first one stored
+        serial, folder = lab.pledge(allow=False)
+        split = SplitClient(load_pledge_config(folder), urls)
+        assert asyncio.run(split.run()).serial == serial
+        assert split.used == {urls[0], urls[1]}
+        serials.append(serial)
+        out = run_cli("registrar", "devices", "--dir", lab.domain, "--json",
+                      "--db", fresh_pg_url).stdout  # fmt: skip
+        rows = json.loads(out)
+        rows = rows["devices"] if isinstance(rows, dict) else rows
+        states = {r["serial"]: r["state"] for r in rows}
+        assert {s: states.get(s) for s in serials} == dict.fromkeys(serials, "enroll-confirmed")
+        assert not (lab.domain / "registrar.db").exists()
+    finally:
+        lab.close()
+
+
+class SplitClient:
+    """Drives one pledge with the BRSKI steps on one registrar process and EST on another."""
+
+    def __init__(self, config: Any, urls: list[str]) -> None:
+        self.config = config
+        self.urls = urls
+        self.used: set[str] = set()
+
+    async def run(self) -> Enrollment:
+        brski, est_side = (PledgeClient(self.config, url, timeout=15) for url in self.urls)
+        machine = Pledge(self.config, random_bytes=os.urandom)
+        action = machine.start()
+        try:
+            while not isinstance(action, Done | Failed):
+                if isinstance(action, Wait):
+                    await asyncio.sleep(action.seconds)
+                    action = action.then
+                elif isinstance(action, HttpRequest):
+                    est_step = action.path.startswith("/.well-known/est/") or (
+                        action.path == "/.well-known/brski/enrollstatus"
+                    )
+                    client = est_side if est_step else brski
+                    self.used.add(self.urls[1] if est_step else self.urls[0])
+                    action = machine.received(
+                        await client.send(action, now=lambda: datetime.now(UTC)),
+                        now=datetime.now(UTC),
+                    )
+                else:
+                    action = machine.connected(await brski.probe(), now=datetime.now(UTC))
+        finally:
+            await brski.close()
+            await est_side.close()
+        if isinstance(action, Failed):
+            raise action.error
+        return action.enrollment
