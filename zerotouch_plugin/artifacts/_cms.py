@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 
 from asn1crypto import algos, cms, core
@@ -36,6 +37,7 @@ __all__ = [
     "encode_signed_data",
     "find_signer",
     "parse_signed_data",
+    "parse_signed_data_asn1crypto",
 ]
 
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"  # RFC 5652 §5.1
@@ -115,6 +117,256 @@ class ParsedSignedData:
 
 
 # ---------------------------------------------------------------------------------------------
+# minimal DER (X.690 §8.1, §10): the fast path for the fixed CMS shapes. Anything it does not
+# handle (BER indefinite lengths, constructed strings, multi-byte tags, unusual times) raises
+# _Fallback and asn1crypto decides; both paths yield the same ParsedSignedData.
+
+
+class _Fallback(Exception):
+    """The fast DER reader met something it does not handle: let asn1crypto decide."""
+
+
+_SEQUENCE, _SET, _OID, _INTEGER, _OCTETS, _NULL = 0x30, 0x31, 0x06, 0x02, 0x04, 0x05
+_UTC_TIME, _GENERALIZED_TIME = 0x17, 0x18
+_CTX0, _CTX1, _CTX0_PRIMITIVE = 0xA0, 0xA1, 0x80
+
+
+def _read(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the TLV at ``pos``: one-byte tag, definite
+    minimal length (X.690 §10.1), inside ``end``."""
+    if pos + 2 > end:
+        raise _Fallback
+    tag, first = data[pos], data[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise _Fallback
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        start = pos + 2 + count
+        if count == 0 or count > 4 or start > end or data[pos + 2] == 0:
+            raise _Fallback
+        length = int.from_bytes(data[pos + 2 : start], "big")
+        if length < 0x80:
+            raise _Fallback
+    if start + length > end:
+        raise _Fallback
+    return tag, start, start + length
+
+
+def _take(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    """Content bounds of the TLV at ``pos``, which must carry ``tag``."""
+    found, start, stop = _read(data, pos, end)
+    if found != tag:
+        raise _Fallback
+    return start, stop
+
+
+@lru_cache(maxsize=256)
+def _oid_text(body: bytes) -> str:
+    """Dotted text of OBJECT IDENTIFIER contents (X.690 §8.19)."""
+    if not body or body[-1] & 0x80 or body[0] == 0x80:
+        raise _Fallback
+    arcs: list[int] = []
+    value = 0
+    for byte in body:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
+def _integer(data: bytes, start: int, end: int) -> int:
+    if start == end:
+        raise _Fallback
+    return int.from_bytes(data[start:end], "big", signed=True)
+
+
+def _fast_time(tag: int, text: bytes) -> datetime:
+    """DER UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ), RFC 5280 §4.1.2.5."""
+    if tag == _UTC_TIME and len(text) == 13 and text.endswith(b"Z") and text[:12].isdigit():
+        year = int(text[:2])
+        year += 1900 if year >= 50 else 2000
+        rest = text[2:12]
+    elif tag == _GENERALIZED_TIME and len(text) == 15 and text.endswith(b"Z"):
+        if not text[:14].isdigit():
+            raise _Fallback
+        year, rest = int(text[:4]), text[4:14]
+    else:
+        raise _Fallback
+    try:
+        return datetime(
+            year,
+            int(rest[0:2]),
+            int(rest[2:4]),
+            int(rest[4:6]),
+            int(rest[6:8]),
+            int(rest[8:10]),
+            tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise _Fallback from exc
+
+
+def _fast_content_type(der: bytes) -> tuple[str, int, int]:
+    """contentType and the [0] EXPLICIT content bounds of a DER ContentInfo (RFC 5652 §3)."""
+    start, end = _take(der, 0, len(der), _SEQUENCE)
+    if end != len(der):
+        raise _Fallback
+    oid_start, oid_end = _take(der, start, end, _OID)
+    oid = _oid_text(der[oid_start:oid_end])
+    if oid_end == end:
+        return oid, end, end
+    content_start, content_end = _take(der, oid_end, end, _CTX0)
+    if content_end != end:
+        raise _Fallback
+    return oid, content_start, content_end
+
+
+def _fast_parse(der: bytes, start: int, end: int) -> ParsedSignedData:
+    """SignedData (RFC 5652 §5.1) from the content bounds ``_fast_content_type`` found."""
+    signed_start, signed_end = _take(der, start, end, _SEQUENCE)
+    if signed_end != end:
+        raise _Fallback
+    _, pos = _take(der, signed_start, end, _INTEGER)  # version
+    _, pos = _take(der, pos, end, _SET)  # digestAlgorithms
+    encap_start, encap_end = _take(der, pos, end, _SEQUENCE)
+    type_start, type_end = _take(der, encap_start, encap_end, _OID)
+    content_type = _oid_text(der[type_start:type_end])
+    content = None
+    if type_end < encap_end:
+        explicit_start, explicit_end = _take(der, type_end, encap_end, _CTX0)
+        octets_start, octets_end = _take(der, explicit_start, explicit_end, _OCTETS)
+        if octets_end != explicit_end or explicit_end != encap_end:
+            raise _Fallback
+        content = der[octets_start:octets_end]
+    tag, field_start, pos = _read(der, encap_end, end)
+    certificates: list[bytes] = []
+    if tag == _CTX0:
+        # CertificateChoices (RFC 5652 §10.2.2): only plain certificates (SEQUENCE) are used.
+        cert_pos = field_start
+        while cert_pos < pos:
+            cert_tag, _, cert_end = _read(der, cert_pos, pos)
+            if cert_tag == _SEQUENCE:
+                certificates.append(der[cert_pos:cert_end])
+            cert_pos = cert_end
+        tag, field_start, pos = _read(der, pos, end)
+    if tag == _CTX1:  # crls
+        tag, field_start, pos = _read(der, pos, end)
+    if tag != _SET or pos != end:
+        raise _Fallback
+    if field_start == pos:
+        raise NotCMS("SignedData carries no SignerInfo: nothing is signed (certs-only message?)")
+    first_end = _read(der, field_start, pos)[2]
+    count, cursor = 1, first_end
+    while cursor < pos:
+        cursor = _read(der, cursor, pos)[2]
+        count += 1
+    return _fast_signer_info(
+        der, field_start, first_end, count, content_type, content, tuple(certificates)
+    )
+
+
+def _fast_signer_info(
+    der: bytes,
+    pos: int,
+    end: int,
+    count: int,
+    content_type: str,
+    content: bytes | None,
+    certificates: tuple[bytes, ...],
+) -> ParsedSignedData:
+    """SignerInfo (RFC 5652 §5.3)."""
+    start, end = _take(der, pos, end, _SEQUENCE)
+    _, pos = _take(der, start, end, _INTEGER)  # version
+    sid_tag, sid_start, sid_end = _read(der, pos, end)
+    if sid_tag == _CTX0_PRIMITIVE:
+        signer_id = SignerId(subject_key_identifier=der[sid_start:sid_end])
+    elif sid_tag == _SEQUENCE:
+        name_tag, _, name_end = _read(der, sid_start, sid_end)
+        serial_start, serial_end = _take(der, name_end, sid_end, _INTEGER)
+        if name_tag != _SEQUENCE or serial_end != sid_end:
+            raise _Fallback
+        signer_id = SignerId(
+            issuer_der=der[sid_start:name_end],
+            serial_number=_integer(der, serial_start, serial_end),
+        )
+    else:
+        raise _Fallback
+    digest_start, pos = _take(der, sid_end, end, _SEQUENCE)
+    oid_start, oid_end = _take(der, digest_start, pos, _OID)
+    digest_algorithm = str(algos.DigestAlgorithmId.map(_oid_text(der[oid_start:oid_end])))
+    tag, attrs_start, attrs_end = _read(der, pos, end)
+    signed_attributes = None
+    values: dict[str, Any] = {}
+    if tag == _CTX0:
+        # The signature covers the DER of the SET OF (tag 0x31), not the [0] IMPLICIT tag.
+        signed_attributes = b"\x31" + der[pos + 1 : attrs_end]
+        values = _fast_attributes(der, attrs_start, attrs_end)
+        pos = attrs_end
+    alg_start, pos = _take(der, pos, end, _SEQUENCE)
+    oid_start, oid_end = _take(der, alg_start, pos, _OID)
+    signature_algorithm = str(algos.SignedDigestAlgorithmId.map(_oid_text(der[oid_start:oid_end])))
+    pss = None
+    if signature_algorithm == "rsassa_pss":
+        pss = _pss_params(der[oid_end:pos] if oid_end < pos else None)
+    signature_start, pos = _take(der, pos, end, _OCTETS)
+    signature = der[signature_start:pos]
+    if pos < end:
+        _, pos = _take(der, pos, end, _CTX1)  # unsignedAttrs
+    if pos != end:
+        raise _Fallback
+    return ParsedSignedData(
+        der=der,
+        content_type=content_type,
+        content=content,
+        certificates=certificates,
+        signer_infos=count,
+        signer_id=signer_id,
+        digest_algorithm=digest_algorithm,
+        signature_algorithm=signature_algorithm,
+        pss=pss,
+        signature=signature,
+        signed_attributes=signed_attributes,
+        attr_content_type=values.get(_OID_CONTENT_TYPE),
+        attr_message_digest=values.get(_OID_MESSAGE_DIGEST),
+        signing_time=values.get(_OID_SIGNING_TIME),
+    )
+
+
+def _fast_attributes(der: bytes, pos: int, end: int) -> dict[str, Any]:
+    """The single-valued signed attributes of RFC 5652 §11 (others are covered by the
+    signature but not interpreted)."""
+    values: dict[str, Any] = {}
+    while pos < end:
+        attr_start, attr_end = _take(der, pos, end, _SEQUENCE)
+        oid_start, oid_end = _take(der, attr_start, attr_end, _OID)
+        set_start, set_end = _take(der, oid_end, attr_end, _SET)
+        if set_end != attr_end:
+            raise _Fallback
+        pos = attr_end
+        oid = _oid_text(der[oid_start:oid_end])
+        if oid not in _SINGLE_VALUED:
+            continue
+        tag, value_start, value_end = _read(der, set_start, set_end)
+        if oid in values or value_end != set_end:
+            # RFC 5652 §11.1-11.3: a single instance with a single value.
+            raise NotCMS(f"signed attribute {oid} must occur once with one value")
+        body = der[value_start:value_end]
+        if oid == _OID_CONTENT_TYPE and tag == _OID:
+            values[oid] = _oid_text(body)
+        elif oid == _OID_MESSAGE_DIGEST and tag == _OCTETS:
+            values[oid] = body
+        elif oid == _OID_SIGNING_TIME:
+            values[oid] = _fast_time(tag, body)
+        else:
+            raise _Fallback
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
 # decoding
 
 
@@ -127,22 +379,42 @@ def check_content_info(der: bytes) -> str:
 
     if not der or der[0] != 0x30:
         raise NotCMS("input is not DER: a CMS ContentInfo starts with a SEQUENCE (0x30)")
-    return _guard("CMS ContentInfo", parse)
+    try:
+        return _fast_content_type(der)[0]
+    except _Fallback:
+        return _guard("CMS ContentInfo", parse)
 
 
 def parse_signed_data(der: bytes) -> ParsedSignedData:
-    """Decode a ContentInfo holding SignedData (RFC 5652 §5) with exactly one signer."""
-    content_type = check_content_info(der)
+    """Decode a ContentInfo holding SignedData (RFC 5652 §5); the first SignerInfo is
+    returned, ``signer_infos`` says how many there are."""
+    try:
+        content_type, start, end = _fast_content_type(der)
+    except _Fallback:
+        content_type, start, end = check_content_info(der), -1, -1
     if content_type != OID_SIGNED_DATA:
         raise NotCMS(
             f"CMS ContentInfo holds contentType {content_type}, not SignedData "
             f"({OID_SIGNED_DATA}): the artifact is not signed"
         )
+    if start >= 0:
+        try:
+            return _fast_parse(der, start, end)
+        except (_Fallback, ValueError):
+            pass
+    return parse_signed_data_asn1crypto(der)
+
+
+def parse_signed_data_asn1crypto(der: bytes) -> ParsedSignedData:
+    """The general (BER-capable) decoder; ``parse_signed_data`` uses it when the fast DER
+    reader gives up."""
     return _guard("CMS SignedData", lambda: _parse_signed_data(der))
 
 
 def _parse_signed_data(der: bytes) -> ParsedSignedData:
     info = cms.ContentInfo.load(der, strict=True)
+    if info["content_type"].dotted != OID_SIGNED_DATA:
+        raise NotCMS(f"CMS ContentInfo holds {info['content_type'].dotted}, not SignedData")
     signed = info["content"]
     # Parse eContentInfo as CMS (RFC 5652 §5.2) whatever the version says: asn1crypto reads
     # version-1 structures as PKCS#7, where eContent is ANY.
@@ -159,10 +431,13 @@ def _parse_signed_data(der: bytes) -> ParsedSignedData:
     if count == 0:
         raise NotCMS("SignedData carries no SignerInfo: nothing is signed (certs-only message?)")
     signer_info = signer_infos[0]
-    digest_algorithm = _digest_name(signer_info["digest_algorithm"]["algorithm"])
+    digest_algorithm = str(signer_info["digest_algorithm"]["algorithm"].native)
     sig_alg = signer_info["signature_algorithm"]
-    signature_algorithm = _algorithm_name(sig_alg["algorithm"])
-    pss = _pss_params(sig_alg["parameters"]) if signature_algorithm == "rsassa_pss" else None
+    signature_algorithm = str(sig_alg["algorithm"].native)
+    pss = None
+    if signature_algorithm == "rsassa_pss":
+        params = sig_alg["parameters"]
+        pss = _pss_params(None if isinstance(params, core.Void) else params.dump())
     attrs = signer_info["signed_attrs"]
     signed_attributes = None
     values: dict[str, Any] = {}
@@ -194,18 +469,10 @@ def _present(value: Any, default: Any) -> Any:
     return default if isinstance(value, core.Void) else value
 
 
-def _digest_name(oid: core.ObjectIdentifier) -> str:
-    return str(oid.native if oid.native != oid.dotted else oid.dotted)
-
-
-def _algorithm_name(oid: core.ObjectIdentifier) -> str:
-    return str(oid.native)
-
-
-def _pss_params(params: Any) -> PssParams:
-    parsed = None if isinstance(params, core.Void) else algos.RSASSAPSSParams.load(params.dump())
-    if parsed is None:
+def _pss_params(params: bytes | None) -> PssParams:
+    if params is None:
         raise NotCMS("RSASSA-PSS signature algorithm without parameters (RFC 4055 §3.1)")
+    parsed = _guard("RSASSA-PSS parameters", lambda: algos.RSASSAPSSParams.load(params))
     mgf = parsed["mask_gen_algorithm"]
     if mgf["algorithm"].native != "mgf1":
         raise NotCMS(f"RSASSA-PSS with unsupported mask generation {mgf['algorithm'].dotted}")
@@ -234,7 +501,7 @@ def _attribute_values(attrs: cms.CMSAttributes) -> dict[str, Any]:
             continue
         if oid in values or len(attr["values"]) != 1:
             # RFC 5652 §11.1-11.3: a single instance with a single value.
-            raise NotCMS(f"signed attribute {attr['type'].native} must occur once with one value")
+            raise NotCMS(f"signed attribute {oid} must occur once with one value")
         value = attr["values"][0]
         if oid == _OID_CONTENT_TYPE:
             values[oid] = str(value.dotted)
@@ -248,8 +515,34 @@ def _attribute_values(attrs: cms.CMSAttributes) -> dict[str, Any]:
     return values
 
 
+def _issuer_and_serial(der: bytes) -> tuple[bytes, int]:
+    """(issuer Name DER, serialNumber) of a DER certificate (RFC 5280 §4.1)."""
+    _, start, end = _read(der, 0, len(der))
+    _, start, end = _read(der, start, end)  # tbsCertificate
+    tag, serial_start, serial_end = _read(der, start, end)
+    if tag == _CTX0:  # version [0] EXPLICIT
+        tag, serial_start, serial_end = _read(der, serial_end, end)
+    if tag != _INTEGER:
+        raise _Fallback
+    _, _, issuer_start = _read(der, serial_end, end)  # signature AlgorithmIdentifier
+    tag, _, issuer_end = _read(der, issuer_start, end)
+    if tag != _SEQUENCE:
+        raise _Fallback
+    return der[issuer_start:issuer_end], _integer(der, serial_start, serial_end)
+
+
 def find_signer(signer_id: SignerId, candidates: Sequence[bytes]) -> int | None:
-    """Index of the certificate (DER) that ``signer_id`` names, or None (RFC 5652 §5.3)."""
+    """Index of the certificate (DER) that ``signer_id`` names, or None (RFC 5652 §5.3).
+
+    Exact issuer bytes are compared first; then names are compared as RFC 5280 §7.1 says
+    (asn1crypto's normalising comparison), for signers that re-encoded the issuer."""
+    if signer_id.issuer_der is not None:
+        for index, der in enumerate(candidates):
+            try:
+                if _issuer_and_serial(der) == (signer_id.issuer_der, signer_id.serial_number):
+                    return index
+            except _Fallback:
+                continue
 
     def match() -> int | None:
         issuer = (
@@ -280,46 +573,124 @@ def _key_identifiers(cert: asn1_x509.Certificate) -> set[bytes]:
 
 
 # ---------------------------------------------------------------------------------------------
-# encoding
+# encoding (DER, X.690 §10)
 
 
-def _time(moment: datetime) -> cms.Time:
-    moment = moment.astimezone(UTC).replace(microsecond=0)
-    kind = "utc_time" if moment < _UTC_TIME_END else "general_time"
-    return cms.Time({kind: moment})
+def _tlv(tag: int, body: bytes) -> bytes:
+    length = len(body)
+    if length < 0x80:
+        return bytes((tag, length)) + body
+    size = (length.bit_length() + 7) // 8
+    return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big") + body
+
+
+def _int_der(value: int) -> bytes:
+    """Minimal two's-complement INTEGER (X.690 §8.3.2)."""
+    magnitude = value if value >= 0 else -value - 1
+    return _tlv(_INTEGER, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
+
+
+@lru_cache(maxsize=256)
+def _oid_der(dotted: str) -> bytes:
+    arcs = [int(arc) for arc in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40):
+        raise ValueError(f"{dotted!r} is not an object identifier")
+    body = bytearray()
+    for arc in (arcs[0] * 40 + arcs[1], *arcs[2:]):
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return _tlv(_OID, bytes(body))
+
+
+def _time_der(moment: datetime) -> bytes:
+    """UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5652 §11.3)."""
+    moment = moment.astimezone(UTC)
+    if moment < _UTC_TIME_END:
+        return _tlv(_UTC_TIME, moment.strftime("%y%m%d%H%M%SZ").encode())
+    return _tlv(_GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+@lru_cache(maxsize=64)
+def _digest_algorithm_der(name: str) -> bytes:
+    # RFC 5754 §2: SHA-2 AlgorithmIdentifier parameters are absent.
+    return _tlv(_SEQUENCE, _oid_der(str(algos.DigestAlgorithmId.unmap(name))))
+
+
+@lru_cache(maxsize=64)
+def _hash_with_null_der(name: str) -> bytes:
+    # RFC 4055 §2.1: inside RSASSA-PSS parameters, as OpenSSL writes them (NULL parameters).
+    return _tlv(_SEQUENCE, _oid_der(str(algos.DigestAlgorithmId.unmap(name))) + b"\x05\x00")
+
+
+@lru_cache(maxsize=64)
+def _signature_algorithm_der(name: str, pss: PssParams | None) -> bytes:
+    oid = _oid_der(str(algos.SignedDigestAlgorithmId.unmap(name)))
+    if pss is not None:
+        # RFC 4055 §3.1 RSASSA-PSS-params; trailerField keeps its default (omitted).
+        mgf = _tlv(
+            _SEQUENCE,
+            _oid_der(str(algos.MaskGenAlgorithmId.unmap("mgf1")))
+            + _hash_with_null_der(pss.mgf_hash_algorithm),
+        )
+        params = _tlv(
+            _SEQUENCE,
+            _tlv(_CTX0, _hash_with_null_der(pss.hash_algorithm))
+            + _tlv(_CTX1, mgf)
+            + _tlv(0xA2, _int_der(pss.salt_length)),
+        )
+        return _tlv(_SEQUENCE, oid + params)
+    if name.endswith("_rsa"):
+        return _tlv(_SEQUENCE, oid + b"\x05\x00")  # RFC 4055 §5: NULL parameters
+    return _tlv(_SEQUENCE, oid)  # ECDSA (RFC 5758 §3.2), Ed25519 (RFC 8410 §3): absent
+
+
+_VERSION_1, _VERSION_3 = b"\x02\x01\x01", b"\x02\x01\x03"
+
+
+def _set_of(members: Sequence[bytes]) -> bytes:
+    return _tlv(_SET, b"".join(sorted(members)))  # DER SET OF: sorted encodings (X.690 §11.6)
 
 
 def encode_signed_attributes(content_type: str, digest: bytes, signing_time: datetime) -> bytes:
     """DER SET OF the signed attributes content-type, message-digest and signing-time
     (RFC 5652 §5.3, §11), exactly as the signature covers them (RFC 5652 §5.4)."""
-    attrs = cms.CMSAttributes(
-        [
-            cms.CMSAttribute({"type": "content_type", "values": [content_type]}),
-            cms.CMSAttribute({"type": "message_digest", "values": [digest]}),
-            cms.CMSAttribute({"type": "signing_time", "values": [_time(signing_time)]}),
-        ]
-    )
-    return bytes(attrs.dump(force=True))
+    attributes = [
+        _content_type_attribute(content_type),
+        _attribute(_OID_MESSAGE_DIGEST, _tlv(_OCTETS, digest)),
+        _attribute(_OID_SIGNING_TIME, _time_der(signing_time)),
+    ]
+    return _set_of(attributes)
 
 
-def _signature_algorithm(name: str, pss: PssParams | None) -> algos.SignedDigestAlgorithm:
-    if pss is not None:
-        params = algos.RSASSAPSSParams(
-            {
-                "hash_algorithm": {"algorithm": pss.hash_algorithm},
-                "mask_gen_algorithm": {
-                    "algorithm": "mgf1",
-                    "parameters": {"algorithm": pss.mgf_hash_algorithm},
-                },
-                "salt_length": pss.salt_length,
-                "trailer_field": "trailer_field_bc",
-            }
-        )
-        return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss", "parameters": params})
-    if name.endswith("_rsa"):
-        # RFC 4055 §5: sha*WithRSAEncryption parameters are NULL.
-        return algos.SignedDigestAlgorithm({"algorithm": name, "parameters": core.Null()})
-    return algos.SignedDigestAlgorithm({"algorithm": name})
+def _attribute(oid: str, value: bytes) -> bytes:
+    """Attribute ::= SEQUENCE { attrType OID, attrValues SET OF (one value) } (RFC 5652 §5.3)."""
+    return _tlv(_SEQUENCE, _oid_der(oid) + _tlv(_SET, value))
+
+
+@lru_cache(maxsize=16)
+def _content_type_attribute(content_type: str) -> bytes:
+    return _attribute(_OID_CONTENT_TYPE, _oid_der(content_type))
+
+
+@lru_cache(maxsize=64)
+def _signer_parts(
+    signer_cert: bytes, certificates: tuple[bytes, ...], digest_algorithm: str
+) -> tuple[bytes, bytes, bytes]:
+    """The parts that are the same for every artifact one identity signs: SignerInfo's
+    version, issuerAndSerialNumber and digestAlgorithm; SignedData's digestAlgorithms; and
+    the [0] IMPLICIT CertificateSet."""
+    try:
+        issuer, serial = _issuer_and_serial(signer_cert)
+    except _Fallback as exc:
+        raise ValueError("the signer certificate is not DER") from exc
+    digest_algorithm_der = _digest_algorithm_der(digest_algorithm)
+    signer_head = _int_der(1) + _tlv(_SEQUENCE, issuer + _int_der(serial)) + digest_algorithm_der
+    certs = _tlv(_CTX0, b"".join(sorted(certificates))) if certificates else b""
+    return signer_head, _set_of([digest_algorithm_der]), certs
 
 
 def encode_signed_data(
@@ -335,47 +706,29 @@ def encode_signed_data(
     certificates: Sequence[bytes],
 ) -> bytes:
     """DER ContentInfo(SignedData) with one SignerInfo identified by issuerAndSerialNumber
-    (RFC 5652 §5.1: version 3 when eContentType is not id-data, else 1)."""
-    signer = asn1_x509.Certificate.load(signer_cert)
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                {
-                    "issuer_and_serial_number": {
-                        "issuer": signer.issuer,
-                        "serial_number": signer.serial_number,
-                    }
-                }
-            ),
-            "digest_algorithm": {"algorithm": digest_algorithm},
-            "signed_attrs": cms.CMSAttributes.load(signed_attributes),
-            "signature_algorithm": _signature_algorithm(signature_algorithm, pss),
-            "signature": signature,
-        }
+    (RFC 5652 §5.1: version 3 when eContentType is not id-data, else 1; SignerInfo version
+    1 for issuerAndSerialNumber, §5.3)."""
+    signer_head, digest_algorithms, certs = _signer_parts(
+        signer_cert, tuple(certificates), digest_algorithm
     )
-    certs = [
-        cms.CertificateChoices({"certificate": asn1_x509.Certificate.load(der)})
-        for der in certificates
-    ]
-    encap: cms.ContentInfo | cms.EncapsulatedContentInfo
-    if content_type == OID_DATA:
-        # asn1crypto reads version-1 SignedData with the PKCS#7 ContentInfo spec; for id-data
-        # it encodes exactly as CMS EncapsulatedContentInfo (RFC 5652 §5.2).
-        encap = cms.ContentInfo({"content_type": "data", "content": core.OctetString(content)})
-    else:
-        encap = cms.EncapsulatedContentInfo({"content_type": content_type, "content": content})
-    signed_data = cms.SignedData(
-        {
-            "version": "v1" if content_type == OID_DATA else "v3",
-            "digest_algorithms": [{"algorithm": digest_algorithm}],
-            "encap_content_info": encap,
-            "certificates": certs,
-            "signer_infos": [signer_info],
-        }
+    signer_info = _tlv(
+        _SEQUENCE,
+        signer_head
+        + b"\xa0"  # signedAttrs [0] IMPLICIT
+        + signed_attributes[1:]
+        + _signature_algorithm_der(signature_algorithm, pss)
+        + _tlv(_OCTETS, signature),
     )
-    info = cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
-    return bytes(info.dump(force=True))
+    encap = _tlv(_SEQUENCE, _oid_der(content_type) + _tlv(_CTX0, _tlv(_OCTETS, content)))
+    signed_data = _tlv(
+        _SEQUENCE,
+        (_VERSION_1 if content_type == OID_DATA else _VERSION_3)
+        + digest_algorithms
+        + encap
+        + certs
+        + _tlv(_SET, signer_info),
+    )
+    return _tlv(_SEQUENCE, _oid_der(OID_SIGNED_DATA) + _tlv(_CTX0, signed_data))
 
 
 # ---------------------------------------------------------------------------------------------

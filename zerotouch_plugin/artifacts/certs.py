@@ -653,6 +653,14 @@ _POLICIES: dict[str, tuple[ExtensionPolicy, ExtensionPolicy]] = {
 }
 _STORE_CACHE: dict[tuple[bytes, ...], Store] = {}
 _STORE_CACHE_MAX = 64
+# Validated paths, keyed by the exact certificates (equal = same DER) and the purpose:
+# signatures, names and extensions of fixed certificates do not change, so a later call only
+# re-checks time against the path's common validity window (RFC 5280 §6.1.3 (a)(2)).
+_ValidatedKey: TypeAlias = tuple[
+    str, x509.Certificate, tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]
+]
+_VALIDATED: dict[_ValidatedKey, tuple[tuple[x509.Certificate, ...], datetime, datetime]] = {}
+_VALIDATED_MAX = 1024
 
 
 def _store_for(trust_anchors: Sequence[x509.Certificate]) -> Store:
@@ -836,17 +844,28 @@ def verify_chain(
 
     Uses cryptography's verifier with policies for BRSKI certificates (see
     ``_extension_policies``); signatures, issuer names, validity periods and CA-ness of every
-    issuer are always checked.
+    issuer are always checked. A path validated before for the very same certificates and
+    purpose is reused after checking ``now`` against its validity window.
     """
     if purpose not in _POLICIES:
         raise ValueError(f"purpose must be one of {', '.join(_POLICIES)}")
     if not trust_anchors:
         raise UntrustedSigner("no trust anchors given to validate the certificate path against")
     now = _check_now(now)
+    key = (purpose, leaf, tuple(intermediates), tuple(trust_anchors))
+    cached = _VALIDATED.get(key)
+    if cached is not None and cached[1] <= now <= cached[2]:
+        return list(cached[0])
     try:
-        return _verify_chain(leaf, trust_anchors, intermediates, now, purpose)
+        chain = _verify_chain(leaf, trust_anchors, intermediates, now, purpose)
     except ValueError as exc:  # cryptography parses some certificate fields lazily
         raise UntrustedSigner(f"certificate {_describe(leaf)} is malformed: {exc}") from exc
+    if len(_VALIDATED) >= _VALIDATED_MAX:
+        _VALIDATED.clear()
+    not_before = max(cert.not_valid_before_utc for cert in chain)
+    not_after = min(cert.not_valid_after_utc for cert in chain)
+    _VALIDATED[key] = (tuple(chain), not_before, not_after)
+    return chain
 
 
 def _verify_chain(

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -55,6 +56,13 @@ _DIGESTS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+_HASHLIB: dict[str, Callable[[bytes], hashlib._Hash]] = {
+    "sha224": hashlib.sha224,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+_ECDSA = {name: ec.ECDSA(algorithm()) for name, algorithm in _DIGESTS.items()}
 # SignerInfo.signatureAlgorithm -> key family it needs. ECDSA and RSA PKCS#1 v1.5 hash the
 # signed attributes with SignerInfo.digestAlgorithm (RFC 5753 §2.1.1, RFC 3370 §3.2).
 _ECDSA_ALGORITHMS = frozenset(
@@ -91,23 +99,27 @@ def decode(data: bytes) -> bytes:
     """DER ContentInfo from DER, PEM (``-----BEGIN CMS-----`` / ``PKCS7``) or base64 text.
 
     The result is checked to be one complete DER ContentInfo; otherwise NotCMS."""
+    der = _to_der(data)
+    _cms.check_content_info(der)
+    return der
+
+
+def _to_der(data: bytes) -> bytes:
+    """DER bytes of the input form, not yet checked to be a ContentInfo."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError("CMS input must be bytes")
     data = bytes(data)
     if not data.strip():
         raise NotCMS("input is empty; expected a CMS SignedData (DER, PEM or base64)")
     if data[:1] == b"\x30":
-        der = data
-    else:
-        block = _PEM_BLOCK.search(data)
-        text = block.group(2) if block else data
-        if not _BASE64_TEXT.fullmatch(text.strip()):
-            raise NotCMS(
-                "input is neither DER (starts with 0x30), PEM (-----BEGIN CMS-----) nor base64"
-            )
-        der = _b64decode(text)
-    _cms.check_content_info(der)
-    return der
+        return data
+    block = _PEM_BLOCK.search(data)
+    text = block.group(2) if block else data
+    if not _BASE64_TEXT.fullmatch(text.strip()):
+        raise NotCMS(
+            "input is neither DER (starts with 0x30), PEM (-----BEGIN CMS-----) nor base64"
+        )
+    return _b64decode(text)
 
 
 def _b64decode(text: bytes) -> bytes:
@@ -124,6 +136,16 @@ def _b64decode(text: bytes) -> bytes:
 # signing
 
 
+@dataclass(frozen=True)
+class _SigningProfile:
+    """How one key signs: digest, SignerInfo signature algorithm, and the signing call."""
+
+    digest: str
+    algorithm: str
+    pss: _cms.PssParams | None
+    sign: Callable[[bytes], bytes]
+
+
 def _digest_for(key: PrivateKey) -> str:
     """SHA-256, SHA-384 for P-384, SHA-512 for P-521 (RFC 5753 §7.1.2 matching strengths),
     SHA-512 for Ed25519 (RFC 8419 §3)."""
@@ -132,6 +154,29 @@ def _digest_for(key: PrivateKey) -> str:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "sha512"
     return "sha256"
+
+
+@lru_cache(maxsize=64)
+def _signing_profile(key: PrivateKey, rsa_pss: bool) -> _SigningProfile:
+    """Worked out once per key: a MASA signs many vouchers with the same key."""
+    digest = _digest_for(key)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return _SigningProfile(digest, "ed25519", None, key.sign)  # RFC 8419 §3.2: pure EdDSA
+    algorithm = _DIGESTS[digest]()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        ecdsa = ec.ECDSA(algorithm)
+        return _SigningProfile(digest, f"{digest}_ecdsa", None, lambda data: key.sign(data, ecdsa))
+    if rsa_pss:
+        # RFC 4056 §3 / RFC 8017: salt length = hash length, MGF1 with the same hash.
+        params = _cms.PssParams(digest, digest, algorithm.digest_size)
+        pss = padding.PSS(padding.MGF1(algorithm), algorithm.digest_size)
+        return _SigningProfile(
+            digest, "rsassa_pss", params, lambda data: key.sign(data, pss, algorithm)
+        )
+    pkcs1 = padding.PKCS1v15()
+    return _SigningProfile(
+        digest, f"{digest}_rsa", None, lambda data: key.sign(data, pkcs1, algorithm)
+    )
 
 
 def sign(
@@ -151,50 +196,40 @@ def sign(
         raise TypeError("signer must be an Identity")
     if not isinstance(now, datetime) or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
-    x509.ObjectIdentifier(content_type)  # ValueError for a malformed OID
-    key = signer.key
-    if rsa_pss and not isinstance(key, rsa.RSAPrivateKey):
+    if rsa_pss and not isinstance(signer.key, rsa.RSAPrivateKey):
         raise ValueError("rsa_pss needs an RSA signing key")
-    digest_name = _digest_for(key)
-    digest = hashlib.new(digest_name, content).digest()
+    profile = _signing_profile(signer.key, rsa_pss)
+    digest = _HASHLIB[profile.digest](content).digest()
     attrs = _cms.encode_signed_attributes(content_type, digest, now)
-    signature, algorithm, pss = _sign_bytes(key, attrs, digest_name, rsa_pss=rsa_pss)
-    certs = [signer.cert, *(signer.chain if include_chain else ())]
+    ders = _certificate_ders(signer.cert, signer.chain if include_chain else ())
     return _cms.encode_signed_data(
         content=content,
         content_type=content_type,
         signed_attributes=attrs,
-        digest_algorithm=digest_name,
-        signature_algorithm=algorithm,
-        pss=pss,
-        signature=signature,
-        signer_cert=signer.cert.public_bytes(serialization.Encoding.DER),
-        certificates=[cert.public_bytes(serialization.Encoding.DER) for cert in certs],
+        digest_algorithm=profile.digest,
+        signature_algorithm=profile.algorithm,
+        pss=profile.pss,
+        signature=profile.sign(attrs),
+        signer_cert=ders[0],
+        certificates=ders,
     )
 
 
-def _sign_bytes(
-    key: PrivateKey, data: bytes, digest_name: str, *, rsa_pss: bool
-) -> tuple[bytes, str, _cms.PssParams | None]:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(data), "ed25519", None  # RFC 8419 §3.2: pure EdDSA over the attributes
-    algorithm = _DIGESTS[digest_name]()
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(algorithm)), f"{digest_name}_ecdsa", None
-    if rsa_pss:
-        # RFC 4056 §3 / RFC 8017: salt length = hash length, MGF1 with the same hash.
-        params = _cms.PssParams(digest_name, digest_name, algorithm.digest_size)
-        pad = padding.PSS(padding.MGF1(algorithm), algorithm.digest_size)
-        return key.sign(data, pad, algorithm), "rsassa_pss", params
-    return key.sign(data, padding.PKCS1v15(), algorithm), f"{digest_name}_rsa", None
+@lru_cache(maxsize=64)
+def _certificate_ders(
+    cert: x509.Certificate, chain: tuple[x509.Certificate, ...]
+) -> tuple[bytes, ...]:
+    return tuple(c.public_bytes(serialization.Encoding.DER) for c in (cert, *chain))
 
 
 # ---------------------------------------------------------------------------------------------
 # verification
 
 
+@lru_cache(maxsize=512)
 def _load_cert(der: bytes) -> x509.Certificate:
-    """An embedded certificate, parsed eagerly so that a malformed one fails here."""
+    """An embedded certificate, parsed eagerly so that a malformed one fails here. Cached by
+    its exact bytes: the same MASA and IDevID certificates arrive again and again."""
     try:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.subject, cert.issuer, cert.extensions)
@@ -205,7 +240,8 @@ def _load_cert(der: bytes) -> x509.Certificate:
 
 
 def _parse(data: bytes) -> tuple[_cms.ParsedSignedData, tuple[x509.Certificate, ...]]:
-    parsed = _cms.parse_signed_data(decode(data))
+    # parse_signed_data checks the ContentInfo itself (what decode() would check).
+    parsed = _cms.parse_signed_data(_to_der(data))
     if parsed.content is None:
         # RFC 8366 §8.3: the voucher is encapsulated; detached signatures are not vouchers.
         raise NotCMS("SignedData has no encapsulated content (detached signature)")
@@ -218,7 +254,10 @@ def _signer(
     extra: Sequence[x509.Certificate],
 ) -> x509.Certificate:
     candidates = [*embedded, *extra]
-    ders = [cert.public_bytes(serialization.Encoding.DER) for cert in candidates]
+    ders = [
+        *parsed.certificates,
+        *(cert.public_bytes(serialization.Encoding.DER) for cert in extra),
+    ]
     index = _cms.find_signer(parsed.signer_id, ders)
     if index is None:
         raise UntrustedSigner(
@@ -326,7 +365,7 @@ def _check_attributes(parsed: _cms.ParsedSignedData, content: bytes) -> bytes:
             f"content-type attribute {parsed.attr_content_type} differs from eContentType "
             f"{parsed.content_type}"
         )
-    digest = hashlib.new(parsed.digest_algorithm, content).digest()
+    digest = _HASHLIB[parsed.digest_algorithm](content).digest()
     if digest != parsed.attr_message_digest:
         raise DigestMismatch(
             f"the content's {parsed.digest_algorithm} digest does not match the signed "
@@ -345,7 +384,7 @@ def _check_signature(parsed: _cms.ParsedSignedData, signer: x509.Certificate, da
         if algorithm == "ed25519" and isinstance(public, ed25519.Ed25519PublicKey):
             public.verify(parsed.signature, data)
         elif algorithm in _ECDSA_ALGORITHMS and isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(parsed.signature, data, ec.ECDSA(_DIGESTS[parsed.digest_algorithm]()))
+            public.verify(parsed.signature, data, _ECDSA[parsed.digest_algorithm])
         elif algorithm in _RSA_ALGORITHMS and isinstance(public, rsa.RSAPublicKey):
             hash_algorithm = _DIGESTS[parsed.digest_algorithm]()
             public.verify(parsed.signature, data, padding.PKCS1v15(), hash_algorithm)
