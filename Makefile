@@ -33,6 +33,7 @@ demo: venv
 
 bench: venv system
 	$(PY) benchmarks/voucher_bench.py
+	$(PY) benchmarks/enroll_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -253,10 +253,16 @@ def test_device_not_allowed_is_refused(lab: Lab) -> None:
 
 
 def test_unknown_manufacturer_is_refused(lab: Lab, tmp_path: Path) -> None:
-    other = tmp_path / "V2"
-    run_cli("vendor", "init", "--dir", other, "--masa-url", "https://127.0.0.1:9")
+    stranger = certs.make_ca("stranger vendor CA", now=datetime.now(UTC))
+    idevid = certs.issue_idevid(
+        stranger, "STRANGER-1", masa_url=f"https://127.0.0.1:{lab.masa_port}",
+        now=datetime.now(UTC),
+    )  # fmt: skip
     folder = tmp_path / "P"
-    run_cli("vendor", "idevid", "--dir", other, "--serial", "STRANGER-1", "--out", folder)
+    folder.mkdir()
+    certs.write_certs(folder / "idevid.pem", [idevid.cert, stranger.cert])
+    certs.write_key(folder / "idevid.key", idevid.key)
+    certs.write_certs(folder / "masa-ca.pem", [stranger.cert])
     run_cli("registrar", "allow", "--dir", lab.domain, "--serial", "STRANGER-1")
     result = enroll(lab, folder)
     assert result.returncode == 1
@@ -286,8 +292,8 @@ def test_expired_idevid_is_refused(lab: Lab, tmp_path: Path) -> None:
 def test_replayed_voucher_request_from_another_client_is_refused(lab: Lab) -> None:
     """A captured pledge voucher-request replayed by someone else: the registrar refuses it
     because the TLS client is not the signer (RFC 8995 §5.3)."""
-    victim_serial, victim = lab.pledge()
-    _, thief = lab.pledge()
+    victim_serial, victim = lab.pledge(allow=False)
+    _, thief = lab.pledge(allow=False)
     victim_config = load_pledge_config(victim)
     registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
 
