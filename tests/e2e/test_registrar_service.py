@@ -131,6 +131,7 @@ class World:
         method: str | None = None,
         base: str | None = None,
         cacert: Path | None = None,
+        accept: str | None = None,
     ) -> Reply:
         out, hdr, body = (self.root / n for n in ("curl.out", "curl.hdr", "curl.body"))
         cmd = [
@@ -160,6 +161,8 @@ class World:
             cmd += ["-H", f"Content-Type: {content_type}"]
         if method is not None:
             cmd += ["-X", method]
+        if accept is not None:
+            cmd += ["-H", f"Accept: {accept}"]
         done = subprocess.run(
             [*cmd, (base or self.registrar.url) + path], capture_output=True, timeout=60
         )
@@ -449,7 +452,7 @@ def test_unknown_manufacturer_is_refused(world: World) -> None:
     assert reply.status in (0, 403), reply  # 0: the TLS handshake itself was refused
 
 
-def test_wrong_media_type_and_oversized_body(world: World) -> None:
+def test_wrong_media_type_oversized_body_unacceptable_format(world: World) -> None:
     pledge = world.pledge("E2E-MEDIA")
     wrong = world.curl(
         "/.well-known/brski/requestvoucher",
@@ -473,6 +476,14 @@ def test_wrong_media_type_and_oversized_body(world: World) -> None:
     )
     assert big.status == 413
     assert b"limit is 65536 bytes" in big.body
+    jws_only = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=voucher_request(world, pledge),
+        content_type=VOUCHER_CMS,
+        accept="application/voucher-jws+json",
+    )
+    assert jws_only.status == 406
 
 
 def test_admin_api(world: World) -> None:
