@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -44,6 +45,38 @@ def load_host_keys(folder: Path) -> list[asyncssh.SSHKey]:
         except (OSError, asyncssh.KeyImportError) as exc:
             raise ConfigError(f"{path}: unusable SSH host key: {exc}") from exc
     return keys
+
+
+# No CBC (see _skip_ignore_packets). ChaCha20-Poly1305 is left out on purpose: asyncssh
+# builds several cipher contexts per packet for it, which doubles the server's CPU time per
+# NETCONF message compared with AES-GCM (measured: 0.75 vs 0.38 ms per get-config).
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+
+
+def _skip_ignore_packets(conn: asyncssh.SSHServerConnection) -> None:
+    """Stop asyncssh from preceding every packet with an empty SSH_MSG_IGNORE.
+
+    That padding packet defends CBC mode (RFC 4251 §9.3.1); none of ENCRYPTION_ALGS is CBC,
+    and it doubles the packets, encryptions and system calls of every NETCONF reply.
+    """
+    send_packet = conn.send_packet
+
+    def send(pkttype: int, *args: bytes, **kwargs: Any) -> None:
+        if pkttype == _MSG_IGNORE and args == (_EMPTY_STRING,):
+            return
+        send_packet(pkttype, *args, **kwargs)
+
+    conn.send_packet = send  # type: ignore[method-assign]
+
+
+_MSG_IGNORE = 2  # RFC 4253 §11.2
+_EMPTY_STRING = b"\x00\x00\x00\x00"  # an SSH string of length 0
 
 
 class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
@@ -103,6 +136,7 @@ class _SshServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        _skip_ignore_packets(conn)
 
     def begin_auth(self, username: str) -> bool:
         self._username = username
@@ -167,6 +201,7 @@ async def start_netconf_ssh(
             x11_forwarding=False,
             line_editor=False,
             keepalive_interval=0,
+            encryption_algs=list(ENCRYPTION_ALGS),
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen for NETCONF/SSH on {host}:{port}: {exc}") from exc
