@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
@@ -104,29 +105,55 @@ def load_pledge_config(folder: Path, *, retry: RetryPolicy | None = None) -> Ple
     return PledgeConfig(idevid=idevid, masa_anchors=anchors, retry=retry or RetryPolicy())
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
+def _stage(path: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a synced temporary file beside ``path`` (created with ``mode``)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _pem(certificates: Sequence[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certificates)
 
 
 def write_enrollment(folder: Path, enrollment: Enrollment) -> None:
-    """Write the bootstrap results into P, each file atomically; the key (0600) first, the
-    voucher last, so a reader that sees voucher.cms sees a complete set."""
-    certs.write_key(folder / PLEDGE_FILES["ldevid-key"], enrollment.ldevid_key)
-    certs.write_certs(
-        folder / PLEDGE_FILES["ldevid"], [enrollment.ldevid, *enrollment.ldevid_chain]
+    """Write the bootstrap results into P: every file is first written and synced under a
+    temporary name, then all are renamed into place (the voucher last), so P never holds a
+    half-written file and a failure while writing leaves the old files untouched."""
+    key = enrollment.ldevid_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    certs.write_certs(folder / PLEDGE_FILES["domain-ca"], list(enrollment.domain_anchors))
-    _atomic_bytes(folder / PLEDGE_FILES["voucher"], enrollment.voucher_cms)
+    contents = (
+        (PLEDGE_FILES["ldevid-key"], key, 0o600),
+        (PLEDGE_FILES["ldevid"], _pem([enrollment.ldevid, *enrollment.ldevid_chain]), 0o644),
+        (PLEDGE_FILES["domain-ca"], _pem(enrollment.domain_anchors), 0o644),
+        (PLEDGE_FILES["voucher"], enrollment.voucher_cms, 0o644),
+    )
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, data, mode in contents:
+            staged.append((_stage(folder / name, data, mode), folder / name))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the renames are durable too
+    finally:
+        os.close(directory)
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:
@@ -158,7 +185,7 @@ def _tls_refusal(exc: BaseException) -> bool:
         if isinstance(current, HandshakeRefused):
             return True
         if isinstance(current, ssl.SSLError):
-            text = f"{current.reason or ''} {current}".upper()
+            text = f"{getattr(current, 'reason', None) or ''} {current}".upper()
             if any(token in text for token in _TLS_REFUSALS):
                 return True
         if isinstance(current, aiohttp.ClientConnectorCertificateError):
@@ -265,7 +292,9 @@ class PledgeClient:
         try:
             return await self._handshake(self._probe_ssl)
         except ssl.SSLError as exc:
-            if not any(token in f"{exc.reason} {exc}".upper() for token in _VERSION_ERRORS):
+            if not any(
+                token in f"{getattr(exc, 'reason', '')} {exc}".upper() for token in _VERSION_ERRORS
+            ):
                 raise
         return await self._handshake(self._provisional_ssl)  # a TLS 1.3-only registrar
 

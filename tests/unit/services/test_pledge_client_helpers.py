@@ -1,0 +1,128 @@
+"""The pledge client's pure helpers: folder loading, result writing, Retry-After, refusals."""
+
+from __future__ import annotations
+
+import ssl
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher
+from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.roles.pledge import Enrollment
+from zerotouch_plugin.services import pledge_client as client
+from zerotouch_plugin.services.pledge_client import (
+    HandshakeRefused,
+    PledgeClient,
+    load_pledge_config,
+    write_enrollment,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _pledge_folder(folder: Path) -> certs.Identity:
+    vendor = certs.make_ca("vendor", now=NOW)
+    idevid = certs.issue_idevid(vendor, "SN-H1", masa_url=None, now=NOW)
+    certs.write_certs(folder / "idevid.pem", [idevid.cert, vendor.cert])
+    certs.write_key(folder / "idevid.key", idevid.key)
+    certs.write_certs(folder / "masa-ca.pem", [vendor.cert])
+    return vendor
+
+
+def test_load_pledge_config_reads_the_folder(tmp_path: Path) -> None:
+    vendor = _pledge_folder(tmp_path)
+    config = load_pledge_config(tmp_path)
+    assert config.serial == "SN-H1"
+    assert config.masa_anchors == (vendor.cert,)
+    assert config.idevid.chain == ()  # the root after the leaf is not an intermediate
+
+
+def test_missing_pledge_files_name_the_file(tmp_path: Path) -> None:
+    _pledge_folder(tmp_path)
+    (tmp_path / "masa-ca.pem").unlink()
+    with pytest.raises(ConfigError, match=r"masa-ca\.pem is missing"):
+        load_pledge_config(tmp_path)
+
+
+def test_write_enrollment_writes_all_files_with_modes(tmp_path: Path) -> None:
+    domain = certs.make_ca("domain", now=NOW)
+    leaf = certs.issue_client(domain, "SN-H1", now=NOW)
+    masa = certs.issue_masa_signer(domain, "masa", now=NOW)
+    voucher = Voucher(
+        created_on=NOW,
+        assertion=Assertion.LOGGED,
+        serial_number="SN-H1",
+        pinned_domain_cert=domain.cert.public_bytes(Encoding.DER),
+        nonce="AAAAAAAAAAA=",
+    )
+    voucher_cms = cms.sign(voucher.to_json(), signer=masa, now=NOW)
+    enrollment = Enrollment(
+        serial="SN-H1",
+        voucher_cms=voucher_cms,
+        voucher=voucher,
+        registrar_cert=leaf.cert,
+        domain_anchors=(domain.cert,),
+        ldevid=leaf.cert,
+        ldevid_chain=(),
+        ldevid_key=leaf.key,
+    )
+    write_enrollment(tmp_path, enrollment)
+    assert (tmp_path / "voucher.cms").read_bytes() == voucher_cms
+    assert certs.load_certs((tmp_path / "domain-ca.pem").read_bytes()) == [domain.cert]
+    identity = certs.load_identity(tmp_path / "ldevid.pem", tmp_path / "ldevid.key")
+    assert identity.cert == leaf.cert
+    assert stat.S_IMODE((tmp_path / "ldevid.key").stat().st_mode) == 0o600
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing staged is left behind
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("7", 7.0),
+        (" 12 ", 12.0),
+        ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0),
+        ("Thu, 26 Nov 2026 11:00:00 GMT", 0.0),  # in the past: retry now
+        ("soon", None),
+    ],
+)
+def test_retry_after_header(header: str | None, expected: float | None) -> None:
+    assert client._retry_after(header, NOW) == expected
+
+
+def test_tls_refusals_are_told_apart_from_outages() -> None:
+    alert = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
+    assert client._tls_refusal(alert)
+    assert client._tls_refusal(HandshakeRefused("cut"))
+    wrapped = aiohttp.ClientOSError()
+    wrapped.__cause__ = alert
+    assert client._tls_refusal(wrapped)
+    assert not client._tls_refusal(ConnectionRefusedError(111, "Connection refused"))
+    assert not client._tls_refusal(aiohttp.ServerDisconnectedError())
+    assert not client._tls_refusal(TimeoutError())
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8443", "127.0.0.1:8443", "https://"])
+def test_registrar_url_must_be_https(tmp_path: Path, url: str) -> None:
+    _pledge_folder(tmp_path)
+    with pytest.raises(ConfigError, match="https://HOST"):
+        PledgeClient(load_pledge_config(tmp_path), url, timeout=5)
+
+
+def test_timeout_must_be_positive(tmp_path: Path) -> None:
+    _pledge_folder(tmp_path)
+    with pytest.raises(ConfigError):
+        PledgeClient(load_pledge_config(tmp_path), "https://127.0.0.1:1", timeout=0)
+
+
+def test_retry_after_date_is_relative_to_the_given_now() -> None:
+    # Retry-After dates are compared with the clock the caller passes in
+    later = NOW + timedelta(seconds=10)
+    assert client._retry_after("Thu, 26 Nov 2026 12:00:30 GMT", later) == 20.0
