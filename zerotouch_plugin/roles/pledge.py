@@ -608,7 +608,7 @@ class Pledge:
             trust_anchors=self._anchors,
             intermediates=[*issued, *self._cacerts],
             now=now,
-            purpose="client",
+            purpose="any",  # the domain decides the LDevID's key purposes
         )
         # the validated path without the leaf and without the trust anchor
         return leaf, tuple(path[1:-1])
