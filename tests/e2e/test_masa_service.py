@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import io
 import json
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.masa_process import (
-    REPO,
     MasaProcess,
     free_port,
     post,
@@ -25,6 +25,7 @@ from tests.support.masa_process import (
 from tests.support.masa_world import NONCE, World, der
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Voucher
+from zerotouch_plugin.cli import main
 from zerotouch_plugin.roles.masa import domain_id
 from zerotouch_plugin.services._tls import client_context
 from zerotouch_plugin.services.masa_app import AUDIT_PATH, DB_FILE
@@ -50,13 +51,11 @@ def masa_proc(vendor: Path) -> Iterator[MasaProcess]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zerotouch_plugin", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """The real ``zerotouch`` entry point, run in this process (the MASA runs in another)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 async def test_voucher_is_issued_stored_and_verifies_with_openssl(
