@@ -712,12 +712,9 @@ class Pledge:
 
     def _step_failed(self, error: ZerotouchError) -> PledgeAction:
         """A response that fails a check in the EST steps -> enrollstatus false (§5.9.4)."""
-        event = {
-            PledgeState.FETCHING_CACERTS: PledgeEvent.CACERTS_INVALID,
-            PledgeState.ENROLLING: PledgeEvent.CERT_INVALID,
-        }.get(self.state)
+        event = _INVALID_ANSWER.get(self.state)
         if event is None:  # a status report over a connection that stopped validating
-            self.error = error
+            self.error = self.error or error
             self._advance(PledgeEvent.GAVE_UP)
             return self._fail()
         self._advance(event)
@@ -737,6 +734,12 @@ class Pledge:
         self.error = error
         return Failed(error)
 
+
+# EST step -> the event of an answer that fails its checks (then enrollstatus false, §5.9.4).
+_INVALID_ANSWER: Mapping[PledgeState, PledgeEvent] = {
+    PledgeState.FETCHING_CACERTS: PledgeEvent.CACERTS_INVALID,
+    PledgeState.ENROLLING: PledgeEvent.CERT_INVALID,
+}
 
 # States whose request is a status report: any HTTP answer completes it (§5.7, §5.9.4).
 _STATUS_STATES = frozenset(

@@ -624,3 +624,14 @@ def test_history_records_every_transition() -> None:
         PledgeState.FETCHING_CACERTS,
         PledgeState.ENROLLING,
     ]
+
+
+def test_failed_report_over_an_unvalidated_connection_keeps_the_first_reason() -> None:
+    m = machine()
+    to_enroll(m)
+    stranger = certs.issue_client(WORLD.domain, SERIAL, now=NOW).cert
+    m.received(ok(est.encode_certs_only([stranger]), est.MEDIA_PKCS7_CERTS), now=NOW)
+    assert m.state is PledgeState.REPORTING_ENROLLMENT_FAILURE
+    final = m.received(Response(200, server_cert=WORLD.evil_registrar.cert), now=NOW)
+    assert isinstance(final, Failed) and isinstance(final.error, CertificateError)
+    assert m.state is PledgeState.FAILED
