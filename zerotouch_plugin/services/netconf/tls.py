@@ -70,6 +70,7 @@ class _TlsConnection(asyncio.Protocol):
         self._registry = registry
         self._transport: asyncio.BaseTransport | None = None
         self._session: NetconfSession | None = None
+        self._early: list[bytes] = []  # data that arrived before the session was opened
         self._where = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,10 +110,17 @@ class _TlsConnection(asyncio.Protocol):
         self._session = self._netconf.open_session(
             SessionInfo(username, "netconf-tls", self._where), tls.write, tls.close
         )
+        for data in self._early:
+            self._session.data_received(data)
+        self._early.clear()
 
     def data_received(self, data: bytes) -> None:
         if self._session is not None:
             self._session.data_received(data)
+        else:
+            # The client's hello may come with the end of the handshake, before start_tls
+            # has returned here (RFC 6241 §8.1: both peers send hello at once).
+            self._early.append(data)
 
     def eof_received(self) -> bool:
         return False
