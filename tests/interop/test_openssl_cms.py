@@ -99,6 +99,15 @@ def test_openssl_signed_voucher_verifies(
     assert result.signing_time is not None
 
 
+def test_openssl_streamed_ber_verifies(tmp_path: Path, openssl: str) -> None:
+    """``-stream`` writes BER with indefinite lengths: the general decoder reads it."""
+    pki = Pki(tmp_path, "p384")
+    der = pki.openssl_sign(openssl, "-stream", "-econtent_type", cms.OID_ANIMA_JSON_VOUCHER)
+    assert b"\x30\x80" in der[:4]  # indefinite-length ContentInfo
+    result = cms.verify(der, trust_anchors=[pki.ca.cert], now=datetime.now(UTC))
+    assert result.content == PAYLOAD and result.content_type == cms.OID_ANIMA_JSON_VOUCHER
+
+
 def test_openssl_subject_key_identifier_signer(tmp_path: Path, openssl: str) -> None:
     pki = Pki(tmp_path, "p256")
     der = pki.openssl_sign(openssl, "-keyid")

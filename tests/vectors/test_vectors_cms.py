@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts import _cms, certs, cms
 from zerotouch_plugin.errors import Expired, NotCMS, UntrustedSigner, ZerotouchError
 
 pytestmark = pytest.mark.filterwarnings(
@@ -242,6 +242,14 @@ def test_every_cms_artifact_signature_only(vectors_dir: Path, relative: str) -> 
         error, fragment = expected
         with pytest.raises(error, match=fragment):
             cms.verify(data, trust_anchors=None, now=None)
+
+
+@pytest.mark.parametrize(
+    "relative", sorted(name for name, outcome in SIGNATURE_ONLY.items() if outcome is None)
+)
+def test_fast_and_general_decoders_agree_on_vectors(vectors_dir: Path, relative: str) -> None:
+    der = cms.decode((vectors_dir / relative).read_bytes())
+    assert _cms.parse_signed_data(der) == _cms.parse_signed_data_asn1crypto(der)
 
 
 def test_signature_only_table_covers_every_cms_file_in_index(vectors_dir: Path) -> None:

@@ -129,6 +129,9 @@ class _Fallback(Exception):
 _SEQUENCE, _SET, _OID, _INTEGER, _OCTETS, _NULL = 0x30, 0x31, 0x06, 0x02, 0x04, 0x05
 _UTC_TIME, _GENERALIZED_TIME = 0x17, 0x18
 _CTX0, _CTX1, _CTX0_PRIMITIVE = 0xA0, 0xA1, 0x80
+# CertificateChoices other than certificate: [0] extendedCertificate, [1] v1AttrCert,
+# [2] v2AttrCert, [3] other (RFC 5652 §10.2.2).
+_OTHER_CERTIFICATE_CHOICES = frozenset({0xA0, 0xA1, 0xA2, 0xA3})
 
 
 def _read(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
@@ -231,7 +234,10 @@ def _fast_parse(der: bytes, start: int, end: int) -> ParsedSignedData:
     if signed_end != end:
         raise _Fallback
     _, pos = _take(der, signed_start, end, _INTEGER)  # version
-    _, pos = _take(der, pos, end, _SET)  # digestAlgorithms
+    set_start, pos = _take(der, pos, end, _SET)  # digestAlgorithms
+    while set_start < pos:
+        algorithm_start, set_start = _take(der, set_start, pos, _SEQUENCE)
+        _algorithm(der, algorithm_start, set_start)
     encap_start, encap_end = _take(der, pos, end, _SEQUENCE)
     type_start, type_end = _take(der, encap_start, encap_end, _OID)
     content_type = _oid_text(der[type_start:type_end])
@@ -251,6 +257,8 @@ def _fast_parse(der: bytes, start: int, end: int) -> ParsedSignedData:
             cert_tag, _, cert_end = _read(der, cert_pos, pos)
             if cert_tag == _SEQUENCE:
                 certificates.append(der[cert_pos:cert_end])
+            elif cert_tag not in _OTHER_CERTIFICATE_CHOICES:
+                raise _Fallback
             cert_pos = cert_end
         tag, field_start, pos = _read(der, pos, end)
     if tag == _CTX1:  # crls
@@ -296,8 +304,7 @@ def _fast_signer_info(
     else:
         raise _Fallback
     digest_start, pos = _take(der, sid_end, end, _SEQUENCE)
-    oid_start, oid_end = _take(der, digest_start, pos, _OID)
-    digest_algorithm = str(algos.DigestAlgorithmId.map(_oid_text(der[oid_start:oid_end])))
+    digest_algorithm = str(algos.DigestAlgorithmId.map(_algorithm(der, digest_start, pos)[0]))
     tag, attrs_start, attrs_end = _read(der, pos, end)
     signed_attributes = None
     values: dict[str, Any] = {}
@@ -307,11 +314,9 @@ def _fast_signer_info(
         values = _fast_attributes(der, attrs_start, attrs_end)
         pos = attrs_end
     alg_start, pos = _take(der, pos, end, _SEQUENCE)
-    oid_start, oid_end = _take(der, alg_start, pos, _OID)
-    signature_algorithm = str(algos.SignedDigestAlgorithmId.map(_oid_text(der[oid_start:oid_end])))
-    pss = None
-    if signature_algorithm == "rsassa_pss":
-        pss = _pss_params(der[oid_end:pos] if oid_end < pos else None)
+    oid, params = _algorithm(der, alg_start, pos)
+    signature_algorithm = str(algos.SignedDigestAlgorithmId.map(oid))
+    pss = _pss_params(params) if signature_algorithm == "rsassa_pss" else None
     signature_start, pos = _take(der, pos, end, _OCTETS)
     signature = der[signature_start:pos]
     if pos < end:
@@ -334,6 +339,17 @@ def _fast_signer_info(
         attr_message_digest=values.get(_OID_MESSAGE_DIGEST),
         signing_time=values.get(_OID_SIGNING_TIME),
     )
+
+
+def _algorithm(der: bytes, start: int, end: int) -> tuple[str, bytes | None]:
+    """AlgorithmIdentifier contents: the OID and the DER of the parameters, if any."""
+    oid_start, oid_end = _take(der, start, end, _OID)
+    params = None
+    if oid_end < end:
+        if _read(der, oid_end, end)[2] != end:
+            raise _Fallback
+        params = der[oid_end:end]
+    return _oid_text(der[oid_start:oid_end]), params
 
 
 def _fast_attributes(der: bytes, pos: int, end: int) -> dict[str, Any]:
@@ -411,14 +427,37 @@ def parse_signed_data_asn1crypto(der: bytes) -> ParsedSignedData:
     return _guard("CMS SignedData", lambda: _parse_signed_data(der))
 
 
+class _EncapsulatedContentInfo(cms.EncapsulatedContentInfo):  # type: ignore[misc]
+    """eContent is an OCTET STRING whatever eContentType says (RFC 5652 §5.2)."""
+
+    _oid_specs: ClassVar[dict[str, Any]] = {}
+
+
+class _SignedData(cms.SignedData):  # type: ignore[misc]
+    """SignedData whose eContentInfo is always read as CMS (RFC 5652 §5.2): asn1crypto reads
+    version-1 structures as PKCS#7, where eContent is ANY."""
+
+    _fields: ClassVar[list[tuple[str, Any] | tuple[str, Any, dict[str, Any]]]] = [
+        ("version", cms.CMSVersion),
+        ("digest_algorithms", cms.DigestAlgorithms),
+        ("encap_content_info", _EncapsulatedContentInfo),
+        ("certificates", cms.CertificateSet, {"implicit": 0, "optional": True}),
+        ("crls", cms.RevocationInfoChoices, {"implicit": 1, "optional": True}),
+        ("signer_infos", cms.SignerInfos),
+    ]
+    _spec_callbacks: ClassVar[dict[str, Any] | None] = None
+
+
+class _ContentInfo(cms.ContentInfo):  # type: ignore[misc]
+    _oid_specs: ClassVar[dict[str, Any]] = {"signed_data": _SignedData}
+
+
 def _parse_signed_data(der: bytes) -> ParsedSignedData:
-    info = cms.ContentInfo.load(der, strict=True)
+    info = _ContentInfo.load(der, strict=True)
     if info["content_type"].dotted != OID_SIGNED_DATA:
         raise NotCMS(f"CMS ContentInfo holds {info['content_type'].dotted}, not SignedData")
     signed = info["content"]
-    # Parse eContentInfo as CMS (RFC 5652 §5.2) whatever the version says: asn1crypto reads
-    # version-1 structures as PKCS#7, where eContent is ANY.
-    encap = cms.EncapsulatedContentInfo.load(signed["encap_content_info"].dump(force=False))
+    encap = signed["encap_content_info"]
     econtent = encap["content"]
     content = None if isinstance(econtent, core.Void) else bytes(econtent)
     certificates = tuple(

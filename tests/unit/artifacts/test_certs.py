@@ -422,3 +422,46 @@ def test_load_key_file_errors(tmp_path: Path) -> None:
     path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(ConfigError, match=r"bad\.key"):
         certs.load_key_file(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the validated-path cache never outlives a check
+
+
+def test_cached_path_still_checks_time_and_inputs() -> None:
+    root = certs.make_ca("Root", now=NOW)
+    sub = certs.issue_intermediate_ca(root, "Sub", now=NOW, days=30)
+    leaf = certs.issue_masa_signer(sub, "MASA", now=NOW, days=365)
+    chain = certs.verify_chain(
+        leaf.cert, trust_anchors=[root.cert], intermediates=[sub.cert], now=NOW
+    )
+    assert chain == [leaf.cert, sub.cert, root.cert]
+    # Same certificates later: the intermediate has expired by then.
+    with pytest.raises(Expired, match="CN=Sub"):
+        certs.verify_chain(
+            leaf.cert,
+            trust_anchors=[root.cert],
+            intermediates=[sub.cert],
+            now=NOW + timedelta(days=40),
+        )
+    # Without the intermediate, or with other anchors, there is no path, cached or not.
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(leaf.cert, trust_anchors=[root.cert], now=NOW)
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(
+            leaf.cert,
+            trust_anchors=[certs.make_ca("Root", now=NOW).cert],
+            intermediates=[sub.cert],
+            now=NOW,
+        )
+    # A purpose the certificate does not allow is refused even after an "any" success.
+    client = certs.issue_client(sub, "c", now=NOW).cert
+    certs.verify_chain(client, trust_anchors=[root.cert], intermediates=[sub.cert], now=NOW)
+    with pytest.raises(UntrustedSigner):
+        certs.verify_chain(
+            client, trust_anchors=[root.cert], intermediates=[sub.cert], now=NOW, purpose="server"
+        )
+    assert (
+        certs.verify_chain(leaf.cert, trust_anchors=[root.cert], intermediates=[sub.cert], now=NOW)
+        == chain
+    )

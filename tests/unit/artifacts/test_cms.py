@@ -292,3 +292,71 @@ def test_no_byte_flip_is_accepted_as_something_else(
             continue
         assert result.content == PAYLOAD, index
         assert result.signer == pki[1].cert, index
+
+
+# ---------------------------------------------------------------------------------------------
+# the two decoders in _cms: the strict DER fast path and the general (asn1crypto) one
+
+
+@pytest.mark.parametrize("kind", ["p256", "p521", "rsa2048", "ed25519"])
+@pytest.mark.parametrize("content_type", [cms.OID_ANIMA_JSON_VOUCHER, cms.OID_DATA])
+def test_fast_and_general_decoders_agree(kind: certs.KeyKind, content_type: str) -> None:
+    root = certs.make_ca("Root", now=NOW, key_kind=kind)
+    sub = certs.issue_intermediate_ca(root, "Sub", now=NOW, key_kind=kind)
+    signer = certs.issue_masa_signer(sub, "MASA", now=NOW, key_kind=kind)
+    der = cms.sign(PAYLOAD, signer=signer, now=NOW, content_type=content_type)
+    assert _cms.parse_signed_data(der) == _cms.parse_signed_data_asn1crypto(der)
+
+
+def test_decoders_agree_on_every_single_byte_change(
+    pki: tuple[certs.Identity, certs.Identity],
+) -> None:
+    """Differential test: wherever the fast DER reader accepts a mutated input, the general
+    decoder reads exactly the same values from it (or both refuse)."""
+    der = cms.sign(b'{"n":"SN-1"}', signer=pki[1], now=NOW, content_type=cms.OID_DATA)
+    compared = 0
+    for index in range(len(der)):
+        for flip in (0x01, 0x80):
+            mutated = bytearray(der)
+            mutated[index] ^= flip
+            try:
+                fast = _cms.parse_signed_data(bytes(mutated))
+            except ZerotouchError as exc:
+                with pytest.raises(type(exc)):
+                    _cms.parse_signed_data_asn1crypto(bytes(mutated))
+                continue
+            assert fast == _cms.parse_signed_data_asn1crypto(bytes(mutated)), index
+            compared += 1
+    assert compared > len(der)
+
+
+def test_ber_indefinite_length_uses_general_decoder(
+    signed: bytes, pki: tuple[certs.Identity, certs.Identity]
+) -> None:
+    # Re-encode the outer ContentInfo with an indefinite length (X.690 §8.1.3.6): valid BER.
+    assert signed[:2] == b"\x30\x82"
+    ber = b"\x30\x80" + signed[4:] + b"\x00\x00"
+    result = cms.verify(ber, trust_anchors=[pki[0].cert], now=NOW)
+    assert result.content == PAYLOAD and result.der == ber
+    tampered = ber.replace(b"SN-0001", b"SN-0002")
+    with pytest.raises(DigestMismatch):
+        cms.verify(tampered, trust_anchors=[pki[0].cert], now=NOW)
+
+
+def test_signing_profiles_are_per_key_and_padding() -> None:
+    ca = certs.make_ca("CA", now=NOW, key_kind="rsa2048")
+    signer = certs.issue_masa_signer(ca, "MASA", now=NOW, key_kind="rsa2048")
+    pkcs1 = cms.sign(PAYLOAD, signer=signer, now=NOW)
+    pss = cms.sign(PAYLOAD, signer=signer, now=NOW, rsa_pss=True)
+    again = cms.sign(PAYLOAD, signer=signer, now=NOW)
+    algorithms = [_cms.parse_signed_data(d).signature_algorithm for d in (pkcs1, pss, again)]
+    assert algorithms == ["sha256_rsa", "rsassa_pss", "sha256_rsa"]
+    for der in (pkcs1, pss, again):
+        assert cms.verify(der, trust_anchors=[ca.cert], now=NOW).content == PAYLOAD
+
+
+def test_signed_der_is_canonical(signed: bytes) -> None:
+    """What sign() writes is DER the general decoder re-encodes byte for byte."""
+    from asn1crypto import cms as asn1_cms
+
+    assert asn1_cms.ContentInfo.load(signed).dump(force=True) == signed
