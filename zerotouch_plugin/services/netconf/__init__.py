@@ -14,7 +14,6 @@ from zerotouch_plugin.services.netconf.tls import (
     TlsListener,
     TlsSettings,
     start_netconf_tls,
-    tls_settings,
 )
 
 __all__ = [
@@ -29,5 +28,4 @@ __all__ = [
     "map_certificate",
     "start_netconf_ssh",
     "start_netconf_tls",
-    "tls_settings",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -20,7 +20,7 @@ from zerotouch_plugin.errors import AccessDenied, ConfigError
 from zerotouch_plugin.services.netconf.certmap import CertToName, map_certificate
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
 
-__all__ = ["TlsListener", "TlsSettings", "start_netconf_tls", "tls_settings"]
+__all__ = ["TlsListener", "TlsSettings", "start_netconf_tls"]
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,3 @@ async def start_netconf_tls(
         raise ConfigError(f"cannot listen for NETCONF/TLS on {host}:{port}: {exc}") from exc
     bound = server.sockets[0].getsockname()[1]
     return TlsListener(server, host, int(bound), registry)
-
-
-def tls_settings(
-    context: ssl.SSLContext,
-    trust_anchors: Sequence[x509.Certificate],
-    cert_to_name: Sequence[CertToName],
-) -> TlsSettings:
-    return TlsSettings(context, tuple(trust_anchors), tuple(cert_to_name))

@@ -1,0 +1,79 @@
+"""Client certificate -> username (RFC 7589 §7, RFC 7407 cert-to-name)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from zerotouch_plugin.artifacts.certs import Identity, issue_client, make_ca
+from zerotouch_plugin.config import CertToName, normalise_fingerprint
+from zerotouch_plugin.errors import AccessDenied
+from zerotouch_plugin.services.netconf.certmap import map_certificate
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _print(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def pki() -> tuple[Identity, Identity, Identity]:
+    ca = make_ca("Domain CA", now=NOW)
+    other = make_ca("Other CA", now=NOW)
+    return ca, other, issue_client(ca, "alice", now=NOW)
+
+
+def test_fingerprint_forms_are_normalised() -> None:
+    digest = "ab" * 32
+    assert normalise_fingerprint(f"sha256:{digest}") == digest
+    assert normalise_fingerprint(":".join(["04", *["AB"] * 32])) == digest  # tls-fingerprint
+    assert normalise_fingerprint("*") == "*"
+    with pytest.raises(ValueError):
+        normalise_fingerprint("sha256:abcd")
+
+
+def test_rules_validate_themselves() -> None:
+    with pytest.raises(ValueError):
+        CertToName("*", "specified")  # needs a name
+    with pytest.raises(ValueError):
+        CertToName("*", "subject-dn")
+    with pytest.raises(ValueError):
+        CertToName("*", "common-name", name="x")
+
+
+def test_ca_fingerprint_rule_maps_common_name(pki: tuple[Identity, Identity, Identity]) -> None:
+    ca, other, alice = pki
+    rules = [CertToName(f"sha256:{_print(ca.cert)}", "common-name")]
+    assert map_certificate(alice.cert, rules, [other.cert, ca.cert]) == "alice"
+    with pytest.raises(AccessDenied):
+        map_certificate(alice.cert, rules, [other.cert])  # the CA that matches did not issue it
+
+
+def test_leaf_fingerprint_with_specified_name_and_order(
+    pki: tuple[Identity, Identity, Identity],
+) -> None:
+    _, _, alice = pki
+    rules = [
+        CertToName(f"sha256:{_print(alice.cert)}", "specified", "admin"),
+        CertToName("*", "common-name"),
+    ]
+    assert map_certificate(alice.cert, rules) == "admin"
+
+
+def test_missing_name_falls_through_to_next_rule(pki: tuple[Identity, Identity, Identity]) -> None:
+    _, _, alice = pki
+    rules = [CertToName("*", "san-rfc822-name"), CertToName("*", "common-name")]
+    assert map_certificate(alice.cert, rules) == "alice"
+    with pytest.raises(AccessDenied):
+        map_certificate(alice.cert, rules[:1])
+
+
+def test_no_rule_refuses(pki: tuple[Identity, Identity, Identity]) -> None:
+    _, _, alice = pki
+    with pytest.raises(AccessDenied, match="RFC 7589"):
+        map_certificate(alice.cert, [])

@@ -1,0 +1,212 @@
+"""NETCONF sessions in memory (services/netconf/protocol.py + operations.py): hello and
+framing negotiation, rpc-reply attributes, the rpc-error mapping, locks across sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from zerotouch_plugin.device.datastore import Datastores
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.services.netconf import build_netconf_server
+from zerotouch_plugin.services.netconf.framing import Framer, encode_chunked, encode_eom
+from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
+
+NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+SYS = "urn:ietf:params:xml:ns:yang:ietf-system"
+
+
+def _hello(*caps: str, session_id: int | None = None) -> bytes:
+    items = "".join(f"<capability>{c}</capability>" for c in caps)
+    sid = f"<session-id>{session_id}</session-id>" if session_id is not None else ""
+    return f'<hello xmlns="{NC}"><capabilities>{items}</capabilities>{sid}</hello>'.encode()
+
+
+def _rpc(body: str, mid: str = "1", extra: str = "") -> bytes:
+    return f'<rpc xmlns="{NC}" message-id="{mid}"{extra}>{body}</rpc>'.encode()
+
+
+class Client:
+    """The far end of one in-memory session."""
+
+    def __init__(self, server: NetconfServer) -> None:
+        self.framer = Framer()
+        self.closed = False
+        self.session: NetconfSession = server.open_session(
+            SessionInfo("tester", "memory", "local"), self.framer.feed, self._close
+        )
+
+    def _close(self) -> None:
+        self.closed = True
+
+    async def message(self) -> etree._Element:
+        for _ in range(200):
+            msg = self.framer.next_message()
+            if msg is not None:
+                return etree.fromstring(msg)
+            await asyncio.sleep(0.005)
+        raise AssertionError("no message from the server")
+
+    async def wait_closed(self) -> None:
+        for _ in range(200):
+            if self.closed:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("session not closed")
+
+    def send(self, data: bytes) -> None:
+        self.session.data_received(data)
+
+    async def start(self, chunked: bool = True) -> etree._Element:
+        hello = await self.message()
+        caps = ["urn:ietf:params:netconf:base:1.0"]
+        if chunked:
+            caps.append("urn:ietf:params:netconf:base:1.1")
+        self.send(encode_eom(_hello(*caps)))
+        if chunked:
+            self.framer.use_chunked()
+        return hello
+
+    async def call(self, body: str, mid: str = "1", extra: str = "") -> etree._Element:
+        frame = encode_chunked if self.framer.chunked else encode_eom
+        self.send(frame(_rpc(body, mid, extra)))
+        return await self.message()
+
+
+@pytest.fixture
+def server(schema: DeviceSchema, tmp_path: Path) -> NetconfServer:
+    return build_netconf_server(Datastores(schema, tmp_path))
+
+
+def _error(reply: etree._Element) -> dict[str, str]:
+    err = reply.find(f"{{{NC}}}rpc-error")
+    assert err is not None, etree.tostring(reply)
+    return {etree.QName(c).localname: (c.text or "") for c in err}
+
+
+async def test_hello_then_chunked_get_config(server: NetconfServer) -> None:
+    client = Client(server)
+    hello = await client.start()
+    assert hello.findtext(f"{{{NC}}}session-id") == str(client.session.session_id)
+    caps = [c.text for c in hello.iter(f"{{{NC}}}capability")]
+    assert "urn:ietf:params:netconf:capability:startup:1.0" in caps
+    reply = await client.call("<get-config><source><running/></source></get-config>", mid="7")
+    assert reply.get("message-id") == "7"
+    assert reply.find(f"{{{NC}}}data") is not None
+
+
+async def test_base_10_peer_keeps_end_of_message_framing(server: NetconfServer) -> None:
+    client = Client(server)
+    await client.start(chunked=False)
+    reply = await client.call("<get-config><source><startup/></source></get-config>")
+    assert reply.find(f"{{{NC}}}data") is not None
+
+
+async def test_reply_echoes_all_rpc_attributes(server: NetconfServer) -> None:
+    client = Client(server)
+    await client.start()
+    reply = await client.call(
+        "<get-config><source><running/></source></get-config>",
+        extra=' xmlns:ex="urn:example" ex:user-id="fred"',
+    )
+    assert reply.get("{urn:example}user-id") == "fred"
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [
+        _hello("urn:ietf:params:netconf:base:1.1", session_id=4),  # §8.1: client sends none
+        _hello("urn:example:no-base"),
+        b"<not-a-hello/>",
+        b"<hello",
+    ],
+)
+async def test_bad_client_hello_closes_the_session(server: NetconfServer, hello: bytes) -> None:
+    client = Client(server)
+    await client.message()
+    client.send(encode_eom(hello))
+    await client.wait_closed()
+    assert client.session.session_id not in server.sessions
+
+
+async def test_rpc_errors(server: NetconfServer) -> None:
+    client = Client(server)
+    await client.start()
+    client.send(encode_chunked(b"<rpc xmlns='urn:ietf:params:xml:ns:netconf:base:1.0'"))
+    assert _error(await client.message())["error-tag"] == "malformed-message"
+    client.send(encode_chunked(f'<rpc xmlns="{NC}"><get/></rpc>'.encode()))
+    err = _error(await client.message())
+    assert (err["error-tag"], err["error-type"]) == ("missing-attribute", "rpc")
+    err = _error(await client.call("<frobnicate/>"))
+    assert (err["error-tag"], err["error-type"]) == ("operation-not-supported", "protocol")
+    err = _error(await client.call("<get-config><source><candidate/></source></get-config>"))
+    assert err["error-tag"] == "operation-not-supported"
+    err = _error(await client.call("<edit-config><target><running/></target></edit-config>"))
+    assert err["error-tag"] == "missing-element"
+    bomb = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><rpc/>'
+    client.send(encode_chunked(bomb))
+    assert _error(await client.message())["error-tag"] == "malformed-message"
+    assert not client.closed  # errors never end the session
+
+
+async def test_invalid_edit_error_path_uses_prefixes(server: NetconfServer) -> None:
+    client = Client(server)
+    await client.start()
+    edit = (
+        "<edit-config><target><running/></target><config>"
+        f'<system xmlns="{SYS}"><hostname>bad..name</hostname></system></config></edit-config>'
+    )
+    reply = await client.call(edit)
+    err = _error(reply)
+    assert err["error-tag"] == "invalid-value"
+    assert err["error-type"] == "application"
+    path = reply.find(f".//{{{NC}}}error-path")
+    assert path is not None and path.text == "/sys:system/sys:hostname"
+    assert path.nsmap["sys"] == SYS
+    assert "pattern" in err["error-message"]
+
+
+async def test_lock_denied_names_the_holder_and_close_releases(server: NetconfServer) -> None:
+    a, b = Client(server), Client(server)
+    await a.start()
+    await b.start()
+    assert (await a.call("<lock><target><running/></target></lock>")).find(
+        f"{{{NC}}}ok"
+    ) is not None
+    reply = await b.call("<lock><target><running/></target></lock>")
+    assert _error(reply)["error-tag"] == "lock-denied"
+    assert reply.findtext(f".//{{{NC}}}session-id") == str(a.session.session_id)
+    assert (await a.call("<close-session/>")).find(f"{{{NC}}}ok") is not None
+    await a.wait_closed()
+    assert (await b.call("<lock><target><running/></target></lock>")).find(
+        f"{{{NC}}}ok"
+    ) is not None
+
+
+async def test_framing_error_closes_the_session(server: NetconfServer) -> None:
+    client = Client(server)
+    await client.start()
+    client.send(b"\n#0\n")
+    await client.wait_closed()
+
+
+async def test_copy_inline_config_and_validate(server: NetconfServer) -> None:
+    client = Client(server)
+    await client.start()
+    config = f'<config><system xmlns="{SYS}"><hostname>inline</hostname></system></config>'
+    ok = await client.call(
+        f"<copy-config><target><startup/></target><source>{config}</source></copy-config>"
+    )
+    assert ok.find(f"{{{NC}}}ok") is not None
+    reply = await client.call("<get-config><source><startup/></source></get-config>")
+    assert reply.findtext(f".//{{{SYS}}}hostname") == "inline"
+    bad = f'<config><system xmlns="{SYS}"><hostname>a..b</hostname></system></config>'
+    assert (
+        _error(await client.call(f"<validate><source>{bad}</source></validate>"))["error-tag"]
+        == "invalid-value"
+    )
+    same = "<copy-config><target><running/></target><source><running/></source></copy-config>"
+    assert _error(await client.call(same))["error-tag"] == "invalid-value"
