@@ -62,7 +62,7 @@ def _guard(what: str, func: Callable[[], T]) -> T:
     except NotCMS:
         raise
     except _ASN1_ERRORS as exc:
-        raise NotCMS(f"{what} is not valid DER: {_short(exc)}") from exc
+        raise NotCMS(f"{what} is truncated or not valid DER: {_short(exc)}") from exc
 
 
 def _short(exc: BaseException) -> str:

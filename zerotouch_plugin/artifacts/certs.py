@@ -686,6 +686,34 @@ def _describe(cert: x509.Certificate) -> str:
         return f"<certificate with a malformed subject, serial {cert.serial_number:#x}>"
 
 
+def _missing_link(
+    leaf: x509.Certificate,
+    trust_anchors: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+) -> str:
+    """Where the path breaks, said so that an operator knows which file to fix."""
+    current, candidates = leaf, [*intermediates, *trust_anchors]
+    for _ in range(_MAX_DEPTH):
+        named = [cert for cert in candidates if cert.subject == current.issuer]
+        if not named:
+            anchors = "; ".join(_describe(cert) for cert in trust_anchors)
+            return (
+                f"no certificate named {current.issuer.rfc4514_string()} (the issuer of "
+                f"{_describe(current)}) among the trust anchors [{anchors}] or intermediates"
+            )
+        signers = [cert for cert in named if _signed_by(current, cert)]
+        if not signers:
+            return (
+                f"{current.issuer.rfc4514_string()} is present, but its key did not sign "
+                f"{_describe(current)} (a different CA with the same name?)"
+            )
+        current = signers[0]
+        if current in trust_anchors:
+            return f"the path to {_describe(current)} breaks a policy check"
+        candidates = [cert for cert in candidates if cert != current]
+    return "the path is too long"
+
+
 def _reason(exc: VerificationError) -> str:
     """cryptography's message without its "(encountered processing <Certificate...>)" tail."""
     text = str(exc).removeprefix("validation failed: ")
@@ -896,8 +924,8 @@ def _verify_chain(
             if _outside_validity(cert, now):
                 _raise_expired(cert, now, exc)
         raise UntrustedSigner(
-            f"certificate {_describe(leaf)} (issuer {leaf.issuer.rfc4514_string()}) does not "
-            f"chain to a trust anchor: {_reason(exc)}"
+            f"certificate {_describe(leaf)} does not chain to a trust anchor: "
+            f"{_missing_link(leaf, trust_anchors, intermediates)} ({_reason(exc)})"
         ) from exc
     _check_path_lengths(chain)
     return chain

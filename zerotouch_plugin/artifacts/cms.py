@@ -33,6 +33,7 @@ from zerotouch_plugin.errors import (
 )
 
 __all__ = [
+    "CONTENT_TYPE_NAMES",
     "MEDIA_TYPE_VOUCHER_CMS",
     "OID_ANIMA_JSON_VOUCHER",
     "OID_DATA",
@@ -48,6 +49,11 @@ OID_ANIMA_JSON_VOUCHER = "1.2.840.113549.1.9.16.1.40"  # RFC 8366 §8.3
 OID_DATA = "1.2.840.113549.1.7.1"  # RFC 5652 §4
 OID_SZTP_CONVEYED_INFO = "1.2.840.113549.1.9.16.1.43"  # RFC 8572 §10.3
 MEDIA_TYPE_VOUCHER_CMS = "application/voucher-cms+json"  # RFC 8366 §8.3
+CONTENT_TYPE_NAMES = {
+    OID_ANIMA_JSON_VOUCHER: "id-ct-animaJSONVoucher",
+    OID_DATA: "id-data",
+    OID_SZTP_CONVEYED_INFO: "id-ct-sztpConveyedInfoJSON",
+}
 
 # Digest algorithms accepted in SignerInfo (RFC 5754); SHA-1 and MD5 are refused.
 _DIGESTS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -125,11 +131,14 @@ def _to_der(data: bytes) -> bytes:
 def _b64decode(text: bytes) -> bytes:
     compact = b"".join(text.split()).replace(b"-", b"+").replace(b"_", b"/").rstrip(b"=")
     if len(compact) % 4 == 1:
-        raise NotCMS("input is truncated base64 (length is not a whole number of bytes)")
+        raise NotCMS(
+            "input is neither DER nor PEM, and as base64 it is truncated "
+            "(its length is not a whole number of bytes)"
+        )
     try:
         return base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
     except binascii.Error as exc:
-        raise NotCMS(f"input is not valid base64: {exc}") from exc
+        raise NotCMS(f"input is neither DER nor PEM, and not valid base64: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,8 +310,8 @@ def verify(
     parsed, embedded = _parse(data)
     if parsed.content_type not in content_types:
         raise ArtifactKindMismatch(
-            f"eContentType {parsed.content_type} is not accepted here "
-            f"(expected one of {', '.join(sorted(content_types))})"
+            f"eContentType {_content_type_name(parsed.content_type)} is not accepted here "
+            f"(expected {' or '.join(_content_type_name(oid) for oid in sorted(content_types))})"
         )
     if parsed.signer_infos != 1:
         # A voucher has one signer (RFC 8366 §8.3); several would each need a policy.
@@ -329,6 +338,11 @@ def verify(
         signing_time=parsed.signing_time,
         der=parsed.der,
     )
+
+
+def _content_type_name(oid: str) -> str:
+    name = CONTENT_TYPE_NAMES.get(oid)
+    return f"{oid} ({name})" if name else oid
 
 
 def _check_validity(cert: x509.Certificate, now: datetime) -> None:

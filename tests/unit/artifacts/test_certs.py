@@ -465,3 +465,16 @@ def test_cached_path_still_checks_time_and_inputs() -> None:
         certs.verify_chain(leaf.cert, trust_anchors=[root.cert], intermediates=[sub.cert], now=NOW)
         == chain
     )
+
+
+def test_untrusted_messages_name_the_missing_link() -> None:
+    root = certs.make_ca("Vendor CA", now=NOW)
+    sub = certs.issue_intermediate_ca(root, "Sub CA", now=NOW)
+    leaf = certs.issue_masa_signer(sub, "MASA", now=NOW)
+    with pytest.raises(UntrustedSigner, match=r"no certificate named CN=Sub CA .*\[CN=Vendor CA\]"):
+        certs.verify_chain(leaf.cert, trust_anchors=[root.cert], now=NOW)
+    impostor = certs.make_ca("Vendor CA", now=NOW)
+    with pytest.raises(UntrustedSigner, match="its key did not sign CN=Sub CA"):
+        certs.verify_chain(
+            leaf.cert, trust_anchors=[impostor.cert], intermediates=[sub.cert], now=NOW
+        )

@@ -154,7 +154,7 @@ def test_input_forms(signed: bytes, pki: tuple[certs.Identity, certs.Identity]) 
         (b"hello, world!", "neither DER"),
         (b'{"ietf-voucher:voucher": {}}', "neither DER"),
         (b"QUJD", "DER"),  # base64 of "ABC": decodes, but not DER
-        (b"QUJDR", "truncated base64"),
+        (b"QUJDR", "as base64 it is truncated"),
         (b"\x30\x03\x02\x01", "not valid DER"),
         (b"\x30\x03\x02\x01\x01\x00", "not valid DER"),  # trailing data
     ],
