@@ -293,3 +293,16 @@ def test_idevid_vector_extensions(vectors_dir: Path) -> None:
     at = datetime(2021, 5, 1, tzinfo=UTC)
     assert certs.verify_chain(idevid, trust_anchors=vendor, now=at)[-1] == vendor[0]
     assert idevid.not_valid_after_utc.year == 2999  # GeneralizedTime notAfter
+
+
+def test_sztp_ownership_voucher_trust(vectors_dir: Path) -> None:
+    """google/open-sztp: the voucher verifies when its own (self-signed, RSA) signer is the
+    pinned anchor; trustAnchorCertificate.pem has the same name but another key (INDEX.md)."""
+    relative = "examples/google__open-sztp/data/12345/ownershipVoucher.base64"
+    data = (vectors_dir / relative).read_bytes()
+    signer = cms.inspect(data).signer
+    assert cms.verify(data, trust_anchors=[signer], now=TODAY).signer == signer
+    same_name = _anchors(vectors_dir, "examples/google__open-sztp/data/trustAnchorCertificate.pem")
+    assert same_name[0].subject == signer.subject
+    with pytest.raises(UntrustedSigner, match="did not sign"):
+        cms.verify(data, trust_anchors=same_name, now=TODAY)

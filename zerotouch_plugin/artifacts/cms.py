@@ -307,6 +307,8 @@ def verify(
     """
     if trust_anchors is not None and now is None:
         raise ValueError("path validation against trust anchors needs `now`")
+    if now is not None and (not isinstance(now, datetime) or now.utcoffset() is None):
+        raise ValueError("now must be a timezone-aware datetime")
     parsed, embedded = _parse(data)
     if parsed.content_type not in content_types:
         raise ArtifactKindMismatch(

@@ -238,6 +238,8 @@ def test_path_validation_needs_now(
 ) -> None:
     with pytest.raises(ValueError, match="now"):
         cms.verify(signed, trust_anchors=[pki[0].cert], now=None)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cms.verify(signed, trust_anchors=None, now=datetime(2026, 6, 1))
 
 
 def test_signer_certificate_missing(pki: tuple[certs.Identity, certs.Identity]) -> None:
