@@ -471,7 +471,7 @@ def test_masa_down_then_up(lab: Lab) -> None:
     try:
         pledge = start_cli(
             "-v", "pledge", "enroll", "--dir", folder, "--registrar", lab.registrar_url,
-            "--retries", "10", "--backoff", "0.5", "--max-backoff", "2",
+            "--retries", "30", "--backoff", "0.5", "--max-backoff", "2",
         )  # fmt: skip
         registrar_log = lab.registrars[0]
         deadline = datetime.now(UTC) + timedelta(seconds=60)
