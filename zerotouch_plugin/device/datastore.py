@@ -197,7 +197,7 @@ class Datastores:
             self.check_writable(ds, session_id)
             new = dict(change(self._trees[ds]))
             if test_only:
-                self.validate(new)
+                self.schema.validate(new, previous=self._trees[ds])
                 return new
             self._commit_locked(ds, new, session_id)
             if ds is Datastore.STARTUP:
@@ -208,7 +208,7 @@ class Datastores:
     def _commit_locked(self, ds: Datastore, tree: Mapping[str, Any], session_id: int) -> None:
         self.check_writable(ds, session_id)
         new = dict(tree)
-        self.validate(new)
+        self.schema.validate(new, previous=self._trees[ds])
         self._trees[ds] = new
         self._versions[ds] += 1
 

@@ -250,12 +250,36 @@ class DeviceSchema:
         except KeyError:
             raise SchemaError(f"unknown namespace {namespace!r}") from None
 
-    def validate(self, tree: Mapping[str, Any], *, config: bool = True) -> None:
-        """Raise ``SchemaError`` (path, rule) unless ``tree`` is valid (RFC 7950 §8)."""
+    def validate(
+        self,
+        tree: Mapping[str, Any],
+        *,
+        config: bool = True,
+        previous: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Raise ``SchemaError`` (path, rule) unless ``tree`` is valid (RFC 7950 §8).
+
+        ``previous`` is a tree known to be valid that ``tree`` was derived from without
+        mutation (edits copy what they change and share the rest): top-level subtrees that
+        are the very same objects skip the syntax checks (types, patterns, mandatory nodes,
+        which depend on the subtree alone); semantic checks (leafref, must, when, unique) always
+        run over the whole tree.
+        """
+        ctype = ContentType.config if config else ContentType.all
         try:
             inst = self.data_model.from_raw(dict(tree))
-            ctype = ContentType.config if config else ContentType.all
-            inst.validate(ValidationScope.all, ctype)
+            unchanged = (
+                set()
+                if previous is None or any(m not in tree for m in previous)
+                else {m for m, v in tree.items() if previous.get(m) is v}
+            )
+            if not unchanged:
+                inst.validate(ValidationScope.all, ctype)
+                return
+            for member in tree:
+                if member not in unchanged:
+                    inst[member].validate(ValidationScope.syntax, ctype)
+            inst.validate(ValidationScope.semantics, ctype)
         except ValidationError as exc:
             path = str(exc.instance.instance_route()) or "/"
             detail = f"{exc.tag}: {exc.message}" if exc.message else str(exc.tag)
