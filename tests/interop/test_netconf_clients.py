@@ -1,0 +1,180 @@
+"""Third-party NETCONF clients against ``zerotouch device run`` (a real process) over SSH:
+netconf-console (PyPI, on ncclient) and yangcli (Debian's yuma123, on libssh2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.support.device_process import DeviceProcess, device, write_device_config
+
+NETCONF_CONSOLE = Path(sys.executable).parent / "netconf-console"
+SYSTEM_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
+PASSWORD = "s3cret-pass"
+KEY_PASSPHRASE = "key-pass"  # netconf-console passes -p as the key's passphrase
+
+
+@dataclass
+class Device:
+    process: DeviceProcess
+    folder: Path
+    key_file: Path
+
+    @property
+    def port(self) -> int:
+        return self.process.ports["netconf-ssh"]
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
+    folder = tmp_path_factory.mktemp("device")
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key_file = folder.parent / f"{folder.name}-client_ed25519"
+    key.write_private_key(key_file, passphrase=KEY_PASSPHRASE)
+    key_file.chmod(0o600)
+    public = key.export_public_key().decode().strip()
+    write_device_config(
+        folder,
+        f'[[users]]\nname = "admin"\npassword = "{PASSWORD}"\n\n'
+        f'[[users]]\nname = "operator"\nauthorized_keys = [{json.dumps(public)}]\n',
+    )
+    startup = {"ietf-system:system": {"hostname": "interop-dev", "contact": "noc"}}
+    (folder / "startup.json").write_text(json.dumps(startup))
+    with device(folder, {"netconf-ssh": "127.0.0.1:0"}) as process:
+        yield Device(process, folder, key_file)
+
+
+# -- netconf-console --------------------------------------------------------------------------
+
+
+def console(dev: Device, *args: str, auth: tuple[str, ...] | None = None) -> tuple[int, str]:
+    login = auth if auth is not None else ("-u", "admin", "-p", PASSWORD)
+    result = subprocess.run(
+        [str(NETCONF_CONSOLE), "--host", "127.0.0.1", "--port", str(dev.port), *login, *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_console_hello(dev: Device) -> None:
+    code, out = console(dev, "--hello")
+    assert code == 0, out
+    assert "urn:ietf:params:netconf:base:1.1" in out
+    assert "module=zerotouch-bootstrap&amp;revision=2026-11-26" in out
+
+
+def test_console_get_config(dev: Device) -> None:
+    code, out = console(dev, "--get-config")
+    assert code == 0, out
+    assert f'<system xmlns="{SYSTEM_NS}">' in out
+    assert "<hostname>interop-dev</hostname>" in out
+
+
+def test_console_edit_config(dev: Device, tmp_path: Path) -> None:
+    edit = tmp_path / "edit.xml"
+    edit.write_text(f'<system xmlns="{SYSTEM_NS}"><location>row 3, rack 9</location></system>')
+    code, out = console(dev, "--edit-config", str(edit))
+    assert code == 0, out
+    assert "<ok" in out
+    code, out = console(dev, "--get-config")
+    assert "<location>row 3, rack 9</location>" in out
+
+
+def test_console_public_key_login(dev: Device) -> None:
+    code, out = console(
+        dev,
+        "--get-config",
+        auth=("-u", "operator", "--privKeyFile", str(dev.key_file), "-p", KEY_PASSPHRASE),
+    )
+    assert code == 0, out
+    assert "<hostname>interop-dev</hostname>" in out
+
+
+def test_console_wrong_password_refused(dev: Device) -> None:
+    code, out = console(dev, "--get-config", auth=("-u", "admin", "-p", "wrong"))
+    assert code != 0
+    assert "<hostname>" not in out
+
+
+def test_console_invalid_edit_reports_rpc_error(dev: Device, tmp_path: Path) -> None:
+    before = console(dev, "--get-config")[1]
+    edit = tmp_path / "bad.xml"
+    edit.write_text(f'<system xmlns="{SYSTEM_NS}"><hostname>{"x" * 300}</hostname></system>')
+    _, out = console(dev, "--edit-config", str(edit))
+    assert "<error-tag>invalid-value</error-tag>" in out, out
+    assert console(dev, "--get-config")[1] == before
+
+
+# -- yangcli (yuma123) -----------------------------------------------------------------------
+
+
+def yangcli(dev: Device, home: Path, *args: str) -> str:
+    binary = shutil.which("yangcli")
+    assert binary is not None, "yangcli missing: run scripts/setup-system.sh (Debian yangcli)"
+    result = subprocess.run(
+        [
+            binary,
+            "--server=127.0.0.1",
+            f"--ncport={dev.port}",
+            "--user=admin",
+            f"--password={PASSWORD}",
+            "--batch-mode",
+            "--timeout=20",
+            "--display-mode=xml",
+            f"--home={home}",
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},  # yuma keeps ~/.yuma state
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_yangcli_hello(dev: Device, tmp_path: Path) -> None:
+    out = yangcli(dev, tmp_path, "--run-command=pwd")  # a local command: only the hello
+    assert "Protocol version set to: RFC 6241 (base:1.1)" in out
+    assert "zerotouch-bootstrap@2026-11-26" in out
+    assert "ietf-system@2014-08-06" in out
+
+
+def test_yangcli_get_config(dev: Device, tmp_path: Path) -> None:
+    out = yangcli(dev, tmp_path, "--run-command=sget-config /system source=running")
+    assert "RPC Data Reply" in out
+    assert "<hostname>interop-dev</hostname>" in out
+
+
+def test_yangcli_edit_config(dev: Device, tmp_path: Path) -> None:
+    script = tmp_path / "edit.script"
+    script.write_text(
+        "merge /system/contact value=yangcli-operator\nsget-config /system source=running\n"
+    )
+    out = yangcli(dev, tmp_path, f"--run-script={script}")
+    assert "RPC OK Reply" in out
+    assert "<contact>yangcli-operator</contact>" in out
+    code, console_out = console(dev, "--get-config")
+    assert code == 0
+    assert "<contact>yangcli-operator</contact>" in console_out  # seen by another client
+
+
+def test_yangcli_create_existing_is_data_exists(dev: Device, tmp_path: Path) -> None:
+    out = yangcli(dev, tmp_path, "--run-command=create /system/hostname value=another")
+    assert "<error-tag>data-exists</error-tag>" in out
+    assert "/sys:system/sys:hostname" in out
+    assert "<hostname>interop-dev</hostname>" in console(dev, "--get-config")[1]
