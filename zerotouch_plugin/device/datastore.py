@@ -40,6 +40,7 @@ __all__ = ["STARTUP_FILE", "Datastore", "Datastores", "RpcFunction", "write_atom
 log = logging.getLogger(__name__)
 
 STARTUP_FILE = "startup.json"
+_MEMO_LIMIT = 256
 T = TypeVar("T")
 Tree = dict[str, Any]
 Listener = Callable[["Datastore", Tree], None]
@@ -146,6 +147,8 @@ class Datastores:
         if hit is not None and hit[0] == version:
             return hit[1]  # type: ignore[no-any-return]
         value = build(self.view(ds))
+        if len(self._memo) >= _MEMO_LIMIT:  # keys come from clients (filters): stay bounded
+            self._memo.clear()
         self._memo[(ds, key)] = (version, value)
         return value
 

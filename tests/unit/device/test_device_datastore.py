@@ -144,6 +144,19 @@ def test_memo_rebuilds_only_after_change(schema: DeviceSchema, tmp_path: Path) -
     ds.memo(Datastore.RUNNING, "k", build)
     ds.memo(Datastore.RUNNING, "k", build)
     assert calls == [1]
+    ds.publish_state("x", {})  # operational changes, running does not
+    ds.memo(Datastore.RUNNING, "k", build)
+    assert calls == [1]
+    for i in range(1000):  # client-chosen keys never grow the cache without bound
+        ds.memo(Datastore.RUNNING, f"filter-{i}", build)
+    assert len(ds._memo) <= 256
+
+
+async def test_memo_rebuilds_after_commit(schema: DeviceSchema, tmp_path: Path) -> None:
+    ds = Datastores(schema, tmp_path)
+    assert ds.memo(Datastore.RUNNING, "k", len) == 0
+    await ds.commit(Datastore.RUNNING, CONFIG, session_id=1)
+    assert ds.memo(Datastore.RUNNING, "k", len) == 2
 
 
 def test_atomic_write_leaves_no_temporary_and_stale_ones_are_cleaned(tmp_path: Path) -> None:
