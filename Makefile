@@ -34,6 +34,7 @@ demo: venv
 bench: venv system
 	$(PY) benchmarks/voucher_bench.py
 	$(PY) benchmarks/enroll_bench.py
+	$(PY) benchmarks/netconf_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
