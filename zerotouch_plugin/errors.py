@@ -35,6 +35,7 @@ __all__ = [
     "PayloadTooLarge",
     "PolicyRefused",
     "RemoteError",
+    "ResourceExists",
     "ResourceMissing",
     "SchemaError",
     "SignatureInvalid",
@@ -220,6 +221,14 @@ class Conflict(RemoteError):
     reason = "conflict"
     http_status = 409
     netconf_tag = "data-exists"
+
+
+class ResourceExists(Conflict):
+    """RESTCONF POST of a resource that already exists (RFC 8040 §4.4.1: 409 with
+    resource-denied)."""
+
+    reason = "resource-exists"
+    netconf_tag = "resource-denied"
 
 
 class PayloadTooLarge(RemoteError):

@@ -52,13 +52,13 @@ from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import node_to_xml, tree_from_xml, tree_to_xml
 from zerotouch_plugin.errors import (
     AccessDenied,
-    Conflict,
     InvalidInput,
     InvalidParameter,
     LockDenied,
     MethodNotAllowed,
     NotAcceptable,
     PayloadTooLarge,
+    ResourceExists,
     ResourceMissing,
     SchemaError,
     UnsupportedMediaType,
@@ -678,7 +678,7 @@ class _Restconf:
             ):
                 raise ResourceMissing("the parent resource does not exist", path=target.path)
             if _resolve(self.schema, tree, child_path).present:
-                raise Conflict("the resource already exists", path=child_path)  # RFC 8040 §4.4.1
+                raise ResourceExists("the resource already exists", path=child_path)
             return edit_at(self.schema, tree, child_path, Operation.CREATE, value)
 
         await self.write(change)

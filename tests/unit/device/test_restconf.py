@@ -320,7 +320,7 @@ async def test_post_creates_then_conflicts(device: Device) -> None:
         "POST", "/restconf/data/ietf-interfaces:interfaces", entry
     )
     assert status == 409
-    assert _error(body)["error-tag"] == "data-exists"
+    assert _error(body)["error-tag"] == "resource-denied"  # RFC 8040 §4.4.1
 
 
 async def test_post_top_level_container(device: Device) -> None:
