@@ -1,5 +1,6 @@
 """Third-party NETCONF clients against ``zerotouch device run`` (a real process) over SSH:
-netconf-console (PyPI, on ncclient) and yangcli (Debian's yuma123, on libssh2)."""
+netconf-console (PyPI, on ncclient) and yangcli (Debian's yuma123, on libssh2); and curl on
+the same device's RESTCONF, sharing its datastores and honouring NETCONF locks."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from ncclient import manager
 
+from tests.support.device_pki import make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
+from zerotouch_plugin.artifacts.certs import write_certs, write_key
 
 NETCONF_CONSOLE = Path(sys.executable).parent / "netconf-console"
 SYSTEM_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
@@ -27,10 +31,27 @@ class Device:
     process: DeviceProcess
     folder: Path
     key_file: Path
+    pki_files: dict[str, Path]
 
     @property
     def port(self) -> int:
         return self.process.ports["netconf-ssh"]
+
+    def curl(self, method: str, path: str, body: str | None = None) -> tuple[int, str]:
+        curl = shutil.which("curl")
+        assert curl is not None, "curl missing: run scripts/setup-system.sh"
+        files = self.pki_files
+        args = [curl, "-sS", "-X", method, "--max-time", "20", "-w", "\n%{http_code}"]
+        args += ["--cacert", str(files["ca"]), "--cert", str(files["cert"])]
+        args += ["--key", str(files["key"]), "-H", "Accept: application/yang-data+json"]
+        if body is not None:
+            args += ["-H", "Content-Type: application/yang-data+json", "--data-binary", body]
+        url = f"https://127.0.0.1:{self.process.ports['restconf']}/restconf/data{path}"
+        out = subprocess.run(
+            [*args, url], capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+        text, _, code = out.rpartition("\n")
+        return int(code or 0), text
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +69,14 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
     )
     startup = {"ietf-system:system": {"hostname": "interop-dev", "contact": "noc"}}
     (folder / "startup.json").write_text(json.dumps(startup))
-    with device(folder, {"netconf-ssh": "127.0.0.1:0"}) as process:
-        yield Device(process, folder, key_file)
+    pki = make_device_pki()
+    write_certs(folder / "ldevid.pem", [pki.server.cert])
+    write_key(folder / "ldevid.key", pki.server.key)
+    write_certs(folder / "domain-ca.pem", [pki.ca.cert])
+    pki_files = pki.write(folder.parent / f"{folder.name}-pki")
+    listeners = {"netconf-ssh": "127.0.0.1:0", "restconf": "127.0.0.1:0"}
+    with device(folder, listeners) as process:
+        yield Device(process, folder, key_file, pki_files)
 
 
 # -- netconf-console --------------------------------------------------------------------------
@@ -178,3 +205,39 @@ def test_yangcli_create_existing_is_data_exists(dev: Device, tmp_path: Path) -> 
     assert "<error-tag>data-exists</error-tag>" in out
     assert "/sys:system/sys:hostname" in out
     assert "<hostname>interop-dev</hostname>" in console(dev, "--get-config")[1]
+
+
+# -- RESTCONF on the same datastores ------------------------------------------------------
+
+
+def test_netconf_and_restconf_share_the_datastores(dev: Device, tmp_path: Path) -> None:
+    edit = tmp_path / "edit.xml"
+    edit.write_text(f'<system xmlns="{SYSTEM_NS}"><contact>set-over-netconf</contact></system>')
+    assert console(dev, "--edit-config", str(edit))[0] == 0
+    code, body = dev.curl("GET", "/ietf-system:system/contact")
+    assert code == 200, body
+    assert json.loads(body) == {"ietf-system:contact": "set-over-netconf"}
+    patch = json.dumps({"ietf-system:system": {"contact": "set-over-restconf"}})
+    assert dev.curl("PATCH", "/ietf-system:system", patch)[0] == 204
+    assert "<contact>set-over-restconf</contact>" in console(dev, "--get-config")[1]
+
+
+def test_netconf_lock_blocks_restconf_writes(dev: Device) -> None:
+    patch = json.dumps({"ietf-system:system": {"location": "while-locked"}})
+    with manager.connect(
+        host="127.0.0.1",
+        port=dev.port,
+        username="admin",
+        password=PASSWORD,
+        hostkey_verify=False,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=30,
+    ) as session:
+        session.lock("running")
+        code, body = dev.curl("PATCH", "/ietf-system:system", patch)
+        assert code == 409, body
+        assert json.loads(body)["ietf-restconf:errors"]["error"][0]["error-tag"] == "in-use"
+        session.unlock("running")
+    assert dev.curl("PATCH", "/ietf-system:system", patch)[0] == 204
+    assert "<location>while-locked</location>" in console(dev, "--get-config")[1]
