@@ -163,6 +163,20 @@ def test_edit_config_variants_and_subtree_filters(running: DeviceProcess) -> Non
         m.edit_config(target="running", config=_iface("ge0", op="delete"))
 
 
+def test_xpath_filter(running: DeviceProcess) -> None:
+    with _ssh(running) as m:
+        m.edit_config(target="running", config=_iface("xp0", "<description>x</description>"))
+        select = "/if:interfaces/if:interface[if:name='xp0']/if:description"
+        reply = m.get_config(source="running", filter=("xpath", ({"if": IF_NS}, select)))
+        entry = _data(reply).find(f".//{{{IF_NS}}}interface")
+        assert entry is not None
+        assert [etree.QName(c).localname for c in entry] == ["name", "description"]
+        with pytest.raises(RPCError) as err:
+            m.get_config(source="running", filter=("xpath", ({"if": IF_NS}, "/if:interfaces[")))
+        assert err.value.tag == "invalid-value"
+        m.edit_config(target="running", config=_iface("xp0", op="delete"))
+
+
 def test_invalid_edit_reports_path_and_changes_nothing(running: DeviceProcess) -> None:
     with _ssh(running) as m:
         m.edit_config(target="running", config=_hostname("good"))

@@ -55,7 +55,7 @@ DEFAULT_MODULES: Mapping[str, tuple[str, ...]] = {
     "iana-if-type": (),
     "ietf-yang-library": (),
     # RFC 6241 §8: the capabilities this server implements.
-    "ietf-netconf": ("writable-running", "startup", "validate", "rollback-on-error"),
+    "ietf-netconf": ("writable-running", "startup", "validate", "rollback-on-error", "xpath"),
     "ietf-netconf-monitoring": (),
     "ietf-netconf-notifications": (),
 }

@@ -19,6 +19,7 @@ from zerotouch_plugin.device.edit import Operation, apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import node_to_xml, tree_from_xml, tree_to_xml
 from zerotouch_plugin.errors import (
+    MissingAttribute,
     MissingElement,
     RemoteError,
     SchemaError,
@@ -32,6 +33,7 @@ from zerotouch_plugin.services.netconf.protocol import (
     RpcHandler,
 )
 from zerotouch_plugin.services.netconf.subtree import apply_subtree_filter, parse_subtree_filter
+from zerotouch_plugin.services.netconf.xpath import apply_xpath_filter
 
 __all__ = ["NOTIFICATION_NS", "OPERATIONS", "capabilities", "yang_rpc_handler"]
 
@@ -101,8 +103,20 @@ def _render(session: NetconfSession, ds: Datastore, op: etree._Element) -> str:
         body = stores.memo(ds, "netconf-xml", lambda tree: tree_to_xml(schema, tree))
         return f"<data>{body}</data>"
     kind = filt.get("type", "subtree")
+    if kind == "xpath":  # RFC 6241 §8.9
+        select = filt.get("select")
+        if not select:
+            raise MissingAttribute("an XPath filter needs a select attribute")
+        namespaces = dict(filt.nsmap)
+        key = f"netconf-xpath:{select}:{sorted((str(k), v) for k, v in namespaces.items())}"
+        body = stores.memo(
+            ds,
+            key,
+            lambda tree: tree_to_xml(schema, apply_xpath_filter(schema, tree, select, namespaces)),
+        )
+        return f"<data>{body}</data>"
     if kind != "subtree":
-        raise UnsupportedOperation(f"filter type {kind!r} is not supported (subtree only)")
+        raise UnsupportedOperation(f"filter type {kind!r} is not supported")
     nodes = parse_subtree_filter(filt)
     key = "netconf-subtree:" + etree.tostring(filt, encoding="unicode")
     body = stores.memo(
@@ -313,6 +327,7 @@ def capabilities(schema: DeviceSchema) -> tuple[str, ...]:
         "urn:ietf:params:netconf:capability:validate:1.0",
         "urn:ietf:params:netconf:capability:validate:1.1",
         "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
+        "urn:ietf:params:netconf:capability:xpath:1.0",
         "urn:ietf:params:netconf:capability:notification:1.0",
         "urn:ietf:params:netconf:capability:interleave:1.0",
         f"urn:ietf:params:netconf:capability:yang-library:1.0?revision={ylib}"
