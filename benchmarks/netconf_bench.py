@@ -30,6 +30,7 @@ import contextlib
 import getpass
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -333,7 +334,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Started:
+    """The processes this benchmark started, and what to tidy after them."""
+
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    tidy: list[Callable[[], None]] = field(default_factory=list)
 
     def add(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
         self.processes.append(proc)
@@ -342,6 +346,25 @@ class Started:
     def stop_all(self) -> None:
         for proc in reversed(self.processes):
             stop(proc)
+        for action in self.tidy:
+            action()
+
+
+def keep_yuma_home_clean(box: Started) -> None:
+    """netconfd 2.13 writes ``~/.yuma/startup-cfg-txid.txt`` in the account's home directory
+    whatever HOME or --home say; remove it afterwards unless it was there before."""
+    folder = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".yuma"
+    txid = folder / "startup-cfg-txid.txt"
+    had_folder, had_txid = folder.exists(), txid.exists()
+
+    def tidy() -> None:
+        if not had_txid:
+            txid.unlink(missing_ok=True)
+        if not had_folder:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+
+    box.tidy.append(tidy)
 
 
 @contextlib.contextmanager
@@ -359,6 +382,7 @@ async def start_netconfd(box: Started, work: Path, user: str, user_key: asyncssh
         if not os.access(binary, os.X_OK):
             raise RuntimeError(f"{binary} missing: run scripts/setup-system.sh")
     port = free_port()
+    keep_yuma_home_clean(box)
     sock = work / "ncxserver.sock"
     (work / "startup-cfg.xml").write_text(config_xml())
     env = {**os.environ, "HOME": str(work)}  # yuma keeps ~/.yuma state: keep it here

@@ -4,7 +4,10 @@ the same device's RESTCONF, sharing its datastores and honouring NETCONF locks."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -147,6 +150,20 @@ def test_console_invalid_edit_reports_rpc_error(dev: Device, tmp_path: Path) -> 
 # -- yangcli (yuma123) -----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _tidy_yuma_home() -> Iterator[None]:
+    """yangcli keeps a ``~/.yuma/tmp`` in the account's home whatever HOME says: remove what
+    these tests created."""
+    folder = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".yuma"
+    had_folder, had_tmp = folder.exists(), (folder / "tmp").exists()
+    yield
+    if not had_tmp:
+        shutil.rmtree(folder / "tmp", ignore_errors=True)
+    if not had_folder:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def yangcli(dev: Device, home: Path, *args: str) -> str:
     binary = shutil.which("yangcli")
     assert binary is not None, "yangcli missing: run scripts/setup-system.sh (Debian yangcli)"
@@ -161,6 +178,9 @@ def yangcli(dev: Device, home: Path, *args: str) -> str:
             "--timeout=20",
             "--display-mode=xml",
             f"--home={home}",
+            "--autoaliases=false",  # no aliases, user variables or history files
+            "--autouservars=false",
+            "--autohistory=false",
             *args,
         ],
         stdin=subprocess.DEVNULL,
