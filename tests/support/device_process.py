@@ -55,7 +55,7 @@ def write_device_config(folder: Path, text: str) -> Path:
 
 
 def start_device(
-    folder: Path, listeners: dict[str, str], *, ready_timeout: float = 30
+    folder: Path, listeners: dict[str, str], *, ready_timeout: float = 60
 ) -> DeviceProcess:
     """``listeners``: option name (``netconf-ssh``, ``netconf-tls``, ``restconf``) -> HOST:PORT."""
     args = [sys.executable, "-m", "zerotouch_plugin", "device", "run", "--dir", str(folder)]

@@ -144,7 +144,7 @@ def _reply_start(rpc: etree._Element | None) -> str:
     return "".join(attrs)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionInfo:
     """What the transport knows about the peer."""
 
