@@ -306,3 +306,15 @@ def test_sztp_ownership_voucher_trust(vectors_dir: Path) -> None:
     assert same_name[0].subject == signer.subject
     with pytest.raises(UntrustedSigner, match="did not sign"):
         cms.verify(data, trust_anchors=same_name, now=TODAY)
+
+
+def test_masa_url_as_utf8string_is_read(vectors_dir: Path) -> None:
+    """Sandelman reach IDevIDs encode id-pe-masa-url as UTF8String, not IA5String (tolerated)."""
+    device = certs.load_cert_file(
+        vectors_dir
+        / "examples/AnimaGUS-minerva__reach/spec/files/product/00-D0-E5-F2-00-10/device.crt"
+    )
+    ext = device.extensions.get_extension_for_oid(certs.OID_MASA_URL).value
+    assert isinstance(ext, x509.UnrecognizedExtension) and ext.value[:1] == b"\x0c"
+    assert certs.masa_url_of(device) == "highway-test.example.com:9443"
+    assert certs.serial_number_of(device) == "00-d0-e5-f2-00-10"

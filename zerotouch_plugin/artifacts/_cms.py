@@ -803,9 +803,15 @@ def encode_ia5string(text: str) -> bytes:
     return bytes(core.IA5String(text).dump())
 
 
-def decode_ia5string(der: bytes) -> str:
-    """Text of a DER IA5String; ValueError if it is something else."""
+def decode_ia5string(der: bytes, *, utf8_ascii: bool = False) -> str:
+    """Text of a DER IA5String; ValueError if it is something else. ``utf8_ascii`` also reads
+    a UTF8String holding only ASCII (older Sandelman IDevIDs encode the MASA URL so)."""
     try:
+        if utf8_ascii and der[:1] == b"\x0c":
+            text = str(core.UTF8String.load(der, strict=True).native)
+            if not text.isascii():
+                raise ValueError("UTF8String with non-ASCII characters")
+            return text
         return str(core.IA5String.load(der, strict=True).native)
     except _ASN1_ERRORS as exc:
         raise ValueError(f"expected a DER IA5String: {_short(exc)}") from exc

@@ -33,6 +33,7 @@ from cryptography.x509.verification import (
 
 from zerotouch_plugin.artifacts import _cms
 from zerotouch_plugin.errors import (
+    CertificateError,
     ConfigError,
     Expired,
     InvalidInput,
@@ -67,6 +68,7 @@ __all__ = [
     "make_csr",
     "masa_url_of",
     "serial_number_of",
+    "signature_hash",
     "verify_chain",
     "write_certs",
     "write_key",
@@ -555,17 +557,27 @@ def serial_number_of(cert: x509.Certificate) -> str | None:
 
 
 def masa_url_of(cert: x509.Certificate) -> str | None:
-    """The id-pe-masa-url extension value (RFC 8995 §2.3.2: an IA5String URI), or None."""
+    """The id-pe-masa-url extension value as written (RFC 8995 §2.3.2: an IA5String URI,
+    which RFC 8995 Appendix C itself writes without "https://"), or None.
+
+    Tolerance: a UTF8String holding only ASCII is read too (IDevIDs of the Sandelman test
+    PKI); the URL only says where to ask for a voucher, the voucher is still verified."""
     try:
         extension = cert.extensions.get_extension_for_oid(OID_MASA_URL)
     except x509.ExtensionNotFound:
         return None
     except ValueError as exc:
-        raise InvalidInput(f"certificate extensions are malformed: {exc}") from exc
+        raise CertificateError(f"certificate extensions are malformed: {exc}") from exc
     value = extension.value
     if not isinstance(value, x509.UnrecognizedExtension):
-        raise InvalidInput("id-pe-masa-url extension has an unexpected form")
-    return _cms.decode_ia5string(value.value)
+        raise CertificateError("id-pe-masa-url extension has an unexpected form")
+    try:
+        return _cms.decode_ia5string(value.value, utf8_ascii=True)
+    except ValueError as exc:
+        raise CertificateError(
+            f"id-pe-masa-url extension of {_describe(cert)} is not an IA5String URI "
+            f"(RFC 8995 §2.3.2): {exc}"
+        ) from exc
 
 
 def hardware_module_name_of(cert: x509.Certificate) -> tuple[str, bytes] | None:
@@ -574,9 +586,14 @@ def hardware_module_name_of(cert: x509.Certificate) -> tuple[str, bytes] | None:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
+    except ValueError as exc:
+        raise CertificateError(f"certificate extensions are malformed: {exc}") from exc
     for other in san.get_values_for_type(x509.OtherName):
         if other.type_id == OID_HARDWARE_MODULE_NAME:
-            return _cms.decode_hardware_module_name(other.value)
+            try:
+                return _cms.decode_hardware_module_name(other.value)
+            except ValueError as exc:
+                raise CertificateError(f"{_describe(cert)}: {exc} (RFC 4108 §5)") from exc
     return None
 
 

@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import (
+    CertificateError,
     ConfigError,
     Expired,
     InvalidInput,
@@ -478,3 +479,36 @@ def test_untrusted_messages_name_the_missing_link() -> None:
         certs.verify_chain(
             leaf.cert, trust_anchors=[impostor.cert], intermediates=[sub.cert], now=NOW
         )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\x04\x05https",  # OCTET STRING
+        b"\x0c\x03m\xc3\xa4",  # UTF8String with non-ASCII
+        b"\x16\x05abc",  # truncated IA5String
+    ],
+)
+def test_malformed_masa_url_extension(vendor: certs.Identity, value: bytes) -> None:
+    key = certs.generate_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "SN")]))
+        .issuer_name(vendor.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.UnrecognizedExtension(certs.OID_MASA_URL, value), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.OtherName(certs.OID_HARDWARE_MODULE_NAME, b"\x30\x03\x06\x01\x2a")]
+            ),
+            critical=False,
+        )
+        .sign(vendor.key, certs.signature_hash(vendor.key))
+    )
+    with pytest.raises(CertificateError, match=r"RFC 8995 §2\.3\.2"):
+        certs.masa_url_of(cert)
+    with pytest.raises(CertificateError, match="hardwareModuleName"):
+        certs.hardware_module_name_of(cert)
