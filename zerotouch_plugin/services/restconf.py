@@ -220,7 +220,7 @@ class _Target:
     parent: InternalNode
     member: str  # key of the node in its parent's RFC 7951 object
     entry: bool  # the path selects one list or leaf-list entry
-    chain: tuple[tuple[str, Tree | None], ...]  # (member, key selection) from the root
+    item: Any  # the leaf-list entry the path names (entry of a leaf-list), else None
     value: Any  # the data there, or _ABSENT
     present: bool  # the data is in the tree (a missing non-presence container is not)
 
@@ -239,7 +239,7 @@ def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) ->
     route = list(schema.parse_path(path))
     sn: InternalNode = schema.root
     obj: Any = tree
-    chain: list[tuple[str, Tree | None]] = []
+    item: Any = None
     node: DataNode | None = None
     present = tree is not None
     member = ""
@@ -262,10 +262,9 @@ def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) ->
         if not present and isinstance(obj, Mapping) and _np_container(node):
             value = {}  # RFC 7950 §7.5.1: exists whenever its parent does, maybe empty
         nxt = route[i + 1] if i + 1 < len(route) else None
-        selection: Tree | None = None
         entry = isinstance(nxt, (EntryKeys, EntryValue))
         if isinstance(nxt, EntryKeys) and isinstance(node, ListNode):
-            selection = {}
+            selection: Tree = {}
             for (kname, kns), text in nxt.keys.items():
                 knode, kkey = member_node(node, f"{kns}:{kname}" if kns else kname)
                 if not isinstance(knode, TerminalNode):
@@ -276,14 +275,12 @@ def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) ->
             i += 1
         elif isinstance(nxt, EntryValue) and isinstance(node, LeafListNode):
             item = schema.text_to_raw(node, nxt.value)
-            selection = {"": item}
             value = item if isinstance(value, list) and item in value else _ABSENT
             present = value is not _ABSENT
             i += 1
-        chain.append((member, selection))
         obj = value
         i += 1
-    return _Target(path, node, sn, member, entry, tuple(chain), obj, present)
+    return _Target(path, node, sn, member, entry, item, obj, present)
 
 
 def _np_container(node: DataNode) -> bool:
@@ -561,8 +558,7 @@ class _Restconf:
                 if len(value) != 1:
                     raise SchemaError("the body must hold exactly one entry", path=target.path)
                 value = value[0]
-            selection = target.chain[-1][1] or {}
-            if isinstance(node, LeafListNode) and value != selection.get(""):
+            if isinstance(node, LeafListNode) and value != target.item:
                 raise SchemaError("the entry in the body differs from the path", path=target.path)
         return value
 

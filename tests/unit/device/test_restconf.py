@@ -543,3 +543,17 @@ async def test_tls_refuses_clients_without_a_domain_certificate(
         with pytest.raises(aiohttp.ClientError):
             async with s.get(device.base + "/restconf/data") as resp:
                 await resp.read()
+
+
+async def test_leaf_list_entries(device: Device) -> None:
+    path = "/restconf/data/ietf-system:system/dns-resolver/search=example.com"
+    status, _, body = await device.request("PUT", path, {"ietf-system:search": ["example.com"]})
+    assert status == 201, body
+    assert await device.get_json(path) == {"ietf-system:search": ["example.com"]}
+    status, _, _ = await device.request("PUT", path, {"ietf-system:search": ["example.org"]})
+    assert status == 400  # the body names another entry than the path
+    status, _, body = await device.request("GET", path, headers={"Accept": MEDIA_XML})
+    assert etree.fromstring(body).text == "example.com"
+    status, _, _ = await device.request("DELETE", path)
+    assert status == 204
+    assert "dns-resolver" not in device.ds.get(Datastore.RUNNING)["ietf-system:system"]
