@@ -70,6 +70,7 @@ __all__ = [
     "serial_number_of",
     "signature_hash",
     "verify_chain",
+    "write_atomic",
     "write_certs",
     "write_key",
 ]
@@ -991,9 +992,10 @@ def load_key_file(path: Path) -> PrivateKey:
     return key
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temporary file in the same folder, created with ``mode`` from the start,
-    fsynced and renamed over ``path``: readers never see a partial file."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via a temporary file in the same folder (mkstemp: mode 0600 from the start,
+    then ``mode``), fsynced and renamed over ``path``, then the folder fsynced: readers never
+    see a partial file and a crash leaves the old file or the new one."""
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -1006,6 +1008,11 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def write_key(path: Path, key: PrivateKey) -> None:
@@ -1015,7 +1022,7 @@ def write_key(path: Path, key: PrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _atomic_write(path, data, 0o600)
+    write_atomic(path, data, 0o600)
 
 
 def write_certs(path: Path, certs: Sequence[x509.Certificate]) -> None:
@@ -1023,7 +1030,7 @@ def write_certs(path: Path, certs: Sequence[x509.Certificate]) -> None:
     if not certs:
         raise ValueError("no certificates to write")
     data = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
-    _atomic_write(path, data, 0o644)
+    write_atomic(path, data, 0o644)
 
 
 def load_identity(cert_path: Path, key_path: Path) -> Identity:

@@ -110,14 +110,13 @@ def _init(args: argparse.Namespace) -> int:
     tls = certs.issue_tls_server(
         ca, f"{args.name} MASA TLS", hosts=hosts, now=now, client_auth=True, key_kind=kind
     )
-    # Keys first, then certificates, the CA last: a crash leaves no CA without its key.
+    settings = f"masa_url = {json.dumps(masa_url)}\nkey_type = {json.dumps(kind)}\n"
+    # The CA certificate last: once V/ca.pem exists, everything else of the folder does too.
+    certs.write_atomic(folder / VENDOR_TOML, settings.encode())
     for role, identity in (("masa-signer", signer), ("masa-tls", tls), ("ca", ca)):
         pem, key = VENDOR_FILES[role]
         certs.write_key(folder / key, identity.key)
         certs.write_certs(folder / pem, [identity.cert, *identity.chain])
-    (folder / VENDOR_TOML).write_text(
-        f"masa_url = {json.dumps(masa_url)}\nkey_type = {json.dumps(kind)}\n", encoding="utf-8"
-    )
     print(f"vendor folder {folder}: CA {certs.fingerprint(ca.cert)}, MASA URL {masa_url}")
     return 0
 
@@ -164,8 +163,9 @@ def _idevid(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"cannot issue the IDevID: {exc}") from exc
     out.mkdir(parents=True, exist_ok=True)
-    certs.write_key(target, identity.key)
-    certs.write_certs(out / "idevid.pem", [identity.cert, *identity.chain, ca.cert])
+    # The key last: it is what marks the folder as holding an IDevID (see --force above).
     certs.write_certs(out / "masa-ca.pem", [ca.cert])
+    certs.write_certs(out / "idevid.pem", [identity.cert, *identity.chain, ca.cert])
+    certs.write_key(target, identity.key)
     print(f"IDevID serialNumber={args.serial} in {out}: {certs.fingerprint(identity.cert)}")
     return 0
