@@ -126,7 +126,8 @@ class _Fallback(Exception):
     """The fast DER reader met something it does not handle: let asn1crypto decide."""
 
 
-_SEQUENCE, _SET, _OID, _INTEGER, _OCTETS, _NULL = 0x30, 0x31, 0x06, 0x02, 0x04, 0x05
+_SEQUENCE, _SET, _OID, _INTEGER, _OCTETS = 0x30, 0x31, 0x06, 0x02, 0x04
+_NULL_DER = b"\x05\x00"
 _UTC_TIME, _GENERALIZED_TIME = 0x17, 0x18
 _CTX0, _CTX1, _CTX0_PRIMITIVE = 0xA0, 0xA1, 0x80
 # CertificateChoices other than certificate: [0] extendedCertificate, [1] v1AttrCert,
@@ -662,7 +663,7 @@ def _digest_algorithm_der(name: str) -> bytes:
 @lru_cache(maxsize=64)
 def _hash_with_null_der(name: str) -> bytes:
     # RFC 4055 §2.1: inside RSASSA-PSS parameters, as OpenSSL writes them (NULL parameters).
-    return _tlv(_SEQUENCE, _oid_der(str(algos.DigestAlgorithmId.unmap(name))) + b"\x05\x00")
+    return _tlv(_SEQUENCE, _oid_der(str(algos.DigestAlgorithmId.unmap(name))) + _NULL_DER)
 
 
 @lru_cache(maxsize=64)
@@ -683,7 +684,7 @@ def _signature_algorithm_der(name: str, pss: PssParams | None) -> bytes:
         )
         return _tlv(_SEQUENCE, oid + params)
     if name.endswith("_rsa"):
-        return _tlv(_SEQUENCE, oid + b"\x05\x00")  # RFC 4055 §5: NULL parameters
+        return _tlv(_SEQUENCE, oid + _NULL_DER)  # RFC 4055 §5: NULL parameters
     return _tlv(_SEQUENCE, oid)  # ECDSA (RFC 5758 §3.2), Ed25519 (RFC 8410 §3): absent
 
 
