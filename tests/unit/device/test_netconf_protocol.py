@@ -210,3 +210,10 @@ async def test_copy_inline_config_and_validate(server: NetconfServer) -> None:
     )
     same = "<copy-config><target><running/></target><source><running/></source></copy-config>"
     assert _error(await client.call(same))["error-tag"] == "invalid-value"
+
+
+async def test_silent_peer_is_dropped_after_the_hello_timeout(server: NetconfServer) -> None:
+    server.hello_timeout = 0.05
+    client = Client(server)
+    await client.message()  # our hello; the peer never answers
+    await client.wait_closed()

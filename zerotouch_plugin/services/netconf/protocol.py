@@ -185,7 +185,16 @@ class NetconfSession:
     def start(self) -> None:
         """Send our hello (end-of-message framed, RFC 6242 §4.1) and start reading."""
         self._send(self.framer.encode(self.server.hello(self.session_id)))
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        loop.call_later(self.server.hello_timeout, self._check_hello)
+
+    def _check_hello(self) -> None:
+        """A peer that never says hello does not hold a session open."""
+        if not self.hello_done and not self.closed:
+            log.warning("session %d: no hello within %s s; closing", self.session_id,
+                        self.server.hello_timeout)  # fmt: skip
+            self.close()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -307,6 +316,7 @@ class NetconfServer:
         self._plugin_handler = plugin_handler
         self.capabilities = capabilities
         self.sessions: dict[int, NetconfSession] = {}
+        self.hello_timeout = 60.0  # seconds a new session may take to send its hello
         self._next_id = 1
         self._namespaces = {m.name: (m.prefix, m.namespace) for m in self.schema.modules}
         caps = "".join(f"<capability>{escape(c)}</capability>" for c in capabilities)
