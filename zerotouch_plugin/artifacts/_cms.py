@@ -648,10 +648,11 @@ def _oid_der(dotted: str) -> bytes:
 
 def _time_der(moment: datetime) -> bytes:
     """UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5652 §11.3)."""
-    moment = moment.astimezone(UTC)
-    if moment < _UTC_TIME_END:
-        return _tlv(_UTC_TIME, moment.strftime("%y%m%d%H%M%SZ").encode())
-    return _tlv(_GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode())
+    t = moment.astimezone(UTC)
+    clock = (t.month, t.day, t.hour, t.minute, t.second)
+    if t < _UTC_TIME_END:
+        return _tlv(_UTC_TIME, b"%02d%02d%02d%02d%02d%02dZ" % (t.year % 100, *clock))
+    return _tlv(_GENERALIZED_TIME, b"%04d%02d%02d%02d%02d%02dZ" % (t.year, *clock))
 
 
 @lru_cache(maxsize=64)
@@ -698,12 +699,22 @@ def _set_of(members: Sequence[bytes]) -> bytes:
 def encode_signed_attributes(content_type: str, digest: bytes, signing_time: datetime) -> bytes:
     """DER SET OF the signed attributes content-type, message-digest and signing-time
     (RFC 5652 §5.3, §11), exactly as the signature covers them (RFC 5652 §5.4)."""
+    digest_der = _tlv(_OCTETS, digest)
+    time_der = _time_der(signing_time)
     attributes = [
         _content_type_attribute(content_type),
-        _attribute(_OID_MESSAGE_DIGEST, _tlv(_OCTETS, digest)),
-        _attribute(_OID_SIGNING_TIME, _time_der(signing_time)),
+        _attribute_head(_OID_MESSAGE_DIGEST, len(digest_der)) + digest_der,
+        _attribute_head(_OID_SIGNING_TIME, len(time_der)) + time_der,
     ]
     return _set_of(attributes)
+
+
+@lru_cache(maxsize=16)
+def _attribute_head(oid: str, value_length: int) -> bytes:
+    """An Attribute's encoding up to its one value of ``value_length`` bytes (TLV): the same
+    for every digest of one algorithm and every UTCTime."""
+    attribute = _attribute(oid, bytes(value_length))
+    return attribute[: len(attribute) - value_length]
 
 
 def _attribute(oid: str, value: bytes) -> bytes:

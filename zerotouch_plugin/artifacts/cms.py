@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -69,6 +70,7 @@ _HASHLIB: dict[str, Callable[[bytes], hashlib._Hash]] = {
     "sha512": hashlib.sha512,
 }
 _ECDSA = {name: ec.ECDSA(algorithm()) for name, algorithm in _DIGESTS.items()}
+_PKCS1 = padding.PKCS1v15()
 # SignerInfo.signatureAlgorithm -> key family it needs. ECDSA and RSA PKCS#1 v1.5 hash the
 # signed attributes with SignerInfo.digestAlgorithm (RFC 5753 §2.1.1, RFC 3370 §3.2).
 _ECDSA_ALGORITHMS = frozenset(
@@ -155,36 +157,50 @@ class _SigningProfile:
     sign: Callable[[bytes], bytes]
 
 
-def _digest_for(key: PrivateKey) -> str:
-    """SHA-256, SHA-384 for P-384, SHA-512 for P-521 (RFC 5753 §7.1.2 matching strengths),
-    SHA-512 for Ed25519 (RFC 8419 §3)."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return {"secp384r1": "sha384", "secp521r1": "sha512"}.get(key.curve.name, "sha256")
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "sha512"
-    return "sha256"
+# Hash per curve: SHA-384 for P-384, SHA-512 for P-521 (RFC 5753 §7.1.2 matching strengths).
+_CURVE_DIGESTS = {"secp384r1": "sha384", "secp521r1": "sha512"}
+# Key class -> family, filled on first use: isinstance() against the ABCs is slow per call.
+_KEY_FAMILIES: dict[type, str] = {}
 
 
-@lru_cache(maxsize=64)
+def _key_family(key: PrivateKey) -> str:
+    family = _KEY_FAMILIES.get(type(key))
+    if family is None:
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            family = "ec"
+        elif isinstance(key, ed25519.Ed25519PrivateKey):
+            family = "ed25519"
+        else:
+            family = "rsa"
+        _KEY_FAMILIES[type(key)] = family
+    return family
+
+
 def _signing_profile(key: PrivateKey, rsa_pss: bool) -> _SigningProfile:
-    """Worked out once per key: a MASA signs many vouchers with the same key."""
-    digest = _digest_for(key)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return _SigningProfile(digest, "ed25519", None, key.sign)  # RFC 8419 §3.2: pure EdDSA
+    """How ``key`` signs (not cached: no private key outlives its caller in a module cache)."""
+    family = _key_family(key)
+    if family == "ed25519":
+        # RFC 8419 §3: pure EdDSA over the attributes, SHA-512 for the message digest.
+        return _SigningProfile("sha512", "ed25519", None, cast(ed25519.Ed25519PrivateKey, key).sign)
+    if family == "ec":
+        ec_key = cast(ec.EllipticCurvePrivateKey, key)
+        digest = _CURVE_DIGESTS.get(ec_key.curve.name, "sha256")
+        ecdsa = _ECDSA[digest]
+        return _SigningProfile(
+            digest, f"{digest}_ecdsa", None, lambda data: ec_key.sign(data, ecdsa)
+        )
+    rsa_key = cast(rsa.RSAPrivateKey, key)
+    digest = "sha256"
     algorithm = _DIGESTS[digest]()
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        ecdsa = ec.ECDSA(algorithm)
-        return _SigningProfile(digest, f"{digest}_ecdsa", None, lambda data: key.sign(data, ecdsa))
     if rsa_pss:
         # RFC 4056 §3 / RFC 8017: salt length = hash length, MGF1 with the same hash.
         params = _cms.PssParams(digest, digest, algorithm.digest_size)
         pss = padding.PSS(padding.MGF1(algorithm), algorithm.digest_size)
         return _SigningProfile(
-            digest, "rsassa_pss", params, lambda data: key.sign(data, pss, algorithm)
+            digest, "rsassa_pss", params, lambda data: rsa_key.sign(data, pss, algorithm)
         )
-    pkcs1 = padding.PKCS1v15()
     return _SigningProfile(
-        digest, f"{digest}_rsa", None, lambda data: key.sign(data, pkcs1, algorithm)
+        digest, f"{digest}_rsa", None, lambda data: rsa_key.sign(data, _PKCS1, algorithm)
     )
 
 
@@ -403,7 +419,7 @@ def _check_signature(parsed: _cms.ParsedSignedData, signer: x509.Certificate, da
             public.verify(parsed.signature, data, _ECDSA[parsed.digest_algorithm])
         elif algorithm in _RSA_ALGORITHMS and isinstance(public, rsa.RSAPublicKey):
             hash_algorithm = _DIGESTS[parsed.digest_algorithm]()
-            public.verify(parsed.signature, data, padding.PKCS1v15(), hash_algorithm)
+            public.verify(parsed.signature, data, _PKCS1, hash_algorithm)
         elif algorithm == "rsassa_pss" and isinstance(public, rsa.RSAPublicKey):
             _verify_pss(parsed, public, data)
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -362,3 +362,28 @@ def test_signed_der_is_canonical(signed: bytes) -> None:
     from asn1crypto import cms as asn1_cms
 
     assert asn1_cms.ContentInfo.load(signed).dump(force=True) == signed
+
+
+@pytest.mark.parametrize(
+    ("moment", "tag"),
+    [
+        (datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), b"\x17\x0d991231235959Z"),
+        (datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC), b"\x17\x0d491231235959Z"),
+        (datetime(2050, 1, 1, tzinfo=UTC), b"\x18\x0f20500101000000Z"),
+    ],
+)
+def test_signing_time_encoding(
+    pki: tuple[certs.Identity, certs.Identity], moment: datetime, tag: bytes
+) -> None:
+    # RFC 5652 §11.3: UTCTime for 1950-2049, GeneralizedTime otherwise.
+    der = cms.sign(PAYLOAD, signer=pki[1], now=moment)
+    assert tag in der
+    assert cms.verify(der, trust_anchors=None, now=None).signing_time == moment
+    assert _cms.parse_signed_data(der) == _cms.parse_signed_data_asn1crypto(der)
+
+
+def test_signing_time_is_normalised_to_utc(pki: tuple[certs.Identity, certs.Identity]) -> None:
+    local = datetime(2026, 6, 1, 14, 0, 30, tzinfo=timezone(timedelta(hours=2)))
+    der = cms.sign(PAYLOAD, signer=pki[1], now=local)
+    assert b"\x17\x0d260601120030Z" in der
+    assert cms.inspect(der).signing_time == local
