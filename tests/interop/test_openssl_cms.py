@@ -298,6 +298,23 @@ def test_zerotouch_chain_verifies_in_openssl(tmp_path: Path, openssl: str) -> No
     assert result.returncode != 0  # OpenSSL too needs the intermediate
 
 
+@pytest.mark.parametrize(("kind", "pss"), [("p256", False), ("rsa2048", True)])
+def test_zerotouch_output_is_canonical_der(
+    tmp_path: Path, openssl: str, kind: certs.KeyKind, pss: bool
+) -> None:
+    """OpenSSL re-encodes what zerotouch signs byte for byte: it is DER, not just BER."""
+    pki = Pki(tmp_path, kind, intermediate=True)
+    der = cms.sign(PAYLOAD, signer=pki.signer, now=datetime.now(UTC), rsa_pss=pss)
+    (tmp_path / "zt.der").write_bytes(der)
+    run(
+        [
+            openssl, "cms", "-cmsout", "-inform", "DER", "-in", tmp_path / "zt.der",
+            "-outform", "DER", "-out", tmp_path / "re.der",
+        ]
+    )  # fmt: skip
+    assert (tmp_path / "re.der").read_bytes() == der
+
+
 def test_zerotouch_tampered_fails_in_openssl(tmp_path: Path, openssl: str) -> None:
     pki = Pki(tmp_path, "p256")
     der = cms.sign(PAYLOAD, signer=pki.signer, now=datetime.now(UTC)).replace(b"SN-7", b"SN-8")
