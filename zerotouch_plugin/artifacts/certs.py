@@ -895,6 +895,8 @@ def verify_chain(
     """
     if purpose not in _POLICIES:
         raise ValueError(f"purpose must be one of {', '.join(_POLICIES)}")
+    if isinstance(trust_anchors, x509.Certificate) or isinstance(intermediates, x509.Certificate):
+        raise TypeError("trust_anchors and intermediates must be sequences of certificates")
     if not trust_anchors:
         raise UntrustedSigner("no trust anchors given to validate the certificate path against")
     now = _check_now(now)

@@ -321,6 +321,10 @@ def verify(
     ``trust_anchors`` None (signature only): when ``now`` is given, the signer certificate's
     validity period is still checked.
     """
+    if isinstance(content_types, str):
+        raise TypeError("content_types must be a collection of OIDs, not one string")
+    if isinstance(trust_anchors, x509.Certificate) or isinstance(intermediates, x509.Certificate):
+        raise TypeError("trust_anchors and intermediates must be sequences of certificates")
     if trust_anchors is not None and now is None:
         raise ValueError("path validation against trust anchors needs `now`")
     if now is not None and (not isinstance(now, datetime) or now.utcoffset() is None):

@@ -380,3 +380,11 @@ def test_signing_time_is_normalised_to_utc(pki: tuple[certs.Identity, certs.Iden
     der = cms.sign(PAYLOAD, signer=pki[1], now=local)
     assert b"\x17\x0d260601120030Z" in der
     assert cms.inspect(der).signing_time == local
+
+
+def test_verify_argument_types(signed: bytes, pki: tuple[certs.Identity, certs.Identity]) -> None:
+    # A bare string would make "in" a substring test: refused.
+    with pytest.raises(TypeError, match="collection"):
+        cms.verify(signed, trust_anchors=None, now=None, content_types=cms.OID_DATA)
+    with pytest.raises(TypeError, match="sequences"):
+        cms.verify(signed, trust_anchors=pki[0].cert, now=NOW)  # type: ignore[arg-type]
