@@ -244,8 +244,8 @@ def _sign(builder: x509.CertificateBuilder, signer: PrivateKey) -> x509.Certific
 
 
 def _ee_usage(key: PublicKey) -> x509.KeyUsage:
-    """digitalSignature always; keyAgreement for EC keys (ECDHE-less TLS never needs it, but
-    RFC 8995 §2.3.1 leaves room for it); keyEncipherment for RSA TLS key transport."""
+    """digitalSignature (vouchers, CMS, TLS handshakes); keyEncipherment too for RSA keys,
+    which older TLS uses for key transport (RFC 5280 §4.2.1.3)."""
     is_rsa = isinstance(key, rsa.RSAPublicKey)
     return x509.KeyUsage(
         digital_signature=True,
@@ -923,6 +923,10 @@ def _verify_chain(
     now: datetime,
     purpose: str,
 ) -> list[x509.Certificate]:
+    if _uses_ed25519([leaf, *intermediates, *trust_anchors]):
+        chain = _validate_manually(leaf, trust_anchors, intermediates, now, purpose)
+        _check_path_lengths(chain)
+        return chain
     ca_policy, ee_policy = _POLICIES[purpose]
     verifier = (
         PolicyBuilder()
@@ -931,10 +935,6 @@ def _verify_chain(
         .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
         .build_client_verifier()
     )
-    if _uses_ed25519([leaf, *intermediates, *trust_anchors]):
-        chain = _validate_manually(leaf, trust_anchors, intermediates, now, purpose)
-        _check_path_lengths(chain)
-        return chain
     try:
         chain = list(verifier.verify(leaf, list(intermediates)).chain)
     except VerificationError as exc:
