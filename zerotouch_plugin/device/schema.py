@@ -23,6 +23,7 @@ from yangson.datatype import (
     EmptyType,
     IdentityrefType,
     LeafrefType,
+    LinkType,
     StringType,
     UnionType,
 )
@@ -34,7 +35,7 @@ from yangson.exceptions import (
     YangsonException,
 )
 from yangson.instance import InstanceRoute
-from yangson.schemanode import SchemaTreeNode, TerminalNode
+from yangson.schemanode import DataNode, InternalNode, SchemaNode, SchemaTreeNode, TerminalNode
 from yangson.statement import ModuleParser, Statement
 
 from zerotouch_plugin.artifacts.yang import pyang_module_dirs, yang_dir
@@ -192,6 +193,11 @@ class DeviceSchema:
                 f"the YANG modules do not compile: {type(exc).__name__}: {exc}"
             ) from exc
         self.root: SchemaTreeNode = self.data_model.schema
+        self._self_contained = {
+            f"{node.ns}:{node.name}"
+            for node in self.root.children
+            if isinstance(node, DataNode) and not _refers_outside(node)
+        }
 
     def _library_7895(self) -> dict[str, Any]:
         """The RFC 7895 form yangson reads (and the deprecated ``modules-state`` we serve)."""
@@ -260,17 +266,18 @@ class DeviceSchema:
         """Raise ``SchemaError`` (path, rule) unless ``tree`` is valid (RFC 7950 §8).
 
         ``previous`` is a tree known to be valid that ``tree`` was derived from without
-        mutation (edits copy what they change and share the rest): top-level subtrees that
-        are the very same objects skip the syntax checks (types, patterns, mandatory nodes,
-        which depend on the subtree alone); semantic checks (leafref, must, when, unique) always
-        run over the whole tree.
+        mutation (edits copy what they change and share the rest). A top-level subtree that is
+        the very same object skips the syntax checks (types, patterns, mandatory nodes: they
+        depend on the subtree alone), and the semantic ones too when its schema has no must,
+        when, leafref or instance-identifier (nothing in it can refer to other data). XPath
+        checks always see the whole tree.
         """
         ctype = ContentType.config if config else ContentType.all
         try:
             inst = self.data_model.from_raw(dict(tree))
             unchanged = (
                 set()
-                if previous is None or any(m not in tree for m in previous)
+                if previous is None or not config or any(m not in tree for m in previous)
                 else {m for m, v in tree.items() if previous.get(m) is v}
             )
             if not unchanged:
@@ -278,8 +285,9 @@ class DeviceSchema:
                 return
             for member in tree:
                 if member not in unchanged:
-                    inst[member].validate(ValidationScope.syntax, ctype)
-            inst.validate(ValidationScope.semantics, ctype)
+                    inst[member].validate(ValidationScope.all, ctype)
+                elif member not in self._self_contained:
+                    inst[member].validate(ValidationScope.semantics, ctype)
         except ValidationError as exc:
             path = str(exc.instance.instance_route()) or "/"
             detail = f"{exc.tag}: {exc.message}" if exc.message else str(exc.tag)
@@ -339,6 +347,24 @@ class DeviceSchema:
             return self.data_model.parse_resource_id(path)
         except YangsonException as exc:
             raise SchemaError(f"bad resource path: {exc}", path=path) from None
+
+
+def _links(dtype: DataType[Any, Any]) -> bool:
+    if isinstance(dtype, UnionType):
+        return any(_links(t) for t in dtype.types)
+    return isinstance(dtype, LinkType)
+
+
+def _refers_outside(node: SchemaNode) -> bool:
+    """Whether configuration under ``node`` has XPath-based constraints (must, when,
+    leafref, instance-identifier), i.e. validity that may depend on other data."""
+    if isinstance(node, DataNode) and not node.config:
+        return False
+    if getattr(node, "must", None) or getattr(node, "when", None):
+        return True
+    if isinstance(node, TerminalNode) and _links(node.type):
+        return True
+    return isinstance(node, InternalNode) and any(_refers_outside(c) for c in node.children)
 
 
 def _type_name(dtype: DataType[Any, Any]) -> str:
