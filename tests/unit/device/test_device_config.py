@@ -1,0 +1,54 @@
+"""DeviceConfig from P/device.toml: users, cert-to-name rules, listeners (config.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zerotouch_plugin.config import CertToName, DeviceConfig, DeviceUser, load_config
+from zerotouch_plugin.errors import ConfigError
+
+
+def test_toml_with_users_and_rules(tmp_path: Path) -> None:
+    path = tmp_path / "device.toml"
+    path.write_text(
+        'netconf_ssh = "127.0.0.1:830"\n'
+        '[[users]]\nname = "admin"\npassword = "pw"\n'
+        '[[cert_to_name]]\nfingerprint = "SHA256:' + ":".join(["AB"] * 32) + '"\n'
+        'map_type = "specified"\nname = "nms"\n'
+    )
+    config = load_config(DeviceConfig, path, {"restconf": "[::1]:8443"})
+    assert config.users == (DeviceUser("admin", "pw"),)
+    assert config.cert_to_name == (CertToName("ab" * 32, "specified", "nms"),)
+    assert (config.netconf_ssh, config.restconf, config.netconf_tls) == (
+        "127.0.0.1:830",
+        "[::1]:8443",
+        None,
+    )
+
+
+def test_default_rule_maps_common_name() -> None:
+    assert DeviceConfig().cert_to_name == (CertToName("*", "common-name"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('netconf_ssh = "localhost"\n', "HOST:PORT"),
+        ('[[users]]\nname = "x"\n', "neither a password nor a public key"),
+        (
+            '[[users]]\nname = "x"\npassword = "a"\n[[users]]\nname = "x"\npassword = "b"\n',
+            "unique",
+        ),
+        ('[[cert_to_name]]\nfingerprint = "*"\nmap_type = "subject"\n', "map_type"),
+        ('[[cert_to_name]]\nfingerprint = "abc"\nmap_type = "common-name"\n', "fingerprint"),
+        ('users = "admin"\n', "list"),
+        ('colour = "red"\n', "unknown configuration keys"),
+    ],
+)
+def test_bad_configuration_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "device.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(DeviceConfig, path, {})
