@@ -7,7 +7,10 @@ file and the key, so a bad configuration never starts a half-configured service.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +24,8 @@ __all__ = [
     "DeviceUser",
     "MasaConfig",
     "RegistrarConfig",
+    "check_password",
+    "hash_password",
     "load_config",
     "normalise_fingerprint",
 ]
@@ -208,9 +213,35 @@ class CertToName:
         object.__setattr__(self, "fingerprint", normalise_fingerprint(self.fingerprint))
 
 
+PASSWORD_HASH_PREFIX = "pbkdf2-sha256$"
+
+
+def hash_password(password: str, *, salt: bytes, iterations: int = 200_000) -> str:
+    """``pbkdf2-sha256$ITERATIONS$SALT$HASH`` (base64), for ``password`` in device.toml."""
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    b64 = base64.b64encode
+    return f"{PASSWORD_HASH_PREFIX}{iterations}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def check_password(stored: str, offered: str) -> bool:
+    """Constant-time check of ``offered`` against a plain or ``hash_password`` value."""
+    if not stored.startswith(PASSWORD_HASH_PREFIX):
+        return hmac.compare_digest(stored.encode(), offered.encode())
+    try:
+        iterations, salt, digest = stored[len(PASSWORD_HASH_PREFIX) :].split("$")
+        expected = base64.b64decode(digest, validate=True)
+        got = hashlib.pbkdf2_hmac(
+            "sha256", offered.encode(), base64.b64decode(salt, validate=True), int(iterations)
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, got)
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceUser:
-    """A NETCONF/SSH user: a password and/or OpenSSH public keys (``authorized_keys`` lines)."""
+    """A NETCONF/SSH user: a password (plain, or from ``zerotouch device hash-password``)
+    and/or OpenSSH public keys (``authorized_keys`` lines)."""
 
     name: str
     password: str | None = None

@@ -22,6 +22,7 @@ from ncclient.transport.errors import AuthenticationError
 from tests.support.device_pki import DevicePki, make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
 from zerotouch_plugin.artifacts.certs import write_certs, write_key
+from zerotouch_plugin.config import hash_password
 
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
@@ -71,7 +72,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, pki: DevicePki) -> Path:
         f"""
 [[users]]
 name = "admin"
-password = "secret"
+password = "{hash_password("secret", salt=b"fixed-test-salt!", iterations=10_000)}"
 
 [[users]]
 name = "ops"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 import sys
 from pathlib import Path
 
-from zerotouch_plugin.config import DeviceConfig, load_config
+from zerotouch_plugin.config import DeviceConfig, hash_password, load_config
 from zerotouch_plugin.errors import ConfigError
 
 __all__ = ["HELP", "register"]
@@ -66,6 +67,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Read a password from stdin, print the value for ``password`` in device.toml."""
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise ConfigError("no password on standard input")
+    print(hash_password(password, salt=os.urandom(16)))
+    return 0
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser("run", help="run the device until SIGINT/SIGTERM", description=HELP)
@@ -75,3 +85,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--netconf-tls", metavar="HOST:PORT", help="NETCONF over TLS (RFC 7589)")
     p.add_argument("--restconf", metavar="HOST:PORT", help="RESTCONF over HTTPS (RFC 8040)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "hash-password",
+        help="hash a password read from stdin for device.toml (PBKDF2-SHA256)",
+        description="Reads one line from standard input and prints the hashed password.",
+    )
+    p.set_defaults(func=cmd_hash_password)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from zerotouch_plugin.config import CertToName, DeviceConfig, DeviceUser, load_config
+from zerotouch_plugin.config import (
+    CertToName,
+    DeviceConfig,
+    DeviceUser,
+    check_password,
+    hash_password,
+    load_config,
+)
 from zerotouch_plugin.errors import ConfigError
 
 
@@ -52,3 +59,12 @@ def test_bad_configuration_names_the_problem(tmp_path: Path, text: str, message:
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(DeviceConfig, path, {})
+
+
+def test_password_hashes() -> None:
+    stored = hash_password("s3cret", salt=b"0123456789abcdef", iterations=1000)
+    assert stored.startswith("pbkdf2-sha256$1000$")
+    assert check_password(stored, "s3cret")
+    assert not check_password(stored, "s3cret ")
+    assert check_password("plain", "plain") and not check_password("plain", "Plain")
+    assert not check_password("pbkdf2-sha256$x$y$z", "anything")  # malformed: refuse

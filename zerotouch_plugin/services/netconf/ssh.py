@@ -7,7 +7,6 @@ configuration gives them; nothing else (no shell, no exec, no port forwarding) i
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 
 import asyncssh
 
-from zerotouch_plugin.config import DeviceUser
+from zerotouch_plugin.config import DeviceUser, check_password
 from zerotouch_plugin.device.datastore import write_atomically
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
@@ -147,9 +146,8 @@ class _SshServer(asyncssh.SSHServer):
 
     def validate_password(self, username: str, password: str) -> bool:
         user = self._users.get(username)
-        ok = bool(user and user.password) and hmac.compare_digest(
-            (user.password if user and user.password else "").encode(), password.encode()
-        )
+        stored = user.password if user is not None else None
+        ok = bool(stored) and check_password(stored or "", password)
         if not ok:
             log.warning("ssh: password refused for %r from %s", username, self._peer)
         return ok
