@@ -13,6 +13,8 @@ than anything held in memory.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 # Any constant will do: it only has to be the same in every process that creates the schema.
 _SCHEMA_LOCK_KEY = 0x7A74_0001
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WAL_RETRY_SECONDS = 0.02
 
 # URL scheme spellings accepted for PostgreSQL -> the driver SQLAlchemy should use.
 _POSTGRES_SCHEMES = {
@@ -121,6 +124,28 @@ class Database:
         self.engine.dispose()
 
 
+def _enable_wal(cursor: Any, path: Path) -> None:
+    """Switch the file to WAL, retrying while another connection holds a write lock.
+
+    SQLite does not call the busy handler for this switch (it upgrades a read lock to a write
+    lock, which could deadlock), so when several processes open a new database at once, all
+    but one get SQLITE_BUSY right away; waiting here keeps ``busy_timeout``'s promise.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        else:
+            if str(mode).lower() == "wal":
+                return
+            if time.monotonic() > deadline:
+                raise StorageError(f"database {path}: cannot switch to WAL (journal mode {mode})")
+        time.sleep(_WAL_RETRY_SECONDS)
+
+
 def _sqlite_engine(path: Path) -> Engine:
     if not path.parent.is_dir():
         raise ConfigError(f"database folder {path.parent} does not exist")
@@ -133,7 +158,7 @@ def _sqlite_engine(path: Path) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor, path)
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:

@@ -172,6 +172,27 @@ def test_open_role_database_defaults_to_the_role_folder(tmp_path: Path) -> None:
     db.dispose()
 
 
+def test_wal_switch_waits_for_a_writer_instead_of_failing(tmp_path: Path) -> None:
+    """A new file still in rollback mode, write-locked by another connection: SQLite answers
+    the WAL switch with SQLITE_BUSY at once (no busy handler); opening must wait instead.
+    This is the race of processes opening one new database at the same moment."""
+    path = tmp_path / "busy.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    released = threading.Timer(0.5, writer.commit)
+    released.start()
+    try:
+        db = open_database(path)
+    finally:
+        released.join()
+        writer.close()
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    db.dispose()
+
+
 def _create_schema(url: str, start: object) -> None:
     start.wait()  # type: ignore[attr-defined]
     db = open_database(url)
