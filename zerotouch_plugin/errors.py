@@ -35,6 +35,7 @@ __all__ = [
     "PayloadTooLarge",
     "PolicyRefused",
     "RemoteError",
+    "ReplayedRequest",
     "ResourceExists",
     "ResourceMissing",
     "SchemaError",
@@ -178,6 +179,13 @@ class WrongNonce(RemoteError):
     reason = "wrong-nonce"
     http_status = 403
     netconf_tag = "access-denied"
+
+
+class ReplayedRequest(WrongNonce):
+    """A voucher-request whose nonce this device already used: stale, so refused with 403
+    (RFC 8995 §5.3 and §5.6 name 403 for a stale voucher-request)."""
+
+    reason = "replayed-request"
 
 
 class AccessDenied(RemoteError):

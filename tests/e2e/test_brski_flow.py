@@ -312,6 +312,41 @@ def test_replayed_voucher_request_from_another_client_is_refused(lab: Lab) -> No
     assert lab.state(victim_serial) is None  # nothing was recorded for the victim
 
 
+def replay_pvr(folder: Path, urls: list[str], registrar_cert: x509.Certificate) -> list[str]:
+    """The pledge of ``folder`` builds one voucher-request and sends it, unchanged, to each
+    URL in turn over its own IDevID TLS; returns ``status reason`` per answer."""
+
+    async def scenario() -> list[str]:
+        config = load_pledge_config(folder)
+        machine = Pledge(config, random_bytes=os.urandom)
+        machine.start()
+        pvr = machine.connected(registrar_cert, now=datetime.now(UTC))
+        assert isinstance(pvr, HttpRequest)
+        answers = []
+        for url in urls:
+            async with PledgeClient(config, url, timeout=15) as client:
+                answer = await client.send(pvr, now=lambda: datetime.now(UTC))
+            answers.append(f"{answer.status} {answer.body.decode('utf-8', 'replace')}")
+        return answers
+
+    return asyncio.run(scenario())
+
+
+def test_replayed_voucher_request_is_refused(lab: Lab) -> None:
+    """The same pledge voucher-request (same nonce) sent twice: the first gets a voucher, the
+    replay a 403 replayed-request, recorded on the device (RFC 8995 §5.3 "stale")."""
+    serial, folder = lab.pledge()
+    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+    first, replay = replay_pvr(folder, [lab.registrar_url] * 2, registrar_cert)
+    assert first.startswith("200 "), first
+    assert replay.startswith("403 replayed-request:") and "fresh nonce" in replay, replay
+    record = lab.device(serial)
+    assert record is not None and record["state"] == "voucher-issued"
+    assert str(record["last_error"]).startswith("replayed-request:")
+    # a new request (fresh nonce) from the same pledge goes through: only the replay failed
+    assert enroll_here(folder, lab.registrar_url).serial == serial
+
+
 # ---------------------------------------------------------------------------------------------
 # a hostile registrar in the test's event loop: the pledge refuses what it answers
 
@@ -552,6 +587,12 @@ def test_two_registrars_share_one_postgresql_database(fresh_pg_url: str, tmp_pat
         assert asyncio.run(split.run()).serial == serial
         assert split.used == {urls[0], urls[1]}
         serials.append(serial)
+        # a voucher-request answered by the first process, replayed to the second: refused,
+        # the nonce is on record in the shared database
+        _, folder = lab.pledge(allow=False)
+        registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+        first, replay = replay_pvr(folder, urls, registrar_cert)
+        assert first.startswith("200 ") and replay.startswith("403 replayed-request:"), replay
         out = run_cli("registrar", "devices", "--dir", lab.domain, "--json",
                       "--db", fresh_pg_url).stdout  # fmt: skip
         rows = json.loads(out)

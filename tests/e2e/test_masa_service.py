@@ -22,7 +22,7 @@ from tests.support.masa_process import (
     post,
     write_vendor_folder,
 )
-from tests.support.masa_world import NONCE, World, der
+from tests.support.masa_world import NONCE, OTHER_NONCE, World, der
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Voucher
 from zerotouch_plugin.cli import main
@@ -123,13 +123,43 @@ async def test_every_failure_has_its_status_and_a_reason(
     assert status == 403 and text.startswith("wrong-serial:")
     # first-come: alpha gets the device, beta is refused.
     assert (await post(url, good, trust=trust))[0] == 200
-    beta = world.good_rvr("beta")
+    beta = world.good_rvr("beta", nonce=OTHER_NONCE)
     status, text = await status_of(beta)
     assert status == 403 and "already belongs to domain" in text
     # The refusals are logged by the server.
     assert masa_proc.stop() == 0
     log = "".join(masa_proc.output)
     assert "refused 415" in log and "refused 403" in log and "refused 413" in log
+
+
+async def test_replayed_voucher_request_is_refused_even_after_a_restart(
+    world: World, vendor: Path
+) -> None:
+    """RFC 8995 §5.6: a registrar voucher-request whose nonce was answered is stale (403);
+    the nonce record is the stored voucher, so a restart does not forget it."""
+    serial = "ZT-REPLAY"
+    reg = world.domain().registrar.cert
+    body = world.rvr(world.pvr(idevid=world.idevid(serial), proximity=reg), serial=serial)
+    proc = MasaProcess(vendor, free_port()).start()
+    try:
+        assert (await post(proc.url, body, trust=world.vendor_ca))[0] == 200
+        status, _, text = await post(proc.url, body, trust=world.vendor_ca)
+        assert status == 403 and text.startswith(b"replayed-request:"), text
+        assert b"fresh nonce" in text
+    finally:
+        assert proc.stop() == 0
+    again = MasaProcess(vendor, free_port()).start()
+    try:
+        status, _, text = await post(again.url, body, trust=world.vendor_ca)
+        assert status == 403 and text.startswith(b"replayed-request:"), text
+        fresh = world.pvr(idevid=world.idevid(serial), proximity=reg, nonce=OTHER_NONCE)
+        renewed = world.rvr(fresh, serial=serial, nonce=OTHER_NONCE)
+        assert (await post(again.url, renewed, trust=world.vendor_ca))[0] == 200
+    finally:
+        again.stop()
+    repo = MasaRepository(open_database(vendor / DB_FILE))
+    assert [e.nonce for e in repo.audit_entries(serial)] == [OTHER_NONCE, NONCE]
+    repo.db.dispose()
 
 
 async def test_restart_keeps_ownership_and_audit_log(world: World, vendor: Path) -> None:
@@ -141,7 +171,8 @@ async def test_restart_keeps_ownership_and_audit_log(world: World, vendor: Path)
     assert "masa stopped" in "".join(first.output)
     second = MasaProcess(vendor, free_port()).start()
     try:
-        status, _, text = await post(second.url, world.good_rvr("beta"), trust=world.vendor_ca)
+        beta = world.good_rvr("beta", nonce=OTHER_NONCE)
+        status, _, text = await post(second.url, beta, trust=world.vendor_ca)
         assert status == 403 and b"already belongs" in text
         status, headers, body = await post(
             second.url, world.good_rvr(), trust=world.vendor_ca, path=AUDIT_PATH, accept=None
@@ -194,9 +225,9 @@ async def test_claims_policy_via_cli(world: World, vendor: Path, tmp_path: Path)
         assert status == 200, voucher
         signed = cms.verify(voucher, trust_anchors=[world.vendor_ca.cert], now=datetime.now(UTC))
         assert Voucher.from_json(signed.content).assertion == "verified"
-        alpha_pvr = world.pvr(idevid=world.idevid(serial))
+        alpha_pvr = world.pvr(idevid=world.idevid(serial), nonce=OTHER_NONCE)
         status, _, text = await post(
-            proc.url, world.rvr(alpha_pvr, serial=serial), trust=world.vendor_ca
+            proc.url, world.rvr(alpha_pvr, serial=serial, nonce=OTHER_NONCE), trust=world.vendor_ca
         )
         assert status == 403 and b"claimed by domain" in text
     finally:
@@ -238,18 +269,24 @@ async def test_two_masas_on_one_postgresql_give_a_device_to_one_domain(
     b = MasaProcess(vendor, free_port(), ("--db", fresh_pg_url)).start()
     try:
         serials = [f"ZT-PG-{i}" for i in range(6)]
-        tasks = []
+        tasks, bodies = [], []
         for serial in serials:
-            for dom, proc in (("alpha", a), ("beta", b)):
+            for dom, proc, nonce in (("alpha", a, NONCE), ("beta", b, OTHER_NONCE)):
                 reg = world.domain(dom).registrar.cert
-                pvr = world.pvr(idevid=world.idevid(serial), proximity=reg)
-                body = world.rvr(pvr, domain=dom, serial=serial)
-                tasks.append(post(proc.url, body, trust=world.vendor_ca))
+                pvr = world.pvr(idevid=world.idevid(serial), proximity=reg, nonce=nonce)
+                bodies.append(world.rvr(pvr, domain=dom, serial=serial, nonce=nonce))
+                tasks.append(post(proc.url, bodies[-1], trust=world.vendor_ca))
         results = await asyncio.gather(*tasks)
         statuses = [r[0] for r in results]
         for i in range(len(serials)):
             pair = sorted(statuses[2 * i : 2 * i + 2])
             assert pair == [200, 403], (serials[i], results[2 * i : 2 * i + 2])
+            assert b"already belongs" in results[2 * i + statuses[2 * i : 2 * i + 2].index(403)][2]
+        # the winning request replayed to the other process: refused, the nonce is on record
+        winner = statuses.index(200)
+        status, _, text = await post((b if winner % 2 == 0 else a).url, bodies[winner],
+                                     trust=world.vendor_ca)  # fmt: skip
+        assert status == 403 and text.startswith(b"replayed-request:"), text
         repo = MasaRepository(open_database(fresh_pg_url))
         for serial in serials:
             assert len(repo.vouchers(serial)) == 1

@@ -21,6 +21,7 @@ from zerotouch_plugin.artifacts.voucher import Assertion, VoucherRequest
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SERIAL = "ZT-0001"
 NONCE = base64.b64encode(b"0123456789abcdef").decode()
+OTHER_NONCE = base64.b64encode(b"fedcba9876543210").decode()  # another pledge request's nonce
 MASA_URL = "https://127.0.0.1:9443"
 
 
@@ -131,6 +132,7 @@ class World:
         signer = signer or (dom.registrar_with_ca if include_ca else dom.registrar)
         return cms.sign(request.to_json(), signer=signer, now=self.now)
 
-    def good_rvr(self, domain: str = "alpha", **kwargs: object) -> bytes:
+    def good_rvr(self, domain: str = "alpha", *, nonce: str = NONCE, **kwargs: object) -> bytes:
         reg = self.domain(domain).registrar.cert
-        return self.rvr(self.pvr(proximity=reg), domain=domain, **kwargs)  # type: ignore[arg-type]
+        pvr = self.pvr(proximity=reg, nonce=nonce)
+        return self.rvr(pvr, domain=domain, nonce=nonce, **kwargs)  # type: ignore[arg-type]

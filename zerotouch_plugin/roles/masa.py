@@ -41,6 +41,7 @@ from zerotouch_plugin.errors import (
     Expired,
     NotFound,
     PolicyRefused,
+    ReplayedRequest,
     SchemaError,
     UntrustedSigner,
     WrongNonce,
@@ -441,6 +442,13 @@ def decide(
     """Ownership policy and the voucher payload (RFC 8995 §5.5, §5.6, RFC 8366 §5.3)."""
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
+    # RFC 8995 §5.6: a voucher-request whose nonce was already answered is stale (a replay).
+    if request.nonce is not None and device.nonce_used_at is not None:
+        raise ReplayedRequest(
+            f"a voucher for device {request.serial} with nonce {request.nonce!r} was already "
+            f"issued at {format_datetime(device.nonce_used_at)}: this voucher-request is a "
+            "replay; the pledge must send a new one with a fresh nonce (RFC 8995 §5.6)"
+        )
     # RFC 8995 §5.5.4: nonceless vouchers only to authenticated registrars, and only by policy.
     if request.nonce is None:
         if not rules.nonceless_allowed:

@@ -33,12 +33,13 @@ from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest, format_datetime
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
     InvalidInput,
     PolicyRefused,
+    ReplayedRequest,
     SchemaError,
     UntrustedSigner,
     UpstreamInvalid,
@@ -66,6 +67,7 @@ __all__ = [
     "StatusReport",
     "authorize_enrollment",
     "build_registrar_request",
+    "check_fresh_nonce",
     "check_masa_voucher",
     "check_voucher_request",
     "decide_policy",
@@ -303,6 +305,19 @@ def check_voucher_request(
         idevid=tls_cert,
         request=request,
         cms_der=signed.der,
+    )
+
+
+def check_fresh_nonce(pledge: PledgeRequest, answered_at: datetime | None) -> None:
+    """Refuse a voucher-request whose nonce already got this device a voucher
+    (``answered_at``): a replay is stale, 403 (RFC 8995 §5.3). Resending a request that got
+    no voucher (503 while the MASA was down) is a retry, not a replay."""
+    if answered_at is None or pledge.request.nonce is None:
+        return
+    raise ReplayedRequest(
+        f"device {pledge.serial} already received a voucher for nonce "
+        f"{pledge.request.nonce!r} at {format_datetime(answered_at)}: this voucher-request is "
+        "a replay; send a new one with a fresh nonce (RFC 8995 §5.3)"
     )
 
 

@@ -182,6 +182,7 @@ def issue_voucher(
         request.serial,
         idevid_issuer=request.idevid_issuer.hex() if request.idevid_issuer else None,
         request_cms=request.der,
+        nonce=request.nonce,
         now=now,
         decide=decide,
     )

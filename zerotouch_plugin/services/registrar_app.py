@@ -31,6 +31,7 @@ from zerotouch_plugin.errors import (
     NotAcceptable,
     NotFound,
     PolicyRefused,
+    ReplayedRequest,
     UnsupportedMediaType,
     ZerotouchError,
 )
@@ -219,16 +220,21 @@ async def request_voucher(request: web.Request) -> web.Response:
             )
         raise
     # The request is on record before the MASA is asked: a MASA outage loses nothing.
-    request_id = await _db(
-        reg.repo.record_voucher_request,
-        pledge.serial,
-        manufacturer=pledge.manufacturer,
-        idevid_fingerprint=certs.fingerprint(pledge.idevid),
-        pvr_cms=pledge.cms_der,
-        nonce=pledge.request.nonce,
-        advance=_step(RegistrarEvent.PVR_ACCEPTED),
-        now=now,
-    )
+    try:
+        request_id = await _db(
+            reg.repo.record_voucher_request,
+            pledge.serial,
+            manufacturer=pledge.manufacturer,
+            idevid_fingerprint=certs.fingerprint(pledge.idevid),
+            pvr_cms=pledge.cms_der,
+            nonce=pledge.request.nonce,
+            advance=_step(RegistrarEvent.PVR_ACCEPTED),
+            fresh=lambda seen: role.check_fresh_nonce(pledge, seen),
+            now=now,
+        )
+    except ReplayedRequest as exc:
+        await _db(reg.repo.record_error, pledge.serial, exc.one_line(), now=now)
+        raise
     rvr = role.build_registrar_request(reg.context, pledge, now=now)
     try:
         voucher_cms = await reg.masa.request_voucher(masa_url, rvr)

@@ -107,6 +107,7 @@ class DeviceState:
     owner_domain_cert: bytes | None
     owner_since: datetime | None
     claim: ClaimRecord | None
+    nonce_used_at: datetime | None = None  # when a voucher with the request's nonce was issued
 
 
 @dataclass(frozen=True)
@@ -190,16 +191,18 @@ class MasaRepository:
         *,
         idevid_issuer: str | None,
         request_cms: bytes,
+        nonce: str | None,
         now: datetime,
         decide: Decide,
     ) -> IssuedVoucher:
         """Decide under the device's row lock, then store voucher + audit entry, one commit.
 
-        ``decide`` raises to refuse; then nothing is written.
+        ``decide`` sees whether ``nonce`` was used before (the lock makes that answer hold
+        across processes) and raises to refuse; then nothing is written.
         """
         with self.db.session() as s:
             device = self._ensure_device(s, serial, now)
-            record = decide(self._state(s, serial, device))
+            record = decide(self._state(s, serial, device, nonce=nonce))
             if idevid_issuer is not None:
                 device.idevid_issuer = idevid_issuer
             if record.take_ownership:
@@ -289,14 +292,24 @@ class MasaRepository:
         return s.scalars(select(_Device).where(_Device.serial == serial).with_for_update()).one()
 
     @staticmethod
-    def _state(s: Session, serial: str, device: _Device | None) -> DeviceState:
+    def _state(
+        s: Session, serial: str, device: _Device | None, *, nonce: str | None = None
+    ) -> DeviceState:
         claim = s.scalars(select(_Claim).where(_Claim.serial == serial)).first()
+        used_at = None
+        if device is not None and nonce is not None:
+            used_at = s.scalars(
+                select(_Voucher.created_on)
+                .where(_Voucher.device_id == device.id, _Voucher.nonce == nonce)
+                .limit(1)
+            ).first()
         return DeviceState(
             serial=serial,
             owner_domain_id=device.owner_domain_id if device else None,
             owner_domain_cert=device.owner_domain_cert if device else None,
             owner_since=device.owner_since if device else None,
             claim=None if claim is None else _claim_record(claim),
+            nonce_used_at=used_at,
         )
 
 

@@ -349,11 +349,25 @@ class RegistrarRepository:
         pvr_cms: bytes,
         nonce: str | None,
         advance: Advance,
+        fresh: Callable[[datetime | None], None],
         now: datetime,
     ) -> int:
-        """Store an accepted pledge voucher-request before asking the MASA; returns its id."""
+        """Store an accepted pledge voucher-request before asking the MASA; returns its id.
+
+        ``fresh`` gets the time a voucher with this device's ``nonce`` was relayed (None if
+        never; read under the device lock, so it holds across registrar processes) and raises
+        to refuse. A request that got no voucher yet (MASA down) may be sent again.
+        """
         with self.db.session() as s:
             dev = self._lock_or_create(s, serial, manufacturer, now)
+            answered = None
+            if nonce is not None:
+                answered = s.scalars(
+                    select(_Voucher.issued_at)
+                    .where(_Voucher.serial == serial, _Voucher.nonce == nonce)
+                    .limit(1)
+                ).first()
+            fresh(answered)
             self._move(dev, advance, now)
             dev.manufacturer = manufacturer
             dev.idevid_fingerprint = idevid_fingerprint

@@ -22,6 +22,7 @@ from zerotouch_plugin.errors import (
     NotCMS,
     NotFound,
     PolicyRefused,
+    ReplayedRequest,
     SchemaError,
     SignatureInvalid,
     UntrustedSigner,
@@ -327,6 +328,21 @@ def test_nonceless_needs_policy_and_authentication(world: World) -> None:
     voucher = masa.decide(auth, empty(), allow, now=NOW).voucher
     assert voucher.nonce is None
     assert voucher.expires_on == NOW + timedelta(minutes=30)  # always with expires-on
+
+
+def test_a_nonce_used_before_is_a_replay(world: World) -> None:
+    """RFC 8995 §5.6: a voucher-request whose nonce was answered already is stale (403)."""
+    req = verify(world, world.good_rvr())
+    used = DeviceState(SERIAL, None, None, None, None, nonce_used_at=NOW - timedelta(minutes=5))
+    with expect(ReplayedRequest, 403, "already issued at .* replay"):
+        masa.decide(req, used, MasaRules(), now=NOW)
+    assert ReplayedRequest.reason == "replayed-request"
+    # nonceless requests are governed by expires-on, not by the nonce record
+    nonceless = verify(
+        world, world.rvr(world.pvr(nonce=None), nonce=None), domain_trust=[world.domain().ca.cert]
+    )
+    voucher = masa.decide(nonceless, used, MasaRules(nonceless_allowed=True), now=NOW).voucher
+    assert voucher.nonce is None
 
 
 def test_pin_options(world: World) -> None:

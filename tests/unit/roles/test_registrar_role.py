@@ -25,6 +25,7 @@ from zerotouch_plugin.errors import (
     Expired,
     InvalidInput,
     PolicyRefused,
+    ReplayedRequest,
     SchemaError,
     SignatureInvalid,
     UntrustedSigner,
@@ -132,6 +133,21 @@ def test_valid_request_passes_and_rvr_follows_rfc8995_5_5(pki: Pki) -> None:
     assert request.idevid_issuer == aki.value.key_identifier
     assert request.prior_signed_voucher_request == pledge.cms_der
     assert request.proximity_registrar_cert is None
+
+
+def test_a_nonce_seen_before_is_a_replay(pki: Pki) -> None:
+    """RFC 8995 §5.3: a voucher-request whose nonce this device already sent is stale."""
+    pledge = accepted(pki)
+    role.check_fresh_nonce(pledge, None)
+    with pytest.raises(
+        ReplayedRequest, match=r"already received a voucher .* at 2026-.*replay"
+    ) as caught:
+        role.check_fresh_nonce(pledge, NOW - timedelta(minutes=1))
+    assert caught.value.http_status == 403 and caught.value.reason == "replayed-request"
+    nonceless = role.check_voucher_request(
+        pki.ctx, pki.pvr(nonce=None), tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
+    )
+    role.check_fresh_nonce(nonceless, NOW)  # no nonce, nothing to replay-check
 
 
 def test_no_tls_client_certificate_is_refused(pki: Pki) -> None:

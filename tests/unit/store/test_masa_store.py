@@ -56,6 +56,7 @@ def issue(repo: MasaRepository, serial: str, domain: str, **kwargs: object) -> o
         serial,
         idevid_issuer="abcd",
         request_cms=b"rvr",
+        nonce=kwargs.get("nonce", "n1"),  # type: ignore[arg-type]
         now=NOW,
         decide=first_come(domain, **kwargs),  # type: ignore[arg-type]
     )
@@ -93,6 +94,29 @@ def test_audit_entries_newest_first_and_nonceless_kept_as_null(repo: MasaReposit
     assert [e.nonce for e in entries] == [None, "first"]
     assert repo.vouchers("SN3")[1].expires_on == NOW + timedelta(minutes=61)
     assert repo.audit_entries("unknown") == [] and repo.vouchers("unknown") == []
+
+
+def test_decide_is_told_when_the_nonce_was_used_before(repo: MasaRepository) -> None:
+    """The replay fact (RFC 8995 §5.6 "stale") is read under the device lock, per device."""
+    issue(repo, "SN6", "dom-a", nonce="used")
+    seen: list[datetime | None] = []
+
+    def spy(nonce: str | None, serial: str = "SN6") -> None:
+        def decide(state: DeviceState) -> IssueRecord:
+            seen.append(state.nonce_used_at)
+            raise PolicyRefused("only looking")
+
+        with pytest.raises(PolicyRefused):
+            repo.issue_voucher(
+                serial, idevid_issuer=None, request_cms=b"rvr", nonce=nonce, now=NOW, decide=decide
+            )
+
+    spy("used")
+    spy("fresh")
+    spy(None)
+    spy("used", serial="SN7")  # the same nonce for another device is no replay
+    assert seen == [NOW, None, None, None]
+    assert repo.device("SN6").nonce_used_at is None  # only issue_voucher asks about a nonce
 
 
 def test_claims_are_replaced_on_resale(repo: MasaRepository) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from zerotouch_plugin.errors import Conflict, NotFound
+from zerotouch_plugin.errors import Conflict, NotFound, ReplayedRequest
 from zerotouch_plugin.roles.states import (
     REGISTRAR_TRANSITIONS,
     RegistrarDeviceState,
@@ -42,14 +43,22 @@ def open_repo(url: str) -> tuple[Database, RegistrarRepository]:
     return db, RegistrarRepository(db)
 
 
-def request_voucher(repo: RegistrarRepository, serial: str, now: datetime = NOW) -> int:
+def refuse_seen(seen: datetime | None) -> None:
+    if seen is not None:
+        raise ReplayedRequest(f"nonce seen at {seen.isoformat()}")
+
+
+def request_voucher(
+    repo: RegistrarRepository, serial: str, now: datetime = NOW, *, nonce: str | None = None
+) -> int:
     return repo.record_voucher_request(
         serial,
         manufacturer="CN=Vendor CA",
         idevid_fingerprint="sha256:aa",
         pvr_cms=b"\x30\x03pvr",
-        nonce="bm9uY2U=",
+        nonce=nonce or secrets.token_urlsafe(16),
         advance=step(RegistrarEvent.PVR_ACCEPTED),
+        fresh=refuse_seen,
         now=now,
     )
 
@@ -204,3 +213,32 @@ def test_two_processes_racing_on_one_device_serialize(db_url: str) -> None:
     assert len(repo.policy_for("SN-RACE")) == 1
     for db, _ in handles:
         db.dispose()
+
+
+def relay(repo: RegistrarRepository, request_id: int, nonce: str) -> None:
+    repo.record_voucher(
+        request_id,
+        rvr_cms=b"rvr",
+        voucher_cms=b"voucher",
+        assertion="proximity",
+        nonce=nonce,
+        expires_on=None,
+        advance=step(RegistrarEvent.VOUCHER_RELAYED),
+        now=NOW,
+    )
+
+
+def test_a_nonce_gets_one_voucher_across_processes(db_url: str) -> None:
+    """A nonce that got a voucher through one registrar process is refused by another (the
+    shared database, read under the device lock); one that got none may be sent again."""
+    (db_a, first), (db_b, second) = open_repo(db_url), open_repo(db_url)
+    request_voucher(first, "SN-NONCE", nonce="retried")  # MASA down: no voucher
+    relay(second, request_voucher(second, "SN-NONCE", nonce="retried"), "retried")
+    with pytest.raises(ReplayedRequest, match="nonce seen at 2026-11-26T12:00:00"):
+        request_voucher(first, "SN-NONCE", nonce="retried")
+    request_voucher(first, "SN-NONCE", nonce="another-nonce")  # a fresh nonce is fine
+    request_voucher(first, "SN-OTHER", nonce="retried")  # so is another device
+    device = first.device("SN-NONCE")
+    assert device is not None and device.state == "voucher-requested"
+    db_a.dispose()
+    db_b.dispose()
