@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from zerotouch_plugin.errors import ConfigError
 
@@ -277,6 +278,21 @@ def _records(value: Any, cls: type[T], name: str) -> tuple[T, ...]:
     return tuple(out)
 
 
+def _urls(value: Any, name: str) -> tuple[str, ...]:
+    """https://HOST[:PORT] URLs (registrars: RFC 8995 §5 runs over HTTPS only)."""
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{name} must be a list of URLs")
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"{name}: {url!r} is not https://HOST[:PORT]")
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"{name}: {url!r}: {exc}") from None
+    return tuple(value)
+
+
 def _address(value: str | None, name: str) -> None:
     if value is None:
         return
@@ -295,6 +311,11 @@ class DeviceConfig:
     NETCONF/TLS client certificates (already chained to the domain CA) to usernames; the
     default takes the certificate's common name. ``yang_dirs``/``yang_modules``
     (``name`` or ``name@revision``) extend the YANG library.
+
+    The pledge agent: ``registrars`` (https URLs, tried in order), the wait after a round
+    through all of them failed (``bootstrap_retry_delay``, doubled each round up to
+    ``bootstrap_max_delay``, with jitter), ``bootstrap_rounds`` before giving up (0: never),
+    ``bootstrap_timeout`` per request, ``bootstrap_history`` events kept.
     """
 
     netconf_ssh: str | None = None
@@ -304,10 +325,33 @@ class DeviceConfig:
     cert_to_name: tuple[CertToName, ...] = (CertToName("*", "common-name"),)
     yang_dirs: tuple[str, ...] = ()
     yang_modules: tuple[str, ...] = ()
+    registrars: tuple[str, ...] = ()
+    bootstrap_retry_delay: float = 2.0
+    bootstrap_max_delay: float = 300.0
+    bootstrap_rounds: int = 0
+    bootstrap_timeout: float = 30.0
+    bootstrap_history: int = 64
 
     def __post_init__(self) -> None:
         for name in ("netconf_ssh", "netconf_tls", "restconf"):
             _address(getattr(self, name), name)
+        object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))
+        for name in ("bootstrap_retry_delay", "bootstrap_max_delay", "bootstrap_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a number of seconds")
+            if value <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.bootstrap_max_delay < self.bootstrap_retry_delay:
+            raise ValueError("bootstrap_max_delay must be at least bootstrap_retry_delay")
+        for name, low, high in (("bootstrap_rounds", 0, None), ("bootstrap_history", 1, 65535)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer")
+            if value < low:
+                raise ValueError(f"{name} must be at least {low}")
+            if high is not None and value > high:
+                raise ValueError(f"{name} must be at most {high}")
         object.__setattr__(self, "users", _records(self.users, DeviceUser, "users"))
         object.__setattr__(
             self, "cert_to_name", _records(self.cert_to_name, CertToName, "cert_to_name")

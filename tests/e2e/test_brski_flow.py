@@ -43,6 +43,7 @@ from zerotouch_plugin.roles.pledge import (
     Enrollment,
     Failed,
     HttpRequest,
+    Install,
     Pledge,
     RetryPolicy,
     Wait,
@@ -53,6 +54,7 @@ from zerotouch_plugin.services.pledge_client import (
     PledgeClient,
     drive,
     load_pledge_config,
+    write_enrollment,
 )
 from zerotouch_plugin.services.pledge_client import enroll as pledge_enroll
 
@@ -551,11 +553,15 @@ def test_registrar_and_masa_restarted_between_steps(lab: Lab) -> None:
             lab.start_masa()
             restart_registrar()
 
+    async def keep(enrollment: Enrollment) -> None:
+        write_enrollment(folder, enrollment)
+
     async def scenario() -> Any:
         config = load_pledge_config(folder, retry=RetryPolicy(attempts=5, base_delay=0.2,
                                                               max_delay=1))  # fmt: skip
         async with PledgeClient(config, registrar.url, timeout=15) as client:
-            return await drive(Pledge(config, random_bytes=os.urandom), client, on_action=hook)
+            machine = Pledge(config, random_bytes=os.urandom)
+            return await drive(machine, client, on_action=hook, install=keep)
 
     enrollment = asyncio.run(scenario())
     assert restarted == ["voucher", "enroll"]
@@ -621,6 +627,8 @@ class SplitClient:
                 if isinstance(action, Wait):
                     await asyncio.sleep(action.seconds)
                     action = action.then
+                elif isinstance(action, Install):
+                    action = machine.installed()
                 elif isinstance(action, HttpRequest):
                     est_step = action.path.startswith("/.well-known/est/") or (
                         action.path == "/.well-known/brski/enrollstatus"

@@ -1,29 +1,56 @@
-"""``zerotouch device run``: the reference device server over a device folder P."""
+"""``zerotouch device run``: the reference device server over a device folder P, with the
+pledge agent; ``zerotouch device factory-reset``: forget what bootstrapping gave it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import gc
 import os
 import signal
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from zerotouch_plugin.config import DeviceConfig, hash_password, load_config
-from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.errors import ConfigError, InUse
 
 __all__ = ["HELP", "register"]
 
 HELP = "reference device: NETCONF (SSH, TLS) and RESTCONF over YANG-validated datastores"
+_LOCK_FILE = ".device.lock"
+
+
+@contextmanager
+def _device_lock(folder: Path) -> Iterator[None]:
+    """One process per device folder: ``run`` holds the lock, ``factory-reset`` needs it."""
+    fd = os.open(folder / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InUse(f"{folder} is in use by a running device: stop it first") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _listening(bound: Mapping[str, tuple[str, int]], shown: set[str]) -> None:
+    """``listening NAME HOST:PORT`` for each listener not announced yet."""
+    for name, (host, port) in bound.items():
+        if name not in shown:
+            shown.add(name)
+            address = f"[{host}]" if ":" in host else host
+            print(f"listening {name} {address}:{port}", flush=True)
 
 
 async def _run(args: argparse.Namespace) -> None:
     from zerotouch_plugin.services.device_server import DeviceServer  # heavy: YANG, asyncssh
+    from zerotouch_plugin.services.pledge_agent import PledgeAgent
 
     folder: Path = args.dir
-    if not folder.is_dir():
-        raise ConfigError(f"device folder {folder} does not exist")
     config_path = args.config or folder / "device.toml"
     config = load_config(
         DeviceConfig,
@@ -32,6 +59,7 @@ async def _run(args: argparse.Namespace) -> None:
             "netconf_ssh": args.netconf_ssh,
             "netconf_tls": args.netconf_tls,
             "restconf": args.restconf,
+            "registrars": args.registrar,
         },
     )
     if not (config.netconf_ssh or config.netconf_tls or config.restconf):
@@ -41,29 +69,67 @@ async def _run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     device = DeviceServer(folder, config)
+    shown: set[str] = set()
+
+    def enrolled(serial: str, already: bool) -> None:
+        _listening(device.bound, shown)  # RESTCONF listens once the identity is there
+        print(f"enrolled {serial}" + (" (already)" if already else ""), flush=True)
+
+    # a folder without a factory identity is a plain NETCONF/RESTCONF server: no agent
+    agent = None
+    if (folder / "idevid.pem").exists() or config.registrars:
+        agent = PledgeAgent(device, folder, config, on_enrolled=enrolled)
     bound = await device.start()
     # The compiled YANG schema is a large, long-lived object graph: keep the cyclic garbage
     # collector from walking it again and again (multi-millisecond pauses in replies).
     gc.collect()
     gc.freeze()
     try:
-        for name, (host, port) in bound.items():
-            shown = f"[{host}]" if ":" in host else host
-            print(f"listening {name} {shown}:{port}", flush=True)
+        _listening(bound, shown)
         if not device.has_domain_identity and (config.netconf_tls or config.restconf):
             print(
                 "no domain identity (P/ldevid.pem): TLS clients are refused until enrolment",
                 file=sys.stderr,
                 flush=True,
             )
+        if agent is not None:
+            await agent.start()
         await stop.wait()
     finally:
+        if agent is not None:
+            await agent.close()
         await device.close()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    asyncio.run(_run(args))
+    if not args.dir.is_dir():
+        raise ConfigError(f"device folder {args.dir} does not exist")
+    with _device_lock(args.dir):
+        asyncio.run(_run(args))
     print("device stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_factory_reset(args: argparse.Namespace) -> int:
+    """Forget the domain identity, the voucher, the agent's state and (unless kept) the
+    startup configuration; the factory identity and device.toml stay."""
+    from zerotouch_plugin.device.datastore import STARTUP_FILE
+    from zerotouch_plugin.device.domain_files import discard_incomplete, forget_domain
+    from zerotouch_plugin.services.pledge_agent import STATE_FILE
+
+    folder: Path = args.dir
+    if not folder.is_dir():
+        raise ConfigError(f"device folder {folder} does not exist")
+    with _device_lock(folder):
+        discard_incomplete(folder)
+        removed = forget_domain(folder)
+        extra = [STATE_FILE] + ([] if args.keep_config else [STARTUP_FILE])
+        for name in extra:
+            if (folder / name).exists():
+                (folder / name).unlink()
+                removed.append(name)
+    kept = "startup configuration kept" if args.keep_config else "startup configuration erased"
+    print(f"factory reset {folder}: removed {', '.join(removed) or 'nothing'}; {kept}")
     return 0
 
 
@@ -84,7 +150,29 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--netconf-ssh", metavar="HOST:PORT", help="NETCONF over SSH (RFC 6242)")
     p.add_argument("--netconf-tls", metavar="HOST:PORT", help="NETCONF over TLS (RFC 7589)")
     p.add_argument("--restconf", metavar="HOST:PORT", help="RESTCONF over HTTPS (RFC 8040)")
+    p.add_argument(
+        "--registrar",
+        metavar="URL",
+        action="append",
+        help="registrar https://HOST:PORT for the pledge agent (repeatable, tried in order; "
+        "replaces registrars of device.toml)",
+    )
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "factory-reset",
+        help="forget the domain identity, voucher, bootstrap state and startup configuration",
+        description=(
+            "With the device stopped: removes P/domain-ca.pem, ldevid.pem, ldevid.key, "
+            "voucher.cms, bootstrap-state.json and startup.json, so the next run bootstraps "
+            "again from its factory identity. Keeps idevid.*, masa-ca.pem, device.toml and "
+            "the SSH host keys."
+        ),
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the device folder P")
+    p.add_argument(
+        "--keep-config", action="store_true", help="keep the startup configuration (startup.json)"
+    )
+    p.set_defaults(func=cmd_factory_reset)
     p = sub.add_parser(
         "hash-password",
         help="hash a password read from stdin for device.toml (PBKDF2-SHA256)",

@@ -14,7 +14,9 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["DeviceIdentity", "PluginHost"]
+from zerotouch_plugin.device.datastore import RpcFunction
+
+__all__ = ["DeviceIdentity", "InstalledIdentity", "PluginHost", "RpcFunction"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,23 @@ class DeviceIdentity:
             raise ValueError("serial_number must not be empty")
 
 
+@dataclass(frozen=True)
+class InstalledIdentity:
+    """The domain identity a host holds: the LDevID (leaf first, then its chain) and the
+    domain trust anchors."""
+
+    chain: tuple[x509.Certificate, ...]
+    anchors: tuple[x509.Certificate, ...]
+
+    def __post_init__(self) -> None:
+        if not self.chain or not self.anchors:
+            raise ValueError("an installed identity has a certificate and a trust anchor")
+
+    @property
+    def ldevid(self) -> x509.Certificate:
+        return self.chain[0]
+
+
 class PluginHost(Protocol):
     """Services a hosting server gives the pledge agent."""
 
@@ -50,6 +69,23 @@ class PluginHost(Protocol):
     ) -> None:
         """Persist the LDevID, its chain and the domain trust anchors, and make the
         NETCONF/RESTCONF listeners use them (RFC 8995 §5.9.4) without a restart."""
+        ...
+
+    def installed_identity(self) -> InstalledIdentity | None:
+        """The domain identity in use (None before enrollment)."""
+        ...
+
+    async def forget_identity(self) -> None:
+        """Remove the domain identity (factory reset): TLS listeners accept no one again."""
+        ...
+
+    def management_ports(self) -> Mapping[str, int]:
+        """Listeners that accept domain clients once installed: ``netconf-tls-port`` and
+        ``restconf-port`` (only those that exist), announced in enrollstatus."""
+        ...
+
+    def register_rpc(self, name: str, function: RpcFunction) -> None:
+        """Serve the YANG RPC ``module:name`` (RFC 7951 input members -> output members)."""
         ...
 
     async def apply_configuration(self, tree: Mapping[str, Any]) -> None:

@@ -15,7 +15,9 @@ Sequence (transition table ``PLEDGE_TRANSITIONS`` in ``roles/states.py``):
 4. EST cacerts -> domain trust anchors checked against pinned-domain-cert (RFC 7030
    §4.1.3, RFC 8995 §5.9.1), from here on TLS verified against pinned-domain-cert;
 5. CSR with a fresh key, simpleenroll (RFC 7030 §4.2), LDevID checks;
-6. enrollstatus (§5.9.4), also on failure.
+6. install: the caller stores the identity and switches to it (``Install``, answered with
+   ``installed`` or ``install_failed``);
+7. enrollstatus (§5.9.4) reporting the installed result, also on failure.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ __all__ = [
     "Enrollment",
     "Failed",
     "HttpRequest",
+    "Install",
     "Pledge",
     "PledgeAction",
     "PledgeConfig",
@@ -230,8 +233,20 @@ class Enrollment:
 
 
 @dataclass(frozen=True)
-class Done:
+class Install:
+    """Store ``enrollment`` durably and switch to it, then report ``installed`` (with the
+    management listeners the registrar may reach) or ``install_failed``."""
+
     enrollment: Enrollment
+
+
+@dataclass(frozen=True)
+class Done:
+    """Bootstrap complete. ``status_error`` says why enrollstatus could not be delivered
+    (status telemetry, §5.9.4: the installed identity stands regardless)."""
+
+    enrollment: Enrollment
+    status_error: ZerotouchError | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +254,7 @@ class Failed:
     error: ZerotouchError
 
 
-PledgeAction = Connect | HttpRequest | Wait | Done | Failed
+PledgeAction = Connect | HttpRequest | Wait | Install | Done | Failed
 
 
 @dataclass(frozen=True)
@@ -400,7 +415,6 @@ class Pledge:
         self._anchors: tuple[x509.Certificate, ...] = ()
         self._cacerts: list[x509.Certificate] = []
         self._key: PrivateKey | None = None
-        self._ldevid: tuple[x509.Certificate, tuple[x509.Certificate, ...]] | None = None
 
     # -- public inputs ------------------------------------------------------------------------
 
@@ -435,6 +449,32 @@ class Pledge:
                 RemoteError(f"the registrar refused the TLS connection: {message}")
             )
         return self._retry(UpstreamUnavailable(f"registrar unreachable: {message}"), None)
+
+    def installed(self, management: Mapping[str, int] | None = None) -> PledgeAction:
+        """The host stored the identity and uses it: enrollstatus true (§5.9.4). Its
+        reason-context names the management listeners (``netconf-tls-port``,
+        ``restconf-port``) under ``zerotouch-management``, for the registrar's day-0
+        hand-off at the address this report comes from."""
+        self._expect(PledgeState.INSTALLING)
+        assert self.enrollment is not None
+        context: dict[str, Any] = {
+            "serial-number": self.config.serial,
+            "ldevid": certs.fingerprint(self.enrollment.ldevid),
+        }
+        if management:
+            context["zerotouch-management"] = dict(management)
+        self._advance(PledgeEvent.INSTALLED)
+        report = status_report(True, context=context)
+        return self._issue(self._status(PATH_ENROLLSTATUS, report, TlsMode.VERIFIED))
+
+    def install_failed(self, error: ZerotouchError) -> PledgeAction:
+        """The host could not install the identity: enrollstatus false (§5.9.4)."""
+        self._expect(PledgeState.INSTALLING)
+        if not isinstance(error, ZerotouchError):
+            raise TypeError("error must be a ZerotouchError")
+        self._advance(PledgeEvent.INSTALL_FAILED)
+        self.enrollment = None
+        return self._report_enroll_failure(error)
 
     def received(self, response: Response, *, now: datetime) -> PledgeAction:
         """An HTTP answer to the pending request."""
@@ -584,13 +624,21 @@ class Pledge:
             leaf, chain = self._check_ldevid(issued, now)
         except ZerotouchError as exc:
             return self._step_failed(exc)
-        self._ldevid = (leaf, chain)
+        assert self._key is not None and self._voucher is not None
+        assert self._voucher_cms is not None
         self._advance(PledgeEvent.CERT_VALID)
-        report = status_report(
-            True,
-            context={"serial-number": self.config.serial, "ldevid": certs.fingerprint(leaf)},
+        self.enrollment = Enrollment(
+            serial=self.config.serial,
+            voucher_cms=self._voucher_cms,
+            voucher=self._voucher,
+            registrar_cert=self._registrar_certificate(),
+            domain_anchors=self._anchors,
+            ldevid=leaf,
+            ldevid_chain=chain,
+            ldevid_key=self._key,
         )
-        return self._issue(self._status(PATH_ENROLLSTATUS, report, TlsMode.VERIFIED))
+        self._pending = None
+        return Install(self.enrollment)
 
     def _check_ldevid(
         self, issued: list[x509.Certificate], now: datetime
@@ -615,22 +663,10 @@ class Pledge:
 
     def _on_enroll_status(self, response: Response, now: datetime) -> PledgeAction:
         self._note_registrar(response)
-        if self.state is PledgeState.REPORTING_ENROLLMENT_FAILURE:
-            self._advance(PledgeEvent.STATUS_SENT)
-            return self._fail()
         self._advance(PledgeEvent.STATUS_SENT)
-        assert self._ldevid is not None and self._key is not None and self._voucher is not None
-        assert self._voucher_cms is not None
-        self.enrollment = Enrollment(
-            serial=self.config.serial,
-            voucher_cms=self._voucher_cms,
-            voucher=self._voucher,
-            registrar_cert=self._registrar_certificate(),
-            domain_anchors=self._anchors,
-            ldevid=self._ldevid[0],
-            ldevid_chain=self._ldevid[1],
-            ldevid_key=self._key,
-        )
+        if self.state is PledgeState.FAILED:
+            return self._fail()
+        assert self.enrollment is not None
         return Done(self.enrollment)
 
     _HANDLERS: Mapping[PledgeState, Callable[[Pledge, Response, datetime], PledgeAction]] = {
@@ -689,10 +725,7 @@ class Pledge:
     def _retry(self, error: ZerotouchError, retry_after: float | None) -> PledgeAction:
         """Retry the pending step after a backoff, or give up once attempts run out."""
         if self._tries >= self.config.retry.attempts:
-            if self.error is None:
-                self.error = error
-            self._advance(PledgeEvent.GAVE_UP)
-            return self._fail()
+            return self._give_up(error)
         self._advance(PledgeEvent.RETRY)
         fraction = int.from_bytes(self._random(4), "big") / 2**32
         seconds = self.config.retry.delay(self._tries, fraction, retry_after)
@@ -714,9 +747,7 @@ class Pledge:
         """A response that fails a check in the EST steps -> enrollstatus false (§5.9.4)."""
         event = _INVALID_ANSWER.get(self.state)
         if event is None:  # a status report over a connection that stopped validating
-            self.error = self.error or error
-            self._advance(PledgeEvent.GAVE_UP)
-            return self._fail()
+            return self._give_up(error)
         self._advance(event)
         return self._report_enroll_failure(error)
 
@@ -728,6 +759,14 @@ class Pledge:
             context={"error": error.reason, "serial-number": self.config.serial},
         )
         return self._issue(self._status(PATH_ENROLLSTATUS, report, TlsMode.VERIFIED))
+
+    def _give_up(self, error: ZerotouchError) -> PledgeAction:
+        self._advance(PledgeEvent.GAVE_UP)
+        if self.state is PledgeState.ENROLLED:  # only the success report was undeliverable
+            assert self.enrollment is not None
+            return Done(self.enrollment, status_error=error)
+        self.error = self.error or error
+        return self._fail()
 
     def _fail(self) -> PledgeAction:
         error = self.error or RemoteError("bootstrap failed")

@@ -104,6 +104,7 @@ class PledgeState(StrEnum):
     REPORTING_VOUCHER_FAILURE = "reporting-voucher-failure"  # voucher refused (§5.6.1, §5.7)
     FETCHING_CACERTS = "fetching-cacerts"  # EST /cacerts (RFC 7030 §4.1, RFC 8995 §5.9.1)
     ENROLLING = "enrolling"  # EST /simpleenroll (RFC 7030 §4.2)
+    INSTALLING = "installing"  # LDevID and trust anchors handed to the host (§5.9.4)
     REPORTING_ENROLLMENT = "reporting-enrollment"  # enrollstatus true (§5.9.4)
     REPORTING_ENROLLMENT_FAILURE = "reporting-enrollment-failure"  # enrollstatus false
     ENROLLED = "enrolled"
@@ -120,6 +121,8 @@ class PledgeEvent(StrEnum):
     CACERTS_INVALID = "cacerts-invalid"
     CERT_VALID = "cert-valid"
     CERT_INVALID = "cert-invalid"
+    INSTALLED = "installed"  # the host stored the identity and switched to it
+    INSTALL_FAILED = "install-failed"
     RETRY = "retry"  # transient: unreachable, 503 or 202 with Retry-After
     REFUSED = "refused"  # the registrar answered with a refusal
     GAVE_UP = "gave-up"  # retries exhausted
@@ -155,10 +158,16 @@ PLEDGE_TRANSITIONS: Mapping[tuple[PledgeState, PledgeEvent], PledgeState] = {
     (_P.FETCHING_CACERTS, _PE.CACERTS_VALID): _P.ENROLLING,
     (_P.FETCHING_CACERTS, _PE.CACERTS_INVALID): _P.REPORTING_ENROLLMENT_FAILURE,
     (_P.FETCHING_CACERTS, _PE.REFUSED): _P.REPORTING_ENROLLMENT_FAILURE,
-    (_P.ENROLLING, _PE.CERT_VALID): _P.REPORTING_ENROLLMENT,
+    # §5.9.4: enrollstatus reports the installed result, so install comes first
+    (_P.ENROLLING, _PE.CERT_VALID): _P.INSTALLING,
+    (_P.INSTALLING, _PE.INSTALLED): _P.REPORTING_ENROLLMENT,
+    (_P.INSTALLING, _PE.INSTALL_FAILED): _P.REPORTING_ENROLLMENT_FAILURE,
     (_P.ENROLLING, _PE.CERT_INVALID): _P.REPORTING_ENROLLMENT_FAILURE,
     (_P.ENROLLING, _PE.REFUSED): _P.REPORTING_ENROLLMENT_FAILURE,
     (_P.REPORTING_ENROLLMENT, _PE.STATUS_SENT): _P.ENROLLED,
+    # the identity is installed: an undeliverable status report (§5.9.4 telemetry) does
+    # not undo the enrollment
+    (_P.REPORTING_ENROLLMENT, _PE.GAVE_UP): _P.ENROLLED,
     (_P.REPORTING_ENROLLMENT_FAILURE, _PE.STATUS_SENT): _P.FAILED,
 }
 

@@ -1,15 +1,17 @@
 """The reference device: datastores, NETCONF over SSH and TLS, and RESTCONF, over folder P.
 
 It implements the plugin host interface (``device/host.py``) for the pledge agent. The
-domain identity (``P/ldevid.pem`` with its chain, ``P/ldevid.key``, ``P/domain-ca.pem``) is
-read at start and again when an identity is installed: NETCONF/TLS picks it up for the next
-connection and RESTCONF is restarted on the same address, with no process restart. Without
-a domain identity the TLS listeners accept no one (RFC 8995 §5.9.4: the domain CA is the
-only trust anchor for management access).
+domain identity (``P/ldevid.pem`` with its chain, ``P/ldevid.key``, ``P/domain-ca.pem``, the
+last one the commit point: ``device/domain_files.py``) is read at start, after leftovers of
+an interrupted install are discarded, and again when an identity is installed: NETCONF/TLS
+picks it up for the next connection and RESTCONF is restarted on the same address, with no
+process restart. Without a domain identity the TLS listeners accept no one (RFC 8995
+§5.9.4: the domain CA is the only trust anchor for management access).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
@@ -23,9 +25,17 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DeviceConfig
-from zerotouch_plugin.device.datastore import Datastore, Datastores
+from zerotouch_plugin.device.datastore import Datastore, Datastores, RpcFunction
+from zerotouch_plugin.device.domain_files import (
+    CA_FILE,
+    CERT_FILE,
+    KEY_FILE,
+    discard_incomplete,
+    forget_domain,
+    write_domain,
+)
 from zerotouch_plugin.device.edit import apply_edit
-from zerotouch_plugin.device.host import DeviceIdentity
+from zerotouch_plugin.device.host import DeviceIdentity, InstalledIdentity
 from zerotouch_plugin.device.schema import load_device_schema
 from zerotouch_plugin.errors import ConfigError, StorageError
 from zerotouch_plugin.services import restconf
@@ -40,11 +50,10 @@ from zerotouch_plugin.services.netconf import (
     start_netconf_tls,
 )
 
-__all__ = ["DOMAIN_FILES", "DeviceServer", "parse_address"]
+__all__ = ["DeviceServer", "parse_address"]
 
 log = logging.getLogger(__name__)
 
-DOMAIN_FILES = {"cert": "ldevid.pem", "key": "ldevid.key", "ca": "domain-ca.pem"}
 _STATE_NAME = "plugin"
 
 
@@ -74,6 +83,7 @@ class DeviceServer:
         )  # relative dirs are relative to P
         self.datastores = Datastores(schema, folder)
         self.netconf = build_netconf_server(self.datastores)
+        discard_incomplete(folder)
         self._domain = self._load_domain()
         self._tls_settings: TlsSettings | None = None
         self._ssh: SshListener | None = None
@@ -90,13 +100,10 @@ class DeviceServer:
         return self._domain is not None
 
     def _load_domain(self) -> _Domain | None:
-        paths = {k: self.folder / v for k, v in DOMAIN_FILES.items()}
-        present = [p.exists() for p in paths.values()]
-        if not any(present):
+        paths = {k: self.folder / v for k, v in (("cert", CERT_FILE), ("key", KEY_FILE))}
+        paths["ca"] = self.folder / CA_FILE
+        if not paths["ca"].exists():
             return None
-        if not all(present):
-            missing = ", ".join(p.name for p in paths.values() if not p.exists())
-            raise ConfigError(f"{self.folder}: incomplete domain identity, missing {missing}")
         try:
             identity = certs.load_identity(paths["cert"], paths["key"])
             anchors = tuple(certs.load_certs(paths["ca"].read_bytes()))
@@ -213,18 +220,52 @@ class DeviceServer:
         if not domain_ca:
             raise ValueError("at least one domain trust anchor is needed")
         try:
-            certs.write_key(self.folder / DOMAIN_FILES["key"], key)  # type: ignore[arg-type]
-            certs.write_certs(self.folder / DOMAIN_FILES["cert"], [ldevid_cert, *chain])
-            certs.write_certs(self.folder / DOMAIN_FILES["ca"], list(domain_ca))
+            await asyncio.to_thread(
+                write_domain,
+                self.folder,
+                key=key,  # type: ignore[arg-type]
+                chain=[ldevid_cert, *chain],
+                anchors=list(domain_ca),
+            )
         except OSError as exc:
             raise StorageError(f"cannot store the domain identity in {self.folder}: {exc}") from exc
         self._domain = self._load_domain()
+        await self._switch_tls()
+
+    async def _switch_tls(self) -> None:
+        """New TLS connections use the current identity; RESTCONF restarts on its address."""
         self._refresh_tls()
         if self._restconf_address is not None:
             if self._restconf is not None:
                 await self._restconf.cleanup()
                 self._restconf = None
             await self._start_restconf()
+
+    def installed_identity(self) -> InstalledIdentity | None:
+        if self._domain is None:
+            return None
+        identity = self._domain.identity
+        return InstalledIdentity((identity.cert, *identity.chain), self._domain.anchors)
+
+    async def forget_identity(self) -> None:
+        """Factory reset of the domain identity: files removed (commit point first), TLS
+        listeners back to refusing everyone, RESTCONF stopped."""
+        try:
+            removed = await asyncio.to_thread(forget_domain, self.folder)
+        except OSError as exc:
+            raise StorageError(f"cannot remove the domain identity: {exc}") from exc
+        log.warning("domain identity forgotten (%s)", ", ".join(removed) or "nothing stored")
+        self._domain = None
+        await self._switch_tls()
+
+    def management_ports(self) -> dict[str, int]:
+        if self._domain is None:
+            return {}
+        names = (("netconf-tls", "netconf-tls-port"), ("restconf", "restconf-port"))
+        return {key: self.bound[name][1] for name, key in names if name in self.bound}
+
+    def register_rpc(self, name: str, function: RpcFunction) -> None:
+        self.datastores.register_rpc(name, function)
 
     async def apply_configuration(self, tree: Mapping[str, Any]) -> None:
         await self.datastores.modify(

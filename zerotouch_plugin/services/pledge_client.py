@@ -14,8 +14,7 @@ import email.utils
 import logging
 import os
 import ssl
-import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,17 +22,18 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.errors import ConfigError, ZerotouchError
+from zerotouch_plugin.device.domain_files import write_domain
+from zerotouch_plugin.errors import ConfigError, StorageError, ZerotouchError
 from zerotouch_plugin.roles.pledge import (
     Connect,
     Done,
     Enrollment,
     Failed,
     HttpRequest,
+    Install,
     Pledge,
     PledgeAction,
     PledgeConfig,
@@ -48,6 +48,7 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "PLEDGE_FILES",
     "HandshakeRefused",
+    "Installer",
     "PledgeClient",
     "drive",
     "enroll",
@@ -105,55 +106,16 @@ def load_pledge_config(folder: Path, *, retry: RetryPolicy | None = None) -> Ple
     return PledgeConfig(idevid=idevid, masa_anchors=anchors, retry=retry or RetryPolicy())
 
 
-def _stage(path: Path, data: bytes, mode: int) -> Path:
-    """``data`` in a synced temporary file beside ``path`` (created with ``mode``)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def _pem(certificates: Sequence[x509.Certificate]) -> bytes:
-    return b"".join(c.public_bytes(Encoding.PEM) for c in certificates)
-
-
 def write_enrollment(folder: Path, enrollment: Enrollment) -> None:
-    """Write the bootstrap results into P: every file is first written and synced under a
-    temporary name, then all are renamed into place (the voucher last), so P never holds a
-    half-written file and a failure while writing leaves the old files untouched."""
-    key = enrollment.ldevid_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    """Install the bootstrap results in P (``device/domain_files.py``): each file atomic,
+    the domain CA written last as the commit point."""
+    write_domain(
+        folder,
+        key=enrollment.ldevid_key,
+        chain=[enrollment.ldevid, *enrollment.ldevid_chain],
+        anchors=enrollment.domain_anchors,
+        voucher_cms=enrollment.voucher_cms,
     )
-    contents = (
-        (PLEDGE_FILES["ldevid-key"], key, 0o600),
-        (PLEDGE_FILES["ldevid"], _pem([enrollment.ldevid, *enrollment.ldevid_chain]), 0o644),
-        (PLEDGE_FILES["domain-ca"], _pem(enrollment.domain_anchors), 0o644),
-        (PLEDGE_FILES["voucher"], enrollment.voucher_cms, 0o644),
-    )
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, data, mode in contents:
-            staged.append((_stage(folder / name, data, mode), folder / name))
-    except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, target in staged:
-        os.replace(tmp, target)
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the renames are durable too
-    finally:
-        os.close(directory)
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:
@@ -351,6 +313,23 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# Stores an enrollment and switches to it; returns the management listeners to announce in
+# enrollstatus (``netconf-tls-port``, ``restconf-port``), or None.
+Installer = Callable[[Enrollment], Awaitable[Mapping[str, int] | None]]
+
+
+async def _install(machine: Pledge, install: Installer, action: Install) -> PledgeAction:
+    try:
+        management = await install(action.enrollment)
+    except ZerotouchError as exc:
+        log.warning("installing the identity failed: %s", exc.one_line())
+        return machine.install_failed(exc)
+    except OSError as exc:
+        log.warning("installing the identity failed: %s", exc)
+        return machine.install_failed(StorageError(f"cannot install the identity: {exc}"))
+    return machine.installed(management)
+
+
 async def drive(
     machine: Pledge,
     client: PledgeClient,
@@ -358,13 +337,17 @@ async def drive(
     now: Callable[[], datetime] = _utc_now,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     on_action: Callable[[PledgeAction], None] | None = None,
+    install: Installer,
 ) -> Enrollment:
-    """Run ``machine`` to its end; the Enrollment, or its error raised."""
+    """Run ``machine`` to its end, ``install`` storing the identity before enrollstatus;
+    the Enrollment, or its error raised."""
     action = machine.start()
     while True:
         if on_action is not None:
             on_action(action)
         if isinstance(action, Done):
+            if action.status_error is not None:
+                log.warning("enrollstatus not delivered: %s", action.status_error.one_line())
             return action.enrollment
         if isinstance(action, Failed):
             raise action.error
@@ -372,6 +355,9 @@ async def drive(
             log.info("retrying in %.1f s: %s", action.seconds, action.reason)
             await sleep(action.seconds)
             action = action.then
+            continue
+        if isinstance(action, Install):
+            action = await _install(machine, install, action)
             continue
         try:
             if isinstance(action, Connect):
@@ -391,17 +377,18 @@ async def enroll(
     *,
     retry: RetryPolicy | None = None,
     timeout: float = 30.0,
-    write: bool = True,
 ) -> Enrollment:
-    """``zerotouch pledge enroll``: bootstrap the pledge of folder P and write its results."""
+    """``zerotouch pledge enroll``: bootstrap the pledge of folder P; its results are written
+    (the install step) before enrollstatus reports them."""
     config = load_pledge_config(folder, retry=retry)
     machine = Pledge(config, random_bytes=os.urandom)
+
+    async def install(enrollment: Enrollment) -> None:
+        await asyncio.to_thread(write_enrollment, folder, enrollment)
+
     async with PledgeClient(config, registrar_url, timeout=timeout) as client:
         try:
-            enrollment = await drive(machine, client)
+            return await drive(machine, client, install=install)
         except ZerotouchError:
             log.info("pledge %s failed in state history %s", config.serial, machine.history)
             raise
-    if write:
-        write_enrollment(folder, enrollment)
-    return enrollment

@@ -24,6 +24,7 @@ from zerotouch_plugin.errors import (
     NotCMS,
     PolicyRefused,
     SignatureInvalid,
+    StorageError,
     UnsupportedMediaType,
     UntrustedSigner,
     UpstreamUnavailable,
@@ -37,6 +38,7 @@ from zerotouch_plugin.roles.pledge import (
     Done,
     Failed,
     HttpRequest,
+    Install,
     Pledge,
     PledgeConfig,
     Response,
@@ -233,8 +235,17 @@ def test_full_bootstrap_produces_an_enrollment() -> None:
     ldevid = issue(action)
 
     action = m.received(ok(est.encode_certs_only([ldevid]), est.MEDIA_PKCS7_CERTS), now=NOW)
+    # RFC 8995 §5.9.4: the identity is installed before enrollstatus reports it
+    assert isinstance(action, Install) and m.state is PledgeState.INSTALLING
+    assert der(action.enrollment.ldevid) == der(ldevid)
+    action = m.installed({"netconf-tls-port": 6513, "restconf-port": 8443})
     report = status_of(action, role.PATH_ENROLLSTATUS)
     assert report["status"] is True
+    assert report["reason-context"] == {
+        "serial-number": SERIAL,
+        "ldevid": certs.fingerprint(ldevid),
+        "zerotouch-management": {"netconf-tls-port": 6513, "restconf-port": 8443},
+    }
     done = m.received(Response(200, b"", "text/plain", server_cert=WORLD.registrar.cert), now=NOW)
     assert isinstance(done, Done)
     assert m.state is PledgeState.ENROLLED
@@ -635,3 +646,56 @@ def test_failed_report_over_an_unvalidated_connection_keeps_the_first_reason() -
     final = m.received(Response(200, server_cert=WORLD.evil_registrar.cert), now=NOW)
     assert isinstance(final, Failed) and isinstance(final.error, CertificateError)
     assert m.state is PledgeState.FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# the install step (RFC 8995 §5.9.4: enrollstatus reports the installed result)
+
+
+def to_install(m: Pledge) -> Install:
+    request = to_enroll(m)
+    action = m.received(ok(est.encode_certs_only([issue(request)]), est.MEDIA_PKCS7_CERTS), now=NOW)
+    assert isinstance(action, Install)
+    return action
+
+
+def test_enrollstatus_without_listeners_has_no_management_context() -> None:
+    m = machine()
+    to_install(m)
+    report = status_of(m.installed(), role.PATH_ENROLLSTATUS)
+    assert report["status"] is True
+    assert isinstance(report["reason-context"], dict)
+    assert "zerotouch-management" not in report["reason-context"]
+
+
+def test_install_failure_is_reported_with_enrollstatus_false() -> None:
+    m = machine()
+    to_install(m)
+    action = m.install_failed(StorageError("disk full"))
+    _enroll_failure(m, action, StorageError)
+    report = status_of(action, role.PATH_ENROLLSTATUS)
+    assert "disk full" in str(report["reason"])
+
+
+def test_install_answers_only_an_install() -> None:
+    m = machine()
+    to_enroll(m)
+    with pytest.raises(ValueError):
+        m.installed()
+    m2 = machine()
+    to_install(m2)
+    with pytest.raises(ValueError):
+        m2.received(Response(200, server_cert=WORLD.registrar.cert), now=NOW)
+    with pytest.raises(TypeError):
+        m2.install_failed("disk full")  # type: ignore[arg-type]
+
+
+def test_undeliverable_success_report_keeps_the_installed_identity() -> None:
+    m = machine(config=WORLD.config(retry=RetryPolicy(attempts=2)))
+    install = to_install(m)
+    m.installed()
+    assert isinstance(m.unreachable("connection refused", now=NOW), Wait)
+    done = m.unreachable("connection refused", now=NOW)
+    assert isinstance(done, Done) and done.enrollment == install.enrollment
+    assert isinstance(done.status_error, UpstreamUnavailable)
+    assert m.state is PledgeState.ENROLLED

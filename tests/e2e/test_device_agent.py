@@ -1,0 +1,284 @@
+"""The pledge agent inside ``zerotouch device run``, with real processes on 127.0.0.1: MASA,
+registrar and devices, read with ncclient over NETCONF/SSH (the explicitly configured
+pre-enrollment access) and NETCONF/TLS, and with curl over RESTCONF."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+from ncclient import manager
+from ncclient.operations.rpc import RPCError
+
+from tests.e2e.test_brski_flow import Lab, make_lab
+from tests.support.device_process import DeviceProcess, start_device
+from tests.support.processes import run_cli
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import hash_password
+
+NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
+STATE_FILTER = f'<bootstrap xmlns="{NS}"/>'
+PASSWORD = hash_password("secret", salt=b"fixed-test-salt!", iterations=1000)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = make_lab(tmp_path_factory.mktemp("agent"))
+    try:
+        lab.start_masa()
+        lab.start_registrar()
+        run_cli("registrar", "issue-client-cert", "--dir", lab.domain, "--name", "nms",
+                "--out", lab.root / "nms")  # fmt: skip
+        yield lab
+    finally:
+        lab.close()
+
+
+def make_device(lab: Lab, *, allow: bool = True, rounds: int = 0) -> tuple[str, Path]:
+    """A device folder from ``zerotouch vendor idevid`` with a device.toml whose only
+    pre-enrollment access is one NETCONF/SSH user, and quick retries."""
+    serial, folder = lab.pledge(allow=allow, cli=True)
+    (folder / "device.toml").write_text(
+        f'registrars = ["{lab.registrar_url}"]\n'
+        "bootstrap_retry_delay = 0.3\nbootstrap_max_delay = 1.0\nbootstrap_timeout = 10.0\n"
+        f"bootstrap_rounds = {rounds}\n"
+        f'[[users]]\nname = "admin"\npassword = "{PASSWORD}"\n'
+    )
+    return serial, folder
+
+
+LISTEN = {
+    "netconf-ssh": "127.0.0.1:0",
+    "netconf-tls": "127.0.0.1:0",
+    "restconf": "127.0.0.1:0",
+}
+
+
+def run_device(folder: Path, *extra: str) -> DeviceProcess:
+    return start_device(folder, LISTEN, extra=extra, wait=["netconf-ssh", "netconf-tls"])
+
+
+def ssh(process: DeviceProcess) -> manager.Manager:
+    return manager.connect(
+        host="127.0.0.1", port=process.ports["netconf-ssh"], username="admin",
+        password="secret", hostkey_verify=False, allow_agent=False, look_for_keys=False,
+        timeout=15,
+    )  # fmt: skip
+
+
+def tls(process: DeviceProcess, cert: Path, key: Path, ca: Path) -> manager.Manager:
+    """NETCONF/TLS verified against the domain CA; the LDevID names the device by its serial
+    (RFC 8995 §2.3.1), not by address, so no host name check."""
+    return manager.connect_tls(
+        host="127.0.0.1", port=process.ports["netconf-tls"], certfile=str(cert),
+        keyfile=str(key), ca_certs=str(ca), protocol=ssl.PROTOCOL_TLS_CLIENT, timeout=15,
+        check_hostname=False,
+    )  # fmt: skip
+
+
+def state_of(m: manager.Manager) -> etree._Element:
+    reply = m.get(filter=("subtree", STATE_FILTER))
+    found = reply.data_ele.find(f"{{{NS}}}bootstrap")
+    assert found is not None, reply.xml
+    return found
+
+
+def text(element: etree._Element, path: str) -> str | None:
+    """Text at a ``/``-separated path of local names in the bootstrap namespace."""
+    node = element.find("/".join(f"{{{NS}}}{step}" for step in path.split("/")))
+    return None if node is None else node.text
+
+
+def events(element: etree._Element) -> list[str]:
+    return [str(text(e, "event")) for e in element.findall(f"{{{NS}}}event")]
+
+
+def poll(
+    process: DeviceProcess, check: Callable[[etree._Element], bool], timeout: float = 45
+) -> etree._Element:
+    """The bootstrap state over NETCONF/SSH, once ``check`` holds for it."""
+    deadline = time.monotonic() + timeout
+    with ssh(process) as m:
+        while True:
+            state = state_of(m)
+            if check(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(etree.tostring(state, pretty_print=True).decode())
+            time.sleep(0.2)
+
+
+def restconf_state(process: DeviceProcess, nms: Path, serial: str) -> dict[str, Any]:
+    """GET over RESTCONF with curl, the device named by the serial in its LDevID."""
+    port = process.ports["restconf"]
+    result = subprocess.run(
+        ["curl", "-sS", "--fail", "--cacert", nms / "ca.pem", "--cert", nms / "cert.pem",
+         "--key", nms / "key.pem", "-H", "Accept: application/yang-data+json",
+         "--resolve", f"{serial}:{port}:127.0.0.1",
+         f"https://{serial}:{port}/restconf/data/zerotouch-bootstrap:bootstrap"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    body: dict[str, Any] = json.loads(result.stdout)["zerotouch-bootstrap:bootstrap"]
+    return body
+
+
+def refused(connect: Callable[[], manager.Manager]) -> bool:
+    try:
+        with connect():
+            return False
+    except Exception:  # ncclient wraps the TLS alert or the closed connection variously
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_device_bootstraps_switches_tls_and_keeps_its_identity(lab: Lab, tmp_path: Path) -> None:
+    serial, folder = make_device(lab)
+    nms = lab.root / "nms"
+    process = run_device(folder, "--registrar", lab.registrar_url)
+    try:
+        assert process.wait_for("enrolled ") == f"enrolled {serial}"
+        state = poll(process, lambda s: text(s, "phase") == "enrolled")
+        assert text(state, "registrar/used") == lab.registrar_url
+        assert text(state, "voucher/serial-number") == serial
+        assert text(state, "ldevid/fingerprint") == certs.fingerprint(
+            certs.load_cert_file(folder / "ldevid.pem")
+        )
+        assert text(state, "trust-anchor/source") == "pinned-domain-cert"
+        seen = events(state)
+        for name in ("bootstrap-started", "attempt-started", "voucher-valid", "installed",
+                     "enrolled"):  # fmt: skip
+            assert name in seen, seen
+
+        # the registrar got enrollstatus with the management ports (contract C5 part A)
+        assert lab.state(serial) == "enroll-confirmed"
+
+        # NETCONF/TLS now accepts a domain client, and RESTCONF listens
+        with tls(process, nms / "cert.pem", nms / "key.pem", nms / "ca.pem") as m:
+            assert text(state_of(m), "phase") == "enrolled"
+        process.wait_for("listening restconf", timeout=10)
+        assert restconf_state(process, nms, serial)["phase"] == "enrolled"
+
+        # refused: no client certificate, the manufacturer IDevID, another domain's cert
+        ca = str(nms / "ca.pem")
+        assert refused(lambda: manager.connect_tls(
+            host="127.0.0.1", port=process.ports["netconf-tls"], ca_certs=ca, timeout=10,
+            protocol=ssl.PROTOCOL_TLS_CLIENT, check_hostname=False))  # fmt: skip
+        assert refused(
+            lambda: tls(process, folder / "idevid.pem", folder / "idevid.key", nms / "ca.pem")
+        )
+        other = tmp_path / "other"
+        run_cli("registrar", "init", "--dir", other, "--manufacturer-ca", lab.vendor / "ca.pem")
+        run_cli("registrar", "issue-client-cert", "--dir", other, "--name", "nms",
+                "--out", other / "nms")  # fmt: skip
+        assert refused(
+            lambda: tls(process, other / "nms/cert.pem", other / "nms/key.pem", nms / "ca.pem")
+        )
+    finally:
+        process.stop()
+
+    # a restart keeps the identity and does not bootstrap again
+    ldevid = (folder / "ldevid.pem").read_bytes()
+    process = run_device(folder, "--registrar", lab.registrar_url)
+    try:
+        assert process.wait_for("enrolled ") == f"enrolled {serial} (already)"
+        state = poll(process, lambda s: text(s, "phase") == "enrolled")
+        seen = events(state)
+        assert seen[-2:] == ["agent-started", "already-enrolled"], seen
+        assert seen.count("bootstrap-started") == 1  # the history survived the restart
+        assert text(state, "voucher/serial-number") == serial  # rebuilt from voucher.cms
+        assert (folder / "ldevid.pem").read_bytes() == ldevid
+        # restart-bootstrap on an enrolled device needs factory-reset
+        with (
+            tls(process, nms / "cert.pem", nms / "key.pem", nms / "ca.pem") as m,
+            pytest.raises(RPCError, match="factory-reset"),
+        ):
+            m.dispatch(etree.fromstring(f'<restart-bootstrap xmlns="{NS}"/>'))
+    finally:
+        process.stop()
+
+
+def test_masa_down_at_first_then_up(lab: Lab) -> None:
+    serial, folder = make_device(lab)
+    lab.stop_masa()
+    process = run_device(folder)
+    try:
+        state = poll(process, lambda s: text(s, "phase") == "waiting-retry")
+        assert text(state, "next-attempt") is not None
+        detail = " ".join(str(text(e, "detail")) for e in state.findall(f"{{{NS}}}event"))
+        assert "503" in detail, detail
+        lab.start_masa()
+        assert process.wait_for("enrolled ") == f"enrolled {serial}"
+        state = poll(process, lambda s: text(s, "phase") == "enrolled")
+        assert "waiting-retry" in events(state)
+        assert text(state, "last-error/reason") is None  # cleared by the enrollment
+    finally:
+        process.stop()
+        if lab.masa is None:
+            lab.start_masa()
+
+
+def test_killed_mid_bootstrap_resumes_and_enrolls(lab: Lab) -> None:
+    serial, folder = make_device(lab)
+    lab.stop_masa()
+    process = run_device(folder)
+    try:
+        poll(process, lambda s: "attempt-started" in events(s))
+        process.kill()
+        # leftovers of an install cut short: key and certificate without the commit point
+        (folder / "ldevid.key").write_text("partial")
+        (folder / "ldevid.pem").write_text("partial")
+        lab.start_masa()
+        process = run_device(folder)
+        assert process.wait_for("enrolled ") == f"enrolled {serial}"
+        state = poll(process, lambda s: text(s, "phase") == "enrolled")
+        started = [
+            e for e in state.findall(f"{{{NS}}}event") if text(e, "event") == "agent-started"
+        ]
+        assert "interrupted" in str(text(started[-1], "detail"))
+        assert "discarded an incomplete domain identity" in process.log
+        certs.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
+    finally:
+        process.stop()
+        if lab.masa is None:
+            lab.start_masa()
+
+
+def test_serial_not_allowed_stays_unenrolled_then_restart_bootstrap(lab: Lab) -> None:
+    serial, folder = make_device(lab, allow=False, rounds=1)
+    process = run_device(folder)
+    try:
+        state = poll(process, lambda s: text(s, "phase") == "failed")
+        assert text(state, "last-error/reason") == "policy-refused"
+        assert "gave up after 1 round" in str(text(state, "last-error/message"))
+        tried = state.find(f"{{{NS}}}registrar/{{{NS}}}tried")
+        assert tried is not None and text(tried, "outcome") == "policy-refused"
+        assert not (folder / "ldevid.pem").exists()
+        # the owner allows it; restart-bootstrap (RPC over the SSH access) enrolls it
+        run_cli("registrar", "allow", "--dir", lab.domain, "--serial", serial)
+        with ssh(process) as m:
+            reply = m.dispatch(etree.fromstring(f'<restart-bootstrap xmlns="{NS}"/>'))
+            assert "discovering" in reply.xml
+        assert process.wait_for("enrolled ") == f"enrolled {serial}"
+    finally:
+        process.stop()
+    result = run_cli("device", "factory-reset", "--dir", folder)
+    assert "domain-ca.pem" in result.stdout and "erased" in result.stdout
+    for name in (
+        "domain-ca.pem",
+        "ldevid.pem",
+        "ldevid.key",
+        "voucher.cms",
+        "bootstrap-state.json",
+    ):
+        assert not (folder / name).exists(), name
+    assert (folder / "idevid.pem").exists()

@@ -1,0 +1,111 @@
+"""The domain identity on disk in a device (or pledge) folder P, with one commit point.
+
+A bootstrap leaves four files: the LDevID key and certificate chain, the voucher that
+authorised it, and the domain trust anchors. Each file is replaced atomically, but a crash
+between files could leave a mixed set; so ``domain-ca.pem`` is written last and removed
+first: it is the commit point. Without it, the other files are leftovers of an interrupted
+install (or forget) and ``discard_incomplete`` removes them at start, so the device simply
+bootstraps again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.certs import PrivateKey
+
+__all__ = [
+    "CA_FILE",
+    "CERT_FILE",
+    "KEY_FILE",
+    "VOUCHER_FILE",
+    "discard_incomplete",
+    "forget_domain",
+    "write_domain",
+]
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "ldevid.key"
+CERT_FILE = "ldevid.pem"
+VOUCHER_FILE = "voucher.cms"
+CA_FILE = "domain-ca.pem"  # the commit point: written last, removed first
+_REQUIRED = (KEY_FILE, CERT_FILE)  # with CA_FILE, what a usable identity needs
+_PARTS = (KEY_FILE, CERT_FILE, VOUCHER_FILE)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_domain(
+    folder: Path,
+    *,
+    key: PrivateKey,
+    chain: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    voucher_cms: bytes | None = None,
+) -> None:
+    """Store an identity: the old commit point goes first (a crash from here on leaves no
+    mixed set that looks complete), then key, certificate chain (leaf first) and voucher,
+    then the trust anchors commit it."""
+    if not chain or not anchors:
+        raise ValueError("an identity needs a certificate and at least one trust anchor")
+    (folder / CA_FILE).unlink(missing_ok=True)
+    _sync_folder(folder)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    certs.write_atomic(folder / KEY_FILE, pem, 0o600)
+    certs.write_certs(folder / CERT_FILE, list(chain))
+    if voucher_cms is not None:
+        certs.write_atomic(folder / VOUCHER_FILE, voucher_cms, 0o644)
+    certs.write_certs(folder / CA_FILE, list(anchors))
+
+
+def forget_domain(folder: Path) -> list[str]:
+    """Remove the identity, commit point first; the names of the files removed."""
+    removed = [name for name in (CA_FILE, *_PARTS) if (folder / name).exists()]
+    (folder / CA_FILE).unlink(missing_ok=True)
+    _sync_folder(folder)
+    for name in _PARTS:
+        (folder / name).unlink(missing_ok=True)
+    _sync_folder(folder)
+    return removed
+
+
+def discard_incomplete(folder: Path) -> list[str]:
+    """At start: remove what an interrupted install or forget left behind (and temporary
+    files of interrupted writes). A set without its commit point, or a commit point without
+    key and certificate, is incomplete. The names of the files removed."""
+    for name in (CA_FILE, *_PARTS):
+        for stale in folder.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    committed = (folder / CA_FILE).exists()
+    complete = committed and all((folder / name).exists() for name in _REQUIRED)
+    if complete:
+        return []
+    present = [name for name in (CA_FILE, *_PARTS) if (folder / name).exists()]
+    if not present:
+        return []
+    forget_domain(folder)
+    log.warning(
+        "%s: discarded an incomplete domain identity (%s), left by an interrupted install; "
+        "the device bootstraps again",
+        folder,
+        ", ".join(present),
+    )
+    return present
