@@ -109,6 +109,9 @@ async def test_every_failure_has_its_status_and_a_reason(
     assert status == 406 and "does not allow application/voucher-cms+json" in text
     status, text = await status_of(b"not cms at all")
     assert status == 400 and text.startswith("not-cms:")
+    assert b'"proximity"' in good
+    status, text = await status_of(good.replace(b'"proximity"', b'"proximitx"', 1))
+    assert status == 403 and text.startswith(("digest-mismatch:", "bad-signature:")), text
     status, text = await status_of(b"\x30" * (70 * 1024))
     assert status == 413 and "65536 bytes" in text
     other_nonce = base64.b64encode(b"another-nonce-16").decode()

@@ -311,6 +311,23 @@ def test_cacerts_with_curl_and_openssl(world: World) -> None:
     assert certs_only(reply.body) == certs.load_certs((world.r / "ca.pem").read_bytes())
 
 
+def test_cacerts_with_openssl_s_client(world: World) -> None:
+    """``openssl s_client`` as the EST client (mutual TLS with a domain certificate)."""
+    a = world.root / "A"
+    host_port = world.registrar.url.removeprefix("https://")
+    request = f"GET /.well-known/est/cacerts HTTP/1.1\r\nHost: {host_port}\r\n"
+    request += "Connection: close\r\n\r\n"
+    answer = openssl(
+        "s_client", "-quiet", "-connect", host_port, "-CAfile", world.r / "ca.pem",
+        "-verify_return_error", "-cert", a / "cert.pem", "-key", a / "key.pem",
+        data=request.encode(),
+    )  # fmt: skip
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"application/pkcs7-mime; smime-type=certs-only" in head
+    assert certs_only(body) == certs.load_certs((world.r / "ca.pem").read_bytes())
+
+
 def test_csrattrs_with_curl(world: World) -> None:
     reply = world.admin("/.well-known/est/csrattrs")
     assert reply.status == 200
@@ -484,6 +501,25 @@ def test_wrong_media_type_oversized_body_unacceptable_format(world: World) -> No
         accept="application/voucher-jws+json",
     )
     assert jws_only.status == 406
+
+
+def test_tampered_voucher_request_is_refused(world: World) -> None:
+    """One byte of the signed payload changed in transit: 403 and nothing relayed."""
+    pledge = world.pledge("E2E-TAMPER")
+    world.allow("E2E-TAMPER")
+    body = voucher_request(world, pledge)
+    assert b'"proximity"' in body
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=body.replace(b'"proximity"', b'"proximitx"'),
+        content_type=VOUCHER_CMS,
+    )
+    assert reply.status == 403, reply.body
+    assert reply.body.startswith((b"digest-mismatch:", b"bad-signature:")), reply.body
+    record = world.device("E2E-TAMPER")["device"]
+    assert isinstance(record, dict)
+    assert record["state"] == "refused" and record["voucher_issued_at"] is None
 
 
 def test_admin_api(world: World) -> None:
