@@ -1,4 +1,4 @@
-"""``zerotouch voucher sign|verify|inspect`` and ``zerotouch demo`` end to end, as processes.
+"""``zerotouch voucher sign|verify|inspect`` end to end, as processes.
 
 The vendor PKI comes from ``zerotouch vendor init/idevid``; the OpenSSL CLI is the
 independent peer in both directions (its vouchers verify in zerotouch, ours in OpenSSL).
@@ -365,21 +365,3 @@ def test_zerotouch_signed_voucher_verifies_in_openssl(
     assert result.returncode == 0, result.stderr
     assert "Verification successful" in result.stderr
     assert json.loads(out.read_bytes()) == setup.voucher
-
-
-# --- the partial demo -------------------------------------------------------------------------
-
-
-def test_demo_runs_every_step_and_says_it_is_partial(tmp_path: Path) -> None:
-    result = zerotouch("demo", "--workdir", tmp_path)
-    assert_ok(result)
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("PARTIAL DEMO")
-    assert lines[-1].startswith("PARTIAL DEMO")
-    assert "FAILED" not in result.stdout
-    assert "steps held" in result.stdout
-    check = zerotouch(
-        "voucher", "verify", tmp_path / "voucher.cms", "--trust", tmp_path / "vendor-ca.pem",
-        "--expect-serial", "ZT-DEMO-0001",
-    )  # fmt: skip
-    assert_ok(check)

@@ -1,252 +1,195 @@
-"""``zerotouch demo``: what exists end to end today, step by step, with timings.
+"""``zerotouch demo``: the whole zero-touch flow on 127.0.0.1, one line per step.
 
-PARTIAL demo: it exercises the artifacts layer (PKI, voucher-request, voucher, CMS, YANG)
-and an independent verifier (the OpenSSL CLI); the MASA, registrar and device flow over the
-network is not part of it yet. Exits 0 only if every step held.
+Manufacturer and domain PKI, MASA, registrar and devices as real ``zerotouch`` processes;
+every device enrolls (BRSKI), the registrar hands off its day-0 configuration, and the
+owner's NMS reads it back over NETCONF/TLS while foreign clients are refused. Exits 0 only
+if every step held; stops everything it started unless ``--keep`` succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
+import asyncio
+import json
+import shlex
+import signal
+import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.artifacts.voucher import (
-    Assertion,
-    Voucher,
-    VoucherRequest,
-    new_nonce,
-    parse_signed_voucher,
-    parse_signed_voucher_request,
-    sign_artifact,
-)
-from zerotouch_plugin.errors import SignatureInvalid, WrongNonce, ZerotouchError
+from zerotouch_plugin.errors import ConfigError
 
 __all__ = ["HELP", "register"]
 
-HELP = "PARTIAL demo: vendor PKI, domain CA, IDevID, signed voucher verified two ways"
-
-SERIAL = "ZT-DEMO-0001"
-MASA_URL = "https://masa.example.invalid:9443"
-PARTIAL = (
-    "PARTIAL DEMO: artifacts only (PKI, voucher-request, voucher, CMS, YANG). The MASA, "
-    "registrar and device flow over the network is pending and not shown here."
-)
-
-
-T = TypeVar("T")
-
-
-class StepFailed(Exception):
-    """A demo step did not hold; the message says what was expected."""
-
-
-@dataclass
-class _Run:
-    """State shared by the steps, and what they wrote where."""
-
-    folder: Path
-    now: datetime
-    values: dict[str, object] = field(default_factory=dict)
-
-    def path(self, name: str) -> Path:
-        return self.folder / name
-
-    def get(self, name: str, kind: type[T]) -> T:
-        """A value an earlier step produced."""
-        value = self.values.get(name)
-        if not isinstance(value, kind):
-            raise StepFailed(f"{name} was not produced by an earlier step")
-        return value
+HELP = "run MASA, registrar and devices on 127.0.0.1: enroll, day-0 hand-off, NMS checks"
+MAX_DEVICES = 20
+SUMMARY = "summary.json"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--workdir", type=Path, help="keep the generated files here (default: a temp folder)"
+        "--workdir", type=Path, help="new or empty folder for every file (default: a temp one)"
+    )
+    parser.add_argument(
+        "--devices", type=int, default=1, help=f"how many devices (1..{MAX_DEVICES}, default 1)"
+    )
+    parser.add_argument("--json", action="store_true", help="print only a JSON summary")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the services running when every step held"
+    )
+    parser.add_argument(
+        "--stop", action="store_true", help="stop the services a --keep run left in --workdir"
     )
     parser.set_defaults(func=_demo)
 
 
-def _vendor_pki(run: _Run) -> str:
-    ca = certs.make_ca("zerotouch demo manufacturer CA", now=run.now)
-    masa = certs.issue_masa_signer(ca, "zerotouch demo MASA signer", now=run.now)
-    certs.write_certs(run.path("vendor-ca.pem"), [ca.cert])
-    certs.write_certs(run.path("masa.pem"), [masa.cert])
-    certs.write_key(run.path("masa.key"), masa.key)
-    run.values.update(vendor_ca=ca, masa=masa)
-    return "vendor-ca.pem, masa.pem, masa.key"
+def _folder(workdir: Path | None) -> Path:
+    if workdir is None:
+        return Path(tempfile.mkdtemp(prefix="zerotouch-demo-"))
+    if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise ConfigError(f"--workdir {workdir} is not an empty folder; the demo needs a fresh one")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir.resolve()
 
 
-def _domain_pki(run: _Run) -> str:
-    ca = certs.make_ca("zerotouch demo owner domain CA", now=run.now)
-    registrar = certs.issue_registrar(
-        ca, "registrar.demo.invalid", hosts=["127.0.0.1"], now=run.now
+def _print_result(number: int, result: Any) -> None:
+    """One progress line per step (and the log tails of a failed one)."""
+    status = "ok" if result.ok else "FAIL"
+    print(
+        f"{number:3d} {result.at:6.2f}s  {status:4s} {result.seconds * 1000:6.0f} ms  "
+        f"{result.title}: {result.detail}",
+        flush=True,
     )
-    certs.write_certs(run.path("domain-ca.pem"), [ca.cert])
-    certs.write_certs(run.path("registrar.pem"), [registrar.cert])
-    run.values.update(domain_ca=ca, registrar=registrar)
-    return "domain-ca.pem, registrar.pem (EKU cmcRA + serverAuth + clientAuth)"
+    for path, lines in result.log_tail:
+        print(f"      --- last lines of {path} ---")
+        for line in lines:
+            print(f"      | {line}")
 
 
-def _idevid(run: _Run) -> str:
-    ca = run.get("vendor_ca", certs.Identity)
-    idevid = certs.issue_idevid(ca, SERIAL, masa_url=MASA_URL, now=run.now)
-    if certs.serial_number_of(idevid.cert) != SERIAL:
-        raise StepFailed("IDevID subject serialNumber missing")
-    if certs.masa_url_of(idevid.cert) != MASA_URL:
-        raise StepFailed("IDevID MASA URL extension missing")
-    certs.write_certs(run.path("idevid.pem"), [idevid.cert])
-    certs.write_key(run.path("idevid.key"), idevid.key)
-    run.values.update(idevid=idevid)
-    return f"serialNumber={SERIAL}, MASA URL {MASA_URL}"
-
-
-def _voucher_request(run: _Run) -> str:
-    idevid = run.get("idevid", certs.Identity)
-    registrar = run.get("registrar", certs.Identity)
-    nonce = new_nonce(os.urandom(16))
-    request = VoucherRequest(
-        created_on=run.now,
-        assertion=Assertion.PROXIMITY,
-        serial_number=SERIAL,
-        nonce=nonce,
-        proximity_registrar_cert=registrar.cert.public_bytes(Encoding.DER),
+def _keep_help(folder: Path, endpoints: dict[str, Any]) -> str:
+    """How to reach the kept services and how to stop them."""
+    registrar = endpoints["registrar"]
+    first = endpoints["devices"][0]
+    tls_port = first["netconf-tls"].rsplit(":", 1)[1]
+    restconf_port = first["restconf"].rsplit(":", 1)[1]
+    ncclient = (
+        "import ssl; from ncclient import manager; "
+        f'm = manager.connect_tls(host="127.0.0.1", port={tls_port}, '
+        'certfile="nms/cert.pem", keyfile="nms/key.pem", ca_certs="registrar/ca.pem", '
+        "protocol=ssl.PROTOCOL_TLS_CLIENT, check_hostname=False); "
+        'print(m.get_config("running").data_xml); m.close_session()'
     )
-    der = sign_artifact(request, signer=idevid, now=run.now)
-    run.path("voucher-request.cms").write_bytes(der)
-    run.values.update(nonce=nonce, request_der=der)
-    return f"pledge voucher-request signed by the IDevID, nonce {nonce}"
+    lines = [
+        "services left running:",
+        f"  MASA       {endpoints['masa']}",
+        f"  registrar  {registrar}",
+    ]
+    for device in endpoints["devices"]:
+        lines.append(
+            f"  {device['name']:10s} {device['serial']}  NETCONF/TLS {device['netconf-tls']}"
+            f"  RESTCONF https://{device['restconf']}"
+        )
+    lines += [
+        "reach them (from the work folder):",
+        f"  cd {shlex.quote(str(folder))}",
+        "  curl --cacert registrar/ca.pem --cert admin/cert.pem --key admin/key.pem "
+        f"{registrar}/admin/devices",
+        "  # the LDevID names the device by its serial (CN), so curl is told where that name is:",
+        "  curl --cacert registrar/ca.pem --cert nms/cert.pem --key nms/key.pem "
+        f"--resolve {first['serial']}:{restconf_port}:127.0.0.1 "
+        f"https://{first['serial']}:{restconf_port}/restconf/data/ietf-system:system",
+        f"  {shlex.quote(sys.executable)} -c {shlex.quote(ncclient)}",
+        "stop them:",
+        f"  zerotouch demo --stop --workdir {shlex.quote(str(folder))}",
+    ]
+    return "\n".join(lines)
 
 
-def _check_request(run: _Run) -> str:
-    ca = run.get("vendor_ca", certs.Identity)
-    der = run.get("request_der", bytes)
-    request, signed = parse_signed_voucher_request(der, trust_anchors=[ca.cert], now=run.now)
-    if certs.serial_number_of(signed.signer) != request.serial_number:
-        raise StepFailed("voucher-request serial-number differs from the IDevID's")
-    return "signature, IDevID path to the manufacturer CA, YANG schema: ok"
-
-
-def _voucher(run: _Run) -> str:
-    masa = run.get("masa", certs.Identity)
-    domain_ca = run.get("domain_ca", certs.Identity)
-    nonce = run.get("nonce", str)
-    voucher = Voucher(
-        created_on=run.now,
-        assertion=Assertion.PROXIMITY,
-        serial_number=SERIAL,
-        pinned_domain_cert=domain_ca.cert.public_bytes(Encoding.DER),
-        nonce=nonce,
-    )
-    der = sign_artifact(voucher, signer=masa, now=run.now)
-    run.path("voucher.json").write_bytes(voucher.to_json())
-    run.path("voucher.cms").write_bytes(der)
-    run.values.update(voucher=voucher, voucher_der=der)
-    return f"voucher.cms ({len(der)} bytes DER, eContentType id-ct-animaJSONVoucher)"
-
-
-def _verify_zerotouch(run: _Run) -> str:
-    ca = run.get("vendor_ca", certs.Identity)
-    der = run.get("voucher_der", bytes)
-    nonce = run.get("nonce", str)
-    voucher, _ = parse_signed_voucher(der, trust_anchors=[ca.cert], now=run.now)
-    voucher.check(now=run.now, serial=SERIAL, nonce=nonce)
-    if voucher != run.get("voucher", Voucher):
-        raise StepFailed("verified voucher differs from the one signed")
-    return "signature, MASA path to the manufacturer CA, YANG, serial-number and nonce: ok"
-
-
-def _verify_openssl(run: _Run) -> str:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        return "skipped: openssl is not installed"
-    out = run.path("voucher.openssl.json")
-    command = [openssl, "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any"]
-    command += ["-in", str(run.path("voucher.cms")), "-CAfile", str(run.path("vendor-ca.pem"))]
-    result = subprocess.run(
-        [*command, "-out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise StepFailed(f"openssl cms -verify failed: {result.stderr.strip()}")
-    if out.read_bytes() != run.path("voucher.json").read_bytes():
-        raise StepFailed("openssl returned a different payload")
-    return "openssl cms -verify -CAfile vendor-ca.pem: Verification successful, same payload"
-
-
-def _rejections(run: _Run) -> str:
-    ca = run.get("vendor_ca", certs.Identity)
-    der = run.get("voucher_der", bytes)
-    tampered = der.replace(SERIAL.encode(), SERIAL[:-1].encode() + b"9")
+async def _run(demo: Any) -> bool:
+    """The flow, then stop (or keep) the services, also when cancelled (Ctrl-C, SIGTERM)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, task.cancel)
+    ok = False
     try:
-        parse_signed_voucher(tampered, trust_anchors=[ca.cert], now=run.now)
-    except SignatureInvalid as exc:
-        tampered_reason = exc.reason
-    else:
-        raise StepFailed("a tampered voucher was accepted")
-    voucher = run.get("voucher", Voucher)
-    try:
-        voucher.check(now=run.now, serial=SERIAL, nonce=new_nonce(os.urandom(16)))
-    except WrongNonce as exc:
-        nonce_reason = exc.reason
-    else:
-        raise StepFailed("a voucher with another nonce was accepted")
-    return f"tampered payload -> {tampered_reason}; replayed nonce -> {nonce_reason}"
+        ok = await demo.run()
+    finally:
+        demo.finish(ok)
+    return ok and all(result.ok for result in demo.results)
 
 
-# The steps, in order: (title, function returning a one-line result).
-STEPS: tuple[tuple[str, Callable[[_Run], str]], ...] = (
-    ("manufacturer CA and MASA signing certificate", _vendor_pki),
-    ("owner's domain CA and registrar certificate", _domain_pki),
-    ("IDevID for the pledge", _idevid),
-    ("pledge voucher-request (RFC 8995 §5.2), CMS-signed", _voucher_request),
-    ("check the voucher-request as a MASA would", _check_request),
-    ("voucher (RFC 8366) pinning the domain CA, signed by the MASA", _voucher),
-    ("verify the voucher with zerotouch", _verify_zerotouch),
-    ("verify the voucher with the OpenSSL CLI", _verify_openssl),
-    ("forgeries are rejected", _rejections),
-)
+def _stop(args: argparse.Namespace) -> int:
+    from zerotouch_plugin.demo.services import stop_kept
 
-
-def _run_steps(run: _Run) -> bool:
-    total = time.perf_counter()
-    for number, (title, step) in enumerate(STEPS, start=1):
-        start = time.perf_counter()
-        print(f"[{number}/{len(STEPS)}] {title} ...", flush=True)
-        try:
-            detail = step(run)
-        except (StepFailed, ZerotouchError, OSError, ValueError, subprocess.SubprocessError) as exc:
-            print(f"      FAILED: {exc}", flush=True)
-            return False
-        elapsed = (time.perf_counter() - start) * 1000
-        print(f"      ok ({elapsed:.1f} ms): {detail}", flush=True)
-    print(f"all {len(STEPS)} steps held in {(time.perf_counter() - total) * 1000:.0f} ms")
-    return True
+    if args.workdir is None:
+        raise ConfigError("--stop needs --workdir: the folder of the --keep run")
+    stopped = stop_kept(args.workdir)
+    print(f"stopped {', '.join(stopped)}" if stopped else f"nothing running in {args.workdir}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print(PARTIAL)
-    now = datetime.now(UTC)
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        ok = _run_steps(_Run(args.workdir, now))
-        print(f"files kept in {args.workdir}")
+    if args.stop:
+        return _stop(args)
+    if not 1 <= args.devices <= MAX_DEVICES:
+        raise ConfigError(f"--devices must be 1..{MAX_DEVICES}")
+    from zerotouch_plugin.demo.flow import Demo  # heavy: ncclient, cryptography
+
+    began = time.monotonic()
+    folder = _folder(args.workdir)
+    count = 0
+
+    def report(result: Any) -> None:
+        nonlocal count
+        count += 1
+        if not args.json:
+            _print_result(count, result)
+
+    demo = Demo(folder, args.devices, keep=args.keep, report=report)
+    if not args.json:
+        plural = "s" if args.devices > 1 else ""
+        print(f"zerotouch demo: {args.devices} device{plural} on 127.0.0.1, work folder {folder}")
+    interrupted = False
+    try:
+        ok = asyncio.run(_run(demo))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        ok, interrupted = False, True
+    failed = next((result for result in demo.results if not result.ok), None)
+    kept = ok and args.keep
+    summary: dict[str, Any] = {
+        "ok": ok,
+        "failed_step": failed.name if failed else ("interrupted" if interrupted else None),
+        "steps": [result.to_json() for result in demo.results],
+        "total_seconds": round(time.monotonic() - began, 3),
+        "workdir": str(folder),
+        "endpoints": demo.endpoints(),
+        "kept": kept,
+    }
+    if kept:
+        summary["pids"] = {s.name: s.popen.pid for s in demo.services.running}
+        summary["stop_command"] = f"zerotouch demo --stop --workdir {shlex.quote(str(folder))}"
+    (folder / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2))
     else:
-        with tempfile.TemporaryDirectory(prefix="zerotouch-demo-") as tmp:
-            ok = _run_steps(_Run(Path(tmp), now))
-    print(PARTIAL)
-    return 0 if ok else 1
+        _print_summary(summary, failed, interrupted)
+        if kept:
+            print(_keep_help(folder, summary["endpoints"]))
+    return 0 if ok else (130 if interrupted else 1)
+
+
+def _print_summary(summary: dict[str, Any], failed: Any, interrupted: bool) -> None:
+    seconds = summary["total_seconds"]
+    where = f"files in {summary['workdir']} (logs/ has every process's output, {SUMMARY})"
+    if summary["ok"]:
+        print(f"all {len(summary['steps'])} steps held in {seconds:.1f} s; {where}")
+    elif interrupted:
+        print(f"interrupted after {seconds:.1f} s; everything was stopped; {where}")
+    else:
+        assert failed is not None
+        print(f"demo FAILED at step {failed.name!r} ({failed.title}): {failed.detail}")
+        print(where)

@@ -1,0 +1,156 @@
+"""The owner's NMS in the demo: ncclient over NETCONF/TLS (RFC 7589) with a domain client
+certificate, and the clients a device must refuse once enrolled (issue 5).
+
+Blocking (ncclient runs a thread per session); the flow calls these through
+``asyncio.to_thread``, one device per thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from lxml import etree
+from ncclient import manager
+from ncclient.transport import session as ncclient_session
+
+from zerotouch_plugin.artifacts import certs
+
+__all__ = ["ClientFiles", "DeviceView", "read_device", "refused", "restconf_hostname"]
+
+SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
+BOOTSTRAP_NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
+SYSTEM_FILTER = f'<system xmlns="{SYS_NS}"><hostname/></system>'
+BOOTSTRAP_FILTER = f'<bootstrap xmlns="{BOOTSTRAP_NS}"><phase/></bootstrap>'
+TIMEOUT = 10.0
+
+# ncclient's session thread looks at its send queue only between 0.1 s socket polls, which
+# would add up to 100 ms to every RPC; 10 ms keeps the demo's few RPCs quick.
+ncclient_session.TICK = 0.01
+
+
+@dataclass(frozen=True)
+class ClientFiles:
+    """A TLS client identity as files: certificate (with chain), key, and the CA the
+    device's certificate must chain to."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """What the NMS read from one device."""
+
+    running_hostname: str | None
+    startup_hostname: str | None
+    phase: str | None
+
+
+def _connect(port: int, client: ClientFiles) -> manager.Manager:
+    # No host name check: the device's LDevID names the device by serialNumber (RFC 8995
+    # §2.3.1), not by address; the chain to the domain CA is still verified.
+    return manager.connect_tls(
+        host="127.0.0.1",
+        port=port,
+        certfile=str(client.cert),
+        keyfile=str(client.key),
+        ca_certs=str(client.ca),
+        protocol=ssl.PROTOCOL_TLS_CLIENT,
+        check_hostname=False,
+        timeout=TIMEOUT,
+    )
+
+
+def _leaf(reply: object, namespace: str, name: str) -> str | None:
+    data = etree.fromstring(reply.data_xml.encode())  # type: ignore[attr-defined]
+    node = data.find(f".//{{{namespace}}}{name}")
+    return None if node is None else node.text
+
+
+def read_device(port: int, client: ClientFiles) -> DeviceView:
+    """Hostname from running and startup, and the bootstrap phase, over one session."""
+    with _connect(port, client) as session:
+        running = session.get_config("running", filter=("subtree", SYSTEM_FILTER))
+        startup = session.get_config("startup", filter=("subtree", SYSTEM_FILTER))
+        state = session.get(filter=("subtree", BOOTSTRAP_FILTER))
+        return DeviceView(
+            running_hostname=_leaf(running, SYS_NS, "hostname"),
+            startup_hostname=_leaf(startup, SYS_NS, "hostname"),
+            phase=_leaf(state, BOOTSTRAP_NS, "phase"),
+        )
+
+
+def _peer_serial(tls: ssl.SSLSocket) -> str | None:
+    der = tls.getpeercert(binary_form=True)
+    return None if der is None else certs.serial_number_of(x509.load_der_x509_certificate(der))
+
+
+def restconf_hostname(port: int, client: ClientFiles, serial: str) -> str | None:
+    """``GET /restconf/data/ietf-system:system/hostname`` (RFC 8040 §3.5) after checking that
+    the device's certificate names ``serial`` (its LDevID subject, RFC 8995 §5.9.1)."""
+    context = ssl.create_default_context(cafile=str(client.ca))
+    context.check_hostname = False
+    context.load_cert_chain(client.cert, client.key)
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=TIMEOUT)
+    try:
+        connection.request(
+            "GET",
+            "/restconf/data/ietf-system:system/hostname",
+            headers={"Accept": "application/yang-data+json"},
+        )
+        assert isinstance(connection.sock, ssl.SSLSocket)
+        named = _peer_serial(connection.sock)
+        if named != serial:
+            raise ssl.SSLCertVerificationError(
+                f"the device certificate names {named}, not {serial}"
+            )
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        return None
+    value = json.loads(body).get("ietf-system:hostname")
+    return value if isinstance(value, str) else None
+
+
+def _refused_without_certificate(port: int, ca: Path) -> str | None:
+    """None if the device refused a TLS client with no certificate; else what it sent."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(ca)
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        try:
+            with context.wrap_socket(raw) as tls:
+                # TLS 1.3: the server judges the client after the client's handshake is
+                # done, so the refusal shows as an alert or EOF instead of the hello.
+                data = tls.recv(64)
+        except (ssl.SSLError, ConnectionError):
+            return None
+    return data.decode(errors="replace") if data else None
+
+
+def refused(port: int, ca: Path, client: ClientFiles | None) -> str | None:
+    """None if the device refused this client (``None``: no certificate at all) before
+    any NETCONF exchange; otherwise a description of what it let through."""
+    if client is None:
+        sent = _refused_without_certificate(port, ca)
+        return None if sent is None else f"sent {sent!r}"
+    try:
+        session = _connect(port, client)
+    except Exception as exc:  # ncclient raises several unrelated types
+        text = str(exc)
+        if text.startswith("Could not connect"):
+            return f"the port did not answer ({text})"
+        return None
+    with contextlib.suppress(Exception):
+        session.close_session()
+    return f"NETCONF session {session.session_id} opened"
