@@ -83,12 +83,24 @@ class RegistrarConfig:
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
     masa_timeout: float = 10.0  # seconds for one MASA call
     retry_after: int = 10  # Retry-After seconds sent with 503 when the MASA is unreachable
+    # day-0 hand-off (README "Day-0 hand-off")
+    day0_yang_dirs: tuple[str, ...] = ()  # extra YANG folders day-0 documents are checked with
+    day0_yang_modules: tuple[str, ...] = ()  # "name" or "name@revision" to implement
+    handoff_attempts: int = 8  # attempts before a hand-off is marked failed
+    handoff_backoff: float = 2.0  # seconds before the first retry, doubled each time
+    handoff_max_backoff: float = 300.0  # cap on the retry delay
+    handoff_timeout: float = 30.0  # seconds for one attempt (connect, RPCs, close)
+    handoff_poll: float = 5.0  # seconds between looks for hand-offs queued elsewhere
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "manufacturer_cas", _paths(self.manufacturer_cas, "manufacturer_cas")
         )
         object.__setattr__(self, "masa_trust", _paths(self.masa_trust, "masa_trust"))
+        object.__setattr__(self, "day0_yang_dirs", _paths(self.day0_yang_dirs, "day0_yang_dirs"))
+        object.__setattr__(
+            self, "day0_yang_modules", _paths(self.day0_yang_modules, "day0_yang_modules")
+        )
         if not isinstance(self.listen, str) or ":" not in self.listen:
             raise TypeError("listen must be a 'HOST:PORT' string")
         host, _, port = self.listen.rpartition(":")
@@ -99,16 +111,26 @@ class RegistrarConfig:
                 raise TypeError(f"{name} must be a string")
         if not isinstance(self.auto_accept, bool):
             raise TypeError("auto_accept must be true or false")
-        for name in ("ldevid_days", "max_body_bytes", "retry_after"):
+        for name in ("ldevid_days", "max_body_bytes", "retry_after", "handoff_attempts"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an integer")
             if value < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if not isinstance(self.masa_timeout, int | float) or isinstance(self.masa_timeout, bool):
-            raise TypeError("masa_timeout must be a number")
-        if self.masa_timeout <= 0:
-            raise ValueError("masa_timeout must be positive")
+        for name in (
+            "masa_timeout",
+            "handoff_backoff",
+            "handoff_max_backoff",
+            "handoff_timeout",
+            "handoff_poll",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a number")
+            if value <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.handoff_max_backoff < self.handoff_backoff:
+            raise ValueError("handoff_max_backoff must not be below handoff_backoff")
 
 
 MASA_POLICIES = ("first-come", "claims")

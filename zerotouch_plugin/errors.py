@@ -33,6 +33,7 @@ __all__ = [
     "NotCMS",
     "NotFound",
     "PayloadTooLarge",
+    "PeerRpcError",
     "PolicyRefused",
     "RemoteError",
     "ReplayedRequest",
@@ -309,3 +310,15 @@ class MissingAttribute(InvalidInput):
 
     reason = "missing-attribute"
     netconf_tag = "missing-attribute"
+
+
+class PeerRpcError(RemoteError):
+    """A NETCONF server answered an RPC with ``<rpc-error>`` (RFC 6241 §4.3): ``error_tag``
+    is the tag it sent (the class's ``netconf_tag`` is what we would send ourselves)."""
+
+    reason = "rpc-error"
+    http_status = 502
+
+    def __init__(self, message: str, *, error_tag: str, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.error_tag = error_tag

@@ -18,8 +18,11 @@ from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import RegistrarConfig, load_config
+from zerotouch_plugin.device.day0 import Day0Format, format_of, parse_day0
 from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.roles.handoff import parse_address
 from zerotouch_plugin.roles.registrar import ADMIN_OU, PolicyDecision
+from zerotouch_plugin.services.handoff import HANDOFF_CLIENT_FILE, ensure_handoff_identity
 from zerotouch_plugin.services.registrar_app import (
     CA_CERT,
     CA_KEY,
@@ -27,12 +30,13 @@ from zerotouch_plugin.services.registrar_app import (
     DB_FILE,
     REGISTRAR_CERT,
     REGISTRAR_KEY,
+    day0_schema,
     load_registrar,
     registrar_app,
     tls_context,
 )
 from zerotouch_plugin.store.db import open_role_database
-from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar import HandoffRow, RegistrarRepository
 
 __all__ = ["HELP", "register"]
 
@@ -48,6 +52,7 @@ DEVICE_COLUMNS = (
     ("voucher_accepted", "accepted"),
     ("enrolled_at", "enrolled"),
     ("audit_level", "audit"),
+    ("handoff", "hand-off"),
     ("last_error", "last error"),
     ("updated_at", "updated (UTC)"),
 )
@@ -105,10 +110,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     certs.write_certs(folder / CA_CERT, [ca.cert])
     certs.write_key(folder / REGISTRAR_KEY, registrar.key)
     certs.write_certs(folder / REGISTRAR_CERT, [registrar.cert, *registrar.chain])
+    client = ensure_handoff_identity(folder, ca, now=now)
     (folder / CONFIG_FILE).write_text("\n".join(lines) + "\n")
     _config(folder)  # the file just written must load
     print(f"domain CA       {folder / CA_CERT}  {certs.fingerprint(ca.cert)}")
     print(f"registrar cert  {folder / REGISTRAR_CERT}  hosts {', '.join(hosts)}")
+    print(f"hand-off client {folder / HANDOFF_CLIENT_FILE}  {certs.fingerprint(client.cert)}")
     print(f"configuration   {folder / CONFIG_FILE}")
     return 0
 
@@ -133,6 +140,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, HandoffRow):
+        return value.state if value.attempts == 0 else f"{value.state} ({value.attempts})"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
@@ -158,6 +167,51 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if not devices:
         print("(no devices yet)")
+    return 0
+
+
+def _day0_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read day-0 configuration {path}: {exc}") from exc
+
+
+def cmd_day0(args: argparse.Namespace) -> int:
+    """Set, show or clear the day-0 configuration of a serial or the default."""
+    serial: str | None = None if args.default else args.serial
+    who = "the default" if serial is None else serial
+    if args.clear and (args.file or args.address):
+        raise ConfigError("--clear takes no --file or --address")
+    if args.address and serial is None:
+        raise ConfigError("--address is per device: give --serial")
+    if args.format and not args.file:
+        raise ConfigError("--format goes with --file")
+    config = _config(args.dir, db=args.db)
+    repo = RegistrarRepository(open_role_database(args.dir, config.db, DB_FILE))
+    if args.clear:
+        found = repo.clear_day0(serial)
+        print(f"day-0 entry of {who} {'removed' if found else 'was not set'}")
+        return 0
+    if args.file:
+        fmt = format_of(args.file.name, args.format)
+        document = parse_day0(day0_schema(args.dir, config), _day0_text(args.file), fmt)
+        repo.set_day0(
+            serial, text=document.text, fmt=str(fmt), edit_xml=document.edit_xml, now=_now()
+        )
+        print(f"day-0 configuration of {who} stored ({fmt}, valid)")
+    if args.address:
+        target = parse_address(args.address)
+        repo.set_day0_address(args.serial, str(target), now=_now())
+        print(f"management address of {who}: {target}")
+    if not (args.file or args.address):
+        entry = repo.day0(serial)
+        if entry is None:
+            print(f"no day-0 entry for {who}")
+            return 0
+        print(f"# {who}: format {entry.format or '-'}, address {entry.address or '-'}")
+        if entry.config is not None:
+            print(entry.config.rstrip("\n"))
     return 0
 
 
@@ -267,6 +321,24 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = add("devices", "list devices with their state", cmd_devices)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+
+    p = add(
+        "day0",
+        "set, show or clear day-0 configuration pushed after enrollment (works while serving)",
+        cmd_day0,
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--serial", help="device serial number")
+    who.add_argument("--default", action="store_true", help="for devices without their own")
+    p.add_argument(
+        "--file", type=Path, help="YANG data, RFC 7951 JSON (.json) or XML (.xml), validated"
+    )
+    p.add_argument("--format", choices=[str(f) for f in Day0Format], help="overrides the extension")
+    p.add_argument(
+        "--address", metavar="HOST:PORT", help="NETCONF/TLS address of the device (proxy, NAT)"
+    )
+    p.add_argument("--clear", action="store_true", help="remove the configuration and address")
     p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
 
     p = add(

@@ -25,6 +25,7 @@ from cryptography import x509
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.config import RegistrarConfig
+from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import (
     ConfigError,
     InvalidInput,
@@ -35,10 +36,12 @@ from zerotouch_plugin.errors import (
     UnsupportedMediaType,
     ZerotouchError,
 )
+from zerotouch_plugin.roles import handoff as handoff_role
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
 from zerotouch_plugin.services._tls import peer_certificate, server_context
+from zerotouch_plugin.services.handoff import HandoffWorker, ensure_handoff_identity
 from zerotouch_plugin.services.masa_client import MasaClient
 from zerotouch_plugin.store.db import Database, open_role_database
 from zerotouch_plugin.store.registrar import Advance, PolicyRow, RegistrarRepository
@@ -52,6 +55,7 @@ __all__ = [
     "REGISTRAR_CERT",
     "REGISTRAR_KEY",
     "Registrar",
+    "day0_schema",
     "load_registrar",
     "registrar_app",
     "tls_context",
@@ -85,10 +89,19 @@ class Registrar:
     db: Database
     repo: RegistrarRepository
     masa: MasaClient
+    handoff: HandoffWorker
+    _schema: DeviceSchema | None = None
 
     async def close(self) -> None:
+        await self.handoff.close()
         await self.masa.close()
         self.db.dispose()
+
+    async def day0_schema(self) -> DeviceSchema:
+        """The device schema day-0 documents are checked against, compiled on first use."""
+        if self._schema is None:
+            self._schema = await asyncio.to_thread(day0_schema, self.folder, self.config)
+        return self._schema
 
 
 def _read_certs(folder: Path, names: tuple[str, ...], what: str) -> tuple[x509.Certificate, ...]:
@@ -131,7 +144,21 @@ def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
         timeout=config.masa_timeout,
         retry_after=config.retry_after,
     )
-    return Registrar(folder, config, context, db, RegistrarRepository(db), masa)
+    repo = RegistrarRepository(db)
+    handoff = HandoffWorker(
+        repo,
+        domain_ca=context.domain_ca,
+        identity=ensure_handoff_identity(folder, context.domain_ca, now=_now()),
+        config=config,
+    )
+    return Registrar(folder, config, context, db, repo, masa, handoff)
+
+
+def day0_schema(folder: Path, config: RegistrarConfig) -> DeviceSchema:
+    """The reference device schema plus ``day0_yang_dirs``/``day0_yang_modules`` (relative
+    folders are relative to R)."""
+    modules = [(n, rev) for n, _, rev in (m.partition("@") for m in config.day0_yang_modules)]
+    return load_device_schema([folder / d for d in config.day0_yang_dirs], modules)
 
 
 def tls_context(registrar: Registrar) -> ssl.SSLContext:
@@ -333,9 +360,40 @@ async def _check_audit_log(reg: Registrar, serial: str, idevid: x509.Certificate
 
 
 async def enroll_status(request: web.Request) -> web.Response:
-    """POST /.well-known/brski/enrollstatus (RFC 8995 §5.9.4)."""
-    await _status(request, "enrollstatus")
+    """POST /.well-known/brski/enrollstatus (RFC 8995 §5.9.4), then the day-0 hand-off."""
+    serial, _, report = await _status(request, "enrollstatus")
+    await _queue_handoff(request.app[_KEY], serial, report, request.remote)
     return web.Response(status=200, text="recorded\n")
+
+
+async def _queue_handoff(
+    reg: Registrar, serial: str, report: role.StatusReport, peer_host: str | None
+) -> None:
+    """Queue the hand-off durably and wake the worker; the response does not wait for it."""
+    configured, override = await _db(reg.repo.day0_plan, serial)
+    plan = handoff_role.plan_after_enrollstatus(
+        status=report.status,
+        configured=configured,
+        override=override,
+        peer_host=peer_host,
+        document=report.document,
+    )
+    if plan is None:
+        return
+    await _db(
+        reg.repo.queue_handoff,
+        serial,
+        state=str(plan.state),
+        host=plan.target.host if plan.target else None,
+        port=plan.target.port if plan.target else None,
+        error=plan.error,
+        now=_now(),
+    )
+    if plan.target is None:
+        log.warning("hand-off of %s not possible: %s", serial, plan.error)
+        return
+    log.info("hand-off of %s queued for %s", serial, plan.target)
+    reg.handoff.wake()
 
 
 # -- EST --------------------------------------------------------------------------------------
@@ -551,8 +609,12 @@ def registrar_app(registrar: Registrar) -> web.Application:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
 
+    async def _start(_: web.Application) -> None:
+        registrar.handoff.start()
+
     async def _close(_: web.Application) -> None:
         await registrar.close()
 
+    app.on_startup.append(_start)
     app.on_cleanup.append(_close)
     return app

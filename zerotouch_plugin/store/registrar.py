@@ -27,7 +27,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     delete,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -36,8 +38,12 @@ from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.db import Base, Database, UTCDateTime
 
 __all__ = [
+    "DEFAULT_DAY0",
     "Advance",
+    "Day0Row",
     "DeviceRecord",
+    "HandoffJob",
+    "HandoffRow",
     "PolicyRow",
     "RegistrarRepository",
     "StatusRow",
@@ -70,12 +76,6 @@ class _Device(Base):
     audit_summary: Mapped[str | None] = mapped_column(Text)
     audit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-    # day-0 hand-off (issue 5): configuration to push and how the last push went
-    day0_config: Mapped[str | None] = mapped_column(Text)
-    day0_format: Mapped[str | None] = mapped_column(String(8))
-    handoff_state: Mapped[str | None] = mapped_column(String(16))
-    handoff_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    handoff_error: Mapped[str | None] = mapped_column(Text)
 
 
 class _Policy(Base):
@@ -150,6 +150,95 @@ class _Certificate(Base):
     cert_der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+DEFAULT_DAY0 = ""  # serial key of the default day-0 configuration
+
+
+class _Day0(Base):
+    """Day-0 configuration of a serial (or the default) and its management address override;
+    kept apart from the device row so it can be set before the device ever shows up."""
+
+    __tablename__ = "registrar_day0"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), unique=True)
+    config: Mapped[str | None] = mapped_column(Text)  # as given
+    format: Mapped[str | None] = mapped_column(String(8))
+    edit_xml: Mapped[str | None] = mapped_column(Text)  # validated, canonical XML
+    address: Mapped[str | None] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class _Handoff(Base):
+    """The current hand-off of a device: state, attempts, schedule and lease."""
+
+    __tablename__ = "registrar_handoffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255))  # enrollstatus peer
+    port: Mapped[int | None] = mapped_column(Integer)  # from its reason-context
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class HandoffRow:
+    """A device's hand-off as the admin API shows it (state "none" when there is none)."""
+
+    state: str
+    attempts: int
+    at: datetime | None
+    error: str | None
+    target: str | None
+    next_attempt_at: datetime | None
+
+    @classmethod
+    def _of(cls, row: _Handoff | None) -> HandoffRow:
+        if row is None:
+            return cls("none", 0, None, None, None, None)
+        target = None
+        if row.host is not None and row.port is not None:
+            target = f"[{row.host}]:{row.port}" if ":" in row.host else f"{row.host}:{row.port}"
+        next_at = row.next_at if row.state == "pending" else None
+        return cls(row.state, row.attempts, row.updated_at, row.error, target, next_at)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {f.name: _json_value(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Day0Row:
+    serial: str | None  # None: the default
+    config: str | None
+    format: str | None
+    address: str | None
+    updated_at: datetime
+
+    @classmethod
+    def _of(cls, row: _Day0) -> Day0Row:
+        serial = None if row.serial == DEFAULT_DAY0 else row.serial
+        return cls(serial, row.config, row.format, row.address, row.updated_at)
+
+
+@dataclass(frozen=True)
+class HandoffJob:
+    """What one hand-off attempt needs, read under its lease."""
+
+    serial: str
+    attempts: int
+    host: str | None
+    port: int | None
+    address: str | None  # override
+    edit_xml: str | None  # own configuration, else the default
+    issued_fingerprints: frozenset[str]
+
+
 @dataclass(frozen=True)
 class DeviceRecord:
     """One device as the admin API and ``zerotouch registrar devices`` show it."""
@@ -173,23 +262,20 @@ class DeviceRecord:
     audit_summary: str | None
     audit_at: datetime | None
     last_error: str | None
-    day0_config: str | None
-    day0_format: str | None
-    handoff_state: str | None
-    handoff_at: datetime | None
-    handoff_error: str | None
+    handoff: HandoffRow
 
     @classmethod
-    def _of(cls, row: _Device) -> DeviceRecord:
-        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+    def _of(cls, row: _Device, handoff: _Handoff | None) -> DeviceRecord:
+        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name != "handoff"}
+        return cls(**values, handoff=HandoffRow._of(handoff))
 
     def to_json_dict(self) -> dict[str, Any]:
-        """JSON-ready: datetimes as RFC 3339 strings."""
-        return {
-            f.name: _json_value(getattr(self, f.name))
-            for f in fields(self)
-            if f.name != "day0_config"
+        """JSON-ready: datetimes as RFC 3339 strings, the hand-off as a nested object."""
+        out = {
+            f.name: _json_value(getattr(self, f.name)) for f in fields(self) if f.name != "handoff"
         }
+        out["handoff"] = self.handoff.to_json_dict()
+        return out
 
 
 def _json_value(value: Any) -> Any:
@@ -280,14 +366,13 @@ class RegistrarRepository:
 
     def device(self, serial: str) -> DeviceRecord | None:
         with self.db.session() as s:
-            row = s.scalars(select(_Device).where(_Device.serial == serial)).one_or_none()
-            return None if row is None else DeviceRecord._of(row)
+            found = s.execute(_WITH_HANDOFF.where(_Device.serial == serial)).one_or_none()
+            return None if found is None else DeviceRecord._of(*found)
 
     def devices(self) -> list[DeviceRecord]:
         with self.db.session() as s:
-            return [
-                DeviceRecord._of(r) for r in s.scalars(select(_Device).order_by(_Device.serial))
-            ]
+            rows = s.execute(_WITH_HANDOFF.order_by(_Device.serial)).all()
+            return [DeviceRecord._of(device, handoff) for device, handoff in rows]
 
     def status_reports(self, serial: str) -> list[StatusRow]:
         with self.db.session() as s:
@@ -525,18 +610,184 @@ class RegistrarRepository:
             ).all()
         yield from rows
 
-    # -- day-0 hand-off (issue 5) ------------------------------------------------------------
+    # -- day-0 configuration and hand-off (issue 5) ------------------------------------------
 
-    def set_day0_config(self, serial: str, config: str, *, fmt: str, now: datetime) -> None:
+    def set_day0(
+        self, serial: str | None, *, text: str, fmt: str, edit_xml: str, now: datetime
+    ) -> None:
+        """Store a validated day-0 document for ``serial`` (None: the default)."""
         with self.db.session() as s:
-            dev = self._lock(s, serial)
-            dev.day0_config, dev.day0_format, dev.updated_at = config, fmt, now
+            row = self._day0_row(s, serial, now)
+            row.config, row.format, row.edit_xml, row.updated_at = text, fmt, edit_xml, now
 
-    def record_handoff(self, serial: str, *, state: str, error: str | None, now: datetime) -> None:
+    def set_day0_address(self, serial: str, address: str | None, *, now: datetime) -> None:
+        """The management address override (HOST:PORT) of ``serial``; None drops it."""
         with self.db.session() as s:
-            dev = self._lock(s, serial)
-            dev.handoff_state, dev.handoff_error, dev.handoff_at = state, error, now
-            dev.updated_at = now
+            row = self._day0_row(s, serial, now)
+            row.address, row.updated_at = address, now
+
+    def clear_day0(self, serial: str | None) -> bool:
+        """Drop the configuration and address of ``serial`` (None: the default)."""
+        key = DEFAULT_DAY0 if serial is None else serial
+        with self.db.session() as s:
+            return bool(s.execute(delete(_Day0).where(_Day0.serial == key)).rowcount)  # type: ignore[attr-defined]
+
+    def day0(self, serial: str | None) -> Day0Row | None:
+        """The entry of ``serial`` itself (None: the default), no fallback."""
+        key = DEFAULT_DAY0 if serial is None else serial
+        with self.db.session() as s:
+            row = s.scalars(select(_Day0).where(_Day0.serial == key)).one_or_none()
+            return None if row is None else Day0Row._of(row)
+
+    def day0_entries(self) -> list[Day0Row]:
+        with self.db.session() as s:
+            return [Day0Row._of(r) for r in s.scalars(select(_Day0).order_by(_Day0.serial))]
+
+    def day0_plan(self, serial: str) -> tuple[bool, str | None]:
+        """Whether ``serial`` has configuration to push (its own or the default), and its
+        address override."""
+        with self.db.session() as s:
+            rows = {r.serial: r for r in self._day0_pair(s, serial)}
+        own = rows.get(serial)
+        configured = any(r.config is not None for r in rows.values())
+        return configured, own.address if own is not None else None
+
+    def queue_handoff(
+        self,
+        serial: str,
+        *,
+        state: str,
+        host: str | None,
+        port: int | None,
+        error: str | None,
+        now: datetime,
+    ) -> None:
+        """Start a hand-off over (a successful enrollstatus): attempts 0, due now, no lease."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(_Handoff).where(_Handoff.serial == serial).with_for_update()
+            ).one_or_none()
+            if row is None:
+                try:
+                    with s.begin_nested():
+                        row = _Handoff(
+                            serial=serial, state=state, attempts=0, queued_at=now, updated_at=now
+                        )
+                        s.add(row)
+                except IntegrityError:  # queued by another registrar process meanwhile
+                    row = s.scalars(
+                        select(_Handoff).where(_Handoff.serial == serial).with_for_update()
+                    ).one()
+            row.state, row.attempts, row.host, row.port, row.error = state, 0, host, port, error
+            row.queued_at = row.updated_at = now
+            row.next_at = now if state == "pending" else None
+            row.lease_owner = row.lease_until = None
+
+    def handoff(self, serial: str) -> HandoffRow:
+        with self.db.session() as s:
+            return HandoffRow._of(
+                s.scalars(select(_Handoff).where(_Handoff.serial == serial)).one_or_none()
+            )
+
+    def due_handoffs(self, now: datetime) -> tuple[list[str], datetime | None]:
+        """Pending hand-offs due at ``now`` and not leased, and when the next one falls due."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(_Handoff.serial, _Handoff.next_at, _Handoff.lease_until)
+                .where(_Handoff.state == "pending")
+                .order_by(_Handoff.next_at)
+            ).all()
+        due: list[str] = []
+        later: list[datetime] = []
+        for serial, next_at, lease_until in rows:
+            ready = max(next_at or now, lease_until or now)
+            (due.append(serial) if ready <= now else later.append(ready))
+        return due, min(later, default=None)
+
+    def claim_handoff(
+        self, serial: str, owner: str, *, now: datetime, lease_until: datetime
+    ) -> HandoffJob | None:
+        """Take the lease of a due hand-off with one conditional UPDATE, so that of several
+        registrar processes on one database exactly one gets it; None if another has it."""
+        claim = (
+            update(_Handoff)
+            .where(
+                _Handoff.serial == serial,
+                _Handoff.state == "pending",
+                _Handoff.next_at <= now,
+                or_(_Handoff.lease_until.is_(None), _Handoff.lease_until <= now),
+            )
+            .values(lease_owner=owner, lease_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        with self.db.session() as s:
+            if s.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = s.scalars(select(_Handoff).where(_Handoff.serial == serial)).one()
+            day0 = {r.serial: r for r in self._day0_pair(s, serial)}
+            own, default = day0.get(serial), day0.get(DEFAULT_DAY0)
+            source = own if own is not None and own.edit_xml is not None else default
+            issued = s.scalars(
+                select(_Certificate.fingerprint).where(_Certificate.serial == serial)
+            ).all()
+            return HandoffJob(
+                serial=serial,
+                attempts=row.attempts,
+                host=row.host,
+                port=row.port,
+                address=own.address if own is not None else None,
+                edit_xml=source.edit_xml if source is not None else None,
+                issued_fingerprints=frozenset(issued),
+            )
+
+    def finish_handoff(
+        self,
+        serial: str,
+        owner: str,
+        *,
+        state: str,
+        attempts: int,
+        next_at: datetime | None,
+        error: str | None,
+        now: datetime,
+    ) -> bool:
+        """Record an attempt's outcome and release the lease; False if the lease was lost
+        (it expired and another process took over, or a new enrollstatus started over)."""
+        done = (
+            update(_Handoff)
+            .where(_Handoff.serial == serial, _Handoff.lease_owner == owner)
+            .values(
+                state=state,
+                attempts=attempts,
+                next_at=next_at,
+                error=error,
+                updated_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with self.db.session() as s:
+            return bool(s.execute(done).rowcount == 1)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _day0_pair(s: Session, serial: str) -> list[_Day0]:
+        return list(s.scalars(select(_Day0).where(_Day0.serial.in_((serial, DEFAULT_DAY0)))))
+
+    @staticmethod
+    def _day0_row(s: Session, serial: str | None, now: datetime) -> _Day0:
+        key = DEFAULT_DAY0 if serial is None else serial
+        query = select(_Day0).where(_Day0.serial == key).with_for_update()
+        row = s.scalars(query).one_or_none()
+        if row is not None:
+            return row
+        try:
+            with s.begin_nested():
+                row = _Day0(serial=key, updated_at=now)
+                s.add(row)
+            return row
+        except IntegrityError:  # created by another process meanwhile
+            return s.scalars(query).one()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -574,6 +825,9 @@ class RegistrarRepository:
         current = None if dev.state == "new" else dev.state
         dev.state = advance(current)
         dev.updated_at = now
+
+
+_WITH_HANDOFF = select(_Device, _Handoff).outerjoin(_Handoff, _Handoff.serial == _Device.serial)
 
 
 def _policy_row(row: _Policy) -> PolicyRow:

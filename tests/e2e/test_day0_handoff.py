@@ -1,0 +1,241 @@
+"""Day-0 hand-off end to end with real processes on 127.0.0.1: ``zerotouch masa serve``,
+``zerotouch registrar serve``, ``zerotouch pledge enroll`` and ``zerotouch device run`` on the
+enrolled folder; the result is read back with ncclient and the admin API.
+
+The device is started after ``pledge enroll`` (it loads its LDevID at start), so every
+hand-off first meets a closed port and is retried until the device listens. The first test
+drives every step through the CLIs; the others make the same library calls in this process
+(no interpreter start-up per step) to stay quick.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import ssl
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from ncclient import manager
+
+from tests.e2e.test_brski_flow import FAST_RETRY, Lab, enroll_here, make_lab
+from tests.support.device_process import DeviceProcess, start_device
+from tests.support.processes import free_port, run_cli
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import RegistrarConfig, load_config
+from zerotouch_plugin.device.day0 import Day0Format, parse_day0
+from zerotouch_plugin.roles.registrar import ldevid_subject
+from zerotouch_plugin.services.registrar_app import day0_schema
+from zerotouch_plugin.store.db import open_role_database
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+SYSTEM_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
+IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+EXTRA_YANG = """module acme-extra {
+  yang-version 1.1;
+  namespace "urn:example:acme-extra";
+  prefix acme;
+  revision 2026-01-01;
+  container acme { leaf motd { type string; } }
+}
+"""
+
+
+def day0_json(hostname: str) -> str:
+    return json.dumps(
+        {
+            "ietf-system:system": {"hostname": hostname},
+            "ietf-interfaces:interfaces": {
+                "interface": [
+                    {
+                        "name": "uplink0",
+                        "type": "iana-if-type:ethernetCsmacd",
+                        "description": "day-0 uplink",
+                        "enabled": True,
+                    }
+                ]
+            },
+        }
+    )
+
+
+class Admin:
+    """The admin API with an admin certificate (``issue-client-cert --admin``), which is
+    also a domain client certificate the devices accept (the NMS of these tests)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.folder = lab.root / "admin"
+        run_cli("registrar", "issue-client-cert", "--dir", lab.domain, "--name", "ops",
+                "--admin", "--out", self.folder)  # fmt: skip
+        self.context = ssl.create_default_context(cafile=str(lab.domain / "ca.pem"))
+        self.context.load_cert_chain(self.folder / "cert.pem", self.folder / "key.pem")
+        self.url = lab.registrar_url
+        config = load_config(RegistrarConfig, lab.domain / "registrar.toml", {})
+        self.schema = day0_schema(lab.domain, config)
+        self.repo = RegistrarRepository(open_role_database(lab.domain, None, "registrar.db"))
+
+    def pledge(
+        self, lab: Lab, port: int, text: str | None = None, fmt: str = "json"
+    ) -> tuple[str, Path]:
+        """What ``registrar allow`` and ``registrar day0`` do, in this process."""
+        serial, folder = lab.pledge(allow=False)
+        now = datetime.now(UTC)
+        self.repo.set_policy(serial, "allow", manufacturer=None, now=now)
+        if text is not None:
+            doc = parse_day0(self.schema, text, Day0Format(fmt))
+            self.repo.set_day0(serial, text=text, fmt=fmt, edit_xml=doc.edit_xml, now=now)
+        self.repo.set_day0_address(serial, f"127.0.0.1:{port}", now=now)
+        return serial, folder
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", context=self.context, timeout=10) as r:
+            return json.loads(r.read())
+
+    def handoff(self, serial: str) -> dict[str, Any]:
+        return dict(self.get(f"/admin/devices/{serial}")["device"]["handoff"])
+
+    def wait(self, serial: str, done: Any, what: str, timeout: float = 40) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            handoff = self.handoff(serial)
+            if done(handoff):
+                return handoff
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{serial}: {what} not reached in {timeout} s: {handoff}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = make_lab(tmp_path_factory.mktemp("day0"))
+    yang = lab.domain / "yang"
+    yang.mkdir()
+    (yang / "acme-extra@2026-01-01.yang").write_text(EXTRA_YANG)
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write(
+            'day0_yang_dirs = ["yang"]\nday0_yang_modules = ["acme-extra"]\n'
+            "handoff_attempts = 60\nhandoff_backoff = 0.2\nhandoff_max_backoff = 0.5\n"
+            "handoff_timeout = 10.0\nhandoff_poll = 1.0\n"
+        )
+    try:
+        lab.start_masa()
+        lab.start_registrar()
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="module")
+def admin(lab: Lab) -> Admin:
+    return Admin(lab)
+
+
+@pytest.fixture
+def devices() -> Iterator[list[DeviceProcess]]:
+    started: list[DeviceProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+        process.log_path.unlink(missing_ok=True)
+
+
+def test_day0_applied_after_retries_and_in_startup(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    serial, folder = lab.pledge()
+    (tmp_path / "day0.json").write_text(day0_json("edge-one"))
+    run_cli("registrar", "day0", "--dir", lab.domain, "--serial", serial,
+            "--file", tmp_path / "day0.json", "--address", f"127.0.0.1:{port}")  # fmt: skip
+    run_cli("pledge", "enroll", "--dir", folder, "--registrar", lab.registrar_url, *FAST_RETRY)
+
+    # nothing listens yet: the hand-off is pending and retried, the reason visible
+    retrying = admin.wait(serial, lambda h: h["attempts"] >= 2, "a second attempt")
+    assert retrying["state"] == "pending"
+    assert "unreachable" in retrying["error"] and retrying["target"] == f"127.0.0.1:{port}"
+
+    devices.append(start_device(folder, {"netconf-tls": f"127.0.0.1:{port}"}))
+    applied = admin.wait(serial, lambda h: h["state"] == "applied", "applied")
+    assert applied["error"] is None and applied["attempts"] > retrying["attempts"]
+
+    startup = json.loads((folder / "startup.json").read_text())
+    assert startup["ietf-system:system"]["hostname"] == "edge-one"
+    assert startup["ietf-interfaces:interfaces"]["interface"][0]["name"] == "uplink0"
+
+    nms = admin.folder
+    with manager.connect_tls(
+        host="127.0.0.1", port=port, certfile=str(nms / "cert.pem"), keyfile=str(nms / "key.pem"),
+        ca_certs=str(nms / "ca.pem"), protocol=ssl.PROTOCOL_TLS_CLIENT, check_hostname=False,
+        timeout=15,
+    ) as m:  # fmt: skip
+        data = m.get_config(source="startup").data_ele
+    assert data.findtext(f".//{{{SYSTEM_NS}}}hostname") == "edge-one"
+    assert data.findtext(f".//{{{IF_NS}}}interface/{{{IF_NS}}}description") == "day-0 uplink"
+
+    table = run_cli("registrar", "devices", "--dir", lab.domain).stdout
+    header, *rows = table.splitlines()
+    assert "hand-off" in header
+    assert any(row.startswith(serial) and " applied (" in row for row in rows), table
+
+
+def test_config_the_device_rejects_fails_with_its_rpc_error(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess], tmp_path: Path
+) -> None:
+    # valid for the registrar (acme-extra is in its day0 YANG), unknown to the device
+    port = free_port()
+    text = '<acme xmlns="urn:example:acme-extra"><motd>hello</motd></acme>'
+    serial, folder = admin.pledge(lab, port, text, "xml")
+    enroll_here(folder, lab.registrar_url)
+    devices.append(start_device(folder, {"netconf-tls": f"127.0.0.1:{port}"}))
+    failed = admin.wait(serial, lambda h: h["state"] == "failed", "failed")
+    assert "rpc-error" in failed["error"] and "acme" in failed["error"], failed
+    assert not (folder / "startup.json").exists()
+
+
+def test_device_with_a_foreign_certificate_is_refused(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    serial, folder = admin.pledge(lab, port)
+    text = day0_json("default-host")
+    doc = parse_day0(admin.schema, text, Day0Format.JSON)
+    admin.repo.set_day0(None, text=text, fmt="json", edit_xml=doc.edit_xml, now=datetime.now(UTC))
+    try:
+        # an impostor at the device's address: same serial, certificate from another CA
+        impostor = tmp_path / "impostor"
+        now = datetime.now(UTC)
+        other_ca = certs.make_ca("impostor CA", now=now)
+        key = certs.generate_key("p256")
+        cert = certs.issue_from_csr(
+            other_ca, certs.make_csr(key, common_name=serial), subject=ldevid_subject(serial),
+            san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))], now=now,
+            days=30, client_auth=True, server_auth=True,
+        )  # fmt: skip
+        impostor.mkdir()
+        certs.write_key(impostor / "ldevid.key", key)
+        certs.write_certs(impostor / "ldevid.pem", [cert, other_ca.cert])
+        certs.write_certs(impostor / "domain-ca.pem", certs.load_certs(
+            (lab.domain / "ca.pem").read_bytes()))  # fmt: skip
+        devices.append(start_device(impostor, {"netconf-tls": f"127.0.0.1:{port}"}))
+        enroll_here(folder, lab.registrar_url)
+        failed = admin.wait(serial, lambda h: h["state"] == "failed", "failed")
+        assert failed["attempts"] == 1, failed  # never retried: fail closed
+        assert "untrusted" in failed["error"] and "certificate" in failed["error"], failed
+        assert not (impostor / "startup.json").exists()
+    finally:
+        admin.repo.clear_day0(None)
+
+
+def test_enrolled_device_without_configuration_has_no_handoff(lab: Lab, admin: Admin) -> None:
+    serial, folder = admin.pledge(lab, free_port())
+    enroll_here(folder, lab.registrar_url)
+    assert admin.handoff(serial) == {
+        "state": "none", "attempts": 0, "at": None, "error": None, "target": None,
+        "next_attempt_at": None,
+    }  # fmt: skip

@@ -1,0 +1,240 @@
+"""The registrar's day-0 hand-off worker: pushes configuration over NETCONF/TLS (RFC 7589).
+
+A successful enrollstatus queues a hand-off in the database (``registrar_handoffs``) and wakes
+the worker; the HTTP response does not wait for it. The worker of every registrar process
+looks for due hand-offs (at start, when woken, when a retry falls due, and every
+``handoff_poll`` seconds for work queued by another process or left by a restart), takes each
+one's lease with a conditional UPDATE so that one process does it, runs one attempt within
+``handoff_timeout`` and records the outcome the role (``roles/handoff.py``) decides.
+
+The registrar authenticates with its own client certificate from the domain CA
+(``R/handoff-client.pem``, key and certificate in one file, written atomically) and accepts
+only the LDevID it issued to that serial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.config import RegistrarConfig
+from zerotouch_plugin.errors import (
+    CertificateError,
+    InvalidInput,
+    NotFound,
+    PeerRpcError,
+    SignatureInvalid,
+    UnsupportedOperation,
+    UpstreamUnavailable,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles import handoff as role
+from zerotouch_plugin.services._tls import client_context, identity_pem
+from zerotouch_plugin.services.netconf.client import NetconfClient
+from zerotouch_plugin.store.registrar import HandoffJob, RegistrarRepository
+
+__all__ = ["HANDOFF_CLIENT_FILE", "HANDOFF_CLIENT_NAME", "HandoffWorker", "ensure_handoff_identity"]
+
+log = logging.getLogger(__name__)
+
+HANDOFF_CLIENT_FILE = "handoff-client.pem"
+HANDOFF_CLIENT_NAME = "zerotouch-registrar"  # the NETCONF username on devices (cert CN)
+_CLIENT_DAYS = 825
+_RENEW_BEFORE = timedelta(days=7)
+_CONCURRENCY = 16  # attempts one process runs at once
+
+# Error class -> failure kind, first match wins (tables, not if-chains).
+_FAILURES: tuple[tuple[type[ZerotouchError], role.FailureKind], ...] = (
+    (PeerRpcError, role.FailureKind.RPC_ERROR),
+    (CertificateError, role.FailureKind.UNTRUSTED),
+    (SignatureInvalid, role.FailureKind.UNTRUSTED),  # the chain check of the role
+    (UnsupportedOperation, role.FailureKind.UNSUPPORTED),
+    (NotFound, role.FailureKind.NO_CONFIG),
+    (UpstreamUnavailable, role.FailureKind.UNREACHABLE),
+    (InvalidInput, role.FailureKind.PROTOCOL),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ensure_handoff_identity(folder: Path, ca: Identity, *, now: datetime) -> Identity:
+    """The registrar's NETCONF client identity, issued by the domain CA when missing or
+    close to expiry (``registrar init`` does it; folders made before get it on first use)."""
+    path = folder / HANDOFF_CLIENT_FILE
+    if path.exists():
+        identity = certs.load_identity(path, path)
+        if identity.cert.not_valid_after_utc - _RENEW_BEFORE > now:
+            return identity
+    identity = certs.issue_client(ca, HANDOFF_CLIENT_NAME, now=now, days=_CLIENT_DAYS)
+    key_pem = identity.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # one file: two processes renewing at once can never pair one's key with the other's cert
+    certs.write_atomic(path, key_pem + identity_pem(identity), 0o600)
+    log.info("hand-off client certificate %s written", certs.fingerprint(identity.cert))
+    return identity
+
+
+def _failure(exc: ZerotouchError) -> role.AttemptFailure:
+    for cls, kind in _FAILURES:
+        if isinstance(exc, cls):
+            tag = exc.error_tag if isinstance(exc, PeerRpcError) else None
+            return role.AttemptFailure(kind, str(exc), tag)
+    return role.AttemptFailure(role.FailureKind.PROTOCOL, exc.one_line())
+
+
+class HandoffWorker:
+    """Runs the due hand-offs of the shared database from one registrar process."""
+
+    def __init__(
+        self,
+        repo: RegistrarRepository,
+        *,
+        domain_ca: Identity,
+        identity: Identity,
+        config: RegistrarConfig,
+    ) -> None:
+        self._repo = repo
+        self._ca = domain_ca.cert
+        # The device is identified by its LDevID's serialNumber (role check), not by the
+        # host name: its certificate names no address, and behind NAT the address is not its.
+        self._context = client_context(identity, trust=[domain_ca.cert], check_hostname=False)
+        self._policy = role.HandoffPolicy(
+            config.handoff_attempts, config.handoff_backoff, config.handoff_max_backoff
+        )
+        self._timeout = config.handoff_timeout
+        self._poll = config.handoff_poll
+        # a lease outlives the attempt it covers; an expired one is taken over elsewhere
+        self._lease = timedelta(seconds=2 * config.handoff_timeout + 10)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def wake(self) -> None:
+        """Look for due hand-offs now (one was just queued)."""
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop; attempts in flight are cancelled and their leases expire, so another process
+        (or this one after a restart) takes them up again."""
+        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due, next_at = await asyncio.to_thread(self._repo.due_handoffs, _now())
+            except ZerotouchError as exc:
+                log.warning("hand-off: cannot read the queue: %s", exc.one_line())
+                due, next_at = [], None
+            for serial in due:
+                if serial not in self._running:
+                    self._running[serial] = asyncio.get_running_loop().create_task(
+                        self._attempt(serial)
+                    )
+            delay = self._poll
+            if next_at is not None:
+                delay = min(delay, max((next_at - _now()).total_seconds(), 0.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _attempt(self, serial: str) -> None:
+        try:
+            async with self._slots:
+                await self._run_attempt(serial)
+        except ZerotouchError as exc:  # the database failed: the lease expires, retried later
+            log.warning("hand-off of %s: %s", serial, exc.one_line())
+        finally:
+            self._running.pop(serial, None)
+            self._wake.set()
+
+    async def _run_attempt(self, serial: str) -> None:
+        now = _now()
+        job = await asyncio.to_thread(
+            self._repo.claim_handoff, serial, self.owner, now=now, lease_until=now + self._lease
+        )
+        if job is None:
+            return  # another registrar process has it
+        log.info("hand-off of %s: attempt %d", serial, job.attempts + 1)
+        failure = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._push(job)
+        except ZerotouchError as exc:
+            failure = _failure(exc)
+        except TimeoutError:
+            failure = role.AttemptFailure(
+                role.FailureKind.UNREACHABLE, f"no answer within {self._timeout:g} s"
+            )
+        decision = role.after_attempt(
+            self._policy, attempts=job.attempts, failure=failure, now=_now(), rand=random.random()
+        )
+        kept = await asyncio.to_thread(
+            self._repo.finish_handoff,
+            serial,
+            self.owner,
+            state=str(decision.state),
+            attempts=decision.attempts,
+            next_at=decision.next_at,
+            error=decision.error,
+            now=_now(),
+        )
+        if not kept:
+            log.warning("hand-off of %s: lease lost, outcome not recorded", serial)
+        elif decision.state is role.HandoffState.APPLIED:
+            log.info("hand-off of %s: day-0 configuration applied", serial)
+        elif decision.state is role.HandoffState.PENDING:
+            wait = (decision.next_at - _now()).total_seconds() if decision.next_at else 0.0
+            log.warning("hand-off of %s: %s; retry in %.1f s", serial, decision.error, wait)
+        else:
+            log.error("hand-off of %s failed: %s", serial, decision.error)
+
+    async def _push(self, job: HandoffJob) -> None:
+        """One attempt: connect, check the device, edit-config, copy-config, close-session."""
+        if job.edit_xml is None:
+            raise NotFound(f"the day-0 configuration of {job.serial} was removed")
+        if job.address:
+            target = role.parse_address(job.address)
+        elif job.host is not None and job.port is not None:
+            target = role.Target(job.host, job.port)
+        else:
+            raise NotFound(f"no management address for {job.serial}")
+        client = await NetconfClient.connect(target.host, target.port, context=self._context)
+        try:
+            role.check_device_certificate(
+                client.peer_certificate,
+                serial=job.serial,
+                domain_ca=self._ca,
+                issued_fingerprints=job.issued_fingerprints,
+                now=_now(),
+            )
+            for operation in role.handoff_rpcs(client.capabilities, job.edit_xml):
+                await client.rpc(operation)
+            await client.close()
+        finally:
+            client.abort()
