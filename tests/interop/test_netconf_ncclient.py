@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncssh
@@ -23,6 +23,7 @@ from tests.support.device_pki import DevicePki, make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
 from zerotouch_plugin.artifacts.certs import write_certs, write_key
 from zerotouch_plugin.config import hash_password
+from zerotouch_plugin.device.datastore import STARTUP_FILE
 
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
@@ -118,6 +119,20 @@ def _tls(process: DeviceProcess, pki_files: dict[str, Path], prefix: str = "") -
     )
 
 
+Connect = Callable[[], manager.Manager]
+
+
+@pytest.fixture(params=["ssh", "tls"])
+def connect(
+    request: pytest.FixtureRequest, running: DeviceProcess, pki: DevicePki, tmp_path: Path
+) -> Connect:
+    """A new ncclient session to the running device over SSH, or over TLS (RFC 7589)."""
+    if request.param == "ssh":
+        return lambda: _ssh(running)
+    files = pki.write(tmp_path / "pki")
+    return lambda: _tls(running, files)
+
+
 def test_hello_advertises_base_11_and_yang_library(running: DeviceProcess) -> None:
     with _ssh(running) as m:
         caps = list(m.server_capabilities)
@@ -129,8 +144,8 @@ def test_hello_advertises_base_11_and_yang_library(running: DeviceProcess) -> No
         assert m.session_id is not None
 
 
-def test_edit_config_variants_and_subtree_filters(running: DeviceProcess) -> None:
-    with _ssh(running) as m:
+def test_edit_config_variants_and_subtree_filters(connect: Connect) -> None:
+    with connect() as m:
         m.edit_config(target="running", config=_iface("ge0", "<description>up</description>"))
         m.edit_config(target="running", config=_iface("ge1"))
         with pytest.raises(RPCError) as err:
@@ -178,10 +193,12 @@ def test_xpath_filter(running: DeviceProcess) -> None:
         m.edit_config(target="running", config=_iface("xp0", op="delete"))
 
 
-def test_invalid_edit_reports_path_and_changes_nothing(running: DeviceProcess) -> None:
-    with _ssh(running) as m:
+def test_invalid_edit_reports_path_and_changes_nothing(connect: Connect, folder: Path) -> None:
+    with connect() as m:
         m.edit_config(target="running", config=_hostname("good"))
+        m.copy_config(source="running", target="startup")
         before = m.get_config(source="running").data_xml
+        startup_file = (folder / STARTUP_FILE).read_bytes()
         with pytest.raises(RPCError) as err:
             m.edit_config(target="running", config=_hostname("bad..name"))
         assert err.value.tag == "invalid-value"
@@ -191,6 +208,7 @@ def test_invalid_edit_reports_path_and_changes_nothing(running: DeviceProcess) -
         assert err.value.tag == "invalid-value"  # no such leaf in ietf-interfaces
         m.edit_config(target="running", config=_hostname("tested"), test_option="test-only")
         assert m.get_config(source="running").data_xml == before
+        assert (folder / STARTUP_FILE).read_bytes() == startup_file  # byte-identical
         m.validate(source="running")
 
 
@@ -211,8 +229,12 @@ def test_default_operation_none_and_replace(running: DeviceProcess) -> None:
         assert data.findtext(f".//{{{SYS_NS}}}hostname") == "only"
 
 
-def test_locks_across_two_sessions_and_kill_session(running: DeviceProcess) -> None:
-    a = _ssh(running)
+def test_locks_across_two_sessions_and_kill_session(
+    connect: Connect, running: DeviceProcess
+) -> None:
+    """Session a over the transport under test, b over SSH: locks hold across sessions
+    and across transports (RFC 6241 §7.5, §7.9)."""
+    a = connect()
     with _ssh(running) as b:
         a.lock(target="running")
         with pytest.raises(RPCError) as err:
@@ -236,8 +258,8 @@ def test_locks_across_two_sessions_and_kill_session(running: DeviceProcess) -> N
         b.unlock(target="running")
 
 
-def test_get_returns_state_and_yang_library(running: DeviceProcess) -> None:
-    with _ssh(running) as m:
+def test_get_returns_state_and_yang_library(connect: Connect) -> None:
+    with connect() as m:
         flt = (
             '<yang-library xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-library">'
             "<module-set><module><name>ietf-system</name></module></module-set></yang-library>"
@@ -290,15 +312,25 @@ def test_notification_on_config_change(running: DeviceProcess) -> None:
         assert change.findtext(f"{{{ns}}}datastore") == "running"
 
 
-def test_copy_config_to_startup_survives_restart(folder: Path, tmp_path: Path) -> None:
-    (tmp_path / "device.toml").write_bytes((folder / "device.toml").read_bytes())
-    with device(tmp_path, {"netconf-ssh": "127.0.0.1:0"}) as first, _ssh(first) as m:
+@pytest.mark.parametrize("transport", ["ssh", "tls"])
+def test_copy_config_to_startup_survives_restart(
+    folder: Path, tmp_path: Path, pki: DevicePki, transport: str
+) -> None:
+    for name in ("device.toml", "ldevid.pem", "ldevid.key", "domain-ca.pem"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    (tmp_path / "ldevid.key").chmod(0o600)
+    files = pki.write(tmp_path / "pki")
+
+    def session(process: DeviceProcess) -> manager.Manager:
+        return _ssh(process) if transport == "ssh" else _tls(process, files)
+
+    with device(tmp_path, LISTEN) as first, session(first) as m:
         m.edit_config(target="running", config=_hostname("persisted"))
         m.edit_config(target="running", config=_iface("st0"))
         m.copy_config(source="running", target="startup")
         m.edit_config(target="running", config=_hostname("not-saved"))
     host_key = (tmp_path / "ssh_host_ed25519_key").read_bytes()
-    with device(tmp_path, {"netconf-ssh": "127.0.0.1:0"}) as again, _ssh(again) as m:
+    with device(tmp_path, LISTEN) as again, session(again) as m:
         data = _data(m.get_config(source="running"))
         assert data.findtext(f".//{{{SYS_NS}}}hostname") == "persisted"
         assert "st0" in _names(m.get_config(source="startup"))

@@ -25,6 +25,11 @@ __all__ = ["TlsListener", "TlsSettings", "start_netconf_tls"]
 log = logging.getLogger(__name__)
 
 _HANDSHAKE_TIMEOUT = 10.0
+# Plaintext bytes per TLS record. ncclient (<= 0.7) reads 4096 bytes each time select()
+# reports the socket readable and never drains what OpenSSL already decrypted, so the tail
+# of a larger record waits until more bytes arrive: a reply's end would hang there. Records
+# of at most 4096 bytes are always read whole (RFC 8446 §5.1 lets the sender choose sizes).
+_RECORD_PLAINTEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class _TlsConnection(asyncio.Protocol):
             self.abort()
             return
         self._session = self._netconf.open_session(
-            SessionInfo(username, "netconf-tls", self._where), tls.write, tls.close
+            SessionInfo(username, "netconf-tls", self._where), _record_writer(tls), tls.close
         )
         for data in self._early:
             self._session.data_received(data)
@@ -134,6 +139,17 @@ class _TlsConnection(asyncio.Protocol):
         self._registry.discard(self)
         if self._transport is not None:
             self._transport.abort()  # type: ignore[attr-defined]
+
+
+def _record_writer(tls: asyncio.Transport) -> Callable[[bytes], None]:
+    """``tls.write`` in pieces of at most ``_RECORD_PLAINTEXT`` bytes: one TLS record each."""
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), _RECORD_PLAINTEXT):
+            tls.write(view[start : start + _RECORD_PLAINTEXT])
+
+    return write
 
 
 async def start_netconf_tls(
