@@ -240,6 +240,29 @@ def test_enroll_writes_voucher_domain_ca_and_ldevid(lab: Lab) -> None:
     assert lab.state(serial) == "enroll-confirmed"
 
 
+def test_masa_configured_to_pin_the_registrar_certificate(lab: Lab) -> None:
+    """The configurable alternative (masa.toml ``pin = "registrar"``): the voucher pins the
+    registrar certificate itself, and registrar and pledge accept that (RFC 8995 §5.6.2)."""
+    config = lab.vendor / "masa.toml"
+    lab.stop_masa()
+    config.write_text('pin = "registrar"\n')
+    try:
+        lab.start_masa()
+        serial, folder = lab.pledge()
+        assert enroll_here(folder, lab.registrar_url).serial == serial
+    finally:
+        lab.stop_masa()
+        config.unlink()
+        lab.start_masa()
+    voucher = Voucher.from_json(cms.inspect((folder / "voucher.cms").read_bytes()).content)
+    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+    assert voucher.pinned_domain_cert == der(registrar_cert)
+    assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [
+        certs.load_cert_file(lab.domain / "ca.pem")
+    ]
+    assert lab.state(serial) == "enroll-confirmed"
+
+
 # ---------------------------------------------------------------------------------------------
 # refusals by the registrar
 

@@ -92,3 +92,55 @@ async def test_must_and_syntax_errors_in_changed_subtree(
             session_id=1,
         )
     assert err.value.path == "/acme-uplink:uplink/weight"  # uint8 range
+
+
+RULES = """module acme-rules {
+  yang-version 1.1;
+  namespace "urn:example:acme-rules";
+  prefix ar;
+  revision 2026-01-01;
+  container rules {
+    leaf enabled { type boolean; }
+    leaf threshold { when "../enabled = 'true'"; type uint8; }
+    list rule {
+      key name;
+      unique "priority";
+      leaf name { type string; }
+      leaf priority { type uint8; mandatory true; }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rules", "needle"),
+    [
+        ({"rule": [{"name": "a", "priority": 1}, {"name": "b", "priority": 1}]}, "unique"),
+        ({"rule": [{"name": "a"}]}, "priority"),  # mandatory leaf missing
+        ({"enabled": False, "threshold": 5}, "threshold"),  # when is false
+    ],
+    ids=["unique", "mandatory", "when"],
+)
+async def test_unique_mandatory_and_when_are_enforced(
+    tmp_path: Path, rules: dict[str, object], needle: str
+) -> None:
+    """RFC 7950 §7.8.3 unique, §7.6.5 mandatory, §7.21.5 when: an edit that breaks one is
+    refused and the datastore keeps its content."""
+    folder = tmp_path / "yang"
+    folder.mkdir()
+    (folder / "acme-rules@2026-01-01.yang").write_text(RULES)
+    schema = load_device_schema([folder], [("acme-rules", "2026-01-01")])
+    ds = Datastores(schema, tmp_path)
+    good = {
+        "acme-rules:rules": {
+            "enabled": True,
+            "threshold": 5,
+            "rule": [{"name": "a", "priority": 1}],
+        }
+    }
+    await ds.commit(Datastore.RUNNING, good, session_id=1)
+    with pytest.raises(SchemaError) as err:
+        await ds.commit(Datastore.RUNNING, {"acme-rules:rules": rules}, session_id=1)
+    assert needle in f"{err.value.message} {err.value.path}", (err.value.message, err.value.path)
+    assert ds.get(Datastore.RUNNING) == good
