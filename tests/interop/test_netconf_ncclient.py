@@ -212,6 +212,24 @@ def test_invalid_edit_reports_path_and_changes_nothing(connect: Connect, folder:
         m.validate(source="running")
 
 
+@pytest.mark.parametrize("option", ["rollback-on-error", "stop-on-error", "continue-on-error"])
+def test_error_option_edits_are_all_or_nothing(running: DeviceProcess, option: str) -> None:
+    """A valid hostname and an invalid interface in one edit: whatever the error-option, the
+    edit is refused whole (README: edits are all-or-nothing) and running is unchanged."""
+    with _ssh(running) as m:
+        m.edit_config(target="running", config=_hostname("before-error"))
+        before = m.get_config(source="running").data_xml
+        mixed = (
+            f'<config><system xmlns="{SYS_NS}"><hostname>after-error</hostname></system>'
+            f'<interfaces xmlns="{IF_NS}"><interface><name>bad</name><mtu>1</mtu></interface>'
+            "</interfaces></config>"
+        )
+        with pytest.raises(RPCError) as err:
+            m.edit_config(target="running", config=mixed, error_option=option)
+        assert err.value.tag == "invalid-value"
+        assert m.get_config(source="running").data_xml == before
+
+
 def test_default_operation_none_and_replace(running: DeviceProcess) -> None:
     with _ssh(running) as m:
         m.edit_config(target="running", config=_iface("nn0"))
@@ -334,6 +352,11 @@ def test_copy_config_to_startup_survives_restart(
         data = _data(m.get_config(source="running"))
         assert data.findtext(f".//{{{SYS_NS}}}hostname") == "persisted"
         assert "st0" in _names(m.get_config(source="startup"))
+        # and back: startup -> running undoes an unsaved change
+        m.edit_config(target="running", config=_hostname("unsaved"))
+        m.copy_config(source="startup", target="running")
+        data = _data(m.get_config(source="running"))
+        assert data.findtext(f".//{{{SYS_NS}}}hostname") == "persisted"
         m.delete_config(target="startup")
         assert len(_data(m.get_config(source="startup"))) == 0
         with pytest.raises(RPCError):
