@@ -1,0 +1,188 @@
+"""Day-0 configuration and hand-off records on SQLite files and on the real PostgreSQL server:
+entries and fallback to the default, the queue, leases taken by exactly one process."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from tests.unit.store.test_registrar_store import NOW, db_url, open_repo, request_voucher
+from zerotouch_plugin.store.registrar import HandoffJob, RegistrarRepository
+
+__all__ = ["db_url"]  # the parametrised SQLite / PostgreSQL fixture
+
+LEASE = NOW + timedelta(seconds=60)
+
+
+def enrolled(repo: RegistrarRepository, serial: str, fingerprint: str = "sha256:ld") -> None:
+    """A device record with one issued LDevID (the hand-off reads its fingerprints)."""
+    request_voucher(repo, serial)
+    repo.record_certificate(
+        serial, cert_der=b"c", fingerprint=fingerprint, not_after=NOW + timedelta(days=1),
+        kind="enroll", advance=lambda _s: "enrolled", now=NOW,
+    )  # fmt: skip
+
+
+def set_config(repo: RegistrarRepository, serial: str | None, name: str) -> None:
+    repo.set_day0(serial, text=f'{{"{name}": 1}}', fmt="json", edit_xml=f"<{name}/>", now=NOW)
+
+
+def test_day0_entries_default_fallback_and_clear(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    assert repo.day0_plan("SN1") == (False, None)
+    repo.set_day0_address("SN1", "10.0.0.1:830", now=NOW)
+    assert repo.day0_plan("SN1") == (False, "10.0.0.1:830")  # an address alone pushes nothing
+    set_config(repo, None, "default")
+    assert repo.day0_plan("SN1") == (True, "10.0.0.1:830")
+    assert repo.day0_plan("SN2") == (True, None)
+    set_config(repo, "SN1", "own")
+    entry = repo.day0("SN1")
+    assert entry is not None
+    assert (entry.serial, entry.format, entry.address) == ("SN1", "json", "10.0.0.1:830")
+    assert entry.config == '{"own": 1}'
+    default = repo.day0(None)
+    assert default is not None and default.serial is None and default.address is None
+    assert [e.serial for e in repo.day0_entries()] == [None, "SN1"]
+    assert repo.clear_day0(None) is True
+    assert repo.clear_day0(None) is False
+    assert repo.day0_plan("SN2") == (False, None)
+    assert repo.clear_day0("SN1") is True and repo.day0("SN1") is None
+    db.dispose()
+
+
+def test_queue_claim_finish_and_the_device_record(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1")
+    record = repo.device("SN1")
+    assert record is not None and record.handoff.state == "none"
+    assert record.to_json_dict()["handoff"] == {
+        "state": "none", "attempts": 0, "at": None, "error": None, "target": None,
+        "next_attempt_at": None,
+    }  # fmt: skip
+    set_config(repo, None, "default")
+    repo.queue_handoff("SN1", state="pending", host="127.0.0.1", port=830, error=None, now=NOW)
+    assert repo.due_handoffs(NOW) == (["SN1"], None)
+    assert repo.due_handoffs(NOW - timedelta(seconds=1)) == ([], NOW)
+
+    job = repo.claim_handoff("SN1", "a", now=NOW, lease_until=LEASE)
+    assert job == HandoffJob(
+        serial="SN1", attempts=0, host="127.0.0.1", port=830, address=None,
+        edit_xml="<default/>", issued_fingerprints=frozenset({"sha256:ld"}),
+    )  # fmt: skip
+    assert repo.claim_handoff("SN1", "b", now=NOW, lease_until=LEASE) is None  # leased
+    assert repo.due_handoffs(NOW) == ([], LEASE)
+    assert (
+        repo.finish_handoff(
+            "SN1", "b", state="applied", attempts=1, next_at=None, error=None, now=NOW
+        )
+        is False
+    )  # not the lease holder
+    later = NOW + timedelta(seconds=3)
+    assert repo.finish_handoff(
+        "SN1", "a", state="pending", attempts=1, next_at=later, error="attempt 1/8: x", now=NOW
+    )
+    assert repo.due_handoffs(NOW) == ([], later)
+    assert repo.claim_handoff("SN1", "b", now=NOW, lease_until=LEASE) is None  # not due yet
+    job = repo.claim_handoff("SN1", "b", now=later, lease_until=LEASE)
+    assert job is not None and job.attempts == 1
+    repo.finish_handoff(
+        "SN1", "b", state="applied", attempts=2, next_at=None, error=None, now=later
+    )
+    assert repo.due_handoffs(later + timedelta(hours=1)) == ([], None)
+
+    [device] = repo.devices()
+    assert device.to_json_dict()["handoff"] == {
+        "state": "applied", "attempts": 2, "at": "2026-11-26T12:00:03Z", "error": None,
+        "target": "127.0.0.1:830", "next_attempt_at": None,
+    }  # fmt: skip
+    db.dispose()
+
+
+def test_own_configuration_and_address_win_over_the_default(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1", "sha256:one")
+    set_config(repo, None, "default")
+    set_config(repo, "SN1", "own")
+    repo.set_day0_address("SN1", "[::1]:6513", now=NOW)
+    repo.queue_handoff("SN1", state="pending", host="::1", port=830, error=None, now=NOW)
+    job = repo.claim_handoff("SN1", "a", now=NOW, lease_until=LEASE)
+    assert job is not None
+    assert (job.edit_xml, job.address) == ("<own/>", "[::1]:6513")
+    assert repo.handoff("SN1").target == "[::1]:830"
+    db.dispose()
+
+
+def test_an_expired_lease_is_taken_over_and_a_new_enrollstatus_starts_over(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1")
+    repo.queue_handoff("SN1", state="pending", host="127.0.0.1", port=830, error=None, now=NOW)
+    assert repo.claim_handoff("SN1", "crashed", now=NOW, lease_until=NOW + timedelta(seconds=5))
+    expired = NOW + timedelta(seconds=5)
+    assert repo.due_handoffs(expired) == (["SN1"], None)
+    job = repo.claim_handoff("SN1", "b", now=expired, lease_until=expired + timedelta(seconds=60))
+    assert job is not None and job.edit_xml is None  # configuration removed meanwhile
+    # a new successful enrollstatus while b works: b's outcome is dropped, the new one runs
+    repo.queue_handoff("SN1", state="pending", host="127.0.0.2", port=831, error=None, now=expired)
+    assert not repo.finish_handoff(
+        "SN1", "b", state="failed", attempts=1, next_at=None, error="x", now=expired
+    )
+    handoff = repo.handoff("SN1")
+    assert (handoff.state, handoff.attempts, handoff.target) == ("pending", 0, "127.0.0.2:831")
+    db.dispose()
+
+
+def test_queue_without_target_is_failed_at_once(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1")
+    repo.queue_handoff("SN1", state="failed", host=None, port=None, error="no address", now=NOW)
+    assert repo.due_handoffs(NOW) == ([], None)
+    handoff = repo.handoff("SN1")
+    assert (handoff.state, handoff.error, handoff.target) == ("failed", "no address", None)
+    db.dispose()
+
+
+def test_two_processes_claiming_one_handoff_get_it_once(db_url: str) -> None:
+    """Two repositories (two engines, as two registrar processes) race for every lease."""
+    handles = [open_repo(db_url) for _ in range(2)]
+    repo = handles[0][1]
+    serials = [f"SN{i}" for i in range(8)]
+    for serial in serials:
+        enrolled(repo, serial, f"sha256:{serial}")
+        repo.queue_handoff(serial, state="pending", host="127.0.0.1", port=1, error=None, now=NOW)
+    won: dict[str, list[str]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def worker(owner: str, repo: RegistrarRepository) -> None:
+        try:
+            barrier.wait()
+            for serial in serials:
+                if repo.claim_handoff(serial, owner, now=NOW, lease_until=LEASE) is not None:
+                    won[owner].append(serial)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(owner, r))
+        for owner, (_, r) in zip(won, handles, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(won["a"] + won["b"]) == serials  # each exactly once
+    for db, _ in handles:
+        db.dispose()
+
+
+def test_handoff_state_survives_reopening(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1")
+    set_config(repo, "SN1", "own")
+    repo.queue_handoff("SN1", state="pending", host="127.0.0.1", port=830, error=None, now=NOW)
+    db.dispose()
+    db, repo = open_repo(db_url)  # a registrar restart
+    assert repo.due_handoffs(NOW) == (["SN1"], None)
+    assert repo.day0_plan("SN1") == (True, None)
+    db.dispose()
