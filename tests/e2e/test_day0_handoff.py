@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import ssl
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -239,3 +240,81 @@ def test_enrolled_device_without_configuration_has_no_handoff(lab: Lab, admin: A
         "state": "none", "attempts": 0, "at": None, "error": None, "target": None,
         "next_attempt_at": None,
     }  # fmt: skip
+
+
+def test_agent_enrollment_hands_off_to_the_reported_port(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess]
+) -> None:
+    """No address override: ``device run --registrar`` reports its NETCONF/TLS port in the
+    enrollstatus reason-context and the registrar connects to the request's peer address."""
+    serial, folder = lab.pledge(allow=False)
+    now = datetime.now(UTC)
+    admin.repo.set_policy(serial, "allow", manufacturer=None, now=now)
+    text = f'<system xmlns="{SYSTEM_NS}"><hostname>agent-host</hostname></system>'
+    doc = parse_day0(admin.schema, text, Day0Format.XML)
+    admin.repo.set_day0(serial, text=text, fmt="xml", edit_xml=doc.edit_xml, now=now)
+    process = start_device(
+        folder, {"netconf-tls": "127.0.0.1:0"}, extra=["--registrar", lab.registrar_url]
+    )
+    devices.append(process)
+    process.wait_for(f"enrolled {serial}")
+    applied = admin.wait(serial, lambda h: h["state"] == "applied", "applied")
+    assert applied["target"] == f"127.0.0.1:{process.ports['netconf-tls']}"
+    startup = json.loads((folder / "startup.json").read_text())
+    assert startup["ietf-system:system"]["hostname"] == "agent-host"
+
+
+def curl(admin: Admin, method: str, path: str, *args: str) -> tuple[int, str]:
+    out = subprocess.run(
+        ["curl", "-sS", "-X", method, "--cacert", str(admin.folder / "ca.pem"),
+         "--cert", str(admin.folder / "cert.pem"), "--key", str(admin.folder / "key.pem"),
+         "-w", "\n%{http_code}", *args, f"{admin.url}{path}"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    body, _, status = out.rpartition("\n")
+    return int(status), body
+
+
+def test_admin_api_sets_reads_and_removes_day0(admin: Admin) -> None:
+    xml = ("-H", "Content-Type: application/yang-data+xml")
+    bad = f'<system xmlns="{SYSTEM_NS}"><hostname>a</hostname><bogus/></system>'
+    status, body = curl(admin, "PUT", "/admin/devices/API-1/day0", *xml, "--data", bad)
+    assert status == 400 and "schema-error" in body and "/ietf-system:system/bogus" in body
+    status, body = curl(admin, "PUT", "/admin/devices/API-1/day0", "-H",
+                        "Content-Type: text/plain", "--data", "x")  # fmt: skip
+    assert status == 415
+    good = f'<system xmlns="{SYSTEM_NS}"><hostname>api</hostname></system>'
+    status, body = curl(admin, "PUT", "/admin/devices/API-1/day0", *xml, "--data", good)
+    assert status == 200 and json.loads(body) == {
+        "serial": "API-1",
+        "format": "xml",
+        "stored": True,
+    }
+    assert curl(admin, "GET", "/admin/devices/API-1/day0") == (200, good)
+    default = json.dumps({"ietf-system:system": {"contact": "noc"}})
+    status, _ = curl(admin, "PUT", "/admin/day0/default", "-H",
+                     "Content-Type: application/yang-data+json", "--data", default)  # fmt: skip
+    assert status == 200
+    assert curl(admin, "GET", "/admin/day0/default") == (200, default)
+    assert curl(admin, "DELETE", "/admin/day0/default")[0] == 200
+    assert curl(admin, "DELETE", "/admin/devices/API-1/day0")[0] == 200
+    status, body = curl(admin, "GET", "/admin/devices/API-1/day0")
+    assert status == 404 and "no day-0 configuration for API-1" in body
+
+
+def test_pending_handoff_resumes_after_a_registrar_restart(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess]
+) -> None:
+    port = free_port()
+    serial, folder = admin.pledge(lab, port, day0_json("after-restart"))
+    enroll_here(folder, lab.registrar_url)
+    admin.wait(serial, lambda h: h["attempts"] >= 1, "a first attempt")
+    old = lab.registrars.pop(0)
+    assert old.stop() == 0  # a clean stop leaves the hand-off pending in the database
+    assert admin.repo.handoff(serial).state == "pending"
+    devices.append(start_device(folder, {"netconf-tls": f"127.0.0.1:{port}"}))
+    admin.url = lab.start_registrar().url
+    lab.registrars.insert(0, lab.registrars.pop())
+    applied = admin.wait(serial, lambda h: h["state"] == "applied", "applied")
+    assert applied["error"] is None
+    assert "after-restart" in (folder / "startup.json").read_text()

@@ -134,8 +134,8 @@ class HandoffWorker:
         self._wake.set()
 
     async def close(self) -> None:
-        """Stop; attempts in flight are cancelled and their leases expire, so another process
-        (or this one after a restart) takes them up again."""
+        """Stop; attempts in flight are cancelled (not counted) and their leases released, so
+        another process, or this one after a restart, takes them up again."""
         tasks = [t for t in (self._task, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -143,6 +143,10 @@ class HandoffWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
+        try:
+            await asyncio.to_thread(self._repo.release_handoffs, self.owner)
+        except ZerotouchError as exc:  # the leases expire on their own
+            log.warning("hand-off: leases not released: %s", exc.one_line())
 
     async def _loop(self) -> None:
         while True:

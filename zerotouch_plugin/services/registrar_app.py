@@ -25,6 +25,7 @@ from cryptography import x509
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.config import RegistrarConfig
+from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import (
     ConfigError,
@@ -584,6 +585,75 @@ async def admin_remove_policy(request: web.Request) -> web.Response:
     return _json({"serial": serial, "removed": removed})
 
 
+# Content-Type of a day-0 document -> its format (RFC 8040 §5.2 media types, or plain).
+_DAY0_MEDIA: Mapping[str, Day0Format] = {
+    "application/yang-data+json": Day0Format.JSON,
+    "application/json": Day0Format.JSON,
+    "application/yang-data+xml": Day0Format.XML,
+    "application/xml": Day0Format.XML,
+}
+_DAY0_ANSWER: Mapping[Day0Format, str] = {
+    Day0Format.JSON: "application/yang-data+json",
+    Day0Format.XML: "application/yang-data+xml",
+}
+
+
+def _day0_serial(request: web.Request) -> str | None:
+    """The serial of ``/admin/devices/{serial}/day0``; None for ``/admin/day0/default``."""
+    return request.match_info.get("serial")
+
+
+def _day0_name(serial: str | None) -> str:
+    return "the default" if serial is None else serial
+
+
+async def admin_get_day0(request: web.Request) -> web.Response:
+    """GET /admin/devices/{serial}/day0 and /admin/day0/default: the document as stored."""
+    reg = _admin(request)
+    serial = _day0_serial(request)
+    entry = await _db(reg.repo.day0, serial)
+    if entry is None or entry.config is None or entry.format is None:
+        raise NotFound(f"no day-0 configuration for {_day0_name(serial)}")
+    return web.Response(
+        text=entry.config,
+        content_type=_DAY0_ANSWER[Day0Format(entry.format)],
+        headers={"Last-Modified": entry.updated_at.strftime("%a, %d %b %Y %H:%M:%S GMT")},
+    )
+
+
+async def admin_put_day0(request: web.Request) -> web.Response:
+    """PUT /admin/devices/{serial}/day0 and /admin/day0/default: validate, then store."""
+    reg = _admin(request)
+    serial = _day0_serial(request)
+    media = media_type_of(request.headers.get("Content-Type"))
+    fmt = _DAY0_MEDIA.get(media or "")
+    if fmt is None:
+        raise UnsupportedMediaType(
+            f"a day-0 document is {' or '.join(_DAY0_MEDIA)}, not {media or 'none'!r}"
+        )
+    body = await read_body(request)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the day-0 document is not UTF-8: {exc}") from exc
+    document = parse_day0(await reg.day0_schema(), text, fmt)
+    await _db(
+        reg.repo.set_day0, serial, text=text, fmt=str(fmt), edit_xml=document.edit_xml, now=_now()
+    )
+    log.info("day-0 configuration of %s stored (%s)", _day0_name(serial), fmt)
+    return _json({"serial": serial, "format": str(fmt), "stored": True})
+
+
+async def admin_delete_day0(request: web.Request) -> web.Response:
+    """DELETE /admin/devices/{serial}/day0 and /admin/day0/default (address included)."""
+    reg = _admin(request)
+    serial = _day0_serial(request)
+    if not await _db(reg.repo.clear_day0, serial):
+        raise NotFound(f"no day-0 entry for {_day0_name(serial)}")
+    log.info("day-0 entry of %s removed", _day0_name(serial))
+    return _json({"serial": serial, "removed": True})
+
+
 # ---------------------------------------------------------------------------------------------
 
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]], ...] = (
@@ -599,6 +669,12 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]],
     ("POST", "/admin/devices/{serial}/allow", _set_policy(role.PolicyDecision.ALLOW)),
     ("POST", "/admin/devices/{serial}/deny", _set_policy(role.PolicyDecision.DENY)),
     ("DELETE", "/admin/devices/{serial}/policy", admin_remove_policy),
+    ("GET", "/admin/devices/{serial}/day0", admin_get_day0),
+    ("PUT", "/admin/devices/{serial}/day0", admin_put_day0),
+    ("DELETE", "/admin/devices/{serial}/day0", admin_delete_day0),
+    ("GET", "/admin/day0/default", admin_get_day0),
+    ("PUT", "/admin/day0/default", admin_put_day0),
+    ("DELETE", "/admin/day0/default", admin_delete_day0),
 )
 
 

@@ -770,6 +770,18 @@ class RegistrarRepository:
         with self.db.session() as s:
             return bool(s.execute(done).rowcount == 1)  # type: ignore[attr-defined]
 
+    def release_handoffs(self, owner: str) -> int:
+        """Drop the leases of ``owner`` (a registrar shutting down), so the hand-offs it
+        interrupted are due again at once instead of when the leases expire."""
+        release = (
+            update(_Handoff)
+            .where(_Handoff.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        with self.db.session() as s:
+            return int(s.execute(release).rowcount)  # type: ignore[attr-defined]
+
     @staticmethod
     def _day0_pair(s: Session, serial: str) -> list[_Day0]:
         return list(s.scalars(select(_Day0).where(_Day0.serial.in_((serial, DEFAULT_DAY0)))))

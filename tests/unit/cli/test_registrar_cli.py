@@ -95,3 +95,38 @@ def test_serve_refuses_an_uninitialised_folder(
 ) -> None:
     assert main(["registrar", "serve", "--dir", str(tmp_path), "--listen", "127.0.0.1:0"]) == 1
     assert "run 'zerotouch registrar init" in capsys.readouterr().err
+
+
+def test_day0_command_validates_stores_shows_and_clears(
+    registrar_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def day0(*args: str) -> int:
+        return main(["registrar", "day0", "--dir", str(registrar_dir), *args])
+
+    assert (registrar_dir / "handoff-client.pem").stat().st_mode & 0o777 == 0o600
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ietf-system:system": {"hostname": 7}}))
+    assert day0("--serial", "SN1", "--file", str(bad)) == 1
+    assert "schema-error: expected string value (at /ietf-system:system/hostname)" in (
+        capsys.readouterr().err
+    )
+    odd = tmp_path / "config.txt"
+    odd.write_text('<system xmlns="urn:ietf:params:xml:ns:yang:ietf-system"/>')
+    assert day0("--serial", "SN1", "--file", str(odd)) == 1
+    assert "--format json|xml" in capsys.readouterr().err
+    assert day0("--serial", "SN1", "--file", str(odd), "--format", "xml") == 0
+    assert day0("--serial", "SN1", "--address", "nohost") == 1
+    assert "'nohost' is not HOST:PORT" in capsys.readouterr().err
+    assert day0("--default", "--address", "10.0.0.1:830") == 1
+    assert day0("--serial", "SN1", "--address", "10.0.0.1:830") == 0
+    capsys.readouterr()
+    assert day0("--serial", "SN1") == 0
+    shown = capsys.readouterr().out
+    assert "format xml, address 10.0.0.1:830" in shown and "ietf-system" in shown
+    assert day0("--default") == 0
+    assert "no day-0 entry for the default" in capsys.readouterr().out
+    assert day0("--serial", "SN1", "--clear", "--address", "1.2.3.4:5") == 1
+    assert day0("--serial", "SN1", "--clear") == 0
+    assert "removed" in capsys.readouterr().out
+    assert day0("--serial", "SN1") == 0
+    assert "no day-0 entry for SN1" in capsys.readouterr().out
