@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.close()
 
 
-def make_device(lab: Lab, *, allow: bool = True, rounds: int = 0) -> tuple[str, Path]:
-    """A device folder from ``zerotouch vendor idevid`` with a device.toml whose only
-    pre-enrollment access is one NETCONF/SSH user, and quick retries."""
-    serial, folder = lab.pledge(allow=allow, cli=True)
+def make_device(
+    lab: Lab, *, allow: bool = True, rounds: int = 0, cli: bool = False
+) -> tuple[str, Path]:
+    """A device folder (from ``zerotouch vendor idevid`` with ``cli``) with a device.toml
+    whose only pre-enrollment access is one NETCONF/SSH user, and quick retries."""
+    serial, folder = lab.pledge(allow=allow, cli=cli)
     (folder / "device.toml").write_text(
         f'registrars = ["{lab.registrar_url}"]\n'
         "bootstrap_retry_delay = 0.3\nbootstrap_max_delay = 1.0\nbootstrap_timeout = 10.0\n"
@@ -130,6 +133,21 @@ def restconf_state(process: DeviceProcess, nms: Path, serial: str) -> dict[str, 
     return body
 
 
+def phase_changes(m: manager.Manager, *, until: str, timeout: float = 45) -> list[str]:
+    """Phases of the bootstrap-phase-change notifications received, up to ``until``."""
+    phases: list[str] = []
+    deadline = time.monotonic() + timeout
+    while until not in phases:
+        remaining = deadline - time.monotonic()
+        notification = m.take_notification(block=True, timeout=max(remaining, 0.1))
+        assert notification is not None, f"no {until} notification; saw {phases}"
+        root = etree.fromstring(notification.notification_xml.encode())
+        change = root.find(f"{{{NS}}}bootstrap-phase-change")
+        if change is not None:
+            phases.append(str(text(change, "phase")))
+    return phases
+
+
 def refused(connect: Callable[[], manager.Manager]) -> bool:
     try:
         with connect():
@@ -142,7 +160,7 @@ def refused(connect: Callable[[], manager.Manager]) -> bool:
 
 
 def test_device_bootstraps_switches_tls_and_keeps_its_identity(lab: Lab, tmp_path: Path) -> None:
-    serial, folder = make_device(lab)
+    serial, folder = make_device(lab, cli=True)
     nms = lab.root / "nms"
     process = run_device(folder, "--registrar", lab.registrar_url)
     try:
@@ -176,12 +194,12 @@ def test_device_bootstraps_switches_tls_and_keeps_its_identity(lab: Lab, tmp_pat
         assert refused(
             lambda: tls(process, folder / "idevid.pem", folder / "idevid.key", nms / "ca.pem")
         )
-        other = tmp_path / "other"
-        run_cli("registrar", "init", "--dir", other, "--manufacturer-ca", lab.vendor / "ca.pem")
-        run_cli("registrar", "issue-client-cert", "--dir", other, "--name", "nms",
-                "--out", other / "nms")  # fmt: skip
+        other_ca = certs.make_ca("other domain CA", now=datetime.now(UTC))
+        other = certs.issue_client(other_ca, "nms", now=datetime.now(UTC))
+        certs.write_certs(tmp_path / "cert.pem", [other.cert])
+        certs.write_key(tmp_path / "key.pem", other.key)
         assert refused(
-            lambda: tls(process, other / "nms/cert.pem", other / "nms/key.pem", nms / "ca.pem")
+            lambda: tls(process, tmp_path / "cert.pem", tmp_path / "key.pem", nms / "ca.pem")
         )
     finally:
         process.stop()
@@ -216,7 +234,11 @@ def test_masa_down_at_first_then_up(lab: Lab) -> None:
         assert text(state, "next-attempt") is not None
         detail = " ".join(str(text(e, "detail")) for e in state.findall(f"{{{NS}}}event"))
         assert "503" in detail, detail
-        lab.start_masa()
+        with ssh(process) as m:
+            m.create_subscription()
+            lab.start_masa()
+            phases = phase_changes(m, until="enrolled")
+        assert "requesting-voucher" in phases and "waiting-retry" in phases, phases
         assert process.wait_for("enrolled ") == f"enrolled {serial}"
         state = poll(process, lambda s: text(s, "phase") == "enrolled")
         assert "waiting-retry" in events(state)
@@ -269,6 +291,16 @@ def test_serial_not_allowed_stays_unenrolled_then_restart_bootstrap(lab: Lab) ->
             reply = m.dispatch(etree.fromstring(f'<restart-bootstrap xmlns="{NS}"/>'))
             assert "discovering" in reply.xml
         assert process.wait_for("enrolled ") == f"enrolled {serial}"
+        first = (folder / "ldevid.pem").read_bytes()
+        # restart-bootstrap with factory-reset forgets the identity and enrolls anew
+        reset = f'<restart-bootstrap xmlns="{NS}"><factory-reset>true</factory-reset>'
+        reset += "</restart-bootstrap>"
+        with ssh(process) as m:
+            m.dispatch(etree.fromstring(reset))
+        assert process.wait_for("enrolled ", nth=2) == f"enrolled {serial}"
+        assert (folder / "ldevid.pem").read_bytes() != first
+        state = poll(process, lambda s: text(s, "phase") == "enrolled")
+        assert "factory-reset" in events(state)
     finally:
         process.stop()
     result = run_cli("device", "factory-reset", "--dir", folder)

@@ -60,14 +60,14 @@ class DeviceProcess:
                     if len(words) == 3 and words[0] == "listening":
                         self.ports[words[1]] = int(words[2].rpartition(":")[2])
 
-    def wait_for(self, prefix: str, timeout: float = 60) -> str:
-        """The first stdout line starting with ``prefix``, waiting up to ``timeout`` s."""
+    def wait_for(self, prefix: str, timeout: float = 60, *, nth: int = 1) -> str:
+        """The ``nth`` stdout line starting with ``prefix``, waiting up to ``timeout`` s."""
 
-        def found() -> bool:
-            return any(line.startswith(prefix) for line in self.lines)
+        def matching() -> list[str]:
+            return [line for line in self.lines if line.startswith(prefix)]
 
-        self._read(time.monotonic() + timeout, found)
-        return next(line for line in self.lines if line.startswith(prefix))
+        self._read(time.monotonic() + timeout, lambda: len(matching()) >= nth)
+        return matching()[nth - 1]
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as in a power cut."""

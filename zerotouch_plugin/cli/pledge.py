@@ -53,9 +53,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="bootstrap the pledge in folder P through a registrar",
         description=(
             "Provisional TLS, voucher-request signed with P/idevid.pem, voucher validation "
-            "against P/masa-ca.pem, voucher_status, EST cacerts and simpleenroll, enrollstatus. "
-            "On success writes P/voucher.cms, P/domain-ca.pem, P/ldevid.pem, P/ldevid.key "
-            "(0600) and exits 0; on failure exits 1 with the reason and writes nothing."
+            "against P/masa-ca.pem, voucher_status, EST cacerts and simpleenroll, then the "
+            "install: P/ldevid.key (0600), P/ldevid.pem, P/voucher.cms and last P/domain-ca.pem, "
+            "then enrollstatus reporting it; exits 0. On a failure before the install exits 1 "
+            "with the reason and writes nothing."
         ),
     )
     p.add_argument("--dir", type=Path, required=True, help="pledge folder P")

@@ -52,6 +52,14 @@ def test_default_rule_maps_common_name() -> None:
         ('[[cert_to_name]]\nfingerprint = "abc"\nmap_type = "common-name"\n', "fingerprint"),
         ('users = "admin"\n', "list"),
         ('colour = "red"\n', "unknown configuration keys"),
+        ('registrars = "https://a.example"\n', "list of URLs"),
+        ('registrars = ["http://a.example"]\n', "https://HOST"),
+        ('registrars = ["https://a.example:99999"]\n', "a.example:99999"),
+        ("bootstrap_retry_delay = 0\n", "positive"),
+        ("bootstrap_retry_delay = 10\nbootstrap_max_delay = 5\n", "at least bootstrap_retry"),
+        ("bootstrap_rounds = -1\n", "at least 0"),
+        ("bootstrap_history = 70000\n", "at most 65535"),
+        ('bootstrap_timeout = "10"\n', "number of seconds"),
     ],
 )
 def test_bad_configuration_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -68,3 +76,16 @@ def test_password_hashes() -> None:
     assert not check_password(stored, "s3cret ")
     assert check_password("plain", "plain") and not check_password("plain", "Plain")
     assert not check_password("pbkdf2-sha256$x$y$z", "anything")  # malformed: refuse
+
+
+def test_registrars_from_the_file_and_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "device.toml"
+    path.write_text(
+        'registrars = ["https://a.example:8443", "https://b.example"]\n'
+        "bootstrap_retry_delay = 0.5\nbootstrap_rounds = 3\n"
+    )
+    config = load_config(DeviceConfig, path, {"registrars": None})
+    assert config.registrars == ("https://a.example:8443", "https://b.example")
+    assert (config.bootstrap_retry_delay, config.bootstrap_rounds) == (0.5, 3)
+    override = load_config(DeviceConfig, path, {"registrars": ["https://c.example:1"]})
+    assert override.registrars == ("https://c.example:1",)

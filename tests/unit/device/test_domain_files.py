@@ -1,0 +1,93 @@
+"""The domain identity files with domain-ca.pem as the commit point: written last, removed
+first, and an incomplete set discarded at start (a device killed mid-install)."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import DeviceConfig
+from zerotouch_plugin.device.domain_files import (
+    CA_FILE,
+    CERT_FILE,
+    KEY_FILE,
+    VOUCHER_FILE,
+    discard_incomplete,
+    forget_domain,
+    write_domain,
+)
+from zerotouch_plugin.services.device_server import DeviceServer
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+CA = certs.make_ca("domain", now=NOW)
+LEAF = certs.issue_client(CA, "SN-1", now=NOW)
+ALL = (CA_FILE, CERT_FILE, KEY_FILE, VOUCHER_FILE)
+
+
+def write(folder: Path) -> None:
+    write_domain(folder, key=LEAF.key, chain=[LEAF.cert], anchors=[CA.cert], voucher_cms=b"v")
+
+
+def test_write_then_forget(tmp_path: Path) -> None:
+    write(tmp_path)
+    assert all((tmp_path / name).exists() for name in ALL)
+    assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
+    assert discard_incomplete(tmp_path) == []  # a complete set stays
+    assert sorted(forget_domain(tmp_path)) == sorted(ALL)
+    assert not any((tmp_path / name).exists() for name in ALL)
+
+
+@pytest.mark.parametrize(
+    "leftover",
+    [
+        (KEY_FILE,),
+        (KEY_FILE, CERT_FILE, VOUCHER_FILE),  # killed just before the commit point
+        (CA_FILE, VOUCHER_FILE),  # a commit point without key and certificate
+    ],
+)
+def test_incomplete_sets_are_discarded(tmp_path: Path, leftover: tuple[str, ...]) -> None:
+    write(tmp_path)
+    for name in ALL:
+        if name not in leftover:
+            (tmp_path / name).unlink()
+    (tmp_path / f".{KEY_FILE}.abc.tmp").write_text("half")  # an interrupted atomic write
+    assert sorted(discard_incomplete(tmp_path)) == sorted(leftover)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_rewrite_removes_the_old_commit_point_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(certs, "write_certs", crash)
+    with pytest.raises(OSError):
+        write(tmp_path)
+    assert not (tmp_path / CA_FILE).exists()  # the mixed set does not look complete
+    assert discard_incomplete(tmp_path)
+
+
+def test_device_starts_on_leftovers_of_an_interrupted_install(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(tmp_path)
+    (tmp_path / CA_FILE).unlink()
+    device = DeviceServer(tmp_path, DeviceConfig())
+    assert not device.has_domain_identity
+    assert device.installed_identity() is None
+    assert not (tmp_path / KEY_FILE).exists()
+    assert "discarded an incomplete domain identity" in caplog.text
+
+
+def test_device_reads_a_complete_identity(tmp_path: Path) -> None:
+    write(tmp_path)
+    installed = DeviceServer(tmp_path, DeviceConfig()).installed_identity()
+    assert installed is not None
+    assert installed.ldevid == LEAF.cert and installed.anchors == (CA.cert,)
