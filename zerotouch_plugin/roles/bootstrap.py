@@ -277,6 +277,7 @@ class BootstrapState:
         """Started with an identity (summaries rebuilt from what the device stored)."""
         self._identity(ldevid, anchors, voucher)
         self.next_attempt = None
+        self.last_error = None  # kept until enrolled (the module's last-error)
         subject = ldevid.subject.rfc4514_string()
         return self.record("already-enrolled", now=now, phase=Phase.ENROLLED, detail=subject)
 

@@ -188,12 +188,13 @@ def test_a_damaged_saved_state_is_refused_and_changes_nothing(data: dict[str, ob
 
 def test_already_enrolled_rebuilds_summaries_without_a_voucher(schema: DeviceSchema) -> None:
     state = BootstrapState()
+    state.failed(StorageError("disk"), now=NOW)
     change = state.already_enrolled(
         ldevid=LDEVID.cert, anchors=[DOMAIN.cert], voucher=None, now=NOW
     )
     assert change is not None and change.phase is Phase.ENROLLED
     body = state.to_yang()["zerotouch-bootstrap:bootstrap"]
-    assert "voucher" not in body
+    assert "voucher" not in body and "last-error" not in body
     assert body["trust-anchor"][0]["source"] == "est-cacerts"  # nothing pinned to compare
     valid(schema, state.to_yang())
     state.forgotten(now=at(1))
