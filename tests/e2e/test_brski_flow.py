@@ -589,6 +589,47 @@ def test_registrar_and_masa_restarted_between_steps(lab: Lab) -> None:
     assert record["audit_level"] == "clean", record  # fetched from the restarted MASA
 
 
+def test_audit_log_of_a_resold_device_warns_the_new_owner(tmp_path: Path) -> None:
+    """MASA with policy claims: a device claimed by domain A enrolls there, is resold
+    (claimed for domain B) and enrolls again through B's registrar. B's registrar fetches
+    the audit log after voucher_status and records a warning naming the earlier owner
+    (RFC 8995 §5.8.3); A's record stays clean."""
+    lab = make_lab(tmp_path)
+    other = tmp_path / "R-B"
+    run_cli("registrar", "init", "--dir", other, "--manufacturer-ca", lab.vendor / "ca.pem",
+            "--masa-trust", lab.vendor / "ca.pem", "--ca-name", "domain B CA")  # fmt: skip
+    (lab.vendor / "masa.toml").write_text('policy = "claims"\n')
+    try:
+        lab.start_masa()
+        first = lab.start_registrar()
+        serial, folder = lab.pledge()
+        claim = ("masa", "claim", "--dir", lab.vendor, "--serial", serial, "--domain-ca")
+        run_cli(*claim, lab.domain / "ca.pem")
+        assert enroll_here(folder, first.url).serial == serial
+        record = lab.device(serial)
+        assert record is not None and record["audit_level"] == "clean", record
+        run_cli(*claim, other / "ca.pem")  # resale
+        run_cli("registrar", "allow", "--dir", other, "--serial", serial)
+        second = start_server(
+            "registrar", "registrar", "serve", "--dir", other, "--listen", "127.0.0.1:0"
+        )
+        lab.registrars.append(second)
+        for name in OUTPUTS:
+            (folder / PLEDGE_FILES[name]).unlink()
+        assert enroll_here(folder, second.url).serial == serial
+        rows = json.loads(run_cli("registrar", "devices", "--dir", other, "--json").stdout)
+        rows = rows["devices"] if isinstance(rows, dict) else rows
+        (row,) = [r for r in rows if r["serial"] == serial]
+        assert row["state"] == "enroll-confirmed"
+        assert row["audit_level"] == "warning", row
+        assert "claimed before by 1 other domain" in row["audit_summary"], row
+        assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [
+            certs.load_cert_file(other / "ca.pem")
+        ]
+    finally:
+        lab.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # scale-out: two registrar processes, one PostgreSQL database
 
