@@ -372,6 +372,23 @@ def test_replayed_voucher_request_is_refused(lab: Lab) -> None:
     assert enroll_here(folder, lab.registrar_url).serial == serial
 
 
+def test_masa_refuses_a_replay_the_registrar_cannot_see(lab: Lab, tmp_path: Path) -> None:
+    """Two registrar processes of one domain with separate databases: the second has no
+    record of the nonce, so the MASA's own check (stored vouchers) refuses the replay and
+    the registrar passes its reason on to the pledge."""
+    serial, folder = lab.pledge()
+    separate = lab.start_registrar("--db", str(tmp_path / "other.db"), "--auto-accept")
+    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+    try:
+        first, replay = replay_pvr(folder, [lab.registrar_url, separate.url], registrar_cert)
+    finally:
+        lab.registrars.remove(separate)
+        separate.stop()
+    assert first.startswith("200 "), first
+    assert replay.startswith("403 replayed-request: the MASA refused (403)"), replay
+    assert lab.state(serial, "--db", str(tmp_path / "other.db")) == "voucher-requested"
+
+
 # ---------------------------------------------------------------------------------------------
 # a hostile registrar in the test's event loop: the pledge refuses what it answers
 

@@ -20,8 +20,11 @@ from zerotouch_plugin.errors import (
     NotAcceptable,
     NotFound,
     PolicyRefused,
+    ReplayedRequest,
     UpstreamInvalid,
     UpstreamUnavailable,
+    WrongNonce,
+    WrongSerial,
     ZerotouchError,
 )
 from zerotouch_plugin.services._tls import client_context
@@ -37,6 +40,11 @@ _REFUSALS: Mapping[int, type[ZerotouchError]] = {
     403: PolicyRefused,
     404: NotFound,
     406: NotAcceptable,
+}
+# A MASA refusal whose reason (first word of the text/plain answer) is one of these keeps
+# that reason, so the pledge learns e.g. that its request was a replay (same status).
+_BY_REASON: Mapping[str, type[ZerotouchError]] = {
+    cls.reason: cls for cls in (ReplayedRequest, WrongNonce, WrongSerial)
 }
 
 
@@ -102,7 +110,10 @@ class MasaClient:
                 f"the MASA at {url} answered {status}: {text}", retry_after=wait
             )
         if status in _REFUSALS:
-            raise _REFUSALS[status](f"the MASA refused ({status}): {text}")
+            refusal = _BY_REASON.get(text.split(":", 1)[0], _REFUSALS[status])
+            if refusal.http_status != status:
+                refusal = _REFUSALS[status]
+            raise refusal(f"the MASA refused ({status}): {text}")
         if status != 200:
             raise UpstreamInvalid(f"the MASA at {url} answered {status}: {text}")
         if len(data) > MAX_RESPONSE_BYTES:
