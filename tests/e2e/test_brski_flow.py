@@ -25,6 +25,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.support.masa_process import post
 from tests.support.processes import (
     ServerProcess,
     free_port,
@@ -643,6 +644,66 @@ def test_audit_log_of_a_resold_device_warns_the_new_owner(tmp_path: Path) -> Non
         assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [
             certs.load_cert_file(other / "ca.pem")
         ]
+    finally:
+        lab.close()
+
+
+def beta_nonceless_rvr(beta_dir: Path, serial: str, folder: Path) -> tuple[bytes, Identity]:
+    """A nonceless registrar voucher-request of domain beta for the pledge of ``folder``."""
+    beta = certs.load_identity(beta_dir / "registrar.pem", beta_dir / "registrar.key")
+    signer = Identity(beta.cert, beta.key, (certs.load_cert_file(beta_dir / "ca.pem"),))
+    idevid = certs.load_identity(folder / "idevid.pem", folder / "idevid.key")
+    now = datetime.now(UTC)
+    pvr = VoucherRequest(
+        created_on=now,
+        assertion=Assertion.PROXIMITY,
+        serial_number=serial,
+        proximity_registrar_cert=der(beta.cert),
+    )
+    rvr = VoucherRequest(
+        created_on=now,
+        assertion=Assertion.PROXIMITY,
+        serial_number=serial,
+        prior_signed_voucher_request=cms.sign(pvr.to_json(), signer=idevid, now=now),
+    )
+    return cms.sign(rvr.to_json(), signer=signer, now=now), beta
+
+
+def test_nonceless_voucher_of_another_domain_blocks_enrollment(tmp_path: Path) -> None:
+    """MASA with policy claims and nonceless vouchers allowed (RFC 8995 §5.5.4: only for an
+    authenticated registrar, always with expires-on): domain beta, which holds the claim,
+    gets a nonceless voucher. After a resale to our domain, our registrar reads that in the
+    audit log, judges it ``alert`` (§5.8.3: beta can take the device at any time) and
+    refuses the enrollment; the pledge fails with that reason."""
+    lab = make_lab(tmp_path)
+    beta_dir = tmp_path / "R-beta"
+    run_cli("registrar", "init", "--dir", beta_dir, "--manufacturer-ca", lab.vendor / "ca.pem",
+            "--ca-name", "beta domain CA")  # fmt: skip
+    (lab.vendor / "masa.toml").write_text(
+        'policy = "claims"\nnonceless_allowed = true\nvoucher_lifetime = 600\n'
+    )
+    try:
+        lab.start_masa()
+        assert lab.masa is not None
+        registrar = lab.start_registrar()
+        serial, folder = lab.pledge()
+        claim = ("masa", "claim", "--dir", lab.vendor, "--serial", serial, "--domain-ca")
+        run_cli(*claim, beta_dir / "ca.pem")
+        rvr, beta = beta_nonceless_rvr(beta_dir, serial, folder)
+        vendor_ca = certs.load_cert_file(lab.vendor / "ca.pem")
+        status, _, body = asyncio.run(post(lab.masa.url, rvr, trust=[vendor_ca], client=beta))
+        assert status == 200, body
+        voucher = Voucher.from_json(cms.inspect(body).content)
+        assert voucher.nonce is None and voucher.expires_on is not None
+        assert voucher.expires_on - voucher.created_on == timedelta(seconds=600)
+        run_cli(*claim, lab.domain / "ca.pem")  # resale to our domain
+        result = enroll(lab, folder, url=registrar.url)
+        assert result.returncode == 1, result.stdout
+        line = one_line(result.stderr)
+        assert "nonceless voucher for another domain" in line, line
+        record = lab.device(serial)
+        assert record is not None and record["audit_level"] == "alert", record
+        assert not (folder / "ldevid.pem").exists()
     finally:
         lab.close()
 
