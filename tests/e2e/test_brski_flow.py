@@ -607,58 +607,78 @@ def test_registrar_and_masa_restarted_between_steps(lab: Lab) -> None:
     assert record["audit_level"] == "clean", record  # fetched from the restarted MASA
 
 
-def test_audit_log_of_a_resold_device_warns_the_new_owner(tmp_path: Path) -> None:
-    """MASA with policy claims: a device claimed by domain A enrolls there, is resold
-    (claimed for domain B) and enrolls again through B's registrar. B's registrar fetches
-    the audit log after voucher_status and records a warning naming the earlier owner
-    (RFC 8995 §5.8.3); A's record stays clean."""
-    lab = make_lab(tmp_path)
-    other = tmp_path / "R-B"
+@dataclass
+class ClaimsLab:
+    """A lab whose MASA runs policy claims with nonceless vouchers allowed, our registrar
+    (domain R) and a second domain B (folder only; its registrar is started on demand)."""
+
+    lab: Lab
+    other: Path
+
+    def claim(self, serial: str, domain_ca: Path) -> None:
+        run_cli("masa", "claim", "--dir", self.lab.vendor, "--serial", serial,
+                "--domain-ca", domain_ca)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def claims_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsLab]:
+    lab = make_lab(tmp_path_factory.mktemp("claims"))
+    other = lab.root / "R-B"
     run_cli("registrar", "init", "--dir", other, "--manufacturer-ca", lab.vendor / "ca.pem",
             "--masa-trust", lab.vendor / "ca.pem", "--ca-name", "domain B CA")  # fmt: skip
-    (lab.vendor / "masa.toml").write_text('policy = "claims"\n')
+    (lab.vendor / "masa.toml").write_text(
+        'policy = "claims"\nnonceless_allowed = true\nvoucher_lifetime = 600\n'
+    )
     try:
         lab.start_masa()
-        first = lab.start_registrar()
-        serial, folder = lab.pledge()
-        claim = ("masa", "claim", "--dir", lab.vendor, "--serial", serial, "--domain-ca")
-        run_cli(*claim, lab.domain / "ca.pem")
-        assert enroll_here(folder, first.url).serial == serial
-        record = lab.device(serial)
-        assert record is not None and record["audit_level"] == "clean", record
-        run_cli(*claim, other / "ca.pem")  # resale
-        run_cli("registrar", "allow", "--dir", other, "--serial", serial)
-        second = start_server(
-            "registrar", "registrar", "serve", "--dir", other, "--listen", "127.0.0.1:0"
-        )
-        lab.registrars.append(second)
-        for name in OUTPUTS:
-            (folder / PLEDGE_FILES[name]).unlink()
-        assert enroll_here(folder, second.url).serial == serial
-        rows = json.loads(run_cli("registrar", "devices", "--dir", other, "--json").stdout)
-        rows = rows["devices"] if isinstance(rows, dict) else rows
-        (row,) = [r for r in rows if r["serial"] == serial]
-        assert row["state"] == "enroll-confirmed"
-        assert row["audit_level"] == "warning", row
-        assert "claimed before by 1 other domain" in row["audit_summary"], row
-        assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [
-            certs.load_cert_file(other / "ca.pem")
-        ]
+        lab.start_registrar()
+        yield ClaimsLab(lab, other)
     finally:
         lab.close()
 
 
-def beta_nonceless_rvr(beta_dir: Path, serial: str, folder: Path) -> tuple[bytes, Identity]:
-    """A nonceless registrar voucher-request of domain beta for the pledge of ``folder``."""
-    beta = certs.load_identity(beta_dir / "registrar.pem", beta_dir / "registrar.key")
-    signer = Identity(beta.cert, beta.key, (certs.load_cert_file(beta_dir / "ca.pem"),))
+def test_audit_log_of_a_resold_device_warns_the_new_owner(claims_lab: ClaimsLab) -> None:
+    """A device claimed by domain R enrolls there, is resold (claimed for domain B) and
+    enrolls again through B's registrar. B's registrar fetches the audit log after
+    voucher_status and records a warning naming the earlier owner (RFC 8995 §5.8.3); R's
+    record stays clean."""
+    lab, other = claims_lab.lab, claims_lab.other
+    serial, folder = lab.pledge()
+    claims_lab.claim(serial, lab.domain / "ca.pem")
+    assert enroll_here(folder, lab.registrar_url).serial == serial
+    record = lab.device(serial)
+    assert record is not None and record["audit_level"] == "clean", record
+    claims_lab.claim(serial, other / "ca.pem")  # resale
+    run_cli("registrar", "allow", "--dir", other, "--serial", serial)
+    second = start_server(
+        "registrar", "registrar", "serve", "--dir", other, "--listen", "127.0.0.1:0"
+    )
+    lab.registrars.append(second)
+    for name in OUTPUTS:
+        (folder / PLEDGE_FILES[name]).unlink()
+    assert enroll_here(folder, second.url).serial == serial
+    rows = json.loads(run_cli("registrar", "devices", "--dir", other, "--json").stdout)
+    rows = rows["devices"] if isinstance(rows, dict) else rows
+    (row,) = [r for r in rows if r["serial"] == serial]
+    assert row["state"] == "enroll-confirmed"
+    assert row["audit_level"] == "warning", row
+    assert "claimed before by 1 other domain" in row["audit_summary"], row
+    assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [
+        certs.load_cert_file(other / "ca.pem")
+    ]
+
+
+def nonceless_rvr(domain: Path, serial: str, folder: Path) -> tuple[bytes, Identity]:
+    """A nonceless registrar voucher-request of ``domain`` for the pledge of ``folder``."""
+    registrar = certs.load_identity(domain / "registrar.pem", domain / "registrar.key")
+    signer = Identity(registrar.cert, registrar.key, (certs.load_cert_file(domain / "ca.pem"),))
     idevid = certs.load_identity(folder / "idevid.pem", folder / "idevid.key")
     now = datetime.now(UTC)
     pvr = VoucherRequest(
         created_on=now,
         assertion=Assertion.PROXIMITY,
         serial_number=serial,
-        proximity_registrar_cert=der(beta.cert),
+        proximity_registrar_cert=der(registrar.cert),
     )
     rvr = VoucherRequest(
         created_on=now,
@@ -666,46 +686,34 @@ def beta_nonceless_rvr(beta_dir: Path, serial: str, folder: Path) -> tuple[bytes
         serial_number=serial,
         prior_signed_voucher_request=cms.sign(pvr.to_json(), signer=idevid, now=now),
     )
-    return cms.sign(rvr.to_json(), signer=signer, now=now), beta
+    return cms.sign(rvr.to_json(), signer=signer, now=now), registrar
 
 
-def test_nonceless_voucher_of_another_domain_blocks_enrollment(tmp_path: Path) -> None:
-    """MASA with policy claims and nonceless vouchers allowed (RFC 8995 §5.5.4: only for an
-    authenticated registrar, always with expires-on): domain beta, which holds the claim,
-    gets a nonceless voucher. After a resale to our domain, our registrar reads that in the
-    audit log, judges it ``alert`` (§5.8.3: beta can take the device at any time) and
-    refuses the enrollment; the pledge fails with that reason."""
-    lab = make_lab(tmp_path)
-    beta_dir = tmp_path / "R-beta"
-    run_cli("registrar", "init", "--dir", beta_dir, "--manufacturer-ca", lab.vendor / "ca.pem",
-            "--ca-name", "beta domain CA")  # fmt: skip
-    (lab.vendor / "masa.toml").write_text(
-        'policy = "claims"\nnonceless_allowed = true\nvoucher_lifetime = 600\n'
-    )
-    try:
-        lab.start_masa()
-        assert lab.masa is not None
-        registrar = lab.start_registrar()
-        serial, folder = lab.pledge()
-        claim = ("masa", "claim", "--dir", lab.vendor, "--serial", serial, "--domain-ca")
-        run_cli(*claim, beta_dir / "ca.pem")
-        rvr, beta = beta_nonceless_rvr(beta_dir, serial, folder)
-        vendor_ca = certs.load_cert_file(lab.vendor / "ca.pem")
-        status, _, body = asyncio.run(post(lab.masa.url, rvr, trust=[vendor_ca], client=beta))
-        assert status == 200, body
-        voucher = Voucher.from_json(cms.inspect(body).content)
-        assert voucher.nonce is None and voucher.expires_on is not None
-        assert voucher.expires_on - voucher.created_on == timedelta(seconds=600)
-        run_cli(*claim, lab.domain / "ca.pem")  # resale to our domain
-        result = enroll(lab, folder, url=registrar.url)
-        assert result.returncode == 1, result.stdout
-        line = one_line(result.stderr)
-        assert "nonceless voucher for another domain" in line, line
-        record = lab.device(serial)
-        assert record is not None and record["audit_level"] == "alert", record
-        assert not (folder / "ldevid.pem").exists()
-    finally:
-        lab.close()
+def test_nonceless_voucher_of_another_domain_blocks_enrollment(claims_lab: ClaimsLab) -> None:
+    """Nonceless vouchers are allowed for an authenticated registrar (here: the claimed
+    domain's CA), always with expires-on (RFC 8995 §5.5.4). Domain B, which holds the claim,
+    gets one. After a resale to domain R, R's registrar reads it in the audit log, judges it
+    ``alert`` (§5.8.3: B can take the device at any time) and refuses the enrollment; the
+    pledge fails with that reason."""
+    lab, other = claims_lab.lab, claims_lab.other
+    assert lab.masa is not None
+    serial, folder = lab.pledge()
+    claims_lab.claim(serial, other / "ca.pem")
+    rvr, client = nonceless_rvr(other, serial, folder)
+    vendor_ca = certs.load_cert_file(lab.vendor / "ca.pem")
+    status, _, body = asyncio.run(post(lab.masa.url, rvr, trust=[vendor_ca], client=client))
+    assert status == 200, body
+    voucher = Voucher.from_json(cms.inspect(body).content)
+    assert voucher.nonce is None and voucher.expires_on is not None
+    assert voucher.expires_on - voucher.created_on == timedelta(seconds=600)
+    claims_lab.claim(serial, lab.domain / "ca.pem")  # resale to domain R
+    result = enroll(lab, folder)
+    assert result.returncode == 1, result.stdout
+    line = one_line(result.stderr)
+    assert "nonceless voucher for another domain" in line, line
+    record = lab.device(serial)
+    assert record is not None and record["audit_level"] == "alert", record
+    assert not (folder / "ldevid.pem").exists()
 
 
 # ---------------------------------------------------------------------------------------------
