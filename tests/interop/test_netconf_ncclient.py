@@ -364,3 +364,21 @@ def test_copy_config_to_startup_survives_restart(
         m.copy_config(source="running", target="startup")
         assert "st0" in _names(m.get_config(source="startup"))
     assert (tmp_path / "ssh_host_ed25519_key").read_bytes() == host_key  # host key persisted
+
+
+def test_listeners_bind_only_the_address_given(folder: Path, tmp_path: Path) -> None:
+    """Every listener on 127.0.0.2 (loopback): reachable there, refused on 127.0.0.1."""
+    for name in ("device.toml", "ldevid.pem", "ldevid.key", "domain-ca.pem"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    (tmp_path / "ldevid.key").chmod(0o600)
+    listeners = {
+        "netconf-ssh": "127.0.0.2:0",
+        "netconf-tls": "127.0.0.2:0",
+        "restconf": "127.0.0.2:0",
+    }
+    with device(tmp_path, listeners) as process:
+        assert set(process.ports) == set(listeners)
+        for port in process.ports.values():
+            socket.create_connection(("127.0.0.2", port), timeout=5).close()
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5)
