@@ -10,33 +10,28 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import RegistrarConfig, load_config
-from zerotouch_plugin.device.day0 import Day0Format, format_of, parse_day0
 from zerotouch_plugin.errors import ConfigError
-from zerotouch_plugin.roles.handoff import parse_address
-from zerotouch_plugin.roles.registrar import ADMIN_OU, PolicyDecision
-from zerotouch_plugin.services.handoff import HANDOFF_CLIENT_FILE, ensure_handoff_identity
-from zerotouch_plugin.services.registrar_app import (
+from zerotouch_plugin.services.registrar_files import (
     CA_CERT,
     CA_KEY,
     CONFIG_FILE,
     DB_FILE,
     REGISTRAR_CERT,
     REGISTRAR_KEY,
-    day0_schema,
-    load_registrar,
-    registrar_app,
-    tls_context,
 )
-from zerotouch_plugin.store.db import open_role_database
-from zerotouch_plugin.store.registrar import HandoffRow, RegistrarRepository
+
+if TYPE_CHECKING:
+    from zerotouch_plugin.store.registrar import RegistrarRepository
+
+# The service, the database layer and the device schema are imported by the commands that
+# use them: each costs a noticeable part of a second, and most commands need none of them.
 
 __all__ = ["HELP", "register"]
 
@@ -44,6 +39,9 @@ HELP = "BRSKI registrar (RFC 8995) with EST enrollment: init, policy, devices, s
 
 MANUFACTURER_CAS = "manufacturer-cas.pem"
 MASA_TRUST = "masa-trust.pem"
+# Values of enums in modules too heavy to import for every command (tests keep them equal):
+DAY0_FORMATS = ("json", "xml")  # device.day0.Day0Format
+POLICY_DECISIONS = ("allow", "deny")  # roles.registrar.PolicyDecision
 DEVICE_COLUMNS = (
     ("serial", "serial"),
     ("state", "state"),
@@ -66,8 +64,12 @@ def _config(folder: Path, **overrides: Any) -> RegistrarConfig:
     return load_config(RegistrarConfig, folder / CONFIG_FILE, overrides)
 
 
-def _repo(args: argparse.Namespace) -> RegistrarRepository:
-    config = _config(args.dir, db=getattr(args, "db", None))
+def _repo(args: argparse.Namespace, config: RegistrarConfig | None = None) -> RegistrarRepository:
+    from zerotouch_plugin.store.db import open_role_database
+    from zerotouch_plugin.store.registrar import RegistrarRepository
+
+    if config is None:
+        config = _config(args.dir, db=getattr(args, "db", None))
     return RegistrarRepository(open_role_database(args.dir, config.db, DB_FILE))
 
 
@@ -86,6 +88,8 @@ def _copy_certs(files: list[Path], target: Path, what: str) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from zerotouch_plugin.services.handoff import HANDOFF_CLIENT_FILE, ensure_handoff_identity
+
     folder: Path = args.dir
     if (folder / CA_CERT).exists():
         raise ConfigError(f"{folder} already holds a registrar (found {CA_CERT}); not overwritten")
@@ -120,11 +124,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy(decision: PolicyDecision) -> Any:
+def _policy(decision: str) -> Any:
     def run(args: argparse.Namespace) -> int:
-        _repo(args).set_policy(
-            args.serial, str(decision), manufacturer=args.manufacturer, now=_now()
-        )
+        _repo(args).set_policy(args.serial, decision, manufacturer=args.manufacturer, now=_now())
         print(f"{decision} {args.serial} (manufacturer {args.manufacturer or 'any'})")
         return 0
 
@@ -138,6 +140,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def _cell(value: Any) -> str:
+    from zerotouch_plugin.store.registrar import HandoffRow
+
     if value is None:
         return "-"
     if isinstance(value, HandoffRow):
@@ -179,6 +183,10 @@ def _day0_text(path: Path) -> str:
 
 def cmd_day0(args: argparse.Namespace) -> int:
     """Set, show or clear the day-0 configuration of a serial or the default."""
+    from zerotouch_plugin.device.day0 import format_of, parse_day0
+    from zerotouch_plugin.roles.handoff import parse_address
+    from zerotouch_plugin.services.registrar_app import day0_schema
+
     serial: str | None = None if args.default else args.serial
     who = "the default" if serial is None else serial
     if args.clear and (args.file or args.address):
@@ -188,7 +196,7 @@ def cmd_day0(args: argparse.Namespace) -> int:
     if args.format and not args.file:
         raise ConfigError("--format goes with --file")
     config = _config(args.dir, db=args.db)
-    repo = RegistrarRepository(open_role_database(args.dir, config.db, DB_FILE))
+    repo = _repo(args, config)
     if args.clear:
         found = repo.clear_day0(serial)
         print(f"day-0 entry of {who} {'removed' if found else 'was not set'}")
@@ -221,6 +229,8 @@ def cmd_issue_client_cert(args: argparse.Namespace) -> int:
     csr = certs.make_csr(key, common_name=args.name)
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, args.name)]
     if args.admin:
+        from zerotouch_plugin.roles.registrar import ADMIN_OU
+
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ADMIN_OU))
     cert = certs.issue_from_csr(
         ca,
@@ -248,6 +258,10 @@ def _split_listen(listen: str) -> tuple[str, int]:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from zerotouch_plugin.services.registrar_app import load_registrar, registrar_app, tls_context
+
     config = _config(
         args.dir,
         listen=args.listen,
@@ -309,7 +323,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ca-name", default="zerotouch domain CA", help="domain CA common name")
     p.add_argument("--organization", default=None, help="domain CA organization")
 
-    for decision in PolicyDecision:
+    for decision in POLICY_DECISIONS:
         p = add(str(decision), f"{decision} a device serial number (works while serving)", None)
         p.set_defaults(func=_policy(decision))
     p = add("remove", "drop the allow/deny entries of a serial number", cmd_remove)
@@ -334,7 +348,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--file", type=Path, help="YANG data, RFC 7951 JSON (.json) or XML (.xml), validated"
     )
-    p.add_argument("--format", choices=[str(f) for f in Day0Format], help="overrides the extension")
+    p.add_argument("--format", choices=DAY0_FORMATS, help="overrides the extension")
     p.add_argument(
         "--address", metavar="HOST:PORT", help="NETCONF/TLS address of the device (proxy, NAT)"
     )
@@ -346,7 +360,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--name", required=True, help="subject common name")
     p.add_argument("--out", type=Path, required=True, help="folder for cert.pem, key.pem, ca.pem")
-    p.add_argument("--admin", action="store_true", help=f"admin API rights (OU={ADMIN_OU})")
+    p.add_argument("--admin", action="store_true", help="admin API rights (OU=zerotouch-admin)")
     p.add_argument("--days", type=int, default=365, help="validity in days")
 
     p = add("serve", "run the registrar HTTPS service until SIGINT/SIGTERM", cmd_serve)

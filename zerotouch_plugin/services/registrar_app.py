@@ -44,6 +44,14 @@ from zerotouch_plugin.services._http import accepts, make_app, media_type_of, re
 from zerotouch_plugin.services._tls import peer_certificate, server_context
 from zerotouch_plugin.services.handoff import HandoffWorker, ensure_handoff_identity
 from zerotouch_plugin.services.masa_client import MasaClient
+from zerotouch_plugin.services.registrar_files import (
+    CA_CERT,
+    CA_KEY,
+    CONFIG_FILE,
+    DB_FILE,
+    REGISTRAR_CERT,
+    REGISTRAR_KEY,
+)
 from zerotouch_plugin.store.db import Database, open_role_database
 from zerotouch_plugin.store.registrar import Advance, PolicyRow, RegistrarRepository
 
@@ -64,10 +72,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Files of the registrar folder R.
-CA_CERT, CA_KEY = "ca.pem", "ca.key"
-REGISTRAR_CERT, REGISTRAR_KEY = "registrar.pem", "registrar.key"
-CONFIG_FILE, DB_FILE = "registrar.toml", "registrar.db"
 
 MEDIA_JSON = "application/json"
 # What /csrattrs asks pledges for (RFC 7030 §4.5.2): ECDSA with SHA-256 and a serialNumber.

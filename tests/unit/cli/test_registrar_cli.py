@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,3 +132,35 @@ def test_day0_command_validates_stores_shows_and_clears(
     assert "removed" in capsys.readouterr().out
     assert day0("--serial", "SN1") == 0
     assert "no day-0 entry for SN1" in capsys.readouterr().out
+
+
+def test_short_commands_leave_the_service_unimported(registrar_dir: Path, tmp_path: Path) -> None:
+    # issue-client-cert and allow run in a fraction of a second only because they import
+    # neither the HTTPS service (aiohttp) nor the device schema (yangson); zerotouch demo
+    # runs several of them.
+    code = (
+        "import sys; from zerotouch_plugin.cli import main; "
+        f"main(['registrar', 'issue-client-cert', '--dir', {str(registrar_dir)!r}, "
+        f"'--name', 'nms', '--out', {str(tmp_path / 'nms')!r}]); "
+        f"main(['registrar', 'allow', '--dir', {str(registrar_dir)!r}, '--serial', 'SN9']); "
+        "print(sorted(m for m in ('aiohttp', 'yangson', 'asyncssh') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_literals_match_the_heavy_modules_they_stand_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from zerotouch_plugin.cli import registrar
+    from zerotouch_plugin.device.day0 import Day0Format
+    from zerotouch_plugin.roles.registrar import ADMIN_OU, PolicyDecision
+
+    assert set(registrar.DAY0_FORMATS) == {str(f) for f in Day0Format}
+    assert set(registrar.POLICY_DECISIONS) == {str(d) for d in PolicyDecision}
+    with pytest.raises(SystemExit):
+        main(["registrar", "issue-client-cert", "--help"])
+    assert f"OU={ADMIN_OU}" in capsys.readouterr().out

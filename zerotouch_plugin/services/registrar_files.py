@@ -1,0 +1,13 @@
+"""Names of the files in a registrar folder R.
+
+A module of its own so that the short ``zerotouch registrar`` commands (init, allow,
+issue-client-cert ...) name them without importing the HTTPS service.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CA_CERT", "CA_KEY", "CONFIG_FILE", "DB_FILE", "REGISTRAR_CERT", "REGISTRAR_KEY"]
+
+CA_CERT, CA_KEY = "ca.pem", "ca.key"
+REGISTRAR_CERT, REGISTRAR_KEY = "registrar.pem", "registrar.key"
+CONFIG_FILE, DB_FILE = "registrar.toml", "registrar.db"
