@@ -1,5 +1,3 @@
-import sys
+from zerotouch_plugin.cli import run
 
-from zerotouch_plugin.cli import main
-
-sys.exit(main())
+run()

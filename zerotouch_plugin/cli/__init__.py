@@ -8,14 +8,17 @@ library are printed as one line (``reason: message``) with exit status 1, never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from zerotouch_plugin.errors import ZerotouchError
 
-__all__ = ["COMMAND_GROUPS", "build_parser", "main"]
+__all__ = ["COMMAND_GROUPS", "build_parser", "main", "run"]
 
 # Command group name -> module implementing it (DESIGN.md: extension points are tables).
 COMMAND_GROUPS: dict[str, str] = {
@@ -81,3 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"internal-error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
         return 2
+
+
+def run() -> NoReturn:
+    """The ``zerotouch`` program: ``main``, then exit without tearing the interpreter down.
+
+    By the time ``main`` returns, every command has closed its files, servers and database
+    sessions; what is left is freeing the heap (the compiled YANG schema, SQLAlchemy's and
+    aiohttp's module state), which takes 0.2 to 1.5 s of CPU per process and made every
+    short command and every server stop that much slower.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
