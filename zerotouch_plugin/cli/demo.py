@@ -107,13 +107,19 @@ def _keep_help(folder: Path, endpoints: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _run(demo: Any) -> bool:
-    """The flow, then stop (or keep) the services, also when cancelled (Ctrl-C, SIGTERM)."""
+async def _run(demo: Any, received: list[int]) -> bool:
+    """The flow, then stop (or keep) the services, also when cancelled (Ctrl-C, SIGTERM:
+    its number goes to ``received``)."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
+
+    def cancel(sig: int) -> None:
+        received.append(sig)
+        task.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, cancel, sig)
     ok = False
     try:
         ok = await demo.run()
@@ -154,8 +160,9 @@ def _demo(args: argparse.Namespace) -> int:
         plural = "s" if args.devices > 1 else ""
         print(f"zerotouch demo: {args.devices} device{plural} on 127.0.0.1, work folder {folder}")
     interrupted = False
+    received: list[int] = [signal.SIGINT]  # what asyncio.run reports as KeyboardInterrupt
     try:
-        ok = asyncio.run(_run(demo))
+        ok = asyncio.run(_run(demo, received))
     except (KeyboardInterrupt, asyncio.CancelledError):
         ok, interrupted = False, True
     failed = next((result for result in demo.results if not result.ok), None)
@@ -179,7 +186,7 @@ def _demo(args: argparse.Namespace) -> int:
         _print_summary(summary, failed, interrupted)
         if kept:
             print(_keep_help(folder, summary["endpoints"]))
-    return 0 if ok else (130 if interrupted else 1)
+    return 0 if ok else (128 + received[-1] if interrupted else 1)
 
 
 def _print_summary(summary: dict[str, Any], failed: Any, interrupted: bool) -> None:

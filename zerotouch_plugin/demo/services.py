@@ -133,6 +133,7 @@ class Services:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
