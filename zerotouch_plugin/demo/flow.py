@@ -29,7 +29,10 @@ from zerotouch_plugin.errors import ZerotouchError
 __all__ = ["STEPS", "Demo", "Device", "StepResult"]
 
 HOST = "127.0.0.1"
-WAIT_SECONDS = 60.0  # longest wait for one step's condition (listening, enrolled, hand-off)
+# Longest wait for one step's condition (listening, enrolled, hand-off): every device adds
+# its share, as they all start at once on the same CPUs.
+WAIT_SECONDS = 45.0
+WAIT_PER_DEVICE = 15.0
 ADMIN_POLL = 0.1  # seconds between admin API reads
 SERIAL_PREFIX = "DEMO-"
 
@@ -231,8 +234,12 @@ class Demo:
         else:
             self._record("stop", "stop every process", start, detail, None)
 
+    @property
+    def wait_seconds(self) -> float:
+        return WAIT_SECONDS + WAIT_PER_DEVICE * len(self.devices)
+
     def until(self) -> float:
-        return time.monotonic() + WAIT_SECONDS
+        return time.monotonic() + self.wait_seconds
 
     # -- registrar admin API (RFC 8995 has none; README "Registrar admin API") ---------------
 
@@ -267,9 +274,9 @@ class Demo:
                 first = waiting[0]
                 record = records.get(first.serial) or {}
                 raise StepFailed(
-                    f"{first.serial}: not {what} after {WAIT_SECONDS:.0f} s (registrar record: "
-                    f"state {record.get('state')}, handoff {record.get('handoff')}, last error "
-                    f"{record.get('last_error')})",
+                    f"{first.serial}: not {what} after {self.wait_seconds:.0f} s (registrar "
+                    f"record: state {record.get('state')}, handoff {record.get('handoff')}, "
+                    f"last error {record.get('last_error')})",
                     logs=[self.path("logs/registrar.log"), self.path(f"logs/{first.name}.log")],
                 )
             await asyncio.sleep(ADMIN_POLL)
