@@ -116,10 +116,16 @@ def test_whole_demo_flow_with_two_devices(tmp_path: Path) -> None:
 
 def test_keep_leaves_working_services_until_stop(tmp_path: Path) -> None:
     workdir = tmp_path / "kept"
-    result = _demo("--json", "--keep", "--workdir", workdir)
-    summary = _summary(result)
+    result = _demo("--keep", "--workdir", workdir)  # the text view, this time
+    summary = json.loads((workdir / "summary.json").read_text())
     try:
-        assert result.returncode == 0, (summary, result.stderr)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith(f"zerotouch demo: 1 device on 127.0.0.1, work folder {workdir}")
+        assert sum(" ok " in line for line in lines) == len(STEPS) + 1  # and "keep"
+        assert "FAIL" not in result.stdout and "all 14 steps held" in result.stdout
+        assert f"zerotouch demo --stop --workdir {workdir}" in [line.strip() for line in lines]
+        assert any(line.strip().startswith("curl --cacert registrar/ca.pem") for line in lines)
         assert summary["kept"] is True
         pids = summary["pids"]
         assert set(pids) == {"masa", "registrar", "device-1"}

@@ -17,9 +17,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerotouch_plugin.errors import ConfigError
+
+if TYPE_CHECKING:
+    from zerotouch_plugin.demo.flow import Demo, StepResult
 
 __all__ = ["HELP", "register"]
 
@@ -54,7 +57,7 @@ def _folder(workdir: Path | None) -> Path:
     return workdir.resolve()
 
 
-def _print_result(number: int, result: Any) -> None:
+def _print_result(number: int, result: StepResult) -> None:
     """One progress line per step (and the log tails of a failed one)."""
     status = "ok" if result.ok else "FAIL"
     print(
@@ -107,7 +110,7 @@ def _keep_help(folder: Path, endpoints: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _run(demo: Any, received: list[int]) -> bool:
+async def _run(demo: Demo, received: list[int]) -> bool:
     """The flow, then stop (or keep) the services, also when cancelled (Ctrl-C, SIGTERM:
     its number goes to ``received``)."""
     task = asyncio.current_task()
@@ -149,7 +152,7 @@ def _demo(args: argparse.Namespace) -> int:
     folder = _folder(args.workdir)
     count = 0
 
-    def report(result: Any) -> None:
+    def report(result: StepResult) -> None:
         nonlocal count
         count += 1
         if not args.json:
@@ -189,7 +192,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else (128 + received[-1] if interrupted else 1)
 
 
-def _print_summary(summary: dict[str, Any], failed: Any, interrupted: bool) -> None:
+def _print_summary(summary: dict[str, Any], failed: StepResult | None, interrupted: bool) -> None:
     seconds = summary["total_seconds"]
     where = f"files in {summary['workdir']} (logs/ has every process's output, {SUMMARY})"
     if summary["ok"]:
