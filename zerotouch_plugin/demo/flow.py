@@ -24,7 +24,6 @@ from typing import Any
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.demo import nms
 from zerotouch_plugin.demo.services import Service, Services, StepFailed, tail
-from zerotouch_plugin.errors import ZerotouchError
 
 __all__ = ["STEPS", "Demo", "Device", "StepResult"]
 
@@ -190,26 +189,27 @@ class Demo:
         start = time.monotonic()
         try:
             detail = await step.run(self)
-        except asyncio.CancelledError:
-            raise
         except StepFailed as exc:
-            self._record(step.name, step.title, start, exc.message, exc.logs)
+            self._record(step.name, step.title, start, exc.message, ok=False, logs=exc.logs)
             raise
-        except (ZerotouchError, OSError, ValueError, TimeoutError) as exc:
-            self._record(step.name, step.title, start, f"{type(exc).__name__}: {exc}", ())
+        except Exception as exc:  # any surprise still names the step that did not hold
+            self._record(step.name, step.title, start, f"{type(exc).__name__}: {exc}", ok=False)
             raise StepFailed(str(exc)) from exc
-        self._record(step.name, step.title, start, detail, None)
+        self._record(step.name, step.title, start, detail, ok=True)
 
     def _record(
-        self, name: str, title: str, start: float, detail: str, logs: Sequence[Path] | None
+        self,
+        name: str,
+        title: str,
+        start: float,
+        detail: str,
+        *,
+        ok: bool,
+        logs: Sequence[Path] = (),
     ) -> None:
         now = time.monotonic()
-        tails = tuple(
-            (str(path.relative_to(self.folder)), tuple(tail(path))) for path in logs or ()
-        )
-        result = StepResult(
-            name, title, logs is None, now - start, now - self._began, detail, tails
-        )
+        tails = tuple((str(path.relative_to(self.folder)), tuple(tail(path))) for path in logs)
+        result = StepResult(name, title, ok, now - start, now - self._began, detail, tails)
         self.results.append(result)
         self.report(result)
 
@@ -218,21 +218,18 @@ class Demo:
         start = time.monotonic()
         if ok and self.services.keep:
             names = ", ".join(service.name for service in self.services.running)
-            self._record("keep", "services left running", start, f"{names}; pids in run/", None)
+            self._record("keep", "services left running", start, f"{names}; pids in run/", ok=True)
             return
         statuses = self.services.stop()
         # A service stopped before it installed its SIGTERM handler dies of the signal: fine.
         bad = {n: status for n, status in statuses.items() if status not in (0, -signal.SIGTERM)}
-        detail = (
-            f"stopped {len(statuses)} processes: " + ", ".join(statuses)
-            if statuses
-            else ("nothing was running")
-        )
         if bad:
-            failed = ", ".join(f"{name} exited {status}" for name, status in bad.items())
-            self._record("stop", "stop every process", start, failed, [])
+            detail = ", ".join(f"{name} exited {status}" for name, status in bad.items())
+        elif statuses:
+            detail = f"stopped {len(statuses)} processes: {', '.join(statuses)}"
         else:
-            self._record("stop", "stop every process", start, detail, None)
+            detail = "nothing was running"
+        self._record("stop", "stop every process", start, detail, ok=not bad)
 
     @property
     def wait_seconds(self) -> float:
