@@ -175,20 +175,26 @@ def test_keep_leaves_working_services_until_stop(tmp_path: Path) -> None:
     assert not list((workdir / "run").glob("*.pid"))
 
 
-def test_a_killed_masa_fails_the_named_step_and_stops_everything(tmp_path: Path) -> None:
-    workdir = tmp_path / "killed"
+def _start_and_wait_for(workdir: Path, service: str) -> subprocess.Popen[str]:
+    """``zerotouch demo --json`` in the background, once ``service`` announced its port."""
     command = [sys.executable, "-m", "zerotouch_plugin", "demo", "--json", "--workdir", workdir]
     demo = subprocess.Popen(
         list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=_env(),
     )  # fmt: skip
+    out = workdir / f"logs/{service}.out"
+    deadline = time.monotonic() + 60
+    while not (out.exists() and "listening" in out.read_text()):
+        assert demo.poll() is None and time.monotonic() < deadline, demo.communicate()
+        time.sleep(0.02)
+    return demo
+
+
+def test_a_killed_masa_fails_the_named_step_and_stops_everything(tmp_path: Path) -> None:
+    workdir = tmp_path / "killed"
+    demo = _start_and_wait_for(workdir, "masa")
     try:
-        pid_file, out = workdir / "run/masa.pid", workdir / "logs/masa.out"
-        deadline = time.monotonic() + 60
-        while not (pid_file.exists() and out.exists() and "listening" in out.read_text()):
-            assert demo.poll() is None and time.monotonic() < deadline, demo.communicate()
-            time.sleep(0.02)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        os.kill(int((workdir / "run/masa.pid").read_text()), signal.SIGKILL)
         stdout, stderr = demo.communicate(timeout=90)
     finally:
         if demo.poll() is None:
@@ -203,6 +209,32 @@ def test_a_killed_masa_fails_the_named_step_and_stops_everything(tmp_path: Path)
     assert "masa exited unexpectedly (signal 9)" in failed[0]["detail"]
     assert "logs/masa.log" in failed[0]["logs"]
     assert summary["steps"][-1]["name"] == "stop" and summary["steps"][-1]["ok"]
+    assert _pids_in(workdir) == []
+
+
+def test_sigterm_stops_everything_and_says_interrupted(tmp_path: Path) -> None:
+    workdir = tmp_path / "interrupted"
+    demo = _start_and_wait_for(workdir, "registrar")
+    demo.send_signal(signal.SIGTERM)
+    stdout, stderr = demo.communicate(timeout=60)
+    assert demo.returncode == 128 + signal.SIGTERM, stderr
+    summary = json.loads(stdout)
+    assert summary["ok"] is False and summary["failed_step"] == "interrupted"
+    assert summary["steps"][-1]["name"] == "stop" and summary["steps"][-1]["ok"]
+    assert _pids_in(workdir) == []
+
+
+def test_services_end_with_a_killed_demo(tmp_path: Path) -> None:
+    # SIGKILL leaves the demo no chance to clean up: the kernel ends its services
+    # (PR_SET_PDEATHSIG), so nothing is left running.
+    workdir = tmp_path / "killed-demo"
+    demo = _start_and_wait_for(workdir, "registrar")
+    assert _pids_in(workdir)
+    demo.kill()
+    demo.communicate(timeout=30)
+    deadline = time.monotonic() + 15
+    while _pids_in(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert _pids_in(workdir) == []
 
 

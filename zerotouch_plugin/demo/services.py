@@ -59,10 +59,15 @@ def _command(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "zerotouch_plugin", *args]
 
 
+# Looked up once here: the child between fork and exec only calls it (no dlopen there, as
+# other threads of the demo may hold the loader's lock at fork time).
+_PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the demo process ends (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
