@@ -33,10 +33,17 @@ SUMMARY = "summary.json"
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--workdir", type=Path, help="new or empty folder for every file (default: a temp one)"
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="new or empty folder for every file (default: a temp one)",
     )
     parser.add_argument(
-        "--devices", type=int, default=1, help=f"how many devices (1..{MAX_DEVICES}, default 1)"
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"how many devices (1..{MAX_DEVICES}, default 1)",
     )
     parser.add_argument("--json", action="store_true", help="print only a JSON summary")
     parser.add_argument(
