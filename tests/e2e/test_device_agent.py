@@ -4,11 +4,14 @@ pre-enrollment access) and NETCONF/TLS, and with curl over RESTCONF."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,12 @@ from lxml import etree
 from ncclient import manager
 from ncclient.operations.rpc import RPCError
 
-from tests.e2e.test_brski_flow import Lab, make_lab
+from tests.e2e.test_brski_flow import FakeRegistrar, Lab, make_lab, masa_voucher
 from tests.support.device_process import DeviceProcess, start_device
 from tests.support.processes import run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import hash_password
+from zerotouch_plugin.roles.pledge import PATH_VOUCHER_STATUS
 
 NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
 STATE_FILTER = f'<bootstrap xmlns="{NS}"/>'
@@ -314,3 +318,86 @@ def test_serial_not_allowed_stays_unenrolled_then_restart_bootstrap(lab: Lab) ->
     ):
         assert not (folder / name).exists(), name
     assert (folder / "idevid.pem").exists()
+
+
+@contextmanager
+def serving(fake: FakeRegistrar) -> Iterator[str]:
+    """A hostile registrar on its own event loop in a thread (the device is a process that
+    the test polls synchronously meanwhile); yields its URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-registrar", daemon=True)
+    thread.start()
+    try:
+        runner, url = asyncio.run_coroutine_threadsafe(fake.start(), loop).result(30)
+        try:
+            yield url
+        finally:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_voucher_failing_a_check_is_never_accepted_then_the_right_registrar_enrolls(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A registrar of another domain relays a genuine MASA voucher for this device that pins
+    the real domain (a man in the middle, RFC 8995 §5.6.2): the agent refuses it on every
+    attempt, reports it, keeps retrying and writes nothing; restarted with the right
+    registrar second in its list, it enrolls there."""
+    evil = tmp_path / "R-evil"
+    run_cli("registrar", "init", "--dir", evil, "--manufacturer-ca", lab.vendor / "ca.pem",
+            "--ca-name", "evil domain CA")  # fmt: skip
+    serial, folder = make_device(lab)
+    fake = FakeRegistrar(
+        certs.load_identity(evil / "registrar.pem", evil / "registrar.key"),
+        certs.load_cert_file(lab.vendor / "ca.pem"),
+        lambda pvr, _: masa_voucher(lab, pvr),
+    )
+    domain_files = ("ldevid.pem", "ldevid.key", "domain-ca.pem", "voucher.cms")
+    with serving(fake) as evil_url:
+        process = run_device(folder, "--registrar", evil_url)
+        try:
+            state = poll(
+                process,
+                lambda s: (
+                    int(text(s, "attempts") or 0) >= 2 and text(s, "phase") == "waiting-retry"
+                ),
+            )
+            assert text(state, "last-error/reason") == "untrusted-signer"
+            assert "man-in-the-middle" in str(text(state, "last-error/message"))
+            tried = state.find(f"{{{NS}}}registrar/{{{NS}}}tried")
+            assert tried is not None and text(tried, "uri") == evil_url
+            assert text(tried, "outcome") == "untrusted-signer"
+            seen = events(state)
+            assert seen.count("voucher-invalid") >= 2 and "voucher-valid" not in seen, seen
+            assert state.find(f"{{{NS}}}voucher") is None
+            assert state.find(f"{{{NS}}}ldevid") is None
+        finally:
+            process.stop()
+        # every attempt told the registrar why (voucher_status false), none went further
+        assert len(fake.reports) >= 2, fake.reports
+        for path, report in fake.reports:
+            assert path == PATH_VOUCHER_STATUS and report["status"] is False, report
+            assert "man-in-the-middle" in report["reason"], report
+        assert not [name for name in domain_files if (folder / name).exists()]
+        assert lab.state(serial) is None  # the real registrar never saw it
+
+        process = run_device(folder, "--registrar", evil_url, "--registrar", lab.registrar_url)
+        try:
+            assert process.wait_for("enrolled ") == f"enrolled {serial}"
+            state = poll(process, lambda s: text(s, "phase") == "enrolled")
+        finally:
+            process.stop()
+    assert text(state, "registrar/used") == lab.registrar_url
+    outcomes = {
+        text(t, "uri"): text(t, "outcome")
+        for t in state.findall(f"{{{NS}}}registrar/{{{NS}}}tried")
+    }
+    assert outcomes == {evil_url: "untrusted-signer", lab.registrar_url: "ok"}, outcomes
+    assert text(state, "last-error/reason") is None
+    pinned = certs.fingerprint(certs.load_cert_file(lab.domain / "ca.pem"))
+    assert text(state, "voucher/pinned-domain-cert-fingerprint") == pinned
+    assert lab.state(serial) == "enroll-confirmed"
+    certs.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
