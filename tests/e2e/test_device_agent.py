@@ -401,3 +401,55 @@ def test_voucher_failing_a_check_is_never_accepted_then_the_right_registrar_enro
     assert text(state, "voucher/pinned-domain-cert-fingerprint") == pinned
     assert lab.state(serial) == "enroll-confirmed"
     certs.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
+
+
+def restconf_restart(
+    process: DeviceProcess, nms: Path, serial: str, body: str | None
+) -> tuple[int, str]:
+    """POST .../operations/zerotouch-bootstrap:restart-bootstrap with curl: (status, body);
+    status 0 when no connection could be made."""
+    port = process.ports["restconf"]
+    data = [] if body is None else ["-H", "Content-Type: application/yang-data+json", "-d", body]
+    result = subprocess.run(
+        ["curl", "-sS", "-X", "POST", "--cacert", nms / "ca.pem", "--cert", nms / "cert.pem",
+         "--key", nms / "key.pem", "-H", "Accept: application/yang-data+json", *data,
+         "--resolve", f"{serial}:{port}:127.0.0.1", "-w", "\n%{http_code}",
+         f"https://{serial}:{port}/restconf/operations/zerotouch-bootstrap:restart-bootstrap"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    out, _, status = result.stdout.rpartition("\n")
+    return int(status or 0), out
+
+
+def test_restart_bootstrap_over_restconf_needs_factory_reset(lab: Lab) -> None:
+    serial, folder = make_device(lab)
+    nms = lab.root / "nms"
+    process = run_device(folder, "--registrar", lab.registrar_url)
+    try:
+        process.wait_for(f"enrolled {serial}")
+        process.wait_for("listening restconf", timeout=10)
+        ldevid = (folder / "ldevid.pem").read_bytes()
+        for body in (None, '{"zerotouch-bootstrap:input": {"factory-reset": false}}'):
+            status, answer = restconf_restart(process, nms, serial, body)
+            assert status == 409, (status, answer)
+            error = json.loads(answer)["ietf-restconf:errors"]["error"][0]
+            assert error["error-tag"] == "data-exists", error
+            assert "factory-reset true" in error["error-message"], error
+        assert (folder / "ldevid.pem").read_bytes() == ldevid
+        assert restconf_state(process, nms, serial)["phase"] == "enrolled"
+
+        status, answer = restconf_restart(
+            process, nms, serial, '{"zerotouch-bootstrap:input": {"factory-reset": true}}'
+        )
+        assert status == 200, (status, answer)
+        assert json.loads(answer) == {"zerotouch-bootstrap:output": {"phase": "discovering"}}
+        # the device bootstraps anew (the serial is still allowed): a new LDevID
+        assert process.wait_for("enrolled ", nth=2) == f"enrolled {serial}"
+        assert "RESTCONF waits for a domain identity" in process.log  # it stopped meanwhile
+        assert (folder / "ldevid.pem").read_bytes() != ldevid
+        state = restconf_state(process, nms, serial)
+        names = [e["event"] for e in state["event"]]
+        assert names.index("restart-requested") < names.index("factory-reset"), names
+        assert state["phase"] == "enrolled" and names[-1] == "enrolled", names
+    finally:
+        process.stop()

@@ -91,6 +91,7 @@ class DeviceServer:
         self._restconf: web.AppRunner | None = None
         self._restconf_address: tuple[str, int] | None = None
         self._restconf_app: web.Application | None = None
+        self._retiring: set[asyncio.Task[None]] = set()  # RESTCONF servers shutting down
         self.bound: dict[str, tuple[str, int]] = {}
 
     # -- identity -------------------------------------------------------------------------
@@ -191,10 +192,9 @@ class DeviceServer:
         for listener in (self._ssh, self._tls):
             if listener is not None:
                 await listener.close()
-        if self._restconf is not None:
-            await self._restconf.cleanup()
+        await self._retire_restconf()
+        await asyncio.gather(*self._retiring)
         self._ssh = self._tls = None
-        self._restconf = None
 
     # -- plugin host (device/host.py) ------------------------------------------------------
 
@@ -236,10 +236,22 @@ class DeviceServer:
         """New TLS connections use the current identity; RESTCONF restarts on its address."""
         self._refresh_tls()
         if self._restconf_address is not None:
-            if self._restconf is not None:
-                await self._restconf.cleanup()
-                self._restconf = None
+            await self._retire_restconf()
             await self._start_restconf()
+
+    async def _retire_restconf(self) -> None:
+        """Stop listening now; the server shuts down in the background. Awaiting that here
+        would deadlock when the switch comes from a RESTCONF request (``restart-bootstrap``
+        with ``factory-reset``): the shutdown waits for that request's handler, which waits
+        for the shutdown."""
+        runner, self._restconf = self._restconf, None
+        if runner is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()  # closes the listening socket; the port is free again
+        task = asyncio.get_running_loop().create_task(runner.cleanup())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def installed_identity(self) -> InstalledIdentity | None:
         if self._domain is None:
