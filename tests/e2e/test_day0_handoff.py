@@ -318,3 +318,75 @@ def test_pending_handoff_resumes_after_a_registrar_restart(
     applied = admin.wait(serial, lambda h: h["state"] == "applied", "applied")
     assert applied["error"] is None
     assert "after-restart" in (folder / "startup.json").read_text()
+
+
+def hostnames(port: int, nms: Path) -> tuple[str | None, str | None]:
+    """The ietf-system hostname in running and in startup, read with ncclient."""
+    with manager.connect_tls(
+        host="127.0.0.1", port=port, certfile=str(nms / "cert.pem"), keyfile=str(nms / "key.pem"),
+        ca_certs=str(nms / "ca.pem"), protocol=ssl.PROTOCOL_TLS_CLIENT, check_hostname=False,
+        timeout=15,
+    ) as m:  # fmt: skip
+        return tuple(  # type: ignore[return-value]
+            m.get_config(source=source).data_ele.findtext(f".//{{{SYSTEM_NS}}}hostname")
+            for source in ("running", "startup")
+        )
+
+
+def test_day0_pushed_again_after_a_change_and_address_set_by_the_admin_api(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess], tmp_path: Path
+) -> None:
+    serial, folder = admin.pledge(lab, free_port(), day0_json("edge-a"))  # nothing listens there
+    enroll_here(folder, lab.registrar_url)
+    process = start_device(folder, {"netconf-tls": "127.0.0.1:0"})
+    devices.append(process)
+    port = process.ports["netconf-tls"]
+    admin.wait(serial, lambda h: h["attempts"] >= 1 and h["state"] == "pending", "a retry")
+
+    # the admin API sets the management address; the retries find the device there
+    json_type = ("-H", "Content-Type: application/json")
+    status, body = curl(admin, "PUT", f"/admin/devices/{serial}/address", *json_type,
+                        "--data", '{"address": "nowhere"}')  # fmt: skip
+    assert status == 400 and "is not HOST:PORT" in body, body
+    status, body = curl(admin, "PUT", f"/admin/devices/{serial}/address", *json_type,
+                        "--data", json.dumps({"address": f"127.0.0.1:{port}"}))  # fmt: skip
+    assert status == 200 and json.loads(body)["address"] == f"127.0.0.1:{port}", body
+    admin.wait(serial, lambda h: h["state"] == "applied", "applied")
+    assert hostnames(port, admin.folder) == ("edge-a", "edge-a")
+
+    # the owner changes the configuration: nothing is pushed until asked
+    (tmp_path / "b.json").write_text(day0_json("edge-b"))
+    run_cli("registrar", "day0", "--dir", lab.domain, "--serial", serial,
+            "--file", tmp_path / "b.json")  # fmt: skip
+    out = run_cli("registrar", "handoff", "--dir", lab.domain, "--serial", serial).stdout
+    assert f"hand-off of {serial} queued for 127.0.0.1:{port}" in out, out
+    # the CLI only wrote the queue: the serving registrar finds it at its next poll
+    applied = admin.wait(serial, lambda h: h["state"] == "applied" and h["attempts"] == 1, "again")
+    assert applied["error"] is None and applied["target"] == f"127.0.0.1:{port}", applied
+    assert hostnames(port, admin.folder) == ("edge-b", "edge-b")
+    assert json.loads((folder / "startup.json").read_text())["ietf-system:system"] == {
+        "hostname": "edge-b"
+    }
+
+    # and through the admin API, which wakes the registrar at once
+    status, _ = curl(admin, "PUT", f"/admin/devices/{serial}/day0", "-H",
+                     "Content-Type: application/yang-data+json",
+                     "--data", day0_json("edge-c"))  # fmt: skip
+    assert status == 200
+    status, body = curl(admin, "POST", f"/admin/devices/{serial}/handoff")
+    assert status == 200, body
+    assert json.loads(body) == {
+        "serial": serial, "state": "pending", "target": f"127.0.0.1:{port}"
+    }  # fmt: skip
+    admin.wait(serial, lambda h: h["state"] == "applied", "applied via the API")
+    assert hostnames(port, admin.folder) == ("edge-c", "edge-c")
+
+    # what cannot be pushed says why
+    status, body = curl(admin, "POST", "/admin/devices/NO-SUCH-SN/handoff")
+    assert status == 404 and "not known" in body, body
+    failed = run_cli("registrar", "handoff", "--dir", lab.domain, "--serial", "NO-SUCH-SN",
+                     check=False)  # fmt: skip
+    assert failed.returncode == 1 and "not known" in failed.stderr, failed.stderr
+    assert curl(admin, "DELETE", f"/admin/devices/{serial}/address")[0] == 200
+    status, body = curl(admin, "DELETE", f"/admin/devices/{serial}/address")
+    assert status == 404 and "no management address" in body, body

@@ -223,6 +223,19 @@ def cmd_day0(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_handoff(args: argparse.Namespace) -> int:
+    """Queue the day-0 hand-off of an enrolled device again."""
+    from zerotouch_plugin.services.handoff import requeue_handoff
+
+    config = _config(args.dir, db=args.db)
+    target = requeue_handoff(_repo(args, config), args.serial, now=_now())
+    print(
+        f"hand-off of {args.serial} queued for {target}: a running registrar pushes it within "
+        f"{config.handoff_poll:g} s ('registrar devices' shows the outcome)"
+    )
+    return 0
+
+
 def cmd_issue_client_cert(args: argparse.Namespace) -> int:
     ca = certs.load_identity(args.dir / CA_CERT, args.dir / CA_KEY)
     key = certs.generate_key("p256")
@@ -353,6 +366,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--address", metavar="HOST:PORT", help="NETCONF/TLS address of the device (proxy, NAT)"
     )
     p.add_argument("--clear", action="store_true", help="remove the configuration and address")
+    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+
+    p = add(
+        "handoff",
+        "push the day-0 configuration again to an enrolled device (works while serving)",
+        cmd_handoff,
+    )
+    p.add_argument("--serial", required=True, help="device serial number")
     p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
 
     p = add(

@@ -21,11 +21,13 @@ from cryptography import x509
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import (
     CertificateError,
+    Conflict,
     InvalidInput,
+    NotFound,
     UnsupportedOperation,
     ZerotouchError,
 )
-from zerotouch_plugin.roles.states import transition
+from zerotouch_plugin.roles.states import RegistrarDeviceState, transition
 
 __all__ = [
     "HANDOFF_TRANSITIONS",
@@ -46,6 +48,7 @@ __all__ = [
     "management_target",
     "parse_address",
     "plan_after_enrollstatus",
+    "plan_repush",
 ]
 
 WRITABLE_RUNNING_CAPABILITY = "urn:ietf:params:netconf:capability:writable-running:1.0"
@@ -68,6 +71,7 @@ class HandoffEvent(StrEnum):
     APPLIED = "applied"
     RETRY = "retry"
     GAVE_UP = "gave-up"
+    REPUSHED = "repushed"  # the operator asked for the configuration to be pushed again
 
 
 _S = HandoffState
@@ -77,6 +81,8 @@ HANDOFF_TRANSITIONS: Mapping[tuple[HandoffState, HandoffEvent], HandoffState] = 
     # a new successful enrollstatus (re-bootstrap, re-enrollment) starts over from any state
     **{(state, _E.QUEUED): _S.PENDING for state in HandoffState},
     **{(state, _E.NO_TARGET): _S.FAILED for state in HandoffState},
+    # a re-push (the configuration changed) starts over from any state as well
+    **{(state, _E.REPUSHED): _S.PENDING for state in HandoffState},
     (_S.PENDING, _E.APPLIED): _S.APPLIED,
     (_S.PENDING, _E.RETRY): _S.PENDING,
     (_S.PENDING, _E.GAVE_UP): _S.FAILED,
@@ -204,6 +210,41 @@ def plan_after_enrollstatus(
         state = transition(HANDOFF_TRANSITIONS, _S.NONE, _E.NO_TARGET)
         return Plan(state, None, exc.message)
     return Plan(transition(HANDOFF_TRANSITIONS, _S.NONE, _E.QUEUED), target, None)
+
+
+def plan_repush(
+    *,
+    serial: str,
+    device_state: str | None,
+    handoff_state: str,
+    configured: bool,
+    override: str | None,
+    known_target: str | None,
+) -> Plan:
+    """A hand-off the operator asks for again (e.g. after changing the configuration): only
+    to a device that confirmed its enrollment (RFC 8995 §5.9.4: it holds the LDevID the
+    server check expects), with configuration, at the override or the address of its last
+    hand-off. NotFound or Conflict says what is missing."""
+    if device_state is None:
+        raise NotFound(f"device {serial} is not known to this registrar")
+    if device_state != RegistrarDeviceState.ENROLL_CONFIRMED:
+        raise Conflict(
+            f"device {serial} is {device_state}, not enroll-confirmed: its hand-off starts "
+            "with its successful enrollstatus"
+        )
+    if not configured:
+        raise NotFound(
+            f"no day-0 configuration for {serial} and no default "
+            "('zerotouch registrar day0 --serial SN --file F')"
+        )
+    address = override or known_target
+    if not address:
+        raise Conflict(
+            f"no management address known for {serial}: set one with "
+            "'zerotouch registrar day0 --serial SN --address HOST:PORT'"
+        )
+    state = transition(HANDOFF_TRANSITIONS, HandoffState(handoff_state), _E.REPUSHED)
+    return Plan(state, parse_address(address), None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,7 +43,13 @@ from zerotouch_plugin.services._tls import client_context, identity_pem
 from zerotouch_plugin.services.netconf.client import NetconfClient
 from zerotouch_plugin.store.registrar import HandoffJob, RegistrarRepository
 
-__all__ = ["HANDOFF_CLIENT_FILE", "HANDOFF_CLIENT_NAME", "HandoffWorker", "ensure_handoff_identity"]
+__all__ = [
+    "HANDOFF_CLIENT_FILE",
+    "HANDOFF_CLIENT_NAME",
+    "HandoffWorker",
+    "ensure_handoff_identity",
+    "requeue_handoff",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,35 @@ def ensure_handoff_identity(folder: Path, ca: Identity, *, now: datetime) -> Ide
     certs.write_atomic(path, key_pem + identity_pem(identity), 0o600)
     log.info("hand-off client certificate %s written", certs.fingerprint(identity.cert))
     return identity
+
+
+def requeue_handoff(repo: RegistrarRepository, serial: str, *, now: datetime) -> role.Target:
+    """Queue the hand-off of an enrolled device again (``registrar handoff``, ``POST
+    /admin/devices/{serial}/handoff``): pending, attempts 0, due now, with the configuration
+    stored when the attempt runs. It is durable, so any registrar process on the database
+    takes it up, the one asked at once (woken), the others within ``handoff_poll``."""
+    record = repo.device(serial)
+    configured, override = repo.day0_plan(serial)
+    current = repo.handoff(serial)
+    plan = role.plan_repush(
+        serial=serial,
+        device_state=record.state if record is not None else None,
+        handoff_state=current.state,
+        configured=configured,
+        override=override,
+        known_target=current.target,
+    )
+    assert plan.target is not None  # plan_repush raises when it has none
+    repo.queue_handoff(
+        serial,
+        state=str(plan.state),
+        host=plan.target.host,
+        port=plan.target.port,
+        error=None,
+        now=now,
+    )
+    log.info("hand-off of %s queued again for %s", serial, plan.target)
+    return plan.target
 
 
 def _failure(exc: ZerotouchError) -> role.AttemptFailure:

@@ -42,7 +42,11 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
 from zerotouch_plugin.services._tls import peer_certificate, server_context
-from zerotouch_plugin.services.handoff import HandoffWorker, ensure_handoff_identity
+from zerotouch_plugin.services.handoff import (
+    HandoffWorker,
+    ensure_handoff_identity,
+    requeue_handoff,
+)
 from zerotouch_plugin.services.masa_client import MasaClient
 from zerotouch_plugin.services.registrar_files import (
     CA_CERT,
@@ -658,6 +662,45 @@ async def admin_delete_day0(request: web.Request) -> web.Response:
     return _json({"serial": serial, "removed": True})
 
 
+async def admin_handoff(request: web.Request) -> web.Response:
+    """POST /admin/devices/{serial}/handoff: push the day-0 configuration again."""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    target = await _db(requeue_handoff, reg.repo, serial, now=_now())
+    reg.handoff.wake()
+    return _json({"serial": serial, "state": "pending", "target": str(target)})
+
+
+async def admin_put_address(request: web.Request) -> web.Response:
+    """PUT /admin/devices/{serial}/address: the management address override, as
+    ``registrar day0 --address``; body ``{"address": "HOST:PORT"}``."""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    _require_media(request, MEDIA_JSON)
+    try:
+        obj = json.loads(await read_body(request))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"request body is not JSON: {exc}") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("address"), str):
+        raise InvalidInput('request body must be {"address": "HOST:PORT"}')
+    target = handoff_role.parse_address(obj["address"])
+    await _db(reg.repo.set_day0_address, serial, str(target), now=_now())
+    log.info("management address of %s: %s", serial, target)
+    return _json({"serial": serial, "address": str(target)})
+
+
+async def admin_delete_address(request: web.Request) -> web.Response:
+    """DELETE /admin/devices/{serial}/address: back to the enrollstatus peer address."""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    entry = await _db(reg.repo.day0, serial)
+    if entry is None or entry.address is None:
+        raise NotFound(f"no management address is set for {serial}")
+    await _db(reg.repo.set_day0_address, serial, None, now=_now())
+    log.info("management address of %s removed", serial)
+    return _json({"serial": serial, "address": None})
+
+
 # ---------------------------------------------------------------------------------------------
 
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]], ...] = (
@@ -676,6 +719,9 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]],
     ("GET", "/admin/devices/{serial}/day0", admin_get_day0),
     ("PUT", "/admin/devices/{serial}/day0", admin_put_day0),
     ("DELETE", "/admin/devices/{serial}/day0", admin_delete_day0),
+    ("POST", "/admin/devices/{serial}/handoff", admin_handoff),
+    ("PUT", "/admin/devices/{serial}/address", admin_put_address),
+    ("DELETE", "/admin/devices/{serial}/address", admin_delete_address),
     ("GET", "/admin/day0/default", admin_get_day0),
     ("PUT", "/admin/day0/default", admin_put_day0),
     ("DELETE", "/admin/day0/default", admin_delete_day0),

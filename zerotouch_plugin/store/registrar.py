@@ -662,7 +662,8 @@ class RegistrarRepository:
         error: str | None,
         now: datetime,
     ) -> None:
-        """Start a hand-off over (a successful enrollstatus): attempts 0, due now, no lease."""
+        """Start a hand-off over (a successful enrollstatus, or a re-push): attempts 0, due now,
+        no lease (an attempt in flight loses its lease and its outcome is not recorded)."""
         with self.db.session() as s:
             row = s.scalars(
                 select(_Handoff).where(_Handoff.serial == serial).with_for_update()

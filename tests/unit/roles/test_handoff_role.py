@@ -12,6 +12,7 @@ from zerotouch_plugin.errors import (
     CertificateError,
     Conflict,
     InvalidInput,
+    NotFound,
     UnsupportedOperation,
     UntrustedSigner,
 )
@@ -24,6 +25,7 @@ from zerotouch_plugin.roles.handoff import (
     HandoffEvent,
     HandoffPolicy,
     HandoffState,
+    Plan,
     Target,
     after_attempt,
     backoff_delay,
@@ -32,6 +34,7 @@ from zerotouch_plugin.roles.handoff import (
     management_target,
     parse_address,
     plan_after_enrollstatus,
+    plan_repush,
 )
 from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.roles.states import transition
@@ -245,3 +248,42 @@ def test_transition_table() -> None:
         assert transition(HANDOFF_TRANSITIONS, state, HandoffEvent.QUEUED) is HandoffState.PENDING
     with pytest.raises(Conflict):
         transition(HANDOFF_TRANSITIONS, HandoffState.APPLIED, HandoffEvent.RETRY)
+
+
+def repush(**changes: object) -> object:
+    args: dict[str, object] = {
+        "serial": "SN-1",
+        "device_state": "enroll-confirmed",
+        "handoff_state": "applied",
+        "configured": True,
+        "override": None,
+        "known_target": "192.0.2.7:830",
+    }
+    args.update(changes)
+    return plan_repush(**args)  # type: ignore[arg-type]
+
+
+def test_repush_goes_to_the_override_or_the_last_target() -> None:
+    for state in HandoffState:  # from any state back to pending
+        plan = repush(handoff_state=str(state))
+        assert plan == Plan(HandoffState.PENDING, Target("192.0.2.7", 830), None)
+    plan = repush(override="[2001:db8::1]:6513", handoff_state="none", known_target=None)
+    assert plan == Plan(HandoffState.PENDING, Target("2001:db8::1", 6513), None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "words"),
+    [
+        ({"device_state": None}, NotFound, "not known"),
+        ({"device_state": "enrolled"}, Conflict, "is enrolled, not enroll-confirmed"),
+        ({"device_state": "enroll-failed"}, Conflict, "not enroll-confirmed"),
+        ({"configured": False}, NotFound, "no day-0 configuration for SN-1"),
+        ({"known_target": None}, Conflict, "no management address known for SN-1"),
+        ({"override": "nowhere"}, InvalidInput, "is not HOST:PORT"),
+    ],
+)
+def test_repush_refusals_say_why(
+    changes: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        repush(**changes)
