@@ -233,8 +233,12 @@ class DeviceServer:
         await self._switch_tls()
 
     async def _switch_tls(self) -> None:
-        """New TLS connections use the current identity; RESTCONF restarts on its address."""
+        """New TLS connections use the current identity; NETCONF/TLS sessions authenticated
+        against the old trust anchors end (after the RPC in progress, which may be the one
+        that switched: a factory reset); RESTCONF restarts on its address."""
         self._refresh_tls()
+        if self._tls is not None:
+            self._tls.end_sessions()
         if self._restconf_address is not None:
             await self._retire_restconf()
             await self._start_restconf()

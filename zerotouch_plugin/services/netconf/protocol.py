@@ -173,6 +173,7 @@ class NetconfSession:
         self.hello_done = False
         self.closed = False
         self.close_after_reply = False  # set by close-session (RFC 6241 §7.8)
+        self._in_rpc = False
         self.subscribed = False
         self.on_close: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
@@ -226,6 +227,14 @@ class NetconfSession:
     def connection_lost(self) -> None:
         self.close()
 
+    def end(self) -> None:
+        """Close now, or right after the reply to the RPC in progress (that RPC may be what
+        ended the session, e.g. a factory reset: its caller still gets the answer)."""
+        if self._in_rpc:
+            self.close_after_reply = True
+        else:
+            self.close()
+
     async def _run(self) -> None:
         try:
             while not self.closed:
@@ -242,7 +251,9 @@ class NetconfSession:
                     if not self._hello_received(message):
                         break
                     continue
+                self._in_rpc = True
                 self.send_message(await self.handle_rpc(message))
+                self._in_rpc = False
                 if self.close_after_reply:
                     break
         except Exception:

@@ -60,6 +60,13 @@ class TlsListener:
             conn.abort()
         await self.server.wait_closed()
 
+    def end_sessions(self) -> None:
+        """End every session and handshake in progress: they were authenticated against
+        trust anchors that no longer hold (a factory reset or a new domain identity). A
+        session answers the RPC it is running first."""
+        for conn in list(self._connections):
+            conn.end()
+
 
 class _TlsConnection(asyncio.Protocol):
     """One TCP connection: TLS is started by hand so the context is chosen per connection."""
@@ -134,6 +141,12 @@ class _TlsConnection(asyncio.Protocol):
         self._registry.discard(self)
         if self._session is not None:
             self._session.connection_lost()
+
+    def end(self) -> None:
+        if self._session is not None:
+            self._session.end()
+        else:
+            self.abort()
 
     def abort(self) -> None:
         self._registry.discard(self)
