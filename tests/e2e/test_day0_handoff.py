@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import ssl
 import subprocess
 import time
@@ -34,7 +35,7 @@ from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.services.registrar_app import day0_schema
 from zerotouch_plugin.store.db import open_role_database
-from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar import HandoffRow, RegistrarRepository
 
 SYSTEM_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
@@ -390,3 +391,79 @@ def test_day0_pushed_again_after_a_change_and_address_set_by_the_admin_api(
     assert curl(admin, "DELETE", f"/admin/devices/{serial}/address")[0] == 200
     status, body = curl(admin, "DELETE", f"/admin/devices/{serial}/address")
     assert status == 404 and "no management address" in body, body
+
+
+ATTEMPT = re.compile(r"hand-off of (\S+): attempt (\d+)$", re.MULTILINE)
+APPLIED = re.compile(r"hand-off of (\S+): day-0 configuration applied$", re.MULTILINE)
+
+
+@pytest.mark.postgres
+def test_two_registrars_on_one_postgresql_database_apply_each_handoff_once(
+    fresh_pg_url: str, tmp_path: Path, devices: list[DeviceProcess]
+) -> None:
+    """Both registrar processes look at the shared queue every 0.3 s and the retries of
+    devices that do not listen yet fall due in both at once: each attempt is claimed by one
+    process (conditional UPDATE), and once the devices listen each gets one NETCONF session
+    from one registrar."""
+    lab = make_lab(tmp_path)
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write(
+            "handoff_attempts = 60\nhandoff_backoff = 0.2\nhandoff_max_backoff = 0.5\n"
+            "handoff_timeout = 10.0\nhandoff_poll = 0.3\n"
+        )
+    try:
+        lab.start_masa()
+        urls = [lab.start_registrar("--db", fresh_pg_url).url for _ in range(2)]
+        repo = RegistrarRepository(open_role_database(lab.domain, fresh_pg_url, "registrar.db"))
+        schema = day0_schema(
+            lab.domain, load_config(RegistrarConfig, lab.domain / "registrar.toml", {})
+        )
+        pledges: dict[str, tuple[Path, int]] = {}
+        for index in range(3):
+            serial, folder = lab.pledge(allow=False)
+            port = free_port()
+            now = datetime.now(UTC)
+            text = day0_json(f"shared-{index}")
+            doc = parse_day0(schema, text, Day0Format.JSON)
+            repo.set_policy(serial, "allow", manufacturer=None, now=now)
+            repo.set_day0(serial, text=text, fmt="json", edit_xml=doc.edit_xml, now=now)
+            repo.set_day0_address(serial, f"127.0.0.1:{port}", now=now)
+            enroll_here(folder, urls[index % 2])
+            pledges[serial] = (folder, port)
+
+        def handoffs() -> dict[str, HandoffRow]:
+            return {serial: repo.handoff(serial) for serial in pledges}
+
+        deadline = time.monotonic() + 40
+        while min(h.attempts for h in handoffs().values()) < 3:
+            assert time.monotonic() < deadline, handoffs()
+            time.sleep(0.2)
+        for folder, port in pledges.values():
+            devices.append(start_device(folder, {"netconf-tls": f"127.0.0.1:{port}"}, verbose=True))
+        deadline = time.monotonic() + 40
+        while any(h.state != "applied" for h in handoffs().values()):
+            assert time.monotonic() < deadline, handoffs()
+            time.sleep(0.2)
+        final = handoffs()
+        logs = [process.stderr for process in lab.registrars]
+    finally:
+        lab.close()
+
+    # every attempt number of a device was taken by exactly one process, and applied once
+    taken = [(serial, int(n)) for log in logs for serial, n in ATTEMPT.findall(log)]
+    assert len(taken) == len(set(taken)), sorted(taken)
+    assert all(ATTEMPT.search(log) for log in logs), "one process took no attempt at all"
+    for serial, row in final.items():
+        numbers = sorted(n for s, n in taken if s == serial)
+        assert numbers == list(range(1, row.attempts + 1)), (serial, numbers, row)
+    applied = [serial for log in logs for serial in APPLIED.findall(log)]
+    assert sorted(applied) == sorted(pledges), applied
+    assert "lease lost" not in "".join(logs)
+    # device side: one NETCONF session of the registrar each, with the configuration in startup
+    for (folder, _), process in zip(pledges.values(), devices, strict=True):
+        sessions = re.findall(
+            r"session \d+ opened: netconf-tls user zerotouch-registrar", process.log
+        )
+        assert len(sessions) == 1, process.log
+        hostname = json.loads((folder / "startup.json").read_text())["ietf-system:system"]
+        assert hostname["hostname"].startswith("shared-")

@@ -103,11 +103,14 @@ def start_device(
     ready_timeout: float = 60,
     extra: Sequence[str] = (),
     wait: Sequence[str] | None = None,
+    verbose: bool = False,
 ) -> DeviceProcess:
     """``listeners``: option name (``netconf-ssh``, ``netconf-tls``, ``restconf``) ->
     HOST:PORT; ``extra``: more arguments of ``device run``; ``wait``: the listeners to wait
-    for (default: all; RESTCONF only listens once the device holds a domain identity)."""
-    args = [sys.executable, "-m", "zerotouch_plugin", "device", "run", "--dir", str(folder)]
+    for (default: all; RESTCONF only listens once the device holds a domain identity);
+    ``verbose``: log at INFO (NETCONF sessions opened and closed)."""
+    args = [sys.executable, "-m", "zerotouch_plugin", *(["-v"] if verbose else [])]
+    args += ["device", "run", "--dir", str(folder)]
     for name, address in listeners.items():
         args += [f"--{name}", address]
     args += list(extra)
