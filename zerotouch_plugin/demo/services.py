@@ -215,13 +215,22 @@ def _ours(pid: int, folder: Path) -> bool:
     return cwd == folder.resolve() and b"zerotouch_plugin" in cmdline
 
 
+def _read_pid(pid_file: Path) -> int | None:
+    """The pid a pid file names; None for an unreadable or damaged one (it is dropped)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 else None
+
+
 def stop_kept(folder: Path) -> list[str]:
     """Stop the services a ``--keep`` run left in ``folder`` (``run/*.pid``); their names."""
     stopped = []
     pids: dict[str, int] = {}
     for pid_file in sorted((folder / RUN).glob("*.pid")):
-        pid = int(pid_file.read_text().strip())
-        if _ours(pid, folder):
+        pid = _read_pid(pid_file)
+        if pid is not None and _ours(pid, folder):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             pids[pid_file.stem] = pid

@@ -41,6 +41,15 @@ def test_stop_ignores_a_pid_that_is_not_a_demo_service(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "masa.pid").exists()
 
 
+@pytest.mark.parametrize("content", ["garbage\n", "", "-1\n", "0\n"])
+def test_stop_drops_a_damaged_pid_file(tmp_path: Path, content: str) -> None:
+    # not an internal error (nor a signal to a process group): the file is dropped
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "masa.pid").write_text(content)
+    assert main(["demo", "--stop", "--workdir", str(tmp_path)]) == 0
+    assert not (tmp_path / "run" / "masa.pid").exists()
+
+
 def test_stop_with_nothing_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--stop", "--workdir", str(tmp_path)]) == 0
     assert "nothing running" in capsys.readouterr().out
