@@ -310,6 +310,7 @@ class FailureKind(StrEnum):
     UNSUPPORTED = "unsupported"  # the device lacks a capability the hand-off needs
     NO_CONFIG = "no-config"  # configuration or address removed while the hand-off waited
     RPC_ERROR = "rpc-error"  # the device answered <rpc-error>
+    INTERNAL = "internal-error"  # a fault of the registrar itself (its log has the traceback)
 
 
 # RFC 6241 Appendix A error-tags a later attempt may not get again: another session holds a
@@ -322,6 +323,7 @@ _RETRYABLE: Mapping[FailureKind, bool] = {
     FailureKind.UNTRUSTED: False,
     FailureKind.UNSUPPORTED: False,
     FailureKind.NO_CONFIG: False,
+    FailureKind.INTERNAL: True,  # counted like any attempt, so it ends after max_attempts
 }
 
 

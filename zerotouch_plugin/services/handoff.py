@@ -184,23 +184,35 @@ class HandoffWorker:
             log.warning("hand-off: leases not released: %s", exc.one_line())
 
     async def _loop(self) -> None:
+        """Rounds until cancelled: a fault in one is logged and the next runs after a pause,
+        so a bug never stops the hand-offs of this process silently."""
         while True:
-            self._wake.clear()
             try:
-                due, next_at = await asyncio.to_thread(self._repo.due_handoffs, _now())
-            except ZerotouchError as exc:
-                log.warning("hand-off: cannot read the queue: %s", exc.one_line())
-                due, next_at = [], None
-            for serial in due:
-                if serial not in self._running:
-                    self._running[serial] = asyncio.get_running_loop().create_task(
-                        self._attempt(serial)
-                    )
-            delay = self._poll
-            if next_at is not None:
-                delay = min(delay, max((next_at - _now()).total_seconds(), 0.0))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await self._round()
+            except Exception:
+                log.exception(
+                    "hand-off: internal error in the worker; going on in %g s", self._poll
+                )
+                await asyncio.sleep(self._poll)
+
+    async def _round(self) -> None:
+        """Start the due attempts, then wait until woken, a retry falls due or the poll."""
+        self._wake.clear()
+        try:
+            due, next_at = await asyncio.to_thread(self._repo.due_handoffs, _now())
+        except ZerotouchError as exc:
+            log.warning("hand-off: cannot read the queue: %s", exc.one_line())
+            due, next_at = [], None
+        for serial in due:
+            if serial not in self._running:
+                self._running[serial] = asyncio.get_running_loop().create_task(
+                    self._attempt(serial)
+                )
+        delay = self._poll
+        if next_at is not None:
+            delay = min(delay, max((next_at - _now()).total_seconds(), 0.0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _attempt(self, serial: str) -> None:
         try:
@@ -208,6 +220,8 @@ class HandoffWorker:
                 await self._run_attempt(serial)
         except ZerotouchError as exc:  # the database failed: the lease expires, retried later
             log.warning("hand-off of %s: %s", serial, exc.one_line())
+        except Exception:  # a bug outside the attempt itself: the lease expires, retried later
+            log.exception("hand-off of %s: internal error", serial)
         finally:
             self._running.pop(serial, None)
             self._wake.set()
@@ -220,16 +234,33 @@ class HandoffWorker:
         if job is None:
             return  # another registrar process has it
         log.info("hand-off of %s: attempt %d", serial, job.attempts + 1)
-        failure = None
+        try:
+            await self._record(job, await self._outcome(job))
+        except ZerotouchError:
+            raise  # the database failed: the lease expires, retried later
+        except Exception as exc:  # a bug: a counted failed attempt, never left leased
+            log.exception("hand-off of %s: internal error", serial)
+            failure = role.AttemptFailure(
+                role.FailureKind.INTERNAL, f"{type(exc).__name__} in the registrar (see its log)"
+            )
+            await self._record(job, failure)
+
+    async def _outcome(self, job: HandoffJob) -> role.AttemptFailure | None:
+        """Run one attempt; its failure (None: applied). Only bugs escape."""
         try:
             async with asyncio.timeout(self._timeout):
                 await self._push(job)
         except ZerotouchError as exc:
-            failure = _failure(exc)
+            return _failure(exc)
         except TimeoutError:
-            failure = role.AttemptFailure(
+            return role.AttemptFailure(
                 role.FailureKind.UNREACHABLE, f"no answer within {self._timeout:g} s"
             )
+        return None
+
+    async def _record(self, job: HandoffJob, failure: role.AttemptFailure | None) -> None:
+        """Store the outcome the role decides, if this process still holds the lease."""
+        serial = job.serial
         decision = role.after_attempt(
             self._policy, attempts=job.attempts, failure=failure, now=_now(), rand=random.random()
         )
