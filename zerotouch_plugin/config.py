@@ -330,8 +330,10 @@ class DeviceConfig:
     """The reference device (``P/device.toml``): listeners, users, cert-to-name rules, YANG.
 
     Listeners are off unless given; they bind only the address given. ``cert_to_name`` maps
-    NETCONF/TLS client certificates (already chained to the domain CA) to usernames; the
-    default takes the certificate's common name. ``yang_dirs``/``yang_modules``
+    NETCONF/TLS and RESTCONF client certificates (already chained to the domain CA) to
+    usernames; the default takes the certificate's common name. Another device's LDevID is
+    mapped only by a rule with its own fingerprint (``services/netconf/certmap.py``).
+    ``yang_dirs``/``yang_modules``
     (``name`` or ``name@revision``) extend the YANG library.
 
     The pledge agent: ``registrars`` (https URLs, tried in order), the wait after a round

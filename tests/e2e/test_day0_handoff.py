@@ -27,7 +27,7 @@ from cryptography import x509
 from ncclient import manager
 
 from tests.e2e.test_brski_flow import FAST_RETRY, Lab, enroll_here, make_lab
-from tests.support.device_process import DeviceProcess, start_device
+from tests.support.device_process import DeviceProcess, start_device, write_device_config
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import RegistrarConfig, load_config
@@ -395,6 +395,72 @@ def test_day0_pushed_again_after_a_change_and_address_set_by_the_admin_api(
 
 ATTEMPT = re.compile(r"hand-off of (\S+): attempt (\d+)$", re.MULTILINE)
 APPLIED = re.compile(r"hand-off of (\S+): day-0 configuration applied$", re.MULTILINE)
+
+
+def restconf_hostname(port: int, client: Path, serial: str) -> tuple[int, str]:
+    """GET the hostname over RESTCONF with curl as ``client`` (cert.pem, key.pem, ca.pem):
+    (status, body); the device is named by the serial in its LDevID."""
+    out = subprocess.run(
+        ["curl", "-sS", "--cacert", client / "ca.pem", "--cert", client / "cert.pem",
+         "--key", client / "key.pem", "-H", "Accept: application/yang-data+json",
+         "--resolve", f"{serial}:{port}:127.0.0.1", "-w", "\n%{http_code}",
+         f"https://{serial}:{port}/restconf/data/ietf-system:system/hostname"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    body, _, status = out.rpartition("\n")
+    return int(status), body
+
+
+def test_another_devices_ldevid_cannot_manage_a_device_unless_named_in_cert_to_name(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess], tmp_path: Path
+) -> None:
+    """Device B's LDevID chains to the domain CA like every NMS certificate, yet device A
+    refuses it on NETCONF/TLS (session closed, RFC 7589 §7) and RESTCONF (401 access-denied)
+    with the default cert-to-name; the registrar's hand-off client and an NMS certificate from
+    ``registrar issue-client-cert`` still get in; a rule with B's fingerprint lets B in."""
+    port = free_port()
+    serial_a, folder_a = admin.pledge(lab, port, day0_json("edge-a"))
+    serial_b, folder_b = admin.pledge(lab, free_port())
+    enroll_here(folder_a, lab.registrar_url)
+    enroll_here(folder_b, lab.registrar_url)
+    peer = tmp_path / "peer"  # device B's LDevID as a client identity
+    peer.mkdir()
+    for source, target in (("ldevid.pem", "cert.pem"), ("ldevid.key", "key.pem")):
+        (peer / target).write_bytes((folder_b / source).read_bytes())
+    (peer / "ca.pem").write_bytes((lab.domain / "ca.pem").read_bytes())
+    nms = tmp_path / "nms"
+    run_cli("registrar", "issue-client-cert", "--dir", lab.domain, "--name", "nms", "--out", nms)
+    listeners = {"netconf-tls": f"127.0.0.1:{port}", "restconf": "127.0.0.1:0"}
+
+    device_a = start_device(folder_a, listeners)
+    devices.append(device_a)
+    admin.wait(serial_a, lambda h: h["state"] == "applied", "applied")  # R/handoff-client.pem
+    assert hostnames(port, nms) == ("edge-a", "edge-a")
+    with pytest.raises(Exception):  # noqa: B017 - ncclient raises several types
+        hostnames(port, peer)
+    refusal = f"the device identity of serialNumber {serial_b!r}"
+    assert "netconf-tls: refused 127.0.0.1:" in device_a.log and refusal in device_a.log
+    rest = device_a.ports["restconf"]
+    assert restconf_hostname(rest, nms, serial_a) == (200, '{"ietf-system:hostname": "edge-a"}')
+    status, body = restconf_hostname(rest, peer, serial_a)
+    error = json.loads(body)["ietf-restconf:errors"]["error"][0]
+    assert (status, error["error-tag"]) == (401, "access-denied"), body
+    assert refusal in error["error-message"] and "cert-to-name" in error["error-message"]
+    assert device_a.stop() == 0
+
+    # the opt-in: a cert-to-name rule naming B's certificate (the default rule kept after it)
+    fingerprint = certs.fingerprint(certs.load_cert_file(folder_b / "ldevid.pem"))
+    write_device_config(
+        folder_a,
+        f'[[cert_to_name]]\nfingerprint = "{fingerprint}"\nmap_type = "specified"\n'
+        'name = "peer-b"\n\n[[cert_to_name]]\nfingerprint = "*"\nmap_type = "common-name"\n',
+    )
+    device_a = start_device(folder_a, listeners, verbose=True)
+    devices.append(device_a)
+    assert hostnames(port, peer) == ("edge-a", "edge-a")
+    assert "netconf-tls user peer-b" in device_a.log
+    assert restconf_hostname(device_a.ports["restconf"], peer, serial_a)[0] == 200
+    assert hostnames(port, nms) == ("edge-a", "edge-a")
 
 
 @pytest.mark.postgres

@@ -461,28 +461,37 @@ async def nms_read(demo: Demo) -> str:
     )
 
 
-# Clients a device must refuse once enrolled (issue 5): name -> client folder (None: none).
-REFUSED_CLIENTS: tuple[tuple[str, str | None], ...] = (
-    ("no certificate", None),
-    ("manufacturer IDevID", "idevid"),
-    ("other domain's CA", "other-domain"),
+def _device_client(demo: Demo, owner: Device, stem: str) -> nms.ClientFiles:
+    """``owner``'s own identity (``idevid`` or ``ldevid``) used as a TLS client."""
+    return nms.ClientFiles(
+        demo.path(f"{owner.folder}/{stem}.pem"),
+        demo.path(f"{owner.folder}/{stem}.key"),
+        demo.path("registrar/ca.pem"),
+    )
+
+
+def _peer(demo: Demo, device: Device) -> Device:
+    """Another device of the same domain: the next one (the device itself when alone)."""
+    return demo.devices[(demo.devices.index(device) + 1) % len(demo.devices)]
+
+
+ClientFinder = Callable[[Demo, Device], nms.ClientFiles | None]
+
+# Clients a device must refuse once enrolled (issue 5): label -> the client's files (None:
+# no certificate at all). A device's LDevID chains to the domain CA like the NMS's
+# certificate, but no device may manage another (README, device "Cert-to-name").
+REFUSED_CLIENTS: tuple[tuple[str, ClientFinder], ...] = (
+    ("no certificate", lambda demo, device: None),
+    ("manufacturer IDevID", lambda demo, device: _device_client(demo, device, "idevid")),
+    ("other domain's CA", lambda demo, device: demo.client("other-domain")),
+    ("a device's LDevID", lambda demo, device: _device_client(demo, _peer(demo, device), "ldevid")),
 )
-
-
-def _refused_client(demo: Demo, device: Device, folder: str | None) -> nms.ClientFiles | None:
-    if folder == "idevid":
-        return nms.ClientFiles(
-            demo.path(f"{device.folder}/idevid.pem"),
-            demo.path(f"{device.folder}/idevid.key"),
-            demo.path("registrar/ca.pem"),
-        )
-    return None if folder is None else demo.client(folder)
 
 
 async def _refusals(demo: Demo, device: Device) -> None:
     port = device.ports["netconf-tls"]
-    for label, folder in REFUSED_CLIENTS:
-        client = _refused_client(demo, device, folder)
+    for label, find in REFUSED_CLIENTS:
+        client = find(demo, device)
         let_in = await asyncio.to_thread(nms.refused, port, demo.path("registrar/ca.pem"), client)
         if let_in is not None:
             raise StepFailed(

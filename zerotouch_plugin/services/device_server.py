@@ -37,7 +37,7 @@ from zerotouch_plugin.device.domain_files import (
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.host import DeviceIdentity, InstalledIdentity
 from zerotouch_plugin.device.schema import load_device_schema
-from zerotouch_plugin.errors import ConfigError, StorageError
+from zerotouch_plugin.errors import AccessDenied, ConfigError, StorageError
 from zerotouch_plugin.services import restconf
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.services.netconf import (
@@ -46,6 +46,7 @@ from zerotouch_plugin.services.netconf import (
     TlsSettings,
     build_netconf_server,
     load_host_keys,
+    map_certificate,
     start_netconf_ssh,
     start_netconf_tls,
 )
@@ -132,6 +133,14 @@ class DeviceServer:
             else TlsSettings(ctx, self._domain.anchors, self.config.cert_to_name)
         )
 
+    def _client_name(self, cert: x509.Certificate) -> str:
+        """RESTCONF's cert-to-name (RFC 8040 §2.5): the rules NETCONF/TLS uses, so a client
+        refused by one is refused by the other (another device's LDevID included)."""
+        settings = self._tls_settings
+        if settings is None:
+            raise AccessDenied("no domain identity yet")
+        return map_certificate(cert, settings.cert_to_name, settings.trust_anchors)
+
     # -- listeners ------------------------------------------------------------------------
 
     async def start(
@@ -178,7 +187,9 @@ class DeviceServer:
             log.warning("RESTCONF waits for a domain identity (P/ldevid.pem): not listening yet")
             return
         if self._restconf_app is None:
-            self._restconf_app = restconf.restconf_app(self.datastores)
+            self._restconf_app = restconf.restconf_app(
+                self.datastores, client_name=self._client_name
+            )
         host, port = self._restconf_address
         if "restconf" in self.bound:
             port = self.bound["restconf"][1]  # keep the address clients know

@@ -30,6 +30,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from cryptography import x509
 from lxml import etree
 from yangson.enumerations import ContentType
 from yangson.exceptions import RawMemberError, RawTypeError, YangsonException
@@ -195,6 +196,7 @@ class _State:
     datastores: Datastores
     schema: DeviceSchema
     require_client_cert: bool
+    client_name: Callable[[x509.Certificate], str] | None
     body_limit: int
     startup_follows: bool
     last_modified: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -884,9 +886,7 @@ def _error_response(
 @web.middleware
 async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if request.app[_STATE].require_client_cert and not _has_client_cert(request):
-            # RFC 8040 §2.5: the client is authenticated by its TLS certificate.
-            raise AccessDenied("a client certificate is required")
+        _authenticate(request)
         return await handler(request)
     except ZerotouchError as exc:
         return _error_response(request, exc)
@@ -915,10 +915,19 @@ class _InternalError(ZerotouchError):
     reason = "internal-error"
 
 
-def _has_client_cert(request: web.Request) -> bool:
+def _authenticate(request: web.Request) -> None:
+    """RFC 8040 §2.5: the client is authenticated by its TLS certificate, and its username
+    comes from the cert-to-name mapping of RFC 7589 §7; AccessDenied when either fails."""
+    state = request.app[_STATE]
+    if not state.require_client_cert:
+        return
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    return bool(ssl_object is not None and ssl_object.getpeercert(binary_form=True))
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        raise AccessDenied("a client certificate is required")
+    if state.client_name is not None:
+        state.client_name(x509.load_der_x509_certificate(der))
 
 
 # ----------------------------------------------------------------------------------------
@@ -930,13 +939,15 @@ def restconf_app(
     schema: DeviceSchema | None = None,
     *,
     require_client_cert: bool = True,
+    client_name: Callable[[x509.Certificate], str] | None = None,
     body_limit: int = DEFAULT_BODY_LIMIT,
 ) -> web.Application:
     """The RESTCONF application over ``datastores``.
 
     RPCs are those registered with ``Datastores.register_rpc`` (NETCONF serves the same).
     ``require_client_cert`` refuses requests that did not come with a verified TLS client
-    certificate (serve it only with an ``ssl.CERT_REQUIRED`` context).
+    certificate (serve it only with an ``ssl.CERT_REQUIRED`` context); ``client_name`` then
+    maps that certificate to a username (cert-to-name) or raises ``AccessDenied`` (401).
     """
     schema = schema or datastores.schema
     netconf = schema.by_name.get("ietf-netconf")
@@ -944,6 +955,7 @@ def restconf_app(
         datastores=datastores,
         schema=schema,
         require_client_cert=require_client_cert,
+        client_name=client_name,
         body_limit=body_limit,
         startup_follows=netconf is not None and "startup" in netconf.features,
     )

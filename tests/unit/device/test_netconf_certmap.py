@@ -9,9 +9,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zerotouch_plugin.artifacts.certs import Identity, issue_client, make_ca
+from zerotouch_plugin.artifacts.certs import (
+    Identity,
+    generate_key,
+    issue_client,
+    issue_from_csr,
+    make_ca,
+    make_csr,
+)
 from zerotouch_plugin.config import CertToName, normalise_fingerprint
 from zerotouch_plugin.errors import AccessDenied
+from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.services.netconf.certmap import map_certificate
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -77,3 +85,31 @@ def test_no_rule_refuses(pki: tuple[Identity, Identity, Identity]) -> None:
     _, _, alice = pki
     with pytest.raises(AccessDenied, match="RFC 7589"):
         map_certificate(alice.cert, [])
+
+
+def _device(ca: Identity, serial: str) -> x509.Certificate:
+    """An LDevID as the registrar issues it (subject CN and serialNumber, RFC 8995 §2.3.1)."""
+    key = generate_key("p256")
+    return issue_from_csr(
+        ca, make_csr(key, common_name=serial), subject=ldevid_subject(serial), san=[],
+        now=NOW, days=30, client_auth=True, server_auth=True,
+    )  # fmt: skip
+
+
+def test_device_identity_needs_a_rule_naming_its_own_certificate(
+    pki: tuple[Identity, Identity, Identity],
+) -> None:
+    ca, _, alice = pki
+    peer = _device(ca, "SN-PEER")
+    broad = [CertToName("*", "common-name"), CertToName(f"sha256:{_print(ca.cert)}", "san-any")]
+    # the default and CA rules map operators, not the other devices of the domain
+    assert map_certificate(alice.cert, broad, [ca.cert]) == "alice"
+    with pytest.raises(AccessDenied, match="device identity") as refused:
+        map_certificate(peer, broad, [ca.cert])
+    assert _print(peer) in str(refused.value) and "serialNumber 'SN-PEER'" in str(refused.value)
+    # the opt-in: a rule with that certificate's fingerprint, wherever it stands
+    opt_in = [*broad, CertToName(f"sha256:{_print(peer)}", "specified", "peer-manager")]
+    assert map_certificate(peer, opt_in, [ca.cert]) == "peer-manager"
+    assert map_certificate(peer, [CertToName(_print(peer), "common-name")]) == "SN-PEER"
+    with pytest.raises(AccessDenied, match="device identity"):  # another device's rule
+        map_certificate(_device(ca, "SN-OTHER"), opt_in, [ca.cert])

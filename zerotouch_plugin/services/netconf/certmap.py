@@ -1,25 +1,45 @@
-"""Client certificate -> NETCONF username (RFC 7589 §7, ietf-x509-cert-to-name RFC 7407 §5).
+"""Client certificate -> NETCONF/RESTCONF username (RFC 7589 §7, RFC 8040 §2.5, RFC 7407 §5).
 
 Rules are tried in order. A rule applies when its fingerprint is that of the client
 certificate or of the trust anchor that issued it (``*`` applies to every certificate that
 passed TLS verification); its map type then says where the name comes from. No applicable
 rule, or no such name in the certificate, refuses the session (RFC 7589 §7). Pure: no I/O.
+
+A device identity (a DevID: the subject names a serialNumber, IEEE 802.1AR, RFC 8995 §2.3.1;
+every LDevID the registrar issues does) is mapped only by a rule naming that very
+certificate's fingerprint: the domain CA issues LDevIDs to every device and client
+certificates to the operators alike, so a CA or ``*`` rule would let any device of the domain
+manage every other one, and there is no NACM to limit what it could do.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from enum import StrEnum
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from zerotouch_plugin.artifacts.certs import serial_number_of
 from zerotouch_plugin.config import CertToName
 from zerotouch_plugin.errors import AccessDenied
 
 __all__ = ["CertToName", "map_certificate"]
+
+
+class _Scope(StrEnum):
+    """What a rule's fingerprint matched: the client certificate itself, its issuer, any."""
+
+    CERTIFICATE = "certificate"
+    ISSUER = "issuer"
+    ANY = "any"
+
+
+# Scopes whose rules may map a device identity (see the module docstring).
+_DEVICE_SCOPES = frozenset({_Scope.CERTIFICATE})
 
 
 def _sha256(cert: x509.Certificate) -> str:
@@ -61,18 +81,38 @@ def _name_of(cert: x509.Certificate, rule: CertToName) -> str | None:
     return None
 
 
+def _scope(rule: CertToName, own: str, issuers: set[str]) -> _Scope | None:
+    if rule.fingerprint == own:
+        return _Scope.CERTIFICATE
+    if rule.fingerprint in issuers:
+        return _Scope.ISSUER
+    return _Scope.ANY if rule.fingerprint == "*" else None
+
+
 def map_certificate(
     cert: x509.Certificate,
     rules: Sequence[CertToName],
     trust_anchors: Sequence[x509.Certificate] = (),
 ) -> str:
     """The username for a client certificate TLS already verified; AccessDenied if none."""
-    prints = {_sha256(cert)}
-    prints.update(_sha256(ca) for ca in trust_anchors if _issued_by(cert, ca))
+    own = _sha256(cert)
+    issuers = {_sha256(ca) for ca in trust_anchors if _issued_by(cert, ca)}
+    device = serial_number_of(cert)
+    held_back = False
     for rule in rules:
-        if rule.fingerprint != "*" and rule.fingerprint not in prints:
+        scope = _scope(rule, own, issuers)
+        if scope is None:
+            continue
+        if device is not None and scope not in _DEVICE_SCOPES:
+            held_back = True
             continue
         name = _name_of(cert, rule)
         if name:
             return name
+    if held_back:
+        raise AccessDenied(
+            f"the client certificate is the device identity of serialNumber {device!r} (an "
+            "LDevID, RFC 8995 §2.3.1): devices do not manage each other unless a cert-to-name "
+            f"rule names this certificate, fingerprint sha256:{own}"
+        )
     raise AccessDenied("no cert-to-name rule maps the client certificate (RFC 7589 §7)")

@@ -3,7 +3,8 @@
 The TLS context is asked for on every new connection, so a device that enrols (issue 5)
 switches to its LDevID and domain trust anchors without restarting the listener. A client
 must present a certificate that chains to the context's trust anchors (TLS fails otherwise),
-and its username comes from the cert-to-name rules (RFC 7589 §7); no name, no session.
+and its username comes from the cert-to-name rules (RFC 7589 §7; another device's LDevID
+only by a rule naming it, see ``certmap``); no name, no session.
 """
 
 from __future__ import annotations
