@@ -39,6 +39,7 @@ __all__ = [
     "artifact_body",
     "artifact_kind",
     "build_validation_model",
+    "prepared",
     "pyang_module_dirs",
     "validate_artifact",
     "yang_dir",
@@ -116,7 +117,19 @@ def build_validation_model(search: Sequence[Path]) -> DataModel:
             ],
         }
     }
-    return DataModel(json.dumps(library), [str(d) for d in search])
+    return prepared(DataModel(json.dumps(library), [str(d) for d in search]))
+
+
+def prepared(model: DataModel) -> DataModel:
+    """``model`` with every schema pattern built, so threads can share it.
+
+    yangson builds them lazily when the first instance is made, the root's first and then its
+    descendants': a thread validating meanwhile sees the root's pattern but a child's still
+    None and fails with AttributeError (a MASA answered 500 to its first concurrent requests).
+    Making one instance here builds them all before the model is shared.
+    """
+    model.from_raw({})
+    return model
 
 
 @functools.cache

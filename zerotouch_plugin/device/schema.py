@@ -38,7 +38,7 @@ from yangson.instance import InstanceRoute
 from yangson.schemanode import DataNode, InternalNode, SchemaNode, SchemaTreeNode, TerminalNode
 from yangson.statement import ModuleParser, Statement
 
-from zerotouch_plugin.artifacts.yang import pyang_module_dirs, yang_dir
+from zerotouch_plugin.artifacts.yang import prepared, pyang_module_dirs, yang_dir
 from zerotouch_plugin.errors import ConfigError, SchemaError
 
 __all__ = [
@@ -187,7 +187,7 @@ class DeviceSchema:
                 if str(p.parent) not in dirs:
                     dirs.append(str(p.parent))
         try:
-            self.data_model = DataModel(json.dumps(self._library_7895()), dirs)
+            self.data_model = prepared(DataModel(json.dumps(self._library_7895()), dirs))
         except YangsonException as exc:
             raise ConfigError(
                 f"the YANG modules do not compile: {type(exc).__name__}: {exc}"

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,44 @@ def test_validation_matches_the_official_modules(official_yang_dir: Path, tmp_pa
         assert mine == _outcome(obj, kind, official), obj  # type: ignore[arg-type]
         outcomes["ok" if mine == "ok" else "error"] += 1
     assert outcomes["ok"] >= 6 and outcomes["error"] >= 10, outcomes
+
+
+def _validate_together(model: DataModel, obj: dict[str, object], threads: int) -> list[str]:
+    """Validate ``obj`` in ``threads`` threads released at once; the failures seen."""
+    start = threading.Barrier(threads)
+    failures: list[str] = []
+
+    def validate() -> None:
+        start.wait()
+        try:
+            validate_artifact(obj, "voucher-request", model=model)
+        except Exception as exc:  # any failure is the finding
+            failures.append(repr(exc))
+
+    workers = [threading.Thread(target=validate) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return failures
+
+
+def test_a_new_model_validates_in_many_threads_at_once() -> None:
+    """The MASA validates in a thread pool, so a fresh model's first validations run in
+    parallel (they answered 500 once). A tiny GIL switch interval makes threads interleave
+    inside yangson."""
+    request: dict[str, object] = {
+        "ietf-voucher-request:voucher": {
+            "serial-number": "S",
+            "created-on": "2026-01-01T00:00:00Z",
+            "nonce": base64.b64encode(bytes(16)).decode(),
+        }
+    }
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            model = build_validation_model([yang_dir(), *pyang_module_dirs()])
+            assert _validate_together(model, request, 8) == []
+    finally:
+        sys.setswitchinterval(interval)
