@@ -240,12 +240,23 @@ def test_masa_down_at_first_then_up(lab: Lab) -> None:
         assert "503" in detail, detail
         with ssh(process) as m:
             m.create_subscription()
+            # The MASA is still down, so the device keeps failing and waiting: after the next
+            # wait (the subscription may start mid-attempt), a subscriber sees a whole retry
+            # cycle. Only then does the MASA come up: no race with the retry timer.
+            phase_changes(m, until="waiting-retry")
+            cycle = phase_changes(m, until="waiting-retry")
+            assert cycle == ["requesting-voucher", "waiting-retry"], cycle
             lab.start_masa()
-            phases = phase_changes(m, until="enrolled")
-        assert "requesting-voucher" in phases and "waiting-retry" in phases, phases
+            up = phase_changes(m, until="enrolled")
+        # Failed tries may still end before the MASA listens; the last one enrolls.
+        assert up[-4:] == ["requesting-voucher", "voucher-accepted", "enrolling", "enrolled"], up
+        assert set(up[:-4]) <= {"requesting-voucher", "waiting-retry"}, up
         assert process.wait_for("enrolled ") == f"enrolled {serial}"
         state = poll(process, lambda s: text(s, "phase") == "enrolled")
-        assert "waiting-retry" in events(state)
+        # The persisted history has it all, in order: waits, then a voucher, then enrolled.
+        seen = events(state)
+        last_wait = len(seen) - 1 - seen[::-1].index("waiting-retry")
+        assert last_wait < seen.index("voucher-valid", last_wait) < seen.index("enrolled"), seen
         assert text(state, "last-error/reason") is None  # cleared by the enrollment
     finally:
         process.stop()
