@@ -265,6 +265,44 @@ def test_agent_enrollment_hands_off_to_the_reported_port(
     assert startup["ietf-system:system"]["hostname"] == "agent-host"
 
 
+def test_address_reported_without_configuration_is_used_by_a_later_handoff(
+    lab: Lab, admin: Admin, devices: list[DeviceProcess], tmp_path: Path
+) -> None:
+    """The device enrolls while the registrar has no day-0 configuration for it and no
+    address override: nothing is pushed, but the address its enrollstatus reported is kept
+    (admin API, ``registrar devices --json``), so ``registrar day0`` then ``registrar
+    handoff`` reach it there without an address set by hand."""
+    serial, folder = lab.pledge(allow=False)
+    admin.repo.set_policy(serial, "allow", manufacturer=None, now=datetime.now(UTC))
+    process = start_device(
+        folder,
+        {"netconf-tls": "127.0.0.1:0", "restconf": "127.0.0.1:0"},
+        extra=["--registrar", lab.registrar_url],
+    )
+    devices.append(process)
+    process.wait_for(f"enrolled {serial}")
+    port, rest = process.ports["netconf-tls"], process.ports["restconf"]
+    device = admin.get(f"/admin/devices/{serial}")["device"]
+    assert device["state"] == "enroll-confirmed" and device["handoff"]["state"] == "none"
+    management = device["management"]
+    assert management["address"] == f"127.0.0.1:{port}", management
+    assert (management["host"], management["netconf_tls_port"]) == ("127.0.0.1", port)
+    assert management["restconf_port"] == rest and management["reported_at"].endswith("Z")
+    listed = json.loads(run_cli("registrar", "devices", "--dir", lab.domain, "--json").stdout)
+    [record] = [d for d in listed["devices"] if d["serial"] == serial]
+    assert record["management"] == management
+    assert hostnames(port, admin.folder) != ("late-host", "late-host")
+
+    (tmp_path / "late.json").write_text(day0_json("late-host"))
+    run_cli("registrar", "day0", "--dir", lab.domain, "--serial", serial,
+            "--file", tmp_path / "late.json")  # fmt: skip
+    out = run_cli("registrar", "handoff", "--dir", lab.domain, "--serial", serial).stdout
+    assert f"hand-off of {serial} queued for 127.0.0.1:{port}" in out, out
+    applied = admin.wait(serial, lambda h: h["state"] == "applied", "applied")
+    assert applied["target"] == f"127.0.0.1:{port}" and applied["error"] is None, applied
+    assert hostnames(port, admin.folder) == ("late-host", "late-host")
+
+
 def curl(admin: Admin, method: str, path: str, *args: str) -> tuple[int, str]:
     out = subprocess.run(
         ["curl", "-sS", "-X", method, "--cacert", str(admin.folder / "ca.pem"),

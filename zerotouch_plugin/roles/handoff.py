@@ -28,6 +28,7 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 from zerotouch_plugin.roles.states import RegistrarDeviceState, transition
+from zerotouch_plugin.store.registrar import ManagementRow
 
 __all__ = [
     "HANDOFF_TRANSITIONS",
@@ -49,6 +50,7 @@ __all__ = [
     "parse_address",
     "plan_after_enrollstatus",
     "plan_repush",
+    "reported_management",
 ]
 
 WRITABLE_RUNNING_CAPABILITY = "urn:ietf:params:netconf:capability:writable-running:1.0"
@@ -150,14 +152,36 @@ def parse_address(text: str) -> Target:
     return Target(host, int(port))
 
 
-def _report_port(document: Mapping[str, Any]) -> int | None:
-    """``reason-context.zerotouch-management.netconf-tls-port`` of an enrollstatus body."""
+def _report_port(document: Mapping[str, Any], name: str = "netconf-tls-port") -> int | None:
+    """``reason-context.zerotouch-management.<name>`` of an enrollstatus body, if usable."""
     context = document.get("reason-context")
     management = context.get("zerotouch-management") if isinstance(context, Mapping) else None
-    port = management.get("netconf-tls-port") if isinstance(management, Mapping) else None
+    port = management.get(name) if isinstance(management, Mapping) else None
     if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
         return port
     return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def reported_management(
+    *, peer_host: str | None, document: Mapping[str, Any], now: datetime
+) -> ManagementRow | None:
+    """What a successful enrollstatus (RFC 8995 §5.9.4) tells of the device's management
+    listeners: the request's TCP peer with the ports of its reason-context (None for a port
+    not reported). Recorded whether or not the device has day-0 configuration yet, so a later
+    re-push can find it; None when the peer is not an IP address."""
+    if peer_host is None or not _is_ip(peer_host):
+        return None
+    return ManagementRow(
+        peer_host, _report_port(document), _report_port(document, "restconf-port"), now
+    )
 
 
 def management_target(
@@ -175,10 +199,8 @@ def management_target(
             "reason-context.zerotouch-management.netconf-tls-port and no address override is "
             "set ('zerotouch registrar day0 --serial SN --address HOST:PORT')"
         )
-    try:
-        ipaddress.ip_address(peer_host)
-    except ValueError:
-        raise InvalidInput(f"the enrollstatus peer {peer_host!r} is not an IP address") from None
+    if not _is_ip(peer_host):
+        raise InvalidInput(f"the enrollstatus peer {peer_host!r} is not an IP address")
     return Target(peer_host, port)
 
 
@@ -219,12 +241,15 @@ def plan_repush(
     handoff_state: str,
     configured: bool,
     override: str | None,
+    reported: str | None,
     known_target: str | None,
 ) -> Plan:
-    """A hand-off the operator asks for again (e.g. after changing the configuration): only
-    to a device that confirmed its enrollment (RFC 8995 §5.9.4: it holds the LDevID the
-    server check expects), with configuration, at the override or the address of its last
-    hand-off. NotFound or Conflict says what is missing."""
+    """A hand-off the operator asks for again (e.g. after adding or changing the
+    configuration): only to a device that confirmed its enrollment (RFC 8995 §5.9.4: it holds
+    the LDevID the server check expects), with configuration, at the override, else the
+    NETCONF/TLS address its last successful enrollstatus reported, else the target of its
+    last hand-off (devices enrolled before reported addresses were recorded). NotFound or
+    Conflict says what is missing."""
     if device_state is None:
         raise NotFound(f"device {serial} is not known to this registrar")
     if device_state != RegistrarDeviceState.ENROLL_CONFIRMED:
@@ -237,11 +262,12 @@ def plan_repush(
             f"no day-0 configuration for {serial} and no default "
             "('zerotouch registrar day0 --serial SN --file F')"
         )
-    address = override or known_target
+    address = override or reported or known_target
     if not address:
         raise Conflict(
-            f"no management address known for {serial}: set one with "
-            "'zerotouch registrar day0 --serial SN --address HOST:PORT'"
+            f"no management address known for {serial}: its enrollstatus reported no "
+            "netconf-tls-port; set one with 'zerotouch registrar day0 --serial SN --address "
+            "HOST:PORT'"
         )
     state = transition(HANDOFF_TRANSITIONS, HandoffState(handoff_state), _E.REPUSHED)
     return Plan(state, parse_address(address), None)

@@ -103,12 +103,14 @@ def requeue_handoff(repo: RegistrarRepository, serial: str, *, now: datetime) ->
     record = repo.device(serial)
     configured, override = repo.day0_plan(serial)
     current = repo.handoff(serial)
+    reported = repo.management(serial)
     plan = role.plan_repush(
         serial=serial,
         device_state=record.state if record is not None else None,
         handoff_state=current.state,
         configured=configured,
         override=override,
+        reported=reported.address if reported is not None else None,
         known_target=current.target,
     )
     assert plan.target is not None  # plan_repush raises when it has none

@@ -319,6 +319,11 @@ async def _status(
     if client.serial is None or client.kind not in (role.ClientKind.IDEVID, role.ClientKind.LDEVID):
         raise PolicyRefused(f"{kind} comes from a pledge (IDevID) or a device (LDevID)")
     report = role.parse_status_report(body)
+    management = None
+    if kind == "enrollstatus" and report.status:
+        management = handoff_role.reported_management(
+            peer_host=request.remote, document=report.document, now=now
+        )
     await _db(
         reg.repo.record_status,
         client.serial,
@@ -328,6 +333,7 @@ async def _status(
         document=json.dumps(report.document, sort_keys=True),
         advance=_step(_STATUS_EVENTS[(kind, report.status)]),
         now=now,
+        management=management,
     )
     log.info("%s from %s: %s %s", kind, client.serial, report.status, report.reason or "")
     return client.serial, client.cert, report

@@ -44,6 +44,7 @@ __all__ = [
     "DeviceRecord",
     "HandoffJob",
     "HandoffRow",
+    "ManagementRow",
     "PolicyRow",
     "RegistrarRepository",
     "StatusRow",
@@ -187,6 +188,52 @@ class _Handoff(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class _Management(Base):
+    """The management address a device reported in its last successful enrollstatus (RFC 8995
+    §5.9.4): the request's TCP peer and the listener ports of its reason-context. A table of
+    its own, so that a database made before it gets it from ``create_all``."""
+
+    __tablename__ = "registrar_management"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    netconf_tls_port: Mapped[int | None] = mapped_column(Integer)
+    restconf_port: Mapped[int | None] = mapped_column(Integer)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class ManagementRow:
+    """Where a device said its management listeners are (None: a port it did not report)."""
+
+    host: str
+    netconf_tls_port: int | None
+    restconf_port: int | None
+    reported_at: datetime
+
+    @classmethod
+    def _of(cls, row: _Management | None) -> ManagementRow | None:
+        if row is None:
+            return None
+        return cls(row.host, row.netconf_tls_port, row.restconf_port, row.reported_at)
+
+    @property
+    def address(self) -> str | None:
+        """HOST:PORT of its NETCONF/TLS server, where a hand-off connects."""
+        port = self.netconf_tls_port
+        return None if port is None else _host_port(self.host, port)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out = {f.name: _json_value(getattr(self, f.name)) for f in fields(self)}
+        out["address"] = self.address
+        return out
+
+
 @dataclass(frozen=True)
 class HandoffRow:
     """A device's hand-off as the admin API shows it (state "none" when there is none)."""
@@ -204,7 +251,7 @@ class HandoffRow:
             return cls("none", 0, None, None, None, None)
         target = None
         if row.host is not None and row.port is not None:
-            target = f"[{row.host}]:{row.port}" if ":" in row.host else f"{row.host}:{row.port}"
+            target = _host_port(row.host, row.port)
         next_at = row.next_at if row.state == "pending" else None
         return cls(row.state, row.attempts, row.updated_at, row.error, target, next_at)
 
@@ -263,19 +310,28 @@ class DeviceRecord:
     audit_at: datetime | None
     last_error: str | None
     handoff: HandoffRow
+    management: ManagementRow | None  # None until a successful enrollstatus
 
     @classmethod
-    def _of(cls, row: _Device, handoff: _Handoff | None) -> DeviceRecord:
-        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name != "handoff"}
-        return cls(**values, handoff=HandoffRow._of(handoff))
+    def _of(
+        cls, row: _Device, handoff: _Handoff | None, management: _Management | None
+    ) -> DeviceRecord:
+        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name not in _NESTED}
+        return cls(
+            **values, handoff=HandoffRow._of(handoff), management=ManagementRow._of(management)
+        )
 
     def to_json_dict(self) -> dict[str, Any]:
-        """JSON-ready: datetimes as RFC 3339 strings, the hand-off as a nested object."""
-        out = {
-            f.name: _json_value(getattr(self, f.name)) for f in fields(self) if f.name != "handoff"
-        }
+        """JSON-ready: datetimes as RFC 3339 strings, hand-off and management address as
+        nested objects (the latter null until a successful enrollstatus)."""
+        names = [f.name for f in fields(self) if f.name not in _NESTED]
+        out = {name: _json_value(getattr(self, name)) for name in names}
         out["handoff"] = self.handoff.to_json_dict()
+        out["management"] = self.management.to_json_dict() if self.management else None
         return out
+
+
+_NESTED = frozenset({"handoff", "management"})
 
 
 def _json_value(value: Any) -> Any:
@@ -366,13 +422,13 @@ class RegistrarRepository:
 
     def device(self, serial: str) -> DeviceRecord | None:
         with self.db.session() as s:
-            found = s.execute(_WITH_HANDOFF.where(_Device.serial == serial)).one_or_none()
+            found = s.execute(_WITH_NESTED.where(_Device.serial == serial)).one_or_none()
             return None if found is None else DeviceRecord._of(*found)
 
     def devices(self) -> list[DeviceRecord]:
         with self.db.session() as s:
-            rows = s.execute(_WITH_HANDOFF.order_by(_Device.serial)).all()
-            return [DeviceRecord._of(device, handoff) for device, handoff in rows]
+            rows = s.execute(_WITH_NESTED.order_by(_Device.serial)).all()
+            return [DeviceRecord._of(*row) for row in rows]
 
     def status_reports(self, serial: str) -> list[StatusRow]:
         with self.db.session() as s:
@@ -527,10 +583,15 @@ class RegistrarRepository:
         document: str,
         advance: Advance,
         now: datetime,
+        management: ManagementRow | None = None,
     ) -> None:
-        """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report."""
+        """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report, and the
+        management address a successful enrollstatus reported (replacing the previous one, in
+        the same transaction, so a re-push later finds the device where it last said it is)."""
         with self.db.session() as s:
             dev = self._lock(s, serial)
+            if management is not None:
+                self._set_management(s, serial, management)
             self._move(dev, advance, now)
             if kind == "voucher_status":
                 dev.voucher_status_at, dev.voucher_accepted = now, status
@@ -684,6 +745,13 @@ class RegistrarRepository:
             row.next_at = now if state == "pending" else None
             row.lease_owner = row.lease_until = None
 
+    def management(self, serial: str) -> ManagementRow | None:
+        """The management address ``serial`` reported last, if any."""
+        with self.db.session() as s:
+            return ManagementRow._of(
+                s.scalars(select(_Management).where(_Management.serial == serial)).one_or_none()
+            )
+
     def handoff(self, serial: str) -> HandoffRow:
         with self.db.session() as s:
             return HandoffRow._of(
@@ -805,6 +873,16 @@ class RegistrarRepository:
     # -- helpers -------------------------------------------------------------------------------
 
     @staticmethod
+    def _set_management(s: Session, serial: str, reported: ManagementRow) -> None:
+        """Upsert under the device's row lock, which every writer of this serial takes first."""
+        row = s.scalars(select(_Management).where(_Management.serial == serial)).one_or_none()
+        if row is None:
+            row = _Management(serial=serial)
+            s.add(row)
+        row.host, row.reported_at = reported.host, reported.reported_at
+        row.netconf_tls_port, row.restconf_port = reported.netconf_tls_port, reported.restconf_port
+
+    @staticmethod
     def _lock(s: Session, serial: str) -> _Device:
         dev = s.scalars(
             select(_Device).where(_Device.serial == serial).with_for_update()
@@ -840,7 +918,11 @@ class RegistrarRepository:
         dev.updated_at = now
 
 
-_WITH_HANDOFF = select(_Device, _Handoff).outerjoin(_Handoff, _Handoff.serial == _Device.serial)
+_WITH_NESTED = (
+    select(_Device, _Handoff, _Management)
+    .outerjoin(_Handoff, _Handoff.serial == _Device.serial)
+    .outerjoin(_Management, _Management.serial == _Device.serial)
+)
 
 
 def _policy_row(row: _Policy) -> PolicyRow:

@@ -35,9 +35,11 @@ from zerotouch_plugin.roles.handoff import (
     parse_address,
     plan_after_enrollstatus,
     plan_repush,
+    reported_management,
 )
 from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.roles.states import transition
+from zerotouch_plugin.store.registrar import ManagementRow
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 REPORT = {"status": True, "reason-context": {"zerotouch-management": {"netconf-tls-port": 8300}}}
@@ -72,6 +74,18 @@ def test_override_wins_over_the_peer() -> None:
 def test_no_usable_port_and_no_override_is_an_error_naming_both_ways(document: dict) -> None:
     with pytest.raises(InvalidInput, match=r"netconf-tls-port.*--address"):
         management_target(override=None, peer_host="192.0.2.7", document=document)
+
+
+def test_reported_management_is_the_peer_with_the_ports_it_reported() -> None:
+    both = {"reason-context": {"zerotouch-management": {"netconf-tls-port": 6513,
+                                                        "restconf-port": 8443}}}  # fmt: skip
+    got = reported_management(peer_host="2001:db8::1", document=both, now=NOW)
+    assert got == ManagementRow("2001:db8::1", 6513, 8443, NOW)
+    assert got is not None and got.address == "[2001:db8::1]:6513"
+    bare = reported_management(peer_host="192.0.2.7", document={"status": True}, now=NOW)
+    assert bare == ManagementRow("192.0.2.7", None, None, NOW) and bare.address is None
+    assert reported_management(peer_host="device.example", document=both, now=NOW) is None
+    assert reported_management(peer_host=None, document=both, now=NOW) is None
 
 
 def test_peer_must_be_an_ip_address() -> None:
@@ -257,6 +271,7 @@ def repush(**changes: object) -> object:
         "handoff_state": "applied",
         "configured": True,
         "override": None,
+        "reported": None,
         "known_target": "192.0.2.7:830",
     }
     args.update(changes)
@@ -269,6 +284,17 @@ def test_repush_goes_to_the_override_or_the_last_target() -> None:
         assert plan == Plan(HandoffState.PENDING, Target("192.0.2.7", 830), None)
     plan = repush(override="[2001:db8::1]:6513", handoff_state="none", known_target=None)
     assert plan == Plan(HandoffState.PENDING, Target("2001:db8::1", 6513), None)
+
+
+def test_repush_without_a_past_handoff_goes_to_the_reported_address() -> None:
+    """A device that enrolled with no configuration has no hand-off yet: the NETCONF/TLS
+    address its enrollstatus reported is the target, unless an override is set."""
+    plan = repush(handoff_state="none", reported="192.0.2.8:6513", known_target=None)
+    assert plan == Plan(HandoffState.PENDING, Target("192.0.2.8", 6513), None)
+    newer = repush(reported="192.0.2.8:6513")  # newer than the last hand-off's target
+    assert newer.target == Target("192.0.2.8", 6513)  # type: ignore[attr-defined]
+    override = repush(reported="192.0.2.8:6513", override="10.0.0.1:830")
+    assert override.target == Target("10.0.0.1", 830)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 from tests.unit.store.test_registrar_store import NOW, db_url, open_repo, request_voucher
-from zerotouch_plugin.store.registrar import HandoffJob, RegistrarRepository
+from zerotouch_plugin.store.registrar import HandoffJob, ManagementRow, RegistrarRepository
 
 __all__ = ["db_url"]  # the parametrised SQLite / PostgreSQL fixture
 
@@ -185,4 +185,43 @@ def test_handoff_state_survives_reopening(db_url: str) -> None:
     db, repo = open_repo(db_url)  # a registrar restart
     assert repo.due_handoffs(NOW) == (["SN1"], None)
     assert repo.day0_plan("SN1") == (True, None)
+    db.dispose()
+
+
+def enroll_status(
+    repo: RegistrarRepository, serial: str, management: ManagementRow | None, *, ok: bool = True
+) -> None:
+    repo.record_status(
+        serial, kind="enrollstatus", status=ok, reason=None if ok else "no key", document="{}",
+        advance=lambda _s: "enroll-confirmed" if ok else "enroll-failed", now=NOW,
+        management=management,
+    )  # fmt: skip
+
+
+def test_reported_management_address_is_kept_without_configuration(db_url: str) -> None:
+    """Recorded with the enrollstatus whether or not a hand-off follows, replaced by the next
+    report, shown in the device record, and still there after reopening the database."""
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1")
+    assert repo.management("SN1") is None
+    assert repo.device("SN1").to_json_dict()["management"] is None  # type: ignore[union-attr]
+    first = ManagementRow("2001:db8::7", 6513, None, NOW)
+    enroll_status(repo, "SN1", first)
+    assert repo.management("SN1") == first and first.address == "[2001:db8::7]:6513"
+    assert repo.handoff("SN1").state == "none"  # no day-0 configuration: nothing queued
+    later = NOW + timedelta(seconds=9)
+    enroll_status(repo, "SN1", ManagementRow("192.0.2.9", 830, 8443, later))
+    enroll_status(repo, "SN1", None, ok=False)  # a failed report leaves the address alone
+    db.dispose()
+
+    db, repo = open_repo(db_url)
+    [device] = repo.devices()
+    assert device.to_json_dict()["management"] == {
+        "host": "192.0.2.9", "netconf_tls_port": 830, "restconf_port": 8443,
+        "reported_at": "2026-11-26T12:00:09Z", "address": "192.0.2.9:830",
+    }  # fmt: skip
+    enroll_status(repo, "SN1", ManagementRow("192.0.2.9", None, 8443, later))
+    record = repo.device("SN1")
+    assert record is not None and record.management is not None
+    assert record.management.address is None  # no NETCONF/TLS port reported this time
     db.dispose()
