@@ -416,8 +416,10 @@ def parse_status_report(data: bytes) -> StatusReport:
     """voucher_status / enrollstatus JSON: version, status (boolean), reason, reason-context."""
     try:
         obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"status report is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, bad UTF-8 and integers of more digits than
+        # Python converts (a reason-context port of 5000 digits); RecursionError deep nesting
+        raise InvalidInput(f"status report is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidInput("status report must be a JSON object (RFC 8995 §5.7)")
     status = obj.get("status")

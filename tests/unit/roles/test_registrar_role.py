@@ -387,6 +387,23 @@ def test_status_reports() -> None:
         role.parse_status_report(b'{"status": true, "reason": 3}')
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status": true, "reason-context": {"zerotouch-management": {"netconf-tls-port": '
+        + b"9" * 5000
+        + b"}}}",
+        b'{"status": true, "reason-context": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["port-of-5000-digits", "nested-5000-deep"],
+)
+def test_status_report_a_parser_cannot_hold_is_invalid_input(body: bytes) -> None:
+    """Refused as InvalidInput (400), never an internal error (500): the JSON parser raises
+    plain ValueError for huge integers and RecursionError for deep nesting."""
+    with pytest.raises(InvalidInput, match="not JSON"):
+        role.parse_status_report(body)
+
+
 def audit(*events: tuple[bytes, str | None], truncation: dict[str, int] | None = None) -> bytes:
     log: dict[str, object] = {
         "version": "1",
