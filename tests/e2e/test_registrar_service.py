@@ -389,16 +389,33 @@ def test_voucher_status_audit_enroll_reenroll(world: World) -> None:
     ldevid_pem.write_bytes(ldevid.public_bytes(Encoding.PEM))
     assert b"OK" in openssl("verify", "-CAfile", world.r / "ca.pem", ldevid_pem)
 
+    huge = world.curl(  # more digits than Python's int() takes: 400, not 500
+        "/.well-known/brski/enrollstatus",
+        client=idevid_of(pledge),
+        data=b'{"version": 1, "status": true, "reason-context": {"zerotouch-management": '
+        + b'{"netconf-tls-port": ' + b"9" * 5000 + b"}}}",
+        content_type="application/json",
+    )  # fmt: skip
+    assert huge.status == 400 and b"not JSON" in huge.body, huge
+    # ports that are no TCP port are ignored with a log line; the TCP peer is still recorded
+    bad_ports = b'{"netconf-tls-port": 70000, "restconf-port": "8443"}'
     done = world.curl(
         "/.well-known/brski/enrollstatus",
         client=idevid_of(pledge),
-        data=b'{"version": 1, "status": true, "reason": "installed"}',
+        data=b'{"version": 1, "status": true, "reason": "installed", '
+        + b'"reason-context": {"zerotouch-management": ' + bad_ports + b"}}",
         content_type="application/json",
-    )
+    )  # fmt: skip
     assert done.status == 200
     table = json.loads(zt("registrar", "devices", "--dir", world.r, "--json"))
     (row,) = [d for d in table["devices"] if d["serial"] == "E2E-OK"]
     assert row["state"] == "enroll-confirmed" and row["enroll_confirmed"] is True
+    management = row["management"]
+    assert management["host"] == "127.0.0.1" and management["address"] is None, management
+    assert (management["netconf_tls_port"], management["restconf_port"]) == (None, None)
+    registrar_log = (world.root / "registrar.log").read_text()
+    for name in ("netconf-tls-port", "restconf-port"):
+        assert f"E2E-OK: reason-context.zerotouch-management.{name} ignored" in registrar_log
     assert "E2E-OK" in zt("registrar", "devices", "--dir", world.r)
 
     # re-enrollment with the LDevID as client certificate (RFC 7030 §4.2.2)

@@ -51,6 +51,7 @@ __all__ = [
     "plan_after_enrollstatus",
     "plan_repush",
     "reported_management",
+    "unusable_ports",
 ]
 
 WRITABLE_RUNNING_CAPABILITY = "urn:ietf:params:netconf:capability:writable-running:1.0"
@@ -152,14 +153,31 @@ def parse_address(text: str) -> Target:
     return Target(host, int(port))
 
 
-def _report_port(document: Mapping[str, Any], name: str = "netconf-tls-port") -> int | None:
-    """``reason-context.zerotouch-management.<name>`` of an enrollstatus body, if usable."""
+# The listener ports an enrollstatus may report in reason-context.zerotouch-management.
+_REPORTED_PORTS = ("netconf-tls-port", "restconf-port")
+
+
+def _reported(document: Mapping[str, Any]) -> Mapping[str, Any]:
     context = document.get("reason-context")
     management = context.get("zerotouch-management") if isinstance(context, Mapping) else None
-    port = management.get(name) if isinstance(management, Mapping) else None
-    if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-        return port
-    return None
+    return management if isinstance(management, Mapping) else {}
+
+
+def _usable_port(port: object) -> bool:
+    return isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+
+
+def _report_port(document: Mapping[str, Any], name: str = "netconf-tls-port") -> int | None:
+    """``reason-context.zerotouch-management.<name>`` of an enrollstatus body, if usable."""
+    port = _reported(document).get(name)
+    return port if isinstance(port, int) and _usable_port(port) else None
+
+
+def unusable_ports(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The reported ports the device sent but that are no TCP port (1..65535 as a JSON
+    integer): ignored, and worth a log line since the device's own report is wrong."""
+    reported = _reported(document)
+    return tuple(n for n in _REPORTED_PORTS if n in reported and not _usable_port(reported[n]))
 
 
 def _is_ip(host: str) -> bool:

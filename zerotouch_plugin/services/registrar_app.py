@@ -324,6 +324,13 @@ async def _status(
         management = handoff_role.reported_management(
             peer_host=request.remote, document=report.document, now=now
         )
+        for name in handoff_role.unusable_ports(report.document):
+            log.warning(
+                "enrollstatus from %s: reason-context.zerotouch-management.%s ignored: "
+                "not a TCP port (a JSON integer 1..65535)",
+                client.serial,
+                name,
+            )
     await _db(
         reg.repo.record_status,
         client.serial,

@@ -36,12 +36,14 @@ from zerotouch_plugin.roles.handoff import (
     plan_after_enrollstatus,
     plan_repush,
     reported_management,
+    unusable_ports,
 )
 from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.roles.states import transition
 from zerotouch_plugin.store.registrar import ManagementRow
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+REPORTED = ("netconf-tls-port", "restconf-port")
 REPORT = {"status": True, "reason-context": {"zerotouch-management": {"netconf-tls-port": 8300}}}
 
 
@@ -86,6 +88,31 @@ def test_reported_management_is_the_peer_with_the_ports_it_reported() -> None:
     assert bare == ManagementRow("192.0.2.7", None, None, NOW) and bare.address is None
     assert reported_management(peer_host="device.example", document=both, now=NOW) is None
     assert reported_management(peer_host=None, document=both, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("ports", "unusable"),
+    [
+        ({"netconf-tls-port": 6513, "restconf-port": 8443}, ()),
+        ({"netconf-tls-port": 65536, "restconf-port": -1}, ("netconf-tls-port", "restconf-port")),
+        ({"netconf-tls-port": "6513"}, ("netconf-tls-port",)),
+        ({"restconf-port": 8443.0, "netconf-tls-port": None}, REPORTED),
+        ({"netconf-tls-port": False, "restconf-port": [8443]}, REPORTED),
+        ({"netconf-tls-port": 10**40, "other": "x"}, ("netconf-tls-port",)),
+        ({}, ()),
+    ],
+)
+def test_reported_ports_that_are_no_tcp_port_are_ignored_and_named(
+    ports: dict, unusable: tuple[str, ...]
+) -> None:
+    document = {"status": True, "reason-context": {"zerotouch-management": ports}}
+    assert unusable_ports(document) == unusable
+    got = reported_management(peer_host="192.0.2.7", document=document, now=NOW)
+    assert got is not None
+    assert (got.netconf_tls_port is None) == ("netconf-tls-port" not in ports or
+                                              "netconf-tls-port" in unusable)  # fmt: skip
+    assert (got.restconf_port is None) == ("restconf-port" not in ports or
+                                           "restconf-port" in unusable)  # fmt: skip
 
 
 def test_peer_must_be_an_ip_address() -> None:
