@@ -210,6 +210,16 @@ def _apply_tolerances(inner: dict[str, Any], tolerances: frozenset[Tolerance]) -
     return out
 
 
+def _load_json(data: bytes | str) -> Any:
+    """The JSON text of a (signed, so possibly hostile) artifact; InvalidInput when it is
+    none. ValueError covers bad UTF-8, bad syntax and integers of more digits than Python
+    converts (4300); RecursionError nesting deeper than the interpreter's limit."""
+    try:
+        return json.loads(data, object_pairs_hook=_unique_members)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"not JSON: {exc}") from None
+
+
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """Refuse duplicate member names: parsers that keep the first and ones that keep the last
     would read different values from the same signed bytes (RFC 8259 §4, RFC 7951 §4)."""
@@ -295,11 +305,7 @@ class _Artifact:
         cls, data: bytes | str, *, tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES
     ) -> Self:
         """Parse and validate RFC 7951 JSON; SchemaError / ArtifactKindMismatch / InvalidInput."""
-        try:
-            obj = json.loads(data, object_pairs_hook=_unique_members)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInput(f"not JSON: {exc}") from None
-        return cls.from_dict(obj, tolerances=tolerances)
+        return cls.from_dict(_load_json(data), tolerances=tolerances)
 
     @classmethod
     def from_dict(cls, obj: Any, *, tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES) -> Self:
@@ -450,10 +456,7 @@ def load_artifact(
     data: bytes | str, *, tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES
 ) -> Voucher | VoucherRequest:
     """Parse JSON of either kind, told apart by its top-level member (RFC 7951 §4)."""
-    try:
-        obj = json.loads(data, object_pairs_hook=_unique_members)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"not JSON: {exc}") from None
+    obj = _load_json(data)
     return _MODELS[artifact_kind(obj)].from_dict(obj, tolerances=tolerances)
 
 

@@ -242,6 +242,23 @@ def test_invalid_voucher_json_is_rejected_with_path_and_rule(
     assert rule in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"ietf-voucher-request:voucher": {"serial-number": "S", "x": ' + b"9" * 5000 + b"}}",
+        b'{"ietf-voucher-request:voucher": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["integer-of-5000-digits", "nested-5000-deep"],
+)
+def test_json_the_parser_cannot_hold_is_invalid_input(data: bytes) -> None:
+    """A pledge signs what it likes: an integer beyond Python's 4300 digits (plain
+    ValueError) or deep nesting (RecursionError) is InvalidInput (400), not a 500."""
+    with pytest.raises(InvalidInput, match="not JSON"):
+        VoucherRequest.from_json(data)
+    with pytest.raises(InvalidInput, match="not JSON"):
+        load_artifact(data)
+
+
 def test_nonce_length_is_enforced_without_the_tolerance() -> None:
     data = voucher_json(nonce=base64.b64encode(bytes(40)).decode())
     with pytest.raises(SchemaError, match="length") as info:
