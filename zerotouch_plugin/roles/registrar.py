@@ -476,8 +476,8 @@ def evaluate_audit_log(data: bytes, *, own_ids: Sequence[bytes]) -> AuditVerdict
     """Judge a MASA audit log as RFC 8995 §5.8.3 asks the registrar to."""
     try:
         log = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UpstreamInvalid(f"the MASA audit log is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # as in parse_status_report
+        raise UpstreamInvalid(f"the MASA audit log is not JSON: {exc}") from None
     events = log.get("events") if isinstance(log, dict) else None
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise UpstreamInvalid("the MASA audit log has no 'events' list (RFC 8995 §5.8.1)")

@@ -449,6 +449,10 @@ def test_audit_log_malformed() -> None:
         role.evaluate_audit_log(b'{"version": "1"}', own_ids=[OURS])
     with pytest.raises(UpstreamInvalid, match="domainID"):
         role.evaluate_audit_log(b'{"events": [{"nonce": null}]}', own_ids=[OURS])
+    # what the JSON parser cannot hold is the MASA's fault too, not a registrar 500
+    for unusable in (b'{"events": [], "n": ' + b"9" * 5000 + b"}", b"[" * 5000 + b"]" * 5000):
+        with pytest.raises(UpstreamInvalid, match="not JSON"):
+            role.evaluate_audit_log(unusable, own_ids=[OURS])
 
 
 def test_domain_id_is_the_subject_key_identifier(pki: Pki) -> None:
