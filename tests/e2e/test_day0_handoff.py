@@ -388,6 +388,9 @@ def test_day0_pushed_again_after_a_change_and_address_set_by_the_admin_api(
                         "--data", '{"address": "nowhere"}')  # fmt: skip
     assert status == 400 and "is not HOST:PORT" in body, body
     status, body = curl(admin, "PUT", f"/admin/devices/{serial}/address", *json_type,
+                        "--data", '{"address": ' + "9" * 5000 + "}")  # fmt: skip
+    assert status == 400 and "not JSON" in body, body  # not a 500
+    status, body = curl(admin, "PUT", f"/admin/devices/{serial}/address", *json_type,
                         "--data", json.dumps({"address": f"127.0.0.1:{port}"}))  # fmt: skip
     assert status == 200 and json.loads(body)["address"] == f"127.0.0.1:{port}", body
     admin.wait(serial, lambda h: h["state"] == "applied", "applied")

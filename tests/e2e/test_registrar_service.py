@@ -540,6 +540,13 @@ def test_tampered_voucher_request_is_refused(world: World) -> None:
 
 
 def test_admin_api(world: World) -> None:
+    huge = world.admin(  # more digits than Python's int() takes: 400, not 500
+        "/admin/devices/E2E-ADMIN/allow",
+        method="POST",
+        data=b'{"manufacturer": ' + b"9" * 5000 + b"}",
+        content_type="application/json",
+    )
+    assert huge.status == 400 and b"not JSON" in huge.body, huge
     allowed = world.admin(
         "/admin/devices/E2E-ADMIN/allow",
         method="POST",

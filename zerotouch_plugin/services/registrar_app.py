@@ -565,16 +565,22 @@ async def admin_device(request: web.Request) -> web.Response:
     )
 
 
+def _json_body(body: bytes) -> Any:
+    """An admin request's JSON body; InvalidInput (400) for what is none, including what the
+    parser cannot hold (ValueError: integers of more than 4300 digits; RecursionError)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"request body is not JSON: {exc}") from None
+
+
 async def _manufacturer_param(request: web.Request) -> str | None:
     """``manufacturer`` from the query string or an optional JSON body."""
     value = request.query.get("manufacturer")
     body = await read_body(request)
     if body.strip():
         _require_media(request, MEDIA_JSON)
-        try:
-            obj = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInput(f"request body is not JSON: {exc}") from exc
+        obj = _json_body(body)
         if not isinstance(obj, dict) or not isinstance(obj.get("manufacturer", ""), str):
             raise InvalidInput('request body must be {"manufacturer": "..."}')
         value = obj.get("manufacturer") or value
@@ -690,10 +696,7 @@ async def admin_put_address(request: web.Request) -> web.Response:
     reg = _admin(request)
     serial = request.match_info["serial"]
     _require_media(request, MEDIA_JSON)
-    try:
-        obj = json.loads(await read_body(request))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"request body is not JSON: {exc}") from exc
+    obj = _json_body(await read_body(request))
     if not isinstance(obj, dict) or not isinstance(obj.get("address"), str):
         raise InvalidInput('request body must be {"address": "HOST:PORT"}')
     target = handoff_role.parse_address(obj["address"])
