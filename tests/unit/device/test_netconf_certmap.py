@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from zerotouch_plugin.artifacts.certs import (
     Identity,
@@ -113,3 +114,29 @@ def test_device_identity_needs_a_rule_naming_its_own_certificate(
     assert map_certificate(peer, [CertToName(_print(peer), "common-name")]) == "SN-PEER"
     with pytest.raises(AccessDenied, match="device identity"):  # another device's rule
         map_certificate(_device(ca, "SN-OTHER"), opt_in, [ca.cert])
+
+
+def test_a_malformed_subject_alt_name_refuses_instead_of_failing(
+    pki: tuple[Identity, Identity, Identity],
+) -> None:
+    """A CA-signed client certificate whose SAN holds a 5-byte iPAddress passes TLS
+    verification; a SAN rule refuses it (RESTCONF 401 like NETCONF's closed session), it is
+    not a ValueError (RESTCONF answered 500)."""
+    ca, _, _ = pki
+    bad_san = bytes([0x30, 0x07, 0x87, 0x05, 192, 0, 2, 1, 9])  # SEQUENCE { [7] 5 bytes }
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(generate_key("p256").public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, bad_san), False
+        )
+    )
+    odd = builder.sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
+    with pytest.raises(AccessDenied, match="malformed extension"):
+        map_certificate(odd, [CertToName("*", "san-any")], [ca.cert])
+    assert map_certificate(odd, [CertToName("*", "common-name")], [ca.cert]) == "odd"

@@ -59,6 +59,8 @@ def _san(cert: x509.Certificate, kind: type[x509.GeneralName]) -> list[str]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
+    except ValueError as exc:  # OpenSSL verified it, but e.g. an iPAddress of 5 bytes
+        raise AccessDenied(f"the client certificate has a malformed extension: {exc}") from None
     return [str(v) for v in san.get_values_for_type(kind)]  # type: ignore[arg-type]
 
 
