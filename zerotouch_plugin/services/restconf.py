@@ -47,6 +47,7 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
+from zerotouch_plugin.config import DeviceConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import Operation, edit_at, member_node
 from zerotouch_plugin.device.schema import DeviceSchema
@@ -67,6 +68,7 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 from zerotouch_plugin.services._http import media_type_of
+from zerotouch_plugin.services.netconf.certmap import map_certificate
 
 __all__ = [
     "MEDIA_JSON",
@@ -196,7 +198,7 @@ class _State:
     datastores: Datastores
     schema: DeviceSchema
     require_client_cert: bool
-    client_name: Callable[[x509.Certificate], str] | None
+    client_name: Callable[[x509.Certificate], str]
     body_limit: int
     startup_follows: bool
     last_modified: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -926,8 +928,17 @@ def _authenticate(request: web.Request) -> None:
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     if not der:
         raise AccessDenied("a client certificate is required")
-    if state.client_name is not None:
-        state.client_name(x509.load_der_x509_certificate(der))
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:  # OpenSSL verified what cryptography cannot parse
+        raise AccessDenied(f"the client certificate cannot be read: {exc}") from exc
+    state.client_name(cert)
+
+
+def _default_client_name(cert: x509.Certificate) -> str:
+    """The device's default cert-to-name rules: the common name of any verified certificate
+    that is not another device's identity (fail closed when no mapping is given)."""
+    return map_certificate(cert, DeviceConfig().cert_to_name)
 
 
 # ----------------------------------------------------------------------------------------
@@ -947,7 +958,8 @@ def restconf_app(
     RPCs are those registered with ``Datastores.register_rpc`` (NETCONF serves the same).
     ``require_client_cert`` refuses requests that did not come with a verified TLS client
     certificate (serve it only with an ``ssl.CERT_REQUIRED`` context); ``client_name`` then
-    maps that certificate to a username (cert-to-name) or raises ``AccessDenied`` (401).
+    maps that certificate to a username (cert-to-name) or raises ``AccessDenied`` (401);
+    without it the device's default cert-to-name rules apply.
     """
     schema = schema or datastores.schema
     netconf = schema.by_name.get("ietf-netconf")
@@ -955,7 +967,7 @@ def restconf_app(
         datastores=datastores,
         schema=schema,
         require_client_cert=require_client_cert,
-        client_name=client_name,
+        client_name=client_name or _default_client_name,
         body_limit=body_limit,
         startup_follows=netconf is not None and "startup" in netconf.features,
     )

@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from tests.support.device_pki import DevicePki, make_device_pki
+from zerotouch_plugin.artifacts.certs import Identity, generate_key, issue_from_csr, make_csr
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.services.restconf import (
     MEDIA_JSON,
     MEDIA_XML,
@@ -543,6 +545,30 @@ async def test_tls_refuses_clients_without_a_domain_certificate(
         with pytest.raises(aiohttp.ClientError):
             async with s.get(device.base + "/restconf/data") as resp:
                 await resp.read()
+
+
+async def test_default_mapping_refuses_another_devices_identity(
+    pki: DevicePki, device: Device
+) -> None:
+    """Without an explicit cert-to-name function the app still maps (fail closed): an LDevID
+    of the same domain (subject serialNumber, RFC 8995 §2.3.1) is no management client."""
+    key = generate_key("p256")
+    now = pki.ca.cert.not_valid_before_utc
+    ldevid = issue_from_csr(
+        pki.ca, make_csr(key, common_name="SN-PEER"), subject=ldevid_subject("SN-PEER"),
+        san=[], now=now, days=30,
+    )  # fmt: skip
+    ctx = pki.client_context(Identity(ldevid, key, ()))
+    url = device.base + "/restconf/data/ietf-system:system"
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s,
+        s.get(url) as resp,
+    ):
+        assert resp.status == 401
+        error = _error(await resp.read())
+    assert error["error-tag"] == "access-denied"
+    assert "SN-PEER" in error["error-message"]
+    assert await device.get_json("/restconf/data/ietf-system:system")  # the operator maps
 
 
 async def test_leaf_list_entries(device: Device) -> None:
