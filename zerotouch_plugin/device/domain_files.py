@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import PrivateKey
@@ -64,12 +63,7 @@ def write_domain(
         raise ValueError("an identity needs a certificate and at least one trust anchor")
     (folder / CA_FILE).unlink(missing_ok=True)
     _sync_folder(folder)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    certs.write_atomic(folder / KEY_FILE, pem, 0o600)
+    certs.write_key(folder / KEY_FILE, key)
     certs.write_certs(folder / CERT_FILE, list(chain))
     if voucher_cms is not None:
         certs.write_atomic(folder / VOUCHER_FILE, voucher_cms, 0o644)
