@@ -102,17 +102,16 @@ class DeviceServer:
         return self._domain is not None
 
     def _load_domain(self) -> _Domain | None:
-        paths = {k: self.folder / v for k, v in (("cert", CERT_FILE), ("key", KEY_FILE))}
-        paths["ca"] = self.folder / CA_FILE
-        if not paths["ca"].exists():
+        ca = self.folder / CA_FILE  # the commit point (device/domain_files.py)
+        if not ca.exists():
             return None
         try:
-            identity = certs.load_identity(paths["cert"], paths["key"])
-            anchors = tuple(certs.load_certs(paths["ca"].read_bytes()))
+            identity = certs.load_identity(self.folder / CERT_FILE, self.folder / KEY_FILE)
+            anchors = tuple(certs.load_certs(ca.read_bytes()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.folder}: unusable domain identity: {exc}") from exc
         if not anchors:
-            raise ConfigError(f"{paths['ca']}: no certificate")
+            raise ConfigError(f"{ca}: no certificate")
         return _Domain(identity, anchors)
 
     def _context(self) -> ssl.SSLContext | None:
