@@ -96,18 +96,14 @@ PHASE_OF_STATE: Mapping[PledgeState, Phase | None] = {
 _QUIET_EVENTS = frozenset({PledgeEvent.START, PledgeEvent.RETRY})
 
 
-def _time(value: datetime) -> str:
-    return format_datetime(value)
-
-
 def certificate_summary(cert: x509.Certificate) -> dict[str, Any]:
     """``certificate-summary`` of the module."""
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
         "serial": format(cert.serial_number, "x"),
-        "not-before": _time(cert.not_valid_before_utc),
-        "not-after": _time(cert.not_valid_after_utc),
+        "not-before": format_datetime(cert.not_valid_before_utc),
+        "not-after": format_datetime(cert.not_valid_after_utc),
         "fingerprint": certs.fingerprint(cert),
     }
 
@@ -118,12 +114,12 @@ def voucher_summary(voucher: Voucher) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "serial-number": voucher.serial_number,
         "assertion": str(voucher.assertion),
-        "created-on": _time(voucher.created_on),
+        "created-on": format_datetime(voucher.created_on),
         "pinned-domain-cert-fingerprint": certs.fingerprint(pinned),
         "pinned-domain-cert-subject": pinned.subject.rfc4514_string(),
     }
     if voucher.expires_on is not None:
-        summary["expires-on"] = _time(voucher.expires_on)
+        summary["expires-on"] = format_datetime(voucher.expires_on)
     if voucher.nonce is not None:
         summary["nonce"] = voucher.nonce
     return summary
@@ -159,7 +155,7 @@ class PhaseChange:
         body: dict[str, Any] = {
             "phase": str(self.phase),
             "previous-phase": str(self.previous),
-            "time": _time(self.time),
+            "time": format_datetime(self.time),
         }
         if self.detail:
             body["detail"] = self.detail
@@ -177,7 +173,7 @@ class _Event:
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "sequence": self.sequence,
-            "time": _time(self.time),
+            "time": format_datetime(self.time),
             "event": self.event,
             "phase": str(self.phase),
         }
@@ -205,7 +201,7 @@ class _Error:
     message: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"time": _time(self.time), "reason": self.reason, "message": self.message}
+        return {"time": format_datetime(self.time), "reason": self.reason, "message": self.message}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> _Error:
@@ -391,7 +387,7 @@ class BootstrapState:
             ("next-attempt", self.next_attempt),
         ):
             if value is not None:
-                body[name] = _time(value)
+                body[name] = format_datetime(value)
         registrar: dict[str, Any] = {}
         if self.registrar_used is not None:
             registrar["used"] = self.registrar_used
@@ -400,7 +396,7 @@ class BootstrapState:
                 {
                     "uri": uri,
                     "source": "configured",
-                    "last-attempt": _time(t.last_attempt),
+                    "last-attempt": format_datetime(t.last_attempt),
                     "outcome": t.outcome,
                     **({"message": t.message} if t.message else {}),
                 }
