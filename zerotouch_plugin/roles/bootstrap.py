@@ -320,11 +320,13 @@ class BootstrapState:
         self.next_attempt = None
         return self.record("retrying", now=now, phase=PHASE_OF_STATE[state])
 
-    def attempt_failed(self, uri: str, error: ZerotouchError, *, now: datetime) -> None:
+    def attempt_failed(
+        self, uri: str, error: ZerotouchError, *, now: datetime
+    ) -> PhaseChange | None:
         tried = self.tried.setdefault(uri, _Tried(now))
         tried.outcome, tried.message = error.reason, error.message
         self.last_error = _Error(now, error.reason, error.message)
-        self.record("attempt-failed", now=now, detail=f"{uri}: {error.one_line()}")
+        return self.record("attempt-failed", now=now, detail=f"{uri}: {error.one_line()}")
 
     def enrolled(
         self,

@@ -217,8 +217,7 @@ class PledgeAgent:
             raise
         except ZerotouchError as exc:
             log.warning("bootstrap attempt at %s failed: %s", uri, exc.one_line())
-            self.state.attempt_failed(uri, exc, now=self._now())
-            self._publish(None)
+            self._publish(self.state.attempt_failed(uri, exc, now=self._now()))
             return exc
         self._enrolled(uri, enrollment, machine)
         return None
