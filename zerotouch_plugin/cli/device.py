@@ -121,8 +121,7 @@ def cmd_factory_reset(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise ConfigError(f"device folder {folder} does not exist")
     with _device_lock(folder):
-        discard_incomplete(folder)
-        removed = forget_domain(folder)
+        removed = [*discard_incomplete(folder), *forget_domain(folder)]
         extra = [STATE_FILE] + ([] if args.keep_config else [STARTUP_FILE])
         for name in extra:
             if (folder / name).exists():
