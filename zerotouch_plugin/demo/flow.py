@@ -13,7 +13,6 @@ import http.client
 import json
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -241,9 +240,7 @@ class Demo:
     # -- registrar admin API (RFC 8995 has none; README "Registrar admin API") ---------------
 
     def _admin_devices(self) -> dict[str, dict[str, Any]]:
-        client = self.client("admin")
-        context = ssl.create_default_context(cafile=str(self.path("registrar/ca.pem")))
-        context.load_cert_chain(client.cert, client.key)
+        context = self.client("admin").context(check_hostname=True)
         host, port = self.registrar_url.removeprefix("https://").rsplit(":", 1)
         connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=10)
         try:

@@ -21,6 +21,7 @@ from ncclient import manager
 from ncclient.transport import session as ncclient_session
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.services._tls import client_context
 
 __all__ = ["ClientFiles", "DeviceView", "read_device", "refused", "restconf_hostname"]
 
@@ -43,6 +44,14 @@ class ClientFiles:
     cert: Path
     key: Path
     ca: Path
+
+    def context(self, *, check_hostname: bool) -> ssl.SSLContext:
+        """A TLS client context presenting this identity, trusting only ``ca``."""
+        return client_context(
+            certs.load_identity(self.cert, self.key),
+            trust=certs.load_certs(self.ca.read_bytes()),
+            check_hostname=check_hostname,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,9 +105,7 @@ def _peer_serial(tls: ssl.SSLSocket) -> str | None:
 def restconf_hostname(port: int, client: ClientFiles, serial: str) -> str | None:
     """``GET /restconf/data/ietf-system:system/hostname`` (RFC 8040 §3.5) after checking that
     the device's certificate names ``serial`` (its LDevID subject, RFC 8995 §5.9.1)."""
-    context = ssl.create_default_context(cafile=str(client.ca))
-    context.check_hostname = False
-    context.load_cert_chain(client.cert, client.key)
+    context = client.context(check_hostname=False)
     connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=TIMEOUT)
     try:
         connection.request(
@@ -124,9 +131,7 @@ def restconf_hostname(port: int, client: ClientFiles, serial: str) -> str | None
 
 def _refused_without_certificate(port: int, ca: Path) -> str | None:
     """None if the device refused a TLS client with no certificate; else what it sent."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.load_verify_locations(ca)
+    context = client_context(None, trust=certs.load_certs(ca.read_bytes()), check_hostname=False)
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
         try:
             with context.wrap_socket(raw) as tls:
