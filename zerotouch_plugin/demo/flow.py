@@ -122,8 +122,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_of(line: str) -> int:
-    return int(line.rsplit(":", 1)[1])
+def _port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
 
 class Demo:
@@ -299,15 +299,23 @@ async def idevids(demo: Demo) -> str:
     return f"IDevIDs {serials} in devices/*/idevid.pem, MASA URL {demo.masa_url}"
 
 
+async def _serve(demo: Demo, name: str, listener: str, *args: str) -> tuple[Service, str]:
+    """Start service ``name`` (``zerotouch ARGS``); it and the address it printed in its
+    ``listening LISTENER ADDRESS`` line, once there."""
+    service = demo.services.start(name, *args)
+    prefix = f"listening {listener} "
+    line = await service.wait_line(
+        lambda text: text.startswith(prefix), prefix.strip(), demo.until(), demo.services
+    )
+    return service, line.split()[-1]
+
+
 async def start_masa(demo: Demo) -> str:
     port = demo.masa_url.rsplit(":", 1)[1]
-    masa = demo.services.start(
-        "masa", "masa", "serve", "--dir", "vendor", "--listen", f"{HOST}:{port}"
+    masa, address = await _serve(
+        demo, "masa", "masa", "masa", "serve", "--dir", "vendor", "--listen", f"{HOST}:{port}"
     )
-    line = await masa.wait_line(
-        lambda text: text.startswith("listening masa "), "listening", demo.until(), demo.services
-    )
-    return f"MASA {line.split()[-1]} (pid {masa.popen.pid})"
+    return f"MASA {address} (pid {masa.popen.pid})"
 
 
 async def domain_pki(demo: Demo) -> str:
@@ -366,32 +374,21 @@ async def day0(demo: Demo) -> str:
 
 
 async def start_registrar(demo: Demo) -> str:
-    registrar = demo.services.start(
-        "registrar", "registrar", "serve", "--dir", "registrar", "--listen", f"{HOST}:0"
-    )
-    line = await registrar.wait_line(
-        lambda text: text.startswith("listening registrar "),
-        "listening",
-        demo.until(),
-        demo.services,
-    )
-    demo.registrar_url = line.split()[-1]
+    registrar, demo.registrar_url = await _serve(
+        demo, "registrar", "registrar",
+        "registrar", "serve", "--dir", "registrar", "--listen", f"{HOST}:0",
+    )  # fmt: skip
     return f"registrar {demo.registrar_url} (pid {registrar.popen.pid})"
 
 
 async def _start_device(demo: Demo, device: Device) -> None:
-    device.service = demo.services.start(
-        device.name, "device", "run", "--dir", device.folder,
+    device.service, address = await _serve(
+        demo, device.name, "netconf-tls",
+        "device", "run", "--dir", device.folder,
         "--netconf-tls", f"{HOST}:0", "--restconf", f"{HOST}:{device.ports['restconf']}",
         "--registrar", demo.registrar_url,
     )  # fmt: skip
-    line = await device.service.wait_line(
-        lambda text: text.startswith("listening netconf-tls "),
-        "listening netconf-tls",
-        demo.until(),
-        demo.services,
-    )
-    device.ports["netconf-tls"] = _port_of(line)
+    device.ports["netconf-tls"] = _port_of(address)
 
 
 async def start_devices(demo: Demo) -> str:
