@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from enum import StrEnum
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -28,18 +27,6 @@ from zerotouch_plugin.config import CertToName
 from zerotouch_plugin.errors import AccessDenied
 
 __all__ = ["CertToName", "map_certificate"]
-
-
-class _Scope(StrEnum):
-    """What a rule's fingerprint matched: the client certificate itself, its issuer, any."""
-
-    CERTIFICATE = "certificate"
-    ISSUER = "issuer"
-    ANY = "any"
-
-
-# Scopes whose rules may map a device identity (see the module docstring).
-_DEVICE_SCOPES = frozenset({_Scope.CERTIFICATE})
 
 
 def _sha256(cert: x509.Certificate) -> str:
@@ -83,14 +70,6 @@ def _name_of(cert: x509.Certificate, rule: CertToName) -> str | None:
     return None
 
 
-def _scope(rule: CertToName, own: str, issuers: set[str]) -> _Scope | None:
-    if rule.fingerprint == own:
-        return _Scope.CERTIFICATE
-    if rule.fingerprint in issuers:
-        return _Scope.ISSUER
-    return _Scope.ANY if rule.fingerprint == "*" else None
-
-
 def map_certificate(
     cert: x509.Certificate,
     rules: Sequence[CertToName],
@@ -102,12 +81,12 @@ def map_certificate(
     device = serial_number_of(cert)
     held_back = False
     for rule in rules:
-        scope = _scope(rule, own, issuers)
-        if scope is None:
-            continue
-        if device is not None and scope not in _DEVICE_SCOPES:
-            held_back = True
-            continue
+        if rule.fingerprint != own:
+            if rule.fingerprint != "*" and rule.fingerprint not in issuers:
+                continue
+            if device is not None:  # a device identity: only its own fingerprint maps it
+                held_back = True
+                continue
         name = _name_of(cert, rule)
         if name:
             return name
