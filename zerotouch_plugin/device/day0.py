@@ -60,7 +60,9 @@ class Day0Document:
 def _json_tree(text: str) -> dict[str, object]:
     try:
         tree = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and integers of more digits than Python converts
+        # (4300); RecursionError nesting deeper than the interpreter's limit
         raise InvalidInput(f"day-0 configuration is not JSON: {exc}") from None
     if not isinstance(tree, dict) or not tree:
         raise InvalidInput("day-0 configuration must be a non-empty JSON object (RFC 7951)")
