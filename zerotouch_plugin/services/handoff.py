@@ -162,6 +162,7 @@ class HandoffWorker:
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -173,12 +174,14 @@ class HandoffWorker:
     async def close(self) -> None:
         """Stop; attempts in flight are cancelled (not counted) and their leases released, so
         another process, or this one after a restart, takes them up again."""
+        # Python 3.11's wait_for can swallow a cancel that meets its timeout: the flag ends the
+        # loop whatever happens to the cancel, and gather lets a cancel of close() through.
+        self._closing = True
+        self._wake.set()
         tasks = [t for t in (self._task, *self._running.values()) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
         try:
             await asyncio.to_thread(self._repo.release_handoffs, self.owner)
@@ -188,7 +191,7 @@ class HandoffWorker:
     async def _loop(self) -> None:
         """Rounds until cancelled: a fault in one is logged and the next runs after a pause,
         so a bug never stops the hand-offs of this process silently."""
-        while True:
+        while not self._closing:
             try:
                 await self._round()
             except Exception:
