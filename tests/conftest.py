@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# The public artifacts the tests use, kept in the tree (tests/vectors/data/PROVENANCE.md).
+VECTORS = REPO / "tests" / "vectors" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -22,19 +23,9 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
-    """``../shared/vectors`` beside the checkout (DESIGN.md: read, never copy)."""
-    path = SHARED / "vectors"
-    if not path.is_dir():
-        pytest.skip(f"test vectors not present at {path}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def official_yang_dir() -> Path:
-    path = SHARED / "yang"
-    if not path.is_dir():
-        pytest.skip(f"official YANG modules not present at {path}")
-    return path
+    """``tests/vectors/data``: ``examples/<source>/<path>`` + ``PROVENANCE.md`` (in the tree)."""
+    assert (VECTORS / "PROVENANCE.md").is_file(), f"test vectors missing from {VECTORS}"
+    return VECTORS
 
 
 # The server scripts/setup-system.sh starts (make test); override with ZEROTOUCH_TEST_PG_URL.

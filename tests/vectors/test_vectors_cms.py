@@ -1,16 +1,16 @@
-"""Real CMS artifacts from ../shared/vectors (INDEX.md): RFC 8995 Appendix C at its signing
-time and today, every CMS file in signature-only mode, and the other test PKIs' chains."""
+"""Real CMS artifacts from tests/vectors/data (PROVENANCE.md): RFC 8995 Appendix C at its
+signing time and today, every CMS file in signature-only mode, and the other test PKIs' chains."""
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from tests.vectors import provenance
 from zerotouch_plugin.artifacts import _cms, certs, cms
 from zerotouch_plugin.errors import Expired, NotCMS, UntrustedSigner, ZerotouchError
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings(
 APPENDIX_C = "examples/anima-bootstrap/examples/"
 TODAY = datetime(2026, 11, 26, tzinfo=UTC)
 
-# RFC 8995 Appendix C: artifact -> (its CA per INDEX.md, signing time).
+# RFC 8995 Appendix C: artifact -> (its CA, signing time).
 RFC8995_ARTIFACTS = {
     "vr_00-D0-E5-F2-00-02.b64": ("vendor.crt", datetime(2021, 4, 13, 21, 43, 23, tzinfo=UTC)),
     "parboiled_vr_00-D0-E5-F2-00-02.b64": (
@@ -37,7 +37,7 @@ DETACHED = (NotCMS, "detached")
 UNSIGNED_SZTP = (NotCMS, "not SignedData")
 CERTS_ONLY = (NotCMS, "no SignerInfo")
 
-# Every CMS ContentInfo under examples/ (INDEX.md rows whose format is CMS), signature-only
+# Every CMS ContentInfo under examples/ (PROVENANCE.md rows of kind CMS), signature-only
 # verification (trust_anchors=None, now=None) with the default eContentTypes
 # (id-ct-animaJSONVoucher, id-data): None = accepted, else (error class, message fragment).
 SIGNATURE_ONLY: dict[str, tuple[type[ZerotouchError], str] | None] = {
@@ -142,7 +142,7 @@ _F2_01_VENDOR = _FOUNTAIN + "files/product/00-D0-E5-F2-00-01/vendor.crt"
 _F2_03_VENDOR = _FOUNTAIN + "files/product/00-D0-E5-F2-00-03/vendor.crt"
 _P384_VENDOR = _FOUNTAIN + "certs/vendor_secp384r1.crt"
 
-# Full path validation at each artifact's own signingTime against the CA INDEX.md names:
+# Full path validation at each artifact's own signingTime against its issuer's CA file:
 # artifact -> (CA file, expected outcome). Covers P-384 CAs, GeneralizedTime (2999, 9999)
 # notAfter, old Sandelman issuer names.
 CHAIN_AT_SIGNING_TIME: dict[str, tuple[str, type[ZerotouchError] | None]] = {
@@ -180,7 +180,7 @@ CHAIN_AT_SIGNING_TIME: dict[str, tuple[str, type[ZerotouchError] | None]] = {
         _REACH + "00-D0-E5-F2-00-02/ownerca_secp384r1.crt",
         None,
     ),
-    # INDEX.md: signed 2022-07-29 by a MASA certificate that had expired on 2021-02-03.
+    # Signed 2022-07-29 by a MASA certificate that had expired on 2021-02-03.
     _REACH + "00-D0-E5-F2-00-02/voucher_00-D0-E5-F2-00-02.pkcs": (
         _REACH + "00-D0-E5-90-00-1A/vendor.crt",
         Expired,
@@ -252,21 +252,10 @@ def test_fast_and_general_decoders_agree_on_vectors(vectors_dir: Path, relative:
     assert _cms.parse_signed_data(der) == _cms.parse_signed_data_asn1crypto(der)
 
 
-def test_signature_only_table_covers_every_cms_file_in_index(vectors_dir: Path) -> None:
-    """The table above lists exactly the CMS files INDEX.md lists."""
-    listed: set[str] = set()
-    section = None
-    for line in (vectors_dir / "INDEX.md").read_text(encoding="utf-8").splitlines():
-        heading = re.match(r"### `(examples/[^`]+)`", line)
-        if heading:
-            section = heading.group(1)
-            continue
-        if section is None or not line.startswith("| `"):
-            continue
-        columns = [column.strip() for column in line.split("|")[1:-1]]
-        if "CMS ContentInfo" in columns[1] or columns[2].startswith("CMS (PEM)"):
-            listed.add(section + columns[0].strip("`"))
-    assert listed == set(SIGNATURE_ONLY)
+def test_signature_only_table_covers_every_cms_file_kept() -> None:
+    """The table above lists exactly the files PROVENANCE.md says are CMS (and
+    test_provenance.py checks that says so of every file that decodes as CMS)."""
+    assert provenance.of_kind("CMS") == set(SIGNATURE_ONLY)
 
 
 @pytest.mark.parametrize("relative", sorted(CHAIN_AT_SIGNING_TIME))
@@ -297,7 +286,7 @@ def test_idevid_vector_extensions(vectors_dir: Path) -> None:
 
 def test_sztp_ownership_voucher_trust(vectors_dir: Path) -> None:
     """google/open-sztp: the voucher verifies when its own (self-signed, RSA) signer is the
-    pinned anchor; trustAnchorCertificate.pem has the same name but another key (INDEX.md)."""
+    pinned anchor; trustAnchorCertificate.pem has the same name but another key."""
     relative = "examples/google__open-sztp/data/12345/ownershipVoucher.base64"
     data = (vectors_dir / relative).read_bytes()
     signer = cms.inspect(data).signer

@@ -1,22 +1,22 @@
-"""Every voucher / voucher-request JSON payload in ../shared/vectors, through the model.
+"""Every voucher / voucher-request JSON payload in tests/vectors/data, through the model.
 
 Each file that claims to be a voucher or voucher-request (a ``*.payload.json`` with one of
-the two top-level members, or a file INDEX.md lists as "voucher(-request) JSON (unsigned
-example)") either parses with the default tolerances or is rejected for a named reason, as
-the table below says. The RFC 8995 Appendix C artifacts are also verified as CMS at their
+the two top-level members, or a file of kind "voucher JSON" or "voucher-request JSON" in
+PROVENANCE.md) either parses with the default tolerances or is rejected for a named reason,
+as the table below says. The RFC 8995 Appendix C artifacts are also verified as CMS at their
 signing time and parsed in full.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.vectors import provenance
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import (
     DEFAULT_TOLERANCES,
@@ -177,21 +177,14 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
 }
 
 _MEMBERS = {"ietf-voucher:voucher": Voucher, "ietf-voucher-request:voucher": VoucherRequest}
-_CLAIMS = re.compile(r"voucher(-request)? JSON \(unsigned example\)")
 
 
 def _claimed_files(vectors: Path) -> set[str]:
-    """Files that INDEX.md or their own top-level member say are vouchers/voucher-requests."""
-    found: set[str] = set()
-    section = None
-    for line in (vectors / "INDEX.md").read_text().splitlines():
-        heading = re.match(r"### `examples/([^`]+)/`", line)
-        if heading:
-            section = heading.group(1)
-        elif section and line.startswith("| `"):
-            cells = [c.strip() for c in line.split("|")]
-            if _CLAIMS.search(cells[3]):
-                found.add(f"{section}/{cells[1].strip('`')}")
+    """Files that PROVENANCE.md or their own top-level member say are vouchers/requests."""
+    found = {
+        path.removeprefix("examples/")
+        for path in provenance.of_kind("voucher JSON", "voucher-request JSON")
+    }
     examples = vectors / "examples"
     for path in examples.glob("**/*.payload.json"):
         obj = json.loads(path.read_bytes())
