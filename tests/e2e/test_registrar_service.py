@@ -27,8 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs, cms
-from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
 from zerotouch_plugin.cli import main
+from zerotouch_plugin.services import registrar_app
 
 ZT = [sys.executable, "-m", "zerotouch_plugin"]
 VOUCHER_CMS = "application/voucher-cms+json"
@@ -125,7 +126,7 @@ class World:
         self,
         path: str,
         *,
-        client: tuple[Path, Path],
+        client: tuple[Path, Path] | None,
         data: bytes | None = None,
         content_type: str | None = None,
         method: str | None = None,
@@ -143,10 +144,7 @@ class World:
             "30",
             "--cacert",
             str(cacert or self.r / "ca.pem"),
-            "--cert",
-            str(client[0]),
-            "--key",
-            str(client[1]),
+            *(["--cert", str(client[0]), "--key", str(client[1])] if client else []),
             "-o",
             str(out),
             "-D",
@@ -188,16 +186,20 @@ def idevid_of(pledge: Path) -> tuple[Path, Path]:
     return pledge / "idevid.pem", pledge / "idevid.key"
 
 
-def voucher_request(world: World, pledge: Path, *, nonce: str | None = NONCE) -> bytes:
-    """A pledge voucher-request (RFC 8995 §5.2) signed with the IDevID."""
+def voucher_request(
+    world: World, pledge: Path, *, nonce: str | None = NONCE, proximity: Path | None = None
+) -> bytes:
+    """A pledge voucher-request (RFC 8995 §5.2) signed with the IDevID; the nonce in any form
+    other pledges send (opaque), ``proximity`` the registrar certificate it names."""
     identity = certs.load_identity(*idevid_of(pledge))
-    registrar = certs.load_cert_file(world.r / "registrar.pem")
+    registrar = certs.load_cert_file(proximity or world.r / "registrar.pem")
     request = VoucherRequest(
         serial_number=certs.serial_number_of(identity.cert) or "",
         created_on=datetime.now(UTC),
         assertion=Assertion.PROXIMITY,
         nonce=nonce,
         proximity_registrar_cert=registrar.public_bytes(Encoding.DER),
+        tolerances=frozenset({Tolerance.OPAQUE_NONCE}),
     )
     return cms.sign(request.to_json(), signer=identity, now=datetime.now(UTC))
 
@@ -326,6 +328,54 @@ def test_cacerts_with_openssl_s_client(world: World) -> None:
     assert head.startswith(b"HTTP/1.1 200"), head
     assert b"application/pkcs7-mime; smime-type=certs-only" in head
     assert certs_only(body) == certs.load_certs((world.r / "ca.pem").read_bytes())
+
+
+def test_cacerts_without_a_client_certificate(world: World) -> None:
+    """RFC 7030 §4.1.1: /cacerts SHOULD NOT need a client certificate (issue 9 item 6): curl
+    without --cert gets the domain CA, which ``openssl pkcs7 -print_certs`` reads, and the
+    handshake without a certificate completes (``openssl s_client``)."""
+    reply = world.curl("/.well-known/est/cacerts", client=None)
+    assert reply.status == 200, reply.body
+    assert certs_only(reply.body) == certs.load_certs((world.r / "ca.pem").read_bytes())
+    host_port = world.registrar.url.removeprefix("https://")
+    request = f"GET /.well-known/est/cacerts HTTP/1.1\r\nHost: {host_port}\r\n"
+    request += "Connection: close\r\n\r\n"
+    answer = openssl(
+        "s_client", "-quiet", "-connect", host_port, "-CAfile", world.r / "ca.pem",
+        "-verify_return_error", data=request.encode(),
+    )  # fmt: skip
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert certs_only(body) == certs.load_certs((world.r / "ca.pem").read_bytes())
+
+
+def test_every_other_endpoint_needs_a_client_certificate(world: World) -> None:
+    """Fail closed: every route of the table but /cacerts, and a path no route has, answers
+    401 with a WWW-Authenticate challenge (RFC 7235 §3.1) and closes the connection."""
+    routes = [(r.method, r.path) for r in registrar_app.ROUTES if not r.anonymous]
+    assert ("POST", "/.well-known/brski/requestvoucher") in routes and len(routes) > 15
+    for method, path in [*routes, ("GET", "/no/such/path"), ("POST", "/.well-known/est/cacerts")]:
+        reply = world.curl(
+            path.replace("{serial}", "SN-X"),
+            client=None,
+            method=method,
+            data=b"x" if method in ("POST", "PUT") else None,
+        )
+        assert reply.status == 401, (method, path, reply.body)
+        assert reply.headers["www-authenticate"] == (
+            'TLS-Client-Certificate realm="zerotouch registrar"'
+        ), (method, path)
+        assert reply.headers["connection"] == "close", (method, path)
+        assert b"needs a TLS client certificate" in reply.body, (method, path)
+
+
+def test_admin_api_still_needs_an_admin_certificate(world: World) -> None:
+    """A certificate the TLS layer accepts is not enough for the admin API: an NMS client of
+    the domain CA is refused 403, no certificate 401."""
+    nms = (world.root / "N" / "cert.pem", world.root / "N" / "key.pem")
+    assert world.curl("/admin/devices", client=nms).status == 403
+    assert world.curl("/admin/devices", client=None).status == 401
+    assert world.admin("/admin/devices").status == 200
 
 
 def test_csrattrs_with_curl(world: World) -> None:
@@ -518,6 +568,49 @@ def test_wrong_media_type_oversized_body_unacceptable_format(world: World) -> No
         accept="application/voucher-jws+json",
     )
     assert jws_only.status == 406
+
+
+def test_appendix_c_style_nonce_is_relayed_verbatim(world: World) -> None:
+    """Issue 9 item 1: an unpadded base64url nonce (RFC 8995 Appendix C) got a 500. Through
+    the real registrar and MASA the voucher now carries the very same string."""
+    world.masa.start()
+    nonce = "-_XE9zK9q8Ll1qylMtLKeg"
+    pledge = world.pledge("E2E-NONCE-C")
+    world.allow("E2E-NONCE-C")
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=voucher_request(world, pledge, nonce=nonce),
+        content_type=VOUCHER_CMS,
+    )
+    assert reply.status == 200, reply.body
+    content = cms.inspect(cms.decode(reply.body)).content
+    assert b'"nonce":"' + nonce.encode() + b'"' in content.replace(b" ", b"")
+    assert Voucher.from_json(content).nonce == nonce
+    assert world.device("E2E-NONCE-C")["vouchers"][0]["nonce"] == nonce  # type: ignore[index]
+
+
+def test_proximity_registrar_cert_of_another_registrar_is_401(world: World) -> None:
+    """RFC 8995 §5.3: the pledge names another registrar (an on-path attacker): 401 with a
+    challenge and the connection closed, not 403."""
+    pledge = world.pledge("E2E-MITM")
+    world.allow("E2E-MITM")
+    mitm = world.root / "mitm.pem"
+    other = certs.issue_registrar(
+        certs.make_ca("MITM CA", now=datetime.now(UTC)), "mitm", hosts=["127.0.0.1"],
+        now=datetime.now(UTC),
+    )  # fmt: skip
+    certs.write_certs(mitm, [other.cert])
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=voucher_request(world, pledge, proximity=mitm),
+        content_type=VOUCHER_CMS,
+    )
+    assert reply.status == 401, reply.body
+    assert reply.body.startswith(b"access-denied: ") and b"another registrar" in reply.body
+    assert reply.headers["www-authenticate"].startswith("TLS-Client-Certificate realm=")
+    assert reply.headers["connection"] == "close"
 
 
 def test_tampered_voucher_request_is_refused(world: World) -> None:

@@ -131,7 +131,7 @@ def test_bad_arguments() -> None:
 def failing_app(limit: int = 100) -> web.Application:
     import logging
 
-    app = make_app(logging.getLogger("test.helpers"), body_limit=limit)
+    app = make_app(logging.getLogger("test.helpers"), realm="test", body_limit=limit)
 
     async def refuse(request: web.Request) -> web.Response:
         raise PolicyRefused("device not on the allow list")

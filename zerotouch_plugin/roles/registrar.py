@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,13 @@ from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest, format_datetime
+from zerotouch_plugin.artifacts.voucher import (
+    Assertion,
+    Tolerance,
+    Voucher,
+    VoucherRequest,
+    format_datetime,
+)
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
@@ -285,18 +292,21 @@ def check_voucher_request(
             f"voucher-request serial-number {request.serial_number!r} does not match the "
             f"IDevID serialNumber {client.serial!r} (RFC 8995 §5.3)"
         )
-    # §5.2/§5.3: proximity-registrar-cert must be this registrar's certificate.
+    # §5.3: assertion "proximity" and proximity-registrar-cert = this registrar's certificate;
+    # otherwise there is an on-path attacker: 401 and the connection closed.
     if request.proximity_registrar_cert is None:
-        raise PolicyRefused("the voucher-request has no proximity-registrar-cert (RFC 8995 §5.2)")
+        raise AccessDenied(
+            "the voucher-request has no proximity-registrar-cert (RFC 8995 §5.2, §5.3)"
+        )
     if request.proximity_registrar_cert != der(ctx.registrar.cert):
-        raise PolicyRefused(
+        raise AccessDenied(
             "the voucher-request's proximity-registrar-cert is not this registrar's certificate "
             "(RFC 8995 §5.3): the pledge talked to another registrar"
         )
     if request.assertion not in (None, Assertion.PROXIMITY):
-        raise PolicyRefused(
+        raise AccessDenied(
             f"a pledge voucher-request asserts 'proximity', not {request.assertion!s} "
-            "(RFC 8995 §5.2)"
+            "(RFC 8995 §5.2, §5.3)"
         )
     decide_policy(rules, serial=client.serial, issuer=tls_cert.issuer, auto_accept=ctx.auto_accept)
     return PledgeRequest(
@@ -338,6 +348,10 @@ def idevid_issuer_forms(cert: x509.Certificate) -> tuple[bytes, ...]:
     return (aki.key_identifier, whole) if aki.key_identifier is not None else (whole,)
 
 
+# What a registrar voucher-request built here tolerates: only the pledge's nonce form.
+_RELAYED_NONCE = frozenset({Tolerance.OPAQUE_NONCE})
+
+
 def build_registrar_request(
     ctx: RegistrarContext, pledge: PledgeRequest, *, now: datetime
 ) -> bytes:
@@ -346,9 +360,12 @@ def build_registrar_request(
         created_on=now,
         assertion=Assertion.PROXIMITY,
         serial_number=pledge.serial,  # from the IDevID, never copied from the PVR (§5.5)
+        # RFC 8995 §5.5: the pledge's nonce, relayed verbatim in whatever form it came
+        # (Appendix C sends unpadded base64url): an opaque string the MASA compares as is.
         nonce=pledge.request.nonce,
         idevid_issuer=idevid_issuer_of(pledge.idevid),
         prior_signed_voucher_request=pledge.cms_der,
+        tolerances=_RELAYED_NONCE,
     )
     # §5.5: the CMS carries the registrar's chain up to the domain CA, so the MASA can
     # pin the domain CA (the registrar certificate's issuer).
@@ -472,6 +489,35 @@ def _decode_domain_id(value: str) -> bytes | str:
         return value
 
 
+_COUNT = re.compile(r"[0-9]{1,18}")
+
+
+def _count(name: str, value: object) -> int:
+    """A truncation counter: a JSON integer (the CDDL ``uint`` of RFC 8995 §5.8.1) or a
+    string of digits, as the RFC's own example writes them ("1")."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _COUNT.fullmatch(value):
+        return int(value)
+    raise UpstreamInvalid(
+        f"the MASA audit log's truncation {name!r} is {value!r}, not a count "
+        "(a non-negative integer or a string of digits, RFC 8995 §5.8.1)"
+    )
+
+
+def _truncated_count(truncation: object) -> int:
+    """Events the MASA left out (RFC 8995 §5.8.1: the object may be omitted, a missing
+    counter is zero)."""
+    if truncation is None:
+        return 0
+    if not isinstance(truncation, dict):
+        raise UpstreamInvalid(
+            f"the MASA audit log's 'truncation' is {type(truncation).__name__}, not an object "
+            "(RFC 8995 §5.8.1)"
+        )
+    return sum(_count(name, value) for name, value in truncation.items())
+
+
 def evaluate_audit_log(data: bytes, *, own_ids: Sequence[bytes]) -> AuditVerdict:
     """Judge a MASA audit log as RFC 8995 §5.8.3 asks the registrar to."""
     try:
@@ -495,12 +541,7 @@ def evaluate_audit_log(data: bytes, *, own_ids: Sequence[bytes]) -> AuditVerdict
         others[raw] = others.get(raw, 0) + 1
         if event.get("nonce") in (None, ""):
             nonceless_other += 1
-    truncation = log.get("truncation") or {}
-    dropped = (
-        sum(v for v in truncation.values() if isinstance(v, int))
-        if isinstance(truncation, dict)
-        else 0
-    )
+    dropped = _truncated_count(log.get("truncation"))
     findings = [
         (
             nonceless_other > 0,

@@ -2,20 +2,35 @@
 
 Every refusal is answered ``text/plain`` with a sentence a person can act on (RFC 8995
 §5.6: "a plain text human-readable (UTF-8) error message") and logged with the peer address.
+
+Authentication is the TLS client certificate. A 401 carries the challenge RFC 7235 §3.1
+requires, ``WWW-Authenticate: TLS-Client-Certificate realm="<service>"`` (no HTTP scheme
+exists for it: the token tells the client to connect again with a certificate the service
+accepts), and closes the connection (RFC 8995 §5.3). Which routes may be used without a
+certificate is said once, in the service's route table: every other route, and every path
+no route matches, is refused before its handler runs (fail closed).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from zerotouch_plugin.errors import PayloadTooLarge, UpstreamUnavailable, ZerotouchError
+from zerotouch_plugin.errors import (
+    AccessDenied,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+    ZerotouchError,
+)
+from zerotouch_plugin.services._tls import peer_certificate
 
 __all__ = [
+    "AUTH_SCHEME",
     "DEFAULT_BODY_LIMIT",
+    "Route",
     "accepts",
     "error_middleware",
     "make_app",
@@ -29,8 +44,14 @@ __all__ = [
 DEFAULT_BODY_LIMIT = 256 * 1024
 
 _LIMIT_KEY = web.AppKey("zerotouch_body_limit", int)
+_REALM_KEY = web.AppKey("zerotouch_realm", str)
+
+# The auth-scheme of every 401's challenge (RFC 7235 §3.1; see the module docstring).
+AUTH_SCHEME = "TLS-Client-Certificate"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (method, path template) of a route, as ``add_route`` takes it.
+Route = tuple[str, str]
 
 
 def text_response(
@@ -71,10 +92,16 @@ def error_middleware(logger: logging.Logger) -> Middleware:
                 exc.http_status,
                 exc.one_line(),
             )
-            headers = None
+            headers = {}
             if isinstance(exc, UpstreamUnavailable):
-                headers = {"Retry-After": str(exc.retry_after)}
-            return text_response(exc.http_status, exc.one_line(), headers=headers)
+                headers["Retry-After"] = str(exc.retry_after)
+            if exc.http_status == 401:
+                realm = request.app[_REALM_KEY]
+                headers["WWW-Authenticate"] = f'{AUTH_SCHEME} realm="{realm}"'
+            response = text_response(exc.http_status, exc.one_line(), headers=headers)
+            if exc.http_status == 401:
+                response.force_close()  # RFC 8995 §5.3: 401, then close the connection
+            return response
         except web.HTTPRequestEntityTooLarge as exc:
             # aiohttp's client_max_size guard, reached when a handler reads the body.
             err = PayloadTooLarge(
@@ -107,12 +134,51 @@ def error_middleware(logger: logging.Logger) -> Middleware:
     return middleware
 
 
-def make_app(logger: logging.Logger, *, body_limit: int = DEFAULT_BODY_LIMIT) -> web.Application:
-    """An application with the error middleware and the request body limit installed."""
+def _route_of(request: web.Request) -> Route | None:
+    """(method, path template) of the route the request matched; None for no route."""
+    resource = request.match_info.route.resource
+    return None if resource is None else (request.method, resource.canonical)
+
+
+def client_certificate_middleware(anonymous: Collection[Route]) -> Middleware:
+    """Middleware: refuse (401) a request without a verified TLS client certificate unless
+    its route is one of ``anonymous``; unmatched paths need a certificate too."""
+    allowed = frozenset(anonymous)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if _route_of(request) not in allowed and peer_certificate(request) is None:
+            raise AccessDenied(
+                f"{request.method} {request.path} needs a TLS client certificate this "
+                "service accepts"
+            )
+        return await handler(request)
+
+    return middleware
+
+
+def make_app(
+    logger: logging.Logger,
+    *,
+    realm: str,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    anonymous: Collection[Route] | None = None,
+) -> web.Application:
+    """An application with the error middleware and the request body limit installed.
+
+    ``realm`` names the service in 401 challenges. ``anonymous`` given: every route but
+    those needs a TLS client certificate (None: the service checks certificates itself).
+    """
     if body_limit <= 0:
         raise ValueError("body_limit must be positive")
-    app = web.Application(middlewares=[error_middleware(logger)], client_max_size=body_limit)
+    if not realm or '"' in realm or "\\" in realm:
+        raise ValueError("realm must be a non-empty string without quotes or backslashes")
+    middlewares = [error_middleware(logger)]
+    if anonymous is not None:
+        middlewares.append(client_certificate_middleware(anonymous))
+    app = web.Application(middlewares=middlewares, client_max_size=body_limit)
     app[_LIMIT_KEY] = body_limit
+    app[_REALM_KEY] = realm
     return app
 
 

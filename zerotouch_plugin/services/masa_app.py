@@ -214,7 +214,7 @@ def _check_media(request: web.Request, produces: str) -> None:
 
 def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
     """The aiohttp application of the MASA (errors answered by the shared middleware)."""
-    app = make_app(log, body_limit=ctx.config.max_body_bytes)
+    app = make_app(log, realm="zerotouch MASA", body_limit=ctx.config.max_body_bytes)
 
     async def request_voucher(request: web.Request) -> web.Response:
         _check_media(request, cms.MEDIA_TYPE_VOUCHER_CMS)

@@ -1,10 +1,12 @@
 """The registrar's HTTPS service: BRSKI (RFC 8995 §5), EST (RFC 7030 + RFC 8951), admin API.
 
-Every connection must present a client certificate: an IDevID from a configured manufacturer
-CA, or a certificate from the registrar's own domain CA (an LDevID for re-enrollment, an admin
-or NMS certificate). Decisions are taken by ``roles.registrar``; this module does the I/O:
-reading bodies, the database (in worker threads), the MASA call, and the responses. Records
-that matter are committed before the response leaves.
+Every request but GET /.well-known/est/cacerts (RFC 7030 §4.1.1) must come with a client
+certificate: an IDevID from a configured manufacturer CA, or a certificate from the registrar's
+own domain CA (an LDevID for re-enrollment, an admin or NMS certificate); ``ROUTES`` says which
+routes are anonymous and ``services/_http.py`` refuses the rest without one. Decisions are
+taken by ``roles.registrar``; this module does the I/O: reading bodies, the database (in
+worker threads), the MASA call, and the responses. Records that matter are committed before
+the response leaves.
 """
 
 from __future__ import annotations
@@ -171,12 +173,14 @@ def day0_schema(folder: Path, config: RegistrarConfig) -> DeviceSchema:
 
 
 def tls_context(registrar: Registrar) -> ssl.SSLContext:
-    """HTTPS requiring a client certificate from a manufacturer CA or the domain CA."""
+    """HTTPS asking for a client certificate from a manufacturer CA or the domain CA without
+    requiring one at the handshake (CERT_OPTIONAL), so that EST clients can fetch /cacerts
+    (RFC 7030 §4.1.1); every other route refuses a request without one (``ROUTES``)."""
     ctx = registrar.context
     return server_context(
         ctx.registrar,
         client_cas=[*ctx.manufacturer_cas, ctx.domain_ca.cert],
-        require_client_cert=True,
+        require_client_cert=False,
     )
 
 
@@ -719,37 +723,55 @@ async def admin_delete_address(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------------------------------------
 
-ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]], ...] = (
-    ("POST", "/.well-known/brski/requestvoucher", request_voucher),
-    ("POST", "/.well-known/brski/voucher_status", voucher_status),
-    ("POST", "/.well-known/brski/enrollstatus", enroll_status),
-    ("GET", "/.well-known/est/cacerts", cacerts),
-    ("GET", "/.well-known/est/csrattrs", csrattrs),
-    ("POST", "/.well-known/est/simpleenroll", simple_enroll),
-    ("POST", "/.well-known/est/simplereenroll", simple_reenroll),
-    ("GET", "/admin/devices", admin_devices),
-    ("GET", "/admin/devices/{serial}", admin_device),
-    ("POST", "/admin/devices/{serial}/allow", _set_policy(role.PolicyDecision.ALLOW)),
-    ("POST", "/admin/devices/{serial}/deny", _set_policy(role.PolicyDecision.DENY)),
-    ("DELETE", "/admin/devices/{serial}/policy", admin_remove_policy),
-    ("GET", "/admin/devices/{serial}/day0", admin_get_day0),
-    ("PUT", "/admin/devices/{serial}/day0", admin_put_day0),
-    ("DELETE", "/admin/devices/{serial}/day0", admin_delete_day0),
-    ("POST", "/admin/devices/{serial}/handoff", admin_handoff),
-    ("PUT", "/admin/devices/{serial}/address", admin_put_address),
-    ("DELETE", "/admin/devices/{serial}/address", admin_delete_address),
-    ("GET", "/admin/day0/default", admin_get_day0),
-    ("PUT", "/admin/day0/default", admin_put_day0),
-    ("DELETE", "/admin/day0/default", admin_delete_day0),
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint. ``anonymous`` routes may be used without a TLS client certificate;
+    every other one is refused 401 without one before its handler runs."""
+
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.Response]]
+    anonymous: bool = False
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/.well-known/brski/requestvoucher", request_voucher),
+    Route("POST", "/.well-known/brski/voucher_status", voucher_status),
+    Route("POST", "/.well-known/brski/enrollstatus", enroll_status),
+    # RFC 7030 §4.1.1: the CA certificates SHOULD be available without a client certificate
+    Route("GET", "/.well-known/est/cacerts", cacerts, anonymous=True),
+    Route("GET", "/.well-known/est/csrattrs", csrattrs),
+    Route("POST", "/.well-known/est/simpleenroll", simple_enroll),
+    Route("POST", "/.well-known/est/simplereenroll", simple_reenroll),
+    Route("GET", "/admin/devices", admin_devices),
+    Route("GET", "/admin/devices/{serial}", admin_device),
+    Route("POST", "/admin/devices/{serial}/allow", _set_policy(role.PolicyDecision.ALLOW)),
+    Route("POST", "/admin/devices/{serial}/deny", _set_policy(role.PolicyDecision.DENY)),
+    Route("DELETE", "/admin/devices/{serial}/policy", admin_remove_policy),
+    Route("GET", "/admin/devices/{serial}/day0", admin_get_day0),
+    Route("PUT", "/admin/devices/{serial}/day0", admin_put_day0),
+    Route("DELETE", "/admin/devices/{serial}/day0", admin_delete_day0),
+    Route("POST", "/admin/devices/{serial}/handoff", admin_handoff),
+    Route("PUT", "/admin/devices/{serial}/address", admin_put_address),
+    Route("DELETE", "/admin/devices/{serial}/address", admin_delete_address),
+    Route("GET", "/admin/day0/default", admin_get_day0),
+    Route("PUT", "/admin/day0/default", admin_put_day0),
+    Route("DELETE", "/admin/day0/default", admin_delete_day0),
 )
 
 
 def registrar_app(registrar: Registrar) -> web.Application:
     """The aiohttp application; serve it with ``tls_context(registrar)``."""
-    app = make_app(log, body_limit=registrar.config.max_body_bytes)
+    app = make_app(
+        log,
+        realm="zerotouch registrar",
+        body_limit=registrar.config.max_body_bytes,
+        anonymous=[(r.method, r.path) for r in ROUTES if r.anonymous],
+    )
     app[_KEY] = registrar
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
 
     async def _start(_: web.Application) -> None:
         registrar.handoff.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
@@ -33,6 +34,7 @@ from zerotouch_plugin.errors import (
     WrongSerial,
     ZerotouchError,
 )
+from zerotouch_plugin.roles import masa
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.registrar import (
     AuditLevel,
@@ -44,6 +46,7 @@ from zerotouch_plugin.roles.registrar import (
 from zerotouch_plugin.roles.states import REGISTRAR_TRANSITIONS, render_mermaid
 from zerotouch_plugin.roles.states import RegistrarDeviceState as S
 from zerotouch_plugin.roles.states import RegistrarEvent as E
+from zerotouch_plugin.store.masa import DeviceState
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 NONCE = base64.b64encode(b"0123456789abcdef").decode()
@@ -135,6 +138,65 @@ def test_valid_request_passes_and_rvr_follows_rfc8995_5_5(pki: Pki) -> None:
     assert request.proximity_registrar_cert is None
 
 
+# Nonce forms seen from real pledges (RFC 8995 Appendix C, captured requests): all opaque.
+NONCE_FORMS = {
+    "unpadded-base64url": "-_XE9zK9q8Ll1qylMtLKeg",
+    "unpadded-base64": "f4G6Vi1t8nKo/FieCVgpBg",
+    "padded-base64": "f4G6Vi1t8nKo/FieCVgpBg==",
+    "hex": "8c1f9b0e6d2a4f3b8c1f9b0e6d2a4f3b",
+    "short-string": "abcd1234",
+}
+
+
+@pytest.mark.parametrize("nonce", NONCE_FORMS.values(), ids=NONCE_FORMS.keys())
+def test_every_nonce_form_is_relayed_verbatim_through_registrar_and_masa(
+    pki: Pki, nonce: str
+) -> None:
+    """Issue 9 item 1: the registrar built its RVR strictly and raised (a 500) on any nonce
+    that is not padded base64 of 8..32 bytes. The nonce is opaque: the pledge's string goes
+    into the RVR, the MASA's voucher and the registrar's check byte for byte."""
+    pvr = cms.sign(
+        VoucherRequest(
+            serial_number="SN-1",
+            created_on=NOW,
+            assertion=Assertion.PROXIMITY,
+            nonce=nonce,
+            proximity_registrar_cert=der(pki.registrar.cert),
+            tolerances=frozenset({Tolerance.OPAQUE_NONCE}),
+        ).to_json(),
+        signer=pki.idevid,
+        now=NOW,
+    )
+    assert f'"nonce":"{nonce}"'.encode() in cms.inspect(cms.decode(pvr)).content
+    pledge = role.check_voucher_request(
+        pki.ctx, pvr, tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
+    )
+    rvr = role.build_registrar_request(pki.ctx, pledge, now=NOW)
+    assert f'"nonce":"{nonce}"'.encode() in cms.inspect(cms.decode(rvr)).content
+    verified = masa.verify_registrar_request(
+        rvr, tls_client_cert=None, now=NOW, manufacturer_cas=[pki.vendor.cert]
+    )
+    assert verified.nonce == nonce
+    state = DeviceState("SN-1", None, None, None, None)
+    voucher = masa.decide(verified, state, masa.MasaRules(), now=NOW).voucher
+    assert voucher.nonce == nonce
+    voucher_cms = cms.sign(voucher.to_json(), signer=pki.masa, now=NOW)
+    assert f'"nonce":"{nonce}"'.encode() in cms.inspect(cms.decode(voucher_cms)).content
+    relayed = role.check_masa_voucher(pki.ctx, voucher_cms, pledge=pledge, now=NOW)
+    assert relayed.nonce == nonce
+    # compared verbatim: another spelling of the same bytes is another nonce
+    if nonce.endswith("=="):
+        with pytest.raises(UpstreamInvalid, match="nonce"):
+            role.check_masa_voucher(
+                pki.ctx,
+                pki.voucher(
+                    nonce=nonce.rstrip("="), tolerances=frozenset({Tolerance.OPAQUE_NONCE})
+                ),
+                pledge=pledge,
+                now=NOW,
+            )
+
+
 def test_a_nonce_seen_before_is_a_replay(pki: Pki) -> None:
     """RFC 8995 §5.3: a voucher-request whose nonce this device already sent is stale."""
     pledge = accepted(pki)
@@ -198,8 +260,9 @@ def test_idevid_without_serial_number_is_refused(pki: Pki) -> None:
 
 
 def test_proximity_registrar_cert_must_be_ours(pki: Pki) -> None:
+    """RFC 8995 §5.3: a mismatch means an on-path attacker: 401, not 403."""
     mitm = certs.issue_registrar(pki.stranger, "mitm", hosts=["127.0.0.1"], now=NOW)
-    with pytest.raises(PolicyRefused, match="another registrar"):
+    with pytest.raises(AccessDenied, match="another registrar") as info:
         role.check_voucher_request(
             pki.ctx,
             pki.pvr(proximity_registrar_cert=der(mitm.cert)),
@@ -207,7 +270,8 @@ def test_proximity_registrar_cert_must_be_ours(pki: Pki) -> None:
             rules=ALLOW,
             now=NOW,
         )
-    with pytest.raises(PolicyRefused, match="no proximity-registrar-cert"):
+    assert info.value.http_status == 401
+    with pytest.raises(AccessDenied, match="no proximity-registrar-cert"):
         role.check_voucher_request(
             pki.ctx,
             pki.pvr(proximity_registrar_cert=None),
@@ -218,7 +282,7 @@ def test_proximity_registrar_cert_must_be_ours(pki: Pki) -> None:
 
 
 def test_pledge_must_assert_proximity(pki: Pki) -> None:
-    with pytest.raises(PolicyRefused, match="'proximity'"):
+    with pytest.raises(AccessDenied, match="'proximity'"):
         role.check_voucher_request(
             pki.ctx,
             pki.pvr(assertion=Assertion.VERIFIED),
@@ -453,6 +517,72 @@ def test_audit_log_malformed() -> None:
     for unusable in (b'{"events": [], "n": ' + b"9" * 5000 + b"}", b"[" * 5000 + b"]" * 5000):
         with pytest.raises(UpstreamInvalid, match="not JSON"):
             role.evaluate_audit_log(unusable, own_ids=[OURS])
+
+
+# RFC 8995 §5.8.1 "Example of an Audit-Log Response", verbatim: its truncation counts (and
+# the event's "truncated") are strings, its second nonce padded base64, its first base64url.
+RFC8995_AUDIT_LOG_EXAMPLE = b"""{
+  "version":"1",
+  "events":[
+    {
+        "date":"2019-05-15T17:25:55.644-04:00",
+        "domainID":"BduJhdHPpfhQLyponf48JzXSGZ8=",
+        "nonce":"VOUFT-WwrEv0NuAQEHoV7Q",
+        "assertion":"proximity",
+        "truncated":"0"
+    },
+    {
+        "date":"2017-05-15T17:25:55.644-04:00",
+        "domainID":"BduJhdHPpfhQLyponf48JzXSGZ8=",
+        "nonce":"f4G6Vi1t8nKo/FieCVgpBg==",
+        "assertion":"proximity"
+    }
+  ],
+    "truncation": {
+        "nonced duplicates": "0",
+        "nonceless duplicates": "1",
+        "arbitrary": "2"
+     }
+}
+"""
+RFC8995_EXAMPLE_DOMAIN = base64.b64decode("BduJhdHPpfhQLyponf48JzXSGZ8=")
+
+
+def test_audit_log_rfc8995_example_with_string_counts() -> None:
+    """The string counts "1" and "2" are read as 3 truncated events (they were ignored)."""
+    verdict = role.evaluate_audit_log(RFC8995_AUDIT_LOG_EXAMPLE, own_ids=[RFC8995_EXAMPLE_DOMAIN])
+    assert verdict.level is AuditLevel.WARNING
+    assert verdict.own_events == 2
+    assert verdict.summary == "3 event(s) truncated by the MASA"
+    other = role.evaluate_audit_log(RFC8995_AUDIT_LOG_EXAMPLE, own_ids=[OURS])
+    assert other.other_domains == ("BduJhdHPpfhQLyponf48JzXSGZ8=",)
+    assert "3 event(s) truncated" in other.summary
+
+
+@pytest.mark.parametrize(
+    ("truncation", "needle"),
+    [
+        ({"arbitrary": "two"}, "'arbitrary' is 'two'"),
+        ({"arbitrary": -1}, "'arbitrary' is -1"),
+        ({"arbitrary": True}, "'arbitrary' is True"),
+        ({"arbitrary": 1.5}, "'arbitrary' is 1.5"),
+        ({"arbitrary": "1e3"}, "'arbitrary' is '1e3'"),
+        ({"arbitrary": " 2"}, "'arbitrary' is ' 2'"),
+        ({"arbitrary": None}, "'arbitrary' is None"),
+        ([1, 2], "'truncation' is list"),
+        ("3", "'truncation' is str"),
+    ],
+)
+def test_audit_log_truncation_garbage_is_refused(truncation: object, needle: str) -> None:
+    log = json.loads(audit((OURS, NONCE)))
+    log["truncation"] = truncation
+    with pytest.raises(UpstreamInvalid, match=re.escape(needle)):
+        role.evaluate_audit_log(json.dumps(log).encode(), own_ids=[OURS])
+
+
+def test_audit_log_integer_counts_still_read() -> None:
+    log = audit((OURS, NONCE), truncation={"nonced duplicates": 4, "arbitrary": 0})
+    assert "4 event(s) truncated" in role.evaluate_audit_log(log, own_ids=[OURS]).summary
 
 
 def test_domain_id_is_the_subject_key_identifier(pki: Pki) -> None:
