@@ -274,9 +274,10 @@ def test_address_reported_without_configuration_is_used_by_a_later_handoff(
     handoff`` reach it there without an address set by hand."""
     serial, folder = lab.pledge(allow=False)
     admin.repo.set_policy(serial, "allow", manufacturer=None, now=datetime.now(UTC))
+    write_device_config(folder, '[[users]]\nname = "admin"\npassword = "not-used"\n')
     process = start_device(
         folder,
-        {"netconf-tls": "127.0.0.1:0", "restconf": "127.0.0.1:0"},
+        {"netconf-tls": "127.0.0.1:0", "restconf": "127.0.0.1:0", "netconf-ssh": "127.0.0.1:0"},
         extra=["--registrar", lab.registrar_url],
     )
     devices.append(process)
@@ -288,6 +289,8 @@ def test_address_reported_without_configuration_is_used_by_a_later_handoff(
     assert management["address"] == f"127.0.0.1:{port}", management
     assert (management["host"], management["netconf_tls_port"]) == ("127.0.0.1", port)
     assert management["restconf_port"] == rest and management["reported_at"].endswith("Z")
+    # issue 9 item 14: every management listener, the NETCONF/SSH one too
+    assert management["netconf_ssh_port"] == process.ports["netconf-ssh"], management
     listed = json.loads(run_cli("registrar", "devices", "--dir", lab.domain, "--json").stdout)
     [record] = [d for d in listed["devices"] if d["serial"] == serial]
     assert record["management"] == management

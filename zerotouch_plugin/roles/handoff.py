@@ -154,7 +154,7 @@ def parse_address(text: str) -> Target:
 
 
 # The listener ports an enrollstatus may report in reason-context.zerotouch-management.
-_REPORTED_PORTS = ("netconf-tls-port", "restconf-port")
+_REPORTED_PORTS = ("netconf-tls-port", "netconf-ssh-port", "restconf-port")
 
 
 def _reported(document: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -198,7 +198,11 @@ def reported_management(
     if peer_host is None or not _is_ip(peer_host):
         return None
     return ManagementRow(
-        peer_host, _report_port(document), _report_port(document, "restconf-port"), now
+        peer_host,
+        _report_port(document),
+        _report_port(document, "restconf-port"),
+        now,
+        netconf_ssh_port=_report_port(document, "netconf-ssh-port"),
     )
 
 

@@ -287,7 +287,11 @@ class DeviceServer:
     def management_ports(self) -> dict[str, int]:
         if self._domain is None:
             return {}
-        names = (("netconf-tls", "netconf-tls-port"), ("restconf", "restconf-port"))
+        names = (
+            ("netconf-tls", "netconf-tls-port"),
+            ("netconf-ssh", "netconf-ssh-port"),
+            ("restconf", "restconf-port"),
+        )
         return {key: self.bound[name][1] for name, key in names if name in self.bound}
 
     def register_rpc(self, name: str, function: RpcFunction) -> None:

@@ -13,7 +13,7 @@ registrar processes on one PostgreSQL database never interleave a device's trans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -29,10 +29,12 @@ from sqlalchemy import (
     delete,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.expression import ColumnElement
 
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.db import Base, Database, UTCDateTime
@@ -203,6 +205,26 @@ class _Management(Base):
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class _ManagementPort(Base):
+    """A reported listener port beyond the two columns of ``registrar_management`` (so far
+    ``netconf-ssh-port``), one row per listener. A table of its own because there are no
+    migrations: ``create_all`` adds a missing table to a database made before, never a
+    missing column, and registrar processes of the older version sharing the database keep
+    working with the table they know."""
+
+    __tablename__ = "registrar_management_ports"
+    __table_args__ = (UniqueConstraint("serial", "listener"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    listener: Mapped[str] = mapped_column(String(32))  # reason-context member name
+    port: Mapped[int] = mapped_column(Integer)
+
+
+# reason-context member -> ManagementRow field, for the ports kept in registrar_management_ports
+_EXTRA_PORTS = {"netconf-ssh-port": "netconf_ssh_port"}
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -215,12 +237,16 @@ class ManagementRow:
     netconf_tls_port: int | None
     restconf_port: int | None
     reported_at: datetime
+    netconf_ssh_port: int | None = None
 
     @classmethod
-    def _of(cls, row: _Management | None) -> ManagementRow | None:
+    def _of(
+        cls, row: _Management | None, ports: Mapping[str, int] | None = None
+    ) -> ManagementRow | None:
         if row is None:
             return None
-        return cls(row.host, row.netconf_tls_port, row.restconf_port, row.reported_at)
+        extra = {field: (ports or {}).get(name) for name, field in _EXTRA_PORTS.items()}
+        return cls(row.host, row.netconf_tls_port, row.restconf_port, row.reported_at, **extra)
 
     @property
     def address(self) -> str | None:
@@ -314,11 +340,17 @@ class DeviceRecord:
 
     @classmethod
     def _of(
-        cls, row: _Device, handoff: _Handoff | None, management: _Management | None
+        cls,
+        row: _Device,
+        handoff: _Handoff | None,
+        management: _Management | None,
+        ports: Mapping[str, int] | None = None,
     ) -> DeviceRecord:
         values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name not in _NESTED}
         return cls(
-            **values, handoff=HandoffRow._of(handoff), management=ManagementRow._of(management)
+            **values,
+            handoff=HandoffRow._of(handoff),
+            management=ManagementRow._of(management, ports),
         )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -423,12 +455,16 @@ class RegistrarRepository:
     def device(self, serial: str) -> DeviceRecord | None:
         with self.db.session() as s:
             found = s.execute(_WITH_NESTED.where(_Device.serial == serial)).one_or_none()
-            return None if found is None else DeviceRecord._of(*found)
+            if found is None:
+                return None
+            ports = self._ports(s, _ManagementPort.serial == serial)
+            return DeviceRecord._of(*found, ports.get(serial))
 
     def devices(self) -> list[DeviceRecord]:
         with self.db.session() as s:
             rows = s.execute(_WITH_NESTED.order_by(_Device.serial)).all()
-            return [DeviceRecord._of(*row) for row in rows]
+            ports = self._ports(s, true())
+            return [DeviceRecord._of(*row, ports.get(row[0].serial)) for row in rows]
 
     def status_reports(self, serial: str) -> list[StatusRow]:
         with self.db.session() as s:
@@ -749,7 +785,8 @@ class RegistrarRepository:
         """The management address ``serial`` reported last, if any."""
         with self.db.session() as s:
             return ManagementRow._of(
-                s.scalars(select(_Management).where(_Management.serial == serial)).one_or_none()
+                s.scalars(select(_Management).where(_Management.serial == serial)).one_or_none(),
+                self._ports(s, _ManagementPort.serial == serial).get(serial),
             )
 
     def handoff(self, serial: str) -> HandoffRow:
@@ -881,6 +918,19 @@ class RegistrarRepository:
             s.add(row)
         row.host, row.reported_at = reported.host, reported.reported_at
         row.netconf_tls_port, row.restconf_port = reported.netconf_tls_port, reported.restconf_port
+        s.execute(delete(_ManagementPort).where(_ManagementPort.serial == serial))
+        for name, field in _EXTRA_PORTS.items():
+            port = getattr(reported, field)
+            if port is not None:
+                s.add(_ManagementPort(serial=serial, listener=name, port=port))
+
+    @staticmethod
+    def _ports(s: Session, where: ColumnElement[bool]) -> dict[str, dict[str, int]]:
+        """serial -> {listener: port} of registrar_management_ports rows matching ``where``."""
+        found: dict[str, dict[str, int]] = {}
+        for row in s.scalars(select(_ManagementPort).where(where)):
+            found.setdefault(row.serial, {})[row.listener] = row.port
+        return found
 
     @staticmethod
     def _lock(s: Session, serial: str) -> _Device:

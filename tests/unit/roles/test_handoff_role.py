@@ -90,6 +90,19 @@ def test_reported_management_is_the_peer_with_the_ports_it_reported() -> None:
     assert reported_management(peer_host=None, document=both, now=NOW) is None
 
 
+def test_reported_management_keeps_the_netconf_ssh_port() -> None:
+    """Issue 9 item 14: every management listener of the reason-context, SSH included."""
+    three = {"reason-context": {"zerotouch-management": {
+        "netconf-tls-port": 6513, "netconf-ssh-port": 830, "restconf-port": 8443}}}  # fmt: skip
+    got = reported_management(peer_host="192.0.2.7", document=three, now=NOW)
+    assert got == ManagementRow("192.0.2.7", 6513, 8443, NOW, netconf_ssh_port=830)
+    assert got is not None and got.to_json_dict()["netconf_ssh_port"] == 830
+    bad = {"reason-context": {"zerotouch-management": {"netconf-ssh-port": "830"}}}
+    assert unusable_ports(bad) == ("netconf-ssh-port",)
+    got = reported_management(peer_host="192.0.2.7", document=bad, now=NOW)
+    assert got is not None and got.netconf_ssh_port is None
+
+
 @pytest.mark.parametrize(
     ("ports", "unusable"),
     [
