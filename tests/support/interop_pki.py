@@ -18,7 +18,7 @@ so tests can hand them to curl, openssl and the project's CLI. What is here:
   chains to the re-issued vendor CA; the original certificates stay reachable.
 * ``cms_sign`` -- ``openssl cms -sign`` of a JSON payload (DER, -nodetach, -binary), with
   id-data (OpenSSL's default) or ``-econtent_type`` id-ct-animaJSONVoucher, with or without
-  the chain.
+  the chain (not for Ed25519 signers: OpenSSL cannot, ``CmsUnsupported``).
 * ``NONCE_SAMPLES`` -- nonces in every form the vectors show, each with the file it is from.
 * ``idevid_issuer_forms`` -- the three encodings implementations put in idevid-issuer.
 * ``write_vendor_folder`` / ``write_registrar_folder`` -- the folders ``zerotouch masa
@@ -77,6 +77,10 @@ NO_EXPIRY = "99991231235959Z"
 
 class OpenSSLError(RuntimeError):
     """An openssl command failed; the message has the command and its stderr."""
+
+
+class CmsUnsupported(OpenSSLError):
+    """OpenSSL cannot sign this CMS (Ed25519 signers: ``openssl cms -sign`` fails)."""
 
 
 def openssl(*args: str | os.PathLike[str], cwd: Path | None = None, data: bytes = b"") -> bytes:
@@ -637,7 +641,9 @@ def cms_sign(
     ``OID_ANIMA_JSON_VOUCHER`` is RFC 8366's. The signer certificate is always embedded unless
     ``no_certs``; ``include_chain`` adds the intermediates above it, ``include_root`` the root
     too. ``rsa_pss``: RSASSA-PSS for an RSA signer. ``md``: digest (OpenSSL's default:
-    SHA-256; Ed25519 signs with SHA-512 per RFC 8419)."""
+    SHA-256; SHA-512 for Ed25519 per RFC 8419). An Ed25519 signer raises CmsUnsupported:
+    OpenSSL cannot make such a CMS (the vendor PKI's Ed25519 certificates still serve TLS
+    and path validation)."""
     if isinstance(payload, Mapping):
         content = json.dumps(payload, separators=(",", ":")).encode()
     elif isinstance(payload, str):
@@ -663,9 +669,19 @@ def cms_sign(
             args += ["-certfile", bundle]
     if rsa_pss:
         args += ["-keyopt", "rsa_padding_mode:pss"]
+    if md is None and signer.key_type == "ed25519":
+        md = "sha512"  # RFC 8419 §3; OpenSSL 3.0 has no default digest for Ed25519 in CMS
     if md is not None:
         args += ["-md", md]
-    der = openssl(*args, data=content)
+    try:
+        der = openssl(*args, data=content)
+    except OpenSSLError as exc:
+        if signer.key_type == "ed25519":
+            raise CmsUnsupported(
+                "OpenSSL cannot make CMS SignedData with an Ed25519 key (3.0 up to at least "
+                f"3.6: openssl/openssl#11915, #32248): {exc}"
+            ) from exc
+        raise
     if out is not None:
         out.write_bytes(der)
     return der
