@@ -339,7 +339,9 @@ class DeviceConfig:
     The pledge agent: ``registrars`` (https URLs, tried in order), the wait after a round
     through all of them failed (``bootstrap_retry_delay``, doubled each round up to
     ``bootstrap_max_delay``, with jitter), ``bootstrap_rounds`` before giving up (0: never),
-    ``bootstrap_timeout`` per request, ``bootstrap_history`` events kept.
+    ``bootstrap_timeout`` per request, ``bootstrap_history`` events kept;
+    ``nonceless_allowed`` accepts a voucher without nonce that has a future expires-on
+    (RFC 8995 §7.2, a voucher the registrar held for offline use).
     """
 
     netconf_ssh: str | None = None
@@ -355,6 +357,7 @@ class DeviceConfig:
     bootstrap_rounds: int = 0
     bootstrap_timeout: float = 30.0
     bootstrap_history: int = 64
+    nonceless_allowed: bool = False
 
     def __post_init__(self) -> None:
         for name in ("netconf_ssh", "netconf_tls", "restconf"):
@@ -368,6 +371,8 @@ class DeviceConfig:
                 raise ValueError(f"{name} must be positive")
         if self.bootstrap_max_delay < self.bootstrap_retry_delay:
             raise ValueError("bootstrap_max_delay must be at least bootstrap_retry_delay")
+        if not isinstance(self.nonceless_allowed, bool):
+            raise TypeError("nonceless_allowed must be true or false")
         for name, low, high in (("bootstrap_rounds", 0, None), ("bootstrap_history", 1, 65535)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

@@ -16,23 +16,26 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 
-from asn1crypto import algos, cms, core
+from asn1crypto import algos, cms, core, parser
 from asn1crypto import x509 as asn1_x509
 
 from zerotouch_plugin.errors import NotCMS
 
 __all__ = [
     "OID_SIGNED_DATA",
+    "CsrAttr",
     "ParsedSignedData",
     "PssParams",
     "SignerId",
     "check_content_info",
+    "decode_csrattr_items",
     "decode_csrattrs",
     "decode_hardware_module_name",
     "decode_ia5string",
     "encode_csrattrs",
     "encode_hardware_module_name",
     "encode_ia5string",
+    "encode_octet_string",
     "encode_signed_attributes",
     "encode_signed_data",
     "find_signer",
@@ -815,6 +818,11 @@ def encode_ia5string(text: str) -> bytes:
     return bytes(core.IA5String(text).dump())
 
 
+def encode_octet_string(value: bytes) -> bytes:
+    """DER OCTET STRING around ``value`` (e.g. a certificate extension's extnValue)."""
+    return bytes(core.OctetString(bytes(value)).dump())
+
+
 def decode_ia5string(der: bytes, *, utf8_ascii: bool = False) -> str:
     """Text of a DER IA5String; ValueError if it is something else. ``utf8_ascii`` also reads
     a UTF8String holding only ASCII (older Sandelman IDevIDs encode the MASA URL so)."""
@@ -850,6 +858,98 @@ def encode_csrattrs(oids: Sequence[str]) -> bytes:
         return bytes(_CsrAttrs([_AttrOrOid({"oid": oid}) for oid in oids]).dump())
     except _ASN1_ERRORS as exc:
         raise ValueError(f"cannot encode CsrAttrs: {_short(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class CsrAttr:
+    """One AttrOrOID of a CsrAttrs (RFC 7030 §4.5.2) as plain values: ``values`` is None for
+    a bare OID; for an Attribute, each value decoded where its type is known here
+    (ecPublicKey: the curve OID; rsaEncryption: the key size; extensionRequest: the
+    subjectAltName entries as ``(kind, value)`` pairs, kinds dns/ip/uri/email/other, or
+    ``("extension-type", oid)`` for an extension named by its type only), else its DER."""
+
+    oid: str
+    values: tuple[Any, ...] | None = None
+
+
+_OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"  # RFC 5480 §2.1.1
+_OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"  # RFC 8017 Appendix C
+_OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"  # RFC 2985 §5.4.2
+_OID_SUBJECT_ALT_NAME = "2.5.29.17"  # RFC 5280 §4.2.1.6
+
+
+class _Attribute(core.Sequence):  # type: ignore[misc]
+    _fields: ClassVar[list[tuple[Any, ...]]] = [
+        ("type", core.ObjectIdentifier),
+        ("values", core.SetOf, {"spec": core.Any}),
+    ]
+
+
+class _RawAttrOrOid(core.Choice):  # type: ignore[misc]
+    _alternatives: ClassVar[list[tuple[str, type]]] = [
+        ("oid", core.ObjectIdentifier),
+        ("attribute", _Attribute),
+    ]
+
+
+class _RawCsrAttrs(core.SequenceOf):  # type: ignore[misc]
+    _child_spec = _RawAttrOrOid
+
+
+def _general_name(name: Any) -> tuple[str, Any]:
+    kind = name.name
+    if kind == "dns_name":
+        return ("dns", str(name.chosen.native))
+    if kind == "ip_address":
+        return ("ip", bytes(name.chosen.contents))
+    if kind == "uniform_resource_identifier":
+        return ("uri", str(name.chosen.native))
+    if kind == "rfc822_name":
+        return ("email", str(name.chosen.native))
+    if kind == "other_name":
+        # the value is [0] EXPLICIT: cryptography's OtherName holds the TLV inside it
+        inner = parser.parse(bytes(name.chosen["value"].dump()), strict=True)[4]
+        return ("other", (str(name.chosen["type_id"].dotted), bytes(inner)))
+    return (kind, bytes(name.dump()))
+
+
+def _subject_alt_names(der: bytes) -> tuple[tuple[str, Any], ...]:
+    names: list[tuple[str, Any]] = []
+    for extension in asn1_x509.Extensions.load(der, strict=True):
+        if extension["extn_id"].dotted == _OID_SUBJECT_ALT_NAME:
+            names += [_general_name(name) for name in extension["extn_value"].parsed]
+    return tuple(names)
+
+
+def _attribute_value(oid: str, der: bytes) -> Any:
+    if oid == _OID_EC_PUBLIC_KEY:
+        return str(core.ObjectIdentifier.load(der, strict=True).dotted)
+    if oid == _OID_RSA_ENCRYPTION:
+        return int(core.Integer.load(der, strict=True).native)
+    if oid == _OID_EXTENSION_REQUEST and der[:1] == b"\x06":
+        # RFC 7030 §4.5.2 example: an extension asked for by type only (e.g. macAddress)
+        return (("extension-type", str(core.ObjectIdentifier.load(der, strict=True).dotted)),)
+    if oid == _OID_EXTENSION_REQUEST:
+        return _subject_alt_names(der)
+    return der
+
+
+def decode_csrattr_items(der: bytes) -> list[CsrAttr]:
+    """Every AttrOrOID of a CsrAttrs, in order; ValueError if it is malformed."""
+    try:
+        result: list[CsrAttr] = []
+        for item in _RawCsrAttrs.load(der, strict=True):
+            if item.name == "oid":
+                result.append(CsrAttr(str(item.chosen.dotted)))
+                continue
+            oid = str(item.chosen["type"].dotted)
+            values = tuple(
+                _attribute_value(oid, bytes(value.dump())) for value in item.chosen["values"]
+            )
+            result.append(CsrAttr(oid, values))
+        return result
+    except _ASN1_ERRORS as exc:
+        raise ValueError(f"CsrAttrs is malformed: {_short(exc)}") from exc
 
 
 def decode_csrattrs(der: bytes) -> list[str]:

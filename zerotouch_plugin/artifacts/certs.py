@@ -8,6 +8,7 @@ Raw ASN.1 (the hardwareModuleName otherName, the MASA URL IA5String) is encoded 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import os
 import tempfile
@@ -52,6 +53,8 @@ __all__ = [
     "fingerprint",
     "generate_key",
     "hardware_module_name_of",
+    "idevid_issuer",
+    "idevid_issuer_matches",
     "issue_client",
     "issue_from_csr",
     "issue_idevid",
@@ -79,7 +82,7 @@ KeyKind = Literal["p256", "p384", "p521", "rsa2048", "rsa3072", "ed25519"]
 KEY_KINDS: tuple[str, ...] = get_args(KeyKind)
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-Purpose = Literal["any", "server", "client"]
+Purpose = Literal["any", "server", "client", "registrar"]
 
 OID_MASA_URL = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.32")  # RFC 8995 §2.3.2 id-pe-masa-url
 OID_HARDWARE_MODULE_NAME = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.4")  # RFC 4108 §5
@@ -495,17 +498,39 @@ def issue_registrar(
     return Identity(cert, key, _chain_above(ca))
 
 
+_HASHES: dict[str, type[_SignHash]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
 def make_csr(
-    key: PrivateKey, *, common_name: str | None = None, serial: str | None = None
+    key: PrivateKey,
+    *,
+    common_name: str | None = None,
+    serial: str | None = None,
+    san: Sequence[x509.GeneralName] = (),
+    hash_name: str | None = None,
 ) -> x509.CertificateSigningRequest:
-    """A PKCS#10 request; a pledge puts its serialNumber in the subject (RFC 8995 §5.9.1)."""
+    """A PKCS#10 request; a pledge puts its serialNumber in the subject (RFC 8995 §5.9.1)
+    and what the registrar's CSR attributes ask for (RFC 8995 §5.9.2): subjectAltName
+    entries, the signature hash (``hash_name``; the key's own default otherwise, none for
+    Ed25519)."""
+    if hash_name is not None and hash_name not in _HASHES:
+        raise ValueError(f"hash_name must be one of {', '.join(_HASHES)}")
     attributes: list[x509.NameAttribute[str]] = []
     if serial:
         attributes.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
     if common_name:
         attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes))
-    return builder.sign(key, signature_hash(key))
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+    algorithm = signature_hash(key)
+    if algorithm is not None and hash_name is not None:
+        algorithm = _HASHES[hash_name]()
+    return builder.sign(key, algorithm)
 
 
 def issue_from_csr(
@@ -598,6 +623,50 @@ def hardware_module_name_of(cert: x509.Certificate) -> tuple[str, bytes] | None:
     return None
 
 
+def _aki(cert: x509.Certificate) -> x509.AuthorityKeyIdentifier | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError as exc:
+        raise CertificateError(f"certificate extensions are malformed: {exc}") from exc
+
+
+def idevid_issuer(cert: x509.Certificate) -> bytes | None:
+    """idevid-issuer as sent (RFC 8366 §5.3): the keyIdentifier of the IDevID's
+    AuthorityKeyIdentifier; None when the IDevID has no AKI keyIdentifier."""
+    aki = _aki(cert)
+    return None if aki is None or aki.key_identifier is None else bytes(aki.key_identifier)
+
+
+def _idevid_issuer_forms(cert: x509.Certificate) -> tuple[bytes, ...]:
+    """Every encoding of the IDevID's issuer that implementations put in idevid-issuer:
+    the keyIdentifier (RFC 8366 §5.3), the keyIdentifier as a DER OCTET STRING, the DER
+    AuthorityKeyIdentifier SEQUENCE, and that SEQUENCE in its extnValue OCTET STRING (the
+    form of the constrained-voucher examples, ``h'04183016...'``)."""
+    aki = _aki(cert)
+    if aki is None:
+        return ()
+    whole = bytes(aki.public_bytes())
+    forms = [whole, _cms.encode_octet_string(whole)]
+    if aki.key_identifier is not None:
+        key_id = bytes(aki.key_identifier)
+        forms += [key_id, _cms.encode_octet_string(key_id)]
+    return tuple(forms)
+
+
+def idevid_issuer_matches(cert: x509.Certificate, value: bytes) -> bool:
+    """Whether an idevid-issuer ``value`` names the issuer of ``cert`` in any of the forms
+    of ``_idevid_issuer_forms``; compared in constant time, every form tried. An IDevID
+    without AKI matches nothing (the caller decides whether the leaf is required)."""
+    if not isinstance(value, bytes | bytearray):
+        raise TypeError("idevid-issuer must be bytes")
+    matched = False
+    for form in _idevid_issuer_forms(cert):
+        matched |= hmac.compare_digest(bytes(value), form)
+    return matched
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     """``sha256:<hex>`` of the certificate DER."""
     return "sha256:" + hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -607,10 +676,15 @@ def fingerprint(cert: x509.Certificate) -> str:
 # path validation
 
 
-_PURPOSE_EKU: dict[str, x509.ObjectIdentifier | None] = {
+# Purpose -> the EKUs of which a present extendedKeyUsage must name one (None: not looked at).
+_PURPOSE_EKU: dict[str, frozenset[x509.ObjectIdentifier] | None] = {
     "any": None,
-    "server": ExtendedKeyUsageOID.SERVER_AUTH,
-    "client": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "server": frozenset({ExtendedKeyUsageOID.SERVER_AUTH}),
+    "client": frozenset({ExtendedKeyUsageOID.CLIENT_AUTH}),
+    # the registrar's TLS certificate as the pledge sees it: a TLS server certificate
+    # (RFC 8995 §5.6.2) or an EST RA certificate with id-kp-cmcRA (RFC 8995 §5.6.2 with
+    # RFC 7030 §3.6.1; the RFC 8995 Appendix C registrar carries cmcRA only)
+    "registrar": frozenset({ExtendedKeyUsageOID.SERVER_AUTH, OID_KP_CMC_RA}),
 }
 
 
@@ -632,7 +706,7 @@ def _check_eku(purpose: str, value: x509.ExtendedKeyUsage | None) -> None:
     required = _PURPOSE_EKU[purpose]
     if required is None or value is None:
         return
-    if required in value or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in value:
+    if any(oid in value for oid in (*required, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)):
         return
     raise ValueError(f"extendedKeyUsage does not allow {purpose} authentication")
 

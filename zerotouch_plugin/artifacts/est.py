@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from zerotouch_plugin.artifacts import _cms
+from zerotouch_plugin.artifacts.certs import KeyKind
 from zerotouch_plugin.errors import InvalidInput, SignatureInvalid
 
 __all__ = [
@@ -25,6 +29,7 @@ __all__ = [
     "MEDIA_PKCS7",
     "MEDIA_PKCS7_CERTS",
     "MEDIA_PKCS10",
+    "CsrRequirements",
     "decode_base64_body",
     "decode_certs_only",
     "decode_csrattrs",
@@ -32,6 +37,7 @@ __all__ = [
     "encode_certs_only",
     "encode_csrattrs",
     "parse_csr",
+    "parse_csrattrs",
 ]
 
 MEDIA_PKCS10 = "application/pkcs10"  # RFC 7030 §4.2.1
@@ -123,3 +129,167 @@ def decode_csrattrs(body: bytes) -> list[x509.ObjectIdentifier]:
     except ValueError as exc:
         raise InvalidInput(f"EST body is not a CsrAttrs sequence: {exc}") from exc
     return [x509.ObjectIdentifier(item) for item in dotted]
+
+
+# ---------------------------------------------------------------------------------------------
+# what a /csrattrs answer asks of the pledge's CSR (RFC 7030 §4.5.2, RFC 8995 §5.9.2)
+
+
+@dataclass(frozen=True)
+class CsrRequirements:
+    """The CSR attributes a pledge honours: key type and curve or size, the signature hash,
+    the subject serialNumber, subjectAltName entries; ``ignored`` names (dotted OIDs) what
+    was asked for but is not supported, for a warning. None/empty: the pledge's default."""
+
+    key_kind: KeyKind | None = None
+    hash_name: str | None = None  # sha256 / sha384 / sha512
+    serial_number: bool = False
+    subject_alt_names: tuple[x509.GeneralName, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.hash_name not in (None, *_HASH_KEYS.values()):
+            raise ValueError(f"unsupported hash {self.hash_name!r}")
+        if not all(isinstance(name, x509.GeneralName) for name in self.subject_alt_names):
+            raise TypeError("subject_alt_names must hold x509.GeneralName objects")
+
+
+# Signature algorithm OID -> (hash, the key family it implies) (RFC 5758 §3.2, RFC 4055 §5,
+# RFC 8410 §3).
+_SIGNATURE_ALGORITHMS: Mapping[str, tuple[str | None, str]] = {
+    "1.2.840.10045.4.3.2": ("sha256", "ec"),  # ecdsa-with-SHA256
+    "1.2.840.10045.4.3.3": ("sha384", "ec"),
+    "1.2.840.10045.4.3.4": ("sha512", "ec"),
+    "1.2.840.113549.1.1.11": ("sha256", "rsa"),  # sha256WithRSAEncryption
+    "1.2.840.113549.1.1.12": ("sha384", "rsa"),
+    "1.2.840.113549.1.1.13": ("sha512", "rsa"),
+    "1.3.101.112": (None, "ed25519"),  # id-Ed25519: key and signature algorithm at once
+}
+_HASH_KEYS: Mapping[KeyKind, str] = {"p256": "sha256", "p384": "sha384", "p521": "sha512"}
+_CURVES: Mapping[str, KeyKind] = {
+    "1.2.840.10045.3.1.7": "p256",  # secp256r1, RFC 5480 §2.1.1.1
+    "1.3.132.0.34": "p384",  # secp384r1
+    "1.3.132.0.35": "p521",  # secp521r1
+}
+_RSA_SIZES: Mapping[int, KeyKind] = {2048: "rsa2048", 3072: "rsa3072"}
+# key family without a size or curve -> the kind a pledge picks (for EC: the hash's curve)
+_FAMILY_DEFAULT: Mapping[str, KeyKind] = {"ec": "p256", "rsa": "rsa2048", "ed25519": "ed25519"}
+_OID_SERIAL_NUMBER = "2.5.4.5"  # RFC 8995 §5.9.2 / §2.3.1
+_OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+_OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+_OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
+
+
+def _family(kind: str) -> str:
+    return "ec" if kind.startswith("p") else "rsa" if kind.startswith("rsa") else "ed25519"
+
+
+def _general_name(kind: str, value: Any) -> x509.GeneralName | None:
+    builders: Mapping[str, Callable[[Any], x509.GeneralName]] = {
+        "dns": x509.DNSName,
+        "ip": lambda raw: x509.IPAddress(ipaddress.ip_address(raw)),
+        "uri": x509.UniformResourceIdentifier,
+        "email": x509.RFC822Name,
+        "other": lambda pair: x509.OtherName(x509.ObjectIdentifier(pair[0]), pair[1]),
+    }
+    build = builders.get(kind)
+    try:
+        return build(value) if build is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Collect:
+    key_kind: KeyKind | None = None
+    key_family: str | None = None  # from a key type (bare OID or attribute)
+    sig_family: str | None = None  # implied by a signature algorithm
+    hash_name: str | None = None
+    serial_number: bool = False
+
+    def __post_init__(self) -> None:
+        self.names: list[x509.GeneralName] = []
+        self.ignored: list[str] = []
+
+    def kind(self) -> KeyKind | None:
+        """The key: as named, else the named family's default, else what the signature
+        algorithm implies (for ECDSA the curve of its hash, RFC 5480 §4)."""
+        if self.key_kind is not None:
+            return self.key_kind
+        if self.key_family is not None:
+            return _FAMILY_DEFAULT[self.key_family]
+        if self.sig_family == "ec" and self.hash_name is not None:
+            return next(k for k, h in _HASH_KEYS.items() if h == self.hash_name)
+        return _FAMILY_DEFAULT[self.sig_family] if self.sig_family is not None else None
+
+
+def _take_oid(found: _Collect, oid: str) -> None:
+    if oid == _OID_SERIAL_NUMBER:
+        found.serial_number = True
+    elif oid in _SIGNATURE_ALGORITHMS:
+        found.hash_name, found.sig_family = _SIGNATURE_ALGORITHMS[oid]
+    elif oid == _OID_EC_PUBLIC_KEY:
+        found.key_family = "ec"
+    elif oid == _OID_RSA_ENCRYPTION:
+        found.key_family = "rsa"
+    elif oid != _OID_EXTENSION_REQUEST:  # a bare extensionRequest names nothing yet
+        found.ignored.append(oid)
+
+
+def _take_attribute(found: _Collect, item: _cms.CsrAttr) -> None:
+    values = item.values or ()
+    if item.oid == _OID_EC_PUBLIC_KEY:
+        found.key_family = "ec"
+        curves = [_CURVES.get(value) for value in values]
+        found.key_kind = next((c for c in curves if c is not None), found.key_kind)
+        found.ignored += [f"{item.oid} curve {v}" for v in values if v not in _CURVES]
+    elif item.oid == _OID_RSA_ENCRYPTION:
+        found.key_family = "rsa"
+        sizes = [_RSA_SIZES.get(value) for value in values]
+        found.key_kind = next((s for s in sizes if s is not None), found.key_kind)
+        found.ignored += [f"{item.oid} size {v}" for v in values if v not in _RSA_SIZES]
+    elif item.oid == _OID_EXTENSION_REQUEST:
+        for names in values:
+            for kind, value in names:
+                name = _general_name(kind, value)
+                if kind == "extension-type":
+                    found.ignored.append(f"extension {value} (extensionRequest)")
+                elif name is None:
+                    found.ignored.append(f"{item.oid} subjectAltName {kind}")
+                else:
+                    found.names.append(name)
+    else:
+        found.ignored.append(item.oid)
+
+
+def parse_csrattrs(body: bytes) -> CsrRequirements:
+    """What a /csrattrs answer asks for (RFC 7030 §4.5.2 AttrOrOID; RFC 8995 §5.9.2): bare
+    OIDs (serialNumber, a signature algorithm, a key type) and Attributes (ecPublicKey with
+    its curve, rsaEncryption with its size, extensionRequest with a subjectAltName). A key
+    attribute decides the key; a signature algorithm decides the hash, and the key family
+    when no key attribute names one. Unknown items end in ``ignored``. InvalidInput when
+    the body is not a CsrAttrs."""
+    try:
+        items = _cms.decode_csrattr_items(decode_base64_body(body))
+    except ValueError as exc:
+        raise InvalidInput(f"csrattrs body is not a CsrAttrs sequence: {exc}") from exc
+    found = _Collect()
+    for item in items:
+        if item.values is None:
+            _take_oid(found, item.oid)
+        else:
+            _take_attribute(found, item)
+    kind = found.kind()
+    hash_name = found.hash_name
+    if kind is not None and _family(kind) == "ed25519":
+        hash_name = None  # Ed25519 signs the message itself (RFC 8410 §6)
+    elif kind is not None and found.sig_family not in (None, _family(kind)):
+        found.ignored.append(f"signature algorithm for a {found.sig_family} key with a {kind} key")
+        hash_name = None
+    return CsrRequirements(
+        key_kind=kind,
+        hash_name=hash_name,
+        serial_number=found.serial_number,
+        subject_alt_names=tuple(found.names),
+        ignored=tuple(found.ignored),
+    )

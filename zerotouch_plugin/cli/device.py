@@ -60,6 +60,7 @@ async def _run(args: argparse.Namespace) -> None:
             "netconf_tls": args.netconf_tls,
             "restconf": args.restconf,
             "registrars": args.registrar,
+            "nonceless_allowed": args.allow_nonceless or None,
         },
     )
     if not (config.netconf_ssh or config.netconf_tls or config.restconf):
@@ -155,6 +156,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="registrar https://HOST:PORT for the pledge agent (repeatable, tried in order; "
         "replaces registrars of device.toml)",
+    )
+    p.add_argument(
+        "--allow-nonceless",
+        action="store_true",
+        help="accept a voucher without nonce if its expires-on is in the future (RFC 8995 "
+        "§7.2; also nonceless_allowed = true in device.toml)",
     )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(

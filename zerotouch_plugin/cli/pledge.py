@@ -38,7 +38,15 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         base_delay=min(args.backoff, args.max_backoff),
         max_delay=args.max_backoff,
     )
-    enrollment = asyncio.run(enroll(args.dir, args.registrar, retry=retry, timeout=args.timeout))
+    enrollment = asyncio.run(
+        enroll(
+            args.dir,
+            args.registrar,
+            retry=retry,
+            timeout=args.timeout,
+            nonceless_allowed=args.allow_nonceless,
+        )
+    )
     print(
         f"enrolled {enrollment.serial}: LDevID {certs.fingerprint(enrollment.ldevid)} in "
         f"{args.dir / PLEDGE_FILES['ldevid']}, domain CA in {args.dir / PLEDGE_FILES['domain-ca']}"
@@ -53,10 +61,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="bootstrap the pledge in folder P through a registrar",
         description=(
             "Provisional TLS, voucher-request signed with P/idevid.pem, voucher validation "
-            "against P/masa-ca.pem, voucher_status, EST cacerts and simpleenroll, then the "
-            "install: P/ldevid.key (0600), P/ldevid.pem, P/voucher.cms and last P/domain-ca.pem, "
-            "then enrollstatus reporting it; exits 0. On a failure before the install exits 1 "
-            "with the reason and writes nothing."
+            "against P/masa-ca.pem, voucher_status, EST cacerts, csrattrs and simpleenroll, "
+            "then the install: P/ldevid.key (0600), P/ldevid.pem, P/voucher.cms and last "
+            "P/domain-ca.pem, then enrollstatus reporting it; exits 0. On a failure before the "
+            "install exits 1 with the reason and writes nothing."
         ),
     )
     p.add_argument("--dir", type=Path, required=True, help="pledge folder P")
@@ -84,5 +92,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=30.0,
         help="longest retry delay, also the cap on a server's Retry-After (default 30)",
+    )
+    p.add_argument(
+        "--allow-nonceless",
+        action="store_true",
+        help="accept a voucher without nonce (one the registrar held for offline use) if its "
+        "expires-on is in the future (RFC 8995 §7.2); refused by default",
     )
     p.set_defaults(func=cmd_enroll)

@@ -83,6 +83,7 @@ PHASE_OF_STATE: Mapping[PledgeState, Phase | None] = {
     PledgeState.REPORTING_VOUCHER: Phase.VOUCHER_ACCEPTED,
     PledgeState.REPORTING_VOUCHER_FAILURE: Phase.REQUESTING_VOUCHER,
     PledgeState.FETCHING_CACERTS: Phase.ENROLLING,
+    PledgeState.FETCHING_CSRATTRS: Phase.ENROLLING,
     PledgeState.ENROLLING: Phase.ENROLLING,
     PledgeState.INSTALLING: Phase.ENROLLING,
     PledgeState.REPORTING_ENROLLMENT: Phase.ENROLLING,
@@ -117,6 +118,9 @@ def voucher_summary(voucher: Voucher) -> dict[str, Any]:
         "created-on": format_datetime(voucher.created_on),
         "pinned-domain-cert-fingerprint": certs.fingerprint(pinned),
         "pinned-domain-cert-subject": pinned.subject.rfc4514_string(),
+        # a voucher without nonce was accepted by configuration (RFC 8995 §7.2): worth
+        # seeing, as it could have been issued long before this bootstrap
+        "nonceless": voucher.nonce is None,
     }
     if voucher.expires_on is not None:
         summary["expires-on"] = format_datetime(voucher.expires_on)

@@ -202,19 +202,6 @@ def _has_cmc_ra(cert: x509.Certificate) -> bool:
     return certs.OID_KP_CMC_RA in eku
 
 
-def _aki_forms(cert: x509.Certificate) -> list[bytes]:
-    """The ways a registrar may encode the IDevID's issuer: AKI keyIdentifier or the whole
-    AuthorityKeyIdentifier extension value (DER)."""
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
-    except x509.ExtensionNotFound:
-        return []
-    forms = [ext.value.public_bytes()]
-    if ext.value.key_identifier is not None:
-        forms.insert(0, ext.value.key_identifier)
-    return forms
-
-
 def _check_same_domain(
     tls_client_cert: x509.Certificate,
     registrar: x509.Certificate,
@@ -362,9 +349,8 @@ def verify_registrar_request(
         )
 
     # RFC 8366 §5.3 idevid-issuer: the AKI of the pledge's IDevID, when the registrar sent it.
-    aki = _aki_forms(idevid)
-    if request.idevid_issuer is not None and not any(
-        hmac.compare_digest(request.idevid_issuer, form) for form in aki
+    if request.idevid_issuer is not None and not certs.idevid_issuer_matches(
+        idevid, request.idevid_issuer
     ):
         raise WrongSerial(
             "idevid-issuer does not match the Authority Key Identifier of the pledge's IDevID "
@@ -402,7 +388,7 @@ def verify_registrar_request(
         domain_ca=domain_ca,
         trusted_anchor=trusted,
         idevid=idevid,
-        idevid_issuer=aki[0] if aki else None,
+        idevid_issuer=certs.idevid_issuer(idevid),
         request=request,
         pledge_request=pledge_request,
         der=der,

@@ -28,6 +28,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -40,6 +41,7 @@ from zerotouch_plugin.errors import (
     CertificateError,
     ConfigError,
     Conflict,
+    Expired,
     InvalidInput,
     NotAcceptable,
     NotFound,
@@ -49,6 +51,8 @@ from zerotouch_plugin.errors import (
     UnsupportedMediaType,
     UntrustedSigner,
     UpstreamUnavailable,
+    WrongNonce,
+    WrongSerial,
     ZerotouchError,
 )
 from zerotouch_plugin.roles.states import (
@@ -61,6 +65,7 @@ from zerotouch_plugin.roles.states import (
 __all__ = [
     "MEDIA_JSON",
     "PATH_CACERTS",
+    "PATH_CSRATTRS",
     "PATH_ENROLLSTATUS",
     "PATH_REQUESTVOUCHER",
     "PATH_SIMPLEENROLL",
@@ -89,6 +94,7 @@ PATH_VOUCHER_STATUS = "/.well-known/brski/voucher_status"
 PATH_ENROLLSTATUS = "/.well-known/brski/enrollstatus"
 PATH_CACERTS = "/.well-known/est/cacerts"
 PATH_SIMPLEENROLL = "/.well-known/est/simpleenroll"
+PATH_CSRATTRS = "/.well-known/est/csrattrs"
 MEDIA_JSON = "application/json"  # RFC 8995 §5.7, §5.9.4
 
 _NONCE_BYTES = 16  # RFC 8366 §5.3 allows 8..32
@@ -153,7 +159,10 @@ class PledgeConfig:
     idevid: Identity  # IEEE 802.1AR identity: TLS client certificate, signs the PVR
     masa_anchors: tuple[x509.Certificate, ...]  # P/masa-ca.pem: voucher signers chain here
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    key_kind: KeyKind = "p256"  # the LDevID key
+    key_kind: KeyKind = "p256"  # the LDevID key, unless /csrattrs names another
+    # RFC 8995 §7.2 / RFC 8366 §5.3: accept a voucher without nonce (one the registrar held
+    # for offline use) when it carries an expires-on still in the future
+    nonceless_allowed: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.idevid, Identity):
@@ -166,6 +175,8 @@ class PledgeConfig:
         object.__setattr__(self, "masa_anchors", anchors)
         if not isinstance(self.retry, RetryPolicy):
             raise TypeError("retry must be a RetryPolicy")
+        if not isinstance(self.nonceless_allowed, bool):
+            raise TypeError("nonceless_allowed must be a bool")
         if certs.serial_number_of(self.idevid.cert) is None:
             raise ConfigError("the IDevID has no subject serialNumber (RFC 8995 §2.3.1)")
 
@@ -187,9 +198,12 @@ class TlsMode(StrEnum):
 
 @dataclass(frozen=True)
 class Connect:
-    """Open provisional TLS to the registrar and report its certificate (``connected``)."""
+    """Open provisional TLS to the registrar and report its certificate (``connected``).
+    ``origin`` (``https://host:port``) is where a redirect sent us; None is the registrar
+    the pledge was given."""
 
     mode: TlsMode = TlsMode.PROVISIONAL
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,7 @@ class HttpRequest:
     accept: str | None
     tls: TlsMode
     trust: tuple[x509.Certificate, ...] = ()  # for VERIFIED: the pinned-domain-cert
+    origin: str | None = None  # as for Connect
 
 
 @dataclass(frozen=True)
@@ -267,6 +282,8 @@ class Response:
     _: KW_ONLY
     retry_after: float | None = None
     server_cert: x509.Certificate | None = None
+    server_chain: tuple[x509.Certificate, ...] = ()  # what else the server sent, unverified
+    location: str | None = None  # Location of a 3xx answer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,14 +299,27 @@ def _spki(key: Any) -> bytes:
 
 
 def registrar_validated_by(
-    pinned: x509.Certificate, registrar: x509.Certificate, *, now: datetime
+    pinned: x509.Certificate,
+    registrar: x509.Certificate,
+    *,
+    now: datetime,
+    chain: tuple[x509.Certificate, ...] = (),
 ) -> None:
     """RFC 8995 §5.6.2: the pinned-domain-cert must validate the registrar's TLS certificate
-    (be it, or be a CA it chains to); otherwise the pledge talked to someone else."""
+    (be it, or be a CA it chains to, through the intermediates the registrar sent in
+    ``chain``); otherwise the pledge talked to someone else. A present extendedKeyUsage must
+    allow a TLS server (id-kp-serverAuth) or an EST RA (id-kp-cmcRA, RFC 7030 §3.6.1): the
+    RFC 8995 Appendix C registrar certificate carries cmcRA only."""
     if _der(pinned) == _der(registrar):
         return
     try:
-        certs.verify_chain(registrar, trust_anchors=[pinned], now=now, purpose="server")
+        certs.verify_chain(
+            registrar,
+            trust_anchors=[pinned],
+            intermediates=list(chain),
+            now=now,
+            purpose="registrar",
+        )
     except ZerotouchError as exc:
         raise UntrustedSigner(
             f"the voucher's pinned-domain-cert ({pinned.subject.rfc4514_string()}) does not "
@@ -405,10 +435,17 @@ class Pledge:
         self.error: ZerotouchError | None = None
         self.enrollment: Enrollment | None = None
         self.last_registrar_error: str | None = None
+        self.warnings: list[str] = []  # things honoured only in part; the driver logs them
+        self.csr_requirements: est.CsrRequirements | None = None  # what /csrattrs asked
         self._tries = 0
         self._registrar_cert: x509.Certificate | None = None
+        self._registrar_chain: tuple[x509.Certificate, ...] = ()
+        self._origin: str | None = None  # set by the one redirect followed (§5.6)
+        self._redirected = False
         self._pending: Connect | HttpRequest | None = None
         self._nonce: str | None = None
+        self._pvr: HttpRequest | None = None  # the voucher-request a 202 asks to resend
+        self._voucher_path = PATH_REQUESTVOUCHER
         self._voucher_cms: bytes | None = None
         self._voucher: Voucher | None = None
         self._pinned: x509.Certificate | None = None
@@ -431,15 +468,41 @@ class Pledge:
         self._advance(PledgeEvent.START)
         return self._issue(Connect())
 
-    def connected(self, server_cert: x509.Certificate, *, now: datetime) -> PledgeAction:
-        """Provisional TLS is up: record the registrar certificate (§5.1) and send the PVR."""
+    def connected(
+        self,
+        server_cert: x509.Certificate,
+        *,
+        now: datetime,
+        chain: tuple[x509.Certificate, ...] = (),
+    ) -> PledgeAction:
+        """Provisional TLS is up: record the registrar certificate and the chain it sent
+        (§5.1), and send the PVR.
+
+        After a 202 the very same signed voucher-request is resent, nonce and all (§5.6),
+        provided the same registrar answers; a registrar with another certificate gets a
+        new request with a fresh nonce, as after any other failure (§5.2)."""
         self._expect(PledgeState.CONNECTING)
         if not isinstance(server_cert, x509.Certificate):
             raise TypeError("server_cert must be an x509.Certificate")
+        resend, self._pvr = self._pvr, None
+        same = self._registrar_cert is not None and _der(self._registrar_cert) == _der(server_cert)
         self._registrar_cert = server_cert
+        self._registrar_chain = tuple(chain)
         self._advance(PledgeEvent.CONNECTED)
+        request = resend if resend is not None and same else self._voucher_request(now)
         # connecting and requesting the voucher are one step for the retry count
-        return self._issue(self._voucher_request(now), fresh=False)
+        return self._issue(request, fresh=False)
+
+    def registrar_untrusted(self, error: ZerotouchError) -> PledgeAction:
+        """The TLS layer refused a verified connection before sending anything: the server's
+        certificate is not vouched for by the pinned-domain-cert (``registrar_validated_by``,
+        §5.6.2). Handled like a verified answer that fails the same check."""
+        if not isinstance(error, ZerotouchError):
+            raise TypeError("error must be a ZerotouchError")
+        pending = self._pending
+        if not isinstance(pending, HttpRequest) or pending.tls is not TlsMode.VERIFIED:
+            raise ValueError(f"no verified request is pending in state {self.state}")
+        return self._step_failed(error)
 
     def unreachable(self, message: str, *, now: datetime, refused: bool = False) -> PledgeAction:
         """The request could not be completed: a transport fault (retried) or, with
@@ -490,16 +553,54 @@ class Pledge:
             try:
                 if response.server_cert is None or self._pinned is None:
                     raise CertificateError("no registrar certificate on verified TLS")
-                registrar_validated_by(self._pinned, response.server_cert, now=now)
+                registrar_validated_by(
+                    self._pinned, response.server_cert, now=now, chain=response.server_chain
+                )
             except ZerotouchError as exc:
                 return self._step_failed(exc)
-        retryable = _STATUS_RETRYABLE if self.state in _STATUS_STATES else _RETRYABLE
+        if 300 <= response.status < 400:
+            return self._redirect(pending, response)
+        retryable = _STATUS_RETRYABLE if self.state in _LENIENT_STATES else _RETRYABLE
         if response.status in retryable:
+            if response.status == 202 and self.state is PledgeState.REQUESTING_VOUCHER:
+                self._pvr = pending  # §5.6: resend the same request, same nonce
             what = f"{pending.path} answered {response.status}"
             return self._retry(UpstreamUnavailable(what), response.retry_after)
-        if response.status != 200 and self.state not in _STATUS_STATES:
+        if response.status != 200 and self.state not in _LENIENT_STATES:
             return self._refused(_refusal(response, pending.path))
         return handler(self, response, now)
+
+    def _redirect(self, pending: HttpRequest, response: Response) -> PledgeAction:
+        """RFC 8995 §5.6: a pledge follows at most one redirection, and only to https.
+        The new origin is treated as any registrar: provisional TLS (and a voucher-request
+        naming its certificate) before the voucher, verified against the pin after it."""
+        try:
+            if self._redirected:
+                raise PolicyRefused(
+                    f"{pending.path}: a second redirection ({response.status} to "
+                    f"{response.location or 'nowhere'}); a pledge follows at most one "
+                    "(RFC 8995 §5.6)"
+                )
+            target = _redirect_target(pending, response)
+        except ZerotouchError as exc:
+            return self._refused(exc)
+        self._redirected = True
+        self._origin = target.origin
+        self._advance(PledgeEvent.REDIRECTED)
+        if self.state is PledgeState.CONNECTING:
+            self._voucher_path = target.path
+            return self._issue(Connect(origin=self._origin), fresh=False)
+        moved = HttpRequest(
+            pending.method,
+            target.path,
+            pending.body,
+            pending.content_type,
+            pending.accept,
+            pending.tls,
+            pending.trust,
+            self._origin,
+        )
+        return self._issue(moved, fresh=False)
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -517,11 +618,12 @@ class Pledge:
         body = cms.sign(request.to_json(), signer=self.config.idevid, now=now)
         return HttpRequest(
             "POST",
-            PATH_REQUESTVOUCHER,
+            self._voucher_path,
             body,
             cms.MEDIA_TYPE_VOUCHER_CMS,
             cms.MEDIA_TYPE_VOUCHER_CMS,
             TlsMode.PROVISIONAL,
+            origin=self._origin,
         )
 
     def _on_voucher(self, response: Response, now: datetime) -> PledgeAction:
@@ -570,15 +672,48 @@ class Pledge:
         signed = cms.verify(response.body, trust_anchors=self.config.masa_anchors, now=now)
         voucher = Voucher.from_json(signed.content)
         # serial, idevid-issuer and expiry first: "expired" says more than "no nonce"
-        voucher.check(
-            now=now, serial=self.config.serial, idevid_issuer=_aki(self.config.idevid.cert)
-        )
-        # an online pledge always sent a nonce and accepts only that nonce back (§5.6.1)
-        voucher.check(now=now, nonce=self._nonce)
+        voucher.check(now=now, serial=self.config.serial)
+        self._check_idevid_issuer(voucher)
+        if voucher.nonce is None:
+            self._check_nonceless(voucher, now)
+        else:
+            # the pledge sent a nonce and accepts only that nonce back (§5.6.1)
+            voucher.check(now=now, nonce=self._nonce)
         registrar_validated_by(
-            voucher.pinned_domain_certificate(), self._registrar_certificate(), now=now
+            voucher.pinned_domain_certificate(),
+            self._registrar_certificate(),
+            now=now,
+            chain=self._registrar_chain,
         )
         return voucher
+
+    def _check_idevid_issuer(self, voucher: Voucher) -> None:
+        """RFC 8366 §5.3: idevid-issuer, when present, names our IDevID's issuer (in any of
+        the encodings implementations use, ``certs.idevid_issuer_matches``)."""
+        if voucher.idevid_issuer is not None and not certs.idevid_issuer_matches(
+            self.config.idevid.cert, voucher.idevid_issuer
+        ):
+            raise WrongSerial(
+                f"the voucher's idevid-issuer {voucher.idevid_issuer.hex()} does not name the "
+                "issuer of this device's IDevID (RFC 8366 §5.3)"
+            )
+
+    def _check_nonceless(self, voucher: Voucher, now: datetime) -> None:
+        """A voucher without nonce (RFC 8995 §7.2 "nonceless"): only where configured, and
+        only with an expires-on still ahead (RFC 8366 §5.3; ``check`` refused a past one)."""
+        if not self.config.nonceless_allowed:
+            raise WrongNonce(
+                f"the voucher carries no nonce, but this pledge sent {self._nonce!r} and "
+                "does not accept nonceless vouchers (allow them with --allow-nonceless; "
+                "RFC 8995 §5.6.1, §7.2)"
+            )
+        if voucher.expires_on is None:
+            raise WrongNonce(
+                "the voucher carries neither a nonce nor an expires-on: a nonceless voucher "
+                "is accepted only with a limited lifetime (RFC 8366 §5.3, RFC 8995 §7.2)"
+            )
+        if now >= voucher.expires_on:
+            raise Expired(f"the nonceless voucher expired on {voucher.expires_on.isoformat()}")
 
     def _on_voucher_status(self, response: Response, now: datetime) -> PledgeAction:
         self._note_registrar(response)
@@ -604,9 +739,42 @@ class Pledge:
         self._cacerts = cacerts
         self._anchors = anchors
         self._advance(PledgeEvent.CACERTS_VALID)
-        self._key = certs.generate_key(self.config.key_kind)
+        # RFC 8995 §5.9.2: the pledge MUST ask for the CSR attributes the registrar wants
+        return self._issue(self._verified("GET", PATH_CSRATTRS, None, None, est.MEDIA_CSRATTRS))
+
+    def _on_csrattrs(self, response: Response, now: datetime) -> PledgeAction:
+        """RFC 7030 §4.5: honour what the registrar asks for and this pledge supports; the
+        rest is ignored with a warning (§4.5.2 lets a client ignore attributes). No answer
+        (404, 204, an empty or malformed body) means the defaults."""
+        requirements = est.CsrRequirements()
+        if response.status != 200:
+            self.warnings.append(
+                f"csrattrs answered {response.status}: the CSR uses the defaults (RFC 7030 §4.5.2)"
+            )
+        elif not response.body.strip():
+            self.warnings.append("csrattrs answered an empty body: the CSR uses the defaults")
+        else:
+            try:
+                requirements = est.parse_csrattrs(response.body)
+            except ZerotouchError as exc:
+                self.warnings.append(
+                    f"csrattrs answer ignored, the CSR uses the defaults: {exc.one_line()}"
+                )
+        self.warnings += [
+            f"csrattrs asks for {oid}, which this pledge does not support: ignored"
+            for oid in requirements.ignored
+        ]
+        self.csr_requirements = requirements
+        self._advance(PledgeEvent.CSRATTRS_DONE)
+        self._key = certs.generate_key(requirements.key_kind or self.config.key_kind)
         serial = self.config.serial
-        csr = certs.make_csr(self._key, common_name=serial, serial=serial)
+        csr = certs.make_csr(
+            self._key,
+            common_name=serial,
+            serial=serial,
+            san=requirements.subject_alt_names,
+            hash_name=requirements.hash_name,
+        )
         body = est.encode_base64_body(csr.public_bytes(Encoding.DER))
         return self._issue(
             self._verified("POST", PATH_SIMPLEENROLL, body, est.MEDIA_PKCS10, est.MEDIA_PKCS7)
@@ -674,6 +842,7 @@ class Pledge:
         PledgeState.REPORTING_VOUCHER: _on_voucher_status,
         PledgeState.REPORTING_VOUCHER_FAILURE: _on_voucher_status,
         PledgeState.FETCHING_CACERTS: _on_cacerts,
+        PledgeState.FETCHING_CSRATTRS: _on_csrattrs,
         PledgeState.ENROLLING: _on_certificate,
         PledgeState.REPORTING_ENROLLMENT: _on_enroll_status,
         PledgeState.REPORTING_ENROLLMENT_FAILURE: _on_enroll_status,
@@ -703,7 +872,9 @@ class Pledge:
     def _status(self, path: str, report: bytes, mode: TlsMode) -> HttpRequest:
         if mode is TlsMode.VERIFIED:
             return self._verified("POST", path, report, MEDIA_JSON, None)
-        return HttpRequest("POST", path, report, MEDIA_JSON, None, TlsMode.PROVISIONAL)
+        return HttpRequest(
+            "POST", path, report, MEDIA_JSON, None, TlsMode.PROVISIONAL, origin=self._origin
+        )
 
     def _verified(
         self,
@@ -715,7 +886,14 @@ class Pledge:
     ) -> HttpRequest:
         assert self._pinned is not None
         return HttpRequest(
-            method, path, body, content_type, accept, TlsMode.VERIFIED, (self._pinned,)
+            method,
+            path,
+            body,
+            content_type,
+            accept,
+            TlsMode.VERIFIED,
+            (self._pinned,),
+            self._origin,
         )
 
     def _note_registrar(self, response: Response) -> None:
@@ -729,8 +907,10 @@ class Pledge:
         self._advance(PledgeEvent.RETRY)
         fraction = int.from_bytes(self._random(4), "big") / 2**32
         seconds = self.config.retry.delay(self._tries, fraction, retry_after)
-        # after RETRY the voucher step restarts at CONNECTING (fresh record, fresh nonce)
-        then = Connect() if self.state is PledgeState.CONNECTING else self._pending
+        # after RETRY the voucher step restarts at CONNECTING (a fresh record of the registrar)
+        then = (
+            Connect(origin=self._origin) if self.state is PledgeState.CONNECTING else self._pending
+        )
         assert then is not None
         self._pending = then
         self._tries += 1
@@ -777,6 +957,7 @@ class Pledge:
 # EST step -> the event of an answer that fails its checks (then enrollstatus false, §5.9.4).
 _INVALID_ANSWER: Mapping[PledgeState, PledgeEvent] = {
     PledgeState.FETCHING_CACERTS: PledgeEvent.CACERTS_INVALID,
+    PledgeState.FETCHING_CSRATTRS: PledgeEvent.REFUSED,
     PledgeState.ENROLLING: PledgeEvent.CERT_INVALID,
 }
 
@@ -789,13 +970,31 @@ _STATUS_STATES = frozenset(
         PledgeState.REPORTING_ENROLLMENT_FAILURE,
     }
 )
+# ... and these too: CSR attributes are optional, any answer but a transient one will do.
+_LENIENT_STATES = _STATUS_STATES | {PledgeState.FETCHING_CSRATTRS}
 
 
-def _aki(cert: x509.Certificate) -> bytes | None:
-    """The IDevID's AuthorityKeyIdentifier, as idevid-issuer carries it (RFC 8366 §5.3)."""
+@dataclass(frozen=True)
+class _Target:
+    origin: str
+    path: str
+
+
+def _redirect_target(pending: HttpRequest, response: Response) -> _Target:
+    """Where a 3xx answer sends the pending request. ``location`` is absolute (the HTTP
+    client resolves a relative one against the request URL) and must be https."""
+    if not response.location:
+        raise RemoteError(f"{pending.path}: {response.status} redirection without a Location")
     try:
-        return cert.extensions.get_extension_for_class(
-            x509.AuthorityKeyIdentifier
-        ).value.public_bytes()
-    except x509.ExtensionNotFound:
-        return None
+        parts = urlsplit(response.location)
+        port = parts.port or 443
+    except ValueError as exc:
+        raise RemoteError(f"{pending.path}: unusable redirection Location: {exc}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise PolicyRefused(
+            f"{pending.path}: redirection to {response.location!r} refused: a pledge follows "
+            "https only (RFC 8995 §5.6)"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(f"https://{host}:{port}", path)

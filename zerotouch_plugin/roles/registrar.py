@@ -82,8 +82,6 @@ __all__ = [
     "domain_id",
     "evaluate_audit_log",
     "identify_client",
-    "idevid_issuer_forms",
-    "idevid_issuer_of",
     "issue_ldevid",
     "ldevid_subject",
     "manufacturer_matches",
@@ -331,23 +329,6 @@ def check_fresh_nonce(pledge: PledgeRequest, answered_at: datetime | None) -> No
     )
 
 
-def idevid_issuer_of(cert: x509.Certificate) -> bytes | None:
-    """idevid-issuer (RFC 8366 §5.3): the keyIdentifier OCTET STRING of the IDevID's AKI."""
-    forms = idevid_issuer_forms(cert)
-    return forms[0] if forms else None
-
-
-def idevid_issuer_forms(cert: x509.Certificate) -> tuple[bytes, ...]:
-    """Encodings of idevid-issuer seen in practice: the AKI keyIdentifier, or the DER of the
-    whole AuthorityKeyIdentifier extension value."""
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return ()
-    whole = bytes(aki.public_bytes())
-    return (aki.key_identifier, whole) if aki.key_identifier is not None else (whole,)
-
-
 # What a registrar voucher-request built here tolerates: only the pledge's nonce form.
 _RELAYED_NONCE = frozenset({Tolerance.OPAQUE_NONCE})
 
@@ -363,7 +344,7 @@ def build_registrar_request(
         # RFC 8995 §5.5: the pledge's nonce, relayed verbatim in whatever form it came
         # (Appendix C sends unpadded base64url): an opaque string the MASA compares as is.
         nonce=pledge.request.nonce,
-        idevid_issuer=idevid_issuer_of(pledge.idevid),
+        idevid_issuer=certs.idevid_issuer(pledge.idevid),  # RFC 8366 §5.3 form
         prior_signed_voucher_request=pledge.cms_der,
         tolerances=_RELAYED_NONCE,
     )
@@ -404,8 +385,8 @@ def check_masa_voucher(
     except ZerotouchError as exc:
         raise UpstreamInvalid(f"the MASA's voucher was refused: {exc.one_line()}") from exc
     # RFC 8366 §5.3: idevid-issuer, when present, names this pledge's IDevID issuer.
-    if voucher.idevid_issuer is not None and voucher.idevid_issuer not in idevid_issuer_forms(
-        pledge.idevid
+    if voucher.idevid_issuer is not None and not certs.idevid_issuer_matches(
+        pledge.idevid, voucher.idevid_issuer
     ):
         raise UpstreamInvalid(
             "the MASA's voucher has an idevid-issuer that is not this pledge's IDevID issuer"

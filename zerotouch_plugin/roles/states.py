@@ -103,6 +103,7 @@ class PledgeState(StrEnum):
     REPORTING_VOUCHER = "reporting-voucher"  # voucher accepted, voucher_status true (§5.7)
     REPORTING_VOUCHER_FAILURE = "reporting-voucher-failure"  # voucher refused (§5.6.1, §5.7)
     FETCHING_CACERTS = "fetching-cacerts"  # EST /cacerts (RFC 7030 §4.1, RFC 8995 §5.9.1)
+    FETCHING_CSRATTRS = "fetching-csrattrs"  # EST /csrattrs (RFC 7030 §4.5, RFC 8995 §5.9.2)
     ENROLLING = "enrolling"  # EST /simpleenroll (RFC 7030 §4.2)
     INSTALLING = "installing"  # LDevID and trust anchors handed to the host (§5.9.4)
     REPORTING_ENROLLMENT = "reporting-enrollment"  # enrollstatus true (§5.9.4)
@@ -119,6 +120,7 @@ class PledgeEvent(StrEnum):
     STATUS_SENT = "status-sent"  # any HTTP answer to a status report (§5.7: may be ignored)
     CACERTS_VALID = "cacerts-valid"
     CACERTS_INVALID = "cacerts-invalid"
+    CSRATTRS_DONE = "csrattrs-done"  # any answer: honoured, or defaults when there are none
     CERT_VALID = "cert-valid"
     CERT_INVALID = "cert-invalid"
     INSTALLED = "installed"  # the host stored the identity and switched to it
@@ -126,6 +128,7 @@ class PledgeEvent(StrEnum):
     RETRY = "retry"  # transient: unreachable, 503 or 202 with Retry-After
     REFUSED = "refused"  # the registrar answered with a refusal
     GAVE_UP = "gave-up"  # retries exhausted
+    REDIRECTED = "redirected"  # the one 3xx a pledge follows (RFC 8995 §5.6)
 
 
 _P = PledgeState
@@ -136,6 +139,7 @@ _ACTIVE = (
     _P.REPORTING_VOUCHER,
     _P.REPORTING_VOUCHER_FAILURE,
     _P.FETCHING_CACERTS,
+    _P.FETCHING_CSRATTRS,
     _P.ENROLLING,
     _P.REPORTING_ENROLLMENT,
     _P.REPORTING_ENROLLMENT_FAILURE,
@@ -145,17 +149,26 @@ PLEDGE_TRANSITIONS: Mapping[tuple[PledgeState, PledgeEvent], PledgeState] = {
     # every active step retries in place and fails for good once retries run out
     **{(state, _PE.RETRY): state for state in _ACTIVE},
     **{(state, _PE.GAVE_UP): _P.FAILED for state in _ACTIVE},
+    # a redirected request goes to the new origin as it is (verified TLS checks the new
+    # server against the pin like any other); the voucher-request is the exception below
+    **{(state, _PE.REDIRECTED): state for state in _ACTIVE if state is not _P.CONNECTING},
     (_P.IDLE, _PE.START): _P.CONNECTING,
     (_P.CONNECTING, _PE.CONNECTED): _P.REQUESTING_VOUCHER,
     (_P.CONNECTING, _PE.REFUSED): _P.FAILED,  # TLS alert: the registrar refuses our IDevID
-    # a voucher-request is never re-sent as is: reconnect, re-record, fresh nonce (§5.2)
+    # every retry reconnects and re-records the registrar certificate (§5.1); after a 202 the
+    # same signed voucher-request is resent (§5.6), after anything else a new one with a
+    # fresh nonce (§5.2)
     (_P.REQUESTING_VOUCHER, _PE.RETRY): _P.CONNECTING,
+    # another origin is another registrar: record its certificate, sign a request for it
+    (_P.REQUESTING_VOUCHER, _PE.REDIRECTED): _P.CONNECTING,
     (_P.REQUESTING_VOUCHER, _PE.REFUSED): _P.FAILED,
     (_P.REQUESTING_VOUCHER, _PE.VOUCHER_VALID): _P.REPORTING_VOUCHER,
     (_P.REQUESTING_VOUCHER, _PE.VOUCHER_INVALID): _P.REPORTING_VOUCHER_FAILURE,
     (_P.REPORTING_VOUCHER, _PE.STATUS_SENT): _P.FETCHING_CACERTS,
     (_P.REPORTING_VOUCHER_FAILURE, _PE.STATUS_SENT): _P.FAILED,
-    (_P.FETCHING_CACERTS, _PE.CACERTS_VALID): _P.ENROLLING,
+    (_P.FETCHING_CACERTS, _PE.CACERTS_VALID): _P.FETCHING_CSRATTRS,
+    (_P.FETCHING_CSRATTRS, _PE.CSRATTRS_DONE): _P.ENROLLING,
+    (_P.FETCHING_CSRATTRS, _PE.REFUSED): _P.REPORTING_ENROLLMENT_FAILURE,
     (_P.FETCHING_CACERTS, _PE.CACERTS_INVALID): _P.REPORTING_ENROLLMENT_FAILURE,
     (_P.FETCHING_CACERTS, _PE.REFUSED): _P.REPORTING_ENROLLMENT_FAILURE,
     # §5.9.4: enrollstatus reports the installed result, so install comes first

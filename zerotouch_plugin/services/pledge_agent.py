@@ -164,6 +164,7 @@ class PledgeAgent:
                 base_delay=self.config.bootstrap_retry_delay,
                 max_delay=self.config.bootstrap_max_delay,
             ),
+            nonceless_allowed=self.config.nonceless_allowed,
         )
         between = RetryPolicy(
             base_delay=self.config.bootstrap_retry_delay,

@@ -2,7 +2,12 @@
 
 The IDevID is the TLS client certificate throughout. Until the voucher arrives the registrar is
 not verified (provisional TLS, RFC 8995 §5.1: its certificate is recorded); afterwards every
-connection must validate against the voucher's pinned-domain-cert (§5.6.2). Only this module
+connection must validate against the voucher's pinned-domain-cert (§5.6.2). That check is the
+machine's (``roles.pledge.registrar_validated_by``, with the EKU rule of BRSKI rather than
+OpenSSL's TLS-server purpose, which refuses an id-kp-cmcRA-only registrar): the TLS layer only
+collects the server's certificate and chain and runs the check inside the handshake, so a
+server the pin does not vouch for never receives a byte of the request. Redirects are not
+followed here: the machine sees each 3xx and follows at most one (§5.6). Only this module
 sleeps, reads the clock and draws random bytes; the machine decides everything else.
 """
 
@@ -18,7 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from cryptography import x509
@@ -26,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.device.domain_files import write_domain
-from zerotouch_plugin.errors import ConfigError, StorageError, ZerotouchError
+from zerotouch_plugin.errors import CertificateError, ConfigError, StorageError, ZerotouchError
 from zerotouch_plugin.roles.pledge import (
     Connect,
     Done,
@@ -41,14 +47,16 @@ from zerotouch_plugin.roles.pledge import (
     RetryPolicy,
     TlsMode,
     Wait,
+    registrar_validated_by,
 )
-from zerotouch_plugin.services._tls import ServerCertRecorder, client_context
+from zerotouch_plugin.services._tls import client_context
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "PLEDGE_FILES",
     "HandshakeRefused",
     "Installer",
+    "PinMismatch",
     "PledgeClient",
     "drive",
     "enroll",
@@ -89,7 +97,9 @@ _TLS_REFUSALS = (
 _VERSION_ERRORS = ("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "WRONG_VERSION_NUMBER")
 
 
-def load_pledge_config(folder: Path, *, retry: RetryPolicy | None = None) -> PledgeConfig:
+def load_pledge_config(
+    folder: Path, *, retry: RetryPolicy | None = None, nonceless_allowed: bool = False
+) -> PledgeConfig:
     """P/idevid.pem (+chain), P/idevid.key and P/masa-ca.pem as a PledgeConfig."""
     paths = {name: folder / file for name, file in PLEDGE_FILES.items()}
     for name in ("idevid", "idevid-key", "masa-ca"):
@@ -103,7 +113,12 @@ def load_pledge_config(folder: Path, *, retry: RetryPolicy | None = None) -> Ple
     chain = tuple(c for c in idevid.chain if c.subject != c.issuer)
     idevid = certs.Identity(idevid.cert, idevid.key, chain)
     anchors = tuple(certs.load_certs(paths["masa-ca"].read_bytes()))
-    return PledgeConfig(idevid=idevid, masa_anchors=anchors, retry=retry or RetryPolicy())
+    return PledgeConfig(
+        idevid=idevid,
+        masa_anchors=anchors,
+        retry=retry or RetryPolicy(),
+        nonceless_allowed=nonceless_allowed,
+    )
 
 
 def write_enrollment(folder: Path, enrollment: Enrollment) -> None:
@@ -136,6 +151,91 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
 
 class HandshakeRefused(ConnectionError):
     """The registrar ended the TLS handshake once it saw our client certificate."""
+
+
+class PinMismatch(ssl.SSLCertVerificationError):
+    """The server of a verified connection is not vouched for by the pinned-domain-cert
+    (RFC 8995 §5.6.2). Raised inside the TLS handshake, before any request is written."""
+
+    def __init__(self, error: ZerotouchError) -> None:
+        super().__init__(error.one_line())
+        self.error = error
+
+
+def _pin_mismatch(exc: BaseException) -> PinMismatch | None:
+    """The PinMismatch behind a failed request (aiohttp wraps handshake errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PinMismatch):
+            return current
+        nested = getattr(current, "certificate_error", None) or getattr(current, "os_error", None)
+        current = (
+            nested
+            if isinstance(nested, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return None
+
+
+Peer = tuple[x509.Certificate, tuple[x509.Certificate, ...]]  # leaf, what else it sent
+
+
+def _peer(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> Peer | None:
+    """The server's certificate and the rest of the chain it sent, unverified. Python 3.13
+    names the chain ``get_unverified_chain``; 3.10-3.12 have it on the ``_ssl`` object."""
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    getter = getattr(ssl_object, "get_unverified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None
+    )
+    raw: list[Any] = getter() if getter is not None else []
+    # bytes (3.13) or _ssl.Certificate objects whose public_bytes() is PEM text (3.10-3.12)
+    chain = [
+        x509.load_der_x509_certificate(
+            item if isinstance(item, bytes) else ssl.PEM_cert_to_DER_cert(item.public_bytes())
+        )
+        for item in raw
+    ]
+    return x509.load_der_x509_certificate(der), tuple(chain[1:])
+
+
+@dataclass
+class _PeerRecorder:
+    """What each handshake's server presented (RFC 8995 §5.1 "record"), and for verified
+    connections the pin check run before the handshake completes (§5.6.2)."""
+
+    validate: Callable[[x509.Certificate, tuple[x509.Certificate, ...]], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.last: Peer | None = None
+
+    def seen(self, ssl_object: ssl.SSLObject) -> None:
+        peer = _peer(ssl_object)
+        self.last = peer
+        if self.validate is None:
+            return
+        if peer is None:
+            raise PinMismatch(CertificateError("the registrar presented no certificate"))
+        try:
+            self.validate(*peer)
+        except ZerotouchError as exc:
+            raise PinMismatch(exc) from exc
+
+
+def _recording(ctx: ssl.SSLContext, recorder: _PeerRecorder) -> ssl.SSLContext:
+    """``ctx`` with an SSLObject class reporting each handshake to ``recorder``: asyncio (and
+    so aiohttp) builds ``SSLContext.sslobject_class``, the documented hook."""
+
+    class _PeerSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            recorder.seen(self)
+
+    ctx.sslobject_class = _PeerSSLObject
+    return ctx
 
 
 def _tls_refusal(exc: BaseException) -> bool:
@@ -181,7 +281,8 @@ def _target(url: str) -> _Target:
 
 
 class PledgeClient:
-    """Performs one machine's actions against one registrar. Use as an async context."""
+    """Performs one machine's actions against one registrar (and the one origin a redirect
+    may name). Use as an async context."""
 
     def __init__(self, config: PledgeConfig, registrar_url: str, *, timeout: float) -> None:
         if timeout <= 0:
@@ -190,15 +291,12 @@ class PledgeClient:
         self._target = _target(registrar_url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._seconds = timeout
+        self._now: Callable[[], datetime] = _utc_now
         # every handshake's server certificate is recorded: aiohttp releases the connection
         # of a short answer before the caller could ask it (RFC 8995 §5.1 "record")
-        self._recorders: dict[tuple[TlsMode, bytes], ServerCertRecorder] = {}
+        self._recorders: dict[tuple[TlsMode, bytes], _PeerRecorder] = {}
         self._sessions: dict[tuple[TlsMode, bytes], aiohttp.ClientSession] = {}
-        self._provisional_ssl = client_context(
-            config.idevid, trust=None, recorder=self._recorder((TlsMode.PROVISIONAL, b""))
-        )
-        self._probe_ssl = client_context(config.idevid, trust=None)
-        self._probe_ssl.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.probe_chain: tuple[x509.Certificate, ...] = ()  # sent with the last probe's cert
 
     async def __aenter__(self) -> PledgeClient:
         return self
@@ -211,60 +309,70 @@ class PledgeClient:
         for session in sessions:
             await session.close()
 
-    def _recorder(self, key: tuple[TlsMode, bytes]) -> ServerCertRecorder:
-        return self._recorders.setdefault(key, ServerCertRecorder())
-
     @staticmethod
     def _key(mode: TlsMode, trust: Sequence[x509.Certificate]) -> tuple[TlsMode, bytes]:
         return (mode, b"".join(c.public_bytes(Encoding.DER) for c in trust))
 
-    def _verified_ssl(
-        self, trust: Sequence[x509.Certificate], recorder: ServerCertRecorder
-    ) -> ssl.SSLContext:
-        # BRSKI names the registrar by the pinned-domain-cert, not by host name (§5.6.2);
-        # the pinned certificate may be the registrar's own, hence partial chains.
-        ctx = client_context(
-            self.config.idevid, trust=trust, check_hostname=False, recorder=recorder
-        )
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        return ctx
+    def _context(
+        self, mode: TlsMode, trust: Sequence[x509.Certificate]
+    ) -> tuple[ssl.SSLContext, _PeerRecorder]:
+        """Provisional TLS records the server (§5.1). Verified TLS also lets OpenSSL verify
+        nothing: the machine's rule decides (BRSKI names the registrar by the pin, not by
+        host name, and accepts an id-kp-cmcRA registrar, §5.6.2), inside the handshake."""
+        validate = None
+        if mode is TlsMode.VERIFIED:
+            if not trust:
+                raise ConfigError("a verified request needs the pinned-domain-cert")
+            pinned = trust[0]
 
-    def _session(self, mode: TlsMode, trust: Sequence[x509.Certificate]) -> aiohttp.ClientSession:
+            def validate(leaf: x509.Certificate, chain: tuple[x509.Certificate, ...]) -> None:
+                registrar_validated_by(pinned, leaf, now=self._now(), chain=chain)
+
+        recorder = _PeerRecorder(validate)
+        ctx = client_context(self.config.idevid, trust=None)
+        return _recording(ctx, recorder), recorder
+
+    def _session(
+        self, mode: TlsMode, trust: Sequence[x509.Certificate]
+    ) -> tuple[aiohttp.ClientSession, _PeerRecorder]:
         key = self._key(mode, trust)
         session = self._sessions.get(key)
         if session is None:
-            ctx = (
-                self._provisional_ssl
-                if mode is TlsMode.PROVISIONAL
-                else self._verified_ssl(trust, self._recorder(key))
-            )
+            ctx, self._recorders[key] = self._context(mode, trust)
             # provisional connections are never reused: each one is checked afresh
             connector = aiohttp.TCPConnector(ssl=ctx, force_close=mode is TlsMode.PROVISIONAL)
             session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._sessions[key] = session
-        return session
+        return session, self._recorders[key]
 
-    async def probe(self) -> x509.Certificate:
-        """Provisional TLS handshake; the certificate the registrar presented (§5.1).
+    def _where(self, origin: str | None) -> _Target:
+        return self._target if origin is None else _target(origin)
+
+    async def probe(self, origin: str | None = None) -> x509.Certificate:
+        """Provisional TLS handshake; the certificate the registrar presented (§5.1), the
+        rest of its chain in ``probe_chain``.
 
         The probe prefers TLS 1.2: there a registrar that refuses the IDevID (unknown
         manufacturer, expired) says so with a handshake alert, while TLS 1.3 only drops the
         connection after the handshake, which looks like an outage and would be retried.
         """
+        where = self._where(origin)
+        probe_ssl = client_context(self.config.idevid, trust=None)
+        probe_ssl.maximum_version = ssl.TLSVersion.TLSv1_2
         try:
-            return await self._handshake(self._probe_ssl)
+            return await self._handshake(where, probe_ssl)
         except ssl.SSLError as exc:
             if not any(
                 token in f"{getattr(exc, 'reason', '')} {exc}".upper() for token in _VERSION_ERRORS
             ):
                 raise
-        return await self._handshake(self._provisional_ssl)  # a TLS 1.3-only registrar
+        # a TLS 1.3-only registrar
+        return await self._handshake(where, client_context(self.config.idevid, trust=None))
 
-    async def _handshake(self, ctx: ssl.SSLContext) -> x509.Certificate:
+    async def _handshake(self, where: _Target, ctx: ssl.SSLContext) -> x509.Certificate:
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self._target.host, self._target.port, ssl=ctx),
-                self._seconds,
+                asyncio.open_connection(where.host, where.port, ssl=ctx), self._seconds
             )
         except (ConnectionResetError, ssl.SSLEOFError, asyncio.IncompleteReadError) as exc:
             # TCP was accepted, the TLS handshake was cut after our certificate went out:
@@ -275,37 +383,44 @@ class PledgeClient:
             ) from exc
         try:
             ssl_object = writer.get_extra_info("ssl_object")
-            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            peer = _peer(ssl_object) if ssl_object is not None else None
         finally:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError):
                 await writer.wait_closed()
-        if not der:
+        if peer is None:
             raise ssl.SSLError("the registrar presented no certificate")
-        return x509.load_der_x509_certificate(der)
+        self.probe_chain = peer[1]
+        return peer[0]
 
     async def send(self, request: HttpRequest, *, now: Callable[[], datetime]) -> Response:
+        self._now = now
         headers = {}
         if request.content_type:
             headers["Content-Type"] = request.content_type
         if request.accept:
             headers["Accept"] = request.accept
-        session = self._session(request.tls, request.trust)
-        recorder = self._recorder(self._key(request.tls, request.trust))
-        url = self._target.base + request.path
-        async with session.request(request.method, url, data=request.body, headers=headers) as resp:
+        session, recorder = self._session(request.tls, request.trust)
+        url = self._where(request.origin).base + request.path
+        async with session.request(
+            request.method, url, data=request.body, headers=headers, allow_redirects=False
+        ) as resp:
             # provisional connections are fresh per request: the last handshake is ours
-            server_cert = recorder.last
+            server_cert, server_chain = recorder.last or (None, ())
             if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
                 body = b""
             else:
                 body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+            location = resp.headers.get("Location")
             return Response(
                 status=resp.status,
                 body=body[:MAX_RESPONSE_BYTES],
                 content_type=resp.headers.get("Content-Type", ""),
                 retry_after=_retry_after(resp.headers.get("Retry-After"), now()),
                 server_cert=server_cert,
+                server_chain=server_chain,
+                # RFC 9110 §10.2.2: a relative reference is resolved against the request URL
+                location=urljoin(url, location) if location else None,
             )
 
 
@@ -328,6 +443,12 @@ async def _install(machine: Pledge, install: Installer, action: Install) -> Pled
         log.warning("installing the identity failed: %s", exc)
         return machine.install_failed(StorageError(f"cannot install the identity: {exc}"))
     return machine.installed(management)
+
+
+def _log_warnings(machine: Pledge) -> None:
+    """What the machine honoured only in part (e.g. CSR attributes it does not support)."""
+    while machine.warnings:
+        log.warning("%s", machine.warnings.pop(0))
 
 
 async def drive(
@@ -361,14 +482,20 @@ async def drive(
             continue
         try:
             if isinstance(action, Connect):
-                cert = await client.probe()
-                action = machine.connected(cert, now=now())
+                cert = await client.probe(action.origin)
+                action = machine.connected(cert, now=now(), chain=client.probe_chain)
             else:
                 response = await client.send(action, now=now)
                 log.debug("%s %s -> %d", action.method, action.path, response.status)
                 action = machine.received(response, now=now())
         except (OSError, TimeoutError, aiohttp.ClientError, ssl.SSLError) as exc:
-            action = machine.unreachable(_describe(exc), now=now(), refused=_tls_refusal(exc))
+            mismatch = _pin_mismatch(exc)
+            if mismatch is not None:
+                log.warning("registrar refused before sending: %s", mismatch.error.one_line())
+                action = machine.registrar_untrusted(mismatch.error)
+            else:
+                action = machine.unreachable(_describe(exc), now=now(), refused=_tls_refusal(exc))
+        _log_warnings(machine)
 
 
 async def enroll(
@@ -377,10 +504,11 @@ async def enroll(
     *,
     retry: RetryPolicy | None = None,
     timeout: float = 30.0,
+    nonceless_allowed: bool = False,
 ) -> Enrollment:
     """``zerotouch pledge enroll``: bootstrap the pledge of folder P; its results are written
     (the install step) before enrollstatus reports them."""
-    config = load_pledge_config(folder, retry=retry)
+    config = load_pledge_config(folder, retry=retry, nonceless_allowed=nonceless_allowed)
     machine = Pledge(config, random_bytes=os.urandom)
 
     async def install(enrollment: Enrollment) -> None:

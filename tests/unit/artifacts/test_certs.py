@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import (
     CertificateError,
@@ -512,3 +513,128 @@ def test_malformed_masa_url_extension(vendor: certs.Identity, value: bytes) -> N
         certs.masa_url_of(cert)
     with pytest.raises(CertificateError, match="hardwareModuleName"):
         certs.hardware_module_name_of(cert)
+
+
+# ---------------------------------------------------------------------------------------------
+# idevid-issuer (RFC 8366 §5.3): the one helper all three roles use
+
+
+def test_idevid_issuer_sends_the_key_identifier(idevid: certs.Identity) -> None:
+    sent = certs.idevid_issuer(idevid.cert)
+    aki = idevid.cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert sent == aki.key_identifier and sent is not None and len(sent) == 20
+
+
+def test_idevid_issuer_matches_every_form(idevid: certs.Identity) -> None:
+    forms = idevid_issuer_forms(idevid.cert)
+    assert forms["extn-value-octet-string"][:4] == bytes.fromhex("04183016")
+    for name, value in forms.items():
+        assert certs.idevid_issuer_matches(idevid.cert, value), name
+
+
+def test_idevid_issuer_of_another_ca_or_altered_does_not_match(
+    idevid: certs.Identity,
+) -> None:
+    other_vendor = certs.make_ca("Other Manufacturer CA", now=NOW)
+    other = certs.issue_idevid(other_vendor, "SN-0001", masa_url="https://m.example", now=NOW)
+    for name, value in idevid_issuer_forms(other.cert).items():
+        assert not certs.idevid_issuer_matches(idevid.cert, value), name
+    key_id = certs.idevid_issuer(idevid.cert)
+    assert key_id is not None
+    for altered in (key_id[:-1], key_id + b"\x00", b"", bytes([key_id[0] ^ 1]) + key_id[1:]):
+        assert not certs.idevid_issuer_matches(idevid.cert, altered)
+    with pytest.raises(TypeError):
+        certs.idevid_issuer_matches(idevid.cert, key_id.hex())  # type: ignore[arg-type]
+
+
+def test_idevid_without_aki_has_no_idevid_issuer(vendor: certs.Identity) -> None:
+    key = certs.generate_key("p256")
+    bare = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "SN-NOAKI")]))
+        .issuer_name(vendor.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .sign(vendor.key, certs.signature_hash(vendor.key))  # type: ignore[arg-type]
+    )
+    assert certs.idevid_issuer(bare) is None
+    assert not certs.idevid_issuer_matches(bare, b"\x01" * 20)
+
+
+# ---------------------------------------------------------------------------------------------
+# the registrar's TLS certificate as the pledge sees it (RFC 8995 §5.6.2, RFC 7030 §3.6.1)
+
+
+def _with_eku(ca: certs.Identity, ekus: list[x509.ObjectIdentifier]) -> x509.Certificate:
+    key = certs.generate_key("p256")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registrar")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+        .sign(ca.key, certs.signature_hash(ca.key))  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("ekus", "accepted"),
+    [
+        ([certs.OID_KP_CMC_RA], True),  # RFC 8995 Appendix C registrar
+        ([ExtendedKeyUsageOID.SERVER_AUTH], True),
+        ([ExtendedKeyUsageOID.CLIENT_AUTH, certs.OID_KP_CMC_RA], True),
+        ([ExtendedKeyUsageOID.CLIENT_AUTH], False),
+        ([ExtendedKeyUsageOID.CODE_SIGNING], False),
+    ],
+)
+def test_registrar_purpose_takes_server_auth_or_cmc_ra(
+    ekus: list[x509.ObjectIdentifier], accepted: bool
+) -> None:
+    domain = certs.make_ca("Domain CA", now=NOW - timedelta(days=1))
+    leaf = _with_eku(domain, ekus)
+    if accepted:
+        chain = certs.verify_chain(leaf, trust_anchors=[domain.cert], now=NOW, purpose="registrar")
+        assert chain[0] == leaf
+    else:
+        with pytest.raises(UntrustedSigner):
+            certs.verify_chain(leaf, trust_anchors=[domain.cert], now=NOW, purpose="registrar")
+    if ekus == [certs.OID_KP_CMC_RA]:  # OpenSSL's and the "server" purpose refuse it
+        with pytest.raises(UntrustedSigner):
+            certs.verify_chain(leaf, trust_anchors=[domain.cert], now=NOW, purpose="server")
+
+
+# ---------------------------------------------------------------------------------------------
+# CSR options a registrar's /csrattrs asks for (RFC 8995 §5.9.2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "hash_name", "expected"),
+    [
+        ("p256", "sha384", "ecdsa-with-SHA384"),
+        ("p384", None, "ecdsa-with-SHA384"),
+        ("p256", "sha512", "ecdsa-with-SHA512"),
+        ("rsa2048", "sha384", "sha384WithRSAEncryption"),
+        ("ed25519", "sha256", "ed25519"),  # Ed25519 has no separate hash (RFC 8410 §6)
+    ],
+)
+def test_make_csr_signature_hash_and_san(
+    kind: certs.KeyKind, hash_name: str | None, expected: str
+) -> None:
+    san = [
+        x509.DNSName("sn-1.devices.example"),
+        x509.OtherName(x509.ObjectIdentifier("1.3.6.1.5.5.7.8.10"), b"\x0c\x03abc"),
+    ]
+    csr = certs.make_csr(
+        certs.generate_key(kind), serial="SN-1", common_name="SN-1", san=san, hash_name=hash_name
+    )
+    assert csr.is_signature_valid
+    assert csr.signature_algorithm_oid._name == expected
+    got = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(got) == san
+    with pytest.raises(ValueError, match="hash_name"):
+        certs.make_csr(certs.generate_key(kind), serial="SN-1", hash_name="md5")

@@ -155,3 +155,133 @@ def test_csrattrs_round_trip_and_openssl_parses() -> None:
     assert "ecdsa-with-SHA256" in dump and "serialNumber" in dump
     with pytest.raises(InvalidInput, match="CsrAttrs"):
         est.decode_csrattrs(base64.b64encode(b"\x04\x01\x00"))
+
+
+# ---------------------------------------------------------------------------------------------
+# what a /csrattrs answer asks of the pledge (RFC 7030 §4.5.2, RFC 8995 §5.9.2)
+
+# RFC 7030 §4.5.2's example: challengePassword, ecPublicKey {secp384r1}, extensionRequest
+# {macAddress}, ecdsa-with-SHA384
+RFC7030_EXAMPLE = (
+    b"MEEGCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAiMBYGCSqGSIb3DQEJDjEJBgcrBgEBAQEWBggqhkjOPQQDAw=="
+)
+
+
+def test_rfc7030_example_is_honoured_where_supported() -> None:
+    wanted = est.parse_csrattrs(RFC7030_EXAMPLE)
+    assert (wanted.key_kind, wanted.hash_name) == ("p384", "sha384")
+    assert wanted.subject_alt_names == () and not wanted.serial_number
+    assert wanted.ignored == (
+        "1.2.840.113549.1.9.7",
+        "extension 1.3.6.1.1.1.1.22 (extensionRequest)",
+    )
+
+
+def _genconf(tmp_path: Path, conf: str) -> bytes:
+    """DER made by OpenSSL's own encoder (``openssl asn1parse -genconf``)."""
+    path = tmp_path / "attrs.cnf"
+    path.write_text(conf)
+    out = tmp_path / "attrs.der"
+    subprocess.run(["openssl", "asn1parse", "-genconf", str(path), "-out", str(out), "-noout"],
+                   check=True, capture_output=True)  # fmt: skip
+    return out.read_bytes()
+
+
+# RFC 8994 §6.2.2 / RFC 8995 §5.9.2 shape: serialNumber asked for, and an extensionRequest
+# whose subjectAltName names the otherName the registrar wants (here an AcpNodeName).
+ACP_CONF = """\
+asn1 = SEQUENCE:attrs
+[attrs]
+serial = OID:serialNumber
+sig = OID:ecdsa-with-SHA256
+key = SEQUENCE:keyattr
+ext = SEQUENCE:extreq
+[keyattr]
+type = OID:id-ecPublicKey
+values = SET:curve
+[curve]
+c = OID:prime256v1
+[extreq]
+type = OID:extReq
+values = SET:extset
+[extset]
+exts = SEQUENCE:extensions
+[extensions]
+san = SEQUENCE:sanext
+[sanext]
+id = OID:subjectAltName
+value = OCTWRAP,SEQUENCE:names
+[names]
+other = IMPLICIT:0C,SEQUENCE:acpname
+dns = IMPLICIT:2,IA5STRING:sn-1.devices.example
+ip = IMPLICIT:7,FORMAT:HEX,OCTETSTRING:C0000201
+[acpname]
+type = OID:1.3.6.1.5.5.7.8.10
+value = EXPLICIT:0C,UTF8String:rfcSELF+fd89b714f3db00000200000064000000+area51@acp.example.com
+"""
+
+
+def test_openssl_encoded_csrattrs_with_san_and_acp_node_name(tmp_path: Path) -> None:
+    der = _genconf(tmp_path, ACP_CONF)
+    wanted = est.parse_csrattrs(est.encode_base64_body(der))
+    assert wanted.serial_number and wanted.key_kind == "p256" and wanted.hash_name == "sha256"
+    other, dns, ip = wanted.subject_alt_names
+    assert isinstance(other, x509.OtherName)
+    assert other.type_id.dotted_string == "1.3.6.1.5.5.7.8.10"
+    assert b"rfcSELF+fd89b714f3db" in other.value and other.value[:1] == b"\x0c"  # UTF8String
+    assert dns == x509.DNSName("sn-1.devices.example")
+    assert ip == x509.IPAddress(__import__("ipaddress").ip_address("192.0.2.1"))
+    assert wanted.ignored == ()
+    # the pledge puts them in its CSR; cryptography reads the otherName back unchanged
+    csr = certs.make_csr(certs.generate_key("p256"), serial="SN-1", san=wanted.subject_alt_names)
+    san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(san) == list(wanted.subject_alt_names)
+
+
+@pytest.mark.parametrize(
+    ("conf", "kind", "hash_name", "ignored"),
+    [
+        ("asn1 = SEQUENCE:a\n[a]\nk = SEQUENCE:r\n[r]\nt = OID:rsaEncryption\nv = SET:s\n"
+         "[s]\nn = INTEGER:3072\n", "rsa3072", None, ()),
+        ("asn1 = SEQUENCE:a\n[a]\nk = SEQUENCE:r\n[r]\nt = OID:rsaEncryption\nv = SET:s\n"
+         "[s]\nn = INTEGER:1024\n", "rsa2048", None, ("1.2.840.113549.1.1.1 size 1024",)),
+        ("asn1 = SEQUENCE:a\n[a]\ns = OID:sha512WithRSAEncryption\n", "rsa2048", "sha512", ()),
+        ("asn1 = SEQUENCE:a\n[a]\ne = OID:ED25519\n", "ed25519", None, ()),
+        ("asn1 = SEQUENCE:a\n[a]\nk = SEQUENCE:e\n[e]\nt = OID:id-ecPublicKey\nv = SET:c\n"
+         "[c]\nc = OID:secp521r1\n", "p521", None, ()),
+        ("asn1 = SEQUENCE:a\n[a]\nk = SEQUENCE:e\n[e]\nt = OID:id-ecPublicKey\nv = SET:c\n"
+         "[c]\nc = OID:secp256k1\n", "p256", None, ("1.2.840.10045.2.1 curve 1.3.132.0.10",)),
+        ("asn1 = SEQUENCE:a\n[a]\nu = OID:1.2.3.4.5\n", None, None, ("1.2.3.4.5",)),
+        # a key attribute and a signature algorithm of another family: the key wins
+        ("asn1 = SEQUENCE:a\n[a]\nk = SEQUENCE:e\ns = OID:sha256WithRSAEncryption\n"
+         "[e]\nt = OID:id-ecPublicKey\nv = SET:c\n[c]\nc = OID:secp384r1\n", "p384", None,
+         ("signature algorithm for a rsa key with a p384 key",)),
+        ("asn1 = SEQUENCE:a\n[a]\n", None, None, ()),  # an empty CsrAttrs is valid
+    ],
+)  # fmt: skip
+def test_openssl_encoded_key_and_signature_attributes(
+    tmp_path: Path, conf: str, kind: str | None, hash_name: str | None, ignored: tuple[str, ...]
+) -> None:
+    wanted = est.parse_csrattrs(est.encode_base64_body(_genconf(tmp_path, conf)))
+    assert (wanted.key_kind, wanted.hash_name, wanted.ignored) == (kind, hash_name, ignored)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not base64 at all!",
+        est.encode_base64_body(b"\x04\x02ab"),  # an OCTET STRING, not a SEQUENCE
+        est.encode_base64_body(b"\x30\x05\x06\x03\x2a"),  # truncated
+        est.encode_base64_body(b"\x30\x03\x02\x01\x05"),  # an INTEGER is no AttrOrOID
+    ],
+)
+def test_malformed_csrattrs_is_invalid_input(body: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        est.parse_csrattrs(body)
+
+
+def test_csr_requirements_are_validated() -> None:
+    with pytest.raises(ValueError):
+        est.CsrRequirements(hash_name="md5")
+    with pytest.raises(TypeError):
+        est.CsrRequirements(subject_alt_names=("a.example",))  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from tests.support.masa_world import NONCE, NOW, SERIAL, World, der
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
@@ -235,7 +236,7 @@ def test_pvr_serial_must_match_idevid(world: World) -> None:
 def test_idevid_issuer_must_match_the_aki(world: World) -> None:
     aki = world.idevid().cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
     assert aki.value.key_identifier is not None
-    for form in (aki.value.key_identifier, aki.value.public_bytes()):
+    for form in idevid_issuer_forms(world.idevid().cert).values():
         assert verify(world, world.rvr(world.pvr(), idevid_issuer=form)).serial == SERIAL
     with expect(WrongSerial, 403, "idevid-issuer"):
         verify(world, world.rvr(world.pvr(), idevid_issuer=b"\x01" * 20))

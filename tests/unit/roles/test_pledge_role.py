@@ -10,9 +10,11 @@ from functools import cached_property
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from zerotouch_plugin.artifacts import certs, cms, est
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
@@ -165,11 +167,19 @@ def to_cacerts(m: Pledge) -> HttpRequest:
     return action
 
 
-def to_enroll(m: Pledge) -> HttpRequest:
+def to_csrattrs(m: Pledge) -> HttpRequest:
     to_cacerts(m)
     action = m.received(
         ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
     )
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_CSRATTRS
+    return action
+
+
+def to_enroll(m: Pledge, csrattrs: Response | None = None) -> HttpRequest:
+    to_csrattrs(m)
+    answer = csrattrs or Response(404, b"", "text/plain", server_cert=WORLD.registrar.cert)
+    action = m.received(answer, now=NOW)
     assert isinstance(action, HttpRequest) and action.path == role.PATH_SIMPLEENROLL
     return action
 
@@ -224,6 +234,11 @@ def test_full_bootstrap_produces_an_enrollment() -> None:
     action = m.received(
         ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
     )
+    # RFC 8995 §5.9.2: the pledge asks for the CSR attributes, over verified TLS
+    assert isinstance(action, HttpRequest)
+    assert (action.method, action.path, action.tls) == ("GET", role.PATH_CSRATTRS, TlsMode.VERIFIED)
+    assert action.accept == "application/csrattrs"
+    action = m.received(ok(est.encode_csrattrs([]), est.MEDIA_CSRATTRS), now=NOW)
     assert isinstance(action, HttpRequest)
     assert (action.method, action.path) == ("POST", role.PATH_SIMPLEENROLL)
     assert action.content_type == "application/pkcs10"
@@ -285,7 +300,7 @@ def test_pinned_registrar_certificate_itself_is_accepted() -> None:
     action = m.received(
         ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
     )
-    assert isinstance(action, HttpRequest) and action.path == role.PATH_SIMPLEENROLL
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_CSRATTRS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -633,6 +648,7 @@ def test_history_records_every_transition() -> None:
         PledgeState.REQUESTING_VOUCHER,
         PledgeState.REPORTING_VOUCHER,
         PledgeState.FETCHING_CACERTS,
+        PledgeState.FETCHING_CSRATTRS,
         PledgeState.ENROLLING,
     ]
 
@@ -699,3 +715,379 @@ def test_undeliverable_success_report_keeps_the_installed_identity() -> None:
     assert isinstance(done, Done) and done.enrollment == install.enrollment
     assert isinstance(done.status_error, UpstreamUnavailable)
     assert m.state is PledgeState.ENROLLED
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 9: interoperability with other vendors' registrars and MASAs
+
+
+@pytest.mark.parametrize("form", ["keyIdentifier", "keyIdentifier-octet-string", "aki-sequence",
+                                  "extn-value-octet-string"])  # fmt: skip
+def test_voucher_with_each_idevid_issuer_form_is_accepted(form: str) -> None:
+    """RFC 8366 §5.3 says keyIdentifier; other readings are in the field (issue 9 item 2)."""
+    m = machine()
+    pvr = pvr_of(to_voucher_request(m))
+    value = idevid_issuer_forms(WORLD.idevid.cert)[form]
+    action = m.received(
+        ok(WORLD.voucher(pvr, idevid_issuer=value), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW
+    )
+    assert status_of(action, role.PATH_VOUCHER_STATUS)["status"] is True
+    assert m.voucher is not None and m.voucher.idevid_issuer == value
+
+
+def test_voucher_with_another_vendors_idevid_issuer_is_refused() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    other = certs.issue_idevid(WORLD.other_vendor, SERIAL, masa_url="https://m", now=NOW)
+    value = idevid_issuer_forms(other.cert)["keyIdentifier"]
+    reason = _voucher_failure(WORLD.voucher(pvr, idevid_issuer=value), WrongSerial)
+    assert "does not name the issuer of this device's IDevID" in reason
+
+
+def test_202_resends_the_same_signed_request() -> None:
+    """RFC 8995 §5.6: after a 202 the same voucher-request, byte for byte, same nonce."""
+    m = machine(WORLD.config(retry=RetryPolicy(attempts=5, base_delay=1, max_delay=60)))
+    first = to_voucher_request(m)
+    bodies = [first.body]
+    for _ in range(2):
+        wait = m.received(
+            Response(202, b"pending approval", "text/plain", retry_after=3,
+                     server_cert=WORLD.registrar.cert), now=NOW)  # fmt: skip
+        assert isinstance(wait, Wait) and 3 <= wait.seconds <= 3.5
+        assert isinstance(wait.then, Connect) and m.state is PledgeState.CONNECTING
+        again = m.connected(WORLD.registrar.cert, now=NOW + timedelta(minutes=1))
+        assert isinstance(again, HttpRequest)
+        bodies.append(again.body)
+    assert bodies[0] == bodies[1] == bodies[2]
+    action = m.received(ok(WORLD.voucher(pvr_of(first)), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    assert status_of(action, role.PATH_VOUCHER_STATUS)["status"] is True
+
+
+def test_202_then_another_registrar_signs_a_new_request() -> None:
+    """The kept request names the registrar it was for: another registrar gets a new one."""
+    m = machine()
+    first = pvr_of(to_voucher_request(m))
+    m.received(Response(202, b"", "", server_cert=WORLD.registrar.cert), now=NOW)
+    again = m.connected(WORLD.evil_registrar.cert, now=NOW)
+    assert isinstance(again, HttpRequest)
+    second = pvr_of(again)
+    assert second.nonce != first.nonce
+    assert second.proximity_registrar_cert == der(WORLD.evil_registrar.cert)
+
+
+def test_202_then_503_signs_a_new_request() -> None:
+    """Only a 202 keeps the request; after an outage the pledge starts a fresh one (§5.2)."""
+    m = machine()
+    first = pvr_of(to_voucher_request(m))
+    m.received(Response(202, b"", "", server_cert=WORLD.registrar.cert), now=NOW)
+    kept = m.connected(WORLD.registrar.cert, now=NOW)
+    assert isinstance(kept, HttpRequest) and pvr_of(kept).nonce == first.nonce
+    m.received(Response(503, b"", "", server_cert=WORLD.registrar.cert), now=NOW)
+    fresh = m.connected(WORLD.registrar.cert, now=NOW)
+    assert isinstance(fresh, HttpRequest) and pvr_of(fresh).nonce != first.nonce
+
+
+def _cmc_ra_registrar(eku: x509.ObjectIdentifier) -> Identity:
+    key = certs.generate_key("p256")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cmcRA registrar")]))
+        .issuer_name(WORLD.domain.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .sign(WORLD.domain.key, certs.signature_hash(WORLD.domain.key))  # type: ignore[arg-type]
+    )
+    return Identity(cert, key)
+
+
+@pytest.mark.parametrize(
+    ("eku", "accepted"),
+    [
+        (certs.OID_KP_CMC_RA, True),  # RFC 8995 Appendix C
+        (x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, True),
+        (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH, False),
+    ],
+)
+def test_registrar_eku_rule(eku: x509.ObjectIdentifier, accepted: bool) -> None:
+    """RFC 8995 §5.6.2: the pin must vouch for the registrar; its EKU, when present, must
+    allow a TLS server or an EST RA (cmcRA only is what Appendix C uses)."""
+    registrar = _cmc_ra_registrar(eku)
+    m = machine()
+    pvr = pvr_of(to_voucher_request(m, registrar))
+    action = m.received(ok(WORLD.voucher(pvr), cms.MEDIA_TYPE_VOUCHER_CMS, registrar), now=NOW)
+    report = status_of(action, role.PATH_VOUCHER_STATUS)
+    assert report["status"] is accepted, report
+    if not accepted:
+        assert "extendedKeyUsage" in str(report["reason"])
+        return
+    action = m.received(Response(200, b"", "", server_cert=registrar.cert), now=NOW)
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_CACERTS
+
+
+def test_verified_connection_refused_in_the_handshake_reports_enroll_failure() -> None:
+    m = machine()
+    to_cacerts(m)
+    error = UntrustedSigner("the pin does not validate the server")
+    action = m.registrar_untrusted(error)
+    assert m.state is PledgeState.REPORTING_ENROLLMENT_FAILURE
+    assert status_of(action, role.PATH_ENROLLSTATUS)["status"] is False
+    with pytest.raises(TypeError):
+        m.registrar_untrusted("no")  # type: ignore[arg-type]
+
+
+def test_registrar_chain_from_the_handshake_reaches_the_pin() -> None:
+    """The pin is the domain root; the registrar's issuer is an intermediate it sent."""
+    sub = certs.issue_intermediate_ca(WORLD.domain, "sub CA", now=NOW - timedelta(days=1))
+    registrar = certs.issue_registrar(
+        sub, "sub registrar", hosts=["127.0.0.1"], now=NOW - timedelta(days=1)
+    )
+    m = machine()
+    assert isinstance(m.start(), Connect)
+    pvr = pvr_of(m.connected(registrar.cert, now=NOW, chain=(sub.cert,)))  # type: ignore[arg-type]
+    action = m.received(ok(WORLD.voucher(pvr), cms.MEDIA_TYPE_VOUCHER_CMS, registrar), now=NOW)
+    assert status_of(action, role.PATH_VOUCHER_STATUS)["status"] is True
+    # without the intermediate the verified answer does not validate
+    bare = m.received(Response(200, b"", "", server_cert=registrar.cert), now=NOW)
+    assert isinstance(bare, Failed) and isinstance(bare.error, UntrustedSigner)
+
+
+# -- CSR attributes (RFC 8995 §5.9.2, RFC 7030 §4.5) --------------------------------------------
+
+
+def _csrattrs(der: bytes) -> Response:
+    return ok(est.encode_base64_body(der), est.MEDIA_CSRATTRS)
+
+
+def _csr_after(answer: Response) -> tuple[x509.CertificateSigningRequest, Pledge]:
+    m = machine()
+    action = to_enroll(m, answer)
+    return est.parse_csr(action.body or b""), m
+
+
+@pytest.mark.parametrize(
+    ("answer", "warning"),
+    [
+        (Response(404, b"not found", "text/plain"), "csrattrs answered 404"),
+        (Response(204, b"", ""), "csrattrs answered 204"),
+        (Response(200, b"", est.MEDIA_CSRATTRS), "empty body"),
+        (Response(200, b"<html>no</html>", "text/html"), "answer ignored"),
+        (
+            Response(200, est.encode_base64_body(b"\x30\x03\x02\x01\x05"), est.MEDIA_CSRATTRS),
+            "answer ignored",
+        ),
+    ],
+)
+def test_csrattrs_absent_or_broken_means_defaults(answer: Response, warning: str) -> None:
+    answer = Response(
+        answer.status, answer.body, answer.content_type, server_cert=WORLD.registrar.cert
+    )
+    csr, m = _csr_after(answer)
+    assert isinstance(csr.public_key(), ec.EllipticCurvePublicKey)
+    assert csr.public_key().curve.name == "secp256r1"  # type: ignore[union-attr]
+    assert (
+        csr.signature_hash_algorithm is not None and csr.signature_hash_algorithm.name == "sha256"
+    )
+    assert any(warning in text for text in m.warnings), m.warnings
+
+
+def test_csrattrs_key_curve_signature_and_san_are_honoured() -> None:
+    # RFC 7030 §4.5.2 example shape: ecPublicKey with a curve, ecdsa-with-SHA384,
+    # serialNumber, extensionRequest with a subjectAltName; plus challengePassword (ignored)
+    der = _cms_csrattrs(
+        ("oid", "1.2.840.113549.1.9.7"),
+        ("attr", "1.2.840.10045.2.1", "1.3.132.0.34"),
+        ("oid", "1.2.840.10045.4.3.3"),
+        ("oid", "2.5.4.5"),
+        ("san", ["pl-0001.devices.example"]),
+    )
+    csr, m = _csr_after(_csrattrs(der))
+    key = csr.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1"
+    assert (
+        csr.signature_hash_algorithm is not None and csr.signature_hash_algorithm.name == "sha384"
+    )
+    assert [a.value for a in csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)] == [SERIAL]
+    san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["pl-0001.devices.example"]
+    assert any("1.2.840.113549.1.9.7" in text for text in m.warnings), m.warnings
+    assert m.csr_requirements is not None and m.csr_requirements.serial_number
+
+
+@pytest.mark.parametrize(
+    ("items", "key_type", "detail", "hash_name"),
+    [
+        ([("attr-int", "1.2.840.113549.1.1.1", 3072), ("oid", "1.2.840.113549.1.1.12")],
+         rsa.RSAPublicKey, 3072, "sha384"),
+        ([("oid", "1.2.840.113549.1.1.11")], rsa.RSAPublicKey, 2048, "sha256"),
+        ([("oid", "1.3.101.112")], ed25519.Ed25519PublicKey, None, None),
+        ([("attr", "1.2.840.10045.2.1", "1.3.132.0.35")], ec.EllipticCurvePublicKey,
+         "secp521r1", "sha512"),
+        ([("oid", "1.2.840.10045.4.3.4")], ec.EllipticCurvePublicKey, "secp521r1", "sha512"),
+    ],
+)  # fmt: skip
+def test_csrattrs_key_types(
+    items: list[tuple[object, ...]], key_type: type, detail: object, hash_name: str | None
+) -> None:
+    csr, _ = _csr_after(_csrattrs(_cms_csrattrs(*items)))
+    key = csr.public_key()
+    assert isinstance(key, key_type)
+    if isinstance(key, rsa.RSAPublicKey):
+        assert key.key_size == detail
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        assert key.curve.name == detail
+    got = csr.signature_hash_algorithm
+    assert (got.name if got is not None else None) == hash_name
+    assert csr.is_signature_valid
+
+
+def _cms_csrattrs(*items: tuple[object, ...]) -> bytes:
+    """A CsrAttrs DER built with asn1crypto directly (not the project's encoder)."""
+    from asn1crypto import core
+    from asn1crypto import x509 as ax
+
+    parts = []
+    for item in items:
+        kind = item[0]
+        if kind == "oid":
+            parts.append(core.ObjectIdentifier(item[1]).dump())
+        elif kind == "attr":
+            value = core.ObjectIdentifier(item[2]).dump()
+            parts.append(_attr(str(item[1]), value))
+        elif kind == "attr-int":
+            parts.append(_attr(str(item[1]), core.Integer(item[2]).dump()))
+        elif kind == "san":
+            names = ax.GeneralNames([ax.GeneralName({"dns_name": n}) for n in item[1]])  # type: ignore[attr-defined]
+            ext = ax.Extensions([{"extn_id": "subject_alt_name", "critical": False,
+                                   "extn_value": names}])  # fmt: skip
+            parts.append(_attr("1.2.840.113549.1.9.14", ext.dump()))
+    body = b"".join(parts)
+    return bytes(core.Sequence.load(b"\x30" + _len(body) + body).dump())
+
+
+def _attr(oid: str, value_der: bytes) -> bytes:
+    from asn1crypto import core
+
+    values = b"\x31" + _len(value_der) + value_der
+    inner = core.ObjectIdentifier(oid).dump() + values
+    return b"\x30" + _len(inner) + inner
+
+
+def _len(body: bytes) -> bytes:
+    n = len(body)
+    if n < 128:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+# -- redirection (RFC 8995 §5.6) ---------------------------------------------------------------
+
+
+def test_one_redirect_to_another_origin_is_followed_as_a_new_registrar() -> None:
+    m = machine()
+    to_voucher_request(m)
+    action = m.received(
+        Response(307, b"", "", location="https://127.0.0.2:9443/.well-known/brski/requestvoucher",
+                 server_cert=WORLD.registrar.cert), now=NOW)  # fmt: skip
+    assert action == Connect(origin="https://127.0.0.2:9443")
+    assert m.state is PledgeState.CONNECTING
+    request = m.connected(WORLD.evil_registrar.cert, now=NOW)
+    assert isinstance(request, HttpRequest) and request.origin == "https://127.0.0.2:9443"
+    # the new registrar is named in a new request (its proximity-registrar-cert)
+    assert pvr_of(request).proximity_registrar_cert == der(WORLD.evil_registrar.cert)
+    second = m.received(
+        Response(
+            302, b"", "", location="https://127.0.0.3/x", server_cert=WORLD.evil_registrar.cert
+        ),
+        now=NOW,
+    )
+    assert isinstance(second, Failed) and isinstance(second.error, PolicyRefused)
+    assert "at most one" in str(second.error)
+
+
+def test_redirect_of_a_verified_request_keeps_the_pin() -> None:
+    m = machine()
+    cacerts = to_cacerts(m)
+    moved = m.received(
+        Response(301, b"", "", location="https://127.0.0.2:8443/est/cacerts",
+                 server_cert=WORLD.registrar.cert), now=NOW)  # fmt: skip
+    assert isinstance(moved, HttpRequest)
+    assert (moved.origin, moved.path, moved.tls) == (
+        "https://127.0.0.2:8443",
+        "/est/cacerts",
+        TlsMode.VERIFIED,
+    )
+    assert moved.trust == cacerts.trust
+    # the next steps go to the new origin too
+    action = m.received(
+        ok(est.encode_certs_only([WORLD.domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
+    )
+    assert isinstance(action, HttpRequest) and action.origin == "https://127.0.0.2:8443"
+
+
+def test_redirect_to_http_is_refused() -> None:
+    m = machine()
+    to_voucher_request(m)
+    final = m.received(
+        Response(302, b"", "", location="http://127.0.0.2/", server_cert=WORLD.registrar.cert),
+        now=NOW,
+    )
+    assert isinstance(final, Failed) and "https only" in str(final.error)
+
+
+# -- nonceless vouchers (RFC 8995 §7.2, RFC 8366 §5.3) -------------------------------------------
+
+
+def test_nonceless_voucher_with_future_expiry_is_accepted_when_allowed() -> None:
+    m = machine(WORLD.config(nonceless_allowed=True))
+    pvr = pvr_of(to_voucher_request(m))
+    voucher = WORLD.voucher(pvr, nonce=None, expires_on=NOW + timedelta(minutes=20))
+    action = m.received(ok(voucher, cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    assert status_of(action, role.PATH_VOUCHER_STATUS)["status"] is True
+    assert m.voucher is not None and m.voucher.nonce is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "needle"),
+    [
+        ({"expires_on": None}, WrongNonce, "neither a nonce nor an expires-on"),
+        ({"expires_on": NOW - timedelta(seconds=1)}, Expired, "expired"),
+        ({"serial_number": "OTHER"}, WrongSerial, "OTHER"),
+        (
+            {"pinned_domain_cert": der(WORLD.evil_domain.cert)},
+            UntrustedSigner,
+            "pinned-domain-cert",
+        ),
+    ],
+)
+def test_nonceless_voucher_must_still_validate(
+    changes: dict[str, object], error: type[ZerotouchError], needle: str
+) -> None:
+    m = machine(WORLD.config(nonceless_allowed=True))
+    pvr = pvr_of(to_voucher_request(m))
+    fields: dict[str, object] = {"nonce": None, "expires_on": NOW + timedelta(days=1), **changes}
+    action = m.received(ok(WORLD.voucher(pvr, **fields), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    report = status_of(action, role.PATH_VOUCHER_STATUS)
+    assert report["status"] is False and needle in str(report["reason"]), report
+    final = m.received(Response(200, b"", ""), now=NOW)
+    assert isinstance(final, Failed) and isinstance(final.error, error)
+
+
+def test_nonceless_voucher_signed_by_another_vendor_is_refused_even_when_allowed() -> None:
+    rogue = certs.issue_masa_signer(WORLD.other_vendor, "rogue", now=NOW - timedelta(days=1))
+    m = machine(WORLD.config(nonceless_allowed=True))
+    pvr = pvr_of(to_voucher_request(m))
+    voucher = WORLD.voucher(pvr, signer=rogue, nonce=None, expires_on=NOW + timedelta(days=1))
+    m.received(ok(voucher, cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    final = m.received(Response(200, b"", ""), now=NOW)
+    assert isinstance(final, Failed) and isinstance(final.error, UntrustedSigner)
+
+
+def test_nonceless_refused_by_default_names_the_option() -> None:
+    pvr = pvr_of(to_voucher_request(machine()))
+    reason = _voucher_failure(
+        WORLD.voucher(pvr, nonce=None, expires_on=NOW + timedelta(days=1)), WrongNonce
+    )
+    assert "--allow-nonceless" in reason
