@@ -73,9 +73,11 @@ def official_yang() -> Callable[[str], OfficialModule]:
     def find(file_name: str) -> OfficialModule:
         found = find_official_module(file_name)
         if found is None:
+            where = "does not have it" if SHARED_YANG.is_dir() else "is absent"
+            looked = ", ".join(map(str, pyang_module_dirs()))
             pytest.skip(
-                f"no official copy of {file_name}: neither {SHARED_YANG} has it (or is absent) "
-                f"nor pyang's bundled modules ({', '.join(map(str, pyang_module_dirs()))})"
+                f"no official copy of {file_name}: {SHARED_YANG} {where} and pyang bundles "
+                f"none with that revision (looked in {looked})"
             )
         return found
 
