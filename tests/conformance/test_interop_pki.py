@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from tests.support import interop_pki as ip
-from tests.support.processes import run_cli
+from tests.support.processes import run_cli, start_server
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.config import MasaConfig, RegistrarConfig, load_config
 from zerotouch_plugin.errors import Expired, UntrustedSigner
@@ -432,3 +432,62 @@ def test_registrar_folder_with_a_sub_ca(material: Material, tmp_path: Path) -> N
         assert loaded.context.registrar.cert == domain.registrar_via_sub_ca.x509()
     finally:
         asyncio.run(loaded.close())
+
+
+def test_appendix_c_lab_serves_a_voucher(material: Material, tmp_path: Path) -> None:
+    """``zerotouch masa serve`` from the vendor folder of the re-issued Appendix C PKI: a
+    registrar voucher-request made with OpenSSL and the published jrc/IDevID keys (id-data,
+    the Appendix C nonce) gets a voucher signed with the published MASA key that
+    ``openssl cms -verify`` accepts under the re-issued vendor CA."""
+    c = material.appendix_c
+    vendor = ip.write_vendor_folder(
+        tmp_path / "V", ca=c.vendor, masa=c.masa, masa_tls=c.masa_tls, masa_url=MASA_URL,
+        key_type="p384",
+    )  # fmt: skip
+    created = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    pledge = ip.cms_sign(
+        {
+            "ietf-voucher-request:voucher": {
+                "assertion": "proximity",
+                "created-on": created,
+                "serial-number": c.serial,
+                "nonce": c.nonce,
+                "proximity-registrar-cert": base64.b64encode(c.jrc.der).decode(),
+            }
+        },
+        c.idevid,
+    )
+    ip.cms_sign(
+        {
+            "ietf-voucher-request:voucher": {
+                "assertion": "proximity",
+                "created-on": created,
+                "serial-number": c.serial,
+                "nonce": c.nonce,
+                "prior-signed-voucher-request": base64.b64encode(pledge).decode(),
+            }
+        },
+        c.jrc,
+        include_root=True,  # the MASA pins the farthest certificate: the owner CA
+        out=tmp_path / "rvr.der",
+    )
+    masa = start_server("masa", "masa", "serve", "--dir", vendor, "--listen", "127.0.0.1:0")
+    try:
+        answer = subprocess.run(
+            ["curl", "-sS", "--fail-with-body", "--cacert", str(c.vendor.cert),
+             "-H", "Content-Type: application/voucher-cms+json",
+             "-H", "Accept: application/voucher-cms+json",
+             "--data-binary", f"@{tmp_path / 'rvr.der'}",
+             "-o", str(tmp_path / "voucher.der"),
+             f"{masa.url}/.well-known/brski/requestvoucher"],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert answer.returncode == 0, answer.stdout + answer.stderr + masa.stderr
+    finally:
+        masa.stop()
+    voucher = json.loads(ip.cms_verify((tmp_path / "voucher.der").read_bytes(), c.vendor.cert))
+    inner = voucher["ietf-voucher:voucher"]
+    assert inner["nonce"] == c.nonce and inner["serial-number"] == c.serial
+    assert base64.b64decode(inner["pinned-domain-cert"]) == c.ownerca.der
+    signer = cms.inspect((tmp_path / "voucher.der").read_bytes()).signer
+    assert signer.public_key() == c.masa.x509().public_key()
