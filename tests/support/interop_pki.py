@@ -29,6 +29,14 @@ Validity: certificates start at ``not_before`` (default: one day before now, so 
 tests that pin ``now`` to a recent fixed date too) and last ``days`` days; IDevIDs never
 expire (notAfter 99991231235959Z, IEEE 802.1AR / RFC 5280 §4.1.2.5).
 
+Example::
+
+    vendor = make_vendor_pki(tmp_path / "vendor", "p384")
+    idevid = vendor.idevid("OV-0001", masa_url="https://127.0.0.1:9443")  # a Cert
+    V = vendor.write_folder(tmp_path / "V", masa_url="https://127.0.0.1:9443")
+    c = make_appendix_c(tmp_path / "c")  # c.vendor.cert, c.masa.key, c.idevid ...
+    der = cms_sign({"ietf-voucher:voucher": {...}}, c.masa)  # id-data, as highway signs
+
 Issuing goes through ``openssl ca`` (``-preserveDN``, explicit ``-startdate/-enddate``, a
 random 128-bit serial, only the extensions the section lists: OpenSSL's default SKI/AKI are
 switched off where a certificate must not have them).
@@ -330,7 +338,12 @@ class VendorPki:
         ``aki`` is False: then no idevid-issuer can be computed), SAN otherName
         hardwareModuleName (RFC 4108), id-pe-masa-url = ``masa_url`` as an IA5String when
         given (RFC 8995 §2.3.2; write it as the manufacturer would: "https://host:port" or,
-        like Appendix C, "host:port"). Written under ``folder/idevid-<serial>*``."""
+        like Appendix C, "host:port"). Written under ``folder/idevid-<serial>*``.
+
+        The project's registrar needs the MASA URL (from this extension or ``masa_url`` in
+        registrar.toml, RFC 8995 §2.3.2); its MASA does not read it. ``zerotouch vendor
+        idevid`` writes it as an IA5String with the full https:// URL, plus the
+        hardwareModuleName; the project's code identifies the device by serialNumber."""
         kind = key_type or self.key_type
         if "/" in serial or not serial.isprintable():
             raise ValueError(f"serial {serial!r} cannot be a file name")
