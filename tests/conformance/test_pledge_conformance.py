@@ -39,10 +39,12 @@ what the registrar recorded). Each item has its cases:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shutil
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -56,9 +58,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.support import interop_pki as ip
+from tests.support.device_process import start_device
 from tests.support.masa_process import post
 from tests.support.processes import run_cli_async, server
 from zerotouch_plugin.artifacts import cms
+from zerotouch_plugin.config import hash_password
 
 SERIAL = "OV-PLEDGE-1"
 RVR_SERIAL = "OV-MASA-1"
@@ -656,6 +660,72 @@ async def test_real_registrar_with_cmcra_only_certificate(
     signed = cms.verify((folder / "voucher.cms").read_bytes(), trust_anchors=[vendor.ca.x509()],
                         now=datetime.now(UTC))  # fmt: skip
     assert signed.signer == vendor.masa.x509()
+
+
+# -- item 10 in the device agent: device run --allow-nonceless, the state says so --------------
+
+BOOTSTRAP_NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
+
+
+def _voucher_state(port: int) -> dict[str, str]:
+    """The voucher summary of zerotouch-bootstrap over NETCONF/SSH (ncclient)."""
+    from ncclient import manager
+
+    with manager.connect(
+        host="127.0.0.1", port=port, username="admin", password="secret", hostkey_verify=False,
+        allow_agent=False, look_for_keys=False, timeout=15,
+    ) as m:  # fmt: skip
+        reply = m.get(
+            filter=("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"><voucher/></bootstrap>')
+        )
+    voucher = reply.data_ele.find(f"{{{BOOTSTRAP_NS}}}bootstrap/{{{BOOTSTRAP_NS}}}voucher")
+    assert voucher is not None, reply.xml
+    return {child.tag.split("}")[1]: str(child.text) for child in voucher}
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["allowed", "refused"])
+async def test_device_agent_nonceless_voucher(
+    material: Material, tmp_path: Path, allowed: bool
+) -> None:
+    folder = pledge_folder(material, "p256", tmp_path / "P")
+    password = hash_password("secret", salt=b"fixed-test-salt!", iterations=1000)
+    (folder / "device.toml").write_text(
+        "bootstrap_retry_delay = 0.3\nbootstrap_max_delay = 1.0\nbootstrap_timeout = 10.0\n"
+        f'bootstrap_rounds = 1\n[[users]]\nname = "admin"\npassword = "{password}"\n'
+    )
+    registrar = ForeignRegistrar(
+        material, "p256", material.domain.registrar_cmcra_only,
+        _resolve(Behaviour(voucher=NONCELESS)), tmp_path,
+    )  # fmt: skip
+    flags = ["--allow-nonceless"] if allowed else []
+    async with registrar.running():
+        device = await asyncio.to_thread(
+            start_device, folder, {"netconf-ssh": "127.0.0.1:0"},
+            extra=["--registrar", registrar.url, *flags], wait=["netconf-ssh"],
+        )  # fmt: skip
+        try:
+            if allowed:
+                assert await asyncio.to_thread(device.wait_for, "enrolled ") == f"enrolled {SERIAL}"
+                state = await asyncio.to_thread(_voucher_state, device.ports["netconf-ssh"])
+            else:
+                await asyncio.to_thread(_wait_for_report, registrar.recorded)
+        finally:
+            await asyncio.to_thread(device.stop)
+    if allowed:
+        assert state["nonceless"] == "true" and "nonce" not in state, state
+        assert state["expires-on"].startswith(str(datetime.now(UTC).year)), state
+        _enrolled(registrar.recorded)
+    else:
+        report = registrar.recorded.voucher_status[-1]
+        assert report["status"] is False and "does not accept nonceless" in report["reason"]
+        assert not (folder / "ldevid.pem").exists()
+
+
+def _wait_for_report(recorded: Recorded, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not recorded.voucher_status:
+        assert time.monotonic() < deadline, "no voucher_status arrived"
+        time.sleep(0.2)
 
 
 def test_every_item_has_its_case() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from yangson import DataModel
 from yangson.enumerations import ContentType
+from yangson.exceptions import RawTypeError, SemanticError, YangTypeError
 from yangson.exceptions import SchemaError as YangsonSchemaError
-from yangson.exceptions import SemanticError, YangTypeError
 
 YANG_DIR = Path(__file__).resolve().parents[3] / "yang"
 PYANG_MODULES = Path(sysconfig.get_path("data")) / "share" / "yang" / "modules"
@@ -110,6 +110,7 @@ def _state() -> dict[str, Any]:
                 "assertion": "logged",
                 "created-on": "2026-11-26T10:00:02Z",
                 "nonce": "62a2e7693d82fcda2624de58fb6722e5",
+                "nonceless": False,
                 "pinned-domain-cert-fingerprint": FINGERPRINT,
             },
             "ldevid": cert,
@@ -189,3 +190,12 @@ def test_rpc_and_notification_in_schema(model: DataModel) -> None:
     assert reset.default is False
     notif = model.get_schema_node("/zerotouch-bootstrap:bootstrap-phase-change")
     assert notif is not None
+
+
+def test_voucher_nonceless_is_a_boolean(model: DataModel) -> None:
+    raw = _state()
+    raw["zerotouch-bootstrap:bootstrap"]["voucher"]["nonceless"] = True
+    _validate(model, raw)
+    raw["zerotouch-bootstrap:bootstrap"]["voucher"]["nonceless"] = "yes"
+    with pytest.raises(RawTypeError, match="expected boolean"):
+        _validate(model, raw)

@@ -108,6 +108,7 @@ def test_published_tree_is_valid_yang(schema: DeviceSchema) -> None:
     body = tree["zerotouch-bootstrap:bootstrap"]
     assert body["voucher"]["serial-number"] == "SN-1"
     assert body["voucher"]["nonce"] == "AAECAwQFBgc="
+    assert body["voucher"]["nonceless"] is False
     assert body["voucher"]["pinned-domain-cert-fingerprint"] == certs.fingerprint(DOMAIN.cert)
     assert body["ldevid"]["fingerprint"] == certs.fingerprint(LDEVID.cert)
     assert body["trust-anchor"][0]["source"] == "pinned-domain-cert"
@@ -116,6 +117,26 @@ def test_published_tree_is_valid_yang(schema: DeviceSchema) -> None:
     assert tried["https://other.example"]["outcome"] == "upstream-unavailable"
     assert body["last-error"]["reason"] == "upstream-unavailable"
     assert body["next-attempt"] == "2026-11-26T12:00:07Z"
+
+
+def test_nonceless_voucher_is_shown_as_such(schema: DeviceSchema) -> None:
+    """A voucher accepted without nonce (RFC 8995 §7.2, --allow-nonceless) says so, with
+    the expires-on that made it acceptable."""
+    nonceless = Voucher(
+        created_on=NOW,
+        assertion=Assertion.LOGGED,
+        serial_number="SN-1",
+        pinned_domain_cert=DOMAIN.cert.public_bytes(Encoding.DER),
+        expires_on=NOW + timedelta(minutes=20),
+    )
+    state = BootstrapState()
+    state.run_started(now=at(0))
+    state.enrolled(URI, ldevid=LDEVID.cert, anchors=[DOMAIN.cert], voucher=nonceless, now=at(1))
+    tree = state.to_yang()
+    valid(schema, tree)
+    voucher = tree["zerotouch-bootstrap:bootstrap"]["voucher"]
+    assert voucher["nonceless"] is True and "nonce" not in voucher
+    assert voucher["expires-on"] == "2026-11-26T12:20:00Z"
 
 
 def test_failed_keeps_the_reason_and_a_note(schema: DeviceSchema) -> None:
