@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,13 +21,16 @@ from urllib.parse import urlsplit
 from zerotouch_plugin.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_DEVICE_DOMAIN",
     "CertToName",
     "DeviceConfig",
     "DeviceUser",
     "MasaConfig",
     "RegistrarConfig",
+    "check_device_domain",
     "check_password",
     "hash_password",
+    "is_dns_label",
     "load_config",
     "normalise_fingerprint",
 ]
@@ -63,6 +67,33 @@ def load_config(cls: type[T], path: Path | None, overrides: Mapping[str, Any]) -
         raise ConfigError(f"{source}: {exc}") from exc
 
 
+# Where LDevID DNS names live unless configured (``.internal`` is reserved for private use).
+DEFAULT_DEVICE_DOMAIN = "devices.zerotouch.internal"
+# A DNS label (RFC 1035 §2.3.1, RFC 1123 §2.1): letters, digits, inner hyphens, 1..63.
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_dns_label(text: str) -> bool:
+    """Whether ``text`` is one lower-case DNS label."""
+    return _DNS_LABEL.fullmatch(text) is not None
+
+
+def check_device_domain(domain: str) -> str:
+    """The device domain of LDevID names, lower case (TypeError / ValueError)."""
+    if not isinstance(domain, str):
+        raise TypeError("device_domain must be a string")
+    lowered = domain.lower().rstrip(".")
+    labels = lowered.split(".")
+    if len(labels) < 2 or not all(is_dns_label(label) for label in labels):
+        raise ValueError(
+            f"device_domain {domain!r} is not a DNS domain of two or more labels (letters, "
+            "digits, inner hyphens; e.g. devices.example.net)"
+        )
+    if len(lowered) > 253 - 64:
+        raise ValueError(f"device_domain {domain!r} leaves no room for a device label")
+    return lowered
+
+
 def _paths(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, str) or not all(isinstance(v, str) for v in value):
         raise TypeError(f"{name} must be a list of file paths")
@@ -79,6 +110,7 @@ class RegistrarConfig:
     masa_trust: tuple[str, ...] = ()  # PEM files: MASA TLS anchors (and voucher signer anchors)
     auto_accept: bool = False  # accept any pledge with a trusted IDevID (no allow list)
     ldevid_days: int = 365
+    device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName: <serial label>.<domain>
     db: str | None = None  # database URL; None = R/registrar.db (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
     masa_timeout: float = 10.0  # seconds for one MASA call
@@ -111,6 +143,7 @@ class RegistrarConfig:
                 raise TypeError(f"{name} must be a string")
         if not isinstance(self.auto_accept, bool):
             raise TypeError("auto_accept must be true or false")
+        object.__setattr__(self, "device_domain", check_device_domain(self.device_domain))
         for name in ("ldevid_days", "max_body_bytes", "retry_after", "handoff_attempts"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

@@ -30,9 +30,9 @@ from tests.e2e.test_brski_flow import FAST_RETRY, Lab, enroll_here, make_lab
 from tests.support.device_process import DeviceProcess, start_device, write_device_config
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.config import RegistrarConfig, load_config
+from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, RegistrarConfig, load_config
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
-from zerotouch_plugin.roles.registrar import ldevid_subject
+from zerotouch_plugin.roles.registrar import device_dns_name, ldevid_subject
 from zerotouch_plugin.services.registrar_app import day0_schema
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import HandoffRow, RegistrarRepository
@@ -443,12 +443,14 @@ APPLIED = re.compile(r"hand-off of (\S+): day-0 configuration applied$", re.MULT
 
 def restconf_hostname(port: int, client: Path, serial: str) -> tuple[int, str]:
     """GET the hostname over RESTCONF with curl as ``client`` (cert.pem, key.pem, ca.pem):
-    (status, body); the device is named by the serial in its LDevID."""
+    (status, body); the device is reached by the DNS name of its LDevID, checked by curl
+    (no -k: issue 9 item 13)."""
+    name = device_dns_name(serial, DEFAULT_DEVICE_DOMAIN)
     out = subprocess.run(
         ["curl", "-sS", "--cacert", client / "ca.pem", "--cert", client / "cert.pem",
          "--key", client / "key.pem", "-H", "Accept: application/yang-data+json",
-         "--resolve", f"{serial}:{port}:127.0.0.1", "-w", "\n%{http_code}",
-         f"https://{serial}:{port}/restconf/data/ietf-system:system/hostname"],
+         "--resolve", f"{name}:{port}:127.0.0.1", "-w", "\n%{http_code}",
+         f"https://{name}:{port}/restconf/data/ietf-system:system/hostname"],
         capture_output=True, text=True, check=True, timeout=30,
     ).stdout  # fmt: skip
     body, _, status = out.rpartition("\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import ssl
 import subprocess
@@ -140,16 +141,32 @@ def test_keep_leaves_working_services_until_stop(tmp_path: Path) -> None:
         (record,) = json.loads(admin.stdout)["devices"]
         assert record["serial"] == "DEMO-0001" and record["state"] == "enroll-confirmed"
         device = summary["endpoints"]["devices"][0]
+        # the NMS curl command the demo prints, run as printed: by the LDevID's DNS name
+        # (issue 9 item 13), host name checked (no -k)
+        (printed,) = [
+            line.strip() for line in lines
+            if line.strip().startswith("curl --cacert registrar/ca.pem --cert nms/cert.pem")
+        ]  # fmt: skip
+        command = shlex.split(printed)
+        assert "-k" not in command and "--insecure" not in command
         restconf_port = device["restconf"].rsplit(":", 1)[1]
-        name = f"{device['serial']}:{restconf_port}"
+        name = "demo-0001.devices.zerotouch.internal"
+        assert f"{name}:{restconf_port}:127.0.0.1" in command, printed
         restconf = subprocess.run(
-            ["curl", "-sS", "--fail", "--cacert", "registrar/ca.pem", "--cert", "nms/cert.pem",
-             "--key", "nms/key.pem", "--resolve", f"{name}:127.0.0.1",
-             f"https://{name}/restconf/data/ietf-system:system/hostname"],
+            [*command, "-sS", "--fail"],
             capture_output=True, text=True, timeout=30, check=False, cwd=workdir,
         )  # fmt: skip
         assert restconf.returncode == 0, restconf.stderr
-        assert json.loads(restconf.stdout) == {"ietf-system:hostname": "demo-device-1"}
+        assert json.loads(restconf.stdout)["ietf-system:system"]["hostname"] == "demo-device-1"
+        # the serial alone is no name the LDevID carries: curl without -k refuses it
+        by_serial = f"{device['serial']}:{restconf_port}"
+        refused = subprocess.run(
+            ["curl", "-sS", "--fail", "--cacert", "registrar/ca.pem", "--cert", "nms/cert.pem",
+             "--key", "nms/key.pem", "--resolve", f"{by_serial}:127.0.0.1",
+             f"https://{by_serial}/restconf/data/ietf-system:system/hostname"],
+            capture_output=True, text=True, timeout=30, check=False, cwd=workdir,
+        )  # fmt: skip
+        assert refused.returncode == 60, refused.stderr  # CURLE_PEER_FAILED_VERIFICATION
         port = int(device["netconf-tls"].rsplit(":", 1)[1])
         with manager.connect_tls(
             host="127.0.0.1",

@@ -25,8 +25,9 @@ from tests.e2e.test_brski_flow import FakeRegistrar, Lab, make_lab, masa_voucher
 from tests.support.device_process import DeviceProcess, start_device
 from tests.support.processes import run_cli
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.config import hash_password
+from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, hash_password
 from zerotouch_plugin.roles.pledge import PATH_VOUCHER_STATUS
+from zerotouch_plugin.roles.registrar import device_dns_name
 
 NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
 STATE_FILTER = f'<bootstrap xmlns="{NS}"/>'
@@ -123,13 +124,14 @@ def poll(
 
 
 def restconf_state(process: DeviceProcess, nms: Path, serial: str) -> dict[str, Any]:
-    """GET over RESTCONF with curl, the device named by the serial in its LDevID."""
+    """GET over RESTCONF with curl, the device named by the DNS name of its LDevID."""
     port = process.ports["restconf"]
+    name = device_dns_name(serial, DEFAULT_DEVICE_DOMAIN)
     result = subprocess.run(
         ["curl", "-sS", "--fail", "--cacert", nms / "ca.pem", "--cert", nms / "cert.pem",
          "--key", nms / "key.pem", "-H", "Accept: application/yang-data+json",
-         "--resolve", f"{serial}:{port}:127.0.0.1",
-         f"https://{serial}:{port}/restconf/data/zerotouch-bootstrap:bootstrap"],
+         "--resolve", f"{name}:{port}:127.0.0.1",
+         f"https://{name}:{port}/restconf/data/zerotouch-bootstrap:bootstrap"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -420,12 +422,13 @@ def restconf_restart(
     """POST .../operations/zerotouch-bootstrap:restart-bootstrap with curl: (status, body);
     status 0 when no connection could be made."""
     port = process.ports["restconf"]
+    name = device_dns_name(serial, DEFAULT_DEVICE_DOMAIN)
     data = [] if body is None else ["-H", "Content-Type: application/yang-data+json", "-d", body]
     result = subprocess.run(
         ["curl", "-sS", "-X", "POST", "--cacert", nms / "ca.pem", "--cert", nms / "cert.pem",
          "--key", nms / "key.pem", "-H", "Accept: application/yang-data+json", *data,
-         "--resolve", f"{serial}:{port}:127.0.0.1", "-w", "\n%{http_code}",
-         f"https://{serial}:{port}/restconf/operations/zerotouch-bootstrap:restart-bootstrap"],
+         "--resolve", f"{name}:{port}:127.0.0.1", "-w", "\n%{http_code}",
+         f"https://{name}:{port}/restconf/operations/zerotouch-bootstrap:restart-bootstrap"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     out, _, status = result.stdout.rpartition("\n")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -212,21 +212,22 @@ def openssl(*args: str | Path, data: bytes | None = None) -> bytes:
     return done.stdout
 
 
-def csr_body(world: World, name: str, subject: str) -> tuple[bytes, Path]:
-    """A CSR made by ``openssl req``, base64 DER as RFC 7030 §4.2.1 sends it."""
+def csr_body(
+    world: World, name: str, subject: str, *extra: str, newkey: tuple[str, ...] = ()
+) -> tuple[bytes, Path]:
+    """A CSR made by ``openssl req`` (``extra``: e.g. ``-addext``; ``newkey``: the key
+    options, default EC P-256), base64 DER as RFC 7030 §4.2.1 sends it."""
     key = world.root / f"{name}.key"
     der = openssl(
         "req",
         "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
+        *(newkey or ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")),
         "-nodes",
         "-keyout",
         key,
         "-subj",
         subject,
+        *extra,
         "-outform",
         "DER",
     )
@@ -480,6 +481,69 @@ def test_voucher_status_audit_enroll_reenroll(world: World) -> None:
     (renewed,) = certs_only(again.body)
     assert renewed.serial_number != ldevid.serial_number
     assert renewed.subject == ldevid.subject
+
+
+def accepted_voucher(world: World, serial: str) -> Path:
+    """A pledge whose voucher was relayed and accepted (voucher_status true): may enroll."""
+    pledge, reply = bootstrap_voucher(world, serial)
+    assert reply.status == 200, reply.body
+    status = world.curl(
+        "/.well-known/brski/voucher_status",
+        client=idevid_of(pledge),
+        data=b'{"version": 1, "status": true}',
+        content_type="application/json",
+    )
+    assert status.status == 200, status.body
+    return pledge
+
+
+def test_ldevid_names_by_policy_not_by_the_csr(world: World) -> None:
+    """Issue 9 item 13: an ``openssl req`` CSR asking for localhost, 127.0.0.1, a wildcard and
+    another device's name gets none of them; the LDevID names <serial>.<device_domain> and
+    the address the operator assigned (``openssl x509 -ext subjectAltName``); the registrar
+    logs what it left out; the device record shows the name."""
+    pledge = accepted_voucher(world, "E2E-SAN")
+    assigned = world.admin(
+        "/admin/devices/E2E-SAN/address", method="PUT", data=b'{"address": "192.0.2.10:6513"}',
+        content_type="application/json",
+    )  # fmt: skip
+    assert assigned.status == 200, assigned.body
+    asked = "DNS:localhost,IP:127.0.0.1,DNS:*.example.com,DNS:e2e-ok.devices.zerotouch.internal"
+    body, _ = csr_body(world, "san", "/serialNumber=E2E-SAN", "-addext", f"subjectAltName={asked}")
+    enrolled = world.curl(
+        "/.well-known/est/simpleenroll", client=idevid_of(pledge), data=body,
+        content_type="application/pkcs10",
+    )  # fmt: skip
+    assert enrolled.status == 200, enrolled.body
+    (ldevid,) = certs_only(enrolled.body)
+    pem = world.root / "san-ldevid.pem"
+    pem.write_bytes(ldevid.public_bytes(Encoding.PEM))
+    text = openssl("x509", "-in", pem, "-noout", "-ext", "subjectAltName").decode()
+    names = text.split("\n", 1)[1].strip()
+    assert names == "DNS:e2e-san.devices.zerotouch.internal, IP Address:192.0.2.10", text
+    for foreign in ("localhost", "127.0.0.1", "example.com", "e2e-ok"):
+        assert foreign not in text
+    log_text = (world.root / "registrar.log").read_text()
+    assert (
+        "LDevID of E2E-SAN: names the CSR asks for are not in its policy set and left out: "
+        "localhost, 127.0.0.1, *.example.com, e2e-ok.devices.zerotouch.internal"
+    ) in log_text
+    assert world.device("E2E-SAN")["device"]["dns_name"] == (  # type: ignore[index]
+        "e2e-san.devices.zerotouch.internal"
+    )
+
+
+def test_weak_csr_key_is_refused_400(world: World) -> None:
+    """Issue 11 hardening: an RSA-1024 CSR from openssl is 400 naming the key, not signed."""
+    pledge = accepted_voucher(world, "E2E-WEAK")
+    body, _ = csr_body(world, "weak", "/serialNumber=E2E-WEAK", newkey=("-newkey", "rsa:1024"))
+    reply = world.curl(
+        "/.well-known/est/simpleenroll", client=idevid_of(pledge), data=body,
+        content_type="application/pkcs10",
+    )  # fmt: skip
+    assert reply.status == 400, reply.body
+    assert reply.body.startswith(b"malformed: the CSR key is RSA-1024"), reply.body
+    assert world.device("E2E-WEAK")["device"]["ldevid_fingerprint"] is None  # type: ignore[index]
 
 
 def test_enroll_without_accepted_voucher_is_refused(world: World) -> None:
@@ -761,6 +825,107 @@ def test_masa_down_then_up(world: World) -> None:
         content_type=VOUCHER_CMS,
     )
     assert up.status == 200, up.body
+
+
+def nonceless_voucher(
+    world: World, serial: str, *, days: int = 30, nonce: str | None = None, pin: Path | None = None
+) -> Path:
+    """A nonceless voucher (RFC 8366: expires-on, no nonce) signed by ``openssl cms -sign``
+    with the vendor's MASA key, as a vendor would hand it to an owner; DER file."""
+    now = datetime.now(UTC)
+    inner: dict[str, object] = {
+        "created-on": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "assertion": "verified",
+        "serial-number": serial,
+        "pinned-domain-cert": base64.b64encode(
+            certs.load_cert_file(pin or world.r / "ca.pem").public_bytes(Encoding.DER)
+        ).decode(),
+    }
+    if nonce is None:
+        inner["expires-on"] = (now + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        inner["nonce"] = nonce
+    name = f"escrow-{serial}-{days}-{nonce}-{pin.parent.name if pin else 'R'}"
+    content = world.root / f"{name}.json"
+    content.write_text(json.dumps({"ietf-voucher:voucher": inner}))
+    out = world.root / f"{name}.der"
+    v = world.root / "V"
+    openssl(
+        "cms", "-sign", "-binary", "-nodetach", "-in", content, "-outform", "DER",
+        "-out", out, "-signer", v / "masa-signer.pem", "-inkey", v / "masa-signer.key",
+        "-econtent_type", "1.2.840.113549.1.9.16.1.40", "-md", "sha256",
+    )  # fmt: skip
+    return out
+
+
+def test_escrowed_voucher_is_relayed_while_the_masa_is_down(world: World) -> None:
+    """Issue 9 item 10: a nonceless voucher imported into escrow (admin API and CLI, each
+    verified) is what the pledge gets while the MASA is unreachable; the record says so."""
+    pledge = world.pledge("E2E-ESCROW")
+    world.allow("E2E-ESCROW")
+    good = nonceless_voucher(world, "E2E-ESCROW")
+    refusals = [
+        (nonceless_voucher(world, "E2E-OTHER"), 403, b"wrong-serial: "),
+        (nonceless_voucher(world, "E2E-ESCROW", nonce="abcd1234"), 400, b"carries a nonce"),
+        (nonceless_voucher(world, "E2E-ESCROW", days=-1), 403, b"expired: "),
+        (
+            nonceless_voucher(world, "E2E-ESCROW", days=2, pin=world.root / "V" / "ca.pem"),
+            403,
+            b"for another domain",
+        ),
+    ]
+    for path, status, needle in refusals:
+        reply = world.admin(
+            "/admin/devices/E2E-ESCROW/voucher", method="PUT", data=path.read_bytes(),
+            content_type=VOUCHER_CMS,
+        )  # fmt: skip
+        assert (reply.status, needle in reply.body) == (status, True), (path, reply.body)
+    assert world.admin("/admin/devices/E2E-ESCROW/voucher").status == 404
+    put = world.admin(
+        "/admin/devices/E2E-ESCROW/voucher", method="PUT", data=good.read_bytes(),
+        content_type=VOUCHER_CMS,
+    )  # fmt: skip
+    assert put.status == 200, put.body
+    assert world.admin("/admin/devices/E2E-ESCROW/voucher").body == good.read_bytes()
+    # the CLI import verifies the same way: the bad file is named, the good one is held
+    bad = refusals[1][0]  # the one with a nonce
+    done = subprocess.run(
+        [*ZT, "registrar", "vouchers", "import", "--dir", str(world.r), str(good), str(bad)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"{good}: held for E2E-ESCROW until " in done.stdout
+    assert f"{bad}: refused: malformed: the voucher for E2E-ESCROW carries a nonce" in (done.stderr)
+
+    world.masa.stop()
+    try:
+        reply = world.curl(
+            "/.well-known/brski/requestvoucher", client=idevid_of(pledge),
+            data=voucher_request(world, pledge), content_type=VOUCHER_CMS,
+        )  # fmt: skip
+        assert reply.status == 200, reply.body
+        assert reply.body == good.read_bytes()
+        voucher = Voucher.from_json(cms.inspect(cms.decode(reply.body)).content)
+        assert voucher.nonce is None and voucher.expires_on is not None
+        detail = world.device("E2E-ESCROW")
+        device = detail["device"]
+        assert isinstance(device, dict) and device["voucher_source"] == "escrow"
+        assert device["state"] == "voucher-issued" and device["escrow"]["used_count"] == 1
+        assert detail["vouchers"][-1]["source"] == "escrow"  # type: ignore[index]
+        table = zt("registrar", "devices", "--dir", world.r)
+        (line,) = [x for x in table.splitlines() if x.startswith("E2E-ESCROW")]
+        assert " escrow " in line, table
+        # without a held voucher the outage stays a 503
+        assert world.admin("/admin/devices/E2E-ESCROW/voucher", method="DELETE").status == 200
+        again = world.curl(
+            "/.well-known/brski/requestvoucher", client=idevid_of(pledge),
+            data=voucher_request(world, pledge), content_type=VOUCHER_CMS,
+        )  # fmt: skip
+        assert again.status == 503, again.body
+    finally:
+        world.masa.start()
+    log_text = (world.root / "registrar.log").read_text()
+    assert "voucher for E2E-ESCROW relayed (assertion verified, from escrow" in log_text
 
 
 @pytest.mark.postgres

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN
 from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.roles.registrar import device_dns_name
 
 if TYPE_CHECKING:
     from zerotouch_plugin.demo.flow import Demo, StepResult
@@ -84,6 +86,7 @@ def _keep_help(folder: Path, endpoints: dict[str, Any]) -> str:
     first = endpoints["devices"][0]
     tls_port = first["netconf-tls"].rsplit(":", 1)[1]
     restconf_port = first["restconf"].rsplit(":", 1)[1]
+    name = device_dns_name(first["serial"], DEFAULT_DEVICE_DOMAIN)
     ncclient = (
         "import ssl; from ncclient import manager; "
         f'm = manager.connect_tls(host="127.0.0.1", port={tls_port}, '
@@ -106,10 +109,11 @@ def _keep_help(folder: Path, endpoints: dict[str, Any]) -> str:
         f"  cd {shlex.quote(str(folder))}",
         "  curl --cacert registrar/ca.pem --cert admin/cert.pem --key admin/key.pem "
         f"{registrar}/admin/devices",
-        "  # the LDevID names the device by its serial (CN), so curl is told where that name is:",
+        "  # the LDevID names the device <serial>.<device_domain>; curl checks that name (no -k)"
+        " and is told where it is:",
         "  curl --cacert registrar/ca.pem --cert nms/cert.pem --key nms/key.pem "
-        f"--resolve {first['serial']}:{restconf_port}:127.0.0.1 "
-        f"https://{first['serial']}:{restconf_port}/restconf/data/ietf-system:system",
+        f"--resolve {name}:{restconf_port}:127.0.0.1 "
+        f"https://{name}:{restconf_port}/restconf/data/ietf-system:system",
         f"  {shlex.quote(sys.executable)} -c {shlex.quote(ncclient)}",
         "stop them:",
         f"  zerotouch demo --stop --workdir {shlex.quote(str(folder))}",

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.config import RegistrarConfig, load_config
-from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, RegistrarConfig, load_config
+from zerotouch_plugin.errors import ConfigError, ZerotouchError
 from zerotouch_plugin.services.registrar_files import (
     CA_CERT,
     CA_KEY,
@@ -48,6 +48,7 @@ DEVICE_COLUMNS = (
     ("voucher_requested_at", "requested"),
     ("voucher_issued_at", "issued"),
     ("voucher_accepted", "accepted"),
+    ("voucher_source", "from"),
     ("enrolled_at", "enrolled"),
     ("audit_level", "audit"),
     ("handoff", "hand-off"),
@@ -110,6 +111,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.masa_url:
         lines.append(f"masa_url = {json.dumps(args.masa_url)}")
     lines.append("auto_accept = false")
+    # LDevID DNS names: <serial label>.<device_domain> (README "LDevID names")
+    lines.append(f"device_domain = {json.dumps(args.device_domain)}")
     certs.write_key(folder / CA_KEY, ca.key)
     certs.write_certs(folder / CA_CERT, [ca.cert])
     certs.write_key(folder / REGISTRAR_KEY, registrar.key)
@@ -265,6 +268,38 @@ def cmd_issue_client_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vouchers_import(args: argparse.Namespace) -> int:
+    """Verify each file (roles/registrar.check_escrow_voucher) and hold it in escrow; a file
+    that fails is named with its reason and nothing of it is stored."""
+    from zerotouch_plugin.roles.registrar import check_escrow_voucher
+    from zerotouch_plugin.services.registrar_app import load_context
+
+    config = _config(args.dir, db=args.db)
+    context = load_context(args.dir, config)
+    repo = _repo(args, config)
+    failed = 0
+    for path in args.files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        try:
+            held = check_escrow_voucher(context, data, serial=args.serial, now=_now())
+        except ZerotouchError as exc:
+            print(f"{path}: refused: {exc.one_line()}", file=sys.stderr)
+            failed += 1
+            continue
+        repo.put_escrow(
+            held.serial,
+            voucher_cms=held.cms_der,
+            expires_on=held.expires_on,
+            signer=held.signer,
+            now=_now(),
+        )
+        print(f"{path}: held for {held.serial} until {held.expires_on:%Y-%m-%dT%H:%M:%SZ}")
+    return 1 if failed else 0
+
+
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
@@ -280,6 +315,7 @@ async def _serve(args: argparse.Namespace) -> None:
         listen=args.listen,
         db=args.db,
         auto_accept=True if args.auto_accept else None,
+        device_domain=args.device_domain,
     )
     registrar = load_registrar(args.dir, config)
     runner = web.AppRunner(registrar_app(registrar), handle_signals=False)
@@ -315,6 +351,24 @@ def register(parser: argparse.ArgumentParser) -> None:
         p.set_defaults(func=func)
         return p
 
+    vouchers = sub.add_parser(
+        "vouchers",
+        help="nonceless vouchers held in escrow for when the MASA is unreachable",
+        description="nonceless vouchers held in escrow for when the MASA is unreachable",
+    )
+    actions = vouchers.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "import",
+        help="verify nonceless vouchers (CMS: DER, PEM or base64) and hold them in escrow",
+        description="verify nonceless vouchers (CMS: DER, PEM or base64) and hold them in "
+        "escrow, each under the serial-number it names",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the registrar folder R")
+    p.add_argument("--serial", help="refuse a voucher for another serial-number")
+    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="voucher files")
+    p.set_defaults(func=cmd_vouchers_import)
+
     p = add("init", "create the domain CA, registrar certificate and configuration", cmd_init)
     p.add_argument(
         "--manufacturer-ca",
@@ -335,6 +389,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ca-name", default="zerotouch domain CA", help="domain CA common name")
     p.add_argument("--organization", default=None, help="domain CA organization")
+    p.add_argument(
+        "--device-domain",
+        default=DEFAULT_DEVICE_DOMAIN,
+        help="DNS domain of the devices' LDevID names, <serial>.<domain> "
+        f"(default {DEFAULT_DEVICE_DOMAIN})",
+    )
 
     for decision in POLICY_DECISIONS:
         p = add(str(decision), f"{decision} a device serial number (works while serving)", None)
@@ -388,3 +448,4 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", help="HOST:PORT (default from the configuration)")
     p.add_argument("--db", help="database URL, e.g. postgresql://user@host/db")
     p.add_argument("--auto-accept", action="store_true", help="accept every trusted pledge")
+    p.add_argument("--device-domain", help="DNS domain of LDevID names (default: configuration)")

@@ -14,6 +14,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from lxml import etree
@@ -21,6 +22,8 @@ from ncclient import manager
 from ncclient.transport import session as ncclient_session
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN
+from zerotouch_plugin.roles.registrar import device_dns_name
 from zerotouch_plugin.services._tls import client_context
 
 __all__ = ["ClientFiles", "DeviceView", "read_device", "refused", "restconf_hostname"]
@@ -102,11 +105,26 @@ def _peer_serial(tls: ssl.SSLSocket) -> str | None:
     return None if der is None else certs.serial_number_of(x509.load_der_x509_certificate(der))
 
 
+class _ResolvedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to ``name`` on 127.0.0.1 (what ``curl --resolve`` does): TLS checks that the
+    server's certificate carries ``name`` while the TCP connection goes to 127.0.0.1."""
+
+    def __init__(self, name: str, port: int, context: ssl.SSLContext) -> None:
+        super().__init__(name, port, context=context, timeout=TIMEOUT)
+        self._create_connection = self._to_loopback
+
+    @staticmethod
+    def _to_loopback(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", address[1]), *args, **kwargs)
+
+
 def restconf_hostname(port: int, client: ClientFiles, serial: str) -> str | None:
-    """``GET /restconf/data/ietf-system:system/hostname`` (RFC 8040 §3.5) after checking that
-    the device's certificate names ``serial`` (its LDevID subject, RFC 8995 §5.9.1)."""
-    context = client.context(check_hostname=False)
-    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=TIMEOUT)
+    """``GET /restconf/data/ietf-system:system/hostname`` (RFC 8040 §3.5) from the device by
+    its LDevID name (``<serial>.<device domain>``, host name checked as curl without ``-k``
+    does), after checking that its certificate names ``serial`` (RFC 8995 §5.9.1)."""
+    context = client.context(check_hostname=True)
+    name = device_dns_name(serial, DEFAULT_DEVICE_DOMAIN)
+    connection = _ResolvedHTTPS(name, port, context)
     try:
         connection.request(
             "GET",

@@ -9,8 +9,12 @@ Documented policies (README "Registrar admin API"):
 
 * manufacturer: a device's manufacturer is its IDevID issuer; a rule's ``manufacturer`` matches
   the issuer's full RFC 4514 string, its organizationName or its commonName.
-* LDevID profile: subject ``CN=<serial>, serialNumber=<serial>``; subjectAltName copies only
-  the dNSName and iPAddress entries the CSR asks for; EKU serverAuth + clientAuth.
+* LDevID profile: subject ``CN=<serial>, serialNumber=<serial>``; EKU serverAuth +
+  clientAuth; subjectAltName decided by the registrar, never copied from the CSR: the dNSName
+  ``<label>.<device_domain>`` (``device_dns_name``) plus the host of the device's management
+  address override (an iPAddress, or a dNSName) the operator set; names the CSR asks for
+  outside that set are left out (and logged by the service). CSR keys weaker than RSA-2048 or
+  an EC curve below P-256 are refused.
 * admin clients: certificates from the domain CA whose subject carries
   ``OU=zerotouch-admin`` (``zerotouch registrar issue-client-cert --admin``).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Sequence
@@ -29,6 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
@@ -40,7 +46,9 @@ from zerotouch_plugin.artifacts.voucher import (
     Voucher,
     VoucherRequest,
     format_datetime,
+    parse_signed_voucher,
 )
+from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, check_device_domain, is_dns_label
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
@@ -67,6 +75,8 @@ __all__ = [
     "ClientIdentity",
     "ClientKind",
     "DeviceFacts",
+    "EscrowVoucher",
+    "LdevidNames",
     "PledgeRequest",
     "PolicyDecision",
     "PolicyRule",
@@ -74,15 +84,20 @@ __all__ = [
     "StatusReport",
     "authorize_enrollment",
     "build_registrar_request",
+    "check_csr_key",
+    "check_escrow_voucher",
     "check_fresh_nonce",
     "check_masa_voucher",
     "check_voucher_request",
     "decide_policy",
     "der",
+    "device_dns_name",
     "domain_id",
+    "escrow_voucher_for",
     "evaluate_audit_log",
     "identify_client",
     "issue_ldevid",
+    "ldevid_names",
     "ldevid_subject",
     "manufacturer_matches",
     "masa_url_for",
@@ -103,6 +118,7 @@ class RegistrarContext:
     masa_trust: tuple[x509.Certificate, ...] = ()  # extra anchors for MASA voucher signers
     auto_accept: bool = False
     ldevid_days: int = 365
+    device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName <label>.<device_domain>
 
     def __post_init__(self) -> None:
         for name in ("registrar", "domain_ca"):
@@ -121,6 +137,7 @@ class RegistrarContext:
             raise TypeError("ldevid_days must be an integer")
         if self.ldevid_days < 1:
             raise ValueError("ldevid_days must be at least 1")
+        object.__setattr__(self, "device_domain", check_device_domain(self.device_domain))
 
     @property
     def voucher_anchors(self) -> tuple[x509.Certificate, ...]:
@@ -400,6 +417,79 @@ def check_masa_voucher(
 
 
 # ---------------------------------------------------------------------------------------------
+# vouchers held in escrow (RFC 8366 nonceless vouchers; issue 9 item 10, issue 16)
+
+
+@dataclass(frozen=True)
+class EscrowVoucher:
+    """A nonceless voucher the registrar holds for one device, checked when imported."""
+
+    serial: str
+    expires_on: datetime
+    signer: str  # RFC 4514 subject of the voucher signer
+    voucher: Voucher
+    cms_der: bytes
+
+
+def check_escrow_voucher(
+    ctx: RegistrarContext, data: bytes, *, serial: str | None, now: datetime
+) -> EscrowVoucher:
+    """Verify a voucher offered for escrow (``serial``: the device it is filed under, None to
+    take it from the voucher): CMS signature by a signer that chains to the manufacturer
+    anchors (and ``masa_trust``) at ``now``, as the pledge will check it (RFC 8995 §5.6.1);
+    for that serial; no nonce (RFC 8366 §5.3: a nonceless voucher) and an expires-on still
+    ahead; pinned-domain-cert this domain (its CA or the registrar certificate, RFC 8995
+    §5.6). Raises the first failure, naming it."""
+    voucher, signed = parse_signed_voucher(
+        cms.decode(data), trust_anchors=ctx.voucher_anchors, now=now
+    )
+    if serial is not None and voucher.serial_number != serial:
+        raise WrongSerial(
+            f"the voucher is for serial-number {voucher.serial_number!r}, not {serial!r}"
+        )
+    if voucher.nonce is not None:
+        raise InvalidInput(
+            f"the voucher for {voucher.serial_number} carries a nonce: it answers one "
+            "voucher-request only; escrow holds nonceless vouchers (RFC 8366 §5.3)"
+        )
+    if voucher.expires_on is None:
+        raise InvalidInput(
+            f"the nonceless voucher for {voucher.serial_number} has no expires-on: escrow "
+            "holds only vouchers that expire (RFC 8366 §5.3)"
+        )
+    voucher.check(now=now)  # expires-on ahead of now (Expired)
+    if voucher.pinned_domain_cert not in ctx.pinnable():
+        raise PolicyRefused(
+            f"the voucher for {voucher.serial_number} pins a certificate that is neither this "
+            "registrar's domain CA nor its own certificate (RFC 8995 §5.6): it is for "
+            "another domain"
+        )
+    return EscrowVoucher(
+        serial=voucher.serial_number,
+        expires_on=voucher.expires_on,
+        signer=signed.signer.subject.rfc4514_string(),
+        voucher=voucher,
+        cms_der=signed.der,
+    )
+
+
+def escrow_voucher_for(
+    ctx: RegistrarContext, held: bytes, *, pledge: PledgeRequest, now: datetime
+) -> Voucher:
+    """The held voucher for this pledge, checked again at ``now`` (it may have expired, or an
+    anchor changed, since the import) and against the pledge's IDevID issuer (RFC 8366 §5.3);
+    UpstreamUnavailable-worthy failures are the caller's to report."""
+    escrow = check_escrow_voucher(ctx, held, serial=pledge.serial, now=now)
+    issuer = escrow.voucher.idevid_issuer
+    if issuer is not None and not certs.idevid_issuer_matches(pledge.idevid, issuer):
+        raise WrongSerial(
+            f"the escrowed voucher of {pledge.serial} names an idevid-issuer that is not this "
+            "pledge's IDevID issuer (RFC 8366 §5.3)"
+        )
+    return escrow.voucher
+
+
+# ---------------------------------------------------------------------------------------------
 # status telemetry (RFC 8995 §5.7, §5.9.4)
 
 
@@ -625,7 +715,39 @@ def authorize_enrollment(
         raise WrongSerial(
             f"the CSR asks for serialNumber {requested[0]!r} but the client is device {serial!r}"
         )
+    check_csr_key(csr)
     return serial
+
+
+# EC curves an LDevID key may use: P-256 or stronger (issue 11 hardening).
+_EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+_RSA_MIN_BITS = 2048
+
+
+def check_csr_key(csr: x509.CertificateSigningRequest) -> None:
+    """Refuse (400) a CSR whose key is weaker than RSA-2048 or an EC curve below P-256, or of
+    a type an LDevID does not use; Ed25519 and Ed448 are accepted."""
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _RSA_MIN_BITS:
+            raise InvalidInput(
+                f"the CSR key is RSA-{key.key_size}: an LDevID key needs at least "
+                f"RSA-{_RSA_MIN_BITS} or EC P-256"
+            )
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _EC_CURVES:
+            raise InvalidInput(
+                f"the CSR key is EC {key.curve.name}: an LDevID key needs the curve P-256, "
+                "P-384 or P-521 (or RSA-2048 and more)"
+            )
+        return
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return
+    raise InvalidInput(
+        f"the CSR key is {type(key).__name__}: an LDevID key is EC (P-256 or more), RSA "
+        "(2048 bits or more), Ed25519 or Ed448"
+    )
 
 
 def ldevid_subject(serial: str) -> x509.Name:
@@ -637,24 +759,93 @@ def ldevid_subject(serial: str) -> x509.Name:
     )
 
 
-_SAN_TYPES = (x509.DNSName, x509.IPAddress)
+def device_dns_name(serial: str, domain: str) -> str:
+    """``<label>.<domain>``: the serial as one DNS label. ASCII letters (folded to lower case,
+    DNS names are case-insensitive, RFC 4343), digits and inner hyphens map to themselves;
+    a serial with any other character, or longer than 63, maps to no label and is refused
+    (PolicyRefused) rather than rewritten, so two serials never share a name by rewriting."""
+    label = serial.lower()
+    if not serial.isascii() or not is_dns_label(label):
+        raise PolicyRefused(
+            f"device serial {serial!r} cannot be a DNS label (ASCII letters, digits and inner "
+            "hyphens, at most 63) for its LDevID name under "
+            f"{domain}: the registrar does not issue it an LDevID"
+        )
+    return f"{label}.{domain}"
+
+
+@dataclass(frozen=True)
+class LdevidNames:
+    """The subjectAltName of an LDevID and what the CSR asked for beyond it."""
+
+    dns_names: tuple[str, ...]
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+    ignored: tuple[str, ...]  # requested by the CSR, outside the policy set
+
+    def general_names(self) -> list[x509.GeneralName]:
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in self.dns_names]
+        return names + [x509.IPAddress(a) for a in self.addresses]
+
+
+def _requested(csr: x509.CertificateSigningRequest) -> list[str]:
+    """Every subjectAltName entry the CSR asks for, as text (unreadable ones named too)."""
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError as exc:  # an extension cryptography cannot parse: ignored, named
+        return [f"<unreadable extension: {exc}>"]
+    return [str(name.value) for name in ext]
+
+
+def ldevid_names(
+    ctx: RegistrarContext,
+    serial: str,
+    csr: x509.CertificateSigningRequest,
+    *,
+    assigned_hosts: Sequence[str] = (),
+    same_name: Sequence[str] = (),
+) -> LdevidNames:
+    """The LDevID's names by policy (issue 9 item 13): ``device_dns_name`` plus the hosts an
+    operator assigned to this device (its management address override), IP literals as
+    iPAddress, names as dNSName. Nothing is copied from the CSR; what it asked for outside
+    this set comes back in ``ignored``. ``same_name``: other serials that differ from this one
+    only in case and hold an LDevID: the name is theirs, this device gets none (PolicyRefused)."""
+    dns = [device_dns_name(serial, ctx.device_domain)]
+    if same_name:
+        raise PolicyRefused(
+            f"device {serial!r} would get the LDevID name {dns[0]} that device "
+            f"{same_name[0]!r} already holds (serials differing only in case)"
+        )
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for host in assigned_hosts:
+        try:
+            addresses.append(ipaddress.ip_address(host))
+        except ValueError:
+            name = host.lower().rstrip(".")
+            if all(is_dns_label(label) for label in name.split(".")) and name not in dns:
+                dns.append(name)
+    allowed = {*dns, *(str(a) for a in addresses)}
+    ignored = tuple(name for name in _requested(csr) if name.lower() not in allowed)
+    return LdevidNames(tuple(dns), tuple(addresses), ignored)
 
 
 def issue_ldevid(
-    ctx: RegistrarContext, serial: str, csr: x509.CertificateSigningRequest, *, now: datetime
+    ctx: RegistrarContext,
+    serial: str,
+    csr: x509.CertificateSigningRequest,
+    *,
+    now: datetime,
+    names: LdevidNames | None = None,
 ) -> x509.Certificate:
-    """Sign the LDevID by the documented profile (see the module docstring)."""
-    try:
-        requested = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san: list[x509.GeneralName] = []
-    else:
-        san = [name for name in requested if isinstance(name, _SAN_TYPES)]
+    """Sign the LDevID by the documented profile (see the module docstring); ``names`` from
+    ``ldevid_names`` (default: the DNS name alone)."""
+    chosen = names if names is not None else ldevid_names(ctx, serial, csr)
     return certs.issue_from_csr(
         ctx.domain_ca,
         csr,
         subject=ldevid_subject(serial),
-        san=san,
+        san=chosen.general_names(),
         now=now,
         days=ctx.ldevid_days,
         client_auth=True,

@@ -9,7 +9,7 @@ one's lease with a conditional UPDATE so that one process does it, runs one atte
 
 The registrar authenticates with its own client certificate from the domain CA
 (``R/handoff-client.pem``, key and certificate in one file, written atomically) and accepts
-only the LDevID it issued to that serial.
+only the LDevID it issued to that serial, checked by the DNS name that LDevID carries.
 """
 
 from __future__ import annotations
@@ -147,9 +147,12 @@ class HandoffWorker:
     ) -> None:
         self._repo = repo
         self._ca = domain_ca.cert
-        # The device is identified by its LDevID's serialNumber (role check), not by the
-        # host name: its certificate names no address, and behind NAT the address is not its.
-        self._context = client_context(identity, trust=[domain_ca.cert], check_hostname=False)
+        # The server is checked by the name its current LDevID carries (issue 9 item 13:
+        # <serial label>.<device_domain>, whatever address it is reached at, NAT included) and,
+        # in any case, pinned to the LDevIDs issued to its serial (role check). LDevIDs issued
+        # before names were given carry none: for them only the pinning applies.
+        self._named = client_context(identity, trust=[domain_ca.cert], check_hostname=True)
+        self._unnamed = client_context(identity, trust=[domain_ca.cert], check_hostname=False)
         self._policy = role.HandoffPolicy(
             config.handoff_attempts, config.handoff_backoff, config.handoff_max_backoff
         )
@@ -299,7 +302,12 @@ class HandoffWorker:
             target = role.Target(job.host, job.port)
         else:
             raise NotFound(f"no management address for {job.serial}")
-        client = await NetconfClient.connect(target.host, target.port, context=self._context)
+        client = await NetconfClient.connect(
+            target.host,
+            target.port,
+            context=self._named if job.server_name else self._unnamed,
+            server_hostname=job.server_name,
+        )
         try:
             role.check_device_certificate(
                 client.peer_certificate,

@@ -26,6 +26,7 @@ from cryptography import x509
 
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
+from zerotouch_plugin.artifacts.voucher import Voucher
 from zerotouch_plugin.config import RegistrarConfig
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
@@ -37,6 +38,7 @@ from zerotouch_plugin.errors import (
     PolicyRefused,
     ReplayedRequest,
     UnsupportedMediaType,
+    UpstreamUnavailable,
     ZerotouchError,
 )
 from zerotouch_plugin.roles import handoff as handoff_role
@@ -71,6 +73,7 @@ __all__ = [
     "REGISTRAR_KEY",
     "Registrar",
     "day0_schema",
+    "load_context",
     "load_registrar",
     "registrar_app",
     "tls_context",
@@ -128,8 +131,8 @@ def _read_certs(folder: Path, names: tuple[str, ...], what: str) -> tuple[x509.C
     return tuple(found)
 
 
-def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
-    """Load R's identities and trust anchors, open (and create) the database."""
+def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext:
+    """R's identities, trust anchors and policy (ConfigError naming what is missing)."""
     for name in (CA_CERT, CA_KEY, REGISTRAR_CERT, REGISTRAR_KEY):
         if not (folder / name).is_file():
             raise ConfigError(
@@ -145,9 +148,17 @@ def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
             masa_trust=masa_trust,
             auto_accept=config.auto_accept,
             ldevid_days=config.ldevid_days,
+            device_domain=config.device_domain,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"registrar folder {folder}: {exc}") from exc
+    return context
+
+
+def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
+    """Load R's identities and trust anchors, open (and create) the database."""
+    context = load_context(folder, config)
+    manufacturer_cas, masa_trust = context.manufacturer_cas, context.masa_trust
     db = open_role_database(folder, config.db, DB_FILE)
     masa = MasaClient(
         context.registrar,
@@ -276,18 +287,19 @@ async def request_voucher(request: web.Request) -> web.Response:
         await _db(reg.repo.record_error, pledge.serial, exc.one_line(), now=now)
         raise
     rvr = role.build_registrar_request(reg.context, pledge, now=now)
+    from_escrow = False
     try:
         voucher_cms = await reg.masa.request_voucher(masa_url, rvr)
         voucher = role.check_masa_voucher(reg.context, voucher_cms, pledge=pledge, now=_now())
+    except UpstreamUnavailable as exc:
+        held = await _escrowed(reg, pledge, exc)
+        if held is None:
+            await _masa_failed(reg, request_id, exc, rvr)
+            raise
+        voucher_cms, voucher = held
+        from_escrow = True
     except ZerotouchError as exc:
-        await _db(
-            reg.repo.record_masa_failure,
-            request_id,
-            outcome=exc.reason,
-            error=exc.one_line(),
-            rvr_cms=rvr,
-            now=_now(),
-        )
+        await _masa_failed(reg, request_id, exc, rvr)
         raise
     await _db(
         reg.repo.record_voucher,
@@ -299,9 +311,50 @@ async def request_voucher(request: web.Request) -> web.Response:
         expires_on=voucher.expires_on,
         advance=_step(RegistrarEvent.VOUCHER_RELAYED),
         now=_now(),
+        from_escrow=from_escrow,
     )
-    log.info("voucher for %s relayed (assertion %s)", pledge.serial, voucher.assertion)
+    # from escrow is worth a warning: the MASA is down and a held voucher is being used up
+    log.log(
+        logging.WARNING if from_escrow else logging.INFO,
+        "voucher for %s relayed (assertion %s%s)",
+        pledge.serial,
+        voucher.assertion,
+        ", from escrow: the MASA is unreachable" if from_escrow else "",
+    )
     return web.Response(body=voucher_cms, content_type=MEDIA_TYPE_VOUCHER_CMS)
+
+
+async def _masa_failed(reg: Registrar, request_id: int, exc: ZerotouchError, rvr: bytes) -> None:
+    await _db(
+        reg.repo.record_masa_failure,
+        request_id,
+        outcome=exc.reason,
+        error=exc.one_line(),
+        rvr_cms=rvr,
+        now=_now(),
+    )
+
+
+async def _escrowed(
+    reg: Registrar, pledge: role.PledgeRequest, outage: UpstreamUnavailable
+) -> tuple[bytes, Voucher] | None:
+    """The nonceless voucher held for the pledge, when the MASA is unreachable and it is still
+    valid now (checked again: it may have expired since the import); None otherwise, and the
+    pledge gets the 503 of the outage."""
+    held = await _db(reg.repo.escrow, pledge.serial)
+    if held is None:
+        return None
+    try:
+        voucher = role.escrow_voucher_for(reg.context, held.voucher_cms, pledge=pledge, now=_now())
+    except ZerotouchError as exc:
+        log.warning(
+            "the MASA is unreachable (%s) and the voucher held for %s is not usable: %s",
+            outage.one_line(),
+            pledge.serial,
+            exc.one_line(),
+        )
+        return None
+    return held.voucher_cms, voucher
 
 
 _STATUS_EVENTS: Mapping[tuple[str, bool], RegistrarEvent] = {
@@ -468,11 +521,24 @@ async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
         serial = role.authorize_enrollment(
             reg.context, client, facts, csr, rules=rules, reenroll=reenroll
         )
+        names = role.ldevid_names(
+            reg.context,
+            serial,
+            csr,
+            assigned_hosts=await _db(_assigned_hosts, reg.repo, serial),
+            same_name=await _db(reg.repo.serials_named_like, serial),
+        )
     except ZerotouchError as exc:
         if client.serial is not None:
             await _db(reg.repo.record_error, client.serial, exc.one_line(), now=now)
         raise
-    cert = role.issue_ldevid(reg.context, serial, csr, now=now)
+    if names.ignored:
+        log.warning(
+            "LDevID of %s: names the CSR asks for are not in its policy set and left out: %s",
+            serial,
+            ", ".join(names.ignored),
+        )
+    cert = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
     await _db(
         reg.repo.record_certificate,
         serial,
@@ -483,8 +549,23 @@ async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
         advance=_step(RegistrarEvent.CERT_ISSUED),
         now=now,
     )
-    log.info("LDevID %s issued to %s", certs.fingerprint(cert), serial)
+    log.info(
+        "LDevID %s issued to %s (names %s)",
+        certs.fingerprint(cert),
+        serial,
+        ", ".join(str(n.value) for n in names.general_names()),
+    )
     return _est_response(est.encode_certs_only([cert]), est.MEDIA_PKCS7_CERTS)
+
+
+def _assigned_hosts(repo: RegistrarRepository, serial: str) -> tuple[str, ...]:
+    """The host of the management address an operator set for ``serial`` (``registrar day0
+    --address``, PUT /admin/devices/{serial}/address): where clients reach the device, so a
+    name its LDevID carries (README "LDevID names")."""
+    entry = repo.day0(serial)
+    if entry is None or entry.address is None:
+        return ()
+    return (handoff_role.parse_address(entry.address).host,)
 
 
 async def simple_enroll(request: web.Request) -> web.Response:
@@ -553,6 +634,7 @@ async def admin_device(request: web.Request) -> web.Response:
                     "assertion": v.assertion,
                     "nonce": v.nonce,
                     "expires_on": _iso(v.expires_on),
+                    "source": v.source,
                 }
                 for v in vouchers
             ],
@@ -721,6 +803,47 @@ async def admin_delete_address(request: web.Request) -> web.Response:
     return _json({"serial": serial, "address": None})
 
 
+async def admin_put_voucher(request: web.Request) -> web.Response:
+    """PUT /admin/devices/{serial}/voucher: hold a nonceless voucher for the device, verified
+    first (``role.check_escrow_voucher``); body the CMS (application/voucher-cms+json)."""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    _require_media(request, MEDIA_TYPE_VOUCHER_CMS)
+    held = role.check_escrow_voucher(
+        reg.context, await read_body(request), serial=serial, now=_now()
+    )
+    await _db(
+        reg.repo.put_escrow,
+        serial,
+        voucher_cms=held.cms_der,
+        expires_on=held.expires_on,
+        signer=held.signer,
+        now=_now(),
+    )
+    log.info("nonceless voucher for %s held in escrow until %s", serial, _iso(held.expires_on))
+    return _json({"serial": serial, "expires_on": _iso(held.expires_on), "signer": held.signer})
+
+
+async def admin_get_voucher(request: web.Request) -> web.Response:
+    """GET /admin/devices/{serial}/voucher: the held voucher, as imported (CMS)."""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    held = await _db(reg.repo.escrow, serial)
+    if held is None:
+        raise NotFound(f"no voucher is held in escrow for {serial}")
+    return web.Response(body=held.voucher_cms, content_type=MEDIA_TYPE_VOUCHER_CMS)
+
+
+async def admin_delete_voucher(request: web.Request) -> web.Response:
+    """DELETE /admin/devices/{serial}/voucher"""
+    reg = _admin(request)
+    serial = request.match_info["serial"]
+    if not await _db(reg.repo.remove_escrow, serial):
+        raise NotFound(f"no voucher is held in escrow for {serial}")
+    log.info("voucher held for %s removed from escrow", serial)
+    return _json({"serial": serial, "removed": True})
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -755,6 +878,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/admin/devices/{serial}/handoff", admin_handoff),
     Route("PUT", "/admin/devices/{serial}/address", admin_put_address),
     Route("DELETE", "/admin/devices/{serial}/address", admin_delete_address),
+    Route("PUT", "/admin/devices/{serial}/voucher", admin_put_voucher),
+    Route("GET", "/admin/devices/{serial}/voucher", admin_get_voucher),
+    Route("DELETE", "/admin/devices/{serial}/voucher", admin_delete_voucher),
     Route("GET", "/admin/day0/default", admin_get_day0),
     Route("PUT", "/admin/day0/default", admin_put_day0),
     Route("DELETE", "/admin/day0/default", admin_delete_day0),

@@ -13,11 +13,12 @@ registrar processes on one PostgreSQL database never interleave a device's trans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy import (
     Boolean,
     ForeignKey,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     delete,
+    func,
     or_,
     select,
     true,
@@ -44,6 +46,7 @@ __all__ = [
     "Advance",
     "Day0Row",
     "DeviceRecord",
+    "EscrowRow",
     "HandoffJob",
     "HandoffRow",
     "ManagementRow",
@@ -51,6 +54,7 @@ __all__ = [
     "RegistrarRepository",
     "StatusRow",
     "VoucherRow",
+    "ldevid_dns_name",
 ]
 
 Advance = Callable[[str | None], str]
@@ -225,6 +229,41 @@ class _ManagementPort(Base):
 _EXTRA_PORTS = {"netconf-ssh-port": "netconf_ssh_port"}
 
 
+class _Escrow(Base):
+    """A nonceless voucher held for a device (issue 9 item 10), relayed when its MASA is
+    unreachable; verified before it is stored (roles/registrar.check_escrow_voucher). A table
+    of its own, created by ``create_all`` in databases made before it."""
+
+    __tablename__ = "registrar_escrow"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), unique=True)
+    voucher_cms: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_on: Mapped[datetime] = mapped_column(UTCDateTime)
+    signer: Mapped[str] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last relayed to the pledge
+    used_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# _VoucherRequest.outcome of a request answered with a voucher, by where it came from.
+OUTCOME_MASA = "voucher-issued"
+OUTCOME_ESCROW = "escrow-voucher"
+_VOUCHER_SOURCES = {OUTCOME_MASA: "masa", OUTCOME_ESCROW: "escrow"}
+
+
+def ldevid_dns_name(cert_der: bytes) -> str | None:
+    """The first dNSName of an issued LDevID: the TLS server name clients check (None for an
+    LDevID issued before the registrar gave names, or an unreadable record)."""
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    found = san.get_values_for_type(x509.DNSName)
+    return found[0] if found else None
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -258,6 +297,36 @@ class ManagementRow:
         out = {f.name: _json_value(getattr(self, f.name)) for f in fields(self)}
         out["address"] = self.address
         return out
+
+
+@dataclass(frozen=True)
+class EscrowRow:
+    """A held voucher as the admin API and ``registrar devices`` show it (``voucher_cms``
+    only in the repository's answer, never in JSON)."""
+
+    serial: str
+    expires_on: datetime
+    signer: str
+    imported_at: datetime
+    used_at: datetime | None
+    used_count: int
+    voucher_cms: bytes
+
+    @classmethod
+    def _of(cls, row: _Escrow | None) -> EscrowRow | None:
+        if row is None:
+            return None
+        return cls(
+            row.serial, row.expires_on, row.signer, row.imported_at, row.used_at,
+            row.used_count, row.voucher_cms,
+        )  # fmt: skip
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            f.name: _json_value(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in ("serial", "voucher_cms")
+        }
 
 
 @dataclass(frozen=True)
@@ -310,6 +379,7 @@ class HandoffJob:
     address: str | None  # override
     edit_xml: str | None  # own configuration, else the default
     issued_fingerprints: frozenset[str]
+    server_name: str | None = None  # dNSName of its current LDevID: the TLS server name
 
 
 @dataclass(frozen=True)
@@ -329,6 +399,7 @@ class DeviceRecord:
     enrolled_at: datetime | None
     ldevid_fingerprint: str | None
     ldevid_not_after: datetime | None
+    dns_name: str | None  # the dNSName of its current LDevID: the name TLS clients check
     enroll_status_at: datetime | None
     enroll_confirmed: bool | None
     audit_level: str | None
@@ -337,6 +408,8 @@ class DeviceRecord:
     last_error: str | None
     handoff: HandoffRow
     management: ManagementRow | None  # None until a successful enrollstatus
+    voucher_source: str | None  # "masa" or "escrow": where its last voucher came from
+    escrow: EscrowRow | None  # the nonceless voucher held for it, if any
 
     @classmethod
     def _of(
@@ -344,13 +417,19 @@ class DeviceRecord:
         row: _Device,
         handoff: _Handoff | None,
         management: _Management | None,
+        ldevid_der: bytes | None,
+        outcome: str | None,
+        escrow: _Escrow | None,
         ports: Mapping[str, int] | None = None,
     ) -> DeviceRecord:
-        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name not in _NESTED}
+        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name not in _NOT_COLUMNS}
         return cls(
             **values,
+            dns_name=ldevid_dns_name(ldevid_der) if ldevid_der is not None else None,
             handoff=HandoffRow._of(handoff),
             management=ManagementRow._of(management, ports),
+            voucher_source=_VOUCHER_SOURCES.get(outcome or ""),
+            escrow=EscrowRow._of(escrow),
         )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -360,10 +439,12 @@ class DeviceRecord:
         out = {name: _json_value(getattr(self, name)) for name in names}
         out["handoff"] = self.handoff.to_json_dict()
         out["management"] = self.management.to_json_dict() if self.management else None
+        out["escrow"] = self.escrow.to_json_dict() if self.escrow else None
         return out
 
 
-_NESTED = frozenset({"handoff", "management"})
+_NESTED = frozenset({"handoff", "management", "escrow"})
+_NOT_COLUMNS = _NESTED | {"dns_name", "voucher_source"}
 
 
 def _json_value(value: Any) -> Any:
@@ -394,6 +475,7 @@ class VoucherRow:
     nonce: str | None
     expires_on: datetime | None
     voucher_cms: bytes
+    source: str = "masa"  # or "escrow"
 
 
 class RegistrarRepository:
@@ -458,13 +540,27 @@ class RegistrarRepository:
             if found is None:
                 return None
             ports = self._ports(s, _ManagementPort.serial == serial)
-            return DeviceRecord._of(*found, ports.get(serial))
+            return _record(found, ports)
 
     def devices(self) -> list[DeviceRecord]:
         with self.db.session() as s:
             rows = s.execute(_WITH_NESTED.order_by(_Device.serial)).all()
             ports = self._ports(s, true())
-            return [DeviceRecord._of(*row, ports.get(row[0].serial)) for row in rows]
+            return [_record(row, ports) for row in rows]
+
+    def serials_named_like(self, serial: str) -> list[str]:
+        """Other serials equal to ``serial`` but for case that hold an LDevID (their DNS
+        names would be the same, DNS being case-insensitive)."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(_Device.serial).where(
+                        func.lower(_Device.serial) == serial.lower(),
+                        _Device.serial != serial,
+                        _Device.ldevid_fingerprint.is_not(None),
+                    )
+                )
+            )
 
     def status_reports(self, serial: str) -> list[StatusRow]:
         with self.db.session() as s:
@@ -477,22 +573,76 @@ class RegistrarRepository:
 
     def vouchers(self, serial: str) -> list[VoucherRow]:
         with self.db.session() as s:
-            rows = s.scalars(
-                select(_Voucher).where(_Voucher.serial == serial).order_by(_Voucher.id)
-            )
+            rows = s.execute(
+                select(_Voucher, _VoucherRequest.outcome)
+                .join(_VoucherRequest, _VoucherRequest.id == _Voucher.request_id)
+                .where(_Voucher.serial == serial)
+                .order_by(_Voucher.id)
+            ).all()
             return [
-                VoucherRow(r.serial, r.issued_at, r.assertion, r.nonce, r.expires_on, r.voucher_cms)
-                for r in rows
+                VoucherRow(
+                    r.serial,
+                    r.issued_at,
+                    r.assertion,
+                    r.nonce,
+                    r.expires_on,
+                    r.voucher_cms,
+                    _VOUCHER_SOURCES.get(outcome, "masa"),
+                )
+                for r, outcome in rows
             ]
 
+    # -- vouchers held in escrow (issue 9 item 10) ---------------------------------------
+
+    def put_escrow(
+        self, serial: str, *, voucher_cms: bytes, expires_on: datetime, signer: str, now: datetime
+    ) -> None:
+        """Hold a verified nonceless voucher for ``serial``, replacing an earlier one."""
+        values = {
+            "voucher_cms": voucher_cms,
+            "expires_on": expires_on,
+            "signer": signer,
+            "imported_at": now,
+            "used_at": None,
+            "used_count": 0,
+        }
+        with self.db.session() as s:
+            query = select(_Escrow).where(_Escrow.serial == serial).with_for_update()
+            row = s.scalars(query).one_or_none()
+            if row is None:
+                try:
+                    with s.begin_nested():
+                        s.add(_Escrow(serial=serial, **values))
+                    return
+                except IntegrityError:  # imported by another process meanwhile
+                    row = s.scalars(query).one()
+            for name, value in values.items():
+                setattr(row, name, value)
+
+    def escrow(self, serial: str) -> EscrowRow | None:
+        with self.db.session() as s:
+            return EscrowRow._of(
+                s.scalars(select(_Escrow).where(_Escrow.serial == serial)).one_or_none()
+            )
+
+    def escrows(self) -> list[EscrowRow]:
+        with self.db.session() as s:
+            rows = s.scalars(select(_Escrow).order_by(_Escrow.serial)).all()
+            return [row for row in map(EscrowRow._of, rows) if row is not None]
+
+    def remove_escrow(self, serial: str) -> bool:
+        with self.db.session() as s:
+            return bool(s.execute(delete(_Escrow).where(_Escrow.serial == serial)).rowcount)  # type: ignore[attr-defined]
+
     def latest_registrar_request(self, serial: str) -> bytes | None:
-        """The last registrar voucher-request that got a voucher (for /requestauditlog)."""
+        """The last registrar voucher-request that got a voucher from the MASA (for
+        /requestauditlog; one answered from escrow never reached the MASA)."""
         with self.db.session() as s:
             return s.scalars(
                 select(_VoucherRequest.rvr_cms)
                 .where(
                     _VoucherRequest.serial == serial,
-                    _VoucherRequest.outcome == "voucher-issued",
+                    _VoucherRequest.outcome == OUTCOME_MASA,
                 )
                 .order_by(_VoucherRequest.id.desc())
                 .limit(1)
@@ -584,13 +734,22 @@ class RegistrarRepository:
         expires_on: datetime | None,
         advance: Advance,
         now: datetime,
+        from_escrow: bool = False,
     ) -> None:
-        """A validated voucher, durable before it is relayed to the pledge."""
+        """A validated voucher, durable before it is relayed to the pledge; ``from_escrow``:
+        the held voucher, relayed because the MASA was unreachable (its use is counted)."""
         with self.db.session() as s:
             request = s.get(_VoucherRequest, request_id, with_for_update=True)
             if request is None:
                 raise NotFound(f"voucher-request {request_id} is not on record")
-            request.outcome = "voucher-issued"
+            request.outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
+            if from_escrow:
+                s.execute(
+                    update(_Escrow)
+                    .where(_Escrow.serial == request.serial)
+                    .values(used_at=now, used_count=_Escrow.used_count + 1)
+                    .execution_options(synchronize_session=False)
+                )
             request.rvr_cms = rvr_cms
             request.error = None
             dev = self._lock(s, request.serial)
@@ -836,6 +995,11 @@ class RegistrarRepository:
             issued = s.scalars(
                 select(_Certificate.fingerprint).where(_Certificate.serial == serial)
             ).all()
+            current = s.scalars(
+                select(_Certificate.cert_der)
+                .join(_Device, _Device.ldevid_fingerprint == _Certificate.fingerprint)
+                .where(_Device.serial == serial)
+            ).first()
             return HandoffJob(
                 serial=serial,
                 attempts=row.attempts,
@@ -844,6 +1008,7 @@ class RegistrarRepository:
                 address=own.address if own is not None else None,
                 edit_xml=source.edit_xml if source is not None else None,
                 issued_fingerprints=frozenset(issued),
+                server_name=ldevid_dns_name(current) if current is not None else None,
             )
 
     def finish_handoff(
@@ -968,11 +1133,32 @@ class RegistrarRepository:
         dev.updated_at = now
 
 
+_LAST_VOUCHER_OUTCOME = (
+    select(_VoucherRequest.outcome)
+    .where(
+        _VoucherRequest.serial == _Device.serial,
+        _VoucherRequest.outcome.in_(tuple(_VOUCHER_SOURCES)),
+    )
+    .order_by(_VoucherRequest.id.desc())
+    .limit(1)
+    .correlate(_Device)
+    .scalar_subquery()
+)
 _WITH_NESTED = (
-    select(_Device, _Handoff, _Management)
+    select(_Device, _Handoff, _Management, _Certificate.cert_der, _LAST_VOUCHER_OUTCOME, _Escrow)
     .outerjoin(_Handoff, _Handoff.serial == _Device.serial)
     .outerjoin(_Management, _Management.serial == _Device.serial)
+    .outerjoin(_Certificate, _Certificate.fingerprint == _Device.ldevid_fingerprint)
+    .outerjoin(_Escrow, _Escrow.serial == _Device.serial)
 )
+
+
+def _record(row: Sequence[Any], ports: Mapping[str, Mapping[str, int]]) -> DeviceRecord:
+    """A DeviceRecord from one row of ``_WITH_NESTED`` and the extra ports by serial."""
+    device, handoff, management, ldevid_der, outcome, escrow = row
+    return DeviceRecord._of(
+        device, handoff, management, ldevid_der, outcome, escrow, ports.get(device.serial)
+    )
 
 
 def _policy_row(row: _Policy) -> PolicyRow:

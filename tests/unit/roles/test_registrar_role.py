@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -48,6 +49,7 @@ from zerotouch_plugin.roles.states import REGISTRAR_TRANSITIONS, render_mermaid
 from zerotouch_plugin.roles.states import RegistrarDeviceState as S
 from zerotouch_plugin.roles.states import RegistrarEvent as E
 from zerotouch_plugin.store.masa import DeviceState
+from zerotouch_plugin.store.registrar import ldevid_dns_name
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 NONCE = base64.b64encode(b"0123456789abcdef").decode()
@@ -435,6 +437,70 @@ def test_masa_url_resolution(pki: Pki) -> None:
         role.masa_url_for(no_url.cert, None)
 
 
+# -- vouchers held in escrow (issue 9 item 10) ------------------------------------------------
+
+LATER = NOW + timedelta(days=30)
+
+
+def nonceless(pki: Pki, **fields: object) -> bytes:
+    values: dict[str, object] = {"nonce": None, "expires_on": LATER}
+    values.update(fields)
+    return pki.voucher(**values)
+
+
+def test_a_nonceless_voucher_for_this_domain_is_taken_into_escrow(pki: Pki) -> None:
+    signed = nonceless(pki)
+    held = role.check_escrow_voucher(pki.ctx, signed, serial="SN-1", now=NOW)
+    assert (held.serial, held.expires_on) == ("SN-1", LATER)
+    assert held.signer == pki.masa.cert.subject.rfc4514_string()
+    assert held.voucher.nonce is None and held.cms_der == signed
+    # the serial may come from the voucher itself (CLI import), and base64 text is read too
+    text = base64.b64encode(signed)
+    assert role.check_escrow_voucher(pki.ctx, text, serial=None, now=NOW).serial == "SN-1"
+    pinned_registrar = nonceless(pki, pinned_domain_cert=der(pki.registrar.cert))
+    role.check_escrow_voucher(pki.ctx, pinned_registrar, serial="SN-1", now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "needle"),
+    [
+        ({"serial_number": "SN-2"}, WrongSerial, "'SN-2', not 'SN-1'"),
+        ({"nonce": NONCE, "expires_on": None}, InvalidInput, "carries a nonce"),
+        ({"expires_on": None}, InvalidInput, "no expires-on"),
+        ({"expires_on": NOW - timedelta(seconds=1)}, Expired, "expired on"),
+        ({"pinned_domain_cert": b"\x30\x03\x02\x01\x01"}, PolicyRefused, "another domain"),
+    ],
+    ids=["other-serial", "nonce", "no-expiry", "expired", "other-domain"],
+)
+def test_what_escrow_refuses(
+    pki: Pki, fields: dict[str, object], error: type[ZerotouchError], needle: str
+) -> None:
+    with pytest.raises(error, match=re.escape(needle)):
+        role.check_escrow_voucher(pki.ctx, nonceless(pki, **fields), serial="SN-1", now=NOW)
+
+
+def test_escrow_needs_a_signer_under_the_manufacturer_anchors(pki: Pki) -> None:
+    forger = certs.issue_masa_signer(pki.stranger, "Forged MASA", now=NOW)
+    with pytest.raises(UntrustedSigner):
+        role.check_escrow_voucher(pki.ctx, nonceless(pki, signer=forger), serial="SN-1", now=NOW)
+    with pytest.raises(InvalidInput):
+        role.check_escrow_voucher(pki.ctx, b"not a voucher", serial="SN-1", now=NOW)
+
+
+def test_a_held_voucher_is_checked_again_when_handed_out(pki: Pki) -> None:
+    pledge = accepted(pki)
+    voucher = role.escrow_voucher_for(pki.ctx, nonceless(pki), pledge=pledge, now=NOW)
+    assert voucher.nonce is None and voucher.serial_number == "SN-1"
+    with pytest.raises(Expired):  # imported in time, expired since
+        role.escrow_voucher_for(
+            pki.ctx, nonceless(pki), pledge=pledge, now=LATER + timedelta(seconds=1)
+        )
+    with pytest.raises(WrongSerial, match="idevid-issuer"):
+        role.escrow_voucher_for(
+            pki.ctx, nonceless(pki, idevid_issuer=b"\x01" * 20), pledge=pledge, now=NOW
+        )
+
+
 # -- status reports and audit log -------------------------------------------------------------
 
 
@@ -724,34 +790,130 @@ def test_reenrollment_with_ldevid(pki: Pki) -> None:
         )
 
 
-def test_ldevid_profile(pki: Pki) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")]))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("dev1.example"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.UniformResourceIdentifier("https://evil.example"),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(key, certs.signature_hash(key))
+def csr_asking(*names: x509.GeneralName, key: object = None) -> x509.CertificateSigningRequest:
+    """A CSR that asks for ``names`` in its subjectAltName (and a CN that is ignored too)."""
+    private = key or ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")])
     )
-    cert = role.issue_ldevid(pki.ctx, "SN-1", csr, now=NOW)
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+    return builder.sign(private, certs.signature_hash(private))  # type: ignore[arg-type]
+
+
+FOREIGN_SANS = (
+    x509.DNSName("localhost"),
+    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    x509.DNSName("*.example.com"),
+    x509.DNSName("sn-2.devices.zerotouch.internal"),  # another device's name
+    x509.UniformResourceIdentifier("https://evil.example"),
+)
+
+
+def test_ldevid_profile_names_come_from_policy_only(pki: Pki) -> None:
+    """Issue 9 item 13: the LDevID carries <serial label>.<device_domain>; nothing the CSR
+    asks for is copied (localhost, 127.0.0.1, a wildcard, another serial's name, a URI)."""
+    csr = csr_asking(*FOREIGN_SANS)
+    names = role.ldevid_names(pki.ctx, "SN-1", csr)
+    assert names.dns_names == ("sn-1.devices.zerotouch.internal",) and names.addresses == ()
+    assert names.ignored == (
+        "localhost", "127.0.0.1", "*.example.com", "sn-2.devices.zerotouch.internal",
+        "https://evil.example",
+    )  # fmt: skip
+    cert = role.issue_ldevid(pki.ctx, "SN-1", csr, now=NOW, names=names)
     assert cert.subject == role.ldevid_subject("SN-1")
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert list(san) == [
-        x509.DNSName("dev1.example"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
+    assert list(san) == [x509.DNSName("sn-1.devices.zerotouch.internal")]
+    assert ldevid_dns_name(der(cert)) == "sn-1.devices.zerotouch.internal"
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     assert cert.not_valid_after_utc - NOW >= timedelta(days=364)
     certs.verify_chain(cert, trust_anchors=[pki.domain.cert], now=NOW, purpose="client")
+    default = role.issue_ldevid(pki.ctx, "SN-1", csr_for(), now=NOW)  # names by default
+    assert ldevid_dns_name(der(default)) == "sn-1.devices.zerotouch.internal"
+    assert ldevid_dns_name(b"not a certificate") is None
+
+
+def test_ldevid_names_add_the_operator_assigned_address(pki: Pki) -> None:
+    """The host of the management address override goes in: an IP as iPAddress, a name as
+    dNSName; the CSR asking for exactly those is then not 'ignored'."""
+    ctx = replace(pki.ctx, device_domain="Devices.Example.NET.")
+    assert ctx.device_domain == "devices.example.net"
+    csr = csr_asking(x509.IPAddress(ipaddress.ip_address("192.0.2.7")), x509.DNSName("x.test"))
+    names = role.ldevid_names(ctx, "Sw-0042", csr, assigned_hosts=["192.0.2.7", "OOB.Site.test"])
+    assert names.dns_names == ("sw-0042.devices.example.net", "oob.site.test")
+    assert names.addresses == (ipaddress.ip_address("192.0.2.7"),)
+    assert names.ignored == ("x.test",)
+    cert = role.issue_ldevid(ctx, "Sw-0042", csr, now=NOW, names=names)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [
+        "sw-0042.devices.example.net", "oob.site.test",
+    ]  # fmt: skip
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.0.2.7")]
+
+
+@pytest.mark.parametrize(
+    "serial", ["SN.1", "SN_1", "SN 1", "-SN1", "SN1-", "sn\u00e91", "S" * 64, "", "SN/1"]
+)
+def test_a_serial_that_is_no_dns_label_gets_no_ldevid(pki: Pki, serial: str) -> None:
+    with pytest.raises(PolicyRefused, match="cannot be a DNS label") as info:
+        role.ldevid_names(pki.ctx, serial, csr_for(None))
+    assert info.value.http_status == 403
+
+
+def test_serials_differing_only_in_case_do_not_share_a_name(pki: Pki) -> None:
+    with pytest.raises(PolicyRefused, match=r"sn-1\.devices.* device 'SN-1' already holds"):
+        role.ldevid_names(pki.ctx, "sn-1", csr_for(None), same_name=["SN-1"])
+
+
+@pytest.mark.parametrize("domain", ["internal", "a..b", "-a.b", "a_b.c", "x" * 64 + ".net"])
+def test_device_domain_must_be_a_dns_domain(pki: Pki, domain: str) -> None:
+    with pytest.raises(ValueError, match="device_domain"):
+        replace(pki.ctx, device_domain=domain)
+
+
+@pytest.mark.parametrize(
+    ("key", "needle"),
+    [
+        (lambda: rsa.generate_private_key(65537, 1024), "RSA-1024"),
+        (lambda: ec.generate_private_key(ec.SECP224R1()), "EC secp224r1"),
+        (lambda: ec.generate_private_key(ec.SECP192R1()), "EC secp192r1"),
+        (lambda: dsa.generate_private_key(2048), "DSAPublicKey"),
+    ],
+    ids=["rsa-1024", "p-224", "p-192", "dsa"],
+)
+def test_weak_csr_keys_are_refused(pki: Pki, key: object, needle: str) -> None:
+    """Issue 11 hardening: 400 naming the key."""
+    private = key()  # type: ignore[operator]
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "SN-1")]))
+        .sign(private, hashes.SHA256())
+    )
+    with pytest.raises(InvalidInput, match=re.escape(needle)) as info:
+        role.authorize_enrollment(
+            pki.ctx, idevid_client(pki), facts(pki, S.VOUCHER_ACCEPTED), csr, rules=ALLOW,
+            reenroll=False,
+        )  # fmt: skip
+    assert info.value.http_status == 400
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        lambda: rsa.generate_private_key(65537, 2048),
+        lambda: ec.generate_private_key(ec.SECP384R1()),
+        ed25519.Ed25519PrivateKey.generate,
+    ],
+    ids=["rsa-2048", "p-384", "ed25519"],
+)
+def test_strong_csr_keys_are_accepted(pki: Pki, key: object) -> None:
+    private = key()  # type: ignore[operator]
+    csr = certs.make_csr(private, serial="SN-1")
+    assert role.authorize_enrollment(
+        pki.ctx, idevid_client(pki), facts(pki, S.VOUCHER_ACCEPTED), csr, rules=ALLOW,
+        reenroll=False,
+    ) == "SN-1"  # fmt: skip
 
 
 # -- state table ------------------------------------------------------------------------------

@@ -6,9 +6,13 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
 
 from tests.unit.store.test_registrar_store import NOW, db_url, open_repo, request_voucher
+from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.store.registrar import HandoffJob, ManagementRow, RegistrarRepository
 
 __all__ = ["db_url"]  # the parametrised SQLite / PostgreSQL fixture
@@ -266,4 +270,30 @@ def test_a_database_made_before_the_ports_table_gets_it(db_url: str) -> None:
     assert repo.management("SN1") == ManagementRow("192.0.2.9", 6513, 8443, NOW)
     enroll_status(repo, "SN1", ManagementRow("192.0.2.9", 6513, 8443, NOW, netconf_ssh_port=830))
     assert repo.management("SN1").netconf_ssh_port == 830  # type: ignore[union-attr]
+    db.dispose()
+
+
+def test_a_claimed_handoff_names_the_server_by_its_current_ldevid(db_url: str) -> None:
+    """Issue 9 item 13: the hand-off checks the server by the dNSName of the LDevID the device
+    holds now (an older LDevID without a name: None, only the fingerprint pinning applies)."""
+    ca = certs.make_ca("Domain CA", now=NOW)
+    named = certs.issue_from_csr(
+        ca, certs.make_csr(ec.generate_private_key(ec.SECP256R1()), serial="SN1"),
+        subject=x509.Name([]), san=[x509.DNSName("sn1.devices.example.net")], now=NOW,
+    )  # fmt: skip
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1")  # an LDevID record without a name
+    set_config(repo, "SN1", "own")
+    repo.queue_handoff("SN1", state="pending", host="192.0.2.1", port=6513, error=None, now=NOW)
+    job = repo.claim_handoff("SN1", "me", now=NOW, lease_until=LEASE)
+    assert job is not None and job.server_name is None
+    repo.record_certificate(
+        "SN1", cert_der=named.public_bytes(Encoding.DER), fingerprint=certs.fingerprint(named),
+        not_after=NOW + timedelta(days=1), kind="reenroll", advance=lambda _s: "enrolled",
+        now=NOW,
+    )  # fmt: skip
+    repo.queue_handoff("SN1", state="pending", host="192.0.2.1", port=6513, error=None, now=NOW)
+    job = repo.claim_handoff("SN1", "me", now=NOW, lease_until=LEASE)
+    assert job is not None and job.server_name == "sn1.devices.example.net"
+    assert repo.device("SN1").dns_name == "sn1.devices.example.net"  # type: ignore[union-attr]
     db.dispose()

@@ -67,11 +67,22 @@ class NetconfClient:
         self.session_id: str | None = None
 
     @classmethod
-    async def connect(cls, host: str, port: int, *, context: ssl.SSLContext) -> NetconfClient:
-        """Open TLS (mutual authentication, RFC 7589 §3) and exchange hellos (RFC 6241 §8.1)."""
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        context: ssl.SSLContext,
+        server_hostname: str | None = None,
+    ) -> NetconfClient:
+        """Open TLS (mutual authentication, RFC 7589 §3) and exchange hellos (RFC 6241 §8.1);
+        ``server_hostname`` is the name the server's certificate must carry (SNI too) when
+        ``context`` checks host names, instead of ``host``."""
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            reader, writer = await asyncio.open_connection(host, port, ssl=context)
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=context, server_hostname=server_hostname
+            )
         except ssl.SSLCertVerificationError as exc:
             raise CertificateError(
                 f"NETCONF server {where}: certificate refused: {exc.verify_message}"
