@@ -178,6 +178,7 @@ _OID_SERIAL_NUMBER = "2.5.4.5"  # RFC 8995 §5.9.2 / §2.3.1
 _OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 _OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 _OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
+_KEY_FAMILIES: Mapping[str, str] = {_OID_EC_PUBLIC_KEY: "ec", _OID_RSA_ENCRYPTION: "rsa"}
 
 
 def _family(kind: str) -> str:
@@ -224,42 +225,49 @@ class _Collect:
 
 
 def _take_oid(found: _Collect, oid: str) -> None:
-    if oid == _OID_SERIAL_NUMBER:
-        found.serial_number = True
-    elif oid in _SIGNATURE_ALGORITHMS:
+    """A bare OID: a signature algorithm, a key type, serialNumber (RFC 7030 §4.5.2)."""
+    if oid in _SIGNATURE_ALGORITHMS:
         found.hash_name, found.sig_family = _SIGNATURE_ALGORITHMS[oid]
-    elif oid == _OID_EC_PUBLIC_KEY:
-        found.key_family = "ec"
-    elif oid == _OID_RSA_ENCRYPTION:
-        found.key_family = "rsa"
+    elif oid in _KEY_FAMILIES:
+        found.key_family = _KEY_FAMILIES[oid]
+    elif oid == _OID_SERIAL_NUMBER:
+        found.serial_number = True
     elif oid != _OID_EXTENSION_REQUEST:  # a bare extensionRequest names nothing yet
         found.ignored.append(oid)
 
 
-def _take_attribute(found: _Collect, item: _cms.CsrAttr) -> None:
-    values = item.values or ()
-    if item.oid == _OID_EC_PUBLIC_KEY:
-        found.key_family = "ec"
-        curves = [_CURVES.get(value) for value in values]
-        found.key_kind = next((c for c in curves if c is not None), found.key_kind)
-        found.ignored += [f"{item.oid} curve {v}" for v in values if v not in _CURVES]
-    elif item.oid == _OID_RSA_ENCRYPTION:
-        found.key_family = "rsa"
-        sizes = [_RSA_SIZES.get(value) for value in values]
-        found.key_kind = next((s for s in sizes if s is not None), found.key_kind)
-        found.ignored += [f"{item.oid} size {v}" for v in values if v not in _RSA_SIZES]
-    elif item.oid == _OID_EXTENSION_REQUEST:
-        for names in values:
-            for kind, value in names:
-                name = _general_name(kind, value)
-                if kind == "extension-type":
-                    found.ignored.append(f"extension {value} (extensionRequest)")
-                elif name is None:
-                    found.ignored.append(f"{item.oid} subjectAltName {kind}")
-                else:
-                    found.names.append(name)
-    else:
-        found.ignored.append(item.oid)
+def _take_curve(found: _Collect, oid: str, values: tuple[Any, ...]) -> None:
+    found.key_family = "ec"
+    curves = [_CURVES.get(value) for value in values]
+    found.key_kind = next((c for c in curves if c is not None), found.key_kind)
+    found.ignored += [f"{oid} curve {v}" for v in values if v not in _CURVES]
+
+
+def _take_rsa_size(found: _Collect, oid: str, values: tuple[Any, ...]) -> None:
+    found.key_family = "rsa"
+    sizes = [_RSA_SIZES.get(value) for value in values]
+    found.key_kind = next((s for s in sizes if s is not None), found.key_kind)
+    found.ignored += [f"{oid} size {v}" for v in values if v not in _RSA_SIZES]
+
+
+def _take_extensions(found: _Collect, oid: str, values: tuple[Any, ...]) -> None:
+    for names in values:
+        for kind, value in names:
+            name = _general_name(kind, value)
+            if kind == "extension-type":
+                found.ignored.append(f"extension {value} (extensionRequest)")
+            elif name is None:
+                found.ignored.append(f"{oid} subjectAltName {kind}")
+            else:
+                found.names.append(name)
+
+
+# Attribute type -> what its values set (RFC 7030 §4.5.2 Attribute form).
+_ATTRIBUTES: Mapping[str, Callable[[_Collect, str, tuple[Any, ...]], None]] = {
+    _OID_EC_PUBLIC_KEY: _take_curve,
+    _OID_RSA_ENCRYPTION: _take_rsa_size,
+    _OID_EXTENSION_REQUEST: _take_extensions,
+}
 
 
 def parse_csrattrs(body: bytes) -> CsrRequirements:
@@ -275,10 +283,13 @@ def parse_csrattrs(body: bytes) -> CsrRequirements:
         raise InvalidInput(f"csrattrs body is not a CsrAttrs sequence: {exc}") from exc
     found = _Collect()
     for item in items:
+        take = _ATTRIBUTES.get(item.oid)
         if item.values is None:
             _take_oid(found, item.oid)
+        elif take is not None:
+            take(found, item.oid, item.values)
         else:
-            _take_attribute(found, item)
+            found.ignored.append(item.oid)
     kind = found.kind()
     hash_name = found.hash_name
     if kind is not None and _family(kind) == "ed25519":

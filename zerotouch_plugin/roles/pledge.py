@@ -98,6 +98,7 @@ PATH_CSRATTRS = "/.well-known/est/csrattrs"
 MEDIA_JSON = "application/json"  # RFC 8995 §5.7, §5.9.4
 
 _NONCE_BYTES = 16  # RFC 8366 §5.3 allows 8..32
+_MAX_RETRY_AFTER = 60.0  # RFC 8995 §5.6: the pledge MUST limit Retry-After to 60 seconds
 _STATUS_VERSION = 1  # RFC 8995 §5.7 "version"
 
 
@@ -145,7 +146,7 @@ class RetryPolicy:
             raise ValueError("fraction must be in [0, 1)")
         if retry_after is not None:
             return (
-                min(max(retry_after, 0.0), self.max_delay)
+                min(max(retry_after, 0.0), self.max_delay, _MAX_RETRY_AFTER)
                 + self.jitter * self.base_delay * fraction
             )
         backoff = min(self.max_delay, self.base_delay * self.multiplier ** (retry - 1))

@@ -517,6 +517,13 @@ def test_backoff_policy(
     assert RetryPolicy().delay(retry, fraction, retry_after) == pytest.approx(expected)
 
 
+def test_retry_after_is_capped_at_60_seconds() -> None:
+    """RFC 8995 §5.6: a registrar cannot hold a pledge longer, whatever max_delay allows."""
+    policy = RetryPolicy(base_delay=1, max_delay=600, jitter=0)
+    assert policy.delay(1, 0.0, 3600) == 60.0
+    assert policy.delay(1, 0.0, 45) == 45.0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
