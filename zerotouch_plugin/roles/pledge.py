@@ -560,7 +560,7 @@ class Pledge:
             except ZerotouchError as exc:
                 return self._step_failed(exc)
         if 300 <= response.status < 400:
-            return self._redirect(pending, response)
+            return self._redirect(pending, response, now)
         retryable = _STATUS_RETRYABLE if self.state in _LENIENT_STATES else _RETRYABLE
         if response.status in retryable:
             if response.status == 202 and self.state is PledgeState.REQUESTING_VOUCHER:
@@ -571,10 +571,11 @@ class Pledge:
             return self._refused(_refusal(response, pending.path))
         return handler(self, response, now)
 
-    def _redirect(self, pending: HttpRequest, response: Response) -> PledgeAction:
+    def _redirect(self, pending: HttpRequest, response: Response, now: datetime) -> PledgeAction:
         """RFC 8995 §5.6: a pledge follows at most one redirection, and only to https.
         The new origin is treated as any registrar: provisional TLS (and a voucher-request
-        naming its certificate) before the voucher, verified against the pin after it."""
+        naming its certificate) before the voucher, verified against the pin after it. A
+        redirection not followed ends a status report or csrattrs like any other answer."""
         try:
             if self._redirected:
                 raise PolicyRefused(
@@ -584,6 +585,9 @@ class Pledge:
                 )
             target = _redirect_target(pending, response)
         except ZerotouchError as exc:
+            if self.state in _LENIENT_STATES:
+                self.warnings.append(exc.one_line())
+                return self._HANDLERS[self.state](self, response, now)
             return self._refused(exc)
         self._redirected = True
         self._origin = target.origin

@@ -1034,6 +1034,26 @@ def test_redirect_of_a_verified_request_keeps_the_pin() -> None:
     assert isinstance(action, HttpRequest) and action.origin == "https://127.0.0.2:8443"
 
 
+def test_second_redirect_of_a_status_report_ends_the_report() -> None:
+    """§5.7: any answer completes voucher_status; a redirection not followed is one."""
+    m = machine()
+    pvr = pvr_of(to_voucher_request(m))
+    m.received(ok(WORLD.voucher(pvr), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    moved = m.received(
+        Response(
+            308, b"", "", location="https://127.0.0.2/status", server_cert=WORLD.registrar.cert
+        ),
+        now=NOW,
+    )
+    assert isinstance(moved, HttpRequest) and moved.origin == "https://127.0.0.2:443"
+    action = m.received(
+        Response(308, b"", "", location="https://127.0.0.3/s", server_cert=WORLD.registrar.cert),
+        now=NOW,
+    )
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_CACERTS
+    assert any("at most one" in text for text in m.warnings), m.warnings
+
+
 def test_redirect_to_http_is_refused() -> None:
     m = machine()
     to_voucher_request(m)
