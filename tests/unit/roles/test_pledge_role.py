@@ -1118,3 +1118,54 @@ def test_nonceless_refused_by_default_names_the_option() -> None:
         WORLD.voucher(pvr, nonce=None, expires_on=NOW + timedelta(days=1)), WrongNonce
     )
     assert "--allow-nonceless" in reason
+
+
+def _at(state: PledgeState) -> Pledge:
+    """A machine waiting for the answer in ``state``."""
+    m = machine()
+    steps = {
+        PledgeState.REQUESTING_VOUCHER: to_voucher_request,
+        PledgeState.FETCHING_CACERTS: to_cacerts,
+        PledgeState.FETCHING_CSRATTRS: to_csrattrs,
+        PledgeState.ENROLLING: to_enroll,
+    }
+    if state in steps:
+        steps[state](m)
+    elif state is PledgeState.REPORTING_VOUCHER:
+        pvr = pvr_of(to_voucher_request(m))
+        m.received(ok(WORLD.voucher(pvr), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW)
+    else:
+        m.received(ok(est.encode_certs_only([issue(to_enroll(m))]), est.MEDIA_PKCS7_CERTS), now=NOW)
+        m.installed()
+    assert m.state is state
+    return m
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        PledgeState.REQUESTING_VOUCHER,
+        PledgeState.REPORTING_VOUCHER,
+        PledgeState.FETCHING_CACERTS,
+        PledgeState.FETCHING_CSRATTRS,
+        PledgeState.ENROLLING,
+        PledgeState.REPORTING_ENROLLMENT,
+    ],
+)
+@pytest.mark.parametrize("location", [None, "ftp://x/", "https://[::1", "https://127.0.0.9/a"])
+def test_any_status_in_any_state_gives_an_action(state: PledgeState, location: str | None) -> None:
+    """Whatever a registrar answers, the machine decides; it never raises."""
+    for status in (100, 199, 201, 202, 204, 301, 302, 304, 307, 308, 399, 400, 401, 404, 418,
+                   500, 503, 599):  # fmt: skip
+        m = _at(state)
+        response = Response(status, b"x", "text/plain", location=location,
+                            server_cert=WORLD.registrar.cert)  # fmt: skip
+        action = m.received(response, now=NOW)
+        assert isinstance(action, Connect | HttpRequest | Wait | Install | Done | Failed)
+        if isinstance(action, HttpRequest):  # and a redirect of the next request too
+            again = Response(
+                302, b"", "", location="https://127.0.0.8/", server_cert=WORLD.registrar.cert
+            )
+            assert isinstance(
+                m.received(again, now=NOW), Connect | HttpRequest | Wait | Failed | Done
+            )
