@@ -1169,3 +1169,32 @@ def test_any_status_in_any_state_gives_an_action(state: PledgeState, location: s
             assert isinstance(
                 m.received(again, now=NOW), Connect | HttpRequest | Wait | Failed | Done
             )
+
+
+def _idevid_without_aki() -> Identity:
+    key = certs.generate_key("p256")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, SERIAL)]))
+        .issuer_name(WORLD.vendor.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .sign(WORLD.vendor.key, certs.signature_hash(WORLD.vendor.key))  # type: ignore[arg-type]
+    )
+    return Identity(cert, key)
+
+
+@pytest.mark.parametrize("carries", [False, True])
+def test_idevid_without_aki(carries: bool) -> None:
+    """An IDevID without AKI (like RFC 8995 Appendix C's): a voucher without idevid-issuer is
+    fine; one with an idevid-issuer cannot name this issuer and is refused."""
+    idevid = _idevid_without_aki()
+    m = machine(PledgeConfig(idevid=idevid, masa_anchors=(WORLD.vendor.cert,)))
+    pvr = pvr_of(to_voucher_request(m))
+    value = idevid_issuer_forms(WORLD.idevid.cert)["keyIdentifier"] if carries else None
+    action = m.received(
+        ok(WORLD.voucher(pvr, idevid_issuer=value), cms.MEDIA_TYPE_VOUCHER_CMS), now=NOW
+    )
+    assert status_of(action, role.PATH_VOUCHER_STATUS)["status"] is not carries
