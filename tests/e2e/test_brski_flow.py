@@ -36,7 +36,7 @@ from tests.support.processes import (
 )
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest, sign_artifact
 from zerotouch_plugin.roles.pledge import (
     PATH_REQUESTVOUCHER,
     PATH_VOUCHER_STATUS,
@@ -565,6 +565,46 @@ def test_masa_down_then_up(lab: Lab) -> None:
     assert serial in out
     assert (folder / "ldevid.pem").is_file()
     assert lab.state(serial) == "enroll-confirmed"
+
+
+def test_escrowed_nonceless_voucher_enrolls_a_pledge_that_allows_it(lab: Lab) -> None:
+    """Issue 9 item 10 end to end: the owner holds a nonceless voucher signed with the MASA's
+    key ('registrar vouchers import'); with the MASA stopped the registrar relays it; the
+    real pledge refuses it without --allow-nonceless and enrolls with it."""
+    serial, folder = lab.pledge()
+    now = datetime.now(UTC)
+    held = Voucher(
+        created_on=now,
+        assertion=Assertion.VERIFIED,
+        serial_number=serial,
+        pinned_domain_cert=der(certs.load_cert_file(lab.domain / "ca.pem")),
+        expires_on=now + timedelta(days=7),
+    )
+    signer = certs.load_identity(lab.vendor / "masa-signer.pem", lab.vendor / "masa-signer.key")
+    voucher_file = lab.root / f"{serial}.voucher"
+    voucher_file.write_bytes(sign_artifact(held, signer=signer, now=now))
+    imported = run_cli("registrar", "vouchers", "import", "--dir", lab.domain, voucher_file)
+    assert f"held for {serial} until " in imported.stdout
+    lab.stop_masa()
+    try:
+        refused = enroll(lab, folder)
+        assert refused.returncode != 0
+        assert "does not accept nonceless vouchers (allow them with --allow-nonceless" in (
+            refused.stderr
+        ), refused.stderr
+        assert_nothing_written(folder)
+        accepted = enroll(lab, folder, "--allow-nonceless")
+        assert accepted.returncode == 0, accepted.stderr
+    finally:
+        lab.start_masa()
+    assert (folder / "ldevid.pem").is_file()
+    record = lab.device(serial)
+    assert record is not None and record["state"] == "enroll-confirmed"
+    assert record["voucher_source"] == "escrow" and record["escrow"]["used_count"] == 2
+    stored = Voucher.from_json(
+        cms.inspect(cms.decode((folder / PLEDGE_FILES["voucher"]).read_bytes())).content
+    )
+    assert stored.nonce is None and stored.serial_number == serial
 
 
 def test_registrar_and_masa_restarted_between_steps(lab: Lab) -> None:

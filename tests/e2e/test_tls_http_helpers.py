@@ -12,7 +12,7 @@ from aiohttp import web
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.errors import PolicyRefused, UpstreamUnavailable
+from zerotouch_plugin.errors import AccessDenied, PolicyRefused, UpstreamUnavailable
 from zerotouch_plugin.services._http import accepts, make_app, read_body
 from zerotouch_plugin.services._tls import (
     ServerCertRecorder,
@@ -142,12 +142,16 @@ def failing_app(limit: int = 100) -> web.Application:
     async def crash(request: web.Request) -> web.Response:
         raise RuntimeError("secret internal detail")
 
+    async def unauthenticated(request: web.Request) -> web.Response:
+        raise AccessDenied("a TLS client certificate is required")
+
     async def echo(request: web.Request) -> web.Response:
         return web.Response(body=await read_body(request))
 
     app.router.add_get("/refuse", refuse)
     app.router.add_get("/upstream", upstream)
     app.router.add_get("/crash", crash)
+    app.router.add_get("/unauthenticated", unauthenticated)
     app.router.add_post("/echo", echo)
     return app
 
@@ -167,6 +171,12 @@ async def test_errors_become_text_plain_responses(
             assert r.status == 503 and r.headers["Retry-After"] == "17"
         async with s.get(url + "/crash", ssl=ctx) as r:
             assert r.status == 500 and "secret" not in await r.text()
+        async with s.get(url + "/unauthenticated", ssl=ctx) as r:
+            # RFC 7235 §3.1: a 401 carries a challenge; RFC 8995 §5.3: and closes
+            assert r.status == 401 and r.headers["WWW-Authenticate"] == (
+                'TLS-Client-Certificate realm="test"'
+            )
+            assert r.headers["Connection"] == "close"
         async with s.get(url + "/nowhere", ssl=ctx) as r:
             assert r.status == 404 and r.content_type == "text/plain"
         async with s.post(url + "/echo", data=b"x" * 50, ssl=ctx) as r:
@@ -181,6 +191,9 @@ async def test_errors_become_text_plain_responses(
         async with s.post(url + "/echo", data=chunks(), ssl=ctx) as r:  # no Content-Length
             assert r.status == 413 and "the limit is 100 bytes" in await r.text()
     assert "refused 403" in caplog.text and "refused 413" in caplog.text
+    # an unexpected exception is never a silent 500: the log names the request, with traceback
+    assert "GET /crash from 127.0.0.1: internal error" in caplog.text
+    assert "RuntimeError: secret internal detail" in caplog.text
 
 
 @pytest.mark.parametrize(
