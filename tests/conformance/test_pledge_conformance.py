@@ -67,7 +67,7 @@ from zerotouch_plugin.config import hash_password
 SERIAL = "OV-PLEDGE-1"
 RVR_SERIAL = "OV-MASA-1"
 VOUCHER_PATH = "/.well-known/brski/requestvoucher"
-EXPIRES_SOON = timedelta(minutes=20)  # RFC 8995 §5.5.4: the RECOMMENDED nonceless lifetime
+EXPIRES_SOON = timedelta(minutes=20)  # RFC 8995 §5.6 expires-on: the RECOMMENDED lifetime
 
 
 # ---------------------------------------------------------------------------------------------
