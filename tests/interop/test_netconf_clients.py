@@ -147,6 +147,32 @@ def test_console_invalid_edit_reports_rpc_error(dev: Device, tmp_path: Path) -> 
     assert console(dev, "--get-config")[1] == before
 
 
+def test_console_xpath_wildcards(dev: Device) -> None:
+    """Issue 9 item 11: ``--get -x /*`` was an internal error."""
+    for args in (("--get", "-x", "/*"), ("--get-config", "-x", "//*")):
+        code, out = console(dev, *args)
+        assert code == 0, out
+        assert "<hostname>interop-dev</hostname>" in out
+        assert "rpc-error" not in out
+
+
+def test_console_operations_without_namespace(dev: Device, tmp_path: Path) -> None:
+    """Issue 9 item 12: ``--rpc`` sends the file's element as the operation, here in no
+    namespace; the raw mode sends whole ``<rpc>`` messages as written."""
+    (tmp_path / "get.xml").write_text("<get-config><source><running/></source></get-config>")
+    code, out = console(dev, "--rpc", str(tmp_path / "get.xml"))
+    assert code == 0, out
+    assert "<hostname>interop-dev</hostname>" in out
+    raw = (
+        '<rpc message-id="7" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">'
+        '<get xmlns=""/></rpc>]]>]]>'
+    )
+    (tmp_path / "raw.xml").write_text(raw)
+    code, out = console(dev, str(tmp_path / "raw.xml"))
+    assert code == 0, out
+    assert "<hostname>interop-dev</hostname>" in out and "yang-library" in out
+
+
 # -- yangcli (yuma123) -----------------------------------------------------------------------
 
 

@@ -193,6 +193,39 @@ def test_xpath_filter(running: DeviceProcess) -> None:
         m.edit_config(target="running", config=_iface("xp0", op="delete"))
 
 
+@pytest.mark.parametrize("select", ["/*", "//*", "/*/*", "/*[1] | //if:name"])
+def test_xpath_wildcards_give_data(connect: Connect, select: str) -> None:
+    """Issue 9 item 11: ``m.get(filter=("xpath", "/*"))`` was an internal error (KeyError)."""
+    with connect() as m:
+        m.edit_config(target="running", config=_iface("wc0"))
+        flt = ("xpath", ({"if": IF_NS}, select))
+        data = _data(m.get(filter=flt))
+        assert len(data) and data.find(f".//{{{IF_NS}}}interface") is not None
+        assert "wc0" in _names(m.get_config(source="running", filter=flt))
+        with pytest.raises(RPCError) as err:
+            m.get(filter=("xpath", "/*[1 div 0]"))
+        assert err.value.tag == "operation-failed"
+        assert "internal error" not in str(err.value.message)
+        m.edit_config(target="running", config=_iface("wc0", op="delete"))
+
+
+def test_dispatch_of_operations_without_namespace(connect: Connect) -> None:
+    """Issue 9 item 12: ``dispatch`` of an element built without namespace (ncclient's and
+    Ansible netconf_rpc's examples) runs the base operation."""
+    with connect() as m:
+        reply = m.dispatch(etree.Element("get"))
+        assert (
+            reply.ok and etree.fromstring(reply.xml.encode()).find(f"{{{NC_NS}}}data") is not None
+        )
+        reply = m.dispatch(etree.Element("get-config"), source="running")
+        assert reply.ok
+        for op in ("lock", "unlock"):
+            element = etree.fromstring(f"<{op}><target><running/></target></{op}>")
+            assert m.dispatch(element).ok
+        copy = "<copy-config><target><startup/></target><source><running/></source></copy-config>"
+        assert m.dispatch(etree.fromstring(copy)).ok
+
+
 def test_invalid_edit_reports_path_and_changes_nothing(connect: Connect, folder: Path) -> None:
     with connect() as m:
         m.edit_config(target="running", config=_hostname("good"))

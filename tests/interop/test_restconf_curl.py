@@ -7,14 +7,28 @@ import json
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
 
 from tests.support.device_pki import make_device_pki
+from zerotouch_plugin.artifacts.certs import (
+    fingerprint,
+    issue_client,
+    issue_intermediate_ca,
+    issue_tls_server,
+    make_ca,
+    write_certs,
+    write_key,
+)
+from zerotouch_plugin.config import CertToName
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
+from zerotouch_plugin.services._tls import server_context
+from zerotouch_plugin.services.netconf.certmap import map_certificate
 from zerotouch_plugin.services.restconf import bound_port, restconf_app, start_restconf
 
 CURL = shutil.which("curl")
@@ -46,6 +60,7 @@ class Server:
         body: str | None = None,
         media: str = JSON,
         as_who: str = "client",
+        include_headers: bool = False,
     ) -> Reply:
         args = [
             str(CURL),
@@ -59,12 +74,14 @@ class Server:
             "-w",
             "\n%{http_code}",
         ]
+        if include_headers:
+            args.append("-i")
         args += ["--cacert", str(self.files["ca"])]
         if as_who == "client":
             args += ["--cert", str(self.files["cert"]), "--key", str(self.files["key"])]
-        elif as_who == "stranger":
-            args += ["--cert", str(self.files["stranger-cert"])]
-            args += ["--key", str(self.files["stranger-key"])]
+        elif as_who != "nobody":
+            args += ["--cert", str(self.files[f"{as_who}-cert"])]
+            args += ["--key", str(self.files[f"{as_who}-key"])]
         args += ["-H", f"Accept: {media}"]
         if body is not None:
             args += ["-H", f"Content-Type: {media}", "--data-binary", body]
@@ -155,3 +172,78 @@ async def test_tls_refuses_clients_without_domain_certificate(server: Server, wh
     reply = await server.curl("GET", "/restconf/data", as_who=who)
     assert reply.exit_status != 0  # handshake or first read fails: no HTTP exchange
     assert reply.code == 0
+
+
+async def test_options_and_restconf_monitoring(server: Server) -> None:
+    """Issue 9 item 15: Allow and Accept-Patch (RFC 8040 §4.1, §4.6.1), restconf-state
+    (§9.1) with the capabilities the server has."""
+    reply = await server.curl("OPTIONS", "/restconf/data/ietf-system:system", include_headers=True)
+    assert reply.code == 200
+    head = reply.body.decode()
+    assert "Allow: GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS" in head
+    assert "Accept-Patch: application/yang-data+json, application/yang-data+xml" in head
+    reply = await server.curl("GET", "/restconf/data/ietf-restconf-monitoring:restconf-state")
+    assert reply.code == 200
+    caps = json.loads(reply.body)["ietf-restconf-monitoring:restconf-state"]["capabilities"]
+    assert (
+        "urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit" in caps["capability"]
+    )
+    reply = await server.curl("GET", "/restconf/data", as_who="nobody")
+    assert reply.code == 0  # refused in the handshake (and logged: tests/unit/device)
+
+
+@pytest.fixture(scope="module")
+def chain_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Path]]:
+    """root -> intermediate -> client; the client's PEM holds its intermediate (curl sends
+    it in the handshake) and the server trusts the root only."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    root = make_ca("Curl Root", now=now)
+    intermediate = issue_intermediate_ca(root, "Curl Intermediate", now=now)
+    client = issue_client(intermediate, "dana", now=now)
+    folder = tmp_path_factory.mktemp("chain")
+    files = {
+        "ca": folder / "ca.pem",
+        "cert": folder / "c.pem",
+        "key": folder / "c.key",
+    }
+    write_certs(files["ca"], [root.cert])
+    write_certs(files["cert"], [client.cert, intermediate.cert])
+    write_key(files["key"], client.key)
+    ids = {
+        "root": root,
+        "intermediate": intermediate,
+        "unrelated": make_ca("Curl Unrelated", now=now),
+        "server": issue_tls_server(root, "device", hosts=["127.0.0.1"], now=now),
+    }
+    return ids, files
+
+
+@pytest.mark.parametrize(
+    ("named", "status"), [("intermediate", 200), ("root", 200), ("unrelated", 401)]
+)
+async def test_cert_to_name_rule_may_name_any_ca_of_the_chain(
+    schema: DeviceSchema,
+    tmp_path: Path,
+    chain_pki: tuple[dict[str, Any], dict[str, Path]],
+    named: str,
+    status: int,
+) -> None:
+    """Issue 9 item 16 (RFC 7589 §7, RFC 7407): a rule naming the intermediate or the root of
+    the chain curl presents maps the client; one naming an unrelated CA maps nothing."""
+    ids, files = chain_pki
+    rules = [CertToName(fingerprint(ids[named].cert), "specified", "nms")]
+    ds = Datastores(schema, tmp_path)
+    app = restconf_app(
+        ds,
+        client_name=lambda cert, chain: map_certificate(cert, rules, [ids["root"].cert], chain),
+    )
+    context = server_context(ids["server"], client_cas=[ids["root"].cert], require_client_cert=True)
+    runner = await start_restconf(app, host="127.0.0.1", port=0, ssl_context=context)
+    try:
+        server = Server(f"https://127.0.0.1:{bound_port(runner)}", files, ds)
+        reply = await server.curl("GET", "/restconf/data", include_headers=True)
+        assert reply.code == status, reply.body
+        if status == 401:
+            assert b"WWW-Authenticate: TLS-Client-Certificate" in reply.body
+    finally:
+        await runner.cleanup()

@@ -59,6 +59,8 @@ DEFAULT_MODULES: Mapping[str, tuple[str, ...]] = {
     "ietf-netconf": ("writable-running", "startup", "validate", "rollback-on-error", "xpath"),
     "ietf-netconf-monitoring": (),
     "ietf-netconf-notifications": (),
+    # RFC 8040 §9.1: the RESTCONF server's capabilities (and streams, none yet).
+    "ietf-restconf-monitoring": (),
 }
 _PROJECT_MODULES: Mapping[str, tuple[str, ...]] = {"zerotouch-bootstrap": ()}
 

@@ -132,13 +132,14 @@ class DeviceServer:
             else TlsSettings(ctx, self._domain.anchors, self.config.cert_to_name)
         )
 
-    def _client_name(self, cert: x509.Certificate) -> str:
+    def _client_name(self, cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> str:
         """RESTCONF's cert-to-name (RFC 8040 §2.5): the rules NETCONF/TLS uses, so a client
-        refused by one is refused by the other (another device's LDevID included)."""
+        refused by one is refused by the other (another device's LDevID included); ``chain``
+        is the rest of the chain TLS reported (a rule may name any of its CAs)."""
         settings = self._tls_settings
         if settings is None:
             raise AccessDenied("no domain identity yet")
-        return map_certificate(cert, settings.cert_to_name, settings.trust_anchors)
+        return map_certificate(cert, settings.cert_to_name, settings.trust_anchors, chain)
 
     # -- listeners ------------------------------------------------------------------------
 

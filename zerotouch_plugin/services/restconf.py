@@ -11,15 +11,32 @@ implements with ``Datastores.register_rpc``, which NETCONF serves too) and
 ``/restconf/yang-library-version`` (§3.3.3). Bodies are ``application/yang-data+json``
 (RFC 7951) or ``application/yang-data+xml``. Every error is an ``ietf-restconf:errors``
 document, built in one place (``_error_middleware``).
+
+The server describes itself in ``ietf-restconf-monitoring:restconf-state`` (§9.1): the
+§9.1.1 capability URIs of what it really implements (``defaults`` with basic-mode
+``explicit``, ``depth``, ``with-defaults``; no ``fields``, ``filter`` or ``replay``) and no
+event streams. ``OPTIONS`` on a data resource answers ``Allow`` and, where PATCH is allowed,
+``Accept-Patch`` (§4.6.1: the plain-patch media types; no YANG Patch).
+
+Clients are authenticated by their TLS certificate only (§2.5). A request refused for want of
+one, or whose certificate maps to no username, is answered 401 with the challenge
+``WWW-Authenticate: TLS-Client-Certificate realm="restconf"`` (RFC 7235 §3.1 requires one;
+no HTTP authentication scheme is registered for TLS client certificates, so the scheme names
+what to present: the one the registrar and MASA send, ``services/_http.py``).
+
+The TLS handshake is driven here rather than by asyncio's server (``_TlsSite``), so a refused
+handshake (no certificate, an unknown CA, a timeout) is logged with the peer's address and
+the reason, as NETCONF/TLS logs it: ``restconf: refused HOST:PORT: <reason>``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -67,13 +84,15 @@ from zerotouch_plugin.errors import (
     UnsupportedOperation,
     ZerotouchError,
 )
-from zerotouch_plugin.services._http import media_type_of
-from zerotouch_plugin.services.netconf.certmap import map_certificate
+from zerotouch_plugin.services._http import AUTH_SCHEME, media_type_of
+from zerotouch_plugin.services.netconf.certmap import map_certificate, peer_certificates
 
 __all__ = [
+    "CAPABILITIES",
     "MEDIA_JSON",
     "MEDIA_XML",
     "RESTCONF_SESSION_ID",
+    "WWW_AUTHENTICATE",
     "bound_port",
     "restconf_app",
     "start_restconf",
@@ -88,6 +107,18 @@ RESTCONF_NS: Final = "urn:ietf:params:xml:ns:yang:ietf-restconf"
 # RFC 6241 §8.1 numbers from 1.
 RESTCONF_SESSION_ID: Final = 0
 DEFAULT_BODY_LIMIT: Final = 4 * 1024 * 1024
+# RFC 8040 §9.1.1: the capabilities of this server, and only those (no fields, filter, replay).
+CAPABILITIES: Final = (
+    "urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit",  # §9.1.2
+    "urn:ietf:params:restconf:capability:depth:1.0",  # §4.8.2
+    "urn:ietf:params:restconf:capability:with-defaults:1.0",  # §4.8.9 (explicit, report-all)
+)
+# RFC 7235 §3.1: a 401 carries a challenge; there is no registered scheme for TLS client
+# certificates (RFC 8040 §2.5), so this one says what the client has to present.
+WWW_AUTHENTICATE: Final = f'{AUTH_SCHEME} realm="restconf"'
+# RFC 8040 §4.6.1: the media types a plain-patch PATCH accepts (no YANG Patch, RFC 8072).
+_ACCEPT_PATCH: Final = "application/yang-data+json, application/yang-data+xml"
+_HANDSHAKE_TIMEOUT: Final = 60.0  # seconds; asyncio's default, which the listener had before
 
 Tree = dict[str, Any]
 _HOST_META = (
@@ -192,13 +223,16 @@ def _status_and_tag(exc: ZerotouchError) -> tuple[int, str]:
 # ----------------------------------------------------------------------------------------
 # Application state
 
+# cert-to-name for RESTCONF: (client certificate, the rest of the chain TLS reported) -> name.
+ClientName = Callable[[x509.Certificate, Sequence[x509.Certificate]], str]
+
 
 @dataclass
 class _State:
     datastores: Datastores
     schema: DeviceSchema
     require_client_cert: bool
-    client_name: Callable[[x509.Certificate], str]
+    client_name: ClientName
     body_limit: int
     startup_follows: bool
     last_modified: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -696,8 +730,12 @@ class _Restconf:
         return texts
 
     async def options(self, request: web.Request) -> web.Response:
+        """RFC 8040 §4.1: the methods the resource allows; §4.6.1: the patch media types."""
         allowed = _DATA_METHODS_ROOT if self.data_path(request) in ("", "/") else _DATA_METHODS
-        return web.Response(status=200, headers={"Allow": ", ".join(allowed)})
+        headers = {"Allow": ", ".join(allowed)}
+        if "PATCH" in allowed:
+            headers["Accept-Patch"] = _ACCEPT_PATCH
+        return web.Response(status=200, headers=headers)
 
     # -- other resources ---------------------------------------------------------------
 
@@ -879,7 +917,9 @@ def _error_response(
         body = _errors_xml(state.schema, err_type, tag, exc)
     else:
         body = _errors_json(err_type, tag, exc)
-    headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
+    headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE  # RFC 7235 §3.1
     if request.method == "HEAD":
         return web.Response(status=status, headers=headers, content_type=media.value)
     return web.Response(status=status, body=body, content_type=media.value, headers=headers)
@@ -925,17 +965,16 @@ def _authenticate(request: web.Request) -> None:
         return
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
-        raise AccessDenied("a client certificate is required")
     try:
-        cert = x509.load_der_x509_certificate(der)
+        chain = peer_certificates(ssl_object) if ssl_object is not None else []
     except ValueError as exc:  # OpenSSL verified what cryptography cannot parse
         raise AccessDenied(f"the client certificate cannot be read: {exc}") from exc
-    state.client_name(cert)
+    if not chain:
+        raise AccessDenied("a client certificate is required")
+    state.client_name(chain[0], chain[1:])
 
 
-def _default_client_name(cert: x509.Certificate) -> str:
+def _default_client_name(cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> str:
     """The device's default cert-to-name rules: the common name of any verified certificate
     that is not another device's identity (fail closed when no mapping is given)."""
     return map_certificate(cert, DeviceConfig().cert_to_name)
@@ -950,7 +989,7 @@ def restconf_app(
     schema: DeviceSchema | None = None,
     *,
     require_client_cert: bool = True,
-    client_name: Callable[[x509.Certificate], str] | None = None,
+    client_name: ClientName | None = None,
     body_limit: int = DEFAULT_BODY_LIMIT,
 ) -> web.Application:
     """The RESTCONF application over ``datastores``.
@@ -958,8 +997,10 @@ def restconf_app(
     RPCs are those registered with ``Datastores.register_rpc`` (NETCONF serves the same).
     ``require_client_cert`` refuses requests that did not come with a verified TLS client
     certificate (serve it only with an ``ssl.CERT_REQUIRED`` context); ``client_name`` then
-    maps that certificate to a username (cert-to-name) or raises ``AccessDenied`` (401);
-    without it the device's default cert-to-name rules apply.
+    maps that certificate, given with the rest of the chain TLS reported (``certmap``), to a
+    username (cert-to-name) or raises ``AccessDenied`` (401); without it the device's default
+    cert-to-name rules apply. The server's ``ietf-restconf-monitoring`` state is published
+    into ``datastores`` when the schema has the module.
     """
     schema = schema or datastores.schema
     netconf = schema.by_name.get("ietf-netconf")
@@ -979,6 +1020,8 @@ def restconf_app(
             state.last_modified = datetime.now(UTC)
 
     datastores.subscribe(touched)
+    if "ietf-restconf-monitoring" in schema.by_name:
+        datastores.publish_state("ietf-restconf-monitoring", _monitoring_state())
     api = _Restconf(state)
     app.router.add_get("/.well-known/host-meta", api.host_meta)
     app.router.add_get("/restconf", api.root)
@@ -989,6 +1032,121 @@ def restconf_app(
     app.router.add_post("/restconf/operations/{name}", api.invoke)
     app.router.add_get("/restconf/yang-library-version", api.library_version)
     return app
+
+
+def _monitoring_state() -> Tree:
+    """RFC 8040 §9.1: capabilities; no ``streams`` (the server has no event streams)."""
+    return {
+        "ietf-restconf-monitoring:restconf-state": {
+            "capabilities": {"capability": list(CAPABILITIES)}
+        }
+    }
+
+
+class _Handshake(asyncio.Protocol):
+    """One TCP connection of ``_TlsSite``: TLS is started here, then the connection is handed
+    to aiohttp's request handler; a refused handshake is logged as NETCONF/TLS logs it."""
+
+    def __init__(self, site: _TlsSite) -> None:
+        self._site = site
+        self._raw: asyncio.Transport | None = None
+        self._early: list[bytes] = []  # data decrypted before the handler took over
+        self._lost = False
+        self._where = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # the ClientHello is for start_tls, not for us
+        self._raw = transport
+        peer = transport.get_extra_info("peername")
+        self._where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._site.pending.add(self)
+        asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                raw,
+                self,
+                self._site.context,
+                server_side=True,
+                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT,
+            )
+            if tls is None or self._lost:
+                raise ConnectionError("connection closed during the handshake")
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            log.warning("restconf: refused %s: %s", self._where, str(exc) or type(exc).__name__)
+            self.abort()
+            return
+        finally:
+            self._site.pending.discard(self)
+        handler = self._site.handler_factory()
+        if handler is None:  # the site stopped during the handshake
+            tls.abort()
+            return
+        tls.set_protocol(handler)
+        handler.connection_made(tls)
+        for data in self._early:
+            handler.data_received(data)
+        self._early.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self._early.append(data)  # the client's request may come with the handshake's end
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._site.pending.discard(self)
+
+    def abort(self) -> None:
+        self._site.pending.discard(self)
+        if self._raw is not None:
+            self._raw.abort()
+
+
+class _TlsSite(web.BaseSite):
+    """aiohttp's ``TCPSite`` over TLS, but the handshake is started per connection by
+    ``_Handshake`` (as NETCONF/TLS does): asyncio's own TLS server drops failed handshakes
+    without a word, and an operator needs to see who was refused and why."""
+
+    __slots__ = ("_bound", "_host", "_port", "_stopped", "context", "pending")
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._bound = port
+        self.context = ssl_context
+        self.pending: set[_Handshake] = set()
+        self._stopped = False
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self._bound}"
+
+    def handler_factory(self) -> asyncio.Protocol | None:
+        """aiohttp's request handler for a new connection; None once the site has stopped."""
+        server = self._runner.server
+        return None if self._stopped or server is None else server()
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Handshake(self), self._host, self._port)
+        sockets = self._server.sockets
+        if sockets:
+            self._bound = int(sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for pending in list(self.pending):
+            pending.abort()
+        await super().stop()
 
 
 async def start_restconf(
@@ -1009,7 +1167,7 @@ async def start_restconf(
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = _TlsSite(runner, host, port, ssl_context)
     await site.start()
     log.info("RESTCONF listening on https://%s:%d", host, bound_port(runner))
     return runner

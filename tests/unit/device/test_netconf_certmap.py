@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -15,13 +16,16 @@ from zerotouch_plugin.artifacts.certs import (
     generate_key,
     issue_client,
     issue_from_csr,
+    issue_intermediate_ca,
+    issue_tls_server,
     make_ca,
     make_csr,
 )
 from zerotouch_plugin.config import CertToName, normalise_fingerprint
 from zerotouch_plugin.errors import AccessDenied
 from zerotouch_plugin.roles.registrar import ldevid_subject
-from zerotouch_plugin.services.netconf.certmap import map_certificate
+from zerotouch_plugin.services._tls import client_context, server_context
+from zerotouch_plugin.services.netconf.certmap import map_certificate, peer_certificates
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -61,6 +65,123 @@ def test_ca_fingerprint_rule_maps_common_name(pki: tuple[Identity, Identity, Ide
     assert map_certificate(alice.cert, rules, [other.cert, ca.cert]) == "alice"
     with pytest.raises(AccessDenied):
         map_certificate(alice.cert, rules, [other.cert])  # the CA that matches did not issue it
+    with pytest.raises(AccessDenied):  # TLS reported it, but it is no trust anchor
+        map_certificate(alice.cert, rules, [other.cert], [ca.cert])
+
+
+# -- any certificate of the chain (RFC 7589 §7, RFC 7407 §5; issue 9 item 16) ---------------
+
+
+@pytest.fixture(scope="module")
+def chain() -> tuple[Identity, Identity, Identity]:
+    """root -> intermediate -> client (the intermediate in the client's chain)."""
+    root = make_ca("Chain Root", now=NOW)
+    intermediate = issue_intermediate_ca(root, "Chain Intermediate", now=NOW)
+    return root, intermediate, issue_client(intermediate, "carol", now=NOW)
+
+
+@pytest.mark.parametrize("named", ["intermediate", "root", "client"])
+def test_a_rule_may_name_any_certificate_of_the_chain(
+    chain: tuple[Identity, Identity, Identity], named: str
+) -> None:
+    root, intermediate, carol = chain
+    cert = {"root": root, "intermediate": intermediate, "client": carol}[named].cert
+    rules = [CertToName(_print(cert), "common-name")]
+    # as OpenSSL verifies it (intermediate, root) and as a resumed session reports it
+    for reported in ([intermediate.cert, root.cert], [intermediate.cert]):
+        assert map_certificate(carol.cert, rules, [root.cert], reported) == "carol"
+
+
+def test_chain_rules_fail_closed(
+    chain: tuple[Identity, Identity, Identity], pki: tuple[Identity, Identity, Identity]
+) -> None:
+    root, intermediate, carol = chain
+    unrelated, _, _ = pki
+    to_root = [CertToName(_print(root.cert), "common-name")]
+    to_intermediate = [CertToName(_print(intermediate.cert), "common-name")]
+    with pytest.raises(AccessDenied):  # a rule naming a CA outside the chain maps nothing
+        map_certificate(
+            carol.cert, [CertToName(_print(unrelated.cert), "common-name")], [root.cert],
+            [intermediate.cert, root.cert],
+        )  # fmt: skip
+    with pytest.raises(AccessDenied):  # no intermediate reported: no path to the root
+        map_certificate(carol.cert, to_root, [root.cert])
+    with pytest.raises(AccessDenied):  # a path that ends at no configured trust anchor
+        map_certificate(carol.cert, to_intermediate, [unrelated.cert], [intermediate.cert])
+    # an impostor: same name as the intermediate, another key; it signed nothing of carol's
+    impostor = issue_intermediate_ca(root, "Chain Intermediate", now=NOW)
+    rules = [CertToName(_print(impostor.cert), "common-name")]
+    with pytest.raises(AccessDenied):
+        map_certificate(carol.cert, rules, [root.cert], [impostor.cert, intermediate.cert])
+    # a leaf cannot issue: a client certificate listed "above" carol is no link
+    dave = issue_client(intermediate, "dave", now=NOW)
+    with pytest.raises(AccessDenied):
+        map_certificate(carol.cert, [CertToName(_print(dave.cert), "common-name")],
+                        [root.cert], [dave.cert, intermediate.cert])  # fmt: skip
+
+
+def test_device_identity_is_not_mapped_by_a_chain_rule(
+    chain: tuple[Identity, Identity, Identity],
+) -> None:
+    root, intermediate, _ = chain
+    peer = _device(intermediate, "SN-CHAIN")
+    rules = [CertToName(_print(root.cert), "common-name")]
+    with pytest.raises(AccessDenied, match="device identity"):
+        map_certificate(peer, rules, [root.cert], [intermediate.cert, root.cert])
+
+
+async def test_peer_certificates_over_a_real_handshake() -> None:
+    """What the TLS listeners see: OpenSSL's verified chain, leaf first, root last."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    root_now = make_ca("Live Root", now=now)
+    inter_now = issue_intermediate_ca(root_now, "Live Intermediate", now=now)
+    client_id = issue_client(inter_now, "erin", now=now)
+    server_id = issue_tls_server(root_now, "device", hosts=["127.0.0.1"], now=now)
+    got: asyncio.Future[list[x509.Certificate]] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.set_result(peer_certificates(writer.get_extra_info("ssl_object")))
+        writer.close()
+
+    ctx = server_context(server_id, client_cas=[root_now.cert], require_client_cert=True)
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    port = srv.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(client_id, trust=[root_now.cert])
+    )
+    certs = await asyncio.wait_for(got, 10)
+    writer.close()
+    srv.close()
+    assert certs == [client_id.cert, inter_now.cert, root_now.cert]
+    rules = [CertToName(_print(inter_now.cert), "common-name")]
+    assert map_certificate(certs[0], rules, [root_now.cert], certs[1:]) == "erin"
+
+
+class _Resumed:
+    """An ssl object of a resumed session: no verified chain, the presented one only."""
+
+    def __init__(self, leaf: x509.Certificate, presented: list[x509.Certificate]) -> None:
+        self._leaf = leaf.public_bytes(serialization.Encoding.DER)
+        self._presented = [c.public_bytes(serialization.Encoding.DER) for c in presented]
+
+    def getpeercert(self, binary_form: bool = False) -> bytes:
+        return self._leaf
+
+    def get_verified_chain(self) -> list[bytes]:
+        return []
+
+    def get_unverified_chain(self) -> list[bytes]:
+        return [self._leaf, *self._presented]
+
+
+def test_peer_certificates_without_a_verified_chain(
+    chain: tuple[Identity, Identity, Identity],
+) -> None:
+    root, intermediate, carol = chain
+    got = peer_certificates(_Resumed(carol.cert, [intermediate.cert]))  # type: ignore[arg-type]
+    assert got == [carol.cert, intermediate.cert]
+    rules = [CertToName(_print(root.cert), "common-name")]
+    assert map_certificate(got[0], rules, [root.cert], got[1:]) == "carol"
 
 
 def test_leaf_fingerprint_with_specified_name_and_order(

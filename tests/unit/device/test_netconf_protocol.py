@@ -217,3 +217,74 @@ async def test_silent_peer_is_dropped_after_the_hello_timeout(server: NetconfSer
     client = Client(server)
     await client.message()  # our hello; the peer never answers
     await client.wait_closed()
+
+
+# -- base operations without a namespace (issue 9 item 12) -----------------------------------
+
+
+def _nc_rpc(body: str, mid: str = "1") -> bytes:
+    """An ``<nc:rpc>`` as ncclient wraps what ``dispatch`` is given: the operation keeps the
+    namespace it was built with, here none."""
+    return f'<nc:rpc xmlns:nc="{NC}" message-id="{mid}">{body}</nc:rpc>'.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<get/>",
+        f'<get xmlns=""><filter type="subtree"><system xmlns="{SYS}"/></filter></get>',
+        '<get><filter type="xpath" select="/*"/></get>',
+        "<get-config><source><running/></source></get-config>",
+        f'<get-config xmlns="{NC}"><source><running/></source></get-config>',  # base namespace
+    ],
+)
+async def test_base_operations_without_namespace_are_accepted(
+    server: NetconfServer, body: str
+) -> None:
+    client = Client(server)
+    await client.start()
+    frame = encode_chunked(_nc_rpc(body))
+    client.send(frame)
+    reply = await client.message()
+    assert reply.find(f"{{{NC}}}data") is not None, etree.tostring(reply)
+
+
+async def test_writes_and_locks_without_namespace(server: NetconfServer) -> None:
+    client = Client(server)
+    await client.start()
+    config = f'<config><system xmlns="{SYS}"><hostname>bare</hostname></system></config>'
+    for i, body in enumerate(
+        [
+            "<lock><target><running/></target></lock>",
+            f"<edit-config><target><running/></target>{config}</edit-config>",
+            "<copy-config><target><startup/></target><source><running/></source></copy-config>",
+            "<validate><source><running/></source></validate>",
+            "<unlock><target><running/></target></unlock>",
+            "<delete-config><target><startup/></target></delete-config>",
+        ]
+    ):
+        client.send(encode_chunked(_nc_rpc(body, str(i))))
+        reply = await client.message()
+        assert reply.find(f"{{{NC}}}ok") is not None, (body, etree.tostring(reply))
+    client.send(encode_chunked(_nc_rpc("<get-config><source><running/></source></get-config>")))
+    assert (await client.message()).findtext(f".//{{{SYS}}}hostname") == "bare"
+    client.send(encode_chunked(_nc_rpc("<close-session/>", "9")))
+    assert (await client.message()).find(f"{{{NC}}}ok") is not None
+    await client.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        "<frobnicate/>",
+        "<get-schema><identifier>x</identifier></get-schema>",
+        "<create-subscription/>",
+    ],
+)
+async def test_only_base_operations_go_without_namespace(server: NetconfServer, op: str) -> None:
+    """get-schema (RFC 6022) and create-subscription (RFC 5277) live in their own
+    namespaces: without it they are unknown operations, not guessed."""
+    client = Client(server)
+    await client.start()
+    client.send(encode_chunked(_nc_rpc(op)))
+    assert _error(await client.message())["error-tag"] == "operation-not-supported"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -21,6 +22,7 @@ from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.services.restconf import (
     MEDIA_JSON,
     MEDIA_XML,
+    WWW_AUTHENTICATE,
     bound_port,
     restconf_app,
     start_restconf,
@@ -233,6 +235,34 @@ async def test_head_and_options(device: Device) -> None:
     status, headers, _ = await device.request("OPTIONS", "/restconf/data/ietf-system:system")
     assert status == 200
     assert {"GET", "PUT", "PATCH", "POST", "DELETE"} <= set(headers["Allow"].split(", "))
+    # RFC 8040 §4.6.1: the plain-patch media types, and no YANG Patch (not implemented)
+    assert headers["Accept-Patch"] == "application/yang-data+json, application/yang-data+xml"
+    status, headers, _ = await device.request("OPTIONS", "/restconf/data")
+    assert "DELETE" not in headers["Allow"] and "PATCH" in headers["Allow"]
+    assert "yang-data+json" in headers["Accept-Patch"]
+
+
+async def test_restconf_monitoring_state(device: Device) -> None:
+    """RFC 8040 §9.1: the capability URIs of what the server implements, and only those."""
+    state = await device.get_json("/restconf/data/ietf-restconf-monitoring:restconf-state")
+    caps = state["ietf-restconf-monitoring:restconf-state"]["capabilities"]["capability"]
+    assert caps == [
+        "urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit",
+        "urn:ietf:params:restconf:capability:depth:1.0",
+        "urn:ietf:params:restconf:capability:with-defaults:1.0",
+    ]
+    assert "streams" not in state["ietf-restconf-monitoring:restconf-state"]  # none served
+    # the claims hold: explicit by default, depth and with-defaults answered
+    explicit = await device.get_json("/restconf/data/ietf-interfaces:interfaces")
+    assert "enabled" not in explicit["ietf-interfaces:interfaces"]["interface"][0]
+    for query in ("depth=1", "with-defaults=report-all"):
+        assert (await device.request("GET", f"/restconf/data?{query}"))[0] == 200
+    for query in ("fields=x", "filter=x"):  # not claimed, not served
+        assert (await device.request("GET", f"/restconf/data?{query}"))[0] == 400
+    library = await device.get_json("/restconf/data/ietf-yang-library:yang-library")
+    modules = library["ietf-yang-library:yang-library"]["module-set"][0]["module"]
+    entry = next(m for m in modules if m["name"] == "ietf-restconf-monitoring")
+    assert entry["revision"] == "2017-01-26"
 
 
 # -- writes ----------------------------------------------------------------------------------
@@ -529,15 +559,20 @@ async def test_plain_http_client_refused(pki: DevicePki, device: Device) -> None
             url = f"https://127.0.0.1:{bound_port(runner)}/restconf/data"
             async with s.get(url) as resp:
                 assert resp.status == 401
+                assert resp.headers["WWW-Authenticate"] == WWW_AUTHENTICATE  # RFC 7235 §3.1
                 assert _error(await resp.read())["error-tag"] == "access-denied"
     finally:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("who", ["none", "stranger"])
+@pytest.mark.parametrize(
+    ("who", "reason"),
+    [("none", "PEER_DID_NOT_RETURN_A_CERTIFICATE"), ("stranger", "CERTIFICATE_VERIFY_FAILED")],
+)
 async def test_tls_refuses_clients_without_a_domain_certificate(
-    pki: DevicePki, device: Device, who: str
+    pki: DevicePki, device: Device, who: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Refused, and logged with the peer and the reason as NETCONF/TLS logs it."""
     ctx = ssl.create_default_context(cadata=pki.ca.cert.public_bytes(Encoding.PEM).decode())
     if who == "stranger":
         ctx = pki.client_context(pki.stranger)
@@ -545,6 +580,27 @@ async def test_tls_refuses_clients_without_a_domain_certificate(
         with pytest.raises(aiohttp.ClientError):
             async with s.get(device.base + "/restconf/data") as resp:
                 await resp.read()
+    for _ in range(100):
+        if reason in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    refused = [r.getMessage() for r in caplog.records if "restconf: refused" in r.getMessage()]
+    assert any(m.startswith("restconf: refused 127.0.0.1:") and reason in m for m in refused)
+
+
+async def test_handshakes_in_progress_end_with_the_server(
+    pki: DevicePki, schema: DeviceSchema, tmp_path: Path
+) -> None:
+    """A client that connects and never says ClientHello does not keep the server up."""
+    runner = await start_restconf(
+        restconf_app(Datastores(schema, tmp_path)), host="127.0.0.1", port=0,
+        ssl_context=pki.server_context(),
+    )  # fmt: skip
+    reader, writer = await asyncio.open_connection("127.0.0.1", bound_port(runner))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(runner.cleanup(), 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
 
 
 async def test_default_mapping_refuses_another_devices_identity(
@@ -565,6 +621,7 @@ async def test_default_mapping_refuses_another_devices_identity(
         s.get(url) as resp,
     ):
         assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"] == 'TLS-Client-Certificate realm="restconf"'
         error = _error(await resp.read())
     assert error["error-tag"] == "access-denied"
     assert "SN-PEER" in error["error-message"]

@@ -334,7 +334,14 @@ class NetconfServer:
         self._hello_head = f'<hello xmlns="{BASE_NS}"><capabilities>{caps}</capabilities>'
 
     def handler(self, tag: str) -> RpcHandler | None:
-        """The built-in operation, else a plugin's YANG RPC (RPC name -> handler table)."""
+        """The built-in operation, else a plugin's YANG RPC (RPC name -> handler table).
+
+        A base operation (RFC 6241 §7, the ``ietf-netconf`` RPCs) is also accepted in no
+        namespace, ``<get/>`` in an ``<nc:rpc>``, as ncclient's ``dispatch`` and Ansible's
+        ``netconf_rpc`` send it and as common servers accept it; no other operation is.
+        """
+        if not tag.startswith("{"):
+            return self.handlers.get(f"{{{BASE_NS}}}{tag}")
         found = self.handlers.get(tag)
         if found is None:
             found = self._plugin_handler(tag)

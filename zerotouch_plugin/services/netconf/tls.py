@@ -3,8 +3,10 @@
 The TLS context is asked for on every new connection, so a device that enrols (issue 5)
 switches to its LDevID and domain trust anchors without restarting the listener. A client
 must present a certificate that chains to the context's trust anchors (TLS fails otherwise),
-and its username comes from the cert-to-name rules (RFC 7589 §7; another device's LDevID
-only by a rule naming it, see ``certmap``); no name, no session.
+and its username comes from the cert-to-name rules (RFC 7589 §7: a rule may name the client
+certificate or any CA of the chain TLS validated; another device's LDevID only by a rule
+naming it, see ``certmap``); no name, no session. Every refusal is logged with the peer's
+address and the reason (``netconf-tls: refused HOST:PORT: ...``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from zerotouch_plugin.errors import AccessDenied, ConfigError
-from zerotouch_plugin.services.netconf.certmap import CertToName, map_certificate
+from zerotouch_plugin.services.netconf.certmap import (
+    CertToName,
+    map_certificate,
+    peer_certificates,
+)
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
 
 __all__ = ["TlsListener", "TlsSettings", "start_netconf_tls"]
@@ -110,14 +116,14 @@ class _TlsConnection(asyncio.Protocol):
             if tls is None:
                 raise ConnectionError("connection closed during the handshake")
             self._transport = tls
-            der = tls.get_extra_info("ssl_object").getpeercert(binary_form=True)
-            if not der:
+            chain = peer_certificates(tls.get_extra_info("ssl_object"))
+            if not chain:
                 raise AccessDenied("no client certificate")
             username = map_certificate(
-                x509.load_der_x509_certificate(der), current.cert_to_name, current.trust_anchors
+                chain[0], current.cert_to_name, current.trust_anchors, chain[1:]
             )
         except (ssl.SSLError, OSError, TimeoutError, AccessDenied, ValueError) as exc:
-            log.warning("netconf-tls: refused %s: %s", self._where, exc or type(exc).__name__)
+            log.warning("netconf-tls: refused %s: %s", self._where, str(exc) or type(exc).__name__)
             self.abort()
             return
         self._session = self._netconf.open_session(

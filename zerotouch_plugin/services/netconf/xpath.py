@@ -4,11 +4,23 @@ The ``select`` expression is evaluated on the datastore's instance tree; prefixe
 declared on the ``<filter>`` element (§8.9.1). The result holds every selected node with its
 subtree, plus its ancestors and, for list entries on the way, their keys (§8.9.1: "the
 ancestors ... and the key leafs"). Pure: no I/O.
+
+yangson evaluates YANG XPath, whose accessible tree holds default values and non-presence
+containers (RFC 7950 §6.4.1), so ``/*`` or ``//*`` also select nodes that the datastore does
+not hold. The reply is always a part of what the unfiltered ``<get>``/``<get-config>`` would
+return (no with-defaults capability, RFC 6243: defaults are not reported), so such nodes are
+left out; they still count where a predicate tests them (``[if:enabled='true']``).
+
+Whatever the expression, the answer is data or a ``ZerotouchError`` with a message: a
+``SchemaError`` (``invalid-value``) for expressions that do not parse, name unknown prefixes,
+do not select a node-set or mix types XPath 1.0 does not combine; an ``XPathFailed``
+(``operation-failed``) should yangson's evaluator fail in any other way.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,12 +32,22 @@ from yangson.xpathparser import XPathParser
 
 from zerotouch_plugin.device.edit import member_node
 from zerotouch_plugin.device.schema import DeviceSchema
-from zerotouch_plugin.errors import SchemaError
+from zerotouch_plugin.errors import SchemaError, ZerotouchError
 
-__all__ = ["apply_xpath_filter"]
+__all__ = ["XPathFailed", "apply_xpath_filter"]
+
+log = logging.getLogger(__name__)
 
 Tree = dict[str, Any]
 _FILTER_MODULE = ("netconf-xpath-filter", "")  # where the filter's prefixes are declared
+_WHOLE: Any = object()  # trie mark: the node is selected, copy its whole subtree
+
+
+class XPathFailed(ZerotouchError):
+    """The XPath engine could not evaluate a filter it parsed (RFC 6241 Appendix A:
+    operation-failed); the details are in the server's log."""
+
+    reason = "xpath-failed"
 
 
 def apply_xpath_filter(
@@ -35,6 +57,29 @@ def apply_xpath_filter(
     namespaces: Mapping[str | None, str],
 ) -> Tree:
     """The nodes of ``tree`` that ``select`` picks, with ancestors and list keys."""
+    selected = _evaluate(schema, tree, select, namespaces)
+    if not isinstance(selected, list):
+        raise SchemaError(
+            f"the XPath filter {select!r} gives a {_kind(selected)}, not a node-set "
+            "(RFC 6241 §8.9)",
+            path="/filter",
+        )
+    trie: dict[Any, Any] = {}
+    for node in selected:
+        if not isinstance(node, InstanceNode):
+            continue
+        if not node.path:
+            return dict(tree)  # "/" (or ".", "..", current()) selects everything
+        _mark(trie, node.path)
+    return _copy_object(schema.root, tree, trie)
+
+
+def _evaluate(
+    schema: DeviceSchema,
+    tree: Mapping[str, Any],
+    select: str,
+    namespaces: Mapping[str | None, str],
+) -> Any:
     data = schema.data_model.schema_data
     prefixes = {}
     for prefix, ns in namespaces.items():
@@ -46,67 +91,91 @@ def apply_xpath_filter(
     data.modules[_FILTER_MODULE] = holder
     try:
         expr = XPathParser(select, SchemaContext(data, None, _FILTER_MODULE)).parse()
-        selected = expr.evaluate(schema.data_model.from_raw(dict(tree)))
+        return expr.evaluate(schema.data_model.from_raw(dict(tree)))
     except YangsonException as exc:
         raise SchemaError(f"bad XPath filter {select!r}: {exc}", path="/filter") from None
+    except RecursionError:
+        raise SchemaError(
+            f"the XPath filter {select[:60]!r}... nests too deeply", path="/filter"
+        ) from None
+    except TypeError as exc:
+        # XPath 1.0 §3.3, §4: e.g. a union of a number, a node-set taken as a number, a
+        # function given the wrong kind of argument; yangson lets Python's TypeError out.
+        raise SchemaError(
+            f"bad XPath filter {select!r}: operands of the wrong type ({exc})", path="/filter"
+        ) from None
+    except Exception as exc:  # the engine's own failure: never an internal error
+        log.warning("XPath filter %r: yangson failed", select, exc_info=True)
+        raise XPathFailed(
+            f"the XPath filter {select!r} could not be evaluated: {type(exc).__name__}",
+            path="/filter",
+        ) from None
     finally:
         del data.modules[_FILTER_MODULE]
-    if not isinstance(selected, list):
-        raise SchemaError("the XPath filter must select a node-set (RFC 6241 §8.9)")
-    result: Tree = {}
-    for node in selected:
-        if isinstance(node, InstanceNode):
-            if not node.path:
-                return dict(tree)  # "/" selects everything
-            _graft(schema, tree, result, node.path)
-    return result
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
+def _mark(trie: dict[Any, Any], path: Sequence[Any]) -> None:
+    """Record ``path`` (member names and array indexes) as selected, whole."""
+    node = trie
+    for step in path[:-1]:
+        below = node.get(step)
+        if below is _WHOLE:
+            return  # an ancestor is already selected with its whole subtree
+        if below is None:
+            below = node[step] = {}
+        node = below
+    node[path[-1]] = _WHOLE
 
 
 def _keys(sn: ListNode) -> list[str]:
     return [k if ns == sn.ns else f"{ns}:{k}" for k, ns in sn.keys]
 
 
-def _graft(
-    schema: DeviceSchema, source: Mapping[str, Any], result: Tree, path: Sequence[Any]
-) -> None:
-    """Copy the node at ``path`` (member names and array indexes) from source to result."""
-    sn: InternalNode = schema.root
-    src: Mapping[str, Any] = source
-    dst: Tree = result
-    i = 0
-    while i < len(path):
-        key = path[i]
-        csn, _ = member_node(sn, key)
-        value = src[key]
-        if i == len(path) - 1:
-            dst[key] = copy.deepcopy(value)  # the selected node, whole (never shared)
-            return
-        index = path[i + 1]
-        if isinstance(csn, LeafListNode):
-            items = dst.setdefault(key, [])
-            if value[index] not in items:
-                items.append(value[index])
-            return
-        if isinstance(csn, ListNode):
-            entry = value[index]
-            keys = _keys(csn)
-            entries = dst.setdefault(key, [])
-            found = next(
-                (e for e in entries if keys and all(e.get(k) == entry.get(k) for k in keys)), None
-            )
-            if i + 1 == len(path) - 1:  # the entry itself is selected
-                if found is not None:
-                    entries.remove(found)
-                entries.append(copy.deepcopy(entry))
-                return
-            if found is None:
-                found = {k: entry[k] for k in keys if k in entry}
-                entries.append(found)
-            dst, src, sn = found, entry, csn
-            i += 2
+def _copy_object(sn: InternalNode, src: Mapping[str, Any], trie: Mapping[Any, Any]) -> Tree:
+    """The members of ``src`` the trie reaches, in the source's order; a member the source
+    does not hold (a default, an empty non-presence container) is left out."""
+    out: Tree = {}
+    for member, value in src.items():
+        sub = trie.get(member)
+        if sub is None:
             continue
-        if not isinstance(csn, InternalNode):
-            return
-        dst = dst.setdefault(key, {})
-        src, sn = value, csn
-        i += 1
+        if sub is _WHOLE:
+            out[member] = copy.deepcopy(value)  # never shared with the datastore
+            continue
+        csn, _ = member_node(sn, member)
+        if isinstance(csn, LeafListNode):
+            kept = [v for i, v in enumerate(value) if i in sub]
+            if kept:
+                out[member] = kept
+        elif isinstance(csn, ListNode):
+            entries = [
+                e
+                for e in (_copy_entry(csn, v, sub[i]) for i, v in enumerate(value) if i in sub)
+                if e is not None
+            ]
+            if entries:
+                out[member] = entries
+        elif isinstance(csn, InternalNode) and isinstance(value, Mapping):
+            inner = _copy_object(csn, value, sub)
+            if inner:
+                out[member] = inner
+    return out
+
+
+def _copy_entry(sn: ListNode, entry: Mapping[str, Any], sub: Any) -> Tree | None:
+    """The entry whole, or its keys and the selected part (None: nothing selected is held)."""
+    if sub is _WHOLE:
+        return copy.deepcopy(dict(entry))
+    inner = _copy_object(sn, entry, sub)
+    if not inner:
+        return None
+    keys = {k: copy.deepcopy(entry[k]) for k in _keys(sn) if k in entry}
+    return {**keys, **inner}
