@@ -248,8 +248,8 @@ def normalise_fingerprint(text: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class CertToName:
     """A cert-to-name rule (RFC 7407 ``cert-to-name``, RFC 7589 §7): a fingerprint of the
-    client certificate or of the CA that issued it (``*``: any verified certificate), and
-    where the username comes from."""
+    client certificate or of any CA of the chain it was validated by, trust anchor included
+    (``*``: any verified certificate), and where the username comes from."""
 
     fingerprint: str
     map_type: str
