@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support import interop_pki as ip
 from tests.support.processes import ServerProcess, free_port, run_cli, start_server
+from tests.vectors.provenance import DATA
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 
@@ -51,30 +52,7 @@ DOMAIN = "devices.zerotouch.internal"  # registrar init's default device_domain
 APPENDIX_C_NONCE = "-_XE9zK9q8Ll1qylMtLKeg"
 
 # RFC 8995 §5.8.1 "Example of an Audit-Log Response", byte for byte as the RFC prints it.
-RFC8995_AUDIT_LOG_EXAMPLE = b"""{
-  "version":"1",
-  "events":[
-    {
-        "date":"2019-05-15T17:25:55.644-04:00",
-        "domainID":"BduJhdHPpfhQLyponf48JzXSGZ8=",
-        "nonce":"VOUFT-WwrEv0NuAQEHoV7Q",
-        "assertion":"proximity",
-        "truncated":"0"
-    },
-    {
-        "date":"2017-05-15T17:25:55.644-04:00",
-        "domainID":"BduJhdHPpfhQLyponf48JzXSGZ8=",
-        "nonce":"f4G6Vi1t8nKo/FieCVgpBg==",
-        "assertion":"proximity"
-    }
-  ],
-    "truncation": {
-        "nonced duplicates": "0",
-        "nonceless duplicates": "1",
-        "arbitrary": "2"
-     }
-}
-"""
+RFC8995_AUDIT_LOG_EXAMPLE = (DATA / "examples/rfc8995-inline/example-auditlog.json").read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.idevid_issuer_forms import idevid_issuer_forms
+from tests.vectors.provenance import DATA
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
@@ -585,32 +586,10 @@ def test_audit_log_malformed() -> None:
             role.evaluate_audit_log(unusable, own_ids=[OURS])
 
 
-# RFC 8995 §5.8.1 "Example of an Audit-Log Response", verbatim: its truncation counts (and
-# the event's "truncated") are strings, its second nonce padded base64, its first base64url.
-RFC8995_AUDIT_LOG_EXAMPLE = b"""{
-  "version":"1",
-  "events":[
-    {
-        "date":"2019-05-15T17:25:55.644-04:00",
-        "domainID":"BduJhdHPpfhQLyponf48JzXSGZ8=",
-        "nonce":"VOUFT-WwrEv0NuAQEHoV7Q",
-        "assertion":"proximity",
-        "truncated":"0"
-    },
-    {
-        "date":"2017-05-15T17:25:55.644-04:00",
-        "domainID":"BduJhdHPpfhQLyponf48JzXSGZ8=",
-        "nonce":"f4G6Vi1t8nKo/FieCVgpBg==",
-        "assertion":"proximity"
-    }
-  ],
-    "truncation": {
-        "nonced duplicates": "0",
-        "nonceless duplicates": "1",
-        "arbitrary": "2"
-     }
-}
-"""
+# RFC 8995 §5.8.1 "Example of an Audit-Log Response", verbatim (tests/vectors/data): its
+# truncation counts (and the event's "truncated") are strings, its second nonce padded base64,
+# its first base64url.
+RFC8995_AUDIT_LOG_EXAMPLE = (DATA / "examples/rfc8995-inline/example-auditlog.json").read_bytes()
 RFC8995_EXAMPLE_DOMAIN = base64.b64decode("BduJhdHPpfhQLyponf48JzXSGZ8=")
 
 
