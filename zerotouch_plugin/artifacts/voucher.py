@@ -2,7 +2,7 @@
 
 Both are immutable and validated against their YANG schema when built and when parsed, so
 an object that exists is a valid artifact. Real-world deviations from RFC 7951 that the test
-vectors show (``../shared/vectors/INDEX.md``) are read only through named ``Tolerance``
+vectors show (``tests/vectors/data/PROVENANCE.md``) are read only through named ``Tolerance``
 values; none of them weakens a security check (the nonce, for one, is always compared
 verbatim, exactly as it was on the wire).
 """

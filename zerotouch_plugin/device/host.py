@@ -80,8 +80,9 @@ class PluginHost(Protocol):
         ...
 
     def management_ports(self) -> Mapping[str, int]:
-        """Listeners that accept domain clients once installed: ``netconf-tls-port`` and
-        ``restconf-port`` (only those that exist), announced in enrollstatus."""
+        """Listeners that accept domain clients once installed: ``netconf-tls-port``,
+        ``restconf-port`` and ``netconf-ssh-port`` (only those that exist), announced in
+        enrollstatus."""
         ...
 
     def register_rpc(self, name: str, function: RpcFunction) -> None:

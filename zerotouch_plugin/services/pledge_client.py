@@ -19,7 +19,7 @@ import email.utils
 import logging
 import os
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,21 +162,25 @@ class PinMismatch(ssl.SSLCertVerificationError):
         self.error = error
 
 
-def _pin_mismatch(exc: BaseException) -> PinMismatch | None:
-    """The PinMismatch behind a failed request (aiohttp wraps handshake errors)."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: aiohttp hides handshake errors in ``certificate_error`` /
+    ``os_error``, asyncio in ``__cause__`` / ``__context__`` (each visited once)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, PinMismatch):
-            return current
+        yield current
         nested = getattr(current, "certificate_error", None) or getattr(current, "os_error", None)
         current = (
             nested
             if isinstance(nested, BaseException)
             else (current.__cause__ or current.__context__)
         )
-    return None
+
+
+def _pin_mismatch(exc: BaseException) -> PinMismatch | None:
+    """The PinMismatch behind a failed request."""
+    return next((cause for cause in _causes(exc) if isinstance(cause, PinMismatch)), None)
 
 
 Peer = tuple[x509.Certificate, tuple[x509.Certificate, ...]]  # leaf, what else it sent
@@ -240,24 +244,13 @@ def _recording(ctx: ssl.SSLContext, recorder: _PeerRecorder) -> ssl.SSLContext:
 
 def _tls_refusal(exc: BaseException) -> bool:
     """Whether a failure is a TLS-level refusal of our identity or of the server's."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, HandshakeRefused):
+    for cause in _causes(exc):
+        if isinstance(cause, HandshakeRefused | aiohttp.ClientConnectorCertificateError):
             return True
-        if isinstance(current, ssl.SSLError):
-            text = f"{getattr(current, 'reason', None) or ''} {current}".upper()
+        if isinstance(cause, ssl.SSLError):
+            text = f"{getattr(cause, 'reason', None) or ''} {cause}".upper()
             if any(token in text for token in _TLS_REFUSALS):
                 return True
-        if isinstance(current, aiohttp.ClientConnectorCertificateError):
-            return True
-        nested = getattr(current, "os_error", None) or getattr(current, "certificate_error", None)
-        current = (
-            nested
-            if isinstance(nested, BaseException)
-            else (current.__cause__ or current.__context__)
-        )
     return False
 
 
@@ -429,7 +422,7 @@ def _utc_now() -> datetime:
 
 
 # Stores an enrollment and switches to it; returns the management listeners to announce in
-# enrollstatus (``netconf-tls-port``, ``restconf-port``), or None.
+# enrollstatus (``netconf-tls-port``, ``restconf-port``, ``netconf-ssh-port``), or None.
 Installer = Callable[[Enrollment], Awaitable[Mapping[str, int] | None]]
 
 
