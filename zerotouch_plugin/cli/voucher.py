@@ -80,7 +80,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     verify.add_argument("--trust", type=Path, required=True, help="trust anchor(s) (PEM)")
     verify.add_argument("--at", type=_time, help="verification time, RFC 3339 (default: now)")
     verify.add_argument("--expect-serial", metavar="SN", help="the pledge's serial-number")
-    verify.add_argument("--expect-nonce", metavar="N", help="the nonce sent (compared verbatim)")
+    verify.add_argument(
+        "--expect-nonce",
+        metavar="N",
+        help="the nonce sent (compared verbatim; one starting with - as --expect-nonce=N)",
+    )
     verify.add_argument(
         "--request", action="store_true", help="expect a voucher-request, not a voucher"
     )
