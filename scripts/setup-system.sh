@@ -10,6 +10,7 @@ declare -A NEEDED=(
     [netconfd]=netconfd
     [yangcli]=yangcli
     [sshd]=openssh-server
+    [dnsmasq]=dnsmasq-base  # the unicast DNS-SD tests' DNS server; -base: no system service
 )
 
 missing=()
