@@ -42,16 +42,25 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _command(args: Sequence[str | os.PathLike[str]]) -> list[str]:
-    return [sys.executable, "-m", "zerotouch_plugin", *map(str, args)]
+def _command(args: Sequence[str | os.PathLike[str]], prefix: Sequence[str] = ()) -> list[str]:
+    """``prefix`` runs the command through another, e.g. a netns host's ``ip netns exec``."""
+    return [*prefix, sys.executable, "-m", "zerotouch_plugin", *map(str, args)]
 
 
 def run_cli(
-    *args: str | os.PathLike[str], check: bool = True, timeout: float = 120
+    *args: str | os.PathLike[str],
+    check: bool = True,
+    timeout: float = 120,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``zerotouch ARGS`` to completion; with ``check`` a non-zero exit fails with its stderr."""
     result = subprocess.run(
-        _command(args), capture_output=True, text=True, timeout=timeout, env=_env(), check=False
+        _command(args, prefix),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -99,13 +108,16 @@ class ServerProcess:
 
 
 def start_server(
-    role: str, *args: str | os.PathLike[str], ready_timeout: float = 30
+    role: str,
+    *args: str | os.PathLike[str],
+    ready_timeout: float = 30,
+    prefix: Sequence[str] = (),
 ) -> ServerProcess:
     """Start ``zerotouch ARGS`` and wait for ``listening <role> <url>`` on its stdout."""
     handle, name = tempfile.mkstemp(prefix=f"zt-{role}-", suffix=".log")
     log_file = os.fdopen(handle, "w")
     proc = subprocess.Popen(
-        _command(args),
+        _command(args, prefix),
         stdout=subprocess.PIPE,
         stderr=log_file,
         text=True,

@@ -1,0 +1,139 @@
+"""Join proxy policy (roles/proxy.py): limits, admission bursts, registrar choice and backoff,
+listen and registrar address parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.roles.discovery import Candidate, Method, Role
+from zerotouch_plugin.roles.proxy import (
+    Admission,
+    Endpoint,
+    ProxyLimits,
+    Refusal,
+    RegistrarPool,
+    parse_endpoint,
+    registrar_from_url,
+)
+
+
+def registrar(host: str, port: int = 8443, scope: str | None = None) -> Candidate:
+    return Candidate(Method.GRASP, Role.REGISTRAR, host, port, scope)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("max_connections", 0, ValueError),
+        ("max_connections", 1.5, TypeError),
+        ("max_connections", True, TypeError),
+        ("idle_timeout", 0, ValueError),
+        ("connect_timeout", -1, ValueError),
+        ("buffer_size", 0, ValueError),
+        ("backoff", "1", TypeError),
+        ("max_backoff", 0.5, ValueError),  # below backoff 1.0
+    ],
+)
+def test_limits_refuse_bad_values(field: str, value: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        ProxyLimits(**{field: value})  # type: ignore[arg-type]
+
+
+def test_admission_refuses_above_the_limit_and_logs_once_per_burst() -> None:
+    admission = Admission(2)
+    assert admission.admit() == 0
+    assert admission.admit() == 0
+    refusals = [admission.admit() for _ in range(5)]
+    assert refusals == [Refusal(log=True, active=2)] + [Refusal(log=False, active=2)] * 4
+    assert admission.refused_total == 5
+    admission.release()
+    assert admission.admit() == 5  # the next admitted one reports the burst
+    assert admission.admit() == Refusal(log=True, active=2)  # a new burst is logged again
+    admission.release()
+    admission.release()
+    assert admission.active == 0
+    with pytest.raises(ValueError, match="release without admit"):
+        admission.release()
+
+
+def test_pool_sets_a_failed_registrar_aside_with_growing_backoff() -> None:
+    a, b = registrar("fe80::1", scope="eth1"), registrar("fe80::2", scope="eth1")
+    pool = RegistrarPool(ProxyLimits(backoff=1.0, max_backoff=3.0), (a, b))
+    assert pool.usable(0.0) == [a, b]
+    assert pool.failed(a, 10.0) == 1.0
+    assert pool.usable(10.5) == [b]
+    assert pool.set_aside_until(10.5) == 11.0
+    assert pool.usable(11.0) == [a, b]
+    assert pool.failed(a, 11.0) == 2.0
+    assert pool.failed(a, 13.0) == 3.0  # capped at max_backoff
+    assert pool.failed(b, 13.0) == 1.0
+    assert pool.usable(13.5) == []
+    pool.succeeded(a)
+    assert pool.usable(13.5) == [a]
+    assert pool.failed(a, 14.0) == 1.0  # success resets the count
+
+
+def test_pool_update_keeps_backoff_of_registrars_still_announced() -> None:
+    a, b, c = registrar("fe80::1", scope="e"), registrar("fe80::2", scope="e"), registrar("::1")
+    pool = RegistrarPool(ProxyLimits(), (a, b))
+    pool.failed(a, 0.0)
+    pool.failed(b, 0.0)
+    pool.update([a, c, c])
+    assert pool.candidates == (a, c)
+    assert pool.usable(0.5) == [c]  # a still set aside, b forgotten, c once
+    pool.update([b])
+    assert pool.usable(0.5) == [b]  # b came back without its old backoff
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:8443", Endpoint("127.0.0.1", 8443)),
+        ("[::]:0", Endpoint("::", 0)),
+        ("[fe80::1%eth0]:4443", Endpoint("fe80::1", 4443, "eth0")),
+    ],
+)
+def test_parse_endpoint(text: str, expected: Endpoint) -> None:
+    endpoint = parse_endpoint(text)
+    assert endpoint == expected
+    assert endpoint.shown() == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["8443", "::1:8443", "[::1]:port", "[::1]:70000", "host.example:80", "[2001:db8::1%e]:1", ""],
+)
+def test_parse_endpoint_refuses(text: str) -> None:
+    with pytest.raises(ConfigError, match="listen"):
+        parse_endpoint(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "scope"),
+    [
+        ("https://127.0.0.1:8443", "127.0.0.1", 8443, None),
+        ("https://[fe80::1%25eth1]:8443/", "fe80::1", 8443, "eth1"),
+        ("https://[2001:db8::1]", "2001:db8::1", 443, None),
+        ("https://registrar.example:9443", "registrar.example", 9443, None),
+    ],
+)
+def test_registrar_from_url(url: str, host: str, port: int, scope: str | None) -> None:
+    candidate = registrar_from_url(url)
+    assert (candidate.host, candidate.port, candidate.scope) == (host, port, scope)
+    assert (candidate.method, candidate.role) == (Method.CONFIGURED, Role.REGISTRAR)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8443",
+        "https://127.0.0.1:8443/.well-known/brski",
+        "https://127.0.0.1:99999",
+        "https://[2001:db8::1%25eth0]:1",
+        "https://",
+    ],
+)
+def test_registrar_from_url_refuses(url: str) -> None:
+    with pytest.raises(ConfigError, match="registrar URL"):
+        registrar_from_url(url)
