@@ -317,6 +317,10 @@ async def _serve(args: argparse.Namespace) -> None:
         auto_accept=True if args.auto_accept else None,
         device_domain=args.device_domain,
     )
+    from zerotouch_plugin.roles.discovery import Role
+    from zerotouch_plugin.services import proxy
+
+    methods = proxy.parse_announce(args.announce)
     registrar = load_registrar(args.dir, config)
     runner = web.AppRunner(registrar_app(registrar), handle_signals=False)
     await runner.setup()
@@ -326,13 +330,20 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    announcers: list[Any] = []
     try:
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
+        # RFC 8995 §4.3: AN_join_registrar to proxies, _brski-registrar._tcp on the link
+        announcers = proxy.make_announcers(
+            methods, interface=args.interface, role=Role.REGISTRAR, port=bound
+        )
+        await proxy.start_announcers(announcers)
         shown = f"[{host}]" if ":" in host else host
         print(f"listening registrar https://{shown}:{bound}", flush=True)
         await stop.wait()
     finally:
+        await proxy.close_announcers(announcers)
         await runner.cleanup()
 
 
@@ -449,3 +460,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="database URL, e.g. postgresql://user@host/db")
     p.add_argument("--auto-accept", action="store_true", help="accept every trusted pledge")
     p.add_argument("--device-domain", help="DNS domain of LDevID names (default: configuration)")
+    p.add_argument(
+        "--announce", help="grasp,mdns: announce AN_join_registrar / _brski-registrar._tcp"
+    )
+    p.add_argument("--interface", help="the link --announce announces on")

@@ -1,0 +1,270 @@
+"""The join proxy (RFC 8995 §4.3 circuit proxy) as a real ``zerotouch proxy serve`` process.
+
+On loopback: a pledge enrolls through the proxy with a real registrar and MASA, the registrar
+sees the pledge's own IDevID, the proxy relays opaque bytes exactly (counts in its log, no
+HTTP in it), refuses above --max-connections, closes idle connections, and closes a pledge's
+connection at once when its registrar is down. In network namespaces (tests/support/
+discovery_lab.py): pledge -- proxy -- registrar/MASA with no route between pledge and
+registrar, the pledge enrolling through the proxy's link-local address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+
+import pytest
+from cryptography import x509
+
+from tests.e2e.test_brski_flow import FAST_RETRY, Lab, make_lab
+from tests.support.processes import ServerProcess, free_port, run_cli, start_server
+from zerotouch_plugin.artifacts import certs
+
+PAYLOAD = 1_000_003  # bytes each way through the relay: many buffers, not a multiple of one
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = make_lab(tmp_path_factory.mktemp("proxy"))
+    try:
+        lab.start_masa()
+        lab.start_registrar()
+        yield lab
+    finally:
+        lab.close()
+
+
+def start_proxy(registrar: str, *extra: str) -> ServerProcess:
+    return start_server(
+        "proxy", "-v", "proxy", "serve", "--listen", "127.0.0.1:0", "--registrar", registrar,
+        *extra,
+    )  # fmt: skip
+
+
+def proxy_port(proxy: ServerProcess) -> int:
+    return int(proxy.url.rpartition(":")[2])
+
+
+def wait_for_log(proxy: ServerProcess, pattern: str, timeout: float = 10) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, proxy.stderr)
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no log line matching {pattern!r}:\n{proxy.stderr}")
+
+
+CLOSE_LINE = r"close #(\d+) (\S+) -> registrar (\S+): (\d+) bytes up, (\d+) bytes down, \S+s, (.+)"
+
+
+def test_pledge_enrolls_through_the_proxy_with_its_own_identity(lab: Lab) -> None:
+    serial, folder = lab.pledge()
+    proxy = start_proxy(lab.registrar_url)
+    try:
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", proxy.url)
+        result = run_cli(
+            "pledge", "enroll", "--dir", folder, "--registrar", f"https://{proxy.url}",
+            *FAST_RETRY, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert lab.state(serial) == "enroll-confirmed"
+        record = lab.device(serial)
+        assert record is not None
+        idevid = certs.load_certs((folder / "idevid.pem").read_bytes())[0]
+        # the registrar authenticated the pledge's own IDevID over the relayed TLS
+        assert record["idevid_fingerprint"] == certs.fingerprint(idevid)
+        closes = [m.groups() for m in re.finditer(CLOSE_LINE, proxy.stderr)]
+        registrar_where = lab.registrar_url.removeprefix("https://")
+        assert closes, proxy.stderr
+        assert all(c[1].startswith("127.0.0.1:") and c[2] == registrar_where for c in closes)
+        assert all(int(c[3]) > 0 and int(c[4]) > 0 for c in closes)
+        # ciphertext only: nothing of the HTTP exchange or the pledge's name in the log
+        for plaintext in ("HTTP/1.1", "requestvoucher", "simpleenroll", serial):
+            assert plaintext not in proxy.stderr
+    finally:
+        assert proxy.stop() == 0
+    assert "proxy stopped" in proxy.stderr
+
+
+def test_registrar_certificate_seen_through_the_proxy_is_the_registrar_s(lab: Lab) -> None:
+    """The proxy holds no certificate: the TLS server a client meets through it is the
+    registrar itself."""
+    proxy = start_proxy(lab.registrar_url)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", proxy_port(proxy)), timeout=10) as raw,
+            ctx.wrap_socket(raw) as tls,
+        ):
+            seen = tls.getpeercert(binary_form=True)
+        assert seen is not None
+        registrar_cert = certs.load_certs((lab.domain / "registrar.pem").read_bytes())[0]
+        assert x509.load_der_x509_certificate(seen) == registrar_cert
+    finally:
+        proxy.stop()
+
+
+class Sink:
+    """A raw TCP 'registrar' in the test's loop: reads to EOF, answers the SHA-256 of what
+    it got plus PAYLOAD bytes, then closes; or holds connections open (``hold``)."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.hold = hold
+        self.received: list[int] = []
+        self.open = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Sink:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        try:
+            data = await reader.read()  # to EOF: the pledge side's half close came through
+            self.received.append(len(data))
+            writer.write(hashlib.sha256(data).digest() + bytes(range(256)) * (PAYLOAD // 256))
+            await writer.drain()
+        finally:
+            writer.close()
+            self.open -= 1
+
+
+async def exchange(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    writer.write_eof()  # half close: the answer must still come back
+    answer = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    return answer
+
+
+def test_relay_is_byte_exact_with_half_close_and_counts_bytes() -> None:
+    async def scenario() -> None:
+        async with Sink() as sink:
+            proxy = await asyncio.to_thread(start_proxy, sink.url)
+            try:
+                payload = os.urandom(PAYLOAD)
+                answer = await exchange(proxy_port(proxy), payload)
+                assert answer[:32] == hashlib.sha256(payload).digest()
+                assert answer[32:] == bytes(range(256)) * (PAYLOAD // 256)
+                assert sink.received == [PAYLOAD]
+                line = await asyncio.to_thread(wait_for_log, proxy, CLOSE_LINE)
+                up, down, reason = int(line[4]), int(line[5]), line[6]
+                assert (up, down) == (PAYLOAD, 32 + 256 * (PAYLOAD // 256))
+                assert reason == "pledge closed first"
+            finally:
+                proxy.stop()
+
+    asyncio.run(scenario())
+
+
+async def closed_at_once(port: int, timeout: float = 2) -> float:
+    """Seconds until the proxy closed a fresh connection without a byte."""
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        assert await asyncio.wait_for(reader.read(), timeout) == b""
+    finally:
+        writer.close()
+    return time.monotonic() - started
+
+
+def test_max_connections_refuses_the_extra_ones_and_logs_once_per_burst() -> None:
+    async def scenario() -> None:
+        async with Sink() as sink:
+            proxy = await asyncio.to_thread(start_proxy, sink.url, "--max-connections", "1")
+            port = proxy_port(proxy)
+            try:
+                _, held = await asyncio.open_connection("127.0.0.1", port)
+                for _ in range(50):  # until the first is relayed (sink saw it)
+                    if sink.open:
+                        break
+                    await asyncio.sleep(0.05)
+                assert sink.open == 1
+                for _ in range(3):
+                    assert await closed_at_once(port) < 1.5
+                assert sink.open == 1  # the refused ones never reached the registrar
+                held.write_eof()
+                await asyncio.sleep(0.3)
+                answer = await exchange(port, b"after the burst")
+                assert answer[:32] == hashlib.sha256(b"after the burst").digest()
+                log = proxy.stderr
+                assert log.count("--max-connections") == 1, log
+                assert "3 connections were refused at the limit" in log
+            finally:
+                held.close()
+                proxy.stop()
+
+    asyncio.run(scenario())
+
+
+def test_idle_connection_is_closed_and_logged() -> None:
+    async def scenario() -> None:
+        async with Sink() as sink:
+            proxy = await asyncio.to_thread(start_proxy, sink.url, "--idle-timeout", "0.5")
+            try:
+                waited = await closed_at_once(proxy_port(proxy), timeout=5)
+                assert 0.4 < waited < 3
+                line = await asyncio.to_thread(wait_for_log, proxy, CLOSE_LINE)
+                assert (line[4], line[5], line[6]) == ("0", "0", "idle timeout")
+            finally:
+                proxy.stop()
+
+    asyncio.run(scenario())
+
+
+def test_registrar_down_closes_the_pledge_connection_at_once(lab: Lab) -> None:
+    dead = f"https://127.0.0.1:{free_port()}"
+    proxy = start_proxy(dead)
+    try:
+        assert asyncio.run(closed_at_once(proxy_port(proxy))) < 1.5
+        wait_for_log(proxy, r"registrar 127\.0\.0\.1:\d+ unreachable \(.+\); set aside 1s")
+        # set aside: the next pledge is closed without waiting for the dead registrar
+        assert asyncio.run(closed_at_once(proxy_port(proxy))) < 1.5
+        wait_for_log(proxy, r"no registrar reachable \(all set aside after failures")
+        serial, folder = lab.pledge()
+        started = time.monotonic()
+        result = run_cli(
+            "pledge", "enroll", "--dir", folder, "--registrar", f"https://{proxy.url}",
+            "--retries", "1", "--timeout", "10", check=False,
+        )  # fmt: skip
+        assert result.returncode != 0
+        assert time.monotonic() - started < 8
+        assert lab.state(serial) is None
+    finally:
+        proxy.stop()
+
+
+def test_bad_options_are_one_line_errors() -> None:
+    for args, message in (
+        (("--listen", "::1:80", "--registrar", "https://127.0.0.1:1"), "[ADDRESS]:PORT"),
+        (("--listen", "127.0.0.1:0"), "--registrar URL or --registrar-interface"),
+        (("--listen", "127.0.0.1:0", "--registrar", "http://x"), "must be https"),
+        (("--registrar", "https://127.0.0.1:1", "--max-connections", "0"), "at least 1"),
+        (("--registrar", "https://127.0.0.1:1", "--announce", "vendor"), "announces"),
+        (("--registrar", "https://127.0.0.1:1", "--announce", "mdns"), "needs --interface"),
+    ):
+        result = run_cli("proxy", "serve", *args, check=False, timeout=30)
+        assert result.returncode == 1, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
