@@ -16,13 +16,17 @@ import os
 import re
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 from tests.e2e.test_brski_flow import FAST_RETRY, Lab, make_lab
+from tests.support.discovery_lab import discovery_lab
+from tests.support.netns import Host
 from tests.support.processes import ServerProcess, free_port, run_cli, start_server
 from zerotouch_plugin.artifacts import certs
 
@@ -268,3 +272,42 @@ def test_bad_options_are_one_line_errors() -> None:
         assert result.returncode == 1, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def connect_from(host: Host, address: str, interface: str, port: int) -> int:
+    """Exit status of a TCP connect from ``host`` to ``address%interface``:``port`` (0 made)."""
+    code = (
+        "import socket,sys\n"
+        f"s=socket.create_connection(({address + '%' + interface!r},{port}),timeout=2)\n"
+        "s.close()"
+    )
+    return host.run(sys.executable, "-c", code, timeout=30).returncode
+
+
+def test_pledge_enrolls_through_the_proxy_across_namespaces(tmp_path: Path) -> None:
+    """pledge -- proxy -- registrar/MASA, no route between pledge and registrar; the pledge
+    is given the proxy's link-local address with its zone."""
+    with discovery_lab(tmp_path) as lab:
+        # the proxy is reachable from the pledge's link, the registrar only through the proxy
+        assert connect_from(lab.pledge, lab.proxy_link_local, lab.pledge_if,
+                            lab.proxy_port) == 0  # fmt: skip
+        assert connect_from(lab.pledge, lab.registrar_link_local, lab.pledge_if,
+                            lab.registrar_port) != 0  # fmt: skip
+        # the proxy listens on the pledge's link only (--interface: SO_BINDTODEVICE)
+        proxy_far_side = lab.proxy.link_local(lab.proxy_registrar_if)
+        assert connect_from(lab.registrar, proxy_far_side, lab.registrar_if,
+                            lab.proxy_port) != 0  # fmt: skip
+        serial, folder = lab.new_pledge()
+        result = lab.run_pledge(
+            "pledge", "enroll", "--dir", folder, "--registrar", lab.proxy_url, *FAST_RETRY,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert lab.brski.state(serial) == "enroll-confirmed"
+        assert lab.proxy_process is not None
+        log = lab.proxy_process.stderr
+        pledge_address = lab.pledge.link_local(lab.pledge_if)
+        opened = re.findall(r"open #\d+ \[(\S+)\]:\d+ -> registrar \[(\S+)\]:(\d+)", log)
+        assert opened, log
+        assert {o[0] for o in opened} == {f"{pledge_address}%{lab.proxy_pledge_if}"}
+        assert {o[1] for o in opened} == {f"{lab.registrar_link_local}%{lab.proxy_registrar_if}"}

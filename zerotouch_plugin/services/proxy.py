@@ -208,6 +208,9 @@ def _peer_text(writer: asyncio.StreamWriter) -> str:
     if not peer:
         return "?"
     host, port = peer[0], peer[1]
+    if len(peer) == 4 and peer[3] and "%" not in host:  # IPv6 link-local: name the link
+        with contextlib.suppress(OSError):
+            host = f"{host}%{socket.if_indextoname(peer[3])}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
