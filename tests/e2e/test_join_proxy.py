@@ -311,3 +311,31 @@ def test_pledge_enrolls_through_the_proxy_across_namespaces(tmp_path: Path) -> N
         assert opened, log
         assert {o[0] for o in opened} == {f"{pledge_address}%{lab.proxy_pledge_if}"}
         assert {o[1] for o in opened} == {f"{lab.registrar_link_local}%{lab.proxy_registrar_if}"}
+
+
+def browse(host: Host, interface: str, service: str, timeout: float = 8) -> set[str]:
+    """``HOST:PORT`` of the ``service`` instances a real mDNS browser finds on the link."""
+    code = (
+        "import asyncio\n"
+        "from zerotouch_plugin.services.discovery.mdns import MdnsFinder\n"
+        f"found = asyncio.run(MdnsFinder({interface!r}, [{service!r}]).find(timeout={timeout}))\n"
+        "print('\\n'.join(c.where for c in found))"
+    )
+    result = host.run(sys.executable, "-c", code, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_proxy_and_registrar_announce_by_mdns(tmp_path: Path) -> None:
+    """--announce mdns: the registrar's _brski-registrar._tcp is seen on the proxy's link, the
+    proxy's _brski-proxy._tcp on the pledge's link (RFC 8995 §4.1.2, §4.3), each with the
+    link-local address of the announcing interface and the listening port."""
+    with discovery_lab(tmp_path, registrar_announce="mdns", proxy_announce="mdns") as lab:
+        assert browse(lab.pledge, lab.pledge_if, "_brski-proxy._tcp.local.") == {
+            f"[{lab.proxy_link_local}%{lab.pledge_if}]:{lab.proxy_port}"
+        }
+        assert browse(lab.proxy, lab.proxy_registrar_if, "_brski-registrar._tcp.local.") == {
+            f"[{lab.registrar_link_local}%{lab.proxy_registrar_if}]:{lab.registrar_port}"
+        }
+        # nothing of the registrar's leaks onto the pledge's link
+        assert browse(lab.pledge, lab.pledge_if, "_brski-registrar._tcp.local.", 3) == set()
