@@ -259,6 +259,17 @@ def test_registrar_down_closes_the_pledge_connection_at_once(lab: Lab) -> None:
         proxy.stop()
 
 
+def test_registrar_announce_needs_an_interface(lab: Lab) -> None:
+    result = run_cli(
+        "registrar", "serve", "--dir", lab.domain, "--listen", "127.0.0.1:0",
+        "--announce", "mdns", check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "config-error: --announce needs --interface: announcements are per link"
+    )
+
+
 def test_bad_options_are_one_line_errors() -> None:
     for args, message in (
         (("--listen", "::1:80", "--registrar", "https://127.0.0.1:1"), "[ADDRESS]:PORT"),

@@ -117,17 +117,20 @@ class DiscoveryLab:
         )  # fmt: skip
         return self.registrar_process
 
-    def start_proxy(self, *extra: str, by_grasp: bool = False) -> ServerProcess:
-        """``proxy serve`` on the pledge link, given the registrar by URL unless
-        ``by_grasp`` (then ``--registrar-interface``); ``extra`` e.g. ``--announce grasp``."""
-        registrar = (
+    def start_proxy(
+        self, *extra: str, by_grasp: bool = False, registrar: str | None = None
+    ) -> ServerProcess:
+        """``proxy serve`` on the pledge link, given the lab's registrar by URL (or
+        ``registrar``, e.g. a dead one's) unless ``by_grasp`` (then ``--registrar-interface``);
+        ``extra`` e.g. ``--announce grasp``. The last one started is ``proxy_process``."""
+        upstream = (
             ("--registrar-interface", self.proxy_registrar_if)
             if by_grasp
-            else ("--registrar", self.registrar_url_from_proxy)
+            else ("--registrar", registrar or self.registrar_url_from_proxy)
         )
         self.proxy_process = self._start(
             self.proxy, "proxy", "-v", "proxy", "serve", "--listen", "[::]:0",
-            "--interface", self.proxy_pledge_if, *registrar, *extra,
+            "--interface", self.proxy_pledge_if, *upstream, *extra,
         )  # fmt: skip
         return self.proxy_process
 
