@@ -193,24 +193,37 @@ class _Standing:
     until: float = 0.0  # monotonic time before which the registrar is set aside
 
 
+_Address = tuple[str, int, str | None]
+
+
+def _address(candidate: Candidate) -> _Address:
+    """A registrar is its address: the same one announced again (another session id, another
+    ``source`` text) keeps its standing."""
+    return (candidate.host, candidate.port, candidate.scope)
+
+
 @dataclass
 class RegistrarPool:
     """Registrars in order of preference; ``now`` is any monotonic clock, in seconds."""
 
     limits: ProxyLimits
     candidates: tuple[Candidate, ...] = ()
-    _standing: dict[Candidate, _Standing] = field(default_factory=dict)
+    _standing: dict[_Address, _Standing] = field(default_factory=dict)
 
     def update(self, found: Sequence[Candidate]) -> None:
-        """Replace the known registrars by what discovery found (in its order); one still
-        known keeps its backoff."""
-        unique = tuple(dict.fromkeys(found))
-        self.candidates = unique
-        self._standing = {c: self._standing[c] for c in unique if c in self._standing}
+        """Replace the known registrars by what discovery found (in its order, one per
+        address); one still known keeps its backoff."""
+        unique: dict[_Address, Candidate] = {}
+        for candidate in found:
+            unique.setdefault(_address(candidate), candidate)
+        self.candidates = tuple(unique.values())
+        self._standing = {a: s for a, s in self._standing.items() if a in unique}
 
     def usable(self, now: float) -> list[Candidate]:
         """The registrars to try now, in order; those set aside are left out."""
-        return [c for c in self.candidates if self._standing.get(c, _Standing()).until <= now]
+        return [
+            c for c in self.candidates if self._standing.get(_address(c), _Standing()).until <= now
+        ]
 
     def set_aside_until(self, now: float) -> float | None:
         """When the first registrar set aside comes back (None if none is set aside)."""
@@ -219,11 +232,11 @@ class RegistrarPool:
 
     def failed(self, candidate: Candidate, now: float) -> float:
         """Set ``candidate`` aside; returns for how many seconds (doubling per failure)."""
-        standing = self._standing.setdefault(candidate, _Standing())
+        standing = self._standing.setdefault(_address(candidate), _Standing())
         standing.failures += 1
         delay = min(self.limits.max_backoff, self.limits.backoff * 2.0 ** (standing.failures - 1))
         standing.until = now + delay
         return delay
 
     def succeeded(self, candidate: Candidate) -> None:
-        self._standing.pop(candidate, None)
+        self._standing.pop(_address(candidate), None)

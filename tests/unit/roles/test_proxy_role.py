@@ -86,6 +86,17 @@ def test_pool_update_keeps_backoff_of_registrars_still_announced() -> None:
     assert pool.usable(0.5) == [b]  # b came back without its old backoff
 
 
+def test_pool_knows_a_registrar_by_its_address_not_its_announcement() -> None:
+    first = Candidate(Method.GRASP, Role.REGISTRAR, "fe80::1", 8443, "e", source="session 1")
+    again = Candidate(Method.GRASP, Role.REGISTRAR, "fe80::1", 8443, "e", source="session 2")
+    other_port = Candidate(Method.GRASP, Role.REGISTRAR, "fe80::1", 9443, "e")
+    pool = RegistrarPool(ProxyLimits(), (first,))
+    pool.failed(first, 0.0)
+    pool.update([again, first, other_port])
+    assert pool.candidates == (again, other_port)  # one per address, first seen kept
+    assert pool.usable(0.5) == [other_port]  # the re-announced one is still set aside
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
