@@ -20,6 +20,7 @@ __all__ = [
     "Conflict",
     "DigestMismatch",
     "Expired",
+    "GraspError",
     "InUse",
     "InvalidInput",
     "InvalidParameter",
@@ -119,6 +120,18 @@ class InvalidInput(RemoteError):
 
     reason = "malformed"
     netconf_tag = "malformed-message"
+
+
+class GraspError(InvalidInput):
+    """A GRASP message (RFC 8990) that is oversized, not well-formed CBOR, past the decoder's
+    depth or item limits, or not what its CDDL says; ``kind`` names which (``oversized``,
+    ``cbor``, ``limits``, ``message-type``, ``structure``), for the listener's counters."""
+
+    reason = "malformed-grasp"
+
+    def __init__(self, message: str, *, kind: str = "structure", path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.kind = kind
 
 
 class InvalidParameter(RemoteError):

@@ -29,6 +29,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "masa": "zerotouch_plugin.cli.masa",
     "pledge": "zerotouch_plugin.cli.pledge",
     "device": "zerotouch_plugin.cli.device",
+    "discovery": "zerotouch_plugin.cli.discovery",
     "proxy": "zerotouch_plugin.cli.proxy",
 }
 
