@@ -326,10 +326,19 @@ def test_pledge_enrolls_through_the_proxy_across_namespaces(tmp_path: Path) -> N
 
 def browse(host: Host, interface: str, service: str, timeout: float = 8) -> set[str]:
     """``HOST:PORT`` of the ``service`` instances a real mDNS browser finds on the link."""
+    return _find(host, "mdns", f"MdnsFinder({interface!r}, [{service!r}])", timeout)
+
+
+def grasp_find(host: Host, interface: str, objective: str, timeout: float = 8) -> set[str]:
+    """``HOST:PORT`` of the ``objective`` floods a real GRASP listener hears on the link."""
+    return _find(host, "grasp", f"GraspFinder({interface!r}, {objective!r})", timeout)
+
+
+def _find(host: Host, module: str, finder: str, timeout: float) -> set[str]:
     code = (
         "import asyncio\n"
-        "from zerotouch_plugin.services.discovery.mdns import MdnsFinder\n"
-        f"found = asyncio.run(MdnsFinder({interface!r}, [{service!r}]).find(timeout={timeout}))\n"
+        f"from zerotouch_plugin.services.discovery.{module} import *\n"
+        f"found = asyncio.run({finder}.find(timeout={timeout}))\n"
         "print('\\n'.join(c.where for c in found))"
     )
     result = host.run(sys.executable, "-c", code, timeout=60)
@@ -337,16 +346,55 @@ def browse(host: Host, interface: str, service: str, timeout: float = 8) -> set[
     return set(result.stdout.split())
 
 
-def test_proxy_and_registrar_announce_by_mdns(tmp_path: Path) -> None:
-    """--announce mdns: the registrar's _brski-registrar._tcp is seen on the proxy's link, the
-    proxy's _brski-proxy._tcp on the pledge's link (RFC 8995 §4.1.2, §4.3), each with the
-    link-local address of the announcing interface and the listening port."""
-    with discovery_lab(tmp_path, registrar_announce="mdns", proxy_announce="mdns") as lab:
-        assert browse(lab.pledge, lab.pledge_if, "_brski-proxy._tcp.local.") == {
-            f"[{lab.proxy_link_local}%{lab.pledge_if}]:{lab.proxy_port}"
-        }
-        assert browse(lab.proxy, lab.proxy_registrar_if, "_brski-registrar._tcp.local.") == {
-            f"[{lab.registrar_link_local}%{lab.proxy_registrar_if}]:{lab.registrar_port}"
-        }
-        # nothing of the registrar's leaks onto the pledge's link
-        assert browse(lab.pledge, lab.pledge_if, "_brski-registrar._tcp.local.", 3) == set()
+def test_announced_by_grasp_and_mdns_and_registrar_found_by_grasp(tmp_path: Path) -> None:
+    """--announce grasp,mdns on both: the proxy finds its registrar by GRASP AN_join_registrar
+    (RFC 8995 §4.3) and relays a pledge to it; real listeners see AN_Proxy and
+    _brski-proxy._tcp on the pledge's link (§4.1.1, §4.1.2) and AN_join_registrar and
+    _brski-registrar._tcp on the proxy's registrar-facing link, each with the link-local
+    address of the announcing interface and the listening port; none reaches the other link.
+    When the registrar comes back on another port, the proxy finds it again."""
+    with discovery_lab(
+        tmp_path, registrar_announce="grasp,mdns", proxy_announce="grasp,mdns",
+        proxy_by_grasp=True,
+    ) as lab:  # fmt: skip
+        proxy, registrar_if = lab.proxy_process, lab.proxy_registrar_if
+        assert proxy is not None
+        registrar_seen = f"[{lab.registrar_link_local}%{registrar_if}]:{lab.registrar_port}"
+        wait_for_log(proxy, re.escape(f"registrars found: {registrar_seen}"))
+        proxy_seen = f"[{lab.proxy_link_local}%{lab.pledge_if}]:{lab.proxy_port}"
+        assert grasp_find(lab.pledge, lab.pledge_if, "AN_Proxy") == {proxy_seen}
+        assert browse(lab.pledge, lab.pledge_if, "_brski-proxy._tcp.local.") == {proxy_seen}
+        assert grasp_find(lab.proxy, registrar_if, "AN_join_registrar") == {registrar_seen}
+        assert browse(lab.proxy, registrar_if, "_brski-registrar._tcp.local.") == {registrar_seen}
+        # link-local announcements stay on their link
+        assert grasp_find(lab.pledge, lab.pledge_if, "AN_join_registrar", 2) == set()
+        assert browse(lab.pledge, lab.pledge_if, "_brski-registrar._tcp.local.", 2) == set()
+
+        serial, folder = lab.new_pledge()
+        enrolled = lab.run_pledge(
+            "pledge", "enroll", "--dir", folder, "--registrar", lab.proxy_url, *FAST_RETRY,
+            check=False,
+        )  # fmt: skip
+        assert enrolled.returncode == 0, enrolled.stderr
+        assert lab.brski.state(serial) == "enroll-confirmed"
+
+        # the registrar restarts on another port: the proxy learns it from its floods
+        old = lab.registrar_process
+        lab.stop(old)
+        lab.start_registrar("--announce", "grasp", "--interface", lab.registrar_if)
+        assert lab.registrar_port != _port_of(old)
+        moved = f"[{lab.registrar_link_local}%{registrar_if}]:{lab.registrar_port}"
+        wait_for_log(proxy, re.escape(f"registrars found: {moved}"))
+        serial, folder = lab.new_pledge()
+        enrolled = lab.run_pledge(
+            "pledge", "enroll", "--dir", folder, "--registrar", lab.proxy_url, *FAST_RETRY,
+            check=False,
+        )  # fmt: skip
+        assert enrolled.returncode == 0, enrolled.stderr
+        assert lab.brski.state(serial) == "enroll-confirmed"
+        assert f"-> registrar {moved}" in proxy.stderr
+
+
+def _port_of(process: ServerProcess | None) -> int:
+    assert process is not None
+    return int(process.url.rpartition(":")[2])

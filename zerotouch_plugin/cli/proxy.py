@@ -24,12 +24,9 @@ DEFAULTS = ProxyLimits()
 
 def _finder(interface: str) -> Finder:
     """GRASP ``AN_join_registrar`` on the registrar-facing link (RFC 8995 §4.3)."""
-    from zerotouch_plugin.services.discovery import grasp  # type: ignore[attr-defined]
+    from zerotouch_plugin.services.discovery.grasp import GraspFinder
 
-    finder: Finder = grasp.GraspFinder(
-        interface=interface, objective="AN_join_registrar", role=Role.REGISTRAR
-    )
-    return finder
+    return GraspFinder(interface, "AN_join_registrar", Role.REGISTRAR)
 
 
 async def _serve(args: argparse.Namespace) -> None:

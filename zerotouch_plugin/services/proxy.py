@@ -31,7 +31,6 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.discovery import Candidate, Method, Role
@@ -48,7 +47,6 @@ from zerotouch_plugin.services.discovery import Announcer, Finder
 __all__ = [
     "ANNOUNCERS",
     "JoinProxy",
-    "interface_link_local",
     "listen_socket",
     "make_announcers",
 ]
@@ -59,20 +57,6 @@ _SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)  # Linux socket(7)
 _BACKLOG = 128
 _DISCOVERY_WINDOW = 5.0  # seconds one background GRASP look lasts
 _DISCOVERY_PAUSE = 1.0  # seconds between looks
-
-
-def interface_link_local(interface: str) -> str:
-    """The IPv6 link-local address of ``interface`` (from ``/proc/net/if_inet6``), for the
-    locator an announcement carries (RFC 8995 §4.3: O_IPv6_LOCATOR)."""
-    try:
-        lines = Path("/proc/net/if_inet6").read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the addresses of {interface}: {exc}") from exc
-    for line in lines:
-        parts = line.split()
-        if len(parts) == 6 and parts[5] == interface and parts[0].startswith("fe80"):
-            return ":".join(parts[0][i : i + 4] for i in range(0, 32, 4))
-    raise ConfigError(f"interface {interface} has no IPv6 link-local address")
 
 
 def listen_socket(endpoint: Endpoint, interface: str | None) -> socket.socket:
@@ -126,12 +110,11 @@ def _instance_name(role: Role) -> str:
 
 
 def _grasp(interface: str, role: Role, port: int) -> Announcer:
-    from zerotouch_plugin.services.discovery import grasp  # type: ignore[attr-defined]
+    """Objective value "BRSKI"; the locator is the interface's link-local address (the
+    announcer's default host) and ``port``, TCP."""
+    from zerotouch_plugin.services.discovery.grasp import GraspAnnouncer
 
-    announcer: Announcer = grasp.GraspAnnouncer(
-        interface=interface, objective=GRASP_OBJECTIVES[role], port=port
-    )
-    return announcer
+    return GraspAnnouncer(GRASP_OBJECTIVES[role], "BRSKI", port=port, interface=interface)
 
 
 def _mdns(interface: str, role: Role, port: int) -> Announcer:
