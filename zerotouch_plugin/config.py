@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from zerotouch_plugin.errors import ConfigError
 
 __all__ = [
     "DEFAULT_DEVICE_DOMAIN",
+    "DISCOVERY_METHODS",
     "CertToName",
     "DeviceConfig",
     "DeviceUser",
@@ -215,6 +217,11 @@ class MasaConfig:
             raise ValueError("require_client_cert needs registrar_cas to verify the certificates")
 
 
+# Discovery methods of the pledge agent (``roles.discovery.Method``, RFC 8995 §4.1).
+DISCOVERY_METHODS = ("configured", "grasp", "mdns", "dns-sd", "vendor")
+# A Linux interface name: 1..15 characters, no slash, colon or white space.
+_INTERFACE = re.compile(r"[^/:\s%]{1,15}")
+
 # ietf-x509-cert-to-name map types (RFC 7407 §5) the device supports.
 CERT_MAP_TYPES = (
     "specified",
@@ -375,6 +382,15 @@ class DeviceConfig:
     ``bootstrap_timeout`` per request, ``bootstrap_history`` events kept;
     ``nonceless_allowed`` accepts a voucher without nonce that has a future expires-on
     (RFC 8995 §7.2, a voucher the registrar held for offline use).
+
+    Discovery (RFC 8995 §4): ``discovery`` names the methods in the order they are tried
+    (``configured``, ``grasp``, ``mdns``, ``dns-sd``, ``vendor``); empty means ``configured``
+    when registrars are given, else grasp, mdns, dns-sd and vendor. Registrars given with a
+    list that lacks ``configured`` are tried first. ``interface`` is the link to search on
+    (default: every up interface but loopback); ``vendor_registrar`` the manufacturer's
+    well-known registrar (method ``vendor``); ``discovery_timeout`` the seconds each method
+    searches (``discovery_timeouts`` per method). A failed candidate is set aside for
+    ``bootstrap_retry_delay``, doubled per failure up to ``bootstrap_max_delay``.
     """
 
     netconf_ssh: str | None = None
@@ -391,12 +407,23 @@ class DeviceConfig:
     bootstrap_timeout: float = 30.0
     bootstrap_history: int = 64
     nonceless_allowed: bool = False
+    discovery: tuple[str, ...] = ()
+    interface: str | None = None
+    vendor_registrar: str | None = None
+    discovery_timeout: float = 2.0
+    discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("netconf_ssh", "netconf_tls", "restconf"):
             _address(getattr(self, name), name)
         object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))
-        for name in ("bootstrap_retry_delay", "bootstrap_max_delay", "bootstrap_timeout"):
+        self._check_discovery()
+        for name in (
+            "bootstrap_retry_delay",
+            "bootstrap_max_delay",
+            "bootstrap_timeout",
+            "discovery_timeout",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise TypeError(f"{name} must be a number of seconds")
@@ -423,3 +450,50 @@ class DeviceConfig:
         names = [u.name for u in self.users]
         if len(set(names)) != len(names):
             raise ValueError("user names must be unique")
+
+    def _check_discovery(self) -> None:
+        """Method names known (RFC 8995 §4.1), each once, with what they need."""
+        methods = self.discovery
+        if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
+            raise TypeError("discovery must be a list of method names")
+        methods = tuple(methods)
+        unknown = [m for m in methods if m not in DISCOVERY_METHODS]
+        if unknown:
+            raise ValueError(
+                f"discovery: unknown method(s) {', '.join(map(repr, unknown))}; known: "
+                + ", ".join(DISCOVERY_METHODS)
+            )
+        if len(set(methods)) != len(methods):
+            raise ValueError("discovery: each method may be named once")
+        object.__setattr__(self, "discovery", methods)
+        if "configured" in methods and not self.registrars:
+            raise ValueError("discovery method 'configured' needs registrars (--registrar URL)")
+        if self.vendor_registrar is not None:
+            _urls((self.vendor_registrar,), "vendor_registrar")
+        if "vendor" in methods and self.vendor_registrar is None:
+            raise ValueError("discovery method 'vendor' needs vendor_registrar (an https URL)")
+        if self.interface is not None and (
+            not isinstance(self.interface, str) or not _INTERFACE.fullmatch(self.interface)
+        ):
+            raise ValueError(f"interface {self.interface!r} is not an interface name")
+        timeouts = self.discovery_timeouts
+        if not isinstance(timeouts, Mapping):
+            raise TypeError("discovery_timeouts must be a table of method = seconds")
+        for method, value in timeouts.items():
+            if method not in DISCOVERY_METHODS:
+                raise ValueError(f"discovery_timeouts: unknown method {method!r}")
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"discovery_timeouts: {method} must be a positive number")
+        object.__setattr__(self, "discovery_timeouts", MappingProxyType(dict(timeouts)))
+
+    @property
+    def discovery_methods(self) -> tuple[str, ...]:
+        """The methods in the order they are tried (see the class docstring)."""
+        if not self.discovery:
+            if self.registrars:
+                return ("configured",)
+            methods = ("grasp", "mdns", "dns-sd", "vendor")
+            return methods if self.vendor_registrar else methods[:-1]
+        if self.registrars and "configured" not in self.discovery:
+            return ("configured", *self.discovery)
+        return self.discovery

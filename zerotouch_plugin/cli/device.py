@@ -14,7 +14,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from zerotouch_plugin.config import DeviceConfig, hash_password, load_config
+from zerotouch_plugin.config import (
+    DISCOVERY_METHODS,
+    DeviceConfig,
+    hash_password,
+    load_config,
+)
 from zerotouch_plugin.errors import ConfigError, InUse
 
 __all__ = ["HELP", "register"]
@@ -61,6 +66,9 @@ async def _run(args: argparse.Namespace) -> None:
             "restconf": args.restconf,
             "registrars": args.registrar,
             "nonceless_allowed": args.allow_nonceless or None,
+            "discovery": args.discovery,
+            "interface": args.interface,
+            "vendor_registrar": args.vendor_registrar,
         },
     )
     if not (config.netconf_ssh or config.netconf_tls or config.restconf):
@@ -142,6 +150,41 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def _methods(text: str) -> tuple[str, ...]:
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in methods if m not in DISCOVERY_METHODS]
+    if not methods or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: "
+            + ", ".join(DISCOVERY_METHODS)
+        )
+    return methods
+
+
+def add_discovery_options(p: argparse.ArgumentParser) -> None:
+    """``--discovery``, ``--interface``, ``--vendor-registrar``: the pledge's discovery
+    (RFC 8995 §4), shared by ``device run`` and ``pledge enroll``."""
+    p.add_argument(
+        "--discovery",
+        type=_methods,
+        metavar="METHOD,...",
+        help="how to find the registrar, in this order: configured (the --registrar URLs), "
+        "grasp, mdns, dns-sd, vendor (default: configured when registrars are given, else "
+        "grasp,mdns,dns-sd and vendor when a vendor registrar is set)",
+    )
+    p.add_argument(
+        "--interface",
+        metavar="IF",
+        help="link to search on (default: every up interface but loopback with a local address)",
+    )
+    p.add_argument(
+        "--vendor-registrar",
+        metavar="URL",
+        help="the manufacturer's well-known registrar, https://HOST[:PORT] (method vendor, "
+        "tried last; it may redirect to the owner's registrar once)",
+    )
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser("run", help="run the device until SIGINT/SIGTERM", description=HELP)
@@ -163,6 +206,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="accept a voucher without nonce if its expires-on is in the future (RFC 8995 "
         "§7.2; also nonceless_allowed = true in device.toml)",
     )
+    add_discovery_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "factory-reset",

@@ -13,7 +13,9 @@ Event names (``event-name`` in the module) the agent records:
 agent-started          the agent started (detail: an interrupted earlier run)
 already-enrolled       started with a domain identity: no bootstrap
 bootstrap-started      a run starts (at start, or by restart-bootstrap)
-attempt-started        trying a registrar (detail: its URI)
+search-started         a discovery method searches (detail: method, timeout)
+candidate-found        a new candidate (detail: method, role, address, source)
+attempt-started        trying a candidate (detail: its URI)
 connected ...          the pledge machine's events (``PledgeEvent``), except
                        start and retry: connected, voucher-valid,
                        voucher-invalid, status-sent, cacerts-valid, ...
@@ -42,6 +44,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.voucher import Voucher, format_datetime, parse_datetime
 from zerotouch_plugin.errors import ZerotouchError
+from zerotouch_plugin.roles.discovery import Candidate, CandidateStatus, Method
 from zerotouch_plugin.roles.states import PledgeEvent, PledgeState
 
 __all__ = [
@@ -217,6 +220,64 @@ class _Tried:
     last_attempt: datetime
     outcome: str = "in-progress"
     message: str | None = None
+    source: Method = Method.CONFIGURED
+
+
+def _address(candidate: Candidate) -> str:
+    """An address as ``inet:host`` writes it: an IPv6 link-local one with its zone."""
+    return f"{candidate.host}%{candidate.scope}" if candidate.scope else candidate.host
+
+
+def candidate_entry(status: CandidateStatus) -> dict[str, Any]:
+    """One ``discovery/candidate`` entry of the module."""
+    candidate = status.candidate
+    entry: dict[str, Any] = {
+        "address": _address(candidate),
+        "port": candidate.port,
+        "method": str(candidate.method),
+        "role": str(candidate.role),
+        "uri": candidate.url,
+        "state": str(status.state),
+        "failures": status.failures,
+    }
+    if candidate.scope is not None:
+        entry["interface"] = candidate.scope
+    if candidate.source:
+        entry["source"] = candidate.source
+    if status.until is not None:
+        entry["set-aside-until"] = format_datetime(status.until)
+    if status.error:
+        entry["last-error"] = status.error
+    return entry
+
+
+@dataclass
+class _Discovery:
+    """What the discovery machine shows: methods in order, cycle, the method searching,
+    the candidates and the one that enrolled the device."""
+
+    methods: tuple[Method, ...] = ()
+    cycle: int = 0
+    searching: Method | None = None
+    candidates: tuple[CandidateStatus, ...] = ()
+    enrolled_by: Candidate | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"methods": [str(m) for m in self.methods], "cycle": self.cycle}
+        if self.searching is not None:
+            body["searching"] = str(self.searching)
+        if self.candidates:
+            body["candidate"] = [candidate_entry(s) for s in self.candidates]
+        if self.enrolled_by is not None:
+            by = self.enrolled_by
+            body["enrolled-by"] = {
+                "method": str(by.method),
+                "role": str(by.role),
+                "address": _address(by),
+                "port": by.port,
+                "uri": by.url,
+            }
+        return body
 
 
 class BootstrapState:
@@ -236,6 +297,7 @@ class BootstrapState:
         self.next_attempt: datetime | None = None
         self.registrar_used: str | None = None
         self.tried: dict[str, _Tried] = {}
+        self.discovery: _Discovery | None = None
         self.voucher: dict[str, Any] | None = None
         self.ldevid: dict[str, Any] | None = None
         self.trust_anchors: list[dict[str, Any]] = []
@@ -287,17 +349,52 @@ class BootstrapState:
         self.attempts = 0
         self.next_attempt = None
         self.tried = {}
+        self.discovery = None
         self.registrar_used = None
         self.voucher = self.ldevid = None
         self.trust_anchors = []
         self.last_error = None
         return self.record("bootstrap-started", now=now, phase=Phase.DISCOVERING, detail=detail)
 
-    def attempt(self, uri: str, *, now: datetime) -> PhaseChange | None:
+    def attempt(
+        self, uri: str, *, now: datetime, source: Method = Method.CONFIGURED
+    ) -> PhaseChange | None:
         self.attempts += 1
         self.next_attempt = None
-        self.tried[uri] = _Tried(now)
+        self.tried[uri] = _Tried(now, source=source)
         return self.record("attempt-started", now=now, phase=Phase.REQUESTING_VOUCHER, detail=uri)
+
+    def discovery_seen(
+        self,
+        *,
+        methods: Sequence[Method],
+        cycle: int,
+        searching: Method | None,
+        candidates: Sequence[CandidateStatus],
+        enrolled_by: Candidate | None,
+    ) -> None:
+        """The discovery machine's view (RFC 8995 §4.1): shown as ``discovery``."""
+        self.discovery = _Discovery(
+            tuple(methods), cycle, searching, tuple(candidates), enrolled_by
+        )
+
+    def search_started(
+        self, method: Method, timeout: float, *, now: datetime
+    ) -> PhaseChange | None:
+        self.next_attempt = None
+        # reading the configured registrars is no search of the network: no phase change
+        return self.record(
+            "search-started",
+            now=now,
+            phase=None if method is Method.CONFIGURED else Phase.DISCOVERING,
+            detail=f"{method} for up to {timeout:g} s",
+        )
+
+    def candidate_found(self, candidate: Candidate, *, now: datetime) -> PhaseChange | None:
+        detail = f"{candidate.method} {candidate.role} {candidate.where}"
+        if candidate.source:
+            detail += f" ({candidate.source})"
+        return self.record("candidate-found", now=now, detail=detail)
 
     def machine_step(
         self, event: PledgeEvent, state: PledgeState, *, now: datetime
@@ -401,7 +498,7 @@ class BootstrapState:
             registrar["tried"] = [
                 {
                     "uri": uri,
-                    "source": "configured",
+                    "source": str(t.source),
                     "last-attempt": format_datetime(t.last_attempt),
                     "outcome": t.outcome,
                     **({"message": t.message} if t.message else {}),
@@ -410,6 +507,8 @@ class BootstrapState:
             ]
         if registrar:
             body["registrar"] = registrar
+        if self.discovery is not None:
+            body["discovery"] = self.discovery.to_json()
         if self.voucher is not None:
             body["voucher"] = dict(self.voucher)
         if self.ldevid is not None:

@@ -5,15 +5,50 @@ A *candidate* is one place a pledge can open its provisional TLS connection to: 
 registrar (DNS-SD ``_brski-registrar._tcp`` / ``_bootstrapks._tcp``, the vendor's well-known
 registrar, or one configured by URL). Candidates carry where they came from, so the bootstrap
 state can show which method and which candidate enrolled the device.
+
+``Discovery`` is the sans-IO machine that decides where to look and what to try (RFC 8995
+§4.1.1): methods searched in the configured order, each for at most its timeout; candidates
+kept once (same host, port and zone), in method order then arrival; a candidate that fails is
+set aside until ``now`` + a backoff that grows with its failures, and the next one is tried;
+when nothing is left the cycle waits and starts again, until a candidate enrolls the device.
+Its transition table is ``DISCOVERY_TRANSITIONS`` (``roles/states.py``). It takes ``now`` and
+random bytes, and hands out ``Search``, ``Try``, ``Wait`` and ``GiveUp`` actions.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["Candidate", "Method", "Role"]
+from zerotouch_plugin.errors import ZerotouchError
+from zerotouch_plugin.roles.pledge import RetryPolicy
+from zerotouch_plugin.roles.states import (
+    DISCOVERY_TRANSITIONS,
+    DiscoveryEvent,
+    DiscoveryState,
+    transition,
+)
+
+__all__ = [
+    "Candidate",
+    "CandidateState",
+    "CandidateStatus",
+    "Discovery",
+    "DiscoveryAction",
+    "DiscoveryConfig",
+    "GiveUp",
+    "Method",
+    "Role",
+    "Search",
+    "Try",
+    "Wait",
+    "candidate_from_url",
+]
 
 
 class Method(StrEnum):
@@ -78,3 +113,281 @@ class Candidate:
         return (
             f"https://[{host}]:{self.port}" if ":" in self.host else f"https://{host}:{self.port}"
         )
+
+
+def candidate_from_url(url: str, method: Method, *, source: str = "") -> Candidate:
+    """A registrar candidate of an ``https://HOST[:PORT]`` URL (``--registrar``, the vendor
+    URL); an IPv6 link-local host keeps its RFC 6874 zone (``[fe80::1%25eth0]``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"registrar URL {url!r} must be https://HOST[:PORT]")
+    host, _, zone = unquote(parts.hostname).partition("%")
+    return Candidate(method, Role.REGISTRAR, host, parts.port or 443, zone or None, source or url)
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """The order of the methods, how long each one searches (seconds; ``timeouts`` overrides
+    ``timeout`` per method), how long a failed candidate is set aside (``backoff``: its n-th
+    failure waits ``backoff.delay(n)``, also the wait after a cycle that found nothing), and
+    after how many cycles the machine gives up (0: never)."""
+
+    methods: tuple[Method, ...]
+    timeout: float = 2.0
+    timeouts: Mapping[Method, float] = field(default_factory=dict)
+    backoff: RetryPolicy = field(default_factory=RetryPolicy)
+    cycles: int = 0
+
+    def __post_init__(self) -> None:
+        methods = tuple(self.methods)
+        if not methods or not all(isinstance(m, Method) for m in methods):
+            raise ValueError("methods must be one or more Method members")
+        if len(set(methods)) != len(methods):
+            raise ValueError("each method may appear once")
+        object.__setattr__(self, "methods", methods)
+        timeouts = dict(self.timeouts)
+        for name, value in (("timeout", self.timeout), *timeouts.items()):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"timeout of {name} must be a number of seconds")
+            if value <= 0:
+                raise ValueError(f"timeout of {name} must be positive")
+        if not all(isinstance(m, Method) for m in timeouts):
+            raise TypeError("timeouts must be keyed by Method")
+        object.__setattr__(self, "timeouts", MappingProxyType(timeouts))
+        if not isinstance(self.backoff, RetryPolicy):
+            raise TypeError("backoff must be a RetryPolicy")
+        if not isinstance(self.cycles, int) or isinstance(self.cycles, bool) or self.cycles < 0:
+            raise ValueError("cycles must be an integer of 0 or more")
+
+    def timeout_of(self, method: Method) -> float:
+        return float(self.timeouts.get(method, self.timeout))
+
+
+@dataclass(frozen=True)
+class Search:
+    """Look for candidates by ``method`` for at most ``timeout`` seconds, then report
+    ``found`` (if anything) and ``search_done``."""
+
+    method: Method
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Try:
+    """Run the pledge machine against ``candidate``; report ``enrolled`` or
+    ``candidate_failed``."""
+
+    candidate: Candidate
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to search or try before ``seconds`` have passed; then report ``wait_over``."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """The configured number of cycles ran out without enrolling the device."""
+
+    reason: str
+    error: ZerotouchError | None
+
+
+DiscoveryAction = Search | Try | Wait | GiveUp
+
+
+class CandidateState(StrEnum):
+    """``candidate/state`` of the bootstrap module."""
+
+    UNTRIED = "untried"
+    TRYING = "trying"
+    FAILED = "failed"  # set aside until ``until``
+    ENROLLED = "enrolled"
+
+
+@dataclass(frozen=True)
+class CandidateStatus:
+    """One candidate as the bootstrap state shows it."""
+
+    candidate: Candidate
+    state: CandidateState
+    failures: int = 0
+    until: datetime | None = None  # set aside until then (state failed)
+    error: str | None = None  # why it failed last
+
+
+def _key(candidate: Candidate) -> tuple[str, int, str | None]:
+    """Same place, whoever announced it: host (IP addresses compared as addresses), port,
+    zone."""
+    try:
+        host = str(ipaddress.ip_address(candidate.host))
+    except ValueError:
+        host = candidate.host.lower().rstrip(".")
+    return host, candidate.port, candidate.scope
+
+
+class Discovery:
+    """Finds the candidate that enrolls the device. ``start``, then feed what happens;
+    every input returns the next action."""
+
+    def __init__(self, config: DiscoveryConfig, *, random_bytes: Callable[[int], bytes]) -> None:
+        if not isinstance(config, DiscoveryConfig):
+            raise TypeError("config must be a DiscoveryConfig")
+        self.config = config
+        self._random = random_bytes
+        self.state = DiscoveryState.IDLE
+        self.history: list[tuple[DiscoveryEvent, DiscoveryState]] = []
+        self.cycle = 0  # cycles started
+        self.searching: Method | None = None
+        self.enrolled_by: Candidate | None = None
+        self._statuses: dict[tuple[str, int, str | None], CandidateStatus] = {}
+        self._searched: list[Method] = []  # in this cycle
+        self._tried: set[tuple[str, int, str | None]] = set()  # in this cycle
+        self._trying: Candidate | None = None
+        self._last_error: ZerotouchError | None = None
+
+    @property
+    def candidates(self) -> tuple[CandidateStatus, ...]:
+        """Every candidate found so far: method order, then order of arrival."""
+        order = {method: i for i, method in enumerate(self.config.methods)}
+        indexed = enumerate(self._statuses.values())
+        ranked = sorted(indexed, key=lambda item: (order[item[1].candidate.method], item[0]))
+        return tuple(status for _, status in ranked)
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def start(self, *, now: datetime) -> DiscoveryAction:
+        self.cycle = 1
+        return self._search(self.config.methods[0], DiscoveryEvent.START)
+
+    def found(self, method: Method, candidates: Sequence[Candidate]) -> None:
+        """What a search reported; candidates seen before (by any method) keep their place,
+        candidates of another method than the one searched are refused."""
+        self._expect(DiscoveryState.SEARCHING)
+        if method is not self.searching:
+            raise ValueError(f"no {method} search is running")
+        for candidate in candidates:
+            if not isinstance(candidate, Candidate) or candidate.method is not method:
+                raise ValueError(f"{candidate!r} is not a {method} candidate")
+            self._statuses.setdefault(
+                _key(candidate), CandidateStatus(candidate, CandidateState.UNTRIED)
+            )
+        self._advance(DiscoveryEvent.FOUND)
+
+    def search_done(self, method: Method, *, now: datetime) -> DiscoveryAction:
+        self._expect(DiscoveryState.SEARCHING)
+        if method is not self.searching:
+            raise ValueError(f"no {method} search is running")
+        self._searched.append(method)
+        self.searching = None
+        return self._next(now)
+
+    def candidate_failed(
+        self, candidate: Candidate, error: ZerotouchError, *, now: datetime
+    ) -> DiscoveryAction:
+        """The pledge machine ended without enrolling at ``candidate``: set it aside for
+        the backoff of its failure count (RFC 8995 §4.1.1: then the next one)."""
+        key = self._expect_trying(candidate)
+        status = self._statuses[key]
+        failures = status.failures + 1
+        delay = self.config.backoff.delay(min(failures, 64), self._fraction())
+        self._statuses[key] = CandidateStatus(
+            candidate,
+            CandidateState.FAILED,
+            failures,
+            now + timedelta(seconds=delay),
+            error.one_line(),
+        )
+        self._trying = None
+        self._last_error = error
+        return self._next(now)
+
+    def enrolled(self, candidate: Candidate, *, now: datetime) -> None:
+        key = self._expect_trying(candidate)
+        old = self._statuses[key]
+        self._statuses[key] = CandidateStatus(candidate, CandidateState.ENROLLED, old.failures)
+        self._trying = None
+        self.enrolled_by = candidate
+        self._advance(DiscoveryEvent.ENROLLED)
+
+    def wait_over(self, *, now: datetime) -> DiscoveryAction:
+        """A new cycle: every method is searched again, every candidate may be tried again
+        once its set-aside time has passed."""
+        self._expect(DiscoveryState.WAITING)
+        self.cycle += 1
+        self._searched = []
+        self._tried = set()
+        return self._search(self.config.methods[0])
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def _next(self, now: datetime) -> DiscoveryAction:
+        """Try the best candidate of the methods searched in this cycle that was not tried
+        in it and is not set aside; else search the next method; else end the cycle."""
+        for status in self.candidates:
+            key = _key(status.candidate)
+            ready = status.until is None or status.until <= now
+            if status.candidate.method in self._searched and key not in self._tried and ready:
+                self._tried.add(key)
+                self._trying = status.candidate
+                self._statuses[key] = CandidateStatus(
+                    status.candidate, CandidateState.TRYING, status.failures, None, status.error
+                )
+                self._advance(DiscoveryEvent.TRY)
+                return Try(status.candidate)
+        remaining = [m for m in self.config.methods if m not in self._searched]
+        if remaining:
+            return self._search(remaining[0])
+        if self.config.cycles and self.cycle >= self.config.cycles:
+            self._advance(DiscoveryEvent.GAVE_UP)
+            reason = (
+                f"gave up after {self.cycle} round(s) through {', '.join(self.config.methods)}"
+                f" ({len(self._statuses)} candidate(s) found)"
+            )
+            return GiveUp(reason, self._last_error)
+        self._advance(DiscoveryEvent.CYCLE_OVER)
+        return self._cycle_wait(now)
+
+    def _cycle_wait(self, now: datetime) -> Wait:
+        """The backoff of this cycle's number, shortened to the moment the first set-aside
+        candidate becomes ready again."""
+        delay = self.config.backoff.delay(min(self.cycle, 64), self._fraction())
+        pending = [s.until for s in self._statuses.values() if s.until is not None]
+        if pending:
+            delay = min(delay, max(0.0, (min(pending) - now).total_seconds()))
+        found = len(self._statuses)
+        reason = f"cycle {self.cycle} through {', '.join(self.config.methods)}: " + (
+            f"{found} candidate(s), none enrolled the device" if found else "nothing found"
+        )
+        return Wait(delay, reason)
+
+    def _search(self, method: Method, event: DiscoveryEvent = DiscoveryEvent.SEARCH) -> Search:
+        self._advance(event)
+        self.searching = method
+        return Search(method, self.config.timeout_of(method))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _fraction(self) -> float:
+        return int.from_bytes(self._random(4), "big") / 2**32
+
+    def _advance(self, event: DiscoveryEvent) -> None:
+        self.state = transition(DISCOVERY_TRANSITIONS, self.state, event)
+        self.history.append((event, self.state))
+
+    def _expect(self, state: DiscoveryState) -> None:
+        if self.state is not state:
+            raise ValueError(f"not expected in discovery state {self.state}")
+
+    def _expect_trying(self, candidate: Candidate) -> tuple[str, int, str | None]:
+        self._expect(DiscoveryState.TRYING)
+        if self._trying is None or _key(candidate) != _key(self._trying):
+            raise ValueError(f"{candidate.where} is not the candidate being tried")
+        return _key(candidate)

@@ -517,8 +517,8 @@ class Pledge:
     def installed(self, management: Mapping[str, int] | None = None) -> PledgeAction:
         """The host stored the identity and uses it: enrollstatus true (§5.9.4). Its
         reason-context names the management listeners (``netconf-tls-port``,
-        ``restconf-port``, ``netconf-ssh-port``) under ``zerotouch-management``, for the registrar's day-0
-        hand-off at the address this report comes from."""
+        ``restconf-port``, ``netconf-ssh-port``) under ``zerotouch-management``, for the
+        registrar's day-0 hand-off at the address this report comes from."""
         self._expect(PledgeState.INSTALLING)
         assert self.enrollment is not None
         context: dict[str, Any] = {

@@ -13,8 +13,11 @@ from typing import TypeVar
 from zerotouch_plugin.errors import Conflict
 
 __all__ = [
+    "DISCOVERY_TRANSITIONS",
     "PLEDGE_TRANSITIONS",
     "REGISTRAR_TRANSITIONS",
+    "DiscoveryEvent",
+    "DiscoveryState",
     "PledgeEvent",
     "PledgeState",
     "RegistrarDeviceState",
@@ -182,6 +185,51 @@ PLEDGE_TRANSITIONS: Mapping[tuple[PledgeState, PledgeEvent], PledgeState] = {
     # not undo the enrollment
     (_P.REPORTING_ENROLLMENT, _PE.GAVE_UP): _P.ENROLLED,
     (_P.REPORTING_ENROLLMENT_FAILURE, _PE.STATUS_SENT): _P.FAILED,
+}
+
+
+class DiscoveryState(StrEnum):
+    """Where a pledge stands in finding a registrar (RFC 8995 §4.1)."""
+
+    IDLE = "idle"
+    SEARCHING = "searching"  # one method looks for candidates, for at most its timeout
+    TRYING = "trying"  # the pledge machine runs against one candidate (proxy or registrar)
+    WAITING = "waiting"  # every method searched, every candidate set aside: back off
+    ENROLLED = "enrolled"
+    FAILED = "failed"  # the configured number of cycles ran out
+
+
+class DiscoveryEvent(StrEnum):
+    """What the discovery machine decided after an input (found, search done, candidate
+    failed, wait over, enrolled): its transitions are its decisions."""
+
+    START = "start"
+    FOUND = "found"  # a search reported candidates
+    SEARCH = "search"  # search the next method of this cycle
+    TRY = "try"  # connect to the best candidate not set aside
+    CYCLE_OVER = "cycle-over"  # nothing left to search or try: wait, then a new cycle
+    ENROLLED = "enrolled"
+    GAVE_UP = "gave-up"
+
+
+_D = DiscoveryState
+_DE = DiscoveryEvent
+
+# RFC 8995 §4.1.1: methods in order, each candidate tried in turn, a failed one set aside
+# for a while, the whole cycle repeated until a candidate enrolls the device.
+DISCOVERY_TRANSITIONS: Mapping[tuple[DiscoveryState, DiscoveryEvent], DiscoveryState] = {
+    (_D.IDLE, _DE.START): _D.SEARCHING,
+    (_D.SEARCHING, _DE.FOUND): _D.SEARCHING,
+    (_D.SEARCHING, _DE.SEARCH): _D.SEARCHING,
+    (_D.SEARCHING, _DE.TRY): _D.TRYING,
+    (_D.SEARCHING, _DE.CYCLE_OVER): _D.WAITING,
+    (_D.SEARCHING, _DE.GAVE_UP): _D.FAILED,
+    (_D.TRYING, _DE.TRY): _D.TRYING,
+    (_D.TRYING, _DE.SEARCH): _D.SEARCHING,
+    (_D.TRYING, _DE.CYCLE_OVER): _D.WAITING,
+    (_D.TRYING, _DE.GAVE_UP): _D.FAILED,
+    (_D.TRYING, _DE.ENROLLED): _D.ENROLLED,
+    (_D.WAITING, _DE.SEARCH): _D.SEARCHING,
 }
 
 

@@ -1,12 +1,17 @@
 """The pledge agent: bootstraps the device it runs in, through the plugin host interface.
 
-It drives the sans-IO pledge machine (``roles/pledge.py``) with the HTTPS client of
-``services/pledge_client.py`` against the configured registrars in order, round after round
-with exponential backoff and jitter, until one enrolls the device; errors retrying cannot
-fix (the device's own files, storage) stop it in phase ``failed``. The identity is installed
-with ``PluginHost.install_identity`` before enrollstatus (RFC 8995 §5.9.4). Every step is
-published as ``/zerotouch-bootstrap:bootstrap`` (``roles/bootstrap.py``), phase changes are
-notified, and the event history is kept in ``P/bootstrap-state.json`` across restarts.
+It runs discovery (``services/discovery/driver.py`` over the sans-IO machine of
+``roles/discovery.py``, RFC 8995 §4.1.1): each method of the configured order searches with
+its finder (the configured registrars, GRASP and mDNS on the device's links, unicast DNS-SD,
+the vendor's registrar), and each candidate found is tried with the sans-IO pledge machine
+(``roles/pledge.py``) and the HTTPS client of ``services/pledge_client.py``: a join proxy is
+connected to like a registrar, the TLS runs through it end to end. A candidate that fails is
+set aside with backoff and jitter and the next one tried, cycle after cycle, until one
+enrolls the device; errors retrying cannot fix (the device's own files, storage) stop it in
+phase ``failed``. The identity is installed with ``PluginHost.install_identity`` before
+enrollstatus (RFC 8995 §5.9.4). Every step is published as
+``/zerotouch-bootstrap:bootstrap`` (``roles/bootstrap.py``), phase changes are notified,
+and the event history is kept in ``P/bootstrap-state.json`` across restarts.
 
 ``restart-bootstrap`` starts a fresh run at once (also after ``failed``); on an enrolled
 device it needs ``factory-reset true``, which forgets the domain identity first.
@@ -33,9 +38,12 @@ from zerotouch_plugin.errors import (
     ConfigError,
     Conflict,
     StorageError,
+    UpstreamUnavailable,
     ZerotouchError,
 )
 from zerotouch_plugin.roles.bootstrap import NOTIFICATION, BootstrapState, PhaseChange
+from zerotouch_plugin.roles.discovery import Candidate, Discovery, Search
+from zerotouch_plugin.roles.discovery import Wait as DiscoveryWait
 from zerotouch_plugin.roles.pledge import (
     Enrollment,
     Pledge,
@@ -45,6 +53,7 @@ from zerotouch_plugin.roles.pledge import (
     Wait,
 )
 from zerotouch_plugin.roles.states import PledgeEvent
+from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
 from zerotouch_plugin.services.pledge_client import PledgeClient, drive, load_pledge_config
 
 __all__ = ["RESTART_RPC", "STATE_FILE", "PledgeAgent"]
@@ -152,11 +161,8 @@ class PledgeAgent:
             self._publish(self.state.failed(error, now=self._now()))
 
     async def _rounds(self) -> None:
-        registrars = self.config.registrars
-        if not registrars:
-            raise ConfigError(
-                "no registrar configured: give --registrar URL or registrars in device.toml"
-            )
+        """Discovery (``services/discovery/driver.py``) until a candidate enrolls the device
+        or ``bootstrap_rounds`` cycles ran out."""
         pledge = load_pledge_config(
             self.folder,
             retry=RetryPolicy(
@@ -166,32 +172,28 @@ class PledgeAgent:
             ),
             nonceless_allowed=self.config.nonceless_allowed,
         )
-        between = RetryPolicy(
-            base_delay=self.config.bootstrap_retry_delay,
-            max_delay=self.config.bootstrap_max_delay,
-        )
-        completed = 0
-        while True:
-            for uri in registrars:
-                error = await self._attempt(pledge, uri)
-                if error is None:
-                    return
-            completed += 1
-            assert error is not None  # registrars is not empty: each one returned an error
-            if self.config.bootstrap_rounds and completed >= self.config.bootstrap_rounds:
-                note = f"gave up after {completed} round(s) through {len(registrars)} registrar(s)"
-                self._publish(self.state.failed(error, now=self._now(), note=note))
-                return
-            fraction = int.from_bytes(self._random(4), "big") / 2**32
-            delay = between.delay(min(completed, 64), fraction)
-            reason = f"no registrar enrolled the device in round {completed}"
-            self._publish(self.state.waiting(delay, reason, now=self._now()))
-            await self._sleep(delay)
+        machine = discovery_machine(self.config, random_bytes=self._random)
 
-    async def _attempt(self, pledge: PledgeConfig, uri: str) -> ZerotouchError | None:
-        """One run of the pledge machine at ``uri``: None once enrolled, else why not.
-        Permanent errors propagate; the others are recorded and the caller moves on."""
-        self._publish(self.state.attempt(uri, now=self._now()))
+        async def attempt(candidate: Candidate) -> ZerotouchError | None:
+            return await self._attempt(pledge, candidate)
+
+        gave_up = await run_discovery(
+            machine,
+            self.config,
+            attempt=attempt,
+            observer=_StateObserver(self),
+            sleep=self._sleep,
+            now=self._now,
+        )
+        if gave_up is not None:
+            error = gave_up.error or UpstreamUnavailable(gave_up.reason)
+            self._publish(self.state.failed(error, now=self._now(), note=gave_up.reason))
+
+    async def _attempt(self, pledge: PledgeConfig, candidate: Candidate) -> ZerotouchError | None:
+        """One run of the pledge machine through ``candidate``: None once enrolled, else why
+        not. Permanent errors propagate; the others are recorded and the caller moves on."""
+        uri = candidate.url
+        self._publish(self.state.attempt(uri, now=self._now(), source=candidate.method))
         machine = Pledge(pledge, random_bytes=self._random)
         seen = 0
 
@@ -220,7 +222,7 @@ class PledgeAgent:
             log.warning("bootstrap attempt at %s failed: %s", uri, exc.one_line())
             self._publish(self.state.attempt_failed(uri, exc, now=self._now()))
             return exc
-        self._enrolled(uri, enrollment, machine)
+        self._enrolled(candidate, enrollment, machine)
         return None
 
     async def _install(self, enrollment: Enrollment) -> Mapping[str, int]:
@@ -240,7 +242,8 @@ class PledgeAgent:
         )
         return dict(self.host.management_ports())
 
-    def _enrolled(self, uri: str, enrollment: Enrollment, machine: Pledge) -> None:
+    def _enrolled(self, candidate: Candidate, enrollment: Enrollment, machine: Pledge) -> None:
+        uri = candidate.url
         note = None
         if machine.last_registrar_error is not None:
             note = f"status report answered: {machine.last_registrar_error}"
@@ -253,7 +256,14 @@ class PledgeAgent:
             note=note,
         )
         self._publish(change)
-        log.info("enrolled %s through %s", enrollment.serial, uri)
+        log.info(
+            "enrolled %s through %s %s %s found by %s",
+            enrollment.serial,
+            candidate.role,
+            uri,
+            f"({candidate.source})" if candidate.source else "",
+            candidate.method,
+        )
         if self._on_enrolled is not None:
             self._on_enrolled(enrollment.serial, False)
 
@@ -318,3 +328,35 @@ class PledgeAgent:
         except (OSError, ValueError, ZerotouchError) as exc:
             log.warning("%s: unreadable, no voucher summary: %s", path, exc)
             return None
+
+
+class _StateObserver:
+    """Discovery as the agent shows it: ``bootstrap/discovery`` and the events."""
+
+    def __init__(self, agent: PledgeAgent) -> None:
+        self.agent = agent
+
+    def changed(self, machine: Discovery) -> None:
+        self.agent.state.discovery_seen(
+            methods=machine.config.methods,
+            cycle=machine.cycle,
+            searching=machine.searching,
+            candidates=machine.candidates,
+            enrolled_by=machine.enrolled_by,
+        )
+
+    def search_started(self, action: Search) -> None:
+        agent = self.agent
+        agent._publish(agent.state.search_started(action.method, action.timeout, now=agent._now()))
+
+    def candidate_found(self, candidate: Candidate) -> None:
+        agent = self.agent
+        agent._publish(agent.state.candidate_found(candidate, now=agent._now()))
+
+    def no_local_address(self, where: str) -> None:
+        agent = self.agent
+        agent._publish(agent.state.record("no-local-address", now=agent._now(), detail=where))
+
+    def waiting(self, action: DiscoveryWait) -> None:
+        agent = self.agent
+        agent._publish(agent.state.waiting(action.seconds, action.reason, now=agent._now()))

@@ -18,15 +18,18 @@ import contextlib
 import email.utils
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
+import aiohttp.abc
+from aiohttp.abc import ResolveResult
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -262,7 +265,7 @@ def _describe(exc: BaseException) -> str:
 @dataclass(frozen=True)
 class _Target:
     base: str
-    host: str
+    host: str  # what getaddrinfo takes: an IPv6 link-local address with ``%zone``
     port: int
 
 
@@ -270,7 +273,56 @@ def _target(url: str) -> _Target:
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError(f"registrar URL {url!r} must be https://HOST[:PORT]")
-    return _Target(url.rstrip("/"), parts.hostname, parts.port or 443)
+    try:
+        port = parts.port or 443
+    except ValueError as exc:
+        raise ConfigError(f"registrar URL {url!r}: {exc}") from None
+    # RFC 6874: the zone of an IPv6 link-local literal is written %25 in a URI
+    return _Target(url.rstrip("/"), unquote(parts.hostname), port)
+
+
+class _ZoneResolver(aiohttp.abc.AbstractResolver):
+    """Connects aiohttp to IPv6 link-local addresses with their zone (``fe80::1%eth0``).
+
+    aiohttp takes an address literal as it is and drops a URL's zone, so such a target is
+    requested under a stand-in name in ``.invalid`` (RFC 6761 §6.4: never resolved
+    elsewhere) that this resolver maps to ``address%zone``; getaddrinfo then supplies the
+    scope id. Any other name goes to aiohttp's usual resolver."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+        self._default = aiohttp.ThreadedResolver()
+
+    def base_of(self, target: _Target) -> str:
+        """``target``'s base URL as requested: a stand-in name for a zoned address."""
+        if "%" not in target.host:
+            return target.base
+        names = {address: name for name, address in self._names.items()}
+        name = names.get(target.host) or f"zone-{len(self._names)}.link-local.invalid"
+        self._names[name] = target.host
+        path = urlsplit(target.base).path
+        return f"https://{name}:{target.port}{path}"
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        address = self._names.get(host)
+        if address is None:
+            return await self._default.resolve(host, port, family)
+        flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6,
+                proto=0,
+                flags=flags,
+            )
+        ]
+
+    async def close(self) -> None:
+        await self._default.close()
 
 
 class PledgeClient:
@@ -289,6 +341,7 @@ class PledgeClient:
         # of a short answer before the caller could ask it (RFC 8995 §5.1 "record")
         self._recorders: dict[tuple[TlsMode, bytes], _PeerRecorder] = {}
         self._sessions: dict[tuple[TlsMode, bytes], aiohttp.ClientSession] = {}
+        self._resolver = _ZoneResolver()
         self.probe_chain: tuple[x509.Certificate, ...] = ()  # sent with the last probe's cert
 
     async def __aenter__(self) -> PledgeClient:
@@ -301,6 +354,7 @@ class PledgeClient:
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()
+        await self._resolver.close()
 
     @staticmethod
     def _key(mode: TlsMode, trust: Sequence[x509.Certificate]) -> tuple[TlsMode, bytes]:
@@ -333,7 +387,9 @@ class PledgeClient:
         if session is None:
             ctx, self._recorders[key] = self._context(mode, trust)
             # provisional connections are never reused: each one is checked afresh
-            connector = aiohttp.TCPConnector(ssl=ctx, force_close=mode is TlsMode.PROVISIONAL)
+            connector = aiohttp.TCPConnector(
+                ssl=ctx, force_close=mode is TlsMode.PROVISIONAL, resolver=self._resolver
+            )
             session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._sessions[key] = session
         return session, self._recorders[key]
@@ -394,9 +450,11 @@ class PledgeClient:
         if request.accept:
             headers["Accept"] = request.accept
         session, recorder = self._session(request.tls, request.trust)
-        url = self._where(request.origin).base + request.path
+        where = self._where(request.origin)
+        url = where.base + request.path
+        requested = self._resolver.base_of(where) + request.path
         async with session.request(
-            request.method, url, data=request.body, headers=headers, allow_redirects=False
+            request.method, requested, data=request.body, headers=headers, allow_redirects=False
         ) as resp:
             # provisional connections are fresh per request: the last handshake is ours
             server_cert, server_chain = recorder.last or (None, ())

@@ -199,3 +199,48 @@ def test_voucher_nonceless_is_a_boolean(model: DataModel) -> None:
     raw["zerotouch-bootstrap:bootstrap"]["voucher"]["nonceless"] = "yes"
     with pytest.raises(RawTypeError, match="expected boolean"):
         _validate(model, raw)
+
+
+def _discovery() -> dict[str, Any]:
+    return {
+        "methods": ["grasp", "mdns", "dns-sd", "vendor"],
+        "cycle": 2,
+        "searching": "mdns",
+        "candidate": [
+            {
+                "address": "fe80::1%eth0",
+                "port": 443,
+                "interface": "eth0",
+                "method": "grasp",
+                "role": "proxy",
+                "uri": "https://[fe80::1%25eth0]:443",
+                "source": "GRASP AN_Proxy from fe80::1%eth0",
+                "state": "failed",
+                "failures": 1,
+                "set-aside-until": "2026-11-26T10:00:09Z",
+                "last-error": "upstream-unavailable: the registrar does not answer",
+            },
+            {"address": "registrar.example", "port": 8443, "method": "dns-sd"},
+        ],
+        "enrolled-by": {"method": "grasp", "role": "proxy", "address": "fe80::1%eth0"},
+    }
+
+
+def test_discovery_state_validates(model: DataModel) -> None:
+    raw = _state()
+    raw["zerotouch-bootstrap:bootstrap"]["discovery"] = _discovery()
+    raw["zerotouch-bootstrap:bootstrap"]["registrar"]["tried"][0]["source"] = "dns-sd"
+    _validate(model, raw)
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [("role", "relay"), ("method", "bonjour"), ("port", 70000), ("state", "waiting")],
+)
+def test_bad_candidate_rejected(model: DataModel, member: str, value: object) -> None:
+    raw = _state()
+    discovery = _discovery()
+    discovery["candidate"][0][member] = value
+    raw["zerotouch-bootstrap:bootstrap"]["discovery"] = discovery
+    with pytest.raises((YangTypeError, YangsonSchemaError, ValueError)):
+        _validate(model, raw)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from yangson.enumerations import ContentType, ValidationScope
+from yangson.exceptions import YangTypeError
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher
@@ -20,6 +21,13 @@ from zerotouch_plugin.roles.bootstrap import (
     BootstrapState,
     Phase,
     trust_anchor_summaries,
+)
+from zerotouch_plugin.roles.discovery import (
+    Candidate,
+    CandidateState,
+    CandidateStatus,
+    Method,
+    Role,
 )
 from zerotouch_plugin.roles.states import PledgeEvent, PledgeState
 
@@ -239,4 +247,67 @@ def test_the_validity_check_can_fail(schema: DeviceSchema) -> None:
     tree = enrolled_state().to_yang()
     tree["zerotouch-bootstrap:bootstrap"]["ldevid"]["fingerprint"] = "sha1:00"
     with pytest.raises(Exception, match="pattern"):
+        valid(schema, tree)
+
+
+def test_discovery_shows_methods_candidates_and_who_enrolled(schema: DeviceSchema) -> None:
+    """RFC 8995 §4.1.1: the method searching, every candidate with its state, the one that
+    enrolled the device; all valid against the module."""
+    failed = Candidate(Method.GRASP, Role.PROXY, "fe80::1", 443, "eth0", "AN_Proxy from fe80::1")
+    good = Candidate(Method.MDNS, Role.PROXY, "fe80::2", 8443, "eth0", "_brski-proxy._tcp")
+    state = BootstrapState()
+    state.run_started(now=at(0))
+    state.search_started(Method.GRASP, 2.0, now=at(0))
+    state.candidate_found(failed, now=at(1))
+    state.attempt(failed.url, now=at(1), source=Method.GRASP)
+    state.attempt_failed(failed.url, UpstreamUnavailable("registrar down"), now=at(2))
+    state.attempt(good.url, now=at(3), source=Method.MDNS)
+    statuses = [
+        CandidateStatus(failed, CandidateState.FAILED, 1, at(4), "upstream-unavailable: down"),
+        CandidateStatus(good, CandidateState.ENROLLED),
+    ]
+    state.discovery_seen(
+        methods=(Method.GRASP, Method.MDNS),
+        cycle=1,
+        searching=None,
+        candidates=statuses,
+        enrolled_by=good,
+    )
+    state.enrolled(good.url, ldevid=LDEVID.cert, anchors=[DOMAIN.cert], voucher=VOUCHER, now=at(5))
+    tree = state.to_yang()
+    valid(schema, tree)
+    body = tree["zerotouch-bootstrap:bootstrap"]
+    found = body["discovery"]
+    assert found["methods"] == ["grasp", "mdns"]
+    first, second = found["candidate"]
+    assert first["address"] == "fe80::1%eth0" and first["interface"] == "eth0"
+    assert first["state"] == "failed" and first["set-aside-until"] == "2026-11-26T12:00:04Z"
+    assert first["role"] == "proxy" and first["source"] == "AN_Proxy from fe80::1"
+    assert second["state"] == "enrolled" and second["uri"] == "https://[fe80::2%25eth0]:8443"
+    assert found["enrolled-by"]["method"] == "mdns"
+    assert body["registrar"]["used"] == good.url
+    sources = {t["uri"]: t["source"] for t in body["registrar"]["tried"]}
+    assert sources == {failed.url: "grasp", good.url: "mdns"}
+    assert [e["event"] for e in body["event"]][:3] == [
+        "bootstrap-started",
+        "search-started",
+        "candidate-found",
+    ]
+
+
+def test_a_bad_candidate_state_is_refused_by_the_module(schema: DeviceSchema) -> None:
+    state = BootstrapState()
+    state.run_started(now=at(0))
+    good = Candidate(Method.DNS_SD, Role.REGISTRAR, "registrar.example", 443)
+    state.discovery_seen(
+        methods=(Method.DNS_SD,),
+        cycle=1,
+        searching=Method.DNS_SD,
+        candidates=[CandidateStatus(good, CandidateState.UNTRIED)],
+        enrolled_by=None,
+    )
+    tree = state.to_yang()
+    valid(schema, tree)
+    tree["zerotouch-bootstrap:bootstrap"]["discovery"]["candidate"][0]["state"] = "maybe"
+    with pytest.raises(YangTypeError):
         valid(schema, tree)
