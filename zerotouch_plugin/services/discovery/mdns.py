@@ -172,6 +172,31 @@ def _link(interface: str) -> _Link:
     return _Link(interface, index, tuple(link_local), tuple(ipv4))
 
 
+def _zeroconf_on(link: _Link) -> AsyncZeroconf:
+    """A zeroconf instance that hears and answers on ``link`` only.
+
+    zeroconf joins the mDNS group on the interface alone, but its listening socket is bound
+    to the wildcard address, and Linux hands it multicast from every interface where some
+    socket of the host joined the group (and the host's own multicast looped back): a finder
+    would then see an announcement of another link of the same host, an announcer would
+    answer queries from another link. SO_BINDTODEVICE on each of its sockets keeps packets of
+    other interfaces out (zeroconf 0.154 keeps them as ``engine._listen_socket`` and
+    ``engine._respond_sockets`` until its event-loop setup takes them over, same objects).
+    """
+    zc = AsyncZeroconf(interfaces=link.zeroconf_interfaces, ip_version=link.ip_version)
+    engine = zc.zeroconf.engine
+    sockets = [getattr(engine, "_listen_socket", None), *getattr(engine, "_respond_sockets", [])]
+    option = getattr(socket, "SO_BINDTODEVICE", None)
+    for sock in sockets:
+        if sock is None or option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, link.name.encode())
+        except OSError as exc:  # not Linux, or no CAP_NET_RAW before Linux 5.7
+            log.debug("mDNS: cannot bind a socket to %s: %s", link.name, exc)
+    return zc
+
+
 class MdnsAnnouncer:
     """Announces ``<instance_name>.<service_type>`` on ``interface`` only, until closed.
 
@@ -203,7 +228,9 @@ class MdnsAnnouncer:
             raise ValueError("interface must be a network interface name")
         if addresses is not None:
             for address in addresses:
-                ipaddress.ip_address(address)  # ValueError for anything else, zones included
+                if not isinstance(address, str) or "%" in address:
+                    raise ValueError(f"addresses are IP literals without a zone: {address!r}")
+                ipaddress.ip_address(address)  # ValueError for anything else
         self.service_type = service_type.lower()
         self.instance_name = instance_name
         self.port = port
@@ -235,7 +262,7 @@ class MdnsAnnouncer:
             server=f"{host_label(self.instance_name)}.local.",
             parsed_addresses=addresses,
         )
-        zc = AsyncZeroconf(interfaces=link.zeroconf_interfaces, ip_version=link.ip_version)
+        zc = _zeroconf_on(link)
         try:
             self._announcing = await zc.async_register_service(info, allow_name_change=True)
         except (NonUniqueNameException, BadTypeInNameException, OSError) as exc:
@@ -320,7 +347,7 @@ class MdnsFinder:
             log.warning("mDNS: %s has no IPv6 link-local or IPv4 address", self.interface)
             return []
         try:
-            zc = AsyncZeroconf(interfaces=link.zeroconf_interfaces, ip_version=link.ip_version)
+            zc = _zeroconf_on(link)
         except (OSError, RuntimeError) as exc:
             log.warning("mDNS on %s unavailable: %s", self.interface, exc)
             return []
