@@ -182,6 +182,44 @@ def test_relay_is_byte_exact_with_half_close_and_counts_bytes() -> None:
     asyncio.run(scenario())
 
 
+def test_everything_relayed_reaches_a_slow_pledge_after_the_registrar_closed() -> None:
+    """The registrar answers 2 MB and closes at once; the pledge reads slowly through a small
+    receive buffer: what the proxy still holds when the registrar's EOF arrives is delivered
+    before it closes, nothing is dropped."""
+    size = 2 * 1024 * 1024
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.write(os.urandom(16) * (size // 16))
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        proxy = await asyncio.to_thread(start_proxy, url)
+        try:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", proxy_port(proxy)))
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write_eof()
+            received = 0
+            while chunk := await asyncio.wait_for(reader.read(32768), 20):
+                received += len(chunk)
+                await asyncio.sleep(0.002)
+            writer.close()
+            assert received == size
+            line = await asyncio.to_thread(wait_for_log, proxy, CLOSE_LINE)
+            assert int(line[5]) == size
+        finally:
+            proxy.stop()
+            server.close()
+
+    asyncio.run(scenario())
+
+
 async def closed_at_once(port: int, timeout: float = 2) -> float:
     """Seconds until the proxy closed a fresh connection without a byte."""
     started = time.monotonic()

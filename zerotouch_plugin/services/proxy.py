@@ -222,6 +222,7 @@ class JoinProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._discovery: asyncio.Task[None] | None = None
         self._numbers = itertools.count(1)
+        self._known = asyncio.Event()  # set once discovery found a registrar
 
     async def start(self) -> int:
         sock = listen_socket(self.listen, self.interface)
@@ -270,6 +271,7 @@ class JoinProxy:
                 log.info("proxy: registrars found: %s", ", ".join(c.where for c in regs))
             if regs:
                 self.pool.update(regs)
+                self._known.set()
                 known = regs
             await asyncio.sleep(_DISCOVERY_PAUSE)
 
@@ -283,9 +285,10 @@ class JoinProxy:
             raise
         except Exception as exc:  # the listener survives anything one connection does
             log.warning("proxy: connection from %s failed: %s", _peer_text(writer), exc)
+            writer.transport.abort()
         finally:
             self._tasks.discard(task)
-            writer.transport.abort()
+            writer.close()  # refused or relayed: a FIN (a no-op once closed)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_text(writer)
@@ -310,7 +313,11 @@ class JoinProxy:
         self, circuit: _Circuit
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         """The first registrar that accepts a TCP connection; each that does not is set
-        aside (backoff) and the next tried. None if none could be reached."""
+        aside (backoff) and the next tried. None if none could be reached. A proxy that is
+        still looking for its first registrar holds a pledge up to connect_timeout for it."""
+        if self._finder is not None and not self._known.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._known.wait(), self.limits.connect_timeout)
         now = time.monotonic()
         candidates = self.pool.usable(now)
         if not candidates:
@@ -379,13 +386,26 @@ class JoinProxy:
             for task in pumps:
                 task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
-            up_writer.transport.abort()
-            writer.transport.abort()
+            graceful = reason in (CloseReason.PLEDGE_CLOSED, CloseReason.REGISTRAR_CLOSED)
+            for side in (up_writer, writer):
+                await self._shut(side, graceful=graceful)
             log.info(
                 "proxy: close #%d %s -> registrar %s: %d bytes up, %d bytes down, %.2fs, %s",
                 circuit.number, peer, circuit.registrar, circuit.up, circuit.down,
                 time.monotonic() - circuit.started, reason,
             )  # fmt: skip
+
+    async def _shut(self, writer: asyncio.StreamWriter, *, graceful: bool) -> None:
+        """After both EOFs, what is still buffered is delivered (for at most idle_timeout);
+        after a reset, an idle timeout or at shutdown the socket is dropped at once."""
+        if graceful:
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), self.limits.idle_timeout)
+                return
+            except (OSError, TimeoutError):
+                pass
+        writer.transport.abort()
 
     async def _watch(self, pumps: set[asyncio.Task[None]], circuit: _Circuit) -> CloseReason:
         """Until both directions ended, one failed, or nothing moved for idle_timeout."""
