@@ -185,9 +185,11 @@ class PledgeAgent:
             sleep=self._sleep,
             now=self._now,
         )
-        if gave_up is not None:
-            error = gave_up.error or UpstreamUnavailable(gave_up.reason)
-            self._publish(self.state.failed(error, now=self._now(), note=gave_up.reason))
+        if gave_up is None:
+            self._publish(None)  # the discovery summary with the candidate that enrolled it
+            return
+        error = gave_up.error or UpstreamUnavailable(gave_up.reason)
+        self._publish(self.state.failed(error, now=self._now(), note=gave_up.reason))
 
     async def _attempt(self, pledge: PledgeConfig, candidate: Candidate) -> ZerotouchError | None:
         """One run of the pledge machine through ``candidate``: None once enrolled, else why
