@@ -11,6 +11,7 @@ registrar, the pledge enrolling through the proxy's link-local address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -256,6 +257,29 @@ def test_max_connections_refuses_the_extra_ones_and_logs_once_per_burst() -> Non
             finally:
                 held.close()
                 proxy.stop()
+
+    asyncio.run(scenario())
+
+
+def test_sigterm_closes_relayed_connections_and_exits_cleanly() -> None:
+    async def scenario() -> None:
+        async with Sink() as sink:
+            proxy = await asyncio.to_thread(start_proxy, sink.url)
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port(proxy))
+            writer.write(b"partial")
+            for _ in range(50):
+                if sink.open:
+                    break
+                await asyncio.sleep(0.05)
+            assert sink.open == 1
+            assert await asyncio.to_thread(proxy.stop) == 0
+            with contextlib.suppress(ConnectionResetError):
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            line = re.search(CLOSE_LINE, proxy.stderr)
+            assert line is not None, proxy.stderr
+            assert (line[4], line[6]) == ("7", "proxy shutting down")
+            assert proxy.stderr.rstrip().endswith("proxy stopped")
 
     asyncio.run(scenario())
 
