@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,8 @@ def link() -> Iterator[Link]:
             yield Link(lab, reg, pledge, reg_if, pledge_if)
         finally:
             shutil.rmtree(Path("/etc/netns") / pledge.name, ignore_errors=True)
+            with suppress(OSError):  # /etc/netns itself, if nothing else uses it
+                Path("/etc/netns").rmdir()
 
 
 def by_source(found: list[dict[str, Any]], service: str) -> dict[str, Any]:
