@@ -385,6 +385,16 @@ def test_pledge_enrolls_through_the_proxy_across_namespaces(tmp_path: Path) -> N
         assert {o[0] for o in opened} == {f"{pledge_address}%{lab.proxy_pledge_if}"}
         assert {o[1] for o in opened} == {f"{lab.registrar_link_local}%{lab.proxy_registrar_if}"}
 
+        # a proxy listening on its link-local address with a zone, without --interface
+        scoped = lab.start_in(
+            lab.proxy, "proxy", "proxy", "serve",
+            "--listen", f"[{lab.proxy_link_local}%{lab.proxy_pledge_if}]:0",
+            "--registrar", lab.registrar_url_from_proxy,
+        )  # fmt: skip
+        assert scoped.url.startswith(f"[{lab.proxy_link_local}%{lab.proxy_pledge_if}]:")
+        assert connect_from(lab.pledge, lab.proxy_link_local, lab.pledge_if,
+                            _port_of(scoped)) == 0  # fmt: skip
+
 
 def browse(host: Host, interface: str, service: str, timeout: float = 8) -> set[str]:
     """``HOST:PORT`` of the ``service`` instances a real mDNS browser finds on the link."""

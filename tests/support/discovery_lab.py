@@ -15,6 +15,8 @@ Topology (tests/support/netns.py hosts, IPv6 link-local only, no route between t
   with zone), or with ``proxy_by_grasp=True`` finding it by GRASP AN_join_registrar on
   ``proxy_registrar_if``; ``proxy_announce="grasp,mdns"`` makes the proxy announce itself;
   ``start_proxy=False`` leaves it to the test (``lab.start_proxy(...)``);
+* ``lab.start_in(host, role, ...)`` starts any other ``zerotouch`` server in a host (e.g. a
+  second proxy, ``lab.start_proxy(registrar=URL)`` in front of a dead registrar);
 * ``lab.new_pledge()`` makes an allowed pledge folder; ``lab.run_pledge(...)`` runs
   ``zerotouch ARGS`` in the pledge host, ``lab.start_in_pledge(role, ...)`` starts a server
   (e.g. ``device run``) there; ``lab.proxy_url`` is the proxy as the pledge reaches it
@@ -105,13 +107,15 @@ class DiscoveryLab:
 
     # --- processes ---
 
-    def _start(self, host: Host, role: str, *args: str | os.PathLike[str]) -> ServerProcess:
+    def start_in(self, host: Host, role: str, *args: str | os.PathLike[str]) -> ServerProcess:
+        """``zerotouch ARGS`` in ``host`` until it prints ``listening <role> ...``; stopped
+        with the lab."""
         process = start_server(role, *args, prefix=host.prefix([]))
         self.servers.append(process)
         return process
 
     def start_registrar(self, *extra: str) -> ServerProcess:
-        self.registrar_process = self._start(
+        self.registrar_process = self.start_in(
             self.registrar, "registrar", "-v", "registrar", "serve", "--dir", self.brski.domain,
             "--listen", "[::]:0", *extra,
         )  # fmt: skip
@@ -128,7 +132,7 @@ class DiscoveryLab:
             if by_grasp
             else ("--registrar", registrar or self.registrar_url_from_proxy)
         )
-        self.proxy_process = self._start(
+        self.proxy_process = self.start_in(
             self.proxy, "proxy", "-v", "proxy", "serve", "--listen", "[::]:0",
             "--interface", self.proxy_pledge_if, *upstream, *extra,
         )  # fmt: skip
@@ -151,7 +155,7 @@ class DiscoveryLab:
     def start_in_pledge(self, role: str, *args: str | os.PathLike[str]) -> ServerProcess:
         """A ``zerotouch`` server (e.g. ``device run``) in the pledge host, ready when it
         prints ``listening <role> ...``."""
-        return self._start(self.pledge, role, *args)
+        return self.start_in(self.pledge, role, *args)
 
     def close(self) -> None:
         for process in reversed(self.servers):
@@ -180,7 +184,7 @@ def discovery_lab(
             pledge_if, proxy_pledge_if, proxy_registrar_if, registrar_if,
         )  # fmt: skip
         try:
-            lab._start(
+            lab.start_in(
                 registrar, "masa", "-v", "masa", "serve", "--dir", brski.vendor,
                 "--listen", f"127.0.0.1:{brski.masa_port}",
             )  # fmt: skip
