@@ -330,6 +330,8 @@ class Locator:
             _uint(self.port, "locator port", 65535)
         if self.option in (O_IPv6_LOCATOR, O_IPv4_LOCATOR):
             version = 6 if self.option == O_IPv6_LOCATOR else 4
+            if "%" in self.host:
+                raise ValueError(f"{self.host!r}: a locator carries no zone")
             try:
                 address = ipaddress.ip_address(self.host)
             except ValueError:
