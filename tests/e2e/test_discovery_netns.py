@@ -316,3 +316,18 @@ def test_a_proxy_whose_registrar_is_down_is_set_aside_for_the_next(tmp_path: Pat
         assert text(found, "discovery/enrolled-by/port") == str(lab.proxy_port)
         events = [text(e, "event") for e in found.findall(f"{{{NS}}}event")]
         assert "attempt-failed" in events and events[-1] == "enrolled"
+
+
+def test_pledge_enroll_finds_the_proxy_by_grasp(tmp_path: Path) -> None:
+    """``zerotouch pledge enroll --discovery grasp --interface IF``: the headless pledge uses
+    the same discovery and says how it found the registrar."""
+    with discovery_lab(tmp_path, proxy_announce="grasp") as lab:
+        serial, folder = lab.new_pledge()
+        result = lab.run_pledge(
+            "pledge", "enroll", "--dir", folder, "--discovery", "grasp",
+            "--interface", lab.pledge_if, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"through proxy {lab.proxy_url} found by grasp (GRASP AN_Proxy" in result.stdout
+        assert f"enrolled {serial}" in result.stdout
+        assert lab.brski.state(serial) == "enroll-confirmed"

@@ -10,8 +10,11 @@ import asyncio
 from pathlib import Path
 
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.roles.pledge import RetryPolicy
-from zerotouch_plugin.services.pledge_client import PLEDGE_FILES, enroll
+from zerotouch_plugin.cli.device import add_discovery_options
+from zerotouch_plugin.config import DeviceConfig, load_config
+from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.roles.pledge import Enrollment, RetryPolicy
+from zerotouch_plugin.services.pledge_client import PLEDGE_FILES, enroll, enroll_discovering
 
 __all__ = ["HELP", "register"]
 
@@ -32,21 +35,57 @@ def _retries(text: str) -> int:
     return value
 
 
+def _discovered(args: argparse.Namespace, retry: RetryPolicy) -> Enrollment:
+    """Discovery (RFC 8995 §4.1.1) by ``--discovery``; ``--registrar`` is the method
+    ``configured``. Says how the registrar was found."""
+    config = load_config(
+        DeviceConfig,
+        None,
+        {
+            "registrars": [args.registrar] if args.registrar else None,
+            "discovery": args.discovery,
+            "interface": args.interface,
+            "vendor_registrar": args.vendor_registrar,
+            "discovery_timeout": args.discovery_timeout,
+            "bootstrap_rounds": args.rounds,
+            "bootstrap_retry_delay": retry.base_delay,
+            "bootstrap_max_delay": retry.max_delay,
+        },
+    )
+    enrollment, candidate = asyncio.run(
+        enroll_discovering(
+            args.dir,
+            config,
+            retry=retry,
+            timeout=args.timeout,
+            nonceless_allowed=args.allow_nonceless,
+        )
+    )
+    source = f" ({candidate.source})" if candidate.source else ""
+    print(f"through {candidate.role} {candidate.url} found by {candidate.method}{source}")
+    return enrollment
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     retry = RetryPolicy(
         attempts=args.retries + 1,
         base_delay=min(args.backoff, args.max_backoff),
         max_delay=args.max_backoff,
     )
-    enrollment = asyncio.run(
-        enroll(
-            args.dir,
-            args.registrar,
-            retry=retry,
-            timeout=args.timeout,
-            nonceless_allowed=args.allow_nonceless,
+    if args.registrar is None and args.discovery is None:
+        raise ConfigError("give --registrar URL or --discovery METHOD,...")
+    if args.discovery is None:
+        enrollment = asyncio.run(
+            enroll(
+                args.dir,
+                args.registrar,
+                retry=retry,
+                timeout=args.timeout,
+                nonceless_allowed=args.allow_nonceless,
+            )
         )
-    )
+    else:
+        enrollment = _discovered(args, retry)
     print(
         f"enrolled {enrollment.serial}: LDevID {certs.fingerprint(enrollment.ldevid)} in "
         f"{args.dir / PLEDGE_FILES['ldevid']}, domain CA in {args.dir / PLEDGE_FILES['domain-ca']}"
@@ -68,7 +107,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--dir", type=Path, required=True, help="pledge folder P")
-    p.add_argument("--registrar", required=True, help="registrar URL, https://HOST:PORT")
+    p.add_argument(
+        "--registrar",
+        help="registrar URL, https://HOST:PORT (with --discovery: the method 'configured')",
+    )
     p.add_argument(
         "--retries",
         type=_retries,
@@ -98,5 +140,18 @@ def register(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept a voucher without nonce (one the registrar held for offline use) if its "
         "expires-on is in the future (RFC 8995 §7.2); refused by default",
+    )
+    add_discovery_options(p)
+    p.add_argument(
+        "--discovery-timeout",
+        type=_positive_float,
+        default=2.0,
+        help="seconds each discovery method searches (default 2)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=_retries,
+        default=3,
+        help="cycles through the discovery methods before giving up (default 3; 0: forever)",
     )
     p.set_defaults(func=cmd_enroll)

@@ -34,8 +34,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import DeviceConfig
 from zerotouch_plugin.device.domain_files import write_domain
-from zerotouch_plugin.errors import CertificateError, ConfigError, StorageError, ZerotouchError
+from zerotouch_plugin.errors import (
+    CertificateError,
+    ConfigError,
+    StorageError,
+    UpstreamUnavailable,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles.discovery import Candidate, Discovery, Search
+from zerotouch_plugin.roles.discovery import Wait as DiscoveryWait
 from zerotouch_plugin.roles.pledge import (
     Connect,
     Done,
@@ -53,6 +62,7 @@ from zerotouch_plugin.roles.pledge import (
     registrar_validated_by,
 )
 from zerotouch_plugin.services._tls import client_context
+from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -63,6 +73,7 @@ __all__ = [
     "PledgeClient",
     "drive",
     "enroll",
+    "enroll_discovering",
     "load_pledge_config",
     "write_enrollment",
 ]
@@ -549,6 +560,20 @@ async def drive(
         _log_warnings(machine)
 
 
+async def _enroll_at(folder: Path, config: PledgeConfig, url: str, timeout: float) -> Enrollment:
+    machine = Pledge(config, random_bytes=os.urandom)
+
+    async def install(enrollment: Enrollment) -> None:
+        await asyncio.to_thread(write_enrollment, folder, enrollment)
+
+    async with PledgeClient(config, url, timeout=timeout) as client:
+        try:
+            return await drive(machine, client, install=install)
+        except ZerotouchError:
+            log.info("pledge %s failed in state history %s", config.serial, machine.history)
+            raise
+
+
 async def enroll(
     folder: Path,
     registrar_url: str,
@@ -560,14 +585,59 @@ async def enroll(
     """``zerotouch pledge enroll``: bootstrap the pledge of folder P; its results are written
     (the install step) before enrollstatus reports them."""
     config = load_pledge_config(folder, retry=retry, nonceless_allowed=nonceless_allowed)
-    machine = Pledge(config, random_bytes=os.urandom)
+    return await _enroll_at(folder, config, registrar_url, timeout)
 
-    async def install(enrollment: Enrollment) -> None:
-        await asyncio.to_thread(write_enrollment, folder, enrollment)
 
-    async with PledgeClient(config, registrar_url, timeout=timeout) as client:
+class _LogObserver:
+    """Discovery as ``pledge enroll`` shows it: log lines."""
+
+    def changed(self, machine: Discovery) -> None:
+        return None
+
+    def search_started(self, action: Search) -> None:
+        log.info("discovery: searching by %s for up to %g s", action.method, action.timeout)
+
+    def candidate_found(self, candidate: Candidate) -> None:
+        return None  # the driver logs each new candidate
+
+    def no_local_address(self, where: str) -> None:
+        return None  # the driver logs it
+
+    def waiting(self, action: DiscoveryWait) -> None:
+        log.info("discovery: %s; next cycle in %.1f s", action.reason, action.seconds)
+
+
+async def enroll_discovering(
+    folder: Path,
+    discovery: DeviceConfig,
+    *,
+    retry: RetryPolicy | None = None,
+    timeout: float = 30.0,
+    nonceless_allowed: bool = False,
+) -> tuple[Enrollment, Candidate]:
+    """``zerotouch pledge enroll --discovery``: find candidates by the methods of
+    ``discovery`` (RFC 8995 §4.1.1) and bootstrap through the first that enrolls the pledge;
+    the enrollment and that candidate. After ``bootstrap_rounds`` cycles the last error is
+    raised."""
+    config = load_pledge_config(folder, retry=retry, nonceless_allowed=nonceless_allowed)
+    machine = discovery_machine(discovery, random_bytes=os.urandom)
+    enrolled: list[Enrollment] = []
+
+    async def attempt(candidate: Candidate) -> ZerotouchError | None:
         try:
-            return await drive(machine, client, install=install)
-        except ZerotouchError:
-            log.info("pledge %s failed in state history %s", config.serial, machine.history)
+            enrolled.append(await _enroll_at(folder, config, candidate.url, timeout))
+        except (ConfigError, StorageError):
             raise
+        except ZerotouchError as exc:
+            log.warning("bootstrap through %s failed: %s", candidate.url, exc.one_line())
+            return exc
+        return None
+
+    gave_up = await run_discovery(
+        machine, discovery, attempt=attempt, observer=_LogObserver(), now=_utc_now
+    )
+    if gave_up is not None:
+        log.error("%s", gave_up.reason)
+        raise gave_up.error or UpstreamUnavailable(gave_up.reason)
+    assert machine.enrolled_by is not None  # run_discovery returns None only then
+    return enrolled[0], machine.enrolled_by
