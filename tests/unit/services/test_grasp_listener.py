@@ -166,14 +166,17 @@ def test_drop_log_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
         log("cbor", f"bad {n}", "fe80::9", n / 10)  # 0 .. 9.9 s
     log("cbor", "bad again", "fe80::9", 10.0)
     log("duplicate", "seen", "fe80::9", 10.0)
+    log("locator", "AN_Proxy locator protocol 17, not 6", "fe80::9", 10.0)
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "grasp eth0: dropped cbor from fe80::9: bad 0",
         "grasp eth0: dropped cbor from fe80::9: bad again (99 more dropped for this reason "
         "since the last report)",
         "grasp eth0: dropped duplicate from fe80::9: seen",
+        "grasp eth0: dropped locator from fe80::9: AN_Proxy locator protocol 17, not 6",
     ]
-    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2 + [logging.DEBUG]
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.WARNING, logging.WARNING, logging.DEBUG, logging.INFO]
 
 
 # ---------------------------------------------------------------------------------------------

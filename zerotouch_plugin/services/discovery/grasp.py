@@ -99,9 +99,15 @@ def link_local_address(interface: str) -> str:
     return address
 
 
+# Announcements a finder cannot use (a CoAP proxy's UDP locator, another objective-value)
+# are no attack, but are what an operator looks for when a pledge finds nothing: info level.
+_LEVELS: Final = {"locator": logging.INFO, "value": logging.INFO}
+
+
 class _DropLog:
     """One log line per reason at most every ``every`` seconds, saying how many were
-    dropped in between; warnings for hostile reasons, debug for ``BENIGN`` ones."""
+    dropped in between; warnings for hostile reasons, info for unusable announcements,
+    debug for ``BENIGN`` ones."""
 
     def __init__(self, interface: str, *, every: float = LOG_EVERY) -> None:
         self.interface = interface
@@ -117,7 +123,7 @@ class _DropLog:
         self._last[reason] = now
         quiet = self._quiet.pop(reason, 0)
         more = f" ({quiet} more dropped for this reason since the last report)" if quiet else ""
-        level = logging.DEBUG if reason in BENIGN else logging.WARNING
+        level = _LEVELS.get(reason, logging.DEBUG if reason in BENIGN else logging.WARNING)
         log.log(level, "grasp %s: dropped %s from %s: %s%s", self.interface, reason, sender,
                 detail, more)  # fmt: skip
 
