@@ -345,8 +345,8 @@ def test_hostile_neighbour_does_not_keep_the_pledge_from_its_proxy(
     # only the real proxy: junk, floods from link-local with loop count 255, UDP locators and
     # other objectives give no candidate
     assert [(c["host"], c["port"]) for c in candidates] == [(proxy_ll, PROXY_PORT)]
-    assert sent >= 10000
-    assert stats["received"] >= 5000, stats
+    assert sent >= 5000  # 15000 when the machine keeps up with 3000 a second
+    assert stats["received"] >= sent // 2, (sent, stats)
     dropped = stats["dropped"]
     for reason in ("cbor", "oversized", "limits", "structure", "message-type", "objective",
                    "duplicate", "loop-count", "locator"):  # fmt: skip

@@ -7,6 +7,8 @@ import ipaddress
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zerotouch_plugin.artifacts.grasp import (
     AN_JOIN_REGISTRAR,
@@ -284,3 +286,18 @@ def test_unknown_objective_needs_a_role() -> None:
     with pytest.raises(ValueError, match="no role"):
         candidate_for(announcement(Locator.ip(ULA, port=1), name="EX1"))
     assert candidate_for(announcement(Locator.ip(ULA, port=1), name="EX1"), role=Role.PROXY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=GRASP_DEF_MAX_SIZE + 8)
+    | st.sampled_from([flood(), flood(loop_count=2), flood(name=AN_JOIN_REGISTRAR)]),
+    sender=st.sampled_from([PROXY_LL, f"{PROXY_LL}%eth0", ULA, "192.0.2.1", "", "junk"]),
+    now=st.floats(min_value=0, max_value=1e9),
+)
+def test_fuzz_receive_never_raises(data: bytes, sender: str, now: float) -> None:
+    listener = FloodListener()
+    verdict = listener.receive(data, sender=sender, interface="eth0", now=now)
+    assert (verdict.dropped is None) == bool(verdict.fresh)
+    assert listener.counters.received == 1
+    assert listener.counters.accepted + sum(listener.counters.dropped.values()) == 1
