@@ -54,6 +54,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop", action="store_true", help="stop the services a --keep run left in --workdir"
     )
+    parser.add_argument(
+        "--discovery",
+        action="store_true",
+        help="each device in its own network namespace behind a join proxy it finds by GRASP, "
+        "no --registrar (needs root; no hand-off, the registrar cannot reach the devices)",
+    )
     parser.set_defaults(func=_demo)
 
 
@@ -157,6 +163,16 @@ def _demo(args: argparse.Namespace) -> int:
         return _stop(args)
     if not 1 <= args.devices <= MAX_DEVICES:
         raise ConfigError(f"--devices must be 1..{MAX_DEVICES}")
+    if args.discovery:
+        from zerotouch_plugin.demo.netns import missing
+
+        if args.keep:
+            raise ConfigError("--keep is not offered with --discovery (its namespaces go away)")
+        reason = missing()
+        if reason is not None:
+            print(f"zerotouch demo --discovery: {reason}", file=sys.stderr)
+            return 1
+    from zerotouch_plugin.demo.discovery import DiscoveryDemo
     from zerotouch_plugin.demo.flow import Demo  # heavy: ncclient, cryptography
 
     began = time.monotonic()
@@ -169,10 +185,16 @@ def _demo(args: argparse.Namespace) -> int:
         if not args.json:
             _print_result(count, result)
 
-    demo = Demo(folder, args.devices, keep=args.keep, report=report)
+    kind = DiscoveryDemo if args.discovery else Demo
+    demo = kind(folder, args.devices, keep=args.keep, report=report)
     if not args.json:
         plural = "s" if args.devices > 1 else ""
-        print(f"zerotouch demo: {args.devices} device{plural} on 127.0.0.1, work folder {folder}")
+        where = (
+            "each in its own network namespace behind a join proxy found by GRASP"
+            if args.discovery
+            else "on 127.0.0.1"
+        )
+        print(f"zerotouch demo: {args.devices} device{plural} {where}, work folder {folder}")
     interrupted = False
     received: list[int] = [signal.SIGINT]  # what asyncio.run reports as KeyboardInterrupt
     try:
@@ -190,6 +212,8 @@ def _demo(args: argparse.Namespace) -> int:
         "endpoints": demo.endpoints(),
         "kept": kept,
     }
+    if isinstance(demo, DiscoveryDemo):
+        summary["found"] = demo.found
     if kept:
         summary["pids"] = {s.name: s.popen.pid for s in demo.services.running}
         summary["stop_command"] = f"zerotouch demo --stop --workdir {shlex.quote(str(folder))}"
@@ -206,6 +230,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _print_summary(summary: dict[str, Any], failed: StepResult | None, interrupted: bool) -> None:
     seconds = summary["total_seconds"]
     where = f"files in {summary['workdir']} (logs/ has every process's output, {SUMMARY})"
+    for line in summary.get("found", []):
+        print(f"registrar found: {line}")
     if summary["ok"]:
         print(f"all {len(summary['steps'])} steps held in {seconds:.1f} s; {where}")
     elif interrupted:

@@ -136,13 +136,18 @@ class Demo:
         *,
         keep: bool,
         report: Callable[[StepResult], None],
+        steps: Sequence[Step] | None = None,
+        on_finish: Callable[[], str] | None = None,
     ) -> None:
+        self.steps = tuple(STEPS if steps is None else steps)
+        self.on_finish = on_finish  # after the services stopped: more to clean up, said how
         self.folder = folder
         self.services = Services(folder, keep=keep)
         self.report = report
         self.devices = [Device(index) for index in range(1, devices + 1)]
         self.masa_url = f"https://{HOST}:{_free_port()}"
         self.registrar_url = ""
+        self.found: list[str] = []  # how each device found its registrar (--discovery)
         self.results: list[StepResult] = []
         self._began = time.monotonic()
 
@@ -169,7 +174,7 @@ class Demo:
     async def run(self) -> bool:
         """Every step in dependency order; True if all held."""
         tasks: dict[str, asyncio.Task[None]] = {}
-        for step in STEPS:
+        for step in self.steps:
             tasks[step.name] = asyncio.create_task(self._step(step, tasks), name=step.name)
         pending: set[asyncio.Task[None]] = set(tasks.values())
         try:
@@ -228,6 +233,8 @@ class Demo:
             detail = f"stopped {len(statuses)} processes: {', '.join(statuses)}"
         else:
             detail = "nothing was running"
+        if self.on_finish is not None:
+            detail += f"; {self.on_finish()}"
         self._record("stop", "stop every process", start, detail, ok=not bad)
 
     @property

@@ -153,15 +153,16 @@ class Services:
             )
         return out.decode(errors="replace")
 
-    def start(self, name: str, *args: str) -> Service:
-        """Start ``zerotouch ARGS`` in the background as service ``name``."""
+    def start(self, name: str, *args: str, prefix: Sequence[str] = ()) -> Service:
+        """Start ``zerotouch ARGS`` in the background as service ``name``; ``prefix`` runs
+        it elsewhere (``ip netns exec NS``, which execs the command: the pid stays)."""
         for folder in (LOGS, RUN):
             (self.folder / folder).mkdir(exist_ok=True)
         self._record(args)
         out, log = self.folder / LOGS / f"{name}.out", self.folder / LOGS / f"{name}.log"
         with out.open("wb") as stdout, log.open("wb") as stderr:
             popen = subprocess.Popen(
-                _command(args),
+                [*prefix, *_command(args)],
                 cwd=self.folder,
                 env=self._env(),
                 stdin=subprocess.DEVNULL,
