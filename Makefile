@@ -35,6 +35,7 @@ bench: venv system
 	$(PY) benchmarks/voucher_bench.py
 	$(PY) benchmarks/enroll_bench.py
 	$(PY) benchmarks/netconf_bench.py
+	$(PY) benchmarks/discovery_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -784,8 +784,8 @@ def test_two_registrars_share_one_postgresql_database(fresh_pg_url: str, tmp_pat
         # the nonce is on record in the shared database
         _, folder = lab.pledge(allow=False)
         registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
-        first, replay = replay_pvr(folder, urls, registrar_cert)
-        assert first.startswith("200 ") and replay.startswith("403 replayed-request:"), replay
+        answered, replay = replay_pvr(folder, urls, registrar_cert)
+        assert answered.startswith("200 ") and replay.startswith("403 replayed-request:"), replay
         out = run_cli("registrar", "devices", "--dir", lab.domain, "--json",
                       "--db", fresh_pg_url).stdout  # fmt: skip
         rows = json.loads(out)
