@@ -13,28 +13,33 @@ state (read over NETCONF/SSH inside the device's namespace) shows how.
 
 from __future__ import annotations
 
+import json
 import os
-import selectors
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
 
 from tests.support.discovery_lab import DiscoveryLab, discovery_lab
 from tests.support.netns import Host, _ip
-from tests.support.processes import ServerProcess, start_server
-from zerotouch_plugin.config import hash_password
+from tests.support.processes import ServerProcess, run_cli, start_server
+from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, hash_password
+from zerotouch_plugin.roles.registrar import device_dns_name
 
 NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
 PASSWORD = hash_password("secret", salt=b"fixed-test-salt!", iterations=1000)
 ULA_REG, ULA_PLEDGE = "fd00:8995:10::1", "fd00:8995:10::2"
+RESTCONF_PORT = 8443  # inside the device's own namespace: always free
 
 # Reads /zerotouch-bootstrap:bootstrap over NETCONF/SSH; runs inside the device's namespace.
 _READ_STATE = """
@@ -67,21 +72,41 @@ def start_device(lab: DiscoveryLab, host: Host, folder: Path, *args: str) -> Ser
     return process
 
 
+_readers: dict[int, queue.Queue[str]] = {}
+
+
+def _lines(process: ServerProcess) -> queue.Queue[str]:
+    """The process's stdout lines, read by a thread (a text pipe buffers lines that a
+    select() on its descriptor would not see)."""
+    pid = process.proc.pid
+    if pid not in _readers:
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = process.proc.stdout
+        assert stdout is not None
+
+        def read() -> None:
+            for line in stdout:
+                lines.put(line)
+            lines.put("")
+
+        threading.Thread(target=read, daemon=True).start()
+        _readers[pid] = lines
+    return _readers[pid]
+
+
 def wait_line(process: ServerProcess, prefix: str, timeout: float = 60) -> str:
     """The next stdout line starting with ``prefix``."""
-    assert process.proc.stdout is not None
+    lines = _lines(process)
     deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.proc.stdout, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                raise AssertionError(f"no '{prefix}' line in {timeout} s:\n{process.stderr}")
-            line = process.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"device exited before '{prefix}':\n{process.stderr}")
-            if line.startswith(prefix):
-                return line.strip()
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no '{prefix}' line in {timeout} s:\n{process.stderr}") from None
+        if not line:
+            raise AssertionError(f"device exited before '{prefix}':\n{process.stderr}")
+        if line.startswith(prefix):
+            return line.strip()
 
 
 def state(host: Host, process: ServerProcess) -> etree._Element:
@@ -119,14 +144,37 @@ def enrolled_through(
     return found
 
 
+def restconf_discovery(lab: DiscoveryLab, nms: Path, serial: str) -> dict[str, Any]:
+    """GET .../zerotouch-bootstrap:bootstrap/discovery with curl inside the pledge's host,
+    with an NMS certificate of the domain; the device named by its LDevID's DNS name."""
+    run_cli("registrar", "issue-client-cert", "--dir", lab.brski.domain, "--name", "nms",
+            "--out", nms)  # fmt: skip
+    name = device_dns_name(serial, DEFAULT_DEVICE_DOMAIN)
+    result = lab.pledge.run(
+        "curl", "-sS", "--fail", "--cacert", str(nms / "ca.pem"), "--cert",
+        str(nms / "cert.pem"), "--key", str(nms / "key.pem"),
+        "--resolve", f"{name}:{RESTCONF_PORT}:127.0.0.1",
+        f"https://{name}:{RESTCONF_PORT}/restconf/data/zerotouch-bootstrap:bootstrap/discovery",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    body: dict[str, Any] = json.loads(result.stdout)["zerotouch-bootstrap:discovery"]
+    return body
+
+
 def test_device_finds_the_proxy_by_grasp_and_enrolls_through_it(tmp_path: Path) -> None:
     with discovery_lab(tmp_path, proxy_announce="grasp") as lab:
         serial, folder = lab.new_pledge()
         write_config(folder)
         found = enrolled_through(
-            lab, lab.pledge, folder, serial, "--discovery", "grasp", "--interface", lab.pledge_if
-        )
+            lab, lab.pledge, folder, serial, "--discovery", "grasp", "--interface", lab.pledge_if,
+            "--restconf", f"127.0.0.1:{RESTCONF_PORT}",
+        )  # fmt: skip
         proxy = f"{lab.proxy_link_local}%{lab.pledge_if}"
+        # the same over RESTCONF (RFC 8040), as the owner's NMS reads it
+        over_restconf = restconf_discovery(lab, tmp_path / "nms", serial)
+        assert over_restconf["enrolled-by"]["method"] == "grasp"
+        assert over_restconf["enrolled-by"]["address"] == proxy
+        assert over_restconf["candidate"][0]["state"] == "enrolled"
         assert text(found, "discovery/enrolled-by/method") == "grasp"
         assert text(found, "discovery/enrolled-by/role") == "proxy"
         assert text(found, "discovery/enrolled-by/address") == proxy
@@ -331,3 +379,31 @@ def test_pledge_enroll_finds_the_proxy_by_grasp(tmp_path: Path) -> None:
         assert f"through proxy {lab.proxy_url} found by grasp (GRASP AN_Proxy" in result.stdout
         assert f"enrolled {serial}" in result.stdout
         assert lab.brski.state(serial) == "enroll-confirmed"
+
+
+def test_device_waits_for_a_local_address_before_searching(tmp_path: Path) -> None:
+    """RFC 8995 §4.1: a pledge MUST obtain a local address first. The pledge's link starts
+    without IPv6; the device says it waits, and enrolls once the link-local address is
+    there."""
+    with discovery_lab(tmp_path, proxy_announce="grasp") as lab:
+        serial, folder = lab.new_pledge()
+        write_config(folder)
+        ipv6 = f"net.ipv6.conf.{lab.pledge_if}.disable_ipv6"
+        assert lab.pledge.run("sysctl", "-qw", f"{ipv6}=1").returncode == 0
+        process = start_device(
+            lab, lab.pledge, folder, "--discovery", "grasp", "--interface", lab.pledge_if
+        )
+        waiting = f"no local address on interface {lab.pledge_if} yet; waiting"
+        deadline = time.monotonic() + 30
+        while waiting not in process.stderr:
+            assert time.monotonic() < deadline, process.stderr
+            time.sleep(0.2)
+        assert process.proc.poll() is None
+        assert not (folder / "ldevid.pem").exists()
+        assert lab.pledge.run("sysctl", "-qw", f"{ipv6}=0").returncode == 0
+        assert wait_line(process, "enrolled ") == f"enrolled {serial}"
+        found = state(lab.pledge, process)
+        events = [text(e, "event") for e in found.findall(f"{{{NS}}}event")]
+        assert "no-local-address" in events
+        assert events.index("no-local-address") < events.index("candidate-found")
+        assert text(found, "discovery/enrolled-by/method") == "grasp"
