@@ -194,9 +194,8 @@ def test_device_finds_the_proxy_by_mdns_and_enrolls_through_it(tmp_path: Path) -
     with discovery_lab(tmp_path, proxy_announce="mdns") as lab:
         serial, folder = lab.new_pledge()
         write_config(folder)
-        found = enrolled_through(
-            lab, lab.pledge, folder, serial, "--discovery", "mdns", "--interface", lab.pledge_if
-        )
+        # no --interface: every up interface but loopback with a local address (here eth0)
+        found = enrolled_through(lab, lab.pledge, folder, serial, "--discovery", "mdns")
         assert text(found, "discovery/enrolled-by/method") == "mdns"
         assert text(found, "discovery/enrolled-by/role") == "proxy"
         assert text(found, "discovery/enrolled-by/port") == str(lab.proxy_port)
