@@ -28,6 +28,7 @@ __all__ = [
     "DeviceConfig",
     "DeviceUser",
     "MasaConfig",
+    "NetconfLimits",
     "RegistrarConfig",
     "check_device_domain",
     "check_password",
@@ -302,6 +303,40 @@ def check_password(stored: str, offered: str) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class NetconfLimits:
+    """Resource limits of the device's NETCONF sessions and SSH logins (``[netconf_limits]``).
+
+    ``max_message``: bytes of one incoming message (RFC 6242 sets no limit); ``max_buffered``:
+    bytes buffered over all sessions; ``max_sessions``: concurrent sessions; ``hello_timeout``
+    and ``idle_timeout``: seconds until a session without a hello, or without an RPC, is
+    closed (RFC 6241 mandates neither; 0 turns the idle timeout off). SSH: failed
+    authentications per connection (``max_auth_attempts``) and per source address within
+    ``auth_failure_window`` seconds (``auth_failures_per_source``, then refused for
+    ``auth_lockout`` seconds), and ``login_timeout`` seconds to authenticate.
+    """
+
+    max_message: int = 16 * 1024 * 1024
+    max_buffered: int = 64 * 1024 * 1024
+    max_sessions: int = 64
+    hello_timeout: float = 60.0
+    idle_timeout: float = 3600.0
+    max_auth_attempts: int = 6
+    auth_failures_per_source: int = 20
+    auth_failure_window: float = 60.0
+    auth_lockout: float = 300.0
+    login_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            kind = int if field.type == "int" else (int, float)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise TypeError(f"netconf_limits.{field.name} must be a number")
+            if value < 0 or (value == 0 and field.name != "idle_timeout"):
+                raise ValueError(f"netconf_limits.{field.name} must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
 class DeviceUser:
     """A NETCONF/SSH user: a password (plain, or from ``zerotouch device hash-password``)
     and/or OpenSSH public keys (``authorized_keys`` lines)."""
@@ -391,6 +426,7 @@ class DeviceConfig:
     well-known registrar (method ``vendor``); ``discovery_timeout`` the seconds each method
     searches (``discovery_timeouts`` per method). A failed candidate is set aside for
     ``bootstrap_retry_delay``, doubled per failure up to ``bootstrap_max_delay``.
+    ``netconf_limits``: see ``NetconfLimits``.
     """
 
     netconf_ssh: str | None = None
@@ -412,8 +448,15 @@ class DeviceConfig:
     vendor_registrar: str | None = None
     discovery_timeout: float = 2.0
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    netconf_limits: NetconfLimits = NetconfLimits()
 
     def __post_init__(self) -> None:
+        limits = self.netconf_limits
+        if isinstance(limits, Mapping):
+            limits = NetconfLimits(**{str(k).replace("-", "_"): v for k, v in limits.items()})
+        elif not isinstance(limits, NetconfLimits):
+            raise TypeError("netconf_limits must be a table")
+        object.__setattr__(self, "netconf_limits", limits)
         for name in ("netconf_ssh", "netconf_tls", "restconf"):
             _address(getattr(self, name), name)
         object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))

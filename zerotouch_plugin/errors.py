@@ -43,6 +43,7 @@ __all__ = [
     "SchemaError",
     "SignatureInvalid",
     "StorageError",
+    "TooManySessions",
     "UnsupportedMediaType",
     "UnsupportedOperation",
     "UntrustedSigner",
@@ -257,6 +258,14 @@ class PayloadTooLarge(RemoteError):
     reason = "too-large"
     http_status = 413
     netconf_tag = "too-big"
+
+
+class TooManySessions(RemoteError):
+    """A server already holds as many sessions as it allows (RFC 6241 resource-denied)."""
+
+    reason = "too-many-sessions"
+    http_status = 503
+    netconf_tag = "resource-denied"
 
 
 class UnsupportedMediaType(RemoteError):

@@ -83,7 +83,7 @@ class DeviceServer:
             [folder / d for d in config.yang_dirs], modules
         )  # relative dirs are relative to P
         self.datastores = Datastores(schema, folder)
-        self.netconf = build_netconf_server(self.datastores)
+        self.netconf = build_netconf_server(self.datastores, self.config.netconf_limits)
         discard_incomplete(folder)
         self._domain = self._load_domain()
         self._tls_settings: TlsSettings | None = None
@@ -164,6 +164,7 @@ class DeviceServer:
                     port=port,
                     host_keys=load_host_keys(self.folder),
                     users=self.config.users,
+                    limits=self.config.netconf_limits,
                 )
                 self.bound["netconf-ssh"] = (host, self._ssh.port)
             if netconf_tls:

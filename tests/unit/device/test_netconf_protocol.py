@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from zerotouch_plugin.config import NetconfLimits
 from zerotouch_plugin.device.datastore import Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.services.netconf import build_netconf_server
@@ -213,7 +214,7 @@ async def test_copy_inline_config_and_validate(server: NetconfServer) -> None:
 
 
 async def test_silent_peer_is_dropped_after_the_hello_timeout(server: NetconfServer) -> None:
-    server.hello_timeout = 0.05
+    server.limits = NetconfLimits(hello_timeout=0.05)
     client = Client(server)
     await client.message()  # our hello; the peer never answers
     await client.wait_closed()

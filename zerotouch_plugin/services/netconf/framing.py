@@ -12,7 +12,15 @@ import re
 
 from zerotouch_plugin.errors import InvalidInput, PayloadTooLarge
 
-__all__ = ["EOM", "MAX_CHUNK", "Framer", "FramingError", "encode_chunked", "encode_eom"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE",
+    "EOM",
+    "MAX_CHUNK",
+    "Framer",
+    "FramingError",
+    "encode_chunked",
+    "encode_eom",
+]
 
 EOM = b"]]>]]>"
 MAX_CHUNK = 4294967295  # RFC 6242 §4.2: chunk-size 1..4294967295
@@ -34,21 +42,44 @@ def encode_chunked(message: bytes) -> bytes:
     return b"\n#%d\n%s\n##\n" % (len(message), message)
 
 
-class Framer:
-    """Incoming-message framer for one session."""
+DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
+# Unparsed bytes a session may hold beyond one maximal message: chunk headers and the start
+# of the next pipelined message (RFC 6242 sets no limit on either).
+_SLACK = 64 * 1024
 
-    def __init__(self, *, max_message: int = 64 * 1024 * 1024) -> None:
+
+class Framer:
+    """Incoming-message framer for one session.
+
+    A message being assembled from chunks is kept in one bytearray, so tiny chunks cost
+    their size, not a Python object each. ``buffered`` (raw plus assembled bytes) never
+    exceeds ``max_message`` plus a small slack: ``feed`` raises PayloadTooLarge first.
+    """
+
+    def __init__(self, *, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
         self.chunked = False
         self.max_message = max_message
         self._buf = bytearray()
-        self._parts: list[bytes] = []
-        self._size = 0
+        self._message = bytearray()
+        self._scanned = 0  # end-of-message framing: _buf[:_scanned] holds no complete EOM
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) + len(self._message)
 
     def feed(self, data: bytes) -> None:
         self._buf += data
-        too_long = len(self._buf) > self.max_message + len(EOM)
-        if not self.chunked and too_long and EOM not in self._buf:
+        if self.chunked:
+            if self.buffered > self.max_message + _SLACK:
+                raise PayloadTooLarge(f"message larger than {self.max_message} bytes")
+        elif self._find_eom() < 0 and len(self._buf) > self.max_message + len(EOM):
             raise PayloadTooLarge(f"message larger than {self.max_message} bytes")
+
+    def release(self) -> None:
+        """Drop every buffered byte (the session is closed)."""
+        self._buf = bytearray()
+        self._message = bytearray()
+        self._scanned = 0
 
     def use_chunked(self) -> None:
         """Switch to chunked framing (after hellos that both list base:1.1)."""
@@ -61,12 +92,20 @@ class Framer:
         """The next complete message, or None until more bytes arrive."""
         return self._next_chunked() if self.chunked else self._next_eom()
 
+    def _find_eom(self) -> int:
+        """Where the first EOM starts, or -1; bytes already searched are not searched again
+        (one-byte reads would otherwise cost time quadratic in the message size)."""
+        end = self._buf.find(EOM, max(0, self._scanned - len(EOM) + 1))
+        self._scanned = len(self._buf) if end < 0 else end
+        return end
+
     def _next_eom(self) -> bytes | None:
-        end = self._buf.find(EOM)
+        end = self._find_eom()
         if end < 0:
             return None
         message = bytes(self._buf[:end])
         del self._buf[: end + len(EOM)]
+        self._scanned = 0
         return message
 
     def _next_chunked(self) -> bytes | None:
@@ -78,11 +117,11 @@ class Framer:
             if len(buf) < 4:
                 return None
             if buf[2:4] == b"#\n":  # end-of-chunks (§4.2)
-                if not self._parts:
+                if not self._message:
                     raise FramingError("end of chunks without any chunk")
                 del buf[:4]
-                message = b"".join(self._parts)
-                self._parts, self._size = [], 0
+                message = bytes(self._message)
+                self._message = bytearray()
                 return message
             newline = buf.find(b"\n", 2, 14)
             if newline < 0:
@@ -95,11 +134,10 @@ class Framer:
             size = int(header.group(1))
             if size > MAX_CHUNK:
                 raise FramingError(f"chunk size {size} exceeds {MAX_CHUNK}")
-            if self._size + size > self.max_message:
+            if len(self._message) + size > self.max_message:
                 raise PayloadTooLarge(f"message larger than {self.max_message} bytes")
             start = newline + 1
             if len(buf) < start + size:
                 return None
-            self._parts.append(bytes(buf[start : start + size]))
-            self._size += size
+            self._message += buf[start : start + size]
             del buf[: start + size]

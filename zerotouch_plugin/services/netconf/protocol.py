@@ -17,11 +17,14 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
+from zerotouch_plugin.config import NetconfLimits
 from zerotouch_plugin.device.datastore import Datastores
 from zerotouch_plugin.errors import (
     InvalidInput,
     LockDenied,
     MissingAttribute,
+    PayloadTooLarge,
+    TooManySessions,
     UnsupportedOperation,
     ZerotouchError,
 )
@@ -169,7 +172,9 @@ class NetconfSession:
         self.info = info
         self._send = send
         self._close = close
-        self.framer = Framer()
+        self.framer = Framer(max_message=server.limits.max_message)
+        self._buffered = 0  # what this session adds to server.buffered
+        self._timer: asyncio.TimerHandle | None = None
         self.hello_done = False
         self.closed = False
         self.close_after_reply = False  # set by close-session (RFC 6241 §7.8)
@@ -188,23 +193,61 @@ class NetconfSession:
         self._send(self.framer.encode(self.server.hello(self.session_id)))
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
-        loop.call_later(self.server.hello_timeout, self._check_hello)
+        self._arm_timer(self.server.limits.hello_timeout)
 
-    def _check_hello(self) -> None:
-        """A peer that never says hello does not hold a session open."""
-        if not self.hello_done and not self.closed:
+    def _arm_timer(self, seconds: float) -> None:
+        """(Re)start the hello or idle timer; 0 seconds means none."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if seconds > 0 and not self.closed:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+
+    def _timed_out(self) -> None:
+        """No hello within hello_timeout, or no RPC within idle_timeout: the peer does not
+        hold a session (and its buffers) open. RFC 6241 mandates neither timeout; a session
+        with an RPC in progress or a notification subscription is not idle."""
+        self._timer = None
+        if self.closed:
+            return
+        limits = self.server.limits
+        if not self.hello_done:
             log.warning("session %d: no hello within %s s; closing", self.session_id,
-                        self.server.hello_timeout)  # fmt: skip
-            self.close()
+                        limits.hello_timeout)  # fmt: skip
+        elif self._in_rpc or self.subscribed:
+            self._arm_timer(limits.idle_timeout)
+            return
+        else:
+            log.warning("session %d: no rpc within %s s; closing", self.session_id,
+                        limits.idle_timeout)  # fmt: skip
+        self.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         try:
             self.framer.feed(data)
+            self._account()
+            self.server.check_buffered()
         except ZerotouchError as exc:
-            log.warning("session %d: %s; closing", self.session_id, exc)
-            self.close()
+            self._fail(exc)
             return
         self._wakeup.set()
+
+    def _account(self) -> None:
+        """Keep the server's total of buffered bytes up to date with this session's."""
+        now = self.framer.buffered
+        self.server.buffered += now - self._buffered
+        self._buffered = now
+
+    def _fail(self, exc: ZerotouchError) -> None:
+        """Over a buffer cap or broken framing: an ``<rpc-error>`` without message-id
+        (RFC 6241 §4.3, the message was never parsed) once the hellos are done, then close."""
+        log.warning("session %d: %s; closing", self.session_id, exc.one_line())
+        if self.hello_done:
+            self.send_message((_reply_start(None) + self.server.rpc_error(exc) +
+                               "</rpc-reply>").encode())  # fmt: skip
+        self.close()
 
     def send_message(self, message: bytes) -> None:
         if not self.closed:
@@ -215,6 +258,11 @@ class NetconfSession:
         if self.closed:
             return
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.framer.release()
+        self._account()
         for cleanup in self.on_close:
             cleanup()
         self.server.session_ended(self)
@@ -241,8 +289,9 @@ class NetconfSession:
                 try:
                     message = self.framer.next_message()
                 except ZerotouchError as exc:
-                    log.warning("session %d: %s; closing", self.session_id, exc)
+                    self._fail(exc)
                     break
+                self._account()
                 if message is None:
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -250,10 +299,12 @@ class NetconfSession:
                 if not self.hello_done:
                     if not self._hello_received(message):
                         break
+                    self._arm_timer(self.server.limits.idle_timeout)
                     continue
                 self._in_rpc = True
                 self.send_message(await self.handle_rpc(message))
                 self._in_rpc = False
+                self._arm_timer(self.server.limits.idle_timeout)
                 if self.close_after_reply:
                     break
         except Exception:
@@ -320,6 +371,7 @@ class NetconfServer:
         handlers: Mapping[str, RpcHandler],
         capabilities: tuple[str, ...],
         plugin_handler: Callable[[str], RpcHandler | None] = lambda _tag: None,
+        limits: NetconfLimits | None = None,
     ) -> None:
         self.datastores = datastores
         self.schema = datastores.schema
@@ -327,7 +379,8 @@ class NetconfServer:
         self._plugin_handler = plugin_handler
         self.capabilities = capabilities
         self.sessions: dict[int, NetconfSession] = {}
-        self.hello_timeout = 60.0  # seconds a new session may take to send its hello
+        self.limits = limits or NetconfLimits()
+        self.buffered = 0  # bytes held by the framers of every session
         self._next_id = 1
         self._namespaces = {m.name: (m.prefix, m.namespace) for m in self.schema.modules}
         caps = "".join(f"<capability>{escape(c)}</capability>" for c in capabilities)
@@ -358,6 +411,12 @@ class NetconfServer:
     def open_session(
         self, info: SessionInfo, send: Callable[[bytes], None], close: Callable[[], None]
     ) -> NetconfSession:
+        """A new session; TooManySessions when ``max_sessions`` are open (the transport
+        closes the connection)."""
+        if len(self.sessions) >= self.limits.max_sessions:
+            log.warning("session refused: %s user %s from %s: %d sessions open",
+                        info.transport, info.username, info.peer, len(self.sessions))  # fmt: skip
+            raise TooManySessions(f"{len(self.sessions)} NETCONF sessions are open")
         session_id = self._next_id
         self._next_id += 1
         session = NetconfSession(self, session_id, info, send, close)
@@ -371,6 +430,14 @@ class NetconfServer:
         )
         session.start()
         return session
+
+    def check_buffered(self) -> None:
+        """PayloadTooLarge when all sessions together buffer more than ``max_buffered``;
+        the session whose bytes crossed the cap is the one closed."""
+        if self.buffered > self.limits.max_buffered:
+            raise PayloadTooLarge(
+                f"NETCONF sessions buffer more than {self.limits.max_buffered} bytes"
+            )
 
     def session_ended(self, session: NetconfSession) -> None:
         self.sessions.pop(session.session_id, None)

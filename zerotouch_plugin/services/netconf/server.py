@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from zerotouch_plugin.config import NetconfLimits
 from zerotouch_plugin.device.datastore import Datastores
 from zerotouch_plugin.services.netconf.operations import (
     OPERATIONS,
@@ -13,8 +14,11 @@ from zerotouch_plugin.services.netconf.protocol import NetconfServer, RpcHandler
 __all__ = ["build_netconf_server"]
 
 
-def build_netconf_server(datastores: Datastores) -> NetconfServer:
-    """One server per device: sessions on every transport share its datastores and ids."""
+def build_netconf_server(
+    datastores: Datastores, limits: NetconfLimits | None = None
+) -> NetconfServer:
+    """One server per device: sessions on every transport share its datastores, ids and
+    limits (buffered bytes and the session count are capped over SSH and TLS together)."""
     schema = datastores.schema
 
     def plugin_handler(tag: str) -> RpcHandler | None:
@@ -25,7 +29,7 @@ def build_netconf_server(datastores: Datastores) -> NetconfServer:
 
     caps = capabilities(schema)
     datastores.publish_state("ietf-netconf-monitoring", _monitoring_state(datastores, caps))
-    return NetconfServer(datastores, OPERATIONS, caps, plugin_handler)
+    return NetconfServer(datastores, OPERATIONS, caps, plugin_handler, limits)
 
 
 def _monitoring_state(datastores: Datastores, caps: tuple[str, ...]) -> dict[str, object]:

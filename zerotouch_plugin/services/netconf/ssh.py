@@ -3,21 +3,34 @@
 The host keys are generated on first start and kept in the device folder, so clients see the
 same host key after a restart. Users authenticate with a password or a public key, as the
 configuration gives them; nothing else (no shell, no exec, no port forwarding) is offered.
+Password checks run off the event loop and are limited per connection and per source
+address (``NetconfLimits``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
-from zerotouch_plugin.config import DeviceUser, check_password
+from zerotouch_plugin.config import (
+    PASSWORD_HASH_PREFIX,
+    DeviceUser,
+    NetconfLimits,
+    check_password,
+    hash_password,
+)
 from zerotouch_plugin.device.datastore import write_atomically
-from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.device.login_throttle import LoginThrottle
+from zerotouch_plugin.errors import ConfigError, TooManySessions
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
 
 __all__ = ["HOST_KEY_FILES", "SshListener", "load_host_keys", "start_netconf_ssh"]
@@ -105,7 +118,10 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         chan = self._chan
         assert chan is not None
         info = SessionInfo(self._username, "netconf-ssh", self._peer)
-        self._session = self._server.open_session(info, chan.write, chan.close)
+        try:
+            self._session = self._server.open_session(info, chan.write, chan.close)
+        except TooManySessions:
+            chan.close()
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self._session is not None:
@@ -121,39 +137,106 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._session.connection_lost()
 
 
+class _Auth:
+    """What every connection of one listener shares for password checks.
+
+    PBKDF2 runs in a small thread pool (hashlib releases the GIL), so guessing does not stall
+    other sessions; an unknown user is checked against ``dummy``, a value of the same kind
+    and cost as the configured ones, so the answer time does not tell which users exist.
+    """
+
+    def __init__(self, users: dict[str, DeviceUser], limits: NetconfLimits, dummy: str) -> None:
+        self.users = users
+        self.limits = limits
+        self.dummy = dummy
+        self.throttle = LoginThrottle(
+            limit=limits.auth_failures_per_source,
+            window=limits.auth_failure_window,
+            lockout=limits.auth_lockout,
+        )
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ssh-auth")
+
+    async def check(self, username: str, password: str) -> bool:
+        user = self.users.get(username)
+        stored = user.password if user is not None and user.password else None
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self.pool, check_password, stored or self.dummy, password)
+        return ok and stored is not None
+
+
+async def _dummy_password(users: Sequence[DeviceUser]) -> str:
+    """A random password value of the kind (plain, or PBKDF2 with the same iterations) of
+    the first configured password: checking it costs what checking a real one does."""
+    stored = next((u.password for u in users if u.password), "")
+    secret = secrets.token_urlsafe(16)
+    if not stored.startswith(PASSWORD_HASH_PREFIX):
+        return secret
+    rounds = stored[len(PASSWORD_HASH_PREFIX) :].split("$")[0]
+    iterations = int(rounds) if rounds.isdigit() else 200_000
+    salt = secrets.token_bytes(16)
+    return await asyncio.to_thread(hash_password, secret, salt=salt, iterations=iterations)
+
+
 class _SshServer(asyncssh.SSHServer):
-    def __init__(self, netconf: NetconfServer, users: dict[str, DeviceUser]) -> None:
+    def __init__(self, netconf: NetconfServer, auth: _Auth) -> None:
         self._netconf = netconf
-        self._users = users
+        self._auth = auth
+        self._users = auth.users
         self._username = ""
         self._peer = ""
+        self._source = ""
+        self._failures = 0
+        self._refusal_logged = False
         self._keys: dict[str, list[bytes]] = {
             name: [asyncssh.import_public_key(k).public_data for k in user.authorized_keys]
-            for name, user in users.items()
+            for name, user in self._users.items()
         }
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._source = str(peer[0]) if peer else "?"
         _skip_ignore_packets(conn)
 
     def begin_auth(self, username: str) -> bool:
         self._username = username
         return True
 
-    def password_auth_supported(self) -> bool:
-        return any(u.password for u in self._users.values())
+    def _refused(self) -> bool:
+        """No more attempts: this connection failed ``max_auth_attempts`` times, or its
+        source address is locked out; the client is then offered no method at all."""
+        if self._failures >= self._auth.limits.max_auth_attempts:
+            reason = f"{self._failures} failed attempts on this connection"
+        elif self._auth.throttle.locked(self._source, time.monotonic()):
+            reason = f"source {self._source} locked out after repeated failures"
+        else:
+            return False
+        if not self._refusal_logged:
+            self._refusal_logged = True
+            log.warning("ssh: authentication refused for %s: %s", self._peer, reason)
+        return True
 
-    def validate_password(self, username: str, password: str) -> bool:
-        user = self._users.get(username)
-        stored = user.password if user is not None else None
-        ok = bool(stored) and check_password(stored or "", password)
+    def password_auth_supported(self) -> bool:
+        return any(u.password for u in self._users.values()) and not self._refused()
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        if self._refused():
+            return False
+        ok = await self._auth.check(username, password)
         if not ok:
+            self._failures += 1
             log.warning("ssh: password refused for %r from %s", username, self._peer)
+            if self._auth.throttle.failed(self._source, time.monotonic()):
+                log.warning(
+                    "ssh: %s locked out for %s s after %d failed logins",
+                    self._source,
+                    self._auth.limits.auth_lockout,
+                    self._auth.limits.auth_failures_per_source,
+                )
         return ok
 
     def public_key_auth_supported(self) -> bool:
-        return any(self._keys.values())
+        return any(self._keys.values()) and not self._refused()
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         return key.public_data in self._keys.get(username, [])
@@ -169,10 +252,12 @@ class SshListener:
     acceptor: asyncssh.SSHAcceptor
     host: str
     port: int
+    pool: ThreadPoolExecutor
 
     async def close(self) -> None:
         self.acceptor.close()
         await self.acceptor.wait_closed()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def start_netconf_ssh(
@@ -182,14 +267,17 @@ async def start_netconf_ssh(
     port: int,
     host_keys: Sequence[asyncssh.SSHKey],
     users: Sequence[DeviceUser],
+    limits: NetconfLimits | None = None,
 ) -> SshListener:
     """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``)."""
     table = {u.name: u for u in users}
     if not table:
         raise ConfigError("NETCONF over SSH needs at least one configured user")
+    limits = limits or NetconfLimits()
+    auth = _Auth(table, limits, await _dummy_password(users))
     try:
         acceptor = await asyncssh.create_server(
-            lambda: _SshServer(netconf, table),
+            lambda: _SshServer(netconf, auth),
             host,
             port,
             server_host_keys=list(host_keys),
@@ -199,8 +287,10 @@ async def start_netconf_ssh(
             x11_forwarding=False,
             line_editor=False,
             keepalive_interval=0,
+            login_timeout=limits.login_timeout,
             encryption_algs=list(ENCRYPTION_ALGS),
         )
     except OSError as exc:
+        auth.pool.shutdown(wait=False)
         raise ConfigError(f"cannot listen for NETCONF/SSH on {host}:{port}: {exc}") from exc
-    return SshListener(acceptor, host, acceptor.get_port())
+    return SshListener(acceptor, host, acceptor.get_port(), auth.pool)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from zerotouch_plugin.errors import AccessDenied, ConfigError
+from zerotouch_plugin.errors import AccessDenied, ConfigError, TooManySessions
 from zerotouch_plugin.services.netconf.certmap import (
     CertToName,
     map_certificate,
@@ -126,9 +126,13 @@ class _TlsConnection(asyncio.Protocol):
             log.warning("netconf-tls: refused %s: %s", self._where, str(exc) or type(exc).__name__)
             self.abort()
             return
-        self._session = self._netconf.open_session(
-            SessionInfo(username, "netconf-tls", self._where), _record_writer(tls), tls.close
-        )
+        try:
+            self._session = self._netconf.open_session(
+                SessionInfo(username, "netconf-tls", self._where), _record_writer(tls), tls.close
+            )
+        except TooManySessions:
+            tls.close()
+            return
         for data in self._early:
             self._session.data_received(data)
         self._early.clear()
