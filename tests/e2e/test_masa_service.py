@@ -177,9 +177,11 @@ async def test_restart_keeps_ownership_and_audit_log(world: World, vendor: Path)
         beta = world.good_rvr("beta", nonce=OTHER_NONCE)
         status, _, text = await post(second.url, beta, trust=world.vendor_ca)
         assert status == 403 and b"already belongs" in text
+        alpha = world.domain().registrar
         status, headers, body = await post(
-            second.url, world.good_rvr(), trust=world.vendor_ca, path=AUDIT_PATH, accept=None
-        )
+            second.url, world.good_rvr(), trust=world.vendor_ca, client=alpha, path=AUDIT_PATH,
+            accept=None,
+        )  # fmt: skip
         assert status == 200 and headers["Content-Type"].startswith("application/json")
         log = json.loads(body)
         assert log["version"] == 1 and len(log["events"]) == 1
@@ -190,11 +192,12 @@ async def test_restart_keeps_ownership_and_audit_log(world: World, vendor: Path)
         assert set(log["truncation"]) == {"nonced duplicates", "nonceless duplicates", "arbitrary"}
         # RFC 8995 §5.8.1: a domain that never owned the device gets 404.
         status, _, text = await post(
-            second.url, world.good_rvr("beta"), trust=world.vendor_ca, path=AUDIT_PATH, accept=None
-        )
+            second.url, world.good_rvr("beta"), trust=world.vendor_ca, client=alpha,
+            path=AUDIT_PATH, accept=None,
+        )  # fmt: skip
         assert status == 404 and b"never received a voucher" in text
         status, _, _ = await post(
-            second.url, world.good_rvr(), trust=world.vendor_ca, path=AUDIT_PATH,
+            second.url, world.good_rvr(), trust=world.vendor_ca, client=alpha, path=AUDIT_PATH,
             accept="text/html",
         )  # fmt: skip
         assert status == 406

@@ -37,6 +37,7 @@ from zerotouch_plugin.artifacts.voucher import (
 )
 from zerotouch_plugin.config import MasaConfig
 from zerotouch_plugin.errors import (
+    AccessDenied,
     CertificateError,
     Expired,
     NotFound,
@@ -57,10 +58,12 @@ __all__ = [
     "VerifiedRequest",
     "audit_log",
     "check_audit_access",
+    "check_audit_client",
     "decide",
     "domain_id",
     "peek_serial",
     "pinned_certificate",
+    "pinned_certificates",
     "verify_registrar_request",
 ]
 
@@ -499,6 +502,56 @@ def check_audit_access(
             f"domain {requester} never received a voucher for device {request.serial}, so its "
             "audit log is not disclosed to it (RFC 8995 §5.8.1)"
         )
+
+
+def pinned_certificates(voucher_cms: Sequence[bytes]) -> list[x509.Certificate]:
+    """The distinct pinned-domain-certs of vouchers this MASA signed (CMS DER as stored)."""
+    found: dict[bytes, x509.Certificate] = {}
+    for signed in voucher_cms:
+        pinned = Voucher.from_json(cms.inspect(signed).content).pinned_domain_cert
+        found.setdefault(pinned, x509.load_der_x509_certificate(pinned))
+    return list(found.values())
+
+
+def check_audit_client(
+    request: VerifiedRequest,
+    tls_client_cert: x509.Certificate | None,
+    pinned: Sequence[x509.Certificate],
+    *,
+    now: datetime,
+) -> None:
+    """Only an authenticated registrar of a domain the device was vouched to gets its log.
+
+    The RVR alone proves nothing here: it is a signed object anyone who saw it can replay
+    (RFC 8995 §11.4 asks the MASA to restrict audit logs to the owner). So the TLS client
+    certificate (RFC 8995 §5.4) must chain to a pinned-domain-cert of a voucher issued for
+    this very device: the domain CA, or the registrar itself when the MASA pins registrars.
+    """
+    if tls_client_cert is None:
+        raise AccessDenied(
+            f"the audit log of device {request.serial} is served only over TLS with the "
+            "registrar's client certificate (RFC 8995 §5.4, §5.8.1); none was presented"
+        )
+    refusal = PolicyRefused(
+        f"TLS client certificate {_describe(tls_client_cert)} does not chain to the domain of "
+        f"any voucher issued for device {request.serial}, so its audit log is not disclosed "
+        "(RFC 8995 §5.8.1)"
+    )
+    if not pinned:
+        raise refusal
+    for anchor in pinned:
+        if _der(anchor) == _der(tls_client_cert):
+            return  # pin "registrar": the pinned certificate is the registrar's own
+    try:
+        certs.verify_chain(
+            tls_client_cert,
+            trust_anchors=pinned,
+            intermediates=[request.registrar, request.domain_ca],
+            now=now,
+            purpose="any",
+        )
+    except (UntrustedSigner, Expired) as exc:
+        raise refusal from exc
 
 
 def _event(entry: AuditEntry, truncated: int) -> dict[str, Any]:

@@ -15,17 +15,24 @@ import json
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.config import MasaConfig, load_config
-from zerotouch_plugin.errors import ConfigError, NotAcceptable, UnsupportedMediaType
+from zerotouch_plugin.errors import (
+    ConfigError,
+    Expired,
+    NotAcceptable,
+    UnsupportedMediaType,
+    UntrustedSigner,
+)
 from zerotouch_plugin.roles import masa
 from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
 from zerotouch_plugin.services._tls import peer_certificate, server_context
@@ -81,15 +88,32 @@ class MasaContext:
     signer: Identity
     tls: Identity
     repo: MasaRepository
+    # Server contexts handed out, so domains vouched to later become TLS client CAs too.
+    _contexts: list[ssl.SSLContext] = field(default_factory=list, compare=False, repr=False)
 
     def ssl_context(self) -> ssl.SSLContext:
-        """TLS 1.2+ with the MASA's TLS certificate; registrars' client certificates are
-        requested (and must chain to ``registrar_cas``) when such CAs are configured."""
-        return server_context(
+        """TLS 1.2+ with the MASA's TLS certificate. Registrars' client certificates are
+        requested when they can be verified: against ``registrar_cas`` and the domain
+        certificates the MASA vouched to or holds claims for (the audit log needs them,
+        RFC 8995 §5.8.1); ``trust_domain`` adds a domain while serving."""
+        domains = [x509.load_der_x509_certificate(d) for d in self.repo.domain_certs()]
+        context = server_context(
             self.tls,
-            client_cas=self.registrar_cas or None,
+            client_cas=[*self.registrar_cas, *domains] or None,
             require_client_cert=self.config.require_client_cert,
         )
+        # A pinned registrar certificate (pin "registrar") is an anchor without its CA.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        self._contexts.append(context)
+        return context
+
+    def trust_domain(self, cert: x509.Certificate) -> None:
+        """Accept TLS client certificates of this domain from now on (new connections)."""
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        for context in self._contexts:
+            context.load_verify_locations(cadata=pem)
+            if context.verify_mode == ssl.CERT_NONE:
+                context.verify_mode = ssl.CERT_OPTIONAL
 
     def close(self) -> None:
         self.repo.db.dispose()
@@ -157,11 +181,28 @@ def _verify(
     return request, device
 
 
+def _configured_registrar(
+    ctx: MasaContext, tls_cert: x509.Certificate | None, now: datetime
+) -> x509.Certificate | None:
+    """The TLS client certificate if it chains to ``registrar_cas``, else None.
+
+    TLS also lets through registrars of domains this MASA vouched to (for the audit log);
+    for voucher requests only the configured CAs authenticate a registrar (RFC 8995 §5.5.4).
+    """
+    if tls_cert is None or not ctx.registrar_cas:
+        return None
+    try:
+        certs.verify_chain(tls_cert, trust_anchors=ctx.registrar_cas, now=now, purpose="any")
+    except (UntrustedSigner, Expired):
+        return None
+    return tls_cert
+
+
 def issue_voucher(
     ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
 ) -> IssuedVoucher:
     """Verify, decide under the device lock, sign, and commit voucher + audit entry."""
-    request, _ = _verify(ctx, body, tls_cert, now)
+    request, _ = _verify(ctx, body, _configured_registrar(ctx, tls_cert, now), now)
 
     def decide(state: DeviceState) -> IssueRecord:
         decision = masa.decide(request, state, ctx.rules, now=now)
@@ -191,8 +232,11 @@ def issue_voucher(
 def audit_log_for(
     ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
 ) -> dict[str, object]:
-    """The RFC 8995 §5.8.1 log of the device the RVR names, for a domain that owned it."""
-    request, device = _verify(ctx, body, tls_cert, now)
+    """The RFC 8995 §5.8.1 log of the device the RVR names, for a domain that owned it,
+    asked by a registrar of a domain the device was vouched to (TLS client certificate)."""
+    request, device = _verify(ctx, body, _configured_registrar(ctx, tls_cert, now), now)
+    pinned = masa.pinned_certificates([v.cms for v in ctx.repo.vouchers(request.serial)])
+    masa.check_audit_client(request, tls_cert, pinned, now=now)
     entries = ctx.repo.audit_entries(request.serial)
     masa.check_audit_access(request, entries, ctx.rules, device.claim)
     return masa.audit_log(entries, max_events=ctx.config.audit_max_events)
@@ -222,6 +266,7 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
         issued = await asyncio.to_thread(
             issue_voucher, ctx, body, peer_certificate(request), clock()
         )
+        ctx.trust_domain(masa.pinned_certificates([issued.cms])[0])
         log.info(
             "voucher %d issued for %s to domain %s (%s, nonce %s) requested by %s",
             issued.id,

@@ -48,6 +48,10 @@ _BY_REASON: Mapping[str, type[ZerotouchError]] = {
 }
 
 
+class _HandshakeRefused(UpstreamUnavailable):
+    """The connection failed after TCP connected, with our client certificate presented."""
+
+
 class MasaClient:
     """One connection pool to any MASA; ``close()`` when the registrar stops."""
 
@@ -60,17 +64,24 @@ class MasaClient:
         retry_after: int,
     ) -> None:
         self._ssl: ssl.SSLContext = client_context(identity, trust=trust)
+        self._anonymous_ssl: ssl.SSLContext = client_context(None, trust=trust)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry_after = retry_after
         self._session: aiohttp.ClientSession | None = None
+        self._anonymous: aiohttp.ClientSession | None = None
 
     async def request_voucher(self, masa_url: str, registrar_request: bytes) -> bytes:
         """POST the registrar voucher-request; the voucher CMS back (RFC 8995 §5.5)."""
-        return await self._post(
-            f"{masa_url}/.well-known/brski/requestvoucher",
-            registrar_request,
-            accept=MEDIA_TYPE_VOUCHER_CMS,
-        )
+        url = f"{masa_url}/.well-known/brski/requestvoucher"
+        try:
+            return await self._post(url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS)
+        except _HandshakeRefused:
+            # A MASA that verifies client certificates against domains it knows resets the
+            # handshake of a new domain's registrar; RFC 8995 §5.5.4 lets it vouch anyway.
+            log.info("MASA %s refused our client certificate; asking without it", url)
+            return await self._post(
+                url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS, anonymous=True
+            )
 
     async def request_audit_log(self, masa_url: str, registrar_request: bytes) -> bytes:
         """POST the same voucher-request to /requestauditlog; JSON back (RFC 8995 §5.8.1)."""
@@ -81,28 +92,54 @@ class MasaClient:
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._anonymous):
+            if session is not None:
+                await session.close()
+        self._session = self._anonymous = None
 
-    async def _post(self, url: str, body: bytes, *, accept: str) -> bytes:
+    def _session_for(self, anonymous: bool) -> aiohttp.ClientSession:
+        """One handshake per request (``force_close``): a MASA that learned our domain from
+        the voucher it just issued asks for the client certificate only on a new connection
+        (the audit log needs it, RFC 8995 §5.8.1)."""
+        if anonymous:
+            if self._anonymous is None:
+                self._anonymous = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(ssl=self._anonymous_ssl, force_close=True),
+                    timeout=self._timeout,
+                )
+            return self._anonymous
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl), timeout=self._timeout
+                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True),
+                timeout=self._timeout,
             )
+        return self._session
+
+    def _unreachable(
+        self, url: str, exc: Exception, kind: type[UpstreamUnavailable] | None
+    ) -> UpstreamUnavailable:
+        log.warning("MASA %s unreachable: %s", url, exc)
+        return (kind or UpstreamUnavailable)(
+            f"the MASA at {url} is unreachable ({type(exc).__name__}: {exc}); "
+            "the request is kept, retry later",
+            retry_after=self._retry_after,
+        )
+
+    async def _post(self, url: str, body: bytes, *, accept: str, anonymous: bool = False) -> bytes:
+        session = self._session_for(anonymous)
         headers = {"Content-Type": MEDIA_TYPE_VOUCHER_CMS, "Accept": accept}
         try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers) as resp:
                 data = await resp.content.read(MAX_RESPONSE_BYTES + 1)
                 status, media = resp.status, resp.content_type
                 retry_after = resp.headers.get("Retry-After", "")
+        except (aiohttp.ClientSSLError, aiohttp.ClientOSError) as exc:
+            # Connected, then reset or alerted: the TLS handshake failed on the MASA's side
+            # (before any request was read) when a client certificate was presented.
+            refused = not anonymous and not isinstance(exc, aiohttp.ClientConnectorError)
+            raise self._unreachable(url, exc, _HandshakeRefused if refused else None) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.warning("MASA %s unreachable: %s", url, exc)
-            raise UpstreamUnavailable(
-                f"the MASA at {url} is unreachable ({type(exc).__name__}: {exc}); "
-                "the request is kept, retry later",
-                retry_after=self._retry_after,
-            ) from exc
+            raise self._unreachable(url, exc, None) from exc
         text = data[:500].decode("utf-8", "replace").strip()
         if status >= 500:
             wait = int(retry_after) if retry_after.isdigit() else self._retry_after

@@ -13,7 +13,9 @@ than anything held in memory.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,9 +148,33 @@ def _enable_wal(cursor: Any, path: Path) -> None:
         time.sleep(_WAL_RETRY_SECONDS)
 
 
+def _private_files(path: Path) -> None:
+    """The database and its -wal/-shm files readable by their owner only (0600).
+
+    They hold voucher-requests and enrollment records a replay could use. A new file is
+    created 0600 (SQLite gives -wal/-shm the mode of the main file); looser existing ones
+    are tightened, with a warning.
+    """
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise StorageError(f"database {path}: cannot open: {exc.strerror}") from exc
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+                log.warning("database file %s was mode %03o; now %03o", file, mode, mode & 0o700)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"database {file}: cannot restrict its mode: {exc}") from exc
+
+
 def _sqlite_engine(path: Path) -> Engine:
     if not path.parent.is_dir():
         raise ConfigError(f"database folder {path.parent} does not exist")
+    _private_files(path)
     engine = create_engine(f"sqlite:///{path}")
 
     @event.listens_for(engine, "connect")

@@ -265,6 +265,18 @@ class MasaRepository:
                 for r in rows
             ]
 
+    def domain_certs(self) -> list[bytes]:
+        """DER of every domain certificate the MASA knows: current owners' and claims'."""
+        with self.db.session() as s:
+            owners = s.scalars(
+                select(_Device.owner_domain_cert)
+                .where(_Device.owner_domain_cert.is_not(None))
+                .distinct()
+            )
+            found = {der for der in owners if der is not None}
+            found.update(s.scalars(select(_Claim.domain_cert).distinct()))
+            return sorted(found)
+
     def audit_entries(self, serial: str) -> list[AuditEntry]:
         """The device's audit log, newest first (the order RFC 8995 §5.8.1's example uses)."""
         with self.db.session() as s:

@@ -18,6 +18,7 @@ from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher
 from zerotouch_plugin.errors import (
+    AccessDenied,
     CertificateError,
     Expired,
     NotCMS,
@@ -397,3 +398,27 @@ def test_audit_access_only_for_domains_that_owned_the_device(world: World) -> No
     gamma = verify(world, world.good_rvr("gamma"))
     with expect(NotFound, 404, "never received a voucher"):
         masa.check_audit_access(gamma, _entries(world), MasaRules(), None)
+
+
+# -- who may read the audit log (RFC 8995 §5.8.1) --------------------------------------------
+
+
+def test_audit_log_needs_a_client_certificate_of_a_vouched_domain(world: World) -> None:
+    request = verify(world, world.good_rvr())
+    alpha, beta = world.domain("alpha"), world.domain("beta")
+    pinned = [alpha.ca.cert]
+    with expect(AccessDenied, 401, "none was presented"):
+        masa.check_audit_client(request, None, pinned, now=NOW)
+    with expect(PolicyRefused, 403, "does not chain to the domain of any voucher"):
+        masa.check_audit_client(request, beta.registrar.cert, pinned, now=NOW)
+    with expect(PolicyRefused, 403, "does not chain"):
+        masa.check_audit_client(request, alpha.registrar.cert, [], now=NOW)
+    masa.check_audit_client(request, alpha.registrar.cert, pinned, now=NOW)
+    # pin "registrar": the pinned certificate is the registrar's own.
+    masa.check_audit_client(request, alpha.registrar.cert, [alpha.registrar.cert], now=NOW)
+
+
+def test_pinned_certificates_are_read_from_the_stored_vouchers(world: World) -> None:
+    decision = masa.decide(verify(world, world.good_rvr()), empty(), MasaRules(), now=NOW)
+    signed = cms.sign(decision.voucher.to_json(), signer=world.masa_signer, now=NOW)
+    assert masa.pinned_certificates([signed, signed]) == [world.domain().ca.cert]

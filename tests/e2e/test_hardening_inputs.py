@@ -1,0 +1,96 @@
+"""Issue 11 hardening of inputs, against real processes on 127.0.0.1 with real clients.
+
+* The MASA's audit log (RFC 8995 §5.8.1) goes only to a registrar that authenticates with a
+  TLS client certificate of a domain the device was vouched to; a replayed registrar
+  voucher-request alone gets nothing.
+* Database files are readable by their owner only.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.support.masa_process import MasaProcess, free_port, post, write_vendor_folder
+from tests.support.masa_world import World
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.roles.masa import domain_id
+from zerotouch_plugin.services.masa_app import AUDIT_PATH, DB_FILE
+from zerotouch_plugin.store.db import open_database
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World(now=datetime.now(UTC))
+
+
+@pytest.fixture
+def vendor(world: World, tmp_path: Path) -> Path:
+    return write_vendor_folder(world, tmp_path / "V")
+
+
+@pytest.fixture
+def masa_proc(vendor: Path) -> Iterator[MasaProcess]:
+    proc = MasaProcess(vendor, free_port()).start()
+    yield proc
+    proc.stop()
+
+
+async def test_audit_log_needs_the_owners_registrar_certificate(
+    world: World, masa_proc: MasaProcess, vendor: Path
+) -> None:
+    url, trust = masa_proc.url, world.vendor_ca
+    alpha, beta = world.domain("alpha"), world.domain("beta")
+    rvr = world.good_rvr()  # the voucher-request an attacker replays
+    assert (await post(url, rvr, trust=trust))[0] == 200
+    # Beta gets a voucher for another device, so TLS knows beta's CA from now on.
+    other = world.rvr(
+        world.pvr(serial="ZT-0002", proximity=beta.registrar.cert), domain="beta", serial="ZT-0002"
+    )
+    assert (await post(url, other, trust=trust))[0] == 200
+
+    async def audit(client: Identity | None) -> tuple[int, bytes]:
+        status, _, body = await post(
+            url,
+            rvr,
+            trust=trust,
+            client=client,
+            path=AUDIT_PATH,
+            accept=None,
+        )
+        return status, body
+
+    status, body = await audit(None)
+    assert status == 401 and body.startswith(b"access-denied:"), body
+    assert b"client certificate" in body and b"none was presented" in body
+    status, body = await audit(beta.registrar)
+    assert status == 403 and body.startswith(b"policy-refused:"), body
+    assert b"does not chain to the domain of any voucher issued for device" in body
+    status, body = await audit(alpha.registrar)
+    assert status == 200, body
+    events = json.loads(body)["events"]
+    assert [e["domainID"] for e in events] == [domain_id(alpha.ca.cert)]
+    assert masa_proc.stop() == 0
+    log = "".join(masa_proc.output)
+    assert "refused 401" in log and "refused 403" in log
+
+
+def test_database_files_are_private(world: World, vendor: Path) -> None:
+    db_file = vendor / DB_FILE
+    db_file.touch(mode=0o644)
+    db_file.chmod(0o644)
+    db = open_database(db_file)
+    db.create_all()
+    for name in (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm"):
+        assert stat.S_IMODE((vendor / name).stat().st_mode) == 0o600, name
+    db.dispose()
+    fresh = vendor / "new.db"
+    db = open_database(fresh)
+    db.create_all()
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    db.dispose()
