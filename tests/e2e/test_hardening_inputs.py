@@ -4,6 +4,8 @@
   TLS client certificate of a domain the device was vouched to; a replayed registrar
   voucher-request alone gets nothing.
 * Database files are readable by their owner only.
+* RESTCONF (RFC 8040) refuses a DOCTYPE and answers 400, not 500, for JSON Python cannot
+  hold (nesting past the recursion limit, integers of more than 4300 digits).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.interop.test_restconf_curl import XML, Server, schema, server  # noqa: F401
 from tests.support.masa_process import MasaProcess, free_port, post, write_vendor_folder
 from tests.support.masa_world import World
 from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.device.datastore import Datastore
 from zerotouch_plugin.roles.masa import domain_id
 from zerotouch_plugin.services.masa_app import AUDIT_PATH, DB_FILE
 from zerotouch_plugin.store.db import open_database
@@ -94,3 +98,37 @@ def test_database_files_are_private(world: World, vendor: Path) -> None:
     db.create_all()
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
     db.dispose()
+
+
+SYSTEM = "/restconf/data/ietf-system:system"
+XXE = (
+    '<?xml version="1.0"?>\n<!DOCTYPE system [<!ENTITY xxe SYSTEM "file:///etc/hostname">]>\n'
+    '<system xmlns="urn:ietf:params:xml:ns:yang:ietf-system"><contact>&xxe;</contact></system>'
+)
+
+
+def _restconf_error(body: bytes) -> dict[str, str]:
+    error: dict[str, str] = json.loads(body)["ietf-restconf:errors"]["error"][0]
+    return error
+
+
+async def test_restconf_refuses_a_doctype_and_json_it_cannot_hold(server: Server) -> None:  # noqa: F811
+    before = server.ds.get(Datastore.RUNNING)
+    reply = await server.curl("PATCH", SYSTEM, body=XXE, media=XML)
+    assert reply.code == 400, reply
+    assert b"DOCTYPE" in reply.body and b"malformed-message" in reply.body
+    deep = '{"ietf-system:system": ' + "[" * 5000 + "]" * 5000 + "}"
+    reply = await server.curl("PUT", SYSTEM, body=deep)
+    assert reply.code == 400, reply
+    error = _restconf_error(reply.body)
+    assert error["error-tag"] == "malformed-message" and "not valid JSON" in error["error-message"]
+    huge = '{"ietf-system:system": {"contact": ' + "9" * 5000 + "}}"
+    reply = await server.curl("PUT", SYSTEM, body=huge)
+    assert reply.code == 400 and "not valid JSON" in _restconf_error(reply.body)["error-message"]
+    assert server.ds.get(Datastore.RUNNING) == before
+    # A legitimate client is still served.
+    patch = (
+        '<system xmlns="urn:ietf:params:xml:ns:yang:ietf-system"><contact>ops</contact></system>'
+    )
+    assert (await server.curl("PATCH", SYSTEM, body=patch, media=XML)).code == 204
+    assert server.ds.get(Datastore.RUNNING)["ietf-system:system"]["contact"] == "ops"

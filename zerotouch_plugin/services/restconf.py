@@ -399,22 +399,35 @@ def _filter_entry(
 # encodings
 
 
+# Hardened as NETCONF's: no DTD loaded, no entity expanded, no network, no huge trees.
 _XML_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
 )
 
 
 def _parse_xml(body: bytes) -> etree._Element:
+    """A DOCTYPE is refused outright: its entities would otherwise become silent empty text
+    (an XXE PATCH set a leaf to ""), and internal subsets are how XML bombs start."""
     try:
-        return etree.fromstring(body, _XML_PARSER)
+        root = etree.fromstring(body, _XML_PARSER)
     except etree.XMLSyntaxError as exc:
         raise InvalidInput(f"the body is not well-formed XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise InvalidInput("the body has a DOCTYPE declaration, which is not allowed")
+    return root
 
 
 def _parse_json(body: bytes) -> Any:
+    """ValueError also covers integers of more digits than Python converts (4300);
+    RecursionError is nesting deeper than the interpreter's limit: both are the client's."""
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
 
 
