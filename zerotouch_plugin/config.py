@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_DEVICE_DOMAIN",
     "DISCOVERY_METHODS",
     "CertToName",
+    "ConnectionLimits",
     "DeviceConfig",
     "DeviceUser",
     "MasaConfig",
@@ -97,6 +98,51 @@ def check_device_domain(domain: str) -> str:
     return lowered
 
 
+@dataclasses.dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client may hold of a listener (TOML table ``[limits]`` of every role).
+
+    Caps on open connections (all peers, and per source address) and the seconds a client
+    gets to finish the TLS handshake, to send a request's header (also the keep-alive idle
+    time) and to send its body: past them the connection is closed, so idle or slow
+    clients cannot pin memory or every slot.
+    """
+
+    max_connections: int = 1000
+    max_connections_per_ip: int = 100
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_connections_per_ip"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"limits.{name} must be an integer")
+            if value < 1:
+                raise ValueError(f"limits.{name} must be at least 1")
+        for name in ("handshake_timeout", "header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"limits.{name} must be a number of seconds")
+            if value <= 0:
+                raise ValueError(f"limits.{name} must be positive")
+
+
+def _limits(value: Any) -> ConnectionLimits:
+    """A ``[limits]`` table (or ConnectionLimits) as ConnectionLimits; unknown keys refused."""
+    if isinstance(value, ConnectionLimits):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError("limits must be a table")
+    known = {f.name for f in dataclasses.fields(ConnectionLimits)}
+    table = {str(k).replace("-", "_"): v for k, v in value.items()}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown limits keys: {', '.join(unknown)}")
+    return ConnectionLimits(**table)
+
+
 def _paths(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, str) or not all(isinstance(v, str) for v in value):
         raise TypeError(f"{name} must be a list of file paths")
@@ -126,8 +172,10 @@ class RegistrarConfig:
     handoff_max_backoff: float = 300.0  # cap on the retry delay
     handoff_timeout: float = 30.0  # seconds for one attempt (connect, RPCs, close)
     handoff_poll: float = 5.0  # seconds between looks for hand-offs queued elsewhere
+    limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", _limits(self.limits))
         object.__setattr__(
             self, "manufacturer_cas", _paths(self.manufacturer_cas, "manufacturer_cas")
         )
@@ -193,8 +241,10 @@ class MasaConfig:
     db: str | None = None  # database URL; None = V/masa.db (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
     audit_max_events: int = 1024  # longer audit logs are abridged (RFC 8995 §5.8.1)
+    limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", _limits(self.limits))
         object.__setattr__(self, "registrar_cas", _paths(self.registrar_cas, "registrar_cas"))
         for name, allowed in (("policy", MASA_POLICIES), ("pin", MASA_PINS)):
             value = getattr(self, name)
@@ -449,8 +499,10 @@ class DeviceConfig:
     discovery_timeout: float = 2.0
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
     netconf_limits: NetconfLimits = NetconfLimits()
+    limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", _limits(self.limits))
         limits = self.netconf_limits
         if isinstance(limits, Mapping):
             limits = NetconfLimits(**{str(k).replace("-", "_"): v for k, v in limits.items()})

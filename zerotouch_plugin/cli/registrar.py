@@ -308,6 +308,7 @@ def _split_listen(listen: str) -> tuple[str, int]:
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from zerotouch_plugin.services._limits import GatedTlsSite
     from zerotouch_plugin.services.registrar_app import load_registrar, registrar_app, tls_context
 
     config = _config(
@@ -325,7 +326,14 @@ async def _serve(args: argparse.Namespace) -> None:
     runner = web.AppRunner(registrar_app(registrar), handle_signals=False)
     await runner.setup()
     host, port = _split_listen(config.listen)
-    site = web.TCPSite(runner, host, port, ssl_context=tls_context(registrar))
+    site = GatedTlsSite(
+        runner,
+        host,
+        port,
+        tls_context(registrar),
+        service="registrar",
+        limits=config.limits,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -25,6 +25,7 @@ from zerotouch_plugin.errors import (
     UpstreamUnavailable,
     ZerotouchError,
 )
+from zerotouch_plugin.services._limits import deadline_middleware
 from zerotouch_plugin.services._tls import peer_certificate
 
 __all__ = [
@@ -173,7 +174,7 @@ def make_app(
         raise ValueError("body_limit must be positive")
     if not realm or '"' in realm or "\\" in realm:
         raise ValueError("realm must be a non-empty string without quotes or backslashes")
-    middlewares = [error_middleware(logger)]
+    middlewares = [error_middleware(logger), deadline_middleware]
     if anonymous is not None:
         middlewares.append(client_certificate_middleware(anonymous))
     app = web.Application(middlewares=middlewares, client_max_size=body_limit)

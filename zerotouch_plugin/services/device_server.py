@@ -170,7 +170,11 @@ class DeviceServer:
             if netconf_tls:
                 host, port = parse_address(netconf_tls, "--netconf-tls")
                 self._tls = await start_netconf_tls(
-                    self.netconf, host=host, port=port, settings=self._current_tls
+                    self.netconf,
+                    host=host,
+                    port=port,
+                    settings=self._current_tls,
+                    limits=self.config.limits,
                 )
                 self.bound["netconf-tls"] = (host, self._tls.port)
             if restconf_address:
@@ -195,7 +199,7 @@ class DeviceServer:
         if "restconf" in self.bound:
             port = self.bound["restconf"][1]  # keep the address clients know
         self._restconf = await restconf.start_restconf(
-            self._restconf_app, host=host, port=port, ssl_context=ctx
+            self._restconf_app, host=host, port=port, ssl_context=ctx, limits=self.config.limits
         )
         self.bound["restconf"] = (host, restconf.bound_port(self._restconf))
 

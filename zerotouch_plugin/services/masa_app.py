@@ -35,6 +35,7 @@ from zerotouch_plugin.errors import (
 )
 from zerotouch_plugin.roles import masa
 from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
+from zerotouch_plugin.services._limits import GatedTlsSite
 from zerotouch_plugin.services._tls import peer_certificate, server_context
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.masa import DeviceState, IssuedVoucher, IssueRecord, MasaRepository
@@ -298,7 +299,9 @@ async def start_masa(
     """Serve the MASA over HTTPS on host:port (0 = any free port); returns the bound port."""
     runner = web.AppRunner(masa_app(ctx, clock=clock), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ctx.ssl_context())
+    site = GatedTlsSite(
+        runner, host, port, ctx.ssl_context(), service="masa", limits=ctx.config.limits
+    )
     await site.start()
     bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
     return runner, int(bound[0]) if bound else port

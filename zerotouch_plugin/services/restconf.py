@@ -24,14 +24,14 @@ one, or whose certificate maps to no username, is answered 401 with the challeng
 no HTTP authentication scheme is registered for TLS client certificates, so the scheme names
 what to present: the one the registrar and MASA send, ``services/_http.py``).
 
-The TLS handshake is driven here rather than by asyncio's server (``_TlsSite``), so a refused
-handshake (no certificate, an unknown CA, a timeout) is logged with the peer's address and
-the reason, as NETCONF/TLS logs it: ``restconf: refused HOST:PORT: <reason>``.
+The listener is ``services/_limits.py``'s ``GatedTlsSite``: connection caps, and deadlines for
+the TLS handshake, each request header and body; a refused handshake (no certificate, an
+unknown CA, a timeout) is logged with the peer's address and the reason, as NETCONF/TLS logs
+it: ``restconf: refused HOST:PORT: <reason>``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -64,7 +64,7 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
-from zerotouch_plugin.config import DeviceConfig
+from zerotouch_plugin.config import ConnectionLimits, DeviceConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import Operation, edit_at, member_node
 from zerotouch_plugin.device.schema import DeviceSchema
@@ -85,6 +85,7 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 from zerotouch_plugin.services._http import AUTH_SCHEME, media_type_of
+from zerotouch_plugin.services._limits import GatedTlsSite, deadline_middleware
 from zerotouch_plugin.services.netconf.certmap import map_certificate, peer_certificates
 
 __all__ = [
@@ -118,7 +119,6 @@ CAPABILITIES: Final = (
 WWW_AUTHENTICATE: Final = f'{AUTH_SCHEME} realm="restconf"'
 # RFC 8040 §4.6.1: the media types a plain-patch PATCH accepts (no YANG Patch, RFC 8072).
 _ACCEPT_PATCH: Final = "application/yang-data+json, application/yang-data+xml"
-_HANDSHAKE_TIMEOUT: Final = 60.0  # seconds; asyncio's default, which the listener had before
 
 Tree = dict[str, Any]
 _HOST_META = (
@@ -1025,7 +1025,9 @@ def restconf_app(
         body_limit=body_limit,
         startup_follows=netconf is not None and "startup" in netconf.features,
     )
-    app = web.Application(middlewares=[_error_middleware], client_max_size=body_limit)
+    app = web.Application(
+        middlewares=[_error_middleware, deadline_middleware], client_max_size=body_limit
+    )
     app[_STATE] = state
 
     def touched(ds: Datastore, _tree: Tree) -> None:
@@ -1056,120 +1058,16 @@ def _monitoring_state() -> Tree:
     }
 
 
-class _Handshake(asyncio.Protocol):
-    """One TCP connection of ``_TlsSite``: TLS is started here, then the connection is handed
-    to aiohttp's request handler; a refused handshake is logged as NETCONF/TLS logs it."""
-
-    def __init__(self, site: _TlsSite) -> None:
-        self._site = site
-        self._raw: asyncio.Transport | None = None
-        self._early: list[bytes] = []  # data decrypted before the handler took over
-        self._lost = False
-        self._where = "?"
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()  # the ClientHello is for start_tls, not for us
-        self._raw = transport
-        peer = transport.get_extra_info("peername")
-        self._where = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self._site.pending.add(self)
-        asyncio.get_running_loop().create_task(self._handshake(transport))
-
-    async def _handshake(self, raw: asyncio.Transport) -> None:
-        try:
-            tls = await asyncio.get_running_loop().start_tls(
-                raw,
-                self,
-                self._site.context,
-                server_side=True,
-                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT,
-            )
-            if tls is None or self._lost:
-                raise ConnectionError("connection closed during the handshake")
-        except (ssl.SSLError, OSError, TimeoutError) as exc:
-            log.warning("restconf: refused %s: %s", self._where, str(exc) or type(exc).__name__)
-            self.abort()
-            return
-        finally:
-            self._site.pending.discard(self)
-        handler = self._site.handler_factory()
-        if handler is None:  # the site stopped during the handshake
-            tls.abort()
-            return
-        tls.set_protocol(handler)
-        handler.connection_made(tls)
-        for data in self._early:
-            handler.data_received(data)
-        self._early.clear()
-
-    def data_received(self, data: bytes) -> None:
-        self._early.append(data)  # the client's request may come with the handshake's end
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._site.pending.discard(self)
-
-    def abort(self) -> None:
-        self._site.pending.discard(self)
-        if self._raw is not None:
-            self._raw.abort()
-
-
-class _TlsSite(web.BaseSite):
-    """aiohttp's ``TCPSite`` over TLS, but the handshake is started per connection by
-    ``_Handshake`` (as NETCONF/TLS does): asyncio's own TLS server drops failed handshakes
-    without a word, and an operator needs to see who was refused and why."""
-
-    __slots__ = ("_bound", "_host", "_port", "_stopped", "context", "pending")
-
-    def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext
-    ) -> None:
-        super().__init__(runner, ssl_context=ssl_context)
-        self._host = host
-        self._port = port
-        self._bound = port
-        self.context = ssl_context
-        self.pending: set[_Handshake] = set()
-        self._stopped = False
-
-    @property
-    def name(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"https://{host}:{self._bound}"
-
-    def handler_factory(self) -> asyncio.Protocol | None:
-        """aiohttp's request handler for a new connection; None once the site has stopped."""
-        server = self._runner.server
-        return None if self._stopped or server is None else server()
-
-    async def start(self) -> None:
-        await super().start()
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Handshake(self), self._host, self._port)
-        sockets = self._server.sockets
-        if sockets:
-            self._bound = int(sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        self._stopped = True
-        for pending in list(self.pending):
-            pending.abort()
-        await super().stop()
-
-
 async def start_restconf(
     app_or_datastores: web.Application | Datastores,
     *,
     host: str,
     port: int,
     ssl_context: ssl.SSLContext,
+    limits: ConnectionLimits | None = None,
 ) -> web.AppRunner:
-    """Serve RESTCONF on ``host:port`` (0: a free port, see ``bound_port``) over TLS.
+    """Serve RESTCONF on ``host:port`` (0: a free port, see ``bound_port``) over TLS, with
+    ``limits`` (connection caps and deadlines; the defaults when None).
 
     Stop it with ``await runner.cleanup()``.
     """
@@ -1180,7 +1078,9 @@ async def start_restconf(
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = _TlsSite(runner, host, port, ssl_context)
+    site = GatedTlsSite(
+        runner, host, port, ssl_context, service="restconf", limits=limits or ConnectionLimits()
+    )
     await site.start()
     log.info("RESTCONF listening on https://%s:%d", host, bound_port(runner))
     return runner

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from zerotouch_plugin.config import ConnectionLimits
 from zerotouch_plugin.errors import AccessDenied, ConfigError, TooManySessions
+from zerotouch_plugin.services._limits import ConnectionGate, peer_ip
 from zerotouch_plugin.services.netconf.certmap import (
     CertToName,
     map_certificate,
@@ -31,7 +33,6 @@ __all__ = ["TlsListener", "TlsSettings", "start_netconf_tls"]
 
 log = logging.getLogger(__name__)
 
-_HANDSHAKE_TIMEOUT = 10.0
 # Plaintext bytes per TLS record. ncclient (<= 0.7) reads 4096 bytes each time select()
 # reports the socket readable and never drains what OpenSSL already decrypted, so the tail
 # of a larger record waits until more bytes arrive: a reply's end would hang there. Records
@@ -83,10 +84,16 @@ class _TlsConnection(asyncio.Protocol):
         netconf: NetconfServer,
         settings: Callable[[], TlsSettings | None],
         registry: set[_TlsConnection],
+        gate: ConnectionGate,
+        handshake_timeout: float,
     ) -> None:
         self._netconf = netconf
         self._settings = settings
         self._registry = registry
+        self._gate = gate
+        self._handshake_timeout = handshake_timeout
+        self._ip = "?"
+        self._admitted = False
         self._transport: asyncio.BaseTransport | None = None
         self._session: NetconfSession | None = None
         self._early: list[bytes] = []  # data that arrived before the session was opened
@@ -94,10 +101,13 @@ class _TlsConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()  # no byte of the ClientHello may be read before TLS starts
         self._transport = transport
-        peer = transport.get_extra_info("peername")
-        self._where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._ip, self._where = peer_ip(transport)
+        if not self._gate.admit(self._ip):
+            transport.abort()
+            return
+        self._admitted = True
+        transport.pause_reading()  # no byte of the ClientHello may be read before TLS starts
         self._registry.add(self)
         asyncio.get_running_loop().create_task(self._handshake(transport))
 
@@ -111,7 +121,7 @@ class _TlsConnection(asyncio.Protocol):
                 self,
                 current.context,
                 server_side=True,
-                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT,
+                ssl_handshake_timeout=self._handshake_timeout,
             )
             if tls is None:
                 raise ConnectionError("connection closed during the handshake")
@@ -149,7 +159,7 @@ class _TlsConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._registry.discard(self)
+        self._release()
         if self._session is not None:
             self._session.connection_lost()
 
@@ -159,8 +169,14 @@ class _TlsConnection(asyncio.Protocol):
         else:
             self.abort()
 
-    def abort(self) -> None:
+    def _release(self) -> None:
         self._registry.discard(self)
+        if self._admitted:
+            self._admitted = False
+            self._gate.release(self._ip)
+
+    def abort(self) -> None:
+        self._release()
         if self._transport is not None:
             self._transport.abort()  # type: ignore[attr-defined]
 
@@ -182,16 +198,22 @@ async def start_netconf_tls(
     host: str,
     port: int,
     settings: Callable[[], TlsSettings | None],
+    limits: ConnectionLimits | None = None,
 ) -> TlsListener:
     """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``).
 
     ``settings`` is called for every connection; None refuses it (no identity yet).
+    ``limits``: connection caps and the handshake deadline (the defaults when None).
     """
+    limits = limits or ConnectionLimits()
     registry: set[_TlsConnection] = set()
+    gate = ConnectionGate("netconf-tls", limits)
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(
-            lambda: _TlsConnection(netconf, settings, registry), host, port
+            lambda: _TlsConnection(netconf, settings, registry, gate, limits.handshake_timeout),
+            host,
+            port,
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen for NETCONF/TLS on {host}:{port}: {exc}") from exc

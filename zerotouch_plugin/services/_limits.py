@@ -1,0 +1,390 @@
+"""What a client may hold of a listener: connection caps and TLS / HTTP deadlines.
+
+Every TLS listener (registrar, MASA, RESTCONF, NETCONF/TLS) admits a connection through a
+``ConnectionGate`` (a global cap and a cap per source address; over a cap the connection is
+closed at once) and gives the client ``handshake_timeout`` seconds to finish TLS. The HTTPS
+listeners (``GatedTlsSite``) then give it ``header_timeout`` seconds for each request's header
+(and as keep-alive idle time) and ``body_timeout`` seconds for its body: aiohttp itself waits
+forever for both, so a slow client would hold its connection, and its memory, for good.
+
+An unfinished handshake costs about 300 KiB (asyncio's 256 KiB TLS buffer, OpenSSL's state):
+the caps bound that, and ``return_freed_memory`` gives it back once connections were cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import logging
+import ssl
+import time
+from collections import Counter
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from zerotouch_plugin.config import ConnectionLimits
+
+__all__ = [
+    "ConnectionGate",
+    "GatedTlsSite",
+    "deadline_middleware",
+    "return_freed_memory",
+]
+
+log = logging.getLogger(__name__)
+
+# Seconds between two log lines about refused connections of one listener (one per burst).
+_REFUSAL_LOG_INTERVAL = 10.0
+_TRIM_DELAY = 1.0  # seconds after connections ended before their memory is given back
+_TRIM_AFTER = 32  # ended connections worth a collection (fewer: left to the garbage collector)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_libc()
+
+
+def return_freed_memory() -> None:
+    """Free what ended connections left and give it back to the system.
+
+    asyncio's TLS protocol and transport refer to each other, so a cut handshake is freed
+    only by a full collection, which a quiet server may not run for a long time; glibc then
+    keeps the freed heap unless trimmed (``malloc_trim``; skipped elsewhere).
+    """
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+class ConnectionGate:
+    """Counts the open connections of one listener, in all and per source address."""
+
+    def __init__(self, service: str, limits: ConnectionLimits) -> None:
+        self._service = service
+        self._limits = limits
+        self._per_ip: Counter[str] = Counter()
+        self._total = 0
+        self._refused = 0
+        self._last_log = -_REFUSAL_LOG_INTERVAL
+        self._trim: asyncio.TimerHandle | None = None
+        self._ended = 0
+
+    @property
+    def open(self) -> int:
+        return self._total
+
+    def admit(self, ip: str) -> bool:
+        """Take a slot for a connection from ``ip``; False (and a log line per burst) over a cap."""
+        if self._total >= self._limits.max_connections:
+            reason = f"{self._total} connections open (max_connections)"
+        elif self._per_ip[ip] >= self._limits.max_connections_per_ip:
+            reason = f"{self._per_ip[ip]} connections open from {ip} (max_connections_per_ip)"
+        else:
+            self._total += 1
+            self._per_ip[ip] += 1
+            return True
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._last_log >= _REFUSAL_LOG_INTERVAL:
+            log.warning(
+                "%s: refusing connections: %s; %d refused since the last report",
+                self._service,
+                reason,
+                self._refused,
+            )
+            self._refused = 0
+            self._last_log = now
+        return False
+
+    def release(self, ip: str) -> None:
+        self._total -= 1
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]
+        self._ended += 1
+        if self._ended >= _TRIM_AFTER and self._trim is None:  # at most one a second
+            self._trim = asyncio.get_running_loop().call_later(_TRIM_DELAY, self._trimmed)
+
+    def _trimmed(self) -> None:
+        self._trim = None
+        self._ended = 0
+        return_freed_memory()
+
+
+def peer_ip(transport: asyncio.BaseTransport) -> tuple[str, str]:
+    """(source address, "HOST:PORT") of a connection."""
+    peer = transport.get_extra_info("peername")
+    if not peer:
+        return "?", "?"
+    return str(peer[0]), f"{peer[0]}:{peer[1]}"
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection of a ``GatedTlsSite``: admitted by the gate, TLS started here
+    (a refusal is logged with the peer and reason), then aiohttp's request handler is fed
+    through this protocol so the slot is released when the connection ends."""
+
+    def __init__(self, site: GatedTlsSite) -> None:
+        self._site = site
+        self._raw: asyncio.Transport | None = None
+        self._tls: asyncio.Transport | None = None
+        self._handler: asyncio.Protocol | None = None
+        self._early: list[bytes] = []  # data decrypted before the handler took over
+        self._ip = "?"
+        self._where = "?"
+        self._admitted = False
+        self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._raw = transport
+        self._ip, self._where = peer_ip(transport)
+        if not self._site.gate.admit(self._ip):
+            transport.abort()
+            return
+        self._admitted = True
+        transport.pause_reading()  # the ClientHello is for start_tls, not for us
+        self._site.pending.add(self)
+        asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        site = self._site
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                raw,
+                self,
+                site.context,
+                server_side=True,
+                ssl_handshake_timeout=site.limits.handshake_timeout,
+            )
+            if tls is None or self._closed:
+                raise ConnectionError("connection closed during the handshake")
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            log.warning(
+                "%s: refused %s: %s", site.service, self._where, str(exc) or type(exc).__name__
+            )
+            self.abort()
+            return
+        finally:
+            site.pending.discard(self)
+        handler = site.handler_factory()
+        if handler is None:  # the site stopped during the handshake
+            tls.abort()
+            return
+        self._tls = tls
+        self._handler = handler
+        site.live[tls] = self
+        handler.connection_made(tls)
+        self.await_header()
+        for data in self._early:
+            handler.data_received(data)
+        self._early.clear()
+
+    # -- deadlines (set by deadline_middleware as requests come and go) ---------------------
+
+    def _arm(self, seconds: float, what: str) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire, what)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, what: str) -> None:
+        log.warning("%s: closed %s: %s", self._site.service, self._where, what)
+        self.abort()
+
+    def await_header(self) -> None:
+        """The next request's header must come within header_timeout."""
+        seconds = self._site.limits.header_timeout
+        self._arm(seconds, f"no complete request header within {seconds:g} s")
+
+    def request_started(self) -> None:
+        self._disarm()
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    @property
+    def service(self) -> str:
+        return self._site.service
+
+    @property
+    def body_timeout(self) -> float:
+        return self._site.limits.body_timeout
+
+    # -- asyncio.Protocol, forwarded to aiohttp once TLS is up -------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._handler is None:
+            self._early.append(data)  # the request may come with the handshake's end
+        else:
+            self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._handler is None:
+            return False
+        return self._handler.eof_received()
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        if self._handler is not None:
+            self._handler.connection_lost(exc)
+
+    def _release(self) -> None:
+        self._closed = True
+        self._disarm()
+        self._site.pending.discard(self)
+        if self._tls is not None:
+            self._site.live.pop(self._tls, None)
+        if self._admitted:
+            self._admitted = False
+            self._site.gate.release(self._ip)
+
+    def abort(self) -> None:
+        self._release()
+        transport = self._tls or self._raw
+        if transport is not None:
+            transport.abort()
+
+
+class GatedTlsSite(web.BaseSite):
+    """aiohttp's ``TCPSite`` over TLS with the listener's ``ConnectionLimits`` applied: the
+    handshake is started per connection (``_Connection``), so who was refused, and why, is
+    logged (asyncio's own TLS server drops failed handshakes without a word)."""
+
+    __slots__ = (
+        "_bound",
+        "_host",
+        "_port",
+        "_stopped",
+        "context",
+        "gate",
+        "limits",
+        "live",
+        "pending",
+        "service",
+    )
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        *,
+        service: str,
+        limits: ConnectionLimits,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._bound = port
+        self.context = ssl_context
+        self.service = service
+        self.limits = limits
+        self.gate = ConnectionGate(service, limits)
+        self.pending: set[_Connection] = set()
+        self.live: dict[asyncio.BaseTransport, _Connection] = {}
+        self._stopped = False
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self._bound}"
+
+    def handler_factory(self) -> asyncio.Protocol | None:
+        """aiohttp's request handler for a new connection; None once the site has stopped."""
+        server = self._runner.server
+        return None if self._stopped or server is None else server()
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self._host, self._port)
+        _SITES.add(self)
+        sockets = self._server.sockets
+        if sockets:
+            self._bound = int(sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self._stopped = True
+        _SITES.discard(self)
+        for pending in list(self.pending):
+            pending.abort()
+        await super().stop()
+
+
+_SITES: set[GatedTlsSite] = set()
+
+
+def _connection_of(request: web.Request) -> _Connection | None:
+    transport = request.transport
+    if transport is None:
+        return None
+    for site in _SITES:
+        conn = site.live.get(transport)
+        if conn is not None:
+            return conn
+    return None
+
+
+@web.middleware
+async def deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Middleware: the header has come (stop its clock); the body must come within
+    body_timeout (read here, aiohttp keeps it for the handler); afterwards the next header
+    must come within header_timeout. Connections not of a ``GatedTlsSite`` pass as they are."""
+    conn = _connection_of(request)
+    if conn is None:
+        return await handler(request)
+    conn.request_started()
+    seconds = conn.body_timeout
+    try:
+        await asyncio.wait_for(request.read(), seconds)
+    except TimeoutError:
+        log.warning(
+            "%s: closed %s: %s %s body not received within %g s",
+            conn.service,
+            conn.where,
+            request.method,
+            request.path,
+            seconds,
+        )
+        conn.abort()
+        raise web.HTTPRequestTimeout() from None
+    except web.HTTPRequestEntityTooLarge:
+        log.warning(
+            "%s: %s %s from %s: body over the limit",
+            conn.service,
+            request.method,
+            request.path,
+            conn.where,
+        )
+        raise
+    try:
+        return await handler(request)
+    finally:
+        conn.await_header()
