@@ -25,6 +25,8 @@ from tests.support.device_pki import DevicePki, make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
 from tests.support.processes import ServerProcess, run_cli, server
 from zerotouch_plugin.artifacts.certs import write_certs, write_key
+from zerotouch_plugin.config import ConnectionLimits, DeviceConfig, RegistrarConfig, load_config
+from zerotouch_plugin.errors import ConfigError
 
 HANDSHAKE = 3  # seconds: the handshake and header deadlines of the test configurations
 BODY = 3
@@ -321,3 +323,18 @@ def test_restconf_slowloris_and_endless_bodies_are_cut(dev: Device) -> None:
     assert "no complete request header within" in log
     assert "body over the limit" in log and "body not received within" in log
     assert dev.restconf_curl() == 200
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_limits_are_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "registrar.toml"
+    path.write_text("[limits]\nmax-connections-per-ip = 5\nhandshake_timeout = 2.5\n")
+    limits = load_config(RegistrarConfig, path, {}).limits
+    assert (limits.max_connections_per_ip, limits.handshake_timeout) == (5, 2.5)
+    assert limits.max_connections == ConnectionLimits().max_connections
+    for bad in ("max_connections = 0", "body_timeout = -1", "header_timeout = true", "x = 1"):
+        path.write_text(f"[limits]\n{bad}\n")
+        with pytest.raises(ConfigError, match="limits"):
+            load_config(DeviceConfig, path, {})

@@ -31,6 +31,7 @@ __all__ = [
     "ConnectionGate",
     "GatedTlsSite",
     "deadline_middleware",
+    "peer_ip",
     "return_freed_memory",
 ]
 
@@ -210,6 +211,8 @@ class _Connection(asyncio.Protocol):
 
     def await_header(self) -> None:
         """The next request's header must come within header_timeout."""
+        if self._closed:
+            return
         seconds = self._site.limits.header_timeout
         self._arm(seconds, f"no complete request header within {seconds:g} s")
 
