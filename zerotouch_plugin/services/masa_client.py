@@ -133,9 +133,13 @@ class MasaClient:
                 data = await resp.content.read(MAX_RESPONSE_BYTES + 1)
                 status, media = resp.status, resp.content_type
                 retry_after = resp.headers.get("Retry-After", "")
-        except (aiohttp.ClientSSLError, aiohttp.ClientOSError) as exc:
-            # Connected, then reset or alerted: the TLS handshake failed on the MASA's side
-            # (before any request was read) when a client certificate was presented.
+        except (
+            aiohttp.ClientSSLError,
+            aiohttp.ClientOSError,
+            aiohttp.ServerDisconnectedError,
+        ) as exc:
+            # Connected, then reset, alerted or closed: with TLS 1.3 a client certificate the
+            # MASA cannot verify fails its side of the handshake, before any request is read.
             refused = not anonymous and not isinstance(exc, aiohttp.ClientConnectorError)
             raise self._unreachable(url, exc, _HandshakeRefused if refused else None) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -155,10 +155,14 @@ def _private_files(path: Path) -> None:
     created 0600 (SQLite gives -wal/-shm the mode of the main file); looser existing ones
     are tightened, with a warning.
     """
+    # Only a missing file is opened here: closing any descriptor of a file drops every POSIX
+    # lock this process holds on it, and SQLite connections of this process may hold some.
     try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     except OSError as exc:
-        raise StorageError(f"database {path}: cannot open: {exc.strerror}") from exc
+        raise StorageError(f"database {path}: cannot create: {exc.strerror}") from exc
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
             mode = stat.S_IMODE(file.stat().st_mode)
