@@ -4,6 +4,7 @@
   TLS client certificate of a domain the device was vouched to; a replayed registrar
   voucher-request alone gets nothing.
 * Database files are readable by their owner only.
+* Client-supplied text is escaped and bounded wherever it is logged or printed.
 * RESTCONF (RFC 8040) refuses a DOCTYPE and answers 400, not 500, for JSON Python cannot
   hold (nesting past the recursion limit, integers of more than 4300 digits).
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.test_registrar_service import World as Lab
+from tests.e2e.test_registrar_service import bootstrap_voucher, idevid_of, world, zt  # noqa: F401
 from tests.interop.test_restconf_curl import XML, Server, schema, server  # noqa: F401
 from tests.support.masa_process import MasaProcess, free_port, post, write_vendor_folder
 from tests.support.masa_world import World
@@ -29,13 +32,13 @@ from zerotouch_plugin.store.db import open_database
 
 
 @pytest.fixture(scope="module")
-def world() -> World:
+def masa_world() -> World:
     return World(now=datetime.now(UTC))
 
 
 @pytest.fixture
-def vendor(world: World, tmp_path: Path) -> Path:
-    return write_vendor_folder(world, tmp_path / "V")
+def vendor(masa_world: World, tmp_path: Path) -> Path:
+    return write_vendor_folder(masa_world, tmp_path / "V")
 
 
 @pytest.fixture
@@ -46,15 +49,17 @@ def masa_proc(vendor: Path) -> Iterator[MasaProcess]:
 
 
 async def test_audit_log_needs_the_owners_registrar_certificate(
-    world: World, masa_proc: MasaProcess, vendor: Path
+    masa_world: World, masa_proc: MasaProcess, vendor: Path
 ) -> None:
-    url, trust = masa_proc.url, world.vendor_ca
-    alpha, beta = world.domain("alpha"), world.domain("beta")
-    rvr = world.good_rvr()  # the voucher-request an attacker replays
+    url, trust = masa_proc.url, masa_world.vendor_ca
+    alpha, beta = masa_world.domain("alpha"), masa_world.domain("beta")
+    rvr = masa_world.good_rvr()  # the voucher-request an attacker replays
     assert (await post(url, rvr, trust=trust))[0] == 200
     # Beta gets a voucher for another device, so TLS knows beta's CA from now on.
-    other = world.rvr(
-        world.pvr(serial="ZT-0002", proximity=beta.registrar.cert), domain="beta", serial="ZT-0002"
+    other = masa_world.rvr(
+        masa_world.pvr(serial="ZT-0002", proximity=beta.registrar.cert),
+        domain="beta",
+        serial="ZT-0002",
     )
     assert (await post(url, other, trust=trust))[0] == 200
 
@@ -84,7 +89,7 @@ async def test_audit_log_needs_the_owners_registrar_certificate(
     assert "refused 401" in log and "refused 403" in log
 
 
-def test_database_files_are_private(world: World, vendor: Path) -> None:
+def test_database_files_are_private(vendor: Path) -> None:
     db_file = vendor / DB_FILE
     db_file.touch(mode=0o644)
     db_file.chmod(0o644)
@@ -132,3 +137,46 @@ async def test_restconf_refuses_a_doctype_and_json_it_cannot_hold(server: Server
     )
     assert (await server.curl("PATCH", SYSTEM, body=patch, media=XML)).code == 204
     assert server.ds.get(Datastore.RUNNING)["ietf-system:system"]["contact"] == "ops"
+
+
+FORGED = "%0d%0a2026-01-01%20masa:%20voucher%20issued%1b%5b31m"
+
+
+def test_percent_encoded_controls_in_a_path_are_logged_escaped(world: Lab) -> None:  # noqa: F811
+    for base, cacert, log in (
+        (world.masa_url, world.root / "V" / "ca.pem", world.root / "masa.log"),
+        (world.registrar.url, None, world.root / "registrar.log"),
+    ):
+        world.masa.start()
+        reply = world.curl("/x" + FORGED, client=None, base=base, cacert=cacert)
+        assert reply.status in (401, 404), reply
+        text = log.read_bytes()
+        line = next(ln for ln in text.splitlines() if b"/x\\x0d\\x0a2026" in ln)
+        assert b"\x1b" not in text and b"\r" not in text, line
+        assert b"voucher issued\\x1b[31m" in line
+    # Still serving legitimate clients.
+    assert world.curl("/.well-known/est/cacerts", client=None).status == 200
+
+
+def test_a_pledges_status_reason_is_escaped_and_bounded_in_the_table(world: Lab) -> None:  # noqa: F811
+    pledge, relayed = bootstrap_voucher(world, "E2E-ESC")
+    assert relayed.status == 200, relayed
+    reason = "\x1b[2J\x1b[31mred\r\nforged row\u202e" + "A" * 60_000
+    report = json.dumps({"version": 1, "status": False, "reason": reason})
+    done = world.curl(
+        "/.well-known/brski/voucher_status",
+        client=idevid_of(pledge),
+        data=report.encode(),
+        content_type="application/json",
+    )
+    assert done.status == 200, done
+    table = zt("registrar", "devices", "--dir", world.r)
+    assert "\x1b" not in table and "\r" not in table and "\u202e" not in table
+    (row,) = [ln for ln in table.splitlines() if ln.startswith("E2E-ESC")]
+    assert "\\x1b[2J\\x1b[31mred\\x0d\\x0aforged row\\u202e" in row and len(row) < 400, row
+    # --json keeps the exact stored value: JSON escapes the control characters itself.
+    listing = json.loads(zt("registrar", "devices", "--dir", world.r, "--json"))
+    (record,) = [d for d in listing["devices"] if d["serial"] == "E2E-ESC"]
+    assert record["last_error"] == f"voucher_status: {reason}"
+    log = (world.root / "registrar.log").read_bytes()
+    assert b"\x1b" not in log and b"A" * 1000 not in log

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, RegistrarConfig, load_config
 from zerotouch_plugin.errors import ConfigError, ZerotouchError
@@ -55,6 +56,9 @@ DEVICE_COLUMNS = (
     ("last_error", "last error"),
     ("updated_at", "updated (UTC)"),
 )
+
+
+CELL_LIMIT = 80  # characters of a stored value shown in a table cell
 
 
 def _now() -> datetime:
@@ -153,7 +157,9 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    # Stored strings may come from a pledge (status reasons, serials): escaped, one bounded
+    # line each; ``--json`` keeps the exact stored value.
+    return printable(str(value), limit=CELL_LIMIT)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Collection
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.errors import (
     AccessDenied,
     PayloadTooLarge,
@@ -77,6 +78,11 @@ def _peer(request: web.Request) -> str:
     return request.remote or "?"
 
 
+def _path(request: web.Request) -> str:
+    """The request path for a log line: percent-decoded CR/LF/ESC must not forge lines."""
+    return printable(request.path)
+
+
 def error_middleware(logger: logging.Logger) -> Middleware:
     """Middleware: ZerotouchError -> its ``http_status``; aiohttp's own errors -> text/plain."""
 
@@ -87,11 +93,11 @@ def error_middleware(logger: logging.Logger) -> Middleware:
         except ZerotouchError as exc:
             logger.warning(
                 "%s %s from %s refused %d: %s",
-                request.method,
-                request.path,
+                printable(request.method),
+                _path(request),
                 _peer(request),
                 exc.http_status,
-                exc.one_line(),
+                printable(exc.one_line(), limit=1000),
             )
             headers = {}
             if isinstance(exc, UpstreamUnavailable):
@@ -109,7 +115,11 @@ def error_middleware(logger: logging.Logger) -> Middleware:
                 f"request body too large: the limit is {request.app[_LIMIT_KEY]} bytes"
             )
             logger.warning(
-                "%s %s from %s refused 413: %s", request.method, request.path, _peer(request), exc
+                "%s %s from %s refused 413: %s",
+                printable(request.method),
+                _path(request),
+                _peer(request),
+                exc,
             )
             return text_response(err.http_status, err.one_line())
         except web.HTTPException as exc:
@@ -117,8 +127,8 @@ def error_middleware(logger: logging.Logger) -> Middleware:
                 raise
             logger.warning(
                 "%s %s from %s refused %d: %s",
-                request.method,
-                request.path,
+                printable(request.method),
+                _path(request),
                 _peer(request),
                 exc.status,
                 exc.reason,
@@ -128,7 +138,10 @@ def error_middleware(logger: logging.Logger) -> Middleware:
             )
         except Exception:
             logger.exception(
-                "%s %s from %s: internal error", request.method, request.path, _peer(request)
+                "%s %s from %s: internal error",
+                printable(request.method),
+                _path(request),
+                _peer(request),
             )
             return text_response(500, "internal-error: the server failed; see its log")
 

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 from aiohttp import web
 from cryptography import x509
 
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.artifacts.voucher import Voucher
@@ -386,7 +387,7 @@ async def _status(
                 "enrollstatus from %s: reason-context.zerotouch-management.%s ignored: "
                 "not a TCP port (a JSON integer 1..65535)",
                 client.serial,
-                name,
+                printable(name),
             )
     await _db(
         reg.repo.record_status,
@@ -399,7 +400,9 @@ async def _status(
         now=now,
         management=management,
     )
-    log.info("%s from %s: %s %s", kind, client.serial, report.status, report.reason or "")
+    log.info(
+        "%s from %s: %s %s", kind, client.serial, report.status, printable(report.reason or "")
+    )
     return client.serial, client.cert, report
 
 

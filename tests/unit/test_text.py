@@ -1,0 +1,29 @@
+"""``printable``: client-supplied text escaped and bounded for logs and terminals."""
+
+from __future__ import annotations
+
+import pytest
+
+from zerotouch_plugin._text import printable
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain text é ✓", "plain text é ✓"),
+        ("a\r\nb", "a\\x0d\\x0ab"),
+        ("\x1b[31mred", "\\x1b[31mred"),
+        ("\x00\x7f\x85\x9b", "\\x00\\x7f\\x85\\x9b"),
+        ("abc\u202edef\u2066\u2028", "abc\\u202edef\\u2066\\u2028"),
+        ("C:\\x1b", "C:\\\\x1b"),  # a client's own "\x1b" cannot pass for an escape
+    ],
+)
+def test_control_and_bidi_characters_are_escaped(raw: str, shown: str) -> None:
+    assert printable(raw) == shown
+
+
+def test_long_text_is_cut_with_a_marker() -> None:
+    assert printable("A" * 60_000, limit=10) == "A" * 10 + "...[59990 more characters]"
+    assert printable("A" * 10, limit=10) == "A" * 10
+    with pytest.raises(ValueError, match="at least 1"):
+        printable("x", limit=0)
