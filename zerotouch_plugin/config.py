@@ -162,6 +162,9 @@ class RegistrarConfig:
     device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName: <serial label>.<domain>
     db: str | None = None  # database URL; None = R/registrar.db (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
+    # the MASA's max_body_bytes: a pledge request whose registrar voucher-request would be
+    # larger is refused here with 413, before the MASA is asked
+    masa_max_request_bytes: int = 65536
     masa_timeout: float = 10.0  # seconds for one MASA call
     retry_after: int = 10  # Retry-After seconds sent with 503 when the MASA is unreachable
     # day-0 hand-off (README "Day-0 hand-off")
@@ -195,7 +198,13 @@ class RegistrarConfig:
         if not isinstance(self.auto_accept, bool):
             raise TypeError("auto_accept must be true or false")
         object.__setattr__(self, "device_domain", check_device_domain(self.device_domain))
-        for name in ("ldevid_days", "max_body_bytes", "retry_after", "handoff_attempts"):
+        for name in (
+            "ldevid_days",
+            "max_body_bytes",
+            "masa_max_request_bytes",
+            "retry_after",
+            "handoff_attempts",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an integer")

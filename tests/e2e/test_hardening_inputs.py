@@ -5,6 +5,8 @@
   voucher-request alone gets nothing.
 * Database files are readable by their owner only.
 * Client-supplied text is escaped and bounded wherever it is logged or printed.
+* The registrar names what is wrong with a CSR (SHA-1, two serialNumbers) and refuses a
+  pledge voucher-request too large for the MASA itself (413) instead of relaying it (502).
 * RESTCONF (RFC 8040) refuses a DOCTYPE and answers 400, not 500, for JSON Python cannot
   hold (nesting past the recursion limit, integers of more than 4300 digits).
 """
@@ -18,13 +20,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.e2e.test_registrar_service import (  # noqa: F401
+    NONCE,
+    VOUCHER_CMS,
+    accepted_voucher,
+    bootstrap_voucher,
+    csr_body,
+    idevid_of,
+    world,
+    zt,
+)
 from tests.e2e.test_registrar_service import World as Lab
-from tests.e2e.test_registrar_service import bootstrap_voucher, idevid_of, world, zt  # noqa: F401
 from tests.interop.test_restconf_curl import XML, Server, schema, server  # noqa: F401
 from tests.support.masa_process import MasaProcess, free_port, post, write_vendor_folder
 from tests.support.masa_world import World
+from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.voucher import Assertion, VoucherRequest
 from zerotouch_plugin.device.datastore import Datastore
 from zerotouch_plugin.roles.masa import domain_id
 from zerotouch_plugin.services.masa_app import AUDIT_PATH, DB_FILE
@@ -139,6 +153,7 @@ async def test_restconf_refuses_a_doctype_and_json_it_cannot_hold(server: Server
     assert server.ds.get(Datastore.RUNNING)["ietf-system:system"]["contact"] == "ops"
 
 
+PKCS10 = "application/pkcs10"
 FORGED = "%0d%0a2026-01-01%20masa:%20voucher%20issued%1b%5b31m"
 
 
@@ -180,3 +195,58 @@ def test_a_pledges_status_reason_is_escaped_and_bounded_in_the_table(world: Lab)
     assert record["last_error"] == f"voucher_status: {reason}"
     log = (world.root / "registrar.log").read_bytes()
     assert b"\x1b" not in log and b"A" * 1000 not in log
+
+
+def test_csr_faults_are_named(world: Lab) -> None:  # noqa: F811
+    pledge = accepted_voucher(world, "E2E-CSR")
+    enroll = "/.well-known/est/simpleenroll"
+    sha1, _ = csr_body(world, "sha1", "/serialNumber=E2E-CSR", "-sha1")
+    reply = world.curl(enroll, client=idevid_of(pledge), data=sha1, content_type=PKCS10)
+    assert reply.status == 400, reply
+    assert b"signed with SHA-1, which is not accepted" in reply.body
+    assert b"SHA-256, SHA-384 or SHA-512" in reply.body
+    two, _ = csr_body(world, "two", "/serialNumber=E2E-CSR/serialNumber=E2E-OTHER")
+    reply = world.curl(enroll, client=idevid_of(pledge), data=two, content_type=PKCS10)
+    assert reply.status == 403, reply
+    assert b"the CSR subject has 2 serialNumber attributes" in reply.body
+    good, _ = csr_body(world, "good", "/serialNumber=E2E-CSR")
+    assert (
+        world.curl(enroll, client=idevid_of(pledge), data=good, content_type=PKCS10).status == 200
+    )
+
+
+def test_a_pledge_request_too_large_for_the_masa_is_413_here(world: Lab) -> None:  # noqa: F811
+    world.masa.start()
+    pledge = world.pledge("E2E-BIG")
+    world.allow("E2E-BIG")
+    identity = certs.load_identity(*idevid_of(pledge))
+    registrar = certs.load_cert_file(world.r / "registrar.pem").public_bytes(Encoding.DER)
+    request = VoucherRequest(
+        serial_number="E2E-BIG",
+        created_on=datetime.now(UTC),
+        assertion=Assertion.PROXIMITY,
+        nonce=NONCE,
+        proximity_registrar_cert=registrar,
+    )
+    # The IDevID's CA over and over in the CMS bag: a valid request of about 50 KB.
+    padded = Identity(identity.cert, identity.key, identity.chain * 100)
+    body = cms.sign(request.to_json(), signer=padded, now=datetime.now(UTC))
+    assert 40_000 < len(body) < 65_536
+    masa_log = (world.root / "masa.log").read_bytes()
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=body,
+        content_type=VOUCHER_CMS,
+    )
+    assert reply.status == 413, reply
+    assert b"more than the 65536 bytes the MASA accepts" in reply.body
+    assert (world.root / "masa.log").read_bytes() == masa_log  # the MASA was never asked
+    small = cms.sign(request.to_json(), signer=identity, now=datetime.now(UTC))
+    reply = world.curl(
+        "/.well-known/brski/requestvoucher",
+        client=idevid_of(pledge),
+        data=small,
+        content_type=VOUCHER_CMS,
+    )
+    assert reply.status == 200, reply

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from zerotouch_plugin.artifacts import _cms
@@ -108,6 +109,7 @@ def parse_csr(body: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_der_x509_csr(der)
     except ValueError as exc:
         raise InvalidInput(f"EST body is not a DER PKCS#10 certificate request: {exc}") from exc
+    _check_csr_hash(csr)
     try:
         valid = csr.is_signature_valid
     except Exception as exc:  # unsupported key or signature algorithm
@@ -115,6 +117,24 @@ def parse_csr(body: bytes) -> x509.CertificateSigningRequest:
     if not valid:
         raise SignatureInvalid("the CSR signature does not verify with the CSR's own public key")
     return csr
+
+
+# Digests a CSR may be signed with (Ed25519/Ed448 sign without a separate digest).
+_CSR_HASHES = ("sha256", "sha384", "sha512")
+
+
+def _check_csr_hash(csr: x509.CertificateSigningRequest) -> None:
+    """Name a weak digest (SHA-1, MD5) for what it is, rather than as a bad signature."""
+    try:
+        digest = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm as exc:
+        raise InvalidInput(f"the CSR's signature algorithm is not supported: {exc}") from exc
+    if digest is not None and digest.name not in _CSR_HASHES:
+        shown = digest.name.upper().replace("SHA", "SHA-")
+        raise InvalidInput(
+            f"the CSR is signed with {shown}, which is not accepted: sign it with SHA-256, "
+            "SHA-384 or SHA-512 (or use an Ed25519/Ed448 key)"
+        )
 
 
 def encode_csrattrs(oids: Sequence[x509.ObjectIdentifier]) -> bytes:

@@ -53,6 +53,7 @@ from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
     InvalidInput,
+    PayloadTooLarge,
     PolicyRefused,
     ReplayedRequest,
     SchemaError,
@@ -87,6 +88,7 @@ __all__ = [
     "check_csr_key",
     "check_escrow_voucher",
     "check_fresh_nonce",
+    "check_masa_request_size",
     "check_masa_voucher",
     "check_voucher_request",
     "decide_policy",
@@ -370,6 +372,18 @@ def build_registrar_request(
     reg = ctx.registrar
     chain = reg.chain if ctx.domain_ca.cert in reg.chain else (*reg.chain, ctx.domain_ca.cert)
     return cms.sign(request.to_json(), signer=Identity(reg.cert, reg.key, chain), now=now)
+
+
+def check_masa_request_size(rvr: bytes, *, pledge_request: bytes, limit: int) -> None:
+    """413 here rather than a MASA refusal (502) later: the registrar voucher-request wraps
+    the pledge's (base64, plus the registrar's signature and chain, RFC 8995 §5.5), so a
+    pledge request the registrar accepts can make one larger than the MASA takes."""
+    if len(rvr) > limit:
+        raise PayloadTooLarge(
+            f"the pledge voucher-request of {len(pledge_request)} bytes would make a registrar "
+            f"voucher-request of {len(rvr)} bytes, more than the {limit} bytes the MASA accepts "
+            "(masa_max_request_bytes): send a smaller one (fewer certificates in the CMS)"
+        )
 
 
 def masa_url_for(idevid: x509.Certificate, override: str | None) -> str:
@@ -711,6 +725,11 @@ def authorize_enrollment(
     elif any(r.serial == serial and r.decision is PolicyDecision.DENY for r in rules):
         raise PolicyRefused(f"device {serial} is on the registrar's deny list")
     requested = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]
+    if len(requested) > 1:
+        raise WrongSerial(
+            f"the CSR subject has {len(requested)} serialNumber attributes; it may have one, "
+            f"the device's {serial!r} (RFC 8995 §5.9.1)"
+        )
     if any(value != serial for value in requested):
         raise WrongSerial(
             f"the CSR asks for serialNumber {requested[0]!r} but the client is device {serial!r}"

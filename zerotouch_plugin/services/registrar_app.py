@@ -259,6 +259,10 @@ async def request_voucher(request: web.Request) -> web.Response:
             reg.context, body, tls_cert=tls_cert, rules=rules, now=now
         )
         masa_url = role.masa_url_for(pledge.idevid, reg.config.masa_url)
+        rvr = role.build_registrar_request(reg.context, pledge, now=now)
+        role.check_masa_request_size(
+            rvr, pledge_request=body, limit=reg.config.masa_max_request_bytes
+        )
     except ZerotouchError as exc:
         if serial is not None and tls_cert is not None:
             await _db(
@@ -287,7 +291,6 @@ async def request_voucher(request: web.Request) -> web.Response:
     except ReplayedRequest as exc:
         await _db(reg.repo.record_error, pledge.serial, exc.one_line(), now=now)
         raise
-    rvr = role.build_registrar_request(reg.context, pledge, now=now)
     from_escrow = False
     try:
         voucher_cms = await reg.masa.request_voucher(masa_url, rvr)

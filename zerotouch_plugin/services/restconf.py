@@ -417,7 +417,7 @@ def _parse_xml(body: bytes) -> etree._Element:
         root = etree.fromstring(body, _XML_PARSER)
     except etree.XMLSyntaxError as exc:
         raise InvalidInput(f"the body is not well-formed XML: {exc}") from None
-    if root.getroottree().docinfo.doctype:
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
         raise InvalidInput("the body has a DOCTYPE declaration, which is not allowed")
     return root
 

@@ -285,3 +285,20 @@ def test_csr_requirements_are_validated() -> None:
         est.CsrRequirements(hash_name="md5")
     with pytest.raises(TypeError):
         est.CsrRequirements(subject_alt_names=("a.example",))  # type: ignore[arg-type]
+
+
+def test_parse_csr_names_a_sha1_signature(tmp_path: Path) -> None:
+    """Issue 11: SHA-1 is refused for what it is, not as a bad signature."""
+    key = tmp_path / "k.pem"
+    subprocess.run(
+        ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
+        check=True,
+    )
+    der = subprocess.run(
+        ["openssl", "req", "-new", "-sha1", "-key", str(key), "-subj", "/serialNumber=S",
+         "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout  # fmt: skip
+    with pytest.raises(InvalidInput, match="signed with SHA-1, which is not accepted: sign it"):
+        est.parse_csr(base64.b64encode(der))

@@ -28,6 +28,7 @@ from zerotouch_plugin.errors import (
     Conflict,
     Expired,
     InvalidInput,
+    PayloadTooLarge,
     PolicyRefused,
     ReplayedRequest,
     SchemaError,
@@ -918,3 +919,24 @@ def test_readme_diagram_is_generated_from_the_table(repo_root: Path) -> None:
         if state is None or event not in restart
     }
     assert render_mermaid(main_path) in (repo_root / "README.md").read_text()
+
+
+def test_a_csr_with_two_serial_numbers_is_named_so(pki: Pki) -> None:
+    names = [x509.NameAttribute(NameOID.SERIAL_NUMBER, s) for s in ("SN-1", "SN-2")]
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name(names))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    with pytest.raises(WrongSerial, match="the CSR subject has 2 serialNumber attributes"):
+        role.authorize_enrollment(
+            pki.ctx, idevid_client(pki), facts(pki, S.VOUCHER_ACCEPTED), csr, rules=ALLOW,
+            reenroll=False,
+        )  # fmt: skip
+
+
+def test_a_registrar_request_larger_than_the_masa_takes_is_413() -> None:
+    role.check_masa_request_size(b"x" * 100, pledge_request=b"p" * 70, limit=100)
+    with pytest.raises(PayloadTooLarge, match=r"of 70 bytes would make .* of 101 bytes") as info:
+        role.check_masa_request_size(b"x" * 101, pledge_request=b"p" * 70, limit=100)
+    assert info.value.http_status == 413
