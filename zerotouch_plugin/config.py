@@ -372,6 +372,8 @@ class NetconfLimits:
     authentications per connection (``max_auth_attempts``) and per source address within
     ``auth_failure_window`` seconds (``auth_failures_per_source``, then refused for
     ``auth_lockout`` seconds), and ``login_timeout`` seconds to authenticate.
+    ``xpath_budget``: seconds one XPath filter (RFC 6241 §8.9) may be evaluated; past it the
+    request gets ``resource-denied``.
     """
 
     max_message: int = 16 * 1024 * 1024
@@ -384,6 +386,7 @@ class NetconfLimits:
     auth_failure_window: float = 60.0
     auth_lockout: float = 300.0
     login_timeout: float = 60.0
+    xpath_budget: float = 2.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -486,6 +489,10 @@ class DeviceConfig:
     searches (``discovery_timeouts`` per method). A failed candidate is set aside for
     ``bootstrap_retry_delay``, doubled per failure up to ``bootstrap_max_delay``.
     ``netconf_limits``: see ``NetconfLimits``.
+
+    ``max_edit_entries``: list entries one write (edit-config, copy-config, RESTCONF) may have
+    validated, those it adds or changes (all of a subtree whose schema has must, when or
+    leafref); a larger write is refused with too-big (413) before validation starts.
     """
 
     netconf_ssh: str | None = None
@@ -507,6 +514,7 @@ class DeviceConfig:
     vendor_registrar: str | None = None
     discovery_timeout: float = 2.0
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    max_edit_entries: int = 20_000
     netconf_limits: NetconfLimits = NetconfLimits()
     limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
@@ -537,7 +545,11 @@ class DeviceConfig:
             raise ValueError("bootstrap_max_delay must be at least bootstrap_retry_delay")
         if not isinstance(self.nonceless_allowed, bool):
             raise TypeError("nonceless_allowed must be true or false")
-        for name, low, high in (("bootstrap_rounds", 0, None), ("bootstrap_history", 1, 65535)):
+        for name, low, high in (
+            ("bootstrap_rounds", 0, None),
+            ("bootstrap_history", 1, 65535),
+            ("max_edit_entries", 1, None),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an integer")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,6 +83,9 @@ authorized_keys = ["{public}"]
 [[cert_to_name]]
 fingerprint = "*"
 map_type = "common-name"
+
+[netconf_limits]
+xpath_budget = 0.5
 """,
     )
     return path
@@ -207,6 +211,43 @@ def test_xpath_wildcards_give_data(connect: Connect, select: str) -> None:
         assert err.value.tag == "operation-failed"
         assert "internal error" not in str(err.value.message)
         m.edit_config(target="running", config=_iface("wc0", op="delete"))
+
+
+def test_costly_xpath_filters_are_bounded(connect: Connect, running: DeviceProcess) -> None:
+    """Issue 11 item 1: ``//*[//*[//*[1]]]`` pinned the device at 100 % CPU for good. It is
+    refused at once (resource-denied); ``//*[//*]`` (about 2 s here) is stopped at the
+    configured budget (0.5 s) in the XPath worker, while another session is served, and the
+    device goes on answering filters."""
+    with connect() as m, _ssh(running) as other:
+        m.get(filter=("xpath", "/*"))  # the worker is started: its start is not the budget's
+        started = time.monotonic()
+        with pytest.raises(RPCError) as err:
+            m.get(filter=("xpath", "//*[//*[//*[1]]]"))
+        assert time.monotonic() - started < 2
+        assert err.value.tag == "resource-denied"
+        assert "nests 3 tree-wide paths" in str(err.value.message)
+        failure: list[RPCError] = []
+
+        def costly() -> None:
+            try:
+                m.get(filter=("xpath", "//*[//*]"))
+            except RPCError as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=costly)
+        started = time.monotonic()
+        worker.start()
+        time.sleep(0.2)
+        answered = time.monotonic()
+        assert _data(other.get_config(source="running")) is not None
+        assert time.monotonic() - answered < 0.5  # ncclient polls replies every 0.1 s
+        worker.join(10)
+        assert not worker.is_alive()
+        assert time.monotonic() - started < 3
+        assert failure and failure[0].tag == "resource-denied", failure
+        assert "budget of 0.5 s" in str(failure[0].message)
+        flt = ("xpath", ({"sys": SYS_NS}, "/sys:system"))
+        assert _data(m.get_config(source="running", filter=flt)) is not None
 
 
 def test_dispatch_of_operations_without_namespace(connect: Connect) -> None:

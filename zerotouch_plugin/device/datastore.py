@@ -6,9 +6,12 @@
 * operational is running plus the state trees plugins publish (RFC 8342 §5.3).
 
 Every write is validated against the schema first and leaves the datastore unchanged when it
-fails. Writes are serialised by one asyncio lock; NETCONF-style locks (RFC 6241 §7.5) are held
-per datastore by a session id and checked on every write, whichever protocol makes it.
-Serialisations of an unchanged datastore are cached (``memo``) so reads cost no rebuild.
+fails. Writes are serialised by one asyncio lock; the edit and its validation run in a thread
+under it, so reads and other sessions are served meanwhile, and a write whose validation would
+check more than ``edit_budget`` list entries is refused before it starts (``PayloadTooLarge``).
+NETCONF-style locks (RFC 6241 §7.5) are held per datastore by a session id and checked on
+every write, whichever protocol makes it. Serialisations of an unchanged datastore are cached
+(``memo``) so reads cost no rebuild.
 """
 
 from __future__ import annotations
@@ -35,11 +38,19 @@ from zerotouch_plugin.errors import (
     UnsupportedOperation,
 )
 
-__all__ = ["STARTUP_FILE", "Datastore", "Datastores", "RpcFunction", "write_atomically"]
+__all__ = [
+    "DEFAULT_EDIT_BUDGET",
+    "STARTUP_FILE",
+    "Datastore",
+    "Datastores",
+    "RpcFunction",
+    "write_atomically",
+]
 
 log = logging.getLogger(__name__)
 
 STARTUP_FILE = "startup.json"
+DEFAULT_EDIT_BUDGET = 20_000  # list entries one write may have validated (about 2 s)
 _MEMO_LIMIT = 256
 T = TypeVar("T")
 Tree = dict[str, Any]
@@ -77,9 +88,12 @@ def write_atomically(path: Path, data: bytes) -> None:
 class Datastores:
     """running / startup / operational of one device, shared by all its sessions."""
 
-    def __init__(self, schema: DeviceSchema, folder: Path) -> None:
+    def __init__(
+        self, schema: DeviceSchema, folder: Path, *, edit_budget: int = DEFAULT_EDIT_BUDGET
+    ) -> None:
         self.schema = schema
         self.folder = folder
+        self.edit_budget = edit_budget
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(f".{STARTUP_FILE}.tmp-*"):
             stale.unlink(missing_ok=True)  # a write interrupted by a crash; the old file stands
@@ -147,10 +161,24 @@ class Datastores:
         if hit is not None and hit[0] == version:
             return hit[1]  # type: ignore[no-any-return]
         value = build(self.view(ds))
+        self._remember(ds, key, version, value)
+        return value
+
+    async def memo_async(self, ds: Datastore, key: str, build: Callable[[Tree], Awaitable[T]]) -> T:
+        """``memo`` for a build that waits (the datastore may change meanwhile: the value is
+        kept for the version it was built from)."""
+        version = self.version(ds)
+        hit = self._memo.get((ds, key))
+        if hit is not None and hit[0] == version:
+            return hit[1]  # type: ignore[no-any-return]
+        value = await build(self.view(ds))
+        self._remember(ds, key, version, value)
+        return value
+
+    def _remember(self, ds: Datastore, key: str, version: int, value: Any) -> None:
         if len(self._memo) >= _MEMO_LIMIT:  # keys come from clients (filters): stay bounded
             self._memo.clear()
         self._memo[(ds, key)] = (version, value)
-        return value
 
     def _operational_tree(self) -> Tree:
         stamp = (self._versions[Datastore.RUNNING], self._versions[Datastore.OPERATIONAL])
@@ -165,9 +193,9 @@ class Datastores:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def validate(self, tree: Mapping[str, Any]) -> None:
-        """Raise SchemaError unless ``tree`` is a valid configuration."""
-        self.schema.validate(tree)
+    async def validate(self, tree: Mapping[str, Any]) -> None:
+        """Raise SchemaError unless ``tree`` is a valid configuration (in a thread)."""
+        await asyncio.to_thread(self.schema.validate, tree, budget=self.edit_budget)
 
     def check_writable(self, ds: Datastore, session_id: int) -> None:
         """RFC 6241 §7.5: only the lock holder may write a locked datastore."""
@@ -179,11 +207,7 @@ class Datastores:
 
     async def commit(self, ds: Datastore, tree: Mapping[str, Any], *, session_id: int) -> None:
         """Validate ``tree`` and make it the content of ``ds`` (startup: durably)."""
-        async with self._write:
-            self._commit_locked(ds, tree, session_id)
-            if ds is Datastore.STARTUP:
-                await self._persist(self._trees[ds])
-        self._notify(ds)
+        await self.modify(ds, lambda _current: tree, session_id=session_id)
 
     async def modify(
         self,
@@ -195,29 +219,39 @@ class Datastores:
     ) -> Tree:
         """Read-modify-write under the write lock: ``change`` gets the current tree (shared,
         do not mutate) and returns the new one, which is validated and committed unless
-        ``test_only``. Returns the new tree."""
+        ``test_only``. ``change`` and the validation run in a thread. Returns the new tree."""
         async with self._write:
             self.check_writable(ds, session_id)
-            new = dict(change(self._trees[ds]))
-            if test_only:
-                self.schema.validate(new, previous=self._trees[ds])
+            current = self._trees[ds]
+
+            def changed() -> Tree:
+                new = dict(change(current))
+                self.schema.validate(new, previous=current, budget=self.edit_budget)
                 return new
-            self._commit_locked(ds, new, session_id)
-            if ds is Datastore.STARTUP:
-                await self._persist(new)
+
+            new = await asyncio.to_thread(changed)
+            if test_only:
+                return new
+            await self._install(ds, new, session_id)
         self._notify(ds)
         return new
 
-    def _commit_locked(self, ds: Datastore, tree: Mapping[str, Any], session_id: int) -> None:
-        self.check_writable(ds, session_id)
-        new = dict(tree)
-        self.schema.validate(new, previous=self._trees[ds])
-        self._trees[ds] = new
+    async def _install(self, ds: Datastore, tree: Tree, session_id: int) -> None:
+        """Make a valid ``tree`` the content of ``ds``, under the write lock."""
+        self.check_writable(ds, session_id)  # again: a lock may have been taken meanwhile
+        if ds is Datastore.STARTUP:
+            await self._persist(tree)
+        self._trees[ds] = tree
         self._versions[ds] += 1
 
     async def copy(self, source: Datastore, target: Datastore, *, session_id: int) -> None:
-        """copy-config between configuration datastores (RFC 6241 §7.3)."""
-        await self.commit(target, copy.deepcopy(self.view(source)), session_id=session_id)
+        """copy-config between configuration datastores (RFC 6241 §7.3). The source is valid
+        and never mutated: the target shares it, with no second validation."""
+        if source is Datastore.OPERATIONAL:
+            raise UnsupportedOperation("the operational datastore is not a configuration")
+        async with self._write:
+            await self._install(target, self._trees[source], session_id)
+        self._notify(target)
 
     async def delete(self, ds: Datastore, *, session_id: int) -> None:
         """delete-config (RFC 6241 §7.4): startup may be emptied, running may not."""
@@ -226,9 +260,12 @@ class Datastores:
         await self.commit(ds, {}, session_id=session_id)
 
     async def _persist(self, tree: Tree) -> None:
-        data = json.dumps(tree, indent=2, sort_keys=True).encode() + b"\n"
+        def write() -> None:
+            data = json.dumps(tree, indent=2, sort_keys=True).encode() + b"\n"
+            write_atomically(self.startup_path, data)
+
         try:
-            await asyncio.to_thread(write_atomically, self.startup_path, data)
+            await asyncio.to_thread(write)
         except OSError as exc:
             raise StorageError(f"cannot write {self.startup_path}: {exc}") from exc
 

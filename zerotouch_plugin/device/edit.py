@@ -13,6 +13,7 @@ Validation against the schema is the datastore's job, after the edit.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -31,7 +32,7 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
-from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.schema import DeviceSchema, entry_key, key_members
 from zerotouch_plugin.errors import Conflict, NotFound, SchemaError
 
 __all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "member_node"]
@@ -39,6 +40,7 @@ __all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "member_node"]
 OPERATION = "ietf-netconf:operation"  # RFC 6241 §7.2 attribute, RFC 7952 annotation name
 
 Tree = dict[str, Any]
+_HOLE: Any = object()  # a deleted leaf-list item, dropped at the end
 
 
 class Operation(StrEnum):
@@ -175,45 +177,47 @@ class _Editor:
     def edit_list(
         self, csn: ListNode, result: Tree, key: str, value: Any, inherited: Operation, path: str
     ) -> None:
+        """Entries are found by their keys in an index, so an edit costs what it holds."""
         if not isinstance(value, list):
             raise SchemaError("expected an array of list entries", path=path)
-        keys = [kname if kns == csn.ns else f"{kns}:{kname}" for kname, kns in csn.keys]
-        entries: list[Tree] = list(result.get(key, []))
-        if not keys and self.allow_state:
-            result[key] = entries + list(value)  # keyless state list (RFC 7950 §7.8.2)
+        keys = key_members(csn)
+        current: list[Tree] = result.get(key, [])
+        if not keys:
+            if not self.allow_state:  # RFC 7950 §7.8.2: a configuration list has keys
+                raise SchemaError("list entry without key", path=path)
+            result[key] = [*current, *value]  # keyless state list
             return
+        # key values -> entry, in the list's order (a dict keeps insertion order; a replaced
+        # entry keeps its place, a deleted one that comes back goes to the end).
+        identity = entry_key(keys)
+        entries = {identity(e): e for e in current}
         for entry in value:
             if not isinstance(entry, Mapping):
                 raise SchemaError("expected an object", path=path)
             missing = [k for k in keys if k not in entry]
-            if missing or not keys:
+            if missing:
                 raise SchemaError(f"list entry without key {', '.join(missing)}", path=path)
             sel = {k: entry[k] for k in keys}
+            ident = identity(entry)
             epath = _entry_path(path[: path.rfind("/")], key, sel)
             op = _operation(entry.get("@"), inherited, epath)
-            idx = next(
-                (i for i, e in enumerate(entries) if all(e.get(k) == v for k, v in sel.items())),
-                None,
-            )
-            if op is Operation.CREATE and idx is not None:
+            old = entries.get(ident)
+            if op is Operation.CREATE and old is not None:
                 raise Conflict("data already exists", path=epath)
-            if op is Operation.DELETE and idx is None:
+            if op is Operation.DELETE and old is None:
                 raise NotFound("data does not exist", path=epath)
             if op in (Operation.DELETE, Operation.REMOVE):
-                if idx is not None:
-                    del entries[idx]
+                entries.pop(ident, None)
                 continue
-            fresh = op in (Operation.REPLACE, Operation.CREATE) or idx is None
-            base = dict(sel) if fresh else entries[idx]  # type: ignore[index]
+            fresh = op in (Operation.REPLACE, Operation.CREATE) or old is None
+            base = dict(sel) if fresh else old
             body = {k: v for k, v in entry.items() if k not in sel and k[1:] not in sel}
             child_op = Operation.NONE if op is Operation.NONE else Operation.MERGE
             new = self.edit_object(csn, base, body, child_op, epath)
-            if idx is not None:
-                entries[idx] = new
-            elif op is not Operation.NONE or len(new) > len(sel):
-                entries.append(new)
+            if old is not None or op is not Operation.NONE or len(new) > len(sel):
+                entries[ident] = new
         if entries:
-            result[key] = entries
+            result[key] = list(entries.values())
         else:
             result.pop(key, None)
 
@@ -224,24 +228,40 @@ class _Editor:
         if not isinstance(value, list):
             raise SchemaError("expected an array of leaf-list entries", path=path)
         anns = annotations if isinstance(annotations, list) else [None] * len(value)
-        current: list[Any] = list(result.get(key, []))
+        items: list[Any] = list(result.get(key, []))
+        # value -> the indexes it is held at, in order (a state leaf-list may repeat a value,
+        # RFC 7950 §7.7); a deleted item leaves a hole, so each step costs the same
+        where: dict[Any, deque[int]] = {}
+        for i, item in enumerate(items):
+            where.setdefault(_identity(item), deque()).append(i)
         for item, ann in zip(value, anns, strict=False):
             op = _operation(ann, inherited, path)
             epath = f"{path}[.={json.dumps(item)}]"
-            present = item in current
-            if op is Operation.CREATE and present:
+            at = where.setdefault(_identity(item), deque())
+            if op is Operation.CREATE and at:
                 raise Conflict("data already exists", path=epath)
-            if op is Operation.DELETE and not present:
+            if op is Operation.DELETE and not at:
                 raise NotFound("data does not exist", path=epath)
             if op in (Operation.DELETE, Operation.REMOVE):
-                if present:
-                    current.remove(item)
-            elif op is not Operation.NONE and not present:
-                current.append(item)
+                if at:
+                    items[at.popleft()] = _HOLE  # the first copy, as list.remove takes
+            elif op is not Operation.NONE and not at:
+                at.append(len(items))
+                items.append(item)
+        current = [item for item in items if item is not _HOLE]
         if current:
             result[key] = current
         else:
             result.pop(key, None)
+
+
+def _identity(value: Any) -> Any:
+    """A hashable stand-in for a JSON value, equal where the values are equal (``==``)."""
+    if isinstance(value, list):
+        return (list, *map(_identity, value))
+    if isinstance(value, Mapping):
+        return (dict, frozenset((k, _identity(v)) for k, v in value.items()))
+    return value
 
 
 def apply_edit(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,25 @@ from yangson.exceptions import (
     YangsonException,
 )
 from yangson.instance import InstanceRoute
-from yangson.schemanode import DataNode, InternalNode, SchemaNode, SchemaTreeNode, TerminalNode
+from yangson.schemanode import (
+    DataNode,
+    InternalNode,
+    ListNode,
+    SchemaNode,
+    SchemaTreeNode,
+    TerminalNode,
+)
 from yangson.statement import ModuleParser, Statement
 
 from zerotouch_plugin.artifacts.yang import prepared, pyang_module_dirs, yang_dir
-from zerotouch_plugin.errors import ConfigError, SchemaError
+from zerotouch_plugin.errors import ConfigError, PayloadTooLarge, SchemaError
 
 __all__ = [
     "DEFAULT_MODULES",
     "DeviceSchema",
     "ModuleInfo",
+    "entry_key",
+    "key_members",
     "load_device_schema",
 ]
 
@@ -264,24 +274,43 @@ class DeviceSchema:
         *,
         config: bool = True,
         previous: Mapping[str, Any] | None = None,
+        budget: int | None = None,
     ) -> None:
         """Raise ``SchemaError`` (path, rule) unless ``tree`` is valid (RFC 7950 §8).
 
         ``previous`` is a tree known to be valid that ``tree`` was derived from without
-        mutation (edits copy what they change and share the rest). A top-level subtree that is
-        the very same object skips the syntax checks (types, patterns, mandatory nodes: they
-        depend on the subtree alone), and the semantic ones too when its schema has no must,
-        when, leafref or instance-identifier (nothing in it can refer to other data). XPath
-        checks always see the whole tree.
+        mutation (edits copy what they change and share the rest), so what is the very same
+        object is known valid. When no node of the schema has a must, when, leafref or
+        instance-identifier (validity that depends on other data), validity is local: yangson
+        is given ``tree`` with every list cut down to its new or changed entries (one entry
+        of an unchanged list), and the checks that need the whole list (unique keys,
+        max-elements) are made here; lists with ``unique`` or ``min-elements`` above 1 stay
+        whole. The cost then grows with the change, not with the datastore. Otherwise a
+        top-level subtree that is the very same object skips the syntax checks, and the
+        semantic ones too when nothing in it refers to other data; XPath checks see the
+        whole tree.
+
+        ``budget`` caps the list entries handed to yangson (whose cost per entry grows with
+        the list's length): ``PayloadTooLarge`` (too-big) beyond it, before any is checked.
         """
         ctype = ContentType.config if config else ContentType.all
         try:
-            inst = self.data_model.from_raw(dict(tree))
+            if config and all(m in self._self_contained for m in (*tree, *(previous or ()))):
+                reduced = _reduced(self.root, tree, previous, "", top=True)
+                _check_budget(reduced, budget)
+                for part in _parts(reduced):
+                    self.data_model.from_raw(part).validate(ValidationScope.all, ctype)
+                return
             unchanged = (
                 set()
                 if previous is None or not config or any(m not in tree for m in previous)
                 else {m for m, v in tree.items() if previous.get(m) is v}
             )
+            checked = {m: v for m, v in tree.items() if m not in unchanged}
+            _check_budget(
+                {**checked, **{m: tree[m] for m in unchanged - self._self_contained}}, budget
+            )
+            inst = self.data_model.from_raw(dict(tree))
             if not unchanged:
                 inst.validate(ValidationScope.all, ctype)
                 return
@@ -349,6 +378,146 @@ class DeviceSchema:
             return self.data_model.parse_resource_id(path)
         except YangsonException as exc:
             raise SchemaError(f"bad resource path: {exc}", path=path) from None
+
+
+class _Cut(list[Any]):
+    """The kept entries of a list outside any list entry, which yangson is given ``_CHUNK``
+    at a time (it walks a list's entries in time that grows with the square of its length)."""
+
+
+_CHUNK = 500
+
+
+def _reduced(
+    sn: InternalNode, new: Mapping[str, Any], old: Any, path: str, *, top: bool = False
+) -> dict[str, Any]:
+    """``new`` with its lists cut to what changed since ``old`` (``DeviceSchema.validate``);
+    SchemaError for what the cut would hide from yangson: a repeated key, too many entries.
+    Only for schemas whose validity is local (no must, when, leafref). ``top``: not inside a
+    list entry (its lists may be given to yangson in parts)."""
+    out: dict[str, Any] = {}
+    before = old if isinstance(old, Mapping) else {}
+    for member, value in new.items():
+        module, sep, name = member.partition(":")
+        child = sn.get_data_child(name, module) if sep else sn.get_data_child(member, sn.ns)
+        prior = before.get(member)
+        if isinstance(child, ListNode) and isinstance(value, list):
+            value = _reduced_list(child, value, prior, f"{path}/{member}")
+            if top and len(value) > _CHUNK:
+                value = _Cut(value)
+        elif isinstance(child, InternalNode) and isinstance(value, Mapping):
+            value = _reduced(child, value, prior, f"{path}/{member}", top=top)
+        out[member] = value  # anything else (leaves, unknown members) yangson checks
+    return out
+
+
+def _reduced_list(sn: ListNode, new: list[Any], old: Any, path: str) -> list[Any]:
+    if sn.unique or sn.min_elements > 1 or not sn.keys:
+        return new  # yangson needs every entry
+    if sn.max_elements is not None and len(new) > sn.max_elements:
+        raise SchemaError("too-many-elements", path=path)
+    names = key_members(sn)
+    key = entry_key(names)
+    prior = old if isinstance(old, list) else []
+    by_key = {key(e): e for e in prior}  # a valid list: every entry has its keys, once
+    present = {id(e) for e in new}
+    seen: set[Any] = set()
+    kept: list[Any] = []
+    for entry in new:
+        k = key(entry) if isinstance(entry, Mapping) and all(n in entry for n in names) else None
+        before = by_key.get(k)
+        if before is entry:
+            continue  # the very same object: unchanged, valid, its key unique among those
+        if k is None:
+            kept.append(entry)  # yangson reports what is wrong with it
+            continue
+        if k in seen or (before is not None and id(before) in present):
+            values = [entry[n] for n in names]
+            shown = values[0] if len(values) == 1 else tuple(values)
+            raise SchemaError(f"non-unique-key: {shown!r}", path=path)
+        seen.add(k)
+        where = f"{path}={','.join(str(entry[n]) for n in names)}"
+        kept.append(_reduced(sn, entry, before, where))
+    if not kept and new:  # an unchanged list: one entry for the checks around it
+        kept.append(_reduced(sn, new[0], new[0], path))
+    return kept
+
+
+def _parts(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``tree`` with each cut list given ``_CHUNK`` entries at a time, the others their first
+    ones: every kept entry is in one part, with all that surrounds it."""
+    yield _with_cuts(tree, None, 0)
+    for chosen in _cuts(tree):
+        for start in range(_CHUNK, len(chosen), _CHUNK):
+            yield _with_cuts(tree, chosen, start)
+
+
+def _cuts(obj: Mapping[str, Any]) -> Iterator[_Cut]:
+    for value in obj.values():
+        if isinstance(value, _Cut):
+            yield value
+        elif isinstance(value, Mapping):
+            yield from _cuts(value)
+
+
+def _with_cuts(obj: Mapping[str, Any], chosen: _Cut | None, start: int) -> dict[str, Any]:
+    """``obj`` with ``chosen`` cut to the entries from ``start``, the other cuts to their
+    first ones."""
+    out: dict[str, Any] = {}
+    for member, value in obj.items():
+        if isinstance(value, _Cut):
+            value = value[start : start + _CHUNK] if value is chosen else value[:_CHUNK]
+        elif isinstance(value, Mapping):
+            value = _with_cuts(value, chosen, start)
+        out[member] = value
+    return out
+
+
+def key_members(sn: ListNode) -> list[str]:
+    """The RFC 7951 member names of a list's keys, in key order."""
+    return [k if ns == sn.ns else f"{ns}:{k}" for k, ns in sn.keys]
+
+
+def entry_key(names: Sequence[str]) -> Callable[[Mapping[str, Any]], Hashable]:
+    """A function giving a list entry's key values, hashable (KeyError if one is missing)."""
+    values = operator.itemgetter(*names)
+
+    def key(entry: Mapping[str, Any]) -> Hashable:
+        found = values(entry)
+        try:
+            hash(found)
+        except TypeError:  # an empty-type key is [null] in RFC 7951
+            return json.dumps(found)
+        return found  # type: ignore[no-any-return]
+
+    return key
+
+
+def _entries(value: Any) -> int:
+    """The list entries (objects in arrays) in an RFC 7951 value."""
+    count = 0
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Mapping):
+            pending += [v for v in item.values() if isinstance(v, (Mapping, list))]
+        elif isinstance(item, list):
+            objects = [v for v in item if isinstance(v, Mapping)]
+            count += len(objects)
+            pending += objects
+    return count
+
+
+def _check_budget(tree: Mapping[str, Any], budget: int | None) -> None:
+    if budget is None:
+        return
+    count = _entries(tree)
+    if count > budget:
+        raise PayloadTooLarge(
+            f"this change needs {count} list entries validated, more than the device's "
+            f"budget of {budget} (max_edit_entries in device.toml): split it into smaller "
+            "edits"
+        )
 
 
 def _links(dtype: DataType[Any, Any]) -> bool:

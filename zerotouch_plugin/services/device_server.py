@@ -82,7 +82,7 @@ class DeviceServer:
         schema = load_device_schema(
             [folder / d for d in config.yang_dirs], modules
         )  # relative dirs are relative to P
-        self.datastores = Datastores(schema, folder)
+        self.datastores = Datastores(schema, folder, edit_budget=config.max_edit_entries)
         self.netconf = build_netconf_server(self.datastores, self.config.netconf_limits)
         discard_incomplete(folder)
         self._domain = self._load_domain()
@@ -204,7 +204,7 @@ class DeviceServer:
         self.bound["restconf"] = (host, restconf.bound_port(self._restconf))
 
     async def close(self) -> None:
-        self.netconf.close_all()
+        await self.netconf.close()
         for listener in (self._ssh, self._tls):
             if listener is not None:
                 await listener.close()

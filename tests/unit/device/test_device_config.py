@@ -35,6 +35,18 @@ def test_toml_with_users_and_rules(tmp_path: Path) -> None:
     )
 
 
+def test_budgets_from_the_file(tmp_path: Path) -> None:
+    """Issue 11 items 1, 2: the XPath time budget and the edit entry budget."""
+    assert (DeviceConfig().max_edit_entries, DeviceConfig().netconf_limits.xpath_budget) == (
+        20_000,
+        2.0,
+    )
+    path = tmp_path / "device.toml"
+    path.write_text("max-edit-entries = 500\n[netconf_limits]\nxpath-budget = 0.25\n")
+    config = load_config(DeviceConfig, path, {})
+    assert (config.max_edit_entries, config.netconf_limits.xpath_budget) == (500, 0.25)
+
+
 def test_default_rule_maps_common_name() -> None:
     assert DeviceConfig().cert_to_name == (CertToName("*", "common-name"),)
 
@@ -60,6 +72,9 @@ def test_default_rule_maps_common_name() -> None:
         ("bootstrap_rounds = -1\n", "at least 0"),
         ("bootstrap_history = 70000\n", "at most 65535"),
         ('bootstrap_timeout = "10"\n', "number of seconds"),
+        ("max_edit_entries = 0\n", "max_edit_entries must be at least 1"),
+        ("max_edit_entries = 1.5\n", "max_edit_entries must be an integer"),
+        ("[netconf_limits]\nxpath_budget = 0\n", "xpath_budget must be positive"),
     ],
 )
 def test_bad_configuration_names_the_problem(tmp_path: Path, text: str, message: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from zerotouch_plugin.errors import (
     InUse,
     LockDenied,
     LockNotHeld,
+    PayloadTooLarge,
     SchemaError,
     StorageError,
     UnsupportedOperation,
@@ -183,3 +186,99 @@ def test_corrupt_or_invalid_startup_fails_closed(schema: DeviceSchema, tmp_path:
     (tmp_path / STARTUP_FILE).write_text(json.dumps({"ietf-system:system": {"hostname": 7}}))
     with pytest.raises(StorageError, match="invalid"):
         Datastores(schema, tmp_path)
+
+
+def _ifaces(count: int, start: int = 0) -> dict[str, object]:
+    entries = [
+        {"name": f"eth{i}", "type": "iana-if-type:ethernetCsmacd"}
+        for i in range(start, start + count)
+    ]
+    return {"ietf-interfaces:interfaces": {"interface": entries}}
+
+
+async def test_edits_run_off_the_event_loop(schema: DeviceSchema, tmp_path: Path) -> None:
+    """Issue 11 item 2: the edit and its validation run in a thread, so the loop serves
+    others meanwhile (here: the change waits for the loop to answer; on the loop it would
+    wait for ever)."""
+    ds = Datastores(schema, tmp_path)
+    await ds.commit(Datastore.RUNNING, CONFIG, session_id=1)
+    answered = threading.Event()
+
+    def change(tree: dict[str, object]) -> dict[str, object]:
+        assert answered.wait(10), "the event loop did not run during the edit"
+        return apply_edit(schema, tree, {"ietf-system:system": {"location": "lab"}})
+
+    edit = asyncio.create_task(ds.modify(Datastore.RUNNING, change, session_id=1))
+    await asyncio.sleep(0.05)
+    assert ds.view(Datastore.RUNNING) == CONFIG  # reads are served, from the old content
+    answered.set()
+    new = await edit
+    assert new["ietf-system:system"]["location"] == "lab"
+    assert ds.view(Datastore.RUNNING) is new
+
+
+async def test_a_lock_taken_during_an_edit_wins(schema: DeviceSchema, tmp_path: Path) -> None:
+    """RFC 6241 §7.5: the lock granted while another session's edit was being validated is
+    honoured; that edit fails with in-use and changes nothing."""
+    ds = Datastores(schema, tmp_path)
+    await ds.commit(Datastore.RUNNING, CONFIG, session_id=1)
+    go = threading.Event()
+
+    def change(tree: dict[str, object]) -> dict[str, object]:
+        go.wait(10)
+        return apply_edit(schema, tree, {"ietf-system:system": {"location": "lab"}})
+
+    edit = asyncio.create_task(ds.modify(Datastore.RUNNING, change, session_id=2))
+    await asyncio.sleep(0.05)
+    ds.lock(Datastore.RUNNING, 1)
+    go.set()
+    with pytest.raises(InUse):
+        await edit
+    assert ds.get(Datastore.RUNNING) == CONFIG
+
+
+async def test_writes_over_the_budget_are_refused(schema: DeviceSchema, tmp_path: Path) -> None:
+    """The budget counts the entries a write has validated: new or changed ones."""
+    ds = Datastores(schema, tmp_path, edit_budget=100)
+    await ds.commit(Datastore.RUNNING, _ifaces(100), session_id=1)
+    with pytest.raises(PayloadTooLarge, match="101 list entries"):
+        await ds.commit(Datastore.RUNNING, _ifaces(101), session_id=1)
+    with pytest.raises(PayloadTooLarge):
+        await ds.validate(_ifaces(101))
+    for start in (100, 200):  # in steps within the budget, the datastore grows past it
+        await ds.modify(
+            Datastore.RUNNING, lambda t, s=start: apply_edit(schema, t, _ifaces(100, s)),
+            session_id=1,
+        )  # fmt: skip
+    assert len(ds.view(Datastore.RUNNING)["ietf-interfaces:interfaces"]["interface"]) == 300
+
+
+async def test_copy_shares_the_valid_source(schema: DeviceSchema, tmp_path: Path) -> None:
+    """copy-config of running to startup takes no second validation: a datastore is always
+    valid and never mutated, so startup holds the very same tree, and persists it."""
+    ds = Datastores(schema, tmp_path, edit_budget=10)
+    await ds.commit(Datastore.RUNNING, _ifaces(10), session_id=1)
+    await ds.modify(
+        Datastore.RUNNING, lambda t: apply_edit(schema, t, _ifaces(10, 10)), session_id=1
+    )
+    await ds.copy(Datastore.RUNNING, Datastore.STARTUP, session_id=1)  # 20 entries
+    assert ds.view(Datastore.STARTUP) is ds.view(Datastore.RUNNING)
+    assert json.loads((tmp_path / STARTUP_FILE).read_text()) == ds.view(Datastore.RUNNING)
+    with pytest.raises(UnsupportedOperation):
+        await ds.copy(Datastore.OPERATIONAL, Datastore.STARTUP, session_id=1)
+
+
+async def test_a_failed_startup_write_changes_nothing(
+    schema: DeviceSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = Datastores(schema, tmp_path)
+
+    def fail(_path: Path, _data: bytes) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("zerotouch_plugin.device.datastore.write_atomically", fail)
+    version = ds.version(Datastore.STARTUP)
+    with pytest.raises(StorageError, match="disk full"):
+        await ds.commit(Datastore.STARTUP, CONFIG, session_id=1)
+    assert ds.view(Datastore.STARTUP) == {}
+    assert ds.version(Datastore.STARTUP) == version

@@ -10,7 +10,7 @@ import pytest
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import OPERATION, apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
-from zerotouch_plugin.errors import ConfigError, SchemaError
+from zerotouch_plugin.errors import ConfigError, PayloadTooLarge, SchemaError
 
 MODULE = """module acme-uplink {
   yang-version 1.1;
@@ -144,3 +144,91 @@ async def test_unique_mandatory_and_when_are_enforced(
         await ds.commit(Datastore.RUNNING, {"acme-rules:rules": rules}, session_id=1)
     assert needle in f"{err.value.message} {err.value.path}", (err.value.message, err.value.path)
     assert ds.get(Datastore.RUNNING) == good
+
+
+def _many(count: int, start: int = 0) -> list[dict[str, object]]:
+    return [{"name": f"eth{i}", "type": IFACE["type"]} for i in range(start, start + count)]
+
+
+def _tree(entries: list[dict[str, object]]) -> dict[str, object]:
+    return {"ietf-interfaces:interfaces": {"interface": entries}}
+
+
+def test_validation_cost_grows_with_the_change(schema: DeviceSchema) -> None:
+    """Issue 11 item 2: with no must, when or leafref in the schema, only new or changed
+    entries are handed to yangson; the budget counts them."""
+    old = _tree(_many(5000))
+    schema.validate(old)
+    new = apply_edit(schema, old, _tree([{"name": "eth9", "description": "x"}, *_many(2, 5000)]))
+    schema.validate(new, previous=old, budget=3)  # three entries changed or added
+    with pytest.raises(PayloadTooLarge, match="budget of 3") as err:
+        schema.validate(new, budget=3)  # without the previous tree every entry counts
+    assert err.value.netconf_tag == "too-big"
+    assert err.value.http_status == 413
+
+
+def test_changed_entries_are_checked_with_their_paths(schema: DeviceSchema) -> None:
+    old = _tree(_many(2000))
+    bad = apply_edit(schema, old, _tree([{"name": "eth7", "enabled": "yes"}]))
+    with pytest.raises(SchemaError) as err:
+        schema.validate(bad, previous=old)
+    assert err.value.path == "/ietf-interfaces:interfaces/interface=eth7/enabled"
+    # an entry past the first parts given to yangson (500 at a time)
+    entries = _many(2000)
+    entries[1700] = {"name": "eth1700"}  # no type (mandatory)
+    with pytest.raises(SchemaError, match="type") as err:
+        schema.validate(_tree(entries), previous={})
+    assert err.value.path == '/ietf-interfaces:interfaces/interface[name="eth1700"]'  # yangson's
+
+
+def test_a_repeated_key_is_caught_beside_unchanged_entries(schema: DeviceSchema) -> None:
+    old = _tree(_many(1000))
+    entries = old["ietf-interfaces:interfaces"]["interface"]  # type: ignore[index]
+    twice = _tree([*entries, {"name": "eth5", "type": IFACE["type"]}])
+    with pytest.raises(SchemaError, match="non-unique-key: 'eth5'") as err:
+        schema.validate(twice, previous=old)
+    assert err.value.path == "/ietf-interfaces:interfaces/interface"
+    with pytest.raises(SchemaError, match="non-unique-key"):
+        schema.validate(_tree([*_many(3), *_many(1, 2)]), previous=old)
+
+
+LIMITS = """module acme-limits {
+  yang-version 1.1;
+  namespace "urn:example:acme-limits";
+  prefix al;
+  revision 2026-01-01;
+  container ports {
+    list port { key id; max-elements 3; leaf id { type uint8; } }
+    list pair { key id; min-elements 2; leaf id { type uint8; } }
+  }
+}
+"""
+
+
+def test_list_limits_see_the_whole_list(tmp_path: Path) -> None:
+    """max-elements is checked on the whole list, min-elements above 1 keeps it whole."""
+    (tmp_path / "acme-limits@2026-01-01.yang").write_text(LIMITS)
+    schema = load_device_schema([tmp_path], [("acme-limits", "2026-01-01")])
+    old = {"acme-limits:ports": {"port": [{"id": 1}, {"id": 2}, {"id": 3}],
+                                 "pair": [{"id": 1}, {"id": 2}]}}  # fmt: skip
+    schema.validate(old)
+    more = apply_edit(schema, old, {"acme-limits:ports": {"port": [{"id": 4}]}})
+    with pytest.raises(SchemaError, match="too-many-elements") as err:
+        schema.validate(more, previous=old)
+    assert err.value.path == "/acme-limits:ports/port"
+    gone = {"acme-limits:ports": {"pair": [{"id": 2, "@": {OPERATION: "delete"}}]}}
+    with pytest.raises(SchemaError, match="too-few-elements"):
+        schema.validate(apply_edit(schema, old, gone), previous=old)
+
+
+async def test_with_cross_references_the_subtree_counts_whole(
+    acme: DeviceSchema, tmp_path: Path
+) -> None:
+    """A schema with a leafref keeps whole-tree validation: the budget counts every entry of
+    the subtrees it checks."""
+    old = {**_tree(_many(50)), "acme-uplink:uplink": {"interface": "eth0"}}
+    acme.validate(old)
+    new = apply_edit(acme, old, _tree([{"name": "eth9", "description": "x"}]))
+    with pytest.raises(PayloadTooLarge):
+        acme.validate(new, previous=old, budget=10)
+    acme.validate(new, previous=old, budget=50)

@@ -4,6 +4,7 @@ framing negotiation, rpc-reply attributes, the rpc-error mapping, locks across s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,10 @@ class Client:
 
 
 @pytest.fixture
-def server(schema: DeviceSchema, tmp_path: Path) -> NetconfServer:
-    return build_netconf_server(Datastores(schema, tmp_path))
+async def server(schema: DeviceSchema, tmp_path: Path) -> AsyncIterator[NetconfServer]:
+    server = build_netconf_server(Datastores(schema, tmp_path))
+    yield server
+    await server.close()  # the XPath worker, if a test started it
 
 
 def _error(reply: etree._Element) -> dict[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,12 @@ from zerotouch_plugin.errors import PolicyRefused, SchemaError, UpstreamUnavaila
 from zerotouch_plugin.roles.bootstrap import BootstrapState
 from zerotouch_plugin.services.netconf import build_netconf_server
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
-from zerotouch_plugin.services.netconf.xpath import XPathFailed, apply_xpath_filter
+from zerotouch_plugin.services.netconf.xpath import (
+    XPathFailed,
+    XPathTooCostly,
+    apply_xpath_filter,
+)
+from zerotouch_plugin.services.netconf.xpath_worker import XPathWorker
 from zerotouch_plugin.services.restconf import restconf_app
 
 NS = {
@@ -279,4 +286,147 @@ def test_any_xpath_gives_data_or_a_proper_rpc_error(schema: DeviceSchema, tmp_pa
     try:
         check()
     finally:
+        loop.run_until_complete(server.close())
         loop.close()
+
+
+ISSUE_FILTER = "//*[//*[//*[1]]]"  # issue 11 item 1: hung the device for good
+
+
+@pytest.mark.parametrize(
+    "select", [ISSUE_FILTER, "(//*)[//*[//*]]", "//*[count(//*[//*]) > 1]", "/*[/*[/*]]"]
+)
+def test_nested_tree_wide_paths_are_refused_up_front(
+    schema: DeviceSchema, tmp_path: Path, select: str
+) -> None:
+    """Each level of ``//`` (or an absolute path) in a predicate multiplies the cost by the
+    tree's size: three are refused with resource-denied before any evaluation."""
+    _, tree = _device(schema, tmp_path)
+    started = time.perf_counter()
+    with pytest.raises(XPathTooCostly, match="nests 3 tree-wide paths") as err:
+        apply_xpath_filter(schema, tree, select, NS)
+    assert time.perf_counter() - started < 0.5
+    assert err.value.netconf_tag == "resource-denied"
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        "//if:interface[if:enabled = 'false']",
+        "/if:interfaces/if:interface[if:name = /sys:system/sys:hostname]",
+        "//*[*[*[*]]]",  # nested, but each level looks below its node only
+        "/if:interfaces/if:interface[../if:interface[if:name='eth0']]",
+    ],
+)
+def test_two_levels_and_local_nesting_are_evaluated(
+    schema: DeviceSchema, tmp_path: Path, select: str
+) -> None:
+    _, tree = _device(schema, tmp_path)
+    assert isinstance(apply_xpath_filter(schema, tree, select, NS), dict)
+
+
+class _Ticker:
+    """The longest time the event loop went without running this task."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            self.worst = max(self.worst, now - last - 0.01)
+            last = now
+
+    def stop(self) -> float:
+        self._task.cancel()
+        return self.worst
+
+
+async def test_worker_stops_a_filter_at_its_budget(schema: DeviceSchema, tmp_path: Path) -> None:
+    """A filter that passes the static check but runs long (``//*[//*]``, about 2 s here) is
+    stopped in the worker at its budget: resource-denied naming the budget, the event loop
+    free all along, and the same worker answers the next filter."""
+    _, tree = _device(schema, tmp_path)
+    worker = XPathWorker(schema, budget=0.3)
+    try:
+        assert await worker.apply(tree, "/sys:system", NS) == {
+            "ietf-system:system": DATA["ietf-system:system"]
+        }
+        pid = worker._proc.pid if worker._proc else None
+        ticker = _Ticker()
+        started = time.perf_counter()
+        with pytest.raises(XPathTooCostly, match=r"budget of 0\.3 s") as err:
+            await worker.apply(tree, "//*[//*]", NS)
+        took = time.perf_counter() - started
+        assert ticker.stop() < 0.2
+        assert 0.3 <= took < 1.3
+        assert err.value.netconf_tag == "resource-denied"
+        assert "if:name" not in str(await worker.apply(tree, "//if:name", NS))  # data, not text
+        assert worker._proc is not None and worker._proc.pid == pid
+    finally:
+        worker.close()
+        await worker.wait_closed()
+
+
+async def test_a_worker_past_its_deadline_is_killed(schema: DeviceSchema, tmp_path: Path) -> None:
+    """Should the worker not stop itself (stuck in C code), it is killed at the budget plus
+    the grace period and a new one serves the next filter."""
+    _, tree = _device(schema, tmp_path)
+    worker = XPathWorker(schema, budget=0.3)
+    worker._spec["budget"] = 60  # the child's own timer would fire too late
+    try:
+        await worker.apply(tree, "/sys:system", NS)
+        assert worker._proc is not None
+        first = worker._proc
+        started = time.perf_counter()
+        with pytest.raises(XPathTooCostly, match="budget"):
+            await worker.apply(tree, "//*[//*]", NS)
+        assert time.perf_counter() - started < 0.3 + worker.grace + 0.5
+        assert await asyncio.wait_for(first.wait(), 5) == -signal.SIGKILL
+        assert await worker.apply(tree, "/sys:system/sys:hostname", NS)
+        assert worker._proc is not None and worker._proc is not first
+    finally:
+        worker.close()
+        await worker.wait_closed()
+
+
+async def test_closing_stops_the_worker_for_good(schema: DeviceSchema, tmp_path: Path) -> None:
+    _, tree = _device(schema, tmp_path)
+    worker = XPathWorker(schema)
+    await worker.apply(tree, "/sys:system", NS)
+    assert worker._proc is not None
+    child = worker._proc
+    slow = asyncio.create_task(worker.apply(tree, "//*[//*]", NS))
+    await asyncio.sleep(0.2)
+    worker.close()
+    with pytest.raises(XPathFailed):
+        await slow
+    assert await asyncio.wait_for(child.wait(), 5) != 0
+    with pytest.raises(XPathFailed, match="closing"):
+        await worker.apply(tree, "/sys:system", NS)
+    await worker.wait_closed()
+
+
+async def test_the_issue_filter_over_a_session_is_resource_denied(
+    schema: DeviceSchema, tmp_path: Path
+) -> None:
+    server, _ = _device(schema, tmp_path)
+    session = NetconfSession(
+        server, 1, SessionInfo("t", "memory", "local"), lambda _: None, lambda: None
+    )
+    rpc = (
+        f'<rpc xmlns="{NC}" message-id="7"><get><filter type="xpath" '
+        f"select={quoteattr(ISSUE_FILTER)}/></get></rpc>"
+    )
+    try:
+        reply = etree.fromstring(await session.handle_rpc(rpc.encode()))
+    finally:
+        await server.close()
+    error = reply.find(f"{{{NC}}}rpc-error")
+    assert error is not None
+    assert error.findtext(f"{{{NC}}}error-tag") == "resource-denied"
+    assert error.findtext(f"{{{NC}}}error-type") == "application"
+    assert "nests 3" in (error.findtext(f"{{{NC}}}error-message") or "")

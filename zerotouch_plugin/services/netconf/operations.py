@@ -6,6 +6,7 @@ Each handler gets the session and the operation element and returns the reply co
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,6 @@ from zerotouch_plugin.services.netconf.protocol import (
     RpcHandler,
 )
 from zerotouch_plugin.services.netconf.subtree import apply_subtree_filter, parse_subtree_filter
-from zerotouch_plugin.services.netconf.xpath import apply_xpath_filter
 
 __all__ = ["NOTIFICATION_NS", "OPERATIONS", "capabilities", "yang_rpc_handler"]
 
@@ -72,7 +72,7 @@ def _choice(value: str | None, allowed: Mapping[str, Any], name: str, default: s
 
 def _datastore_or_config(
     session: NetconfSession, op: etree._Element, param: str, *, inline: bool
-) -> Datastore | dict[str, Any]:
+) -> Datastore | etree._Element:
     """``<source>``/``<target>``: a datastore, or an inline ``<config>`` when allowed."""
     holder = _find(op, param)
     if holder is None:
@@ -82,10 +82,18 @@ def _datastore_or_config(
         raise MissingElement(f"<{param}> must name exactly one datastore", path=f"/{param}")
     local = etree.QName(children[0]).localname
     if inline and children[0].tag in (_q("config"), "config"):
-        return tree_from_xml(session.server.schema, children[0])
+        return children[0]
     if children[0].tag not in (_q(local), local) or local not in _DATASTORES:
         raise UnsupportedOperation(f"datastore {local!r} is not supported", path=f"/{param}")
     return _DATASTORES[local]
+
+
+async def _config_tree(
+    session: NetconfSession, config: etree._Element, *, operations: bool = False
+) -> dict[str, Any]:
+    """An inline ``<config>`` as an RFC 7951 tree, decoded in a thread (it may be large)."""
+    schema = session.server.schema
+    return await asyncio.to_thread(tree_from_xml, schema, config, operations=operations)
 
 
 def _datastore(session: NetconfSession, op: etree._Element, param: str) -> Datastore:
@@ -94,8 +102,11 @@ def _datastore(session: NetconfSession, op: etree._Element, param: str) -> Datas
     return ds
 
 
-def _render(session: NetconfSession, ds: Datastore, op: etree._Element) -> str:
-    """``<data>`` for get / get-config; unfiltered and repeated filters come from a cache."""
+async def _render(session: NetconfSession, ds: Datastore, op: etree._Element) -> str:
+    """``<data>`` for get / get-config; unfiltered and repeated filters come from a cache.
+
+    XPath filters are evaluated by the server's worker process within their time budget
+    (``xpath_worker.py``), the event loop serving other sessions meanwhile."""
     schema = session.server.schema
     stores = session.datastores
     filt = _find(op, "filter")
@@ -109,11 +120,12 @@ def _render(session: NetconfSession, ds: Datastore, op: etree._Element) -> str:
             raise MissingAttribute("an XPath filter needs a select attribute")
         namespaces = dict(filt.nsmap)
         key = f"netconf-xpath:{select}:{sorted((str(k), v) for k, v in namespaces.items())}"
-        body = stores.memo(
-            ds,
-            key,
-            lambda tree: tree_to_xml(schema, apply_xpath_filter(schema, tree, select, namespaces)),
-        )
+
+        async def build(tree: dict[str, Any]) -> str:
+            selected = await session.server.xpath.apply(tree, select, namespaces)
+            return tree_to_xml(schema, selected)
+
+        body = await stores.memo_async(ds, key, build)
         return f"<data>{body}</data>"
     if kind != "subtree":
         raise UnsupportedOperation(f"filter type {kind!r} is not supported")
@@ -126,11 +138,11 @@ def _render(session: NetconfSession, ds: Datastore, op: etree._Element) -> str:
 
 
 async def _get_config(session: NetconfSession, op: etree._Element) -> str:
-    return _render(session, _datastore(session, op, "source"), op)
+    return await _render(session, _datastore(session, op, "source"), op)
 
 
 async def _get(session: NetconfSession, op: etree._Element) -> str:
-    return _render(session, Datastore.OPERATIONAL, op)
+    return await _render(session, Datastore.OPERATIONAL, op)
 
 
 _DEFAULT_OPERATIONS = {
@@ -159,7 +171,7 @@ async def _edit_config(session: NetconfSession, op: etree._Element) -> None:
             raise UnsupportedOperation("<url> is not supported (no :url capability)")
         raise MissingElement("<config> is required", path="/config")
     schema = session.server.schema
-    edit = tree_from_xml(schema, config, operations=True)
+    edit = await _config_tree(session, config, operations=True)
     # §7.2: with default-operation replace, the <config> replaces the whole target.
     replace_all = default_op is Operation.REPLACE
 
@@ -183,7 +195,8 @@ async def _copy_config(session: NetconfSession, op: etree._Element) -> None:
     if isinstance(source, Datastore):
         await stores.copy(source, target, session_id=session.session_id)
     else:
-        await stores.commit(target, source, session_id=session.session_id)
+        tree = await _config_tree(session, source)
+        await stores.commit(target, tree, session_id=session.session_id)
 
 
 async def _delete_config(session: NetconfSession, op: etree._Element) -> None:
@@ -203,8 +216,8 @@ async def _unlock(session: NetconfSession, op: etree._Element) -> None:
 async def _validate(session: NetconfSession, op: etree._Element) -> None:
     """RFC 6241 §8.6."""
     source = _datastore_or_config(session, op, "source", inline=True)
-    stores = session.datastores
-    stores.validate(stores.view(source) if isinstance(source, Datastore) else source)
+    if not isinstance(source, Datastore):  # a datastore was validated by every write to it
+        await session.datastores.validate(await _config_tree(session, source))
 
 
 async def _close_session(session: NetconfSession, op: etree._Element) -> None:

@@ -29,6 +29,7 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 from zerotouch_plugin.services.netconf.framing import Framer
+from zerotouch_plugin.services.netconf.xpath_worker import XPathWorker
 
 __all__ = [
     "BASE_NS",
@@ -363,7 +364,8 @@ class NetconfSession:
 
 
 class NetconfServer:
-    """What every session of one device shares: datastores, capabilities, session table."""
+    """What every session of one device shares: datastores, capabilities, session table,
+    the XPath worker."""
 
     def __init__(
         self,
@@ -380,6 +382,7 @@ class NetconfServer:
         self.capabilities = capabilities
         self.sessions: dict[int, NetconfSession] = {}
         self.limits = limits or NetconfLimits()
+        self.xpath = XPathWorker(self.schema, self.limits.xpath_budget)  # started when needed
         self.buffered = 0  # bytes held by the framers of every session
         self._next_id = 1
         self._namespaces = {m.name: (m.prefix, m.namespace) for m in self.schema.modules}
@@ -447,3 +450,9 @@ class NetconfServer:
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             session.close()
+        self.xpath.close()
+
+    async def close(self) -> None:
+        """``close_all``, then until the XPath worker is gone."""
+        self.close_all()
+        await self.xpath.wait_closed()

@@ -14,7 +14,11 @@ left out; they still count where a predicate tests them (``[if:enabled='true']``
 Whatever the expression, the answer is data or a ``ZerotouchError`` with a message: a
 ``SchemaError`` (``invalid-value``) for expressions that do not parse, name unknown prefixes,
 do not select a node-set or mix types XPath 1.0 does not combine; an ``XPathFailed``
-(``operation-failed``) should yangson's evaluator fail in any other way.
+(``operation-failed``) should yangson's evaluator fail in any other way; an ``XPathTooCostly``
+(``resource-denied``) for an expression that nests more than ``MAX_NESTED_SCANS`` tree-wide
+paths in predicates (``//*[//*[//*]]``: each level evaluates the next once per node, so the
+cost is the tree's size to that power), refused before it is evaluated. The time an accepted
+expression may take is bounded by the caller (``xpath_worker.py``: a worker process).
 """
 
 from __future__ import annotations
@@ -28,19 +32,27 @@ from yangson.exceptions import YangsonException
 from yangson.instance import InstanceNode
 from yangson.schemadata import ModuleData, SchemaContext
 from yangson.schemanode import InternalNode, LeafListNode, ListNode
+from yangson.xpathast import Axis, Expr, FilterExpr, LocationPath, PathExpr, Root, Step
 from yangson.xpathparser import XPathParser
 
 from zerotouch_plugin.device.edit import member_node
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.errors import SchemaError, ZerotouchError
 
-__all__ = ["XPathFailed", "apply_xpath_filter"]
+__all__ = ["MAX_NESTED_SCANS", "XPathFailed", "XPathTooCostly", "apply_xpath_filter"]
 
 log = logging.getLogger(__name__)
 
 Tree = dict[str, Any]
 _FILTER_MODULE = ("netconf-xpath-filter", "")  # where the filter's prefixes are declared
 _WHOLE: Any = object()  # trie mark: the node is selected, copy its whole subtree
+MAX_NESTED_SCANS = 2  # tree-wide paths nested in predicates: at most N**2 steps
+# Axes that may give a node-set as large as the tree (so may a path from the root); the
+# rest give a node's children, ancestors or itself. A static bound, permissive on purpose:
+# what it lets through is still bounded in time by the caller.
+_WIDE_AXES = frozenset(
+    {Axis.descendant, Axis.descendant_or_self, Axis.following_sibling, Axis.preceding_sibling}
+)
 
 
 class XPathFailed(ZerotouchError):
@@ -48,6 +60,15 @@ class XPathFailed(ZerotouchError):
     operation-failed); the details are in the server's log."""
 
     reason = "xpath-failed"
+
+
+class XPathTooCostly(ZerotouchError):
+    """A filter over the evaluation budget: nested too deeply to be evaluated at all, or out
+    of time (RFC 6241 Appendix A: resource-denied, "insufficient resources")."""
+
+    reason = "xpath-too-costly"
+    http_status = 503
+    netconf_tag = "resource-denied"
 
 
 def apply_xpath_filter(
@@ -91,7 +112,18 @@ def _evaluate(
     data.modules[_FILTER_MODULE] = holder
     try:
         expr = XPathParser(select, SchemaContext(data, None, _FILTER_MODULE)).parse()
+        scans = _scans(expr)
+        if scans > MAX_NESTED_SCANS:
+            raise XPathTooCostly(
+                f"the XPath filter {select[:60]!r} nests {scans} tree-wide paths (// or an "
+                f"absolute path, each in a predicate of the one before); at most "
+                f"{MAX_NESTED_SCANS} are evaluated: the cost grows as the tree's size to that "
+                "power",
+                path="/filter",
+            )
         return expr.evaluate(schema.data_model.from_raw(dict(tree)))
+    except ZerotouchError:
+        raise
     except YangsonException as exc:
         raise SchemaError(f"bad XPath filter {select!r}: {exc}", path="/filter") from None
     except RecursionError:
@@ -112,6 +144,41 @@ def _evaluate(
         ) from None
     finally:
         del data.modules[_FILTER_MODULE]
+
+
+def _scans(expr: Expr) -> int:
+    """How many tree-wide node-sets nest in ``expr``: a path's predicates are evaluated once
+    per node it selects, so its cost is about (tree size) ** this number."""
+    if not isinstance(expr, (LocationPath, PathExpr, FilterExpr, Step, Root)):
+        return max((_scans(sub) for sub in _operands(expr)), default=0)
+    wide = 0
+    per_node = 0  # the costliest predicate, evaluated per selected node
+    pending: list[Expr] = [expr]
+    while pending:  # the path's steps, left to right or not: only their kinds count
+        part = pending.pop()
+        if isinstance(part, (LocationPath, PathExpr)):
+            pending += [part.left, part.right]
+        elif isinstance(part, (FilterExpr, Step)):
+            if isinstance(part, FilterExpr):
+                pending.append(part.primary)
+            elif part.axis in _WIDE_AXES:
+                wide = 1
+            per_node = max([per_node, *(_scans(p) for p in part.predicates)])
+        elif isinstance(part, Root):
+            wide = 1
+        else:  # a function call or parenthesised expression the path starts from
+            wide = max(wide, _scans(part))
+    return wide + per_node
+
+
+def _operands(expr: Expr) -> list[Expr]:
+    found: list[Expr] = []
+    for value in vars(expr).values():
+        if isinstance(value, Expr):
+            found.append(value)
+        elif isinstance(value, list):
+            found += [v for v in value if isinstance(v, Expr)]
+    return found
 
 
 def _kind(value: Any) -> str:
