@@ -35,11 +35,10 @@ from zerotouch_plugin.device.schema import DeviceSchema, ModuleInfo
 from zerotouch_plugin.errors import SchemaError, ZerotouchError
 from zerotouch_plugin.services.netconf.xpath import XPathFailed, XPathTooCostly, apply_xpath_filter
 
-__all__ = ["DEFAULT_XPATH_BUDGET", "XPathWorker", "main"]
+__all__ = ["XPathWorker", "main"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_XPATH_BUDGET = 2.0  # seconds one filter may take
 START_TIMEOUT = 60.0  # seconds the child may take to import and compile the schema
 _HEADER = struct.Struct(">I")
 # The errors the child reports by name (anything else is an XPathFailed).
@@ -62,7 +61,8 @@ def _over_budget(budget: float) -> XPathTooCostly:
 class XPathWorker:
     """One child process evaluating filters for a device's sessions, started when needed."""
 
-    def __init__(self, schema: DeviceSchema, budget: float = DEFAULT_XPATH_BUDGET) -> None:
+    def __init__(self, schema: DeviceSchema, budget: float) -> None:
+        """``budget``: the seconds one filter may take (``NetconfLimits.xpath_budget``)."""
         if budget <= 0:
             raise ValueError("the XPath budget must be positive")
         self.budget = budget
