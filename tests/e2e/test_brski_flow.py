@@ -15,6 +15,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -174,15 +175,22 @@ def make_lab(root: Path) -> Lab:
     return lab
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = make_lab(tmp_path_factory.mktemp("brski"))
+@contextmanager
+def running_lab(root: Path) -> Iterator[Lab]:
+    """``make_lab`` with its MASA and registrar started; both stopped on exit."""
+    lab = make_lab(root)
     try:
         lab.start_masa()
         lab.start_registrar()
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with running_lab(tmp_path_factory.mktemp("brski")) as lab:
+        yield lab
 
 
 def enroll(lab: Lab, folder: Path, *extra: str, url: str | None = None) -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.e2e.test_brski_flow import Lab, make_lab
+from tests.e2e.test_brski_flow import Lab, running_lab
 from tests.support.processes import run_cli
 from zerotouch_plugin.artifacts import certs
 
@@ -32,13 +32,8 @@ FAST = ("--retries", "1", "--backoff", "0.2", "--max-backoff", "0.5", "--timeout
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = make_lab(tmp_path_factory.mktemp("vendor"))
-    try:
-        lab.start_masa()
-        lab.start_registrar()
+    with running_lab(tmp_path_factory.mktemp("vendor")) as lab:
         yield lab
-    finally:
-        lab.close()
 
 
 @contextmanager

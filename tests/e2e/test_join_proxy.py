@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.e2e.test_brski_flow import FAST_RETRY, Lab, make_lab
+from tests.e2e.test_brski_flow import FAST_RETRY, Lab, running_lab
 from tests.support.discovery_lab import discovery_lab
 from tests.support.netns import Host
 from tests.support.processes import ServerProcess, free_port, run_cli, start_server
@@ -36,13 +36,8 @@ PAYLOAD = 1_000_003  # bytes each way through the relay: many buffers, not a mul
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = make_lab(tmp_path_factory.mktemp("proxy"))
-    try:
-        lab.start_masa()
-        lab.start_registrar()
+    with running_lab(tmp_path_factory.mktemp("proxy")) as lab:
         yield lab
-    finally:
-        lab.close()
 
 
 def start_proxy(registrar: str, *extra: str) -> ServerProcess:
