@@ -1,4 +1,4 @@
-"""Fixtures for the device unit tests: the schema is compiled once per run."""
+"""Fixtures shared by the unit tests: the device schema is compiled once per run."""
 
 from __future__ import annotations
 
