@@ -3,8 +3,8 @@
 The host keys are generated on first start and kept in the device folder, so clients see the
 same host key after a restart. Users authenticate with a password or a public key, as the
 configuration gives them; nothing else (no shell, no exec, no port forwarding) is offered.
-Password checks run off the event loop and are limited per connection and per source
-address (``NetconfLimits``).
+Password checks run off the event loop; failed passwords and public keys are limited per
+connection and per source address (``NetconfLimits``).
 """
 
 from __future__ import annotations
@@ -224,22 +224,35 @@ class _SshServer(asyncssh.SSHServer):
             return False
         ok = await self._auth.check(username, password)
         if not ok:
-            self._failures += 1
-            log.warning("ssh: password refused for %r from %s", username, self._peer)
-            if self._auth.throttle.failed(self._source, time.monotonic()):
-                log.warning(
-                    "ssh: %s locked out for %s s after %d failed logins",
-                    self._source,
-                    self._auth.limits.auth_lockout,
-                    self._auth.limits.auth_failures_per_source,
-                )
+            self._failed("password", username)
         return ok
+
+    def _failed(self, method: str, username: str) -> None:
+        """Count a refused password or public key against this connection and its source
+        alike, so switching methods buys an attacker no extra attempts."""
+        self._failures += 1
+        log.warning("ssh: %s refused for %r from %s", method, username, self._peer)
+        if self._auth.throttle.failed(self._source, time.monotonic()):
+            log.warning(
+                "ssh: %s locked out for %s s after %d failed logins",
+                self._source,
+                self._auth.limits.auth_lockout,
+                self._auth.limits.auth_failures_per_source,
+            )
 
     def public_key_auth_supported(self) -> bool:
         return any(self._keys.values()) and not self._refused()
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        return key.public_data in self._keys.get(username, [])
+        """A key not authorized for ``username`` is a failed attempt, as in sshd's
+        MaxAuthTries; asyncssh asks once per offered key and again before the signed request
+        of an accepted one, so only unknown keys count."""
+        if self._refused():
+            return False
+        if key.public_data in self._keys.get(username, []):
+            return True
+        self._failed("public key", username)
+        return False
 
     def session_requested(self) -> _Session:
         return _Session(self._netconf, self._username, self._peer)
