@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.vectors import provenance
 from zerotouch_plugin.artifacts import certs, cms
@@ -250,7 +251,7 @@ def appendix_c(vectors_dir: Path) -> Path:
     return vectors_dir / "examples" / "anima-bootstrap" / "examples"
 
 
-def _anchor(folder: Path, name: str) -> list[certs.x509.Certificate]:
+def _anchor(folder: Path, name: str) -> list[x509.Certificate]:
     return certs.load_certs((folder / name).read_bytes())
 
 

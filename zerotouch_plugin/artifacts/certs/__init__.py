@@ -1,0 +1,93 @@
+"""Certificates of a manufacturer (CA, MASA, IDevIDs) and of an owner's domain (CA, registrar,
+LDevIDs), their keys and files, and certificate path validation.
+
+One concern per module: ``keys`` (key kinds, ``Identity``), ``issuance`` (certificates and
+CSRs), ``inspection`` (parsing and reading certificates), ``verification`` (path validation)
+and ``files`` (PEM/DER files, atomic writes). Callers use the package:
+``from zerotouch_plugin.artifacts import certs; certs.verify_chain(...)``.
+"""
+
+from __future__ import annotations
+
+from zerotouch_plugin.artifacts.certs.files import (
+    load_cert_file,
+    load_identity,
+    load_key_file,
+    write_atomic,
+    write_certs,
+    write_key,
+)
+from zerotouch_plugin.artifacts.certs.inspection import (
+    OID_HARDWARE_MODULE_NAME,
+    OID_KP_CMC_RA,
+    OID_MASA_URL,
+    der,
+    describe,
+    fingerprint,
+    hardware_module_name_of,
+    idevid_issuer,
+    idevid_issuer_matches,
+    is_ca,
+    load_certs,
+    masa_url_of,
+    serial_number_of,
+)
+from zerotouch_plugin.artifacts.certs.issuance import (
+    issue_client,
+    issue_from_csr,
+    issue_idevid,
+    issue_intermediate_ca,
+    issue_masa_signer,
+    issue_registrar,
+    issue_tls_server,
+    make_ca,
+    make_csr,
+)
+from zerotouch_plugin.artifacts.certs.keys import (
+    Identity,
+    KeyKind,
+    PrivateKey,
+    generate_key,
+    key_kind_of,
+    signature_hash,
+)
+from zerotouch_plugin.artifacts.certs.verification import Purpose, verify_chain
+
+__all__ = [
+    "OID_HARDWARE_MODULE_NAME",
+    "OID_KP_CMC_RA",
+    "OID_MASA_URL",
+    "Identity",
+    "KeyKind",
+    "PrivateKey",
+    "Purpose",
+    "der",
+    "describe",
+    "fingerprint",
+    "generate_key",
+    "hardware_module_name_of",
+    "idevid_issuer",
+    "idevid_issuer_matches",
+    "is_ca",
+    "issue_client",
+    "issue_from_csr",
+    "issue_idevid",
+    "issue_intermediate_ca",
+    "issue_masa_signer",
+    "issue_registrar",
+    "issue_tls_server",
+    "key_kind_of",
+    "load_cert_file",
+    "load_certs",
+    "load_identity",
+    "load_key_file",
+    "make_ca",
+    "make_csr",
+    "masa_url_of",
+    "serial_number_of",
+    "signature_hash",
+    "verify_chain",
+    "write_atomic",
+    "write_certs",
+    "write_key",
+]
