@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin.errors import ConfigError
 
 __all__ = [
@@ -116,17 +117,9 @@ class ConnectionLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_connections_per_ip"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"limits.{name} must be an integer")
-            if value < 1:
-                raise ValueError(f"limits.{name} must be at least 1")
+            require_count(getattr(self, name), f"limits.{name}")
         for name in ("handshake_timeout", "header_timeout", "body_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"limits.{name} must be a number of seconds")
-            if value <= 0:
-                raise ValueError(f"limits.{name} must be positive")
+            require_positive(getattr(self, name), f"limits.{name}", "a number of seconds")
 
 
 def _limits(value: Any) -> ConnectionLimits:
@@ -205,11 +198,7 @@ class RegistrarConfig:
             "retry_after",
             "handoff_attempts",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an integer")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1")
+            require_count(getattr(self, name), name)
         for name in (
             "masa_timeout",
             "handoff_backoff",
@@ -217,11 +206,7 @@ class RegistrarConfig:
             "handoff_timeout",
             "handoff_poll",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a number")
-            if value <= 0:
-                raise ValueError(f"{name} must be positive")
+            require_positive(getattr(self, name), name)
         if self.handoff_max_backoff < self.handoff_backoff:
             raise ValueError("handoff_max_backoff must not be below handoff_backoff")
 
@@ -268,11 +253,7 @@ class MasaConfig:
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string")
         for name in ("voucher_lifetime", "max_body_bytes", "audit_max_events"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an integer")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1")
+            require_count(getattr(self, name), name)
         if self.require_client_cert and not self.registrar_cas:
             raise ValueError("require_client_cert needs registrar_cas to verify the certificates")
 
@@ -536,11 +517,7 @@ class DeviceConfig:
             "bootstrap_timeout",
             "discovery_timeout",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a number of seconds")
-            if value <= 0:
-                raise ValueError(f"{name} must be positive")
+            require_positive(getattr(self, name), name, "a number of seconds")
         if self.bootstrap_max_delay < self.bootstrap_retry_delay:
             raise ValueError("bootstrap_max_delay must be at least bootstrap_retry_delay")
         if not isinstance(self.nonceless_allowed, bool):

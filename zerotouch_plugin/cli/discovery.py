@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from zerotouch_plugin.artifacts.grasp import AN_JOIN_REGISTRAR, AN_PROXY, IPPROTO_TCP
+from zerotouch_plugin.cli._args import positive_seconds
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.discovery import Candidate
 from zerotouch_plugin.roles.grasp import Announcement
@@ -29,13 +30,6 @@ __all__ = ["ANNOUNCE_METHODS", "HELP", "LISTEN_METHODS", "register"]
 HELP = "find or announce BRSKI join proxies and registrars (GRASP, mDNS, unicast DNS-SD)"
 
 DEFAULT_TIMEOUT = 5.0
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
 
 
 def _seconds(text: str) -> float:
@@ -256,7 +250,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--interface", help="network interface (grasp, mdns), e.g. eth0")
     p.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_seconds,
         default=DEFAULT_TIMEOUT,
         help=f"seconds to search (default {DEFAULT_TIMEOUT:g})",
     )
@@ -306,7 +300,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="grasp: IANA protocol number (default 6, TCP)")  # fmt: skip
     a.add_argument(
         "--interval",
-        type=_positive_float,
+        type=positive_seconds,
         default=0.5,
         help="grasp: seconds between floods (default 0.5)",
     )
@@ -319,7 +313,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--service", choices=sorted(_SERVICES), help="mdns: the service name")
     a.add_argument("--instance", help="mdns: the instance name (default 'zerotouch SERVICE')")
     a.add_argument(
-        "--duration", type=_positive_float, default=None,
+        "--duration", type=positive_seconds, default=None,
         help="seconds to announce (default: until interrupted)",
     )  # fmt: skip
     a.set_defaults(func=cmd_announce)

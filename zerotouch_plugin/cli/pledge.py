@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.cli._args import positive_seconds
 from zerotouch_plugin.cli.device import add_discovery_options
 from zerotouch_plugin.config import DeviceConfig, load_config
 from zerotouch_plugin.errors import ConfigError
@@ -19,13 +20,6 @@ from zerotouch_plugin.services.pledge_client import PLEDGE_FILES, enroll, enroll
 __all__ = ["HELP", "register"]
 
 HELP = "headless pledge: voucher exchange and EST enrollment against a registrar"
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
 
 
 def _retries(text: str) -> int:
@@ -119,19 +113,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_seconds,
         default=30.0,
         help="seconds for one request (default 30)",
     )
     p.add_argument(
         "--backoff",
-        type=_positive_float,
+        type=positive_seconds,
         default=1.0,
         help="first retry delay in seconds, doubled each retry, with jitter (default 1)",
     )
     p.add_argument(
         "--max-backoff",
-        type=_positive_float,
+        type=positive_seconds,
         default=30.0,
         help="longest retry delay, also the cap on a server's Retry-After (default 30)",
     )
@@ -144,7 +138,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_discovery_options(p)
     p.add_argument(
         "--discovery-timeout",
-        type=_positive_float,
+        type=positive_seconds,
         default=2.0,
         help="seconds each discovery method searches (default 2)",
     )

@@ -25,6 +25,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
 
+from zerotouch_plugin._checks import require_positive
 from zerotouch_plugin.errors import ZerotouchError
 from zerotouch_plugin.roles.pledge import RetryPolicy
 from zerotouch_plugin.roles.states import (
@@ -151,10 +152,7 @@ class DiscoveryConfig:
         object.__setattr__(self, "methods", methods)
         timeouts = dict(self.timeouts)
         for name, value in (("timeout", self.timeout), *timeouts.items()):
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"timeout of {name} must be a number of seconds")
-            if value <= 0:
-                raise ValueError(f"timeout of {name} must be positive")
+            require_positive(value, f"timeout of {name}", "a number of seconds")
         if not all(isinstance(m, Method) for m in timeouts):
             raise TypeError("timeouts must be keyed by Method")
         object.__setattr__(self, "timeouts", MappingProxyType(timeouts))

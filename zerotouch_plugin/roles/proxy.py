@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
+from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.discovery import Candidate, Method, Role
 
@@ -63,17 +64,9 @@ class ProxyLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "buffer_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an integer")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1")
+            require_count(getattr(self, name), name)
         for name in ("idle_timeout", "connect_timeout", "backoff", "max_backoff"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a number")
-            if value <= 0:
-                raise ValueError(f"{name} must be positive")
+            require_positive(getattr(self, name), name)
         if self.max_backoff < self.backoff:
             raise ValueError("max_backoff must not be below backoff")
 

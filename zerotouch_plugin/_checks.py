@@ -1,0 +1,27 @@
+"""The number checks of the validated value objects: configuration tables and role policies.
+
+DESIGN.md rule 3: a wrong type raises ``TypeError``, a wrong value ``ValueError``. TOML and
+JSON give ``true`` where a number was meant, and ``bool`` is an ``int`` in Python, so both
+checks refuse it by name. One place keeps the message an operator reads the same in every
+table (``load_config`` turns either error into a ``ConfigError``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["require_count", "require_positive"]
+
+
+def require_positive(value: object, name: str, unit: str = "a number") -> None:
+    """A duration, interval or rate: an int or float above zero; ``unit`` names what is meant."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"{name} must be {unit}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive")
+
+
+def require_count(value: object, name: str) -> None:
+    """A size or a number of things: an integer of at least 1."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1")
