@@ -20,13 +20,13 @@ import asyncio
 import copy
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zerotouch_plugin.artifacts.certs import write_atomic
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.errors import (
@@ -67,22 +67,9 @@ class Datastore(StrEnum):
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: the old or the new content survives any crash."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    """Replace ``path`` with ``data`` (the old or the new content survives any crash), mode
+    0600: the startup configuration and the SSH host keys are the device's own secrets."""
+    write_atomic(path, data, 0o600)
 
 
 class Datastores:
@@ -95,7 +82,7 @@ class Datastores:
         self.folder = folder
         self.edit_budget = edit_budget
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(f".{STARTUP_FILE}.tmp-*"):
+        for stale in folder.glob(f".{STARTUP_FILE}.*.tmp"):
             stale.unlink(missing_ok=True)  # a write interrupted by a crash; the old file stands
         startup = self._load_startup()
         self._trees: dict[Datastore, Tree] = {

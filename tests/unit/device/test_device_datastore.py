@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -167,12 +166,13 @@ def test_atomic_write_leaves_no_temporary_and_stale_ones_are_cleaned(tmp_path: P
     write_atomically(target, b"one")
     write_atomically(target, b"two")
     assert target.read_bytes() == b"two"
+    assert target.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
 
 
 def test_crash_mid_write_keeps_old_startup(schema: DeviceSchema, tmp_path: Path) -> None:
     (tmp_path / STARTUP_FILE).write_text(json.dumps(CONFIG))
-    torn = tmp_path / f".{STARTUP_FILE}.tmp-{os.getpid() + 1}"
+    torn = tmp_path / f".{STARTUP_FILE}.k3x9q2.tmp"
     torn.write_bytes(b'{"ietf-system:system": {"hostn')  # a writer killed before rename
     ds = Datastores(schema, tmp_path)
     assert ds.get(Datastore.STARTUP) == CONFIG
