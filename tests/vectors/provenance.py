@@ -10,7 +10,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent / "data"
 PROVENANCE = DATA / "PROVENANCE.md"
 
-_SECTION = re.compile(r"### `(examples/[^`]+/)` — (\S+) @ `([0-9a-f]{40})` \(([\d-]+)\)")
+_SECTION = re.compile(r"### `(examples/[^`]+/)` — (\S+) @ `([0-9a-f]{40})`(?: \(([\d-]+)\))?")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ KINDS = {
     "derived payload",
     "certificate",
     "private key",
+    "YANG module",
 }
 _MEMBER = {
     "voucher JSON": ["ietf-voucher:voucher"],

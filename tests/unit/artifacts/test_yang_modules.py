@@ -9,8 +9,6 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,55 +31,24 @@ MODULES = sorted(yang_dir().glob("*.yang"))
 IETF_MODULES = [m for m in MODULES if m.name.startswith(("ietf-", "iana-"))]
 
 
-# Official copies: ../shared/yang/ beside the checkout when a developer has it (optional).
-SHARED_YANG = Path(__file__).resolve().parents[3].parent / "shared" / "yang"
+# The official copies, kept with the other public vectors (tests/vectors/data/PROVENANCE.md).
+OFFICIAL_YANG = (
+    Path(__file__).resolve().parents[2]
+    / "vectors"
+    / "data"
+    / "examples"
+    / "YangModels__yang"
+    / "standard"
+    / "ietf"
+    / "RFC"
+)
 
 
-@dataclass(frozen=True)
-class OfficialModule:
-    """An official copy of a YANG module and where it was found (said in every comparison)."""
-
-    path: Path
-    source: str
-
-
-def _first_revision(path: Path) -> str | None:
-    found = re.search(r"^\s*revision\s+\"?(\d{4}-\d{2}-\d{2})", path.read_text(), re.MULTILINE)
-    return found.group(1) if found else None
-
-
-def find_official_module(file_name: str) -> OfficialModule | None:
-    """The official copy of ``name@revision.yang``: ``../shared/yang/{rfc,draft}/`` when it
-    is beside the checkout, else pyang's bundled copy (``name.yang`` whose newest revision is
-    the same, found through pyang's installed data path), else None."""
-    for sub in ("rfc", "draft"):
-        candidate = SHARED_YANG / sub / file_name
-        if candidate.is_file():
-            return OfficialModule(candidate, f"../shared/yang/{sub}")
-    name, _, revision = file_name.removesuffix(".yang").partition("@")
-    for folder in pyang_module_dirs():
-        for candidate in (folder / file_name, folder / f"{name}.yang"):
-            if candidate.is_file() and _first_revision(candidate) == revision:
-                return OfficialModule(candidate, f"pyang's bundled copy in {folder}")
-    return None
-
-
-@pytest.fixture(scope="module")
-def official_yang() -> Callable[[str], OfficialModule]:
-    """Finds the official copy of a module, or skips naming the module and where it looked."""
-
-    def find(file_name: str) -> OfficialModule:
-        found = find_official_module(file_name)
-        if found is None:
-            where = "does not have it" if SHARED_YANG.is_dir() else "is absent"
-            looked = ", ".join(map(str, pyang_module_dirs()))
-            pytest.skip(
-                f"no official copy of {file_name}: {SHARED_YANG} {where} and pyang bundles "
-                f"none with that revision (looked in {looked})"
-            )
-        return found
-
-    return find
+def official_module(file_name: str) -> Path:
+    """The official copy of ``name@revision.yang``; every IETF module shipped has one."""
+    path = OFFICIAL_YANG / file_name
+    assert path.is_file(), f"no official copy of {file_name} in {OFFICIAL_YANG}"
+    return path
 
 
 def _search_path(*first: Path) -> list[str]:
@@ -103,19 +70,14 @@ def test_project_ships_the_voucher_modules() -> None:
 
 
 @pytest.mark.parametrize("module", IETF_MODULES, ids=lambda p: p.name)
-def test_ietf_module_has_the_official_schema_tree(
-    module: Path, official_yang: Callable[[str], OfficialModule]
-) -> None:
-    """Against ../shared/yang/ when present, else pyang's bundled copy, else skipped (the
-    reason names the module); the source used is printed and in every failure message."""
-    official = official_yang(module.name)
-    print(f"{module.name}: compared with {official.path} ({official.source})")
+def test_ietf_module_has_the_official_schema_tree(module: Path) -> None:
+    official = official_module(module.name)
     ours = _pyang(*TREE, *_search_path(yang_dir()), str(module))
-    theirs = _pyang(*TREE, *_search_path(official.path.parent), str(official.path))
+    theirs = _pyang(*TREE, *_search_path(OFFICIAL_YANG), str(official))
     assert ours.returncode == 0, ours.stderr
-    assert theirs.returncode == 0, f"{official.source}: {theirs.stderr}"
+    assert theirs.returncode == 0, theirs.stderr
     assert ours.stdout.strip(), f"empty tree for {module.name}"
-    assert ours.stdout == theirs.stdout, f"schema tree differs from {official.source}"
+    assert ours.stdout == theirs.stdout, f"schema tree differs from {official}"
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.name)
@@ -217,31 +179,27 @@ def _without_descriptions(node: object) -> object:
     return node
 
 
-def test_validation_matches_the_official_modules(
-    official_yang: Callable[[str], OfficialModule], tmp_path: Path
-) -> None:
-    """The validation model built on the official ietf-voucher/-request copies (skipped,
-    naming the module, when one has none) behaves as the one built on the project's."""
+def test_validation_matches_the_official_modules(tmp_path: Path) -> None:
+    """The validation model built on the official ietf-voucher/-request copies behaves as
+    the one built on the project's."""
     validation = next(yang_dir().glob("zerotouch-voucher-validation@*.yang"))
     shutil.copy(validation, tmp_path)
     sources = []
     for name in ("ietf-voucher@2018-05-09.yang", "ietf-voucher-request@2021-05-20.yang"):
-        official = official_yang(name)
-        shutil.copy(official.path, tmp_path / name)
-        sources.append(f"{name} from {official.source}")
-    print("official modules:", "; ".join(sources))
-    imports = [d for d in (SHARED_YANG / "rfc",) if d.is_dir()] + list(pyang_module_dirs())
+        official = official_module(name)
+        shutil.copy(official, tmp_path / name)
+        sources.append(str(official))
     ours = build_validation_model([yang_dir(), *pyang_module_dirs()])
-    official = build_validation_model([tmp_path, *imports])
+    official_model = build_validation_model([tmp_path, *pyang_module_dirs()])
     assert _without_descriptions(json.loads(ours.schema_digest())) == _without_descriptions(
-        json.loads(official.schema_digest())
+        json.loads(official_model.schema_digest())
     ), sources
     cases = [({"ietf-voucher:voucher": c}, "voucher") for c in _VOUCHER_CASES]
     cases += [({"ietf-voucher-request:voucher": c}, "voucher-request") for c in _REQUEST_CASES]
     outcomes = {"ok": 0, "error": 0}
     for obj, kind in cases:
         mine = _outcome(obj, kind, ours)  # type: ignore[arg-type]
-        assert mine == _outcome(obj, kind, official), (obj, sources)  # type: ignore[arg-type]
+        assert mine == _outcome(obj, kind, official_model), (obj, sources)  # type: ignore[arg-type]
         outcomes["ok" if mine == "ok" else "error"] += 1
     assert outcomes["ok"] >= 6 and outcomes["error"] >= 10, outcomes
 

@@ -1,6 +1,6 @@
 """The discovery machine (RFC 8995 §4.1.1) driven in memory: search order, candidates kept
 once in method order, failed candidates set aside with growing backoff, cycles, giving up;
-its transition table and the README diagram generated from it."""
+its transition table and the diagram of docs/state-machines.md generated from it."""
 
 from __future__ import annotations
 
@@ -225,6 +225,7 @@ def test_every_state_and_event_is_in_the_diagram() -> None:
         assert f" {event}" in text
 
 
-def test_readme_shows_the_generated_discovery_diagram(repo_root: Path) -> None:
-    readme = (repo_root / "README.md").read_text()
-    assert f"```mermaid\n{_diagram()}```" in readme
+def test_docs_show_the_generated_discovery_diagram(repo_root: Path) -> None:
+    page = (repo_root / "docs" / "state-machines.md").read_text()
+    section = page.split("## Discovery", 1)[1]
+    assert f"```mermaid\n{_diagram()}```" in section

@@ -911,14 +911,17 @@ def test_state_table() -> None:
         role.next_state(None, E.VOUCHER_STATUS_SUCCESS)
 
 
-def test_readme_diagram_is_generated_from_the_table(repo_root: Path) -> None:
+def test_readme_and_docs_diagram_is_generated_from_the_table(repo_root: Path) -> None:
     restart = (E.PVR_ACCEPTED, E.PVR_REFUSED)
     main_path = {
         (state, event): target
         for (state, event), target in REGISTRAR_TRANSITIONS.items()
         if state is None or event not in restart
     }
-    assert render_mermaid(main_path) in (repo_root / "README.md").read_text()
+    diagram = f"```mermaid\n{render_mermaid(main_path)}```"
+    assert diagram in (repo_root / "README.md").read_text()
+    page = (repo_root / "docs" / "state-machines.md").read_text()
+    assert diagram in page.split("## Registrar", 1)[1]
 
 
 def test_a_csr_with_two_serial_numbers_is_named_so(pki: Pki) -> None:

@@ -94,7 +94,7 @@ def test_mermaid_diagram_names_every_state_and_event() -> None:
     assert "    enrolled --> [*]\n" in text
 
 
-def test_readme_shows_the_generated_pledge_diagram(repo_root: Path) -> None:
-    readme = (repo_root / "README.md").read_text()
-    section = readme.split("### pledge", 1)[1]
+def test_docs_show_the_generated_pledge_diagram(repo_root: Path) -> None:
+    page = (repo_root / "docs" / "state-machines.md").read_text()
+    section = page.split("## Pledge", 1)[1]
     assert f"```mermaid\n{_diagram()}```" in section
