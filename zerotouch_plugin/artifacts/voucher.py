@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum, StrEnum
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Required, Self, TypedDict, TypeVar, Unpack
 
 from cryptography import x509
 
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_TOLERANCES",
     "STRICT",
     "Assertion",
+    "SignedChecks",
     "Tolerance",
     "Voucher",
     "VoucherRequest",
@@ -467,19 +468,30 @@ def _content_types(tolerances: frozenset[Tolerance]) -> tuple[str, ...]:
     return (cms.OID_ANIMA_JSON_VOUCHER,)
 
 
-def parse_signed_voucher(
+_A = TypeVar("_A", Voucher, VoucherRequest)
+
+
+class SignedChecks(TypedDict, total=False):
+    """What a signed artifact is verified against; ``trust_anchors`` None checks the
+    signature with the embedded signer only."""
+
+    trust_anchors: Required[Sequence[x509.Certificate] | None]
+    now: Required[datetime]
+    tolerances: frozenset[Tolerance]
+    intermediates: Sequence[x509.Certificate]
+
+
+def _parse_signed(
+    model: type[_A],
     data: bytes,
     *,
     trust_anchors: Sequence[x509.Certificate] | None,
     now: datetime,
     tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES,
     intermediates: Sequence[x509.Certificate] = (),
-) -> tuple[Voucher, cms.SignedContent]:
-    """Verify a CMS-signed voucher (signature, digest, signer path at ``now``), then parse it.
-
-    ``trust_anchors`` None checks the signature with the embedded signer only. The caller
-    still runs ``voucher.check(...)`` with its serial-number and nonce.
-    """
+) -> tuple[_A, cms.SignedContent]:
+    """Verify the CMS signature, digest and signer path at ``now``, then parse the content:
+    nothing unverified reaches the parser."""
     signed = cms.verify(
         data,
         trust_anchors=trust_anchors,
@@ -487,26 +499,22 @@ def parse_signed_voucher(
         content_types=_content_types(tolerances),
         intermediates=intermediates,
     )
-    return Voucher.from_json(signed.content, tolerances=tolerances), signed
+    return model.from_json(signed.content, tolerances=tolerances), signed
+
+
+def parse_signed_voucher(
+    data: bytes, **checks: Unpack[SignedChecks]
+) -> tuple[Voucher, cms.SignedContent]:
+    """A CMS-signed voucher (RFC 8366 §8.3). The caller still runs ``voucher.check(...)``
+    with its serial-number and nonce."""
+    return _parse_signed(Voucher, data, **checks)
 
 
 def parse_signed_voucher_request(
-    data: bytes,
-    *,
-    trust_anchors: Sequence[x509.Certificate] | None,
-    now: datetime,
-    tolerances: frozenset[Tolerance] = DEFAULT_TOLERANCES,
-    intermediates: Sequence[x509.Certificate] = (),
+    data: bytes, **checks: Unpack[SignedChecks]
 ) -> tuple[VoucherRequest, cms.SignedContent]:
-    """As parse_signed_voucher, for a pledge's or registrar's voucher-request (RFC 8995 §3)."""
-    signed = cms.verify(
-        data,
-        trust_anchors=trust_anchors,
-        now=now,
-        content_types=_content_types(tolerances),
-        intermediates=intermediates,
-    )
-    return VoucherRequest.from_json(signed.content, tolerances=tolerances), signed
+    """A pledge's or registrar's CMS-signed voucher-request (RFC 8995 §3)."""
+    return _parse_signed(VoucherRequest, data, **checks)
 
 
 def sign_artifact(
