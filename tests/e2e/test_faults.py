@@ -1,0 +1,283 @@
+"""Faults during a BRSKI enrollment, with real processes on 127.0.0.1: the registrar or the
+MASA is killed with SIGKILL at each step, restarted on the same port and files, and the
+pledge's ordinary retries finish the enrollment. Afterwards nothing is half-written and
+nothing is lost: one device record, enrolled, whose LDevID is the one the pledge installed;
+the voucher the pledge holds is one the MASA issued; the MASA has an audit entry for every
+voucher it issued (RFC 8995 §5.8.1).
+
+The MASA listens behind a relay (tests/support/faults.py) on the port the IDevIDs name, so
+a fault can fire the moment the registrar opens its connection to the MASA; other faults
+fire when a service's database shows the step was reached, or when the pledge is about to
+send the step's request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.e2e.test_brski_flow import Lab, make_lab
+from tests.support.faults import DROP, FORWARD, Relay, Watcher, kill9
+from tests.support.processes import ServerProcess, free_port, start_server
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.roles.pledge import (
+    PATH_ENROLLSTATUS,
+    PATH_SIMPLEENROLL,
+    PATH_VOUCHER_STATUS,
+    Enrollment,
+    HttpRequest,
+    Pledge,
+    RetryPolicy,
+)
+from zerotouch_plugin.services.pledge_client import (
+    PLEDGE_FILES,
+    PledgeClient,
+    drive,
+    load_pledge_config,
+    write_enrollment,
+)
+from zerotouch_plugin.store.db import Database, open_database
+from zerotouch_plugin.store.masa import MasaRepository
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+# Enough tries per step to outlast a restart (a new interpreter: one to three seconds here).
+PATIENT = RetryPolicy(attempts=10, base_delay=0.3, max_delay=1.5)
+
+
+@dataclass
+class FaultLab:
+    """A vendor and a registrar folder, the MASA behind a relay, the registrar on a fixed
+    port; both can be killed and restarted in place."""
+
+    lab: Lab
+    registrar_port: int = field(default_factory=free_port)
+    masa_port: int = field(default_factory=free_port)
+    masa: ServerProcess | None = None
+    registrar: ServerProcess | None = None
+    _dbs: dict[Path, Database] = field(default_factory=dict)
+
+    @property
+    def registrar_url(self) -> str:
+        return f"https://127.0.0.1:{self.registrar_port}"
+
+    def start_masa(self) -> None:
+        self.masa = start_server(
+            "masa", "-v", "masa", "serve", "--dir", self.lab.vendor,
+            "--listen", f"127.0.0.1:{self.masa_port}",
+        )  # fmt: skip
+
+    def start_registrar(self) -> None:
+        self.registrar = start_server(
+            "registrar", "-v", "registrar", "serve", "--dir", self.lab.domain,
+            "--listen", f"127.0.0.1:{self.registrar_port}",
+        )  # fmt: skip
+
+    def kill_registrar(self, *, restart: bool = True) -> None:
+        assert self.registrar is not None
+        kill9(self.registrar.proc)
+        self.registrar.stop()
+        if restart:
+            self.start_registrar()
+
+    def kill_masa(self, *, restart: bool = True) -> None:
+        assert self.masa is not None
+        kill9(self.masa.proc)
+        self.masa.stop()
+        if restart:
+            self.start_masa()
+
+    def relay(self, on_connect: Callable[[int], str] = lambda _n: FORWARD) -> Relay:
+        """The MASA as the registrar reaches it (the port in every IDevID)."""
+        return Relay(self.lab.masa_port, self.masa_port, on_connect)
+
+    def _db(self, path: Path) -> Database:
+        if path not in self._dbs:
+            self._dbs[path] = open_database(path)
+        return self._dbs[path]
+
+    @property
+    def registrar_db(self) -> RegistrarRepository:
+        return RegistrarRepository(self._db(self.lab.domain / "registrar.db"))
+
+    @property
+    def masa_db(self) -> MasaRepository:
+        return MasaRepository(self._db(self.lab.vendor / "masa.db"))
+
+    def __enter__(self) -> FaultLab:
+        try:
+            self.start_masa()
+            self.start_registrar()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for process in (self.registrar, self.masa):
+            if process is not None:
+                process.stop()
+                process.log_path.unlink(missing_ok=True)
+        for db in self._dbs.values():
+            db.dispose()
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
+    with FaultLab(make_lab(tmp_path_factory.mktemp("faults"))) as lab:
+        yield lab
+
+
+def enroll(
+    lab: FaultLab, folder: Path, before: Callable[[HttpRequest], None] = lambda _r: None
+) -> Enrollment:
+    """The pledge (the code ``zerotouch pledge enroll`` runs), patient enough to outlast a
+    restart; ``before`` sees each request just before it is sent."""
+
+    def hook(action: object) -> None:
+        if isinstance(action, HttpRequest):
+            before(action)
+
+    async def keep(enrollment: Enrollment) -> None:
+        write_enrollment(folder, enrollment)
+
+    async def scenario() -> Enrollment:
+        config = load_pledge_config(folder, retry=PATIENT)
+        async with PledgeClient(config, lab.registrar_url, timeout=15) as client:
+            machine = Pledge(config, random_bytes=os.urandom)
+            return await drive(machine, client, on_action=hook, install=keep)
+
+    return asyncio.run(scenario())
+
+
+def assert_consistent(lab: FaultLab, serial: str, folder: Path) -> None:
+    """Nothing half-written, nothing lost (see the module docstring)."""
+    registrar, masa = lab.registrar_db, lab.masa_db
+    records = [d for d in registrar.devices() if d.serial == serial]
+    assert len(records) == 1, records
+    (record,) = records
+    assert record.state == "enroll-confirmed", record
+    assert record.enroll_confirmed is True, record
+    ldevid = certs.load_certs((folder / PLEDGE_FILES["ldevid"]).read_bytes())[0]
+    issued = [x509.load_der_x509_certificate(der) for der in registrar.certificates(serial)]
+    assert ldevid in issued, "the pledge's LDevID is not on record"
+    assert record.ldevid_fingerprint == certs.fingerprint(ldevid), record
+    # every voucher the MASA issued has its audit entry, and the pledge's voucher is one
+    vouchers = masa.vouchers(serial)
+    audit = masa.audit_entries(serial)
+    assert vouchers and len(audit) == len(vouchers), (vouchers, audit)
+    assert {v.nonce for v in vouchers} == {a.nonce for a in audit}
+    held = (folder / PLEDGE_FILES["voucher"]).read_bytes()
+    assert held in {v.cms for v in vouchers}
+    # the registrar's own voucher records are vouchers the MASA issued
+    assert {v.voucher_cms for v in registrar.vouchers(serial)} <= {v.cms for v in vouchers}
+
+
+def once(action: Callable[[], None]) -> Callable[[], bool]:
+    """``action`` the first time the returned callable runs; True when it did."""
+    done = threading.Event()
+
+    def run() -> bool:
+        if done.is_set():
+            return False
+        done.set()
+        action()
+        return True
+
+    return run
+
+
+def test_registrar_killed_while_it_calls_the_masa(faults: FaultLab) -> None:
+    """requestvoucher: SIGKILL the registrar the moment it connects to the MASA (the pledge's
+    request is in flight, no voucher exists yet)."""
+    serial, folder = faults.lab.pledge()
+    fire = once(faults.kill_registrar)
+
+    def on_connect(_n: int) -> str:
+        return DROP if fire() else FORWARD
+
+    with faults.relay(on_connect) as relay:
+        assert enroll(faults, folder).serial == serial
+    assert relay.connections >= 2
+    assert_consistent(faults, serial, folder)
+
+
+def test_masa_killed_while_the_registrar_calls_it(faults: FaultLab) -> None:
+    """requestvoucher: SIGKILL the MASA when the registrar's call reaches it; the registrar
+    answers 503 and the pledge retries once the MASA is back."""
+    serial, folder = faults.lab.pledge()
+    fire = once(faults.kill_masa)
+
+    def on_connect(_n: int) -> str:
+        return DROP if fire() else FORWARD
+
+    with faults.relay(on_connect):
+        assert enroll(faults, folder).serial == serial
+    assert_consistent(faults, serial, folder)
+
+
+def test_registrar_killed_after_the_masa_issued_the_voucher(faults: FaultLab) -> None:
+    """requestvoucher: SIGKILL the registrar once the MASA has recorded the voucher it is
+    returning: that voucher never reaches the pledge; a second one does, and both are
+    audited."""
+    serial, folder = faults.lab.pledge()
+    with (
+        faults.relay(),
+        Watcher(lambda: bool(faults.masa_db.vouchers(serial)), faults.kill_registrar) as w,
+    ):
+        assert enroll(faults, folder).serial == serial
+        assert w.wait()
+    assert_consistent(faults, serial, folder)
+
+
+@pytest.mark.parametrize(
+    "reached",
+    [
+        pytest.param(lambda r: r.voucher_status_at is not None, id="voucher_status-recorded"),
+        pytest.param(lambda r: r.enrolled_at is not None, id="simpleenroll-recorded"),
+        pytest.param(lambda r: r.enroll_status_at is not None, id="enrollstatus-recorded"),
+    ],
+)
+def test_registrar_killed_once_a_step_is_recorded(
+    faults: FaultLab, reached: Callable[[object], bool]
+) -> None:
+    """SIGKILL the registrar the moment its database shows the step (the response may or may
+    not have left): the pledge repeats the step on the restarted registrar. enrollstatus is
+    the last step, so the pledge may be done before the kill: then what is checked is that
+    the committed record survived it."""
+    serial, folder = faults.lab.pledge()
+
+    def recorded() -> bool:
+        record = faults.registrar_db.device(serial)
+        return record is not None and reached(record)
+
+    with faults.relay(), Watcher(recorded, faults.kill_registrar) as watcher:
+        assert enroll(faults, folder).serial == serial
+        assert watcher.wait()
+    assert_consistent(faults, serial, folder)
+
+
+@pytest.mark.parametrize("path", [PATH_VOUCHER_STATUS, PATH_SIMPLEENROLL, PATH_ENROLLSTATUS])
+def test_registrar_killed_before_a_step(faults: FaultLab, path: str) -> None:
+    """SIGKILL the registrar just before the pledge sends the step's request (so it is never
+    received); it is restarted while the pledge retries."""
+    serial, folder = faults.lab.pledge()
+    restarts: list[threading.Thread] = []
+
+    def before(request: HttpRequest) -> None:
+        if request.path == path and not restarts:
+            faults.kill_registrar(restart=False)
+            restarts.append(threading.Thread(target=faults.start_registrar))
+            restarts[0].start()
+
+    with faults.relay():
+        assert enroll(faults, folder, before).serial == serial
+    assert len(restarts) == 1
+    restarts[0].join(30)
+    assert_consistent(faults, serial, folder)

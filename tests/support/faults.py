@@ -1,0 +1,141 @@
+"""Fault injection for the end-to-end fault tests: a TCP relay that fires a fault when a
+connection reaches it, a watcher that fires one when a condition becomes true, and SIGKILL.
+
+TLS hides the HTTP request line, so a step is recognised by what the relay can see (the n-th
+connection a service opens to another) or by what a service has written (a database row);
+either way the fault fires at that moment, deterministically, from the test's own threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["Relay", "Watcher", "kill9"]
+
+# What the relay does with an accepted connection once the fault hook has run.
+FORWARD = "forward"
+DROP = "drop"
+
+_POLL_SECONDS = 0.02
+
+
+def kill9(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL: the process gets no chance to flush, commit or answer anything."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+@dataclass
+class Relay:
+    """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``; ``on_connect(n)`` runs for the
+    n-th accepted connection (1-based) before anything is forwarded and returns FORWARD or
+    DROP (the connection is closed unanswered). Runs in its own thread and event loop."""
+
+    port: int
+    target: int
+    on_connect: Callable[[int], str] = lambda _n: FORWARD
+    connections: int = 0
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _stopped: asyncio.Event | None = field(default=None, repr=False)
+
+    def __enter__(self) -> Relay:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopped = asyncio.Event()
+            try:
+                server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+            except OSError as exc:
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            async with server:
+                await self._stopped.wait()
+
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            raise errors[0]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        loop = asyncio.get_running_loop()
+        verdict = await loop.run_in_executor(None, self.on_connect, self.connections)
+        if verdict == DROP:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.transport.abort()
+
+
+@dataclass
+class Watcher:
+    """Polls ``condition`` every 20 ms from a thread; the first time it holds, runs
+    ``action`` once. ``fired`` says whether it did (a test asserts it, so a fault that never
+    happened cannot pass for one that was survived)."""
+
+    condition: Callable[[], bool]
+    action: Callable[[], None]
+    timeout: float = 60.0
+    fired: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def __enter__(self) -> Watcher:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Until the action has run (or the watch ended); whether it fired."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.fired
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if self.condition():
+                self.fired = True
+                self.action()
+                return
+            time.sleep(_POLL_SECONDS)
