@@ -1,9 +1,9 @@
 """The number checks of the validated value objects: configuration tables and role policies.
 
-DESIGN.md rule 3: a wrong type raises ``TypeError``, a wrong value ``ValueError``. TOML and
-JSON give ``true`` where a number was meant, and ``bool`` is an ``int`` in Python, so both
-checks refuse it by name. One place keeps the message an operator reads the same in every
-table (``load_config`` turns either error into a ``ConfigError``).
+The rule of every value object: a wrong type raises ``TypeError``, a wrong value
+``ValueError``. TOML and JSON give ``true`` where a number was meant, and ``bool`` is an
+``int`` in Python, so both checks refuse it by name. One place keeps the message an operator
+reads the same in every table (``load_config`` turns either error into a ``ConfigError``).
 """
 
 from __future__ import annotations

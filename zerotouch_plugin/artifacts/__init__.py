@@ -1,1 +1,3 @@
-"""artifacts layer (see DESIGN.md)."""
+"""artifacts layer: vouchers, CMS, EST messages, certificates, the GRASP codec and YANG
+validation; bytes in, validated values out, nothing trusted implicitly. See
+docs/architecture.md."""

@@ -1,6 +1,6 @@
-"""The project's only raw ASN.1 code (DESIGN.md rule 7): CMS SignedData (RFC 5652) encoding
-and decoding, the small certificate-extension values of RFC 4108 / RFC 8995 §2.3.2, and the
-EST CsrAttrs structure (RFC 7030 §4.5.2).
+"""The project's only raw ASN.1 code, kept in one module nothing else imitates: CMS
+SignedData (RFC 5652) encoding and decoding, the small certificate-extension values of
+RFC 4108 / RFC 8995 §2.3.2, and the EST CsrAttrs structure (RFC 7030 §4.5.2).
 
 Nothing here checks a signature or trusts anything: this module turns bytes into plain
 Python values and back. ``cms.py`` and ``certs.py`` hold the policy and the cryptography.

@@ -446,7 +446,7 @@ class VoucherRequest(_Artifact):
             ) from None
 
 
-# Artifact kind -> model class (dispatch by table, DESIGN.md rule 6).
+# Artifact kind -> model class (dispatch by table, not by if-chain).
 _MODELS: Mapping[ArtifactKind, type[Voucher] | type[VoucherRequest]] = {
     "voucher": Voucher,
     "voucher-request": VoucherRequest,

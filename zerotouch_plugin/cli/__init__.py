@@ -20,7 +20,7 @@ from zerotouch_plugin.errors import ZerotouchError
 
 __all__ = ["COMMAND_GROUPS", "build_parser", "main", "run"]
 
-# Command group name -> module implementing it (DESIGN.md: extension points are tables).
+# Command group name -> module implementing it (a new group is one entry).
 COMMAND_GROUPS: dict[str, str] = {
     "vendor": "zerotouch_plugin.cli.vendor",
     "voucher": "zerotouch_plugin.cli.voucher",

@@ -132,7 +132,7 @@ async def _listen_dns_sd(args: argparse.Namespace, emit: Callable[[dict[str, Any
 
 Listen = Callable[[argparse.Namespace, Callable[[dict[str, Any]], None]], Awaitable[None]]
 
-# Discovery method -> how ``listen`` searches with it (DESIGN.md rule 6).
+# Discovery method -> how ``listen`` searches with it (a table: one entry per method).
 LISTEN_METHODS: dict[str, Listen] = {
     "grasp": _listen_grasp,
     "mdns": _listen_mdns,

@@ -1,6 +1,6 @@
 """The plugin host interface: what the pledge agent needs from the server that hosts it.
 
-DESIGN.md "The plugin boundary": a vendor hosts the agent in another NETCONF server by
+docs/plugin-host.md: a vendor hosts the agent in another NETCONF server by
 implementing this small protocol; the reference device server is one implementation.
 """
 

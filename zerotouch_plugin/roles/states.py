@@ -1,4 +1,4 @@
-"""State machines of the roles, as data (DESIGN.md rule 2).
+"""State machines of the roles, as data.
 
 Each role has a transition table ``(state, event) -> next state``; anything not in a table is
 an illegal transition. The documentation's state diagrams are generated from these tables.

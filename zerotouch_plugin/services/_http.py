@@ -1,4 +1,4 @@
-"""The one place where an HTTPS service turns errors into responses (DESIGN.md rule 4).
+"""The one place where an HTTPS service turns errors into responses.
 
 Every refusal is answered ``text/plain`` with a sentence a person can act on (RFC 8995
 §5.6: "a plain text human-readable (UTF-8) error message") and logged with the peer address.

@@ -94,7 +94,7 @@ def listen_socket(endpoint: Endpoint, interface: str | None) -> socket.socket:
     return sock
 
 
-# --- announcers (DESIGN.md rule 6: method -> factory) --------------------------------------
+# --- announcers (a table, method -> factory, not an if-chain) ------------------------------
 
 AnnouncerFactory = Callable[[str, Role, int], Announcer]
 """(interface, role announced, port) -> an announcer of that role's service on the link."""

@@ -1,1 +1,2 @@
-"""store layer (see DESIGN.md)."""
+"""store layer: persistence (SQLAlchemy, SQLite by default, PostgreSQL by URL), used by
+the services; a write that returns is durable. See docs/architecture.md."""

@@ -1,6 +1,6 @@
 """Database access: one SQLAlchemy engine per role, SQLite by default, PostgreSQL by URL.
 
-Durability rule (DESIGN.md "Persistence and scale"): a ``Database.session()`` block that
+Durability rule (docs/architecture.md, persistence): a ``Database.session()`` block that
 returns normally has been committed, and a committed write survives a crash: SQLite runs in
 WAL mode with ``synchronous=FULL``; PostgreSQL keeps its default ``synchronous_commit=on``.
 

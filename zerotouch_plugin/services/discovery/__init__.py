@@ -2,7 +2,7 @@
 the vendor URL) and announcers that make a registrar or a join proxy findable.
 
 Every method has a finder (``Finder``) and, where the method announces, an announcer
-(``Announcer``); the pledge agent keeps a table method -> finder (DESIGN.md rule 6).
+(``Announcer``); the pledge agent keeps a table method -> finder, so a new method is one entry.
 """
 
 from __future__ import annotations

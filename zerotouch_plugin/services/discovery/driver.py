@@ -67,8 +67,8 @@ def _vendor(config: DeviceConfig, interfaces: Sequence[str]) -> Finder:
 
 
 # discovery method -> its finder, given the configuration and the addressed links
-# (DESIGN.md rule 6). GRASP and mDNS search every link; unicast DNS-SD asks the servers of
-# /etc/resolv.conf.
+# (a table, so a new method is one entry). GRASP and mDNS search every link; unicast
+# DNS-SD asks the servers of /etc/resolv.conf.
 FINDERS: Mapping[Method, Callable[[DeviceConfig, Sequence[str]], Finder]] = {
     Method.CONFIGURED: lambda config, _: UrlFinder(Method.CONFIGURED, config.registrars),
     Method.GRASP: _grasp,
