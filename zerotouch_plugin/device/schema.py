@@ -378,6 +378,8 @@ class DeviceSchema:
             return self.data_model.parse_resource_id(path)
         except YangsonException as exc:
             raise SchemaError(f"bad resource path: {exc}", path=path) from None
+        except AttributeError:  # yangson looks for children of the leaf
+            raise SchemaError("bad resource path: a leaf has no children", path=path) from None
 
 
 class _Cut(list[Any]):

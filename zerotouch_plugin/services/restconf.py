@@ -10,7 +10,9 @@ GET/HEAD/PUT/PATCH/POST/DELETE/OPTIONS), ``/restconf/operations`` (§3.3.2: the 
 implements with ``Datastores.register_rpc``, which NETCONF serves too) and
 ``/restconf/yang-library-version`` (§3.3.3). Bodies are ``application/yang-data+json``
 (RFC 7951) or ``application/yang-data+xml``. Every error is an ``ietf-restconf:errors``
-document, built in one place (``_error_middleware``).
+document, built in one place (``_error_middleware``). This module is the HTTP side; which
+node a path names (``device/restconf_path.py``) and what the GET query parameters keep
+(``device/restconf_query.py``) are decided without I/O.
 
 The server describes itself in ``ietf-restconf-monitoring:restconf-state`` (§9.1): the
 §9.1.1 capability URIs of what it really implements (``defaults`` with basic-mode
@@ -49,9 +51,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from cryptography import x509
 from lxml import etree
-from yangson.enumerations import ContentType
-from yangson.exceptions import RawMemberError, RawTypeError, YangsonException
-from yangson.instance import ActionName, EntryKeys, EntryValue, MemberName
+from yangson.exceptions import RawMemberError, RawTypeError
 from yangson.schemanode import (
     ContainerNode,
     DataNode,
@@ -67,6 +67,17 @@ from yangson.schemanode import (
 from zerotouch_plugin.config import ConnectionLimits, DeviceConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import Operation, edit_at, member_node
+from zerotouch_plugin.device.restconf_path import ABSENT, Target, resolve_path
+from zerotouch_plugin.device.restconf_query import (
+    DROP,
+    GET_PARAMS,
+    Content,
+    filter_node,
+    filter_object,
+    parse_content,
+    parse_depth,
+    with_defaults,
+)
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import node_to_xml, tree_from_xml, tree_to_xml
 from zerotouch_plugin.errors import (
@@ -190,20 +201,6 @@ _ACCEPT_MEDIA: Mapping[str, _Media] = {
 }
 
 
-class _Content(StrEnum):
-    """RFC 8040 §4.8.1 ``content`` query parameter."""
-
-    CONFIG = "config"
-    NONCONFIG = "nonconfig"
-    ALL = "all"
-
-
-_WITH_DEFAULTS: frozenset[str] = frozenset({"explicit", "report-all"})  # RFC 8040 §4.8.9
-_GET_PARAMS: frozenset[str] = frozenset({"content", "depth", "with-defaults"})
-_DROP: Final = object()
-_ABSENT: Final = object()
-
-
 def _error_type(exc: ZerotouchError) -> str:
     for cls in type(exc).__mro__:
         kind = _ERROR_TYPE.get(cls)
@@ -247,152 +244,6 @@ _HTTP_ERRORS: Mapping[type[web.HTTPException], Callable[[web.Request], Zerotouch
         f"request body too large: the limit is {r.app[_STATE].body_limit} bytes"
     ),
 }
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A resolved RFC 8040 §3.5.3 resource path."""
-
-    path: str  # as given (percent-encoded), for edit_at
-    node: DataNode | None  # None: the datastore resource itself
-    parent: InternalNode
-    member: str  # key of the node in its parent's RFC 7951 object
-    entry: bool  # the path selects one list or leaf-list entry
-    item: Any  # the leaf-list entry the path names (entry of a leaf-list), else None
-    value: Any  # the data there, or _ABSENT
-    present: bool  # the data is in the tree (a missing non-presence container is not)
-
-    @property
-    def qualified(self) -> str:
-        node = self.node
-        return "ietf-restconf:data" if node is None else f"{node.ns}:{node.name}"
-
-
-def _key_members(node: ListNode) -> tuple[str, ...]:
-    return tuple(k if ns == node.ns else f"{ns}:{k}" for k, ns in node.keys)
-
-
-def _resolve(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str) -> _Target:
-    """Walk ``path`` through the schema and, when given, through ``tree``."""
-    route = list(schema.parse_path(path))
-    sn: InternalNode = schema.root
-    obj: Any = tree
-    item: Any = None
-    node: DataNode | None = None
-    present = tree is not None
-    member = ""
-    entry = False
-    i = 0
-    while i < len(route):
-        step = route[i]
-        if isinstance(step, ActionName):
-            raise UnsupportedOperation("YANG actions are not supported", path=path)
-        if not isinstance(step, MemberName):
-            raise SchemaError(f"unexpected path step {step}", path=path)
-        if node is not None:
-            if not isinstance(node, InternalNode):
-                raise SchemaError(f"{node.name} has no children", path=path)
-            sn = node
-        qualified = f"{step.namespace}:{step.name}" if step.namespace else step.name
-        node, member = member_node(sn, qualified, "")
-        value = obj.get(member, _ABSENT) if isinstance(obj, Mapping) else _ABSENT
-        present = value is not _ABSENT
-        if not present and isinstance(obj, Mapping) and _np_container(node):
-            value = {}  # RFC 7950 §7.5.1: exists whenever its parent does, maybe empty
-        nxt = route[i + 1] if i + 1 < len(route) else None
-        entry = isinstance(nxt, (EntryKeys, EntryValue))
-        if isinstance(nxt, EntryKeys) and isinstance(node, ListNode):
-            selection: Tree = {}
-            for (kname, kns), text in nxt.keys.items():
-                knode, kkey = member_node(node, f"{kns}:{kname}" if kns else kname)
-                if not isinstance(knode, TerminalNode):
-                    raise SchemaError("bad list key", path=path)
-                selection[kkey] = schema.text_to_raw(knode, text)
-            value = _find_entry(value, selection)
-            present = value is not _ABSENT
-            i += 1
-        elif isinstance(nxt, EntryValue) and isinstance(node, LeafListNode):
-            item = schema.text_to_raw(node, nxt.value)
-            value = item if isinstance(value, list) and item in value else _ABSENT
-            present = value is not _ABSENT
-            i += 1
-        obj = value
-        i += 1
-    return _Target(path, node, sn, member, entry, item, obj, present)
-
-
-def _np_container(node: DataNode) -> bool:
-    return isinstance(node, ContainerNode) and not node.presence
-
-
-def _find_entry(entries: Any, selection: Mapping[str, Any]) -> Any:
-    if not isinstance(entries, list):
-        return _ABSENT
-    for candidate in entries:
-        if all(candidate.get(k) == v for k, v in selection.items()):
-            return candidate
-    return _ABSENT
-
-
-# ----------------------------------------------------------------------------------------
-# content / depth filtering (RFC 8040 §4.8.1, §4.8.2)
-
-
-def _filter_object(
-    sn: InternalNode, obj: Mapping[str, Any], content: _Content, depth: int | None
-) -> Tree:
-    out: Tree = {}
-    for member, value in obj.items():
-        if member.startswith("@"):
-            continue
-        csn, _ = member_node(sn, member)
-        kept = _filter_node(csn, value, content, depth, entry=False)
-        if kept is not _DROP:
-            out[member] = kept
-    return out
-
-
-def _filter_node(
-    csn: DataNode, value: Any, content: _Content, depth: int | None, *, entry: bool
-) -> Any:
-    """``value`` of ``csn`` reduced to the requested content and depth, or _DROP.
-
-    The target node is at depth 1 (RFC 8040 §4.8.2); list keys are always kept so entries
-    stay identifiable.
-    """
-    if depth is not None and depth < 1:
-        return _DROP
-    if not csn.config:
-        if content is _Content.CONFIG:
-            return _DROP
-        content = _Content.ALL  # everything below a state node is state
-    elif content is _Content.NONCONFIG and isinstance(csn, TerminalNode):
-        return _DROP
-    below = None if depth is None else depth - 1
-    if isinstance(csn, ListNode):
-        entries = [value] if entry else value
-        kept = [
-            e for e in (_filter_entry(csn, e, content, below) for e in entries) if e is not _DROP
-        ]
-        if not kept:
-            return _DROP
-        return kept[0] if entry else kept
-    if isinstance(csn, ContainerNode):
-        inner = _filter_object(csn, value, content, below)
-        if not inner and content is _Content.NONCONFIG:
-            return _DROP
-        return inner
-    return value
-
-
-def _filter_entry(
-    csn: ListNode, entry: Mapping[str, Any], content: _Content, depth: int | None
-) -> Any:
-    keys = _key_members(csn)
-    inner = _filter_object(csn, {k: v for k, v in entry.items() if k not in keys}, content, depth)
-    if not inner and content is _Content.NONCONFIG:
-        return _DROP
-    return {**{k: entry[k] for k in keys if k in entry}, **inner}
 
 
 # ----------------------------------------------------------------------------------------
@@ -497,7 +348,7 @@ class _Restconf:
                 raise InvalidParameter(f"query parameter {name!r} is not supported here")
 
     def render(
-        self, request: web.Request, status: int, doc: Tree, target: _Target | None = None
+        self, request: web.Request, status: int, doc: Tree, target: Target | None = None
     ) -> web.Response:
         """A yang-data response: ``doc`` holds one member (the target) or the datastore."""
         media = self.response_media(request)
@@ -522,29 +373,25 @@ class _Restconf:
         return raw[len("/restconf/data") :] if raw.startswith("/restconf/data") else raw
 
     async def get(self, request: web.Request) -> web.Response:
-        self.reject_params(request, _GET_PARAMS)
-        content = self._content(request)
-        depth = self._depth(request)
-        ds = Datastore.RUNNING if content is _Content.CONFIG else Datastore.OPERATIONAL
-        tree = self.ds.view(ds)
+        self.reject_params(request, GET_PARAMS)
+        content = parse_content(request.query.get("content", "all"))
+        depth = parse_depth(request.query.get("depth", "unbounded"))
+        ds = Datastore.RUNNING if content is Content.CONFIG else Datastore.OPERATIONAL
         mode = request.query.get("with-defaults", "explicit")
-        if mode not in _WITH_DEFAULTS:
-            raise InvalidParameter(f"with-defaults={mode} is not supported (explicit, report-all)")
-        if mode == "report-all":
-            tree = self._with_defaults(tree, content)
-        target = _resolve(self.schema, tree, self.data_path(request))
+        tree = with_defaults(self.schema, self.ds.view(ds), content, mode)
+        target = resolve_path(self.schema, tree, self.data_path(request))
         if target.node is None:
             data = tree
-            if content is not _Content.ALL or depth is not None:
-                data = _filter_object(self.schema.root, tree, content, depth)
+            if content is not Content.ALL or depth is not None:
+                data = filter_object(self.schema.root, tree, content, depth)
             doc = {"ietf-restconf:data": data}
         else:
-            if target.value is _ABSENT:
+            if target.value is ABSENT:
                 raise ResourceMissing("no data at this path", path=target.path)
             value = target.value
-            if content is not _Content.ALL or depth is not None:
-                value = _filter_node(target.node, value, content, depth, entry=target.entry)
-                if value is _DROP:
+            if content is not Content.ALL or depth is not None:
+                value = filter_node(target.node, value, content, depth, entry=target.entry)
+                if value is DROP:
                     raise ResourceMissing(f"no {content} data at this path", path=target.path)
             if target.entry and isinstance(target.node, (ListNode, LeafListNode)):
                 value = [value]
@@ -557,32 +404,6 @@ class _Restconf:
         response.headers["Last-Modified"] = format_datetime(self.state.last_modified, usegmt=True)
         return response
 
-    def _content(self, request: web.Request) -> _Content:
-        try:
-            return _Content(request.query.get("content", "all"))
-        except ValueError:
-            raise InvalidParameter(
-                "content must be config, nonconfig or all (RFC 8040 §4.8.1)"
-            ) from None
-
-    @staticmethod
-    def _depth(request: web.Request) -> int | None:
-        text = request.query.get("depth", "unbounded")
-        if text == "unbounded":
-            return None
-        if text.isdigit() and 1 <= int(text) <= 65535:
-            return int(text)
-        raise InvalidParameter("depth must be 1..65535 or unbounded (RFC 8040 §4.8.2)")
-
-    def _with_defaults(self, tree: Tree, content: _Content) -> Tree:
-        """RFC 6243 report-all: the tree with every default a node would take."""
-        ctype = ContentType.config if content is _Content.CONFIG else ContentType.all
-        try:
-            raw = self.schema.data_model.from_raw(tree).add_defaults(ctype).raw_value()
-        except YangsonException as exc:
-            raise SchemaError(f"cannot add defaults: {exc}") from None
-        return dict(raw)
-
     # -- writing -----------------------------------------------------------------------
 
     async def write(self, change: Callable[[Tree], Mapping[str, Any]]) -> None:
@@ -594,7 +415,7 @@ class _Restconf:
         if self.state.startup_follows:
             await self.ds.copy(Datastore.RUNNING, Datastore.STARTUP, session_id=sid)
 
-    async def body_value(self, request: web.Request, target: _Target) -> Any:
+    async def body_value(self, request: web.Request, target: Target) -> Any:
         """The RFC 7951 value the body gives for the target node (RFC 8040 §4.5, §4.6)."""
         media, body = await self.request_body(request)
         if target.node is None:
@@ -640,14 +461,14 @@ class _Restconf:
     async def put(self, request: web.Request) -> web.Response:
         """RFC 8040 §4.5: create or replace the target; 201 if created, 204 if replaced."""
         self.reject_params(request)
-        target = _resolve(self.schema, None, self.data_path(request))
+        target = resolve_path(self.schema, None, self.data_path(request))
         value = await self.body_value(request, target)
         created = False
 
         def change(tree: Tree) -> Mapping[str, Any]:
             nonlocal created
             created = (
-                target.node is not None and not _resolve(self.schema, tree, target.path).present
+                target.node is not None and not resolve_path(self.schema, tree, target.path).present
             )
             return edit_at(self.schema, tree, target.path, Operation.REPLACE, value)
 
@@ -657,13 +478,13 @@ class _Restconf:
     async def patch(self, request: web.Request) -> web.Response:
         """RFC 8040 §4.6.1 plain patch: merge into an existing target."""
         self.reject_params(request)
-        target = _resolve(self.schema, None, self.data_path(request))
+        target = resolve_path(self.schema, None, self.data_path(request))
         value = await self.body_value(request, target)
 
         def change(tree: Tree) -> Mapping[str, Any]:
             if (
                 target.node is not None
-                and _resolve(self.schema, tree, target.path).value is _ABSENT
+                and resolve_path(self.schema, tree, target.path).value is ABSENT
             ):
                 raise ResourceMissing(
                     "no data at this path: PATCH does not create", path=target.path
@@ -676,14 +497,14 @@ class _Restconf:
     async def delete(self, request: web.Request) -> web.Response:
         """RFC 8040 §4.7: delete the target resource."""
         self.reject_params(request)
-        target = _resolve(self.schema, None, self.data_path(request))
+        target = resolve_path(self.schema, None, self.data_path(request))
         if target.node is None:
             raise MethodNotAllowed(
                 "the datastore resource cannot be deleted", allowed=_DATA_METHODS_ROOT
             )
 
         def change(tree: Tree) -> Mapping[str, Any]:
-            if not _resolve(self.schema, tree, target.path).present:
+            if not resolve_path(self.schema, tree, target.path).present:
                 raise ResourceMissing("no data at this path", path=target.path)
             return edit_at(self.schema, tree, target.path, Operation.DELETE)
 
@@ -693,7 +514,7 @@ class _Restconf:
     async def post(self, request: web.Request) -> web.Response:
         """RFC 8040 §4.4.1: create a child of the target; 201 with its Location."""
         self.reject_params(request)
-        target = _resolve(self.schema, None, self.data_path(request))
+        target = resolve_path(self.schema, None, self.data_path(request))
         parent: InternalNode = self.schema.root
         if target.node is not None:
             node_ok = isinstance(target.node, ContainerNode) or (
@@ -721,10 +542,10 @@ class _Restconf:
         def change(tree: Tree) -> Mapping[str, Any]:
             if (
                 target.node is not None
-                and _resolve(self.schema, tree, target.path).value is _ABSENT
+                and resolve_path(self.schema, tree, target.path).value is ABSENT
             ):
                 raise ResourceMissing("the parent resource does not exist", path=target.path)
-            if _resolve(self.schema, tree, child_path).present:
+            if resolve_path(self.schema, tree, child_path).present:
                 raise ResourceExists("the resource already exists", path=child_path)
             return edit_at(self.schema, tree, child_path, Operation.CREATE, value)
 

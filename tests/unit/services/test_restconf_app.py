@@ -176,9 +176,10 @@ async def test_get_missing_resource_is_404(device: Device) -> None:
 
 
 async def test_get_unknown_node_is_400(device: Device) -> None:
-    status, _, body = await device.request("GET", "/restconf/data/ietf-system:sistem")
-    assert status == 400
-    assert _error(body)["error-tag"] == "invalid-value"
+    for path in ("ietf-system:sistem", "ietf-system:system/hostname/below-a-leaf"):
+        status, _, body = await device.request("GET", f"/restconf/data/{path}")
+        assert status == 400, body
+        assert _error(body)["error-tag"] == "invalid-value"
 
 
 async def test_content_parameter(device: Device) -> None:
