@@ -1,0 +1,141 @@
+"""Valid artifacts the harnesses mutate: the public vectors (tests/vectors/data/PROVENANCE.md)
+and ones built here with the project's own code, so every field a parser reads is reached."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.voucher import (
+    Assertion,
+    Voucher,
+    VoucherRequest,
+    new_nonce,
+    sign_artifact,
+)
+from zerotouch_plugin.errors import ZerotouchError
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "data" / "examples"
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+_CMS_SUFFIXES = (".pkcs", ".der", ".b64", ".vch", ".bin", ".base64")
+
+
+@cache
+def pki() -> tuple[certs.Identity, certs.Identity, certs.Identity]:
+    """(vendor CA, MASA signer, pledge IDevID), all valid at NOW."""
+    ca = certs.make_ca("fuzz vendor CA", now=NOW - timedelta(days=1))
+    masa = certs.issue_masa_signer(ca, "fuzz MASA", now=NOW - timedelta(days=1))
+    idevid = certs.issue_idevid(
+        ca, "FUZZ-0001", masa_url="https://masa.example", now=NOW - timedelta(days=1)
+    )
+    return ca, masa, idevid
+
+
+@cache
+def own_artifacts() -> tuple[Voucher | VoucherRequest, ...]:
+    """One of each shape: nonced, nonceless with expiry, and a voucher-request."""
+    _, masa, idevid = pki()
+    return (
+        Voucher(
+            created_on=NOW,
+            assertion=Assertion.LOGGED,
+            serial_number="FUZZ-0001",
+            pinned_domain_cert=masa.cert.public_bytes(Encoding.DER),
+            nonce=new_nonce(b"0123456789abcdef"),
+            idevid_issuer=b"\x04\x14" + b"k" * 20,
+            domain_cert_revocation_checks=False,
+        ),
+        Voucher(
+            created_on=NOW,
+            assertion=Assertion.VERIFIED,
+            serial_number="FUZZ-0001",
+            pinned_domain_cert=b"pinned",
+            expires_on=NOW + timedelta(days=30),
+            last_renewal_date=NOW + timedelta(days=60),
+        ),
+        VoucherRequest(
+            created_on=NOW,
+            assertion=Assertion.PROXIMITY,
+            serial_number="FUZZ-0001",
+            nonce=new_nonce(b"fedcba9876543210"),
+            proximity_registrar_cert=idevid.cert.public_bytes(Encoding.DER),
+            prior_signed_voucher_request=b"\x30\x03\x02\x01\x00",
+        ),
+    )
+
+
+@cache
+def own_signed() -> tuple[bytes, ...]:
+    """The own artifacts signed by the MASA (DER CMS), in the order of own_artifacts()."""
+    _, masa, _ = pki()
+    return tuple(sign_artifact(artifact, signer=masa, now=NOW) for artifact in own_artifacts())
+
+
+@cache
+def own_signed_other_keys() -> tuple[bytes, ...]:
+    """The first voucher signed with an RSA (PKCS#1 v1.5 and PSS) and an Ed25519 key, so the
+    other signature paths of the CMS verifier are fuzzed too."""
+    ca, _, _ = pki()
+    content = own_artifacts()[0].to_json()
+    out = []
+    kinds: tuple[tuple[certs.KeyKind, bool], ...] = (
+        ("rsa2048", False),
+        ("rsa2048", True),
+        ("ed25519", False),
+    )
+    for kind, pss in kinds:
+        signer = certs.issue_masa_signer(
+            ca, f"fuzz MASA {kind}", now=NOW - timedelta(days=1), key_kind=kind
+        )
+        out.append(cms.sign(content, signer=signer, now=NOW, rsa_pss=pss))
+    return tuple(out)
+
+
+@cache
+def vector_cms() -> tuple[bytes, ...]:
+    """DER of every signed artifact among the vectors that decodes as CMS."""
+    out = []
+    for path in sorted(VECTORS.rglob("*")):
+        if path.suffix not in _CMS_SUFFIXES or not path.is_file():
+            continue
+        try:
+            out.append(cms.decode(path.read_bytes()))
+        except ZerotouchError:
+            continue
+    return tuple(out)
+
+
+@cache
+def vector_json() -> tuple[Any, ...]:
+    """Every voucher or voucher-request JSON document among the vectors."""
+    out = []
+    for path in sorted(VECTORS.rglob("*.json")):
+        try:
+            obj = json.loads(path.read_bytes())
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and any("voucher" in key for key in obj):
+            out.append(obj)
+    return tuple(out)
+
+
+def signer_key(cert: x509.Certificate) -> bytes:
+    """The signer's public key (DER SPKI): what a signature really binds content to."""
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def verified_content(der: bytes) -> tuple[bytes, bytes] | None:
+    """(content, signer key) a seed's signature covers (checked with its embedded signer), or
+    None when the seed itself does not verify."""
+    try:
+        signed = cms.verify(der, trust_anchors=None, now=None)
+    except ZerotouchError:
+        return None
+    return signed.content, signer_key(signed.signer)
