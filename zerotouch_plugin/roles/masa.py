@@ -138,18 +138,10 @@ def domain_id(cert: x509.Certificate) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
 def _spki(cert: x509.Certificate) -> bytes:
     return cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def _describe(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
 
 
 def _parse_request(content: bytes, what: str) -> VoucherRequest:
@@ -182,7 +174,7 @@ def _issuer_chain(
     while current.issuer != current.subject and len(chain) <= len(bag):
         parent = None
         for candidate in bag:
-            if candidate.subject != current.issuer or _der(candidate) == _der(current):
+            if candidate.subject != current.issuer or certs.der(candidate) == certs.der(current):
                 continue
             try:
                 current.verify_directly_issued_by(candidate)
@@ -215,8 +207,8 @@ def _check_same_domain(
     """The TLS client must be the RVR signer, or another certificate of the same
     authenticated domain (RFC 8995 §5.5.4: the registrar is authenticated by TLS)."""
     refusal = UntrustedSigner(
-        f"the registrar voucher-request is signed by {_describe(registrar)} but the TLS "
-        f"client certificate is {_describe(tls_client_cert)} of another domain (RFC 8995 "
+        f"the registrar voucher-request is signed by {certs.describe(registrar)} but the TLS "
+        f"client certificate is {certs.describe(tls_client_cert)} of another domain (RFC 8995 "
         "§5.5.4)"
     )
     if trusted is None:
@@ -244,7 +236,7 @@ def _verify_registrar(
     # RFC 8995 §5.5.4: the signer must be a registrar (EKU id-kp-cmcRA, RFC 6402).
     if not _has_cmc_ra(registrar):
         raise CertificateError(
-            f"registrar voucher-request signer {_describe(registrar)} has no id-kp-cmcRA "
+            f"registrar voucher-request signer {certs.describe(registrar)} has no id-kp-cmcRA "
             "extended key usage: only a registration authority may request vouchers "
             "(RFC 8995 §5.5.4)"
         )
@@ -280,10 +272,10 @@ def _verify_registrar(
             )
         elif not registrar.not_valid_before_utc <= now <= registrar.not_valid_after_utc:
             raise Expired(
-                f"registrar certificate {_describe(registrar)} is not valid at "
+                f"registrar certificate {certs.describe(registrar)} is not valid at "
                 f"{format_datetime(now)}"
             )
-    if tls_client_cert is not None and _der(tls_client_cert) != _der(registrar):
+    if tls_client_cert is not None and certs.der(tls_client_cert) != certs.der(registrar):
         _check_same_domain(tls_client_cert, registrar, trusted, signed.certificates, now)
     if tls_client_cert is not None and trusted is None:
         # The TLS layer only passes client certificates that chain to a configured CA.
@@ -338,7 +330,7 @@ def verify_registrar_request(
     idevid_serial = certs.serial_number_of(idevid)
     if idevid_serial is None:
         raise CertificateError(
-            f"the IDevID {_describe(idevid)} has no subject serialNumber (RFC 8995 §2.3.1)"
+            f"the IDevID {certs.describe(idevid)} has no subject serialNumber (RFC 8995 §2.3.1)"
         )
     if request.serial_number != idevid_serial:
         raise WrongSerial(
@@ -369,7 +361,7 @@ def verify_registrar_request(
     chain_spkis = {_spki(c) for c in [signed.signer, *signed.certificates]}
     if _spki(proximity) not in chain_spkis:
         raise PolicyRefused(
-            f"the pledge saw registrar {_describe(proximity)} but the voucher-request was "
+            f"the pledge saw registrar {certs.describe(proximity)} but the voucher-request was "
             "signed by a registrar of another domain (proximity-registrar-cert not in the "
             "signer's chain, RFC 8995 §5.5.5)"
         )
@@ -421,7 +413,7 @@ def _check_claim(request: VerifiedRequest, claim: ClaimRecord | None) -> None:
     if anchor is None or domain_id(anchor) != claim.domain_id:
         raise PolicyRefused(
             f"device {request.serial} is claimed by domain {claim.domain_id}, and registrar "
-            f"{_describe(request.registrar)} does not chain to that domain's CA"
+            f"{certs.describe(request.registrar)} does not chain to that domain's CA"
         )
 
 
@@ -475,7 +467,7 @@ def decide(
         created_on=now,
         assertion=assertion,
         serial_number=request.serial,
-        pinned_domain_cert=_der(pinned),
+        pinned_domain_cert=certs.der(pinned),
         # RFC 8366 §5.3: a voucher without a nonce must expire.
         expires_on=now + rules.voucher_lifetime if request.nonce is None else None,
         domain_cert_revocation_checks=False,  # RFC 8995 §5.6: MAY be false
@@ -483,7 +475,7 @@ def decide(
         tolerances=tolerances,
     )
     return Decision(
-        voucher=voucher, domain_id=dom, domain_cert=_der(pinned), take_ownership=take_ownership
+        voucher=voucher, domain_id=dom, domain_cert=certs.der(pinned), take_ownership=take_ownership
     )
 
 
@@ -533,14 +525,14 @@ def check_audit_client(
             "registrar's client certificate (RFC 8995 §5.4, §5.8.1); none was presented"
         )
     refusal = PolicyRefused(
-        f"TLS client certificate {_describe(tls_client_cert)} does not chain to the domain of "
+        f"TLS client certificate {certs.describe(tls_client_cert)} does not chain to the domain of "
         f"any voucher issued for device {request.serial}, so its audit log is not disclosed "
         "(RFC 8995 §5.8.1)"
     )
     if not pinned:
         raise refusal
     for anchor in pinned:
-        if _der(anchor) == _der(tls_client_cert):
+        if certs.der(anchor) == certs.der(tls_client_cert):
             return  # pin "registrar": the pinned certificate is the registrar's own
     try:
         certs.verify_chain(

@@ -291,10 +291,6 @@ class Response:
 # pure helpers
 
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
 def _spki(key: Any) -> bytes:
     return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
 
@@ -311,7 +307,7 @@ def registrar_validated_by(
     ``chain``); otherwise the pledge talked to someone else. A present extendedKeyUsage must
     allow a TLS server (id-kp-serverAuth) or an EST RA (id-kp-cmcRA, RFC 7030 §3.6.1): the
     RFC 8995 Appendix C registrar certificate carries cmcRA only."""
-    if _der(pinned) == _der(registrar):
+    if certs.der(pinned) == certs.der(registrar):
         return
     try:
         certs.verify_chain(
@@ -329,13 +325,6 @@ def registrar_validated_by(
         ) from exc
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
 def domain_anchors(
     cacerts: list[x509.Certificate], pinned: x509.Certificate, *, now: datetime
 ) -> tuple[x509.Certificate, ...]:
@@ -345,10 +334,10 @@ def domain_anchors(
     the registrar's own certificate) chains to it."""
     anchors: list[x509.Certificate] = []
     for candidate in cacerts:
-        if not _is_ca(candidate):
+        if not certs.is_ca(candidate):
             continue
         linked = (
-            _der(candidate) == _der(pinned)
+            certs.der(candidate) == certs.der(pinned)
             or _chains(candidate, pinned, cacerts, now)
             or _chains(pinned, candidate, cacerts, now)
         )
@@ -486,7 +475,8 @@ class Pledge:
         if not isinstance(server_cert, x509.Certificate):
             raise TypeError("server_cert must be an x509.Certificate")
         resend, self._pvr = self._pvr, None
-        same = self._registrar_cert is not None and _der(self._registrar_cert) == _der(server_cert)
+        previous = self._registrar_cert
+        same = previous is not None and certs.der(previous) == certs.der(server_cert)
         self._registrar_cert = server_cert
         self._registrar_chain = tuple(chain)
         self._advance(PledgeEvent.CONNECTED)
@@ -618,7 +608,7 @@ class Pledge:
             assertion=Assertion.PROXIMITY,
             serial_number=self.config.serial,  # from the IDevID subject (§5.2)
             nonce=self._nonce,
-            proximity_registrar_cert=_der(self._registrar_cert),
+            proximity_registrar_cert=certs.der(self._registrar_cert),
         )
         body = cms.sign(request.to_json(), signer=self.config.idevid, now=now)
         return HttpRequest(
@@ -634,7 +624,7 @@ class Pledge:
     def _on_voucher(self, response: Response, now: datetime) -> PledgeAction:
         # The answer must come over a connection to the registrar we recorded: the
         # voucher is checked against that certificate (§5.6.2).
-        if response.server_cert is None or _der(response.server_cert) != _der(
+        if response.server_cert is None or certs.der(response.server_cert) != certs.der(
             self._registrar_certificate()
         ):
             return self._retry(

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
@@ -28,6 +29,7 @@ __all__ = [
     "idevid_issuer",
     "idevid_issuer_matches",
     "is_ca",
+    "issued_by",
     "load_certs",
     "masa_url_of",
     "serial_number_of",
@@ -154,6 +156,15 @@ def is_ca(cert: x509.Certificate) -> bool:
     except (x509.ExtensionNotFound, ValueError):
         return False
     return constraints.ca
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Issuer name matches and the signature verifies with the issuer's key."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def der(cert: x509.Certificate) -> bytes:

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Literal, TypeAlias
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -26,7 +25,13 @@ from cryptography.x509.verification import (
 )
 
 from zerotouch_plugin.artifacts.certs._time import check_now
-from zerotouch_plugin.artifacts.certs.inspection import OID_KP_CMC_RA, der, describe, is_ca
+from zerotouch_plugin.artifacts.certs.inspection import (
+    OID_KP_CMC_RA,
+    der,
+    describe,
+    is_ca,
+    issued_by,
+)
 from zerotouch_plugin.errors import Expired, UntrustedSigner
 
 __all__ = ["Purpose", "verify_chain"]
@@ -144,7 +149,7 @@ def _missing_link(
                 f"no certificate named {current.issuer.rfc4514_string()} (the issuer of "
                 f"{describe(current)}) among the trust anchors [{anchors}] or intermediates"
             )
-        signers = [cert for cert in named if _signed_by(current, cert)]
+        signers = [cert for cert in named if issued_by(current, cert)]
         if not signers:
             return (
                 f"{current.issuer.rfc4514_string()} is present, but its key did not sign "
@@ -161,15 +166,6 @@ def _reason(exc: VerificationError) -> str:
     """cryptography's message without its "(encountered processing <Certificate...>)" tail."""
     text = str(exc).removeprefix("validation failed: ")
     return text.split(" (encountered processing", 1)[0]
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Issuer name matches and the signature verifies with the issuer's key."""
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _build_path(
@@ -190,7 +186,7 @@ def _build_path(
             return None
         used = {der(cert) for cert in path}
         for issuer in candidates:
-            if der(issuer) in used or not is_ca(issuer) or not _signed_by(current, issuer):
+            if der(issuer) in used or not is_ca(issuer) or not issued_by(current, issuer):
                 continue
             found = extend([*path, issuer])
             if found is not None:

@@ -30,11 +30,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from zerotouch_plugin.artifacts.certs import serial_number_of
+from zerotouch_plugin.artifacts.certs import is_ca, issued_by, serial_number_of
 from zerotouch_plugin.config import CertToName
 from zerotouch_plugin.errors import AccessDenied
 
@@ -47,22 +46,6 @@ def _sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (ValueError, x509.ExtensionNotFound):
-        return False
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    """The name and key of ``ca`` issued ``cert``."""
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def _path(
     cert: x509.Certificate,
     chain: Sequence[x509.Certificate],
@@ -72,7 +55,7 @@ def _path(
     the next (depth first); [] when no such path exists. An issuer from ``chain`` must be a
     CA (RFC 5280 §4.2.1.9: basicConstraints cA); a trust anchor is one by configuration."""
     anchors = {_sha256(ca) for ca in trust_anchors}
-    candidates = [*trust_anchors, *(c for c in chain if _is_ca(c))]
+    candidates = [*trust_anchors, *(c for c in chain if is_ca(c))]
 
     def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
         current = path[-1]
@@ -82,7 +65,7 @@ def _path(
             return None
         seen = {_sha256(c) for c in path}
         for issuer in candidates:
-            if _sha256(issuer) not in seen and _issued_by(current, issuer):
+            if _sha256(issuer) not in seen and issued_by(current, issuer):
                 found = extend([*path, issuer])
                 if found is not None:
                     return found
