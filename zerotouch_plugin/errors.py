@@ -43,6 +43,7 @@ __all__ = [
     "SchemaError",
     "SignatureInvalid",
     "StorageError",
+    "StorageUnavailable",
     "TooManySessions",
     "UnsupportedMediaType",
     "UnsupportedOperation",
@@ -106,6 +107,13 @@ class UpstreamUnavailable(LocalError):
     def __init__(self, message: str, *, retry_after: int = 30, path: str | None = None) -> None:
         super().__init__(message, path=path)
         self.retry_after = retry_after
+
+
+class StorageUnavailable(StorageError, UpstreamUnavailable):
+    """The database cannot take a write now (disk full, server restarting): nothing was
+    written, so the client may retry the same request after Retry-After (RFC 9110 §15.6.4)."""
+
+    reason = "storage-unavailable"
 
 
 class UpstreamInvalid(LocalError):

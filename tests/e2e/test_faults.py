@@ -14,9 +14,12 @@ send the step's request.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +138,11 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
 
 
 def enroll(
-    lab: FaultLab, folder: Path, before: Callable[[HttpRequest], None] = lambda _r: None
+    lab: FaultLab,
+    folder: Path,
+    before: Callable[[HttpRequest], None] = lambda _r: None,
+    *,
+    url: str | None = None,
 ) -> Enrollment:
     """The pledge (the code ``zerotouch pledge enroll`` runs), patient enough to outlast a
     restart; ``before`` sees each request just before it is sent."""
@@ -149,7 +156,7 @@ def enroll(
 
     async def scenario() -> Enrollment:
         config = load_pledge_config(folder, retry=PATIENT)
-        async with PledgeClient(config, lab.registrar_url, timeout=15) as client:
+        async with PledgeClient(config, url or lab.registrar_url, timeout=15) as client:
             machine = Pledge(config, random_bytes=os.urandom)
             return await drive(machine, client, on_action=hook, install=keep)
 
@@ -281,3 +288,58 @@ def test_registrar_killed_before_a_step(faults: FaultLab, path: str) -> None:
     assert len(restarts) == 1
     restarts[0].join(30)
     assert_consistent(faults, serial, folder)
+
+
+@contextmanager
+def small_tmpfs(where: Path, size: str = "4m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``where`` (a disk that can be filled in a moment);
+    unmounted on exit."""
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", where], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """A file that takes every free byte of ``folder``'s file system."""
+    filler = folder / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def test_registrar_database_disk_full(faults: FaultLab, tmp_path: Path) -> None:
+    """The registrar's SQLite database on a full disk: the pledge's requests are refused
+    with 503 storage-unavailable and a Retry-After (logged; the registrar keeps running;
+    the transaction rolled back), and once space is freed the pledge's retries enroll it."""
+    serial, folder = faults.lab.pledge()
+    with small_tmpfs(tmp_path / "disk") as disk:
+        registrar = start_server(
+            "registrar", "-v", "registrar", "serve", "--dir", faults.lab.domain,
+            "--listen", "127.0.0.1:0", "--db", disk / "registrar.db", "--auto-accept",
+        )  # fmt: skip
+        try:
+            filler = fill(disk)
+            refused = "refused 503: storage-unavailable: "
+            fault = Watcher(lambda: refused in registrar.stderr, filler.unlink)
+            with faults.relay(), fault:
+                assert enroll(faults, folder, url=registrar.url).serial == serial
+                assert fault.wait()
+            assert registrar.proc.poll() is None
+            db = open_database(disk / "registrar.db")
+            try:
+                (record,) = [d for d in RegistrarRepository(db).devices() if d.serial == serial]
+                assert record.state == "enroll-confirmed", record
+            finally:
+                db.dispose()
+            assert "database or disk is full" in registrar.stderr
+        finally:
+            registrar.stop()
+            registrar.log_path.unlink(missing_ok=True)

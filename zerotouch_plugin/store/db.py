@@ -25,11 +25,11 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from zerotouch_plugin.errors import ConfigError, StorageError
+from zerotouch_plugin.errors import ConfigError, StorageError, StorageUnavailable
 
 __all__ = ["Base", "Database", "UTCDateTime", "open_database", "open_role_database"]
 
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _SCHEMA_LOCK_KEY = 0x7A74_0001
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WAL_RETRY_SECONDS = 0.02
+# Retry-After of a transaction the database could not take (disk full, server restarting).
+_UNAVAILABLE_RETRY_AFTER = 5
 
 # URL scheme spellings accepted for PostgreSQL -> the driver SQLAlchemy should use.
 _POSTGRES_SCHEMES = {
@@ -96,6 +98,12 @@ class Database:
         try:
             yield session
             session.commit()
+        except OperationalError as exc:
+            # the database, not the data, failed: the rolled-back request can be repeated
+            _rollback_quietly(session)
+            raise StorageUnavailable(
+                f"database {self.url}: {exc.orig}", retry_after=_UNAVAILABLE_RETRY_AFTER
+            ) from exc
         except DBAPIError as exc:
             session.rollback()
             raise StorageError(f"database {self.url}: {exc.orig}") from exc
@@ -124,6 +132,15 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections (before exit, or in a forked child)."""
         self.engine.dispose()
+
+
+def _rollback_quietly(session: Session) -> None:
+    """Roll back after the database failed; on a lost connection the rollback fails too,
+    and the error worth reporting is the first one."""
+    try:
+        session.rollback()
+    except DBAPIError as exc:
+        log.debug("rollback after a database failure failed too: %s", exc.orig)
 
 
 def _enable_wal(cursor: Any, path: Path) -> None:
