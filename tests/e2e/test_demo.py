@@ -1,5 +1,5 @@
 """``zerotouch demo`` end to end: the command as a subprocess, its JSON summary, the files it
-left, and the processes it must not leave behind (issue 5, "the whole demo flow")."""
+left, and the processes it must not leave behind."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_keep_leaves_working_services_until_stop(tmp_path: Path) -> None:
         assert record["serial"] == "DEMO-0001" and record["state"] == "enroll-confirmed"
         device = summary["endpoints"]["devices"][0]
         # the NMS curl command the demo prints, run as printed: by the LDevID's DNS name
-        # (issue 9 item 13), host name checked (no -k)
+        # (as a client checks the server), host name checked (no -k)
         (printed,) = [
             line.strip() for line in lines
             if line.strip().startswith("curl --cacert registrar/ca.pem --cert nms/cert.pem")

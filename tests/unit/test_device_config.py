@@ -1,4 +1,4 @@
-"""DeviceConfig from P/device.toml: users, cert-to-name rules, listeners (config.py)."""
+"""DeviceConfig from a device folder's device.toml: users, cert-to-name rules, listeners."""
 
 from __future__ import annotations
 

@@ -725,13 +725,13 @@ def test_undeliverable_success_report_keeps_the_installed_identity() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 9: interoperability with other vendors' registrars and MASAs
+# interoperability with other vendors' registrars and MASAs
 
 
 @pytest.mark.parametrize("form", ["keyIdentifier", "keyIdentifier-octet-string", "aki-sequence",
                                   "extn-value-octet-string"])  # fmt: skip
 def test_voucher_with_each_idevid_issuer_form_is_accepted(form: str) -> None:
-    """RFC 8366 §5.3 says keyIdentifier; other readings are in the field (issue 9 item 2)."""
+    """RFC 8366 §5.3 says keyIdentifier; other readings are in the field."""
     m = machine()
     pvr = pvr_of(to_voucher_request(m))
     value = idevid_issuer_forms(WORLD.idevid.cert)[form]

@@ -439,7 +439,7 @@ def test_masa_url_resolution(pki: Pki) -> None:
         role.masa_url_for(no_url.cert, None)
 
 
-# -- vouchers held in escrow (issue 9 item 10) ------------------------------------------------
+# -- vouchers held in escrow (nonceless, relayed while the MASA is unreachable) --------------
 
 LATER = NOW + timedelta(days=30)
 

@@ -69,7 +69,7 @@ def test_ca_fingerprint_rule_maps_common_name(pki: tuple[Identity, Identity, Ide
         map_certificate(alice.cert, rules, [other.cert], [ca.cert])
 
 
-# -- any certificate of the chain (RFC 7589 §7, RFC 7407 §5; issue 9 item 16) ---------------
+# -- any certificate of the chain (RFC 7589 §7, RFC 7407 §5) ---------------------------------
 
 
 @pytest.fixture(scope="module")

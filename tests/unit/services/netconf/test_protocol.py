@@ -223,7 +223,7 @@ async def test_silent_peer_is_dropped_after_the_hello_timeout(server: NetconfSer
     await client.wait_closed()
 
 
-# -- base operations without a namespace (issue 9 item 12) -----------------------------------
+# -- base operations without a namespace, as some clients send them ---------------------------
 
 
 def _nc_rpc(body: str, mid: str = "1") -> bytes:

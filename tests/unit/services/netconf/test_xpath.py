@@ -94,7 +94,7 @@ def test_bad_expressions(schema: DeviceSchema, select: str) -> None:
         apply_xpath_filter(schema, DATA, select, NS)
 
 
-# -- wildcards, defaults and engine failures (issue 9 item 11) -------------------------------
+# -- wildcards, defaults and engine failures ---------------------------------------------------
 
 
 @pytest.mark.parametrize("select", ["/*", "//*", "/*/*", "/child::*", "//node()", "/*/*/*"])
@@ -290,11 +290,11 @@ def test_any_xpath_gives_data_or_a_proper_rpc_error(schema: DeviceSchema, tmp_pa
         loop.close()
 
 
-ISSUE_FILTER = "//*[//*[//*[1]]]"  # issue 11 item 1: hung the device for good
+NESTED_FILTER = "//*[//*[//*[1]]]"  # nested descendant searches: once hung the device for good
 
 
 @pytest.mark.parametrize(
-    "select", [ISSUE_FILTER, "(//*)[//*[//*]]", "//*[count(//*[//*]) > 1]", "/*[/*[/*]]"]
+    "select", [NESTED_FILTER, "(//*)[//*[//*]]", "//*[count(//*[//*]) > 1]", "/*[/*[/*]]"]
 )
 def test_nested_tree_wide_paths_are_refused_up_front(
     schema: DeviceSchema, tmp_path: Path, select: str
@@ -419,7 +419,7 @@ async def test_the_issue_filter_over_a_session_is_resource_denied(
     )
     rpc = (
         f'<rpc xmlns="{NC}" message-id="7"><get><filter type="xpath" '
-        f"select={quoteattr(ISSUE_FILTER)}/></get></rpc>"
+        f"select={quoteattr(NESTED_FILTER)}/></get></rpc>"
     )
     try:
         reply = etree.fromstring(await session.handle_rpc(rpc.encode()))
