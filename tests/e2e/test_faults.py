@@ -23,11 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 from cryptography import x509
 
 from tests.e2e.test_brski_flow import Lab, make_lab
-from tests.support.faults import DROP, FORWARD, Relay, Watcher, kill9
+from tests.support.faults import DROP, FORWARD, Relay, Watcher, kill9, private_postgres
 from tests.support.processes import ServerProcess, free_port, start_server
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.roles.pledge import (
@@ -151,16 +152,21 @@ def enroll(
         if isinstance(action, HttpRequest):
             before(action)
 
+    return asyncio.run(enroll_async(folder, url or lab.registrar_url, hook))
+
+
+async def enroll_async(
+    folder: Path, url: str, hook: Callable[[object], None] | None = None
+) -> Enrollment:
+    """One pledge's enrollment in the running event loop (see ``enroll``)."""
+
     async def keep(enrollment: Enrollment) -> None:
         write_enrollment(folder, enrollment)
 
-    async def scenario() -> Enrollment:
-        config = load_pledge_config(folder, retry=PATIENT)
-        async with PledgeClient(config, url or lab.registrar_url, timeout=15) as client:
-            machine = Pledge(config, random_bytes=os.urandom)
-            return await drive(machine, client, on_action=hook, install=keep)
-
-    return asyncio.run(scenario())
+    config = load_pledge_config(folder, retry=PATIENT)
+    async with PledgeClient(config, url, timeout=15) as client:
+        machine = Pledge(config, random_bytes=os.urandom)
+        return await drive(machine, client, on_action=hook, install=keep)
 
 
 def assert_consistent(lab: FaultLab, serial: str, folder: Path) -> None:
@@ -340,6 +346,54 @@ def test_registrar_database_disk_full(faults: FaultLab, tmp_path: Path) -> None:
             finally:
                 db.dispose()
             assert "database or disk is full" in registrar.stderr
+        finally:
+            registrar.stop()
+            registrar.log_path.unlink(missing_ok=True)
+
+
+def burst_progress(url: str) -> int:
+    """How many devices of the burst the registrar has relayed a voucher for (0 while the
+    database does not answer)."""
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM registrar_devices WHERE voucher_issued_at IS NOT NULL"
+            ).fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.postgres
+def test_postgresql_crashes_and_restarts_mid_burst(faults: FaultLab) -> None:
+    """A burst of concurrent enrollments on a registrar on PostgreSQL; once some vouchers are
+    relayed the server crashes (every backend killed) and restarts. In-flight transactions
+    fail with 503 storage-unavailable, the pledges retry, every enrollment completes, and
+    each device has exactly one record."""
+    pledges = [faults.lab.pledge(allow=False) for _ in range(8)]
+    with private_postgres(free_port()) as pg:
+        registrar = start_server(
+            "registrar", "-v", "registrar", "serve", "--dir", faults.lab.domain,
+            "--listen", "127.0.0.1:0", "--db", pg.url, "--auto-accept",
+        )  # fmt: skip
+        try:
+            crash = Watcher(lambda: burst_progress(pg.url) >= 2, pg.restart_after_crash)
+            with faults.relay(), crash:
+
+                async def burst() -> list[Enrollment]:
+                    return list(
+                        await asyncio.gather(
+                            *(enroll_async(folder, registrar.url) for _, folder in pledges)
+                        )
+                    )
+
+                enrollments = asyncio.run(burst())
+                assert crash.wait()
+            assert [e.serial for e in enrollments] == [serial for serial, _ in pledges]
+            with psycopg.connect(pg.url) as conn:
+                rows = conn.execute("SELECT serial, state FROM registrar_devices").fetchall()
+            assert sorted(rows) == sorted((serial, "enroll-confirmed") for serial, _ in pledges)
+            assert "refused 503: storage-unavailable: " in registrar.stderr
         finally:
             registrar.stop()
             registrar.log_path.unlink(missing_ok=True)

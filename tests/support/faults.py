@@ -9,14 +9,18 @@ either way the fault fires at that moment, deterministically, from the test's ow
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
-__all__ = ["Relay", "Watcher", "kill9"]
+__all__ = ["PrivatePostgres", "Relay", "Watcher", "kill9", "private_postgres"]
 
 # What the relay does with an accepted connection once the fault hook has run.
 FORWARD = "forward"
@@ -139,3 +143,66 @@ class Watcher:
                 self.action()
                 return
             time.sleep(_POLL_SECONDS)
+
+
+def _postgres_bin(name: str) -> str:
+    """A PostgreSQL server program (Debian keeps them out of PATH, per major version)."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3])
+    assert found, f"no PostgreSQL {name} under /usr/lib/postgresql; run scripts/setup-system.sh"
+    return str(found[-1])
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (run as the ``postgres`` user on 127.0.0.1), so
+    restarting it disturbs nobody else's tests."""
+
+    data: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://zerotouch@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", _postgres_bin("pg_ctl"), "-D", str(self.data),
+             "-l", str(self.data / "server.log"), "-w", *args],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
+        self._ctl("-o", options, "start")
+
+    def crash(self) -> None:
+        """``pg_ctl stop -m immediate``: every backend is killed, no checkpoint (a crash)."""
+        self._ctl("-m", "immediate", "stop")
+
+    def restart_after_crash(self) -> None:
+        self.crash()
+        self.start()
+
+
+@contextmanager
+def private_postgres(port: int) -> Iterator[PrivatePostgres]:
+    """A fresh cluster (trust authentication for the role ``zerotouch``), started; stopped
+    and removed on exit."""
+    data = Path(tempfile.mkdtemp(prefix="zt-pg-"))
+    shutil.chown(data, "postgres", "postgres")
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", _postgres_bin("initdb"), "-D", str(data),
+         "-U", "zerotouch", "-A", "trust", "--no-sync"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    server = PrivatePostgres(data, port)
+    try:
+        server.start()
+        yield server
+    finally:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", _postgres_bin("pg_ctl"), "-D", str(data),
+             "-m", "immediate", "-w", "stop"],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        shutil.rmtree(data, ignore_errors=True)
