@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -31,6 +32,7 @@ from tests.e2e.test_brski_flow import Lab, make_lab
 from tests.support.faults import DROP, FORWARD, Relay, Watcher, kill9, private_postgres
 from tests.support.processes import ServerProcess, free_port, start_server
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.errors import Expired
 from zerotouch_plugin.roles.pledge import (
     PATH_ENROLLSTATUS,
     PATH_SIMPLEENROLL,
@@ -397,3 +399,56 @@ def test_postgresql_crashes_and_restarts_mid_burst(faults: FaultLab) -> None:
         finally:
             registrar.stop()
             registrar.log_path.unlink(missing_ok=True)
+
+
+def enroll_with_clock(lab: FaultLab, folder: Path, skew: timedelta) -> Enrollment:
+    """The pledge with its clock ``skew`` off the registrar's and the MASA's (all roles take
+    ``now`` from the service that drives them: here the pledge's driver)."""
+
+    async def keep(enrollment: Enrollment) -> None:
+        write_enrollment(folder, enrollment)
+
+    async def scenario() -> Enrollment:
+        config = load_pledge_config(folder, retry=PATIENT)
+        async with PledgeClient(config, lab.registrar_url, timeout=15) as client:
+            machine = Pledge(config, random_bytes=os.urandom)
+            clock = lambda: datetime.now(UTC) + skew  # noqa: E731
+            return await drive(machine, client, install=keep, now=clock)
+
+    with lab.relay():
+        return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "skew",
+    [timedelta(minutes=10), timedelta(hours=3), -timedelta(minutes=4)],
+    ids=["ahead-10min", "ahead-3h", "behind-4min"],
+)
+def test_pledge_clock_skew_within_tolerance(faults: FaultLab, skew: timedelta) -> None:
+    """A pledge clock ahead (within every certificate's validity) or a few minutes behind
+    (issued certificates are backdated by five minutes) does not stop the enrollment."""
+    serial, folder = faults.lab.pledge()
+    assert enroll_with_clock(faults, folder, skew).serial == serial
+    assert_consistent(faults, serial, folder)
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [datetime.now(UTC) - timedelta(hours=3), datetime(1970, 1, 1, tzinfo=UTC)],
+    ids=["behind-3h", "no-rtc-1970"],
+)
+def test_pledge_clock_beyond_tolerance_is_named(faults: FaultLab, clock: datetime) -> None:
+    """A pledge clock before the MASA signer's certificate (hours behind, or a device with
+    no real-time clock that boots at the epoch, RFC 8995 §2.6.1) refuses the voucher with an
+    error that names the time the pledge used and the certificate's validity, reports it in
+    voucher_status (the registrar records it) and installs nothing."""
+    serial, folder = faults.lab.pledge()
+    with pytest.raises(Expired) as refused:
+        enroll_with_clock(faults, folder, clock - datetime.now(UTC))
+    message = str(refused.value)
+    assert f"is not valid at {clock.date().isoformat()}" in message, message
+    assert "(valid " in message, message
+    assert not (folder / PLEDGE_FILES["ldevid"]).exists()
+    (report,) = faults.registrar_db.status_reports(serial)
+    assert report.kind == "voucher_status" and report.status is False, report
+    assert report.reason is not None and "not valid at" in report.reason, report
