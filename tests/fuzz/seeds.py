@@ -9,8 +9,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import core as asn1_core
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import (
@@ -139,3 +140,63 @@ def verified_content(der: bytes) -> tuple[bytes, bytes] | None:
     except ZerotouchError:
         return None
     return signed.content, signer_key(signed.signer)
+
+
+# ---------------------------------------------------------------------------------------------
+# EST (RFC 7030 §4)
+
+
+def _tlv(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    if len(body) < 0x80:
+        return bytes([tag, len(body)]) + body
+    size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+def _oid(dotted: str) -> bytes:
+    return bytes(asn1_core.ObjectIdentifier(dotted).dump())
+
+
+@cache
+def csrattrs_ders() -> tuple[bytes, ...]:
+    """CsrAttrs (RFC 7030 §4.5.2) with every item kind parse_csrattrs reads: bare OIDs, an EC
+    key with its curve, an RSA key with its size, and an extensionRequest carrying a
+    subjectAltName (RFC 8995 §5.9.2)."""
+    san = x509.SubjectAlternativeName(
+        [
+            x509.DNSName("sn-1.devices.example"),
+            x509.OtherName(x509.ObjectIdentifier("1.3.6.1.5.5.7.8.10"), b"\x0c\x04node"),
+        ]
+    ).public_bytes()
+    extension = _tlv(0x30, _oid("2.5.29.17"), _tlv(0x04, san))
+    rich = _tlv(
+        0x30,
+        _oid("2.5.4.5"),
+        _oid("1.2.840.10045.4.3.2"),
+        _tlv(0x30, _oid("1.2.840.10045.2.1"), _tlv(0x31, _oid("1.2.840.10045.3.1.7"))),
+        _tlv(0x30, _oid("1.2.840.113549.1.9.14"), _tlv(0x31, _tlv(0x30, extension))),
+        _tlv(0x30, _oid("1.2.840.113549.1.1.1"), _tlv(0x31, bytes(asn1_core.Integer(3072).dump()))),
+    )
+    return rich, _tlv(0x30, _oid("1.3.101.112")), _tlv(0x30)
+
+
+@cache
+def csr_ders() -> tuple[bytes, ...]:
+    """PKCS#10 requests as pledges send them, with each key family and a SAN."""
+    _, _, idevid = pki()
+    san = (x509.DNSName("pledge.example"),)
+    out = [certs.make_csr(idevid.key, serial="FUZZ-0001", san=san)]
+    for kind in ("rsa2048", "ed25519"):
+        out.append(certs.make_csr(certs.generate_key(kind), common_name=f"fuzz {kind}"))
+    return tuple(csr.public_bytes(Encoding.DER) for csr in out)
+
+
+@cache
+def certs_only_ders() -> tuple[bytes, ...]:
+    """certs-only PKCS#7 (RFC 7030 §4.1.3) with one certificate and with a chain."""
+    ca, masa, idevid = pki()
+    return tuple(
+        pkcs7.serialize_certificates(chain, Encoding.DER)
+        for chain in ([ca.cert], [idevid.cert, masa.cert, ca.cert])
+    )

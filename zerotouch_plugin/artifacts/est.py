@@ -95,11 +95,25 @@ def decode_certs_only(body: bytes) -> list[x509.Certificate]:
     der = decode_base64_body(body)
     try:
         certs = pkcs7.load_der_pkcs7_certificates(der)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # not SignedData: UnsupportedAlgorithm
         raise InvalidInput(f"EST body is not a certs-only PKCS#7 message: {exc}") from exc
     if not certs:
         raise InvalidInput("certs-only PKCS#7 message holds no certificates")
+    for index, cert in enumerate(certs, start=1):
+        _check_readable(cert, index)
     return certs
+
+
+def _check_readable(cert: x509.Certificate, index: int) -> None:
+    """Read now what cryptography parses lazily (names, extensions, validity, key), so that a
+    malformed certificate is refused here and not as a ValueError wherever it is used."""
+    try:
+        _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_algorithm_oid)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InvalidInput(
+            f"certificate {index} of the certs-only message is malformed: {exc}"
+        ) from exc
 
 
 def parse_csr(body: bytes) -> x509.CertificateSigningRequest:
@@ -107,7 +121,7 @@ def parse_csr(body: bytes) -> x509.CertificateSigningRequest:
     der = decode_base64_body(body)
     try:
         csr = x509.load_der_x509_csr(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise InvalidInput(f"EST body is not a DER PKCS#10 certificate request: {exc}") from exc
     _check_csr_hash(csr)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
 
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.errors import InvalidInput, SignatureInvalid
@@ -100,6 +100,37 @@ def test_certs_only_needs_certificates() -> None:
         est.encode_certs_only([])
     with pytest.raises(InvalidInput, match="certs-only"):
         est.decode_certs_only(base64.b64encode(b"\x30\x03\x02\x01\x01"))
+
+
+def test_certs_only_with_a_malformed_key_is_invalid_input(ca: certs.Identity) -> None:
+    """The EC point's 0x04 prefix changed to 0x07: cryptography loads the certificate and
+    only fails on public_key(), which the pledge calls when it checks its cacerts."""
+    der = ca.cert.public_bytes(Encoding.DER)
+    point = der.index(b"\x03\x42\x00\x04") + 3
+    broken = x509.load_der_x509_certificate(der[:point] + b"\x07" + der[point + 1 :])
+    body = base64.b64encode(pkcs7.serialize_certificates([broken], Encoding.DER))
+    with pytest.raises(InvalidInput, match="certificate 1 of the certs-only message"):
+        est.decode_certs_only(body)
+
+
+def test_certs_only_of_another_content_type_is_invalid_input(ca: certs.Identity) -> None:
+    """ContentInfo of an unknown type (1.2.840.113549.1.7.9) instead of signedData:
+    cryptography raises UnsupportedAlgorithm, which is not a ValueError."""
+    der = pkcs7.serialize_certificates([ca.cert], Encoding.DER)
+    signed_data_oid = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02"
+    body = base64.b64encode(der.replace(signed_data_oid, signed_data_oid[:-1] + b"\x09", 1))
+    with pytest.raises(InvalidInput, match="not a certs-only PKCS#7"):
+        est.decode_certs_only(body)
+
+
+def test_csr_of_unknown_version_is_invalid_input(ca: certs.Identity) -> None:
+    """PKCS#10 version 1 (only v1 = 0 exists, RFC 2986 §4.1): cryptography raises
+    InvalidVersion, which is not a ValueError."""
+    der = certs.make_csr(ca.key, common_name="v2").public_bytes(Encoding.DER)
+    version = der.index(b"\x02\x01\x00")
+    body = base64.b64encode(der[:version] + b"\x02\x01\x01" + der[version + 3 :])
+    with pytest.raises(InvalidInput, match="not a DER PKCS#10"):
+        est.parse_csr(body)
 
 
 def test_parse_csr_from_openssl(tmp_path: Path) -> None:
