@@ -1,10 +1,10 @@
 """Abuse benchmark: what a flood of unfinished TLS handshakes gets from each listener.
 
 Starts, in a temporary folder on 127.0.0.1 and with the default connection caps (and a
-handshake deadline of 120 s, so the flood is built before it is cut), a real registrar
-(the MASA serves through the same code) and a real device (RESTCONF and NETCONF/TLS). For each
-listener it opens connections that never send a ClientHello, 100 more than the per-source cap
-from each of several loopback sources (the whole 127/8 is loopback on Linux), and reports:
+handshake deadline of 120 s, so the flood is built before it is cut), a real MASA, a real
+registrar and a real device (RESTCONF and NETCONF/TLS). For each listener it opens
+connections that never send a ClientHello, 100 more than the per-source cap from each of
+several loopback sources (the whole 127/8 is loopback on Linux), and reports:
 
 * ``held_per_source``, ``held_at_cap``: connections admitted before refusals start (per
   source address, and in all once the global cap is reached);
@@ -12,7 +12,8 @@ from each of several loopback sources (the whole 127/8 is loopback on Linux), an
   at the cap, and a few seconds after the flood was dropped;
 * ``legit_s_idle``, ``legit_s_loaded``: seconds a legitimate client (TLS with its certificate,
   one request or the NETCONF hello, from another source) takes unloaded and while the flood
-  holds 90% of the global cap.
+  holds 90% of the global cap; the MASA's legitimate client is a registrar fetching the audit
+  log of a device it got a voucher for (RFC 8995 §5.8).
 
     .venv/bin/python benchmarks/abuse_bench.py [--json]
 """
@@ -36,10 +37,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.config import ConnectionLimits
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.masa_process import write_vendor_folder  # noqa: E402
+from tests.support.masa_world import World  # noqa: E402
+from zerotouch_plugin.artifacts import certs  # noqa: E402
+from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS  # noqa: E402
+from zerotouch_plugin.config import ConnectionLimits  # noqa: E402
+from zerotouch_plugin.services import certfiles  # noqa: E402
+from zerotouch_plugin.services._tls import client_context  # noqa: E402
+from zerotouch_plugin.services.masa_app import AUDIT_PATH, VOUCHER_PATH  # noqa: E402
+
 # The default caps; a handshake deadline long enough to build the whole flood before it cuts.
 LIMITS = ConnectionLimits(handshake_timeout=120)
 CONFIG = f"""
@@ -163,10 +172,17 @@ def measure(service: str, port: int, pid: int, client: Callable[[str], None]) ->
     return Result(service, per_source, held, base, at_cap, rss_mib(pid), idle, loaded)
 
 
-def https_client(port: int, ctx: ssl.SSLContext, path: str) -> Callable[[str], None]:
+def https_client(
+    port: int, ctx: ssl.SSLContext, path: str, body: bytes | None = None
+) -> Callable[[str], None]:
+    """One request answered 200: a GET, or with ``body`` a POST of a voucher-request."""
+
     def run(source: str) -> None:
+        head = f"{'POST' if body else 'GET'} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        if body:
+            head += f"Content-Type: {MEDIA_TYPE_VOUCHER_CMS}\r\nContent-Length: {len(body)}\r\n"
         with ctx.wrap_socket(_connect(port, source), server_hostname="127.0.0.1") as tls:
-            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            tls.sendall(head.encode() + b"\r\n" + (body or b""))
             assert tls.recv(64).startswith(b"HTTP/1.1 200"), path
 
     return run
@@ -182,6 +198,23 @@ def netconf_client(port: int, ctx: ssl.SSLContext) -> Callable[[str], None]:
                 data += chunk
 
     return run
+
+
+def masa(root: Path) -> list[Result]:
+    """The MASA, once it vouched a device to domain "alpha"; the legitimate client is alpha's
+    registrar asking for that device's audit log."""
+    world = World(now=datetime.now(UTC))
+    folder = write_vendor_folder(world, root / "M")
+    (folder / "masa.toml").write_text(CONFIG)
+    rvr = world.good_rvr()
+    ctx = client_context(world.domain().registrar, trust=[world.vendor_ca.cert])
+    args: list[str | Path] = ["masa", "serve", "--dir", folder, "--listen", "127.0.0.1:0"]
+    with serve(args, 1, root / "masa.log") as (pid, ports):
+        port = ports["masa"]
+        https_client(port, ctx, VOUCHER_PATH, rvr)("127.0.1.1")
+        audit = https_client(port, ctx, AUDIT_PATH, rvr)
+        audit("127.0.1.1")  # the first lookup warms the database connection
+        return [measure("masa", port, pid, audit)]
 
 
 def registrar(root: Path) -> list[Result]:
@@ -207,12 +240,12 @@ def device(root: Path) -> list[Result]:
     client = certs.issue_client(ca, "operator", now=now)
     folder = root / "P"
     folder.mkdir()
-    certs.write_certs(folder / "ldevid.pem", [server.cert, *server.chain])
-    certs.write_key(folder / "ldevid.key", server.key)
-    certs.write_certs(folder / "domain-ca.pem", [ca.cert])
+    certfiles.write_certs(folder / "ldevid.pem", [server.cert, *server.chain])
+    certfiles.write_key(folder / "ldevid.key", server.key)
+    certfiles.write_certs(folder / "domain-ca.pem", [ca.cert])
     (folder / "device.toml").write_text(CONFIG)
-    certs.write_certs(root / "client.pem", [client.cert])
-    certs.write_key(root / "client.key", client.key)
+    certfiles.write_certs(root / "client.pem", [client.cert])
+    certfiles.write_key(root / "client.key", client.key)
     ctx = ssl.create_default_context(cafile=folder / "domain-ca.pem")
     ctx.load_cert_chain(root / "client.pem", root / "client.key")
     args: list[str | Path] = ["device", "run", "--dir", folder, "--restconf", "127.0.0.1:0",
@@ -237,15 +270,18 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     with tempfile.TemporaryDirectory(prefix="zt-abuse-") as tmp:
         root = Path(tmp)
-        results = registrar(root) + device(root)
+        results = masa(root) + registrar(root) + device(root)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=1))
     else:
         for r in results:
             print(
                 f"{r.service:12} held {r.held_per_source}/source, {r.held_at_cap} at the cap; "
-                f"RSS {r.rss_base_mib} -> {r.rss_at_cap_mib} -> {r.rss_after_mib} MiB; "
-                f"legitimate client {r.legit_s_idle:.3f} s idle, {r.legit_s_loaded:.3f} s loaded"
+                f"RSS {r.rss_base_mib} -> {r.rss_at_cap_mib} -> {r.rss_after_mib} MiB "
+                f"(x{r.rss_at_cap_mib / r.rss_base_mib:.2f} at the cap, "
+                f"x{r.rss_after_mib / r.rss_base_mib:.2f} after); legitimate client "
+                f"{r.legit_s_idle:.3f} s idle, {r.legit_s_loaded:.3f} s loaded "
+                f"(x{r.legit_s_loaded / r.legit_s_idle:.2f})"
             )
     return 0
 
