@@ -392,7 +392,7 @@ def test_vendor_folder_loads_in_the_masa(material: Material, tmp_path: Path) -> 
 
 def test_appendix_c_folders_load(material: Material, tmp_path: Path) -> None:
     from zerotouch_plugin.services.masa_app import load_context
-    from zerotouch_plugin.services.registrar_app import load_registrar
+    from zerotouch_plugin.services.registrar import load_registrar
 
     c = material.appendix_c
     vendor = ip.write_vendor_folder(
@@ -416,7 +416,7 @@ def test_appendix_c_folders_load(material: Material, tmp_path: Path) -> None:
 
 
 def test_registrar_folder_with_a_sub_ca(material: Material, tmp_path: Path) -> None:
-    from zerotouch_plugin.services.registrar_app import load_registrar
+    from zerotouch_plugin.services.registrar import load_registrar
 
     domain = material.domain
     folder = ip.write_registrar_folder(

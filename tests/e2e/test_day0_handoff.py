@@ -33,7 +33,7 @@ from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, RegistrarConfig, load_config
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.roles.registrar import device_dns_name, ldevid_subject
-from zerotouch_plugin.services.registrar_app import day0_schema
+from zerotouch_plugin.services.registrar import day0_schema
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import HandoffRow, RegistrarRepository
 

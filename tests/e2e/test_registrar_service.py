@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
 from zerotouch_plugin.cli import main
-from zerotouch_plugin.services import registrar_app
+from zerotouch_plugin.services.registrar import ROUTES
 
 ZT = [sys.executable, "-m", "zerotouch_plugin"]
 VOUCHER_CMS = "application/voucher-cms+json"
@@ -353,7 +353,7 @@ def test_cacerts_without_a_client_certificate(world: World) -> None:
 def test_every_other_endpoint_needs_a_client_certificate(world: World) -> None:
     """Fail closed: every route of the table but /cacerts, and a path no route has, answers
     401 with a WWW-Authenticate challenge (RFC 7235 §3.1) and closes the connection."""
-    routes = [(r.method, r.path) for r in registrar_app.ROUTES if not r.anonymous]
+    routes = [(r.method, r.path) for r in ROUTES if not r.anonymous]
     assert ("POST", "/.well-known/brski/requestvoucher") in routes and len(routes) > 15
     for method, path in [*routes, ("GET", "/no/such/path"), ("POST", "/.well-known/est/cacerts")]:
         reply = world.curl(

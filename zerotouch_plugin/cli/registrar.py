@@ -194,7 +194,7 @@ def cmd_day0(args: argparse.Namespace) -> int:
     """Set, show or clear the day-0 configuration of a serial or the default."""
     from zerotouch_plugin.device.day0 import format_of, parse_day0
     from zerotouch_plugin.roles.handoff import parse_address
-    from zerotouch_plugin.services.registrar_app import day0_schema
+    from zerotouch_plugin.services.registrar import day0_schema
 
     serial: str | None = None if args.default else args.serial
     who = "the default" if serial is None else serial
@@ -278,7 +278,7 @@ def cmd_vouchers_import(args: argparse.Namespace) -> int:
     """Verify each file (roles/registrar.check_escrow_voucher) and hold it in escrow; a file
     that fails is named with its reason and nothing of it is stored."""
     from zerotouch_plugin.roles.registrar import check_escrow_voucher
-    from zerotouch_plugin.services.registrar_app import load_context
+    from zerotouch_plugin.services.registrar import load_context
 
     config = _config(args.dir, db=args.db)
     context = load_context(args.dir, config)
@@ -315,7 +315,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from zerotouch_plugin.services._limits import GatedTlsSite
-    from zerotouch_plugin.services.registrar_app import load_registrar, registrar_app, tls_context
+    from zerotouch_plugin.services.registrar import load_registrar, registrar_app, tls_context
 
     config = _config(
         args.dir,

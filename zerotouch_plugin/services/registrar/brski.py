@@ -1,0 +1,291 @@
+"""BRSKI on the registrar (RFC 8995 §5): the voucher-request relayed to the MASA, the
+voucher_status and enrollstatus reports, the MASA audit log, and queuing the day-0 hand-off
+after a successful enrollstatus.
+
+Decisions are taken by ``roles.registrar``; here is the I/O. Every record that matters is
+committed before the response leaves, and the pledge's request is on record before the MASA
+is asked, so an outage of the MASA loses nothing (§5.5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from cryptography import x509
+
+from zerotouch_plugin._text import printable
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
+from zerotouch_plugin.artifacts.voucher import Voucher
+from zerotouch_plugin.errors import (
+    NotFound,
+    PolicyRefused,
+    ReplayedRequest,
+    UpstreamUnavailable,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles import handoff as handoff_role
+from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.roles.states import RegistrarEvent
+from zerotouch_plugin.services._http import read_body
+from zerotouch_plugin.services._tls import peer_certificate
+from zerotouch_plugin.services.registrar.common import (
+    APP_KEY,
+    MEDIA_JSON,
+    client_identity,
+    in_thread,
+    policy_rules,
+    require_accept,
+    require_media,
+    step,
+    utc_now,
+)
+from zerotouch_plugin.services.registrar.loader import Registrar
+
+__all__ = ["enroll_status", "request_voucher", "voucher_status"]
+
+log = logging.getLogger(__name__)
+
+
+async def request_voucher(request: web.Request) -> web.Response:
+    """POST /.well-known/brski/requestvoucher (RFC 8995 §5.2-§5.6)."""
+    reg = request.app[APP_KEY]
+    require_media(request, MEDIA_TYPE_VOUCHER_CMS)
+    require_accept(request, MEDIA_TYPE_VOUCHER_CMS)
+    body = await read_body(request)
+    now = utc_now()
+    tls_cert = peer_certificate(request)
+    serial = certs.serial_number_of(tls_cert) if tls_cert is not None else None
+    try:
+        rules = policy_rules(await in_thread(reg.repo.policy_for, serial)) if serial else []
+        pledge = role.check_voucher_request(
+            reg.context, body, tls_cert=tls_cert, rules=rules, now=now
+        )
+        masa_url = role.masa_url_for(pledge.idevid, reg.config.masa_url)
+        rvr = role.build_registrar_request(reg.context, pledge, now=now)
+        role.check_masa_request_size(
+            rvr, pledge_request=body, limit=reg.config.masa_max_request_bytes
+        )
+    except ZerotouchError as exc:
+        if serial is not None and tls_cert is not None:
+            await in_thread(
+                reg.repo.record_refusal,
+                serial,
+                manufacturer=tls_cert.issuer.rfc4514_string(),
+                idevid_fingerprint=certs.fingerprint(tls_cert),
+                error=exc.one_line(),
+                advance=step(RegistrarEvent.PVR_REFUSED),
+                now=now,
+            )
+        raise
+    # The request is on record before the MASA is asked: a MASA outage loses nothing.
+    try:
+        request_id = await in_thread(
+            reg.repo.record_voucher_request,
+            pledge.serial,
+            manufacturer=pledge.manufacturer,
+            idevid_fingerprint=certs.fingerprint(pledge.idevid),
+            pvr_cms=pledge.cms_der,
+            nonce=pledge.request.nonce,
+            advance=step(RegistrarEvent.PVR_ACCEPTED),
+            fresh=lambda seen: role.check_fresh_nonce(pledge, seen),
+            now=now,
+        )
+    except ReplayedRequest as exc:
+        await in_thread(reg.repo.record_error, pledge.serial, exc.one_line(), now=now)
+        raise
+    from_escrow = False
+    try:
+        voucher_cms = await reg.masa.request_voucher(masa_url, rvr)
+        voucher = role.check_masa_voucher(reg.context, voucher_cms, pledge=pledge, now=utc_now())
+    except UpstreamUnavailable as exc:
+        held = await _escrowed(reg, pledge, exc)
+        if held is None:
+            await _masa_failed(reg, request_id, exc, rvr)
+            raise
+        voucher_cms, voucher = held
+        from_escrow = True
+    except ZerotouchError as exc:
+        await _masa_failed(reg, request_id, exc, rvr)
+        raise
+    await in_thread(
+        reg.repo.record_voucher,
+        request_id,
+        rvr_cms=rvr,
+        voucher_cms=voucher_cms,
+        assertion=str(voucher.assertion),
+        nonce=voucher.nonce,
+        expires_on=voucher.expires_on,
+        advance=step(RegistrarEvent.VOUCHER_RELAYED),
+        now=utc_now(),
+        from_escrow=from_escrow,
+    )
+    # from escrow is worth a warning: the MASA is down and a held voucher is being used up
+    log.log(
+        logging.WARNING if from_escrow else logging.INFO,
+        "voucher for %s relayed (assertion %s%s)",
+        pledge.serial,
+        voucher.assertion,
+        ", from escrow: the MASA is unreachable" if from_escrow else "",
+    )
+    return web.Response(body=voucher_cms, content_type=MEDIA_TYPE_VOUCHER_CMS)
+
+
+async def _masa_failed(reg: Registrar, request_id: int, exc: ZerotouchError, rvr: bytes) -> None:
+    await in_thread(
+        reg.repo.record_masa_failure,
+        request_id,
+        outcome=exc.reason,
+        error=exc.one_line(),
+        rvr_cms=rvr,
+        now=utc_now(),
+    )
+
+
+async def _escrowed(
+    reg: Registrar, pledge: role.PledgeRequest, outage: UpstreamUnavailable
+) -> tuple[bytes, Voucher] | None:
+    """The nonceless voucher held for the pledge, when the MASA is unreachable and it is still
+    valid now (checked again: it may have expired since the import); None otherwise, and the
+    pledge gets the 503 of the outage."""
+    held = await in_thread(reg.repo.escrow, pledge.serial)
+    if held is None:
+        return None
+    try:
+        voucher = role.escrow_voucher_for(
+            reg.context, held.voucher_cms, pledge=pledge, now=utc_now()
+        )
+    except ZerotouchError as exc:
+        log.warning(
+            "the MASA is unreachable (%s) and the voucher held for %s is not usable: %s",
+            outage.one_line(),
+            pledge.serial,
+            exc.one_line(),
+        )
+        return None
+    return held.voucher_cms, voucher
+
+
+_STATUS_EVENTS: Mapping[tuple[str, bool], RegistrarEvent] = {
+    ("voucher_status", True): RegistrarEvent.VOUCHER_STATUS_SUCCESS,
+    ("voucher_status", False): RegistrarEvent.VOUCHER_STATUS_FAILURE,
+    ("enrollstatus", True): RegistrarEvent.ENROLL_STATUS_SUCCESS,
+    ("enrollstatus", False): RegistrarEvent.ENROLL_STATUS_FAILURE,
+}
+
+
+async def _status(
+    request: web.Request, kind: str
+) -> tuple[str, x509.Certificate, role.StatusReport]:
+    reg = request.app[APP_KEY]
+    require_media(request, MEDIA_JSON)
+    body = await read_body(request)
+    now = utc_now()
+    client = client_identity(request, now)
+    if client.serial is None or client.kind not in (role.ClientKind.IDEVID, role.ClientKind.LDEVID):
+        raise PolicyRefused(f"{kind} comes from a pledge (IDevID) or a device (LDevID)")
+    report = role.parse_status_report(body)
+    management = None
+    if kind == "enrollstatus" and report.status:
+        management = handoff_role.reported_management(
+            peer_host=request.remote, document=report.document, now=now
+        )
+        for name in handoff_role.unusable_ports(report.document):
+            log.warning(
+                "enrollstatus from %s: reason-context.zerotouch-management.%s ignored: "
+                "not a TCP port (a JSON integer 1..65535)",
+                client.serial,
+                printable(name),
+            )
+    await in_thread(
+        reg.repo.record_status,
+        client.serial,
+        kind=kind,
+        status=report.status,
+        reason=report.reason,
+        document=json.dumps(report.document, sort_keys=True),
+        advance=step(_STATUS_EVENTS[(kind, report.status)]),
+        now=now,
+        management=management,
+    )
+    log.info(
+        "%s from %s: %s %s", kind, client.serial, report.status, printable(report.reason or "")
+    )
+    return client.serial, client.cert, report
+
+
+async def voucher_status(request: web.Request) -> web.Response:
+    """POST /.well-known/brski/voucher_status (RFC 8995 §5.7), then the audit log (§5.8)."""
+    serial, cert, report = await _status(request, "voucher_status")
+    if report.status:
+        await _check_audit_log(request.app[APP_KEY], serial, cert)
+    return web.Response(status=200, text="recorded\n")
+
+
+async def _check_audit_log(reg: Registrar, serial: str, idevid: x509.Certificate) -> None:
+    """Fetch and judge the MASA audit log (RFC 8995 §5.8.3); a failure is noted, not fatal."""
+    try:
+        rvr = await in_thread(reg.repo.latest_registrar_request, serial)
+        if rvr is None:
+            raise NotFound(f"no registrar voucher-request on record for {serial}")
+        masa_url = role.masa_url_for(idevid, reg.config.masa_url)
+        log_json = await reg.masa.request_audit_log(masa_url, rvr)
+        own = [
+            role.domain_id(reg.context.domain_ca.cert),
+            role.domain_id(reg.context.registrar.cert),
+        ]
+        verdict = role.evaluate_audit_log(log_json, own_ids=own)
+    except ZerotouchError as exc:
+        log.warning("audit log of %s not checked: %s", serial, exc.one_line())
+        await in_thread(
+            reg.repo.record_error, serial, f"audit log: {exc.one_line()}", now=utc_now()
+        )
+        return
+    await in_thread(
+        reg.repo.record_audit,
+        serial,
+        level=str(verdict.level),
+        summary=verdict.summary,
+        log=log_json.decode("utf-8", "replace"),
+        now=utc_now(),
+    )
+
+
+async def enroll_status(request: web.Request) -> web.Response:
+    """POST /.well-known/brski/enrollstatus (RFC 8995 §5.9.4), then the day-0 hand-off."""
+    serial, _, report = await _status(request, "enrollstatus")
+    await _queue_handoff(request.app[APP_KEY], serial, report, request.remote)
+    return web.Response(status=200, text="recorded\n")
+
+
+async def _queue_handoff(
+    reg: Registrar, serial: str, report: role.StatusReport, peer_host: str | None
+) -> None:
+    """Queue the hand-off durably and wake the worker; the response does not wait for it."""
+    configured, override = await in_thread(reg.repo.day0_plan, serial)
+    plan = handoff_role.plan_after_enrollstatus(
+        status=report.status,
+        configured=configured,
+        override=override,
+        peer_host=peer_host,
+        document=report.document,
+    )
+    if plan is None:
+        return
+    await in_thread(
+        reg.repo.queue_handoff,
+        serial,
+        state=str(plan.state),
+        host=plan.target.host if plan.target else None,
+        port=plan.target.port if plan.target else None,
+        error=plan.error,
+        now=utc_now(),
+    )
+    if plan.target is None:
+        log.warning("hand-off of %s not possible: %s", serial, plan.error)
+        return
+    log.info("hand-off of %s queued for %s", serial, plan.target)
+    reg.handoff.wake()

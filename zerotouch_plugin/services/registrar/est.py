@@ -1,0 +1,141 @@
+"""EST on the registrar (RFC 7030, RFC 8995 §5.9): the CA certificates, the CSR attributes
+and LDevID enrollment and re-enrollment.
+
+Whether a client may enroll, and which names its LDevID carries, is decided by
+``roles.registrar``; here the certificate is issued and recorded durably before the EST
+response leaves (RFC 7030 §4.2.3).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from cryptography import x509
+
+from zerotouch_plugin.artifacts import certs, est
+from zerotouch_plugin.errors import ZerotouchError
+from zerotouch_plugin.roles import handoff as handoff_role
+from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
+from zerotouch_plugin.services._http import read_body
+from zerotouch_plugin.services.registrar.common import (
+    APP_KEY,
+    client_identity,
+    in_thread,
+    policy_rules,
+    require_media,
+    step,
+    utc_now,
+)
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+__all__ = ["CSR_ATTRIBUTES", "cacerts", "csrattrs", "simple_enroll", "simple_reenroll"]
+
+log = logging.getLogger(__name__)
+
+# What /csrattrs asks pledges for (RFC 7030 §4.5.2): ECDSA with SHA-256 and a serialNumber.
+CSR_ATTRIBUTES = (
+    x509.ObjectIdentifier("1.2.840.10045.4.3.2"),
+    x509.ObjectIdentifier("2.5.4.5"),
+)
+
+
+def _est_response(body: bytes, media: str) -> web.Response:
+    return web.Response(
+        body=body,
+        headers={"Content-Type": media, "Content-Transfer-Encoding": "base64"},
+    )
+
+
+async def cacerts(request: web.Request) -> web.Response:
+    """GET /.well-known/est/cacerts (RFC 7030 §4.1): the domain CA, certs-only."""
+    ctx = request.app[APP_KEY].context
+    return _est_response(
+        est.encode_certs_only([ctx.domain_ca.cert, *ctx.domain_ca.chain]), est.MEDIA_PKCS7_CERTS
+    )
+
+
+async def csrattrs(request: web.Request) -> web.Response:
+    """GET /.well-known/est/csrattrs (RFC 7030 §4.5)."""
+    return _est_response(est.encode_csrattrs(CSR_ATTRIBUTES), est.MEDIA_CSRATTRS)
+
+
+async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
+    reg = request.app[APP_KEY]
+    require_media(request, est.MEDIA_PKCS10)
+    body = await read_body(request)
+    now = utc_now()
+    client = client_identity(request, now)
+    csr = est.parse_csr(body)
+    facts = None
+    rules: list[role.PolicyRule] = []
+    if client.serial is not None:
+        record = await in_thread(reg.repo.device, client.serial)
+        rules = policy_rules(await in_thread(reg.repo.policy_for, client.serial))
+        if record is not None:
+            facts = role.DeviceFacts(
+                serial=record.serial,
+                state=RegistrarDeviceState(record.state) if record.state != "new" else None,
+                idevid_fingerprint=record.idevid_fingerprint,
+                audit_level=role.AuditLevel(record.audit_level) if record.audit_level else None,
+            )
+    try:
+        serial = role.authorize_enrollment(
+            reg.context, client, facts, csr, rules=rules, reenroll=reenroll
+        )
+        names = role.ldevid_names(
+            reg.context,
+            serial,
+            csr,
+            assigned_hosts=await in_thread(_assigned_hosts, reg.repo, serial),
+            same_name=await in_thread(reg.repo.serials_named_like, serial),
+        )
+    except ZerotouchError as exc:
+        if client.serial is not None:
+            await in_thread(reg.repo.record_error, client.serial, exc.one_line(), now=now)
+        raise
+    if names.ignored:
+        log.warning(
+            "LDevID of %s: names the CSR asks for are not in its policy set and left out: %s",
+            serial,
+            ", ".join(names.ignored),
+        )
+    cert = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
+    await in_thread(
+        reg.repo.record_certificate,
+        serial,
+        cert_der=role.der(cert),
+        fingerprint=certs.fingerprint(cert),
+        not_after=cert.not_valid_after_utc,
+        kind="reenroll" if reenroll else "enroll",
+        advance=step(RegistrarEvent.CERT_ISSUED),
+        now=now,
+    )
+    log.info(
+        "LDevID %s issued to %s (names %s)",
+        certs.fingerprint(cert),
+        serial,
+        ", ".join(str(n.value) for n in names.general_names()),
+    )
+    return _est_response(est.encode_certs_only([cert]), est.MEDIA_PKCS7_CERTS)
+
+
+def _assigned_hosts(repo: RegistrarRepository, serial: str) -> tuple[str, ...]:
+    """The host of the management address an operator set for ``serial`` (``registrar day0
+    --address``, PUT /admin/devices/{serial}/address): where clients reach the device, so a
+    name its LDevID carries (README "LDevID names")."""
+    entry = repo.day0(serial)
+    if entry is None or entry.address is None:
+        return ()
+    return (handoff_role.parse_address(entry.address).host,)
+
+
+async def simple_enroll(request: web.Request) -> web.Response:
+    """POST /.well-known/est/simpleenroll (RFC 7030 §4.2.1)."""
+    return await _enroll(request, reenroll=False)
+
+
+async def simple_reenroll(request: web.Request) -> web.Response:
+    """POST /.well-known/est/simplereenroll (RFC 7030 §4.2.2)."""
+    return await _enroll(request, reenroll=True)

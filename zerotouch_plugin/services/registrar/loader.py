@@ -1,0 +1,139 @@
+"""The running registrar: its identities, trust anchors, database, MASA client and hand-off
+worker, loaded from a registrar folder R.
+
+Loading refuses a folder that lacks a file or holds an unreadable one with a ConfigError that
+names the file, so ``zerotouch registrar serve`` stops before it listens instead of failing
+on the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import RegistrarConfig
+from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
+from zerotouch_plugin.errors import ConfigError, ZerotouchError
+from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.services._tls import server_context
+from zerotouch_plugin.services.handoff import HandoffWorker, ensure_handoff_identity
+from zerotouch_plugin.services.masa_client import MasaClient
+from zerotouch_plugin.services.registrar_files import (
+    CA_CERT,
+    CA_KEY,
+    DB_FILE,
+    REGISTRAR_CERT,
+    REGISTRAR_KEY,
+)
+from zerotouch_plugin.store.db import Database, open_role_database
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+__all__ = ["Registrar", "day0_schema", "load_context", "load_registrar", "tls_context"]
+
+
+@dataclass
+class Registrar:
+    """Everything a running registrar holds: identities, trust, database, MASA client."""
+
+    folder: Path
+    config: RegistrarConfig
+    context: role.RegistrarContext
+    db: Database
+    repo: RegistrarRepository
+    masa: MasaClient
+    handoff: HandoffWorker
+    _schema: DeviceSchema | None = None
+
+    async def close(self) -> None:
+        await self.handoff.close()
+        await self.masa.close()
+        self.db.dispose()
+
+    async def day0_schema(self) -> DeviceSchema:
+        """The device schema day-0 documents are checked against, compiled on first use."""
+        if self._schema is None:
+            self._schema = await asyncio.to_thread(day0_schema, self.folder, self.config)
+        return self._schema
+
+
+def _read_certs(folder: Path, names: tuple[str, ...], what: str) -> tuple[x509.Certificate, ...]:
+    found: list[x509.Certificate] = []
+    for name in names:
+        path = folder / name
+        try:
+            found.extend(certs.load_certs(path.read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} file {path}: {exc}") from exc
+        except ZerotouchError as exc:
+            raise ConfigError(f"{what} file {path}: {exc}") from exc
+    return tuple(found)
+
+
+def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext:
+    """R's identities, trust anchors and policy (ConfigError naming what is missing)."""
+    for name in (CA_CERT, CA_KEY, REGISTRAR_CERT, REGISTRAR_KEY):
+        if not (folder / name).is_file():
+            raise ConfigError(
+                f"{folder / name} is missing; run 'zerotouch registrar init --dir {folder}' first"
+            )
+    manufacturer_cas = _read_certs(folder, config.manufacturer_cas, "manufacturer CA")
+    masa_trust = _read_certs(folder, config.masa_trust, "MASA trust")
+    try:
+        context = role.RegistrarContext(
+            registrar=certs.load_identity(folder / REGISTRAR_CERT, folder / REGISTRAR_KEY),
+            domain_ca=certs.load_identity(folder / CA_CERT, folder / CA_KEY),
+            manufacturer_cas=manufacturer_cas,
+            masa_trust=masa_trust,
+            auto_accept=config.auto_accept,
+            ldevid_days=config.ldevid_days,
+            device_domain=config.device_domain,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"registrar folder {folder}: {exc}") from exc
+    return context
+
+
+def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
+    """Load R's identities and trust anchors, open (and create) the database."""
+    context = load_context(folder, config)
+    manufacturer_cas, masa_trust = context.manufacturer_cas, context.masa_trust
+    db = open_role_database(folder, config.db, DB_FILE)
+    masa = MasaClient(
+        context.registrar,
+        trust=masa_trust or manufacturer_cas,
+        timeout=config.masa_timeout,
+        retry_after=config.retry_after,
+    )
+    repo = RegistrarRepository(db)
+    handoff = HandoffWorker(
+        repo,
+        domain_ca=context.domain_ca,
+        identity=ensure_handoff_identity(folder, context.domain_ca, now=datetime.now(UTC)),
+        config=config,
+    )
+    return Registrar(folder, config, context, db, repo, masa, handoff)
+
+
+def day0_schema(folder: Path, config: RegistrarConfig) -> DeviceSchema:
+    """The reference device schema plus ``day0_yang_dirs``/``day0_yang_modules`` (relative
+    folders are relative to R)."""
+    modules = [(n, rev) for n, _, rev in (m.partition("@") for m in config.day0_yang_modules)]
+    return load_device_schema([folder / d for d in config.day0_yang_dirs], modules)
+
+
+def tls_context(registrar: Registrar) -> ssl.SSLContext:
+    """HTTPS asking for a client certificate from a manufacturer CA or the domain CA without
+    requiring one at the handshake (CERT_OPTIONAL), so that EST clients can fetch /cacerts
+    (RFC 7030 §4.1.1); every other route refuses a request without one (``ROUTES``)."""
+    ctx = registrar.context
+    return server_context(
+        ctx.registrar,
+        client_cas=[*ctx.manufacturer_cas, ctx.domain_ca.cert],
+        require_client_cert=False,
+    )
