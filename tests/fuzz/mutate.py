@@ -233,14 +233,14 @@ def _get(obj: Any, path: tuple[Any, ...]) -> Any:
     return obj
 
 
-def _mutate_tree(draw: Draw, obj: Any) -> Any:
-    """One change at a random node: new value of another type, wrapped, emptied, a key dropped
-    or added, or the node nested deep."""
+def mutate_tree(draw: Draw, obj: Any, values: st.SearchStrategy[Any] = json_values) -> Any:
+    """One change at a random node of a decoded document (lists and dicts): a new value from
+    ``values``, wrapped, emptied, a key dropped or added, or the node nested deep."""
     path = draw(st.sampled_from(_paths(obj)))
     node = _get(obj, path)
     choice = draw(st.integers(0, 5))
     if choice == 0:
-        new = draw(json_values)
+        new = draw(values)
     elif choice == 1:
         new = [node]
     elif choice == 2:
@@ -249,7 +249,7 @@ def _mutate_tree(draw: Draw, obj: Any) -> Any:
         dropped = draw(st.sampled_from(sorted(node)))
         new = {key: value for key, value in node.items() if key != dropped}
     elif choice == 4 and isinstance(node, dict):
-        new = {**node, draw(st.text(max_size=30)): draw(json_values)}
+        new = {**node, draw(st.text(max_size=30)): draw(values)}
     else:
         new = node
         for _ in range(draw(st.sampled_from([2, 50]))):
@@ -278,7 +278,7 @@ def mutated_json(seeds: Sequence[Any]) -> st.SearchStrategy[bytes]:
 def _mutated_json(draw: Draw, seeds: Sequence[Any]) -> bytes:
     obj = draw(st.sampled_from(seeds))
     for _ in range(draw(st.integers(0, 3))):
-        obj = _mutate_tree(draw, obj)
+        obj = mutate_tree(draw, obj)
     text = json.dumps(obj, ensure_ascii=draw(st.booleans()))
     step = draw(st.integers(0, 5))
     if step == 0:

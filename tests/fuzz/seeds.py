@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
 
 from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.grasp import (
+    AN_JOIN_REGISTRAR,
+    AN_PROXY,
+    IPPROTO_TCP,
+    O_FQDN_LOCATOR,
+    O_URI_LOCATOR,
+    SYNC_ONLY,
+    Flood,
+    Locator,
+    Objective,
+)
 from zerotouch_plugin.artifacts.voucher import (
     Assertion,
     Voucher,
@@ -200,3 +212,34 @@ def certs_only_ders() -> tuple[bytes, ...]:
         pkcs7.serialize_certificates(chain, Encoding.DER)
         for chain in ([ca.cert], [idevid.cert, masa.cert, ca.cert])
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# GRASP (RFC 8990 §2.8.11, RFC 8995 §4)
+
+
+@cache
+def grasp_floods() -> tuple[bytes, ...]:
+    """M_FLOOD datagrams with every locator kind, the null locator, and objective values of
+    each CBOR shape the decoder freezes (text, array, map, byte string)."""
+    proxy = Objective(AN_PROXY, SYNC_ONLY, 1, "")
+    registrar = Objective(AN_JOIN_REGISTRAR, 4, 255, "EST-TLS")
+    floods = (
+        Flood(
+            12340815, ip_address("fe80::1"), 180000, ((proxy, Locator.ip("fe80::1", port=4443)),)
+        ),
+        Flood(
+            51804321,
+            ip_address("fd89:b714:f3db::1"),
+            180000,
+            (
+                (registrar, Locator.ip("fd89:b714:f3db::1", port=8443)),
+                (Objective(AN_PROXY), Locator.ip("192.0.2.7", port=443)),
+                (Objective("EX1", 5, 2, ("Example 1 value=", 100)), None),
+                (Objective("EX2", 1, 3, {"k": b"\x00\x01", "n": [1, 2, {"x": None}]}), None),
+                (registrar, Locator(O_FQDN_LOCATOR, "registrar.example", IPPROTO_TCP, 8443)),
+                (registrar, Locator(O_URI_LOCATOR, "https://registrar.example/", None, None)),
+            ),
+        ),
+    )
+    return tuple(flood.encode() for flood in floods)
