@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,8 +31,9 @@ import pytest
 from cryptography import x509
 
 from tests.e2e.test_brski_flow import Lab, make_lab
+from tests.support.device_process import start_device
 from tests.support.faults import DROP, FORWARD, Relay, Watcher, kill9, private_postgres
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.processes import ServerProcess, free_port, run_cli, start_server
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import Expired
 from zerotouch_plugin.roles.pledge import (
@@ -452,3 +455,84 @@ def test_pledge_clock_beyond_tolerance_is_named(faults: FaultLab, clock: datetim
     (report,) = faults.registrar_db.status_reports(serial)
     assert report.kind == "voucher_status" and report.status is False, report
     assert report.reason is not None and "not valid at" in report.reason, report
+
+
+# A SIGKILLed registrar's hand-off lease (2 x handoff_timeout + 10 s) must expire before the
+# restarted one takes the hand-off over; a short timeout keeps that wait short.
+HANDOFF_SETTINGS = (
+    "handoff_attempts = 60\nhandoff_backoff = 0.2\nhandoff_max_backoff = 0.5\n"
+    "handoff_timeout = 4.0\nhandoff_poll = 1.0\n"
+)
+
+
+@pytest.fixture(scope="module")
+def handoff_faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
+    """A fault lab whose registrar retries hand-offs quickly."""
+    lab = make_lab(tmp_path_factory.mktemp("handoff-faults"))
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write(HANDOFF_SETTINGS)
+    with FaultLab(lab) as faults:
+        yield faults
+
+
+def startup_hostname(folder: Path) -> str | None:
+    """The hostname in the device's startup datastore (None before it has one); a torn file
+    fails to parse."""
+    path = folder / "startup.json"
+    if not path.exists():
+        return None
+    tree = json.loads(path.read_text())
+    return tree.get("ietf-system:system", {}).get("hostname")
+
+
+def wait_applied(faults: FaultLab, serial: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := faults.registrar_db.handoff(serial).state) != "applied":
+        assert state in {"pending", "none"}, faults.registrar_db.handoff(serial)
+        assert time.monotonic() < deadline, faults.registrar_db.handoff(serial)
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(("victim", "chunk"), [("device", 3), ("device", 6), ("registrar", 4)])
+def test_killed_during_the_day0_handoff(
+    handoff_faults: FaultLab, tmp_path: Path, victim: str, chunk: int
+) -> None:
+    """The registrar pushes the day-0 configuration over NETCONF/TLS through a relay; the
+    registrar or the device is SIGKILLed once the relay has passed the registrar's
+    ``chunk``-th piece (after the handshake: the hello, the edit, the commit) and restarted
+    in place. At that moment the device's startup is the old configuration or the new one,
+    never a torn mix; afterwards the hand-off completes and the new configuration is there."""
+    faults = handoff_faults
+    relay_port, device_port = free_port(), free_port()
+    serial, folder = faults.lab.pledge()
+    hostname = f"edge-{serial.lower()}"
+    (tmp_path / "day0.json").write_text(json.dumps({"ietf-system:system": {"hostname": hostname}}))
+    run_cli("registrar", "day0", "--dir", faults.lab.domain, "--serial", serial,
+            "--file", tmp_path / "day0.json", "--address", f"127.0.0.1:{relay_port}")  # fmt: skip
+    with faults.relay():
+        assert enroll(faults, folder).serial == serial
+    devices = [start_device(folder, {"netconf-tls": f"127.0.0.1:{device_port}"})]
+    at_kill: list[str | None] = []
+
+    def on_chunk(n: int, k: int) -> None:
+        if n != 1 or k != chunk:
+            return
+        if victim == "device":
+            devices[-1].kill()
+            at_kill.append(startup_hostname(folder))
+            devices.append(start_device(folder, {"netconf-tls": f"127.0.0.1:{device_port}"}))
+        else:
+            faults.kill_registrar(restart=False)
+            at_kill.append(startup_hostname(folder))
+            faults.start_registrar()
+
+    try:
+        with Relay(relay_port, device_port, on_chunk=on_chunk):
+            wait_applied(faults, serial)
+        assert len(at_kill) == 1, "the fault never fired"
+        assert at_kill[0] in {None, hostname}, at_kill
+        assert startup_hostname(folder) == hostname
+    finally:
+        for device in devices:
+            device.stop()
+            device.log_path.unlink(missing_ok=True)

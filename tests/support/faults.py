@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +40,15 @@ def kill9(proc: subprocess.Popen[str]) -> None:
 class Relay:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``; ``on_connect(n)`` runs for the
     n-th accepted connection (1-based) before anything is forwarded and returns FORWARD or
-    DROP (the connection is closed unanswered). Runs in its own thread and event loop."""
+    DROP (the connection is closed unanswered); ``on_chunk(n, k)`` runs once the k-th
+    piece the client sent on it has been passed on (to fault the server mid-exchange).
+    Runs in its own thread and event loop; the hooks run in a worker thread."""
 
     port: int
     target: int
     on_connect: Callable[[int], str] = lambda _n: FORWARD
+    # (connection, chunk): after the chunk-th piece the client sent has been forwarded
+    on_chunk: Callable[[int, int], None] = lambda _n, _chunk: None
     connections: int = 0
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -92,14 +96,27 @@ class Relay:
         except OSError:
             writer.transport.abort()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        n = self.connections
+
+        async def sent(chunk: int) -> None:
+            await loop.run_in_executor(None, self.on_chunk, n, chunk)
+
+        await asyncio.gather(_pipe(reader, up_writer, sent), _pipe(up_reader, writer))
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    sent: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    chunks = 0
     try:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+            chunks += 1
+            if sent is not None:
+                await sent(chunks)
     except OSError:
         pass
     finally:
