@@ -17,6 +17,7 @@ import asyncio
 import errno
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -54,7 +55,7 @@ from zerotouch_plugin.services.pledge_client import (
 )
 from zerotouch_plugin.store.db import Database, open_database
 from zerotouch_plugin.store.masa import MasaRepository
-from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar import HandoffRow, RegistrarRepository
 
 # Enough tries per step to outlast a restart (a new interpreter: one to three seconds here).
 PATIENT = RetryPolicy(attempts=10, base_delay=0.3, max_delay=1.5)
@@ -481,8 +482,8 @@ def startup_hostname(folder: Path) -> str | None:
     path = folder / "startup.json"
     if not path.exists():
         return None
-    tree = json.loads(path.read_text())
-    return tree.get("ietf-system:system", {}).get("hostname")
+    name = json.loads(path.read_text()).get("ietf-system:system", {}).get("hostname")
+    return None if name is None else str(name)
 
 
 def wait_applied(faults: FaultLab, serial: str, timeout: float = 60) -> None:
@@ -534,5 +535,43 @@ def test_killed_during_the_day0_handoff(
         assert startup_hostname(folder) == hostname
     finally:
         for device in devices:
+            device.stop()
+            device.log_path.unlink(missing_ok=True)
+
+
+def test_device_datastore_disk_full(handoff_faults: FaultLab, tmp_path: Path) -> None:
+    """The device's folder on a full disk (a small tmpfs): the pushed day-0 configuration
+    cannot be persisted, the device answers with an rpc-error naming the full disk and keeps
+    its old startup (no torn file), the registrar keeps the hand-off pending with that
+    reason; once space is freed the next attempt applies it."""
+    faults = handoff_faults
+    port = free_port()
+    serial, enrolled = faults.lab.pledge()
+    hostname = f"edge-{serial.lower()}"
+    (tmp_path / "day0.json").write_text(json.dumps({"ietf-system:system": {"hostname": hostname}}))
+    run_cli("registrar", "day0", "--dir", faults.lab.domain, "--serial", serial,
+            "--file", tmp_path / "day0.json", "--address", f"127.0.0.1:{port}")  # fmt: skip
+    with faults.relay():
+        assert enroll(faults, enrolled).serial == serial
+    with small_tmpfs(tmp_path / "disk") as disk:
+        folder = disk / "device"
+        shutil.copytree(enrolled, folder)
+        filler = fill(disk)
+        device = start_device(folder, {"netconf-tls": f"127.0.0.1:{port}"})
+        try:
+            seen: list[HandoffRow] = []
+
+            def refused() -> bool:
+                seen.append(faults.registrar_db.handoff(serial))
+                return seen[-1].error is not None and "unreachable" not in seen[-1].error
+
+            with Watcher(refused, filler.unlink) as fault:
+                assert fault.wait(60), seen[-1]
+            assert seen[-1].state == "pending", seen[-1]
+            assert "No space left on device" in str(seen[-1].error), seen[-1]
+            assert startup_hostname(folder) is None
+            wait_applied(faults, serial)
+            assert startup_hostname(folder) == hostname
+        finally:
             device.stop()
             device.log_path.unlink(missing_ok=True)
