@@ -486,6 +486,19 @@ def startup_hostname(folder: Path) -> str | None:
     return None if name is None else str(name)
 
 
+def enrolled_with_day0(faults: FaultLab, tmp_path: Path, port: int) -> tuple[str, Path, str]:
+    """An enrolled pledge whose day-0 configuration (a hostname) the registrar pushes to
+    127.0.0.1:``port``: serial, folder, hostname."""
+    serial, folder = faults.lab.pledge()
+    hostname = f"edge-{serial.lower()}"
+    (tmp_path / "day0.json").write_text(json.dumps({"ietf-system:system": {"hostname": hostname}}))
+    run_cli("registrar", "day0", "--dir", faults.lab.domain, "--serial", serial,
+            "--file", tmp_path / "day0.json", "--address", f"127.0.0.1:{port}")  # fmt: skip
+    with faults.relay():
+        assert enroll(faults, folder).serial == serial
+    return serial, folder, hostname
+
+
 def wait_applied(faults: FaultLab, serial: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while (state := faults.registrar_db.handoff(serial).state) != "applied":
@@ -505,13 +518,7 @@ def test_killed_during_the_day0_handoff(
     never a torn mix; afterwards the hand-off completes and the new configuration is there."""
     faults = handoff_faults
     relay_port, device_port = free_port(), free_port()
-    serial, folder = faults.lab.pledge()
-    hostname = f"edge-{serial.lower()}"
-    (tmp_path / "day0.json").write_text(json.dumps({"ietf-system:system": {"hostname": hostname}}))
-    run_cli("registrar", "day0", "--dir", faults.lab.domain, "--serial", serial,
-            "--file", tmp_path / "day0.json", "--address", f"127.0.0.1:{relay_port}")  # fmt: skip
-    with faults.relay():
-        assert enroll(faults, folder).serial == serial
+    serial, folder, hostname = enrolled_with_day0(faults, tmp_path, relay_port)
     devices = [start_device(folder, {"netconf-tls": f"127.0.0.1:{device_port}"})]
     at_kill: list[str | None] = []
 
@@ -546,13 +553,7 @@ def test_device_datastore_disk_full(handoff_faults: FaultLab, tmp_path: Path) ->
     reason; once space is freed the next attempt applies it."""
     faults = handoff_faults
     port = free_port()
-    serial, enrolled = faults.lab.pledge()
-    hostname = f"edge-{serial.lower()}"
-    (tmp_path / "day0.json").write_text(json.dumps({"ietf-system:system": {"hostname": hostname}}))
-    run_cli("registrar", "day0", "--dir", faults.lab.domain, "--serial", serial,
-            "--file", tmp_path / "day0.json", "--address", f"127.0.0.1:{port}")  # fmt: skip
-    with faults.relay():
-        assert enroll(faults, enrolled).serial == serial
+    serial, enrolled, hostname = enrolled_with_day0(faults, tmp_path, port)
     with small_tmpfs(tmp_path / "disk") as disk:
         folder = disk / "device"
         shutil.copytree(enrolled, folder)
