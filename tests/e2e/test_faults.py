@@ -444,14 +444,14 @@ def test_pledge_clock_skew_within_tolerance(faults: FaultLab, skew: timedelta) -
 def test_pledge_clock_beyond_tolerance_is_named(faults: FaultLab, clock: datetime) -> None:
     """A pledge clock before the MASA signer's certificate (hours behind, or a device with
     no real-time clock that boots at the epoch, RFC 8995 §2.6.1) refuses the voucher with an
-    error that names the time the pledge used and the certificate's validity, reports it in
-    voucher_status (the registrar records it) and installs nothing."""
+    error that names the pledge's clock, the time it read and the certificate's validity,
+    reports it in voucher_status (the registrar records it) and installs nothing."""
     serial, folder = faults.lab.pledge()
     with pytest.raises(Expired) as refused:
         enroll_with_clock(faults, folder, clock - datetime.now(UTC))
     message = str(refused.value)
     assert f"is not valid at {clock.date().isoformat()}" in message, message
-    assert "(valid " in message, message
+    assert "(valid " in message and "the pledge's clock reads" in message, message
     assert not (folder / PLEDGE_FILES["ldevid"]).exists()
     (report,) = faults.registrar_db.status_reports(serial)
     assert report.kind == "voucher_status" and report.status is False, report

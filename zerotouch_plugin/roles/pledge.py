@@ -657,6 +657,18 @@ class Pledge:
         return self._issue(self._status(PATH_VOUCHER_STATUS, report, TlsMode.VERIFIED))
 
     def _validate_voucher(self, response: Response, now: datetime) -> Voucher:
+        """``_check_voucher``; a date it refuses is said against the pledge's clock, the
+        likely culprit on a device that lost its time (RFC 8995 §2.6.1)."""
+        try:
+            return self._check_voucher(response, now)
+        except Expired as exc:
+            raise Expired(
+                f"{exc.message}; the pledge's clock reads {now.isoformat()}: if that is wrong, "
+                "set the clock and bootstrap again (RFC 8995 §2.6.1)",
+                path=exc.path,
+            ) from exc
+
+    def _check_voucher(self, response: Response, now: datetime) -> Voucher:
         """RFC 8995 §5.6.1: signature to the MASA anchors at ``now``, serial, nonce,
         idevid-issuer, expiry; then pinned-domain-cert validates the registrar (§5.6.2)."""
         if _media(response.content_type) != cms.MEDIA_TYPE_VOUCHER_CMS:
