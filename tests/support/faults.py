@@ -41,7 +41,9 @@ class Relay:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``; ``on_connect(n)`` runs for the
     n-th accepted connection (1-based) before anything is forwarded and returns FORWARD or
     DROP (the connection is closed unanswered); ``on_chunk(n, k)`` runs once the k-th
-    piece the client sent on it has been passed on (to fault the server mid-exchange).
+    piece the client sent on it has been passed on (to fault the server mid-exchange), and
+    ``on_reply(n, k)`` before the k-th piece of the server's answer is, returning FORWARD
+    or DROP (both ends are cut: the answer is lost on the way).
     Runs in its own thread and event loop; the hooks run in a worker thread."""
 
     port: int
@@ -49,6 +51,8 @@ class Relay:
     on_connect: Callable[[int], str] = lambda _n: FORWARD
     # (connection, chunk): after the chunk-th piece the client sent has been forwarded
     on_chunk: Callable[[int, int], None] = lambda _n, _chunk: None
+    # (connection, chunk): before the chunk-th piece of the server's answer is forwarded
+    on_reply: Callable[[int, int], str] = lambda _n, _chunk: FORWARD
     connections: int = 0
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -98,25 +102,41 @@ class Relay:
             return
         n = self.connections
 
-        async def sent(chunk: int) -> None:
+        async def sent(chunk: int) -> str:
             await loop.run_in_executor(None, self.on_chunk, n, chunk)
+            return FORWARD
 
-        await asyncio.gather(_pipe(reader, up_writer, sent), _pipe(up_reader, writer))
+        async def replying(chunk: int) -> str:
+            verdict = await loop.run_in_executor(None, self.on_reply, n, chunk)
+            if verdict == DROP:
+                up_writer.transport.abort()
+            return verdict
+
+        await asyncio.gather(
+            _pipe(reader, up_writer, after=sent), _pipe(up_reader, writer, before=replying)
+        )
+
+
+async def _forward(_chunk: int) -> str:
+    return FORWARD
 
 
 async def _pipe(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    sent: Callable[[int], Awaitable[None]] | None = None,
+    *,
+    before: Callable[[int], Awaitable[str]] = _forward,
+    after: Callable[[int], Awaitable[str]] = _forward,
 ) -> None:
     chunks = 0
     try:
         while data := await reader.read(65536):
+            chunks += 1
+            if await before(chunks) == DROP:
+                return
             writer.write(data)
             await writer.drain()
-            chunks += 1
-            if sent is not None:
-                await sent(chunks)
+            await after(chunks)
     except OSError:
         pass
     finally:
