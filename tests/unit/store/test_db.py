@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import ForeignKey, Integer, String, select
+from sqlalchemy import ForeignKey, Integer, String, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from zerotouch_plugin.errors import ConfigError, StorageError
+from zerotouch_plugin.errors import ConfigError, StorageError, StorageUnavailable
 from zerotouch_plugin.store.db import (
     Base,
     Database,
@@ -82,6 +82,27 @@ def test_unique_violation_is_a_storage_error(db: Database) -> None:
         s.add(_Parent(name="dup"))
     with db.session() as s:
         assert len(s.scalars(select(_Parent)).all()) == 1
+
+
+def test_a_full_database_is_unavailable_and_rolled_back(tmp_path: Path) -> None:
+    """SQLITE_FULL (the disk, here a page limit) is StorageUnavailable: 503 with a
+    Retry-After, nothing written, and writes work again once there is room."""
+    db = open_database(tmp_path / "full.db")
+    db.create_all()
+    try:
+        with pytest.raises(StorageUnavailable) as full, db.session() as s:
+            s.execute(text("PRAGMA max_page_count = 1"))  # no growth beyond the current size
+            s.add_all(_Parent(name=f"row-{i}-{'x' * 40}") for i in range(2000))
+        assert full.value.http_status == 503 and full.value.retry_after > 0
+        assert "full" in str(full.value)
+        with db.session() as s:
+            s.execute(text("PRAGMA max_page_count = 1073741823"))
+            assert s.scalars(select(_Parent)).all() == []
+            s.add(_Parent(name="after"))
+        with db.session() as s:
+            assert [p.name for p in s.scalars(select(_Parent))] == ["after"]
+    finally:
+        db.dispose()
 
 
 def test_foreign_keys_are_enforced(db: Database) -> None:
