@@ -166,7 +166,7 @@ def _mutated_rpc(draw: st.DrawFn) -> bytes:
     return data[:cut] + junk + data[cut + draw(st.integers(0, 3)) :]
 
 
-class _ErrorLog(logging.Handler):
+class ErrorLog(logging.Handler):
     """ERROR records of the project's loggers: the traces of an internal error."""
 
     def __init__(self) -> None:
@@ -177,7 +177,7 @@ class _ErrorLog(logging.Handler):
         self.records.append(record)
 
     @classmethod
-    def attached(cls) -> Iterator[_ErrorLog]:
+    def attached(cls) -> Iterator[ErrorLog]:
         handler = cls()
         logger = logging.getLogger("zerotouch_plugin")
         logger.addHandler(handler)
@@ -188,8 +188,8 @@ class _ErrorLog(logging.Handler):
 
 
 @pytest.fixture
-def errors() -> Iterator[_ErrorLog]:
-    yield from _ErrorLog.attached()
+def errors() -> Iterator[ErrorLog]:
+    yield from ErrorLog.attached()
 
 
 async def _restart_bootstrap(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,7 +214,7 @@ def check_reply(reply: bytes) -> etree._Element:
     return root
 
 
-def test_mutated_rpcs_get_a_proper_reply(tmp_path: Path, errors: _ErrorLog) -> None:
+def test_mutated_rpcs_get_a_proper_reply(tmp_path: Path, errors: ErrorLog) -> None:
     loop = asyncio.new_event_loop()
     schema = load_device_schema()
     stores = Datastores(schema, tmp_path)
