@@ -1,0 +1,57 @@
+"""Management addresses: where a device said, in its last successful enrollstatus (RFC 8995
+§5.9.4), its management listeners are: the request's TCP peer and the ports of its
+reason-context. Written under the device's row lock, with the status report it came in.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+
+from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.models import (
+    EXTRA_PORTS,
+    ManagementModel,
+    ManagementPortModel,
+)
+from zerotouch_plugin.store.registrar.views import ManagementRow
+
+__all__ = ["AddressRecords", "ports_of", "set_management"]
+
+
+class AddressRecords(Records):
+    """The management address each device reported last."""
+
+    def management(self, serial: str) -> ManagementRow | None:
+        """The management address ``serial`` reported last, if any."""
+        with self.db.session() as s:
+            return ManagementRow.from_model(
+                s.scalars(
+                    select(ManagementModel).where(ManagementModel.serial == serial)
+                ).one_or_none(),
+                ports_of(s, ManagementPortModel.serial == serial).get(serial),
+            )
+
+
+def set_management(s: Session, serial: str, reported: ManagementRow) -> None:
+    """Upsert under the device's row lock, which every writer of this serial takes first."""
+    row = s.scalars(select(ManagementModel).where(ManagementModel.serial == serial)).one_or_none()
+    if row is None:
+        row = ManagementModel(serial=serial)
+        s.add(row)
+    row.host, row.reported_at = reported.host, reported.reported_at
+    row.netconf_tls_port, row.restconf_port = reported.netconf_tls_port, reported.restconf_port
+    s.execute(delete(ManagementPortModel).where(ManagementPortModel.serial == serial))
+    for name, field in EXTRA_PORTS.items():
+        port = getattr(reported, field)
+        if port is not None:
+            s.add(ManagementPortModel(serial=serial, listener=name, port=port))
+
+
+def ports_of(s: Session, where: ColumnElement[bool]) -> dict[str, dict[str, int]]:
+    """serial -> {listener: port} of registrar_management_ports rows matching ``where``."""
+    found: dict[str, dict[str, int]] = {}
+    for row in s.scalars(select(ManagementPortModel).where(where)):
+        found.setdefault(row.serial, {})[row.listener] = row.port
+    return found

@@ -1,0 +1,227 @@
+"""Devices and their progress (RFC 8995 §5): the device row, refusals, status reports
+(§5.7, §5.9.4), audit-log verdicts (§5.8.3) and errors, and the row lock every writer of a
+device takes.
+
+The store knows nothing of the state machine: each write that moves a device takes an
+``advance(current_state) -> next_state`` function from the caller (roles/states.py) and runs
+it under a row lock (``SELECT ... FOR UPDATE``) in the same transaction as the write, so two
+registrar processes on one PostgreSQL database never interleave a device's transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from zerotouch_plugin.errors import NotFound
+from zerotouch_plugin.store.registrar.addresses import ports_of, set_management
+from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.models import (
+    VOUCHER_SOURCES,
+    Advance,
+    AuditVerdictModel,
+    CertificateModel,
+    DeviceModel,
+    EscrowModel,
+    HandoffModel,
+    ManagementModel,
+    ManagementPortModel,
+    StatusReportModel,
+    VoucherRequestModel,
+)
+from zerotouch_plugin.store.registrar.views import DeviceRecord, ManagementRow, StatusRow
+
+__all__ = ["DeviceRecords", "advance_device", "lock_device", "lock_or_create_device"]
+
+
+class DeviceRecords(Records):
+    """The devices as the admin API lists them, and what a pledge's requests and reports record."""
+
+    def device(self, serial: str) -> DeviceRecord | None:
+        with self.db.session() as s:
+            found = s.execute(_WITH_NESTED.where(DeviceModel.serial == serial)).one_or_none()
+            if found is None:
+                return None
+            ports = ports_of(s, ManagementPortModel.serial == serial)
+            return _record(found, ports)
+
+    def devices(self) -> list[DeviceRecord]:
+        with self.db.session() as s:
+            rows = s.execute(_WITH_NESTED.order_by(DeviceModel.serial)).all()
+            ports = ports_of(s, true())
+            return [_record(row, ports) for row in rows]
+
+    def serials_named_like(self, serial: str) -> list[str]:
+        """Other serials equal to ``serial`` but for case that hold an LDevID (their DNS
+        names would be the same, DNS being case-insensitive)."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(DeviceModel.serial).where(
+                        func.lower(DeviceModel.serial) == serial.lower(),
+                        DeviceModel.serial != serial,
+                        DeviceModel.ldevid_fingerprint.is_not(None),
+                    )
+                )
+            )
+
+    def status_reports(self, serial: str) -> list[StatusRow]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(StatusReportModel)
+                .where(StatusReportModel.serial == serial)
+                .order_by(StatusReportModel.id)
+            )
+            return [StatusRow(r.kind, r.received_at, r.status, r.reason) for r in rows]
+
+    def record_refusal(
+        self,
+        serial: str,
+        *,
+        manufacturer: str,
+        idevid_fingerprint: str | None,
+        error: str,
+        advance: Advance,
+        now: datetime,
+    ) -> None:
+        """A voucher-request that failed a check or policy (RFC 8995 §5.3)."""
+        with self.db.session() as s:
+            dev = lock_or_create_device(s, serial, manufacturer, now)
+            advance_device(dev, advance, now)
+            dev.idevid_fingerprint = idevid_fingerprint
+            dev.last_error = error
+
+    def record_status(
+        self,
+        serial: str,
+        *,
+        kind: str,
+        status: bool,
+        reason: str | None,
+        document: str,
+        advance: Advance,
+        now: datetime,
+        management: ManagementRow | None = None,
+    ) -> None:
+        """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report, and the
+        management address a successful enrollstatus reported (replacing the previous one, in
+        the same transaction, so a re-push later finds the device where it last said it is)."""
+        with self.db.session() as s:
+            dev = lock_device(s, serial)
+            if management is not None:
+                set_management(s, serial, management)
+            advance_device(dev, advance, now)
+            if kind == "voucher_status":
+                dev.voucher_status_at, dev.voucher_accepted = now, status
+            else:
+                dev.enroll_status_at, dev.enroll_confirmed = now, status
+            dev.last_error = None if status else f"{kind}: {reason or 'failure without reason'}"
+            s.add(
+                StatusReportModel(
+                    serial=serial,
+                    kind=kind,
+                    received_at=now,
+                    status=status,
+                    reason=reason,
+                    document=document,
+                )
+            )
+
+    def record_audit(
+        self, serial: str, *, level: str, summary: str, log: str, now: datetime
+    ) -> None:
+        """The registrar's verdict on the MASA audit log (RFC 8995 §5.8.3)."""
+        with self.db.session() as s:
+            dev = lock_device(s, serial)
+            dev.audit_level, dev.audit_summary, dev.audit_at = level, summary, now
+            dev.updated_at = now
+            s.add(
+                AuditVerdictModel(
+                    serial=serial, checked_at=now, level=level, summary=summary, log=log
+                )
+            )
+
+    def record_error(self, serial: str, error: str, *, now: datetime) -> None:
+        """Note a failure on a known device without changing its state."""
+        with self.db.session() as s:
+            dev = s.scalars(
+                select(DeviceModel).where(DeviceModel.serial == serial).with_for_update()
+            ).one_or_none()
+            if dev is not None:
+                dev.last_error = error
+                dev.updated_at = now
+
+
+def lock_device(s: Session, serial: str) -> DeviceModel:
+    dev = s.scalars(
+        select(DeviceModel).where(DeviceModel.serial == serial).with_for_update()
+    ).one_or_none()
+    if dev is None:
+        raise NotFound(f"device {serial} is not known to this registrar")
+    return dev
+
+
+def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datetime) -> DeviceModel:
+    query = select(DeviceModel).where(DeviceModel.serial == serial).with_for_update()
+    dev = s.scalars(query).one_or_none()
+    if dev is not None:
+        return dev
+    try:
+        with s.begin_nested():
+            dev = DeviceModel(
+                serial=serial,
+                manufacturer=manufacturer,
+                state="new",
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(dev)
+        return dev
+    except IntegrityError:  # created by another registrar process meanwhile
+        return s.scalars(query).one()
+
+
+def advance_device(dev: DeviceModel, advance: Advance, now: datetime) -> None:
+    current = None if dev.state == "new" else dev.state
+    dev.state = advance(current)
+    dev.updated_at = now
+
+
+_LAST_VOUCHER_OUTCOME = (
+    select(VoucherRequestModel.outcome)
+    .where(
+        VoucherRequestModel.serial == DeviceModel.serial,
+        VoucherRequestModel.outcome.in_(tuple(VOUCHER_SOURCES)),
+    )
+    .order_by(VoucherRequestModel.id.desc())
+    .limit(1)
+    .correlate(DeviceModel)
+    .scalar_subquery()
+)
+_WITH_NESTED = (
+    select(
+        DeviceModel,
+        HandoffModel,
+        ManagementModel,
+        CertificateModel.cert_der,
+        _LAST_VOUCHER_OUTCOME,
+        EscrowModel,
+    )
+    .outerjoin(HandoffModel, HandoffModel.serial == DeviceModel.serial)
+    .outerjoin(ManagementModel, ManagementModel.serial == DeviceModel.serial)
+    .outerjoin(CertificateModel, CertificateModel.fingerprint == DeviceModel.ldevid_fingerprint)
+    .outerjoin(EscrowModel, EscrowModel.serial == DeviceModel.serial)
+)
+
+
+def _record(row: Sequence[Any], ports: Mapping[str, Mapping[str, int]]) -> DeviceRecord:
+    """A DeviceRecord from one row of ``_WITH_NESTED`` and the extra ports by serial."""
+    device, handoff, management, ldevid_der, outcome, escrow = row
+    return DeviceRecord.from_model(
+        device, handoff, management, ldevid_der, outcome, escrow, ports.get(device.serial)
+    )

@@ -1,0 +1,61 @@
+"""Vouchers held in escrow: one verified nonceless voucher per serial (RFC 8366 §5.3, RFC 8995
+§7.2), relayed when the device's MASA is unreachable; verified before it is stored
+(``roles.registrar.check_escrow_voucher``), its uses counted when a voucher is recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.models import EscrowModel
+from zerotouch_plugin.store.registrar.views import EscrowRow
+
+__all__ = ["EscrowRecords"]
+
+
+class EscrowRecords(Records):
+    """The nonceless vouchers held per serial."""
+
+    def put_escrow(
+        self, serial: str, *, voucher_cms: bytes, expires_on: datetime, signer: str, now: datetime
+    ) -> None:
+        """Hold a verified nonceless voucher for ``serial``, replacing an earlier one."""
+        values = {
+            "voucher_cms": voucher_cms,
+            "expires_on": expires_on,
+            "signer": signer,
+            "imported_at": now,
+            "used_at": None,
+            "used_count": 0,
+        }
+        with self.db.session() as s:
+            query = select(EscrowModel).where(EscrowModel.serial == serial).with_for_update()
+            row = s.scalars(query).one_or_none()
+            if row is None:
+                try:
+                    with s.begin_nested():
+                        s.add(EscrowModel(serial=serial, **values))
+                    return
+                except IntegrityError:  # imported by another process meanwhile
+                    row = s.scalars(query).one()
+            for name, value in values.items():
+                setattr(row, name, value)
+
+    def escrow(self, serial: str) -> EscrowRow | None:
+        with self.db.session() as s:
+            return EscrowRow.from_model(
+                s.scalars(select(EscrowModel).where(EscrowModel.serial == serial)).one_or_none()
+            )
+
+    def escrows(self) -> list[EscrowRow]:
+        with self.db.session() as s:
+            rows = s.scalars(select(EscrowModel).order_by(EscrowModel.serial)).all()
+            return [row for row in map(EscrowRow.from_model, rows) if row is not None]
+
+    def remove_escrow(self, serial: str) -> bool:
+        with self.db.session() as s:
+            return bool(s.execute(delete(EscrowModel).where(EscrowModel.serial == serial)).rowcount)  # type: ignore[attr-defined]

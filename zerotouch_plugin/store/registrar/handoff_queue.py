@@ -1,0 +1,167 @@
+"""The day-0 hand-off queue: one entry per device, started over by a successful enrollstatus
+or a re-push, with attempts, schedule and a lease.
+
+Several registrar processes may share one database: a due hand-off is claimed with one
+conditional UPDATE, so exactly one of them gets its lease, and an outcome is only recorded
+by the process that still holds it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.day0 import day0_pair
+from zerotouch_plugin.store.registrar.models import (
+    DEFAULT_DAY0,
+    CertificateModel,
+    DeviceModel,
+    HandoffModel,
+)
+from zerotouch_plugin.store.registrar.views import HandoffJob, HandoffRow, ldevid_dns_name
+
+__all__ = ["HandoffQueue"]
+
+
+class HandoffQueue(Records):
+    """The hand-offs to push, who is pushing each, and how the last attempt went."""
+
+    def queue_handoff(
+        self,
+        serial: str,
+        *,
+        state: str,
+        host: str | None,
+        port: int | None,
+        error: str | None,
+        now: datetime,
+    ) -> None:
+        """Start a hand-off over (a successful enrollstatus, or a re-push): attempts 0, due now,
+        no lease (an attempt in flight loses its lease and its outcome is not recorded)."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
+            ).one_or_none()
+            if row is None:
+                try:
+                    with s.begin_nested():
+                        row = HandoffModel(
+                            serial=serial, state=state, attempts=0, queued_at=now, updated_at=now
+                        )
+                        s.add(row)
+                except IntegrityError:  # queued by another registrar process meanwhile
+                    row = s.scalars(
+                        select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
+                    ).one()
+            row.state, row.attempts, row.host, row.port, row.error = state, 0, host, port, error
+            row.queued_at = row.updated_at = now
+            row.next_at = now if state == "pending" else None
+            row.lease_owner = row.lease_until = None
+
+    def handoff(self, serial: str) -> HandoffRow:
+        with self.db.session() as s:
+            return HandoffRow.from_model(
+                s.scalars(select(HandoffModel).where(HandoffModel.serial == serial)).one_or_none()
+            )
+
+    def due_handoffs(self, now: datetime) -> tuple[list[str], datetime | None]:
+        """Pending hand-offs due at ``now`` and not leased, and when the next one falls due."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(HandoffModel.serial, HandoffModel.next_at, HandoffModel.lease_until)
+                .where(HandoffModel.state == "pending")
+                .order_by(HandoffModel.next_at)
+            ).all()
+        due: list[str] = []
+        later: list[datetime] = []
+        for serial, next_at, lease_until in rows:
+            ready = max(next_at or now, lease_until or now)
+            (due.append(serial) if ready <= now else later.append(ready))
+        return due, min(later, default=None)
+
+    def claim_handoff(
+        self, serial: str, owner: str, *, now: datetime, lease_until: datetime
+    ) -> HandoffJob | None:
+        """Take the lease of a due hand-off with one conditional UPDATE, so that of several
+        registrar processes on one database exactly one gets it; None if another has it."""
+        claim = (
+            update(HandoffModel)
+            .where(
+                HandoffModel.serial == serial,
+                HandoffModel.state == "pending",
+                HandoffModel.next_at <= now,
+                or_(HandoffModel.lease_until.is_(None), HandoffModel.lease_until <= now),
+            )
+            .values(lease_owner=owner, lease_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        with self.db.session() as s:
+            if s.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = s.scalars(select(HandoffModel).where(HandoffModel.serial == serial)).one()
+            day0 = {r.serial: r for r in day0_pair(s, serial)}
+            own, default = day0.get(serial), day0.get(DEFAULT_DAY0)
+            source = own if own is not None and own.edit_xml is not None else default
+            issued = s.scalars(
+                select(CertificateModel.fingerprint).where(CertificateModel.serial == serial)
+            ).all()
+            current = s.scalars(
+                select(CertificateModel.cert_der)
+                .join(DeviceModel, DeviceModel.ldevid_fingerprint == CertificateModel.fingerprint)
+                .where(DeviceModel.serial == serial)
+            ).first()
+            return HandoffJob(
+                serial=serial,
+                attempts=row.attempts,
+                host=row.host,
+                port=row.port,
+                address=own.address if own is not None else None,
+                edit_xml=source.edit_xml if source is not None else None,
+                issued_fingerprints=frozenset(issued),
+                server_name=ldevid_dns_name(current) if current is not None else None,
+            )
+
+    def finish_handoff(
+        self,
+        serial: str,
+        owner: str,
+        *,
+        state: str,
+        attempts: int,
+        next_at: datetime | None,
+        error: str | None,
+        now: datetime,
+    ) -> bool:
+        """Record an attempt's outcome and release the lease; False if the lease was lost
+        (it expired and another process took over, or a new enrollstatus started over)."""
+        done = (
+            update(HandoffModel)
+            .where(HandoffModel.serial == serial, HandoffModel.lease_owner == owner)
+            .values(
+                state=state,
+                attempts=attempts,
+                next_at=next_at,
+                error=error,
+                updated_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with self.db.session() as s:
+            return bool(s.execute(done).rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_handoffs(self, owner: str) -> int:
+        """Drop the leases of ``owner`` (a registrar shutting down), so the hand-offs it
+        interrupted are due again at once instead of when the leases expire."""
+        release = (
+            update(HandoffModel)
+            .where(HandoffModel.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        with self.db.session() as s:
+            return int(s.execute(release).rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,172 @@
+"""Voucher-requests and vouchers (RFC 8995 §5.2-§5.6): the pledge's request is on record
+before the MASA is asked, a MASA failure is noted on it, and a voucher is durable before it is
+relayed; nonces already answered are found under the device lock, so a replay is refused
+across registrar processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from zerotouch_plugin.errors import NotFound
+from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.devices import (
+    advance_device,
+    lock_device,
+    lock_or_create_device,
+)
+from zerotouch_plugin.store.registrar.models import (
+    OUTCOME_ESCROW,
+    OUTCOME_MASA,
+    VOUCHER_SOURCES,
+    Advance,
+    EscrowModel,
+    VoucherModel,
+    VoucherRequestModel,
+)
+from zerotouch_plugin.store.registrar.views import VoucherRow
+
+__all__ = ["VoucherRecords"]
+
+
+class VoucherRecords(Records):
+    """The voucher-requests a registrar received and the vouchers it relayed."""
+
+    def vouchers(self, serial: str) -> list[VoucherRow]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(VoucherModel, VoucherRequestModel.outcome)
+                .join(VoucherRequestModel, VoucherRequestModel.id == VoucherModel.request_id)
+                .where(VoucherModel.serial == serial)
+                .order_by(VoucherModel.id)
+            ).all()
+            return [
+                VoucherRow(
+                    r.serial,
+                    r.issued_at,
+                    r.assertion,
+                    r.nonce,
+                    r.expires_on,
+                    r.voucher_cms,
+                    VOUCHER_SOURCES.get(outcome, "masa"),
+                )
+                for r, outcome in rows
+            ]
+
+    def latest_registrar_request(self, serial: str) -> bytes | None:
+        """The last registrar voucher-request that got a voucher from the MASA (for
+        /requestauditlog; one answered from escrow never reached the MASA)."""
+        with self.db.session() as s:
+            return s.scalars(
+                select(VoucherRequestModel.rvr_cms)
+                .where(
+                    VoucherRequestModel.serial == serial,
+                    VoucherRequestModel.outcome == OUTCOME_MASA,
+                )
+                .order_by(VoucherRequestModel.id.desc())
+                .limit(1)
+            ).first()
+
+    def record_voucher_request(
+        self,
+        serial: str,
+        *,
+        manufacturer: str,
+        idevid_fingerprint: str,
+        pvr_cms: bytes,
+        nonce: str | None,
+        advance: Advance,
+        fresh: Callable[[datetime | None], None],
+        now: datetime,
+    ) -> int:
+        """Store an accepted pledge voucher-request before asking the MASA; returns its id.
+
+        ``fresh`` gets the time a voucher with this device's ``nonce`` was relayed (None if
+        never; read under the device lock, so it holds across registrar processes) and raises
+        to refuse. A request that got no voucher yet (MASA down) may be sent again.
+        """
+        with self.db.session() as s:
+            dev = lock_or_create_device(s, serial, manufacturer, now)
+            answered = None
+            if nonce is not None:
+                answered = s.scalars(
+                    select(VoucherModel.issued_at)
+                    .where(VoucherModel.serial == serial, VoucherModel.nonce == nonce)
+                    .limit(1)
+                ).first()
+            fresh(answered)
+            advance_device(dev, advance, now)
+            dev.manufacturer = manufacturer
+            dev.idevid_fingerprint = idevid_fingerprint
+            dev.voucher_requested_at = now
+            dev.voucher_issued_at = dev.voucher_status_at = dev.voucher_accepted = None
+            dev.last_error = None
+            request = VoucherRequestModel(
+                serial=serial, received_at=now, nonce=nonce, pvr_cms=pvr_cms, outcome="pending"
+            )
+            s.add(request)
+            s.flush()
+            return request.id
+
+    def record_masa_failure(
+        self, request_id: int, *, outcome: str, error: str, rvr_cms: bytes | None, now: datetime
+    ) -> None:
+        """The MASA was down or refused; the request stays on record and the pledge retries."""
+        with self.db.session() as s:
+            request = s.get(VoucherRequestModel, request_id, with_for_update=True)
+            if request is None:
+                raise NotFound(f"voucher-request {request_id} is not on record")
+            request.outcome = outcome
+            request.error = error
+            request.rvr_cms = rvr_cms
+            dev = lock_device(s, request.serial)
+            dev.last_error = error
+            dev.updated_at = now
+
+    def record_voucher(
+        self,
+        request_id: int,
+        *,
+        rvr_cms: bytes,
+        voucher_cms: bytes,
+        assertion: str,
+        nonce: str | None,
+        expires_on: datetime | None,
+        advance: Advance,
+        now: datetime,
+        from_escrow: bool = False,
+    ) -> None:
+        """A validated voucher, durable before it is relayed to the pledge; ``from_escrow``:
+        the held voucher, relayed because the MASA was unreachable (its use is counted)."""
+        with self.db.session() as s:
+            request = s.get(VoucherRequestModel, request_id, with_for_update=True)
+            if request is None:
+                raise NotFound(f"voucher-request {request_id} is not on record")
+            request.outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
+            if from_escrow:
+                s.execute(
+                    update(EscrowModel)
+                    .where(EscrowModel.serial == request.serial)
+                    .values(used_at=now, used_count=EscrowModel.used_count + 1)
+                    .execution_options(synchronize_session=False)
+                )
+            request.rvr_cms = rvr_cms
+            request.error = None
+            dev = lock_device(s, request.serial)
+            advance_device(dev, advance, now)
+            dev.voucher_issued_at = now
+            dev.last_error = None
+            s.add(
+                VoucherModel(
+                    request_id=request_id,
+                    serial=request.serial,
+                    issued_at=now,
+                    assertion=assertion,
+                    nonce=nonce,
+                    expires_on=expires_on,
+                    voucher_cms=voucher_cms,
+                )
+            )
