@@ -27,6 +27,7 @@ from zerotouch_plugin.errors import (
     UnsupportedOperation,
     ZerotouchError,
 )
+from zerotouch_plugin.roles.backoff import Backoff
 from zerotouch_plugin.roles.states import RegistrarDeviceState, transition
 from zerotouch_plugin.store.registrar import ManagementRow
 
@@ -119,10 +120,8 @@ def backoff_delay(policy: HandoffPolicy, attempts: int, rand: float) -> float:
     """Seconds to wait after ``attempts`` failed attempts: exponential, capped, and spread
     over [d/2, d] by ``rand`` in [0, 1) so that many devices failing together (a switch
     reboot) do not retry in lockstep."""
-    if not 0.0 <= rand < 1.0:
-        raise ValueError("rand must be in [0, 1)")
-    delay = float(min(policy.max_delay, policy.base_delay * 2 ** max(attempts - 1, 0)))
-    return delay / 2 + rand * delay / 2
+    backoff = Backoff(policy.base_delay, 2.0, policy.max_delay, 0.5)
+    return backoff.delay(max(attempts, 1), rand)
 
 
 # ---------------------------------------------------------------------------------------------

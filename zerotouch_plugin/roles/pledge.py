@@ -55,6 +55,7 @@ from zerotouch_plugin.errors import (
     WrongSerial,
     ZerotouchError,
 )
+from zerotouch_plugin.roles.backoff import Backoff
 from zerotouch_plugin.roles.states import (
     PLEDGE_TRANSITIONS,
     PledgeEvent,
@@ -149,8 +150,8 @@ class RetryPolicy:
                 min(max(retry_after, 0.0), self.max_delay, _MAX_RETRY_AFTER)
                 + self.jitter * self.base_delay * fraction
             )
-        backoff = min(self.max_delay, self.base_delay * self.multiplier ** (retry - 1))
-        return backoff * (1 - self.jitter) + backoff * self.jitter * fraction
+        backoff = Backoff(self.base_delay, self.multiplier, self.max_delay, self.jitter)
+        return backoff.delay(retry, fraction)
 
 
 @dataclass(frozen=True)
