@@ -257,6 +257,17 @@ def mutate_tree(draw: Draw, obj: Any, values: st.SearchStrategy[Any] = json_valu
     return _replace(obj, path, new)
 
 
+def _splice_text(draw: Draw, obj: Any) -> Any:
+    """A text leaf that keeps its type but not its alphabet: NUL, a lone surrogate, a terminal
+    escape, a noncharacter or a bidi override, the things that break logs, rows and screens."""
+    texts = [path for path in _paths(obj) if path and isinstance(_get(obj, path), str)]
+    if not texts:
+        return obj
+    path = draw(st.sampled_from(texts))
+    spliced = draw(st.sampled_from(["\x00", "\ud800", "\x1b[2J", "\ufffe", "\u202e"]))
+    return _replace(obj, path, _get(obj, path) + spliced)
+
+
 def _duplicate_member(draw: Draw, text: str) -> str:
     """Repeat the first member of the first object: JSON allows it, the artifact must not."""
     brace = text.find("{")
@@ -277,6 +288,8 @@ def mutated_json(seeds: Sequence[Any]) -> st.SearchStrategy[bytes]:
 @st.composite
 def _mutated_json(draw: Draw, seeds: Sequence[Any]) -> bytes:
     obj = draw(st.sampled_from(seeds))
+    if draw(st.integers(0, 3)) == 0:
+        obj = _splice_text(draw, obj)
     for _ in range(draw(st.integers(0, 3))):
         obj = mutate_tree(draw, obj)
     text = json.dumps(obj, ensure_ascii=draw(st.booleans()))

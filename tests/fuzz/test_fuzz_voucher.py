@@ -5,6 +5,7 @@ error; a mutated signed artifact is never accepted as anything but what the MASA
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from hypothesis import given
@@ -49,11 +50,17 @@ def _parse_seed(document: object) -> Artifact | Exception:
     return handled(lambda: load_artifact(data), len(data))
 
 
+# RFC 7950 §9.4: the characters a YANG string may hold (no other controls, no surrogates).
+YANG_STRING = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+
 def _round_trip(artifact: Artifact) -> None:
     """What was accepted serializes to JSON that parses back to the same artifact: the model
-    holds nothing its own writer cannot express."""
+    holds nothing its own writer cannot express, and no text a YANG string cannot hold (it
+    ends up in logs, database rows and error messages)."""
     again = type(artifact).from_json(artifact.to_json(), tolerances=artifact.tolerances)
     assert again == artifact
+    assert YANG_STRING.fullmatch(artifact.serial_number)
 
 
 @given(mutated_json(JSON_SEEDS), tolerance_sets)

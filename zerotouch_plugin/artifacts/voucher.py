@@ -98,6 +98,9 @@ _OPAQUE_NONCE = re.compile(r"[A-Za-z0-9+/_=-]{1,128}")
 # A valid RFC 7951 binary of 8 bytes, standing in for an opaque nonce during YANG validation
 # so that the ``must`` rules on nonce still apply.
 _NONCE_PLACEHOLDER = "AAAAAAAAAAA="
+# RFC 7950 §9.4: the characters a YANG string may hold. Others (NUL, terminal escapes, lone
+# surrogates) would reach logs, database rows and error bodies that cannot carry them.
+YANG_STRING = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # yang:date-and-time (RFC 6991 §3, RFC 3339 §5.6).
 _DATE_AND_TIME = re.compile(
@@ -292,6 +295,13 @@ class _Artifact:
                 )
             obj = {member: {**inner, "nonce": _NONCE_PLACEHOLDER}}
         validate_artifact(obj, cls.KIND)
+        for leaf, value in inner.items():
+            if isinstance(value, str) and not YANG_STRING.fullmatch(value):
+                raise SchemaError(
+                    f"{leaf} holds a character no YANG string may (RFC 7950 §9.4: no control "
+                    "characters but tab, CR and LF, no surrogates, no U+FFFE or U+FFFF)",
+                    path=f"/{member}/{leaf}",
+                )
 
     def to_json(self) -> bytes:
         """RFC 7951 JSON (UTF-8), as signed into CMS; the nonce is written verbatim."""

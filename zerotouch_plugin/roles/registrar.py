@@ -41,6 +41,7 @@ from cryptography.x509.oid import NameOID
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.voucher import (
+    YANG_STRING,
     Assertion,
     Tolerance,
     Voucher,
@@ -532,6 +533,11 @@ def parse_status_report(data: bytes) -> StatusReport:
     reason = obj.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise SchemaError("'reason' must be a string (RFC 8995 §5.7)", path="/reason")
+    if reason is not None and not YANG_STRING.fullmatch(reason):
+        # It is stored as text and logged: NUL and lone surrogates cannot be.
+        raise SchemaError(
+            "'reason' holds a control character, NUL or lone surrogate", path="/reason"
+        )
     return StatusReport(status=status, reason=reason, document=obj)
 
 

@@ -302,6 +302,20 @@ def test_duplicate_members_are_refused() -> None:
         Voucher.from_json(data)
 
 
+@pytest.mark.parametrize("serial", ["SN-1\x00", "SN-1\ud800", "SN-\x1b[2J", "SN-\uffff"])
+def test_serial_a_yang_string_cannot_hold_is_refused(serial: str) -> None:
+    """RFC 7950 §9.4: JSON can escape NUL, controls and lone surrogates into a string, YANG
+    strings exclude them; accepted, they would reach logs, rows and error bodies."""
+    for parse, data in (
+        (Voucher.from_json, voucher_json),
+        (VoucherRequest.from_json, request_json),
+    ):
+        with pytest.raises(SchemaError, match="no YANG string may") as info:
+            parse(data(**{"serial-number": serial}))
+        assert info.value.path is not None and info.value.path.endswith("/serial-number")
+    assert Voucher.from_json(voucher_json(**{"serial-number": "SN-\u00e9\u202e\t"}))
+
+
 @pytest.mark.parametrize("data", [b"{not json", b"\xff\xfe", b""])
 def test_non_json_is_invalid_input(data: bytes) -> None:
     with pytest.raises(InvalidInput):

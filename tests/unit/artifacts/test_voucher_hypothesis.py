@@ -32,7 +32,11 @@ moments = st.datetimes(
     min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30), timezones=offsets
 )
 blobs = st.binary(min_size=1, max_size=300)
-texts = st.text(max_size=40)
+# What a YANG string may hold (RFC 7950 §9.4): no controls, no surrogates, no U+FFFE/U+FFFF.
+texts = st.text(
+    st.characters(exclude_categories=["Cc", "Cs"], exclude_characters="\ufffe\uffff"),
+    max_size=40,
+)
 nonces = st.binary(min_size=8, max_size=32).map(new_nonce)
 # Opaque nonces as real implementations send them (Tolerance.OPAQUE_NONCE).
 opaque_nonces = st.text(

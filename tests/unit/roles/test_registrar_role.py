@@ -520,6 +520,16 @@ def test_status_reports() -> None:
 
 
 @pytest.mark.parametrize(
+    "reason", [b'"failed\\u0000"', b'"failed\\ud800"', b'"failed\xed\xa0\x80"', b'"\\u001b[2J"']
+)
+def test_status_report_reason_that_cannot_be_stored_is_refused(reason: bytes) -> None:
+    """NUL cannot go into a PostgreSQL text column and a lone surrogate (escaped, or raw
+    UTF-8 that json.loads decodes with surrogatepass) not into UTF-8: 400, not a 500 later."""
+    with pytest.raises(SchemaError, match="'reason' holds"):
+        role.parse_status_report(b'{"status": false, "reason": ' + reason + b"}")
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b'{"status": true, "reason-context": {"zerotouch-management": {"netconf-tls-port": '
