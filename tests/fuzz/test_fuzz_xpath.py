@@ -147,13 +147,14 @@ def errors() -> Iterator[ErrorLog]:
     yield from ErrorLog.attached()
 
 
-def _is_part_of(part: Any, whole: Any) -> bool:
+def is_part_of(part: Any, whole: Any) -> bool:
+    """Every member and list entry of ``part`` is in ``whole``: what a filter may return."""
     if isinstance(part, dict):
         return isinstance(whole, dict) and all(
-            k in whole and _is_part_of(v, whole[k]) for k, v in part.items()
+            k in whole and is_part_of(v, whole[k]) for k, v in part.items()
         )
     if isinstance(part, list):
-        return isinstance(whole, list) and all(any(_is_part_of(p, w) for w in whole) for p in part)
+        return isinstance(whole, list) and all(any(is_part_of(p, w) for w in whole) for p in part)
     return bool(part == whole)
 
 
@@ -189,7 +190,7 @@ def test_any_xpath_filter_answers_within_its_budget(tmp_path: Path, errors: Erro
         root = check_reply(reply)
         data = root.find(f"{{{NC}}}data")
         if data is not None:
-            assert _is_part_of(tree_from_xml(schema, data), whole), select
+            assert is_part_of(tree_from_xml(schema, data), whole), select
         else:
             tag = root.findtext(f"{{{NC}}}rpc-error/{{{NC}}}error-tag")
             expected = ["invalid-value", "operation-failed", "resource-denied"]
