@@ -11,8 +11,8 @@ answers, voucher contents) is data. Other registrars are also played against the
 (``zerotouch masa serve``), and the whole chain runs once with the real registrar and MASA
 on OpenSSL-made PKI.
 
-``CASES`` is the one table: for every pledge-side item of issue 9, what the foreign
-registrar does and what the pledge must give (exit status, the text of its answer or log,
+``CASES`` is the one table: for every pledge-side interoperability item below, what the
+foreign registrar does and what the pledge must give (exit status, the text of its answer or log,
 what the registrar recorded). Each item has its cases:
 
 * 2: vouchers carrying idevid-issuer in each form (keyIdentifier per RFC 8366 §5.3, the
@@ -402,7 +402,7 @@ class Case:
     """One foreign registrar's behaviour and what the real pledge must give."""
 
     name: str
-    item: str  # the item of issue 9
+    item: str  # the item of the module docstring's list
     behaviour: Behaviour = field(default_factory=Behaviour)
     kind: str = "p256"  # the vendor (MASA and IDevID key type)
     tls: str = "cmcra-only"  # the registrar's TLS certificate
