@@ -25,7 +25,13 @@ from zerotouch_plugin.device.datastore import Datastores
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import PayloadTooLarge
 from zerotouch_plugin.services.netconf import build_netconf_server
-from zerotouch_plugin.services.netconf.framing import EOM, Framer, FramingError, encode_eom
+from zerotouch_plugin.services.netconf.framing import (
+    EOM,
+    Framer,
+    FramingError,
+    encode_chunked,
+    encode_eom,
+)
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, SessionInfo
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -183,23 +189,28 @@ class _Peer:
         self.closed = True
 
 
-_HELLO = encode_eom(
-    f'<hello xmlns="{NC}"><capabilities><capability>urn:ietf:params:netconf:base:1.1'
-    "</capability></capabilities></hello>".encode()
-)
+def _hello(base: str) -> bytes:
+    return encode_eom(
+        f'<hello xmlns="{NC}"><capabilities><capability>urn:ietf:params:netconf:base:{base}'
+        "</capability></capabilities></hello>".encode()
+    )
+
+
 _LOCK = f'<rpc xmlns="{NC}" message-id="9"><lock><target><running/></target></lock></rpc>'
 
 
 def test_sessions_answer_or_close_on_any_stream(schema: DeviceSchema, tmp_path: Path) -> None:
-    """Chunked streams (valid ``<rpc>`` messages and random payloads, mutated, cut anywhere)
-    into sessions after a base:1.1 hello: every message sent back is an ``<rpc-reply>``; a
-    framing error or an over-size message ends in an ``<rpc-error>`` and a closed session."""
+    """Streams (valid ``<rpc>`` messages and random payloads, some over the size cap, chunked
+    after a base:1.1 hello or end-of-message framed after a base:1.0 one, mutated, cut
+    anywhere) into sessions: every message sent back is an ``<rpc-reply>``; a framing error or
+    an over-size message ends in an ``<rpc-error>`` and a closed session."""
     loop = asyncio.new_event_loop()
     server = build_netconf_server(
         Datastores(schema, tmp_path), NetconfLimits(max_message=MAX_MESSAGE)
     )
-    bodies = st.lists(st.sampled_from([_LOCK.encode()]) | st.binary(min_size=1, max_size=80),
-                      min_size=1, max_size=3)  # fmt: skip
+    big = st.integers(MAX_MESSAGE - 10, MAX_MESSAGE + 10).map(lambda n: b"x" * n)
+    bodies = st.lists(st.sampled_from([_LOCK.encode()]) | st.binary(min_size=1, max_size=80)
+                      | big, min_size=1, max_size=3)  # fmt: skip
 
     async def settle() -> None:
         for _ in range(5):
@@ -208,9 +219,9 @@ def test_sessions_answer_or_close_on_any_stream(schema: DeviceSchema, tmp_path: 
     async def connect() -> _Peer:
         return _Peer(server)
 
-    def exchange(peer: _Peer, pieces: list[bytes]) -> list[bytes]:
+    def exchange(peer: _Peer, chunked: bool, pieces: list[bytes]) -> list[bytes]:
         """The messages the server sent after its hello."""
-        peer.session.data_received(_HELLO)
+        peer.session.data_received(_hello("1.1" if chunked else "1.0"))
         loop.run_until_complete(settle())
         for piece in pieces:
             peer.session.data_received(piece)
@@ -218,19 +229,21 @@ def test_sessions_answer_or_close_on_any_stream(schema: DeviceSchema, tmp_path: 
             assert peer.session.framer.buffered <= MAX_MESSAGE + SLACK + len(piece)
         hello = peer.framer.next_message()
         assert hello is not None and hello.startswith(b"<hello")
-        peer.framer.use_chunked()
+        if chunked:
+            peer.framer.use_chunked()
         return list(_drain(peer.framer))
 
     @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(st.data(), bodies)
-    def check(data: st.DataObject, messages: list[bytes]) -> None:
-        raw = b"".join(b"\n#%d\n%s\n##\n" % (len(m), m) for m in messages)
+    @given(st.data(), bodies, st.booleans())
+    def check(data: st.DataObject, messages: list[bytes], chunked: bool) -> None:
+        frame = encode_chunked if chunked else encode_eom
+        raw = b"".join(frame(m) for m in messages)
         if data.draw(st.booleans()):
             raw = data.draw(_mutated(raw))
         pieces = data.draw(_cuts(raw))
         peer = loop.run_until_complete(connect())
         try:
-            replies = exchange(peer, pieces)
+            replies = exchange(peer, chunked, pieces)
             closed = peer.closed
         finally:
             peer.session.close()
