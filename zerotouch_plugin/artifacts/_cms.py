@@ -461,6 +461,9 @@ def _parse_signed_data(der: bytes) -> ParsedSignedData:
     if info["content_type"].dotted != OID_SIGNED_DATA:
         raise NotCMS(f"CMS ContentInfo holds {info['content_type'].dotted}, not SignedData")
     signed = info["content"]
+    # asn1crypto parses fields when read: read the ones not used below too, so that a version
+    # or digestAlgorithms of another type is refused as the DER reader refuses it.
+    _ = (signed["version"].native, signed["digest_algorithms"].native)
     encap = signed["encap_content_info"]
     econtent = encap["content"]
     content = None if isinstance(econtent, core.Void) else bytes(econtent)

@@ -345,6 +345,17 @@ def test_ber_indefinite_length_uses_general_decoder(
         cms.verify(tampered, trust_anchors=[pki[0].cert], now=NOW)
 
 
+@pytest.mark.parametrize("tag", [b"\x03", b"\x04", b"\x0c"])
+def test_version_of_another_type_is_refused_by_both_decoders(signed: bytes, tag: bytes) -> None:
+    """SignedData's version INTEGER (RFC 5652 §5.1) retagged as a BIT, OCTET or UTF8 STRING:
+    the DER reader gives up on it and the general decoder, which parses fields only when they
+    are read, must refuse it too rather than verify a byte-different artifact."""
+    version = signed.index(b"\x02\x01", 15)
+    retagged = signed[:version] + tag + signed[version + 1 :]
+    with pytest.raises(NotCMS, match="CMSVersion"):
+        cms.inspect(retagged)
+
+
 def test_signing_profiles_are_per_key_and_padding() -> None:
     ca = certs.make_ca("CA", now=NOW, key_kind="rsa2048")
     signer = certs.issue_masa_signer(ca, "MASA", now=NOW, key_kind="rsa2048")
