@@ -1,10 +1,20 @@
-"""What every registrar record class holds: the one database they share."""
+"""What every registrar record class shares: the one database, and the get-or-create under a
+row lock that lets several registrar processes write the same key at once."""
 
 from __future__ import annotations
 
-from zerotouch_plugin.store.db import Database
+from collections.abc import Callable
+from typing import TypeVar
 
-__all__ = ["Records"]
+from sqlalchemy import Select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from zerotouch_plugin.store.db import Base, Database
+
+__all__ = ["Records", "locked_or_created"]
+
+M = TypeVar("M", bound=Base)
 
 
 class Records:
@@ -12,3 +22,19 @@ class Records:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+
+def locked_or_created(s: Session, query: Select[M], make: Callable[[], M]) -> M:
+    """The row ``query`` (a ``SELECT ... FOR UPDATE`` on a unique key) finds, or a new one
+    from ``make`` inserted in a savepoint; when another process inserted it meanwhile, the
+    unique key refuses ours and theirs is returned, locked, so the caller updates it."""
+    row = s.scalars(query).one_or_none()
+    if row is not None:
+        return row
+    try:
+        with s.begin_nested():
+            row = make()
+            s.add(row)
+        return row
+    except IntegrityError:
+        return s.scalars(query).one()

@@ -8,10 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import DEFAULT_DAY0, Day0Model
 from zerotouch_plugin.store.registrar.views import Day0Row
 
@@ -72,13 +71,4 @@ def day0_pair(s: Session, serial: str) -> list[Day0Model]:
 def day0_row(s: Session, serial: str | None, now: datetime) -> Day0Model:
     key = DEFAULT_DAY0 if serial is None else serial
     query = select(Day0Model).where(Day0Model.serial == key).with_for_update()
-    row = s.scalars(query).one_or_none()
-    if row is not None:
-        return row
-    try:
-        with s.begin_nested():
-            row = Day0Model(serial=key, updated_at=now)
-            s.add(row)
-        return row
-    except IntegrityError:  # created by another process meanwhile
-        return s.scalars(query).one()
+    return locked_or_created(s, query, lambda: Day0Model(serial=key, updated_at=now))

@@ -15,12 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, true
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.addresses import ports_of, set_management
-from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import (
     VOUCHER_SOURCES,
     Advance,
@@ -168,22 +167,13 @@ def lock_device(s: Session, serial: str) -> DeviceModel:
 
 def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datetime) -> DeviceModel:
     query = select(DeviceModel).where(DeviceModel.serial == serial).with_for_update()
-    dev = s.scalars(query).one_or_none()
-    if dev is not None:
-        return dev
-    try:
-        with s.begin_nested():
-            dev = DeviceModel(
-                serial=serial,
-                manufacturer=manufacturer,
-                state="new",
-                created_at=now,
-                updated_at=now,
-            )
-            s.add(dev)
-        return dev
-    except IntegrityError:  # created by another registrar process meanwhile
-        return s.scalars(query).one()
+    return locked_or_created(
+        s,
+        query,
+        lambda: DeviceModel(
+            serial=serial, manufacturer=manufacturer, state="new", created_at=now, updated_at=now
+        ),
+    )
 
 
 def advance_device(dev: DeviceModel, advance: Advance, now: datetime) -> None:

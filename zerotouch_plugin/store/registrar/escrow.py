@@ -8,9 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
-from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import EscrowModel
 from zerotouch_plugin.store.registrar.views import EscrowRow
 
@@ -34,14 +33,7 @@ class EscrowRecords(Records):
         }
         with self.db.session() as s:
             query = select(EscrowModel).where(EscrowModel.serial == serial).with_for_update()
-            row = s.scalars(query).one_or_none()
-            if row is None:
-                try:
-                    with s.begin_nested():
-                        s.add(EscrowModel(serial=serial, **values))
-                    return
-                except IntegrityError:  # imported by another process meanwhile
-                    row = s.scalars(query).one()
+            row = locked_or_created(s, query, lambda: EscrowModel(serial=serial, **values))
             for name, value in values.items():
                 setattr(row, name, value)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 
-from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.day0 import day0_pair
 from zerotouch_plugin.store.registrar.models import (
     DEFAULT_DAY0,
@@ -41,21 +40,15 @@ class HandoffQueue(Records):
     ) -> None:
         """Start a hand-off over (a successful enrollstatus, or a re-push): attempts 0, due now,
         no lease (an attempt in flight loses its lease and its outcome is not recorded)."""
+        query = select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
         with self.db.session() as s:
-            row = s.scalars(
-                select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
-            ).one_or_none()
-            if row is None:
-                try:
-                    with s.begin_nested():
-                        row = HandoffModel(
-                            serial=serial, state=state, attempts=0, queued_at=now, updated_at=now
-                        )
-                        s.add(row)
-                except IntegrityError:  # queued by another registrar process meanwhile
-                    row = s.scalars(
-                        select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
-                    ).one()
+            row = locked_or_created(
+                s,
+                query,
+                lambda: HandoffModel(
+                    serial=serial, state=state, attempts=0, queued_at=now, updated_at=now
+                ),
+            )
             row.state, row.attempts, row.host, row.port, row.error = state, 0, host, port, error
             row.queued_at = row.updated_at = now
             row.next_at = now if state == "pending" else None

@@ -7,9 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
-from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import PolicyModel
 from zerotouch_plugin.store.registrar.views import PolicyRow
 
@@ -24,27 +23,19 @@ class PolicyRecords(Records):
     ) -> None:
         """Allow or deny ``serial`` (from ``manufacturer``, or any); replaces an earlier entry."""
         key = manufacturer or ""
+        query = (
+            select(PolicyModel)
+            .where(PolicyModel.serial == serial, PolicyModel.manufacturer == key)
+            .with_for_update()
+        )
         with self.db.session() as s:
-            row = s.scalars(
-                select(PolicyModel)
-                .where(PolicyModel.serial == serial, PolicyModel.manufacturer == key)
-                .with_for_update()
-            ).one_or_none()
-            if row is None:
-                try:
-                    with s.begin_nested():
-                        s.add(
-                            PolicyModel(
-                                serial=serial, manufacturer=key, decision=decision, created_at=now
-                            )
-                        )
-                    return
-                except IntegrityError:  # another process inserted it first: update theirs
-                    row = s.scalars(
-                        select(PolicyModel)
-                        .where(PolicyModel.serial == serial, PolicyModel.manufacturer == key)
-                        .with_for_update()
-                    ).one()
+            row = locked_or_created(
+                s,
+                query,
+                lambda: PolicyModel(
+                    serial=serial, manufacturer=key, decision=decision, created_at=now
+                ),
+            )
             row.decision = decision
             row.created_at = now
 
