@@ -190,6 +190,7 @@ def assert_consistent(lab: FaultLab, serial: str, folder: Path) -> None:
     (record,) = records
     assert record.state == "enroll-confirmed", record
     assert record.enroll_confirmed is True, record
+    assert record.audit_level == "clean", record  # the MASA's audit log was read (§5.8.3)
     ldevid = certs.load_certs((folder / PLEDGE_FILES["ldevid"]).read_bytes())[0]
     issued = [x509.load_der_x509_certificate(der) for der in registrar.certificates(serial)]
     assert ldevid in issued, "the pledge's LDevID is not on record"
