@@ -46,14 +46,18 @@ async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 def utc_now() -> datetime:
+    """Aware UTC: every timestamp the registrar stores or compares is in UTC."""
     return datetime.now(UTC)
 
 
 def step(event: RegistrarEvent) -> Advance:
+    """The store's ``advance`` for ``event``: the registrar's state machine (roles/states.py)
+    run under the device's row lock, so a refused transition writes nothing."""
     return lambda state: role.next_state(RegistrarDeviceState(state) if state else None, event)
 
 
 def require_media(request: web.Request, *expected: str) -> None:
+    """415 naming the media types the route takes, before the body is read."""
     got = media_type_of(request.headers.get("Content-Type"))
     if got not in expected:
         raise UnsupportedMediaType(
@@ -62,6 +66,7 @@ def require_media(request: web.Request, *expected: str) -> None:
 
 
 def require_accept(request: web.Request, media: str) -> None:
+    """406 when the client's Accept excludes what the route answers (RFC 8995 §5.6)."""
     if not accepts(request.headers.get("Accept"), media):
         raise NotAcceptable(
             f"{request.path} answers {media}; the Accept header "
@@ -70,11 +75,13 @@ def require_accept(request: web.Request, media: str) -> None:
 
 
 def policy_rules(rows: list[PolicyRow]) -> list[role.PolicyRule]:
+    """The stored allow/deny entries as the values ``roles.registrar`` decides on."""
     return [
         role.PolicyRule(r.serial, role.PolicyDecision(r.decision), r.manufacturer) for r in rows
     ]
 
 
 def client_identity(request: web.Request, now: datetime) -> role.ClientIdentity:
+    """Who the TLS client certificate says the client is (IDevID, LDevID, admin ...)."""
     reg = request.app[APP_KEY]
     return role.identify_client(reg.context, peer_certificate(request), now=now)
