@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,6 +299,7 @@ class DeviceSchema:
             if config and all(m in self._self_contained for m in (*tree, *(previous or ()))):
                 reduced = _reduced(self.root, tree, previous, "", top=True)
                 _check_budget(reduced, budget)
+                _check_characters(reduced)
                 for part in _parts(reduced):
                     self.data_model.from_raw(part).validate(ValidationScope.all, ctype)
                 return
@@ -307,6 +309,7 @@ class DeviceSchema:
                 else {m for m, v in tree.items() if previous.get(m) is v}
             )
             checked = {m: v for m, v in tree.items() if m not in unchanged}
+            _check_characters(checked)
             _check_budget(
                 {**checked, **{m: tree[m] for m in unchanged - self._self_contained}}, budget
             )
@@ -508,6 +511,36 @@ def _entries(value: Any) -> int:
             count += len(objects)
             pending += objects
     return count
+
+
+# RFC 7950 §9.4: a string holds the characters of XML 1.0 (§2.2 Char) only. JSON can carry
+# the others (RFC 7951), but a datastore holding one could no longer be sent over NETCONF.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _check_characters(tree: Mapping[str, Any]) -> None:
+    """SchemaError for a member name or string value with a character XML cannot carry;
+    the message names it by code point, so the error itself stays sendable."""
+    stack: list[tuple[str, Any]] = [("", tree)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Mapping):
+            for member, child in value.items():
+                if bad := _NOT_XML_CHAR.search(member):
+                    raise SchemaError(
+                        f"a member name holds U+{ord(bad.group()):04X}, which YANG does not "
+                        "allow (RFC 7950 §9.4)",
+                        path=path or "/",
+                    )
+                stack.append((f"{path}/{member}", child))
+        elif isinstance(value, list):
+            stack.extend((path, item) for item in value)
+        elif isinstance(value, str) and (bad := _NOT_XML_CHAR.search(value)):
+            raise SchemaError(
+                f"the value holds U+{ord(bad.group()):04X}, which a YANG string cannot "
+                "(RFC 7950 §9.4)",
+                path=path,
+            )
 
 
 def _check_budget(tree: Mapping[str, Any], budget: int | None) -> None:
