@@ -294,14 +294,22 @@ class _Artifact:
                     path=f"/{member}/nonce",
                 )
             obj = {member: {**inner, "nonce": _NONCE_PLACEHOLDER}}
-        validate_artifact(obj, cls.KIND)
-        for leaf, value in inner.items():
+        for leaf, _, _, _ in _LEAVES:
+            value = inner.get(leaf)
             if isinstance(value, str) and not YANG_STRING.fullmatch(value):
                 raise SchemaError(
                     f"{leaf} holds a character no YANG string may (RFC 7950 §9.4: no control "
                     "characters but tab, CR and LF, no surrogates, no U+FFFE or U+FFFF)",
                     path=f"/{member}/{leaf}",
                 )
+        try:
+            validate_artifact(obj, cls.KIND)
+        except ValueError as exc:
+            # yangson decodes binary leaves with base64.b64decode, which refuses non-ASCII
+            # text with a plain ValueError rather than a schema error.
+            raise SchemaError(
+                f"a binary leaf is not base64 text (RFC 7951 §6.6): {exc}", path=f"/{member}"
+            ) from None
 
     def to_json(self) -> bytes:
         """RFC 7951 JSON (UTF-8), as signed into CMS; the nonce is written verbatim."""

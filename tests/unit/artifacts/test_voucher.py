@@ -316,6 +316,13 @@ def test_serial_a_yang_string_cannot_hold_is_refused(serial: str) -> None:
     assert Voucher.from_json(voucher_json(**{"serial-number": "SN-\u00e9\u202e\t"}))
 
 
+def test_binary_leaf_of_non_ascii_text_is_schema_error() -> None:
+    """yangson decodes binary leaves with base64.b64decode, which raises a plain ValueError
+    for non-ASCII text: a SchemaError (400), not an internal error."""
+    with pytest.raises(SchemaError, match="binary leaf is not base64"):
+        Voucher.from_json(voucher_json(**{"idevid-issuer": "AAé="}))
+
+
 @pytest.mark.parametrize("data", [b"{not json", b"\xff\xfe", b""])
 def test_non_json_is_invalid_input(data: bytes) -> None:
     with pytest.raises(InvalidInput):
