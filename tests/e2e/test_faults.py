@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -41,7 +42,7 @@ from cryptography import x509
 from tests.e2e.test_brski_flow import Lab, make_lab
 from tests.support.device_process import start_device
 from tests.support.faults import DROP, FORWARD, Relay, Watcher, kill9, private_postgres
-from tests.support.processes import ServerProcess, free_port, run_cli, start_server
+from tests.support.processes import ServerProcess, free_port, run_cli, start_cli, start_server
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import Expired
 from zerotouch_plugin.roles.pledge import (
@@ -263,6 +264,27 @@ def test_registrar_killed_after_the_masa_issued_the_voucher(faults: FaultLab) ->
     assert_consistent(faults, serial, folder)
 
 
+def lose_answer(
+    faults: FaultLab,
+    serial: str,
+    reached: Callable[[DeviceRecord], bool],
+    fault: Callable[[], None],
+    fired: list[int],
+) -> Callable[[int, int], str]:
+    """A relay's ``on_reply``: once the registrar's record of ``serial`` shows the step,
+    run ``fault`` and drop the answer (once; the chunk is appended to ``fired``)."""
+
+    def on_reply(_n: int, chunk: int) -> str:
+        record = faults.registrar_db.device(serial)
+        if fired or record is None or not reached(record):
+            return FORWARD
+        fired.append(chunk)
+        fault()
+        return DROP
+
+    return on_reply
+
+
 @pytest.mark.parametrize(
     ("reached", "vouchers", "ldevids", "reports"),
     [
@@ -288,15 +310,7 @@ def test_registrar_killed_before_its_answer_leaves(
     serial, folder = faults.lab.pledge()
     relay_port = free_port()
     fired: list[int] = []
-
-    def on_reply(_n: int, chunk: int) -> str:
-        record = faults.registrar_db.device(serial)
-        if fired or record is None or not reached(record):
-            return FORWARD
-        fired.append(chunk)
-        faults.kill_registrar()
-        return DROP
-
+    on_reply = lose_answer(faults, serial, reached, faults.kill_registrar, fired)
     registrar = Relay(relay_port, faults.registrar_port, on_reply=on_reply)
     with faults.relay(), registrar:
         assert enroll(faults, folder, url=f"https://127.0.0.1:{relay_port}").serial == serial
@@ -601,3 +615,34 @@ def test_device_datastore_disk_full(handoff_faults: FaultLab, tmp_path: Path) ->
         finally:
             device.stop()
             device.log_path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "reached",
+    [
+        pytest.param(lambda r: r.voucher_issued_at is not None, id="voucher-recorded"),
+        pytest.param(lambda r: r.enrolled_at is not None, id="ldevid-recorded"),
+    ],
+)
+def test_pledge_killed_mid_enrollment(
+    faults: FaultLab, reached: Callable[[DeviceRecord], bool]
+) -> None:
+    """``zerotouch pledge enroll`` SIGKILLed once the registrar has recorded the voucher or
+    the LDevID, before the answer reaches it (the device lost power mid-bootstrap; a relay
+    holds the answer back): the folder holds no domain CA (the install's commit point) and
+    a second run enrolls the device."""
+    serial, folder = faults.lab.pledge()
+    relay_port = free_port()
+    command = ("pledge", "enroll", "--dir", folder, "--registrar",
+               f"https://127.0.0.1:{relay_port}", "--retries", "8", "--backoff", "0.3",
+               "--max-backoff", "1.5")  # fmt: skip
+    pledge = start_cli(*command)
+    fired: list[int] = []
+    on_reply = lose_answer(faults, serial, reached, lambda: kill9(pledge), fired)
+    with faults.relay(), Relay(relay_port, faults.registrar_port, on_reply=on_reply):
+        pledge.communicate(timeout=60)
+        assert fired and pledge.returncode == -signal.SIGKILL
+        assert not (folder / PLEDGE_FILES["domain-ca"]).exists()
+        again = run_cli(*command, check=False)
+    assert again.returncode == 0, again.stderr
+    assert_consistent(faults, serial, folder)
