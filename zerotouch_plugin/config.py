@@ -144,7 +144,7 @@ def _paths(value: Any, name: str) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class RegistrarConfig:
-    """The registrar (``R/registrar.toml``); relative paths are relative to the folder R."""
+    """The registrar (``registrar.toml``); relative paths are relative to the registrar folder."""
 
     listen: str = "127.0.0.1:8443"
     manufacturer_cas: tuple[str, ...] = ()  # PEM files of IDevID trust anchors
@@ -153,14 +153,14 @@ class RegistrarConfig:
     auto_accept: bool = False  # accept any pledge with a trusted IDevID (no allow list)
     ldevid_days: int = 365
     device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName: <serial label>.<domain>
-    db: str | None = None  # database URL; None = R/registrar.db (SQLite)
+    db: str | None = None  # database URL; None = registrar.db in the folder (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
     # the MASA's max_body_bytes: a pledge request whose registrar voucher-request would be
     # larger is refused here with 413, before the MASA is asked
     masa_max_request_bytes: int = 65536
     masa_timeout: float = 10.0  # seconds for one MASA call
     retry_after: int = 10  # Retry-After seconds sent with 503 when the MASA is unreachable
-    # day-0 hand-off (README "Day-0 hand-off")
+    # day-0 hand-off (docs/cli/registrar.md, "Day-0 hand-off")
     day0_yang_dirs: tuple[str, ...] = ()  # extra YANG folders day-0 documents are checked with
     day0_yang_modules: tuple[str, ...] = ()  # "name" or "name@revision" to implement
     handoff_attempts: int = 8  # attempts before a hand-off is marked failed
@@ -217,7 +217,7 @@ MASA_PINS = ("domain-ca", "registrar")
 
 @dataclasses.dataclass(frozen=True)
 class MasaConfig:
-    """The MASA (``V/masa.toml``); relative paths are relative to the vendor folder V.
+    """The MASA (``masa.toml``); relative paths are relative to the vendor folder.
 
     ``policy``: "first-come" (the first domain to ask owns the device; labs) or "claims" (only
     devices claimed for a domain with ``zerotouch masa claim``). ``pin``: pinned-domain-cert is
@@ -232,7 +232,7 @@ class MasaConfig:
     pinned_domain_cert: str | None = None
     registrar_cas: tuple[str, ...] = ()  # PEM files: domain CAs whose registrars are known
     require_client_cert: bool = False  # TLS client certificate from registrar_cas mandatory
-    db: str | None = None  # database URL; None = V/masa.db (SQLite)
+    db: str | None = None  # database URL; None = masa.db in the folder (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
     audit_max_events: int = 1024  # longer audit logs are abridged (RFC 8995 §5.8.1)
     limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
@@ -445,7 +445,7 @@ def _address(value: str | None, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DeviceConfig:
-    """The reference device (``P/device.toml``): listeners, users, cert-to-name rules, YANG.
+    """The reference device (``device.toml``): listeners, users, cert-to-name rules, YANG.
 
     Listeners are off unless given; they bind only the address given. ``cert_to_name`` maps
     NETCONF/TLS and RESTCONF client certificates (already chained to the domain CA) to

@@ -162,7 +162,7 @@ async def enrollment(demo: Demo) -> str:
 
 def found_by(demo: Demo, device: Device) -> str:
     """How ``device`` found its registrar, from the events it kept
-    (``P/bootstrap-state.json``: candidate-found and enrolled)."""
+    (the folder's ``bootstrap-state.json``: candidate-found and enrolled)."""
     path = demo.path(f"{device.folder}/bootstrap-state.json")
     try:
         events = json.loads(path.read_text())["events"]

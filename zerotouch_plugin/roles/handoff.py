@@ -1,4 +1,4 @@
-"""Day-0 hand-off decisions at the registrar, sans-IO (issue 5).
+"""Day-0 hand-off decisions at the registrar, sans-IO.
 
 After a successful enrollstatus (RFC 8995 §5.9.4) the registrar pushes the device's day-0
 configuration over NETCONF/TLS (RFC 7589). This module decides, from data handed in, where

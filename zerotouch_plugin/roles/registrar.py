@@ -5,7 +5,7 @@ rules and device facts read from the store, ``now``) and gets back a decision: a
 request, a registrar voucher-request to send, a validated voucher to relay, an audit verdict,
 an LDevID. Nothing here opens a socket, reads the clock or touches a file.
 
-Documented policies (README "Registrar admin API"):
+Documented policies (docs/admin-api.md):
 
 * manufacturer: a device's manufacturer is its IDevID issuer; a rule's ``manufacturer`` matches
   the issuer's full RFC 4514 string, its organizationName or its commonName.
@@ -432,7 +432,7 @@ def check_masa_voucher(
 
 
 # ---------------------------------------------------------------------------------------------
-# vouchers held in escrow (RFC 8366 nonceless vouchers; issue 9 item 10, issue 16)
+# vouchers held in escrow (RFC 8366 nonceless vouchers): relayed while the MASA is unreachable
 
 
 @dataclass(frozen=True)
@@ -744,7 +744,7 @@ def authorize_enrollment(
     return serial
 
 
-# EC curves an LDevID key may use: P-256 or stronger (issue 11 hardening).
+# EC curves an LDevID key may use: P-256 or stronger, so no weak curve gets a domain identity.
 _EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 _RSA_MIN_BITS = 2048
 
@@ -831,11 +831,12 @@ def ldevid_names(
     assigned_hosts: Sequence[str] = (),
     same_name: Sequence[str] = (),
 ) -> LdevidNames:
-    """The LDevID's names by policy (issue 9 item 13): ``device_dns_name`` plus the hosts an
-    operator assigned to this device (its management address override), IP literals as
-    iPAddress, names as dNSName. Nothing is copied from the CSR; what it asked for outside
-    this set comes back in ``ignored``. ``same_name``: other serials that differ from this one
-    only in case and hold an LDevID: the name is theirs, this device gets none (PolicyRefused)."""
+    """The LDevID's names by policy, so clients can check the host name: ``device_dns_name``
+    plus the hosts an operator assigned to this device (its management address override), IP
+    literals as iPAddress, names as dNSName. Nothing is copied from the CSR; what it asked
+    for outside this set comes back in ``ignored``. ``same_name``: other serials that differ
+    from this one only in case and hold an LDevID: the name is theirs, this device gets none
+    (PolicyRefused)."""
     dns = [device_dns_name(serial, ctx.device_domain)]
     if same_name:
         raise PolicyRefused(

@@ -1,4 +1,4 @@
-"""Names of the files in a registrar folder R.
+"""Names of the files in a registrar folder.
 
 A module of its own so that the short ``zerotouch registrar`` commands (init, allow,
 issue-client-cert ...) name them without importing the HTTPS service.

@@ -1,6 +1,6 @@
 """NETCONF over TLS with mutual X.509 authentication (RFC 7589).
 
-The TLS context is asked for on every new connection, so a device that enrols (issue 5)
+The TLS context is asked for on every new connection, so a device that enrols
 switches to its LDevID and domain trust anchors without restarting the listener. A client
 must present a certificate that chains to the context's trust anchors (TLS fails otherwise),
 and its username comes from the cert-to-name rules (RFC 7589 §7: a rule may name the client
