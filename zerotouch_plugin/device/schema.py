@@ -52,6 +52,7 @@ from zerotouch_plugin.errors import ConfigError, PayloadTooLarge, SchemaError
 
 __all__ = [
     "DEFAULT_MODULES",
+    "NOT_XML_CHAR",
     "DeviceSchema",
     "ModuleInfo",
     "entry_key",
@@ -515,7 +516,7 @@ def _entries(value: Any) -> int:
 
 # RFC 7950 §9.4: a string holds the characters of XML 1.0 (§2.2 Char) only. JSON can carry
 # the others (RFC 7951), but a datastore holding one could no longer be sent over NETCONF.
-_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _check_characters(tree: Mapping[str, Any]) -> None:
@@ -526,7 +527,7 @@ def _check_characters(tree: Mapping[str, Any]) -> None:
         path, value = stack.pop()
         if isinstance(value, Mapping):
             for member, child in value.items():
-                if bad := _NOT_XML_CHAR.search(member):
+                if bad := NOT_XML_CHAR.search(member):
                     raise SchemaError(
                         f"a member name holds U+{ord(bad.group()):04X}, which YANG does not "
                         "allow (RFC 7950 §9.4)",
@@ -535,7 +536,7 @@ def _check_characters(tree: Mapping[str, Any]) -> None:
                 stack.append((f"{path}/{member}", child))
         elif isinstance(value, list):
             stack.extend((path, item) for item in value)
-        elif isinstance(value, str) and (bad := _NOT_XML_CHAR.search(value)):
+        elif isinstance(value, str) and (bad := NOT_XML_CHAR.search(value)):
             raise SchemaError(
                 f"the value holds U+{ord(bad.group()):04X}, which a YANG string cannot "
                 "(RFC 7950 §9.4)",

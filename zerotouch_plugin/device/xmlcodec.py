@@ -23,7 +23,7 @@ from yangson.schemanode import (
 )
 
 from zerotouch_plugin.device.edit import OPERATION, member_node
-from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
 from zerotouch_plugin.errors import SchemaError
 
 __all__ = ["NETCONF_BASE_NS", "node_to_xml", "tree_from_xml", "tree_to_xml"]
@@ -116,7 +116,9 @@ def _leaf(schema: DeviceSchema, csn: TerminalNode, raw: Any, start: str, end: st
     text = schema.raw_to_text(csn, raw)
     if not text:
         return start + "/>"
-    return f"{start}>{escape(text)}{end}"
+    # Writes refuse such characters, but state is published unchecked and may quote a peer
+    # (a registrar's refusal): U+FFFD keeps the reply well-formed XML (XML 1.0 §2.2).
+    return f"{start}>{escape(NOT_XML_CHAR.sub(chr(0xFFFD), text))}{end}"
 
 
 def tree_from_xml(

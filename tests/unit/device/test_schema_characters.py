@@ -4,9 +4,13 @@ RESTCONF's JSON can carry U+0008, which no NETCONF reply (XML 1.0) could then ho
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.xmlcodec import tree_to_xml
 from zerotouch_plugin.errors import SchemaError
+
+SYS = "urn:ietf:params:xml:ns:yang:ietf-system"
 
 
 @pytest.mark.parametrize("char", ["\x00", "\x08", "\x1f", "\ufffe", "\ud800"])
@@ -32,3 +36,13 @@ def test_strings_in_a_list_entry_are_checked(schema: DeviceSchema) -> None:
 
 def test_tabs_newlines_and_any_script_are_kept(schema: DeviceSchema) -> None:
     schema.validate({"ietf-system:system": {"location": "rack\t4\r\nrow ☃ \U0001f600"}})
+
+
+def test_published_state_with_a_control_character_still_encodes_as_xml(
+    schema: DeviceSchema,
+) -> None:
+    """State is not validated and may quote a peer (a registrar's refusal text): the encoder
+    puts U+FFFD in place of what XML cannot carry."""
+    tree = {"ietf-system:system": {"location": "refused: \x1b[31mno\x00"}}
+    root = etree.fromstring(f"<data>{tree_to_xml(schema, tree)}</data>")
+    assert root.findtext(f".//{{{SYS}}}location") == "refused: \ufffd[31mno\ufffd"
