@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from tests.support.processes import free_port, run_cli, start_server  # noqa: E402
 from zerotouch_plugin.artifacts import certs  # noqa: E402
 from zerotouch_plugin.roles.pledge import RetryPolicy  # noqa: E402
+from zerotouch_plugin.services import certfiles  # noqa: E402
 from zerotouch_plugin.services._tls import client_context  # noqa: E402
 from zerotouch_plugin.services.pledge_client import enroll, load_pledge_config  # noqa: E402
 
@@ -40,16 +41,16 @@ RETRY = RetryPolicy(attempts=8, base_delay=0.2, max_delay=2)
 
 def make_pledges(vendor: Path, root: Path, count: int, masa_url: str) -> list[Path]:
     """Pledge folders as ``zerotouch vendor idevid`` writes them (in-process: faster)."""
-    ca = certs.load_identity(vendor / "ca.pem", vendor / "ca.key")
+    ca = certfiles.load_identity(vendor / "ca.pem", vendor / "ca.key")
     now = datetime.now(UTC)
     folders = []
     for index in range(count):
         folder = root / f"P{index:04d}"
         folder.mkdir(parents=True)
         idevid = certs.issue_idevid(ca, f"BENCH-{index:04d}", masa_url=masa_url, now=now)
-        certs.write_certs(folder / "idevid.pem", [idevid.cert, ca.cert])
-        certs.write_key(folder / "idevid.key", idevid.key)
-        certs.write_certs(folder / "masa-ca.pem", [ca.cert])
+        certfiles.write_certs(folder / "idevid.pem", [idevid.cert, ca.cert])
+        certfiles.write_key(folder / "idevid.key", idevid.key)
+        certfiles.write_certs(folder / "masa-ca.pem", [ca.cert])
         folders.append(folder)
     return folders
 

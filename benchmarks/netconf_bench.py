@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.services import certfiles
 
 HOST = "127.0.0.1"
 BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -455,9 +456,9 @@ async def start_zerotouch(
     client = certs.issue_client(ca, "bench", now=now)
     device = work / "device"
     device.mkdir()
-    certs.write_certs(device / "ldevid.pem", [server.cert, *server.chain])
-    certs.write_key(device / "ldevid.key", server.key)
-    certs.write_certs(device / "domain-ca.pem", [ca.cert])
+    certfiles.write_certs(device / "ldevid.pem", [server.cert, *server.chain])
+    certfiles.write_key(device / "ldevid.key", server.key)
+    certfiles.write_certs(device / "domain-ca.pem", [ca.cert])
     (device / "startup.json").write_text(json.dumps(config_json()))
     public = user_key.export_public_key().decode().strip()
     (device / "device.toml").write_text(
@@ -491,8 +492,8 @@ async def start_zerotouch(
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cadata=ca.cert.public_bytes(Encoding.PEM).decode())
     cert_file, key_file = work / "client.pem", work / "client.key"
-    certs.write_certs(cert_file, [client.cert])
-    certs.write_key(key_file, client.key)
+    certfiles.write_certs(cert_file, [client.cert])
+    certfiles.write_key(key_file, client.key)
     ctx.load_cert_chain(cert_file, key_file)
     return ZerotouchDevice(ports, ctx)
 

@@ -56,9 +56,8 @@ from zerotouch_plugin.artifacts.certs import (
     issue_intermediate_ca,
     issue_tls_server,
     make_ca,
-    write_certs,
-    write_key,
 )
+from zerotouch_plugin.services.certfiles import write_certs, write_key
 
 NETCONF_CONSOLE = Path(sys.executable).parent / "netconf-console"
 CURL = shutil.which("curl")

@@ -22,6 +22,7 @@ from tests.support.processes import run_cli, start_server
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.config import MasaConfig, RegistrarConfig, load_config
 from zerotouch_plugin.errors import Expired, UntrustedSigner
+from zerotouch_plugin.services import certfiles
 
 NOW = datetime.now(UTC)
 MASA_URL = "https://127.0.0.1:9443"
@@ -385,7 +386,7 @@ def test_vendor_folder_loads_in_the_masa(material: Material, tmp_path: Path) -> 
         context.close()
     # the project's own CLI issues IDevIDs under the OpenSSL-made CA
     run_cli("vendor", "idevid", "--dir", folder, "--serial", "OV-CLI", "--out", tmp_path / "P")
-    made = certs.load_cert_file(tmp_path / "P" / "idevid.pem")
+    made = certfiles.load_cert_file(tmp_path / "P" / "idevid.pem")
     assert openssl_verify(tmp_path / "P" / "idevid.pem", vendor.ca.cert).endswith(": OK")
     assert certs.masa_url_of(made) == MASA_URL
 

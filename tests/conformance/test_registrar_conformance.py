@@ -46,6 +46,7 @@ from tests.support.processes import ServerProcess, free_port, run_cli, start_ser
 from tests.vectors.provenance import DATA
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.services import certfiles
 
 VOUCHER_CMS = "application/voucher-cms+json"
 DOMAIN = "devices.zerotouch.internal"  # registrar init's default device_domain
@@ -164,7 +165,7 @@ class OtherVendorsMasa:
 
     def __init__(self, vendor: ip.VendorPki, domain_ca: Path) -> None:
         self.vendor = vendor
-        self.domain_ca = certs.load_cert_file(domain_ca)
+        self.domain_ca = certfiles.load_cert_file(domain_ca)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(vendor.masa_tls.chain, vendor.masa_tls.key)
         masa = self
@@ -354,7 +355,7 @@ def sign_request(payload: Mapping[str, Any], idevid: ip.Cert, econtent: str | No
     the project's CMS code with the same key and certificate."""
     if idevid.key_type != "ed25519":
         return ip.cms_sign(payload, idevid, econtent_type=econtent)
-    identity = certs.load_identity(idevid.cert, idevid.key)
+    identity = certfiles.load_identity(idevid.cert, idevid.key)
     text = json.dumps(payload, separators=(",", ":")).encode()
     return cms.sign(text, signer=Identity(identity.cert, identity.key, ()), now=datetime.now(UTC))
 
@@ -499,7 +500,7 @@ def run_escrow(lab: Lab, case: Case) -> None:
             "assertion": "verified",
             "serial-number": serial,
             "pinned-domain-cert": base64.b64encode(
-                certs.load_cert_file(lab.r / "ca.pem").public_bytes(Encoding.DER)
+                certfiles.load_cert_file(lab.r / "ca.pem").public_bytes(Encoding.DER)
             ).decode(),
         }
     }

@@ -50,6 +50,7 @@ from zerotouch_plugin.roles.pledge import (
     RetryPolicy,
     Wait,
 )
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.services.pledge_client import (
     PLEDGE_FILES,
@@ -144,14 +145,14 @@ def write_pledge(
     lab: Lab, serial: str, folder: Path, *, now: datetime, days: int | None = None
 ) -> None:
     """What ``zerotouch vendor idevid`` writes, done in-process (optionally short-lived)."""
-    vendor_ca = certs.load_identity(lab.vendor / "ca.pem", lab.vendor / "ca.key")
+    vendor_ca = certfiles.load_identity(lab.vendor / "ca.pem", lab.vendor / "ca.key")
     idevid = certs.issue_idevid(
         vendor_ca, serial, masa_url=f"https://127.0.0.1:{lab.masa_port}", now=now, days=days
     )
     folder.mkdir(parents=True, exist_ok=True)
-    certs.write_certs(folder / "idevid.pem", [idevid.cert, vendor_ca.cert])
-    certs.write_key(folder / "idevid.key", idevid.key)
-    certs.write_certs(folder / "masa-ca.pem", [vendor_ca.cert])
+    certfiles.write_certs(folder / "idevid.pem", [idevid.cert, vendor_ca.cert])
+    certfiles.write_key(folder / "idevid.key", idevid.key)
+    certfiles.write_certs(folder / "masa-ca.pem", [vendor_ca.cert])
 
 
 def enroll_here(folder: Path, url: str) -> Enrollment:
@@ -233,7 +234,7 @@ def test_enroll_writes_voucher_domain_ca_and_ldevid(lab: Lab) -> None:
     voucher = json.loads(verified.stdout)["ietf-voucher:voucher"]
     assert voucher["serial-number"] == serial
     assert voucher["nonce"]
-    domain_ca = certs.load_cert_file(lab.domain / "ca.pem")
+    domain_ca = certfiles.load_cert_file(lab.domain / "ca.pem")
     assert certs.load_certs(base64.b64decode(voucher["pinned-domain-cert"])) == [domain_ca]
 
     # the LDevID verifies with OpenSSL against the domain CA the pledge installed
@@ -243,7 +244,7 @@ def test_enroll_writes_voucher_domain_ca_and_ldevid(lab: Lab) -> None:
     )  # fmt: skip
     assert check.returncode == 0 and ": OK" in check.stdout, check.stdout + check.stderr
     assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [domain_ca]
-    ldevid = certs.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
+    ldevid = certfiles.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
     assert certs.serial_number_of(ldevid.cert) == serial
 
     assert lab.state(serial) == "enroll-confirmed"
@@ -264,10 +265,10 @@ def test_masa_configured_to_pin_the_registrar_certificate(lab: Lab) -> None:
         config.unlink()
         lab.start_masa()
     voucher = Voucher.from_json(cms.inspect((folder / "voucher.cms").read_bytes()).content)
-    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+    registrar_cert = certfiles.load_cert_file(lab.domain / "registrar.pem")
     assert voucher.pinned_domain_cert == der(registrar_cert)
     assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [
-        certs.load_cert_file(lab.domain / "ca.pem")
+        certfiles.load_cert_file(lab.domain / "ca.pem")
     ]
     assert lab.state(serial) == "enroll-confirmed"
 
@@ -294,9 +295,9 @@ def test_unknown_manufacturer_is_refused(lab: Lab, tmp_path: Path) -> None:
     )  # fmt: skip
     folder = tmp_path / "P"
     folder.mkdir()
-    certs.write_certs(folder / "idevid.pem", [idevid.cert, stranger.cert])
-    certs.write_key(folder / "idevid.key", idevid.key)
-    certs.write_certs(folder / "masa-ca.pem", [stranger.cert])
+    certfiles.write_certs(folder / "idevid.pem", [idevid.cert, stranger.cert])
+    certfiles.write_key(folder / "idevid.key", idevid.key)
+    certfiles.write_certs(folder / "masa-ca.pem", [stranger.cert])
     run_cli("registrar", "allow", "--dir", lab.domain, "--serial", "STRANGER-1")
     result = enroll(lab, folder)
     assert result.returncode == 1
@@ -329,7 +330,7 @@ def test_replayed_voucher_request_from_another_client_is_refused(lab: Lab) -> No
     victim_serial, victim = lab.pledge(allow=False)
     _, thief = lab.pledge(allow=False)
     victim_config = load_pledge_config(victim)
-    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+    registrar_cert = certfiles.load_cert_file(lab.domain / "registrar.pem")
 
     async def replay() -> tuple[int, str]:
         machine = Pledge(victim_config, random_bytes=os.urandom)
@@ -370,7 +371,7 @@ def test_replayed_voucher_request_is_refused(lab: Lab) -> None:
     """The same pledge voucher-request (same nonce) sent twice: the first gets a voucher, the
     replay a 403 replayed-request, recorded on the device (RFC 8995 §5.3 "stale")."""
     serial, folder = lab.pledge()
-    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+    registrar_cert = certfiles.load_cert_file(lab.domain / "registrar.pem")
     first, replay = replay_pvr(folder, [lab.registrar_url] * 2, registrar_cert)
     assert first.startswith("200 "), first
     assert replay.startswith("403 replayed-request:") and "fresh nonce" in replay, replay
@@ -387,7 +388,7 @@ def test_masa_refuses_a_replay_the_registrar_cannot_see(lab: Lab, tmp_path: Path
     the registrar passes its reason on to the pledge."""
     serial, folder = lab.pledge()
     separate = lab.start_registrar("--db", str(tmp_path / "other.db"), "--auto-accept")
-    registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+    registrar_cert = certfiles.load_cert_file(lab.domain / "registrar.pem")
     try:
         first, replay = replay_pvr(folder, [lab.registrar_url, separate.url], registrar_cert)
     finally:
@@ -438,12 +439,12 @@ class FakeRegistrar:
 
 def masa_voucher(lab: Lab, pvr: VoucherRequest, **changes: Any) -> bytes:
     """A voucher signed with the lab MASA's real signing key (a genuine-looking voucher)."""
-    signer = certs.load_identity(lab.vendor / "masa-signer.pem", lab.vendor / "masa-signer.key")
+    signer = certfiles.load_identity(lab.vendor / "masa-signer.pem", lab.vendor / "masa-signer.key")
     fields: dict[str, Any] = {
         "created_on": datetime.now(UTC),
         "assertion": Assertion.LOGGED,
         "serial_number": pvr.serial_number,
-        "pinned_domain_cert": der(certs.load_cert_file(lab.domain / "ca.pem")),
+        "pinned_domain_cert": der(certfiles.load_cert_file(lab.domain / "ca.pem")),
         "nonce": pvr.nonce,
     }
     fields.update(changes)
@@ -468,7 +469,7 @@ def run_against_fake(
 
 
 def real_registrar(lab: Lab) -> Identity:
-    return certs.load_identity(lab.domain / "registrar.pem", lab.domain / "registrar.key")
+    return certfiles.load_identity(lab.domain / "registrar.pem", lab.domain / "registrar.key")
 
 
 def _refused_with_status(reports: list[tuple[str, dict[str, Any]]], reason: str) -> None:
@@ -483,7 +484,7 @@ def test_voucher_for_another_serial_is_refused_by_the_pledge(lab: Lab) -> None:
     _, folder = lab.pledge(allow=False)
     fake = FakeRegistrar(
         real_registrar(lab),
-        certs.load_cert_file(lab.vendor / "ca.pem"),
+        certfiles.load_cert_file(lab.vendor / "ca.pem"),
         lambda pvr, _: masa_voucher(lab, pvr, serial_number="SOMEONE-ELSE"),
     )
     code, line, reports = run_against_fake(lab, fake, folder)
@@ -500,7 +501,9 @@ def test_tampered_voucher_is_refused_by_the_pledge(lab: Lab) -> None:
         assert b'"logged"' in body
         return body.replace(b'"logged"', b'"verify"')
 
-    fake = FakeRegistrar(real_registrar(lab), certs.load_cert_file(lab.vendor / "ca.pem"), tampered)
+    fake = FakeRegistrar(
+        real_registrar(lab), certfiles.load_cert_file(lab.vendor / "ca.pem"), tampered
+    )
     code, line, reports = run_against_fake(lab, fake, folder)
     assert code == 1 and line.startswith(("digest-mismatch:", "bad-signature:")), line
     _refused_with_status(reports, line.split(":", 1)[0])
@@ -516,8 +519,8 @@ def test_man_in_the_middle_registrar_is_refused(lab: Lab, tmp_path: Path) -> Non
             "--ca-name", "evil domain CA")  # fmt: skip
     _, folder = lab.pledge(allow=False)
     fake = FakeRegistrar(
-        certs.load_identity(evil / "registrar.pem", evil / "registrar.key"),
-        certs.load_cert_file(lab.vendor / "ca.pem"),
+        certfiles.load_identity(evil / "registrar.pem", evil / "registrar.key"),
+        certfiles.load_cert_file(lab.vendor / "ca.pem"),
         lambda pvr, _: masa_voucher(lab, pvr),
     )
     code, line, reports = run_against_fake(lab, fake, folder)
@@ -536,7 +539,7 @@ def test_replayed_voucher_is_refused_by_the_pledge(lab: Lab) -> None:
         (folder / PLEDGE_FILES[name]).unlink()
     fake = FakeRegistrar(
         real_registrar(lab),
-        certs.load_cert_file(lab.vendor / "ca.pem"),
+        certfiles.load_cert_file(lab.vendor / "ca.pem"),
         lambda pvr, _: old_voucher,
     )
     code, line, reports = run_against_fake(lab, fake, folder)
@@ -585,10 +588,10 @@ def test_escrowed_nonceless_voucher_enrolls_a_pledge_that_allows_it(lab: Lab) ->
         created_on=now,
         assertion=Assertion.VERIFIED,
         serial_number=serial,
-        pinned_domain_cert=der(certs.load_cert_file(lab.domain / "ca.pem")),
+        pinned_domain_cert=der(certfiles.load_cert_file(lab.domain / "ca.pem")),
         expires_on=now + timedelta(days=7),
     )
-    signer = certs.load_identity(lab.vendor / "masa-signer.pem", lab.vendor / "masa-signer.key")
+    signer = certfiles.load_identity(lab.vendor / "masa-signer.pem", lab.vendor / "masa-signer.key")
     voucher_file = lab.root / f"{serial}.voucher"
     voucher_file.write_bytes(sign_artifact(held, signer=signer, now=now))
     imported = run_cli("registrar", "vouchers", "import", "--dir", lab.domain, voucher_file)
@@ -712,15 +715,15 @@ def test_audit_log_of_a_resold_device_warns_the_new_owner(claims_lab: ClaimsLab)
     assert row["audit_level"] == "warning", row
     assert "claimed before by 1 other domain" in row["audit_summary"], row
     assert certs.load_certs((folder / "domain-ca.pem").read_bytes()) == [
-        certs.load_cert_file(other / "ca.pem")
+        certfiles.load_cert_file(other / "ca.pem")
     ]
 
 
 def nonceless_rvr(domain: Path, serial: str, folder: Path) -> tuple[bytes, Identity]:
     """A nonceless registrar voucher-request of ``domain`` for the pledge of ``folder``."""
-    registrar = certs.load_identity(domain / "registrar.pem", domain / "registrar.key")
-    signer = Identity(registrar.cert, registrar.key, (certs.load_cert_file(domain / "ca.pem"),))
-    idevid = certs.load_identity(folder / "idevid.pem", folder / "idevid.key")
+    registrar = certfiles.load_identity(domain / "registrar.pem", domain / "registrar.key")
+    signer = Identity(registrar.cert, registrar.key, (certfiles.load_cert_file(domain / "ca.pem"),))
+    idevid = certfiles.load_identity(folder / "idevid.pem", folder / "idevid.key")
     now = datetime.now(UTC)
     pvr = VoucherRequest(
         created_on=now,
@@ -748,7 +751,7 @@ def test_nonceless_voucher_of_another_domain_blocks_enrollment(claims_lab: Claim
     serial, folder = lab.pledge()
     claims_lab.claim(serial, other / "ca.pem")
     rvr, client = nonceless_rvr(other, serial, folder)
-    vendor_ca = certs.load_cert_file(lab.vendor / "ca.pem")
+    vendor_ca = certfiles.load_cert_file(lab.vendor / "ca.pem")
     status, _, body = asyncio.run(post(lab.masa.url, rvr, trust=[vendor_ca], client=client))
     assert status == 200, body
     voucher = Voucher.from_json(cms.inspect(body).content)
@@ -791,7 +794,7 @@ def test_two_registrars_share_one_postgresql_database(fresh_pg_url: str, tmp_pat
         # a voucher-request answered by the first process, replayed to the second: refused,
         # the nonce is on record in the shared database
         _, folder = lab.pledge(allow=False)
-        registrar_cert = certs.load_cert_file(lab.domain / "registrar.pem")
+        registrar_cert = certfiles.load_cert_file(lab.domain / "registrar.pem")
         answered, replay = replay_pvr(folder, urls, registrar_cert)
         assert answered.startswith("200 ") and replay.startswith("403 replayed-request:"), replay
         out = run_cli("registrar", "devices", "--dir", lab.domain, "--json",

@@ -33,6 +33,7 @@ from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, RegistrarConfig, load_config
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.roles.registrar import device_dns_name, ldevid_subject
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.registrar import day0_schema
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import HandoffRow, RegistrarRepository
@@ -220,9 +221,9 @@ def test_device_with_a_foreign_certificate_is_refused(
             days=30, client_auth=True, server_auth=True,
         )  # fmt: skip
         impostor.mkdir()
-        certs.write_key(impostor / "ldevid.key", key)
-        certs.write_certs(impostor / "ldevid.pem", [cert, other_ca.cert])
-        certs.write_certs(impostor / "domain-ca.pem", certs.load_certs(
+        certfiles.write_key(impostor / "ldevid.key", key)
+        certfiles.write_certs(impostor / "ldevid.pem", [cert, other_ca.cert])
+        certfiles.write_certs(impostor / "domain-ca.pem", certs.load_certs(
             (lab.domain / "ca.pem").read_bytes()))  # fmt: skip
         devices.append(start_device(impostor, {"netconf-tls": f"127.0.0.1:{port}"}))
         enroll_here(folder, lab.registrar_url)
@@ -495,7 +496,7 @@ def test_another_devices_ldevid_cannot_manage_a_device_unless_named_in_cert_to_n
     assert device_a.stop() == 0
 
     # the opt-in: a cert-to-name rule naming B's certificate (the default rule kept after it)
-    fingerprint = certs.fingerprint(certs.load_cert_file(folder_b / "ldevid.pem"))
+    fingerprint = certs.fingerprint(certfiles.load_cert_file(folder_b / "ldevid.pem"))
     write_device_config(
         folder_a,
         f'[[cert_to_name]]\nfingerprint = "{fingerprint}"\nmap_type = "specified"\n'

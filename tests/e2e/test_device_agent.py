@@ -28,6 +28,7 @@ from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, hash_password
 from zerotouch_plugin.roles.pledge import PATH_VOUCHER_STATUS
 from zerotouch_plugin.roles.registrar import device_dns_name
+from zerotouch_plugin.services import certfiles
 
 NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
 STATE_FILTER = f'<bootstrap xmlns="{NS}"/>'
@@ -175,7 +176,7 @@ def test_device_bootstraps_switches_tls_and_keeps_its_identity(lab: Lab, tmp_pat
         assert text(state, "registrar/used") == lab.registrar_url
         assert text(state, "voucher/serial-number") == serial
         assert text(state, "ldevid/fingerprint") == certs.fingerprint(
-            certs.load_cert_file(folder / "ldevid.pem")
+            certfiles.load_cert_file(folder / "ldevid.pem")
         )
         assert text(state, "trust-anchor/source") == "pinned-domain-cert"
         seen = events(state)
@@ -202,8 +203,8 @@ def test_device_bootstraps_switches_tls_and_keeps_its_identity(lab: Lab, tmp_pat
         )
         other_ca = certs.make_ca("other domain CA", now=datetime.now(UTC))
         other = certs.issue_client(other_ca, "nms", now=datetime.now(UTC))
-        certs.write_certs(tmp_path / "cert.pem", [other.cert])
-        certs.write_key(tmp_path / "key.pem", other.key)
+        certfiles.write_certs(tmp_path / "cert.pem", [other.cert])
+        certfiles.write_key(tmp_path / "key.pem", other.key)
         assert refused(
             lambda: tls(process, tmp_path / "cert.pem", tmp_path / "key.pem", nms / "ca.pem")
         )
@@ -285,7 +286,7 @@ def test_killed_mid_bootstrap_resumes_and_enrolls(lab: Lab) -> None:
         ]
         assert "interrupted" in str(text(started[-1], "detail"))
         assert "discarded an incomplete domain identity" in process.log
-        certs.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
+        certfiles.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
     finally:
         process.stop()
         if lab.masa is None:
@@ -364,8 +365,8 @@ def test_voucher_failing_a_check_is_never_accepted_then_the_right_registrar_enro
             "--ca-name", "evil domain CA")  # fmt: skip
     serial, folder = make_device(lab)
     fake = FakeRegistrar(
-        certs.load_identity(evil / "registrar.pem", evil / "registrar.key"),
-        certs.load_cert_file(lab.vendor / "ca.pem"),
+        certfiles.load_identity(evil / "registrar.pem", evil / "registrar.key"),
+        certfiles.load_cert_file(lab.vendor / "ca.pem"),
         lambda pvr, _: masa_voucher(lab, pvr),
     )
     domain_files = ("ldevid.pem", "ldevid.key", "domain-ca.pem", "voucher.cms")
@@ -410,10 +411,10 @@ def test_voucher_failing_a_check_is_never_accepted_then_the_right_registrar_enro
     }
     assert outcomes == {evil_url: "untrusted-signer", lab.registrar_url: "ok"}, outcomes
     assert text(state, "last-error/reason") is None
-    pinned = certs.fingerprint(certs.load_cert_file(lab.domain / "ca.pem"))
+    pinned = certs.fingerprint(certfiles.load_cert_file(lab.domain / "ca.pem"))
     assert text(state, "voucher/pinned-domain-cert-fingerprint") == pinned
     assert lab.state(serial) == "enroll-confirmed"
-    certs.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
+    certfiles.load_identity(folder / "ldevid.pem", folder / "ldevid.key")
 
 
 def restconf_restart(

@@ -26,6 +26,7 @@ from aiohttp import web
 from tests.e2e.test_brski_flow import Lab, running_lab
 from tests.support.processes import run_cli
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.services import certfiles
 
 FAST = ("--retries", "1", "--backoff", "0.2", "--max-backoff", "0.5", "--timeout", "10")
 
@@ -45,8 +46,8 @@ def vendor_registrar(location: str) -> Iterator[tuple[str, list[str]]]:
     server = certs.issue_tls_server(ca, "cloud.vendor.example", hosts=["127.0.0.1"], now=now)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.TemporaryDirectory(prefix="zt-vendor-") as tmp:
-        certs.write_certs(Path(tmp) / "cert.pem", [server.cert])
-        certs.write_key(Path(tmp) / "key.pem", server.key)
+        certfiles.write_certs(Path(tmp) / "cert.pem", [server.cert])
+        certfiles.write_key(Path(tmp) / "key.pem", server.key)
         ctx.load_cert_chain(Path(tmp) / "cert.pem", Path(tmp) / "key.pem")
     asked: list[str] = []
 

@@ -23,8 +23,8 @@ from ncclient.operations.rpc import RPCError
 
 from tests.support.device_pki import DevicePki, make_device_pki
 from tests.support.device_process import DeviceProcess, device, start_device, write_device_config
-from zerotouch_plugin.artifacts.certs import write_certs, write_key
 from zerotouch_plugin.config import hash_password
+from zerotouch_plugin.services.certfiles import write_certs, write_key
 
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"

@@ -36,11 +36,12 @@ from tests.e2e.test_registrar_service import World as Lab
 from tests.interop.test_restconf_curl import XML, Server, schema, server  # noqa: F401
 from tests.support.masa_process import MasaProcess, free_port, post, write_vendor_folder
 from tests.support.masa_world import World
-from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts import cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.voucher import Assertion, VoucherRequest
 from zerotouch_plugin.device.datastore import Datastore
 from zerotouch_plugin.roles.masa import domain_id
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.masa_app import AUDIT_PATH, DB_FILE
 from zerotouch_plugin.store.db import open_database
 
@@ -219,8 +220,8 @@ def test_a_pledge_request_too_large_for_the_masa_is_413_here(world: Lab) -> None
     world.masa.start()
     pledge = world.pledge("E2E-BIG")
     world.allow("E2E-BIG")
-    identity = certs.load_identity(*idevid_of(pledge))
-    registrar = certs.load_cert_file(world.r / "registrar.pem").public_bytes(Encoding.DER)
+    identity = certfiles.load_identity(*idevid_of(pledge))
+    registrar = certfiles.load_cert_file(world.r / "registrar.pem").public_bytes(Encoding.DER)
     request = VoucherRequest(
         serial_number="E2E-BIG",
         created_on=datetime.now(UTC),

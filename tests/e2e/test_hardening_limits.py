@@ -24,9 +24,9 @@ import pytest
 from tests.support.device_pki import DevicePki, make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
 from tests.support.processes import ServerProcess, run_cli, server
-from zerotouch_plugin.artifacts.certs import write_certs, write_key
 from zerotouch_plugin.config import ConnectionLimits, DeviceConfig, RegistrarConfig, load_config
 from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.services.certfiles import write_certs, write_key
 
 HANDSHAKE = 3  # seconds: the handshake and header deadlines of the test configurations
 BODY = 3

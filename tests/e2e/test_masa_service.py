@@ -27,6 +27,7 @@ from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Voucher
 from zerotouch_plugin.cli import main
 from zerotouch_plugin.roles.masa import domain_id
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context
 from zerotouch_plugin.services.masa_app import AUDIT_PATH, DB_FILE
 from zerotouch_plugin.store.db import open_database
@@ -212,7 +213,7 @@ async def test_restart_keeps_ownership_and_audit_log(world: World, vendor: Path)
 
 async def test_claims_policy_via_cli(world: World, vendor: Path, tmp_path: Path) -> None:
     beta = world.domain("beta")
-    certs.write_certs(tmp_path / "beta-ca.pem", [beta.ca.cert])
+    certfiles.write_certs(tmp_path / "beta-ca.pem", [beta.ca.cert])
     serial = "ZT-CLAIMED"
     proc = MasaProcess(vendor, free_port(), ("--policy", "claims")).start()
     try:
@@ -242,7 +243,9 @@ async def test_claims_policy_via_cli(world: World, vendor: Path, tmp_path: Path)
 
 async def test_tls_client_certificate_must_be_the_signer(world: World, vendor: Path) -> None:
     alpha = world.domain()
-    certs.write_certs(vendor / "registrar-cas.pem", [alpha.ca.cert, world.domain("beta").ca.cert])
+    certfiles.write_certs(
+        vendor / "registrar-cas.pem", [alpha.ca.cert, world.domain("beta").ca.cert]
+    )
     (vendor / "masa.toml").write_text('registrar_cas = ["registrar-cas.pem"]\n')
     proc = MasaProcess(vendor, free_port()).start()
     try:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
 from zerotouch_plugin.cli import main
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.registrar import ROUTES
 
 ZT = [sys.executable, "-m", "zerotouch_plugin"]
@@ -112,11 +113,13 @@ class World:
         """A pledge folder with an IDevID from ``vendor`` (issued in-process: fast)."""
         folder = self.root / f"P-{serial}"
         if not (folder / "idevid.pem").exists():
-            ca = certs.load_identity(self.root / vendor / "ca.pem", self.root / vendor / "ca.key")
+            ca = certfiles.load_identity(
+                self.root / vendor / "ca.pem", self.root / vendor / "ca.key"
+            )
             idevid = certs.issue_idevid(ca, serial, masa_url=self.masa_url, now=datetime.now(UTC))
             folder.mkdir()
-            certs.write_certs(folder / "idevid.pem", [idevid.cert, ca.cert])
-            certs.write_key(folder / "idevid.key", idevid.key)
+            certfiles.write_certs(folder / "idevid.pem", [idevid.cert, ca.cert])
+            certfiles.write_key(folder / "idevid.key", idevid.key)
         return folder
 
     def allow(self, serial: str) -> None:
@@ -191,8 +194,8 @@ def voucher_request(
 ) -> bytes:
     """A pledge voucher-request (RFC 8995 §5.2) signed with the IDevID; the nonce in any form
     other pledges send (opaque), ``proximity`` the registrar certificate it names."""
-    identity = certs.load_identity(*idevid_of(pledge))
-    registrar = certs.load_cert_file(proximity or world.r / "registrar.pem")
+    identity = certfiles.load_identity(*idevid_of(pledge))
+    registrar = certfiles.load_cert_file(proximity or world.r / "registrar.pem")
     request = VoucherRequest(
         serial_number=certs.serial_number_of(identity.cert) or "",
         created_on=datetime.now(UTC),
@@ -246,8 +249,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     zt("vendor", "init", "--dir", root / "V", "--masa-url", f"https://127.0.0.1:{masa_port}")
     foreign = certs.make_ca("Foreign Vendor CA", now=datetime.now(UTC))
     (root / "V2").mkdir()
-    certs.write_certs(root / "V2" / "ca.pem", [foreign.cert])
-    certs.write_key(root / "V2" / "ca.key", foreign.key)
+    certfiles.write_certs(root / "V2" / "ca.pem", [foreign.cert])
+    certfiles.write_key(root / "V2" / "ca.key", foreign.key)
     zt(
         "registrar",
         "init",
@@ -269,11 +272,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         root / "A",
         "--admin",
     )
-    domain = certs.load_identity(root / "R" / "ca.pem", root / "R" / "ca.key")
+    domain = certfiles.load_identity(root / "R" / "ca.pem", root / "R" / "ca.key")
     nms = certs.issue_client(domain, "nms", now=datetime.now(UTC))
     (root / "N").mkdir()
-    certs.write_certs(root / "N" / "cert.pem", [nms.cert])
-    certs.write_key(root / "N" / "key.pem", nms.key)
+    certfiles.write_certs(root / "N" / "cert.pem", [nms.cert])
+    certfiles.write_key(root / "N" / "key.pem", nms.key)
     masa = Service(
         ["masa", "serve", "--dir", str(root / "V"), "--listen", f"127.0.0.1:{masa_port}"],
         root / "masa.log",
@@ -410,7 +413,7 @@ def test_voucher_status_audit_enroll_reenroll(world: World) -> None:
     )
     voucher = Voucher.from_json(content)
     assert (voucher.serial_number, voucher.nonce) == ("E2E-OK", NONCE)
-    assert voucher.pinned_domain_cert == certs.load_cert_file(world.r / "ca.pem").public_bytes(
+    assert voucher.pinned_domain_cert == certfiles.load_cert_file(world.r / "ca.pem").public_bytes(
         Encoding.DER
     )
     status = world.curl(
@@ -664,7 +667,7 @@ def test_proximity_registrar_cert_of_another_registrar_is_401(world: World) -> N
         certs.make_ca("MITM CA", now=datetime.now(UTC)), "mitm", hosts=["127.0.0.1"],
         now=datetime.now(UTC),
     )  # fmt: skip
-    certs.write_certs(mitm, [other.cert])
+    certfiles.write_certs(mitm, [other.cert])
     reply = world.curl(
         "/.well-known/brski/requestvoucher",
         client=idevid_of(pledge),
@@ -749,12 +752,12 @@ def test_masa_refusal_reaches_the_pledge(world: World) -> None:
     )
     second.start()
     try:
-        identity = certs.load_identity(*idevid_of(pledge))
+        identity = certfiles.load_identity(*idevid_of(pledge))
         request = VoucherRequest(
             serial_number="E2E-OWNED",
             assertion=Assertion.PROXIMITY,
             nonce=NONCE,
-            proximity_registrar_cert=certs.load_cert_file(other / "registrar.pem").public_bytes(
+            proximity_registrar_cert=certfiles.load_cert_file(other / "registrar.pem").public_bytes(
                 Encoding.DER
             ),
         )
@@ -838,7 +841,7 @@ def nonceless_voucher(
         "assertion": "verified",
         "serial-number": serial,
         "pinned-domain-cert": base64.b64encode(
-            certs.load_cert_file(pin or world.r / "ca.pem").public_bytes(Encoding.DER)
+            certfiles.load_cert_file(pin or world.r / "ca.pem").public_bytes(Encoding.DER)
         ).decode(),
     }
     if nonce is None:

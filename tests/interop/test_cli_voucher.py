@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.voucher import new_nonce
+from zerotouch_plugin.services import certfiles
 
 SERIAL = "SN-CLI-0001"
 NONCE = new_nonce(b"interop-nonce-16")
@@ -102,7 +103,7 @@ class Setup:
 def _payloads(root: Path) -> dict[str, object]:
     now = datetime.now(UTC)
     domain = certs.make_ca("interop owner domain CA", now=now)
-    certs.write_certs(root / "other-ca.pem", [certs.make_ca("interop other CA", now=now).cert])
+    certfiles.write_certs(root / "other-ca.pem", [certs.make_ca("interop other CA", now=now).cert])
     body = {
         "created-on": "2026-11-26T12:00:00Z",
         "assertion": "logged",
@@ -295,7 +296,7 @@ def test_inspect_is_labelled_unverified(setup: Setup, checks: dict[str, Result])
     assert "payload (UNVERIFIED)" in out
     assert ANIMA_JSON_VOUCHER in out
     assert "signing-time: 20" in out
-    signer = certs.load_cert_file(setup.vendor / "masa-signer.pem")
+    signer = certfiles.load_cert_file(setup.vendor / "masa-signer.pem")
     assert signer.subject.rfc4514_string() in out
     assert signer.issuer.rfc4514_string() in out
     assert "validity:" in out

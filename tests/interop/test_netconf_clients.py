@@ -21,7 +21,7 @@ from ncclient import manager
 
 from tests.support.device_pki import make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
-from zerotouch_plugin.artifacts.certs import write_certs, write_key
+from zerotouch_plugin.services.certfiles import write_certs, write_key
 
 NETCONF_CONSOLE = Path(sys.executable).parent / "netconf-console"
 SYSTEM_NS = "urn:ietf:params:xml:ns:yang:ietf-system"

@@ -22,9 +22,9 @@ from ncclient.transport.errors import AuthenticationError
 
 from tests.support.device_pki import DevicePki, make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
-from zerotouch_plugin.artifacts.certs import write_certs, write_key
 from zerotouch_plugin.config import hash_password
 from zerotouch_plugin.device.datastore import STARTUP_FILE
+from zerotouch_plugin.services.certfiles import write_certs, write_key
 
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"

@@ -22,6 +22,7 @@ from zerotouch_plugin.errors import (
     SignatureInvalid,
     UntrustedSigner,
 )
+from zerotouch_plugin.services import certfiles
 
 PAYLOAD = (
     b'{"ietf-voucher:voucher":{"assertion":"logged","serial-number":"SN-7",'
@@ -61,10 +62,10 @@ class Pki:
         self.signer_pem = folder / "signer.pem"
         self.signer_key = folder / "signer.key"
         self.chain_pem = folder / "chain.pem"
-        certs.write_certs(self.ca_pem, [self.ca.cert])
-        certs.write_certs(self.signer_pem, [self.signer.cert])
-        certs.write_key(self.signer_key, self.signer.key)
-        certs.write_certs(self.chain_pem, [*self.signer.chain] or [self.ca.cert])
+        certfiles.write_certs(self.ca_pem, [self.ca.cert])
+        certfiles.write_certs(self.signer_pem, [self.signer.cert])
+        certfiles.write_key(self.signer_key, self.signer.key)
+        certfiles.write_certs(self.chain_pem, [*self.signer.chain] or [self.ca.cert])
         self.payload = folder / "payload.json"
         self.payload.write_bytes(PAYLOAD)
 
@@ -159,8 +160,8 @@ def test_openssl_sha1_digest_refused(tmp_path: Path, openssl: str) -> None:
 def test_openssl_two_signers_refused(tmp_path: Path, openssl: str) -> None:
     pki = Pki(tmp_path, "p256")
     second = certs.issue_masa_signer(pki.ca, "Second", now=datetime.now(UTC))
-    certs.write_certs(tmp_path / "second.pem", [second.cert])
-    certs.write_key(tmp_path / "second.key", second.key)
+    certfiles.write_certs(tmp_path / "second.pem", [second.cert])
+    certfiles.write_key(tmp_path / "second.key", second.key)
     der = pki.openssl_sign(
         openssl, "-signer", str(tmp_path / "second.pem"), "-inkey", str(tmp_path / "second.key")
     )
@@ -351,8 +352,8 @@ def test_idevid_extensions_in_openssl_text(tmp_path: Path, openssl: str) -> None
     ca = certs.make_ca("Interop Manufacturer CA", now=now)
     idevid = certs.issue_idevid(ca, "SN-OPENSSL-1", masa_url="https://masa.example:9443", now=now)
     pem = tmp_path / "idevid.pem"
-    certs.write_certs(pem, [idevid.cert])
-    certs.write_certs(tmp_path / "ca.pem", [ca.cert])
+    certfiles.write_certs(pem, [idevid.cert])
+    certfiles.write_certs(tmp_path / "ca.pem", [ca.cert])
     text = run([openssl, "x509", "-in", pem, "-noout", "-text"]).stdout.decode()
     assert "serialNumber = SN-OPENSSL-1" in text or "serialNumber=SN-OPENSSL-1" in text
     assert "1.3.6.1.5.5.7.1.32" in text and "https://masa.example:9443" in text
@@ -375,8 +376,8 @@ def test_openssl_verify_rejects_wrong_ca(tmp_path: Path, openssl: str) -> None:
     ca = certs.make_ca("Interop Manufacturer CA", now=now)
     other = certs.make_ca("Interop Manufacturer CA", now=now)
     idevid = certs.issue_idevid(ca, "SN-2", masa_url=None, now=now)
-    certs.write_certs(tmp_path / "idevid.pem", [idevid.cert])
-    certs.write_certs(tmp_path / "other.pem", [other.cert])
+    certfiles.write_certs(tmp_path / "idevid.pem", [idevid.cert])
+    certfiles.write_certs(tmp_path / "other.pem", [other.cert])
     result = run(
         [openssl, "verify", "-CAfile", tmp_path / "other.pem", tmp_path / "idevid.pem"],
         check=False,
@@ -390,8 +391,8 @@ def test_registrar_and_tls_certs_in_openssl(tmp_path: Path, openssl: str) -> Non
     registrar = certs.issue_registrar(
         domain, "registrar", hosts=["localhost", "127.0.0.1"], now=now
     )
-    certs.write_certs(tmp_path / "domain.pem", [domain.cert])
-    certs.write_certs(tmp_path / "registrar.pem", [registrar.cert])
+    certfiles.write_certs(tmp_path / "domain.pem", [domain.cert])
+    certfiles.write_certs(tmp_path / "registrar.pem", [registrar.cert])
     text = run([openssl, "x509", "-in", tmp_path / "registrar.pem", "-noout", "-text"])
     out = text.stdout.decode()
     assert "CMC Registration Authority" in out or "1.3.6.1.5.5.7.3.28" in out
@@ -427,6 +428,6 @@ def test_vendor_cli_output_verifies_in_openssl(tmp_path: Path, openssl: str) -> 
     pub_key = run([openssl, "pkey", "-in", pledge / "idevid.key", "-pubout"]).stdout
     assert pub_cert == pub_key
     # A voucher signed with the MASA signer verifies in OpenSSL against the pledge's anchor.
-    signer = certs.load_identity(vendor / "masa-signer.pem", vendor / "masa-signer.key")
+    signer = certfiles.load_identity(vendor / "masa-signer.pem", vendor / "masa-signer.key")
     der = cms.sign(PAYLOAD, signer=signer, now=datetime.now(UTC))
     assert openssl_verify(openssl, tmp_path, der, pledge / "masa-ca.pem") == PAYLOAD

@@ -21,13 +21,12 @@ from zerotouch_plugin.artifacts.certs import (
     issue_intermediate_ca,
     issue_tls_server,
     make_ca,
-    write_certs,
-    write_key,
 )
 from zerotouch_plugin.config import CertToName
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.services._tls import server_context
+from zerotouch_plugin.services.certfiles import write_certs, write_key
 from zerotouch_plugin.services.netconf.certmap import map_certificate
 from zerotouch_plugin.services.restconf import bound_port, restconf_app, start_restconf
 

@@ -13,10 +13,9 @@ from zerotouch_plugin.artifacts.certs import (
     issue_client,
     issue_tls_server,
     make_ca,
-    write_certs,
-    write_key,
 )
 from zerotouch_plugin.services._tls import client_context, server_context
+from zerotouch_plugin.services.certfiles import write_certs, write_key
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 import aiohttp
 
 from tests.support.masa_world import World
-from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context
 from zerotouch_plugin.services.masa_app import (
     CA_CERT,
@@ -40,13 +40,13 @@ def free_port() -> int:
 def write_vendor_folder(world: World, folder: Path) -> Path:
     """The vendor folder V the MASA serves from, with ``world``'s manufacturer PKI."""
     folder.mkdir(parents=True, exist_ok=True)
-    certs.write_certs(folder / CA_CERT, [world.vendor_ca.cert])
+    certfiles.write_certs(folder / CA_CERT, [world.vendor_ca.cert])
     for (pem, key), ident in (
         ((SIGNER_CERT, SIGNER_KEY), world.masa_signer),
         ((TLS_CERT, TLS_KEY), world.masa_tls),
     ):
-        certs.write_certs(folder / pem, [ident.cert, *ident.chain])
-        certs.write_key(folder / key, ident.key)
+        certfiles.write_certs(folder / pem, [ident.cert, *ident.chain])
+        certfiles.write_key(folder / key, ident.key)
     return folder
 
 

@@ -13,6 +13,7 @@ from cryptography import x509
 from tests.vectors import provenance
 from zerotouch_plugin.artifacts import _cms, certs, cms
 from zerotouch_plugin.errors import Expired, NotCMS, UntrustedSigner, ZerotouchError
+from zerotouch_plugin.services import certfiles
 
 pytestmark = pytest.mark.filterwarnings(
     # Some vector certificates carry a countryName longer than two letters.
@@ -274,7 +275,7 @@ def test_chain_at_signing_time(vectors_dir: Path, relative: str) -> None:
 
 def test_idevid_vector_extensions(vectors_dir: Path) -> None:
     """The RFC 8995 IDevID (repo HEAD) has the serialNumber and verifies under vendor.crt."""
-    idevid = certs.load_cert_file(vectors_dir / APPENDIX_C / "idevid_00-D0-E5-F2-00-02.crt")
+    idevid = certfiles.load_cert_file(vectors_dir / APPENDIX_C / "idevid_00-D0-E5-F2-00-02.crt")
     assert certs.serial_number_of(idevid) == "00-D0-E5-F2-00-02"
     # RFC 8995 §2.3.2 extension as published: an IA5String without the https:// scheme.
     assert certs.masa_url_of(idevid) == "highway-test.example.com:9443"
@@ -299,7 +300,7 @@ def test_sztp_ownership_voucher_trust(vectors_dir: Path) -> None:
 
 def test_masa_url_as_utf8string_is_read(vectors_dir: Path) -> None:
     """Sandelman reach IDevIDs encode id-pe-masa-url as UTF8String, not IA5String (tolerated)."""
-    device = certs.load_cert_file(
+    device = certfiles.load_cert_file(
         vectors_dir
         / "examples/AnimaGUS-minerva__reach/spec/files/product/00-D0-E5-F2-00-10/device.crt"
     )

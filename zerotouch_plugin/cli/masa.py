@@ -13,10 +13,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import MASA_POLICIES
 from zerotouch_plugin.errors import ConfigError, NotFound
 from zerotouch_plugin.roles import masa
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.masa_app import (
     DB_FILE,
     load_config_for,
@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_claim(args: argparse.Namespace) -> int:
     try:
-        ca = certs.load_cert_file(args.domain_ca)
+        ca = certfiles.load_cert_file(args.domain_ca)
     except ValueError as exc:
         raise ConfigError(f"{args.domain_ca}: not a certificate: {exc}") from exc
     repo = _repository(args)

@@ -19,6 +19,7 @@ from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, RegistrarConfig, load_config
 from zerotouch_plugin.errors import ConfigError, ZerotouchError
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.registrar_files import (
     CA_CERT,
     CA_KEY,
@@ -89,7 +90,7 @@ def _copy_certs(files: list[Path], target: Path, what: str) -> None:
             found.extend(certs.load_certs(path.read_bytes()))
         except OSError as exc:
             raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
-    certs.write_certs(target, found)
+    certfiles.write_certs(target, found)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -117,10 +118,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     lines.append("auto_accept = false")
     # LDevID DNS names: <serial label>.<device_domain> (README "LDevID names")
     lines.append(f"device_domain = {json.dumps(args.device_domain)}")
-    certs.write_key(folder / CA_KEY, ca.key)
-    certs.write_certs(folder / CA_CERT, [ca.cert])
-    certs.write_key(folder / REGISTRAR_KEY, registrar.key)
-    certs.write_certs(folder / REGISTRAR_CERT, [registrar.cert, *registrar.chain])
+    certfiles.write_key(folder / CA_KEY, ca.key)
+    certfiles.write_certs(folder / CA_CERT, [ca.cert])
+    certfiles.write_key(folder / REGISTRAR_KEY, registrar.key)
+    certfiles.write_certs(folder / REGISTRAR_CERT, [registrar.cert, *registrar.chain])
     client = ensure_handoff_identity(folder, ca, now=now)
     (folder / CONFIG_FILE).write_text("\n".join(lines) + "\n")
     _config(folder)  # the file just written must load
@@ -246,7 +247,7 @@ def cmd_handoff(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_client_cert(args: argparse.Namespace) -> int:
-    ca = certs.load_identity(args.dir / CA_CERT, args.dir / CA_KEY)
+    ca = certfiles.load_identity(args.dir / CA_CERT, args.dir / CA_KEY)
     key = certs.generate_key("p256")
     csr = certs.make_csr(key, common_name=args.name)
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, args.name)]
@@ -266,8 +267,8 @@ def cmd_issue_client_cert(args: argparse.Namespace) -> int:
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    certs.write_key(out / "key.pem", key)
-    certs.write_certs(out / "cert.pem", [cert, *ca.chain])
+    certfiles.write_key(out / "key.pem", key)
+    certfiles.write_certs(out / "cert.pem", [cert, *ca.chain])
     shutil.copyfile(args.dir / CA_CERT, out / "ca.pem")
     role = "admin" if args.admin else "client"
     print(f"{role} certificate for {args.name}: {out / 'cert.pem'} (key {out / 'key.pem'})")

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import get_args
 from urllib.parse import urlsplit
 
+from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.services import certfiles
 
 __all__ = ["HELP", "VENDOR_FILES", "register"]
 
@@ -112,11 +114,11 @@ def _init(args: argparse.Namespace) -> int:
     )
     settings = f"masa_url = {json.dumps(masa_url)}\nkey_type = {json.dumps(kind)}\n"
     # The CA certificate last: once V/ca.pem exists, everything else of the folder does too.
-    certs.write_atomic(folder / VENDOR_TOML, settings.encode())
+    write_atomic(folder / VENDOR_TOML, settings.encode())
     for role, identity in (("masa-signer", signer), ("masa-tls", tls), ("ca", ca)):
         pem, key = VENDOR_FILES[role]
-        certs.write_key(folder / key, identity.key)
-        certs.write_certs(folder / pem, [identity.cert, *identity.chain])
+        certfiles.write_key(folder / key, identity.key)
+        certfiles.write_certs(folder / pem, [identity.cert, *identity.chain])
     print(f"vendor folder {folder}: CA {certs.fingerprint(ca.cert)}, MASA URL {masa_url}")
     return 0
 
@@ -142,7 +144,7 @@ def _idevid(args: argparse.Namespace) -> int:
     out: Path = args.out
     settings = _vendor_settings(folder)
     pem, key = VENDOR_FILES["ca"]
-    ca = certs.load_identity(folder / pem, folder / key)
+    ca = certfiles.load_identity(folder / pem, folder / key)
     kind = _KEY_KINDS.get(args.key_type or settings.get("key_type", "p256"))
     if kind is None:
         raise ConfigError(
@@ -164,8 +166,8 @@ def _idevid(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot issue the IDevID: {exc}") from exc
     out.mkdir(parents=True, exist_ok=True)
     # The key last: it is what marks the folder as holding an IDevID (see --force above).
-    certs.write_certs(out / "masa-ca.pem", [ca.cert])
-    certs.write_certs(out / "idevid.pem", [identity.cert, *identity.chain, ca.cert])
-    certs.write_key(target, identity.key)
+    certfiles.write_certs(out / "masa-ca.pem", [ca.cert])
+    certfiles.write_certs(out / "idevid.pem", [identity.cert, *identity.chain, ca.cert])
+    certfiles.write_key(target, identity.key)
     print(f"IDevID serialNumber={args.serial} in {out}: {certs.fingerprint(identity.cert)}")
     return 0

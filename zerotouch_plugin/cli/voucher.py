@@ -26,6 +26,7 @@ from zerotouch_plugin.artifacts.voucher import (
     parse_signed_voucher_request,
 )
 from zerotouch_plugin.artifacts.yang import MEMBER_BY_KIND
+from zerotouch_plugin.services import certfiles
 
 __all__ = ["HELP", "register"]
 
@@ -104,7 +105,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _sign(args: argparse.Namespace) -> int:
     tolerances = DEFAULT_TOLERANCES if args.tolerant else STRICT
     artifact = load_artifact(args.payload.read_bytes(), tolerances=tolerances)
-    identity = certs.load_identity(args.cert, args.key)
+    identity = certfiles.load_identity(args.cert, args.key)
     if args.chain is not None:
         extra = tuple(certs.load_certs(args.chain.read_bytes()))
         identity = certs.Identity(identity.cert, identity.key, identity.chain + extra)

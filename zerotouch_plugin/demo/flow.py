@@ -23,6 +23,7 @@ from typing import Any
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.demo import nms
 from zerotouch_plugin.demo.services import Service, Services, StepFailed, tail
+from zerotouch_plugin.services import certfiles
 
 __all__ = ["STEPS", "Demo", "Device", "StepResult"]
 
@@ -345,9 +346,9 @@ async def client_certs(demo: Demo) -> str:
     client = certs.issue_client(other, "someone-else", now=now)
     folder = demo.path("other-domain")
     folder.mkdir(exist_ok=True)
-    certs.write_certs(folder / "cert.pem", [client.cert, other.cert])
-    certs.write_key(folder / "key.pem", client.key)
-    certs.write_certs(folder / "ca.pem", [other.cert])
+    certfiles.write_certs(folder / "cert.pem", [client.cert, other.cert])
+    certfiles.write_key(folder / "key.pem", client.key)
+    certfiles.write_certs(folder / "ca.pem", [other.cert])
     return "admin/ (admin API), nms/ (NETCONF client), other-domain/ (a foreign CA's client)"
 
 

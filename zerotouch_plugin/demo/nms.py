@@ -24,6 +24,7 @@ from ncclient.transport import session as ncclient_session
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN
 from zerotouch_plugin.roles.registrar import device_dns_name
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context
 
 __all__ = ["ClientFiles", "DeviceView", "read_device", "refused", "restconf_hostname"]
@@ -51,7 +52,7 @@ class ClientFiles:
     def context(self, *, check_hostname: bool) -> ssl.SSLContext:
         """A TLS client context presenting this identity, trusting only ``ca``."""
         return client_context(
-            certs.load_identity(self.cert, self.key),
+            certfiles.load_identity(self.cert, self.key),
             trust=certs.load_certs(self.ca.read_bytes()),
             check_hostname=check_hostname,
         )

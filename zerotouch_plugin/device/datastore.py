@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zerotouch_plugin.artifacts.certs import write_atomic
+from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.errors import (

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import PrivateKey
 
@@ -63,11 +64,11 @@ def write_domain(
         raise ValueError("an identity needs a certificate and at least one trust anchor")
     (folder / CA_FILE).unlink(missing_ok=True)
     _sync_folder(folder)
-    certs.write_key(folder / KEY_FILE, key)
-    certs.write_certs(folder / CERT_FILE, list(chain))
+    write_atomic(folder / KEY_FILE, certs.key_pem(key), 0o600)
+    write_atomic(folder / CERT_FILE, certs.certs_pem(chain), 0o644)
     if voucher_cms is not None:
-        certs.write_atomic(folder / VOUCHER_FILE, voucher_cms, 0o644)
-    certs.write_certs(folder / CA_FILE, list(anchors))
+        write_atomic(folder / VOUCHER_FILE, voucher_cms, 0o644)
+    write_atomic(folder / CA_FILE, certs.certs_pem(anchors), 0o644)
 
 
 def forget_domain(folder: Path) -> list[str]:

@@ -38,7 +38,7 @@ from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.host import DeviceIdentity, InstalledIdentity
 from zerotouch_plugin.device.schema import load_device_schema
 from zerotouch_plugin.errors import AccessDenied, ConfigError, StorageError
-from zerotouch_plugin.services import restconf
+from zerotouch_plugin.services import certfiles, restconf
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.services.netconf import (
     SshListener,
@@ -106,7 +106,7 @@ class DeviceServer:
         if not ca.exists():
             return None
         try:
-            identity = certs.load_identity(self.folder / CERT_FILE, self.folder / KEY_FILE)
+            identity = certfiles.load_identity(self.folder / CERT_FILE, self.folder / KEY_FILE)
             anchors = tuple(certs.load_certs(ca.read_bytes()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.folder}: unusable domain identity: {exc}") from exc
@@ -218,7 +218,7 @@ class DeviceServer:
         cert_path = self.folder / "idevid.pem"
         key_path = self.folder / "idevid.key"
         try:
-            serial = certs.serial_number_of(certs.load_cert_file(cert_path))
+            serial = certs.serial_number_of(certfiles.load_cert_file(cert_path))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{cert_path}: no usable IDevID: {exc}") from exc
         if not serial:

@@ -23,8 +23,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-
+from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.config import RegistrarConfig
@@ -39,6 +38,7 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 from zerotouch_plugin.roles import handoff as role
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context, identity_pem
 from zerotouch_plugin.services.netconf.client import NetconfClient
 from zerotouch_plugin.store.registrar import HandoffJob, RegistrarRepository
@@ -80,17 +80,12 @@ def ensure_handoff_identity(folder: Path, ca: Identity, *, now: datetime) -> Ide
     close to expiry (``registrar init`` does it; folders made before get it on first use)."""
     path = folder / HANDOFF_CLIENT_FILE
     if path.exists():
-        identity = certs.load_identity(path, path)
+        identity = certfiles.load_identity(path, path)
         if identity.cert.not_valid_after_utc - _RENEW_BEFORE > now:
             return identity
     identity = certs.issue_client(ca, HANDOFF_CLIENT_NAME, now=now, days=_CLIENT_DAYS)
-    key_pem = identity.key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
     # one file: two processes renewing at once can never pair one's key with the other's cert
-    certs.write_atomic(path, key_pem + identity_pem(identity), 0o600)
+    write_atomic(path, certs.key_pem(identity.key) + identity_pem(identity), 0o600)
     log.info("hand-off client certificate %s written", certs.fingerprint(identity.cert))
     return identity
 

@@ -34,6 +34,7 @@ from zerotouch_plugin.errors import (
     UntrustedSigner,
 )
 from zerotouch_plugin.roles import masa
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
 from zerotouch_plugin.services._limits import GatedTlsSite
 from zerotouch_plugin.services._tls import peer_certificate, server_context
@@ -150,7 +151,7 @@ def load_context(folder: Path, config: MasaConfig) -> MasaContext:
             raise ConfigError(f"{folder / name} is missing (run zerotouch vendor init)")
     override = None
     if config.pinned_domain_cert is not None:
-        override = certs.load_cert_file(_path(folder, config.pinned_domain_cert))
+        override = certfiles.load_cert_file(_path(folder, config.pinned_domain_cert))
     repo = MasaRepository(open_role_database(folder, config.db, DB_FILE))
     return MasaContext(
         folder=folder,
@@ -158,8 +159,8 @@ def load_context(folder: Path, config: MasaConfig) -> MasaContext:
         rules=masa.MasaRules.from_config(config, pinned_override=override),
         manufacturer_cas=_certs_from(folder, [CA_CERT]),
         registrar_cas=_certs_from(folder, config.registrar_cas),
-        signer=certs.load_identity(folder / SIGNER_CERT, folder / SIGNER_KEY),
-        tls=certs.load_identity(folder / TLS_CERT, folder / TLS_KEY),
+        signer=certfiles.load_identity(folder / SIGNER_CERT, folder / SIGNER_KEY),
+        tls=certfiles.load_identity(folder / TLS_CERT, folder / TLS_KEY),
         repo=repo,
     )
 

@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin._files import write_atomic
+from zerotouch_plugin.artifacts import cms
 from zerotouch_plugin.artifacts.voucher import Voucher
 from zerotouch_plugin.config import DeviceConfig
 from zerotouch_plugin.device.domain_files import VOUCHER_FILE
@@ -232,7 +233,7 @@ class PledgeAgent:
         host stores the identity (domain CA last) and switches its listeners."""
         try:
             await asyncio.to_thread(
-                certs.write_atomic, self.folder / VOUCHER_FILE, enrollment.voucher_cms
+                write_atomic, self.folder / VOUCHER_FILE, enrollment.voucher_cms
             )
         except OSError as exc:
             raise StorageError(f"cannot store the voucher: {exc}") from exc
@@ -306,7 +307,7 @@ class PledgeAgent:
     def _persist(self) -> None:
         data = json.dumps(self.state.persisted(), indent=1).encode()
         try:
-            certs.write_atomic(self.state_path, data, 0o600)
+            write_atomic(self.state_path, data, 0o600)
         except OSError as exc:  # the state is still published; only its history is at risk
             log.error("cannot save %s: %s", self.state_path, exc)
 

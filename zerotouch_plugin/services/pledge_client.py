@@ -61,6 +61,7 @@ from zerotouch_plugin.roles.pledge import (
     Wait,
     registrar_validated_by,
 )
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context
 from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
 
@@ -122,7 +123,7 @@ def load_pledge_config(
                 f"{paths[name]} is missing: a pledge folder holds idevid.pem, idevid.key and "
                 "masa-ca.pem ('zerotouch vendor idevid --out P' writes them)"
             )
-    idevid = certs.load_identity(paths["idevid"], paths["idevid-key"])
+    idevid = certfiles.load_identity(paths["idevid"], paths["idevid-key"])
     # the IDevID file may carry its CA after the leaf; only intermediates go in the chain
     chain = tuple(c for c in idevid.chain if c.subject != c.issuer)
     idevid = certs.Identity(idevid.cert, idevid.key, chain)

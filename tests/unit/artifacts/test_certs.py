@@ -1,13 +1,10 @@
 """Certificates: issuance (IDevID extensions, registrar EKUs, LDevID from CSR), path
 validation (never a bad signature, wrong issuer, expired certificate or non-CA issuer), and
-the key/certificate file helpers."""
+PEM/DER encoding."""
 
 from __future__ import annotations
 
-import os
-import stat
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -19,7 +16,6 @@ from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import (
     CertificateError,
-    ConfigError,
     Expired,
     InvalidInput,
     SignatureInvalid,
@@ -38,10 +34,6 @@ def vendor() -> certs.Identity:
 @pytest.fixture(scope="module")
 def idevid(vendor: certs.Identity) -> certs.Identity:
     return certs.issue_idevid(vendor, "SN-0001", masa_url="https://masa.example:9443", now=NOW)
-
-
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _build(
@@ -234,7 +226,7 @@ def test_ldevid_refuses_csr_with_bad_signature() -> None:
 
 def test_identity_validates_types_and_key_match(vendor: certs.Identity) -> None:
     with pytest.raises(TypeError):
-        certs.Identity(_der(vendor.cert), vendor.key)  # type: ignore[arg-type]
+        certs.Identity(certs.der(vendor.cert), vendor.key)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         certs.Identity(vendor.cert, b"key")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
@@ -246,7 +238,7 @@ def test_identity_validates_types_and_key_match(vendor: certs.Identity) -> None:
 def test_fingerprint_format(vendor: certs.Identity) -> None:
     value = certs.fingerprint(vendor.cert)
     assert value.startswith("sha256:") and len(value) == 7 + 64
-    assert value == certs.fingerprint(x509.load_der_x509_certificate(_der(vendor.cert)))
+    assert value == certs.fingerprint(x509.load_der_x509_certificate(certs.der(vendor.cert)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +293,7 @@ def test_verify_chain_refuses_non_ca_issuer(kind: certs.KeyKind) -> None:
 def test_verify_chain_refuses_bad_signature(kind: certs.KeyKind) -> None:
     root = certs.make_ca("Root", now=NOW, key_kind=kind)
     leaf = certs.issue_masa_signer(root, "MASA", now=NOW, key_kind=kind)
-    der = bytearray(_der(leaf.cert))
+    der = bytearray(certs.der(leaf.cert))
     der[-3] ^= 0x40  # inside the signature value
     forged = x509.load_der_x509_certificate(bytes(der))
     with pytest.raises(UntrustedSigner):
@@ -309,7 +301,7 @@ def test_verify_chain_refuses_bad_signature(kind: certs.KeyKind) -> None:
 
 
 def test_verify_chain_refuses_tampered_tbs(vendor: certs.Identity, idevid: certs.Identity) -> None:
-    der = _der(idevid.cert).replace(b"SN-0001", b"SN-0002")
+    der = certs.der(idevid.cert).replace(b"SN-0001", b"SN-0002")
     forged = x509.load_der_x509_certificate(der)
     assert certs.serial_number_of(forged) == "SN-0002"
     with pytest.raises(UntrustedSigner):
@@ -360,56 +352,36 @@ def test_verify_chain_ed25519_leaf_under_ecdsa_ca(vendor: certs.Identity) -> Non
 
 
 # ---------------------------------------------------------------------------------------------
-# files
+# bytes
 
 
-def test_write_key_is_private_pkcs8_and_atomic(tmp_path: Path) -> None:
-    key = certs.generate_key()
-    path = tmp_path / "a.key"
-    certs.write_key(path, key)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    assert certs.load_key_file(path).private_numbers() == key.private_numbers()  # type: ignore[union-attr]
-    certs.write_key(path, certs.generate_key())  # replacing keeps 0600, leaves no temp file
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(os.listdir(tmp_path)) == ["a.key"]
+def test_key_and_certificates_round_trip_through_pem(idevid: certs.Identity) -> None:
+    pem = certs.key_pem(idevid.key)
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    loaded = certs.load_private_key(pem)
+    assert certs.Identity(idevid.cert, loaded).key.public_key() == idevid.key.public_key()
+    der = idevid.key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    assert certs.key_kind_of(certs.load_private_key(der)) == "p256"
+    chain = certs.certs_pem([idevid.cert, idevid.cert])
+    assert certs.load_certs(chain) == [idevid.cert, idevid.cert]
+    with pytest.raises(ValueError, match="no certificates"):
+        certs.certs_pem([])
 
 
-def test_write_key_mode_despite_permissive_umask(tmp_path: Path) -> None:
-    old = os.umask(0)
-    try:
-        certs.write_key(tmp_path / "k.key", certs.generate_key())
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "k.key").stat().st_mode) == 0o600
-
-
-def test_certificate_files_round_trip(tmp_path: Path, idevid: certs.Identity) -> None:
-    path = tmp_path / "idevid.pem"
-    certs.write_certs(path, [idevid.cert])
-    assert certs.load_cert_file(path) == idevid.cert
-    key_path = tmp_path / "idevid.key"
-    certs.write_key(key_path, idevid.key)
-    loaded = certs.load_identity(path, key_path)
-    assert loaded.cert == idevid.cert and loaded.chain == ()
-    der_path = tmp_path / "c.der"
-    der_path.write_bytes(_der(idevid.cert))
-    assert certs.load_cert_file(der_path) == idevid.cert
-    with pytest.raises(ValueError):
-        certs.write_certs(path, [])
-
-
-def test_load_identity_with_chain_and_mismatched_key(
-    tmp_path: Path, vendor: certs.Identity, idevid: certs.Identity
-) -> None:
-    pem = tmp_path / "idevid.pem"
-    certs.write_certs(pem, [idevid.cert, vendor.cert])
-    key = tmp_path / "k.key"
-    certs.write_key(key, idevid.key)
-    assert certs.load_identity(pem, key).chain == (vendor.cert,)
-    certs.write_key(key, certs.generate_key())
-    with pytest.raises(ConfigError, match="does not belong"):
-        certs.load_identity(pem, key)
+def test_load_private_key_refuses_garbage_and_encrypted_keys(idevid: certs.Identity) -> None:
+    with pytest.raises(InvalidInput, match="not an unencrypted private key"):
+        certs.load_private_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    encrypted = idevid.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    with pytest.raises(InvalidInput, match="not an unencrypted private key"):
+        certs.load_private_key(encrypted)
 
 
 def test_load_certs_rejects_garbage() -> None:
@@ -417,13 +389,6 @@ def test_load_certs_rejects_garbage() -> None:
         certs.load_certs(b"hello")
     with pytest.raises(InvalidInput):
         certs.load_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-
-
-def test_load_key_file_errors(tmp_path: Path) -> None:
-    path = tmp_path / "bad.key"
-    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-    with pytest.raises(ConfigError, match=r"bad\.key"):
-        certs.load_key_file(path)
 
 
 # ---------------------------------------------------------------------------------------------

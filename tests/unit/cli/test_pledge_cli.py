@@ -9,6 +9,7 @@ import pytest
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.cli import main
+from zerotouch_plugin.services import certfiles
 
 
 def test_empty_pledge_folder_is_a_config_error(
@@ -26,9 +27,9 @@ def test_registrar_url_must_be_https(tmp_path: Path, capsys: pytest.CaptureFixtu
     now = datetime.now(UTC)
     vendor = certs.make_ca("vendor", now=now)
     idevid = certs.issue_idevid(vendor, "CLI-1", masa_url=None, now=now)
-    certs.write_certs(tmp_path / "idevid.pem", [idevid.cert])
-    certs.write_key(tmp_path / "idevid.key", idevid.key)
-    certs.write_certs(tmp_path / "masa-ca.pem", [vendor.cert])
+    certfiles.write_certs(tmp_path / "idevid.pem", [idevid.cert])
+    certfiles.write_key(tmp_path / "idevid.key", idevid.key)
+    certfiles.write_certs(tmp_path / "masa-ca.pem", [vendor.cert])
     code = main(["pledge", "enroll", "--dir", str(tmp_path), "--registrar", "http://127.0.0.1:9"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("config-error:") and "https://HOST" in err

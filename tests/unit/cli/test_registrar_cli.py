@@ -15,12 +15,13 @@ from cryptography.x509.oid import NameOID
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.cli import main
 from zerotouch_plugin.config import RegistrarConfig, load_config
+from zerotouch_plugin.services import certfiles
 
 
 @pytest.fixture
 def registrar_dir(tmp_path: Path) -> Path:
     vendor = certs.make_ca("CLI Vendor CA", now=datetime.now(UTC))
-    certs.write_certs(tmp_path / "vendor.pem", [vendor.cert])
+    certfiles.write_certs(tmp_path / "vendor.pem", [vendor.cert])
     folder = tmp_path / "R"
     assert (
         main(
@@ -47,8 +48,8 @@ def test_init_writes_a_loadable_folder(
     assert config.masa_url == "https://127.0.0.1:9443"
     assert config.manufacturer_cas == ("manufacturer-cas.pem",)
     assert tomllib.loads((registrar_dir / "registrar.toml").read_text())["auto_accept"] is False
-    ca = certs.load_cert_file(registrar_dir / "ca.pem")
-    registrar = certs.load_cert_file(registrar_dir / "registrar.pem")
+    ca = certfiles.load_cert_file(registrar_dir / "ca.pem")
+    registrar = certfiles.load_cert_file(registrar_dir / "registrar.pem")
     certs.verify_chain(registrar, trust_anchors=[ca], now=datetime.now(UTC), purpose="server")
     assert (registrar_dir / "ca.key").stat().st_mode & 0o077 == 0
     capsys.readouterr()
@@ -82,13 +83,13 @@ def test_issue_client_cert_admin_flag(registrar_dir: Path, tmp_path: Path) -> No
     out = tmp_path / "admin"
     base = ["registrar", "issue-client-cert", "--dir", str(registrar_dir)]
     assert main([*base, "--name", "alice", "--out", str(out), "--admin"]) == 0
-    cert = certs.load_cert_file(out / "cert.pem")
+    cert = certfiles.load_cert_file(out / "cert.pem")
     ous = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
     assert ous == ["zerotouch-admin"]
     assert (out / "ca.pem").read_bytes() == (registrar_dir / "ca.pem").read_bytes()
-    certs.load_identity(out / "cert.pem", out / "key.pem")
+    certfiles.load_identity(out / "cert.pem", out / "key.pem")
     assert main([*base, "--name", "nms", "--out", str(tmp_path / "nms")]) == 0
-    plain = certs.load_cert_file(tmp_path / "nms" / "cert.pem")
+    plain = certfiles.load_cert_file(tmp_path / "nms" / "cert.pem")
     assert not plain.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
 
 

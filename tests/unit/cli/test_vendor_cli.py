@@ -13,6 +13,7 @@ from cryptography import x509
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.cli import main
+from zerotouch_plugin.services import certfiles
 
 URL = "https://127.0.0.1:9443"
 
@@ -31,13 +32,13 @@ def vendor(tmp_path: Path) -> Path:
 def test_init_writes_vendor_folder(vendor: Path) -> None:
     for name in ("ca", "masa-signer", "masa-tls"):
         assert _mode(vendor / f"{name}.key") == 0o600
-        identity = certs.load_identity(vendor / f"{name}.pem", vendor / f"{name}.key")
+        identity = certfiles.load_identity(vendor / f"{name}.pem", vendor / f"{name}.key")
         assert identity.cert.not_valid_before_utc <= datetime.now(UTC)
-    ca = certs.load_cert_file(vendor / "ca.pem")
+    ca = certfiles.load_cert_file(vendor / "ca.pem")
     now = datetime.now(UTC)
-    signer = certs.load_cert_file(vendor / "masa-signer.pem")
+    signer = certfiles.load_cert_file(vendor / "masa-signer.pem")
     assert certs.verify_chain(signer, trust_anchors=[ca], now=now)[-1] == ca
-    tls = certs.load_cert_file(vendor / "masa-tls.pem")
+    tls = certfiles.load_cert_file(vendor / "masa-tls.pem")
     for purpose in ("server", "client"):
         certs.verify_chain(tls, trust_anchors=[ca], now=now, purpose=purpose)
     san = tls.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -71,13 +72,13 @@ def test_init_key_type(tmp_path: Path) -> None:
     assert (
         main(["vendor", "init", "--dir", str(folder), "--masa-url", URL, "--key-type", "p384"]) == 0
     )
-    assert certs.key_kind_of(certs.load_key_file(folder / "ca.key")) == "p384"
+    assert certs.key_kind_of(certfiles.load_key_file(folder / "ca.key")) == "p384"
     pledge = tmp_path / "P"
     assert (
         main(["vendor", "idevid", "--dir", str(folder), "--serial", "SN-1", "--out", str(pledge)])
         == 0
     )
-    assert certs.key_kind_of(certs.load_key_file(pledge / "idevid.key")) == "p384"
+    assert certs.key_kind_of(certfiles.load_key_file(pledge / "idevid.key")) == "p384"
 
 
 def test_idevid_writes_pledge_folder(vendor: Path, tmp_path: Path) -> None:
@@ -85,9 +86,9 @@ def test_idevid_writes_pledge_folder(vendor: Path, tmp_path: Path) -> None:
     args = ["vendor", "idevid", "--dir", str(vendor), "--serial", "SN-42", "--out", str(pledge)]
     assert main(args) == 0
     assert _mode(pledge / "idevid.key") == 0o600
-    identity = certs.load_identity(pledge / "idevid.pem", pledge / "idevid.key")
-    anchor = certs.load_cert_file(pledge / "masa-ca.pem")
-    assert anchor == certs.load_cert_file(vendor / "ca.pem")
+    identity = certfiles.load_identity(pledge / "idevid.pem", pledge / "idevid.key")
+    anchor = certfiles.load_cert_file(pledge / "masa-ca.pem")
+    assert anchor == certfiles.load_cert_file(vendor / "ca.pem")
     assert identity.chain == (anchor,)  # idevid.pem: the IDevID, then the CA
     assert certs.serial_number_of(identity.cert) == "SN-42"
     assert certs.masa_url_of(identity.cert) == URL

@@ -11,6 +11,7 @@ import pytest
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DeviceConfig
+from zerotouch_plugin.device import domain_files
 from zerotouch_plugin.device.domain_files import (
     CA_FILE,
     CERT_FILE,
@@ -67,7 +68,7 @@ def test_rewrite_removes_the_old_commit_point_first(
     def crash(*args: object, **kwargs: object) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(certs, "write_certs", crash)
+    monkeypatch.setattr(domain_files, "write_atomic", crash)
     with pytest.raises(OSError):
         write(tmp_path)
     assert not (tmp_path / CA_FILE).exists()  # the mixed set does not look complete

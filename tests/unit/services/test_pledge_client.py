@@ -15,6 +15,7 @@ from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.pledge import Enrollment
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services import pledge_client as client
 from zerotouch_plugin.services.pledge_client import (
     HandshakeRefused,
@@ -29,9 +30,9 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 def _pledge_folder(folder: Path) -> certs.Identity:
     vendor = certs.make_ca("vendor", now=NOW)
     idevid = certs.issue_idevid(vendor, "SN-H1", masa_url=None, now=NOW)
-    certs.write_certs(folder / "idevid.pem", [idevid.cert, vendor.cert])
-    certs.write_key(folder / "idevid.key", idevid.key)
-    certs.write_certs(folder / "masa-ca.pem", [vendor.cert])
+    certfiles.write_certs(folder / "idevid.pem", [idevid.cert, vendor.cert])
+    certfiles.write_key(folder / "idevid.key", idevid.key)
+    certfiles.write_certs(folder / "masa-ca.pem", [vendor.cert])
     return vendor
 
 
@@ -75,7 +76,7 @@ def test_write_enrollment_writes_all_files_with_modes(tmp_path: Path) -> None:
     write_enrollment(tmp_path, enrollment)
     assert (tmp_path / "voucher.cms").read_bytes() == voucher_cms
     assert certs.load_certs((tmp_path / "domain-ca.pem").read_bytes()) == [domain.cert]
-    identity = certs.load_identity(tmp_path / "ldevid.pem", tmp_path / "ldevid.key")
+    identity = certfiles.load_identity(tmp_path / "ldevid.pem", tmp_path / "ldevid.key")
     assert identity.cert == leaf.cert
     assert stat.S_IMODE((tmp_path / "ldevid.key").stat().st_mode) == 0o600
     assert not list(tmp_path.glob(".*.tmp"))  # nothing staged is left behind

@@ -15,7 +15,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from tests.support.device_pki import DevicePki, make_device_pki
-from zerotouch_plugin.artifacts.certs import Identity, generate_key, issue_from_csr, make_csr
+from zerotouch_plugin.artifacts.certs import (
+    Identity,
+    generate_key,
+    issue_from_csr,
+    make_csr,
+)
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.roles.registrar import ldevid_subject

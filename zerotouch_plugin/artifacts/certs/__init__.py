@@ -1,22 +1,15 @@
 """Certificates of a manufacturer (CA, MASA, IDevIDs) and of an owner's domain (CA, registrar,
-LDevIDs), their keys and files, and certificate path validation.
+LDevIDs), their keys, and certificate path validation; bytes and objects in and out.
 
 One concern per module: ``keys`` (key kinds, ``Identity``), ``issuance`` (certificates and
-CSRs), ``inspection`` (parsing and reading certificates), ``verification`` (path validation)
-and ``files`` (PEM/DER files, atomic writes). Callers use the package:
+CSRs), ``inspection`` (reading certificates), ``pem`` (certificates and keys to and from
+bytes) and ``verification`` (path validation). Files are the callers' concern
+(``services/certfiles``). Callers use the package:
 ``from zerotouch_plugin.artifacts import certs; certs.verify_chain(...)``.
 """
 
 from __future__ import annotations
 
-from zerotouch_plugin.artifacts.certs.files import (
-    load_cert_file,
-    load_identity,
-    load_key_file,
-    write_atomic,
-    write_certs,
-    write_key,
-)
 from zerotouch_plugin.artifacts.certs.inspection import (
     OID_HARDWARE_MODULE_NAME,
     OID_KP_CMC_RA,
@@ -29,7 +22,6 @@ from zerotouch_plugin.artifacts.certs.inspection import (
     idevid_issuer_matches,
     is_ca,
     issued_by,
-    load_certs,
     masa_url_of,
     serial_number_of,
 )
@@ -52,6 +44,7 @@ from zerotouch_plugin.artifacts.certs.keys import (
     key_kind_of,
     signature_hash,
 )
+from zerotouch_plugin.artifacts.certs.pem import certs_pem, key_pem, load_certs, load_private_key
 from zerotouch_plugin.artifacts.certs.verification import Purpose, verify_chain
 
 __all__ = [
@@ -62,6 +55,7 @@ __all__ = [
     "KeyKind",
     "PrivateKey",
     "Purpose",
+    "certs_pem",
     "der",
     "describe",
     "fingerprint",
@@ -79,17 +73,13 @@ __all__ = [
     "issue_tls_server",
     "issued_by",
     "key_kind_of",
-    "load_cert_file",
+    "key_pem",
     "load_certs",
-    "load_identity",
-    "load_key_file",
+    "load_private_key",
     "make_ca",
     "make_csr",
     "masa_url_of",
     "serial_number_of",
     "signature_hash",
     "verify_chain",
-    "write_atomic",
-    "write_certs",
-    "write_key",
 ]

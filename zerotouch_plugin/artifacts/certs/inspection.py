@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import _cms
-from zerotouch_plugin.errors import CertificateError, InvalidInput
+from zerotouch_plugin.errors import CertificateError
 
 __all__ = [
     "OID_HARDWARE_MODULE_NAME",
@@ -30,7 +30,6 @@ __all__ = [
     "idevid_issuer_matches",
     "is_ca",
     "issued_by",
-    "load_certs",
     "masa_url_of",
     "serial_number_of",
 ]
@@ -170,18 +169,3 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 def der(cert: x509.Certificate) -> bytes:
     """The DER encoding: two certificates are the same certificate when these bytes are."""
     return cert.public_bytes(serialization.Encoding.DER)
-
-
-_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
-
-
-def load_certs(data: bytes) -> list[x509.Certificate]:
-    """Every certificate in PEM text (one or many, other text ignored) or one DER certificate."""
-    if not isinstance(data, bytes | bytearray):
-        raise TypeError("certificate data must be bytes")
-    try:
-        if _PEM_CERT in data:
-            return x509.load_pem_x509_certificates(bytes(data))
-        return [x509.load_der_x509_certificate(bytes(data))]
-    except ValueError as exc:
-        raise InvalidInput(f"not a PEM or DER X.509 certificate: {exc}") from exc

@@ -21,6 +21,7 @@ from zerotouch_plugin.config import RegistrarConfig
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import ConfigError, ZerotouchError
 from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.services.handoff import HandoffWorker, ensure_handoff_identity
 from zerotouch_plugin.services.masa_client import MasaClient
@@ -86,8 +87,8 @@ def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext
     masa_trust = _read_certs(folder, config.masa_trust, "MASA trust")
     try:
         context = role.RegistrarContext(
-            registrar=certs.load_identity(folder / REGISTRAR_CERT, folder / REGISTRAR_KEY),
-            domain_ca=certs.load_identity(folder / CA_CERT, folder / CA_KEY),
+            registrar=certfiles.load_identity(folder / REGISTRAR_CERT, folder / REGISTRAR_KEY),
+            domain_ca=certfiles.load_identity(folder / CA_CERT, folder / CA_KEY),
             manufacturer_cas=manufacturer_cas,
             masa_trust=masa_trust,
             auto_accept=config.auto_accept,

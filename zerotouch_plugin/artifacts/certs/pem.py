@@ -1,0 +1,66 @@
+"""Certificates and private keys to and from bytes: PEM or DER in, PEM out.
+
+Bytes only; which file they come from or go to is the caller's concern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from zerotouch_plugin.artifacts.certs.keys import PrivateKey
+from zerotouch_plugin.errors import InvalidInput
+
+__all__ = ["certs_pem", "key_pem", "load_certs", "load_private_key"]
+
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+
+
+def load_certs(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in PEM text (one or many, other text ignored) or one DER certificate."""
+    if not isinstance(data, bytes | bytearray):
+        raise TypeError("certificate data must be bytes")
+    try:
+        if _PEM_CERT in data:
+            return x509.load_pem_x509_certificates(bytes(data))
+        return [x509.load_der_x509_certificate(bytes(data))]
+    except ValueError as exc:
+        raise InvalidInput(f"not a PEM or DER X.509 certificate: {exc}") from exc
+
+
+def load_private_key(data: bytes) -> PrivateKey:
+    """A private key from PEM (PKCS#8, SEC1, PKCS#1) or DER, unencrypted."""
+    loader = (
+        serialization.load_pem_private_key
+        if b"-----BEGIN" in data
+        else serialization.load_der_private_key
+    )
+    try:
+        key = loader(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InvalidInput(f"not an unencrypted private key: {exc}") from exc
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise InvalidInput(f"unsupported key type {type(key).__name__}")
+    return key
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted: whoever stores it must keep it private."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def certs_pem(certs: Sequence[x509.Certificate]) -> bytes:
+    """Certificates as concatenated PEM, in the order given (leaf first for a chain)."""
+    if not certs:
+        raise ValueError("no certificates to write")
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
