@@ -13,6 +13,7 @@ a message; never the session's internal error, and never later than the budget a
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +196,9 @@ def test_any_xpath_filter_answers_within_its_budget(tmp_path: Path, errors: Erro
             tag = root.findtext(f"{{{NC}}}rpc-error/{{{NC}}}error-tag")
             expected = ["invalid-value", "operation-failed", "resource-denied"]
             assert tag in expected, (select, tag)
+            message = root.findtext(f"{{{NC}}}rpc-error/{{{NC}}}error-message") or ""
+            # A reason the client can act on, not a Python exception's name.
+            assert not re.search(r"\w(Error|Exception)\b", message.replace(select, "")), message
         assert not errors.records, (select, [r.getMessage() for r in errors.records])
 
     try:

@@ -55,6 +55,17 @@ _WIDE_AXES = frozenset(
 )
 
 
+# What yangson's evaluator fails with on valid XPath 1.0 it does not implement, in words the
+# client can act on (the traceback goes to the server's log).
+_ENGINE_LIMITS: Mapping[type[Exception], str] = {
+    OverflowError: "it uses an infinite number (such as 1 div 0) where the XPath engine "
+    "needs a whole number, e.g. as a position",
+    AttributeError: "it applies an operator, a predicate or a function to a kind of value "
+    "the XPath engine does not support there (e.g. unary minus on a node-set, a predicate "
+    "on a string, deref() of a non-reference)",
+}
+
+
 class XPathFailed(ZerotouchError):
     """The XPath engine could not evaluate a filter it parsed (RFC 6241 Appendix A:
     operation-failed); the details are in the server's log."""
@@ -138,9 +149,9 @@ def _evaluate(
         ) from None
     except Exception as exc:  # the engine's own failure: never an internal error
         log.warning("XPath filter %r: yangson failed", select, exc_info=True)
+        reason = _ENGINE_LIMITS.get(type(exc), "the XPath engine failed on it")
         raise XPathFailed(
-            f"the XPath filter {select!r} could not be evaluated: {type(exc).__name__}",
-            path="/filter",
+            f"the XPath filter {select!r} could not be evaluated: {reason}", path="/filter"
         ) from None
     finally:
         del data.modules[_FILTER_MODULE]
