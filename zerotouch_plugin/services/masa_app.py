@@ -11,10 +11,11 @@ A voucher is returned only after it and its audit-log entry are committed to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,7 +292,35 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
 
     app.router.add_post(VOUCHER_PATH, request_voucher)
     app.router.add_post(AUDIT_PATH, request_audit_log)
+    app.cleanup_ctx.append(lambda _: _watch_claims(ctx))
     return app
+
+
+CLAIM_POLL = 1.0  # seconds between looks for domains claimed while the MASA serves
+
+
+async def _watch_claims(ctx: MasaContext) -> AsyncIterator[None]:
+    """Trust the TLS client certificates of domains claimed while serving (``masa claim``
+    writes the database, not this process): without it, once the MASA asks for client
+    certificates, a newly claimed domain's registrar fails the handshake until a restart,
+    and cannot authenticate for the nonceless voucher or audit log it is owed (RFC 8995
+    §5.5.4, §5.8.1)."""
+    known = set(await asyncio.to_thread(ctx.repo.domain_certs))
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(CLAIM_POLL)
+            for der in set(await asyncio.to_thread(ctx.repo.domain_certs)) - known:
+                known.add(der)
+                cert = x509.load_der_x509_certificate(der)
+                ctx.trust_domain(cert)
+                log.info("TLS client certificates of domain %s accepted", masa.domain_id(cert))
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def start_masa(
