@@ -1,4 +1,4 @@
-"""``zerotouch device run``: the reference device server over a device folder P, with the
+"""``zerotouch device run``: the reference device server over a device folder, with the
 pledge agent; ``zerotouch device factory-reset``: forget what bootstrapping gave it."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ async def _run(args: argparse.Namespace) -> None:
         _listening(bound, shown)
         if not device.has_domain_identity and (config.netconf_tls or config.restconf):
             print(
-                "no domain identity (P/ldevid.pem): TLS clients are refused until enrolment",
+                "no domain identity (ldevid.pem): TLS clients are refused until enrolment",
                 file=sys.stderr,
                 flush=True,
             )
@@ -188,8 +188,8 @@ def add_discovery_options(p: argparse.ArgumentParser) -> None:
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser("run", help="run the device until SIGINT/SIGTERM", description=HELP)
-    p.add_argument("--dir", type=Path, required=True, help="the device folder P")
-    p.add_argument("--config", type=Path, help="configuration file (default: P/device.toml)")
+    p.add_argument("--dir", type=Path, required=True, help="the device folder")
+    p.add_argument("--config", type=Path, help="configuration file (default: device.toml in it)")
     p.add_argument("--netconf-ssh", metavar="HOST:PORT", help="NETCONF over SSH (RFC 6242)")
     p.add_argument("--netconf-tls", metavar="HOST:PORT", help="NETCONF over TLS (RFC 7589)")
     p.add_argument("--restconf", metavar="HOST:PORT", help="RESTCONF over HTTPS (RFC 8040)")
@@ -212,13 +212,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "factory-reset",
         help="forget the domain identity, voucher, bootstrap state and startup configuration",
         description=(
-            "With the device stopped: removes P/domain-ca.pem, ldevid.pem, ldevid.key, "
+            "With the device stopped: removes domain-ca.pem, ldevid.pem, ldevid.key, "
             "voucher.cms, bootstrap-state.json and startup.json, so the next run bootstraps "
             "again from its factory identity. Keeps idevid.*, masa-ca.pem, device.toml and "
             "the SSH host keys."
         ),
     )
-    p.add_argument("--dir", type=Path, required=True, help="the device folder P")
+    p.add_argument("--dir", type=Path, required=True, help="the device folder")
     p.add_argument(
         "--keep-config", action="store_true", help="keep the startup configuration (startup.json)"
     )

@@ -1,4 +1,4 @@
-"""``zerotouch masa ...``: run the manufacturer's MASA (vendor folder V) and manage claims."""
+"""``zerotouch masa ...``: run the manufacturer's MASA from its vendor folder; claims."""
 
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--dir", type=Path, required=True, help="the vendor folder V")
-        p.add_argument("--db", help="database URL (default: SQLite file V/masa.db)")
+        p.add_argument("--dir", type=Path, required=True, help="the vendor folder")
+        p.add_argument("--db", help="database URL (default: SQLite file masa.db in the folder)")
         p.set_defaults(func=func)
         return p
 
@@ -112,7 +112,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--policy",
         choices=MASA_POLICIES,
-        help="ownership policy (default from V/masa.toml, else first-come)",
+        help="ownership policy (default from the folder's masa.toml, else first-come)",
     )
 
     p = add("claim", "record that a device belongs to the domain of a CA", cmd_claim)

@@ -1,4 +1,4 @@
-"""``zerotouch pledge ...``: the headless pledge (RFC 8995 client side) for a pledge folder P.
+"""``zerotouch pledge ...``: the headless pledge (RFC 8995 client side) for a pledge folder.
 
 Thin: ``services.pledge_client`` runs the sans-IO machine of ``roles.pledge`` over HTTPS.
 """
@@ -91,16 +91,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser(
         "enroll",
-        help="bootstrap the pledge in folder P through a registrar",
+        help="bootstrap the pledge in its folder through a registrar",
         description=(
-            "Provisional TLS, voucher-request signed with P/idevid.pem, voucher validation "
-            "against P/masa-ca.pem, voucher_status, EST cacerts, csrattrs and simpleenroll, "
-            "then the install: P/ldevid.key (0600), P/ldevid.pem, P/voucher.cms and last "
-            "P/domain-ca.pem, then enrollstatus reporting it; exits 0. On a failure before the "
+            "Provisional TLS, voucher-request signed with idevid.pem, voucher validation "
+            "against masa-ca.pem, voucher_status, EST cacerts, csrattrs and simpleenroll, "
+            "then the install in the folder: ldevid.key (0600), ldevid.pem, voucher.cms and "
+            "last domain-ca.pem, then enrollstatus reporting it; exits 0. On a failure before the "
             "install exits 1 with the reason and writes nothing."
         ),
     )
-    p.add_argument("--dir", type=Path, required=True, help="pledge folder P")
+    p.add_argument("--dir", type=Path, required=True, help="the pledge folder")
     p.add_argument(
         "--registrar",
         help="registrar URL, https://HOST:PORT (with --discovery: the method 'configured')",

@@ -1,7 +1,7 @@
 """``zerotouch vendor ...``: the manufacturer's PKI (CA, MASA certificates, IDevIDs).
 
 Thin: ``artifacts.certs`` issues the certificates; this module chooses names, lays out the
-vendor folder V and the pledge folder P, and refuses to overwrite a CA by accident.
+vendor folder and the pledge folder, and refuses to overwrite a CA by accident.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["HELP", "VENDOR_FILES", "register"]
 
 HELP = "manufacturer PKI: create the vendor CA and MASA certificates, issue IDevIDs"
 
-# Files of the vendor folder V (names used by the MASA service and the tests).
+# Files of the vendor folder (names used by the MASA service and the tests).
 VENDOR_FILES = {
     "ca": ("ca.pem", "ca.key"),
     "masa-signer": ("masa-signer.pem", "masa-signer.key"),
@@ -42,12 +42,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "init",
         help="create the manufacturer CA, the MASA voucher-signing and TLS certificates",
         description=(
-            "Create V/ca.pem+key (manufacturer CA), V/masa-signer.pem+key (signs vouchers), "
-            "V/masa-tls.pem+key (MASA HTTPS server and client certificate for localhost, "
-            "127.0.0.1, ::1 and the MASA URL's host) and V/vendor.toml (the MASA URL)."
+            "Create in the folder ca.pem+key (manufacturer CA), masa-signer.pem+key (signs "
+            "vouchers), masa-tls.pem+key (MASA HTTPS server and client certificate for localhost, "
+            "127.0.0.1, ::1 and the MASA URL's host) and vendor.toml (the MASA URL)."
         ),
     )
-    init.add_argument("--dir", required=True, type=Path, help="vendor folder V")
+    init.add_argument("--dir", required=True, type=Path, help="vendor folder")
     init.add_argument(
         "--masa-url",
         required=True,
@@ -62,15 +62,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "idevid",
         help="issue an IDevID for a device into a pledge folder",
         description=(
-            "Write P/idevid.pem (IDevID, then the CA), P/idevid.key and P/masa-ca.pem (the "
+            "Write to the pledge folder idevid.pem (IDevID, then the CA), idevid.key and "
+            "masa-ca.pem (the "
             "manufacturer trust anchor the pledge validates vouchers with)."
         ),
     )
-    idevid.add_argument("--dir", required=True, type=Path, help="vendor folder V")
+    idevid.add_argument("--dir", required=True, type=Path, help="vendor folder")
     idevid.add_argument(
         "--serial", required=True, help="device serial number (subject serialNumber)"
     )
-    idevid.add_argument("--out", required=True, type=Path, help="pledge folder P")
+    idevid.add_argument("--out", required=True, type=Path, help="pledge folder")
     idevid.add_argument("--key-type", choices=kinds, default=None, help="default: the CA's type")
     idevid.add_argument(
         "--hardware-type",
@@ -113,7 +114,7 @@ def _init(args: argparse.Namespace) -> int:
         ca, f"{args.name} MASA TLS", hosts=hosts, now=now, client_auth=True, key_kind=kind
     )
     settings = f"masa_url = {json.dumps(masa_url)}\nkey_type = {json.dumps(kind)}\n"
-    # The CA certificate last: once V/ca.pem exists, everything else of the folder does too.
+    # The CA certificate last: once ca.pem exists, everything else of the folder does too.
     write_atomic(folder / VENDOR_TOML, settings.encode())
     for role, identity in (("masa-signer", signer), ("masa-tls", tls), ("ca", ca)):
         pem, key = VENDOR_FILES[role]

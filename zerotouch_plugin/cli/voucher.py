@@ -90,7 +90,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--request", action="store_true", help="expect a voucher-request, not a voucher"
     )
     verify.add_argument(
-        "--strict", action="store_true", help="accept no tolerance (see README: tolerances)"
+        "--strict", action="store_true", help="accept no tolerance (see docs/cli/voucher.md)"
     )
     verify.set_defaults(func=_verify)
 

@@ -1,5 +1,5 @@
 """The owner's NMS in the demo: ncclient over NETCONF/TLS (RFC 7589) with a domain client
-certificate, and the clients a device must refuse once enrolled (issue 5).
+certificate, and the clients a device must refuse once enrolled.
 
 Blocking (ncclient runs a thread per session); the flow calls these through
 ``asyncio.to_thread``, one device per thread.

@@ -1,4 +1,4 @@
-"""The domain identity on disk in a device (or pledge) folder P, with one commit point.
+"""The domain identity on disk in a device (or pledge) folder, with one commit point.
 
 A bootstrap leaves four files: the LDevID key and certificate chain, the voucher that
 authorised it, and the domain trust anchors. Each file is replaced atomically, but a crash

@@ -159,7 +159,7 @@ class PledgeConfig:
     """What a pledge holds from the factory, and how persistent it is."""
 
     idevid: Identity  # IEEE 802.1AR identity: TLS client certificate, signs the PVR
-    masa_anchors: tuple[x509.Certificate, ...]  # P/masa-ca.pem: voucher signers chain here
+    masa_anchors: tuple[x509.Certificate, ...]  # masa-ca.pem: voucher signers chain here
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     key_kind: KeyKind = "p256"  # the LDevID key, unless /csrattrs names another
     # RFC 8995 §7.2 / RFC 8366 §5.3: accept a voucher without nonce (one the registrar held

@@ -1,7 +1,7 @@
-"""The reference device: datastores, NETCONF over SSH and TLS, and RESTCONF, over folder P.
+"""The reference device: datastores, NETCONF over SSH and TLS, and RESTCONF, over a device folder.
 
 It implements the plugin host interface (``device/host.py``) for the pledge agent. The
-domain identity (``P/ldevid.pem`` with its chain, ``P/ldevid.key``, ``P/domain-ca.pem``, the
+domain identity (``ldevid.pem`` with its chain, ``ldevid.key``, ``domain-ca.pem`` in the folder, the
 last one the commit point: ``device/domain_files.py``) is read at start, after leftovers of
 an interrupted install are discarded, and again when an identity is installed: NETCONF/TLS
 picks it up for the next connection and RESTCONF is restarted on the same address, with no
@@ -189,7 +189,7 @@ class DeviceServer:
         assert self._restconf_address is not None
         ctx = self._context()
         if ctx is None:
-            log.warning("RESTCONF waits for a domain identity (P/ldevid.pem): not listening yet")
+            log.warning("RESTCONF waits for a domain identity (ldevid.pem): not listening yet")
             return
         if self._restconf_app is None:
             self._restconf_app = restconf.restconf_app(

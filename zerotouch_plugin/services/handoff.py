@@ -8,8 +8,9 @@ one's lease with a conditional UPDATE so that one process does it, runs one atte
 ``handoff_timeout`` and records the outcome the role (``roles/handoff.py``) decides.
 
 The registrar authenticates with its own client certificate from the domain CA
-(``R/handoff-client.pem``, key and certificate in one file, written atomically) and accepts
-only the LDevID it issued to that serial, checked by the DNS name that LDevID carries.
+(the registrar folder's ``handoff-client.pem``, key and certificate in one file, written
+atomically) and accepts only the LDevID it issued to that serial, checked by the DNS name
+that LDevID carries.
 """
 
 from __future__ import annotations
@@ -142,8 +143,8 @@ class HandoffWorker:
     ) -> None:
         self._repo = repo
         self._ca = domain_ca.cert
-        # The server is checked by the name its current LDevID carries (issue 9 item 13:
-        # <serial label>.<device_domain>, whatever address it is reached at, NAT included) and,
+        # The server is checked by the name its current LDevID carries
+        # (<serial label>.<device_domain>, whatever address it is reached at, NAT included) and,
         # in any case, pinned to the LDevIDs issued to its serial (role check). LDevIDs issued
         # before names were given carry none: for them only the pinning applies.
         self._named = client_context(identity, trust=[domain_ca.cert], check_hostname=True)

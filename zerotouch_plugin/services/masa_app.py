@@ -1,6 +1,6 @@
 """The MASA's HTTPS service (RFC 8995 §5.5-§5.8) over the sans-IO role in roles/masa.py.
 
-Files in the vendor folder V: ``ca.pem`` (manufacturer CA: IDevID trust anchor),
+Files in the vendor folder: ``ca.pem`` (manufacturer CA: IDevID trust anchor),
 ``masa-signer.pem``/``.key`` (voucher signer), ``masa-tls.pem``/``.key`` (TLS server
 certificate), optional ``masa.toml`` (MasaConfig) and ``masa.db`` (SQLite, unless ``db``
 names a database URL).
@@ -139,7 +139,7 @@ def _certs_from(folder: Path, names: Sequence[str]) -> tuple[x509.Certificate, .
 
 
 def load_config_for(folder: Path, **overrides: object) -> MasaConfig:
-    """``V/masa.toml`` (if present) plus command-line overrides (None = not given)."""
+    """The folder's ``masa.toml`` (if present) plus command-line overrides (None = not given)."""
     return load_config(MasaConfig, folder / CONFIG_FILE, overrides)
 
 

@@ -11,7 +11,7 @@ enrolls the device; errors retrying cannot fix (the device's own files, storage)
 phase ``failed``. The identity is installed with ``PluginHost.install_identity`` before
 enrollstatus (RFC 8995 §5.9.4). Every step is published as
 ``/zerotouch-bootstrap:bootstrap`` (``roles/bootstrap.py``), phase changes are notified,
-and the event history is kept in ``P/bootstrap-state.json`` across restarts.
+and the event history is kept in the folder's ``bootstrap-state.json`` across restarts.
 
 ``restart-bootstrap`` starts a fresh run at once (also after ``failed``); on an enrolled
 device it needs ``factory-reset true``, which forgets the domain identity first.

@@ -83,7 +83,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1 << 20  # vouchers and certificate chains are a few KiB
 
-# Files of the pledge folder P: inputs from the factory, outputs of a successful bootstrap.
+# Files of the pledge folder: inputs from the factory, outputs of a successful bootstrap.
 PLEDGE_FILES = {
     "idevid": "idevid.pem",
     "idevid-key": "idevid.key",
@@ -115,7 +115,7 @@ _VERSION_ERRORS = ("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "WRONG_VERSION_NU
 def load_pledge_config(
     folder: Path, *, retry: RetryPolicy | None = None, nonceless_allowed: bool = False
 ) -> PledgeConfig:
-    """P/idevid.pem (+chain), P/idevid.key and P/masa-ca.pem as a PledgeConfig."""
+    """The pledge folder's idevid.pem (+chain), idevid.key and masa-ca.pem as a PledgeConfig."""
     paths = {name: folder / file for name, file in PLEDGE_FILES.items()}
     for name in ("idevid", "idevid-key", "masa-ca"):
         if not paths[name].is_file():
@@ -583,7 +583,7 @@ async def enroll(
     timeout: float = 30.0,
     nonceless_allowed: bool = False,
 ) -> Enrollment:
-    """``zerotouch pledge enroll``: bootstrap the pledge of folder P; its results are written
+    """``zerotouch pledge enroll``: bootstrap the pledge of ``folder``; its results are written
     (the install step) before enrollstatus reports them."""
     config = load_pledge_config(folder, retry=retry, nonceless_allowed=nonceless_allowed)
     return await _enroll_at(folder, config, registrar_url, timeout)
