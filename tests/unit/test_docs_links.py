@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+PACKAGE = "zerotouch_plugin"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 OUTSIDE = ("../shared", "DESIGN.md")
@@ -85,6 +86,17 @@ def test_a_broken_link_and_a_missing_heading_are_seen(tmp_path: Path) -> None:
         "missing.md: no such file",
         "other.md#nowhere: no heading #nowhere",
     ]
+
+
+def test_every_module_path_named_in_the_docs_exists() -> None:
+    """A `folder/module.py` in backticks names a file of the repository or of the package,
+    so that moving a module without its documentation fails here."""
+    missing = []
+    for page in _pages():
+        for name in re.findall(r"`([\w./-]+/[\w.-]+\.py)`", page.read_text()):
+            if not any((base / name).is_file() for base in (REPO, REPO / PACKAGE)):
+                missing.append(f"{page.relative_to(REPO)}: {name}")
+    assert missing == []
 
 
 def test_no_file_points_beside_the_checkout() -> None:
