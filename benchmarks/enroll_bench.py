@@ -29,8 +29,8 @@ import aiohttp  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from tests.support.processes import free_port, run_cli, start_server  # noqa: E402
 from zerotouch_plugin.artifacts import certs  # noqa: E402
+from zerotouch_plugin.demo.services import Services, free_port  # noqa: E402
 from zerotouch_plugin.roles.pledge import RetryPolicy  # noqa: E402
 from zerotouch_plugin.services import certfiles  # noqa: E402
 from zerotouch_plugin.services._tls import client_context  # noqa: E402
@@ -102,6 +102,46 @@ async def burst(folders: list[Path], url: str, concurrency: int) -> tuple[float,
     return time.perf_counter() - start, failures
 
 
+async def measure(root: Path, args: argparse.Namespace) -> dict[str, float]:
+    """MASA and registrar as ``zerotouch ... serve`` processes (started and stopped like the
+    demo's), then the baselines, single enrollments and the burst against them."""
+    services = Services(root)
+    deadline = time.monotonic() + 60
+    masa_port = free_port()
+    masa_url = f"https://127.0.0.1:{masa_port}"
+    vendor, domain = str(root / "V"), str(root / "R")
+    await services.run("vendor", "init", "--dir", vendor, "--masa-url", masa_url)
+    await services.run("registrar", "init", "--dir", domain, "--manufacturer-ca",
+                       f"{vendor}/ca.pem", "--masa-trust", f"{vendor}/ca.pem")  # fmt: skip
+    pledges = make_pledges(root / "V", root / "P", args.singles + args.burst + 2, masa_url)
+    try:
+        await services.serve("masa", "masa", "masa", "serve", "--dir", vendor,
+                             "--listen", f"127.0.0.1:{masa_port}", deadline=deadline)  # fmt: skip
+        _, url = await services.serve("registrar", "registrar", "registrar", "serve", "--dir",
+                                      domain, "--listen", "127.0.0.1:0", "--auto-accept",
+                                      deadline=deadline)  # fmt: skip
+        rtt = await https_round_trip(pledges[0], url, 30)
+        singles = []
+        for folder in pledges[1 : 1 + args.singles]:
+            start = time.perf_counter()
+            await enroll(folder, url, retry=RETRY, timeout=60)
+            singles.append(time.perf_counter() - start)
+        cli_folder = str(pledges[1 + args.singles])
+        start = time.perf_counter()
+        await services.run("pledge", "enroll", "--dir", cli_folder, "--registrar", url)
+        cli_seconds = time.perf_counter() - start
+        elapsed, failures = await burst(pledges[2 + args.singles :], url, args.concurrency)
+    finally:
+        services.stop()
+    return {
+        "rtt": statistics.median(rtt),
+        "single": statistics.median(singles),
+        "cli": cli_seconds,
+        "elapsed": elapsed,
+        "failures": failures,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--burst", type=int, default=100, help="pledges in the burst")
@@ -110,43 +150,12 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp:
-        root = Path(tmp)
-        masa_port = free_port()
-        masa_url = f"https://127.0.0.1:{masa_port}"
-        run_cli("vendor", "init", "--dir", root / "V", "--masa-url", masa_url)
-        run_cli("registrar", "init", "--dir", root / "R", "--manufacturer-ca",
-                root / "V" / "ca.pem", "--masa-trust", root / "V" / "ca.pem")  # fmt: skip
-        pledges = make_pledges(root / "V", root / "P", args.singles + args.burst + 2, masa_url)
-        masa = start_server("masa", "masa", "serve", "--dir", root / "V",
-                            "--listen", f"127.0.0.1:{masa_port}")  # fmt: skip
-        registrar = start_server("registrar", "registrar", "serve", "--dir", root / "R",
-                                 "--listen", "127.0.0.1:0", "--auto-accept")  # fmt: skip
-        try:
-            url = registrar.url
-            rtt = asyncio.run(https_round_trip(pledges[0], url, 30))
-            rtt_median = statistics.median(rtt)
-            ecdsa = ecdsa_sign_verify(500)
-
-            singles = []
-            for folder in pledges[1 : 1 + args.singles]:
-                start = time.perf_counter()
-                asyncio.run(enroll(folder, url, retry=RETRY, timeout=60))
-                singles.append(time.perf_counter() - start)
-            single = statistics.median(singles)
-
-            cli_folder = pledges[1 + args.singles]
-            start = time.perf_counter()
-            run_cli("pledge", "enroll", "--dir", cli_folder, "--registrar", url)
-            cli_seconds = time.perf_counter() - start
-
-            elapsed, failures = asyncio.run(
-                burst(pledges[2 + args.singles :], url, args.concurrency)
-            )
-        finally:
-            registrar.stop()
-            masa.stop()
-        done = args.burst - failures
-        rate = done / elapsed
+        figures = asyncio.run(measure(Path(tmp), args))
+    ecdsa = ecdsa_sign_verify(500)
+    rtt_median, single, cli_seconds = figures["rtt"], figures["single"], figures["cli"]
+    elapsed, failures = figures["elapsed"], int(figures["failures"])
+    done = args.burst - failures
+    rate = done / elapsed
 
     cpu = os.cpu_count()
     print(f"enroll_bench on {cpu} CPU(s), loopback, P-256 everywhere")

@@ -12,7 +12,6 @@ import asyncio
 import http.client
 import json
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.demo import nms
-from zerotouch_plugin.demo.services import Service, Services, StepFailed, tail
+from zerotouch_plugin.demo.services import Service, Services, StepFailed, free_port, tail
 from zerotouch_plugin.services import certfiles
 
 __all__ = ["STEPS", "Demo", "Device", "StepResult"]
@@ -115,14 +114,6 @@ class StepResult:
         return out
 
 
-def _free_port() -> int:
-    """A loopback port free a moment ago: the MASA URL goes into the IDevIDs before the MASA
-    runs (RFC 8995 §2.3.2), so its port is chosen first."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
@@ -146,7 +137,7 @@ class Demo:
         self.services = Services(folder, keep=keep)
         self.report = report
         self.devices = [Device(index) for index in range(1, devices + 1)]
-        self.masa_url = f"https://{HOST}:{_free_port()}"
+        self.masa_url = f"https://{HOST}:{free_port(HOST)}"
         self.registrar_url = ""
         self.found: list[str] = []  # how each device found its registrar (--discovery)
         self.results: list[StepResult] = []
@@ -310,12 +301,7 @@ async def idevids(demo: Demo) -> str:
 async def _serve(demo: Demo, name: str, listener: str, *args: str) -> tuple[Service, str]:
     """Start service ``name`` (``zerotouch ARGS``); it and the address it printed in its
     ``listening LISTENER ADDRESS`` line, once there."""
-    service = demo.services.start(name, *args)
-    prefix = f"listening {listener} "
-    line = await service.wait_line(
-        lambda text: text.startswith(prefix), prefix.strip(), demo.until(), demo.services
-    )
-    return service, line.split()[-1]
+    return await demo.services.serve(name, listener, *args, deadline=demo.until())
 
 
 async def start_masa(demo: Demo) -> str:
@@ -401,7 +387,7 @@ async def _start_device(demo: Demo, device: Device) -> None:
 
 async def start_devices(demo: Demo) -> str:
     for device in demo.devices:  # RESTCONF listens only once enrolled: its port is chosen here
-        device.ports["restconf"] = _free_port()
+        device.ports["restconf"] = free_port(HOST)
     await asyncio.gather(*(_start_device(demo, device) for device in demo.devices))
     ports = ", ".join(f"{d.name} NETCONF/TLS :{d.ports['netconf-tls']}" for d in demo.devices)
     return f"{ports} (factory identity only)"

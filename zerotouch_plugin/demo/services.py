@@ -16,6 +16,7 @@ import ctypes
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from zerotouch_plugin.errors import LocalError
 
-__all__ = ["Service", "Services", "StepFailed", "stop_kept"]
+__all__ = ["Service", "Services", "StepFailed", "free_port", "stop_kept"]
 
 LOGS = "logs"
 RUN = "run"
@@ -53,6 +54,14 @@ def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     except FileNotFoundError:
         return []
     return text.splitlines()[-lines:]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port on ``host`` free a moment ago: the MASA URL goes into the IDevIDs before the
+    MASA runs (RFC 8995 §2.3.2), so its port is chosen first."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _command(args: Sequence[str]) -> list[str]:
@@ -176,6 +185,18 @@ class Services:
         service = Service(name, tuple(args), popen, out, log, pid_file)
         self.running.append(service)
         return service
+
+    async def serve(
+        self, name: str, listener: str, *args: str, deadline: float
+    ) -> tuple[Service, str]:
+        """Start service ``name`` (``zerotouch ARGS``); it and the address it printed in its
+        ``listening LISTENER ADDRESS`` line, once there (before ``deadline``, monotonic)."""
+        service = self.start(name, *args)
+        prefix = f"listening {listener} "
+        line = await service.wait_line(
+            lambda text: text.startswith(prefix), prefix.strip(), deadline, self
+        )
+        return service, line.split()[-1]
 
     def check_alive(self) -> None:
         """Fail as soon as any service has died."""
