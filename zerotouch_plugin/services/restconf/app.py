@@ -10,8 +10,9 @@ GET/HEAD/PUT/PATCH/POST/DELETE/OPTIONS), ``/restconf/operations`` (§3.3.2: the 
 implements with ``Datastores.register_rpc``, which NETCONF serves too) and
 ``/restconf/yang-library-version`` (§3.3.3). Bodies are ``application/yang-data+json``
 (RFC 7951) or ``application/yang-data+xml``. Every error is an ``ietf-restconf:errors``
-document, built in one place (``_error_middleware``). This module is the HTTP side; which
-node a path names (``device/restconf_path.py``) and what the GET query parameters keep
+document, built in one place (``_error_middleware``). This module is the HTTP side; the
+documents, media types and body parsing are in ``wire``, and which node a path names
+(``device/restconf_path.py``) and what the GET query parameters keep
 (``device/restconf_query.py``) are decided without I/O.
 
 The server describes itself in ``ietf-restconf-monitoring:restconf-state`` (§9.1): the
@@ -36,16 +37,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import quote
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -84,7 +83,6 @@ from zerotouch_plugin.errors import (
     AccessDenied,
     InvalidInput,
     InvalidParameter,
-    LockDenied,
     MethodNotAllowed,
     NotAcceptable,
     PayloadTooLarge,
@@ -95,42 +93,36 @@ from zerotouch_plugin.errors import (
     UnsupportedOperation,
     ZerotouchError,
 )
-from zerotouch_plugin.services._http import AUTH_SCHEME, media_type_of
+from zerotouch_plugin.services._http import media_type_of
 from zerotouch_plugin.services._limits import GatedTlsSite, deadline_middleware
 from zerotouch_plugin.services.netconf.certmap import map_certificate, peer_certificates
+from zerotouch_plugin.services.restconf.wire import (
+    ACCEPT_MEDIA,
+    ACCEPT_PATCH,
+    CAPABILITIES,
+    MEDIA_JSON,
+    MEDIA_XML,
+    REQUEST_MEDIA,
+    RESTCONF_NS,
+    WWW_AUTHENTICATE,
+    Media,
+    error_type,
+    errors_json,
+    errors_xml,
+    parse_json,
+    parse_xml,
+    single_member,
+    status_and_tag,
+)
 
-__all__ = [
-    "CAPABILITIES",
-    "MEDIA_JSON",
-    "MEDIA_XML",
-    "RESTCONF_SESSION_ID",
-    "WWW_AUTHENTICATE",
-    "bound_port",
-    "restconf_app",
-    "start_restconf",
-]
+__all__ = ["RESTCONF_SESSION_ID", "bound_port", "restconf_app", "start_restconf"]
 
 log = logging.getLogger(__name__)
 
-MEDIA_JSON: Final = "application/yang-data+json"
-MEDIA_XML: Final = "application/yang-data+xml"
-RESTCONF_NS: Final = "urn:ietf:params:xml:ns:yang:ietf-restconf"
 # The session id RESTCONF writes and lock checks use: never a NETCONF session-id, which
 # RFC 6241 §8.1 numbers from 1.
 RESTCONF_SESSION_ID: Final = 0
 DEFAULT_BODY_LIMIT: Final = 4 * 1024 * 1024
-# RFC 8040 §9.1.1: the capabilities of this server, and only those (no fields, filter, replay).
-CAPABILITIES: Final = (
-    "urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit",  # §9.1.2
-    "urn:ietf:params:restconf:capability:depth:1.0",  # §4.8.2
-    "urn:ietf:params:restconf:capability:with-defaults:1.0",  # §4.8.9 (explicit, report-all)
-)
-# RFC 7235 §3.1: a 401 carries a challenge; there is no registered scheme for TLS client
-# certificates (RFC 8040 §2.5), so this one says what the client has to present.
-WWW_AUTHENTICATE: Final = f'{AUTH_SCHEME} realm="restconf"'
-# RFC 8040 §4.6.1: the media types a plain-patch PATCH accepts (no YANG Patch, RFC 8072).
-_ACCEPT_PATCH: Final = "application/yang-data+json, application/yang-data+xml"
-
 Tree = dict[str, Any]
 _HOST_META = (
     "<?xml version='1.0' encoding='UTF-8'?>\n"
@@ -138,84 +130,6 @@ _HOST_META = (
     "  <Link rel='restconf' href='/restconf'/>\n"
     "</XRD>\n"
 )
-
-# RFC 8040 §7: the status codes each error-tag may carry; the first is used when the
-# error's own status is not one of them.
-_STATUS_BY_TAG: Mapping[str, tuple[int, ...]] = {
-    "in-use": (409,),
-    "invalid-value": (400, 404, 406),
-    "too-big": (413, 400),
-    "missing-attribute": (400,),
-    "bad-attribute": (400,),
-    "unknown-attribute": (400,),
-    "bad-element": (400,),
-    "unknown-element": (400,),
-    "unknown-namespace": (400,),
-    "access-denied": (401, 403),
-    "lock-denied": (409,),
-    "resource-denied": (409,),
-    "rollback-failed": (500,),
-    "data-exists": (409,),
-    "data-missing": (409,),
-    "operation-not-supported": (405, 501),
-    "operation-failed": (412, 500),
-    "partial-operation": (500,),
-    "malformed-message": (400,),
-}
-# RFC 8040 §5.2 answers failed media-type negotiation with these statuses, which the §7
-# table does not list; the error-tag is invalid-value.
-_MEDIA_STATUSES: frozenset[int] = frozenset({406, 415})
-
-# error-type of each error class (RFC 8040 §7.1); data errors are "application".
-_ERROR_TYPE: Mapping[type[ZerotouchError], str] = {
-    InvalidInput: "protocol",
-    InvalidParameter: "protocol",
-    UnsupportedMediaType: "protocol",
-    NotAcceptable: "protocol",
-    PayloadTooLarge: "protocol",
-    AccessDenied: "protocol",
-    MethodNotAllowed: "protocol",
-    LockDenied: "protocol",
-}
-
-
-class _Media(StrEnum):
-    JSON = MEDIA_JSON
-    XML = MEDIA_XML
-
-
-# Request Content-Type -> encoding; plain JSON/XML are accepted as aliases.
-_REQUEST_MEDIA: Mapping[str, _Media] = {
-    MEDIA_JSON: _Media.JSON,
-    MEDIA_XML: _Media.XML,
-    "application/json": _Media.JSON,
-    "application/xml": _Media.XML,
-}
-
-
-# Accept media range -> response encoding (JSON is the server's choice for wildcards).
-_ACCEPT_MEDIA: Mapping[str, _Media] = {
-    **_REQUEST_MEDIA,
-    "*/*": _Media.JSON,
-    "application/*": _Media.JSON,
-}
-
-
-def _error_type(exc: ZerotouchError) -> str:
-    for cls in type(exc).__mro__:
-        kind = _ERROR_TYPE.get(cls)
-        if kind is not None:
-            return kind
-    return "application"
-
-
-def _status_and_tag(exc: ZerotouchError) -> tuple[int, str]:
-    if exc.http_status in _MEDIA_STATUSES:
-        return exc.http_status, "invalid-value"
-    tag = exc.netconf_tag
-    allowed = _STATUS_BY_TAG.get(tag, (500,))
-    return (exc.http_status if exc.http_status in allowed else allowed[0]), tag
-
 
 # ----------------------------------------------------------------------------------------
 # Application state
@@ -247,52 +161,6 @@ _HTTP_ERRORS: Mapping[type[web.HTTPException], Callable[[web.Request], Zerotouch
 
 
 # ----------------------------------------------------------------------------------------
-# encodings
-
-
-# Hardened as NETCONF's: no DTD loaded, no entity expanded, no network, no huge trees.
-_XML_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
-
-
-def _parse_xml(body: bytes) -> etree._Element:
-    """A DOCTYPE is refused outright: its entities would otherwise become silent empty text
-    (an XXE PATCH set a leaf to ""), and internal subsets are how XML bombs start."""
-    try:
-        root = etree.fromstring(body, _XML_PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise InvalidInput(f"the body is not well-formed XML: {exc}") from None
-    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
-        raise InvalidInput("the body has a DOCTYPE declaration, which is not allowed")
-    return root
-
-
-def _parse_json(body: bytes) -> Any:
-    """ValueError also covers integers of more digits than Python converts (4300);
-    RecursionError is nesting deeper than the interpreter's limit: both are the client's."""
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
-
-
-def _single_member(doc: Any) -> tuple[str, Any]:
-    if not isinstance(doc, dict) or len(doc) != 1:
-        raise InvalidInput("the body must be a JSON object with exactly one member")
-    member, value = next(iter(doc.items()))
-    if ":" not in member:
-        # RFC 7951 §4: a top-level member name carries its module name.
-        raise InvalidInput(f"member {member!r} must be qualified with its module name")
-    return member, value
-
-
-# ----------------------------------------------------------------------------------------
 # the application
 
 
@@ -307,7 +175,7 @@ class _Restconf:
     # -- negotiation -------------------------------------------------------------------
 
     @staticmethod
-    def response_media(request: web.Request) -> _Media:
+    def response_media(request: web.Request) -> Media:
         """RFC 8040 §5.2: the Accept header decides; without one, the request's own type.
 
         The first media range of the header that the server supports wins (q=0 excludes).
@@ -315,19 +183,19 @@ class _Restconf:
         accept = request.headers.get("Accept", "")
         if not accept.strip():
             ctype = media_type_of(request.headers.get("Content-Type"))
-            return _REQUEST_MEDIA.get(ctype, _Media.JSON)
+            return REQUEST_MEDIA.get(ctype, Media.JSON)
         for item in accept.split(","):
             rng, *params = (p.strip().lower() for p in item.split(";"))
             if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
                 continue
-            media = _ACCEPT_MEDIA.get(rng)
+            media = ACCEPT_MEDIA.get(rng)
             if media is not None:
                 return media
         raise NotAcceptable(f"cannot answer in {accept!r}: use {MEDIA_JSON} or {MEDIA_XML}")
 
-    async def request_body(self, request: web.Request) -> tuple[_Media, bytes]:
+    async def request_body(self, request: web.Request) -> tuple[Media, bytes]:
         ctype = media_type_of(request.headers.get("Content-Type"))
-        media = _REQUEST_MEDIA.get(ctype)
+        media = REQUEST_MEDIA.get(ctype)
         if media is None:
             raise UnsupportedMediaType(
                 f"request body type {ctype or '(none)'!r} not supported: "
@@ -352,7 +220,7 @@ class _Restconf:
     ) -> web.Response:
         """A yang-data response: ``doc`` holds one member (the target) or the datastore."""
         media = self.response_media(request)
-        if media is _Media.JSON:
+        if media is Media.JSON:
             body = json.dumps(doc).encode()
         elif target is None or target.node is None:
             inner = tree_to_xml(self.schema, doc.get("ietf-restconf:data", {}))
@@ -434,25 +302,23 @@ class _Restconf:
                 raise SchemaError("the entry in the body differs from the path", path=target.path)
         return value
 
-    def _datastore_body(self, media: _Media, body: bytes) -> Tree:
-        if media is _Media.JSON:
-            member, value = _single_member(_parse_json(body))
+    def _datastore_body(self, media: Media, body: bytes) -> Tree:
+        if media is Media.JSON:
+            member, value = single_member(parse_json(body))
             if member != "ietf-restconf:data" or not isinstance(value, dict):
                 raise InvalidInput('the datastore body is {"ietf-restconf:data": {...}}')
             return value
-        root = _parse_xml(body)
+        root = parse_xml(body)
         if root.tag != f"{{{RESTCONF_NS}}}data":
             raise InvalidInput(f'the datastore body is <data xmlns="{RESTCONF_NS}">')
         return tree_from_xml(self.schema, list(root))
 
-    def _body_member(
-        self, media: _Media, body: bytes, parent: InternalNode
-    ) -> tuple[DataNode, Any]:
-        if media is _Media.JSON:
-            member, value = _single_member(_parse_json(body))
+    def _body_member(self, media: Media, body: bytes, parent: InternalNode) -> tuple[DataNode, Any]:
+        if media is Media.JSON:
+            member, value = single_member(parse_json(body))
             node, _ = member_node(parent, member)
             return node, value
-        root = _parse_xml(body)
+        root = parse_xml(body)
         tree = tree_from_xml(self.schema, [root], parent=parent)
         ((key, value),) = tree.items()
         node, _ = member_node(parent, key)
@@ -568,7 +434,7 @@ class _Restconf:
         allowed = _DATA_METHODS_ROOT if self.data_path(request) in ("", "/") else _DATA_METHODS
         headers = {"Allow": ", ".join(allowed)}
         if "PATCH" in allowed:
-            headers["Accept-Patch"] = _ACCEPT_PATCH
+            headers["Accept-Patch"] = ACCEPT_PATCH
         return web.Response(status=200, headers=headers)
 
     # -- other resources ---------------------------------------------------------------
@@ -586,7 +452,7 @@ class _Restconf:
                 "yang-library-version": self._library_version(),
             }
         }
-        if self.response_media(request) is _Media.XML:
+        if self.response_media(request) is Media.XML:
             xml = (
                 f'<restconf xmlns="{RESTCONF_NS}"><data/><operations/>'
                 f"<yang-library-version>{self._library_version()}</yang-library-version></restconf>"
@@ -601,7 +467,7 @@ class _Restconf:
         """RFC 8040 §3.3.3."""
         self.reject_params(request)
         version = self._library_version()
-        if self.response_media(request) is _Media.XML:
+        if self.response_media(request) is Media.XML:
             xml = f'<yang-library-version xmlns="{RESTCONF_NS}">{version}</yang-library-version>'
             return web.Response(body=xml.encode(), content_type=MEDIA_XML)
         body = json.dumps({"ietf-restconf:yang-library-version": version}).encode()
@@ -611,7 +477,7 @@ class _Restconf:
         """RFC 8040 §3.3.2: the operations this server can run."""
         self.reject_params(request)
         names = sorted(self.ds.rpcs)
-        if self.response_media(request) is _Media.XML:
+        if self.response_media(request) is Media.XML:
             items = []
             for name in names:
                 module, _, local = name.partition(":")
@@ -642,7 +508,7 @@ class _Restconf:
         if not output:
             return web.Response(status=204)
         media = self.response_media(request)
-        if media is _Media.JSON:
+        if media is Media.JSON:
             body = json.dumps({f"{module}:output": dict(output)}).encode()
         else:
             ns = self.schema.by_name[module].namespace
@@ -659,13 +525,13 @@ class _Restconf:
         else:
             media, body = await self.request_body(request)
             module = name.partition(":")[0]
-            if media is _Media.JSON:
-                member, value = _single_member(_parse_json(body))
+            if media is Media.JSON:
+                member, value = single_member(parse_json(body))
                 if member != f"{module}:input" or not isinstance(value, dict):
                     raise InvalidInput(f'the body is {{"{module}:input": {{...}}}}')
                 args = value
             else:
-                root = _parse_xml(body)
+                root = parse_xml(body)
                 if etree.QName(root).localname != "input":
                     raise InvalidInput("the body is an <input> element")
                 args = tree_from_xml(self.schema, list(root), parent=inp)
@@ -708,37 +574,12 @@ _DATA_METHODS_ROOT: tuple[str, ...] = ("GET", "HEAD", "PUT", "PATCH", "POST", "O
 # errors: the one place that turns exceptions into responses
 
 
-def _errors_json(err_type: str, tag: str, exc: ZerotouchError) -> bytes:
-    error: Tree = {"error-type": err_type, "error-tag": tag}
-    if exc.path:
-        error["error-path"] = exc.path
-    error["error-message"] = exc.message
-    return json.dumps({"ietf-restconf:errors": {"error": [error]}}).encode()
-
-
-_MODULE_IN_PATH = re.compile(r"(?:^|/)([A-Za-z_][\w.-]*):")
-
-
-def _errors_xml(schema: DeviceSchema, err_type: str, tag: str, exc: ZerotouchError) -> bytes:
-    parts = [f"<error-type>{err_type}</error-type>", f"<error-tag>{tag}</error-tag>"]
-    if exc.path:
-        # An instance-identifier: module names serve as prefixes, bound here.
-        decls = "".join(
-            f" xmlns:{m}={quoteattr(schema.by_name[m].namespace)}"
-            for m in dict.fromkeys(_MODULE_IN_PATH.findall(exc.path))
-            if m in schema.by_name
-        )
-        parts.append(f"<error-path{decls}>{escape(exc.path)}</error-path>")
-    parts.append(f"<error-message>{escape(exc.message)}</error-message>")
-    return f'<errors xmlns="{RESTCONF_NS}"><error>{"".join(parts)}</error></errors>'.encode()
-
-
 def _error_response(
     request: web.Request, exc: ZerotouchError, err_type: str | None = None
 ) -> web.Response:
     state = request.app[_STATE]
-    status, tag = _status_and_tag(exc)
-    err_type = err_type or _error_type(exc)
+    status, tag = status_and_tag(exc)
+    err_type = err_type or error_type(exc)
     log.warning(
         "RESTCONF %s %s from %s refused %d %s: %s",
         request.method, request.path, request.remote, status, tag, exc,
@@ -746,11 +587,11 @@ def _error_response(
     try:
         media = _Restconf.response_media(request)
     except NotAcceptable:
-        media = _Media.JSON
-    if media is _Media.XML:
-        body = _errors_xml(state.schema, err_type, tag, exc)
+        media = Media.JSON
+    if media is Media.XML:
+        body = errors_xml(state.schema, err_type, tag, exc)
     else:
-        body = _errors_json(err_type, tag, exc)
+        body = errors_json(err_type, tag, exc)
     headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else {}
     if status == 401:
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE  # RFC 7235 §3.1

@@ -1,0 +1,207 @@
+"""What RESTCONF puts on the wire, without the HTTP server: media types, the capability
+URIs, the error-tag to status table (RFC 8040 §7), ``ietf-restconf:errors`` documents, and
+the hardened parsing of request bodies (RFC 7951 JSON, XML without DTDs)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Final
+from xml.sax.saxutils import escape, quoteattr
+
+from lxml import etree
+
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.errors import (
+    AccessDenied,
+    InvalidInput,
+    InvalidParameter,
+    LockDenied,
+    MethodNotAllowed,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ZerotouchError,
+)
+from zerotouch_plugin.services._http import AUTH_SCHEME
+
+__all__ = [
+    "ACCEPT_MEDIA",
+    "ACCEPT_PATCH",
+    "CAPABILITIES",
+    "MEDIA_JSON",
+    "MEDIA_XML",
+    "REQUEST_MEDIA",
+    "RESTCONF_NS",
+    "WWW_AUTHENTICATE",
+    "Media",
+    "error_type",
+    "errors_json",
+    "errors_xml",
+    "parse_json",
+    "parse_xml",
+    "single_member",
+    "status_and_tag",
+]
+
+Tree = dict[str, Any]
+MEDIA_JSON: Final = "application/yang-data+json"
+MEDIA_XML: Final = "application/yang-data+xml"
+RESTCONF_NS: Final = "urn:ietf:params:xml:ns:yang:ietf-restconf"
+# RFC 8040 §9.1.1: the capabilities of this server, and only those (no fields, filter, replay).
+CAPABILITIES: Final = (
+    "urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit",  # §9.1.2
+    "urn:ietf:params:restconf:capability:depth:1.0",  # §4.8.2
+    "urn:ietf:params:restconf:capability:with-defaults:1.0",  # §4.8.9 (explicit, report-all)
+)
+# RFC 7235 §3.1: a 401 carries a challenge; there is no registered scheme for TLS client
+# certificates (RFC 8040 §2.5), so this one says what the client has to present.
+WWW_AUTHENTICATE: Final = f'{AUTH_SCHEME} realm="restconf"'
+# RFC 8040 §4.6.1: the media types a plain-patch PATCH accepts (no YANG Patch, RFC 8072).
+ACCEPT_PATCH: Final = "application/yang-data+json, application/yang-data+xml"
+
+# RFC 8040 §7: the status codes each error-tag may carry; the first is used when the
+# error's own status is not one of them.
+_STATUS_BY_TAG: Mapping[str, tuple[int, ...]] = {
+    "in-use": (409,),
+    "invalid-value": (400, 404, 406),
+    "too-big": (413, 400),
+    "missing-attribute": (400,),
+    "bad-attribute": (400,),
+    "unknown-attribute": (400,),
+    "bad-element": (400,),
+    "unknown-element": (400,),
+    "unknown-namespace": (400,),
+    "access-denied": (401, 403),
+    "lock-denied": (409,),
+    "resource-denied": (409,),
+    "rollback-failed": (500,),
+    "data-exists": (409,),
+    "data-missing": (409,),
+    "operation-not-supported": (405, 501),
+    "operation-failed": (412, 500),
+    "partial-operation": (500,),
+    "malformed-message": (400,),
+}
+# RFC 8040 §5.2 answers failed media-type negotiation with these statuses, which the §7
+# table does not list; the error-tag is invalid-value.
+_MEDIA_STATUSES: frozenset[int] = frozenset({406, 415})
+
+# error-type of each error class (RFC 8040 §7.1); data errors are "application".
+_ERROR_TYPE: Mapping[type[ZerotouchError], str] = {
+    InvalidInput: "protocol",
+    InvalidParameter: "protocol",
+    UnsupportedMediaType: "protocol",
+    NotAcceptable: "protocol",
+    PayloadTooLarge: "protocol",
+    AccessDenied: "protocol",
+    MethodNotAllowed: "protocol",
+    LockDenied: "protocol",
+}
+
+
+class Media(StrEnum):
+    JSON = MEDIA_JSON
+    XML = MEDIA_XML
+
+
+# Request Content-Type -> encoding; plain JSON/XML are accepted as aliases.
+REQUEST_MEDIA: Mapping[str, Media] = {
+    MEDIA_JSON: Media.JSON,
+    MEDIA_XML: Media.XML,
+    "application/json": Media.JSON,
+    "application/xml": Media.XML,
+}
+
+
+# Accept media range -> response encoding (JSON is the server's choice for wildcards).
+ACCEPT_MEDIA: Mapping[str, Media] = {
+    **REQUEST_MEDIA,
+    "*/*": Media.JSON,
+    "application/*": Media.JSON,
+}
+
+
+def error_type(exc: ZerotouchError) -> str:
+    for cls in type(exc).__mro__:
+        kind = _ERROR_TYPE.get(cls)
+        if kind is not None:
+            return kind
+    return "application"
+
+
+def status_and_tag(exc: ZerotouchError) -> tuple[int, str]:
+    if exc.http_status in _MEDIA_STATUSES:
+        return exc.http_status, "invalid-value"
+    tag = exc.netconf_tag
+    allowed = _STATUS_BY_TAG.get(tag, (500,))
+    return (exc.http_status if exc.http_status in allowed else allowed[0]), tag
+
+
+# Hardened as NETCONF's: no DTD loaded, no entity expanded, no network, no huge trees.
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
+
+
+def parse_xml(body: bytes) -> etree._Element:
+    """A DOCTYPE is refused outright: its entities would otherwise become silent empty text
+    (an XXE PATCH set a leaf to ""), and internal subsets are how XML bombs start."""
+    try:
+        root = etree.fromstring(body, _XML_PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise InvalidInput(f"the body is not well-formed XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
+        raise InvalidInput("the body has a DOCTYPE declaration, which is not allowed")
+    return root
+
+
+def parse_json(body: bytes) -> Any:
+    """ValueError also covers integers of more digits than Python converts (4300);
+    RecursionError is nesting deeper than the interpreter's limit: both are the client's."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+
+
+def single_member(doc: Any) -> tuple[str, Any]:
+    if not isinstance(doc, dict) or len(doc) != 1:
+        raise InvalidInput("the body must be a JSON object with exactly one member")
+    member, value = next(iter(doc.items()))
+    if ":" not in member:
+        # RFC 7951 §4: a top-level member name carries its module name.
+        raise InvalidInput(f"member {member!r} must be qualified with its module name")
+    return member, value
+
+
+def errors_json(err_type: str, tag: str, exc: ZerotouchError) -> bytes:
+    error: Tree = {"error-type": err_type, "error-tag": tag}
+    if exc.path:
+        error["error-path"] = exc.path
+    error["error-message"] = exc.message
+    return json.dumps({"ietf-restconf:errors": {"error": [error]}}).encode()
+
+
+_MODULE_IN_PATH = re.compile(r"(?:^|/)([A-Za-z_][\w.-]*):")
+
+
+def errors_xml(schema: DeviceSchema, err_type: str, tag: str, exc: ZerotouchError) -> bytes:
+    parts = [f"<error-type>{err_type}</error-type>", f"<error-tag>{tag}</error-tag>"]
+    if exc.path:
+        # An instance-identifier: module names serve as prefixes, bound here.
+        decls = "".join(
+            f" xmlns:{m}={quoteattr(schema.by_name[m].namespace)}"
+            for m in dict.fromkeys(_MODULE_IN_PATH.findall(exc.path))
+            if m in schema.by_name
+        )
+        parts.append(f"<error-path{decls}>{escape(exc.path)}</error-path>")
+    parts.append(f"<error-message>{escape(exc.message)}</error-message>")
+    return f'<errors xmlns="{RESTCONF_NS}"><error>{"".join(parts)}</error></errors>'.encode()
