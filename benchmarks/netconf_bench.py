@@ -18,8 +18,8 @@ Everything it started is stopped at the end.
 
     .venv/bin/python benchmarks/netconf_bench.py [--seconds 3] [--sessions 20] [--json] [--check]
 
-Targets (issue 4): get-config calls/s over SSH >= netconfd's, session setup faster than
-netconfd's; ``--check`` exits 1 when one is missed.
+Targets, so that the device is no slower than a C server: get-config calls/s over SSH >=
+netconfd's, session setup faster than netconfd's; ``--check`` exits 1 when one is missed.
 """
 
 from __future__ import annotations

@@ -289,7 +289,8 @@ def test_invalid_edit_reports_path_and_changes_nothing(connect: Connect, folder:
 @pytest.mark.parametrize("option", ["rollback-on-error", "stop-on-error", "continue-on-error"])
 def test_error_option_edits_are_all_or_nothing(running: DeviceProcess, option: str) -> None:
     """A valid hostname and an invalid interface in one edit: whatever the error-option, the
-    edit is refused whole (README: edits are all-or-nothing) and running is unchanged."""
+    edit is refused whole (docs/cli/device.md: edits are all-or-nothing) and running is
+    unchanged."""
     with _ssh(running) as m:
         m.edit_config(target="running", config=_hostname("before-error"))
         before = m.get_config(source="running").data_xml

@@ -1,4 +1,4 @@
-"""``zerotouch registrar ...``: set up, run and administer a BRSKI registrar (folder R)."""
+"""``zerotouch registrar ...``: set up, run and administer a BRSKI registrar (its folder)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     registrar = certs.issue_registrar(ca, "registrar", hosts=hosts, now=now)
     _copy_certs(args.manufacturer_ca, folder / MANUFACTURER_CAS, "manufacturer CA")
     lines = [
-        "# zerotouch registrar configuration (see README, 'registrar')",
+        "# zerotouch registrar configuration (see docs/cli/registrar.md)",
         'listen = "127.0.0.1:8443"',
         f"manufacturer_cas = {_toml_list([MANUFACTURER_CAS])}",
     ]
@@ -116,7 +116,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.masa_url:
         lines.append(f"masa_url = {json.dumps(args.masa_url)}")
     lines.append("auto_accept = false")
-    # LDevID DNS names: <serial label>.<device_domain> (README "LDevID names")
+    # LDevID DNS names: <serial label>.<device_domain> (docs/cli/registrar.md, "LDevID names")
     lines.append(f"device_domain = {json.dumps(args.device_domain)}")
     certfiles.write_key(folder / CA_KEY, ca.key)
     certfiles.write_certs(folder / CA_CERT, [ca.cert])
@@ -373,7 +373,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--dir", type=Path, required=True, help="the registrar folder R")
+        p.add_argument("--dir", type=Path, required=True, help="the registrar folder")
         p.set_defaults(func=func)
         return p
 
@@ -389,9 +389,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         description="verify nonceless vouchers (CMS: DER, PEM or base64) and hold them in "
         "escrow, each under the serial-number it names",
     )
-    p.add_argument("--dir", type=Path, required=True, help="the registrar folder R")
+    p.add_argument("--dir", type=Path, required=True, help="the registrar folder")
     p.add_argument("--serial", help="refuse a voucher for another serial-number")
-    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="voucher files")
     p.set_defaults(func=cmd_vouchers_import)
 
@@ -430,11 +430,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         q = sub.choices[name]
         q.add_argument("--serial", required=True, help="device serial number")
         q.add_argument("--manufacturer", help="IDevID issuer (RFC 4514 string, O or CN)")
-        q.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+        q.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
     p = add("devices", "list devices with their state", cmd_devices)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
     p = add(
         "day0",
@@ -452,7 +452,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--address", metavar="HOST:PORT", help="NETCONF/TLS address of the device (proxy, NAT)"
     )
     p.add_argument("--clear", action="store_true", help="remove the configuration and address")
-    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
     p = add(
         "handoff",
@@ -460,7 +460,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         cmd_handoff,
     )
     p.add_argument("--serial", required=True, help="device serial number")
-    p.add_argument("--db", help="database URL (default: R/registrar.db or the config)")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
     p = add(
         "issue-client-cert", "issue a client certificate from the domain CA", cmd_issue_client_cert

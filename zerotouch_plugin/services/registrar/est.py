@@ -124,7 +124,7 @@ async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
 def _assigned_hosts(repo: RegistrarRepository, serial: str) -> tuple[str, ...]:
     """The host of the management address an operator set for ``serial`` (``registrar day0
     --address``, PUT /admin/devices/{serial}/address): where clients reach the device, so a
-    name its LDevID carries (README "LDevID names")."""
+    name its LDevID carries (docs/cli/registrar.md, "LDevID names")."""
     entry = repo.day0(serial)
     if entry is None or entry.address is None:
         return ()

@@ -1,5 +1,5 @@
 """The running registrar: its identities, trust anchors, database, MASA client and hand-off
-worker, loaded from a registrar folder R.
+worker, loaded from a registrar folder.
 
 Loading refuses a folder that lacks a file or holds an unreadable one with a ConfigError that
 names the file, so ``zerotouch registrar serve`` stops before it listens instead of failing
@@ -77,7 +77,7 @@ def _read_certs(folder: Path, names: tuple[str, ...], what: str) -> tuple[x509.C
 
 
 def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext:
-    """R's identities, trust anchors and policy (ConfigError naming what is missing)."""
+    """The folder's identities, trust anchors and policy (ConfigError naming what is missing)."""
     for name in (CA_CERT, CA_KEY, REGISTRAR_CERT, REGISTRAR_KEY):
         if not (folder / name).is_file():
             raise ConfigError(
@@ -101,7 +101,7 @@ def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext
 
 
 def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
-    """Load R's identities and trust anchors, open (and create) the database."""
+    """Load the folder's identities and trust anchors, open (and create) the database."""
     context = load_context(folder, config)
     manufacturer_cas, masa_trust = context.manufacturer_cas, context.masa_trust
     db = open_role_database(folder, config.db, DB_FILE)
