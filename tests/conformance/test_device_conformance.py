@@ -6,10 +6,10 @@ process (``zerotouch device run``, NETCONF over SSH and TLS, RESTCONF) and is dr
 ncclient (including ``dispatch`` of an operation without a namespace, as its own examples
 and Ansible's ``netconf_rpc`` send it), netconf-console, curl and ``openssl s_client``.
 
-``CASES`` is the one table: for every item of issue 9 that concerns the device server, what
-a tool sends and what it must get back (data, ``<ok/>``, an rpc-error and its tag, an HTTP
-status, a refused connection) and, where the outcome is only visible there, the line the
-device must log. Each item has its cases:
+``CASES`` is the one table: for every interoperability item that concerns the device server
+(listed below), what a tool sends and what it must get back (data, ``<ok/>``, an rpc-error
+and its tag, an HTTP status, a refused connection) and, where the outcome is only visible
+there, the line the device must log. Each item has its cases:
 
 * 11: XPath filters (``/*``, ``//*``, ``/*/*``, predicates, unions, nonsense) on get and
   get-config give data or a proper rpc-error, never an internal error;

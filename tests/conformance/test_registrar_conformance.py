@@ -14,8 +14,8 @@ published voucher-request; EST clients without a certificate; ``openssl req`` CS
 another vendor's MASA (a small HTTPS server in this test, signing with ``openssl cms``) that
 answers its audit log with the RFC 8995 §5.8.1 example verbatim.
 
-``CASES`` is the one table: per case the issue 9 item it guards, what the other
-implementation does and what the registrar must give. Every registrar item of issue 9 has its
+``CASES`` is the one table: per case the interoperability item it guards, what the other
+implementation does and what the registrar must give. Every registrar item has its
 cases: 1 (nonces in every observed form, relayed verbatim), 6 (/cacerts without a client
 certificate, everything else refused), 7 (401 with WWW-Authenticate, the Appendix C request
 refused 401), 8 (the §5.8.1 example), 10 (a held nonceless voucher relayed while the MASA is
@@ -62,9 +62,9 @@ RFC8995_AUDIT_LOG_EXAMPLE = (DATA / "examples/rfc8995-inline/example-auditlog.js
 
 @dataclass(frozen=True)
 class Case:
-    """One conformance case: the issue 9 ``item``, what the other implementation ``plays``,
-    what the registrar ``must_give``; ``run`` names the runner (``RUNNERS``), ``args`` its
-    parameters."""
+    """One conformance case: the ``item`` of the module docstring, what the other
+    implementation ``plays``, what the registrar ``must_give``; ``run`` names the runner
+    (``RUNNERS``), ``args`` its parameters."""
 
     item: str
     name: str

@@ -290,7 +290,7 @@ def test_address_reported_without_configuration_is_used_by_a_later_handoff(
     assert management["address"] == f"127.0.0.1:{port}", management
     assert (management["host"], management["netconf_tls_port"]) == ("127.0.0.1", port)
     assert management["restconf_port"] == rest and management["reported_at"].endswith("Z")
-    # issue 9 item 14: every management listener, the NETCONF/SSH one too
+    # every management listener is reported, the NETCONF/SSH one too
     assert management["netconf_ssh_port"] == process.ports["netconf-ssh"], management
     listed = json.loads(run_cli("registrar", "devices", "--dir", lab.domain, "--json").stdout)
     [record] = [d for d in listed["devices"] if d["serial"] == serial]
@@ -445,7 +445,7 @@ APPLIED = re.compile(r"hand-off of (\S+): day-0 configuration applied$", re.MULT
 def restconf_hostname(port: int, client: Path, serial: str) -> tuple[int, str]:
     """GET the hostname over RESTCONF with curl as ``client`` (cert.pem, key.pem, ca.pem):
     (status, body); the device is reached by the DNS name of its LDevID, checked by curl
-    (no -k: issue 9 item 13)."""
+    (no -k)."""
     name = device_dns_name(serial, DEFAULT_DEVICE_DOMAIN)
     out = subprocess.run(
         ["curl", "-sS", "--cacert", client / "ca.pem", "--cert", client / "cert.pem",
@@ -481,7 +481,7 @@ def test_another_devices_ldevid_cannot_manage_a_device_unless_named_in_cert_to_n
 
     device_a = start_device(folder_a, listeners)
     devices.append(device_a)
-    admin.wait(serial_a, lambda h: h["state"] == "applied", "applied")  # R/handoff-client.pem
+    admin.wait(serial_a, lambda h: h["state"] == "applied", "applied")  # via handoff-client.pem
     assert hostnames(port, nms) == ("edge-a", "edge-a")
     with pytest.raises(Exception):  # noqa: B017 - ncclient raises several types
         hostnames(port, peer)

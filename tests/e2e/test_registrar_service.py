@@ -335,7 +335,7 @@ def test_cacerts_with_openssl_s_client(world: World) -> None:
 
 
 def test_cacerts_without_a_client_certificate(world: World) -> None:
-    """RFC 7030 §4.1.1: /cacerts SHOULD NOT need a client certificate (issue 9 item 6): curl
+    """RFC 7030 §4.1.1: /cacerts SHOULD NOT need a client certificate: curl
     without --cert gets the domain CA, which ``openssl pkcs7 -print_certs`` reads, and the
     handshake without a certificate completes (``openssl s_client``)."""
     reply = world.curl("/.well-known/est/cacerts", client=None)
