@@ -2,7 +2,7 @@
 network namespaces (tests/support/discovery_lab.py: pledge -- proxy -- registrar + MASA, IPv6
 link-local only, no route between pledge and registrar).
 
-``zerotouch device run --dir P --discovery METHOD --interface IF`` with no ``--registrar``:
+``zerotouch device run --discovery METHOD --interface IF`` with no ``--registrar``:
 it finds the join proxy by GRASP (RFC 8990 M_FLOOD AN_Proxy, §4.1.1) or by mDNS
 (``_brski-proxy._tcp``) and enrolls through it, the TLS relayed end to end; on the
 registrar's own link it finds the registrar itself by mDNS and by unicast DNS-SD (a real

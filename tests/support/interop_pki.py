@@ -22,7 +22,7 @@ so tests can hand them to curl, openssl and the project's CLI. What is here:
 * ``NONCE_SAMPLES`` -- nonces in every form the vectors show, each with the file it is from.
 * ``idevid_issuer_forms`` -- the three encodings implementations put in idevid-issuer.
 * ``write_vendor_folder`` / ``write_registrar_folder`` -- the folders ``zerotouch masa
-  serve --dir V`` and ``zerotouch registrar serve --dir R`` run from, filled with this
+  serve`` and ``zerotouch registrar serve`` run from (``--dir``), filled with this
   material instead of ``zerotouch vendor init`` / ``registrar init`` output.
 
 Validity: certificates start at ``not_before`` (default: one day before now, so they suit
@@ -378,7 +378,7 @@ class VendorPki:
         )
 
     def write_folder(self, folder: Path, *, masa_url: str) -> Path:
-        """The vendor folder V for ``zerotouch masa serve --dir V`` (see write_vendor_folder)."""
+        """The vendor folder for ``zerotouch masa serve --dir`` (see write_vendor_folder)."""
         return write_vendor_folder(
             folder,
             ca=self.ca,
@@ -867,9 +867,9 @@ def write_vendor_folder(
     key_type: str = "p256",
     masa_toml: str | None = None,
 ) -> Path:
-    """The vendor folder V ``zerotouch masa serve --dir V`` runs from (the names of
+    """The vendor folder ``zerotouch masa serve --dir`` runs from (the names of
     ``zerotouch vendor init``): ca.pem (the manufacturer trust anchor), ca.key (so
-    ``zerotouch vendor idevid --dir V`` can issue more IDevIDs, with the project's code),
+    ``zerotouch vendor idevid --dir`` can issue more IDevIDs, with the project's code),
     masa-signer.pem/.key (voucher signer, then its intermediates), masa-tls.pem/.key,
     vendor.toml (masa_url, key_type) and, when given, masa.toml."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -899,7 +899,7 @@ def write_registrar_folder(
     auto_accept: bool = False,
     extra_toml: str = "",
 ) -> Path:
-    """The registrar folder R ``zerotouch registrar serve --dir R`` runs from (the names of
+    """The registrar folder ``zerotouch registrar serve --dir`` runs from (the names of
     ``zerotouch registrar init``): ca.pem/.key (the domain CA that issues LDevIDs and is
     pinned), registrar.pem (the registrar certificate, then its intermediates)/.key,
     manufacturer-cas.pem, masa-trust.pem (when given) and registrar.toml. The hand-off client

@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 def write_vendor_folder(world: World, folder: Path) -> Path:
-    """The vendor folder V the MASA serves from, with ``world``'s manufacturer PKI."""
+    """The vendor folder the MASA serves from, with ``world``'s manufacturer PKI."""
     folder.mkdir(parents=True, exist_ok=True)
     certfiles.write_certs(folder / CA_CERT, [world.vendor_ca.cert])
     for (pem, key), ident in (
