@@ -1,8 +1,8 @@
 """What discovery costs: a device told nothing against the same device told where to go.
 
-In one run, on the same links (tests/support/discovery_lab.py: pledge -- join proxy --
-registrar + MASA, network namespaces, IPv6 link-local only), each of N fresh devices is timed
-from the start of ``zerotouch device run`` to its ``enrolled SERIAL`` line:
+In one run, on the same links (those of ``zerotouch demo --discovery``: devices -- join
+proxy -- registrar + MASA, network namespaces, IPv6 link-local only), each of N fresh
+devices is timed from the start of ``zerotouch device run`` to its ``enrolled SERIAL`` line:
 
 (a) ``--discovery grasp --interface eth0``: it finds the proxy by GRASP (the proxy floods
     AN_Proxy every 0.5 s, RFC 8995 §4.1.1) and enrolls through it;
@@ -18,12 +18,11 @@ Needs root (network namespaces); without it says so and exits 0 (``--check``: 1)
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
-import selectors
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,77 +31,85 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.discovery_lab import DiscoveryLab, discovery_lab  # noqa: E402
+from zerotouch_plugin.demo.discovery import (  # noqa: E402
+    BRIDGE,
+    DISCOVERY_STEPS,
+    PROXY_HOST,
+    DiscoveryDemo,
+)
+from zerotouch_plugin.demo.flow import Device, StepResult  # noqa: E402
+from zerotouch_plugin.demo.services import StepFailed  # noqa: E402
 
 TARGET_SECONDS = 1.0
+ENROLL_SECONDS = 60.0
+# The discovery demo up to a running, announcing join proxy; the devices are the benchmark's.
+SETUP = ("manufacturer-pki", "idevids", "network", "domain-pki", "policy", "masa", "registrar",
+         "proxy")  # fmt: skip
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def device_argv(lab: DiscoveryLab, folder: Path, kind: str) -> list[str]:
+def device_args(folder: str, kind: str, proxy_url: str) -> list[str]:
     """``zerotouch device run`` for ``folder``: found by GRASP, or given the proxy's URL."""
     how = {
-        "grasp": ["--discovery", "grasp", "--interface", lab.pledge_if],
-        "registrar": ["--registrar", lab.proxy_url],
+        "grasp": ["--discovery", "grasp", "--interface", "eth0"],
+        "registrar": ["--registrar", proxy_url],
     }[kind]
-    return [
-        sys.executable, "-m", "zerotouch_plugin", "device", "run", "--dir", str(folder),
-        "--netconf-tls", "127.0.0.1:0", *how,
-    ]  # fmt: skip
+    return ["device", "run", "--dir", folder, "--netconf-tls", "127.0.0.1:0", *how]
 
 
-def time_to_enrolled(lab: DiscoveryLab, folder: Path, serial: str, kind: str) -> float:
-    """Seconds from starting the device to its ``enrolled SERIAL`` line."""
-    with tempfile.TemporaryFile() as log:
-        began = time.monotonic()
-        proc = subprocess.Popen(
-            lab.pledge.prefix(device_argv(lab, folder, kind)),
-            stdout=subprocess.PIPE, stderr=log, text=True, env=_env(),
-        )  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            deadline = began + 60
-            with selectors.DefaultSelector() as selector:
-                selector.register(proc.stdout, selectors.EVENT_READ)
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not selector.select(remaining):
-                        log.seek(0)
-                        raise SystemExit(f"{kind}: not enrolled in 60 s:\n{log.read().decode()}")
-                    line = proc.stdout.readline()
-                    if not line:
-                        log.seek(0)
-                        raise SystemExit(f"{kind}: device exited:\n{log.read().decode()}")
-                    if line.strip() == f"enrolled {serial}":
-                        return time.monotonic() - began
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            if proc.stdout is not None:
-                proc.stdout.close()
+def proxy_url(demo: DiscoveryDemo) -> str:
+    """The join proxy as a device reaches it: link-local on the bridge, zone = its eth0."""
+    proxy = next(s for s in demo.services.running if s.name == "proxy")
+    line = next(text for text in proxy.lines() if text.startswith("listening proxy "))
+    port = line.rstrip("/").rsplit(":", 1)[1]
+    return f"https://[{demo.network.link_local(PROXY_HOST, BRIDGE)}%25eth0]:{port}"
+
+
+async def time_to_enrolled(demo: DiscoveryDemo, device: Device, kind: str, url: str) -> float:
+    """Seconds from starting the device in its namespace to its ``enrolled SERIAL`` line."""
+    began = time.monotonic()
+    service = demo.services.start(
+        f"{device.name}-{kind}",
+        *device_args(device.folder, kind, url),
+        prefix=demo.network.prefix(device.name),
+    )
+    expected = f"enrolled {device.serial}"
+    await service.wait_line(
+        lambda text: text.strip() == expected, expected, began + ENROLL_SECONDS, demo.services
+    )
+    elapsed = time.monotonic() - began
+    service.popen.terminate()
+    await asyncio.to_thread(service.popen.wait, 10)
+    demo.services.running.remove(service)  # ended on purpose: no longer watched for dying
+    service.pid_file.unlink(missing_ok=True)
+    return elapsed
+
+
+async def timed_runs(demo: DiscoveryDemo, runs: int) -> tuple[dict[str, list[float]], str]:
+    demo.steps = tuple(step for step in DISCOVERY_STEPS if step.name in SETUP)
+    if not await demo.run():
+        failed = next(r for r in demo.results if not r.ok)
+        raise SystemExit(f"discovery_bench: {failed.title}: {failed.detail}")
+    url = await asyncio.to_thread(proxy_url, demo)
+    times: dict[str, list[float]] = {"grasp": [], "registrar": []}
+    devices = iter(demo.devices)
+    for index in range(runs):
+        for kind in ("grasp", "registrar") if index % 2 == 0 else ("registrar", "grasp"):
+            try:
+                seconds = await time_to_enrolled(demo, next(devices), kind, url)
+            except StepFailed as exc:
+                raise SystemExit(f"discovery_bench: {kind}: {exc.message}") from None
+            times[kind].append(seconds)
+    return times, url
 
 
 def measure(runs: int) -> dict[str, object]:
-    with (
-        tempfile.TemporaryDirectory(prefix="zt-discovery-bench-") as tmp,
-        discovery_lab(Path(tmp), proxy_announce="grasp") as lab,
-    ):
-        times: dict[str, list[float]] = {"grasp": [], "registrar": []}
-        for index in range(runs):
-            for kind in ("grasp", "registrar") if index % 2 == 0 else ("registrar", "grasp"):
-                serial, folder = lab.new_pledge()
-                times[kind].append(time_to_enrolled(lab, folder, serial, kind))
-        commands = {
-            kind: shlex.join(device_argv(lab, Path("P"), kind)[1:]).replace(
-                "-m zerotouch_plugin", "zerotouch", 1
-            )
-            for kind in times
-        }
+    with tempfile.TemporaryDirectory(prefix="zt-discovery-bench-") as tmp:
+        demo = DiscoveryDemo(Path(tmp), 2 * runs, keep=False, report=_quiet)
+        try:
+            times, url = asyncio.run(timed_runs(demo, runs))
+        finally:
+            demo.finish(False)
+    commands = {kind: shlex.join(["zerotouch", *device_args("P", kind, url)]) for kind in times}
     grasp, given = statistics.median(times["grasp"]), statistics.median(times["registrar"])
     return {
         "runs": runs,
@@ -114,6 +121,10 @@ def measure(runs: int) -> dict[str, object]:
         "registrar_s": [round(t, 3) for t in times["registrar"]],
         "commands": commands,
     }
+
+
+def _quiet(_result: StepResult) -> None:
+    """The demo's steps are set-up here; only the figures are printed."""
 
 
 def main() -> int:
