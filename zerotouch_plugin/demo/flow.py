@@ -236,7 +236,7 @@ class Demo:
     def until(self) -> float:
         return time.monotonic() + self.wait_seconds
 
-    # -- registrar admin API (RFC 8995 has none; README "Registrar admin API") ---------------
+    # -- registrar admin API (RFC 8995 has none; docs/admin-api.md) ------------------------------
 
     def _admin_devices(self) -> dict[str, dict[str, Any]]:
         context = self.client("admin").context(check_hostname=True)
@@ -465,9 +465,9 @@ def _peer(demo: Demo, device: Device) -> Device:
 
 ClientFinder = Callable[[Demo, Device], nms.ClientFiles | None]
 
-# Clients a device must refuse once enrolled (issue 5): label -> the client's files (None:
+# Clients a device must refuse once enrolled: label -> the client's files (None:
 # no certificate at all). A device's LDevID chains to the domain CA like the NMS's
-# certificate, but no device may manage another (README, device "Cert-to-name").
+# certificate, but no device may manage another (docs/cli/device.md, "Cert-to-name").
 REFUSED_CLIENTS: tuple[tuple[str, ClientFinder], ...] = (
     ("no certificate", lambda demo, device: None),
     ("manufacturer IDevID", lambda demo, device: _device_client(demo, device, "idevid")),
