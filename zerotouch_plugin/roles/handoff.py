@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography import x509
 
+from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import (
     CertificateError,
@@ -102,16 +103,9 @@ class HandoffPolicy:
     max_delay: float = 300.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool):
-            raise TypeError("max_attempts must be an integer")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        require_count(self.max_attempts, "max_attempts")
         for name in ("base_delay", "max_delay"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a number of seconds")
-            if value <= 0:
-                raise ValueError(f"{name} must be positive")
+            require_positive(getattr(self, name), name, "a number of seconds")
         if self.max_delay < self.base_delay:
             raise ValueError("max_delay must not be below base_delay")
 
