@@ -460,6 +460,15 @@ def two_serial_numbers(site: Site) -> str:
     return _enroll_with(site, "/serialNumber={serial}/serialNumber=SOMEONE-ELSE")
 
 
+def status_reason_injection(site: Site) -> str:
+    """A pledge's enrollstatus reason with terminal escapes and a forged line: refused
+    before it reaches a log or the devices table."""
+    _, folder = vouchered_pledge(site)
+    report = b'{"version": 1, "status": false, "reason": "\\u001b[2J\\r\\nforged row"}'
+    return site.registrar_curl("/.well-known/brski/enrollstatus", folder, data=report,
+                               content_type="application/json")  # fmt: skip
+
+
 def est_without_voucher(site: Site) -> str:
     serial, folder = site.owned_pledge()
     csr = openssl_csr(folder, f"/serialNumber={serial}")
@@ -705,6 +714,8 @@ TABLE = [
            "0o600 0o600", "0o600", database_modes),
     Attack("log-injection", "percent-encoded CR LF ESC in a URL path", "40",
            "voucher issued\\x1b[31m", log_injection),
+    Attack("status-reason-injection", "an enrollstatus reason with ESC, CR and LF",
+           "400 schema-error:", "'reason' holds a control character", status_reason_injection),
     Attack("restconf-doctype", "RESTCONF PATCH with a DOCTYPE and an external entity", "400 ",
            "DOCTYPE", restconf_doctype),
     Attack("restconf-deep-json", "RESTCONF PUT of JSON nested 5,000 deep", "400 ",
