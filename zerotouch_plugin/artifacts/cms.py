@@ -260,7 +260,8 @@ def _load_cert(der: bytes) -> x509.Certificate:
         _ = (cert.subject, cert.issuer, cert.extensions)
         _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
         return cert
-    except (ValueError, x509.InvalidVersion) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
+        # TypeError: a name attribute of a type its OID does not allow (a BIT STRING CN).
         raise NotCMS(f"an embedded certificate is malformed: {exc}") from exc
 
 

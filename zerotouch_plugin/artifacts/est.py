@@ -110,7 +110,8 @@ def _check_readable(cert: x509.Certificate, index: int) -> None:
     try:
         _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
         _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_algorithm_oid)
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # TypeError: a name attribute of a type its OID does not allow (a BIT STRING CN).
         raise InvalidInput(
             f"certificate {index} of the certs-only message is malformed: {exc}"
         ) from exc
@@ -121,7 +122,8 @@ def parse_csr(body: bytes) -> x509.CertificateSigningRequest:
     der = decode_base64_body(body)
     try:
         csr = x509.load_der_x509_csr(der)
-    except (ValueError, x509.InvalidVersion) as exc:
+        _ = (csr.subject, csr.extensions)  # parsed lazily: refuse a malformed one here
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise InvalidInput(f"EST body is not a DER PKCS#10 certificate request: {exc}") from exc
     _check_csr_hash(csr)
     try:

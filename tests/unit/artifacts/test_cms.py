@@ -356,6 +356,18 @@ def test_version_of_another_type_is_refused_by_both_decoders(signed: bytes, tag:
         cms.inspect(retagged)
 
 
+def test_embedded_certificate_with_a_bit_string_name_is_not_cms(
+    signed: bytes, pki: tuple[certs.Identity, certs.Identity]
+) -> None:
+    """The signer's CN retagged as a BIT STRING: cryptography raises TypeError (not
+    ValueError) when the subject is read."""
+    cn = pki[1].cert.subject.rfc4514_string().removeprefix("CN=").encode()
+    utf8 = b"\x0c" + bytes([len(cn)]) + cn
+    assert signed.count(utf8) == 1
+    with pytest.raises(NotCMS, match="embedded certificate is malformed"):
+        cms.inspect(signed.replace(utf8, b"\x03" + utf8[1:]))
+
+
 def test_signing_profiles_are_per_key_and_padding() -> None:
     ca = certs.make_ca("CA", now=NOW, key_kind="rsa2048")
     signer = certs.issue_masa_signer(ca, "MASA", now=NOW, key_kind="rsa2048")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
 
@@ -103,11 +104,12 @@ def test_certs_only_needs_certificates() -> None:
 
 
 def test_certs_only_with_a_malformed_key_is_invalid_input(ca: certs.Identity) -> None:
-    """The EC point's 0x04 prefix changed to 0x07: cryptography loads the certificate and
-    only fails on public_key(), which the pledge calls when it checks its cacerts."""
+    """The EC point's 0x04 prefix changed to 0x05, no point form (SEC 1 §2.3.4): cryptography
+    loads the certificate and only fails on public_key(), which the pledge calls when it
+    checks its cacerts."""
     der = ca.cert.public_bytes(Encoding.DER)
     point = der.index(b"\x03\x42\x00\x04") + 3
-    broken = x509.load_der_x509_certificate(der[:point] + b"\x07" + der[point + 1 :])
+    broken = x509.load_der_x509_certificate(der[:point] + b"\x05" + der[point + 1 :])
     body = base64.b64encode(pkcs7.serialize_certificates([broken], Encoding.DER))
     with pytest.raises(InvalidInput, match="certificate 1 of the certs-only message"):
         est.decode_certs_only(body)
@@ -131,6 +133,28 @@ def test_csr_of_unknown_version_is_invalid_input(ca: certs.Identity) -> None:
     body = base64.b64encode(der[:version] + b"\x02\x01\x01" + der[version + 3 :])
     with pytest.raises(InvalidInput, match="not a DER PKCS#10"):
         est.parse_csr(body)
+
+
+def test_signed_csr_with_a_bit_string_name_is_invalid_input(ca: certs.Identity) -> None:
+    """A CSR whose CN is a BIT STRING, properly signed by its own key: cryptography raises
+    TypeError (not ValueError) when the subject is read, which the registrar does later."""
+    csr = certs.make_csr(ca.key, common_name="bitcn")
+    tbs = csr.tbs_certrequest_bytes.replace(b"\x0c\x05bitcn", b"\x03\x05bitcn")
+    assert isinstance(ca.key, ec.EllipticCurvePrivateKey)
+    signature = ca.key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    algorithm = bytes.fromhex("300a06082a8648ce3d040302")  # ecdsa-with-SHA256
+    bits = b"\x00" + signature
+    body = tbs + algorithm + b"\x03" + _der_length(len(bits)) + bits
+    der = b"\x30" + _der_length(len(body)) + body
+    with pytest.raises(InvalidInput, match="not a DER PKCS#10"):
+        est.parse_csr(base64.b64encode(der))
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(size)]) + size
 
 
 def test_parse_csr_from_openssl(tmp_path: Path) -> None:
