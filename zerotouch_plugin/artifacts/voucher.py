@@ -21,6 +21,7 @@ from enum import Enum, StrEnum
 from typing import Any, ClassVar, Required, Self, TypedDict, TypeVar, Unpack
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.yang import (
@@ -408,13 +409,20 @@ class Voucher(_Artifact):
 
     def pinned_domain_certificate(self) -> x509.Certificate:
         """The pinned-domain-cert parsed (CertificateError if it is not a DER certificate)."""
-        try:
-            return x509.load_der_x509_certificate(self.pinned_domain_cert)
-        except ValueError as exc:
-            raise CertificateError(
-                f"pinned-domain-cert is not a DER X.509 certificate: {exc}",
-                path="/ietf-voucher:voucher/pinned-domain-cert",
-            ) from None
+        return _certificate(self.pinned_domain_cert, "/ietf-voucher:voucher/pinned-domain-cert")
+
+
+def _certificate(der: bytes, path: str) -> x509.Certificate:
+    """A certificate leaf parsed, with what cryptography reads lazily (names, extensions, key)
+    read now: a malformed one is CertificateError here, not a ValueError or TypeError (a name
+    attribute of a type its OID does not allow) wherever it is used."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+        leaf = path.rsplit("/", 1)[-1]
+        raise CertificateError(f"{leaf} is not a DER X.509 certificate: {exc}", path=path) from None
+    return cert
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -455,13 +463,9 @@ class VoucherRequest(_Artifact):
         """proximity-registrar-cert parsed (CertificateError if it is not a certificate)."""
         if self.proximity_registrar_cert is None:
             return None
-        try:
-            return x509.load_der_x509_certificate(self.proximity_registrar_cert)
-        except ValueError as exc:
-            raise CertificateError(
-                f"proximity-registrar-cert is not a DER X.509 certificate: {exc}",
-                path="/ietf-voucher-request:voucher/proximity-registrar-cert",
-            ) from None
+        return _certificate(
+            self.proximity_registrar_cert, "/ietf-voucher-request:voucher/proximity-registrar-cert"
+        )
 
 
 # Artifact kind -> model class (dispatch by table, not by if-chain).

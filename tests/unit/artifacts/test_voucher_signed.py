@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from zerotouch_plugin.artifacts.voucher import (
 )
 from zerotouch_plugin.errors import (
     ArtifactKindMismatch,
+    CertificateError,
     DigestMismatch,
     Expired,
     InvalidInput,
@@ -125,3 +127,21 @@ def test_id_data_content_type_is_a_tolerance() -> None:
     without = frozenset(Tolerance) - {Tolerance.ID_DATA_CONTENT_TYPE}
     with pytest.raises(ArtifactKindMismatch):
         parse_signed_voucher(der, trust_anchors=[CA.cert], now=NOW, tolerances=without)
+
+
+def test_certificate_leaves_that_cryptography_reads_lazily_are_refused() -> None:
+    """A pinned-domain-cert or proximity-registrar-cert whose CN is retagged as a BIT STRING
+    loads, then raises TypeError when its subject is read: the accessors read it at once and
+    answer CertificateError."""
+    der = OTHER_CA.cert.public_bytes(Encoding.DER)
+    cn = b"\x0c\x0dsome other CA"
+    broken = der.replace(cn, b"\x03" + cn[1:], 1)
+    assert broken != der
+    voucher = dataclasses.replace(VOUCHER, pinned_domain_cert=broken)
+    with pytest.raises(CertificateError, match="pinned-domain-cert is not a DER"):
+        voucher.pinned_domain_certificate()
+    request = VoucherRequest(
+        serial_number="SN-7", assertion=Assertion.PROXIMITY, proximity_registrar_cert=broken
+    )
+    with pytest.raises(CertificateError, match="proximity-registrar-cert is not a DER"):
+        request.proximity_registrar_certificate()
