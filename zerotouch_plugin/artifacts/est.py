@@ -95,7 +95,8 @@ def decode_certs_only(body: bytes) -> list[x509.Certificate]:
     der = decode_base64_body(body)
     try:
         certs = pkcs7.load_der_pkcs7_certificates(der)
-    except (ValueError, UnsupportedAlgorithm) as exc:  # not SignedData: UnsupportedAlgorithm
+    # UnsupportedAlgorithm: not SignedData; InvalidVersion: a certificate of no X.509 version
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise InvalidInput(f"EST body is not a certs-only PKCS#7 message: {exc}") from exc
     if not certs:
         raise InvalidInput("certs-only PKCS#7 message holds no certificates")

@@ -125,6 +125,18 @@ def test_certs_only_of_another_content_type_is_invalid_input(ca: certs.Identity)
         est.decode_certs_only(body)
 
 
+def test_certs_only_with_a_certificate_of_unknown_version_is_invalid_input(
+    ca: certs.Identity,
+) -> None:
+    """X.509 version value 1 (v2, which cryptography does not read): InvalidVersion, not a
+    ValueError, from the PKCS#7 loader itself."""
+    der = pkcs7.serialize_certificates([ca.cert], Encoding.DER)
+    v3 = b"\xa0\x03\x02\x01\x02"
+    body = base64.b64encode(der.replace(v3, b"\xa0\x03\x02\x01\x01", 1))
+    with pytest.raises(InvalidInput, match="not a certs-only PKCS#7"):
+        est.decode_certs_only(body)
+
+
 def test_csr_of_unknown_version_is_invalid_input(ca: certs.Identity) -> None:
     """PKCS#10 version 1 (only v1 = 0 exists, RFC 2986 §4.1): cryptography raises
     InvalidVersion, which is not a ValueError."""
