@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from tests.e2e.test_registrar_service import (  # noqa: F401
     NONCE,
     VOUCHER_CMS,
+    Reply,
     accepted_voucher,
     bootstrap_voucher,
     csr_body,
@@ -177,20 +178,31 @@ def test_percent_encoded_controls_in_a_path_are_logged_escaped(world: Lab) -> No
 def test_a_pledges_status_reason_is_escaped_and_bounded_in_the_table(world: Lab) -> None:  # noqa: F811
     pledge, relayed = bootstrap_voucher(world, "E2E-ESC")
     assert relayed.status == 200, relayed
-    reason = "\x1b[2J\x1b[31mred\r\nforged row\u202e" + "A" * 60_000
-    report = json.dumps({"version": 1, "status": False, "reason": reason})
-    done = world.curl(
-        "/.well-known/brski/voucher_status",
-        client=idevid_of(pledge),
-        data=report.encode(),
-        content_type="application/json",
-    )
+
+    def report(reason: str) -> Reply:
+        body = json.dumps({"version": 1, "status": False, "reason": reason})
+        return world.curl(
+            "/.well-known/brski/voucher_status",
+            client=idevid_of(pledge),
+            data=body.encode(),
+            content_type="application/json",
+        )
+
+    # Terminal escapes and line breaks are refused before anything is stored or logged.
+    refused = report("\x1b[2J\x1b[31mred\r\nforged row")
+    assert refused.status == 400, refused
+    assert b"schema-error: 'reason' holds a control character" in refused.body
+    assert b"(at /reason)" in refused.body
+    # A printable but hostile reason (bidi override, 60,000 characters) is stored as sent and
+    # shown escaped and cut in the table.
+    reason = "red forged row\u202e" + "A" * 60_000
+    done = report(reason)
     assert done.status == 200, done
     table = zt("registrar", "devices", "--dir", world.r)
     assert "\x1b" not in table and "\r" not in table and "\u202e" not in table
     (row,) = [ln for ln in table.splitlines() if ln.startswith("E2E-ESC")]
-    assert "\\x1b[2J\\x1b[31mred\\x0d\\x0aforged row\\u202e" in row and len(row) < 400, row
-    # --json keeps the exact stored value: JSON escapes the control characters itself.
+    assert "red forged row\\u202e" in row and len(row) < 400, row
+    # --json keeps the exact stored value.
     listing = json.loads(zt("registrar", "devices", "--dir", world.r, "--json"))
     (record,) = [d for d in listing["devices"] if d["serial"] == "E2E-ESC"]
     assert record["last_error"] == f"voucher_status: {reason}"
