@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.types import RpcFunction, Tree
 from zerotouch_plugin.errors import (
     InUse,
     LockDenied,
@@ -53,11 +54,8 @@ STARTUP_FILE = "startup.json"
 DEFAULT_EDIT_BUDGET = 20_000  # list entries one write may have validated (about 2 s)
 _MEMO_LIMIT = 256
 T = TypeVar("T")
-Tree = dict[str, Any]
 Listener = Callable[["Datastore", Tree], None]
 EventListener = Callable[[datetime, Tree], None]
-# A YANG RPC implementation: RFC 7951 input members -> output members (or None).
-RpcFunction = Callable[[Tree], Awaitable[Tree | None]]
 
 
 class Datastore(StrEnum):

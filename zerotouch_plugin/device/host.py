@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from zerotouch_plugin.device.datastore import RpcFunction
+from zerotouch_plugin.device.types import RpcFunction
 
 __all__ = ["DeviceIdentity", "InstalledIdentity", "PluginHost", "RpcFunction"]
 
