@@ -29,8 +29,8 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 from zerotouch_plugin.roles.backoff import Backoff
+from zerotouch_plugin.roles.records import ManagementRow
 from zerotouch_plugin.roles.states import RegistrarDeviceState, transition
-from zerotouch_plugin.store.registrar import ManagementRow
 
 __all__ = [
     "HANDOFF_TRANSITIONS",

@@ -49,7 +49,7 @@ from zerotouch_plugin.errors import (
     WrongSerial,
     ZerotouchError,
 )
-from zerotouch_plugin.store.masa import AuditEntry, ClaimRecord, DeviceState
+from zerotouch_plugin.roles.records import AuditEntry, ClaimRecord, DeviceState
 
 __all__ = [
     "AUDIT_LOG_VERSION",

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from zerotouch_plugin.roles.records import AuditEntry, ClaimRecord, DeviceState
 from zerotouch_plugin.store.db import Base, Database, UTCDateTime
 
 __all__ = [
@@ -91,26 +92,6 @@ class _Audit(Base):
 
 
 @dataclass(frozen=True)
-class ClaimRecord:
-    serial: str
-    domain_id: str
-    domain_cert: bytes  # DER
-    claimed_at: datetime
-
-
-@dataclass(frozen=True)
-class DeviceState:
-    """What the MASA knows about one device when a voucher-request for it arrives."""
-
-    serial: str
-    owner_domain_id: str | None
-    owner_domain_cert: bytes | None
-    owner_since: datetime | None
-    claim: ClaimRecord | None
-    nonce_used_at: datetime | None = None  # when a voucher with the request's nonce was issued
-
-
-@dataclass(frozen=True)
 class IssueRecord:
     """What ``decide`` returns: the signed voucher and the facts to log and keep."""
 
@@ -134,16 +115,6 @@ class IssuedVoucher:
     nonce: str | None
     assertion: str
     cms: bytes
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audit-log event (RFC 8995 §5.8.1), as stored."""
-
-    date: datetime
-    domain_id: str
-    nonce: str | None
-    assertion: str
 
 
 Decide = Callable[[DeviceState], IssueRecord]

@@ -15,7 +15,7 @@ from zerotouch_plugin.store.registrar.models import (
     ManagementModel,
     ManagementPortModel,
 )
-from zerotouch_plugin.store.registrar.views import ManagementRow
+from zerotouch_plugin.store.registrar.views import ManagementRow, management_row
 
 __all__ = ["AddressRecords", "ports_of", "set_management"]
 
@@ -26,7 +26,7 @@ class AddressRecords(Records):
     def management(self, serial: str) -> ManagementRow | None:
         """The management address ``serial`` reported last, if any."""
         with self.db.session() as s:
-            return ManagementRow.from_model(
+            return management_row(
                 s.scalars(
                     select(ManagementModel).where(ManagementModel.serial == serial)
                 ).one_or_none(),

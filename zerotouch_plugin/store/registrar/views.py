@@ -12,6 +12,7 @@ from typing import Any
 
 from cryptography import x509
 
+from zerotouch_plugin.roles.records import ManagementRow, host_port, json_value
 from zerotouch_plugin.store.registrar.models import (
     DEFAULT_DAY0,
     EXTRA_PORTS,
@@ -35,6 +36,7 @@ __all__ = [
     "VoucherRow",
     "json_value",
     "ldevid_dns_name",
+    "management_row",
 ]
 
 
@@ -50,39 +52,16 @@ def ldevid_dns_name(cert_der: bytes) -> str | None:
     return found[0] if found else None
 
 
-def host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-@dataclass(frozen=True)
-class ManagementRow:
-    """Where a device said its management listeners are (None: a port it did not report)."""
-
-    host: str
-    netconf_tls_port: int | None
-    restconf_port: int | None
-    reported_at: datetime
-    netconf_ssh_port: int | None = None
-
-    @classmethod
-    def from_model(
-        cls, row: ManagementModel | None, ports: Mapping[str, int] | None = None
-    ) -> ManagementRow | None:
-        if row is None:
-            return None
-        extra = {field: (ports or {}).get(name) for name, field in EXTRA_PORTS.items()}
-        return cls(row.host, row.netconf_tls_port, row.restconf_port, row.reported_at, **extra)
-
-    @property
-    def address(self) -> str | None:
-        """HOST:PORT of its NETCONF/TLS server, where a hand-off connects."""
-        port = self.netconf_tls_port
-        return None if port is None else host_port(self.host, port)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        out = {f.name: json_value(getattr(self, f.name)) for f in fields(self)}
-        out["address"] = self.address
-        return out
+def management_row(
+    row: ManagementModel | None, ports: Mapping[str, int] | None = None
+) -> ManagementRow | None:
+    """The management address a device reported, with the extra ports of its own table."""
+    if row is None:
+        return None
+    extra = {field: (ports or {}).get(name) for name, field in EXTRA_PORTS.items()}
+    return ManagementRow(
+        row.host, row.netconf_tls_port, row.restconf_port, row.reported_at, **extra
+    )
 
 
 @dataclass(frozen=True)
@@ -213,7 +192,7 @@ class DeviceRecord:
             **values,
             dns_name=ldevid_dns_name(ldevid_der) if ldevid_der is not None else None,
             handoff=HandoffRow.from_model(handoff),
-            management=ManagementRow.from_model(management, ports),
+            management=management_row(management, ports),
             voucher_source=VOUCHER_SOURCES.get(outcome or ""),
             escrow=EscrowRow.from_model(escrow),
         )
@@ -231,10 +210,6 @@ class DeviceRecord:
 
 _NESTED = frozenset({"handoff", "management", "escrow"})
 _NOT_COLUMNS = _NESTED | {"dns_name", "voucher_source"}
-
-
-def json_value(value: Any) -> Any:
-    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
 @dataclass(frozen=True)
