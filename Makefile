@@ -21,6 +21,7 @@ system:
 lint: venv
 	$(VENV)/bin/ruff check zerotouch_plugin tests benchmarks
 	$(VENV)/bin/ruff format --check zerotouch_plugin tests benchmarks
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -1,84 +1,94 @@
-"""Imports point down the layers of docs/architecture.md: cli -> demo -> services -> store ->
-roles -> device -> artifacts. A module may import its own layer, any layer below it, and the
-shared modules every layer uses (errors, config, the small helpers); never a layer above."""
+"""The import contracts of pyproject.toml ([tool.importlinter]) hold for the package, and each
+one breaks when a copy of the package makes the import it forbids: imports point down the
+layers of docs/architecture.md (cli -> demo -> services -> store -> roles -> device ->
+artifacts -> the shared modules), roles are sans-IO, and the plugin host interface loads no
+datastore."""
 
 from __future__ import annotations
 
-import ast
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "zerotouch_plugin"
-ROOT = Path(__file__).resolve().parents[2] / PACKAGE
-LAYERS = ("cli", "demo", "services", "store", "roles", "device", "artifacts")
-SHARED = {"__init__", "errors", "config", "_text", "_checks", "_files"}
-ENTRY = "__main__"  # python -m zerotouch_plugin: above every layer, it runs the CLI
-
-def _part(module: str) -> str | None:
-    """The layer or shared module that ``zerotouch_plugin.X...`` belongs to."""
-    names = module.split(".")
-    if names[0] != PACKAGE:
-        return None
-    return names[1] if len(names) > 1 else "__init__"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+CONTRACTS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"][
+    "contracts"
+]
+NAMES = {contract["id"]: contract["name"] for contract in CONTRACTS}
 
 
-def _imported(path: Path) -> set[str]:
-    """First-level parts of the package imported anywhere in ``path`` (also inside
-    functions: a lazy import is an import all the same)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, f"{path}: relative import"
-            modules = [node.module or ""]
-            if node.module == PACKAGE:
-                modules = [f"{PACKAGE}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found.update(part for part in map(_part, modules) if part is not None)
-    return found
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` over the package and pyproject.toml found in ``root``, importing the
+    package from there rather than from the editable install."""
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--config", str(root / "pyproject.toml")],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def upward_imports(root: Path) -> set[tuple[str, str]]:
-    """(module path under ``root``, layer it must not import) for every violation."""
-    found: set[tuple[str, str]] = set()
-    for path in sorted(root.rglob("*.py")):
-        relative = path.relative_to(root)
-        layer = relative.parts[0] if len(relative.parts) > 1 else relative.stem
-        if layer == ENTRY:
-            continue
-        allowed = SHARED if layer in SHARED else set(LAYERS[LAYERS.index(layer) :]) | SHARED
-        for part in _imported(path) - allowed:
-            found.add((str(relative), part))
-    return found
+def broken(output: str) -> set[str]:
+    """Ids of the contracts the report calls broken."""
+    return {id_ for id_, name in NAMES.items() if f"{name} BROKEN" in " ".join(output.split())}
 
 
-def test_every_package_folder_is_a_known_layer() -> None:
-    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert folders == set(LAYERS)
-    modules = {p.stem for p in ROOT.glob("*.py")}
-    assert modules == SHARED | {ENTRY}
-
-
-def test_imports_point_down_the_layers() -> None:
-    assert upward_imports(ROOT) == set()
+def test_the_package_keeps_every_import_contract() -> None:
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout
 
 
 @pytest.mark.parametrize(
-    ("source", "layer", "expected"),
+    ("module", "source", "expected"),
     [
-        ("from zerotouch_plugin.services.proxy import x\n", "artifacts", {"services"}),
-        ("def f():\n    import zerotouch_plugin.cli\n", "device", {"cli"}),
-        ("from zerotouch_plugin import store\n", "roles", {"store"}),
-        ("from zerotouch_plugin.errors import NotFound\n", "artifacts", set()),
-        ("from zerotouch_plugin.artifacts import cms\n", "services", set()),
+        (
+            "artifacts/cms.py",
+            "from zerotouch_plugin.services import proxy\n",
+            {"layers", "sans-io-roles"},  # roles import cms, so now aiohttp too
+        ),
+        ("device/edit.py", "def f() -> None:\n    import zerotouch_plugin.cli\n", {"layers"}),
+        (
+            "roles/masa.py",
+            "from zerotouch_plugin.store import masa as _store\n",
+            {"layers", "sans-io-roles"},  # and SQLAlchemy through the store
+        ),
+        ("errors.py", "from zerotouch_plugin.artifacts import cms\n", {"layers"}),
+        ("roles/backoff.py", "import asyncio\n", {"sans-io-roles"}),
+        ("roles/grasp.py", "from sqlalchemy import select\n", {"sans-io-roles"}),
+        ("roles/proxy.py", "from aiohttp import web\n", {"sans-io-roles"}),
+        ("roles/discovery.py", "import asyncssh\n", {"sans-io-roles"}),
+        ("device/host.py", "from zerotouch_plugin.device import datastore\n", {"plugin-host"}),
+        ("device/types.py", "import sqlalchemy\n", {"plugin-host"}),
+        ("services/proxy.py", "from zerotouch_plugin.artifacts import cms\n", set()),
+        ("roles/backoff.py", "from zerotouch_plugin.errors import NotFound\n", set()),
     ],
 )
-def test_the_check_sees_an_upward_import(
-    tmp_path: Path, source: str, layer: str, expected: set[str]
+def test_a_forbidden_import_breaks_its_contract(
+    tmp_path: Path, module: str, source: str, expected: set[str]
 ) -> None:
-    (tmp_path / layer).mkdir()
-    (tmp_path / layer / "module.py").write_text(source)
-    assert {part for _, part in upward_imports(tmp_path)} == expected
+    shutil.copytree(REPO / PACKAGE, tmp_path / PACKAGE, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    with (tmp_path / PACKAGE / module).open("a") as file:
+        file.write(source)
+    result = lint_imports(tmp_path)
+    assert broken(result.stdout) == expected, result.stdout + result.stderr
+    assert result.returncode == (1 if expected else 0)
+
+
+def test_a_folder_outside_the_layers_breaks_the_layers_contract(tmp_path: Path) -> None:
+    shutil.copytree(REPO / PACKAGE, tmp_path / PACKAGE, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    (tmp_path / PACKAGE / "plugins").mkdir()
+    (tmp_path / PACKAGE / "plugins" / "__init__.py").write_text("")
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1
+    assert "plugins" in result.stdout, result.stdout + result.stderr
