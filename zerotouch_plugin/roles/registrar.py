@@ -60,6 +60,7 @@ from zerotouch_plugin.errors import (
     SchemaError,
     UntrustedSigner,
     UpstreamInvalid,
+    UpstreamUnavailable,
     WrongSerial,
     ZerotouchError,
 )
@@ -669,6 +670,7 @@ class DeviceFacts:
     state: RegistrarDeviceState | None
     idevid_fingerprint: str | None
     audit_level: AuditLevel | None
+    audit_required: bool = False  # its voucher came from the MASA, whose audit log we judge
 
 
 # Initial enrollment needs a voucher the pledge accepted from this registrar (RFC 8995 §5.9.1).
@@ -725,6 +727,12 @@ def authorize_enrollment(
         raise PolicyRefused(
             f"the MASA audit log of device {serial} shows a nonceless voucher for another "
             "domain (RFC 8995 §5.8.3); enrollment refused"
+        )
+    if client.kind is ClientKind.IDEVID and facts.audit_required and facts.audit_level is None:
+        raise UpstreamUnavailable(
+            f"the MASA audit log of device {serial} has not been judged yet; enrollment waits "
+            "for it (RFC 8995 §5.8.3)",
+            retry_after=5,
         )
     if client.kind is ClientKind.IDEVID:
         decide_policy(rules, serial=serial, issuer=client.cert.issuer, auto_accept=ctx.auto_accept)

@@ -35,6 +35,7 @@ from zerotouch_plugin.errors import (
     SignatureInvalid,
     UntrustedSigner,
     UpstreamInvalid,
+    UpstreamUnavailable,
     WrongSerial,
     ZerotouchError,
 )
@@ -746,6 +747,20 @@ def test_enrollment_refusals(pki: Pki) -> None:
             rules=ALLOW,
             reenroll=False,
         )
+    unjudged = replace(accepted_facts, audit_required=True, audit_level=None)
+    with pytest.raises(UpstreamUnavailable, match="audit log of device SN-1 has not been judged"):
+        role.authorize_enrollment(pki.ctx, client, unjudged, csr_for(), rules=ALLOW, reenroll=False)
+    assert (
+        role.authorize_enrollment(
+            pki.ctx,
+            client,
+            replace(unjudged, audit_level=AuditLevel.CLEAN),
+            csr_for(),
+            rules=ALLOW,
+            reenroll=False,
+        )
+        == "SN-1"
+    )
     with pytest.raises(PolicyRefused, match="deny list"):
         role.authorize_enrollment(
             pki.ctx,

@@ -21,7 +21,6 @@ from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.artifacts.voucher import Voucher
 from zerotouch_plugin.errors import (
-    NotFound,
     PolicyRefused,
     ReplayedRequest,
     UpstreamUnavailable,
@@ -32,6 +31,7 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarEvent
 from zerotouch_plugin.services._http import read_body
 from zerotouch_plugin.services._tls import peer_certificate
+from zerotouch_plugin.services.registrar.audit import judge_audit_log
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
     MEDIA_JSON,
@@ -221,37 +221,8 @@ async def voucher_status(request: web.Request) -> web.Response:
     """POST /.well-known/brski/voucher_status (RFC 8995 §5.7), then the audit log (§5.8)."""
     serial, cert, report = await _status(request, "voucher_status")
     if report.status:
-        await _check_audit_log(request.app[APP_KEY], serial, cert)
+        await judge_audit_log(request.app[APP_KEY], serial, cert)
     return web.Response(status=200, text="recorded\n")
-
-
-async def _check_audit_log(reg: Registrar, serial: str, idevid: x509.Certificate) -> None:
-    """Fetch and judge the MASA audit log (RFC 8995 §5.8.3); a failure is noted, not fatal."""
-    try:
-        rvr = await in_thread(reg.repo.latest_registrar_request, serial)
-        if rvr is None:
-            raise NotFound(f"no registrar voucher-request on record for {serial}")
-        masa_url = role.masa_url_for(idevid, reg.config.masa_url)
-        log_json = await reg.masa.request_audit_log(masa_url, rvr)
-        own = [
-            role.domain_id(reg.context.domain_ca.cert),
-            role.domain_id(reg.context.registrar.cert),
-        ]
-        verdict = role.evaluate_audit_log(log_json, own_ids=own)
-    except ZerotouchError as exc:
-        log.warning("audit log of %s not checked: %s", serial, exc.one_line())
-        await in_thread(
-            reg.repo.record_error, serial, f"audit log: {exc.one_line()}", now=utc_now()
-        )
-        return
-    await in_thread(
-        reg.repo.record_audit,
-        serial,
-        level=str(verdict.level),
-        summary=verdict.summary,
-        log=log_json.decode("utf-8", "replace"),
-        now=utc_now(),
-    )
 
 
 async def enroll_status(request: web.Request) -> web.Response:

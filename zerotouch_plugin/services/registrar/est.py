@@ -19,6 +19,7 @@ from zerotouch_plugin.roles import handoff as handoff_role
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import read_body
+from zerotouch_plugin.services.registrar.audit import judge_audit_log
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
     client_identity,
@@ -74,11 +75,17 @@ async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
         record = await in_thread(reg.repo.device, client.serial)
         rules = policy_rules(await in_thread(reg.repo.policy_for, client.serial))
         if record is not None:
+            audit_required = record.voucher_source == "masa"
+            audit_level = role.AuditLevel(record.audit_level) if record.audit_level else None
+            if audit_required and audit_level is None and client.kind is role.ClientKind.IDEVID:
+                # voucher_status did not get a verdict (MASA down, pledge skipped it): now
+                audit_level = await judge_audit_log(reg, record.serial, client.cert)
             facts = role.DeviceFacts(
                 serial=record.serial,
                 state=RegistrarDeviceState(record.state) if record.state != "new" else None,
                 idevid_fingerprint=record.idevid_fingerprint,
-                audit_level=role.AuditLevel(record.audit_level) if record.audit_level else None,
+                audit_level=audit_level,
+                audit_required=audit_required,
             )
     try:
         serial = role.authorize_enrollment(

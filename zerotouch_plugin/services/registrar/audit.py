@@ -1,0 +1,49 @@
+"""The MASA audit log check (RFC 8995 §5.8.3), shared by voucher_status and EST: a voucher
+from the MASA is enrolled only once its audit log has been read and judged."""
+
+from __future__ import annotations
+
+import logging
+
+from cryptography import x509
+
+from zerotouch_plugin.errors import NotFound, ZerotouchError
+from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.services.registrar.common import in_thread, utc_now
+from zerotouch_plugin.services.registrar.loader import Registrar
+
+__all__ = ["judge_audit_log"]
+
+log = logging.getLogger(__name__)
+
+
+async def judge_audit_log(reg: Registrar, serial: str, idevid: x509.Certificate) -> role.AuditLevel:
+    """Fetch the audit log of the device's last registrar voucher-request and record the
+    verdict. A failure is recorded on the device and raised: enrollment waits for a verdict
+    (fail closed), and a MASA that did not answer gives 503 so the pledge retries."""
+    try:
+        rvr = await in_thread(reg.repo.latest_registrar_request, serial)
+        if rvr is None:
+            raise NotFound(f"no registrar voucher-request on record for {serial}")
+        masa_url = role.masa_url_for(idevid, reg.config.masa_url)
+        log_json = await reg.masa.request_audit_log(masa_url, rvr)
+        own = [
+            role.domain_id(reg.context.domain_ca.cert),
+            role.domain_id(reg.context.registrar.cert),
+        ]
+        verdict = role.evaluate_audit_log(log_json, own_ids=own)
+    except ZerotouchError as exc:
+        log.warning("audit log of %s not judged: %s", serial, exc.one_line())
+        await in_thread(
+            reg.repo.record_error, serial, f"audit log: {exc.one_line()}", now=utc_now()
+        )
+        raise
+    await in_thread(
+        reg.repo.record_audit,
+        serial,
+        level=str(verdict.level),
+        summary=verdict.summary,
+        log=log_json.decode("utf-8", "replace"),
+        now=utc_now(),
+    )
+    return verdict.level
