@@ -60,6 +60,7 @@ class Server:
         media: str = JSON,
         as_who: str = "client",
         include_headers: bool = False,
+        accept: str | None = None,
     ) -> Reply:
         args = [
             str(CURL),
@@ -81,7 +82,7 @@ class Server:
         elif as_who != "nobody":
             args += ["--cert", str(self.files[f"{as_who}-cert"])]
             args += ["--key", str(self.files[f"{as_who}-key"])]
-        args += ["-H", f"Accept: {media}"]
+        args += ["-H", f"Accept: {accept or media}"]
         if body is not None:
             args += ["-H", f"Content-Type: {media}", "--data-binary", body]
         proc = await asyncio.create_subprocess_exec(
@@ -164,6 +165,47 @@ async def test_errors_are_restconf_documents(server: Server) -> None:
     root = etree.fromstring(reply.body)
     assert root.tag == "{urn:ietf:params:xml:ns:yang:ietf-restconf}errors"
     assert server.ds.get(Datastore.RUNNING) == {"ietf-system:system": {"hostname": "curl-dev"}}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/restconf/data/ietf-system:system/%00%01%0A",  # control characters in a data path
+        "/restconf/data/ietf-system:system%0A%0Dforged",  # a line break in a data path
+        "/restconf/nowhere%00%0A",  # a path no route serves
+        "/restconf/data/ietf-interfaces:interfaces/interface=%01%00",  # in a list key
+    ],
+)
+async def test_errors_about_paths_with_control_characters_stay_well_formed(
+    server: Server, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a client puts in the path, the XML error document parses and the log line is
+    one line: the path is shown as sent, percent-encoded."""
+    reply = await server.curl("GET", path, media=XML)
+    assert reply.code in (400, 404), reply
+    root = etree.fromstring(reply.body)
+    assert root.tag == "{urn:ietf:params:xml:ns:yang:ietf-restconf}errors"
+    message = root.findtext(".//{urn:ietf:params:xml:ns:yang:ietf-restconf}error-message")
+    assert message and "\n" not in message and "\x00" not in message, message
+    reply = await server.curl("GET", path)
+    error = json.loads(reply.body)["ietf-restconf:errors"]["error"][0]
+    assert error["error-tag"] in ("invalid-value", "data-missing"), error
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused and all("\n" not in line and "\r" not in line for line in refused), refused
+
+
+async def test_an_error_path_naming_a_control_character_stays_well_formed_xml(
+    server: Server,
+) -> None:
+    """A JSON member name with U+0001 ends up in error-path; XML 1.0 cannot carry it, so the
+    XML error document shows U+FFFD there instead of becoming unparsable."""
+    body = json.dumps({"ietf-system:system": {"host\u0001name": "x"}})
+    reply = await server.curl("PUT", "/restconf/data/ietf-system:system", body=body, accept=XML)
+    assert reply.code == 400, reply
+    path = etree.fromstring(reply.body).findtext(
+        ".//{urn:ietf:params:xml:ns:yang:ietf-restconf}error-path"
+    )
+    assert path == "/ietf-system:system/host\ufffdname", path
 
 
 @pytest.mark.parametrize("who", ["nobody", "stranger"])

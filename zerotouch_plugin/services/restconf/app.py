@@ -63,6 +63,7 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.config import ConnectionLimits, DeviceConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import Operation, edit_at, member_node
@@ -153,7 +154,7 @@ _STATE = web.AppKey("restconf_state", _State)
 
 # aiohttp's own refusals (router, body limit) as the errors they stand for.
 _HTTP_ERRORS: Mapping[type[web.HTTPException], Callable[[web.Request], ZerotouchError]] = {
-    web.HTTPNotFound: lambda r: ResourceMissing(f"no resource at {r.path}"),
+    web.HTTPNotFound: lambda r: ResourceMissing(f"no resource at {r.rel_url.raw_path}"),
     web.HTTPRequestEntityTooLarge: lambda r: PayloadTooLarge(
         f"request body too large: the limit is {r.app[_STATE].body_limit} bytes"
     ),
@@ -582,7 +583,8 @@ def _error_response(
     err_type = err_type or error_type(exc)
     log.warning(
         "RESTCONF %s %s from %s refused %d %s: %s",
-        request.method, request.path, request.remote, status, tag, exc,
+        request.method, request.rel_url.raw_path, request.remote, status, tag,
+        printable(str(exc)),
     )  # fmt: skip
     try:
         media = _Restconf.response_media(request)
@@ -704,7 +706,7 @@ def restconf_app(
     app.router.add_get("/restconf", api.root)
     app.router.add_get("/restconf/", api.root)
     app.router.add_route("*", "/restconf/data", api.data)
-    app.router.add_route("*", "/restconf/data/{path:.*}", api.data)
+    app.router.add_route("*", r"/restconf/data/{path:[\s\S]*}", api.data)
     app.router.add_get("/restconf/operations", api.operations)
     app.router.add_post("/restconf/operations/{name}", api.invoke)
     app.router.add_get("/restconf/yang-library-version", api.library_version)

@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
-from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
 from zerotouch_plugin.errors import (
     AccessDenied,
     InvalidInput,
@@ -193,6 +193,12 @@ def errors_json(err_type: str, tag: str, exc: ZerotouchError) -> bytes:
 _MODULE_IN_PATH = re.compile(r"(?:^|/)([A-Za-z_][\w.-]*):")
 
 
+def _xml_text(text: str) -> str:
+    """Escaped, with characters XML 1.0 cannot carry (NUL, C0 controls, lone surrogates from
+    a client's path) replaced, so that the error document itself stays well-formed."""
+    return escape(NOT_XML_CHAR.sub("\ufffd", text))
+
+
 def errors_xml(schema: DeviceSchema, err_type: str, tag: str, exc: ZerotouchError) -> bytes:
     parts = [f"<error-type>{err_type}</error-type>", f"<error-tag>{tag}</error-tag>"]
     if exc.path:
@@ -202,6 +208,6 @@ def errors_xml(schema: DeviceSchema, err_type: str, tag: str, exc: ZerotouchErro
             for m in dict.fromkeys(_MODULE_IN_PATH.findall(exc.path))
             if m in schema.by_name
         )
-        parts.append(f"<error-path{decls}>{escape(exc.path)}</error-path>")
-    parts.append(f"<error-message>{escape(exc.message)}</error-message>")
+        parts.append(f"<error-path{decls}>{_xml_text(exc.path)}</error-path>")
+    parts.append(f"<error-message>{_xml_text(exc.message)}</error-message>")
     return f'<errors xmlns="{RESTCONF_NS}"><error>{"".join(parts)}</error></errors>'.encode()
