@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.store.test_registrar_handoff_store import enrolled, set_config
-from tests.unit.store.test_registrar_store import NOW, open_repo
+from tests.unit.store.registrar.support import NOW, enrolled, open_repo, set_config
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import RegistrarConfig
 from zerotouch_plugin.services.handoff import HandoffWorker

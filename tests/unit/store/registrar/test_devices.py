@@ -1,0 +1,153 @@
+"""The device row: every report of a device's life recorded on it, a transition the state
+table refuses writing nothing, and its row lock serializing two registrar processes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from tests.unit.store.registrar.support import NOW, open_repo, request_voucher, step
+from zerotouch_plugin.errors import Conflict, NotFound
+from zerotouch_plugin.roles.states import RegistrarEvent
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+
+def test_full_device_lifecycle_is_recorded(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    request_id = request_voucher(repo, "SN1")
+    repo.record_masa_failure(
+        request_id, outcome="masa-unavailable", error="MASA down", rvr_cms=None, now=NOW
+    )
+    device = repo.device("SN1")
+    assert device is not None
+    assert (device.state, device.last_error) == ("voucher-requested", "MASA down")
+    later = NOW + timedelta(seconds=5)
+    repo.record_voucher(
+        request_id,
+        rvr_cms=b"rvr",
+        voucher_cms=b"voucher",
+        assertion="logged",
+        nonce="bm9uY2U=",
+        expires_on=None,
+        advance=step(RegistrarEvent.VOUCHER_RELAYED),
+        now=later,
+    )
+    repo.record_status(
+        "SN1",
+        kind="voucher_status",
+        status=True,
+        reason=None,
+        document='{"version":1,"status":true}',
+        advance=step(RegistrarEvent.VOUCHER_STATUS_SUCCESS),
+        now=later,
+    )
+    repo.record_audit("SN1", level="clean", summary="1 event", log="{}", now=later)
+    repo.record_certificate(
+        "SN1",
+        cert_der=b"cert",
+        fingerprint="sha256:bb",
+        not_after=later + timedelta(days=365),
+        kind="enroll",
+        advance=step(RegistrarEvent.CERT_ISSUED),
+        now=later,
+    )
+    repo.record_status(
+        "SN1",
+        kind="enrollstatus",
+        status=True,
+        reason=None,
+        document="{}",
+        advance=step(RegistrarEvent.ENROLL_STATUS_SUCCESS),
+        now=later,
+    )
+    device = repo.device("SN1")
+    assert device is not None
+    assert device.state == "enroll-confirmed"
+    assert device.voucher_requested_at == NOW and device.voucher_issued_at == later
+    assert device.voucher_accepted is True and device.enroll_confirmed is True
+    assert (device.audit_level, device.ldevid_fingerprint) == ("clean", "sha256:bb")
+    assert device.last_error is None
+    assert repo.latest_registrar_request("SN1") == b"rvr"
+    assert [v.voucher_cms for v in repo.vouchers("SN1")] == [b"voucher"]
+    assert [(r.kind, r.status) for r in repo.status_reports("SN1")] == [
+        ("voucher_status", True),
+        ("enrollstatus", True),
+    ]
+    assert list(repo.certificates("SN1")) == [b"cert"]
+    assert device.to_json_dict()["voucher_issued_at"] == "2026-11-26T12:00:05Z"
+    db.dispose()
+
+
+def test_illegal_transition_writes_nothing(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    request_voucher(repo, "SN2")
+    with pytest.raises(Conflict, match="not expected in state voucher-requested"):
+        repo.record_certificate(
+            "SN2",
+            cert_der=b"cert",
+            fingerprint="sha256:cc",
+            not_after=NOW,
+            kind="enroll",
+            advance=step(RegistrarEvent.CERT_ISSUED),
+            now=NOW,
+        )
+    device = repo.device("SN2")
+    assert device is not None and device.state == "voucher-requested"
+    assert list(repo.certificates("SN2")) == []
+    with pytest.raises(NotFound):
+        repo.record_status(
+            "nobody",
+            kind="voucher_status",
+            status=True,
+            reason=None,
+            document="{}",
+            advance=step(RegistrarEvent.VOUCHER_STATUS_SUCCESS),
+            now=NOW,
+        )
+    db.dispose()
+
+
+def test_refusal_recorded_with_reason(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    repo.record_refusal(
+        "SN4",
+        manufacturer="CN=Vendor CA",
+        idevid_fingerprint="sha256:dd",
+        error="policy-refused: not allowed",
+        advance=step(RegistrarEvent.PVR_REFUSED),
+        now=NOW,
+    )
+    device = repo.device("SN4")
+    assert device is not None
+    assert (device.state, device.last_error) == ("refused", "policy-refused: not allowed")
+    db.dispose()
+
+
+def test_two_processes_racing_on_one_device_serialize(db_url: str) -> None:
+    """Two repositories (two engines, as two registrar processes) write the same new device."""
+    handles = [open_repo(db_url) for _ in range(2)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def worker(repo: RegistrarRepository) -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                request_voucher(repo, "SN-RACE")
+                repo.set_policy("SN-RACE", "allow", manufacturer=None, now=NOW)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(repo,)) for _, repo in handles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    repo = handles[0][1]
+    assert [d.serial for d in repo.devices()] == ["SN-RACE"]
+    assert len(repo.policy_for("SN-RACE")) == 1
+    for db, _ in handles:
+        db.dispose()
