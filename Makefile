@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system lint typecheck unit test demo bench clean
+.PHONY: venv system netopeer2 lint typecheck unit test demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ venv: $(STAMP)
 system:
 	bash scripts/setup-system.sh
 
+# netopeer2 on sysrepo, built into a cached prefix, and its Python bindings into the venv.
+netopeer2: venv
+	bash scripts/netopeer2-stack.sh
+
 lint: venv
 	$(VENV)/bin/ruff check zerotouch_plugin tests benchmarks
 	$(VENV)/bin/ruff format --check zerotouch_plugin tests benchmarks
@@ -26,7 +30,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv system lint typecheck
+test: venv system netopeer2 lint typecheck
 	$(PY) -m pytest -q
 
 demo: venv
