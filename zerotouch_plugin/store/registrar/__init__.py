@@ -1,7 +1,7 @@
 """The registrar's records over one database, one concern per module: ``devices`` (the
 device row, its reports and the row lock every writer takes), ``policies``, ``vouchers``,
-``escrow``, ``certificates``, ``day0``, ``handoff_queue`` and ``addresses``; the tables are in
-``models`` and what reads answer in ``views``.
+``escrow``, ``certificates``, ``day0``, ``handoff_queue``, ``addresses`` and ``events``; the
+tables are in ``models`` and what reads answer in ``views``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from zerotouch_plugin.store.registrar.certificates import CertificateRecords
 from zerotouch_plugin.store.registrar.day0 import Day0Records
 from zerotouch_plugin.store.registrar.devices import DeviceRecords
 from zerotouch_plugin.store.registrar.escrow import EscrowRecords
+from zerotouch_plugin.store.registrar.events import EventRecords, EventRow
 from zerotouch_plugin.store.registrar.handoff_queue import HandoffQueue
 from zerotouch_plugin.store.registrar.models import DEFAULT_DAY0, Advance
 from zerotouch_plugin.store.registrar.policies import PolicyRecords
@@ -34,6 +35,7 @@ __all__ = [
     "Day0Row",
     "DeviceRecord",
     "EscrowRow",
+    "EventRow",
     "HandoffJob",
     "HandoffRow",
     "ManagementRow",
@@ -54,6 +56,7 @@ class RegistrarRepository(
     Day0Records,
     HandoffQueue,
     AddressRecords,
+    EventRecords,
 ):
     """Every read and write the registrar service and CLI make, over one database; each
     method is one transaction of the concern's class it comes from."""

@@ -14,6 +14,7 @@ from sqlalchemy import or_, select, update
 
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.day0 import day0_pair
+from zerotouch_plugin.store.registrar.events import HANDOFF_EVENTS, add_event
 from zerotouch_plugin.store.registrar.models import (
     DEFAULT_DAY0,
     CertificateModel,
@@ -145,7 +146,13 @@ class HandoffQueue(Records):
             .execution_options(synchronize_session=False)
         )
         with self.db.session() as s:
-            return bool(s.execute(done).rowcount == 1)  # type: ignore[attr-defined]
+            if s.execute(done).rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if state in HANDOFF_EVENTS:
+                add_event(
+                    s, HANDOFF_EVENTS[state], serial, {"attempts": attempts, "error": error}, now
+                )
+            return True
 
     def release_handoffs(self, owner: str) -> int:
         """Drop the leases of ``owner`` (a registrar shutting down), so the hand-offs it

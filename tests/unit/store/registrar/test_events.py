@@ -1,0 +1,157 @@
+"""Device events: written with the change they report (and rolled back with it), ids in
+commit order, pruning bounded, webhook cursors kept."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from tests.unit.store.registrar.support import (
+    LEASE,
+    NOW,
+    enrolled,
+    open_repo,
+    relay,
+    request_voucher,
+    set_config,
+)
+from zerotouch_plugin.errors import Conflict
+from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar.events import EVENT_TYPES, add_event
+
+
+def kinds(repo: RegistrarRepository, after: int = 0) -> list[tuple[str, str | None]]:
+    return [(e.type, e.serial) for e in repo.events_after(after, limit=1000)]
+
+
+def test_each_change_writes_its_event_once(db_url: str) -> None:
+    _, repo = open_repo(db_url)
+    repo.set_policy("SN1", "allow", manufacturer=None, now=NOW)
+    repo.set_policy("SN1", "allow", manufacturer=None, now=NOW)  # unchanged: no event
+    request_id = request_voucher(repo, "SN1", nonce="n1")
+    relay(repo, request_id, "n1")
+    repo.record_audit("SN1", level="alert", summary="another domain", log="{}", now=NOW)
+    assert kinds(repo) == [
+        ("device-allowed", "SN1"),
+        ("voucher-issued", "SN1"),
+        ("audit-alert", "SN1"),
+    ]
+    voucher = repo.events_after(1, limit=1)[0]
+    assert voucher.to_json_dict() == {
+        "id": voucher.id,
+        "type": "voucher-issued",
+        "serial": "SN1",
+        "at": "2026-11-26T12:00:00Z",
+        "data": {"assertion": "proximity", "nonceless": False, "expires_on": None},
+    }
+    repo.set_policy("SN1", "deny", manufacturer="CN=V", now=NOW)
+    assert kinds(repo)[-1] == ("device-denied", "SN1")
+    assert repo.events_after(0, limit=1000)[-1].data == {"manufacturer": "CN=V"}
+
+
+def test_a_refused_transition_writes_no_event(db_url: str) -> None:
+    _, repo = open_repo(db_url)
+    enrolled(repo, "SN2")
+    before = repo.last_event_id()
+    assert kinds(repo, 0)[-1] == ("enrolled", "SN2")
+
+    def refuse(_state: str | None) -> str:
+        raise Conflict("not now")
+
+    with pytest.raises(Conflict):
+        repo.record_certificate(
+            "SN2", cert_der=b"c2", fingerprint="sha256:x2", not_after=NOW,
+            kind="reenroll", advance=refuse, now=NOW,
+        )  # fmt: skip
+    assert repo.last_event_id() == before
+
+
+def test_handoff_outcomes_are_events(db_url: str) -> None:
+    _, repo = open_repo(db_url)
+    enrolled(repo, "SN3")
+    set_config(repo, None, "default")
+    repo.queue_handoff("SN3", state="pending", host="127.0.0.1", port=830, error=None, now=NOW)
+    assert repo.claim_handoff("SN3", "a", now=NOW, lease_until=LEASE) is not None
+    start = repo.last_event_id()
+    later = NOW + timedelta(seconds=1)
+    repo.finish_handoff("SN3", "a", state="pending", attempts=1, next_at=later, error="x", now=NOW)
+    assert repo.last_event_id() == start  # a retry is not an outcome
+    assert repo.claim_handoff("SN3", "a", now=later, lease_until=LEASE) is not None
+    repo.finish_handoff("SN3", "a", state="failed", attempts=2, next_at=None, error="no", now=NOW)
+    [failed] = repo.events_after(start, limit=10)
+    assert (failed.type, failed.serial, failed.data) == (
+        "handoff-failed",
+        "SN3",
+        {"attempts": 2, "error": "no"},
+    )
+    # a lease lost: nothing recorded, no event
+    repo.finish_handoff("SN3", "b", state="applied", attempts=3, next_at=None, error=None, now=NOW)
+    assert repo.last_event_id() == failed.id
+
+
+def test_ids_follow_commit_order_under_concurrent_writers(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(10):
+                with db.session() as s:
+                    add_event(s, "device-allowed", f"W{n}-{i}", {"manufacturer": None}, NOW)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ids = [e.id for e in repo.events_after(0, limit=1000)]
+    assert len(ids) == 40 and ids == sorted(ids) and len(set(ids)) == 40
+    for n in range(4):
+        mine = [
+            e.serial
+            for e in repo.events_after(0, limit=1000)
+            if (e.serial or "").startswith(f"W{n}-")
+        ]
+        assert mine == [f"W{n}-{i}" for i in range(10)]
+
+
+def test_prune_keeps_newest_and_recent(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    for i in range(6):
+        with db.session() as s:
+            add_event(s, "device-allowed", f"P{i}", {}, NOW + timedelta(days=i))
+    assert repo.prune_events(before=NOW + timedelta(days=2), keep_at_most=100) == 2
+    assert [e.serial for e in repo.events_after(0, limit=10)] == ["P2", "P3", "P4", "P5"]
+    assert repo.prune_events(before=NOW, keep_at_most=3) == 1
+    assert [e.serial for e in repo.events_after(0, limit=10)] == ["P3", "P4", "P5"]
+    assert repo.event_counts() == {"device-allowed": 3}
+
+
+def test_webhook_cursor_is_durable_and_never_goes_back(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    assert repo.webhook_cursor("nms") is None
+    repo.set_webhook_cursor("nms", 5, now=NOW)
+    repo.set_webhook_cursor("nms", 3, now=NOW)
+    assert repo.webhook_cursor("nms") == 5
+    db.dispose()
+    _, again = open_repo(db_url)
+    assert again.webhook_cursor("nms") == 5 and again.webhook_cursor("other") is None
+
+
+def test_unknown_event_type_is_refused(db_url: str) -> None:
+    db, _ = open_repo(db_url)
+    assert "handoff-applied" in EVENT_TYPES
+    with pytest.raises(ValueError, match="unknown event type"), db.session() as s:
+        add_event(s, "made-up", None, {}, NOW)
+
+
+def test_voucher_relayed_twice_is_two_events(db_url: str) -> None:
+    _, repo = open_repo(db_url)
+    for n in ("a", "b"):
+        relay(repo, request_voucher(repo, "SN4", nonce=n), n)
+    assert kinds(repo) == [("voucher-issued", "SN4"), ("voucher-issued", "SN4")]

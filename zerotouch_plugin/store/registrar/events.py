@@ -1,0 +1,289 @@
+"""The registrar's device events, durable, for the admin API's event stream and webhooks.
+
+An event is written in the transaction of the change it reports, so a change is never
+committed without its event nor an event without its change: a ``before_flush`` hook looks at
+the registrar rows a flush writes and adds an event for each change in ``_ROW_EVENTS`` (a
+device's new state, a new voucher, an allow or deny decision, an audit verdict); writes that
+bypass the ORM's unit of work (the hand-off queue's UPDATE) call ``add_event`` in their own
+session. Ids increase in commit order: on PostgreSQL the flush that adds events first takes a
+lock on the events table that only one transaction holds at a time (SQLite serializes every
+writer already), so a reader that resumes after id N never misses a later commit with a
+smaller id.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, String, Text, delete, event, func, inspect, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from zerotouch_plugin.store.db import Base, UTCDateTime
+from zerotouch_plugin.store.registrar.base import Records, locked_or_created
+from zerotouch_plugin.store.registrar.models import (
+    AuditVerdictModel,
+    DeviceModel,
+    PolicyModel,
+    VoucherModel,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "HANDOFF_EVENTS",
+    "EventModel",
+    "EventRecords",
+    "EventRow",
+    "WebhookCursorModel",
+    "add_event",
+    "on_events_committed",
+]
+
+
+class EventModel(Base):
+    """One device event; ``id`` is the event id subscribers resume from."""
+
+    __tablename__ = "registrar_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(32))
+    serial: Mapped[str | None] = mapped_column(String(255), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    data: Mapped[str] = mapped_column(Text)  # JSON object
+
+
+class WebhookCursorModel(Base):
+    """The id of the last event a webhook receiver acknowledged, per configured webhook."""
+
+    __tablename__ = "registrar_webhook_cursors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    type: str
+    serial: str | None
+    at: datetime
+    data: Mapping[str, Any]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "serial": self.serial,
+            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "data": dict(self.data),
+        }
+
+
+# A device's new state -> the event that reports it (roles/states.py RegistrarDeviceState).
+_STATE_EVENTS: Mapping[str, str] = {
+    "refused": "device-refused",
+    "voucher-rejected": "voucher-rejected",
+    "enrolled": "enrolled",
+    "enroll-confirmed": "enroll-confirmed",
+    "enroll-failed": "enroll-failed",
+}
+_POLICY_EVENTS: Mapping[str, str] = {"allow": "device-allowed", "deny": "device-denied"}
+_AUDIT_EVENTS: Mapping[str, str] = {"alert": "audit-alert", "warning": "audit-warning"}
+HANDOFF_EVENTS: Mapping[str, str] = {"applied": "handoff-applied", "failed": "handoff-failed"}
+
+EVENT_TYPES: tuple[str, ...] = (
+    "voucher-issued",
+    *_STATE_EVENTS.values(),
+    *_POLICY_EVENTS.values(),
+    *_AUDIT_EVENTS.values(),
+    *HANDOFF_EVENTS.values(),
+)
+
+
+def _changed(obj: Any, attr: str) -> tuple[bool, Any]:
+    """Whether ``attr`` of ``obj`` changes in this flush, and its value before."""
+    history = inspect(obj).attrs[attr].history
+    if not history.added:
+        return False, None
+    return history.added[0] != (history.deleted[0] if history.deleted else None), (
+        history.deleted[0] if history.deleted else None
+    )
+
+
+def _device_event(obj: DeviceModel, new: bool) -> tuple[str, dict[str, Any]] | None:
+    changed, before = _changed(obj, "state")
+    kind = _STATE_EVENTS.get(obj.state)
+    if kind is None or not (changed or new):
+        return None
+    return kind, {
+        "state": obj.state,
+        "previous": None if before in (None, "new") else before,
+        "error": obj.last_error,
+    }
+
+
+def _policy_event(obj: PolicyModel, new: bool) -> tuple[str, dict[str, Any]] | None:
+    changed, _ = _changed(obj, "decision")
+    kind = _POLICY_EVENTS.get(obj.decision)
+    if kind is None or not (changed or new):
+        return None
+    return kind, {"manufacturer": obj.manufacturer or None}
+
+
+def _voucher_event(obj: VoucherModel, new: bool) -> tuple[str, dict[str, Any]] | None:
+    if not new:
+        return None
+    expires = obj.expires_on.isoformat().replace("+00:00", "Z") if obj.expires_on else None
+    return "voucher-issued", {
+        "assertion": obj.assertion,
+        "nonceless": obj.nonce is None,
+        "expires_on": expires,
+    }
+
+
+def _audit_event(obj: AuditVerdictModel, new: bool) -> tuple[str, dict[str, Any]] | None:
+    kind = _AUDIT_EVENTS.get(obj.level)
+    if kind is None or not new:
+        return None
+    return kind, {"level": obj.level, "summary": obj.summary}
+
+
+# Row type -> what a new or changed row of it reports, if anything.
+_ROW_EVENTS: Mapping[type, Callable[[Any, bool], tuple[str, dict[str, Any]] | None]] = {
+    DeviceModel: _device_event,
+    PolicyModel: _policy_event,
+    VoucherModel: _voucher_event,
+    AuditVerdictModel: _audit_event,
+}
+
+_PENDING_KEY = "zerotouch_events_added"
+
+
+def _lock_events(session: Session) -> None:
+    """Serialize event writers until commit (PostgreSQL), so ids increase in commit order;
+    taken again for every event, since a rolled-back savepoint releases it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE registrar_events IN SHARE ROW EXCLUSIVE MODE"))
+
+
+def add_event(
+    session: Session, kind: str, serial: str | None, data: Mapping[str, Any], now: datetime
+) -> None:
+    """Add an event to ``session``'s transaction (committed with it, or not at all)."""
+    if kind not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {kind!r}")
+    _lock_events(session)
+    session.add(EventModel(type=kind, serial=serial, at=now, data=json.dumps(dict(data))))
+    session.info[_PENDING_KEY] = True
+
+
+def _row_time(obj: Any) -> datetime:
+    for attr in ("updated_at", "issued_at", "checked_at", "created_at"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, datetime):
+            return value
+    raise ValueError(f"{type(obj).__name__} has no time to date an event with")
+
+
+@event.listens_for(Session, "before_flush")
+def _events_of_flush(session: Session, _context: Any, _instances: Any) -> None:
+    found: list[tuple[Any, str, dict[str, Any]]] = []
+    for objects, new in ((session.new, True), (session.dirty, False)):
+        for obj in objects:
+            describe = _ROW_EVENTS.get(type(obj))
+            result = describe(obj, new) if describe is not None else None
+            if result is not None:
+                found.append((obj, *result))
+    for obj, kind, data in found:
+        add_event(session, kind, obj.serial, data, _row_time(obj))
+
+
+_LISTENERS: list[Callable[[], None]] = []
+_LISTENERS_LOCK = threading.Lock()
+
+
+def on_events_committed(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` (from the committing thread) after each commit that wrote events in
+    this process; returns the function that unregisters it. Other processes sharing the
+    database are seen by the reader's periodic look."""
+    with _LISTENERS_LOCK:
+        _LISTENERS.append(callback)
+
+    def remove() -> None:
+        with _LISTENERS_LOCK:
+            if callback in _LISTENERS:
+                _LISTENERS.remove(callback)
+
+    return remove
+
+
+@event.listens_for(Session, "after_commit")
+def _notify(session: Session) -> None:
+    if not session.info.pop(_PENDING_KEY, False):
+        return
+    with _LISTENERS_LOCK:
+        callbacks = list(_LISTENERS)
+    for callback in callbacks:
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+def _row(model: EventModel) -> EventRow:
+    return EventRow(model.id, model.type, model.serial, model.at, json.loads(model.data))
+
+
+class EventRecords(Records):
+    """Reading the events, pruning them, and the webhooks' delivery cursors."""
+
+    def events_after(self, after: int, *, limit: int) -> list[EventRow]:
+        """Up to ``limit`` events with an id above ``after``, oldest first."""
+        query = select(EventModel).where(EventModel.id > after).order_by(EventModel.id).limit(limit)
+        with self.db.session() as s:
+            return [_row(m) for m in s.scalars(query)]
+
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when there is none)."""
+        with self.db.session() as s:
+            return int(s.scalar(select(func.max(EventModel.id))) or 0)
+
+    def prune_events(self, *, before: datetime, keep_at_most: int) -> int:
+        """Delete events older than ``before`` and all but the newest ``keep_at_most``."""
+        with self.db.session() as s:
+            newest = int(s.scalar(select(func.max(EventModel.id))) or 0)
+            cut = delete(EventModel).where(
+                (EventModel.at < before) | (EventModel.id <= newest - keep_at_most)
+            )
+            return int(s.execute(cut).rowcount)  # type: ignore[attr-defined]
+
+    def webhook_cursor(self, name: str) -> int | None:
+        """The last event id webhook ``name`` acknowledged; None if it never ran."""
+        with self.db.session() as s:
+            query = select(WebhookCursorModel.last_id).where(WebhookCursorModel.name == name)
+            value = s.scalar(query)
+            return None if value is None else int(value)
+
+    def set_webhook_cursor(self, name: str, last_id: int, *, now: datetime) -> None:
+        query = select(WebhookCursorModel).where(WebhookCursorModel.name == name).with_for_update()
+        with self.db.session() as s:
+            row = locked_or_created(
+                s, query, lambda: WebhookCursorModel(name=name, last_id=last_id, updated_at=now)
+            )
+            row.last_id, row.updated_at = max(row.last_id, last_id), now
+
+    def event_counts(self) -> dict[str, int]:
+        """Events on record by type."""
+        with self.db.session() as s:
+            rows: Iterable[Any] = s.execute(
+                select(EventModel.type, func.count()).group_by(EventModel.type)
+            )
+            return {str(kind): int(n) for kind, n in rows}
