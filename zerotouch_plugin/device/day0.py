@@ -12,18 +12,13 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lxml import etree
-
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import NETCONF_BASE_NS, tree_from_xml, tree_to_xml
+from zerotouch_plugin.device.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import InvalidInput, SchemaError
 
 __all__ = ["Day0Document", "Day0Format", "format_of", "parse_day0"]
 
-# Untrusted input: no DTDs, no entities, no network.
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
-)
 # Wrappers an XML document may use around several top-level data elements.
 _WRAPPERS = frozenset({f"{{{NETCONF_BASE_NS}}}config", f"{{{NETCONF_BASE_NS}}}data"})
 
@@ -70,12 +65,7 @@ def _json_tree(text: str) -> dict[str, object]:
 
 
 def _xml_tree(schema: DeviceSchema, text: str) -> dict[str, object]:
-    try:
-        root = etree.fromstring(text.encode(), _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise InvalidInput(f"day-0 configuration is not well-formed XML: {exc}") from None
-    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
-        raise InvalidInput("DOCTYPE declarations are not allowed")
+    root = parse_untrusted(text.encode(), "day-0 configuration")
     elements = [el for el in root if isinstance(el.tag, str)] if root.tag in _WRAPPERS else [root]
     return tree_from_xml(schema, elements)
 
