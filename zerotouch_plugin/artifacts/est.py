@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from zerotouch_plugin.artifacts import _cms
+from zerotouch_plugin.artifacts import _cms, certs
 from zerotouch_plugin.artifacts.certs import KeyKind
 from zerotouch_plugin.errors import InvalidInput, SignatureInvalid
 
@@ -106,13 +106,9 @@ def decode_certs_only(body: bytes) -> list[x509.Certificate]:
 
 
 def _check_readable(cert: x509.Certificate, index: int) -> None:
-    """Read now what cryptography parses lazily (names, extensions, validity, key), so that a
-    malformed certificate is refused here and not as a ValueError wherever it is used."""
     try:
-        _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
-        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_algorithm_oid)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        # TypeError: a name attribute of a type its OID does not allow (a BIT STRING CN).
+        certs.read_eagerly(cert)
+    except certs.MALFORMED as exc:
         raise InvalidInput(
             f"certificate {index} of the certs-only message is malformed: {exc}"
         ) from exc

@@ -21,7 +21,6 @@ from enum import Enum, StrEnum
 from typing import Any, ClassVar, Required, Self, TypedDict, TypeVar, Unpack
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.yang import (
@@ -417,9 +416,8 @@ def _certificate(der: bytes, path: str) -> x509.Certificate:
     read now: a malformed one is CertificateError here, not a ValueError or TypeError (a name
     attribute of a type its OID does not allow) wherever it is used."""
     try:
-        cert = x509.load_der_x509_certificate(der)
-        _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+        cert = certs.read_eagerly(x509.load_der_x509_certificate(der))
+    except certs.MALFORMED as exc:
         leaf = path.rsplit("/", 1)[-1]
         raise CertificateError(f"{leaf} is not a DER X.509 certificate: {exc}", path=path) from None
     return cert

@@ -4,6 +4,7 @@ PEM/DER encoding."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -382,6 +383,27 @@ def test_load_private_key_refuses_garbage_and_encrypted_keys(idevid: certs.Ident
     )
     with pytest.raises(InvalidInput, match="not an unencrypted private key"):
         certs.load_private_key(encrypted)
+
+
+def test_load_certs_refuses_certificates_cryptography_reads_lazily(idevid: certs.Identity) -> None:
+    """A certificate that loads but fails when read (X.509 version value 5: InvalidVersion; a
+    CN retagged as BIT STRING: TypeError) is InvalidInput from load_certs, in DER and PEM."""
+    der = idevid.cert.public_bytes(serialization.Encoding.DER)
+    version_5 = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
+    cn = idevid.cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert isinstance(cn, str)
+    utf8_cn = b"\x0c" + bytes([len(cn)]) + cn.encode()
+    bit_string_cn = der.replace(utf8_cn, b"\x03" + utf8_cn[1:], 1)
+    for broken in (version_5, bit_string_cn):
+        assert broken != der
+        pem = (
+            b"-----BEGIN CERTIFICATE-----\n"
+            + base64.encodebytes(broken)
+            + (b"-----END CERTIFICATE-----\n")
+        )
+        for data in (broken, pem):
+            with pytest.raises(InvalidInput, match=r"not a PEM or DER X\.509 certificate"):
+                certs.load_certs(data)
 
 
 def test_load_certs_rejects_garbage() -> None:

@@ -44,10 +44,18 @@ from zerotouch_plugin.artifacts.certs.keys import (
     key_kind_of,
     signature_hash,
 )
-from zerotouch_plugin.artifacts.certs.pem import certs_pem, key_pem, load_certs, load_private_key
+from zerotouch_plugin.artifacts.certs.pem import (
+    MALFORMED,
+    certs_pem,
+    key_pem,
+    load_certs,
+    load_private_key,
+    read_eagerly,
+)
 from zerotouch_plugin.artifacts.certs.verification import Purpose, verify_chain
 
 __all__ = [
+    "MALFORMED",
     "OID_HARDWARE_MODULE_NAME",
     "OID_KP_CMC_RA",
     "OID_MASA_URL",
@@ -79,6 +87,7 @@ __all__ = [
     "make_ca",
     "make_csr",
     "masa_url_of",
+    "read_eagerly",
     "serial_number_of",
     "signature_hash",
     "verify_chain",

@@ -15,9 +15,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from zerotouch_plugin.artifacts.certs.keys import PrivateKey
 from zerotouch_plugin.errors import InvalidInput
 
-__all__ = ["certs_pem", "key_pem", "load_certs", "load_private_key"]
+__all__ = ["MALFORMED", "certs_pem", "key_pem", "load_certs", "load_private_key", "read_eagerly"]
 
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+
+
+# What cryptography raises on reading a malformed certificate it loaded: ValueError (bad
+# DER), TypeError (a name attribute of a type its OID does not allow, a BIT STRING CN),
+# UnsupportedAlgorithm (a key it does not know), InvalidVersion (no X.509 version it knows).
+MALFORMED = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion)
+
+
+def read_eagerly(cert: x509.Certificate) -> x509.Certificate:
+    """Read now what cryptography parses lazily (names, extensions, validity, key), so that a
+    malformed certificate fails where it enters (one of MALFORMED), not where it is used."""
+    _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
+    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_algorithm_oid)
+    return cert
 
 
 def load_certs(data: bytes) -> list[x509.Certificate]:
@@ -26,9 +40,11 @@ def load_certs(data: bytes) -> list[x509.Certificate]:
         raise TypeError("certificate data must be bytes")
     try:
         if _PEM_CERT in data:
-            return x509.load_pem_x509_certificates(bytes(data))
-        return [x509.load_der_x509_certificate(bytes(data))]
-    except ValueError as exc:
+            found = x509.load_pem_x509_certificates(bytes(data))
+        else:
+            found = [x509.load_der_x509_certificate(bytes(data))]
+        return [read_eagerly(cert) for cert in found]
+    except MALFORMED as exc:
         raise InvalidInput(f"not a PEM or DER X.509 certificate: {exc}") from exc
 
 
