@@ -44,13 +44,16 @@ class Client:
     def _close(self) -> None:
         self.closed = True
 
-    async def message(self) -> etree._Element:
-        for _ in range(200):
+    async def message(self, timeout: float = 10.0) -> etree._Element:
+        """The next message; generous wait, since an XPath filter first starts its worker
+        process (about a second on a loaded machine)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
             msg = self.framer.next_message()
             if msg is not None:
                 return etree.fromstring(msg)
             await asyncio.sleep(0.005)
-        raise AssertionError("no message from the server")
+        raise AssertionError(f"no message from the server within {timeout} s")
 
     async def wait_closed(self) -> None:
         for _ in range(200):
