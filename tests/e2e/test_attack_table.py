@@ -252,7 +252,7 @@ def baseline(site: Site) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# attacks on the device (issue 11 items 1, 2, 5, 6, 9)
+# attacks on the device: XPath filters, large edits, NETCONF buffering, SSH logins, disk use
 
 
 def nested_xpath(site: Site) -> str:
@@ -351,7 +351,7 @@ def restconf_deep_json(site: Site) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# attacks on the listeners (issue 11 item 4)
+# attacks on the listeners: unfinished handshakes, slow headers, endless bodies
 
 
 def _handshake_never_finished(
@@ -394,7 +394,7 @@ def endless_body(site: Site) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# attacks on the registrar's EST and BRSKI endpoints (issue 11 items 3, 7, 8, 10)
+# attacks on the registrar's EST and BRSKI endpoints: LDevID names and keys, replays, floods
 
 
 class _BeforeEnroll(Exception):

@@ -99,6 +99,11 @@ def test_every_module_path_named_in_the_docs_exists() -> None:
     assert missing == []
 
 
+# The netopeer2 stack build takes the four source releases from a folder beside the checkout
+# when the machine has one, and downloads the same tags otherwise: it works without it.
+MAY_LOOK_BESIDE = {"scripts/netopeer2-stack.sh": {"../shared"}}
+
+
 def test_no_file_points_beside_the_checkout() -> None:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -113,5 +118,8 @@ def test_no_file_points_beside_the_checkout() -> None:
         if name == SELF or not path.is_file():
             continue
         data = path.read_bytes()
-        found += [f"{name}: {word}" for word in OUTSIDE if word.encode() in data]
+        allowed = MAY_LOOK_BESIDE.get(name, set())
+        found += [
+            f"{name}: {word}" for word in OUTSIDE if word.encode() in data and word not in allowed
+        ]
     assert found == []
