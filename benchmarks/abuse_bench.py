@@ -40,8 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.masa_process import write_vendor_folder  # noqa: E402
-from tests.support.masa_world import World  # noqa: E402
+from _masa_request import registrar_request  # noqa: E402
+
 from zerotouch_plugin.artifacts import certs  # noqa: E402
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS  # noqa: E402
 from zerotouch_plugin.config import ConnectionLimits  # noqa: E402
@@ -203,11 +203,11 @@ def netconf_client(port: int, ctx: ssl.SSLContext) -> Callable[[str], None]:
 def masa(root: Path) -> list[Result]:
     """The MASA, once it vouched a device to domain "alpha"; the legitimate client is alpha's
     registrar asking for that device's audit log."""
-    world = World(now=datetime.now(UTC))
-    folder = write_vendor_folder(world, root / "M")
+    folder = root / "M"
+    zt("vendor", "init", "--dir", folder, "--masa-url", "https://127.0.0.1:9")
     (folder / "masa.toml").write_text(CONFIG)
-    rvr = world.good_rvr()
-    ctx = client_context(world.domain().registrar, trust=[world.vendor_ca.cert])
+    registrar, rvr = registrar_request(folder, now=datetime.now(UTC))
+    ctx = client_context(registrar, trust=certs.load_certs((folder / "ca.pem").read_bytes()))
     args: list[str | Path] = ["masa", "serve", "--dir", folder, "--listen", "127.0.0.1:0"]
     with serve(args, 1, root / "masa.log") as (pid, ports):
         port = ports["masa"]
