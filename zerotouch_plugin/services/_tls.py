@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.certs import Identity, certs_pem
 
 __all__ = [
     "ServerCertRecorder",
@@ -34,13 +34,7 @@ _MIN_VERSION = ssl.TLSVersion.TLSv1_2
 
 def identity_pem(identity: Identity) -> bytes:
     """Leaf certificate followed by its chain, PEM."""
-    return b"".join(
-        c.public_bytes(serialization.Encoding.PEM) for c in (identity.cert, *identity.chain)
-    )
-
-
-def _certs_pem(certs: Sequence[x509.Certificate]) -> str:
-    return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
+    return certs_pem([identity.cert, *identity.chain])
 
 
 def _load_identity(ctx: ssl.SSLContext, identity: Identity) -> None:
@@ -79,7 +73,7 @@ def server_context(
     ctx.minimum_version = _MIN_VERSION
     _load_identity(ctx, identity)
     if client_cas:
-        ctx.load_verify_locations(cadata=_certs_pem(client_cas))
+        ctx.load_verify_locations(cadata=certs_pem(client_cas).decode("ascii"))
         ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     else:
         ctx.verify_mode = ssl.CERT_NONE
@@ -144,7 +138,7 @@ def client_context(
     else:
         if not trust:
             raise ValueError("trust must name at least one certificate (or be None)")
-        ctx.load_verify_locations(cadata=_certs_pem(trust))
+        ctx.load_verify_locations(cadata=certs_pem(trust).decode("ascii"))
         ctx.check_hostname = check_hostname
     if identity is not None:
         _load_identity(ctx, identity)

@@ -1,0 +1,98 @@
+"""The TLS contexts of every HTTPS service and client, over a real TLS handshake on 127.0.0.1:
+the server's chain in PEM, client certificates checked against the client CAs, and the
+settings that would make a context useless refused at once."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.services._tls import client_context, identity_pem, server_context
+
+NOW = datetime.now(UTC) - timedelta(minutes=5)
+ROOT = certs.make_ca("TLS test root", now=NOW)
+ISSUING = certs.issue_intermediate_ca(ROOT, "TLS test issuing CA", now=NOW)
+SERVER = certs.issue_tls_server(ISSUING, "server", hosts=["127.0.0.1"], now=NOW)
+CLIENT = certs.issue_client(ROOT, "client", now=NOW)
+
+
+def test_identity_pem_is_the_leaf_then_its_chain() -> None:
+    loaded = certs.load_certs(identity_pem(SERVER))
+    assert loaded == [SERVER.cert, *SERVER.chain]
+    assert loaded[1] == ISSUING.cert
+
+
+def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> x509.Certificate | None:
+    """One handshake; the client certificate the server saw (None when there was none)."""
+    seen: list[x509.Certificate | None] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            try:
+                with server.wrap_socket(conn, server_side=True) as tls:
+                    der = tls.getpeercert(binary_form=True)
+                    seen.append(None if der is None else x509.load_der_x509_certificate(der))
+                    tls.sendall(b"ok")
+            except (ssl.SSLError, OSError):
+                seen.append(None)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            port = listener.getsockname()[1]
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                client.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            ):
+                assert tls.recv(2) == b"ok"
+        finally:
+            thread.join(10)
+    return seen[0]
+
+
+def test_a_client_of_the_trusted_ca_is_seen_by_the_server() -> None:
+    server = server_context(SERVER, client_cas=[ROOT.cert], require_client_cert=True)
+    client = client_context(CLIENT, trust=[ROOT.cert])
+    assert handshake(server, client) == CLIENT.cert
+
+
+def test_without_client_cas_no_client_certificate_is_asked_for() -> None:
+    server = server_context(SERVER, client_cas=None, require_client_cert=False)
+    assert handshake(server, client_context(CLIENT, trust=[ROOT.cert])) is None
+
+
+def test_a_server_outside_the_trust_fails_the_handshake() -> None:
+    other = certs.make_ca("another root", now=NOW)
+    server = server_context(SERVER, client_cas=None, require_client_cert=False)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(server, client_context(None, trust=[other.cert]))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: server_context(SERVER, client_cas=[], require_client_cert=True),
+            "require_client_cert needs at least one client CA",
+        ),
+        (lambda: client_context(None, trust=[]), "trust must name at least one certificate"),
+    ],
+)
+def test_a_context_that_could_verify_nothing_is_refused(
+    make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_an_identity_is_required_as_one() -> None:
+    with pytest.raises(TypeError, match="identity must be an Identity"):
+        server_context(SERVER.cert, client_cas=None, require_client_cert=False)  # type: ignore[arg-type]
