@@ -25,7 +25,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import (
@@ -131,17 +130,8 @@ def domain_id(cert: x509.Certificate) -> str:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         raw = ski.digest
     except x509.ExtensionNotFound:
-        spki = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        raw = hashlib.sha256(spki).digest()
+        raw = hashlib.sha256(certs.spki(cert)).digest()
     return base64.b64encode(raw).decode("ascii")
-
-
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def _parse_request(content: bytes, what: str) -> VoucherRequest:
@@ -358,8 +348,8 @@ def verify_registrar_request(
         raise PolicyRefused(
             "the pledge voucher-request has no proximity-registrar-cert (RFC 8995 §5.5.5)"
         )
-    chain_spkis = {_spki(c) for c in [signed.signer, *signed.certificates]}
-    if _spki(proximity) not in chain_spkis:
+    chain_spkis = {certs.spki(c) for c in [signed.signer, *signed.certificates]}
+    if certs.spki(proximity) not in chain_spkis:
         raise PolicyRefused(
             f"the pledge saw registrar {certs.describe(proximity)} but the voucher-request was "
             "signed by a registrar of another domain (proximity-registrar-cert not in the "

@@ -43,6 +43,7 @@ from zerotouch_plugin.artifacts.certs.keys import (
     generate_key,
     key_kind_of,
     signature_hash,
+    spki,
 )
 from zerotouch_plugin.artifacts.certs.pem import (
     MALFORMED,
@@ -90,5 +91,6 @@ __all__ = [
     "read_eagerly",
     "serial_number_of",
     "signature_hash",
+    "spki",
     "verify_chain",
 ]

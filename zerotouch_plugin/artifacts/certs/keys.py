@@ -10,6 +10,7 @@ from typing import Literal, TypeAlias, get_args
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 __all__ = [
     "KEY_KINDS",
@@ -21,6 +22,7 @@ __all__ = [
     "generate_key",
     "key_kind_of",
     "signature_hash",
+    "spki",
 ]
 
 KeyKind = Literal["p256", "p384", "p521", "rsa2048", "rsa3072", "ed25519"]
@@ -64,16 +66,17 @@ class Identity:
             isinstance(c, x509.Certificate) for c in self.chain
         ):
             raise TypeError("Identity.chain must be a tuple of x509.Certificate")
-        if _public_der(self.key.public_key()) != _public_der(self.cert.public_key()):
+        if spki(self.key.public_key()) != spki(self.cert):
             raise ValueError(
                 "the private key does not belong to the certificate "
                 + self.cert.subject.rfc4514_string()
             )
 
 
-def _public_der(key: object) -> bytes:
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        raise ValueError(f"unsupported public key type {type(key).__name__}")
+def spki(key_or_cert: x509.Certificate | PublicKeyTypes) -> bytes:
+    """The DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) of a public key or of a certificate's
+    key, of any algorithm: what two keys are compared by."""
+    key = key_or_cert.public_key() if isinstance(key_or_cert, x509.Certificate) else key_or_cert
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
