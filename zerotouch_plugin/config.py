@@ -14,6 +14,7 @@ import hmac
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -142,6 +143,10 @@ def _paths(value: Any, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+# ldevid_lifetime_seconds: long enough for a renewal round trip, at most a century.
+LDEVID_LIFETIME_BOUNDS = (10, 36500 * 86400)
+
+
 @dataclasses.dataclass(frozen=True)
 class RegistrarConfig:
     """The registrar (``registrar.toml``); relative paths are relative to the registrar folder."""
@@ -152,6 +157,8 @@ class RegistrarConfig:
     masa_trust: tuple[str, ...] = ()  # PEM files: MASA TLS anchors (and voucher signer anchors)
     auto_accept: bool = False  # accept any pledge with a trusted IDevID (no allow list)
     ldevid_days: int = 365
+    # LDevID lifetime in seconds; overrides ldevid_days (short-lived LDevIDs renewed often)
+    ldevid_lifetime_seconds: int | None = None
     device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName: <serial label>.<domain>
     db: str | None = None  # database URL; None = registrar.db in the folder (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
@@ -209,6 +216,21 @@ class RegistrarConfig:
             require_positive(getattr(self, name), name)
         if self.handoff_max_backoff < self.handoff_backoff:
             raise ValueError("handoff_max_backoff must not be below handoff_backoff")
+        if self.ldevid_lifetime_seconds is not None:
+            require_count(self.ldevid_lifetime_seconds, "ldevid_lifetime_seconds")
+            low, high = LDEVID_LIFETIME_BOUNDS
+            if not low <= self.ldevid_lifetime_seconds <= high:
+                raise ValueError(
+                    f"ldevid_lifetime_seconds must be between {low} and {high} "
+                    f"({high // 86400} days)"
+                )
+
+    @property
+    def ldevid_lifetime(self) -> timedelta:
+        """How long an LDevID the registrar issues is valid (enrollment and renewal)."""
+        if self.ldevid_lifetime_seconds is not None:
+            return timedelta(seconds=self.ldevid_lifetime_seconds)
+        return timedelta(days=self.ldevid_days)
 
 
 MASA_POLICIES = ("first-come", "claims")

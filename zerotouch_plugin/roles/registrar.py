@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -122,6 +122,7 @@ class RegistrarContext:
     masa_trust: tuple[x509.Certificate, ...] = ()  # extra anchors for MASA voucher signers
     auto_accept: bool = False
     ldevid_days: int = 365
+    ldevid_lifetime: timedelta | None = None  # overrides ldevid_days
     device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName <label>.<device_domain>
 
     def __post_init__(self) -> None:
@@ -141,6 +142,10 @@ class RegistrarContext:
             raise TypeError("ldevid_days must be an integer")
         if self.ldevid_days < 1:
             raise ValueError("ldevid_days must be at least 1")
+        if self.ldevid_lifetime is not None and not isinstance(self.ldevid_lifetime, timedelta):
+            raise TypeError("ldevid_lifetime must be a timedelta")
+        if self.ldevid_lifetime is not None and self.ldevid_lifetime <= timedelta(0):
+            raise ValueError("ldevid_lifetime must be positive")
         object.__setattr__(self, "device_domain", check_device_domain(self.device_domain))
 
     @property
@@ -881,7 +886,7 @@ def issue_ldevid(
         subject=ldevid_subject(serial),
         san=chosen.general_names(),
         now=now,
-        days=ctx.ldevid_days,
+        lifetime=ctx.ldevid_lifetime or timedelta(days=ctx.ldevid_days),
         client_auth=True,
         server_auth=True,
     )

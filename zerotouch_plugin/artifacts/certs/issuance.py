@@ -70,6 +70,7 @@ def _builder(
     *,
     now: datetime,
     not_after: datetime,
+    backdate: timedelta = BACKDATE,
 ) -> x509.CertificateBuilder:
     """Common fields: random positive 159-bit serial (RFC 5280 §4.1.2.2), SKI, AKI."""
     now = check_now(now)
@@ -81,7 +82,7 @@ def _builder(
         .issuer_name(issuer_name)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
+        .not_valid_before(now - backdate)
         .not_valid_after(not_after)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
@@ -182,11 +183,12 @@ def _issue_ee(
     ekus: Sequence[x509.ObjectIdentifier],
     san: Sequence[x509.GeneralName] = (),
     extra: Sequence[x509.ExtensionType] = (),
+    backdate: timedelta = BACKDATE,
 ) -> x509.Certificate:
     if not isinstance(ca, Identity):
         raise TypeError("ca must be an Identity")
     builder = (
-        _builder(subject, ca, public, now=now, not_after=not_after)
+        _builder(subject, ca, public, now=now, not_after=not_after, backdate=backdate)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_ee_usage(public), critical=True)
     )
@@ -392,9 +394,14 @@ def issue_from_csr(
     days: int = 365,
     client_auth: bool = True,
     server_auth: bool = True,
+    lifetime: timedelta | None = None,
 ) -> x509.Certificate:
     """An LDevID for the public key of a CSR whose self-signature verifies (RFC 7030 §3.4,
-    RFC 2986 §3). Subject and SAN come from the caller's policy, not from the request."""
+    RFC 2986 §3). Subject and SAN come from the caller's policy, not from the request.
+
+    ``lifetime`` (instead of ``days``): valid until ``now + lifetime``, backdated by
+    ``BACKDATE`` or a tenth of the lifetime, whichever is less, so that a short-lived
+    certificate renewed at a fraction of its validity follows the lifetime asked for."""
     if not isinstance(csr, x509.CertificateSigningRequest):
         raise TypeError("csr must be an x509.CertificateSigningRequest")
     try:
@@ -413,6 +420,13 @@ def issue_from_csr(
         ekus.append(ExtendedKeyUsageOID.SERVER_AUTH)
     if client_auth:
         ekus.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    if lifetime is None:
+        not_after, backdate = _days(now, days), BACKDATE
+    elif lifetime <= timedelta(0):
+        raise ValueError("lifetime must be positive")
+    else:
+        not_after, backdate = check_now(now) + lifetime, min(BACKDATE, lifetime / 10)
     return _issue_ee(
-        ca, subject, public, now=now, not_after=_days(now, days), ekus=ekus, san=list(san)
-    )
+        ca, subject, public, now=now, not_after=not_after, ekus=ekus, san=list(san),
+        backdate=backdate,
+    )  # fmt: skip

@@ -2,8 +2,8 @@
 and LDevID enrollment and re-enrollment.
 
 Whether a client may enroll, and which names its LDevID carries, is decided by
-``roles.registrar``; here the certificate is issued and recorded durably before the EST
-response leaves (RFC 7030 §4.2.3).
+``roles.registrar``, and whether it may renew by ``roles.reenrollment``; here the
+certificate is issued and recorded durably before the EST response leaves (RFC 7030 §4.2.3).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from cryptography import x509
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.errors import ZerotouchError
 from zerotouch_plugin.roles import handoff as handoff_role
+from zerotouch_plugin.roles import reenrollment
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import read_body
+from zerotouch_plugin.services._tls import peer_certificate
 from zerotouch_plugin.services.registrar.audit import judge_audit_log
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
@@ -29,6 +31,7 @@ from zerotouch_plugin.services.registrar.common import (
     step,
     utc_now,
 )
+from zerotouch_plugin.services.registrar.loader import Registrar
 from zerotouch_plugin.store.registrar import RegistrarRepository
 
 __all__ = ["CSR_ATTRIBUTES", "cacerts", "csrattrs", "simple_enroll", "simple_reenroll"]
@@ -62,7 +65,8 @@ async def csrattrs(request: web.Request) -> web.Response:
     return _est_response(est.encode_csrattrs(CSR_ATTRIBUTES), est.MEDIA_CSRATTRS)
 
 
-async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
+async def simple_enroll(request: web.Request) -> web.Response:
+    """POST /.well-known/est/simpleenroll (RFC 7030 §4.2.1)."""
     reg = request.app[APP_KEY]
     require_media(request, est.MEDIA_PKCS10)
     body = await read_body(request)
@@ -89,25 +93,13 @@ async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
             )
     try:
         serial = role.authorize_enrollment(
-            reg.context, client, facts, csr, rules=rules, reenroll=reenroll
+            reg.context, client, facts, csr, rules=rules, reenroll=False
         )
-        names = role.ldevid_names(
-            reg.context,
-            serial,
-            csr,
-            assigned_hosts=await in_thread(_assigned_hosts, reg.repo, serial),
-            same_name=await in_thread(reg.repo.serials_named_like, serial),
-        )
+        names = await _names(reg, serial, csr)
     except ZerotouchError as exc:
         if client.serial is not None:
             await in_thread(reg.repo.record_error, client.serial, exc.one_line(), now=now)
         raise
-    if names.ignored:
-        log.warning(
-            "LDevID of %s: names the CSR asks for are not in its policy set and left out: %s",
-            serial,
-            ", ".join(names.ignored),
-        )
     cert = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
     await in_thread(
         reg.repo.record_certificate,
@@ -115,7 +107,7 @@ async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
         cert_der=role.der(cert),
         fingerprint=certs.fingerprint(cert),
         not_after=cert.not_valid_after_utc,
-        kind="reenroll" if reenroll else "enroll",
+        kind="enroll",
         advance=step(RegistrarEvent.CERT_ISSUED),
         now=now,
     )
@@ -128,6 +120,80 @@ async def _enroll(request: web.Request, *, reenroll: bool) -> web.Response:
     return _est_response(est.encode_certs_only([cert]), est.MEDIA_PKCS7_CERTS)
 
 
+async def simple_reenroll(request: web.Request) -> web.Response:
+    """POST /.well-known/est/simplereenroll (RFC 7030 §4.2.2, RFC 8995 §5.9.3): renewal
+    authenticated by the device's current LDevID (``roles.reenrollment``); the renewal, the
+    device record and the certificate history are written in one transaction before the
+    answer, and every refusal is recorded on the device."""
+    reg = request.app[APP_KEY]
+    require_media(request, est.MEDIA_PKCS10)
+    body = await read_body(request)
+    now = utc_now()
+    cert = peer_certificate(request)
+    issued = None if cert is None else await in_thread(
+        reg.repo.issued_certificate, certs.fingerprint(cert)
+    )  # fmt: skip
+    client = reenrollment.authenticate_reenrollment(reg.context, cert, issued=issued, now=now)
+    serial = client.serial or ""
+    try:
+        csr = est.parse_csr(body)
+        record = await in_thread(reg.repo.device, serial)
+        facts = None
+        if record is not None:
+            facts = role.DeviceFacts(
+                serial=record.serial,
+                state=RegistrarDeviceState(record.state) if record.state != "new" else None,
+                idevid_fingerprint=record.idevid_fingerprint,
+                audit_level=role.AuditLevel(record.audit_level) if record.audit_level else None,
+            )
+        rules = policy_rules(await in_thread(reg.repo.policy_for, serial))
+        role.authorize_enrollment(reg.context, client, facts, csr, rules=rules, reenroll=True)
+        names = await _names(reg, serial, csr)
+        renewed = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
+        await in_thread(
+            reg.repo.record_renewal,
+            serial,
+            renewed_from=certs.fingerprint(client.cert),
+            cert_der=role.der(renewed),
+            fingerprint=certs.fingerprint(renewed),
+            not_after=renewed.not_valid_after_utc,
+            advance=reenrollment.keep_state,
+            now=now,
+        )
+    except ZerotouchError as exc:
+        await in_thread(reg.repo.record_error, serial, exc.one_line(), now=now)
+        raise
+    log.info(
+        "LDevID %s of %s renewed as %s (valid until %s, names %s)",
+        certs.fingerprint(client.cert),
+        serial,
+        certs.fingerprint(renewed),
+        renewed.not_valid_after_utc.isoformat(),
+        ", ".join(str(n.value) for n in names.general_names()),
+    )
+    return _est_response(est.encode_certs_only([renewed]), est.MEDIA_PKCS7_CERTS)
+
+
+async def _names(
+    reg: Registrar, serial: str, csr: x509.CertificateSigningRequest
+) -> role.LdevidNames:
+    """The LDevID's names by policy; names the CSR asked for beyond them are logged."""
+    names = role.ldevid_names(
+        reg.context,
+        serial,
+        csr,
+        assigned_hosts=await in_thread(_assigned_hosts, reg.repo, serial),
+        same_name=await in_thread(reg.repo.serials_named_like, serial),
+    )
+    if names.ignored:
+        log.warning(
+            "LDevID of %s: names the CSR asks for are not in its policy set and left out: %s",
+            serial,
+            ", ".join(names.ignored),
+        )
+    return names
+
+
 def _assigned_hosts(repo: RegistrarRepository, serial: str) -> tuple[str, ...]:
     """The host of the management address an operator set for ``serial`` (``registrar day0
     --address``, PUT /admin/devices/{serial}/address): where clients reach the device, so a
@@ -136,13 +202,3 @@ def _assigned_hosts(repo: RegistrarRepository, serial: str) -> tuple[str, ...]:
     if entry is None or entry.address is None:
         return ()
     return (handoff_role.parse_address(entry.address).host,)
-
-
-async def simple_enroll(request: web.Request) -> web.Response:
-    """POST /.well-known/est/simpleenroll (RFC 7030 §4.2.1)."""
-    return await _enroll(request, reenroll=False)
-
-
-async def simple_reenroll(request: web.Request) -> web.Response:
-    """POST /.well-known/est/simplereenroll (RFC 7030 §4.2.2)."""
-    return await _enroll(request, reenroll=True)

@@ -93,6 +93,7 @@ def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext
             masa_trust=masa_trust,
             auto_accept=config.auto_accept,
             ldevid_days=config.ldevid_days,
+            ldevid_lifetime=config.ldevid_lifetime,
             device_domain=config.device_domain,
         )
     except (TypeError, ValueError) as exc:

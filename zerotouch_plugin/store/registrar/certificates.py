@@ -1,5 +1,9 @@
 """Issued LDevIDs (RFC 7030 §4.2): each one durable, and the device row pointing at it, before
-the EST response leaves (§4.2.3).
+the EST response leaves (§4.2.3); and each certificate's history: which LDevID authenticated
+a renewal (and what it was renewed as), and which were revoked.
+
+The history is a table of its own (``registrar_certificate_events``), so a database made
+before it gets it from ``create_all`` without a migration.
 """
 
 from __future__ import annotations
@@ -7,17 +11,56 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from zerotouch_plugin.errors import Conflict, NotFound
+from zerotouch_plugin.roles.reenrollment import EVENT_RENEWED, EVENT_REVOKED, IssuedCertificate
+from zerotouch_plugin.store.db import Base, UTCDateTime
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import advance_device, lock_device
 from zerotouch_plugin.store.registrar.models import Advance, CertificateModel
 
-__all__ = ["CertificateRecords"]
+__all__ = ["CertificateEventModel", "CertificateRecords"]
+
+
+class CertificateEventModel(Base):
+    """One event in an issued certificate's life: ``renewed`` (detail: the fingerprint of
+    the LDevID it was renewed as) or ``revoked`` (detail: why)."""
+
+    __tablename__ = "registrar_certificate_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(255), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(80), index=True)
+    event: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[str] = mapped_column(Text)
+
+
+def _revoke(s: Session, row: CertificateModel, *, reason: str, now: datetime) -> None:
+    s.add(
+        CertificateEventModel(
+            serial=row.serial, fingerprint=row.fingerprint, event=EVENT_REVOKED, at=now,
+            detail=reason,
+        )
+    )  # fmt: skip
+
+
+def _revocation(s: Session, fingerprint: str) -> CertificateEventModel | None:
+    return s.scalars(
+        select(CertificateEventModel)
+        .where(
+            CertificateEventModel.fingerprint == fingerprint,
+            CertificateEventModel.event == EVENT_REVOKED,
+        )
+        .order_by(CertificateEventModel.id)
+        .limit(1)
+    ).one_or_none()
 
 
 class CertificateRecords(Records):
-    """The certificates issued to each device, in issue order."""
+    """The certificates issued to each device, in issue order, and their history."""
 
     def record_certificate(
         self,
@@ -49,6 +92,106 @@ class CertificateRecords(Records):
                     cert_der=cert_der,
                 )
             )
+
+    def record_renewal(
+        self,
+        serial: str,
+        *,
+        renewed_from: str,
+        cert_der: bytes,
+        fingerprint: str,
+        not_after: datetime,
+        advance: Advance,
+        now: datetime,
+    ) -> None:
+        """A renewed LDevID (simplereenroll), in one transaction under the device's lock:
+        the new certificate, the device record pointing at it (its state kept by
+        ``advance``, its enrollment status untouched), a ``renewed`` event on the LDevID
+        that authenticated the request, and every older LDevID of the device revoked as
+        superseded, since the device has shown it holds a newer one. Refused (Conflict,
+        nothing written) when ``renewed_from`` was revoked meanwhile by a concurrent
+        renewal."""
+        with self.db.session() as s:
+            dev = lock_device(s, serial)
+            used = s.scalars(
+                select(CertificateModel).where(
+                    CertificateModel.fingerprint == renewed_from, CertificateModel.serial == serial
+                )
+            ).one_or_none()
+            if used is None:
+                raise NotFound(f"device {serial} holds no LDevID {renewed_from} on record")
+            revoked = _revocation(s, renewed_from)
+            if revoked is not None:
+                raise Conflict(f"the LDevID {renewed_from} was revoked: {revoked.detail}")
+            advance_device(dev, advance, now)
+            dev.ldevid_fingerprint = fingerprint
+            dev.ldevid_not_after = not_after
+            dev.last_error = None
+            older = s.scalars(
+                select(CertificateModel).where(
+                    CertificateModel.serial == serial, CertificateModel.id < used.id
+                )
+            ).all()
+            for row in older:
+                if _revocation(s, row.fingerprint) is None:
+                    _revoke(s, row, reason=f"superseded by {renewed_from}", now=now)
+            s.add(
+                CertificateEventModel(
+                    serial=serial, fingerprint=renewed_from, event=EVENT_RENEWED, at=now,
+                    detail=fingerprint,
+                )
+            )  # fmt: skip
+            s.add(
+                CertificateModel(
+                    serial=serial,
+                    fingerprint=fingerprint,
+                    kind="reenroll",
+                    issued_at=now,
+                    not_after=not_after,
+                    cert_der=cert_der,
+                )
+            )
+
+    def issued_certificate(self, fingerprint: str) -> IssuedCertificate | None:
+        """What is on record for the certificate with ``fingerprint``, revocation included."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(CertificateModel).where(CertificateModel.fingerprint == fingerprint)
+            ).one_or_none()
+            if row is None:
+                return None
+            revoked = _revocation(s, fingerprint)
+            return IssuedCertificate(
+                serial=row.serial,
+                fingerprint=row.fingerprint,
+                kind=row.kind,
+                issued_at=row.issued_at,
+                not_after=row.not_after,
+                revoked_at=None if revoked is None else revoked.at,
+                revoked_reason=None if revoked is None else revoked.detail,
+            )
+
+    def revoke_certificate(self, fingerprint: str, *, reason: str, now: datetime) -> None:
+        """Revoke an issued certificate: it no longer authenticates a renewal (NotFound
+        when none has ``fingerprint``; revoking twice keeps the first reason)."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(CertificateModel).where(CertificateModel.fingerprint == fingerprint)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"no certificate {fingerprint} was issued by this registrar")
+            if _revocation(s, fingerprint) is None:
+                _revoke(s, row, reason=reason, now=now)
+
+    def certificate_events(self, fingerprint: str) -> list[tuple[str, datetime, str]]:
+        """The history of one certificate: (event, when, detail), oldest first."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(CertificateEventModel)
+                .where(CertificateEventModel.fingerprint == fingerprint)
+                .order_by(CertificateEventModel.id)
+            ).all()
+            return [(r.event, r.at, r.detail) for r in rows]
 
     def certificates(self, serial: str) -> Iterator[bytes]:
         with self.db.session() as s:

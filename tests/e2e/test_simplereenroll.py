@@ -1,0 +1,315 @@
+"""LDevID renewal by EST simplereenroll (RFC 7030 §4.2.2, RFC 8995 §5.9.3) against the real
+``zerotouch registrar serve`` and MASA on 127.0.0.1: devices enrolled by the real pledge
+renew with ``services.reenroll_client.reenroll`` and with curl + OpenSSL, and every attack
+on the endpoint is refused with its own error.
+
+The registrar issues LDevIDs for ``ldevid_lifetime_seconds`` (registrar.toml); an older
+LDevID stops working once a newer one has authenticated a renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tests.e2e.test_brski_flow import Lab, enroll_here, make_lab
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.errors import (
+    CertificateError,
+    ConfigError,
+    Expired,
+    InvalidInput,
+    PayloadTooLarge,
+)
+from zerotouch_plugin.roles.registrar import ldevid_subject
+from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services.reenroll_client import reenroll
+from zerotouch_plugin.services.registrar_files import DB_FILE
+from zerotouch_plugin.store.db import open_role_database
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+LIFETIME = 3600  # ldevid_lifetime_seconds of the lab's registrar
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = make_lab(tmp_path_factory.mktemp("reenroll"))
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write(f"ldevid_lifetime_seconds = {LIFETIME}\n")
+    try:
+        lab.start_masa()
+        lab.start_registrar()
+        yield lab
+    finally:
+        lab.close()
+
+
+@dataclass
+class Device:
+    serial: str
+    folder: Path
+
+    @property
+    def ldevid(self) -> Identity:
+        return certfiles.load_identity(self.folder / "ldevid.pem", self.folder / "ldevid.key")
+
+    @property
+    def domain_ca(self) -> list[x509.Certificate]:
+        return certs.load_certs((self.folder / "domain-ca.pem").read_bytes())
+
+
+def enrolled(lab: Lab) -> Device:
+    """A device the real pledge enrolled (IDevID, voucher, simpleenroll, enrollstatus)."""
+    serial, folder = lab.pledge()
+    enroll_here(folder, lab.registrar_url)
+    return Device(serial, folder)
+
+
+def csr_for(
+    serial: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, **extra: x509.ExtensionType
+) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, serial)])
+    )
+    for value in extra.values():
+        builder = builder.add_extension(value, critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def post_csr(
+    lab: Lab, device: Device, csr_der: bytes, tmp_path: Path, *, client: str = "ldevid"
+) -> tuple[str, str]:
+    """curl POSTs a DER CSR to simplereenroll with the device's ``client`` certificate:
+    the status and the answer's text."""
+    (tmp_path / "csr.der").write_bytes(csr_der)
+    out = tmp_path / "answer.txt"
+    done = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--max-time", "30",
+         "--cacert", device.folder / "domain-ca.pem",
+         "--cert", device.folder / f"{client}.pem", "--key", device.folder / f"{client}.key",
+         "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{tmp_path / 'csr.der'}",
+         "-w", "%{http_code}", "-o", out, lab.registrar_url + "/.well-known/est/simplereenroll"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return done.stdout, out.read_text() if out.exists() else ""
+
+
+def renew(
+    lab: Lab, device: Device, csr: x509.CertificateSigningRequest, current: Identity | None = None
+) -> tuple[x509.Certificate, ...]:
+    return asyncio.run(
+        reenroll(
+            lab.registrar_url,
+            current=current or device.ldevid,
+            csr=csr,
+            trust=device.domain_ca,
+            timeout=20,
+        )
+    )
+
+
+def spki(key: object) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined,no-any-return]
+
+
+def repository(lab: Lab) -> RegistrarRepository:
+    """The registrar's own database (SQLite in WAL mode, shared with the running process)."""
+    return RegistrarRepository(open_role_database(lab.domain, None, DB_FILE))
+
+
+# ---------------------------------------------------------------------------------------------
+# renewal
+
+
+def test_renewal_with_a_new_key_then_the_same_key(lab: Lab) -> None:
+    device = enrolled(lab)
+    first = device.ldevid
+    assert lab.state(device.serial) == "enroll-confirmed"
+    lifetime = first.cert.not_valid_after_utc - first.cert.not_valid_before_utc
+    # ldevid_lifetime_seconds, backdated by a tenth of it at most (5 min)
+    assert lifetime == timedelta(seconds=LIFETIME + min(300, LIFETIME // 10))
+
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    renewed = renew(lab, device, csr_for(device.serial, new_key))
+    second = renewed[0]
+    assert spki(second.public_key()) == spki(new_key.public_key())
+    assert second.subject == ldevid_subject(device.serial)
+    assert second.serial_number != first.cert.serial_number
+    assert second.not_valid_after_utc - second.not_valid_before_utc == lifetime
+    record = lab.device(device.serial)
+    assert record is not None
+    assert record["state"] == "enroll-confirmed"  # renewal keeps the confirmed enrollment
+    assert record["ldevid_fingerprint"] == certs.fingerprint(second)
+
+    # the same key again (RFC 7030 §4.2.2 allows it), authenticated by the second LDevID
+    current = Identity(second, new_key)
+    third = renew(lab, device, csr_for(device.serial, new_key), current=current)[0]
+    assert spki(third.public_key()) == spki(new_key.public_key())
+
+    # the first LDevID was superseded when the second authenticated a renewal
+    with pytest.raises(CertificateError, match=r"revoked .*superseded by"):
+        renew(lab, device, csr_for(device.serial, ec.generate_private_key(ec.SECP256R1())))
+    repo = repository(lab)
+    events = [e for e, _, _ in repo.certificate_events(certs.fingerprint(first.cert))]
+    assert events == ["renewed", "revoked"]
+    assert [e for e, _, _ in repo.certificate_events(certs.fingerprint(second))] == ["renewed"]
+    # the second still renews (until the third is used)
+    assert renew(lab, device, csr_for(device.serial, new_key), current=current)
+
+
+def test_curl_and_openssl_renew(lab: Lab, tmp_path: Path) -> None:
+    """``openssl req`` makes the CSR, curl POSTs it base64 (RFC 7030 §4.2.1) with the LDevID
+    as client certificate, ``openssl pkcs7`` reads the certs-only answer."""
+    device = enrolled(lab)
+    key, csr_der = tmp_path / "new.key", tmp_path / "csr.der"
+    subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-subj", f"/serialNumber={device.serial}",
+         "-outform", "DER", "-out", csr_der],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (tmp_path / "csr.b64").write_bytes(base64.encodebytes(csr_der.read_bytes()))
+    done = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--max-time", "30",
+         "--cacert", device.folder / "domain-ca.pem",
+         "--cert", device.folder / "ldevid.pem", "--key", device.folder / "ldevid.key",
+         "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{tmp_path / 'csr.b64'}",
+         "-w", "\n%{http_code} %{content_type}", "-o", tmp_path / "answer.b64",
+         lab.registrar_url + "/.well-known/est/simplereenroll"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.stdout.split()[-3:] == ["200", "application/pkcs7-mime;", "smime-type=certs-only"]
+    p7 = tmp_path / "answer.p7"
+    p7.write_bytes(base64.b64decode((tmp_path / "answer.b64").read_bytes()))
+    pem = subprocess.run(
+        ["openssl", "pkcs7", "-inform", "DER", "-in", p7, "-print_certs"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    (renewed,) = certs.load_certs(pem)
+    assert certs.serial_number_of(renewed) == device.serial
+    key_pub = subprocess.run(
+        ["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert spki(renewed.public_key()) == key_pub
+    (tmp_path / "renewed.pem").write_bytes(pem)
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", device.folder / "domain-ca.pem", tmp_path / "renewed.pem"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert verified.returncode == 0 and ": OK" in verified.stdout, verified.stderr
+
+
+def test_an_idevid_is_sent_to_simpleenroll(lab: Lab, tmp_path: Path) -> None:
+    device = enrolled(lab)
+    csr = csr_for(device.serial, ec.generate_private_key(ec.SECP256R1()))
+    status, answer = post_csr(
+        lab, device, csr.public_bytes(Encoding.DER), tmp_path, client="idevid"
+    )
+    assert status == "403"
+    assert answer.startswith("bad-certificate:") and "/.well-known/est/simpleenroll" in answer
+
+
+# ---------------------------------------------------------------------------------------------
+# attacks
+
+
+def test_expired_ldevid_is_refused_at_the_handshake(lab: Lab, tmp_path: Path) -> None:
+    """An LDevID this registrar issued and recorded, past its notAfter: the registrar's TLS
+    handshake refuses it and logs why; the client refuses to try, naming the validity."""
+    device = enrolled(lab)
+    ca = certfiles.load_identity(lab.domain / "ca.pem", lab.domain / "ca.key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    past = datetime.now(UTC) - timedelta(days=3)
+    old = certs.issue_from_csr(
+        ca, csr_for(device.serial, key), subject=ldevid_subject(device.serial), san=[],
+        now=past, lifetime=timedelta(days=1),
+    )  # fmt: skip
+    repository(lab).record_certificate(
+        device.serial, cert_der=old.public_bytes(Encoding.DER), fingerprint=certs.fingerprint(old),
+        not_after=old.not_valid_after_utc, kind="enroll", advance=lambda s: s or "enrolled",
+        now=past,
+    )  # fmt: skip
+    expired = tmp_path / "expired"
+    expired.mkdir()
+    certfiles.write_certs(expired / "ldevid.pem", [old])
+    certfiles.write_key(expired / "ldevid.key", key)
+    (expired / "domain-ca.pem").write_bytes((device.folder / "domain-ca.pem").read_bytes())
+    csr = csr_for(device.serial, ec.generate_private_key(ec.SECP256R1()))
+    log = lab.registrars[0].log_path
+    before = log.read_text().count("certificate has expired")
+    status, answer = post_csr(
+        lab, Device(device.serial, expired), csr.public_bytes(Encoding.DER), tmp_path
+    )
+    assert status == "000" and answer == ""  # no HTTP answer: the handshake failed
+    assert log.read_text().count("certificate has expired") == before + 1
+    with pytest.raises(Expired, match="cannot renew; enroll again with the IDevID"):
+        renew(lab, device, csr, current=Identity(old, key))
+
+
+def test_another_devices_ldevid_cannot_renew_for_a_different_serial(
+    lab: Lab, tmp_path: Path
+) -> None:
+    mine, theirs = enrolled(lab), enrolled(lab)
+    csr = csr_for(theirs.serial, ec.generate_private_key(ec.SECP256R1()))
+    status, answer = post_csr(lab, mine, csr.public_bytes(Encoding.DER), tmp_path)
+    assert status == "403"
+    assert answer.startswith(f"wrong-serial: the CSR asks for serialNumber '{theirs.serial}'")
+    # the client refuses to send such a request at all
+    with pytest.raises(ConfigError, match="must ask for serialNumber"):
+        renew(lab, mine, csr)
+    record = lab.device(mine.serial)
+    assert record is not None and "wrong-serial" in str(record["last_error"])
+
+
+def test_revoked_and_unknown_ldevids_are_refused(lab: Lab) -> None:
+    device = enrolled(lab)
+    key = ec.generate_private_key(ec.SECP256R1())
+    # unknown: from the domain CA, names the device, but never issued by the registrar
+    ca = certfiles.load_identity(lab.domain / "ca.pem", lab.domain / "ca.key")
+    forged = certs.issue_from_csr(
+        ca, csr_for(device.serial, key), subject=ldevid_subject(device.serial), san=[],
+        now=datetime.now(UTC), lifetime=timedelta(hours=1),
+    )  # fmt: skip
+    with pytest.raises(CertificateError, match="not one this registrar issued"):
+        renew(lab, device, csr_for(device.serial, key), current=Identity(forged, key))
+    # revoked by the operator
+    fingerprint = certs.fingerprint(device.ldevid.cert)
+    repository(lab).revoke_certificate(fingerprint, reason="key compromised", now=datetime.now(UTC))
+    with pytest.raises(CertificateError, match=r"revoked .*key compromised"):
+        renew(lab, device, csr_for(device.serial, key))
+    record = lab.device(device.serial)
+    assert record is not None and record["ldevid_fingerprint"] == fingerprint  # unchanged
+
+
+def test_oversize_csr_and_weak_key_are_refused(lab: Lab) -> None:
+    device = enrolled(lab)
+    names = [x509.DNSName(f"name-{i:05d}.example.com") for i in range(4000)]
+    big = csr_for(
+        device.serial,
+        ec.generate_private_key(ec.SECP256R1()),
+        san=x509.SubjectAlternativeName(names),
+    )
+    with pytest.raises(PayloadTooLarge, match="too-large"):
+        renew(lab, device, big)
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(InvalidInput, match="RSA-1024"):
+        renew(lab, device, csr_for(device.serial, weak))
+    record = lab.device(device.serial)
+    assert record is not None and record["ldevid_fingerprint"] == certs.fingerprint(
+        device.ldevid.cert
+    )
