@@ -21,6 +21,7 @@ from typing import Any
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.demo import nms
+from zerotouch_plugin.demo.ansible_inventory import write_inventory
 from zerotouch_plugin.demo.services import Service, Services, StepFailed, free_port, tail
 from zerotouch_plugin.services import certfiles
 
@@ -214,7 +215,9 @@ class Demo:
         start = time.monotonic()
         if ok and self.services.keep:
             names = ", ".join(service.name for service in self.services.running)
-            self._record("keep", "services left running", start, f"{names}; pids in run/", ok=True)
+            write_inventory(self.folder, self.registrar_url, self.devices, HOST)
+            detail = f"{names}; pids in run/; Ansible inventory in ansible/hosts.yml"
+            self._record("keep", "services left running", start, detail, ok=True)
             return
         statuses = self.services.stop()
         # A service stopped before it installed its SIGTERM handler dies of the signal: fine.
