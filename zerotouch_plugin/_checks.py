@@ -2,19 +2,25 @@
 
 The rule of every value object: a wrong type raises ``TypeError``, a wrong value
 ``ValueError``. TOML and JSON give ``true`` where a number was meant, and ``bool`` is an
-``int`` in Python, so both checks refuse it by name. One place keeps the message an operator
-reads the same in every table (``load_config`` turns either error into a ``ConfigError``).
+``int`` in Python, so both checks refuse it by name; TOML also writes ``nan`` and ``inf``,
+which no duration means. One place keeps the message an operator reads the same in every
+table (``load_config`` turns either error into a ``ConfigError``).
 """
 
 from __future__ import annotations
+
+import math
 
 __all__ = ["require_count", "require_positive"]
 
 
 def require_positive(value: object, name: str, unit: str = "a number") -> None:
-    """A duration, interval or rate: an int or float above zero; ``unit`` names what is meant."""
+    """A duration, interval or rate: a finite int or float above zero; ``unit`` names what is
+    meant."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"{name} must be {unit}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite")
     if value <= 0:
         raise ValueError(f"{name} must be positive")
 

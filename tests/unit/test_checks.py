@@ -7,7 +7,7 @@ import pytest
 from zerotouch_plugin._checks import require_count, require_positive
 
 
-@pytest.mark.parametrize("value", [0.5, 1, 3600])
+@pytest.mark.parametrize("value", [0.5, 1, 3600, 10**400])
 def test_positive_numbers_pass(value: float) -> None:
     require_positive(value, "timeout")
 
@@ -20,6 +20,9 @@ def test_positive_numbers_pass(value: float) -> None:
         (None, TypeError, "timeout must be a number of seconds"),
         (0, ValueError, "timeout must be positive"),
         (-0.1, ValueError, "timeout must be positive"),
+        (float("nan"), ValueError, "timeout must be finite"),
+        (float("inf"), ValueError, "timeout must be finite"),
+        (float("-inf"), ValueError, "timeout must be finite"),
     ],
 )
 def test_positive_refuses(value: object, error: type[Exception], message: str) -> None:

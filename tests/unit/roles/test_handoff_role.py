@@ -243,6 +243,8 @@ def test_backoff_doubles_is_capped_and_jittered() -> None:
         ({"base_delay": 0}, ValueError),
         ({"base_delay": "1"}, TypeError),
         ({"base_delay": 10.0, "max_delay": 5.0}, ValueError),
+        ({"max_delay": float("inf")}, ValueError),
+        ({"base_delay": float("nan")}, ValueError),
     ],
 )
 def test_policy_is_validated(kwargs: dict, error: type[Exception]) -> None:
