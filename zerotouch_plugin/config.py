@@ -24,8 +24,10 @@ from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin.errors import ConfigError
 
 __all__ = [
+    "AGENT_KEYS",
     "DEFAULT_DEVICE_DOMAIN",
     "DISCOVERY_METHODS",
+    "AgentConfig",
     "CertToName",
     "ConnectionLimits",
     "DeviceConfig",
@@ -465,23 +467,27 @@ def _address(value: str | None, name: str) -> None:
         raise ValueError(f"{name} {value!r} is not HOST:PORT")
 
 
+def _check_integers(config: object, bounds: tuple[tuple[str, int, int | None], ...]) -> None:
+    for name, low, high in bounds:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an integer")
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}")
+        if high is not None and value > high:
+            raise ValueError(f"{name} must be at most {high}")
+
+
 @dataclasses.dataclass(frozen=True)
-class DeviceConfig:
-    """The reference device (``device.toml``): listeners, users, cert-to-name rules, YANG.
+class AgentConfig:
+    """The pledge agent's own configuration, whatever server hosts it.
 
-    Listeners are off unless given; they bind only the address given. ``cert_to_name`` maps
-    NETCONF/TLS and RESTCONF client certificates (already chained to the domain CA) to
-    usernames; the default takes the certificate's common name. Another device's LDevID is
-    mapped only by a rule with its own fingerprint (``services/netconf/certmap.py``).
-    ``yang_dirs``/``yang_modules``
-    (``name`` or ``name@revision``) extend the YANG library.
-
-    The pledge agent: ``registrars`` (https URLs, tried in order), the wait after a round
-    through all of them failed (``bootstrap_retry_delay``, doubled each round up to
-    ``bootstrap_max_delay``, with jitter), ``bootstrap_rounds`` before giving up (0: never),
-    ``bootstrap_timeout`` per request, ``bootstrap_history`` events kept;
-    ``nonceless_allowed`` accepts a voucher without nonce that has a future expires-on
-    (RFC 8995 §7.2, a voucher the registrar held for offline use).
+    ``registrars`` (https URLs, tried in order), the wait after a round through all of them
+    failed (``bootstrap_retry_delay``, doubled each round up to ``bootstrap_max_delay``, with
+    jitter), ``bootstrap_rounds`` before giving up (0: never), ``bootstrap_timeout`` per
+    request, ``bootstrap_history`` events kept; ``nonceless_allowed`` accepts a voucher
+    without nonce that has a future expires-on (RFC 8995 §7.2, a voucher the registrar held
+    for offline use).
 
     Discovery (RFC 8995 §4): ``discovery`` names the methods in the order they are tried
     (``configured``, ``grasp``, ``mdns``, ``dns-sd``, ``vendor``); empty means ``configured``
@@ -491,20 +497,8 @@ class DeviceConfig:
     well-known registrar (method ``vendor``); ``discovery_timeout`` the seconds each method
     searches (``discovery_timeouts`` per method). A failed candidate is set aside for
     ``bootstrap_retry_delay``, doubled per failure up to ``bootstrap_max_delay``.
-    ``netconf_limits``: see ``NetconfLimits``.
-
-    ``max_edit_entries``: list entries one write (edit-config, copy-config, RESTCONF) may have
-    validated, those it adds or changes (all of a subtree whose schema has must, when or
-    leafref); a larger write is refused with too-big (413) before validation starts.
     """
 
-    netconf_ssh: str | None = None
-    netconf_tls: str | None = None
-    restconf: str | None = None
-    users: tuple[DeviceUser, ...] = ()
-    cert_to_name: tuple[CertToName, ...] = (CertToName("*", "common-name"),)
-    yang_dirs: tuple[str, ...] = ()
-    yang_modules: tuple[str, ...] = ()
     registrars: tuple[str, ...] = ()
     bootstrap_retry_delay: float = 2.0
     bootstrap_max_delay: float = 300.0
@@ -517,20 +511,8 @@ class DeviceConfig:
     vendor_registrar: str | None = None
     discovery_timeout: float = 2.0
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    max_edit_entries: int = 20_000
-    netconf_limits: NetconfLimits = NetconfLimits()
-    limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limits", _limits(self.limits))
-        limits = self.netconf_limits
-        if isinstance(limits, Mapping):
-            limits = NetconfLimits(**{str(k).replace("-", "_"): v for k, v in limits.items()})
-        elif not isinstance(limits, NetconfLimits):
-            raise TypeError("netconf_limits must be a table")
-        object.__setattr__(self, "netconf_limits", limits)
-        for name in ("netconf_ssh", "netconf_tls", "restconf"):
-            _address(getattr(self, name), name)
         object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))
         self._check_discovery()
         for name in (
@@ -544,27 +526,7 @@ class DeviceConfig:
             raise ValueError("bootstrap_max_delay must be at least bootstrap_retry_delay")
         if not isinstance(self.nonceless_allowed, bool):
             raise TypeError("nonceless_allowed must be true or false")
-        for name, low, high in (
-            ("bootstrap_rounds", 0, None),
-            ("bootstrap_history", 1, 65535),
-            ("max_edit_entries", 1, None),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an integer")
-            if value < low:
-                raise ValueError(f"{name} must be at least {low}")
-            if high is not None and value > high:
-                raise ValueError(f"{name} must be at most {high}")
-        object.__setattr__(self, "users", _records(self.users, DeviceUser, "users"))
-        object.__setattr__(
-            self, "cert_to_name", _records(self.cert_to_name, CertToName, "cert_to_name")
-        )
-        object.__setattr__(self, "yang_dirs", _paths(self.yang_dirs, "yang_dirs"))
-        object.__setattr__(self, "yang_modules", _paths(self.yang_modules, "yang_modules"))
-        names = [u.name for u in self.users]
-        if len(set(names)) != len(names):
-            raise ValueError("user names must be unique")
+        _check_integers(self, (("bootstrap_rounds", 0, None), ("bootstrap_history", 1, 65535)))
 
     def _check_discovery(self) -> None:
         """Method names known (RFC 8995 §4.1), each once, with what they need."""
@@ -612,3 +574,83 @@ class DeviceConfig:
         if self.registrars and "configured" not in self.discovery:
             return ("configured", *self.discovery)
         return self.discovery
+
+
+AGENT_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AgentConfig))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceConfig:
+    """The reference device (``device.toml``): listeners, users, cert-to-name rules, YANG.
+
+    Listeners are off unless given; they bind only the address given. ``cert_to_name`` maps
+    NETCONF/TLS and RESTCONF client certificates (already chained to the domain CA) to
+    usernames; the default takes the certificate's common name. Another device's LDevID is
+    mapped only by a rule with its own fingerprint (``services/netconf/certmap.py``).
+    ``yang_dirs``/``yang_modules``
+    (``name`` or ``name@revision``) extend the YANG library.
+
+    The pledge agent's keys (``registrars`` ... ``nonceless_allowed``, see ``AgentConfig``)
+    are read from the same file and checked by ``AgentConfig``; ``agent_config()`` hands
+    them to the agent. ``netconf_limits``: see ``NetconfLimits``.
+
+    ``max_edit_entries``: list entries one write (edit-config, copy-config, RESTCONF) may have
+    validated, those it adds or changes (all of a subtree whose schema has must, when or
+    leafref); a larger write is refused with too-big (413) before validation starts.
+    """
+
+    netconf_ssh: str | None = None
+    netconf_tls: str | None = None
+    restconf: str | None = None
+    users: tuple[DeviceUser, ...] = ()
+    cert_to_name: tuple[CertToName, ...] = (CertToName("*", "common-name"),)
+    yang_dirs: tuple[str, ...] = ()
+    yang_modules: tuple[str, ...] = ()
+    registrars: tuple[str, ...] = ()
+    bootstrap_retry_delay: float = 2.0
+    bootstrap_max_delay: float = 300.0
+    bootstrap_rounds: int = 0
+    bootstrap_timeout: float = 30.0
+    bootstrap_history: int = 64
+    nonceless_allowed: bool = False
+    discovery: tuple[str, ...] = ()
+    interface: str | None = None
+    vendor_registrar: str | None = None
+    discovery_timeout: float = 2.0
+    discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    max_edit_entries: int = 20_000
+    netconf_limits: NetconfLimits = NetconfLimits()
+    limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limits", _limits(self.limits))
+        limits = self.netconf_limits
+        if isinstance(limits, Mapping):
+            limits = NetconfLimits(**{str(k).replace("-", "_"): v for k, v in limits.items()})
+        elif not isinstance(limits, NetconfLimits):
+            raise TypeError("netconf_limits must be a table")
+        object.__setattr__(self, "netconf_limits", limits)
+        for name in ("netconf_ssh", "netconf_tls", "restconf"):
+            _address(getattr(self, name), name)
+        agent = self.agent_config()  # checks the agent's keys
+        for name in AGENT_KEYS:
+            object.__setattr__(self, name, getattr(agent, name))
+        _check_integers(self, (("max_edit_entries", 1, None),))
+        object.__setattr__(self, "users", _records(self.users, DeviceUser, "users"))
+        object.__setattr__(
+            self, "cert_to_name", _records(self.cert_to_name, CertToName, "cert_to_name")
+        )
+        object.__setattr__(self, "yang_dirs", _paths(self.yang_dirs, "yang_dirs"))
+        object.__setattr__(self, "yang_modules", _paths(self.yang_modules, "yang_modules"))
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError("user names must be unique")
+
+    def agent_config(self) -> AgentConfig:
+        """The pledge agent's keys of this file as the agent's own configuration."""
+        return AgentConfig(**{name: getattr(self, name) for name in AGENT_KEYS})
+
+    @property
+    def discovery_methods(self) -> tuple[str, ...]:
+        """The methods in the order the agent tries them (``AgentConfig``)."""
+        return self.agent_config().discovery_methods

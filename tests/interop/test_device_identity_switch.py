@@ -11,6 +11,7 @@ import pytest
 from lxml import etree
 
 from tests.support.device_pki import make_device_pki
+from zerotouch_plugin.artifacts.signer import SigningIdentity
 from zerotouch_plugin.config import DeviceConfig
 from zerotouch_plugin.errors import UpstreamUnavailable
 from zerotouch_plugin.services.device_server import DeviceServer
@@ -43,7 +44,7 @@ async def test_identity_installed_at_runtime(tmp_path: Path) -> None:
         ctx = pki.client_context()
         with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
             await _netconf_hello(bound["netconf-tls"][1], ctx)
-        await device.install_identity(pki.server.cert, pki.server.key, [], [pki.ca.cert])
+        await device.install_identity(SigningIdentity.of(pki.server), [pki.ca.cert])
         assert (tmp_path / "ldevid.pem").exists() and (tmp_path / "domain-ca.pem").exists()
         hello = await _netconf_hello(bound["netconf-tls"][1], ctx)
         assert hello.tag.endswith("hello")
@@ -81,7 +82,7 @@ async def test_forget_ends_domain_sessions_and_answers_the_caller(tmp_path: Path
     ctx.check_hostname = False
     rpc = '<restart-bootstrap xmlns="urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"/>'
     try:
-        await device.install_identity(pki.server.cert, pki.server.key, [], [pki.ca.cert])
+        await device.install_identity(SigningIdentity.of(pki.server), [pki.ca.cert])
         bystander = await NetconfClient.connect("127.0.0.1", bound["netconf-tls"][1], context=ctx)
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", device.bound["restconf"][1], ssl=ctx
@@ -100,7 +101,7 @@ async def test_forget_ends_domain_sessions_and_answers_the_caller(tmp_path: Path
                 bystander.rpc("<get-config><source><running/></source></get-config>"), 10
             )
         # the same over NETCONF/TLS: the caller gets its reply, then the session ends
-        await device.install_identity(pki.server.cert, pki.server.key, [], [pki.ca.cert])
+        await device.install_identity(SigningIdentity.of(pki.server), [pki.ca.cert])
         caller = await NetconfClient.connect("127.0.0.1", bound["netconf-tls"][1], context=ctx)
         reply = await asyncio.wait_for(caller.rpc(rpc), 10)
         assert "discovering" in etree.tostring(reply).decode()

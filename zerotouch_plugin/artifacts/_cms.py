@@ -32,6 +32,8 @@ __all__ = [
     "decode_csrattrs",
     "decode_hardware_module_name",
     "decode_ia5string",
+    "encode_csr",
+    "encode_csr_info",
     "encode_csrattrs",
     "encode_hardware_module_name",
     "encode_ia5string",
@@ -786,6 +788,39 @@ def encode_signed_data(
         + _tlv(_SET, signer_info),
     )
     return _tlv(_SEQUENCE, _oid_der(OID_SIGNED_DATA) + _tlv(_CTX0, signed_data))
+
+
+# ---------------------------------------------------------------------------------------------
+# certification requests (RFC 2986), for a key that only signs
+
+
+def encode_csr_info(
+    subject: bytes, spki: bytes, extensions: Sequence[tuple[str, bool, bytes]]
+) -> bytes:
+    """CertificationRequestInfo (RFC 2986 §4.1), version 0, from the subject Name and
+    SubjectPublicKeyInfo DER; ``extensions`` (OID, critical, extnValue contents) go in one
+    extensionRequest attribute (RFC 2985 §5.4.2)."""
+    attributes = b""
+    if extensions:
+        items = b"".join(
+            _tlv(
+                _SEQUENCE,
+                _oid_der(oid) + (b"\x01\x01\xff" if critical else b"") + _tlv(_OCTETS, value),
+            )
+            for oid, critical, value in extensions
+        )
+        attributes = _attribute(_OID_EXTENSION_REQUEST, _tlv(_SEQUENCE, items))
+    return _tlv(_SEQUENCE, _int_der(0) + subject + spki + _tlv(_CTX0, attributes))
+
+
+def encode_csr(
+    info: bytes, signature_algorithm: str, pss: PssParams | None, signature: bytes
+) -> bytes:
+    """CertificationRequest (RFC 2986 §4.2): ``info`` with the signature over it."""
+    return _tlv(
+        _SEQUENCE,
+        info + _signature_algorithm_der(signature_algorithm, pss) + _tlv(0x03, b"\x00" + signature),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

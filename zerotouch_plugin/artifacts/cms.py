@@ -24,6 +24,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from zerotouch_plugin.artifacts import _cms
 from zerotouch_plugin.artifacts.certs import Identity, PrivateKey, verify_chain
+from zerotouch_plugin.artifacts.signer import (
+    Signer,
+    SigningIdentity,
+    algorithm_for,
+    digest_of,
+    pss_params,
+)
 from zerotouch_plugin.errors import (
     ArtifactKindMismatch,
     DigestMismatch,
@@ -204,26 +211,44 @@ def _signing_profile(key: PrivateKey, rsa_pss: bool) -> _SigningProfile:
     )
 
 
+def _signer_profile(signer: Signer, rsa_pss: bool) -> _SigningProfile:
+    """How a Signer signs: the algorithm its public key calls for."""
+    public = signer.public_key()
+    if rsa_pss and not isinstance(public, rsa.RSAPublicKey):
+        raise ValueError("rsa_pss needs an RSA signing key")
+    algorithm = algorithm_for(public, pss=rsa_pss)
+    return _SigningProfile(
+        digest_of(algorithm),
+        str(algorithm),
+        pss_params(algorithm),
+        lambda data: signer.sign(data, algorithm),
+    )
+
+
 def sign(
     content: bytes,
     *,
-    signer: Identity,
+    signer: Identity | SigningIdentity,
     now: datetime,
     content_type: str = OID_ANIMA_JSON_VOUCHER,
     include_chain: bool = True,
     rsa_pss: bool = False,
 ) -> bytes:
     """DER ContentInfo(SignedData) over ``content`` with signed attributes content-type,
-    message-digest and signing-time (RFC 5652 §5.3, §11; RFC 8366 §8.3)."""
+    message-digest and signing-time (RFC 5652 §5.3, §11; RFC 8366 §8.3). A SigningIdentity
+    signs through its Signer, so the key may stay in hardware."""
     if not isinstance(content, bytes):
         raise TypeError("content must be bytes")
-    if not isinstance(signer, Identity):
-        raise TypeError("signer must be an Identity")
+    if not isinstance(signer, Identity | SigningIdentity):
+        raise TypeError("signer must be an Identity or a SigningIdentity")
     if not isinstance(now, datetime) or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
-    if rsa_pss and not isinstance(signer.key, rsa.RSAPrivateKey):
-        raise ValueError("rsa_pss needs an RSA signing key")
-    profile = _signing_profile(signer.key, rsa_pss)
+    if isinstance(signer, SigningIdentity):
+        profile = _signer_profile(signer.signer, rsa_pss)
+    else:
+        if rsa_pss and not isinstance(signer.key, rsa.RSAPrivateKey):
+            raise ValueError("rsa_pss needs an RSA signing key")
+        profile = _signing_profile(signer.key, rsa_pss)
     digest = _HASHLIB[profile.digest](content).digest()
     attrs = _cms.encode_signed_attributes(content_type, digest, now)
     ders = _certificate_ders(signer.cert, signer.chain if include_chain else ())

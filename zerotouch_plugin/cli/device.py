@@ -87,7 +87,7 @@ async def _run(args: argparse.Namespace) -> None:
     # a folder without a factory identity is a plain NETCONF/RESTCONF server: no agent
     agent = None
     if (folder / "idevid.pem").exists() or config.registrars:
-        agent = PledgeAgent(device, folder, config, on_enrolled=enrolled)
+        agent = PledgeAgent(device, config.agent_config(), on_enrolled=enrolled)
     bound = await device.start()
     # The compiled YANG schema is a large, long-lived object graph: keep the cyclic garbage
     # collector from walking it again and again (multi-millisecond pauses in replies).
@@ -122,16 +122,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_factory_reset(args: argparse.Namespace) -> int:
     """Forget the domain identity, the voucher, the agent's state and (unless kept) the
     startup configuration; the factory identity and device.toml stay."""
+    from zerotouch_plugin.device.agent_store import agent_files
     from zerotouch_plugin.device.datastore import STARTUP_FILE
     from zerotouch_plugin.device.domain_files import discard_incomplete, forget_domain
-    from zerotouch_plugin.services.pledge_agent import STATE_FILE
 
     folder: Path = args.dir
     if not folder.is_dir():
         raise ConfigError(f"device folder {folder} does not exist")
     with _device_lock(folder):
         removed = [*discard_incomplete(folder), *forget_domain(folder)]
-        extra = [STATE_FILE] + ([] if args.keep_config else [STARTUP_FILE])
+        extra = agent_files(folder) + ([] if args.keep_config else [STARTUP_FILE])
         for name in extra:
             if (folder / name).exists():
                 (folder / name).unlink()

@@ -34,7 +34,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from zerotouch_plugin.artifacts import certs, cms, est
-from zerotouch_plugin.artifacts.certs import Identity, KeyKind, PrivateKey
+from zerotouch_plugin.artifacts.certs import Identity, KeyKind
+from zerotouch_plugin.artifacts.signer import Signer, SigningIdentity, SoftwareSigner, make_csr
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest, new_nonce
 from zerotouch_plugin.errors import (
     AccessDenied,
@@ -77,6 +78,7 @@ __all__ = [
     "Failed",
     "HttpRequest",
     "Install",
+    "KeyFactory",
     "Pledge",
     "PledgeAction",
     "PledgeConfig",
@@ -85,7 +87,9 @@ __all__ = [
     "TlsMode",
     "Wait",
     "domain_anchors",
+    "enroll_status_request",
     "registrar_validated_by",
+    "software_key",
     "status_report",
 ]
 
@@ -158,7 +162,8 @@ class RetryPolicy:
 class PledgeConfig:
     """What a pledge holds from the factory, and how persistent it is."""
 
-    idevid: Identity  # IEEE 802.1AR identity: TLS client certificate, signs the PVR
+    # IEEE 802.1AR identity: TLS client certificate, signs the PVR (through its Signer)
+    idevid: Identity | SigningIdentity
     masa_anchors: tuple[x509.Certificate, ...]  # masa-ca.pem: voucher signers chain here
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     key_kind: KeyKind = "p256"  # the LDevID key, unless /csrattrs names another
@@ -167,8 +172,8 @@ class PledgeConfig:
     nonceless_allowed: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.idevid, Identity):
-            raise TypeError("idevid must be an Identity")
+        if not isinstance(self.idevid, Identity | SigningIdentity):
+            raise TypeError("idevid must be an Identity or a SigningIdentity")
         anchors = tuple(self.masa_anchors)
         if not all(isinstance(c, x509.Certificate) for c in anchors):
             raise TypeError("masa_anchors must hold x509.Certificate objects")
@@ -242,11 +247,11 @@ class Enrollment:
     domain_anchors: tuple[x509.Certificate, ...]
     ldevid: x509.Certificate
     ldevid_chain: tuple[x509.Certificate, ...]  # intermediates, not the trust anchor
-    ldevid_key: PrivateKey
+    ldevid_key: Signer  # the key the CSR was made for (it may stay in hardware)
 
     @property
-    def identity(self) -> Identity:
-        return Identity(self.ldevid, self.ldevid_key, self.ldevid_chain)
+    def identity(self) -> SigningIdentity:
+        return SigningIdentity(self.ldevid, self.ldevid_key, self.ldevid_chain)
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,13 @@ class Response:
 
 # ---------------------------------------------------------------------------------------------
 # pure helpers
+
+KeyFactory = Callable[[KeyKind], Signer]  # a fresh LDevID key pair of the kind asked for
+
+
+def software_key(kind: KeyKind) -> Signer:
+    """An LDevID key generated in memory."""
+    return SoftwareSigner(certs.generate_key(kind))
 
 
 def _spki(key: Any) -> bytes:
@@ -378,6 +390,26 @@ def status_report(
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+def enroll_status_request(
+    ldevid: x509.Certificate,
+    *,
+    serial: str,
+    management: Mapping[str, int] | None,
+    pinned: x509.Certificate,
+    origin: str | None,
+) -> HttpRequest:
+    """enrollstatus true for an installed LDevID (RFC 8995 §5.9.4), over TLS verified by the
+    pinned-domain-cert; also what an agent sends again after a restart that came between
+    the install and the report."""
+    context: dict[str, Any] = {"serial-number": serial, "ldevid": certs.fingerprint(ldevid)}
+    if management:
+        context["zerotouch-management"] = dict(management)
+    report = status_report(True, context=context)
+    return HttpRequest(
+        "POST", PATH_ENROLLSTATUS, report, MEDIA_JSON, None, TlsMode.VERIFIED, (pinned,), origin
+    )
+
+
 def _media(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -416,11 +448,19 @@ _STATUS_RETRYABLE = frozenset({408, 429, 502, 503, 504})
 class Pledge:
     """One bootstrap attempt of one pledge. Create, ``start``, then feed what happens."""
 
-    def __init__(self, config: PledgeConfig, *, random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(
+        self,
+        config: PledgeConfig,
+        *,
+        random_bytes: Callable[[int], bytes],
+        key_factory: KeyFactory = software_key,
+    ) -> None:
+        """``key_factory`` makes the LDevID key pair (a host may make it in hardware)."""
         if not isinstance(config, PledgeConfig):
             raise TypeError("config must be a PledgeConfig")
         self.config = config
         self._random = random_bytes
+        self._key_factory = key_factory
         self.state = PledgeState.IDLE
         self.history: list[tuple[PledgeEvent, PledgeState]] = []
         self.error: ZerotouchError | None = None
@@ -442,7 +482,7 @@ class Pledge:
         self._pinned: x509.Certificate | None = None
         self._anchors: tuple[x509.Certificate, ...] = ()
         self._cacerts: list[x509.Certificate] = []
-        self._key: PrivateKey | None = None
+        self._key: Signer | None = None
 
     # -- public inputs ------------------------------------------------------------------------
 
@@ -454,6 +494,11 @@ class Pledge:
     @property
     def voucher(self) -> Voucher | None:
         return self._voucher
+
+    @property
+    def origin(self) -> str | None:
+        """Where the one redirect followed sent the pledge (None: the registrar given)."""
+        return self._origin
 
     def start(self) -> PledgeAction:
         self._advance(PledgeEvent.START)
@@ -511,16 +556,17 @@ class Pledge:
         ``restconf-port``, ``netconf-ssh-port``) under ``zerotouch-management``, for the
         registrar's day-0 hand-off at the address this report comes from."""
         self._expect(PledgeState.INSTALLING)
-        assert self.enrollment is not None
-        context: dict[str, Any] = {
-            "serial-number": self.config.serial,
-            "ldevid": certs.fingerprint(self.enrollment.ldevid),
-        }
-        if management:
-            context["zerotouch-management"] = dict(management)
+        assert self.enrollment is not None and self._pinned is not None
         self._advance(PledgeEvent.INSTALLED)
-        report = status_report(True, context=context)
-        return self._issue(self._status(PATH_ENROLLSTATUS, report, TlsMode.VERIFIED))
+        return self._issue(
+            enroll_status_request(
+                self.enrollment.ldevid,
+                serial=self.config.serial,
+                management=management,
+                pinned=self._pinned,
+                origin=self._origin,
+            )
+        )
 
     def install_failed(self, error: ZerotouchError) -> PledgeAction:
         """The host could not install the identity: enrollstatus false (§5.9.4)."""
@@ -774,9 +820,14 @@ class Pledge:
         ]
         self.csr_requirements = requirements
         self._advance(PledgeEvent.CSRATTRS_DONE)
-        self._key = certs.generate_key(requirements.key_kind or self.config.key_kind)
+        try:
+            self._key = self._key_factory(requirements.key_kind or self.config.key_kind)
+        except ValueError as exc:
+            return self._give_up(ConfigError(f"cannot generate the LDevID key: {exc}"))
+        except ZerotouchError as exc:
+            return self._give_up(exc)
         serial = self.config.serial
-        csr = certs.make_csr(
+        csr = make_csr(
             self._key,
             common_name=serial,
             serial=serial,

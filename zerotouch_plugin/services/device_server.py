@@ -21,11 +21,12 @@ from typing import Any
 
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.signer import SigningIdentity, SoftwareSigner, tls_identity
 from zerotouch_plugin.config import DeviceConfig
-from zerotouch_plugin.device.datastore import Datastore, Datastores, RpcFunction
+from zerotouch_plugin.device.agent_store import FileAgentStore
+from zerotouch_plugin.device.datastore import Datastores, RpcFunction
 from zerotouch_plugin.device.domain_files import (
     CA_FILE,
     CERT_FILE,
@@ -34,8 +35,7 @@ from zerotouch_plugin.device.domain_files import (
     forget_domain,
     write_domain,
 )
-from zerotouch_plugin.device.edit import apply_edit
-from zerotouch_plugin.device.host import DeviceIdentity, InstalledIdentity
+from zerotouch_plugin.device.host import InstalledIdentity
 from zerotouch_plugin.device.schema import load_device_schema
 from zerotouch_plugin.errors import AccessDenied, ConfigError, StorageError
 from zerotouch_plugin.services import certfiles, restconf
@@ -56,6 +56,11 @@ __all__ = ["DeviceServer", "parse_address"]
 log = logging.getLogger(__name__)
 
 _STATE_NAME = "plugin"
+# The factory files of the device folder ('zerotouch vendor idevid' writes them): the IDevID
+# then its CA chain, its key, and the manufacturer's trust anchor for vouchers.
+IDEVID_FILE = "idevid.pem"
+IDEVID_KEY_FILE = "idevid.key"
+MASA_CA_FILE = "masa-ca.pem"
 
 
 def parse_address(value: str, what: str) -> tuple[str, int]:
@@ -94,6 +99,7 @@ class DeviceServer:
         self._restconf_app: web.Application | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # RESTCONF servers shutting down
         self.bound: dict[str, tuple[str, int]] = {}
+        self._agent_store = FileAgentStore(folder)
 
     # -- identity -------------------------------------------------------------------------
 
@@ -214,34 +220,60 @@ class DeviceServer:
 
     # -- plugin host (device/host.py) ------------------------------------------------------
 
-    def read_identity(self) -> DeviceIdentity:
-        cert_path = self.folder / "idevid.pem"
-        key_path = self.folder / "idevid.key"
+    def idevid_chain(self) -> list[x509.Certificate]:
+        path = self.folder / IDEVID_FILE
         try:
-            serial = certs.serial_number_of(certfiles.load_cert_file(cert_path))
+            chain = certs.load_certs(path.read_bytes())
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{cert_path}: no usable IDevID: {exc}") from exc
-        if not serial:
-            raise ConfigError(f"{cert_path}: the IDevID has no serialNumber (RFC 8995 §2.3.1)")
-        return DeviceIdentity(cert_path, key_path, serial)
+            raise ConfigError(f"{path}: no usable IDevID: {exc}") from exc
+        if not chain:
+            raise ConfigError(f"{path}: no certificate")
+        return chain
+
+    def idevid_signer(self) -> SoftwareSigner:
+        path = self.folder / IDEVID_KEY_FILE
+        try:
+            return SoftwareSigner(certfiles.load_key_file(path))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{path}: no usable IDevID key: {exc}") from exc
+
+    def manufacturer_anchors(self) -> list[x509.Certificate]:
+        path = self.folder / MASA_CA_FILE
+        try:
+            anchors = certs.load_certs(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{path}: no manufacturer trust anchor for vouchers ('zerotouch vendor idevid' "
+                f"writes it): {exc}"
+            ) from exc
+        if not anchors:
+            raise ConfigError(f"{path}: no certificate")
+        return anchors
+
+    def agent_store(self) -> FileAgentStore:
+        return self._agent_store
+
+    def yang_modules(self) -> list[str]:
+        return [m.name for m in self.datastores.schema.modules]
+
+    def generate_ldevid_key(self, kind: certs.KeyKind) -> SoftwareSigner:
+        return SoftwareSigner(certs.generate_key(kind))
 
     async def install_identity(
-        self,
-        ldevid_cert: x509.Certificate,
-        key: PrivateKeyTypes,
-        chain: Sequence[x509.Certificate],
-        domain_ca: Sequence[x509.Certificate],
+        self, identity: SigningIdentity, anchors: Sequence[x509.Certificate]
     ) -> None:
-        """Persist the domain identity and switch TLS listeners to it (RFC 8995 §5.9.4)."""
-        if not domain_ca:
+        """Persist the domain identity and switch TLS listeners to it (RFC 8995 §5.9.4).
+        The key must be a SoftwareSigner's: this server's TLS loads keys into OpenSSL."""
+        if not anchors:
             raise ValueError("at least one domain trust anchor is needed")
+        key = tls_identity(identity).key
         try:
             await asyncio.to_thread(
                 write_domain,
                 self.folder,
-                key=key,  # type: ignore[arg-type]
-                chain=[ldevid_cert, *chain],
-                anchors=list(domain_ca),
+                key=key,
+                chain=[identity.cert, *identity.chain],
+                anchors=list(anchors),
             )
         except OSError as exc:
             raise StorageError(f"cannot store the domain identity in {self.folder}: {exc}") from exc
@@ -302,13 +334,6 @@ class DeviceServer:
 
     def register_rpc(self, name: str, function: RpcFunction) -> None:
         self.datastores.register_rpc(name, function)
-
-    async def apply_configuration(self, tree: Mapping[str, Any]) -> None:
-        await self.datastores.modify(
-            Datastore.RUNNING,
-            lambda current: apply_edit(self.datastores.schema, current, tree),
-            session_id=0,
-        )
 
     def publish_state(self, tree: Mapping[str, Any]) -> None:
         self.datastores.publish_state(_STATE_NAME, tree)

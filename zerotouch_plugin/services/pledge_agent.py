@@ -9,12 +9,16 @@ connected to like a registrar, the TLS runs through it end to end. A candidate t
 set aside with backoff and jitter and the next one tried, cycle after cycle, until one
 enrolls the device; errors retrying cannot fix (the device's own files, storage) stop it in
 phase ``failed``. The identity is installed with ``PluginHost.install_identity`` before
-enrollstatus (RFC 8995 §5.9.4). Every step is published as
-``/zerotouch-bootstrap:bootstrap`` (``roles/bootstrap.py``), phase changes are notified,
-and the event history is kept in the folder's ``bootstrap-state.json`` across restarts.
+enrollstatus (RFC 8995 §5.9.4); a restart between the two finds the identity installed and
+sends the enrollstatus then. Every step is published as ``/zerotouch-bootstrap:bootstrap``
+(``roles/bootstrap.py``), phase changes are notified, and the event history, the voucher and
+the pending report are kept in the host's ``AgentStore`` across restarts.
 
-``restart-bootstrap`` starts a fresh run at once (also after ``failed``); on an enrolled
-device it needs ``factory-reset true``, which forgets the domain identity first.
+Everything device-specific comes through the host (``device/host.py``): the IDevID chain and
+its Signer, the manufacturer's anchors, the LDevID key generation, the store, the YANG
+publishing. ``restart-bootstrap`` starts a fresh run at once (also after ``failed``); on an
+enrolled device it needs ``factory-reset true``, which forgets the domain identity first and
+claims nothing when the host cannot forget it.
 """
 
 from __future__ import annotations
@@ -26,15 +30,15 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from zerotouch_plugin._files import write_atomic
+from cryptography import x509
+
 from zerotouch_plugin.artifacts import cms
+from zerotouch_plugin.artifacts.signer import SigningIdentity
 from zerotouch_plugin.artifacts.voucher import Voucher
-from zerotouch_plugin.config import DeviceConfig
-from zerotouch_plugin.device.domain_files import VOUCHER_FILE
-from zerotouch_plugin.device.host import PluginHost
+from zerotouch_plugin.config import AgentConfig
+from zerotouch_plugin.device.host import REQUIRED_MODULES, PluginHost
 from zerotouch_plugin.errors import (
     ConfigError,
     Conflict,
@@ -52,20 +56,25 @@ from zerotouch_plugin.roles.pledge import (
     PledgeConfig,
     RetryPolicy,
     Wait,
+    enroll_status_request,
 )
 from zerotouch_plugin.roles.states import PledgeEvent
 from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
-from zerotouch_plugin.services.pledge_client import PledgeClient, drive, load_pledge_config
+from zerotouch_plugin.services.pledge_client import PledgeClient, drive
 
-__all__ = ["RESTART_RPC", "STATE_FILE", "PledgeAgent"]
+__all__ = ["PENDING_KEY", "RESTART_RPC", "STATE_KEY", "VOUCHER_KEY", "PledgeAgent"]
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "bootstrap-state.json"
+# AgentStore keys: the event history, the voucher that authorised the identity, and the
+# enrollstatus still owed for an installed identity.
+STATE_KEY = "bootstrap-state"
+VOUCHER_KEY = "voucher"
+PENDING_KEY = "pending-enrollstatus"
 RESTART_RPC = "zerotouch-bootstrap:restart-bootstrap"
 _STEP_ATTEMPTS = 3  # tries of one step at one registrar before the next registrar
 
-# Errors no retry can fix: the device's own identity files or storage. Everything else
+# Errors no retry can fix: the device's own identity or storage. Everything else
 # (unreachable, refused, a voucher that failed a check) may differ at another registrar or
 # later (the owner allows the serial, the MASA comes back), so the agent retries.
 _PERMANENT: tuple[type[ZerotouchError], ...] = (ConfigError, StorageError)
@@ -77,34 +86,75 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _factory_identity(host: PluginHost) -> SigningIdentity:
+    """The IDevID as the host gives it: chain (leaf first) and Signer, checked to match."""
+    chain = tuple(host.idevid_chain())
+    if not chain or not all(isinstance(c, x509.Certificate) for c in chain):
+        raise ConfigError("the host gave no IDevID certificate (idevid_chain is empty)")
+    # only intermediates go in the chain: the manufacturer's root is not sent
+    intermediates = tuple(c for c in chain[1:] if c.subject != c.issuer)
+    try:
+        return SigningIdentity(chain[0], host.idevid_signer(), intermediates)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the host's IDevID signer is unusable: {exc}") from exc
+
+
+def pledge_config(host: PluginHost, config: AgentConfig) -> PledgeConfig:
+    """What the pledge machine needs, from the host (identity, anchors) and the config."""
+    identity = _factory_identity(host)
+    anchors = tuple(host.manufacturer_anchors())
+    try:
+        return PledgeConfig(
+            idevid=identity,
+            masa_anchors=anchors,
+            retry=RetryPolicy(
+                attempts=_STEP_ATTEMPTS,
+                base_delay=config.bootstrap_retry_delay,
+                max_delay=config.bootstrap_max_delay,
+            ),
+            nonceless_allowed=config.nonceless_allowed,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the host's manufacturer trust anchors are unusable: {exc}") from exc
+
+
+def _check_modules(host: PluginHost) -> None:
+    missing = sorted(set(REQUIRED_MODULES) - set(host.yang_modules()))
+    if missing:
+        raise ConfigError(
+            f"the host does not serve the YANG module(s) {', '.join(missing)} the pledge agent "
+            "publishes its state, RPC and notification in (yang/zerotouch-bootstrap@*.yang)"
+        )
+
+
 class PledgeAgent:
-    """One device's agent. ``start`` it after the host's listeners are up; ``close`` it."""
+    """One device's agent. ``start`` it after the host's listeners are up; ``close`` it.
+    Building it checks the host: its YANG modules and factory identity (ConfigError)."""
 
     def __init__(
         self,
         host: PluginHost,
-        folder: Path,
-        config: DeviceConfig,
+        config: AgentConfig,
         *,
         on_enrolled: Enrolled | None = None,
         now: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        if not isinstance(config, AgentConfig):
+            raise TypeError("config must be an AgentConfig")
+        _check_modules(host)
         self.host = host
-        self.folder = folder
         self.config = config
+        self.pledge = pledge_config(host, config)
+        self.store = host.agent_store()
         self.state = BootstrapState(history_size=config.bootstrap_history)
         self._on_enrolled = on_enrolled
         self._now = now
         self._sleep = sleep
         self._random = random_bytes
         self._task: asyncio.Task[None] | None = None
-        self._serial = host.read_identity().serial_number
-
-    @property
-    def state_path(self) -> Path:
-        return self.folder / STATE_FILE
+        self._serial = self.pledge.serial
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -115,15 +165,19 @@ class PledgeAgent:
         self._publish(self.state.agent_started(now=self._now()))
         installed = self.host.installed_identity()
         if installed is None:
+            self._drop(PENDING_KEY)  # an install that never committed owes no report
             self._begin("the device holds no domain identity")
             return
+        voucher = self._stored_voucher()
         change = self.state.already_enrolled(
-            ldevid=installed.ldevid,
-            anchors=installed.anchors,
-            voucher=self._stored_voucher(),
-            now=self._now(),
+            ldevid=installed.ldevid, anchors=installed.anchors, voucher=voucher, now=self._now()
         )
         self._publish(change)
+        pending = self._pending()
+        if pending is not None and voucher is not None:
+            self._task = asyncio.create_task(
+                self._report_pending(pending, installed.ldevid, voucher), name="pledge-agent"
+            )
         if self._on_enrolled is not None:
             self._on_enrolled(self._serial, True)
 
@@ -164,24 +218,11 @@ class PledgeAgent:
     async def _rounds(self) -> None:
         """Discovery (``services/discovery/driver.py``) until a candidate enrolls the device
         or ``bootstrap_rounds`` cycles ran out."""
-        pledge = load_pledge_config(
-            self.folder,
-            retry=RetryPolicy(
-                attempts=_STEP_ATTEMPTS,
-                base_delay=self.config.bootstrap_retry_delay,
-                max_delay=self.config.bootstrap_max_delay,
-            ),
-            nonceless_allowed=self.config.nonceless_allowed,
-        )
         machine = discovery_machine(self.config, random_bytes=self._random)
-
-        async def attempt(candidate: Candidate) -> ZerotouchError | None:
-            return await self._attempt(pledge, candidate)
-
         gave_up = await run_discovery(
             machine,
             self.config,
-            attempt=attempt,
+            attempt=self._attempt,
             observer=_StateObserver(self),
             sleep=self._sleep,
             now=self._now,
@@ -192,12 +233,14 @@ class PledgeAgent:
         error = gave_up.error or UpstreamUnavailable(gave_up.reason)
         self._publish(self.state.failed(error, now=self._now(), note=gave_up.reason))
 
-    async def _attempt(self, pledge: PledgeConfig, candidate: Candidate) -> ZerotouchError | None:
+    async def _attempt(self, candidate: Candidate) -> ZerotouchError | None:
         """One run of the pledge machine through ``candidate``: None once enrolled, else why
         not. Permanent errors propagate; the others are recorded and the caller moves on."""
         uri = candidate.url
         self._publish(self.state.attempt(uri, now=self._now(), source=candidate.method))
-        machine = Pledge(pledge, random_bytes=self._random)
+        machine = Pledge(
+            self.pledge, random_bytes=self._random, key_factory=self.host.generate_ldevid_key
+        )
         seen = 0
 
         def observe(action: PledgeAction) -> None:
@@ -214,10 +257,15 @@ class PledgeAgent:
             await self._sleep(seconds)
             self._publish(self.state.retrying(machine.state, now=self._now()))
 
+        async def install(enrollment: Enrollment) -> Mapping[str, int]:
+            return await self._install(enrollment, uri, machine.origin)
+
         try:
-            async with PledgeClient(pledge, uri, timeout=self.config.bootstrap_timeout) as client:
+            async with PledgeClient(
+                self.pledge, uri, timeout=self.config.bootstrap_timeout
+            ) as client:
                 enrollment = await drive(
-                    machine, client, on_action=observe, sleep=sleep, install=self._install
+                    machine, client, on_action=observe, sleep=sleep, install=install, now=self._now
                 )
         except _PERMANENT:
             raise
@@ -225,24 +273,19 @@ class PledgeAgent:
             log.warning("bootstrap attempt at %s failed: %s", uri, exc.one_line())
             self._publish(self.state.attempt_failed(uri, exc, now=self._now()))
             return exc
+        self._drop(PENDING_KEY)  # enrollstatus went out (or could not, RFC 8995 §5.9.4)
         self._enrolled(candidate, enrollment, machine)
         return None
 
-    async def _install(self, enrollment: Enrollment) -> Mapping[str, int]:
-        """The install step (RFC 8995 §5.9.4): voucher kept for the state summaries, then the
-        host stores the identity (domain CA last) and switches its listeners."""
-        try:
-            await asyncio.to_thread(
-                write_atomic, self.folder / VOUCHER_FILE, enrollment.voucher_cms
-            )
-        except OSError as exc:
-            raise StorageError(f"cannot store the voucher: {exc}") from exc
-        await self.host.install_identity(
-            enrollment.ldevid,
-            enrollment.ldevid_key,
-            enrollment.ldevid_chain,
-            enrollment.domain_anchors,
-        )
+    async def _install(
+        self, enrollment: Enrollment, uri: str, origin: str | None
+    ) -> Mapping[str, int]:
+        """The install step (RFC 8995 §5.9.4): voucher and the report still owed kept in the
+        store, then the host stores the identity (its commit point) and switches to it."""
+        self.store.put(VOUCHER_KEY, enrollment.voucher_cms)
+        pending = {"registrar": uri, "origin": origin}
+        self.store.put(PENDING_KEY, json.dumps(pending).encode())
+        await self.host.install_identity(enrollment.identity, enrollment.domain_anchors)
         return dict(self.host.management_ports())
 
     def _enrolled(self, candidate: Candidate, enrollment: Enrollment, machine: Pledge) -> None:
@@ -270,11 +313,60 @@ class PledgeAgent:
         if self._on_enrolled is not None:
             self._on_enrolled(enrollment.serial, False)
 
+    # -- the enrollstatus a restart interrupted ---------------------------------------------
+
+    def _pending(self) -> dict[str, Any] | None:
+        raw = self._read(PENDING_KEY)
+        if raw is None:
+            return None
+        try:
+            pending = json.loads(raw)
+            if not isinstance(pending, dict) or not isinstance(pending.get("registrar"), str):
+                raise ValueError("no registrar")
+            if not isinstance(pending.get("origin"), str | None):
+                raise ValueError("origin is not a string")
+        except ValueError as exc:
+            log.warning("the pending enrollstatus record is unusable, dropped: %s", exc)
+            self._drop(PENDING_KEY)
+            return None
+        return pending
+
+    async def _report_pending(
+        self, pending: Mapping[str, Any], ldevid: x509.Certificate, voucher: Voucher
+    ) -> None:
+        """enrollstatus for the identity installed before the restart (RFC 8995 §5.9.4), to
+        the registrar that issued it; telemetry only: the identity stands either way."""
+        uri = pending["registrar"]
+        request = enroll_status_request(
+            ldevid,
+            serial=self._serial,
+            management=dict(self.host.management_ports()),
+            pinned=voucher.pinned_domain_certificate(),
+            origin=pending["origin"],
+        )
+        outcome: str
+        try:
+            async with PledgeClient(
+                self.pledge, uri, timeout=self.config.bootstrap_timeout
+            ) as client:
+                response = await client.send(request, now=self._now)
+            outcome = f"{uri} answered {response.status}"
+            ok = 200 <= response.status < 300
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure only means that no report went out
+            outcome, ok = f"{uri}: {exc}", False
+        self._drop(PENDING_KEY)
+        event = "enroll-status-sent" if ok else "enroll-status-failed"
+        (log.info if ok else log.warning)("enrollstatus after restart: %s", outcome)
+        self._publish(self.state.record(event, now=self._now(), detail=outcome))
+
     # -- restart-bootstrap RPC --------------------------------------------------------------
 
     async def _restart_rpc(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """``restart-bootstrap``: a fresh run now; on an enrolled device only with
-        factory-reset, which forgets the domain identity first."""
+        factory-reset, which forgets the domain identity first. When the host cannot forget
+        it, the error is answered and recorded and the device claims no reset."""
         reset = any(
             args.get(key) is True for key in ("factory-reset", "zerotouch-bootstrap:factory-reset")
         )
@@ -289,8 +381,17 @@ class PledgeAgent:
             self.state.record("restart-requested", now=now, detail=f"factory-reset {reset}")
         )
         if reset:
-            await self.host.forget_identity()
-            (self.folder / VOUCHER_FILE).unlink(missing_ok=True)
+            try:
+                await self.host.forget_identity()
+                self.store.delete(VOUCHER_KEY)
+                self.store.delete(PENDING_KEY)
+            except Exception as exc:
+                error = exc if isinstance(exc, ZerotouchError) else StorageError(str(exc))
+                log.error("factory reset failed: %s", error.one_line())
+                self._publish(
+                    self.state.failed(error, now=self._now(), note="factory reset failed")
+                )
+                raise error from exc
             self._publish(self.state.forgotten(now=self._now()))
         self._begin("restart-bootstrap")
         return {"phase": str(self.state.phase)}
@@ -307,29 +408,42 @@ class PledgeAgent:
     def _persist(self) -> None:
         data = json.dumps(self.state.persisted(), indent=1).encode()
         try:
-            write_atomic(self.state_path, data, 0o600)
-        except OSError as exc:  # the state is still published; only its history is at risk
-            log.error("cannot save %s: %s", self.state_path, exc)
+            self.store.put(STATE_KEY, data)
+        except ZerotouchError as exc:  # the state is still published; only its history is at risk
+            log.error("cannot save the bootstrap state: %s", exc.one_line())
+
+    def _read(self, key: str) -> bytes | None:
+        try:
+            return self.store.get(key)
+        except ZerotouchError as exc:
+            log.warning("cannot read %s from the agent store: %s", key, exc.one_line())
+            return None
+
+    def _drop(self, key: str) -> None:
+        try:
+            self.store.delete(key)
+        except ZerotouchError as exc:
+            log.warning("cannot remove %s from the agent store: %s", key, exc.one_line())
 
     def _restore(self) -> None:
-        path = self.state_path
-        if not path.exists():
+        raw = self._read(STATE_KEY)
+        if raw is None:
             return
         try:
-            self.state.restore(json.loads(path.read_bytes()))
-        except (OSError, ValueError) as exc:
-            log.warning("%s is unusable, starting a new event history: %s", path, exc)
+            self.state.restore(json.loads(raw))
+        except ValueError as exc:
+            log.warning("the stored bootstrap state is unusable, starting a new history: %s", exc)
 
     def _stored_voucher(self) -> Voucher | None:
-        """The voucher kept at install, for the summary (it was validated then, RFC 8995
-        §5.6.1; here it is only parsed)."""
-        path = self.folder / VOUCHER_FILE
-        try:
-            return Voucher.from_json(cms.inspect(path.read_bytes()).content)
-        except FileNotFoundError:
+        """The voucher kept at install, for the summary and the pin of a pending report (it
+        was validated then, RFC 8995 §5.6.1; here it is only parsed)."""
+        raw = self._read(VOUCHER_KEY)
+        if raw is None:
             return None
-        except (OSError, ValueError, ZerotouchError) as exc:
-            log.warning("%s: unreadable, no voucher summary: %s", path, exc)
+        try:
+            return Voucher.from_json(cms.inspect(raw).content)
+        except (ValueError, ZerotouchError) as exc:
+            log.warning("the stored voucher is unreadable, no voucher summary: %s", exc)
             return None
 
 

@@ -34,7 +34,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.config import DeviceConfig
+from zerotouch_plugin.artifacts.signer import tls_identity
+from zerotouch_plugin.config import AgentConfig, DeviceConfig
 from zerotouch_plugin.device.domain_files import write_domain
 from zerotouch_plugin.errors import (
     CertificateError,
@@ -141,7 +142,7 @@ def write_enrollment(folder: Path, enrollment: Enrollment) -> None:
     the domain CA written last as the commit point."""
     write_domain(
         folder,
-        key=enrollment.ldevid_key,
+        key=tls_identity(enrollment.identity).key,
         chain=[enrollment.ldevid, *enrollment.ldevid_chain],
         anchors=enrollment.domain_anchors,
         voucher_cms=enrollment.voucher_cms,
@@ -345,6 +346,8 @@ class PledgeClient:
         if timeout <= 0:
             raise ConfigError("timeout must be positive")
         self.config = config
+        # TLS client authentication needs the key in OpenSSL (artifacts/signer.py)
+        self._tls = tls_identity(config.idevid)
         self._target = _target(registrar_url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._seconds = timeout
@@ -388,7 +391,7 @@ class PledgeClient:
                 registrar_validated_by(pinned, leaf, now=self._now(), chain=chain)
 
         recorder = _PeerRecorder(validate)
-        ctx = client_context(self.config.idevid, trust=None)
+        ctx = client_context(self._tls, trust=None)
         return _recording(ctx, recorder), recorder
 
     def _session(
@@ -418,7 +421,7 @@ class PledgeClient:
         connection after the handshake, which looks like an outage and would be retried.
         """
         where = self._where(origin)
-        probe_ssl = client_context(self.config.idevid, trust=None)
+        probe_ssl = client_context(self._tls, trust=None)
         probe_ssl.maximum_version = ssl.TLSVersion.TLSv1_2
         try:
             return await self._handshake(where, probe_ssl)
@@ -428,7 +431,7 @@ class PledgeClient:
             ):
                 raise
         # a TLS 1.3-only registrar
-        return await self._handshake(where, client_context(self.config.idevid, trust=None))
+        return await self._handshake(where, client_context(self._tls, trust=None))
 
     async def _handshake(self, where: _Target, ctx: ssl.SSLContext) -> x509.Certificate:
         try:
@@ -610,7 +613,7 @@ class _LogObserver:
 
 async def enroll_discovering(
     folder: Path,
-    discovery: DeviceConfig,
+    discovery: AgentConfig | DeviceConfig,
     *,
     retry: RetryPolicy | None = None,
     timeout: float = 30.0,
@@ -621,7 +624,8 @@ async def enroll_discovering(
     the enrollment and that candidate. After ``bootstrap_rounds`` cycles the last error is
     raised."""
     config = load_pledge_config(folder, retry=retry, nonceless_allowed=nonceless_allowed)
-    machine = discovery_machine(discovery, random_bytes=os.urandom)
+    agent = discovery.agent_config() if isinstance(discovery, DeviceConfig) else discovery
+    machine = discovery_machine(agent, random_bytes=os.urandom)
     enrolled: list[Enrollment] = []
 
     async def attempt(candidate: Candidate) -> ZerotouchError | None:
@@ -635,7 +639,7 @@ async def enroll_discovering(
         return None
 
     gave_up = await run_discovery(
-        machine, discovery, attempt=attempt, observer=_LogObserver(), now=_utc_now
+        machine, agent, attempt=attempt, observer=_LogObserver(), now=_utc_now
     )
     if gave_up is not None:
         log.error("%s", gave_up.reason)

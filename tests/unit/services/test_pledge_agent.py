@@ -5,9 +5,10 @@ clock are fakes, so each run is seconds long and every wait can be checked exact
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,18 +17,35 @@ from typing import Any
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.certs.keys import PublicKey
+from zerotouch_plugin.artifacts.signer import (
+    SignatureAlgorithm,
+    Signer,
+    SigningIdentity,
+    SoftwareSigner,
+)
 from zerotouch_plugin.cli import main as zerotouch
-from zerotouch_plugin.config import DeviceConfig, RegistrarConfig, load_config
-from zerotouch_plugin.device.domain_files import VOUCHER_FILE
-from zerotouch_plugin.device.host import DeviceIdentity, InstalledIdentity, RpcFunction
-from zerotouch_plugin.errors import Conflict, StorageError
+from zerotouch_plugin.config import AgentConfig, RegistrarConfig, load_config
+from zerotouch_plugin.device.host import (
+    REQUIRED_MODULES,
+    InstalledIdentity,
+    MemoryAgentStore,
+    RpcFunction,
+)
+from zerotouch_plugin.errors import ConfigError, Conflict, StorageError
 from zerotouch_plugin.roles.bootstrap import NOTIFICATION
 from zerotouch_plugin.services import certfiles, masa_app
-from zerotouch_plugin.services.pledge_agent import RESTART_RPC, STATE_FILE, PledgeAgent
+from zerotouch_plugin.services.pledge_agent import (
+    PENDING_KEY,
+    RESTART_RPC,
+    STATE_KEY,
+    VOUCHER_KEY,
+    PledgeAgent,
+)
 from zerotouch_plugin.services.registrar import load_registrar, registrar_app, tls_context
 from zerotouch_plugin.services.registrar_files import CONFIG_FILE
 
@@ -38,41 +56,107 @@ SERIALS = itertools.count(1)  # one registrar database serves the whole module
 # -- the fakes: host hardware and clock ----------------------------------------------------
 
 
+class SealedSigner:
+    """A key that signs and never hands itself out, as a TPM or secure element would: the
+    private key lives in a closure, the object has only the Signer methods."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        sealed = key or ec.generate_private_key(ec.SECP256R1())
+        software = SoftwareSigner(sealed)
+        self.signed = 0
+
+        def sign(data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+            self.signed += 1
+            return software.sign(data, algorithm)
+
+        self._sign = sign
+        self._public = sealed.public_key()
+
+    def public_key(self) -> PublicKey:
+        return self._public
+
+    def sign(self, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        return self._sign(data, algorithm)
+
+
+class Crash(BaseException):
+    """The device lost power: nothing after this point runs."""
+
+
+@dataclass
+class Factory:
+    """What a device holds from the factory: the IDevID chain, its key, the MASA anchor."""
+
+    serial: str
+    chain: tuple[x509.Certificate, ...]
+    key: certs.PrivateKey
+    masa_anchors: tuple[x509.Certificate, ...]
+
+
 @dataclass
 class FakeHost:
-    """A PluginHost whose identity store is memory: an install either lands whole or, with
-    ``refuse_install``, not at all (like a full disk on a real device)."""
+    """A PluginHost in memory. Its identity store takes an install whole or, with
+    ``refuse_install``, not at all (like a full disk); ``crash_after_install`` loses power
+    right after the identity is stored; ``refuse_forget`` cannot erase it."""
 
-    identity: DeviceIdentity
+    factory: Factory
+    store: MemoryAgentStore = field(default_factory=MemoryAgentStore)
+    modules: Collection[str] = REQUIRED_MODULES
+    idevid_sealed: bool = False
     installed: InstalledIdentity | None = None
-    installed_key: PrivateKeyTypes | None = None
+    installed_key: Signer | None = None
     refuse_install: bool = False
+    crash_after_install: bool = False
+    refuse_forget: bool = False
     installs: int = 0
     forgotten: int = 0
+    keys_made: list[SealedSigner] = field(default_factory=list)
     rpcs: dict[str, RpcFunction] = field(default_factory=dict)
     state: Mapping[str, Any] = field(default_factory=dict)
     events: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
 
-    def read_identity(self) -> DeviceIdentity:
-        return self.identity
+    def idevid_chain(self) -> Sequence[x509.Certificate]:
+        return self.factory.chain
+
+    def idevid_signer(self) -> Signer:
+        key = self.factory.key
+        if self.idevid_sealed:
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            return SealedSigner(key)
+        return SoftwareSigner(key)
+
+    def manufacturer_anchors(self) -> Sequence[x509.Certificate]:
+        return self.factory.masa_anchors
+
+    def agent_store(self) -> MemoryAgentStore:
+        return self.store
+
+    def yang_modules(self) -> Collection[str]:
+        return self.modules
+
+    def generate_ldevid_key(self, kind: certs.KeyKind) -> Signer:
+        assert kind == "p256"
+        signer = SealedSigner()
+        self.keys_made.append(signer)
+        return signer
 
     async def install_identity(
-        self,
-        ldevid_cert: x509.Certificate,
-        key: PrivateKeyTypes,
-        chain: Sequence[x509.Certificate],
-        domain_ca: Sequence[x509.Certificate],
+        self, identity: SigningIdentity, anchors: Sequence[x509.Certificate]
     ) -> None:
         self.installs += 1
         if self.refuse_install:
             raise StorageError("the identity store is full")
-        self.installed = InstalledIdentity((ldevid_cert, *chain), tuple(domain_ca))
-        self.installed_key = key
+        self.installed = InstalledIdentity((identity.cert, *identity.chain), tuple(anchors))
+        self.installed_key = identity.signer
+        if self.crash_after_install:
+            raise Crash
 
     def installed_identity(self) -> InstalledIdentity | None:
         return self.installed
 
     async def forget_identity(self) -> None:
+        if self.refuse_forget:
+            raise StorageError("the identity store cannot be erased")
         self.forgotten += 1
         self.installed = None
         self.installed_key = None
@@ -82,9 +166,6 @@ class FakeHost:
 
     def register_rpc(self, name: str, function: RpcFunction) -> None:
         self.rpcs[name] = function
-
-    async def apply_configuration(self, tree: Mapping[str, Any]) -> None:
-        raise AssertionError("the agent configures nothing itself")
 
     def publish_state(self, tree: Mapping[str, Any]) -> None:
         self.state = tree
@@ -98,6 +179,9 @@ class FakeHost:
 
     def phases(self) -> list[str]:
         return [data["phase"] for name, data in self.events if name == NOTIFICATION]
+
+    def history(self) -> list[str]:
+        return [e["event"] for e in self.bootstrap["event"]]
 
 
 class FakeClock:
@@ -137,23 +221,19 @@ class World:
     def domain(self) -> Path:
         return self.root / "R"
 
-    def pledge(self, folder: Path, *, allow: bool = True) -> DeviceIdentity:
-        """A pledge folder as ``zerotouch vendor idevid`` writes it, optionally allowed."""
+    def pledge(self, *, allow: bool = True) -> Factory:
+        """A device as the vendor's factory makes it, optionally allowed by the domain."""
         serial = f"ZT-AGENT-{next(SERIALS):03d}"
         vendor_ca = certfiles.load_identity(self.vendor / "ca.pem", self.vendor / "ca.key")
         idevid = certs.issue_idevid(
             vendor_ca, serial, masa_url=self.masa_url, now=datetime.now(UTC)
         )
-        folder.mkdir(parents=True)
-        certfiles.write_certs(folder / "idevid.pem", [idevid.cert, vendor_ca.cert])
-        certfiles.write_key(folder / "idevid.key", idevid.key)
-        certfiles.write_certs(folder / "masa-ca.pem", [vendor_ca.cert])
         if allow:
             assert (
                 zerotouch(["registrar", "allow", "--dir", str(self.domain), "--serial", serial])
                 == 0
             )
-        return DeviceIdentity(folder / "idevid.pem", folder / "idevid.key", serial)
+        return Factory(serial, (idevid.cert, vendor_ca.cert), idevid.key, (vendor_ca.cert,))
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +282,8 @@ async def world(pki: Path) -> AsyncIterator[World]:
         await masa.cleanup()
 
 
-def device_config(*registrars: str, rounds: int = 0) -> DeviceConfig:
-    return DeviceConfig(
+def agent_config(*registrars: str, rounds: int = 0) -> AgentConfig:
+    return AgentConfig(
         registrars=registrars,
         bootstrap_retry_delay=4.0,
         bootstrap_max_delay=40.0,
@@ -214,15 +294,14 @@ def device_config(*registrars: str, rounds: int = 0) -> DeviceConfig:
 
 def agent_for(
     host: FakeHost,
-    folder: Path,
-    config: DeviceConfig,
+    config: AgentConfig,
     clock: FakeClock,
     *,
     random_bytes: Callable[[int], bytes] = no_jitter,
     **kw: Any,
 ) -> PledgeAgent:
     return PledgeAgent(
-        host, folder, config, now=clock.now, sleep=clock.sleep, random_bytes=random_bytes, **kw
+        host, config, now=clock.now, sleep=clock.sleep, random_bytes=random_bytes, **kw
     )
 
 
@@ -235,19 +314,37 @@ def closed_port_url() -> str:
     return f"https://127.0.0.1:{port}"
 
 
+def unreachable_factory() -> Factory:
+    """A device whose vendor runs no MASA: only its own PKI, no registrar knows it."""
+    vendor_ca = certs.make_ca("Vendor CA", now=datetime.now(UTC))
+    idevid = certs.issue_idevid(vendor_ca, "ZT-NOWHERE", masa_url=None, now=datetime.now(UTC))
+    return Factory("ZT-NOWHERE", (idevid.cert, vendor_ca.cert), idevid.key, (vendor_ca.cert,))
+
+
+async def enrolled_host(world: World, clock: FakeClock, **kw: Any) -> FakeHost:
+    host = FakeHost(world.pledge(), **kw)
+    agent = agent_for(host, agent_config(world.registrar_url, rounds=1), clock)
+    await agent.start()
+    await agent.wait()
+    await agent.close()
+    assert host.bootstrap["phase"] == "enrolled"
+    return host
+
+
 # -- the tests ----------------------------------------------------------------------------
 
 
-async def test_enrollment_installs_ldevid_and_anchors_in_one_step(
-    world: World, tmp_path: Path
+async def test_enrollment_installs_a_key_the_host_made_and_never_showed(
+    world: World,
 ) -> None:
-    identity = world.pledge(tmp_path / "P")
-    host, clock = FakeHost(identity), FakeClock()
+    """The LDevID key comes from the host and only signs (the CSR): the agent installs the
+    Signer it was given, with the LDevID and the domain CA, in one call."""
+    factory = world.pledge()
+    host, clock = FakeHost(factory), FakeClock()
     enrolled: list[tuple[str, bool]] = []
     agent = agent_for(
         host,
-        tmp_path / "P",
-        device_config(world.registrar_url),
+        agent_config(world.registrar_url),
         clock,
         on_enrolled=lambda serial, already: enrolled.append((serial, already)),
     )
@@ -255,24 +352,27 @@ async def test_enrollment_installs_ldevid_and_anchors_in_one_step(
     await agent.wait()
 
     assert host.installs == 1
-    assert host.installed is not None and host.installed_key is not None
+    assert host.installed is not None and len(host.keys_made) == 1
+    assert host.installed_key is host.keys_made[0]
+    assert host.keys_made[0].signed == 1  # the CSR
     ldevid = host.installed.ldevid
     serial = ldevid.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value
-    assert serial == identity.serial_number
-    assert ldevid.public_key() == host.installed_key.public_key()
+    assert serial == factory.serial
+    assert ldevid.public_key() == host.keys_made[0].public_key()
     domain_ca = certs.load_certs((world.domain / "ca.pem").read_bytes())
     assert host.installed.anchors == tuple(domain_ca)
     assert ldevid.issuer == domain_ca[0].subject
-    assert enrolled == [(identity.serial_number, False)]
-    assert (tmp_path / "P" / VOUCHER_FILE).is_file()
+    assert enrolled == [(factory.serial, False)]
+    assert host.store.get(VOUCHER_KEY) is not None
+    assert host.store.get(PENDING_KEY) is None  # enrollstatus went out
     assert RESTART_RPC in host.rpcs
     assert clock.slept == []
 
 
-async def test_the_reported_state_follows_the_run(world: World, tmp_path: Path) -> None:
-    identity = world.pledge(tmp_path / "P")
-    host, clock = FakeHost(identity), FakeClock()
-    agent = agent_for(host, tmp_path / "P", device_config(world.registrar_url), clock)
+async def test_the_reported_state_follows_the_run(world: World) -> None:
+    factory = world.pledge()
+    host, clock = FakeHost(factory), FakeClock()
+    agent = agent_for(host, agent_config(world.registrar_url), clock)
     await agent.start()
     await agent.wait()
 
@@ -281,48 +381,34 @@ async def test_the_reported_state_follows_the_run(world: World, tmp_path: Path) 
     assert state["registrar"]["used"] == world.registrar_url
     assert state["ldevid"]["subject"] == host.installed.ldevid.subject.rfc4514_string()  # type: ignore[union-attr]
     assert len(state["trust-anchor"]) == 1
-    assert state["voucher"]["serial-number"] == identity.serial_number
+    assert state["voucher"]["serial-number"] == factory.serial
     assert host.phases()[0] == "discovering"
     assert host.phases()[-1] == "enrolled"
     assert {"requesting-voucher", "voucher-accepted", "enrolling"} <= set(host.phases())
-    saved = (tmp_path / "P" / STATE_FILE).read_text()
-    assert "enrolled" in saved
+    saved = json.loads(host.store.get(STATE_KEY) or b"{}")
+    assert saved["phase"] == "enrolled"
 
 
-async def test_a_refused_pledge_backs_off_and_leaves_the_host_unchanged(
-    world: World, tmp_path: Path
-) -> None:
+async def test_a_refused_pledge_backs_off_and_leaves_the_host_unchanged(world: World) -> None:
     """A 403 is the registrar's answer, not a fault to retry at once: each round asks once,
     and between the two rounds the agent waits the first backoff, half of
     ``bootstrap_retry_delay`` 4 s (jitter 0)."""
-    identity = world.pledge(tmp_path / "P", allow=False)
-    host, clock = FakeHost(identity), FakeClock()
-    agent = agent_for(host, tmp_path / "P", device_config(world.registrar_url, rounds=2), clock)
+    host, clock = FakeHost(world.pledge(allow=False)), FakeClock()
+    agent = agent_for(host, agent_config(world.registrar_url, rounds=2), clock)
     await agent.start()
     await agent.wait()
 
     assert host.installs == 0 and host.installed is None
-    assert not (tmp_path / "P" / VOUCHER_FILE).exists()
+    assert host.store.get(VOUCHER_KEY) is None
     assert host.bootstrap["phase"] == "failed"
     assert "gave up after 2 round(s)" in str(host.bootstrap["last-error"])
     assert clock.slept == [2.0]
 
 
-async def test_an_unreachable_registrar_is_retried_on_the_fake_clock(tmp_path: Path) -> None:
-    pki_root = tmp_path
-    folder = pki_root / "P"
-    folder.mkdir()
-    identity = DeviceIdentity(folder / "idevid.pem", folder / "idevid.key", "ZT-NOWHERE")
-    vendor_ca = certs.make_ca("Vendor CA", now=datetime.now(UTC))
-    idevid = certs.issue_idevid(
-        vendor_ca, identity.serial_number, masa_url=None, now=datetime.now(UTC)
-    )
-    certfiles.write_certs(identity.idevid_cert, [idevid.cert, vendor_ca.cert])
-    certfiles.write_key(identity.idevid_key, idevid.key)
-    certfiles.write_certs(folder / "masa-ca.pem", [vendor_ca.cert])
-    host, clock = FakeHost(identity), FakeClock()
+async def test_an_unreachable_registrar_is_retried_on_the_fake_clock() -> None:
+    host, clock = FakeHost(unreachable_factory()), FakeClock()
     start = clock.now()
-    agent = agent_for(host, folder, device_config(closed_port_url(), rounds=3), clock)
+    agent = agent_for(host, agent_config(closed_port_url(), rounds=3), clock)
     await agent.start()
     await agent.wait()
 
@@ -330,12 +416,13 @@ async def test_an_unreachable_registrar_is_retried_on_the_fake_clock(tmp_path: P
     assert host.bootstrap["phase"] == "failed"
     assert clock.now() - start == timedelta(seconds=sum(clock.slept))
     assert clock.slept == [2.0, 4.0, 2.0, 2.0, 4.0, 4.0, 2.0, 4.0]
+    # two retries inside each of the three attempts; the cycles' waits are discovery's
+    assert "waiting-retry" in host.phases() and host.history().count("retrying") == 6
 
 
-async def test_a_failed_install_stops_and_changes_nothing(world: World, tmp_path: Path) -> None:
-    identity = world.pledge(tmp_path / "P")
-    host, clock = FakeHost(identity, refuse_install=True), FakeClock()
-    agent = agent_for(host, tmp_path / "P", device_config(world.registrar_url), clock)
+async def test_a_failed_install_stops_and_changes_nothing(world: World) -> None:
+    host, clock = FakeHost(world.pledge(), refuse_install=True), FakeClock()
+    agent = agent_for(host, agent_config(world.registrar_url), clock)
     await agent.start()
     await agent.wait()
 
@@ -345,20 +432,15 @@ async def test_a_failed_install_stops_and_changes_nothing(world: World, tmp_path
     assert clock.slept == []  # a storage fault is not retried
 
 
-async def test_an_enrolled_device_keeps_its_identity_at_start(world: World, tmp_path: Path) -> None:
-    identity = world.pledge(tmp_path / "P")
-    host, clock = FakeHost(identity), FakeClock()
-    first = agent_for(host, tmp_path / "P", device_config(world.registrar_url), clock)
-    await first.start()
-    await first.wait()
-    await first.close()
+async def test_an_enrolled_device_keeps_its_identity_at_start(world: World) -> None:
+    clock = FakeClock()
+    host = await enrolled_host(world, clock)
     installed = host.installed
 
     enrolled: list[tuple[str, bool]] = []
     again = agent_for(
         host,
-        tmp_path / "P",
-        device_config(closed_port_url()),
+        agent_config(closed_port_url()),
         clock,
         on_enrolled=lambda serial, already: enrolled.append((serial, already)),
     )
@@ -367,17 +449,64 @@ async def test_an_enrolled_device_keeps_its_identity_at_start(world: World, tmp_
 
     assert host.installs == 1 and host.installed is installed
     assert host.bootstrap["phase"] == "enrolled"
-    assert host.bootstrap["voucher"]["serial-number"] == identity.serial_number
-    assert enrolled == [(identity.serial_number, True)]
+    assert host.bootstrap["voucher"]["serial-number"] == host.factory.serial
+    assert enrolled == [(host.factory.serial, True)]
+    assert "enroll-status-sent" not in host.history()  # nothing was owed
 
 
-async def test_factory_reset_forgets_and_bootstraps_again(world: World, tmp_path: Path) -> None:
+async def test_a_crash_between_install_and_enrollstatus_reports_after_restart(
+    world: World,
+) -> None:
+    """Power lost right after the identity was stored: the restarted agent finds it, shows
+    the device enrolled, and sends the enrollstatus it owed to the same registrar, which
+    takes it (RFC 8995 §5.9.4)."""
+    host, clock = FakeHost(world.pledge(), crash_after_install=True), FakeClock()
+    agent = agent_for(host, agent_config(world.registrar_url), clock)
+    await agent.start()
+    with pytest.raises(Crash):
+        await agent.wait()
+    assert host.installed is not None
+    assert json.loads(host.store.get(PENDING_KEY) or b"{}")["registrar"] == world.registrar_url
+    installed = host.installed
+
+    host.crash_after_install = False
+    enrolled: list[tuple[str, bool]] = []
+    again = agent_for(
+        host,
+        agent_config(world.registrar_url),
+        clock,
+        on_enrolled=lambda serial, already: enrolled.append((serial, already)),
+    )
+    await again.start()
+    await again.wait()
+    await again.close()
+
+    assert host.installs == 1 and host.installed is installed
+    assert host.bootstrap["phase"] == "enrolled"
+    assert enrolled == [(host.factory.serial, True)]
+    sent = [e for e in host.bootstrap["event"] if e["event"] == "enroll-status-sent"]
+    assert len(sent) == 1 and "answered 200" in sent[0]["detail"]
+    assert host.store.get(PENDING_KEY) is None
+
+
+async def test_an_install_that_never_committed_owes_no_report(world: World) -> None:
+    """A pending report without an installed identity (the crash came before the host's
+    commit point) is dropped, and the device bootstraps again."""
+    host, clock = FakeHost(world.pledge(), refuse_install=True), FakeClock()
+    host.store.put(PENDING_KEY, json.dumps({"registrar": world.registrar_url}).encode())
+    agent = agent_for(host, agent_config(world.registrar_url), clock)
+    await agent.start()
+    assert host.store.get(PENDING_KEY) is None
+    await agent.wait()
+    assert host.installs == 1
+
+
+async def test_factory_reset_forgets_and_bootstraps_again(world: World) -> None:
     """Real randomness here: the second run needs a fresh nonce, a repeated one is refused as
     a replay (RFC 8995 §5.3)."""
-    identity = world.pledge(tmp_path / "P")
-    host, clock = FakeHost(identity), FakeClock()
-    config = device_config(world.registrar_url, rounds=1)
-    agent = agent_for(host, tmp_path / "P", config, clock, random_bytes=os.urandom)
+    host, clock = FakeHost(world.pledge()), FakeClock()
+    config = agent_config(world.registrar_url, rounds=1)
+    agent = agent_for(host, config, clock, random_bytes=os.urandom)
     await agent.start()
     await agent.wait()
     first = host.installed
@@ -390,7 +519,7 @@ async def test_factory_reset_forgets_and_bootstraps_again(world: World, tmp_path
     reply = await host.rpcs[RESTART_RPC]({"factory-reset": True})
     assert reply == {"phase": "discovering"}
     assert host.forgotten == 1
-    events = [e["event"] for e in host.bootstrap["event"]]
+    events = host.history()
     assert events.index("factory-reset") > events.index("restart-requested")
     assert "factory-default" in host.phases()
     await agent.wait()
@@ -400,3 +529,79 @@ async def test_factory_reset_forgets_and_bootstraps_again(world: World, tmp_path
     assert host.installed is not None and host.installed is not first
     assert host.installed.ldevid.serial_number != first.ldevid.serial_number
     assert host.bootstrap["phase"] == "enrolled"
+
+
+async def test_a_factory_reset_the_host_cannot_do_is_reported_not_claimed(
+    world: World,
+) -> None:
+    """Forget fails closed: the RPC answers the host's error, the state says failed with
+    it, no factory-reset event, no new run, and the identity and voucher are kept."""
+    clock = FakeClock()
+    host = await enrolled_host(world, clock, refuse_forget=True)
+    agent = agent_for(host, agent_config(world.registrar_url), clock)
+    await agent.start()
+    installed = host.installed
+
+    with pytest.raises(StorageError, match="cannot be erased"):
+        await host.rpcs[RESTART_RPC]({"factory-reset": True})
+    await agent.wait()
+
+    assert host.installed is installed and host.installs == 1
+    assert host.store.get(VOUCHER_KEY) is not None
+    assert host.bootstrap["phase"] == "failed"
+    assert "cannot be erased" in host.bootstrap["last-error"]["message"]
+    assert "factory-reset" not in host.history()
+    assert "factory-default" not in host.phases()
+    assert host.history()[-1] == "failed"
+
+
+async def test_restart_bootstrap_after_failed_runs_again(world: World) -> None:
+    factory = world.pledge(allow=False)
+    host, clock = FakeHost(factory), FakeClock()
+    agent = agent_for(host, agent_config(world.registrar_url, rounds=1), clock)
+    await agent.start()
+    await agent.wait()
+    assert host.bootstrap["phase"] == "failed"
+
+    zerotouch(["registrar", "allow", "--dir", str(world.domain), "--serial", factory.serial])
+    reply = await host.rpcs[RESTART_RPC]({})
+    assert reply == {"phase": "discovering"}
+    await agent.wait()
+    await agent.close()
+    assert host.bootstrap["phase"] == "enrolled" and host.installs == 1
+    assert host.forgotten == 0
+
+
+async def test_the_voucher_request_is_signed_through_the_idevid_signer(world: World) -> None:
+    """A sealed IDevID key signs the voucher-request, but TLS client authentication needs
+    the key in OpenSSL: the agent stops in phase failed saying so, before any request."""
+    host, clock = FakeHost(world.pledge(), idevid_sealed=True), FakeClock()
+    agent = agent_for(host, agent_config(world.registrar_url), clock)
+    await agent.start()
+    await agent.wait()
+
+    assert host.bootstrap["phase"] == "failed"
+    assert host.bootstrap["last-error"]["reason"] == ConfigError.reason
+    assert "OpenSSL provider" in host.bootstrap["last-error"]["message"]
+    assert host.installs == 0 and clock.slept == []
+
+
+def test_a_host_without_the_bootstrap_module_is_refused() -> None:
+    host = FakeHost(unreachable_factory(), modules=("ietf-netconf",))
+    with pytest.raises(ConfigError, match="zerotouch-bootstrap"):
+        PledgeAgent(host, agent_config(closed_port_url()))
+
+
+def test_a_signer_for_another_key_is_refused() -> None:
+    factory = unreachable_factory()
+    other = unreachable_factory()
+    host = FakeHost(Factory(factory.serial, factory.chain, other.key, factory.masa_anchors))
+    with pytest.raises(ConfigError, match="does not belong to the certificate"):
+        PledgeAgent(host, agent_config(closed_port_url()))
+
+
+def test_a_host_without_manufacturer_anchors_is_refused() -> None:
+    factory = unreachable_factory()
+    host = FakeHost(Factory(factory.serial, factory.chain, factory.key, ()))
+    with pytest.raises(ConfigError, match="manufacturer trust anchors"):
+        PledgeAgent(host, agent_config(closed_port_url()))

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.signer import SoftwareSigner
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.pledge import Enrollment
@@ -71,7 +72,7 @@ def test_write_enrollment_writes_all_files_with_modes(tmp_path: Path) -> None:
         domain_anchors=(domain.cert,),
         ldevid=leaf.cert,
         ldevid_chain=(),
-        ldevid_key=leaf.key,
+        ldevid_key=SoftwareSigner(leaf.key),
     )
     write_enrollment(tmp_path, enrollment)
     assert (tmp_path / "voucher.cms").read_bytes() == voucher_cms

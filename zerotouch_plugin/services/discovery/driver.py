@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from zerotouch_plugin.config import DeviceConfig
+from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.errors import ZerotouchError
 from zerotouch_plugin.roles.discovery import (
     Candidate,
@@ -51,17 +51,17 @@ class _OnLinks:
         return [candidate for batch in found for candidate in batch]
 
 
-def _grasp(config: DeviceConfig, interfaces: Sequence[str]) -> Finder:
+def _grasp(config: AgentConfig, interfaces: Sequence[str]) -> Finder:
     from zerotouch_plugin.services.discovery.grasp import GraspFinder
 
     return _OnLinks(Method.GRASP, [GraspFinder(name) for name in interfaces])
 
 
-def _mdns(config: DeviceConfig, interfaces: Sequence[str]) -> Finder:
+def _mdns(config: AgentConfig, interfaces: Sequence[str]) -> Finder:
     return _OnLinks(Method.MDNS, [MdnsFinder(name) for name in interfaces])
 
 
-def _vendor(config: DeviceConfig, interfaces: Sequence[str]) -> Finder:
+def _vendor(config: AgentConfig, interfaces: Sequence[str]) -> Finder:
     urls = (config.vendor_registrar,) if config.vendor_registrar else ()
     return UrlFinder(Method.VENDOR, urls)
 
@@ -69,7 +69,7 @@ def _vendor(config: DeviceConfig, interfaces: Sequence[str]) -> Finder:
 # discovery method -> its finder, given the configuration and the addressed links
 # (a table, so a new method is one entry). GRASP and mDNS search every link; unicast
 # DNS-SD asks the servers of /etc/resolv.conf.
-FINDERS: Mapping[Method, Callable[[DeviceConfig, Sequence[str]], Finder]] = {
+FINDERS: Mapping[Method, Callable[[AgentConfig, Sequence[str]], Finder]] = {
     Method.CONFIGURED: lambda config, _: UrlFinder(Method.CONFIGURED, config.registrars),
     Method.GRASP: _grasp,
     Method.MDNS: _mdns,
@@ -87,7 +87,7 @@ def link_names(interface: str | None) -> list[str]:
     return [link.name for link in links(interface) if link.addressed]
 
 
-def discovery_machine(config: DeviceConfig, *, random_bytes: Callable[[int], bytes]) -> Discovery:
+def discovery_machine(config: AgentConfig, *, random_bytes: Callable[[int], bytes]) -> Discovery:
     """The machine of ``config``'s methods; a failed candidate is set aside for
     ``bootstrap_retry_delay`` doubled per failure up to ``bootstrap_max_delay``; it gives up
     after ``bootstrap_rounds`` cycles (0: never)."""
@@ -126,7 +126,7 @@ class _Run:
     def __init__(
         self,
         machine: Discovery,
-        config: DeviceConfig,
+        config: AgentConfig,
         attempt: Attempt,
         observer: Observer,
         sleep: Callable[[float], Awaitable[object]],
@@ -198,7 +198,7 @@ class _Run:
 
 async def run_discovery(
     machine: Discovery,
-    config: DeviceConfig,
+    config: AgentConfig,
     *,
     attempt: Attempt,
     observer: Observer,
