@@ -38,9 +38,9 @@ from zerotouch_plugin.roles.handoff import (
     reported_management,
     unusable_ports,
 )
+from zerotouch_plugin.roles.records import ManagementRow
 from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.roles.states import transition
-from zerotouch_plugin.store.registrar import ManagementRow
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 REPORTED = ("netconf-tls-port", "restconf-port")

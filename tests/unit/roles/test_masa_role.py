@@ -34,7 +34,7 @@ from zerotouch_plugin.errors import (
 )
 from zerotouch_plugin.roles import masa
 from zerotouch_plugin.roles.masa import MasaRules
-from zerotouch_plugin.store.masa import AuditEntry, ClaimRecord, DeviceState
+from zerotouch_plugin.roles.records import AuditEntry, ClaimRecord, DeviceState
 
 
 @pytest.fixture(scope="module")

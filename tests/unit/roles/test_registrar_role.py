@@ -41,6 +41,7 @@ from zerotouch_plugin.errors import (
 )
 from zerotouch_plugin.roles import masa
 from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.roles.records import DeviceState
 from zerotouch_plugin.roles.registrar import (
     AuditLevel,
     ClientKind,
@@ -51,7 +52,6 @@ from zerotouch_plugin.roles.registrar import (
 from zerotouch_plugin.roles.states import REGISTRAR_TRANSITIONS, render_mermaid
 from zerotouch_plugin.roles.states import RegistrarDeviceState as S
 from zerotouch_plugin.roles.states import RegistrarEvent as E
-from zerotouch_plugin.store.masa import DeviceState
 from zerotouch_plugin.store.registrar import ldevid_dns_name
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
