@@ -32,9 +32,11 @@ __all__ = [
     "ConnectionLimits",
     "DeviceConfig",
     "DeviceUser",
+    "EventsConfig",
     "MasaConfig",
     "NetconfLimits",
     "RegistrarConfig",
+    "WebhookConfig",
     "check_device_domain",
     "check_password",
     "hash_password",
@@ -145,6 +147,93 @@ def _paths(value: Any, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class EventsConfig:
+    """The registrar's device events (TOML table ``[events]``): how long and how many are
+    kept, and what one server-sent-events subscriber of the admin API may hold."""
+
+    retention_days: int = 30  # events older than this are deleted
+    max_events: int = 100_000  # and all but the newest this many
+    max_subscribers: int = 32  # concurrent GET /admin/events streams; more get 503
+    subscriber_queue: int = 1000  # events buffered for one slow subscriber before it is dropped
+    heartbeat: float = 15.0  # seconds between comment lines on an idle stream
+    poll: float = 1.0  # seconds between looks for events other registrar processes wrote
+
+    def __post_init__(self) -> None:
+        for name in ("retention_days", "max_events", "max_subscribers", "subscriber_queue"):
+            require_count(getattr(self, name), f"events.{name}")
+        for name in ("heartbeat", "poll"):
+            require_positive(getattr(self, name), f"events.{name}", "a number of seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookConfig:
+    """One webhook (TOML array ``[[webhooks]]``): every device event is POSTed to ``url`` in
+    order, its body signed with HMAC-SHA256 under the key in ``secret_file``. ``url`` is
+    https, or http to a loopback address only; ``ca`` (PEM) replaces the system trust,
+    ``cert``/``key`` a client certificate. A failed delivery is retried after ``backoff``
+    seconds, doubled up to ``max_backoff``; the last delivered id is kept in the database
+    under ``name``, so a restarted registrar resumes after it."""
+
+    name: str
+    url: str
+    secret_file: str
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    timeout: float = 10.0
+    backoff: float = 1.0
+    max_backoff: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("name", "url", "secret_file"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise TypeError(f"webhooks.{name} must be a non-empty string")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", self.name):
+            raise ValueError(f"webhooks.name {self.name!r}: letters, digits, '.', '_', '-'")
+        for name in ("ca", "cert", "key"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise TypeError(f"webhooks.{name} must be a file path")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError(f"webhook {self.name}: cert and key go together")
+        parts = urlsplit(self.url)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(
+                f"webhook {self.name}: url {self.url!r} must be https (http only to loopback)"
+            )
+        if not parts.hostname:
+            raise ValueError(f"webhook {self.name}: url {self.url!r} names no host")
+        for name in ("timeout", "backoff", "max_backoff"):
+            require_positive(getattr(self, name), f"webhooks.{name}", "a number of seconds")
+        if self.max_backoff < self.backoff:
+            raise ValueError(f"webhook {self.name}: max_backoff must not be below backoff")
+
+
+def _table(value: Any, cls: type[T], name: str) -> T:
+    """A TOML table (or an instance of ``cls``) as ``cls``; unknown keys refused."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a table")
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    table = {str(k).replace("-", "_"): v for k, v in value.items()}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown {name} keys: {', '.join(unknown)}")
+    return cls(**table)
+
+
+def _webhooks(value: Any) -> tuple[WebhookConfig, ...]:
+    if isinstance(value, Mapping | str):
+        raise TypeError("webhooks must be an array of tables ([[webhooks]])")
+    hooks = tuple(_table(v, WebhookConfig, "webhooks") for v in value)
+    names = [h.name for h in hooks]
+    if len(set(names)) != len(names):
+        raise ValueError("webhooks: every name must be different")
+    return hooks
+
+
 # ldevid_lifetime_seconds: long enough for a renewal round trip, at most a century.
 LDEVID_LIFETIME_BOUNDS = (10, 36500 * 86400)
 
@@ -178,9 +267,13 @@ class RegistrarConfig:
     handoff_timeout: float = 30.0  # seconds for one attempt (connect, RPCs, close)
     handoff_poll: float = 5.0  # seconds between looks for hand-offs queued elsewhere
     limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+    events: EventsConfig = dataclasses.field(default_factory=EventsConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()  # docs/admin-api.md, "Webhooks"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "limits", _limits(self.limits))
+        object.__setattr__(self, "events", _table(self.events, EventsConfig, "events"))
+        object.__setattr__(self, "webhooks", _webhooks(self.webhooks))
         object.__setattr__(
             self, "manufacturer_cas", _paths(self.manufacturer_cas, "manufacturer_cas")
         )

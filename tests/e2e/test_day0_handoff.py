@@ -27,6 +27,7 @@ from cryptography import x509
 from ncclient import manager
 
 from tests.e2e.test_brski_flow import FAST_RETRY, Lab, enroll_here, make_lab
+from tests.support.admin_openapi import check_admin_answer
 from tests.support.device_process import DeviceProcess, start_device, write_device_config
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
@@ -98,7 +99,9 @@ class Admin:
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"{self.url}{path}", context=self.context, timeout=10) as r:
-            return json.loads(r.read())
+            body = r.read()
+            check_admin_answer("GET", path, r.status, r.headers.get("Content-Type"), body)
+            return json.loads(body)
 
     def handoff(self, serial: str) -> dict[str, Any]:
         return dict(self.get(f"/admin/devices/{serial}")["device"]["handoff"])
@@ -311,10 +314,12 @@ def curl(admin: Admin, method: str, path: str, *args: str) -> tuple[int, str]:
     out = subprocess.run(
         ["curl", "-sS", "-X", method, "--cacert", str(admin.folder / "ca.pem"),
          "--cert", str(admin.folder / "cert.pem"), "--key", str(admin.folder / "key.pem"),
-         "-w", "\n%{http_code}", *args, f"{admin.url}{path}"],
+         "-w", "\n%{content_type}\n%{http_code}", *args, f"{admin.url}{path}"],
         capture_output=True, text=True, check=True, timeout=30,
     ).stdout  # fmt: skip
-    body, _, status = out.rpartition("\n")
+    rest, _, status = out.rpartition("\n")
+    body, _, media = rest.rpartition("\n")
+    check_admin_answer(method, path, int(status), media, body.encode())
     return int(status), body
 
 

@@ -26,6 +26,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.support.admin_openapi import check_admin_answer
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
 from zerotouch_plugin.cli import main
@@ -173,7 +174,11 @@ class World:
         for line in hdr.read_text().splitlines()[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        return Reply(int(done.stdout), headers, out.read_bytes())
+        reply = Reply(int(done.stdout), headers, out.read_bytes())
+        if base is None and (path.startswith("/admin/") or path == "/metrics"):
+            verb = method or ("POST" if data is not None else "GET")
+            check_admin_answer(verb, path, reply.status, headers.get("content-type"), reply.body)
+        return reply
 
     def admin(self, path: str, **kw: object) -> Reply:
         a = self.root / "A"

@@ -31,6 +31,7 @@ __all__ = [
     "ConnectionGate",
     "GatedTlsSite",
     "deadline_middleware",
+    "open_connections",
     "peer_ip",
     "return_freed_memory",
 ]
@@ -342,6 +343,11 @@ class GatedTlsSite(web.BaseSite):
 
 
 _SITES: set[GatedTlsSite] = set()
+
+
+def open_connections(service: str) -> int:
+    """Connections open on the listeners of ``service`` in this process (for its metrics)."""
+    return sum(len(site.live) for site in list(_SITES) if site.service == service)
 
 
 def _connection_of(request: web.Request) -> _Connection | None:

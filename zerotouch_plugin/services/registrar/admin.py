@@ -1,5 +1,6 @@
 """The registrar's admin API: devices and their records, allow/deny policy, day-0
-configuration and management addresses, re-pushing a hand-off, and vouchers held in escrow.
+configuration and management addresses, re-pushing a hand-off, vouchers held in escrow, the
+device event stream, the API's OpenAPI document and the Prometheus metrics.
 
 Only a client with an admin certificate from the domain CA (OU ``role.ADMIN_OU``) gets in;
 every body is checked before anything is stored (a day-0 document against the device schema,
@@ -16,12 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
+from zerotouch_plugin import __version__
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.errors import InvalidInput, NotFound, PolicyRefused, UnsupportedMediaType
 from zerotouch_plugin.roles import handoff as handoff_role
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._http import media_type_of, read_body
+from zerotouch_plugin.services._metrics import HttpMetrics, exposition
 from zerotouch_plugin.services.handoff import requeue_handoff
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
@@ -31,28 +34,40 @@ from zerotouch_plugin.services.registrar.common import (
     require_media,
     utc_now,
 )
+from zerotouch_plugin.services.registrar.events import EventHub
 from zerotouch_plugin.services.registrar.loader import Registrar
+from zerotouch_plugin.services.registrar.openapi import openapi_document
 
 __all__ = [
+    "HUB_KEY",
+    "METRICS_KEY",
     "admin_delete_address",
     "admin_delete_day0",
     "admin_delete_voucher",
     "admin_device",
     "admin_devices",
+    "admin_events",
     "admin_get_day0",
     "admin_get_voucher",
     "admin_handoff",
+    "admin_metrics",
+    "admin_openapi",
     "admin_put_address",
     "admin_put_day0",
     "admin_put_voucher",
     "admin_remove_policy",
+    "require_admin",
     "set_policy",
 ]
 
 log = logging.getLogger(__name__)
 
+HUB_KEY = web.AppKey("registrar_events", EventHub)
+METRICS_KEY = web.AppKey("registrar_metrics", HttpMetrics)
 
-def _admin(request: web.Request) -> Registrar:
+
+def require_admin(request: web.Request) -> Registrar:
+    """The running registrar, for a client with an admin certificate; 403 for anyone else."""
     client = client_identity(request, utc_now())
     if client.kind is not role.ClientKind.ADMIN:
         raise PolicyRefused(
@@ -72,14 +87,14 @@ def _iso(value: datetime | None) -> str | None:
 
 async def admin_devices(request: web.Request) -> web.Response:
     """GET /admin/devices"""
-    reg = _admin(request)
+    reg = require_admin(request)
     devices = await in_thread(reg.repo.devices)
     return _json({"devices": [d.to_json_dict() for d in devices]})
 
 
 async def admin_device(request: web.Request) -> web.Response:
     """GET /admin/devices/{serial}: the record, its policy, vouchers, status reports."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     record = await in_thread(reg.repo.device, serial)
     policy = await in_thread(reg.repo.policy_for, serial)
@@ -146,7 +161,7 @@ async def _manufacturer_param(request: web.Request) -> str | None:
 
 def set_policy(decision: role.PolicyDecision) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        reg = _admin(request)
+        reg = require_admin(request)
         serial = request.match_info["serial"]
         manufacturer = await _manufacturer_param(request)
         await in_thread(
@@ -161,7 +176,7 @@ def set_policy(decision: role.PolicyDecision) -> Callable[[web.Request], Awaitab
 
 async def admin_remove_policy(request: web.Request) -> web.Response:
     """DELETE /admin/devices/{serial}/policy[?manufacturer=M]"""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     removed = await in_thread(
         reg.repo.remove_policy, serial, manufacturer=request.query.get("manufacturer")
@@ -195,7 +210,7 @@ def _day0_name(serial: str | None) -> str:
 
 async def admin_get_day0(request: web.Request) -> web.Response:
     """GET /admin/devices/{serial}/day0 and /admin/day0/default: the document as stored."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = _day0_serial(request)
     entry = await in_thread(reg.repo.day0, serial)
     if entry is None or entry.config is None or entry.format is None:
@@ -209,7 +224,7 @@ async def admin_get_day0(request: web.Request) -> web.Response:
 
 async def admin_put_day0(request: web.Request) -> web.Response:
     """PUT /admin/devices/{serial}/day0 and /admin/day0/default: validate, then store."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = _day0_serial(request)
     media = media_type_of(request.headers.get("Content-Type"))
     fmt = _DAY0_MEDIA.get(media or "")
@@ -237,7 +252,7 @@ async def admin_put_day0(request: web.Request) -> web.Response:
 
 async def admin_delete_day0(request: web.Request) -> web.Response:
     """DELETE /admin/devices/{serial}/day0 and /admin/day0/default (address included)."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = _day0_serial(request)
     if not await in_thread(reg.repo.clear_day0, serial):
         raise NotFound(f"no day-0 entry for {_day0_name(serial)}")
@@ -247,7 +262,7 @@ async def admin_delete_day0(request: web.Request) -> web.Response:
 
 async def admin_handoff(request: web.Request) -> web.Response:
     """POST /admin/devices/{serial}/handoff: push the day-0 configuration again."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     target = await in_thread(requeue_handoff, reg.repo, serial, now=utc_now())
     reg.handoff.wake()
@@ -257,7 +272,7 @@ async def admin_handoff(request: web.Request) -> web.Response:
 async def admin_put_address(request: web.Request) -> web.Response:
     """PUT /admin/devices/{serial}/address: the management address override, as
     ``registrar day0 --address``; body ``{"address": "HOST:PORT"}``."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     require_media(request, MEDIA_JSON)
     obj = _json_body(await read_body(request))
@@ -271,7 +286,7 @@ async def admin_put_address(request: web.Request) -> web.Response:
 
 async def admin_delete_address(request: web.Request) -> web.Response:
     """DELETE /admin/devices/{serial}/address: back to the enrollstatus peer address."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     entry = await in_thread(reg.repo.day0, serial)
     if entry is None or entry.address is None:
@@ -284,7 +299,7 @@ async def admin_delete_address(request: web.Request) -> web.Response:
 async def admin_put_voucher(request: web.Request) -> web.Response:
     """PUT /admin/devices/{serial}/voucher: hold a nonceless voucher for the device, verified
     first (``role.check_escrow_voucher``); body the CMS (application/voucher-cms+json)."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     require_media(request, MEDIA_TYPE_VOUCHER_CMS)
     held = role.check_escrow_voucher(
@@ -304,7 +319,7 @@ async def admin_put_voucher(request: web.Request) -> web.Response:
 
 async def admin_get_voucher(request: web.Request) -> web.Response:
     """GET /admin/devices/{serial}/voucher: the held voucher, as imported (CMS)."""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     held = await in_thread(reg.repo.escrow, serial)
     if held is None:
@@ -314,9 +329,27 @@ async def admin_get_voucher(request: web.Request) -> web.Response:
 
 async def admin_delete_voucher(request: web.Request) -> web.Response:
     """DELETE /admin/devices/{serial}/voucher"""
-    reg = _admin(request)
+    reg = require_admin(request)
     serial = request.match_info["serial"]
     if not await in_thread(reg.repo.remove_escrow, serial):
         raise NotFound(f"no voucher is held in escrow for {serial}")
     log.info("voucher held for %s removed from escrow", serial)
     return _json({"serial": serial, "removed": True})
+
+
+async def admin_events(request: web.Request) -> web.StreamResponse:
+    """GET /admin/events: device events as server-sent events (services/registrar/events.py)."""
+    require_admin(request)
+    return await request.app[HUB_KEY].stream(request)
+
+
+async def admin_openapi(request: web.Request) -> web.Response:
+    """GET /admin/openapi.json: the OpenAPI document of this API."""
+    require_admin(request)
+    return _json(openapi_document(__version__))
+
+
+async def admin_metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text exposition (services/registrar/metrics.py)."""
+    require_admin(request)
+    return await exposition(request.app[METRICS_KEY].registry)

@@ -5,7 +5,8 @@ Every request but GET /.well-known/est/cacerts (RFC 7030 §4.1.1) must come with
 certificate: an IDevID from a configured manufacturer CA, or a certificate from the registrar's
 own domain CA (an LDevID for re-enrollment, an admin or NMS certificate); ``ROUTES`` says which
 routes are anonymous and ``services/_http.py`` refuses the rest without one. The hand-off
-worker starts with the application and the registrar closes with it.
+worker, the event reader and the webhooks start with the application; the event streams end
+when it shuts down, and the registrar closes with it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ from aiohttp import web
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._http import make_app
 from zerotouch_plugin.services.registrar.admin import (
+    HUB_KEY,
+    METRICS_KEY,
     admin_delete_address,
     admin_delete_day0,
     admin_delete_voucher,
     admin_device,
     admin_devices,
+    admin_events,
     admin_get_day0,
     admin_get_voucher,
     admin_handoff,
+    admin_metrics,
+    admin_openapi,
     admin_put_address,
     admin_put_day0,
     admin_put_voucher,
@@ -41,9 +47,12 @@ from zerotouch_plugin.services.registrar.est import (
     simple_enroll,
     simple_reenroll,
 )
+from zerotouch_plugin.services.registrar.events import EventHub
 from zerotouch_plugin.services.registrar.loader import Registrar
+from zerotouch_plugin.services.registrar.metrics import registrar_metrics
+from zerotouch_plugin.services.registrar.webhooks import load_webhooks
 
-__all__ = ["ROUTES", "Route", "registrar_app"]
+__all__ = ["ROUTES", "STREAMING", "Route", "registrar_app"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +64,7 @@ class Route:
 
     method: str
     path: str
-    handler: Callable[[web.Request], Awaitable[web.Response]]
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     anonymous: bool = False
 
 
@@ -85,7 +94,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/day0/default", admin_get_day0),
     Route("PUT", "/admin/day0/default", admin_put_day0),
     Route("DELETE", "/admin/day0/default", admin_delete_day0),
+    Route("GET", "/admin/events", admin_events),
+    Route("GET", "/admin/openapi.json", admin_openapi),
+    Route("GET", "/metrics", admin_metrics),
 )
+
+# Routes whose answer is a stream: no latency histogram.
+STREAMING = frozenset({"/admin/events"})
 
 
 def registrar_app(registrar: Registrar) -> web.Application:
@@ -96,16 +111,31 @@ def registrar_app(registrar: Registrar) -> web.Application:
         body_limit=registrar.config.max_body_bytes,
         anonymous=[(r.method, r.path) for r in ROUTES if r.anonymous],
     )
+    hub = EventHub(registrar.repo, registrar.config.events)
+    webhooks = load_webhooks(registrar.repo, registrar.config.webhooks, registrar.folder)
+    metrics = registrar_metrics(registrar.repo, hub, webhooks, streaming=STREAMING)
+    app.middlewares.append(metrics.middleware())
     app[APP_KEY] = registrar
+    app[HUB_KEY] = hub
+    app[METRICS_KEY] = metrics
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
 
     async def _start(_: web.Application) -> None:
         registrar.handoff.start()
+        await hub.start()
+        for hook in webhooks:
+            await hook.start()
+
+    async def _shutdown(_: web.Application) -> None:
+        await hub.close()
+        for hook in webhooks:
+            await hook.close()
 
     async def _close(_: web.Application) -> None:
         await registrar.close()
 
     app.on_startup.append(_start)
+    app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_close)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from zerotouch_plugin.store.registrar.addresses import AddressRecords
 from zerotouch_plugin.store.registrar.certificates import CertificateRecords
+from zerotouch_plugin.store.registrar.counts import CountRecords
 from zerotouch_plugin.store.registrar.day0 import Day0Records
 from zerotouch_plugin.store.registrar.devices import DeviceRecords
 from zerotouch_plugin.store.registrar.escrow import EscrowRecords
@@ -57,6 +58,7 @@ class RegistrarRepository(
     HandoffQueue,
     AddressRecords,
     EventRecords,
+    CountRecords,
 ):
     """Every read and write the registrar service and CLI make, over one database; each
     method is one transaction of the concern's class it comes from."""

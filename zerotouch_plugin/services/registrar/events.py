@@ -1,0 +1,244 @@
+"""Device events pushed to the admin API's subscribers: ``GET /admin/events`` as server-sent
+events (the WHATWG HTML "server-sent events" format, ``text/event-stream``).
+
+One reader per registrar process tails the events table (store/registrar/events.py): woken
+by every commit of this process that wrote events, and every ``events.poll`` seconds for
+those of other processes sharing the database. It hands each event to every subscriber's
+queue. A subscriber that resumes (``Last-Event-ID``, or ``?after=N``) first gets what the
+table holds after that id, then the live events, so a reconnect misses nothing the table
+still holds (``events.retention_days``, ``events.max_events``).
+
+Bounded: at most ``events.max_subscribers`` streams (more get 503), each with a queue of
+``events.subscriber_queue`` events; a subscriber that falls further behind is sent an
+``event: dropped`` message and closed (it resumes from its last id), and a write the client
+does not take within ``events.heartbeat`` seconds closes the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aiohttp import web
+
+from zerotouch_plugin.config import EventsConfig
+from zerotouch_plugin.errors import InvalidInput, TooManySessions
+from zerotouch_plugin.services.registrar.common import in_thread, utc_now
+from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
+from zerotouch_plugin.store.registrar.events import on_events_committed
+
+__all__ = ["EventHub", "Subscriber", "sse_frame"]
+
+log = logging.getLogger(__name__)
+
+_PAGE = 500  # events read from the table at a time
+_PRUNE_EVERY = 300.0  # seconds between deletions of events past retention
+MEDIA_SSE = "text/event-stream"
+
+
+def sse_frame(event: EventRow) -> bytes:
+    """One event as a server-sent-events message: ``id``, ``event`` (its type), ``data`` (the
+    event as one line of JSON)."""
+    data = json.dumps(event.to_json_dict(), separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One stream's queue; ``dropped`` once it fell ``limit`` events behind."""
+
+    limit: int
+    queue: asyncio.Queue[EventRow] = field(init=False)
+    dropped: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[object] | None = None  # the handler serving it, cancelled on close
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.limit)
+
+    def offer(self, event: EventRow) -> bool:
+        """Queue ``event``; False (and ``dropped`` set) when the queue is full."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped.set()
+            return False
+        return True
+
+
+class EventHub:
+    """The reader of the events table and the set of subscribers it feeds."""
+
+    def __init__(self, repo: RegistrarRepository, config: EventsConfig) -> None:
+        self._repo = repo
+        self._config = config
+        self._subscribers: set[Subscriber] = set()
+        self._wake = asyncio.Event()
+        self._last = 0
+        self._task: asyncio.Task[None] | None = None
+        self._unregister: Callable[[], None] | None = None
+        self.dropped_total = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    @property
+    def queued(self) -> int:
+        """Events waiting in subscribers' queues."""
+        return sum(s.queue.qsize() for s in self._subscribers)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last = await in_thread(self._repo.last_event_id)
+
+        def committed() -> None:  # in the thread that committed; the loop may be closed
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+        self._unregister = on_events_committed(committed)
+        self._task = asyncio.create_task(self._run(), name="registrar-events")
+
+    async def close(self) -> None:
+        """Stop reading and end every stream (before the server waits for its connections)."""
+        if self._unregister is not None:
+            self._unregister()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for sub in list(self._subscribers):
+            sub.closed.set()
+            if sub.task is not None:
+                sub.task.cancel()
+
+    def subscribe(self) -> tuple[Subscriber, int]:
+        """A new subscriber and the id up to which it must read the table itself; 503 when
+        ``max_subscribers`` streams are open."""
+        if len(self._subscribers) >= self._config.max_subscribers:
+            raise TooManySessions(
+                f"{len(self._subscribers)} event streams are open, the most this registrar "
+                f"serves (events.max_subscribers); retry later"
+            )
+        sub = Subscriber(self._config.subscriber_queue)
+        self._subscribers.add(sub)
+        return sub, self._last
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    async def _run(self) -> None:
+        next_prune = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._config.poll)
+            self._wake.clear()
+            try:
+                await self._read()
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + _PRUNE_EVERY
+                    await self._prune()
+            except Exception as exc:  # the database may be away for a while: keep tailing
+                log.warning("events: reading the events table failed: %s", exc)
+
+    async def _read(self) -> None:
+        while True:
+            batch = await in_thread(self._repo.events_after, self._last, limit=_PAGE)
+            for event in batch:
+                for sub in list(self._subscribers):
+                    if not sub.offer(event):
+                        self._subscribers.discard(sub)
+                        self.dropped_total += 1
+                self._last = event.id
+            if len(batch) < _PAGE:
+                return
+
+    async def _prune(self) -> None:
+        before = utc_now() - timedelta(days=self._config.retention_days)
+        removed = await in_thread(
+            self._repo.prune_events, before=before, keep_at_most=self._config.max_events
+        )
+        if removed:
+            log.info("events: %d past retention deleted", removed)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """Serve one subscriber until it disconnects, is dropped, or the registrar stops."""
+        after = _resume_point(request)
+        sub, mark = self.subscribe()
+        sub.task = asyncio.current_task()
+        response = web.StreamResponse(
+            headers={"Content-Type": MEDIA_SSE, "Cache-Control": "no-cache"}
+        )
+        try:
+            await response.prepare(request)
+            writer = _Writer(response, self._config.heartbeat)
+            await writer.send(b"retry: 2000\n\n")
+            sent = after if after is not None else mark
+            while after is not None and sent < mark:
+                backlog = await in_thread(self._repo.events_after, sent, limit=_PAGE)
+                for event in backlog:
+                    await writer.send(sse_frame(event))
+                    sent = event.id
+                if len(backlog) < _PAGE:
+                    break
+            await self._live(sub, writer, sent)
+        except ConnectionResetError:
+            log.info("events: a subscriber went away")
+        finally:
+            self.unsubscribe(sub)
+        return response
+
+    async def _live(self, sub: Subscriber, writer: _Writer, sent: int) -> None:
+        while not sub.closed.is_set():
+            if sub.queue.empty() and sub.dropped.is_set():
+                message = json.dumps(
+                    {
+                        "reason": "slow-subscriber",
+                        "message": f"more than {sub.limit} events were waiting for this stream; "
+                        f"reconnect with Last-Event-ID: {sent}",
+                        "last_id": sent,
+                    }
+                )
+                await writer.send(f"event: dropped\ndata: {message}\n\n".encode())
+                log.warning("events: a subscriber fell %d events behind: dropped", sub.limit)
+                return
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), self._config.heartbeat)
+            except TimeoutError:
+                await writer.send(b": heartbeat\n\n")
+                continue
+            if event.id > sent:
+                await writer.send(sse_frame(event))
+                sent = event.id
+
+
+@dataclass
+class _Writer:
+    """Writes that the client must take within ``timeout`` seconds, or the stream ends."""
+
+    response: web.StreamResponse
+    timeout: float
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await asyncio.wait_for(self.response.write(data), self.timeout)
+        except TimeoutError:
+            log.warning("events: a subscriber took no data for %g s: closed", self.timeout)
+            raise ConnectionResetError("event subscriber does not read") from None
+
+
+def _resume_point(request: web.Request) -> int | None:
+    """The id to resume after: ``Last-Event-ID`` (a reconnecting EventSource) or ``?after=``;
+    None for only the events from now on."""
+    value = request.headers.get("Last-Event-ID") or request.query.get("after")
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidInput(f"Last-Event-ID / after must be an event id, not {value[:40]!r}")
+    return int(value)

@@ -1,0 +1,408 @@
+"""The OpenAPI 3.1 description of the registrar's admin API, served at
+``GET /admin/openapi.json`` and built from the table ``OPERATIONS``: (method, path) -> what
+the operation takes and answers. The tests check that the table and the route table of
+``app.py`` name the same admin routes, that the document is valid OpenAPI, and validate every
+admin answer they get against it.
+
+Errors are answered as one line of ``text/plain`` (services/_http.py); every operation lists
+those that any admin request may get (401 without a client certificate, 403 with one that is
+not an admin's, 413, 503) plus its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
+from zerotouch_plugin.store.registrar.events import EVENT_TYPES
+
+__all__ = ["OPERATIONS", "Operation", "openapi_document"]
+
+JSON = "application/json"
+TEXT = "text/plain"
+_TIME = {"type": "string", "format": "date-time"}
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_BOOL_OR_NULL = {"type": ["boolean", "null"]}
+_PORT_OR_NULL = {"type": ["integer", "null"], "minimum": 1, "maximum": 65535}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(props: Mapping[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A closed object: every property but ``optional`` required, nothing else allowed."""
+    return {
+        "type": "object",
+        "properties": dict(props),
+        "required": [p for p in props if p not in optional],
+        "additionalProperties": False,
+    }
+
+
+SCHEMAS: Mapping[str, Any] = {
+    "Handoff": _object(
+        {
+            "state": {"enum": ["none", "pending", "applied", "failed"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "at": _TIME_OR_NULL,
+            "error": _STR_OR_NULL,
+            "target": _STR_OR_NULL,
+            "next_attempt_at": _TIME_OR_NULL,
+        }
+    ),
+    "Management": _object(
+        {
+            "host": {"type": "string"},
+            "netconf_tls_port": _PORT_OR_NULL,
+            "restconf_port": _PORT_OR_NULL,
+            "reported_at": _TIME,
+            "netconf_ssh_port": _PORT_OR_NULL,
+            "address": _STR_OR_NULL,
+        }
+    ),
+    "Escrow": _object(
+        {
+            "expires_on": _TIME,
+            "signer": {"type": "string"},
+            "imported_at": _TIME,
+            "used_at": _TIME_OR_NULL,
+            "used_count": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "Device": _object(
+        {
+            "serial": {"type": "string"},
+            "manufacturer": {"type": "string"},
+            "idevid_fingerprint": _STR_OR_NULL,
+            "state": {"type": "string"},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "voucher_requested_at": _TIME_OR_NULL,
+            "voucher_issued_at": _TIME_OR_NULL,
+            "voucher_status_at": _TIME_OR_NULL,
+            "voucher_accepted": _BOOL_OR_NULL,
+            "enrolled_at": _TIME_OR_NULL,
+            "ldevid_fingerprint": _STR_OR_NULL,
+            "ldevid_not_after": _TIME_OR_NULL,
+            "dns_name": _STR_OR_NULL,
+            "enroll_status_at": _TIME_OR_NULL,
+            "enroll_confirmed": _BOOL_OR_NULL,
+            "audit_level": {"enum": ["clean", "warning", "alert", None]},
+            "audit_summary": _STR_OR_NULL,
+            "audit_at": _TIME_OR_NULL,
+            "last_error": _STR_OR_NULL,
+            "voucher_source": {"enum": ["masa", "escrow", None]},
+            "handoff": _ref("Handoff"),
+            "management": {"oneOf": [_ref("Management"), {"type": "null"}]},
+            "escrow": {"oneOf": [_ref("Escrow"), {"type": "null"}]},
+        }
+    ),
+    "DeviceList": _object({"devices": {"type": "array", "items": _ref("Device")}}),
+    "DeviceDetail": _object(
+        {
+            "serial": {"type": "string"},
+            "device": {"oneOf": [_ref("Device"), {"type": "null"}]},
+            "policy": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "decision": {"enum": ["allow", "deny"]},
+                        "manufacturer": _STR_OR_NULL,
+                        "since": _TIME,
+                    }
+                ),
+            },
+            "vouchers": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "issued_at": _TIME,
+                        "assertion": {"type": "string"},
+                        "nonce": _STR_OR_NULL,
+                        "expires_on": _TIME_OR_NULL,
+                        "source": {"enum": ["masa", "escrow"]},
+                    }
+                ),
+            },
+            "status_reports": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "kind": {"enum": ["voucher_status", "enrollstatus"]},
+                        "received_at": _TIME,
+                        "status": {"type": "boolean"},
+                        "reason": _STR_OR_NULL,
+                    }
+                ),
+            },
+        }
+    ),
+    "Decision": _object(
+        {
+            "serial": {"type": "string"},
+            "decision": {"enum": ["allow", "deny"]},
+            "manufacturer": _STR_OR_NULL,
+        }
+    ),
+    "ManufacturerBody": _object({"manufacturer": {"type": "string"}}, optional=("manufacturer",)),
+    "Removed": _object({"serial": {"type": "string"}, "removed": {"type": ["integer", "boolean"]}}),
+    "Day0Removed": _object({"serial": _STR_OR_NULL, "removed": {"const": True}}),
+    "Day0Stored": _object(
+        {"serial": _STR_OR_NULL, "format": {"enum": ["json", "xml"]}, "stored": {"const": True}}
+    ),
+    "HandoffQueued": _object(
+        {"serial": {"type": "string"}, "state": {"const": "pending"}, "target": {"type": "string"}}
+    ),
+    "AddressBody": _object({"address": {"type": "string"}}),
+    "Address": _object({"serial": {"type": "string"}, "address": _STR_OR_NULL}),
+    "EscrowHeld": _object(
+        {"serial": {"type": "string"}, "expires_on": _TIME, "signer": {"type": "string"}}
+    ),
+    "Event": _object(
+        {
+            "id": {"type": "integer", "minimum": 1},
+            "type": {"enum": list(EVENT_TYPES)},
+            "serial": _STR_OR_NULL,
+            "at": _TIME,
+            "data": {"type": "object"},
+        }
+    ),
+    "Error": {"type": "string", "description": "one line: what was refused and why"},
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    description: str
+    media: Mapping[str, Any] = field(default_factory=dict)  # media type -> schema
+    headers: Mapping[str, str] = field(default_factory=dict)  # header -> description
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    answers: Mapping[int, Answer]
+    body: Mapping[str, Any] | None = None  # media type -> schema of the request body
+    body_required: bool = True
+    query: Mapping[str, str] = field(default_factory=dict)  # parameter -> description
+    headers: Mapping[str, str] = field(default_factory=dict)  # request header -> description
+
+
+def _ok(schema: str, description: str = "done") -> Answer:
+    return Answer(description, {JSON: _ref(schema)})
+
+
+def _error(description: str) -> Answer:
+    return Answer(description, {TEXT: _ref("Error")})
+
+
+_DAY0_MEDIA = (
+    "application/yang-data+json",
+    "application/json",
+    "application/yang-data+xml",
+    "application/xml",
+)
+_DAY0_DOC: Mapping[str, Any] = {m: {"type": "string"} for m in _DAY0_MEDIA[::2]}
+_DAY0_BODY: Mapping[str, Any] = {m: {"type": "string"} for m in _DAY0_MEDIA}
+_MANUFACTURER = "only for IDevIDs from this issuer (default: any)"
+_BAD = _error("malformed request")
+_NONE = _error("nothing of that kind is on record")
+_MEDIA = _error("the request body's media type is not taken here")
+
+
+def _day0(who: str) -> dict[tuple[str, str], Operation]:
+    path = "/admin/day0/default" if who == "default" else "/admin/devices/{serial}/day0"
+    return {
+        ("GET", path): Operation(
+            f"The day-0 configuration of {who}, as stored",
+            {
+                200: Answer("the document", _DAY0_DOC, {"Last-Modified": "when it was stored"}),
+                404: _NONE,
+            },
+        ),
+        ("PUT", path): Operation(
+            f"Store the day-0 configuration of {who}, validated against the device schema",
+            {200: _ok("Day0Stored"), 400: _error("schema-error: ... (at PATH)"), 415: _MEDIA},
+            body=_DAY0_BODY,
+        ),
+        ("DELETE", path): Operation(
+            f"Remove the day-0 configuration of {who} and its address",
+            {200: _ok("Day0Removed"), 404: _NONE},
+        ),
+    }
+
+
+def _policy(decision: str) -> Operation:
+    return Operation(
+        f"{decision.capitalize()} the serial number",
+        {200: _ok("Decision"), 400: _BAD, 415: _MEDIA},
+        body={JSON: _ref("ManufacturerBody")},
+        body_required=False,
+        query={"manufacturer": _MANUFACTURER},
+    )
+
+
+OPERATIONS: Mapping[tuple[str, str], Operation] = {
+    ("GET", "/admin/devices"): Operation("Every device record", {200: _ok("DeviceList")}),
+    ("GET", "/admin/devices/{serial}"): Operation(
+        "A device's record, policy, vouchers and status reports",
+        {200: _ok("DeviceDetail"), 404: _NONE},
+    ),
+    ("POST", "/admin/devices/{serial}/allow"): _policy("allow"),
+    ("POST", "/admin/devices/{serial}/deny"): _policy("deny"),
+    ("DELETE", "/admin/devices/{serial}/policy"): Operation(
+        "Drop the allow/deny entries of a serial number",
+        {200: _ok("Removed"), 404: _NONE},
+        query={"manufacturer": "only the entry for this issuer"},
+    ),
+    **_day0("a device"),
+    **_day0("default"),
+    ("POST", "/admin/devices/{serial}/handoff"): Operation(
+        "Push the day-0 configuration to the device again",
+        {
+            200: _ok("HandoffQueued"),
+            404: _NONE,
+            409: _error("the device is not enroll-confirmed or has no known address"),
+        },
+    ),
+    ("PUT", "/admin/devices/{serial}/address"): Operation(
+        "Set the management address the hand-off uses",
+        {200: _ok("Address"), 400: _BAD, 415: _MEDIA},
+        body={JSON: _ref("AddressBody")},
+    ),
+    ("DELETE", "/admin/devices/{serial}/address"): Operation(
+        "Drop the management address override", {200: _ok("Address"), 404: _NONE}
+    ),
+    ("PUT", "/admin/devices/{serial}/voucher"): Operation(
+        "Hold a nonceless voucher in escrow for the device",
+        {
+            200: _ok("EscrowHeld"),
+            400: _error("a nonce, or no expires-on"),
+            403: _error("expired, for another serial or domain, or an untrusted signer"),
+            415: _MEDIA,
+        },
+        body={MEDIA_TYPE_VOUCHER_CMS: {"type": "string", "format": "binary"}},
+    ),
+    ("GET", "/admin/devices/{serial}/voucher"): Operation(
+        "The voucher held in escrow, as imported",
+        {
+            200: Answer("the CMS", {MEDIA_TYPE_VOUCHER_CMS: {"type": "string"}}),
+            404: _NONE,
+        },
+    ),
+    ("DELETE", "/admin/devices/{serial}/voucher"): Operation(
+        "Drop the voucher held in escrow", {200: _ok("Removed"), 404: _NONE}
+    ),
+    ("GET", "/admin/events"): Operation(
+        "Device events as server-sent events (text/event-stream): each message has id, "
+        "event (the type) and data (an Event as JSON); ': heartbeat' comments keep an idle "
+        "stream open; 'event: dropped' ends a stream that fell behind",
+        {
+            200: Answer("the stream", {"text/event-stream": {"type": "string"}}),
+            400: _error("Last-Event-ID or after is not an event id"),
+            503: _error("too many streams are open"),
+        },
+        query={"after": "resume after this event id (as Last-Event-ID)"},
+        headers={"Last-Event-ID": "resume after this event id"},
+    ),
+    ("GET", "/admin/openapi.json"): Operation(
+        "This document", {200: Answer("OpenAPI 3.1", {JSON: {"type": "object"}})}
+    ),
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics (text exposition format 0.0.4)",
+        {200: Answer("the metrics", {"text/plain": {"type": "string"}})},
+    ),
+}
+
+# Answers any admin request may get.
+_COMMON: Mapping[int, Answer] = {
+    401: _error("no TLS client certificate"),
+    403: _error("the client certificate is not an admin certificate of this domain"),
+    413: _error("the request body is too large"),
+    503: _error("the database is unavailable; retry after Retry-After seconds"),
+}
+
+
+def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    if "{serial}" in path:
+        params.append(
+            {"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}
+        )
+    for name, description in op.query.items():
+        params.append(
+            {"name": name, "in": "query", "description": description, "schema": {"type": "string"}}
+        )
+    for name, description in op.headers.items():
+        params.append(
+            {
+                "name": name,
+                "in": "header",
+                "description": description,
+                "schema": {"type": "string"},
+            }
+        )
+    return params
+
+
+def _answer(answer: Answer) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": answer.description}
+    if answer.media:
+        out["content"] = {m: {"schema": s} for m, s in answer.media.items()}
+    if answer.headers:
+        out["headers"] = {
+            h: {"description": d, "schema": {"type": "string"}} for h, d in answer.headers.items()
+        }
+    return out
+
+
+def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
+    answers = {**_COMMON, **op.answers}
+    out: dict[str, Any] = {
+        "operationId": method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_"),
+        "summary": op.summary,
+        "responses": {str(code): _answer(a) for code, a in sorted(answers.items())},
+    }
+    params = _parameters(path, op)
+    if params:
+        out["parameters"] = params
+    if op.body is not None:
+        out["requestBody"] = {
+            "required": op.body_required,
+            "content": {m: {"schema": s} for m, s in op.body.items()},
+        }
+    return out
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The document, for the registrar of ``version``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), op in OPERATIONS.items():
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "zerotouch registrar admin API",
+            "version": version,
+            "description": "Devices, allow/deny policy, day-0 configuration, escrow vouchers, "
+            "device events and metrics of a BRSKI registrar (RFC 8995). Every request needs a "
+            "TLS client certificate from the domain CA with OU=zerotouch-admin.",
+        },
+        "paths": paths,
+        "security": [{"adminCertificate": []}],
+        "components": {
+            "schemas": dict(SCHEMAS),
+            "securitySchemes": {
+                "adminCertificate": {
+                    "type": "mutualTLS",
+                    "description": "a client certificate from the domain CA with "
+                    "OU=zerotouch-admin ('zerotouch registrar issue-client-cert --admin')",
+                }
+            },
+        },
+    }

@@ -1,0 +1,205 @@
+"""Webhooks: every device event POSTed to each configured receiver, in order, exactly as the
+events table holds it, until the receiver answers 2xx.
+
+One task per webhook (``[[webhooks]]`` of registrar.toml). It reads the events after its
+cursor, the id of the last event the receiver acknowledged, kept in the database
+(``registrar_webhook_cursors``), so a restarted registrar resumes where the last one stopped;
+a new webhook starts at the newest event. A refused or failed delivery is retried after the
+one backoff schedule (roles/backoff.py), forever: the order is kept and nothing is skipped
+(events past retention excepted). The body is the event's JSON; ``X-Zerotouch-Signature:
+sha256=HEX`` is its HMAC-SHA256 under the webhook's secret, so the receiver can tell the
+registrar's posts from anyone's (compare in constant time, deduplicate by ``id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import WebhookConfig
+from zerotouch_plugin.errors import ConfigError, ZerotouchError
+from zerotouch_plugin.roles.backoff import Backoff
+from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services._tls import client_context
+from zerotouch_plugin.services.registrar.common import in_thread, utc_now
+from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
+from zerotouch_plugin.store.registrar.events import on_events_committed
+
+__all__ = ["SIGNATURE_HEADER", "WebhookWorker", "load_webhooks", "sign"]
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Zerotouch-Signature"
+_PAGE = 100
+_POLL = 5.0  # seconds between looks for events other registrar processes wrote
+_MIN_SECRET = 16  # bytes
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The signature header's value for ``body``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def _ssl_context(hook: WebhookConfig, folder: Path) -> ssl.SSLContext | None:
+    """TLS for an https receiver: the configured CA or the system's, the client identity."""
+    if not hook.url.startswith("https:"):
+        return None
+    try:
+        identity = (
+            certfiles.load_identity(folder / hook.cert, folder / hook.key)
+            if hook.cert is not None and hook.key is not None
+            else None
+        )
+        if hook.ca is not None:
+            trust = certs.load_certs((folder / hook.ca).read_bytes())
+            return client_context(identity, trust=trust)
+        ctx = ssl.create_default_context()
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if hook.cert is not None and hook.key is not None:
+            ctx.load_cert_chain(folder / hook.cert, folder / hook.key)
+        return ctx
+    except (OSError, ValueError, ssl.SSLError, ZerotouchError) as exc:
+        raise ConfigError(f"webhook {hook.name}: cannot load its TLS files: {exc}") from exc
+
+
+def _secret(hook: WebhookConfig, folder: Path) -> bytes:
+    path = folder / hook.secret_file
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"webhook {hook.name}: cannot read secret_file {path}: {exc}") from exc
+    if len(secret) < _MIN_SECRET:
+        raise ConfigError(
+            f"webhook {hook.name}: the secret in {path} is shorter than {_MIN_SECRET} bytes"
+        )
+    return secret
+
+
+class WebhookWorker:
+    """Delivers the events to one receiver, in order, with retries."""
+
+    def __init__(
+        self,
+        repo: RegistrarRepository,
+        hook: WebhookConfig,
+        *,
+        secret: bytes,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self.hook = hook
+        self._repo = repo
+        self._secret = secret
+        self._ssl = ssl_context
+        self._backoff = Backoff(
+            initial=hook.backoff, factor=2.0, maximum=hook.max_backoff, jitter=0.2
+        )
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unregister: Callable[[], None] | None = None
+        self.cursor = 0
+        self.delivered = 0
+        self.failures = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def committed() -> None:  # in the thread that committed; the loop may be closed
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+        self._unregister = on_events_committed(committed)
+        self._task = asyncio.create_task(self._run(), name=f"webhook-{self.hook.name}")
+
+    async def close(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.hook.timeout)
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            while True:
+                try:
+                    await self._catch_up(session)
+                except Exception as exc:  # the database may be away for a while
+                    log.warning("webhook %s: %s", self.hook.name, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _POLL)
+                self._wake.clear()
+
+    async def _catch_up(self, session: aiohttp.ClientSession) -> None:
+        stored = await in_thread(self._repo.webhook_cursor, self.hook.name)
+        if stored is None:
+            stored = await in_thread(self._repo.last_event_id)
+            await in_thread(self._repo.set_webhook_cursor, self.hook.name, stored, now=utc_now())
+        self.cursor = stored
+        while True:
+            batch = await in_thread(self._repo.events_after, self.cursor, limit=_PAGE)
+            for event in batch:
+                await self._deliver(session, event)
+                await in_thread(
+                    self._repo.set_webhook_cursor, self.hook.name, event.id, now=utc_now()
+                )
+                self.cursor = event.id
+            if len(batch) < _PAGE:
+                return
+
+    async def _deliver(self, session: aiohttp.ClientSession, event: EventRow) -> None:
+        body = json.dumps(event.to_json_dict(), separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Zerotouch-Event": event.type,
+            "X-Zerotouch-Event-Id": str(event.id),
+            SIGNATURE_HEADER: sign(self._secret, body),
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with session.post(self.hook.url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    if 200 <= answer.status < 300:
+                        self.delivered += 1
+                        return
+                    problem = f"answered {answer.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            self.failures += 1
+            wait = self._backoff.delay(attempt, secrets.randbelow(1 << 30) / (1 << 30))
+            log.warning(
+                "webhook %s: event %d not delivered (attempt %d, %s); retry in %.1f s",
+                self.hook.name,
+                event.id,
+                attempt,
+                problem,
+                wait,
+            )
+            await asyncio.sleep(wait)
+
+
+def load_webhooks(
+    repo: RegistrarRepository, hooks: tuple[WebhookConfig, ...], folder: Path
+) -> list[WebhookWorker]:
+    """A worker per configured webhook; ConfigError for a secret or TLS file that cannot be
+    used, before the registrar listens."""
+    return [
+        WebhookWorker(
+            repo, hook, secret=_secret(hook, folder), ssl_context=_ssl_context(hook, folder)
+        )
+        for hook in hooks
+    ]
