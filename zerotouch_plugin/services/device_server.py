@@ -97,6 +97,7 @@ class DeviceServer:
         self._restconf: web.AppRunner | None = None
         self._restconf_address: tuple[str, int] | None = None
         self._restconf_app: web.Application | None = None
+        self._restconf_context: ssl.SSLContext | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # RESTCONF servers shutting down
         self.bound: dict[str, tuple[str, int]] = {}
         self._agent_store = FileAgentStore(folder)
@@ -207,6 +208,7 @@ class DeviceServer:
         self._restconf = await restconf.start_restconf(
             self._restconf_app, host=host, port=port, ssl_context=ctx, limits=self.config.limits
         )
+        self._restconf_context = ctx
         self.bound["restconf"] = (host, restconf.bound_port(self._restconf))
 
     async def close(self) -> None:
@@ -263,7 +265,8 @@ class DeviceServer:
         self, identity: SigningIdentity, anchors: Sequence[x509.Certificate]
     ) -> None:
         """Persist the domain identity and switch TLS listeners to it (RFC 8995 §5.9.4).
-        The key must be a SoftwareSigner's: this server's TLS loads keys into OpenSSL."""
+        The key must be a SoftwareSigner's: this server's TLS loads keys into OpenSSL. A
+        renewal (same trust anchors) keeps every open session."""
         if not anchors:
             raise ValueError("at least one domain trust anchor is needed")
         key = tls_identity(identity).key
@@ -277,8 +280,21 @@ class DeviceServer:
             )
         except OSError as exc:
             raise StorageError(f"cannot store the domain identity in {self.folder}: {exc}") from exc
-        self._domain = self._load_domain()
+        previous, current = self._domain, self._load_domain()
+        self._domain = current
+        if previous is not None and current is not None and previous.anchors == current.anchors:
+            self._renew_tls()
+            return
         await self._switch_tls()
+
+    def _renew_tls(self) -> None:
+        """A renewed LDevID under the same trust anchors: new NETCONF/TLS connections get it,
+        sessions open now go on; RESTCONF's context loads it in place (OpenSSL uses the new
+        certificate for the next handshakes), so its connections go on too."""
+        self._refresh_tls()
+        if self._restconf_context is not None and self._restconf is not None:
+            self._restconf_context.load_cert_chain(self.folder / CERT_FILE, self.folder / KEY_FILE)
+        log.info("LDevID renewed; open management sessions continue")
 
     async def _switch_tls(self) -> None:
         """New TLS connections use the current identity; NETCONF/TLS sessions authenticated
