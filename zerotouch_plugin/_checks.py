@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["require_count", "require_positive"]
+__all__ = ["require_count", "require_number", "require_positive"]
 
 
-def require_positive(value: object, name: str, unit: str = "a number") -> None:
-    """A duration, interval or rate: a finite int or float above zero; ``unit`` names what is
-    meant."""
+def require_number(value: object, name: str, unit: str = "a number") -> float:
+    """A finite int or float (a bool is neither); ``unit`` names what is meant."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"{name} must be {unit}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{name} must be finite")
-    if value <= 0:
+    return value
+
+
+def require_positive(value: object, name: str, unit: str = "a number") -> None:
+    """A duration, interval or rate: a finite int or float above zero."""
+    if require_number(value, name, unit) <= 0:
         raise ValueError(f"{name} must be positive")
 
 

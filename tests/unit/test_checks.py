@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zerotouch_plugin._checks import require_count, require_positive
+from zerotouch_plugin._checks import require_count, require_number, require_positive
 
 
 @pytest.mark.parametrize("value", [0.5, 1, 3600, 10**400])
@@ -51,3 +51,22 @@ def test_count_refuses(value: object, error: type[Exception], message: str) -> N
 
 def test_count_of_one_passes() -> None:
     require_count(1, "max_connections")
+
+
+@pytest.mark.parametrize("value", [0, -2.5, 1e300, 10**400])
+def test_a_finite_number_of_any_sign_is_a_number(value: float) -> None:
+    assert require_number(value, "base_delay") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (False, TypeError, "base_delay must be a number"),
+        ("1", TypeError, "base_delay must be a number"),
+        (float("nan"), ValueError, "base_delay must be finite"),
+        (float("inf"), ValueError, "base_delay must be finite"),
+    ],
+)
+def test_number_refuses(value: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=f"^{message}$"):
+        require_number(value, "base_delay")

@@ -31,8 +31,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from zerotouch_plugin._checks import require_count, require_number
 from zerotouch_plugin.artifacts import certs, cms, est
 from zerotouch_plugin.artifacts.certs import Identity, KeyKind
 from zerotouch_plugin.artifacts.signer import Signer, SigningIdentity, SoftwareSigner, make_csr
@@ -128,14 +129,9 @@ class RetryPolicy:
     jitter: float = 0.5
 
     def __post_init__(self) -> None:
-        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool):
-            raise TypeError("attempts must be an integer")
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
+        require_count(self.attempts, "attempts")
         for name in ("base_delay", "max_delay", "multiplier", "jitter"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a number")
+            require_number(getattr(self, name), name)
         if self.base_delay < 0 or self.max_delay < self.base_delay:
             raise ValueError("need 0 <= base_delay <= max_delay")
         if self.multiplier < 1:
@@ -302,10 +298,6 @@ KeyFactory = Callable[[KeyKind], Signer]  # a fresh LDevID key pair of the kind 
 def software_key(kind: KeyKind) -> Signer:
     """An LDevID key generated in memory."""
     return SoftwareSigner(certs.generate_key(kind))
-
-
-def _spki(key: Any) -> bytes:
-    return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
 
 
 def registrar_validated_by(
@@ -871,8 +863,8 @@ class Pledge:
         self, issued: list[x509.Certificate], now: datetime
     ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
         assert self._key is not None
-        own = _spki(self._key.public_key())
-        leaves = [c for c in issued if _spki(c.public_key()) == own]
+        own = certs.spki(self._key.public_key())
+        leaves = [c for c in issued if certs.spki(c) == own]
         if not leaves:
             raise CertificateError(
                 "simpleenroll returned no certificate for the key of our CSR (RFC 7030 §4.2.3)"

@@ -532,6 +532,10 @@ def test_retry_after_is_capped_at_60_seconds() -> None:
         ({"base_delay": 10, "max_delay": 5}, ValueError),
         ({"jitter": 2}, ValueError),
         ({"multiplier": 0.5}, ValueError),
+        ({"base_delay": float("nan")}, ValueError),
+        ({"max_delay": float("inf")}, ValueError),
+        ({"multiplier": float("nan")}, ValueError),
+        ({"jitter": True}, TypeError),
     ],
 )
 def test_retry_policy_is_validated(kwargs: dict[str, object], error: type[Exception]) -> None:
