@@ -159,10 +159,10 @@ def _handshake_error(exc: ssl.SSLError) -> ZerotouchError:
     certificate not trusted by us; anything else is a transient failure."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return CertificateError(
-            f"the registrar's TLS certificate does not verify against the domain CA: "
-            f"{exc.verify_message}"
+            "the registrar's TLS certificate does not verify against the domain CA: "
+            f"{getattr(exc, 'verify_message', None) or exc}"
         )
-    text = f"{exc.reason or ''} {exc}".upper()
+    text = f"{getattr(exc, 'reason', None) or ''} {exc}".upper()
     for alert, cls in _HANDSHAKE_REFUSALS.items():
         if alert in text:
             return cls(
