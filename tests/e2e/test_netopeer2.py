@@ -2,33 +2,67 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
 from ncclient import manager
+from ncclient.operations.errors import OperationError
+from ncclient.transport.errors import TransportError
+from ncclient.xml_ import to_ele
 
 from tests.support.netopeer2 import Netopeer2, netopeer2_server
+from tests.support.processes import free_port
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.signer import SigningIdentity
+from zerotouch_plugin.roles.bootstrap import NOTIFICATION, BootstrapState
+from zerotouch_plugin.services.sysrepo_host import SysrepoHost, install_modules
 
 NETCONF_SERVER_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-server"
 
 
 @pytest.fixture
 def netopeer2() -> Iterator[Netopeer2]:
-    with netopeer2_server() as server:
+    """A running netopeer2-server with the agent's YANG module installed before its start."""
+    with netopeer2_server(start=False) as server:
+        assert server.isolated(install_modules)
+        server.start()
         yield server
 
 
+@dataclass(frozen=True)
+class Login:
+    """How a test logs in to a Netopeer2 over SSH (picklable, for ``isolated``)."""
+
+    port: int
+    user: str
+    key: Path
+
+    @classmethod
+    def of(cls, server: Netopeer2) -> Login:
+        return cls(server.ssh_port, server.user, server.ssh_key)
+
+    def session(self) -> manager.Manager:
+        return manager.connect(
+            host="127.0.0.1",
+            port=self.port,
+            username=self.user,
+            key_filename=str(self.key),
+            hostkey_verify=False,
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=30,
+        )
+
+
 def test_the_fixture_serves_netconf_over_ssh_on_loopback_only(netopeer2: Netopeer2) -> None:
-    with manager.connect(
-        host="127.0.0.1",
-        port=netopeer2.ssh_port,
-        username=netopeer2.user,
-        key_filename=str(netopeer2.ssh_key),
-        hostkey_verify=False,
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=30,
-    ) as session:
+    with Login.of(netopeer2).session() as session:
         assert "urn:ietf:params:netconf:base:1.1" in session.server_capabilities
         # NETCONF 1.1 servers list their modules in the YANG library (RFC 8526), not as
         # capabilities.
@@ -45,3 +79,152 @@ def test_the_fixture_serves_netconf_over_ssh_on_loopback_only(netopeer2: Netopee
     address = reply.data.findtext(f".//{{{NETCONF_SERVER_NS}}}local-address")
     assert address == "127.0.0.1"
     assert int(reply.data.findtext(f".//{{{NETCONF_SERVER_NS}}}local-port")) == netopeer2.ssh_port
+
+
+# -- the plugin host on its own (no BRSKI yet) ------------------------------------------------
+
+NOW = datetime.now(UTC)
+RESTART_RPC = "zerotouch-bootstrap:restart-bootstrap"
+REFUSED = (OSError, TransportError, OperationError)  # connection refused, TLS handshake failed
+IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+BOOTSTRAP_NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
+INTERFACE = f"""<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
+  <interfaces xmlns="{IF_NS}"><interface>
+    <name>uplink0</name><description>set by a domain client</description>
+    <type xmlns:ianaift="urn:ietf:params:xml:ns:yang:iana-if-type">ianaift:ethernetCsmacd</type>
+  </interface></interfaces>
+</config>"""
+
+
+def tls_session(port: int, client: certs.Identity, ca: x509.Certificate, folder: Path) -> Any:
+    """ncclient over TLS as ``client``, trusting ``ca`` for the device's certificate."""
+    folder.mkdir(exist_ok=True)
+    (folder / "client.pem").write_bytes(certs.certs_pem([client.cert]) + certs.key_pem(client.key))
+    (folder / "ca.pem").write_bytes(certs.certs_pem([ca]))
+    return manager.connect_tls(
+        host="127.0.0.1",
+        port=port,
+        certfile=str(folder / "client.pem"),
+        ca_certs=str(folder / "ca.pem"),
+        protocol=ssl.PROTOCOL_TLS_CLIENT,
+        check_hostname=False,
+        timeout=10,
+    )
+
+
+def serve_and_ask(folder: Path, login: Login) -> tuple[str | None, str | None, str, list[Any]]:
+    """In a child process: the host serves a state, an RPC and a notification; a NETCONF
+    client of netopeer2 reads, calls and receives them."""
+    calls: list[dict[str, Any]] = []
+    loop = asyncio.new_event_loop()
+    host = SysrepoHost(folder, tls_port=free_port())
+
+    async def restart(args: dict[str, Any]) -> dict[str, Any]:
+        calls.append(args)
+        return {"zerotouch-bootstrap:phase": "discovering"}
+
+    async def emit() -> None:
+        host.emit_event(NOTIFICATION, {"phase": "discovering", "time": "2026-12-05T08:00:00Z"})
+
+    def client() -> tuple[str | None, str | None, str]:
+        with login.session() as session:
+            session.create_subscription()
+            state = session.get(("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"/>'))
+            reply = session.dispatch(
+                to_ele(
+                    f'<restart-bootstrap xmlns="{BOOTSTRAP_NS}"><factory-reset>true'
+                    "</factory-reset></restart-bootstrap>"
+                )
+            )
+            asyncio.run_coroutine_threadsafe(emit(), loop).result(10)
+            notifications = []  # netopeer2 also reports the RPC executions
+            while (notification := session.take_notification(timeout=10)) is not None:
+                notifications.append(notification.notification_xml)
+                if "bootstrap-phase-change" in notification.notification_xml:
+                    break
+        return (
+            state.data.findtext(f".//{{{BOOTSTRAP_NS}}}phase"),
+            to_ele(reply.xml).findtext(f".//{{{BOOTSTRAP_NS}}}phase"),
+            notifications[-1] if notifications else "",
+        )
+
+    async def scenario() -> tuple[str | None, str | None, str]:
+        await host.open()
+        try:
+            state = BootstrapState(history_size=8)
+            state.agent_started(now=NOW)
+            host.publish_state(state.to_yang())
+            host.register_rpc(RESTART_RPC, restart)
+            return await asyncio.to_thread(client)
+        finally:
+            await host.close()
+
+    try:
+        return (*loop.run_until_complete(scenario()), calls)
+    finally:
+        loop.close()
+
+
+def test_the_host_serves_state_rpc_and_notification_through_netopeer2(
+    netopeer2: Netopeer2, tmp_path: Path
+) -> None:
+    phase, answered, notification, calls = netopeer2.isolated(
+        serve_and_ask, tmp_path, Login.of(netopeer2)
+    )
+    assert phase == "factory-default"
+    assert answered == "discovering"
+    assert calls == [{"factory-reset": True}]
+    assert "bootstrap-phase-change" in notification and "discovering" in notification
+
+
+def install_check_forget(folder: Path, port: int) -> None:
+    """In a child process: TLS refused before the identity, open to the domain's clients
+    only once installed, still installed for a new host process, refused after forget."""
+    domain = certs.make_ca("domain CA", now=NOW)
+    stranger = certs.make_ca("another domain CA", now=NOW)
+    ldevid = certs.issue_tls_server(domain, "device", hosts=["127.0.0.1"], now=NOW)
+    admin = certs.issue_client(domain, "zerotouch-registrar", now=NOW)
+    outsider = certs.issue_client(stranger, "zerotouch-registrar", now=NOW)
+
+    def configure(client: certs.Identity) -> bool:
+        with tls_session(port, client, domain.cert, folder / "client") as session:
+            return bool(session.edit_config(target="running", config=INTERFACE).ok)
+
+    async def scenario() -> None:
+        host = SysrepoHost(folder, tls_port=port)
+        await host.open()
+        try:
+            assert host.installed_identity() is None and host.management_ports() == {}
+            with pytest.raises(REFUSED):
+                await asyncio.to_thread(configure, admin)
+            await host.install_identity(SigningIdentity.of(ldevid), [domain.cert])
+            assert await asyncio.to_thread(configure, admin)
+            with pytest.raises(REFUSED):
+                await asyncio.to_thread(configure, outsider)
+        finally:
+            await host.close()
+        again = SysrepoHost(folder, tls_port=port)
+        await again.open()
+        try:
+            installed = again.installed_identity()
+            assert installed is not None and installed.ldevid == ldevid.cert
+            assert installed.anchors == (domain.cert,)
+            assert again.management_ports() == {"netconf-tls-port": port}
+            await again.forget_identity()
+            assert again.installed_identity() is None
+            with pytest.raises(REFUSED):
+                await asyncio.to_thread(configure, admin)
+        finally:
+            await again.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_identity_opens_a_tls_listener_for_the_domain_only_and_survives_restart(
+    netopeer2: Netopeer2, tmp_path: Path
+) -> None:
+    netopeer2.isolated(install_check_forget, tmp_path, free_port())
+    startup = netopeer2.run("sysrepocfg", "-X", "-d", "startup", "-m", "ietf-netconf-server")
+    assert "zerotouch-tls" not in startup and "test-ssh" in startup
+    interfaces = netopeer2.run("sysrepocfg", "-X", "-d", "running", "-m", "ietf-interfaces")
+    assert "set by a domain client" in interfaces

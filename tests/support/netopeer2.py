@@ -10,6 +10,7 @@ listener on 0.0.0.0:830, before the server first starts. The server runs in the 
 from __future__ import annotations
 
 import getpass
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -18,10 +19,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from tests.support.processes import REPO, free_port
 
 __all__ = ["Netopeer2", "netopeer2_server", "stack_prefix"]
+
+T = TypeVar("T")
 
 STACK_SCRIPT = REPO / "scripts" / "netopeer2-stack.sh"
 SHM = Path("/dev/shm")
@@ -49,6 +54,10 @@ def stack_prefix() -> Path:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def _use_environment(env: dict[str, str]) -> None:
+    os.environ.update(env)
 
 
 def _ssh_listener(port: int, user: str, public_key: str) -> str:
@@ -131,9 +140,22 @@ class Netopeer2:
             raise AssertionError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stderr}")
         return result.stdout
 
+    def isolated(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in a new Python process that uses this server's repository.
+
+        libsysrepo keeps one repository and shared-memory prefix per process (read from the
+        environment at first use), so a test process that talks to several servers does it
+        from children; exceptions (failed asserts) come back to the caller."""
+        context = multiprocessing.get_context("spawn")
+        sysrepo_env = {k: v for k, v in self.env.items() if k.startswith("SYSREPO_")}
+        with ProcessPoolExecutor(
+            1, mp_context=context, initializer=_use_environment, initargs=(sysrepo_env,)
+        ) as pool:
+            return pool.submit(function, *args).result()
+
     def prepare(self) -> None:
         """netopeer2's modules and host key in a new repository, and the loopback listener
-        (replacing the one netopeer2's setup would add on 0.0.0.0:830)."""
+        (replacing the one netopeer2's setup would add on 0.0.0.0:830); iana-if-type too."""
         self.repository.mkdir(parents=True)
         scripts = self.prefix / "share" / "netopeer2" / "scripts"
         modules = self.prefix / "share" / "yang" / "modules"
@@ -155,6 +177,8 @@ class Netopeer2:
             )
             if result.returncode != 0:
                 raise AssertionError(f"netopeer2 {script} failed:\n{result.stdout}{result.stderr}")
+        # interface types for ietf-interfaces (netopeer2 installs the module without them)
+        self.run("sysrepoctl", "-i", str(modules / "sysrepo" / "iana-if-type@2014-05-08.yang"))
         key = ed25519.Ed25519PrivateKey.generate()
         self.ssh_key.write_bytes(
             key.private_bytes(
