@@ -88,10 +88,16 @@ def csr_for(
 
 
 def post_csr(
-    lab: Lab, device: Device, csr_der: bytes, tmp_path: Path, *, client: str = "ldevid"
+    lab: Lab,
+    device: Device,
+    csr_der: bytes,
+    tmp_path: Path,
+    *,
+    client: str = "ldevid",
+    path: str = "/.well-known/est/simplereenroll",
 ) -> tuple[str, str]:
-    """curl POSTs a DER CSR to simplereenroll with the device's ``client`` certificate:
-    the status and the answer's text."""
+    """curl POSTs a DER CSR to ``path`` with the device's ``client`` certificate: the status
+    and the answer's text."""
     (tmp_path / "csr.der").write_bytes(csr_der)
     out = tmp_path / "answer.txt"
     done = subprocess.run(
@@ -99,7 +105,7 @@ def post_csr(
          "--cacert", device.folder / "domain-ca.pem",
          "--cert", device.folder / f"{client}.pem", "--key", device.folder / f"{client}.key",
          "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{tmp_path / 'csr.der'}",
-         "-w", "%{http_code}", "-o", out, lab.registrar_url + "/.well-known/est/simplereenroll"],
+         "-w", "%{http_code}", "-o", out, lab.registrar_url + path],
         capture_output=True, text=True,
     )  # fmt: skip
     return done.stdout, out.read_text() if out.exists() else ""
@@ -279,7 +285,7 @@ def test_another_devices_ldevid_cannot_renew_for_a_different_serial(
     assert record is not None and "wrong-serial" in str(record["last_error"])
 
 
-def test_revoked_and_unknown_ldevids_are_refused(lab: Lab) -> None:
+def test_revoked_and_unknown_ldevids_are_refused(lab: Lab, tmp_path: Path) -> None:
     device = enrolled(lab)
     key = ec.generate_private_key(ec.SECP256R1())
     # unknown: from the domain CA, names the device, but never issued by the registrar
@@ -295,6 +301,11 @@ def test_revoked_and_unknown_ldevids_are_refused(lab: Lab) -> None:
     repository(lab).revoke_certificate(fingerprint, reason="key compromised", now=datetime.now(UTC))
     with pytest.raises(CertificateError, match=r"revoked .*key compromised"):
         renew(lab, device, csr_for(device.serial, key))
+    # nor does it enroll by simpleenroll
+    csr_der = csr_for(device.serial, key).public_bytes(Encoding.DER)
+    path = "/.well-known/est/simpleenroll"
+    status, answer = post_csr(lab, device, csr_der, tmp_path, path=path)
+    assert status == "403" and answer.startswith("bad-certificate:") and "revoked" in answer
     record = lab.device(device.serial)
     assert record is not None and record["ldevid_fingerprint"] == fingerprint  # unchanged
 

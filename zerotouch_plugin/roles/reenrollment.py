@@ -4,10 +4,11 @@ A device renews its LDevID by EST simplereenroll, authenticated by the LDevID it
 registrar accepts that certificate only when it chains to the domain CA at ``now``, names a
 device serial, and is one this registrar issued to that device (recorded by its fingerprint)
 and did not revoke; an older LDevID of the device counts as revoked ("superseded") once a
-newer one authenticated a renewal. An IDevID is refused with a pointer to simpleenroll. The
-CSR then passes the same rules as at enrollment (``roles.registrar.authorize_enrollment``:
-same subject serialNumber, key strength; names are never copied from it), and the new key
-may differ from the old one or be the same (RFC 7030 §4.2.2).
+newer one authenticated a renewal. The same check applies to an LDevID on simpleenroll. An
+IDevID is refused with a pointer to simpleenroll. The CSR then passes the same rules as at
+enrollment (``roles.registrar.authorize_enrollment``: same subject serialNumber, key
+strength; names are never copied from it), and the new key may differ from the old one or
+be the same (RFC 7030 §4.2.2).
 
 Renewal keeps the device's state (an enrollment confirmed stays confirmed) and its
 day-0 hand-off; only the current LDevID on the device record changes.
@@ -112,7 +113,7 @@ def authenticate_reenrollment(
     if issued is None or issued.fingerprint != fingerprint:
         raise CertificateError(
             f"the LDevID {fingerprint} is not one this registrar issued to device {serial}: "
-            "unknown certificates cannot be renewed"
+            "an unknown certificate authenticates nothing"
         )
     if issued.serial != serial:
         raise CertificateError(
@@ -122,8 +123,8 @@ def authenticate_reenrollment(
     if issued.revoked_at is not None:
         raise CertificateError(
             f"the LDevID {fingerprint} of device {serial} was revoked at "
-            f"{issued.revoked_at:%Y-%m-%dT%H:%M:%SZ} ({issued.revoked_reason}); renew with the "
-            "current LDevID or enroll again with the IDevID"
+            f"{issued.revoked_at:%Y-%m-%dT%H:%M:%SZ} ({issued.revoked_reason}); use the current "
+            "LDevID or enroll again with the IDevID"
         )
     return ClientIdentity(ClientKind.LDEVID, cert, serial)
 

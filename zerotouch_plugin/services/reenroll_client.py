@@ -72,31 +72,15 @@ DEFAULT_RETRY_AFTER = 30
 # The registrar's refusals (its reason slug, first word of the text/plain answer) as ours,
 # so the caller can tell "retry" from "enroll again"; a reason not listed keeps the class of
 # its status.
-_BY_REASON: Mapping[str, type[ZerotouchError]] = {
-    cls.reason: cls
-    for cls in (
-        AccessDenied,
-        CertificateError,
-        Conflict,
-        Expired,
-        InvalidInput,
-        NotFound,
-        PayloadTooLarge,
-        PolicyRefused,
-        SignatureInvalid,
-        UnsupportedMediaType,
-        WrongSerial,
-    )
-}
-_BY_STATUS: Mapping[int, type[ZerotouchError]] = {
-    400: InvalidInput,
-    401: AccessDenied,
-    403: PolicyRefused,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-}
+_STATUS_CLASSES: tuple[type[ZerotouchError], ...] = (
+    InvalidInput, AccessDenied, PolicyRefused, NotFound, Conflict, PayloadTooLarge,
+    UnsupportedMediaType,
+)  # fmt: skip
+_REASON_CLASSES: tuple[type[ZerotouchError], ...] = (
+    *_STATUS_CLASSES, CertificateError, Expired, SignatureInvalid, WrongSerial,
+)  # fmt: skip
+_BY_STATUS: Mapping[int, type[ZerotouchError]] = {cls.http_status: cls for cls in _STATUS_CLASSES}
+_BY_REASON: Mapping[str, type[ZerotouchError]] = {cls.reason: cls for cls in _REASON_CLASSES}
 # TLS alerts by which a server refuses our certificate at the handshake (RFC 8446 §6.2).
 _HANDSHAKE_REFUSALS: Mapping[str, type[ZerotouchError]] = {
     "CERTIFICATE_EXPIRED": Expired,

@@ -72,6 +72,10 @@ async def simple_enroll(request: web.Request) -> web.Response:
     body = await read_body(request)
     now = utc_now()
     client = client_identity(request, now)
+    if client.kind is role.ClientKind.LDEVID:
+        # an LDevID authenticates only while it is on record and not revoked, as in renewal
+        issued = await in_thread(reg.repo.issued_certificate, certs.fingerprint(client.cert))
+        reenrollment.authenticate_reenrollment(reg.context, client.cert, issued=issued, now=now)
     csr = est.parse_csr(body)
     facts = None
     rules: list[role.PolicyRule] = []
