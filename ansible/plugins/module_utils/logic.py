@@ -12,9 +12,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-# Registrar record states (docs/admin-api.md, REGISTRAR_TRANSITIONS) from which a device
-# cannot reach enroll-confirmed without a new attempt of its own.
-FAILED_STATES = frozenset({"refused", "voucher-rejected", "enroll-failed"})
 ENROLLED_STATE = "enroll-confirmed"
 HANDOFF_FINAL = frozenset({"applied", "failed"})
 
@@ -102,36 +99,48 @@ def media_format(media_type: str) -> str:
 
 
 def enrollment_verdict(
-    record: dict[str, Any] | None, *, handoff: bool, since: str | None = None
+    record: dict[str, Any] | None,
+    *,
+    handoff: bool,
+    since: str | None = None,
+    policy: list[dict[str, Any]] | None = None,
 ) -> tuple[str, str]:
     """(``done`` | ``wait`` | ``failed``, reason) for one device's registrar record.
 
     ``handoff``: enrolled is not enough, the day-0 hand-off must be applied too. ``since``:
-    an enrollment that happened before this time (RFC 3339) does not count (used after a
-    factory reset: the old enrollment is not the one awaited).
+    an enrollment confirmed at or before this registrar time does not count (after a
+    factory reset the old enrollment is not the one awaited). A device keeps retrying after
+    a refusal, so a failed phase is waited out, unless ``policy`` denies the serial (no
+    retry can succeed) or a failed hand-off has no further attempt scheduled.
     """
+    entries = policy or []
+    if any(e.get("decision") == "deny" for e in entries) and not any(
+        e.get("decision") == "allow" for e in entries
+    ):
+        error = (record or {}).get("last_error")
+        phase = (record or {}).get("state") or "none"
+        return "failed", f"the registrar's policy denies it (phase {phase}, last error: {error})"
     if record is None:
         return "wait", "the registrar has no record of it: it never sent a voucher-request"
     state = str(record.get("state"))
     error = record.get("last_error")
+    reason = f"phase {state}" + (f", last error: {error}" if error else "")
     if since is not None and not later(record.get("enroll_status_at"), since):
-        return "wait", f"no enrollment since {since} (phase {state})"
-    if state in FAILED_STATES:
-        return "failed", f"phase {state}: {error or 'no error recorded'}"
+        return "wait", f"no enrollment confirmed since {since} ({reason})"
     if state != ENROLLED_STATE:
-        reason = f"phase {state}"
-        return "wait", reason + (f", last error: {error}" if error else "")
+        return "wait", reason
     if not handoff:
-        return "done", f"phase {state}"
+        return "done", reason
     hand = record.get("handoff") or {}
     hstate = hand.get("state")
     if hstate == "applied":
-        return "done", f"phase {state}, hand-off applied"
-    if hstate == "failed":
-        return "failed", f"phase {state}, hand-off failed: {hand.get('error')}"
-    return "wait", f"phase {state}, hand-off {hstate}" + (
-        f" ({hand.get('error')})" if hand.get("error") else ""
+        return "done", f"{reason}, hand-off applied"
+    detail = f"{reason}, hand-off {hstate}" + (
+        f": {hand.get('error')}" if hand.get("error") else ""
     )
+    if hstate == "failed" and not hand.get("next_attempt_at"):
+        return "failed", detail
+    return "wait", detail
 
 
 def handoff_verdict(record: dict[str, Any] | None, after: str | None) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.zerotouch.brski.plugins.module_utils.logic import enrollment_verdict
 
 # Options of every registrar module (doc fragment zerotouch.brski.registrar); the environment
 # fills what the task leaves out.
@@ -175,3 +176,30 @@ def poll(
         if clock() >= deadline:
             return False, value
         time.sleep(interval)
+
+
+def wait_enrolled(
+    registrar: Registrar,
+    serial: str,
+    *,
+    handoff: bool,
+    since: str | None,
+    timeout: float,
+    interval: float = 0.5,
+) -> tuple[str, str, dict[str, Any] | None]:
+    """Read the device's record until enrollment_verdict is no longer ``wait`` or ``timeout``
+    seconds passed: (verdict, reason, last record)."""
+
+    def verdict(info: dict[str, Any]) -> tuple[str, str]:
+        return enrollment_verdict(
+            info.get("device"), handoff=handoff, since=since, policy=info.get("policy")
+        )
+
+    _, info = poll(
+        lambda: registrar.device(serial) or {},
+        lambda i: verdict(i)[0] != "wait",
+        timeout=timeout,
+        interval=interval,
+    )
+    outcome, reason = verdict(info)
+    return outcome, reason, info.get("device")

@@ -93,11 +93,10 @@ from ansible_collections.zerotouch.brski.plugins.module_utils.device import (
     Device,
     DeviceError,
 )
-from ansible_collections.zerotouch.brski.plugins.module_utils.logic import enrollment_verdict
 from ansible_collections.zerotouch.brski.plugins.module_utils.registrar import (
     Registrar,
     RegistrarError,
-    poll,
+    wait_enrolled,
 )
 
 RECONNECT_SECONDS = 30.0
@@ -162,17 +161,13 @@ def main() -> None:
                 ldevid_fingerprint={"before": None, "after": None},
             )
 
-        def verdict(record: dict | None) -> tuple[str, str]:
-            return enrollment_verdict(
-                record, handoff=p["handoff"], since=before.get("enroll_status_at")
-            )
-
-        _, record = poll(
-            lambda: (registrar.device(serial) or {}).get("device"),
-            lambda r: verdict(r)[0] != "wait",
+        outcome, reason, record = wait_enrolled(
+            registrar,
+            serial,
+            handoff=p["handoff"],
+            since=before.get("enroll_status_at"),
             timeout=p["wait_timeout"],
         )
-        outcome, reason = verdict(record)
         if outcome != "done":
             what = (
                 "cannot re-enroll"

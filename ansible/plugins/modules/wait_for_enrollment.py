@@ -12,9 +12,10 @@ description:
   - Reads the device's registrar record until its phase is C(enroll-confirmed) (the device
     confirmed its LDevID, RFC 8995 §5.9.4) and, with O(handoff), its day-0 hand-off is
     C(applied).
-  - Fails at once when the record shows the device cannot get there on this attempt
-    (C(refused), C(voucher-rejected), C(enroll-failed), or a C(failed) hand-off), and after
-    O(wait_timeout) otherwise; the message carries the device's phase and last error.
+  - A device the registrar refused keeps retrying, so a failed phase is waited out; the
+    task fails at once only when the registrar's policy denies the serial or a failed
+    hand-off has no further attempt scheduled, and after O(wait_timeout) otherwise. The
+    message carries the device's phase and last error.
   - Never changes anything.
 version_added: 0.1.0
 author: zerotouch contributors
@@ -79,12 +80,11 @@ reason:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.zerotouch.brski.plugins.module_utils.logic import enrollment_verdict
 from ansible_collections.zerotouch.brski.plugins.module_utils.registrar import (
     REGISTRAR_ARGS,
     RegistrarError,
     from_params,
-    poll,
+    wait_enrolled,
 )
 
 
@@ -103,20 +103,17 @@ def main() -> None:
     p = module.params
     serial = p["serial"]
 
-    def verdict(record: dict | None) -> tuple[str, str]:
-        return enrollment_verdict(record, handoff=p["handoff"], since=p["since"])
-
     try:
-        registrar = from_params(p)
-        _, record = poll(
-            lambda: (registrar.device(serial) or {}).get("device"),
-            lambda r: verdict(r)[0] != "wait",
+        outcome, reason, record = wait_enrolled(
+            from_params(p),
+            serial,
+            handoff=p["handoff"],
+            since=p["since"],
             timeout=p["wait_timeout"],
             interval=p["interval"],
         )
     except RegistrarError as exc:
         module.fail_json(msg=str(exc), serial=serial, status=exc.status)
-    outcome, reason = verdict(record)
     phase = (record or {}).get("state")
     if outcome == "done":
         module.exit_json(changed=False, serial=serial, device=record, phase=phase, reason=reason)

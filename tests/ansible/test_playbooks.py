@@ -1,0 +1,228 @@
+"""The collection's playbooks and modules against a running demo (two devices on
+127.0.0.1, each on its own NETCONF/TLS port): onboard.yml in check mode, for real, and
+again (changed=0); the result read back with ncclient; the inventory plugin; audit.yml;
+rotate.yml; a device the registrar refuses; a device reached at another's port."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+from ncclient import manager
+
+from tests.ansible.conftest import Ansible, World
+from tests.support.processes import run_cli, start_server
+
+SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
+SYSTEM = f'<system xmlns="{SYS_NS}"><contact/><location/><hostname/></system>'
+
+
+def read_system(world: World, serial: str, source: str) -> dict[str, str | None]:
+    """Contact, location and hostname of ``source`` on the device ``serial``, with ncclient
+    over NETCONF/TLS and the NMS certificate, at that device's own port."""
+    with manager.connect_tls(
+        host="127.0.0.1",
+        port=world.port(serial),
+        certfile=str(world.folder / "nms/cert.pem"),
+        keyfile=str(world.folder / "nms/key.pem"),
+        ca_certs=str(world.folder / "registrar/ca.pem"),
+        protocol=ssl.PROTOCOL_TLS_CLIENT,
+        check_hostname=False,
+        timeout=20,
+    ) as session:
+        reply = session.get_config(source, filter=("subtree", SYSTEM))
+    data = etree.fromstring(reply.data_xml.encode())
+    return {
+        name: data.findtext(f".//{{{SYS_NS}}}{name}")
+        for name in ("contact", "location", "hostname")
+    }
+
+
+def trusted(value: dict[str, Any]) -> Any:
+    """A value of ``ansible-inventory --list`` without its ``__ansible_unsafe`` wrapper
+    (how ansible-core marks text an inventory plugin set)."""
+    return value["__ansible_unsafe"] if set(value) == {"__ansible_unsafe"} else value
+
+
+def expected(world: World, serial: str) -> dict[str, str]:
+    index = world.serials.index(serial) + 1
+    return {
+        "contact": "netops@demo.example",
+        "location": f"demo rack, slot {index} (configured by Ansible)",
+        "hostname": f"demo-device-{index}",
+    }
+
+
+def test_onboard_check_then_apply_then_nothing_left(ansible: Ansible, world: World) -> None:
+    before = {s: read_system(world, s, "running") for s in world.serials}
+
+    check = ansible.playbook(world.hosts, "onboard.yml", "--check", "--diff").ok()
+    assert set(check.changed()) == set(world.serials)
+    assert all(n >= 1 for n in check.changed().values()), check.output
+    assert '+    "location": "demo rack, slot 1 (configured by Ansible)"' in check.output
+    assert {s: read_system(world, s, "running") for s in world.serials} == before
+
+    first = ansible.playbook(world.hosts, "onboard.yml").ok()
+    assert all(n >= 1 for n in first.changed().values()), first.output
+    for serial in world.serials:  # each device, on its own port of 127.0.0.1, got its own
+        assert read_system(world, serial, "running") == expected(world, serial)
+        assert read_system(world, serial, "startup") == expected(world, serial)
+
+    second = ansible.playbook(world.hosts, "onboard.yml").ok()
+    assert second.changed() == {serial: 0 for serial in world.serials}, second.output
+
+
+def test_device_at_another_devices_port_is_refused(ansible: Ansible, world: World) -> None:
+    first, other = world.serials
+    status, result = ansible.module("device_get", world.device_args(first, port=world.port(other)))
+    assert status != 0
+    assert f"presents serial {other}, not {first}" in result["msg"]
+
+
+def test_device_get_is_typed_and_filtered_by_xpath(ansible: Ansible, world: World) -> None:
+    serial = world.serials[0]
+    args = {
+        **world.device_args(serial),
+        "source": "operational",
+        "xpath": "/if:interfaces/if:interface[if:name='eth0']/if:enabled",
+        "namespaces": {"if": "urn:ietf:params:xml:ns:yang:ietf-interfaces"},
+    }
+    status, result = ansible.module("device_get", args)
+    assert status == 0, result
+    entry = result["data"]["ietf-interfaces:interfaces"]["interface"][0]
+    assert entry["name"] == "eth0" and entry["enabled"] is True
+    assert "ietf-system:system" not in result["data"]
+
+
+def test_inventory_plugin_lists_devices_by_serial(ansible: Ansible, world: World) -> None:
+    result = ansible.run("ansible-inventory", "-i", world.plugin_config, "--list")
+    assert result.returncode == 0, result.stderr
+    inventory = json.loads(result.stdout, object_hook=trusted)
+    hostvars = inventory["_meta"]["hostvars"]
+    assert sorted(hostvars) == sorted(world.serials)
+    for serial in world.serials:
+        assert hostvars[serial]["ansible_host"] == "127.0.0.1"
+        assert hostvars[serial]["zerotouch_netconf_tls_port"] == world.port(serial)
+        assert (
+            hostvars[serial]["zerotouch_tls_server_name"]
+            == f"{serial.lower()}.devices.zerotouch.internal"
+        )
+    assert sorted(inventory["phase_enroll_confirmed"]["hosts"]) == sorted(world.serials)
+    assert sorted(inventory["audit_clean"]["hosts"]) == sorted(world.serials)
+
+
+def test_inventory_plugin_says_when_the_registrar_refuses_the_certificate(
+    ansible: Ansible, world: World, tmp_path: Path
+) -> None:
+    config = tmp_path / "nms.zerotouch.yml"
+    text = world.plugin_config.read_text().replace("/admin/cert.pem", "/nms/cert.pem")
+    config.write_text(text.replace("/admin/key.pem", "/nms/key.pem"))
+    result = ansible.run("ansible-inventory", "-i", config, "--list")
+    assert "the registrar refused the client certificate" in result.stdout + result.stderr
+    assert "403" in result.stderr
+
+
+def test_audit_report(ansible: Ansible, world: World, tmp_path: Path) -> None:
+    report = tmp_path / "audit.json"
+    run = ansible.playbook(
+        world.plugin_config, "audit.yml", "-e", f"zerotouch_audit_report={report}"
+    )
+    run.ok()
+    rows = {row["serial"]: row for row in json.loads(report.read_text())["devices"]}
+    assert sorted(rows) == sorted(world.serials)
+    for row in rows.values():
+        assert row["phase"] == "enroll-confirmed" and row["device_phase"] == "enrolled"
+        assert row["audit_level"] == "clean" and 300 < int(row["ldevid_days_left"]) < 400
+
+
+def test_rotate_gives_a_new_ldevid(ansible: Ansible, world: World) -> None:
+    serial = world.serials[-1]
+    info = {**world.registrar_args(), "serial": serial}
+    _, before = ansible.module("registrar_device_info", info)
+    run = ansible.playbook(world.hosts, "rotate.yml", "--limit", serial).ok()
+    assert run.changed() == {serial: 1}, run.output
+    _, after = ansible.module("registrar_device_info", info)
+    assert after["device"]["ldevid_fingerprint"] != before["device"]["ldevid_fingerprint"]
+    assert after["device"]["state"] == "enroll-confirmed"
+    assert read_system(world, serial, "running")["hostname"] is not None
+
+
+@pytest.fixture
+def refused_device(ansible: Ansible, world: World) -> Iterator[str]:
+    """A device with a real IDevID whose serial the registrar denies, running."""
+    serial = "DEMO-0099"
+    folder = world.folder / "devices/refused"
+    run_cli(
+        "vendor", "idevid", "--dir", world.folder / "vendor", "--serial", serial, "--out", folder
+    )
+    status, result = ansible.module(
+        "registrar_policy", {**world.registrar_args(), "serial": serial, "state": "denied"}
+    )
+    assert status == 0 and result["changed"], result
+    device = start_server(
+        "netconf-tls", "device", "run", "--dir", folder,
+        "--netconf-tls", "127.0.0.1:0", "--registrar", world.registrar,
+    )  # fmt: skip
+    try:
+        yield serial
+    finally:
+        device.stop()
+
+
+def test_wait_for_enrollment_fails_with_the_devices_reason(
+    ansible: Ansible, world: World, refused_device: str
+) -> None:
+    args = {**world.registrar_args(), "serial": refused_device, "wait_timeout": 30}
+    status, result = ansible.module("wait_for_enrollment", args)
+    assert status != 0
+    assert "cannot enroll" in result["msg"]
+    assert "deny list" in result["msg"], result["msg"]
+
+
+def test_wait_for_enrollment_times_out_naming_the_phase(ansible: Ansible, world: World) -> None:
+    args = {**world.registrar_args(), "serial": "DEMO-0098", "wait_timeout": 1, "interval": 0.2}
+    ansible.module("registrar_policy", {**world.registrar_args(), "serial": "DEMO-0098"})
+    status, result = ansible.module("wait_for_enrollment", args)
+    assert status != 0
+    assert "not enrolled after 1 s" in result["msg"]
+    assert "never sent a voucher-request" in result["msg"]
+
+
+def test_registrar_day0_diff_check_and_clear(ansible: Ansible, world: World) -> None:
+    base = {**world.registrar_args(), "serial": "DEMO-0097"}
+    config = {"ietf-system:system": {"hostname": "spare", "location": "shelf"}}
+    status, checked = ansible.module(
+        "registrar_day0", {**base, "config": config}, "--check", "--diff"
+    )
+    assert status == 0 and checked["changed"]
+    assert ansible.module("registrar_day0", {**base, "state": "query"})[1]["config"] is None
+    assert ansible.module("registrar_day0", {**base, "config": config})[1]["changed"]
+    again = ansible.module("registrar_day0", {**base, "config": json.dumps(config, indent=4)})[1]
+    assert again["changed"] is False and again["config"] == config
+    status, bad = ansible.module(
+        "registrar_day0", {**base, "config": {"ietf-system:system": {"nope": 1}}}
+    )
+    assert status != 0 and "400" in bad["msg"]
+    assert ansible.module("registrar_day0", {**base, "state": "absent"})[1]["changed"]
+    assert ansible.module("registrar_day0", {**base, "state": "absent"})[1]["changed"] is False
+
+
+def test_registrar_policy_is_idempotent(ansible: Ansible, world: World) -> None:
+    base = {**world.registrar_args(), "serial": "DEMO-0096"}
+    steps = [
+        ("allowed", True),
+        ("allowed", False),
+        ("denied", True),
+        ("absent", True),
+        ("absent", False),
+    ]
+    for state, changed in steps:
+        status, result = ansible.module("registrar_policy", {**base, "state": state})
+        assert status == 0 and result["changed"] is changed, (state, result)
+    final = ansible.module("registrar_device_info", base)[1]
+    assert final["exists"] is False
