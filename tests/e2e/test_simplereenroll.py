@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,13 @@ from zerotouch_plugin.errors import (
     PayloadTooLarge,
 )
 from zerotouch_plugin.roles.registrar import ldevid_subject
+from zerotouch_plugin.roles.renewal import (
+    RenewalPolicy,
+    Validity,
+    next_attempt,
+    renewal_due,
+    renewal_time,
+)
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.reenroll_client import reenroll
 from zerotouch_plugin.services.registrar_files import DB_FILE
@@ -327,3 +335,52 @@ def test_oversize_csr_and_weak_key_are_refused(lab: Lab) -> None:
     assert record is not None and record["ldevid_fingerprint"] == certs.fingerprint(
         device.ldevid.cert
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# renewal on schedule
+
+
+SHORT = 20  # seconds: ldevid_lifetime_seconds of the short-lived lab
+
+
+def test_a_short_lived_ldevid_is_renewed_twice_on_schedule(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``roles.renewal`` says when, ``reenroll`` renews: with a 20 s LDevID renewed at half
+    its validity, two renewals in a row, each before the LDevID it replaces expires."""
+    lab = make_lab(tmp_path_factory.mktemp("short"))
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write(f"ldevid_lifetime_seconds = {SHORT}\n")
+    try:
+        lab.start_masa()
+        lab.start_registrar()
+        device = enrolled(lab)
+        policy = RenewalPolicy(fraction=0.5)
+        current = device.ldevid
+        history = [current.cert]
+        deadline = time.monotonic() + 4 * SHORT
+        while len(history) < 3 and time.monotonic() < deadline:
+            validity = Validity.of(current.cert)
+            now = datetime.now(UTC)
+            if not renewal_due(policy, validity, now):
+                wait = (next_attempt(policy, validity) - now).total_seconds()
+                time.sleep(min(max(wait, 0.05), 1.0))
+                continue
+            key = ec.generate_private_key(ec.SECP256R1())
+            (renewed,) = renew(lab, device, csr_for(device.serial, key), current=current)
+            assert now < current.cert.not_valid_after_utc  # renewed before expiry
+            assert now >= renewal_time(policy, validity)  # and not before it was due
+            assert renewed.not_valid_after_utc - now <= timedelta(seconds=SHORT + 1)
+            current = Identity(renewed, key)
+            history.append(renewed)
+        assert len(history) == 3, f"{len(history) - 1} renewal(s) in {4 * SHORT} s"
+        record = lab.device(device.serial)
+        assert record is not None and record["state"] == "enroll-confirmed"
+        assert record["ldevid_fingerprint"] == certs.fingerprint(history[-1])
+        first = repository(lab).issued_certificate(certs.fingerprint(history[0]))
+        assert first is not None and first.revoked_reason == (
+            f"superseded by {certs.fingerprint(history[1])}"
+        )
+    finally:
+        lab.close()
