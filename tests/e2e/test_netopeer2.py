@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
@@ -17,8 +19,9 @@ from ncclient.operations.errors import OperationError
 from ncclient.transport.errors import TransportError
 from ncclient.xml_ import to_ele
 
+from tests.e2e.test_brski_flow import Lab, make_lab
 from tests.support.netopeer2 import Netopeer2, netopeer2_server
-from tests.support.processes import free_port
+from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import SigningIdentity
 from zerotouch_plugin.roles.bootstrap import NOTIFICATION, BootstrapState
@@ -84,6 +87,7 @@ def test_the_fixture_serves_netconf_over_ssh_on_loopback_only(netopeer2: Netopee
 # -- the plugin host on its own (no BRSKI yet) ------------------------------------------------
 
 NOW = datetime.now(UTC)
+T = TypeVar("T")
 RESTART_RPC = "zerotouch-bootstrap:restart-bootstrap"
 REFUSED = (OSError, TransportError, OperationError)  # connection refused, TLS handshake failed
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
@@ -228,3 +232,106 @@ def test_the_identity_opens_a_tls_listener_for_the_domain_only_and_survives_rest
     assert "zerotouch-tls" not in startup and "test-ssh" in startup
     interfaces = netopeer2.run("sysrepocfg", "-X", "-d", "running", "-m", "ietf-interfaces")
     assert "set by a domain client" in interfaces
+
+
+# -- a netopeer2 device bootstraps with BRSKI ----------------------------------------------------
+
+
+def day0_interfaces(description: str) -> str:
+    return json.dumps(
+        {
+            "ietf-interfaces:interfaces": {
+                "interface": [
+                    {
+                        "name": "uplink0",
+                        "type": "iana-if-type:ethernetCsmacd",
+                        "description": description,
+                        "enabled": True,
+                    }
+                ]
+            }
+        }
+    )
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    while (value := probe()) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.5)
+    return value
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = make_lab(tmp_path_factory.mktemp("netopeer2"))
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write(
+            "handoff_attempts = 60\nhandoff_backoff = 0.2\nhandoff_max_backoff = 0.5\n"
+            "handoff_timeout = 10.0\nhandoff_poll = 1.0\n"
+        )
+    try:
+        lab.start_masa()
+        lab.start_registrar()
+        run_cli("registrar", "issue-client-cert", "--dir", lab.domain, "--name", "ops",
+                "--admin", "--out", lab.root / "ops")  # fmt: skip
+        yield lab
+    finally:
+        lab.close()
+
+
+def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
+    lab: Lab, netopeer2: Netopeer2, tmp_path: Path
+) -> None:
+    serial, folder = lab.pledge()
+    (folder / "agent.toml").write_text(
+        "bootstrap_retry_delay = 0.3\nbootstrap_max_delay = 1.0\nbootstrap_timeout = 10.0\n"
+    )
+    (tmp_path / "day0.json").write_text(day0_interfaces("configured by the registrar"))
+    run_cli("registrar", "day0", "--dir", lab.domain, "--serial", serial,
+            "--file", tmp_path / "day0.json")  # fmt: skip
+    ops = lab.root / "ops"
+    domain_ca = certs.load_certs((lab.domain / "ca.pem").read_bytes())[0]
+    ops_client = certs.Identity(
+        certs.load_certs((ops / "cert.pem").read_bytes())[0],
+        certs.load_private_key((ops / "key.pem").read_bytes()),
+    )
+    outsider = certs.issue_client(certs.make_ca("another domain", now=NOW), "ops", now=NOW)
+    port = free_port()
+
+    def read_interfaces(client: certs.Identity) -> str:
+        with tls_session(port, client, domain_ca, tmp_path / "client") as session:
+            return str(session.get_config(source="startup").data_xml)
+
+    with pytest.raises(REFUSED):  # before enrollment nothing accepts TLS clients
+        read_interfaces(ops_client)
+    plugin = netopeer2.plugin("--dir", folder, "--registrar", lab.registrar_url,
+                              "--netconf-tls", f"127.0.0.1:{port}")  # fmt: skip
+    try:
+
+        def phase() -> str | None:
+            out = netopeer2.run("sysrepocfg", "-X", "-d", "operational", "-f", "json",
+                                "-x", "/zerotouch-bootstrap:bootstrap/phase")  # fmt: skip
+            value = json.loads(out or "{}").get("zerotouch-bootstrap:bootstrap", {}).get("phase")
+            return value if value == "enrolled" else None
+
+        wait_for("phase enrolled", phase)
+
+        def handoff() -> dict[str, Any] | None:
+            record = lab.device(serial)
+            done = record is not None and record["handoff"]["state"] in ("applied", "failed")
+            return record if done else None
+
+        record = wait_for("the day-0 hand-off", handoff)
+        assert record["state"] == "enroll-confirmed", record
+        assert record["handoff"]["state"] == "applied", record["handoff"]
+        startup = read_interfaces(ops_client)
+        assert "configured by the registrar" in startup
+        with pytest.raises(REFUSED):
+            read_interfaces(outsider)
+    finally:
+        plugin.stop()
+        plugin.log_path.unlink(missing_ok=True)
+    table = run_cli("registrar", "devices", "--dir", lab.domain).stdout
+    assert any(row.startswith(serial) and " applied (" in row for row in table.splitlines())

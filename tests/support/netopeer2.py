@@ -25,12 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.support.processes import REPO, free_port
+from tests.support.processes import REPO, ServerProcess, free_port, start_server
 
 __all__ = ["Netopeer2", "netopeer2_server", "stack_prefix"]
 
@@ -152,6 +153,13 @@ class Netopeer2:
             1, mp_context=context, initializer=_use_environment, initargs=(sysrepo_env,)
         ) as pool:
             return pool.submit(function, *args).result()
+
+    def plugin(self, *args: str | os.PathLike[str]) -> ServerProcess:
+        """``zerotouch netopeer2-plugin ARGS`` on this server's repository, once it reports
+        ``listening netopeer2-plugin``."""
+        sysrepo_env = {k: v for k, v in self.env.items() if k.startswith("SYSREPO_")}
+        with mock.patch.dict(os.environ, sysrepo_env):
+            return start_server("netopeer2-plugin", "-v", "netopeer2-plugin", *args)
 
     def prepare(self) -> None:
         """netopeer2's modules and host key in a new repository, and the loopback listener

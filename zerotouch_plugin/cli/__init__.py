@@ -31,6 +31,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "device": "zerotouch_plugin.cli.device",
     "discovery": "zerotouch_plugin.cli.discovery",
     "proxy": "zerotouch_plugin.cli.proxy",
+    "netopeer2-plugin": "zerotouch_plugin.cli.netopeer2",
 }
 
 
