@@ -66,13 +66,19 @@ class Ansible:
     def run(
         self, command: str, *args: str | Path, timeout: float = 240
     ) -> subprocess.CompletedProcess[str]:
+        return self.run_in(self.home, command, *args, timeout=timeout)
+
+    def run_in(
+        self, folder: Path, command: str, *args: str | Path, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
+        """``command ARGS`` in ``folder``; its output, whatever its exit status."""
         return subprocess.run(
             [tool(command), *map(str, args)],
             capture_output=True,
             text=True,
             timeout=timeout,
             env=self.env(),
-            cwd=self.home,
+            cwd=folder,
             check=False,
         )
 

@@ -63,7 +63,7 @@ requirements:
   - zerotouch (the Python package of this repository, with ncclient, lxml, yangson and
     cryptography) on the controller
 notes:
-  - Runs on the controller (C(connection: local)); the device is reached over NETCONF/TLS.
+  - "Runs on the controller (C(connection: local)); the device is reached over NETCONF/TLS."
   - Use C(module_defaults) with the action group C(group/zerotouch.brski.device) to give the
     certificate options once per play.
 """

@@ -38,7 +38,7 @@ options:
     type: float
     default: 10.0
 notes:
-  - Runs on the controller (C(connection: local) or C(delegate_to: localhost)).
+  - "Runs on the controller (C(connection: local) or C(delegate_to: localhost))."
   - Use C(module_defaults) with the action group C(group/zerotouch.brski.registrar) to give
     these options once per play.
 """

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: device_bootstrap_info
 short_description: Read the bootstrap state of an enrolled zerotouch device
 description:
-  - Reads the C(zerotouch-bootstrap) state of the device over NETCONF/TLS: its phase, the
+  - Reads the C(zerotouch-bootstrap) state of the device over NETCONF/TLS; its phase, the
     LDevID it holds (subject, issuer, validity, fingerprint), the voucher it accepted, its
     trust anchors, its last error and its event history.
   - Never changes anything.

@@ -14,7 +14,7 @@ description:
     only when that differs (C(edit-config), RFC 6241 §7.2). The result is read back and
     compared with what was expected.
   - With O(save), C(startup) is made equal to C(running) (C(copy-config)) when it differs.
-  - Check mode edits nothing: the whole configuration the device would have is sent to
+  - Check mode edits nothing; the whole configuration the device would have is sent to
     C(<validate>) (RFC 6241 §8.6) instead, so a configuration the device would refuse
     fails in check mode too.
   - Values follow the device's own YANG modules, fetched from it with C(get-schema).

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: device_restart_bootstrap
 short_description: Factory-reset a zerotouch device and wait for its re-enrollment
 description:
-  - Sends the C(restart-bootstrap) operation with C(factory-reset) over NETCONF/TLS: the
+  - Sends the C(restart-bootstrap) operation with C(factory-reset) over NETCONF/TLS; the
     device forgets its LDevID, domain trust anchors and voucher and bootstraps again from
     discovery with its IDevID.
   - With O(wait), reads the registrar record until a new enrollment is confirmed (and,
