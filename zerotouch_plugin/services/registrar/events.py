@@ -9,9 +9,13 @@ table holds after that id, then the live events, so a reconnect misses nothing t
 still holds (``events.retention_days``, ``events.max_events``).
 
 Bounded: at most ``events.max_subscribers`` streams (more get 503), each with a queue of
-``events.subscriber_queue`` events; a subscriber that falls further behind is sent an
-``event: dropped`` message and closed (it resumes from its last id), and a write the client
-does not take within ``events.heartbeat`` seconds closes the stream.
+``events.subscriber_queue`` events. A stream whose queue is full (a burst) is no longer fed;
+once it has written what it holds it reads what it missed from the table, a page at a time,
+so a burst costs no memory and loses nothing. A stream more than ``events.max_lag`` events
+behind is sent an ``event: dropped`` message and closed (it resumes with ``Last-Event-ID``),
+and a write the client does not take within ``events.heartbeat`` seconds closes the stream.
+A stream that ended frees its slot when the registrar notices, at the latest with the next
+heartbeat.
 """
 
 from __future__ import annotations
@@ -50,25 +54,26 @@ def sse_frame(event: EventRow) -> bytes:
 
 @dataclass(eq=False)
 class Subscriber:
-    """One stream's queue; ``dropped`` once it fell ``limit`` events behind."""
+    """One stream's queue; ``behind`` once an event did not fit: the stream then reads the
+    table from its last id before it takes the queue again."""
 
     limit: int
     queue: asyncio.Queue[EventRow] = field(init=False)
-    dropped: asyncio.Event = field(default_factory=asyncio.Event)
+    behind: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[object] | None = None  # the handler serving it, cancelled on close
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.limit)
 
-    def offer(self, event: EventRow) -> bool:
-        """Queue ``event``; False (and ``dropped`` set) when the queue is full."""
+    def offer(self, event: EventRow) -> None:
+        """Queue ``event``, or note that the stream is behind."""
+        if self.behind:
+            return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.dropped.set()
-            return False
-        return True
+            self.behind = True
 
 
 class EventHub:
@@ -151,10 +156,8 @@ class EventHub:
         while True:
             batch = await in_thread(self._repo.events_after, self._last, limit=_PAGE)
             for event in batch:
-                for sub in list(self._subscribers):
-                    if not sub.offer(event):
-                        self._subscribers.discard(sub)
-                        self.dropped_total += 1
+                for sub in self._subscribers:
+                    sub.offer(event)
                 self._last = event.id
             if len(batch) < _PAGE:
                 return
@@ -177,7 +180,7 @@ class EventHub:
         )
         try:
             await response.prepare(request)
-            writer = _Writer(response, self._config.heartbeat)
+            writer = _Writer(response, self._config.heartbeat, self)
             await writer.send(b"retry: 2000\n\n")
             sent = after if after is not None else mark
             while after is not None and sent < mark:
@@ -196,18 +199,9 @@ class EventHub:
 
     async def _live(self, sub: Subscriber, writer: _Writer, sent: int) -> None:
         while not sub.closed.is_set():
-            if sub.queue.empty() and sub.dropped.is_set():
-                message = json.dumps(
-                    {
-                        "reason": "slow-subscriber",
-                        "message": f"more than {sub.limit} events were waiting for this stream; "
-                        f"reconnect with Last-Event-ID: {sent}",
-                        "last_id": sent,
-                    }
-                )
-                await writer.send(f"event: dropped\ndata: {message}\n\n".encode())
-                log.warning("events: a subscriber fell %d events behind: dropped", sub.limit)
-                return
+            if sub.behind and sub.queue.empty():
+                sent = await self._catch_up(sub, writer, sent)
+                continue
             try:
                 event = await asyncio.wait_for(sub.queue.get(), self._config.heartbeat)
             except TimeoutError:
@@ -217,6 +211,35 @@ class EventHub:
                 await writer.send(sse_frame(event))
                 sent = event.id
 
+    async def _catch_up(self, sub: Subscriber, writer: _Writer, sent: int) -> int:
+        """Write what the table holds after ``sent`` up to where the queue takes over again;
+        ``dropped`` (and the stream ends) when that is more than ``max_lag`` events."""
+        mark = self._last
+        sub.behind = False  # events after ``mark`` are queued again
+        if mark - sent > self._config.max_lag:
+            message = json.dumps(
+                {
+                    "reason": "slow-subscriber",
+                    "message": f"this stream is {mark - sent} events behind, more than "
+                    f"events.max_lag; reconnect with Last-Event-ID: {sent}",
+                    "last_id": sent,
+                }
+            )
+            self.dropped_total += 1
+            log.warning("events: a subscriber %d events behind: dropped", mark - sent)
+            await writer.send(f"event: dropped\ndata: {message}\n\n".encode())
+            raise ConnectionResetError("event subscriber too far behind")
+        while sent < mark:
+            page = await in_thread(self._repo.events_after, sent, limit=_PAGE)
+            for event in page:
+                if event.id > mark:
+                    return sent
+                await writer.send(sse_frame(event))
+                sent = event.id
+            if len(page) < _PAGE:
+                break
+        return sent
+
 
 @dataclass
 class _Writer:
@@ -224,12 +247,14 @@ class _Writer:
 
     response: web.StreamResponse
     timeout: float
+    hub: EventHub
 
     async def send(self, data: bytes) -> None:
         try:
             await asyncio.wait_for(self.response.write(data), self.timeout)
         except TimeoutError:
-            log.warning("events: a subscriber took no data for %g s: closed", self.timeout)
+            log.warning("events: a subscriber took no data for %g s: dropped", self.timeout)
+            self.hub.dropped_total += 1
             raise ConnectionResetError("event subscriber does not read") from None
 
 
