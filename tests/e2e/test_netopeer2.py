@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -116,6 +118,23 @@ def tls_session(port: int, client: certs.Identity, ca: x509.Certificate, folder:
     )
 
 
+def presented(port: int, client: certs.Identity) -> x509.Certificate:
+    """The certificate the TLS endpoint presents to a new handshake as ``client``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with tempfile.TemporaryDirectory() as folder:
+        pem = Path(folder) / "client.pem"
+        pem.write_bytes(certs.certs_pem([client.cert]) + certs.key_pem(client.key))
+        context.load_cert_chain(pem)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
 def serve_and_ask(folder: Path, login: Login) -> tuple[str | None, str | None, str, list[Any]]:
     """In a child process: the host serves a state, an RPC and a notification; a NETCONF
     client of netopeer2 reads, calls and receives them."""
@@ -189,6 +208,7 @@ def install_check_forget(folder: Path, port: int) -> None:
     ldevid = certs.issue_tls_server(domain, "device", hosts=["127.0.0.1"], now=NOW)
     admin = certs.issue_client(domain, "zerotouch-registrar", now=NOW)
     outsider = certs.issue_client(stranger, "zerotouch-registrar", now=NOW)
+    renewed = certs.issue_tls_server(domain, "device", hosts=["127.0.0.1"], now=NOW)
 
     def configure(client: certs.Identity) -> bool:
         with tls_session(port, client, domain.cert, folder / "client") as session:
@@ -205,13 +225,24 @@ def install_check_forget(folder: Path, port: int) -> None:
             assert await asyncio.to_thread(configure, admin)
             with pytest.raises(REFUSED):
                 await asyncio.to_thread(configure, outsider)
+            # a renewal under the same anchors: the open session continues, new ones see it
+            session = await asyncio.to_thread(
+                tls_session, port, admin, domain.cert, folder / "client"
+            )
+            try:
+                await host.install_identity(SigningIdentity.of(renewed), [domain.cert])
+                reply = await asyncio.to_thread(session.get_config, source="running")
+                assert "set by a domain client" in reply.data_xml
+            finally:
+                await asyncio.to_thread(session.close_session)
+            assert await asyncio.to_thread(presented, port, admin) == renewed.cert
         finally:
             await host.close()
         again = SysrepoHost(folder, tls_port=port)
         await again.open()
         try:
             installed = again.installed_identity()
-            assert installed is not None and installed.ldevid == ldevid.cert
+            assert installed is not None and installed.ldevid == renewed.cert
             assert installed.anchors == (domain.cert,)
             assert again.management_ports() == {"netconf-tls-port": port}
             await again.forget_identity()

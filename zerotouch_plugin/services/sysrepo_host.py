@@ -31,7 +31,15 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,13 +81,33 @@ ENDPOINT_NAME = "zerotouch-tls"
 NACM_NAME = "zerotouch-domain"
 # What the identity change touches, in the order sysrepo validates leafrefs between them;
 # forget removes these nodes.
+KEY_PATH = f"/ietf-keystore:keystore/asymmetric-keys/asymmetric-key[name='{KEY_NAME}']"
+BAG_PATH = f"/ietf-truststore:truststore/certificate-bags/certificate-bag[name='{BAG_NAME}']"
+ENDPOINT_PATH = (
+    f"/ietf-netconf-server:netconf-server/listen/endpoints/endpoint[name='{ENDPOINT_NAME}']"
+)
 IDENTITY_PATHS: tuple[str, ...] = (
-    f"/ietf-keystore:keystore/asymmetric-keys/asymmetric-key[name='{KEY_NAME}']",
-    f"/ietf-truststore:truststore/certificate-bags/certificate-bag[name='{BAG_NAME}']",
-    f"/ietf-netconf-server:netconf-server/listen/endpoints/endpoint[name='{ENDPOINT_NAME}']",
+    KEY_PATH,
+    BAG_PATH,
+    ENDPOINT_PATH,
     f"/ietf-netconf-acm:nacm/groups/group[name='{NACM_NAME}']",
     f"/ietf-netconf-acm:nacm/rule-list[name='{NACM_NAME}']",
 )
+
+
+def _anchor_paths(indexes: Iterable[int]) -> list[str]:
+    """The truststore entries and cert-to-name rules of the anchors at ``indexes``."""
+    return [
+        path
+        for index in indexes
+        for path in (
+            f"{BAG_PATH}/certificate[name='domain-ca-{index}']",
+            f"{ENDPOINT_PATH}/tls/netconf-server-parameters/client-identity-mappings"
+            f"/cert-to-name[id='{index + 1}']",
+        )
+    ]
+
+
 _CRYPTO = "ietf-crypto-types"
 # Key type -> (ietf-crypto-types private key format, encoding of the key) libnetconf2 reads.
 _PRIVATE_FORMATS: tuple[tuple[type, str], ...] = (
@@ -480,10 +508,10 @@ class SysrepoHost:
             port=self.tls_port,
             user=self.domain_user,
         )
-        if self._stored is not None:
-            await self._apply(delete=IDENTITY_PATHS, edit=edit)
-        else:
-            await self._apply(delete=(), edit=edit)
+        # A renewal merges over the installed identity (same names: the endpoint stays, its
+        # sessions continue) and drops only the anchors the new set no longer has.
+        stale = len(self._stored.anchors) if self._stored is not None else 0
+        await self._apply(delete=_anchor_paths(range(len(anchors), stale)), edit=edit)
         self._stored = _Stored(identity.cert, tuple(anchors))
         log.info(
             "domain identity installed: NETCONF/TLS on %s:%d for %s",
