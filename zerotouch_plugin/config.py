@@ -597,10 +597,6 @@ class AgentConfig:
     well-known registrar (method ``vendor``); ``discovery_timeout`` the seconds each method
     searches (``discovery_timeouts`` per method). A failed candidate is set aside for
     ``bootstrap_retry_delay``, doubled per failure up to ``bootstrap_max_delay``.
-
-    Renewal (RFC 7030 §4.2.2): with ``renewal`` the agent renews the LDevID by EST
-    simplereenroll at ``renew_fraction`` (0.5 to 0.9) of its validity period, at the
-    registrar that enrolled the device.
     """
 
     registrars: tuple[str, ...] = ()
@@ -615,8 +611,6 @@ class AgentConfig:
     vendor_registrar: str | None = None
     discovery_timeout: float = 2.0
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    renewal: bool = True
-    renew_fraction: float = 0.75
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))
@@ -630,15 +624,9 @@ class AgentConfig:
             require_positive(getattr(self, name), name, "a number of seconds")
         if self.bootstrap_max_delay < self.bootstrap_retry_delay:
             raise ValueError("bootstrap_max_delay must be at least bootstrap_retry_delay")
-        for name in ("nonceless_allowed", "renewal"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be true or false")
+        if not isinstance(self.nonceless_allowed, bool):
+            raise TypeError("nonceless_allowed must be true or false")
         _check_integers(self, (("bootstrap_rounds", 0, None), ("bootstrap_history", 1, 65535)))
-        # the bounds of roles/renewal.py: earlier wastes certificates, later leaves too
-        # little time to retry through a registrar outage
-        require_positive(self.renew_fraction, "renew_fraction", "a fraction")
-        if not 0.5 <= self.renew_fraction <= 0.9:
-            raise ValueError("renew_fraction must be between 0.5 and 0.9 of the LDevID's lifetime")
 
     def _check_discovery(self) -> None:
         """Method names known (RFC 8995 §4.1), each once, with what they need."""
@@ -730,8 +718,6 @@ class DeviceConfig:
     vendor_registrar: str | None = None
     discovery_timeout: float = 2.0
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    renewal: bool = True
-    renew_fraction: float = 0.75
     max_edit_entries: int = 20_000
     netconf_limits: NetconfLimits = NetconfLimits()
     limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
