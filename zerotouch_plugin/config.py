@@ -359,6 +359,8 @@ class MasaConfig:
     db: str | None = None  # database URL; None = masa.db in the folder (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
     audit_max_events: int = 1024  # longer audit logs are abridged (RFC 8995 §5.8.1)
+    # a file holding the bearer token GET /metrics needs; None: no metrics served
+    metrics_token_file: str | None = None
     limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
@@ -373,7 +375,7 @@ class MasaConfig:
         for name in ("nonceless_allowed", "require_client_cert"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false")
-        for name in ("pinned_domain_cert", "db"):
+        for name in ("pinned_domain_cert", "db", "metrics_token_file"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string")
         for name in ("voucher_lifetime", "max_body_bytes", "audit_max_events"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import ssl
@@ -31,6 +32,8 @@ from zerotouch_plugin.errors import (
     ConfigError,
     Expired,
     NotAcceptable,
+    NotFound,
+    PolicyRefused,
     UnsupportedMediaType,
     UntrustedSigner,
 )
@@ -38,6 +41,7 @@ from zerotouch_plugin.roles import masa
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._http import accepts, make_app, media_type_of, read_body
 from zerotouch_plugin.services._limits import GatedTlsSite
+from zerotouch_plugin.services._metrics import HttpMetrics, exposition
 from zerotouch_plugin.services._tls import peer_certificate, server_context
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.masa import DeviceState, IssuedVoucher, IssueRecord, MasaRepository
@@ -292,8 +296,47 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
 
     app.router.add_post(VOUCHER_PATH, request_voucher)
     app.router.add_post(AUDIT_PATH, request_audit_log)
+    _serve_metrics(app, _metrics_token(ctx))
     app.cleanup_ctx.append(lambda _: _watch_claims(ctx))
     return app
+
+
+_MIN_TOKEN = 16  # bytes of a metrics bearer token
+
+
+def _metrics_token(ctx: MasaContext) -> bytes | None:
+    """The bearer token of ``metrics_token_file``; ConfigError before the MASA listens when
+    it cannot be read or is too short to guess."""
+    if ctx.config.metrics_token_file is None:
+        return None
+    path = ctx.folder / ctx.config.metrics_token_file
+    try:
+        token = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read metrics_token_file {path}: {exc}") from exc
+    if len(token) < _MIN_TOKEN:
+        raise ConfigError(f"the metrics token in {path} is shorter than {_MIN_TOKEN} bytes")
+    return token
+
+
+def _serve_metrics(app: web.Application, token: bytes | None) -> None:
+    """Request metrics on every route, and ``GET /metrics`` for a client that presents the
+    bearer token (RFC 6750 §2.1; Prometheus ``authorization.credentials_file``): the counts
+    are the vendor's, not something a registrar's certificate should open."""
+    metrics = HttpMetrics("masa")
+    app.middlewares.append(metrics.middleware())
+
+    async def serve(request: web.Request) -> web.Response:
+        if token is None:
+            raise NotFound("metrics are off: set metrics_token_file in masa.toml")
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("utf-8", "replace"), token
+        ):
+            raise PolicyRefused("GET /metrics needs 'Authorization: Bearer' with the metrics token")
+        return await exposition(metrics.registry)
+
+    app.router.add_get("/metrics", serve)
 
 
 CLAIM_POLL = 1.0  # seconds between looks for domains claimed while the MASA serves
