@@ -200,19 +200,50 @@ def test_the_host_serves_state_rpc_and_notification_through_netopeer2(
     assert "bootstrap-phase-change" in notification and "discovering" in notification
 
 
-def install_check_forget(folder: Path, port: int) -> None:
-    """In a child process: TLS refused before the identity, open to the domain's clients
-    only once installed, still installed for a new host process, refused after forget."""
-    domain = certs.make_ca("domain CA", now=NOW)
-    stranger = certs.make_ca("another domain CA", now=NOW)
-    ldevid = certs.issue_tls_server(domain, "device", hosts=["127.0.0.1"], now=NOW)
-    admin = certs.issue_client(domain, "zerotouch-registrar", now=NOW)
-    outsider = certs.issue_client(stranger, "zerotouch-registrar", now=NOW)
-    renewed = certs.issue_tls_server(domain, "device", hosts=["127.0.0.1"], now=NOW)
+PKI_NAMES = ("domain", "ldevid", "renewed", "admin", "outsider")
 
-    def configure(client: certs.Identity) -> bool:
-        with tls_session(port, client, domain.cert, folder / "client") as session:
-            return bool(session.edit_config(target="running", config=INTERFACE).ok)
+
+def write_pki(folder: Path) -> None:
+    """A domain CA, two LDevIDs it issued (the second a renewal), a domain client and a
+    client of another domain, as PEM files (keys do not pickle into a child process)."""
+    domain = certs.make_ca("domain CA", now=NOW)
+    made = {
+        "domain": domain,
+        "ldevid": certs.issue_tls_server(domain, "device", hosts=["127.0.0.1"], now=NOW),
+        "renewed": certs.issue_tls_server(domain, "device", hosts=["127.0.0.1"], now=NOW),
+        "admin": certs.issue_client(domain, "zerotouch-registrar", now=NOW),
+        "outsider": certs.issue_client(
+            certs.make_ca("another domain CA", now=NOW), "zerotouch-registrar", now=NOW
+        ),
+    }
+    folder.mkdir()
+    for name, identity in made.items():
+        (folder / f"{name}.pem").write_bytes(
+            certs.certs_pem([identity.cert]) + certs.key_pem(identity.key)
+        )
+
+
+def read_pki(folder: Path) -> dict[str, certs.Identity]:
+    return {
+        name: certs.Identity(
+            certs.load_certs(data := (folder / f"{name}.pem").read_bytes())[0],
+            certs.load_private_key(data),
+        )
+        for name in PKI_NAMES
+    }
+
+
+def configure(
+    port: int, client: certs.Identity, pki: dict[str, certs.Identity], folder: Path
+) -> bool:
+    with tls_session(port, client, pki["domain"].cert, folder / "client") as session:
+        return bool(session.edit_config(target="running", config=INTERFACE).ok)
+
+
+def install_and_renew(folder: Path, port: int) -> None:
+    """In a child process: TLS refused before the identity, open to the domain's clients
+    only once installed; a renewal keeps the open session and is presented to new ones."""
+    pki = read_pki(folder / "pki")
 
     async def scenario() -> None:
         host = SysrepoHost(folder, tls_port=port)
@@ -220,37 +251,48 @@ def install_check_forget(folder: Path, port: int) -> None:
         try:
             assert host.installed_identity() is None and host.management_ports() == {}
             with pytest.raises(REFUSED):
-                await asyncio.to_thread(configure, admin)
-            await host.install_identity(SigningIdentity.of(ldevid), [domain.cert])
-            assert await asyncio.to_thread(configure, admin)
+                await asyncio.to_thread(configure, port, pki["admin"], pki, folder)
+            await host.install_identity(SigningIdentity.of(pki["ldevid"]), [pki["domain"].cert])
+            assert await asyncio.to_thread(configure, port, pki["admin"], pki, folder)
             with pytest.raises(REFUSED):
-                await asyncio.to_thread(configure, outsider)
-            # a renewal under the same anchors: the open session continues, new ones see it
+                await asyncio.to_thread(configure, port, pki["outsider"], pki, folder)
             session = await asyncio.to_thread(
-                tls_session, port, admin, domain.cert, folder / "client"
+                tls_session, port, pki["admin"], pki["domain"].cert, folder / "client"
             )
             try:
-                await host.install_identity(SigningIdentity.of(renewed), [domain.cert])
+                renewed = SigningIdentity.of(pki["renewed"])
+                await host.install_identity(renewed, [pki["domain"].cert])
                 reply = await asyncio.to_thread(session.get_config, source="running")
                 assert "set by a domain client" in reply.data_xml
             finally:
                 await asyncio.to_thread(session.close_session)
-            assert await asyncio.to_thread(presented, port, admin) == renewed.cert
+            assert await asyncio.to_thread(presented, port, pki["admin"]) == renewed.cert
         finally:
             await host.close()
-        again = SysrepoHost(folder, tls_port=port)
-        await again.open()
+
+    asyncio.run(scenario())
+
+
+def restart_and_forget(folder: Path, port: int) -> None:
+    """In a child process, after netopeer2 restarted from startup: a new host finds the
+    renewed identity and the listener works; forget closes it again."""
+    pki = read_pki(folder / "pki")
+
+    async def scenario() -> None:
+        host = SysrepoHost(folder, tls_port=port)
+        await host.open()
         try:
-            installed = again.installed_identity()
-            assert installed is not None and installed.ldevid == renewed.cert
-            assert installed.anchors == (domain.cert,)
-            assert again.management_ports() == {"netconf-tls-port": port}
-            await again.forget_identity()
-            assert again.installed_identity() is None
+            installed = host.installed_identity()
+            assert installed is not None and installed.ldevid == pki["renewed"].cert
+            assert installed.anchors == (pki["domain"].cert,)
+            assert host.management_ports() == {"netconf-tls-port": port}
+            assert await asyncio.to_thread(configure, port, pki["admin"], pki, folder)
+            await host.forget_identity()
+            assert host.installed_identity() is None and host.management_ports() == {}
             with pytest.raises(REFUSED):
-                await asyncio.to_thread(configure, admin)
+                await asyncio.to_thread(configure, port, pki["admin"], pki, folder)
         finally:
-            await again.close()
+            await host.close()
 
     asyncio.run(scenario())
 
@@ -258,7 +300,13 @@ def install_check_forget(folder: Path, port: int) -> None:
 def test_the_identity_opens_a_tls_listener_for_the_domain_only_and_survives_restart(
     netopeer2: Netopeer2, tmp_path: Path
 ) -> None:
-    netopeer2.isolated(install_check_forget, tmp_path, free_port())
+    write_pki(tmp_path / "pki")
+    port = free_port()
+    netopeer2.isolated(install_and_renew, tmp_path, port)
+    startup = netopeer2.run("sysrepocfg", "-X", "-d", "startup", "-m", "ietf-netconf-server")
+    assert "zerotouch-tls" in startup and "test-ssh" in startup
+    netopeer2.restart()  # running is rebuilt from startup
+    netopeer2.isolated(restart_and_forget, tmp_path, port)
     startup = netopeer2.run("sysrepocfg", "-X", "-d", "startup", "-m", "ietf-netconf-server")
     assert "zerotouch-tls" not in startup and "test-ssh" in startup
     interfaces = netopeer2.run("sysrepocfg", "-X", "-d", "running", "-m", "ietf-interfaces")

@@ -248,11 +248,21 @@ class Netopeer2:
                 self.process.wait(timeout)
         return self.process.returncode
 
+    def restart(self) -> None:
+        """Stop the server and drop sysrepo's shared memory, so that running is loaded
+        from startup again (what a reboot of the device does), then start it."""
+        self.stop()
+        self._remove_shm()
+        self.start()
+
+    def _remove_shm(self) -> None:
+        for path in SHM.glob(f"{self.shm_prefix}*"):
+            path.unlink(missing_ok=True)
+
     def remove(self) -> None:
         """Stop the server and delete the repository and this server's shared memory."""
         self.stop()
-        for path in SHM.glob(f"{self.shm_prefix}*"):
-            path.unlink(missing_ok=True)
+        self._remove_shm()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
