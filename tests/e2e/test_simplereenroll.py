@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.e2e.test_brski_flow import Lab, enroll_here, make_lab
+from tests.support.processes import run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.errors import (
@@ -304,9 +305,13 @@ def test_revoked_and_unknown_ldevids_are_refused(lab: Lab, tmp_path: Path) -> No
     )  # fmt: skip
     with pytest.raises(CertificateError, match="not one this registrar issued"):
         renew(lab, device, csr_for(device.serial, key), current=Identity(forged, key))
-    # revoked by the operator
+    # revoked by the operator while the registrar serves
     fingerprint = certs.fingerprint(device.ldevid.cert)
-    repository(lab).revoke_certificate(fingerprint, reason="key compromised", now=datetime.now(UTC))
+    revoked = run_cli(
+        "registrar", "revoke", "--dir", lab.domain, "--serial", device.serial,
+        "--reason", "key compromised",
+    )  # fmt: skip
+    assert revoked.stdout == f"revoked {fingerprint}\n"
     with pytest.raises(CertificateError, match=r"revoked .*key compromised"):
         renew(lab, device, csr_for(device.serial, key))
     # nor does it enroll by simpleenroll

@@ -60,6 +60,7 @@ DEVICE_COLUMNS = (
 
 
 CELL_LIMIT = 80  # characters of a stored value shown in a table cell
+REASON_LIMIT = 200  # characters of a revocation reason
 
 
 def _now() -> datetime:
@@ -243,6 +244,26 @@ def cmd_handoff(args: argparse.Namespace) -> int:
         f"hand-off of {args.serial} queued for {target}: a running registrar pushes it within "
         f"{config.handoff_poll:g} s ('registrar devices' shows the outcome)"
     )
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Revoke LDevIDs: they no longer renew (simplereenroll) or enroll (simpleenroll)."""
+    if not args.reason or printable(args.reason, limit=REASON_LIMIT) != args.reason:
+        raise ConfigError(
+            f"--reason must be one line of 1 to {REASON_LIMIT} printable characters: the "
+            "registrar quotes it to a device that presents the revoked LDevID"
+        )
+    repo = _repo(args)
+    if args.fingerprint:
+        repo.revoke_certificate(args.fingerprint, reason=args.reason, now=_now())
+        revoked = [args.fingerprint]
+    else:
+        revoked = repo.revoke_device_certificates(args.serial, reason=args.reason, now=_now())
+    for fingerprint in revoked:
+        print(f"revoked {fingerprint}")
+    if not revoked:
+        print(f"device {args.serial} holds no LDevID that is not revoked already")
     return 0
 
 
@@ -460,6 +481,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         cmd_handoff,
     )
     p.add_argument("--serial", required=True, help="device serial number")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
+
+    p = add(
+        "revoke",
+        "revoke a device's LDevIDs, or one by fingerprint: no renewal or enrollment with them",
+        cmd_revoke,
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="every LDevID of this device")
+    which.add_argument("--fingerprint", help="one certificate, sha256:<hex>")
+    p.add_argument("--reason", required=True, help="recorded with the revocation")
     p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
     p = add(

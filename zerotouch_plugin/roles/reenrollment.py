@@ -16,7 +16,6 @@ day-0 hand-off; only the current LDevID on the device record changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
@@ -31,6 +30,7 @@ from zerotouch_plugin.errors import (
     Expired,
     ZerotouchError,
 )
+from zerotouch_plugin.roles.ldevid_records import IssuedCertificate
 from zerotouch_plugin.roles.registrar import (
     ADMIN_OU,
     ClientIdentity,
@@ -39,18 +39,7 @@ from zerotouch_plugin.roles.registrar import (
 )
 from zerotouch_plugin.roles.states import RegistrarDeviceState
 
-__all__ = [
-    "EVENT_RENEWED",
-    "EVENT_REVOKED",
-    "RENEWABLE_STATES",
-    "IssuedCertificate",
-    "authenticate_reenrollment",
-    "keep_state",
-]
-
-# What the certificate history records beside each issued LDevID.
-EVENT_RENEWED = "renewed"  # this LDevID authenticated a renewal; detail: the new fingerprint
-EVENT_REVOKED = "revoked"  # no longer accepted; detail: why
+__all__ = ["RENEWABLE_STATES", "authenticate_reenrollment", "keep_state"]
 
 # States in which a device holds an LDevID from this registrar.
 RENEWABLE_STATES = frozenset(
@@ -60,19 +49,6 @@ RENEWABLE_STATES = frozenset(
         RegistrarDeviceState.ENROLL_CONFIRMED,
     }
 )
-
-
-@dataclass(frozen=True)
-class IssuedCertificate:
-    """What the registrar recorded about a certificate it issued."""
-
-    serial: str
-    fingerprint: str
-    kind: str  # enroll | reenroll
-    issued_at: datetime
-    not_after: datetime
-    revoked_at: datetime | None = None
-    revoked_reason: str | None = None
 
 
 def authenticate_reenrollment(

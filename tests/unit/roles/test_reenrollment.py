@@ -15,9 +15,9 @@ from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.errors import AccessDenied, CertificateError, Conflict, Expired
 from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.roles.ldevid_records import IssuedCertificate
 from zerotouch_plugin.roles.reenrollment import (
     RENEWABLE_STATES,
-    IssuedCertificate,
     authenticate_reenrollment,
     keep_state,
 )

@@ -15,7 +15,7 @@ from sqlalchemy import Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.errors import Conflict, NotFound
-from zerotouch_plugin.roles.reenrollment import EVENT_RENEWED, EVENT_REVOKED, IssuedCertificate
+from zerotouch_plugin.roles.ldevid_records import EVENT_RENEWED, EVENT_REVOKED, IssuedCertificate
 from zerotouch_plugin.store.db import Base, UTCDateTime
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import advance_device, lock_device
@@ -182,6 +182,24 @@ class CertificateRecords(Records):
                 raise NotFound(f"no certificate {fingerprint} was issued by this registrar")
             if _revocation(s, fingerprint) is None:
                 _revoke(s, row, reason=reason, now=now)
+
+    def revoke_device_certificates(self, serial: str, *, reason: str, now: datetime) -> list[str]:
+        """Revoke every LDevID of ``serial`` not revoked yet, under the device's lock (so no
+        renewal slips in between): the fingerprints revoked, oldest first (NotFound for an
+        unknown device)."""
+        with self.db.session() as s:
+            lock_device(s, serial)
+            rows = s.scalars(
+                select(CertificateModel)
+                .where(CertificateModel.serial == serial)
+                .order_by(CertificateModel.id)
+            ).all()
+            revoked = []
+            for row in rows:
+                if _revocation(s, row.fingerprint) is None:
+                    _revoke(s, row, reason=reason, now=now)
+                    revoked.append(row.fingerprint)
+            return revoked
 
     def certificate_events(self, fingerprint: str) -> list[tuple[str, datetime, str]]:
         """The history of one certificate: (event, when, detail), oldest first."""

@@ -11,7 +11,8 @@ import pytest
 
 from tests.unit.store.registrar.support import NOW, enroll_status, enrolled, open_repo
 from zerotouch_plugin.errors import Conflict, NotFound
-from zerotouch_plugin.roles.reenrollment import IssuedCertificate, keep_state
+from zerotouch_plugin.roles.ldevid_records import IssuedCertificate
+from zerotouch_plugin.roles.reenrollment import keep_state
 from zerotouch_plugin.store.registrar import RegistrarRepository
 
 LATER = NOW + timedelta(hours=1)
