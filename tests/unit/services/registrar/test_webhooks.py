@@ -1,0 +1,91 @@
+"""Webhook and event-stream configuration: what registrar.toml may say, and what is refused
+before the registrar listens (a plain-http URL to another host, a missing or short secret,
+unreadable TLS files); the body signature a receiver checks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+import pytest
+
+from zerotouch_plugin.config import RegistrarConfig, WebhookConfig, load_config
+from zerotouch_plugin.errors import ConfigError
+from zerotouch_plugin.services.registrar.webhooks import load_webhooks, sign
+from zerotouch_plugin.store.db import open_database
+from zerotouch_plugin.store.registrar import RegistrarRepository
+
+HOOK = {"name": "nms", "url": "https://nms.example/hook", "secret_file": "s"}
+
+
+def test_registrar_toml_with_events_and_webhooks(tmp_path: Path) -> None:
+    path = tmp_path / "registrar.toml"
+    path.write_text(
+        "[events]\nmax_subscribers = 4\nheartbeat = 2.5\n\n"
+        '[[webhooks]]\nname = "a"\nurl = "https://nms.example/a"\nsecret_file = "a.key"\n\n'
+        '[[webhooks]]\nname = "b"\nurl = "http://127.0.0.1:9000/b"\nsecret_file = "b.key"\n'
+        "backoff = 0.5\n"
+    )
+    config = load_config(RegistrarConfig, path, {})
+    assert config.events.max_subscribers == 4 and config.events.heartbeat == 2.5
+    assert config.events.subscriber_queue == 1000  # the default
+    assert [(h.name, h.url, h.backoff) for h in config.webhooks] == [
+        ("a", "https://nms.example/a", 1.0),
+        ("b", "http://127.0.0.1:9000/b", 0.5),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"url": "http://nms.example/hook"}, "must be https"),
+        ({"url": "ftp://127.0.0.1/x"}, "must be https"),
+        ({"url": "https:///nohost"}, "names no host"),
+        ({"name": "a b"}, "letters, digits"),
+        ({"cert": "c.pem"}, "cert and key go together"),
+        ({"backoff": 10.0, "max_backoff": 1.0}, "max_backoff"),
+        ({"timeout": 0}, "positive"),
+    ],
+)
+def test_bad_webhooks_are_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        WebhookConfig(**{**HOOK, **change})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"events": {"max_subscribers": 0}}, "events.max_subscribers must be at least 1"),
+        ({"events": {"nope": 1}}, "unknown events keys: nope"),
+        ({"webhooks": [HOOK, HOOK]}, "every name must be different"),
+        ({"webhooks": HOOK}, "array of tables"),
+    ],
+)
+def test_bad_event_settings_are_refused(values: dict[str, object], message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        RegistrarConfig(**values)  # type: ignore[arg-type]
+
+
+def test_secret_and_tls_files_are_checked_before_listening(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'r.db'}")
+    repo = RegistrarRepository(db)
+    hook = WebhookConfig(**HOOK)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="cannot read secret_file"):
+        load_webhooks(repo, (hook,), tmp_path)
+    (tmp_path / "s").write_text("short\n")
+    with pytest.raises(ConfigError, match="shorter than 16 bytes"):
+        load_webhooks(repo, (hook,), tmp_path)
+    (tmp_path / "s").write_text("a-long-enough-secret\n")
+    [worker] = load_webhooks(repo, (hook,), tmp_path)
+    assert worker.hook is hook
+    with_ca = WebhookConfig(**HOOK, ca="missing-ca.pem")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="cannot load its TLS files"):
+        load_webhooks(repo, (with_ca,), tmp_path)
+
+
+def test_signature_is_hmac_sha256_of_the_body() -> None:
+    body = b'{"id":1,"type":"enrolled"}'
+    expected = hmac.new(b"k" * 16, body, hashlib.sha256).hexdigest()
+    assert sign(b"k" * 16, body) == f"sha256={expected}"
+    assert sign(b"k" * 16, body + b" ") != sign(b"k" * 16, body)
