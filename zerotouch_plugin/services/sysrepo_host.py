@@ -237,10 +237,21 @@ def identity_edit(
 
 @dataclass(frozen=True)
 class _Stored:
-    """The identity as read back from running."""
+    """The identity as read back from running, with the Signer of the LDevID key (the
+    key is in netopeer2's keystore, in the clear: libnetconf2 reads it so)."""
 
     ldevid: x509.Certificate
     anchors: tuple[x509.Certificate, ...]
+    signer: SoftwareSigner
+
+
+def _load_b64_key(value: object) -> SoftwareSigner:
+    if not isinstance(value, str):
+        raise ValueError("cleartext-private-key is not a string")
+    key = serialization.load_der_private_key(base64.b64decode(value, validate=True), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ValueError(f"the keystore holds a {type(key).__name__}, not an EC or RSA key")
+    return SoftwareSigner(key)
 
 
 def _load_b64_cert(value: object) -> x509.Certificate:
@@ -271,6 +282,7 @@ def _stored_identity(tree: Mapping[str, Any]) -> _Stored | None:
     return _Stored(
         _load_b64_cert(cert.get("cert-data")),
         tuple(_load_b64_cert(c.get("cert-data")) for c in bag["certificate"]),
+        _load_b64_key(key.get("cleartext-private-key")),
     )
 
 
@@ -477,7 +489,8 @@ class SysrepoHost:
         """The notification through sysrepo (netopeer2 forwards it to NETCONF subscribers)."""
         if self._session is None:
             return
-        libyang = __import__("libyang")
+        import libyang
+
         with self._conn.get_ly_ctx() as ctx:
             node = ctx.parse_op_mem(
                 "json", json.dumps({name: dict(data)}), dtype=libyang.DataType.NOTIF_YANG
@@ -512,7 +525,9 @@ class SysrepoHost:
         # sessions continue) and drops only the anchors the new set no longer has.
         stale = len(self._stored.anchors) if self._stored is not None else 0
         await self._apply(delete=_anchor_paths(range(len(anchors), stale)), edit=edit)
-        self._stored = _Stored(identity.cert, tuple(anchors))
+        self._stored = _Stored(
+            identity.cert, tuple(anchors), SoftwareSigner(tls_identity(identity).key)
+        )
         log.info(
             "domain identity installed: NETCONF/TLS on %s:%d for %s",
             self.tls_address,
