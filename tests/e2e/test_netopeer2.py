@@ -360,9 +360,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.close()
 
 
+@pytest.fixture
+def vendor_netopeer2() -> Iterator[Netopeer2]:
+    """netopeer2 set up as docs/netopeer2.md tells a vendor: the agent's module installed
+    with ``zerotouch netopeer2-plugin --install-modules`` before netopeer2-server starts."""
+    with netopeer2_server(start=False) as server:
+        assert server.cli("netopeer2-plugin", "--install-modules").split() == [
+            "zerotouch-bootstrap",
+            "installed",
+        ]
+        server.start()
+        yield server
+
+
 def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
-    lab: Lab, netopeer2: Netopeer2, tmp_path: Path
+    lab: Lab, vendor_netopeer2: Netopeer2, tmp_path: Path
 ) -> None:
+    netopeer2 = vendor_netopeer2
     serial, folder = lab.pledge()
     (folder / "agent.toml").write_text(
         "bootstrap_retry_delay = 0.3\nbootstrap_max_delay = 1.0\nbootstrap_timeout = 10.0\n"

@@ -31,7 +31,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.support.processes import REPO, ServerProcess, free_port, start_server
+from tests.support.processes import REPO, ServerProcess, free_port, run_cli, start_server
 
 __all__ = ["Netopeer2", "netopeer2_server", "stack_prefix"]
 
@@ -148,18 +148,26 @@ class Netopeer2:
         environment at first use), so a test process that talks to several servers does it
         from children; exceptions (failed asserts) come back to the caller."""
         context = multiprocessing.get_context("spawn")
-        sysrepo_env = {k: v for k, v in self.env.items() if k.startswith("SYSREPO_")}
         with ProcessPoolExecutor(
-            1, mp_context=context, initializer=_use_environment, initargs=(sysrepo_env,)
+            1, mp_context=context, initializer=_use_environment, initargs=(self.sysrepo_env,)
         ) as pool:
             return pool.submit(function, *args).result()
+
+    @property
+    def sysrepo_env(self) -> dict[str, str]:
+        """The variables that point a sysrepo client at this server's repository."""
+        return {k: v for k, v in self.env.items() if k.startswith("SYSREPO_")}
 
     def plugin(self, *args: str | os.PathLike[str]) -> ServerProcess:
         """``zerotouch netopeer2-plugin ARGS`` on this server's repository, once it reports
         ``listening netopeer2-plugin``."""
-        sysrepo_env = {k: v for k, v in self.env.items() if k.startswith("SYSREPO_")}
-        with mock.patch.dict(os.environ, sysrepo_env):
+        with mock.patch.dict(os.environ, self.sysrepo_env):
             return start_server("netopeer2-plugin", "-v", "netopeer2-plugin", *args)
+
+    def cli(self, *args: str | os.PathLike[str]) -> str:
+        """``zerotouch ARGS`` to completion on this server's repository; its stdout."""
+        with mock.patch.dict(os.environ, self.sysrepo_env):
+            return run_cli(*args).stdout
 
     def prepare(self) -> None:
         """netopeer2's modules and host key in a new repository, and the loopback listener
