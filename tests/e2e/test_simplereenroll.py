@@ -321,6 +321,7 @@ def test_revoked_and_unknown_ldevids_are_refused(lab: Lab, tmp_path: Path) -> No
     assert status == "403" and answer.startswith("bad-certificate:") and "revoked" in answer
     record = lab.device(device.serial)
     assert record is not None and record["ldevid_fingerprint"] == fingerprint  # unchanged
+    assert "was revoked at" in str(record["last_error"])  # the refusal noted on the device
 
 
 def test_oversize_csr_and_weak_key_are_refused(lab: Lab) -> None:

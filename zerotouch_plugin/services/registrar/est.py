@@ -137,7 +137,12 @@ async def simple_reenroll(request: web.Request) -> web.Response:
     issued = None if cert is None else await in_thread(
         reg.repo.issued_certificate, certs.fingerprint(cert)
     )  # fmt: skip
-    client = reenrollment.authenticate_reenrollment(reg.context, cert, issued=issued, now=now)
+    try:
+        client = reenrollment.authenticate_reenrollment(reg.context, cert, issued=issued, now=now)
+    except ZerotouchError as exc:
+        if issued is not None:  # one of ours (revoked, another device's): its device notes it
+            await in_thread(reg.repo.record_error, issued.serial, exc.one_line(), now=now)
+        raise
     serial = client.serial or ""
     try:
         csr = est.parse_csr(body)

@@ -180,6 +180,7 @@ class CertificateRecords(Records):
             ).one_or_none()
             if row is None:
                 raise NotFound(f"no certificate {fingerprint} was issued by this registrar")
+            lock_device(s, row.serial)  # a renewal with it either sees this or came before
             if _revocation(s, fingerprint) is None:
                 _revoke(s, row, reason=reason, now=now)
 
