@@ -409,3 +409,22 @@ def test_openapi_document_is_served(world: World) -> None:
     served = json.loads(body)
     assert served["paths"] == document()["paths"]
     assert served["info"]["title"] == "zerotouch registrar admin API"
+
+
+def test_streams_end_when_the_registrar_stops_and_resume_after_its_restart(world: World) -> None:
+    stream = open_stream(world)
+    world.allow("RS-1")
+    stream.wait(lambda s: any(e["serial"] == "RS-1" for e in s.events()), "RS-1 allowed")
+    last = stream.events()[-1]["id"]
+    registrar = world.lab.registrars.pop()
+    started = time.monotonic()
+    assert registrar.stop() == 0
+    assert time.monotonic() - started < 5, "an open event stream held up the shutdown"
+    assert stream.proc.wait(10) is not None  # the stream ended with the registrar
+    run_cli("registrar", "allow", "--dir", world.lab.domain, "--serial", "RS-2")
+    world.lab.start_registrar()
+    again = open_stream(world, f"Last-Event-ID: {last}")
+    again.wait(lambda s: any(e["serial"] == "RS-2" for e in s.events()), "RS-2 after restart")
+    assert [e["id"] for e in again.events()] == [i for i in world.ids() if i > last]
+    again.close()
+    stream.close()
