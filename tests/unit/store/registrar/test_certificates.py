@@ -5,6 +5,7 @@ renewal is refused."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -86,4 +87,47 @@ def test_renewals_refused_for_unknown_certificates_and_states(db_url: str) -> No
         )  # fmt: skip
     assert repo.issued_certificate("sha256:n") is None
     assert repo.certificate_events("sha256:l1") == []
+    db.dispose()
+
+
+def race(repo: RegistrarRepository, serial: str) -> dict[str, object]:
+    """A renewal and a revocation of ``serial`` started together, as two processes would."""
+    start = threading.Barrier(2)
+    outcome: dict[str, object] = {}
+
+    def renewal() -> None:
+        start.wait()
+        try:
+            renew(repo, serial, f"sha256:{serial}-old", f"sha256:{serial}-new")
+            outcome["renewal"] = "done"
+        except Conflict as exc:
+            outcome["renewal"] = exc
+
+    def revocation() -> None:
+        start.wait()
+        outcome["revoked"] = repo.revoke_device_certificates(serial, reason="stolen", now=LATER)
+
+    threads = [threading.Thread(target=renewal), threading.Thread(target=revocation)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcome
+
+
+def test_revoking_a_device_during_renewals_leaves_nothing_valid(db_url: str) -> None:
+    """One registrar process revokes the device while another renews: the device lock
+    orders them, a renewal first gets its new LDevID revoked too, a renewal second is
+    refused; either way no LDevID of the device stays valid."""
+    db, repo = open_repo(db_url)
+    for round_ in range(5):
+        serial = f"SN{round_}"
+        enrolled(repo, serial, f"sha256:{serial}-old")
+        outcome = race(repo, serial)
+        assert set(outcome) == {"renewal", "revoked"}, outcome
+        for fingerprint in (f"sha256:{serial}-old", f"sha256:{serial}-new"):
+            issued = repo.issued_certificate(fingerprint)
+            assert issued is None or issued.revoked_reason == "stolen", (outcome, issued)
+        if outcome["renewal"] == "done":
+            assert f"sha256:{serial}-new" in outcome["revoked"]  # type: ignore[operator]
     db.dispose()
