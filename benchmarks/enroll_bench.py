@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from zerotouch_plugin.artifacts import certs  # noqa: E402
+from zerotouch_plugin.artifacts.signer import tls_identity  # noqa: E402
 from zerotouch_plugin.demo.services import Services, free_port  # noqa: E402
 from zerotouch_plugin.roles.pledge import RetryPolicy  # noqa: E402
 from zerotouch_plugin.services import certfiles  # noqa: E402
@@ -58,7 +59,7 @@ def make_pledges(vendor: Path, root: Path, count: int, masa_url: str) -> list[Pa
 async def https_round_trip(folder: Path, url: str, runs: int) -> list[float]:
     """Baseline: new TLS connection (IDevID client cert) + GET cacerts, per run."""
     config = load_pledge_config(folder)
-    ctx = client_context(config.idevid, trust=None)
+    ctx = client_context(tls_identity(config.idevid), trust=None)
     times = []
     for _ in range(runs):
         start = time.perf_counter()

@@ -599,6 +599,10 @@ class AgentConfig:
     well-known registrar (method ``vendor``); ``discovery_timeout`` the seconds each method
     searches (``discovery_timeouts`` per method). A failed candidate is set aside for
     ``bootstrap_retry_delay``, doubled per failure up to ``bootstrap_max_delay``.
+
+    Renewal (RFC 7030 §4.2.2): with ``renewal`` the agent renews the LDevID by EST
+    simplereenroll at ``renew_fraction`` (0.5 to 0.9) of its validity period, at the
+    registrar that enrolled the device.
     """
 
     registrars: tuple[str, ...] = ()
@@ -613,6 +617,8 @@ class AgentConfig:
     vendor_registrar: str | None = None
     discovery_timeout: float = 2.0
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    renewal: bool = True
+    renew_fraction: float = 0.75
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))
@@ -626,9 +632,15 @@ class AgentConfig:
             require_positive(getattr(self, name), name, "a number of seconds")
         if self.bootstrap_max_delay < self.bootstrap_retry_delay:
             raise ValueError("bootstrap_max_delay must be at least bootstrap_retry_delay")
-        if not isinstance(self.nonceless_allowed, bool):
-            raise TypeError("nonceless_allowed must be true or false")
+        for name in ("nonceless_allowed", "renewal"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false")
         _check_integers(self, (("bootstrap_rounds", 0, None), ("bootstrap_history", 1, 65535)))
+        # the bounds of roles/renewal.py: earlier wastes certificates, later leaves too
+        # little time to retry through a registrar outage
+        require_positive(self.renew_fraction, "renew_fraction", "a fraction")
+        if not 0.5 <= self.renew_fraction <= 0.9:
+            raise ValueError("renew_fraction must be between 0.5 and 0.9 of the LDevID's lifetime")
 
     def _check_discovery(self) -> None:
         """Method names known (RFC 8995 §4.1), each once, with what they need."""
@@ -682,7 +694,7 @@ AGENT_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AgentConf
 
 
 @dataclasses.dataclass(frozen=True)
-class DeviceConfig:
+class DeviceConfig(AgentConfig):
     """The reference device (``device.toml``): listeners, users, cert-to-name rules, YANG.
 
     Listeners are off unless given; they bind only the address given. ``cert_to_name`` maps
@@ -692,9 +704,9 @@ class DeviceConfig:
     ``yang_dirs``/``yang_modules``
     (``name`` or ``name@revision``) extend the YANG library.
 
-    The pledge agent's keys (``registrars`` ... ``nonceless_allowed``, see ``AgentConfig``)
-    are read from the same file and checked by ``AgentConfig``; ``agent_config()`` hands
-    them to the agent. ``netconf_limits``: see ``NetconfLimits``.
+    The pledge agent's keys (the fields of ``AgentConfig``, which this class extends) are
+    read from the same file and checked as ``AgentConfig`` checks them; ``agent_config()``
+    hands them to the agent. ``netconf_limits``: see ``NetconfLimits``.
 
     ``max_edit_entries``: list entries one write (edit-config, copy-config, RESTCONF) may have
     validated, those it adds or changes (all of a subtree whose schema has must, when or
@@ -708,18 +720,6 @@ class DeviceConfig:
     cert_to_name: tuple[CertToName, ...] = (CertToName("*", "common-name"),)
     yang_dirs: tuple[str, ...] = ()
     yang_modules: tuple[str, ...] = ()
-    registrars: tuple[str, ...] = ()
-    bootstrap_retry_delay: float = 2.0
-    bootstrap_max_delay: float = 300.0
-    bootstrap_rounds: int = 0
-    bootstrap_timeout: float = 30.0
-    bootstrap_history: int = 64
-    nonceless_allowed: bool = False
-    discovery: tuple[str, ...] = ()
-    interface: str | None = None
-    vendor_registrar: str | None = None
-    discovery_timeout: float = 2.0
-    discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
     max_edit_entries: int = 20_000
     netconf_limits: NetconfLimits = NetconfLimits()
     limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
@@ -734,9 +734,7 @@ class DeviceConfig:
         object.__setattr__(self, "netconf_limits", limits)
         for name in ("netconf_ssh", "netconf_tls", "restconf"):
             _address(getattr(self, name), name)
-        agent = self.agent_config()  # checks the agent's keys
-        for name in AGENT_KEYS:
-            object.__setattr__(self, name, getattr(agent, name))
+        super().__post_init__()  # the agent's keys
         _check_integers(self, (("max_edit_entries", 1, None),))
         object.__setattr__(self, "users", _records(self.users, DeviceUser, "users"))
         object.__setattr__(
@@ -751,8 +749,3 @@ class DeviceConfig:
     def agent_config(self) -> AgentConfig:
         """The pledge agent's keys of this file as the agent's own configuration."""
         return AgentConfig(**{name: getattr(self, name) for name in AGENT_KEYS})
-
-    @property
-    def discovery_methods(self) -> tuple[str, ...]:
-        """The methods in the order the agent tries them (``AgentConfig``)."""
-        return self.agent_config().discovery_methods

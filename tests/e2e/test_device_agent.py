@@ -35,9 +35,13 @@ STATE_FILTER = f'<bootstrap xmlns="{NS}"/>'
 PASSWORD = hash_password("secret", salt=b"fixed-test-salt!", iterations=1000)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = make_lab(tmp_path_factory.mktemp("agent"))
+@contextmanager
+def agent_lab(root: Path, registrar_settings: str = "") -> Iterator[Lab]:
+    """MASA and registrar running (``registrar_settings`` added to registrar.toml), and an
+    operator's client certificate of the domain in ``nms``."""
+    lab = make_lab(root)
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write(registrar_settings)
     try:
         lab.start_masa()
         lab.start_registrar()
@@ -46,6 +50,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with agent_lab(tmp_path_factory.mktemp("agent")) as lab:
+        yield lab
 
 
 def make_device(

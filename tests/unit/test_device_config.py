@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from zerotouch_plugin.config import (
+    AgentConfig,
     CertToName,
     DeviceConfig,
     DeviceUser,
@@ -104,3 +105,39 @@ def test_registrars_from_the_file_and_the_command_line(tmp_path: Path) -> None:
     assert (config.bootstrap_retry_delay, config.bootstrap_rounds) == (0.5, 3)
     override = load_config(DeviceConfig, path, {"registrars": ["https://c.example:1"]})
     assert override.registrars == ("https://c.example:1",)
+
+
+def test_the_agent_keys_become_its_own_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "device.toml"
+    path.write_text(
+        'registrars = ["https://registrar.example:8443"]\nbootstrap_rounds = 3\n'
+        "renew_fraction = 0.6\nrenewal = false\n"
+        '[[users]]\nname = "admin"\npassword = "pw"\n'
+    )
+    agent = load_config(DeviceConfig, path, {}).agent_config()
+    assert isinstance(agent, AgentConfig)
+    assert agent.registrars == ("https://registrar.example:8443",)
+    assert agent.bootstrap_rounds == 3
+    assert (agent.renewal, agent.renew_fraction) == (False, 0.6)
+    assert AgentConfig().renewal is True and AgentConfig().renew_fraction == 0.75
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"renew_fraction": 0.4}, ValueError, "between 0.5 and 0.9"),
+        ({"renew_fraction": 0.95}, ValueError, "between 0.5 and 0.9"),
+        ({"renew_fraction": float("nan")}, ValueError, "finite"),
+        ({"renew_fraction": "half"}, TypeError, "renew_fraction"),
+        ({"renewal": "yes"}, TypeError, "renewal must be true or false"),
+        ({"registrars": ["http://plain"]}, ValueError, "https"),
+        ({"bootstrap_history": 0}, ValueError, "at least 1"),
+    ],
+)
+def test_agent_config_checks_itself(
+    settings: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        AgentConfig(**settings)  # type: ignore[arg-type]
+    with pytest.raises(error, match=message):
+        DeviceConfig(**settings)  # type: ignore[arg-type]

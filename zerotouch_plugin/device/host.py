@@ -50,11 +50,14 @@ def check_store_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class InstalledIdentity:
-    """The domain identity a host holds: the LDevID (leaf first, then its chain) and the
-    domain trust anchors."""
+    """The domain identity a host holds: the LDevID (leaf first, then its chain), the
+    domain trust anchors, and the Signer of the LDevID key, which the agent needs to renew
+    the LDevID (RFC 7030 §4.2.2: the renewal is authenticated by it); None means the host
+    cannot renew."""
 
     chain: tuple[x509.Certificate, ...]
     anchors: tuple[x509.Certificate, ...]
+    signer: Signer | None = None
 
     def __post_init__(self) -> None:
         chain, anchors = tuple(self.chain), tuple(self.anchors)
@@ -62,6 +65,8 @@ class InstalledIdentity:
             raise ValueError("an installed identity has a certificate and a trust anchor")
         if not all(isinstance(c, x509.Certificate) for c in (*chain, *anchors)):
             raise TypeError("an installed identity holds x509.Certificate objects")
+        if self.signer is not None and not isinstance(self.signer, Signer):
+            raise TypeError("an installed identity's signer must be a Signer")
         object.__setattr__(self, "chain", chain)
         object.__setattr__(self, "anchors", anchors)
 

@@ -26,6 +26,11 @@ enrolled               identity installed, enrollstatus sent
 failed                 stopped on an error retrying cannot fix
 restart-requested      restart-bootstrap was called
 factory-reset          the domain identity was forgotten
+enroll-status-sent     the enrollstatus a restart had interrupted went out
+enroll-status-failed   ... and could not be delivered (the identity stands)
+ldevid-renewed         a renewed LDevID is installed (detail: its serial)
+renewal-failed         a renewal attempt failed (detail: why; retried)
+ldevid-expired         the LDevID expired before it could be renewed
 =====================  =======================================================
 """
 
@@ -458,6 +463,11 @@ class BootstrapState:
         return self.record(
             "failed", now=now, phase=Phase.FAILED, detail=f"{error.reason}: {message}"
         )
+
+    def renewed(self, ldevid: x509.Certificate, *, now: datetime) -> PhaseChange | None:
+        """A renewed LDevID is in use (RFC 7030 §4.2.2): its summary replaces the old one."""
+        self.ldevid = certificate_summary(ldevid)
+        return self.record("ldevid-renewed", now=now, detail=format(ldevid.serial_number, "x"))
 
     def forgotten(self, *, now: datetime) -> PhaseChange | None:
         """factory reset: the domain identity is gone."""

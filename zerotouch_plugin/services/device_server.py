@@ -325,7 +325,9 @@ class DeviceServer:
         if self._domain is None:
             return None
         identity = self._domain.identity
-        return InstalledIdentity((identity.cert, *identity.chain), self._domain.anchors)
+        return InstalledIdentity(
+            (identity.cert, *identity.chain), self._domain.anchors, SoftwareSigner(identity.key)
+        )
 
     async def forget_identity(self) -> None:
         """Factory reset of the domain identity: files removed (commit point first), TLS

@@ -30,15 +30,16 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 
-from zerotouch_plugin.artifacts import cms
-from zerotouch_plugin.artifacts.signer import SigningIdentity
-from zerotouch_plugin.artifacts.voucher import Voucher
+from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts.certs.keys import KEY_KINDS, KeyKind
+from zerotouch_plugin.artifacts.signer import SigningIdentity, make_csr, tls_identity
+from zerotouch_plugin.artifacts.voucher import Voucher, format_datetime
 from zerotouch_plugin.config import AgentConfig
-from zerotouch_plugin.device.host import REQUIRED_MODULES, PluginHost
+from zerotouch_plugin.device.host import REQUIRED_MODULES, InstalledIdentity, PluginHost
 from zerotouch_plugin.errors import (
     ConfigError,
     Conflict,
@@ -58,19 +59,35 @@ from zerotouch_plugin.roles.pledge import (
     Wait,
     enroll_status_request,
 )
+from zerotouch_plugin.roles.renewal import (
+    RenewalAttempts,
+    RenewalPolicy,
+    Validity,
+    expired,
+    next_attempt,
+)
 from zerotouch_plugin.roles.states import PledgeEvent
 from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
 from zerotouch_plugin.services.pledge_client import PledgeClient, drive
+from zerotouch_plugin.services.reenroll_client import reenroll
 
-__all__ = ["PENDING_KEY", "RESTART_RPC", "STATE_KEY", "VOUCHER_KEY", "PledgeAgent"]
+__all__ = [
+    "PENDING_KEY",
+    "REGISTRAR_KEY",
+    "RESTART_RPC",
+    "STATE_KEY",
+    "VOUCHER_KEY",
+    "PledgeAgent",
+]
 
 log = logging.getLogger(__name__)
 
-# AgentStore keys: the event history, the voucher that authorised the identity, and the
-# enrollstatus still owed for an installed identity.
+# AgentStore keys: the event history, the voucher that authorised the identity, the
+# enrollstatus still owed for an installed identity, and the registrar that renews it.
 STATE_KEY = "bootstrap-state"
 VOUCHER_KEY = "voucher"
 PENDING_KEY = "pending-enrollstatus"
+REGISTRAR_KEY = "domain-registrar"
 RESTART_RPC = "zerotouch-bootstrap:restart-bootstrap"
 _STEP_ATTEMPTS = 3  # tries of one step at one registrar before the next registrar
 
@@ -154,6 +171,7 @@ class PledgeAgent:
         self._sleep = sleep
         self._random = random_bytes
         self._task: asyncio.Task[None] | None = None
+        self._renewal: asyncio.Task[None] | None = None
         self._serial = self.pledge.serial
 
     # -- life cycle -------------------------------------------------------------------------
@@ -178,11 +196,18 @@ class PledgeAgent:
             self._task = asyncio.create_task(
                 self._report_pending(pending, installed.ldevid, voucher), name="pledge-agent"
             )
+        self._keep_alive()
         if self._on_enrolled is not None:
             self._on_enrolled(self._serial, True)
 
     async def close(self) -> None:
         await self._cancel()
+        await self._stop_renewal()
+
+    async def wait_renewal(self) -> None:
+        """Until the renewal loop ends (the LDevID expired, or it was stopped); for tests."""
+        if self._renewal is not None:
+            await asyncio.shield(self._renewal)
 
     async def wait(self) -> None:
         """Until the current run ends (enrolled or failed); for tests and tools."""
@@ -275,6 +300,7 @@ class PledgeAgent:
             return exc
         self._drop(PENDING_KEY)  # enrollstatus went out (or could not, RFC 8995 §5.9.4)
         self._enrolled(candidate, enrollment, machine)
+        self._keep_alive()
         return None
 
     async def _install(
@@ -283,6 +309,7 @@ class PledgeAgent:
         """The install step (RFC 8995 §5.9.4): voucher and the report still owed kept in the
         store, then the host stores the identity (its commit point) and switches to it."""
         self.store.put(VOUCHER_KEY, enrollment.voucher_cms)
+        self.store.put(REGISTRAR_KEY, (origin or uri).encode())
         pending = {"registrar": uri, "origin": origin}
         self.store.put(PENDING_KEY, json.dumps(pending).encode())
         await self.host.install_identity(enrollment.identity, enrollment.domain_anchors)
@@ -361,6 +388,95 @@ class PledgeAgent:
         (log.info if ok else log.warning)("enrollstatus after restart: %s", outcome)
         self._publish(self.state.record(event, now=self._now(), detail=outcome))
 
+    # -- keeping the LDevID alive (RFC 7030 §4.2.2) -----------------------------------------
+
+    def _keep_alive(self) -> None:
+        if self.config.renewal and self._renewal is None:
+            self._renewal = asyncio.create_task(self._renew_forever(), name="ldevid-renewal")
+
+    async def _stop_renewal(self) -> None:
+        task, self._renewal = self._renewal, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _rand(self) -> float:
+        return int.from_bytes(self._random(2), "big") / 65536
+
+    async def _renew_forever(self) -> None:
+        """Renew the installed LDevID at ``renew_fraction`` of its validity, retrying
+        failures on the backoff of ``roles/renewal.py`` until it expires."""
+        policy = RenewalPolicy(fraction=self.config.renew_fraction)
+        attempts: RenewalAttempts | None = None
+        rushed: RenewalAttempts | None = None  # renewals that came back due at once
+        while (installed := self.host.installed_identity()) is not None:
+            validity = Validity.of(installed.ldevid)
+            if expired(validity, self._now()):
+                log.error("the LDevID expired before it could be renewed")
+                detail = "enroll again with restart-bootstrap factory-reset true"
+                self._publish(self.state.record("ldevid-expired", now=self._now(), detail=detail))
+                return
+            when = next_attempt(policy, validity, attempts, self._rand())
+            log.info("LDevID renewal due at %s", format_datetime(when))
+            delay = (when - self._now()).total_seconds()
+            if delay > 0:
+                await self._sleep(delay)
+            try:
+                renewed = await self._renew(installed)
+            except asyncio.CancelledError:
+                raise
+            except ZerotouchError as exc:
+                attempts = (attempts or RenewalAttempts()).failed(self._now())
+                log.warning("LDevID renewal failed: %s", exc.one_line())
+                self._publish(
+                    self.state.record("renewal-failed", now=self._now(), detail=exc.one_line())
+                )
+                continue
+            if next_attempt(policy, Validity.of(renewed)) > self._now():
+                attempts = rushed = None
+            else:
+                # a lifetime too short or a clock ahead of the registrar's: back off rather
+                # than renew again at once, and again
+                log.warning("the renewed LDevID is due for renewal already: backing off")
+                attempts = rushed = (rushed or RenewalAttempts()).failed(self._now())
+
+    async def _renew(self, installed: InstalledIdentity) -> x509.Certificate:
+        """One simplereenroll with a fresh key from the host, authenticated by the current
+        LDevID; the new LDevID installed with the same trust anchors, and returned."""
+        if installed.signer is None:
+            raise ConfigError("the host gives no signer for the installed LDevID: no renewal")
+        raw = self._read(REGISTRAR_KEY)
+        registrar = raw.decode(errors="replace") if raw else None
+        if not registrar:
+            raise ConfigError("no registrar is recorded for the installed LDevID")
+        current = tls_identity(
+            SigningIdentity(installed.ldevid, installed.signer, installed.chain[1:])
+        )
+        kind = certs.key_kind_of(installed.ldevid.public_key())  # type: ignore[arg-type]
+        try:
+            key = self.host.generate_ldevid_key(
+                cast(KeyKind, kind) if kind in KEY_KINDS else self.pledge.key_kind
+            )
+        except ValueError as exc:
+            raise ConfigError(f"cannot generate the LDevID key: {exc}") from exc
+        csr = make_csr(key, common_name=self._serial, serial=self._serial)
+        chain = await reenroll(
+            registrar,
+            current=current,
+            csr=csr,
+            trust=installed.anchors,
+            timeout=self.config.bootstrap_timeout,
+            now=self._now(),
+        )
+        intermediates = tuple(c for c in chain[1:] if c.subject != c.issuer)
+        await self.host.install_identity(
+            SigningIdentity(chain[0], key, intermediates), installed.anchors
+        )
+        log.info("LDevID renewed at %s: serial %x", registrar, chain[0].serial_number)
+        self._publish(self.state.renewed(chain[0], now=self._now()))
+        return chain[0]
+
     # -- restart-bootstrap RPC --------------------------------------------------------------
 
     async def _restart_rpc(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -376,6 +492,7 @@ class PledgeAgent:
                 "domain identity and bootstraps again"
             )
         await self._cancel()
+        await self._stop_renewal()
         now = self._now()
         self._publish(
             self.state.record("restart-requested", now=now, detail=f"factory-reset {reset}")
@@ -383,8 +500,8 @@ class PledgeAgent:
         if reset:
             try:
                 await self.host.forget_identity()
-                self.store.delete(VOUCHER_KEY)
-                self.store.delete(PENDING_KEY)
+                for key in (VOUCHER_KEY, PENDING_KEY, REGISTRAR_KEY):
+                    self.store.delete(key)
             except Exception as exc:
                 error = exc if isinstance(exc, ZerotouchError) else StorageError(str(exc))
                 log.error("factory reset failed: %s", error.one_line())

@@ -4,6 +4,7 @@ clock are fakes, so each run is seconds long and every wait can be checked exact
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -41,6 +42,7 @@ from zerotouch_plugin.roles.bootstrap import NOTIFICATION
 from zerotouch_plugin.services import certfiles, masa_app
 from zerotouch_plugin.services.pledge_agent import (
     PENDING_KEY,
+    REGISTRAR_KEY,
     RESTART_RPC,
     STATE_KEY,
     VOUCHER_KEY,
@@ -108,6 +110,7 @@ class FakeHost:
     refuse_install: bool = False
     crash_after_install: bool = False
     refuse_forget: bool = False
+    sealed_ldevid: bool = True  # LDevID keys only sign (no TLS with them: no renewal)
     installs: int = 0
     forgotten: int = 0
     keys_made: list[SealedSigner] = field(default_factory=list)
@@ -136,6 +139,8 @@ class FakeHost:
 
     def generate_ldevid_key(self, kind: certs.KeyKind) -> Signer:
         assert kind == "p256"
+        if not self.sealed_ldevid:
+            return SoftwareSigner(certs.generate_key(kind))
         signer = SealedSigner()
         self.keys_made.append(signer)
         return signer
@@ -146,7 +151,9 @@ class FakeHost:
         self.installs += 1
         if self.refuse_install:
             raise StorageError("the identity store is full")
-        self.installed = InstalledIdentity((identity.cert, *identity.chain), tuple(anchors))
+        self.installed = InstalledIdentity(
+            (identity.cert, *identity.chain), tuple(anchors), identity.signer
+        )
         self.installed_key = identity.signer
         if self.crash_after_install:
             raise Crash
@@ -197,6 +204,33 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.moment += timedelta(seconds=seconds)
+
+
+class GatedClock(FakeClock):
+    """A FakeClock whose sleeps wait for ``allow``: a loop that sleeps forever (the
+    renewal loop) advances exactly as far as the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits = asyncio.Semaphore(0)
+        self.calls = 0  # sleeps begun, waiting or done
+
+    def allow(self, sleeps: int) -> None:
+        for _ in range(sleeps):
+            self.permits.release()
+
+    async def sleep(self, seconds: float) -> None:
+        self.calls += 1
+        await self.permits.acquire()
+        await super().sleep(seconds)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Real time, polled: for what runs in the agent's background tasks."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 def no_jitter(size: int) -> bytes:
@@ -282,13 +316,15 @@ async def world(pki: Path) -> AsyncIterator[World]:
         await masa.cleanup()
 
 
-def agent_config(*registrars: str, rounds: int = 0) -> AgentConfig:
+def agent_config(*registrars: str, rounds: int = 0, renewal: bool = False) -> AgentConfig:
     return AgentConfig(
         registrars=registrars,
         bootstrap_retry_delay=4.0,
         bootstrap_max_delay=40.0,
         bootstrap_rounds=rounds,
         bootstrap_timeout=10.0,
+        renewal=renewal,
+        renew_fraction=0.75,
     )
 
 
@@ -605,3 +641,104 @@ def test_a_host_without_manufacturer_anchors_is_refused() -> None:
     host = FakeHost(Factory(factory.serial, factory.chain, factory.key, ()))
     with pytest.raises(ConfigError, match="manufacturer trust anchors"):
         PledgeAgent(host, agent_config(closed_port_url()))
+
+
+# -- renewal (RFC 7030 §4.2.2) --------------------------------------------------------------
+
+
+async def test_the_ldevid_is_renewed_at_the_fraction_of_its_lifetime(world: World) -> None:
+    """Due at 0.75 of the validity: the agent sleeps until then on the clock, renews at the
+    registrar that enrolled it with a fresh key from the host, and installs the new LDevID
+    under the same trust anchors; the state shows it."""
+    host, clock = FakeHost(world.pledge(), sealed_ldevid=False), GatedClock()
+    agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
+    await agent.start()
+    await agent.wait()
+    first = host.installed
+    assert first is not None and host.installs == 1
+    start = clock.now()
+
+    clock.allow(1)
+    await until(lambda: host.installs == 2)
+    await until(lambda: clock.calls == 2)  # waiting for the next renewal
+    await agent.close()
+
+    lifetime = first.ldevid.not_valid_after_utc - first.ldevid.not_valid_before_utc
+    due = first.ldevid.not_valid_before_utc + lifetime * 0.75
+    assert clock.slept == [(due - start).total_seconds()]
+    renewed = host.installed
+    assert renewed is not None and renewed.ldevid != first.ldevid
+    assert renewed.ldevid.subject == first.ldevid.subject
+    assert renewed.ldevid.public_key() != first.ldevid.public_key()  # a fresh key
+    assert renewed.signer is not None
+    assert renewed.signer.public_key() == renewed.ldevid.public_key()
+    assert renewed.anchors == first.anchors
+    assert host.bootstrap["phase"] == "enrolled"
+    assert host.bootstrap["ldevid"]["serial"] == format(renewed.ldevid.serial_number, "x")
+    renewed_events = [e for e in host.bootstrap["event"] if e["event"] == "ldevid-renewed"]
+    assert [e["detail"] for e in renewed_events] == [format(renewed.ldevid.serial_number, "x")]
+
+
+async def test_a_failed_renewal_is_retried_on_the_backoff(world: World) -> None:
+    host, clock = FakeHost(world.pledge(), sealed_ldevid=False), GatedClock()
+    agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
+    await agent.start()
+    await agent.wait()
+    host.store.put(REGISTRAR_KEY, closed_port_url().encode())  # the registrar is gone
+
+    clock.allow(3)
+    await until(lambda: host.history().count("renewal-failed") == 3)
+    await until(lambda: clock.calls == 4)
+    await agent.close()
+
+    assert host.installs == 1 and host.bootstrap["phase"] == "enrolled"
+    # jitter 0: 5 s, then 10 s, each less the fifth the jitter may take (roles/backoff.py)
+    assert clock.slept[1:] == [4.0, 8.0]
+    failure = next(e for e in host.bootstrap["event"] if e["event"] == "renewal-failed")
+    assert "upstream-unavailable" in failure["detail"]
+
+
+async def test_an_ldevid_found_expired_is_reported_not_renewed(world: World) -> None:
+    clock = FakeClock()
+    host = await enrolled_host(world, clock, sealed_ldevid=False)
+    assert host.installed is not None
+    clock.moment = host.installed.ldevid.not_valid_after_utc + timedelta(days=1)
+    agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
+    await agent.start()
+    await agent.wait_renewal()
+    await agent.close()
+
+    assert host.installs == 1 and clock.slept == []
+    assert host.history()[-1] == "ldevid-expired"
+
+
+async def test_a_host_that_keeps_no_ldevid_signer_cannot_renew(world: World) -> None:
+    host, clock = FakeHost(world.pledge()), GatedClock()  # sealed keys: no TLS with them
+    agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
+    await agent.start()
+    await agent.wait()
+    clock.allow(1)
+    await until(lambda: "renewal-failed" in host.history())
+    await agent.close()
+
+    failure = next(e for e in host.bootstrap["event"] if e["event"] == "renewal-failed")
+    assert "OpenSSL provider" in failure["detail"]
+    assert host.installs == 1
+
+
+async def test_renewals_that_come_back_due_at_once_back_off(world: World) -> None:
+    """A device clock far ahead of the registrar's makes every renewed LDevID due at once:
+    the agent backs off (4 s, then 8 s, jitter 0) instead of renewing in a tight loop."""
+    host = await enrolled_host(world, FakeClock(), sealed_ldevid=False)
+    assert host.installed is not None
+    clock = GatedClock()
+    clock.moment = host.installed.ldevid.not_valid_after_utc - timedelta(hours=1)
+    agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
+    await agent.start()
+    clock.allow(1)
+    await until(lambda: host.installs == 3 and clock.calls == 2)
+    await agent.close()
+
+    assert clock.slept == [4.0]
+    assert host.history().count("ldevid-renewed") == 2
+    assert "renewal-failed" not in host.history()
