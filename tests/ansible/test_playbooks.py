@@ -127,6 +127,27 @@ def test_inventory_plugin_says_when_the_registrar_refuses_the_certificate(
     assert "403" in result.stderr
 
 
+def test_inventory_plugin_answers_from_its_cache(
+    ansible: Ansible, world: World, tmp_path: Path
+) -> None:
+    config = tmp_path / "cached.zerotouch.yml"
+    cache = (
+        f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {tmp_path / 'c'}\n"
+    )
+    config.write_text(world.plugin_config.read_text() + cache)
+    first = ansible.run("ansible-inventory", "-i", config, "--list")
+    assert first.returncode == 0, first.stderr
+    assert list((tmp_path / "c").iterdir())  # written to the cache
+    # The registrar moves away: the cache still answers, a flushed cache does not.
+    config.write_text(config.read_text().replace(world.registrar, "https://127.0.0.1:9"))
+    cached = ansible.run("ansible-inventory", "-i", config, "--list")
+    assert cached.returncode == 0, cached.stderr
+    hosts = json.loads(cached.stdout, object_hook=trusted)["_meta"]["hostvars"]
+    assert sorted(hosts) == sorted(world.serials)
+    flushed = ansible.run("ansible-inventory", "-i", config, "--list", "--flush-cache")
+    assert "registrar https://127.0.0.1:9 unreachable" in flushed.stdout + flushed.stderr
+
+
 def test_audit_report(ansible: Ansible, world: World, tmp_path: Path) -> None:
     report = tmp_path / "audit.json"
     run = ansible.playbook(

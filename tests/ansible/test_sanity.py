@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.ansible.conftest import COLLECTION, Ansible
+from tests.support.processes import REPO
 
 # ansible-test sanity tests that run with --local and no download (ansible-core 2.19).
 SANITY = (
@@ -105,3 +107,17 @@ def test_documented_options_match_the_argument_spec(
         assert doc.get("choices") == rules.get("choices"), option
     check_mode = entry["doc"]["attributes"]["check_mode"]["support"]
     assert (check_mode == "full") == bool(kwargs.get("supports_check_mode")), name
+
+
+def test_collection_type_checks(tree: Path) -> None:
+    """``mypy --strict`` (the repository's settings) over the plugins, from where their
+    ``ansible_collections.zerotouch.brski`` imports resolve."""
+    root = tree.parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"),
+         "--explicit-package-bases", "--namespace-packages", "--cache-dir", str(root / ".mypy"),
+         "ansible_collections/zerotouch/brski/plugins"],
+        capture_output=True, text=True, cwd=root, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found in" in result.stdout

@@ -126,7 +126,7 @@ def groups_of(record: dict[str, Any]) -> list[str]:
     ]
 
 
-class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):  # type: ignore[misc]
     NAME = "zerotouch.brski.registrar"
 
     def verify_file(self, path: str) -> bool:

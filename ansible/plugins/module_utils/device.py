@@ -17,8 +17,9 @@ import re
 import ssl
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from ansible.module_utils.basic import env_fallback
@@ -42,6 +43,7 @@ else:
     # module's handful of RPCs quick.
     ncclient_session.TICK = 0.01
 
+T = TypeVar("T")
 REQUIREMENTS = "zerotouch (with ncclient, lxml, yangson, cryptography)"
 NETCONF_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 BOOTSTRAP_NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
@@ -247,7 +249,7 @@ class Device:
             )
         )
 
-    def checked(self, work: Any) -> Any:
+    def checked(self, work: Callable[[], T]) -> T:
         """``work()``, its schema errors reported as DeviceError with the path."""
         try:
             return work()

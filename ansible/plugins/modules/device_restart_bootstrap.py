@@ -134,60 +134,50 @@ def main() -> None:
     )
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib(REQUIREMENTS), exception=IMPORT_ERROR)
-    p = module.params
-    serial = p["serial"]
     try:
-        registrar = None
-        before: dict[str, Any] = {}
-        if p["wait"]:
-            registrar = Registrar(
-                p["registrar_url"], p["admin_cert"], p["admin_key"], p["ca"], 10.0
-            )
-            before = (registrar.device(serial) or {}).get("device") or {}
-        if module.check_mode:
-            module.exit_json(
-                changed=True,
-                serial=serial,
-                phase=None,
-                ldevid_fingerprint={"before": before.get("ldevid_fingerprint"), "after": None},
-            )
-        with Device(p) as device:
-            phase = device.restart_bootstrap(factory_reset=True)
-        if registrar is None:
-            module.exit_json(
-                changed=True,
-                serial=serial,
-                phase=phase,
-                ldevid_fingerprint={"before": None, "after": None},
-            )
-
-        outcome, reason, record = wait_enrolled(
-            registrar,
-            serial,
-            handoff=p["handoff"],
-            since=before.get("enroll_status_at"),
-            timeout=p["wait_timeout"],
-        )
-        if outcome != "done":
-            what = (
-                "cannot re-enroll"
-                if outcome == "failed"
-                else f"not re-enrolled after {p['wait_timeout']:.0f} s"
-            )
-            module.fail_json(msg=f"{serial} {what}: {reason}", serial=serial, device=record)
-        phase = reconnect(p)
+        result = rotate(module.params, module.check_mode)
     except (DeviceError, RegistrarError) as exc:
-        module.fail_json(msg=str(exc), serial=serial)
-    module.exit_json(
-        changed=True,
-        serial=serial,
-        phase=phase,
-        device=record,
-        ldevid_fingerprint={
-            "before": before.get("ldevid_fingerprint"),
-            "after": (record or {}).get("ldevid_fingerprint"),
-        },
+        module.fail_json(msg=str(exc), serial=module.params["serial"])
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(changed=True, **result)
+
+
+def rotate(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """Reset the device (unless ``check_mode``) and wait for its new enrollment: the result
+    (with ``failed`` and ``msg`` when it did not come)."""
+    serial = p["serial"]
+    registrar = None
+    before: dict[str, Any] = {}
+    if p["wait"]:
+        registrar = Registrar(p["registrar_url"], p["admin_cert"], p["admin_key"], p["ca"], 10.0)
+        before = (registrar.device(serial) or {}).get("device") or {}
+    fingerprints = {"before": before.get("ldevid_fingerprint"), "after": None}
+    result: dict[str, Any] = {"serial": serial, "phase": None, "ldevid_fingerprint": fingerprints}
+    if check_mode:
+        return result
+    with Device(p) as device:
+        result["phase"] = device.restart_bootstrap(factory_reset=True)
+    if registrar is None:
+        return result
+    outcome, reason, record = wait_enrolled(
+        registrar,
+        serial,
+        handoff=p["handoff"],
+        since=before.get("enroll_status_at"),
+        timeout=p["wait_timeout"],
     )
+    result["device"] = record
+    fingerprints["after"] = (record or {}).get("ldevid_fingerprint")
+    if outcome != "done":
+        what = (
+            "cannot re-enroll"
+            if outcome == "failed"
+            else f"not re-enrolled after {p['wait_timeout']:.0f} s"
+        )
+        return {**result, "failed": True, "msg": f"{serial} {what}: {reason}"}
+    result["phase"] = reconnect(p)
+    return result
 
 
 if __name__ == "__main__":

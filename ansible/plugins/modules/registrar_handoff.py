@@ -101,8 +101,8 @@ def main() -> None:
     try:
         registrar = from_params(p)
         info = registrar.device(serial) or {}
-        record = info.get("device")
-        if record is None:
+        record = info.get("device") or {}
+        if not record:
             module.fail_json(
                 msg=f"the registrar has no record of {serial}: it never enrolled", serial=serial
             )
