@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.errors import (
@@ -180,11 +181,13 @@ def _check_answer(
     now: datetime,
 ) -> tuple[x509.Certificate, ...]:
     """Refuse (UpstreamInvalid) an answer that is not the LDevID asked for."""
-    if not chain:
-        raise UpstreamInvalid("the registrar's certs-only answer holds no certificate")
-    leaf = chain[0]
-    if _spki(leaf.public_key()) != _spki(csr.public_key()):
+    wanted = _spki(csr.public_key())
+    # RFC 7030 §4.2.3 does not order a certs-only answer: the LDevID is the one for our key
+    mine = [c for c in chain if _spki(c.public_key()) == wanted]
+    if not mine:
         raise UpstreamInvalid("the renewed LDevID is not for the key of the CSR")
+    leaf = mine[0]
+    others = [c for c in chain if c is not leaf]
     if certs.serial_number_of(leaf) != serial:
         raise UpstreamInvalid(
             f"the renewed LDevID names serialNumber {certs.serial_number_of(leaf)!r}, "
@@ -192,11 +195,11 @@ def _check_answer(
         )
     try:
         certs.verify_chain(
-            leaf, trust_anchors=trust, intermediates=chain[1:], now=now, purpose="client"
+            leaf, trust_anchors=trust, intermediates=others, now=now, purpose="client"
         )
     except ZerotouchError as exc:
         raise UpstreamInvalid(f"the renewed LDevID does not verify: {exc}") from exc
-    return tuple(chain)
+    return (leaf, *others)
 
 
 async def reenroll(
@@ -242,7 +245,7 @@ async def reenroll(
         ) from exc
     if len(data) > MAX_RESPONSE_BYTES:
         raise UpstreamInvalid(f"the registrar answered more than {MAX_RESPONSE_BYTES} bytes")
-    text = data.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+    text = printable(data.decode("utf-8", "replace").strip(), limit=500)
     if status != 200:
         raise _refusal(status, text, retry_after)
     if media.split(";", 1)[0].strip().lower() != est.MEDIA_PKCS7:

@@ -126,6 +126,25 @@ async def test_a_renewal_sends_base64_pkcs10_with_the_ldevid(standin: StandIn) -
     assert certs.serial_number_of(renewed) == "SN-1"
 
 
+async def test_the_ldevid_is_found_in_any_order_of_the_answer(standin: StandIn) -> None:
+    domain = standin.domain
+
+    def ca_first(_r: web.Request, csr: x509.CertificateSigningRequest) -> web.Response:
+        leaf = role.issue_ldevid(domain.ctx, "SN-1", csr, now=NOW)
+        return certs_only(est.encode_certs_only([domain.ca.cert, leaf]))
+
+    standin.answer = ca_first
+    renewed = await renew(standin, domain.ldevid())
+    assert certs.serial_number_of(renewed[0]) == "SN-1" and renewed[1] == domain.ca.cert
+
+
+async def test_a_refusal_text_is_escaped(standin: StandIn) -> None:
+    standin.answer = lambda _r, _c: web.Response(status=403, text="policy-refused: \x1b[2Jgone")
+    with pytest.raises(PolicyRefused) as caught:
+        await renew(standin, standin.domain.ldevid())
+    assert "\x1b" not in str(caught.value) and "\\x1b[2Jgone" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("status", "text", "error", "message"),
     [
