@@ -91,12 +91,16 @@ fetch() {
 }
 
 build_prefix() {
-    install_debian_deps
-    rm -rf "$PREFIX"
-    mkdir -p "$PREFIX"
     local work
     work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
+    # every source is checked before anything is installed or built
+    for name in "${PROJECTS[@]}"; do
+        fetch "$name" "$work/$name"
+    done
+    install_debian_deps
+    rm -rf "$PREFIX"
+    mkdir -p "$PREFIX"
     local common=(-DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_PREFIX_PATH="$PREFIX"
         -DCMAKE_INSTALL_RPATH="$PREFIX/lib" -DCMAKE_INSTALL_LIBDIR=lib
         -DCMAKE_BUILD_TYPE=Release -DENABLE_TESTS=OFF)
@@ -112,7 +116,6 @@ build_prefix() {
     )
     for name in "${PROJECTS[@]}"; do
         log "building $name ${TAG[$name]}"
-        fetch "$name" "$work/$name"
         # shellcheck disable=SC2086
         cmake -S "$work/$name" -B "$work/$name/build" "${common[@]}" ${extra[$name]} \
             -DCMAKE_INSTALL_SYSCONFDIR="$PREFIX/etc" >"$work/$name.log" 2>&1 ||
