@@ -247,3 +247,51 @@ def test_registrar_policy_is_idempotent(ansible: Ansible, world: World) -> None:
         assert status == 0 and result["changed"] is changed, (state, result)
     final = ansible.module("registrar_device_info", base)[1]
     assert final["exists"] is False
+
+
+def test_registrar_handoff_pushes_again_and_waits(ansible: Ansible, world: World) -> None:
+    base = {**world.registrar_args(), "serial": world.serials[0]}
+    status, kept = ansible.module("registrar_handoff", {**base, "state": "applied"})
+    assert status == 0 and kept["changed"] is False and kept["handoff"]["state"] == "applied"
+    status, pushed = ansible.module("registrar_handoff", base)
+    assert status == 0 and pushed["changed"], pushed
+    assert pushed["handoff"]["state"] == "applied"
+    assert pushed["handoff"]["at"] > kept["handoff"]["at"]
+    status, unknown = ansible.module("registrar_handoff", {**base, "serial": "DEMO-0095"})
+    assert status != 0 and "no record of DEMO-0095" in unknown["msg"]
+
+
+def test_device_config_from_xml_and_refusals(ansible: Ansible, world: World) -> None:
+    serial = world.serials[0]
+    xml = (
+        '<interfaces xmlns="urn:ietf:params:xml:ns:yang:ietf-interfaces">'
+        "<interface><name>eth0</name><description>set from XML</description></interface>"
+        "</interfaces>"
+    )
+    args = {**world.device_args(serial), "config": xml}
+    status, first = ansible.module("device_config", args)
+    assert status == 0 and first["changed_members"] == ["ietf-interfaces:interfaces"], first
+    status, again = ansible.module("device_config", args)
+    assert status == 0 and again["changed"] is False
+    got = ansible.module("device_get", {**world.device_args(serial), "subtree": xml})[1]
+    assert got["data"]["ietf-interfaces:interfaces"]["interface"][0]["enabled"] is True
+    # A value the device's schema refuses: check mode asks the device (<validate>) and fails.
+    before = read_system(world, serial, "running")
+    bad = {**world.device_args(serial), "config": {"ietf-system:system": {"hostname": "-x-"}}}
+    status, checked = ansible.module("device_config", bad, "--check")
+    assert status != 0 and "rpc-error" in checked["msg"], checked
+    status, unknown = ansible.module(
+        "device_config", {**world.device_args(serial), "config": {"ietf-system:system": {"x": 1}}}
+    )
+    assert status != 0 and "ietf-system" in unknown["msg"], unknown
+    assert read_system(world, serial, "running") == before
+
+
+def test_registrar_default_day0(ansible: Ansible, world: World) -> None:
+    base = world.registrar_args()  # no serial: the default configuration
+    xml = '<system xmlns="urn:ietf:params:xml:ns:yang:ietf-system"><contact>x@y</contact></system>'
+    status, stored = ansible.module("registrar_day0", {**base, "config": xml}, "--diff")
+    assert status == 0 and stored["changed"] and stored["format"] == "xml"
+    spaced = xml.replace("><", ">\n  <")
+    assert ansible.module("registrar_day0", {**base, "config": spaced})[1]["changed"] is False
+    assert ansible.module("registrar_day0", {**base, "state": "absent"})[1]["changed"]

@@ -49,6 +49,10 @@ NETCONF_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 BOOTSTRAP_NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
 YANG_LIBRARY_CAP = "urn:ietf:params:netconf:capability:yang-library:1.0"
 STARTUP_CAP = "urn:ietf:params:netconf:capability:startup:1.0"
+VALIDATE_CAPS = (
+    "urn:ietf:params:netconf:capability:validate:1.0",
+    "urn:ietf:params:netconf:capability:validate:1.1",
+)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 # Options of every device module (doc fragment zerotouch.brski.device).
@@ -268,6 +272,17 @@ class Device:
 
     def has_startup(self) -> bool:
         return STARTUP_CAP in self.session.server_capabilities
+
+    def validate(self, tree: dict[str, Any]) -> str:
+        """Check that ``tree`` is a configuration the device accepts, changing nothing:
+        ``<validate>`` of it inline (RFC 6241 §8.6) where the device offers ``:validate``,
+        else against its YANG modules here. Says which."""
+        caps = self.session.server_capabilities
+        if any(cap in caps for cap in VALIDATE_CAPS):
+            self.rpc(lambda s: s.validate(source=self.to_xml(tree)))
+            return "device"
+        self.checked(lambda: self.schema().validate(tree))
+        return "schema"
 
     def bootstrap(self) -> dict[str, Any]:
         """The ``zerotouch-bootstrap`` state (phase, LDevID, voucher, events)."""

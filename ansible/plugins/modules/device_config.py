@@ -16,7 +16,8 @@ description:
   - With O(save), C(startup) is made equal to C(running) (C(copy-config)) when it differs.
   - Check mode edits nothing; the whole configuration the device would have is sent to
     C(<validate>) (RFC 6241 §8.6) instead, so a configuration the device would refuse
-    fails in check mode too.
+    fails in check mode too. A device without the C(:validate) capability has it checked
+    against its YANG modules on the controller.
   - Values follow the device's own YANG modules, fetched from it with C(get-schema).
 version_added: 0.1.0
 author: zerotouch contributors
@@ -91,6 +92,13 @@ saved:
   description: Whether C(startup) was (or would be) overwritten with C(running).
   returned: always
   type: bool
+validated_by:
+  description: In check mode with a change to make, who validated the resulting
+    configuration, C(device) (C(<validate>)) or C(schema) (its YANG modules, here);
+    null otherwise.
+  returned: always
+  type: str
+  sample: device
 """
 
 import json
@@ -144,9 +152,10 @@ def configure(module: AnsibleModule, device: Device) -> dict[str, Any]:
         and device.has_startup()
         and canonical(device.get_config("startup")) != canonical(wanted)
     )
+    validated = None
     if members:
         if module.check_mode:
-            device.rpc(lambda s: s.validate(source=device.to_xml(wanted)))
+            validated = device.validate(wanted)
         else:
             config = device.to_xml(edit, "replace" if replace else None)
             device.rpc(lambda s: s.edit_config(config=config, target="running"))
@@ -163,6 +172,7 @@ def configure(module: AnsibleModule, device: Device) -> dict[str, Any]:
         "changed_members": members,
         "config": {m: wanted[m] for m in touched if m in wanted},
         "saved": stale,
+        "validated_by": validated,
     }
     if module._diff:
         result["diff"] = config_diff(current, wanted, touched)

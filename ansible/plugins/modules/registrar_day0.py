@@ -180,7 +180,7 @@ def main() -> None:
                 registrar.call("DELETE", day0_path(serial))
     except RegistrarError as exc:
         module.fail_json(msg=str(exc), serial=serial, status=exc.status)
-    except ValueError as exc:
+    except (ValueError, SyntaxError) as exc:  # JSON or XML (lxml) that does not parse
         module.fail_json(msg=f"invalid config: {exc}", serial=serial)
     changed = (before_fmt, before) != (after_fmt, after)
     result: dict[str, Any] = {
