@@ -17,11 +17,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.device
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+  - zerotouch.brski.attributes.check_mode
 """
 
 EXAMPLES = r"""

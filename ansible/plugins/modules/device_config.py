@@ -23,6 +23,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.device
+  - zerotouch.brski.attributes.check_and_diff
 options:
   config:
     description:
@@ -50,11 +51,6 @@ options:
         capability), so that the configuration survives a restart.
     type: bool
     default: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 """
 
 EXAMPLES = r"""

@@ -19,6 +19,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.device
+  - zerotouch.brski.attributes.check_mode
 options:
   source:
     description:
@@ -40,11 +41,6 @@ options:
     description:
       - Subtree filter (RFC 6241 §6), as XML.
     type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

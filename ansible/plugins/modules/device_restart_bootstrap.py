@@ -20,6 +20,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.device
+  - zerotouch.brski.attributes.check_mode
 options:
   registrar_url:
     description:
@@ -48,11 +49,6 @@ options:
       - Seconds to wait for the re-enrollment.
     type: float
     default: 180.0
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

@@ -21,6 +21,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.registrar
+  - zerotouch.brski.attributes.check_and_diff
 options:
   serial:
     description:
@@ -45,11 +46,6 @@ options:
       - Encoding of O(config); guessed from it when unset.
     type: str
     choices: [json, xml]
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 """
 
 EXAMPLES = r"""

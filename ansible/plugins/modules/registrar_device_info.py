@@ -16,16 +16,12 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.registrar
+  - zerotouch.brski.attributes.check_mode
 options:
   serial:
     description:
       - The device's serial number; omit it for every device.
     type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

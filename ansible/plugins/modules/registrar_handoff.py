@@ -19,6 +19,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.registrar
+  - zerotouch.brski.attributes.check_mode
 options:
   serial:
     description:
@@ -42,11 +43,6 @@ options:
       - Seconds to wait for the outcome.
     type: float
     default: 60.0
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

@@ -17,6 +17,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.registrar
+  - zerotouch.brski.attributes.check_and_diff
 options:
   serial:
     description:
@@ -36,11 +37,6 @@ options:
         C(CN=Example Manufacturer CA,O=Example)). Unset, the entry holds for any
         manufacturer.
     type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 """
 
 EXAMPLES = r"""

@@ -21,6 +21,7 @@ version_added: 0.1.0
 author: zerotouch contributors
 extends_documentation_fragment:
   - zerotouch.brski.registrar
+  - zerotouch.brski.attributes.check_mode
 options:
   serial:
     description:
@@ -47,11 +48,6 @@ options:
       - Seconds between two reads of the record.
     type: float
     default: 0.5
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""
