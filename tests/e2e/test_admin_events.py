@@ -99,13 +99,15 @@ class World:
     def url(self) -> str:
         return self.lab.registrar_url
 
-    def curl(self, path: str, *args: str, client: Path | None = None) -> tuple[int, bytes]:
+    def curl(
+        self, path: str, *args: str, client: Path | None = None, base: str | None = None
+    ) -> tuple[int, bytes]:
         who = client or self.admin
         done = subprocess.run(
             ["curl", "-sS", "--noproxy", "*", "--max-time", "20",
              "--cacert", str(self.lab.domain / "ca.pem"),
              "--cert", str(who / "cert.pem"), "--key", str(who / "key.pem"),
-             "-w", "\n%{content_type}\n%{http_code}", *args, self.url + path],
+             "-w", "\n%{content_type}\n%{http_code}", *args, (base or self.url) + path],
             capture_output=True, timeout=30, check=True,
         )  # fmt: skip
         rest, _, status = done.stdout.rpartition(b"\n")
@@ -114,8 +116,14 @@ class World:
         check_admin_answer(method, path, int(status), media.decode(), body)
         return int(status), body
 
-    def allow(self, serial: str) -> None:
-        assert self.curl(f"/admin/devices/{serial}/allow", "-X", "POST")[0] == 200
+    def allow(self, serial: str, base: str | None = None) -> None:
+        assert self.curl(f"/admin/devices/{serial}/allow", "-X", "POST", base=base)[0] == 200
+
+    def delivered(self, serial: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(e["serial"] == serial for e in self.receiver.events):
+            assert time.monotonic() < deadline, f"{serial} never delivered"
+            time.sleep(0.1)
 
     def repo(self) -> RegistrarRepository:
         return RegistrarRepository(open_role_database(self.lab.domain, None, "registrar.db"))
@@ -286,10 +294,7 @@ def test_webhook_gets_every_event_in_order_through_failures_and_a_restart(world:
     world.receiver.fail = 3
     world.allow("WH-1")
     world.allow("WH-2")
-    deadline = time.monotonic() + 30
-    while not any(e["serial"] == "WH-2" for e in world.receiver.events):
-        assert time.monotonic() < deadline, "WH-2 never delivered"
-        time.sleep(0.1)
+    world.delivered("WH-2")
     assert world.receiver.refused == 3 and world.receiver.bad_signatures == 0
 
     registrar = world.lab.registrars.pop()
@@ -298,10 +303,7 @@ def test_webhook_gets_every_event_in_order_through_failures_and_a_restart(world:
     for serial in ("WH-3", "WH-4"):
         run_cli("registrar", "allow", "--dir", world.lab.domain, "--serial", serial)
     world.lab.start_registrar()
-    deadline = time.monotonic() + 30
-    while not any(e["serial"] == "WH-4" for e in world.receiver.events):
-        assert time.monotonic() < deadline, "WH-4 never delivered after the restart"
-        time.sleep(0.1)
+    world.delivered("WH-4")
     got = [e["id"] for e in world.receiver.events]
     assert got == world.ids()[: len(got)]  # every event, in order, each once
     check_events(world.receiver.events)
@@ -353,39 +355,6 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_a_subscriber_that_stops_reading_is_dropped_and_memory_stays_bounded(
-    world: World,
-) -> None:
-    registrar = world.lab.registrars[-1]
-    before = _rss_kib(registrar.proc.pid)
-    context = ssl.create_default_context(cafile=str(world.lab.domain / "ca.pem"))
-    context.load_cert_chain(world.admin / "cert.pem", world.admin / "key.pem")
-    port = int(world.url.rsplit(":", 1)[1])
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.connect(("127.0.0.1", port))
-    stalled = context.wrap_socket(raw, server_hostname="127.0.0.1")
-    stalled.sendall(b"GET /admin/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    assert stalled.recv(4096).startswith(b"HTTP/1.1 200")
-    reader = open_stream(world)  # a subscriber that keeps up
-    start = max(world.ids(), default=0)
-    _burst(world, 3000, "BURST")
-    reader.wait(lambda s: any(e["serial"] == "BURST-2999" for e in s.events()), "the burst")
-    got = [e["id"] for e in reader.events() if e["id"] > start]
-    assert got == list(range(start + 1, start + 3001))  # the fast reader missed nothing
-    reader.close()
-    # more bursts until the socket buffers are full and the registrar gives up on the stream
-    for burst in range(8):
-        if "took no data" in registrar.stderr or "behind: dropped" in registrar.stderr:
-            break
-        _burst(world, 5000, f"MORE-{burst}")
-        time.sleep(2)
-    assert "took no data" in registrar.stderr or "behind: dropped" in registrar.stderr
-    stalled.close()
-    grown = _rss_kib(registrar.proc.pid) - before
-    assert grown < 32 * 1024, f"registrar RSS grew by {grown} KiB"
-
-
 @pytest.mark.parametrize("path", ["/admin/events", "/metrics", "/admin/openapi.json"])
 def test_certificates_that_are_not_an_admins_are_refused(world: World, path: str) -> None:
     status, body = world.curl(path, "--max-time", "5", client=world.other)
@@ -428,3 +397,56 @@ def test_streams_end_when_the_registrar_stops_and_resume_after_its_restart(world
     assert [e["id"] for e in again.events()] == [i for i in world.ids() if i > last]
     again.close()
     stream.close()
+
+
+def test_two_registrar_processes_deliver_each_event_once(world: World) -> None:
+    second = world.lab.start_registrar()
+    try:
+        for n in range(10):
+            world.allow(f"TWO-{n}", base=(world.url, second.url)[n % 2])
+        world.delivered("TWO-9")
+        world.lab.registrars.remove(second)
+        assert second.stop() == 0  # one of the two shuts down; the other delivers on
+        world.allow("TWO-10")
+        world.delivered("TWO-10")
+    finally:
+        if second in world.lab.registrars:
+            world.lab.registrars.remove(second)
+        second.stop()
+    got = [e["id"] for e in world.receiver.events]
+    assert len(got) == len(set(got)) and got == sorted(got)
+    table = world.ids()
+    assert got == table[table.index(got[0]) :]
+
+
+def test_a_subscriber_that_stops_reading_is_dropped_and_memory_stays_bounded(
+    world: World,
+) -> None:
+    registrar = world.lab.registrars[-1]
+    before = _rss_kib(registrar.proc.pid)
+    context = ssl.create_default_context(cafile=str(world.lab.domain / "ca.pem"))
+    context.load_cert_chain(world.admin / "cert.pem", world.admin / "key.pem")
+    port = int(world.url.rsplit(":", 1)[1])
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", port))
+    stalled = context.wrap_socket(raw, server_hostname="127.0.0.1")
+    stalled.sendall(b"GET /admin/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert stalled.recv(4096).startswith(b"HTTP/1.1 200")
+    reader = open_stream(world)  # a subscriber that keeps up
+    start = max(world.ids(), default=0)
+    _burst(world, 3000, "BURST")
+    reader.wait(lambda s: any(e["serial"] == "BURST-2999" for e in s.events()), "the burst")
+    got = [e["id"] for e in reader.events() if e["id"] > start]
+    assert got == list(range(start + 1, start + 3001))  # the fast reader missed nothing
+    reader.close()
+    # more bursts until the socket buffers are full and the registrar gives up on the stream
+    for burst in range(8):
+        if "took no data" in registrar.stderr or "behind: dropped" in registrar.stderr:
+            break
+        _burst(world, 5000, f"MORE-{burst}")
+        time.sleep(2)
+    assert "took no data" in registrar.stderr or "behind: dropped" in registrar.stderr
+    stalled.close()
+    grown = _rss_kib(registrar.proc.pid) - before
+    assert grown < 32 * 1024, f"registrar RSS grew by {grown} KiB"

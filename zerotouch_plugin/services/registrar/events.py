@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -36,7 +36,7 @@ from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
 from zerotouch_plugin.store.registrar.events import on_events_committed
 
-__all__ = ["EventHub", "Subscriber", "sse_frame"]
+__all__ = ["CommitWatch", "EventHub", "Subscriber", "sse_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,48 @@ class Subscriber:
             self.behind = True
 
 
+class CommitWatch:
+    """A task that runs ``step`` at once when this process commits events, and at least
+    every ``poll`` seconds (for what other registrar processes commit), until closed; a
+    failing step (the database away for a while) is logged and tried again."""
+
+    def __init__(self, name: str, poll: float, step: Callable[[], Awaitable[None]]) -> None:
+        self._name = name
+        self._poll = poll
+        self._step = step
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unregister: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def committed() -> None:  # in the thread that committed; the loop may be closed
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+        self._unregister = on_events_committed(committed)
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def close(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except Exception as exc:
+                log.warning("%s: %s", self._name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+
+
 class EventHub:
     """The reader of the events table and the set of subscribers it feeds."""
 
@@ -83,10 +125,9 @@ class EventHub:
         self._repo = repo
         self._config = config
         self._subscribers: set[Subscriber] = set()
-        self._wake = asyncio.Event()
         self._last = 0
-        self._task: asyncio.Task[None] | None = None
-        self._unregister: Callable[[], None] | None = None
+        self._next_prune = 0.0
+        self._watch = CommitWatch("registrar events", config.poll, self._tick)
         self.dropped_total = 0
 
     @property
@@ -99,24 +140,12 @@ class EventHub:
         return sum(s.queue.qsize() for s in self._subscribers)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         self._last = await in_thread(self._repo.last_event_id)
-
-        def committed() -> None:  # in the thread that committed; the loop may be closed
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake.set)
-
-        self._unregister = on_events_committed(committed)
-        self._task = asyncio.create_task(self._run(), name="registrar-events")
+        self._watch.start()
 
     async def close(self) -> None:
         """Stop reading and end every stream (before the server waits for its connections)."""
-        if self._unregister is not None:
-            self._unregister()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._watch.close()
         for sub in list(self._subscribers):
             sub.closed.set()
             if sub.task is not None:
@@ -137,20 +166,12 @@ class EventHub:
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
 
-    async def _run(self) -> None:
-        next_prune = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._config.poll)
-            self._wake.clear()
-            try:
-                await self._read()
-                if loop.time() >= next_prune:
-                    next_prune = loop.time() + _PRUNE_EVERY
-                    await self._prune()
-            except Exception as exc:  # the database may be away for a while: keep tailing
-                log.warning("events: reading the events table failed: %s", exc)
+    async def _tick(self) -> None:
+        await self._read()
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_prune:
+            self._next_prune = now + _PRUNE_EVERY
+            await self._prune()
 
     async def _read(self) -> None:
         while True:

@@ -4,7 +4,9 @@ events table holds it, until the receiver answers 2xx.
 One task per webhook (``[[webhooks]]`` of registrar.toml). It reads the events after its
 cursor, the id of the last event the receiver acknowledged, kept in the database
 (``registrar_webhook_cursors``), so a restarted registrar resumes where the last one stopped;
-a new webhook starts at the newest event. A refused or failed delivery is retried after the
+a new webhook starts at the newest event. Registrar processes sharing one database take
+turns by a lease on the cursor: one delivers, and another takes over when its lease expires
+or it shuts down. A refused or failed delivery is retried after the
 one backoff schedule (roles/backoff.py), forever: the order is kept and nothing is skipped
 (events past retention excepted). The body is the event's JSON; ``X-Zerotouch-Signature:
 sha256=HEX`` is its HMAC-SHA256 under the webhook's secret, so the receiver can tell the
@@ -14,14 +16,15 @@ registrar's posts from anyone's (compare in constant time, deduplicate by ``id``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
+import socket
 import ssl
-from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -33,8 +36,8 @@ from zerotouch_plugin.roles.backoff import Backoff
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
+from zerotouch_plugin.services.registrar.events import CommitWatch
 from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
-from zerotouch_plugin.store.registrar.events import on_events_committed
 
 __all__ = ["SIGNATURE_HEADER", "WebhookWorker", "load_webhooks", "sign"]
 
@@ -104,62 +107,72 @@ class WebhookWorker:
         self._backoff = Backoff(
             initial=hook.backoff, factor=2.0, maximum=hook.max_backoff, jitter=0.2
         )
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._unregister: Callable[[], None] | None = None
+        self._watch = CommitWatch(f"webhook {hook.name}", _POLL, self._catch_up)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[-120:]
+        # long enough for an attempt and the wait before the next, renewed at each
+        self._lease = timedelta(seconds=2 * (hook.timeout + hook.max_backoff) + 10)
+        self._session: aiohttp.ClientSession | None = None
         self.cursor = 0
         self.delivered = 0
         self.failures = 0
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-
-        def committed() -> None:  # in the thread that committed; the loop may be closed
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake.set)
-
-        self._unregister = on_events_committed(committed)
-        self._task = asyncio.create_task(self._run(), name=f"webhook-{self.hook.name}")
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.hook.timeout), connector=connector
+        )
+        self._watch.start()
 
     async def close(self) -> None:
-        if self._unregister is not None:
-            self._unregister()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._watch.close()
+        if self._session is not None:
+            await self._session.close()
+        try:
+            await in_thread(self._repo.release_webhook, self.hook.name, self._owner)
+        except ZerotouchError as exc:  # the lease then expires by itself
+            log.warning("webhook %s: lease not released: %s", self.hook.name, exc.one_line())
 
-    async def _run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.hook.timeout)
-        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            while True:
-                try:
-                    await self._catch_up(session)
-                except Exception as exc:  # the database may be away for a while
-                    log.warning("webhook %s: %s", self.hook.name, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), _POLL)
-                self._wake.clear()
+    async def _claim(self) -> int | None:
+        """This process's lease on the webhook, renewed, and its cursor; None while another
+        registrar process sharing the database delivers to it."""
+        now = utc_now()
+        return await in_thread(
+            self._repo.claim_webhook,
+            self.hook.name,
+            self._owner,
+            now=now,
+            lease_until=now + self._lease,
+        )
 
-    async def _catch_up(self, session: aiohttp.ClientSession) -> None:
-        stored = await in_thread(self._repo.webhook_cursor, self.hook.name)
-        if stored is None:
-            stored = await in_thread(self._repo.last_event_id)
-            await in_thread(self._repo.set_webhook_cursor, self.hook.name, stored, now=utc_now())
-        self.cursor = stored
+    async def _catch_up(self) -> None:
+        if self._session is None:
+            raise RuntimeError(f"webhook {self.hook.name} is not started")
         while True:
-            batch = await in_thread(self._repo.events_after, self.cursor, limit=_PAGE)
+            cursor = await self._claim()
+            if cursor is None:
+                return
+            self.cursor = cursor
+            batch = await in_thread(self._repo.events_after, cursor, limit=_PAGE)
             for event in batch:
-                await self._deliver(session, event)
-                await in_thread(
-                    self._repo.set_webhook_cursor, self.hook.name, event.id, now=utc_now()
-                )
+                if not await self._deliver(self._session, event):
+                    return
+                now = utc_now()
+                if not await in_thread(
+                    self._repo.advance_webhook,
+                    self.hook.name,
+                    self._owner,
+                    event.id,
+                    now=now,
+                    lease_until=now + self._lease,
+                ):
+                    return
                 self.cursor = event.id
             if len(batch) < _PAGE:
                 return
 
-    async def _deliver(self, session: aiohttp.ClientSession, event: EventRow) -> None:
+    async def _deliver(self, session: aiohttp.ClientSession, event: EventRow) -> bool:
+        """POST ``event`` until the receiver takes it (True); False when the lease went to
+        another process meanwhile (it delivers from its cursor on)."""
         body = json.dumps(event.to_json_dict(), separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
@@ -175,7 +188,7 @@ class WebhookWorker:
                     await answer.read()
                     if 200 <= answer.status < 300:
                         self.delivered += 1
-                        return
+                        return True
                     problem = f"answered {answer.status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
@@ -190,6 +203,9 @@ class WebhookWorker:
                 wait,
             )
             await asyncio.sleep(wait)
+            cursor = await self._claim()
+            if cursor is None or cursor >= event.id:
+                return False
 
 
 def load_webhooks(

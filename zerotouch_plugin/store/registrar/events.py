@@ -57,7 +57,9 @@ class EventModel(Base):
 
 
 class WebhookCursorModel(Base):
-    """The id of the last event a webhook receiver acknowledged, per configured webhook."""
+    """Per configured webhook: the id of the last event its receiver acknowledged, and the
+    lease of the registrar process delivering to it (one at a time, when several share the
+    database)."""
 
     __tablename__ = "registrar_webhook_cursors"
 
@@ -65,6 +67,8 @@ class WebhookCursorModel(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     last_id: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,7 @@ def _row(model: EventModel) -> EventRow:
 
 
 class EventRecords(Records):
-    """Reading the events, pruning them, and the webhooks' delivery cursors."""
+    """Reading the events, pruning them, and the webhooks' delivery cursors and leases."""
 
     def events_after(self, after: int, *, limit: int) -> list[EventRow]:
         """Up to ``limit`` events with an id above ``after``, oldest first."""
@@ -265,20 +269,54 @@ class EventRecords(Records):
             )
             return int(s.execute(cut).rowcount)  # type: ignore[attr-defined]
 
-    def webhook_cursor(self, name: str) -> int | None:
-        """The last event id webhook ``name`` acknowledged; None if it never ran."""
-        with self.db.session() as s:
-            query = select(WebhookCursorModel.last_id).where(WebhookCursorModel.name == name)
-            value = s.scalar(query)
-            return None if value is None else int(value)
-
-    def set_webhook_cursor(self, name: str, last_id: int, *, now: datetime) -> None:
+    def claim_webhook(
+        self, name: str, owner: str, *, now: datetime, lease_until: datetime
+    ) -> int | None:
+        """Take or renew the lease of webhook ``name`` for ``owner`` and answer its cursor;
+        None while another process holds an unexpired lease. A webhook seen for the first
+        time starts at the newest event."""
         query = select(WebhookCursorModel).where(WebhookCursorModel.name == name).with_for_update()
         with self.db.session() as s:
-            row = locked_or_created(
-                s, query, lambda: WebhookCursorModel(name=name, last_id=last_id, updated_at=now)
-            )
+
+            def new() -> WebhookCursorModel:
+                newest = int(s.scalar(select(func.max(EventModel.id))) or 0)
+                return WebhookCursorModel(name=name, last_id=newest, updated_at=now)
+
+            row = locked_or_created(s, query, new)
+            held = row.lease_owner not in (None, owner)
+            if held and row.lease_until is not None and row.lease_until > now:
+                return None
+            row.lease_owner, row.lease_until = owner, lease_until
+            return row.last_id
+
+    def advance_webhook(
+        self, name: str, owner: str, last_id: int, *, now: datetime, lease_until: datetime
+    ) -> bool:
+        """Record that the receiver acknowledged ``last_id`` and renew the lease; False
+        (nothing written) when ``owner`` no longer holds it."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(WebhookCursorModel)
+                .where(WebhookCursorModel.name == name, WebhookCursorModel.lease_owner == owner)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                return False
             row.last_id, row.updated_at = max(row.last_id, last_id), now
+            row.lease_until = lease_until
+            return True
+
+    def release_webhook(self, name: str, owner: str) -> None:
+        """Give the lease up (a registrar shutting down), so another process takes over at
+        once."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(WebhookCursorModel)
+                .where(WebhookCursorModel.name == name, WebhookCursorModel.lease_owner == owner)
+                .with_for_update()
+            ).one_or_none()
+            if row is not None:
+                row.lease_owner, row.lease_until = None, None
 
     def event_counts(self) -> dict[str, int]:
         """Events on record by type."""

@@ -132,15 +132,34 @@ def test_prune_keeps_newest_and_recent(db_url: str) -> None:
     assert repo.event_counts() == {"device-allowed": 3}
 
 
-def test_webhook_cursor_is_durable_and_never_goes_back(db_url: str) -> None:
+def test_webhook_lease_and_cursor(db_url: str) -> None:
     db, repo = open_repo(db_url)
-    assert repo.webhook_cursor("nms") is None
-    repo.set_webhook_cursor("nms", 5, now=NOW)
-    repo.set_webhook_cursor("nms", 3, now=NOW)
-    assert repo.webhook_cursor("nms") == 5
+    with db.session() as s:
+        add_event(s, "device-allowed", "OLD", {}, NOW)
+    later, much_later = NOW + timedelta(seconds=30), NOW + timedelta(seconds=90)
+    # a new webhook starts at the newest event
+    assert repo.claim_webhook("nms", "a", now=NOW, lease_until=NOW + timedelta(seconds=60)) == 1
+    assert repo.claim_webhook("nms", "b", now=later, lease_until=much_later) is None  # held
+    assert (
+        repo.advance_webhook("nms", "b", 9, now=later, lease_until=later) is False
+    )  # not the holder
+    assert repo.advance_webhook("nms", "a", 5, now=later, lease_until=later)
+    assert repo.advance_webhook("nms", "a", 3, now=later, lease_until=later)  # never goes back
+    assert repo.claim_webhook("nms", "a", now=later, lease_until=much_later) == 5  # renewed
+    assert repo.claim_webhook("nms", "b", now=later, lease_until=much_later) is None
+    # expired: another process takes over where the first stopped
+    assert (
+        repo.claim_webhook(
+            "nms", "b", now=much_later, lease_until=much_later + timedelta(seconds=60)
+        )
+        == 5
+    )
+    assert repo.advance_webhook("nms", "a", 7, now=much_later, lease_until=much_later) is False
+    repo.release_webhook("nms", "b")
     db.dispose()
-    _, again = open_repo(db_url)
-    assert again.webhook_cursor("nms") == 5 and again.webhook_cursor("other") is None
+    _, again = open_repo(db_url)  # durable, and free after the release
+    assert again.claim_webhook("nms", "c", now=much_later, lease_until=much_later) == 5
+    assert again.claim_webhook("other", "c", now=NOW, lease_until=NOW) == 1
 
 
 def test_unknown_event_type_is_refused(db_url: str) -> None:
