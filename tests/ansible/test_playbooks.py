@@ -99,8 +99,13 @@ def test_device_get_is_typed_and_filtered_by_xpath(ansible: Ansible, world: Worl
     assert "ietf-system:system" not in result["data"]
 
 
-def test_inventory_plugin_lists_devices_by_serial(ansible: Ansible, world: World) -> None:
-    result = ansible.run("ansible-inventory", "-i", world.plugin_config, "--list")
+def test_inventory_plugin_lists_devices_by_serial(
+    ansible: Ansible, world: World, tmp_path: Path
+) -> None:
+    config = tmp_path / "keyed.zerotouch.yml"
+    keyed = "keyed_groups:\n  - key: zerotouch_record.voucher_source\n    prefix: voucher\n"
+    config.write_text(world.plugin_config.read_text() + keyed)
+    result = ansible.run("ansible-inventory", "-i", config, "--list")
     assert result.returncode == 0, result.stderr
     inventory = json.loads(result.stdout, object_hook=trusted)
     hostvars = inventory["_meta"]["hostvars"]
@@ -114,6 +119,7 @@ def test_inventory_plugin_lists_devices_by_serial(ansible: Ansible, world: World
         )
     assert sorted(inventory["phase_enroll_confirmed"]["hosts"]) == sorted(world.serials)
     assert sorted(inventory["audit_clean"]["hosts"]) == sorted(world.serials)
+    assert sorted(inventory["voucher_masa"]["hosts"]) == sorted(world.serials)
 
 
 def test_inventory_plugin_says_when_the_registrar_refuses_the_certificate(
