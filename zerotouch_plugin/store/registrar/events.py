@@ -111,13 +111,10 @@ EVENT_TYPES: tuple[str, ...] = (
 
 
 def _changed(obj: Any, attr: str) -> tuple[bool, Any]:
-    """Whether ``attr`` of ``obj`` changes in this flush, and its value before."""
+    """Whether ``attr`` of ``obj`` gets another value in this flush, and its value before."""
     history = inspect(obj).attrs[attr].history
-    if not history.added:
-        return False, None
-    return history.added[0] != (history.deleted[0] if history.deleted else None), (
-        history.deleted[0] if history.deleted else None
-    )
+    before = history.deleted[0] if history.deleted else None
+    return bool(history.added) and history.added[0] != before, before
 
 
 def _device_event(obj: DeviceModel, new: bool) -> tuple[str, dict[str, Any]] | None:
