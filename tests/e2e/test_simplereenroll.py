@@ -13,6 +13,7 @@ import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,17 +52,24 @@ from zerotouch_plugin.store.registrar import RegistrarRepository
 LIFETIME = 3600  # ldevid_lifetime_seconds of the lab's registrar
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = make_lab(tmp_path_factory.mktemp("reenroll"))
+@contextmanager
+def lifetime_lab(root: Path, seconds: int) -> Iterator[Lab]:
+    """A MASA and a registrar issuing LDevIDs for ``seconds``; both stopped on exit."""
+    lab = make_lab(root)
     with (lab.domain / "registrar.toml").open("a") as fh:
-        fh.write(f"ldevid_lifetime_seconds = {LIFETIME}\n")
+        fh.write(f"ldevid_lifetime_seconds = {seconds}\n")
     try:
         lab.start_masa()
         lab.start_registrar()
         yield lab
     finally:
         lab.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with lifetime_lab(tmp_path_factory.mktemp("reenroll"), LIFETIME) as lab:
+        yield lab
 
 
 @dataclass
@@ -355,12 +363,7 @@ def test_a_short_lived_ldevid_is_renewed_twice_on_schedule(
 ) -> None:
     """``roles.renewal`` says when, ``reenroll`` renews: with a 20 s LDevID renewed at half
     its validity, two renewals in a row, each before the LDevID it replaces expires."""
-    lab = make_lab(tmp_path_factory.mktemp("short"))
-    with (lab.domain / "registrar.toml").open("a") as fh:
-        fh.write(f"ldevid_lifetime_seconds = {SHORT}\n")
-    try:
-        lab.start_masa()
-        lab.start_registrar()
+    with lifetime_lab(tmp_path_factory.mktemp("short"), SHORT) as lab:
         device = enrolled(lab)
         policy = RenewalPolicy(fraction=0.5)
         current = device.ldevid
@@ -388,5 +391,3 @@ def test_a_short_lived_ldevid_is_renewed_twice_on_schedule(
         assert first is not None and first.revoked_reason == (
             f"superseded by {certs.fingerprint(history[1])}"
         )
-    finally:
-        lab.close()
