@@ -42,6 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support import interop_pki as ip
+from tests.support.admin_openapi import check_admin_answer
 from tests.support.processes import ServerProcess, free_port, run_cli, start_server
 from tests.vectors.provenance import DATA
 from zerotouch_plugin.artifacts import certs, cms
@@ -274,7 +275,10 @@ class Lab:
         for line in head.read_text().splitlines()[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        return Reply(int(done.stdout), headers, out.read_bytes())
+        reply = Reply(int(done.stdout), headers, out.read_bytes())
+        if path.startswith("/admin/"):
+            check_admin_answer(method, path, reply.status, headers.get("content-type"), reply.body)
+        return reply
 
     def device(self, serial: str) -> dict[str, Any]:
         reply = self.curl("GET", f"/admin/devices/{serial}", admin=True)

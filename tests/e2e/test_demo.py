@@ -17,6 +17,7 @@ from typing import Any
 from lxml import etree
 from ncclient import manager
 
+from tests.support.admin_openapi import check_admin_answer
 from tests.support.processes import REPO
 
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
@@ -134,11 +135,13 @@ def test_keep_leaves_working_services_until_stop(tmp_path: Path) -> None:
         registrar = summary["endpoints"]["registrar"]
         admin = subprocess.run(
             ["curl", "-sS", "--fail", "--cacert", "registrar/ca.pem", "--cert", "admin/cert.pem",
-             "--key", "admin/key.pem", f"{registrar}/admin/devices"],
+             "--key", "admin/key.pem", "-w", "\n%{content_type}", f"{registrar}/admin/devices"],
             capture_output=True, text=True, timeout=30, check=False, cwd=workdir,
         )  # fmt: skip
         assert admin.returncode == 0, admin.stderr
-        (record,) = json.loads(admin.stdout)["devices"]
+        listing, _, media = admin.stdout.rpartition("\n")
+        check_admin_answer("GET", "/admin/devices", 200, media, listing.encode())
+        (record,) = json.loads(listing)["devices"]
         assert record["serial"] == "DEMO-0001" and record["state"] == "enroll-confirmed"
         device = summary["endpoints"]["devices"][0]
         # the NMS curl command the demo prints, run as printed: by the LDevID's DNS name
