@@ -21,7 +21,8 @@ from ncclient.operations.errors import OperationError
 from ncclient.transport.errors import TransportError
 from ncclient.xml_ import to_ele
 
-from tests.e2e.test_brski_flow import Lab, make_lab
+from tests.e2e.test_brski_flow import Lab
+from tests.e2e.test_device_agent import agent_lab
 from tests.support.netopeer2 import Netopeer2, netopeer2_server
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
@@ -285,6 +286,8 @@ def restart_and_forget(folder: Path, port: int) -> None:
             installed = host.installed_identity()
             assert installed is not None and installed.ldevid == pki["renewed"].cert
             assert installed.anchors == (pki["domain"].cert,)
+            assert installed.signer is not None  # the key read back from the keystore
+            assert certs.spki(installed.signer.public_key()) == certs.spki(pki["renewed"].cert)
             assert host.management_ports() == {"netconf-tls-port": port}
             assert await asyncio.to_thread(configure, port, pki["admin"], pki, folder)
             await host.forget_identity()
@@ -342,22 +345,48 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T
     return value
 
 
+HANDOFF_SETTINGS = (
+    "handoff_attempts = 60\nhandoff_backoff = 0.2\nhandoff_max_backoff = 0.5\n"
+    "handoff_timeout = 10.0\nhandoff_poll = 1.0\n"
+)
+FAST_AGENT = "bootstrap_retry_delay = 0.3\nbootstrap_max_delay = 1.0\nbootstrap_timeout = 10.0\n"
+LIFETIME = 20  # ldevid_lifetime_seconds of the renewal lab: renewals every ~10 s at 0.5
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = make_lab(tmp_path_factory.mktemp("netopeer2"))
-    with (lab.domain / "registrar.toml").open("a") as fh:
-        fh.write(
-            "handoff_attempts = 60\nhandoff_backoff = 0.2\nhandoff_max_backoff = 0.5\n"
-            "handoff_timeout = 10.0\nhandoff_poll = 1.0\n"
-        )
-    try:
-        lab.start_masa()
-        lab.start_registrar()
-        run_cli("registrar", "issue-client-cert", "--dir", lab.domain, "--name", "ops",
-                "--admin", "--out", lab.root / "ops")  # fmt: skip
+    with agent_lab(tmp_path_factory.mktemp("netopeer2"), HANDOFF_SETTINGS) as lab:
         yield lab
-    finally:
-        lab.close()
+
+
+@pytest.fixture(scope="module")
+def short_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    settings = f"ldevid_lifetime_seconds = {LIFETIME}\n"
+    with agent_lab(tmp_path_factory.mktemp("netopeer2-renewal"), settings) as lab:
+        yield lab
+
+
+def nms_client(lab: Lab) -> tuple[certs.Identity, x509.Certificate]:
+    """The operator's domain client certificate (``agent_lab``) and the domain CA."""
+    nms = lab.root / "nms"
+    client = certs.Identity(
+        certs.load_certs((nms / "cert.pem").read_bytes())[0],
+        certs.load_private_key((nms / "key.pem").read_bytes()),
+    )
+    return client, certs.load_certs((nms / "ca.pem").read_bytes())[0]
+
+
+def bootstrap_state(server: Netopeer2) -> dict[str, Any]:
+    """``/zerotouch-bootstrap:bootstrap`` as netopeer2's datastore serves it (the plugin's
+    operational data), RFC 7951."""
+    out = server.run("sysrepocfg", "-X", "-d", "operational", "-f", "json",
+                     "-x", "/zerotouch-bootstrap:bootstrap")  # fmt: skip
+    return dict(json.loads(out or "{}").get("zerotouch-bootstrap:bootstrap", {}))
+
+
+def enrolled(server: Netopeer2) -> dict[str, Any] | None:
+    state = bootstrap_state(server)
+    return state if state.get("phase") == "enrolled" else None
 
 
 @pytest.fixture
@@ -378,18 +407,11 @@ def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
 ) -> None:
     netopeer2 = vendor_netopeer2
     serial, folder = lab.pledge()
-    (folder / "agent.toml").write_text(
-        "bootstrap_retry_delay = 0.3\nbootstrap_max_delay = 1.0\nbootstrap_timeout = 10.0\n"
-    )
+    (folder / "agent.toml").write_text(FAST_AGENT)
     (tmp_path / "day0.json").write_text(day0_interfaces("configured by the registrar"))
     run_cli("registrar", "day0", "--dir", lab.domain, "--serial", serial,
             "--file", tmp_path / "day0.json")  # fmt: skip
-    ops = lab.root / "ops"
-    domain_ca = certs.load_certs((lab.domain / "ca.pem").read_bytes())[0]
-    ops_client = certs.Identity(
-        certs.load_certs((ops / "cert.pem").read_bytes())[0],
-        certs.load_private_key((ops / "key.pem").read_bytes()),
-    )
+    ops_client, domain_ca = nms_client(lab)
     outsider = certs.issue_client(certs.make_ca("another domain", now=NOW), "ops", now=NOW)
     port = free_port()
 
@@ -402,14 +424,7 @@ def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
     plugin = netopeer2.plugin("--dir", folder, "--registrar", lab.registrar_url,
                               "--netconf-tls", f"127.0.0.1:{port}")  # fmt: skip
     try:
-
-        def phase() -> str | None:
-            out = netopeer2.run("sysrepocfg", "-X", "-d", "operational", "-f", "json",
-                                "-x", "/zerotouch-bootstrap:bootstrap/phase")  # fmt: skip
-            value = json.loads(out or "{}").get("zerotouch-bootstrap:bootstrap", {}).get("phase")
-            return value if value == "enrolled" else None
-
-        wait_for("phase enrolled", phase)
+        wait_for("phase enrolled", lambda: enrolled(netopeer2))
 
         def handoff() -> dict[str, Any] | None:
             record = lab.device(serial)
@@ -428,3 +443,39 @@ def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
         plugin.log_path.unlink(missing_ok=True)
     table = run_cli("registrar", "devices", "--dir", lab.domain).stdout
     assert any(row.startswith(serial) and " applied (" in row for row in table.splitlines())
+
+
+def test_a_netopeer2_device_renews_its_ldevid_twice_without_dropping_sessions(
+    short_lab: Lab, vendor_netopeer2: Netopeer2, tmp_path: Path
+) -> None:
+    netopeer2 = vendor_netopeer2
+    serial, folder = short_lab.pledge()
+    (folder / "agent.toml").write_text(FAST_AGENT + "renew_fraction = 0.5\n")
+    client, domain_ca = nms_client(short_lab)
+    port = free_port()
+
+    def renewed() -> list[str] | None:
+        """The serials of the renewed LDevIDs once there are two (``ldevid-renewed``)."""
+        events = bootstrap_state(netopeer2).get("event", [])
+        serials = [str(e.get("detail")) for e in events if e.get("event") == "ldevid-renewed"]
+        return serials if len(serials) >= 2 else None
+
+    plugin = netopeer2.plugin("--dir", folder, "--registrar", short_lab.registrar_url,
+                              "--netconf-tls", f"127.0.0.1:{port}")  # fmt: skip
+    try:
+        wait_for("phase enrolled", lambda: enrolled(netopeer2))
+        first = presented(port, client)
+        with tls_session(port, client, domain_ca, tmp_path / "client") as session:
+            serials = wait_for("two renewals", renewed, timeout=4 * LIFETIME)
+            # the session opened under the first LDevID still answers
+            assert session.get(("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"/>')).ok
+        latest = presented(port, client)
+    finally:
+        plugin.stop()
+        plugin.log_path.unlink(missing_ok=True)
+    assert len(set(serials)) == len(serials) >= 2
+    assert format(first.serial_number, "x") not in serials
+    assert format(latest.serial_number, "x") in serials
+    assert latest.subject == first.subject and latest.public_key() != first.public_key()
+    assert certs.serial_number_of(latest) == serial
+    assert short_lab.state(serial) == "enroll-confirmed"

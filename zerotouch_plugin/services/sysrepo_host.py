@@ -538,7 +538,8 @@ class SysrepoHost:
     def installed_identity(self) -> InstalledIdentity | None:
         if self._stored is None:
             return None
-        return InstalledIdentity((self._stored.ldevid,), self._stored.anchors)
+        stored = self._stored
+        return InstalledIdentity((stored.ldevid,), stored.anchors, stored.signer)
 
     async def forget_identity(self) -> None:
         """One change removes what ``install_identity`` added; the TLS endpoint goes with it."""
