@@ -405,6 +405,10 @@ def vendor_netopeer2() -> Iterator[Netopeer2]:
 def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
     lab: Lab, vendor_netopeer2: Netopeer2, tmp_path: Path
 ) -> None:
+    """Enrollment through the real MASA and registrar, TLS refused before it and to another
+    domain after, the day-0 hand-off read back over TLS, ``registrar devices`` showing the
+    hand-off applied as for a reference device; then a factory reset by RPC and a new
+    enrollment."""
     netopeer2 = vendor_netopeer2
     serial, folder = lab.pledge()
     (folder / "agent.toml").write_text(FAST_AGENT)
@@ -438,11 +442,28 @@ def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
         assert "configured by the registrar" in startup
         with pytest.raises(REFUSED):
             read_interfaces(outsider)
+        table = run_cli("registrar", "devices", "--dir", lab.domain).stdout
+        assert any(row.startswith(serial) and " applied (" in row for row in table.splitlines())
+
+        # factory reset over NETCONF/SSH (the recovery user): the identity goes, the agent
+        # bootstraps again and netopeer2 presents a new LDevID
+        first = presented(port, ops_client)
+        with Login.of(netopeer2).session() as session:
+            rpc = f'<restart-bootstrap xmlns="{BOOTSTRAP_NS}"><factory-reset>true</factory-reset>'
+            reply = session.dispatch(to_ele(rpc + "</restart-bootstrap>"))
+        assert to_ele(reply.xml).findtext(f".//{{{BOOTSTRAP_NS}}}phase") is not None
+
+        def enrolled_again() -> dict[str, Any] | None:
+            state = enrolled(netopeer2)
+            events = [e.get("event") for e in (state or {}).get("event", [])]
+            return state if "factory-reset" in events else None
+
+        wait_for("enrolled again after the factory reset", enrolled_again)
+        again = presented(port, ops_client)
+        assert again != first and certs.serial_number_of(again) == serial
     finally:
         plugin.stop()
         plugin.log_path.unlink(missing_ok=True)
-    table = run_cli("registrar", "devices", "--dir", lab.domain).stdout
-    assert any(row.startswith(serial) and " applied (" in row for row in table.splitlines())
 
 
 def test_a_netopeer2_device_renews_its_ldevid_twice_without_dropping_sessions(
