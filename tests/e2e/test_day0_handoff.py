@@ -169,6 +169,13 @@ def test_day0_applied_after_retries_and_in_startup(
     devices.append(start_device(folder, {"netconf-tls": f"127.0.0.1:{port}"}))
     applied = admin.wait(serial, lambda h: h["state"] == "applied", "applied")
     assert applied["error"] is None and applied["attempts"] > retrying["attempts"]
+    # one device event for the outcome, none for the retries before it
+    outcomes = [
+        (e.type, e.data["attempts"])
+        for e in admin.repo.events_after(0, limit=100_000)
+        if e.serial == serial and e.type.startswith("handoff-")
+    ]
+    assert outcomes == [("handoff-applied", applied["attempts"])]
 
     startup = json.loads((folder / "startup.json").read_text())
     assert startup["ietf-system:system"]["hostname"] == "edge-one"
@@ -202,6 +209,12 @@ def test_config_the_device_rejects_fails_with_its_rpc_error(
     failed = admin.wait(serial, lambda h: h["state"] == "failed", "failed")
     assert "rpc-error" in failed["error"] and "acme" in failed["error"], failed
     assert not (folder / "startup.json").exists()
+    [event] = [
+        e
+        for e in admin.repo.events_after(0, limit=100_000)
+        if e.serial == serial and e.type.startswith("handoff-")
+    ]
+    assert event.type == "handoff-failed" and event.data["error"] == failed["error"]
 
 
 def test_device_with_a_foreign_certificate_is_refused(
