@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 from ncclient import manager
 from ncclient.operations.errors import OperationError
+from ncclient.operations.rpc import RPCError
 from ncclient.transport.errors import TransportError
 from ncclient.xml_ import to_ele
 
@@ -27,6 +28,7 @@ from tests.support.netopeer2 import Netopeer2, netopeer2_server
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import SigningIdentity
+from zerotouch_plugin.errors import Conflict
 from zerotouch_plugin.roles.bootstrap import NOTIFICATION, BootstrapState
 from zerotouch_plugin.services.sysrepo_host import SysrepoHost, install_modules
 
@@ -136,21 +138,23 @@ def presented(port: int, client: certs.Identity) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
-def serve_and_ask(folder: Path, login: Login) -> tuple[str | None, str | None, str, list[Any]]:
+def serve_and_ask(folder: Path, login: Login) -> tuple[Any, ...]:
     """In a child process: the host serves a state, an RPC and a notification; a NETCONF
-    client of netopeer2 reads, calls and receives them."""
+    client of netopeer2 reads, calls (once refused by the agent) and receives them."""
     calls: list[dict[str, Any]] = []
     loop = asyncio.new_event_loop()
     host = SysrepoHost(folder, tls_port=free_port())
 
     async def restart(args: dict[str, Any]) -> dict[str, Any]:
         calls.append(args)
+        if args.get("factory-reset") is not True:
+            raise Conflict("the device is enrolled")
         return {"zerotouch-bootstrap:phase": "discovering"}
 
     async def emit() -> None:
         host.emit_event(NOTIFICATION, {"phase": "discovering", "time": "2026-12-05T08:00:00Z"})
 
-    def client() -> tuple[str | None, str | None, str]:
+    def client() -> tuple[Any, ...]:
         with login.session() as session:
             session.create_subscription()
             state = session.get(("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"/>'))
@@ -160,6 +164,11 @@ def serve_and_ask(folder: Path, login: Login) -> tuple[str | None, str | None, s
                     "</factory-reset></restart-bootstrap>"
                 )
             )
+            try:
+                session.dispatch(to_ele(f'<restart-bootstrap xmlns="{BOOTSTRAP_NS}"/>'))
+                refused = None
+            except RPCError as exc:
+                refused = (exc.tag, exc.message)
             asyncio.run_coroutine_threadsafe(emit(), loop).result(10)
             notifications = []  # netopeer2 also reports the RPC executions
             while (notification := session.take_notification(timeout=10)) is not None:
@@ -170,9 +179,10 @@ def serve_and_ask(folder: Path, login: Login) -> tuple[str | None, str | None, s
             state.data.findtext(f".//{{{BOOTSTRAP_NS}}}phase"),
             to_ele(reply.xml).findtext(f".//{{{BOOTSTRAP_NS}}}phase"),
             notifications[-1] if notifications else "",
+            refused,
         )
 
-    async def scenario() -> tuple[str | None, str | None, str]:
+    async def scenario() -> tuple[Any, ...]:
         await host.open()
         try:
             state = BootstrapState(history_size=8)
@@ -192,12 +202,14 @@ def serve_and_ask(folder: Path, login: Login) -> tuple[str | None, str | None, s
 def test_the_host_serves_state_rpc_and_notification_through_netopeer2(
     netopeer2: Netopeer2, tmp_path: Path
 ) -> None:
-    phase, answered, notification, calls = netopeer2.isolated(
+    phase, answered, notification, refused, calls = netopeer2.isolated(
         serve_and_ask, tmp_path, Login.of(netopeer2)
     )
     assert phase == "factory-default"
     assert answered == "discovering"
-    assert calls == [{"factory-reset": True}]
+    assert calls == [{"factory-reset": True}, {"factory-reset": False}]  # the YANG default
+    assert refused is not None and refused[0] == "operation-failed"
+    assert "the device is enrolled" in refused[1]
     assert "bootstrap-phase-change" in notification and "discovering" in notification
 
 
