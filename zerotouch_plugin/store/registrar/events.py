@@ -20,7 +20,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, delete, event, func, inspect, select, text
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Text,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.store.db import Base, UTCDateTime
@@ -243,6 +254,15 @@ def _row(model: EventModel) -> EventRow:
     return EventRow(model.id, model.type, model.serial, model.at, json.loads(model.data))
 
 
+def _held(name: str, owner: str) -> Select[WebhookCursorModel]:
+    """The cursor row of webhook ``name`` if ``owner`` holds its lease, locked."""
+    return (
+        select(WebhookCursorModel)
+        .where(WebhookCursorModel.name == name, WebhookCursorModel.lease_owner == owner)
+        .with_for_update()
+    )
+
+
 class EventRecords(Records):
     """Reading the events, pruning them, and the webhooks' delivery cursors and leases."""
 
@@ -292,11 +312,7 @@ class EventRecords(Records):
         """Record that the receiver acknowledged ``last_id`` and renew the lease; False
         (nothing written) when ``owner`` no longer holds it."""
         with self.db.session() as s:
-            row = s.scalars(
-                select(WebhookCursorModel)
-                .where(WebhookCursorModel.name == name, WebhookCursorModel.lease_owner == owner)
-                .with_for_update()
-            ).one_or_none()
+            row = s.scalars(_held(name, owner)).one_or_none()
             if row is None:
                 return False
             row.last_id, row.updated_at = max(row.last_id, last_id), now
@@ -307,11 +323,7 @@ class EventRecords(Records):
         """Give the lease up (a registrar shutting down), so another process takes over at
         once."""
         with self.db.session() as s:
-            row = s.scalars(
-                select(WebhookCursorModel)
-                .where(WebhookCursorModel.name == name, WebhookCursorModel.lease_owner == owner)
-                .with_for_update()
-            ).one_or_none()
+            row = s.scalars(_held(name, owner)).one_or_none()
             if row is not None:
                 row.lease_owner, row.lease_until = None, None
 
