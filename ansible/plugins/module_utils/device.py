@@ -53,7 +53,7 @@ VALIDATE_CAPS = (
     "urn:ietf:params:netconf:capability:validate:1.0",
     "urn:ietf:params:netconf:capability:validate:1.1",
 )
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a file name, never ".."
 
 # Options of every device module (doc fragment zerotouch.brski.device).
 DEVICE_ARGS: dict[str, Any] = {
@@ -175,7 +175,7 @@ class Device:
         if self._schema is not None:
             return self._schema
         set_id, modules = self.advertised()
-        if not SAFE_NAME.match(set_id or "-"):
+        if set_id and not SAFE_NAME.match(set_id):
             raise DeviceError(f"the device at {self.where} advertises a bad module-set-id")
         folder = Path(os.path.expanduser(self.params["yang_cache"])) / (set_id or "unnamed")
         folder.mkdir(parents=True, exist_ok=True)
