@@ -175,7 +175,7 @@ class World:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         reply = Reply(int(done.stdout), headers, out.read_bytes())
-        if base is None and (path.startswith("/admin/") or path == "/metrics"):
+        if path.startswith("/admin/") or path == "/metrics":
             verb = method or ("POST" if data is not None else "GET")
             check_admin_answer(verb, path, reply.status, headers.get("content-type"), reply.body)
         return reply
