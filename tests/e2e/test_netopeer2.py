@@ -213,6 +213,20 @@ def test_the_host_serves_state_rpc_and_notification_through_netopeer2(
     assert "bootstrap-phase-change" in notification and "discovering" in notification
 
 
+# A device's own NACM: every group denied everything; the domain's rules must come first.
+DENY_ALL = json.dumps(
+    {
+        "ietf-netconf-acm:nacm": {
+            "rule-list": [
+                {
+                    "name": "device-deny-all",
+                    "group": ["*"],
+                    "rule": [{"name": "deny", "module-name": "*", "action": "deny"}],
+                }
+            ]
+        }
+    }
+)
 PKI_NAMES = ("domain", "ldevid", "renewed", "admin", "outsider")
 
 
@@ -317,6 +331,8 @@ def test_the_identity_opens_a_tls_listener_for_the_domain_only_and_survives_rest
 ) -> None:
     write_pki(tmp_path / "pki")
     port = free_port()
+    netopeer2.run("sysrepocfg", "--edit", "-d", "running", "-f", "json", "-m",
+                  "ietf-netconf-acm", stdin=DENY_ALL)  # fmt: skip
     netopeer2.isolated(install_and_renew, tmp_path, port)
     startup = netopeer2.run("sysrepocfg", "-X", "-d", "startup", "-m", "ietf-netconf-server")
     assert "zerotouch-tls" in startup and "test-ssh" in startup

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -59,6 +60,15 @@ def stack_prefix() -> Path:
 
 def _use_environment(env: dict[str, str]) -> None:
     os.environ.update(env)
+
+
+def _call(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in the child; any failure comes back as an AssertionError with
+    the child's traceback (some exceptions, e.g. ncclient's RPCError, do not pickle)."""
+    try:
+        return function(*args)
+    except BaseException as exc:
+        raise AssertionError(f"in the child process: {exc!r}\n{traceback.format_exc()}") from None
 
 
 def _ssh_listener(port: int, user: str, public_key: str) -> str:
@@ -151,7 +161,7 @@ class Netopeer2:
         with ProcessPoolExecutor(
             1, mp_context=context, initializer=_use_environment, initargs=(self.sysrepo_env,)
         ) as pool:
-            return pool.submit(function, *args).result()
+            return pool.submit(_call, function, *args).result()
 
     @property
     def sysrepo_env(self) -> dict[str, str]:

@@ -219,6 +219,9 @@ def identity_edit(
             "groups": {"group": [{"name": NACM_NAME, "user-name": [user]}]},
             "rule-list": [
                 {
+                    # first: rule-lists are tried in order (RFC 8341 §3.4.5), so a device's
+                    # own deny rules for all groups do not shadow the domain's access
+                    "@": {"yang:insert": "first"},
                     "name": NACM_NAME,
                     "group": [NACM_NAME],
                     "rule": [
