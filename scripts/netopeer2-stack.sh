@@ -137,7 +137,8 @@ build_bindings() {
         LIBYANG_EXTRA_LDFLAGS="-Wl,-rpath,$PREFIX/lib" \
         SYSREPO_HEADERS="$PREFIX/include" SYSREPO_LIBRARIES="$PREFIX/lib" \
         SYSREPO_EXTRA_LDFLAGS="-Wl,-rpath,$PREFIX/lib" \
-        "$VENV/bin/python" -m pip install -q --no-binary libyang,sysrepo --no-cache-dir \
+        "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" \
+        --no-binary libyang,sysrepo --no-cache-dir \
         --force-reinstall "$PY_LIBYANG" "$PY_SYSREPO"
     "$VENV/bin/python" -c 'import libyang, sysrepo' || die "the bindings do not import"
     rm -f "$VENV"/.netopeer2-*
