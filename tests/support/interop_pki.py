@@ -898,17 +898,22 @@ def write_registrar_folder(
     listen: str = "127.0.0.1:8443",
     auto_accept: bool = False,
     extra_toml: str = "",
+    masa_client: Cert | None = None,
 ) -> Path:
     """The registrar folder ``zerotouch registrar serve --dir`` runs from (the names of
     ``zerotouch registrar init``): ca.pem/.key (the domain CA that issues LDevIDs and is
     pinned), registrar.pem (the registrar certificate, then its intermediates)/.key,
-    manufacturer-cas.pem, masa-trust.pem (when given) and registrar.toml. The hand-off client
+    manufacturer-cas.pem, masa-trust.pem (when given), masa-client.pem/.key (when given: the
+    TLS client identity towards the MASA) and registrar.toml. The hand-off client
     certificate is issued by the registrar itself on first start."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ca.cert, folder / "ca.pem")
     _copy_key(ca.key, folder / "ca.key")
     shutil.copyfile(registrar.chain, folder / "registrar.pem")
     _copy_key(registrar.key, folder / "registrar.key")
+    if masa_client is not None:
+        shutil.copyfile(masa_client.chain, folder / "masa-client.pem")
+        _copy_key(masa_client.key, folder / "masa-client.key")
     (folder / "manufacturer-cas.pem").write_bytes(
         b"".join(p.read_bytes() for p in manufacturer_cas)
     )

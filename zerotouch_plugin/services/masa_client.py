@@ -85,11 +85,18 @@ class MasaClient:
 
     async def request_audit_log(self, masa_url: str, registrar_request: bytes) -> bytes:
         """POST the same voucher-request to /requestauditlog; JSON back (RFC 8995 §5.8.1)."""
-        return await self._post(
-            f"{masa_url}/.well-known/brski/requestauditlog",
-            registrar_request,
-            accept="application/json",
-        )
+        url = f"{masa_url}/.well-known/brski/requestauditlog"
+        try:
+            return await self._post(url, registrar_request, accept="application/json")
+        except _HandshakeRefused as exc:
+            raise UpstreamUnavailable(
+                f"the MASA at {url} refused the registrar's TLS client certificate and serves "
+                "audit logs only to an authenticated registrar of the device's domain (RFC "
+                "8995 §5.8.1): the certificate must chain to the domain CA and allow "
+                "id-kp-clientAuth (masa-client.pem and masa-client.key in the registrar "
+                "folder give one)",
+                retry_after=self._retry_after,
+            ) from exc
 
     async def close(self) -> None:
         for session in (self._session, self._anonymous):

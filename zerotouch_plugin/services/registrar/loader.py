@@ -9,12 +9,14 @@ on the first request.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import RegistrarConfig
@@ -29,13 +31,24 @@ from zerotouch_plugin.services.registrar_files import (
     CA_CERT,
     CA_KEY,
     DB_FILE,
+    MASA_CLIENT_CERT,
+    MASA_CLIENT_KEY,
     REGISTRAR_CERT,
     REGISTRAR_KEY,
 )
 from zerotouch_plugin.store.db import Database, open_role_database
 from zerotouch_plugin.store.registrar import RegistrarRepository
 
-__all__ = ["Registrar", "day0_schema", "load_context", "load_registrar", "tls_context"]
+__all__ = [
+    "Registrar",
+    "day0_schema",
+    "load_context",
+    "load_registrar",
+    "masa_client_identity",
+    "tls_context",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,13 +114,41 @@ def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext
     return context
 
 
+def masa_client_identity(folder: Path, registrar: certs.Identity) -> certs.Identity:
+    """The TLS client identity towards the MASA: masa-client.pem/.key when the folder has
+    them, else the registrar certificate. The MASA serves audit logs only to an authenticated
+    registrar (RFC 8995 §5.8.1); a certificate whose extended key usage lacks
+    id-kp-clientAuth fails every TLS server's client check, so that is said at start."""
+    cert_path, key_path = folder / MASA_CLIENT_CERT, folder / MASA_CLIENT_KEY
+    if cert_path.exists() or key_path.exists():
+        try:
+            return certfiles.load_identity(cert_path, key_path)
+        except (OSError, ZerotouchError) as exc:
+            raise ConfigError(f"MASA client identity {cert_path}/{key_path.name}: {exc}") from exc
+    try:
+        usages = registrar.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return registrar
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        log.warning(
+            "the registrar certificate %s has no id-kp-clientAuth extended key usage: a MASA "
+            "that authenticates its TLS clients refuses it, and audit logs (RFC 8995 §5.8.1) "
+            "cannot be read, so MASA vouchers do not enroll; put a client certificate of the "
+            "domain in %s and %s",
+            certs.describe(registrar.cert),
+            cert_path,
+            key_path,
+        )
+    return registrar
+
+
 def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
     """Load the folder's identities and trust anchors, open (and create) the database."""
     context = load_context(folder, config)
     manufacturer_cas, masa_trust = context.manufacturer_cas, context.masa_trust
     db = open_role_database(folder, config.db, DB_FILE)
     masa = MasaClient(
-        context.registrar,
+        masa_client_identity(folder, context.registrar),
         trust=masa_trust or manufacturer_cas,
         timeout=config.masa_timeout,
         retry_after=config.retry_after,
