@@ -34,7 +34,7 @@ from zerotouch_plugin.config import EventsConfig
 from zerotouch_plugin.errors import InvalidInput, TooManySessions
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
-from zerotouch_plugin.store.registrar.events import on_events_committed
+from zerotouch_plugin.store.registrar.events import EVENT_TYPES, on_events_committed
 
 __all__ = ["CommitWatch", "EventHub", "Subscriber", "sse_frame"]
 
@@ -194,6 +194,7 @@ class EventHub:
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Serve one subscriber until it disconnects, is dropped, or the registrar stops."""
         after = _resume_point(request)
+        wanted = _filter(request)
         sub, mark = self.subscribe()
         sub.task = asyncio.current_task()
         response = web.StreamResponse(
@@ -201,16 +202,9 @@ class EventHub:
         )
         try:
             await response.prepare(request)
-            writer = _Writer(response, self._config.heartbeat, self)
+            writer = _Writer(response, self._config.heartbeat, self, wanted)
             await writer.send(b"retry: 2000\n\n")
-            sent = after if after is not None else mark
-            while after is not None and sent < mark:
-                backlog = await in_thread(self._repo.events_after, sent, limit=_PAGE)
-                for event in backlog:
-                    await writer.send(sse_frame(event))
-                    sent = event.id
-                if len(backlog) < _PAGE:
-                    break
+            sent = mark if after is None else await self._replay(writer, after, mark)
             await self._live(sub, writer, sent)
         except ConnectionResetError:
             log.info("events: a subscriber went away")
@@ -229,7 +223,7 @@ class EventHub:
                 await writer.send(b": heartbeat\n\n")
                 continue
             if event.id > sent:
-                await writer.send(sse_frame(event))
+                await writer.event(event)
                 sent = event.id
 
     async def _catch_up(self, sub: Subscriber, writer: _Writer, sent: int) -> int:
@@ -250,12 +244,17 @@ class EventHub:
             log.warning("events: a subscriber %d events behind: dropped", mark - sent)
             await writer.send(f"event: dropped\ndata: {message}\n\n".encode())
             raise ConnectionResetError("event subscriber too far behind")
+        return await self._replay(writer, sent, mark)
+
+    async def _replay(self, writer: _Writer, sent: int, mark: int) -> int:
+        """Write the table's events after ``sent`` up to ``mark`` (from there the queue has
+        them), a page at a time; the id written last."""
         while sent < mark:
             page = await in_thread(self._repo.events_after, sent, limit=_PAGE)
             for event in page:
                 if event.id > mark:
                     return sent
-                await writer.send(sse_frame(event))
+                await writer.event(event)
                 sent = event.id
             if len(page) < _PAGE:
                 break
@@ -264,11 +263,13 @@ class EventHub:
 
 @dataclass
 class _Writer:
-    """Writes that the client must take within ``timeout`` seconds, or the stream ends."""
+    """Writes that the client must take within ``timeout`` seconds, or the stream ends;
+    events the subscriber did not ask for (``wanted``) are passed over."""
 
     response: web.StreamResponse
     timeout: float
     hub: EventHub
+    wanted: Callable[[EventRow], bool]
 
     async def send(self, data: bytes) -> None:
         try:
@@ -277,6 +278,23 @@ class _Writer:
             log.warning("events: a subscriber took no data for %g s: dropped", self.timeout)
             self.hub.dropped_total += 1
             raise ConnectionResetError("event subscriber does not read") from None
+
+    async def event(self, event: EventRow) -> None:
+        if self.wanted(event):
+            await self.send(sse_frame(event))
+
+
+def _filter(request: web.Request) -> Callable[[EventRow], bool]:
+    """``?types=a,b`` (event types) and ``?serial=S``: which events the subscriber wants."""
+    types = frozenset(t for t in request.query.get("types", "").split(",") if t)
+    unknown = sorted(types - set(EVENT_TYPES))
+    if unknown:
+        raise InvalidInput(
+            f"unknown event types {', '.join(repr(t[:40]) for t in unknown[:5])}; "
+            f"known: {', '.join(EVENT_TYPES)}"
+        )
+    serial = request.query.get("serial")
+    return lambda e: (not types or e.type in types) and (serial is None or e.serial == serial)
 
 
 def _resume_point(request: web.Request) -> int | None:

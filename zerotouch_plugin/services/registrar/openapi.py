@@ -304,10 +304,14 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "stream open; 'event: dropped' ends a stream that fell behind",
         {
             200: Answer("the stream", {"text/event-stream": {"type": "string"}}),
-            400: _error("Last-Event-ID or after is not an event id"),
+            400: _error("Last-Event-ID or after is not an event id, or an unknown type"),
             503: _error("too many streams are open"),
         },
-        query={"after": "resume after this event id (as Last-Event-ID)"},
+        query={
+            "after": "resume after this event id (as Last-Event-ID)",
+            "types": "only these event types, comma-separated",
+            "serial": "only the events of this device",
+        },
         headers={"Last-Event-ID": "resume after this event id"},
     ),
     ("GET", "/admin/openapi.json"): Operation(

@@ -16,6 +16,7 @@ registrar's posts from anyone's (compare in constant time, deduplicate by ``id``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -112,6 +113,10 @@ class WebhookWorker:
         # long enough for an attempt and the wait before the next, renewed at each
         self._lease = timedelta(seconds=2 * (hook.timeout + hook.max_backoff) + 10)
         self._session: aiohttp.ClientSession | None = None
+        # clear while a POST is out and its acknowledgement not yet recorded
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
         self.cursor = 0
         self.delivered = 0
         self.failures = 0
@@ -124,6 +129,11 @@ class WebhookWorker:
         self._watch.start()
 
     async def close(self) -> None:
+        """Stop after the delivery in flight, if any, is recorded (within ``timeout``), so a
+        receiver does not get that event again from the next process."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.hook.timeout + 1)
         await self._watch.close()
         if self._session is not None:
             await self._session.close()
@@ -154,18 +164,23 @@ class WebhookWorker:
             self.cursor = cursor
             batch = await in_thread(self._repo.events_after, cursor, limit=_PAGE)
             for event in batch:
-                if not await self._deliver(self._session, event):
+                if self._stopping:
                     return
-                now = utc_now()
-                if not await in_thread(
-                    self._repo.advance_webhook,
-                    self.hook.name,
-                    self._owner,
-                    event.id,
-                    now=now,
-                    lease_until=now + self._lease,
-                ):
-                    return
+                try:
+                    if not await self._deliver(self._session, event):
+                        return
+                    now = utc_now()
+                    if not await in_thread(
+                        self._repo.advance_webhook,
+                        self.hook.name,
+                        self._owner,
+                        event.id,
+                        now=now,
+                        lease_until=now + self._lease,
+                    ):
+                        return
+                finally:
+                    self._idle.set()
                 self.cursor = event.id
             if len(batch) < _PAGE:
                 return
@@ -183,6 +198,7 @@ class WebhookWorker:
         attempt = 0
         while True:
             attempt += 1
+            self._idle.clear()
             try:
                 async with session.post(self.hook.url, data=body, headers=headers) as answer:
                     await answer.read()
@@ -192,6 +208,7 @@ class WebhookWorker:
                     problem = f"answered {answer.status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+            self._idle.set()
             self.failures += 1
             wait = self._backoff.delay(attempt, secrets.randbelow(1 << 30) / (1 << 30))
             log.warning(
@@ -203,6 +220,8 @@ class WebhookWorker:
                 wait,
             )
             await asyncio.sleep(wait)
+            if self._stopping:
+                return False
             cursor = await self._claim()
             if cursor is None or cursor >= event.id:
                 return False
