@@ -192,7 +192,10 @@ class PledgeAgent:
         )
         self._publish(change)
         pending = self._pending()
-        if pending is not None and voucher is not None:
+        if pending is not None and voucher is None:
+            log.warning("an enrollstatus is owed but the voucher is gone: it cannot be sent")
+            self._drop(PENDING_KEY)
+        elif pending is not None and voucher is not None:
             self._task = asyncio.create_task(
                 self._report_pending(pending, installed.ldevid, voucher), name="pledge-agent"
             )

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
-from zerotouch_plugin.config import AgentConfig, DeviceConfig
+from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.domain_files import write_domain
 from zerotouch_plugin.errors import (
     CertificateError,
@@ -613,7 +613,7 @@ class _LogObserver:
 
 async def enroll_discovering(
     folder: Path,
-    discovery: AgentConfig | DeviceConfig,
+    discovery: AgentConfig,
     *,
     retry: RetryPolicy | None = None,
     timeout: float = 30.0,
@@ -624,8 +624,7 @@ async def enroll_discovering(
     the enrollment and that candidate. After ``bootstrap_rounds`` cycles the last error is
     raised."""
     config = load_pledge_config(folder, retry=retry, nonceless_allowed=nonceless_allowed)
-    agent = discovery.agent_config() if isinstance(discovery, DeviceConfig) else discovery
-    machine = discovery_machine(agent, random_bytes=os.urandom)
+    machine = discovery_machine(discovery, random_bytes=os.urandom)
     enrolled: list[Enrollment] = []
 
     async def attempt(candidate: Candidate) -> ZerotouchError | None:
@@ -639,7 +638,7 @@ async def enroll_discovering(
         return None
 
     gave_up = await run_discovery(
-        machine, agent, attempt=attempt, observer=_LogObserver(), now=_utc_now
+        machine, discovery, attempt=attempt, observer=_LogObserver(), now=_utc_now
     )
     if gave_up is not None:
         log.error("%s", gave_up.reason)

@@ -581,6 +581,7 @@ async def test_a_factory_reset_the_host_cannot_do_is_reported_not_claimed(
     with pytest.raises(StorageError, match="cannot be erased"):
         await host.rpcs[RESTART_RPC]({"factory-reset": True})
     await agent.wait()
+    await agent.close()
 
     assert host.installed is installed and host.installs == 1
     assert host.store.get(VOUCHER_KEY) is not None
@@ -615,6 +616,7 @@ async def test_the_voucher_request_is_signed_through_the_idevid_signer(world: Wo
     agent = agent_for(host, agent_config(world.registrar_url), clock)
     await agent.start()
     await agent.wait()
+    await agent.close()
 
     assert host.bootstrap["phase"] == "failed"
     assert host.bootstrap["last-error"]["reason"] == ConfigError.reason
@@ -742,3 +744,20 @@ async def test_renewals_that_come_back_due_at_once_back_off(world: World) -> Non
     assert clock.slept == [4.0]
     assert host.history().count("ldevid-renewed") == 2
     assert "renewal-failed" not in host.history()
+
+
+async def test_an_owed_report_without_its_voucher_is_dropped(world: World) -> None:
+    """The pin for the report's TLS comes from the stored voucher: without it nothing is
+    sent to an unchecked server, and the record does not linger."""
+    clock = FakeClock()
+    host = await enrolled_host(world, clock)
+    host.store.delete(VOUCHER_KEY)
+    host.store.put(PENDING_KEY, json.dumps({"registrar": world.registrar_url}).encode())
+    agent = agent_for(host, agent_config(world.registrar_url), clock)
+    await agent.start()
+    await agent.wait()
+    await agent.close()
+
+    assert host.store.get(PENDING_KEY) is None
+    assert not {"enroll-status-sent", "enroll-status-failed"} & set(host.history())
+    assert host.bootstrap["phase"] == "enrolled"
