@@ -175,12 +175,12 @@ class EventsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class WebhookConfig:
-    """One webhook (TOML array ``[[webhooks]]``): every device event is POSTed to ``url`` in
-    order, its body signed with HMAC-SHA256 under the key in ``secret_file``. ``url`` is
-    https, or http to a loopback address only; ``ca`` (PEM) replaces the system trust,
-    ``cert``/``key`` a client certificate. A failed delivery is retried after ``backoff``
-    seconds, doubled up to ``max_backoff``; the last delivered id is kept in the database
-    under ``name``, so a restarted registrar resumes after it."""
+    """One webhook (TOML array ``[[webhooks]]``): every device event (of ``types``, if
+    given) is POSTed to ``url`` in order, its body signed with HMAC-SHA256 under the key in
+    ``secret_file``. ``url`` is https, or http to a loopback address only; ``ca`` (PEM)
+    replaces the system trust, ``cert``/``key`` a client certificate. A failed delivery is
+    retried after ``backoff`` seconds, doubled up to ``max_backoff``; the last delivered id
+    is kept in the database under ``name``, so a restarted registrar resumes after it."""
 
     name: str
     url: str
@@ -191,8 +191,12 @@ class WebhookConfig:
     timeout: float = 10.0
     backoff: float = 1.0
     max_backoff: float = 300.0
+    types: tuple[str, ...] = ()  # only these event types (checked by the registrar); () all
 
     def __post_init__(self) -> None:
+        if isinstance(self.types, str) or not all(isinstance(t, str) for t in self.types):
+            raise TypeError(f"webhook {self.name}: types must be a list of event types")
+        object.__setattr__(self, "types", tuple(self.types))
         for name in ("name", "url", "secret_file"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise TypeError(f"webhooks.{name} must be a non-empty string")

@@ -48,6 +48,7 @@ class Receiver:
         self.context = context
         self.port = free_port()
         self.events: list[dict[str, Any]] = []
+        self.filtered: list[dict[str, Any]] = []  # of the webhook with types
         self.bad_signatures = 0
         self.refused = 0
         self.fail = 0
@@ -61,18 +62,19 @@ class Receiver:
         if not hmac.compare_digest(expected, request.headers.get("X-Zerotouch-Signature", "")):
             self.bad_signatures += 1
             return web.Response(status=401)
-        if self.fail > 0:
+        if self.fail > 0 and request.path == "/hook":
             self.fail -= 1
             self.refused += 1
             return web.Response(status=500)
         event = json.loads(body)
         assert request.headers["X-Zerotouch-Event-Id"] == str(event["id"])
-        self.events.append(event)
+        (self.filtered if request.path == "/filtered" else self.events).append(event)
         return web.Response(status=204)
 
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/hook", self._hook)
+        app.router.add_post("/filtered", self._hook)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.context).start()
@@ -228,7 +230,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             'heartbeat = 1.0\npoll = 0.5\n\n[[webhooks]]\nname = "nms"\n'
             f'url = "https://127.0.0.1:{receiver.port}/hook"\nsecret_file = "webhook.secret"\n'
             'ca = "webhook-ca.pem"\ncert = "webhook-cert.pem"\nkey = "webhook-key.pem"\n'
-            "backoff = 0.2\nmax_backoff = 0.5\n"
+            'backoff = 0.2\nmax_backoff = 0.5\n\n[[webhooks]]\nname = "denials"\n'
+            f'url = "https://127.0.0.1:{receiver.port}/filtered"\n'
+            'secret_file = "webhook.secret"\nca = "webhook-ca.pem"\ncert = "webhook-cert.pem"\n'
+            'key = "webhook-key.pem"\ntypes = ["device-denied"]\n'
         )
     for name, admin in (("A", True), ("N", False)):
         run_cli(
@@ -307,6 +312,22 @@ def test_webhook_gets_every_event_in_order_through_failures_and_a_restart(world:
     got = [e["id"] for e in world.receiver.events]
     assert got == world.ids()[: len(got)]  # every event, in order, each once
     check_events(world.receiver.events)
+
+
+def test_a_webhook_with_types_gets_only_those(world: World) -> None:
+    assert world.curl("/admin/devices/TY-1/deny", "-X", "POST")[0] == 200
+    world.allow("TY-2")
+    assert world.curl("/admin/devices/TY-3/deny", "-X", "POST")[0] == 200
+    world.delivered("TY-3")  # the unfiltered webhook has all three by then
+    deadline = time.monotonic() + 20
+    while not any(e["serial"] == "TY-3" for e in world.receiver.filtered):
+        assert time.monotonic() < deadline, "TY-3 never reached the filtered webhook"
+        time.sleep(0.1)
+    assert {e["type"] for e in world.receiver.filtered} == {"device-denied"}
+    assert [e["serial"] for e in world.receiver.filtered if e["serial"].startswith("TY-")] == [
+        "TY-1",
+        "TY-3",
+    ]
 
 
 def test_subscribers_are_capped(world: World) -> None:

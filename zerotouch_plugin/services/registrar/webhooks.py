@@ -39,6 +39,7 @@ from zerotouch_plugin.services._tls import client_context
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.services.registrar.events import CommitWatch
 from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
+from zerotouch_plugin.store.registrar.events import EVENT_TYPES
 
 __all__ = ["SIGNATURE_HEADER", "WebhookWorker", "load_webhooks", "sign"]
 
@@ -166,24 +167,34 @@ class WebhookWorker:
             for event in batch:
                 if self._stopping:
                     return
+                if self.hook.types and event.type not in self.hook.types:
+                    continue  # passed over: the cursor moves past it with the next record
                 try:
                     if not await self._deliver(self._session, event):
                         return
-                    now = utc_now()
-                    if not await in_thread(
-                        self._repo.advance_webhook,
-                        self.hook.name,
-                        self._owner,
-                        event.id,
-                        now=now,
-                        lease_until=now + self._lease,
-                    ):
+                    if not await self._advance(event.id):
                         return
                 finally:
                     self._idle.set()
-                self.cursor = event.id
+            if batch and batch[-1].id > self.cursor and not await self._advance(batch[-1].id):
+                return
             if len(batch) < _PAGE:
                 return
+
+    async def _advance(self, last_id: int) -> bool:
+        """Record ``last_id`` as acknowledged (renewing the lease); False if it was lost."""
+        now = utc_now()
+        done = await in_thread(
+            self._repo.advance_webhook,
+            self.hook.name,
+            self._owner,
+            last_id,
+            now=now,
+            lease_until=now + self._lease,
+        )
+        if done:
+            self.cursor = last_id
+        return done
 
     async def _deliver(self, session: aiohttp.ClientSession, event: EventRow) -> bool:
         """POST ``event`` until the receiver takes it (True); False when the lease went to
@@ -232,6 +243,13 @@ def load_webhooks(
 ) -> list[WebhookWorker]:
     """A worker per configured webhook; ConfigError for a secret or TLS file that cannot be
     used, before the registrar listens."""
+    for hook in hooks:
+        unknown = sorted(set(hook.types) - set(EVENT_TYPES))
+        if unknown:
+            raise ConfigError(
+                f"webhook {hook.name}: unknown event types {', '.join(unknown)}; "
+                f"known: {', '.join(EVENT_TYPES)}"
+            )
     return [
         WebhookWorker(
             repo, hook, secret=_secret(hook, folder), ssl_context=_ssl_context(hook, folder)

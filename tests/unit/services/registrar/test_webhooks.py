@@ -79,6 +79,11 @@ def test_secret_and_tls_files_are_checked_before_listening(tmp_path: Path) -> No
     (tmp_path / "s").write_text("a-long-enough-secret\n")
     [worker] = load_webhooks(repo, (hook,), tmp_path)
     assert worker.hook is hook
+    typo = WebhookConfig(**HOOK, types=("enrolled", "enroled"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown event types enroled"):
+        load_webhooks(repo, (typo,), tmp_path)
+    with pytest.raises(TypeError, match="types must be a list"):
+        WebhookConfig(**HOOK, types="enrolled")  # type: ignore[arg-type]
     with_ca = WebhookConfig(**HOOK, ca="missing-ca.pem")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="cannot load its TLS files"):
         load_webhooks(repo, (with_ca,), tmp_path)
