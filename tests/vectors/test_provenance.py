@@ -24,6 +24,8 @@ KINDS = {
     "certificate",
     "private key",
     "YANG module",
+    "SZTP conveyed information",
+    "RESTCONF message",
 }
 _MEMBER = {
     "voucher JSON": ["ietf-voucher:voucher"],
