@@ -484,3 +484,15 @@ def test_a_subscriber_that_stops_reading_is_dropped_and_memory_stays_bounded(
     stalled.close()
     grown = _rss_kib(registrar.proc.pid) - before
     assert grown < 32 * 1024, f"registrar RSS grew by {grown} KiB"
+
+
+def test_a_masa_without_a_metrics_token_serves_no_metrics(world: World) -> None:
+    assert world.lab.masa is not None
+    done = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--cacert", str(world.lab.vendor / "ca.pem"),
+         "-H", "Authorization: Bearer anything-at-all-really", "-w", "\n%{http_code}",
+         world.lab.masa.url + "/metrics"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    body, _, status = done.stdout.rpartition("\n")
+    assert status == "404" and "metrics_token_file" in body
