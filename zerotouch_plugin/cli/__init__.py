@@ -27,6 +27,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "demo": "zerotouch_plugin.cli.demo",
     "registrar": "zerotouch_plugin.cli.registrar",
     "masa": "zerotouch_plugin.cli.masa",
+    "sztp": "zerotouch_plugin.cli.sztp",
     "pledge": "zerotouch_plugin.cli.pledge",
     "device": "zerotouch_plugin.cli.device",
     "discovery": "zerotouch_plugin.cli.discovery",

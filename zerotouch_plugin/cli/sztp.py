@@ -1,0 +1,368 @@
+"""``zerotouch sztp ...``: the SZTP bootstrap server (RFC 8572): set up, serve, manage
+responses and devices, show progress reports."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from zerotouch_plugin.artifacts import certs, cms, sztp
+from zerotouch_plugin.artifacts.voucher import Voucher
+from zerotouch_plugin.errors import ConfigError, InvalidInput, NotFound
+from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services.sztp import server
+from zerotouch_plugin.store.sztp import SztpRepository
+
+__all__ = ["HELP", "register"]
+
+HELP = "SZTP bootstrap server (RFC 8572): serve bootstrapping data, manage responses and devices"
+
+SERVER_CA = "sztp-ca.pem"  # the CA of the TLS certificate: what devices trust the server by
+OWNER_CA = "owner-ca.pem"  # the owner's root: the pinned-domain-cert of ownership vouchers
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+
+    init = sub.add_parser(
+        "init",
+        help="create the server folder: TLS and owner certificates, manufacturer trust anchors",
+        description=(
+            f"Write {server.TLS_CERT}+key (TLS, issued by a new {SERVER_CA}), "
+            f"{server.MANUFACTURER_CA} (copied), {server.OWNER_CERT}+key (owner certificate "
+            f"under a new {OWNER_CA}, unless --owner-cert/--owner-key are given) and "
+            f"{server.CONFIG_FILE}."
+        ),
+    )
+    init.add_argument("--dir", required=True, type=Path, help="server folder")
+    init.add_argument(
+        "--manufacturer-ca",
+        required=True,
+        type=Path,
+        action="append",
+        help="PEM file of a manufacturer CA whose IDevIDs are accepted (repeatable)",
+    )
+    init.add_argument("--host", action="append", default=[], help="extra TLS host name or IP")
+    init.add_argument("--owner-cert", type=Path, help="owner certificate (then its chain), PEM")
+    init.add_argument("--owner-key", type=Path, help="owner private key")
+    init.add_argument(
+        "--trusted",
+        action="store_true",
+        help="devices trust this server already: unsigned data unless they ask (RFC 8572 §5.1)",
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing folder's keys")
+    init.set_defaults(func=cmd_init)
+
+    serve = sub.add_parser("serve", help="serve RESTCONF get-bootstrapping-data/report-progress")
+    _folder(serve)
+    serve.add_argument("--listen", default="127.0.0.1:8443", help="HOST:PORT (port 0: any)")
+    serve.set_defaults(func=cmd_serve)
+
+    response = sub.add_parser("response", help="manage responses (conveyed information)")
+    rsub = response.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rset = rsub.add_parser(
+        "set",
+        help="create or replace a response",
+        description=(
+            "From --file (conveyed information, RFC 7951 JSON or XML by its suffix), or "
+            "redirect information from --redirect, or onboarding information from the "
+            "--config/--image-* options. The name 'default' answers devices without one."
+        ),
+    )
+    _folder(rset)
+    rset.add_argument("--name", default="default", help="response name (default: default)")
+    rset.add_argument("--file", type=Path, help="conveyed information file (.json or .xml)")
+    rset.add_argument(
+        "--redirect",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="redirect to this bootstrap server (repeatable)",
+    )
+    rset.add_argument("--trust-anchor", type=Path, help="PEM chain of the redirect servers")
+    rset.add_argument("--config", type=Path, help="configuration file to convey")
+    rset.add_argument("--handling", choices=["merge", "replace"], default="merge")
+    rset.add_argument("--pre-script", type=Path, help="pre-configuration script")
+    rset.add_argument("--post-script", type=Path, help="post-configuration script")
+    rset.add_argument("--os-name", help="boot image OS name")
+    rset.add_argument("--os-version", help="boot image OS version")
+    rset.add_argument("--image-uri", action="append", default=[], help="boot image URI")
+    rset.add_argument("--image-sha256", help="boot image SHA-256 (hex)")
+    rset.set_defaults(func=cmd_response_set)
+    rshow = rsub.add_parser("show", help="print responses")
+    _folder(rshow)
+    rshow.add_argument("--name", help="only this response")
+    rshow.add_argument("--format", choices=["json", "xml"], default="json")
+    rshow.set_defaults(func=cmd_response_show)
+    rdel = rsub.add_parser("delete", help="delete a response no device uses")
+    _folder(rdel)
+    rdel.add_argument("--name", required=True)
+    rdel.set_defaults(func=cmd_response_delete)
+
+    devices = sub.add_parser("devices", help="list devices, or set one's response and voucher")
+    _folder(devices)
+    devices.add_argument("--set", metavar="SERIAL", help="create or change this device")
+    devices.add_argument("--response", help="with --set: the response it gets")
+    devices.add_argument("--voucher", type=Path, help="with --set: ownership voucher (CMS)")
+    devices.add_argument("--json", action="store_true", help="JSON output")
+    devices.set_defaults(func=cmd_devices)
+
+    progress = sub.add_parser("progress", help="show progress reports (RFC 8572 §7.3)")
+    _folder(progress)
+    progress.add_argument("--serial", help="only this device")
+    progress.add_argument("--json", action="store_true", help="JSON output")
+    progress.set_defaults(func=cmd_progress)
+
+
+def _folder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", required=True, type=Path, help="server folder")
+    parser.add_argument("--db", help="database URL (default: sztp.db in the folder)")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _repository(args: argparse.Namespace) -> SztpRepository:
+    config = server.load_config_for(args.dir, db=args.db)
+    return server.open_repository(args.dir, config)
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--listen {listen!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    folder: Path = args.dir
+    if (folder / server.TLS_CERT).exists() and not args.force:
+        raise ConfigError(f"{folder / server.TLS_CERT} exists; pass --force to replace it")
+    anchors = [c for path in args.manufacturer_ca for c in certs.load_certs(path.read_bytes())]
+    folder.mkdir(parents=True, exist_ok=True)
+    now = _now()
+    ca = certs.make_ca("zerotouch SZTP server CA", now=now)
+    tls = certs.issue_tls_server(
+        ca, "zerotouch SZTP server", hosts=[*_LOCAL_HOSTS, *args.host], now=now
+    )
+    certfiles.write_certs(folder / SERVER_CA, [ca.cert])
+    certfiles.write_certs(folder / server.TLS_CERT, [tls.cert, *tls.chain])
+    certfiles.write_key(folder / server.TLS_KEY, tls.key)
+    certfiles.write_certs(folder / server.MANUFACTURER_CA, anchors)
+    if args.owner_cert or args.owner_key:
+        if not (args.owner_cert and args.owner_key):
+            raise ConfigError("--owner-cert and --owner-key go together")
+        owner = certfiles.load_identity(args.owner_cert, args.owner_key)
+    else:
+        owner_ca = certs.make_ca("zerotouch SZTP owner CA", now=now)
+        certfiles.write_certs(folder / OWNER_CA, [owner_ca.cert])
+        owner = certs.issue_client(owner_ca, "zerotouch SZTP owner", now=now)
+    certfiles.write_certs(folder / server.OWNER_CERT, [owner.cert, *owner.chain])
+    certfiles.write_key(folder / server.OWNER_KEY, owner.key)
+    config = folder / server.CONFIG_FILE
+    if not config.exists() or args.force:
+        config.write_text(f"trusted = {'true' if args.trusted else 'false'}\n")
+    _repository(argparse.Namespace(dir=folder, db=None)).db.dispose()
+    print(f"sztp server folder {folder} ready (devices trust the TLS server by {SERVER_CA})")
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    host, port = _split_listen(args.listen)
+    config = server.load_config_for(args.dir, db=args.db)
+    ctx = server.load_context(args.dir, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner, bound = await server.start_sztp(ctx, host, port)
+    try:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"listening sztp https://{shown}:{bound}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        ctx.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    asyncio.run(_serve(args))
+    print("sztp server stopped", file=sys.stderr)
+    return 0
+
+
+def _redirect(args: argparse.Namespace) -> sztp.RedirectInformation:
+    anchor = None
+    if args.trust_anchor is not None:
+        anchor = sztp.encode_certs_only(certs.load_certs(args.trust_anchor.read_bytes()))
+    servers = []
+    for item in args.redirect:
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or (":" in host and not host.endswith("]")):
+            host, port = item, "443"  # no port, or a bare IPv6 address
+        servers.append(sztp.BootstrapServer(host.strip("[]"), int(port), anchor))
+    return sztp.RedirectInformation(tuple(servers))
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else path.read_bytes()
+
+
+def _onboarding(args: argparse.Namespace) -> sztp.OnboardingInformation:
+    image = None
+    if args.image_uri or args.os_name or args.os_version:
+        try:
+            hashes = (
+                (sztp.ImageVerification(bytes.fromhex(args.image_sha256)),)
+                if args.image_sha256
+                else ()
+            )
+        except ValueError as exc:
+            raise InvalidInput(f"--image-sha256: not hex: {exc}") from None
+        image = sztp.BootImage(args.os_name, args.os_version, tuple(args.image_uri), hashes)
+    configuration = _read(args.config)
+    return sztp.OnboardingInformation(
+        boot_image=image,
+        configuration_handling=(
+            sztp.ConfigurationHandling(args.handling) if configuration is not None else None
+        ),
+        pre_configuration_script=_read(args.pre_script),
+        configuration=configuration,
+        post_configuration_script=_read(args.post_script),
+    )
+
+
+def cmd_response_set(args: argparse.Namespace) -> int:
+    info: sztp.ConveyedInformation
+    if args.file is not None:
+        encoding = sztp.Encoding.XML if args.file.suffix == ".xml" else sztp.Encoding.JSON
+        info = sztp.parse_conveyed_information(args.file.read_bytes(), encoding)
+    elif args.redirect:
+        info = _redirect(args)
+    else:
+        info = _onboarding(args)
+    repo = _repository(args)
+    try:
+        repo.set_response(args.name, info, now=_now())
+    finally:
+        repo.db.dispose()
+    print(f"response {args.name} set ({info.member})")
+    return 0
+
+
+def cmd_response_show(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    try:
+        responses = [repo.response(args.name)] if args.name else list(repo.responses().values())
+    finally:
+        repo.db.dispose()
+    encoding = sztp.Encoding(args.format)
+    for response in responses:
+        if len(responses) > 1 or not args.name:
+            print(f"# {response.name}")
+        print(response.info.encode(encoding).decode())
+    return 0
+
+
+def cmd_response_delete(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    try:
+        repo.delete_response(args.name)
+    finally:
+        repo.db.dispose()
+    print(f"response {args.name} deleted")
+    return 0
+
+
+def _voucher(path: Path, serial: str) -> tuple[bytes, datetime | None]:
+    """An ownership voucher file for ``serial``: its CMS DER and expires-on. The signature is
+    the device's to check (against its manufacturer anchor); the serial is checked here so
+    that a voucher is never filed under another device."""
+    der = cms.decode(path.read_bytes())
+    content = cms.inspect(der).content
+    voucher = Voucher.from_json(content)
+    if voucher.serial_number != serial:
+        raise InvalidInput(
+            f"{path}: the voucher is for serial {voucher.serial_number!r}, not {serial!r}"
+        )
+    return der, voucher.expires_on
+
+
+def _device_json(record: Any) -> dict[str, Any]:
+    def text(value: Any) -> Any:
+        return value.isoformat() if isinstance(value, datetime) else value
+
+    return {
+        "serial": record.serial,
+        "response": record.response,
+        "voucher": record.voucher is not None,
+        "voucher-expires": text(record.voucher_expires),
+        "first-seen": text(record.first_seen),
+        "last-seen": text(record.last_seen),
+        "hw-model": record.hw_model,
+        "os-name": record.os_name,
+        "os-version": record.os_version,
+        "last-progress": record.last_progress,
+    }
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    try:
+        if args.set:
+            voucher, expires = _voucher(args.voucher, args.set) if args.voucher else (None, None)
+            repo.set_device(
+                args.set, response=args.response, voucher=voucher, voucher_expires=expires
+            )
+            print(f"device {args.set} set")
+            return 0
+        if args.response or args.voucher:
+            raise ConfigError("--response and --voucher need --set SERIAL")
+        rows = [_device_json(d) for d in repo.devices()]
+    finally:
+        repo.db.dispose()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        print(
+            f"{row['serial']}  response={row['response'] or '(default)'}  "
+            f"voucher={'yes' if row['voucher'] else 'no'}  "
+            f"last-seen={row['last-seen'] or '-'}  progress={row['last-progress'] or '-'}"
+        )
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    try:
+        records = repo.progress(args.serial)
+    finally:
+        repo.db.dispose()
+    if args.serial and not records and not args.json:
+        raise NotFound(f"no progress reports from {args.serial}")
+    rows = [
+        {
+            "serial": r.serial,
+            "time": r.time.isoformat(),
+            "progress-type": str(r.progress_type),
+            "message": r.message,
+            "peer": r.peer,
+        }
+        for r in records
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        message = f"  {row['message']}" if row["message"] else ""
+        print(f"{row['time']}  {row['serial']}  {row['progress-type']}{message}")
+    return 0

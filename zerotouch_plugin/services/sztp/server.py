@@ -1,0 +1,362 @@
+"""The SZTP bootstrap server (RFC 8572 §7) over RESTCONF (RFC 8040), on the sans-IO role in
+``roles/sztp_server.py``.
+
+Files in the server folder: ``sztp-tls.pem``/``.key`` (TLS server certificate),
+``manufacturer-ca.pem`` (IDevID trust anchors: devices authenticate with their IDevID as TLS
+client certificate), ``owner.pem``/``.key`` (owner certificate, then its chain, and key: sign
+conveyed information, RFC 8572 §3.1-§3.2), optional ``sztp.toml`` (``SztpConfig``) and
+``sztp.db`` (SQLite, unless ``db`` names a database URL, e.g. the registrar's).
+
+Routes: ``GET /.well-known/host-meta`` (RFC 8040 §3.1, no certificate needed),
+``POST /restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data`` and
+``:report-progress``. Every refusal is an ``ietf-restconf:errors`` document (RFC 8040 §7.1)
+in the encoding the client used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+from cryptography import x509
+
+from zerotouch_plugin._checks import require_count
+from zerotouch_plugin._text import printable
+from zerotouch_plugin.artifacts import certs, sztp
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.config import ConnectionLimits, load_config
+from zerotouch_plugin.errors import (
+    AccessDenied,
+    ConfigError,
+    NotAcceptable,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles import sztp_server
+from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services._http import accepts, make_app, read_body
+from zerotouch_plugin.services._limits import GatedTlsSite
+from zerotouch_plugin.services._tls import peer_certificate, server_context
+from zerotouch_plugin.services.restconf.wire import error_type, errors_json, status_and_tag
+from zerotouch_plugin.store.db import open_role_database
+from zerotouch_plugin.store.sztp import SeenDevice, SztpRepository
+
+__all__ = [
+    "CONFIG_FILE",
+    "DB_FILE",
+    "GBD_PATH",
+    "HOST_META_PATH",
+    "MANUFACTURER_CA",
+    "OWNER_CERT",
+    "OWNER_KEY",
+    "PROGRESS_PATH",
+    "TLS_CERT",
+    "TLS_KEY",
+    "SztpConfig",
+    "SztpContext",
+    "load_config_for",
+    "load_context",
+    "open_repository",
+    "start_sztp",
+    "sztp_app",
+]
+
+log = logging.getLogger("zerotouch.sztp")
+
+TLS_CERT, TLS_KEY = "sztp-tls.pem", "sztp-tls.key"
+OWNER_CERT, OWNER_KEY = "owner.pem", "owner.key"
+MANUFACTURER_CA = "manufacturer-ca.pem"
+CONFIG_FILE = "sztp.toml"
+DB_FILE = "sztp.db"
+
+RESTCONF_ROOT = "/restconf"
+HOST_META_PATH = "/.well-known/host-meta"
+_OPERATIONS = f"{RESTCONF_ROOT}/operations/{sztp.SERVER_MODULE}"
+GBD_PATH = f"{_OPERATIONS}:get-bootstrapping-data"
+PROGRESS_PATH = f"{_OPERATIONS}:report-progress"
+# RFC 8040 §3.1 (RFC 6415): where the RESTCONF root is.
+_HOST_META = (
+    "<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"
+    f"  <Link rel='restconf' href='{RESTCONF_ROOT}'/>\n"
+    "</XRD>\n"
+)
+_RESTCONF_NS = "urn:ietf:params:xml:ns:yang:ietf-restconf"
+
+Clock = Callable[[], datetime]
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class SztpConfig:
+    """The bootstrap server (``sztp.toml``); relative paths are relative to its folder.
+
+    ``trusted``: the devices trust this server's TLS certificate already (RFC 8572 §5.1), so
+    a device that does not ask for signed data gets unsigned conveyed information.
+    ``reporting_level``: what the server asks devices to report (RFC 8572 §7.1 output).
+    """
+
+    trusted: bool = False
+    reporting_level: str = "verbose"
+    db: str | None = None  # database URL; None = sztp.db in the folder (SQLite)
+    max_body_bytes: int = 65536  # larger request bodies are refused with 413
+    limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limits, dict):
+            object.__setattr__(self, "limits", ConnectionLimits(**self.limits))
+        if not isinstance(self.trusted, bool):
+            raise TypeError("trusted must be true or false")
+        levels = [level.value for level in sztp.ReportingLevel]
+        if self.reporting_level not in levels:
+            raise ValueError(f"reporting_level must be one of {', '.join(levels)}")
+        if self.db is not None and not isinstance(self.db, str):
+            raise TypeError("db must be a string")
+        require_count(self.max_body_bytes, "max_body_bytes")
+
+
+def load_config_for(folder: Path, **overrides: object) -> SztpConfig:
+    return load_config(SztpConfig, folder / CONFIG_FILE, overrides)
+
+
+@dataclass(frozen=True)
+class SztpContext:
+    """Everything the bootstrap server holds: configuration, keys, anchors, repository."""
+
+    folder: Path
+    config: SztpConfig
+    tls: Identity
+    manufacturer_cas: tuple[x509.Certificate, ...]
+    owner: Identity | None
+    owner_certificate: bytes | None  # certs-only CMS of the owner chain (RFC 8572 §3.2)
+    repo: SztpRepository
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS 1.2+; IDevID client certificates verified against the manufacturer CAs.
+        Optional at the handshake so that host-meta needs none and a device without one
+        gets a RESTCONF 401 that says so."""
+        return server_context(
+            self.tls, client_cas=list(self.manufacturer_cas), require_client_cert=False
+        )
+
+    def close(self) -> None:
+        self.repo.db.dispose()
+
+
+def open_repository(folder: Path, config: SztpConfig) -> SztpRepository:
+    if not folder.is_dir():
+        raise ConfigError(f"server folder {folder} does not exist")
+    return SztpRepository(open_role_database(folder, config.db, DB_FILE))
+
+
+def load_context(folder: Path, config: SztpConfig) -> SztpContext:
+    """Read the folder's certificates and keys; ConfigError naming what is missing."""
+    for name in (TLS_CERT, TLS_KEY, MANUFACTURER_CA):
+        if not (folder / name).is_file():
+            raise ConfigError(f"{folder / name} is missing (zerotouch sztp init creates it)")
+    tls = certfiles.load_identity(folder / TLS_CERT, folder / TLS_KEY)
+    anchors = tuple(certs.load_certs((folder / MANUFACTURER_CA).read_bytes()))
+    owner: Identity | None = None
+    owner_cms: bytes | None = None
+    if (folder / OWNER_CERT).is_file():
+        owner = certfiles.load_identity(folder / OWNER_CERT, folder / OWNER_KEY)
+        owner_cms = sztp.encode_certs_only([owner.cert, *owner.chain])
+    return SztpContext(
+        folder=folder,
+        config=config,
+        tls=tls,
+        manufacturer_cas=anchors,
+        owner=owner,
+        owner_certificate=owner_cms,
+        repo=open_repository(folder, config),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# RESTCONF wire
+
+
+def _encoding_of(request: web.Request) -> sztp.Encoding:
+    """The encoding of the request body (RFC 8040 §5.2); JSON when there is none."""
+    if not request.headers.get("Content-Type"):
+        return sztp.Encoding.JSON
+    return sztp.Encoding.of_media_type(request.headers["Content-Type"])
+
+
+def _reply_encoding(request: web.Request, sent: sztp.Encoding) -> sztp.Encoding:
+    """The encoding of the answer: what Accept allows, the request's own first (RFC 8040 §5.2)."""
+    accept = request.headers.get("Accept")
+    candidates: list[sztp.Encoding] = [sent, *sztp.Encoding]
+    for encoding in candidates:
+        if accepts(accept, encoding.media_type):
+            return encoding
+    raise NotAcceptable(f"Accept {accept!r} allows neither {sztp.MEDIA_TYPE_JSON} nor XML")
+
+
+def _errors_xml(err_type: str, tag: str, exc: ZerotouchError) -> bytes:
+    parts = [f"<error-type>{err_type}</error-type>", f"<error-tag>{tag}</error-tag>"]
+    if exc.path:
+        parts.append(
+            f'<error-path xmlns:{sztp.SERVER_MODULE}="{sztp.NS_BOOTSTRAP_SERVER}" '
+            f'xmlns:{sztp.CONVEYED_MODULE}="{sztp.NS_CONVEYED_INFO}">'
+            f"{escape(printable(exc.path))}</error-path>"
+        )
+    parts.append(f"<error-message>{escape(printable(exc.message, limit=2000))}</error-message>")
+    return f'<errors xmlns="{_RESTCONF_NS}"><error>{"".join(parts)}</error></errors>'.encode()
+
+
+def _error_response(request: web.Request, exc: ZerotouchError) -> web.Response:
+    status, tag = status_and_tag(exc)
+    kind = error_type(exc)
+    try:
+        xml = _reply_encoding(request, _encoding_of(request)) is sztp.Encoding.XML
+    except ZerotouchError:
+        xml = False
+    body = _errors_xml(kind, tag, exc) if xml else errors_json(kind, tag, exc)
+    response = web.Response(
+        status=status,
+        body=body,
+        content_type=sztp.MEDIA_TYPE_XML if xml else sztp.MEDIA_TYPE_JSON,
+    )
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'TLS-Client-Certificate realm="zerotouch SZTP"'
+        response.force_close()
+    return response
+
+
+@web.middleware
+async def _restconf_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """ZerotouchError -> ``ietf-restconf:errors`` with its status and error-tag, logged."""
+    try:
+        return await handler(request)
+    except ZerotouchError as exc:
+        log.warning(
+            "%s %s from %s refused: %s",
+            printable(request.method),
+            printable(request.path),
+            request.remote,
+            printable(exc.one_line(), limit=1000),
+        )
+        return _error_response(request, exc)
+
+
+def _device_serial(request: web.Request) -> str:
+    """The serial number of the IDevID the device authenticated with (TLS client cert)."""
+    cert = peer_certificate(request)
+    if cert is None:
+        raise AccessDenied(
+            "a device authenticates with its IDevID as TLS client certificate (RFC 8572 §5.3)"
+        )
+    serial = certs.serial_number_of(cert)
+    if not serial:
+        raise AccessDenied(
+            f"client certificate {cert.subject.rfc4514_string()} has no serialNumber: not an IDevID"
+        )
+    return serial
+
+
+# ---------------------------------------------------------------------------------------------
+# the application
+
+
+def answer(
+    ctx: SztpContext,
+    request_input: sztp.GetBootstrappingDataInput,
+    serial: str,
+    now: datetime,
+) -> sztp.GetBootstrappingDataOutput:
+    """get-bootstrapping-data for an authenticated device (blocking: database, signing)."""
+    seen = SeenDevice(
+        serial, request_input.hw_model, request_input.os_name, request_input.os_version
+    )
+    device, responses = ctx.repo.seen(seen, now=now)
+    decided = sztp_server.plan(
+        request_input,
+        serial=serial,
+        device=device,
+        responses=responses,
+        trusted=ctx.config.trusted,
+        owner=ctx.owner is not None,
+        masa=False,
+        now=now,
+    )
+    level = sztp.ReportingLevel(ctx.config.reporting_level)
+    if not decided.signed:
+        return sztp.GetBootstrappingDataOutput(
+            conveyed_information=sztp.encode_unsigned_conveyed_information(decided.response.info),
+            reporting_level=level,
+        )
+    if ctx.owner is None or device.voucher is None:
+        raise ConfigError(f"no owner identity or ownership voucher to sign for {serial}")
+    return sztp.GetBootstrappingDataOutput(
+        conveyed_information=sztp.sign_conveyed_information(
+            decided.response.info, owner=ctx.owner, now=now
+        ),
+        owner_certificate=ctx.owner_certificate,
+        ownership_voucher=device.voucher,
+        reporting_level=level,
+    )
+
+
+def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
+    """The aiohttp application of the bootstrap server."""
+    app = make_app(log, realm="zerotouch SZTP", body_limit=ctx.config.max_body_bytes)
+    app.middlewares.append(_restconf_errors)
+
+    async def host_meta(request: web.Request) -> web.Response:
+        return web.Response(text=_HOST_META, content_type="application/xrd+xml")
+
+    async def get_bootstrapping_data(request: web.Request) -> web.Response:
+        serial = _device_serial(request)
+        encoding = _encoding_of(request)
+        reply = _reply_encoding(request, encoding)
+        body = await read_body(request)
+        parsed = sztp.GetBootstrappingDataInput.parse(body, encoding)
+        output = await asyncio.to_thread(answer, ctx, parsed, serial, clock())
+        log.info(
+            "bootstrapping data for %s (%s) to %s",
+            serial,
+            "signed" if output.owner_certificate else "unsigned",
+            request.remote,
+        )
+        return web.Response(body=output.encode(reply), content_type=reply.media_type)
+
+    async def report_progress(request: web.Request) -> web.Response:
+        serial = _device_serial(request)
+        body = await read_body(request)
+        report = sztp.ReportProgressInput.parse(body, _encoding_of(request))
+        record = sztp_server.progress_record(
+            report, serial=serial, peer=request.remote, now=clock()
+        )
+        await asyncio.to_thread(ctx.repo.add_progress, record)
+        log.info("progress of %s: %s", serial, report.progress_type)
+        return web.Response(status=204)
+
+    app.router.add_get(HOST_META_PATH, host_meta)
+    app.router.add_post(GBD_PATH, get_bootstrapping_data)
+    app.router.add_post(PROGRESS_PATH, report_progress)
+    return app
+
+
+async def start_sztp(
+    ctx: SztpContext, host: str, port: int, *, clock: Clock = _utcnow
+) -> tuple[web.AppRunner, int]:
+    """Serve the bootstrap server over HTTPS on host:port (0 = any free port)."""
+    runner = web.AppRunner(sztp_app(ctx, clock=clock), access_log=None)
+    await runner.setup()
+    site = GatedTlsSite(
+        runner, host, port, ctx.ssl_context(), service="sztp", limits=ctx.config.limits
+    )
+    await site.start()
+    bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
+    return runner, int(bound[0]) if bound else port
