@@ -113,8 +113,11 @@ class CommitWatch:
                 await self._step()
             except Exception as exc:
                 log.warning("%s: %s", self._name, exc)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation of close() when the wait ends at the same moment
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self._wake.wait()
             self._wake.clear()
 
 
