@@ -269,6 +269,19 @@ class RegistrarConfig:
     masa_max_request_bytes: int = 65536
     masa_timeout: float = 10.0  # seconds for one MASA call
     retry_after: int = 10  # Retry-After seconds sent with 503 when the MASA is unreachable
+    # MASA outages (docs/cli/registrar.md, "When the MASA is gone"): attempts per call within
+    # masa_timeout, then a circuit breaker per MASA opened after masa_breaker_threshold
+    # failed calls in a row, for masa_breaker_cooldown seconds doubling up to the maximum
+    masa_attempts: int = 3
+    masa_breaker_threshold: int = 3
+    masa_breaker_cooldown: float = 2.0
+    masa_breaker_max_cooldown: float = 60.0
+    masa_gone: bool = False  # never call the MASA: answer from escrow only
+    # vouchers held in escrow: lifetime asked for, and renewal this many days before expiry
+    escrow_lifetime_days: int = 365
+    escrow_renew_days: int = 30
+    escrow_renew_poll: float = 3600.0  # seconds between looks for vouchers due for renewal
+    refuse_on_audit_alert: bool = False  # no enrollment after any audit-log alert
     # day-0 hand-off (docs/cli/registrar.md, "Day-0 hand-off")
     day0_yang_dirs: tuple[str, ...] = ()  # extra YANG folders day-0 documents are checked with
     day0_yang_modules: tuple[str, ...] = ()  # "name" or "name@revision" to implement
@@ -301,8 +314,9 @@ class RegistrarConfig:
         for name in ("masa_url", "db"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string")
-        if not isinstance(self.auto_accept, bool):
-            raise TypeError("auto_accept must be true or false")
+        for name in ("auto_accept", "masa_gone", "refuse_on_audit_alert"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false")
         object.__setattr__(self, "device_domain", check_device_domain(self.device_domain))
         for name in (
             "ldevid_days",
@@ -310,16 +324,26 @@ class RegistrarConfig:
             "masa_max_request_bytes",
             "retry_after",
             "handoff_attempts",
+            "masa_attempts",
+            "masa_breaker_threshold",
+            "escrow_lifetime_days",
         ):
             require_count(getattr(self, name), name)
+        if not isinstance(self.escrow_renew_days, int) or self.escrow_renew_days < 0:
+            raise ValueError("escrow_renew_days must be a whole number of days, 0 or more")
         for name in (
             "masa_timeout",
             "handoff_backoff",
             "handoff_max_backoff",
             "handoff_timeout",
             "handoff_poll",
+            "masa_breaker_cooldown",
+            "masa_breaker_max_cooldown",
+            "escrow_renew_poll",
         ):
             require_positive(getattr(self, name), name)
+        if self.masa_breaker_max_cooldown < self.masa_breaker_cooldown:
+            raise ValueError("masa_breaker_max_cooldown must not be below masa_breaker_cooldown")
         if self.handoff_max_backoff < self.handoff_backoff:
             raise ValueError("handoff_max_backoff must not be below handoff_backoff")
         if self.ldevid_lifetime_seconds is not None:
@@ -356,6 +380,9 @@ class MasaConfig:
     policy: str = "first-come"
     nonceless_allowed: bool = False  # RFC 8995 §5.5.4: only for authenticated registrars
     voucher_lifetime: int = 3600  # seconds until expires-on of nonceless vouchers
+    # the longest expires-on (seconds) a claimed domain's registrar may ask for when it
+    # fetches vouchers ahead for escrow (a voucher-request with expires-on and no pledge)
+    escrow_max_lifetime: int = 400 * 86400
     pin: str = "domain-ca"
     pinned_domain_cert: str | None = None
     registrar_cas: tuple[str, ...] = ()  # PEM files: domain CAs whose registrars are known
@@ -382,7 +409,12 @@ class MasaConfig:
         for name in ("pinned_domain_cert", "db", "metrics_token_file"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string")
-        for name in ("voucher_lifetime", "max_body_bytes", "audit_max_events"):
+        for name in (
+            "voucher_lifetime",
+            "escrow_max_lifetime",
+            "max_body_bytes",
+            "audit_max_events",
+        ):
             require_count(getattr(self, name), name)
         if self.require_client_cert and not self.registrar_cas:
             raise ValueError("require_client_cert needs registrar_cas to verify the certificates")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import re
 import shutil
 import signal
 import sys
@@ -53,12 +55,15 @@ DEVICE_COLUMNS = (
     ("voucher_source", "from"),
     ("enrolled_at", "enrolled"),
     ("audit_level", "audit"),
+    ("escrow", "escrow until"),
     ("handoff", "hand-off"),
     ("last_error", "last error"),
     ("updated_at", "updated (UTC)"),
 )
 
 
+EXPORT_SUFFIX = ".cms"  # one voucher, CMS DER, per file of ``vouchers export``
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CELL_LIMIT = 80  # characters of a stored value shown in a table cell
 REASON_LIMIT = 200  # characters of a revocation reason
 
@@ -149,12 +154,15 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def _cell(value: Any) -> str:
-    from zerotouch_plugin.store.registrar import HandoffRow
+    from zerotouch_plugin.store.registrar import EscrowRow, HandoffRow
 
     if value is None:
         return "-"
     if isinstance(value, HandoffRow):
         return value.state if value.attempts == 0 else f"{value.state} ({value.attempts})"
+    if isinstance(value, EscrowRow):
+        used = f" (used {value.used_count})" if value.used_count else ""
+        return f"{value.expires_on:%Y-%m-%d %H:%M}{used}"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
@@ -296,6 +304,14 @@ def cmd_issue_client_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _voucher_files(paths: list[Path]) -> list[Path]:
+    """The files named, and the *.cms files of a folder named (as ``vouchers export`` writes)."""
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(path.glob(f"*{EXPORT_SUFFIX}")) if path.is_dir() else [path])
+    return found
+
+
 def cmd_vouchers_import(args: argparse.Namespace) -> int:
     """Verify each file (roles/registrar.check_escrow_voucher) and hold it in escrow; a file
     that fails is named with its reason and nothing of it is stored."""
@@ -306,7 +322,10 @@ def cmd_vouchers_import(args: argparse.Namespace) -> int:
     context = load_context(args.dir, config)
     repo = _repo(args, config)
     failed = 0
-    for path in args.files:
+    files = _voucher_files(args.files)
+    if not files:
+        raise ConfigError("no voucher files found (a folder is read for *.cms files)")
+    for path in files:
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -317,15 +336,74 @@ def cmd_vouchers_import(args: argparse.Namespace) -> int:
             print(f"{path}: refused: {exc.one_line()}", file=sys.stderr)
             failed += 1
             continue
-        repo.put_escrow(
-            held.serial,
-            voucher_cms=held.cms_der,
-            expires_on=held.expires_on,
-            signer=held.signer,
-            now=_now(),
-        )
+        repo.hold_escrow(held, now=_now())
         print(f"{path}: held for {held.serial} until {held.expires_on:%Y-%m-%dT%H:%M:%SZ}")
     return 1 if failed else 0
+
+
+def _export_name(serial: str) -> str:
+    """The file a held voucher is exported to: the serial when it makes a plain file name,
+    else its SHA-256 (the serial is in the voucher either way)."""
+    if SAFE_NAME.fullmatch(serial):
+        return serial + EXPORT_SUFFIX
+    return "sha256-" + hashlib.sha256(serial.encode()).hexdigest() + EXPORT_SUFFIX
+
+
+def cmd_vouchers_export(args: argparse.Namespace) -> int:
+    """Write each held voucher (CMS DER, as the MASA signed it) to ``--out``; an existing
+    file is never overwritten, and none is written when any would be."""
+    held = _repo(args).escrows()
+    if args.serial:
+        wanted = set(args.serial)
+        held = [h for h in held if h.serial in wanted]
+        missing = wanted - {h.serial for h in held}
+        if missing:
+            raise ConfigError(f"no voucher is held in escrow for {', '.join(sorted(missing))}")
+    out: Path = args.out
+    targets = [(h, out / _export_name(h.serial)) for h in held]
+    clash = [str(path) for _, path in targets if path.exists()]
+    if clash:
+        raise ConfigError(f"not overwritten: {', '.join(clash)}")
+    out.mkdir(parents=True, exist_ok=True)
+    for row, path in targets:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(row.voucher_cms)
+        tmp.replace(path)
+        print(f"{path}: {row.serial} until {row.expires_on:%Y-%m-%dT%H:%M:%SZ}")
+    if not targets:
+        print("no vouchers held in escrow")
+    return 0
+
+
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    """Fetch nonceless vouchers from the MASA for the serials and hold them in escrow."""
+    from zerotouch_plugin.services.registrar import load_registrar
+    from zerotouch_plugin.services.registrar.escrow import Fetched, prefetch
+
+    config = _config(args.dir, db=args.db)
+    if config.masa_gone:
+        raise ConfigError("masa_gone is set in registrar.toml: the MASA is not asked")
+    days = args.lifetime if args.lifetime is not None else config.escrow_lifetime_days
+
+    async def run() -> list[Fetched]:
+        registrar = load_registrar(args.dir, config)
+        try:
+            serials = args.serial or [
+                p.serial for p in registrar.repo.policies() if p.decision == "allow"
+            ]
+            if not serials:
+                raise ConfigError("no serial is allowed (registrar allow --serial SN)")
+            return await prefetch(registrar, serials, days=days)
+        finally:
+            await registrar.close()
+
+    results = asyncio.run(run())
+    for r in results:
+        if r.expires_on is not None:
+            print(f"{printable(r.serial)}: held until {r.expires_on:%Y-%m-%dT%H:%M:%SZ}")
+        else:
+            print(f"{printable(r.serial)}: not fetched: {r.error}", file=sys.stderr)
+    return 1 if any(r.error for r in results) else 0
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -413,8 +491,37 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", type=Path, required=True, help="the registrar folder")
     p.add_argument("--serial", help="refuse a voucher for another serial-number")
     p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
-    p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="voucher files")
+    p.add_argument(
+        "files", type=Path, nargs="+", metavar="FILE", help="voucher files, or folders of *.cms"
+    )
     p.set_defaults(func=cmd_vouchers_import)
+    p = actions.add_parser(
+        "export",
+        help="write the vouchers held in escrow to a folder, one <serial>.cms each",
+        description="write the vouchers held in escrow to a folder, one <serial>.cms (CMS DER) "
+        "each, for another registrar's 'vouchers import' or for keeping offline",
+    )
+    p.add_argument("--dir", type=Path, required=True, help="the registrar folder")
+    p.add_argument("--out", type=Path, required=True, help="folder to write to")
+    p.add_argument("--serial", action="append", help="only this serial (repeatable)")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
+    p.set_defaults(func=cmd_vouchers_export)
+
+    p = add(
+        "prefetch",
+        "fetch long-lived nonceless vouchers from the MASA (claims mode) and hold them in escrow",
+        cmd_prefetch,
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", action="append", help="device serial number (repeatable)")
+    which.add_argument("--all-allowed", action="store_true", help="every serial on the allow list")
+    p.add_argument(
+        "--lifetime",
+        type=int,
+        metavar="DAYS",
+        help="days until expires-on (default escrow_lifetime_days, 365); the MASA may cap it",
+    )
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
     p = add("init", "create the domain CA, registrar certificate and configuration", cmd_init)
     p.add_argument(

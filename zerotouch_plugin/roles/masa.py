@@ -78,6 +78,7 @@ class MasaRules:
     policy: str = "first-come"
     nonceless_allowed: bool = False
     voucher_lifetime: timedelta = timedelta(hours=1)
+    escrow_max_lifetime: timedelta = timedelta(days=400)
     pin: str = "domain-ca"
     pinned_override: x509.Certificate | None = None
 
@@ -89,6 +90,7 @@ class MasaRules:
             policy=config.policy,
             nonceless_allowed=config.nonceless_allowed,
             voucher_lifetime=timedelta(seconds=config.voucher_lifetime),
+            escrow_max_lifetime=timedelta(seconds=config.escrow_max_lifetime),
             pin=config.pin,
             pinned_override=pinned_override,
         )
@@ -103,11 +105,16 @@ class VerifiedRequest:
     registrar: x509.Certificate  # the RVR signer (id-kp-cmcRA)
     domain_ca: x509.Certificate  # farthest certificate of the registrar's chain (§5.5.2)
     trusted_anchor: x509.Certificate | None  # configured / claimed CA the registrar chains to
-    idevid: x509.Certificate
+    idevid: x509.Certificate | None  # None: fetched ahead for escrow, no pledge asked
     idevid_issuer: bytes | None  # the IDevID's AKI keyIdentifier
     request: VoucherRequest
-    pledge_request: VoucherRequest
+    pledge_request: VoucherRequest | None
     der: bytes  # the RVR CMS as received
+
+    @property
+    def for_escrow(self) -> bool:
+        """A registrar fetching a nonceless voucher ahead, for escrow: no pledge inside."""
+        return self.pledge_request is None
 
     @property
     def authenticated(self) -> bool:
@@ -296,11 +303,27 @@ def verify_registrar_request(
         signed, tls_client_cert=tls_client_cert, domain_trust=domain_trust, now=now
     )
 
-    # RFC 8995 §5.5.5: the pledge's own signed request must be inside.
+    # RFC 8995 §5.5.5: the pledge's own signed request must be inside, unless the registrar
+    # asks ahead for a nonceless voucher with an expiry, to hold in escrow (``decide`` then
+    # requires a claim of the device for the registrar's domain).
     if request.prior_signed_voucher_request is None:
+        if request.nonce is None and request.expires_on is not None:
+            return VerifiedRequest(
+                serial=request.serial_number,
+                nonce=None,
+                registrar=signed.signer,
+                domain_ca=domain_ca,
+                trusted_anchor=trusted,
+                idevid=None,
+                idevid_issuer=request.idevid_issuer,
+                request=request,
+                pledge_request=None,
+                der=der,
+            )
         raise PolicyRefused(
             "the registrar voucher-request has no prior-signed-voucher-request: this MASA only "
-            "issues vouchers the pledge asked for (RFC 8995 §5.5.5)"
+            "issues vouchers the pledge asked for (RFC 8995 §5.5.5), or nonceless ones with an "
+            "expires-on to a claimed device's domain"
         )
     try:
         pledge_signed = cms.verify(
@@ -420,6 +443,14 @@ def decide(
             f"issued at {format_datetime(device.nonce_used_at)}: this voucher-request is a "
             "replay; the pledge must send a new one with a fresh nonce (RFC 8995 §5.6)"
         )
+    if request.for_escrow:
+        if rules.policy != "claims":
+            raise PolicyRefused(
+                "a voucher-request without a pledge's request (a voucher fetched ahead for "
+                "escrow) is answered only for devices claimed for the registrar's domain "
+                "(policy claims)"
+            )
+        _check_claim(request, device.claim)
     # RFC 8995 §5.5.4: nonceless vouchers only to authenticated registrars, and only by policy.
     if request.nonce is None:
         if not rules.nonceless_allowed:
@@ -432,7 +463,7 @@ def decide(
                 "a nonceless voucher needs an authenticated registrar (TLS client certificate "
                 "or a configured domain CA, RFC 8995 §5.5.4)"
             )
-    if rules.policy == "claims":
+    if rules.policy == "claims" and not request.for_escrow:
         _check_claim(request, device.claim)
     pinned = pinned_certificate(request, rules, device.claim)
     dom = domain_id(pinned)
@@ -459,7 +490,7 @@ def decide(
         serial_number=request.serial,
         pinned_domain_cert=certs.der(pinned),
         # RFC 8366 §5.3: a voucher without a nonce must expire.
-        expires_on=now + rules.voucher_lifetime if request.nonce is None else None,
+        expires_on=_expires_on(request, rules, now),
         domain_cert_revocation_checks=False,  # RFC 8995 §5.6: MAY be false
         nonce=request.nonce,
         tolerances=tolerances,
@@ -467,6 +498,22 @@ def decide(
     return Decision(
         voucher=voucher, domain_id=dom, domain_cert=certs.der(pinned), take_ownership=take_ownership
     )
+
+
+def _expires_on(request: VerifiedRequest, rules: MasaRules, now: datetime) -> datetime | None:
+    """None with a nonce; for escrow the expiry asked for, at most ``escrow_max_lifetime``
+    ahead; else ``voucher_lifetime`` ahead."""
+    if request.nonce is not None:
+        return None
+    if not request.for_escrow or request.request.expires_on is None:
+        return now + rules.voucher_lifetime
+    asked = request.request.expires_on
+    if asked <= now:
+        raise Expired(
+            f"the voucher-request asks for an expires-on {format_datetime(asked)} that has "
+            "passed already"
+        )
+    return min(asked, now + rules.escrow_max_lifetime)
 
 
 def check_audit_access(

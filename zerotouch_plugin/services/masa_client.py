@@ -2,20 +2,30 @@
 
 TLS with the registrar certificate as client certificate, the MASA verified against the
 configured anchors. Transport faults become ``UpstreamUnavailable`` (the registrar answers
-503 + Retry-After and the pledge retries); the MASA's own refusals keep their meaning.
+503 + Retry-After, or from escrow, and the pledge retries); the MASA's own refusals keep
+their meaning. A call is tried again with backoff within one ``timeout`` in all, so a
+pledge's connection is never held longer; a circuit breaker per MASA (``roles.circuit``)
+stops calling a MASA that keeps failing and lets one trial through after a cooldown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import random
 import ssl
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography import x509
 
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
+from zerotouch_plugin.config import RegistrarConfig
 from zerotouch_plugin.errors import (
     NotAcceptable,
     NotFound,
@@ -27,9 +37,11 @@ from zerotouch_plugin.errors import (
     WrongSerial,
     ZerotouchError,
 )
+from zerotouch_plugin.roles.backoff import Backoff
+from zerotouch_plugin.roles.circuit import Breakers, BreakerState
 from zerotouch_plugin.services._tls import client_context
 
-__all__ = ["MAX_RESPONSE_BYTES", "MasaClient"]
+__all__ = ["MAX_RESPONSE_BYTES", "MasaClient", "OutagePolicy", "outage_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +64,28 @@ class _HandshakeRefused(UpstreamUnavailable):
     """The connection failed after TCP connected, with our client certificate presented."""
 
 
+# A retry within one call: short, so that the attempts fit in masa_timeout.
+_RETRY = Backoff(initial=0.2, factor=2.0, maximum=2.0, jitter=0.5)
+_COOLDOWN = Backoff(initial=2.0, factor=2.0, maximum=60.0, jitter=0.2)
+
+
+@dataclass(frozen=True)
+class OutagePolicy:
+    """How the client rides out a MASA outage (RegistrarConfig masa_* keys)."""
+
+    attempts: int = 3
+    retry: Backoff = _RETRY
+    breaker_threshold: int = 3
+    breaker_cooldown: Backoff = _COOLDOWN
+    gone: bool = False  # the MASA is out of business: never call it
+
+
+def _masa_key(url: str) -> str:
+    """The breaker's key: scheme and authority of the MASA (one server, every path)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class MasaClient:
     """One connection pool to any MASA; ``close()`` when the registrar stops."""
 
@@ -62,32 +96,48 @@ class MasaClient:
         trust: Sequence[x509.Certificate],
         timeout: float,
         retry_after: int,
+        outage: OutagePolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ssl: ssl.SSLContext = client_context(identity, trust=trust)
         self._anonymous_ssl: ssl.SSLContext = client_context(None, trust=trust)
+        self._budget = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry_after = retry_after
+        self._outage = outage or OutagePolicy()
+        self._breakers = Breakers(self._outage.breaker_threshold, self._outage.breaker_cooldown)
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._anonymous: aiohttp.ClientSession | None = None
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """The circuit of each MASA called so far (metrics, admin API)."""
+        return self._breakers.states()
 
     async def request_voucher(self, masa_url: str, registrar_request: bytes) -> bytes:
         """POST the registrar voucher-request; the voucher CMS back (RFC 8995 §5.5)."""
         url = f"{masa_url}/.well-known/brski/requestvoucher"
-        try:
-            return await self._post(url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS)
-        except _HandshakeRefused:
-            # A MASA that verifies client certificates against domains it knows resets the
-            # handshake of a new domain's registrar; RFC 8995 §5.5.4 lets it vouch anyway.
-            log.info("MASA %s refused our client certificate; asking without it", url)
-            return await self._post(
-                url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS, anonymous=True
-            )
+
+        async def call() -> bytes:
+            try:
+                return await self._post(url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS)
+            except _HandshakeRefused:
+                # A MASA that verifies client certificates against domains it knows resets
+                # the handshake of a new domain's registrar; RFC 8995 §5.5.4 lets it vouch.
+                log.info("MASA %s refused our client certificate; asking without it", url)
+                return await self._post(
+                    url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS, anonymous=True
+                )
+
+        return await self._guarded(url, call)
 
     async def request_audit_log(self, masa_url: str, registrar_request: bytes) -> bytes:
         """POST the same voucher-request to /requestauditlog; JSON back (RFC 8995 §5.8.1)."""
         url = f"{masa_url}/.well-known/brski/requestauditlog"
         try:
-            return await self._post(url, registrar_request, accept="application/json")
+            return await self._guarded(
+                url, lambda: self._post(url, registrar_request, accept="application/json")
+            )
         except _HandshakeRefused as exc:
             raise UpstreamUnavailable(
                 f"the MASA at {url} refused the registrar's TLS client certificate and serves "
@@ -97,6 +147,58 @@ class MasaClient:
                 "folder give one)",
                 retry_after=self._retry_after,
             ) from exc
+
+    async def _guarded(self, url: str, call: Callable[[], Awaitable[bytes]]) -> bytes:
+        """``call`` through the MASA's circuit breaker, tried again with backoff while the
+        MASA is unreachable and the whole stays within the timeout; a client certificate
+        the MASA refused is an answer, returned to the caller at once."""
+        if self._outage.gone:
+            raise UpstreamUnavailable(
+                f"the MASA at {url} is configured as gone (masa_gone): vouchers come from "
+                "escrow only",
+                retry_after=self._retry_after,
+            )
+        breaker = self._breakers[_masa_key(url)]
+        deadline = self._clock() + self._budget
+        attempt = 0
+        while True:
+            wait = breaker.allow(self._clock())
+            if wait > 0:
+                raise UpstreamUnavailable(
+                    f"the MASA at {url} failed {self._outage.breaker_threshold} calls in a row "
+                    f"and is not called again for {wait:.0f} s (circuit open)",
+                    retry_after=max(1, math.ceil(wait)),
+                )
+            attempt += 1
+            try:
+                data = await self._within(url, call, deadline - self._clock())
+            except _HandshakeRefused:
+                breaker.succeeded()
+                raise
+            except UpstreamUnavailable:
+                breaker.failed(self._clock(), random.random())
+                pause = self._outage.retry.delay(attempt, random.random())
+                if (
+                    attempt >= self._outage.attempts
+                    or breaker.state is not BreakerState.CLOSED
+                    or self._clock() + pause >= deadline
+                ):
+                    raise
+                await asyncio.sleep(pause)
+                continue
+            except ZerotouchError:
+                breaker.succeeded()  # the MASA answered, with a refusal
+                raise
+            breaker.succeeded()
+            return data
+
+    async def _within(
+        self, url: str, call: Callable[[], Awaitable[bytes]], seconds: float
+    ) -> bytes:
+        try:
+            return await asyncio.wait_for(call(), timeout=max(seconds, 0.001))
+        except TimeoutError as exc:
+            raise self._unreachable(url, exc, None) from exc
 
     async def close(self) -> None:
         for session in (self._session, self._anonymous):
@@ -171,3 +273,18 @@ class MasaClient:
         if media != accept:
             raise UpstreamInvalid(f"the MASA at {url} answered {media!r}, expected {accept!r}")
         return data
+
+
+def outage_policy(config: RegistrarConfig) -> OutagePolicy:
+    """The registrar's masa_* keys as the client's outage policy."""
+    return OutagePolicy(
+        attempts=config.masa_attempts,
+        breaker_threshold=config.masa_breaker_threshold,
+        breaker_cooldown=Backoff(
+            initial=config.masa_breaker_cooldown,
+            factor=2.0,
+            maximum=config.masa_breaker_max_cooldown,
+            jitter=0.2,
+        ),
+        gone=config.masa_gone,
+    )

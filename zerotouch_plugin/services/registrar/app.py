@@ -5,8 +5,8 @@ Every request but GET /.well-known/est/cacerts (RFC 7030 §4.1.1) must come with
 certificate: an IDevID from a configured manufacturer CA, or a certificate from the registrar's
 own domain CA (an LDevID for re-enrollment, an admin or NMS certificate); ``ROUTES`` says which
 routes are anonymous and ``services/_http.py`` refuses the rest without one. The hand-off
-worker, the event reader and the webhooks start with the application; the event streams end
-when it shuts down, and the registrar closes with it.
+worker, the escrow renewal, the event reader and the webhooks start with the application;
+the event streams end when it shuts down, and the registrar closes with it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from zerotouch_plugin.services.registrar.admin import (
 )
 from zerotouch_plugin.services.registrar.brski import enroll_status, request_voucher, voucher_status
 from zerotouch_plugin.services.registrar.common import APP_KEY
+from zerotouch_plugin.services.registrar.escrow import EscrowRenewal
 from zerotouch_plugin.services.registrar.est import (
     cacerts,
     csrattrs,
@@ -114,7 +115,8 @@ def registrar_app(registrar: Registrar) -> web.Application:
     hub = EventHub(registrar.repo, registrar.config.events)
     webhooks = load_webhooks(registrar.repo, registrar.config.webhooks, registrar.folder)
     metrics = registrar_metrics(registrar.repo, hub, webhooks, streaming=STREAMING)
-    app.middlewares.append(metrics.middleware())
+    renewal = EscrowRenewal(registrar)
+    metrics.install(app)
     app[APP_KEY] = registrar
     app[HUB_KEY] = hub
     app[METRICS_KEY] = metrics
@@ -123,11 +125,13 @@ def registrar_app(registrar: Registrar) -> web.Application:
 
     async def _start(_: web.Application) -> None:
         registrar.handoff.start()
+        renewal.start()
         await hub.start()
         for hook in webhooks:
             await hook.start()
 
     async def _shutdown(_: web.Application) -> None:
+        await renewal.close()
         await hub.close()
         for hook in webhooks:
             await hook.close()

@@ -97,7 +97,7 @@ async def request_voucher(request: web.Request) -> web.Response:
     except ReplayedRequest as exc:
         await in_thread(reg.repo.record_error, pledge.serial, exc.one_line(), now=now)
         raise
-    from_escrow = False
+    outage: UpstreamUnavailable | None = None
     try:
         voucher_cms = await reg.masa.request_voucher(masa_url, rvr)
         voucher = role.check_masa_voucher(reg.context, voucher_cms, pledge=pledge, now=utc_now())
@@ -107,7 +107,7 @@ async def request_voucher(request: web.Request) -> web.Response:
             await _masa_failed(reg, request_id, exc, rvr)
             raise
         voucher_cms, voucher = held
-        from_escrow = True
+        outage = exc
     except ZerotouchError as exc:
         await _masa_failed(reg, request_id, exc, rvr)
         raise
@@ -121,15 +121,15 @@ async def request_voucher(request: web.Request) -> web.Response:
         expires_on=voucher.expires_on,
         advance=step(RegistrarEvent.VOUCHER_RELAYED),
         now=utc_now(),
-        from_escrow=from_escrow,
+        from_escrow=outage is not None,
     )
     # from escrow is worth a warning: the MASA is down and a held voucher is being used up
     log.log(
-        logging.WARNING if from_escrow else logging.INFO,
+        logging.INFO if outage is None else logging.WARNING,
         "voucher for %s relayed (assertion %s%s)",
         pledge.serial,
         voucher.assertion,
-        ", from escrow: the MASA is unreachable" if from_escrow else "",
+        "" if outage is None else f", from escrow: the MASA is unreachable: {outage.one_line()}",
     )
     return web.Response(body=voucher_cms, content_type=MEDIA_TYPE_VOUCHER_CMS)
 

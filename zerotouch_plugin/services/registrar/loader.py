@@ -26,7 +26,7 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.services.handoff import HandoffWorker, ensure_handoff_identity
-from zerotouch_plugin.services.masa_client import MasaClient
+from zerotouch_plugin.services.masa_client import MasaClient, outage_policy
 from zerotouch_plugin.services.registrar_files import (
     CA_CERT,
     CA_KEY,
@@ -152,6 +152,7 @@ def load_registrar(folder: Path, config: RegistrarConfig) -> Registrar:
         trust=masa_trust or manufacturer_cas,
         timeout=config.masa_timeout,
         retry_after=config.retry_after,
+        outage=outage_policy(config),
     )
     repo = RegistrarRepository(db)
     handoff = HandoffWorker(
