@@ -94,6 +94,10 @@ def test_registrar_metrics_change_after_an_enrollment(world: World) -> None:
     enroll_here(folder, world.lab.registrar_url)
     refused, stranger = world.lab.pledge(allow=False)
     assert enroll(world.lab, stranger, "--retries", "0").returncode != 0
+    anonymous = world.curl(
+        f"{world.lab.registrar_url}/admin/devices", "--cacert", str(world.lab.domain / "ca.pem")
+    )
+    assert anonymous[0] == 401
     after = world.registrar()
 
     def grew(name: str, **labels: str) -> float:
@@ -106,6 +110,16 @@ def test_registrar_metrics_change_after_an_enrollment(world: World) -> None:
     )
     assert refusals == 1, sorted(k for k in after if "voucher_requests" in k[0])
     assert grew("zerotouch_registrar_devices", state="enroll-confirmed") == 1
+    assert (
+        grew(
+            "zerotouch_registrar_http_requests_total",
+            endpoint="/admin/devices",
+            method="GET",
+            status="401",
+            reason="access-denied",
+        )
+        == 1
+    )
     assert value(after, "zerotouch_registrar_devices", state="refused") >= 1
     voucher = "/.well-known/brski/requestvoucher"
     assert grew("zerotouch_registrar_http_request_duration_seconds_count", endpoint=voucher) >= 2

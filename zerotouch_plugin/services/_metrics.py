@@ -78,9 +78,14 @@ class HttpMetrics:
         """Also call ``callback(endpoint, status, reason)`` for every answered request."""
         self._observers.append(callback)
 
+    def install(self, app: web.Application) -> None:
+        """Record every request of ``app``: right inside the error middleware (the first one
+        ``make_app`` installs), so a refusal, the client-certificate check's included, is
+        seen as the ZerotouchError with its reason before it becomes an answer."""
+        app.middlewares.insert(1, self.middleware())
+
     def middleware(self) -> Middleware:
-        """Innermost middleware: it sees a refusal as the ZerotouchError (with its reason)
-        before the error middleware turns it into an answer."""
+        """The middleware that records each request (see ``install`` for where it goes)."""
 
         @web.middleware
         async def record(request: web.Request, handler: Handler) -> web.StreamResponse:

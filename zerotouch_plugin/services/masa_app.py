@@ -324,7 +324,7 @@ def _serve_metrics(app: web.Application, token: bytes | None) -> None:
     bearer token (RFC 6750 §2.1; Prometheus ``authorization.credentials_file``): the counts
     are the vendor's, not something a registrar's certificate should open."""
     metrics = HttpMetrics("masa")
-    app.middlewares.append(metrics.middleware())
+    metrics.install(app)
 
     async def serve(request: web.Request) -> web.Response:
         if token is None:
