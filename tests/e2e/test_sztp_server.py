@@ -1,0 +1,249 @@
+"""``zerotouch sztp serve`` as a real process on 127.0.0.1, driven by curl with an IDevID and
+checked with ``openssl cms -verify`` (RFC 8572 §7.1, §7.3; RFC 8040 errors), and the attacks
+that concern the bootstrap server: no client certificate, an unknown manufacturer, oversize
+and malformed input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.support.processes import ServerProcess, run_cli, server
+from zerotouch_plugin.artifacts import certs, sztp
+
+# curl and openssl are installed by make test (scripts/setup-system.sh); in CI they must be.
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CI") != "true" and not (shutil.which("curl") and shutil.which("openssl")),
+    reason="curl or openssl missing (make test installs them)",
+)
+
+GBD = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
+PROGRESS = "/restconf/operations/ietf-sztp-bootstrap-server:report-progress"
+JSON = "application/yang-data+json"
+XML = "application/yang-data+xml"
+SIGNED_INPUT = b'{"ietf-sztp-bootstrap-server:input": {"signed-data-preferred": [null]}}'
+CONFIG = b'{"ietf-system:system": {"hostname": "sztp-device"}}'
+
+
+@dataclass
+class Lab:
+    root: Path
+    folder: Path
+    device: Path  # IDevID folder of SN-1 (idevid.pem, idevid.key)
+    stranger: Path  # IDevID of another manufacturer
+    proc: ServerProcess
+
+    def curl(
+        self,
+        path: str,
+        body: bytes | None = None,
+        *,
+        media: str = JSON,
+        identity: Path | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> tuple[int, bytes, str]:
+        """(HTTP status, body, headers) of one request; status 0 when TLS failed."""
+        who = self.device if identity is None else identity
+        args = ["curl", "-sS", "-D", "-", "--max-time", "20", "--cacert"]
+        args += [str(self.folder / "sztp-ca.pem")]
+        if who != self.root:
+            args += ["--cert", str(who / "idevid.pem"), "--key", str(who / "idevid.key")]
+        if body is not None:
+            args += ["-H", f"Content-Type: {media}", "--data-binary", "@-"]
+        args += [*extra, self.proc.url + path]
+        done = subprocess.run(args, input=body, capture_output=True, timeout=30)
+        if done.returncode != 0:
+            return 0, b"", done.stderr.decode()
+        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        return int(head.split()[1]), payload, head.decode()
+
+
+def _voucher(root: Path, folder: Path, serial: str) -> Path:
+    owner_ca = certs.load_certs((folder / "owner-ca.pem").read_bytes())[0]
+    payload = {
+        "ietf-voucher:voucher": {
+            "created-on": "2026-01-01T00:00:00Z",
+            "expires-on": "2036-01-01T00:00:00Z",
+            "assertion": "verified",
+            "serial-number": serial,
+            "pinned-domain-cert": base64.b64encode(owner_ca.public_bytes(Encoding.DER)).decode(),
+        }
+    }
+    (root / "v.json").write_text(json.dumps(payload))
+    vendor = root / "vendor"
+    run_cli(
+        "voucher", "sign", "--payload", root / "v.json", "--cert", vendor / "masa-signer.pem",
+        "--key", vendor / "masa-signer.key", "--out", root / "v.cms",
+    )  # fmt: skip
+    return root / "v.cms"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("sztp")
+    folder, vendor, other = root / "server", root / "vendor", root / "other-vendor"
+    run_cli("vendor", "init", "--dir", vendor, "--masa-url", "https://127.0.0.1:9443")
+    run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-1", "--out", root / "dev")
+    run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-2", "--out", root / "dev2")
+    run_cli("vendor", "init", "--dir", other, "--masa-url", "https://127.0.0.1:9443")
+    run_cli("vendor", "idevid", "--dir", other, "--serial", "SN-1", "--out", root / "stranger")
+    run_cli("sztp", "init", "--dir", folder, "--manufacturer-ca", vendor / "ca.pem")
+    (folder / "sztp.toml").write_text("trusted = true\nmax_body_bytes = 4096\n")
+    (root / "config.json").write_bytes(CONFIG)
+    run_cli("sztp", "response", "set", "--dir", folder, "--name", "onboard",
+            "--config", root / "config.json", "--handling", "replace")  # fmt: skip
+    run_cli("sztp", "devices", "--dir", folder, "--set", "SN-1", "--response", "onboard",
+            "--voucher", _voucher(root, folder, "SN-1"))  # fmt: skip
+    with server("sztp", "sztp", "serve", "--dir", folder, "--listen", "127.0.0.1:0") as proc:
+        yield Lab(root, folder, root / "dev", root / "stranger", proc)
+
+
+def _output(body: bytes) -> dict[str, str]:
+    return json.loads(body)["ietf-sztp-bootstrap-server:output"]  # type: ignore[no-any-return]
+
+
+def test_host_meta_points_at_the_restconf_root(lab: Lab) -> None:
+    status, body, head = lab.curl("/.well-known/host-meta", identity=lab.root)
+    assert status == 200
+    assert "application/xrd+xml" in head
+    assert b"rel='restconf' href='/restconf'" in body
+
+
+def test_signed_conveyed_information_verifies_with_openssl(lab: Lab) -> None:
+    status, body, head = lab.curl(GBD, SIGNED_INPUT)
+    assert status == 200, body
+    assert JSON in head
+    output = _output(body)
+    conveyed = lab.root / "conveyed.der"
+    conveyed.write_bytes(base64.b64decode(output["conveyed-information"]))
+    owner = lab.root / "owner.p7b"
+    owner.write_bytes(base64.b64decode(output["owner-certificate"]))
+    chain = lab.root / "owner-chain.pem"
+    subprocess.run(
+        ["openssl", "pkcs7", "-inform", "DER", "-in", owner, "-print_certs", "-out", chain],
+        check=True,
+        capture_output=True,
+    )
+    verified = subprocess.run(
+        ["openssl", "cms", "-verify", "-inform", "DER", "-in", conveyed, "-binary",
+         "-certfile", chain, "-CAfile", lab.folder / "owner-ca.pem", "-purpose", "any"],
+        capture_output=True,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    info = json.loads(verified.stdout)["ietf-sztp-conveyed-info:onboarding-information"]
+    assert base64.b64decode(info["configuration"]) == CONFIG
+    assert info["configuration-handling"] == "replace"
+    # the eContentType is id-ct-sztpConveyedInfoJSON (RFC 8572 §3.1)
+    shown = subprocess.run(
+        ["openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in", conveyed],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "1.2.840.113549.1.9.16.1.43" in shown.stdout or "sztp" in shown.stdout.lower()
+    # and the project's own reader agrees, with the voucher sent beside it
+    owner_cert = sztp.end_entity(sztp.decode_certs_only(owner.read_bytes()))
+    got = sztp.verify_conveyed_information(
+        conveyed.read_bytes(), owner_certificate=owner_cert, now=None
+    )
+    assert isinstance(got, sztp.OnboardingInformation) and got.configuration == CONFIG
+    assert base64.b64decode(output["ownership-voucher"]) == (lab.root / "v.cms").read_bytes()
+
+
+def test_xml_request_gets_an_xml_answer(lab: Lab) -> None:
+    body = (
+        b'<input xmlns="urn:ietf:params:xml:ns:yang:ietf-sztp-bootstrap-server">'
+        b"<signed-data-preferred/><hw-model>m-1</hw-model></input>"
+    )
+    status, answer, head = lab.curl(GBD, body, media=XML)
+    assert status == 200, answer
+    assert XML in head
+    output = sztp.GetBootstrappingDataOutput.parse(answer, sztp.Encoding.XML)
+    assert output.owner_certificate is not None and output.ownership_voucher is not None
+    devices = json.loads(run_cli("sztp", "devices", "--dir", lab.folder, "--json").stdout)
+    assert {"serial": "SN-1", "hw-model": "m-1"}.items() <= devices[0].items()
+
+
+def test_trusted_server_sends_unsigned_data_only_when_not_asked_to_sign(lab: Lab) -> None:
+    status, body, _ = lab.curl(GBD, b"")
+    assert status == 200, body
+    output = _output(body)
+    assert "owner-certificate" not in output and "ownership-voucher" not in output
+    info = sztp.read_unsigned_conveyed_information(base64.b64decode(output["conveyed-information"]))
+    assert isinstance(info, sztp.OnboardingInformation)
+
+
+def test_progress_reports_are_stored_and_shown(lab: Lab) -> None:
+    report = {
+        "ietf-sztp-bootstrap-server:input": {
+            "progress-type": "config-error",
+            "message": "hostname refused",
+        }
+    }
+    status, body, _ = lab.curl(PROGRESS, json.dumps(report).encode())
+    assert status == 204, body
+    shown = json.loads(
+        run_cli("sztp", "progress", "--dir", lab.folder, "--serial", "SN-1", "--json").stdout
+    )
+    assert shown[-1]["progress-type"] == "config-error"
+    assert shown[-1]["message"] == "hostname refused"
+
+
+def _error(body: bytes) -> dict[str, str]:
+    return json.loads(body)["ietf-restconf:errors"]["error"][0]  # type: ignore[no-any-return]
+
+
+def test_device_without_client_certificate_is_refused(lab: Lab) -> None:
+    status, body, head = lab.curl(GBD, SIGNED_INPUT, identity=lab.root)
+    assert status == 401
+    assert "TLS-Client-Certificate" in head
+    assert _error(body)["error-tag"] == "access-denied"
+
+
+def test_idevid_of_an_unknown_manufacturer_is_refused_at_the_handshake(lab: Lab) -> None:
+    status, _, stderr = lab.curl(GBD, SIGNED_INPUT, identity=lab.stranger)
+    assert status == 0, "the TLS handshake must fail"
+    assert stderr
+
+
+def test_device_without_a_response_is_told_so(lab: Lab) -> None:
+    status, body, _ = lab.curl(GBD, SIGNED_INPUT, identity=lab.root / "dev2")
+    assert status == 409
+    assert _error(body)["error-tag"] == "data-missing"
+    assert "SN-2" in _error(body)["error-message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "media", "status", "tag"),
+    [
+        (b"{", JSON, 400, "malformed-message"),
+        (b'{"ietf-sztp-bootstrap-server:input": {"bogus": 1}}', JSON, 400, "invalid-value"),
+        (b'{"ietf-sztp-bootstrap-server:input": {"nonce": "AA=="}}', JSON, 400, "invalid-value"),
+        (b"<input xmlns='urn:x'/>", XML, 400, "invalid-value"),
+        (b"<!DOCTYPE a [<!ENTITY b 'c'>]><a>&b;</a>", XML, 400, "malformed-message"),
+        (SIGNED_INPUT, "text/plain", 415, "invalid-value"),
+    ],
+)
+def test_malformed_rpc_input_is_refused(
+    lab: Lab, body: bytes, media: str, status: int, tag: str
+) -> None:
+    got, answer, _ = lab.curl(GBD, body, media=media)
+    assert got == status, answer
+    error = _error(answer) if answer.startswith(b"{") else None
+    if error is not None:
+        assert error["error-tag"] == tag
+
+
+def test_oversize_body_is_refused(lab: Lab) -> None:
+    big = b'{"ietf-sztp-bootstrap-server:input": {"hw-model": "' + b"x" * 10000 + b'"}}'
+    status, body, _ = lab.curl(GBD, big)
+    assert status == 413, body
