@@ -78,6 +78,7 @@ __all__ = [
     "STATE_KEY",
     "VOUCHER_KEY",
     "PledgeAgent",
+    "pledge_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ def _factory_identity(host: PluginHost) -> SigningIdentity:
     """The IDevID as the host gives it: chain (leaf first) and Signer, checked to match."""
     chain = tuple(host.idevid_chain())
     if not chain or not all(isinstance(c, x509.Certificate) for c in chain):
-        raise ConfigError("the host gave no IDevID certificate (idevid_chain is empty)")
+        raise ConfigError(
+            "the host gave no IDevID: idevid_chain must hold x509 certificates, leaf first"
+        )
     # only intermediates go in the chain: the manufacturer's root is not sent
     intermediates = tuple(c for c in chain[1:] if c.subject != c.issuer)
     try:

@@ -761,3 +761,10 @@ async def test_an_owed_report_without_its_voucher_is_dropped(world: World) -> No
     assert host.store.get(PENDING_KEY) is None
     assert not {"enroll-status-sent", "enroll-status-failed"} & set(host.history())
     assert host.bootstrap["phase"] == "enrolled"
+
+
+def test_a_host_without_an_idevid_is_refused() -> None:
+    factory = unreachable_factory()
+    host = FakeHost(Factory(factory.serial, (), factory.key, factory.masa_anchors))
+    with pytest.raises(ConfigError, match="no IDevID"):
+        PledgeAgent(host, agent_config(closed_port_url()))
