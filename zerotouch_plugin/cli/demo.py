@@ -60,6 +60,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="each device in its own network namespace behind a join proxy it finds by GRASP, "
         "no --registrar (needs root; no hand-off, the registrar cannot reach the devices)",
     )
+    parser.add_argument(
+        "--masa-gone",
+        action="store_true",
+        help="the registrar fetches nonceless vouchers ahead from the MASA (claims mode), the "
+        "MASA is stopped for good, and the devices enroll with the vouchers held in escrow",
+    )
     parser.set_defaults(func=_demo)
 
 
@@ -168,6 +174,8 @@ def _demo(args: argparse.Namespace) -> int:
 
         if args.keep:
             raise ConfigError("--keep is not offered with --discovery (its namespaces go away)")
+        if args.masa_gone:
+            raise ConfigError("--masa-gone runs on 127.0.0.1, not with --discovery")
         reason = missing()
         if reason is not None:
             print(f"zerotouch demo --discovery: {reason}", file=sys.stderr)
@@ -185,8 +193,10 @@ def _demo(args: argparse.Namespace) -> int:
         if not args.json:
             _print_result(count, result)
 
-    kind = DiscoveryDemo if args.discovery else Demo
-    demo = kind(folder, args.devices, keep=args.keep, report=report)
+    if args.discovery:
+        demo: Demo = DiscoveryDemo(folder, args.devices, keep=args.keep, report=report)
+    else:
+        demo = Demo(folder, args.devices, keep=args.keep, report=report, masa_gone=args.masa_gone)
     if not args.json:
         plural = "s" if args.devices > 1 else ""
         where = (
@@ -214,6 +224,8 @@ def _demo(args: argparse.Namespace) -> int:
     }
     if isinstance(demo, DiscoveryDemo):
         summary["found"] = demo.found
+    if args.masa_gone:
+        summary["vouchers_from_escrow"] = demo.from_escrow
     if kept:
         summary["pids"] = {s.name: s.popen.pid for s in demo.services.running}
         summary["stop_command"] = f"zerotouch demo --stop --workdir {shlex.quote(str(folder))}"

@@ -25,7 +25,7 @@ from zerotouch_plugin.demo.ansible_inventory import write_inventory
 from zerotouch_plugin.demo.services import Service, Services, StepFailed, free_port, tail
 from zerotouch_plugin.services import certfiles
 
-__all__ = ["STEPS", "Demo", "Device", "StepResult"]
+__all__ = ["MASA_GONE_STEPS", "STEPS", "Demo", "Device", "StepResult"]
 
 HOST = "127.0.0.1"
 # Longest wait for one step's condition (listening, enrolled, hand-off): every device adds
@@ -34,6 +34,7 @@ WAIT_SECONDS = 45.0
 WAIT_PER_DEVICE = 15.0
 ADMIN_POLL = 0.1  # seconds between admin API reads
 SERIAL_PREFIX = "DEMO-"
+ESCROW_DAYS = 30  # lifetime of the vouchers fetched ahead in the --masa-gone run
 
 
 @dataclass
@@ -131,8 +132,11 @@ class Demo:
         report: Callable[[StepResult], None],
         steps: Sequence[Step] | None = None,
         on_finish: Callable[[], str] | None = None,
+        masa_gone: bool = False,
     ) -> None:
-        self.steps = tuple(STEPS if steps is None else steps)
+        self.masa_gone = masa_gone  # vouchers fetched ahead, then the MASA stopped for good
+        default = MASA_GONE_STEPS if masa_gone else STEPS
+        self.steps = tuple(default if steps is None else steps)
         self.on_finish = on_finish  # after the services stopped: more to clean up, said how
         self.folder = folder
         self.services = Services(folder, keep=keep)
@@ -141,6 +145,7 @@ class Demo:
         self.masa_url = f"https://{HOST}:{free_port(HOST)}"
         self.registrar_url = ""
         self.found: list[str] = []  # how each device found its registrar (--discovery)
+        self.from_escrow: list[str] = []  # serials whose voucher the registrar held (--masa-gone)
         self.results: list[StepResult] = []
         self._began = time.monotonic()
 
@@ -316,9 +321,11 @@ async def start_masa(demo: Demo) -> str:
 
 
 async def domain_pki(demo: Demo) -> str:
+    # fetching vouchers ahead needs the MASA's URL: no pledge is there to name it
+    masa_url = ("--masa-url", demo.masa_url) if demo.masa_gone else ()
     await demo.services.run(
         "registrar", "init", "--dir", "registrar", "--manufacturer-ca", "vendor/ca.pem",
-        "--masa-trust", "vendor/ca.pem", "--ca-name", "zerotouch demo domain CA",
+        "--masa-trust", "vendor/ca.pem", "--ca-name", "zerotouch demo domain CA", *masa_url,
     )  # fmt: skip
     return "registrar/: domain CA, registrar certificate, manufacturer CA as IDevID anchor"
 
@@ -379,11 +386,12 @@ async def start_registrar(demo: Demo) -> str:
 
 
 async def _start_device(demo: Demo, device: Device) -> None:
+    nonceless = ("--allow-nonceless",) if demo.masa_gone else ()
     device.service, address = await _serve(
         demo, device.name, "netconf-tls",
         "device", "run", "--dir", device.folder,
         "--netconf-tls", f"{HOST}:0", "--restconf", f"{HOST}:{device.ports['restconf']}",
-        "--registrar", demo.registrar_url,
+        "--registrar", demo.registrar_url, *nonceless,
     )  # fmt: skip
     device.ports["netconf-tls"] = _port_of(address)
 
@@ -410,9 +418,23 @@ async def enrollment(demo: Demo) -> str:
         lambda record: record.get("state") == "enroll-confirmed", "enroll-confirmed"
     )
     audits = {str(records[d.serial].get("audit_level")) for d in demo.devices}
+    demo.from_escrow = [
+        d.serial for d in demo.devices if records[d.serial].get("voucher_source") == "escrow"
+    ]
+    if demo.masa_gone and len(demo.from_escrow) != len(demo.devices):
+        raise StepFailed(
+            f"vouchers from escrow: {', '.join(demo.from_escrow) or 'none'} of "
+            f"{len(demo.devices)}, with the MASA gone",
+            logs=[demo.path("logs/registrar.log")],
+        )
+    source = (
+        f"vouchers from escrow: {', '.join(demo.from_escrow)}"
+        if demo.from_escrow
+        else f"audit {', '.join(sorted(audits))}"
+    )
     return (
         f"{len(demo.devices)} device(s) enrolled: voucher accepted, LDevID installed, "
-        f"enrollstatus confirmed at the registrar (audit {', '.join(sorted(audits))})"
+        f"enrollstatus confirmed at the registrar ({source})"
     )
 
 
@@ -497,6 +519,37 @@ async def refusals(demo: Demo) -> str:
     return f"every device refused NETCONF/TLS clients with: {labels}"
 
 
+async def claims(demo: Demo) -> str:
+    """The MASA of the --masa-gone run: claims mode, nonceless vouchers to a claimed
+    device's domain; the sales channel has claimed every device for the owner's domain."""
+    demo.path("vendor/masa.toml").write_text('policy = "claims"\nnonceless_allowed = true\n')
+    for device in demo.devices:
+        await demo.services.run(
+            "masa", "claim", "--dir", "vendor", "--serial", device.serial,
+            "--domain-ca", "registrar/ca.pem",
+        )  # fmt: skip
+    return f"vendor/masa.toml: policy claims; {len(demo.devices)} device(s) claimed (masa claim)"
+
+
+async def prefetch(demo: Demo) -> str:
+    out = await demo.services.run(
+        "registrar", "prefetch", "--dir", "registrar", "--all-allowed",
+        "--lifetime", str(ESCROW_DAYS),
+    )  # fmt: skip
+    held = [line for line in out.splitlines() if ": held until " in line]
+    return f"{len(held)} nonceless voucher(s) held in escrow for {ESCROW_DAYS} days"
+
+
+async def masa_gone(demo: Demo) -> str:
+    """Stop the MASA for good: the vendor is out of business."""
+    masa = next(s for s in demo.services.running if s.name == "masa")
+    masa.popen.send_signal(signal.SIGTERM)
+    status = await asyncio.to_thread(masa.popen.wait, 10)
+    demo.services.running.remove(masa)
+    masa.pid_file.unlink(missing_ok=True)
+    return f"MASA stopped (exit {status}); it is not started again"
+
+
 @dataclass(frozen=True)
 class Step:
     """A step: runs once every step named in ``after`` held; returns a one-line result."""
@@ -527,3 +580,20 @@ STEPS: tuple[Step, ...] = (
     Step("nms-read", "NMS reads the devices", ("handoff",), nms_read),
     Step("refusals", "foreign clients refused", ("enrollment",), refusals),
 )
+
+
+def _masa_gone_steps() -> tuple[Step, ...]:
+    """STEPS with the MASA claiming the devices before it starts, the vouchers fetched ahead
+    and the MASA stopped before the devices start."""
+    extra = (
+        Step("claims", "MASA claims mode, devices claimed", ("idevids", "domain-pki"), claims),
+        Step("prefetch", "vouchers fetched ahead", ("masa", "registrar", "policy"), prefetch),
+        Step("masa-gone", "the MASA goes away for good", ("prefetch",), masa_gone),
+    )
+    after = {"masa": ("claims",), "devices": ("idevids", "masa-gone", "registrar", "day0")}
+    steps = [Step(s.name, s.title, after.get(s.name, s.after), s.run) for s in STEPS]
+    at = next(i for i, s in enumerate(steps) if s.name == "devices")
+    return (*steps[:at], *extra, *steps[at:])
+
+
+MASA_GONE_STEPS = _masa_gone_steps()
