@@ -221,7 +221,8 @@ class EventHub:
                 sent = await self._catch_up(sub, writer, sent)
                 continue
             try:
-                event = await asyncio.wait_for(sub.queue.get(), self._config.heartbeat)
+                async with asyncio.timeout(self._config.heartbeat):
+                    event = await sub.queue.get()
             except TimeoutError:
                 await writer.send(b": heartbeat\n\n")
                 continue
@@ -276,7 +277,8 @@ class _Writer:
 
     async def send(self, data: bytes) -> None:
         try:
-            await asyncio.wait_for(self.response.write(data), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self.response.write(data)
         except TimeoutError:
             log.warning("events: a subscriber took no data for %g s: dropped", self.timeout)
             self.hub.dropped_total += 1

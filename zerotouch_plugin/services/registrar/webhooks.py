@@ -134,7 +134,8 @@ class WebhookWorker:
         receiver does not get that event again from the next process."""
         self._stopping = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.hook.timeout + 1)
+            async with asyncio.timeout(self.hook.timeout + 1):
+                await self._idle.wait()
         await self._watch.close()
         if self._session is not None:
             await self._session.close()
