@@ -11,6 +11,7 @@ declare -A NEEDED=(
     [yangcli]=yangcli
     [sshd]=openssh-server
     [dnsmasq]=dnsmasq-base  # the unicast DNS-SD tests' DNS server; -base: no system service
+    [chromium]=chromium  # the registrar console's browser tests (Playwright drives it)
 )
 
 missing=()
