@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +170,13 @@ def test_xml_request_gets_an_xml_answer(lab: Lab) -> None:
     assert XML in head
     output = sztp.GetBootstrappingDataOutput.parse(answer, sztp.Encoding.XML)
     assert output.owner_certificate is not None and output.ownership_voucher is not None
-    devices = json.loads(run_cli("sztp", "devices", "--dir", lab.folder, "--json").stdout)
+    # visits are written once a second: the device shows up with its hw-model soon after
+    deadline = time.monotonic() + 10
+    while True:
+        devices = json.loads(run_cli("sztp", "devices", "--dir", lab.folder, "--json").stdout)
+        if devices[0]["hw-model"] == "m-1" or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert {"serial": "SN-1", "hw-model": "m-1"}.items() <= devices[0].items()
 
 

@@ -48,7 +48,9 @@ import base64
 import binascii
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
@@ -298,8 +300,24 @@ def _schema_node(path: str) -> InternalNode:
     return node
 
 
+# Set while an object is built from data validated just before, so that its constructor
+# does not validate the same content a second time (parsing is on every request's path).
+_VALIDATED: ContextVar[bool] = ContextVar("sztp_validated", default=False)
+
+
+@contextmanager
+def _already_validated() -> Iterator[None]:
+    token = _VALIDATED.set(True)
+    try:
+        yield
+    finally:
+        _VALIDATED.reset(token)
+
+
 def _check(node: InternalNode, inner: Mapping[str, Any], where: str) -> None:
     """Validate ``inner`` (unqualified RFC 7951 members) as the content of ``node``."""
+    if _VALIDATED.get():
+        return
     try:
         value = node.from_raw(dict(inner))
         local = ObjectValue({k.split(":", 1)[-1]: v for k, v in value.items()}, value.timestamp)
@@ -573,7 +591,8 @@ def conveyed_information_from_dict(obj: Any) -> ConveyedInformation:
     if not isinstance(inner, Mapping):
         raise SchemaError("wrong type: expected a JSON object", path=path)
     _validate_conveyed(name, inner)  # before building: a bad value is named by its path
-    return _BUILDERS[name](inner, path)
+    with _already_validated():
+        return _BUILDERS[name](inner, path)
 
 
 def parse_conveyed_information(
@@ -762,7 +781,8 @@ class _Payload:
                 )
             inner = _xml_to_raw(cls._node(), root, where)
         _check(cls._node(), inner, where)
-        return cls._from_inner(inner)
+        with _already_validated():
+            return cls._from_inner(inner)
 
 
 @dataclass(frozen=True)

@@ -165,23 +165,26 @@ class SztpRepository:
         with self.db.session() as s:
             return [_record(r) for r in s.scalars(select(_Device).order_by(_Device.serial))]
 
-    def seen(
-        self, device: SeenDevice, *, now: datetime
-    ) -> tuple[DeviceRecord, dict[str, Response]]:
-        """Note a get-bootstrapping-data request of ``device``; its record (as it was) and
-        the responses, read in the same transaction."""
+    def lookup(self, serial: str) -> tuple[DeviceRecord | None, dict[str, Response]]:
+        """A device's record (None: never seen nor configured) and every response, read in
+        one transaction."""
         with self.db.session() as s:
-            row = self._device(s, device.serial)
-            before = _record(row)
+            row = s.get(_Device, serial)
             responses = {r.name: _response(r) for r in s.scalars(select(_Response))}
-            row.first_seen = row.first_seen or now
-            row.last_seen = now
-            row.hw_model, row.os_name, row.os_version = (
-                device.hw_model,
-                device.os_name,
-                device.os_version,
-            )
-        return before, responses
+            return (None if row is None else _record(row)), responses
+
+    def seen(self, visits: list[tuple[SeenDevice, datetime]]) -> None:
+        """Note get-bootstrapping-data requests (device, time), in one transaction."""
+        with self.db.session() as s:
+            for device, now in visits:
+                row = self._device(s, device.serial)
+                row.first_seen = row.first_seen or now
+                row.last_seen = now
+                row.hw_model, row.os_name, row.os_version = (
+                    device.hw_model,
+                    device.os_name,
+                    device.os_version,
+                )
 
     @staticmethod
     def _device(s: Session, serial: str) -> _Device:

@@ -16,10 +16,12 @@ in the encoding the client used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,17 +271,78 @@ def _device_serial(request: web.Request) -> str:
 # the application
 
 
+class DeviceView:
+    """What requests read, cached for ``ttl`` seconds, and the visits they note, written in
+    one transaction per ``ttl``: a bootstrap server answers bursts of devices, and a database
+    round trip per request would cost more than the answer itself. Changes made with the CLI
+    take effect within ``ttl``."""
+
+    MAX_CACHED = 100_000
+
+    def __init__(self, repo: SztpRepository, *, ttl: float = 1.0) -> None:
+        self.repo = repo
+        self.ttl = ttl
+        self._responses: tuple[float, dict[str, sztp_server.Response]] | None = None
+        self._devices: dict[str, tuple[float, sztp_server.DeviceRecord | None]] = {}
+        self._visits: dict[str, tuple[SeenDevice, datetime]] = {}
+
+    async def lookup(
+        self, serial: str
+    ) -> tuple[sztp_server.DeviceRecord | None, dict[str, sztp_server.Response]]:
+        now = time.monotonic()
+        cached = self._devices.get(serial)
+        responses = self._responses
+        if (
+            cached is not None
+            and responses is not None
+            and now - cached[0] < self.ttl
+            and now - responses[0] < self.ttl
+        ):
+            return cached[1], responses[1]
+        device, fresh = await asyncio.to_thread(self.repo.lookup, serial)
+        if len(self._devices) >= self.MAX_CACHED:
+            self._devices.clear()
+        self._devices[serial] = (now, device)
+        self._responses = (now, fresh)
+        return device, fresh
+
+    def visited(self, seen: SeenDevice, now: datetime) -> None:
+        self._visits[seen.serial] = (seen, now)
+
+    async def flush(self) -> None:
+        visits, self._visits = list(self._visits.values()), {}
+        if visits:
+            await asyncio.to_thread(self.repo.seen, visits)
+
+    async def run(self) -> AsyncIterator[None]:
+        """cleanup_ctx: write the visits every ``ttl`` seconds and once more at shutdown."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.ttl)
+                try:
+                    await self.flush()
+                except ZerotouchError as exc:
+                    log.error("device visits not recorded: %s", exc.one_line())
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await self.flush()
+
+
 def answer(
     ctx: SztpContext,
     request_input: sztp.GetBootstrappingDataInput,
+    *,
     serial: str,
+    device: sztp_server.DeviceRecord | None,
+    responses: Mapping[str, sztp_server.Response],
     now: datetime,
 ) -> sztp.GetBootstrappingDataOutput:
-    """get-bootstrapping-data for an authenticated device (blocking: database, signing)."""
-    seen = SeenDevice(
-        serial, request_input.hw_model, request_input.os_name, request_input.os_version
-    )
-    device, responses = ctx.repo.seen(seen, now=now)
+    """get-bootstrapping-data for an authenticated device (RFC 8572 §7.1)."""
     decided = sztp_server.plan(
         request_input,
         serial=serial,
@@ -296,14 +359,15 @@ def answer(
             conveyed_information=sztp.encode_unsigned_conveyed_information(decided.response.info),
             reporting_level=level,
         )
-    if ctx.owner is None or device.voucher is None:
+    voucher = device.voucher if device is not None else None
+    if ctx.owner is None or voucher is None:
         raise ConfigError(f"no owner identity or ownership voucher to sign for {serial}")
     return sztp.GetBootstrappingDataOutput(
         conveyed_information=sztp.sign_conveyed_information(
             decided.response.info, owner=ctx.owner, now=now
         ),
         owner_certificate=ctx.owner_certificate,
-        ownership_voucher=device.voucher,
+        ownership_voucher=voucher,
         reporting_level=level,
     )
 
@@ -312,6 +376,8 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
     """The aiohttp application of the bootstrap server."""
     app = make_app(log, realm="zerotouch SZTP", body_limit=ctx.config.max_body_bytes)
     app.middlewares.append(_restconf_errors)
+    view = DeviceView(ctx.repo)
+    app.cleanup_ctx.append(lambda _: view.run())
 
     async def host_meta(request: web.Request) -> web.Response:
         return web.Response(text=_HOST_META, content_type="application/xrd+xml")
@@ -322,7 +388,10 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
         reply = _reply_encoding(request, encoding)
         body = await read_body(request)
         parsed = sztp.GetBootstrappingDataInput.parse(body, encoding)
-        output = await asyncio.to_thread(answer, ctx, parsed, serial, clock())
+        now = clock()
+        device, responses = await view.lookup(serial)
+        view.visited(SeenDevice(serial, parsed.hw_model, parsed.os_name, parsed.os_version), now)
+        output = answer(ctx, parsed, serial=serial, device=device, responses=responses, now=now)
         log.info(
             "bootstrapping data for %s (%s) to %s",
             serial,
