@@ -7,12 +7,12 @@ import logging
 
 from cryptography import x509
 
-from zerotouch_plugin.errors import NotFound, ZerotouchError
+from zerotouch_plugin.errors import NotFound, PolicyRefused, ZerotouchError
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.services.registrar.loader import Registrar
 
-__all__ = ["judge_audit_log"]
+__all__ = ["judge_audit_log", "refuse_on_any_alert"]
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +47,14 @@ async def judge_audit_log(reg: Registrar, serial: str, idevid: x509.Certificate)
         now=utc_now(),
     )
     return verdict.level
+
+
+def refuse_on_any_alert(facts: role.DeviceFacts | None) -> None:
+    """``refuse_on_audit_alert``: a warning verdict (another domain held the device, the log
+    has no entry for us, events were dropped) refuses enrollment as an alert always does; the
+    verdict itself reached the event stream and metrics when it was recorded."""
+    if facts is not None and facts.audit_level is role.AuditLevel.WARNING:
+        raise PolicyRefused(
+            f"the MASA audit log of device {facts.serial} raised a warning and this registrar "
+            "refuses enrollment on any audit alert (refuse_on_audit_alert, RFC 8995 §5.8.3)"
+        )

@@ -21,7 +21,7 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import read_body
 from zerotouch_plugin.services._tls import peer_certificate
-from zerotouch_plugin.services.registrar.audit import judge_audit_log
+from zerotouch_plugin.services.registrar.audit import judge_audit_log, refuse_on_any_alert
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
     client_identity,
@@ -96,6 +96,8 @@ async def simple_enroll(request: web.Request) -> web.Response:
                 audit_required=audit_required,
             )
     try:
+        if reg.config.refuse_on_audit_alert:
+            refuse_on_any_alert(facts)
         serial = role.authorize_enrollment(
             reg.context, client, facts, csr, rules=rules, reenroll=False
         )
