@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zerotouch_plugin.config import (
     DISCOVERY_METHODS,
@@ -21,6 +22,12 @@ from zerotouch_plugin.config import (
     load_config,
 )
 from zerotouch_plugin.errors import ConfigError, InUse
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from zerotouch_plugin.services.device_server import DeviceServer
+    from zerotouch_plugin.services.sztp_agent import SztpAgent
 
 __all__ = ["HELP", "register"]
 
@@ -85,8 +92,10 @@ async def _run(args: argparse.Namespace) -> None:
         print(f"enrolled {serial}" + (" (already)" if already else ""), flush=True)
 
     # a folder without a factory identity is a plain NETCONF/RESTCONF server: no agent
-    agent = None
-    if (folder / "idevid.pem").exists() or config.registrars:
+    agent: PledgeAgent | SztpAgent | None = None
+    if args.bootstrap_server or args.bootstrap_media:
+        agent = _sztp_agent(args, device)
+    elif (folder / "idevid.pem").exists() or config.registrars:
         agent = PledgeAgent(device, config.agent_config(), on_enrolled=enrolled)
     bound = await device.start()
     # The compiled YANG schema is a large, long-lived object graph: keep the cyclic garbage
@@ -108,6 +117,37 @@ async def _run(args: argparse.Namespace) -> None:
         if agent is not None:
             await agent.close()
         await device.close()
+
+
+def _sztp_agent(args: argparse.Namespace, device: DeviceServer) -> SztpAgent:
+    """The SZTP path (RFC 8572): bootstrap servers and removable media instead of BRSKI."""
+    from zerotouch_plugin.artifacts import certs
+    from zerotouch_plugin.services.sztp_agent import DatastoreOnboarder, SztpAgent, SztpSettings
+    from zerotouch_plugin.services.sztp_client import ScriptPolicy
+
+    anchors: list[x509.Certificate] = []
+    for path in args.bootstrap_server_ca or ():
+        try:
+            anchors += certs.load_certs(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--bootstrap-server-ca {path}: {exc}") from None
+    try:
+        settings = SztpSettings(
+            bootstrap_servers=tuple(args.bootstrap_server or ()),
+            server_anchors=tuple(anchors),
+            media=args.bootstrap_media,
+            os_name=args.os_name,
+            os_version=args.os_version,
+            scripts=ScriptPolicy(timeout=args.script_timeout, interpreter=args.script_interpreter),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"SZTP options: {exc}") from None
+
+    def complete(where: str) -> None:
+        print(f"bootstrapped sztp {where}", flush=True)
+
+    onboarder = DatastoreOnboarder(device.datastores, args.dir)
+    return SztpAgent(device, settings, onboarder, workdir=args.dir, on_complete=complete)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -185,6 +225,47 @@ def add_discovery_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sztp_options(p: argparse.ArgumentParser) -> None:
+    """The SZTP path (RFC 8572): given any source, the agent bootstraps by SZTP, not BRSKI."""
+    p.add_argument(
+        "--bootstrap-server",
+        metavar="URL",
+        action="append",
+        help="SZTP bootstrap server https://HOST[:PORT] (repeatable, tried in order; RFC 8572 "
+        "§4.4): the device bootstraps by SZTP instead of BRSKI",
+    )
+    p.add_argument(
+        "--bootstrap-server-ca",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        help="PEM trust anchor(s) of the bootstrap servers: a server that chains to them is "
+        "trusted and may send unsigned data (RFC 8572 §5.1); without, only signed data counts",
+    )
+    p.add_argument(
+        "--bootstrap-media",
+        metavar="DIR",
+        type=Path,
+        help="removable-storage folder with conveyed-information.cms, owner-certificate.cms "
+        "and ownership-voucher.cms (RFC 8572 §4.1; signed data only), tried after the servers",
+    )
+    p.add_argument("--os-name", help="OS name sent to the bootstrap server (RFC 8572 §7.1)")
+    p.add_argument("--os-version", help="OS version sent to the bootstrap server")
+    p.add_argument(
+        "--script-interpreter",
+        metavar="PATH",
+        help="run SZTP pre/post-configuration scripts with this interpreter (default: execute "
+        "the script itself, no shell)",
+    )
+    p.add_argument(
+        "--script-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="kill an SZTP script after this long (default 300)",
+    )
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser("run", help="run the device until SIGINT/SIGTERM", description=HELP)
@@ -207,6 +288,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "§7.2; also nonceless_allowed = true in device.toml)",
     )
     add_discovery_options(p)
+    _add_sztp_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "factory-reset",

@@ -31,6 +31,10 @@ enroll-status-failed   ... and could not be delivered (the identity stands)
 ldevid-renewed         a renewed LDevID is installed (detail: its serial)
 renewal-failed         a renewal attempt failed (detail: why; retried)
 ldevid-expired         the LDevID expired before it could be renewed
+sztp-<progress-type>   the SZTP path (``services/sztp_agent.py``): a step the device
+                       reports, RFC 8572 §7.3 (sztp-config-complete, ...)
+sztp-complete          SZTP onboarding complete (detail: the source)
+already-bootstrapped   started after SZTP completed: no bootstrap
 =====================  =======================================================
 """
 
@@ -55,6 +59,7 @@ from zerotouch_plugin.roles.states import PledgeEvent, PledgeState
 __all__ = [
     "MODULE",
     "NOTIFICATION",
+    "SZTP_SOURCE",
     "BootstrapState",
     "Phase",
     "PhaseChange",
@@ -65,6 +70,7 @@ __all__ = [
 
 MODULE = "zerotouch-bootstrap"
 NOTIFICATION = f"{MODULE}:bootstrap-phase-change"
+SZTP_SOURCE = "sztp"  # registrar/tried source of an RFC 8572 bootstrap server
 _PERSIST_VERSION = 1
 
 
@@ -225,7 +231,7 @@ class _Tried:
     last_attempt: datetime
     outcome: str = "in-progress"
     message: str | None = None
-    source: Method = Method.CONFIGURED
+    source: str = Method.CONFIGURED  # a discovery method, or SZTP_SOURCE
 
 
 def _address(candidate: Candidate) -> str:
@@ -362,7 +368,7 @@ class BootstrapState:
         return self.record("bootstrap-started", now=now, phase=Phase.DISCOVERING, detail=detail)
 
     def attempt(
-        self, uri: str, *, now: datetime, source: Method = Method.CONFIGURED
+        self, uri: str, *, now: datetime, source: str = Method.CONFIGURED
     ) -> PhaseChange | None:
         self.attempts += 1
         self.next_attempt = None

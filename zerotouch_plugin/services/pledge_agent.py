@@ -39,7 +39,12 @@ from zerotouch_plugin.artifacts.certs.keys import KEY_KINDS, KeyKind
 from zerotouch_plugin.artifacts.signer import SigningIdentity, make_csr, tls_identity
 from zerotouch_plugin.artifacts.voucher import Voucher, format_datetime
 from zerotouch_plugin.config import AgentConfig
-from zerotouch_plugin.device.host import REQUIRED_MODULES, InstalledIdentity, PluginHost
+from zerotouch_plugin.device.host import (
+    REQUIRED_MODULES,
+    AgentStore,
+    InstalledIdentity,
+    PluginHost,
+)
 from zerotouch_plugin.errors import (
     ConfigError,
     Conflict,
@@ -104,7 +109,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _factory_identity(host: PluginHost) -> SigningIdentity:
+def factory_identity(host: PluginHost) -> SigningIdentity:
     """The IDevID as the host gives it: chain (leaf first) and Signer, checked to match."""
     chain = tuple(host.idevid_chain())
     if not chain or not all(isinstance(c, x509.Certificate) for c in chain):
@@ -121,7 +126,7 @@ def _factory_identity(host: PluginHost) -> SigningIdentity:
 
 def pledge_config(host: PluginHost, config: AgentConfig) -> PledgeConfig:
     """What the pledge machine needs, from the host (identity, anchors) and the config."""
-    identity = _factory_identity(host)
+    identity = factory_identity(host)
     anchors = tuple(host.manufacturer_anchors())
     try:
         return PledgeConfig(
@@ -145,6 +150,48 @@ def _check_modules(host: PluginHost) -> None:
             f"the host does not serve the YANG module(s) {', '.join(missing)} the pledge agent "
             "publishes its state, RPC and notification in (yang/zerotouch-bootstrap@*.yang)"
         )
+
+
+def reset_requested(args: Mapping[str, Any]) -> bool:
+    """Whether ``restart-bootstrap`` asked for ``factory-reset`` (qualified or not)."""
+    return any(
+        args.get(key) is True for key in ("factory-reset", "zerotouch-bootstrap:factory-reset")
+    )
+
+
+def read_key(store: AgentStore, key: str) -> bytes | None:
+    """A value of the agent store; None (logged) when the store cannot be read."""
+    try:
+        return store.get(key)
+    except ZerotouchError as exc:
+        log.warning("cannot read %s from the agent store: %s", key, exc.one_line())
+        return None
+
+
+def publish_state(
+    host: PluginHost, store: AgentStore, state: BootstrapState, change: PhaseChange | None
+) -> None:
+    """Publish the bootstrap state, keep its history in the agent store, notify a change."""
+    host.publish_state(state.to_yang())
+    data = json.dumps(state.persisted(), indent=1).encode()
+    try:
+        store.put(STATE_KEY, data)
+    except ZerotouchError as exc:  # the state is still published; only its history is at risk
+        log.error("cannot save the bootstrap state: %s", exc.one_line())
+    if change is not None:
+        log.info("bootstrap phase %s -> %s", change.previous, change.phase)
+        host.emit_event(NOTIFICATION, change.notification())
+
+
+def restore_state(store: AgentStore, state: BootstrapState) -> None:
+    """The history a previous run kept, if it is usable."""
+    raw = read_key(store, STATE_KEY)
+    if raw is None:
+        return
+    try:
+        state.restore(json.loads(raw))
+    except ValueError as exc:
+        log.warning("the stored bootstrap state is unusable, starting a new history: %s", exc)
 
 
 class PledgeAgent:
@@ -489,9 +536,7 @@ class PledgeAgent:
         """``restart-bootstrap``: a fresh run now; on an enrolled device only with
         factory-reset, which forgets the domain identity first. When the host cannot forget
         it, the error is answered and recorded and the device claims no reset."""
-        reset = any(
-            args.get(key) is True for key in ("factory-reset", "zerotouch-bootstrap:factory-reset")
-        )
+        reset = reset_requested(args)
         if self.host.installed_identity() is not None and not reset:
             raise Conflict(
                 "the device is enrolled; restart-bootstrap with factory-reset true forgets the "
@@ -522,25 +567,10 @@ class PledgeAgent:
     # -- state publishing and persistence ---------------------------------------------------
 
     def _publish(self, change: PhaseChange | None) -> None:
-        self.host.publish_state(self.state.to_yang())
-        self._persist()
-        if change is not None:
-            log.info("bootstrap phase %s -> %s", change.previous, change.phase)
-            self.host.emit_event(NOTIFICATION, change.notification())
-
-    def _persist(self) -> None:
-        data = json.dumps(self.state.persisted(), indent=1).encode()
-        try:
-            self.store.put(STATE_KEY, data)
-        except ZerotouchError as exc:  # the state is still published; only its history is at risk
-            log.error("cannot save the bootstrap state: %s", exc.one_line())
+        publish_state(self.host, self.store, self.state, change)
 
     def _read(self, key: str) -> bytes | None:
-        try:
-            return self.store.get(key)
-        except ZerotouchError as exc:
-            log.warning("cannot read %s from the agent store: %s", key, exc.one_line())
-            return None
+        return read_key(self.store, key)
 
     def _drop(self, key: str) -> None:
         try:
@@ -549,13 +579,7 @@ class PledgeAgent:
             log.warning("cannot remove %s from the agent store: %s", key, exc.one_line())
 
     def _restore(self) -> None:
-        raw = self._read(STATE_KEY)
-        if raw is None:
-            return
-        try:
-            self.state.restore(json.loads(raw))
-        except ValueError as exc:
-            log.warning("the stored bootstrap state is unusable, starting a new history: %s", exc)
+        restore_state(self.store, self.state)
 
     def _stored_voucher(self) -> Voucher | None:
         """The voucher kept at install, for the summary and the pin of a pending report (it

@@ -1,0 +1,360 @@
+"""The SZTP path of the device agent (RFC 8572): bootstraps from bootstrap servers and
+removable media, through the plugin host interface, and publishes what it did as
+``/zerotouch-bootstrap:bootstrap``.
+
+Sources are tried in the order configured (``SztpSettings``): the bootstrap-server URLs
+(``--bootstrap-server``), then the removable-storage folder (``--bootstrap-media``). A round
+through all of them that ends without onboarding is followed by a wait (doubled each round,
+with jitter, ``roles/backoff.py``) and another round. Each step is an event of the bootstrap
+state: ``sztp-fetch`` (a source is tried), ``sztp-<progress-type>`` (what the device reported,
+RFC 8572 §7.3, recorded also when the server is not told), ``sztp-source-failed``,
+``sztp-complete``; the ``registrar/tried`` list names each bootstrap server with source
+``sztp``. Bootstrapping complete is kept in the host's store (``sztp-complete``), so a
+restart does not onboard again; ``restart-bootstrap`` starts over.
+
+``DatastoreOnboarder`` is what onboarding does on the reference device: configuration merged
+into (or replacing) running, validated against the device's YANG before anything changes,
+then copied to startup; a boot image is recorded (``boot-image.json``), not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from zerotouch_plugin._checks import require_count, require_positive
+from zerotouch_plugin._files import write_atomic
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.signer import tls_identity
+from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling
+from zerotouch_plugin.device.datastore import Datastore, Datastores
+from zerotouch_plugin.device.edit import apply_edit
+from zerotouch_plugin.device.host import PluginHost
+from zerotouch_plugin.device.xmlcodec import NETCONF_BASE_NS, tree_from_xml
+from zerotouch_plugin.device.xmlsafe import parse_untrusted
+from zerotouch_plugin.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    StorageError,
+    ZerotouchError,
+)
+from zerotouch_plugin.roles.backoff import Backoff
+from zerotouch_plugin.roles.bootstrap import (
+    SZTP_SOURCE,
+    BootstrapState,
+    Phase,
+    PhaseChange,
+)
+from zerotouch_plugin.roles.sztp_device import (
+    Done,
+    Failed,
+    Fetch,
+    Report,
+    Source,
+    SourceKind,
+    SztpAction,
+    SztpDevice,
+    SztpDeviceConfig,
+)
+from zerotouch_plugin.services.pledge_agent import (
+    RESTART_RPC,
+    factory_identity,
+    publish_state,
+    read_key,
+    reset_requested,
+    restore_state,
+)
+from zerotouch_plugin.services.sztp_client import ScriptPolicy, SztpClient, drive
+
+__all__ = ["COMPLETE_KEY", "IMAGE_RECORD", "DatastoreOnboarder", "SztpAgent", "SztpSettings"]
+
+log = logging.getLogger(__name__)
+
+COMPLETE_KEY = "sztp-complete"
+IMAGE_RECORD = "boot-image.json"
+_SZTP_SESSION_ID = -2  # writes of the SZTP agent, distinct from any client session
+
+
+@dataclass(frozen=True)
+class SztpSettings:
+    """The SZTP sources and limits of one device.
+
+    ``bootstrap_servers``: https URLs, tried in order (RFC 8572 §4.4); ``server_anchors``:
+    the certificates a bootstrap server's TLS certificate may chain to (the trusted path,
+    §5.1), applied to every configured URL; ``media``: a removable-storage folder (§4.1).
+    ``hw_model``, ``os_name``, ``os_version`` are sent with get-bootstrapping-data (§7.1).
+    """
+
+    bootstrap_servers: tuple[str, ...] = ()
+    server_anchors: tuple[Any, ...] = ()
+    media: Path | None = None
+    hw_model: str | None = None
+    os_name: str | None = None
+    os_version: str | None = None
+    scripts: ScriptPolicy = field(default_factory=ScriptPolicy)
+    timeout: float = 30.0
+    retry_delay: float = 2.0
+    max_delay: float = 300.0
+    rounds: int = 0  # 0: never give up
+    max_redirects: int = 8
+    history: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers and self.media is None:
+            raise ConfigError("SZTP needs a bootstrap server URL or a bootstrap media folder")
+        for name in ("timeout", "retry_delay", "max_delay"):
+            require_positive(getattr(self, name), name, "a number of seconds")
+        require_count(self.max_redirects, "max_redirects")
+        if not isinstance(self.rounds, int) or self.rounds < 0:
+            raise ValueError("rounds must be 0 (never give up) or more")
+
+    def sources(self) -> tuple[Source, ...]:
+        servers = [
+            Source(SourceKind.CONFIGURED, url, self.server_anchors)
+            for url in self.bootstrap_servers
+        ]
+        media = [] if self.media is None else [Source(SourceKind.MEDIA, str(self.media))]
+        return (*servers, *media)
+
+
+class DatastoreOnboarder:
+    """Onboarding on the reference device: its datastores and its folder."""
+
+    def __init__(self, datastores: Datastores, folder: Path) -> None:
+        self.datastores = datastores
+        self.folder = folder
+
+    def _tree(self, configuration: bytes) -> dict[str, Any]:
+        """RFC 7951 JSON or XML (top-level data elements, or wrapped in <config>/<data>)."""
+        text = configuration.strip()
+        if text.startswith(b"{"):
+            try:
+                tree = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                raise InvalidInput(f"the conveyed configuration is not JSON: {exc}") from None
+            if not isinstance(tree, dict):
+                raise InvalidInput("the conveyed configuration must be a JSON object")
+            return tree
+        root = parse_untrusted(text, "the conveyed configuration")
+        wrappers = {f"{{{NETCONF_BASE_NS}}}config", f"{{{NETCONF_BASE_NS}}}data"}
+        elements = [e for e in root if isinstance(e.tag, str)] if root.tag in wrappers else [root]
+        return tree_from_xml(self.datastores.schema, elements)
+
+    async def apply_configuration(
+        self, configuration: bytes, handling: ConfigurationHandling
+    ) -> None:
+        """Validated as a whole before running changes (a refusal changes nothing), then
+        copied to startup so that it survives a restart (RFC 8572 §5.6)."""
+        tree = self._tree(configuration)
+        schema = self.datastores.schema
+
+        def change(current: Mapping[str, Any]) -> Mapping[str, Any]:
+            if handling is ConfigurationHandling.REPLACE:
+                return tree
+            return apply_edit(schema, current, tree)
+
+        stores = self.datastores
+        await stores.modify(Datastore.RUNNING, change, session_id=_SZTP_SESSION_ID)
+        await stores.copy(Datastore.RUNNING, Datastore.STARTUP, session_id=_SZTP_SESSION_ID)
+
+    async def install_image(self, path: Path, image: BootImage, sha256: bytes) -> None:
+        """The reference device has no image to boot: it records what it would install."""
+        record = {
+            "os-name": image.os_name,
+            "os-version": image.os_version,
+            "sha-256": sha256.hex(),
+            "size": path.stat().st_size,
+            "installed": datetime.now(UTC).isoformat(),
+        }
+        try:
+            write_atomic(self.folder / IMAGE_RECORD, json.dumps(record, indent=1).encode())
+        except OSError as exc:
+            raise StorageError(f"cannot record the boot image: {exc}") from exc
+        finally:
+            path.unlink(missing_ok=True)
+
+
+Completed = Callable[[str], None]  # (source location) -> None
+
+
+class SztpAgent:
+    """Bootstraps the device by SZTP. ``start`` it after the host's listeners are up."""
+
+    def __init__(
+        self,
+        host: PluginHost,
+        settings: SztpSettings,
+        onboarder: DatastoreOnboarder,
+        *,
+        workdir: Path,
+        on_complete: Completed | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.host = host
+        self.settings = settings
+        self.onboarder = onboarder
+        self.workdir = workdir
+        self.identity = factory_identity(host)
+        anchors = tuple(host.manufacturer_anchors())
+        serial = certs.serial_number_of(self.identity.cert)
+        if serial is None:
+            raise ConfigError("the IDevID has no subject serialNumber (RFC 8572 §5.1)")
+        self.device = SztpDeviceConfig(
+            serial=serial,
+            idevid=self.identity.cert,
+            manufacturer_anchors=anchors,
+            hw_model=settings.hw_model,
+            os_name=settings.os_name,
+            os_version=settings.os_version,
+            max_redirects=settings.max_redirects,
+        )
+        self.store = host.agent_store()
+        self.state = BootstrapState(history_size=settings.history)
+        self._on_complete = on_complete
+        self._now = now
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        restore_state(self.store, self.state)
+        self.host.register_rpc(RESTART_RPC, self._restart_rpc)
+        self._publish(self.state.agent_started(now=self._now()))
+        done = read_key(self.store, COMPLETE_KEY)
+        if done is not None:
+            where = done.decode("utf-8", "replace")
+            self._publish(
+                self.state.record(
+                    "already-bootstrapped", now=self._now(), phase=Phase.ENROLLED, detail=where
+                )
+            )
+            if self._on_complete is not None:
+                self._on_complete(where)
+            return
+        self._begin("SZTP: the device has not been bootstrapped")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    def _begin(self, detail: str) -> None:
+        self._publish(self.state.run_started(now=self._now(), detail=detail))
+        self._task = asyncio.create_task(self._run(), name="sztp-agent")
+
+    async def _run(self) -> None:
+        backoff = Backoff(self.settings.retry_delay, 2.0, self.settings.max_delay, 0.5)
+        rounds = 0
+        try:
+            async with SztpClient(
+                tls_identity(self.identity), timeout=self.settings.timeout
+            ) as client:
+                while True:
+                    rounds += 1
+                    result = await self._round(client)
+                    if isinstance(result, Done):
+                        self._complete(result)
+                        return
+                    last = result.errors[-1][1] if result.errors else None
+                    if self.settings.rounds and rounds >= self.settings.rounds:
+                        error = last or ConfigError("no SZTP source answered")
+                        note = f"no SZTP source onboarded the device in {rounds} round(s)"
+                        self._publish(self.state.failed(error, now=self._now(), note=note))
+                        return
+                    delay = backoff.delay(rounds, int.from_bytes(os.urandom(2)) / 65536)
+                    self._publish(
+                        self.state.waiting(delay, "every SZTP source failed", now=self._now())
+                    )
+                    await self._sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except ZerotouchError as exc:
+            log.error("SZTP bootstrap stopped: %s", exc.one_line())
+            self._publish(self.state.failed(exc, now=self._now()))
+
+    async def _round(self, client: SztpClient) -> Done | Failed:
+        machine = SztpDevice(self.device, self.settings.sources(), random_bytes=os.urandom(32))
+
+        def observe(action: SztpAction) -> None:
+            now = self._now()
+            if isinstance(action, Fetch):
+                self._publish(
+                    self.state.attempt(action.source.location, now=now, source=SZTP_SOURCE)
+                )
+            elif isinstance(action, Report):
+                progress = action.progress
+                self._publish(
+                    self.state.record(
+                        f"sztp-{progress.progress_type}",
+                        now=now,
+                        phase=Phase.ENROLLING,
+                        detail=progress.message,
+                    )
+                )
+
+        result = await drive(
+            machine,
+            client,
+            self.onboarder,
+            scripts=self.settings.scripts,
+            workdir=self.workdir,
+            timeout=self.settings.timeout,
+            observe=observe,
+            now=self._now,
+        )
+        for source, error in machine.errors:
+            self._publish(self.state.attempt_failed(source.location, error, now=self._now()))
+        return result
+
+    def _complete(self, done: Done) -> None:
+        where = done.source.location
+        try:
+            self.store.put(COMPLETE_KEY, where.encode())
+        except ZerotouchError as exc:
+            log.error("cannot record that SZTP completed: %s", exc.one_line())
+        tried = self.state.tried.get(where)
+        if tried is not None:
+            tried.outcome = "ok"
+        self.state.registrar_used = where
+        self.state.completed = self._now()
+        self.state.last_error = None
+        self._publish(
+            self.state.record("sztp-complete", now=self._now(), phase=Phase.ENROLLED, detail=where)
+        )
+        log.info("SZTP bootstrap complete from %s", where)
+        if self._on_complete is not None:
+            self._on_complete(where)
+
+    async def _restart_rpc(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``restart-bootstrap``: bootstrap again; a completed device only with factory-reset."""
+        reset = reset_requested(args)
+        if read_key(self.store, COMPLETE_KEY) is not None and not reset:
+            raise Conflict(
+                "the device has been bootstrapped; restart-bootstrap with factory-reset true "
+                "bootstraps it again"
+            )
+        await self.close()
+        self.store.delete(COMPLETE_KEY)
+        self._publish(
+            self.state.record("restart-requested", now=self._now(), detail=f"factory-reset {reset}")
+        )
+        self._begin("restart-bootstrap")
+        return {"phase": str(self.state.phase)}
+
+    def _publish(self, change: PhaseChange | None) -> None:
+        publish_state(self.host, self.store, self.state, change)
