@@ -254,3 +254,4 @@ def test_oversize_body_is_refused(lab: Lab) -> None:
     big = b'{"ietf-sztp-bootstrap-server:input": {"hw-model": "' + b"x" * 10000 + b'"}}'
     status, body, _ = lab.curl(GBD, big)
     assert status == 413, body
+    assert _error(body)["error-tag"] == "too-big"
