@@ -258,6 +258,7 @@ class RegistrarConfig:
     masa_url: str | None = None  # override of the IDevID's MASA URL extension (RFC 8995 §2.3.2)
     masa_trust: tuple[str, ...] = ()  # PEM files: MASA TLS anchors (and voucher signer anchors)
     auto_accept: bool = False  # accept any pledge with a trusted IDevID (no allow list)
+    ask: bool = False  # a trusted pledge not on the allow list waits for approval (202)
     ldevid_days: int = 365
     # LDevID lifetime in seconds; overrides ldevid_days (short-lived LDevIDs renewed often)
     ldevid_lifetime_seconds: int | None = None
@@ -314,7 +315,7 @@ class RegistrarConfig:
         for name in ("masa_url", "db"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string")
-        for name in ("auto_accept", "masa_gone", "refuse_on_audit_alert"):
+        for name in ("auto_accept", "ask", "masa_gone", "refuse_on_audit_alert"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false")
         object.__setattr__(self, "device_domain", check_device_domain(self.device_domain))
@@ -383,6 +384,8 @@ class MasaConfig:
     # the longest expires-on (seconds) a claimed domain's registrar may ask for when it
     # fetches vouchers ahead for escrow (a voucher-request with expires-on and no pledge)
     escrow_max_lifetime: int = 400 * 86400
+    # the voucher-signing key as an RFC 7512 PKCS#11 URI (pkcs11:...); None: masa-signer.key
+    signer_key: str | None = None
     pin: str = "domain-ca"
     pinned_domain_cert: str | None = None
     registrar_cas: tuple[str, ...] = ()  # PEM files: domain CAs whose registrars are known
@@ -406,7 +409,7 @@ class MasaConfig:
         for name in ("nonceless_allowed", "require_client_cert"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false")
-        for name in ("pinned_domain_cert", "db", "metrics_token_file"):
+        for name in ("pinned_domain_cert", "db", "metrics_token_file", "signer_key"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string")
         for name in (
@@ -416,6 +419,8 @@ class MasaConfig:
             "audit_max_events",
         ):
             require_count(getattr(self, name), name)
+        if self.signer_key is not None and not self.signer_key.startswith("pkcs11:"):
+            raise ValueError("signer_key must be a PKCS#11 URI (pkcs11:..., RFC 7512)")
         if self.require_client_cert and not self.registrar_cas:
             raise ValueError("require_client_cert needs registrar_cas to verify the certificates")
 
@@ -639,6 +644,13 @@ class AgentConfig:
     Renewal (RFC 7030 §4.2.2): with ``renewal`` the agent renews the LDevID by EST
     simplereenroll at ``renew_fraction`` (0.5 to 0.9) of its validity period, at the
     registrar that enrolled the device.
+
+    SZTP (RFC 8572): with ``bootstrap_servers`` (https URLs, tried in order) or
+    ``bootstrap_media`` (a removable-storage folder) the agent bootstraps by SZTP instead of
+    BRSKI; ``bootstrap_server_ca`` names PEM files of the servers' trust anchors (the trusted
+    path, §5.1); ``hw_model``, ``os_name``, ``os_version`` go in get-bootstrapping-data;
+    scripts run with ``script_interpreter`` (default: executed themselves, no shell) for at
+    most ``script_timeout`` seconds.
     """
 
     registrars: tuple[str, ...] = ()
@@ -655,9 +667,18 @@ class AgentConfig:
     discovery_timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
     renewal: bool = True
     renew_fraction: float = 0.75
+    bootstrap_servers: tuple[str, ...] = ()
+    bootstrap_server_ca: tuple[str, ...] = ()
+    bootstrap_media: str | None = None
+    hw_model: str | None = None
+    os_name: str | None = None
+    os_version: str | None = None
+    script_interpreter: str | None = None
+    script_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))
+        self._check_sztp()
         self._check_discovery()
         for name in (
             "bootstrap_retry_delay",
@@ -677,6 +698,25 @@ class AgentConfig:
         require_positive(self.renew_fraction, "renew_fraction", "a fraction")
         if not 0.5 <= self.renew_fraction <= 0.9:
             raise ValueError("renew_fraction must be between 0.5 and 0.9 of the LDevID's lifetime")
+
+    @property
+    def sztp(self) -> bool:
+        """Whether the agent bootstraps by SZTP (a bootstrap server or media is given)."""
+        return bool(self.bootstrap_servers) or self.bootstrap_media is not None
+
+    def _check_sztp(self) -> None:
+        """The SZTP keys: https URLs (RFC 8572 §4.4), PEM paths, strings, a timeout."""
+        object.__setattr__(
+            self, "bootstrap_servers", _urls(self.bootstrap_servers, "bootstrap_servers")
+        )
+        object.__setattr__(
+            self, "bootstrap_server_ca", _paths(self.bootstrap_server_ca, "bootstrap_server_ca")
+        )
+        for name in ("bootstrap_media", "hw_model", "os_name", "os_version", "script_interpreter"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"{name} must be a non-empty string")
+        require_positive(self.script_timeout, "script_timeout", "a number of seconds")
 
     def _check_discovery(self) -> None:
         """Method names known (RFC 8995 §4.1), each once, with what they need."""

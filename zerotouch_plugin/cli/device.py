@@ -24,8 +24,6 @@ from zerotouch_plugin.config import (
 from zerotouch_plugin.errors import ConfigError, InUse
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
     from zerotouch_plugin.services.device_server import DeviceServer
     from zerotouch_plugin.services.sztp_agent import SztpAgent
 
@@ -58,6 +56,10 @@ def _listening(bound: Mapping[str, tuple[str, int]], shown: set[str]) -> None:
             print(f"listening {name} {address}:{port}", flush=True)
 
 
+def _strings(paths: list[Path] | None) -> list[str] | None:
+    return None if paths is None else [str(p) for p in paths]
+
+
 async def _run(args: argparse.Namespace) -> None:
     from zerotouch_plugin.services.device_server import DeviceServer  # heavy: YANG, asyncssh
     from zerotouch_plugin.services.pledge_agent import PledgeAgent
@@ -76,6 +78,13 @@ async def _run(args: argparse.Namespace) -> None:
             "discovery": args.discovery,
             "interface": args.interface,
             "vendor_registrar": args.vendor_registrar,
+            "bootstrap_servers": args.bootstrap_server,
+            "bootstrap_server_ca": _strings(args.bootstrap_server_ca),
+            "bootstrap_media": None if args.bootstrap_media is None else str(args.bootstrap_media),
+            "os_name": args.os_name,
+            "os_version": args.os_version,
+            "script_interpreter": args.script_interpreter,
+            "script_timeout": args.script_timeout,
         },
     )
     if not (config.netconf_ssh or config.netconf_tls or config.restconf):
@@ -93,8 +102,8 @@ async def _run(args: argparse.Namespace) -> None:
 
     # a folder without a factory identity is a plain NETCONF/RESTCONF server: no agent
     agent: PledgeAgent | SztpAgent | None = None
-    if args.bootstrap_server or args.bootstrap_media:
-        agent = _sztp_agent(args, device)
+    if config.sztp:
+        agent = _sztp_agent(config, device, folder)
     elif (folder / "idevid.pem").exists() or config.registrars:
         agent = PledgeAgent(device, config.agent_config(), on_enrolled=enrolled)
     bound = await device.start()
@@ -119,35 +128,16 @@ async def _run(args: argparse.Namespace) -> None:
         await device.close()
 
 
-def _sztp_agent(args: argparse.Namespace, device: DeviceServer) -> SztpAgent:
+def _sztp_agent(config: DeviceConfig, device: DeviceServer, folder: Path) -> SztpAgent:
     """The SZTP path (RFC 8572): bootstrap servers and removable media instead of BRSKI."""
-    from zerotouch_plugin.artifacts import certs
     from zerotouch_plugin.services.sztp_agent import DatastoreOnboarder, SztpAgent, SztpSettings
-    from zerotouch_plugin.services.sztp_client import ScriptPolicy
-
-    anchors: list[x509.Certificate] = []
-    for path in args.bootstrap_server_ca or ():
-        try:
-            anchors += certs.load_certs(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--bootstrap-server-ca {path}: {exc}") from None
-    try:
-        settings = SztpSettings(
-            bootstrap_servers=tuple(args.bootstrap_server or ()),
-            server_anchors=tuple(anchors),
-            media=args.bootstrap_media,
-            os_name=args.os_name,
-            os_version=args.os_version,
-            scripts=ScriptPolicy(timeout=args.script_timeout, interpreter=args.script_interpreter),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"SZTP options: {exc}") from None
 
     def complete(where: str) -> None:
         print(f"bootstrapped sztp {where}", flush=True)
 
-    onboarder = DatastoreOnboarder(device.datastores, args.dir)
-    return SztpAgent(device, settings, onboarder, workdir=args.dir, on_complete=complete)
+    settings = SztpSettings.of(config.agent_config())
+    onboarder = DatastoreOnboarder(device.datastores, folder)
+    return SztpAgent(device, settings, onboarder, workdir=folder, on_complete=complete)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -260,7 +250,6 @@ def _add_sztp_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--script-timeout",
         type=float,
-        default=300.0,
         metavar="SECONDS",
         help="kill an SZTP script after this long (default 300)",
     )

@@ -30,11 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
 from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling
+from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.host import PluginHost
@@ -95,7 +98,7 @@ class SztpSettings:
     """
 
     bootstrap_servers: tuple[str, ...] = ()
-    server_anchors: tuple[Any, ...] = ()
+    server_anchors: tuple[x509.Certificate, ...] = ()
     media: Path | None = None
     hw_model: str | None = None
     os_name: str | None = None
@@ -116,6 +119,38 @@ class SztpSettings:
         require_count(self.max_redirects, "max_redirects")
         if not isinstance(self.rounds, int) or self.rounds < 0:
             raise ValueError("rounds must be 0 (never give up) or more")
+
+    @classmethod
+    def of(cls, config: AgentConfig) -> SztpSettings:
+        """The SZTP keys of the agent's configuration, trust anchor files read."""
+        anchors: list[x509.Certificate] = []
+        for path in config.bootstrap_server_ca:
+            try:
+                found = certs.load_certs(Path(path).read_bytes())
+            except (OSError, ValueError, InvalidInput) as exc:
+                raise ConfigError(f"bootstrap_server_ca {path}: {exc}") from None
+            if not found:
+                raise ConfigError(f"bootstrap_server_ca {path}: no certificate")
+            anchors += found
+        try:
+            return cls(
+                bootstrap_servers=config.bootstrap_servers,
+                server_anchors=tuple(anchors),
+                media=None if config.bootstrap_media is None else Path(config.bootstrap_media),
+                hw_model=config.hw_model,
+                os_name=config.os_name,
+                os_version=config.os_version,
+                scripts=ScriptPolicy(
+                    timeout=config.script_timeout, interpreter=config.script_interpreter
+                ),
+                timeout=config.bootstrap_timeout,
+                retry_delay=config.bootstrap_retry_delay,
+                max_delay=config.bootstrap_max_delay,
+                rounds=config.bootstrap_rounds,
+                history=config.bootstrap_history,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"SZTP configuration: {exc}") from None
 
     def sources(self) -> tuple[Source, ...]:
         servers = [

@@ -52,6 +52,7 @@ from zerotouch_plugin.artifacts.sztp import (
     GetBootstrappingDataOutput,
     ReportProgressInput,
 )
+from zerotouch_plugin.device.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
@@ -140,10 +141,9 @@ def _origin(url: str) -> str:
 
 def restconf_root(xrd: bytes) -> str | None:
     """The ``restconf`` link of a host-meta document (RFC 8040 §3.1, RFC 6415), or None."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
-        root = etree.fromstring(xrd, parser)
-    except etree.XMLSyntaxError:
+        root = parse_untrusted(xrd, "host-meta")
+    except InvalidInput:
         return None
     for link in root.iter(f"{{{_XRD_NS}}}Link", "Link"):
         if link.get("rel") == _RESTCONF_REL and link.get("href"):
@@ -154,13 +154,12 @@ def restconf_root(xrd: bytes) -> str | None:
 def _restconf_error(body: bytes, content_type: str) -> str:
     """``error-tag: error-message`` of an ``ietf-restconf:errors`` body, or a bounded excerpt."""
     tag = message = None
-    with contextlib.suppress(ValueError, TypeError, KeyError, IndexError, etree.XMLSyntaxError):
+    with contextlib.suppress(ValueError, TypeError, KeyError, IndexError, AttributeError):
         if "json" in content_type:
             error = json.loads(body)["ietf-restconf:errors"]["error"][0]
             tag, message = error.get("error-tag"), error.get("error-message")
         elif "xml" in content_type:
-            parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-            root = etree.fromstring(body, parser)
+            root = parse_untrusted(body, "the error document")
             found = {etree.QName(e).localname: (e.text or "") for e in root.iter("{*}*")}
             tag, message = found.get("error-tag"), found.get("error-message")
     if tag is None:
