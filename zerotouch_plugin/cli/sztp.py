@@ -25,6 +25,7 @@ HELP = "SZTP bootstrap server (RFC 8572): serve bootstrapping data, manage respo
 
 SERVER_CA = "sztp-ca.pem"  # the CA of the TLS certificate: what devices trust the server by
 OWNER_CA = "owner-ca.pem"  # the owner's root: the pinned-domain-cert of ownership vouchers
+OWNER_CA_KEY = "owner-ca.key"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -52,6 +53,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--host", action="append", default=[], help="extra TLS host name or IP")
     init.add_argument("--owner-cert", type=Path, help="owner certificate (then its chain), PEM")
     init.add_argument("--owner-key", type=Path, help="owner private key")
+    init.add_argument(
+        "--masa-ca",
+        type=Path,
+        help=(
+            "PEM anchors of the MASA's TLS certificate: ownership vouchers are then obtained "
+            "from the MASA, with masa-client.pem+key issued under the owner CA"
+        ),
+    )
     init.add_argument(
         "--trusted",
         action="store_true",
@@ -160,11 +169,29 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.owner_cert or args.owner_key:
         if not (args.owner_cert and args.owner_key):
             raise ConfigError("--owner-cert and --owner-key go together")
+        if args.masa_ca:
+            raise ConfigError(
+                "--masa-ca issues the MASA client certificate under the owner CA that init "
+                f"makes; with --owner-cert, write {server.MASA_CLIENT_CERT}+key yourself"
+            )
         owner = certfiles.load_identity(args.owner_cert, args.owner_key)
     else:
         owner_ca = certs.make_ca("zerotouch SZTP owner CA", now=now)
         certfiles.write_certs(folder / OWNER_CA, [owner_ca.cert])
-        owner = certs.issue_client(owner_ca, "zerotouch SZTP owner", now=now)
+        certfiles.write_key(folder / OWNER_CA_KEY, owner_ca.key)
+        issued = certs.issue_client(owner_ca, "zerotouch SZTP owner", now=now)
+        # the chain up to the root: the device chains the owner certificate to the voucher's
+        # pinned-domain-cert, and the server asks the MASA to pin that root
+        owner = certs.Identity(issued.cert, issued.key, (*issued.chain, owner_ca.cert))
+        if args.masa_ca:
+            # id-kp-cmcRA: the MASA takes voucher-requests from registrars only (RFC 8995 §5.5)
+            client = certs.issue_registrar(
+                owner_ca, "zerotouch SZTP owner registrar", hosts=["localhost"], now=now
+            )
+            certfiles.write_certs(folder / server.MASA_CLIENT_CERT, [client.cert, *client.chain])
+            certfiles.write_key(folder / server.MASA_CLIENT_KEY, client.key)
+            masa_anchors = certs.load_certs(args.masa_ca.read_bytes())
+            certfiles.write_certs(folder / server.MASA_CA, masa_anchors)
     certfiles.write_certs(folder / server.OWNER_CERT, [owner.cert, *owner.chain])
     certfiles.write_key(folder / server.OWNER_KEY, owner.key)
     config = folder / server.CONFIG_FILE

@@ -8,13 +8,24 @@ what happened.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from zerotouch_plugin.artifacts import sztp
-from zerotouch_plugin.errors import ConfigError, NotFound
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from zerotouch_plugin.artifacts import cms, sztp
+from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.voucher import (
+    Assertion,
+    Voucher,
+    VoucherRequest,
+    parse_signed_voucher,
+)
+from zerotouch_plugin.errors import ConfigError, NotFound, UpstreamInvalid, ZerotouchError
 
 __all__ = [
     "DEFAULT_RESPONSE",
@@ -23,8 +34,10 @@ __all__ = [
     "ProgressRecord",
     "Response",
     "VoucherSource",
+    "check_obtained_voucher",
     "plan",
     "progress_record",
+    "voucher_request",
 ]
 
 DEFAULT_RESPONSE = "default"
@@ -147,3 +160,58 @@ def progress_record(
     report: sztp.ReportProgressInput, *, serial: str, peer: str | None, now: datetime
 ) -> ProgressRecord:
     return ProgressRecord(serial, now, report.progress_type, report.message, peer)
+
+
+# ---------------------------------------------------------------------------------------------
+# ownership vouchers from the MASA (the bootstrap server asks as the owner's registrar)
+
+
+def voucher_request(
+    client: Identity,
+    *,
+    owner_root: x509.Certificate,
+    serial: str,
+    nonce: bytes | None,
+    expires_on: datetime | None,
+    now: datetime,
+) -> bytes:
+    """A registrar voucher-request (RFC 8995 §5.5) for a device that is not present:
+    nonce-bound to the nonce the device sent (RFC 8572 §7.1), or nonceless with the expiry
+    wanted (pre-staging, RFC 8366 §5.3). Signed by ``client`` with its chain up to the owner
+    CA, which the MASA pins as the domain."""
+    request = VoucherRequest(
+        created_on=now,
+        assertion=Assertion.VERIFIED,
+        serial_number=serial,
+        nonce=None if nonce is None else base64.b64encode(nonce).decode("ascii"),
+        expires_on=None if nonce is not None else expires_on,
+    )
+    chain = client.chain if owner_root in client.chain else (*client.chain, owner_root)
+    return cms.sign(request.to_json(), signer=Identity(client.cert, client.key, chain), now=now)
+
+
+def check_obtained_voucher(
+    data: bytes,
+    *,
+    serial: str,
+    nonce: bytes | None,
+    manufacturer_cas: Sequence[x509.Certificate],
+    pinnable: Sequence[x509.Certificate],
+    now: datetime,
+) -> Voucher:
+    """The MASA's voucher, checked as the device will check it (RFC 8572 §5.4: signed by the
+    manufacturer, for this serial, nonce or expiry) and pinning the owner's chain; a bad one
+    is never sent to a device."""
+    try:
+        voucher, _ = parse_signed_voucher(data, trust_anchors=manufacturer_cas, now=now)
+        expected = None if nonce is None else base64.b64encode(nonce).decode("ascii")
+        voucher.check(now=now, serial=serial, nonce=expected)
+    except ZerotouchError as exc:
+        raise UpstreamInvalid(f"the MASA's voucher was refused: {exc.one_line()}") from exc
+    pins = {cert.public_bytes(Encoding.DER) for cert in pinnable}
+    if voucher.pinned_domain_cert not in pins:
+        raise UpstreamInvalid(
+            "the MASA's voucher pins a certificate outside the owner certificate's chain, so "
+            "the device could not verify the owner (RFC 8572 §5.4)"
+        )
+    return voucher

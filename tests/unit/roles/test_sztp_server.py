@@ -5,15 +5,24 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from zerotouch_plugin.artifacts import sztp
-from zerotouch_plugin.errors import ConfigError, NotFound
+from zerotouch_plugin.artifacts import certs, cms, sztp
+from zerotouch_plugin.artifacts.voucher import (
+    Assertion,
+    Voucher,
+    parse_signed_voucher_request,
+    sign_artifact,
+)
+from zerotouch_plugin.errors import ConfigError, NotFound, UpstreamInvalid
 from zerotouch_plugin.roles.sztp_server import (
     DeviceRecord,
     Response,
     VoucherSource,
+    check_obtained_voucher,
     plan,
     progress_record,
+    voucher_request,
 )
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -85,3 +94,69 @@ def test_progress_record() -> None:
         "done",
         NOW,
     )
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, certs.Identity]:
+    vendor = certs.make_ca("vendor", now=NOW)
+    owner_ca = certs.make_ca("owner", now=NOW)
+    return {
+        "vendor": vendor,
+        "masa": certs.issue_masa_signer(vendor, "masa", now=NOW),
+        "owner_ca": owner_ca,
+        "other_ca": certs.make_ca("someone else", now=NOW),
+        "client": certs.issue_registrar(owner_ca, "reg", hosts=["localhost"], now=NOW),
+    }
+
+
+def _voucher(pki: dict[str, certs.Identity], *, serial: str = "SN", pin: str = "owner_ca") -> bytes:
+    voucher = Voucher(
+        created_on=NOW,
+        assertion=Assertion.VERIFIED,
+        serial_number=serial,
+        pinned_domain_cert=pki[pin].cert.public_bytes(Encoding.DER),
+        expires_on=NOW + timedelta(days=1),
+    )
+    return sign_artifact(voucher, signer=pki["masa"], now=NOW)
+
+
+def _check(pki: dict[str, certs.Identity], data: bytes) -> Voucher:
+    return check_obtained_voucher(
+        data,
+        serial="SN",
+        nonce=None,
+        manufacturer_cas=[pki["vendor"].cert],
+        pinnable=[pki["owner_ca"].cert],
+        now=NOW,
+    )
+
+
+def test_voucher_request_is_nonceless_or_nonce_bound(pki: dict[str, certs.Identity]) -> None:
+    kwargs = {"owner_root": pki["owner_ca"].cert, "serial": "SN", "now": NOW}
+    later = NOW + timedelta(days=30)
+    nonceless, _ = parse_signed_voucher_request(
+        voucher_request(pki["client"], nonce=None, expires_on=later, **kwargs),  # type: ignore[arg-type]
+        trust_anchors=[pki["owner_ca"].cert],
+        now=NOW,
+    )
+    assert (nonceless.nonce, nonceless.expires_on) == (None, later)
+    bound, signed = parse_signed_voucher_request(
+        voucher_request(pki["client"], nonce=b"n" * 16, expires_on=later, **kwargs),  # type: ignore[arg-type]
+        trust_anchors=[pki["owner_ca"].cert],
+        now=NOW,
+    )
+    assert bound.nonce is not None and bound.expires_on is None
+    assert pki["owner_ca"].cert in signed.certificates  # the MASA pins the top of the chain
+
+
+def test_obtained_voucher_is_checked_as_the_device_will(pki: dict[str, certs.Identity]) -> None:
+    assert _check(pki, _voucher(pki)).serial_number == "SN"
+    with pytest.raises(UpstreamInvalid, match="wrong-serial"):
+        _check(pki, _voucher(pki, serial="OTHER"))
+    with pytest.raises(UpstreamInvalid, match="outside the owner certificate's chain"):
+        _check(pki, _voucher(pki, pin="other_ca"))
+    forged = sign_artifact(
+        Voucher.from_json(cms.inspect(_voucher(pki)).content), signer=pki["other_ca"], now=NOW
+    )
+    with pytest.raises(UpstreamInvalid, match="refused"):
+        _check(pki, forged)

@@ -21,16 +21,16 @@ import dataclasses
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 from cryptography import x509
 
-from zerotouch_plugin._checks import require_count
+from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.artifacts.certs import Identity
@@ -39,13 +39,17 @@ from zerotouch_plugin.errors import (
     AccessDenied,
     ConfigError,
     NotAcceptable,
+    PayloadTooLarge,
+    RemoteError,
     ZerotouchError,
 )
 from zerotouch_plugin.roles import sztp_server
+from zerotouch_plugin.roles.registrar import masa_url_for
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._http import accepts, make_app, read_body
 from zerotouch_plugin.services._limits import GatedTlsSite
 from zerotouch_plugin.services._tls import peer_certificate, server_context
+from zerotouch_plugin.services.masa_client import MasaClient
 from zerotouch_plugin.services.restconf.wire import error_type, errors_json, status_and_tag
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.sztp import SeenDevice, SztpRepository
@@ -56,6 +60,9 @@ __all__ = [
     "GBD_PATH",
     "HOST_META_PATH",
     "MANUFACTURER_CA",
+    "MASA_CA",
+    "MASA_CLIENT_CERT",
+    "MASA_CLIENT_KEY",
     "OWNER_CERT",
     "OWNER_KEY",
     "PROGRESS_PATH",
@@ -66,6 +73,7 @@ __all__ = [
     "load_config_for",
     "load_context",
     "open_repository",
+    "respond",
     "start_sztp",
     "sztp_app",
 ]
@@ -75,6 +83,8 @@ log = logging.getLogger("zerotouch.sztp")
 TLS_CERT, TLS_KEY = "sztp-tls.pem", "sztp-tls.key"
 OWNER_CERT, OWNER_KEY = "owner.pem", "owner.key"
 MANUFACTURER_CA = "manufacturer-ca.pem"
+MASA_CLIENT_CERT, MASA_CLIENT_KEY = "masa-client.pem", "masa-client.key"
+MASA_CA = "masa-ca.pem"
 CONFIG_FILE = "sztp.toml"
 DB_FILE = "sztp.db"
 
@@ -93,6 +103,7 @@ _RESTCONF_NS = "urn:ietf:params:xml:ns:yang:ietf-restconf"
 
 Clock = Callable[[], datetime]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_BODY_LIMIT = web.AppKey("sztp_body_limit", int)
 
 
 def _utcnow() -> datetime:
@@ -112,6 +123,10 @@ class SztpConfig:
     reporting_level: str = "verbose"
     db: str | None = None  # database URL; None = sztp.db in the folder (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
+    # ownership vouchers from the MASA (with masa-client.pem/.key and masa-ca.pem present):
+    masa_url: str | None = None  # None: the URL in each device's IDevID (RFC 8995 §2.3.2)
+    voucher_days: int = 30  # expires-on asked for nonceless vouchers
+    masa_timeout: float = 10.0  # seconds for one voucher from the MASA
     limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
@@ -125,6 +140,10 @@ class SztpConfig:
         if self.db is not None and not isinstance(self.db, str):
             raise TypeError("db must be a string")
         require_count(self.max_body_bytes, "max_body_bytes")
+        require_count(self.voucher_days, "voucher_days")
+        require_positive(self.masa_timeout, "masa_timeout", "a number of seconds")
+        if self.masa_url is not None and not str(self.masa_url).startswith("https://"):
+            raise ValueError("masa_url must be an https:// URL")
 
 
 def load_config_for(folder: Path, **overrides: object) -> SztpConfig:
@@ -142,6 +161,8 @@ class SztpContext:
     owner: Identity | None
     owner_certificate: bytes | None  # certs-only CMS of the owner chain (RFC 8572 §3.2)
     repo: SztpRepository
+    masa_client: Identity | None = None  # the owner's registrar identity towards the MASA
+    masa_trust: tuple[x509.Certificate, ...] = ()  # MASA TLS server anchors
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS 1.2+; IDevID client certificates verified against the manufacturer CAs.
@@ -173,6 +194,15 @@ def load_context(folder: Path, config: SztpConfig) -> SztpContext:
     if (folder / OWNER_CERT).is_file():
         owner = certfiles.load_identity(folder / OWNER_CERT, folder / OWNER_KEY)
         owner_cms = sztp.encode_certs_only([owner.cert, *owner.chain])
+    masa_client: Identity | None = None
+    masa_trust: tuple[x509.Certificate, ...] = ()
+    if (folder / MASA_CLIENT_CERT).is_file():
+        if owner is None:
+            raise ConfigError(f"{folder / MASA_CLIENT_CERT} needs {OWNER_CERT} and {OWNER_KEY}")
+        if not (folder / MASA_CA).is_file():
+            raise ConfigError(f"{folder / MASA_CA} (the MASA's TLS trust anchors) is missing")
+        masa_client = certfiles.load_identity(folder / MASA_CLIENT_CERT, folder / MASA_CLIENT_KEY)
+        masa_trust = tuple(certs.load_certs((folder / MASA_CA).read_bytes()))
     return SztpContext(
         folder=folder,
         config=config,
@@ -181,6 +211,8 @@ def load_context(folder: Path, config: SztpConfig) -> SztpContext:
         owner=owner,
         owner_certificate=owner_cms,
         repo=open_repository(folder, config),
+        masa_client=masa_client,
+        masa_trust=masa_trust,
     )
 
 
@@ -252,6 +284,19 @@ async def _restconf_errors(request: web.Request, handler: _Handler) -> web.Strea
         return _error_response(request, exc)
 
 
+@web.middleware
+async def _too_large(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Outermost: a body over the limit is refused while it is read, before any handler
+    (and so before ``_restconf_errors``) runs; its answer becomes a RESTCONF error too."""
+    response = await handler(request)
+    if response.status != 413:
+        return response
+    limit = request.app[_BODY_LIMIT]
+    return _error_response(
+        request, PayloadTooLarge(f"request body too large: the limit is {limit} bytes")
+    )
+
+
 def _device_serial(request: web.Request) -> str:
     """The serial number of the IDevID the device authenticated with (TLS client cert)."""
     cert = peer_certificate(request)
@@ -306,6 +351,10 @@ class DeviceView:
         self._responses = (now, fresh)
         return device, fresh
 
+    def forget(self, serial: str) -> None:
+        """Read this device from the database next time (its voucher changed)."""
+        self._devices.pop(serial, None)
+
     def visited(self, seen: SeenDevice, now: datetime) -> None:
         self._visits[seen.serial] = (seen, now)
 
@@ -333,35 +382,18 @@ class DeviceView:
         await self.flush()
 
 
-def answer(
-    ctx: SztpContext,
-    request_input: sztp.GetBootstrappingDataInput,
-    *,
-    serial: str,
-    device: sztp_server.DeviceRecord | None,
-    responses: Mapping[str, sztp_server.Response],
-    now: datetime,
+def respond(
+    ctx: SztpContext, decided: sztp_server.Plan, voucher: bytes | None, now: datetime
 ) -> sztp.GetBootstrappingDataOutput:
-    """get-bootstrapping-data for an authenticated device (RFC 8572 §7.1)."""
-    decided = sztp_server.plan(
-        request_input,
-        serial=serial,
-        device=device,
-        responses=responses,
-        trusted=ctx.config.trusted,
-        owner=ctx.owner is not None,
-        masa=False,
-        now=now,
-    )
+    """The get-bootstrapping-data output for a plan (RFC 8572 §7.1)."""
     level = sztp.ReportingLevel(ctx.config.reporting_level)
     if not decided.signed:
         return sztp.GetBootstrappingDataOutput(
             conveyed_information=sztp.encode_unsigned_conveyed_information(decided.response.info),
             reporting_level=level,
         )
-    voucher = device.voucher if device is not None else None
     if ctx.owner is None or voucher is None:
-        raise ConfigError(f"no owner identity or ownership voucher to sign for {serial}")
+        raise ConfigError(f"no owner identity or ownership voucher to sign for {decided.serial}")
     return sztp.GetBootstrappingDataOutput(
         conveyed_information=sztp.sign_conveyed_information(
             decided.response.info, owner=ctx.owner, now=now
@@ -372,12 +404,102 @@ def answer(
     )
 
 
+class VoucherFetcher:
+    """Ownership vouchers from the MASA named in the device's IDevID (or ``masa_url``), asked
+    for as the owner's registrar; nonceless ones are stored for the next requests."""
+
+    def __init__(self, ctx: SztpContext, client: MasaClient, view: DeviceView) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.view = view
+
+    async def fetch(
+        self, serial: str, idevid: x509.Certificate, nonce: bytes | None, now: datetime
+    ) -> bytes:
+        ctx = self.ctx
+        assert ctx.masa_client is not None and ctx.owner is not None
+        url = masa_url_for(idevid, ctx.config.masa_url)
+        owner_chain = (ctx.owner.cert, *ctx.owner.chain)
+        expires = now + timedelta(days=ctx.config.voucher_days)
+        request = sztp_server.voucher_request(
+            ctx.masa_client,
+            owner_root=owner_chain[-1],
+            serial=serial,
+            nonce=nonce,
+            expires_on=expires,
+            now=now,
+        )
+        data = await self.client.request_voucher(url, request)
+        voucher = sztp_server.check_obtained_voucher(
+            data,
+            serial=serial,
+            nonce=nonce,
+            manufacturer_cas=ctx.manufacturer_cas,
+            pinnable=owner_chain,
+            now=now,
+        )
+        if nonce is None:
+            await asyncio.to_thread(
+                ctx.repo.set_device, serial, voucher=data, voucher_expires=voucher.expires_on
+            )
+            self.view.forget(serial)
+        log.info(
+            "ownership voucher for %s from %s (%s)", serial, url, "nonce" if nonce else "nonceless"
+        )
+        return data
+
+    async def voucher_for(
+        self,
+        decided: sztp_server.Plan,
+        device: sztp_server.DeviceRecord | None,
+        idevid: x509.Certificate,
+        nonce: bytes | None,
+        now: datetime,
+    ) -> bytes | None:
+        """The voucher the plan calls for. A MASA that will not bind a voucher to the
+        device's nonce (one that only vouches for pledges it heard from, RFC 8995 §5.5.5)
+        is asked for a nonceless one instead: the device decides whether it takes it."""
+        source = decided.voucher
+        if source is sztp_server.VoucherSource.MASA_NONCE:
+            try:
+                return await self.fetch(decided.serial, idevid, nonce, now)
+            except RemoteError as exc:
+                log.info("MASA refused a nonce-bound voucher: %s", exc.one_line())
+                if (
+                    device is not None
+                    and device.voucher is not None
+                    and (device.voucher_expires is None or device.voucher_expires > now)
+                ):
+                    return device.voucher
+                source = sztp_server.VoucherSource.MASA_NONCELESS
+        if source is sztp_server.VoucherSource.MASA_NONCELESS:
+            return await self.fetch(decided.serial, idevid, None, now)
+        return None if device is None else device.voucher
+
+
 def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
     """The aiohttp application of the bootstrap server."""
     app = make_app(log, realm="zerotouch SZTP", body_limit=ctx.config.max_body_bytes)
+    app.middlewares.insert(0, _too_large)
     app.middlewares.append(_restconf_errors)
+    app[_BODY_LIMIT] = ctx.config.max_body_bytes
     view = DeviceView(ctx.repo)
     app.cleanup_ctx.append(lambda _: view.run())
+    fetcher: VoucherFetcher | None = None
+    if ctx.masa_client is not None:
+        client = MasaClient(
+            ctx.masa_client,
+            trust=list(ctx.masa_trust),
+            timeout=ctx.config.masa_timeout,
+            retry_after=30,
+        )
+        fetcher = VoucherFetcher(ctx, client, view)
+
+        async def close_client(_: web.Application) -> AsyncIterator[None]:
+            yield
+            await client.close()
+
+        app.cleanup_ctx.append(close_client)
 
     async def host_meta(request: web.Request) -> web.Response:
         return web.Response(text=_HOST_META, content_type="application/xrd+xml")
@@ -391,7 +513,22 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
         now = clock()
         device, responses = await view.lookup(serial)
         view.visited(SeenDevice(serial, parsed.hw_model, parsed.os_name, parsed.os_version), now)
-        output = answer(ctx, parsed, serial=serial, device=device, responses=responses, now=now)
+        decided = sztp_server.plan(
+            parsed,
+            serial=serial,
+            device=device,
+            responses=responses,
+            trusted=ctx.config.trusted,
+            owner=ctx.owner is not None,
+            masa=fetcher is not None,
+            now=now,
+        )
+        voucher = None if device is None else device.voucher
+        if fetcher is not None and decided.voucher is not None:
+            idevid = peer_certificate(request)
+            assert idevid is not None  # _device_serial checked it
+            voucher = await fetcher.voucher_for(decided, device, idevid, parsed.nonce, now)
+        output = respond(ctx, decided, voucher, now)
         log.info(
             "bootstrapping data for %s (%s) to %s",
             serial,
