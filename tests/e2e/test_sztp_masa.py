@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.support.processes import ServerProcess, free_port, run_cli, server
 from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.artifacts.voucher import parse_signed_voucher
 from zerotouch_plugin.services._tls import client_context
-from zerotouch_plugin.services.certfiles import load_identity
+from zerotouch_plugin.services.certfiles import load_identity, write_certs, write_key
 
 GBD = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 
@@ -53,8 +54,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 async def _post(world: World, serial: str, body: dict[str, object]) -> tuple[int, bytes]:
-    import aiohttp
+    status, answer, _ = await _post_full(world, serial, body)
+    return status, answer
 
+
+async def _post_full(
+    world: World, serial: str, body: dict[str, object]
+) -> tuple[int, bytes, dict[str, str]]:
     idevid = load_identity(world.root / serial / "idevid.pem", world.root / serial / "idevid.key")
     anchor = certs.load_certs((world.folder / "sztp-ca.pem").read_bytes())
     ctx = client_context(idevid, trust=anchor)
@@ -66,7 +72,7 @@ async def _post(world: World, serial: str, body: dict[str, object]) -> tuple[int
             headers={"Content-Type": "application/yang-data+json"},
         ) as resp,
     ):
-        return resp.status, await resp.read()
+        return resp.status, await resp.read(), dict(resp.headers)
 
 
 def _voucher(world: World, answer: bytes) -> tuple[bytes, object]:
@@ -109,3 +115,19 @@ async def test_device_not_claimed_for_the_owner_gets_no_data(world: World) -> No
     error = json.loads(answer)["ietf-restconf:errors"]["error"][0]
     assert error["error-tag"] == "access-denied"
     assert "claim" in error["error-message"]
+
+
+async def test_unreachable_masa_is_a_503_with_retry_after(world: World) -> None:
+    ca = load_identity(world.vendor / "ca.pem", world.vendor / "ca.key")
+    device = world.root / "SN-12"
+    device.mkdir()
+    idevid = certs.issue_idevid(
+        ca, "SN-12", masa_url=f"https://127.0.0.1:{free_port()}", now=datetime.now(UTC)
+    )
+    write_certs(device / "idevid.pem", [idevid.cert, ca.cert])
+    write_key(device / "idevid.key", idevid.key)
+    status, answer, headers = await _post_full(world, "SN-12", {})
+    assert status == 503, answer
+    assert int(headers["Retry-After"]) > 0
+    error = json.loads(answer)["ietf-restconf:errors"]["error"][0]
+    assert "unreachable" in error["error-message"]

@@ -41,6 +41,8 @@ from zerotouch_plugin.errors import (
     NotAcceptable,
     PayloadTooLarge,
     RemoteError,
+    UpstreamInvalid,
+    UpstreamUnavailable,
     ZerotouchError,
 )
 from zerotouch_plugin.roles import sztp_server
@@ -251,6 +253,9 @@ def _errors_xml(err_type: str, tag: str, exc: ZerotouchError) -> bytes:
 
 def _error_response(request: web.Request, exc: ZerotouchError) -> web.Response:
     status, tag = status_and_tag(exc)
+    if isinstance(exc, UpstreamUnavailable | UpstreamInvalid):
+        # the MASA, not the device, failed: 503 (retry later) or 502, as the registrar says
+        status = exc.http_status
     kind = error_type(exc)
     try:
         xml = _reply_encoding(request, _encoding_of(request)) is sztp.Encoding.XML
@@ -262,6 +267,8 @@ def _error_response(request: web.Request, exc: ZerotouchError) -> web.Response:
         body=body,
         content_type=sztp.MEDIA_TYPE_XML if xml else sztp.MEDIA_TYPE_JSON,
     )
+    if isinstance(exc, UpstreamUnavailable):
+        response.headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'TLS-Client-Certificate realm="zerotouch SZTP"'
         response.force_close()
