@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import hashlib
 import json
 import re
+import secrets
 import shutil
 import signal
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +47,7 @@ MANUFACTURER_CAS = "manufacturer-cas.pem"
 MASA_TRUST = "masa-trust.pem"
 # Values of enums in modules too heavy to import for every command (tests keep them equal):
 DAY0_FORMATS = ("json", "xml")  # device.day0.Day0Format
-POLICY_DECISIONS = ("allow", "deny")  # roles.registrar.PolicyDecision
+POLICY_DECISIONS = ("allow", "deny")  # roles.registrar.PolicyDecision but "pending"
 DEVICE_COLUMNS = (
     ("serial", "serial"),
     ("state", "state"),
@@ -140,15 +142,47 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _policy(decision: str) -> Any:
     def run(args: argparse.Namespace) -> int:
-        _repo(args).set_policy(args.serial, decision, manufacturer=args.manufacturer, now=_now())
+        _repo(args).set_policy(
+            args.serial, decision, manufacturer=args.manufacturer, now=_now(), actor=_who()
+        )
         print(f"{decision} {args.serial} (manufacturer {args.manufacturer or 'any'})")
         return 0
 
     return run
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    decided = _repo(args).decide_pending(args.serial, "allow", actor=_who(), now=_now())
+    if decided == 0:
+        raise ConfigError(
+            f"device {args.serial} is not waiting for approval (see 'registrar devices'); "
+            "'registrar allow' adds it to the allow list"
+        )
+    print(f"approved {args.serial}: its next voucher-request gets a voucher")
+    return 0
+
+
+def cmd_console_url(args: argparse.Namespace) -> int:
+    config = _config(args.dir, db=args.db)
+    minutes = args.minutes
+    if not 1 <= minutes <= 60:
+        raise ConfigError("--minutes must be between 1 and 60")
+    secret = secrets.token_urlsafe(32)
+    now = _now()
+    who = f"login link {args.name}"
+    _repo(args, config).add_login_token(
+        secret, who=who, now=now, until=now + timedelta(minutes=minutes)
+    )
+    base = (args.url or f"https://{config.listen}").rstrip("/")
+    print(f"{base}/console/login#token={secret}")
+    print(f"one use, valid {minutes} minutes, as {who!r}", file=sys.stderr)
+    return 0
+
+
 def cmd_remove(args: argparse.Namespace) -> int:
-    removed = _repo(args).remove_policy(args.serial, manufacturer=args.manufacturer)
+    removed = _repo(args).remove_policy(
+        args.serial, manufacturer=args.manufacturer, actor=_who(), now=_now()
+    )
     print(f"removed {removed} policy entr{'y' if removed == 1 else 'ies'} for {args.serial}")
     return 0
 
@@ -301,7 +335,36 @@ def cmd_issue_client_cert(args: argparse.Namespace) -> int:
     shutil.copyfile(args.dir / CA_CERT, out / "ca.pem")
     role = "admin" if args.admin else "client"
     print(f"{role} certificate for {args.name}: {out / 'cert.pem'} (key {out / 'key.pem'})")
+    if args.p12:
+        _write_p12(out, args.name, key, cert, ca.cert)
     return 0
+
+
+def _write_p12(
+    out: Path, name: str, key: Any, cert: x509.Certificate, ca: x509.Certificate
+) -> None:
+    """The key and certificate as PKCS#12 for a browser's certificate store, under a random
+    password written beside it (mode 0600)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+
+    password = secrets.token_urlsafe(18)
+    encryption = (
+        PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(100000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(password.encode())
+    )
+    data = pkcs12.serialize_key_and_certificates(name.encode(), key, cert, [ca], encryption)
+    for path, content in (
+        (out / "client.p12", data),
+        (out / "client.p12.password", f"{password}\n".encode()),
+    ):
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_bytes(content)
+    print(f"PKCS#12 for a browser: {out / 'client.p12'} (password: client.p12.password)")
 
 
 def _voucher_files(paths: list[Path]) -> list[Path]:
@@ -554,6 +617,22 @@ def register(parser: argparse.ArgumentParser) -> None:
         p = add(str(decision), f"{decision} a device serial number (works while serving)", None)
         p.set_defaults(func=_policy(decision))
     p = add("remove", "drop the allow/deny entries of a serial number", cmd_remove)
+    p = add(
+        "approve",
+        "allow a device that waits for approval (policy 'ask'; works while serving)",
+        cmd_approve,
+    )
+    p.add_argument("--serial", required=True, help="device serial number")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
+    p = add(
+        "console-url",
+        "print a one-time login link to the registrar console (docs/console.md)",
+        cmd_console_url,
+    )
+    p.add_argument("--url", help="the registrar's base URL (default https://<listen>)")
+    p.add_argument("--name", default="operator", help="who the link is for (recorded)")
+    p.add_argument("--minutes", type=int, default=10, help="validity, 1 to 60 (default 10)")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
     for name in ("allow", "deny", "remove"):
         q = sub.choices[name]
         q.add_argument("--serial", required=True, help="device serial number")
@@ -607,6 +686,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="subject common name")
     p.add_argument("--out", type=Path, required=True, help="folder for cert.pem, key.pem, ca.pem")
     p.add_argument("--admin", action="store_true", help="admin API rights (OU=zerotouch-admin)")
+    p.add_argument(
+        "--p12", action="store_true", help="also write client.p12 (PKCS#12) for a browser"
+    )
     p.add_argument("--days", type=int, default=365, help="validity in days")
 
     p = add("serve", "run the registrar HTTPS service until SIGINT/SIGTERM", cmd_serve)

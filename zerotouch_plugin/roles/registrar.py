@@ -83,6 +83,7 @@ __all__ = [
     "PledgeRequest",
     "PolicyDecision",
     "PolicyRule",
+    "PolicyVerdict",
     "RegistrarContext",
     "StatusReport",
     "authorize_enrollment",
@@ -121,6 +122,7 @@ class RegistrarContext:
     manufacturer_cas: tuple[x509.Certificate, ...]  # IDevID trust anchors
     masa_trust: tuple[x509.Certificate, ...] = ()  # extra anchors for MASA voucher signers
     auto_accept: bool = False
+    ask: bool = False  # a trusted device not on the allow list waits for approval (202)
     ldevid_days: int = 365
     ldevid_lifetime: timedelta | None = None  # overrides ldevid_days
     device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName <label>.<device_domain>
@@ -136,8 +138,9 @@ class RegistrarContext:
             object.__setattr__(self, name, value)
         if not self.manufacturer_cas:
             raise ValueError("at least one manufacturer CA is needed to accept pledges")
-        if not isinstance(self.auto_accept, bool):
-            raise TypeError("auto_accept must be a boolean")
+        for name in ("auto_accept", "ask"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a boolean")
         if not isinstance(self.ldevid_days, int) or isinstance(self.ldevid_days, bool):
             raise TypeError("ldevid_days must be an integer")
         if self.ldevid_days < 1:
@@ -169,6 +172,12 @@ def der(cert: x509.Certificate) -> bytes:
 class PolicyDecision(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
+    PENDING = "pending"  # seen, held until an operator approves or denies (policy ``ask``)
+
+
+class PolicyVerdict(StrEnum):
+    PROCEED = "proceed"
+    PENDING = "pending"  # RFC 8995 §5.5: 202 + Retry-After while the registrar decides
 
 
 @dataclass(frozen=True)
@@ -200,16 +209,26 @@ def manufacturer_matches(pattern: str | None, issuer: x509.Name) -> bool:
 
 
 def decide_policy(
-    rules: Sequence[PolicyRule], *, serial: str, issuer: x509.Name, auto_accept: bool
-) -> None:
-    """Raise PolicyRefused unless the device may proceed (RFC 8995 §5.3 "policy"). Deny wins."""
-    matching = [
-        r for r in rules if r.serial == serial and manufacturer_matches(r.manufacturer, issuer)
-    ]
-    if any(r.decision is PolicyDecision.DENY for r in matching):
+    rules: Sequence[PolicyRule],
+    *,
+    serial: str,
+    issuer: x509.Name,
+    auto_accept: bool,
+    ask: bool = False,
+) -> PolicyVerdict:
+    """PROCEED, PENDING (policy ``ask``: held for an operator, RFC 8995 §5.5 allows 202), or
+    raise PolicyRefused (RFC 8995 §5.3 "policy"). Deny wins, then allow, then a held entry."""
+    matching = {
+        r.decision
+        for r in rules
+        if r.serial == serial and manufacturer_matches(r.manufacturer, issuer)
+    }
+    if PolicyDecision.DENY in matching:
         raise PolicyRefused(f"device {serial} is on the registrar's deny list")
-    if matching or auto_accept:
-        return
+    if PolicyDecision.ALLOW in matching or auto_accept:
+        return PolicyVerdict.PROCEED
+    if ask or PolicyDecision.PENDING in matching:
+        return PolicyVerdict.PENDING
     raise PolicyRefused(
         f"device {serial} (manufacturer {issuer.rfc4514_string()}) is not on the registrar's "
         "allow list; run 'zerotouch registrar allow --serial ...' or enable auto-accept"
@@ -284,6 +303,7 @@ class PledgeRequest:
     idevid: x509.Certificate
     request: VoucherRequest
     cms_der: bytes
+    pending: bool = False  # held for approval: answer 202, do not ask the MASA
 
 
 def check_voucher_request(
@@ -332,13 +352,20 @@ def check_voucher_request(
             f"a pledge voucher-request asserts 'proximity', not {request.assertion!s} "
             "(RFC 8995 §5.2, §5.3)"
         )
-    decide_policy(rules, serial=client.serial, issuer=tls_cert.issuer, auto_accept=ctx.auto_accept)
+    verdict = decide_policy(
+        rules,
+        serial=client.serial,
+        issuer=tls_cert.issuer,
+        auto_accept=ctx.auto_accept,
+        ask=ctx.ask,
+    )
     return PledgeRequest(
         serial=client.serial,
         manufacturer=tls_cert.issuer.rfc4514_string(),
         idevid=tls_cert,
         request=request,
         cms_der=signed.der,
+        pending=verdict is PolicyVerdict.PENDING,
     )
 
 
@@ -739,8 +766,11 @@ def authorize_enrollment(
             "for it (RFC 8995 §5.8.3)",
             retry_after=5,
         )
-    if client.kind is ClientKind.IDEVID:
+    if client.kind is ClientKind.IDEVID and (
         decide_policy(rules, serial=serial, issuer=client.cert.issuer, auto_accept=ctx.auto_accept)
+        is not PolicyVerdict.PROCEED
+    ):
+        raise PolicyRefused(f"device {serial} is waiting for an operator's approval")
     elif any(r.serial == serial and r.decision is PolicyDecision.DENY for r in rules):
         raise PolicyRefused(f"device {serial} is on the registrar's deny list")
     requested = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]

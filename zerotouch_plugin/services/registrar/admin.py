@@ -25,7 +25,9 @@ from zerotouch_plugin.roles import handoff as handoff_role
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._http import media_type_of, read_body
 from zerotouch_plugin.services._metrics import HttpMetrics, exposition
+from zerotouch_plugin.services._tls import peer_certificate
 from zerotouch_plugin.services.handoff import requeue_handoff
+from zerotouch_plugin.services.registrar.approval import approve, who_is
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
     MEDIA_JSON,
@@ -41,6 +43,7 @@ from zerotouch_plugin.services.registrar.openapi import openapi_document
 __all__ = [
     "HUB_KEY",
     "METRICS_KEY",
+    "admin_approve",
     "admin_delete_address",
     "admin_delete_day0",
     "admin_delete_voucher",
@@ -56,6 +59,7 @@ __all__ = [
     "admin_put_day0",
     "admin_put_voucher",
     "admin_remove_policy",
+    "admin_who",
     "require_admin",
     "set_policy",
 ]
@@ -159,13 +163,25 @@ async def _manufacturer_param(request: web.Request) -> str | None:
     return value or None
 
 
+def admin_who(request: web.Request) -> str:
+    """The admin certificate's holder, as their actions are recorded."""
+    cert = peer_certificate(request)
+    assert cert is not None  # require_admin saw it
+    return who_is(cert)
+
+
 def set_policy(decision: role.PolicyDecision) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         reg = require_admin(request)
         serial = request.match_info["serial"]
         manufacturer = await _manufacturer_param(request)
         await in_thread(
-            reg.repo.set_policy, serial, str(decision), manufacturer=manufacturer, now=utc_now()
+            reg.repo.set_policy,
+            serial,
+            str(decision),
+            manufacturer=manufacturer,
+            now=utc_now(),
+            actor=admin_who(request),
         )
         log.info("policy: %s %s (manufacturer %s)", decision, serial, manufacturer or "any")
         return _json({"serial": serial, "decision": str(decision), "manufacturer": manufacturer})
@@ -174,12 +190,24 @@ def set_policy(decision: role.PolicyDecision) -> Callable[[web.Request], Awaitab
     return handler
 
 
+async def admin_approve(request: web.Request) -> web.Response:
+    """POST /admin/devices/{serial}/approve: allow a device waiting for approval."""
+    reg = require_admin(request)
+    serial = request.match_info["serial"]
+    decided = await approve(reg, serial, role.PolicyDecision.ALLOW, admin_who(request))
+    return _json({"serial": serial, "decision": "allow", "decided": decided})
+
+
 async def admin_remove_policy(request: web.Request) -> web.Response:
     """DELETE /admin/devices/{serial}/policy[?manufacturer=M]"""
     reg = require_admin(request)
     serial = request.match_info["serial"]
     removed = await in_thread(
-        reg.repo.remove_policy, serial, manufacturer=request.query.get("manufacturer")
+        reg.repo.remove_policy,
+        serial,
+        manufacturer=request.query.get("manufacturer"),
+        actor=admin_who(request),
+        now=utc_now(),
     )
     if removed == 0:
         raise NotFound(f"device {serial} has no allow/deny entry")

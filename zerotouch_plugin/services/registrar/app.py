@@ -22,6 +22,7 @@ from zerotouch_plugin.services._http import make_app
 from zerotouch_plugin.services.registrar.admin import (
     HUB_KEY,
     METRICS_KEY,
+    admin_approve,
     admin_delete_address,
     admin_delete_day0,
     admin_delete_voucher,
@@ -82,6 +83,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/devices/{serial}", admin_device),
     Route("POST", "/admin/devices/{serial}/allow", set_policy(role.PolicyDecision.ALLOW)),
     Route("POST", "/admin/devices/{serial}/deny", set_policy(role.PolicyDecision.DENY)),
+    Route("POST", "/admin/devices/{serial}/approve", admin_approve),
     Route("DELETE", "/admin/devices/{serial}/policy", admin_remove_policy),
     Route("GET", "/admin/devices/{serial}/day0", admin_get_day0),
     Route("PUT", "/admin/devices/{serial}/day0", admin_put_day0),

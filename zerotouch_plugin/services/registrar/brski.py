@@ -31,6 +31,7 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarEvent
 from zerotouch_plugin.services._http import read_body
 from zerotouch_plugin.services._tls import peer_certificate
+from zerotouch_plugin.services.registrar.approval import hold_for_approval
 from zerotouch_plugin.services.registrar.audit import judge_audit_log
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
@@ -81,6 +82,8 @@ async def request_voucher(request: web.Request) -> web.Response:
                 now=now,
             )
         raise
+    if pledge.pending:
+        return await hold_for_approval(reg, pledge)
     # The request is on record before the MASA is asked: a MASA outage loses nothing.
     try:
         request_id = await in_thread(

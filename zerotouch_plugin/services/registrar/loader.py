@@ -105,6 +105,7 @@ def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext
             manufacturer_cas=manufacturer_cas,
             masa_trust=masa_trust,
             auto_accept=config.auto_accept,
+            ask=config.ask,
             ldevid_days=config.ldevid_days,
             ldevid_lifetime=config.ldevid_lifetime,
             device_domain=config.device_domain,

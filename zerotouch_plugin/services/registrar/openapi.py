@@ -111,7 +111,7 @@ SCHEMAS: Mapping[str, Any] = {
                 "type": "array",
                 "items": _object(
                     {
-                        "decision": {"enum": ["allow", "deny"]},
+                        "decision": {"enum": ["allow", "deny", "pending"]},
                         "manufacturer": _STR_OR_NULL,
                         "since": _TIME,
                     }
@@ -147,6 +147,13 @@ SCHEMAS: Mapping[str, Any] = {
             "serial": {"type": "string"},
             "decision": {"enum": ["allow", "deny"]},
             "manufacturer": _STR_OR_NULL,
+        }
+    ),
+    "Approved": _object(
+        {
+            "serial": {"type": "string"},
+            "decision": {"const": "allow"},
+            "decided": {"type": "integer", "minimum": 1},
         }
     ),
     "ManufacturerBody": _object({"manufacturer": {"type": "string"}}, optional=("manufacturer",)),
@@ -255,6 +262,10 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
     ),
     ("POST", "/admin/devices/{serial}/allow"): _policy("allow"),
     ("POST", "/admin/devices/{serial}/deny"): _policy("deny"),
+    ("POST", "/admin/devices/{serial}/approve"): Operation(
+        "Allow a device waiting for approval (registrar policy ask)",
+        {200: _ok("Approved"), 404: _NONE},
+    ),
     ("DELETE", "/admin/devices/{serial}/policy"): Operation(
         "Drop the allow/deny entries of a serial number",
         {200: _ok("Removed"), 404: _NONE},

@@ -1,6 +1,7 @@
 """The registrar's records over one database, one concern per module: ``devices`` (the
 device row, its reports and the row lock every writer takes), ``policies``, ``vouchers``,
-``escrow``, ``certificates``, ``day0``, ``handoff_queue``, ``addresses`` and ``events``; the
+``escrow``, ``certificates``, ``day0``, ``handoff_queue``, ``addresses``, ``events`` and
+``console`` (login tokens and sessions); the
 tables are in ``models`` and what reads answer in ``views``.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from zerotouch_plugin.store.registrar.addresses import AddressRecords
 from zerotouch_plugin.store.registrar.certificates import CertificateRecords
+from zerotouch_plugin.store.registrar.console import ConsoleRecords
 from zerotouch_plugin.store.registrar.counts import CountRecords
 from zerotouch_plugin.store.registrar.day0 import Day0Records
 from zerotouch_plugin.store.registrar.devices import DeviceRecords
@@ -59,6 +61,7 @@ class RegistrarRepository(
     AddressRecords,
     EventRecords,
     CountRecords,
+    ConsoleRecords,
 ):
     """Every read and write the registrar service and CLI make, over one database; each
     method is one transaction of the concern's class it comes from."""

@@ -51,6 +51,7 @@ __all__ = [
     "EventRow",
     "WebhookCursorModel",
     "add_event",
+    "event_row",
     "on_events_committed",
 ]
 
@@ -108,7 +109,11 @@ _STATE_EVENTS: Mapping[str, str] = {
     "enroll-confirmed": "enroll-confirmed",
     "enroll-failed": "enroll-failed",
 }
-_POLICY_EVENTS: Mapping[str, str] = {"allow": "device-allowed", "deny": "device-denied"}
+_POLICY_EVENTS: Mapping[str, str] = {
+    "allow": "device-allowed",
+    "deny": "device-denied",
+    "pending": "device-pending",
+}
 _AUDIT_EVENTS: Mapping[str, str] = {"alert": "audit-alert", "warning": "audit-warning"}
 HANDOFF_EVENTS: Mapping[str, str] = {"applied": "handoff-applied", "failed": "handoff-failed"}
 
@@ -118,6 +123,7 @@ EVENT_TYPES: tuple[str, ...] = (
     *_POLICY_EVENTS.values(),
     *_AUDIT_EVENTS.values(),
     *HANDOFF_EVENTS.values(),
+    "operator-action",  # who did what from the console, CLI or admin API
 )
 
 
@@ -250,7 +256,7 @@ def _forget(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
 
 
-def _row(model: EventModel) -> EventRow:
+def event_row(model: EventModel) -> EventRow:
     return EventRow(model.id, model.type, model.serial, model.at, json.loads(model.data))
 
 
@@ -270,7 +276,7 @@ class EventRecords(Records):
         """Up to ``limit`` events with an id above ``after``, oldest first."""
         query = select(EventModel).where(EventModel.id > after).order_by(EventModel.id).limit(limit)
         with self.db.session() as s:
-            return [_row(m) for m in s.scalars(query)]
+            return [event_row(m) for m in s.scalars(query)]
 
     def last_event_id(self) -> int:
         """The newest event's id (0 when there is none)."""
