@@ -102,8 +102,8 @@ async def _run(args: argparse.Namespace) -> None:
 
     # a folder without a factory identity is a plain NETCONF/RESTCONF server: no agent
     agent: PledgeAgent | SztpAgent | None = None
-    if config.sztp:
-        agent = _sztp_agent(config, device, folder)
+    if config.sztp or args.bootstrap_dhcp or args.bootstrap_dhcp_lease:
+        agent = _sztp_agent(config, device, folder, args)
     elif (folder / "idevid.pem").exists() or config.registrars:
         agent = PledgeAgent(device, config.agent_config(), on_enrolled=enrolled)
     bound = await device.start()
@@ -128,14 +128,20 @@ async def _run(args: argparse.Namespace) -> None:
         await device.close()
 
 
-def _sztp_agent(config: DeviceConfig, device: DeviceServer, folder: Path) -> SztpAgent:
-    """The SZTP path (RFC 8572): bootstrap servers and removable media instead of BRSKI."""
+def _sztp_agent(
+    config: DeviceConfig, device: DeviceServer, folder: Path, args: argparse.Namespace
+) -> SztpAgent:
+    """The SZTP path (RFC 8572): bootstrap servers, DHCP and removable media, not BRSKI."""
     from zerotouch_plugin.services.sztp_agent import DatastoreOnboarder, SztpAgent, SztpSettings
 
     def complete(where: str) -> None:
         print(f"bootstrapped sztp {where}", flush=True)
 
-    settings = SztpSettings.of(config.agent_config())
+    settings = SztpSettings.of(
+        config.agent_config(),
+        dhcp_interface=args.bootstrap_dhcp,
+        dhcp_lease=args.bootstrap_dhcp_lease,
+    )
     onboarder = DatastoreOnboarder(device.datastores, folder)
     return SztpAgent(device, settings, onboarder, workdir=folder, on_complete=complete)
 
@@ -238,6 +244,18 @@ def _add_sztp_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="removable-storage folder with conveyed-information.cms, owner-certificate.cms "
         "and ownership-voucher.cms (RFC 8572 §4.1; signed data only), tried after the servers",
+    )
+    p.add_argument(
+        "--bootstrap-dhcp",
+        metavar="IF",
+        help="ask DHCPv4 on this interface for bootstrap servers (option 143, RFC 8572 §8), "
+        "tried after the configured ones",
+    )
+    p.add_argument(
+        "--bootstrap-dhcp-lease",
+        metavar="FILE",
+        type=Path,
+        help="read the bootstrap servers of DHCP option 143/136 from this dhclient lease file",
     )
     p.add_argument("--os-name", help="OS name sent to the bootstrap server (RFC 8572 §7.1)")
     p.add_argument("--os-version", help="OS version sent to the bootstrap server")

@@ -77,6 +77,7 @@ from zerotouch_plugin.services.pledge_agent import (
     restore_state,
 )
 from zerotouch_plugin.services.sztp_client import ScriptPolicy, SztpClient, drive
+from zerotouch_plugin.services.sztp_sources import dhcp4_uris, lease_uris
 
 __all__ = ["COMPLETE_KEY", "IMAGE_RECORD", "DatastoreOnboarder", "SztpAgent", "SztpSettings"]
 
@@ -100,6 +101,8 @@ class SztpSettings:
     bootstrap_servers: tuple[str, ...] = ()
     server_anchors: tuple[x509.Certificate, ...] = ()
     media: Path | None = None
+    dhcp_interface: str | None = None  # run DHCPv4 on it for option 143 (RFC 8572 §8)
+    dhcp_lease: Path | None = None  # or read option 143/136 from this lease file
     hw_model: str | None = None
     os_name: str | None = None
     os_version: str | None = None
@@ -112,8 +115,11 @@ class SztpSettings:
     history: int = 64
 
     def __post_init__(self) -> None:
-        if not self.bootstrap_servers and self.media is None:
-            raise ConfigError("SZTP needs a bootstrap server URL or a bootstrap media folder")
+        if not (self.bootstrap_servers or self.media or self.dhcp_interface or self.dhcp_lease):
+            raise ConfigError(
+                "SZTP needs a bootstrap server URL, DHCP (an interface or a lease file) or a "
+                "bootstrap media folder"
+            )
         for name in ("timeout", "retry_delay", "max_delay"):
             require_positive(getattr(self, name), name, "a number of seconds")
         require_count(self.max_redirects, "max_redirects")
@@ -121,7 +127,13 @@ class SztpSettings:
             raise ValueError("rounds must be 0 (never give up) or more")
 
     @classmethod
-    def of(cls, config: AgentConfig) -> SztpSettings:
+    def of(
+        cls,
+        config: AgentConfig,
+        *,
+        dhcp_interface: str | None = None,
+        dhcp_lease: Path | None = None,
+    ) -> SztpSettings:
         """The SZTP keys of the agent's configuration, trust anchor files read."""
         anchors: list[x509.Certificate] = []
         for path in config.bootstrap_server_ca:
@@ -137,6 +149,8 @@ class SztpSettings:
                 bootstrap_servers=config.bootstrap_servers,
                 server_anchors=tuple(anchors),
                 media=None if config.bootstrap_media is None else Path(config.bootstrap_media),
+                dhcp_interface=dhcp_interface,
+                dhcp_lease=dhcp_lease,
                 hw_model=config.hw_model,
                 os_name=config.os_name,
                 os_version=config.os_version,
@@ -152,13 +166,25 @@ class SztpSettings:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"SZTP configuration: {exc}") from None
 
-    def sources(self) -> tuple[Source, ...]:
+    def sources(self, dhcp: tuple[str, ...] = ()) -> tuple[Source, ...]:
+        """Configured servers, then those DHCP named (the same anchors apply, §5.1), then
+        the media folder."""
         servers = [
             Source(SourceKind.CONFIGURED, url, self.server_anchors)
             for url in self.bootstrap_servers
         ]
+        servers += [Source(SourceKind.DHCP, url, self.server_anchors) for url in dhcp]
         media = [] if self.media is None else [Source(SourceKind.MEDIA, str(self.media))]
         return (*servers, *media)
+
+    async def dhcp_uris(self) -> tuple[str, ...]:
+        """Bootstrap-server URIs from DHCP this round (none when DHCP is not configured)."""
+        found: list[str] = []
+        if self.dhcp_lease is not None:
+            found += await asyncio.to_thread(lease_uris, self.dhcp_lease)
+        if self.dhcp_interface is not None:
+            found += await dhcp4_uris(self.dhcp_interface)
+        return tuple(dict.fromkeys(found))
 
 
 class DatastoreOnboarder:
@@ -323,7 +349,22 @@ class SztpAgent:
             self._publish(self.state.failed(exc, now=self._now()))
 
     async def _round(self, client: SztpClient) -> Done | Failed:
-        machine = SztpDevice(self.device, self.settings.sources(), random_bytes=os.urandom(32))
+        dhcp: tuple[str, ...] = ()
+        try:
+            dhcp = await self.settings.dhcp_uris()
+        except ZerotouchError as exc:
+            self._publish(
+                self.state.record("sztp-dhcp-failed", now=self._now(), detail=exc.message)
+            )
+        else:
+            if dhcp:
+                self._publish(
+                    self.state.record("sztp-dhcp", now=self._now(), detail=" ".join(dhcp))
+                )
+        sources = self.settings.sources(dhcp)
+        if not sources:
+            return Failed(())
+        machine = SztpDevice(self.device, sources, random_bytes=os.urandom(32))
 
         def observe(action: SztpAction) -> None:
             now = self._now()

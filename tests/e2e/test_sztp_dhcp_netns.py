@@ -1,0 +1,185 @@
+"""SZTP bootstrap servers from DHCP (RFC 8572 §8) across a link between network namespaces:
+a real DHCP server (dnsmasq) offers option 143 naming ``zerotouch sztp serve`` in its host;
+``zerotouch device run --bootstrap-dhcp eth0`` in the other host runs its own DHCPv4 exchange
+on the interface, finds the URI, and is onboarded from it (signed data, the untrusted path:
+a URI from DHCP gives no trust)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.support.netns import Host, Lab, _ip, netns_lab
+from tests.support.processes import ServerProcess, run_cli, start_server
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.dhcp import encode_uri_list
+
+SERVER_ADDRESS, DEVICE_ADDRESS = "192.0.2.1", "192.0.2.9"
+CONFIG = {"ietf-system:system": {"hostname": "from-dhcp"}}
+
+
+def _dnsmasq_path() -> str:
+    path = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not Path(path).exists():
+        message = "dnsmasq missing: run scripts/setup-system.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@contextmanager
+def dhcp_server(host: Host, interface: str, option: bytes) -> Iterator[Path]:
+    """dnsmasq as a DHCPv4 server only (no DNS) on ``interface``, offering option 143."""
+    leases = Path(tempfile.mkdtemp(prefix="zt-dhcp-"))
+    command = [
+        _dnsmasq_path(), "--keep-in-foreground", "--no-resolv", "--no-hosts", "--port=0",
+        "--conf-file=/dev/null", "--pid-file", "--user=root", "--bind-interfaces",
+        f"--interface={interface}", "--dhcp-range=192.0.2.10,192.0.2.50,255.255.255.0,1h",
+        f"--dhcp-option=143,{option.hex(':')}", f"--dhcp-leasefile={leases / 'leases'}",
+        "--log-dhcp", "--log-facility=-",
+    ]  # fmt: skip
+    log = leases / "dnsmasq.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(host.prefix(command), stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 10
+        while ":67 " not in host.run("ss", "-Hlun").stdout:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "dnsmasq did not start listening"
+            time.sleep(0.05)
+        yield log
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(leases, ignore_errors=True)
+
+
+def _voucher(root: Path, server_dir: Path, vendor: Path, serial: str) -> Path:
+    owner_ca = certs.load_certs((server_dir / "owner-ca.pem").read_bytes())[0]
+    payload = {
+        "ietf-voucher:voucher": {
+            "created-on": "2026-01-01T00:00:00Z",
+            "expires-on": "2036-01-01T00:00:00Z",
+            "assertion": "verified",
+            "serial-number": serial,
+            "pinned-domain-cert": base64.b64encode(owner_ca.public_bytes(Encoding.DER)).decode(),
+        }
+    }
+    (root / "v.json").write_text(json.dumps(payload))
+    run_cli("voucher", "sign", "--payload", root / "v.json", "--cert",
+            vendor / "masa-signer.pem", "--key", vendor / "masa-signer.key",
+            "--out", root / "v.cms")  # fmt: skip
+    return root / "v.cms"
+
+
+def _wait_line(process: ServerProcess, prefix: str, timeout: float) -> str:
+    assert process.proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.proc.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            line = process.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(prefix):
+                return line.strip()
+    raise AssertionError(f"no {prefix!r} line:\n{process.stderr}")
+
+
+def _lab(lab: Lab) -> tuple[Host, Host, str, str]:
+    server_host, device_host = lab.host("sztp"), lab.host("device")
+    server_if, device_if = lab.link(server_host, device_host)
+    _ip("-n", server_host.name, "addr", "add", f"{SERVER_ADDRESS}/24", "dev", server_if)
+    _ip("-n", device_host.name, "addr", "add", f"{DEVICE_ADDRESS}/24", "dev", device_if)
+    return server_host, device_host, server_if, device_if
+
+
+def test_device_finds_its_bootstrap_server_in_dhcp_option_143(tmp_path: Path) -> None:
+    vendor, server_dir, device_dir = tmp_path / "vendor", tmp_path / "server", tmp_path / "dev"
+    run_cli("vendor", "init", "--dir", vendor, "--masa-url", "https://127.0.0.1:9443")
+    run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-D1", "--out", device_dir)
+    run_cli("sztp", "init", "--dir", server_dir, "--manufacturer-ca", vendor / "ca.pem",
+            "--host", SERVER_ADDRESS)  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    run_cli("sztp", "response", "set", "--dir", server_dir, "--name", "onboard",
+            "--config", tmp_path / "config.json", "--handling", "merge")  # fmt: skip
+    run_cli("sztp", "devices", "--dir", server_dir, "--set", "SN-D1", "--response", "onboard",
+            "--voucher", _voucher(tmp_path, server_dir, vendor, "SN-D1"))  # fmt: skip
+    with netns_lab() as lab:
+        server_host, device_host, server_if, device_if = _lab(lab)
+        bootstrap = start_server(
+            "sztp", "sztp", "serve", "--dir", server_dir, "--listen", f"{SERVER_ADDRESS}:0",
+            prefix=server_host.prefix([]),
+        )  # fmt: skip
+        device = None
+        try:
+            option = encode_uri_list([bootstrap.url])
+            with dhcp_server(server_host, server_if, option) as dhcp_log:
+                device = start_server(
+                    "netconf-tls", "device", "run", "--dir", device_dir,
+                    "--netconf-tls", "127.0.0.1:0", "--bootstrap-dhcp", device_if,
+                    prefix=device_host.prefix([]),
+                )  # fmt: skip
+                line = _wait_line(device, "bootstrapped sztp", timeout=90)
+                assert bootstrap.url in line, line
+                assert "DHCPOFFER" in dhcp_log.read_text()
+        finally:
+            for process in (device, bootstrap):
+                if process is not None:
+                    process.stop()
+                    process.log_path.unlink(missing_ok=True)
+    startup = json.loads((device_dir / "startup.json").read_text())
+    assert startup["ietf-system:system"] == {"hostname": "from-dhcp"}
+    state = json.loads((device_dir / "bootstrap-state.json").read_text())
+    dhcp_events = [e for e in state["events"] if e["event"] == "sztp-dhcp"]
+    assert dhcp_events and bootstrap.url in dhcp_events[0]["detail"]
+
+
+def test_a_dhcp_named_server_that_does_not_answer_leaves_the_device_retrying(
+    tmp_path: Path,
+) -> None:
+    """DHCP names a bootstrap server that does not answer: the device records the URI and
+    the failed attempt, waits and tries again; nothing is applied, the agent keeps going."""
+    vendor, device_dir = tmp_path / "vendor", tmp_path / "dev"
+    run_cli("vendor", "init", "--dir", vendor, "--masa-url", "https://127.0.0.1:9443")
+    run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-D2", "--out", device_dir)
+    with netns_lab() as lab:
+        server_host, device_host, server_if, device_if = _lab(lab)
+        with dhcp_server(server_host, server_if, encode_uri_list(["https://192.0.2.1:1"])):
+            device = start_server(
+                "netconf-tls", "device", "run", "--dir", device_dir,
+                "--netconf-tls", "127.0.0.1:0", "--bootstrap-dhcp", device_if,
+                prefix=device_host.prefix([]),
+            )  # fmt: skip
+            try:
+                state_file = device_dir / "bootstrap-state.json"
+                deadline = time.monotonic() + 60
+                events: list[str] = []
+                while time.monotonic() < deadline and "waiting-retry" not in events:
+                    time.sleep(0.3)
+                    if state_file.exists():
+                        try:
+                            state = json.loads(state_file.read_text())
+                        except ValueError:
+                            continue
+                        events = [e["event"] for e in state["events"]]
+                assert "sztp-dhcp" in events, device.stderr
+                assert "attempt-failed" in events
+                assert "waiting-retry" in events
+            finally:
+                device.stop()
+                device.log_path.unlink(missing_ok=True)
+    assert not (device_dir / "startup.json").exists()

@@ -1,0 +1,81 @@
+"""RFC 8572 §8 option values and the DHCPv4 messages of the device's own exchange."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from zerotouch_plugin.artifacts.dhcp import (
+    OPTION_V4_SZTP_REDIRECT,
+    decode_uri_list,
+    dhcp4_discover,
+    dhcp4_reply_uris,
+    encode_uri_list,
+)
+from zerotouch_plugin.errors import InvalidInput
+
+URIS = ("https://sztp1.example.net:8443", "https://[2001:db8::1]")
+MAC = bytes.fromhex("020000000001")
+
+
+def test_uri_list_round_trips() -> None:
+    data = encode_uri_list(URIS)
+    assert data[:2] == struct.pack("!H", len(URIS[0]))
+    assert decode_uri_list(data) == URIS
+    assert decode_uri_list(b"") == ()
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"\x00", "truncated"),
+        (b"\x00\x20https://short", "shorter"),
+        (b"\x00\x00", "shorter"),
+        (encode_uri_list(["http://plain.example"]), "not an https"),
+        (b"\x00\x0ahttps://\xff\xfe", "not ASCII"),
+        (encode_uri_list(["https://h.example"] * 33), "more than 32"),
+    ],
+)
+def test_bad_uri_lists_are_refused(data: bytes, words: str) -> None:
+    with pytest.raises(InvalidInput, match=words):
+        decode_uri_list(data)
+
+
+def _reply(xid: int, message_type: int, *options: tuple[int, bytes], op: int = 2) -> bytes:
+    request = dhcp4_discover(xid, MAC)
+    header = bytes([op]) + request[1:236]
+    body = bytes([53, 1, message_type])
+    for code, value in options:
+        body += bytes([code, len(value)]) + value
+    return header + b"\x63\x82\x53\x63" + body + b"\xff"
+
+
+def test_discover_asks_for_option_143() -> None:
+    packet = dhcp4_discover(0x1234, MAC)
+    assert packet[0] == 1 and packet[28:34] == MAC
+    options = packet[240:]
+    assert options[:3] == bytes([53, 1, 1])
+    assert OPTION_V4_SZTP_REDIRECT in options[5 : 5 + options[4]]
+
+
+def test_offer_carries_the_uris_split_over_two_instances() -> None:
+    value = encode_uri_list(URIS)
+    half = len(value) // 2
+    offer = _reply(7, 2, (143, value[:half]), (143, value[half:]))
+    assert dhcp4_reply_uris(offer, 7) == URIS
+    assert dhcp4_reply_uris(_reply(7, 5), 7) == ()  # an ack without the option
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        _reply(8, 2, (143, encode_uri_list(URIS))),  # another client's transaction
+        _reply(7, 6, (143, encode_uri_list(URIS))),  # a NAK
+        _reply(7, 2, op=1),  # a request, not a reply
+        b"\x02" * 100,  # too short
+        _reply(7, 2)[:-1] + b"\x8f\x40",  # an option longer than the packet
+    ],
+)
+def test_other_packets_are_not_answers(packet: bytes) -> None:
+    assert dhcp4_reply_uris(packet, 7) is None

@@ -1,0 +1,48 @@
+"""DHCP lease files as ISC dhclient writes them, read for RFC 8572 §8 URIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zerotouch_plugin.artifacts.dhcp import encode_uri_list
+from zerotouch_plugin.errors import InvalidInput, NotFound, UpstreamUnavailable
+from zerotouch_plugin.services.sztp_sources import lease_uris
+
+URI = "https://sztp.example:8443"
+
+
+def _lease(option: str) -> str:
+    return (
+        'lease {\n  interface "eth0";\n  fixed-address 192.0.2.9;\n'
+        f"  option {option};\n  renew 4 2026/12/03 10:00:00;\n}}\n"
+    )
+
+
+def test_the_last_lease_with_the_option_counts(tmp_path: Path) -> None:
+    old = encode_uri_list(["https://old.example"]).hex(":")
+    new = encode_uri_list([URI]).hex(":")
+    path = tmp_path / "dhclient.leases"
+    path.write_text(_lease(f"sztp-redirect {old}") + _lease(f"unknown-143 {new}"))
+    assert lease_uris(path) == (URI,)
+
+
+def test_quoted_and_dhcpv6_values(tmp_path: Path) -> None:
+    raw = encode_uri_list([URI])
+    quoted = "".join(chr(b) if 32 <= b < 127 and b != 34 else f"\\{b:03o}" for b in raw)
+    path = tmp_path / "dhclient6.leases"
+    path.write_text(_lease(f'dhcp6.unknown-136 "{quoted}"'))
+    assert lease_uris(path) == (URI,)
+
+
+def test_a_lease_without_the_option_or_file(tmp_path: Path) -> None:
+    path = tmp_path / "l"
+    path.write_text(_lease("routers 192.0.2.1"))
+    with pytest.raises(NotFound, match="no SZTP redirect option"):
+        lease_uris(path)
+    path.write_text(_lease("sztp-redirect what;ever"))
+    with pytest.raises(InvalidInput, match="unreadable"):
+        lease_uris(path)
+    with pytest.raises(UpstreamUnavailable):
+        lease_uris(tmp_path / "missing")
