@@ -12,6 +12,7 @@ declare -A NEEDED=(
     [sshd]=openssh-server
     [dnsmasq]=dnsmasq-base  # the unicast DNS-SD tests' DNS server; -base: no system service
     [chromium]=chromium  # the registrar console's browser tests (Playwright drives it)
+    [softhsm2-util]=softhsm2  # PKCS#11 token for the MASA signing and domain CA key tests
 )
 
 missing=()

@@ -263,6 +263,8 @@ class RegistrarConfig:
     # LDevID lifetime in seconds; overrides ldevid_days (short-lived LDevIDs renewed often)
     ldevid_lifetime_seconds: int | None = None
     device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName: <serial label>.<domain>
+    # the domain CA key as an RFC 7512 PKCS#11 URI (pkcs11:...); None: ca.key in the folder
+    ca_key: str | None = None
     db: str | None = None  # database URL; None = registrar.db in the folder (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
     # the MASA's max_body_bytes: a pledge request whose registrar voucher-request would be
@@ -312,9 +314,11 @@ class RegistrarConfig:
         host, _, port = self.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"listen {self.listen!r} is not HOST:PORT")
-        for name in ("masa_url", "db"):
+        for name in ("masa_url", "db", "ca_key"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string")
+        if self.ca_key is not None and not self.ca_key.startswith("pkcs11:"):
+            raise ValueError("ca_key must be a PKCS#11 URI (pkcs11:..., RFC 7512)")
         for name in ("auto_accept", "ask", "masa_gone", "refuse_on_audit_alert"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false")

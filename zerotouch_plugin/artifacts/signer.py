@@ -11,6 +11,7 @@ only, so a hardware key would need an OpenSSL provider, which this project does 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,6 +34,7 @@ __all__ = [
     "algorithm_for",
     "make_csr",
     "public_der",
+    "sign_certificate",
     "tls_identity",
 ]
 
@@ -191,6 +193,55 @@ class SigningIdentity:
         if isinstance(identity, SigningIdentity):
             return identity
         return cls(identity.cert, SoftwareSigner(identity.key), identity.chain)
+
+
+@functools.cache
+def _stand_in(kind: str) -> PrivateKey:
+    """A throwaway key of the issuer's kind: it signs a certificate once so that its
+    to-be-signed part, with the right signature algorithm inside, can be signed again."""
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    return ec.generate_private_key(_EC_CURVES[kind]())
+
+
+_EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "secp256r1": ec.SECP256R1,
+    "secp384r1": ec.SECP384R1,
+    "secp521r1": ec.SECP521R1,
+}
+
+
+def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
+    """``builder`` signed by ``signer`` (RFC 5280 §4.1.1.3: the signature over the DER
+    tbsCertificate): built with a stand-in key of the same kind and hash, its tbsCertificate
+    signed again by ``signer`` and put back together (asn1crypto)."""
+    from asn1crypto import x509 as asn1_x509
+
+    public = signer.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        kind = public.curve.name
+        if kind not in _EC_CURVES:
+            raise ValueError(f"unsupported curve {kind}")
+    else:
+        kind = "rsa" if isinstance(public, rsa.RSAPublicKey) else "ed25519"
+    stand_in = _stand_in(kind)
+    algorithm = algorithm_for(public)
+    digest = None if kind == "ed25519" else _HASHES[digest_of(algorithm)]()
+    draft = asn1_x509.Certificate.load(
+        builder.sign(stand_in, digest).public_bytes(serialization.Encoding.DER)  # type: ignore[arg-type]
+    )
+    tbs = draft["tbs_certificate"]
+    signature = signer.sign(tbs.dump(), algorithm)
+    final = asn1_x509.Certificate(
+        {
+            "tbs_certificate": tbs,
+            "signature_algorithm": draft["signature_algorithm"],
+            "signature_value": signature,
+        }
+    )
+    return x509.load_der_x509_certificate(final.dump())
 
 
 def tls_identity(identity: Identity | SigningIdentity) -> Identity:

@@ -28,6 +28,8 @@ from zerotouch_plugin.store.masa import MasaRepository
 
 __all__ = ["HELP", "register"]
 
+VENDOR_CA_KEY = "ca.key"  # written by ``vendor init`` beside ca.pem
+
 HELP = "MASA (RFC 8995 §5.5-§5.8): serve vouchers, claim devices for a domain, show audit logs"
 
 
@@ -47,7 +49,7 @@ def _repository(args: argparse.Namespace) -> MasaRepository:
 
 async def _serve(args: argparse.Namespace) -> None:
     host, port = _split_listen(args.listen)
-    config = load_config_for(args.dir, db=args.db, policy=args.policy)
+    config = load_config_for(args.dir, db=args.db, policy=args.policy, signer_key=args.key)
     ctx = load_context(args.dir, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,6 +89,31 @@ def cmd_claim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_signer_key(args: argparse.Namespace) -> int:
+    """Move the voucher signer into a PKCS#11 token: a new key generated there (never
+    extractable), its certificate issued by the vendor CA, masa-signer.key removed and
+    ``signer_key`` set in masa.toml."""
+    from zerotouch_plugin.artifacts import certs
+    from zerotouch_plugin.services.masa_app import CA_CERT, CONFIG_FILE, SIGNER_CERT, SIGNER_KEY
+    from zerotouch_plugin.services.pkcs11 import generate_key, parse_pkcs11_uri
+
+    config_file = args.dir / CONFIG_FILE
+    current = load_config_for(args.dir)
+    if current.signer_key is not None:
+        raise ConfigError(f"{config_file} names a signer_key already: {current.signer_key}")
+    uri = parse_pkcs11_uri(args.key)
+    ca = certfiles.load_identity(args.dir / CA_CERT, args.dir / VENDOR_CA_KEY)
+    public = generate_key(uri)
+    cert = certs.masa_signer_cert(ca, public, args.name, now=datetime.now(UTC), days=args.days)
+    certfiles.write_certs(args.dir / SIGNER_CERT, [cert])
+    with config_file.open("a", encoding="utf-8") as fh:
+        fh.write(f"signer_key = {json.dumps(args.key)}\n")
+    load_config_for(args.dir)  # the file written must load
+    (args.dir / SIGNER_KEY).unlink(missing_ok=True)
+    print(f"voucher signer key in {uri}; {args.dir / SIGNER_CERT}: {certs.fingerprint(cert)}")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     repo = _repository(args)
     entries = repo.audit_entries(args.serial)
@@ -114,6 +141,21 @@ def register(parser: argparse.ArgumentParser) -> None:
         choices=MASA_POLICIES,
         help="ownership policy (default from the folder's masa.toml, else first-come)",
     )
+    p.add_argument(
+        "--key",
+        metavar="PKCS11_URI",
+        help="voucher-signing key in a PKCS#11 token (RFC 7512 pkcs11:...; default: masa.toml "
+        "signer_key, else masa-signer.key)",
+    )
+
+    p = add(
+        "signer-key",
+        "generate the voucher-signing key in a PKCS#11 token and certify it by the vendor CA",
+        cmd_signer_key,
+    )
+    p.add_argument("--key", required=True, metavar="PKCS11_URI", help="pkcs11:token=...;object=...")
+    p.add_argument("--name", default="zerotouch MASA voucher signer", help="certificate CN")
+    p.add_argument("--days", type=int, default=730, help="certificate validity in days")
 
     p = add("claim", "record that a device belongs to the domain of a CA", cmd_claim)
     p.add_argument("--serial", required=True, help="the device serial-number")

@@ -109,7 +109,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise ConfigError(f"{folder} already holds a registrar (found {CA_CERT}); not overwritten")
     folder.mkdir(parents=True, exist_ok=True)
     now = _now()
-    ca = certs.make_ca(args.ca_name, now=now, organization=args.organization)
+    ca = _new_domain_ca(args, now)
     hosts = args.host or ["127.0.0.1", "localhost"]
     registrar = certs.issue_registrar(ca, "registrar", hosts=hosts, now=now)
     _copy_certs(args.manufacturer_ca, folder / MANUFACTURER_CAS, "manufacturer CA")
@@ -126,7 +126,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     lines.append("auto_accept = false")
     # LDevID DNS names: <serial label>.<device_domain> (docs/cli/registrar.md, "LDevID names")
     lines.append(f"device_domain = {json.dumps(args.device_domain)}")
-    certfiles.write_key(folder / CA_KEY, ca.key)
+    if isinstance(ca, certs.Identity):
+        certfiles.write_key(folder / CA_KEY, ca.key)
+    else:
+        lines.append(f"ca_key = {json.dumps(args.ca_key)}")
     certfiles.write_certs(folder / CA_CERT, [ca.cert])
     certfiles.write_key(folder / REGISTRAR_KEY, registrar.key)
     certfiles.write_certs(folder / REGISTRAR_CERT, [registrar.cert, *registrar.chain])
@@ -138,6 +141,28 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"hand-off client {folder / HANDOFF_CLIENT_FILE}  {certs.fingerprint(client.cert)}")
     print(f"configuration   {folder / CONFIG_FILE}")
     return 0
+
+
+def _who() -> str:
+    """How a CLI user is named in the record of their actions."""
+    try:
+        return f"cli {getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _new_domain_ca(args: argparse.Namespace, now: datetime) -> certs.Issuer:
+    """The domain CA: its key in ca.key, or generated in the PKCS#11 token ``--ca-key``
+    names (it never leaves the token; the CA signs through it)."""
+    if args.ca_key is None:
+        return certs.make_ca(args.ca_name, now=now, organization=args.organization)
+    from zerotouch_plugin.artifacts.signer import SigningIdentity
+    from zerotouch_plugin.services.pkcs11 import Pkcs11Signer, generate_key
+
+    generate_key(args.ca_key)
+    signer = Pkcs11Signer(args.ca_key)
+    cert = certs.make_ca_for(signer, args.ca_name, now=now, organization=args.organization)
+    return SigningIdentity(cert, signer)
 
 
 def _policy(decision: str) -> Any:
@@ -310,7 +335,10 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_client_cert(args: argparse.Namespace) -> int:
-    ca = certfiles.load_identity(args.dir / CA_CERT, args.dir / CA_KEY)
+    from zerotouch_plugin.services.pkcs11 import load_signing_identity
+
+    config = _config(args.dir)
+    ca = load_signing_identity(args.dir / CA_CERT, args.dir / CA_KEY, config.ca_key)
     key = certs.generate_key("p256")
     csr = certs.make_csr(key, common_name=args.name)
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, args.name)]
@@ -486,6 +514,7 @@ async def _serve(args: argparse.Namespace) -> None:
         db=args.db,
         auto_accept=True if args.auto_accept else None,
         device_domain=args.device_domain,
+        ca_key=args.ca_key,
     )
     from zerotouch_plugin.roles.discovery import Role
     from zerotouch_plugin.services import proxy
@@ -605,6 +634,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="DNS name or IP of the registrar certificate (default 127.0.0.1 and localhost)",
     )
     p.add_argument("--ca-name", default="zerotouch domain CA", help="domain CA common name")
+    p.add_argument(
+        "--ca-key",
+        metavar="PKCS11_URI",
+        help="generate the domain CA key in this PKCS#11 token (RFC 7512 pkcs11:...) instead "
+        "of ca.key; registrar.toml then names it (ca_key)",
+    )
     p.add_argument("--organization", default=None, help="domain CA organization")
     p.add_argument(
         "--device-domain",
@@ -696,6 +731,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="database URL, e.g. postgresql://user@host/db")
     p.add_argument("--auto-accept", action="store_true", help="accept every trusted pledge")
     p.add_argument("--device-domain", help="DNS domain of LDevID names (default: configuration)")
+    p.add_argument(
+        "--ca-key",
+        metavar="PKCS11_URI",
+        help="domain CA key in a PKCS#11 token (default: registrar.toml ca_key, else ca.key)",
+    )
     p.add_argument(
         "--announce", help="grasp,mdns: announce AN_join_registrar / _brski-registrar._tcp"
     )

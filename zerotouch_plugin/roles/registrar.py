@@ -40,6 +40,7 @@ from cryptography.x509.oid import NameOID
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.signer import SigningIdentity
 from zerotouch_plugin.artifacts.voucher import (
     YANG_STRING,
     Assertion,
@@ -118,7 +119,7 @@ class RegistrarContext:
     """What the registrar knows about itself: its identities, trust anchors and policy mode."""
 
     registrar: Identity  # TLS server certificate, signs registrar voucher-requests (§5.5)
-    domain_ca: Identity  # issues LDevIDs and client certificates
+    domain_ca: Identity | SigningIdentity  # issues LDevIDs, client certs (key in a token)
     manufacturer_cas: tuple[x509.Certificate, ...]  # IDevID trust anchors
     masa_trust: tuple[x509.Certificate, ...] = ()  # extra anchors for MASA voucher signers
     auto_accept: bool = False
@@ -128,9 +129,10 @@ class RegistrarContext:
     device_domain: str = DEFAULT_DEVICE_DOMAIN  # LDevID dNSName <label>.<device_domain>
 
     def __post_init__(self) -> None:
-        for name in ("registrar", "domain_ca"):
-            if not isinstance(getattr(self, name), Identity):
-                raise TypeError(f"{name} must be an Identity")
+        if not isinstance(self.registrar, Identity):
+            raise TypeError("registrar must be an Identity")
+        if not isinstance(self.domain_ca, Identity | SigningIdentity):
+            raise TypeError("domain_ca must be an Identity or a SigningIdentity")
         for name in ("manufacturer_cas", "masa_trust"):
             value = tuple(getattr(self, name))
             if not all(isinstance(c, x509.Certificate) for c in value):

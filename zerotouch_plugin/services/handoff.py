@@ -76,7 +76,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def ensure_handoff_identity(folder: Path, ca: Identity, *, now: datetime) -> Identity:
+def ensure_handoff_identity(folder: Path, ca: certs.Issuer, *, now: datetime) -> Identity:
     """The registrar's NETCONF client identity, issued by the domain CA when missing or
     close to expiry (``registrar init`` does it; folders made before get it on first use)."""
     path = folder / HANDOFF_CLIENT_FILE
@@ -137,7 +137,7 @@ class HandoffWorker:
         self,
         repo: RegistrarRepository,
         *,
-        domain_ca: Identity,
+        domain_ca: certs.Issuer,
         identity: Identity,
         config: RegistrarConfig,
     ) -> None:

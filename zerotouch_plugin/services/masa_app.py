@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.signer import SigningIdentity
 from zerotouch_plugin.config import MasaConfig, load_config
 from zerotouch_plugin.errors import (
     ConfigError,
@@ -92,7 +93,7 @@ class MasaContext:
     rules: masa.MasaRules
     manufacturer_cas: tuple[x509.Certificate, ...]
     registrar_cas: tuple[x509.Certificate, ...]
-    signer: Identity
+    signer: Identity | SigningIdentity  # SigningIdentity: the key is in a PKCS#11 token
     tls: Identity
     repo: MasaRepository
     # Server contexts handed out, so domains vouched to later become TLS client CAs too.
@@ -151,7 +152,8 @@ def load_context(folder: Path, config: MasaConfig) -> MasaContext:
     """Load keys, certificates and the database of the vendor folder; ConfigError if missing."""
     if not folder.is_dir():
         raise ConfigError(f"vendor folder {folder} does not exist (run zerotouch vendor init)")
-    for name in (CA_CERT, SIGNER_CERT, SIGNER_KEY, TLS_CERT, TLS_KEY):
+    needed = (CA_CERT, SIGNER_CERT, TLS_CERT, TLS_KEY)
+    for name in needed if config.signer_key else (*needed, SIGNER_KEY):
         if not (folder / name).is_file():
             raise ConfigError(f"{folder / name} is missing (run zerotouch vendor init)")
     override = None
@@ -164,10 +166,18 @@ def load_context(folder: Path, config: MasaConfig) -> MasaContext:
         rules=masa.MasaRules.from_config(config, pinned_override=override),
         manufacturer_cas=_certs_from(folder, [CA_CERT]),
         registrar_cas=_certs_from(folder, config.registrar_cas),
-        signer=certfiles.load_identity(folder / SIGNER_CERT, folder / SIGNER_KEY),
+        signer=_signer(folder, config),
         tls=certfiles.load_identity(folder / TLS_CERT, folder / TLS_KEY),
         repo=repo,
     )
+
+
+def _signer(folder: Path, config: MasaConfig) -> Identity | SigningIdentity:
+    """The voucher signer: masa-signer.key, or the token key ``signer_key`` names (its
+    certificate still masa-signer.pem, which must hold the token key's public key)."""
+    from zerotouch_plugin.services.pkcs11 import load_signing_identity
+
+    return load_signing_identity(folder / SIGNER_CERT, folder / SIGNER_KEY, config.signer_key)
 
 
 def _verify(

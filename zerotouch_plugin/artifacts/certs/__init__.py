@@ -26,6 +26,7 @@ from zerotouch_plugin.artifacts.certs.inspection import (
     serial_number_of,
 )
 from zerotouch_plugin.artifacts.certs.issuance import (
+    Issuer,
     issue_client,
     issue_from_csr,
     issue_idevid,
@@ -34,7 +35,9 @@ from zerotouch_plugin.artifacts.certs.issuance import (
     issue_registrar,
     issue_tls_server,
     make_ca,
+    make_ca_for,
     make_csr,
+    masa_signer_cert,
 )
 from zerotouch_plugin.artifacts.certs.keys import (
     Identity,
@@ -61,6 +64,7 @@ __all__ = [
     "OID_KP_CMC_RA",
     "OID_MASA_URL",
     "Identity",
+    "Issuer",
     "KeyKind",
     "PrivateKey",
     "Purpose",
@@ -86,7 +90,9 @@ __all__ = [
     "load_certs",
     "load_private_key",
     "make_ca",
+    "make_ca_for",
     "make_csr",
+    "masa_signer_cert",
     "masa_url_of",
     "read_eagerly",
     "serial_number_of",

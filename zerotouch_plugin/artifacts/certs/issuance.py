@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -35,9 +36,17 @@ from zerotouch_plugin.artifacts.certs.keys import (
 )
 from zerotouch_plugin.errors import InvalidInput, SignatureInvalid
 
+if TYPE_CHECKING:
+    # artifacts.signer imports this package: at run time it is imported where it is used
+    from zerotouch_plugin.artifacts.signer import Signer, SigningIdentity
+
+# An issuer: its key in memory (Identity) or behind a Signer, e.g. in a PKCS#11 token.
+Issuer: TypeAlias = "Identity | SigningIdentity"
+
 __all__ = [
     "BACKDATE",
     "NO_EXPIRY",
+    "Issuer",
     "issue_client",
     "issue_from_csr",
     "issue_idevid",
@@ -46,7 +55,9 @@ __all__ = [
     "issue_registrar",
     "issue_tls_server",
     "make_ca",
+    "make_ca_for",
     "make_csr",
+    "masa_signer_cert",
 ]
 
 # RFC 5280 §4.1.2.5: a certificate with no well-defined expiration gets 99991231235959Z
@@ -65,7 +76,7 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
 
 def _builder(
     subject: x509.Name,
-    issuer: Identity | None,
+    issuer: Issuer | None,
     public_key: PublicKey,
     *,
     now: datetime,
@@ -86,14 +97,37 @@ def _builder(
         .not_valid_after(not_after)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
-    signer_public = public_key if issuer is None else issuer.key.public_key()
+    signer_public = public_key if issuer is None else issuer.cert.public_key()
+    if not isinstance(
+        signer_public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+    ):
+        raise TypeError("the issuer's key must be EC, RSA or Ed25519")
     return builder.add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_public), critical=False
     )
 
 
-def _sign(builder: x509.CertificateBuilder, signer: PrivateKey) -> x509.Certificate:
-    return builder.sign(signer, signature_hash(signer))
+_PRIVATE = (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
+
+
+def _check_issuer(ca: object) -> None:
+    from zerotouch_plugin.artifacts.signer import SigningIdentity
+
+    if not isinstance(ca, Identity | SigningIdentity):
+        raise TypeError("ca must be an Identity or a SigningIdentity")
+
+
+def _sign(builder: x509.CertificateBuilder, signer: PrivateKey | Issuer) -> x509.Certificate:
+    """Sign with a key in memory, or through the issuer's Signer (the key stays where it is)."""
+    if isinstance(signer, Identity):
+        signer = signer.key
+    if isinstance(
+        signer, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        return builder.sign(signer, signature_hash(signer))
+    from zerotouch_plugin.artifacts.signer import sign_certificate
+
+    return sign_certificate(builder, signer.signer)
 
 
 def _ee_usage(key: PublicKey) -> x509.KeyUsage:
@@ -151,8 +185,33 @@ def make_ca(
     return Identity(_sign(builder, key), key)
 
 
+def make_ca_for(
+    signer: Signer,
+    common_name: str,
+    *,
+    now: datetime,
+    days: int = 3650,
+    organization: str | None = None,
+) -> x509.Certificate:
+    """``make_ca`` for a key that stays in its Signer (a PKCS#11 token): the certificate."""
+    if days <= 0:
+        raise ValueError("days must be positive")
+    from zerotouch_plugin.artifacts.signer import sign_certificate
+
+    public = signer.public_key()
+    now = check_now(now)
+    builder = (
+        _builder(
+            _name(common_name, organization), None, public, now=now, not_after=now + timedelta(days)
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_usage(), critical=True)
+    )
+    return sign_certificate(builder, signer)
+
+
 def issue_intermediate_ca(
-    ca: Identity,
+    ca: Issuer,
     common_name: str,
     *,
     now: datetime,
@@ -161,8 +220,7 @@ def issue_intermediate_ca(
     path_length: int | None = 0,
 ) -> Identity:
     """A subordinate CA (e.g. a per-factory IDevID CA or a domain sub-CA) under ``ca``."""
-    if not isinstance(ca, Identity):
-        raise TypeError("ca must be an Identity")
+    _check_issuer(ca)
     key = generate_key(key_kind)
     public = key.public_key()
     builder = (
@@ -170,11 +228,11 @@ def issue_intermediate_ca(
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(_ca_usage(), critical=True)
     )
-    return Identity(_sign(builder, ca.key), key, _chain_above(ca))
+    return Identity(_sign(builder, ca), key, _chain_above(ca))
 
 
 def _issue_ee(
-    ca: Identity,
+    ca: Issuer,
     subject: x509.Name,
     public: PublicKey,
     *,
@@ -185,8 +243,7 @@ def _issue_ee(
     extra: Sequence[x509.ExtensionType] = (),
     backdate: timedelta = BACKDATE,
 ) -> x509.Certificate:
-    if not isinstance(ca, Identity):
-        raise TypeError("ca must be an Identity")
+    _check_issuer(ca)
     builder = (
         _builder(subject, ca, public, now=now, not_after=not_after, backdate=backdate)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -198,10 +255,10 @@ def _issue_ee(
         builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
     for extension in extra:
         builder = builder.add_extension(extension, critical=False)
-    return _sign(builder, ca.key)
+    return _sign(builder, ca)
 
 
-def _chain_above(ca: Identity) -> tuple[x509.Certificate, ...]:
+def _chain_above(ca: Issuer) -> tuple[x509.Certificate, ...]:
     """The intermediates above a certificate issued by ``ca``: none for a root CA."""
     if ca.cert.subject == ca.cert.issuer:
         return ca.chain
@@ -228,19 +285,24 @@ def _days(now: datetime, days: int) -> datetime:
 
 
 def issue_masa_signer(
-    ca: Identity, common_name: str, *, now: datetime, key_kind: KeyKind = "p256", days: int = 730
+    ca: Issuer, common_name: str, *, now: datetime, key_kind: KeyKind = "p256", days: int = 730
 ) -> Identity:
     """The MASA's voucher-signing certificate (RFC 8366 §5.4: any cert chaining to the
     manufacturer trust anchor the pledge holds)."""
     key = generate_key(key_kind)
-    cert = _issue_ee(
-        ca, _name(common_name), key.public_key(), now=now, not_after=_days(now, days), ekus=()
-    )
+    cert = masa_signer_cert(ca, key.public_key(), common_name, now=now, days=days)
     return Identity(cert, key, _chain_above(ca))
 
 
+def masa_signer_cert(
+    ca: Issuer, public: PublicKey, common_name: str, *, now: datetime, days: int = 730
+) -> x509.Certificate:
+    """The voucher-signing certificate for a key kept elsewhere (a PKCS#11 token)."""
+    return _issue_ee(ca, _name(common_name), public, now=now, not_after=_days(now, days), ekus=())
+
+
 def issue_tls_server(
-    ca: Identity,
+    ca: Issuer,
     common_name: str,
     *,
     hosts: Sequence[str],
@@ -267,7 +329,7 @@ def issue_tls_server(
 
 
 def issue_client(
-    ca: Identity, name: str, *, now: datetime, key_kind: KeyKind = "p256", days: int = 730
+    ca: Issuer, name: str, *, now: datetime, key_kind: KeyKind = "p256", days: int = 730
 ) -> Identity:
     """A TLS client certificate (EKU clientAuth), e.g. for an operator or a NMS."""
     key = generate_key(key_kind)
@@ -283,7 +345,7 @@ def issue_client(
 
 
 def issue_idevid(
-    ca: Identity,
+    ca: Issuer,
     serial: str,
     *,
     masa_url: str | None,
@@ -325,7 +387,7 @@ def issue_idevid(
 
 
 def issue_registrar(
-    ca: Identity,
+    ca: Issuer,
     common_name: str,
     *,
     hosts: Sequence[str],
@@ -385,7 +447,7 @@ def make_csr(
 
 
 def issue_from_csr(
-    ca: Identity,
+    ca: Issuer,
     csr: x509.CertificateSigningRequest,
     *,
     subject: x509.Name,

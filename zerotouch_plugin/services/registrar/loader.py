@@ -27,6 +27,7 @@ from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.services.handoff import HandoffWorker, ensure_handoff_identity
 from zerotouch_plugin.services.masa_client import MasaClient, outage_policy
+from zerotouch_plugin.services.pkcs11 import load_signing_identity
 from zerotouch_plugin.services.registrar_files import (
     CA_CERT,
     CA_KEY,
@@ -91,7 +92,8 @@ def _read_certs(folder: Path, names: tuple[str, ...], what: str) -> tuple[x509.C
 
 def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext:
     """The folder's identities, trust anchors and policy (ConfigError naming what is missing)."""
-    for name in (CA_CERT, CA_KEY, REGISTRAR_CERT, REGISTRAR_KEY):
+    needed = (CA_CERT, REGISTRAR_CERT, REGISTRAR_KEY)
+    for name in needed if config.ca_key else (*needed, CA_KEY):
         if not (folder / name).is_file():
             raise ConfigError(
                 f"{folder / name} is missing; run 'zerotouch registrar init --dir {folder}' first"
@@ -101,7 +103,7 @@ def load_context(folder: Path, config: RegistrarConfig) -> role.RegistrarContext
     try:
         context = role.RegistrarContext(
             registrar=certfiles.load_identity(folder / REGISTRAR_CERT, folder / REGISTRAR_KEY),
-            domain_ca=certfiles.load_identity(folder / CA_CERT, folder / CA_KEY),
+            domain_ca=load_signing_identity(folder / CA_CERT, folder / CA_KEY, config.ca_key),
             manufacturer_cas=manufacturer_cas,
             masa_trust=masa_trust,
             auto_accept=config.auto_accept,
