@@ -7,21 +7,30 @@ server, and the device refusing a server whose owner it cannot verify."""
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
+import http.server
 import json
+import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support.device_process import DeviceProcess, start_device
 from tests.support.processes import run_cli, server
-from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts import certs, sztp
+from zerotouch_plugin.services import certfiles
 
 HOSTNAME = "sztp-device-1"
+IMAGE = b"VendorOS 2.0 image " * 4096
 CONFIG = json.dumps({"ietf-system:system": {"hostname": HOSTNAME}}).encode()
 
 
@@ -53,17 +62,25 @@ def _voucher(lab: Lab, folder: Path, serial: str, *, pinned: Path | None = None)
     return out
 
 
-def _bootstrap_server(lab: Lab, name: str, *, trusted: bool, pinned: Path | None = None) -> Path:
+def _bootstrap_server(
+    lab: Lab,
+    name: str,
+    *,
+    trusted: bool,
+    pinned: Path | None = None,
+    config: bytes = CONFIG,
+    response: tuple[str, ...] = (),
+) -> Path:
     folder = lab.root / name
     run_cli("sztp", "init", "--dir", folder, "--manufacturer-ca", lab.vendor / "ca.pem")
     if trusted:
         (folder / "sztp.toml").write_text("trusted = true\n")
-    (folder / "config.json").write_bytes(CONFIG)
+    (folder / "config.json").write_bytes(config)
     script = folder / "post.sh"
     script.write_text("#!/bin/sh\necho post-configuration done\nexit 0\n")
     run_cli("sztp", "response", "set", "--dir", folder, "--name", "onboard",
             "--config", folder / "config.json", "--handling", "merge",
-            "--post-script", script)  # fmt: skip
+            "--post-script", script, *response)  # fmt: skip
     run_cli("sztp", "devices", "--dir", folder, "--set", "SN-1", "--response", "onboard",
             "--voucher", _voucher(lab, folder, "SN-1", pinned=pinned))  # fmt: skip
     return folder
@@ -148,26 +165,23 @@ def test_trusted_server_unsigned_data_onboards_the_device(
     assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
 
 
-def test_voucher_pinning_another_owner_is_refused(
+def test_owner_certificate_not_under_the_vouchers_pin_is_refused(
     lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
 ) -> None:
-    """The server's owner certificate does not chain to the voucher's pinned-domain-cert
-    (the voucher names another owner): nothing is applied and nothing reported."""
+    """A bootstrap server holding this device's voucher signs with another owner's key (a
+    voucher copied to a server of someone else): the owner certificate does not chain to
+    the pinned-domain-cert, nothing is applied and nothing reported."""
     folder, started = sztp_device
     other = lab.root / "other-owner"
     run_cli("sztp", "init", "--dir", other, "--manufacturer-ca", lab.vendor / "ca.pem")
-    server_dir = _bootstrap_server(lab, "impostor", trusted=False, pinned=other / "owner-ca.pem")
-    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
-        device = _run_device(folder, started, "--bootstrap-server", srv.url)
-        device.wait_for("listening", timeout=30)
-        state_file = folder / "bootstrap-state.json"
-        _wait_for_event(state_file, "attempt-failed")
-        progress = _progress(server_dir)
-    state = json.loads(state_file.read_text())
+    server_dir = _bootstrap_server(lab, "impostor", trusted=False)
+    for name in ("owner.pem", "owner.key"):
+        shutil.copy(other / name, server_dir / name)
+    progress, state = _refused(lab, folder, started, server_dir, "attempt-failed")
     failed = [e for e in state["events"] if e["event"] == "attempt-failed"]
     assert "pinned-domain-cert" in failed[0]["detail"]
     assert progress == []
-    assert not (folder / "startup.json").exists() or "ietf-system:system" not in _startup(folder)
+    assert not (folder / "startup.json").exists()
 
 
 def _wait_for_event(path: Path, event: str, timeout: float = 60) -> None:
@@ -182,3 +196,145 @@ def _wait_for_event(path: Path, event: str, timeout: float = 60) -> None:
                 return
         time.sleep(0.2)
     raise AssertionError(f"no {event} event in {path} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def image_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A plain HTTP server on 127.0.0.1 serving os-2.0.bin (the hash protects the image)."""
+    folder = tmp_path_factory.mktemp("images")
+    (folder / "os-2.0.bin").write_bytes(IMAGE)
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/os-2.0.bin"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, fmt: str, *args: object) -> None:
+        """Requests are not logged to the test output."""
+
+
+def _refused(
+    lab: Lab, folder: Path, started: list[DeviceProcess], server_dir: Path, event: str
+) -> tuple[list[str], dict[str, Any]]:
+    """Run the device against the server until it records ``event``; the progress the
+    server received and the bootstrap state."""
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        _run_device(folder, started, "--bootstrap-server", srv.url)
+        _wait_for_event(folder / "bootstrap-state.json", event)
+        progress = _progress(server_dir)
+    return progress, json.loads((folder / "bootstrap-state.json").read_text())
+
+
+def test_boot_image_is_downloaded_checked_and_recorded(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]], image_url: str
+) -> None:
+    folder, started = sztp_device
+    digest = hashlib.sha256(IMAGE).hexdigest()
+    server_dir = _bootstrap_server(
+        lab, "image-ok", trusted=False,
+        response=("--os-name", "VendorOS", "--os-version", "2.0", "--image-uri", image_url,
+                  "--image-sha256", digest),
+    )  # fmt: skip
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        device = _run_device(folder, started, "--bootstrap-server", srv.url)
+        device.wait_for("bootstrapped sztp", timeout=90)
+        progress = _progress(server_dir)
+    record = json.loads((folder / "boot-image.json").read_text())
+    assert (record["os-version"], record["sha-256"], record["size"]) == ("2.0", digest, len(IMAGE))
+    assert progress.index("boot-image-complete") < progress.index("config-complete")
+
+
+def test_boot_image_hash_mismatch_stops_onboarding(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]], image_url: str
+) -> None:
+    folder, started = sztp_device
+    server_dir = _bootstrap_server(
+        lab, "image-bad", trusted=False,
+        response=("--os-name", "VendorOS", "--os-version", "2.0", "--image-uri", image_url,
+                  "--image-sha256", "00" * 32),
+    )  # fmt: skip
+    progress, state = _refused(lab, folder, started, server_dir, "attempt-failed")
+    assert "boot-image-mismatch" in progress
+    assert "config-initiated" not in progress and "bootstrap-complete" not in progress
+    assert not (folder / "boot-image.json").exists()
+    assert not (folder / "startup.json").exists()
+    failed = [e for e in state["events"] if e["event"] == "attempt-failed"]
+    assert "matches no image-verification" in failed[0]["detail"]
+
+
+def test_invalid_configuration_is_refused_and_nothing_changes(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    folder, started = sztp_device
+    bad = json.dumps({"ietf-system:system": {"no-such-leaf": "x"}}).encode()
+    server_dir = _bootstrap_server(lab, "bad-config", trusted=False, config=bad)
+    progress, _ = _refused(lab, folder, started, server_dir, "attempt-failed")
+    assert "config-error" in progress
+    assert "post-script-initiated" not in progress and "bootstrap-complete" not in progress
+    assert not (folder / "startup.json").exists()
+
+
+def test_failing_pre_script_stops_before_the_configuration(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    folder, started = sztp_device
+    script = lab.root / "pre-fail.sh"
+    script.write_text("#!/bin/sh\necho refusing >&2\nexit 2\n")
+    server_dir = _bootstrap_server(
+        lab, "pre-fail", trusted=False, response=("--pre-script", str(script))
+    )
+    progress, state = _refused(lab, folder, started, server_dir, "attempt-failed")
+    assert "pre-script-error" in progress and "config-initiated" not in progress
+    failed = [e for e in state["events"] if e["event"] == "attempt-failed"]
+    assert "exit status 2: refusing" in failed[0]["detail"]
+    assert not (folder / "startup.json").exists()
+
+
+def test_removable_media_with_signed_data_onboards_the_device(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    """RFC 8572 §4.1: the three artifacts as files; no server at all."""
+    folder, started = sztp_device
+    server_dir = _bootstrap_server(lab, "media-owner", trusted=False)
+    owner = certfiles.load_identity(server_dir / "owner.pem", server_dir / "owner.key")
+    info = sztp.OnboardingInformation(
+        configuration_handling=sztp.ConfigurationHandling.MERGE, configuration=CONFIG
+    )
+    media = lab.root / "usb"
+    media.mkdir()
+    chain = [owner.cert, *(c for c in owner.chain if c.subject != c.issuer)]
+    (media / "conveyed-information.cms").write_bytes(
+        sztp.sign_conveyed_information(info, owner=owner, now=datetime.now(UTC))
+    )
+    (media / "owner-certificate.cms").write_bytes(sztp.encode_certs_only(chain))
+    shutil.copy(server_dir / "SN-1.cms", media / "ownership-voucher.cms")
+    device = _run_device(folder, started, "--bootstrap-media", str(media))
+    line = device.wait_for("bootstrapped sztp", timeout=90)
+    assert str(media) in line
+    assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
+
+
+def test_removable_media_without_signature_is_refused(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    folder, started = sztp_device
+    info = sztp.OnboardingInformation(
+        configuration_handling=sztp.ConfigurationHandling.MERGE, configuration=CONFIG
+    )
+    media = lab.root / "usb-unsigned"
+    media.mkdir()
+    (media / "conveyed-information.cms").write_bytes(
+        sztp.encode_unsigned_conveyed_information(info)
+    )
+    _run_device(folder, started, "--bootstrap-media", str(media))
+    _wait_for_event(folder / "bootstrap-state.json", "attempt-failed")
+    state = json.loads((folder / "bootstrap-state.json").read_text())
+    failed = [e for e in state["events"] if e["event"] == "attempt-failed"]
+    assert "must come signed" in failed[0]["detail"]
+    assert not (folder / "startup.json").exists()
