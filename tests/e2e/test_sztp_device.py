@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support.device_process import DeviceProcess, start_device
-from tests.support.processes import run_cli, server
+from tests.support.processes import free_port, run_cli, server
 from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.services import certfiles
 
@@ -337,4 +337,62 @@ def test_removable_media_without_signature_is_refused(
     state = json.loads((folder / "bootstrap-state.json").read_text())
     failed = [e for e in state["events"] if e["event"] == "attempt-failed"]
     assert "must come signed" in failed[0]["detail"]
+    assert not (folder / "startup.json").exists()
+
+
+def _redirect_server(lab: Lab, name: str, to: str, anchor: Path | None) -> Path:
+    """A server whose answer for SN-1 is redirect information naming ``to`` (HOST:PORT)."""
+    folder = lab.root / name
+    run_cli("sztp", "init", "--dir", folder, "--manufacturer-ca", lab.vendor / "ca.pem")
+    extra = () if anchor is None else ("--trust-anchor", str(anchor))
+    run_cli("sztp", "response", "set", "--dir", folder, "--name", "redir",
+            "--redirect", to, *extra)  # fmt: skip
+    run_cli("sztp", "devices", "--dir", folder, "--set", "SN-1", "--response", "redir",
+            "--voucher", _voucher(lab, folder, "SN-1"))  # fmt: skip
+    return folder
+
+
+def _host_port(url: str) -> str:
+    return url.removeprefix("https://").rstrip("/")
+
+
+def test_signed_redirect_leads_to_a_server_trusted_by_the_conveyed_anchor(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    """The first server is untrusted and signs redirect information carrying the second
+    server's CA; the device then trusts the second server and takes its unsigned data."""
+    folder, started = sztp_device
+    target_dir = _bootstrap_server(lab, "redirect-target", trusted=True)
+    with server("sztp", "sztp", "serve", "--dir", target_dir, "--listen", "127.0.0.1:0") as b:
+        first_dir = _redirect_server(
+            lab, "redirect-first", _host_port(b.url), target_dir / "sztp-ca.pem"
+        )
+        with server("sztp", "sztp", "serve", "--dir", first_dir, "--listen", "127.0.0.1:0") as a:
+            device = _run_device(folder, started, "--bootstrap-server", a.url)
+            line = device.wait_for("bootstrapped sztp", timeout=90)
+            first, target = _progress(first_dir), _progress(target_dir)
+    assert _host_port(b.url) in line
+    assert first == ["bootstrap-initiated", "parsing-complete"]
+    assert target[-1] == "bootstrap-complete"
+    assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
+    devices = json.loads(run_cli("sztp", "devices", "--dir", target_dir, "--json").stdout)
+    assert devices  # the target saw the device
+
+
+def test_redirect_loop_between_two_servers_is_stopped(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    folder, started = sztp_device
+    port_a, port_b = free_port(), free_port()
+    dir_a = _redirect_server(lab, "loop-a", f"127.0.0.1:{port_b}", None)
+    dir_b = _redirect_server(lab, "loop-b", f"127.0.0.1:{port_a}", None)
+    with (
+        server("sztp", "sztp", "serve", "--dir", dir_a, "--listen", f"127.0.0.1:{port_a}"),
+        server("sztp", "sztp", "serve", "--dir", dir_b, "--listen", f"127.0.0.1:{port_b}"),
+    ):
+        _run_device(folder, started, "--bootstrap-server", f"https://127.0.0.1:{port_a}")
+        _wait_for_event(folder / "bootstrap-state.json", "waiting-retry")
+    state = json.loads((folder / "bootstrap-state.json").read_text())
+    details = [e.get("detail", "") for e in state["events"] if e["event"] == "attempt-failed"]
+    assert any("redirect loop" in d for d in details), details
     assert not (folder / "startup.json").exists()
