@@ -649,12 +649,13 @@ class AgentConfig:
     simplereenroll at ``renew_fraction`` (0.5 to 0.9) of its validity period, at the
     registrar that enrolled the device.
 
-    SZTP (RFC 8572): with ``bootstrap_servers`` (https URLs, tried in order) or
-    ``bootstrap_media`` (a removable-storage folder) the agent bootstraps by SZTP instead of
-    BRSKI; ``bootstrap_server_ca`` names PEM files of the servers' trust anchors (the trusted
-    path, §5.1); ``hw_model``, ``os_name``, ``os_version`` go in get-bootstrapping-data;
-    scripts run with ``script_interpreter`` (default: executed themselves, no shell) for at
-    most ``script_timeout`` seconds.
+    SZTP (RFC 8572): with ``bootstrap_servers`` (https URLs, tried in order),
+    ``bootstrap_dhcp`` (an interface to ask DHCPv4 for option 143 on), ``bootstrap_dhcp_lease``
+    (a dhclient lease file with option 143 or 136) or ``bootstrap_media`` (a removable-storage
+    folder) the agent bootstraps by SZTP instead of BRSKI; ``bootstrap_server_ca`` names PEM
+    files of the servers' trust anchors (the trusted path, §5.1); ``hw_model``, ``os_name``,
+    ``os_version`` go in get-bootstrapping-data; scripts run with ``script_interpreter``
+    (default: executed themselves, no shell) for at most ``script_timeout`` seconds.
     """
 
     registrars: tuple[str, ...] = ()
@@ -674,6 +675,8 @@ class AgentConfig:
     bootstrap_servers: tuple[str, ...] = ()
     bootstrap_server_ca: tuple[str, ...] = ()
     bootstrap_media: str | None = None
+    bootstrap_dhcp: str | None = None
+    bootstrap_dhcp_lease: str | None = None
     hw_model: str | None = None
     os_name: str | None = None
     os_version: str | None = None
@@ -706,7 +709,10 @@ class AgentConfig:
     @property
     def sztp(self) -> bool:
         """Whether the agent bootstraps by SZTP (a bootstrap server or media is given)."""
-        return bool(self.bootstrap_servers) or self.bootstrap_media is not None
+        return bool(self.bootstrap_servers) or any(
+            getattr(self, name) is not None
+            for name in ("bootstrap_media", "bootstrap_dhcp", "bootstrap_dhcp_lease")
+        )
 
     def _check_sztp(self) -> None:
         """The SZTP keys: https URLs (RFC 8572 §4.4), PEM paths, strings, a timeout."""
@@ -716,7 +722,15 @@ class AgentConfig:
         object.__setattr__(
             self, "bootstrap_server_ca", _paths(self.bootstrap_server_ca, "bootstrap_server_ca")
         )
-        for name in ("bootstrap_media", "hw_model", "os_name", "os_version", "script_interpreter"):
+        for name in (
+            "bootstrap_media",
+            "bootstrap_dhcp",
+            "bootstrap_dhcp_lease",
+            "hw_model",
+            "os_name",
+            "os_version",
+            "script_interpreter",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise TypeError(f"{name} must be a non-empty string")

@@ -56,8 +56,11 @@ def _listening(bound: Mapping[str, tuple[str, int]], shown: set[str]) -> None:
             print(f"listening {name} {address}:{port}", flush=True)
 
 
-def _strings(paths: list[Path] | None) -> list[str] | None:
-    return None if paths is None else [str(p) for p in paths]
+def _strings(paths: list[Path] | Path | None) -> list[str] | str | None:
+    """Paths of the command line as the configuration keys take them (strings)."""
+    if paths is None or isinstance(paths, Path):
+        return None if paths is None else str(paths)
+    return [str(p) for p in paths]
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -81,6 +84,8 @@ async def _run(args: argparse.Namespace) -> None:
             "bootstrap_servers": args.bootstrap_server,
             "bootstrap_server_ca": _strings(args.bootstrap_server_ca),
             "bootstrap_media": None if args.bootstrap_media is None else str(args.bootstrap_media),
+            "bootstrap_dhcp": args.bootstrap_dhcp,
+            "bootstrap_dhcp_lease": _strings(args.bootstrap_dhcp_lease),
             "os_name": args.os_name,
             "os_version": args.os_version,
             "script_interpreter": args.script_interpreter,
@@ -102,8 +107,8 @@ async def _run(args: argparse.Namespace) -> None:
 
     # a folder without a factory identity is a plain NETCONF/RESTCONF server: no agent
     agent: PledgeAgent | SztpAgent | None = None
-    if config.sztp or args.bootstrap_dhcp or args.bootstrap_dhcp_lease:
-        agent = _sztp_agent(config, device, folder, args)
+    if config.sztp:
+        agent = _sztp_agent(config, device, folder)
     elif (folder / "idevid.pem").exists() or config.registrars:
         agent = PledgeAgent(device, config.agent_config(), on_enrolled=enrolled)
     bound = await device.start()
@@ -128,20 +133,14 @@ async def _run(args: argparse.Namespace) -> None:
         await device.close()
 
 
-def _sztp_agent(
-    config: DeviceConfig, device: DeviceServer, folder: Path, args: argparse.Namespace
-) -> SztpAgent:
+def _sztp_agent(config: DeviceConfig, device: DeviceServer, folder: Path) -> SztpAgent:
     """The SZTP path (RFC 8572): bootstrap servers, DHCP and removable media, not BRSKI."""
     from zerotouch_plugin.services.sztp_agent import DatastoreOnboarder, SztpAgent, SztpSettings
 
     def complete(where: str) -> None:
         print(f"bootstrapped sztp {where}", flush=True)
 
-    settings = SztpSettings.of(
-        config.agent_config(),
-        dhcp_interface=args.bootstrap_dhcp,
-        dhcp_lease=args.bootstrap_dhcp_lease,
-    )
+    settings = SztpSettings.of(config.agent_config())
     onboarder = DatastoreOnboarder(device.datastores, folder)
     return SztpAgent(device, settings, onboarder, workdir=folder, on_complete=complete)
 

@@ -127,13 +127,7 @@ class SztpSettings:
             raise ValueError("rounds must be 0 (never give up) or more")
 
     @classmethod
-    def of(
-        cls,
-        config: AgentConfig,
-        *,
-        dhcp_interface: str | None = None,
-        dhcp_lease: Path | None = None,
-    ) -> SztpSettings:
+    def of(cls, config: AgentConfig) -> SztpSettings:
         """The SZTP keys of the agent's configuration, trust anchor files read."""
         anchors: list[x509.Certificate] = []
         for path in config.bootstrap_server_ca:
@@ -148,9 +142,13 @@ class SztpSettings:
             return cls(
                 bootstrap_servers=config.bootstrap_servers,
                 server_anchors=tuple(anchors),
-                media=None if config.bootstrap_media is None else Path(config.bootstrap_media),
-                dhcp_interface=dhcp_interface,
-                dhcp_lease=dhcp_lease,
+                media=_path(config.bootstrap_media),
+                dhcp_interface=config.bootstrap_dhcp,
+                dhcp_lease=(
+                    None
+                    if config.bootstrap_dhcp_lease is None
+                    else Path(config.bootstrap_dhcp_lease)
+                ),
                 hw_model=config.hw_model,
                 os_name=config.os_name,
                 os_version=config.os_version,
@@ -185,6 +183,10 @@ class SztpSettings:
         if self.dhcp_interface is not None:
             found += await dhcp4_uris(self.dhcp_interface)
         return tuple(dict.fromkeys(found))
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 class DatastoreOnboarder:

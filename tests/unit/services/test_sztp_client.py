@@ -434,6 +434,9 @@ def test_sztp_keys_of_the_agent_configuration(pki: Pki, tmp_path: Path) -> None:
         os_name="VendorOS",
     )
     assert config.sztp and not AgentConfig().sztp
+    dhcp = SztpSettings.of(AgentConfig(bootstrap_dhcp="eth0", bootstrap_dhcp_lease="/l"))
+    assert (dhcp.dhcp_interface, dhcp.dhcp_lease) == ("eth0", Path("/l"))
+    assert dhcp.sources(("https://from-dhcp",))[0].kind is SourceKind.DHCP
     settings = SztpSettings.of(config)
     assert settings.server_anchors == (pki.server_ca.cert,)
     assert [s.kind for s in settings.sources()] == [SourceKind.CONFIGURED, SourceKind.MEDIA]
