@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_brski_flow import Lab, enroll, make_lab
+from tests.e2e.test_malicious_masa import scrape
 from tests.support.processes import run_cli, start_cli
 from zerotouch_plugin.artifacts import cms
 from zerotouch_plugin.artifacts.voucher import Voucher
@@ -115,6 +116,17 @@ def test_prefetched_vouchers_enroll_pledges_after_the_masa_is_gone(lab: Lab) -> 
         )
         assert voucher.nonce is None and voucher.expires_on is not None
     assert "from escrow: the MASA is unreachable" in lab.registrars[0].stderr
+    samples = scrape(lab)
+    # 30-day vouchers are inside the default 30-day renewal window: both are due
+    escrow = {k: v for k, v in samples.items() if k[0] == "zerotouch_registrar_escrow_vouchers"}
+    assert samples[("zerotouch_registrar_escrow_vouchers", frozenset({("status", "held")}))] == 2, (
+        escrow
+    )
+    assert samples[("zerotouch_registrar_escrow_vouchers", frozenset({("status", "due")}))] == 2
+    masa = frozenset({("masa", f"https://127.0.0.1:{lab.masa_port}")})
+    states = {s for (name, labels), v in samples.items() if name.endswith("masa_circuit") and v
+              for k, s in labels if k == "state" and masa <= labels}  # fmt: skip
+    assert states and states <= {"open", "half-open", "closed"}
 
 
 def test_a_burst_of_pledges_survives_the_masa_stopping_and_restarting(lab: Lab) -> None:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from zerotouch_plugin.errors import ConfigError, ZerotouchError
 from zerotouch_plugin.roles import escrow as escrow_role
@@ -21,7 +25,7 @@ from zerotouch_plugin.roles.registrar import check_escrow_voucher
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.services.registrar.loader import Registrar
 
-__all__ = ["EscrowRenewal", "Fetched", "prefetch"]
+__all__ = ["EscrowRenewal", "Fetched", "VendorCollector", "prefetch"]
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +108,52 @@ class EscrowRenewal:
             except ZerotouchError as exc:
                 log.warning("escrow renewal: %s", exc.one_line())
             await asyncio.sleep(self._reg.config.escrow_renew_poll)
+
+
+# Audit verdicts the registrar raised as events (store/registrar/events.py), by level.
+_AUDIT_EVENTS = {"audit-alert": "alert", "audit-warning": "warning"}
+
+
+class VendorCollector(Collector):
+    """At scrape time: each MASA's circuit, the vouchers held in escrow (and how many are due
+    for renewal), and the audit-log alerts and warnings raised so far."""
+
+    def __init__(self, reg: Registrar) -> None:
+        self._reg = reg
+
+    def collect(self) -> Iterator[Metric]:
+        circuits = GaugeMetricFamily(
+            "zerotouch_registrar_masa_circuit",
+            "The circuit breaker of each MASA called (1 for its current state)",
+            labels=["masa", "state"],
+        )
+        for masa, state in self._reg.masa.breaker_states().items():
+            circuits.add_metric([masa, str(state)], 1)
+        yield circuits
+        try:
+            held = self._reg.repo.escrows()
+            events = self._reg.repo.event_counts()
+        except ZerotouchError as exc:
+            log.warning("metrics: the database did not answer: %s", exc.one_line())
+            return
+        due = escrow_role.due_for_renewal(
+            (escrow_role.Held(r.serial, r.expires_on) for r in held),
+            now=utc_now(),
+            before=timedelta(days=self._reg.config.escrow_renew_days),
+        )
+        escrow = GaugeMetricFamily(
+            "zerotouch_registrar_escrow_vouchers",
+            "Nonceless vouchers held in escrow (due: expiring within escrow_renew_days)",
+            labels=["status"],
+        )
+        escrow.add_metric(["held"], len(held))
+        escrow.add_metric(["due"], len(due))
+        yield escrow
+        audits = GaugeMetricFamily(
+            "zerotouch_registrar_audit_events",
+            "Audit-log verdicts raised as events on record, by level",
+            labels=["level"],
+        )
+        for kind, level in _AUDIT_EVENTS.items():
+            audits.add_metric([level], events.get(kind, 0))
+        yield audits
