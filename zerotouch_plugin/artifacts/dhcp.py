@@ -53,14 +53,23 @@ def decode_uri_list(data: bytes) -> tuple[str, ...]:
             uri = bytes(rest[2 : 2 + length]).decode("ascii")
         except UnicodeDecodeError:
             raise InvalidInput("SZTP redirect option: a URI that is not ASCII") from None
-        parts = urlsplit(uri)
-        if parts.scheme != "https" or not parts.hostname:
+        if not _https(uri):
             raise InvalidInput(f"SZTP redirect option: {uri!r} is not an https URI (§8.3)")
         uris.append(uri)
         if len(uris) > _MAX_URIS:
             raise InvalidInput(f"SZTP redirect option: more than {_MAX_URIS} URIs")
         rest = rest[2 + length :]
     return tuple(uris)
+
+
+def _https(uri: str) -> bool:
+    """An https URI with a host and a valid port, if any (urlsplit raises on bad ones)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and uri.isprintable()
 
 
 def encode_uri_list(uris: Sequence[str]) -> bytes:

@@ -133,7 +133,11 @@ _BY_STATUS: Mapping[int, type[ZerotouchError]] = {
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise InvalidInput(f"unusable bootstrap server URL {url!r}") from None
     if parts.scheme != "https" or not parts.hostname:
         raise InvalidInput(f"a bootstrap server URL must be https://HOST[:PORT], not {url!r}")
     return f"https://{parts.netloc.rpartition('@')[2]}"

@@ -35,6 +35,9 @@ def test_uri_list_round_trips() -> None:
         (encode_uri_list(["http://plain.example"]), "not an https"),
         (b"\x00\x0ahttps://\xff\xfe", "not ASCII"),
         (encode_uri_list(["https://h.example"] * 33), "more than 32"),
+        (encode_uri_list(["https://Z2001:db8::1]:443"]), "not an https"),
+        (encode_uri_list(["https://h.example:99999"]), "not an https"),
+        (encode_uri_list(["https://h.example/\n"]), "not an https"),
     ],
 )
 def test_bad_uri_lists_are_refused(data: bytes, words: str) -> None:
