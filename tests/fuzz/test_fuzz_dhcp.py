@@ -4,6 +4,8 @@ error (a reply: None when it is not one), in budget, and what decodes is https U
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from hypothesis import given
@@ -18,6 +20,7 @@ from zerotouch_plugin.artifacts.dhcp import (
     encode_uri_list,
 )
 from zerotouch_plugin.errors import InvalidInput
+from zerotouch_plugin.services.sztp_sources import lease_uris
 
 URI_LISTS = [
     encode_uri_list(["https://sztp.example:8443"]),
@@ -66,3 +69,14 @@ def test_reply_mutants_decode_refuse_or_are_ignored(case: tuple[int, bytes]) -> 
 @given(st.binary(max_size=2048))
 def test_random_datagrams(data: bytes) -> None:
     handled(lambda: dhcp4_reply_uris(data, XID), len(data), allowed=(InvalidInput,))
+
+
+@given(st.text(max_size=300))
+def test_lease_files(value: str) -> None:
+    """A lease file is written by the OS's DHCP client from what the server sent."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "dhclient.leases"
+        path.write_text(f"lease {{\n  option sztp-redirect {value};\n}}\n", errors="replace")
+        result = handled(lambda: lease_uris(path), len(value) * 4 + 64)
+        if isinstance(result, tuple):
+            _https_only(result)

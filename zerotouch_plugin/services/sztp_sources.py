@@ -28,6 +28,7 @@ _MAX_LEASE_BYTES = 1024 * 1024
 _LEASE_OPTION = re.compile(
     r"option\s+(?:dhcp6\.)?(?:sztp-redirect|unknown-143|unknown-136)\s+(.+?);\s*$", re.M
 )
+_QUOTED = re.compile(r"\\([0-7]{3})|\\(.)|(.)", re.S)
 _HEX = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2})*")
 
 
@@ -71,21 +72,15 @@ async def dhcp4_uris(interface: str, *, timeout: float = 3.0, attempts: int = 3)
 
 
 def _value(text: str) -> bytes:
+    """An option value as dhclient writes it: colon-separated hex, or a quoted string with
+    backslash escapes (``\\ooo`` octal, ``\\x`` the character x)."""
     text = text.strip()
-    if text.startswith('"') and text.endswith('"'):
-        body = text[1:-1]
+    if len(text) >= 2 and text[0] == text[-1] == '"':
         out = bytearray()
-        i = 0
-        while i < len(body):
-            if body[i] == "\\" and body[i + 1 : i + 4].isdigit():
-                out.append(int(body[i + 1 : i + 4], 8))
-                i += 4
-            elif body[i] == "\\" and i + 1 < len(body):
-                out += body[i + 1].encode()
-                i += 2
-            else:
-                out += body[i].encode()
-                i += 1
+        for octal, escaped, plain in _QUOTED.findall(text[1:-1]):
+            if octal and int(octal, 8) > 0xFF:
+                raise InvalidInput(f"unreadable SZTP option value in the lease: \\{octal}")
+            out += bytes([int(octal, 8)]) if octal else (escaped or plain).encode()
         return bytes(out)
     if _HEX.fullmatch(text):
         return bytes(int(part, 16) for part in text.split(":"))

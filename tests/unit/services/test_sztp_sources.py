@@ -46,3 +46,11 @@ def test_a_lease_without_the_option_or_file(tmp_path: Path) -> None:
         lease_uris(path)
     with pytest.raises(UpstreamUnavailable):
         lease_uris(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("value", ['"\\999"', '"\\777"', "0:zz", '"'])
+def test_unreadable_values_are_refused(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "l"
+    path.write_text(_lease(f"sztp-redirect {value}"))
+    with pytest.raises(InvalidInput):
+        lease_uris(path)
