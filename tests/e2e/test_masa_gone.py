@@ -150,3 +150,25 @@ def test_a_burst_of_pledges_survives_the_masa_stopping_and_restarting(lab: Lab) 
     records = json.loads(run_cli("registrar", "devices", "--dir", lab.domain, "--json").stdout)
     states = {r["serial"]: (r["state"], r["voucher_source"]) for r in records["devices"]}
     assert states == {s: ("enroll-confirmed", "masa") for s, _ in pledges}
+
+
+def test_the_running_registrar_renews_held_vouchers_before_they_expire(lab: Lab) -> None:
+    with (lab.domain / "registrar.toml").open("a") as fh:
+        fh.write("escrow_renew_days = 60\nescrow_renew_poll = 0.5\nescrow_lifetime_days = 90\n")
+    serial, _ = claimed_pledge(lab)
+    lab.start_masa()
+    run_cli("registrar", "prefetch", "--dir", lab.domain, "--serial", serial, "--lifetime", "7")
+    record = lab.device(serial)
+    assert record is not None
+    first = datetime.fromisoformat(record["escrow"]["expires_on"])
+    assert first - datetime.now(UTC) < timedelta(days=8)
+    lab.start_registrar()  # 7 days left is within the 60-day window: renewed for 90 days
+    deadline = time.monotonic() + 30
+    renewed = first
+    while renewed == first and time.monotonic() < deadline:
+        time.sleep(0.3)
+        record = lab.device(serial)
+        assert record is not None
+        renewed = datetime.fromisoformat(record["escrow"]["expires_on"])
+    assert renewed - datetime.now(UTC) > timedelta(days=89), record
+    assert "renewing 1 voucher(s) held in escrow" in lab.registrars[0].stderr
