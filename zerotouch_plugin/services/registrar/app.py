@@ -42,6 +42,7 @@ from zerotouch_plugin.services.registrar.admin import (
 )
 from zerotouch_plugin.services.registrar.brski import enroll_status, request_voucher, voucher_status
 from zerotouch_plugin.services.registrar.common import APP_KEY
+from zerotouch_plugin.services.registrar.console import CONSOLE_ROUTES, add_security_headers
 from zerotouch_plugin.services.registrar.escrow import EscrowRenewal, VendorCollector
 from zerotouch_plugin.services.registrar.est import (
     cacerts,
@@ -100,10 +101,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/events", admin_events),
     Route("GET", "/admin/openapi.json", admin_openapi),
     Route("GET", "/metrics", admin_metrics),
+    # the console: a browser may come without a certificate; console/auth.py decides
+    *(Route(method, path, handler, anonymous=True) for method, path, handler in CONSOLE_ROUTES),
 )
 
 # Routes whose answer is a stream: no latency histogram.
-STREAMING = frozenset({"/admin/events"})
+STREAMING = frozenset({"/admin/events", "/console/events"})
 
 
 def registrar_app(registrar: Registrar) -> web.Application:
@@ -120,6 +123,7 @@ def registrar_app(registrar: Registrar) -> web.Application:
     renewal = EscrowRenewal(registrar)
     metrics.registry.register(VendorCollector(registrar))
     metrics.install(app)
+    app.on_response_prepare.append(add_security_headers)
     app[APP_KEY] = registrar
     app[HUB_KEY] = hub
     app[METRICS_KEY] = metrics

@@ -1,0 +1,139 @@
+"""Who is at the console: an admin client certificate, or a session opened by a one-time login
+link (``zerotouch registrar console-url``). Sessions are rows of the registrar's database
+(durable, shared by every registrar process on it); the browser holds the session secret in
+a ``__Host-`` cookie (HttpOnly, Secure, SameSite=Strict, Path=/). Every state-changing
+request carries the session's CSRF token (a form field or the ``X-CSRF-Token`` header) and,
+when the browser sends one, a same-origin ``Origin``. A client certificate that is not an
+admin's (an NMS, a device) is refused whatever cookie comes with it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from aiohttp import web
+
+from zerotouch_plugin.errors import PolicyRefused, ZerotouchError
+from zerotouch_plugin.roles import registrar as role
+from zerotouch_plugin.services._tls import peer_certificate
+from zerotouch_plugin.services.registrar.approval import who_is
+from zerotouch_plugin.services.registrar.common import APP_KEY, in_thread, utc_now
+
+__all__ = [
+    "COOKIE",
+    "SESSION_LIFETIME",
+    "Visitor",
+    "check_csrf",
+    "check_origin",
+    "end_session",
+    "login",
+    "refuse_foreign_certificate",
+    "set_cookie",
+    "visitor",
+]
+
+COOKIE = "__Host-zt-console"
+SESSION_LIFETIME = timedelta(hours=8)
+
+
+@dataclass(frozen=True)
+class Visitor:
+    who: str
+    csrf: str
+    new_session: str | None = None  # a session just opened: set its cookie on the answer
+
+
+def refuse_foreign_certificate(request: web.Request) -> bool:
+    """True for an admin certificate, False for none; 403 for any other certificate."""
+    cert = peer_certificate(request)
+    if cert is None:
+        return False
+    reg = request.app[APP_KEY]
+    try:
+        kind = role.identify_client(reg.context, cert, now=utc_now()).kind
+    except ZerotouchError as exc:
+        raise PolicyRefused(f"the console refuses this client certificate: {exc}") from None
+    if kind is not role.ClientKind.ADMIN:
+        raise PolicyRefused(
+            f"the console refuses a {kind} certificate: it takes an admin certificate "
+            f"(OU={role.ADMIN_OU}) or a login link from 'zerotouch registrar console-url'"
+        )
+    return True
+
+
+async def visitor(request: web.Request) -> Visitor | None:
+    """The signed-in visitor, or None. An admin certificate without a session gets one."""
+    admin = refuse_foreign_certificate(request)
+    reg = request.app[APP_KEY]
+    secret = request.cookies.get(COOKIE)
+    if secret:
+        row = await in_thread(reg.repo.console_session, secret, now=utc_now())
+        if row is not None:
+            return Visitor(row.who, row.csrf)
+    if not admin:
+        return None
+    cert = peer_certificate(request)
+    assert cert is not None
+    secret, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), utc_now()
+    await in_thread(
+        reg.repo.open_session,
+        secret,
+        csrf,
+        who=who_is(cert),
+        now=now,
+        until=now + SESSION_LIFETIME,
+    )
+    return Visitor(who_is(cert), csrf, new_session=secret)
+
+
+async def login(request: web.Request, token: str) -> str | None:
+    """Exchange a one-time login token for a session; the session secret, or None."""
+    refuse_foreign_certificate(request)
+    reg = request.app[APP_KEY]
+    secret, now = secrets.token_urlsafe(32), utc_now()
+    row = await in_thread(
+        reg.repo.exchange_login_token,
+        token,
+        secret,
+        secrets.token_urlsafe(32),
+        now=now,
+        until=now + SESSION_LIFETIME,
+    )
+    return None if row is None else secret
+
+
+async def end_session(request: web.Request) -> None:
+    secret = request.cookies.get(COOKIE)
+    if secret:
+        await in_thread(request.app[APP_KEY].repo.close_session, secret)
+
+
+def set_cookie(response: web.StreamResponse, secret: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        secret,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+    )
+
+
+def check_origin(request: web.Request) -> None:
+    """403 for a request a browser says comes from another site."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"https://{request.host}":
+        raise PolicyRefused(f"cross-site request refused (Origin {origin})")
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        raise PolicyRefused("cross-site request refused (Sec-Fetch-Site)")
+
+
+def check_csrf(request: web.Request, who: Visitor, token: str | None) -> None:
+    """403 unless ``token`` is the session's CSRF token and the request is same-origin."""
+    check_origin(request)
+    if not token or not hmac.compare_digest(token.encode(), who.csrf.encode()):
+        raise PolicyRefused("forged request refused: the CSRF token is missing or wrong")
