@@ -139,6 +139,9 @@ def test_keep_leaves_working_services_until_stop(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=30, check=False, cwd=workdir,
         )  # fmt: skip
         assert admin.returncode == 0, admin.stderr
+        # the console's one-time login link, printed with the rest (docs/console.md)
+        (link,) = [line.strip() for line in lines if "/console/login#token=" in line]
+        assert link.startswith(f"{registrar}/console/login#token=")
         listing, _, media = admin.stdout.rpartition("\n")
         check_admin_answer("GET", "/admin/devices", 200, media, listing.encode())
         (record,) = json.loads(listing)["devices"]

@@ -236,7 +236,20 @@ def _demo(args: argparse.Namespace) -> int:
         _print_summary(summary, failed, interrupted)
         if kept:
             print(_keep_help(folder, summary["endpoints"]))
+            print(_console_help(folder, summary["endpoints"]["registrar"]))
     return 0 if ok else (128 + received[-1] if interrupted else 1)
+
+
+def _console_help(folder: Path, registrar: str) -> str:
+    """A one-time login link to the kept registrar's console (docs/console.md)."""
+    from zerotouch_plugin.cli.registrar import console_link
+
+    link = console_link(folder / "registrar", url=registrar, name="demo")
+    again = f"zerotouch registrar console-url --dir {shlex.quote(str(folder / 'registrar'))}"
+    return (
+        "registrar console (a one-time link, valid 10 minutes; another: "
+        f"{again} --url {registrar}):\n  {link}"
+    )
 
 
 def _print_summary(summary: dict[str, Any], failed: StepResult | None, interrupted: bool) -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # The service, the database layer and the device schema are imported by the commands that
 # use them: each costs a noticeable part of a second, and most commands need none of them.
 
-__all__ = ["HELP", "register"]
+__all__ = ["HELP", "console_link", "register"]
 
 HELP = "BRSKI registrar (RFC 8995) with EST enrollment: init, policy, devices, serve"
 
@@ -187,20 +187,32 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_console_url(args: argparse.Namespace) -> int:
-    config = _config(args.dir, db=args.db)
-    minutes = args.minutes
+def console_link(
+    folder: Path,
+    *,
+    url: str | None = None,
+    name: str = "operator",
+    minutes: int = 10,
+    db: str | None = None,
+) -> str:
+    """A one-time login link to the registrar console of ``folder``: a random token whose
+    SHA-256 is stored in the registrar's database, valid ``minutes``, in the URL fragment
+    (browsers send no fragment to servers or in Referer; console.js posts it)."""
     if not 1 <= minutes <= 60:
         raise ConfigError("--minutes must be between 1 and 60")
-    secret = secrets.token_urlsafe(32)
-    now = _now()
-    who = f"login link {args.name}"
-    _repo(args, config).add_login_token(
-        secret, who=who, now=now, until=now + timedelta(minutes=minutes)
+    config = _config(folder, db=db)
+    secret, now = secrets.token_urlsafe(32), _now()
+    repo = _repo(argparse.Namespace(dir=folder, db=db), config)
+    repo.add_login_token(
+        secret, who=f"login link {name}", now=now, until=now + timedelta(minutes=minutes)
     )
-    base = (args.url or f"https://{config.listen}").rstrip("/")
-    print(f"{base}/console/login#token={secret}")
-    print(f"one use, valid {minutes} minutes, as {who!r}", file=sys.stderr)
+    base = (url or f"https://{config.listen}").rstrip("/")
+    return f"{base}/console/login#token={secret}"
+
+
+def cmd_console_url(args: argparse.Namespace) -> int:
+    print(console_link(args.dir, url=args.url, name=args.name, minutes=args.minutes, db=args.db))
+    print(f"one use, valid {args.minutes} minutes, as 'login link {args.name}'", file=sys.stderr)
     return 0
 
 
