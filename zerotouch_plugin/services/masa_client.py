@@ -176,13 +176,13 @@ class MasaClient:
                 breaker.succeeded()
                 raise
             except UpstreamUnavailable:
-                breaker.failed(self._clock(), random.random())
                 pause = self._outage.retry.delay(attempt, random.random())
                 if (
                     attempt >= self._outage.attempts
-                    or breaker.state is not BreakerState.CLOSED
+                    or breaker.state is not BreakerState.CLOSED  # a trial is tried once
                     or self._clock() + pause >= deadline
                 ):
+                    breaker.failed(self._clock(), random.random())  # one failed call
                     raise
                 await asyncio.sleep(pause)
                 continue
