@@ -1,0 +1,76 @@
+"""The console's pages escape what devices and MASAs supply, the device list merges held
+devices with devices on record, and the dashboard counts per minute and reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lxml import html
+
+from zerotouch_plugin.services.registrar.console import per_minute
+from zerotouch_plugin.services.registrar.console.pages import (
+    DeviceView,
+    Row,
+    day0_page,
+    device_page,
+    devices_page,
+)
+from zerotouch_plugin.store.registrar import EventRow
+
+AT = datetime(2026, 12, 5, 8, 0, 5, tzinfo=UTC)
+EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+def _no_markup_from_data(page: str) -> None:
+    tree = html.fromstring(page)
+    assert not tree.xpath("//img"), "a device string became an element"
+    scripts = tree.xpath("//script")
+    assert [s.get("src") for s in scripts] == ["/console/static/console.js"]
+    assert all(not (s.text or "").strip() for s in scripts)
+    assert not any(k.startswith("on") for el in tree.iter() for k in el.attrib)
+
+
+def test_device_supplied_strings_are_escaped_everywhere() -> None:
+    row = Row(EVIL, "pending", EVIL, AT, "failed", "alert", EVIL)
+    page = devices_page(
+        [row], query=EVIL, phase=None, csrf="t", who=EVIL, event_types=("enrolled",)
+    )
+    _no_markup_from_data(page)
+    assert EVIL in html.fromstring(page).text_content()  # shown as text
+    view = DeviceView(
+        serial=EVIL,
+        phase="pending",
+        record={"manufacturer": EVIL, "last_error": EVIL, "handoff": {"error": EVIL}},
+        policy=[("pending", EVIL, AT)],
+        timeline=[(AT, EVIL, EVIL)],
+        audits=[(AT, "alert", EVIL, '{"events": ["' + EVIL.replace('"', "'") + '"]}')],
+        has_day0=False,
+    )
+    _no_markup_from_data(device_page(view, csrf="t", who=EVIL, notice=EVIL))
+    _no_markup_from_data(
+        day0_page(EVIL, text=EVIL, fmt="json", csrf="t", who=EVIL, error=EVIL, path=EVIL)
+    )
+
+
+def test_the_device_link_encodes_the_serial() -> None:
+    row = Row("a/b?c#d", "enrolled", None, AT, "none", None, None)
+    page = devices_page([row], query="", phase=None, csrf="t", who="w", event_types=())
+    (link,) = html.fromstring(page).xpath("//table//a/@href")
+    assert link == "/console/devices/a%2Fb%3Fc%23d"
+
+
+def test_dashboard_counts_per_minute_and_reason() -> None:
+    def event(kind: str, minute: int, **data: object) -> EventRow:
+        return EventRow(1, kind, "SN", AT.replace(minute=minute), data)
+
+    events = [
+        event("enrolled", 1),
+        event("enrolled", 1),
+        event("device-refused", 1, error="policy-refused: device SN1 is on the deny list"),
+        event("device-refused", 2, error="policy-refused: device SN2 is on the deny list"),
+        event("handoff-failed", 2, error="unreachable: connection refused", attempts=2),
+        event("voucher-issued", 2),
+    ]
+    minutes, reasons = per_minute(events)
+    assert minutes == [("08:01", 2, 1), ("08:02", 0, 2)]
+    assert reasons == [("device-refused (policy-refused)", 2), ("handoff-failed (unreachable)", 1)]
