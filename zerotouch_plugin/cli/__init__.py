@@ -8,8 +8,10 @@ library are printed as one line (``reason: message``) with exit status 1, never 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -37,10 +39,11 @@ COMMAND_GROUPS: dict[str, str] = {
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The full parser; with ``argv`` naming a group, only that group's module is imported.
+    """The parser; only the group named in ``argv`` is imported, the others get a bare entry.
 
-    Importing every group (aiohttp, SQLAlchemy, yangson ...) costs seconds per invocation;
-    the other groups still get a bare entry so that their names parse.
+    Importing every group (aiohttp, SQLAlchemy, yangson ...) costs seconds per invocation.
+    With no group named (``zerotouch --help``), each group's ``HELP`` is read from its
+    source instead, so the overview imports none of them.
     """
     parser = argparse.ArgumentParser(
         prog="zerotouch",
@@ -53,13 +56,34 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     wanted = next((arg for arg in argv or () if not arg.startswith("-")), None)
     for name, module_name in COMMAND_GROUPS.items():
-        if wanted in COMMAND_GROUPS and name != wanted:
+        if wanted not in COMMAND_GROUPS:
+            summary = _help_from_source(module_name)
+            groups.add_parser(name, help=summary, description=summary)
+            continue
+        if name != wanted:
             groups.add_parser(name)
             continue
         module = importlib.import_module(module_name)
         sub = groups.add_parser(name, help=module.HELP, description=module.HELP)
         module.register(sub)
     return parser
+
+
+def _help_from_source(module_name: str) -> str:
+    """A group's ``HELP`` string literal, read from its source without importing the module."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is not None and spec.origin is not None:
+        with open(spec.origin, encoding="utf-8") as source:
+            tree = ast.parse(source.read(), spec.origin)
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                return node.value.value
+    return str(importlib.import_module(module_name).HELP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
