@@ -656,6 +656,9 @@ class AgentConfig:
     files of the servers' trust anchors (the trusted path, §5.1); ``hw_model``, ``os_name``,
     ``os_version`` go in get-bootstrapping-data; scripts run with ``script_interpreter``
     (default: executed themselves, no shell) for at most ``script_timeout`` seconds.
+    ``bootstrap_encoding`` (``json`` or ``xml``) is the RESTCONF encoding of the RPCs;
+    ``bootstrap_credentials`` names a file ``USER:PASSWORD`` for HTTP basic authentication
+    beside the IDevID (§5.2).
     """
 
     registrars: tuple[str, ...] = ()
@@ -682,6 +685,8 @@ class AgentConfig:
     os_version: str | None = None
     script_interpreter: str | None = None
     script_timeout: float = 300.0
+    bootstrap_encoding: str = "json"
+    bootstrap_credentials: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registrars", _urls(self.registrars, "registrars"))
@@ -735,6 +740,12 @@ class AgentConfig:
             if value is not None and (not isinstance(value, str) or not value):
                 raise TypeError(f"{name} must be a non-empty string")
         require_positive(self.script_timeout, "script_timeout", "a number of seconds")
+        if self.bootstrap_encoding not in ("json", "xml"):
+            raise ValueError("bootstrap_encoding must be json or xml (RFC 8040 §3.6)")
+        if self.bootstrap_credentials is not None and (
+            not isinstance(self.bootstrap_credentials, str) or not self.bootstrap_credentials
+        ):
+            raise TypeError("bootstrap_credentials must be a file path")
 
     def _check_discovery(self) -> None:
         """Method names known (RFC 8995 §4.1), each once, with what they need."""

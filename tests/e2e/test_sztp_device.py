@@ -396,3 +396,20 @@ def test_redirect_loop_between_two_servers_is_stopped(
     details = [e.get("detail", "") for e in state["events"] if e["event"] == "attempt-failed"]
     assert any("redirect loop" in d for d in details), details
     assert not (folder / "startup.json").exists()
+
+
+def test_xml_encoding_from_device_toml(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    """The RPCs in XML (RFC 8040 §3.6), set in device.toml with the server's URL."""
+    folder, started = sztp_device
+    server_dir = _bootstrap_server(lab, "xml", trusted=False)
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        (folder / "device.toml").write_text(
+            f'bootstrap_servers = ["{srv.url}"]\nbootstrap_encoding = "xml"\n'
+        )
+        device = _run_device(folder, started)
+        device.wait_for("bootstrapped sztp", timeout=90)
+        progress = _progress(server_dir)
+    assert progress[-1] == "bootstrap-complete"
+    assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}

@@ -36,7 +36,7 @@ from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
-from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling
+from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling, Encoding
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import apply_edit
@@ -107,6 +107,8 @@ class SztpSettings:
     os_name: str | None = None
     os_version: str | None = None
     scripts: ScriptPolicy = field(default_factory=ScriptPolicy)
+    encoding: Encoding = Encoding.JSON
+    basic_auth: tuple[str, str] | None = None
     timeout: float = 30.0
     retry_delay: float = 2.0
     max_delay: float = 300.0
@@ -155,6 +157,8 @@ class SztpSettings:
                 scripts=ScriptPolicy(
                     timeout=config.script_timeout, interpreter=config.script_interpreter
                 ),
+                encoding=Encoding(config.bootstrap_encoding),
+                basic_auth=_credentials(config.bootstrap_credentials),
                 timeout=config.bootstrap_timeout,
                 retry_delay=config.bootstrap_retry_delay,
                 max_delay=config.bootstrap_max_delay,
@@ -183,6 +187,20 @@ class SztpSettings:
         if self.dhcp_interface is not None:
             found += await dhcp4_uris(self.dhcp_interface)
         return tuple(dict.fromkeys(found))
+
+
+def _credentials(path: str | None) -> tuple[str, str] | None:
+    """``USER:PASSWORD`` from the first line of the file (HTTP basic, RFC 7617)."""
+    if path is None:
+        return None
+    try:
+        line = Path(path).read_text().splitlines()[0] if Path(path).stat().st_size else ""
+    except OSError as exc:
+        raise ConfigError(f"bootstrap_credentials {path}: {exc}") from None
+    user, sep, password = line.partition(":")
+    if not sep or not user:
+        raise ConfigError(f"bootstrap_credentials {path}: the first line must be USER:PASSWORD")
+    return user, password
 
 
 def _path(value: str | None) -> Path | None:
@@ -325,7 +343,10 @@ class SztpAgent:
         rounds = 0
         try:
             async with SztpClient(
-                tls_identity(self.identity), timeout=self.settings.timeout
+                tls_identity(self.identity),
+                timeout=self.settings.timeout,
+                encoding=self.settings.encoding,
+                basic_auth=self.settings.basic_auth,
             ) as client:
                 while True:
                     rounds += 1

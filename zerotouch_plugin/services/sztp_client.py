@@ -30,6 +30,7 @@ import os
 import signal
 import ssl
 import tempfile
+from base64 import b64encode
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -186,7 +187,12 @@ class SztpClient:
         self._identity = idevid
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._encoding = encoding
-        self._auth = None if basic_auth is None else aiohttp.BasicAuth(*basic_auth)
+        # RFC 7617: "Basic" and base64 of user-id ":" password, UTF-8
+        self._auth: dict[str, str] = (
+            {}
+            if basic_auth is None
+            else {"Authorization": "Basic " + b64encode(":".join(basic_auth).encode()).decode()}
+        )
         self._sessions: dict[tuple[bytes, ...], aiohttp.ClientSession] = {}
         self._roots: dict[tuple[str, tuple[bytes, ...]], str] = {}
 
@@ -220,8 +226,8 @@ class SztpClient:
         root = self._roots.get(key)
         if root is None:
             session = self._session(source)
-            headers = {"Accept": "application/xrd+xml"}
-            async with session.get(origin + HOST_META, headers=headers, auth=self._auth) as resp:
+            headers = {"Accept": "application/xrd+xml", **self._auth}
+            async with session.get(origin + HOST_META, headers=headers) as resp:
                 body = await resp.content.read(_MAX_HOST_META)
                 found = restconf_root(body) if resp.status == 200 else None
             root = found if found is not None and found.startswith("/") else _DEFAULT_ROOT
@@ -231,9 +237,9 @@ class SztpClient:
     async def _rpc(self, source: Source, rpc: str, body: bytes) -> tuple[int, bytes, str]:
         url = f"{await self._root(source)}/operations/{sztp.SERVER_MODULE}:{rpc}"
         media = self._encoding.media_type
-        headers = {"Content-Type": media, "Accept": media}
+        headers = {"Content-Type": media, "Accept": media, **self._auth}
         session = self._session(source)
-        async with session.post(url, data=body, headers=headers, auth=self._auth) as resp:
+        async with session.post(url, data=body, headers=headers) as resp:
             if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
                 raise PayloadTooLarge(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
             data = await resp.content.read(MAX_RESPONSE_BYTES + 1)

@@ -3,6 +3,7 @@ get-bootstrapping-data over real TLS to an aiohttp RESTCONF server on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -243,6 +244,7 @@ def pki() -> Pki:
 class Server:
     url: str
     seen: list[tuple[str, bytes, str | None]]  # path, body, client certificate subject
+    headers: list[dict[str, str]]
 
 
 UNSIGNED = OnboardingInformation(
@@ -253,6 +255,7 @@ UNSIGNED = OnboardingInformation(
 
 async def _bootstrap_server(pki: Pki, *, client_auth: bool) -> AsyncIterator[Server]:
     seen: list[tuple[str, bytes, str | None]] = []
+    headers: list[dict[str, str]] = []
 
     async def host_meta(request: web.Request) -> web.Response:
         return web.Response(body=XRD % b"/top/restconf", content_type="application/xrd+xml")
@@ -261,6 +264,7 @@ async def _bootstrap_server(pki: Pki, *, client_auth: bool) -> AsyncIterator[Ser
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         subject = None if not peer else str(peer.get("subject"))
         seen.append((request.path, await request.read(), subject))
+        headers.append(dict(request.headers))
         if request.path.endswith("report-progress"):
             return web.Response(status=204)
         if request.headers.get("X-Unknown") or "SN-404" in (subject or ""):
@@ -279,7 +283,8 @@ async def _bootstrap_server(pki: Pki, *, client_auth: bool) -> AsyncIterator[Ser
         output = GetBootstrappingDataOutput(
             conveyed_information=sztp.encode_unsigned_conveyed_information(UNSIGNED)
         )
-        return web.Response(body=output.encode(), content_type=sztp.MEDIA_TYPE_JSON)
+        encoding = sztp.Encoding.of_media_type(request.headers["Content-Type"])
+        return web.Response(body=output.encode(encoding), content_type=encoding.media_type)
 
     ctx = server_context(
         pki.server,
@@ -292,7 +297,7 @@ async def _bootstrap_server(pki: Pki, *, client_auth: bool) -> AsyncIterator[Ser
         f"{OPS}:report-progress": rpc,
     }
     async for url in _serve(routes, ctx):
-        yield Server(url, seen)
+        yield Server(url, seen, headers)
 
 
 @pytest.fixture
@@ -325,6 +330,25 @@ async def test_trusted_server_is_verified_and_found_through_host_meta(
     assert json.loads(body)["ietf-sztp-bootstrap-server:input"]["os-name"] == "VendorOS"
     assert subject is not None and "SN-7" in subject  # the IDevID authenticated the device
     assert bootstrap_server.seen[1][0] == f"{OPS}:report-progress"
+
+
+async def test_xml_encoding_and_http_basic_beside_the_idevid(
+    pki: Pki, bootstrap_server: Server
+) -> None:
+    source = Source(SourceKind.CONFIGURED, bootstrap_server.url, (pki.server_ca.cert,))
+    async with SztpClient(
+        pki.idevid, timeout=10, encoding=sztp.Encoding.XML, basic_auth=("dev", "s3cret")
+    ) as client:
+        output, _ = await client.get_bootstrapping_data(
+            source, GetBootstrappingDataInput(os_name="VendorOS")
+        )
+    assert sztp.read_unsigned_conveyed_information(output.conveyed_information) == UNSIGNED
+    _, body, subject = bootstrap_server.seen[0]
+    assert body.startswith(b"<input") and b"<os-name>VendorOS</os-name>" in body
+    sent = bootstrap_server.headers[0]
+    assert sent["Content-Type"] == sztp.MEDIA_TYPE_XML
+    assert sent["Authorization"] == "Basic " + base64.b64encode(b"dev:s3cret").decode()
+    assert subject is not None and "SN-7" in subject
 
 
 async def test_server_failing_its_trust_anchor_is_a_certificate_error(
@@ -446,6 +470,19 @@ def test_sztp_keys_of_the_agent_configuration(pki: Pki, tmp_path: Path) -> None:
         AgentConfig(os_name="")  # type: ignore[arg-type]
     empty = tmp_path / "empty.pem"
     empty.write_bytes(b"")
+    creds = tmp_path / "creds"
+    creds.write_text("dev:pass:word\n")
+    auth = SztpSettings.of(
+        AgentConfig(bootstrap_servers=("https://h",), bootstrap_credentials=str(creds))
+    )
+    assert auth.basic_auth == ("dev", "pass:word")
+    creds.write_text("no colon\n")
+    with pytest.raises(ConfigError, match="USER:PASSWORD"):
+        SztpSettings.of(
+            AgentConfig(bootstrap_servers=("https://h",), bootstrap_credentials=str(creds))
+        )
+    with pytest.raises(ValueError, match="json or xml"):
+        AgentConfig(bootstrap_encoding="cbor")
     with pytest.raises(ConfigError, match=r"bootstrap_server_ca .*empty\.pem"):
         SztpSettings.of(
             AgentConfig(bootstrap_servers=("https://h",), bootstrap_server_ca=(str(empty),))
