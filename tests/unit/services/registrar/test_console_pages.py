@@ -23,11 +23,12 @@ EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
 
 def _no_markup_from_data(page: str) -> None:
     tree = html.fromstring(page)
-    assert not tree.xpath("//img"), "a device string became an element"
-    scripts = tree.xpath("//script")
+    elements = list(tree.iter())
+    assert not [el for el in elements if el.tag == "img"], "a device string became an element"
+    scripts = [el for el in elements if el.tag == "script"]
     assert [s.get("src") for s in scripts] == ["/console/static/console.js"]
     assert all(not (s.text or "").strip() for s in scripts)
-    assert not any(k.startswith("on") for el in tree.iter() for k in el.attrib)
+    assert not any(str(k).startswith("on") for el in elements for k in el.attrib)
 
 
 def test_device_supplied_strings_are_escaped_everywhere() -> None:
@@ -36,7 +37,7 @@ def test_device_supplied_strings_are_escaped_everywhere() -> None:
         [row], query=EVIL, phase=None, csrf="t", who=EVIL, event_types=("enrolled",)
     )
     _no_markup_from_data(page)
-    assert EVIL in html.fromstring(page).text_content()  # shown as text
+    assert EVIL in "".join(map(str, html.fromstring(page).itertext()))  # shown as text
     view = DeviceView(
         serial=EVIL,
         phase="pending",
@@ -55,7 +56,11 @@ def test_device_supplied_strings_are_escaped_everywhere() -> None:
 def test_the_device_link_encodes_the_serial() -> None:
     row = Row("a/b?c#d", "enrolled", None, AT, "none", None, None)
     page = devices_page([row], query="", phase=None, csrf="t", who="w", event_types=())
-    (link,) = html.fromstring(page).xpath("//table//a/@href")
+    (link,) = [
+        el.get("href")
+        for el in html.fromstring(page).iter("a")
+        if el.get("href", "").startswith("/console/devices/")
+    ]
     assert link == "/console/devices/a%2Fb%3Fc%23d"
 
 
