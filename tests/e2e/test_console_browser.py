@@ -23,7 +23,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from tests.e2e.test_brski_flow import FAST_RETRY, Lab, make_lab
-from tests.support.processes import _command, _env, free_port, run_cli
+from tests.e2e.test_pending_approval import start_pledge
+from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import RegistrarRepository
 
@@ -39,7 +40,6 @@ BROWSER_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PATIENT = ("--retries", "60", "--backoff", "0.2", "--max-backoff", "1", "--timeout", "15")
 WAIT_MS = 30000
 
 
@@ -124,13 +124,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             browser.close()
         finally:
             lab.close()
-
-
-def start_pledge(lab: Lab, folder: Path) -> subprocess.Popen[str]:
-    args = ("pledge", "enroll", "--dir", folder, "--registrar", lab.registrar_url, *PATIENT)
-    return subprocess.Popen(
-        _command(args, ()), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
-    )
 
 
 def test_a_login_link_opens_a_session_once(console: Console) -> None:

@@ -103,14 +103,14 @@ def test_approve_names_a_device_that_is_not_waiting(ask_lab: Lab) -> None:
     assert "not waiting for approval" in result.stderr
 
 
-def curl(cert_dir: Path, lab: Lab, method: str, path: str) -> tuple[int, str, bytes]:
+def curl(cert_dir: Path, base: str, method: str, path: str) -> tuple[int, str, bytes]:
     """``curl`` with a client certificate: status, content type, body."""
     result = subprocess.run(
         [
             "curl", "-sS", "--cacert", str(cert_dir / "ca.pem"),
             "--cert", str(cert_dir / "cert.pem"), "--key", str(cert_dir / "key.pem"),
             "-X", method, "-o", "-", "-w", "\n%{http_code} %{content_type}",
-            f"{lab.registrar_url}{path}",
+            f"{base}{path}",
         ],
         capture_output=True, timeout=30, check=True,
     )  # fmt: skip
@@ -120,7 +120,9 @@ def curl(cert_dir: Path, lab: Lab, method: str, path: str) -> tuple[int, str, by
     return int(status), media, body
 
 
-def test_the_admin_api_approves_and_an_nms_certificate_cannot(ask_lab: Lab) -> None:
+def test_another_registrar_on_the_database_approves_by_the_admin_api(ask_lab: Lab) -> None:
+    """The pledge waits at one registrar process; the operator approves at another one on
+    the same database (admin API, admin certificate; an NMS certificate cannot)."""
     admin, nms = ask_lab.root / "ops-admin", ask_lab.root / "ops-nms"
     out = run_cli(
         "registrar", "issue-client-cert", "--dir", ask_lab.domain, "--name", "ops",
@@ -138,18 +140,20 @@ def test_the_admin_api_approves_and_an_nms_certificate_cannot(ask_lab: Lab) -> N
     run_cli("registrar", "issue-client-cert", "--dir", ask_lab.domain, "--name", "nms",
             "--out", nms)  # fmt: skip
     serial, folder = ask_lab.pledge(allow=False)
-    pledge = start_pledge(ask_lab, folder)
+    other = ask_lab.start_registrar().url
+    pledge = start_pledge(ask_lab, folder)  # to the first registrar
     try:
         wait_pending(ask_lab, serial)
-        status, _, body = curl(admin, ask_lab, "GET", f"/admin/devices/{serial}")
+        status, _, body = curl(admin, other, "GET", f"/admin/devices/{serial}")
         assert status == 200 and json.loads(body)["policy"][0]["decision"] == "pending"
-        assert curl(nms, ask_lab, "POST", f"/admin/devices/{serial}/approve")[0] == 403
-        status, _, body = curl(admin, ask_lab, "POST", f"/admin/devices/{serial}/approve")
+        assert curl(nms, other, "POST", f"/admin/devices/{serial}/approve")[0] == 403
+        status, _, body = curl(admin, other, "POST", f"/admin/devices/{serial}/approve")
         assert status == 200 and json.loads(body)["decided"] == 1
-        assert curl(admin, ask_lab, "POST", f"/admin/devices/{serial}/approve")[0] == 404
+        assert curl(admin, other, "POST", f"/admin/devices/{serial}/approve")[0] == 404
         _, err = pledge.communicate(timeout=60)
     finally:
         pledge.kill()
+        ask_lab.registrars.pop().stop()
     assert pledge.returncode == 0, err
     action = next(
         e for e in repo(ask_lab).device_events(serial, limit=50) if e.type == "operator-action"

@@ -68,7 +68,11 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-STATIC: Mapping[str, str] = {"console.js": "text/javascript", "console.css": "text/css"}
+STATIC: Mapping[str, str] = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
 TIMELINE_EVENTS = 500  # newest events of a device on its page
 AUDIT_LOGS = 5
 DASHBOARD_WINDOW = timedelta(hours=1)
@@ -261,7 +265,11 @@ async def device_view(reg: Registrar, serial: str) -> DeviceView | None:
             expires = v.expires_on.isoformat() if v.expires_on else "never"
             kind = "nonceless" if v.nonce is None else "with nonce"
             timeline.append(
-                (v.issued_at, "voucher", f"{v.assertion}, {kind}, from {v.source}, to {expires}")
+                (
+                    v.issued_at,
+                    "voucher",
+                    f"{v.assertion}, {kind}, from {v.source}, expires {expires}",
+                )
             )
         for r in await in_thread(repo.status_reports, serial):
             outcome = "success" if r.status else f"failure: {r.reason or 'no reason given'}"

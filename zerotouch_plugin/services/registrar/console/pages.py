@@ -116,6 +116,7 @@ def layout(title: str, body: str, *, csrf: str | None, who: str | None, page: st
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"{meta_csrf}<title>{esc(title)} · zerotouch registrar</title>"
         '<link rel="stylesheet" href="/console/static/console.css">'
+        '<link rel="icon" href="/console/static/icon.svg" type="image/svg+xml">'
         '<script src="/console/static/console.js" defer></script>'
         f'</head><body data-page="{esc(page)}">'
         '<a class="skip" href="#main">Skip to content</a>'
