@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,36 @@ def test_a_wrong_pin_or_missing_key_fails_at_start_with_the_reason(lab: Lab) -> 
     assert missing.returncode != 0 and "no such key on the token" in missing.stderr
     again = run_cli("masa", "signer-key", "--dir", lab.vendor, "--key", MASA_KEY, check=False)
     assert again.returncode != 0 and "signer_key already" in again.stderr
+
+
+def test_an_rsa_key_in_the_token_signs_a_voucher_openssl_verifies(
+    token: Path, tmp_path: Path
+) -> None:
+    """A token key made elsewhere (RSA 2048, by the token's own tools): PKCS#1 v1.5 CMS."""
+    import pkcs11
+    from pkcs11 import KeyType
+
+    from zerotouch_plugin.artifacts import certs, cms
+    from zerotouch_plugin.artifacts.signer import SigningIdentity
+    from zerotouch_plugin.services import certfiles
+    from zerotouch_plugin.services.pkcs11 import Pkcs11Signer
+
+    with (
+        pkcs11.lib(DEFAULT_MODULE)
+        .get_token(token_label=TOKEN)
+        .open(user_pin=PIN, rw=True) as session
+    ):
+        session.generate_keypair(KeyType.RSA, 2048, store=True, label="rsa-signer")
+    now = datetime.now(UTC)
+    vendor = certs.make_ca("RSA test vendor", now=now)
+    signer = Pkcs11Signer(f"pkcs11:token={TOKEN};object=rsa-signer?pin-value={PIN}")
+    cert = certs.masa_signer_cert(vendor, signer.public_key(), "RSA MASA", now=now)
+    signed = cms.sign(b'{"ietf-voucher:voucher":{}}', signer=SigningIdentity(cert, signer), now=now)
+    (tmp_path / "v.cms").write_bytes(signed)
+    certfiles.write_certs(tmp_path / "ca.pem", [vendor.cert])
+    checked = openssl(
+        "cms", "-verify", "-inform", "DER", "-in", tmp_path / "v.cms",
+        "-CAfile", tmp_path / "ca.pem", "-purpose", "any",
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "ietf-voucher:voucher" in checked.stdout

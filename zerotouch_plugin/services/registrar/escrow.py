@@ -107,6 +107,8 @@ class EscrowRenewal:
                 await self.renew_due(utc_now())
             except ZerotouchError as exc:
                 log.warning("escrow renewal: %s", exc.one_line())
+            except Exception:  # a bug must not end the renewals for good: logged, next round
+                log.exception("escrow renewal failed")
             await asyncio.sleep(self._reg.config.escrow_renew_poll)
 
 
