@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.support.processes import ServerProcess, run_cli, server
+from tests.support.processes import ServerProcess, free_port, run_cli, server
 from zerotouch_plugin.artifacts import certs, sztp
 
 # curl and openssl are installed by make test (scripts/setup-system.sh); in CI they must be.
@@ -42,6 +42,7 @@ class Lab:
     device: Path  # IDevID folder of SN-1 (idevid.pem, idevid.key)
     stranger: Path  # IDevID of another manufacturer
     proc: ServerProcess
+    admin_port: int
 
     def curl(
         self,
@@ -104,8 +105,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "--config", root / "config.json", "--handling", "replace")  # fmt: skip
     run_cli("sztp", "devices", "--dir", folder, "--set", "SN-1", "--response", "onboard",
             "--voucher", _voucher(root, folder, "SN-1"))  # fmt: skip
-    with server("sztp", "sztp", "serve", "--dir", folder, "--listen", "127.0.0.1:0") as proc:
-        yield Lab(root, folder, root / "dev", root / "stranger", proc)
+    admin_port = free_port()
+    with server("sztp", "sztp", "serve", "--dir", folder, "--listen", "127.0.0.1:0",
+                "--admin-listen", f"127.0.0.1:{admin_port}") as proc:  # fmt: skip
+        yield Lab(root, folder, root / "dev", root / "stranger", proc, admin_port)
 
 
 def _output(body: bytes) -> dict[str, str]:
@@ -255,3 +258,57 @@ def test_oversize_body_is_refused(lab: Lab) -> None:
     status, body, _ = lab.curl(GBD, big)
     assert status == 413, body
     assert _error(body)["error-tag"] == "too-big"
+
+
+def _admin(
+    lab: Lab, method: str, path: str, body: bytes | None = None, media: str = "application/json"
+) -> tuple[int, bytes]:
+    args = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20", "-X", method]
+    args += ["--cacert", str(lab.folder / "sztp-ca.pem")]
+    args += ["--cert", str(lab.folder / "admin.pem"), "--key", str(lab.folder / "admin.key")]
+    if body is not None:
+        args += ["-H", f"Content-Type: {media}", "--data-binary", "@-"]
+    args.append(f"https://127.0.0.1:{lab.admin_port}{path}")
+    done = subprocess.run(args, input=body, capture_output=True, timeout=30, check=True)
+    payload, _, status = done.stdout.rpartition(b"\n")
+    return int(status), payload
+
+
+def test_admin_api_manages_responses_devices_and_shows_progress(lab: Lab) -> None:
+    redirect = b'{"ietf-sztp-conveyed-info:redirect-information": {"bootstrap-server": [{"address": "sztp2.example.net", "port": 8443}]}}'  # noqa: E501
+    assert _admin(lab, "PUT", "/admin/responses/elsewhere", redirect)[0] == 200
+    status, body = _admin(lab, "GET", "/admin/responses/elsewhere")
+    assert status == 200
+    assert json.loads(body)["conveyed-information"] == json.loads(redirect) | {
+        "ietf-sztp-conveyed-info:redirect-information": {
+            "bootstrap-server": [{"address": "sztp2.example.net", "port": 8443}]
+        }
+    }
+    bad = b'{"ietf-sztp-conveyed-info:redirect-information": {"bootstrap-server": []}}'
+    status, body = _admin(lab, "PUT", "/admin/responses/broken", bad)
+    assert status == 400 and b"schema-error" in body
+    status, body = _admin(lab, "PUT", "/admin/devices/SN-2", b'{"response": "elsewhere"}')
+    assert status == 200, body
+    status, body = _admin(lab, "GET", "/admin/devices")
+    assert {"serial": "SN-2", "response": "elsewhere"}.items() <= next(
+        d for d in json.loads(body)["devices"] if d["serial"] == "SN-2"
+    ).items()
+    status, body = _admin(lab, "GET", "/admin/progress?serial=SN-1")
+    assert status == 200 and isinstance(json.loads(body)["progress"], list)
+
+
+def test_admin_api_checks_vouchers(lab: Lab) -> None:
+    voucher = (lab.root / "v.cms").read_bytes()  # issued for SN-1
+    media = "application/voucher-cms+json"
+    status, body = _admin(lab, "PUT", "/admin/devices/SN-2/voucher", voucher, media)
+    assert status == 403 and b"wrong-serial" in body
+    status, body = _admin(lab, "PUT", "/admin/devices/SN-1/voucher", voucher, media)
+    assert status == 200 and json.loads(body)["voucher-expires"].startswith("2036-01-01")
+
+
+def test_admin_api_refuses_a_device_certificate(lab: Lab) -> None:
+    args = ["curl", "-sS", "--max-time", "20", "--cacert", str(lab.folder / "sztp-ca.pem"),
+            "--cert", str(lab.device / "idevid.pem"), "--key", str(lab.device / "idevid.key"),
+            f"https://127.0.0.1:{lab.admin_port}/admin/devices"]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, timeout=30)
+    assert done.returncode != 0 or b"devices" not in done.stdout

@@ -10,13 +10,11 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from zerotouch_plugin.artifacts import certs, cms, sztp
-from zerotouch_plugin.artifacts.voucher import Voucher
+from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.errors import ConfigError, InvalidInput, NotFound
 from zerotouch_plugin.services import certfiles
-from zerotouch_plugin.services.sztp import server
+from zerotouch_plugin.services.sztp import admin, server
 from zerotouch_plugin.store.sztp import SztpRepository
 
 __all__ = ["HELP", "register"]
@@ -72,6 +70,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     serve = sub.add_parser("serve", help="serve RESTCONF get-bootstrapping-data/report-progress")
     _folder(serve)
     serve.add_argument("--listen", default="127.0.0.1:8443", help="HOST:PORT (port 0: any)")
+    serve.add_argument(
+        "--admin-listen", metavar="HOST:PORT", help="also serve the admin API (mTLS) there"
+    )
     serve.set_defaults(func=cmd_serve)
 
     response = sub.add_parser("response", help="manage responses (conveyed information)")
@@ -166,6 +167,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     certfiles.write_certs(folder / server.TLS_CERT, [tls.cert, *tls.chain])
     certfiles.write_key(folder / server.TLS_KEY, tls.key)
     certfiles.write_certs(folder / server.MANUFACTURER_CA, anchors)
+    admin_ca = certs.make_ca("zerotouch SZTP admin CA", now=now)
+    operator = certs.issue_client(admin_ca, "zerotouch SZTP admin", now=now)
+    certfiles.write_certs(folder / admin.ADMIN_CA, [admin_ca.cert])
+    certfiles.write_certs(folder / admin.ADMIN_CERT, [operator.cert])
+    certfiles.write_key(folder / admin.ADMIN_KEY, operator.key)
     if args.owner_cert or args.owner_key:
         if not (args.owner_cert and args.owner_key):
             raise ConfigError("--owner-cert and --owner-key go together")
@@ -211,13 +217,37 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner, bound = await server.start_sztp(ctx, host, port)
+    runners = [runner]
     try:
-        shown = f"[{host}]" if ":" in host else host
-        print(f"listening sztp https://{shown}:{bound}", flush=True)
+        if args.admin_listen:
+            admin_host, admin_port = _split_listen(args.admin_listen)
+            app = admin.admin_app(
+                ctx.repo,
+                manufacturer_cas=ctx.manufacturer_cas,
+                owner_chain=() if ctx.owner is None else (ctx.owner.cert, *ctx.owner.chain),
+                body_limit=ctx.config.max_body_bytes,
+            )
+            admin_runner, admin_bound = await admin.start_admin(
+                app,
+                admin.admin_context(ctx.tls, args.dir),
+                admin_host,
+                admin_port,
+                limits=ctx.config.limits,
+            )
+            runners.append(admin_runner)
+        # the service line first: test harnesses wait for it
+        print(f"listening sztp https://{_shown(host)}:{bound}", flush=True)
+        if args.admin_listen:
+            print(f"listening sztp-admin https://{_shown(admin_host)}:{admin_bound}", flush=True)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        for each in runners:
+            await each.cleanup()
         ctx.close()
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -309,43 +339,25 @@ def cmd_response_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _voucher(path: Path, serial: str) -> tuple[bytes, datetime | None]:
-    """An ownership voucher file for ``serial``: its CMS DER and expires-on. The signature is
-    the device's to check (against its manufacturer anchor); the serial is checked here so
-    that a voucher is never filed under another device."""
-    der = cms.decode(path.read_bytes())
-    content = cms.inspect(der).content
-    voucher = Voucher.from_json(content)
-    if voucher.serial_number != serial:
-        raise InvalidInput(
-            f"{path}: the voucher is for serial {voucher.serial_number!r}, not {serial!r}"
-        )
-    return der, voucher.expires_on
-
-
-def _device_json(record: Any) -> dict[str, Any]:
-    def text(value: Any) -> Any:
-        return value.isoformat() if isinstance(value, datetime) else value
-
-    return {
-        "serial": record.serial,
-        "response": record.response,
-        "voucher": record.voucher is not None,
-        "voucher-expires": text(record.voucher_expires),
-        "first-seen": text(record.first_seen),
-        "last-seen": text(record.last_seen),
-        "hw-model": record.hw_model,
-        "os-name": record.os_name,
-        "os-version": record.os_version,
-        "last-progress": record.last_progress,
-    }
+def _voucher(folder: Path, path: Path, serial: str) -> tuple[bytes, datetime | None]:
+    """An ownership voucher file for ``serial``, checked as the admin API checks it."""
+    owner = certs.load_certs((folder / server.OWNER_CERT).read_bytes())
+    return admin.checked_voucher(
+        path.read_bytes(),
+        serial=serial,
+        manufacturer_cas=certs.load_certs((folder / server.MANUFACTURER_CA).read_bytes()),
+        owner_chain=owner,
+        now=_now(),
+    )
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
     repo = _repository(args)
     try:
         if args.set:
-            voucher, expires = _voucher(args.voucher, args.set) if args.voucher else (None, None)
+            voucher, expires = (
+                _voucher(args.dir, args.voucher, args.set) if args.voucher else (None, None)
+            )
             repo.set_device(
                 args.set, response=args.response, voucher=voucher, voucher_expires=expires
             )
@@ -353,7 +365,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
             return 0
         if args.response or args.voucher:
             raise ConfigError("--response and --voucher need --set SERIAL")
-        rows = [_device_json(d) for d in repo.devices()]
+        rows = [admin.device_json(d) for d in repo.devices()]
     finally:
         repo.db.dispose()
     if args.json:
@@ -376,16 +388,7 @@ def cmd_progress(args: argparse.Namespace) -> int:
         repo.db.dispose()
     if args.serial and not records and not args.json:
         raise NotFound(f"no progress reports from {args.serial}")
-    rows = [
-        {
-            "serial": r.serial,
-            "time": r.time.isoformat(),
-            "progress-type": str(r.progress_type),
-            "message": r.message,
-            "peer": r.peer,
-        }
-        for r in records
-    ]
+    rows = [admin.progress_json(r) for r in records]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
