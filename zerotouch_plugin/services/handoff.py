@@ -202,11 +202,14 @@ class HandoffWorker:
     async def _round(self) -> None:
         """Start the due attempts, then wait until woken, a retry falls due or the poll."""
         self._wake.clear()
-        try:
-            due, next_at = await asyncio.to_thread(self._repo.due_handoffs, _now())
-        except ZerotouchError as exc:
-            log.warning("hand-off: cannot read the queue: %s", exc.one_line())
-            due, next_at = [], None
+        free = _CONCURRENCY - len(self._running)
+        due: list[str] = []
+        next_at = None
+        if free > 0:  # when every slot is busy, the attempt that ends first wakes the loop
+            try:
+                due, next_at = await asyncio.to_thread(self._repo.due_handoffs, _now(), free)
+            except ZerotouchError as exc:
+                log.warning("hand-off: cannot read the queue: %s", exc.one_line())
         for serial in due:
             if serial not in self._running:
                 self._running[serial] = asyncio.get_running_loop().create_task(

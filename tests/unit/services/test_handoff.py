@@ -44,11 +44,11 @@ class BrokenOnce(RegistrarRepository):
 
     failed = False
 
-    def due_handoffs(self, now: datetime) -> tuple[list[str], datetime | None]:
+    def due_handoffs(self, now: datetime, limit: int = 64) -> tuple[list[str], datetime | None]:
         if not self.failed:
             self.failed = True
             raise AttributeError("'NoneType' object has no attribute 'serial'")
-        return super().due_handoffs(now)
+        return super().due_handoffs(now, limit)
 
 
 def queued(tmp_path: Path, repo_class: type[RegistrarRepository]) -> RegistrarRepository:

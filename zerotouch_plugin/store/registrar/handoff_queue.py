@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.day0 import day0_pair
@@ -23,7 +23,9 @@ from zerotouch_plugin.store.registrar.models import (
 )
 from zerotouch_plugin.store.registrar.views import HandoffJob, HandoffRow, ldevid_dns_name
 
-__all__ = ["HandoffQueue"]
+__all__ = ["DUE_BATCH", "HandoffQueue"]
+
+DUE_BATCH = 64  # due hand-offs one look at the queue returns at most
 
 
 class HandoffQueue(Records):
@@ -61,20 +63,42 @@ class HandoffQueue(Records):
                 s.scalars(select(HandoffModel).where(HandoffModel.serial == serial)).one_or_none()
             )
 
-    def due_handoffs(self, now: datetime) -> tuple[list[str], datetime | None]:
-        """Pending hand-offs due at ``now`` and not leased, and when the next one falls due."""
+    def due_handoffs(
+        self, now: datetime, limit: int = DUE_BATCH
+    ) -> tuple[list[str], datetime | None]:
+        """Up to ``limit`` pending hand-offs due at ``now`` and not leased, oldest first, and
+        when to look again: ``now`` if the batch is full (more may be due), else when the next
+        one falls due or a lease expires.
+
+        Each query is a range scan of the ``next_at`` index (rows that are not pending have
+        none), so a wake-up reads the due rows and the leased ones, never the whole queue.
+        """
+        pending = HandoffModel.state == "pending"
+        ripe = HandoffModel.next_at <= now
         with self.db.session() as s:
-            rows = s.execute(
-                select(HandoffModel.serial, HandoffModel.next_at, HandoffModel.lease_until)
-                .where(HandoffModel.state == "pending")
-                .order_by(HandoffModel.next_at)
-            ).all()
-        due: list[str] = []
-        later: list[datetime] = []
-        for serial, next_at, lease_until in rows:
-            ready = max(next_at or now, lease_until or now)
-            (due.append(serial) if ready <= now else later.append(ready))
-        return due, min(later, default=None)
+            due = list(
+                s.scalars(
+                    select(HandoffModel.serial)
+                    .where(
+                        pending,
+                        ripe,
+                        or_(HandoffModel.lease_until.is_(None), HandoffModel.lease_until <= now),
+                    )
+                    .order_by(HandoffModel.next_at)
+                    .limit(limit)
+                )
+            )
+            if len(due) >= limit:
+                return due, now
+            scheduled = s.scalar(
+                select(func.min(HandoffModel.next_at)).where(pending, HandoffModel.next_at > now)
+            )
+            leased = s.scalar(
+                select(func.min(HandoffModel.lease_until)).where(
+                    pending, ripe, HandoffModel.lease_until > now
+                )
+            )
+        return due, min((t for t in (scheduled, leased) if t is not None), default=None)
 
     def claim_handoff(
         self, serial: str, owner: str, *, now: datetime, lease_until: datetime
