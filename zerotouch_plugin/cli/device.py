@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import fcntl
 import gc
 import os
@@ -135,12 +136,19 @@ async def _run(args: argparse.Namespace) -> None:
 
 def _sztp_agent(config: DeviceConfig, device: DeviceServer, folder: Path) -> SztpAgent:
     """The SZTP path (RFC 8572): bootstrap servers, DHCP and removable media, not BRSKI."""
-    from zerotouch_plugin.services.sztp_agent import DatastoreOnboarder, SztpAgent, SztpSettings
+    from zerotouch_plugin.services.sztp_agent import (
+        DatastoreOnboarder,
+        SztpAgent,
+        SztpSettings,
+        ssh_host_keys,
+    )
 
     def complete(where: str) -> None:
         print(f"bootstrapped sztp {where}", flush=True)
 
     settings = SztpSettings.of(config.agent_config())
+    if config.netconf_ssh:  # an NMS may then trust the device by these (RFC 8572 §7.3)
+        settings = dataclasses.replace(settings, ssh_host_keys=ssh_host_keys(folder))
     onboarder = DatastoreOnboarder(device.datastores, folder)
     return SztpAgent(device, settings, onboarder, workdir=folder, on_complete=complete)
 

@@ -54,6 +54,7 @@ from zerotouch_plugin.artifacts.sztp import (
     ProgressType,
     RedirectInformation,
     ReportProgressInput,
+    SshHostKey,
 )
 from zerotouch_plugin.artifacts.voucher import Voucher, new_nonce, parse_signed_voucher
 from zerotouch_plugin.errors import (
@@ -137,6 +138,8 @@ class SztpDeviceConfig:
     os_version: str | None = None
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     send_nonce: bool = True  # ask for a nonce-bound voucher (§7.1 input "nonce")
+    # sent with bootstrap-complete, so that an NMS can authenticate the device (§7.3)
+    ssh_host_keys: tuple[SshHostKey, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.idevid, x509.Certificate):
@@ -654,7 +657,11 @@ class SztpDevice:
                 return self._step_complete(_E.POST_DONE, report=False)
             self._report(attempt.report_to, _P.POST_SCRIPT_INITIATED, None)
             return self._then(RunScript(ScriptStage.POST, info.post_configuration_script))
-        self._report(attempt.report_to, _P.BOOTSTRAP_COMPLETE, None)
+        if attempt.report_to is not None:
+            complete = ReportProgressInput(
+                progress_type=_P.BOOTSTRAP_COMPLETE, ssh_host_keys=self.config.ssh_host_keys
+            )
+            self._queue.append(Report(attempt.report_to, complete))
         return self._then(Done(attempt.source, info))
 
     def _step_failed(self, error: ZerotouchError, *, report: bool = True) -> SztpAction:

@@ -36,7 +36,7 @@ from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
-from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling, Encoding
+from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling, Encoding, SshHostKey
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import apply_edit
@@ -68,6 +68,7 @@ from zerotouch_plugin.roles.sztp_device import (
     SztpDevice,
     SztpDeviceConfig,
 )
+from zerotouch_plugin.services.netconf.ssh import load_host_keys
 from zerotouch_plugin.services.pledge_agent import (
     RESTART_RPC,
     factory_identity,
@@ -79,7 +80,14 @@ from zerotouch_plugin.services.pledge_agent import (
 from zerotouch_plugin.services.sztp_client import ScriptPolicy, SztpClient, drive
 from zerotouch_plugin.services.sztp_sources import dhcp4_uris, lease_uris
 
-__all__ = ["COMPLETE_KEY", "IMAGE_RECORD", "DatastoreOnboarder", "SztpAgent", "SztpSettings"]
+__all__ = [
+    "COMPLETE_KEY",
+    "IMAGE_RECORD",
+    "DatastoreOnboarder",
+    "SztpAgent",
+    "SztpSettings",
+    "ssh_host_keys",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +116,7 @@ class SztpSettings:
     os_version: str | None = None
     scripts: ScriptPolicy = field(default_factory=ScriptPolicy)
     encoding: Encoding = Encoding.JSON
+    ssh_host_keys: tuple[SshHostKey, ...] = ()  # reported with bootstrap-complete (§7.3)
     basic_auth: tuple[str, str] | None = None
     timeout: float = 30.0
     retry_delay: float = 2.0
@@ -201,6 +210,11 @@ def _credentials(path: str | None) -> tuple[str, str] | None:
     if not sep or not user:
         raise ConfigError(f"bootstrap_credentials {path}: the first line must be USER:PASSWORD")
     return user, password
+
+
+def ssh_host_keys(folder: Path) -> tuple[SshHostKey, ...]:
+    """The device's SSH host keys as report-progress carries them (RFC 8572 §7.3)."""
+    return tuple(SshHostKey(k.algorithm.decode(), k.public_data) for k in load_host_keys(folder))
 
 
 def _path(value: str | None) -> Path | None:
@@ -298,6 +312,7 @@ class SztpAgent:
             os_name=settings.os_name,
             os_version=settings.os_version,
             max_redirects=settings.max_redirects,
+            ssh_host_keys=settings.ssh_host_keys,
         )
         self.store = host.agent_store()
         self.state = BootstrapState(history_size=settings.history)

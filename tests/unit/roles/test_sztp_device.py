@@ -24,6 +24,7 @@ from zerotouch_plugin.artifacts.sztp import (
     OnboardingInformation,
     ProgressType,
     RedirectInformation,
+    SshHostKey,
 )
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, new_nonce
 from zerotouch_plugin.errors import (
@@ -292,6 +293,29 @@ def test_signed_onboarding_from_an_untrusted_server_runs_every_step(world: World
         ProgressType.POST_SCRIPT_COMPLETE,
         ProgressType.BOOTSTRAP_COMPLETE,
     ]
+
+
+def test_bootstrap_complete_carries_the_ssh_host_keys(world: World) -> None:
+    key = SshHostKey("ssh-ed25519", b"\x00\x00\x00\x0bssh-ed25519" + bytes(36))
+    device = SztpDevice(world.config(ssh_host_keys=(key,)), [src(A)], random_bytes=RANDOM)
+    action = device.start()
+    reports: list[Report] = []
+    assert isinstance(action, Fetch)
+    action = device.fetched(
+        world.signed(onboarding(boot_image=None)), server_trusted=False, now=NOW
+    )
+    while not isinstance(action, Done):
+        if isinstance(action, Report):
+            reports.append(action)
+            action = device.reported()
+        elif isinstance(action, RunScript):
+            action = device.script_finished(0)
+        else:
+            assert isinstance(action, ApplyConfiguration)
+            action = device.configuration_applied()
+    assert reports[-1].progress.progress_type is ProgressType.BOOTSTRAP_COMPLETE
+    assert reports[-1].progress.ssh_host_keys == (key,)
+    assert all(r.progress.ssh_host_keys == () for r in reports[:-1])
 
 
 def test_the_request_asks_untrusted_servers_for_signed_data_with_a_nonce(world: World) -> None:

@@ -45,7 +45,7 @@ from zerotouch_plugin.roles.sztp_device import (
     SztpDeviceConfig,
 )
 from zerotouch_plugin.services._tls import server_context
-from zerotouch_plugin.services.sztp_agent import SztpSettings
+from zerotouch_plugin.services.sztp_agent import SztpSettings, ssh_host_keys
 from zerotouch_plugin.services.sztp_client import (
     MEDIA_FILES,
     ScriptPolicy,
@@ -487,3 +487,11 @@ def test_sztp_keys_of_the_agent_configuration(pki: Pki, tmp_path: Path) -> None:
         SztpSettings.of(
             AgentConfig(bootstrap_servers=("https://h",), bootstrap_server_ca=(str(empty),))
         )
+
+
+def test_ssh_host_keys_as_report_progress_carries_them(tmp_path: Path) -> None:
+    keys = ssh_host_keys(tmp_path)  # created as the NETCONF/SSH listener would
+    assert keys and all(k.key_data.startswith(len(k.algorithm).to_bytes(4, "big")) for k in keys)
+    report = ReportProgressInput(progress_type=ProgressType.BOOTSTRAP_COMPLETE, ssh_host_keys=keys)
+    parsed = ReportProgressInput.parse(report.encode(), sztp.Encoding.JSON)
+    assert parsed.ssh_host_keys == keys
