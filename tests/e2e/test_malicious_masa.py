@@ -15,7 +15,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.test_brski_flow import Lab, der, enroll, make_lab, masa_voucher
 from tests.support.processes import run_cli
 from zerotouch_plugin.artifacts import certs, cms
-from zerotouch_plugin.artifacts.voucher import VoucherRequest
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
 from zerotouch_plugin.roles.registrar import domain_id
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import server_context
@@ -246,3 +246,37 @@ def test_refuse_on_audit_alert_refuses_a_warning(lab: Lab) -> None:
     assert samples[("zerotouch_registrar_audit_events", frozenset({("level", "warning")}))] == 1
     circuit = frozenset({("masa", f"https://127.0.0.1:{lab.masa_port}"), ("state", "closed")})
     assert samples[("zerotouch_registrar_masa_circuit", circuit)] == 1
+
+
+def test_a_held_voucher_enrolls_the_device_despite_a_hostile_masa(lab: Lab) -> None:
+    """The owner holds a nonceless voucher from before; the MASA now vouches the device to
+    another domain: its voucher is refused and the held one relayed instead."""
+    serial, folder = lab.pledge()
+    now = datetime.now(UTC)
+    held = Voucher(
+        created_on=now,
+        assertion=Assertion.VERIFIED,
+        serial_number=serial,
+        pinned_domain_cert=der(certfiles.load_cert_file(lab.domain / "ca.pem")),
+        expires_on=now + timedelta(days=30),
+    )
+    signer = certfiles.load_identity(lab.vendor / "masa-signer.pem", lab.vendor / "masa-signer.key")
+    escrowed = lab.root / f"{serial}.cms"
+    escrowed.write_bytes(cms.sign(held.to_json(), signer=signer, now=now))
+    run_cli("registrar", "vouchers", "import", "--dir", lab.domain, escrowed)
+    other = certs.make_ca("the MASA's friend's domain CA", now=now)
+    masa = evil(
+        lab,
+        lambda pvr: (200, masa_voucher(lab, pvr, pinned_domain_cert=der(other.cert))),
+        own_audit_log(lab, None),
+    )
+    try:
+        done = enroll(lab, folder, "--allow-nonceless")
+    finally:
+        masa.stop()
+    assert done.returncode == 0, done.stderr
+    record = lab.device(serial)
+    assert record is not None and record["state"] == "enroll-confirmed"
+    assert record["voucher_source"] == "escrow"
+    assert "from escrow: the MASA's voucher was refused" in lab.registrars[0].stderr
+    assert (folder / PLEDGE_FILES["ldevid"]).exists()

@@ -23,6 +23,7 @@ from zerotouch_plugin.artifacts.voucher import Voucher
 from zerotouch_plugin.errors import (
     PolicyRefused,
     ReplayedRequest,
+    UpstreamInvalid,
     UpstreamUnavailable,
     ZerotouchError,
 )
@@ -100,11 +101,11 @@ async def request_voucher(request: web.Request) -> web.Response:
     except ReplayedRequest as exc:
         await in_thread(reg.repo.record_error, pledge.serial, exc.one_line(), now=now)
         raise
-    outage: UpstreamUnavailable | None = None
+    outage: ZerotouchError | None = None
     try:
         voucher_cms = await reg.masa.request_voucher(masa_url, rvr)
         voucher = role.check_masa_voucher(reg.context, voucher_cms, pledge=pledge, now=utc_now())
-    except UpstreamUnavailable as exc:
+    except (UpstreamUnavailable, UpstreamInvalid) as exc:
         held = await _escrowed(reg, pledge, exc)
         if held is None:
             await _masa_failed(reg, request_id, exc, rvr)
@@ -132,7 +133,7 @@ async def request_voucher(request: web.Request) -> web.Response:
         "voucher for %s relayed (assertion %s%s)",
         pledge.serial,
         voucher.assertion,
-        "" if outage is None else f", from escrow: the MASA is unreachable: {outage.one_line()}",
+        "" if outage is None else f", from escrow: {_because(outage)}: {outage.one_line()}",
     )
     return web.Response(body=voucher_cms, content_type=MEDIA_TYPE_VOUCHER_CMS)
 
@@ -148,12 +149,25 @@ async def _masa_failed(reg: Registrar, request_id: int, exc: ZerotouchError, rvr
     )
 
 
+# Why a held voucher was relayed instead of the MASA's: the MASA is away, or it answered with
+# a voucher the registrar refused (another key, another domain, a replay): a hostile MASA
+# cannot keep the owner from enrolling a device it holds a voucher for.
+_ESCROW_BECAUSE: tuple[tuple[type[ZerotouchError], str], ...] = (
+    (UpstreamUnavailable, "the MASA is unreachable"),
+    (UpstreamInvalid, "the MASA's voucher was refused"),
+)
+
+
+def _because(outage: ZerotouchError) -> str:
+    return next(why for kind, why in _ESCROW_BECAUSE if isinstance(outage, kind))
+
+
 async def _escrowed(
-    reg: Registrar, pledge: role.PledgeRequest, outage: UpstreamUnavailable
+    reg: Registrar, pledge: role.PledgeRequest, outage: ZerotouchError
 ) -> tuple[bytes, Voucher] | None:
-    """The nonceless voucher held for the pledge, when the MASA is unreachable and it is still
-    valid now (checked again: it may have expired since the import); None otherwise, and the
-    pledge gets the 503 of the outage."""
+    """The nonceless voucher held for the pledge, when the MASA is unreachable or its voucher
+    was refused, and it is still valid now (checked again: it may have expired since the
+    import); None otherwise, and the pledge gets the MASA's failure."""
     held = await in_thread(reg.repo.escrow, pledge.serial)
     if held is None:
         return None
@@ -163,7 +177,8 @@ async def _escrowed(
         )
     except ZerotouchError as exc:
         log.warning(
-            "the MASA is unreachable (%s) and the voucher held for %s is not usable: %s",
+            "%s (%s) and the voucher held for %s is not usable: %s",
+            _because(outage),
             outage.one_line(),
             pledge.serial,
             exc.one_line(),
