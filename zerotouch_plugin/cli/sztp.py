@@ -227,11 +227,12 @@ async def _serve(args: argparse.Namespace) -> None:
                 owner_chain=() if ctx.owner is None else (ctx.owner.cert, *ctx.owner.chain),
                 body_limit=ctx.config.max_body_bytes,
             )
-            admin_runner, admin_bound = await admin.start_admin(
+            admin_runner, admin_bound = await server.serve_tls(
                 app,
                 admin.admin_context(ctx.tls, args.dir),
                 admin_host,
                 admin_port,
+                service="sztp-admin",
                 limits=ctx.config.limits,
             )
             runners.append(admin_runner)

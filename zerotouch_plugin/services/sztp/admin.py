@@ -28,7 +28,6 @@ from zerotouch_plugin.artifacts.voucher import parse_signed_voucher
 from zerotouch_plugin.errors import InvalidInput, PolicyRefused, WrongSerial
 from zerotouch_plugin.roles.sztp_server import DeviceRecord, ProgressRecord
 from zerotouch_plugin.services._http import make_app, media_type_of, read_body
-from zerotouch_plugin.services._limits import GatedTlsSite
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.store.sztp import SztpRepository
 
@@ -37,10 +36,10 @@ __all__ = [
     "ADMIN_CERT",
     "ADMIN_KEY",
     "admin_app",
+    "admin_context",
     "checked_voucher",
     "device_json",
     "progress_json",
-    "start_admin",
 ]
 
 log = logging.getLogger("zerotouch.sztp.admin")
@@ -201,14 +200,3 @@ def admin_context(tls: certs.Identity, folder: Path) -> ssl.SSLContext:
     """TLS 1.2+ with the server's certificate; admin client certificates mandatory."""
     anchors = certs.load_certs((folder / ADMIN_CA).read_bytes())
     return server_context(tls, client_cas=anchors, require_client_cert=True)
-
-
-async def start_admin(
-    app: web.Application, context: ssl.SSLContext, host: str, port: int, *, limits: Any
-) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = GatedTlsSite(runner, host, port, context, service="sztp-admin", limits=limits)
-    await site.start()
-    bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
-    return runner, int(bound[0]) if bound else port

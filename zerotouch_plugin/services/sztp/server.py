@@ -76,6 +76,7 @@ __all__ = [
     "load_context",
     "open_repository",
     "respond",
+    "serve_tls",
     "start_sztp",
     "sztp_app",
 ]
@@ -561,15 +562,33 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
     return app
 
 
+async def serve_tls(
+    app: web.Application,
+    context: ssl.SSLContext,
+    host: str,
+    port: int,
+    *,
+    service: str,
+    limits: ConnectionLimits,
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` over HTTPS on host:port (0 = any free port); returns the bound port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = GatedTlsSite(runner, host, port, context, service=service, limits=limits)
+    await site.start()
+    bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
+    return runner, int(bound[0]) if bound else port
+
+
 async def start_sztp(
     ctx: SztpContext, host: str, port: int, *, clock: Clock = _utcnow
 ) -> tuple[web.AppRunner, int]:
     """Serve the bootstrap server over HTTPS on host:port (0 = any free port)."""
-    runner = web.AppRunner(sztp_app(ctx, clock=clock), access_log=None)
-    await runner.setup()
-    site = GatedTlsSite(
-        runner, host, port, ctx.ssl_context(), service="sztp", limits=ctx.config.limits
+    return await serve_tls(
+        sztp_app(ctx, clock=clock),
+        ctx.ssl_context(),
+        host,
+        port,
+        service="sztp",
+        limits=ctx.config.limits,
     )
-    await site.start()
-    bound = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
-    return runner, int(bound[0]) if bound else port
