@@ -87,6 +87,7 @@ async def _run(args: argparse.Namespace) -> None:
             "bootstrap_media": None if args.bootstrap_media is None else str(args.bootstrap_media),
             "bootstrap_dhcp": args.bootstrap_dhcp,
             "bootstrap_dhcp_lease": _strings(args.bootstrap_dhcp_lease),
+            "hw_model": args.hw_model,
             "os_name": args.os_name,
             "os_version": args.os_version,
             "script_interpreter": args.script_interpreter,
@@ -264,6 +265,7 @@ def _add_sztp_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="read the bootstrap servers of DHCP option 143/136 from this dhclient lease file",
     )
+    p.add_argument("--hw-model", help="hardware model sent to the bootstrap server (§7.1)")
     p.add_argument("--os-name", help="OS name sent to the bootstrap server (RFC 8572 §7.1)")
     p.add_argument("--os-version", help="OS version sent to the bootstrap server")
     p.add_argument(

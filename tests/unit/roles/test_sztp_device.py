@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -564,7 +565,8 @@ def test_server_url_brackets_ipv6() -> None:
     assert server_url("192.0.2.1", 443) == "https://192.0.2.1:443"
 
 
-def test_the_transition_table_draws() -> None:
-    drawing = render_mermaid(SZTP_TRANSITIONS)
+def test_the_diagram_in_docs_is_the_table() -> None:
+    drawing = render_mermaid(SZTP_TRANSITIONS, initial=[SztpState.IDLE], final=[SztpState.DONE])
+    doc = (Path(__file__).parents[3] / "docs" / "sztp.md").read_text()
+    assert f"```mermaid\n{drawing}```" in doc
     assert "fetching --> downloading_image: onboarding" in drawing
-    assert "post_script --> done: post-done" in drawing
