@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import ssl
 import time
+import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,13 +48,13 @@ from zerotouch_plugin.errors import (
 )
 from zerotouch_plugin.roles import sztp_server
 from zerotouch_plugin.roles.registrar import masa_url_for
-from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services import certfiles, registrar_files
 from zerotouch_plugin.services._http import accepts, make_app, read_body
 from zerotouch_plugin.services._limits import GatedTlsSite
 from zerotouch_plugin.services._tls import peer_certificate, server_context
 from zerotouch_plugin.services.masa_client import MasaClient
 from zerotouch_plugin.services.restconf.wire import error_type, errors_json, status_and_tag
-from zerotouch_plugin.store.db import open_role_database
+from zerotouch_plugin.store.db import open_database
 from zerotouch_plugin.store.sztp import SeenDevice, SztpRepository
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "TLS_KEY",
     "SztpConfig",
     "SztpContext",
+    "database_of",
     "load_config_for",
     "load_context",
     "open_repository",
@@ -179,10 +181,28 @@ class SztpContext:
         self.repo.db.dispose()
 
 
+def database_of(folder: Path, config: SztpConfig) -> str | Path:
+    """Where the tables live: ``db`` when configured; in a registrar's folder the
+    registrar's database (its ``db`` or ``registrar.db``), so that one owner deployment keeps
+    one set of device records; else ``sztp.db``."""
+    if config.db:
+        return config.db
+    registrar_config = folder / registrar_files.CONFIG_FILE
+    if registrar_config.is_file():
+        try:
+            url = tomllib.loads(registrar_config.read_text()).get("db")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{registrar_config}: not valid TOML: {exc}") from exc
+        if isinstance(url, str) and url:
+            return url
+        return folder / registrar_files.DB_FILE
+    return folder / DB_FILE
+
+
 def open_repository(folder: Path, config: SztpConfig) -> SztpRepository:
     if not folder.is_dir():
         raise ConfigError(f"server folder {folder} does not exist")
-    return SztpRepository(open_role_database(folder, config.db, DB_FILE))
+    return SztpRepository(open_database(database_of(folder, config)))
 
 
 def load_context(folder: Path, config: SztpConfig) -> SztpContext:
