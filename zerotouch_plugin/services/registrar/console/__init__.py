@@ -387,7 +387,7 @@ async def _check_day0(reg: Registrar, text: str, fmt: str) -> tuple[Any, str | N
     except ValueError:
         return None, f"unknown format {fmt!r}: json or xml", None
     except ZerotouchError as exc:
-        return None, exc.one_line(), exc.path
+        return None, f"{exc.reason}: {exc.message}", exc.path
     return document, None, None
 
 

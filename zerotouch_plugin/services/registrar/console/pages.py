@@ -157,13 +157,14 @@ def device_row(row: Row) -> str:
     audit = row.audit or "—"
     return (
         f'<tr data-serial="{esc(row.serial)}" data-phase="{esc(row.phase)}">'
-        f'<td><a href="{esc(link(row.serial))}">{esc(row.serial)}</a></td>'
-        f'<td><span class="phase phase-{esc(row.phase)}">{esc(row.phase)}</span></td>'
-        f"<td>{esc(row.manufacturer or '—')}</td>"
-        f"<td>{when(row.last_contact)}</td>"
-        f"<td>{esc(row.handoff)}</td>"
-        f'<td class="audit-{esc(audit)}">{esc(audit)}</td>'
-        f'<td class="error">{esc(row.error or "")}</td></tr>'
+        f'<td data-label="Serial"><a href="{esc(link(row.serial))}">{esc(row.serial)}</a></td>'
+        f'<td data-label="Phase"><span class="phase phase-{esc(row.phase)}">'
+        f"{esc(row.phase)}</span></td>"
+        f'<td data-label="Manufacturer">{esc(row.manufacturer or "—")}</td>'
+        f'<td data-label="Last contact">{when(row.last_contact)}</td>'
+        f'<td data-label="Hand-off">{esc(row.handoff)}</td>'
+        f'<td data-label="Audit" class="audit-{esc(audit)}">{esc(audit)}</td>'
+        f'<td data-label="Last error" class="error">{esc(row.error or "")}</td></tr>'
     )
 
 

@@ -19,8 +19,9 @@
     document.getElementById("login").requestSubmit();
   }
 
-  function cell(text, className) {
+  function cell(label, text, className) {
     const td = document.createElement("td");
+    td.dataset.label = label;
     td.textContent = text;
     if (className) {
       td.className = className;
@@ -28,8 +29,9 @@
     return td;
   }
 
-  function timeCell(iso) {
+  function timeCell(label, iso) {
     const td = document.createElement("td");
+    td.dataset.label = label;
     if (!iso) {
       td.textContent = "—";
       return td;
@@ -46,22 +48,24 @@
     tr.dataset.serial = d.serial;
     tr.dataset.phase = d.phase;
     const first = document.createElement("td");
+    first.dataset.label = "Serial";
     const link = document.createElement("a");
     link.href = "/console/devices/" + encodeURIComponent(d.serial);
     link.textContent = d.serial;
     first.appendChild(link);
     tr.appendChild(first);
     const phase = document.createElement("td");
+    phase.dataset.label = "Phase";
     const badge = document.createElement("span");
     badge.className = "phase phase-" + d.phase;
     badge.textContent = d.phase;
     phase.appendChild(badge);
     tr.appendChild(phase);
-    tr.appendChild(cell(d.manufacturer || "—"));
-    tr.appendChild(timeCell(d.last_contact));
-    tr.appendChild(cell(d.handoff));
-    tr.appendChild(cell(d.audit || "—", "audit-" + (d.audit || "—")));
-    tr.appendChild(cell(d.error || "", "error"));
+    tr.appendChild(cell("Manufacturer", d.manufacturer || "—"));
+    tr.appendChild(timeCell("Last contact", d.last_contact));
+    tr.appendChild(cell("Hand-off", d.handoff));
+    tr.appendChild(cell("Audit", d.audit || "—", "audit-" + (d.audit || "—")));
+    tr.appendChild(cell("Last error", d.error || "", "error"));
     return tr;
   }
 
