@@ -170,19 +170,24 @@ def make_ca(
     organization: str | None = None,
 ) -> Identity:
     """A self-signed root CA (manufacturer CA or domain CA), RFC 5280 §4.2.1.9 basicConstraints."""
+    key = generate_key(key_kind)
+    builder = _root_builder(key.public_key(), common_name, organization, now=now, days=days)
+    return Identity(_sign(builder, key), key)
+
+
+def _root_builder(
+    public: PublicKey, common_name: str, organization: str | None, *, now: datetime, days: int
+) -> x509.CertificateBuilder:
     if days <= 0:
         raise ValueError("days must be positive")
-    key = generate_key(key_kind)
-    public = key.public_key()
     now = check_now(now)
-    builder = (
+    return (
         _builder(
             _name(common_name, organization), None, public, now=now, not_after=now + timedelta(days)
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_ca_usage(), critical=True)
     )
-    return Identity(_sign(builder, key), key)
 
 
 def make_ca_for(
@@ -194,19 +199,9 @@ def make_ca_for(
     organization: str | None = None,
 ) -> x509.Certificate:
     """``make_ca`` for a key that stays in its Signer (a PKCS#11 token): the certificate."""
-    if days <= 0:
-        raise ValueError("days must be positive")
     from zerotouch_plugin.artifacts.signer import sign_certificate
 
-    public = signer.public_key()
-    now = check_now(now)
-    builder = (
-        _builder(
-            _name(common_name, organization), None, public, now=now, not_after=now + timedelta(days)
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_ca_usage(), critical=True)
-    )
+    builder = _root_builder(signer.public_key(), common_name, organization, now=now, days=days)
     return sign_certificate(builder, signer)
 
 
