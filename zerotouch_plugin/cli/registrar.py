@@ -617,7 +617,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         cmd_prefetch,
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--serial", action="append", help="device serial number (repeatable)")
+    which.add_argument(
+        "--serial", action="extend", nargs="+", help="device serial numbers (repeatable)"
+    )
     which.add_argument("--all-allowed", action="store_true", help="every serial on the allow list")
     p.add_argument(
         "--lifetime",
