@@ -99,12 +99,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     run_cli("vendor", "init", "--dir", other, "--masa-url", "https://127.0.0.1:9443")
     run_cli("vendor", "idevid", "--dir", other, "--serial", "SN-1", "--out", root / "stranger")
     run_cli("sztp", "init", "--dir", folder, "--manufacturer-ca", vendor / "ca.pem")
-    (folder / "sztp.toml").write_text("trusted = true\nmax_body_bytes = 4096\n")
+    (folder / "sztp.toml").write_text("trusted = true\nbasic_auth = true\nmax_body_bytes = 4096\n")
+    (root / "password").write_text("correct horse\n")
     (root / "config.json").write_bytes(CONFIG)
     run_cli("sztp", "response", "set", "--dir", folder, "--name", "onboard",
             "--config", root / "config.json", "--handling", "replace")  # fmt: skip
     run_cli("sztp", "devices", "--dir", folder, "--set", "SN-1", "--response", "onboard",
-            "--voucher", _voucher(root, folder, "SN-1"))  # fmt: skip
+            "--voucher", _voucher(root, folder, "SN-1"),
+            "--password-file", root / "password")  # fmt: skip
     admin_port = free_port()
     with server("sztp", "sztp", "serve", "--dir", folder, "--listen", "127.0.0.1:0",
                 "--admin-listen", f"127.0.0.1:{admin_port}") as proc:  # fmt: skip
@@ -312,3 +314,16 @@ def test_admin_api_refuses_a_device_certificate(lab: Lab) -> None:
             f"https://127.0.0.1:{lab.admin_port}/admin/devices"]  # fmt: skip
     done = subprocess.run(args, capture_output=True, timeout=30)
     assert done.returncode != 0 or b"devices" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("user", "status"), [("SN-1:correct horse", 200), ("SN-1:wrong", 401), ("SN-2:x", 401)]
+)
+def test_http_basic_where_configured(lab: Lab, user: str, status: int) -> None:
+    got, body, head = lab.curl(GBD, b"", identity=lab.root, extra=("-u", user))
+    assert got == status, body
+    if status == 401:
+        assert "Basic realm" in head
+        assert _error(body)["error-tag"] == "access-denied"
+    else:
+        assert "conveyed-information" in _output(body)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from zerotouch_plugin.artifacts import certs, sztp
+from zerotouch_plugin.config import hash_password
 from zerotouch_plugin.errors import ConfigError, InvalidInput, NotFound
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.sztp import admin, server
@@ -121,6 +123,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     devices.add_argument("--set", metavar="SERIAL", help="create or change this device")
     devices.add_argument("--response", help="with --set: the response it gets")
     devices.add_argument("--voucher", type=Path, help="with --set: ownership voucher (CMS)")
+    devices.add_argument(
+        "--password-file",
+        type=Path,
+        help="with --set: the device's HTTP basic password (first line), where basic_auth is on",
+    )
     devices.add_argument("--json", action="store_true", help="JSON output")
     devices.set_defaults(func=cmd_devices)
 
@@ -359,13 +366,23 @@ def cmd_devices(args: argparse.Namespace) -> int:
             voucher, expires = (
                 _voucher(args.dir, args.voucher, args.set) if args.voucher else (None, None)
             )
+            password = None
+            if args.password_file:
+                lines = args.password_file.read_text().splitlines()
+                if not lines or not lines[0]:
+                    raise ConfigError(f"{args.password_file}: the first line is empty")
+                password = hash_password(lines[0], salt=os.urandom(16))
             repo.set_device(
-                args.set, response=args.response, voucher=voucher, voucher_expires=expires
+                args.set,
+                response=args.response,
+                voucher=voucher,
+                voucher_expires=expires,
+                password=password,
             )
             print(f"device {args.set} set")
             return 0
-        if args.response or args.voucher:
-            raise ConfigError("--response and --voucher need --set SERIAL")
+        if args.response or args.voucher or args.password_file:
+            raise ConfigError("--response, --voucher and --password-file need --set SERIAL")
         rows = [admin.device_json(d) for d in repo.devices()]
     finally:
         repo.db.dispose()

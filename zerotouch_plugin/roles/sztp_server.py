@@ -65,6 +65,7 @@ class DeviceRecord:
     os_name: str | None = None
     os_version: str | None = None
     last_progress: str | None = None
+    password: str | None = None  # hash_password() value for HTTP basic, where configured
 
 
 class VoucherSource(StrEnum):

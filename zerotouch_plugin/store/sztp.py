@@ -49,6 +49,7 @@ class _Device(Base):
     os_name: Mapped[str | None] = mapped_column(Text)
     os_version: Mapped[str | None] = mapped_column(Text)
     last_progress: Mapped[str | None] = mapped_column(String(64))
+    password: Mapped[str | None] = mapped_column(Text)  # hash for HTTP basic authentication
 
 
 class _Progress(Base):
@@ -84,6 +85,7 @@ def _record(row: _Device) -> DeviceRecord:
         os_name=row.os_name,
         os_version=row.os_version,
         last_progress=row.last_progress,
+        password=row.password,
     )
 
 
@@ -145,6 +147,7 @@ class SztpRepository:
         response: str | None = None,
         voucher: bytes | None = None,
         voucher_expires: datetime | None = None,
+        password: str | None = None,
     ) -> None:
         """Create or update a device; only the given fields change."""
         with self.db.session() as s:
@@ -155,6 +158,8 @@ class SztpRepository:
                 row.response = response
             if voucher is not None:
                 row.voucher, row.voucher_expires = voucher, voucher_expires
+            if password is not None:
+                row.password = password
 
     def device(self, serial: str) -> DeviceRecord | None:
         with self.db.session() as s:

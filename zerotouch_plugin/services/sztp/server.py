@@ -16,8 +16,12 @@ in the encoding the client used.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import logging
 import ssl
 import time
@@ -35,11 +39,12 @@ from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.config import ConnectionLimits, load_config
+from zerotouch_plugin.config import ConnectionLimits, check_password, load_config
 from zerotouch_plugin.errors import (
     AccessDenied,
     ConfigError,
     NotAcceptable,
+    NotFound,
     PayloadTooLarge,
     RemoteError,
     UpstreamInvalid,
@@ -109,6 +114,7 @@ _RESTCONF_NS = "urn:ietf:params:xml:ns:yang:ietf-restconf"
 Clock = Callable[[], datetime]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY_LIMIT = web.AppKey("sztp_body_limit", int)
+_BASIC = web.AppKey("sztp_basic_auth", bool)
 
 
 def _utcnow() -> datetime:
@@ -125,6 +131,7 @@ class SztpConfig:
     """
 
     trusted: bool = False
+    basic_auth: bool = False  # devices without a client certificate may use HTTP basic
     reporting_level: str = "verbose"
     db: str | None = None  # database URL; None = sztp.db in the folder (SQLite)
     max_body_bytes: int = 65536  # larger request bodies are refused with 413
@@ -137,8 +144,9 @@ class SztpConfig:
     def __post_init__(self) -> None:
         if isinstance(self.limits, dict):
             object.__setattr__(self, "limits", ConnectionLimits(**self.limits))
-        if not isinstance(self.trusted, bool):
-            raise TypeError("trusted must be true or false")
+        for name in ("trusted", "basic_auth"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false")
         levels = [level.value for level in sztp.ReportingLevel]
         if self.reporting_level not in levels:
             raise ValueError(f"reporting_level must be one of {', '.join(levels)}")
@@ -291,7 +299,10 @@ def _error_response(request: web.Request, exc: ZerotouchError) -> web.Response:
     if isinstance(exc, UpstreamUnavailable):
         response.headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'TLS-Client-Certificate realm="zerotouch SZTP"'
+        challenge = 'TLS-Client-Certificate realm="zerotouch SZTP"'
+        if request.app.get(_BASIC, False):
+            challenge += ', Basic realm="zerotouch SZTP", charset="UTF-8"'
+        response.headers["WWW-Authenticate"] = challenge
         response.force_close()
     return response
 
@@ -325,19 +336,62 @@ async def _too_large(request: web.Request, handler: _Handler) -> web.StreamRespo
     )
 
 
-def _device_serial(request: web.Request) -> str:
-    """The serial number of the IDevID the device authenticated with (TLS client cert)."""
-    cert = peer_certificate(request)
-    if cert is None:
-        raise AccessDenied(
-            "a device authenticates with its IDevID as TLS client certificate (RFC 8572 §5.3)"
-        )
+def _certificate_serial(cert: x509.Certificate) -> str:
     serial = certs.serial_number_of(cert)
     if not serial:
         raise AccessDenied(
             f"client certificate {cert.subject.rfc4514_string()} has no serialNumber: not an IDevID"
         )
     return serial
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of an ``Authorization: Basic`` header (RFC 7617), else None."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep and user else None
+
+
+class Authenticator:
+    """Who the device is: the serialNumber of its IDevID (TLS client certificate, RFC 8572
+    §5.3), or, where ``basic_auth`` is configured, HTTP basic with the serial number as user
+    name and the password set for the device. Verified passwords are remembered (by their
+    SHA-256) so that PBKDF2 runs once per device and password, not per request."""
+
+    def __init__(self, config: SztpConfig, view: DeviceView) -> None:
+        self.config = config
+        self.view = view
+        self._verified: dict[str, bytes] = {}
+
+    async def serial(self, request: web.Request) -> str:
+        cert = peer_certificate(request)
+        if cert is not None:
+            return _certificate_serial(cert)
+        credentials = None
+        if self.config.basic_auth:
+            credentials = _basic_credentials(request.headers.get("Authorization", ""))
+        if credentials is None:
+            raise AccessDenied(
+                "a device authenticates with its IDevID as TLS client certificate (RFC 8572 §5.3)"
+                + (" or HTTP basic" if self.config.basic_auth else "")
+            )
+        user, password = credentials
+        seen = hashlib.sha256(password.encode()).digest()
+        if hmac.compare_digest(self._verified.get(user, b""), seen):
+            return user
+        device, _ = await self.view.lookup(user)
+        stored = None if device is None else device.password
+        if stored is None or not await asyncio.to_thread(check_password, stored, password):
+            raise AccessDenied(f"HTTP basic authentication of {printable(user)!r} failed")
+        if len(self._verified) >= DeviceView.MAX_CACHED:
+            self._verified.clear()
+        self._verified[user] = seen
+        return user
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,11 +496,16 @@ class VoucherFetcher:
         self.view = view
 
     async def fetch(
-        self, serial: str, idevid: x509.Certificate, nonce: bytes | None, now: datetime
+        self, serial: str, idevid: x509.Certificate | None, nonce: bytes | None, now: datetime
     ) -> bytes:
         ctx = self.ctx
         assert ctx.masa_client is not None and ctx.owner is not None
-        url = masa_url_for(idevid, ctx.config.masa_url)
+        if idevid is None and ctx.config.masa_url is None:
+            raise NotFound(
+                f"no ownership voucher for {serial}, and no MASA to ask: the device sent no "
+                "IDevID naming one and masa_url is not configured"
+            )
+        url = masa_url_for(idevid, ctx.config.masa_url) if idevid else str(ctx.config.masa_url)
         owner_chain = (ctx.owner.cert, *ctx.owner.chain)
         expires = now + timedelta(days=ctx.config.voucher_days)
         request = sztp_server.voucher_request(
@@ -480,7 +539,7 @@ class VoucherFetcher:
         self,
         decided: sztp_server.Plan,
         device: sztp_server.DeviceRecord | None,
-        idevid: x509.Certificate,
+        idevid: x509.Certificate | None,
         nonce: bytes | None,
         now: datetime,
     ) -> bytes | None:
@@ -511,8 +570,10 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
     app.middlewares.insert(0, _too_large)
     app.middlewares.append(_restconf_errors)
     app[_BODY_LIMIT] = ctx.config.max_body_bytes
+    app[_BASIC] = ctx.config.basic_auth
     view = DeviceView(ctx.repo)
     app.cleanup_ctx.append(lambda _: view.run())
+    auth = Authenticator(ctx.config, view)
     fetcher: VoucherFetcher | None = None
     if ctx.masa_client is not None:
         client = MasaClient(
@@ -533,7 +594,7 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
         return web.Response(text=_HOST_META, content_type="application/xrd+xml")
 
     async def get_bootstrapping_data(request: web.Request) -> web.Response:
-        serial = _device_serial(request)
+        serial = await auth.serial(request)
         encoding = _encoding_of(request)
         reply = _reply_encoding(request, encoding)
         body = await read_body(request)
@@ -554,7 +615,6 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
         voucher = None if device is None else device.voucher
         if fetcher is not None and decided.voucher is not None:
             idevid = peer_certificate(request)
-            assert idevid is not None  # _device_serial checked it
             voucher = await fetcher.voucher_for(decided, device, idevid, parsed.nonce, now)
         output = respond(ctx, decided, voucher, now)
         log.info(
@@ -566,7 +626,7 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
         return web.Response(body=output.encode(reply), content_type=reply.media_type)
 
     async def report_progress(request: web.Request) -> web.Response:
-        serial = _device_serial(request)
+        serial = await auth.serial(request)
         body = await read_body(request)
         report = sztp.ReportProgressInput.parse(body, _encoding_of(request))
         record = sztp_server.progress_record(
