@@ -1,8 +1,8 @@
 """SZTP bootstrap servers from DHCP (RFC 8572 §8) across a link between network namespaces:
-a real DHCP server (dnsmasq) offers option 143 naming ``zerotouch sztp serve`` in its host;
-``zerotouch device run --bootstrap-dhcp eth0`` in the other host runs its own DHCPv4 exchange
-on the interface, finds the URI, and is onboarded from it (signed data, the untrusted path:
-a URI from DHCP gives no trust)."""
+a real DHCP server (dnsmasq) offers option 143 (DHCPv4) or 136 (DHCPv6) naming ``zerotouch
+sztp serve`` in its host; ``zerotouch device run --bootstrap-dhcp eth0`` in the other host
+runs its own DHCP exchanges on the interface, finds the URI, and is onboarded from it (signed
+data, the untrusted path: a URI from DHCP gives no trust)."""
 
 from __future__ import annotations
 
@@ -41,14 +41,22 @@ def _dnsmasq_path() -> str:
 
 
 @contextmanager
-def dhcp_server(host: Host, interface: str, option: bytes) -> Iterator[Path]:
-    """dnsmasq as a DHCPv4 server only (no DNS) on ``interface``, offering option 143."""
+def dhcp_server(host: Host, interface: str, option: bytes, *, v6: bool = False) -> Iterator[Path]:
+    """dnsmasq as a DHCP server only (no DNS) on ``interface``: DHCPv4 offering option 143,
+    or with ``v6`` stateless DHCPv6 answering Information-Requests with option 136."""
     leases = Path(tempfile.mkdtemp(prefix="zt-dhcp-"))
+    served = (
+        ["--dhcp-range=fd00:5a::,ra-stateless", f"--dhcp-option=option6:136,{option.hex(':')}"]
+        if v6
+        else [
+            "--dhcp-range=192.0.2.10,192.0.2.50,255.255.255.0,1h",
+            f"--dhcp-option=143,{option.hex(':')}",
+        ]
+    )
     command = [
         _dnsmasq_path(), "--keep-in-foreground", "--no-resolv", "--no-hosts", "--port=0",
         "--conf-file=/dev/null", "--pid-file", "--user=root", "--bind-interfaces",
-        f"--interface={interface}", "--dhcp-range=192.0.2.10,192.0.2.50,255.255.255.0,1h",
-        f"--dhcp-option=143,{option.hex(':')}", f"--dhcp-leasefile={leases / 'leases'}",
+        f"--interface={interface}", *served, f"--dhcp-leasefile={leases / 'leases'}",
         "--log-dhcp", "--log-facility=-",
     ]  # fmt: skip
     log = leases / "dnsmasq.log"
@@ -56,7 +64,7 @@ def dhcp_server(host: Host, interface: str, option: bytes) -> Iterator[Path]:
         proc = subprocess.Popen(host.prefix(command), stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 10
-        while ":67 " not in host.run("ss", "-Hlun").stdout:
+        while (":547 " if v6 else ":67 ") not in host.run("ss", "-Hlun").stdout:
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "dnsmasq did not start listening"
             time.sleep(0.05)
@@ -183,3 +191,48 @@ def test_a_dhcp_named_server_that_does_not_answer_leaves_the_device_retrying(
                 device.stop()
                 device.log_path.unlink(missing_ok=True)
     assert not (device_dir / "startup.json").exists()
+
+
+def test_device_finds_its_bootstrap_server_in_dhcpv6_option_136(tmp_path: Path) -> None:
+    """The same over IPv6: stateless DHCPv6 (an Information-Request) names the server by
+    its IPv6 address; no DHCPv4 server on the link."""
+    vendor, server_dir, device_dir = tmp_path / "vendor", tmp_path / "server", tmp_path / "dev"
+    run_cli("vendor", "init", "--dir", vendor, "--masa-url", "https://127.0.0.1:9443")
+    run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-D6", "--out", device_dir)
+    run_cli("sztp", "init", "--dir", server_dir, "--manufacturer-ca", vendor / "ca.pem",
+            "--host", "fd00:5a::1")  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    run_cli("sztp", "response", "set", "--dir", server_dir, "--name", "onboard",
+            "--config", tmp_path / "config.json", "--handling", "merge")  # fmt: skip
+    run_cli("sztp", "devices", "--dir", server_dir, "--set", "SN-D6", "--response", "onboard",
+            "--voucher", _voucher(tmp_path, server_dir, vendor, "SN-D6"))  # fmt: skip
+    with netns_lab() as lab:
+        server_host, device_host = lab.host("sztp6"), lab.host("device6")
+        server_if, device_if = lab.link(server_host, device_host)
+        for host, interface, address in (
+            (server_host, server_if, "fd00:5a::1"),
+            (device_host, device_if, "fd00:5a::9"),
+        ):
+            _ip("-n", host.name, "addr", "add", f"{address}/64", "dev", interface, "nodad")
+        device_host.link_local(device_if)
+        bootstrap = start_server(
+            "sztp", "sztp", "serve", "--dir", server_dir, "--listen", "[fd00:5a::1]:0",
+            prefix=server_host.prefix([]),
+        )  # fmt: skip
+        device = None
+        try:
+            with dhcp_server(server_host, server_if, encode_uri_list([bootstrap.url]), v6=True):
+                device = start_server(
+                    "netconf-tls", "device", "run", "--dir", device_dir,
+                    "--netconf-tls", "127.0.0.1:0", "--bootstrap-dhcp", device_if,
+                    prefix=device_host.prefix([]),
+                )  # fmt: skip
+                line = _wait_line(device, "bootstrapped sztp", timeout=90)
+                assert bootstrap.url in line, line
+        finally:
+            for process in (device, bootstrap):
+                if process is not None:
+                    process.stop()
+                    process.log_path.unlink(missing_ok=True)
+    startup = json.loads((device_dir / "startup.json").read_text())
+    assert startup["ietf-system:system"] == {"hostname": "from-dhcp"}

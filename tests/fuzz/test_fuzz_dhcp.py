@@ -17,6 +17,7 @@ from zerotouch_plugin.artifacts.dhcp import (
     decode_uri_list,
     dhcp4_discover,
     dhcp4_reply_uris,
+    dhcp6_reply_uris,
     encode_uri_list,
 )
 from zerotouch_plugin.errors import InvalidInput
@@ -69,6 +70,21 @@ def test_reply_mutants_decode_refuse_or_are_ignored(case: tuple[int, bytes]) -> 
 @given(st.binary(max_size=2048))
 def test_random_datagrams(data: bytes) -> None:
     handled(lambda: dhcp4_reply_uris(data, XID), len(data), allowed=(InvalidInput,))
+    handled(lambda: dhcp6_reply_uris(data, XID), len(data), allowed=(InvalidInput,))
+
+
+REPLIES6 = [
+    b"\x07" + XID.to_bytes(3, "big") + b"\x00\x88" + len(v).to_bytes(2, "big") + v
+    for v in URI_LISTS
+]
+
+
+@given(mutated_bytes(REPLIES6, der=False))
+def test_dhcpv6_reply_mutants(case: tuple[int, bytes]) -> None:
+    _, data = case
+    result = handled(lambda: dhcp6_reply_uris(data, XID), len(data), allowed=(InvalidInput,))
+    if isinstance(result, tuple):
+        _https_only(result)
 
 
 @given(st.text(max_size=300))

@@ -10,6 +10,8 @@ Bytes in, values out; no sockets here (``services/sztp_sources.py`` sends and re
 * ``dhcp4_reply_uris(packet, xid)``: the URIs of an offer or ack answering ``xid`` (the option
   may be split in several instances, RFC 3396: they are concatenated), or None when the packet
   is not an answer to us.
+* ``dhcp6_information_request(xid, mac)`` and ``dhcp6_reply_uris(packet, xid)``: the same for
+  DHCPv6 (RFC 8415 §18.2.6, stateless: an Information-Request asking for option 136).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ __all__ = [
     "decode_uri_list",
     "dhcp4_discover",
     "dhcp4_reply_uris",
+    "dhcp6_information_request",
+    "dhcp6_reply_uris",
     "encode_uri_list",
 ]
 
@@ -126,3 +130,42 @@ def _options(data: bytes) -> dict[int, bytes] | None:
         found[code] = found.get(code, b"") + data[i + 2 : i + 2 + length]
         i += 2 + length
     return found
+
+
+# RFC 8415 §7.3 message types, §21 options
+_INFORMATION_REQUEST, _REPLY6 = 11, 7
+_CLIENTID, _ORO, _ELAPSED_TIME = 1, 6, 8
+_DUID_LL, _ETHERNET = 3, 1
+
+
+def dhcp6_information_request(xid: int, mac: bytes) -> bytes:
+    """Information-Request (RFC 8415 §18.2.6) with a DUID-LL client identifier, elapsed time
+    0, and the option request option naming 136."""
+    if len(mac) != 6 or not 0 <= xid < 1 << 24:
+        raise ValueError("mac must be 6 bytes and xid 24 bits")
+    duid = struct.pack("!HH", _DUID_LL, _ETHERNET) + mac
+    options = struct.pack("!HH", _CLIENTID, len(duid)) + duid
+    options += struct.pack("!HHH", _ORO, 2, OPTION_V6_SZTP_REDIRECT)
+    options += struct.pack("!HHH", _ELAPSED_TIME, 2, 0)
+    return bytes([_INFORMATION_REQUEST]) + xid.to_bytes(3, "big") + options
+
+
+def dhcp6_reply_uris(packet: bytes, xid: int) -> tuple[str, ...] | None:
+    """The SZTP URIs of a Reply to ``xid`` (empty when it carries none); None when the
+    packet is something else."""
+    if len(packet) < 4 or packet[0] != _REPLY6 or int.from_bytes(packet[1:4], "big") != xid:
+        return None
+    value = b""
+    found = False
+    i = 4
+    while i < len(packet):
+        if i + 4 > len(packet):
+            return None
+        code, length = struct.unpack("!HH", packet[i : i + 4])
+        if i + 4 + length > len(packet):
+            return None
+        if code == OPTION_V6_SZTP_REDIRECT:
+            value += packet[i + 4 : i + 4 + length]
+            found = True
+        i += 4 + length
+    return decode_uri_list(value) if found else ()

@@ -256,8 +256,8 @@ def _add_sztp_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootstrap-dhcp",
         metavar="IF",
-        help="ask DHCPv4 on this interface for bootstrap servers (option 143, RFC 8572 §8), "
-        "tried after the configured ones",
+        help="ask DHCPv4 and DHCPv6 on this interface for bootstrap servers (options 143 and "
+        "136, RFC 8572 §8), tried after the configured ones",
     )
     p.add_argument(
         "--bootstrap-dhcp-lease",

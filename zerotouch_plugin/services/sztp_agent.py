@@ -78,7 +78,7 @@ from zerotouch_plugin.services.pledge_agent import (
     restore_state,
 )
 from zerotouch_plugin.services.sztp_client import ScriptPolicy, SztpClient, drive
-from zerotouch_plugin.services.sztp_sources import dhcp4_uris, lease_uris
+from zerotouch_plugin.services.sztp_sources import dhcp_uris, lease_uris
 
 __all__ = [
     "COMPLETE_KEY",
@@ -109,7 +109,7 @@ class SztpSettings:
     bootstrap_servers: tuple[str, ...] = ()
     server_anchors: tuple[x509.Certificate, ...] = ()
     media: Path | None = None
-    dhcp_interface: str | None = None  # run DHCPv4 on it for option 143 (RFC 8572 §8)
+    dhcp_interface: str | None = None  # ask DHCPv4/v6 on it for option 143/136 (§8)
     dhcp_lease: Path | None = None  # or read option 143/136 from this lease file
     hw_model: str | None = None
     os_name: str | None = None
@@ -194,7 +194,7 @@ class SztpSettings:
         if self.dhcp_lease is not None:
             found += await asyncio.to_thread(lease_uris, self.dhcp_lease)
         if self.dhcp_interface is not None:
-            found += await dhcp4_uris(self.dhcp_interface)
+            found += await dhcp_uris(self.dhcp_interface)
         return tuple(dict.fromkeys(found))
 
 

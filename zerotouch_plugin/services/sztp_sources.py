@@ -1,8 +1,10 @@
 """Where an SZTP device learns bootstrap-server URIs from DHCP (RFC 8572 §8).
 
-* ``dhcp4_uris(interface)``: the device's own DHCPv4 exchange on the interface: a DHCPDISCOVER
-  asking for option 143 is broadcast, the first offer answering it is read (no lease is taken:
-  the address is the operating system's business); retried, bounded in time.
+* ``dhcp_uris(interface)``: the device's own DHCP exchanges on the interface, both at once:
+  DHCPv4, a DHCPDISCOVER asking for option 143 broadcast and the first offer answering it read
+  (no lease is taken: the address is the operating system's business), and DHCPv6, an
+  Information-Request asking for option 136 sent to All_DHCP_Relay_Agents_and_Servers
+  (RFC 8415 §7.1); each retried, bounded in time; the URIs of both, v4 first.
 * ``lease_uris(path)``: the option as a DHCP client of the operating system stored it in its
   lease file (ISC dhclient's format: ``option sztp-redirect ...;``, ``option unknown-143
   ...;`` and the DHCPv6 ``dhcp6.sztp-redirect`` / ``dhcp6.unknown-136``, the value as
@@ -16,14 +18,30 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from zerotouch_plugin.artifacts.dhcp import decode_uri_list, dhcp4_discover, dhcp4_reply_uris
-from zerotouch_plugin.errors import ConfigError, InvalidInput, NotFound, UpstreamUnavailable
+from zerotouch_plugin.artifacts.dhcp import (
+    decode_uri_list,
+    dhcp4_discover,
+    dhcp4_reply_uris,
+    dhcp6_information_request,
+    dhcp6_reply_uris,
+)
+from zerotouch_plugin.errors import (
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    UpstreamUnavailable,
+    ZerotouchError,
+)
 
-__all__ = ["dhcp4_uris", "lease_uris"]
+__all__ = ["dhcp_uris", "lease_uris"]
 
 _CLIENT_PORT, _SERVER_PORT = 68, 67
+_CLIENT_PORT6, _SERVER_PORT6 = 546, 547  # RFC 8415 §7.2
+_ALL_DHCP6 = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers
 _MAX_LEASE_BYTES = 1024 * 1024
 _LEASE_OPTION = re.compile(
     r"option\s+(?:dhcp6\.)?(?:sztp-redirect|unknown-143|unknown-136)\s+(.+?);\s*$", re.M
@@ -40,19 +58,34 @@ def _mac(interface: str) -> bytes:
         raise ConfigError(f"no usable interface {interface!r} for DHCP: {exc}") from None
 
 
-def _exchange(interface: str, timeout: float, attempts: int) -> tuple[str, ...]:
-    mac = _mac(interface)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def _bound(family: socket.AddressFamily, interface: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-            sock.bind(("", _CLIENT_PORT))
-        except OSError as exc:
-            raise ConfigError(f"cannot run DHCP on {interface}: {exc}") from None
+        if family is socket.AF_INET:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind(("", port) if family is socket.AF_INET else ("::", port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot run DHCP on {interface}: {exc}") from None
+    return sock
+
+
+def _exchange(
+    sock: socket.socket,
+    request: Callable[[int], bytes],
+    answer: Callable[[bytes, int], tuple[str, ...] | None],
+    server: tuple[Any, ...],
+    xids: Callable[[], int],
+    timeout: float,
+    attempts: int,
+) -> tuple[str, ...] | None:
+    """Send ``request(xid)`` up to ``attempts`` times; the first ``answer`` that is one."""
+    with sock:
         for _ in range(attempts):
-            xid = int.from_bytes(os.urandom(4))
-            sock.sendto(dhcp4_discover(xid, mac), ("255.255.255.255", _SERVER_PORT))
+            xid = xids()
+            sock.sendto(request(xid), server)
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
                 sock.settimeout(left)
@@ -60,15 +93,55 @@ def _exchange(interface: str, timeout: float, attempts: int) -> tuple[str, ...]:
                     packet = sock.recv(4096)
                 except TimeoutError:
                     break
-                uris = dhcp4_reply_uris(packet, xid)
+                uris = answer(packet, xid)
                 if uris is not None:
                     return uris
-    raise UpstreamUnavailable(f"no DHCPv4 server answered on {interface}")
+    return None
 
 
-async def dhcp4_uris(interface: str, *, timeout: float = 3.0, attempts: int = 3) -> tuple[str, ...]:
-    """The URIs of option 143 offered on ``interface`` (empty: the server sent none)."""
-    return await asyncio.to_thread(_exchange, interface, timeout, attempts)
+def _dhcp4(interface: str, timeout: float, attempts: int) -> tuple[str, ...] | None:
+    mac = _mac(interface)
+    return _exchange(
+        _bound(socket.AF_INET, interface, _CLIENT_PORT),
+        lambda xid: dhcp4_discover(xid, mac),
+        dhcp4_reply_uris,
+        ("255.255.255.255", _SERVER_PORT),
+        lambda: int.from_bytes(os.urandom(4)),
+        timeout,
+        attempts,
+    )
+
+
+def _dhcp6(interface: str, timeout: float, attempts: int) -> tuple[str, ...] | None:
+    mac = _mac(interface)
+    return _exchange(
+        _bound(socket.AF_INET6, interface, _CLIENT_PORT6),
+        lambda xid: dhcp6_information_request(xid, mac),
+        dhcp6_reply_uris,
+        (_ALL_DHCP6, _SERVER_PORT6, 0, socket.if_nametoindex(interface)),
+        lambda: int.from_bytes(os.urandom(3)),
+        timeout,
+        attempts,
+    )
+
+
+async def dhcp_uris(interface: str, *, timeout: float = 2.0, attempts: int = 3) -> tuple[str, ...]:
+    """The URIs of option 143 and option 136 offered on ``interface`` (empty: the servers
+    sent none); UpstreamUnavailable when neither DHCPv4 nor DHCPv6 answered."""
+    results = await asyncio.gather(
+        asyncio.to_thread(_dhcp4, interface, timeout, attempts),
+        asyncio.to_thread(_dhcp6, interface, timeout, attempts),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, ZerotouchError | OSError):
+            raise result
+    answered = [r for r in results if isinstance(r, tuple)]
+    if not answered:
+        errors = [str(r) for r in results if isinstance(r, BaseException)]
+        detail = "; ".join(errors) or "no answer"
+        raise UpstreamUnavailable(f"no DHCP server answered on {interface}: {detail}")
+    return tuple(dict.fromkeys(uri for found in answered for uri in found))
 
 
 def _value(text: str) -> bytes:

@@ -11,6 +11,8 @@ from zerotouch_plugin.artifacts.dhcp import (
     decode_uri_list,
     dhcp4_discover,
     dhcp4_reply_uris,
+    dhcp6_information_request,
+    dhcp6_reply_uris,
     encode_uri_list,
 )
 from zerotouch_plugin.errors import InvalidInput
@@ -82,3 +84,29 @@ def test_offer_carries_the_uris_split_over_two_instances() -> None:
 )
 def test_other_packets_are_not_answers(packet: bytes) -> None:
     assert dhcp4_reply_uris(packet, 7) is None
+
+
+def _reply6(xid: int, *options: tuple[int, bytes], kind: int = 7) -> bytes:
+    body = b"".join(struct.pack("!HH", code, len(value)) + value for code, value in options)
+    return bytes([kind]) + xid.to_bytes(3, "big") + body
+
+
+def test_information_request_asks_for_option_136() -> None:
+    packet = dhcp6_information_request(0xABCDEF, MAC)
+    assert packet[0] == 11 and packet[1:4] == bytes.fromhex("abcdef")
+    assert struct.pack("!HHH", 6, 2, 136) in packet  # ORO
+    assert struct.pack("!HHHH", 1, 10, 3, 1) + MAC in packet  # DUID-LL client identifier
+    with pytest.raises(ValueError):
+        dhcp6_information_request(1 << 24, MAC)
+
+
+def test_dhcpv6_reply_carries_the_uris() -> None:
+    value = encode_uri_list(URIS)
+    reply = _reply6(5, (2, b"server-duid"), (136, value[:7]), (136, value[7:]))
+    assert dhcp6_reply_uris(reply, 5) == URIS
+    assert dhcp6_reply_uris(_reply6(5, (2, b"s")), 5) == ()
+    assert dhcp6_reply_uris(_reply6(6, (136, value)), 5) is None  # another transaction
+    assert dhcp6_reply_uris(_reply6(5, (136, value), kind=2), 5) is None  # an Advertise
+    assert dhcp6_reply_uris(_reply6(5, (136, value))[:-1], 5) is None  # truncated
+    with pytest.raises(InvalidInput):
+        dhcp6_reply_uris(_reply6(5, (136, b"\x00\x05http:")), 5)
