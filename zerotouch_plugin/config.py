@@ -650,7 +650,8 @@ class AgentConfig:
     registrar that enrolled the device.
 
     SZTP (RFC 8572): with ``bootstrap_servers`` (https URLs, tried in order),
-    ``bootstrap_dhcp`` (an interface to ask DHCPv4 for option 143 on), ``bootstrap_dhcp_lease``
+    ``bootstrap_dhcp`` (an interface to ask DHCPv4 and DHCPv6 on for options 143 and 136),
+    ``bootstrap_dhcp_lease``
     (a dhclient lease file with option 143 or 136) or ``bootstrap_media`` (a removable-storage
     folder) the agent bootstraps by SZTP instead of BRSKI; ``bootstrap_server_ca`` names PEM
     files of the servers' trust anchors (the trusted path, §5.1); ``hw_model``, ``os_name``,
