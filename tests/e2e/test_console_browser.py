@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from tests.e2e.test_brski_flow import FAST_RETRY, Lab, make_lab
-from tests.e2e.test_pending_approval import start_pledge
+from tests.e2e.test_pending_approval import ask, start_pledge
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import RegistrarRepository
@@ -94,9 +94,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     _require_chromium()
     root = tmp_path_factory.mktemp("console")
     lab = make_lab(root)
+    ask(lab)
     with (lab.domain / "registrar.toml").open("a") as fh:
         fh.write(
-            "ask = true\nhandoff_attempts = 2\nhandoff_backoff = 0.2\n"
+            "handoff_attempts = 2\nhandoff_backoff = 0.2\n"
             "handoff_max_backoff = 0.5\nhandoff_timeout = 5.0\nhandoff_poll = 1.0\n"
         )
     admin, nms = root / "admin", root / "nms"
@@ -308,3 +309,19 @@ def test_the_dashboard_counts_enrollments_and_failures(console: Console) -> None
     page.goto(f"{console.base}/console/")
     page.wait_for_selector("#live:has-text('Live')", timeout=WAIT_MS)
     shutil.copyfile(console.shot(page, "devices"), ARTIFACTS / "console.png")
+
+
+def test_signing_out_ends_the_session(console: Console) -> None:
+    page = console.page
+    page.goto(f"{console.base}/console/")
+    session = next(c for c in console.browser.cookies() if c["name"] == "__Host-zt-console")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{console.base}/console/login", timeout=WAIT_MS)
+    assert not [c for c in console.browser.cookies() if c["name"] == "__Host-zt-console"]
+    # the old cookie, replayed, is no session any more
+    status, _ = console.curl(
+        None, "/console/api/devices", "-b", f"{session['name']}={session['value']}"
+    )
+    assert status == 401
+    page.goto(f"{console.base}/console/dashboard")
+    assert page.url == f"{console.base}/console/login"

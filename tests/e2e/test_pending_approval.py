@@ -25,14 +25,21 @@ PATIENT = ("--retries", "60", "--backoff", "0.2", "--max-backoff", "1", "--timeo
 @pytest.fixture(scope="module")
 def ask_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = make_lab(tmp_path_factory.mktemp("ask"))
-    with (lab.domain / "registrar.toml").open("a") as fh:
-        fh.write("ask = true\n")
+    ask(lab)
     try:
         lab.start_masa()
         lab.start_registrar()
         yield lab
     finally:
         lab.close()
+
+
+def ask(lab: Lab) -> None:
+    """Turn on policy ``ask`` in the lab registrar's configuration (init writes it off)."""
+    config = lab.domain / "registrar.toml"
+    text = config.read_text()
+    assert "ask = false\n" in text
+    config.write_text(text.replace("ask = false\n", "ask = true\n"))
 
 
 def repo(lab: Lab) -> RegistrarRepository:

@@ -124,6 +124,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.masa_url:
         lines.append(f"masa_url = {json.dumps(args.masa_url)}")
     lines.append("auto_accept = false")
+    # true: a trusted pledge on no list waits for 'registrar approve' (docs/console.md)
+    lines.append("ask = false")
     # LDevID DNS names: <serial label>.<device_domain> (docs/cli/registrar.md, "LDevID names")
     lines.append(f"device_domain = {json.dumps(args.device_domain)}")
     if isinstance(ca, certs.Identity):

@@ -35,6 +35,7 @@ from zerotouch_plugin.services.registrar.admin import HUB_KEY
 from zerotouch_plugin.services.registrar.approval import approve
 from zerotouch_plugin.services.registrar.common import APP_KEY, in_thread, utc_now
 from zerotouch_plugin.services.registrar.console.auth import (
+    COOKIE,
     Visitor,
     check_csrf,
     check_origin,
@@ -186,7 +187,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     check_csrf(request, who, (await _form(request)).get("csrf"))
     await end_session(request)
     response = web.HTTPSeeOther("/console/login")
-    response.del_cookie("__Host-zt-console", path="/")
+    # a __Host- cookie is only replaced (here: expired) by one with the same attributes
+    response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
     raise response
 
 
