@@ -413,3 +413,23 @@ def test_xml_encoding_from_device_toml(
         progress = _progress(server_dir)
     assert progress[-1] == "bootstrap-complete"
     assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
+
+
+def test_a_restarted_device_does_not_bootstrap_again(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    """Completion is kept in the device folder: the next start says so and asks no server."""
+    folder, started = sztp_device
+    server_dir = _bootstrap_server(lab, "restart", trusted=False)
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        first = _run_device(folder, started, "--bootstrap-server", srv.url)
+        first.wait_for("bootstrapped sztp", timeout=90)
+        assert first.stop() == 0
+        reports = len(_progress(server_dir))
+        second = _run_device(folder, started, "--bootstrap-server", srv.url)
+        assert srv.url.rstrip("/") in second.wait_for("bootstrapped sztp", timeout=60)
+        assert len(_progress(server_dir)) == reports
+    state = json.loads((folder / "bootstrap-state.json").read_text())
+    events = [e["event"] for e in state["events"]]
+    assert events.count("sztp-complete") == 1
+    assert events[-1] == "already-bootstrapped"
