@@ -327,3 +327,23 @@ def test_http_basic_where_configured(lab: Lab, user: str, status: int) -> None:
         assert _error(body)["error-tag"] == "access-denied"
     else:
         assert "conveyed-information" in _output(body)
+
+
+def test_bootstrap_complete_keeps_host_keys_and_trust_anchors(lab: Lab) -> None:
+    key = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + bytes(36)).decode()
+    anchor = base64.b64encode(b"certs-only cms").decode()
+    report = {
+        "ietf-sztp-bootstrap-server:input": {
+            "progress-type": "bootstrap-complete",
+            "ssh-host-keys": {"ssh-host-key": [{"algorithm": "ssh-ed25519", "key-data": key}]},
+            "trust-anchor-certs": {"trust-anchor-cert": [anchor]},
+        }
+    }
+    status, body, _ = lab.curl(PROGRESS, json.dumps(report).encode())
+    assert status == 204, body
+    shown = json.loads(
+        run_cli("sztp", "progress", "--dir", lab.folder, "--serial", "SN-1", "--json").stdout
+    )[-1]
+    assert shown["progress-type"] == "bootstrap-complete"
+    assert shown["ssh-host-keys"] == [{"algorithm": "ssh-ed25519", "key-data": key}]
+    assert shown["trust-anchor-certs"] == [anchor]

@@ -155,12 +155,23 @@ class ProgressRecord:
     progress_type: sztp.ProgressType
     message: str | None
     peer: str | None
+    # with bootstrap-complete: what an NMS may trust the device by (RFC 8572 §7.3)
+    ssh_host_keys: tuple[sztp.SshHostKey, ...] = ()
+    trust_anchor_certs: tuple[bytes, ...] = ()
 
 
 def progress_record(
     report: sztp.ReportProgressInput, *, serial: str, peer: str | None, now: datetime
 ) -> ProgressRecord:
-    return ProgressRecord(serial, now, report.progress_type, report.message, peer)
+    return ProgressRecord(
+        serial,
+        now,
+        report.progress_type,
+        report.message,
+        peer,
+        report.ssh_host_keys,
+        report.trust_anchor_certs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

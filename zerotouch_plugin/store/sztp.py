@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -61,6 +62,7 @@ class _Progress(Base):
     progress_type: Mapped[str] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     peer: Mapped[str | None] = mapped_column(String(128))
+    report: Mapped[str | None] = mapped_column(Text)  # RFC 7951 JSON of the input, as received
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,20 @@ def _parsed(text: str) -> sztp.ConveyedInformation:
 
 def _response(row: _Response) -> Response:
     return Response(row.name, _parsed(row.conveyed))
+
+
+def _report_json(record: ProgressRecord) -> str:
+    report = sztp.ReportProgressInput(
+        record.progress_type, record.message, record.ssh_host_keys, record.trust_anchor_certs
+    )
+    return report.encode(sztp.Encoding.JSON).decode()
+
+
+def _report_extras(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    report = sztp.ReportProgressInput.parse(text.encode(), sztp.Encoding.JSON)
+    return {"ssh_host_keys": report.ssh_host_keys, "trust_anchor_certs": report.trust_anchor_certs}
 
 
 class SztpRepository:
@@ -210,6 +226,7 @@ class SztpRepository:
                     progress_type=str(record.progress_type),
                     message=record.message,
                     peer=record.peer,
+                    report=_report_json(record),
                 )
             )
             self._device(s, record.serial).last_progress = str(record.progress_type)
@@ -227,6 +244,7 @@ class SztpRepository:
                 progress_type=sztp.ProgressType(r.progress_type),
                 message=r.message,
                 peer=r.peer,
+                **_report_extras(r.report),
             )
             for r in reversed(rows)
         ]

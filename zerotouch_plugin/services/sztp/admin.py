@@ -11,6 +11,7 @@ registrar's admin API answers them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import ssl
@@ -71,13 +72,24 @@ def device_json(record: DeviceRecord) -> dict[str, Any]:
 
 
 def progress_json(record: ProgressRecord) -> dict[str, Any]:
-    return {
+    """A progress report; host keys and trust anchors (base64) as bootstrap-complete sent them."""
+    shown: dict[str, Any] = {
         "serial": record.serial,
         "time": _time(record.time),
         "progress-type": str(record.progress_type),
         "message": record.message,
         "peer": record.peer,
     }
+    if record.ssh_host_keys:
+        shown["ssh-host-keys"] = [
+            {"algorithm": k.algorithm, "key-data": base64.b64encode(k.key_data).decode()}
+            for k in record.ssh_host_keys
+        ]
+    if record.trust_anchor_certs:
+        shown["trust-anchor-certs"] = [
+            base64.b64encode(c).decode() for c in record.trust_anchor_certs
+        ]
+    return shown
 
 
 def checked_voucher(
