@@ -287,6 +287,10 @@ def test_forged_requests_and_an_nms_certificate_are_refused(console: Console) ->
     assert console.curl(None, "/console/api/devices")[0] == 401
     status, body = console.curl(console.admin, "/console/api/devices")
     assert status == 200 and "devices" in json.loads(body)
+    status, page_and_headers = console.curl(console.admin, "/console/", "-D", "-")
+    assert status == 200 and "Devices" in page_and_headers
+    assert "set-cookie: __host-zt-console=" in page_and_headers.lower()
+    assert "admin certificate ops" in page_and_headers  # who is signed in
 
 
 def test_the_dashboard_counts_enrollments_and_failures(console: Console) -> None:

@@ -111,6 +111,7 @@ class ConsoleRecords(Records):
     ) -> SessionRow:
         """A session for a visitor already known (an admin client certificate)."""
         with self.db.session() as s:
+            s.execute(delete(ConsoleSessionModel).where(ConsoleSessionModel.expires_at < now))
             s.add(
                 ConsoleSessionModel(
                     digest=digest(session_secret),

@@ -110,7 +110,7 @@ async def _signed_in(request: web.Request) -> Visitor:
 
 
 async def _api_visitor(request: web.Request) -> Visitor:
-    who = await visitor(request)
+    who = await visitor(request, open_session=False)
     if who is None:
         raise AccessDenied("the console needs a session: sign in with a console-url link")
     return who

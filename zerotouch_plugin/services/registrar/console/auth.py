@@ -64,8 +64,10 @@ def refuse_foreign_certificate(request: web.Request) -> bool:
     return True
 
 
-async def visitor(request: web.Request) -> Visitor | None:
-    """The signed-in visitor, or None. An admin certificate without a session gets one."""
+async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor | None:
+    """The signed-in visitor, or None. An admin certificate without a session gets one when
+    ``open_session`` (a page, whose forms need a CSRF token); otherwise it is served without
+    one (no CSRF token: it cannot act)."""
     admin = refuse_foreign_certificate(request)
     reg = request.app[APP_KEY]
     secret = request.cookies.get(COOKIE)
@@ -77,6 +79,8 @@ async def visitor(request: web.Request) -> Visitor | None:
         return None
     cert = peer_certificate(request)
     assert cert is not None
+    if not open_session:
+        return Visitor(who_is(cert), csrf="")
     secret, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), utc_now()
     await in_thread(
         reg.repo.open_session,
