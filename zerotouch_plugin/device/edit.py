@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -32,7 +32,8 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
-from zerotouch_plugin.device.schema import DeviceSchema, entry_key, key_members
+from zerotouch_plugin.device.keyindex import adopt, entry_key, key_index
+from zerotouch_plugin.device.schema import DeviceSchema, key_members
 from zerotouch_plugin.errors import Conflict, NotFound, SchemaError
 
 __all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "member_node"]
@@ -187,10 +188,14 @@ class _Editor:
                 raise SchemaError("list entry without key", path=path)
             result[key] = [*current, *value]  # keyless state list
             return
-        # key values -> entry, in the list's order (a dict keeps insertion order; a replaced
-        # entry keeps its place, a deleted one that comes back goes to the end).
+        # key values -> position, from the cached index of the current list (copied before
+        # it changes); a replaced entry keeps its place, a deleted one that comes back goes
+        # to the end, a deleted one leaves a hole until the end.
         identity = entry_key(keys)
-        entries = {identity(e): e for e in current}
+        cached = key_index(current, keys)
+        where: dict[Hashable, int] | None = None
+        entries = list(current)
+        holes = False
         for entry in value:
             if not isinstance(entry, Mapping):
                 raise SchemaError("expected an object", path=path)
@@ -201,23 +206,36 @@ class _Editor:
             ident = identity(entry)
             epath = _entry_path(path[: path.rfind("/")], key, sel)
             op = _operation(entry.get("@"), inherited, epath)
-            old = entries.get(ident)
+            at = (cached if where is None else where).get(ident)
+            old = None if at is None else entries[at]
             if op is Operation.CREATE and old is not None:
                 raise Conflict("data already exists", path=epath)
             if op is Operation.DELETE and old is None:
                 raise NotFound("data does not exist", path=epath)
             if op in (Operation.DELETE, Operation.REMOVE):
-                entries.pop(ident, None)
+                if at is not None:
+                    where = dict(cached) if where is None else where
+                    del where[ident]
+                    entries[at] = _HOLE
+                    holes = True
                 continue
             fresh = op in (Operation.REPLACE, Operation.CREATE) or old is None
             base = dict(sel) if fresh else old
             body = {k: v for k, v in entry.items() if k not in sel and k[1:] not in sel}
             child_op = Operation.NONE if op is Operation.NONE else Operation.MERGE
             new = self.edit_object(csn, base, body, child_op, epath)
-            if old is not None or op is not Operation.NONE or len(new) > len(sel):
-                entries[ident] = new
+            if at is not None:
+                entries[at] = new
+            elif op is not Operation.NONE or len(new) > len(sel):
+                where = dict(cached) if where is None else where
+                where[ident] = len(entries)
+                entries.append(new)
+        if holes:
+            entries = [e for e in entries if e is not _HOLE]
+        elif entries:
+            adopt(entries, keys, cached if where is None else where)
         if entries:
-            result[key] = list(entries.values())
+            result[key] = entries
         else:
             result.pop(key, None)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import is_not
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from yangson.schemanode import (
 from yangson.statement import ModuleParser, Statement
 
 from zerotouch_plugin.artifacts.yang import prepared, pyang_module_dirs, yang_dir
+from zerotouch_plugin.device.keyindex import entry_key, key_index
 from zerotouch_plugin.errors import ConfigError, PayloadTooLarge, SchemaError
 
 __all__ = [
@@ -425,19 +427,30 @@ def _reduced_list(sn: ListNode, new: list[Any], old: Any, path: str) -> list[Any
     names = key_members(sn)
     key = entry_key(names)
     prior = old if isinstance(old, list) else []
-    by_key = {key(e): e for e in prior}  # a valid list: every entry has its keys, once
-    present = {id(e) for e in new}
+    changed = _changed_positions(new, prior)
+    if changed is None:  # entries removed or moved: compare by key
+        by_key = {key(e): e for e in prior}  # a valid list: every entry has its keys, once
+        present = {id(e) for e in new}
+        candidates = [e for e in new if by_key.get(_key_or_none(key, names, e)) is not e]
+    else:
+        by_key = {}
+        present = set()
+        candidates = [new[i] for i in changed]
     seen: set[Any] = set()
     kept: list[Any] = []
-    for entry in new:
-        k = key(entry) if isinstance(entry, Mapping) and all(n in entry for n in names) else None
-        before = by_key.get(k)
-        if before is entry:
-            continue  # the very same object: unchanged, valid, its key unique among those
+    for entry in candidates:
+        k = _key_or_none(key, names, entry)
         if k is None:
             kept.append(entry)  # yangson reports what is wrong with it
             continue
-        if k in seen or (before is not None and id(before) in present):
+        if changed is None:
+            before = by_key.get(k)
+            clash = before is not None and id(before) in present
+        else:  # same places: a key is taken if an unchanged entry holds it
+            at = key_index(prior, names).get(k)
+            before = prior[at] if at is not None else None
+            clash = at is not None and at < len(new) and new[at] is prior[at]
+        if k in seen or clash:
             values = [entry[n] for n in names]
             shown = values[0] if len(values) == 1 else tuple(values)
             raise SchemaError(f"non-unique-key: {shown!r}", path=path)
@@ -447,6 +460,21 @@ def _reduced_list(sn: ListNode, new: list[Any], old: Any, path: str) -> list[Any
     if not kept and new:  # an unchanged list: one entry for the checks around it
         kept.append(_reduced(sn, new[0], new[0], path))
     return kept
+
+
+def _changed_positions(new: list[Any], prior: list[Any]) -> list[int] | None:
+    """The positions of ``new`` not holding the very object ``prior`` holds there, when
+    ``new`` is ``prior`` with entries replaced in place or added at the end; None otherwise
+    (then entries are matched by key). The comparison runs in C, not a Python loop."""
+    if len(new) < len(prior):
+        return None
+    shared = len(prior)
+    changed = list(compress(range(shared), map(is_not, new, prior)))
+    return [*changed, *range(shared, len(new))]
+
+
+def _key_or_none(key: Callable[[Mapping[str, Any]], Hashable], names: Sequence[str], e: Any) -> Any:
+    return key(e) if isinstance(e, Mapping) and all(n in e for n in names) else None
 
 
 def _parts(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -482,21 +510,6 @@ def _with_cuts(obj: Mapping[str, Any], chosen: _Cut | None, start: int) -> dict[
 def key_members(sn: ListNode) -> list[str]:
     """The RFC 7951 member names of a list's keys, in key order."""
     return [k if ns == sn.ns else f"{ns}:{k}" for k, ns in sn.keys]
-
-
-def entry_key(names: Sequence[str]) -> Callable[[Mapping[str, Any]], Hashable]:
-    """A function giving a list entry's key values, hashable (KeyError if one is missing)."""
-    values = operator.itemgetter(*names)
-
-    def key(entry: Mapping[str, Any]) -> Hashable:
-        found = values(entry)
-        try:
-            hash(found)
-        except TypeError:  # an empty-type key is [null] in RFC 7951
-            return json.dumps(found)
-        return found  # type: ignore[no-any-return]
-
-    return key
 
 
 def _entries(value: Any) -> int:

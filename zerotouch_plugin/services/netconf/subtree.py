@@ -26,7 +26,8 @@ from yangson.schemanode import (
 )
 
 from zerotouch_plugin.device.edit import member_node
-from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.keyindex import key_index, key_of_values
+from zerotouch_plugin.device.schema import DeviceSchema, key_members
 from zerotouch_plugin.errors import SchemaError
 
 __all__ = ["FilterNode", "apply_subtree_filter", "parse_subtree_filter"]
@@ -123,7 +124,7 @@ class _Filter:
                 continue
             if isinstance(csn, ListNode):
                 entries = []
-                for entry in value:
+                for entry in self.candidates(csn, value, containers):
                     parts = [self.object(csn, entry, f.children, False) for f in containers]
                     merged = _union(csn, [p for p in parts if p])
                     if merged:
@@ -136,6 +137,47 @@ class _Filter:
                 if merged:
                     result[member] = merged
         return result
+
+    def candidates(
+        self, sn: ListNode, entries: list[Any], containers: Sequence[FilterNode]
+    ) -> list[Any]:
+        """The entries the containment nodes can select: when each names every key of the
+        list by a content match node, only the entries with those keys (found in the list's
+        key index, so one entry of a long list costs a lookup), else all of them."""
+        names = key_members(sn)
+        if not names:
+            return entries
+        positions: set[int] = set()
+        for f in containers:
+            wanted = self.wanted_key(sn, f)
+            if wanted is _ALL:
+                return entries
+            if wanted is not _NONE:
+                at = key_index(entries, names).get(wanted)
+                if at is not None:
+                    positions.add(at)
+        return [entries[i] for i in sorted(positions)]
+
+    def wanted_key(self, sn: ListNode, f: FilterNode) -> Any:
+        """The key values ``f``'s content match nodes require (as the key index holds them),
+        ``_NONE`` when a value can match no entry, ``_ALL`` when they do not name one key."""
+        values = []
+        for name, ns in sn.keys:
+            leaf = sn.get_data_child(name, ns)
+            matching = [c for c in f.children if c.is_content_match and self.matches(c, leaf)]
+            if len(matching) != 1 or not isinstance(leaf, TerminalNode):
+                return _ALL
+            try:
+                values.append(
+                    self.schema.text_to_raw(leaf, matching[0].text or "", matching[0].nsmap)
+                )
+            except SchemaError:
+                return _NONE
+        return key_of_values(values[0] if len(values) == 1 else tuple(values))
+
+
+_ALL = object()  # no key named: every entry is a candidate
+_NONE = object()  # a key value no entry can have
 
 
 def _union(sn: InternalNode, parts: Sequence[Tree]) -> Tree:
