@@ -174,7 +174,8 @@ def test_a_held_device_is_approved_and_enrolls_live(console: Console) -> None:
         device.goto(f"{console.base}/console/devices/{serial}")
         assert "held for approval" in device.inner_text("#timeline")
         console.shot(device, "device-pending")
-        device.get_by_role("button", name="Approve").click()
+        device.get_by_role("button", name="Approve").focus()  # by keyboard
+        device.keyboard.press("Enter")
         device.wait_for_selector("p.notice", timeout=WAIT_MS)
         assert "approved" in device.inner_text("p.notice")
         page.wait_for_selector(

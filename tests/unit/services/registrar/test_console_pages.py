@@ -14,6 +14,7 @@ from zerotouch_plugin.services.registrar.console.pages import (
     day0_page,
     device_page,
     devices_page,
+    login_page,
 )
 from zerotouch_plugin.store.registrar import EventRow
 
@@ -79,3 +80,26 @@ def test_dashboard_counts_per_minute_and_reason() -> None:
     minutes, reasons = per_minute(events)
     assert minutes == [("08:01", 2, 1), ("08:02", 0, 2)]
     assert reasons == [("device-refused (policy-refused)", 2), ("handoff-failed (unreachable)", 1)]
+
+
+def test_every_field_has_a_label_and_every_button_a_name() -> None:
+    row = Row("SN1", "pending", "CN=Vendor", AT, "none", None, None)
+    view = DeviceView("SN1", "pending", None, [("pending", "CN=Vendor", AT)], [], [], False)
+    pages = [
+        devices_page([row], query="", phase=None, csrf="t", who="w", event_types=()),
+        device_page(view, csrf="t", who="w"),
+        day0_page(None, text="", fmt="json", csrf="t", who="w"),
+        login_page(),
+    ]
+    for page in pages:
+        tree = html.fromstring(page)
+        labelled = {label.get("for") for label in tree.iter("label")}
+        fields = [
+            el for el in tree.iter("input", "select", "textarea") if el.get("type") != "hidden"
+        ]
+        assert fields or "Approve" in page
+        for field in fields:
+            assert field.get("id") in labelled, html.tostring(field)
+        for button in tree.iter("button"):
+            assert (button.text or "").strip(), html.tostring(button)
+        assert tree.get("lang") == "en"
