@@ -6,7 +6,6 @@ server, and the device refusing a server whose owner it cannot verify."""
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import http.server
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support.device_process import DeviceProcess, start_device
 from tests.support.processes import free_port, run_cli, server
-from zerotouch_plugin.artifacts import certs, sztp
+from tests.support.sztp_lab import onboarding_server, ownership_voucher
+from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.services import certfiles
 
 HOSTNAME = "sztp-device-1"
@@ -40,28 +39,6 @@ class Lab:
     vendor: Path
 
 
-def _voucher(lab: Lab, folder: Path, serial: str, *, pinned: Path | None = None) -> Path:
-    """A nonceless ownership voucher (expires-on ahead) pinning the server's owner CA."""
-    anchor = certs.load_certs((pinned or folder / "owner-ca.pem").read_bytes())[0]
-    payload = {
-        "ietf-voucher:voucher": {
-            "created-on": "2026-01-01T00:00:00Z",
-            "expires-on": "2036-01-01T00:00:00Z",
-            "assertion": "verified",
-            "serial-number": serial,
-            "pinned-domain-cert": base64.b64encode(anchor.public_bytes(Encoding.DER)).decode(),
-        }
-    }
-    (folder / "v.json").write_text(json.dumps(payload))
-    out = folder / f"{serial}.cms"
-    run_cli(
-        "voucher", "sign", "--payload", folder / "v.json",
-        "--cert", lab.vendor / "masa-signer.pem", "--key", lab.vendor / "masa-signer.key",
-        "--out", out,
-    )  # fmt: skip
-    return out
-
-
 def _bootstrap_server(
     lab: Lab,
     name: str,
@@ -71,18 +48,15 @@ def _bootstrap_server(
     config: bytes = CONFIG,
     response: tuple[str, ...] = (),
 ) -> Path:
-    folder = lab.root / name
-    run_cli("sztp", "init", "--dir", folder, "--manufacturer-ca", lab.vendor / "ca.pem")
+    """A server folder onboarding SN-1 with CONFIG and a post-configuration script."""
+    script = lab.root / f"{name}-post.sh"
+    script.write_text("#!/bin/sh\necho post-configuration done\nexit 0\n")
+    folder = onboarding_server(
+        lab.vendor, lab.root / name, "SN-1", config,
+        response=("--post-script", str(script), *response), pinned=pinned,
+    )  # fmt: skip
     if trusted:
         (folder / "sztp.toml").write_text("trusted = true\n")
-    (folder / "config.json").write_bytes(config)
-    script = folder / "post.sh"
-    script.write_text("#!/bin/sh\necho post-configuration done\nexit 0\n")
-    run_cli("sztp", "response", "set", "--dir", folder, "--name", "onboard",
-            "--config", folder / "config.json", "--handling", "merge",
-            "--post-script", script, *response)  # fmt: skip
-    run_cli("sztp", "devices", "--dir", folder, "--set", "SN-1", "--response", "onboard",
-            "--voucher", _voucher(lab, folder, "SN-1", pinned=pinned))  # fmt: skip
     return folder
 
 
@@ -347,8 +321,9 @@ def _redirect_server(lab: Lab, name: str, to: str, anchor: Path | None) -> Path:
     extra = () if anchor is None else ("--trust-anchor", str(anchor))
     run_cli("sztp", "response", "set", "--dir", folder, "--name", "redir",
             "--redirect", to, *extra)  # fmt: skip
+    voucher = ownership_voucher(lab.vendor, folder, "SN-1", pinned=folder / "owner-ca.pem")
     run_cli("sztp", "devices", "--dir", folder, "--set", "SN-1", "--response", "redir",
-            "--voucher", _voucher(lab, folder, "SN-1"))  # fmt: skip
+            "--voucher", voucher)  # fmt: skip
     return folder
 
 

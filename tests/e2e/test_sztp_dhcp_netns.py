@@ -6,7 +6,6 @@ data, the untrusted path: a URI from DHCP gives no trust)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import selectors
@@ -19,11 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support.netns import Host, Lab, _ip, netns_lab
 from tests.support.processes import ServerProcess, run_cli, start_server
-from zerotouch_plugin.artifacts import certs
+from tests.support.sztp_lab import onboarding_server
 from zerotouch_plugin.artifacts.dhcp import encode_uri_list
 
 SERVER_ADDRESS, DEVICE_ADDRESS = "192.0.2.1", "192.0.2.9"
@@ -75,24 +73,6 @@ def dhcp_server(host: Host, interface: str, option: bytes, *, v6: bool = False) 
         shutil.rmtree(leases, ignore_errors=True)
 
 
-def _voucher(root: Path, server_dir: Path, vendor: Path, serial: str) -> Path:
-    owner_ca = certs.load_certs((server_dir / "owner-ca.pem").read_bytes())[0]
-    payload = {
-        "ietf-voucher:voucher": {
-            "created-on": "2026-01-01T00:00:00Z",
-            "expires-on": "2036-01-01T00:00:00Z",
-            "assertion": "verified",
-            "serial-number": serial,
-            "pinned-domain-cert": base64.b64encode(owner_ca.public_bytes(Encoding.DER)).decode(),
-        }
-    }
-    (root / "v.json").write_text(json.dumps(payload))
-    run_cli("voucher", "sign", "--payload", root / "v.json", "--cert",
-            vendor / "masa-signer.pem", "--key", vendor / "masa-signer.key",
-            "--out", root / "v.cms")  # fmt: skip
-    return root / "v.cms"
-
-
 def _wait_line(process: ServerProcess, prefix: str, timeout: float) -> str:
     assert process.proc.stdout is not None
     deadline = time.monotonic() + timeout
@@ -119,13 +99,8 @@ def test_device_finds_its_bootstrap_server_in_dhcp_option_143(tmp_path: Path) ->
     vendor, server_dir, device_dir = tmp_path / "vendor", tmp_path / "server", tmp_path / "dev"
     run_cli("vendor", "init", "--dir", vendor, "--masa-url", "https://127.0.0.1:9443")
     run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-D1", "--out", device_dir)
-    run_cli("sztp", "init", "--dir", server_dir, "--manufacturer-ca", vendor / "ca.pem",
-            "--host", SERVER_ADDRESS)  # fmt: skip
-    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
-    run_cli("sztp", "response", "set", "--dir", server_dir, "--name", "onboard",
-            "--config", tmp_path / "config.json", "--handling", "merge")  # fmt: skip
-    run_cli("sztp", "devices", "--dir", server_dir, "--set", "SN-D1", "--response", "onboard",
-            "--voucher", _voucher(tmp_path, server_dir, vendor, "SN-D1"))  # fmt: skip
+    config = json.dumps(CONFIG).encode()
+    onboarding_server(vendor, server_dir, "SN-D1", config, hosts=[SERVER_ADDRESS])
     with netns_lab() as lab:
         server_host, device_host, server_if, device_if = _lab(lab)
         bootstrap = start_server(
@@ -199,13 +174,8 @@ def test_device_finds_its_bootstrap_server_in_dhcpv6_option_136(tmp_path: Path) 
     vendor, server_dir, device_dir = tmp_path / "vendor", tmp_path / "server", tmp_path / "dev"
     run_cli("vendor", "init", "--dir", vendor, "--masa-url", "https://127.0.0.1:9443")
     run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-D6", "--out", device_dir)
-    run_cli("sztp", "init", "--dir", server_dir, "--manufacturer-ca", vendor / "ca.pem",
-            "--host", "fd00:5a::1")  # fmt: skip
-    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
-    run_cli("sztp", "response", "set", "--dir", server_dir, "--name", "onboard",
-            "--config", tmp_path / "config.json", "--handling", "merge")  # fmt: skip
-    run_cli("sztp", "devices", "--dir", server_dir, "--set", "SN-D6", "--response", "onboard",
-            "--voucher", _voucher(tmp_path, server_dir, vendor, "SN-D6"))  # fmt: skip
+    config = json.dumps(CONFIG).encode()
+    onboarding_server(vendor, server_dir, "SN-D6", config, hosts=["fd00:5a::1"])
     with netns_lab() as lab:
         server_host, device_host = lab.host("sztp6"), lab.host("device6")
         server_if, device_if = lab.link(server_host, device_host)
