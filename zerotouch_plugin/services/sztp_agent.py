@@ -385,6 +385,10 @@ class SztpAgent:
         except ZerotouchError as exc:
             log.error("SZTP bootstrap stopped: %s", exc.one_line())
             self._publish(self.state.failed(exc, now=self._now()))
+        except Exception as exc:  # a bug must not leave the state claiming progress
+            log.exception("SZTP agent failed")
+            error = ZerotouchError(f"internal error of the SZTP agent: {exc!r}")
+            self._publish(self.state.failed(error, now=self._now()))
 
     async def _round(self, client: SztpClient) -> Done | Failed:
         dhcp: tuple[str, ...] = ()

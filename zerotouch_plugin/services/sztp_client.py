@@ -207,6 +207,11 @@ class SztpClient:
         for session in sessions:
             await session.close()
 
+    def _credentials(self, source: Source) -> dict[str, str]:
+        """HTTP basic only towards a server verified by its trust anchors: an unverified
+        one could be anyone, and the password would be theirs."""
+        return self._auth if source.trust_anchors else {}
+
     def _session(self, source: Source) -> aiohttp.ClientSession:
         key = tuple(c.public_bytes(DerEncoding.DER) for c in source.trust_anchors)
         session = self._sessions.get(key)
@@ -226,10 +231,10 @@ class SztpClient:
         root = self._roots.get(key)
         if root is None:
             session = self._session(source)
-            headers = {"Accept": "application/xrd+xml", **self._auth}
+            headers = {"Accept": "application/xrd+xml", **self._credentials(source)}
             async with session.get(origin + HOST_META, headers=headers) as resp:
-                body = await resp.content.read(_MAX_HOST_META)
-                found = restconf_root(body) if resp.status == 200 else None
+                body = await _read_bounded(resp.content, _MAX_HOST_META)
+                found = restconf_root(body) if resp.status == 200 and body is not None else None
             root = found if found is not None and found.startswith("/") else _DEFAULT_ROOT
             self._roots[key] = root
         return origin + root
@@ -237,13 +242,13 @@ class SztpClient:
     async def _rpc(self, source: Source, rpc: str, body: bytes) -> tuple[int, bytes, str]:
         url = f"{await self._root(source)}/operations/{sztp.SERVER_MODULE}:{rpc}"
         media = self._encoding.media_type
-        headers = {"Content-Type": media, "Accept": media, **self._auth}
+        headers = {"Content-Type": media, "Accept": media, **self._credentials(source)}
         session = self._session(source)
         async with session.post(url, data=body, headers=headers) as resp:
             if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
                 raise PayloadTooLarge(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
-            data = await resp.content.read(MAX_RESPONSE_BYTES + 1)
-            if len(data) > MAX_RESPONSE_BYTES:
+            data = await _read_bounded(resp.content, MAX_RESPONSE_BYTES)
+            if data is None:
                 raise PayloadTooLarge(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
             content_type = resp.headers.get("Content-Type", "")
             if resp.status >= 300:
@@ -271,6 +276,16 @@ class SztpClient:
         await _transport(
             self._rpc(source, "report-progress", progress.encode(self._encoding)), source
         )
+
+
+async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None when it is longer than ``limit`` (read no further)."""
+    body = bytearray()
+    while chunk := await stream.read(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 async def _transport(call: Awaitable[_T], source: Source) -> _T:

@@ -247,6 +247,10 @@ class Server:
     headers: list[dict[str, str]]
 
 
+LARGE = OnboardingInformation(
+    configuration_handling=ConfigurationHandling.MERGE,
+    configuration=json.dumps({"ietf-system:system": {"contact": "x" * 600_000}}).encode(),
+)
 UNSIGNED = OnboardingInformation(
     configuration_handling=ConfigurationHandling.MERGE,
     configuration=b'{"ietf-system:system": {}}',
@@ -280,8 +284,9 @@ async def _bootstrap_server(pki: Pki, *, client_auth: bool) -> AsyncIterator[Ser
                 }
             }
             return web.json_response(body, status=404, content_type=sztp.MEDIA_TYPE_JSON)
+        info = LARGE if "SN-LARGE" in (subject or "") else UNSIGNED
         output = GetBootstrappingDataOutput(
-            conveyed_information=sztp.encode_unsigned_conveyed_information(UNSIGNED)
+            conveyed_information=sztp.encode_unsigned_conveyed_information(info)
         )
         encoding = sztp.Encoding.of_media_type(request.headers["Content-Type"])
         return web.Response(body=output.encode(encoding), content_type=encoding.media_type)
@@ -349,6 +354,25 @@ async def test_xml_encoding_and_http_basic_beside_the_idevid(
     assert sent["Content-Type"] == sztp.MEDIA_TYPE_XML
     assert sent["Authorization"] == "Basic " + base64.b64encode(b"dev:s3cret").decode()
     assert subject is not None and "SN-7" in subject
+
+
+async def test_no_password_goes_to_a_server_the_device_cannot_verify(
+    pki: Pki, bootstrap_server: Server
+) -> None:
+    untrusted = Source(SourceKind.CONFIGURED, bootstrap_server.url)
+    async with SztpClient(pki.idevid, timeout=10, basic_auth=("dev", "s3cret")) as client:
+        _, trusted = await client.get_bootstrapping_data(untrusted, GetBootstrappingDataInput())
+    assert trusted is False
+    assert all("Authorization" not in sent for sent in bootstrap_server.headers)
+
+
+async def test_a_body_of_many_chunks_is_read_whole(pki: Pki, bootstrap_server: Server) -> None:
+    source = Source(SourceKind.CONFIGURED, bootstrap_server.url, (pki.server_ca.cert,))
+    then = NOW - timedelta(days=1)
+    large = certs.issue_idevid(pki.vendor, "SN-LARGE", masa_url=None, now=then)  # gets LARGE
+    async with SztpClient(large, timeout=10) as client:
+        output, _ = await client.get_bootstrapping_data(source, GetBootstrappingDataInput())
+    assert sztp.read_unsigned_conveyed_information(output.conveyed_information) == LARGE
 
 
 async def test_server_failing_its_trust_anchor_is_a_certificate_error(
