@@ -169,9 +169,7 @@ def _new_domain_ca(args: argparse.Namespace, now: datetime) -> certs.Issuer:
 
 def _policy(decision: str) -> Any:
     def run(args: argparse.Namespace) -> int:
-        _repo(args).set_policy(
-            args.serial, decision, manufacturer=args.manufacturer, now=_now(), actor=_who()
-        )
+        _repo(args).set_policy(args.serial, decision, manufacturer=args.manufacturer, now=_now())
         print(f"{decision} {args.serial} (manufacturer {args.manufacturer or 'any'})")
         return 0
 
@@ -219,9 +217,7 @@ def cmd_console_url(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    removed = _repo(args).remove_policy(
-        args.serial, manufacturer=args.manufacturer, actor=_who(), now=_now()
-    )
+    removed = _repo(args).remove_policy(args.serial, manufacturer=args.manufacturer)
     print(f"removed {removed} policy entr{'y' if removed == 1 else 'ies'} for {args.serial}")
     return 0
 

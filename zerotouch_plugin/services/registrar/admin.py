@@ -176,12 +176,7 @@ def set_policy(decision: role.PolicyDecision) -> Callable[[web.Request], Awaitab
         serial = request.match_info["serial"]
         manufacturer = await _manufacturer_param(request)
         await in_thread(
-            reg.repo.set_policy,
-            serial,
-            str(decision),
-            manufacturer=manufacturer,
-            now=utc_now(),
-            actor=admin_who(request),
+            reg.repo.set_policy, serial, str(decision), manufacturer=manufacturer, now=utc_now()
         )
         log.info("policy: %s %s (manufacturer %s)", decision, serial, manufacturer or "any")
         return _json({"serial": serial, "decision": str(decision), "manufacturer": manufacturer})
@@ -203,11 +198,7 @@ async def admin_remove_policy(request: web.Request) -> web.Response:
     reg = require_admin(request)
     serial = request.match_info["serial"]
     removed = await in_thread(
-        reg.repo.remove_policy,
-        serial,
-        manufacturer=request.query.get("manufacturer"),
-        actor=admin_who(request),
-        now=utc_now(),
+        reg.repo.remove_policy, serial, manufacturer=request.query.get("manufacturer")
     )
     if removed == 0:
         raise NotFound(f"device {serial} has no allow/deny entry")
