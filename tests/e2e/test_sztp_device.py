@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
+from ncclient import manager
+from ncclient.operations import RPCError
 
 from tests.support.device_process import DeviceProcess, start_device
 from tests.support.processes import free_port, run_cli, server
@@ -29,6 +32,7 @@ from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.services import certfiles
 
 HOSTNAME = "sztp-device-1"
+BOOTSTRAP_NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
 IMAGE = b"VendorOS 2.0 image " * 4096
 CONFIG = json.dumps({"ietf-system:system": {"hostname": HOSTNAME}}).encode()
 
@@ -408,3 +412,35 @@ def test_a_restarted_device_does_not_bootstrap_again(
     events = [e["event"] for e in state["events"]]
     assert events.count("sztp-complete") == 1
     assert events[-1] == "already-bootstrapped"
+
+
+def test_restart_bootstrap_over_netconf_runs_sztp_again(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    """The state and the restart-bootstrap RPC over NETCONF/SSH (ncclient): refused on a
+    bootstrapped device without factory-reset, a new SZTP run with it."""
+    folder, started = sztp_device
+    server_dir = _bootstrap_server(lab, "restart-rpc", trusted=False)
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        (folder / "device.toml").write_text(
+            f'bootstrap_servers = ["{srv.url}"]\n[[users]]\nname = "admin"\npassword = "pw"\n'
+        )
+        device = start_device(
+            folder, {"netconf-ssh": "127.0.0.1:0", "netconf-tls": "127.0.0.1:0"}, verbose=True
+        )
+        started.append(device)
+        device.wait_for("bootstrapped sztp", timeout=90)
+        with manager.connect(
+            host="127.0.0.1", port=device.ports["netconf-ssh"], username="admin",
+            password="pw", hostkey_verify=False, allow_agent=False, look_for_keys=False,
+            timeout=15,
+        ) as m:  # fmt: skip
+            state = m.get(("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"/>')).data_xml
+            assert "<phase>enrolled</phase>" in state and "<source>sztp</source>" in state
+            with pytest.raises(RPCError, match="factory-reset"):
+                m.dispatch(etree.fromstring(f'<restart-bootstrap xmlns="{BOOTSTRAP_NS}"/>'))
+            reset = f'<restart-bootstrap xmlns="{BOOTSTRAP_NS}"><factory-reset>true'
+            m.dispatch(etree.fromstring(reset + "</factory-reset></restart-bootstrap>"))
+        device.wait_for("bootstrapped sztp", timeout=90, nth=2)
+        progress = _progress(server_dir)
+    assert progress.count("bootstrap-complete") == 2
