@@ -286,6 +286,14 @@ def test_forged_requests_and_an_nms_certificate_are_refused(console: Console) ->
     assert console.curl(console.nms, "/console/", "-b", cookie)[0] == 403
     assert console.curl(console.nms, "/console/api/devices", "-b", cookie)[0] == 403
     assert console.curl(None, "/console/api/devices")[0] == 401
+    # nor does a device's IDevID
+    _, pledge = console.lab.pledge(allow=False)
+    device = pledge.parent / "as-curl"
+    device.mkdir()
+    shutil.copyfile(pledge / "idevid.pem", device / "cert.pem")
+    shutil.copyfile(pledge / "idevid.key", device / "key.pem")
+    status, body = console.curl(device, "/console/", "-b", cookie)
+    assert status == 403 and "idevid" in body
     status, body = console.curl(console.admin, "/console/api/devices")
     assert status == 200 and "devices" in json.loads(body)
     status, page_and_headers = console.curl(console.admin, "/console/", "-D", "-")
