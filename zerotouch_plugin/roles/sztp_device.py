@@ -43,6 +43,7 @@ from enum import StrEnum
 from cryptography import x509
 
 from zerotouch_plugin._checks import require_count
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.artifacts.sztp import (
     BootImage,
@@ -521,7 +522,7 @@ class SztpDevice:
         if self.state not in (_S.PRE_SCRIPT, _S.POST_SCRIPT):
             self._expect(_S.PRE_SCRIPT)
         stage = "pre" if self.state is _S.PRE_SCRIPT else "post"
-        detail = output.strip()[-200:]
+        detail = printable(output.strip()[-200:])  # goes into reports and the device's state
         if exit_status not in (0, _WARNING_EXIT):
             return self._step_failed(
                 PolicyRefused(

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.serialization import Encoding as DerEncoding
 from lxml import etree
 
 from zerotouch_plugin._checks import require_count, require_positive
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.sztp import (
@@ -168,8 +169,8 @@ def _restconf_error(body: bytes, content_type: str) -> str:
             found = {etree.QName(e).localname: (e.text or "") for e in root.iter("{*}*")}
             tag, message = found.get("error-tag"), found.get("error-message")
     if tag is None:
-        return body[:200].decode("utf-8", "replace").strip() or "no error document"
-    return f"{tag}: {message or ''}".strip()
+        return printable(body[:200].decode("utf-8", "replace").strip()) or "no error document"
+    return printable(f"{tag}: {message or ''}".strip())
 
 
 class SztpClient:

@@ -373,6 +373,20 @@ def test_a_failing_source_falls_through_to_the_next(world: World) -> None:
     assert result.source.location == B
 
 
+def test_script_output_reaches_reports_escaped(world: World) -> None:
+    device = SztpDevice(world.config(), [src(A)], random_bytes=RANDOM)
+    device.start()
+    action = device.fetched(
+        world.signed(onboarding(boot_image=None)), server_trusted=False, now=NOW
+    )
+    while not isinstance(action, RunScript):
+        action = device.reported()
+    action = device.script_finished(1, "careful\x1b[31m\nred")
+    assert isinstance(action, Report)
+    assert action.progress.progress_type is ProgressType.PRE_SCRIPT_WARNING
+    assert action.progress.message == "careful\\x1b[31m\\x0ared"
+
+
 def test_script_warning_goes_on_and_is_reported(world: World) -> None:
     device = Device({A: world.signed(onboarding(boot_image=None))}, scripts={ScriptStage.PRE: 1})
     assert isinstance(device.run(machine(world, src(A))), Done)
