@@ -74,7 +74,7 @@ def test_dashboard_counts_per_minute_and_reason() -> None:
         event("enrolled", 1),
         event("device-refused", 1, error="policy-refused: device SN1 is on the deny list"),
         event("device-refused", 2, error="policy-refused: device SN2 is on the deny list"),
-        event("handoff-failed", 2, error="unreachable: connection refused", attempts=2),
+        event("handoff-failed", 2, error="attempt 2/2: unreachable: refused", attempts=2),
         event("voucher-issued", 2),
     ]
     minutes, reasons = per_minute(events)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from importlib import resources
@@ -79,6 +80,7 @@ AUDIT_LOGS = 5
 DASHBOARD_WINDOW = timedelta(hours=1)
 DASHBOARD_EVENTS = 20000
 MAX_FORM = 65536
+_ATTEMPT = re.compile(r"^attempt \d+/\d+: ")  # a hand-off error's prefix, not its reason
 FAILURES = frozenset(
     {"device-refused", "voucher-rejected", "enroll-failed", "handoff-failed", "audit-alert"}
 )
@@ -463,7 +465,7 @@ def per_minute(
             minutes.setdefault(key, [0, 0])[0] += 1
         elif e.type in FAILURES:
             minutes.setdefault(key, [0, 0])[1] += 1
-            error = str(e.data.get("error") or e.data.get("level") or "")
+            error = _ATTEMPT.sub("", str(e.data.get("error") or e.data.get("level") or ""))
             slug = error.split(":", 1)[0].strip()[:40] if ":" in error else error[:40]
             reason = f"{e.type} ({slug})" if slug else e.type
             reasons[reason] = reasons.get(reason, 0) + 1
