@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 # of a larger record waits until more bytes arrive: a reply's end would hang there. Records
 # of at most 4096 bytes are always read whole (RFC 8446 §5.1 lets the sender choose sizes).
 _RECORD_PLAINTEXT = 4096
+# Bytes the TLS transport reads from the socket at a time. CPython's asyncio gives every TLS
+# connection a read buffer of 256 KiB (``SSLProtocol.max_size``), most of what a held
+# session costs; one TLS record (16 KiB plus overhead, RFC 8446 §5.2) at a time is enough.
+_READ_BUFFER = 17 * 1024
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class _TlsConnection(asyncio.Protocol):
             if tls is None:
                 raise ConnectionError("connection closed during the handshake")
             self._transport = tls
+            _small_read_buffer(tls)
             chain = peer_certificates(tls.get_extra_info("ssl_object"))
             if not chain:
                 raise AccessDenied("no client certificate")
@@ -179,6 +184,22 @@ class _TlsConnection(asyncio.Protocol):
         self._release()
         if self._transport is not None:
             self._transport.abort()  # type: ignore[attr-defined]
+
+
+def _small_read_buffer(tls: asyncio.Transport) -> None:
+    """Shrink the read buffer of asyncio's TLS protocol (``_READ_BUFFER``): 500 held
+    sessions then cost tens of MiB, not a hundred more. An asyncio without these attributes
+    keeps its own buffer."""
+    protocol = getattr(tls, "_ssl_protocol", None)
+    if (
+        protocol is None
+        or not hasattr(protocol, "_ssl_buffer")
+        or not hasattr(protocol, "max_size")
+    ):
+        return
+    protocol.max_size = _READ_BUFFER
+    protocol._ssl_buffer = bytearray(_READ_BUFFER)
+    protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
 
 
 def _record_writer(tls: asyncio.Transport) -> Callable[[bytes], None]:

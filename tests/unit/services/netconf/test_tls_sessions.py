@@ -1,0 +1,123 @@
+"""NETCONF over TLS on 127.0.0.1 with a real TLS client: many sessions held at once each
+answer, and a message larger than the transport's read buffer arrives whole."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import CertToName, ConnectionLimits, NetconfLimits
+from zerotouch_plugin.device.datastore import Datastore, Datastores
+from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.services._tls import client_context, server_context
+from zerotouch_plugin.services.netconf.server import build_netconf_server
+from zerotouch_plugin.services.netconf.tls import TlsSettings, start_netconf_tls
+
+END = b"]]>]]>"
+HELLO = (
+    b'<hello xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><capabilities>'
+    b"<capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>" + END
+)
+RPC = '<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="{id}">{op}</rpc>'
+GET = "<get-config><source><running/></source></get-config>"
+IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+
+
+@asynccontextmanager
+async def _device(
+    schema: DeviceSchema, folder: Path, sessions: int
+) -> AsyncIterator[tuple[int, ssl.SSLContext, Datastores]]:
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    ca = certs.make_ca("Domain CA", now=now)
+    server = certs.issue_tls_server(ca, "device", hosts=["127.0.0.1"], now=now)
+    client = certs.issue_client(ca, "nms", now=now)
+    stores = Datastores(schema, folder)
+    netconf = build_netconf_server(stores, NetconfLimits(max_sessions=sessions))
+    settings = TlsSettings(
+        server_context(server, client_cas=[ca.cert], require_client_cert=True),
+        (ca.cert,),
+        (CertToName("*", "specified", "nms"),),
+    )
+    listener = await start_netconf_tls(
+        netconf, host="127.0.0.1", port=0, settings=lambda: settings,
+        limits=ConnectionLimits(max_connections_per_ip=sessions),
+    )  # fmt: skip
+    try:
+        yield listener.port, client_context(client, trust=[ca.cert]), stores
+    finally:
+        await listener.close()
+        netconf.close_all()
+
+
+class _Session:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, context: ssl.SSLContext) -> _Session:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1", limit=1 << 24
+        )
+        session = cls(reader, writer)
+        writer.write(HELLO)
+        assert b"<session-id>" in await reader.readuntil(END)
+        return session
+
+    async def call(self, number: int, op: str) -> bytes:
+        self.writer.write(RPC.format(id=number, op=op).encode() + END)
+        return await self.reader.readuntil(END)
+
+    async def close(self) -> None:
+        """close-session (RFC 6241 §7.8), then the connection."""
+        assert b"<ok/>" in await self.call(0, "<close-session/>")
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def test_sessions_held_at_once_each_answer(schema: DeviceSchema, tmp_path: Path) -> None:
+    async with _device(schema, tmp_path, 100) as (port, context, _):
+        gate = asyncio.Semaphore(20)
+
+        async def opened() -> _Session:
+            async with gate:
+                return await _Session.open(port, context)
+
+        sessions = await asyncio.gather(*(opened() for _ in range(100)))
+        try:
+            replies = await asyncio.gather(*(s.call(i, GET) for i, s in enumerate(sessions)))
+            assert all(b"<data" in r and b"rpc-error" not in r for r in replies)
+            refused = await asyncio.gather(_Session.open(port, context), return_exceptions=True)
+            assert isinstance(refused[0], (asyncio.IncompleteReadError, ConnectionError))
+        finally:
+            await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+async def test_a_message_larger_than_the_read_buffer_arrives_whole(
+    schema: DeviceSchema, tmp_path: Path
+) -> None:
+    entries = "".join(
+        f"<interface><name>eth{i}</name><type xmlns:ianaift="
+        f'"urn:ietf:params:xml:ns:yang:iana-if-type">ianaift:ethernetCsmacd</type>'
+        f"<description>{'x' * 200}</description></interface>"
+        for i in range(1500)
+    )
+    edit = (
+        "<edit-config><target><running/></target><config>"
+        f'<interfaces xmlns="{IF_NS}">{entries}</interfaces></config></edit-config>'
+    )
+    assert len(edit) > 256 * 1024
+    async with _device(schema, tmp_path, 4) as (port, context, stores):
+        session = await _Session.open(port, context)
+        try:
+            assert b"<ok/>" in await session.call(1, edit)
+            reply = await session.call(2, GET)
+        finally:
+            await session.close()
+    assert reply.count(b"<interface>") == 1500
+    running = stores.view(Datastore.RUNNING)["ietf-interfaces:interfaces"]["interface"]
+    assert len(running) == 1500
