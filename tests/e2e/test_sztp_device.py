@@ -444,3 +444,26 @@ def test_restart_bootstrap_over_netconf_runs_sztp_again(
         device.wait_for("bootstrapped sztp", timeout=90, nth=2)
         progress = _progress(server_dir)
     assert progress.count("bootstrap-complete") == 2
+
+
+def test_device_killed_during_onboarding_finishes_after_restart(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    """SIGKILL while the post-configuration script runs (the configuration is applied, the
+    completion not yet recorded): the next start onboards again, ends complete with the
+    same configuration, and the script file the killed run left is gone."""
+    folder, started = sztp_device
+    slow = lab.root / "slow-post.sh"
+    slow.write_text("#!/bin/sh\nsleep 3\nexit 0\n")
+    server_dir = _bootstrap_server(
+        lab, "killed", trusted=False, response=("--post-script", str(slow))
+    )
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        first = _run_device(folder, started, "--bootstrap-server", srv.url)
+        _wait_for_event(folder / "bootstrap-state.json", "sztp-post-script-initiated")
+        first.kill()
+        assert list(folder.glob(".sztp-script-*")), "the killed run left its script file"
+        second = _run_device(folder, started, "--bootstrap-server", srv.url)
+        second.wait_for("bootstrapped sztp", timeout=90)
+    assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
+    assert list(folder.glob(".sztp-script-*")) == []

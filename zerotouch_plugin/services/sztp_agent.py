@@ -77,7 +77,13 @@ from zerotouch_plugin.services.pledge_agent import (
     reset_requested,
     restore_state,
 )
-from zerotouch_plugin.services.sztp_client import ScriptPolicy, SztpClient, drive
+from zerotouch_plugin.services.sztp_client import (
+    IMAGE_FILE,
+    SCRIPT_PREFIX,
+    ScriptPolicy,
+    SztpClient,
+    drive,
+)
 from zerotouch_plugin.services.sztp_sources import dhcp_uris, lease_uris
 
 __all__ = [
@@ -86,6 +92,7 @@ __all__ = [
     "DatastoreOnboarder",
     "SztpAgent",
     "SztpSettings",
+    "discard_leftovers",
     "ssh_host_keys",
 ]
 
@@ -212,6 +219,19 @@ def _credentials(path: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def discard_leftovers(workdir: Path) -> list[str]:
+    """Script files and partial image downloads a killed run left behind (the names
+    ``run_script`` and ``download_image`` give them); their names."""
+    found = [
+        *workdir.glob(f"{SCRIPT_PREFIX}*"),
+        *workdir.glob(f".{IMAGE_FILE}.*"),
+        *workdir.glob(IMAGE_FILE),
+    ]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return [path.name for path in found]
+
+
 def ssh_host_keys(folder: Path) -> tuple[SshHostKey, ...]:
     """The device's SSH host keys as report-progress carries them (RFC 8572 §7.3)."""
     return tuple(SshHostKey(k.algorithm.decode(), k.public_data) for k in load_host_keys(folder))
@@ -322,6 +342,7 @@ class SztpAgent:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        discard_leftovers(self.workdir)
         restore_state(self.store, self.state)
         self.host.register_rpc(RESTART_RPC, self._restart_rpc)
         self._publish(self.state.agent_started(now=self._now()))

@@ -86,7 +86,9 @@ from zerotouch_plugin.roles.sztp_device import (
 from zerotouch_plugin.services._tls import client_context
 
 __all__ = [
+    "IMAGE_FILE",
     "MEDIA_FILES",
+    "SCRIPT_PREFIX",
     "Onboarder",
     "ScriptPolicy",
     "SztpClient",
@@ -108,6 +110,8 @@ _DEFAULT_ROOT = "/restconf"
 _MAX_HOST_META = 64 * 1024
 MAX_RESPONSE_BYTES = sztp.MAX_ARTIFACT_BYTES
 MAX_IMAGE_BYTES = 2 * 1024 * 1024 * 1024
+SCRIPT_PREFIX = ".sztp-script-"  # scripts are written to WORKDIR/.sztp-script-XXXX
+IMAGE_FILE = "boot-image.bin"  # downloaded to WORKDIR/.boot-image.bin.XXXX, then renamed
 _CHUNK = 64 * 1024
 
 # The removable-storage layout (§4.1): one file per artifact, DER CMS each.
@@ -351,7 +355,7 @@ class ScriptPolicy:
 async def run_script(script: bytes, *, policy: ScriptPolicy, workdir: Path) -> tuple[int, str]:
     """Run one script in ``workdir``; its exit status and the captured (bounded) output.
     PolicyRefused when it cannot start or overruns its timeout (the process group killed)."""
-    fd, name = tempfile.mkstemp(dir=workdir, prefix=".sztp-script-")
+    fd, name = tempfile.mkstemp(dir=workdir, prefix=SCRIPT_PREFIX)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -490,7 +494,7 @@ class _Run:
         return self.machine.reported()
 
     async def download(self, action: DownloadImage) -> SztpAction:
-        dest = self.workdir / "boot-image.bin"
+        dest = self.workdir / IMAGE_FILE
         try:
             digest = await download_image(action.boot_image, dest=dest, timeout=self.timeout)
         except ZerotouchError as exc:
