@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["Index", "adopt", "entry_key", "key_index", "key_of_values"]
 
 Index = Mapping[Hashable, int]
-_LIMIT = 64
+_LIMIT = 16  # lists indexed at once: each index of a long list is a dict as long
 _SMALL = 32  # lists shorter than this are walked, not indexed
 _cache: dict[tuple[int, tuple[str, ...]], tuple[list[Any], Index]] = {}
 _lock = threading.Lock()
