@@ -8,7 +8,7 @@ target exists there).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,7 +23,8 @@ from yangson.schemanode import (
 )
 
 from zerotouch_plugin.device.edit import member_node
-from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.device.keyindex import key_index, key_of_values
+from zerotouch_plugin.device.schema import DeviceSchema, key_members
 from zerotouch_plugin.errors import SchemaError, UnsupportedOperation
 
 __all__ = ["ABSENT", "Target", "resolve_path"]
@@ -88,7 +89,7 @@ def resolve_path(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str
                 if not isinstance(knode, TerminalNode):
                     raise SchemaError("bad list key", path=path)
                 selection[kkey] = schema.text_to_raw(knode, text)
-            value = _find_entry(value, selection)
+            value = _find_entry(value, key_members(node), selection)
             present = value is not ABSENT
             i += 1
         elif isinstance(nxt, EntryValue) and isinstance(node, LeafListNode):
@@ -105,10 +106,14 @@ def _np_container(node: DataNode) -> bool:
     return isinstance(node, ContainerNode) and not node.presence
 
 
-def _find_entry(entries: Any, selection: Mapping[str, Any]) -> Any:
+def _find_entry(entries: Any, names: Sequence[str], selection: Mapping[str, Any]) -> Any:
+    """The entry with the key values of ``selection``, by the list's key index."""
     if not isinstance(entries, list):
         return ABSENT
-    for candidate in entries:
-        if all(candidate.get(k) == v for k, v in selection.items()):
-            return candidate
-    return ABSENT
+    if any(n not in selection for n in names):
+        return ABSENT
+    values = [selection[n] for n in names]
+    at = key_index(entries, names).get(
+        key_of_values(values[0] if len(values) == 1 else tuple(values))
+    )
+    return ABSENT if at is None else entries[at]
