@@ -366,6 +366,22 @@ def test_redirect_information_leads_to_a_server_trusted_by_its_anchor(world: Wor
     assert device.types(B)[-1] is ProgressType.BOOTSTRAP_COMPLETE
 
 
+def test_unsigned_redirect_without_anchor_leaves_the_next_server_untrusted(
+    world: World,
+) -> None:
+    """A trusted server may redirect unsigned, but without a trust anchor the next server
+    is not trusted: its unsigned data is refused, its signed data accepted."""
+    redirect = RedirectInformation(bootstrap_servers=(BootstrapServer("b.example", 443),))
+    refused = Device({A: unsigned(redirect), B: unsigned(onboarding())}, trusted={A, B})
+    error = only_error(refused.run(machine(world, src(A, world.owner_ca.cert))))
+    assert isinstance(error, UntrustedSigner)
+    assert refused.steps == [f"fetch {A}", f"fetch {B}"]
+    signed = Device(
+        {A: unsigned(redirect), B: world.signed(onboarding(boot_image=None))}, trusted={A}
+    )
+    assert isinstance(signed.run(machine(world, src(A, world.owner_ca.cert))), Done)
+
+
 def test_a_failing_source_falls_through_to_the_next(world: World) -> None:
     device = Device({B: world.signed(onboarding(boot_image=None))})
     result = device.run(machine(world, src(A), src(B)))
