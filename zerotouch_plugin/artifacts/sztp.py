@@ -78,6 +78,7 @@ from yangson.schemanode import (
 from zerotouch_plugin.artifacts import _cms, certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.signer import SigningIdentity
+from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.artifacts.yang import prepared, pyang_module_dirs, yang_dir
 from zerotouch_plugin.errors import (
     ArtifactKindMismatch,
@@ -943,27 +944,10 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
-
-
 def _parse_xml(data: bytes, what: str) -> Any:
-    """Hardened parse of untrusted XML: no DTD, no entities, no network, no DOCTYPE."""
     if len(data) > MAX_ARTIFACT_BYTES:
         raise InvalidInput(f"{what} is larger than {MAX_ARTIFACT_BYTES} bytes")
-    try:
-        root = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise InvalidInput(f"{what} is not well-formed XML: {exc}") from None
-    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
-        raise InvalidInput(f"{what} has a DOCTYPE declaration, which is not allowed")
-    return root
+    return parse_untrusted(data, what)
 
 
 def _qname(element: Any) -> tuple[str, str]:

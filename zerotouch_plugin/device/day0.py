@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
+from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import NETCONF_BASE_NS, tree_from_xml, tree_to_xml
-from zerotouch_plugin.device.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import InvalidInput, SchemaError
 
 __all__ = ["Day0Document", "Day0Format", "format_of", "parse_day0"]

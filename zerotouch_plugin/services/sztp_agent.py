@@ -37,12 +37,12 @@ from zerotouch_plugin._files import write_atomic
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
 from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling, Encoding, SshHostKey
+from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.host import PluginHost
 from zerotouch_plugin.device.xmlcodec import NETCONF_BASE_NS, tree_from_xml
-from zerotouch_plugin.device.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import (
     ConfigError,
     Conflict,

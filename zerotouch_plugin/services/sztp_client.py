@@ -54,7 +54,7 @@ from zerotouch_plugin.artifacts.sztp import (
     GetBootstrappingDataOutput,
     ReportProgressInput,
 )
-from zerotouch_plugin.device.xmlsafe import parse_untrusted
+from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,

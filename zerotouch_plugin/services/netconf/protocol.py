@@ -17,9 +17,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
+from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.config import NetconfLimits
 from zerotouch_plugin.device.datastore import Datastores
-from zerotouch_plugin.device.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import (
     InvalidInput,
     LockDenied,

@@ -13,8 +13,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
+from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
-from zerotouch_plugin.device.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import (
     AccessDenied,
     InvalidInput,

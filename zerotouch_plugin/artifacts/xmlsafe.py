@@ -1,7 +1,8 @@
 """The one hardened lxml parser for XML from outside (NETCONF messages, RESTCONF bodies, day-0
-configuration): no DTD loaded, no entity expanded, no network, no huge trees, comments and
-processing instructions dropped; a DOCTYPE is refused outright, since its entities would
-otherwise become silent empty text and internal subsets are how XML bombs start."""
+configuration, SZTP conveyed information): no DTD loaded, no entity expanded, no network, no
+huge trees, comments and processing instructions dropped; a DOCTYPE is refused outright,
+since its entities would otherwise become silent empty text and internal subsets are how XML
+bombs start."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 from lxml import etree
 
-from zerotouch_plugin.device.xmlsafe import parse_untrusted
+from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.errors import InvalidInput
 
 LEVELS = "abcdefg"
