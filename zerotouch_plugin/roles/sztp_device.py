@@ -25,8 +25,12 @@ skipped when the device already runs that OS), pre-configuration script, configu
 (merge or replace; the caller validates and rolls back on failure), post-configuration
 script. A step that fails ends this source's attempt with its §7.3 error report and the
 next source is tried. Progress reports (§7.3) go to the bootstrap server that supplied the
-onboarding information, and only to one the device trusts: one it reached through a trust
-anchor, or one whose signed data it has verified.
+onboarding information, and only when the device reached it through a trust anchor: none
+for redirect information, none to an untrusted server even when its signed data verified
+(the ``reporting-level`` and ``report-progress`` descriptions of ietf-sztp-bootstrap-server).
+At the ``minimal`` level (the default) the device sends bootstrap-initiated, the errors,
+boot-image-mismatch and bootstrap-complete; ``verbose`` adds every step's initiated,
+complete and warning reports and parsing-complete.
 
 Script exit status (the YANG leaves leave it to the vendor): 0 is success, 1 a warning
 (``*-warning``, the process goes on), anything else an error.
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -54,6 +58,7 @@ from zerotouch_plugin.artifacts.sztp import (
     OnboardingInformation,
     ProgressType,
     RedirectInformation,
+    ReportingLevel,
     ReportProgressInput,
     SshHostKey,
 )
@@ -173,10 +178,12 @@ class Fetch:
 
 @dataclass(frozen=True)
 class Report:
-    """Call report-progress at ``source``; answer with ``reported`` whatever happened."""
+    """A step of onboarding: with ``send``, call report-progress at ``source`` (§7.3); the
+    device records it either way. Answer with ``reported`` whatever happened."""
 
     source: Source
     progress: ReportProgressInput
+    send: bool = True
 
 
 @dataclass(frozen=True)
@@ -313,6 +320,22 @@ _STEP_PROGRESS = {
 }
 
 
+# The reports of reporting-level minimal (RFC 8572 §7.2): the run's start and end, and errors.
+_MINIMAL = frozenset(
+    {
+        _P.BOOTSTRAP_INITIATED,
+        _P.PARSING_ERROR,
+        _P.BOOT_IMAGE_ERROR,
+        _P.BOOT_IMAGE_MISMATCH,
+        _P.PRE_SCRIPT_ERROR,
+        _P.CONFIG_ERROR,
+        _P.POST_SCRIPT_ERROR,
+        _P.BOOTSTRAP_ERROR,
+        _P.BOOTSTRAP_COMPLETE,
+    }
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # validation of get-bootstrapping-data output (RFC 8572 §5.3, §5.4)
 
@@ -420,8 +443,8 @@ class _Attempt:
     source: Source
     nonce: bytes | None
     report_to: Source | None = None  # where progress goes: a server the device trusts
+    verbose: bool = False  # reporting-level verbose (RFC 8572 §7.2)
     onboarding: OnboardingInformation | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 class SztpDevice:
@@ -476,12 +499,13 @@ class SztpDevice:
                 self._report(attempt.source, _P.BOOTSTRAP_INITIATED, None)
                 self._report(attempt.source, _P.PARSING_ERROR, error.message)
             return self._source_failed(error)
-        if trusted or validated.signed:
+        if isinstance(validated.info, RedirectInformation):
+            return self._redirect(validated.info)  # no reports for redirect information
+        if trusted:
             attempt.report_to = attempt.source
+            attempt.verbose = output.reporting_level is ReportingLevel.VERBOSE
         self._report(attempt.report_to, _P.BOOTSTRAP_INITIATED, None)
         self._report(attempt.report_to, _P.PARSING_COMPLETE, None)
-        if isinstance(validated.info, RedirectInformation):
-            return self._redirect(validated.info)
         return self._onboard(validated.info)
 
     def unreachable(self, error: ZerotouchError) -> SztpAction:
@@ -658,11 +682,10 @@ class SztpDevice:
                 return self._step_complete(_E.POST_DONE, report=False)
             self._report(attempt.report_to, _P.POST_SCRIPT_INITIATED, None)
             return self._then(RunScript(ScriptStage.POST, info.post_configuration_script))
-        if attempt.report_to is not None:
-            complete = ReportProgressInput(
-                progress_type=_P.BOOTSTRAP_COMPLETE, ssh_host_keys=self.config.ssh_host_keys
-            )
-            self._queue.append(Report(attempt.report_to, complete))
+        complete = ReportProgressInput(
+            progress_type=_P.BOOTSTRAP_COMPLETE, ssh_host_keys=self.config.ssh_host_keys
+        )
+        self._queue.append(Report(attempt.source, complete, attempt.report_to is not None))
         return self._then(Done(attempt.source, info))
 
     def _step_failed(self, error: ZerotouchError, *, report: bool = True) -> SztpAction:
@@ -673,10 +696,13 @@ class SztpDevice:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _report(self, source: Source | None, kind: ProgressType, message: str | None) -> None:
-        if source is None:
-            return
+        """Queue a step's report: sent to ``source`` (None: the server is not told) at the
+        reporting level asked for; recorded by the device in any case."""
+        attempt = self._current()
+        send = source is not None and (kind in _MINIMAL or attempt.verbose)
         text = None if message is None else message[:1000]
-        self._queue.append(Report(source, ReportProgressInput(progress_type=kind, message=text)))
+        progress = ReportProgressInput(progress_type=kind, message=text)
+        self._queue.append(Report(source or attempt.source, progress, send))
 
     def _then(self, action: SztpAction) -> SztpAction:
         self._queue.append(action)

@@ -487,6 +487,8 @@ class _Run:
         return self.machine.fetched(output, server_trusted=trusted, now=self.now())
 
     async def report(self, action: Report) -> SztpAction:
+        if not action.send:
+            return self.machine.reported()
         try:
             await self.client.report_progress(action.source, action.progress)
         except ZerotouchError as exc:  # a lost report never stops bootstrapping (§7.3)

@@ -25,6 +25,7 @@ from zerotouch_plugin.artifacts.sztp import (
     OnboardingInformation,
     ProgressType,
     RedirectInformation,
+    ReportingLevel,
     SshHostKey,
 )
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, new_nonce
@@ -134,6 +135,7 @@ class World:
         signer: Identity | None = None,
         owner: Identity | None = None,
         voucher: bytes | None = None,
+        level: ReportingLevel | None = None,
     ) -> GetBootstrappingDataOutput:
         owner = owner or self.owner
         chain = [owner.cert, *(c for c in owner.chain if c.subject != c.issuer)]
@@ -143,12 +145,16 @@ class World:
             ),
             owner_certificate=sztp.encode_certs_only(chain),
             ownership_voucher=voucher if voucher is not None else self.voucher(),
+            reporting_level=level,
         )
 
 
-def unsigned(info: ConveyedInformation) -> GetBootstrappingDataOutput:
+def unsigned(
+    info: ConveyedInformation, level: ReportingLevel | None = None
+) -> GetBootstrappingDataOutput:
     return GetBootstrappingDataOutput(
-        conveyed_information=sztp.encode_unsigned_conveyed_information(info)
+        conveyed_information=sztp.encode_unsigned_conveyed_information(info),
+        reporting_level=level,
     )
 
 
@@ -184,6 +190,7 @@ class Device:
     scripts: dict[ScriptStage, int] = field(default_factory=dict)
     config_error: ZerotouchError | None = None
     reports: list[tuple[str, ProgressType, str | None]] = field(default_factory=list)
+    recorded: list[ProgressType] = field(default_factory=list)  # sent or not
     steps: list[str] = field(default_factory=list)
 
     def run(self, machine: SztpDevice) -> Done | Failed:
@@ -217,7 +224,9 @@ class Device:
     def _report(self, machine: SztpDevice, action: SztpAction) -> SztpAction:
         assert isinstance(action, Report)
         progress = action.progress
-        self.reports.append((action.source.location, progress.progress_type, progress.message))
+        if action.send:
+            self.reports.append((action.source.location, progress.progress_type, progress.message))
+        self.recorded.append(progress.progress_type)
         return machine.reported()
 
     def _download(self, machine: SztpDevice, action: SztpAction) -> SztpAction:
@@ -280,7 +289,18 @@ def test_signed_onboarding_from_an_untrusted_server_runs_every_step(world: World
         "configure merge",
         "post-script",
     ]
-    # signed data verified: the server is reported to (§5.3), every step in §7.3 order
+    # an untrusted server gets no progress reports, even though its data verified (§7.2);
+    # the device still records every step
+    assert device.reports == []
+    assert device.recorded[0] is ProgressType.BOOTSTRAP_INITIATED
+    assert ProgressType.CONFIG_COMPLETE in device.recorded
+    assert device.recorded[-1] is ProgressType.BOOTSTRAP_COMPLETE
+
+
+def test_a_trusted_server_asking_verbose_gets_every_step(world: World) -> None:
+    answer = world.signed(onboarding(), level=ReportingLevel.VERBOSE)
+    device = Device({A: answer}, trusted={A})
+    assert isinstance(device.run(machine(world, src(A, world.owner_ca.cert))), Done)
     assert device.types(A) == [
         ProgressType.BOOTSTRAP_INITIATED,
         ProgressType.PARSING_COMPLETE,
@@ -296,18 +316,25 @@ def test_signed_onboarding_from_an_untrusted_server_runs_every_step(world: World
     ]
 
 
+def test_a_trusted_server_gets_the_minimal_reports_by_default(world: World) -> None:
+    device = Device({A: unsigned(onboarding())}, trusted={A})
+    assert isinstance(device.run(machine(world, src(A, world.owner_ca.cert))), Done)
+    assert device.types(A) == [ProgressType.BOOTSTRAP_INITIATED, ProgressType.BOOTSTRAP_COMPLETE]
+
+
 def test_bootstrap_complete_carries_the_ssh_host_keys(world: World) -> None:
     key = SshHostKey("ssh-ed25519", b"\x00\x00\x00\x0bssh-ed25519" + bytes(36))
-    device = SztpDevice(world.config(ssh_host_keys=(key,)), [src(A)], random_bytes=RANDOM)
+    device = SztpDevice(
+        world.config(ssh_host_keys=(key,)), [src(A, world.owner_ca.cert)], random_bytes=RANDOM
+    )
     action = device.start()
     reports: list[Report] = []
     assert isinstance(action, Fetch)
-    action = device.fetched(
-        world.signed(onboarding(boot_image=None)), server_trusted=False, now=NOW
-    )
+    action = device.fetched(unsigned(onboarding(boot_image=None)), server_trusted=True, now=NOW)
     while not isinstance(action, Done):
         if isinstance(action, Report):
-            reports.append(action)
+            if action.send:
+                reports.append(action)
             action = device.reported()
         elif isinstance(action, RunScript):
             action = device.script_finished(0)
@@ -316,7 +343,7 @@ def test_bootstrap_complete_carries_the_ssh_host_keys(world: World) -> None:
             action = device.configuration_applied()
     assert reports[-1].progress.progress_type is ProgressType.BOOTSTRAP_COMPLETE
     assert reports[-1].progress.ssh_host_keys == (key,)
-    assert all(r.progress.ssh_host_keys == () for r in reports[:-1])
+    assert len(reports) == 2 and reports[0].progress.ssh_host_keys == ()
 
 
 def test_the_request_asks_untrusted_servers_for_signed_data_with_a_nonce(world: World) -> None:
@@ -390,11 +417,10 @@ def test_a_failing_source_falls_through_to_the_next(world: World) -> None:
 
 
 def test_script_output_reaches_reports_escaped(world: World) -> None:
-    device = SztpDevice(world.config(), [src(A)], random_bytes=RANDOM)
+    device = SztpDevice(world.config(), [src(A, world.owner_ca.cert)], random_bytes=RANDOM)
     device.start()
-    action = device.fetched(
-        world.signed(onboarding(boot_image=None)), server_trusted=False, now=NOW
-    )
+    answer = unsigned(onboarding(boot_image=None), ReportingLevel.VERBOSE)
+    action = device.fetched(answer, server_trusted=True, now=NOW)
     while not isinstance(action, RunScript):
         action = device.reported()
     action = device.script_finished(1, "careful\x1b[31m\nred")
@@ -404,8 +430,9 @@ def test_script_output_reaches_reports_escaped(world: World) -> None:
 
 
 def test_script_warning_goes_on_and_is_reported(world: World) -> None:
-    device = Device({A: world.signed(onboarding(boot_image=None))}, scripts={ScriptStage.PRE: 1})
-    assert isinstance(device.run(machine(world, src(A))), Done)
+    answer = unsigned(onboarding(boot_image=None), ReportingLevel.VERBOSE)
+    device = Device({A: answer}, trusted={A}, scripts={ScriptStage.PRE: 1})
+    assert isinstance(device.run(machine(world, src(A, world.owner_ca.cert))), Done)
     assert ProgressType.PRE_SCRIPT_WARNING in device.types(A)
 
 
@@ -531,19 +558,28 @@ def test_parsing_error_is_reported_to_a_trusted_server(world: World) -> None:
 
 
 def test_image_mismatch_is_reported_as_such(world: World) -> None:
-    device = Device({A: world.signed(onboarding())}, image=b"tampered")
-    device.run(machine(world, src(A)))
-    assert device.types(A)[-1] is ProgressType.BOOT_IMAGE_MISMATCH
+    device = Device({A: unsigned(onboarding())}, trusted={A}, image=b"tampered")
+    device.run(machine(world, src(A, world.owner_ca.cert)))
+    assert device.types(A) == [ProgressType.BOOTSTRAP_INITIATED, ProgressType.BOOT_IMAGE_MISMATCH]
     assert "install" not in device.steps
 
 
 def test_configuration_error_is_reported_and_the_post_script_never_runs(world: World) -> None:
     device = Device(
-        {A: world.signed(onboarding(boot_image=None))}, config_error=SchemaError("bad leaf")
+        {A: unsigned(onboarding(boot_image=None))},
+        trusted={A},
+        config_error=SchemaError("bad leaf"),
     )
-    device.run(machine(world, src(A)))
+    device.run(machine(world, src(A, world.owner_ca.cert)))
     assert device.types(A)[-1] is ProgressType.CONFIG_ERROR
     assert device.steps[-1] == "configure merge"
+
+
+def test_redirect_information_gets_no_reports(world: World) -> None:
+    redirect = RedirectInformation(bootstrap_servers=(BootstrapServer("b.example", 443),))
+    device = Device({A: unsigned(redirect, ReportingLevel.VERBOSE)}, trusted={A})
+    device.run(machine(world, src(A, world.owner_ca.cert)))
+    assert device.types(A) == []
 
 
 def test_redirect_loop_is_stopped(world: World) -> None:
