@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.typedefs import Middleware
 
 from zerotouch_plugin._text import printable
@@ -37,6 +37,7 @@ __all__ = [
     "error_middleware",
     "make_app",
     "media_type_of",
+    "read_at_most",
     "read_body",
     "text_response",
 ]
@@ -241,3 +242,13 @@ def accepts(accept_header: str | None, media_type: str) -> bool:
         if rng in (media_type, "*/*", f"{wanted_type}/*"):
             return True
     return False
+
+
+async def read_at_most(stream: StreamReader, limit: int) -> bytes:
+    """A peer's response body read to its end, or its first ``limit + 1`` bytes when it is
+    longer (the caller refuses that). One ``read(n)`` returns only what has arrived so far,
+    so a body in several TCP segments would otherwise be cut short."""
+    body = bytearray()
+    while len(body) <= limit and (chunk := await stream.read(limit + 1 - len(body))):
+        body += chunk
+    return bytes(body)

@@ -39,6 +39,7 @@ from zerotouch_plugin.errors import (
 )
 from zerotouch_plugin.roles.backoff import Backoff
 from zerotouch_plugin.roles.circuit import Breakers, BreakerState
+from zerotouch_plugin.services._http import read_at_most
 from zerotouch_plugin.services._tls import client_context
 
 __all__ = ["MAX_RESPONSE_BYTES", "MasaClient", "OutagePolicy", "outage_policy"]
@@ -239,7 +240,7 @@ class MasaClient:
         headers = {"Content-Type": MEDIA_TYPE_VOUCHER_CMS, "Accept": accept}
         try:
             async with session.post(url, data=body, headers=headers) as resp:
-                data = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                data = await read_at_most(resp.content, MAX_RESPONSE_BYTES)
                 status, media = resp.status, resp.content_type
                 retry_after = resp.headers.get("Retry-After", "")
         except (

@@ -63,6 +63,7 @@ from zerotouch_plugin.roles.pledge import (
     registrar_validated_by,
 )
 from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services._http import read_at_most
 from zerotouch_plugin.services._tls import client_context
 from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
 
@@ -476,7 +477,7 @@ class PledgeClient:
             if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
                 body = b""
             else:
-                body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                body = await read_at_most(resp.content, MAX_RESPONSE_BYTES)
             location = resp.headers.get("Location")
             return Response(
                 status=resp.status,

@@ -59,6 +59,7 @@ from zerotouch_plugin.errors import (
     WrongSerial,
     ZerotouchError,
 )
+from zerotouch_plugin.services._http import read_at_most
 from zerotouch_plugin.services._tls import client_context
 
 __all__ = ["MAX_RESPONSE_BYTES", "PATH_SIMPLEREENROLL", "reenroll"]
@@ -231,7 +232,7 @@ async def reenroll(
             aiohttp.ClientSession(connector=connector, timeout=limit) as session,
             session.post(url, data=body, headers=headers, allow_redirects=False) as resp,
         ):
-            data = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+            data = await read_at_most(resp.content, MAX_RESPONSE_BYTES)
             status, media = resp.status, resp.headers.get("Content-Type", "")
             retry_after = resp.headers.get("Retry-After")
     except (aiohttp.ClientSSLError, ssl.SSLError) as exc:

@@ -83,6 +83,7 @@ from zerotouch_plugin.roles.sztp_device import (
     SztpAction,
     SztpDevice,
 )
+from zerotouch_plugin.services._http import read_at_most
 from zerotouch_plugin.services._tls import client_context
 
 __all__ = [
@@ -285,12 +286,8 @@ class SztpClient:
 
 async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
     """The whole body, or None when it is longer than ``limit`` (read no further)."""
-    body = bytearray()
-    while chunk := await stream.read(_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
+    body = await read_at_most(stream, limit)
+    return None if len(body) > limit else body
 
 
 async def _transport(call: Awaitable[_T], source: Source) -> _T:
