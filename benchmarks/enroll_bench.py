@@ -1,24 +1,31 @@
-"""Headless BRSKI enrollment on loopback: one pledge, then a burst of pledges.
+"""Headless BRSKI enrollment at site scale on loopback.
 
-Starts real ``zerotouch masa serve`` and ``zerotouch registrar serve --auto-accept``
-subprocesses on 127.0.0.1, then runs in-process pledge clients (the same code as
-``zerotouch pledge enroll``) against them. Baselines measured in the same run, so the figures
-are ratios that travel between machines: a plain HTTPS round trip to the registrar's
-``/.well-known/est/cacerts`` (new TLS connection with the IDevID each time), and raw ECDSA
-P-256 sign+verify.
+Starts real ``zerotouch masa serve`` and K ``zerotouch registrar serve --auto-accept``
+subprocesses on 127.0.0.1, prepares the IDevIDs before the timed part, then runs N
+enrollments (voucher through the MASA, voucher_status with the MASA audit-log verdict, EST,
+enrollstatus) C at a time with the product's pledge logic (``roles/pledge.py`` driven by
+``services/pledge_client.py``, the code of ``zerotouch pledge enroll``). Baselines come from
+the same run, so the figures are ratios that travel between machines: one HTTPS round trip
+(new mutual TLS connection + GET cacerts), this machine's ECDSA P-256 sign and verify rates
+and its mutual-TLS handshake rate, from which the crypto ideal follows.
 
-    .venv/bin/python benchmarks/enroll_bench.py [--burst 100] [--concurrency 20]
+    .venv/bin/python benchmarks/enroll_bench.py --pledges 2000 --concurrency 200 [--db URL]
+        [--registrars K] [--json] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import ssl
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,13 +38,72 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from zerotouch_plugin.artifacts import certs  # noqa: E402
 from zerotouch_plugin.artifacts.signer import tls_identity  # noqa: E402
-from zerotouch_plugin.demo.services import Services, free_port  # noqa: E402
+from zerotouch_plugin.demo.services import Service, Services, free_port  # noqa: E402
 from zerotouch_plugin.roles.pledge import RetryPolicy  # noqa: E402
 from zerotouch_plugin.services import certfiles  # noqa: E402
 from zerotouch_plugin.services._tls import client_context  # noqa: E402
 from zerotouch_plugin.services.pledge_client import enroll, load_pledge_config  # noqa: E402
 
 RETRY = RetryPolicy(attempts=8, base_delay=0.2, max_delay=2)
+
+# Public-key operations one enrollment needs outside TLS, counted from the protocol
+# (RFC 8995 §5.2-5.9, RFC 7030): pledge voucher-request, registrar voucher-request, MASA
+# voucher, voucher_status, CSR, LDevID, enrollstatus are signed (plus the pledge's new key);
+# the registrar and MASA verify the requests, the registrar and the pledge the voucher, the
+# registrar the status telemetry, the CSR and the IDevID chain.
+SIGNS_PER_ENROLLMENT = 8
+VERIFIES_PER_ENROLLMENT = 10
+# Mutual-TLS handshakes: pledge probe, provisional voucher request, verified session
+# (voucher_status, EST, enrollstatus reuse it), registrar to MASA for voucher and audit log.
+HANDSHAKES_PER_ENROLLMENT = 5
+
+# Targets of the issue on the 2-CPU machine (pledges and servers on the same cores).
+TARGET_RATE = 100.0
+TARGET_P99 = 2.0
+TARGET_SINGLE_RTTS = 10.0
+
+
+@dataclass
+class ProcessUse:
+    """CPU seconds and peak RSS of one server process (from /proc, read before it stops)."""
+
+    name: str
+    cpu_seconds: float
+    peak_rss_mb: float
+
+
+@dataclass
+class Report:
+    cpus: int
+    pledges: int
+    concurrency: int
+    registrars: int
+    db: str
+    rtt_ms: float
+    ecdsa_sign_per_s: float
+    ecdsa_verify_per_s: float
+    tls_handshakes_per_s: float
+    single_ms: float
+    single_rtts: float
+    elapsed_s: float
+    enrollments_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    crypto_ideal_per_s: float
+    achieved_fraction: float
+    failures: dict[str, int] = field(default_factory=dict)
+    processes: list[ProcessUse] = field(default_factory=list)
+
+    def missed(self) -> list[str]:
+        """Targets this run missed, one line each."""
+        checks = [
+            (sum(self.failures.values()) == 0, f"{sum(self.failures.values())} failures"),
+            (self.enrollments_per_s >= TARGET_RATE, f"{self.enrollments_per_s:.1f}/s < 100/s"),
+            (self.p99_ms <= TARGET_P99 * 1000, f"p99 {self.p99_ms:.0f} ms > 2 s"),
+            (self.single_rtts <= TARGET_SINGLE_RTTS, f"single = {self.single_rtts:.1f} RTTs > 10"),
+        ]
+        return [text for ok, text in checks if not ok]
 
 
 def make_pledges(vendor: Path, root: Path, count: int, masa_url: str) -> list[Path]:
@@ -46,9 +112,9 @@ def make_pledges(vendor: Path, root: Path, count: int, masa_url: str) -> list[Pa
     now = datetime.now(UTC)
     folders = []
     for index in range(count):
-        folder = root / f"P{index:04d}"
+        folder = root / f"P{index:05d}"
         folder.mkdir(parents=True)
-        idevid = certs.issue_idevid(ca, f"BENCH-{index:04d}", masa_url=masa_url, now=now)
+        idevid = certs.issue_idevid(ca, f"BENCH-{index:05d}", masa_url=masa_url, now=now)
         certfiles.write_certs(folder / "idevid.pem", [idevid.cert, ca.cert])
         certfiles.write_key(folder / "idevid.key", idevid.key)
         certfiles.write_certs(folder / "masa-ca.pem", [ca.cert])
@@ -69,111 +135,225 @@ async def https_round_trip(folder: Path, url: str, runs: int) -> list[float]:
             session.get(url + "/.well-known/est/cacerts") as resp,
         ):
             await resp.read()
-            assert resp.status == 200, resp.status
+            if resp.status != 200:
+                raise RuntimeError(f"cacerts answered {resp.status}")
         times.append(time.perf_counter() - start)
     return times
 
 
-def ecdsa_sign_verify(runs: int) -> float:
-    """Baseline: seconds per raw ECDSA P-256 sign + verify."""
+def ecdsa_rates(runs: int) -> tuple[float, float]:
+    """Baseline: raw ECDSA P-256 signatures and verifications per second."""
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
     data = b"x" * 512
     start = time.perf_counter()
+    signatures = [key.sign(data, ec.ECDSA(hashes.SHA256())) for _ in range(runs)]
+    signed = time.perf_counter() - start
+    start = time.perf_counter()
+    for signature in signatures:
+        public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    verified = time.perf_counter() - start
+    return runs / signed, runs / verified
+
+
+def tls_handshake_rate(server: Path, client: Path, runs: int) -> float:
+    """Baseline: mutual-TLS handshakes per second in memory (both ends in this process,
+    P-256 certificates verified against their CA on both sides), no sockets."""
+    ca = str(server / "masa-ca.pem")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(server / "idevid.pem", server / "idevid.key")
+    server_ctx.load_verify_locations(ca)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.load_cert_chain(client / "idevid.pem", client / "idevid.key")
+    client_ctx.load_verify_locations(ca)
+    client_ctx.check_hostname = False
+    start = time.perf_counter()
     for _ in range(runs):
-        public.verify(key.sign(data, ec.ECDSA(hashes.SHA256())), data, ec.ECDSA(hashes.SHA256()))
-    return (time.perf_counter() - start) / runs
+        c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+        tls_client = client_ctx.wrap_bio(c_in, c_out, server_side=False)
+        tls_server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+        done = [False, False]
+        while not all(done):
+            for index, (end, out, peer_in) in enumerate(
+                ((tls_client, c_out, s_in), (tls_server, s_out, c_in))
+            ):
+                if not done[index]:
+                    try:
+                        end.do_handshake()
+                        done[index] = True
+                    except ssl.SSLWantReadError:
+                        pass
+                peer_in.write(out.read())
+    return runs / (time.perf_counter() - start)
 
 
-async def burst(folders: list[Path], url: str, concurrency: int) -> tuple[float, int]:
+def process_use(service: Service) -> ProcessUse:
+    """Read /proc/PID for the CPU seconds (user + system) and peak RSS of a running service."""
+    pid = service.popen.pid
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak_kb = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak_kb = int(line.split()[1])
+    return ProcessUse(service.name, cpu, peak_kb / 1024)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+async def burst(
+    folders: list[Path], urls: list[str], concurrency: int
+) -> tuple[float, list[float], Counter[str]]:
+    """Every pledge enrolls once, ``concurrency`` at a time, round robin over the registrars;
+    wall time, latencies of the successes, failures by reason."""
     gate = asyncio.Semaphore(concurrency)
-    failures = 0
+    latencies: list[float] = []
+    failures: Counter[str] = Counter()
 
-    async def one(folder: Path) -> None:
-        nonlocal failures
+    async def one(index: int, folder: Path) -> None:
         async with gate:
+            start = time.perf_counter()
             try:
-                await enroll(folder, url, retry=RETRY, timeout=60)
+                await enroll(folder, urls[index % len(urls)], retry=RETRY, timeout=60)
             except Exception as exc:
-                failures += 1
-                print(f"  {folder.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+                return
+            latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
-    await asyncio.gather(*(one(folder) for folder in folders))
-    return time.perf_counter() - start, failures
+    await asyncio.gather(*(one(i, folder) for i, folder in enumerate(folders)))
+    return time.perf_counter() - start, latencies, failures
 
 
-async def measure(root: Path, args: argparse.Namespace) -> dict[str, float]:
-    """MASA and registrar as ``zerotouch ... serve`` processes (started and stopped like the
-    demo's), then the baselines, single enrollments and the burst against them."""
+async def measure(root: Path, args: argparse.Namespace) -> Report:
+    """MASA and registrars as ``zerotouch ... serve`` processes, then the baselines, single
+    enrollments and the burst against them."""
     services = Services(root)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     masa_port = free_port()
     masa_url = f"https://127.0.0.1:{masa_port}"
     vendor, domain = str(root / "V"), str(root / "R")
+    db = ["--db", args.db] if args.db else []
     await services.run("vendor", "init", "--dir", vendor, "--masa-url", masa_url)
     await services.run("registrar", "init", "--dir", domain, "--manufacturer-ca",
                        f"{vendor}/ca.pem", "--masa-trust", f"{vendor}/ca.pem")  # fmt: skip
-    pledges = make_pledges(root / "V", root / "P", args.singles + args.burst + 2, masa_url)
+    pledges = make_pledges(root / "V", root / "P", args.singles + args.pledges + 2, masa_url)
+    handshakes = tls_handshake_rate(pledges[0], pledges[1], 200)
+    sign_rate, verify_rate = ecdsa_rates(500)
     try:
-        await services.serve("masa", "masa", "masa", "serve", "--dir", vendor,
-                             "--listen", f"127.0.0.1:{masa_port}", deadline=deadline)  # fmt: skip
-        _, url = await services.serve("registrar", "registrar", "registrar", "serve", "--dir",
-                                      domain, "--listen", "127.0.0.1:0", "--auto-accept",
-                                      deadline=deadline)  # fmt: skip
-        rtt = await https_round_trip(pledges[0], url, 30)
+        masa, _ = await services.serve("masa", "masa", "masa", "serve", "--dir", vendor,
+                                       "--listen", f"127.0.0.1:{masa_port}",
+                                       deadline=deadline)  # fmt: skip
+        servers, urls = [masa], []
+        for index in range(args.registrars):
+            server, url = await services.serve(f"registrar{index}", "registrar", "registrar",
+                                               "serve", "--dir", domain, "--listen",
+                                               "127.0.0.1:0", "--auto-accept", *db,
+                                               deadline=deadline)  # fmt: skip
+            servers.append(server)
+            urls.append(url)
+        rtt = statistics.median(await https_round_trip(pledges[0], urls[0], 30))
         singles = []
         for folder in pledges[1 : 1 + args.singles]:
             start = time.perf_counter()
-            await enroll(folder, url, retry=RETRY, timeout=60)
+            await enroll(folder, urls[0], retry=RETRY, timeout=60)
             singles.append(time.perf_counter() - start)
-        cli_folder = str(pledges[1 + args.singles])
-        start = time.perf_counter()
-        await services.run("pledge", "enroll", "--dir", cli_folder, "--registrar", url)
-        cli_seconds = time.perf_counter() - start
-        elapsed, failures = await burst(pledges[2 + args.singles :], url, args.concurrency)
+        elapsed, latencies, failures = await burst(
+            pledges[2 + args.singles :], urls, args.concurrency
+        )
+        use = [process_use(server) for server in servers]
     finally:
         services.stop()
-    return {
-        "rtt": statistics.median(rtt),
-        "single": statistics.median(singles),
-        "cli": cli_seconds,
-        "elapsed": elapsed,
-        "failures": failures,
-    }
+    crypto_seconds = (
+        SIGNS_PER_ENROLLMENT / sign_rate
+        + VERIFIES_PER_ENROLLMENT / verify_rate
+        + HANDSHAKES_PER_ENROLLMENT / handshakes
+    )
+    ideal = (os.cpu_count() or 1) / crypto_seconds
+    rate = len(latencies) / elapsed
+    single = statistics.median(singles)
+    return Report(
+        cpus=os.cpu_count() or 1,
+        pledges=args.pledges,
+        concurrency=args.concurrency,
+        registrars=args.registrars,
+        db=args.db or "sqlite (registrar.db)",
+        rtt_ms=rtt * 1000,
+        ecdsa_sign_per_s=sign_rate,
+        ecdsa_verify_per_s=verify_rate,
+        tls_handshakes_per_s=handshakes,
+        single_ms=single * 1000,
+        single_rtts=single / rtt,
+        elapsed_s=elapsed,
+        enrollments_per_s=rate,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p95_ms=percentile(latencies, 0.95) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        crypto_ideal_per_s=ideal,
+        achieved_fraction=rate / ideal,
+        failures=dict(failures),
+        processes=use,
+    )
+
+
+def show(report: Report) -> None:
+    r = report
+    print(f"enroll_bench on {r.cpus} CPU(s), loopback, P-256, {r.registrars} registrar(s), {r.db}")
+    print(f"  baseline HTTPS round trip (new TLS + GET cacerts): {r.rtt_ms:8.1f} ms")
+    print(
+        f"  baseline ECDSA P-256: {r.ecdsa_sign_per_s:7.0f} sign/s {r.ecdsa_verify_per_s:7.0f}"
+        f" verify/s; mutual-TLS handshakes {r.tls_handshakes_per_s:6.0f}/s"
+    )
+    print(
+        f"  one enrollment alone: {r.single_ms:7.1f} ms = {r.single_rtts:5.1f} x HTTPS round trip"
+    )
+    print(
+        f"  {r.pledges} pledges, {r.concurrency} at a time: {r.elapsed_s:6.2f} s ="
+        f" {r.enrollments_per_s:6.1f} enrollments/s; p50 {r.p50_ms:.0f} ms, p95 {r.p95_ms:.0f} ms,"
+        f" p99 {r.p99_ms:.0f} ms"
+    )
+    print(
+        f"  crypto ideal {r.crypto_ideal_per_s:6.0f} enrollments/s"
+        f" ({SIGNS_PER_ENROLLMENT} signs, {VERIFIES_PER_ENROLLMENT} verifies,"
+        f" {HANDSHAKES_PER_ENROLLMENT} handshakes each, on {r.cpus} CPUs):"
+        f" achieved {r.achieved_fraction:.1%}"
+    )
+    for use in r.processes:
+        print(f"  {use.name:11s} CPU {use.cpu_seconds:7.2f} s, peak RSS {use.peak_rss_mb:6.1f} MB")
+    print(f"  failures: {sum(r.failures.values())}")
+    for reason, count in sorted(r.failures.items(), key=lambda item: -item[1]):
+        print(f"    {count:5d}  {reason}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--burst", type=int, default=100, help="pledges in the burst")
-    parser.add_argument("--concurrency", type=int, default=20, help="pledges at a time")
+    parser.add_argument("--pledges", "--burst", type=int, default=200, help="enrollments timed")
+    parser.add_argument("--concurrency", type=int, default=50, help="pledges at a time")
+    parser.add_argument("--registrars", type=int, default=1, help="registrar processes")
+    parser.add_argument("--db", help="registrar database URL (default: SQLite registrar.db)")
     parser.add_argument("--singles", type=int, default=5, help="single enrollments timed")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
+    if min(args.pledges, args.concurrency, args.registrars, args.singles) < 1:
+        parser.error("--pledges, --concurrency, --registrars and --singles must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp:
-        figures = asyncio.run(measure(Path(tmp), args))
-    ecdsa = ecdsa_sign_verify(500)
-    rtt_median, single, cli_seconds = figures["rtt"], figures["single"], figures["cli"]
-    elapsed, failures = figures["elapsed"], int(figures["failures"])
-    done = args.burst - failures
-    rate = done / elapsed
-
-    cpu = os.cpu_count()
-    print(f"enroll_bench on {cpu} CPU(s), loopback, P-256 everywhere")
-    print(f"  baseline HTTPS round trip (new TLS + GET cacerts): {rtt_median * 1000:8.1f} ms")
-    print(f"  baseline raw ECDSA P-256 sign+verify:              {ecdsa * 1000:8.3f} ms")
-    print(
-        f"  one enrollment (in-process, median of {args.singles}):      {single * 1000:8.1f} ms"
-        f"  = {single / rtt_median:5.1f} x HTTPS round trip"
-        f" = {single / ecdsa:6.0f} x ECDSA sign+verify"
-    )
-    print(f"  one enrollment (zerotouch pledge enroll, CLI):     {cli_seconds * 1000:8.1f} ms")
-    print(
-        f"  burst {done} pledges, {args.concurrency} at a time: {elapsed:6.2f} s ="
-        f" {rate:6.1f} enrollments/s = {rate * rtt_median:5.2f} x (1 / HTTPS round trip);"
-        f" failures {failures}"
-    )
-    return 1 if failures else 0
+        report = asyncio.run(measure(Path(tmp), args))
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        show(report)
+    missed = report.missed()
+    if args.check and missed:
+        print("targets missed: " + "; ".join(missed), file=sys.stderr)
+        return 1
+    return 1 if report.failures else 0
 
 
 if __name__ == "__main__":
