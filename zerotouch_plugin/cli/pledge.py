@@ -8,14 +8,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.cli._args import positive_seconds
 from zerotouch_plugin.cli.device import add_discovery_options
-from zerotouch_plugin.config import DeviceConfig, load_config
 from zerotouch_plugin.errors import ConfigError
-from zerotouch_plugin.roles.pledge import Enrollment, RetryPolicy
-from zerotouch_plugin.services.pledge_client import PLEDGE_FILES, enroll, enroll_discovering
+
+# The pledge machine, the voucher's YANG schema and the HTTPS client are imported when a
+# command runs, not when ``pledge --help`` builds the parser.
+if TYPE_CHECKING:
+    from zerotouch_plugin.roles.pledge import Enrollment, RetryPolicy
 
 __all__ = ["HELP", "register"]
 
@@ -32,6 +34,9 @@ def _retries(text: str) -> int:
 def _discovered(args: argparse.Namespace, retry: RetryPolicy) -> Enrollment:
     """Discovery (RFC 8995 §4.1.1) by ``--discovery``; ``--registrar`` is the method
     ``configured``. Says how the registrar was found."""
+    from zerotouch_plugin.config import DeviceConfig, load_config
+    from zerotouch_plugin.services.pledge_client import enroll_discovering
+
     config = load_config(
         DeviceConfig,
         None,
@@ -61,6 +66,10 @@ def _discovered(args: argparse.Namespace, retry: RetryPolicy) -> Enrollment:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from zerotouch_plugin.artifacts import certs
+    from zerotouch_plugin.roles.pledge import RetryPolicy
+    from zerotouch_plugin.services.pledge_client import PLEDGE_FILES, enroll
+
     retry = RetryPolicy(
         attempts=args.retries + 1,
         base_delay=min(args.backoff, args.max_backoff),
