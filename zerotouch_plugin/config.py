@@ -88,6 +88,19 @@ def is_dns_label(text: str) -> bool:
     return _DNS_LABEL.fullmatch(text) is not None
 
 
+BOOTSTRAP_PROTOCOLS = ("sztp", "brski")
+
+
+def _dns_domain(domain: str) -> str:
+    """A DNS domain of one or more labels, lower case, without the final dot."""
+    if not isinstance(domain, str):
+        raise TypeError("bootstrap_dns_domain must be a string")
+    lowered = domain.lower().rstrip(".")
+    if len(lowered) > 253 - 64 or not all(is_dns_label(label) for label in lowered.split(".")):
+        raise ValueError(f"bootstrap_dns_domain {domain!r} is not a DNS domain")
+    return lowered
+
+
 def check_device_domain(domain: str) -> str:
     """The device domain of LDevID names, lower case (TypeError / ValueError)."""
     if not isinstance(domain, str):
@@ -652,8 +665,11 @@ class AgentConfig:
     SZTP (RFC 8572): with ``bootstrap_servers`` (https URLs, tried in order),
     ``bootstrap_dhcp`` (an interface to ask DHCPv4 and DHCPv6 on for options 143 and 136),
     ``bootstrap_dhcp_lease``
-    (a dhclient lease file with option 143 or 136) or ``bootstrap_media`` (a removable-storage
-    folder) the agent bootstraps by SZTP instead of BRSKI; ``bootstrap_server_ca`` names PEM
+    (a dhclient lease file with option 143 or 136), ``bootstrap_dns_domain`` (TXT and SRV
+    records under it, RFC 8572 §4.2, asked of ``bootstrap_dns_server`` ADDRESS[:PORT] or the
+    system resolver) or ``bootstrap_media`` (a removable-storage folder) the agent bootstraps
+    by SZTP instead of BRSKI; ``bootstrap_order`` (``["sztp", "brski"]`` or the reverse)
+    makes it try both, in that order, until one succeeds; ``bootstrap_server_ca`` names PEM
     files of the servers' trust anchors (the trusted path, §5.1); ``hw_model``, ``os_name``,
     ``os_version`` go in get-bootstrapping-data; scripts run with ``script_interpreter``
     (default: executed themselves, no shell) for at most ``script_timeout`` seconds.
@@ -681,6 +697,9 @@ class AgentConfig:
     bootstrap_media: str | None = None
     bootstrap_dhcp: str | None = None
     bootstrap_dhcp_lease: str | None = None
+    bootstrap_dns_domain: str | None = None
+    bootstrap_dns_server: str | None = None
+    bootstrap_order: tuple[str, ...] = ()
     hw_model: str | None = None
     os_name: str | None = None
     os_version: str | None = None
@@ -717,7 +736,12 @@ class AgentConfig:
         """Whether the agent bootstraps by SZTP (a bootstrap server or media is given)."""
         return bool(self.bootstrap_servers) or any(
             getattr(self, name) is not None
-            for name in ("bootstrap_media", "bootstrap_dhcp", "bootstrap_dhcp_lease")
+            for name in (
+                "bootstrap_media",
+                "bootstrap_dhcp",
+                "bootstrap_dhcp_lease",
+                "bootstrap_dns_domain",
+            )
         )
 
     def _check_sztp(self) -> None:
@@ -732,6 +756,7 @@ class AgentConfig:
             "bootstrap_media",
             "bootstrap_dhcp",
             "bootstrap_dhcp_lease",
+            "bootstrap_dns_server",
             "hw_model",
             "os_name",
             "os_version",
@@ -747,6 +772,27 @@ class AgentConfig:
             not isinstance(self.bootstrap_credentials, str) or not self.bootstrap_credentials
         ):
             raise TypeError("bootstrap_credentials must be a file path")
+        if self.bootstrap_dns_domain is not None:
+            object.__setattr__(self, "bootstrap_dns_domain", _dns_domain(self.bootstrap_dns_domain))
+        object.__setattr__(self, "bootstrap_order", self._order())
+
+    def _order(self) -> tuple[str, ...]:
+        """``bootstrap_order``: ``sztp`` and ``brski``, each once, SZTP with a source."""
+        order = self.bootstrap_order
+        if isinstance(order, str) or not all(isinstance(o, str) for o in order):
+            raise TypeError("bootstrap_order must be a list of protocol names")
+        order = tuple(order)
+        if any(o not in BOOTSTRAP_PROTOCOLS for o in order) or len(set(order)) != len(order):
+            raise ValueError(
+                f"bootstrap_order {list(order)!r}: each of {', '.join(BOOTSTRAP_PROTOCOLS)} "
+                "at most once"
+            )
+        if "sztp" in order and not self.sztp:
+            raise ValueError(
+                "bootstrap_order names sztp but no SZTP source (bootstrap server, DHCP, DNS "
+                "domain or media) is configured"
+            )
+        return order
 
     def _check_discovery(self) -> None:
         """Method names known (RFC 8995 §4.1), each once, with what they need."""

@@ -87,6 +87,8 @@ async def _run(args: argparse.Namespace) -> None:
             "bootstrap_media": None if args.bootstrap_media is None else str(args.bootstrap_media),
             "bootstrap_dhcp": args.bootstrap_dhcp,
             "bootstrap_dhcp_lease": _strings(args.bootstrap_dhcp_lease),
+            "bootstrap_dns_domain": args.bootstrap_dns_domain,
+            "bootstrap_dns_server": args.bootstrap_dns_server,
             "hw_model": args.hw_model,
             "os_name": args.os_name,
             "os_version": args.os_version,
@@ -264,6 +266,17 @@ def _add_sztp_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         type=Path,
         help="read the bootstrap servers of DHCP option 143/136 from this dhclient lease file",
+    )
+    p.add_argument(
+        "--bootstrap-dns-domain",
+        metavar="DOMAIN",
+        help="look up SERIAL._sztp.DOMAIN TXT records (signed ov/oc/ci data) and "
+        "_sztp._tcp.DOMAIN SRV records (bootstrap servers), RFC 8572 §4.2",
+    )
+    p.add_argument(
+        "--bootstrap-dns-server",
+        metavar="ADDRESS[:PORT]",
+        help="the DNS resolver for --bootstrap-dns-domain (default: the system's)",
     )
     p.add_argument("--hw-model", help="hardware model sent to the bootstrap server (§7.1)")
     p.add_argument("--os-name", help="OS name sent to the bootstrap server (RFC 8572 §7.1)")

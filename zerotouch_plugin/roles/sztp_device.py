@@ -110,6 +110,7 @@ class SourceKind(StrEnum):
     CONFIGURED = "configured"  # a URL the device was configured with (§4.4)
     DHCP = "dhcp"  # a URI of DHCPv4 option 143 / DHCPv6 option 136 (§8)
     DNS = "dns"  # a URI found through DNS (§4.3)
+    DNS_TXT = "dns-txt"  # bootstrapping data in DNS TXT records (§4.2): signed data only
     MEDIA = "media"  # a removable-storage folder (§4.1): signed data only
     REDIRECT = "redirect"  # a bootstrap server named by redirect information (§5.5)
 

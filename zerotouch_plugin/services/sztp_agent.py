@@ -84,6 +84,7 @@ from zerotouch_plugin.services.sztp_client import (
     SztpClient,
     drive,
 )
+from zerotouch_plugin.services.sztp_dns import lookup_servers, txt_location, txt_name
 from zerotouch_plugin.services.sztp_sources import dhcp_uris, lease_uris
 
 __all__ = [
@@ -118,6 +119,8 @@ class SztpSettings:
     media: Path | None = None
     dhcp_interface: str | None = None  # ask DHCPv4/v6 on it for option 143/136 (§8)
     dhcp_lease: Path | None = None  # or read option 143/136 from this lease file
+    dns_domain: str | None = None  # TXT and SRV records under it (§4.2)
+    dns_server: str | None = None  # ADDRESS[:PORT] of the resolver; None: the system's
     hw_model: str | None = None
     os_name: str | None = None
     os_version: str | None = None
@@ -133,10 +136,11 @@ class SztpSettings:
     history: int = 64
 
     def __post_init__(self) -> None:
-        if not (self.bootstrap_servers or self.media or self.dhcp_interface or self.dhcp_lease):
+        sources = (self.media, self.dhcp_interface, self.dhcp_lease, self.dns_domain)
+        if not (self.bootstrap_servers or any(s is not None for s in sources)):
             raise ConfigError(
-                "SZTP needs a bootstrap server URL, DHCP (an interface or a lease file) or a "
-                "bootstrap media folder"
+                "SZTP needs a bootstrap server URL, DHCP (an interface or a lease file), a "
+                "DNS domain or a bootstrap media folder"
             )
         for name in ("timeout", "retry_delay", "max_delay"):
             require_positive(getattr(self, name), name, "a number of seconds")
@@ -167,6 +171,8 @@ class SztpSettings:
                     if config.bootstrap_dhcp_lease is None
                     else Path(config.bootstrap_dhcp_lease)
                 ),
+                dns_domain=config.bootstrap_dns_domain,
+                dns_server=config.bootstrap_dns_server,
                 hw_model=config.hw_model,
                 os_name=config.os_name,
                 os_version=config.os_version,
@@ -184,16 +190,28 @@ class SztpSettings:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"SZTP configuration: {exc}") from None
 
-    def sources(self, dhcp: tuple[str, ...] = ()) -> tuple[Source, ...]:
-        """Configured servers, then those DHCP named (the same anchors apply, §5.1), then
-        the media folder."""
+    def sources(
+        self, dhcp: tuple[str, ...] = (), dns: tuple[str, ...] = (), serial: str = ""
+    ) -> tuple[Source, ...]:
+        """Configured servers, then those DHCP and DNS SRV named (the same anchors apply,
+        §5.1), then the DNS TXT records of ``serial``, then the media folder."""
         servers = [
             Source(SourceKind.CONFIGURED, url, self.server_anchors)
             for url in self.bootstrap_servers
         ]
         servers += [Source(SourceKind.DHCP, url, self.server_anchors) for url in dhcp]
+        servers += [Source(SourceKind.DNS, url, self.server_anchors) for url in dns]
+        if self.dns_domain is not None and serial:
+            name = txt_name(serial, self.dns_domain)
+            servers.append(Source(SourceKind.DNS_TXT, txt_location(name, self.dns_server)))
         media = [] if self.media is None else [Source(SourceKind.MEDIA, str(self.media))]
         return (*servers, *media)
+
+    async def dns_uris(self) -> tuple[str, ...]:
+        """Bootstrap-server URLs from DNS SRV records this round (none without a domain)."""
+        if self.dns_domain is None:
+            return ()
+        return await lookup_servers(self.dns_domain, self.dns_server, timeout=self.timeout)
 
     async def dhcp_uris(self) -> tuple[str, ...]:
         """Bootstrap-server URIs from DHCP this round (none when DHCP is not configured)."""
@@ -424,7 +442,12 @@ class SztpAgent:
                 self._publish(
                     self.state.record("sztp-dhcp", now=self._now(), detail=" ".join(dhcp))
                 )
-        sources = self.settings.sources(dhcp)
+        dns: tuple[str, ...] = ()
+        try:
+            dns = await self.settings.dns_uris()
+        except ZerotouchError as exc:
+            self._publish(self.state.record("sztp-dns-failed", now=self._now(), detail=exc.message))
+        sources = self.settings.sources(dhcp, dns, self.device.serial)
         if not sources:
             return Failed(())
         machine = SztpDevice(self.device, sources, random_bytes=os.urandom(32))

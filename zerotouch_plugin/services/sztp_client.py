@@ -85,6 +85,7 @@ from zerotouch_plugin.roles.sztp_device import (
 )
 from zerotouch_plugin.services._http import read_at_most
 from zerotouch_plugin.services._tls import client_context
+from zerotouch_plugin.services.sztp_dns import lookup_txt
 
 __all__ = [
     "IMAGE_FILE",
@@ -475,6 +476,9 @@ class _Run:
         try:
             if source.kind is SourceKind.MEDIA:
                 output = await asyncio.to_thread(read_media, Path(source.location))
+                trusted = False
+            elif source.kind is SourceKind.DNS_TXT:
+                output = await lookup_txt(source.location, timeout=self.timeout)
                 trusted = False
             else:
                 output, trusted = await self.client.get_bootstrapping_data(source, action.request)
