@@ -11,7 +11,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from zerotouch_plugin.config import (
 from zerotouch_plugin.errors import ConfigError, InUse
 
 if TYPE_CHECKING:
+    from zerotouch_plugin.services.bootstrap_order import OrderedBootstrap
     from zerotouch_plugin.services.device_server import DeviceServer
     from zerotouch_plugin.services.sztp_agent import SztpAgent
 
@@ -89,6 +90,9 @@ async def _run(args: argparse.Namespace) -> None:
             "bootstrap_dhcp_lease": _strings(args.bootstrap_dhcp_lease),
             "bootstrap_dns_domain": args.bootstrap_dns_domain,
             "bootstrap_dns_server": args.bootstrap_dns_server,
+            "bootstrap_order": (
+                None if args.bootstrap_order is None else args.bootstrap_order.split(",")
+            ),
             "hw_model": args.hw_model,
             "os_name": args.os_name,
             "os_version": args.os_version,
@@ -110,8 +114,10 @@ async def _run(args: argparse.Namespace) -> None:
         print(f"enrolled {serial}" + (" (already)" if already else ""), flush=True)
 
     # a folder without a factory identity is a plain NETCONF/RESTCONF server: no agent
-    agent: PledgeAgent | SztpAgent | None = None
-    if config.sztp:
+    agent: PledgeAgent | SztpAgent | OrderedBootstrap | None = None
+    if config.bootstrap_order:
+        agent = _ordered_agent(config, device, folder, enrolled)
+    elif config.sztp:
         agent = _sztp_agent(config, device, folder)
     elif (folder / "idevid.pem").exists() or config.registrars:
         agent = PledgeAgent(device, config.agent_config(), on_enrolled=enrolled)
@@ -135,6 +141,29 @@ async def _run(args: argparse.Namespace) -> None:
         if agent is not None:
             await agent.close()
         await device.close()
+
+
+def _ordered_agent(
+    config: DeviceConfig,
+    device: DeviceServer,
+    folder: Path,
+    enrolled: Callable[[str, bool], None],
+) -> OrderedBootstrap:
+    """SZTP and BRSKI in ``bootstrap_order``, each given ``bootstrap_rounds`` (at least one)
+    rounds per turn, so that the next protocol gets its turn."""
+    from zerotouch_plugin.services.bootstrap_order import OrderedBootstrap
+    from zerotouch_plugin.services.pledge_agent import PledgeAgent
+
+    rounds = max(1, config.bootstrap_rounds)
+    turn = dataclasses.replace(config, bootstrap_rounds=rounds)
+    factories: dict[str, Callable[[], PledgeAgent | SztpAgent]] = {
+        "sztp": lambda: _sztp_agent(turn, device, folder),
+        "brski": lambda: PledgeAgent(device, turn.agent_config(), on_enrolled=enrolled),
+    }
+    return OrderedBootstrap(
+        [(name, factories[name]) for name in config.bootstrap_order],
+        pause=config.bootstrap_retry_delay,
+    )
 
 
 def _sztp_agent(config: DeviceConfig, device: DeviceServer, folder: Path) -> SztpAgent:
@@ -277,6 +306,12 @@ def _add_sztp_options(p: argparse.ArgumentParser) -> None:
         "--bootstrap-dns-server",
         metavar="ADDRESS[:PORT]",
         help="the DNS resolver for --bootstrap-dns-domain (default: the system's)",
+    )
+    p.add_argument(
+        "--bootstrap-order",
+        metavar="sztp,brski",
+        help="try SZTP sources and BRSKI discovery in this order until one onboards the "
+        "device (default: SZTP when an SZTP source is given, else BRSKI)",
     )
     p.add_argument("--hw-model", help="hardware model sent to the bootstrap server (§7.1)")
     p.add_argument("--os-name", help="OS name sent to the bootstrap server (RFC 8572 §7.1)")

@@ -1,0 +1,127 @@
+"""``bootstrap_order``: the real SZTP agent and the real pledge agent (BRSKI) on the pledge
+agent tests' in-memory host, tried in the configured order until one onboards the device."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.unit.services import test_pledge_agent as pledge_tests
+from tests.unit.services.test_pledge_agent import (
+    FakeClock,
+    FakeHost,
+    World,
+    agent_config,
+    agent_for,
+    closed_port_url,
+)
+from zerotouch_plugin.config import AgentConfig
+from zerotouch_plugin.device.datastore import Datastores
+from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
+from zerotouch_plugin.services.bootstrap_order import BootstrapAgent, OrderedBootstrap
+from zerotouch_plugin.services.sztp_agent import DatastoreOnboarder, SztpAgent, SztpSettings
+
+pki = pledge_tests.pki  # the vendor and domain folders
+world = pledge_tests.world  # their MASA and registrar, served in the test's loop
+
+
+@pytest.fixture(scope="module")
+def schema() -> DeviceSchema:
+    return load_device_schema()
+
+
+def _sztp(host: FakeHost, folder: Path, schema: DeviceSchema, clock: FakeClock) -> SztpAgent:
+    """An SZTP agent whose only source, an empty media folder, fails its one round."""
+    media = folder / "usb"
+    media.mkdir(exist_ok=True)
+    settings = SztpSettings(media=media, rounds=1)
+    onboarder = DatastoreOnboarder(Datastores(schema, folder), folder)
+    return SztpAgent(host, settings, onboarder, workdir=folder, now=clock.now, sleep=clock.sleep)
+
+
+def _ordered(
+    names: list[str], made: list[str], make: dict[str, BootstrapAgent], sleep: object
+) -> OrderedBootstrap:
+    def factory(name: str) -> BootstrapAgent:
+        made.append(name)
+        return make[name]
+
+    return OrderedBootstrap(
+        [(n, lambda n=n: factory(n)) for n in names],  # type: ignore[misc]
+        pause=7.0,
+        sleep=sleep,  # type: ignore[arg-type]
+    )
+
+
+async def test_sztp_first_then_brski_enrolls_the_device(
+    world: World, schema: DeviceSchema, tmp_path: Path
+) -> None:
+    host, clock = FakeHost(world.pledge()), FakeClock()
+    made: list[str] = []
+    brski = agent_for(host, agent_config(world.registrar_url, rounds=1), clock)
+    agents: dict[str, BootstrapAgent] = {
+        "sztp": _sztp(host, tmp_path, schema, clock),
+        "brski": brski,
+    }
+    ordered = _ordered(["sztp", "brski"], made, agents, clock.sleep)
+    await ordered.start()
+    await ordered.wait()
+    try:
+        assert made == ["sztp", "brski"] and ordered.succeeded == "brski"
+        assert host.bootstrap["phase"] == "enrolled" and host.installed is not None
+        history = host.history()
+        assert "attempt-failed" in history  # the SZTP turn, before BRSKI enrolled
+        assert history.index("attempt-failed") < history.index("enrolled")
+    finally:
+        await ordered.close()
+
+
+async def test_brski_first_and_every_protocol_failing_starts_a_new_cycle(
+    world: World, schema: DeviceSchema, tmp_path: Path
+) -> None:
+    host, clock = FakeHost(world.pledge()), FakeClock()
+    made: list[str] = []
+    paused = asyncio.Event()
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        paused.set()
+        await asyncio.Event().wait()  # the test ends the run here
+
+    brski = agent_for(host, agent_config(closed_port_url(), rounds=1), clock)
+    agents: dict[str, BootstrapAgent] = {
+        "sztp": _sztp(host, tmp_path, schema, clock),
+        "brski": brski,
+    }
+    ordered = _ordered(["brski", "sztp"], made, agents, sleep)
+    await ordered.start()
+    try:
+        await asyncio.wait_for(paused.wait(), 60)
+        assert made == ["brski", "sztp"] and pauses == [7.0]
+        assert ordered.succeeded is None and host.installed is None
+        assert host.bootstrap["phase"] == "failed"
+    finally:
+        await ordered.close()
+
+
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (["sztp", "sztp"], "at most once"),
+        (["brski", "netconf"], "at most once"),
+        (["sztp"], "no SZTP source"),
+    ],
+)
+def test_bootstrap_order_is_validated(order: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AgentConfig(bootstrap_order=tuple(order))
+
+
+def test_bootstrap_order_default_is_empty_and_sztp_needs_a_source() -> None:
+    assert AgentConfig().bootstrap_order == ()
+    config = AgentConfig(bootstrap_order=("brski", "sztp"), bootstrap_dns_domain="Example.NET.")
+    assert config.bootstrap_order == ("brski", "sztp")
+    assert config.bootstrap_dns_domain == "example.net"
