@@ -62,6 +62,7 @@ TARGET_RATE = 100.0
 TARGET_P99 = 2.0
 TARGET_SINGLE_RTTS = 10.0
 TARGET_CLI_MS = 400.0
+LOOPBACK_CONNECTIONS = 1000
 
 
 @dataclass
@@ -245,6 +246,11 @@ async def measure(root: Path, args: argparse.Namespace) -> Report:
     await services.run("vendor", "init", "--dir", vendor, "--masa-url", masa_url)
     await services.run("registrar", "init", "--dir", domain, "--manufacturer-ca",
                        f"{vendor}/ca.pem", "--masa-trust", f"{vendor}/ca.pem")  # fmt: skip
+    # Every simulated pledge (and the registrar calling the MASA) comes from 127.0.0.1, where
+    # a site's pledges come from one address each: the per-address cap is the total cap here.
+    for config_file in (root / "V" / "masa.toml", root / "R" / "registrar.toml"):
+        with config_file.open("a", encoding="utf-8") as fh:
+            fh.write(f"\n[limits]\nmax_connections_per_ip = {LOOPBACK_CONNECTIONS}\n")
     pledges = make_pledges(root / "V", root / "P", args.singles + args.pledges + 2, masa_url)
     handshakes = tls_handshake_rate(pledges[0], pledges[1], 200)
     sign_rate, verify_rate = ecdsa_rates(500)
