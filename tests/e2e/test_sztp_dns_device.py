@@ -1,6 +1,7 @@
 """``zerotouch device run --bootstrap-dns-domain`` against a real dnsmasq on 127.0.0.1
 (RFC 8572 §4.2): the device reads signed bootstrapping data from the TXT records at
-``SN-1._sztp.<domain>`` and onboards; a voucher for another serial in them is refused."""
+``SN-1._sztp.<domain>`` and onboards; a voucher for another serial in them is refused; an
+SRV record at ``_sztp._tcp.<domain>`` names a bootstrap server the device onboards from."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from base64 import b64encode
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.support.device_process import DeviceProcess, start_device
-from tests.support.processes import free_port, run_cli
+from tests.support.processes import free_port, run_cli, server
 from tests.support.sztp_lab import onboarding_server
 from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.services import certfiles
@@ -105,9 +107,9 @@ def _device(lab: Path, name: str, port: int) -> tuple[Path, DeviceProcess]:
 
 
 @contextlib.contextmanager
-def _run(lab: Path, name: str, artifacts: dict[str, bytes]) -> Iterator[tuple[Path, DeviceProcess]]:
+def _run(lab: Path, name: str, records: list[str]) -> Iterator[tuple[Path, DeviceProcess]]:
     port = free_port()
-    dns = _serve(_dnsmasq(), port, [_txt_record(f"SN-1._sztp.{DOMAIN}", artifacts)])
+    dns = _serve(_dnsmasq(), port, records)
     process: DeviceProcess | None = None
     try:
         folder, process = _device(lab, name, port)
@@ -122,7 +124,8 @@ def _run(lab: Path, name: str, artifacts: dict[str, bytes]) -> Iterator[tuple[Pa
 
 
 def test_device_bootstraps_from_signed_data_in_dns_txt_records(lab: Path) -> None:
-    with _run(lab, "dev-dns-ok", _signed(lab, "owner-ok", "SN-1")) as (folder, device):
+    records = [_txt_record(f"SN-1._sztp.{DOMAIN}", _signed(lab, "owner-ok", "SN-1"))]
+    with _run(lab, "dev-dns-ok", records) as (folder, device):
         line = device.wait_for("bootstrapped sztp", timeout=90)
         assert f"SN-1._sztp.{DOMAIN}" in line
         startup = json.loads((folder / "startup.json").read_text())
@@ -130,7 +133,8 @@ def test_device_bootstraps_from_signed_data_in_dns_txt_records(lab: Path) -> Non
 
 
 def test_voucher_for_another_serial_in_dns_is_refused(lab: Path) -> None:
-    with _run(lab, "dev-dns-other", _signed(lab, "owner-x", "SN-2")) as (folder, _):
+    records = [_txt_record(f"SN-1._sztp.{DOMAIN}", _signed(lab, "owner-x", "SN-2"))]
+    with _run(lab, "dev-dns-other", records) as (folder, _):
         state_path = folder / "bootstrap-state.json"
         deadline = time.monotonic() + 60
         failed: list[dict[str, str]] = []
@@ -142,3 +146,17 @@ def test_voucher_for_another_serial_in_dns_is_refused(lab: Path) -> None:
                 failed = [e for e in events if e["event"] == "attempt-failed"]
         assert "wrong-serial" in failed[0]["detail"] and "'SN-2'" in failed[0]["detail"]
         assert not (folder / "startup.json").exists()
+
+
+def test_device_bootstraps_from_a_server_named_by_dns_srv(lab: Path) -> None:
+    """No TXT data: the SRV record names ``zerotouch sztp serve``, an untrusted server whose
+    signed data the device verifies."""
+    server_dir = onboarding_server(lab / "vendor", lab / "owner-srv", "SN-1", CONFIG)
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        port = urlsplit(srv.url).port
+        records = [f"--srv-host=_sztp._tcp.{DOMAIN},localhost,{port},0,0"]
+        with _run(lab, "dev-dns-srv", records) as (folder, device):
+            line = device.wait_for("bootstrapped sztp", timeout=90)
+            assert f"https://localhost:{port}" in line
+            startup = json.loads((folder / "startup.json").read_text())
+            assert startup["ietf-system:system"] == {"hostname": HOSTNAME}
