@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -39,6 +40,7 @@ __all__ = [
     "WebhookConfig",
     "check_device_domain",
     "check_password",
+    "dns_server_address",
     "hash_password",
     "is_dns_label",
     "load_config",
@@ -99,6 +101,20 @@ def _dns_domain(domain: str) -> str:
     if len(lowered) > 253 - 64 or not all(is_dns_label(label) for label in lowered.split(".")):
         raise ValueError(f"bootstrap_dns_domain {domain!r} is not a DNS domain")
     return lowered
+
+
+def dns_server_address(server: str, default_port: int = 53) -> tuple[str, int]:
+    """``ADDRESS``, ``ADDRESS:PORT`` or ``[V6]:PORT`` of a resolver as an address and port
+    (ValueError): a resolver is named by address, not by a name it would resolve itself."""
+    if server.count(":") > 1 and not server.startswith("["):
+        server = f"[{server}]"  # a bare IPv6 address
+    try:
+        parts = urlsplit(f"//{server}")
+        host = parts.hostname or ""
+        ipaddress.ip_address(host)
+        return host, parts.port or default_port
+    except ValueError:
+        raise ValueError(f"DNS server {server!r} is not ADDRESS[:PORT]") from None
 
 
 def check_device_domain(domain: str) -> str:
@@ -774,6 +790,8 @@ class AgentConfig:
             raise TypeError("bootstrap_credentials must be a file path")
         if self.bootstrap_dns_domain is not None:
             object.__setattr__(self, "bootstrap_dns_domain", _dns_domain(self.bootstrap_dns_domain))
+        if self.bootstrap_dns_server is not None:
+            dns_server_address(self.bootstrap_dns_server)
         object.__setattr__(self, "bootstrap_order", self._order())
 
     def _order(self) -> tuple[str, ...]:

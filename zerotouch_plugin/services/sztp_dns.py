@@ -15,7 +15,6 @@ bounded; ``lookup_txt`` and ``lookup_servers`` do the queries with dnspython.
 from __future__ import annotations
 
 import binascii
-import ipaddress
 from base64 import b64decode
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import dns.rdatatype
 import dns.resolver
 
 from zerotouch_plugin.artifacts.sztp import GetBootstrappingDataOutput
+from zerotouch_plugin.config import dns_server_address
 from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge, UpstreamUnavailable
 
 __all__ = [
@@ -128,23 +128,15 @@ def bootstrap_urls(records: Iterable[SrvRecord]) -> tuple[str, ...]:
     return tuple(urls[:MAX_SERVERS])
 
 
-def _nameserver(server: str) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` of a resolver as an address and port."""
-    parts = urlsplit(f"//{server}")
-    try:
-        host = parts.hostname or ""
-        ipaddress.ip_address(host)
-        return host, parts.port or DNS_PORT
-    except ValueError:
-        raise InvalidInput(f"DNS server {server!r} is not ADDRESS[:PORT]") from None
-
-
 def _resolver(server: str | None, timeout: float) -> dns.asyncresolver.Resolver:
     if server is None:
         resolver = dns.asyncresolver.Resolver()
     else:
         resolver = dns.asyncresolver.Resolver(configure=False)
-        address, port = _nameserver(server)
+        try:
+            address, port = dns_server_address(server, DNS_PORT)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
         resolver.nameservers = [address]
         resolver.port = port
     resolver.lifetime = timeout

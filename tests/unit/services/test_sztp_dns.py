@@ -7,6 +7,7 @@ from base64 import b64encode
 
 import pytest
 
+from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge
 from zerotouch_plugin.services.sztp_dns import (
     MAX_SERVERS,
@@ -88,3 +89,20 @@ def test_srv_targets_in_priority_then_weight_order() -> None:
 def test_srv_targets_are_bounded() -> None:
     records = [SrvRecord(0, 0, 443, f"s{i}.example.net") for i in range(MAX_SERVERS + 5)]
     assert len(bootstrap_urls(records)) == MAX_SERVERS
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:5353", "[::1]:53", "::1"])
+def test_dns_server_by_address_is_accepted(server: str) -> None:
+    assert AgentConfig(bootstrap_dns_server=server).bootstrap_dns_server == server
+
+
+@pytest.mark.parametrize("server", ["ns.example.net", "127.0.0.1:99999", "127.0.0.1:x", "", "[::1"])
+def test_dns_server_that_is_no_address_is_refused(server: str) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        AgentConfig(bootstrap_dns_server=server)
+
+
+@pytest.mark.parametrize("domain", ["-bad.example", "a..b", "x" * 200 + ".net"])
+def test_dns_domain_that_is_no_domain_is_refused(domain: str) -> None:
+    with pytest.raises(ValueError, match="bootstrap_dns_domain"):
+        AgentConfig(bootstrap_dns_domain=domain)
