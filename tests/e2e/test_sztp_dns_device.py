@@ -98,21 +98,28 @@ def _signed(lab: Path, owner_name: str, serial: str) -> dict[str, bytes]:
     }
 
 
-def _device(lab: Path, name: str, port: int) -> tuple[Path, DeviceProcess]:
+def _device(lab: Path, name: str, port: int, lease: Path | None) -> tuple[Path, DeviceProcess]:
     folder = lab / name
     run_cli("vendor", "idevid", "--dir", lab / "vendor", "--serial", "SN-1", "--out", folder)
-    extra = ("--bootstrap-dns-domain", DOMAIN, "--bootstrap-dns-server", f"127.0.0.1:{port}")
+    where = (
+        ("--bootstrap-dns-domain", DOMAIN)
+        if lease is None
+        else ("--bootstrap-dhcp-lease", str(lease))
+    )
+    extra = (*where, "--bootstrap-dns-server", f"127.0.0.1:{port}")
     process = start_device(folder, {"netconf-tls": "127.0.0.1:0"}, extra=extra, verbose=True)
     return folder, process
 
 
 @contextlib.contextmanager
-def _run(lab: Path, name: str, records: list[str]) -> Iterator[tuple[Path, DeviceProcess]]:
+def _run(
+    lab: Path, name: str, records: list[str], lease: Path | None = None
+) -> Iterator[tuple[Path, DeviceProcess]]:
     port = free_port()
     dns = _serve(_dnsmasq(), port, records)
     process: DeviceProcess | None = None
     try:
-        folder, process = _device(lab, name, port)
+        folder, process = _device(lab, name, port, lease)
         yield folder, process
     finally:
         if process is not None:
@@ -160,3 +167,15 @@ def test_device_bootstraps_from_a_server_named_by_dns_srv(lab: Path) -> None:
             assert f"https://localhost:{port}" in line
             startup = json.loads((folder / "startup.json").read_text())
             assert startup["ietf-system:system"] == {"hostname": HOSTNAME}
+
+
+def test_the_domain_comes_from_the_dhcp_lease(lab: Path) -> None:
+    """No configured domain: the lease's domain-name (DHCPv4 option 15) says where to look."""
+    lease = lab / "dhclient.leases"
+    lease.write_text(f'lease {{\n  interface "eth0";\n  option domain-name "{DOMAIN}";\n}}\n')
+    records = [_txt_record(f"SN-1._sztp.{DOMAIN}", _signed(lab, "owner-lease", "SN-1"))]
+    with _run(lab, "dev-dns-lease", records, lease) as (folder, device):
+        line = device.wait_for("bootstrapped sztp", timeout=90)
+        assert f"SN-1._sztp.{DOMAIN}" in line
+        startup = json.loads((folder / "startup.json").read_text())
+        assert startup["ietf-system:system"] == {"hostname": HOSTNAME}

@@ -38,7 +38,7 @@ from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
 from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling, Encoding, SshHostKey
 from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
-from zerotouch_plugin.config import AgentConfig
+from zerotouch_plugin.config import AgentConfig, is_dns_label
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.host import PluginHost
@@ -85,7 +85,7 @@ from zerotouch_plugin.services.sztp_client import (
     drive,
 )
 from zerotouch_plugin.services.sztp_dns import lookup_servers, txt_location, txt_name
-from zerotouch_plugin.services.sztp_sources import dhcp_uris, lease_uris
+from zerotouch_plugin.services.sztp_sources import dhcp_uris, lease_domain, lease_uris
 
 __all__ = [
     "COMPLETE_KEY",
@@ -191,27 +191,42 @@ class SztpSettings:
             raise ConfigError(f"SZTP configuration: {exc}") from None
 
     def sources(
-        self, dhcp: tuple[str, ...] = (), dns: tuple[str, ...] = (), serial: str = ""
+        self,
+        dhcp: tuple[str, ...] = (),
+        dns: tuple[str, ...] = (),
+        serial: str = "",
+        domain: str | None = None,
     ) -> tuple[Source, ...]:
         """Configured servers, then those DHCP and DNS SRV named (the same anchors apply,
-        §5.1), then the DNS TXT records of ``serial``, then the media folder."""
+        §5.1), then the DNS TXT records of ``serial`` in ``domain`` (default: the configured
+        one), then the media folder."""
+        domain = domain or self.dns_domain
         servers = [
             Source(SourceKind.CONFIGURED, url, self.server_anchors)
             for url in self.bootstrap_servers
         ]
         servers += [Source(SourceKind.DHCP, url, self.server_anchors) for url in dhcp]
         servers += [Source(SourceKind.DNS, url, self.server_anchors) for url in dns]
-        if self.dns_domain is not None and serial:
-            name = txt_name(serial, self.dns_domain)
+        if domain is not None and serial:
+            name = txt_name(serial, domain)
             servers.append(Source(SourceKind.DNS_TXT, txt_location(name, self.dns_server)))
         media = [] if self.media is None else [Source(SourceKind.MEDIA, str(self.media))]
         return (*servers, *media)
 
-    async def dns_uris(self) -> tuple[str, ...]:
+    async def dns_domain_now(self) -> str | None:
+        """The configured DNS domain, else the one of the DHCP lease (RFC 8572 §4.2)."""
+        if self.dns_domain is not None or self.dhcp_lease is None:
+            return self.dns_domain
+        domain = await asyncio.to_thread(lease_domain, self.dhcp_lease)
+        if domain is not None and not all(is_dns_label(label) for label in domain.split(".")):
+            raise InvalidInput(f"the DHCP lease's domain {domain!r} is not a DNS domain")
+        return domain
+
+    async def dns_uris(self, domain: str | None) -> tuple[str, ...]:
         """Bootstrap-server URLs from DNS SRV records this round (none without a domain)."""
-        if self.dns_domain is None:
+        if domain is None:
             return ()
-        return await lookup_servers(self.dns_domain, self.dns_server, timeout=self.timeout)
+        return await lookup_servers(domain, self.dns_server, timeout=self.timeout)
 
     async def dhcp_uris(self) -> tuple[str, ...]:
         """Bootstrap-server URIs from DHCP this round (none when DHCP is not configured)."""
@@ -443,11 +458,13 @@ class SztpAgent:
                     self.state.record("sztp-dhcp", now=self._now(), detail=" ".join(dhcp))
                 )
         dns: tuple[str, ...] = ()
+        domain: str | None = None
         try:
-            dns = await self.settings.dns_uris()
+            domain = await self.settings.dns_domain_now()
+            dns = await self.settings.dns_uris(domain)
         except ZerotouchError as exc:
             self._publish(self.state.record("sztp-dns-failed", now=self._now(), detail=exc.message))
-        sources = self.settings.sources(dhcp, dns, self.device.serial)
+        sources = self.settings.sources(dhcp, dns, self.device.serial, domain)
         if not sources:
             return Failed(())
         machine = SztpDevice(self.device, sources, random_bytes=os.urandom(32))

@@ -37,7 +37,7 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 
-__all__ = ["dhcp_uris", "lease_uris"]
+__all__ = ["dhcp_uris", "lease_domain", "lease_uris"]
 
 _CLIENT_PORT, _SERVER_PORT = 68, 67
 _CLIENT_PORT6, _SERVER_PORT6 = 546, 547  # RFC 8415 §7.2
@@ -46,6 +46,7 @@ _MAX_LEASE_BYTES = 1024 * 1024
 _LEASE_OPTION = re.compile(
     r"option\s+(?:dhcp6\.)?(?:sztp-redirect|unknown-143|unknown-136)\s+(.+?);\s*$", re.M
 )
+_LEASE_DOMAIN = re.compile(r"option\s+(?:domain-name|dhcp6\.domain-search)\s+(.+?);\s*$", re.M)
 _QUOTED = re.compile(r"\\([0-7]{3})|\\(.)|(.)", re.S)
 _HEX = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2})*")
 
@@ -160,15 +161,29 @@ def _value(text: str) -> bytes:
     raise InvalidInput(f"unreadable SZTP option value in the lease: {text[:60]!r}")
 
 
-def lease_uris(path: Path) -> tuple[str, ...]:
-    """The URIs of the last lease in ``path`` that carries the SZTP option."""
+def _lease_text(path: Path) -> str:
     try:
         if path.stat().st_size > _MAX_LEASE_BYTES:
             raise InvalidInput(f"{path} is larger than {_MAX_LEASE_BYTES} bytes")
-        text = path.read_text(errors="replace")
+        return path.read_text(errors="replace")
     except OSError as exc:
         raise UpstreamUnavailable(f"cannot read the DHCP lease {path}: {exc}") from None
-    found = _LEASE_OPTION.findall(text)
+
+
+def lease_domain(path: Path) -> str | None:
+    """The domain of the last lease in ``path`` with a domain name (DHCPv4 option 15) or
+    search list (DHCPv6 option 24, its first name): where the device looks for SZTP DNS
+    records (RFC 8572 §4.2)."""
+    found = _LEASE_DOMAIN.findall(_lease_text(path))
+    if not found:
+        return None
+    names = re.findall(r'[^\s",]+', found[-1])  # one name or a list of quoted names
+    return names[0].rstrip(".").lower() if names else None
+
+
+def lease_uris(path: Path) -> tuple[str, ...]:
+    """The URIs of the last lease in ``path`` that carries the SZTP option."""
+    found = _LEASE_OPTION.findall(_lease_text(path))
     if not found:
         raise NotFound(f"{path} holds no SZTP redirect option (DHCPv4 143, DHCPv6 136)")
     return decode_uri_list(_value(found[-1]))

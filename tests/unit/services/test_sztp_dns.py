@@ -4,11 +4,14 @@ names and bounds; no network."""
 from __future__ import annotations
 
 from base64 import b64encode
+from pathlib import Path
 
 import pytest
 
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge
+from zerotouch_plugin.roles.sztp_device import SourceKind
+from zerotouch_plugin.services.sztp_agent import SztpSettings
 from zerotouch_plugin.services.sztp_dns import (
     MAX_SERVERS,
     MAX_TXT_BYTES,
@@ -19,6 +22,7 @@ from zerotouch_plugin.services.sztp_dns import (
     txt_location,
     txt_name,
 )
+from zerotouch_plugin.services.sztp_sources import lease_domain
 
 DER = b"\x30\x82\x01\x00\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02" + bytes(range(256))
 
@@ -106,3 +110,44 @@ def test_dns_server_that_is_no_address_is_refused(server: str) -> None:
 def test_dns_domain_that_is_no_domain_is_refused(domain: str) -> None:
     with pytest.raises(ValueError, match="bootstrap_dns_domain"):
         AgentConfig(bootstrap_dns_domain=domain)
+
+
+LEASE = """lease {
+  interface "eth0";
+  option domain-name "old.example";
+}
+lease {
+  interface "eth0";
+  option domain-name "Sztp.Example.NET";
+}
+"""
+
+
+def test_the_domain_of_the_last_lease_counts(tmp_path: Path) -> None:
+    path = tmp_path / "dhclient.leases"
+    path.write_text(LEASE)
+    assert lease_domain(path) == "sztp.example.net"
+    path.write_text('lease6 {\n  option dhcp6.domain-search "a.example.", "b.example.";\n}\n')
+    assert lease_domain(path) == "a.example"
+    path.write_text("lease {\n  option routers 192.0.2.1;\n}\n")
+    assert lease_domain(path) is None
+
+
+async def test_a_lease_domain_adds_the_dns_txt_source(tmp_path: Path) -> None:
+    path = tmp_path / "dhclient.leases"
+    path.write_text(LEASE)
+    settings = SztpSettings(dhcp_lease=path, dns_server="127.0.0.1:5353")
+    domain = await settings.dns_domain_now()
+    sources = settings.sources(serial="SN-1", domain=domain)
+    assert [(s.kind, s.location) for s in sources] == [
+        (SourceKind.DNS_TXT, "dns://127.0.0.1:5353/SN-1._sztp.sztp.example.net")
+    ]
+    configured = SztpSettings(dhcp_lease=path, dns_domain="mine.example")
+    assert await configured.dns_domain_now() == "mine.example"
+
+
+async def test_a_lease_domain_that_is_no_domain_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dhclient.leases"
+    path.write_text('lease {\n  option domain-name "bad_name;x";\n}\n')
+    with pytest.raises(InvalidInput):
+        await SztpSettings(dhcp_lease=path).dns_domain_now()
