@@ -15,6 +15,7 @@ bounded; ``lookup_txt`` and ``lookup_servers`` do the queries with dnspython.
 from __future__ import annotations
 
 import binascii
+import re
 from base64 import b64decode
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,12 @@ __all__ = [
 MAX_TXT_BYTES = 65535  # one DNS message at most (RFC 1035 §4.2.2, over TCP)
 MAX_SERVERS = 16  # SRV targets tried per round
 DNS_PORT = 53
+
+# a host name an https URL can carry (RFC 1123 §2.1): letters, digits, inner hyphens
+_HOSTNAME = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
 
 # TXT key -> the get-bootstrapping-data output field it fills (RFC 8572 §4.2).
 TXT_KEYS: Mapping[bytes, str] = {
@@ -115,12 +122,13 @@ def parse_txt(strings: Iterable[bytes]) -> GetBootstrappingDataOutput:
 
 
 def bootstrap_urls(records: Iterable[SrvRecord]) -> tuple[str, ...]:
-    """https URLs of SRV targets in RFC 2782 order; a target of "." means no service."""
+    """https URLs of SRV targets in RFC 2782 order; a target of "." means no service, one
+    that is no host name is skipped."""
     ordered = sorted(records, key=lambda r: (r.priority, -r.weight))
     urls: list[str] = []
     for record in ordered:
         host = record.target.rstrip(".")
-        if not host or not 0 < record.port < 65536:
+        if _HOSTNAME.fullmatch(host) is None or len(host) > 253 or not 0 < record.port < 65536:
             continue
         url = f"https://{host}:{record.port}"
         if url not in urls:
