@@ -11,11 +11,13 @@ judged by how the device reached the server (§5.3):
 * the server's TLS certificate chained to a trust anchor the device holds (pre-configured,
   or conveyed with redirect information): the server is *trusted* and may send unsigned
   conveyed information; signed data is verified all the same when it comes signed;
-* otherwise (no anchor, removable media, DHCP-provisioned URL): only signed data is
-  accepted, and all of it is verified (§5.4): the ownership voucher to the manufacturer's
-  anchors at ``now``, for this serial number, with the nonce the device sent or, without a
-  nonce, an expires-on still ahead; the owner certificate chaining to the voucher's
-  pinned-domain-cert; the conveyed information signed by exactly that owner certificate.
+* otherwise (no anchor, removable media, DHCP-provisioned URL, DNS): signed data, or
+  unsigned redirect information, followed provisionally with its trust anchors discarded
+  (§5.3, §5.5). Signed data is verified completely (§5.4): the ownership voucher to the
+  manufacturer's anchors at ``now``, for this serial number, with the nonce the device sent
+  or, without a nonce, an expires-on still ahead; the owner certificate chaining to the
+  voucher's pinned-domain-cert; the conveyed information signed by exactly that owner
+  certificate.
 
 Redirect information puts its bootstrap servers in front of the remaining sources, each
 trusted through the anchor it conveys (§5.5); a redirect chain is bounded (``max_redirects``)
@@ -51,6 +53,7 @@ from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.artifacts.sztp import (
     BootImage,
+    BootstrapServer,
     ConfigurationHandling,
     ConveyedInformation,
     GetBootstrappingDataInput,
@@ -110,7 +113,8 @@ class SourceKind(StrEnum):
     CONFIGURED = "configured"  # a URL the device was configured with (§4.4)
     DHCP = "dhcp"  # a URI of DHCPv4 option 143 / DHCPv6 option 136 (§8)
     DNS = "dns"  # a URI found through DNS (§4.3)
-    DNS_TXT = "dns-txt"  # bootstrapping data in DNS TXT records (§4.2): signed data only
+    DNS_TXT = "dns-txt"  # bootstrapping data in DNS TXT records (§4.2)
+    DNS_SRV = "dns-srv"  # bootstrap servers in DNS SRV records (§4.2): unsigned redirects
     MEDIA = "media"  # a removable-storage folder (§4.1): signed data only
     REDIRECT = "redirect"  # a bootstrap server named by redirect information (§5.5)
 
@@ -359,19 +363,24 @@ def validate_response(
     nonce: bytes | None,
     now: datetime,
 ) -> Validated:
-    """Decide whether the device may act on ``output``. Unsigned conveyed information only
-    from a trusted server (§5.3); signed data is verified completely, whoever sent it (§5.4).
+    """Decide whether the device may act on ``output``. Unsigned onboarding information only
+    from a trusted server; unsigned redirect information from any source, its trust anchors
+    discarded when the source is untrusted (§5.3, §5.5); signed data is verified completely,
+    whoever sent it (§5.4).
     """
     if output.ownership_voucher is None or output.owner_certificate is None:
         # the YANG of the output requires both or neither: this is unsigned data
-        if not server_trusted:
-            raise UntrustedSigner(
-                "the bootstrap server is not trusted (its TLS certificate chains to no anchor "
-                "the device holds), so its conveyed information must come signed with an "
-                "ownership voucher and owner certificate (RFC 8572 §5.3)"
-            )
         info = sztp.read_unsigned_conveyed_information(output.conveyed_information)
-        return Validated(info, signed=False)
+        if server_trusted:
+            return Validated(info, signed=False)
+        if isinstance(info, RedirectInformation):
+            servers = tuple(BootstrapServer(s.address, s.port) for s in info.bootstrap_servers)
+            return Validated(RedirectInformation(bootstrap_servers=servers), signed=False)
+        raise UntrustedSigner(
+            "the source is not trusted (no bootstrap server whose TLS certificate chains to "
+            "an anchor the device holds), so its onboarding information must come signed "
+            "with an ownership voucher and owner certificate (RFC 8572 §5.3)"
+        )
     voucher = _check_voucher(output.ownership_voucher, config=config, nonce=nonce, now=now)
     owner = _check_owner(output.owner_certificate, voucher, now=now)
     info = sztp.verify_conveyed_information(

@@ -409,6 +409,24 @@ def test_unsigned_redirect_without_anchor_leaves_the_next_server_untrusted(
     assert isinstance(signed.run(machine(world, src(A, world.owner_ca.cert))), Done)
 
 
+def test_unsigned_redirect_from_an_untrusted_source_is_followed_provisionally(
+    world: World,
+) -> None:
+    """RFC 8572 §5.3: an untrusted source (DNS, DHCP, media) may send unsigned redirect
+    information; its trust anchors are discarded (§5.5), so the next server is untrusted and
+    must send signed data; unsigned onboarding information stays refused."""
+    anchor = sztp.encode_certs_only([world.owner_ca.cert])
+    redirect = RedirectInformation(bootstrap_servers=(BootstrapServer("b.example", 443, anchor),))
+    refused = Device({A: unsigned(redirect), B: unsigned(onboarding())}, trusted={B})
+    error = only_error(refused.run(machine(world, src(A))))
+    assert isinstance(error, UntrustedSigner)
+    assert refused.steps == [f"fetch {A}", f"fetch {B}"]
+    signed = Device({A: unsigned(redirect), B: world.signed(onboarding(boot_image=None))})
+    result = signed.run(machine(world, src(A)))
+    assert isinstance(result, Done)
+    assert result.source.location == B and result.source.trust_anchors == ()
+
+
 def test_a_failing_source_falls_through_to_the_next(world: World) -> None:
     device = Device({B: world.signed(onboarding(boot_image=None))})
     result = device.run(machine(world, src(A), src(B)))
