@@ -184,6 +184,7 @@ def test_device_bootstraps_switches_tls_and_keeps_its_identity(lab: Lab, tmp_pat
         assert process.wait_for("enrolled ") == f"enrolled {serial}"
         state = poll(process, lambda s: text(s, "phase") == "enrolled")
         assert text(state, "registrar/used") == lab.registrar_url
+        assert text(state, "bootstrap-path") == "brski"
         assert text(state, "voucher/serial-number") == serial
         assert text(state, "ldevid/fingerprint") == certs.fingerprint(
             certfiles.load_cert_file(folder / "ldevid.pem")

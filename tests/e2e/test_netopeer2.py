@@ -28,6 +28,7 @@ from tests.support.netopeer2 import Netopeer2, netopeer2_server
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import SigningIdentity
+from zerotouch_plugin.artifacts.yang import yang_dir
 from zerotouch_plugin.errors import Conflict
 from zerotouch_plugin.roles.bootstrap import NOTIFICATION, BootstrapState
 from zerotouch_plugin.services.sysrepo_host import SysrepoHost, install_modules
@@ -211,6 +212,63 @@ def test_the_host_serves_state_rpc_and_notification_through_netopeer2(
     assert refused is not None and refused[0] == "operation-failed"
     assert "the device is enrolled" in refused[1]
     assert "bootstrap-phase-change" in notification and "discovering" in notification
+
+
+OLD_MODULE = Path(__file__).parent / "data" / "zerotouch-bootstrap@2026-11-26.yang"
+
+
+def installed_revision(server: Netopeer2) -> str:
+    """The revision of zerotouch-bootstrap that ``sysrepoctl -l`` lists."""
+    rows = [r.split("|") for r in server.run("sysrepoctl", "-l").splitlines()]
+    found = [r[1].strip() for r in rows if len(r) > 1 and r[0].strip() == "zerotouch-bootstrap"]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def serve_path(folder: Path, login: Login) -> str | None:
+    """In a child process: the host serves the state of a device SZTP onboarded; what a
+    NETCONF client of netopeer2 reads as its bootstrap-path."""
+    loop = asyncio.new_event_loop()
+    host = SysrepoHost(folder, tls_port=free_port())
+
+    def client() -> str | None:
+        with login.session() as session:
+            state = session.get(("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"/>'))
+        found = state.data.findtext(f".//{{{BOOTSTRAP_NS}}}bootstrap-path")
+        return None if found is None else str(found)
+
+    async def scenario() -> str | None:
+        await host.open()
+        try:
+            state = BootstrapState(history_size=8)
+            state.already_bootstrapped("https://sztp.example:8443", now=NOW)
+            host.publish_state(state.to_yang())
+            return await asyncio.to_thread(client)
+        finally:
+            await host.close()
+
+    try:
+        return loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+
+
+def test_install_modules_updates_an_older_revision(tmp_path: Path) -> None:
+    """A device that has the module's first revision gets the current one from
+    ``--install-modules``, and netopeer2 then serves the leaves only the new one has."""
+    with netopeer2_server(start=False) as server:
+        server.run("sysrepoctl", "-i", str(OLD_MODULE))
+        assert installed_revision(server) == "2026-11-26"
+        current = sorted(yang_dir().glob("zerotouch-bootstrap@*.yang"))[-1].stem.split("@")[1]
+        assert current > "2026-11-26"
+        out = server.cli("netopeer2-plugin", "--install-modules").split()
+        assert out == ["zerotouch-bootstrap", "updated", "from", "revision", "2026-11-26",
+                       "to", current]  # fmt: skip
+        assert installed_revision(server) == current
+        again = server.cli("netopeer2-plugin", "--install-modules").split()
+        assert again == ["zerotouch-bootstrap", "already", "installed"]
+        server.start()
+        assert server.isolated(serve_path, tmp_path, Login.of(server)) == "sztp"
 
 
 # A device's own NACM: every group denied everything; the domain's rules must come first.
@@ -456,7 +514,8 @@ def test_a_netopeer2_device_enrolls_and_is_configured_by_the_day0_handoff(
     plugin = netopeer2.plugin("--dir", folder, "--registrar", lab.registrar_url,
                               "--netconf-tls", f"127.0.0.1:{port}")  # fmt: skip
     try:
-        wait_for("phase enrolled", lambda: enrolled(netopeer2))
+        state = wait_for("phase enrolled", lambda: enrolled(netopeer2))
+        assert state["bootstrap-path"] == "brski"
 
         def handoff() -> dict[str, Any] | None:
             record = lab.device(serial)

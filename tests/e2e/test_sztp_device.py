@@ -452,6 +452,7 @@ def test_restart_bootstrap_over_netconf_runs_sztp_again(
         ) as m:  # fmt: skip
             state = m.get(("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"/>')).data_xml
             assert "<phase>enrolled</phase>" in state and "<source>sztp</source>" in state
+            assert "<bootstrap-path>sztp</bootstrap-path>" in state
             with pytest.raises(RPCError, match="factory-reset"):
                 m.dispatch(etree.fromstring(f'<restart-bootstrap xmlns="{BOOTSTRAP_NS}"/>'))
             reset = f'<restart-bootstrap xmlns="{BOOTSTRAP_NS}"><factory-reset>true'

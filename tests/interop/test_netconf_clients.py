@@ -102,7 +102,7 @@ def test_console_hello(dev: Device) -> None:
     code, out = console(dev, "--hello")
     assert code == 0, out
     assert "urn:ietf:params:netconf:base:1.1" in out
-    assert "module=zerotouch-bootstrap&amp;revision=2026-11-26" in out
+    assert "module=zerotouch-bootstrap&amp;revision=2026-12-05" in out
 
 
 def test_console_get_config(dev: Device) -> None:
@@ -223,7 +223,7 @@ def yangcli(dev: Device, home: Path, *args: str) -> str:
 def test_yangcli_hello(dev: Device, tmp_path: Path) -> None:
     out = yangcli(dev, tmp_path, "--run-command=pwd")  # a local command: only the hello
     assert "Protocol version set to: RFC 6241 (base:1.1)" in out
-    assert "zerotouch-bootstrap@2026-11-26" in out
+    assert "zerotouch-bootstrap@2026-12-05" in out
     assert "ietf-system@2014-08-06" in out
 
 

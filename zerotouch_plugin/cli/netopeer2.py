@@ -63,8 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.install_modules:
         from zerotouch_plugin.services.sysrepo_host import install_modules
 
-        installed = install_modules()
-        print("zerotouch-bootstrap " + ("installed" if installed else "already installed"))
+        done = install_modules()
+        print("zerotouch-bootstrap " + (done or "already installed"))
         return 0
     if args.dir is None:
         raise ConfigError("--dir is required to run the plugin")
@@ -110,8 +110,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--install-modules",
         action="store_true",
-        help="install the agent's YANG module into sysrepo and exit (before netopeer2-server "
-        "starts: it loads its modules at start)",
+        help="install the agent's YANG module into sysrepo, or update an older revision of it, "
+        "and exit (before netopeer2-server starts: it loads its modules at start)",
     )
     add_discovery_options(parser)
     parser.set_defaults(func=cmd_run)

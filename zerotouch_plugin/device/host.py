@@ -33,7 +33,7 @@ __all__ = [
     "check_store_key",
 ]
 
-# The YANG modules a host must serve (yang/zerotouch-bootstrap@2026-11-26.yang): the agent's
+# The YANG modules a host must serve (yang/zerotouch-bootstrap@2026-12-05.yang): the agent's
 # state, its restart-bootstrap RPC and its bootstrap-phase-change notification.
 REQUIRED_MODULES: tuple[str, ...] = ("zerotouch-bootstrap",)
 

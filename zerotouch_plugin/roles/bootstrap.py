@@ -60,6 +60,7 @@ __all__ = [
     "MODULE",
     "NOTIFICATION",
     "SZTP_SOURCE",
+    "BootstrapPath",
     "BootstrapState",
     "Phase",
     "PhaseChange",
@@ -85,6 +86,13 @@ class Phase(StrEnum):
     ENROLLED = "enrolled"
     WAITING_RETRY = "waiting-retry"
     FAILED = "failed"
+
+
+class BootstrapPath(StrEnum):
+    """``bootstrap-path-type`` of the module: the protocol that onboarded the device."""
+
+    BRSKI = "brski"  # RFC 8995
+    SZTP = "sztp"  # RFC 8572
 
 
 # Pledge machine state -> the phase it shows. A machine that failed hands over to the agent,
@@ -307,6 +315,7 @@ class BootstrapState:
         self.attempts = 0
         self.next_attempt: datetime | None = None
         self.registrar_used: str | None = None
+        self.path: BootstrapPath | None = None
         self.tried: dict[str, _Tried] = {}
         self.discovery: _Discovery | None = None
         self.voucher: dict[str, Any] | None = None
@@ -349,6 +358,7 @@ class BootstrapState:
     ) -> PhaseChange | None:
         """Started with an identity (summaries rebuilt from what the device stored)."""
         self._identity(ldevid, anchors, voucher)
+        self.path = BootstrapPath.BRSKI
         self.next_attempt = None
         self.last_error = None  # kept until enrolled (the module's last-error)
         subject = ldevid.subject.rfc4514_string()
@@ -362,6 +372,7 @@ class BootstrapState:
         self.tried = {}
         self.discovery = None
         self.registrar_used = None
+        self.path = None
         self.voucher = self.ldevid = None
         self.trust_anchors = []
         self.last_error = None
@@ -453,11 +464,29 @@ class BootstrapState:
         tried = self.tried.setdefault(uri, _Tried(now))
         tried.outcome, tried.message = "ok", note
         self.registrar_used = uri
+        self.path = BootstrapPath.BRSKI
         self.completed = now
         self.next_attempt = None
         self.last_error = None
         self._identity(ldevid, anchors, voucher)
         return self.record("enrolled", now=now, phase=Phase.ENROLLED, detail=note or uri)
+
+    def sztp_complete(self, where: str, *, now: datetime) -> PhaseChange | None:
+        """SZTP onboarded the device from the source ``where`` (RFC 8572 §5.6)."""
+        tried = self.tried.get(where)
+        if tried is not None:
+            tried.outcome = "ok"
+        self.registrar_used = where
+        self.path = BootstrapPath.SZTP
+        self.completed = now
+        self.next_attempt = None
+        self.last_error = None
+        return self.record("sztp-complete", now=now, phase=Phase.ENROLLED, detail=where)
+
+    def already_bootstrapped(self, where: str, *, now: datetime) -> PhaseChange | None:
+        """Started after an earlier run onboarded the device by SZTP from ``where``."""
+        self.path = BootstrapPath.SZTP
+        return self.record("already-bootstrapped", now=now, phase=Phase.ENROLLED, detail=where)
 
     def failed(
         self, error: ZerotouchError, *, now: datetime, note: str | None = None
@@ -480,6 +509,7 @@ class BootstrapState:
         self.voucher = self.ldevid = None
         self.trust_anchors = []
         self.registrar_used = None
+        self.path = None
         self.completed = None
         return self.record("factory-reset", now=now, phase=Phase.FACTORY_DEFAULT)
 
@@ -499,6 +529,8 @@ class BootstrapState:
     def to_yang(self) -> dict[str, Any]:
         """``{"zerotouch-bootstrap:bootstrap": {...}}`` (RFC 7951) for the operational state."""
         body: dict[str, Any] = {"phase": str(self.phase), "attempts": self.attempts}
+        if self.path is not None:
+            body["bootstrap-path"] = str(self.path)
         for name, value in (
             ("phase-since", self.phase_since),
             ("started", self.started),

@@ -300,20 +300,37 @@ def _sysrepo_module() -> Any:
     return sysrepo
 
 
-def _install_module(conn: Any) -> bool:
-    """Install ``zerotouch-bootstrap`` unless sysrepo has it; True when it was installed."""
+def _installed_revision(conn: Any) -> str | None:
+    """The newest revision of the implemented ``zerotouch-bootstrap`` in sysrepo ("" for a
+    module without revision), None when sysrepo does not have it."""
     with conn.get_ly_ctx() as ctx:
-        if any(module.name() == MODULE and module.implemented() for module in ctx):
-            return False
+        for module in ctx:
+            if module.name() == MODULE and module.implemented():
+                return max((r.date() for r in module.revisions()), default="")
+    return None
+
+
+def _install_module(conn: Any) -> str | None:
+    """Install ``zerotouch-bootstrap``, or update an older revision of it (the agent's state
+    must fit the module it publishes into); what was done, None when sysrepo already had
+    this revision or a newer one."""
     folder = yang_dir()
     module = sorted(folder.glob(f"{MODULE}@*.yang"))[-1]
-    conn.install_module(str(module), searchdirs=str(folder))
-    return True
+    revision = module.stem.partition("@")[2]
+    installed = _installed_revision(conn)
+    if installed is None:
+        conn.install_module(str(module), searchdirs=str(folder))
+        return "installed"
+    if installed >= revision:
+        return None
+    conn.update_modules([str(module)], searchdirs=[str(folder)])
+    return f"updated from revision {installed or 'none'} to {revision}"
 
 
-def install_modules() -> bool:
-    """Install the agent's YANG modules into sysrepo (before netopeer2-server starts:
-    netopeer2 2.4 builds its schema context at start). True when something was installed."""
+def install_modules() -> str | None:
+    """Install the agent's YANG modules into sysrepo, or update older revisions of them
+    (before netopeer2-server starts: netopeer2 2.4 builds its schema context at start).
+    What was done, None when nothing was needed."""
     sysrepo = _sysrepo_module()
     try:
         with sysrepo.SysrepoConnection() as conn:
@@ -359,11 +376,13 @@ class SysrepoHost:
         sysrepo = self._sysrepo = _sysrepo_module()
         try:
             self._conn = sysrepo.SysrepoConnection()
-            if _install_module(self._conn):
+            done = _install_module(self._conn)
+            if done is not None:
                 log.warning(
-                    "%s was installed into sysrepo now: restart netopeer2-server to serve it "
+                    "%s was %s in sysrepo now: restart netopeer2-server to serve it "
                     "(`zerotouch netopeer2-plugin --install-modules` before its start avoids this)",
                     MODULE,
+                    done,
                 )
             self._session = self._conn.start_session("operational")
             self._session.subscribe_oper_data_request(

@@ -33,7 +33,7 @@ def _search_path() -> str:
 
 def test_own_modules_present() -> None:
     names = {p.name for p in OWN_MODULES}
-    assert "zerotouch-bootstrap@2026-11-26.yang" in names
+    assert "zerotouch-bootstrap@2026-12-05.yang" in names
 
 
 @pytest.mark.parametrize("module", OWN_MODULES, ids=lambda p: p.name)
@@ -68,7 +68,7 @@ def model() -> DataModel:
                 },
                 {
                     "name": "zerotouch-bootstrap",
-                    "revision": "2026-11-26",
+                    "revision": "2026-12-05",
                     "namespace": BOOTSTRAP_NS,
                     "conformance-type": "implement",
                 },

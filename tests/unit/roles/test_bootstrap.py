@@ -18,6 +18,8 @@ from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import PolicyRefused, StorageError, UpstreamUnavailable
 from zerotouch_plugin.roles.bootstrap import (
     PHASE_OF_STATE,
+    SZTP_SOURCE,
+    BootstrapPath,
     BootstrapState,
     Phase,
     trust_anchor_summaries,
@@ -309,5 +311,47 @@ def test_a_bad_candidate_state_is_refused_by_the_module(schema: DeviceSchema) ->
     tree = state.to_yang()
     valid(schema, tree)
     tree["zerotouch-bootstrap:bootstrap"]["discovery"]["candidate"][0]["state"] = "maybe"
+    with pytest.raises(YangTypeError):
+        valid(schema, tree)
+
+
+def test_the_path_taken_is_shown_once_a_protocol_onboards(schema: DeviceSchema) -> None:
+    """bootstrap-path: brski after an enrollment (or a start with an identity), sztp after
+    SZTP completed (or a start after it), gone with a new run or a factory reset."""
+    brski = enrolled_state()
+    body = brski.to_yang()["zerotouch-bootstrap:bootstrap"]
+    assert body["bootstrap-path"] == "brski"
+    valid(schema, brski.to_yang())
+    brski.forgotten(now=at(5))
+    assert "bootstrap-path" not in brski.to_yang()["zerotouch-bootstrap:bootstrap"]
+    brski.already_enrolled(ldevid=LDEVID.cert, anchors=[DOMAIN.cert], voucher=None, now=at(6))
+    assert brski.to_yang()["zerotouch-bootstrap:bootstrap"]["bootstrap-path"] == "brski"
+
+    sztp = BootstrapState()
+    sztp.run_started(now=at(0))
+    server = "https://sztp.example:8443"
+    sztp.attempt(server, now=at(1), source=SZTP_SOURCE)
+    assert "bootstrap-path" not in sztp.to_yang()["zerotouch-bootstrap:bootstrap"]
+    change = sztp.sztp_complete(server, now=at(2))
+    assert change is not None and change.phase is Phase.ENROLLED
+    body = sztp.to_yang()["zerotouch-bootstrap:bootstrap"]
+    assert body["bootstrap-path"] == "sztp"
+    assert body["registrar"] == {
+        "used": server,
+        "tried": [
+            {"uri": server, "source": "sztp", "last-attempt": "2026-11-26T12:00:01Z",
+             "outcome": "ok"}
+        ],
+    }  # fmt: skip
+    valid(schema, sztp.to_yang())
+    sztp.run_started(now=at(3))
+    assert sztp.path is None
+    assert sztp.already_bootstrapped(server, now=at(4)) is not None
+    assert sztp.path is BootstrapPath.SZTP and sztp.events[-1].event == "already-bootstrapped"
+
+
+def test_the_module_refuses_an_unknown_path(schema: DeviceSchema) -> None:
+    tree = enrolled_state().to_yang()
+    tree["zerotouch-bootstrap:bootstrap"]["bootstrap-path"] = "netconf-call-home"
     with pytest.raises(YangTypeError):
         valid(schema, tree)
