@@ -382,11 +382,7 @@ class SztpAgent:
         done = read_key(self.store, COMPLETE_KEY)
         if done is not None:
             where = done.decode("utf-8", "replace")
-            self._publish(
-                self.state.record(
-                    "already-bootstrapped", now=self._now(), phase=Phase.ENROLLED, detail=where
-                )
-            )
+            self._publish(self.state.already_bootstrapped(where, now=self._now()))
             if self._on_complete is not None:
                 self._on_complete(where)
             return
@@ -506,15 +502,7 @@ class SztpAgent:
             self.store.put(COMPLETE_KEY, where.encode())
         except ZerotouchError as exc:
             log.error("cannot record that SZTP completed: %s", exc.one_line())
-        tried = self.state.tried.get(where)
-        if tried is not None:
-            tried.outcome = "ok"
-        self.state.registrar_used = where
-        self.state.completed = self._now()
-        self.state.last_error = None
-        self._publish(
-            self.state.record("sztp-complete", now=self._now(), phase=Phase.ENROLLED, detail=where)
-        )
+        self._publish(self.state.sztp_complete(where, now=self._now()))
         log.info("SZTP bootstrap complete from %s", where)
         if self._on_complete is not None:
             self._on_complete(where)
