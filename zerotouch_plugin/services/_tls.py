@@ -1,7 +1,8 @@
 """TLS contexts for every HTTPS service and client of zerotouch (TLS 1.2 or newer only).
 
-``ssl`` loads keys only from files, so a private key is written to a private temporary file
-encrypted with a random one-time password and removed right after loading: the clear key never
+``ssl`` loads keys only from files. On Linux the key goes to an anonymous in-memory file
+(``memfd_create``), closed right after loading; elsewhere to a private temporary file encrypted
+with a random one-time password and removed right after loading. Either way the clear key never
 touches the disk.
 """
 
@@ -40,6 +41,38 @@ def identity_pem(identity: Identity) -> bytes:
 def _load_identity(ctx: ssl.SSLContext, identity: Identity) -> None:
     if not isinstance(identity, Identity):
         raise TypeError(f"identity must be an Identity, not {type(identity).__name__}")
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        _load_from_memory(ctx, identity)
+    else:
+        _load_from_encrypted_file(ctx, identity)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _load_from_memory(ctx: ssl.SSLContext, identity: Identity) -> None:
+    """Certificate chain and key through memory-only files: no disk, no key encryption (a
+    context is built per pledge connection setup, so its cost counts)."""
+    key_pem = identity.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_fd = os.memfd_create("zt-tls-cert", os.MFD_CLOEXEC)
+    key_fd = os.memfd_create("zt-tls-key", os.MFD_CLOEXEC)
+    try:
+        _write_all(cert_fd, identity_pem(identity))
+        _write_all(key_fd, key_pem)
+        ctx.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}")
+    finally:
+        os.close(key_fd)
+        os.close(cert_fd)
+
+
+def _load_from_encrypted_file(ctx: ssl.SSLContext, identity: Identity) -> None:
     password = secrets.token_bytes(32)
     key_pem = identity.key.private_bytes(
         serialization.Encoding.PEM,

@@ -1,44 +1,42 @@
 """The pledge's HTTPS client: performs the actions of the sans-IO ``roles.pledge`` machine.
 
-The IDevID is the TLS client certificate throughout. Until the voucher arrives the registrar is
-not verified (provisional TLS, RFC 8995 §5.1: its certificate is recorded); afterwards every
-connection must validate against the voucher's pinned-domain-cert (§5.6.2). That check is the
-machine's (``roles.pledge.registrar_validated_by``, with the EKU rule of BRSKI rather than
-OpenSSL's TLS-server purpose, which refuses an id-kp-cmcRA-only registrar): the TLS layer only
-collects the server's certificate and chain and runs the check inside the handshake, so a
-server the pin does not vouch for never receives a byte of the request. Redirects are not
-followed here: the machine sees each 3xx and follows at most one (§5.6). Only this module
-sleeps, reads the clock and draws random bytes; the machine decides everything else.
+The IDevID is the TLS client certificate throughout, and one TLS connection carries the whole
+enrollment (keep-alive, ``services/_http1.py``). ``Connect`` opens it provisionally (RFC 8995
+§5.1): the registrar is not verified, its certificate is recorded, and the voucher-request
+goes over the same connection. Once the voucher's pinned-domain-cert validates the
+certificate of that very handshake the connection is no longer provisional (§5.6.2), and
+voucher_status, csrattrs, simpleenroll and enrollstatus follow on it. A verified request only
+goes over a connection whose server the pin validates (``roles.pledge.registrar_validated_by``,
+with the EKU rule of BRSKI rather than OpenSSL's TLS-server purpose, which refuses an
+id-kp-cmcRA-only registrar): a connection opened later (the registrar closed the idle one, a
+redirect) is checked after its handshake, so a server the pin does not vouch for never
+receives a byte of the request. Redirects are not followed here: the machine sees each 3xx
+and follows at most one (§5.6). Only this module sleeps, reads the clock and draws random
+bytes; the machine decides everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
+import ipaddress
 import logging
 import os
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
-import aiohttp
-import aiohttp.abc
-from aiohttp.abc import ResolveResult
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.domain_files import write_domain
 from zerotouch_plugin.errors import (
-    CertificateError,
     ConfigError,
     StorageError,
     UpstreamUnavailable,
@@ -63,9 +61,8 @@ from zerotouch_plugin.roles.pledge import (
     registrar_validated_by,
 )
 from zerotouch_plugin.services import certfiles
-from zerotouch_plugin.services._http import read_at_most
+from zerotouch_plugin.services._http1 import Http1Connection
 from zerotouch_plugin.services._tls import client_context
-from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -170,9 +167,14 @@ class HandshakeRefused(ConnectionError):
     """The registrar ended the TLS handshake once it saw our client certificate."""
 
 
+class ClosedBeforeHandshake(ConnectionResetError):
+    """The registrar closed the connection before answering our ClientHello: nothing about
+    this pledge was seen yet, so this is a busy or restarting server, not a refusal."""
+
+
 class PinMismatch(ssl.SSLCertVerificationError):
     """The server of a verified connection is not vouched for by the pinned-domain-cert
-    (RFC 8995 §5.6.2). Raised inside the TLS handshake, before any request is written."""
+    (RFC 8995 §5.6.2). Raised right after the TLS handshake, before any request is written."""
 
     def __init__(self, error: ZerotouchError) -> None:
         super().__init__(error.one_line())
@@ -180,19 +182,13 @@ class PinMismatch(ssl.SSLCertVerificationError):
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps: aiohttp hides handshake errors in ``certificate_error`` /
-    ``os_error``, asyncio in ``__cause__`` / ``__context__`` (each visited once)."""
+    """``exc`` and what it wraps (``__cause__`` / ``__context__``, each visited once)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        nested = getattr(current, "certificate_error", None) or getattr(current, "os_error", None)
-        current = (
-            nested
-            if isinstance(nested, BaseException)
-            else (current.__cause__ or current.__context__)
-        )
+        current = current.__cause__ or current.__context__
 
 
 def _pin_mismatch(exc: BaseException) -> PinMismatch | None:
@@ -224,45 +220,35 @@ def _peer(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> Peer | None:
 
 
 @dataclass
-class _PeerRecorder:
-    """What each handshake's server presented (RFC 8995 §5.1 "record"), and for verified
-    connections the pin check run before the handshake completes (§5.6.2)."""
+class _HandshakeWatch:
+    """Whether the server answered the ClientHello of the connection being opened (its
+    ServerHello, with the certificate request in the same flight, was processed)."""
 
-    validate: Callable[[x509.Certificate, tuple[x509.Certificate, ...]], None] | None = None
-
-    def __post_init__(self) -> None:
-        self.last: Peer | None = None
-
-    def seen(self, ssl_object: ssl.SSLObject) -> None:
-        peer = _peer(ssl_object)
-        self.last = peer
-        if self.validate is None:
-            return
-        if peer is None:
-            raise PinMismatch(CertificateError("the registrar presented no certificate"))
-        try:
-            self.validate(*peer)
-        except ZerotouchError as exc:
-            raise PinMismatch(exc) from exc
+    answered: bool = False
 
 
-def _recording(ctx: ssl.SSLContext, recorder: _PeerRecorder) -> ssl.SSLContext:
-    """``ctx`` with an SSLObject class reporting each handshake to ``recorder``: asyncio (and
-    so aiohttp) builds ``SSLContext.sslobject_class``, the documented hook."""
+def _watching(ctx: ssl.SSLContext, watch: _HandshakeWatch) -> ssl.SSLContext:
+    """``ctx`` with an SSLObject class that tells ``watch`` once the server has answered:
+    asyncio builds ``SSLContext.sslobject_class``, the documented hook."""
 
-    class _PeerSSLObject(ssl.SSLObject):
+    class _WatchedSSLObject(ssl.SSLObject):
         def do_handshake(self) -> None:
-            super().do_handshake()
-            recorder.seen(self)
+            try:
+                super().do_handshake()
+            finally:
+                if self.cipher() is not None:  # a cipher is chosen once ServerHello came
+                    watch.answered = True
 
-    ctx.sslobject_class = _PeerSSLObject
+    ctx.sslobject_class = _WatchedSSLObject
     return ctx
 
 
 def _tls_refusal(exc: BaseException) -> bool:
     """Whether a failure is a TLS-level refusal of our identity or of the server's."""
     for cause in _causes(exc):
-        if isinstance(cause, HandshakeRefused | aiohttp.ClientConnectorCertificateError):
+        if isinstance(cause, ClosedBeforeHandshake):
+            return False
+        if isinstance(cause, HandshakeRefused):
             return True
         if isinstance(cause, ssl.SSLError):
             text = f"{getattr(cause, 'reason', None) or ''} {cause}".upper()
@@ -282,6 +268,22 @@ class _Target:
     host: str  # what getaddrinfo takes: an IPv6 link-local address with ``%zone``
     port: int
 
+    @property
+    def literal(self) -> bool:
+        """An IP address, not a name (no SNI for it, RFC 6066 §3)."""
+        try:
+            ipaddress.ip_address(self.host.partition("%")[0])
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def host_header(self) -> str:
+        """The Host field (RFC 9112 §3.2): the zone of a link-local address is local."""
+        host = self.host.partition("%")[0]
+        host = f"[{host}]" if ":" in host else host
+        return host if self.port == 443 else f"{host}:{self.port}"
+
 
 def _target(url: str) -> _Target:
     parts = urlsplit(url)
@@ -295,53 +297,13 @@ def _target(url: str) -> _Target:
     return _Target(url.rstrip("/"), unquote(parts.hostname), port)
 
 
-class _ZoneResolver(aiohttp.abc.AbstractResolver):
-    """Connects aiohttp to IPv6 link-local addresses with their zone (``fe80::1%eth0``).
-
-    aiohttp takes an address literal as it is and drops a URL's zone, so such a target is
-    requested under a stand-in name in ``.invalid`` (RFC 6761 §6.4: never resolved
-    elsewhere) that this resolver maps to ``address%zone``; getaddrinfo then supplies the
-    scope id. Any other name goes to aiohttp's usual resolver."""
-
-    def __init__(self) -> None:
-        self._names: dict[str, str] = {}
-        self._default = aiohttp.ThreadedResolver()
-
-    def base_of(self, target: _Target) -> str:
-        """``target``'s base URL as requested: a stand-in name for a zoned address."""
-        if "%" not in target.host:
-            return target.base
-        names = {address: name for name, address in self._names.items()}
-        name = names.get(target.host) or f"zone-{len(self._names)}.link-local.invalid"
-        self._names[name] = target.host
-        path = urlsplit(target.base).path
-        return f"https://{name}:{target.port}{path}"
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        address = self._names.get(host)
-        if address is None:
-            return await self._default.resolve(host, port, family)
-        flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6,
-                proto=0,
-                flags=flags,
-            )
-        ]
-
-    async def close(self) -> None:
-        await self._default.close()
+# Characters a request target keeps as they are (RFC 3986 §3.3, §3.4); others are escaped.
+_TARGET_SAFE = "/?&=%:@!$'()*+,;~-._"
 
 
 class PledgeClient:
     """Performs one machine's actions against one registrar (and the one origin a redirect
-    may name). Use as an async context."""
+    may name), over one kept TLS connection per origin. Use as an async context."""
 
     def __init__(self, config: PledgeConfig, registrar_url: str, *, timeout: float) -> None:
         if timeout <= 0:
@@ -350,15 +312,14 @@ class PledgeClient:
         # TLS client authentication needs the key in OpenSSL (artifacts/signer.py)
         self._tls = tls_identity(config.idevid)
         self._target = _target(registrar_url)
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._seconds = timeout
         self._now: Callable[[], datetime] = _utc_now
-        # every handshake's server certificate is recorded: aiohttp releases the connection
-        # of a short answer before the caller could ask it (RFC 8995 §5.1 "record")
-        self._recorders: dict[tuple[TlsMode, bytes], _PeerRecorder] = {}
-        self._sessions: dict[tuple[TlsMode, bytes], aiohttp.ClientSession] = {}
-        self._resolver = _ZoneResolver()
+        self._watch = _HandshakeWatch()
+        self._contexts: dict[bool, ssl.SSLContext] = {}  # TLS 1.2 preferred -> context
+        self._tls13_only: set[str] = set()  # origins that refused TLS 1.2
+        self._connections: dict[str, _Kept] = {}
         self.probe_chain: tuple[x509.Certificate, ...] = ()  # sent with the last probe's cert
+        self.connections_opened = 0  # TLS handshakes this client made
 
     async def __aenter__(self) -> PledgeClient:
         return self
@@ -367,128 +328,160 @@ class PledgeClient:
         await self.close()
 
     async def close(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
-        await self._resolver.close()
+        kept, self._connections = list(self._connections.values()), {}
+        for connection in kept:
+            await connection.http.close()
 
-    @staticmethod
-    def _key(mode: TlsMode, trust: Sequence[x509.Certificate]) -> tuple[TlsMode, bytes]:
-        return (mode, b"".join(c.public_bytes(Encoding.DER) for c in trust))
-
-    def _context(
-        self, mode: TlsMode, trust: Sequence[x509.Certificate]
-    ) -> tuple[ssl.SSLContext, _PeerRecorder]:
-        """Provisional TLS records the server (§5.1). Verified TLS also lets OpenSSL verify
-        nothing: the machine's rule decides (BRSKI names the registrar by the pin, not by
-        host name, and accepts an id-kp-cmcRA registrar, §5.6.2), inside the handshake."""
-        validate = None
-        if mode is TlsMode.VERIFIED:
-            if not trust:
-                raise ConfigError("a verified request needs the pinned-domain-cert")
-            pinned = trust[0]
-
-            def validate(leaf: x509.Certificate, chain: tuple[x509.Certificate, ...]) -> None:
-                registrar_validated_by(pinned, leaf, now=self._now(), chain=chain)
-
-        recorder = _PeerRecorder(validate)
-        ctx = client_context(self._tls, trust=None)
-        return _recording(ctx, recorder), recorder
-
-    def _session(
-        self, mode: TlsMode, trust: Sequence[x509.Certificate]
-    ) -> tuple[aiohttp.ClientSession, _PeerRecorder]:
-        key = self._key(mode, trust)
-        session = self._sessions.get(key)
-        if session is None:
-            ctx, self._recorders[key] = self._context(mode, trust)
-            # provisional connections are never reused: each one is checked afresh
-            connector = aiohttp.TCPConnector(
-                ssl=ctx, force_close=mode is TlsMode.PROVISIONAL, resolver=self._resolver
-            )
-            session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-            self._sessions[key] = session
-        return session, self._recorders[key]
+    def _context(self, prefer_tls12: bool) -> ssl.SSLContext:
+        """One context per kind for the client's life: the IDevID is loaded once. The server
+        is not verified by OpenSSL: on provisional TLS it is recorded (§5.1), on verified TLS
+        the machine's rule decides (BRSKI names the registrar by the pin, not by host name,
+        and accepts an id-kp-cmcRA registrar, §5.6.2), before a request is written."""
+        ctx = self._contexts.get(prefer_tls12)
+        if ctx is None:
+            ctx = _watching(client_context(self._tls, trust=None), self._watch)
+            if prefer_tls12:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            self._contexts[prefer_tls12] = ctx
+        return ctx
 
     def _where(self, origin: str | None) -> _Target:
         return self._target if origin is None else _target(origin)
 
-    async def probe(self, origin: str | None = None) -> x509.Certificate:
-        """Provisional TLS handshake; the certificate the registrar presented (§5.1), the
-        rest of its chain in ``probe_chain``.
+    async def _open(self, where: _Target) -> _Kept:
+        """A new TLS connection with the IDevID.
 
-        The probe prefers TLS 1.2: there a registrar that refuses the IDevID (unknown
+        TLS 1.2 is preferred: there a registrar that refuses the IDevID (unknown
         manufacturer, expired) says so with a handshake alert, while TLS 1.3 only drops the
-        connection after the handshake, which looks like an outage and would be retried.
+        connection after the handshake, which looks like an outage and would be retried. A
+        TLS 1.3-only registrar gets TLS 1.3.
         """
-        where = self._where(origin)
-        probe_ssl = client_context(self._tls, trust=None)
-        probe_ssl.maximum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            return await self._handshake(where, probe_ssl)
-        except ssl.SSLError as exc:
-            if not any(
-                token in f"{getattr(exc, 'reason', '')} {exc}".upper() for token in _VERSION_ERRORS
-            ):
-                raise
-        # a TLS 1.3-only registrar
-        return await self._handshake(where, client_context(self._tls, trust=None))
+        if where.base not in self._tls13_only:
+            try:
+                return await self._handshake(where, self._context(prefer_tls12=True))
+            except ssl.SSLError as exc:
+                text = f"{getattr(exc, 'reason', '')} {exc}".upper()
+                if not any(token in text for token in _VERSION_ERRORS):
+                    raise
+            self._tls13_only.add(where.base)
+        return await self._handshake(where, self._context(prefer_tls12=False))
 
-    async def _handshake(self, where: _Target, ctx: ssl.SSLContext) -> x509.Certificate:
+    async def _handshake(self, where: _Target, ctx: ssl.SSLContext) -> _Kept:
+        self._watch.answered = False
+        self.connections_opened += 1
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(where.host, where.port, ssl=ctx), self._seconds
+            http = await asyncio.wait_for(
+                Http1Connection.open(
+                    where.host,
+                    where.port,
+                    ctx,
+                    server_hostname="" if where.literal else where.host,
+                ),
+                self._seconds,
             )
         except (ConnectionResetError, ssl.SSLEOFError, asyncio.IncompleteReadError) as exc:
+            if not self._watch.answered:
+                raise ClosedBeforeHandshake(
+                    "the registrar closed the connection before answering the TLS ClientHello "
+                    "(busy, or restarting)"
+                ) from exc
             # TCP was accepted, the TLS handshake was cut after our certificate went out:
             # asyncio servers drop the connection without an alert when they refuse it.
             raise HandshakeRefused(
                 "the registrar closed the TLS handshake after seeing the IDevID: it does not "
                 "accept this certificate (unknown manufacturer, or expired)"
             ) from exc
-        try:
-            ssl_object = writer.get_extra_info("ssl_object")
-            peer = _peer(ssl_object) if ssl_object is not None else None
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+        ssl_object = http.ssl_object
+        peer = _peer(ssl_object) if ssl_object is not None else None
         if peer is None:
+            http.abort()
             raise ssl.SSLError("the registrar presented no certificate")
-        self.probe_chain = peer[1]
-        return peer[0]
+        return _Kept(http, peer)
+
+    def _drop(self, where: _Target) -> None:
+        kept = self._connections.pop(where.base, None)
+        if kept is not None:
+            kept.http.abort()
+
+    async def probe(self, origin: str | None = None) -> x509.Certificate:
+        """Open the provisional TLS connection the voucher-request goes over and keep it;
+        the certificate the registrar presented (§5.1), the rest of its chain in
+        ``probe_chain``. Any connection kept to that origin is replaced: a fresh record."""
+        where = self._where(origin)
+        self._drop(where)
+        kept = await self._open(where)
+        self._connections[where.base] = kept
+        self.probe_chain = kept.peer[1]
+        return kept.peer[0]
+
+    def _check_pin(self, kept: _Kept, trust: Sequence[x509.Certificate]) -> None:
+        """A verified request goes only over a connection whose server the
+        pinned-domain-cert validates (§5.6.2); checked once per connection and pin."""
+        if not trust:
+            raise ConfigError("a verified request needs the pinned-domain-cert")
+        pinned = certs.der(trust[0])
+        if pinned in kept.pins:
+            return
+        try:
+            registrar_validated_by(trust[0], kept.peer[0], now=self._now(), chain=kept.peer[1])
+        except ZerotouchError as exc:
+            raise PinMismatch(exc) from exc
+        kept.pins.add(pinned)
 
     async def send(self, request: HttpRequest, *, now: Callable[[], datetime]) -> Response:
+        """Send ``request`` over the connection kept to its origin (a new one when there is
+        none or the server closed it); the answer with that connection's certificate."""
         self._now = now
+        where = self._where(request.origin)
+        try:
+            return await asyncio.wait_for(self._exchange(where, request), self._seconds)
+        except BaseException:
+            self._drop(where)  # a connection in an unknown state is not reused
+            raise
+
+    async def _exchange(self, where: _Target, request: HttpRequest) -> Response:
+        kept = self._connections.get(where.base)
+        if kept is None or not kept.http.usable():
+            self._drop(where)
+            kept = await self._open(where)
+            self._connections[where.base] = kept
+        if request.tls is TlsMode.VERIFIED:
+            self._check_pin(kept, request.trust)
         headers = {}
         if request.content_type:
             headers["Content-Type"] = request.content_type
         if request.accept:
             headers["Accept"] = request.accept
-        session, recorder = self._session(request.tls, request.trust)
-        where = self._where(request.origin)
-        url = where.base + request.path
-        requested = self._resolver.base_of(where) + request.path
-        async with session.request(
-            request.method, requested, data=request.body, headers=headers, allow_redirects=False
-        ) as resp:
-            # provisional connections are fresh per request: the last handshake is ours
-            server_cert, server_chain = recorder.last or (None, ())
-            if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
-                body = b""
-            else:
-                body = await read_at_most(resp.content, MAX_RESPONSE_BYTES)
-            location = resp.headers.get("Location")
-            return Response(
-                status=resp.status,
-                body=body[:MAX_RESPONSE_BYTES],
-                content_type=resp.headers.get("Content-Type", ""),
-                retry_after=_retry_after(resp.headers.get("Retry-After"), now()),
-                server_cert=server_cert,
-                server_chain=server_chain,
-                # RFC 9110 §10.2.2: a relative reference is resolved against the request URL
-                location=urljoin(url, location) if location else None,
-            )
+        answer = await kept.http.request(
+            request.method,
+            quote(request.path, safe=_TARGET_SAFE),
+            host=where.host_header,
+            headers=headers,
+            body=request.body,
+            max_body=MAX_RESPONSE_BYTES,
+        )
+        if not answer.reusable:
+            self._drop(where)
+        location = answer.headers.get("location")
+        return Response(
+            status=answer.status,
+            body=answer.body,
+            content_type=answer.headers.get("content-type", ""),
+            retry_after=_retry_after(answer.headers.get("retry-after"), self._now()),
+            server_cert=kept.peer[0],
+            server_chain=kept.peer[1],
+            # RFC 9110 §10.2.2: a relative reference is resolved against the request URL
+            location=urljoin(where.base + request.path, location) if location else None,
+        )
+
+
+@dataclass
+class _Kept:
+    """A connection kept for the next request, with what its handshake showed."""
+
+    http: Http1Connection
+    peer: Peer
+    pins: set[bytes] = field(default_factory=set)  # DER of the pins that validated it
 
 
 def _utc_now() -> datetime:
@@ -555,7 +548,7 @@ async def drive(
                 response = await client.send(action, now=now)
                 log.debug("%s %s -> %d", action.method, action.path, response.status)
                 action = machine.received(response, now=now())
-        except (OSError, TimeoutError, aiohttp.ClientError, ssl.SSLError) as exc:
+        except (OSError, TimeoutError) as exc:
             mismatch = _pin_mismatch(exc)
             if mismatch is not None:
                 log.warning("registrar refused before sending: %s", mismatch.error.one_line())
@@ -624,6 +617,9 @@ async def enroll_discovering(
     ``discovery`` (RFC 8995 §4.1.1) and bootstrap through the first that enrolls the pledge;
     the enrollment and that candidate. After ``bootstrap_rounds`` cycles the last error is
     raised."""
+    # discovery's sockets and DNS library load only when discovery is asked for
+    from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
+
     config = load_pledge_config(folder, retry=retry, nonceless_allowed=nonceless_allowed)
     machine = discovery_machine(discovery, random_bytes=os.urandom)
     enrolled: list[Enrollment] = []

@@ -6,7 +6,6 @@ client's resolver for zoned IPv6 link-local targets."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from zerotouch_plugin.config import DeviceConfig
 from zerotouch_plugin.errors import PolicyRefused, UpstreamUnavailable, ZerotouchError
 from zerotouch_plugin.roles.discovery import Candidate, Discovery, Method, Search, Wait
 from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
-from zerotouch_plugin.services.pledge_client import _Target, _target, _ZoneResolver
+from zerotouch_plugin.services.pledge_client import _target
 
 OWNER = "https://registrar.owner.example:8443"
 VENDOR = "https://registrar.vendor.example"
@@ -136,20 +135,12 @@ def test_targets_carry_the_zone_as_getaddrinfo_takes_it(url: str, host: str) -> 
     assert _target(url).host == host
 
 
-async def test_a_zoned_target_is_requested_by_a_stand_in_name_resolved_with_its_zone() -> None:
-    resolver = _ZoneResolver()
-    try:
-        zoned = _target("https://[fe80::1%25lo]:8443")
-        base = resolver.base_of(zoned)
-        assert base == "https://zone-0.link-local.invalid:8443"
-        assert resolver.base_of(zoned) == base  # the same target keeps its name
-        plain: Sequence[_Target] = (_target("https://127.0.0.1:8443"),)
-        assert resolver.base_of(plain[0]) == "https://127.0.0.1:8443"
-        [result] = await resolver.resolve("zone-0.link-local.invalid", 8443)
-        assert result["host"] == "fe80::1%lo"
-        assert result["family"] == socket.AF_INET6
-        # the kernel takes the zone: getaddrinfo gives the scope id of lo
-        info = socket.getaddrinfo(result["host"], 8443, socket.AF_INET6, socket.SOCK_STREAM)
-        assert info[0][4][3] == socket.if_nametoindex("lo")
-    finally:
-        await resolver.close()
+def test_a_zoned_target_is_connected_with_its_zone_and_named_without_it() -> None:
+    zoned = _target("https://[fe80::1%25lo]:8443")
+    # the kernel takes the zone: getaddrinfo gives the scope id of lo
+    info = socket.getaddrinfo(zoned.host, zoned.port, socket.AF_INET6, socket.SOCK_STREAM)
+    assert info[0][4][3] == socket.if_nametoindex("lo")
+    assert zoned.literal  # an address: no SNI
+    assert zoned.host_header == "[fe80::1]:8443"  # the zone means nothing to the server
+    named = _target("https://registrar.example")
+    assert (named.literal, named.host_header) == (False, "registrar.example")
