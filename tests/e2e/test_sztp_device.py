@@ -285,21 +285,23 @@ def test_failing_pre_script_stops_before_the_configuration(
     assert not (folder / "startup.json").exists()
 
 
+@pytest.mark.parametrize("encoding", list(sztp.Encoding), ids=lambda e: e.name.lower())
 def test_removable_media_with_signed_data_onboards_the_device(
-    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]], encoding: sztp.Encoding
 ) -> None:
-    """RFC 8572 §4.1: the three artifacts as files; no server at all."""
+    """RFC 8572 §4.1: the three artifacts as files; no server at all. The conveyed
+    information signed as JSON or as XML (§3.1: id-ct-sztpConveyedInfoJSON / XML)."""
     folder, started = sztp_device
-    server_dir = _bootstrap_server(lab, "media-owner", trusted=False)
+    server_dir = _bootstrap_server(lab, f"media-owner-{encoding.name.lower()}", trusted=False)
     owner = certfiles.load_identity(server_dir / "owner.pem", server_dir / "owner.key")
     info = sztp.OnboardingInformation(
         configuration_handling=sztp.ConfigurationHandling.MERGE, configuration=CONFIG
     )
-    media = lab.root / "usb"
+    media = lab.root / f"usb-{encoding.name.lower()}"
     media.mkdir()
     chain = [owner.cert, *(c for c in owner.chain if c.subject != c.issuer)]
     (media / "conveyed-information.cms").write_bytes(
-        sztp.sign_conveyed_information(info, owner=owner, now=datetime.now(UTC))
+        sztp.sign_conveyed_information(info, owner=owner, now=datetime.now(UTC), encoding=encoding)
     )
     (media / "owner-certificate.cms").write_bytes(sztp.encode_certs_only(chain))
     shutil.copy(server_dir / "SN-1.cms", media / "ownership-voucher.cms")
@@ -388,21 +390,25 @@ def test_redirect_loop_between_two_servers_is_stopped(
     assert not (folder / "startup.json").exists()
 
 
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
 def test_xml_encoding_from_device_toml(
-    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]], trusted: bool
 ) -> None:
-    """The RPCs in XML (RFC 8040 §3.6), set in device.toml with the server's URL."""
+    """The RPCs in XML (RFC 8040 §3.6), set in device.toml with the server's URL; the server
+    answers with XML conveyed information, unsigned to the device that trusts it, signed
+    (id-ct-sztpConveyedInfoXML, RFC 8572 §3.1) to the one that does not."""
     folder, started = sztp_device
-    server_dir = _bootstrap_server(lab, "xml", trusted=True)
+    server_dir = _bootstrap_server(lab, f"xml-{trusted}", trusted=trusted)
     with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        anchor = f'bootstrap_server_ca = ["{server_dir / "sztp-ca.pem"}"]\n' if trusted else ""
         (folder / "device.toml").write_text(
-            f'bootstrap_servers = ["{srv.url}"]\nbootstrap_encoding = "xml"\n'
-            f'bootstrap_server_ca = ["{server_dir / "sztp-ca.pem"}"]\n'
+            f'bootstrap_servers = ["{srv.url}"]\nbootstrap_encoding = "xml"\n{anchor}'
         )
         device = _run_device(folder, started)
         device.wait_for("bootstrapped sztp", timeout=90)
         progress = _progress(server_dir)
-    assert progress[-1] == "bootstrap-complete"
+    # progress goes only to a server the device trusts (RFC 8572 §7.2 reporting-level)
+    assert progress[-1:] == (["bootstrap-complete"] if trusted else [])
     assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
 
 from tests.support.processes import ServerProcess, free_port, run_cli, server
 from zerotouch_plugin.artifacts import certs, sztp
@@ -124,15 +126,15 @@ def test_host_meta_points_at_the_restconf_root(lab: Lab) -> None:
     assert b"rel='restconf' href='/restconf'" in body
 
 
-def test_signed_conveyed_information_verifies_with_openssl(lab: Lab) -> None:
-    status, body, head = lab.curl(GBD, SIGNED_INPUT)
-    assert status == 200, body
-    assert JSON in head
-    output = _output(body)
+def _openssl_verify(lab: Lab, output: sztp.GetBootstrappingDataOutput) -> tuple[bytes, str]:
+    """``openssl cms -verify`` of the signed conveyed information with the owner chain of the
+    answer and the owner CA as anchor: (the verified content, the eContentType shown by
+    ``openssl cms -cmsout -print``). The project's own reader must agree on the content."""
+    assert output.owner_certificate is not None and output.ownership_voucher is not None
     conveyed = lab.root / "conveyed.der"
-    conveyed.write_bytes(base64.b64decode(output["conveyed-information"]))
+    conveyed.write_bytes(output.conveyed_information)
     owner = lab.root / "owner.p7b"
-    owner.write_bytes(base64.b64decode(output["owner-certificate"]))
+    owner.write_bytes(output.owner_certificate)
     chain = lab.root / "owner-chain.pem"
     subprocess.run(
         ["openssl", "pkcs7", "-inform", "DER", "-in", owner, "-print_certs", "-out", chain],
@@ -145,24 +147,59 @@ def test_signed_conveyed_information_verifies_with_openssl(lab: Lab) -> None:
         capture_output=True,
     )  # fmt: skip
     assert verified.returncode == 0, verified.stderr
-    info = json.loads(verified.stdout)["ietf-sztp-conveyed-info:onboarding-information"]
-    assert base64.b64decode(info["configuration"]) == CONFIG
-    assert info["configuration-handling"] == "replace"
-    # the eContentType is id-ct-sztpConveyedInfoJSON (RFC 8572 §3.1)
     shown = subprocess.run(
         ["openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in", conveyed],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert "1.2.840.113549.1.9.16.1.43" in shown.stdout or "sztp" in shown.stdout.lower()
-    # and the project's own reader agrees, with the voucher sent beside it
-    owner_cert = sztp.end_entity(sztp.decode_certs_only(owner.read_bytes()))
+    found = re.search(r"eContentType: \D*([0-9.]+)", shown.stdout)  # "undefined (OID)"
+    assert found is not None, shown.stdout
+    owner_cert = sztp.end_entity(sztp.decode_certs_only(output.owner_certificate))
     got = sztp.verify_conveyed_information(
-        conveyed.read_bytes(), owner_certificate=owner_cert, now=None
+        output.conveyed_information, owner_certificate=owner_cert, now=None
     )
     assert isinstance(got, sztp.OnboardingInformation) and got.configuration == CONFIG
-    assert base64.b64decode(output["ownership-voucher"]) == (lab.root / "v.cms").read_bytes()
+    assert output.ownership_voucher == (lab.root / "v.cms").read_bytes()
+    return verified.stdout, found.group(1)
+
+
+def test_signed_conveyed_information_verifies_with_openssl(lab: Lab) -> None:
+    status, body, head = lab.curl(GBD, SIGNED_INPUT)
+    assert status == 200, body
+    assert JSON in head
+    content, content_type = _openssl_verify(
+        lab, sztp.GetBootstrappingDataOutput.parse(body, sztp.Encoding.JSON)
+    )
+    info = json.loads(content)["ietf-sztp-conveyed-info:onboarding-information"]
+    assert base64.b64decode(info["configuration"]) == CONFIG
+    assert info["configuration-handling"] == "replace"
+    assert content_type == sztp.OID_SZTP_CONVEYED_INFO_JSON  # RFC 8572 §3.1
+
+
+@pytest.mark.parametrize(
+    ("media", "body", "accept"),
+    [
+        (XML, b'<input xmlns="urn:ietf:params:xml:ns:yang:ietf-sztp-bootstrap-server">'
+              b"<signed-data-preferred/></input>", XML),
+        (JSON, SIGNED_INPUT, XML),
+    ],
+    ids=["xml-request", "json-request-accept-xml"],
+)  # fmt: skip
+def test_a_device_that_reads_xml_gets_conveyed_information_signed_as_xml(
+    lab: Lab, media: str, body: bytes, accept: str
+) -> None:
+    """RFC 8572 §3.1: the conveyed information is encoded as the answer is, so a device that
+    speaks XML gets id-ct-sztpConveyedInfoXML, verified by openssl like the JSON one."""
+    status, answer, head = lab.curl(GBD, body, media=media, extra=("-H", f"Accept: {accept}"))
+    assert status == 200, answer
+    assert XML in head
+    output = sztp.GetBootstrappingDataOutput.parse(answer, sztp.Encoding.XML)
+    content, content_type = _openssl_verify(lab, output)
+    assert content_type == sztp.OID_SZTP_CONVEYED_INFO_XML
+    root = etree.fromstring(content)
+    assert root.tag == "{urn:ietf:params:xml:ns:yang:ietf-sztp-conveyed-info}onboarding-information"
+    assert base64.b64decode(root.findtext("{*}configuration") or "") == CONFIG
 
 
 def test_xml_request_gets_an_xml_answer(lab: Lab) -> None:

@@ -10,7 +10,9 @@ conveyed information, RFC 8572 §3.1-§3.2), optional ``sztp.toml`` (``SztpConfi
 Routes: ``GET /.well-known/host-meta`` (RFC 8040 §3.1, no certificate needed),
 ``POST /restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data`` and
 ``:report-progress``. Every refusal is an ``ietf-restconf:errors`` document (RFC 8040 §7.1)
-in the encoding the client used.
+in the encoding the client used. Conveyed information, signed or not, is encoded as the
+answer is (JSON, eContentType id-ct-sztpConveyedInfoJSON, or XML, id-ct-sztpConveyedInfoXML,
+RFC 8572 §3.1): a device that speaks XML to the server gets XML to parse.
 """
 
 from __future__ import annotations
@@ -465,20 +467,26 @@ class DeviceView:
 
 
 def respond(
-    ctx: SztpContext, decided: sztp_server.Plan, voucher: bytes | None, now: datetime
+    ctx: SztpContext,
+    decided: sztp_server.Plan,
+    voucher: bytes | None,
+    now: datetime,
+    encoding: sztp.Encoding = sztp.Encoding.JSON,
 ) -> sztp.GetBootstrappingDataOutput:
-    """The get-bootstrapping-data output for a plan (RFC 8572 §7.1)."""
+    """The get-bootstrapping-data output for a plan (RFC 8572 §7.1), its conveyed
+    information in ``encoding`` (§3.1: the content type says which)."""
     level = sztp.ReportingLevel(ctx.config.reporting_level)
+    info = decided.response.info
     if not decided.signed:
         return sztp.GetBootstrappingDataOutput(
-            conveyed_information=sztp.encode_unsigned_conveyed_information(decided.response.info),
+            conveyed_information=sztp.encode_unsigned_conveyed_information(info, encoding),
             reporting_level=level,
         )
     if ctx.owner is None or voucher is None:
         raise ConfigError(f"no owner identity or ownership voucher to sign for {decided.serial}")
     return sztp.GetBootstrappingDataOutput(
         conveyed_information=sztp.sign_conveyed_information(
-            decided.response.info, owner=ctx.owner, now=now
+            info, owner=ctx.owner, now=now, encoding=encoding
         ),
         owner_certificate=ctx.owner_certificate,
         ownership_voucher=voucher,
@@ -616,7 +624,7 @@ def sztp_app(ctx: SztpContext, *, clock: Clock = _utcnow) -> web.Application:
         if fetcher is not None and decided.voucher is not None:
             idevid = peer_certificate(request)
             voucher = await fetcher.voucher_for(decided, device, idevid, parsed.nonce, now)
-        output = respond(ctx, decided, voucher, now)
+        output = respond(ctx, decided, voucher, now, reply)
         log.info(
             "bootstrapping data for %s (%s) to %s",
             serial,
