@@ -412,6 +412,51 @@ def test_xml_encoding_from_device_toml(
     assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
 
 
+@pytest.mark.parametrize(
+    ("password", "trusted", "onboards"),
+    [("right", True, True), ("wrong", True, False), ("wrong", False, True)],
+    ids=["right-password", "wrong-password-401", "unverified-server-gets-none"],
+)
+def test_http_basic_credentials_of_the_device(
+    lab: Lab,
+    sztp_device: tuple[Path, list[DeviceProcess]],
+    password: str,
+    trusted: bool,
+    onboards: bool,
+) -> None:
+    """``bootstrap_credentials`` against a server with ``basic_auth``: the right password is
+    accepted, a wrong one refused with 401 (the server checks what a device offers beside
+    its IDevID), and a server the device did not verify by a trust anchor never sees them:
+    the same wrong password then costs nothing and the device onboards from signed data."""
+    folder, started = sztp_device
+    server_dir = _bootstrap_server(lab, f"basic-{password}-{trusted}", trusted=trusted)
+    (server_dir / "sztp.toml").write_text(f"trusted = {str(trusted).lower()}\nbasic_auth = true\n")
+    (server_dir / "password").write_text("right\n")
+    run_cli("sztp", "devices", "--dir", server_dir, "--set", "SN-1",
+            "--password-file", server_dir / "password")  # fmt: skip
+    (folder / "credentials").write_text(f"SN-1:{password}\n")
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        anchor = f'bootstrap_server_ca = ["{server_dir / "sztp-ca.pem"}"]\n' if trusted else ""
+        (folder / "device.toml").write_text(
+            f'bootstrap_servers = ["{srv.url}"]\nbootstrap_rounds = 1\n{anchor}'
+            f'bootstrap_credentials = "{folder / "credentials"}"\n'
+        )
+        device = _run_device(folder, started)
+        if onboards:
+            device.wait_for("bootstrapped sztp", timeout=90)
+        else:
+            _wait_for_event(folder / "bootstrap-state.json", "failed", timeout=90)
+    state = json.loads((folder / "bootstrap-state.json").read_text())
+    failures = [e["detail"] for e in state["events"] if e["event"] == "attempt-failed"]
+    if onboards:
+        assert failures == []
+        assert _startup(folder)["ietf-system:system"] == {"hostname": HOSTNAME}
+    else:
+        assert len(failures) == 1 and "access-denied" in failures[0], failures
+        assert "HTTP basic authentication of 'SN-1' failed" in failures[0]
+        assert not (folder / "startup.json").exists()
+
+
 def test_a_restarted_device_does_not_bootstrap_again(
     lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
 ) -> None:

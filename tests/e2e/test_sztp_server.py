@@ -384,3 +384,14 @@ def test_bootstrap_complete_keeps_host_keys_and_trust_anchors(lab: Lab) -> None:
     assert shown["progress-type"] == "bootstrap-complete"
     assert shown["ssh-host-keys"] == [{"algorithm": "ssh-ed25519", "key-data": key}]
     assert shown["trust-anchor-certs"] == [anchor]
+
+
+@pytest.mark.parametrize(
+    ("user", "status"), [("SN-1:correct horse", 200), ("SN-1:wrong", 401), ("SN-2:x", 401)]
+)
+def test_http_basic_beside_the_idevid_is_checked(lab: Lab, user: str, status: int) -> None:
+    """Credentials a device offers with its IDevID must be right and name the same device."""
+    got, body, _ = lab.curl(GBD, b"", extra=("-u", user))
+    assert got == status, body
+    if status == 401:
+        assert _error(body)["error-tag"] == "access-denied"

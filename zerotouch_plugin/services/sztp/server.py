@@ -362,8 +362,11 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 class Authenticator:
     """Who the device is: the serialNumber of its IDevID (TLS client certificate, RFC 8572
     §5.3), or, where ``basic_auth`` is configured, HTTP basic with the serial number as user
-    name and the password set for the device. Verified passwords are remembered (by their
-    SHA-256) so that PBKDF2 runs once per device and password, not per request."""
+    name and the password set for the device. Where ``basic_auth`` is configured, credentials
+    a device sends beside its IDevID are checked too (and must name the same device): a
+    device that offers a password is refused when it is wrong. Verified passwords are
+    remembered (by their SHA-256) so that PBKDF2 runs once per device and password, not per
+    request."""
 
     def __init__(self, config: SztpConfig, view: DeviceView) -> None:
         self.config = config
@@ -372,20 +375,32 @@ class Authenticator:
 
     async def serial(self, request: web.Request) -> str:
         cert = peer_certificate(request)
-        if cert is not None:
-            return _certificate_serial(cert)
         credentials = None
         if self.config.basic_auth:
             credentials = _basic_credentials(request.headers.get("Authorization", ""))
+        if cert is not None:
+            serial = _certificate_serial(cert)
+            if credentials is not None:
+                if credentials[0] != serial:
+                    raise AccessDenied(
+                        f"HTTP basic user {printable(credentials[0])!r} is not the device of "
+                        f"the IDevID ({printable(serial)!r})"
+                    )
+                await self._check(*credentials)
+            return serial
         if credentials is None:
             raise AccessDenied(
                 "a device authenticates with its IDevID as TLS client certificate (RFC 8572 §5.3)"
                 + (" or HTTP basic" if self.config.basic_auth else "")
             )
-        user, password = credentials
+        await self._check(*credentials)
+        return credentials[0]
+
+    async def _check(self, user: str, password: str) -> None:
+        """AccessDenied unless ``password`` is the one set for the device ``user``."""
         seen = hashlib.sha256(password.encode()).digest()
         if hmac.compare_digest(self._verified.get(user, b""), seen):
-            return user
+            return
         device, _ = await self.view.lookup(user)
         stored = None if device is None else device.password
         if stored is None or not await asyncio.to_thread(check_password, stored, password):
@@ -393,7 +408,6 @@ class Authenticator:
         if len(self._verified) >= DeviceView.MAX_CACHED:
             self._verified.clear()
         self._verified[user] = seen
-        return user
 
 
 # ---------------------------------------------------------------------------------------------
