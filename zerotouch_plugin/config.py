@@ -678,20 +678,20 @@ class AgentConfig:
     simplereenroll at ``renew_fraction`` (0.5 to 0.9) of its validity period, at the
     registrar that enrolled the device.
 
-    SZTP (RFC 8572): with ``bootstrap_servers`` (https URLs, tried in order),
-    ``bootstrap_dhcp`` (an interface to ask DHCPv4 and DHCPv6 on for options 143 and 136),
-    ``bootstrap_dhcp_lease``
+    SZTP (RFC 8572): with ``bootstrap_servers`` (https URLs, tried in order), ``bootstrap_dhcp``
+    (an interface to ask DHCPv4 and DHCPv6 on for options 143 and 136), ``bootstrap_dhcp_lease``
     (a dhclient lease file with option 143 or 136), ``bootstrap_dns_domain`` (TXT and SRV
     records under it, RFC 8572 §4.2, asked of ``bootstrap_dns_server`` ADDRESS[:PORT] or the
-    system resolver) or ``bootstrap_media`` (a removable-storage folder) the agent bootstraps
-    by SZTP instead of BRSKI; ``bootstrap_order`` (``["sztp", "brski"]`` or the reverse)
-    makes it try both, in that order, until one succeeds; ``bootstrap_server_ca`` names PEM
-    files of the servers' trust anchors (the trusted path, §5.1); ``hw_model``, ``os_name``,
-    ``os_version`` go in get-bootstrapping-data; scripts run with ``script_interpreter``
-    (default: executed themselves, no shell) for at most ``script_timeout`` seconds.
-    ``bootstrap_encoding`` (``json`` or ``xml``) is the RESTCONF encoding of the RPCs;
-    ``bootstrap_credentials`` names a file ``USER:PASSWORD`` for HTTP basic authentication
-    beside the IDevID (§5.2).
+    system resolver), ``bootstrap_mdns_interface`` (the same records under ``.local`` by
+    one-shot multicast DNS on that interface, asked first) or ``bootstrap_media`` (a
+    removable-storage folder) the agent bootstraps by SZTP instead of BRSKI; ``bootstrap_order``
+    (``["sztp", "brski"]`` or the reverse) makes it try both, in that order, until one succeeds;
+    ``bootstrap_server_ca`` names PEM files of the servers' trust anchors (the trusted path,
+    §5.1); ``hw_model``, ``os_name``, ``os_version`` go in get-bootstrapping-data; scripts run
+    with ``script_interpreter`` (default: executed themselves, no shell) for at most
+    ``script_timeout`` seconds. ``bootstrap_encoding`` (``json`` or ``xml``) is the RESTCONF
+    encoding of the RPCs; ``bootstrap_credentials`` names a file ``USER:PASSWORD`` for HTTP
+    basic authentication beside the IDevID (§5.2).
     """
 
     registrars: tuple[str, ...] = ()
@@ -715,6 +715,7 @@ class AgentConfig:
     bootstrap_dhcp_lease: str | None = None
     bootstrap_dns_domain: str | None = None
     bootstrap_dns_server: str | None = None
+    bootstrap_mdns_interface: str | None = None
     bootstrap_order: tuple[str, ...] = ()
     hw_model: str | None = None
     os_name: str | None = None
@@ -757,6 +758,7 @@ class AgentConfig:
                 "bootstrap_dhcp",
                 "bootstrap_dhcp_lease",
                 "bootstrap_dns_domain",
+                "bootstrap_mdns_interface",
             )
         )
 
@@ -773,6 +775,7 @@ class AgentConfig:
             "bootstrap_dhcp",
             "bootstrap_dhcp_lease",
             "bootstrap_dns_server",
+            "bootstrap_mdns_interface",
             "hw_model",
             "os_name",
             "os_version",

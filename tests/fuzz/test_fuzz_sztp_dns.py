@@ -1,39 +1,48 @@
-"""SZTP data from DNS (RFC 8572 §4.2) under fuzzing: TXT strings decode into bootstrapping
-data or are refused with the project's error, in budget; SRV answers give https URLs only."""
+"""SZTP data from DNS (RFC 8572 §4.2) under fuzzing: TXT records (each a list of strings)
+decode into bootstrapping data or are refused with the project's error, in budget; SRV
+answers become redirect information to host names only; multicast DNS packets are read or
+ignored, never raise."""
 
 from __future__ import annotations
 
 from base64 import b64encode
-from urllib.parse import urlsplit
 
+import dns.message
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.oracle import handled
-from zerotouch_plugin.artifacts.sztp import GetBootstrappingDataOutput
+from zerotouch_plugin.artifacts import sztp
+from zerotouch_plugin.artifacts.sztp import GetBootstrappingDataOutput, RedirectInformation
 from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge, SchemaError
-from zerotouch_plugin.services.sztp_dns import SrvRecord, bootstrap_urls, parse_txt
-
-KEYS = st.sampled_from([b"ci=", b"oc=", b"ov=", b"CI=", b"x=", b"", b"ci"])
-STRINGS = st.lists(
-    st.tuples(KEYS, st.binary(max_size=252)).map(lambda kv: kv[0] + kv[1]), max_size=40
+from zerotouch_plugin.services.discovery.dnssd import Srv
+from zerotouch_plugin.services.sztp_dns import (
+    _HOSTNAME,
+    _read_mdns,
+    parse_txt,
+    srv_output,
 )
 
+KEYS = st.sampled_from([b"ci=", b"oc=", b"ov=", b"CI=", b"x=", b"", b"ci", b"c"])
+STRING = st.binary(max_size=255)
+RECORD = st.tuples(KEYS, st.lists(STRING, max_size=12)).map(lambda kv: [kv[0], *kv[1]])
 
-@given(STRINGS, st.booleans())
-def test_txt_strings_decode_or_refuse(strings: list[bytes], base64: bool) -> None:
+
+@given(st.lists(RECORD, max_size=12), st.booleans())
+def test_txt_records_decode_or_refuse(records: list[list[bytes]], base64: bool) -> None:
     if base64:
-        strings = [s[:3] + b64encode(s[3:])[:252] for s in strings]
-    size = sum(len(s) for s in strings)
-    # SchemaError: an owner certificate without its voucher, or the reverse (RFC 8572 §7.1)
+        records = [[r[0], b64encode(b"".join(r[1:]))] for r in records]
+    size = sum(len(s) for r in records for s in r)
+    # SchemaError: conveyed information the YANG of the output refuses (RFC 8572 §7.1)
     allowed = (InvalidInput, NotFound, PayloadTooLarge, SchemaError)
-    result = handled(lambda: parse_txt(strings), size, allowed=allowed)
+    result = handled(lambda: parse_txt(records), size, allowed=allowed)
     if isinstance(result, GetBootstrappingDataOutput):
         assert result.conveyed_information
+        assert (result.owner_certificate is None) == (result.ownership_voucher is None)
 
 
 SRV = st.builds(
-    SrvRecord,
+    Srv,
     st.integers(0, 65535),
     st.integers(0, 65535),
     st.integers(-1, 70000),
@@ -42,7 +51,20 @@ SRV = st.builds(
 
 
 @given(st.lists(SRV, max_size=50))
-def test_srv_answers_give_https_urls_only(records: list[SrvRecord]) -> None:
-    for url in bootstrap_urls(records):
-        parts = urlsplit(url)
-        assert parts.scheme == "https" and parts.hostname and parts.port
+def test_srv_answers_give_redirects_to_host_names_only(records: list[Srv]) -> None:
+    result = handled(lambda: srv_output(records), 80 * len(records) + 1, allowed=(NotFound,))
+    if isinstance(result, GetBootstrappingDataOutput):
+        info = sztp.read_unsigned_conveyed_information(result.conveyed_information)
+        assert isinstance(info, RedirectInformation)
+        for server in info.bootstrap_servers:
+            assert _HOSTNAME.fullmatch(server.address) and 0 < server.port < 65536
+
+
+QUERY = dns.message.make_query("SN-1._sztp.local", "TXT")
+
+
+@given(st.binary(max_size=10000))
+def test_mdns_packets_are_read_or_ignored(packet: bytes) -> None:
+    found = _read_mdns(QUERY.id.to_bytes(2, "big") + b"\x84\x00" + packet, QUERY)
+    if found is not None:
+        assert all(getattr(r, "rdtype", None) == QUERY.question[0].rdtype for r in found[0])

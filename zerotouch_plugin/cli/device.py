@@ -90,6 +90,7 @@ async def _run(args: argparse.Namespace) -> None:
             "bootstrap_dhcp_lease": _strings(args.bootstrap_dhcp_lease),
             "bootstrap_dns_domain": args.bootstrap_dns_domain,
             "bootstrap_dns_server": args.bootstrap_dns_server,
+            "bootstrap_mdns_interface": args.bootstrap_mdns_interface,
             "bootstrap_order": (
                 None if args.bootstrap_order is None else args.bootstrap_order.split(",")
             ),
@@ -299,13 +300,19 @@ def _add_sztp_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootstrap-dns-domain",
         metavar="DOMAIN",
-        help="look up SERIAL._sztp.DOMAIN TXT records (signed ov/oc/ci data) and "
+        help="look up SERIAL._sztp.DOMAIN TXT records (ci=, oc=, ov= artifacts) and "
         "_sztp._tcp.DOMAIN SRV records (bootstrap servers), RFC 8572 §4.2",
     )
     p.add_argument(
         "--bootstrap-dns-server",
         metavar="ADDRESS[:PORT]",
         help="the DNS resolver for --bootstrap-dns-domain (default: the system's)",
+    )
+    p.add_argument(
+        "--bootstrap-mdns-interface",
+        metavar="IFACE",
+        help="first ask multicast DNS on this interface for SERIAL._sztp.local TXT and "
+        "_sztp._tcp.local SRV records, RFC 8572 §4.2",
     )
     p.add_argument(
         "--bootstrap-order",

@@ -84,7 +84,7 @@ from zerotouch_plugin.services.sztp_client import (
     SztpClient,
     drive,
 )
-from zerotouch_plugin.services.sztp_dns import lookup_servers, txt_location, txt_name
+from zerotouch_plugin.services.sztp_dns import dns_locations
 from zerotouch_plugin.services.sztp_sources import dhcp_uris, lease_domain, lease_uris
 
 __all__ = [
@@ -121,6 +121,7 @@ class SztpSettings:
     dhcp_lease: Path | None = None  # or read option 143/136 from this lease file
     dns_domain: str | None = None  # TXT and SRV records under it (§4.2)
     dns_server: str | None = None  # ADDRESS[:PORT] of the resolver; None: the system's
+    mdns_interface: str | None = None  # multicast DNS queries for .local records on it (§4.2)
     hw_model: str | None = None
     os_name: str | None = None
     os_version: str | None = None
@@ -136,11 +137,17 @@ class SztpSettings:
     history: int = 64
 
     def __post_init__(self) -> None:
-        sources = (self.media, self.dhcp_interface, self.dhcp_lease, self.dns_domain)
+        sources = (
+            self.media,
+            self.dhcp_interface,
+            self.dhcp_lease,
+            self.dns_domain,
+            self.mdns_interface,
+        )
         if not (self.bootstrap_servers or any(s is not None for s in sources)):
             raise ConfigError(
                 "SZTP needs a bootstrap server URL, DHCP (an interface or a lease file), a "
-                "DNS domain or a bootstrap media folder"
+                "DNS domain, an mDNS interface or a bootstrap media folder"
             )
         for name in ("timeout", "retry_delay", "max_delay"):
             require_positive(getattr(self, name), name, "a number of seconds")
@@ -173,6 +180,7 @@ class SztpSettings:
                 ),
                 dns_domain=config.bootstrap_dns_domain,
                 dns_server=config.bootstrap_dns_server,
+                mdns_interface=config.bootstrap_mdns_interface,
                 hw_model=config.hw_model,
                 os_name=config.os_name,
                 os_version=config.os_version,
@@ -191,25 +199,24 @@ class SztpSettings:
             raise ConfigError(f"SZTP configuration: {exc}") from None
 
     def sources(
-        self,
-        dhcp: tuple[str, ...] = (),
-        dns: tuple[str, ...] = (),
-        serial: str = "",
-        domain: str | None = None,
+        self, dhcp: tuple[str, ...] = (), serial: str = "", domain: str | None = None
     ) -> tuple[Source, ...]:
-        """Configured servers, then those DHCP and DNS SRV named (the same anchors apply,
-        §5.1), then the DNS TXT records of ``serial`` in ``domain`` (default: the configured
-        one), then the media folder."""
+        """Configured servers, then those DHCP named (the same anchors apply, §5.1), then DNS
+        (§4.2): the TXT records of ``serial``, by mDNS on ``mdns_interface`` and by unicast
+        in ``domain`` (default: the configured one), then the SRV records the same two
+        ways; then the media folder."""
         domain = domain or self.dns_domain
         servers = [
             Source(SourceKind.CONFIGURED, url, self.server_anchors)
             for url in self.bootstrap_servers
         ]
         servers += [Source(SourceKind.DHCP, url, self.server_anchors) for url in dhcp]
-        servers += [Source(SourceKind.DNS, url, self.server_anchors) for url in dns]
-        if domain is not None and serial:
-            name = txt_name(serial, domain)
-            servers.append(Source(SourceKind.DNS_TXT, txt_location(name, self.dns_server)))
+        if serial:
+            txt, srv = dns_locations(
+                serial, domain, server=self.dns_server, mdns_interface=self.mdns_interface
+            )
+            servers += [Source(SourceKind.DNS_TXT, where) for where in txt]
+            servers += [Source(SourceKind.DNS_SRV, where) for where in srv]
         media = [] if self.media is None else [Source(SourceKind.MEDIA, str(self.media))]
         return (*servers, *media)
 
@@ -221,12 +228,6 @@ class SztpSettings:
         if domain is not None and not all(is_dns_label(label) for label in domain.split(".")):
             raise InvalidInput(f"the DHCP lease's domain {domain!r} is not a DNS domain")
         return domain
-
-    async def dns_uris(self, domain: str | None) -> tuple[str, ...]:
-        """Bootstrap-server URLs from DNS SRV records this round (none without a domain)."""
-        if domain is None:
-            return ()
-        return await lookup_servers(domain, self.dns_server, timeout=self.timeout)
 
     async def dhcp_uris(self) -> tuple[str, ...]:
         """Bootstrap-server URIs from DHCP this round (none when DHCP is not configured)."""
@@ -453,14 +454,12 @@ class SztpAgent:
                 self._publish(
                     self.state.record("sztp-dhcp", now=self._now(), detail=" ".join(dhcp))
                 )
-        dns: tuple[str, ...] = ()
         domain: str | None = None
         try:
             domain = await self.settings.dns_domain_now()
-            dns = await self.settings.dns_uris(domain)
         except ZerotouchError as exc:
             self._publish(self.state.record("sztp-dns-failed", now=self._now(), detail=exc.message))
-        sources = self.settings.sources(dhcp, dns, self.device.serial, domain)
+        sources = self.settings.sources(dhcp, self.device.serial, domain)
         if not sources:
             return Failed(())
         machine = SztpDevice(self.device, sources, random_bytes=os.urandom(32))

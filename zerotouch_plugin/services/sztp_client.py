@@ -85,7 +85,7 @@ from zerotouch_plugin.roles.sztp_device import (
 )
 from zerotouch_plugin.services._http import read_at_most
 from zerotouch_plugin.services._tls import client_context
-from zerotouch_plugin.services.sztp_dns import lookup_txt
+from zerotouch_plugin.services.sztp_dns import fetch as dns_fetch
 
 __all__ = [
     "IMAGE_FILE",
@@ -477,8 +477,8 @@ class _Run:
             if source.kind is SourceKind.MEDIA:
                 output = await asyncio.to_thread(read_media, Path(source.location))
                 trusted = False
-            elif source.kind is SourceKind.DNS_TXT:
-                output = await lookup_txt(source.location, timeout=self.timeout)
+            elif source.kind in (SourceKind.DNS_TXT, SourceKind.DNS_SRV):
+                output = await dns_fetch(source.location, timeout=self.timeout)
                 trusted = False
             else:
                 output, trusted = await self.client.get_bootstrapping_data(source, action.request)

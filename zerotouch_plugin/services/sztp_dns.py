@@ -1,75 +1,111 @@
 """SZTP bootstrapping data and bootstrap servers from DNS (RFC 8572 §4.2).
 
-The device asks for TXT records at ``<serial-number>._sztp.<domain>`` whose strings are
-DNS-SD key/value pairs (RFC 6763 §6.3): ``ov=`` the ownership voucher, ``oc=`` the owner
-certificate, ``ci=`` the conveyed information, each the DER CMS of RFC 8572 §3. A value too
-long for one 255-octet string continues in further strings with the same key, concatenated in
-order; a value may be the DER itself or its base64 text (zone files and servers such as
-dnsmasq carry text only). SRV records at ``_sztp._tcp.<domain>`` name bootstrap servers.
+Device-specific first: TXT records at ``<serial>._sztp.local`` by multicast DNS (RFC 6762),
+then at ``<serial>._sztp.<domain>`` by unicast DNS. Each artifact is one TXT record whose
+value is ``ci=``, ``oc=`` or ``ov=`` followed by the binary artifact (the DER CMS of RFC 8572
+§3; no base64). A TXT record holds a sequence of character-strings of at most 255 octets
+each (RFC 1035 §3.3.14), so an artifact of kilobytes spans many: the strings of one record
+are concatenated, and the key/value split is made on the result at the first ``=``. Other
+keys are ignored; ``ci`` alone is unsigned data, which only redirect information may be.
 
-DNS is untrusted (§4.2): the TXT data goes the removable-media way (signed data only, every
-artifact verified) and the SRV servers are contacted as untrusted servers. Parsing is pure and
-bounded; ``lookup_txt`` and ``lookup_servers`` do the queries with dnspython.
+Device-independent next: SRV records at ``_sztp._tcp.local`` (multicast) and then
+``_sztp._tcp.<domain>`` (unicast), which are unsigned redirect information: lower priority
+first, and among equal priorities the order RFC 2782 draws by weight (the ordering of
+unicast DNS-SD discovery, its random source passed in).
+
+A source is named by a DNS URI (RFC 4501): ``dns:NAME?type=TXT`` (system resolver),
+``dns://SERVER/NAME?type=TXT`` (that server), and ``mdns://INTERFACE/NAME?type=TXT`` for a
+one-shot multicast query on an interface (RFC 6762 §5.1). Parsing and ordering are pure and
+bounded; ``fetch`` does the queries (dnspython builds and reads the messages; a truncated
+unicast answer is asked again over TCP).
 """
 
 from __future__ import annotations
 
-import binascii
+import asyncio
+import logging
+import random
 import re
+import secrets
+import selectors
+import socket
+import time
 from base64 import b64decode
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.name
 import dns.rdatatype
 import dns.resolver
+import ifaddr
 
-from zerotouch_plugin.artifacts.sztp import GetBootstrappingDataOutput
+from zerotouch_plugin.artifacts.sztp import (
+    BootstrapServer,
+    GetBootstrappingDataOutput,
+    RedirectInformation,
+    encode_unsigned_conveyed_information,
+)
 from zerotouch_plugin.config import dns_server_address
-from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge, UpstreamUnavailable
+from zerotouch_plugin.errors import (
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+)
+from zerotouch_plugin.services.discovery.dnssd import Srv, order_srv
 
 __all__ = [
+    "MAX_MDNS_BYTES",
     "MAX_SERVERS",
     "MAX_TXT_BYTES",
-    "SrvRecord",
-    "bootstrap_urls",
-    "lookup_servers",
-    "lookup_txt",
+    "MDNS_WAIT",
+    "dns_locations",
+    "fetch",
     "parse_txt",
     "srv_name",
-    "txt_location",
+    "srv_output",
     "txt_name",
+    "txt_strings",
 ]
 
+log = logging.getLogger(__name__)
+
 MAX_TXT_BYTES = 65535  # one DNS message at most (RFC 1035 §4.2.2, over TCP)
-MAX_SERVERS = 16  # SRV targets tried per round
+MAX_MDNS_BYTES = 9000  # the largest multicast DNS message (RFC 6762 §17)
+MAX_SERVERS = 16  # SRV targets tried per answer
+MDNS_WAIT = 1.0  # seconds a one-shot multicast query waits for answers
 DNS_PORT = 53
+MDNS_PORT = 5353
+MDNS_GROUPS = {socket.AF_INET: "224.0.0.251", socket.AF_INET6: "ff02::fb"}  # RFC 6762 §3
+MDNS_DOMAIN = "local"
+_STRING = 255  # octets in one TXT character-string (RFC 1035 §3.3)
 
 # a host name an https URL can carry (RFC 1123 §2.1): letters, digits, inner hyphens
 _HOSTNAME = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
+_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+={0,2}")
 
 # TXT key -> the get-bootstrapping-data output field it fills (RFC 8572 §4.2).
 TXT_KEYS: Mapping[bytes, str] = {
-    b"ov": "ownership_voucher",
-    b"oc": "owner_certificate",
     b"ci": "conveyed_information",
+    b"oc": "owner_certificate",
+    b"ov": "ownership_voucher",
 }
 
+_RANDOM = random.SystemRandom()  # RFC 2782's weighted choice among equal priorities
+_MAX_SRV = 4 * MAX_SERVERS  # SRV records ordered per answer
 
-@dataclass(frozen=True)
-class SrvRecord:
-    """One SRV answer (RFC 2782): lower priority first, higher weight first among equals."""
 
-    priority: int
-    weight: int
-    port: int
-    target: str
+# ---------------------------------------------------------------------------------------------
+# names and locations
 
 
 def txt_name(serial: str, domain: str) -> str:
@@ -84,56 +120,130 @@ def srv_name(domain: str) -> str:
     return f"_sztp._tcp.{domain.rstrip('.')}"
 
 
-def txt_location(name: str, server: str | None) -> str:
-    """A DNS URI (RFC 4501) naming the TXT query: ``dns://SERVER/NAME`` or ``dns:NAME``."""
-    return f"dns:{name}" if server is None else f"dns://{server}/{name}"
+def _location(name: str, kind: str, *, server: str | None, mdns: str | None) -> str:
+    if mdns is not None:
+        return f"mdns://{mdns}/{name}?type={kind}"
+    return f"dns:{name}?type={kind}" if server is None else f"dns://{server}/{name}?type={kind}"
 
 
-def _decode(value: bytes) -> bytes:
-    """DER as given, or base64 text of it: signed CMS always holds non-base64 octets (the
-    0x86 of the RSA/PKCS OID arc), so base64 text is never mistaken for DER."""
-    try:
-        return b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return value
+def dns_locations(
+    serial: str, domain: str | None, *, server: str | None, mdns_interface: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The DNS URIs of the device-specific (TXT) and the device-independent (SRV) queries,
+    each multicast first, then unicast (RFC 8572 §4.2); without a domain, multicast only."""
+    txt: list[str] = []
+    srv: list[str] = []
+    if mdns_interface is not None:
+        txt.append(
+            _location(txt_name(serial, MDNS_DOMAIN), "TXT", server=None, mdns=mdns_interface)
+        )
+        srv.append(_location(srv_name(MDNS_DOMAIN), "SRV", server=None, mdns=mdns_interface))
+    if domain is not None:
+        txt.append(_location(txt_name(serial, domain), "TXT", server=server, mdns=None))
+        srv.append(_location(srv_name(domain), "SRV", server=server, mdns=None))
+    return tuple(txt), tuple(srv)
 
 
-def parse_txt(strings: Iterable[bytes]) -> GetBootstrappingDataOutput:
-    """The bootstrapping data of a TXT answer's strings (unknown keys ignored, RFC 6763
-    §6.4); NotFound without conveyed information, PayloadTooLarge past MAX_TXT_BYTES."""
-    parts: dict[str, list[bytes]] = {}
+# ---------------------------------------------------------------------------------------------
+# TXT records: one per artifact
+
+
+def txt_strings(key: str, value: bytes) -> tuple[bytes, ...]:
+    """The character-strings of the one TXT record carrying ``key=value``: the bytes cut into
+    255-octet strings, in order (what ``parse_txt`` reads back)."""
+    data = key.encode() + b"=" + value
+    if len(data) + -(-len(data) // _STRING) > MAX_TXT_BYTES:  # each string has a length octet
+        raise PayloadTooLarge(f"the {key}= artifact does not fit in one TXT record")
+    return tuple(data[i : i + _STRING] for i in range(0, len(data), _STRING))
+
+
+def _artifact(key: bytes, value: bytes) -> bytes:
+    """The binary artifact, refused when it is base64 text of one (RFC 8572 §4.2 says
+    binary): DER starts with a SEQUENCE and holds octets outside the base64 alphabet."""
+    if _BASE64.fullmatch(value):
+        try:
+            b64decode(value, validate=False)
+        except ValueError:
+            pass
+        else:
+            raise InvalidInput(
+                f"the {key.decode()}= TXT value is base64 text: RFC 8572 §4.2 carries the "
+                "binary artifact itself"
+            )
+    return value
+
+
+def parse_txt(records: Iterable[Sequence[bytes]]) -> GetBootstrappingDataOutput:
+    """The bootstrapping data of a TXT answer, given as each record's character-strings.
+    Unknown keys are ignored; a key in two records is refused (an RRset has no order);
+    NotFound without ``ci``, PayloadTooLarge past MAX_TXT_BYTES in all."""
+    found: dict[bytes, bytes] = {}
     total = 0
-    for string in strings:
-        total += len(string)
+    for strings in records:
+        total += sum(len(s) + 1 for s in strings)
         if total > MAX_TXT_BYTES:
             raise PayloadTooLarge(f"the SZTP TXT records exceed {MAX_TXT_BYTES} bytes")
-        key, equals, value = string.partition(b"=")
-        field = TXT_KEYS.get(key.lower()) if equals else None
-        if field is not None:
-            parts.setdefault(field, []).append(value)
-    found = {field: _decode(b"".join(chunks)) for field, chunks in parts.items()}
-    if not found.get("conveyed_information"):
+        key, equals, value = b"".join(strings).partition(b"=")
+        key = key.lower()
+        if not equals or key not in TXT_KEYS:
+            continue
+        if key in found:
+            raise InvalidInput(f"two TXT records carry {key.decode()}= (RFC 8572 §4.2: one each)")
+        found[key] = _artifact(key, value)
+    if not found.get(b"ci"):
         raise NotFound("the SZTP TXT records hold no conveyed information (ci=)")
+    if (b"oc" in found) != (b"ov" in found):
+        raise InvalidInput("signed data needs both oc= and ov= TXT records (RFC 8572 §4.2)")
     return GetBootstrappingDataOutput(
-        conveyed_information=found["conveyed_information"],
-        owner_certificate=found.get("owner_certificate"),
-        ownership_voucher=found.get("ownership_voucher"),
+        conveyed_information=found[b"ci"],
+        owner_certificate=found.get(b"oc"),
+        ownership_voucher=found.get(b"ov"),
     )
 
 
-def bootstrap_urls(records: Iterable[SrvRecord]) -> tuple[str, ...]:
-    """https URLs of SRV targets in RFC 2782 order; a target of "." means no service, one
-    that is no host name is skipped."""
-    ordered = sorted(records, key=lambda r: (r.priority, -r.weight))
-    urls: list[str] = []
-    for record in ordered:
-        host = record.target.rstrip(".")
-        if _HOSTNAME.fullmatch(host) is None or len(host) > 253 or not 0 < record.port < 65536:
-            continue
-        url = f"https://{host}:{record.port}"
-        if url not in urls:
-            urls.append(url)
-    return tuple(urls[:MAX_SERVERS])
+# ---------------------------------------------------------------------------------------------
+# SRV records: unsigned redirect information
+
+
+def srv_output(
+    records: Iterable[Srv],
+    addresses: Mapping[str, Sequence[str]] | None = None,
+    rng: random.Random = _RANDOM,
+) -> GetBootstrappingDataOutput:
+    """The SRV answer as unsigned redirect information (RFC 8572 §4.2): at most MAX_SERVERS
+    servers, the first record of a host counting; a target named in ``addresses`` (address
+    records an mDNS answer carried, RFC 6763 §12.2) is given by its first address. NotFound
+    when none is usable."""
+    servers: dict[str, BootstrapServer] = {}  # the YANG list is keyed by address
+    usable = [
+        r
+        for r in records
+        if _HOSTNAME.fullmatch(r.target.rstrip(".")) is not None
+        and len(r.target.rstrip(".")) <= 253
+        and 0 < r.port < 65536
+    ][:_MAX_SRV]
+    for record in order_srv(usable, rng):
+        host = record.target.rstrip(".").lower()
+        host = next(iter((addresses or {}).get(host, ())), host)
+        servers.setdefault(host, BootstrapServer(host, record.port))
+    if not servers:
+        raise NotFound("the SZTP SRV records name no usable bootstrap server")
+    redirect = RedirectInformation(bootstrap_servers=tuple(servers.values())[:MAX_SERVERS])
+    return GetBootstrappingDataOutput(
+        conveyed_information=encode_unsigned_conveyed_information(redirect)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the queries
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The records of one name and type, and the addresses of other names that came along."""
+
+    records: tuple[object, ...]
+    addresses: Mapping[str, tuple[str, ...]]
 
 
 def _resolver(server: str | None, timeout: float) -> dns.asyncresolver.Resolver:
@@ -152,34 +262,141 @@ def _resolver(server: str | None, timeout: float) -> dns.asyncresolver.Resolver:
     return resolver
 
 
-async def _query(name: str, kind: str, server: str | None, timeout: float) -> dns.resolver.Answer:
+async def _unicast(name: str, kind: str, server: str | None, timeout: float) -> _Answer:
+    """A unicast query; dnspython repeats it over TCP when the UDP answer is truncated."""
     try:
-        return await _resolver(server, timeout).resolve(dns.name.from_text(name), kind)
+        answer = await _resolver(server, timeout).resolve(dns.name.from_text(name), kind)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         raise NotFound(f"no {kind} record at {name}") from None
     except dns.exception.DNSException as exc:
         raise UpstreamUnavailable(f"DNS query {kind} {name} failed: {exc}") from None
+    return _Answer(tuple(answer), {})
 
 
-async def lookup_txt(location: str, *, timeout: float) -> GetBootstrappingDataOutput:
-    """The bootstrapping data at a ``txt_location`` DNS URI."""
-    parts = urlsplit(location)
-    if parts.scheme != "dns":
-        raise InvalidInput(f"{location!r} is not a dns: URI")
-    name = parts.path.lstrip("/")
-    answer = await _query(name, "TXT", parts.netloc or None, timeout)
-    return parse_txt(s for record in answer for s in record.strings)
-
-
-async def lookup_servers(domain: str, server: str | None, *, timeout: float) -> tuple[str, ...]:
-    """Bootstrap server URLs from the SRV records of a domain (none when there are none)."""
+def _mdns_sockets(interface: str) -> list[tuple[socket.socket, tuple[object, ...]]]:
+    """One UDP socket per address family the interface has, each sending to the mDNS group
+    on that interface only, from an ephemeral port: a one-shot query, answered by unicast
+    (RFC 6762 §5.1, §6.7)."""
     try:
-        answer = await _query(srv_name(domain), "SRV", server, timeout)
-    except NotFound:
-        return ()
+        index = socket.if_nametoindex(interface)
+    except OSError:
+        raise ConfigError(f"no interface {interface!r} for multicast DNS") from None
+    adapter = next((a for a in ifaddr.get_adapters() if a.name == interface), None)
+    ipv4 = [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)] if adapter else []
+    made: list[tuple[socket.socket, tuple[object, ...]]] = []
+    try:
+        six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        made.append((six, (MDNS_GROUPS[socket.AF_INET6], MDNS_PORT, 0, index)))
+        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        six.bind(("::", 0))
+        if ipv4:
+            four = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            made.append((four, (MDNS_GROUPS[socket.AF_INET], MDNS_PORT)))
+            four.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ipv4[0]))
+            four.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+            four.bind((ipv4[0], 0))
+    except OSError as exc:
+        for sock, _ in made:
+            sock.close()
+        raise ConfigError(f"cannot send multicast DNS on {interface}: {exc}") from None
+    return made
+
+
+def _read_mdns(
+    packet: bytes, query: dns.message.Message
+) -> tuple[list[object], dict[str, list[str]]] | None:
+    """The answers of one response to ``query``, or None when it is none (RFC 6762 §6.7:
+    a unicast reply echoes the query's ID; §18.1: a multicast one has ID zero)."""
+    if len(packet) > MAX_MDNS_BYTES:
+        return None
+    try:
+        response = dns.message.from_wire(packet)
+    except dns.exception.DNSException:
+        return None
+    if not response.flags & dns.flags.QR or response.id not in (query.id, 0):
+        return None
+    question = query.question[0]
+    records: list[object] = []
+    addresses: dict[str, list[str]] = {}
+    for rrset in (*response.answer, *response.additional):
+        if rrset.name == question.name and rrset.rdtype == question.rdtype:
+            records += list(rrset)
+        elif rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            host = rrset.name.to_text(omit_final_dot=True).lower()
+            for rdata in rrset:
+                address = rdata.address
+                if address.startswith("fe80:"):
+                    continue  # a link-local address needs its zone, which a URL cannot carry
+                addresses.setdefault(host, []).append(address)
+    return records, addresses
+
+
+def _mdns_blocking(name: str, kind: str, interface: str, wait: float) -> _Answer:
+    query = dns.message.make_query(name, kind)
+    query.id = secrets.randbelow(65535) + 1
+    query.flags &= ~dns.flags.RD  # RFC 6762 §18.6
+    wire = query.to_wire()
+    sockets = _mdns_sockets(interface)
+    records: list[object] = []
+    addresses: dict[str, list[str]] = {}
+    with selectors.DefaultSelector() as selector:
+        try:
+            for sock, group in sockets:
+                sock.setblocking(False)
+                try:
+                    sock.sendto(wire, group)
+                except OSError as exc:  # no route for this family on the interface
+                    log.debug("mDNS query on %s: %s", interface, exc)
+                    continue
+                selector.register(sock, selectors.EVENT_READ)
+            if not selector.get_map():
+                raise UpstreamUnavailable(f"cannot send multicast DNS on {interface}")
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                for key, _ in selector.select(left):
+                    packet = key.fileobj.recv(MAX_MDNS_BYTES + 1)  # type: ignore[union-attr]
+                    found = _read_mdns(packet, query)
+                    if found is None:
+                        continue
+                    records += found[0]
+                    for host, more in found[1].items():
+                        addresses.setdefault(host, []).extend(more)
+                    if records and kind == "TXT":
+                        deadline = 0  # one responder holds a device's whole RRset
+        finally:
+            for sock, _ in sockets:
+                sock.close()
+    if not records:
+        raise NotFound(f"no multicast DNS answer for {kind} {name} on {interface}")
+    return _Answer(tuple(dict.fromkeys(records)), {h: tuple(a) for h, a in addresses.items()})
+
+
+async def _query(location: str, timeout: float, mdns_wait: float) -> tuple[str, _Answer]:
+    parts = urlsplit(location)
+    kinds = parse_qs(parts.query).get("type", ["TXT"])
+    kind = kinds[0].upper()
+    if kind not in ("TXT", "SRV") or parts.scheme not in ("dns", "mdns"):
+        raise InvalidInput(f"{location!r} is no SZTP DNS URI (dns: or mdns:, type TXT or SRV)")
+    name = parts.path.lstrip("/")
+    if parts.scheme == "mdns":
+        answer = await asyncio.to_thread(_mdns_blocking, name, kind, parts.netloc, mdns_wait)
+    else:
+        answer = await _unicast(name, kind, parts.netloc or None, timeout)
+    return kind, answer
+
+
+async def fetch(
+    location: str, *, timeout: float, mdns_wait: float = MDNS_WAIT, rng: random.Random = _RANDOM
+) -> GetBootstrappingDataOutput:
+    """The bootstrapping data at a DNS URI of ``dns_locations``: the TXT records' artifacts,
+    or the SRV records as unsigned redirect information."""
+    kind, answer = await _query(location, timeout, mdns_wait)
+    if kind == "TXT":
+        return parse_txt(r.strings for r in answer.records)  # type: ignore[attr-defined]
     records = [
-        SrvRecord(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
-        for r in answer
-        if r.rdtype == dns.rdatatype.SRV
+        Srv(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
+        for r in answer.records
+        if getattr(r, "rdtype", None) == dns.rdatatype.SRV
     ]
-    return bootstrap_urls(records)
+    return srv_output(records, answer.addresses, rng)

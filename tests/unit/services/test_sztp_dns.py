@@ -1,37 +1,49 @@
-"""Parsing of the SZTP DNS records (RFC 8572 §4.2): TXT key/value strings, SRV ordering,
-names and bounds; no network."""
+"""The SZTP DNS records (RFC 8572 §4.2): one TXT record per artifact (``ci=``, ``oc=``,
+``ov=`` and the binary artifact, the record's strings concatenated), SRV records as unsigned
+redirect information in RFC 2782 order, the query order (mDNS, then unicast; TXT, then SRV),
+multicast DNS answers read, names and bounds; no network."""
 
 from __future__ import annotations
 
+import random
 from base64 import b64encode
+from collections.abc import Sequence
 from pathlib import Path
 
+import dns.flags
+import dns.message
+import dns.rrset
 import pytest
 
+from zerotouch_plugin.artifacts import sztp
+from zerotouch_plugin.artifacts.sztp import RedirectInformation
 from zerotouch_plugin.config import AgentConfig
-from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge
+from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge, ZerotouchError
 from zerotouch_plugin.roles.sztp_device import SourceKind
+from zerotouch_plugin.services.discovery.dnssd import Srv
 from zerotouch_plugin.services.sztp_agent import SztpSettings
 from zerotouch_plugin.services.sztp_dns import (
+    MAX_MDNS_BYTES,
     MAX_SERVERS,
     MAX_TXT_BYTES,
-    SrvRecord,
-    bootstrap_urls,
+    _read_mdns,
+    dns_locations,
     parse_txt,
     srv_name,
-    txt_location,
+    srv_output,
     txt_name,
+    txt_strings,
 )
 from zerotouch_plugin.services.sztp_sources import lease_domain
 
+# the first octets of a SignedData ContentInfo, then every octet value
 DER = b"\x30\x82\x01\x00\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02" + bytes(range(256))
+CI, OC, OV = DER + b"ci" * 700, DER + b"oc" * 300, DER + b"ov" * 900
 
 
 def test_names_follow_the_rfc() -> None:
     assert txt_name("SN-1", "example.net.") == "SN-1._sztp.example.net"
     assert srv_name("example.net") == "_sztp._tcp.example.net"
-    assert txt_location("a.b", None) == "dns:a.b"
-    assert txt_location("a.b", "127.0.0.1:5353") == "dns://127.0.0.1:5353/a.b"
 
 
 @pytest.mark.parametrize("serial", ["", "a.b", "x" * 64])
@@ -40,59 +52,217 @@ def test_serial_that_is_no_dns_label_is_refused(serial: str) -> None:
         txt_name(serial, "example.net")
 
 
-@pytest.mark.parametrize(("encode", "label"), [(lambda b: b, "binary"), (b64encode, "base64")])
-def test_values_split_over_strings_are_joined_per_key(encode: object, label: str) -> None:
-    ci, oc, ov = DER + b"ci", DER + b"oc", DER + b"ov"
-    strings: list[bytes] = []
-    for key, value in ((b"ci", ci), (b"oc", oc), (b"ov", ov)):
-        text = encode(value)  # type: ignore[operator]
-        strings += [key + b"=" + text[i : i + 100] for i in range(0, len(text), 100)]
-    strings.insert(1, b"txtvers=1")  # unknown keys are ignored (RFC 6763 §6.4)
-    strings.insert(2, b"novalue")
-    output = parse_txt(strings)
-    assert (output.conveyed_information, output.owner_certificate, output.ownership_voucher) == (
-        ci,
-        oc,
-        ov,
-    ), label
-
-
-def test_keys_are_case_insensitive_and_optional_artifacts_may_be_absent() -> None:
-    output = parse_txt([b"CI=" + DER])
-    assert output.conveyed_information == DER
-    assert output.owner_certificate is None and output.ownership_voucher is None
-
-
-@pytest.mark.parametrize("strings", [[], [b"ov=" + DER], [b"ci="], [b"ci" + DER]])
-def test_no_conveyed_information_is_not_found(strings: list[bytes]) -> None:
-    with pytest.raises(NotFound):
-        parse_txt(strings)
-
-
-def test_records_past_the_bound_are_refused() -> None:
-    chunk = b"ci=" + b"A" * 252
-    with pytest.raises(PayloadTooLarge):
-        parse_txt([chunk] * (MAX_TXT_BYTES // len(chunk) + 1))
-
-
-def test_srv_targets_in_priority_then_weight_order() -> None:
-    records = [
-        SrvRecord(20, 0, 443, "c.example.net."),
-        SrvRecord(10, 5, 8443, "b.example.net"),
-        SrvRecord(10, 50, 443, "a.example.net"),
-        SrvRecord(0, 0, 443, "."),  # no service here
-        SrvRecord(10, 50, 443, "a.example.net"),  # duplicate
-    ]
-    assert bootstrap_urls(records) == (
-        "https://a.example.net:443",
-        "https://b.example.net:8443",
-        "https://c.example.net:443",
+def test_queries_go_device_specific_then_independent_each_mdns_then_unicast() -> None:
+    txt, srv = dns_locations("SN-1", "example.net", server="127.0.0.1:5353", mdns_interface="eth0")
+    assert txt == (
+        "mdns://eth0/SN-1._sztp.local?type=TXT",
+        "dns://127.0.0.1:5353/SN-1._sztp.example.net?type=TXT",
+    )
+    assert srv == (
+        "mdns://eth0/_sztp._tcp.local?type=SRV",
+        "dns://127.0.0.1:5353/_sztp._tcp.example.net?type=SRV",
+    )
+    assert dns_locations("SN-1", None, server=None, mdns_interface="eth0") == (
+        (txt[0],),
+        (srv[0],),
+    )
+    assert dns_locations("SN-1", "example.net", server=None, mdns_interface=None) == (
+        ("dns:SN-1._sztp.example.net?type=TXT",),
+        ("dns:_sztp._tcp.example.net?type=SRV",),
     )
 
 
-def test_srv_targets_are_bounded() -> None:
-    records = [SrvRecord(0, 0, 443, f"s{i}.example.net") for i in range(MAX_SERVERS + 5)]
-    assert len(bootstrap_urls(records)) == MAX_SERVERS
+def test_settings_order_the_dns_sources_after_dhcp_and_before_media(tmp_path: Path) -> None:
+    settings = SztpSettings(
+        dns_domain="example.net", mdns_interface="eth0", media=tmp_path, dhcp_lease=tmp_path
+    )
+    sources = settings.sources(("https://from-dhcp",), "SN-1")
+    assert [(s.kind, s.location.split("?")[0]) for s in sources] == [
+        (SourceKind.DHCP, "https://from-dhcp"),
+        (SourceKind.DNS_TXT, "mdns://eth0/SN-1._sztp.local"),
+        (SourceKind.DNS_TXT, "dns:SN-1._sztp.example.net"),
+        (SourceKind.DNS_SRV, "mdns://eth0/_sztp._tcp.local"),
+        (SourceKind.DNS_SRV, "dns:_sztp._tcp.example.net"),
+        (SourceKind.MEDIA, str(tmp_path)),
+    ]
+    assert all(s.trust_anchors == () for s in sources if s.kind is not SourceKind.DHCP)
+
+
+def _records(*pairs: tuple[bytes, bytes]) -> list[tuple[bytes, ...]]:
+    """One TXT record per pair, its ``key=value`` cut into 255-octet strings."""
+    return [txt_strings(key.decode(), value) for key, value in pairs]
+
+
+# records -> the artifacts read (ci, oc, ov), or the error refusing them
+Expected = tuple[bytes | None, ...] | type[ZerotouchError]
+TXT_CASES: list[tuple[str, Sequence[Sequence[bytes]], Expected]] = [
+    (
+        "signed: one record per artifact, each many strings",
+        _records((b"ci", CI), (b"oc", OC), (b"ov", OV)),
+        (CI, OC, OV),
+    ),
+    ("unsigned: ci alone", _records((b"ci", CI)), (CI, None, None)),
+    ("keys in any case", _records((b"CI", CI), (b"Oc", OC), (b"oV", OV)), (CI, OC, OV)),
+    (
+        "unknown keys, a key without value and an empty record are ignored",
+        [(b"txtvers=1",), (b"novalue",), (b"",), *_records((b"ci", CI), (b"xx", OV))],
+        (CI, None, None),
+    ),
+    ("cut anywhere, even in the key", [(b"c", b"i=", CI[:10], CI[10:])], (CI, None, None)),
+    ("no ci", _records((b"oc", OC), (b"ov", OV)), NotFound),
+    ("ci empty", [(b"ci=",)], NotFound),
+    ("ci without =", [(b"ci" + CI[:200],)], NotFound),
+    ("no record", [], NotFound),
+    ("oc without ov", _records((b"ci", CI), (b"oc", OC)), InvalidInput),
+    ("ov without oc", _records((b"ci", CI), (b"ov", OV)), InvalidInput),
+    ("ci twice", _records((b"ci", CI), (b"ci", CI + b"x")), InvalidInput),
+    ("base64 instead of binary", _records((b"ci", b64encode(CI))), InvalidInput),
+    (
+        "one artifact per string (the strings of one record are not separate values)",
+        [(b"ci=" + CI[:200], b"ci=" + CI[200:400])],
+        (CI[:200] + b"ci=" + CI[200:400], None, None),
+    ),
+    (
+        "past 65535 octets in all",
+        _records((b"ci", CI * 10), (b"oc", OC * 30), (b"ov", OV * 20)),
+        PayloadTooLarge,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"), [c[1:] for c in TXT_CASES], ids=[c[0] for c in TXT_CASES]
+)
+def test_txt_records_table(
+    records: Sequence[Sequence[bytes]], expected: tuple[bytes | None, ...] | type[ZerotouchError]
+) -> None:
+    if isinstance(expected, tuple):
+        output = parse_txt(records)
+        assert (
+            output.conveyed_information,
+            output.owner_certificate,
+            output.ownership_voucher,
+        ) == expected
+    else:
+        with pytest.raises(expected):
+            parse_txt(records)
+
+
+def test_an_artifact_is_written_as_one_record_of_255_octet_strings() -> None:
+    strings = txt_strings("oc", OC)
+    assert all(len(part) <= 255 for part in strings) and len(strings) == -(-(len(OC) + 3) // 255)
+    assert b"".join(strings) == b"oc=" + OC
+    assert parse_txt([txt_strings("ci", CI)]).conveyed_information == CI
+    # RDLENGTH counts a length octet per string: 65279 octets of data are 256 strings, 65535
+    largest = txt_strings("ci", bytes(65279 - 3))
+    assert sum(len(part) + 1 for part in largest) == MAX_TXT_BYTES
+    with pytest.raises(PayloadTooLarge):
+        txt_strings("ci", bytes(65280 - 3))
+
+
+class Draws(random.Random):
+    """RFC 2782's draws given in advance: ``randint(0, n)`` returns the next, checked."""
+
+    def __init__(self, *numbers: int) -> None:
+        super().__init__(0)
+        self.left = list(numbers)
+
+    def randint(self, a: int, b: int) -> int:
+        drawn = self.left.pop(0)
+        assert a == 0 and 0 <= drawn <= b
+        return drawn
+
+
+def _servers(output: sztp.GetBootstrappingDataOutput) -> list[tuple[str, int]]:
+    info = sztp.read_unsigned_conveyed_information(output.conveyed_information)
+    assert isinstance(info, RedirectInformation)
+    assert output.owner_certificate is None and output.ownership_voucher is None
+    return [(s.address, s.port) for s in info.bootstrap_servers]
+
+
+def test_srv_order_is_by_priority_then_rfc_2782_weighted_draws() -> None:
+    records = [
+        Srv(1, 30, 443, "b.example.net"),
+        Srv(1, 10, 443, "a.example.net"),
+        Srv(1, 0, 443, "z.example.net"),
+        Srv(2, 5, 443, "."),
+        Srv(0, 0, 443, "first.example.net"),
+    ]
+    # priority 1 as RFC 2782 lays it out: zero weight first (z, b, a), running sums 0, 30,
+    # 40; draw 25 -> b; then z, a with sums 0, 10: draw 0 -> z; then a (sum 10, draw 10)
+    assert [host for host, _ in _servers(srv_output(records, rng=Draws(0, 25, 0, 10)))] == [
+        "first.example.net",
+        "b.example.net",
+        "z.example.net",
+        "a.example.net",
+    ]
+    # draw 35 -> a; then z, b with sums 0, 30: draw 10 -> b; then z
+    assert [host for host, _ in _servers(srv_output(records, rng=Draws(0, 35, 10, 0)))] == [
+        "first.example.net",
+        "a.example.net",
+        "b.example.net",
+        "z.example.net",
+    ]
+
+
+def test_srv_answer_is_unsigned_redirect_information() -> None:
+    records = [
+        Srv(2, 0, 8443, "sztp3.example.net."),
+        Srv(0, 0, 443, "sztp1.example.net."),
+        Srv(1, 0, 443, "box.local"),
+        Srv(0, 0, 8443, "sztp1.example.net"),  # the same host again
+        Srv(0, 0, 0, "port0.example.net"),
+        Srv(0, 0, 443, "not a host"),
+    ]
+    assert _servers(srv_output(records, {"box.local": ("192.0.2.7",)}, Draws(0, 0, 0, 0))) == [
+        ("sztp1.example.net", 443),
+        ("192.0.2.7", 443),
+        ("sztp3.example.net", 8443),
+    ]
+    with pytest.raises(NotFound):
+        srv_output([Srv(0, 0, 443, ".")])
+
+
+def test_srv_servers_are_bounded() -> None:
+    records = [Srv(0, 1, 443, f"s{i}.example.net") for i in range(MAX_SERVERS + 5)]
+    assert len(_servers(srv_output(records))) == MAX_SERVERS
+
+
+def _reply(query: dns.message.Message, *rrsets: dns.rrset.RRset, **change: int) -> bytes:
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    for rrset in rrsets:
+        (response.additional if rrset.rdtype in (1, 28) else response.answer).append(rrset)
+    for name, value in change.items():
+        setattr(response, name, value)
+    return response.to_wire()
+
+
+def test_mdns_answers_are_read_and_strangers_ignored() -> None:
+    query = dns.message.make_query("SN-1._sztp.local", "TXT")
+    txt = dns.rrset.from_text_list("SN-1._sztp.local.", 120, "IN", "TXT", ['"ci=x"', '"oc=y"'])
+    other = dns.rrset.from_text("other.local.", 120, "IN", "TXT", '"ci=z"')
+    found = _read_mdns(_reply(query, txt, other), query)
+    assert found is not None
+    assert sorted(r.strings for r in found[0]) == [(b"ci=x",), (b"oc=y",)]  # type: ignore[attr-defined]
+    assert _read_mdns(_reply(query, txt, id=0), query) is not None  # a multicast reply
+    assert _read_mdns(_reply(query, txt, id=(query.id + 1) % 65536), query) is None
+    assert _read_mdns(query.to_wire(), query) is None  # a query, not a response
+    assert _read_mdns(b"\x00" * 5, query) is None
+    texts = [f'"{i:03d}' + "a" * 240 + '"' for i in range(40)]
+    big = dns.rrset.from_text_list("SN-1._sztp.local.", 120, "IN", "TXT", texts)
+    assert len(_reply(query, big)) > MAX_MDNS_BYTES
+    assert _read_mdns(_reply(query, big), query) is None
+
+
+def test_mdns_srv_answers_bring_routable_addresses_only() -> None:
+    query = dns.message.make_query("_sztp._tcp.local", "SRV")
+    srv = dns.rrset.from_text("_sztp._tcp.local.", 120, "IN", "SRV", "0 0 443 box.local.")
+    aaaa = dns.rrset.from_text_list("box.local.", 120, "IN", "AAAA", ["fe80::1", "fd00::7"])
+    a = dns.rrset.from_text("Box.local.", 120, "IN", "A", "192.0.2.7")
+    found = _read_mdns(_reply(query, srv, aaaa, a), query)
+    assert found is not None
+    assert found[1] == {"box.local": ["fd00::7", "192.0.2.7"]}
 
 
 @pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:5353", "[::1]:53", "::1"])
@@ -140,7 +310,8 @@ async def test_a_lease_domain_adds_the_dns_txt_source(tmp_path: Path) -> None:
     domain = await settings.dns_domain_now()
     sources = settings.sources(serial="SN-1", domain=domain)
     assert [(s.kind, s.location) for s in sources] == [
-        (SourceKind.DNS_TXT, "dns://127.0.0.1:5353/SN-1._sztp.sztp.example.net")
+        (SourceKind.DNS_TXT, "dns://127.0.0.1:5353/SN-1._sztp.sztp.example.net?type=TXT"),
+        (SourceKind.DNS_SRV, "dns://127.0.0.1:5353/_sztp._tcp.sztp.example.net?type=SRV"),
     ]
     configured = SztpSettings(dhcp_lease=path, dns_domain="mine.example")
     assert await configured.dns_domain_now() == "mine.example"
