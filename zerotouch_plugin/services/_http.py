@@ -26,7 +26,7 @@ from zerotouch_plugin.errors import (
     UpstreamUnavailable,
     ZerotouchError,
 )
-from zerotouch_plugin.services._limits import deadline_middleware
+from zerotouch_plugin.services._limits import deadline_middleware, overloaded
 from zerotouch_plugin.services._tls import peer_certificate
 
 __all__ = [
@@ -92,14 +92,15 @@ def error_middleware(logger: logging.Logger) -> Middleware:
         try:
             return await handler(request)
         except ZerotouchError as exc:
-            logger.warning(
-                "%s %s from %s refused %d: %s",
-                printable(request.method),
-                _path(request),
-                _peer(request),
-                exc.http_status,
-                printable(exc.one_line(), limit=1000),
-            )
+            if not overloaded(request):  # those 503s are counted by the connection gate
+                logger.warning(
+                    "%s %s from %s refused %d: %s",
+                    printable(request.method),
+                    _path(request),
+                    _peer(request),
+                    exc.http_status,
+                    printable(exc.one_line(), limit=1000),
+                )
             headers = {}
             if isinstance(exc, UpstreamUnavailable):
                 headers["Retry-After"] = str(exc.retry_after)

@@ -1,11 +1,18 @@
 """What a client may hold of a listener: connection caps and TLS / HTTP deadlines.
 
 Every TLS listener (registrar, MASA, RESTCONF, NETCONF/TLS) admits a connection through a
-``ConnectionGate`` (a global cap and a cap per source address; over a cap the connection is
-closed at once) and gives the client ``handshake_timeout`` seconds to finish TLS. The HTTPS
-listeners (``GatedTlsSite``) then give it ``header_timeout`` seconds for each request's header
-(and as keep-alive idle time) and ``body_timeout`` seconds for its body: aiohttp itself waits
-forever for both, so a slow client would hold its connection, and its memory, for good.
+``ConnectionGate`` (a global cap and a cap per source address) and gives the client
+``handshake_timeout`` seconds to finish TLS. The HTTPS listeners (``GatedTlsSite``) then give
+it ``header_timeout`` seconds for each request's header (and as keep-alive idle time) and
+``body_timeout`` seconds for its body: aiohttp itself waits forever for both, so a slow client
+would hold its connection, and its memory, for good.
+
+Past a cap an HTTPS listener sheds load with an answer, not a silence: a few overload slots
+(``overload_slots``) complete the handshake, read the request and answer 503 with
+Retry-After, then close (RFC 9110 §15.6.4), so a pledge backs off instead of reading a closed
+handshake as a refusal of its IDevID. An overload slot gets a third of each deadline, so
+answering costs bounded work; with every overload slot taken, and on NETCONF/TLS, which has no
+such answer, the connection is closed at once, the last resort.
 
 An unfinished handshake costs about 300 KiB (asyncio's 256 KiB TLS buffer, OpenSSL's state):
 the caps bound that, and ``return_freed_memory`` gives it back once connections were cut.
@@ -21,17 +28,23 @@ import logging
 import ssl
 import time
 from collections import Counter
+from enum import Enum
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from zerotouch_plugin.config import ConnectionLimits
+from zerotouch_plugin.errors import UpstreamUnavailable
 
 __all__ = [
+    "OVERLOAD_RETRY_AFTER",
+    "Admission",
     "ConnectionGate",
     "GatedTlsSite",
     "deadline_middleware",
     "open_connections",
+    "overload_slots",
+    "overloaded",
     "peer_ip",
     "return_freed_memory",
 ]
@@ -42,6 +55,24 @@ log = logging.getLogger(__name__)
 _REFUSAL_LOG_INTERVAL = 10.0
 _TRIM_DELAY = 1.0  # seconds after connections ended before their memory is given back
 _TRIM_AFTER = 32  # ended connections worth a collection (fewer: left to the garbage collector)
+OVERLOAD_RETRY_AFTER = 2  # seconds an overloaded listener asks a client to wait
+_OVERLOAD_SHARE = 4  # overload slots: a quarter of max_connections ...
+_OVERLOAD_BOUNDS = (4, 64)  # ... and no fewer than 4, no more than 64
+_OVERLOAD_DEADLINE_SHARE = 3  # an overload slot gets a third of each deadline
+
+
+def overload_slots(limits: ConnectionLimits) -> int:
+    """How many connections past the caps a listener answers with 503 at once."""
+    low, high = _OVERLOAD_BOUNDS
+    return min(high, max(low, limits.max_connections // _OVERLOAD_SHARE))
+
+
+class Admission(Enum):
+    """What the gate makes of a new connection."""
+
+    ADMITTED = "admitted"  # within the caps
+    OVERLOAD = "overload"  # past a cap, in an overload slot: to be answered 503
+    REFUSED = "refused"  # past a cap with every overload slot taken: closed at once
 
 
 def _load_libc() -> ctypes.CDLL | None:
@@ -71,14 +102,18 @@ def return_freed_memory() -> None:
 
 
 class ConnectionGate:
-    """Counts the open connections of one listener, in all and per source address."""
+    """Counts the open connections of one listener, in all and per source address, and the
+    overload slots of the HTTPS listeners."""
 
-    def __init__(self, service: str, limits: ConnectionLimits) -> None:
+    def __init__(self, service: str, limits: ConnectionLimits, *, overload: int = 0) -> None:
         self._service = service
         self._limits = limits
         self._per_ip: Counter[str] = Counter()
         self._total = 0
+        self._overload_slots = overload
+        self._overload = 0
         self._refused = 0
+        self._answered = 0
         self._last_log = -_REFUSAL_LOG_INTERVAL
         self._trim: asyncio.TimerHandle | None = None
         self._ended = 0
@@ -89,6 +124,11 @@ class ConnectionGate:
 
     def admit(self, ip: str) -> bool:
         """Take a slot for a connection from ``ip``; False (and a log line per burst) over a cap."""
+        return self.admission(ip) is Admission.ADMITTED
+
+    def admission(self, ip: str) -> Admission:
+        """A slot for a connection from ``ip``: within the caps, else an overload slot while
+        one is free, else none (a log line per burst says how many were refused)."""
         if self._total >= self._limits.max_connections:
             reason = f"{self._total} connections open (max_connections)"
         elif self._per_ip[ip] >= self._limits.max_connections_per_ip:
@@ -96,25 +136,44 @@ class ConnectionGate:
         else:
             self._total += 1
             self._per_ip[ip] += 1
-            return True
+            return Admission.ADMITTED
+        admission = Admission.REFUSED
+        if self._overload < self._overload_slots:
+            self._overload += 1
+            self._answered += 1
+            admission = Admission.OVERLOAD
         self._refused += 1
         now = time.monotonic()
         if now - self._last_log >= _REFUSAL_LOG_INTERVAL:
+            answered = (
+                f", {self._answered} of them answered 503 with Retry-After "
+                f"{OVERLOAD_RETRY_AFTER} s in overload slots"
+                if self._overload_slots
+                else ""
+            )
             log.warning(
-                "%s: refusing connections: %s; %d refused since the last report",
+                "%s: refusing connections: %s; %d refused since the last report%s",
                 self._service,
                 reason,
                 self._refused,
+                answered,
             )
-            self._refused = 0
+            self._refused = self._answered = 0
             self._last_log = now
-        return False
+        return admission
+
+    def release_overload(self) -> None:
+        self._overload -= 1
+        self._ended_one()
 
     def release(self, ip: str) -> None:
         self._total -= 1
         self._per_ip[ip] -= 1
         if self._per_ip[ip] <= 0:
             del self._per_ip[ip]
+        self._ended_one()
+
+    def _ended_one(self) -> None:
         self._ended += 1
         if self._ended >= _TRIM_AFTER and self._trim is None:  # at most one a second
             self._trim = asyncio.get_running_loop().call_later(_TRIM_DELAY, self._trimmed)
@@ -147,6 +206,7 @@ class _Connection(asyncio.Protocol):
         self._ip = "?"
         self._where = "?"
         self._admitted = False
+        self.overload = False  # in an overload slot: the one request is answered 503
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -154,10 +214,12 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._raw = transport
         self._ip, self._where = peer_ip(transport)
-        if not self._site.gate.admit(self._ip):
+        admission = self._site.gate.admission(self._ip)
+        if admission is Admission.REFUSED:
             transport.abort()
             return
         self._admitted = True
+        self.overload = admission is Admission.OVERLOAD
         transport.pause_reading()  # the ClientHello is for start_tls, not for us
         self._site.pending.add(self)
         asyncio.get_running_loop().create_task(self._handshake(transport))
@@ -170,7 +232,7 @@ class _Connection(asyncio.Protocol):
                 self,
                 site.context,
                 server_side=True,
-                ssl_handshake_timeout=site.limits.handshake_timeout,
+                ssl_handshake_timeout=self._deadline(site.limits.handshake_timeout),
             )
             if tls is None or self._closed:
                 raise ConnectionError("connection closed during the handshake")
@@ -197,6 +259,10 @@ class _Connection(asyncio.Protocol):
 
     # -- deadlines (set by deadline_middleware as requests come and go) ---------------------
 
+    def _deadline(self, seconds: float) -> float:
+        """A deadline of the limits; an overload slot gets a share of it."""
+        return seconds / _OVERLOAD_DEADLINE_SHARE if self.overload else seconds
+
     def _arm(self, seconds: float, what: str) -> None:
         self._disarm()
         self._timer = asyncio.get_running_loop().call_later(seconds, self._expire, what)
@@ -214,7 +280,7 @@ class _Connection(asyncio.Protocol):
         """The next request's header must come within header_timeout."""
         if self._closed:
             return
-        seconds = self._site.limits.header_timeout
+        seconds = self._deadline(self._site.limits.header_timeout)
         self._arm(seconds, f"no complete request header within {seconds:g} s")
 
     def request_started(self) -> None:
@@ -230,7 +296,7 @@ class _Connection(asyncio.Protocol):
 
     @property
     def body_timeout(self) -> float:
-        return self._site.limits.body_timeout
+        return self._deadline(self._site.limits.body_timeout)
 
     # -- asyncio.Protocol, forwarded to aiohttp once TLS is up -------------------------------
 
@@ -266,7 +332,10 @@ class _Connection(asyncio.Protocol):
             self._site.live.pop(self._tls, None)
         if self._admitted:
             self._admitted = False
-            self._site.gate.release(self._ip)
+            if self.overload:
+                self._site.gate.release_overload()
+            else:
+                self._site.gate.release(self._ip)
 
     def abort(self) -> None:
         self._release()
@@ -310,7 +379,7 @@ class GatedTlsSite(web.BaseSite):
         self.context = ssl_context
         self.service = service
         self.limits = limits
-        self.gate = ConnectionGate(service, limits)
+        self.gate = ConnectionGate(service, limits, overload=overload_slots(limits))
         self.pending: set[_Connection] = set()
         self.live: dict[asyncio.BaseTransport, _Connection] = {}
         self._stopped = False
@@ -365,7 +434,9 @@ def _connection_of(request: web.Request) -> _Connection | None:
 async def deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Middleware: the header has come (stop its clock); the body must come within
     body_timeout (read here, aiohttp keeps it for the handler); afterwards the next header
-    must come within header_timeout. Connections not of a ``GatedTlsSite`` pass as they are."""
+    must come within header_timeout. A request over an overload slot is answered 503 with
+    Retry-After (by the error middleware) once its body is read, and the connection closed.
+    Connections not of a ``GatedTlsSite`` pass as they are."""
     conn = _connection_of(request)
     if conn is None:
         return await handler(request)
@@ -393,7 +464,20 @@ async def deadline_middleware(request: web.Request, handler: Handler) -> web.Str
             conn.where,
         )
         raise
+    if conn.overload:
+        # answer, then close: the client comes back after Retry-After (RFC 9110 §15.6.4)
+        request.protocol.close()
+        raise UpstreamUnavailable(
+            f"{conn.service} is over capacity: retry after {OVERLOAD_RETRY_AFTER} s",
+            retry_after=OVERLOAD_RETRY_AFTER,
+        )
     try:
         return await handler(request)
     finally:
         conn.await_header()
+
+
+def overloaded(request: web.Request) -> bool:
+    """Whether ``request`` came over an overload slot (its 503 is logged by the gate)."""
+    conn = _connection_of(request)
+    return conn is not None and conn.overload
