@@ -104,12 +104,14 @@ def start_device(
     extra: Sequence[str] = (),
     wait: Sequence[str] | None = None,
     verbose: bool = False,
+    prefix: Sequence[str] = (),
 ) -> DeviceProcess:
     """``listeners``: option name (``netconf-ssh``, ``netconf-tls``, ``restconf``) ->
     HOST:PORT; ``extra``: more arguments of ``device run``; ``wait``: the listeners to wait
     for (default: all; RESTCONF only listens once the device holds a domain identity);
-    ``verbose``: log at INFO (NETCONF sessions opened and closed)."""
-    args = [sys.executable, "-m", "zerotouch_plugin", *(["-v"] if verbose else [])]
+    ``verbose``: log at INFO (NETCONF sessions opened and closed); ``prefix``: what runs it
+    elsewhere (``ip netns exec NS``)."""
+    args = [*prefix, sys.executable, "-m", "zerotouch_plugin", *(["-v"] if verbose else [])]
     args += ["device", "run", "--dir", str(folder)]
     for name, address in listeners.items():
         args += [f"--{name}", address]
