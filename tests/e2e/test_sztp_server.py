@@ -15,11 +15,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
+from openapi_spec_validator import validate
 
+from tests.support.admin_openapi import check_admin_answer
 from tests.support.processes import ServerProcess, free_port, run_cli, server
 from zerotouch_plugin.artifacts import certs, sztp
 
@@ -299,18 +302,38 @@ def test_oversize_body_is_refused(lab: Lab) -> None:
     assert _error(body)["error-tag"] == "too-big"
 
 
-def _admin(
-    lab: Lab, method: str, path: str, body: bytes | None = None, media: str = "application/json"
-) -> tuple[int, bytes]:
-    args = ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20", "-X", method]
-    args += ["--cacert", str(lab.folder / "sztp-ca.pem")]
+def _curl_admin(
+    lab: Lab, method: str, path: str, body: bytes | None, media: str
+) -> tuple[int, str, bytes]:
+    """(status, Content-Type, body) of one admin request with the operator certificate."""
+    args = ["curl", "-sS", "-o", "-", "-w", "\n%{content_type}\n%{http_code}", "--max-time", "20"]
+    args += ["-X", method, "--cacert", str(lab.folder / "sztp-ca.pem")]
     args += ["--cert", str(lab.folder / "admin.pem"), "--key", str(lab.folder / "admin.key")]
     if body is not None:
         args += ["-H", f"Content-Type: {media}", "--data-binary", "@-"]
     args.append(f"https://127.0.0.1:{lab.admin_port}{path}")
     done = subprocess.run(args, input=body, capture_output=True, timeout=30, check=True)
-    payload, _, status = done.stdout.rpartition(b"\n")
-    return int(status), payload
+    rest, _, status = done.stdout.rpartition(b"\n")
+    payload, _, content_type = rest.rpartition(b"\n")
+    return int(status), content_type.decode(), payload
+
+
+def _admin_document(lab: Lab) -> dict[str, Any]:
+    """The OpenAPI document the admin listener serves, checked to be valid OpenAPI 3.1."""
+    status, _, body = _curl_admin(lab, "GET", "/admin/openapi.json", None, "")
+    assert status == 200, body
+    doc: dict[str, Any] = json.loads(body)
+    validate(doc)
+    return doc
+
+
+def _admin(
+    lab: Lab, method: str, path: str, body: bytes | None = None, media: str = "application/json"
+) -> tuple[int, bytes]:
+    """One admin request; its answer must be one the served OpenAPI document describes."""
+    status, content_type, payload = _curl_admin(lab, method, path, body, media)
+    check_admin_answer(method, path, status, content_type, payload, _admin_document(lab))
+    return status, payload
 
 
 def test_admin_api_manages_responses_devices_and_shows_progress(lab: Lab) -> None:
@@ -343,6 +366,57 @@ def test_admin_api_checks_vouchers(lab: Lab) -> None:
     assert status == 403 and b"wrong-serial" in body
     status, body = _admin(lab, "PUT", "/admin/devices/SN-1/voucher", voucher, media)
     assert status == 200 and json.loads(body)["voucher-expires"].startswith("2036-01-01")
+
+
+REDIRECT = b'{"ietf-sztp-conveyed-info:redirect-information": {"bootstrap-server": [{"address": "sztp3.example.net"}]}}'  # noqa: E501
+ONBOARDING_XML = (
+    b'<onboarding-information xmlns="urn:ietf:params:xml:ns:yang:ietf-sztp-conveyed-info">'
+    b"<configuration-handling>merge</configuration-handling>"
+    b"<configuration>" + base64.b64encode(CONFIG) + b"</configuration></onboarding-information>"
+)
+YANG_JSON = "application/yang-data+json"
+# (method, path, body, media type, status): each admin route, answers and refusals
+ADMIN_CALLS = [
+    ("PUT", "/admin/responses/spare", REDIRECT, YANG_JSON, 200),
+    ("PUT", "/admin/responses/spare-xml", ONBOARDING_XML, "application/yang-data+xml", 200),
+    ("PUT", "/admin/responses/bad", b'{"nope": 1}', YANG_JSON, 400),
+    ("PUT", "/admin/responses/bad", REDIRECT, "text/plain", 415),
+    ("GET", "/admin/responses", None, "", 200),
+    ("GET", "/admin/responses/spare", None, "", 200),
+    ("GET", "/admin/responses/missing", None, "", 404),
+    ("PUT", "/admin/devices/SN-9", b'{"response": "spare"}', "application/json", 200),
+    ("PUT", "/admin/devices/SN-9", b'{"response": "missing"}', "application/json", 404),
+    ("PUT", "/admin/devices/SN-9", b'{"answer": 1}', "application/json", 400),
+    ("GET", "/admin/devices", None, "", 200),
+    ("DELETE", "/admin/responses/spare", None, "", 404),  # still assigned to SN-9
+    ("DELETE", "/admin/responses/spare-xml", None, "", 200),
+    ("PUT", "/admin/devices/SN-9/voucher", b"not a voucher", "application/json", 400),
+    ("PUT", "/admin/devices/SN-9/voucher", b"garbage", "application/voucher-cms+json", 400),
+    ("GET", "/admin/progress", None, "", 200),
+    ("GET", "/admin/progress?serial=SN-1", None, "", 200),
+    ("GET", "/admin/openapi.json", None, "", 200),
+]
+
+
+def test_admin_api_answers_as_its_openapi_document_says(lab: Lab) -> None:
+    """The served document names every route the admin listener answers, and every answer,
+    refusals included, validates against it (``_admin`` checks each)."""
+    reached = set()
+    for method, path, body, media, expected in ADMIN_CALLS:
+        status, payload = _admin(lab, method, path, body, media)
+        assert status == expected, (method, path, payload)
+        reached.add((method, path.partition("?")[0]))
+    doc = _admin_document(lab)
+    templates = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+
+    def served(method: str, template: str) -> bool:
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        return any(m == method and re.fullmatch(pattern, p) for m, p in reached)
+
+    assert sorted(t for t in templates if not served(*t)) == []
+    # a path outside the document is not answered as an operation
+    status, _, _ = _curl_admin(lab, "GET", "/admin/nothing-here", None, "")
+    assert status == 404
 
 
 def test_admin_api_refuses_a_device_certificate(lab: Lab) -> None:

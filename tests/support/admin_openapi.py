@@ -1,7 +1,8 @@
 """Every answer of the registrar's admin API the tests get, checked against the OpenAPI
-document the registrar serves: the operation exists, the status is documented for it, the
-media type is one it lists, and a JSON body validates against its schema (JSON Schema
-2020-12, formats checked)."""
+document the registrar serves (or another admin API's document, such as the SZTP bootstrap
+server's): the operation exists, the status is documented for it, the media type is one it
+lists, and a JSON body validates against its schema (JSON Schema 2020-12, formats
+checked)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ def document() -> Mapping[str, Any]:
     return doc
 
 
-def _template(path: str) -> str:
+def _template(doc: Mapping[str, Any], path: str) -> str:
     """The document's path template that ``path`` (query string ignored) matches."""
     bare = urlsplit(path).path
-    for template in document()["paths"]:
+    for template in doc["paths"]:
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, bare):
             return str(template)
@@ -37,11 +38,18 @@ def _template(path: str) -> str:
 
 
 def check_admin_answer(
-    method: str, path: str, status: int, content_type: str | None, body: bytes
+    method: str,
+    path: str,
+    status: int,
+    content_type: str | None,
+    body: bytes,
+    doc: Mapping[str, Any] | None = None,
 ) -> None:
-    """AssertionError naming what in the answer the document does not describe."""
-    template = _template(path)
-    operation = document()["paths"][template].get(method.lower())
+    """AssertionError naming what in the answer ``doc`` (default: the registrar's document)
+    does not describe."""
+    doc = document() if doc is None else doc
+    template = _template(doc, path)
+    operation = doc["paths"][template].get(method.lower())
     assert operation is not None, f"{method} {template} is not in the OpenAPI document"
     response = operation["responses"].get(str(status))
     assert response is not None, (
@@ -61,7 +69,7 @@ def check_admin_answer(
     else:
         instance = body.decode("utf-8", "replace")
     validator = Draft202012Validator(
-        {**schema, "components": document()["components"]},
+        {**schema, "components": doc["components"]},
         format_checker=Draft202012Validator.FORMAT_CHECKER,
     )
     problems = [

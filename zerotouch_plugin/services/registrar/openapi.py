@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 description of the registrar's admin API, served at
 ``GET /admin/openapi.json`` and built from the table ``OPERATIONS``: (method, path) -> what
-the operation takes and answers. The tests check that the table and the route table of
-``app.py`` name the same admin routes, that the document is valid OpenAPI, and validate every
-admin answer they get against it.
+the operation takes and answers. ``build_document`` turns such a table into a document; the
+SZTP bootstrap server's admin API (services/sztp/openapi.py) is described with it too. The
+tests check that the table and the route table of ``app.py`` name the same admin routes,
+that the document is valid OpenAPI, and validate every admin answer they get against it.
 
 Errors are answered as one line of ``text/plain`` (services/_http.py); every operation lists
 those that any admin request may get (401 without a client certificate, 403 with one that is
@@ -19,7 +20,17 @@ from typing import Any
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.store.registrar.events import EVENT_TYPES
 
-__all__ = ["OPERATIONS", "Operation", "openapi_document"]
+__all__ = [
+    "OPERATIONS",
+    "Answer",
+    "Operation",
+    "build_document",
+    "closed_object",
+    "json_answer",
+    "openapi_document",
+    "ref",
+    "text_error",
+]
 
 JSON = "application/json"
 TEXT = "text/plain"
@@ -30,11 +41,11 @@ _BOOL_OR_NULL = {"type": ["boolean", "null"]}
 _PORT_OR_NULL = {"type": ["integer", "null"], "minimum": 1, "maximum": 65535}
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _object(props: Mapping[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def closed_object(props: Mapping[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """A closed object: every property but ``optional`` required, nothing else allowed."""
     return {
         "type": "object",
@@ -45,7 +56,7 @@ def _object(props: Mapping[str, Any], *, optional: tuple[str, ...] = ()) -> dict
 
 
 SCHEMAS: Mapping[str, Any] = {
-    "Handoff": _object(
+    "Handoff": closed_object(
         {
             "state": {"enum": ["none", "pending", "applied", "failed"]},
             "attempts": {"type": "integer", "minimum": 0},
@@ -55,7 +66,7 @@ SCHEMAS: Mapping[str, Any] = {
             "next_attempt_at": _TIME_OR_NULL,
         }
     ),
-    "Management": _object(
+    "Management": closed_object(
         {
             "host": {"type": "string"},
             "netconf_tls_port": _PORT_OR_NULL,
@@ -65,7 +76,7 @@ SCHEMAS: Mapping[str, Any] = {
             "address": _STR_OR_NULL,
         }
     ),
-    "Escrow": _object(
+    "Escrow": closed_object(
         {
             "expires_on": _TIME,
             "signer": {"type": "string"},
@@ -74,7 +85,7 @@ SCHEMAS: Mapping[str, Any] = {
             "used_count": {"type": "integer", "minimum": 0},
         }
     ),
-    "Device": _object(
+    "Device": closed_object(
         {
             "serial": {"type": "string"},
             "manufacturer": {"type": "string"},
@@ -97,19 +108,19 @@ SCHEMAS: Mapping[str, Any] = {
             "audit_at": _TIME_OR_NULL,
             "last_error": _STR_OR_NULL,
             "voucher_source": {"enum": ["masa", "escrow", None]},
-            "handoff": _ref("Handoff"),
-            "management": {"oneOf": [_ref("Management"), {"type": "null"}]},
-            "escrow": {"oneOf": [_ref("Escrow"), {"type": "null"}]},
+            "handoff": ref("Handoff"),
+            "management": {"oneOf": [ref("Management"), {"type": "null"}]},
+            "escrow": {"oneOf": [ref("Escrow"), {"type": "null"}]},
         }
     ),
-    "DeviceList": _object({"devices": {"type": "array", "items": _ref("Device")}}),
-    "DeviceDetail": _object(
+    "DeviceList": closed_object({"devices": {"type": "array", "items": ref("Device")}}),
+    "DeviceDetail": closed_object(
         {
             "serial": {"type": "string"},
-            "device": {"oneOf": [_ref("Device"), {"type": "null"}]},
+            "device": {"oneOf": [ref("Device"), {"type": "null"}]},
             "policy": {
                 "type": "array",
-                "items": _object(
+                "items": closed_object(
                     {
                         "decision": {"enum": ["allow", "deny", "pending"]},
                         "manufacturer": _STR_OR_NULL,
@@ -119,7 +130,7 @@ SCHEMAS: Mapping[str, Any] = {
             },
             "vouchers": {
                 "type": "array",
-                "items": _object(
+                "items": closed_object(
                     {
                         "issued_at": _TIME,
                         "assertion": {"type": "string"},
@@ -131,7 +142,7 @@ SCHEMAS: Mapping[str, Any] = {
             },
             "status_reports": {
                 "type": "array",
-                "items": _object(
+                "items": closed_object(
                     {
                         "kind": {"enum": ["voucher_status", "enrollstatus"]},
                         "received_at": _TIME,
@@ -142,35 +153,39 @@ SCHEMAS: Mapping[str, Any] = {
             },
         }
     ),
-    "Decision": _object(
+    "Decision": closed_object(
         {
             "serial": {"type": "string"},
             "decision": {"enum": ["allow", "deny"]},
             "manufacturer": _STR_OR_NULL,
         }
     ),
-    "Approved": _object(
+    "Approved": closed_object(
         {
             "serial": {"type": "string"},
             "decision": {"const": "allow"},
             "decided": {"type": "integer", "minimum": 1},
         }
     ),
-    "ManufacturerBody": _object({"manufacturer": {"type": "string"}}, optional=("manufacturer",)),
-    "Removed": _object({"serial": {"type": "string"}, "removed": {"type": ["integer", "boolean"]}}),
-    "Day0Removed": _object({"serial": _STR_OR_NULL, "removed": {"const": True}}),
-    "Day0Stored": _object(
+    "ManufacturerBody": closed_object(
+        {"manufacturer": {"type": "string"}}, optional=("manufacturer",)
+    ),
+    "Removed": closed_object(
+        {"serial": {"type": "string"}, "removed": {"type": ["integer", "boolean"]}}
+    ),
+    "Day0Removed": closed_object({"serial": _STR_OR_NULL, "removed": {"const": True}}),
+    "Day0Stored": closed_object(
         {"serial": _STR_OR_NULL, "format": {"enum": ["json", "xml"]}, "stored": {"const": True}}
     ),
-    "HandoffQueued": _object(
+    "HandoffQueued": closed_object(
         {"serial": {"type": "string"}, "state": {"const": "pending"}, "target": {"type": "string"}}
     ),
-    "AddressBody": _object({"address": {"type": "string"}}),
-    "Address": _object({"serial": {"type": "string"}, "address": _STR_OR_NULL}),
-    "EscrowHeld": _object(
+    "AddressBody": closed_object({"address": {"type": "string"}}),
+    "Address": closed_object({"serial": {"type": "string"}, "address": _STR_OR_NULL}),
+    "EscrowHeld": closed_object(
         {"serial": {"type": "string"}, "expires_on": _TIME, "signer": {"type": "string"}}
     ),
-    "Event": _object(
+    "Event": closed_object(
         {
             "id": {"type": "integer", "minimum": 1},
             "type": {"enum": list(EVENT_TYPES)},
@@ -200,12 +215,12 @@ class Operation:
     headers: Mapping[str, str] = field(default_factory=dict)  # request header -> description
 
 
-def _ok(schema: str, description: str = "done") -> Answer:
-    return Answer(description, {JSON: _ref(schema)})
+def json_answer(schema: str, description: str = "done") -> Answer:
+    return Answer(description, {JSON: ref(schema)})
 
 
-def _error(description: str) -> Answer:
-    return Answer(description, {TEXT: _ref("Error")})
+def text_error(description: str) -> Answer:
+    return Answer(description, {TEXT: ref("Error")})
 
 
 _DAY0_MEDIA = (
@@ -217,9 +232,9 @@ _DAY0_MEDIA = (
 _DAY0_DOC: Mapping[str, Any] = {m: {"type": "string"} for m in _DAY0_MEDIA[::2]}
 _DAY0_BODY: Mapping[str, Any] = {m: {"type": "string"} for m in _DAY0_MEDIA}
 _MANUFACTURER = "only for IDevIDs from this issuer (default: any)"
-_BAD = _error("malformed request")
-_NONE = _error("nothing of that kind is on record")
-_MEDIA = _error("the request body's media type is not taken here")
+_BAD = text_error("malformed request")
+_NONE = text_error("nothing of that kind is on record")
+_MEDIA = text_error("the request body's media type is not taken here")
 
 
 def _day0(who: str) -> dict[tuple[str, str], Operation]:
@@ -234,12 +249,16 @@ def _day0(who: str) -> dict[tuple[str, str], Operation]:
         ),
         ("PUT", path): Operation(
             f"Store the day-0 configuration of {who}, validated against the device schema",
-            {200: _ok("Day0Stored"), 400: _error("schema-error: ... (at PATH)"), 415: _MEDIA},
+            {
+                200: json_answer("Day0Stored"),
+                400: text_error("schema-error: ... (at PATH)"),
+                415: _MEDIA,
+            },
             body=_DAY0_BODY,
         ),
         ("DELETE", path): Operation(
             f"Remove the day-0 configuration of {who} and its address",
-            {200: _ok("Day0Removed"), 404: _NONE},
+            {200: json_answer("Day0Removed"), 404: _NONE},
         ),
     }
 
@@ -247,28 +266,28 @@ def _day0(who: str) -> dict[tuple[str, str], Operation]:
 def _policy(decision: str) -> Operation:
     return Operation(
         f"{decision.capitalize()} the serial number",
-        {200: _ok("Decision"), 400: _BAD, 415: _MEDIA},
-        body={JSON: _ref("ManufacturerBody")},
+        {200: json_answer("Decision"), 400: _BAD, 415: _MEDIA},
+        body={JSON: ref("ManufacturerBody")},
         body_required=False,
         query={"manufacturer": _MANUFACTURER},
     )
 
 
 OPERATIONS: Mapping[tuple[str, str], Operation] = {
-    ("GET", "/admin/devices"): Operation("Every device record", {200: _ok("DeviceList")}),
+    ("GET", "/admin/devices"): Operation("Every device record", {200: json_answer("DeviceList")}),
     ("GET", "/admin/devices/{serial}"): Operation(
         "A device's record, policy, vouchers and status reports",
-        {200: _ok("DeviceDetail"), 404: _NONE},
+        {200: json_answer("DeviceDetail"), 404: _NONE},
     ),
     ("POST", "/admin/devices/{serial}/allow"): _policy("allow"),
     ("POST", "/admin/devices/{serial}/deny"): _policy("deny"),
     ("POST", "/admin/devices/{serial}/approve"): Operation(
         "Allow a device waiting for approval (registrar policy ask)",
-        {200: _ok("Approved"), 404: _NONE},
+        {200: json_answer("Approved"), 404: _NONE},
     ),
     ("DELETE", "/admin/devices/{serial}/policy"): Operation(
         "Drop the allow/deny entries of a serial number",
-        {200: _ok("Removed"), 404: _NONE},
+        {200: json_answer("Removed"), 404: _NONE},
         query={"manufacturer": "only the entry for this issuer"},
     ),
     **_day0("a device"),
@@ -276,25 +295,25 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
     ("POST", "/admin/devices/{serial}/handoff"): Operation(
         "Push the day-0 configuration to the device again",
         {
-            200: _ok("HandoffQueued"),
+            200: json_answer("HandoffQueued"),
             404: _NONE,
-            409: _error("the device is not enroll-confirmed or has no known address"),
+            409: text_error("the device is not enroll-confirmed or has no known address"),
         },
     ),
     ("PUT", "/admin/devices/{serial}/address"): Operation(
         "Set the management address the hand-off uses",
-        {200: _ok("Address"), 400: _BAD, 415: _MEDIA},
-        body={JSON: _ref("AddressBody")},
+        {200: json_answer("Address"), 400: _BAD, 415: _MEDIA},
+        body={JSON: ref("AddressBody")},
     ),
     ("DELETE", "/admin/devices/{serial}/address"): Operation(
-        "Drop the management address override", {200: _ok("Address"), 404: _NONE}
+        "Drop the management address override", {200: json_answer("Address"), 404: _NONE}
     ),
     ("PUT", "/admin/devices/{serial}/voucher"): Operation(
         "Hold a nonceless voucher in escrow for the device",
         {
-            200: _ok("EscrowHeld"),
-            400: _error("a nonce, or no expires-on"),
-            403: _error("expired, for another serial or domain, or an untrusted signer"),
+            200: json_answer("EscrowHeld"),
+            400: text_error("a nonce, or no expires-on"),
+            403: text_error("expired, for another serial or domain, or an untrusted signer"),
             415: _MEDIA,
         },
         body={MEDIA_TYPE_VOUCHER_CMS: {"type": "string", "format": "binary"}},
@@ -307,7 +326,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         },
     ),
     ("DELETE", "/admin/devices/{serial}/voucher"): Operation(
-        "Drop the voucher held in escrow", {200: _ok("Removed"), 404: _NONE}
+        "Drop the voucher held in escrow", {200: json_answer("Removed"), 404: _NONE}
     ),
     ("GET", "/admin/events"): Operation(
         "Device events as server-sent events (text/event-stream): each message has id, "
@@ -315,8 +334,8 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "stream open; 'event: dropped' ends a stream that fell behind",
         {
             200: Answer("the stream", {"text/event-stream": {"type": "string"}}),
-            400: _error("Last-Event-ID or after is not an event id, or an unknown type"),
-            503: _error("too many streams are open"),
+            400: text_error("Last-Event-ID or after is not an event id, or an unknown type"),
+            503: text_error("too many streams are open"),
         },
         query={
             "after": "resume after this event id (as Last-Event-ID)",
@@ -336,19 +355,18 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
 
 # Answers any admin request may get.
 _COMMON: Mapping[int, Answer] = {
-    401: _error("no TLS client certificate"),
-    403: _error("the client certificate is not an admin certificate of this domain"),
-    413: _error("the request body is too large"),
-    503: _error("the database is unavailable; retry after Retry-After seconds"),
+    401: text_error("no TLS client certificate"),
+    403: text_error("the client certificate is not an admin certificate of this domain"),
+    413: text_error("the request body is too large"),
+    503: text_error("the database is unavailable; retry after Retry-After seconds"),
 }
 
 
 def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = []
-    if "{serial}" in path:
-        params.append(
-            {"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}
-        )
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{([^}]+)\}", path)
+    ]
     for name, description in op.query.items():
         params.append(
             {"name": name, "in": "query", "description": description, "schema": {"type": "string"}}
@@ -376,8 +394,10 @@ def _answer(answer: Answer) -> dict[str, Any]:
     return out
 
 
-def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
-    answers = {**_COMMON, **op.answers}
+def _operation(
+    method: str, path: str, op: Operation, common: Mapping[int, Answer]
+) -> dict[str, Any]:
+    answers = {**common, **op.answers}
     out: dict[str, Any] = {
         "operationId": method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_"),
         "summary": op.summary,
@@ -394,30 +414,46 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
     return out
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """The document, for the registrar of ``version``."""
+def build_document(
+    *,
+    info: Mapping[str, str],
+    operations: Mapping[tuple[str, str], Operation],
+    schemas: Mapping[str, Any],
+    common: Mapping[int, Answer],
+    certificate: str,
+) -> dict[str, Any]:
+    """An OpenAPI 3.1 document of ``operations``, each also answering ``common``, every
+    request authenticated by the client ``certificate`` (mutual TLS) it describes."""
     paths: dict[str, dict[str, Any]] = {}
-    for (method, path), op in OPERATIONS.items():
-        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op)
+    for (method, path), op in operations.items():
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op, common)
     return {
         "openapi": "3.1.0",
-        "info": {
+        "info": dict(info),
+        "paths": paths,
+        "security": [{"adminCertificate": []}],
+        "components": {
+            "schemas": dict(schemas),
+            "securitySchemes": {
+                "adminCertificate": {"type": "mutualTLS", "description": certificate}
+            },
+        },
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The document, for the registrar of ``version``."""
+    return build_document(
+        info={
             "title": "zerotouch registrar admin API",
             "version": version,
             "description": "Devices, allow/deny policy, day-0 configuration, escrow vouchers, "
             "device events and metrics of a BRSKI registrar (RFC 8995). Every request needs a "
             "TLS client certificate from the domain CA with OU=zerotouch-admin.",
         },
-        "paths": paths,
-        "security": [{"adminCertificate": []}],
-        "components": {
-            "schemas": dict(SCHEMAS),
-            "securitySchemes": {
-                "adminCertificate": {
-                    "type": "mutualTLS",
-                    "description": "a client certificate from the domain CA with "
-                    "OU=zerotouch-admin ('zerotouch registrar issue-client-cert --admin')",
-                }
-            },
-        },
-    }
+        operations=OPERATIONS,
+        schemas=SCHEMAS,
+        common=_COMMON,
+        certificate="a client certificate from the domain CA with OU=zerotouch-admin "
+        "('zerotouch registrar issue-client-cert --admin')",
+    )

@@ -24,12 +24,14 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from zerotouch_plugin import __version__
 from zerotouch_plugin.artifacts import certs, cms, sztp
 from zerotouch_plugin.artifacts.voucher import parse_signed_voucher
 from zerotouch_plugin.errors import InvalidInput, PolicyRefused, WrongSerial
 from zerotouch_plugin.roles.sztp_server import DeviceRecord, ProgressRecord
 from zerotouch_plugin.services._http import make_app, media_type_of, read_body
 from zerotouch_plugin.services._tls import server_context
+from zerotouch_plugin.services.sztp.openapi import openapi_document
 from zerotouch_plugin.store.sztp import SztpRepository
 
 __all__ = [
@@ -192,6 +194,9 @@ def admin_app(
         await asyncio.to_thread(repo.set_device, serial, voucher=der, voucher_expires=expires)
         return _json({"serial": serial, "voucher-expires": _time(expires)})
 
+    async def openapi(request: web.Request) -> web.Response:
+        return _json(openapi_document(__version__))
+
     async def list_progress(request: web.Request) -> web.Response:
         serial = request.query.get("serial")
         found = await asyncio.to_thread(repo.progress, serial)
@@ -205,6 +210,7 @@ def admin_app(
     app.router.add_put("/admin/devices/{serial}", put_device)
     app.router.add_put("/admin/devices/{serial}/voucher", put_voucher)
     app.router.add_get("/admin/progress", list_progress)
+    app.router.add_get("/admin/openapi.json", openapi)
     return app
 
 
