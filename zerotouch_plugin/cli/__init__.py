@@ -32,6 +32,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "sztp": "zerotouch_plugin.cli.sztp",
     "pledge": "zerotouch_plugin.cli.pledge",
     "device": "zerotouch_plugin.cli.device",
+    "fleet": "zerotouch_plugin.cli.fleet",
     "discovery": "zerotouch_plugin.cli.discovery",
     "proxy": "zerotouch_plugin.cli.proxy",
     "netopeer2-plugin": "zerotouch_plugin.cli.netopeer2",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import tomllib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
@@ -19,7 +20,7 @@ from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.services import certfiles
 
-__all__ = ["HELP", "VENDOR_FILES", "register"]
+__all__ = ["HELP", "VENDOR_FILES", "IdevidIssuer", "register"]
 
 HELP = "manufacturer PKI: create the vendor CA and MASA certificates, issue IDevIDs"
 
@@ -31,6 +32,7 @@ VENDOR_FILES = {
 }
 VENDOR_TOML = "vendor.toml"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+DEFAULT_HARDWARE_TYPE = "1.3.6.1.4.1.65535.1"
 _KEY_KINDS: dict[str, certs.KeyKind] = {kind: kind for kind in get_args(certs.KeyKind)}
 
 
@@ -75,7 +77,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     idevid.add_argument("--key-type", choices=kinds, default=None, help="default: the CA's type")
     idevid.add_argument(
         "--hardware-type",
-        default="1.3.6.1.4.1.65535.1",
+        default=DEFAULT_HARDWARE_TYPE,
         help="hwType OID of the hardwareModuleName (RFC 4108)",
     )
     idevid.add_argument("--force", action="store_true", help="replace an existing IDevID")
@@ -140,35 +142,56 @@ def _vendor_settings(folder: Path) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
+@dataclass(frozen=True)
+class IdevidIssuer:
+    """The vendor folder's CA, MASA URL and key type, loaded once to issue many IDevIDs."""
+
+    ca: certs.Identity
+    masa_url: str
+    kind: certs.KeyKind
+
+    @classmethod
+    def load(cls, folder: Path, key_type: str | None = None) -> IdevidIssuer:
+        settings = _vendor_settings(folder)
+        pem, key = VENDOR_FILES["ca"]
+        ca = certfiles.load_identity(folder / pem, folder / key)
+        kind = _KEY_KINDS.get(key_type or settings.get("key_type", "p256"))
+        if kind is None:
+            raise ConfigError(
+                f"{folder / VENDOR_TOML}: key_type {settings.get('key_type')!r} is not a known "
+                "key type"
+            )
+        return cls(ca, settings["masa_url"], kind)
+
+    def issue(
+        self, serial: str, out: Path, *, hardware_type: str = DEFAULT_HARDWARE_TYPE
+    ) -> certs.Identity:
+        """Write ``out``/idevid.pem (IDevID, then the CA), idevid.key and masa-ca.pem; the key
+        last, as it marks the folder as holding an IDevID."""
+        try:
+            identity = certs.issue_idevid(
+                self.ca,
+                serial,
+                masa_url=self.masa_url,
+                now=datetime.now(UTC),
+                key_kind=self.kind,
+                hardware_type=hardware_type,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"cannot issue the IDevID: {exc}") from exc
+        out.mkdir(parents=True, exist_ok=True)
+        certfiles.write_certs(out / "masa-ca.pem", [self.ca.cert])
+        certfiles.write_certs(out / "idevid.pem", [identity.cert, *identity.chain, self.ca.cert])
+        certfiles.write_key(out / "idevid.key", identity.key)
+        return identity
+
+
 def _idevid(args: argparse.Namespace) -> int:
-    folder: Path = args.dir
     out: Path = args.out
-    settings = _vendor_settings(folder)
-    pem, key = VENDOR_FILES["ca"]
-    ca = certfiles.load_identity(folder / pem, folder / key)
-    kind = _KEY_KINDS.get(args.key_type or settings.get("key_type", "p256"))
-    if kind is None:
-        raise ConfigError(
-            f"{folder / VENDOR_TOML}: key_type {settings.get('key_type')!r} is not a known key type"
-        )
+    issuer = IdevidIssuer.load(args.dir, args.key_type)
     target = out / "idevid.key"
     if target.exists() and not args.force:
         raise ConfigError(f"{target} exists; pass --force to issue a new IDevID over it")
-    try:
-        identity = certs.issue_idevid(
-            ca,
-            args.serial,
-            masa_url=settings["masa_url"],
-            now=datetime.now(UTC),
-            key_kind=kind,
-            hardware_type=args.hardware_type,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"cannot issue the IDevID: {exc}") from exc
-    out.mkdir(parents=True, exist_ok=True)
-    # The key last: it is what marks the folder as holding an IDevID (see --force above).
-    certfiles.write_certs(out / "masa-ca.pem", [ca.cert])
-    certfiles.write_certs(out / "idevid.pem", [identity.cert, *identity.chain, ca.cert])
-    certfiles.write_key(target, identity.key)
+    identity = issuer.issue(args.serial, out, hardware_type=args.hardware_type)
     print(f"IDevID serialNumber={args.serial} in {out}: {certs.fingerprint(identity.cert)}")
     return 0

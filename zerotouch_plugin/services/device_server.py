@@ -35,8 +35,8 @@ from zerotouch_plugin.device.domain_files import (
     forget_domain,
     write_domain,
 )
-from zerotouch_plugin.device.host import InstalledIdentity
-from zerotouch_plugin.device.schema import load_device_schema
+from zerotouch_plugin.device.host import AgentStore, InstalledIdentity
+from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import AccessDenied, ConfigError, StorageError
 from zerotouch_plugin.services import certfiles, restconf
 from zerotouch_plugin.services._tls import server_context
@@ -51,7 +51,7 @@ from zerotouch_plugin.services.netconf import (
     start_netconf_tls,
 )
 
-__all__ = ["DeviceServer", "parse_address"]
+__all__ = ["DeviceServer", "device_schema", "parse_address"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,12 @@ def parse_address(value: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def device_schema(folder: Path, config: DeviceConfig) -> DeviceSchema:
+    """The schema of ``config``'s YANG modules; relative ``yang_dirs`` are in ``folder``."""
+    modules = [(name, rev) for name, _, rev in (m.partition("@") for m in config.yang_modules)]
+    return load_device_schema([folder / d for d in config.yang_dirs], modules)
+
+
 @dataclass(frozen=True)
 class _Domain:
     identity: certs.Identity
@@ -80,13 +86,21 @@ class _Domain:
 class DeviceServer:
     """One device: shared datastores behind every listener (SSH, TLS, RESTCONF)."""
 
-    def __init__(self, folder: Path, config: DeviceConfig) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        config: DeviceConfig,
+        *,
+        schema: DeviceSchema | None = None,
+        agent_store: AgentStore | None = None,
+    ) -> None:
+        """``schema``: a schema built once for many devices of one process (the virtual
+        fleet), else this device's own from its configuration; ``agent_store``: where the
+        agent keeps its state, by default files in the folder."""
         self.folder = folder
         self.config = config
-        modules = [(name, rev) for name, _, rev in (m.partition("@") for m in config.yang_modules)]
-        schema = load_device_schema(
-            [folder / d for d in config.yang_dirs], modules
-        )  # relative dirs are relative to P
+        if schema is None:
+            schema = device_schema(folder, config)
         self.datastores = Datastores(schema, folder, edit_budget=config.max_edit_entries)
         self.netconf = build_netconf_server(self.datastores, self.config.netconf_limits)
         discard_incomplete(folder)
@@ -100,7 +114,7 @@ class DeviceServer:
         self._restconf_context: ssl.SSLContext | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # RESTCONF servers shutting down
         self.bound: dict[str, tuple[str, int]] = {}
-        self._agent_store = FileAgentStore(folder)
+        self._agent_store = FileAgentStore(folder) if agent_store is None else agent_store
 
     # -- identity -------------------------------------------------------------------------
 
@@ -252,7 +266,7 @@ class DeviceServer:
             raise ConfigError(f"{path}: no certificate")
         return anchors
 
-    def agent_store(self) -> FileAgentStore:
+    def agent_store(self) -> AgentStore:
         return self._agent_store
 
     def yang_modules(self) -> list[str]:
