@@ -71,6 +71,7 @@ async def test_sztp_first_then_brski_enrolls_the_device(
     try:
         assert made == ["sztp", "brski"] and ordered.succeeded == "brski"
         assert host.bootstrap["phase"] == "enrolled" and host.installed is not None
+        assert host.bootstrap["bootstrap-path"] == "brski"  # the protocol that succeeded
         history = host.history()
         assert "attempt-failed" in history  # the SZTP turn, before BRSKI enrolled
         assert history.index("attempt-failed") < history.index("enrolled")
@@ -103,6 +104,7 @@ async def test_brski_first_and_every_protocol_failing_starts_a_new_cycle(
         assert made == ["brski", "sztp"] and pauses == [7.0]
         assert ordered.succeeded is None and host.installed is None
         assert host.bootstrap["phase"] == "failed"
+        assert "bootstrap-path" not in host.bootstrap
     finally:
         await ordered.close()
 
