@@ -7,6 +7,8 @@ RFC 8572 §4.2): a device host and a DNS host joined by a veth pair, the device 
   the device onboards from multicast DNS and never asks the unicast server.
 * The responder holds nothing (mDNS is silent): after its bounded wait the device asks
   dnsmasq in the DNS host by unicast for ``SN-1._sztp.sztp.test`` and onboards from that.
+* No TXT records at all: the device goes on to the device-independent ``_sztp._tcp.local``
+  SRV records by mDNS and onboards from the bootstrap server they name.
 
 The multicast query leaves only through the device host's ``eth0``, inside the namespaces.
 """
@@ -20,13 +22,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import dns.rdata
 import pytest
 
 from tests.support.device_process import DeviceProcess, start_device
 from tests.support.netns import Host, netns_lab
-from tests.support.processes import run_cli
+from tests.support.processes import run_cli, start_server
 from tests.support.sztp_dns_lab import dnsmasq, rdata, signed_artifacts, txt_records
+from tests.support.sztp_lab import onboarding_server
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "sztp.test"
@@ -43,74 +48,88 @@ def vendor(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @dataclass
-class Run:
-    device: DeviceProcess
-    folder: Path
-    responder: subprocess.Popen[str]
-    dns_log: Path
+class Link:
+    """The device host and the DNS host, each with a ULA on its ``eth0``."""
 
-    def responder_lines(self) -> list[str]:
+    device_host: Host
+    dns_host: Host
+    tmp: Path
+    vendor: Path
+
+    @contextmanager
+    def unicast(self, records: list[str]) -> Iterator[Path]:
+        """dnsmasq on the DNS host answering ``records`` for DOMAIN; yields its log."""
+        log = self.tmp / "dnsmasq.log"
+        proc = dnsmasq(DNS_ADDRESS, 53, DOMAIN, records, log, self.dns_host.prefix([]))
+        try:
+            yield log
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    @contextmanager
+    def responder(self, records: list[tuple[str, str, str]]) -> Iterator[Responder]:
+        """The mDNS responder on the DNS host's eth0 with ``records``."""
+        path = self.tmp / "mdns.json"
+        path.write_text(json.dumps(records))
+        argv = [sys.executable, "-m", "tests.support.mdns_responder", "eth0", str(path)]
+        proc = subprocess.Popen(
+            self.dns_host.prefix(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline().strip()
+            assert first == "ready", f"mDNS responder: {first} {proc.stdout.read()}"
+            yield Responder(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
+
+    @contextmanager
+    def device(self) -> Iterator[tuple[DeviceProcess, Path]]:
+        """``zerotouch device run`` on the device host, mDNS on eth0 and unicast DNS."""
+        folder = self.tmp / "device"
+        run_cli("vendor", "idevid", "--dir", self.vendor, "--serial", "SN-1", "--out", folder)
+        extra = (
+            "--bootstrap-mdns-interface", "eth0",
+            "--bootstrap-dns-domain", DOMAIN,
+            "--bootstrap-dns-server", f"[{DNS_ADDRESS}]:53",
+        )  # fmt: skip
+        process = start_device(
+            folder,
+            {"netconf-tls": "127.0.0.1:0"},
+            extra=extra,
+            verbose=True,
+            prefix=self.device_host.prefix([]),
+        )
+        try:
+            yield process, folder
+        finally:
+            process.stop()
+
+
+@dataclass
+class Responder:
+    proc: subprocess.Popen[str]
+
+    def lines(self) -> list[str]:
         """What the responder printed, read once it has been stopped."""
-        self.responder.terminate()
-        out, _ = self.responder.communicate(timeout=10)
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
         return out.splitlines()
 
 
-@contextmanager
-def _responder(
-    host: Host, records: list[tuple[str, str, str]], path: Path
-) -> Iterator[subprocess.Popen[str]]:
-    path.write_text(json.dumps(records))
-    argv = [sys.executable, "-m", "tests.support.mdns_responder", "eth0", str(path)]
-    proc = subprocess.Popen(
-        host.prefix(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline().strip()
-        assert first == "ready", f"mDNS responder: {first} {proc.stdout.read()}"
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
-
-
-@contextmanager
-def _lab(
-    tmp: Path, vendor: Path, mdns: list[tuple[str, str, str]], unicast: list[str]
-) -> Iterator[Run]:
+@pytest.fixture
+def link(tmp_path: Path, vendor: Path) -> Iterator[Link]:
     with netns_lab() as lab:
         device_host, dns_host = lab.host("dev"), lab.host("dns")
         lab.link(device_host, dns_host)
         for host, address in ((dns_host, DNS_ADDRESS), (device_host, DEVICE_ADDRESS)):
             result = host.run("ip", "addr", "add", f"{address}/64", "dev", "eth0", "nodad")
             assert result.returncode == 0, result.stderr
-        dns_log = tmp / "dnsmasq.log"
-        server = dnsmasq(DNS_ADDRESS, 53, DOMAIN, unicast, dns_log, dns_host.prefix([]))
-        try:
-            with _responder(dns_host, mdns, tmp / "mdns.json") as responder:
-                folder = tmp / "device"
-                run_cli("vendor", "idevid", "--dir", vendor, "--serial", "SN-1", "--out", folder)
-                extra = (
-                    "--bootstrap-mdns-interface", "eth0",
-                    "--bootstrap-dns-domain", DOMAIN,
-                    "--bootstrap-dns-server", f"[{DNS_ADDRESS}]:53",
-                )  # fmt: skip
-                device = start_device(
-                    folder,
-                    {"netconf-tls": "127.0.0.1:0"},
-                    extra=extra,
-                    verbose=True,
-                    prefix=device_host.prefix([]),
-                )
-                try:
-                    yield Run(device, folder, responder, dns_log)
-                finally:
-                    device.stop()
-        finally:
-            server.terminate()
-            server.wait(10)
+        yield Link(device_host, dns_host, tmp_path, vendor)
 
 
 def _configured(folder: Path) -> bool:
@@ -118,25 +137,55 @@ def _configured(folder: Path) -> bool:
     return bool(startup["ietf-system:system"] == {"hostname": HOSTNAME})
 
 
-def test_device_onboards_from_multicast_dns_first(tmp_path: Path, vendor: Path) -> None:
-    artifacts = signed_artifacts(vendor, tmp_path / "owner", "SN-1", CONFIG)
+def test_device_onboards_from_multicast_dns_first(link: Link) -> None:
+    artifacts = signed_artifacts(link.vendor, link.tmp / "owner", "SN-1", CONFIG)
     mdns = [("SN-1._sztp.local.", "TXT", rdata(key, der).hex()) for key, der in artifacts.items()]
     unicast = txt_records(f"SN-1._sztp.{DOMAIN}", artifacts)
-    with _lab(tmp_path, vendor, mdns, unicast) as run:
-        line = run.device.wait_for("bootstrapped sztp", timeout=90)
-        assert "mdns://eth0/SN-1._sztp.local?type=TXT" in line
-        assert _configured(run.folder)
-        assert "answered SN-1._sztp.local. TXT" in run.responder_lines()
-    assert "query[TXT]" not in run.dns_log.read_text()  # unicast was never needed
+    with link.unicast(unicast) as dns_log, link.responder(mdns) as responder:
+        with link.device() as (device, folder):
+            line = device.wait_for("bootstrapped sztp", timeout=90)
+            assert "mdns://eth0/SN-1._sztp.local?type=TXT" in line
+            assert _configured(folder)
+        assert "answered SN-1._sztp.local. TXT" in responder.lines()
+        assert "query[TXT]" not in dns_log.read_text()  # unicast was never needed
 
 
-def test_silent_multicast_dns_falls_back_to_unicast(tmp_path: Path, vendor: Path) -> None:
-    artifacts = signed_artifacts(vendor, tmp_path / "owner", "SN-1", CONFIG)
+def test_silent_multicast_dns_falls_back_to_unicast(link: Link) -> None:
+    artifacts = signed_artifacts(link.vendor, link.tmp / "owner", "SN-1", CONFIG)
     unicast = txt_records(f"SN-1._sztp.{DOMAIN}", artifacts)
-    with _lab(tmp_path, vendor, [], unicast) as run:
-        line = run.device.wait_for("bootstrapped sztp", timeout=90)
-        assert f"dns://[{DNS_ADDRESS}]:53/SN-1._sztp.{DOMAIN}?type=TXT" in line
-        assert _configured(run.folder)
-        lines = run.responder_lines()
-    assert "unanswered SN-1._sztp.local. TXT" in lines  # asked by mDNS first, in vain
-    assert f"query[TXT] SN-1._sztp.{DOMAIN} from {DEVICE_ADDRESS}" in run.dns_log.read_text()
+    with link.unicast(unicast) as dns_log, link.responder([]) as responder:
+        with link.device() as (device, folder):
+            line = device.wait_for("bootstrapped sztp", timeout=90)
+            assert f"dns://[{DNS_ADDRESS}]:53/SN-1._sztp.{DOMAIN}?type=TXT" in line
+            assert _configured(folder)
+        assert "unanswered SN-1._sztp.local. TXT" in responder.lines()  # asked first, in vain
+        assert f"query[TXT] SN-1._sztp.{DOMAIN} from {DEVICE_ADDRESS}" in dns_log.read_text()
+
+
+def test_device_independent_srv_by_multicast_dns_names_a_bootstrap_server(link: Link) -> None:
+    """No TXT records anywhere: the device goes on to ``_sztp._tcp.local`` SRV, whose answer
+    carries the target's AAAA record, and onboards from ``zerotouch sztp serve`` there (an
+    untrusted server: signed data, verified)."""
+    server_dir = onboarding_server(link.vendor, link.tmp / "owner", "SN-1", CONFIG)
+    args = ("sztp", "serve", "--dir", server_dir, "--listen", f"[{DNS_ADDRESS}]:0")
+    sztp_server = start_server("sztp", *args, prefix=link.dns_host.prefix([]))
+    try:
+        port = urlsplit(sztp_server.url).port
+        assert port is not None
+        srv = dns.rdata.from_text("IN", "SRV", f"0 0 {port} bootstrap.local.")
+        aaaa = dns.rdata.from_text("IN", "AAAA", DNS_ADDRESS)
+        mdns = [
+            ("_sztp._tcp.local.", "SRV", srv.to_wire().hex()),
+            ("bootstrap.local.", "AAAA", aaaa.to_wire().hex()),
+        ]
+        with link.unicast([]), link.responder(mdns) as responder:
+            with link.device() as (device, folder):
+                line = device.wait_for("bootstrapped sztp", timeout=90)
+                assert f"https://[{DNS_ADDRESS}]:{port}" in line
+                assert _configured(folder)
+            lines = responder.lines()
+        assert lines.index("unanswered SN-1._sztp.local. TXT") < lines.index(
+            "answered _sztp._tcp.local. SRV"
+        )
+    finally:
+        sztp_server.stop()

@@ -4,7 +4,8 @@
 It joins ff02::fb on IFACE, listens on port 5353 and answers each question it holds records
 for: a query from a port other than 5353 (a one-shot query, §5.1) by unicast to its source,
 echoing the ID and the question, with TTLs of at most 10 s (§6.7); one from port 5353 to
-the group. RECORDS.json is a list of ``[name, type, rdata hex]``. It prints ``ready`` once
+the group; the address records of SRV targets go along in the additional section (RFC 6763
+§12.2). RECORDS.json is a list of ``[name, type, rdata hex]``. It prints ``ready`` once
 it listens, then one line per question: ``answered NAME TYPE`` or ``unanswered NAME TYPE``.
 """
 
@@ -73,6 +74,10 @@ def serve(interface: str, rrsets: dict[tuple[dns.name.Name, int], dns.rrset.RRse
             print(f"{'answered' if rrset else 'unanswered'} {question.name} {kind}", flush=True)
             if rrset is not None:
                 response.answer.append(rrset)
+                for rdata in rrset if rrset.rdtype == dns.rdatatype.SRV else ():
+                    for kind in (dns.rdatatype.AAAA, dns.rdatatype.A):
+                        if (found := rrsets.get((rdata.target, kind))) is not None:
+                            response.additional.append(found)
         if not response.answer:
             continue
         if source[1] == PORT:
