@@ -152,7 +152,7 @@ def _ordered_agent(
 ) -> OrderedBootstrap:
     """SZTP and BRSKI in ``bootstrap_order``, each given ``bootstrap_rounds`` (at least one)
     rounds per turn, so that the next protocol gets its turn."""
-    from zerotouch_plugin.services.bootstrap_order import OrderedBootstrap
+    from zerotouch_plugin.services.bootstrap_order import OrderedBootstrap, onboarded_by
     from zerotouch_plugin.services.pledge_agent import PledgeAgent
 
     rounds = max(1, config.bootstrap_rounds)
@@ -164,6 +164,7 @@ def _ordered_agent(
     return OrderedBootstrap(
         [(name, factories[name]) for name in config.bootstrap_order],
         pause=config.bootstrap_retry_delay,
+        onboarded=lambda: onboarded_by(device),
     )
 
 

@@ -3,7 +3,9 @@ its rounds in turn until one onboards the device; a cycle in which all failed is
 a pause, then the next cycle.
 
 The agents are built afresh for every turn (an agent runs once), and the one that succeeded
-stays running: the pledge agent renews its LDevID from there.
+stays running: the pledge agent renews its LDevID from there. A device that one protocol
+already onboarded starts with that protocol, which finds its earlier outcome and stops
+there, so that a restart never onboards the device again by the other one.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from zerotouch_plugin.roles.bootstrap import BootstrapState, Phase
+from zerotouch_plugin.device.host import PluginHost
+from zerotouch_plugin.roles.bootstrap import BootstrapPath, BootstrapState, Phase
+from zerotouch_plugin.services.pledge_agent import read_key
+from zerotouch_plugin.services.sztp_agent import COMPLETE_KEY
 
-__all__ = ["BootstrapAgent", "OrderedBootstrap"]
+__all__ = ["BootstrapAgent", "OrderedBootstrap", "onboarded_by"]
 
 log = logging.getLogger("zerotouch.bootstrap")
 
@@ -36,6 +41,16 @@ class BootstrapAgent(Protocol):
 AgentFactory = Callable[[], BootstrapAgent]
 
 
+def onboarded_by(host: PluginHost) -> BootstrapPath | None:
+    """The protocol that already onboarded the device: BRSKI when it holds a domain
+    identity, SZTP when the SZTP agent recorded its completion; None for neither."""
+    if host.installed_identity() is not None:
+        return BootstrapPath.BRSKI
+    if read_key(host.agent_store(), COMPLETE_KEY) is not None:
+        return BootstrapPath.SZTP
+    return None
+
+
 class OrderedBootstrap:
     """Runs ``(name, factory)`` agents one after the other until one is enrolled."""
 
@@ -45,11 +60,13 @@ class OrderedBootstrap:
         *,
         pause: float,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        onboarded: Callable[[], str | None] = lambda: None,
     ) -> None:
         if not agents:
             raise ValueError("bootstrap_order needs at least one protocol")
         self.agents = tuple(agents)
         self.pause = pause
+        self._onboarded = onboarded
         self.current: BootstrapAgent | None = None
         self.succeeded: str | None = None
         self._sleep = sleep
@@ -74,8 +91,10 @@ class OrderedBootstrap:
             self.current = None
 
     async def _run(self) -> None:
+        done = self._onboarded()
+        order = sorted(self.agents, key=lambda agent: agent[0] != done)  # stable: rest as is
         while True:
-            for name, factory in self.agents:
+            for name, factory in order:
                 agent = factory()
                 self.current = agent
                 await agent.start()

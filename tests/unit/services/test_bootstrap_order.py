@@ -20,8 +20,17 @@ from tests.unit.services.test_pledge_agent import (
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.datastore import Datastores
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
-from zerotouch_plugin.services.bootstrap_order import BootstrapAgent, OrderedBootstrap
-from zerotouch_plugin.services.sztp_agent import DatastoreOnboarder, SztpAgent, SztpSettings
+from zerotouch_plugin.services.bootstrap_order import (
+    BootstrapAgent,
+    OrderedBootstrap,
+    onboarded_by,
+)
+from zerotouch_plugin.services.sztp_agent import (
+    COMPLETE_KEY,
+    DatastoreOnboarder,
+    SztpAgent,
+    SztpSettings,
+)
 
 pki = pledge_tests.pki  # the vendor and domain folders
 world = pledge_tests.world  # their MASA and registrar, served in the test's loop
@@ -42,7 +51,11 @@ def _sztp(host: FakeHost, folder: Path, schema: DeviceSchema, clock: FakeClock) 
 
 
 def _ordered(
-    names: list[str], made: list[str], make: dict[str, BootstrapAgent], sleep: object
+    names: list[str],
+    made: list[str],
+    make: dict[str, BootstrapAgent],
+    sleep: object,
+    host: FakeHost | None = None,
 ) -> OrderedBootstrap:
     def factory(name: str) -> BootstrapAgent:
         made.append(name)
@@ -52,6 +65,7 @@ def _ordered(
         [(n, lambda n=n: factory(n)) for n in names],  # type: ignore[misc]
         pause=7.0,
         sleep=sleep,  # type: ignore[arg-type]
+        onboarded=(lambda: None) if host is None else (lambda: onboarded_by(host)),
     )
 
 
@@ -75,6 +89,60 @@ async def test_sztp_first_then_brski_enrolls_the_device(
         history = host.history()
         assert "attempt-failed" in history  # the SZTP turn, before BRSKI enrolled
         assert history.index("attempt-failed") < history.index("enrolled")
+    finally:
+        await ordered.close()
+
+
+async def test_a_restart_keeps_to_the_protocol_that_onboarded_the_device(
+    world: World, schema: DeviceSchema, tmp_path: Path
+) -> None:
+    """Enrolled by BRSKI with SZTP configured first: the next start asks BRSKI only, which
+    finds the identity; SZTP, whose sources might onboard the device again, is never made."""
+    host, clock = FakeHost(world.pledge()), FakeClock()
+    first: list[str] = []
+    agents: dict[str, BootstrapAgent] = {
+        "sztp": _sztp(host, tmp_path, schema, clock),
+        "brski": agent_for(host, agent_config(world.registrar_url, rounds=1), clock),
+    }
+    ordered = _ordered(["sztp", "brski"], first, agents, clock.sleep, host)
+    await ordered.start()
+    await ordered.wait()
+    await ordered.close()
+    assert first == ["sztp", "brski"] and onboarded_by(host) == "brski"
+    again: list[str] = []
+    agents = {
+        "sztp": _sztp(host, tmp_path, schema, clock),
+        "brski": agent_for(host, agent_config(world.registrar_url, rounds=1), clock),
+    }
+    ordered = _ordered(["sztp", "brski"], again, agents, clock.sleep, host)
+    await ordered.start()
+    await ordered.wait()
+    try:
+        assert again == ["brski"] and ordered.succeeded == "brski"
+        assert host.bootstrap["bootstrap-path"] == "brski"
+        assert host.history()[-1] == "already-enrolled"
+    finally:
+        await ordered.close()
+
+
+async def test_a_device_sztp_onboarded_is_not_enrolled_by_brski_after_a_restart(
+    world: World, schema: DeviceSchema, tmp_path: Path
+) -> None:
+    host, clock = FakeHost(world.pledge()), FakeClock()
+    host.agent_store().put(COMPLETE_KEY, b"https://sztp.example:8443")
+    made: list[str] = []
+    agents: dict[str, BootstrapAgent] = {
+        "sztp": _sztp(host, tmp_path, schema, clock),
+        "brski": agent_for(host, agent_config(world.registrar_url, rounds=1), clock),
+    }
+    ordered = _ordered(["brski", "sztp"], made, agents, clock.sleep, host)
+    await ordered.start()
+    await ordered.wait()
+    try:
+        assert made == ["sztp"] and ordered.succeeded == "sztp"
+        assert host.installed is None  # no BRSKI enrollment
+        assert host.bootstrap["bootstrap-path"] == "sztp"
+        assert host.history()[-1] == "already-bootstrapped"
     finally:
         await ordered.close()
 
