@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from cryptography import x509
@@ -42,8 +42,6 @@ from zerotouch_plugin.errors import (
     UpstreamUnavailable,
     ZerotouchError,
 )
-from zerotouch_plugin.roles.discovery import Candidate, Discovery, Search
-from zerotouch_plugin.roles.discovery import Wait as DiscoveryWait
 from zerotouch_plugin.roles.pledge import (
     Connect,
     Done,
@@ -63,6 +61,10 @@ from zerotouch_plugin.roles.pledge import (
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._http1 import Http1Connection
 from zerotouch_plugin.services._tls import client_context
+
+if TYPE_CHECKING:  # discovery loads only when ``enroll_discovering`` runs
+    from zerotouch_plugin.roles.discovery import Candidate, Discovery, Search
+    from zerotouch_plugin.roles.discovery import Wait as DiscoveryWait
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -379,7 +381,13 @@ class PledgeClient:
                 ),
                 self._seconds,
             )
-        except (ConnectionResetError, ssl.SSLEOFError, asyncio.IncompleteReadError) as exc:
+        except (
+            ConnectionResetError,
+            ConnectionAbortedError,
+            BrokenPipeError,
+            ssl.SSLEOFError,
+            asyncio.IncompleteReadError,
+        ) as exc:
             if not self._watch.answered:
                 raise ClosedBeforeHandshake(
                     "the registrar closed the connection before answering the TLS ClientHello "
