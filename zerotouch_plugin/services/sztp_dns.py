@@ -32,7 +32,7 @@ import socket
 import time
 from base64 import b64decode
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import dns.asyncresolver
@@ -101,7 +101,8 @@ TXT_KEYS: Mapping[bytes, str] = {
 }
 
 _RANDOM = random.SystemRandom()  # RFC 2782's weighted choice among equal priorities
-_MAX_SRV = 4 * MAX_SERVERS  # SRV records ordered per answer
+_MAX_RECORDS = 4 * MAX_SERVERS  # records taken per answer
+_MAX_ADDRESSES = 4  # addresses kept per SRV target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ def srv_output(
         if _HOSTNAME.fullmatch(r.target.rstrip(".")) is not None
         and len(r.target.rstrip(".")) <= 253
         and 0 < r.port < 65536
-    ][:_MAX_SRV]
+    ][:_MAX_RECORDS]
     for record in order_srv(usable, rng):
         host = record.target.rstrip(".").lower()
         host = next(iter((addresses or {}).get(host, ())), host)
@@ -332,14 +333,40 @@ def _read_mdns(
     return records, addresses
 
 
+@dataclass
+class _Gathered:
+    """The answers of the responses to one mDNS query so far, bounded: the query is done at
+    the first TXT answer (one responder holds a device's RRset) or once _MAX_RECORDS records
+    came; at most _MAX_RECORDS hosts with _MAX_ADDRESSES addresses each."""
+
+    kind: str
+    records: list[object] = field(default_factory=list)
+    addresses: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, found: tuple[list[object], dict[str, list[str]]]) -> bool:
+        """Take one response's answers; whether the query is done."""
+        self.records += found[0][: _MAX_RECORDS - len(self.records)]
+        for host, more in found[1].items():
+            if host in self.addresses or len(self.addresses) < _MAX_RECORDS:
+                kept = self.addresses.setdefault(host, [])
+                kept += more[: _MAX_ADDRESSES - len(kept)]
+        return (bool(self.records) and self.kind == "TXT") or len(self.records) >= _MAX_RECORDS
+
+    def answer(self, what: str) -> _Answer:
+        if not self.records:
+            raise NotFound(f"no multicast DNS answer for {what}")
+        return _Answer(
+            tuple(dict.fromkeys(self.records)), {h: tuple(a) for h, a in self.addresses.items()}
+        )
+
+
 def _mdns_blocking(name: str, kind: str, interface: str, wait: float) -> _Answer:
     query = dns.message.make_query(name, kind)
     query.id = secrets.randbelow(65535) + 1
     query.flags &= ~dns.flags.RD  # RFC 6762 §18.6
     wire = query.to_wire()
     sockets = _mdns_sockets(interface)
-    records: list[object] = []
-    addresses: dict[str, list[str]] = {}
+    gathered = _Gathered(kind)
     with selectors.DefaultSelector() as selector:
         try:
             for sock, group in sockets:
@@ -359,17 +386,12 @@ def _mdns_blocking(name: str, kind: str, interface: str, wait: float) -> _Answer
                     found = _read_mdns(packet, query)
                     if found is None:
                         continue
-                    records += found[0]
-                    for host, more in found[1].items():
-                        addresses.setdefault(host, []).extend(more)
-                    if records and kind == "TXT":
-                        deadline = 0  # one responder holds a device's whole RRset
+                    if gathered.add(found):
+                        deadline = 0
         finally:
             for sock, _ in sockets:
                 sock.close()
-    if not records:
-        raise NotFound(f"no multicast DNS answer for {kind} {name} on {interface}")
-    return _Answer(tuple(dict.fromkeys(records)), {h: tuple(a) for h, a in addresses.items()})
+    return gathered.answer(f"{kind} {name} on {interface}")
 
 
 async def _query(location: str, timeout: float, mdns_wait: float) -> tuple[str, _Answer]:

@@ -26,6 +26,7 @@ from zerotouch_plugin.services.sztp_dns import (
     MAX_MDNS_BYTES,
     MAX_SERVERS,
     MAX_TXT_BYTES,
+    _Gathered,
     _read_mdns,
     dns_locations,
     parse_txt,
@@ -263,6 +264,22 @@ def test_mdns_srv_answers_bring_routable_addresses_only() -> None:
     found = _read_mdns(_reply(query, srv, aaaa, a), query)
     assert found is not None
     assert found[1] == {"box.local": ["fd00::7", "192.0.2.7"]}
+
+
+def test_mdns_answers_gathered_are_bounded() -> None:
+    """A TXT answer ends the query; SRV answers are gathered until 64 records, at most 64
+    hosts with 4 addresses each, whatever a flood of responses sends."""
+    txt = _Gathered("TXT")
+    assert not txt.add(([], {}))
+    assert txt.add(([object()], {}))
+    srv = _Gathered("SRV")
+    many = {f"h{i}.local": [f"fd00::{i}:{j}" for j in range(10)] for i in range(100)}
+    done = [srv.add(([object()] * 10, many)) for _ in range(8)]
+    assert done == [False] * 6 + [True, True]
+    assert len(srv.records) == 64
+    assert len(srv.addresses) == 64 and all(len(a) == 4 for a in srv.addresses.values())
+    with pytest.raises(NotFound):
+        _Gathered("SRV").answer("SRV _sztp._tcp.local on eth0")
 
 
 @pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:5353", "[::1]:53", "::1"])
