@@ -5,7 +5,9 @@ returns normally has been committed, and a committed write survives a crash: SQL
 WAL mode with ``synchronous=FULL``; PostgreSQL keeps its default ``synchronous_commit=on``.
 
 Several processes may share one database. SQLite sessions start with ``BEGIN IMMEDIATE`` so
-writers queue behind one another instead of failing on a lock upgrade; on PostgreSQL,
+writers queue behind one another instead of failing on a lock upgrade; ``Database.read()``
+sessions, which only read, start with a deferred ``BEGIN`` instead: in WAL mode a reader sees
+the last commit and neither waits for a writer nor holds one up. On PostgreSQL,
 repositories rely on transactions, unique constraints and ``SELECT ... FOR UPDATE`` rather
 than anything held in memory.
 """
@@ -26,7 +28,7 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from zerotouch_plugin.errors import ConfigError, StorageError, StorageUnavailable
@@ -41,6 +43,8 @@ _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WAL_RETRY_SECONDS = 0.02
 # Retry-After of a transaction the database could not take (disk full, server restarting).
 _UNAVAILABLE_RETRY_AFTER = 5
+# Execution option of the engine ``Database.read()`` sessions use: begin a deferred transaction.
+_READ_ONLY = "zerotouch_read_only"
 
 # URL scheme spellings accepted for PostgreSQL -> the driver SQLAlchemy should use.
 _POSTGRES_SCHEMES = {
@@ -81,6 +85,11 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._reads = sessionmaker(
+            bind=engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
+        event.listen(self._reads, "before_flush", _refuse_flush)
+        event.listen(self._reads, "do_orm_execute", _refuse_write_statement)
 
     @property
     def url(self) -> str:
@@ -94,7 +103,18 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed (durably) when the block exits, rolled back on error."""
-        session = self._sessions()
+        with self._transaction(self._sessions()) as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """One transaction that only reads: one consistent snapshot, no write lock taken on
+        SQLite; a write attempted in it raises ``StorageError`` and rolls it back."""
+        with self._transaction(self._reads()) as session:
+            yield session
+
+    @contextmanager
+    def _transaction(self, session: Session) -> Iterator[Session]:
         try:
             yield session
             session.commit()
@@ -132,6 +152,15 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections (before exit, or in a forked child)."""
         self.engine.dispose()
+
+
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    raise StorageError("a read-only transaction was given changes to write")
+
+
+def _refuse_write_statement(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise StorageError("a read-only transaction was given a statement that writes")
 
 
 def _rollback_quietly(session: Session) -> None:
@@ -213,7 +242,8 @@ def _sqlite_engine(path: Path) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -144,12 +144,12 @@ class MasaRepository:
                 row.domain_id, row.domain_cert, row.claimed_at = domain_id, domain_cert, now
 
     def claim_for(self, serial: str) -> ClaimRecord | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.scalars(select(_Claim).where(_Claim.serial == serial)).first()
             return None if row is None else _claim_record(row)
 
     def device(self, serial: str) -> DeviceState:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return self._state(
                 s, serial, s.scalars(select(_Device).where(_Device.serial == serial)).first()
             )
@@ -215,7 +215,7 @@ class MasaRepository:
 
     def vouchers(self, serial: str) -> list[IssuedVoucher]:
         """Vouchers issued for ``serial``, oldest first."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.execute(
                 select(_Voucher)
                 .join(_Device, _Voucher.device_id == _Device.id)
@@ -238,7 +238,7 @@ class MasaRepository:
 
     def domain_certs(self) -> list[bytes]:
         """DER of every domain certificate the MASA knows: current owners' and claims'."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             owners = s.scalars(
                 select(_Device.owner_domain_cert)
                 .where(_Device.owner_domain_cert.is_not(None))
@@ -250,7 +250,7 @@ class MasaRepository:
 
     def audit_entries(self, serial: str) -> list[AuditEntry]:
         """The device's audit log, newest first (the order RFC 8995 §5.8.1's example uses)."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.execute(
                 select(_Audit)
                 .join(_Device, _Audit.device_id == _Device.id)

@@ -25,7 +25,7 @@ class AddressRecords(Records):
 
     def management(self, serial: str) -> ManagementRow | None:
         """The management address ``serial`` reported last, if any."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             return management_row(
                 s.scalars(
                     select(ManagementModel).where(ManagementModel.serial == serial)

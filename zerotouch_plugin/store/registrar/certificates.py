@@ -154,7 +154,7 @@ class CertificateRecords(Records):
 
     def issued_certificate(self, fingerprint: str) -> IssuedCertificate | None:
         """What is on record for the certificate with ``fingerprint``, revocation included."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.scalars(
                 select(CertificateModel).where(CertificateModel.fingerprint == fingerprint)
             ).one_or_none()
@@ -204,7 +204,7 @@ class CertificateRecords(Records):
 
     def certificate_events(self, fingerprint: str) -> list[tuple[str, datetime, str]]:
         """The history of one certificate: (event, when, detail), oldest first."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.scalars(
                 select(CertificateEventModel)
                 .where(CertificateEventModel.fingerprint == fingerprint)
@@ -213,7 +213,7 @@ class CertificateRecords(Records):
             return [(r.event, r.at, r.detail) for r in rows]
 
     def certificates(self, serial: str) -> Iterator[bytes]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.scalars(
                 select(CertificateModel.cert_der)
                 .where(CertificateModel.serial == serial)

@@ -125,7 +125,7 @@ class ConsoleRecords(Records):
         return SessionRow(who, csrf, until)
 
     def console_session(self, session_secret: str, *, now: datetime) -> SessionRow | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.scalars(
                 select(ConsoleSessionModel).where(
                     ConsoleSessionModel.digest == digest(session_secret),
@@ -152,7 +152,7 @@ class ConsoleRecords(Records):
             .order_by(EventModel.id.desc())
             .limit(limit)
         )
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [event_row(m) for m in reversed(list(s.scalars(query)))]
 
     def events_since(self, since: datetime, *, limit: int) -> list[EventRow]:
@@ -163,7 +163,7 @@ class ConsoleRecords(Records):
             .order_by(EventModel.id.desc())
             .limit(limit)
         )
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [event_row(m) for m in reversed(list(s.scalars(query)))]
 
     def audit_logs(self, serial: str, *, limit: int) -> list[AuditLogRow]:
@@ -174,5 +174,5 @@ class ConsoleRecords(Records):
             .order_by(AuditVerdictModel.id.desc())
             .limit(limit)
         )
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [AuditLogRow(m.checked_at, m.level, m.summary, m.log) for m in s.scalars(query)]

@@ -17,7 +17,7 @@ class CountRecords(Records):
     """Rows per state of the device and hand-off tables."""
 
     def _by(self, column: Any) -> dict[str, int]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.execute(select(column, func.count()).group_by(column))
             return {str(value): int(n) for value, n in rows}
 

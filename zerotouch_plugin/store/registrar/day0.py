@@ -43,12 +43,12 @@ class Day0Records(Records):
     def day0(self, serial: str | None) -> Day0Row | None:
         """The entry of ``serial`` itself (None: the default), no fallback."""
         key = DEFAULT_DAY0 if serial is None else serial
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.scalars(select(Day0Model).where(Day0Model.serial == key)).one_or_none()
             return None if row is None else Day0Row.from_model(row)
 
     def day0_entries(self) -> list[Day0Row]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [
                 Day0Row.from_model(r)
                 for r in s.scalars(select(Day0Model).order_by(Day0Model.serial))
@@ -57,7 +57,7 @@ class Day0Records(Records):
     def day0_plan(self, serial: str) -> tuple[bool, str | None]:
         """Whether ``serial`` has configuration to push (its own or the default), and its
         address override."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = {r.serial: r for r in day0_pair(s, serial)}
         own = rows.get(serial)
         configured = any(r.config is not None for r in rows.values())

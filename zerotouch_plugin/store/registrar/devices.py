@@ -42,7 +42,7 @@ class DeviceRecords(Records):
     """The devices as the admin API lists them, and what a pledge's requests and reports record."""
 
     def device(self, serial: str) -> DeviceRecord | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             found = s.execute(_WITH_NESTED.where(DeviceModel.serial == serial)).one_or_none()
             if found is None:
                 return None
@@ -50,7 +50,7 @@ class DeviceRecords(Records):
             return _record(found, ports)
 
     def devices(self) -> list[DeviceRecord]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.execute(_WITH_NESTED.order_by(DeviceModel.serial)).all()
             ports = ports_of(s, true())
             return [_record(row, ports) for row in rows]
@@ -58,7 +58,7 @@ class DeviceRecords(Records):
     def serials_named_like(self, serial: str) -> list[str]:
         """Other serials equal to ``serial`` but for case that hold an LDevID (their DNS
         names would be the same, DNS being case-insensitive)."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             return list(
                 s.scalars(
                     select(DeviceModel.serial).where(
@@ -70,7 +70,7 @@ class DeviceRecords(Records):
             )
 
     def status_reports(self, serial: str) -> list[StatusRow]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.scalars(
                 select(StatusReportModel)
                 .where(StatusReportModel.serial == serial)

@@ -55,13 +55,13 @@ class EscrowRecords(Records):
         )
 
     def escrow(self, serial: str) -> EscrowRow | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return EscrowRow.from_model(
                 s.scalars(select(EscrowModel).where(EscrowModel.serial == serial)).one_or_none()
             )
 
     def escrows(self) -> list[EscrowRow]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.scalars(select(EscrowModel).order_by(EscrowModel.serial)).all()
             return [row for row in map(EscrowRow.from_model, rows) if row is not None]
 

@@ -275,12 +275,12 @@ class EventRecords(Records):
     def events_after(self, after: int, *, limit: int) -> list[EventRow]:
         """Up to ``limit`` events with an id above ``after``, oldest first."""
         query = select(EventModel).where(EventModel.id > after).order_by(EventModel.id).limit(limit)
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [event_row(m) for m in s.scalars(query)]
 
     def last_event_id(self) -> int:
         """The newest event's id (0 when there is none)."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             return int(s.scalar(select(func.max(EventModel.id))) or 0)
 
     def prune_events(self, *, before: datetime, keep_at_most: int) -> int:
@@ -335,7 +335,7 @@ class EventRecords(Records):
 
     def event_counts(self) -> dict[str, int]:
         """Events on record by type."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows: Iterable[Any] = s.execute(
                 select(EventModel.type, func.count()).group_by(EventModel.type)
             )

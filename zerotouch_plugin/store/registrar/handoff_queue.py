@@ -58,7 +58,7 @@ class HandoffQueue(Records):
             row.lease_owner = row.lease_until = None
 
     def handoff(self, serial: str) -> HandoffRow:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return HandoffRow.from_model(
                 s.scalars(select(HandoffModel).where(HandoffModel.serial == serial)).one_or_none()
             )
@@ -75,7 +75,7 @@ class HandoffQueue(Records):
         """
         pending = HandoffModel.state == "pending"
         ripe = HandoffModel.next_at <= now
-        with self.db.session() as s:
+        with self.db.read() as s:
             due = list(
                 s.scalars(
                     select(HandoffModel.serial)

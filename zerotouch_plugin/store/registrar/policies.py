@@ -131,14 +131,14 @@ class PolicyRecords(Records):
             return removed
 
     def policy_for(self, serial: str) -> list[PolicyRow]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.scalars(
                 select(PolicyModel).where(PolicyModel.serial == serial).order_by(PolicyModel.id)
             )
             return [policy_row(r) for r in rows]
 
     def policies(self) -> list[PolicyRow]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [
                 policy_row(r) for r in s.scalars(select(PolicyModel).order_by(PolicyModel.serial))
             ]

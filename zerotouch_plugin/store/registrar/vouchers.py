@@ -36,7 +36,7 @@ class VoucherRecords(Records):
     """The voucher-requests a registrar received and the vouchers it relayed."""
 
     def vouchers(self, serial: str) -> list[VoucherRow]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.execute(
                 select(VoucherModel, VoucherRequestModel.outcome)
                 .join(VoucherRequestModel, VoucherRequestModel.id == VoucherModel.request_id)
@@ -59,7 +59,7 @@ class VoucherRecords(Records):
     def latest_registrar_request(self, serial: str) -> bytes | None:
         """The last registrar voucher-request that got a voucher from the MASA (for
         /requestauditlog; one answered from escrow never reached the MASA)."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.scalars(
                 select(VoucherRequestModel.rvr_cms)
                 .where(
