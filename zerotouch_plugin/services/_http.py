@@ -108,7 +108,7 @@ def error_middleware(logger: logging.Logger) -> Middleware:
                 realm = request.app[_REALM_KEY]
                 headers["WWW-Authenticate"] = f'{AUTH_SCHEME} realm="{realm}"'
             response = text_response(exc.http_status, exc.one_line(), headers=headers)
-            if exc.http_status == 401:
+            if exc.http_status == 401 or overloaded(request):
                 response.force_close()  # RFC 8995 §5.3: 401, then close the connection
             return response
         except web.HTTPRequestEntityTooLarge as exc:

@@ -92,6 +92,7 @@ from zerotouch_plugin.errors import (
     SchemaError,
     UnsupportedMediaType,
     UnsupportedOperation,
+    UpstreamUnavailable,
     ZerotouchError,
 )
 from zerotouch_plugin.services._http import media_type_of
@@ -597,6 +598,8 @@ def _error_response(
     headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else {}
     if status == 401:
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE  # RFC 7235 §3.1
+    if isinstance(exc, UpstreamUnavailable):  # e.g. over capacity: when to come back
+        headers["Retry-After"] = str(exc.retry_after)
     if request.method == "HEAD":
         return web.Response(status=status, headers=headers, content_type=media.value)
     return web.Response(status=status, body=body, content_type=media.value, headers=headers)
