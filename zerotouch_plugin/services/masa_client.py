@@ -68,6 +68,9 @@ class _HandshakeRefused(UpstreamUnavailable):
 # A retry within one call: short, so that the attempts fit in masa_timeout.
 _RETRY = Backoff(initial=0.2, factor=2.0, maximum=2.0, jitter=0.5)
 _COOLDOWN = Backoff(initial=2.0, factor=2.0, maximum=60.0, jitter=0.2)
+# Seconds an idle kept-alive connection to a MASA stays open: below a server's usual idle
+# limit (10 s for ours, header_timeout), so the client closes first.
+_KEEPALIVE_SECONDS = 4.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ def _masa_key(url: str) -> str:
 
 
 class MasaClient:
-    """One connection pool to any MASA; ``close()`` when the registrar stops."""
+    """Kept-alive connections to any MASA, with the registrar's client certificate;
+    ``close()`` when the registrar stops."""
 
     def __init__(
         self,
@@ -108,8 +112,11 @@ class MasaClient:
         self._outage = outage or OutagePolicy()
         self._breakers = Breakers(self._outage.breaker_threshold, self._outage.breaker_cooldown)
         self._clock = clock
-        self._session: aiohttp.ClientSession | None = None
+        self._pooled: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
         self._anonymous: aiohttp.ClientSession | None = None
+        self._retired: list[aiohttp.ClientSession] = []
+        self._vouched_by: set[str] = set()
 
     def breaker_states(self) -> dict[str, BreakerState]:
         """The circuit of each MASA called so far (metrics, admin API)."""
@@ -121,14 +128,16 @@ class MasaClient:
 
         async def call() -> bytes:
             try:
-                return await self._post(url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS)
+                voucher = await self._post(url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS)
             except _HandshakeRefused:
                 # A MASA that verifies client certificates against domains it knows resets
                 # the handshake of a new domain's registrar; RFC 8995 §5.5.4 lets it vouch.
                 log.info("MASA %s refused our client certificate; asking without it", url)
-                return await self._post(
+                voucher = await self._post(
                     url, registrar_request, accept=MEDIA_TYPE_VOUCHER_CMS, anonymous=True
                 )
+            self._vouched(url)
+            return voucher
 
         return await self._guarded(url, call)
 
@@ -202,28 +211,48 @@ class MasaClient:
             raise self._unreachable(url, exc, None) from exc
 
     async def close(self) -> None:
-        for session in (self._session, self._anonymous):
+        for session in (self._pooled, self._fresh, self._anonymous, *self._retired):
             if session is not None:
                 await session.close()
-        self._session = self._anonymous = None
+        self._pooled = self._fresh = self._anonymous = None
+        self._retired = []
 
-    def _session_for(self, anonymous: bool) -> aiohttp.ClientSession:
-        """One handshake per request (``force_close``): a MASA that learned our domain from
-        the voucher it just issued asks for the client certificate only on a new connection
-        (the audit log needs it, RFC 8995 §5.8.1)."""
+    def _vouched(self, url: str) -> None:
+        """After the first voucher from a MASA: a MASA that learned our domain from it asks
+        for the client certificate only on connections opened from now on (the audit log
+        needs it, RFC 8995 §5.8.1), so the kept-alive connections opened before are no
+        longer used (closed with the client)."""
+        key = _masa_key(url)
+        if key in self._vouched_by:
+            return
+        self._vouched_by.add(key)
+        if self._pooled is not None:
+            self._retired.append(self._pooled)
+            self._pooled = None
+
+    def _session_for(self, anonymous: bool, fresh: bool) -> aiohttp.ClientSession:
+        """Calls with the client certificate share kept-alive connections (one handshake for
+        many calls); ``fresh``: a new connection for this call alone, as anonymous calls
+        always get."""
         if anonymous:
             if self._anonymous is None:
-                self._anonymous = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(ssl=self._anonymous_ssl, force_close=True),
-                    timeout=self._timeout,
-                )
+                self._anonymous = self._new_session(self._anonymous_ssl, keep_alive=False)
             return self._anonymous
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True),
-                timeout=self._timeout,
-            )
-        return self._session
+        if fresh:
+            if self._fresh is None:
+                self._fresh = self._new_session(self._ssl, keep_alive=False)
+            return self._fresh
+        if self._pooled is None:
+            self._pooled = self._new_session(self._ssl, keep_alive=True)
+        return self._pooled
+
+    def _new_session(self, context: ssl.SSLContext, *, keep_alive: bool) -> aiohttp.ClientSession:
+        connector = (
+            aiohttp.TCPConnector(ssl=context, keepalive_timeout=_KEEPALIVE_SECONDS)
+            if keep_alive
+            else aiohttp.TCPConnector(ssl=context, force_close=True)
+        )
+        return aiohttp.ClientSession(connector=connector, timeout=self._timeout)
 
     def _unreachable(
         self, url: str, exc: Exception, kind: type[UpstreamUnavailable] | None
@@ -236,24 +265,35 @@ class MasaClient:
         )
 
     async def _post(self, url: str, body: bytes, *, accept: str, anonymous: bool = False) -> bytes:
-        session = self._session_for(anonymous)
         headers = {"Content-Type": MEDIA_TYPE_VOUCHER_CMS, "Accept": accept}
-        try:
-            async with session.post(url, data=body, headers=headers) as resp:
-                data = await read_at_most(resp.content, MAX_RESPONSE_BYTES)
-                status, media = resp.status, resp.content_type
-                retry_after = resp.headers.get("Retry-After", "")
-        except (
-            aiohttp.ClientSSLError,
-            aiohttp.ClientOSError,
-            aiohttp.ServerDisconnectedError,
-        ) as exc:
-            # Connected, then reset, alerted or closed: with TLS 1.3 a client certificate the
-            # MASA cannot verify fails its side of the handshake, before any request is read.
-            refused = not anonymous and not isinstance(exc, aiohttp.ClientConnectorError)
-            raise self._unreachable(url, exc, _HandshakeRefused if refused else None) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self._unreachable(url, exc, None) from exc
+        fresh = anonymous
+        while True:
+            session = self._session_for(anonymous, fresh)
+            try:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    data = await read_at_most(resp.content, MAX_RESPONSE_BYTES)
+                    status, media = resp.status, resp.content_type
+                    retry_after = resp.headers.get("Retry-After", "")
+                break
+            except aiohttp.ClientConnectorError as exc:
+                raise self._unreachable(url, exc, None) from exc
+            except (
+                aiohttp.ClientSSLError,
+                aiohttp.ClientOSError,
+                aiohttp.ServerDisconnectedError,
+            ) as exc:
+                if not fresh:
+                    # a kept-alive connection the MASA closed meanwhile, or a refused
+                    # handshake: told apart on a new connection
+                    fresh = True
+                    continue
+                # Connected, then reset, alerted or closed: with TLS 1.3 a client certificate
+                # the MASA cannot verify fails its side of the handshake, before any request
+                # is read.
+                refused = _HandshakeRefused if not anonymous else None
+                raise self._unreachable(url, exc, refused) from exc
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise self._unreachable(url, exc, None) from exc
         text = data[:500].decode("utf-8", "replace").strip()
         if status >= 500:
             wait = int(retry_after) if retry_after.isdigit() else self._retry_after
