@@ -478,6 +478,49 @@ def test_a_restarted_device_does_not_bootstrap_again(
     assert events[-1] == "already-bootstrapped"
 
 
+def _events(folder: Path, after: int = 0) -> list[dict[str, Any]]:
+    """The device's recorded events whose sequence number is above ``after``."""
+    state = json.loads((folder / "bootstrap-state.json").read_text())
+    return [e for e in state["events"] if e["sequence"] > after]
+
+
+def test_bootstrap_order_keeps_to_sztp_after_it_onboarded_the_device(
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+) -> None:
+    """``--bootstrap-order brski,sztp``: BRSKI's registrar is down, SZTP onboards the device;
+    after a restart the device starts with SZTP, which finds its completion, and asks no
+    registrar; the state over NETCONF/SSH names the path taken."""
+    folder, started = sztp_device
+    server_dir = _bootstrap_server(lab, "order", trusted=True)
+    registrar = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
+        (folder / "device.toml").write_text('[[users]]\nname = "admin"\npassword = "pw"\n')
+        extra = ["--bootstrap-order", "brski,sztp", "--registrar", registrar,
+                 "--bootstrap-server", srv.url, *_ca(server_dir)]  # fmt: skip
+        listeners = {"netconf-ssh": "127.0.0.1:0", "netconf-tls": "127.0.0.1:0"}
+        first = start_device(folder, listeners, extra=extra, verbose=True)
+        started.append(first)
+        first.wait_for("bootstrapped sztp", timeout=120)
+        assert first.stop() == 0
+        before = _events(folder)
+        failed = [e["detail"] for e in before if e["event"] == "attempt-failed"]
+        assert any(registrar in d for d in failed), failed  # BRSKI had its turn first
+        second = start_device(folder, listeners, extra=extra, verbose=True)
+        started.append(second)
+        second.wait_for("bootstrapped sztp", timeout=60)
+        with manager.connect(
+            host="127.0.0.1", port=second.ports["netconf-ssh"], username="admin",
+            password="pw", hostkey_verify=False, allow_agent=False, look_for_keys=False,
+            timeout=15,
+        ) as m:  # fmt: skip
+            state = m.get(("subtree", f'<bootstrap xmlns="{BOOTSTRAP_NS}"/>')).data_ele
+    path = state.findtext(f".//{{{BOOTSTRAP_NS}}}bootstrap-path")
+    assert path == "sztp"
+    events = _events(folder, after=before[-1]["sequence"])
+    assert [e["event"] for e in events] == ["agent-started", "already-bootstrapped"], events
+    assert _progress(server_dir).count("bootstrap-complete") == 1
+
+
 def test_restart_bootstrap_over_netconf_runs_sztp_again(
     lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
 ) -> None:
