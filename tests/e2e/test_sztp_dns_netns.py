@@ -9,6 +9,7 @@ RFC 8572 §4.2): a device host and a DNS host joined by a veth pair, the device 
   dnsmasq in the DNS host by unicast for ``SN-1._sztp.sztp.test`` and onboards from that.
 * No TXT records at all: the device goes on to the device-independent ``_sztp._tcp.local``
   SRV records by mDNS and onboards from the bootstrap server they name.
+* An IPv4-only link: the query goes to 224.0.0.251 and the device onboards all the same.
 
 The multicast query leaves only through the device host's ``eth0``, inside the namespaces.
 """
@@ -36,6 +37,7 @@ from tests.support.sztp_lab import onboarding_server
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "sztp.test"
 DNS_ADDRESS, DEVICE_ADDRESS = "fd00:8572::53", "fd00:8572::2"
+DNS_ADDRESS4, DEVICE_ADDRESS4 = "10.85.72.53", "10.85.72.2"
 HOSTNAME = "mdns-device-1"
 CONFIG = json.dumps({"ietf-system:system": {"hostname": HOSTNAME}}).encode()
 
@@ -88,15 +90,14 @@ class Link:
                 proc.communicate(timeout=10)
 
     @contextmanager
-    def device(self) -> Iterator[tuple[DeviceProcess, Path]]:
+    def device(self, unicast: bool = True) -> Iterator[tuple[DeviceProcess, Path]]:
         """``zerotouch device run`` on the device host, mDNS on eth0 and unicast DNS."""
         folder = self.tmp / "device"
         run_cli("vendor", "idevid", "--dir", self.vendor, "--serial", "SN-1", "--out", folder)
-        extra = (
-            "--bootstrap-mdns-interface", "eth0",
-            "--bootstrap-dns-domain", DOMAIN,
-            "--bootstrap-dns-server", f"[{DNS_ADDRESS}]:53",
-        )  # fmt: skip
+        extra: tuple[str, ...] = ("--bootstrap-mdns-interface", "eth0")
+        if unicast:
+            extra += ("--bootstrap-dns-domain", DOMAIN)
+            extra += ("--bootstrap-dns-server", f"[{DNS_ADDRESS}]:53")
         process = start_device(
             folder,
             {"netconf-tls": "127.0.0.1:0"},
@@ -120,6 +121,10 @@ class Responder:
         out, _ = self.proc.communicate(timeout=10)
         return out.splitlines()
 
+    def said(self, text: str) -> list[str]:
+        """The sources of the lines ``text from SOURCE``, in order."""
+        return [line.split(" from ")[1] for line in self.lines() if line.startswith(text + " ")]
+
 
 @pytest.fixture
 def link(tmp_path: Path, vendor: Path) -> Iterator[Link]:
@@ -129,6 +134,22 @@ def link(tmp_path: Path, vendor: Path) -> Iterator[Link]:
         for host, address in ((dns_host, DNS_ADDRESS), (device_host, DEVICE_ADDRESS)):
             result = host.run("ip", "addr", "add", f"{address}/64", "dev", "eth0", "nodad")
             assert result.returncode == 0, result.stderr
+        yield Link(device_host, dns_host, tmp_path, vendor)
+
+
+@pytest.fixture
+def link4(tmp_path: Path, vendor: Path) -> Iterator[Link]:
+    """The same two hosts on an IPv4-only link (IPv6 off on both ends)."""
+    with netns_lab() as lab:
+        device_host, dns_host = lab.host("dev"), lab.host("dns")
+        lab.link(device_host, dns_host)
+        for host, address in ((dns_host, DNS_ADDRESS4), (device_host, DEVICE_ADDRESS4)):
+            for argv in (
+                ("sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"),
+                ("ip", "addr", "add", f"{address}/24", "dev", "eth0"),
+            ):
+                result = host.run(*argv)
+                assert result.returncode == 0, result.stderr
         yield Link(device_host, dns_host, tmp_path, vendor)
 
 
@@ -146,7 +167,7 @@ def test_device_onboards_from_multicast_dns_first(link: Link) -> None:
             line = device.wait_for("bootstrapped sztp", timeout=90)
             assert "mdns://eth0/SN-1._sztp.local?type=TXT" in line
             assert _configured(folder)
-        assert "answered SN-1._sztp.local. TXT" in responder.lines()
+        assert responder.said("answered SN-1._sztp.local. TXT")
         assert "query[TXT]" not in dns_log.read_text()  # unicast was never needed
 
 
@@ -158,7 +179,7 @@ def test_silent_multicast_dns_falls_back_to_unicast(link: Link) -> None:
             line = device.wait_for("bootstrapped sztp", timeout=90)
             assert f"dns://[{DNS_ADDRESS}]:53/SN-1._sztp.{DOMAIN}?type=TXT" in line
             assert _configured(folder)
-        assert "unanswered SN-1._sztp.local. TXT" in responder.lines()  # asked first, in vain
+        assert responder.said("unanswered SN-1._sztp.local. TXT")  # asked first, in vain
         assert f"query[TXT] SN-1._sztp.{DOMAIN} from {DEVICE_ADDRESS}" in dns_log.read_text()
 
 
@@ -183,9 +204,22 @@ def test_device_independent_srv_by_multicast_dns_names_a_bootstrap_server(link: 
                 line = device.wait_for("bootstrapped sztp", timeout=90)
                 assert f"https://[{DNS_ADDRESS}]:{port}" in line
                 assert _configured(folder)
-            lines = responder.lines()
+            lines = [line.split(" from ")[0] for line in responder.lines()]
         assert lines.index("unanswered SN-1._sztp.local. TXT") < lines.index(
             "answered _sztp._tcp.local. SRV"
         )
     finally:
         sztp_server.stop()
+
+
+def test_multicast_dns_over_ipv4(link4: Link) -> None:
+    """An IPv4-only link: the one-shot query goes to 224.0.0.251 from the device's address,
+    and the answer comes back by unicast."""
+    artifacts = signed_artifacts(link4.vendor, link4.tmp / "owner", "SN-1", CONFIG)
+    mdns = [("SN-1._sztp.local.", "TXT", rdata(key, der).hex()) for key, der in artifacts.items()]
+    with link4.responder(mdns) as responder:
+        with link4.device(unicast=False) as (device, folder):
+            line = device.wait_for("bootstrapped sztp", timeout=90)
+            assert "mdns://eth0/SN-1._sztp.local?type=TXT" in line
+            assert _configured(folder)
+        assert set(responder.said("answered SN-1._sztp.local. TXT")) == {DEVICE_ADDRESS4}

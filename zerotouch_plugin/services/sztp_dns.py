@@ -93,12 +93,8 @@ _HOSTNAME = re.compile(
 )
 _BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+={0,2}")
 
-# TXT key -> the get-bootstrapping-data output field it fills (RFC 8572 §4.2).
-TXT_KEYS: Mapping[bytes, str] = {
-    b"ci": "conveyed_information",
-    b"oc": "owner_certificate",
-    b"ov": "ownership_voucher",
-}
+# The TXT keys of RFC 8572 §4.2: conveyed information, owner certificate, ownership voucher.
+TXT_KEYS = frozenset({b"ci", b"oc", b"ov"})
 
 _RANDOM = random.SystemRandom()  # RFC 2782's weighted choice among equal priorities
 _MAX_RECORDS = 4 * MAX_SERVERS  # records taken per answer
@@ -275,32 +271,53 @@ async def _unicast(name: str, kind: str, server: str | None, timeout: float) -> 
 
 
 def _mdns_sockets(interface: str) -> list[tuple[socket.socket, tuple[object, ...]]]:
-    """One UDP socket per address family the interface has, each sending to the mDNS group
-    on that interface only, from an ephemeral port: a one-shot query, answered by unicast
-    (RFC 6762 §5.1, §6.7)."""
+    """One UDP socket per address family the interface can send on, each sending to the mDNS
+    group on that interface only, from an ephemeral port: a one-shot query, answered by
+    unicast (RFC 6762 §5.1, §6.7). IPv4 only when the interface has an IPv4 address."""
     try:
         index = socket.if_nametoindex(interface)
     except OSError:
         raise ConfigError(f"no interface {interface!r} for multicast DNS") from None
     adapter = next((a for a in ifaddr.get_adapters() if a.name == interface), None)
     ipv4 = [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)] if adapter else []
+    plans: list[tuple[socket.AddressFamily, list[tuple[int, int, int | bytes]], tuple[object, ...]]]
+    plans = [
+        (
+            socket.AF_INET6,
+            [
+                (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index),
+                (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255),
+            ],
+            ("::", 0),
+        )
+    ]
+    if ipv4:
+        plans.append(
+            (
+                socket.AF_INET,
+                [
+                    (socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ipv4[0])),
+                    (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255),
+                ],
+                (ipv4[0], 0),
+            )
+        )
     made: list[tuple[socket.socket, tuple[object, ...]]] = []
-    try:
-        six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        made.append((six, (MDNS_GROUPS[socket.AF_INET6], MDNS_PORT, 0, index)))
-        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
-        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-        six.bind(("::", 0))
-        if ipv4:
-            four = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            made.append((four, (MDNS_GROUPS[socket.AF_INET], MDNS_PORT)))
-            four.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ipv4[0]))
-            four.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-            four.bind((ipv4[0], 0))
-    except OSError as exc:
-        for sock, _ in made:
+    problems: list[str] = []
+    for family, options, local in plans:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            for level, name, value in options:
+                sock.setsockopt(level, name, value)
+            sock.bind(local)
+        except OSError as exc:
             sock.close()
-        raise ConfigError(f"cannot send multicast DNS on {interface}: {exc}") from None
+            problems.append(str(exc))
+            continue
+        group = (MDNS_GROUPS[family], MDNS_PORT, 0, index)
+        made.append((sock, group if family is socket.AF_INET6 else group[:2]))
+    if not made:
+        raise ConfigError(f"cannot send multicast DNS on {interface}: {'; '.join(problems)}")
     return made
 
 
