@@ -18,7 +18,13 @@ import pytest
 from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.artifacts.sztp import RedirectInformation
 from zerotouch_plugin.config import AgentConfig
-from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge, ZerotouchError
+from zerotouch_plugin.errors import (
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    ZerotouchError,
+)
 from zerotouch_plugin.roles.sztp_device import SourceKind
 from zerotouch_plugin.services.discovery.dnssd import Srv
 from zerotouch_plugin.services.sztp_agent import SztpSettings
@@ -29,6 +35,7 @@ from zerotouch_plugin.services.sztp_dns import (
     _Gathered,
     _read_mdns,
     dns_locations,
+    fetch,
     parse_txt,
     srv_name,
     srv_output,
@@ -280,6 +287,20 @@ def test_mdns_answers_gathered_are_bounded() -> None:
     assert len(srv.addresses) == 64 and all(len(a) == 4 for a in srv.addresses.values())
     with pytest.raises(NotFound):
         _Gathered("SRV").answer("SRV _sztp._tcp.local on eth0")
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["https://sztp.example/", "dns:SN-1._sztp.example.net?type=A", "mdns://eth0/x?type=CNAME"],
+)
+async def test_a_location_that_is_no_sztp_dns_uri_is_refused(location: str) -> None:
+    with pytest.raises(InvalidInput):
+        await fetch(location, timeout=1)
+
+
+async def test_mdns_on_an_interface_that_does_not_exist_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="no-such-if0"):
+        await fetch("mdns://no-such-if0/SN-1._sztp.local?type=TXT", timeout=1, mdns_wait=0.1)
 
 
 @pytest.mark.parametrize("server", ["127.0.0.1", "127.0.0.1:5353", "[::1]:53", "::1"])
