@@ -17,9 +17,8 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from cryptography import x509
 
 from zerotouch_plugin.artifacts import certs
@@ -38,18 +37,20 @@ from zerotouch_plugin.device.domain_files import (
 from zerotouch_plugin.device.host import AgentStore, InstalledIdentity
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import AccessDenied, ConfigError, StorageError
-from zerotouch_plugin.services import certfiles, restconf
+from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import server_context
 from zerotouch_plugin.services.netconf import (
-    SshListener,
     TlsListener,
     TlsSettings,
     build_netconf_server,
-    load_host_keys,
     map_certificate,
-    start_netconf_ssh,
     start_netconf_tls,
 )
+
+if TYPE_CHECKING:  # imported when the listener starts: a device without it never loads them
+    from aiohttp import web  # RESTCONF
+
+    from zerotouch_plugin.services.netconf.ssh import SshListener  # asyncssh
 
 __all__ = ["DeviceServer", "device_schema", "parse_address"]
 
@@ -178,6 +179,11 @@ class DeviceServer:
         self._refresh_tls()
         try:
             if netconf_ssh:
+                from zerotouch_plugin.services.netconf.ssh import (
+                    load_host_keys,
+                    start_netconf_ssh,
+                )
+
                 host, port = parse_address(netconf_ssh, "--netconf-ssh")
                 self._ssh = await start_netconf_ssh(
                     self.netconf,
@@ -207,6 +213,8 @@ class DeviceServer:
         return dict(self.bound)
 
     async def _start_restconf(self) -> None:
+        from zerotouch_plugin.services import restconf  # aiohttp: only with a RESTCONF listener
+
         assert self._restconf_address is not None
         ctx = self._context()
         if ctx is None:

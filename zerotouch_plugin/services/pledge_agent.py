@@ -19,6 +19,9 @@ its Signer, the manufacturer's anchors, the LDevID key generation, the store, th
 publishing. ``restart-bootstrap`` starts a fresh run at once (also after ``failed``); on an
 enrolled device it needs ``factory-reset true``, which forgets the domain identity first and
 claims nothing when the host cannot forget it.
+
+The discovery driver and the HTTPS clients are imported when a run, a pending report or a
+renewal needs them: an enrolled device that only waits does not keep them in memory.
 """
 
 from __future__ import annotations
@@ -72,9 +75,6 @@ from zerotouch_plugin.roles.renewal import (
     next_attempt,
 )
 from zerotouch_plugin.roles.states import PledgeEvent
-from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
-from zerotouch_plugin.services.pledge_client import PledgeClient, drive
-from zerotouch_plugin.services.reenroll_client import reenroll
 
 __all__ = [
     "PENDING_KEY",
@@ -296,6 +296,8 @@ class PledgeAgent:
     async def _rounds(self) -> None:
         """Discovery (``services/discovery/driver.py``) until a candidate enrolls the device
         or ``bootstrap_rounds`` cycles ran out."""
+        from zerotouch_plugin.services.discovery.driver import discovery_machine, run_discovery
+
         machine = discovery_machine(self.config, random_bytes=self._random)
         gave_up = await run_discovery(
             machine,
@@ -337,6 +339,8 @@ class PledgeAgent:
 
         async def install(enrollment: Enrollment) -> Mapping[str, int]:
             return await self._install(enrollment, uri, machine.origin)
+
+        from zerotouch_plugin.services.pledge_client import PledgeClient, drive
 
         try:
             async with PledgeClient(
@@ -425,6 +429,8 @@ class PledgeAgent:
             origin=pending["origin"],
         )
         outcome: str
+        from zerotouch_plugin.services.pledge_client import PledgeClient
+
         try:
             async with PledgeClient(
                 self.pledge, uri, timeout=self.config.bootstrap_timeout
@@ -514,6 +520,8 @@ class PledgeAgent:
         except ValueError as exc:
             raise ConfigError(f"cannot generate the LDevID key: {exc}") from exc
         csr = make_csr(key, common_name=self._serial, serial=self._serial)
+        from zerotouch_plugin.services.reenroll_client import reenroll
+
         chain = await reenroll(
             registrar,
             current=current,

@@ -27,9 +27,7 @@ from zerotouch_plugin.roles.discovery import (
 )
 from zerotouch_plugin.roles.pledge import RetryPolicy
 from zerotouch_plugin.services.discovery import Finder
-from zerotouch_plugin.services.discovery.dnssd import DnsSdFinder
 from zerotouch_plugin.services.discovery.links import links
-from zerotouch_plugin.services.discovery.mdns import MdnsFinder
 from zerotouch_plugin.services.discovery.vendor import UrlFinder
 
 __all__ = ["FINDERS", "Observer", "discovery_machine", "link_names", "run_discovery"]
@@ -58,7 +56,15 @@ def _grasp(config: AgentConfig, interfaces: Sequence[str]) -> Finder:
 
 
 def _mdns(config: AgentConfig, interfaces: Sequence[str]) -> Finder:
+    from zerotouch_plugin.services.discovery.mdns import MdnsFinder  # zeroconf: only if used
+
     return _OnLinks(Method.MDNS, [MdnsFinder(name) for name in interfaces])
+
+
+def _dns_sd(config: AgentConfig, interfaces: Sequence[str]) -> Finder:
+    from zerotouch_plugin.services.discovery.dnssd import DnsSdFinder  # dnspython: only if used
+
+    return DnsSdFinder()
 
 
 def _vendor(config: AgentConfig, interfaces: Sequence[str]) -> Finder:
@@ -73,7 +79,7 @@ FINDERS: Mapping[Method, Callable[[AgentConfig, Sequence[str]], Finder]] = {
     Method.CONFIGURED: lambda config, _: UrlFinder(Method.CONFIGURED, config.registrars),
     Method.GRASP: _grasp,
     Method.MDNS: _mdns,
-    Method.DNS_SD: lambda _, __: DnsSdFinder(),
+    Method.DNS_SD: _dns_sd,
     Method.VENDOR: _vendor,
 }
 

@@ -21,7 +21,7 @@ from cryptography import x509
 
 from zerotouch_plugin.config import ConnectionLimits
 from zerotouch_plugin.errors import AccessDenied, ConfigError, TooManySessions
-from zerotouch_plugin.services._limits import ConnectionGate, peer_ip
+from zerotouch_plugin.services._gate import ConnectionGate, peer_ip
 from zerotouch_plugin.services.netconf.certmap import (
     CertToName,
     map_certificate,
