@@ -36,6 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from enroll_bench import ProcessUse, process_use  # noqa: E402
+
 from zerotouch_plugin.demo import nms  # noqa: E402
 from zerotouch_plugin.demo.services import Service, Services, free_port  # noqa: E402
 
@@ -44,13 +46,6 @@ TARGET_COUNT = 1000
 HOSTNAME = "fleet-bench"
 SAMPLE = 10  # devices read back over NETCONF
 LOOPBACK_CONNECTIONS = 5000  # every device and the registrar come from 127.0.0.1
-
-
-@dataclass
-class ProcessUse:
-    name: str
-    cpu_seconds: float
-    peak_rss_mb: float
 
 
 @dataclass
@@ -90,18 +85,6 @@ class Report:
             ),
         ]
         return [text for ok, text in checks if not ok]
-
-
-def process_use(service: Service) -> ProcessUse:
-    """CPU seconds (user + system) and peak RSS of a running service, from /proc."""
-    pid = service.popen.pid
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    peak_kb = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            peak_kb = int(line.split()[1])
-    return ProcessUse(service.name, cpu, peak_kb / 1024)
 
 
 async def fleet_summary(service: Service, services: Services, deadline: float) -> dict[str, Any]:
