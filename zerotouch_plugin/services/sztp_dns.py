@@ -322,11 +322,12 @@ def _mdns_sockets(interface: str) -> list[tuple[socket.socket, tuple[object, ...
 
 
 def _read_mdns(
-    packet: bytes, query: dns.message.Message
+    packet: bytes, query: dns.message.Message, port: int = MDNS_PORT
 ) -> tuple[list[object], dict[str, list[str]]] | None:
-    """The answers of one response to ``query``, or None when it is none (RFC 6762 §6.7:
-    a unicast reply echoes the query's ID; §18.1: a multicast one has ID zero)."""
-    if len(packet) > MAX_MDNS_BYTES:
+    """The answers of one response to ``query`` from source ``port``, or None when it is
+    none (RFC 6762 §11: a response comes from port 5353; §6.7: a unicast reply echoes the
+    query's ID; §18.1: a multicast one has ID zero)."""
+    if port != MDNS_PORT or len(packet) > MAX_MDNS_BYTES:
         return None
     try:
         response = dns.message.from_wire(packet)
@@ -399,8 +400,8 @@ def _mdns_blocking(name: str, kind: str, interface: str, wait: float) -> _Answer
             deadline = time.monotonic() + wait
             while (left := deadline - time.monotonic()) > 0:
                 for key, _ in selector.select(left):
-                    packet = key.fileobj.recv(MAX_MDNS_BYTES + 1)  # type: ignore[union-attr]
-                    found = _read_mdns(packet, query)
+                    packet, source = key.fileobj.recvfrom(MAX_MDNS_BYTES + 1)  # type: ignore[union-attr]
+                    found = _read_mdns(packet, query, source[1])
                     if found is None:
                         continue
                     if gathered.add(found):

@@ -257,6 +257,7 @@ def test_mdns_answers_are_read_and_strangers_ignored() -> None:
     assert _read_mdns(_reply(query, txt, id=(query.id + 1) % 65536), query) is None
     assert _read_mdns(query.to_wire(), query) is None  # a query, not a response
     assert _read_mdns(b"\x00" * 5, query) is None
+    assert _read_mdns(_reply(query, txt), query, 53) is None  # not from port 5353 (§11)
     texts = [f'"{i:03d}' + "a" * 240 + '"' for i in range(40)]
     big = dns.rrset.from_text_list("SN-1._sztp.local.", 120, "IN", "TXT", texts)
     assert len(_reply(query, big)) > MAX_MDNS_BYTES
