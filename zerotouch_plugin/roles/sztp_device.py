@@ -112,7 +112,6 @@ class SourceKind(StrEnum):
 
     CONFIGURED = "configured"  # a URL the device was configured with (§4.4)
     DHCP = "dhcp"  # a URI of DHCPv4 option 143 / DHCPv6 option 136 (§8)
-    DNS = "dns"  # a URI found through DNS (§4.3)
     DNS_TXT = "dns-txt"  # bootstrapping data in DNS TXT records (§4.2)
     DNS_SRV = "dns-srv"  # bootstrap servers in DNS SRV records (§4.2): unsigned redirects
     MEDIA = "media"  # a removable-storage folder (§4.1): signed data only
