@@ -127,18 +127,20 @@ def dns_locations(
     serial: str, domain: str | None, *, server: str | None, mdns_interface: str | None
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The DNS URIs of the device-specific (TXT) and the device-independent (SRV) queries,
-    each multicast first, then unicast (RFC 8572 §4.2); without a domain, multicast only."""
-    txt: list[str] = []
-    srv: list[str] = []
+    each multicast first, then unicast (RFC 8572 §4.2); without a domain, multicast only.
+    A serial number that cannot be a DNS label has no TXT records (logged), only SRV."""
+    ways: list[tuple[str, str | None, str | None]] = []  # domain, server, mDNS interface
     if mdns_interface is not None:
-        txt.append(
-            _location(txt_name(serial, MDNS_DOMAIN), "TXT", server=None, mdns=mdns_interface)
-        )
-        srv.append(_location(srv_name(MDNS_DOMAIN), "SRV", server=None, mdns=mdns_interface))
+        ways.append((MDNS_DOMAIN, None, mdns_interface))
     if domain is not None:
-        txt.append(_location(txt_name(serial, domain), "TXT", server=server, mdns=None))
-        srv.append(_location(srv_name(domain), "SRV", server=server, mdns=None))
-    return tuple(txt), tuple(srv)
+        ways.append((domain, server, None))
+    try:
+        txt = tuple(_location(txt_name(serial, d), "TXT", server=s, mdns=m) for d, s, m in ways)
+    except InvalidInput as exc:
+        log.warning("no SZTP DNS TXT query: %s", exc.message)
+        txt = ()
+    srv = tuple(_location(srv_name(d), "SRV", server=s, mdns=m) for d, s, m in ways)
+    return txt, srv
 
 
 # ---------------------------------------------------------------------------------------------

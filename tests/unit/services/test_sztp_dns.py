@@ -78,6 +78,12 @@ def test_queries_go_device_specific_then_independent_each_mdns_then_unicast() ->
         ("dns:SN-1._sztp.example.net?type=TXT",),
         ("dns:_sztp._tcp.example.net?type=SRV",),
     )
+    # a serial that cannot be a label has no device-specific records, the SRV ones remain
+    assert dns_locations("SN.1", "example.net", server=None, mdns_interface="eth0") == (
+        (),
+        ("mdns://eth0/_sztp._tcp.local?type=SRV", "dns:_sztp._tcp.example.net?type=SRV"),
+    )
+    assert dns_locations("SN-1", None, server=None, mdns_interface=None) == ((), ())
 
 
 def test_settings_order_the_dns_sources_after_dhcp_and_before_media(tmp_path: Path) -> None:
