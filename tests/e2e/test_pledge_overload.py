@@ -73,8 +73,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "registrar", "init", "--dir", root / "R",
         "--manufacturer-ca", root / "V" / "ca.pem", "--masa-trust", root / "V" / "ca.pem",
     )  # fmt: skip
+    # generous deadlines: a loaded test machine must not turn a slow handshake into a cut one
     with (root / "R" / "registrar.toml").open("a", encoding="utf-8") as fh:
-        fh.write(f"\n[limits]\nmax_connections = {CAP}\nmax_connections_per_ip = {CAP}\n")
+        fh.write(
+            f"\n[limits]\nmax_connections = {CAP}\nmax_connections_per_ip = {CAP}\n"
+            "handshake_timeout = 30\n"
+        )
     masa = start_server(
         "masa", "masa", "serve", "--dir", root / "V", "--listen", f"127.0.0.1:{port}"
     )
