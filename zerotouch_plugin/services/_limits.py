@@ -211,7 +211,9 @@ class _Connection(asyncio.Protocol):
 class GatedTlsSite(web.BaseSite):
     """aiohttp's ``TCPSite`` over TLS with the listener's ``ConnectionLimits`` applied: the
     handshake is started per connection (``_Connection``), so who was refused, and why, is
-    logged (asyncio's own TLS server drops failed handshakes without a word)."""
+    logged (asyncio's own TLS server drops failed handshakes without a word). Its application
+    runs ``deadline_middleware`` inside its error middleware: the deadlines, and the 503 of
+    the overload slots, are set there."""
 
     __slots__ = (
         "_bound",
