@@ -7,7 +7,6 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -19,6 +18,7 @@ from zerotouch_plugin.roles.pledge import Enrollment
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services import pledge_client as client
 from zerotouch_plugin.services.pledge_client import (
+    ClosedBeforeHandshake,
     HandshakeRefused,
     PledgeClient,
     load_pledge_config,
@@ -103,11 +103,12 @@ def test_tls_refusals_are_told_apart_from_outages() -> None:
     alert = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
     assert client._tls_refusal(alert)
     assert client._tls_refusal(HandshakeRefused("cut"))
-    wrapped = aiohttp.ClientOSError()
+    wrapped = ConnectionResetError()
     wrapped.__cause__ = alert
     assert client._tls_refusal(wrapped)
     assert not client._tls_refusal(ConnectionRefusedError(111, "Connection refused"))
-    assert not client._tls_refusal(aiohttp.ServerDisconnectedError())
+    assert not client._tls_refusal(ConnectionResetError(104, "Connection reset by peer"))
+    assert not client._tls_refusal(ClosedBeforeHandshake("busy"))
     assert not client._tls_refusal(TimeoutError())
 
 
