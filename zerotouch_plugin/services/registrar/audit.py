@@ -12,17 +12,27 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.services.registrar.loader import Registrar
 
-__all__ = ["judge_audit_log", "refuse_on_any_alert"]
+__all__ = ["judge_audit_log", "judge_request_audit", "refuse_on_any_alert"]
 
 log = logging.getLogger(__name__)
 
 
 async def judge_audit_log(reg: Registrar, serial: str, idevid: x509.Certificate) -> role.AuditLevel:
     """Fetch the audit log of the device's last registrar voucher-request and record the
-    verdict. A failure is recorded on the device and raised: enrollment waits for a verdict
-    (fail closed), and a MASA that did not answer gives 503 so the pledge retries."""
+    verdict, as ``judge_request_audit``."""
+    return await judge_request_audit(
+        reg, serial, idevid, await in_thread(reg.repo.latest_registrar_request, serial)
+    )
+
+
+async def judge_request_audit(
+    reg: Registrar, serial: str, idevid: x509.Certificate, rvr: bytes | None
+) -> role.AuditLevel:
+    """Fetch the audit log of ``rvr``, the device's last registrar voucher-request answered
+    by the MASA, and record the verdict. A failure is recorded on the device and raised:
+    enrollment waits for a verdict (fail closed), and a MASA that did not answer gives 503
+    so the pledge retries."""
     try:
-        rvr = await in_thread(reg.repo.latest_registrar_request, serial)
         if rvr is None:
             raise NotFound(f"no registrar voucher-request on record for {serial}")
         masa_url = role.masa_url_for(idevid, reg.config.masa_url)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from aiohttp import web
 from cryptography import x509
@@ -33,7 +35,7 @@ from zerotouch_plugin.roles.states import RegistrarEvent
 from zerotouch_plugin.services._http import read_body
 from zerotouch_plugin.services._tls import peer_certificate
 from zerotouch_plugin.services.registrar.approval import hold_for_approval
-from zerotouch_plugin.services.registrar.audit import judge_audit_log
+from zerotouch_plugin.services.registrar.audit import judge_request_audit
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
     MEDIA_JSON,
@@ -46,6 +48,7 @@ from zerotouch_plugin.services.registrar.common import (
     utc_now,
 )
 from zerotouch_plugin.services.registrar.loader import Registrar
+from zerotouch_plugin.store.registrar import ManagementRow, StatusEntry
 
 __all__ = ["enroll_status", "request_voucher", "voucher_status"]
 
@@ -195,86 +198,93 @@ _STATUS_EVENTS: Mapping[tuple[str, bool], RegistrarEvent] = {
 }
 
 
-async def _status(
-    request: web.Request, kind: str
-) -> tuple[str, x509.Certificate, role.StatusReport]:
-    reg = request.app[APP_KEY]
+@dataclass(frozen=True)
+class _Report:
+    """A status report from a pledge or device, checked and parsed."""
+
+    serial: str
+    cert: x509.Certificate
+    report: role.StatusReport
+
+    def entry(self, kind: str, now: datetime, management: ManagementRow | None) -> StatusEntry:
+        """The report as the store records it, with the device's next state."""
+        return StatusEntry(
+            kind=kind,
+            status=self.report.status,
+            reason=self.report.reason,
+            document=json.dumps(self.report.document, sort_keys=True),
+            advance=step(_STATUS_EVENTS[(kind, self.report.status)]),
+            now=now,
+            management=management,
+        )
+
+    def log_recorded(self, kind: str) -> None:
+        log.info(
+            "%s from %s: %s %s",
+            kind,
+            self.serial,
+            self.report.status,
+            printable(self.report.reason or ""),
+        )
+
+
+async def _status(request: web.Request, kind: str) -> _Report:
     require_media(request, MEDIA_JSON)
     body = await read_body(request)
-    now = utc_now()
-    client = client_identity(request, now)
+    client = client_identity(request, utc_now())
     if client.serial is None or client.kind not in (role.ClientKind.IDEVID, role.ClientKind.LDEVID):
         raise PolicyRefused(f"{kind} comes from a pledge (IDevID) or a device (LDevID)")
-    report = role.parse_status_report(body)
-    management = None
-    if kind == "enrollstatus" and report.status:
-        management = handoff_role.reported_management(
-            peer_host=request.remote, document=report.document, now=now
-        )
-        for name in handoff_role.unusable_ports(report.document):
-            log.warning(
-                "enrollstatus from %s: reason-context.zerotouch-management.%s ignored: "
-                "not a TCP port (a JSON integer 1..65535)",
-                client.serial,
-                printable(name),
-            )
-    await in_thread(
-        reg.repo.record_status,
-        client.serial,
-        kind=kind,
-        status=report.status,
-        reason=report.reason,
-        document=json.dumps(report.document, sort_keys=True),
-        advance=step(_STATUS_EVENTS[(kind, report.status)]),
-        now=now,
-        management=management,
-    )
-    log.info(
-        "%s from %s: %s %s", kind, client.serial, report.status, printable(report.reason or "")
-    )
-    return client.serial, client.cert, report
+    return _Report(client.serial, client.cert, role.parse_status_report(body))
 
 
 async def voucher_status(request: web.Request) -> web.Response:
-    """POST /.well-known/brski/voucher_status (RFC 8995 §5.7), then the audit log (§5.8)."""
-    serial, cert, report = await _status(request, "voucher_status")
-    if report.status:
-        await judge_audit_log(request.app[APP_KEY], serial, cert)
+    """POST /.well-known/brski/voucher_status (RFC 8995 §5.7), then the audit log (§5.8) of
+    the registrar voucher-request read back in the transaction that records the report."""
+    reg = request.app[APP_KEY]
+    got = await _status(request, "voucher_status")
+    entry = got.entry("voucher_status", utc_now(), None)
+    rvr = await in_thread(reg.repo.record_voucher_status, got.serial, entry)
+    got.log_recorded("voucher_status")
+    if got.report.status:
+        await judge_request_audit(reg, got.serial, got.cert, rvr)
     return web.Response(status=200, text="recorded\n")
 
 
 async def enroll_status(request: web.Request) -> web.Response:
-    """POST /.well-known/brski/enrollstatus (RFC 8995 §5.9.4), then the day-0 hand-off."""
-    serial, _, report = await _status(request, "enrollstatus")
-    await _queue_handoff(request.app[APP_KEY], serial, report, request.remote)
+    """POST /.well-known/brski/enrollstatus (RFC 8995 §5.9.4): the report, the management
+    address it gives and the day-0 hand-off it starts, queued durably in one transaction;
+    the worker is woken and the response does not wait for it."""
+    reg = request.app[APP_KEY]
+    got = await _status(request, "enrollstatus")
+    now = utc_now()
+    management = None
+    if got.report.status:
+        management = handoff_role.reported_management(
+            peer_host=request.remote, document=got.report.document, now=now
+        )
+        for name in handoff_role.unusable_ports(got.report.document):
+            log.warning(
+                "enrollstatus from %s: reason-context.zerotouch-management.%s ignored: "
+                "not a TCP port (a JSON integer 1..65535)",
+                got.serial,
+                printable(name),
+            )
+
+    def plan(configured: bool, override: str | None) -> handoff_role.Plan | None:
+        return handoff_role.plan_after_enrollstatus(
+            status=got.report.status,
+            configured=configured,
+            override=override,
+            peer_host=request.remote,
+            document=got.report.document,
+        )
+
+    entry = got.entry("enrollstatus", now, management)
+    planned = await in_thread(reg.repo.record_enroll_status, got.serial, entry, plan)
+    got.log_recorded("enrollstatus")
+    if planned is not None and planned.target is None:
+        log.warning("hand-off of %s not possible: %s", got.serial, planned.error)
+    elif planned is not None:
+        log.info("hand-off of %s queued for %s", got.serial, planned.target)
+        reg.handoff.wake()
     return web.Response(status=200, text="recorded\n")
-
-
-async def _queue_handoff(
-    reg: Registrar, serial: str, report: role.StatusReport, peer_host: str | None
-) -> None:
-    """Queue the hand-off durably and wake the worker; the response does not wait for it."""
-    configured, override = await in_thread(reg.repo.day0_plan, serial)
-    plan = handoff_role.plan_after_enrollstatus(
-        status=report.status,
-        configured=configured,
-        override=override,
-        peer_host=peer_host,
-        document=report.document,
-    )
-    if plan is None:
-        return
-    await in_thread(
-        reg.repo.queue_handoff,
-        serial,
-        state=str(plan.state),
-        host=plan.target.host if plan.target else None,
-        port=plan.target.port if plan.target else None,
-        error=plan.error,
-        now=utc_now(),
-    )
-    if plan.target is None:
-        log.warning("hand-off of %s not possible: %s", serial, plan.error)
-        return
-    log.info("hand-off of %s queued for %s", serial, plan.target)
-    reg.handoff.wake()

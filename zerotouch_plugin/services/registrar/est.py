@@ -32,7 +32,7 @@ from zerotouch_plugin.services.registrar.common import (
     utc_now,
 )
 from zerotouch_plugin.services.registrar.loader import Registrar
-from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar import EnrollmentView
 
 __all__ = ["CSR_ATTRIBUTES", "cacerts", "csrattrs", "simple_enroll", "simple_reenroll"]
 
@@ -79,9 +79,11 @@ async def simple_enroll(request: web.Request) -> web.Response:
     csr = est.parse_csr(body)
     facts = None
     rules: list[role.PolicyRule] = []
+    view = None
     if client.serial is not None:
-        record = await in_thread(reg.repo.device, client.serial)
-        rules = policy_rules(await in_thread(reg.repo.policy_for, client.serial))
+        view = await in_thread(reg.repo.enrollment_view, client.serial)
+        record = view.device
+        rules = policy_rules(view.policies)
         if record is not None:
             audit_required = record.voucher_source == "masa"
             audit_level = role.AuditLevel(record.audit_level) if record.audit_level else None
@@ -101,7 +103,9 @@ async def simple_enroll(request: web.Request) -> web.Response:
         serial = role.authorize_enrollment(
             reg.context, client, facts, csr, rules=rules, reenroll=False
         )
-        names = await _names(reg, serial, csr)
+        if view is None:
+            view = await in_thread(reg.repo.enrollment_view, serial)
+        names = _names(reg, serial, csr, view)
     except ZerotouchError as exc:
         if client.serial is not None:
             await in_thread(reg.repo.record_error, client.serial, exc.one_line(), now=now)
@@ -148,7 +152,8 @@ async def simple_reenroll(request: web.Request) -> web.Response:
     serial = client.serial or ""
     try:
         csr = est.parse_csr(body)
-        record = await in_thread(reg.repo.device, serial)
+        view = await in_thread(reg.repo.enrollment_view, serial)
+        record = view.device
         facts = None
         if record is not None:
             facts = role.DeviceFacts(
@@ -157,9 +162,9 @@ async def simple_reenroll(request: web.Request) -> web.Response:
                 idevid_fingerprint=record.idevid_fingerprint,
                 audit_level=role.AuditLevel(record.audit_level) if record.audit_level else None,
             )
-        rules = policy_rules(await in_thread(reg.repo.policy_for, serial))
+        rules = policy_rules(view.policies)
         role.authorize_enrollment(reg.context, client, facts, csr, rules=rules, reenroll=True)
-        names = await _names(reg, serial, csr)
+        names = _names(reg, serial, csr, view)
         renewed = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
         await in_thread(
             reg.repo.record_renewal,
@@ -185,16 +190,16 @@ async def simple_reenroll(request: web.Request) -> web.Response:
     return _est_response(est.encode_certs_only([renewed]), est.MEDIA_PKCS7_CERTS)
 
 
-async def _names(
-    reg: Registrar, serial: str, csr: x509.CertificateSigningRequest
+def _names(
+    reg: Registrar, serial: str, csr: x509.CertificateSigningRequest, view: EnrollmentView
 ) -> role.LdevidNames:
-    """The LDevID's names by policy; names the CSR asked for beyond them are logged."""
+    """The LDevID's names by policy; names the CSR asked for beyond them are logged. The
+    host of the management address an operator set for ``serial`` (``registrar day0
+    --address``, PUT /admin/devices/{serial}/address) is where clients reach the device, so
+    a name its LDevID carries (docs/cli/registrar.md, "LDevID names")."""
+    assigned = () if view.address is None else (handoff_role.parse_address(view.address).host,)
     names = role.ldevid_names(
-        reg.context,
-        serial,
-        csr,
-        assigned_hosts=await in_thread(_assigned_hosts, reg.repo, serial),
-        same_name=await in_thread(reg.repo.serials_named_like, serial),
+        reg.context, serial, csr, assigned_hosts=assigned, same_name=view.same_name
     )
     if names.ignored:
         log.warning(
@@ -203,13 +208,3 @@ async def _names(
             ", ".join(names.ignored),
         )
     return names
-
-
-def _assigned_hosts(repo: RegistrarRepository, serial: str) -> tuple[str, ...]:
-    """The host of the management address an operator set for ``serial`` (``registrar day0
-    --address``, PUT /admin/devices/{serial}/address): where clients reach the device, so a
-    name its LDevID carries (docs/cli/registrar.md, "LDevID names")."""
-    entry = repo.day0(serial)
-    if entry is None or entry.address is None:
-        return ()
-    return (handoff_role.parse_address(entry.address).host,)

@@ -1,8 +1,8 @@
 """The registrar's records over one database, one concern per module: ``devices`` (the
 device row, its reports and the row lock every writer takes), ``policies``, ``vouchers``,
-``escrow``, ``certificates``, ``day0``, ``handoff_queue``, ``addresses``, ``events`` and
-``console`` (login tokens and sessions); the
-tables are in ``models`` and what reads answer in ``views``.
+``escrow``, ``certificates``, ``enrollment`` (what an EST request decides on), ``day0``,
+``handoff_queue``, ``addresses``, ``events`` and ``console`` (login tokens and sessions);
+the tables are in ``models`` and what reads answer in ``views``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from zerotouch_plugin.store.registrar.console import ConsoleRecords
 from zerotouch_plugin.store.registrar.counts import CountRecords
 from zerotouch_plugin.store.registrar.day0 import Day0Records
 from zerotouch_plugin.store.registrar.devices import DeviceRecords
+from zerotouch_plugin.store.registrar.enrollment import EnrollmentRecords, EnrollmentView
 from zerotouch_plugin.store.registrar.escrow import EscrowRecords
 from zerotouch_plugin.store.registrar.events import EventRecords, EventRow
 from zerotouch_plugin.store.registrar.handoff_queue import HandoffQueue
@@ -26,6 +27,7 @@ from zerotouch_plugin.store.registrar.views import (
     HandoffRow,
     ManagementRow,
     PolicyRow,
+    StatusEntry,
     StatusRow,
     VoucherRow,
     ldevid_dns_name,
@@ -37,6 +39,7 @@ __all__ = [
     "Advance",
     "Day0Row",
     "DeviceRecord",
+    "EnrollmentView",
     "EscrowRow",
     "EventRow",
     "HandoffJob",
@@ -44,6 +47,7 @@ __all__ = [
     "ManagementRow",
     "PolicyRow",
     "RegistrarRepository",
+    "StatusEntry",
     "StatusRow",
     "VoucherRow",
     "ldevid_dns_name",
@@ -52,6 +56,7 @@ __all__ = [
 
 class RegistrarRepository(
     DeviceRecords,
+    EnrollmentRecords,
     PolicyRecords,
     VoucherRecords,
     EscrowRecords,

@@ -14,7 +14,7 @@ from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import DEFAULT_DAY0, Day0Model
 from zerotouch_plugin.store.registrar.views import Day0Row
 
-__all__ = ["Day0Records", "day0_pair"]
+__all__ = ["Day0Records", "day0_of", "day0_pair"]
 
 
 class Day0Records(Records):
@@ -58,10 +58,15 @@ class Day0Records(Records):
         """Whether ``serial`` has configuration to push (its own or the default), and its
         address override."""
         with self.db.read() as s:
-            rows = {r.serial: r for r in day0_pair(s, serial)}
-        own = rows.get(serial)
-        configured = any(r.config is not None for r in rows.values())
-        return configured, own.address if own is not None else None
+            return day0_of(s, serial)
+
+
+def day0_of(s: Session, serial: str) -> tuple[bool, str | None]:
+    """``day0_plan`` within the caller's transaction."""
+    rows = {r.serial: r for r in day0_pair(s, serial)}
+    own = rows.get(serial)
+    configured = any(r.config is not None for r in rows.values())
+    return configured, own.address if own is not None else None
 
 
 def day0_pair(s: Session, serial: str) -> list[Day0Model]:

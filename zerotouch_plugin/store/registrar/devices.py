@@ -33,9 +33,22 @@ from zerotouch_plugin.store.registrar.models import (
     StatusReportModel,
     VoucherRequestModel,
 )
-from zerotouch_plugin.store.registrar.views import DeviceRecord, ManagementRow, StatusRow
+from zerotouch_plugin.store.registrar.views import (
+    DeviceRecord,
+    ManagementRow,
+    StatusEntry,
+    StatusRow,
+)
 
-__all__ = ["DeviceRecords", "advance_device", "lock_device", "lock_or_create_device"]
+__all__ = [
+    "DeviceRecords",
+    "add_status",
+    "advance_device",
+    "device_record",
+    "lock_device",
+    "lock_or_create_device",
+    "same_name_serials",
+]
 
 
 class DeviceRecords(Records):
@@ -43,11 +56,7 @@ class DeviceRecords(Records):
 
     def device(self, serial: str) -> DeviceRecord | None:
         with self.db.read() as s:
-            found = s.execute(_WITH_NESTED.where(DeviceModel.serial == serial)).one_or_none()
-            if found is None:
-                return None
-            ports = ports_of(s, ManagementPortModel.serial == serial)
-            return _record(found, ports)
+            return device_record(s, serial)
 
     def devices(self) -> list[DeviceRecord]:
         with self.db.read() as s:
@@ -59,15 +68,7 @@ class DeviceRecords(Records):
         """Other serials equal to ``serial`` but for case that hold an LDevID (their DNS
         names would be the same, DNS being case-insensitive)."""
         with self.db.read() as s:
-            return list(
-                s.scalars(
-                    select(DeviceModel.serial).where(
-                        func.lower(DeviceModel.serial) == serial.lower(),
-                        DeviceModel.serial != serial,
-                        DeviceModel.ldevid_fingerprint.is_not(None),
-                    )
-                )
-            )
+            return same_name_serials(s, serial)
 
     def status_reports(self, serial: str) -> list[StatusRow]:
         with self.db.read() as s:
@@ -110,26 +111,9 @@ class DeviceRecords(Records):
         """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report, and the
         management address a successful enrollstatus reported (replacing the previous one, in
         the same transaction, so a re-push later finds the device where it last said it is)."""
+        entry = StatusEntry(kind, status, reason, document, advance, now, management)
         with self.db.session() as s:
-            dev = lock_device(s, serial)
-            if management is not None:
-                set_management(s, serial, management)
-            advance_device(dev, advance, now)
-            if kind == "voucher_status":
-                dev.voucher_status_at, dev.voucher_accepted = now, status
-            else:
-                dev.enroll_status_at, dev.enroll_confirmed = now, status
-            dev.last_error = None if status else f"{kind}: {reason or 'failure without reason'}"
-            s.add(
-                StatusReportModel(
-                    serial=serial,
-                    kind=kind,
-                    received_at=now,
-                    status=status,
-                    reason=reason,
-                    document=document,
-                )
-            )
+            add_status(s, serial, entry)
 
     def record_audit(
         self, serial: str, *, level: str, summary: str, log: str, now: datetime
@@ -154,6 +138,52 @@ class DeviceRecords(Records):
             if dev is not None:
                 dev.last_error = error
                 dev.updated_at = now
+
+
+def device_record(s: Session, serial: str) -> DeviceRecord | None:
+    """``device`` within the caller's transaction."""
+    found = s.execute(_WITH_NESTED.where(DeviceModel.serial == serial)).one_or_none()
+    if found is None:
+        return None
+    return _record(found, ports_of(s, ManagementPortModel.serial == serial))
+
+
+def same_name_serials(s: Session, serial: str) -> list[str]:
+    """``serials_named_like`` within the caller's transaction."""
+    return list(
+        s.scalars(
+            select(DeviceModel.serial).where(
+                func.lower(DeviceModel.serial) == serial.lower(),
+                DeviceModel.serial != serial,
+                DeviceModel.ldevid_fingerprint.is_not(None),
+            )
+        )
+    )
+
+
+def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
+    """``record_status`` within the caller's transaction."""
+    dev = lock_device(s, serial)
+    if entry.management is not None:
+        set_management(s, serial, entry.management)
+    advance_device(dev, entry.advance, entry.now)
+    if entry.kind == "voucher_status":
+        dev.voucher_status_at, dev.voucher_accepted = entry.now, entry.status
+    else:
+        dev.enroll_status_at, dev.enroll_confirmed = entry.now, entry.status
+    dev.last_error = (
+        None if entry.status else f"{entry.kind}: {entry.reason or 'failure without reason'}"
+    )
+    s.add(
+        StatusReportModel(
+            serial=serial,
+            kind=entry.kind,
+            received_at=entry.now,
+            status=entry.status,
+            reason=entry.reason,
+            document=entry.document,
+        )
+    )
 
 
 def lock_device(s: Session, serial: str) -> DeviceModel:

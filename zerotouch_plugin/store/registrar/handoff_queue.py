@@ -8,12 +8,16 @@ by the process that still holds it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
+from zerotouch_plugin.roles.handoff import Plan
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
-from zerotouch_plugin.store.registrar.day0 import day0_pair
+from zerotouch_plugin.store.registrar.day0 import day0_of, day0_pair
+from zerotouch_plugin.store.registrar.devices import add_status
 from zerotouch_plugin.store.registrar.events import HANDOFF_EVENTS, add_event
 from zerotouch_plugin.store.registrar.models import (
     DEFAULT_DAY0,
@@ -21,7 +25,12 @@ from zerotouch_plugin.store.registrar.models import (
     DeviceModel,
     HandoffModel,
 )
-from zerotouch_plugin.store.registrar.views import HandoffJob, HandoffRow, ldevid_dns_name
+from zerotouch_plugin.store.registrar.views import (
+    HandoffJob,
+    HandoffRow,
+    StatusEntry,
+    ldevid_dns_name,
+)
 
 __all__ = ["DUE_BATCH", "HandoffQueue"]
 
@@ -43,19 +52,34 @@ class HandoffQueue(Records):
     ) -> None:
         """Start a hand-off over (a successful enrollstatus, or a re-push): attempts 0, due now,
         no lease (an attempt in flight loses its lease and its outcome is not recorded)."""
-        query = select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
         with self.db.session() as s:
-            row = locked_or_created(
-                s,
-                query,
-                lambda: HandoffModel(
-                    serial=serial, state=state, attempts=0, queued_at=now, updated_at=now
-                ),
-            )
-            row.state, row.attempts, row.host, row.port, row.error = state, 0, host, port, error
-            row.queued_at = row.updated_at = now
-            row.next_at = now if state == "pending" else None
-            row.lease_owner = row.lease_until = None
+            _queue(s, serial, state=state, host=host, port=port, error=error, now=now)
+
+    def record_enroll_status(
+        self,
+        serial: str,
+        entry: StatusEntry,
+        plan: Callable[[bool, str | None], Plan | None],
+    ) -> Plan | None:
+        """An enrollstatus report (RFC 8995 §5.9.4), as ``record_status``, and the day-0
+        hand-off it starts, in one transaction: ``plan`` gets whether the device has
+        configuration to push (its own or the default) and its address override, and its
+        plan, if any, is queued as ``queue_handoff`` does; returns that plan."""
+        with self.db.session() as s:
+            add_status(s, serial, entry)
+            planned = plan(*day0_of(s, serial))
+            if planned is not None:
+                target = planned.target
+                _queue(
+                    s,
+                    serial,
+                    state=str(planned.state),
+                    host=target.host if target else None,
+                    port=target.port if target else None,
+                    error=planned.error,
+                    now=entry.now,
+                )
+            return planned
 
     def handoff(self, serial: str) -> HandoffRow:
         with self.db.read() as s:
@@ -189,3 +213,25 @@ class HandoffQueue(Records):
         )
         with self.db.session() as s:
             return int(s.execute(release).rowcount)  # type: ignore[attr-defined]
+
+
+def _queue(
+    s: Session,
+    serial: str,
+    *,
+    state: str,
+    host: str | None,
+    port: int | None,
+    error: str | None,
+    now: datetime,
+) -> None:
+    query = select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
+    row = locked_or_created(
+        s,
+        query,
+        lambda: HandoffModel(serial=serial, state=state, attempts=0, queued_at=now, updated_at=now),
+    )
+    row.state, row.attempts, row.host, row.port, row.error = state, 0, host, port, error
+    row.queued_at = row.updated_at = now
+    row.next_at = now if state == "pending" else None
+    row.lease_owner = row.lease_until = None

@@ -17,6 +17,7 @@ from zerotouch_plugin.store.registrar.models import (
     DEFAULT_DAY0,
     EXTRA_PORTS,
     VOUCHER_SOURCES,
+    Advance,
     Day0Model,
     DeviceModel,
     EscrowModel,
@@ -218,6 +219,21 @@ class PolicyRow:
     decision: str
     manufacturer: str | None  # None = any manufacturer
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report to record: the
+    device's next state by ``advance``, and for a successful enrollstatus the management
+    address it reported (replacing the previous one)."""
+
+    kind: str  # "voucher_status" or "enrollstatus"
+    status: bool
+    reason: str | None
+    document: str  # the report as canonical JSON
+    advance: Advance
+    now: datetime
+    management: ManagementRow | None = None
 
 
 @dataclass(frozen=True)

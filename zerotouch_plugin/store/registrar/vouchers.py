@@ -10,10 +10,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import (
+    add_status,
     advance_device,
     lock_device,
     lock_or_create_device,
@@ -27,7 +29,7 @@ from zerotouch_plugin.store.registrar.models import (
     VoucherModel,
     VoucherRequestModel,
 )
-from zerotouch_plugin.store.registrar.views import VoucherRow
+from zerotouch_plugin.store.registrar.views import StatusEntry, VoucherRow
 
 __all__ = ["VoucherRecords"]
 
@@ -60,15 +62,15 @@ class VoucherRecords(Records):
         """The last registrar voucher-request that got a voucher from the MASA (for
         /requestauditlog; one answered from escrow never reached the MASA)."""
         with self.db.read() as s:
-            return s.scalars(
-                select(VoucherRequestModel.rvr_cms)
-                .where(
-                    VoucherRequestModel.serial == serial,
-                    VoucherRequestModel.outcome == OUTCOME_MASA,
-                )
-                .order_by(VoucherRequestModel.id.desc())
-                .limit(1)
-            ).first()
+            return _last_masa_request(s, serial)
+
+    def record_voucher_status(self, serial: str, entry: StatusEntry) -> bytes | None:
+        """A voucher_status report (RFC 8995 §5.7), as ``record_status``; for a success, the
+        registrar voucher-request whose audit log is to be judged next (§5.8), read in the
+        same transaction (None when no voucher came from the MASA)."""
+        with self.db.session() as s:
+            add_status(s, serial, entry)
+            return _last_masa_request(s, serial) if entry.status else None
 
     def record_voucher_request(
         self,
@@ -170,3 +172,12 @@ class VoucherRecords(Records):
                     voucher_cms=voucher_cms,
                 )
             )
+
+
+def _last_masa_request(s: Session, serial: str) -> bytes | None:
+    return s.scalars(
+        select(VoucherRequestModel.rvr_cms)
+        .where(VoucherRequestModel.serial == serial, VoucherRequestModel.outcome == OUTCOME_MASA)
+        .order_by(VoucherRequestModel.id.desc())
+        .limit(1)
+    ).first()

@@ -1,0 +1,143 @@
+"""One transaction per registrar request: voucher_status reads back the voucher-request whose
+audit log is next, enrollstatus queues its hand-off with the report, an EST request reads all
+it decides on at once; a refused transition writes none of it. Each is checked to run as
+exactly one transaction (BEGIN counted on the engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from tests.unit.store.registrar.support import (
+    NOW,
+    enrolled,
+    open_repo,
+    relay,
+    request_voucher,
+    set_config,
+    step,
+)
+from zerotouch_plugin.errors import Conflict
+from zerotouch_plugin.roles import handoff as handoff_role
+from zerotouch_plugin.roles.states import RegistrarEvent
+from zerotouch_plugin.store.db import Database
+from zerotouch_plugin.store.registrar import RegistrarRepository, StatusEntry
+
+
+@contextmanager
+def transactions(db: Database) -> Iterator[list[str]]:
+    """The BEGIN of every transaction started on ``db`` within the block."""
+    begun: list[str] = []
+
+    def on_begin(_conn: Any) -> None:
+        begun.append("begin")
+
+    event.listen(db.engine, "begin", on_begin)
+    try:
+        yield begun
+    finally:
+        event.remove(db.engine, "begin", on_begin)
+
+
+def _report(kind: str, ok: bool, event: RegistrarEvent) -> StatusEntry:
+    reason = None if ok else "bad"
+    return StatusEntry(kind, ok, reason, "{}", step(event), NOW)
+
+
+def test_voucher_status_returns_the_request_to_audit_in_one_transaction(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    request_id = request_voucher(repo, "SN1", nonce="n1")
+    relay(repo, request_id, "n1")
+    with transactions(db) as begun:
+        rvr = repo.record_voucher_status(
+            "SN1", _report("voucher_status", True, RegistrarEvent.VOUCHER_STATUS_SUCCESS)
+        )
+    assert rvr == b"rvr" == repo.latest_registrar_request("SN1")
+    assert len(begun) == 1
+    device = repo.device("SN1")
+    assert device is not None and device.voucher_accepted is True
+    assert [(r.kind, r.status) for r in repo.status_reports("SN1")] == [("voucher_status", True)]
+    relay(repo, request_voucher(repo, "SN2", nonce="n2"), "n2")
+    failed = repo.record_voucher_status(
+        "SN2", _report("voucher_status", False, RegistrarEvent.VOUCHER_STATUS_FAILURE)
+    )
+    assert failed is None  # a failure has no audit log to judge
+    db.dispose()
+
+
+def _plan(peer: str) -> Callable[[bool, str | None], handoff_role.Plan | None]:
+    def plan(configured: bool, override: str | None) -> handoff_role.Plan | None:
+        return handoff_role.plan_after_enrollstatus(
+            status=True, configured=configured, override=override, peer_host=peer, document={}
+        )
+
+    return plan
+
+
+def _confirm(
+    db: Database, repo: RegistrarRepository, serial: str, peer: str
+) -> tuple[handoff_role.Plan | None, int]:
+    with transactions(db) as begun:
+        entry = StatusEntry("enrollstatus", True, None, "{}", lambda _s: "enroll-confirmed", NOW)
+        planned = repo.record_enroll_status(serial, entry, _plan(peer))
+    return planned, len(begun)
+
+
+def test_enrollstatus_queues_the_handoff_it_starts_in_the_same_transaction(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    enrolled(repo, "SN1")
+    repo.set_day0_address("SN1", "192.0.2.7:6513", now=NOW)
+    planned, begun = _confirm(db, repo, "SN1", "198.51.100.1")
+    assert begun == 1
+    assert planned is None  # an address alone pushes nothing
+    assert repo.handoff("SN1").state == "none"
+    set_config(repo, "SN1", "hostname")
+    planned, begun = _confirm(db, repo, "SN1", "198.51.100.1")
+    assert begun == 1
+    assert planned is not None and planned.target is not None
+    assert (planned.target.host, planned.target.port) == ("192.0.2.7", 6513)  # the override
+    queued = repo.handoff("SN1")
+    assert (queued.state, queued.target) == ("pending", "192.0.2.7:6513")
+    device = repo.device("SN1")
+    assert device is not None and (device.state, device.enroll_confirmed) == (
+        "enroll-confirmed",
+        True,
+    )
+    db.dispose()
+
+
+def test_a_refused_enrollstatus_queues_nothing(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    request_voucher(repo, "SN1")  # no LDevID yet: the state table refuses enrollstatus
+    set_config(repo, None, "default")
+    with pytest.raises(Conflict):
+        repo.record_enroll_status(
+            "SN1",
+            _report("enrollstatus", True, RegistrarEvent.ENROLL_STATUS_SUCCESS),
+            _plan("198.51.100.1"),
+        )
+    assert repo.handoff("SN1").state == "none"
+    assert repo.status_reports("SN1") == []
+    db.dispose()
+
+
+def test_enrollment_view_reads_what_est_decides_on_in_one_transaction(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    enrolled(repo, "sn-case")  # holds an LDevID: its DNS name equals SN-CASE's
+    request_voucher(repo, "SN-CASE")
+    repo.set_policy("SN-CASE", "allow", manufacturer=None, now=NOW)
+    repo.set_day0_address("SN-CASE", "device.example.net:830", now=NOW)
+    with transactions(db) as begun:
+        view = repo.enrollment_view("SN-CASE")
+    assert len(begun) == 1
+    assert view.device is not None and view.device.state == "voucher-requested"
+    assert [p.decision for p in view.policies] == ["allow"]
+    assert view.address == "device.example.net:830"
+    assert view.same_name == ["sn-case"]
+    empty = repo.enrollment_view("UNKNOWN")
+    assert (empty.device, empty.policies, empty.address, empty.same_name) == (None, [], None, [])
+    db.dispose()
