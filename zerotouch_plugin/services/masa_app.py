@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -79,6 +80,10 @@ MEDIA_JSON = "application/json"
 
 Clock = Callable[[], datetime]
 
+# Vouchers whose pinned-domain-cert the MASA remembers from signing them (their audit log is
+# asked for right after): enough for a site-wide burst, a few hundred kB.
+_PINNED_MEMO = 4096
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -98,13 +103,19 @@ class MasaContext:
     repo: MasaRepository
     # Server contexts handed out, so domains vouched to later become TLS client CAs too.
     _contexts: list[ssl.SSLContext] = field(default_factory=list, compare=False, repr=False)
+    # DER of the domain certificates those contexts already accept.
+    _trusted: set[bytes] = field(default_factory=set, compare=False, repr=False)
+    # SHA-256 of a voucher this process issued -> its pinned-domain-cert (DER), newest last.
+    _pinned: dict[bytes, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS 1.2+ with the MASA's TLS certificate. Registrars' client certificates are
         requested when they can be verified: against ``registrar_cas`` and the domain
         certificates the MASA vouched to or holds claims for (the audit log needs them,
         RFC 8995 §5.8.1); ``trust_domain`` adds a domain while serving."""
-        domains = [x509.load_der_x509_certificate(d) for d in self.repo.domain_certs()]
+        known = self.repo.domain_certs()
+        self._trusted.update(known)
+        domains = [x509.load_der_x509_certificate(d) for d in known]
         context = server_context(
             self.tls,
             client_cas=[*self.registrar_cas, *domains] or None,
@@ -115,13 +126,37 @@ class MasaContext:
         self._contexts.append(context)
         return context
 
-    def trust_domain(self, cert: x509.Certificate) -> None:
-        """Accept TLS client certificates of this domain from now on (new connections)."""
-        pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    def trust_domain(self, der: bytes) -> None:
+        """Accept TLS client certificates of this domain (DER of its certificate) from now
+        on (new connections); a domain already accepted costs nothing."""
+        if der in self._trusted:
+            return
+        self._trusted.add(der)
+        pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
         for context in self._contexts:
-            context.load_verify_locations(cadata=pem)
+            context.load_verify_locations(cadata=pem.decode("ascii"))
             if context.verify_mode == ssl.CERT_NONE:
                 context.verify_mode = ssl.CERT_OPTIONAL
+
+    def issued(self, voucher_cms: bytes, pinned_der: bytes) -> None:
+        """Remember the pinned-domain-cert of a voucher just signed (for its audit log)."""
+        if len(self._pinned) >= _PINNED_MEMO:
+            del self._pinned[next(iter(self._pinned))]
+        self._pinned[hashlib.sha256(voucher_cms).digest()] = pinned_der
+
+    def pinned(self, voucher_cms: Sequence[bytes]) -> list[x509.Certificate]:
+        """The distinct pinned-domain-certs of vouchers this MASA signed, as
+        ``masa.pinned_certificates``; those this process issued lately without parsing."""
+        found: dict[bytes, x509.Certificate] = {}
+        for signed in voucher_cms:
+            der = self._pinned.get(hashlib.sha256(signed).digest())
+            if der is None:
+                cert = masa.pinned_certificates([signed])[0]
+                der = cert.public_bytes(serialization.Encoding.DER)
+                found.setdefault(der, cert)
+            elif der not in found:
+                found[der] = x509.load_der_x509_certificate(der)
+        return list(found.values())
 
     def close(self) -> None:
         self.repo.db.dispose()
@@ -181,10 +216,17 @@ def _signer(folder: Path, config: MasaConfig) -> Identity | SigningIdentity:
 
 
 def _verify(
-    ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
+    ctx: MasaContext,
+    body: bytes,
+    tls_cert: x509.Certificate | None,
+    now: datetime,
+    device: DeviceState | None = None,
 ) -> tuple[masa.VerifiedRequest, DeviceState]:
+    """The registrar voucher-request verified, and the state of the device it names (read
+    unless given: it says which claimed domain may sign the request)."""
     serial = masa.peek_serial(body)
-    device = ctx.repo.device(serial)
+    if device is None or device.serial != serial:
+        device = ctx.repo.device(serial)
     trust = list(ctx.registrar_cas)
     if device.claim is not None:
         trust.append(x509.load_der_x509_certificate(device.claim.domain_cert))
@@ -217,15 +259,17 @@ def _configured_registrar(
 
 def issue_voucher(
     ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
-) -> IssuedVoucher:
-    """Verify, decide under the device lock, sign, and commit voucher + audit entry."""
+) -> tuple[IssuedVoucher, bytes]:
+    """Verify, decide under the device lock, sign, and commit voucher + audit entry; the
+    voucher and the DER of the domain certificate it pins."""
     request, _ = _verify(ctx, body, _configured_registrar(ctx, tls_cert, now), now)
+    decided: list[IssueRecord] = []
 
     def decide(state: DeviceState) -> IssueRecord:
         decision = masa.decide(request, state, ctx.rules, now=now)
         voucher = decision.voucher
         signed = cms.sign(voucher.to_json(), signer=ctx.signer, now=now)
-        return IssueRecord(
+        record = IssueRecord(
             voucher_cms=signed,
             created_on=voucher.created_on,
             expires_on=voucher.expires_on,
@@ -235,8 +279,10 @@ def issue_voucher(
             assertion=str(voucher.assertion),
             take_ownership=decision.take_ownership,
         )
+        decided.append(record)
+        return record
 
-    return ctx.repo.issue_voucher(
+    issued = ctx.repo.issue_voucher(
         request.serial,
         idevid_issuer=request.idevid_issuer.hex() if request.idevid_issuer else None,
         request_cms=request.der,
@@ -244,19 +290,26 @@ def issue_voucher(
         now=now,
         decide=decide,
     )
+    pinned = decided[-1].domain_cert
+    ctx.issued(issued.cms, pinned)
+    return issued, pinned
 
 
 def audit_log_for(
     ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
 ) -> dict[str, object]:
     """The RFC 8995 §5.8.1 log of the device the RVR names, for a domain that owned it,
-    asked by a registrar of a domain the device was vouched to (TLS client certificate)."""
-    request, device = _verify(ctx, body, _configured_registrar(ctx, tls_cert, now), now)
-    pinned = masa.pinned_certificates([v.cms for v in ctx.repo.vouchers(request.serial)])
-    masa.check_audit_client(request, tls_cert, pinned, now=now)
-    entries = ctx.repo.audit_entries(request.serial)
-    masa.check_audit_access(request, entries, ctx.rules, device.claim)
-    return masa.audit_log(entries, max_events=ctx.config.audit_max_events)
+    asked by a registrar of a domain the device was vouched to (TLS client certificate).
+    What the answer depends on is read in one transaction, before the request is verified."""
+    found = ctx.repo.audit_view(masa.peek_serial(body))
+    request, device = _verify(
+        ctx, body, _configured_registrar(ctx, tls_cert, now), now, found.device
+    )
+    if device is not found.device:
+        found = ctx.repo.audit_view(request.serial)
+    masa.check_audit_client(request, tls_cert, ctx.pinned(found.voucher_cms), now=now)
+    masa.check_audit_access(request, found.entries, ctx.rules, device.claim)
+    return masa.audit_log(found.entries, max_events=ctx.config.audit_max_events)
 
 
 def _check_media(request: web.Request, produces: str) -> None:
@@ -280,10 +333,10 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
     async def request_voucher(request: web.Request) -> web.Response:
         _check_media(request, cms.MEDIA_TYPE_VOUCHER_CMS)
         body = await read_body(request)
-        issued = await asyncio.to_thread(
+        issued, pinned = await asyncio.to_thread(
             issue_voucher, ctx, body, peer_certificate(request), clock()
         )
-        ctx.trust_domain(masa.pinned_certificates([issued.cms])[0])
+        ctx.trust_domain(pinned)
         log.info(
             "voucher %d issued for %s to domain %s (%s, nonce %s) requested by %s",
             issued.id,
@@ -365,9 +418,11 @@ async def _watch_claims(ctx: MasaContext) -> AsyncIterator[None]:
             await asyncio.sleep(CLAIM_POLL)
             for der in set(await asyncio.to_thread(ctx.repo.domain_certs)) - known:
                 known.add(der)
-                cert = x509.load_der_x509_certificate(der)
-                ctx.trust_domain(cert)
-                log.info("TLS client certificates of domain %s accepted", masa.domain_id(cert))
+                ctx.trust_domain(der)
+                log.info(
+                    "TLS client certificates of domain %s accepted",
+                    masa.domain_id(x509.load_der_x509_certificate(der)),
+                )
 
     task = asyncio.create_task(watch())
     yield

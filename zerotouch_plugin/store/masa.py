@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    Select,
     String,
     Text,
     UniqueConstraint,
@@ -32,6 +33,7 @@ from zerotouch_plugin.store.db import Base, Database, UTCDateTime
 
 __all__ = [
     "AuditEntry",
+    "AuditView",
     "ClaimRecord",
     "DeviceState",
     "IssueRecord",
@@ -115,6 +117,15 @@ class IssuedVoucher:
     nonce: str | None
     assertion: str
     cms: bytes
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """What an audit-log request is answered from, read in one transaction."""
+
+    device: DeviceState
+    voucher_cms: list[bytes]  # every voucher issued for the device, oldest first
+    entries: list[AuditEntry]  # its audit log, newest first
 
 
 Decide = Callable[[DeviceState], IssueRecord]
@@ -216,12 +227,6 @@ class MasaRepository:
     def vouchers(self, serial: str) -> list[IssuedVoucher]:
         """Vouchers issued for ``serial``, oldest first."""
         with self.db.read() as s:
-            rows = s.execute(
-                select(_Voucher)
-                .join(_Device, _Voucher.device_id == _Device.id)
-                .where(_Device.serial == serial)
-                .order_by(_Voucher.id)
-            ).scalars()
             return [
                 IssuedVoucher(
                     id=r.id,
@@ -233,8 +238,18 @@ class MasaRepository:
                     assertion=r.assertion,
                     cms=r.cms,
                 )
-                for r in rows
+                for r in s.scalars(_vouchers_of(serial))
             ]
+
+    def audit_view(self, serial: str) -> AuditView:
+        """The device, its vouchers and its audit log (RFC 8995 §5.8.1), one snapshot."""
+        with self.db.read() as s:
+            device = s.scalars(select(_Device).where(_Device.serial == serial)).first()
+            return AuditView(
+                device=self._state(s, serial, device),
+                voucher_cms=list(s.scalars(_vouchers_of(serial).with_only_columns(_Voucher.cms))),
+                entries=_audit_of(s, serial),
+            )
 
     def domain_certs(self) -> list[bytes]:
         """DER of every domain certificate the MASA knows: current owners' and claims'."""
@@ -251,13 +266,7 @@ class MasaRepository:
     def audit_entries(self, serial: str) -> list[AuditEntry]:
         """The device's audit log, newest first (the order RFC 8995 §5.8.1's example uses)."""
         with self.db.read() as s:
-            rows = s.execute(
-                select(_Audit)
-                .join(_Device, _Audit.device_id == _Device.id)
-                .where(_Device.serial == serial)
-                .order_by(_Audit.id.desc())
-            ).scalars()
-            return [AuditEntry(r.date, r.domain_id, r.nonce, r.assertion) for r in rows]
+            return _audit_of(s, serial)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -294,6 +303,25 @@ class MasaRepository:
             claim=None if claim is None else _claim_record(claim),
             nonce_used_at=used_at,
         )
+
+
+def _vouchers_of(serial: str) -> Select[_Voucher]:
+    return (
+        select(_Voucher)
+        .join(_Device, _Voucher.device_id == _Device.id)
+        .where(_Device.serial == serial)
+        .order_by(_Voucher.id)
+    )
+
+
+def _audit_of(s: Session, serial: str) -> list[AuditEntry]:
+    rows = s.scalars(
+        select(_Audit)
+        .join(_Device, _Audit.device_id == _Device.id)
+        .where(_Device.serial == serial)
+        .order_by(_Audit.id.desc())
+    )
+    return [AuditEntry(r.date, r.domain_id, r.nonce, r.assertion) for r in rows]
 
 
 def _claim_record(row: _Claim) -> ClaimRecord:
