@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,6 +300,9 @@ def _target(url: str) -> _Target:
     return _Target(url.rstrip("/"), unquote(parts.hostname), port)
 
 
+# Seconds a kept connection may idle and still carry the next request (servers close idle
+# ones: the registrar after its header_timeout, 10 s by default).
+_IDLE_REUSE = 5.0
 # Characters a request target keeps as they are (RFC 3986 §3.3, §3.4); others are escaped.
 _TARGET_SAFE = "/?&=%:@!$'()*+,;~-._"
 
@@ -449,7 +453,7 @@ class PledgeClient:
 
     async def _exchange(self, where: _Target, request: HttpRequest) -> Response:
         kept = self._connections.get(where.base)
-        if kept is None or not kept.http.usable():
+        if kept is None or not kept.fresh():
             self._drop(where)
             kept = await self._open(where)
             self._connections[where.base] = kept
@@ -468,6 +472,7 @@ class PledgeClient:
             body=request.body,
             max_body=MAX_RESPONSE_BYTES,
         )
+        kept.last_used = time.monotonic()
         if not answer.reusable:
             self._drop(where)
         location = answer.headers.get("location")
@@ -490,6 +495,11 @@ class _Kept:
     http: Http1Connection
     peer: Peer
     pins: set[bytes] = field(default_factory=set)  # DER of the pins that validated it
+    last_used: float = field(default_factory=time.monotonic)
+
+    def fresh(self) -> bool:
+        """Usable, and not idle so long that the server may be closing it as we write."""
+        return self.http.usable() and time.monotonic() - self.last_used < _IDLE_REUSE
 
 
 def _utc_now() -> datetime:

@@ -123,3 +123,34 @@ async def test_verified_requests_reuse_the_probed_connection_only_under_the_pin(
     assert [head.split(b" ")[1] for head in received] == [b"/a", b"/b"]
     # the probe's connection, dropped with the mismatch; then one more for /a and /b
     assert (len(accepted), pc.connections_opened) == (2, 2)
+
+
+async def test_a_connection_idle_too_long_is_replaced_and_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server closes idle connections (the registrar after header_timeout): a kept one
+    idle past the limit is not written to; the new one is checked against the pin."""
+    monkeypatch.setattr(client, "_IDLE_REUSE", 0.2)  # instead of 5 s of waiting
+    config, vendor = pledge(tmp_path)
+    ctx, domain = registrar(vendor.cert)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(OK)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    async with listening(answer, ctx) as url, PledgeClient(config, url, timeout=5) as pc:
+        await pc.probe()
+        assert (await pc.send(verified("/a", domain.cert), now=lambda: NOW)).status == 200
+        assert (await pc.send(verified("/b", domain.cert), now=lambda: NOW)).status == 200
+        assert pc.connections_opened == 1
+        await asyncio.sleep(0.3)
+        assert (await pc.send(verified("/c", domain.cert), now=lambda: NOW)).status == 200
+        assert pc.connections_opened == 2
+        stranger = certs.make_ca("not the domain", now=NOW).cert
+        await asyncio.sleep(0.3)
+        with pytest.raises(PinMismatch):  # the replacement is checked like any other
+            await pc.send(verified("/d", stranger), now=lambda: NOW)
+        assert pc.connections_opened == 3
