@@ -19,15 +19,19 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import ssl
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -345,6 +349,26 @@ def show(report: Report) -> None:
         print(f"    {count:5d}  {reason}")
 
 
+@contextmanager
+def own_schema(url: str | None) -> Iterator[str | None]:
+    """A PostgreSQL ``--db`` gets a new, empty schema for this run (dropped afterwards), so
+    runs neither see nor leave each other's devices; other URLs are used as given."""
+    if url is None or not url.startswith(("postgresql://", "postgres://")):
+        yield url
+        return
+    import psycopg
+
+    schema = f"enroll_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--pledges", "--burst", type=int, default=200, help="enrollments timed")
@@ -358,8 +382,10 @@ def main() -> int:
     if min(args.pledges, args.concurrency, args.registrars, args.singles) < 1:
         parser.error("--pledges, --concurrency, --registrars and --singles must be at least 1")
 
-    with tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp, own_schema(args.db) as db:
+        args.db = db
         report = asyncio.run(measure(Path(tmp), args))
+        report.db = args.db.split("?", 1)[0] if args.db else report.db
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:

@@ -15,11 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.addresses import ports_of, set_management
-from zerotouch_plugin.store.registrar.base import Records, locked_or_created
+from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.models import (
     VOUCHER_SOURCES,
     Advance,
@@ -196,14 +198,18 @@ def lock_device(s: Session, serial: str) -> DeviceModel:
 
 
 def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datetime) -> DeviceModel:
-    query = select(DeviceModel).where(DeviceModel.serial == serial).with_for_update()
-    return locked_or_created(
-        s,
-        query,
-        lambda: DeviceModel(
-            serial=serial, manufacturer=manufacturer, state="new", created_at=now, updated_at=now
-        ),
-    )
+    """The device row, inserted first when it is new, locked for the rest of the transaction.
+    INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely, without
+    a savepoint."""
+    dialect = s.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    s.execute(
+        insert(DeviceModel)
+        .values(serial=serial, manufacturer=manufacturer, state="new", created_at=now,
+                updated_at=now)
+        .on_conflict_do_nothing(index_elements=["serial"])
+    )  # fmt: skip
+    return lock_device(s, serial)
 
 
 def advance_device(dev: DeviceModel, advance: Advance, now: datetime) -> None:

@@ -67,7 +67,8 @@ class HandoffQueue(Records):
         plan, if any, is queued as ``queue_handoff`` does; returns that plan."""
         with self.db.session() as s:
             add_status(s, serial, entry)
-            planned = plan(*day0_of(s, serial))
+            with s.no_autoflush:  # the report does not touch day-0 rows: one flush, at commit
+                planned = plan(*day0_of(s, serial))
             if planned is not None:
                 target = planned.target
                 _queue(

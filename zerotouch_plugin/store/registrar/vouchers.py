@@ -70,7 +70,10 @@ class VoucherRecords(Records):
         same transaction (None when no voucher came from the MASA)."""
         with self.db.session() as s:
             add_status(s, serial, entry)
-            return _last_masa_request(s, serial) if entry.status else None
+            if not entry.status:
+                return None
+            with s.no_autoflush:  # the report does not touch requests: one flush, at commit
+                return _last_masa_request(s, serial)
 
     def record_voucher_request(
         self,
