@@ -5,7 +5,9 @@ reason-context. Written under the device's row lock, with the status report it c
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from collections.abc import Mapping
+
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -36,22 +38,30 @@ class AddressRecords(Records):
 
 def set_management(s: Session, serial: str, reported: ManagementRow) -> None:
     """Upsert under the device's row lock, which every writer of this serial takes first."""
-    row = s.scalars(select(ManagementModel).where(ManagementModel.serial == serial)).one_or_none()
+    key = {"serial": serial}
+    row = s.scalars(_MANAGEMENT, key).one_or_none()
     if row is None:
         row = ManagementModel(serial=serial)
         s.add(row)
     row.host, row.reported_at = reported.host, reported.reported_at
     row.netconf_tls_port, row.restconf_port = reported.netconf_tls_port, reported.restconf_port
-    s.execute(delete(ManagementPortModel).where(ManagementPortModel.serial == serial))
+    s.execute(_DROP_PORTS, key)
     for name, field in EXTRA_PORTS.items():
         port = getattr(reported, field)
         if port is not None:
             s.add(ManagementPortModel(serial=serial, listener=name, port=port))
 
 
-def ports_of(s: Session, where: ColumnElement[bool]) -> dict[str, dict[str, int]]:
-    """serial -> {listener: port} of registrar_management_ports rows matching ``where``."""
+_MANAGEMENT = select(ManagementModel).where(ManagementModel.serial == bindparam("serial"))
+_DROP_PORTS = delete(ManagementPortModel).where(ManagementPortModel.serial == bindparam("serial"))
+
+
+def ports_of(
+    s: Session, where: ColumnElement[bool], params: Mapping[str, object] | None = None
+) -> dict[str, dict[str, int]]:
+    """serial -> {listener: port} of registrar_management_ports rows matching ``where``
+    (with its bound ``params``)."""
     found: dict[str, dict[str, int]] = {}
-    for row in s.scalars(select(ManagementPortModel).where(where)):
+    for row in s.scalars(select(ManagementPortModel).where(where), params):
         found.setdefault(row.serial, {})[row.listener] = row.port
     return found

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
@@ -70,7 +70,12 @@ def day0_of(s: Session, serial: str) -> tuple[bool, str | None]:
 
 
 def day0_pair(s: Session, serial: str) -> list[Day0Model]:
-    return list(s.scalars(select(Day0Model).where(Day0Model.serial.in_((serial, DEFAULT_DAY0)))))
+    return list(s.scalars(_PAIR, {"serial": serial}))
+
+
+_PAIR = select(Day0Model).where(
+    (Day0Model.serial == bindparam("serial")) | (Day0Model.serial == DEFAULT_DAY0)
+)
 
 
 def day0_row(s: Session, serial: str | None, now: datetime) -> Day0Model:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, true
+from sqlalchemy import BindParameter, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -144,23 +144,15 @@ class DeviceRecords(Records):
 
 def device_record(s: Session, serial: str) -> DeviceRecord | None:
     """``device`` within the caller's transaction."""
-    found = s.execute(_WITH_NESTED.where(DeviceModel.serial == serial)).one_or_none()
+    found = s.execute(_ONE_DEVICE, {"serial": serial}).one_or_none()
     if found is None:
         return None
-    return _record(found, ports_of(s, ManagementPortModel.serial == serial))
+    return _record(found, ports_of(s, _PORTS_OF_ONE, {"serial": serial}))
 
 
 def same_name_serials(s: Session, serial: str) -> list[str]:
     """``serials_named_like`` within the caller's transaction."""
-    return list(
-        s.scalars(
-            select(DeviceModel.serial).where(
-                func.lower(DeviceModel.serial) == serial.lower(),
-                DeviceModel.serial != serial,
-                DeviceModel.ldevid_fingerprint.is_not(None),
-            )
-        )
-    )
+    return list(s.scalars(_SAME_NAME, {"serial": serial, "lower": serial.lower()}))
 
 
 def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
@@ -189,9 +181,7 @@ def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
 
 
 def lock_device(s: Session, serial: str) -> DeviceModel:
-    dev = s.scalars(
-        select(DeviceModel).where(DeviceModel.serial == serial).with_for_update()
-    ).one_or_none()
+    dev = s.scalars(_LOCK_DEVICE, {"serial": serial}).one_or_none()
     if dev is None:
         raise NotFound(f"device {serial} is not known to this registrar")
     return dev
@@ -201,15 +191,18 @@ def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datet
     """The device row, inserted first when it is new, locked for the rest of the transaction.
     INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely, without
     a savepoint."""
-    dialect = s.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    s.execute(
-        insert(DeviceModel)
-        .values(serial=serial, manufacturer=manufacturer, state="new", created_at=now,
-                updated_at=now)
-        .on_conflict_do_nothing(index_elements=["serial"])
-    )  # fmt: skip
+    new = {"serial": serial, "manufacturer": manufacturer, "state": "new"}
+    s.execute(_NEW_DEVICE[s.get_bind().dialect.name], {**new, "created_at": now, "updated_at": now})
     return lock_device(s, serial)
+
+
+# Built once: the hot path only binds values.
+_SERIAL: BindParameter[str] = bindparam("serial")
+_LOCK_DEVICE = select(DeviceModel).where(DeviceModel.serial == _SERIAL).with_for_update()
+_NEW_DEVICE = {
+    name: insert(DeviceModel).on_conflict_do_nothing(index_elements=["serial"])
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 
 
 def advance_device(dev: DeviceModel, advance: Advance, now: datetime) -> None:
@@ -242,6 +235,15 @@ _WITH_NESTED = (
     .outerjoin(ManagementModel, ManagementModel.serial == DeviceModel.serial)
     .outerjoin(CertificateModel, CertificateModel.fingerprint == DeviceModel.ldevid_fingerprint)
     .outerjoin(EscrowModel, EscrowModel.serial == DeviceModel.serial)
+)
+
+
+_ONE_DEVICE = _WITH_NESTED.where(DeviceModel.serial == _SERIAL)
+_PORTS_OF_ONE = ManagementPortModel.serial == _SERIAL
+_SAME_NAME = select(DeviceModel.serial).where(
+    func.lower(DeviceModel.serial) == bindparam("lower"),
+    DeviceModel.serial != _SERIAL,
+    DeviceModel.ldevid_fingerprint.is_not(None),
 )
 
 

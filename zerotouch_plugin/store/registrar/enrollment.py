@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import device_record, same_name_serials
-from zerotouch_plugin.store.registrar.models import Day0Model, PolicyModel
-from zerotouch_plugin.store.registrar.policies import policy_row
+from zerotouch_plugin.store.registrar.models import Day0Model
+from zerotouch_plugin.store.registrar.policies import policies_of
 from zerotouch_plugin.store.registrar.views import DeviceRecord, PolicyRow
 
 __all__ = ["EnrollmentRecords", "EnrollmentView"]
@@ -30,12 +30,12 @@ class EnrollmentRecords(Records):
 
     def enrollment_view(self, serial: str) -> EnrollmentView:
         with self.db.read() as s:
-            policies = s.scalars(
-                select(PolicyModel).where(PolicyModel.serial == serial).order_by(PolicyModel.id)
-            )
             return EnrollmentView(
                 device=device_record(s, serial),
-                policies=[policy_row(r) for r in policies],
-                address=s.scalar(select(Day0Model.address).where(Day0Model.serial == serial)),
+                policies=policies_of(s, serial),
+                address=s.scalar(_ADDRESS, {"serial": serial}),
                 same_name=same_name_serials(s, serial),
             )
+
+
+_ADDRESS = select(Day0Model.address).where(Day0Model.serial == bindparam("serial"))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
@@ -132,10 +132,7 @@ class PolicyRecords(Records):
 
     def policy_for(self, serial: str) -> list[PolicyRow]:
         with self.db.read() as s:
-            rows = s.scalars(
-                select(PolicyModel).where(PolicyModel.serial == serial).order_by(PolicyModel.id)
-            )
-            return [policy_row(r) for r in rows]
+            return policies_of(s, serial)
 
     def policies(self) -> list[PolicyRow]:
         with self.db.read() as s:
@@ -153,6 +150,16 @@ def _action(
     now: datetime,
 ) -> None:
     add_event(session, "operator-action", serial, {"action": action, "by": actor, **data}, now)
+
+
+def policies_of(s: Session, serial: str) -> list[PolicyRow]:
+    """``policy_for`` within the caller's transaction."""
+    return [policy_row(r) for r in s.scalars(_POLICIES_OF, {"serial": serial})]
+
+
+_POLICIES_OF = (
+    select(PolicyModel).where(PolicyModel.serial == bindparam("serial")).order_by(PolicyModel.id)
+)
 
 
 def policy_row(row: PolicyModel) -> PolicyRow:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
@@ -97,11 +97,7 @@ class VoucherRecords(Records):
             dev = lock_or_create_device(s, serial, manufacturer, now)
             answered = None
             if nonce is not None:
-                answered = s.scalars(
-                    select(VoucherModel.issued_at)
-                    .where(VoucherModel.serial == serial, VoucherModel.nonce == nonce)
-                    .limit(1)
-                ).first()
+                answered = s.scalars(_ANSWERED, {"serial": serial, "nonce": nonce}).first()
             fresh(answered)
             advance_device(dev, advance, now)
             dev.manufacturer = manufacturer
@@ -178,9 +174,21 @@ class VoucherRecords(Records):
 
 
 def _last_masa_request(s: Session, serial: str) -> bytes | None:
-    return s.scalars(
-        select(VoucherRequestModel.rvr_cms)
-        .where(VoucherRequestModel.serial == serial, VoucherRequestModel.outcome == OUTCOME_MASA)
-        .order_by(VoucherRequestModel.id.desc())
-        .limit(1)
-    ).first()
+    return s.scalars(_LAST_MASA_REQUEST, {"serial": serial}).first()
+
+
+# Built once: the hot path only binds values.
+_ANSWERED = (
+    select(VoucherModel.issued_at)
+    .where(VoucherModel.serial == bindparam("serial"), VoucherModel.nonce == bindparam("nonce"))
+    .limit(1)
+)
+_LAST_MASA_REQUEST = (
+    select(VoucherRequestModel.rvr_cms)
+    .where(
+        VoucherRequestModel.serial == bindparam("serial"),
+        VoucherRequestModel.outcome == OUTCOME_MASA,
+    )
+    .order_by(VoucherRequestModel.id.desc())
+    .limit(1)
+)
