@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -161,9 +162,7 @@ class MasaRepository:
 
     def device(self, serial: str) -> DeviceState:
         with self.db.read() as s:
-            return self._state(
-                s, serial, s.scalars(select(_Device).where(_Device.serial == serial)).first()
-            )
+            return self._state(s, serial, s.scalars(_DEVICE, {"serial": serial}).first())
 
     # -- vouchers ------------------------------------------------------------------------
 
@@ -244,7 +243,7 @@ class MasaRepository:
     def audit_view(self, serial: str) -> AuditView:
         """The device, its vouchers and its audit log (RFC 8995 §5.8.1), one snapshot."""
         with self.db.read() as s:
-            device = s.scalars(select(_Device).where(_Device.serial == serial)).first()
+            device = s.scalars(_DEVICE, {"serial": serial}).first()
             return AuditView(
                 device=self._state(s, serial, device),
                 voucher_cms=list(s.scalars(_vouchers_of(serial).with_only_columns(_Voucher.cms))),
@@ -275,26 +274,18 @@ class MasaRepository:
 
         INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely.
         """
-        insert = pg_insert if self.db.is_postgresql else sqlite_insert
-        s.execute(
-            insert(_Device)
-            .values(serial=serial, first_seen=now)
-            .on_conflict_do_nothing(index_elements=["serial"])
-        )
-        return s.scalars(select(_Device).where(_Device.serial == serial).with_for_update()).one()
+        insert = _NEW_DEVICE["postgresql" if self.db.is_postgresql else "sqlite"]
+        s.execute(insert, {"serial": serial, "first_seen": now})
+        return s.scalars(_LOCK_DEVICE, {"serial": serial}).one()
 
     @staticmethod
     def _state(
         s: Session, serial: str, device: _Device | None, *, nonce: str | None = None
     ) -> DeviceState:
-        claim = s.scalars(select(_Claim).where(_Claim.serial == serial)).first()
+        claim = s.scalars(_CLAIM, {"serial": serial}).first()
         used_at = None
         if device is not None and nonce is not None:
-            used_at = s.scalars(
-                select(_Voucher.created_on)
-                .where(_Voucher.device_id == device.id, _Voucher.nonce == nonce)
-                .limit(1)
-            ).first()
+            used_at = s.scalars(_NONCE_USED, {"device": device.id, "nonce": nonce}).first()
         return DeviceState(
             serial=serial,
             owner_domain_id=device.owner_domain_id if device else None,
@@ -303,6 +294,21 @@ class MasaRepository:
             claim=None if claim is None else _claim_record(claim),
             nonce_used_at=used_at,
         )
+
+
+# Built once: the hot path only binds values.
+_DEVICE = select(_Device).where(_Device.serial == bindparam("serial"))
+_LOCK_DEVICE = _DEVICE.with_for_update()
+_NEW_DEVICE = {
+    name: insert(_Device).on_conflict_do_nothing(index_elements=["serial"])
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_CLAIM = select(_Claim).where(_Claim.serial == bindparam("serial"))
+_NONCE_USED = (
+    select(_Voucher.created_on)
+    .where(_Voucher.device_id == bindparam("device"), _Voucher.nonce == bindparam("nonce"))
+    .limit(1)
+)
 
 
 def _vouchers_of(serial: str) -> Select[_Voucher]:
