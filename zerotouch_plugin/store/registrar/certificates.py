@@ -11,14 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import Integer, String, Text, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.errors import Conflict, NotFound
 from zerotouch_plugin.roles.ldevid_records import EVENT_RENEWED, EVENT_REVOKED, IssuedCertificate
 from zerotouch_plugin.store.db import Base, UTCDateTime
 from zerotouch_plugin.store.registrar.base import Records
-from zerotouch_plugin.store.registrar.devices import advance_device, lock_device
+from zerotouch_plugin.store.registrar.devices import (
+    advance_device,
+    lock_device,
+    lock_state,
+    move_device,
+)
 from zerotouch_plugin.store.registrar.models import Advance, CertificateModel
 
 __all__ = ["CertificateEventModel", "CertificateRecords"]
@@ -36,6 +41,9 @@ class CertificateEventModel(Base):
     event: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[str] = mapped_column(Text)
+
+
+_NEW_CERTIFICATE = insert(CertificateModel)
 
 
 def _revoke(s: Session, row: CertificateModel, *, reason: str, now: datetime) -> None:
@@ -74,23 +82,25 @@ class CertificateRecords(Records):
         now: datetime,
     ) -> None:
         """An issued LDevID, durable before the EST response is sent (RFC 7030 §4.2.3)."""
+        values = {
+            "enrolled_at": now,
+            "ldevid_fingerprint": fingerprint,
+            "ldevid_not_after": not_after,
+            "enroll_status_at": None,
+            "enroll_confirmed": None,
+        }
         with self.db.session() as s:
-            dev = lock_device(s, serial)
-            advance_device(dev, advance, now)
-            dev.enrolled_at = now
-            dev.ldevid_fingerprint = fingerprint
-            dev.ldevid_not_after = not_after
-            dev.enroll_status_at = dev.enroll_confirmed = None
-            dev.last_error = None
-            s.add(
-                CertificateModel(
-                    serial=serial,
-                    fingerprint=fingerprint,
-                    kind=kind,
-                    issued_at=now,
-                    not_after=not_after,
-                    cert_der=cert_der,
-                )
+            move_device(s, serial, lock_state(s, serial), advance, now, None, values)
+            s.connection().execute(
+                _NEW_CERTIFICATE,
+                {
+                    "serial": serial,
+                    "fingerprint": fingerprint,
+                    "kind": kind,
+                    "issued_at": now,
+                    "not_after": not_after,
+                    "cert_der": cert_der,
+                },
             )
 
     def record_renewal(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, func, select, true
+from sqlalchemy import BindParameter, bindparam, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.addresses import ports_of, set_management
 from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.events import add_state_event
 from zerotouch_plugin.store.registrar.models import (
     VOUCHER_SOURCES,
     Advance,
@@ -49,6 +50,9 @@ __all__ = [
     "device_record",
     "lock_device",
     "lock_or_create_device",
+    "lock_or_create_state",
+    "lock_state",
+    "move_device",
     "same_name_serials",
 ]
 
@@ -157,27 +161,62 @@ def same_name_serials(s: Session, serial: str) -> list[str]:
 
 def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
     """``record_status`` within the caller's transaction."""
-    dev = lock_device(s, serial)
+    before = lock_state(s, serial)
     if entry.management is not None:
         set_management(s, serial, entry.management)
-    advance_device(dev, entry.advance, entry.now)
-    if entry.kind == "voucher_status":
-        dev.voucher_status_at, dev.voucher_accepted = entry.now, entry.status
-    else:
-        dev.enroll_status_at, dev.enroll_confirmed = entry.now, entry.status
-    dev.last_error = (
-        None if entry.status else f"{entry.kind}: {entry.reason or 'failure without reason'}"
+    at, ok = (
+        ("voucher_status_at", "voucher_accepted")
+        if entry.kind == "voucher_status"
+        else ("enroll_status_at", "enroll_confirmed")
     )
-    s.add(
-        StatusReportModel(
-            serial=serial,
-            kind=entry.kind,
-            received_at=entry.now,
-            status=entry.status,
-            reason=entry.reason,
-            document=entry.document,
-        )
+    error = None if entry.status else f"{entry.kind}: {entry.reason or 'failure without reason'}"
+    move_device(
+        s, serial, before, entry.advance, entry.now, error, {at: entry.now, ok: entry.status}
     )
+    s.connection().execute(
+        _NEW_STATUS,
+        {
+            "serial": serial,
+            "kind": entry.kind,
+            "received_at": entry.now,
+            "status": entry.status,
+            "reason": entry.reason,
+            "document": entry.document,
+        },
+    )
+
+
+def lock_state(s: Session, serial: str) -> str:
+    """The device's state, its row locked for the rest of the transaction (the lock every
+    writer of a device takes first); NotFound for a device never seen."""
+    state = s.execute(_LOCK_STATE, {"serial": serial}).scalar_one_or_none()
+    if state is None:
+        raise NotFound(f"device {serial} is not known to this registrar")
+    return str(state)
+
+
+def lock_or_create_state(s: Session, serial: str, manufacturer: str, now: datetime) -> str:
+    """``lock_state``, the row inserted first (state "new") when the device is new."""
+    new = {"serial": serial, "manufacturer": manufacturer, "state": "new"}
+    s.execute(_NEW_DEVICE[s.get_bind().dialect.name], {**new, "created_at": now, "updated_at": now})
+    return lock_state(s, serial)
+
+
+def move_device(
+    s: Session,
+    serial: str,
+    before: str,
+    advance: Advance,
+    now: datetime,
+    error: str | None,
+    values: Mapping[str, object],
+) -> None:
+    """Advance the device locked in state ``before`` and set its ``last_error`` and
+    ``values`` with one UPDATE statement (no ORM flush), adding the event of the move."""
+    after = advance(None if before == "new" else before)
+    params = {"key": serial, "state": after, "updated_at": now, "last_error": error}
+    s.connection().execute(_UPDATE_DEVICE, {**params, **values})
+    add_state_event(s, serial, before, after, error, now)
 
 
 def lock_device(s: Session, serial: str) -> DeviceModel:
@@ -191,17 +230,19 @@ def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datet
     """The device row, inserted first when it is new, locked for the rest of the transaction.
     INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely, without
     a savepoint."""
-    new = {"serial": serial, "manufacturer": manufacturer, "state": "new"}
-    s.execute(_NEW_DEVICE[s.get_bind().dialect.name], {**new, "created_at": now, "updated_at": now})
+    lock_or_create_state(s, serial, manufacturer, now)
     return lock_device(s, serial)
 
 
 # Built once: the hot path only binds values.
 _SERIAL: BindParameter[str] = bindparam("serial")
 _LOCK_DEVICE = select(DeviceModel).where(DeviceModel.serial == _SERIAL).with_for_update()
+_LOCK_STATE = select(DeviceModel.state).where(DeviceModel.serial == _SERIAL).with_for_update()
+_UPDATE_DEVICE = update(DeviceModel).where(DeviceModel.serial == bindparam("key"))
+_NEW_STATUS = insert(StatusReportModel)
 _NEW_DEVICE = {
-    name: insert(DeviceModel).on_conflict_do_nothing(index_elements=["serial"])
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+    name: dialect_insert(DeviceModel).on_conflict_do_nothing(index_elements=["serial"])
+    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 
 

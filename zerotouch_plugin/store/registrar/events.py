@@ -51,8 +51,10 @@ __all__ = [
     "EventRow",
     "WebhookCursorModel",
     "add_event",
+    "add_state_event",
     "event_row",
     "on_events_committed",
+    "voucher_event_data",
 ]
 
 
@@ -136,14 +138,32 @@ def _changed(obj: Any, attr: str) -> tuple[bool, Any]:
 
 def _device_event(obj: DeviceModel, new: bool) -> tuple[str, dict[str, Any]] | None:
     changed, before = _changed(obj, "state")
-    kind = _STATE_EVENTS.get(obj.state)
-    if kind is None or not (changed or new):
+    if not (changed or new):
+        return None
+    return _state_event(before, obj.state, obj.last_error)
+
+
+def _state_event(
+    before: str | None, after: str, error: str | None
+) -> tuple[str, dict[str, Any]] | None:
+    kind = _STATE_EVENTS.get(after)
+    if kind is None:
         return None
     return kind, {
-        "state": obj.state,
+        "state": after,
         "previous": None if before in (None, "new") else before,
-        "error": obj.last_error,
+        "error": error,
     }
+
+
+def add_state_event(
+    session: Session, serial: str, before: str, after: str, error: str | None, now: datetime
+) -> None:
+    """The event of a device's move from ``before`` to ``after``, for writers that update
+    the device row with a statement instead of through the ORM (which the flush hook sees)."""
+    found = _state_event(before, after, error) if after != before else None
+    if found is not None:
+        add_event(session, found[0], serial, found[1], now)
 
 
 def _policy_event(obj: PolicyModel, new: bool) -> tuple[str, dict[str, Any]] | None:
@@ -157,12 +177,15 @@ def _policy_event(obj: PolicyModel, new: bool) -> tuple[str, dict[str, Any]] | N
 def _voucher_event(obj: VoucherModel, new: bool) -> tuple[str, dict[str, Any]] | None:
     if not new:
         return None
-    expires = obj.expires_on.isoformat().replace("+00:00", "Z") if obj.expires_on else None
-    return "voucher-issued", {
-        "assertion": obj.assertion,
-        "nonceless": obj.nonce is None,
-        "expires_on": expires,
-    }
+    return "voucher-issued", voucher_event_data(obj.assertion, obj.nonce, obj.expires_on)
+
+
+def voucher_event_data(
+    assertion: str, nonce: str | None, expires_on: datetime | None
+) -> dict[str, Any]:
+    """What a ``voucher-issued`` event says of the voucher."""
+    expires = expires_on.isoformat().replace("+00:00", "Z") if expires_on else None
+    return {"assertion": assertion, "nonceless": nonce is None, "expires_on": expires}
 
 
 def _audit_event(obj: AuditVerdictModel, new: bool) -> tuple[str, dict[str, Any]] | None:

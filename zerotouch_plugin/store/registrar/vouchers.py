@@ -9,17 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import (
     add_status,
-    advance_device,
     lock_device,
-    lock_or_create_device,
+    lock_or_create_state,
+    lock_state,
+    move_device,
 )
+from zerotouch_plugin.store.registrar.events import add_event, voucher_event_data
 from zerotouch_plugin.store.registrar.models import (
     OUTCOME_ESCROW,
     OUTCOME_MASA,
@@ -94,23 +96,23 @@ class VoucherRecords(Records):
         to refuse. A request that got no voucher yet (MASA down) may be sent again.
         """
         with self.db.session() as s:
-            dev = lock_or_create_device(s, serial, manufacturer, now)
+            before = lock_or_create_state(s, serial, manufacturer, now)
             answered = None
             if nonce is not None:
                 answered = s.scalars(_ANSWERED, {"serial": serial, "nonce": nonce}).first()
             fresh(answered)
-            advance_device(dev, advance, now)
-            dev.manufacturer = manufacturer
-            dev.idevid_fingerprint = idevid_fingerprint
-            dev.voucher_requested_at = now
-            dev.voucher_issued_at = dev.voucher_status_at = dev.voucher_accepted = None
-            dev.last_error = None
-            request = VoucherRequestModel(
-                serial=serial, received_at=now, nonce=nonce, pvr_cms=pvr_cms, outcome="pending"
-            )
-            s.add(request)
-            s.flush()
-            return request.id
+            values = {
+                "manufacturer": manufacturer,
+                "idevid_fingerprint": idevid_fingerprint,
+                "voucher_requested_at": now,
+                "voucher_issued_at": None,
+                "voucher_status_at": None,
+                "voucher_accepted": None,
+            }
+            move_device(s, serial, before, advance, now, None, values)
+            request = {"serial": serial, "received_at": now, "nonce": nonce, "pvr_cms": pvr_cms}
+            created = s.connection().execute(_NEW_REQUEST, {**request, "outcome": "pending"})
+            return int(created.scalar_one())
 
     def record_masa_failure(
         self, request_id: int, *, outcome: str, error: str, rvr_cms: bytes | None, now: datetime
@@ -143,34 +145,29 @@ class VoucherRecords(Records):
         """A validated voucher, durable before it is relayed to the pledge; ``from_escrow``:
         the held voucher, relayed because the MASA was unreachable (its use is counted)."""
         with self.db.session() as s:
-            request = s.get(VoucherRequestModel, request_id, with_for_update=True)
-            if request is None:
+            serial = s.scalar(_LOCK_REQUEST, {"id": request_id})
+            if serial is None:
                 raise NotFound(f"voucher-request {request_id} is not on record")
-            request.outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
+            outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
+            answered = {"key": request_id, "outcome": outcome, "rvr_cms": rvr_cms, "error": None}
+            s.connection().execute(_UPDATE_REQUEST, answered)
             if from_escrow:
                 s.execute(
                     update(EscrowModel)
-                    .where(EscrowModel.serial == request.serial)
+                    .where(EscrowModel.serial == serial)
                     .values(used_at=now, used_count=EscrowModel.used_count + 1)
                     .execution_options(synchronize_session=False)
                 )
-            request.rvr_cms = rvr_cms
-            request.error = None
-            dev = lock_device(s, request.serial)
-            advance_device(dev, advance, now)
-            dev.voucher_issued_at = now
-            dev.last_error = None
-            s.add(
-                VoucherModel(
-                    request_id=request_id,
-                    serial=request.serial,
-                    issued_at=now,
-                    assertion=assertion,
-                    nonce=nonce,
-                    expires_on=expires_on,
-                    voucher_cms=voucher_cms,
-                )
-            )
+            before = lock_state(s, serial)
+            voucher = {"assertion": assertion, "nonce": nonce, "expires_on": expires_on}
+            s.connection().execute(
+                _NEW_VOUCHER,
+                {"request_id": request_id, "serial": serial, "issued_at": now,
+                 "voucher_cms": voucher_cms, **voucher},
+            )  # fmt: skip
+            issued = voucher_event_data(assertion, nonce, expires_on)
+            add_event(s, "voucher-issued", serial, issued, now)
+            move_device(s, serial, before, advance, now, None, {"voucher_issued_at": now})
 
 
 def _last_masa_request(s: Session, serial: str) -> bytes | None:
@@ -178,6 +175,14 @@ def _last_masa_request(s: Session, serial: str) -> bytes | None:
 
 
 # Built once: the hot path only binds values.
+_NEW_REQUEST = insert(VoucherRequestModel).returning(VoucherRequestModel.id)
+_LOCK_REQUEST = (
+    select(VoucherRequestModel.serial)
+    .where(VoucherRequestModel.id == bindparam("id"))
+    .with_for_update()
+)
+_UPDATE_REQUEST = update(VoucherRequestModel).where(VoucherRequestModel.id == bindparam("key"))
+_NEW_VOUCHER = insert(VoucherModel)
 _ANSWERED = (
     select(VoucherModel.issued_at)
     .where(VoucherModel.serial == bindparam("serial"), VoucherModel.nonce == bindparam("nonce"))
