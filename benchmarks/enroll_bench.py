@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from zerotouch_plugin.artifacts import certs  # noqa: E402
 from zerotouch_plugin.artifacts.signer import tls_identity  # noqa: E402
@@ -385,7 +386,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp, own_schema(args.db) as db:
         args.db = db
         report = asyncio.run(measure(Path(tmp), args))
-        report.db = args.db.split("?", 1)[0] if args.db else report.db
+        if args.db:
+            report.db = make_url(args.db).set(query={}).render_as_string(hide_password=True)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:
