@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.addresses import ports_of, set_management
 from zerotouch_plugin.store.registrar.base import Records
-from zerotouch_plugin.store.registrar.events import add_state_event
+from zerotouch_plugin.store.registrar.events import add_state_event, add_verdict_event
 from zerotouch_plugin.store.registrar.models import (
     VOUCHER_SOURCES,
     Advance,
@@ -125,15 +125,18 @@ class DeviceRecords(Records):
         self, serial: str, *, level: str, summary: str, log: str, now: datetime
     ) -> None:
         """The registrar's verdict on the MASA audit log (RFC 8995 §5.8.3)."""
+        verdict = {"level": level, "summary": summary}
         with self.db.session() as s:
-            dev = lock_device(s, serial)
-            dev.audit_level, dev.audit_summary, dev.audit_at = level, summary, now
-            dev.updated_at = now
-            s.add(
-                AuditVerdictModel(
-                    serial=serial, checked_at=now, level=level, summary=summary, log=log
-                )
+            lock_state(s, serial)
+            s.connection().execute(
+                _UPDATE_DEVICE,
+                {"key": serial, "audit_level": level, "audit_summary": summary, "audit_at": now,
+                 "updated_at": now},
+            )  # fmt: skip
+            s.connection().execute(
+                _NEW_VERDICT, {"serial": serial, "checked_at": now, "log": log, **verdict}
             )
+            add_verdict_event(s, serial, level, summary, now)
 
     def record_error(self, serial: str, error: str, *, now: datetime) -> None:
         """Note a failure on a known device without changing its state."""
@@ -240,6 +243,7 @@ _LOCK_DEVICE = select(DeviceModel).where(DeviceModel.serial == _SERIAL).with_for
 _LOCK_STATE = select(DeviceModel.state).where(DeviceModel.serial == _SERIAL).with_for_update()
 _UPDATE_DEVICE = update(DeviceModel).where(DeviceModel.serial == bindparam("key"))
 _NEW_STATUS = insert(StatusReportModel)
+_NEW_VERDICT = insert(AuditVerdictModel)
 _NEW_DEVICE = {
     name: dialect_insert(DeviceModel).on_conflict_do_nothing(index_elements=["serial"])
     for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))

@@ -52,6 +52,7 @@ __all__ = [
     "WebhookCursorModel",
     "add_event",
     "add_state_event",
+    "add_verdict_event",
     "event_row",
     "on_events_committed",
     "voucher_event_data",
@@ -189,10 +190,22 @@ def voucher_event_data(
 
 
 def _audit_event(obj: AuditVerdictModel, new: bool) -> tuple[str, dict[str, Any]] | None:
-    kind = _AUDIT_EVENTS.get(obj.level)
-    if kind is None or not new:
-        return None
-    return kind, {"level": obj.level, "summary": obj.summary}
+    return _verdict_event(obj.level, obj.summary) if new else None
+
+
+def _verdict_event(level: str, summary: str) -> tuple[str, dict[str, Any]] | None:
+    kind = _AUDIT_EVENTS.get(level)
+    return None if kind is None else (kind, {"level": level, "summary": summary})
+
+
+def add_verdict_event(
+    session: Session, serial: str, level: str, summary: str, now: datetime
+) -> None:
+    """The event of a new audit-log verdict (an alert or a warning), for writers that insert
+    it with a statement instead of through the ORM."""
+    found = _verdict_event(level, summary)
+    if found is not None:
+        add_event(session, found[0], serial, found[1], now)
 
 
 # Row type -> what a new or changed row of it reports, if anything.
