@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import (
     ForeignKey,
@@ -24,7 +25,9 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     select,
+    update,
 )
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -132,6 +135,15 @@ class AuditView:
 Decide = Callable[[DeviceState], IssueRecord]
 
 
+class _Owner(Protocol):
+    """What ownership decisions read of a device row (ORM object or statement row)."""
+
+    id: int
+    owner_domain_id: str | None
+    owner_domain_cert: bytes | None
+    owner_since: datetime | None
+
+
 class MasaRepository:
     """Every read and write of the MASA goes through here."""
 
@@ -182,38 +194,34 @@ class MasaRepository:
         across processes) and raises to refuse; then nothing is written.
         """
         with self.db.session() as s:
-            device = self._ensure_device(s, serial, now)
+            self._ensure_row(s, serial, now)
+            device = s.execute(_LOCK_OWNER, {"serial": serial}).one()
             record = decide(self._state(s, serial, device, nonce=nonce))
+            changes: dict[str, object] = {}
             if idevid_issuer is not None:
-                device.idevid_issuer = idevid_issuer
+                changes["idevid_issuer"] = idevid_issuer
             if record.take_ownership:
-                device.owner_domain_id = record.domain_id
-                device.owner_domain_cert = record.domain_cert
-                device.owner_since = now
-            voucher = _Voucher(
-                device_id=device.id,
-                created_on=record.created_on,
-                expires_on=record.expires_on,
-                domain_id=record.domain_id,
-                nonce=record.nonce,
-                assertion=record.assertion,
-                cms=record.voucher_cms,
-                request_cms=request_cms,
-            )
-            s.add(voucher)
-            s.flush()
-            s.add(
-                _Audit(
-                    device_id=device.id,
-                    voucher_id=voucher.id,
-                    date=record.created_on,
-                    domain_id=record.domain_id,
-                    nonce=record.nonce,
-                    assertion=record.assertion,
-                )
+                changes["owner_domain_id"] = record.domain_id
+                changes["owner_domain_cert"] = record.domain_cert
+                changes["owner_since"] = now
+            if changes:
+                s.connection().execute(_UPDATE_DEVICE, {"key": device.id, **changes})
+            entry = {
+                "device_id": device.id,
+                "domain_id": record.domain_id,
+                "nonce": record.nonce,
+                "assertion": record.assertion,
+            }
+            voucher_id = s.connection().execute(
+                _NEW_VOUCHER,
+                {**entry, "created_on": record.created_on, "expires_on": record.expires_on,
+                 "cms": record.voucher_cms, "request_cms": request_cms},
+            ).scalar_one()  # fmt: skip
+            s.connection().execute(
+                _NEW_AUDIT, {**entry, "voucher_id": voucher_id, "date": record.created_on}
             )
             return IssuedVoucher(
-                id=voucher.id,
+                id=voucher_id,
                 serial=serial,
                 created_on=record.created_on,
                 expires_on=record.expires_on,
@@ -274,14 +282,20 @@ class MasaRepository:
 
         INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely.
         """
+        self._ensure_row(s, serial, now)
+        return s.scalars(_LOCK_DEVICE, {"serial": serial}).one()
+
+    def _ensure_row(self, s: Session, serial: str, now: datetime) -> None:
+        """INSERT ... ON CONFLICT DO NOTHING of the device row."""
         insert = _NEW_DEVICE["postgresql" if self.db.is_postgresql else "sqlite"]
         s.execute(insert, {"serial": serial, "first_seen": now})
-        return s.scalars(_LOCK_DEVICE, {"serial": serial}).one()
 
     @staticmethod
     def _state(
-        s: Session, serial: str, device: _Device | None, *, nonce: str | None = None
+        s: Session, serial: str, device: _Owner | None, *, nonce: str | None = None
     ) -> DeviceState:
+        """The device's ownership and claim; ``device`` is its row (an ORM object or a row of
+        ``_LOCK_OWNER``), None when it was never seen."""
         claim = s.scalars(_CLAIM, {"serial": serial}).first()
         used_at = None
         if device is not None and nonce is not None:
@@ -303,6 +317,14 @@ _NEW_DEVICE = {
     name: insert(_Device).on_conflict_do_nothing(index_elements=["serial"])
     for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
+_LOCK_OWNER = (
+    select(_Device.id, _Device.owner_domain_id, _Device.owner_domain_cert, _Device.owner_since)
+    .where(_Device.serial == bindparam("serial"))
+    .with_for_update()
+)
+_UPDATE_DEVICE = update(_Device).where(_Device.id == bindparam("key"))
+_NEW_VOUCHER = sa_insert(_Voucher).returning(_Voucher.id)
+_NEW_AUDIT = sa_insert(_Audit)
 _CLAIM = select(_Claim).where(_Claim.serial == bindparam("serial"))
 _NONCE_USED = (
     select(_Voucher.created_on)
