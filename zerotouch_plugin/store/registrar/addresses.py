@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -37,22 +37,30 @@ class AddressRecords(Records):
 
 
 def set_management(s: Session, serial: str, reported: ManagementRow) -> None:
-    """Upsert under the device's row lock, which every writer of this serial takes first."""
-    key = {"serial": serial}
-    row = s.scalars(_MANAGEMENT, key).one_or_none()
-    if row is None:
-        row = ManagementModel(serial=serial)
-        s.add(row)
-    row.host, row.reported_at = reported.host, reported.reported_at
-    row.netconf_tls_port, row.restconf_port = reported.netconf_tls_port, reported.restconf_port
-    s.execute(_DROP_PORTS, key)
-    for name, field in EXTRA_PORTS.items():
-        port = getattr(reported, field)
-        if port is not None:
-            s.add(ManagementPortModel(serial=serial, listener=name, port=port))
+    """Upsert under the device's row lock, which every writer of this serial takes first (so
+    the UPDATE-else-INSERT cannot race), with statements instead of ORM flushes."""
+    address = {
+        "host": reported.host,
+        "reported_at": reported.reported_at,
+        "netconf_tls_port": reported.netconf_tls_port,
+        "restconf_port": reported.restconf_port,
+    }
+    conn = s.connection()
+    if not conn.execute(_UPDATE_MANAGEMENT, {"key": serial, **address}).rowcount:  # type: ignore[attr-defined]
+        conn.execute(_NEW_MANAGEMENT, {"serial": serial, **address})
+    conn.execute(_DROP_PORTS, {"serial": serial})
+    ports = [
+        {"serial": serial, "listener": name, "port": getattr(reported, field)}
+        for name, field in EXTRA_PORTS.items()
+        if getattr(reported, field) is not None
+    ]
+    if ports:
+        conn.execute(_NEW_PORT, ports)
 
 
-_MANAGEMENT = select(ManagementModel).where(ManagementModel.serial == bindparam("serial"))
+_UPDATE_MANAGEMENT = update(ManagementModel).where(ManagementModel.serial == bindparam("key"))
+_NEW_MANAGEMENT = insert(ManagementModel)
+_NEW_PORT = insert(ManagementPortModel)
 _DROP_PORTS = delete(ManagementPortModel).where(ManagementPortModel.serial == bindparam("serial"))
 
 
