@@ -571,7 +571,8 @@ def test_masa_down_then_up(lab: Lab) -> None:
     finally:
         lab.start_masa()
     out, err = pledge.communicate(timeout=120)
-    assert pledge.returncode == 0, err
+    masa_log = lab.masa.stderr if lab.masa is not None else ""
+    assert pledge.returncode == 0, (err, registrar_log.stderr[-4000:], masa_log[-4000:])
     assert "retrying in" in err  # it did back off while the MASA was down
     assert serial in out
     assert (folder / "ldevid.pem").is_file()
