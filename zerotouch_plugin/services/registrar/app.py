@@ -40,6 +40,7 @@ from zerotouch_plugin.services.registrar.admin import (
     admin_remove_policy,
     set_policy,
 )
+from zerotouch_plugin.services.registrar.audit import PREFETCH_KEY, AuditPrefetch
 from zerotouch_plugin.services.registrar.brski import enroll_status, request_voucher, voucher_status
 from zerotouch_plugin.services.registrar.common import APP_KEY
 from zerotouch_plugin.services.registrar.console import CONSOLE_ROUTES, add_security_headers
@@ -127,6 +128,7 @@ def registrar_app(registrar: Registrar) -> web.Application:
     app[APP_KEY] = registrar
     app[HUB_KEY] = hub
     app[METRICS_KEY] = metrics
+    app[PREFETCH_KEY] = prefetch = AuditPrefetch(registrar)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
 
@@ -139,6 +141,7 @@ def registrar_app(registrar: Registrar) -> web.Application:
 
     async def _shutdown(_: web.Application) -> None:
         await renewal.close()
+        await prefetch.close()
         await hub.close()
         for hook in webhooks:
             await hook.close()

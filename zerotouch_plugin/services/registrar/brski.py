@@ -35,7 +35,7 @@ from zerotouch_plugin.roles.states import RegistrarEvent
 from zerotouch_plugin.services._http import read_body
 from zerotouch_plugin.services._tls import peer_certificate
 from zerotouch_plugin.services.registrar.approval import hold_for_approval
-from zerotouch_plugin.services.registrar.audit import judge_request_audit
+from zerotouch_plugin.services.registrar.audit import PREFETCH_KEY, judge_request_audit
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
     MEDIA_JSON,
@@ -130,6 +130,8 @@ async def request_voucher(request: web.Request) -> web.Response:
         now=utc_now(),
         from_escrow=outage is not None,
     )
+    if outage is None:  # voucher_status usually finds the audit verdict recorded by then
+        request.app[PREFETCH_KEY].start(pledge.serial, pledge.idevid, rvr)
     # from escrow is worth a warning: the MASA is down and a held voucher is being used up
     log.log(
         logging.INFO if outage is None else logging.WARNING,
@@ -239,13 +241,14 @@ async def _status(request: web.Request, kind: str) -> _Report:
 
 async def voucher_status(request: web.Request) -> web.Response:
     """POST /.well-known/brski/voucher_status (RFC 8995 §5.7), then the audit log (§5.8) of
-    the registrar voucher-request read back in the transaction that records the report."""
+    the registrar voucher-request read back in the transaction that records the report,
+    unless the background fetch started when the voucher was relayed judged it already."""
     reg = request.app[APP_KEY]
     got = await _status(request, "voucher_status")
     entry = got.entry("voucher_status", utc_now(), None)
     rvr = await in_thread(reg.repo.record_voucher_status, got.serial, entry)
     got.log_recorded("voucher_status")
-    if got.report.status:
+    if got.report.status and not await request.app[PREFETCH_KEY].judged(got.serial, rvr):
         await judge_request_audit(reg, got.serial, got.cert, rvr)
     return web.Response(status=200, text="recorded\n")
 
