@@ -72,8 +72,11 @@ class Framer:
         if self.chunked:
             if self.buffered > self.max_message + _SLACK:
                 raise PayloadTooLarge(f"message larger than {self.max_message} bytes")
-        elif self._find_eom() < 0 and len(self._buf) > self.max_message + len(EOM):
-            raise PayloadTooLarge(f"message larger than {self.max_message} bytes")
+        else:
+            end = self._find_eom()
+            longest = len(self._buf) - len(EOM) if end < 0 else end
+            if longest > self.max_message:
+                raise PayloadTooLarge(f"message larger than {self.max_message} bytes")
 
     def release(self) -> None:
         """Drop every buffered byte (the session is closed)."""
@@ -103,6 +106,8 @@ class Framer:
         end = self._find_eom()
         if end < 0:
             return None
+        if end > self.max_message:  # a later message of a pipelined read: not checked in feed
+            raise PayloadTooLarge(f"message larger than {self.max_message} bytes")
         message = bytes(self._buf[:end])
         del self._buf[: end + len(EOM)]
         self._scanned = 0

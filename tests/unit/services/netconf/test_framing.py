@@ -98,6 +98,21 @@ def test_size_limits() -> None:
         eom.feed(b"x" * 100)
 
 
+def test_eom_message_over_the_cap_is_refused_when_its_marker_arrives_with_it() -> None:
+    """Found by the framing fuzzer: 11 bytes and ]]>]]> in one read slipped past a cap of 10."""
+    one_read = Framer(max_message=10)
+    with pytest.raises(PayloadTooLarge):
+        one_read.feed(b"x" * 11 + EOM)
+    pipelined = Framer(max_message=10)
+    pipelined.feed(b"ok" + EOM + b"y" * 11 + EOM)
+    assert pipelined.next_message() == b"ok"
+    with pytest.raises(PayloadTooLarge):
+        pipelined.next_message()
+    exact = Framer(max_message=10)
+    exact.feed(b"z" * 10 + EOM)
+    assert exact.next_message() == b"z" * 10
+
+
 def test_encode_follows_mode() -> None:
     framer = Framer()
     assert framer.encode(b"a") == b"a]]>]]>"
