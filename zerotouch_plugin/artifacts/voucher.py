@@ -15,6 +15,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum, StrEnum
@@ -235,6 +236,11 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# Set while ``from_dict`` builds an artifact from a JSON object it has just validated: the
+# object's own JSON is then not validated a second time.
+_PARSED: ContextVar[bool] = ContextVar("_PARSED", default=False)
+
+
 class _Artifact:
     """Shared behaviour of Voucher and VoucherRequest (fields are declared by each)."""
 
@@ -261,6 +267,8 @@ class _Artifact:
                 object.__setattr__(self, "assertion", Assertion(assertion))
             except ValueError:
                 raise ValueError(f"assertion {assertion!r} not in {list(Assertion)}") from None
+        if _PARSED.get():
+            return
         try:
             self._validate(self._raw(), self.tolerances)
         except SchemaError as exc:
@@ -340,6 +348,7 @@ class _Artifact:
                 values[attr] = read(inner[leaf])
             except ValueError as exc:
                 raise SchemaError(str(exc), path=f"/{member}/{leaf}") from None
+        parsed = _PARSED.set(True)
         try:
             return cls(**values)
         except ValueError as exc:
@@ -347,6 +356,8 @@ class _Artifact:
             if isinstance(cause, SchemaError):
                 raise cause from None
             raise SchemaError(str(exc), path=f"/{member}") from None
+        finally:
+            _PARSED.reset(parsed)
 
     def _check_common(self, *, now: datetime, serial: str | None, nonce: str | None) -> None:
         if now.utcoffset() is None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Select, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import ColumnElement
 
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.models import (
@@ -19,7 +18,7 @@ from zerotouch_plugin.store.registrar.models import (
 )
 from zerotouch_plugin.store.registrar.views import ManagementRow, management_row
 
-__all__ = ["AddressRecords", "ports_of", "set_management"]
+__all__ = ["PORTS", "AddressRecords", "ports_of", "set_management"]
 
 
 class AddressRecords(Records):
@@ -32,7 +31,7 @@ class AddressRecords(Records):
                 s.scalars(
                     select(ManagementModel).where(ManagementModel.serial == serial)
                 ).one_or_none(),
-                ports_of(s, ManagementPortModel.serial == serial).get(serial),
+                ports_of(s, PORTS.where(ManagementPortModel.serial == serial)).get(serial),
             )
 
 
@@ -65,11 +64,15 @@ _DROP_PORTS = delete(ManagementPortModel).where(ManagementPortModel.serial == bi
 
 
 def ports_of(
-    s: Session, where: ColumnElement[bool], params: Mapping[str, object] | None = None
+    s: Session, ports: Select[str, str, int], params: Mapping[str, object] | None = None
 ) -> dict[str, dict[str, int]]:
-    """serial -> {listener: port} of registrar_management_ports rows matching ``where``
-    (with its bound ``params``)."""
+    """serial -> {listener: port} of the registrar_management_ports rows ``ports`` (``PORTS``
+    with a WHERE, built once where it is hot) selects with its bound ``params``."""
     found: dict[str, dict[str, int]] = {}
-    for row in s.scalars(select(ManagementPortModel).where(where), params):
-        found.setdefault(row.serial, {})[row.listener] = row.port
+    for serial, listener, port in s.connection().execute(ports, params):
+        found.setdefault(serial, {})[listener] = port
     return found
+
+
+# (serial, listener, port) rows; ``ports_of`` callers add their WHERE.
+PORTS = select(ManagementPortModel.serial, ManagementPortModel.listener, ManagementPortModel.port)

@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, func, insert, select, true, update
+from sqlalchemy import BindParameter, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
-from zerotouch_plugin.store.registrar.addresses import ports_of, set_management
+from zerotouch_plugin.store.registrar.addresses import PORTS, ports_of, set_management
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.events import add_state_event, add_verdict_event
 from zerotouch_plugin.store.registrar.models import (
@@ -67,7 +67,7 @@ class DeviceRecords(Records):
     def devices(self) -> list[DeviceRecord]:
         with self.db.read() as s:
             rows = s.execute(_WITH_NESTED.order_by(DeviceModel.serial)).all()
-            ports = ports_of(s, true())
+            ports = ports_of(s, PORTS)
             return [_record(row, ports) for row in rows]
 
     def serials_named_like(self, serial: str) -> list[str]:
@@ -159,7 +159,8 @@ def device_record(s: Session, serial: str) -> DeviceRecord | None:
 
 def same_name_serials(s: Session, serial: str) -> list[str]:
     """``serials_named_like`` within the caller's transaction."""
-    return list(s.scalars(_SAME_NAME, {"serial": serial, "lower": serial.lower()}))
+    found = s.connection().execute(_SAME_NAME, {"serial": serial, "lower": serial.lower()})
+    return list(found.scalars())
 
 
 def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
@@ -192,7 +193,7 @@ def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
 def lock_state(s: Session, serial: str) -> str:
     """The device's state, its row locked for the rest of the transaction (the lock every
     writer of a device takes first); NotFound for a device never seen."""
-    state = s.execute(_LOCK_STATE, {"serial": serial}).scalar_one_or_none()
+    state = s.connection().execute(_LOCK_STATE, {"serial": serial}).scalar_one_or_none()
     if state is None:
         raise NotFound(f"device {serial} is not known to this registrar")
     return str(state)
@@ -201,7 +202,8 @@ def lock_state(s: Session, serial: str) -> str:
 def lock_or_create_state(s: Session, serial: str, manufacturer: str, now: datetime) -> str:
     """``lock_state``, the row inserted first (state "new") when the device is new."""
     new = {"serial": serial, "manufacturer": manufacturer, "state": "new"}
-    s.execute(_NEW_DEVICE[s.get_bind().dialect.name], {**new, "created_at": now, "updated_at": now})
+    conn = s.connection()
+    conn.execute(_NEW_DEVICE[conn.dialect.name], {**new, "created_at": now, "updated_at": now})
     return lock_state(s, serial)
 
 
@@ -284,7 +286,7 @@ _WITH_NESTED = (
 
 
 _ONE_DEVICE = _WITH_NESTED.where(DeviceModel.serial == _SERIAL)
-_PORTS_OF_ONE = ManagementPortModel.serial == _SERIAL
+_PORTS_OF_ONE = PORTS.where(ManagementPortModel.serial == _SERIAL)
 _SAME_NAME = select(DeviceModel.serial).where(
     func.lower(DeviceModel.serial) == bindparam("lower"),
     DeviceModel.serial != _SERIAL,

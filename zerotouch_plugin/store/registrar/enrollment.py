@@ -33,7 +33,7 @@ class EnrollmentRecords(Records):
             return EnrollmentView(
                 device=device_record(s, serial),
                 policies=policies_of(s, serial),
-                address=s.scalar(_ADDRESS, {"serial": serial}),
+                address=s.connection().execute(_ADDRESS, {"serial": serial}).scalar(),
                 same_name=same_name_serials(s, serial),
             )
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     inspect,
     select,
     text,
@@ -233,8 +234,14 @@ def add_event(
     if kind not in EVENT_TYPES:
         raise ValueError(f"unknown event type {kind!r}")
     _lock_events(session)
-    session.add(EventModel(type=kind, serial=serial, at=now, data=json.dumps(dict(data))))
+    # A statement, not an ORM object: no unit-of-work flush at commit for one row.
+    session.connection().execute(
+        _NEW_EVENT, {"type": kind, "serial": serial, "at": now, "data": json.dumps(dict(data))}
+    )
     session.info[_PENDING_KEY] = True
+
+
+_NEW_EVENT = insert(EventModel)
 
 
 def _row_time(obj: Any) -> datetime:

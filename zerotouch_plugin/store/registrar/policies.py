@@ -154,11 +154,15 @@ def _action(
 
 def policies_of(s: Session, serial: str) -> list[PolicyRow]:
     """``policy_for`` within the caller's transaction."""
-    return [policy_row(r) for r in s.scalars(_POLICIES_OF, {"serial": serial})]
+    found = s.connection().execute(_POLICIES_OF, {"serial": serial})
+    return [PolicyRow(serial, decision, by or None, at) for serial, decision, by, at in found]
 
 
+_POLICY = PolicyModel
 _POLICIES_OF = (
-    select(PolicyModel).where(PolicyModel.serial == bindparam("serial")).order_by(PolicyModel.id)
+    select(_POLICY.serial, _POLICY.decision, _POLICY.manufacturer, _POLICY.created_at)
+    .where(PolicyModel.serial == bindparam("serial"))
+    .order_by(PolicyModel.id)
 )
 
 

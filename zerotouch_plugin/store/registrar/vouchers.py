@@ -74,8 +74,7 @@ class VoucherRecords(Records):
             add_status(s, serial, entry)
             if not entry.status:
                 return None
-            with s.no_autoflush:  # the report does not touch requests: one flush, at commit
-                return _last_masa_request(s, serial)
+            return _last_masa_request(s, serial)
 
     def record_voucher_request(
         self,
@@ -99,7 +98,8 @@ class VoucherRecords(Records):
             before = lock_or_create_state(s, serial, manufacturer, now)
             answered = None
             if nonce is not None:
-                answered = s.scalars(_ANSWERED, {"serial": serial, "nonce": nonce}).first()
+                found = s.connection().execute(_ANSWERED, {"serial": serial, "nonce": nonce})
+                answered = found.scalar()
             fresh(answered)
             values = {
                 "manufacturer": manufacturer,
@@ -145,7 +145,7 @@ class VoucherRecords(Records):
         """A validated voucher, durable before it is relayed to the pledge; ``from_escrow``:
         the held voucher, relayed because the MASA was unreachable (its use is counted)."""
         with self.db.session() as s:
-            serial = s.scalar(_LOCK_REQUEST, {"id": request_id})
+            serial = s.connection().execute(_LOCK_REQUEST, {"id": request_id}).scalar()
             if serial is None:
                 raise NotFound(f"voucher-request {request_id} is not on record")
             outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
@@ -171,7 +171,7 @@ class VoucherRecords(Records):
 
 
 def _last_masa_request(s: Session, serial: str) -> bytes | None:
-    return s.scalars(_LAST_MASA_REQUEST, {"serial": serial}).first()
+    return s.connection().execute(_LAST_MASA_REQUEST, {"serial": serial}).scalar()
 
 
 # Built once: the hot path only binds values.
