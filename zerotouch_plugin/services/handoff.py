@@ -3,9 +3,11 @@
 A successful enrollstatus queues a hand-off in the database (``registrar_handoffs``) and wakes
 the worker; the HTTP response does not wait for it. The worker of every registrar process
 looks for due hand-offs (at start, when woken, when a retry falls due, and every
-``handoff_poll`` seconds for work queued by another process or left by a restart), takes each
-one's lease with a conditional UPDATE so that one process does it, runs one attempt within
-``handoff_timeout`` and records the outcome the role (``roles/handoff.py``) decides.
+``handoff_poll`` seconds for work queued by another process or left by a restart), takes the
+leases of the due ones with one conditional UPDATE so that one process does each, runs one
+attempt each within ``handoff_timeout`` and records the outcomes the role
+(``roles/handoff.py``) decides; a round records the outcomes and takes the leases of all that
+ended or fell due since the last one, a write transaction each, not one per device.
 
 The registrar authenticates with its own client certificate from the domain CA
 (the registrar folder's ``handoff-client.pem``, key and certificate in one file, written
@@ -43,6 +45,7 @@ from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context, identity_pem
 from zerotouch_plugin.services.netconf.client import NetconfClient
 from zerotouch_plugin.store.registrar import HandoffJob, RegistrarRepository
+from zerotouch_plugin.store.registrar.handoff_queue import HandoffOutcome
 
 __all__ = [
     "HANDOFF_CLIENT_FILE",
@@ -130,6 +133,19 @@ def _failure(exc: ZerotouchError) -> role.AttemptFailure:
     return role.AttemptFailure(role.FailureKind.PROTOCOL, exc.one_line())
 
 
+def _log_outcome(outcome: HandoffOutcome, recorded: bool) -> None:
+    serial = outcome.serial
+    if not recorded:
+        log.warning("hand-off of %s: lease lost, outcome not recorded", serial)
+    elif outcome.state == role.HandoffState.APPLIED:
+        log.info("hand-off of %s: day-0 configuration applied", serial)
+    elif outcome.state == role.HandoffState.PENDING:
+        wait = (outcome.next_at - _now()).total_seconds() if outcome.next_at else 0.0
+        log.warning("hand-off of %s: %s; retry in %.1f s", serial, outcome.error, wait)
+    else:
+        log.error("hand-off of %s failed: %s", serial, outcome.error)
+
+
 class HandoffWorker:
     """Runs the due hand-offs of the shared database from one registrar process."""
 
@@ -160,6 +176,7 @@ class HandoffWorker:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(_CONCURRENCY)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._finished: list[HandoffOutcome] = []  # outcomes the next round records
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -182,6 +199,7 @@ class HandoffWorker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
+        await self._record_finished()
         try:
             await asyncio.to_thread(self._repo.release_handoffs, self.owner)
         except ZerotouchError as exc:  # the leases expire on their own
@@ -200,20 +218,23 @@ class HandoffWorker:
                 await asyncio.sleep(self._poll)
 
     async def _round(self) -> None:
-        """Start the due attempts, then wait until woken, a retry falls due or the poll."""
+        """Record the outcomes of the attempts that ended, start the due ones, then wait until
+        woken, a retry falls due or the poll. Wake-ups that come while a round runs are
+        served by the next one, so the outcomes and the claims of a burst of hand-offs each
+        take one write transaction, not one per device."""
         self._wake.clear()
+        await self._record_finished()
         free = _CONCURRENCY - len(self._running)
-        due: list[str] = []
         next_at = None
         if free > 0:  # when every slot is busy, the attempt that ends first wakes the loop
             try:
-                due, next_at = await asyncio.to_thread(self._repo.due_handoffs, _now(), free)
+                jobs, next_at = await asyncio.to_thread(self._claim, free, set(self._running))
             except ZerotouchError as exc:
                 log.warning("hand-off: cannot read the queue: %s", exc.one_line())
-        for serial in due:
-            if serial not in self._running:
-                self._running[serial] = asyncio.get_running_loop().create_task(
-                    self._attempt(serial)
+                jobs = []
+            for job in jobs:
+                self._running[job.serial] = asyncio.get_running_loop().create_task(
+                    self._attempt(job)
                 )
         delay = self._poll
         if next_at is not None:
@@ -221,36 +242,53 @@ class HandoffWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def _attempt(self, serial: str) -> None:
+    def _claim(self, free: int, running: set[str]) -> tuple[list[HandoffJob], datetime | None]:
+        """The due hand-offs this process does not run yet, leased to it (in a thread)."""
+        now = _now()
+        due, next_at = self._repo.due_handoffs(now, free)
+        due = [serial for serial in due if serial not in running]
+        jobs = self._repo.claim_handoffs(due, self.owner, now=now, lease_until=now + self._lease)
+        if len(jobs) < len(due):  # another process took some: look again soon
+            next_at = now
+        return jobs, next_at
+
+    async def _attempt(self, job: HandoffJob) -> None:
         try:
             async with self._slots:
-                await self._run_attempt(serial)
-        except ZerotouchError as exc:  # the database failed: the lease expires, retried later
-            log.warning("hand-off of %s: %s", serial, exc.one_line())
+                log.info("hand-off of %s: attempt %d", job.serial, job.attempts + 1)
+                failure = await self._run_attempt(job)
+            decision = role.after_attempt(
+                self._policy,
+                attempts=job.attempts,
+                failure=failure,
+                now=_now(),
+                rand=random.random(),
+            )
+            self._finished.append(
+                HandoffOutcome(
+                    job.serial,
+                    str(decision.state),
+                    decision.attempts,
+                    decision.next_at,
+                    decision.error,
+                )
+            )
         except Exception:  # a bug outside the attempt itself: the lease expires, retried later
-            log.exception("hand-off of %s: internal error", serial)
+            log.exception("hand-off of %s: internal error", job.serial)
         finally:
-            self._running.pop(serial, None)
+            self._running.pop(job.serial, None)
             self._wake.set()
 
-    async def _run_attempt(self, serial: str) -> None:
-        now = _now()
-        job = await asyncio.to_thread(
-            self._repo.claim_handoff, serial, self.owner, now=now, lease_until=now + self._lease
-        )
-        if job is None:
-            return  # another registrar process has it
-        log.info("hand-off of %s: attempt %d", serial, job.attempts + 1)
+    async def _run_attempt(self, job: HandoffJob) -> role.AttemptFailure | None:
+        """One attempt's failure (None: applied); a bug is a counted failed attempt, never
+        left leased."""
         try:
-            await self._record(job, await self._outcome(job))
-        except ZerotouchError:
-            raise  # the database failed: the lease expires, retried later
-        except Exception as exc:  # a bug: a counted failed attempt, never left leased
-            log.exception("hand-off of %s: internal error", serial)
-            failure = role.AttemptFailure(
+            return await self._outcome(job)
+        except Exception as exc:
+            log.exception("hand-off of %s: internal error", job.serial)
+            return role.AttemptFailure(
                 role.FailureKind.INTERNAL, f"{type(exc).__name__} in the registrar (see its log)"
             )
-            await self._record(job, failure)
 
     async def _outcome(self, job: HandoffJob) -> role.AttemptFailure | None:
         """Run one attempt; its failure (None: applied). Only bugs escape."""
@@ -265,31 +303,23 @@ class HandoffWorker:
             )
         return None
 
-    async def _record(self, job: HandoffJob, failure: role.AttemptFailure | None) -> None:
-        """Store the outcome the role decides, if this process still holds the lease."""
-        serial = job.serial
-        decision = role.after_attempt(
-            self._policy, attempts=job.attempts, failure=failure, now=_now(), rand=random.random()
-        )
-        kept = await asyncio.to_thread(
-            self._repo.finish_handoff,
-            serial,
-            self.owner,
-            state=str(decision.state),
-            attempts=decision.attempts,
-            next_at=decision.next_at,
-            error=decision.error,
-            now=_now(),
-        )
-        if not kept:
-            log.warning("hand-off of %s: lease lost, outcome not recorded", serial)
-        elif decision.state is role.HandoffState.APPLIED:
-            log.info("hand-off of %s: day-0 configuration applied", serial)
-        elif decision.state is role.HandoffState.PENDING:
-            wait = (decision.next_at - _now()).total_seconds() if decision.next_at else 0.0
-            log.warning("hand-off of %s: %s; retry in %.1f s", serial, decision.error, wait)
-        else:
-            log.error("hand-off of %s failed: %s", serial, decision.error)
+    async def _record_finished(self) -> None:
+        """Store the outcomes the role decided, where this process still holds the lease, in
+        one transaction; when the database fails they are kept for the next round (their
+        leases expire meanwhile only if it stays down longer than an attempt's lease)."""
+        if not self._finished:
+            return
+        outcomes = list(self._finished)
+        try:
+            kept = await asyncio.to_thread(
+                self._repo.finish_handoffs, self.owner, outcomes, now=_now()
+            )
+        except ZerotouchError as exc:
+            log.warning("hand-off: outcomes not recorded yet: %s", exc.one_line())
+            return
+        del self._finished[: len(outcomes)]
+        for outcome, recorded in zip(outcomes, kept, strict=True):
+            _log_outcome(outcome, recorded)
 
     async def _push(self, job: HandoffJob) -> None:
         """One attempt: connect, check the device, edit-config, copy-config, close-session."""

@@ -8,20 +8,22 @@ by the process that still holds it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import BindParameter, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.roles.handoff import Plan
-from zerotouch_plugin.store.registrar.base import Records, locked_or_created
-from zerotouch_plugin.store.registrar.day0 import day0_of, day0_pair
-from zerotouch_plugin.store.registrar.devices import add_status
+from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.day0 import day0_of
+from zerotouch_plugin.store.registrar.devices import add_status, lock_state
 from zerotouch_plugin.store.registrar.events import HANDOFF_EVENTS, add_event
 from zerotouch_plugin.store.registrar.models import (
     DEFAULT_DAY0,
     CertificateModel,
+    Day0Model,
     DeviceModel,
     HandoffModel,
 )
@@ -32,9 +34,20 @@ from zerotouch_plugin.store.registrar.views import (
     ldevid_dns_name,
 )
 
-__all__ = ["DUE_BATCH", "HandoffQueue"]
+__all__ = ["DUE_BATCH", "HandoffOutcome", "HandoffQueue"]
 
 DUE_BATCH = 64  # due hand-offs one look at the queue returns at most
+
+
+@dataclass(frozen=True)
+class HandoffOutcome:
+    """What one attempt left: the hand-off's next state, as ``roles/handoff.py`` decided."""
+
+    serial: str
+    state: str
+    attempts: int
+    next_at: datetime | None
+    error: str | None
 
 
 class HandoffQueue(Records):
@@ -51,8 +64,10 @@ class HandoffQueue(Records):
         now: datetime,
     ) -> None:
         """Start a hand-off over (a successful enrollstatus, or a re-push): attempts 0, due now,
-        no lease (an attempt in flight loses its lease and its outcome is not recorded)."""
+        no lease (an attempt in flight loses its lease and its outcome is not recorded);
+        NotFound for a device never seen."""
         with self.db.session() as s:
+            lock_state(s, serial)
             _queue(s, serial, state=state, host=host, port=port, error=error, now=now)
 
     def record_enroll_status(
@@ -125,83 +140,68 @@ class HandoffQueue(Records):
             )
         return due, min((t for t in (scheduled, leased) if t is not None), default=None)
 
-    def claim_handoff(
-        self, serial: str, owner: str, *, now: datetime, lease_until: datetime
-    ) -> HandoffJob | None:
-        """Take the lease of a due hand-off with one conditional UPDATE, so that of several
-        registrar processes on one database exactly one gets it; None if another has it."""
-        claim = (
-            update(HandoffModel)
-            .where(
-                HandoffModel.serial == serial,
-                HandoffModel.state == "pending",
-                HandoffModel.next_at <= now,
-                or_(HandoffModel.lease_until.is_(None), HandoffModel.lease_until <= now),
-            )
-            .values(lease_owner=owner, lease_until=lease_until)
-            .execution_options(synchronize_session=False)
-        )
+    def claim_handoffs(
+        self, serials: Sequence[str], owner: str, *, now: datetime, lease_until: datetime
+    ) -> list[HandoffJob]:
+        """Take the leases of the due hand-offs among ``serials`` with one conditional UPDATE,
+        so that of several registrar processes on one database exactly one gets each, and
+        read what their attempts need: one write transaction for the whole batch. Serials
+        another process holds (or that are not due) are left out."""
+        if not serials:
+            return []
         with self.db.session() as s:
-            if s.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            row = s.scalars(select(HandoffModel).where(HandoffModel.serial == serial)).one()
-            day0 = {r.serial: r for r in day0_pair(s, serial)}
-            own, default = day0.get(serial), day0.get(DEFAULT_DAY0)
+            conn = s.connection()
+            params = {"serials": list(serials), "now": now}
+            claimed = conn.execute(_CLAIM, {**params, "owner": owner, "until": lease_until})
+            rows = {r.serial: r for r in claimed}
+            if not rows:
+                return []
+            params = {"serials": list(rows)}
+            day0 = {r.serial: r for r in conn.execute(_DAY0_OF, params)}
+            issued: dict[str, set[str]] = {}
+            for serial, fingerprint in conn.execute(_ISSUED, params):
+                issued.setdefault(serial, set()).add(fingerprint)
+            current = {serial: der for serial, der in conn.execute(_CURRENT_LDEVID, params)}
+        default = day0.get(DEFAULT_DAY0)
+        jobs = []
+        for serial in serials:
+            if (row := rows.get(serial)) is None:
+                continue
+            own = day0.get(serial)
             source = own if own is not None and own.edit_xml is not None else default
-            issued = s.scalars(
-                select(CertificateModel.fingerprint).where(CertificateModel.serial == serial)
-            ).all()
-            current = s.scalars(
-                select(CertificateModel.cert_der)
-                .join(DeviceModel, DeviceModel.ldevid_fingerprint == CertificateModel.fingerprint)
-                .where(DeviceModel.serial == serial)
-            ).first()
-            return HandoffJob(
-                serial=serial,
-                attempts=row.attempts,
-                host=row.host,
-                port=row.port,
-                address=own.address if own is not None else None,
-                edit_xml=source.edit_xml if source is not None else None,
-                issued_fingerprints=frozenset(issued),
-                server_name=ldevid_dns_name(current) if current is not None else None,
-            )
-
-    def finish_handoff(
-        self,
-        serial: str,
-        owner: str,
-        *,
-        state: str,
-        attempts: int,
-        next_at: datetime | None,
-        error: str | None,
-        now: datetime,
-    ) -> bool:
-        """Record an attempt's outcome and release the lease; False if the lease was lost
-        (it expired and another process took over, or a new enrollstatus started over)."""
-        done = (
-            update(HandoffModel)
-            .where(HandoffModel.serial == serial, HandoffModel.lease_owner == owner)
-            .values(
-                state=state,
-                attempts=attempts,
-                next_at=next_at,
-                error=error,
-                updated_at=now,
-                lease_owner=None,
-                lease_until=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        with self.db.session() as s:
-            if s.execute(done).rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            if state in HANDOFF_EVENTS:
-                add_event(
-                    s, HANDOFF_EVENTS[state], serial, {"attempts": attempts, "error": error}, now
+            der = current.get(serial)
+            jobs.append(
+                HandoffJob(
+                    serial=serial,
+                    attempts=row.attempts,
+                    host=row.host,
+                    port=row.port,
+                    address=own.address if own is not None else None,
+                    edit_xml=source.edit_xml if source is not None else None,
+                    issued_fingerprints=frozenset(issued.get(serial, ())),
+                    server_name=ldevid_dns_name(der) if der is not None else None,
                 )
-            return True
+            )
+        return jobs
+
+    def finish_handoffs(
+        self, owner: str, outcomes: Sequence[HandoffOutcome], *, now: datetime
+    ) -> list[bool]:
+        """Record the outcomes of attempts and release their leases, in one transaction;
+        for each, False if the lease was lost (it expired and another process took over, or
+        a new enrollstatus started over) and its outcome is not recorded."""
+        kept = []
+        with self.db.session() as s:
+            conn = s.connection()
+            for o in outcomes:
+                values = {"state": o.state, "attempts": o.attempts, "next_at": o.next_at}
+                values.update(error=o.error, updated_at=now)
+                done = conn.execute(_FINISH, {"key": o.serial, "owner": owner, **values})
+                kept.append(done.rowcount == 1)  # type: ignore[attr-defined]
+                if kept[-1] and o.state in HANDOFF_EVENTS:
+                    data = {"attempts": o.attempts, "error": o.error}
+                    add_event(s, HANDOFF_EVENTS[o.state], o.serial, data, now)
+        return kept
 
     def release_handoffs(self, owner: str) -> int:
         """Drop the leases of ``owner`` (a registrar shutting down), so the hand-offs it
@@ -226,13 +226,52 @@ def _queue(
     error: str | None,
     now: datetime,
 ) -> None:
-    query = select(HandoffModel).where(HandoffModel.serial == serial).with_for_update()
-    row = locked_or_created(
-        s,
-        query,
-        lambda: HandoffModel(serial=serial, state=state, attempts=0, queued_at=now, updated_at=now),
+    """Upsert under the device's row lock, which every writer of this serial takes first (so
+    the UPDATE-else-INSERT cannot race), with statements instead of ORM flushes."""
+    values = {
+        "state": state,
+        "attempts": 0,
+        "host": host,
+        "port": port,
+        "error": error,
+        "queued_at": now,
+        "updated_at": now,
+        "next_at": now if state == "pending" else None,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    conn = s.connection()
+    if not conn.execute(_REQUEUE, {"key": serial, **values}).rowcount:  # type: ignore[attr-defined]
+        conn.execute(_NEW_HANDOFF, {"serial": serial, **values})
+
+
+_SERIALS: BindParameter[str] = bindparam("serials", expanding=True)
+_REQUEUE = update(HandoffModel).where(HandoffModel.serial == bindparam("key"))
+_NEW_HANDOFF = insert(HandoffModel)
+_CLAIM = (
+    update(HandoffModel)
+    .where(
+        HandoffModel.serial.in_(_SERIALS),
+        HandoffModel.state == "pending",
+        HandoffModel.next_at <= bindparam("now"),
+        or_(HandoffModel.lease_until.is_(None), HandoffModel.lease_until <= bindparam("now")),
     )
-    row.state, row.attempts, row.host, row.port, row.error = state, 0, host, port, error
-    row.queued_at = row.updated_at = now
-    row.next_at = now if state == "pending" else None
-    row.lease_owner = row.lease_until = None
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+    .returning(HandoffModel.serial, HandoffModel.attempts, HandoffModel.host, HandoffModel.port)
+)
+_DAY0_OF = select(Day0Model.serial, Day0Model.address, Day0Model.edit_xml).where(
+    or_(Day0Model.serial.in_(_SERIALS), Day0Model.serial == DEFAULT_DAY0)
+)
+_ISSUED = select(CertificateModel.serial, CertificateModel.fingerprint).where(
+    CertificateModel.serial.in_(_SERIALS)
+)
+_CURRENT_LDEVID = (
+    select(DeviceModel.serial, CertificateModel.cert_der)
+    .join(CertificateModel, DeviceModel.ldevid_fingerprint == CertificateModel.fingerprint)
+    .where(DeviceModel.serial.in_(_SERIALS))
+)
+_FINISH = (
+    update(HandoffModel)
+    .where(HandoffModel.serial == bindparam("key"), HandoffModel.lease_owner == bindparam("owner"))
+    .values(lease_owner=None, lease_until=None)
+)

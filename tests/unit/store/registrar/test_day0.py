@@ -3,6 +3,7 @@ address a hand-off uses."""
 
 from __future__ import annotations
 
+from tests.unit.store.registrar.handoff_support import claim
 from tests.unit.store.registrar.support import LEASE, NOW, enrolled, open_repo, set_config
 
 
@@ -36,7 +37,7 @@ def test_own_configuration_and_address_win_over_the_default(db_url: str) -> None
     set_config(repo, "SN1", "own")
     repo.set_day0_address("SN1", "[::1]:6513", now=NOW)
     repo.queue_handoff("SN1", state="pending", host="::1", port=830, error=None, now=NOW)
-    job = repo.claim_handoff("SN1", "a", now=NOW, lease_until=LEASE)
+    job = claim(repo, "SN1", "a", now=NOW, lease_until=LEASE)
     assert job is not None
     assert (job.edit_xml, job.address) == ("<own/>", "[::1]:6513")
     assert repo.handoff("SN1").target == "[::1]:830"

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.unit.store.registrar.handoff_support import claim, finish
 from tests.unit.store.registrar.support import (
     LEASE,
     NOW,
@@ -73,13 +74,13 @@ def test_handoff_outcomes_are_events(db_url: str) -> None:
     enrolled(repo, "SN3")
     set_config(repo, None, "default")
     repo.queue_handoff("SN3", state="pending", host="127.0.0.1", port=830, error=None, now=NOW)
-    assert repo.claim_handoff("SN3", "a", now=NOW, lease_until=LEASE) is not None
+    assert claim(repo, "SN3", "a", now=NOW, lease_until=LEASE) is not None
     start = repo.last_event_id()
     later = NOW + timedelta(seconds=1)
-    repo.finish_handoff("SN3", "a", state="pending", attempts=1, next_at=later, error="x", now=NOW)
+    finish(repo, "SN3", "a", state="pending", attempts=1, next_at=later, error="x", now=NOW)
     assert repo.last_event_id() == start  # a retry is not an outcome
-    assert repo.claim_handoff("SN3", "a", now=later, lease_until=LEASE) is not None
-    repo.finish_handoff("SN3", "a", state="failed", attempts=2, next_at=None, error="no", now=NOW)
+    assert claim(repo, "SN3", "a", now=later, lease_until=LEASE) is not None
+    finish(repo, "SN3", "a", state="failed", attempts=2, next_at=None, error="no", now=NOW)
     [failed] = repo.events_after(start, limit=10)
     assert (failed.type, failed.serial, failed.data) == (
         "handoff-failed",
@@ -87,7 +88,7 @@ def test_handoff_outcomes_are_events(db_url: str) -> None:
         {"attempts": 2, "error": "no"},
     )
     # a lease lost: nothing recorded, no event
-    repo.finish_handoff("SN3", "b", state="applied", attempts=3, next_at=None, error=None, now=NOW)
+    finish(repo, "SN3", "b", state="applied", attempts=3, next_at=None, error=None, now=NOW)
     assert repo.last_event_id() == failed.id
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import event, insert, text
 
+from tests.unit.store.registrar.handoff_support import claim
 from tests.unit.store.registrar.support import LEASE, NOW, open_repo
 from zerotouch_plugin.store.db import Database
 from zerotouch_plugin.store.registrar import RegistrarRepository
@@ -42,7 +43,7 @@ def test_only_the_due_hand_offs_come_back_among_ten_thousand(db_url: str) -> Non
     soon = NOW + timedelta(minutes=5)
     _fill(db, 3, PENDING, first_later=soon)
     assert repo.due_handoffs(NOW) == (["DUE00000", "DUE00001", "DUE00002"], soon)
-    assert repo.claim_handoff("DUE00000", "a", now=NOW, lease_until=LEASE) is not None
+    assert claim(repo, "DUE00000", "a", now=NOW, lease_until=LEASE) is not None
     assert repo.due_handoffs(NOW) == (["DUE00001", "DUE00002"], LEASE)
     assert repo.due_handoffs(LEASE) == (["DUE00000", "DUE00001", "DUE00002"], soon)
 
