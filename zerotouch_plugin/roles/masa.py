@@ -21,6 +21,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
@@ -143,11 +144,20 @@ def domain_id(cert: x509.Certificate) -> str:
 
 def _parse_request(content: bytes, what: str) -> VoucherRequest:
     try:
-        return VoucherRequest.from_json(content)
+        return _parsed_request(content)
     except ZerotouchError as exc:
         raise type(exc)(f"{what}: {exc.message}", path=exc.path) from exc
     except (TypeError, ValueError) as exc:
         raise SchemaError(f"{what}: {exc}", path=_RVR_PATH) from exc
+
+
+@lru_cache(maxsize=256)
+def _parsed_request(content: bytes) -> VoucherRequest:
+    """The voucher-request in ``content``, parsed and YANG-validated (RFC 8995 §3); the same
+    bytes come again in the audit-log request (§5.8.1) that follows a voucher. Only the
+    immutable parse of exact bytes is kept (a refusal is not): signatures, trust and every
+    other check are run again on each request."""
+    return VoucherRequest.from_json(content)
 
 
 def peek_serial(body: bytes) -> str:

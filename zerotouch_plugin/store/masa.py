@@ -169,12 +169,13 @@ class MasaRepository:
 
     def claim_for(self, serial: str) -> ClaimRecord | None:
         with self.db.read() as s:
-            row = s.scalars(select(_Claim).where(_Claim.serial == serial)).first()
-            return None if row is None else _claim_record(row)
+            row = s.connection().execute(_CLAIM, {"serial": serial}).first()
+            return None if row is None else ClaimRecord(*row)
 
     def device(self, serial: str) -> DeviceState:
         with self.db.read() as s:
-            return self._state(s, serial, s.scalars(_DEVICE, {"serial": serial}).first())
+            device = s.connection().execute(_OWNER, {"serial": serial}).first()
+            return self._state(s, serial, device)
 
     # -- vouchers ------------------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class MasaRepository:
         """
         with self.db.session() as s:
             self._ensure_row(s, serial, now)
-            device = s.execute(_LOCK_OWNER, {"serial": serial}).one()
+            device = s.connection().execute(_LOCK_OWNER, {"serial": serial}).one()
             record = decide(self._state(s, serial, device, nonce=nonce))
             changes: dict[str, object] = {}
             if idevid_issuer is not None:
@@ -251,10 +252,11 @@ class MasaRepository:
     def audit_view(self, serial: str) -> AuditView:
         """The device, its vouchers and its audit log (RFC 8995 §5.8.1), one snapshot."""
         with self.db.read() as s:
-            device = s.scalars(_DEVICE, {"serial": serial}).first()
+            conn = s.connection()
+            device = conn.execute(_OWNER, {"serial": serial}).first()
             return AuditView(
                 device=self._state(s, serial, device),
-                voucher_cms=list(s.scalars(_vouchers_of(serial).with_only_columns(_Voucher.cms))),
+                voucher_cms=list(conn.execute(_VOUCHER_CMS_OF, {"serial": serial}).scalars()),
                 entries=_audit_of(s, serial),
             )
 
@@ -288,24 +290,25 @@ class MasaRepository:
     def _ensure_row(self, s: Session, serial: str, now: datetime) -> None:
         """INSERT ... ON CONFLICT DO NOTHING of the device row."""
         insert = _NEW_DEVICE["postgresql" if self.db.is_postgresql else "sqlite"]
-        s.execute(insert, {"serial": serial, "first_seen": now})
+        s.connection().execute(insert, {"serial": serial, "first_seen": now})
 
     @staticmethod
     def _state(
         s: Session, serial: str, device: _Owner | None, *, nonce: str | None = None
     ) -> DeviceState:
-        """The device's ownership and claim; ``device`` is its row (an ORM object or a row of
+        """The device's ownership and claim; ``device`` is its row (of ``_OWNER`` or
         ``_LOCK_OWNER``), None when it was never seen."""
-        claim = s.scalars(_CLAIM, {"serial": serial}).first()
+        conn = s.connection()
+        claim = conn.execute(_CLAIM, {"serial": serial}).first()
         used_at = None
         if device is not None and nonce is not None:
-            used_at = s.scalars(_NONCE_USED, {"device": device.id, "nonce": nonce}).first()
+            used_at = conn.execute(_NONCE_USED, {"device": device.id, "nonce": nonce}).scalar()
         return DeviceState(
             serial=serial,
             owner_domain_id=device.owner_domain_id if device else None,
             owner_domain_cert=device.owner_domain_cert if device else None,
             owner_since=device.owner_since if device else None,
-            claim=None if claim is None else _claim_record(claim),
+            claim=None if claim is None else ClaimRecord(*claim),
             nonce_used_at=used_at,
         )
 
@@ -317,15 +320,16 @@ _NEW_DEVICE = {
     name: insert(_Device).on_conflict_do_nothing(index_elements=["serial"])
     for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
-_LOCK_OWNER = (
-    select(_Device.id, _Device.owner_domain_id, _Device.owner_domain_cert, _Device.owner_since)
-    .where(_Device.serial == bindparam("serial"))
-    .with_for_update()
-)
+_OWNER = select(
+    _Device.id, _Device.owner_domain_id, _Device.owner_domain_cert, _Device.owner_since
+).where(_Device.serial == bindparam("serial"))
+_LOCK_OWNER = _OWNER.with_for_update()
 _UPDATE_DEVICE = update(_Device).where(_Device.id == bindparam("key"))
 _NEW_VOUCHER = sa_insert(_Voucher).returning(_Voucher.id)
 _NEW_AUDIT = sa_insert(_Audit)
-_CLAIM = select(_Claim).where(_Claim.serial == bindparam("serial"))
+_CLAIM = select(_Claim.serial, _Claim.domain_id, _Claim.domain_cert, _Claim.claimed_at).where(
+    _Claim.serial == bindparam("serial")
+)
 _NONCE_USED = (
     select(_Voucher.created_on)
     .where(_Voucher.device_id == bindparam("device"), _Voucher.nonce == bindparam("nonce"))
@@ -342,15 +346,19 @@ def _vouchers_of(serial: str) -> Select[_Voucher]:
     )
 
 
+_VOUCHER_CMS_OF = (
+    select(_Voucher.cms)
+    .join(_Device, _Voucher.device_id == _Device.id)
+    .where(_Device.serial == bindparam("serial"))
+    .order_by(_Voucher.id)
+)
+_AUDIT_OF = (
+    select(_Audit.date, _Audit.domain_id, _Audit.nonce, _Audit.assertion)
+    .join(_Device, _Audit.device_id == _Device.id)
+    .where(_Device.serial == bindparam("serial"))
+    .order_by(_Audit.id.desc())
+)
+
+
 def _audit_of(s: Session, serial: str) -> list[AuditEntry]:
-    rows = s.scalars(
-        select(_Audit)
-        .join(_Device, _Audit.device_id == _Device.id)
-        .where(_Device.serial == serial)
-        .order_by(_Audit.id.desc())
-    )
-    return [AuditEntry(r.date, r.domain_id, r.nonce, r.assertion) for r in rows]
-
-
-def _claim_record(row: _Claim) -> ClaimRecord:
-    return ClaimRecord(row.serial, row.domain_id, row.domain_cert, row.claimed_at)
+    return [AuditEntry(*row) for row in s.connection().execute(_AUDIT_OF, {"serial": serial})]
