@@ -169,18 +169,26 @@ def read_key(store: AgentStore, key: str) -> bytes | None:
 
 
 def publish_state(
-    host: PluginHost, store: AgentStore, state: BootstrapState, change: PhaseChange | None
+    host: PluginHost,
+    store: AgentStore,
+    state: BootstrapState,
+    change: PhaseChange | None,
+    *more: PhaseChange | None,
 ) -> None:
-    """Publish the bootstrap state, keep its history in the agent store, notify a change."""
+    """Publish the bootstrap state, keep its history in the agent store, notify each change
+    (several steps taken at once are published and saved once: the whole history is
+    rendered each time)."""
     host.publish_state(state.to_yang())
-    data = json.dumps(state.persisted(), indent=1).encode()
+    # compact: json's C encoder only serves dumps without indent
+    data = json.dumps(state.persisted(), separators=(",", ":")).encode()
     try:
         store.put(STATE_KEY, data)
     except ZerotouchError as exc:  # the state is still published; only its history is at risk
         log.error("cannot save the bootstrap state: %s", exc.one_line())
-    if change is not None:
-        log.info("bootstrap phase %s -> %s", change.previous, change.phase)
-        host.emit_event(NOTIFICATION, change.notification())
+    for each in (change, *more):
+        if each is not None:
+            log.info("bootstrap phase %s -> %s", each.previous, each.phase)
+            host.emit_event(NOTIFICATION, each.notification())
 
 
 def restore_state(store: AgentStore, state: BootstrapState) -> None:
@@ -325,13 +333,16 @@ class PledgeAgent:
 
         def observe(action: PledgeAction) -> None:
             nonlocal seen
+            changes: list[PhaseChange | None] = []
             for event, state in machine.history[seen:]:
                 if event is PledgeEvent.VOUCHER_VALID and machine.voucher is not None:
                     self.state.voucher_accepted(machine.voucher)
-                self._publish(self.state.machine_step(event, state, now=self._now()))
+                changes.append(self.state.machine_step(event, state, now=self._now()))
             seen = len(machine.history)
             if isinstance(action, Wait):
-                self._publish(self.state.waiting(action.seconds, action.reason, now=self._now()))
+                changes.append(self.state.waiting(action.seconds, action.reason, now=self._now()))
+            if changes:
+                self._publish(*changes)
 
         async def sleep(seconds: float) -> None:
             await self._sleep(seconds)
@@ -574,8 +585,8 @@ class PledgeAgent:
 
     # -- state publishing and persistence ---------------------------------------------------
 
-    def _publish(self, change: PhaseChange | None) -> None:
-        publish_state(self.host, self.store, self.state, change)
+    def _publish(self, change: PhaseChange | None, *more: PhaseChange | None) -> None:
+        publish_state(self.host, self.store, self.state, change, *more)
 
     def _read(self, key: str) -> bytes | None:
         return read_key(self.store, key)
