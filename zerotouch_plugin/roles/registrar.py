@@ -255,6 +255,19 @@ class ClientIdentity:
     serial: str | None
 
 
+def _domain_issued(cert: x509.Certificate, domain: x509.Certificate, now: datetime) -> bool:
+    """Whether ``cert`` chains to the domain CA at ``now``. Only a certificate that names the
+    CA as its issuer can: an IDevID skips that path validation, bound to fail (and its
+    diagnosis), on each of its requests."""
+    if cert.issuer != domain.subject:
+        return False
+    try:
+        certs.verify_chain(cert, trust_anchors=[domain], now=now, purpose="client")
+    except ZerotouchError:
+        return False
+    return True
+
+
 def identify_client(
     ctx: RegistrarContext,
     cert: x509.Certificate | None,
@@ -265,11 +278,7 @@ def identify_client(
     """Classify a TLS client certificate by the anchor it chains to at ``now``."""
     if cert is None:
         raise AccessDenied("a TLS client certificate is required")
-    try:
-        certs.verify_chain(cert, trust_anchors=[ctx.domain_ca.cert], now=now, purpose="client")
-    except ZerotouchError:
-        pass
-    else:
+    if _domain_issued(cert, ctx.domain_ca.cert, now):
         ous = {
             str(a.value)
             for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
