@@ -25,6 +25,7 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    bindparam,
     delete,
     event,
     func,
@@ -242,6 +243,13 @@ def add_event(
 
 
 _NEW_EVENT = insert(EventModel)
+# Read after each commit that wrote events (the event hub's wake-up): rows, not ORM objects.
+_EVENTS_AFTER = (
+    select(EventModel.id, EventModel.type, EventModel.serial, EventModel.at, EventModel.data)
+    .where(EventModel.id > bindparam("after"))
+    .order_by(EventModel.id)
+    .limit(bindparam("limit"))
+)
 
 
 def _row_time(obj: Any) -> datetime:
@@ -317,9 +325,12 @@ class EventRecords(Records):
 
     def events_after(self, after: int, *, limit: int) -> list[EventRow]:
         """Up to ``limit`` events with an id above ``after``, oldest first."""
-        query = select(EventModel).where(EventModel.id > after).order_by(EventModel.id).limit(limit)
         with self.db.read() as s:
-            return [event_row(m) for m in s.scalars(query)]
+            found = s.connection().execute(_EVENTS_AFTER, {"after": after, "limit": limit})
+            return [
+                EventRow(event_id, kind, serial, at, json.loads(data))
+                for event_id, kind, serial, at, data in found
+            ]
 
     def last_event_id(self) -> int:
         """The newest event's id (0 when there is none)."""
