@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 # Seconds between two log lines about refused connections of one listener (one per burst).
 _REFUSAL_LOG_INTERVAL = 10.0
-_TRIM_DELAY = 1.0  # seconds after connections ended before their memory is given back
 _TRIM_AFTER = 32  # ended connections worth a collection (fewer: left to the garbage collector)
+_TRIM_DELAY = 1.0  # seconds after they ended before their memory is given back ...
+_TRIM_QUIET = 8  # ... once at most this many connections are open (else a second later) ...
+_TRIM_LONGEST = 30.0  # ... or this many seconds after they ended, busy or not
 OVERLOAD_RETRY_AFTER = 2  # seconds an overloaded listener asks a client to wait
 _OVERLOAD_SHARE = 4  # overload slots: a quarter of max_connections ...
 _OVERLOAD_BOUNDS = (4, 64)  # ... and no fewer than 4, no more than 64
@@ -93,6 +95,7 @@ class ConnectionGate:
         self._answered = 0
         self._last_log = -_REFUSAL_LOG_INTERVAL
         self._trim: asyncio.TimerHandle | None = None
+        self._trim_armed = 0.0  # loop time the pending collection was first asked for
         self._ended = 0
 
     @property
@@ -152,10 +155,21 @@ class ConnectionGate:
 
     def _ended_one(self) -> None:
         self._ended += 1
-        if self._ended >= _TRIM_AFTER and self._trim is None:  # at most one a second
-            self._trim = asyncio.get_running_loop().call_later(_TRIM_DELAY, self._trimmed)
+        if self._ended >= _TRIM_AFTER and self._trim is None:
+            loop = asyncio.get_running_loop()
+            self._trim_armed = loop.time()
+            self._trim = loop.call_later(_TRIM_DELAY, self._trimmed)
 
     def _trimmed(self) -> None:
+        """Collect once the listener has gone quiet: a full collection under a sustained
+        burst costs every connection still open and frees little, while after a flood it
+        returns the flood's memory. A listener that never goes quiet collects every
+        ``_TRIM_LONGEST`` seconds."""
+        loop = asyncio.get_running_loop()
+        busy = self._total + self._overload > _TRIM_QUIET
+        if busy and loop.time() - self._trim_armed < _TRIM_LONGEST:
+            self._trim = loop.call_later(_TRIM_DELAY, self._trimmed)
+            return
         self._trim = None
         self._ended = 0
         return_freed_memory()
