@@ -14,7 +14,7 @@ from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import DEFAULT_DAY0, Day0Model
 from zerotouch_plugin.store.registrar.views import Day0Row
 
-__all__ = ["Day0Records", "day0_of", "day0_pair"]
+__all__ = ["Day0Records", "day0_of"]
 
 
 class Day0Records(Records):
@@ -62,18 +62,17 @@ class Day0Records(Records):
 
 
 def day0_of(s: Session, serial: str) -> tuple[bool, str | None]:
-    """``day0_plan`` within the caller's transaction."""
-    rows = {r.serial: r for r in day0_pair(s, serial)}
-    own = rows.get(serial)
-    configured = any(r.config is not None for r in rows.values())
-    return configured, own.address if own is not None else None
+    """``day0_plan`` within the caller's transaction: one statement for the serial's own row
+    and the default, no ORM objects (the enrollstatus of every device asks)."""
+    configured, address = False, None
+    for key, has_config, override in s.connection().execute(_PLAN, {"serial": serial}):
+        configured = configured or bool(has_config)
+        if key == serial:
+            address = override
+    return configured, address
 
 
-def day0_pair(s: Session, serial: str) -> list[Day0Model]:
-    return list(s.scalars(_PAIR, {"serial": serial}))
-
-
-_PAIR = select(Day0Model).where(
+_PLAN = select(Day0Model.serial, Day0Model.config.is_not(None), Day0Model.address).where(
     (Day0Model.serial == bindparam("serial")) | (Day0Model.serial == DEFAULT_DAY0)
 )
 
