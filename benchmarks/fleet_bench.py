@@ -188,7 +188,9 @@ def show(r: Report) -> None:
               f"= {lat['p50'] / max(r.single_enroll_s, 1e-9):.1f} x alone")  # fmt: skip
     print(f"  read back over NETCONF/TLS: {r.read_back_ok}/{r.read_back} with the day-0 hostname")
     for use in r.processes:
-        print(f"  {use.name:10s} CPU {use.cpu_seconds:7.2f} s, peak RSS {use.peak_rss_mb:6.1f} MB")
+        per_device = 1000 * use.cpu_seconds / r.count
+        print(f"  {use.name:10s} CPU {use.cpu_seconds:7.2f} s ({per_device:5.1f} ms per device), "
+              f"peak RSS {use.peak_rss_mb:6.1f} MB")  # fmt: skip
     print(f"  failures: {sum(r.failed.values())} {r.failed or ''}")
 
 
