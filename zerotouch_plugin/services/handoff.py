@@ -245,8 +245,12 @@ class HandoffWorker:
     def _claim(self, free: int, running: set[str]) -> tuple[list[HandoffJob], datetime | None]:
         """The due hand-offs this process does not run yet, leased to it (in a thread)."""
         now = _now()
-        due, next_at = self._repo.due_handoffs(now, free)
-        due = [serial for serial in due if serial not in running]
+        found, next_at = self._repo.due_handoffs(now, free)
+        due = [serial for serial in found if serial not in running]
+        if len(due) < len(found) and next_at == now:
+            # queued again while its attempt runs: the end of that attempt wakes the loop,
+            # no need to look again at once (and again, until it ends)
+            next_at = None
         jobs = self._repo.claim_handoffs(due, self.owner, now=now, lease_until=now + self._lease)
         if len(jobs) < len(due):  # another process took some: look again soon
             next_at = now
