@@ -3,30 +3,20 @@ each way the JSON can be malformed; objects built afterwards in code are validat
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 from typing import Any
 
 import pytest
 
+from tests.support.voucher_json import VR, voucher_request_json
 from zerotouch_plugin.artifacts import voucher as voucher_module
-from zerotouch_plugin.artifacts.voucher import Assertion, VoucherRequest, new_nonce
+from zerotouch_plugin.artifacts.voucher import Assertion, VoucherRequest
 from zerotouch_plugin.errors import SchemaError
-
-VR = "ietf-voucher-request:voucher"
 
 
 def request_json(**changes: Any) -> bytes:
-    body: dict[str, Any] = {
-        "created-on": "2026-11-26T12:00:00Z",
-        "assertion": "proximity",
-        "serial-number": "SN-1",
-        "nonce": new_nonce(b"0123456789abcdef"),
-        "proximity-registrar-cert": base64.b64encode(b"\x30\x03der").decode(),
-    }
-    body.update(changes)
-    return json.dumps({VR: {k: v for k, v in body.items() if v is not None}}).encode()
+    return voucher_request_json("proximity-registrar-cert", b"\x30\x03der", **changes)
 
 
 @pytest.mark.parametrize(

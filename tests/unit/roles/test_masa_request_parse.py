@@ -3,29 +3,17 @@ repeats the voucher's); a malformed request is refused every time, with its path
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 import pytest
 
-from zerotouch_plugin.artifacts.voucher import new_nonce
+from tests.support.voucher_json import VR, voucher_request_json
 from zerotouch_plugin.errors import SchemaError
 from zerotouch_plugin.roles import masa
 
-VR = "ietf-voucher-request:voucher"
-
 
 def content(**changes: Any) -> bytes:
-    body: dict[str, Any] = {
-        "created-on": "2026-11-26T12:00:00Z",
-        "assertion": "proximity",
-        "serial-number": "SN-1",
-        "nonce": new_nonce(b"0123456789abcdef"),
-        "prior-signed-voucher-request": base64.b64encode(b"\x30\x03cms").decode(),
-    }
-    body.update(changes)
-    return json.dumps({VR: {k: v for k, v in body.items() if v is not None}}).encode()
+    return voucher_request_json("prior-signed-voucher-request", b"\x30\x03cms", **changes)
 
 
 @pytest.mark.parametrize(
