@@ -7,10 +7,12 @@ enrollstatus) C at a time with the product's pledge logic (``roles/pledge.py`` d
 ``services/pledge_client.py``, the code of ``zerotouch pledge enroll``). Baselines come from
 the same run, so the figures are ratios that travel between machines: one HTTPS round trip
 (new mutual TLS connection + GET cacerts), this machine's ECDSA P-256 sign and verify rates
-and its mutual-TLS handshake rate, from which the crypto ideal follows.
+and its mutual-TLS handshake rate, from which the crypto ideal follows. The simulated pledges
+run in this process: its CPU per timed enrollment is theirs, on the same cores as the
+servers. ``--trace`` adds the timeline of one enrollment alone, step by step.
 
     .venv/bin/python benchmarks/enroll_bench.py --pledges 2000 --concurrency 200 [--db URL]
-        [--registrars K] [--json] [--check]
+        [--registrars K] [--json] [--check] [--trace]
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
+from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -44,10 +47,22 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from zerotouch_plugin.artifacts import certs  # noqa: E402
 from zerotouch_plugin.artifacts.signer import tls_identity  # noqa: E402
 from zerotouch_plugin.demo.services import Service, Services, free_port  # noqa: E402
-from zerotouch_plugin.roles.pledge import RetryPolicy  # noqa: E402
+from zerotouch_plugin.roles.pledge import (  # noqa: E402
+    Enrollment,
+    HttpRequest,
+    Pledge,
+    Response,
+    RetryPolicy,
+)
 from zerotouch_plugin.services import certfiles  # noqa: E402
 from zerotouch_plugin.services._tls import client_context  # noqa: E402
-from zerotouch_plugin.services.pledge_client import enroll, load_pledge_config  # noqa: E402
+from zerotouch_plugin.services.pledge_client import (  # noqa: E402
+    PledgeClient,
+    drive,
+    enroll,
+    load_pledge_config,
+    write_enrollment,
+)
 
 RETRY = RetryPolicy(attempts=8, base_delay=0.2, max_delay=2)
 
@@ -85,6 +100,19 @@ class ProcessUse:
 
 
 @dataclass
+class TraceStep:
+    """One step of the traced enrollment: wall time, the CPU of the pledge (this process)
+    and of each server process over it. On a network step the wall time not spent in the
+    pledge's CPU is the wait on the servers (their handling, the MASA call, the commits)."""
+
+    step: str
+    network: bool
+    wall_ms: float
+    pledge_cpu_ms: float
+    server_cpu_ms: dict[str, float]
+
+
+@dataclass
 class Report:
     cpus: int
     pledges: int
@@ -97,9 +125,11 @@ class Report:
     tls_handshakes_per_s: float
     single_ms: float
     single_rtts: float
+    single_pledge_cpu_ms: float
     cli_ms: float
     elapsed_s: float
     enrollments_per_s: float
+    pledge_cpu_ms: float
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -107,6 +137,7 @@ class Report:
     achieved_fraction: float
     failures: dict[str, int] = field(default_factory=dict)
     processes: list[ProcessUse] = field(default_factory=list)
+    trace: list[TraceStep] = field(default_factory=list)
 
     def missed(self) -> list[str]:
         """Targets this run missed, one line each."""
@@ -217,6 +248,125 @@ def process_use(service: Service) -> ProcessUse:
     return ProcessUse(service.name, cpu, kb["VmHWM:"] / 1024, kb["VmRSS:"] / 1024)
 
 
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU seconds of every thread of ``pid`` so far, to the nanosecond (schedstat), where
+    /proc/PID/stat counts 10 ms ticks: fine enough for one request."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+# Well-known path -> the step it is in the trace.
+TRACE_NAMES = {
+    "/.well-known/brski/requestvoucher": "requestvoucher (registrar -> MASA voucher)",
+    "/.well-known/brski/voucher_status": "voucher_status",
+    "/.well-known/est/cacerts": "cacerts",
+    "/.well-known/est/csrattrs": "csrattrs",
+    "/.well-known/est/simpleenroll": "simpleenroll",
+    "/.well-known/brski/enrollstatus": "enrollstatus",
+}
+
+
+class Timeline:
+    """Consecutive steps of one enrollment: ``enter`` ends the running step and starts the
+    next. The servers' CPU is read between the marks, outside the steps."""
+
+    def __init__(self, servers: list[Service]) -> None:
+        self.servers = servers
+        self.steps: list[TraceStep] = []
+        self._open: tuple[str, bool] | None = None
+        self._servers = self._server_cpu()
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def _server_cpu(self) -> list[float]:
+        return [thread_cpu_seconds(server.popen.pid) for server in self.servers]
+
+    def enter(self, step: str | None, *, network: bool = False) -> None:
+        """End the running step (if any) and start ``step`` (None: the end)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        servers = self._server_cpu()
+        if self._open is not None:
+            used = zip(self.servers, self._servers, servers, strict=True)
+            self.steps.append(
+                TraceStep(
+                    step=self._open[0],
+                    network=self._open[1],
+                    wall_ms=(wall - self._wall) * 1000,
+                    pledge_cpu_ms=(cpu - self._cpu) * 1000,
+                    server_cpu_ms={s.name: (after - before) * 1000 for s, before, after in used},
+                )
+            )
+        self._open = None if step is None else (step, network)
+        self._servers = servers
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+
+class TracedClient(PledgeClient):
+    """The product's client, each exchange a network step of ``timeline`` and the pledge's
+    work on its answer the next one."""
+
+    timeline: Timeline
+
+    async def probe(self, origin: str | None = None) -> x509.Certificate:
+        self.timeline.enter("TLS handshake (provisional)", network=True)
+        cert = await super().probe(origin)
+        self.timeline.enter("pledge: record the registrar, sign the voucher-request")
+        return cert
+
+    async def send(self, request: HttpRequest, *, now: Callable[[], datetime]) -> Response:
+        name = TRACE_NAMES.get(request.path, request.path)
+        self.timeline.enter(name, network=True)
+        response = await super().send(request, now=now)
+        self.timeline.enter(f"pledge: check the {name.split()[0]} answer, next request")
+        return response
+
+
+async def traced_enrollment(folder: Path, url: str, servers: list[Service]) -> list[TraceStep]:
+    """One enrollment alone, as ``enroll`` runs it, step by step."""
+    timeline = Timeline(servers)
+    timeline.enter("pledge: read the pledge folder")
+    config = load_pledge_config(folder, retry=RETRY)
+    machine = Pledge(config, random_bytes=os.urandom)
+
+    async def install(enrollment: Enrollment) -> None:
+        timeline.enter("pledge: install the LDevID (files written, fsync)")
+        await asyncio.to_thread(write_enrollment, folder, enrollment)
+        timeline.enter("pledge: build enrollstatus")
+
+    client = TracedClient(config, url, timeout=60)
+    client.timeline = timeline
+    await drive(machine, client, install=install)
+    timeline.enter("close the connection", network=True)
+    await client.close()
+    timeline.enter(None)
+    return timeline.steps
+
+
+def median_trace(traces: list[list[TraceStep]]) -> list[TraceStep]:
+    """Step by step, the median of each figure over the traced enrollments that took the
+    steps of the first (one that retried has others and is left out)."""
+    if not traces:
+        return []
+    same = [trace for trace in traces if [s.step for s in trace] == [s.step for s in traces[0]]]
+    return [
+        TraceStep(
+            step=steps[0].step,
+            network=steps[0].network,
+            wall_ms=statistics.median(s.wall_ms for s in steps),
+            pledge_cpu_ms=statistics.median(s.pledge_cpu_ms for s in steps),
+            server_cpu_ms={
+                name: statistics.median(s.server_cpu_ms[name] for s in steps)
+                for name in steps[0].server_cpu_ms
+            },
+        )
+        for steps in zip(*same, strict=True)
+    ]
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
@@ -263,7 +413,7 @@ async def measure(root: Path, args: argparse.Namespace) -> Report:
     for config_file in (root / "V" / "masa.toml", root / "R" / "registrar.toml"):
         with config_file.open("a", encoding="utf-8") as fh:
             fh.write(f"\n[limits]\nmax_connections_per_ip = {LOOPBACK_CONNECTIONS}\n")
-    pledges = make_pledges(root / "V", root / "P", args.singles + args.pledges + 2, masa_url)
+    pledges = make_pledges(root / "V", root / "P", 2 * args.singles + args.pledges + 2, masa_url)
     handshakes = tls_handshake_rate(pledges[0], pledges[1], 200)
     sign_rate, verify_rate = ecdsa_rates(500)
     try:
@@ -280,17 +430,23 @@ async def measure(root: Path, args: argparse.Namespace) -> Report:
             urls.append(url)
         rtt = statistics.median(await https_round_trip(pledges[0], urls[0], 30))
         singles = []
+        cpu_start = time.process_time()
         for folder in pledges[1 : 1 + args.singles]:
             start = time.perf_counter()
             await enroll(folder, urls[0], retry=RETRY, timeout=60)
             singles.append(time.perf_counter() - start)
+        single_cpu = (time.process_time() - cpu_start) / args.singles
+        traced = pledges[-args.singles :] if args.trace else []
+        traces = [await traced_enrollment(folder, urls[0], servers[:2]) for folder in traced]
         cli_folder = str(pledges[1 + args.singles])
         start = time.perf_counter()
         await services.run("pledge", "enroll", "--dir", cli_folder, "--registrar", urls[0])
         cli_seconds = time.perf_counter() - start
+        cpu_start = time.process_time()
         elapsed, latencies, failures = await burst(
-            pledges[2 + args.singles :], urls, args.concurrency
+            pledges[2 + args.singles : 2 + args.singles + args.pledges], urls, args.concurrency
         )
+        burst_cpu = time.process_time() - cpu_start
         use = [process_use(server) for server in servers]
     finally:
         services.stop()
@@ -314,9 +470,11 @@ async def measure(root: Path, args: argparse.Namespace) -> Report:
         tls_handshakes_per_s=handshakes,
         single_ms=single * 1000,
         single_rtts=single / rtt,
+        single_pledge_cpu_ms=single_cpu * 1000,
         cli_ms=cli_seconds * 1000,
         elapsed_s=elapsed,
         enrollments_per_s=rate,
+        pledge_cpu_ms=burst_cpu / args.pledges * 1000,
         p50_ms=percentile(latencies, 0.50) * 1000,
         p95_ms=percentile(latencies, 0.95) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
@@ -324,6 +482,7 @@ async def measure(root: Path, args: argparse.Namespace) -> Report:
         achieved_fraction=rate / ideal,
         failures=dict(failures),
         processes=use,
+        trace=median_trace(traces),
     )
 
 
@@ -336,7 +495,8 @@ def show(report: Report) -> None:
         f" verify/s; mutual-TLS handshakes {r.tls_handshakes_per_s:6.0f}/s"
     )
     print(
-        f"  one enrollment alone: {r.single_ms:7.1f} ms = {r.single_rtts:5.1f} x HTTPS round trip"
+        f"  one enrollment alone: {r.single_ms:7.1f} ms = {r.single_rtts:5.1f} x HTTPS round trip;"
+        f" simulated pledge (this process) CPU {r.single_pledge_cpu_ms:5.1f} ms"
     )
     print(f"  zerotouch pledge enroll (new process, wall): {r.cli_ms:7.1f} ms")
     print(
@@ -350,6 +510,10 @@ def show(report: Report) -> None:
         f" {HANDSHAKES_PER_ENROLLMENT} TLS handshake(s) each, on {r.cpus} CPUs):"
         f" achieved {r.achieved_fraction:.1%}"
     )
+    print(
+        f"  simulated pledges (this process, same CPUs as the servers) CPU"
+        f" {r.pledge_cpu_ms:6.1f} ms per timed enrollment"
+    )
     for use in r.processes:
         print(
             f"  {use.name:11s} CPU {use.cpu_seconds:7.2f} s ="
@@ -359,6 +523,26 @@ def show(report: Report) -> None:
     print(f"  failures: {sum(r.failures.values())}")
     for reason, count in sorted(r.failures.items(), key=lambda item: -item[1]):
         print(f"    {count:5d}  {reason}")
+    if r.trace:
+        show_trace(r.trace)
+
+
+def show_trace(steps: list[TraceStep]) -> None:
+    """The timeline of one enrollment; on network steps, the wait on the servers."""
+    names = list(steps[0].server_cpu_ms)
+    print("  one enrollment, step by step (ms; server wait = wall - pledge CPU on network steps):")
+    print(f"    {'step':58s} {'wall':>6s} {'pledge':>6s} {'wait':>6s}" + "".join(
+        f" {name[:9]:>9s}" for name in names))  # fmt: skip
+    for step in steps:
+        wait = f"{step.wall_ms - step.pledge_cpu_ms:6.1f}" if step.network else " " * 6
+        print(
+            f"    {step.step:58s} {step.wall_ms:6.1f} {step.pledge_cpu_ms:6.1f} {wait}"
+            + "".join(f" {step.server_cpu_ms[name]:9.1f}" for name in names)
+        )
+    print(
+        f"    {'total':58s} {sum(s.wall_ms for s in steps):6.1f}"
+        f" {sum(s.pledge_cpu_ms for s in steps):6.1f}"
+    )
 
 
 @contextmanager
@@ -390,6 +574,9 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=5, help="single enrollments timed")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--trace", action="store_true", help="time each step of one enrollment alone"
+    )
     args = parser.parse_args()
     if min(args.pledges, args.concurrency, args.registrars, args.singles) < 1:
         parser.error("--pledges, --concurrency, --registrars and --singles must be at least 1")
