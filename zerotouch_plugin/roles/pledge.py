@@ -312,7 +312,7 @@ def registrar_validated_by(
     ``chain``); otherwise the pledge talked to someone else. A present extendedKeyUsage must
     allow a TLS server (id-kp-serverAuth) or an EST RA (id-kp-cmcRA, RFC 7030 §3.6.1): the
     RFC 8995 Appendix C registrar certificate carries cmcRA only."""
-    if certs.der(pinned) == certs.der(registrar):
+    if pinned == registrar:  # cryptography compares the DER
         return
     try:
         certs.verify_chain(
@@ -342,7 +342,7 @@ def domain_anchors(
         if not certs.is_ca(candidate):
             continue
         linked = (
-            certs.der(candidate) == certs.der(pinned)
+            candidate == pinned
             or _chains(candidate, pinned, cacerts, now)
             or _chains(pinned, candidate, cacerts, now)
         )
@@ -514,7 +514,7 @@ class Pledge:
             raise TypeError("server_cert must be an x509.Certificate")
         resend, self._pvr = self._pvr, None
         previous = self._registrar_cert
-        same = previous is not None and certs.der(previous) == certs.der(server_cert)
+        same = previous is not None and previous == server_cert  # the same DER
         self._registrar_cert = server_cert
         self._registrar_chain = tuple(chain)
         self._advance(PledgeEvent.CONNECTED)
@@ -663,15 +663,13 @@ class Pledge:
     def _on_voucher(self, response: Response, now: datetime) -> PledgeAction:
         # The answer must come over a connection to the registrar we recorded: the
         # voucher is checked against that certificate (§5.6.2).
-        if response.server_cert is None or certs.der(response.server_cert) != certs.der(
-            self._registrar_certificate()
-        ):
+        if response.server_cert != self._registrar_certificate():
             return self._retry(
                 UpstreamUnavailable("the registrar presented another certificate; reconnecting"),
                 None,
             )
         try:
-            voucher = self._validate_voucher(response, now)
+            voucher, pinned = self._validate_voucher(response, now)
         except ZerotouchError as exc:
             self.error = exc
             self._advance(PledgeEvent.VOUCHER_INVALID)
@@ -683,7 +681,7 @@ class Pledge:
             return self._issue(self._status(PATH_VOUCHER_STATUS, report, TlsMode.PROVISIONAL))
         self._voucher_cms = response.body
         self._voucher = voucher
-        self._pinned = voucher.pinned_domain_certificate()
+        self._pinned = pinned
         self._advance(PledgeEvent.VOUCHER_VALID)
         report = status_report(
             True,
@@ -695,7 +693,9 @@ class Pledge:
         )
         return self._issue(self._status(PATH_VOUCHER_STATUS, report, TlsMode.VERIFIED))
 
-    def _validate_voucher(self, response: Response, now: datetime) -> Voucher:
+    def _validate_voucher(
+        self, response: Response, now: datetime
+    ) -> tuple[Voucher, x509.Certificate]:
         """``_check_voucher``; a date it refuses is said against the pledge's clock, the
         likely culprit on a device that lost its time (RFC 8995 §2.6.1)."""
         try:
@@ -707,9 +707,10 @@ class Pledge:
                 path=exc.path,
             ) from exc
 
-    def _check_voucher(self, response: Response, now: datetime) -> Voucher:
+    def _check_voucher(self, response: Response, now: datetime) -> tuple[Voucher, x509.Certificate]:
         """RFC 8995 §5.6.1: signature to the MASA anchors at ``now``, serial, nonce,
-        idevid-issuer, expiry; then pinned-domain-cert validates the registrar (§5.6.2)."""
+        idevid-issuer, expiry; then pinned-domain-cert validates the registrar (§5.6.2).
+        The voucher and its pinned-domain-cert, parsed once."""
         if _media(response.content_type) != cms.MEDIA_TYPE_VOUCHER_CMS:
             raise UnsupportedMediaType(
                 f"the voucher came as {response.content_type or 'no media type'!r}, not "
@@ -725,13 +726,11 @@ class Pledge:
         else:
             # the pledge sent a nonce and accepts only that nonce back (§5.6.1)
             voucher.check(now=now, nonce=self._nonce)
+        pinned = voucher.pinned_domain_certificate()
         registrar_validated_by(
-            voucher.pinned_domain_certificate(),
-            self._registrar_certificate(),
-            now=now,
-            chain=self._registrar_chain,
+            pinned, self._registrar_certificate(), now=now, chain=self._registrar_chain
         )
-        return voucher
+        return voucher, pinned
 
     def _check_idevid_issuer(self, voucher: Voucher) -> None:
         """RFC 8366 §5.3: idevid-issuer, when present, names our IDevID's issuer (in any of

@@ -376,15 +376,11 @@ class PledgeClient:
         self._watch.answered = False
         self.connections_opened += 1
         try:
-            http = await asyncio.wait_for(
-                Http1Connection.open(
-                    where.host,
-                    where.port,
-                    ctx,
-                    server_hostname="" if where.literal else where.host,
-                ),
-                self._seconds,
-            )
+            # asyncio.timeout, not wait_for: no task per call on Python 3.11
+            async with asyncio.timeout(self._seconds):
+                http = await Http1Connection.open(
+                    where.host, where.port, ctx, server_hostname="" if where.literal else where.host
+                )
         except (
             ConnectionResetError,
             ConnectionAbortedError,
@@ -431,11 +427,11 @@ class PledgeClient:
         pinned-domain-cert validates (§5.6.2); checked once per connection and pin."""
         if not trust:
             raise ConfigError("a verified request needs the pinned-domain-cert")
-        pinned = certs.der(trust[0])
+        pinned = trust[0]
         if pinned in kept.pins:
             return
         try:
-            registrar_validated_by(trust[0], kept.peer[0], now=self._now(), chain=kept.peer[1])
+            registrar_validated_by(pinned, kept.peer[0], now=self._now(), chain=kept.peer[1])
         except ZerotouchError as exc:
             raise PinMismatch(exc) from exc
         kept.pins.add(pinned)
@@ -446,7 +442,8 @@ class PledgeClient:
         self._now = now
         where = self._where(request.origin)
         try:
-            return await asyncio.wait_for(self._exchange(where, request), self._seconds)
+            async with asyncio.timeout(self._seconds):
+                return await self._exchange(where, request)
         except BaseException:
             self._drop(where)  # a connection in an unknown state is not reused
             raise
@@ -494,7 +491,7 @@ class _Kept:
 
     http: Http1Connection
     peer: Peer
-    pins: set[bytes] = field(default_factory=set)  # DER of the pins that validated it
+    pins: set[x509.Certificate] = field(default_factory=set)  # the pins that validated it
     last_used: float = field(default_factory=time.monotonic)
 
     def fresh(self) -> bool:

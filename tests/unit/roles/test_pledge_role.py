@@ -274,6 +274,21 @@ def test_full_bootstrap_produces_an_enrollment() -> None:
     assert der(result.registrar_cert) == der(WORLD.registrar.cert)
 
 
+def test_pinned_domain_cert_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The voucher's pinned-domain-cert is parsed once, for the registrar check and the
+    verified steps alike (it was parsed twice)."""
+    parsed = []
+    original = Voucher.pinned_domain_certificate
+
+    def counting(voucher: Voucher) -> x509.Certificate:
+        parsed.append(voucher)
+        return original(voucher)
+
+    monkeypatch.setattr(Voucher, "pinned_domain_certificate", counting)
+    to_cacerts(machine())
+    assert len(parsed) == 1
+
+
 def test_csr_key_is_fresh_for_every_pledge_run() -> None:
     first = est.parse_csr(to_enroll(machine(seed=1)).body or b"")
     second = est.parse_csr(to_enroll(machine(seed=1)).body or b"")
