@@ -61,7 +61,7 @@ __all__ = [
     "check_audit_client",
     "decide",
     "domain_id",
-    "peek_serial",
+    "peek_request",
     "pinned_certificate",
     "pinned_certificates",
     "verify_registrar_request",
@@ -160,16 +160,19 @@ def _parsed_request(content: bytes) -> VoucherRequest:
     return VoucherRequest.from_json(content)
 
 
-def peek_serial(body: bytes) -> str:
-    """The serial-number an RVR asks about, UNVERIFIED: only to look up store data first."""
+def peek_request(body: bytes) -> tuple[str, str | None]:
+    """The serial-number and nonce an RVR carries, UNVERIFIED: only to look up store data
+    first; the caller compares them with what ``verify_registrar_request`` proves."""
     signed = cms.inspect(cms.decode(body))
     try:
-        serial = json.loads(signed.content)["ietf-voucher-request:voucher"]["serial-number"]
-    except (ValueError, TypeError, KeyError):
-        serial = None
-    if isinstance(serial, str):
-        return serial  # full YANG validation follows in verify_registrar_request
-    return _parse_request(signed.content, "registrar voucher-request").serial_number
+        inner = json.loads(signed.content)["ietf-voucher-request:voucher"]
+        serial, nonce = inner["serial-number"], inner.get("nonce")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        serial = nonce = None
+    if isinstance(serial, str) and (nonce is None or isinstance(nonce, str)):
+        return serial, nonce  # full YANG validation follows in verify_registrar_request
+    request = _parse_request(signed.content, "registrar voucher-request")
+    return request.serial_number, request.nonce
 
 
 def _issuer_chain(

@@ -36,6 +36,7 @@ from zerotouch_plugin.errors import (
     NotAcceptable,
     NotFound,
     PolicyRefused,
+    SchemaError,
     UnsupportedMediaType,
     UntrustedSigner,
 )
@@ -220,13 +221,12 @@ def _verify(
     body: bytes,
     tls_cert: x509.Certificate | None,
     now: datetime,
-    device: DeviceState | None = None,
-) -> tuple[masa.VerifiedRequest, DeviceState]:
-    """The registrar voucher-request verified, and the state of the device it names (read
-    unless given: it says which claimed domain may sign the request)."""
-    serial = masa.peek_serial(body)
-    if device is None or device.serial != serial:
-        device = ctx.repo.device(serial)
+    device: DeviceState,
+    peeked: tuple[str, str | None],
+) -> masa.VerifiedRequest:
+    """The registrar voucher-request verified against the device state the store read for the
+    serial and nonce ``peeked`` from it unverified (a claim names a domain whose registrars
+    are authenticated); the verified request must name that same serial and nonce."""
     trust = list(ctx.registrar_cas)
     if device.claim is not None:
         trust.append(x509.load_der_x509_certificate(device.claim.domain_cert))
@@ -237,7 +237,12 @@ def _verify(
         manufacturer_cas=ctx.manufacturer_cas,
         domain_trust=trust,
     )
-    return request, device
+    if (request.serial, request.nonce) != peeked:
+        raise SchemaError(
+            "the registrar voucher-request names another serial-number or nonce when verified "
+            "than when read first"
+        )
+    return request
 
 
 def _configured_registrar(
@@ -260,12 +265,15 @@ def _configured_registrar(
 def issue_voucher(
     ctx: MasaContext, body: bytes, tls_cert: x509.Certificate | None, now: datetime
 ) -> tuple[IssuedVoucher, bytes]:
-    """Verify, decide under the device lock, sign, and commit voucher + audit entry; the
-    voucher and the DER of the domain certificate it pins."""
-    request, _ = _verify(ctx, body, _configured_registrar(ctx, tls_cert, now), now)
+    """In one transaction, under the device lock: verify against the device's state, decide,
+    sign, and commit voucher + audit entry; the voucher and the DER of the domain
+    certificate it pins."""
+    peeked = masa.peek_request(body)
+    registrar = _configured_registrar(ctx, tls_cert, now)
     decided: list[IssueRecord] = []
 
     def decide(state: DeviceState) -> IssueRecord:
+        request = _verify(ctx, body, registrar, now, state, peeked)
         decision = masa.decide(request, state, ctx.rules, now=now)
         voucher = decision.voucher
         signed = cms.sign(voucher.to_json(), signer=ctx.signer, now=now)
@@ -278,18 +286,13 @@ def issue_voucher(
             nonce=voucher.nonce,
             assertion=str(voucher.assertion),
             take_ownership=decision.take_ownership,
+            request_cms=request.der,
+            idevid_issuer=request.idevid_issuer.hex() if request.idevid_issuer else None,
         )
         decided.append(record)
         return record
 
-    issued = ctx.repo.issue_voucher(
-        request.serial,
-        idevid_issuer=request.idevid_issuer.hex() if request.idevid_issuer else None,
-        request_cms=request.der,
-        nonce=request.nonce,
-        now=now,
-        decide=decide,
-    )
+    issued = ctx.repo.issue_voucher(peeked[0], nonce=peeked[1], now=now, decide=decide)
     pinned = decided[-1].domain_cert
     ctx.issued(issued.cms, pinned)
     return issued, pinned
@@ -301,14 +304,13 @@ def audit_log_for(
     """The RFC 8995 §5.8.1 log of the device the RVR names, for a domain that owned it,
     asked by a registrar of a domain the device was vouched to (TLS client certificate).
     What the answer depends on is read in one transaction, before the request is verified."""
-    found = ctx.repo.audit_view(masa.peek_serial(body))
-    request, device = _verify(
-        ctx, body, _configured_registrar(ctx, tls_cert, now), now, found.device
+    peeked = masa.peek_request(body)
+    found = ctx.repo.audit_view(peeked[0])
+    request = _verify(
+        ctx, body, _configured_registrar(ctx, tls_cert, now), now, found.device, peeked
     )
-    if device is not found.device:
-        found = ctx.repo.audit_view(request.serial)
     masa.check_audit_client(request, tls_cert, ctx.pinned(found.voucher_cms), now=now)
-    masa.check_audit_access(request, found.entries, ctx.rules, device.claim)
+    masa.check_audit_access(request, found.entries, ctx.rules, found.device.claim)
     return masa.audit_log(found.entries, max_events=ctx.config.audit_max_events)
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from zerotouch_plugin.roles.records import AuditEntry, ClaimRecord, DeviceState
 from zerotouch_plugin.store.db import Base, Database, UTCDateTime
@@ -109,6 +109,8 @@ class IssueRecord:
     nonce: str | None
     assertion: str
     take_ownership: bool  # first-come: this domain now owns the device
+    request_cms: bytes  # the registrar voucher-request, as received
+    idevid_issuer: str | None  # IDevID AKI keyIdentifier, hex (None: not known)
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,17 @@ class AuditView:
 Decide = Callable[[DeviceState], IssueRecord]
 
 
-class _Owner(Protocol):
-    """What ownership decisions read of a device row (ORM object or statement row)."""
+class _StateRow(Protocol):
+    """A row of ``_STATE``: the device, its claim (NULLs when none) and the nonce fact."""
 
     id: int
     owner_domain_id: str | None
     owner_domain_cert: bytes | None
     owner_since: datetime | None
+    claim_domain_id: str | None
+    claim_domain_cert: bytes
+    claimed_at: datetime
+    nonce_used_at: datetime | None
 
 
 class MasaRepository:
@@ -150,13 +156,16 @@ class MasaRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.create_all()
+        self._new_device = _NEW_DEVICE["postgresql" if db.is_postgresql else "sqlite"]
 
     # -- claims --------------------------------------------------------------------------
 
     def claim(self, serial: str, *, domain_id: str, domain_cert: bytes, now: datetime) -> None:
-        """Record (or replace, on resale) the claim that ``serial`` belongs to a domain."""
+        """Record (or replace, on resale) the claim that ``serial`` belongs to a domain; the
+        device row is written in the same transaction (``issue_voucher`` relies on it)."""
         with self.db.session() as s:
-            self._ensure_device(s, serial, now)
+            s.connection().execute(self._new_device, {"serial": serial, "first_seen": now})
+            s.scalars(_LOCK_DEVICE, {"serial": serial}).one()
             row = s.scalars(select(_Claim).where(_Claim.serial == serial).with_for_update()).first()
             if row is None:
                 s.add(
@@ -174,53 +183,51 @@ class MasaRepository:
 
     def device(self, serial: str) -> DeviceState:
         with self.db.read() as s:
-            device = s.connection().execute(_OWNER, {"serial": serial}).first()
-            return self._state(s, serial, device)
+            row = s.connection().execute(_STATE, {"serial": serial, "nonce": None}).first()
+            return _device_state(serial, row)
 
     # -- vouchers ------------------------------------------------------------------------
 
     def issue_voucher(
-        self,
-        serial: str,
-        *,
-        idevid_issuer: str | None,
-        request_cms: bytes,
-        nonce: str | None,
-        now: datetime,
-        decide: Decide,
+        self, serial: str, *, nonce: str | None, now: datetime, decide: Decide
     ) -> IssuedVoucher:
         """Decide under the device's row lock, then store voucher + audit entry, one commit.
 
-        ``decide`` sees whether ``nonce`` was used before (the lock makes that answer hold
-        across processes) and raises to refuse; then nothing is written.
+        ``decide`` sees the device's owner, claim and whether ``nonce`` was used before (the
+        lock makes those answers hold across processes) and raises to refuse; then nothing
+        is written. A device seen for the first time costs one statement before ``decide``.
         """
         with self.db.session() as s:
-            self._ensure_row(s, serial, now)
-            device = s.connection().execute(_LOCK_OWNER, {"serial": serial}).one()
-            record = decide(self._state(s, serial, device, nonce=nonce))
+            conn = s.connection()
+            key = conn.execute(self._new_device, {"serial": serial, "first_seen": now}).scalar()
+            if key is None:
+                row = conn.execute(_LOCK_STATE, {"serial": serial, "nonce": nonce}).one()
+                key, state = row.id, _device_state(serial, row)
+            else:
+                # A claim is written with its device row (``claim``): a new row has none.
+                state = _device_state(serial, None)
+            record = decide(state)
             changes: dict[str, object] = {}
-            if idevid_issuer is not None:
-                changes["idevid_issuer"] = idevid_issuer
+            if record.idevid_issuer is not None:
+                changes["idevid_issuer"] = record.idevid_issuer
             if record.take_ownership:
                 changes["owner_domain_id"] = record.domain_id
                 changes["owner_domain_cert"] = record.domain_cert
                 changes["owner_since"] = now
             if changes:
-                s.connection().execute(_UPDATE_DEVICE, {"key": device.id, **changes})
+                conn.execute(_UPDATE_DEVICE, {"key": key, **changes})
             entry = {
-                "device_id": device.id,
+                "device_id": key,
                 "domain_id": record.domain_id,
                 "nonce": record.nonce,
                 "assertion": record.assertion,
             }
-            voucher_id = s.connection().execute(
+            voucher_id = conn.execute(
                 _NEW_VOUCHER,
                 {**entry, "created_on": record.created_on, "expires_on": record.expires_on,
-                 "cms": record.voucher_cms, "request_cms": request_cms},
+                 "cms": record.voucher_cms, "request_cms": record.request_cms},
             ).scalar_one()  # fmt: skip
-            s.connection().execute(
-                _NEW_AUDIT, {**entry, "voucher_id": voucher_id, "date": record.created_on}
-            )
+            conn.execute(_NEW_AUDIT, {**entry, "voucher_id": voucher_id, "date": record.created_on})
             return IssuedVoucher(
                 id=voucher_id,
                 serial=serial,
@@ -250,15 +257,18 @@ class MasaRepository:
             ]
 
     def audit_view(self, serial: str) -> AuditView:
-        """The device, its vouchers and its audit log (RFC 8995 §5.8.1), one snapshot."""
+        """The device, its vouchers and its audit log (RFC 8995 §5.8.1), one snapshot of
+        two statements: every voucher is written with its audit entry, under the device
+        lock, so the log joined to the vouchers lists each voucher once, in issue order."""
         with self.db.read() as s:
             conn = s.connection()
-            device = conn.execute(_OWNER, {"serial": serial}).first()
-            return AuditView(
-                device=self._state(s, serial, device),
-                voucher_cms=list(conn.execute(_VOUCHER_CMS_OF, {"serial": serial}).scalars()),
-                entries=_audit_of(s, serial),
-            )
+            row = conn.execute(_STATE, {"serial": serial, "nonce": None}).first()
+            log = conn.execute(_AUDIT_WITH_CMS, {"serial": serial}).all()
+        return AuditView(
+            device=_device_state(serial, row),
+            voucher_cms=[r.cms for r in reversed(log)],
+            entries=[AuditEntry(r.date, r.domain_id, r.nonce, r.assertion) for r in log],
+        )
 
     def domain_certs(self) -> list[bytes]:
         """DER of every domain certificate the MASA knows: current owners' and claims'."""
@@ -275,65 +285,62 @@ class MasaRepository:
     def audit_entries(self, serial: str) -> list[AuditEntry]:
         """The device's audit log, newest first (the order RFC 8995 §5.8.1's example uses)."""
         with self.db.read() as s:
-            return _audit_of(s, serial)
+            return [
+                AuditEntry(*row) for row in s.connection().execute(_AUDIT_OF, {"serial": serial})
+            ]
 
-    # -- helpers -------------------------------------------------------------------------
 
-    def _ensure_device(self, s: Session, serial: str, now: datetime) -> _Device:
-        """The device row, created if missing, locked for the rest of the transaction.
-
-        INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely.
-        """
-        self._ensure_row(s, serial, now)
-        return s.scalars(_LOCK_DEVICE, {"serial": serial}).one()
-
-    def _ensure_row(self, s: Session, serial: str, now: datetime) -> None:
-        """INSERT ... ON CONFLICT DO NOTHING of the device row."""
-        insert = _NEW_DEVICE["postgresql" if self.db.is_postgresql else "sqlite"]
-        s.connection().execute(insert, {"serial": serial, "first_seen": now})
-
-    @staticmethod
-    def _state(
-        s: Session, serial: str, device: _Owner | None, *, nonce: str | None = None
-    ) -> DeviceState:
-        """The device's ownership and claim; ``device`` is its row (of ``_OWNER`` or
-        ``_LOCK_OWNER``), None when it was never seen."""
-        conn = s.connection()
-        claim = conn.execute(_CLAIM, {"serial": serial}).first()
-        used_at = None
-        if device is not None and nonce is not None:
-            used_at = conn.execute(_NONCE_USED, {"device": device.id, "nonce": nonce}).scalar()
-        return DeviceState(
-            serial=serial,
-            owner_domain_id=device.owner_domain_id if device else None,
-            owner_domain_cert=device.owner_domain_cert if device else None,
-            owner_since=device.owner_since if device else None,
-            claim=None if claim is None else ClaimRecord(*claim),
-            nonce_used_at=used_at,
-        )
+def _device_state(serial: str, row: _StateRow | None) -> DeviceState:
+    """The DeviceState of a ``_STATE`` / ``_LOCK_STATE`` row; None: a device never seen."""
+    if row is None:
+        return DeviceState(serial, None, None, None, None)
+    claim = None
+    if row.claim_domain_id is not None:
+        claim = ClaimRecord(serial, row.claim_domain_id, row.claim_domain_cert, row.claimed_at)
+    return DeviceState(
+        serial=serial,
+        owner_domain_id=row.owner_domain_id,
+        owner_domain_cert=row.owner_domain_cert,
+        owner_since=row.owner_since,
+        claim=claim,
+        nonce_used_at=row.nonce_used_at,
+    )
 
 
 # Built once: the hot path only binds values.
-_DEVICE = select(_Device).where(_Device.serial == bindparam("serial"))
-_LOCK_DEVICE = _DEVICE.with_for_update()
+_LOCK_DEVICE = select(_Device).where(_Device.serial == bindparam("serial")).with_for_update()
+# INSERT ... ON CONFLICT DO NOTHING: two processes may race on a new serial safely; the key
+# comes back only when this transaction created the row.
 _NEW_DEVICE = {
-    name: insert(_Device).on_conflict_do_nothing(index_elements=["serial"])
+    name: insert(_Device).on_conflict_do_nothing(index_elements=["serial"]).returning(_Device.id)
     for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
-_OWNER = select(
-    _Device.id, _Device.owner_domain_id, _Device.owner_domain_cert, _Device.owner_since
-).where(_Device.serial == bindparam("serial"))
-_LOCK_OWNER = _OWNER.with_for_update()
+# Owner, claim and (RFC 8995 §5.6) when a voucher with the request's nonce was issued, in
+# one statement; a NULL nonce matches no voucher.
+_STATE = (
+    select(
+        _Device.id,
+        _Device.owner_domain_id,
+        _Device.owner_domain_cert,
+        _Device.owner_since,
+        _Claim.domain_id.label("claim_domain_id"),
+        _Claim.domain_cert.label("claim_domain_cert"),
+        _Claim.claimed_at,
+        select(_Voucher.created_on)
+        .where(_Voucher.device_id == _Device.id, _Voucher.nonce == bindparam("nonce"))
+        .limit(1)
+        .scalar_subquery()
+        .label("nonce_used_at"),
+    )
+    .outerjoin(_Claim, _Claim.serial == _Device.serial)
+    .where(_Device.serial == bindparam("serial"))
+)
+_LOCK_STATE = _STATE.with_for_update(of=_Device)
 _UPDATE_DEVICE = update(_Device).where(_Device.id == bindparam("key"))
 _NEW_VOUCHER = sa_insert(_Voucher).returning(_Voucher.id)
 _NEW_AUDIT = sa_insert(_Audit)
 _CLAIM = select(_Claim.serial, _Claim.domain_id, _Claim.domain_cert, _Claim.claimed_at).where(
     _Claim.serial == bindparam("serial")
-)
-_NONCE_USED = (
-    select(_Voucher.created_on)
-    .where(_Voucher.device_id == bindparam("device"), _Voucher.nonce == bindparam("nonce"))
-    .limit(1)
 )
 
 
@@ -346,19 +353,12 @@ def _vouchers_of(serial: str) -> Select[_Voucher]:
     )
 
 
-_VOUCHER_CMS_OF = (
-    select(_Voucher.cms)
-    .join(_Device, _Voucher.device_id == _Device.id)
-    .where(_Device.serial == bindparam("serial"))
-    .order_by(_Voucher.id)
-)
 _AUDIT_OF = (
     select(_Audit.date, _Audit.domain_id, _Audit.nonce, _Audit.assertion)
     .join(_Device, _Audit.device_id == _Device.id)
     .where(_Device.serial == bindparam("serial"))
     .order_by(_Audit.id.desc())
 )
-
-
-def _audit_of(s: Session, serial: str) -> list[AuditEntry]:
-    return [AuditEntry(*row) for row in s.connection().execute(_AUDIT_OF, {"serial": serial})]
+_AUDIT_WITH_CMS = _AUDIT_OF.add_columns(_Voucher.cms).join(
+    _Voucher, _Voucher.id == _Audit.voucher_id
+)

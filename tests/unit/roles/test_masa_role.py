@@ -121,17 +121,18 @@ def test_domain_id_is_the_ski_or_spki_sha256(world: World) -> None:
     assert masa.domain_id(cert) == base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-def test_peek_serial_reads_without_checks(world: World) -> None:
-    assert masa.peek_serial(world.good_rvr()) == SERIAL
+def test_peek_request_reads_without_checks(world: World) -> None:
+    assert masa.peek_request(world.good_rvr()) == (SERIAL, NONCE)
+    assert masa.peek_request(world.rvr(world.pvr(), nonce=None)) == (SERIAL, None)
     with pytest.raises(NotCMS):
-        masa.peek_serial(b"not a cms")
+        masa.peek_request(b"not a cms")
     no_serial = cms.sign(
         b'{"ietf-voucher-request:voucher": {"assertion": "proximity"}}',
         signer=world.domain().registrar_with_ca,
         now=NOW,
     )
     with pytest.raises(SchemaError) as info:
-        masa.peek_serial(no_serial)
+        masa.peek_request(no_serial)
     assert info.value.http_status == 400
 
 

@@ -7,8 +7,10 @@ import multiprocessing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from zerotouch_plugin.errors import PolicyRefused
 from zerotouch_plugin.store.db import Database, open_database
@@ -46,6 +48,8 @@ def first_come(domain: str, *, nonce: str | None = "n1", when: datetime = NOW): 
             nonce=nonce,
             assertion="proximity",
             take_ownership=state.owner_domain_id is None,
+            request_cms=b"rvr",
+            idevid_issuer="abcd",
         )
 
     return decide
@@ -54,8 +58,6 @@ def first_come(domain: str, *, nonce: str | None = "n1", when: datetime = NOW): 
 def issue(repo: MasaRepository, serial: str, domain: str, **kwargs: object) -> object:
     return repo.issue_voucher(
         serial,
-        idevid_issuer="abcd",
-        request_cms=b"rvr",
         nonce=kwargs.get("nonce", "n1"),  # type: ignore[arg-type]
         now=NOW,
         decide=first_come(domain, **kwargs),  # type: ignore[arg-type]
@@ -107,9 +109,7 @@ def test_decide_is_told_when_the_nonce_was_used_before(repo: MasaRepository) -> 
             raise PolicyRefused("only looking")
 
         with pytest.raises(PolicyRefused):
-            repo.issue_voucher(
-                serial, idevid_issuer=None, request_cms=b"rvr", nonce=nonce, now=NOW, decide=decide
-            )
+            repo.issue_voucher(serial, nonce=nonce, now=NOW, decide=decide)
 
     spy("used")
     spy("fresh")
@@ -174,3 +174,35 @@ def test_processes_racing_first_come_never_share_a_device(db_url: str) -> None:
         assert repo.device(serial).owner_domain_id == vouchers[0].domain_id
         assert [e.domain_id for e in repo.audit_entries(serial)] == [vouchers[0].domain_id]
     db.dispose()
+
+
+def test_decide_runs_after_one_statement_for_a_new_device_and_two_for_a_known_one(
+    repo: MasaRepository,
+) -> None:
+    """The device row, its claim and the nonce fact are read with as few statements as the
+    lock allows: a row just created has no claim and no vouchers."""
+    repo.claim("SN9", domain_id="dom-a", domain_cert=b"A", now=NOW)
+    statements: list[str] = []
+    before: list[list[str]] = []
+    states: list[DeviceState] = []
+
+    def on_execute(*args: Any) -> None:
+        sql = str(args[2]).lstrip().upper()
+        if not sql.startswith("BEGIN"):
+            statements.append(sql.split()[0])
+
+    def decide(state: DeviceState) -> IssueRecord:
+        before.append(list(statements))
+        states.append(state)
+        return first_come("dom-a")(state)  # type: ignore[no-any-return]
+
+    event.listen(repo.db.engine, "before_cursor_execute", on_execute)
+    try:
+        for serial in ("SN8", "SN9"):
+            statements.clear()
+            repo.issue_voucher(serial, nonce="n1", now=NOW, decide=decide)
+    finally:
+        event.remove(repo.db.engine, "before_cursor_execute", on_execute)
+    assert before == [["INSERT"], ["INSERT", "SELECT"]]
+    assert states[0] == DeviceState("SN8", None, None, None, None)
+    assert states[1].claim == repo.claim_for("SN9") and states[1].nonce_used_at is None
