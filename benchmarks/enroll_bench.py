@@ -138,6 +138,7 @@ class Report:
     failures: dict[str, int] = field(default_factory=dict)
     processes: list[ProcessUse] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
+    pledge_dir: str = "beside the servers' files"
 
     def missed(self) -> list[str]:
         """Targets this run missed, one line each."""
@@ -396,7 +397,7 @@ async def burst(
     return time.perf_counter() - start, latencies, failures
 
 
-async def measure(root: Path, args: argparse.Namespace) -> Report:
+async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Report:
     """MASA and registrars as ``zerotouch ... serve`` processes, then the baselines, single
     enrollments and the burst against them."""
     services = Services(root)
@@ -413,7 +414,7 @@ async def measure(root: Path, args: argparse.Namespace) -> Report:
     for config_file in (root / "V" / "masa.toml", root / "R" / "registrar.toml"):
         with config_file.open("a", encoding="utf-8") as fh:
             fh.write(f"\n[limits]\nmax_connections_per_ip = {LOOPBACK_CONNECTIONS}\n")
-    pledges = make_pledges(root / "V", root / "P", 2 * args.singles + args.pledges + 2, masa_url)
+    pledges = make_pledges(root / "V", pledge_root, 2 * args.singles + args.pledges + 2, masa_url)
     handshakes = tls_handshake_rate(pledges[0], pledges[1], 200)
     sign_rate, verify_rate = ecdsa_rates(500)
     try:
@@ -489,6 +490,7 @@ async def measure(root: Path, args: argparse.Namespace) -> Report:
 def show(report: Report) -> None:
     r = report
     print(f"enroll_bench on {r.cpus} CPU(s), loopback, P-256, {r.registrars} registrar(s), {r.db}")
+    print(f"  pledges' files: {r.pledge_dir}")
     print(f"  baseline HTTPS round trip (new TLS + GET cacerts): {r.rtt_ms:8.1f} ms")
     print(
         f"  baseline ECDSA P-256: {r.ecdsa_sign_per_s:7.0f} sign/s {r.ecdsa_verify_per_s:7.0f}"
@@ -572,6 +574,11 @@ def main() -> int:
     parser.add_argument("--registrars", type=int, default=1, help="registrar processes")
     parser.add_argument("--db", help="registrar database URL (default: SQLite registrar.db)")
     parser.add_argument("--singles", type=int, default=5, help="single enrollments timed")
+    parser.add_argument(
+        "--pledge-dir",
+        help="folder for the pledges' files (default: beside the servers'; /dev/shm keeps "
+        "the pledges' fsyncs off the servers' disk, as on a site where each has its own)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
@@ -581,9 +588,15 @@ def main() -> int:
     if min(args.pledges, args.concurrency, args.registrars, args.singles) < 1:
         parser.error("--pledges, --concurrency, --registrars and --singles must be at least 1")
 
-    with tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp, own_schema(args.db) as db:
+    with (
+        tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp,
+        tempfile.TemporaryDirectory(prefix="zt-pledges-", dir=args.pledge_dir) as pledge_tmp,
+        own_schema(args.db) as db,
+    ):
         args.db = db
-        report = asyncio.run(measure(Path(tmp), args))
+        report = asyncio.run(measure(Path(tmp), Path(pledge_tmp), args))
+        if args.pledge_dir:
+            report.pledge_dir = args.pledge_dir
         if args.db:
             report.db = make_url(args.db).set(query={}).render_as_string(hide_password=True)
     if args.json:
