@@ -1,0 +1,45 @@
+"""benchmarks/enroll_bench.py stays runnable: a short run prints the simulated pledges' CPU
+and, with --trace, the timeline of one enrollment, each step with its figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+STEPS = [
+    "TLS handshake (provisional)",
+    "requestvoucher (registrar -> MASA voucher)",
+    "voucher_status",
+    "cacerts",
+    "csrattrs",
+    "simpleenroll",
+    "pledge: install the LDevID (files written, fsync)",
+    "enrollstatus",
+]
+
+
+def test_enroll_bench_short_run_with_trace(repo_root: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / "enroll_bench.py"), "--pledges", "4",
+         "--concurrency", "2", "--singles", "2", "--trace", "--pledge-dir", str(tmp_path),
+         "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["failures"] == {}
+    assert figures["pledge_dir"] == str(tmp_path)
+    assert figures["pledge_cpu_ms"] > 0 and figures["single_pledge_cpu_ms"] > 0
+    trace = figures["trace"]
+    names = [step["step"] for step in trace]
+    assert [name for name in names if name in STEPS] == STEPS
+    by_name = {step["step"]: step for step in trace}
+    assert all(by_name[name]["network"] for name in STEPS if not name.startswith("pledge:"))
+    assert not by_name["pledge: install the LDevID (files written, fsync)"]["network"]
+    # the registrar calls the MASA for the voucher: both servers worked in that step
+    voucher = by_name["requestvoucher (registrar -> MASA voucher)"]["server_cpu_ms"]
+    assert set(voucher) == {"masa", "registrar0"} and min(voucher.values()) > 0
+    assert all(step["wall_ms"] >= 0 and step["pledge_cpu_ms"] >= 0 for step in trace)
+    assert list(tmp_path.iterdir()) == []  # the pledges' folder is removed after the run
