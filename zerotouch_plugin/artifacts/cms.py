@@ -290,9 +290,29 @@ def _load_cert(der: bytes) -> x509.Certificate:
         raise NotCMS(f"an embedded certificate is malformed: {exc}") from exc
 
 
-def _parse(data: bytes) -> tuple[_cms.ParsedSignedData, tuple[x509.Certificate, ...]]:
+# Parses kept by ``_parse``: a few hundred voucher-requests of a burst, none larger than this.
+_PARSES_KEPT = 256
+_PARSE_KEPT_MAX_BYTES = 16 * 1024
+
+_Parsed = tuple[_cms.ParsedSignedData, tuple[x509.Certificate, ...]]
+
+
+def _parse(data: bytes) -> _Parsed:
+    der = _to_der(data)
+    return _parse_kept(der) if len(der) <= _PARSE_KEPT_MAX_BYTES else _parse_der(der)
+
+
+@lru_cache(maxsize=_PARSES_KEPT)
+def _parse_kept(der: bytes) -> _Parsed:
+    """``_parse_der`` kept by the exact bytes: a MASA reads one registrar voucher-request when
+    it looks up the device, when it verifies it and again for the audit log (RFC 8995
+    §5.8.1). Only the immutable parse is kept (a failure is not): every check runs each time."""
+    return _parse_der(der)
+
+
+def _parse_der(der: bytes) -> _Parsed:
     # parse_signed_data checks the ContentInfo itself (what decode() would check).
-    parsed = _cms.parse_signed_data(_to_der(data))
+    parsed = _cms.parse_signed_data(der)
     if parsed.content is None:
         # RFC 8366 §8.3: the voucher is encapsulated; detached signatures are not vouchers.
         raise NotCMS("SignedData has no encapsulated content (detached signature)")

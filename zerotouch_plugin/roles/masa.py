@@ -184,7 +184,7 @@ def _issuer_chain(
     while current.issuer != current.subject and len(chain) <= len(bag):
         parent = None
         for candidate in bag:
-            if candidate.subject != current.issuer or certs.der(candidate) == certs.der(current):
+            if candidate == current or candidate.subject != current.issuer:
                 continue
             try:
                 current.verify_directly_issued_by(candidate)
@@ -285,7 +285,7 @@ def _verify_registrar(
                 f"registrar certificate {certs.describe(registrar)} is not valid at "
                 f"{format_datetime(now)}"
             )
-    if tls_client_cert is not None and certs.der(tls_client_cert) != certs.der(registrar):
+    if tls_client_cert is not None and tls_client_cert != registrar:
         _check_same_domain(tls_client_cert, registrar, trusted, signed.certificates, now)
     if tls_client_cert is not None and trusted is None:
         # The TLS layer only passes client certificates that chain to a configured CA.
@@ -479,6 +479,7 @@ def decide(
     if rules.policy == "claims" and not request.for_escrow:
         _check_claim(request, device.claim)
     pinned = pinned_certificate(request, rules, device.claim)
+    pinned_der = certs.der(pinned)
     dom = domain_id(pinned)
     take_ownership = False
     if rules.policy == "first-come":
@@ -501,7 +502,7 @@ def decide(
         created_on=now,
         assertion=assertion,
         serial_number=request.serial,
-        pinned_domain_cert=certs.der(pinned),
+        pinned_domain_cert=pinned_der,
         # RFC 8366 §5.3: a voucher without a nonce must expire.
         expires_on=_expires_on(request, rules, now),
         domain_cert_revocation_checks=False,  # RFC 8995 §5.6: MAY be false
@@ -509,7 +510,7 @@ def decide(
         tolerances=tolerances,
     )
     return Decision(
-        voucher=voucher, domain_id=dom, domain_cert=certs.der(pinned), take_ownership=take_ownership
+        voucher=voucher, domain_id=dom, domain_cert=pinned_der, take_ownership=take_ownership
     )
 
 
@@ -582,7 +583,7 @@ def check_audit_client(
     if not pinned:
         raise refusal
     for anchor in pinned:
-        if certs.der(anchor) == certs.der(tls_client_cert):
+        if anchor == tls_client_cert:
             return  # pin "registrar": the pinned certificate is the registrar's own
     try:
         certs.verify_chain(
