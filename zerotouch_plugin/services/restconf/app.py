@@ -78,6 +78,7 @@ from zerotouch_plugin.device.restconf_query import (
     parse_depth,
     with_defaults,
 )
+from zerotouch_plugin.device.restconf_state import publish_restconf_state
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import node_to_xml, tree_from_xml, tree_to_xml
 from zerotouch_plugin.errors import (
@@ -101,7 +102,6 @@ from zerotouch_plugin.services.netconf.certmap import map_certificate, peer_cert
 from zerotouch_plugin.services.restconf.wire import (
     ACCEPT_MEDIA,
     ACCEPT_PATCH,
-    CAPABILITIES,
     MEDIA_JSON,
     MEDIA_XML,
     REQUEST_MEDIA,
@@ -702,8 +702,7 @@ def restconf_app(
             state.last_modified = datetime.now(UTC)
 
     datastores.subscribe(touched)
-    if "ietf-restconf-monitoring" in schema.by_name:
-        datastores.publish_state("ietf-restconf-monitoring", _monitoring_state())
+    publish_restconf_state(datastores)
     api = _Restconf(state)
     app.router.add_get("/.well-known/host-meta", api.host_meta)
     app.router.add_get("/restconf", api.root)
@@ -714,15 +713,6 @@ def restconf_app(
     app.router.add_post("/restconf/operations/{name}", api.invoke)
     app.router.add_get("/restconf/yang-library-version", api.library_version)
     return app
-
-
-def _monitoring_state() -> Tree:
-    """RFC 8040 §9.1: capabilities; no ``streams`` (the server has no event streams)."""
-    return {
-        "ietf-restconf-monitoring:restconf-state": {
-            "capabilities": {"capability": list(CAPABILITIES)}
-        }
-    }
 
 
 async def start_restconf(

@@ -1,6 +1,7 @@
 """What RESTCONF puts on the wire, without the HTTP server: media types, the capability
-URIs, the error-tag to status table (RFC 8040 §7), ``ietf-restconf:errors`` documents, and
-the hardened parsing of request bodies (RFC 7951 JSON, XML without DTDs)."""
+URIs (from ``device/restconf_state.py``), the error-tag to status table (RFC 8040 §7),
+``ietf-restconf:errors`` documents, and the hardened parsing of request bodies (RFC 7951
+JSON, XML without DTDs)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from xml.sax.saxutils import escape, quoteattr
 from lxml import etree
 
 from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
+from zerotouch_plugin.device.restconf_state import CAPABILITIES
 from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
 from zerotouch_plugin.errors import (
     AccessDenied,
@@ -51,12 +53,6 @@ Tree = dict[str, Any]
 MEDIA_JSON: Final = "application/yang-data+json"
 MEDIA_XML: Final = "application/yang-data+xml"
 RESTCONF_NS: Final = "urn:ietf:params:xml:ns:yang:ietf-restconf"
-# RFC 8040 §9.1.1: the capabilities of this server, and only those (no fields, filter, replay).
-CAPABILITIES: Final = (
-    "urn:ietf:params:restconf:capability:defaults:1.0?basic-mode=explicit",  # §9.1.2
-    "urn:ietf:params:restconf:capability:depth:1.0",  # §4.8.2
-    "urn:ietf:params:restconf:capability:with-defaults:1.0",  # §4.8.9 (explicit, report-all)
-)
 # RFC 7235 §3.1: a 401 carries a challenge; there is no registered scheme for TLS client
 # certificates (RFC 8040 §2.5), so this one says what the client has to present.
 WWW_AUTHENTICATE: Final = f'{AUTH_SCHEME} realm="restconf"'
