@@ -7,7 +7,9 @@ WAL mode with ``synchronous=FULL``; PostgreSQL keeps its default ``synchronous_c
 Several processes may share one database. SQLite sessions start with ``BEGIN IMMEDIATE`` so
 writers queue behind one another instead of failing on a lock upgrade; ``Database.read()``
 sessions, which only read, start with a deferred ``BEGIN`` instead: in WAL mode a reader sees
-the last commit and neither waits for a writer nor holds one up. On PostgreSQL,
+the last commit and neither waits for a writer nor holds one up. The request paths that run
+for every enrollment use ``Database.write()`` and ``Database.snapshot()`` instead: the same
+transactions over a plain Core ``Connection``, without the ORM session's bookkeeping. On PostgreSQL,
 repositories rely on transactions, unique constraints and ``SELECT ... FOR UPDATE`` rather
 than anything held in memory.
 """
@@ -19,13 +21,13 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
@@ -33,7 +35,14 @@ from sqlalchemy.types import TypeDecorator
 
 from zerotouch_plugin.errors import ConfigError, StorageError, StorageUnavailable
 
-__all__ = ["Base", "Database", "UTCDateTime", "open_database", "open_role_database"]
+__all__ = [
+    "Base",
+    "Database",
+    "UTCDateTime",
+    "after_commit",
+    "open_database",
+    "open_role_database",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,12 @@ _WAL_RETRY_SECONDS = 0.02
 _UNAVAILABLE_RETRY_AFTER = 5
 # Execution option of the engine ``Database.read()`` sessions use: begin a deferred transaction.
 _READ_ONLY = "zerotouch_read_only"
+# ``Connection.info`` key: what to call once the transaction on the connection has committed.
+_AFTER_COMMIT = "zerotouch_after_commit"
+# ``Session.info`` key: the connection the session's transaction runs on.
+_CONNECTION = "zerotouch_connection"
+# How a statement that writes begins (the read-only check of ``Database.snapshot()``).
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
 # URL scheme spellings accepted for PostgreSQL -> the driver SQLAlchemy should use.
 _POSTGRES_SCHEMES = {
@@ -84,10 +99,13 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        event.listen(engine, "before_cursor_execute", _refuse_write_in_snapshot)
+        event.listen(engine, "rollback", _forget_after_commit)
+        self._read_engine = engine.execution_options(**{_READ_ONLY: True})
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
-        self._reads = sessionmaker(
-            bind=engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
-        )
+        self._reads = sessionmaker(bind=self._read_engine, expire_on_commit=False)
+        for factory in (self._sessions, self._reads):
+            event.listen(factory, "after_begin", _note_connection)
         event.listen(self._reads, "before_flush", _refuse_flush)
         event.listen(self._reads, "do_orm_execute", _refuse_write_statement)
 
@@ -114,24 +132,67 @@ class Database:
             yield session
 
     @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """``session()`` over a Core connection: statements only, no ORM unit of work."""
+        with self._connection(self.engine) as conn:
+            yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """``read()`` over a Core connection; a statement that writes raises ``StorageError``."""
+        with self._connection(self._read_engine) as conn:
+            yield conn
+
+    @contextmanager
+    def _connection(self, engine: Engine) -> Iterator[Connection]:
+        with self._mapped_errors(), engine.connect() as conn:
+            try:
+                conn.begin()
+                yield conn
+                callbacks = _take_after_commit(conn)
+                conn.commit()
+            except OperationalError:
+                _rollback_quietly(conn)
+                raise
+            except BaseException:
+                conn.rollback()
+                raise
+        for callback in callbacks:
+            callback()
+
+    @contextmanager
     def _transaction(self, session: Session) -> Iterator[Session]:
+        with self._mapped_errors():
+            try:
+                yield session
+                session.flush()  # events of the flush are added to the transaction first
+                conn = session.info.pop(_CONNECTION, None)
+                callbacks = [] if conn is None else _take_after_commit(conn)
+                session.commit()
+            except OperationalError:
+                _rollback_quietly(session)
+                raise
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+        for callback in callbacks:
+            callback()
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """The database's failures as the project's errors (a Core connection rolls back
+        when its block is left by an exception)."""
         try:
-            yield session
-            session.commit()
+            yield
         except OperationalError as exc:
             # the database, not the data, failed: the rolled-back request can be repeated
-            _rollback_quietly(session)
             raise StorageUnavailable(
                 f"database {self.url}: {exc.orig}", retry_after=_UNAVAILABLE_RETRY_AFTER
             ) from exc
         except DBAPIError as exc:
-            session.rollback()
             raise StorageError(f"database {self.url}: {exc.orig}") from exc
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
 
     def create_all(self) -> None:
         """Create every table registered on ``Base`` that does not exist yet (idempotent).
@@ -163,11 +224,38 @@ def _refuse_write_statement(state: ORMExecuteState) -> None:
         raise StorageError("a read-only transaction was given a statement that writes")
 
 
-def _rollback_quietly(session: Session) -> None:
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` (once, in this thread) after the transaction on ``conn`` commits;
+    never when it rolls back."""
+    conn.info.setdefault(_AFTER_COMMIT, {})[callback] = None
+
+
+def _take_after_commit(conn: Connection) -> list[Callable[[], None]]:
+    return list(conn.info.pop(_AFTER_COMMIT, ()))
+
+
+def _forget_after_commit(conn: Connection) -> None:
+    # a connection the database dropped has no info left to forget
+    with suppress(SQLAlchemyError):
+        conn.info.pop(_AFTER_COMMIT, None)
+
+
+def _note_connection(session: Session, _transaction: Any, conn: Connection) -> None:
+    session.info[_CONNECTION] = conn
+
+
+def _refuse_write_in_snapshot(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    if conn.get_execution_options().get(_READ_ONLY) and statement.lstrip().upper().startswith(
+        _WRITES
+    ):
+        raise StorageError("a read-only transaction was given a statement that writes")
+
+
+def _rollback_quietly(transaction: Session | Connection) -> None:
     """Roll back after the database failed; on a lost connection the rollback fails too,
     and the error worth reporting is the first one."""
     try:
-        session.rollback()
+        transaction.rollback()
     except DBAPIError as exc:
         log.debug("rollback after a database failure failed too: %s", exc.orig)
 

@@ -1,12 +1,14 @@
 """Device events pushed to the admin API's subscribers: ``GET /admin/events`` as server-sent
 events (the WHATWG HTML "server-sent events" format, ``text/event-stream``).
 
-One reader per registrar process tails the events table (store/registrar/events.py): woken
-by every commit of this process that wrote events, and every ``events.poll`` seconds for
-those of other processes sharing the database. It hands each event to every subscriber's
-queue. A subscriber that resumes (``Last-Event-ID``, or ``?after=N``) first gets what the
-table holds after that id, then the live events, so a reconnect misses nothing the table
-still holds (``events.retention_days``, ``events.max_events``).
+One reader per registrar process tails the events table (store/registrar/events.py): woken by
+every commit of this process that wrote events, and every ``events.poll`` seconds for those of
+other processes sharing the database. It hands each event to every subscriber's queue. While
+nobody subscribes it reads nothing (an enrollment costs no read of the table); the first
+subscriber moves its mark to the newest event before it is served. A subscriber that resumes
+(``Last-Event-ID``, or ``?after=N``) first gets what the table holds after that id, then the
+live events, so a reconnect misses nothing the table still holds (``events.retention_days``,
+``events.max_events``).
 
 Bounded: at most ``events.max_subscribers`` streams (more get 503), each with a queue of
 ``events.subscriber_queue`` events. A stream whose queue is full (a burst) is no longer fed;
@@ -77,14 +79,22 @@ class Subscriber:
 
 
 class CommitWatch:
-    """A task that runs ``step`` at once when this process commits events, and at least
-    every ``poll`` seconds (for what other registrar processes commit), until closed; a
-    failing step (the database away for a while) is logged and tried again."""
+    """A task that runs ``step`` at once when this process commits events (while
+    ``wanted()``), and at least every ``poll`` seconds (for what other registrar processes
+    commit), until closed; a failing step (the database away for a while) is logged and
+    tried again."""
 
-    def __init__(self, name: str, poll: float, step: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        poll: float,
+        step: Callable[[], Awaitable[None]],
+        wanted: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._name = name
         self._poll = poll
         self._step = step
+        self._wanted = wanted
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unregister: Callable[[], None] | None = None
@@ -93,8 +103,9 @@ class CommitWatch:
         loop = asyncio.get_running_loop()
 
         def committed() -> None:  # in the thread that committed; the loop may be closed
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake.set)
+            if self._wanted():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._wake.set)
 
         self._unregister = on_events_committed(committed)
         self._task = asyncio.create_task(self._run(), name=self._name)
@@ -130,7 +141,9 @@ class EventHub:
         self._subscribers: set[Subscriber] = set()
         self._last = 0
         self._next_prune = 0.0
-        self._watch = CommitWatch("registrar events", config.poll, self._tick)
+        self._watch = CommitWatch(
+            "registrar events", config.poll, self._tick, lambda: bool(self._subscribers)
+        )
         self.dropped_total = 0
 
     @property
@@ -169,8 +182,19 @@ class EventHub:
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
 
+    async def _mark_newest(self) -> None:
+        """Before the first subscriber: the reader read nothing while nobody listened, so its
+        mark moves to the newest event (a subscriber that came meanwhile keeps the reader's
+        mark; events it gets twice are passed over by id)."""
+        if self._subscribers:
+            return
+        newest = await in_thread(self._repo.last_event_id)
+        if not self._subscribers:
+            self._last = max(self._last, newest)
+
     async def _tick(self) -> None:
-        await self._read()
+        if self._subscribers:
+            await self._read()
         now = asyncio.get_running_loop().time()
         if now >= self._next_prune:
             self._next_prune = now + _PRUNE_EVERY
@@ -182,7 +206,7 @@ class EventHub:
             for event in batch:
                 for sub in self._subscribers:
                     sub.offer(event)
-                self._last = event.id
+                self._last = max(self._last, event.id)
             if len(batch) < _PAGE:
                 return
 
@@ -198,6 +222,7 @@ class EventHub:
         """Serve one subscriber until it disconnects, is dropped, or the registrar stops."""
         after = _resume_point(request)
         wanted = _filter(request)
+        await self._mark_newest()
         sub, mark = self.subscribe()
         sub.task = asyncio.current_task()
         response = web.StreamResponse(

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Select, bindparam, delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
 
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.models import (
@@ -31,11 +30,13 @@ class AddressRecords(Records):
                 s.scalars(
                     select(ManagementModel).where(ManagementModel.serial == serial)
                 ).one_or_none(),
-                ports_of(s, PORTS.where(ManagementPortModel.serial == serial)).get(serial),
+                ports_of(s.connection(), PORTS.where(ManagementPortModel.serial == serial)).get(
+                    serial
+                ),
             )
 
 
-def set_management(s: Session, serial: str, reported: ManagementRow) -> None:
+def set_management(conn: Connection, serial: str, reported: ManagementRow) -> None:
     """Upsert under the device's row lock, which every writer of this serial takes first (so
     the UPDATE-else-INSERT cannot race), with statements instead of ORM flushes."""
     address = {
@@ -44,7 +45,6 @@ def set_management(s: Session, serial: str, reported: ManagementRow) -> None:
         "netconf_tls_port": reported.netconf_tls_port,
         "restconf_port": reported.restconf_port,
     }
-    conn = s.connection()
     if not conn.execute(_UPDATE_MANAGEMENT, {"key": serial, **address}).rowcount:  # type: ignore[attr-defined]
         conn.execute(_NEW_MANAGEMENT, {"serial": serial, **address})
     conn.execute(_DROP_PORTS, {"serial": serial})
@@ -64,12 +64,12 @@ _DROP_PORTS = delete(ManagementPortModel).where(ManagementPortModel.serial == bi
 
 
 def ports_of(
-    s: Session, ports: Select[str, str, int], params: Mapping[str, object] | None = None
+    conn: Connection, ports: Select[str, str, int], params: Mapping[str, object] | None = None
 ) -> dict[str, dict[str, int]]:
     """serial -> {listener: port} of the registrar_management_ports rows ``ports`` (``PORTS``
     with a WHERE, built once where it is hot) selects with its bound ``params``."""
     found: dict[str, dict[str, int]] = {}
-    for serial, listener, port in s.connection().execute(ports, params):
+    for serial, listener, port in conn.execute(ports, params):
         found.setdefault(serial, {})[listener] = port
     return found
 

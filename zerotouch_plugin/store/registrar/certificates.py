@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text, insert, select
+from sqlalchemy import Connection, Integer, Row, String, Text, bindparam, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.errors import Conflict, NotFound
@@ -44,6 +44,22 @@ class CertificateEventModel(Base):
 
 
 _NEW_CERTIFICATE = insert(CertificateModel)
+_ISSUED = select(
+    CertificateModel.serial,
+    CertificateModel.kind,
+    CertificateModel.issued_at,
+    CertificateModel.not_after,
+).where(CertificateModel.fingerprint == bindparam("fingerprint"))
+# The first revocation of a certificate: its time and reason.
+_REVOKED = (
+    select(CertificateEventModel.at, CertificateEventModel.detail)
+    .where(
+        CertificateEventModel.fingerprint == bindparam("fingerprint"),
+        CertificateEventModel.event == EVENT_REVOKED,
+    )
+    .order_by(CertificateEventModel.id)
+    .limit(1)
+)
 
 
 def _revoke(s: Session, row: CertificateModel, *, reason: str, now: datetime) -> None:
@@ -55,16 +71,9 @@ def _revoke(s: Session, row: CertificateModel, *, reason: str, now: datetime) ->
     )  # fmt: skip
 
 
-def _revocation(s: Session, fingerprint: str) -> CertificateEventModel | None:
-    return s.scalars(
-        select(CertificateEventModel)
-        .where(
-            CertificateEventModel.fingerprint == fingerprint,
-            CertificateEventModel.event == EVENT_REVOKED,
-        )
-        .order_by(CertificateEventModel.id)
-        .limit(1)
-    ).one_or_none()
+def _revocation(conn: Connection, fingerprint: str) -> Row[datetime, str] | None:
+    """When and why the certificate with ``fingerprint`` was revoked first, if it was."""
+    return conn.execute(_REVOKED, {"fingerprint": fingerprint}).one_or_none()
 
 
 class CertificateRecords(Records):
@@ -89,9 +98,9 @@ class CertificateRecords(Records):
             "enroll_status_at": None,
             "enroll_confirmed": None,
         }
-        with self.db.session() as s:
-            move_device(s, serial, lock_state(s, serial), advance, now, None, values)
-            s.connection().execute(
+        with self.db.write() as conn:
+            move_device(conn, serial, lock_state(conn, serial), advance, now, None, values)
+            conn.execute(
                 _NEW_CERTIFICATE,
                 {
                     "serial": serial,
@@ -130,7 +139,7 @@ class CertificateRecords(Records):
             ).one_or_none()
             if used is None:
                 raise NotFound(f"device {serial} holds no LDevID {renewed_from} on record")
-            revoked = _revocation(s, renewed_from)
+            revoked = _revocation(s.connection(), renewed_from)
             if revoked is not None:
                 raise Conflict(f"the LDevID {renewed_from} was revoked: {revoked.detail}")
             advance_device(dev, advance, now)
@@ -143,7 +152,7 @@ class CertificateRecords(Records):
                 )
             ).all()
             for row in older:
-                if _revocation(s, row.fingerprint) is None:
+                if _revocation(s.connection(), row.fingerprint) is None:
                     _revoke(s, row, reason=f"superseded by {renewed_from}", now=now)
             s.add(
                 CertificateEventModel(
@@ -164,19 +173,18 @@ class CertificateRecords(Records):
 
     def issued_certificate(self, fingerprint: str) -> IssuedCertificate | None:
         """What is on record for the certificate with ``fingerprint``, revocation included."""
-        with self.db.read() as s:
-            row = s.scalars(
-                select(CertificateModel).where(CertificateModel.fingerprint == fingerprint)
-            ).one_or_none()
+        with self.db.snapshot() as conn:
+            row = conn.execute(_ISSUED, {"fingerprint": fingerprint}).one_or_none()
             if row is None:
                 return None
-            revoked = _revocation(s, fingerprint)
+            serial, kind, issued_at, not_after = row
+            revoked = _revocation(conn, fingerprint)
             return IssuedCertificate(
-                serial=row.serial,
-                fingerprint=row.fingerprint,
-                kind=row.kind,
-                issued_at=row.issued_at,
-                not_after=row.not_after,
+                serial=serial,
+                fingerprint=fingerprint,
+                kind=kind,
+                issued_at=issued_at,
+                not_after=not_after,
                 revoked_at=None if revoked is None else revoked.at,
                 revoked_reason=None if revoked is None else revoked.detail,
             )
@@ -191,7 +199,7 @@ class CertificateRecords(Records):
             if row is None:
                 raise NotFound(f"no certificate {fingerprint} was issued by this registrar")
             lock_device(s, row.serial)  # a renewal with it either sees this or came before
-            if _revocation(s, fingerprint) is None:
+            if _revocation(s.connection(), fingerprint) is None:
                 _revoke(s, row, reason=reason, now=now)
 
     def revoke_device_certificates(self, serial: str, *, reason: str, now: datetime) -> list[str]:
@@ -207,7 +215,7 @@ class CertificateRecords(Records):
             ).all()
             revoked = []
             for row in rows:
-                if _revocation(s, row.fingerprint) is None:
+                if _revocation(s.connection(), row.fingerprint) is None:
                     _revoke(s, row, reason=reason, now=now)
                     revoked.append(row.fingerprint)
             return revoked

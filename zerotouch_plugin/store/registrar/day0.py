@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
@@ -57,15 +57,15 @@ class Day0Records(Records):
     def day0_plan(self, serial: str) -> tuple[bool, str | None]:
         """Whether ``serial`` has configuration to push (its own or the default), and its
         address override."""
-        with self.db.read() as s:
-            return day0_of(s, serial)
+        with self.db.snapshot() as conn:
+            return day0_of(conn, serial)
 
 
-def day0_of(s: Session, serial: str) -> tuple[bool, str | None]:
+def day0_of(conn: Connection, serial: str) -> tuple[bool, str | None]:
     """``day0_plan`` within the caller's transaction: one statement for the serial's own row
     and the default, no ORM objects (the enrollstatus of every device asks)."""
     configured, address = False, None
-    for key, has_config, override in s.connection().execute(_PLAN, {"serial": serial}):
+    for key, has_config, override in conn.execute(_PLAN, {"serial": serial}):
         configured = configured or bool(has_config)
         if key == serial:
             address = override

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, func, insert, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ from zerotouch_plugin.store.registrar.views import (
 )
 
 __all__ = [
+    "LAST_VOUCHER_OUTCOME",
     "DeviceRecords",
     "add_status",
     "advance_device",
@@ -67,14 +68,14 @@ class DeviceRecords(Records):
     def devices(self) -> list[DeviceRecord]:
         with self.db.read() as s:
             rows = s.execute(_WITH_NESTED.order_by(DeviceModel.serial)).all()
-            ports = ports_of(s, PORTS)
+            ports = ports_of(s.connection(), PORTS)
             return [_record(row, ports) for row in rows]
 
     def serials_named_like(self, serial: str) -> list[str]:
         """Other serials equal to ``serial`` but for case that hold an LDevID (their DNS
         names would be the same, DNS being case-insensitive)."""
         with self.db.read() as s:
-            return same_name_serials(s, serial)
+            return same_name_serials(s.connection(), serial)
 
     def status_reports(self, serial: str) -> list[StatusRow]:
         with self.db.read() as s:
@@ -118,35 +119,28 @@ class DeviceRecords(Records):
         management address a successful enrollstatus reported (replacing the previous one, in
         the same transaction, so a re-push later finds the device where it last said it is)."""
         entry = StatusEntry(kind, status, reason, document, advance, now, management)
-        with self.db.session() as s:
-            add_status(s, serial, entry)
+        with self.db.write() as conn:
+            add_status(conn, serial, entry)
 
     def record_audit(
         self, serial: str, *, level: str, summary: str, log: str, now: datetime
     ) -> None:
         """The registrar's verdict on the MASA audit log (RFC 8995 §5.8.3)."""
         verdict = {"level": level, "summary": summary}
-        with self.db.session() as s:
-            lock_state(s, serial)
-            s.connection().execute(
+        with self.db.write() as conn:
+            lock_state(conn, serial)
+            conn.execute(
                 _UPDATE_DEVICE,
                 {"key": serial, "audit_level": level, "audit_summary": summary, "audit_at": now,
                  "updated_at": now},
             )  # fmt: skip
-            s.connection().execute(
-                _NEW_VERDICT, {"serial": serial, "checked_at": now, "log": log, **verdict}
-            )
-            add_verdict_event(s, serial, level, summary, now)
+            conn.execute(_NEW_VERDICT, {"serial": serial, "checked_at": now, "log": log, **verdict})
+            add_verdict_event(conn, serial, level, summary, now)
 
     def record_error(self, serial: str, error: str, *, now: datetime) -> None:
         """Note a failure on a known device without changing its state."""
-        with self.db.session() as s:
-            dev = s.scalars(
-                select(DeviceModel).where(DeviceModel.serial == serial).with_for_update()
-            ).one_or_none()
-            if dev is not None:
-                dev.last_error = error
-                dev.updated_at = now
+        with self.db.write() as conn:
+            conn.execute(_UPDATE_DEVICE, {"key": serial, "last_error": error, "updated_at": now})
 
 
 def device_record(s: Session, serial: str) -> DeviceRecord | None:
@@ -154,20 +148,20 @@ def device_record(s: Session, serial: str) -> DeviceRecord | None:
     found = s.execute(_ONE_DEVICE, {"serial": serial}).one_or_none()
     if found is None:
         return None
-    return _record(found, ports_of(s, _PORTS_OF_ONE, {"serial": serial}))
+    return _record(found, ports_of(s.connection(), _PORTS_OF_ONE, {"serial": serial}))
 
 
-def same_name_serials(s: Session, serial: str) -> list[str]:
+def same_name_serials(conn: Connection, serial: str) -> list[str]:
     """``serials_named_like`` within the caller's transaction."""
-    found = s.connection().execute(_SAME_NAME, {"serial": serial, "lower": serial.lower()})
+    found = conn.execute(_SAME_NAME, {"serial": serial, "lower": serial.lower()})
     return list(found.scalars())
 
 
-def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
+def add_status(conn: Connection, serial: str, entry: StatusEntry) -> None:
     """``record_status`` within the caller's transaction."""
-    before = lock_state(s, serial)
+    before = lock_state(conn, serial)
     if entry.management is not None:
-        set_management(s, serial, entry.management)
+        set_management(conn, serial, entry.management)
     at, ok = (
         ("voucher_status_at", "voucher_accepted")
         if entry.kind == "voucher_status"
@@ -175,9 +169,9 @@ def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
     )
     error = None if entry.status else f"{entry.kind}: {entry.reason or 'failure without reason'}"
     move_device(
-        s, serial, before, entry.advance, entry.now, error, {at: entry.now, ok: entry.status}
+        conn, serial, before, entry.advance, entry.now, error, {at: entry.now, ok: entry.status}
     )
-    s.connection().execute(
+    conn.execute(
         _NEW_STATUS,
         {
             "serial": serial,
@@ -190,25 +184,24 @@ def add_status(s: Session, serial: str, entry: StatusEntry) -> None:
     )
 
 
-def lock_state(s: Session, serial: str) -> str:
+def lock_state(conn: Connection, serial: str) -> str:
     """The device's state, its row locked for the rest of the transaction (the lock every
     writer of a device takes first); NotFound for a device never seen."""
-    state = s.connection().execute(_LOCK_STATE, {"serial": serial}).scalar_one_or_none()
+    state = conn.execute(_LOCK_STATE, {"serial": serial}).scalar_one_or_none()
     if state is None:
         raise NotFound(f"device {serial} is not known to this registrar")
     return str(state)
 
 
-def lock_or_create_state(s: Session, serial: str, manufacturer: str, now: datetime) -> str:
+def lock_or_create_state(conn: Connection, serial: str, manufacturer: str, now: datetime) -> str:
     """``lock_state``, the row inserted first (state "new") when the device is new."""
     new = {"serial": serial, "manufacturer": manufacturer, "state": "new"}
-    conn = s.connection()
     conn.execute(_NEW_DEVICE[conn.dialect.name], {**new, "created_at": now, "updated_at": now})
-    return lock_state(s, serial)
+    return lock_state(conn, serial)
 
 
 def move_device(
-    s: Session,
+    conn: Connection,
     serial: str,
     before: str,
     advance: Advance,
@@ -220,8 +213,8 @@ def move_device(
     ``values`` with one UPDATE statement (no ORM flush), adding the event of the move."""
     after = advance(None if before == "new" else before)
     params = {"key": serial, "state": after, "updated_at": now, "last_error": error}
-    s.connection().execute(_UPDATE_DEVICE, {**params, **values})
-    add_state_event(s, serial, before, after, error, now)
+    conn.execute(_UPDATE_DEVICE, {**params, **values})
+    add_state_event(conn, serial, before, after, error, now)
 
 
 def lock_device(s: Session, serial: str) -> DeviceModel:
@@ -235,7 +228,7 @@ def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datet
     """The device row, inserted first when it is new, locked for the rest of the transaction.
     INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely, without
     a savepoint."""
-    lock_or_create_state(s, serial, manufacturer, now)
+    lock_or_create_state(s.connection(), serial, manufacturer, now)
     return lock_device(s, serial)
 
 
@@ -258,7 +251,8 @@ def advance_device(dev: DeviceModel, advance: Advance, now: datetime) -> None:
     dev.updated_at = now
 
 
-_LAST_VOUCHER_OUTCOME = (
+# Where a device's last voucher came from (a VOUCHER_SOURCES key), per device row.
+LAST_VOUCHER_OUTCOME = (
     select(VoucherRequestModel.outcome)
     .where(
         VoucherRequestModel.serial == DeviceModel.serial,
@@ -275,7 +269,7 @@ _WITH_NESTED = (
         HandoffModel,
         ManagementModel,
         CertificateModel.cert_der,
-        _LAST_VOUCHER_OUTCOME,
+        LAST_VOUCHER_OUTCOME,
         EscrowModel,
     )
     .outerjoin(HandoffModel, HandoffModel.serial == DeviceModel.serial)

@@ -9,17 +9,28 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 
 from zerotouch_plugin.store.registrar.base import Records
-from zerotouch_plugin.store.registrar.devices import device_record, same_name_serials
-from zerotouch_plugin.store.registrar.models import Day0Model
+from zerotouch_plugin.store.registrar.devices import LAST_VOUCHER_OUTCOME, same_name_serials
+from zerotouch_plugin.store.registrar.models import VOUCHER_SOURCES, Day0Model, DeviceModel
 from zerotouch_plugin.store.registrar.policies import policies_of
-from zerotouch_plugin.store.registrar.views import DeviceRecord, PolicyRow
+from zerotouch_plugin.store.registrar.views import PolicyRow
 
-__all__ = ["EnrollmentRecords", "EnrollmentView"]
+__all__ = ["EnrollmentDevice", "EnrollmentRecords", "EnrollmentView"]
+
+
+@dataclass(frozen=True)
+class EnrollmentDevice:
+    """What of the device record an enrollment decides on (``roles.registrar.DeviceFacts``)."""
+
+    serial: str
+    state: str
+    idevid_fingerprint: str | None
+    audit_level: str | None
+    voucher_source: str | None  # "masa" or "escrow": where its last voucher came from
 
 
 @dataclass(frozen=True)
 class EnrollmentView:
-    device: DeviceRecord | None
+    device: EnrollmentDevice | None
     policies: list[PolicyRow]
     address: str | None  # HOST:PORT an operator set (``registrar day0 --address``)
     same_name: list[str]  # other serials, equal but for case, that hold an LDevID
@@ -29,13 +40,28 @@ class EnrollmentRecords(Records):
     """The one read of an enrollment or re-enrollment request."""
 
     def enrollment_view(self, serial: str) -> EnrollmentView:
-        with self.db.read() as s:
+        params = {"serial": serial}
+        with self.db.snapshot() as conn:
+            found = conn.execute(_DEVICE, params).one_or_none()
             return EnrollmentView(
-                device=device_record(s, serial),
-                policies=policies_of(s, serial),
-                address=s.connection().execute(_ADDRESS, {"serial": serial}).scalar(),
-                same_name=same_name_serials(s, serial),
+                device=None if found is None else _device(*found),
+                policies=policies_of(conn, serial),
+                address=conn.execute(_ADDRESS, params).scalar(),
+                same_name=same_name_serials(conn, serial),
             )
 
 
+def _device(
+    serial: str, state: str, idevid: str | None, audit: str | None, outcome: str | None
+) -> EnrollmentDevice:
+    return EnrollmentDevice(serial, state, idevid, audit, VOUCHER_SOURCES.get(outcome or ""))
+
+
 _ADDRESS = select(Day0Model.address).where(Day0Model.serial == bindparam("serial"))
+_DEVICE = select(
+    DeviceModel.serial,
+    DeviceModel.state,
+    DeviceModel.idevid_fingerprint,
+    DeviceModel.audit_level,
+    LAST_VOUCHER_OUTCOME,
+).where(DeviceModel.serial == bindparam("serial"))

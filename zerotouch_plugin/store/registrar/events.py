@@ -4,11 +4,11 @@ An event is written in the transaction of the change it reports, so a change is 
 committed without its event nor an event without its change: a ``before_flush`` hook looks at
 the registrar rows a flush writes and adds an event for each change in ``_ROW_EVENTS`` (a
 device's new state, a new voucher, an allow or deny decision, an audit verdict); writes that
-bypass the ORM's unit of work (the hand-off queue's UPDATE) call ``add_event`` in their own
-session. Ids increase in commit order: on PostgreSQL the flush that adds events first takes a
-lock on the events table that only one transaction holds at a time (SQLite serializes every
-writer already), so a reader that resumes after id N never misses a later commit with a
-smaller id.
+bypass the ORM's unit of work (statements on a session's or a Core connection's
+transaction) call ``add_event`` themselves. Ids increase in commit order: on PostgreSQL
+the first event of a transaction takes a lock on the events table that only one
+transaction holds at a time (SQLite serializes every writer already), so a reader that
+resumes after id N never misses a later commit with a smaller id.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Integer,
     Select,
     String,
@@ -36,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from zerotouch_plugin.store.db import Base, UTCDateTime
+from zerotouch_plugin.store.db import Base, UTCDateTime, after_commit
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import (
     AuditVerdictModel,
@@ -160,13 +161,13 @@ def _state_event(
 
 
 def add_state_event(
-    session: Session, serial: str, before: str, after: str, error: str | None, now: datetime
+    conn: Connection, serial: str, before: str, after: str, error: str | None, now: datetime
 ) -> None:
     """The event of a device's move from ``before`` to ``after``, for writers that update
     the device row with a statement instead of through the ORM (which the flush hook sees)."""
     found = _state_event(before, after, error) if after != before else None
     if found is not None:
-        add_event(session, found[0], serial, found[1], now)
+        add_event(conn, found[0], serial, found[1], now)
 
 
 def _policy_event(obj: PolicyModel, new: bool) -> tuple[str, dict[str, Any]] | None:
@@ -201,13 +202,13 @@ def _verdict_event(level: str, summary: str) -> tuple[str, dict[str, Any]] | Non
 
 
 def add_verdict_event(
-    session: Session, serial: str, level: str, summary: str, now: datetime
+    conn: Connection, serial: str, level: str, summary: str, now: datetime
 ) -> None:
     """The event of a new audit-log verdict (an alert or a warning), for writers that insert
     it with a statement instead of through the ORM."""
     found = _verdict_event(level, summary)
     if found is not None:
-        add_event(session, found[0], serial, found[1], now)
+        add_event(conn, found[0], serial, found[1], now)
 
 
 # Row type -> what a new or changed row of it reports, if anything.
@@ -218,30 +219,35 @@ _ROW_EVENTS: Mapping[type, Callable[[Any, bool], tuple[str, dict[str, Any]] | No
     AuditVerdictModel: _audit_event,
 }
 
-_PENDING_KEY = "zerotouch_events_added"
 
-
-def _lock_events(session: Session) -> None:
+def _lock_events(conn: Connection) -> None:
     """Serialize event writers until commit (PostgreSQL), so ids increase in commit order;
     taken again for every event, since a rolled-back savepoint releases it."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE registrar_events IN SHARE ROW EXCLUSIVE MODE"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_EVENTS)
 
 
 def add_event(
-    session: Session, kind: str, serial: str | None, data: Mapping[str, Any], now: datetime
+    tx: Session | Connection,
+    kind: str,
+    serial: str | None,
+    data: Mapping[str, Any],
+    now: datetime,
 ) -> None:
-    """Add an event to ``session``'s transaction (committed with it, or not at all)."""
+    """Add an event to the transaction of ``tx`` (committed with it, or not at all); the
+    listeners of ``on_events_committed`` are called after that commit."""
     if kind not in EVENT_TYPES:
         raise ValueError(f"unknown event type {kind!r}")
-    _lock_events(session)
+    conn = tx.connection() if isinstance(tx, Session) else tx
+    _lock_events(conn)
     # A statement, not an ORM object: no unit-of-work flush at commit for one row.
-    session.connection().execute(
+    conn.execute(
         _NEW_EVENT, {"type": kind, "serial": serial, "at": now, "data": json.dumps(dict(data))}
     )
-    session.info[_PENDING_KEY] = True
+    after_commit(conn, _notify)
 
 
+_LOCK_EVENTS = text("LOCK TABLE registrar_events IN SHARE ROW EXCLUSIVE MODE")
 _NEW_EVENT = insert(EventModel)
 # Read after each commit that wrote events (the event hub's wake-up): rows, not ORM objects.
 _EVENTS_AFTER = (
@@ -292,19 +298,11 @@ def on_events_committed(callback: Callable[[], None]) -> Callable[[], None]:
     return remove
 
 
-@event.listens_for(Session, "after_commit")
-def _notify(session: Session) -> None:
-    if not session.info.pop(_PENDING_KEY, False):
-        return
+def _notify() -> None:
     with _LISTENERS_LOCK:
         callbacks = list(_LISTENERS)
     for callback in callbacks:
         callback()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
 
 
 def event_row(model: EventModel) -> EventRow:

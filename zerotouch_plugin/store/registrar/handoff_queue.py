@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BindParameter, bindparam, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, select, update
 
 from zerotouch_plugin.roles.handoff import Plan
 from zerotouch_plugin.store.registrar.base import Records
@@ -66,9 +65,9 @@ class HandoffQueue(Records):
         """Start a hand-off over (a successful enrollstatus, or a re-push): attempts 0, due now,
         no lease (an attempt in flight loses its lease and its outcome is not recorded);
         NotFound for a device never seen."""
-        with self.db.session() as s:
-            lock_state(s, serial)
-            _queue(s, serial, state=state, host=host, port=port, error=error, now=now)
+        with self.db.write() as conn:
+            lock_state(conn, serial)
+            _queue(conn, serial, state=state, host=host, port=port, error=error, now=now)
 
     def record_enroll_status(
         self,
@@ -80,14 +79,13 @@ class HandoffQueue(Records):
         hand-off it starts, in one transaction: ``plan`` gets whether the device has
         configuration to push (its own or the default) and its address override, and its
         plan, if any, is queued as ``queue_handoff`` does; returns that plan."""
-        with self.db.session() as s:
-            add_status(s, serial, entry)
-            with s.no_autoflush:  # the report does not touch day-0 rows: one flush, at commit
-                planned = plan(*day0_of(s, serial))
+        with self.db.write() as conn:
+            add_status(conn, serial, entry)
+            planned = plan(*day0_of(conn, serial))
             if planned is not None:
                 target = planned.target
                 _queue(
-                    s,
+                    conn,
                     serial,
                     state=str(planned.state),
                     host=target.host if target else None,
@@ -217,7 +215,7 @@ class HandoffQueue(Records):
 
 
 def _queue(
-    s: Session,
+    conn: Connection,
     serial: str,
     *,
     state: str,
@@ -240,7 +238,6 @@ def _queue(
         "lease_owner": None,
         "lease_until": None,
     }
-    conn = s.connection()
     if not conn.execute(_REQUEUE, {"key": serial, **values}).rowcount:  # type: ignore[attr-defined]
         conn.execute(_NEW_HANDOFF, {"serial": serial, **values})
 

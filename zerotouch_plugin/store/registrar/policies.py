@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
@@ -131,8 +131,8 @@ class PolicyRecords(Records):
             return removed
 
     def policy_for(self, serial: str) -> list[PolicyRow]:
-        with self.db.read() as s:
-            return policies_of(s, serial)
+        with self.db.snapshot() as conn:
+            return policies_of(conn, serial)
 
     def policies(self) -> list[PolicyRow]:
         with self.db.read() as s:
@@ -152,9 +152,9 @@ def _action(
     add_event(session, "operator-action", serial, {"action": action, "by": actor, **data}, now)
 
 
-def policies_of(s: Session, serial: str) -> list[PolicyRow]:
+def policies_of(conn: Connection, serial: str) -> list[PolicyRow]:
     """``policy_for`` within the caller's transaction."""
-    found = s.connection().execute(_POLICIES_OF, {"serial": serial})
+    found = conn.execute(_POLICIES_OF, {"serial": serial})
     return [PolicyRow(serial, decision, by or None, at) for serial, decision, by, at in found]
 
 

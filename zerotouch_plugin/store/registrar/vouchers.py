@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.base import Records
@@ -63,18 +62,18 @@ class VoucherRecords(Records):
     def latest_registrar_request(self, serial: str) -> bytes | None:
         """The last registrar voucher-request that got a voucher from the MASA (for
         /requestauditlog; one answered from escrow never reached the MASA)."""
-        with self.db.read() as s:
-            return _last_masa_request(s, serial)
+        with self.db.snapshot() as conn:
+            return _last_masa_request(conn, serial)
 
     def record_voucher_status(self, serial: str, entry: StatusEntry) -> bytes | None:
         """A voucher_status report (RFC 8995 §5.7), as ``record_status``; for a success, the
         registrar voucher-request whose audit log is to be judged next (§5.8), read in the
         same transaction (None when no voucher came from the MASA)."""
-        with self.db.session() as s:
-            add_status(s, serial, entry)
+        with self.db.write() as conn:
+            add_status(conn, serial, entry)
             if not entry.status:
                 return None
-            return _last_masa_request(s, serial)
+            return _last_masa_request(conn, serial)
 
     def record_voucher_request(
         self,
@@ -94,12 +93,11 @@ class VoucherRecords(Records):
         never; read under the device lock, so it holds across registrar processes) and raises
         to refuse. A request that got no voucher yet (MASA down) may be sent again.
         """
-        with self.db.session() as s:
-            before = lock_or_create_state(s, serial, manufacturer, now)
+        with self.db.write() as conn:
+            before = lock_or_create_state(conn, serial, manufacturer, now)
             answered = None
             if nonce is not None:
-                found = s.connection().execute(_ANSWERED, {"serial": serial, "nonce": nonce})
-                answered = found.scalar()
+                answered = conn.execute(_ANSWERED, {"serial": serial, "nonce": nonce}).scalar()
             fresh(answered)
             values = {
                 "manufacturer": manufacturer,
@@ -109,9 +107,9 @@ class VoucherRecords(Records):
                 "voucher_status_at": None,
                 "voucher_accepted": None,
             }
-            move_device(s, serial, before, advance, now, None, values)
+            move_device(conn, serial, before, advance, now, None, values)
             request = {"serial": serial, "received_at": now, "nonce": nonce, "pvr_cms": pvr_cms}
-            created = s.connection().execute(_NEW_REQUEST, {**request, "outcome": "pending"})
+            created = conn.execute(_NEW_REQUEST, {**request, "outcome": "pending"})
             return int(created.scalar_one())
 
     def record_masa_failure(
@@ -144,34 +142,29 @@ class VoucherRecords(Records):
     ) -> None:
         """A validated voucher, durable before it is relayed to the pledge; ``from_escrow``:
         the held voucher, relayed because the MASA was unreachable (its use is counted)."""
-        with self.db.session() as s:
-            serial = s.connection().execute(_LOCK_REQUEST, {"id": request_id}).scalar()
+        with self.db.write() as conn:
+            serial = conn.execute(_LOCK_REQUEST, {"id": request_id}).scalar()
             if serial is None:
                 raise NotFound(f"voucher-request {request_id} is not on record")
             outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
             answered = {"key": request_id, "outcome": outcome, "rvr_cms": rvr_cms, "error": None}
-            s.connection().execute(_UPDATE_REQUEST, answered)
+            conn.execute(_UPDATE_REQUEST, answered)
             if from_escrow:
-                s.execute(
-                    update(EscrowModel)
-                    .where(EscrowModel.serial == serial)
-                    .values(used_at=now, used_count=EscrowModel.used_count + 1)
-                    .execution_options(synchronize_session=False)
-                )
-            before = lock_state(s, serial)
+                conn.execute(_ESCROW_USED, {"key": serial, "used_at": now})
+            before = lock_state(conn, serial)
             voucher = {"assertion": assertion, "nonce": nonce, "expires_on": expires_on}
-            s.connection().execute(
+            conn.execute(
                 _NEW_VOUCHER,
                 {"request_id": request_id, "serial": serial, "issued_at": now,
                  "voucher_cms": voucher_cms, **voucher},
             )  # fmt: skip
             issued = voucher_event_data(assertion, nonce, expires_on)
-            add_event(s, "voucher-issued", serial, issued, now)
-            move_device(s, serial, before, advance, now, None, {"voucher_issued_at": now})
+            add_event(conn, "voucher-issued", serial, issued, now)
+            move_device(conn, serial, before, advance, now, None, {"voucher_issued_at": now})
 
 
-def _last_masa_request(s: Session, serial: str) -> bytes | None:
-    return s.connection().execute(_LAST_MASA_REQUEST, {"serial": serial}).scalar()
+def _last_masa_request(conn: Connection, serial: str) -> bytes | None:
+    return conn.execute(_LAST_MASA_REQUEST, {"serial": serial}).scalar()
 
 
 # Built once: the hot path only binds values.
@@ -183,6 +176,11 @@ _LOCK_REQUEST = (
 )
 _UPDATE_REQUEST = update(VoucherRequestModel).where(VoucherRequestModel.id == bindparam("key"))
 _NEW_VOUCHER = insert(VoucherModel)
+_ESCROW_USED = (
+    update(EscrowModel)
+    .where(EscrowModel.serial == bindparam("key"))
+    .values(used_count=EscrowModel.used_count + 1)
+)
 _ANSWERED = (
     select(VoucherModel.issued_at)
     .where(VoucherModel.serial == bindparam("serial"), VoucherModel.nonce == bindparam("nonce"))

@@ -19,7 +19,7 @@ from zerotouch_plugin.config import EventsConfig
 from zerotouch_plugin.errors import ZerotouchError
 from zerotouch_plugin.services.registrar.events import EventHub
 from zerotouch_plugin.store.db import open_database
-from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
 from zerotouch_plugin.store.registrar.events import add_event
 
 
@@ -139,3 +139,27 @@ async def test_the_slot_of_a_closed_stream_is_given_back(hub: Hub) -> None:
     second = await hub.client.get("/admin/events")
     assert second.status == 200
     second.close()
+
+
+@pytest.mark.parametrize("hub", [{"heartbeat": 1, "poll": 0.1}], indirect=True)
+async def test_nobody_listening_the_table_is_not_read_and_the_first_stream_starts_now(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    events_after = hub.repo.events_after
+
+    def counted(after: int, *, limit: int) -> list[EventRow]:
+        reads.append(after)
+        return events_after(after, limit=limit)
+
+    monkeypatch.setattr(hub.repo, "events_after", counted)
+    await _burst(hub.repo, 20, "Q")  # every commit of them would wake a listening reader
+    await asyncio.sleep(0.5)  # several polls
+    assert reads == []
+    response = await hub.client.get("/admin/events")
+    await _messages(response, "2000")
+    await _burst(hub.repo, 1, "LIVE")
+    got = await _messages(response, "LIVE-0")
+    assert [int(m["id"]) for m in got if "id" in m] == [21]  # none of the 20 before it
+    assert reads and min(reads) == 20
+    response.close()

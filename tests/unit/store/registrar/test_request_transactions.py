@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from tests.unit.store.registrar.support import (
     NOW,
@@ -140,4 +141,43 @@ def test_enrollment_view_reads_what_est_decides_on_in_one_transaction(db_url: st
     assert view.same_name == ["sn-case"]
     empty = repo.enrollment_view("UNKNOWN")
     assert (empty.device, empty.policies, empty.address, empty.same_name) == (None, [], None, [])
+    db.dispose()
+
+
+def test_the_request_paths_of_an_enrollment_open_no_orm_session(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every repository call of one enrollment (voucher, voucher_status, audit verdict, EST,
+    enrollstatus) runs on a Core connection: the ORM session's bookkeeping is a quarter of
+    the registrar's CPU otherwise."""
+    db, repo = open_repo(db_url)
+    set_config(repo, None, "default")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("an ORM session was opened on a request path")
+
+    monkeypatch.setattr(Session, "__init__", refuse)
+    assert repo.policy_for("SN9") == []
+    request_id = request_voucher(repo, "SN9", nonce="n9")
+    relay(repo, request_id, "n9")
+    report = _report("voucher_status", True, RegistrarEvent.VOUCHER_STATUS_SUCCESS)
+    assert repo.record_voucher_status("SN9", report) == b"rvr"
+    repo.record_audit("SN9", level="ok", summary="clean", log="{}", now=NOW)
+    view = repo.enrollment_view("SN9")
+    assert view.device is not None and view.device.voucher_source == "masa"
+    assert view.device.audit_level == "ok"
+    repo.record_certificate(
+        "SN9", cert_der=b"c", fingerprint="sha256:n9", not_after=NOW, kind="enroll",
+        advance=step(RegistrarEvent.CERT_ISSUED), now=NOW,
+    )  # fmt: skip
+    issued = repo.issued_certificate("sha256:n9")
+    assert issued is not None and issued.serial == "SN9" and issued.revoked_at is None
+    entry = _report("enrollstatus", True, RegistrarEvent.ENROLL_STATUS_SUCCESS)
+    planned = repo.record_enroll_status("SN9", entry, lambda configured, _o: None)
+    assert planned is None
+    repo.record_error("SN9", "a refused request", now=NOW)
+    monkeypatch.undo()
+    device = repo.device("SN9")
+    assert device is not None and device.state == "enroll-confirmed"
+    assert device.last_error == "a refused request"
     db.dispose()
