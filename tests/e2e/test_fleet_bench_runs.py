@@ -29,7 +29,8 @@ def test_fleet_bench_short_run(repo_root: Path) -> None:
 
 def test_device_rss_bench_run(repo_root: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(repo_root / "benchmarks" / "device_rss_bench.py"), "--json"],
+        [sys.executable, str(repo_root / "benchmarks" / "device_rss_bench.py"), "--json",
+         "--requests", "2"],
         capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     figures = json.loads(result.stdout)
@@ -38,3 +39,6 @@ def test_device_rss_bench_run(repo_root: Path) -> None:
     assert figures["python_mib"] < min(idle.values())
     # each listener's library is loaded only with it: more listeners, more memory
     assert idle["netconf-tls"] < idle["netconf-tls+restconf"] < idle["all (ssh, tls, restconf)"]
+    # every TLS listener answered the operator's requests (else the run fails)
+    assert figures["requests"] == 2
+    assert set(figures["after_requests_rss_mib"]) == set(idle)
