@@ -357,7 +357,8 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
             audit_log_for, ctx, body, peer_certificate(request), clock()
         )
         log.info("audit log served to %s", request.remote)
-        return web.Response(text=json.dumps(result, indent=1), content_type=MEDIA_JSON)
+        # Without indent: json's C encoder writes it (with indent, the pure-Python one does).
+        return web.Response(text=json.dumps(result), content_type=MEDIA_JSON)
 
     app.router.add_post(VOUCHER_PATH, request_voucher)
     app.router.add_post(AUDIT_PATH, request_audit_log)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import (
+    Executable,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -28,7 +29,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import insert as sa_insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -156,7 +156,7 @@ class MasaRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.create_all()
-        self._new_device = _NEW_DEVICE["postgresql" if db.is_postgresql else "sqlite"]
+        self._new_device = _new_device(postgresql=db.is_postgresql)
 
     # -- claims --------------------------------------------------------------------------
 
@@ -309,12 +309,27 @@ def _device_state(serial: str, row: _StateRow | None) -> DeviceState:
 
 # Built once: the hot path only binds values.
 _LOCK_DEVICE = select(_Device).where(_Device.serial == bindparam("serial")).with_for_update()
-# INSERT ... ON CONFLICT DO NOTHING: two processes may race on a new serial safely; the key
-# comes back only when this transaction created the row.
-_NEW_DEVICE = {
-    name: insert(_Device).on_conflict_do_nothing(index_elements=["serial"]).returning(_Device.id)
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
+
+
+def _new_device(*, postgresql: bool) -> Executable:
+    """INSERT ... ON CONFLICT DO NOTHING of a device row: two processes may race on a new
+    serial safely; the key comes back only when this transaction created the row. The
+    PostgreSQL dialect is imported only by a MASA that uses it (40 ms of start-up)."""
+    if postgresql:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return (
+            pg_insert(_Device)
+            .on_conflict_do_nothing(index_elements=["serial"])
+            .returning(_Device.id)
+        )
+    return (
+        sqlite_insert(_Device)
+        .on_conflict_do_nothing(index_elements=["serial"])
+        .returning(_Device.id)
+    )
+
+
 # Owner, claim and (RFC 8995 §5.6) when a voucher with the request's nonce was issued, in
 # one statement; a NULL nonce matches no voucher.
 _STATE = (

@@ -4,6 +4,8 @@ how many transactions each request takes, and that a refusal writes nothing."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -91,3 +93,15 @@ def test_a_claim_read_under_the_lock_decides_a_claims_policy(
     claims.repo.claim(world.serial, domain_id=domain_id(ca), domain_cert=der(ca), now=world.now)
     issued, _ = masa_app.issue_voucher(claims, world.good_rvr(), None, world.now)
     assert issued.assertion == "verified"
+
+
+def test_a_masa_on_sqlite_does_not_import_the_postgresql_dialect() -> None:
+    """40 ms of every start-up: the dialect is imported when a MASA opens PostgreSQL."""
+    code = (
+        "import sys, zerotouch_plugin.cli.masa, zerotouch_plugin.services.masa_app\n"
+        "print('sqlalchemy.dialects.postgresql' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
