@@ -1,0 +1,73 @@
+"""ncclient NETCONF/TLS sessions that end without ncclient's close race.
+
+ncclient (0.7) reads a TLS session in a thread of its own, and ``close_session()`` (also what
+leaving ``with manager.connect_tls(...)`` does) closes the socket from the caller's thread
+right after the reply, while that thread may be inside OpenSSL's read of the same socket. The
+descriptor number is free at once: the caller's next connection gets it, and the late read
+of the old session takes bytes of the new TLS stream. The new session then fails with
+DECRYPTION_FAILED_OR_BAD_RECORD_MAC (or its handshake with WRONG_VERSION_NUMBER), and the
+server logs a bad record from the client: the CPU load of a busy CI run is enough to make
+the old thread that late.
+
+``tls_session`` ends a session the other way round: close-session as an ordinary RPC, then the
+server ends the session (RFC 6241 §7.8) and ncclient's own thread reads the end and closes
+its socket, so no other thread ever touches it. Every server fault still shows: a broken
+reply or stream fails the RPC, a close-session without ``<ok/>`` or a session the server
+does not end fails here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ncclient import manager
+
+__all__ = ["close_after_server", "tls_session"]
+
+_POLL = 0.01  # seconds between looks at the session's state
+
+
+def close_after_server(session: manager.Manager, timeout: float) -> None:
+    """close-session, then until the server has ended the session and ncclient's reader
+    thread closed its socket (AssertionError when the server does not within ``timeout``)."""
+    reply = session.dispatch("close-session")
+    assert reply.ok, reply.xml
+    deadline = time.monotonic() + timeout
+    while session.connected:
+        assert time.monotonic() < deadline, "the server kept the session after close-session"
+        time.sleep(_POLL)
+
+
+@contextlib.contextmanager
+def tls_session(
+    port: int,
+    *,
+    cert: Path,
+    key: Path,
+    ca: Path,
+    host: str = "127.0.0.1",
+    timeout: float = 20,
+) -> Iterator[manager.Manager]:
+    """An ncclient session over NETCONF/TLS (RFC 7589) with the client certificate ``cert``
+    (``key``) to a server chaining to ``ca`` (host names not checked), closed as above."""
+    session = manager.connect_tls(
+        host=host,
+        port=port,
+        certfile=str(cert),
+        keyfile=str(key),
+        ca_certs=str(ca),
+        protocol=ssl.PROTOCOL_TLS_CLIENT,
+        check_hostname=False,
+        timeout=timeout,
+    )
+    try:
+        yield session
+    except BaseException:
+        with contextlib.suppress(Exception):  # the test's own failure is the one to report
+            close_after_server(session, timeout)
+        raise
+    close_after_server(session, timeout)
