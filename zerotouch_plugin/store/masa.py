@@ -177,13 +177,13 @@ class MasaRepository:
                 row.domain_id, row.domain_cert, row.claimed_at = domain_id, domain_cert, now
 
     def claim_for(self, serial: str) -> ClaimRecord | None:
-        with self.db.read() as s:
-            row = s.connection().execute(_CLAIM, {"serial": serial}).first()
+        with self.db.snapshot() as conn:
+            row = conn.execute(_CLAIM, {"serial": serial}).first()
             return None if row is None else ClaimRecord(*row)
 
     def device(self, serial: str) -> DeviceState:
-        with self.db.read() as s:
-            row = s.connection().execute(_STATE, {"serial": serial, "nonce": None}).first()
+        with self.db.snapshot() as conn:
+            row = conn.execute(_STATE, {"serial": serial, "nonce": None}).first()
             return _device_state(serial, row)
 
     # -- vouchers ------------------------------------------------------------------------
@@ -197,8 +197,7 @@ class MasaRepository:
         lock makes those answers hold across processes) and raises to refuse; then nothing
         is written. A device seen for the first time costs one statement before ``decide``.
         """
-        with self.db.session() as s:
-            conn = s.connection()
+        with self.db.write() as conn:
             key = conn.execute(self._new_device, {"serial": serial, "first_seen": now}).scalar()
             if key is None:
                 row = conn.execute(_LOCK_STATE, {"serial": serial, "nonce": nonce}).one()
@@ -260,8 +259,7 @@ class MasaRepository:
         """The device, its vouchers and its audit log (RFC 8995 §5.8.1), one snapshot of
         two statements: every voucher is written with its audit entry, under the device
         lock, so the log joined to the vouchers lists each voucher once, in issue order."""
-        with self.db.read() as s:
-            conn = s.connection()
+        with self.db.snapshot() as conn:
             row = conn.execute(_STATE, {"serial": serial, "nonce": None}).first()
             log = conn.execute(_AUDIT_WITH_CMS, {"serial": serial}).all()
         return AuditView(
@@ -272,22 +270,15 @@ class MasaRepository:
 
     def domain_certs(self) -> list[bytes]:
         """DER of every domain certificate the MASA knows: current owners' and claims'."""
-        with self.db.read() as s:
-            owners = s.scalars(
-                select(_Device.owner_domain_cert)
-                .where(_Device.owner_domain_cert.is_not(None))
-                .distinct()
-            )
-            found = {der for der in owners if der is not None}
-            found.update(s.scalars(select(_Claim.domain_cert).distinct()))
-            return sorted(found)
+        with self.db.snapshot() as conn:
+            found = {der for der in conn.execute(_OWNER_CERTS).scalars() if der is not None}
+            found.update(conn.execute(_CLAIM_CERTS).scalars())
+        return sorted(found)
 
     def audit_entries(self, serial: str) -> list[AuditEntry]:
         """The device's audit log, newest first (the order RFC 8995 §5.8.1's example uses)."""
-        with self.db.read() as s:
-            return [
-                AuditEntry(*row) for row in s.connection().execute(_AUDIT_OF, {"serial": serial})
-            ]
+        with self.db.snapshot() as conn:
+            return [AuditEntry(*row) for row in conn.execute(_AUDIT_OF, {"serial": serial})]
 
 
 def _device_state(serial: str, row: _StateRow | None) -> DeviceState:
@@ -354,6 +345,10 @@ _LOCK_STATE = _STATE.with_for_update(of=_Device)
 _UPDATE_DEVICE = update(_Device).where(_Device.id == bindparam("key"))
 _NEW_VOUCHER = sa_insert(_Voucher).returning(_Voucher.id)
 _NEW_AUDIT = sa_insert(_Audit)
+_OWNER_CERTS = (
+    select(_Device.owner_domain_cert).where(_Device.owner_domain_cert.is_not(None)).distinct()
+)
+_CLAIM_CERTS = select(_Claim.domain_cert).distinct()
 _CLAIM = select(_Claim.serial, _Claim.domain_id, _Claim.domain_cert, _Claim.claimed_at).where(
     _Claim.serial == bindparam("serial")
 )

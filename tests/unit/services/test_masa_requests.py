@@ -20,6 +20,7 @@ from tests.support.masa_world import NONCE, World, der
 from zerotouch_plugin.errors import DigestMismatch, PolicyRefused, SignatureInvalid
 from zerotouch_plugin.roles.masa import MasaRules, domain_id
 from zerotouch_plugin.services import masa_app
+from zerotouch_plugin.store.db import Database
 
 
 @pytest.fixture
@@ -105,3 +106,21 @@ def test_a_masa_on_sqlite_does_not_import_the_postgresql_dialect() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_a_voucher_and_its_audit_log_take_no_orm_session(
+    world: World, ctx: masa_app.MasaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both requests run their statements on a plain connection (Database.write/snapshot):
+    the ORM session's bookkeeping was a fifth of the MASA's time per enrollment."""
+
+    def no_session() -> None:
+        raise AssertionError("an ORM session on the request path")
+
+    monkeypatch.setattr(Database, "session", no_session)
+    monkeypatch.setattr(Database, "read", no_session)
+    body = world.good_rvr()
+    masa_app.issue_voucher(ctx, body, None, world.now)
+    log = masa_app.audit_log_for(ctx, body, world.domain().registrar.cert, world.now)
+    assert len(log["events"]) == 1  # type: ignore[arg-type]
+    assert ctx.repo.domain_certs() == [der(world.domain().ca.cert)]
