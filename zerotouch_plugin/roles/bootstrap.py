@@ -40,11 +40,13 @@ already-bootstrapped   started after SZTP completed: no bootstrap
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -195,6 +197,18 @@ class _Event:
     event: str
     phase: Phase
     detail: str | None
+
+    @cached_property
+    def entry(self) -> dict[str, Any]:
+        """The ``event`` list entry, rendered once: an event never changes, and the whole
+        history is published and saved after every step (shared by every rendering: read
+        only)."""
+        return self.to_json()
+
+    @cached_property
+    def text(self) -> str:
+        """``entry`` as compact JSON, encoded once (``BootstrapState.persisted_json``)."""
+        return json.dumps(self.entry, separators=(",", ":"))
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -567,16 +581,25 @@ class BootstrapState:
             body["last-error"] = self.last_error.to_json()
         body["event-history-size"] = self.history_size
         if self.events:
-            body["event"] = [e.to_json() for e in self.events]
+            body["event"] = [e.entry for e in self.events]
         return {f"{MODULE}:bootstrap": body}
 
     def persisted(self) -> dict[str, Any]:
         """What survives a restart: the event history, the phase, the last error."""
+        return {**self._persisted_head(), "events": [e.entry for e in self.events]}
+
+    def persisted_json(self) -> bytes:
+        """``persisted()`` as compact JSON; each event's text is encoded once, not at every
+        save."""
+        head = json.dumps(self._persisted_head(), separators=(",", ":"))
+        events = ",".join(e.text for e in self.events)
+        return f'{head[:-1]},"events":[{events}]}}'.encode()
+
+    def _persisted_head(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "version": _PERSIST_VERSION,
             "phase": str(self.phase),
             "sequence": self.sequence,
-            "events": [e.to_json() for e in self.events],
         }
         if self.last_error is not None:
             data["last-error"] = self.last_error.to_json()

@@ -176,13 +176,11 @@ def publish_state(
     *more: PhaseChange | None,
 ) -> None:
     """Publish the bootstrap state, keep its history in the agent store, notify each change
-    (several steps taken at once are published and saved once: the whole history is
-    rendered each time)."""
+    (several steps taken at once are published and saved once; each event is rendered
+    once, when it happens)."""
     host.publish_state(state.to_yang())
-    # compact: json's C encoder only serves dumps without indent
-    data = json.dumps(state.persisted(), separators=(",", ":")).encode()
     try:
-        store.put(STATE_KEY, data)
+        store.put(STATE_KEY, state.persisted_json())
     except ZerotouchError as exc:  # the state is still published; only its history is at risk
         log.error("cannot save the bootstrap state: %s", exc.one_line())
     for each in (change, *more):
