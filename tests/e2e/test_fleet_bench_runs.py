@@ -37,8 +37,11 @@ def test_device_rss_bench_run(repo_root: Path) -> None:
     idle = figures["idle_rss_mib"]
     assert set(idle) == {"netconf-tls", "netconf-tls+restconf", "all (ssh, tls, restconf)"}
     assert figures["python_mib"] < min(idle.values())
-    # each listener's library is loaded only with it: more listeners, more memory
-    assert idle["netconf-tls"] < idle["netconf-tls+restconf"] < idle["all (ssh, tls, restconf)"]
+    # asyncssh is loaded only with its listener, aiohttp only once RESTCONF has a client
+    # (test_device_restconf_lazy.py): about 7 and 10 MiB
+    assert idle["netconf-tls+restconf"] < idle["all (ssh, tls, restconf)"]
     # every TLS listener answered the operator's requests (else the run fails)
     assert figures["requests"] == 2
-    assert set(figures["after_requests_rss_mib"]) == set(idle)
+    served = figures["after_requests_rss_mib"]
+    assert set(served) == set(idle)
+    assert served["netconf-tls+restconf"] > idle["netconf-tls+restconf"]

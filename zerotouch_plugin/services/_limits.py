@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 
 from aiohttp import web
@@ -213,12 +214,15 @@ class GatedTlsSite(web.BaseSite):
     handshake is started per connection (``_Connection``), so who was refused, and why, is
     logged (asyncio's own TLS server drops failed handshakes without a word). Its application
     runs ``deadline_middleware`` inside its error middleware: the deadlines, and the 503 of
-    the overload slots, are set there."""
+    the overload slots, are set there. ``sock``: a socket already bound to ``host:port`` and
+    listening, served instead of a new one (a listener that binds before its application is
+    built, and keeps the connections that arrived meanwhile)."""
 
     __slots__ = (
         "_bound",
         "_host",
         "_port",
+        "_sock",
         "_stopped",
         "context",
         "gate",
@@ -237,10 +241,12 @@ class GatedTlsSite(web.BaseSite):
         *,
         service: str,
         limits: ConnectionLimits,
+        sock: socket.socket | None = None,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
+        self._sock = sock
         self._bound = port
         self.context = ssl_context
         self.service = service
@@ -263,7 +269,12 @@ class GatedTlsSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self._host, self._port)
+        if self._sock is None:
+            self._server = await loop.create_server(
+                lambda: _Connection(self), self._host, self._port
+            )
+        else:
+            self._server = await loop.create_server(lambda: _Connection(self), sock=self._sock)
         _SITES.add(self)
         sockets = self._server.sockets
         if sockets:

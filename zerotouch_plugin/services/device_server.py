@@ -7,12 +7,17 @@ an interrupted install are discarded, and again when an identity is installed: N
 picks it up for the next connection and RESTCONF is restarted on the same address, with no
 process restart. Without a domain identity the TLS listeners accept no one (RFC 8995
 §5.9.4: the domain CA is the only trust anchor for management access).
+
+RESTCONF's socket is bound and listening at start, but its HTTP server (aiohttp, a third of
+an idle device's memory) is loaded with the first connection, which the kernel holds until
+then: a device managed over NETCONF never pays for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +40,7 @@ from zerotouch_plugin.device.domain_files import (
     write_domain,
 )
 from zerotouch_plugin.device.host import AgentStore, InstalledIdentity
+from zerotouch_plugin.device.restconf_state import publish_restconf_state
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
 from zerotouch_plugin.errors import AccessDenied, ConfigError, StorageError
 from zerotouch_plugin.services import certfiles
@@ -56,6 +62,8 @@ __all__ = ["DeviceServer", "device_schema", "parse_address"]
 
 log = logging.getLogger(__name__)
 
+_BACKLOG = 100  # asyncio's default: connections the kernel queues before they are accepted
+
 _STATE_NAME = "plugin"
 # The factory files of the device folder ('zerotouch vendor idevid' writes them): the IDevID
 # then its CA chain, its key, and the manufacturer's trust anchor for vouchers.
@@ -70,6 +78,15 @@ def parse_address(value: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{what} {value!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (a name: its first address) and listening, as
+    asyncio's servers bind theirs (address reuse; IPv6 only on an IPv6 address)."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address[:2], family=family, backlog=_BACKLOG)
 
 
 def device_schema(folder: Path, config: DeviceConfig) -> DeviceSchema:
@@ -113,6 +130,8 @@ class DeviceServer:
         self._restconf_address: tuple[str, int] | None = None
         self._restconf_app: web.Application | None = None
         self._restconf_context: ssl.SSLContext | None = None
+        self._restconf_idle: socket.socket | None = None  # listening, server not loaded yet
+        self._restconf_loading: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # RESTCONF servers shutting down
         self.bound: dict[str, tuple[str, int]] = {}
         self._agent_store = FileAgentStore(folder) if agent_store is None else agent_store
@@ -213,25 +232,67 @@ class DeviceServer:
         return dict(self.bound)
 
     async def _start_restconf(self) -> None:
-        from zerotouch_plugin.services import restconf  # aiohttp: only with a RESTCONF listener
-
+        """Listen on the RESTCONF address; the server is loaded at once if it was before,
+        else with the first connection (``_restconf_wanted``)."""
         assert self._restconf_address is not None
         ctx = self._context()
         if ctx is None:
             log.warning("RESTCONF waits for a domain identity (ldevid.pem): not listening yet")
             return
+        host, port = self._restconf_address
+        if "restconf" in self.bound:
+            port = self.bound["restconf"][1]  # keep the address clients know
+        sock = listening_socket(host, port)
+        self.bound["restconf"] = (host, sock.getsockname()[1])
+        self._restconf_context = ctx
+        if self._restconf_app is not None:
+            await self._serve_restconf(sock, ctx)
+            return
+        publish_restconf_state(self.datastores)  # RFC 8040 §9.1, readable before the server
+        self._restconf_idle = sock
+        asyncio.get_running_loop().add_reader(sock, self._restconf_wanted, ctx)
+        log.info(
+            "RESTCONF bound to %s:%d; its server loads with the first connection",
+            *self.bound["restconf"],
+        )
+
+    def _restconf_wanted(self, ctx: ssl.SSLContext) -> None:
+        """A client connected to the idle RESTCONF socket: load the server, which accepts
+        that connection and the ones queued meanwhile."""
+        sock, self._restconf_idle = self._restconf_idle, None
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(sock)
+        self._restconf_loading = loop.create_task(self._load_restconf(sock, ctx))
+
+    async def _load_restconf(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
+        try:
+            await self._serve_restconf(sock, ctx)
+        except Exception:
+            self.bound.pop("restconf", None)
+            log.exception("RESTCONF server failed to start: not listening")
+
+    async def _serve_restconf(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
+        from zerotouch_plugin.services import restconf  # aiohttp: only once a client comes
+
         if self._restconf_app is None:
             self._restconf_app = restconf.restconf_app(
                 self.datastores, client_name=self._client_name
             )
-        host, port = self._restconf_address
-        if "restconf" in self.bound:
-            port = self.bound["restconf"][1]  # keep the address clients know
-        self._restconf = await restconf.start_restconf(
-            self._restconf_app, host=host, port=port, ssl_context=ctx, limits=self.config.limits
-        )
-        self._restconf_context = ctx
-        self.bound["restconf"] = (host, restconf.bound_port(self._restconf))
+        host, port = self.bound["restconf"]
+        try:
+            self._restconf = await restconf.start_restconf(
+                self._restconf_app,
+                host=host,
+                port=port,
+                ssl_context=ctx,
+                limits=self.config.limits,
+                sock=sock,
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     async def close(self) -> None:
         await self.netconf.close()
@@ -314,7 +375,7 @@ class DeviceServer:
         sessions open now go on; RESTCONF's context loads it in place (OpenSSL uses the new
         certificate for the next handshakes), so its connections go on too."""
         self._refresh_tls()
-        if self._restconf_context is not None and self._restconf is not None:
+        if self._restconf_context is not None:  # serving, or to serve with it once loaded
             self._restconf_context.load_cert_chain(self.folder / CERT_FILE, self.folder / KEY_FILE)
         log.info("LDevID renewed; open management sessions continue")
 
@@ -334,6 +395,14 @@ class DeviceServer:
         would deadlock when the switch comes from a RESTCONF request (``restart-bootstrap``
         with ``factory-reset``): the shutdown waits for that request's handler, which waits
         for the shutdown."""
+        loading, self._restconf_loading = self._restconf_loading, None
+        if loading is not None:
+            await loading  # the server, once loaded, is stopped below
+        self._restconf_context = None
+        idle, self._restconf_idle = self._restconf_idle, None
+        if idle is not None:
+            asyncio.get_running_loop().remove_reader(idle)
+            idle.close()
         runner, self._restconf = self._restconf, None
         if runner is None:
             return

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -722,9 +723,11 @@ async def start_restconf(
     port: int,
     ssl_context: ssl.SSLContext,
     limits: ConnectionLimits | None = None,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
     """Serve RESTCONF on ``host:port`` (0: a free port, see ``bound_port``) over TLS, with
-    ``limits`` (connection caps and deadlines; the defaults when None).
+    ``limits`` (connection caps and deadlines; the defaults when None); ``sock``: a socket
+    already listening there, whose queued connections are then served too.
 
     Stop it with ``await runner.cleanup()``.
     """
@@ -736,7 +739,13 @@ async def start_restconf(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = GatedTlsSite(
-        runner, host, port, ssl_context, service="restconf", limits=limits or ConnectionLimits()
+        runner,
+        host,
+        port,
+        ssl_context,
+        service="restconf",
+        limits=limits or ConnectionLimits(),
+        sock=sock,
     )
     await site.start()
     log.info("RESTCONF listening on https://%s:%d", host, bound_port(runner))
