@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,21 @@ def _leaf(reply: object, namespace: str, name: str) -> str | None:
     return None if node is None else node.text
 
 
+def _close(session: manager.Manager) -> None:
+    """close-session, then until the device has ended the session (RFC 6241 §7.8) and
+    ncclient's reader thread closed its socket. ncclient's own close_session closes the socket
+    from this thread while the reader may be inside OpenSSL's read: the next connection gets
+    the same descriptor and the late read breaks its TLS stream (bad record MAC)."""
+    session.dispatch("close-session")
+    deadline = time.monotonic() + TIMEOUT
+    while session.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def read_device(port: int, client: ClientFiles) -> DeviceView:
     """Hostname from running and startup, and the bootstrap phase, over one session."""
-    with _connect(port, client) as session:
+    session = _connect(port, client)
+    try:
         running = session.get_config("running", filter=("subtree", SYSTEM_FILTER))
         startup = session.get_config("startup", filter=("subtree", SYSTEM_FILTER))
         state = session.get(filter=("subtree", BOOTSTRAP_FILTER))
@@ -99,6 +112,8 @@ def read_device(port: int, client: ClientFiles) -> DeviceView:
             startup_hostname=_leaf(startup, SYS_NS, "hostname"),
             phase=_leaf(state, BOOTSTRAP_NS, "phase"),
         )
+    finally:
+        _close(session)
 
 
 def _peer_serial(tls: ssl.SSLSocket) -> str | None:
