@@ -20,26 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ncclient import manager
 
-__all__ = ["close_after_server", "tls_session"]
+from zerotouch_plugin.demo.nms import end_session
 
-_POLL = 0.01  # seconds between looks at the session's state
+__all__ = ["close_after_server", "tls_session"]
 
 
 def close_after_server(session: manager.Manager, timeout: float) -> None:
     """close-session, then until the server has ended the session and ncclient's reader
     thread closed its socket (AssertionError when the server does not within ``timeout``)."""
-    reply = session.dispatch("close-session")
-    assert reply.ok, reply.xml
-    deadline = time.monotonic() + timeout
-    while session.connected:
-        assert time.monotonic() < deadline, "the server kept the session after close-session"
-        time.sleep(_POLL)
+    assert end_session(session, timeout), "close-session without <ok/>, or the session kept"
 
 
 @contextlib.contextmanager

@@ -89,15 +89,17 @@ def _leaf(reply: object, namespace: str, name: str) -> str | None:
     return None if node is None else node.text
 
 
-def _close(session: manager.Manager) -> None:
-    """close-session, then until the device has ended the session (RFC 6241 §7.8) and
-    ncclient's reader thread closed its socket. ncclient's own close_session closes the socket
-    from this thread while the reader may be inside OpenSSL's read: the next connection gets
-    the same descriptor and the late read breaks its TLS stream (bad record MAC)."""
-    session.dispatch("close-session")
-    deadline = time.monotonic() + TIMEOUT
+def end_session(session: manager.Manager, timeout: float = TIMEOUT) -> bool:
+    """close-session, then wait until the device has ended the session (RFC 6241 §7.8) and
+    ncclient's reader thread closed its socket; True when the device answered ``<ok/>`` and
+    did. ncclient's own close_session closes the socket from this thread while the reader may
+    be inside OpenSSL's read: the next connection gets the same descriptor and the late read
+    breaks its TLS stream (bad record MAC)."""
+    reply = session.dispatch("close-session")
+    deadline = time.monotonic() + timeout
     while session.connected and time.monotonic() < deadline:
         time.sleep(0.01)
+    return bool(reply.ok) and not session.connected
 
 
 def read_device(port: int, client: ClientFiles) -> DeviceView:
@@ -113,7 +115,7 @@ def read_device(port: int, client: ClientFiles) -> DeviceView:
             phase=_leaf(state, BOOTSTRAP_NS, "phase"),
         )
     finally:
-        _close(session)
+        end_session(session)
 
 
 def _peer_serial(tls: ssl.SSLSocket) -> str | None:
