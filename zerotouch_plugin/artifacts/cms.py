@@ -1,8 +1,9 @@
 """CMS SignedData signing and verification for vouchers and voucher-requests (RFC 8366 §8.3,
 RFC 8995 §3.3, RFC 5652 §5), also used for SZTP conveyed information (RFC 8572 §3.1).
 
-Policy and cryptography live here; the ASN.1 lives in ``_cms``. Verification fails closed:
-each failure raises its own error class (errors.py) with a message saying what to fix.
+Policy and cryptography live here; the ASN.1 lives in ``_cms``, imported where used: it loads
+asn1crypto, which a device needs no memory for until it signs or verifies. Verification fails
+closed: each failure raises its own error class (errors.py) with a message saying what to fix.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from zerotouch_plugin.artifacts import _cms
 from zerotouch_plugin.artifacts.certs import Identity, PrivateKey, verify_chain
 from zerotouch_plugin.artifacts.signer import (
     Signer,
@@ -39,6 +39,9 @@ from zerotouch_plugin.errors import (
     SignatureInvalid,
     UntrustedSigner,
 )
+
+if TYPE_CHECKING:
+    from zerotouch_plugin.artifacts import _cms
 
 __all__ = [
     "CONTENT_TYPE_NAMES",
@@ -114,6 +117,8 @@ def decode(data: bytes) -> bytes:
     """DER ContentInfo from DER, PEM (``-----BEGIN CMS-----`` / ``PKCS7``) or base64 text.
 
     The result is checked to be one complete DER ContentInfo; otherwise NotCMS."""
+    from zerotouch_plugin.artifacts import _cms
+
     der = _to_der(data)
     _cms.check_content_info(der)
     return der
@@ -200,6 +205,8 @@ def _signing_profile(key: PrivateKey, rsa_pss: bool) -> _SigningProfile:
     digest = "sha256"
     algorithm = _DIGESTS[digest]()
     if rsa_pss:
+        from zerotouch_plugin.artifacts import _cms
+
         # RFC 4056 §3 / RFC 8017: salt length = hash length, MGF1 with the same hash.
         params = _cms.PssParams(digest, digest, algorithm.digest_size)
         pss = padding.PSS(padding.MGF1(algorithm), algorithm.digest_size)
@@ -249,6 +256,8 @@ def sign(
         if rsa_pss and not isinstance(signer.key, rsa.RSAPrivateKey):
             raise ValueError("rsa_pss needs an RSA signing key")
         profile = _signing_profile(signer.key, rsa_pss)
+    from zerotouch_plugin.artifacts import _cms
+
     digest = _HASHLIB[profile.digest](content).digest()
     attrs = _cms.encode_signed_attributes(content_type, digest, now)
     ders = _certificate_ders(signer.cert, signer.chain if include_chain else ())
@@ -294,7 +303,7 @@ def _load_cert(der: bytes) -> x509.Certificate:
 _PARSES_KEPT = 256
 _PARSE_KEPT_MAX_BYTES = 16 * 1024
 
-_Parsed = tuple[_cms.ParsedSignedData, tuple[x509.Certificate, ...]]
+_Parsed: TypeAlias = "tuple[_cms.ParsedSignedData, tuple[x509.Certificate, ...]]"
 
 
 def _parse(data: bytes) -> _Parsed:
@@ -311,6 +320,8 @@ def _parse_kept(der: bytes) -> _Parsed:
 
 
 def _parse_der(der: bytes) -> _Parsed:
+    from zerotouch_plugin.artifacts import _cms
+
     # parse_signed_data checks the ContentInfo itself (what decode() would check).
     parsed = _cms.parse_signed_data(der)
     if parsed.content is None:
@@ -324,6 +335,8 @@ def _signer(
     embedded: Sequence[x509.Certificate],
     extra: Sequence[x509.Certificate],
 ) -> x509.Certificate:
+    from zerotouch_plugin.artifacts import _cms
+
     candidates = [*embedded, *extra]
     ders = [
         *parsed.certificates,

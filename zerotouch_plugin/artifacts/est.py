@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from zerotouch_plugin.artifacts import _cms, certs
+from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import KeyKind
 from zerotouch_plugin.errors import InvalidInput, SignatureInvalid
 
@@ -152,11 +152,15 @@ def _check_csr_hash(csr: x509.CertificateSigningRequest) -> None:
 
 def encode_csrattrs(oids: Sequence[x509.ObjectIdentifier]) -> bytes:
     """The /csrattrs body (RFC 7030 §4.5.2): a CsrAttrs SEQUENCE of OIDs, base64."""
+    from zerotouch_plugin.artifacts import _cms  # asn1crypto: only once CsrAttrs are used
+
     return encode_base64_body(_cms.encode_csrattrs([oid.dotted_string for oid in oids]))
 
 
 def decode_csrattrs(body: bytes) -> list[x509.ObjectIdentifier]:
     """OIDs (and attribute types) listed in a /csrattrs body (RFC 7030 §4.5.2)."""
+    from zerotouch_plugin.artifacts import _cms
+
     try:
         dotted = _cms.decode_csrattrs(decode_base64_body(body))
     except ValueError as exc:
@@ -310,6 +314,8 @@ def parse_csrattrs(body: bytes) -> CsrRequirements:
     attribute decides the key; a signature algorithm decides the hash, and the key family
     when no key attribute names one. Unknown items end in ``ignored``. InvalidInput when
     the body is not a CsrAttrs."""
+    from zerotouch_plugin.artifacts import _cms
+
     try:
         items = _cms.decode_csrattr_items(decode_base64_body(body))
     except ValueError as exc:

@@ -15,16 +15,18 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from zerotouch_plugin.artifacts import _cms
 from zerotouch_plugin.artifacts.certs import Identity, PrivateKey
 from zerotouch_plugin.artifacts.certs.keys import PublicKey
 from zerotouch_plugin.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: it loads asn1crypto, which only signing needs
+    from zerotouch_plugin.artifacts import _cms
 
 __all__ = [
     "SignatureAlgorithm",
@@ -87,6 +89,8 @@ def pss_params(algorithm: SignatureAlgorithm) -> _cms.PssParams | None:
     """RSASSA-PSS parameters (RFC 4055 §3.1: salt as long as the hash, MGF1 with it)."""
     if algorithm is not SignatureAlgorithm.RSA_PSS_SHA256:
         return None
+    from zerotouch_plugin.artifacts import _cms
+
     return _cms.PssParams("sha256", "sha256", hashes.SHA256.digest_size)
 
 
@@ -283,6 +287,8 @@ def make_csr(
     if hash_name is not None and hash_name not in _HASHES:
         raise ValueError(f"hash_name must be one of {', '.join(_HASHES)}")
     algorithm = algorithm_for(public, hash_name)
+    from zerotouch_plugin.artifacts import _cms
+
     info = _cms.encode_csr_info(
         x509.Name(attributes).public_bytes(), public_der(public), extensions
     )

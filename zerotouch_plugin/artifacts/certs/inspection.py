@@ -2,7 +2,8 @@
 MASA URL, hardwareModuleName, idevid-issuer), fingerprints, and the small helpers every layer
 uses to compare, name and classify certificates.
 
-Raw ASN.1 (the hardwareModuleName otherName, the MASA URL IA5String) is decoded in ``_cms``.
+Raw ASN.1 (the hardwareModuleName otherName, the MASA URL IA5String) is decoded in ``_cms``,
+imported where used: it loads asn1crypto, which a device that only serves needs no memory for.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from zerotouch_plugin.artifacts import _cms
 from zerotouch_plugin.errors import CertificateError
 
 __all__ = [
@@ -63,6 +63,8 @@ def masa_url_of(cert: x509.Certificate) -> str | None:
     value = extension.value
     if not isinstance(value, x509.UnrecognizedExtension):
         raise CertificateError("id-pe-masa-url extension has an unexpected form")
+    from zerotouch_plugin.artifacts import _cms
+
     try:
         return _cms.decode_ia5string(value.value, utf8_ascii=True)
     except ValueError as exc:
@@ -82,6 +84,8 @@ def hardware_module_name_of(cert: x509.Certificate) -> tuple[str, bytes] | None:
         raise CertificateError(f"certificate extensions are malformed: {exc}") from exc
     for other in san.get_values_for_type(x509.OtherName):
         if other.type_id == OID_HARDWARE_MODULE_NAME:
+            from zerotouch_plugin.artifacts import _cms
+
             try:
                 return _cms.decode_hardware_module_name(other.value)
             except ValueError as exc:
@@ -113,6 +117,8 @@ def _idevid_issuer_forms(cert: x509.Certificate) -> tuple[bytes, ...]:
     aki = _aki(cert)
     if aki is None:
         return ()
+    from zerotouch_plugin.artifacts import _cms
+
     whole = bytes(aki.public_bytes())
     forms = [whole, _cms.encode_octet_string(whole)]
     if aki.key_identifier is not None:

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from zerotouch_plugin.artifacts import _cms
 from zerotouch_plugin.artifacts.certs._time import check_now
 from zerotouch_plugin.artifacts.certs.inspection import (
     OID_HARDWARE_MODULE_NAME,
@@ -357,6 +356,8 @@ def issue_idevid(
     """
     if not isinstance(serial, str) or not serial:
         raise ValueError("the IDevID serial number must be a non-empty string")
+    from zerotouch_plugin.artifacts import _cms  # asn1crypto: loaded by issuers only
+
     key = generate_key(key_kind)
     hwtype = x509.ObjectIdentifier(hardware_type)
     other_name = x509.OtherName(
