@@ -1,5 +1,6 @@
-"""benchmarks/enroll_bench.py stays runnable: a short run prints the simulated pledges' CPU
-and, with --trace, the timeline of one enrollment, each step with its figures."""
+"""benchmarks/enroll_bench.py stays runnable: a short run prints the simulated pledges' CPU,
+the servers' CPU of the timed burst alone (start-up and the untimed runs apart) and, with
+--trace, the timeline of one enrollment, each step with its figures."""
 
 from __future__ import annotations
 
@@ -42,4 +43,12 @@ def test_enroll_bench_short_run_with_trace(repo_root: Path, tmp_path: Path) -> N
     voucher = by_name["requestvoucher (registrar -> MASA voucher)"]["server_cpu_ms"]
     assert set(voucher) == {"masa", "registrar0"} and min(voucher.values()) > 0
     assert all(step["wall_ms"] >= 0 and step["pledge_cpu_ms"] >= 0 for step in trace)
+    # each server's start-up (imports, keys) and the untimed runs (singles, trace, CLI) are
+    # measured apart, so the per-enrollment figure is the burst's alone
+    assert "start-up" in figures["server_cpu"] and "subtracted" in figures["server_cpu"]
+    assert [use["name"] for use in figures["processes"]] == ["masa", "registrar0"]
+    for use in figures["processes"]:
+        assert use["startup_cpu_seconds"] > 0 and use["untimed_cpu_seconds"] > 0
+        assert use["cpu_seconds"] >= 0
+        assert use["cpu_ms_per_enrollment"] == use["cpu_seconds"] / 4 * 1000
     assert list(tmp_path.iterdir()) == []  # the pledges' folder is removed after the run
