@@ -3,6 +3,7 @@ first, and an incomplete set discarded at start (a device killed mid-install).""
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,11 +69,57 @@ def test_rewrite_removes_the_old_commit_point_first(
     def crash(*args: object, **kwargs: object) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(domain_files, "write_atomic", crash)
+    monkeypatch.setattr(domain_files.os, "replace", crash)  # before the first part's rename
     with pytest.raises(OSError):
         write(tmp_path)
     assert not (tmp_path / CA_FILE).exists()  # the mixed set does not look complete
     assert discard_incomplete(tmp_path)
+
+
+def test_a_crash_while_the_new_files_are_written_keeps_the_old_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path)
+    before = {name: (tmp_path / name).read_bytes() for name in ALL}
+    fsyncs = 0
+    real_fsync = os.fsync
+
+    def crash_on_the_third(fd: int) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        if fsyncs == 3:
+            raise OSError("power cut")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", crash_on_the_third)
+    other = certs.issue_client(CA, "SN-2", now=NOW)
+    with pytest.raises(OSError):
+        write_domain(tmp_path, key=other.key, chain=[other.cert], anchors=[CA.cert])
+    assert {name: (tmp_path / name).read_bytes() for name in ALL} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(ALL)  # no temporary left
+    assert discard_incomplete(tmp_path) == []
+
+
+@pytest.mark.parametrize(("existing", "bound"), [(False, 6), (True, 7)])
+def test_an_install_fsyncs_each_file_once_and_the_folder_at_most_three_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool, bound: int
+) -> None:
+    """Four files, the folder after the old commit point went (only if there was one), after
+    the parts and after the commit point: not a file and a folder fsync per file."""
+    if existing:
+        write(tmp_path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    write(tmp_path)
+    assert len(synced) == bound
+    assert discard_incomplete(tmp_path) == []
+    assert (tmp_path / CERT_FILE).read_bytes() == certs.certs_pem([LEAF.cert])
 
 
 def test_device_starts_on_leftovers_of_an_interrupted_install(
