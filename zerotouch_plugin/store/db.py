@@ -99,9 +99,10 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        event.listen(engine, "before_cursor_execute", _refuse_write_in_snapshot)
         event.listen(engine, "rollback", _forget_after_commit)
         self._read_engine = engine.execution_options(**{_READ_ONLY: True})
+        # on the read-only engine alone: the statements of write transactions skip the check
+        event.listen(self._read_engine, "before_cursor_execute", _refuse_write_in_snapshot)
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._reads = sessionmaker(bind=self._read_engine, expire_on_commit=False)
         for factory in (self._sessions, self._reads):
@@ -244,10 +245,8 @@ def _note_connection(session: Session, _transaction: Any, conn: Connection) -> N
     session.info[_CONNECTION] = conn
 
 
-def _refuse_write_in_snapshot(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-    if conn.get_execution_options().get(_READ_ONLY) and statement.lstrip().upper().startswith(
-        _WRITES
-    ):
+def _refuse_write_in_snapshot(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    if statement.lstrip().upper().startswith(_WRITES):
         raise StorageError("a read-only transaction was given a statement that writes")
 
 
@@ -329,9 +328,15 @@ def _sqlite_engine(path: Path) -> Engine:
             cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
+    def _on_begin(conn: Connection) -> None:
+        # On the driver's connection, not through exec_driver_sql: a statement's execution
+        # context costs more CPU than the BEGIN, and every transaction has one.
         read_only = conn.get_execution_options().get(_READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        try:
+            conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
 
     return engine
 

@@ -6,8 +6,11 @@ reason-context. Written under the device's row lock, with the status report it c
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.models import (
@@ -37,16 +40,16 @@ class AddressRecords(Records):
 
 
 def set_management(conn: Connection, serial: str, reported: ManagementRow) -> None:
-    """Upsert under the device's row lock, which every writer of this serial takes first (so
-    the UPDATE-else-INSERT cannot race), with statements instead of ORM flushes."""
+    """One INSERT ... ON CONFLICT DO UPDATE under the device's row lock, which every writer
+    of this serial takes first, then the extra ports replaced."""
     address = {
+        "serial": serial,
         "host": reported.host,
         "reported_at": reported.reported_at,
         "netconf_tls_port": reported.netconf_tls_port,
         "restconf_port": reported.restconf_port,
     }
-    if not conn.execute(_UPDATE_MANAGEMENT, {"key": serial, **address}).rowcount:  # type: ignore[attr-defined]
-        conn.execute(_NEW_MANAGEMENT, {"serial": serial, **address})
+    conn.execute(_SET_MANAGEMENT[conn.dialect.name], address)
     conn.execute(_DROP_PORTS, {"serial": serial})
     ports = [
         {"serial": serial, "listener": name, "port": getattr(reported, field)}
@@ -57,8 +60,19 @@ def set_management(conn: Connection, serial: str, reported: ManagementRow) -> No
         conn.execute(_NEW_PORT, ports)
 
 
-_UPDATE_MANAGEMENT = update(ManagementModel).where(ManagementModel.serial == bindparam("key"))
-_NEW_MANAGEMENT = insert(ManagementModel)
+def _upsert(new: Any) -> Any:
+    """``new`` (a dialect's INSERT) updating the row of a serial already there instead."""
+    replaced = ("host", "reported_at", "netconf_tls_port", "restconf_port")
+    return new.on_conflict_do_update(
+        index_elements=[ManagementModel.serial],
+        set_={column: new.excluded[column] for column in replaced},
+    )
+
+
+_SET_MANAGEMENT = {
+    "postgresql": _upsert(pg_insert(ManagementModel)),
+    "sqlite": _upsert(sqlite_insert(ManagementModel)),
+}
 _NEW_PORT = insert(ManagementPortModel)
 _DROP_PORTS = delete(ManagementPortModel).where(ManagementPortModel.serial == bindparam("serial"))
 

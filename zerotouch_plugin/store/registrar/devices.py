@@ -128,12 +128,14 @@ class DeviceRecords(Records):
         """The registrar's verdict on the MASA audit log (RFC 8995 §5.8.3)."""
         verdict = {"level": level, "summary": summary}
         with self.db.write() as conn:
-            lock_state(conn, serial)
-            conn.execute(
-                _UPDATE_DEVICE,
+            # the UPDATE takes the device's row lock, as lock_state would, in the same statement
+            found = conn.execute(
+                _UPDATE_FOUND_DEVICE,
                 {"key": serial, "audit_level": level, "audit_summary": summary, "audit_at": now,
                  "updated_at": now},
-            )  # fmt: skip
+            ).scalar()  # fmt: skip
+            if found is None:
+                raise _unknown(serial)
             conn.execute(_NEW_VERDICT, {"serial": serial, "checked_at": now, "log": log, **verdict})
             add_verdict_event(conn, serial, level, summary, now)
 
@@ -189,15 +191,22 @@ def lock_state(conn: Connection, serial: str) -> str:
     writer of a device takes first); NotFound for a device never seen."""
     state = conn.execute(_LOCK_STATE, {"serial": serial}).scalar_one_or_none()
     if state is None:
-        raise NotFound(f"device {serial} is not known to this registrar")
+        raise _unknown(serial)
     return str(state)
 
 
+def _unknown(serial: str) -> NotFound:
+    return NotFound(f"device {serial} is not known to this registrar")
+
+
 def lock_or_create_state(conn: Connection, serial: str, manufacturer: str, now: datetime) -> str:
-    """``lock_state``, the row inserted first (state "new") when the device is new."""
+    """``lock_state``, the row inserted first (state "new") when the device is new: one
+    upsert whose no-op update of a row already there locks it and returns its state."""
     new = {"serial": serial, "manufacturer": manufacturer, "state": "new"}
-    conn.execute(_NEW_DEVICE[conn.dialect.name], {**new, "created_at": now, "updated_at": now})
-    return lock_state(conn, serial)
+    found = conn.execute(
+        _NEW_DEVICE[conn.dialect.name], {**new, "created_at": now, "updated_at": now}
+    )
+    return str(found.scalar_one())
 
 
 def move_device(
@@ -220,14 +229,14 @@ def move_device(
 def lock_device(s: Session, serial: str) -> DeviceModel:
     dev = s.scalars(_LOCK_DEVICE, {"serial": serial}).one_or_none()
     if dev is None:
-        raise NotFound(f"device {serial} is not known to this registrar")
+        raise _unknown(serial)
     return dev
 
 
 def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datetime) -> DeviceModel:
     """The device row, inserted first when it is new, locked for the rest of the transaction.
-    INSERT ... ON CONFLICT DO NOTHING lets two processes race on a new serial safely, without
-    a savepoint."""
+    INSERT ... ON CONFLICT lets two processes race on a new serial safely, without a
+    savepoint."""
     lock_or_create_state(s.connection(), serial, manufacturer, now)
     return lock_device(s, serial)
 
@@ -237,10 +246,13 @@ _SERIAL: BindParameter[str] = bindparam("serial")
 _LOCK_DEVICE = select(DeviceModel).where(DeviceModel.serial == _SERIAL).with_for_update()
 _LOCK_STATE = select(DeviceModel.state).where(DeviceModel.serial == _SERIAL).with_for_update()
 _UPDATE_DEVICE = update(DeviceModel).where(DeviceModel.serial == bindparam("key"))
+_UPDATE_FOUND_DEVICE = _UPDATE_DEVICE.returning(DeviceModel.serial)
 _NEW_STATUS = insert(StatusReportModel)
 _NEW_VERDICT = insert(AuditVerdictModel)
 _NEW_DEVICE = {
-    name: dialect_insert(DeviceModel).on_conflict_do_nothing(index_elements=["serial"])
+    name: dialect_insert(DeviceModel)
+    .on_conflict_do_update(index_elements=["serial"], set_={"state": DeviceModel.state})
+    .returning(DeviceModel.state)
     for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 

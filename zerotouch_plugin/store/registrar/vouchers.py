@@ -142,13 +142,13 @@ class VoucherRecords(Records):
     ) -> None:
         """A validated voucher, durable before it is relayed to the pledge; ``from_escrow``:
         the held voucher, relayed because the MASA was unreachable (its use is counted)."""
+        outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
+        answered = {"key": request_id, "outcome": outcome, "rvr_cms": rvr_cms, "error": None}
         with self.db.write() as conn:
-            serial = conn.execute(_LOCK_REQUEST, {"id": request_id}).scalar()
+            # the UPDATE locks the request's row and names its device in one statement
+            serial = conn.execute(_ANSWER_REQUEST, answered).scalar()
             if serial is None:
                 raise NotFound(f"voucher-request {request_id} is not on record")
-            outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
-            answered = {"key": request_id, "outcome": outcome, "rvr_cms": rvr_cms, "error": None}
-            conn.execute(_UPDATE_REQUEST, answered)
             if from_escrow:
                 conn.execute(_ESCROW_USED, {"key": serial, "used_at": now})
             before = lock_state(conn, serial)
@@ -169,12 +169,11 @@ def _last_masa_request(conn: Connection, serial: str) -> bytes | None:
 
 # Built once: the hot path only binds values.
 _NEW_REQUEST = insert(VoucherRequestModel).returning(VoucherRequestModel.id)
-_LOCK_REQUEST = (
-    select(VoucherRequestModel.serial)
-    .where(VoucherRequestModel.id == bindparam("id"))
-    .with_for_update()
+_ANSWER_REQUEST = (
+    update(VoucherRequestModel)
+    .where(VoucherRequestModel.id == bindparam("key"))
+    .returning(VoucherRequestModel.serial)
 )
-_UPDATE_REQUEST = update(VoucherRequestModel).where(VoucherRequestModel.id == bindparam("key"))
 _NEW_VOUCHER = insert(VoucherModel)
 _ESCROW_USED = (
     update(EscrowModel)
