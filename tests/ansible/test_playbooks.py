@@ -6,16 +6,15 @@ rotate.yml; a device the registrar refuses; a device reached at another's port."
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
-from ncclient import manager
 
 from tests.ansible.conftest import Ansible, World
+from tests.support.ncclient_tls import tls_session
 from tests.support.processes import run_cli, start_server
 
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
@@ -25,15 +24,11 @@ SYSTEM = f'<system xmlns="{SYS_NS}"><contact/><location/><hostname/></system>'
 def read_system(world: World, serial: str, source: str) -> dict[str, str | None]:
     """Contact, location and hostname of ``source`` on the device ``serial``, with ncclient
     over NETCONF/TLS and the NMS certificate, at that device's own port."""
-    with manager.connect_tls(
-        host="127.0.0.1",
-        port=world.port(serial),
-        certfile=str(world.folder / "nms/cert.pem"),
-        keyfile=str(world.folder / "nms/key.pem"),
-        ca_certs=str(world.folder / "registrar/ca.pem"),
-        protocol=ssl.PROTOCOL_TLS_CLIENT,
-        check_hostname=False,
-        timeout=20,
+    with tls_session(
+        world.port(serial),
+        cert=world.folder / "nms/cert.pem",
+        key=world.folder / "nms/key.pem",
+        ca=world.folder / "registrar/ca.pem",
     ) as session:
         reply = session.get_config(source, filter=("subtree", SYSTEM))
     data = etree.fromstring(reply.data_xml.encode())

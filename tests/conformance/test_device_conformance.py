@@ -49,6 +49,7 @@ from ncclient import manager
 from ncclient.operations.rpc import RPCError
 
 from tests.support.device_process import DeviceProcess, start_device, write_device_config
+from tests.support.ncclient_tls import ended
 from zerotouch_plugin.artifacts.certs import (
     Identity,
     fingerprint,
@@ -217,7 +218,8 @@ def ncclient(transport: str, call: Callable[[manager.Manager], object], who: str
             session = _ssh(dut) if transport == "ssh" else _tls(dut, who or "alice")
         except Exception as exc:  # ncclient raises several types for a refused session
             return Got("refused", text=f"{type(exc).__name__}: {exc}")
-        with session as m:
+        # ncclient's own close of a TLS session races its reader thread (ncclient_tls.py)
+        with session if transport == "ssh" else ended(session, 30) as m:
             try:
                 reply = call(m)
             except RPCError as exc:

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from ncclient import manager
 
 from tests.e2e.test_brski_flow import FAST_RETRY, Lab, enroll_here, make_lab
 from tests.support.admin_openapi import check_admin_answer
 from tests.support.device_process import DeviceProcess, start_device, write_device_config
+from tests.support.ncclient_tls import tls_session
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, RegistrarConfig, load_config
@@ -182,11 +182,9 @@ def test_day0_applied_after_retries_and_in_startup(
     assert startup["ietf-interfaces:interfaces"]["interface"][0]["name"] == "uplink0"
 
     nms = admin.folder
-    with manager.connect_tls(
-        host="127.0.0.1", port=port, certfile=str(nms / "cert.pem"), keyfile=str(nms / "key.pem"),
-        ca_certs=str(nms / "ca.pem"), protocol=ssl.PROTOCOL_TLS_CLIENT, check_hostname=False,
-        timeout=15,
-    ) as m:  # fmt: skip
+    with tls_session(
+        port, cert=nms / "cert.pem", key=nms / "key.pem", ca=nms / "ca.pem", timeout=15
+    ) as m:
         data = m.get_config(source="startup").data_ele
     assert data.findtext(f".//{{{SYSTEM_NS}}}hostname") == "edge-one"
     assert data.findtext(f".//{{{IF_NS}}}interface/{{{IF_NS}}}description") == "day-0 uplink"
@@ -383,11 +381,9 @@ def test_pending_handoff_resumes_after_a_registrar_restart(
 
 def hostnames(port: int, nms: Path) -> tuple[str | None, str | None]:
     """The ietf-system hostname in running and in startup, read with ncclient."""
-    with manager.connect_tls(
-        host="127.0.0.1", port=port, certfile=str(nms / "cert.pem"), keyfile=str(nms / "key.pem"),
-        ca_certs=str(nms / "ca.pem"), protocol=ssl.PROTOCOL_TLS_CLIENT, check_hostname=False,
-        timeout=15,
-    ) as m:  # fmt: skip
+    with tls_session(
+        port, cert=nms / "cert.pem", key=nms / "key.pem", ca=nms / "ca.pem", timeout=15
+    ) as m:
         return tuple(  # type: ignore[return-value]
             m.get_config(source=source).data_ele.findtext(f".//{{{SYSTEM_NS}}}hostname")
             for source in ("running", "startup")

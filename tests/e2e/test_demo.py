@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -15,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from ncclient import manager
 
 from tests.support.admin_openapi import check_admin_answer
+from tests.support.ncclient_tls import tls_session
 from tests.support.processes import REPO
 
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
@@ -174,14 +173,11 @@ def test_keep_leaves_working_services_until_stop(tmp_path: Path) -> None:
         )  # fmt: skip
         assert refused.returncode == 60, refused.stderr  # CURLE_PEER_FAILED_VERIFICATION
         port = int(device["netconf-tls"].rsplit(":", 1)[1])
-        with manager.connect_tls(
-            host="127.0.0.1",
-            port=port,
-            certfile=str(workdir / "nms/cert.pem"),
-            keyfile=str(workdir / "nms/key.pem"),
-            ca_certs=str(workdir / "registrar/ca.pem"),
-            protocol=ssl.PROTOCOL_TLS_CLIENT,
-            check_hostname=False,
+        with tls_session(
+            port,
+            cert=workdir / "nms/cert.pem",
+            key=workdir / "nms/key.pem",
+            ca=workdir / "registrar/ca.pem",
             timeout=15,
         ) as session:
             reply = session.get_config("running")

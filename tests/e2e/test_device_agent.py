@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from ncclient.operations.rpc import RPCError
 
 from tests.e2e.test_brski_flow import FakeRegistrar, Lab, make_lab, masa_voucher
 from tests.support.device_process import DeviceProcess, start_device
+from tests.support.ncclient_tls import tls_session
 from tests.support.processes import run_cli
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, hash_password
@@ -92,14 +93,13 @@ def ssh(process: DeviceProcess) -> manager.Manager:
     )  # fmt: skip
 
 
-def tls(process: DeviceProcess, cert: Path, key: Path, ca: Path) -> manager.Manager:
+def tls(
+    process: DeviceProcess, cert: Path, key: Path, ca: Path
+) -> AbstractContextManager[manager.Manager]:
     """NETCONF/TLS verified against the domain CA; the LDevID names the device by its serial
-    (RFC 8995 §2.3.1), not by address, so no host name check."""
-    return manager.connect_tls(
-        host="127.0.0.1", port=process.ports["netconf-tls"], certfile=str(cert),
-        keyfile=str(key), ca_certs=str(ca), protocol=ssl.PROTOCOL_TLS_CLIENT, timeout=15,
-        check_hostname=False,
-    )  # fmt: skip
+    (RFC 8995 §2.3.1), not by address, so no host name check. Ended by close-session and the
+    device (tests/support/ncclient_tls.py: ncclient's own close races its reader thread)."""
+    return tls_session(process.ports["netconf-tls"], cert=cert, key=key, ca=ca, timeout=15)
 
 
 def state_of(m: manager.Manager) -> etree._Element:
@@ -165,7 +165,7 @@ def phase_changes(m: manager.Manager, *, until: str, timeout: float = 45) -> lis
     return phases
 
 
-def refused(connect: Callable[[], manager.Manager]) -> bool:
+def refused(connect: Callable[[], AbstractContextManager[Any]]) -> bool:
     try:
         with connect():
             return False

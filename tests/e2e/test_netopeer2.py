@@ -7,8 +7,8 @@ import json
 import socket
 import ssl
 import tempfile
-import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +24,10 @@ from ncclient.xml_ import to_ele
 
 from tests.e2e.test_brski_flow import Lab
 from tests.e2e.test_device_agent import agent_lab
+from tests.support.ncclient_tls import close_after_server, ended
 from tests.support.netopeer2 import Netopeer2, netopeer2_server
 from tests.support.processes import free_port, run_cli
+from tests.support.waiting import wait_until
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import SigningIdentity
 from zerotouch_plugin.artifacts.yang import yang_dir
@@ -106,8 +108,12 @@ INTERFACE = f"""<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
 </config>"""
 
 
-def tls_session(port: int, client: certs.Identity, ca: x509.Certificate, folder: Path) -> Any:
-    """ncclient over TLS as ``client``, trusting ``ca`` for the device's certificate."""
+def tls_connect(
+    port: int, client: certs.Identity, ca: x509.Certificate, folder: Path
+) -> manager.Manager:
+    """ncclient over TLS as ``client``, trusting ``ca`` for the device's certificate; to be
+    ended by ``close_after_server`` (tests/support/ncclient_tls.py: ncclient's own close races
+    its reader thread)."""
     folder.mkdir(exist_ok=True)
     (folder / "client.pem").write_bytes(certs.certs_pem([client.cert]) + certs.key_pem(client.key))
     (folder / "ca.pem").write_bytes(certs.certs_pem([ca]))
@@ -120,6 +126,13 @@ def tls_session(port: int, client: certs.Identity, ca: x509.Certificate, folder:
         check_hostname=False,
         timeout=10,
     )
+
+
+def tls_session(
+    port: int, client: certs.Identity, ca: x509.Certificate, folder: Path
+) -> AbstractContextManager[manager.Manager]:
+    """``tls_connect``, ended by close-session and the server on the way out."""
+    return ended(tls_connect(port, client, ca, folder), 10)
 
 
 def presented(port: int, client: certs.Identity) -> x509.Certificate:
@@ -342,7 +355,7 @@ def install_and_renew(folder: Path, port: int) -> None:
             with pytest.raises(REFUSED):
                 await asyncio.to_thread(configure, port, pki["outsider"], pki, folder)
             session = await asyncio.to_thread(
-                tls_session, port, pki["admin"], pki["domain"].cert, folder / "client"
+                tls_connect, port, pki["admin"], pki["domain"].cert, folder / "client"
             )
             try:
                 renewed = SigningIdentity.of(pki["renewed"])
@@ -350,7 +363,7 @@ def install_and_renew(folder: Path, port: int) -> None:
                 reply = await asyncio.to_thread(session.get_config, source="running")
                 assert "set by a domain client" in reply.data_xml
             finally:
-                await asyncio.to_thread(session.close_session)
+                await asyncio.to_thread(close_after_server, session, 10)
             assert await asyncio.to_thread(presented, port, pki["admin"]) == renewed.cert
         finally:
             await host.close()
@@ -423,12 +436,8 @@ def day0_interfaces(description: str) -> str:
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while (value := probe()) is None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.5)
-    return value
+    """``wait_until`` every 0.5 s: a probe opens a NETCONF session or reads a file."""
+    return wait_until(what, probe, timeout, interval=0.5)
 
 
 HANDOFF_SETTINGS = (

@@ -11,6 +11,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -22,6 +24,7 @@ from ncclient.transport.errors import AuthenticationError
 
 from tests.support.device_pki import DevicePki, make_device_pki
 from tests.support.device_process import DeviceProcess, device, write_device_config
+from tests.support.ncclient_tls import ended
 from zerotouch_plugin.config import hash_password
 from zerotouch_plugin.device.datastore import STARTUP_FILE
 from zerotouch_plugin.services.certfiles import write_certs, write_key
@@ -123,18 +126,28 @@ def _tls(process: DeviceProcess, pki_files: dict[str, Path], prefix: str = "") -
     )
 
 
-Connect = Callable[[], manager.Manager]
+@dataclass(frozen=True)
+class Connect:
+    """New ncclient sessions to the running device over SSH, or over TLS (RFC 7589)."""
+
+    transport: str
+    open: Callable[[], manager.Manager]  # a session the device ends (kill-session)
+
+    def __call__(self) -> AbstractContextManager[manager.Manager]:
+        """A session ended by close-session on the way out; over TLS after the device ended it
+        (tests/support/ncclient_tls.py: ncclient's own close races its reader thread)."""
+        session = self.open()
+        return ended(session, 15) if self.transport == "tls" else session
 
 
 @pytest.fixture(params=["ssh", "tls"])
 def connect(
     request: pytest.FixtureRequest, running: DeviceProcess, pki: DevicePki, tmp_path: Path
 ) -> Connect:
-    """A new ncclient session to the running device over SSH, or over TLS (RFC 7589)."""
     if request.param == "ssh":
-        return lambda: _ssh(running)
+        return Connect("ssh", lambda: _ssh(running))
     files = pki.write(tmp_path / "pki")
-    return lambda: _tls(running, files)
+    return Connect("tls", lambda: _tls(running, files))
 
 
 def test_hello_advertises_base_11_and_yang_library(running: DeviceProcess) -> None:
@@ -327,7 +340,7 @@ def test_locks_across_two_sessions_and_kill_session(
 ) -> None:
     """Session a over the transport under test, b over SSH: locks hold across sessions
     and across transports (RFC 6241 §7.5, §7.9)."""
-    a = connect()
+    a = connect.open()  # ended by b's kill-session
     with _ssh(running) as b:
         a.lock(target="running")
         with pytest.raises(RPCError) as err:
@@ -376,7 +389,7 @@ def test_tls_mutual_auth_and_refusals(
     running: DeviceProcess, pki: DevicePki, tmp_path: Path
 ) -> None:
     files = pki.write(tmp_path)
-    with _tls(running, files) as m:
+    with ended(_tls(running, files), 15) as m:
         m.edit_config(target="running", config=_hostname("via-tls"))
         data = _data(m.get_config(source="running"))
         assert data.findtext(f".//{{{SYS_NS}}}hostname") == "via-tls"
@@ -414,8 +427,8 @@ def test_copy_config_to_startup_survives_restart(
     (tmp_path / "ldevid.key").chmod(0o600)
     files = pki.write(tmp_path / "pki")
 
-    def session(process: DeviceProcess) -> manager.Manager:
-        return _ssh(process) if transport == "ssh" else _tls(process, files)
+    def session(process: DeviceProcess) -> AbstractContextManager[manager.Manager]:
+        return _ssh(process) if transport == "ssh" else ended(_tls(process, files), 15)
 
     with device(tmp_path, LISTEN) as first, session(first) as m:
         m.edit_config(target="running", config=_hostname("persisted"))

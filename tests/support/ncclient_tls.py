@@ -27,7 +27,7 @@ from ncclient import manager
 
 from zerotouch_plugin.demo.nms import end_session
 
-__all__ = ["close_after_server", "tls_session"]
+__all__ = ["close_after_server", "ended", "tls_session"]
 
 
 def close_after_server(session: manager.Manager, timeout: float) -> None:
@@ -45,9 +45,11 @@ def tls_session(
     ca: Path,
     host: str = "127.0.0.1",
     timeout: float = 20,
+    check_hostname: bool = False,
 ) -> Iterator[manager.Manager]:
     """An ncclient session over NETCONF/TLS (RFC 7589) with the client certificate ``cert``
-    (``key``) to a server chaining to ``ca`` (host names not checked), closed as above."""
+    (``key``) to a server chaining to ``ca`` (its name checked against ``host`` only with
+    ``check_hostname``: an LDevID names its device by serial), closed as above."""
     session = manager.connect_tls(
         host=host,
         port=port,
@@ -55,9 +57,17 @@ def tls_session(
         keyfile=str(key),
         ca_certs=str(ca),
         protocol=ssl.PROTOCOL_TLS_CLIENT,
-        check_hostname=False,
+        check_hostname=check_hostname,
         timeout=timeout,
     )
+    with ended(session, timeout):
+        yield session
+
+
+@contextlib.contextmanager
+def ended(session: manager.Manager, timeout: float) -> Iterator[manager.Manager]:
+    """An open ncclient NETCONF/TLS ``session`` (one a test connects itself, to see a refusal
+    apart from a failed request), closed as above on the way out."""
     try:
         yield session
     except BaseException:
