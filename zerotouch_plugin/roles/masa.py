@@ -175,6 +175,19 @@ def peek_request(body: bytes) -> tuple[str, str | None]:
     return request.serial_number, request.nonce
 
 
+@lru_cache(maxsize=256)
+def _directly_issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """Whether ``parent`` issued ``child`` (issuer name and signature, RFC 5280 §6.1.3). Kept
+    by the exact certificates, as ``certs.verify_chain`` keeps the paths it validated: a
+    registrar's chain comes with each of its requests (a voucher's, then its audit log's) and
+    the answer for the same bytes cannot change; a failure is kept as a failure."""
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _issuer_chain(
     leaf: x509.Certificate, bag: Sequence[x509.Certificate]
 ) -> list[x509.Certificate]:
@@ -186,9 +199,7 @@ def _issuer_chain(
         for candidate in bag:
             if candidate == current or candidate.subject != current.issuer:
                 continue
-            try:
-                current.verify_directly_issued_by(candidate)
-            except (ValueError, TypeError, InvalidSignature):
+            if not _directly_issued(current, candidate):
                 continue
             parent = candidate
             break
