@@ -7,8 +7,8 @@ first: it is the commit point. Without it, the other files are leftovers of an i
 install (or forget) and ``discard_incomplete`` removes them at start, so the device simply
 bootstraps again.
 
-An install costs six fsyncs (seven when it replaces an identity), not one file fsync and one
-folder fsync per file: the four new files are written to temporary names and fsynced
+An install costs at most six fsyncs (seven when it removes an old commit point), not a file
+and a folder fsync per file: the new files are written to temporary names and fsynced
 together, and the folder is fsynced once when the parts are in place and once when the
 commit point is.
 """
