@@ -9,6 +9,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -20,8 +21,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from tests.vectors.provenance import DATA
 from zerotouch_plugin.artifacts import certs, cms
-from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
+from zerotouch_plugin.artifacts import voucher as voucher_module
+from zerotouch_plugin.artifacts.certs import Identity, verification
+from zerotouch_plugin.artifacts.voucher import (
+    STRICT,
+    Assertion,
+    Tolerance,
+    Voucher,
+    VoucherRequest,
+)
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
@@ -154,14 +162,9 @@ NONCE_FORMS = {
 }
 
 
-@pytest.mark.parametrize("nonce", NONCE_FORMS.values(), ids=NONCE_FORMS.keys())
-def test_every_nonce_form_is_relayed_verbatim_through_registrar_and_masa(
-    pki: Pki, nonce: str
-) -> None:
-    """Issue 9 item 1: the registrar built its RVR strictly and raised (a 500) on any nonce
-    that is not padded base64 of 8..32 bytes. The nonce is opaque: the pledge's string goes
-    into the RVR, the MASA's voucher and the registrar's check byte for byte."""
-    pvr = cms.sign(
+def pvr_with_nonce(pki: Pki, nonce: str | None) -> bytes:
+    """A pledge voucher-request carrying ``nonce`` in whatever form (or none)."""
+    return cms.sign(
         VoucherRequest(
             serial_number="SN-1",
             created_on=NOW,
@@ -173,6 +176,16 @@ def test_every_nonce_form_is_relayed_verbatim_through_registrar_and_masa(
         signer=pki.idevid,
         now=NOW,
     )
+
+
+@pytest.mark.parametrize("nonce", NONCE_FORMS.values(), ids=NONCE_FORMS.keys())
+def test_every_nonce_form_is_relayed_verbatim_through_registrar_and_masa(
+    pki: Pki, nonce: str
+) -> None:
+    """Issue 9 item 1: the registrar built its RVR strictly and raised (a 500) on any nonce
+    that is not padded base64 of 8..32 bytes. The nonce is opaque: the pledge's string goes
+    into the RVR, the MASA's voucher and the registrar's check byte for byte."""
+    pvr = pvr_with_nonce(pki, nonce)
     assert f'"nonce":"{nonce}"'.encode() in cms.inspect(cms.decode(pvr)).content
     pledge = role.check_voucher_request(
         pki.ctx, pvr, tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
@@ -201,6 +214,65 @@ def test_every_nonce_form_is_relayed_verbatim_through_registrar_and_masa(
                 pledge=pledge,
                 now=NOW,
             )
+
+
+@pytest.mark.parametrize(
+    "nonce", [NONCE, None, *NONCE_FORMS.values()], ids=["binary", "none", *NONCE_FORMS.keys()]
+)
+def test_the_registrar_request_is_built_once_and_valid_against_the_yang_schema(
+    pki: Pki, nonce: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_registrar_request does not validate the request it builds from checked fields
+    (issue 17: the registrar's CPU); what it signs is valid YANG (RFC 8995 §3.3) with no
+    tolerance but the pledge's nonce form, and reads back to the same JSON."""
+    pvr = pvr_with_nonce(pki, nonce)
+    pledge = role.check_voucher_request(
+        pki.ctx, pvr, tls_cert=pki.idevid.cert, rules=ALLOW, now=NOW
+    )
+    validated: list[object] = []
+    real_validate = voucher_module.validate_artifact
+
+    def counted(obj: dict[str, object], kind: str) -> None:
+        validated.append(kind)
+        real_validate(obj, kind)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(voucher_module, "validate_artifact", counted)
+    rvr = role.build_registrar_request(pki.ctx, pledge, now=NOW)
+    assert validated == []
+    content = cms.verify(rvr, trust_anchors=[pki.domain.cert], now=NOW).content
+    relayed = frozenset({Tolerance.OPAQUE_NONCE})
+    tolerances = STRICT if nonce in (NONCE, None) else relayed
+    request = VoucherRequest.from_json(content, tolerances=tolerances)
+    assert validated == ["voucher-request"]
+    assert request.to_json() == content
+    assert (request.serial_number, request.nonce) == ("SN-1", nonce)
+    assert request.prior_signed_voucher_request == pledge.cms_der
+
+
+def test_the_idevid_path_is_validated_once_for_the_request_and_the_next_ones(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The voucher-request's CMS carries the IDevID itself: not offered as its own
+    intermediate, the path the §5.3 check validates is the one identify_client reuses on the
+    pledge's next requests (voucher_status, EST), not validated a second time (issue 17)."""
+    idevid = certs.issue_idevid(pki.vendor, "SN-7", masa_url=MASA_URL, now=NOW)
+    pvr = pki.pvr(signer=idevid, serial_number="SN-7")
+    assert der(idevid.cert) in [
+        der(c) for c in cms.verify(pvr, trust_anchors=None, now=NOW).certificates
+    ]
+    validated: list[x509.Certificate] = []
+    real_verify = verification._verify_chain
+
+    def counted(leaf: x509.Certificate, *args: Any) -> list[x509.Certificate]:
+        validated.append(leaf)
+        return real_verify(leaf, *args)
+
+    monkeypatch.setattr(verification, "_verify_chain", counted)
+    rules = [PolicyRule("SN-7", PolicyDecision.ALLOW)]
+    pledge = role.check_voucher_request(pki.ctx, pvr, tls_cert=idevid.cert, rules=rules, now=NOW)
+    client = role.identify_client(pki.ctx, idevid.cert, now=NOW + timedelta(seconds=1))
+    assert (pledge.serial, client.kind, client.serial) == ("SN-7", ClientKind.IDEVID, "SN-7")
+    assert validated == [idevid.cert]
 
 
 def test_a_nonce_seen_before_is_a_replay(pki: Pki) -> None:
