@@ -66,7 +66,7 @@ def _strings(paths: list[Path] | Path | None) -> list[str] | str | None:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from zerotouch_plugin.services.device_server import DeviceServer  # heavy: YANG, asyncssh
+    from zerotouch_plugin.services.device_server import DeviceServer  # heavy: YANG, lxml
     from zerotouch_plugin.services.pledge_agent import PledgeAgent
 
     folder: Path = args.dir

@@ -8,9 +8,10 @@ picks it up for the next connection and RESTCONF is restarted on the same addres
 process restart. Without a domain identity the TLS listeners accept no one (RFC 8995
 §5.9.4: the domain CA is the only trust anchor for management access).
 
-RESTCONF's socket is bound and listening at start, but its HTTP server (aiohttp, a third of
-an idle device's memory) is loaded with the first connection, which the kernel holds until
-then: a device managed over NETCONF never pays for it.
+The RESTCONF and NETCONF/SSH sockets are bound and listening at start, but their servers
+(aiohttp, a third of an idle device's memory; asyncssh, about 8 MiB with what it loads) are
+loaded with their first connection, which the kernel holds until then: a device managed over
+NETCONF/TLS never pays for them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,8 +53,9 @@ from zerotouch_plugin.services.netconf import (
     map_certificate,
     start_netconf_tls,
 )
+from zerotouch_plugin.services.netconf.host_keys import prepare_host_keys
 
-if TYPE_CHECKING:  # imported when the listener starts: a device without it never loads them
+if TYPE_CHECKING:  # imported with the listener's first client: an idle device never loads them
     from aiohttp import web  # RESTCONF
 
     from zerotouch_plugin.services.netconf.ssh import SshListener  # asyncssh
@@ -95,6 +97,38 @@ def device_schema(folder: Path, config: DeviceConfig) -> DeviceSchema:
     return load_device_schema([folder / d for d in config.yang_dirs], modules)
 
 
+class _FirstConnection:
+    """A bound, listening socket whose server is loaded when the first client connects. The
+    kernel queues that connection (and the next ones, up to the backlog) until the server
+    accepts them, so a client only waits for the loading."""
+
+    def __init__(
+        self, sock: socket.socket, load: Callable[[socket.socket], Coroutine[Any, Any, None]]
+    ) -> None:
+        self._sock: socket.socket | None = sock
+        self._load = load
+        self._loading: asyncio.Task[None] | None = None
+        asyncio.get_running_loop().add_reader(sock, self._connected)
+
+    def _connected(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(sock)
+        self._loading = loop.create_task(self._load(sock))
+
+    async def close(self) -> None:
+        """Stop listening, or wait until the server being loaded is up (its owner stops it)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock)
+            sock.close()
+        loading, self._loading = self._loading, None
+        if loading is not None:
+            await loading
+
+
 @dataclass(frozen=True)
 class _Domain:
     identity: certs.Identity
@@ -125,13 +159,13 @@ class DeviceServer:
         self._domain = self._load_domain()
         self._tls_settings: TlsSettings | None = None
         self._ssh: SshListener | None = None
+        self._ssh_pending: _FirstConnection | None = None  # listening, asyncssh not loaded yet
         self._tls: TlsListener | None = None
         self._restconf: web.AppRunner | None = None
         self._restconf_address: tuple[str, int] | None = None
         self._restconf_app: web.Application | None = None
         self._restconf_context: ssl.SSLContext | None = None
-        self._restconf_idle: socket.socket | None = None  # listening, server not loaded yet
-        self._restconf_loading: asyncio.Task[None] | None = None
+        self._restconf_pending: _FirstConnection | None = None  # listening, server not loaded
         self._retiring: set[asyncio.Task[None]] = set()  # RESTCONF servers shutting down
         self.bound: dict[str, tuple[str, int]] = {}
         self._agent_store = FileAgentStore(folder) if agent_store is None else agent_store
@@ -198,21 +232,7 @@ class DeviceServer:
         self._refresh_tls()
         try:
             if netconf_ssh:
-                from zerotouch_plugin.services.netconf.ssh import (
-                    load_host_keys,
-                    start_netconf_ssh,
-                )
-
-                host, port = parse_address(netconf_ssh, "--netconf-ssh")
-                self._ssh = await start_netconf_ssh(
-                    self.netconf,
-                    host=host,
-                    port=port,
-                    host_keys=load_host_keys(self.folder),
-                    users=self.config.users,
-                    limits=self.config.netconf_limits,
-                )
-                self.bound["netconf-ssh"] = (host, self._ssh.port)
+                self._listen_ssh(*parse_address(netconf_ssh, "--netconf-ssh"))
             if netconf_tls:
                 host, port = parse_address(netconf_tls, "--netconf-tls")
                 self._tls = await start_netconf_tls(
@@ -231,9 +251,41 @@ class DeviceServer:
             raise
         return dict(self.bound)
 
+    def _listen_ssh(self, host: str, port: int) -> None:
+        """Check the users and host keys (created on first start) and listen now; asyncssh
+        loads with the first client (``_load_ssh``)."""
+        if not self.config.users:
+            raise ConfigError("NETCONF over SSH needs at least one configured user")
+        prepare_host_keys(self.folder)
+        try:
+            sock = listening_socket(host, port)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen for NETCONF/SSH on {host}:{port}: {exc}") from exc
+        self.bound["netconf-ssh"] = (host, sock.getsockname()[1])
+        self._ssh_pending = _FirstConnection(sock, self._load_ssh)
+
+    async def _load_ssh(self, sock: socket.socket) -> None:
+        from zerotouch_plugin.services.netconf.ssh import load_host_keys, start_netconf_ssh
+
+        host, port = self.bound["netconf-ssh"]
+        try:
+            self._ssh = await start_netconf_ssh(
+                self.netconf,
+                host=host,
+                port=port,
+                host_keys=load_host_keys(self.folder),
+                users=self.config.users,
+                limits=self.config.netconf_limits,
+                sock=sock,
+            )
+        except Exception:
+            sock.close()
+            self.bound.pop("netconf-ssh", None)
+            log.exception("NETCONF/SSH server failed to start: not listening")
+
     async def _start_restconf(self) -> None:
         """Listen on the RESTCONF address; the server is loaded at once if it was before,
-        else with the first connection (``_restconf_wanted``)."""
+        else with the first connection (``_FirstConnection``)."""
         assert self._restconf_address is not None
         ctx = self._context()
         if ctx is None:
@@ -249,22 +301,11 @@ class DeviceServer:
             await self._serve_restconf(sock, ctx)
             return
         publish_restconf_state(self.datastores)  # RFC 8040 §9.1, readable before the server
-        self._restconf_idle = sock
-        asyncio.get_running_loop().add_reader(sock, self._restconf_wanted, ctx)
+        self._restconf_pending = _FirstConnection(sock, lambda s: self._load_restconf(s, ctx))
         log.info(
             "RESTCONF bound to %s:%d; its server loads with the first connection",
             *self.bound["restconf"],
         )
-
-    def _restconf_wanted(self, ctx: ssl.SSLContext) -> None:
-        """A client connected to the idle RESTCONF socket: load the server, which accepts
-        that connection and the ones queued meanwhile."""
-        sock, self._restconf_idle = self._restconf_idle, None
-        if sock is None:
-            return
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(sock)
-        self._restconf_loading = loop.create_task(self._load_restconf(sock, ctx))
 
     async def _load_restconf(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
         try:
@@ -296,6 +337,9 @@ class DeviceServer:
 
     async def close(self) -> None:
         await self.netconf.close()
+        pending, self._ssh_pending = self._ssh_pending, None
+        if pending is not None:
+            await pending.close()  # a server loaded meanwhile is closed below
         for listener in (self._ssh, self._tls):
             if listener is not None:
                 await listener.close()
@@ -395,14 +439,10 @@ class DeviceServer:
         would deadlock when the switch comes from a RESTCONF request (``restart-bootstrap``
         with ``factory-reset``): the shutdown waits for that request's handler, which waits
         for the shutdown."""
-        loading, self._restconf_loading = self._restconf_loading, None
-        if loading is not None:
-            await loading  # the server, once loaded, is stopped below
+        pending, self._restconf_pending = self._restconf_pending, None
+        if pending is not None:
+            await pending.close()  # a server loaded meanwhile is stopped below
         self._restconf_context = None
-        idle, self._restconf_idle = self._restconf_idle, None
-        if idle is not None:
-            asyncio.get_running_loop().remove_reader(idle)
-            idle.close()
         runner, self._restconf = self._restconf, None
         if runner is None:
             return

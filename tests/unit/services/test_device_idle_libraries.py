@@ -1,8 +1,8 @@
-"""An enrolled ``zerotouch device run`` serving NETCONF/TLS keeps asn1crypto unloaded: the
-CMS and CSR code (``artifacts/_cms.py``) is imported where a device signs or verifies, not
-at start (the idle memory of benchmarks/device_rss_bench.py). The device is the real
-command, asked for its loaded modules over stdin, and a real client is served and a
-stranger refused while the library stays out."""
+"""What an enrolled, idle ``zerotouch device run`` has not loaded (its idle memory,
+benchmarks/device_rss_bench.py): asn1crypto, as the CMS and CSR code (``artifacts/_cms.py``)
+is imported where a device signs or verifies; asyncssh, as the NETCONF/SSH port is bound at
+start and its server loaded with the first client. The device is the real command, asked
+for its loaded modules over stdin; real clients are served and refused as before."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from tests.support.device_pki import DevicePki, make_device_pki
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import hash_password
 from zerotouch_plugin.device.domain_files import write_domain
 from zerotouch_plugin.errors import ZerotouchError
 from zerotouch_plugin.services import certfiles
@@ -54,12 +56,16 @@ def _enrolled(folder: Path, pki: DevicePki) -> None:
     certfiles.write_key(folder / "idevid.key", idevid.key)
     certfiles.write_certs(folder / "masa-ca.pem", [maker.cert])
     write_domain(folder, key=pki.server.key, chain=[pki.server.cert], anchors=[pki.ca.cert])
-    (folder / "device.toml").write_text('registrars = ["https://127.0.0.1:9"]\n')
+    user = f'[[users]]\nname = "admin"\npassword = "{hash_password("secret", salt=b"s" * 16)}"\n'
+    (folder / "device.toml").write_text(f'registrars = ["https://127.0.0.1:9"]\n{user}')
 
 
 class _Device:
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], listeners: int) -> None:
         self.proc = proc
+        listening = (self.line("listening ").split() for _ in range(listeners))
+        self.ports = {name: int(address.rpartition(":")[2]) for name, address in listening}
+        self.line("enrolled IDLE-0001")  # the agent has started and found its identity
 
     def line(self, prefix: str) -> str:
         assert self.proc.stdout is not None
@@ -76,13 +82,22 @@ class _Device:
 
 
 @pytest.fixture
-def device(tmp_path: Path, pki: DevicePki) -> Iterator[_Device]:
-    folder = tmp_path / "device"
-    _enrolled(folder, pki)
+def folder(tmp_path: Path, pki: DevicePki) -> Path:
+    _enrolled(tmp_path / "device", pki)
+    return tmp_path / "device"
+
+
+TLS_ONLY = ("--netconf-tls",)
+TLS_AND_SSH = ("--netconf-tls", "--netconf-ssh")
+
+
+@pytest.fixture
+def device(folder: Path, request: pytest.FixtureRequest) -> Iterator[_Device]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     command = [sys.executable, "-c", _DEVICE, "device", "run", "--dir", str(folder)]
+    listeners = [arg for option in request.param for arg in (option, "127.0.0.1:0")]
     with subprocess.Popen(
-        [*command, "--netconf-tls", "127.0.0.1:0"],
+        [*command, *listeners],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -90,7 +105,7 @@ def device(tmp_path: Path, pki: DevicePki) -> Iterator[_Device]:
         env=env,
     ) as proc:
         try:
-            yield _Device(proc)
+            yield _Device(proc, len(request.param))
         finally:
             proc.terminate()
             proc.wait(30)
@@ -113,16 +128,46 @@ async def _get(port: int, pki: DevicePki, identity: certs.Identity | None = None
         await client.close()
 
 
-def test_an_idle_device_serving_netconf_tls_has_not_loaded_asn1crypto(
+async def _ssh_hello(port: int, password: str) -> tuple[bytes, bytes]:
+    """The device's NETCONF ``<hello>`` over SSH, and the host key it presented."""
+    login = {"username": "admin", "password": password, "preferred_auth": "password"}
+    async with asyncssh.connect(
+        "127.0.0.1", port, known_hosts=None, client_keys=None, **login
+    ) as conn:
+        host_key = conn.get_server_host_key()
+        assert host_key is not None
+        writer, reader, _ = await conn.open_session(subsystem="netconf", encoding=None)
+        hello = await reader.readuntil(b"]]>]]>")
+        writer.close()
+    return hello, host_key.public_data
+
+
+@pytest.mark.parametrize("device", [TLS_ONLY, TLS_AND_SSH], indirect=True, ids=str)
+def test_an_idle_device_has_loaded_neither_asn1crypto_nor_asyncssh(
     device: _Device, pki: DevicePki
 ) -> None:
-    port = int(device.line("listening netconf-tls ").rpartition(":")[2])
-    device.line("enrolled IDLE-0001")  # the agent has started and found its identity
     idle = device.modules()
     assert {"cryptography", "yangson", "lxml"} <= idle  # the device is the real one
-    assert "asn1crypto" not in idle
+    assert not {"asn1crypto", "asyncssh"} & idle
 
-    assert asyncio.run(_get(port, pki))  # an operator of the domain is served
+    tls = device.ports["netconf-tls"]
+    assert asyncio.run(_get(tls, pki))  # an operator of the domain is served
     with pytest.raises((ZerotouchError, OSError)):  # client certificates are still checked
-        asyncio.run(_get(port, pki, pki.stranger))
-    assert "asn1crypto" not in device.modules()
+        asyncio.run(_get(tls, pki, pki.stranger))
+    assert not {"asn1crypto", "asyncssh"} & device.modules()
+
+
+@pytest.mark.parametrize("device", [TLS_AND_SSH], indirect=True, ids=str)
+def test_netconf_ssh_loads_asyncssh_with_its_first_client(device: _Device, folder: Path) -> None:
+    port = device.ports["netconf-ssh"]
+    keys = {path.name for path in folder.glob("ssh_host_*_key")}
+    assert keys == {"ssh_host_ed25519_key", "ssh_host_ecdsa_key"}  # made at start
+    assert "asyncssh" not in device.modules()
+
+    with pytest.raises(asyncssh.PermissionDenied):  # the first client, refused
+        asyncio.run(_ssh_hello(port, "wrong"))
+    hello, host_key = asyncio.run(_ssh_hello(port, "secret"))
+    assert b"urn:ietf:params:netconf:base:1.1" in hello
+    stored = asyncssh.read_private_key(folder / "ssh_host_ed25519_key")
+    assert host_key == stored.public_data  # the key made at start is the one served
+    assert "asyncssh" in device.modules()

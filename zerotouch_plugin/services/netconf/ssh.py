@@ -1,10 +1,12 @@
 """NETCONF over SSH (RFC 6242): the ``netconf`` subsystem on an asyncssh server.
 
-The host keys are generated on first start and kept in the device folder, so clients see the
-same host key after a restart. Users authenticate with a password or a public key, as the
-configuration gives them; nothing else (no shell, no exec, no port forwarding) is offered.
-Password checks run off the event loop; failed passwords and public keys are limited per
-connection and per source address (``NetconfLimits``).
+The host keys are generated on first start and kept in the device folder (``host_keys``), so
+clients see the same host key after a restart. A device binds the SSH port at start and loads
+this module, with asyncssh, when the first client connects (``DeviceServer``). Users
+authenticate with a password or a public key, as the configuration gives them; nothing else
+(no shell, no exec, no port forwarding) is offered. Password checks run off the event loop;
+failed passwords and public keys are limited per connection and per source address
+(``NetconfLimits``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,30 +31,20 @@ from zerotouch_plugin.config import (
     check_password,
     hash_password,
 )
-from zerotouch_plugin.device.datastore import write_atomically
 from zerotouch_plugin.device.login_throttle import LoginThrottle
 from zerotouch_plugin.errors import ConfigError, TooManySessions
+from zerotouch_plugin.services.netconf.host_keys import prepare_host_keys
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
 
-__all__ = ["HOST_KEY_FILES", "SshListener", "load_host_keys", "start_netconf_ssh"]
+__all__ = ["SshListener", "load_host_keys", "start_netconf_ssh"]
 
 log = logging.getLogger(__name__)
-
-# Ed25519 first (fast), ECDSA P-256 for clients without Ed25519 (older libssh2).
-HOST_KEY_FILES = {
-    "ssh_host_ed25519_key": "ssh-ed25519",
-    "ssh_host_ecdsa_key": "ecdsa-sha2-nistp256",
-}
 
 
 def load_host_keys(folder: Path) -> list[asyncssh.SSHKey]:
     """The device's SSH host keys, created (mode 0600, atomically) when missing."""
     keys = []
-    for filename, algorithm in HOST_KEY_FILES.items():
-        path = folder / filename
-        if not path.exists():
-            key = asyncssh.generate_private_key(algorithm)
-            write_atomically(path, key.export_private_key())
+    for path in prepare_host_keys(folder):
         try:
             keys.append(asyncssh.read_private_key(path))
         except (OSError, asyncssh.KeyImportError) as exc:
@@ -281,8 +274,10 @@ async def start_netconf_ssh(
     host_keys: Sequence[asyncssh.SSHKey],
     users: Sequence[DeviceUser],
     limits: NetconfLimits | None = None,
+    sock: socket.socket | None = None,
 ) -> SshListener:
-    """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``)."""
+    """Listen on exactly ``host:port`` (port 0 picks a free one; see ``.port``), or serve
+    ``sock``, already bound there and listening (its queued connections included)."""
     table = {u.name: u for u in users}
     if not table:
         raise ConfigError("NETCONF over SSH needs at least one configured user")
@@ -293,6 +288,7 @@ async def start_netconf_ssh(
             lambda: _SshServer(netconf, auth),
             host,
             port,
+            sock=sock,  # with a socket, host and port are not bound again
             server_host_keys=list(host_keys),
             encoding=None,
             allow_scp=False,
