@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import hashlib
 import hmac
 import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from aiohttp import web
 from cryptography import x509
@@ -84,15 +80,6 @@ AUDIT_PATH = "/.well-known/brski/requestauditlog"
 MEDIA_JSON = "application/json"
 
 Clock = Callable[[], datetime]
-_T = TypeVar("_T")
-
-# Threads that run the request work (verify, decide, sign, commit) on SQLite: one. SQLite
-# admits one write transaction per file at a time, so a second thread would only wait on the
-# write lock, or on the GIL for the Python work around it, and costs CPU doing so (measured:
-# about a fifth more MASA CPU per enrollment with two or more). A server database (None: the
-# executor's default size) locks per device row, so requests for other devices go on while
-# one waits on the network or a commit.
-_SQLITE_WORKERS = 1
 
 # Vouchers whose pinned-domain-cert the MASA remembers from signing them (their audit log is
 # asked for right after): enough for a site-wide burst, a few hundred kB.
@@ -341,28 +328,14 @@ def _check_media(request: web.Request, produces: str) -> None:
         raise NotAcceptable(f"Accept {accept!r} does not allow {produces}, the only format served")
 
 
-def _request_workers(ctx: MasaContext) -> ThreadPoolExecutor:
-    """The executor of the request work: ``_SQLITE_WORKERS`` threads on SQLite, the default
-    number on a server database."""
-    size = None if ctx.repo.db.is_postgresql else _SQLITE_WORKERS
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="masa-request")
-
-
 def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
     """The aiohttp application of the MASA (errors answered by the shared middleware)."""
     app = make_app(log, realm="zerotouch MASA", body_limit=ctx.config.max_body_bytes)
-    workers = _request_workers(ctx)
-
-    async def off_loop(work: Callable[..., _T], *args: object) -> _T:
-        """``work(*args)`` on the request workers, as ``asyncio.to_thread`` runs it (with
-        this task's context)."""
-        call = functools.partial(contextvars.copy_context().run, work, *args)
-        return await asyncio.get_running_loop().run_in_executor(workers, call)
 
     async def request_voucher(request: web.Request) -> web.Response:
         _check_media(request, cms.MEDIA_TYPE_VOUCHER_CMS)
         body = await read_body(request)
-        issued, pinned = await off_loop(
+        issued, pinned = await asyncio.to_thread(
             issue_voucher, ctx, body, peer_certificate(request), clock()
         )
         ctx.trust_domain(pinned)
@@ -380,7 +353,9 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
     async def request_audit_log(request: web.Request) -> web.Response:
         _check_media(request, MEDIA_JSON)
         body = await read_body(request)
-        result = await off_loop(audit_log_for, ctx, body, peer_certificate(request), clock())
+        result = await asyncio.to_thread(
+            audit_log_for, ctx, body, peer_certificate(request), clock()
+        )
         log.info("audit log served to %s", request.remote)
         # Without indent: json's C encoder writes it (with indent, the pure-Python one does).
         return web.Response(text=json.dumps(result), content_type=MEDIA_JSON)
@@ -389,7 +364,6 @@ def masa_app(ctx: MasaContext, *, clock: Clock = _utcnow) -> web.Application:
     app.router.add_post(AUDIT_PATH, request_audit_log)
     _serve_metrics(app, _metrics_token(ctx))
     app.cleanup_ctx.append(lambda _: _watch_claims(ctx))
-    app.on_cleanup.append(lambda _: asyncio.to_thread(workers.shutdown))
     return app
 
 
