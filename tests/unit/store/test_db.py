@@ -15,6 +15,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zerotouch_plugin.errors import ConfigError, StorageError, StorageUnavailable
+from zerotouch_plugin.store import db as db_module
 from zerotouch_plugin.store.db import (
     Base,
     Database,
@@ -82,6 +83,35 @@ def test_unique_violation_is_a_storage_error(db: Database) -> None:
         s.add(_Parent(name="dup"))
     with db.session() as s:
         assert len(s.scalars(select(_Parent)).all()) == 1
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN IMMEDIATE, issued on the driver's connection, still maps SQLITE_BUSY to
+    StorageUnavailable (503 + Retry-After) on both kinds of transaction, and the pooled
+    connection works again once the other writer is done."""
+    monkeypatch.setattr(db_module, "_SQLITE_BUSY_TIMEOUT_MS", 50)
+    db = open_database(tmp_path / "busy.db")
+    db.create_all()
+    other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailable, match="locked") as busy, db.write() as conn:
+            conn.execute(text("SELECT 1"))
+        assert busy.value.retry_after > 0
+        with pytest.raises(StorageUnavailable, match="locked"), db.session() as s:
+            s.add(_Parent(name="late"))
+        with db.snapshot() as conn:  # a reader neither waits for the writer nor fails
+            assert conn.execute(select(_Parent.name)).all() == []
+    finally:
+        other.rollback()
+        other.close()
+    with db.write() as conn:
+        conn.execute(_Parent.__table__.insert(), {"name": "after"})
+    with db.read() as s:
+        assert s.scalars(select(_Parent.name)).all() == ["after"]
+    db.dispose()
 
 
 def test_a_full_database_is_unavailable_and_rolled_back(tmp_path: Path) -> None:
