@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.e2e.test_brski_flow import Lab, enroll_here, make_lab
 from tests.support.processes import run_cli
+from tests.support.waiting import wait_until
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.errors import (
@@ -282,6 +283,11 @@ def test_expired_ldevid_is_refused_at_the_handshake(lab: Lab, tmp_path: Path) ->
         lab, Device(device.serial, expired), csr.public_bytes(Encoding.DER), tmp_path
     )
     assert status == "000" and answer == ""  # no HTTP answer: the handshake failed
+    # the registrar logs the refusal after curl has its alert: wait for the line, then count
+    wait_until(
+        "the registrar logs the expired certificate",
+        lambda: log.read_text().count("certificate has expired") > before or None,
+    )
     assert log.read_text().count("certificate has expired") == before + 1
     with pytest.raises(Expired, match="cannot renew; enroll again with the IDevID"):
         renew(lab, device, csr, current=Identity(old, key))

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import http.server
 import json
+import shlex
 import shutil
 import stat
 import threading
@@ -28,6 +29,7 @@ from ncclient.operations import RPCError
 from tests.support.device_process import DeviceProcess, start_device
 from tests.support.processes import free_port, run_cli, server
 from tests.support.sztp_lab import onboarding_server, ownership_voucher
+from tests.support.waiting import wait_until
 from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.services import certfiles
 
@@ -557,21 +559,30 @@ def test_restart_bootstrap_over_netconf_runs_sztp_again(
 
 
 def test_device_killed_during_onboarding_finishes_after_restart(
-    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]]
+    lab: Lab, sztp_device: tuple[Path, list[DeviceProcess]], tmp_path: Path
 ) -> None:
     """SIGKILL while the post-configuration script runs (the configuration is applied, the
     completion not yet recorded): the next start onboards again, ends complete with the
-    same configuration, and the script file the killed run left is gone."""
+    same configuration, and the script file the killed run left is gone.
+
+    The script says it runs (``running``) and then waits for ``release``, made only after
+    the kill: the device is killed inside the script however slow a loaded machine is, and
+    the next run's script ends at once."""
     folder, started = sztp_device
-    slow = lab.root / "slow-post.sh"
-    slow.write_text("#!/bin/sh\nsleep 3\nexit 0\n")
+    running, release, slow = tmp_path / "running", tmp_path / "release", tmp_path / "post.sh"
+    slow.write_text(
+        f"#!/bin/sh\n: > {shlex.quote(str(running))}\n"
+        f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.05; done\nexit 0\n"
+    )
     server_dir = _bootstrap_server(
         lab, "killed", trusted=False, response=("--post-script", str(slow))
     )
     with server("sztp", "sztp", "serve", "--dir", server_dir, "--listen", "127.0.0.1:0") as srv:
         first = _run_device(folder, started, "--bootstrap-server", srv.url)
         _wait_for_event(folder / "bootstrap-state.json", "sztp-post-script-initiated")
+        wait_until("the post-configuration script runs", lambda: running.exists() or None)
         first.kill()
+        release.touch()  # the killed run's script (its own process group) ends too
         assert list(folder.glob(".sztp-script-*")), "the killed run left its script file"
         second = _run_device(folder, started, "--bootstrap-server", srv.url)
         second.wait_for("bootstrapped sztp", timeout=90)
