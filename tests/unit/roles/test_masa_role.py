@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from datetime import timedelta
@@ -15,8 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from tests.support.masa_world import NONCE, NOW, SERIAL, World, der
 from zerotouch_plugin.artifacts import certs, cms
+from zerotouch_plugin.artifacts import voucher as voucher_module
 from zerotouch_plugin.artifacts.certs import Identity
-from zerotouch_plugin.artifacts.voucher import Assertion, Voucher
+from zerotouch_plugin.artifacts.voucher import Assertion, Tolerance, Voucher, VoucherRequest
 from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
@@ -423,3 +425,62 @@ def test_pinned_certificates_are_read_from_the_stored_vouchers(world: World) -> 
     decision = masa.decide(verify(world, world.good_rvr()), empty(), MasaRules(), now=NOW)
     signed = cms.sign(decision.voucher.to_json(), signer=world.masa_signer, now=NOW)
     assert masa.pinned_certificates([signed, signed]) == [world.domain().ca.cert]
+
+
+# -- the voucher decide builds ----------------------------------------------------------------
+
+OPAQUE_NONCES = {"hex": "6e6f6e63652d6865782d31", "base64url": "bm9uY2UtYjY0dXJs", "short": "n1"}
+
+
+def signed_request(world: World, nonce: str | None, *, payload: VoucherRequest) -> bytes:
+    """``payload`` signed by the alpha registrar (with its CA), around a pledge request
+    carrying ``nonce`` in whatever form: opaque nonces are built with their tolerance."""
+    lenient = frozenset({Tolerance.OPAQUE_NONCE})
+    pvr = VoucherRequest(
+        created_on=NOW,
+        assertion=Assertion.PROXIMITY,
+        serial_number=SERIAL,
+        nonce=nonce,
+        proximity_registrar_cert=der(world.domain().registrar.cert),
+        tolerances=lenient,
+    )
+    inner = cms.sign(pvr.to_json(), signer=world.idevid(), now=NOW)
+    rvr = dataclasses.replace(payload, nonce=nonce, prior_signed_voucher_request=inner)
+    return cms.sign(rvr.to_json(), signer=world.domain().registrar_with_ca, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("nonce", "rules"),
+    [
+        (NONCE, MasaRules()),
+        *((form, MasaRules()) for form in OPAQUE_NONCES.values()),
+        (None, MasaRules(nonceless_allowed=True)),
+        (NONCE, MasaRules(pin="registrar")),
+    ],
+    ids=["binary", *OPAQUE_NONCES, "nonceless", "pin-registrar"],
+)
+def test_the_voucher_is_built_once_and_valid_against_the_yang_schema(
+    world: World, nonce: str | None, rules: MasaRules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decide builds the voucher from checked fields without validating it again (issue 17:
+    the MASA's CPU); what it builds is valid ietf-voucher (RFC 8366 §5.3) with no tolerance
+    but the request's nonce form, and reads back to the same voucher."""
+    payload = VoucherRequest(
+        created_on=NOW,
+        assertion=Assertion.PROXIMITY,
+        serial_number=SERIAL,
+        tolerances=frozenset({Tolerance.OPAQUE_NONCE}),
+    )
+    body = signed_request(world, nonce, payload=payload)
+    request = verify(world, body, domain_trust=[world.domain().ca.cert])
+    kinds: list[str] = []
+    monkeypatch.setattr(
+        voucher_module, "validate_artifact", lambda _obj, kind, **_: kinds.append(kind)
+    )
+    built = masa.decide(request, empty(), rules, now=NOW).voucher
+    assert kinds == []  # then validated for real below
+    monkeypatch.undo()
+    assert built.nonce == nonce
+    assert (built.expires_on is None) == (nonce is not None)
+    read = Voucher.from_json(built.to_json(), tolerances=built.tolerances)
+    assert read == built and read.to_json() == built.to_json()
