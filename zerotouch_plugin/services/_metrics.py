@@ -4,7 +4,8 @@ served at ``/metrics``.
 
 Names follow the Prometheus conventions: ``zerotouch_<service>_...``, counters end in
 ``_total``, durations are ``_seconds``. Label values come from closed sets (route templates,
-HTTP status codes, the ``reason`` slugs of errors.py), so a client cannot grow them.
+the methods of RFC 9110 or "other", HTTP status codes, the ``reason`` slugs of errors.py), so
+a client cannot grow them.
 """
 
 from __future__ import annotations
@@ -28,12 +29,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Seconds: from a cached answer (ms) to a MASA round trip near its timeout.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+# The methods of RFC 9110 §9.3 and PATCH (RFC 5789): the ``method`` label's closed set. The
+# HTTP parser passes other tokens through (llhttp's WebDAV and RTSP names, any token with the
+# pure-Python parser), and each would be a new series and cache entry for any client to add.
+_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+
 
 def _endpoint(request: web.Request) -> str:
     """The route template a request matched (never the raw path: serials stay out)."""
     route = request.match_info.route
     resource = route.resource if route is not None else None
     return resource.canonical if resource is not None else "unmatched"
+
+
+def _method(request: web.Request) -> str:
+    """The request's method if it is one of ``_METHODS``, else "other"."""
+    return request.method if request.method in _METHODS else "other"
 
 
 class HttpMetrics:
@@ -126,7 +139,7 @@ class HttpMetrics:
                 raise
             finally:
                 self.in_progress.dec()
-                self._count(endpoint, request.method, status, reason)
+                self._count(endpoint, _method(request), status, reason)
                 if endpoint not in self.streaming:
                     self._time(endpoint, time.perf_counter() - started)
                 for callback in self._observers:
