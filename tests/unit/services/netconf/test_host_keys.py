@@ -10,10 +10,11 @@ from pathlib import Path
 import asyncssh
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.services.netconf.host_keys import HOST_KEY_FILES, prepare_host_keys
+from zerotouch_plugin.services.netconf.ssh import load_host_keys
 
 
 def test_missing_keys_are_made_private_and_readable_by_asyncssh(tmp_path: Path) -> None:
@@ -54,4 +55,56 @@ def test_a_pem_host_key_is_used_as_it_is(tmp_path: Path) -> None:
 def test_an_unusable_host_key_stops_the_start(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "ssh_host_ecdsa_key").write_bytes(content)
     with pytest.raises(ConfigError, match="ssh_host_ecdsa_key: unusable SSH host key"):
+        prepare_host_keys(tmp_path)
+
+
+def _pkcs8(key: serialization.PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithm"),
+    [
+        (ed25519.Ed25519PrivateKey.generate(), b"ssh-ed25519"),
+        (ed448.Ed448PrivateKey.generate(), b"ssh-ed448"),
+        (ec.generate_private_key(ec.SECP256R1()), b"ecdsa-sha2-nistp256"),
+        (ec.generate_private_key(ec.SECP384R1()), b"ecdsa-sha2-nistp384"),
+        (ec.generate_private_key(ec.SECP521R1()), b"ecdsa-sha2-nistp521"),
+        (rsa.generate_private_key(public_exponent=65537, key_size=2048), b"ssh-rsa"),
+    ],
+    ids=["ed25519", "ed448", "p256", "p384", "p521", "rsa2048"],
+)
+def test_every_host_key_type_the_ssh_server_serves_starts(
+    tmp_path: Path, key: serialization.PrivateKeyTypes, algorithm: bytes
+) -> None:
+    (tmp_path / "ssh_host_ecdsa_key").write_bytes(_pkcs8(key))
+    prepare_host_keys(tmp_path)
+    assert algorithm in {host_key.algorithm for host_key in load_host_keys(tmp_path)}
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [
+        (x25519.X25519PrivateKey.generate(), "X25519PrivateKey"),
+        (dsa.generate_private_key(2048), "DSAPrivateKey"),
+        (ec.generate_private_key(ec.SECP224R1()), "EC secp224r1"),
+        (ec.generate_private_key(ec.SECP256K1()), "EC secp256k1"),
+        (rsa.generate_private_key(public_exponent=65537, key_size=1024), "RSA-1024"),
+    ],
+    ids=["x25519", "dsa", "p224", "secp256k1", "rsa1024"],
+)
+def test_a_key_type_the_ssh_server_does_not_serve_stops_the_start(
+    tmp_path: Path, key: serialization.PrivateKeyTypes, named: str
+) -> None:
+    """Readable by ``cryptography`` but not a host key asyncssh serves (X25519: "Unknown
+    PKCS#8 algorithm"), or weaker than the project allows: refused at start, naming the file
+    and the key type, not on the first SSH client."""
+    (tmp_path / "ssh_host_ecdsa_key").write_bytes(_pkcs8(key))
+    with pytest.raises(
+        ConfigError, match=f"ssh_host_ecdsa_key: unusable SSH host key: an? {named}"
+    ):
         prepare_host_keys(tmp_path)
