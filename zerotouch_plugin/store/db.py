@@ -187,12 +187,13 @@ class Database:
         when its block is left by an exception)."""
         try:
             yield
-        except OperationalError as exc:
-            # the database, not the data, failed: the rolled-back request can be repeated
-            raise StorageUnavailable(
-                f"database {self.url}: {exc.orig}", retry_after=_UNAVAILABLE_RETRY_AFTER
-            ) from exc
         except DBAPIError as exc:
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                # the database or the connection to it failed, not the data: the
+                # rolled-back request can be repeated (on a new connection)
+                raise StorageUnavailable(
+                    f"database {self.url}: {exc.orig}", retry_after=_UNAVAILABLE_RETRY_AFTER
+                ) from exc
             raise StorageError(f"database {self.url}: {exc.orig}") from exc
 
     def create_all(self) -> None:
@@ -333,10 +334,19 @@ def _sqlite_engine(path: Path) -> Engine:
         # context costs more CPU than the BEGIN, and every transaction has one.
         read_only = conn.get_execution_options().get(_READ_ONLY, False)
         begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        driver = conn.connection.dbapi_connection
         try:
-            conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
+            driver.execute(begin)  # type: ignore[union-attr]
         except sqlite3.Error as exc:
-            raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
+            # SQLAlchemy's error handling, which invalidates a lost connection, does not run
+            # for an error raised here: without this the pool takes the closed connection
+            # back, fails its reset, and the lost connection is a 500 instead of a 503.
+            lost = conn.dialect.is_disconnect(exc, driver, None)  # type: ignore[arg-type]
+            if lost:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(
+                begin, None, exc, sqlite3.Error, connection_invalidated=lost, dialect=conn.dialect
+            ) from exc
 
     return engine
 

@@ -114,6 +114,38 @@ def test_a_write_lock_held_past_the_busy_timeout_is_unavailable(
     db.dispose()
 
 
+@pytest.mark.parametrize("kind", ["core", "orm"])
+def test_a_dropped_sqlite_connection_fails_one_write_and_is_replaced(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A driver connection closed under the pool fails BEGIN IMMEDIATE (issued on the driver's
+    connection, 5a47a08) as StorageUnavailable, and is invalidated there: the pool does not
+    take it back to fail its reset, and the next write runs on a new connection."""
+    db = open_database(tmp_path / "dropped.db")
+    db.create_all()
+    with db.write() as conn:
+        raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.close()  # as a lost file handle would leave it, while the pool holds it
+    try:
+        with caplog.at_level("ERROR", logger="sqlalchemy.pool"):
+            if kind == "core":
+                with pytest.raises(StorageUnavailable, match="closed") as lost, db.write() as c:
+                    c.execute(_Parent.__table__.insert(), {"name": "lost"})
+            else:
+                with pytest.raises(StorageUnavailable, match="closed") as lost, db.session() as s:
+                    s.add(_Parent(name="lost"))
+        assert lost.value.retry_after > 0
+        assert not caplog.records, [r.getMessage() for r in caplog.records]  # no failed reset
+        with db.write() as conn:
+            assert conn.connection.dbapi_connection is not raw
+            conn.execute(_Parent.__table__.insert(), {"name": "after"})
+        with db.read() as s:
+            assert s.scalars(select(_Parent.name)).all() == ["after"]
+    finally:
+        db.dispose()
+
+
 def test_a_full_database_is_unavailable_and_rolled_back(tmp_path: Path) -> None:
     """SQLITE_FULL (the disk, here a page limit) is StorageUnavailable: 503 with a
     Retry-After, nothing written, and writes work again once there is room."""
