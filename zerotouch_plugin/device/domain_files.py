@@ -57,7 +57,12 @@ def write_domain(
     """Store an identity: every new file is written and fsynced under a temporary name (a
     crash meanwhile leaves the old identity whole); then the old commit point goes (a crash
     from here on leaves no mixed set that looks complete), key, certificate chain (leaf
-    first) and voucher take their names, and the trust anchors commit it."""
+    first) and voucher take their names, and the trust anchors commit it.
+
+    Without ``voucher_cms`` an existing ``voucher.cms`` is left alone: the pledge agent's
+    store (device/agent_store.py) writes the voucher there before the host installs the
+    identity, and a renewal keeps it, for the enrollstatus owed after a restart (RFC 8995
+    §5.9.4)."""
     if not chain or not anchors:
         raise ValueError("an identity needs a certificate and at least one trust anchor")
     files = [(folder / KEY_FILE, certs.key_pem(key), 0o600)]

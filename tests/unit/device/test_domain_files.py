@@ -13,6 +13,7 @@ import pytest
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import DeviceConfig
 from zerotouch_plugin.device import domain_files
+from zerotouch_plugin.device.agent_store import FileAgentStore
 from zerotouch_plugin.device.domain_files import (
     CA_FILE,
     CERT_FILE,
@@ -120,6 +121,20 @@ def test_an_install_fsyncs_each_file_once_and_the_folder_at_most_three_times(
     assert len(synced) == bound
     assert discard_incomplete(tmp_path) == []
     assert (tmp_path / CERT_FILE).read_bytes() == certs.certs_pem([LEAF.cert])
+
+
+def test_an_install_without_a_voucher_keeps_the_one_the_agent_stored(tmp_path: Path) -> None:
+    """The pledge agent stores the voucher (as voucher.cms) before the host installs the
+    identity without one, and a renewal installs without one too: both keep it, for the
+    enrollstatus owed after a restart (RFC 8995 §5.9.4)."""
+    store = FileAgentStore(tmp_path)
+    store.put("voucher", b"the new voucher")
+    write_domain(tmp_path, key=LEAF.key, chain=[LEAF.cert], anchors=[CA.cert])
+    renewed = certs.issue_client(CA, "SN-1", now=NOW)
+    write_domain(tmp_path, key=renewed.key, chain=[renewed.cert], anchors=[CA.cert])
+    assert store.get("voucher") == b"the new voucher"
+    assert discard_incomplete(tmp_path) == []
+    assert sorted(forget_domain(tmp_path)) == sorted(ALL)  # a factory reset removes it
 
 
 def test_device_starts_on_leftovers_of_an_interrupted_install(
