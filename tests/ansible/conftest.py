@@ -5,6 +5,7 @@ as a subprocess."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -14,12 +15,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from tests.support.processes import REPO, run_cli
 
+PACKAGE = "ansible_collections.zerotouch.brski.plugins"
 BIN = Path(sys.executable).parent
 COLLECTION = REPO / "ansible"
 PLAYBOOKS = COLLECTION / "playbooks"
@@ -211,3 +214,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         run_cli("demo", "--stop", "--workdir", folder, check=False)
         shutil.rmtree(folder / "ansible/yang-cache", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def plugins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ModuleType]]:
+    """``logic``, ``device`` (module_utils) and the inventory plugin, importable from an
+    ``ansible_collections`` tree made of the checkout, as ansible-core imports them."""
+    root = tmp_path_factory.mktemp("collections")
+    (root / "ansible_collections/zerotouch").mkdir(parents=True)
+    (root / "ansible_collections/zerotouch/brski").symlink_to(COLLECTION)
+    sys.path.insert(0, str(root))
+    try:
+        yield {
+            "logic": importlib.import_module(f"{PACKAGE}.module_utils.logic"),
+            "device": importlib.import_module(f"{PACKAGE}.module_utils.device"),
+            "inventory": importlib.import_module(f"{PACKAGE}.inventory.registrar"),
+        }
+    finally:
+        sys.path.remove(str(root))
+        for name in [n for n in sys.modules if n.startswith("ansible_collections")]:
+            del sys.modules[name]

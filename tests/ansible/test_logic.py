@@ -3,36 +3,10 @@ plugin's host variables and groups, imported from the checkout as ansible-core w
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-from tests.ansible.conftest import COLLECTION
-
-PACKAGE = "ansible_collections.zerotouch.brski.plugins"
-
-
-@pytest.fixture(scope="module")
-def plugins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ModuleType]]:
-    """``logic`` and the inventory plugin, importable from an ``ansible_collections`` tree."""
-    root = tmp_path_factory.mktemp("collections")
-    (root / "ansible_collections/zerotouch").mkdir(parents=True)
-    (root / "ansible_collections/zerotouch/brski").symlink_to(COLLECTION)
-    sys.path.insert(0, str(root))
-    try:
-        yield {
-            "logic": importlib.import_module(f"{PACKAGE}.module_utils.logic"),
-            "inventory": importlib.import_module(f"{PACKAGE}.inventory.registrar"),
-        }
-    finally:
-        sys.path.remove(str(root))
-        for name in [n for n in sys.modules if n.startswith("ansible_collections")]:
-            del sys.modules[name]
-
 
 ALLOW = {"decision": "allow", "manufacturer": None, "since": "2026-12-01T00:00:00Z"}
 DENY_ACME = {"decision": "deny", "manufacturer": "CN=Acme", "since": "2026-12-01T00:00:00Z"}

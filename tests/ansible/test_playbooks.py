@@ -6,8 +6,10 @@ rotate.yml; a device the registrar refuses; a device reached at another's port."
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -172,6 +174,52 @@ def test_rotate_gives_a_new_ldevid(ansible: Ansible, world: World) -> None:
     assert after["device"]["ldevid_fingerprint"] != before["device"]["ldevid_fingerprint"]
     assert after["device"]["state"] == "enroll-confirmed"
     assert read_system(world, serial, "running")["hostname"] is not None
+
+
+def session_args(world: World) -> dict[str, Any]:
+    """A device module's parameters with their defaults, for Device in this process."""
+    return {
+        **world.device_args(world.serials[0]),
+        "timeout": 10.0,
+        "tls_server_name": None,
+    }
+
+
+def test_a_module_session_is_ended_by_the_device(
+    plugins: dict[str, ModuleType], world: World
+) -> None:
+    """close-session, and the device ends the transport: when a module's session is over,
+    ncclient's reader thread has closed its socket itself and stopped, well before the
+    fallback. ncclient's close_session closes the socket from the module's thread and
+    returns with the reader still running (most times: five sessions in a row)."""
+    utils = plugins["device"]
+    for _ in range(5):
+        device = utils.Device(session_args(world))
+        device.connect()
+        assert device.bootstrap()["phase"] == "enrolled"
+        reader = device.session._session
+        started = time.monotonic()
+        device.close()
+        assert time.monotonic() - started < utils.END_SECONDS / 2
+        assert not reader.is_alive() and reader._socket.fileno() == -1
+        assert device.session is None
+
+
+def test_a_session_the_device_keeps_is_shut_down_under_the_reader(
+    plugins: dict[str, ModuleType], world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As after restart-bootstrap on a device that does not end its sessions: no
+    close-session, the device keeps the transport, and the module ends it without closing the
+    socket from its own thread; a new session to the same device works at once."""
+    utils = plugins["device"]
+    monkeypatch.setattr(utils, "END_SECONDS", 0.5)
+    args = session_args(world)
+    with utils.Device(args) as device:
+        reader = device.session._session
+        device.restarted = True
+    assert not reader.is_alive() and reader._socket.fileno() == -1
+    with utils.Device(args) as again:
+        assert again.bootstrap()["phase"] == "enrolled"
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import http.client
 import json
 import socket
 import ssl
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,15 @@ from zerotouch_plugin.roles.registrar import device_dns_name
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import client_context
 
-__all__ = ["ClientFiles", "DeviceView", "read_device", "refused", "restconf_hostname"]
+__all__ = [
+    "ClientFiles",
+    "DeviceView",
+    "end_session",
+    "read_device",
+    "refused",
+    "restconf_hostname",
+    "wait_ended",
+]
 
 SYS_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
 BOOTSTRAP_NS = "urn:zerotouch:params:xml:ns:yang:zerotouch-bootstrap"
@@ -96,10 +103,15 @@ def end_session(session: manager.Manager, timeout: float = TIMEOUT) -> bool:
     be inside OpenSSL's read: the next connection gets the same descriptor and the late read
     breaks its TLS stream (bad record MAC)."""
     reply = session.dispatch("close-session")
-    deadline = time.monotonic() + timeout
-    while session.connected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return bool(reply.ok) and not session.connected
+    return wait_ended(session, timeout) and bool(reply.ok)
+
+
+def wait_ended(session: manager.Manager, timeout: float) -> bool:
+    """Until ncclient's reader thread has seen the transport end, closed its socket itself
+    and stopped (at most ``timeout`` seconds); True when it did."""
+    reader = session._session  # ncclient's transport session is the reader thread
+    reader.join(timeout)
+    return not reader.is_alive()
 
 
 def read_device(port: int, client: ClientFiles) -> DeviceView:

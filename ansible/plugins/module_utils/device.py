@@ -12,8 +12,10 @@ package, so values come back typed and edits are computed as the device computes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import ssl
 import tempfile
 import traceback
@@ -31,6 +33,7 @@ try:
     from ncclient.operations import RPCError
     from ncclient.transport import session as ncclient_session
     from zerotouch_plugin.artifacts.certs import serial_number_of
+    from zerotouch_plugin.demo.nms import wait_ended
     from zerotouch_plugin.device.edit import Operation, apply_edit
     from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
     from zerotouch_plugin.device.xmlcodec import tree_from_xml, tree_to_xml
@@ -54,6 +57,9 @@ VALIDATE_CAPS = (
     "urn:ietf:params:netconf:capability:validate:1.1",
 )
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a file name, never ".."
+# How long a device gets to end the transport of a session (after close-session, or by itself
+# after restart-bootstrap) before the module ends it.
+END_SECONDS = 5.0
 
 # Options of every device module (doc fragment zerotouch.brski.device).
 DEVICE_ARGS: dict[str, Any] = {
@@ -138,16 +144,26 @@ class Device:
             )
 
     def close(self) -> None:
-        """End the session (``close-session``), or just drop it after a restart."""
-        if self.session is not None:
-            try:
-                if self.restarted:
-                    self.session._session.close()
-                else:
-                    self.session.close_session()
-            except Exception:  # the device may already have closed it
-                self.session = None
-            self.session = None
+        """End the session so that only ncclient's reader thread closes its socket: the device
+        ends the transport after ``close-session`` (RFC 6241 §7.8), or by itself after
+        ``restart-bootstrap`` (it forgot the identity the session rests on), and the reader
+        sees the end. ncclient's own close closes the socket from this thread while the reader
+        may be inside OpenSSL's read of it: the next connection this process opens (HTTPS to
+        the registrar, a new session) gets the same descriptor, and the late read takes bytes
+        of that TLS stream (bad record MAC). A device that does not end the transport within
+        END_SECONDS has the socket shut down under the reader, which then closes it."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        if not self.restarted:
+            with contextlib.suppress(Exception):  # the device may already have ended it
+                session.dispatch("close-session")
+        if wait_ended(session, END_SECONDS):
+            return
+        # Shut down, not closed: the descriptor stays the reader's until it closes it.
+        with contextlib.suppress(OSError):  # the reader closed it meanwhile
+            socket.socket.shutdown(session._session._socket, socket.SHUT_RDWR)
+        wait_ended(session, END_SECONDS)
 
     # -- schema -------------------------------------------------------------------------------
 
