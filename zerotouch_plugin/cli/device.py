@@ -137,7 +137,7 @@ async def _run(args: argparse.Namespace) -> None:
             )
         if agent is not None:
             await agent.start()
-        await stop.wait()
+        await device.serve(stop)  # raises when a listener's server failed to load
     finally:
         if agent is not None:
             await agent.close()

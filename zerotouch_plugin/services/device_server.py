@@ -11,7 +11,9 @@ process restart. Without a domain identity the TLS listeners accept no one (RFC 
 The RESTCONF and NETCONF/SSH sockets are bound and listening at start, but their servers
 (aiohttp, a third of an idle device's memory; asyncssh, about 8 MiB with what it loads) are
 loaded with their first connection, which the kernel holds until then: a device managed over
-NETCONF/TLS never pays for them.
+NETCONF/TLS never pays for them. A server that fails to load then ends the device's run
+(``serve``) with that error, as it would have ended the start, rather than leave the device
+up without the listener.
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ class DeviceServer:
         self._restconf_context: ssl.SSLContext | None = None
         self._restconf_pending: _FirstConnection | None = None  # listening, server not loaded
         self._retiring: set[asyncio.Task[None]] = set()  # RESTCONF servers shutting down
+        self._failure: Exception | None = None  # why a listener's server did not load
+        self._failed = asyncio.Event()
         self.bound: dict[str, tuple[str, int]] = {}
         self._agent_store = FileAgentStore(folder) if agent_store is None else agent_store
 
@@ -265,10 +269,10 @@ class DeviceServer:
         self._ssh_pending = _FirstConnection(sock, self._load_ssh)
 
     async def _load_ssh(self, sock: socket.socket) -> None:
-        from zerotouch_plugin.services.netconf.ssh import load_host_keys, start_netconf_ssh
-
         host, port = self.bound["netconf-ssh"]
         try:
+            from zerotouch_plugin.services.netconf.ssh import load_host_keys, start_netconf_ssh
+
             self._ssh = await start_netconf_ssh(
                 self.netconf,
                 host=host,
@@ -278,10 +282,10 @@ class DeviceServer:
                 limits=self.config.netconf_limits,
                 sock=sock,
             )
-        except Exception:
+        except Exception as exc:
             sock.close()
             self.bound.pop("netconf-ssh", None)
-            log.exception("NETCONF/SSH server failed to start: not listening")
+            self._fail("NETCONF/SSH", exc)
 
     async def _start_restconf(self) -> None:
         """Listen on the RESTCONF address; the server is loaded at once if it was before,
@@ -310,19 +314,39 @@ class DeviceServer:
     async def _load_restconf(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
         try:
             await self._serve_restconf(sock, ctx)
-        except Exception:
+        except Exception as exc:
             self.bound.pop("restconf", None)
-            log.exception("RESTCONF server failed to start: not listening")
+            self._fail("RESTCONF", exc)
+
+    def _fail(self, listener: str, exc: Exception) -> None:
+        """A server loaded with its first client did not start: ``serve`` ends with ``exc``."""
+        log.error("%s server failed to start: not listening", listener, exc_info=exc)
+        if self._failure is None:
+            self._failure = exc
+        self._failed.set()
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set. Raises the error of a server that failed to load with
+        its first client: the device ends as a failed start does, not without the listener."""
+        waits = [asyncio.ensure_future(event.wait()) for event in (stop, self._failed)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self._failure is not None:
+            raise self._failure
 
     async def _serve_restconf(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
-        from zerotouch_plugin.services import restconf  # aiohttp: only once a client comes
-
-        if self._restconf_app is None:
-            self._restconf_app = restconf.restconf_app(
-                self.datastores, client_name=self._client_name
-            )
+        """Serve on ``sock``, closed (its queued clients refused) when that fails."""
         host, port = self.bound["restconf"]
         try:
+            from zerotouch_plugin.services import restconf  # aiohttp: only once a client comes
+
+            if self._restconf_app is None:
+                self._restconf_app = restconf.restconf_app(
+                    self.datastores, client_name=self._client_name
+                )
             self._restconf = await restconf.start_restconf(
                 self._restconf_app,
                 host=host,

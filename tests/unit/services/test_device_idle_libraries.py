@@ -2,7 +2,8 @@
 benchmarks/device_rss_bench.py): asn1crypto, as the CMS and CSR code (``artifacts/_cms.py``)
 is imported where a device signs or verifies; asyncssh, as the NETCONF/SSH port is bound at
 start and its server loaded with the first client. The device is the real command, asked
-for its loaded modules over stdin; real clients are served and refused as before."""
+for its loaded modules over stdin; real clients are served and refused as before, and a
+server that cannot load with its first client ends the device with the cause."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import x25519
 
 from tests.support.device_pki import DevicePki, make_device_pki
 from zerotouch_plugin.artifacts import certs
@@ -61,8 +64,9 @@ def _enrolled(folder: Path, pki: DevicePki) -> None:
 
 
 class _Device:
-    def __init__(self, proc: subprocess.Popen[str], listeners: int) -> None:
+    def __init__(self, proc: subprocess.Popen[str], listeners: int, log: Path) -> None:
         self.proc = proc
+        self.log = log  # its stderr
         listening = (self.line("listening ").split() for _ in range(listeners))
         self.ports = {name: int(address.rpartition(":")[2]) for name, address in listening}
         self.line("enrolled IDLE-0001")  # the agent has started and found its identity
@@ -96,16 +100,21 @@ def device(folder: Path, request: pytest.FixtureRequest) -> Iterator[_Device]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     command = [sys.executable, "-c", _DEVICE, "device", "run", "--dir", str(folder)]
     listeners = [arg for option in request.param for arg in (option, "127.0.0.1:0")]
-    with subprocess.Popen(
-        [*command, *listeners],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
-    ) as proc:
+    log = folder.parent / "device.log"
+    with (
+        log.open("w") as stderr,
+        subprocess.Popen(
+            [*command, *listeners],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=REPO,
+            env=env,
+        ) as proc,
+    ):
         try:
-            yield _Device(proc, len(request.param))
+            yield _Device(proc, len(request.param), log)
         finally:
             proc.terminate()
             proc.wait(30)
@@ -171,3 +180,25 @@ def test_netconf_ssh_loads_asyncssh_with_its_first_client(device: _Device, folde
     stored = asyncssh.read_private_key(folder / "ssh_host_ed25519_key")
     assert host_key == stored.public_data  # the key made at start is the one served
     assert "asyncssh" in device.modules()
+
+
+@pytest.mark.parametrize("device", [TLS_AND_SSH], indirect=True, ids=str)
+def test_an_ssh_server_that_cannot_load_with_its_first_client_ends_the_device(
+    device: _Device, folder: Path
+) -> None:
+    """The host key checked at start is replaced by one asyncssh cannot serve before the
+    first SSH client: the device does not stay up without its SSH listener, it ends as a
+    failed start does (exit 1, the cause on stderr)."""
+    unusable = x25519.X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (folder / "ssh_host_ed25519_key").write_bytes(unusable)
+    with pytest.raises((asyncssh.Error, OSError)):
+        asyncio.run(_ssh_hello(device.ports["netconf-ssh"], "secret"))
+    assert device.proc.wait(30) == 1
+    log = device.log.read_text()
+    assert "NETCONF/SSH server failed to start: not listening" in log
+    assert "ssh_host_ed25519_key: unusable SSH host key: a X25519PrivateKey key" in log
+    assert "config-error:" in log.splitlines()[-1]

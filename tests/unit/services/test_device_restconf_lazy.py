@@ -1,6 +1,7 @@
 """RESTCONF listens from the start but loads its HTTP server (aiohttp) with the first
 connection (services/device_server.py): the idle memory of a device managed over NETCONF,
-benchmarks/device_rss_bench.py. Checked by the modules a fresh interpreter has loaded."""
+benchmarks/device_rss_bench.py. Checked by the modules a fresh interpreter has loaded; a
+server that cannot load then ends the device's run (``DeviceServer.serve``) with the cause."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -56,13 +58,51 @@ with tempfile.TemporaryDirectory() as tmp:
 """
 
 
-def test_restconf_loads_its_server_with_the_first_connection() -> None:
+# aiohttp made unimportable (a broken installation) before the first client connects.
+_BROKEN = """
+import asyncio, json, sys, tempfile
+from pathlib import Path
+from tests.support.device_pki import make_device_pki
+from zerotouch_plugin.config import DeviceConfig
+from zerotouch_plugin.device.domain_files import write_domain
+from zerotouch_plugin.services.device_server import DeviceServer
+
+async def main(folder):
+    pki = make_device_pki()
+    write_domain(folder, key=pki.server.key, chain=[pki.server.cert], anchors=[pki.ca.cert])
+    device = DeviceServer(folder, DeviceConfig())
+    port = (await device.start(restconf_address="127.0.0.1:0"))["restconf"][1]
+    sys.modules["aiohttp"] = None
+    ctx = pki.client_context()
+    ctx.check_hostname = False
+    try:
+        await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=ctx), 20)
+        client = "connected"
+    except TimeoutError:
+        client = "unanswered"
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        client = type(exc).__name__
+    try:
+        await asyncio.wait_for(device.serve(asyncio.Event()), 30)
+        ended = "stopped"
+    except ImportError as exc:
+        ended = str(exc)
+    await device.close()
+    print(json.dumps({"client": client, "ended": ended, "bound": sorted(device.bound)}))
+
+with tempfile.TemporaryDirectory() as tmp:
+    asyncio.run(main(Path(tmp)))
+"""
+
+
+def _probe(code: str) -> tuple[dict[str, Any], str]:
+    """What ``code`` printed last (JSON) in a fresh interpreter, and its stderr."""
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     )
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=120,
@@ -70,7 +110,11 @@ def test_restconf_loads_its_server_with_the_first_connection() -> None:
         cwd=REPO,
         env=env,
     )
-    result = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1]), done.stderr
+
+
+def test_restconf_loads_its_server_with_the_first_connection() -> None:
+    result, _ = _probe(_PROBE)
     assert result["port"] > 0  # bound at start
     assert result["idle"] is False  # listening without aiohttp
     assert result["state"] is True  # RFC 8040 §9.1 state published before any client
@@ -78,3 +122,13 @@ def test_restconf_loads_its_server_with_the_first_connection() -> None:
     assert all(status.startswith("HTTP/1.1 200") for status in result["first"]), result
     assert not result["refused"].startswith("HTTP/1.1 200")  # client certificates still checked
     assert result["loaded"] is True
+
+
+def test_a_restconf_server_that_cannot_load_ends_the_device() -> None:
+    """The first client finds no server and the device's run ends with the cause, logged:
+    the device does not stay up without RESTCONF (as NETCONF/SSH, test_device_idle_libraries)."""
+    result, stderr = _probe(_BROKEN)
+    assert result["client"] not in {"connected", "unanswered"}, result  # refused at once
+    assert "aiohttp" in result["ended"]  # serve raised the import error
+    assert "restconf" not in result["bound"]
+    assert "RESTCONF server failed to start: not listening" in stderr
