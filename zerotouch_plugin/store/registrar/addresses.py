@@ -5,14 +5,12 @@ reason-context. Written under the device's row lock, with the status report it c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.base import Records, by_dialect
 from zerotouch_plugin.store.registrar.models import (
     EXTRA_PORTS,
     ManagementModel,
@@ -60,8 +58,10 @@ def set_management(conn: Connection, serial: str, reported: ManagementRow) -> No
         conn.execute(_NEW_PORT, ports)
 
 
-def _upsert(new: Any) -> Any:
-    """``new`` (a dialect's INSERT) updating the row of a serial already there instead."""
+def _upsert(dialect_insert: Callable[..., Any]) -> Any:
+    """The dialect's INSERT of a management row, updating the row of a serial already there
+    instead."""
+    new = dialect_insert(ManagementModel)
     replaced = ("host", "reported_at", "netconf_tls_port", "restconf_port")
     return new.on_conflict_do_update(
         index_elements=[ManagementModel.serial],
@@ -69,10 +69,7 @@ def _upsert(new: Any) -> Any:
     )
 
 
-_SET_MANAGEMENT = {
-    "postgresql": _upsert(pg_insert(ManagementModel)),
-    "sqlite": _upsert(sqlite_insert(ManagementModel)),
-}
+_SET_MANAGEMENT = by_dialect(_upsert)
 _NEW_PORT = insert(ManagementPortModel)
 _DROP_PORTS = delete(ManagementPortModel).where(ManagementPortModel.serial == bindparam("serial"))
 

@@ -4,17 +4,29 @@ row lock that lets several registrar processes write the same key at once."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.store.db import Base, Database
 
-__all__ = ["Records", "locked_or_created"]
+__all__ = ["Records", "by_dialect", "locked_or_created"]
 
 M = TypeVar("M", bound=Base)
+T = TypeVar("T")
+
+# The INSERT of each dialect the store runs on: their ON CONFLICT clauses differ.
+_DIALECT_INSERTS: dict[str, Callable[..., Any]] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+
+def by_dialect(build: Callable[[Callable[..., Any]], T]) -> dict[str, T]:
+    """``build(insert)`` per dialect name, for statements built once and picked by
+    ``conn.dialect.name`` on the hot path."""
+    return {name: build(insert) for name, insert in _DIALECT_INSERTS.items()}
 
 
 class Records:

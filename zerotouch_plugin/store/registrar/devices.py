@@ -15,13 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BindParameter, Connection, bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.registrar.addresses import PORTS, ports_of, set_management
-from zerotouch_plugin.store.registrar.base import Records
+from zerotouch_plugin.store.registrar.base import Records, by_dialect
 from zerotouch_plugin.store.registrar.events import add_state_event, add_verdict_event
 from zerotouch_plugin.store.registrar.models import (
     VOUCHER_SOURCES,
@@ -249,12 +247,13 @@ _UPDATE_DEVICE = update(DeviceModel).where(DeviceModel.serial == bindparam("key"
 _UPDATE_FOUND_DEVICE = _UPDATE_DEVICE.returning(DeviceModel.serial)
 _NEW_STATUS = insert(StatusReportModel)
 _NEW_VERDICT = insert(AuditVerdictModel)
-_NEW_DEVICE = {
-    name: dialect_insert(DeviceModel)
-    .on_conflict_do_update(index_elements=["serial"], set_={"state": DeviceModel.state})
-    .returning(DeviceModel.state)
-    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
+_NEW_DEVICE = by_dialect(
+    lambda dialect_insert: (
+        dialect_insert(DeviceModel)
+        .on_conflict_do_update(index_elements=["serial"], set_={"state": DeviceModel.state})
+        .returning(DeviceModel.state)
+    )
+)
 
 
 def advance_device(dev: DeviceModel, advance: Advance, now: datetime) -> None:
