@@ -68,7 +68,7 @@ from zerotouch_plugin.roles.sztp_device import (
     SztpDevice,
     SztpDeviceConfig,
 )
-from zerotouch_plugin.services.netconf.ssh import load_host_keys
+from zerotouch_plugin.services.netconf.host_keys import public_host_keys
 from zerotouch_plugin.services.pledge_agent import (
     RESTART_RPC,
     factory_identity,
@@ -267,8 +267,9 @@ def discard_leftovers(workdir: Path) -> list[str]:
 
 
 def ssh_host_keys(folder: Path) -> tuple[SshHostKey, ...]:
-    """The device's SSH host keys as report-progress carries them (RFC 8572 §7.3)."""
-    return tuple(SshHostKey(k.algorithm.decode(), k.public_data) for k in load_host_keys(folder))
+    """The device's SSH host keys as report-progress carries them (RFC 8572 §7.3); read
+    without asyncssh, which the device loads only with its first SSH client."""
+    return tuple(SshHostKey(name.decode(), blob) for name, blob in public_host_keys(folder))
 
 
 def _path(value: str | None) -> Path | None:

@@ -10,6 +10,7 @@ not (X25519, DSA, a curve outside RFC 5656 §10.1) stops the start, not the firs
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from zerotouch_plugin.artifacts.certs import PrivateKey
 from zerotouch_plugin.device.datastore import write_atomically
 from zerotouch_plugin.errors import ConfigError
 
-__all__ = ["HOST_KEY_FILES", "prepare_host_keys"]
+__all__ = ["HOST_KEY_FILES", "prepare_host_keys", "public_host_keys"]
 
 # file -> how a missing key is made. Ed25519 first (fast), ECDSA P-256 for clients without
 # Ed25519 (older libssh2).
@@ -54,6 +55,15 @@ def _read(data: bytes) -> object | None:
     return None
 
 
+HostKey = PrivateKey | ed448.Ed448PrivateKey
+_HOST_KEY_TYPES = (
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+    ec.EllipticCurvePrivateKey,
+    rsa.RSAPrivateKey,
+)
+
+
 def _refusal(key: object) -> str | None:
     """Why ``key`` cannot be a host key of the SSH server, None when it can."""
     if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
@@ -76,7 +86,17 @@ def prepare_host_keys(folder: Path) -> list[Path]:
     """The host key files of ``folder``, each created (OpenSSH format, mode 0600, atomically)
     when missing; ConfigError when one is not an unencrypted private key of a type the SSH
     server serves."""
-    paths = []
+    return [path for path, _ in _prepared(folder)]
+
+
+def public_host_keys(folder: Path) -> list[tuple[bytes, bytes]]:
+    """(algorithm, public key blob) of each host key of ``folder``, prepared as at start:
+    what a SZTP device reports (RFC 8572 §7.3) without loading the SSH server."""
+    return [_public_blob(key) for _, key in _prepared(folder)]
+
+
+def _prepared(folder: Path) -> list[tuple[Path, HostKey]]:
+    keys = []
     for filename, generate in HOST_KEY_FILES.items():
         path = folder / filename
         if not path.exists():
@@ -86,14 +106,42 @@ def prepare_host_keys(folder: Path) -> list[Path]:
                 serialization.NoEncryption(),
             )
             write_atomically(path, made)
-        try:
-            key = _read(path.read_bytes())
-        except OSError as exc:
-            raise ConfigError(f"{path}: unusable SSH host key: {exc}") from exc
-        if key is None:
-            raise ConfigError(f"{path}: unusable SSH host key: not an unencrypted private key")
-        refusal = _refusal(key)
-        if refusal is not None:
-            raise ConfigError(f"{path}: unusable SSH host key: {refusal}")
-        paths.append(path)
-    return paths
+        keys.append((path, _host_key(path)))
+    return keys
+
+
+def _host_key(path: Path) -> HostKey:
+    """The host key in ``path``; ConfigError when it is not one the SSH server serves."""
+    try:
+        key = _read(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: unusable SSH host key: {exc}") from exc
+    if key is None:
+        raise ConfigError(f"{path}: unusable SSH host key: not an unencrypted private key")
+    refusal = _refusal(key)
+    if refusal is None and isinstance(key, _HOST_KEY_TYPES):
+        return key
+    raise ConfigError(f"{path}: unusable SSH host key: {refusal}")
+
+
+def _ssh_string(data: bytes) -> bytes:
+    """RFC 4251 §5 ``string``: uint32 length, then the bytes."""
+    return len(data).to_bytes(4, "big") + data
+
+
+def _public_blob(key: HostKey) -> tuple[bytes, bytes]:
+    """(algorithm, RFC 4253 §6.6 public key blob) of a host key that passed ``_refusal``.
+
+    OpenSSH's own encoding gives the blob for Ed25519, EC and RSA; Ed448 (RFC 8709 §4) has no
+    OpenSSH encoding in ``cryptography``, and its blob is the algorithm and the raw key.
+    """
+    if isinstance(key, ed448.Ed448PrivateKey):
+        raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return b"ssh-ed448", _ssh_string(b"ssh-ed448") + _ssh_string(raw)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    algorithm, encoded = public.split(b" ")[:2]
+    return algorithm, base64.b64decode(encoded)

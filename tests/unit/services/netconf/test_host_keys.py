@@ -5,6 +5,8 @@ key stops the start as asyncssh's own reading did."""
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncssh
@@ -13,7 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 
 from zerotouch_plugin.errors import ConfigError
-from zerotouch_plugin.services.netconf.host_keys import HOST_KEY_FILES, prepare_host_keys
+from zerotouch_plugin.services.netconf.host_keys import (
+    HOST_KEY_FILES,
+    prepare_host_keys,
+    public_host_keys,
+)
 from zerotouch_plugin.services.netconf.ssh import load_host_keys
 
 
@@ -87,6 +93,26 @@ def test_every_host_key_type_the_ssh_server_serves_starts(
 
 
 @pytest.mark.parametrize(
+    "key",
+    [
+        ed25519.Ed25519PrivateKey.generate(),
+        ed448.Ed448PrivateKey.generate(),
+        ec.generate_private_key(ec.SECP384R1()),
+        ec.generate_private_key(ec.SECP521R1()),
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    ],
+    ids=["ed25519", "ed448", "p384", "p521", "rsa2048"],
+)
+def test_public_host_keys_are_the_ones_the_ssh_server_presents(
+    tmp_path: Path, key: serialization.PrivateKeyTypes
+) -> None:
+    """What a SZTP device reports (read without asyncssh) is what asyncssh serves."""
+    (tmp_path / "ssh_host_ecdsa_key").write_bytes(_pkcs8(key))
+    served = [(k.algorithm, k.public_data) for k in load_host_keys(tmp_path)]
+    assert public_host_keys(tmp_path) == served
+
+
+@pytest.mark.parametrize(
     ("key", "named"),
     [
         (x25519.X25519PrivateKey.generate(), "X25519PrivateKey"),
@@ -108,3 +134,18 @@ def test_a_key_type_the_ssh_server_does_not_serve_stops_the_start(
         ConfigError, match=f"ssh_host_ecdsa_key: unusable SSH host key: an? {named}"
     ):
         prepare_host_keys(tmp_path)
+
+
+def test_a_sztp_device_reads_its_host_keys_without_asyncssh(tmp_path: Path) -> None:
+    """A SZTP device reports its host keys at start (RFC 8572 §7.3): that must not load the
+    SSH server's library, which an idle device leaves unloaded until its first SSH client."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from zerotouch_plugin.services.sztp_agent import ssh_host_keys; "
+        f"assert ssh_host_keys(Path({str(tmp_path)!r})); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'asyncssh'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
