@@ -19,9 +19,11 @@ up without the listener.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +99,14 @@ def device_schema(folder: Path, config: DeviceConfig) -> DeviceSchema:
     """The schema of ``config``'s YANG modules; relative ``yang_dirs`` are in ``folder``."""
     modules = [(name, rev) for name, _, rev in (m.partition("@") for m in config.yang_modules)]
     return load_device_schema([folder / d for d in config.yang_dirs], modules)
+
+
+async def _import_aside(module: str) -> None:
+    """Import ``module`` (a server's library, loaded with its first client) in a thread: the
+    import takes about 0.1 s of CPU, during which the event loop still gets its turns and
+    goes on serving the sessions already open."""
+    if module not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, module)
 
 
 class _FirstConnection:
@@ -271,13 +281,14 @@ class DeviceServer:
     async def _load_ssh(self, sock: socket.socket) -> None:
         host, port = self.bound["netconf-ssh"]
         try:
+            await _import_aside("zerotouch_plugin.services.netconf.ssh")
             from zerotouch_plugin.services.netconf.ssh import load_host_keys, start_netconf_ssh
 
             self._ssh = await start_netconf_ssh(
                 self.netconf,
                 host=host,
                 port=port,
-                host_keys=load_host_keys(self.folder),
+                host_keys=await asyncio.to_thread(load_host_keys, self.folder),
                 users=self.config.users,
                 limits=self.config.netconf_limits,
                 sock=sock,
@@ -341,6 +352,7 @@ class DeviceServer:
         """Serve on ``sock``, closed (its queued clients refused) when that fails."""
         host, port = self.bound["restconf"]
         try:
+            await _import_aside("zerotouch_plugin.services.restconf")
             from zerotouch_plugin.services import restconf  # aiohttp: only once a client comes
 
             if self._restconf_app is None:

@@ -33,12 +33,26 @@ from zerotouch_plugin.services.netconf.protocol import BASE_NS
 REPO = Path(__file__).resolve().parents[3]
 
 # ``zerotouch device run`` as the command starts it, plus a thread that answers each line
-# of stdin with the top-level modules loaded at that moment.
+# of stdin with the top-level modules loaded at that moment ("imports": with the thread that
+# first imported each of the servers' libraries).
 _DEVICE = """
 import json, runpy, sys, threading
 
+importers = {}
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name in ("asyncssh", "aiohttp"):
+            importers.setdefault(name, threading.current_thread().name)
+        return None
+
+sys.meta_path.insert(0, Watch())
+
 def report():
-    for _ in sys.stdin:
+    for line in sys.stdin:
+        if line.strip() == "imports":
+            print("imports " + json.dumps(importers), flush=True)
+            continue
         print("modules " + json.dumps(sorted({m.split(".")[0] for m in list(sys.modules)})),
               flush=True)
 
@@ -83,6 +97,14 @@ class _Device:
         self.proc.stdin.write("\n")
         self.proc.stdin.flush()
         return set(json.loads(self.line("modules ")))
+
+    def importers(self) -> dict[str, str]:
+        """Each server library loaded so far -> the name of the thread that imported it."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("imports\n")
+        self.proc.stdin.flush()
+        found: dict[str, str] = json.loads(self.line("imports "))
+        return found
 
 
 @pytest.fixture
@@ -180,6 +202,8 @@ def test_netconf_ssh_loads_asyncssh_with_its_first_client(device: _Device, folde
     stored = asyncssh.read_private_key(folder / "ssh_host_ed25519_key")
     assert host_key == stored.public_data  # the key made at start is the one served
     assert "asyncssh" in device.modules()
+    # Imported beside the event loop, which goes on serving the TLS sessions meanwhile.
+    assert device.importers()["asyncssh"] != "MainThread"
 
 
 @pytest.mark.parametrize("device", [TLS_AND_SSH], indirect=True, ids=str)

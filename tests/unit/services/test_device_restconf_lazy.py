@@ -15,13 +15,23 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[3]
 
 _PROBE = """
-import asyncio, json, sys, tempfile
+import asyncio, json, sys, tempfile, threading
 from pathlib import Path
 from tests.support.device_pki import make_device_pki
 from zerotouch_plugin.config import DeviceConfig
 from zerotouch_plugin.device.datastore import Datastore
 from zerotouch_plugin.device.domain_files import write_domain
 from zerotouch_plugin.services.device_server import DeviceServer
+
+importers = {}
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "aiohttp":
+            importers.setdefault(name, threading.current_thread().name)
+        return None
+
+sys.meta_path.insert(0, Watch())
 
 async def get(port, ctx):
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
@@ -51,7 +61,8 @@ async def main(folder):
         refused = type(exc).__name__
     await device.close()
     print(json.dumps({"idle": idle, "state": state, "first": first, "refused": refused,
-                      "loaded": "aiohttp" in sys.modules, "port": port}))
+                      "loaded": "aiohttp" in sys.modules, "port": port,
+                      "importer": importers.get("aiohttp")}))
 
 with tempfile.TemporaryDirectory() as tmp:
     asyncio.run(main(Path(tmp)))
@@ -122,6 +133,8 @@ def test_restconf_loads_its_server_with_the_first_connection() -> None:
     assert all(status.startswith("HTTP/1.1 200") for status in result["first"]), result
     assert not result["refused"].startswith("HTTP/1.1 200")  # client certificates still checked
     assert result["loaded"] is True
+    # imported beside the event loop, which goes on serving the sessions already open
+    assert result["importer"] not in (None, "MainThread")
 
 
 def test_a_restconf_server_that_cannot_load_ends_the_device() -> None:
