@@ -185,6 +185,15 @@ class Fleet:
     ) -> None:
         if not config.netconf_tls:
             raise ConfigError("a fleet device needs a NETCONF/TLS address for the hand-off")
+        # NETCONF/SSH and RESTCONF load their servers with the first client, and a failure
+        # there ends a device's run (DeviceServer.serve), which the fleet does not watch.
+        extra = [
+            name
+            for name, on in (("NETCONF/SSH", config.netconf_ssh), ("RESTCONF", config.restconf))
+            if on
+        ]
+        if extra:
+            raise ConfigError(f"a fleet device serves NETCONF/TLS only, not {' or '.join(extra)}")
         if concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         self.sources = list(sources)

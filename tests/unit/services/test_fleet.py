@@ -4,6 +4,7 @@ refusals of a fleet that cannot work (the whole run: tests/e2e/test_fleet.py).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,12 @@ def test_a_fleet_needs_a_netconf_tls_listener_and_a_positive_concurrency(tmp_pat
         asyncio.run(build(DeviceConfig(registrars=("https://127.0.0.1:1",)), 1))
     with pytest.raises(ConfigError, match="concurrency"):
         asyncio.run(build(tls, 0))
+    for extra, named in (
+        ({"netconf_ssh": "127.0.0.1:0"}, "NETCONF/SSH"),
+        ({"restconf": "127.0.0.1:0"}, "RESTCONF"),
+    ):
+        with pytest.raises(ConfigError, match=f"NETCONF/TLS only, not {named}"):
+            asyncio.run(build(dataclasses.replace(tls, **extra), 1))
     assert asyncio.run(build(tls, 1)).devices == []
 
 
