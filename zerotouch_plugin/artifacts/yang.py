@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import sysconfig
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from yangson.exceptions import (
 )
 from yangson.schemanode import TerminalNode
 
+from zerotouch_plugin.artifacts._yang_fast import BodyCheck, body_check
 from zerotouch_plugin.errors import ArtifactKindMismatch, SchemaError
 
 __all__ = [
@@ -80,6 +82,12 @@ _MODULES: tuple[tuple[str, str, str, str], ...] = (
     ),
 )
 
+# The fast checks of each model built by build_validation_model (see _yang_fast); a model
+# built otherwise has none and is validated by yangson alone.
+_FAST_CHECKS: weakref.WeakKeyDictionary[DataModel, Mapping[ArtifactKind, BodyCheck]] = (
+    weakref.WeakKeyDictionary()
+)
+
 # Why a ``must`` fails, per leaf (RFC 8366 §5.3): yangson reports only "must-violation".
 _MUST_RULES: Mapping[str, str] = {
     "nonce": "must constraint violated: nonce and expires-on are mutually exclusive",
@@ -117,7 +125,14 @@ def build_validation_model(search: Sequence[Path]) -> DataModel:
             ],
         }
     }
-    return prepared(DataModel(json.dumps(library), [str(d) for d in search]))
+    model = prepared(DataModel(json.dumps(library), [str(d) for d in search]))
+    # Compiled here, before the model is shared, so no thread ever sees half of it.
+    _FAST_CHECKS[model] = {
+        kind: check
+        for kind, holder in _HOLDER_BY_KIND.items()
+        if (check := body_check(model, holder)) is not None
+    }
+    return model
 
 
 def prepared(model: DataModel) -> DataModel:
@@ -177,14 +192,25 @@ def validate_artifact(
     """Validate RFC 7951 JSON of a voucher or voucher-request against its YANG schema.
 
     Raises ArtifactKindMismatch for the other artifact kind, SchemaError (path + rule)
-    otherwise. ``model`` defaults to the one built from the project's modules.
+    otherwise. ``model`` defaults to the one built from the project's modules. A body the
+    compiled check accepts is valid for yangson too; any other goes to yangson, for its verdict
+    and its error.
     """
     inner = artifact_body(obj, kind)
+    active = model or _data_model()
+    fast = _FAST_CHECKS.get(active, {}).get(kind)
+    if fast is not None and fast.accepts(inner):
+        return
+    _validate_with_yangson(inner, kind, active)
+
+
+def _validate_with_yangson(inner: dict[str, Any], kind: ArtifactKind, model: DataModel) -> None:
+    """yangson's full validation of the body ``inner``, errors mapped to the artifact's paths."""
     member = MEMBER_BY_KIND[kind]
     holder = _HOLDER_BY_KIND[kind]
     prefix = f"/{holder}/voucher"
     try:
-        instance = (model or _data_model()).from_raw({holder: {"voucher": inner}})
+        instance = model.from_raw({holder: {"voucher": inner}})
         instance.validate(ctype=ContentType.all)
     except RawMemberError as exc:
         raise SchemaError(
