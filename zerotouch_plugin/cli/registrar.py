@@ -515,11 +515,8 @@ def _split_listen(listen: str) -> tuple[str, int]:
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from zerotouch_plugin.services._gate import bound_tls_read_buffer
     from zerotouch_plugin.services._limits import GatedTlsSite
     from zerotouch_plugin.services.registrar import load_registrar, registrar_app, tls_context
-
-    bound_tls_read_buffer()  # 200 connections at once: 6 MB of read buffers instead of 50 MB
 
     config = _config(
         args.dir,

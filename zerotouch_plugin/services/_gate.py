@@ -90,8 +90,10 @@ def return_freed_memory() -> None:
 
 def bound_tls_read_buffer() -> None:
     """Make every TLS connection this process opens or accepts from now on read through a
-    ``TLS_READ_BUFFER`` of its own instead of asyncio's 256 KiB (a class setting of asyncio's
-    TLS protocol: ``loop.start_tls`` takes no buffer size)."""
+    ``TLS_READ_BUFFER`` of its own instead of asyncio's 256 KiB, allocated and zero-filled per
+    connection (a class setting of asyncio's TLS protocol: ``loop.start_tls`` takes no buffer
+    size). Every TLS listener of the product (``GatedTlsSite``, NETCONF/TLS) calls it as it
+    starts, so the process's client connections are bounded with it."""
     sslproto.SSLProtocol.max_size = min(sslproto.SSLProtocol.max_size, TLS_READ_BUFFER)
 
 

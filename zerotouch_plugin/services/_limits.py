@@ -34,6 +34,7 @@ from zerotouch_plugin.services._gate import (
     OVERLOAD_RETRY_AFTER,
     Admission,
     ConnectionGate,
+    bound_tls_read_buffer,
     overload_slots,
     peer_ip,
     return_freed_memory,
@@ -268,6 +269,7 @@ class GatedTlsSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
+        bound_tls_read_buffer()  # 200 connections at once: 6 MB of read buffers, not 50 MB
         loop = asyncio.get_running_loop()
         if self._sock is None:
             self._server = await loop.create_server(

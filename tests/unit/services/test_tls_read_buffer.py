@@ -21,19 +21,18 @@ BODY = 40 * _gate.TLS_READ_BUFFER + 123  # many buffers and a partial one
 
 
 @pytest.fixture
-def bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bound applied for this test only (asyncio's class setting is restored after it)."""
-    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", sslproto.SSLProtocol.max_size)
-    _gate.bound_tls_read_buffer()
+def unbounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio's own buffer size for this test (its class setting is restored after it)."""
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)
 
 
 async def digest(request: web.Request) -> web.Response:
     return web.Response(text=hashlib.sha256(await request.read()).hexdigest())
 
 
-@pytest.mark.usefixtures("bounded")
+@pytest.mark.usefixtures("unbounded")
 def test_a_long_body_arrives_whole_through_the_bounded_buffer() -> None:
-    assert sslproto.SSLProtocol.max_size == _gate.TLS_READ_BUFFER
+    """Starting a gated listener (registrar, MASA, SZTP, RESTCONF) bounds the buffer."""
     pki = make_device_pki()
     body = secrets.token_bytes(BODY)
 
@@ -51,6 +50,7 @@ def test_a_long_body_arrives_whole_through_the_bounded_buffer() -> None:
             limits=ConnectionLimits(),
         )
         await site.start()
+        assert sslproto.SSLProtocol.max_size == _gate.TLS_READ_BUFFER
         try:
             port = runner.addresses[0][1]
             connector = aiohttp.TCPConnector(ssl=pki.client_context())

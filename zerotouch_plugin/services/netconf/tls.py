@@ -21,7 +21,7 @@ from cryptography import x509
 
 from zerotouch_plugin.config import ConnectionLimits
 from zerotouch_plugin.errors import AccessDenied, ConfigError, TooManySessions
-from zerotouch_plugin.services._gate import ConnectionGate, peer_ip
+from zerotouch_plugin.services._gate import ConnectionGate, bound_tls_read_buffer, peer_ip
 from zerotouch_plugin.services.netconf.certmap import (
     CertToName,
     map_certificate,
@@ -229,6 +229,7 @@ async def start_netconf_tls(
     limits = limits or ConnectionLimits()
     registry: set[_TlsConnection] = set()
     gate = ConnectionGate("netconf-tls", limits)
+    bound_tls_read_buffer()  # 500 sessions held: 16 MB of read buffers instead of 128 MB
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(

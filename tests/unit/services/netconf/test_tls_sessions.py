@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from asyncio import sslproto
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import CertToName, ConnectionLimits, NetconfLimits
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
+from zerotouch_plugin.services._gate import TLS_READ_BUFFER
 from zerotouch_plugin.services._tls import client_context, server_context
 from zerotouch_plugin.services.netconf.server import build_netconf_server
 from zerotouch_plugin.services.netconf.tls import TlsSettings, start_netconf_tls
@@ -98,8 +102,11 @@ async def test_sessions_held_at_once_each_answer(schema: DeviceSchema, tmp_path:
 
 
 async def test_a_message_larger_than_the_read_buffer_arrives_whole(
-    schema: DeviceSchema, tmp_path: Path
+    schema: DeviceSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The listener bounds the TLS read buffer (services/_gate.bound_tls_read_buffer) as it
+    starts: an edit of many buffers' length still arrives whole."""
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # asyncio's own
     entries = "".join(
         f"<interface><name>eth{i}</name><type xmlns:ianaift="
         f'"urn:ietf:params:xml:ns:yang:iana-if-type">ianaift:ethernetCsmacd</type>'
@@ -112,6 +119,7 @@ async def test_a_message_larger_than_the_read_buffer_arrives_whole(
     )
     assert len(edit) > 256 * 1024
     async with _device(schema, tmp_path, 4) as (port, context, stores):
+        assert sslproto.SSLProtocol.max_size == TLS_READ_BUFFER
         session = await _Session.open(port, context)
         try:
             assert b"<ok/>" in await session.call(1, edit)
