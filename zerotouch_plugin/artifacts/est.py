@@ -47,7 +47,7 @@ MEDIA_PKCS7_CERTS = "application/pkcs7-mime; smime-type=certs-only"  # RFC 7030 
 MEDIA_CSRATTRS = "application/csrattrs"  # RFC 7030 §4.5.2
 
 _PEM_ARMOUR = re.compile(rb"-----(BEGIN|END) [A-Z0-9 #]+-----")
-_WHITESPACE = re.compile(rb"\s+")
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what ``\s`` matches in bytes; bytes.translate deletes them
 _BASE64_ALPHABET = re.compile(rb"[A-Za-z0-9+/_-]*={0,2}")
 
 
@@ -59,7 +59,7 @@ def decode_base64_body(body: bytes) -> bytes:
         raise InvalidInput("EST body is empty; expected base64-encoded DER (RFC 7030 §4)")
     if body[:1] == b"\x30" and not body.isascii():
         return bytes(body)  # raw DER: tolerated for clients using binary transfer encoding
-    text = _WHITESPACE.sub(b"", _PEM_ARMOUR.sub(b"", bytes(body)))
+    text = _PEM_ARMOUR.sub(b"", bytes(body)).translate(None, _WHITESPACE)
     if not _BASE64_ALPHABET.fullmatch(text):
         raise InvalidInput(
             "EST body is not base64 (RFC 7030 §4, RFC 8951 §3): it contains characters "
@@ -90,24 +90,28 @@ def encode_certs_only(certs: Sequence[x509.Certificate]) -> bytes:
     return encode_base64_body(pkcs7.serialize_certificates(list(certs), Encoding.DER))
 
 
-def decode_certs_only(body: bytes) -> list[x509.Certificate]:
-    """Certificates from a certs-only body (RFC 7030 §4.1.3 / §4.2.3)."""
+def decode_certs_only(
+    body: bytes, *, known: Sequence[x509.Certificate] = ()
+) -> list[x509.Certificate]:
+    """Certificates from a certs-only body (RFC 7030 §4.1.3 / §4.2.3). One equal to (the same
+    DER as) a certificate of ``known``, which was read already, is that object."""
     der = decode_base64_body(body)
     try:
-        certs = pkcs7.load_der_pkcs7_certificates(der)
+        found = pkcs7.load_der_pkcs7_certificates(der)
     # UnsupportedAlgorithm: not SignedData; InvalidVersion: a certificate of no X.509 version
     except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise InvalidInput(f"EST body is not a certs-only PKCS#7 message: {exc}") from exc
-    if not certs:
+    if not found:
         raise InvalidInput("certs-only PKCS#7 message holds no certificates")
-    for index, cert in enumerate(certs, start=1):
-        _check_readable(cert, index)
-    return certs
+    return [
+        certs.known_as(cert, known) or _readable(cert, index)
+        for index, cert in enumerate(found, start=1)
+    ]
 
 
-def _check_readable(cert: x509.Certificate, index: int) -> None:
+def _readable(cert: x509.Certificate, index: int) -> x509.Certificate:
     try:
-        certs.read_eagerly(cert)
+        return certs.read_eagerly(cert)
     except certs.MALFORMED as exc:
         raise InvalidInput(
             f"certificate {index} of the certs-only message is malformed: {exc}"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from zerotouch_plugin._files import stage, sync_folder
+from zerotouch_plugin._files import discard, stage, sync_folder
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.certs import PrivateKey
 
@@ -65,22 +65,22 @@ def write_domain(
     §5.9.4)."""
     if not chain or not anchors:
         raise ValueError("an identity needs a certificate and at least one trust anchor")
+    commit_point = folder / CA_FILE
     files = [(folder / KEY_FILE, certs.key_pem(key), 0o600)]
     files.append((folder / CERT_FILE, certs.certs_pem(chain), 0o644))
     if voucher_cms is not None:
         files.append((folder / VOUCHER_FILE, voucher_cms, 0o644))
-    files.append((folder / CA_FILE, certs.certs_pem(anchors), 0o644))
+    files.append((commit_point, certs.certs_pem(anchors), 0o644))
     staged = stage(files)
     try:
-        if _remove(folder / CA_FILE):
+        if _remove(commit_point):
             sync_folder(folder)  # gone for good before any part is replaced
         for tmp, (path, _, _) in zip(staged[:-1], files[:-1], strict=True):
             os.replace(tmp, path)
         sync_folder(folder)  # the parts are in place before the commit point names them
-        os.replace(staged[-1], folder / CA_FILE)
+        os.replace(staged[-1], commit_point)
     except BaseException:
-        for tmp in staged:
-            tmp.unlink(missing_ok=True)
+        discard(staged)
         raise
     sync_folder(folder)
 

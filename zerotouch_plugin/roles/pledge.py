@@ -166,6 +166,7 @@ class PledgeConfig:
     # RFC 8995 §7.2 / RFC 8366 §5.3: accept a voucher without nonce (one the registrar held
     # for offline use) when it carries an expires-on still in the future
     nonceless_allowed: bool = False
+    _serial: str = field(init=False, repr=False, compare=False)  # of the IDevID, read once
 
     def __post_init__(self) -> None:
         if not isinstance(self.idevid, Identity | SigningIdentity):
@@ -180,14 +181,15 @@ class PledgeConfig:
             raise TypeError("retry must be a RetryPolicy")
         if not isinstance(self.nonceless_allowed, bool):
             raise TypeError("nonceless_allowed must be a bool")
-        if certs.serial_number_of(self.idevid.cert) is None:
+        serial = certs.serial_number_of(self.idevid.cert)
+        if serial is None:
             raise ConfigError("the IDevID has no subject serialNumber (RFC 8995 §2.3.1)")
+        object.__setattr__(self, "_serial", serial)
 
     @property
     def serial(self) -> str:
-        serial = certs.serial_number_of(self.idevid.cert)
-        assert serial is not None  # checked in __post_init__
-        return serial
+        """The IDevID's subject serialNumber (RFC 8995 §2.3.1)."""
+        return self._serial
 
 
 # ---------------------------------------------------------------------------------------------
@@ -777,7 +779,8 @@ class Pledge:
                     f"cacerts came as {response.content_type or 'no media type'!r}, not "
                     f"{est.MEDIA_PKCS7_CERTS} (RFC 7030 §4.1.3)"
                 )
-            cacerts = est.decode_certs_only(response.body)
+            # the pinned-domain-cert, read with the voucher, is often one of them
+            cacerts = est.decode_certs_only(response.body, known=(self._pinned,))
             anchors = domain_anchors(cacerts, self._pinned, now=now)
         except ZerotouchError as exc:
             return self._step_failed(exc)
@@ -838,7 +841,7 @@ class Pledge:
                     f"simpleenroll answered {response.content_type or 'no media type'!r}, "
                     f"not {est.MEDIA_PKCS7_CERTS} (RFC 7030 §4.2.3)"
                 )
-            issued = est.decode_certs_only(response.body)
+            issued = est.decode_certs_only(response.body, known=self._cacerts)
             leaf, chain = self._check_ldevid(issued, now)
         except ZerotouchError as exc:
             return self._step_failed(exc)

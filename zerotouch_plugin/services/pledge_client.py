@@ -24,6 +24,7 @@ import logging
 import os
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 from cryptography import x509
 
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.artifacts.signer import tls_identity
+from zerotouch_plugin.artifacts.signer import SoftwareSigner, tls_identity
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.domain_files import write_domain
 from zerotouch_plugin.errors import (
@@ -118,18 +119,19 @@ def load_pledge_config(
     folder: Path, *, retry: RetryPolicy | None = None, nonceless_allowed: bool = False
 ) -> PledgeConfig:
     """The pledge folder's idevid.pem (+chain), idevid.key and masa-ca.pem as a PledgeConfig."""
-    paths = {name: folder / file for name, file in PLEDGE_FILES.items()}
-    for name in ("idevid", "idevid-key", "masa-ca"):
-        if not paths[name].is_file():
-            raise ConfigError(
-                f"{paths[name]} is missing: a pledge folder holds idevid.pem, idevid.key and "
-                "masa-ca.pem ('zerotouch vendor idevid --out P' writes them)"
-            )
-    idevid = certfiles.load_identity(paths["idevid"], paths["idevid-key"])
-    # the IDevID file may carry its CA after the leaf; only intermediates go in the chain
-    chain = tuple(c for c in idevid.chain if c.subject != c.issuer)
-    idevid = certs.Identity(idevid.cert, idevid.key, chain)
-    anchors = tuple(certs.load_certs(paths["masa-ca"].read_bytes()))
+    cert_path, key_path = folder / PLEDGE_FILES["idevid"], folder / PLEDGE_FILES["idevid-key"]
+    cert_data, key_data = _factory_file(cert_path), _factory_file(key_path)
+    anchors = tuple(certs.load_certs(_factory_file(folder / PLEDGE_FILES["masa-ca"])))
+    # the IDevID file may carry its CA after the leaf (often the MASA anchor, read just now);
+    # only intermediates go in the chain
+    idevid = certfiles.identity_of(
+        cert_data,
+        key_data,
+        cert_path,
+        key_path,
+        known=anchors,
+        keep=lambda cert: cert.subject != cert.issuer,
+    )
     return PledgeConfig(
         idevid=idevid,
         masa_anchors=anchors,
@@ -138,12 +140,31 @@ def load_pledge_config(
     )
 
 
+def _factory_file(path: Path) -> bytes:
+    """A file the factory put in the pledge folder."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(
+            f"{path} is missing: a pledge folder holds idevid.pem, idevid.key and "
+            "masa-ca.pem ('zerotouch vendor idevid --out P' writes them)"
+        ) from None
+
+
 def write_enrollment(folder: Path, enrollment: Enrollment) -> None:
     """Install the bootstrap results in P (``device/domain_files.py``): each file atomic,
     the domain CA written last as the commit point."""
+    signer = enrollment.ldevid_key
+    # the LDevID was checked to be for this key (RFC 7030 §4.2.3, roles.pledge): a software
+    # key is written as it is; any other goes through tls_identity, which refuses it
+    key = (
+        signer.private_key
+        if isinstance(signer, SoftwareSigner)
+        else tls_identity(enrollment.identity).key
+    )
     write_domain(
         folder,
-        key=tls_identity(enrollment.identity).key,
+        key=key,
         chain=[enrollment.ldevid, *enrollment.ldevid_chain],
         anchors=enrollment.domain_anchors,
         voucher_cms=enrollment.voucher_cms,
@@ -212,14 +233,15 @@ def _peer(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> Peer | None:
         getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None
     )
     raw: list[Any] = getter() if getter is not None else []
-    # bytes (3.13) or _ssl.Certificate objects whose public_bytes() is PEM text (3.10-3.12)
-    chain = [
+    # bytes (3.13) or _ssl.Certificate objects whose public_bytes() is PEM text (3.10-3.12);
+    # the first is the leaf itself
+    chain = tuple(
         x509.load_der_x509_certificate(
             item if isinstance(item, bytes) else ssl.PEM_cert_to_DER_cert(item.public_bytes())
         )
-        for item in raw
-    ]
-    return x509.load_der_x509_certificate(der), tuple(chain[1:])
+        for item in raw[1:]
+    )
+    return x509.load_der_x509_certificate(der), chain
 
 
 @dataclass
@@ -230,18 +252,27 @@ class _HandshakeWatch:
     answered: bool = False
 
 
+# The watch of each client's context, for ``_WatchedSSLObject``: one class for all contexts,
+# not a class made (and left to the garbage collector) per pledge.
+_WATCHES: weakref.WeakKeyDictionary[ssl.SSLContext, _HandshakeWatch] = weakref.WeakKeyDictionary()
+
+
+class _WatchedSSLObject(ssl.SSLObject):
+    """Tells the watch of its context once the server has answered: asyncio builds
+    ``SSLContext.sslobject_class``, the documented hook."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        finally:
+            watch = _WATCHES.get(self.context)
+            if watch is not None and self.cipher() is not None:  # chosen once ServerHello came
+                watch.answered = True
+
+
 def _watching(ctx: ssl.SSLContext, watch: _HandshakeWatch) -> ssl.SSLContext:
-    """``ctx`` with an SSLObject class that tells ``watch`` once the server has answered:
-    asyncio builds ``SSLContext.sslobject_class``, the documented hook."""
-
-    class _WatchedSSLObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            try:
-                super().do_handshake()
-            finally:
-                if self.cipher() is not None:  # a cipher is chosen once ServerHello came
-                    watch.answered = True
-
+    """``ctx``, its handshakes told to ``watch``."""
+    _WATCHES[ctx] = watch
     ctx.sslobject_class = _WatchedSSLObject
     return ctx
 

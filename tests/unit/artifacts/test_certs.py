@@ -406,6 +406,19 @@ def test_load_certs_refuses_certificates_cryptography_reads_lazily(idevid: certs
                 certs.load_certs(data)
 
 
+def test_load_certs_reuses_known_certificates(
+    vendor: certs.Identity, idevid: certs.Identity
+) -> None:
+    """A certificate equal to one read already is that object, not a second parse; the
+    others are read (and checked) as ever."""
+    known = certs.load_certs(certs.certs_pem([vendor.cert]))
+    found = certs.load_certs(certs.certs_pem([idevid.cert, vendor.cert]), known=known)
+    assert found == [idevid.cert, vendor.cert]
+    assert found[1] is known[0]
+    assert found[0] is not idevid.cert  # parsed from the bytes
+    assert certs.known_as(idevid.cert, known) is None
+
+
 def test_load_certs_rejects_garbage() -> None:
     with pytest.raises(InvalidInput, match="certificate"):
         certs.load_certs(b"hello")

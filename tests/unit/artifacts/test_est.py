@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
 
+from tests.support.calls import recorded
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.errors import InvalidInput, SignatureInvalid
 
@@ -43,6 +44,10 @@ def _chunks(data: bytes, size: int) -> list[bytes]:
         pytest.param(
             lambda b: b"\r\n  " + b" \r\n\t".join(_chunks(base64.b64encode(b), 10)),
             id="crlf-tabs-and-spaces",
+        ),
+        pytest.param(
+            lambda b: b"\x0b".join(_chunks(base64.b64encode(b), 16)) + b"\x0c\n",
+            id="vertical-tabs-and-form-feeds",
         ),
         pytest.param(lambda b: base64.urlsafe_b64encode(b), id="url-safe-alphabet"),
         pytest.param(
@@ -94,6 +99,19 @@ def test_certs_only_round_trip_and_openssl_reads_it(ca: certs.Identity, tmp_path
         capture_output=True,
     ).stdout
     assert x509.load_pem_x509_certificates(out) == [ca.cert, leaf.cert]
+
+
+def test_certs_only_reuses_known_certificates(
+    ca: certs.Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate of the message equal to one read already (the pledge's pinned-domain-cert
+    in cacerts) is that object and is not read again; the others are read eagerly."""
+    leaf = certs.issue_client(ca, "SN-KNOWN", now=NOW)
+    read = recorded(monkeypatch, certs, "read_eagerly")
+    found = est.decode_certs_only(est.encode_certs_only([leaf.cert, ca.cert]), known=[ca.cert])
+    assert len(found) == 2 and leaf.cert in found  # a SET OF: in any order
+    assert next(cert for cert in found if cert == ca.cert) is ca.cert
+    assert read == [leaf.cert]
 
 
 def test_certs_only_needs_certificates() -> None:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from tests.support.calls import recorded
 from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from zerotouch_plugin.artifacts import certs, cms, est
 from zerotouch_plugin.artifacts.certs import Identity
@@ -287,6 +288,28 @@ def test_pinned_domain_cert_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(Voucher, "pinned_domain_certificate", counting)
     to_cacerts(machine())
     assert len(parsed) == 1
+
+
+def test_the_pinned_domain_cert_in_cacerts_is_not_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """cacerts carries the pinned-domain-cert that came with the voucher: the pledge takes the
+    certificate it read then; any other certificate of the answer is read as ever."""
+    m = machine()
+    to_cacerts(m)
+    read = recorded(monkeypatch, certs, "read_eagerly")
+    body = est.encode_certs_only([WORLD.domain.cert, WORLD.other_vendor.cert])
+    action = m.received(ok(body, est.MEDIA_PKCS7_CERTS), now=NOW)
+    assert isinstance(action, HttpRequest) and action.path == role.PATH_CSRATTRS
+    assert read == [WORLD.other_vendor.cert]
+
+
+def test_the_serial_number_is_read_from_the_idevid_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = recorded(monkeypatch, certs, "serial_number_of")
+    config = WORLD.config()
+    to_enroll(machine(config))
+    assert config.serial == SERIAL
+    assert read == [WORLD.idevid.cert]
 
 
 def test_csr_key_is_fresh_for_every_pledge_run() -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.support.calls import recorded
 from zerotouch_plugin.artifacts import certs, cms
-from zerotouch_plugin.artifacts.signer import SoftwareSigner
+from zerotouch_plugin.artifacts.certs import pem
+from zerotouch_plugin.artifacts.certs.keys import PublicKey
+from zerotouch_plugin.artifacts.signer import SignatureAlgorithm, Signer, SoftwareSigner
 from zerotouch_plugin.artifacts.voucher import Assertion, Voucher
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.pledge import Enrollment
@@ -45,14 +50,68 @@ def test_load_pledge_config_reads_the_folder(tmp_path: Path) -> None:
     assert config.idevid.chain == ()  # the root after the leaf is not an intermediate
 
 
-def test_missing_pledge_files_name_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["idevid.pem", "idevid.key", "masa-ca.pem"])
+def test_missing_pledge_files_name_the_file(tmp_path: Path, name: str) -> None:
     _pledge_folder(tmp_path)
-    (tmp_path / "masa-ca.pem").unlink()
-    with pytest.raises(ConfigError, match=r"masa-ca\.pem is missing"):
+    (tmp_path / name).unlink()
+    with pytest.raises(ConfigError, match=rf"{re.escape(name)} is missing"):
+        load_pledge_config(tmp_path)
+    (tmp_path / name).mkdir()  # not a file either
+    with pytest.raises(ConfigError, match=rf"{re.escape(name)} is missing"):
         load_pledge_config(tmp_path)
 
 
-def test_write_enrollment_writes_all_files_with_modes(tmp_path: Path) -> None:
+def test_load_pledge_config_reads_each_certificate_and_the_key_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vendor CA after the IDevID is the MASA anchor read from masa-ca.pem (not read a
+    second time), and the identity is checked once (the root after the leaf is not built
+    into a first identity to be dropped)."""
+    vendor = _pledge_folder(tmp_path)
+    read = recorded(monkeypatch, pem, "read_eagerly")
+    checked = recorded(monkeypatch, certs.Identity, "__post_init__")
+    config = load_pledge_config(tmp_path)
+    assert read == [vendor.cert, config.idevid.cert]
+    assert len(checked) == 1 and checked[0] is config.idevid
+    assert config.masa_anchors == (vendor.cert,)
+
+
+def test_an_intermediate_in_the_idevid_file_stays_in_the_chain(tmp_path: Path) -> None:
+    vendor = certs.make_ca("vendor", now=NOW)
+    intermediate = certs.issue_intermediate_ca(vendor, "vendor issuing CA", now=NOW)
+    idevid = certs.issue_idevid(intermediate, "SN-H2", masa_url=None, now=NOW)
+    certfiles.write_certs(tmp_path / "idevid.pem", [idevid.cert, intermediate.cert, vendor.cert])
+    certfiles.write_key(tmp_path / "idevid.key", idevid.key)
+    certfiles.write_certs(tmp_path / "masa-ca.pem", [vendor.cert])
+    config = load_pledge_config(tmp_path)
+    assert config.idevid.cert == idevid.cert
+    assert config.idevid.chain == (intermediate.cert,)
+
+
+def test_a_key_that_is_not_the_idevids_is_a_config_error(tmp_path: Path) -> None:
+    _pledge_folder(tmp_path)
+    certfiles.write_key(tmp_path / "idevid.key", certs.generate_key())
+    with pytest.raises(ConfigError, match=r"idevid\.pem / .*idevid\.key: the private key"):
+        load_pledge_config(tmp_path)
+
+
+class _SealedSigner:
+    """A Signer whose key does not leave it (a TPM, a secure element)."""
+
+    def __init__(self, key: certs.PrivateKey) -> None:
+        self._signer = SoftwareSigner(key)
+
+    def public_key(self) -> PublicKey:
+        return self._signer.public_key()
+
+    def sign(self, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        return self._signer.sign(data, algorithm)
+
+
+def _enrollment(
+    signer: Callable[[certs.PrivateKey], Signer],
+) -> tuple[Enrollment, certs.Identity, certs.Identity]:
+    """An enrollment whose LDevID key is held by ``signer``; the domain CA and the LDevID."""
     domain = certs.make_ca("domain", now=NOW)
     leaf = certs.issue_client(domain, "SN-H1", now=NOW)
     masa = certs.issue_masa_signer(domain, "masa", now=NOW)
@@ -63,24 +122,47 @@ def test_write_enrollment_writes_all_files_with_modes(tmp_path: Path) -> None:
         pinned_domain_cert=domain.cert.public_bytes(Encoding.DER),
         nonce="AAAAAAAAAAA=",
     )
-    voucher_cms = cms.sign(voucher.to_json(), signer=masa, now=NOW)
     enrollment = Enrollment(
         serial="SN-H1",
-        voucher_cms=voucher_cms,
+        voucher_cms=cms.sign(voucher.to_json(), signer=masa, now=NOW),
         voucher=voucher,
         registrar_cert=leaf.cert,
         domain_anchors=(domain.cert,),
         ldevid=leaf.cert,
         ldevid_chain=(),
-        ldevid_key=SoftwareSigner(leaf.key),
+        ldevid_key=signer(leaf.key),
     )
+    return enrollment, domain, leaf
+
+
+def test_write_enrollment_writes_all_files_with_modes(tmp_path: Path) -> None:
+    enrollment, domain, leaf = _enrollment(SoftwareSigner)
     write_enrollment(tmp_path, enrollment)
-    assert (tmp_path / "voucher.cms").read_bytes() == voucher_cms
+    assert (tmp_path / "voucher.cms").read_bytes() == enrollment.voucher_cms
     assert certs.load_certs((tmp_path / "domain-ca.pem").read_bytes()) == [domain.cert]
     identity = certfiles.load_identity(tmp_path / "ldevid.pem", tmp_path / "ldevid.key")
     assert identity.cert == leaf.cert
     assert stat.S_IMODE((tmp_path / "ldevid.key").stat().st_mode) == 0o600
     assert not list(tmp_path.glob(".*.tmp"))  # nothing staged is left behind
+
+
+def test_write_enrollment_of_a_key_that_stays_in_its_signer_is_refused(tmp_path: Path) -> None:
+    """Only a software key can be written to ldevid.key; any other signer is refused as
+    ``tls_identity`` refuses it, and nothing is written."""
+    enrollment, _, _ = _enrollment(_SealedSigner)
+    with pytest.raises(ConfigError, match="needs its private key in OpenSSL"):
+        write_enrollment(tmp_path, enrollment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_contexts_share_one_watching_class_and_keep_their_own_watch() -> None:
+    """One SSLObject class serves every client's context (none is made per pledge); each
+    context tells its own client's watch."""
+    first, second = client._HandshakeWatch(), client._HandshakeWatch()
+    a = client._watching(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), first)
+    b = client._watching(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), second)
+    assert a.sslobject_class is b.sslobject_class is client._WatchedSSLObject
+    assert client._WATCHES[a] is first and client._WATCHES[b] is second
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from zerotouch_plugin.artifacts.certs.keys import PrivateKey
 from zerotouch_plugin.errors import InvalidInput
 
-__all__ = ["MALFORMED", "certs_pem", "key_pem", "load_certs", "load_private_key", "read_eagerly"]
+__all__ = [
+    "MALFORMED",
+    "certs_pem",
+    "key_pem",
+    "known_as",
+    "load_certs",
+    "load_private_key",
+    "read_eagerly",
+]
 
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 
@@ -34,8 +42,10 @@ def read_eagerly(cert: x509.Certificate) -> x509.Certificate:
     return cert
 
 
-def load_certs(data: bytes) -> list[x509.Certificate]:
-    """Every certificate in PEM text (one or many, other text ignored) or one DER certificate."""
+def load_certs(data: bytes, *, known: Sequence[x509.Certificate] = ()) -> list[x509.Certificate]:
+    """Every certificate in PEM text (one or many, other text ignored) or one DER certificate.
+    One equal to (the same DER as) a certificate of ``known``, which were read already, is
+    that object rather than a second parse of it."""
     if not isinstance(data, bytes | bytearray):
         raise TypeError("certificate data must be bytes")
     try:
@@ -43,9 +53,14 @@ def load_certs(data: bytes) -> list[x509.Certificate]:
             found = x509.load_pem_x509_certificates(bytes(data))
         else:
             found = [x509.load_der_x509_certificate(bytes(data))]
-        return [read_eagerly(cert) for cert in found]
+        return [known_as(cert, known) or read_eagerly(cert) for cert in found]
     except MALFORMED as exc:
         raise InvalidInput(f"not a PEM or DER X.509 certificate: {exc}") from exc
+
+
+def known_as(cert: x509.Certificate, known: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """The certificate of ``known`` that is ``cert`` (the same DER), or None."""
+    return next((seen for seen in known if seen == cert), None)
 
 
 def load_private_key(data: bytes) -> PrivateKey:
