@@ -9,9 +9,10 @@ writers queue behind one another instead of failing on a lock upgrade; ``Databas
 sessions, which only read, start with a deferred ``BEGIN`` instead: in WAL mode a reader sees
 the last commit and neither waits for a writer nor holds one up. The request paths that run
 for every enrollment use ``Database.write()`` and ``Database.snapshot()`` instead: the same
-transactions over a plain Core ``Connection``, without the ORM session's bookkeeping. On PostgreSQL,
-repositories rely on transactions, unique constraints and ``SELECT ... FOR UPDATE`` rather
-than anything held in memory.
+transactions over a plain Core ``Connection``, without the ORM session's bookkeeping, their
+statements run on the driver's cursor by ``store/hot.py`` (same conversions, errors and
+listeners, a fraction of the CPU). On PostgreSQL, repositories rely on transactions, unique
+constraints and ``SELECT ... FOR UPDATE`` rather than anything held in memory.
 """
 
 from __future__ import annotations

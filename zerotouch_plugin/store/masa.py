@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import (
-    Executable,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from zerotouch_plugin.roles.records import AuditEntry, ClaimRecord, DeviceState
 from zerotouch_plugin.store.db import Base, Database, UTCDateTime
+from zerotouch_plugin.store.hot import HotStatement
 
 __all__ = [
     "AuditEntry",
@@ -164,7 +164,7 @@ class MasaRepository:
         """Record (or replace, on resale) the claim that ``serial`` belongs to a domain; the
         device row is written in the same transaction (``issue_voucher`` relies on it)."""
         with self.db.session() as s:
-            s.connection().execute(self._new_device, {"serial": serial, "first_seen": now})
+            self._new_device(s.connection(), {"serial": serial, "first_seen": now})
             s.scalars(_LOCK_DEVICE, {"serial": serial}).one()
             row = s.scalars(select(_Claim).where(_Claim.serial == serial).with_for_update()).first()
             if row is None:
@@ -183,7 +183,7 @@ class MasaRepository:
 
     def device(self, serial: str) -> DeviceState:
         with self.db.snapshot() as conn:
-            row = conn.execute(_STATE, {"serial": serial, "nonce": None}).first()
+            row = _STATE(conn, {"serial": serial, "nonce": None}).first()
             return _device_state(serial, row)
 
     # -- vouchers ------------------------------------------------------------------------
@@ -198,9 +198,9 @@ class MasaRepository:
         is written. A device seen for the first time costs one statement before ``decide``.
         """
         with self.db.write() as conn:
-            key = conn.execute(self._new_device, {"serial": serial, "first_seen": now}).scalar()
+            key = self._new_device(conn, {"serial": serial, "first_seen": now}).scalar()
             if key is None:
-                row = conn.execute(_LOCK_STATE, {"serial": serial, "nonce": nonce}).one()
+                row = _LOCK_STATE(conn, {"serial": serial, "nonce": nonce}).one()
                 key, state = row.id, _device_state(serial, row)
             else:
                 # A claim is written with its device row (``claim``): a new row has none.
@@ -214,19 +214,19 @@ class MasaRepository:
                 changes["owner_domain_cert"] = record.domain_cert
                 changes["owner_since"] = now
             if changes:
-                conn.execute(_UPDATE_DEVICE, {"key": key, **changes})
+                _UPDATE_DEVICE(conn, {"key": key, **changes})
             entry = {
                 "device_id": key,
                 "domain_id": record.domain_id,
                 "nonce": record.nonce,
                 "assertion": record.assertion,
             }
-            voucher_id = conn.execute(
-                _NEW_VOUCHER,
+            voucher_id = _NEW_VOUCHER(
+                conn,
                 {**entry, "created_on": record.created_on, "expires_on": record.expires_on,
                  "cms": record.voucher_cms, "request_cms": record.request_cms},
             ).scalar_one()  # fmt: skip
-            conn.execute(_NEW_AUDIT, {**entry, "voucher_id": voucher_id, "date": record.created_on})
+            _NEW_AUDIT(conn, {**entry, "voucher_id": voucher_id, "date": record.created_on})
             return IssuedVoucher(
                 id=voucher_id,
                 serial=serial,
@@ -260,8 +260,8 @@ class MasaRepository:
         two statements: every voucher is written with its audit entry, under the device
         lock, so the log joined to the vouchers lists each voucher once, in issue order."""
         with self.db.snapshot() as conn:
-            row = conn.execute(_STATE, {"serial": serial, "nonce": None}).first()
-            log = conn.execute(_AUDIT_WITH_CMS, {"serial": serial}).all()
+            row = _STATE(conn, {"serial": serial, "nonce": None}).first()
+            log = _AUDIT_WITH_CMS(conn, {"serial": serial}).all()
         return AuditView(
             device=_device_state(serial, row),
             voucher_cms=[r.cms for r in reversed(log)],
@@ -302,19 +302,19 @@ def _device_state(serial: str, row: _StateRow | None) -> DeviceState:
 _LOCK_DEVICE = select(_Device).where(_Device.serial == bindparam("serial")).with_for_update()
 
 
-def _new_device(*, postgresql: bool) -> Executable:
+def _new_device(*, postgresql: bool) -> HotStatement:
     """INSERT ... ON CONFLICT DO NOTHING of a device row: two processes may race on a new
     serial safely; the key comes back only when this transaction created the row. The
     PostgreSQL dialect is imported only by a MASA that uses it (40 ms of start-up)."""
     if postgresql:
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return (
+        return HotStatement(
             pg_insert(_Device)
             .on_conflict_do_nothing(index_elements=["serial"])
             .returning(_Device.id)
         )
-    return (
+    return HotStatement(
         sqlite_insert(_Device)
         .on_conflict_do_nothing(index_elements=["serial"])
         .returning(_Device.id)
@@ -323,7 +323,7 @@ def _new_device(*, postgresql: bool) -> Executable:
 
 # Owner, claim and (RFC 8995 §5.6) when a voucher with the request's nonce was issued, in
 # one statement; a NULL nonce matches no voucher.
-_STATE = (
+_STATE_ROW = (
     select(
         _Device.id,
         _Device.owner_domain_id,
@@ -341,10 +341,11 @@ _STATE = (
     .outerjoin(_Claim, _Claim.serial == _Device.serial)
     .where(_Device.serial == bindparam("serial"))
 )
-_LOCK_STATE = _STATE.with_for_update(of=_Device)
-_UPDATE_DEVICE = update(_Device).where(_Device.id == bindparam("key"))
-_NEW_VOUCHER = sa_insert(_Voucher).returning(_Voucher.id)
-_NEW_AUDIT = sa_insert(_Audit)
+_STATE = HotStatement(_STATE_ROW)
+_LOCK_STATE = HotStatement(_STATE_ROW.with_for_update(of=_Device))
+_UPDATE_DEVICE = HotStatement(update(_Device).where(_Device.id == bindparam("key")))
+_NEW_VOUCHER = HotStatement(sa_insert(_Voucher).returning(_Voucher.id))
+_NEW_AUDIT = HotStatement(sa_insert(_Audit))
 _OWNER_CERTS = (
     select(_Device.owner_domain_cert).where(_Device.owner_domain_cert.is_not(None)).distinct()
 )
@@ -369,6 +370,6 @@ _AUDIT_OF = (
     .where(_Device.serial == bindparam("serial"))
     .order_by(_Audit.id.desc())
 )
-_AUDIT_WITH_CMS = _AUDIT_OF.add_columns(_Voucher.cms).join(
-    _Voucher, _Voucher.id == _Audit.voucher_id
+_AUDIT_WITH_CMS = HotStatement(
+    _AUDIT_OF.add_columns(_Voucher.cms).join(_Voucher, _Voucher.id == _Audit.voucher_id)
 )

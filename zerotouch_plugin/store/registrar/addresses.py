@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, delete, insert, select
 
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records, by_dialect
 from zerotouch_plugin.store.registrar.models import (
     EXTRA_PORTS,
@@ -47,8 +48,8 @@ def set_management(conn: Connection, serial: str, reported: ManagementRow) -> No
         "netconf_tls_port": reported.netconf_tls_port,
         "restconf_port": reported.restconf_port,
     }
-    conn.execute(_SET_MANAGEMENT[conn.dialect.name], address)
-    conn.execute(_DROP_PORTS, {"serial": serial})
+    _SET_MANAGEMENT[conn.dialect.name](conn, address)
+    _DROP_PORTS(conn, {"serial": serial})
     ports = [
         {"serial": serial, "listener": name, "port": getattr(reported, field)}
         for name, field in EXTRA_PORTS.items()
@@ -58,20 +59,24 @@ def set_management(conn: Connection, serial: str, reported: ManagementRow) -> No
         conn.execute(_NEW_PORT, ports)
 
 
-def _upsert(dialect_insert: Callable[..., Any]) -> Any:
+def _upsert(dialect_insert: Callable[..., Any]) -> HotStatement:
     """The dialect's INSERT of a management row, updating the row of a serial already there
     instead."""
     new = dialect_insert(ManagementModel)
     replaced = ("host", "reported_at", "netconf_tls_port", "restconf_port")
-    return new.on_conflict_do_update(
-        index_elements=[ManagementModel.serial],
-        set_={column: new.excluded[column] for column in replaced},
+    return HotStatement(
+        new.on_conflict_do_update(
+            index_elements=[ManagementModel.serial],
+            set_={column: new.excluded[column] for column in replaced},
+        )
     )
 
 
 _SET_MANAGEMENT = by_dialect(_upsert)
 _NEW_PORT = insert(ManagementPortModel)
-_DROP_PORTS = delete(ManagementPortModel).where(ManagementPortModel.serial == bindparam("serial"))
+_DROP_PORTS = HotStatement(
+    delete(ManagementPortModel).where(ManagementPortModel.serial == bindparam("serial"))
+)
 
 
 def ports_of(

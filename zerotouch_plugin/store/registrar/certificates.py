@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Integer, Row, String, Text, bindparam, insert, select
+from sqlalchemy import Connection, Integer, String, Text, bindparam, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.errors import Conflict, NotFound
 from zerotouch_plugin.roles.ldevid_records import EVENT_RENEWED, EVENT_REVOKED, IssuedCertificate
 from zerotouch_plugin.store.db import Base, UTCDateTime
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import (
     advance_device,
@@ -43,15 +45,17 @@ class CertificateEventModel(Base):
     detail: Mapped[str] = mapped_column(Text)
 
 
-_NEW_CERTIFICATE = insert(CertificateModel)
-_ISSUED = select(
-    CertificateModel.serial,
-    CertificateModel.kind,
-    CertificateModel.issued_at,
-    CertificateModel.not_after,
-).where(CertificateModel.fingerprint == bindparam("fingerprint"))
+_NEW_CERTIFICATE = HotStatement(insert(CertificateModel))
+_ISSUED = HotStatement(
+    select(
+        CertificateModel.serial,
+        CertificateModel.kind,
+        CertificateModel.issued_at,
+        CertificateModel.not_after,
+    ).where(CertificateModel.fingerprint == bindparam("fingerprint"))
+)
 # The first revocation of a certificate: its time and reason.
-_REVOKED = (
+_REVOKED = HotStatement(
     select(CertificateEventModel.at, CertificateEventModel.detail)
     .where(
         CertificateEventModel.fingerprint == bindparam("fingerprint"),
@@ -71,9 +75,10 @@ def _revoke(s: Session, row: CertificateModel, *, reason: str, now: datetime) ->
     )  # fmt: skip
 
 
-def _revocation(conn: Connection, fingerprint: str) -> Row[datetime, str] | None:
-    """When and why the certificate with ``fingerprint`` was revoked first, if it was."""
-    return conn.execute(_REVOKED, {"fingerprint": fingerprint}).one_or_none()
+def _revocation(conn: Connection, fingerprint: str) -> Any:
+    """When and why (``at``, ``detail``) the certificate with ``fingerprint`` was revoked
+    first, if it was."""
+    return _REVOKED(conn, {"fingerprint": fingerprint}).one_or_none()
 
 
 class CertificateRecords(Records):
@@ -100,8 +105,8 @@ class CertificateRecords(Records):
         }
         with self.db.write() as conn:
             move_device(conn, serial, lock_state(conn, serial), advance, now, None, values)
-            conn.execute(
-                _NEW_CERTIFICATE,
+            _NEW_CERTIFICATE(
+                conn,
                 {
                     "serial": serial,
                     "fingerprint": fingerprint,
@@ -174,7 +179,7 @@ class CertificateRecords(Records):
     def issued_certificate(self, fingerprint: str) -> IssuedCertificate | None:
         """What is on record for the certificate with ``fingerprint``, revocation included."""
         with self.db.snapshot() as conn:
-            row = conn.execute(_ISSUED, {"fingerprint": fingerprint}).one_or_none()
+            row = _ISSUED(conn, {"fingerprint": fingerprint}).one_or_none()
             if row is None:
                 return None
             serial, kind, issued_at, not_after = row

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import DEFAULT_DAY0, Day0Model
 from zerotouch_plugin.store.registrar.views import Day0Row
@@ -65,15 +66,17 @@ def day0_of(conn: Connection, serial: str) -> tuple[bool, str | None]:
     """``day0_plan`` within the caller's transaction: one statement for the serial's own row
     and the default, no ORM objects (the enrollstatus of every device asks)."""
     configured, address = False, None
-    for key, has_config, override in conn.execute(_PLAN, {"serial": serial}):
+    for key, has_config, override in _PLAN(conn, {"serial": serial}):
         configured = configured or bool(has_config)
         if key == serial:
             address = override
     return configured, address
 
 
-_PLAN = select(Day0Model.serial, Day0Model.config.is_not(None), Day0Model.address).where(
-    (Day0Model.serial == bindparam("serial")) | (Day0Model.serial == DEFAULT_DAY0)
+_PLAN = HotStatement(
+    select(Day0Model.serial, Day0Model.config.is_not(None), Day0Model.address).where(
+        (Day0Model.serial == bindparam("serial")) | (Day0Model.serial == DEFAULT_DAY0)
+    )
 )
 
 

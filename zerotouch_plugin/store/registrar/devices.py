@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, func, insert, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from zerotouch_plugin.errors import NotFound
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.addresses import PORTS, ports_of, set_management
 from zerotouch_plugin.store.registrar.base import Records, by_dialect
 from zerotouch_plugin.store.registrar.events import add_state_event, add_verdict_event
@@ -127,20 +128,20 @@ class DeviceRecords(Records):
         verdict = {"level": level, "summary": summary}
         with self.db.write() as conn:
             # the UPDATE takes the device's row lock, as lock_state would, in the same statement
-            found = conn.execute(
-                _UPDATE_FOUND_DEVICE,
+            found = _UPDATE_FOUND_DEVICE(
+                conn,
                 {"key": serial, "audit_level": level, "audit_summary": summary, "audit_at": now,
                  "updated_at": now},
             ).scalar()  # fmt: skip
             if found is None:
                 raise _unknown(serial)
-            conn.execute(_NEW_VERDICT, {"serial": serial, "checked_at": now, "log": log, **verdict})
+            _NEW_VERDICT(conn, {"serial": serial, "checked_at": now, "log": log, **verdict})
             add_verdict_event(conn, serial, level, summary, now)
 
     def record_error(self, serial: str, error: str, *, now: datetime) -> None:
         """Note a failure on a known device without changing its state."""
         with self.db.write() as conn:
-            conn.execute(_UPDATE_DEVICE, {"key": serial, "last_error": error, "updated_at": now})
+            _UPDATE_DEVICE(conn, {"key": serial, "last_error": error, "updated_at": now})
 
 
 def device_record(s: Session, serial: str) -> DeviceRecord | None:
@@ -153,8 +154,7 @@ def device_record(s: Session, serial: str) -> DeviceRecord | None:
 
 def same_name_serials(conn: Connection, serial: str) -> list[str]:
     """``serials_named_like`` within the caller's transaction."""
-    found = conn.execute(_SAME_NAME, {"serial": serial, "lower": serial.lower()})
-    return list(found.scalars())
+    return _SAME_NAME(conn, {"serial": serial, "lower": serial.lower()}).scalars()
 
 
 def add_status(conn: Connection, serial: str, entry: StatusEntry) -> None:
@@ -171,8 +171,8 @@ def add_status(conn: Connection, serial: str, entry: StatusEntry) -> None:
     move_device(
         conn, serial, before, entry.advance, entry.now, error, {at: entry.now, ok: entry.status}
     )
-    conn.execute(
-        _NEW_STATUS,
+    _NEW_STATUS(
+        conn,
         {
             "serial": serial,
             "kind": entry.kind,
@@ -187,7 +187,7 @@ def add_status(conn: Connection, serial: str, entry: StatusEntry) -> None:
 def lock_state(conn: Connection, serial: str) -> str:
     """The device's state, its row locked for the rest of the transaction (the lock every
     writer of a device takes first); NotFound for a device never seen."""
-    state = conn.execute(_LOCK_STATE, {"serial": serial}).scalar_one_or_none()
+    state = _LOCK_STATE(conn, {"serial": serial}).scalar_one_or_none()
     if state is None:
         raise _unknown(serial)
     return str(state)
@@ -201,9 +201,7 @@ def lock_or_create_state(conn: Connection, serial: str, manufacturer: str, now: 
     """``lock_state``, the row inserted first (state "new") when the device is new: one
     upsert whose no-op update of a row already there locks it and returns its state."""
     new = {"serial": serial, "manufacturer": manufacturer, "state": "new"}
-    found = conn.execute(
-        _NEW_DEVICE[conn.dialect.name], {**new, "created_at": now, "updated_at": now}
-    )
+    found = _NEW_DEVICE[conn.dialect.name](conn, {**new, "created_at": now, "updated_at": now})
     return str(found.scalar_one())
 
 
@@ -220,7 +218,7 @@ def move_device(
     ``values`` with one UPDATE statement (no ORM flush), adding the event of the move."""
     after = advance(None if before == "new" else before)
     params = {"key": serial, "state": after, "updated_at": now, "last_error": error}
-    conn.execute(_UPDATE_DEVICE, {**params, **values})
+    _UPDATE_DEVICE(conn, {**params, **values})
     add_state_event(conn, serial, before, after, error, now)
 
 
@@ -242,13 +240,16 @@ def lock_or_create_device(s: Session, serial: str, manufacturer: str, now: datet
 # Built once: the hot path only binds values.
 _SERIAL: BindParameter[str] = bindparam("serial")
 _LOCK_DEVICE = select(DeviceModel).where(DeviceModel.serial == _SERIAL).with_for_update()
-_LOCK_STATE = select(DeviceModel.state).where(DeviceModel.serial == _SERIAL).with_for_update()
-_UPDATE_DEVICE = update(DeviceModel).where(DeviceModel.serial == bindparam("key"))
-_UPDATE_FOUND_DEVICE = _UPDATE_DEVICE.returning(DeviceModel.serial)
-_NEW_STATUS = insert(StatusReportModel)
-_NEW_VERDICT = insert(AuditVerdictModel)
+_LOCK_STATE = HotStatement(
+    select(DeviceModel.state).where(DeviceModel.serial == _SERIAL).with_for_update()
+)
+_DEVICE_ROW = update(DeviceModel).where(DeviceModel.serial == bindparam("key"))
+_UPDATE_DEVICE = HotStatement(_DEVICE_ROW)
+_UPDATE_FOUND_DEVICE = HotStatement(_DEVICE_ROW.returning(DeviceModel.serial))
+_NEW_STATUS = HotStatement(insert(StatusReportModel))
+_NEW_VERDICT = HotStatement(insert(AuditVerdictModel))
 _NEW_DEVICE = by_dialect(
-    lambda dialect_insert: (
+    lambda dialect_insert: HotStatement(
         dialect_insert(DeviceModel)
         .on_conflict_do_update(index_elements=["serial"], set_={"state": DeviceModel.state})
         .returning(DeviceModel.state)
@@ -267,7 +268,8 @@ LAST_VOUCHER_OUTCOME = (
     select(VoucherRequestModel.outcome)
     .where(
         VoucherRequestModel.serial == DeviceModel.serial,
-        VoucherRequestModel.outcome.in_(tuple(VOUCHER_SOURCES)),
+        # equalities, not IN: an IN list is expanded per execution, which HotStatement refuses
+        or_(*(VoucherRequestModel.outcome == outcome for outcome in VOUCHER_SOURCES)),
     )
     .order_by(VoucherRequestModel.id.desc())
     .limit(1)
@@ -292,10 +294,12 @@ _WITH_NESTED = (
 
 _ONE_DEVICE = _WITH_NESTED.where(DeviceModel.serial == _SERIAL)
 _PORTS_OF_ONE = PORTS.where(ManagementPortModel.serial == _SERIAL)
-_SAME_NAME = select(DeviceModel.serial).where(
-    func.lower(DeviceModel.serial) == bindparam("lower"),
-    DeviceModel.serial != _SERIAL,
-    DeviceModel.ldevid_fingerprint.is_not(None),
+_SAME_NAME = HotStatement(
+    select(DeviceModel.serial).where(
+        func.lower(DeviceModel.serial) == bindparam("lower"),
+        DeviceModel.serial != _SERIAL,
+        DeviceModel.ldevid_fingerprint.is_not(None),
+    )
 )
 
 

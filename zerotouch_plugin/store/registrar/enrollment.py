@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
 
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import LAST_VOUCHER_OUTCOME, same_name_serials
 from zerotouch_plugin.store.registrar.models import VOUCHER_SOURCES, Day0Model, DeviceModel
@@ -42,11 +43,11 @@ class EnrollmentRecords(Records):
     def enrollment_view(self, serial: str) -> EnrollmentView:
         params = {"serial": serial}
         with self.db.snapshot() as conn:
-            found = conn.execute(_DEVICE, params).one_or_none()
+            found = _DEVICE(conn, params).one_or_none()
             return EnrollmentView(
                 device=None if found is None else _device(*found),
                 policies=policies_of(conn, serial),
-                address=conn.execute(_ADDRESS, params).scalar(),
+                address=_ADDRESS(conn, params).scalar(),
                 same_name=same_name_serials(conn, serial),
             )
 
@@ -57,11 +58,13 @@ def _device(
     return EnrollmentDevice(serial, state, idevid, audit, VOUCHER_SOURCES.get(outcome or ""))
 
 
-_ADDRESS = select(Day0Model.address).where(Day0Model.serial == bindparam("serial"))
-_DEVICE = select(
-    DeviceModel.serial,
-    DeviceModel.state,
-    DeviceModel.idevid_fingerprint,
-    DeviceModel.audit_level,
-    LAST_VOUCHER_OUTCOME,
-).where(DeviceModel.serial == bindparam("serial"))
+_ADDRESS = HotStatement(select(Day0Model.address).where(Day0Model.serial == bindparam("serial")))
+_DEVICE = HotStatement(
+    select(
+        DeviceModel.serial,
+        DeviceModel.state,
+        DeviceModel.idevid_fingerprint,
+        DeviceModel.audit_level,
+        LAST_VOUCHER_OUTCOME,
+    ).where(DeviceModel.serial == bindparam("serial"))
+)

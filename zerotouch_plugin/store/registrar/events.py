@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.store.db import Base, UTCDateTime, after_commit
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import (
     AuditVerdictModel,
@@ -224,7 +225,7 @@ def _lock_events(conn: Connection) -> None:
     """Serialize event writers until commit (PostgreSQL), so ids increase in commit order;
     taken again for every event, since a rolled-back savepoint releases it."""
     if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK_EVENTS)
+        _LOCK_EVENTS(conn, {})
 
 
 def add_event(
@@ -241,14 +242,12 @@ def add_event(
     conn = tx.connection() if isinstance(tx, Session) else tx
     _lock_events(conn)
     # A statement, not an ORM object: no unit-of-work flush at commit for one row.
-    conn.execute(
-        _NEW_EVENT, {"type": kind, "serial": serial, "at": now, "data": json.dumps(dict(data))}
-    )
+    _NEW_EVENT(conn, {"type": kind, "serial": serial, "at": now, "data": json.dumps(dict(data))})
     after_commit(conn, _notify)
 
 
-_LOCK_EVENTS = text("LOCK TABLE registrar_events IN SHARE ROW EXCLUSIVE MODE")
-_NEW_EVENT = insert(EventModel)
+_LOCK_EVENTS = HotStatement(text("LOCK TABLE registrar_events IN SHARE ROW EXCLUSIVE MODE"))
+_NEW_EVENT = HotStatement(insert(EventModel))
 # Read after each commit that wrote events (the event hub's wake-up): rows, not ORM objects.
 _EVENTS_AFTER = (
     select(EventModel.id, EventModel.type, EventModel.serial, EventModel.at, EventModel.data)

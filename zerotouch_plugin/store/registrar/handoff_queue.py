@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import BindParameter, Connection, bindparam, func, insert, or_, select, update
 
 from zerotouch_plugin.roles.handoff import Plan
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.day0 import day0_of
 from zerotouch_plugin.store.registrar.devices import add_status, lock_state
@@ -238,13 +239,13 @@ def _queue(
         "lease_owner": None,
         "lease_until": None,
     }
-    if not conn.execute(_REQUEUE, {"key": serial, **values}).rowcount:  # type: ignore[attr-defined]
-        conn.execute(_NEW_HANDOFF, {"serial": serial, **values})
+    if not _REQUEUE(conn, {"key": serial, **values}).rowcount:
+        _NEW_HANDOFF(conn, {"serial": serial, **values})
 
 
 _SERIALS: BindParameter[str] = bindparam("serials", expanding=True)
-_REQUEUE = update(HandoffModel).where(HandoffModel.serial == bindparam("key"))
-_NEW_HANDOFF = insert(HandoffModel)
+_REQUEUE = HotStatement(update(HandoffModel).where(HandoffModel.serial == bindparam("key")))
+_NEW_HANDOFF = HotStatement(insert(HandoffModel))
 _CLAIM = (
     update(HandoffModel)
     .where(

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.events import add_event
 from zerotouch_plugin.store.registrar.models import PolicyModel
@@ -154,12 +155,12 @@ def _action(
 
 def policies_of(conn: Connection, serial: str) -> list[PolicyRow]:
     """``policy_for`` within the caller's transaction."""
-    found = conn.execute(_POLICIES_OF, {"serial": serial})
+    found = _POLICIES_OF(conn, {"serial": serial})
     return [PolicyRow(serial, decision, by or None, at) for serial, decision, by, at in found]
 
 
 _POLICY = PolicyModel
-_POLICIES_OF = (
+_POLICIES_OF = HotStatement(
     select(_POLICY.serial, _POLICY.decision, _POLICY.manufacturer, _POLICY.created_at)
     .where(PolicyModel.serial == bindparam("serial"))
     .order_by(PolicyModel.id)

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from zerotouch_plugin.errors import NotFound
+from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import (
     add_status,
@@ -97,7 +98,7 @@ class VoucherRecords(Records):
             before = lock_or_create_state(conn, serial, manufacturer, now)
             answered = None
             if nonce is not None:
-                answered = conn.execute(_ANSWERED, {"serial": serial, "nonce": nonce}).scalar()
+                answered = _ANSWERED(conn, {"serial": serial, "nonce": nonce}).scalar()
             fresh(answered)
             values = {
                 "manufacturer": manufacturer,
@@ -109,7 +110,7 @@ class VoucherRecords(Records):
             }
             move_device(conn, serial, before, advance, now, None, values)
             request = {"serial": serial, "received_at": now, "nonce": nonce, "pvr_cms": pvr_cms}
-            created = conn.execute(_NEW_REQUEST, {**request, "outcome": "pending"})
+            created = _NEW_REQUEST(conn, {**request, "outcome": "pending"})
             return int(created.scalar_one())
 
     def record_masa_failure(
@@ -146,15 +147,15 @@ class VoucherRecords(Records):
         answered = {"key": request_id, "outcome": outcome, "rvr_cms": rvr_cms, "error": None}
         with self.db.write() as conn:
             # the UPDATE locks the request's row and names its device in one statement
-            serial = conn.execute(_ANSWER_REQUEST, answered).scalar()
+            serial = _ANSWER_REQUEST(conn, answered).scalar()
             if serial is None:
                 raise NotFound(f"voucher-request {request_id} is not on record")
             if from_escrow:
-                conn.execute(_ESCROW_USED, {"key": serial, "used_at": now})
+                _ESCROW_USED(conn, {"key": serial, "used_at": now})
             before = lock_state(conn, serial)
             voucher = {"assertion": assertion, "nonce": nonce, "expires_on": expires_on}
-            conn.execute(
-                _NEW_VOUCHER,
+            _NEW_VOUCHER(
+                conn,
                 {"request_id": request_id, "serial": serial, "issued_at": now,
                  "voucher_cms": voucher_cms, **voucher},
             )  # fmt: skip
@@ -164,28 +165,29 @@ class VoucherRecords(Records):
 
 
 def _last_masa_request(conn: Connection, serial: str) -> bytes | None:
-    return conn.execute(_LAST_MASA_REQUEST, {"serial": serial}).scalar()
+    rvr: bytes | None = _LAST_MASA_REQUEST(conn, {"serial": serial}).scalar()
+    return rvr
 
 
 # Built once: the hot path only binds values.
-_NEW_REQUEST = insert(VoucherRequestModel).returning(VoucherRequestModel.id)
-_ANSWER_REQUEST = (
+_NEW_REQUEST = HotStatement(insert(VoucherRequestModel).returning(VoucherRequestModel.id))
+_ANSWER_REQUEST = HotStatement(
     update(VoucherRequestModel)
     .where(VoucherRequestModel.id == bindparam("key"))
     .returning(VoucherRequestModel.serial)
 )
-_NEW_VOUCHER = insert(VoucherModel)
-_ESCROW_USED = (
+_NEW_VOUCHER = HotStatement(insert(VoucherModel))
+_ESCROW_USED = HotStatement(
     update(EscrowModel)
     .where(EscrowModel.serial == bindparam("key"))
     .values(used_count=EscrowModel.used_count + 1)
 )
-_ANSWERED = (
+_ANSWERED = HotStatement(
     select(VoucherModel.issued_at)
     .where(VoucherModel.serial == bindparam("serial"), VoucherModel.nonce == bindparam("nonce"))
     .limit(1)
 )
-_LAST_MASA_REQUEST = (
+_LAST_MASA_REQUEST = HotStatement(
     select(VoucherRequestModel.rvr_cms)
     .where(
         VoucherRequestModel.serial == bindparam("serial"),
