@@ -18,7 +18,7 @@ in the same transaction:
 
 Statements that need what this path leaves out are refused when compiled: Python-side column
 defaults, expanding (``IN``) parameters, literal-rendered parameters. A ``text()`` statement
-runs for its effect (``LOCK TABLE``): it names no columns, so no rows are read.
+runs for its effect (``LOCK TABLE``): its rows, if any, come back unconverted.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, ReturnsRows
 
 __all__ = ["Fetched", "HotStatement"]
+
+# ``info`` key of a pooled connection: (driver connection, its cursor the statements reuse)
+_CURSOR = "zerotouch_hot_cursor"
 
 
 class Fetched:
@@ -105,13 +108,12 @@ class _Plan:
         ]  # fmt: skip
         self.positional = compiled.positional
         columns = list(statement.exported_columns) if isinstance(statement, ReturnsRows) else []
-        self.returns_rows = bool(columns)
         self.results = [
             (i, proc)
             for i, column in enumerate(columns)
             if (proc := column.type.dialect_impl(dialect).result_processor(dialect, None))
         ]
-        self.row = _row_type([c.key for c in columns] if columns else ["_"])
+        self.row = _row_type([c.key for c in columns]) if columns else None
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         values = []
@@ -123,6 +125,8 @@ class _Plan:
         return {name: v for (name, _p, _f), v in zip(self.binds, values, strict=True)}
 
     def fetched(self, raw: Sequence[Any], rowcount: int) -> Fetched:
+        if self.row is None:  # text(): rows as the driver gives them
+            return Fetched(list(raw), rowcount)
         results, make = self.results, self.row._make
         rows = []
         for row in raw:
@@ -156,21 +160,31 @@ class HotStatement:
         return _run(conn, plan, plan.parameters(params))
 
 
+def _cursor(conn: Connection) -> Any:
+    """The driver cursor kept with the pooled driver connection (psycopg takes ~8 us to make
+    one); the pool drops it with the connection's ``info`` when the connection goes."""
+    pooled = conn.connection
+    kept = pooled.info.get(_CURSOR)
+    if kept is None or kept[0] is not pooled.dbapi_connection:
+        driver = pooled.dbapi_connection
+        assert driver is not None
+        kept = pooled.info[_CURSOR] = (driver, driver.cursor())
+    return kept[1]
+
+
 def _run(conn: Connection, plan: _Plan, values: Any) -> Fetched:
-    driver = conn.connection.dbapi_connection
-    assert driver is not None
-    cursor = driver.cursor()
+    cursor = _cursor(conn)
     try:
         # the engine's listeners (the connection's own would cost a lookup per statement)
         listeners = conn.engine.dispatch.before_cursor_execute
         if listeners:
             listeners(conn, cursor, plan.sql, values, None, False)
         cursor.execute(plan.sql, values)
-        raw = cursor.fetchall() if plan.returns_rows else []
+        # every row is read, so the kept cursor holds no statement open
+        raw = cursor.fetchall() if cursor.description is not None else []
         return plan.fetched(raw, cursor.rowcount)
     except conn.dialect.loaded_dbapi.Error as exc:
-        # SQLAlchemy's own handling: the DBAPIError subclass, handle_error hooks, and for a
-        # lost connection its invalidation and the pool's renewal
+        # SQLAlchemy's own handling, which closes the cursor: the DBAPIError subclass,
+        # handle_error hooks, and for a lost connection its invalidation and the pool's renewal
+        conn.connection.info.pop(_CURSOR, None)
         conn._handle_dbapi_exception(exc, plan.sql, values, cursor, None)
-    finally:
-        cursor.close()
