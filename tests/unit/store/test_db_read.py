@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Integer, String, insert, select, text, update
+from sqlalchemy import ForeignKey, Integer, String, insert, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.errors import StorageError, StorageUnavailable
@@ -22,6 +22,14 @@ class _Row(Base):
     __tablename__ = "test_db_read_row"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
+
+
+class _Deferred(Base):
+    """A row whose foreign key is checked at COMMIT: the way to make a COMMIT fail."""
+
+    __tablename__ = "test_db_read_deferred"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    row_id: Mapped[int] = mapped_column(ForeignKey(_Row.id, deferrable=True, initially="DEFERRED"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -164,3 +172,36 @@ def test_a_session_runs_the_after_commit_of_its_statements(db: Database) -> None
     with db.session() as s:
         s.execute(insert(_Row).values(name="orm-2"))
     assert calls == ["committed"]
+
+
+@pytest.mark.parametrize("kind", ["write", "session"])
+def test_a_failed_commit_is_rolled_back_runs_no_callback_and_releases_the_lock(
+    db: Database, kind: str
+) -> None:
+    """A COMMIT the database refuses (a deferred foreign key) is a StorageError; the
+    transaction is rolled back rather than left open, which on SQLite would keep the
+    write lock and stall every other writer; its after-commit callbacks never run."""
+    calls: list[str] = []
+    with pytest.raises(StorageError, match=r"(?i)foreign key"):
+        if kind == "write":
+            with db.write() as conn:
+                conn.execute(insert(_Deferred).values(row_id=999))
+                after_commit(conn, lambda: calls.append("run"))
+        else:
+            with db.session() as s:
+                s.execute(insert(_Deferred).values(row_id=999))
+                after_commit(s.connection(), lambda: calls.append("run"))
+    assert calls == []
+    if not db.is_postgresql:  # another writer gets the lock without waiting
+        other = sqlite3.connect(db.engine.url.database or "", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.rollback()
+        finally:
+            other.close()
+    with db.write() as conn:  # the pooled connection carries nothing over
+        conn.execute(insert(_Row).values(name="after"))
+    assert calls == []
+    with db.snapshot() as conn:
+        assert conn.scalars(select(_Deferred.id)).all() == []
+    assert _core_names(db) == ["after", "kept"]
