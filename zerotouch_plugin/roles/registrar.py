@@ -87,6 +87,7 @@ __all__ = [
     "PolicyVerdict",
     "RegistrarContext",
     "StatusReport",
+    "ValidityWindow",
     "authorize_enrollment",
     "build_registrar_request",
     "check_csr_key",
@@ -95,6 +96,7 @@ __all__ = [
     "check_masa_request_size",
     "check_masa_voucher",
     "check_voucher_request",
+    "classify_client",
     "decide_policy",
     "der",
     "device_dns_name",
@@ -255,17 +257,69 @@ class ClientIdentity:
     serial: str | None
 
 
-def _domain_issued(cert: x509.Certificate, domain: x509.Certificate, now: datetime) -> bool:
-    """Whether ``cert`` chains to the domain CA at ``now``. Only a certificate that names the
-    CA as its issuer can: an IDevID skips that path validation, bound to fail (and its
-    diagnosis), on each of its requests."""
+# When a classification holds: [latest notBefore, earliest notAfter] of the path it validated.
+ValidityWindow = tuple[datetime, datetime]
+
+
+def _window(chain: Sequence[x509.Certificate]) -> ValidityWindow:
+    return (
+        max(c.not_valid_before_utc for c in chain),
+        min(c.not_valid_after_utc for c in chain),
+    )
+
+
+def _domain_path(
+    cert: x509.Certificate, domain: x509.Certificate, now: datetime
+) -> list[x509.Certificate] | None:
+    """The path of ``cert`` to the domain CA at ``now``, or None. Only a certificate that
+    names the CA as its issuer can have one: an IDevID skips that path validation, bound to
+    fail (and its diagnosis), on each of its requests."""
     if cert.issuer != domain.subject:
-        return False
+        return None
     try:
-        certs.verify_chain(cert, trust_anchors=[domain], now=now, purpose="client")
+        return certs.verify_chain(cert, trust_anchors=[domain], now=now, purpose="client")
     except ZerotouchError:
-        return False
-    return True
+        return None
+
+
+def classify_client(
+    ctx: RegistrarContext,
+    cert: x509.Certificate | None,
+    *,
+    now: datetime,
+    intermediates: Sequence[x509.Certificate] = (),
+) -> tuple[ClientIdentity, ValidityWindow | None]:
+    """``identify_client``, with the window of times at which the same certificate gets the
+    same answer from the same context (the validated path's common validity: signatures,
+    names and extensions do not change), or None when that answer depends on ``now``
+    otherwise: an IDevID naming the domain CA as issuer was refused a domain path at ``now``
+    and might not be at another time."""
+    if cert is None:
+        raise AccessDenied("a TLS client certificate is required")
+    domain = ctx.domain_ca.cert
+    path = _domain_path(cert, domain, now)
+    if path is not None:
+        ous = {
+            str(a.value)
+            for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        }
+        serial = certs.serial_number_of(cert)
+        if ADMIN_OU in ous:
+            return ClientIdentity(ClientKind.ADMIN, cert, None), _window(path)
+        kind = ClientKind.LDEVID if serial else ClientKind.DOMAIN
+        return ClientIdentity(kind, cert, serial), _window(path)
+    path = certs.verify_chain(
+        cert,
+        trust_anchors=ctx.manufacturer_cas,
+        intermediates=intermediates,
+        now=now,
+        purpose="any",
+    )
+    serial = certs.serial_number_of(cert)
+    if not serial:
+        raise CertificateError("the IDevID has no subject serialNumber attribute (RFC 8995 §2.3.1)")
+    window = None if cert.issuer == domain.subject else _window(path)
+    return ClientIdentity(ClientKind.IDEVID, cert, serial), window
 
 
 def identify_client(
@@ -276,29 +330,7 @@ def identify_client(
     intermediates: Sequence[x509.Certificate] = (),
 ) -> ClientIdentity:
     """Classify a TLS client certificate by the anchor it chains to at ``now``."""
-    if cert is None:
-        raise AccessDenied("a TLS client certificate is required")
-    if _domain_issued(cert, ctx.domain_ca.cert, now):
-        ous = {
-            str(a.value)
-            for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-        }
-        serial = certs.serial_number_of(cert)
-        if ADMIN_OU in ous:
-            return ClientIdentity(ClientKind.ADMIN, cert, None)
-        kind = ClientKind.LDEVID if serial else ClientKind.DOMAIN
-        return ClientIdentity(kind, cert, serial)
-    certs.verify_chain(
-        cert,
-        trust_anchors=ctx.manufacturer_cas,
-        intermediates=intermediates,
-        now=now,
-        purpose="any",
-    )
-    serial = certs.serial_number_of(cert)
-    if not serial:
-        raise CertificateError("the IDevID has no subject serialNumber attribute (RFC 8995 §2.3.1)")
-    return ClientIdentity(ClientKind.IDEVID, cert, serial)
+    return classify_client(ctx, cert, now=now, intermediates=intermediates)[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,17 +6,19 @@ Content-Type and Accept checks (RFC 7030 §4, RFC 8995 §5.6) and who the TLS cl
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
+from cryptography import x509
 
 from zerotouch_plugin.errors import NotAcceptable, UnsupportedMediaType
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import accepts, media_type_of
-from zerotouch_plugin.services._tls import peer_certificate
 from zerotouch_plugin.services.registrar.loader import Registrar
 from zerotouch_plugin.store.registrar import Advance, PolicyRow
 
@@ -81,7 +83,44 @@ def policy_rules(rows: list[PolicyRow]) -> list[role.PolicyRule]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Classified:
+    """A TLS connection's client, as classified on one of its requests."""
+
+    der: bytes  # the peer certificate it was classified from
+    context: role.RegistrarContext
+    identity: role.ClientIdentity
+    valid_from: datetime
+    valid_until: datetime
+
+    def holds(self, der: bytes, context: role.RegistrarContext, now: datetime) -> bool:
+        return (
+            self.der == der
+            and self.context is context
+            and self.valid_from <= now <= self.valid_until
+        )
+
+
+# SSL object of a connection -> its client: the entry goes with the connection. A pledge sends
+# its half a dozen requests over one kept-alive connection; path validation, names and serial
+# are worked out on the first. The certificate is compared on every request (a TLS 1.2
+# renegotiation may present another) and ``now`` against the validated path's window.
+_CLASSIFIED: weakref.WeakKeyDictionary[Any, _Classified] = weakref.WeakKeyDictionary()
+
+
 def client_identity(request: web.Request, now: datetime) -> role.ClientIdentity:
     """Who the TLS client certificate says the client is (IDevID, LDevID, admin ...)."""
-    reg = request.app[APP_KEY]
-    return role.identify_client(reg.context, peer_certificate(request), now=now)
+    context = request.app[APP_KEY].context
+    transport = request.transport
+    ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+    der = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return role.identify_client(context, None, now=now)  # refused: no certificate
+    known = _CLASSIFIED.get(ssl_object)
+    if known is not None and known.holds(der, context, now):
+        return known.identity
+    cert = x509.load_der_x509_certificate(der)
+    identity, window = role.classify_client(context, cert, now=now)
+    if window is not None:
+        _CLASSIFIED[ssl_object] = _Classified(der, context, identity, *window)
+    return identity
