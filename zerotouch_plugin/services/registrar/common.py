@@ -6,10 +6,15 @@ Content-Type and Accept checks (RFC 7030 §4, RFC 8995 §5.6) and who the TLS cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import queue
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
@@ -42,9 +47,79 @@ R = TypeVar("R")
 APP_KEY = web.AppKey("registrar", Registrar)
 
 
+# A call for the store's threads: the loop waiting, its future, the function and arguments.
+_Call = tuple[
+    asyncio.AbstractEventLoop,
+    "asyncio.Future[Any]",
+    Callable[..., Any],
+    tuple[Any, ...],
+    dict[str, Any],
+]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """On the loop: the call's outcome to its awaiting handler (gone if it was cancelled)."""
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class _StoreThreads:
+    """The threads blocking store calls run on. A call is a queue put here and one
+    ``call_soon_threadsafe`` back: a quarter of the loop's work for ``asyncio.to_thread``
+    (executor future, its locks and chaining, context copy), paid on each of the eight or so
+    store calls of an enrollment by the registrar's loop, its bottleneck. As many threads as
+    asyncio's default executor has, started with the first call; a call whose handler was
+    cancelled before a thread took it is not run, as there."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._started = False
+
+    def submit(
+        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[R]:
+        if not self._started:
+            self._start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._calls.put((loop, future, fn, args, kwargs))
+        return future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for index in range(self._size):
+                name = f"registrar-store-{index}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+            self._started = True
+
+    def _serve(self) -> None:
+        while True:
+            loop, future, fn, args, kwargs = self._calls.get()
+            if future.cancelled():
+                continue
+            try:
+                settle = partial(_settle, future, fn(*args, **kwargs), None)
+            except BaseException as exc:  # the handler awaiting it gets it, as from to_thread
+                settle = partial(_settle, future, None, exc)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+                loop.call_soon_threadsafe(settle)
+            del future, fn, args, kwargs, settle  # nothing kept alive while idle
+
+
+_THREADS = _StoreThreads(min(32, (os.cpu_count() or 1) + 4))
+
+
 async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run a blocking repository call off the event loop."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    return await _THREADS.submit(fn, args, kwargs)
 
 
 def utc_now() -> datetime:
