@@ -76,7 +76,7 @@ class _StoreThreads:
     cancelled before a thread took it is not run, as there."""
 
     def __init__(self, size: int) -> None:
-        self._size = size
+        self.size = size
         self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = False
@@ -95,7 +95,7 @@ class _StoreThreads:
         with self._lock:
             if self._started:
                 return
-            for index in range(self._size):
+            for index in range(self.size):
                 name = f"registrar-store-{index}"
                 threading.Thread(target=self._serve, name=name, daemon=True).start()
             self._started = True
@@ -115,6 +115,16 @@ class _StoreThreads:
 
 
 _THREADS = _StoreThreads(min(32, (os.cpu_count() or 1) + 4))
+
+
+def _forget_threads() -> None:
+    """A forked child has none of its parent's threads (nor its queued calls): it starts its
+    own with its first call instead of queueing calls nobody takes."""
+    global _THREADS
+    _THREADS = _StoreThreads(_THREADS.size)
+
+
+os.register_at_fork(after_in_child=_forget_threads)
 
 
 async def in_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -4,6 +4,8 @@ exception, to the awaiting handler on its own event loop, as asyncio.to_thread d
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 
 import pytest
@@ -72,3 +74,22 @@ def test_a_cancelled_handler_does_not_break_the_threads() -> None:
         return (await in_thread(where, "after"))[1]
 
     assert asyncio.run(main()) == "after"
+
+
+def test_a_forked_child_runs_its_calls_on_threads_of_its_own() -> None:
+    """The parent's store threads are started; a forked child has none of them and must not
+    queue its calls for them (it would wait forever)."""
+
+    async def main() -> tuple[str, str]:
+        return await in_thread(where, "x")
+
+    asyncio.run(main())  # the parent's threads are running
+    pid = os.fork()
+    if pid == 0:  # the child: answer within the alarm or die by it
+        signal.alarm(20)
+        try:
+            os._exit(0 if asyncio.run(main())[1] == "x" else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
