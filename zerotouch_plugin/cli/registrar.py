@@ -512,11 +512,17 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+# Seconds the registrar waits, as it exits, for the store calls still running (a handler
+# cancelled at shutdown may have left its transaction mid-way).
+_STORE_CALLS_GRACE = 30.0
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from zerotouch_plugin.services._limits import GatedTlsSite
     from zerotouch_plugin.services.registrar import load_registrar, registrar_app, tls_context
+    from zerotouch_plugin.services.registrar.common import finish_store_calls
 
     config = _config(
         args.dir,
@@ -561,6 +567,7 @@ async def _serve(args: argparse.Namespace) -> None:
     finally:
         await proxy.close_announcers(announcers)
         await runner.cleanup()
+        await asyncio.to_thread(finish_store_calls, _STORE_CALLS_GRACE)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "APP_KEY",
     "MEDIA_JSON",
     "client_identity",
+    "finish_store_calls",
     "in_thread",
     "policy_rules",
     "require_accept",
@@ -77,9 +79,10 @@ class _StoreThreads:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = False
+        self._threads: list[threading.Thread] = []
 
     def submit(
         self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -97,12 +100,35 @@ class _StoreThreads:
                 return
             for index in range(self.size):
                 name = f"registrar-store-{index}"
-                threading.Thread(target=self._serve, name=name, daemon=True).start()
+                thread = threading.Thread(
+                    target=self._serve, args=(self._calls,), name=name, daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
             self._started = True
 
-    def _serve(self) -> None:
+    def finish(self, timeout: float) -> None:
+        """Let the calls under way and queued end (each transaction commits or rolls back as
+        its call decides), then stop the threads; the next call starts new ones. What
+        ``asyncio.run`` does for ``to_thread`` calls at exit: the threads are daemons so
+        that a call stuck past ``timeout`` cannot keep the process from exiting."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+            calls, self._calls = self._calls, queue.SimpleQueue()
+            self._started = False
+        for _ in threads:
+            calls.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    @staticmethod
+    def _serve(calls: queue.SimpleQueue[_Call | None]) -> None:
         while True:
-            loop, future, fn, args, kwargs = self._calls.get()
+            call = calls.get()
+            if call is None:
+                return
+            loop, future, fn, args, kwargs = call
             if future.cancelled():
                 continue
             try:
@@ -115,6 +141,12 @@ class _StoreThreads:
 
 
 _THREADS = _StoreThreads(min(32, (os.cpu_count() or 1) + 4))
+
+
+def finish_store_calls(timeout: float) -> None:
+    """Before the registrar exits: wait (up to ``timeout`` seconds) for the store calls still
+    running, so that a write under way when a handler was cancelled is not cut off."""
+    _THREADS.finish(timeout)
 
 
 def _forget_threads() -> None:

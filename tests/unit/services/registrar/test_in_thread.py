@@ -4,13 +4,15 @@ exception, to the awaiting handler on its own event loop, as asyncio.to_thread d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
+import time
 
 import pytest
 
-from zerotouch_plugin.services.registrar.common import in_thread
+from zerotouch_plugin.services.registrar.common import finish_store_calls, in_thread
 
 
 def where(tag: str, *, suffix: str = "") -> tuple[str, str]:
@@ -93,3 +95,31 @@ def test_a_forked_child_runs_its_calls_on_threads_of_its_own() -> None:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_finishing_waits_for_the_call_under_way_then_threads_start_again() -> None:
+    """At exit the registrar waits for a store call a cancelled handler left running: its
+    write is not cut off by the process ending (daemon threads), as asyncio.run waited for
+    to_thread calls."""
+    started, done = threading.Event(), []
+
+    def slow_write() -> None:
+        started.set()
+        time.sleep(0.5)
+        done.append("committed")
+
+    async def handler() -> None:
+        await in_thread(slow_write)
+
+    async def main() -> None:
+        task = asyncio.create_task(handler())
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()  # the handler goes, its call goes on
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(finish_store_calls, 10)
+        assert done == ["committed"]
+        thread, tag = await in_thread(where, "again")
+        assert thread.startswith("registrar-store-") and tag == "again"
+
+    asyncio.run(main())
