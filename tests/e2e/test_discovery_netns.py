@@ -298,9 +298,15 @@ print("flooding", flush=True)
 end = time.monotonic() + float(sys.argv[2])
 sent = 0
 while time.monotonic() < end:
-    sock.sendto(bad[sent % len(bad)], ("ff02::13", 7017, 0, index))
-    sent += 1
+    for _ in range(50):
+        sock.sendto(bad[sent % len(bad)], ("ff02::13", 7017, 0, index))
+        sent += 1
+    time.sleep(0.01)
 """
+# About 5,000 malformed datagrams a second: ten thousand times the proxy's announcements. An
+# unpaced loop (one CPU of the two) overruns the pledge's socket buffer whenever the machine is
+# busy, and the kernel then drops the proxy's datagrams too: that measures the machine's load,
+# not the listener (which reads a bounded batch per wake-up and drops what it cannot parse).
 
 
 def test_device_enrolls_while_a_neighbour_floods_malformed_grasp(tmp_path: Path) -> None:
