@@ -21,9 +21,10 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,11 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite has one writer per file; its busy handler sleeps in steps of up to 100 ms,
+        # so this process's writer threads queue here instead, woken as soon as it is free.
+        self._writer: AbstractContextManager[Any] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
         event.listen(engine, "rollback", _forget_after_commit)
         self._read_engine = engine.execution_options(**{_READ_ONLY: True})
         # on the read-only engine alone: the statements of write transactions skip the check
@@ -123,7 +129,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed (durably) when the block exits, rolled back on error."""
-        with self._transaction(self._sessions()) as session:
+        with self._writer, self._transaction(self._sessions()) as session:
             yield session
 
     @contextmanager
@@ -136,7 +142,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """``session()`` over a Core connection: statements only, no ORM unit of work."""
-        with self._connection(self.engine) as conn:
+        with self._writer, self._connection(self.engine) as conn:
             yield conn
 
     @contextmanager

@@ -115,6 +115,40 @@ def test_a_write_lock_held_past_the_busy_timeout_is_unavailable(
 
 
 @pytest.mark.parametrize("kind", ["core", "orm"])
+def test_writer_threads_of_one_process_queue_for_the_sqlite_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A second writer thread waits for the first in this process, not in SQLite's busy
+    handler: with a 50 ms busy timeout, a write held for 300 ms still lets the other one
+    through once it commits (without the queue the other one fails with 'locked')."""
+    monkeypatch.setattr(db_module, "_SQLITE_BUSY_TIMEOUT_MS", 50)
+    db = open_database(tmp_path / "queue.db")
+    db.create_all()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.write() as conn:
+            conn.execute(_Parent.__table__.insert(), {"name": "first"})
+            holding.set()
+            release.wait(5)
+
+    first = threading.Thread(target=hold)
+    first.start()
+    assert holding.wait(5)
+    threading.Timer(0.3, release.set).start()
+    if kind == "core":
+        with db.write() as conn:
+            conn.execute(_Parent.__table__.insert(), {"name": "second"})
+    else:
+        with db.session() as s:
+            s.add(_Parent(name="second"))
+    first.join(5)
+    with db.read() as s:
+        assert s.scalars(select(_Parent.name).order_by(_Parent.id)).all() == ["first", "second"]
+    db.dispose()
+
+
+@pytest.mark.parametrize("kind", ["core", "orm"])
 def test_a_dropped_sqlite_connection_fails_one_write_and_is_replaced(
     tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
