@@ -33,6 +33,7 @@ from sqlalchemy import Connection, DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeDecorator
 
 from zerotouch_plugin.errors import ConfigError, StorageError, StorageUnavailable
@@ -204,7 +205,8 @@ class Database:
             raise StorageError(f"database {self.url}: {exc.orig}") from exc
 
     def create_all(self) -> None:
-        """Create every table registered on ``Base`` that does not exist yet (idempotent).
+        """Create every table and index registered on ``Base`` that does not exist yet
+        (idempotent; an index added later is created on a table made before).
 
         On PostgreSQL a transaction-scoped advisory lock serializes processes that start at
         the same time, so two of them never race on ``CREATE TABLE``.
@@ -214,6 +216,11 @@ class Database:
                 if self.is_postgresql:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
                 Base.metadata.create_all(conn, checkfirst=True)
+                # an index added since its table was made (create_all skips that table);
+                # DDL of its own: reflection cannot see an index on an expression
+                for table in Base.metadata.sorted_tables:
+                    for index in table.indexes:
+                        conn.execute(CreateIndex(index, if_not_exists=True))
         except DBAPIError as exc:
             raise StorageError(
                 f"database {self.url}: cannot create the schema: {exc.orig}"

@@ -4,8 +4,8 @@ One row per device (keyed by serial number) carries its current state and the ti
 admin API shows; every artifact that matters is kept beside it: pledge and registrar
 voucher-requests, vouchers (CMS as received), voucher_status / enrollstatus reports (RFC 8995
 §5.7, §5.9.4), audit-log verdicts (§5.8.3) and issued certificates (RFC 7030). There are no
-migrations: ``create_all`` adds a missing table to a database made before, never a missing
-column, so what came later has tables of its own.
+migrations: ``create_all`` adds a missing table or index to a database made before, never a
+missing column, so what came later has tables of its own.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -75,6 +77,11 @@ class DeviceModel(Base):
     audit_summary: Mapped[str | None] = mapped_column(Text)
     audit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# Serials that differ only in case name one device to an operator (the enrollment check of
+# devices.same_name_serials): looked up by index, not by a scan of every device.
+Index("ix_registrar_devices_lower_serial", func.lower(DeviceModel.serial))
 
 
 class PolicyModel(Base):

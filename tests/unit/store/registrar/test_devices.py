@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from tests.unit.store.registrar.support import NOW, open_repo, request_voucher, step
 from zerotouch_plugin.errors import Conflict, NotFound
 from zerotouch_plugin.roles.states import RegistrarEvent
+from zerotouch_plugin.store.db import Database
 from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar.devices import _SAME_NAME
 
 
 def test_full_device_lifecycle_is_recorded(db_url: str) -> None:
@@ -151,3 +154,38 @@ def test_two_processes_racing_on_one_device_serialize(db_url: str) -> None:
     assert len(repo.policy_for("SN-RACE")) == 1
     for db, _ in handles:
         db.dispose()
+
+
+def _same_name_plan(db: Database) -> str:
+    """The database's plan for the same-name lookup of an enrollment, as text."""
+    compiled = _SAME_NAME.statement.compile(dialect=db.engine.dialect)
+    values = {"serial": "SN-1", "lower": "sn-1"}
+    args: Any = (
+        tuple(values[name] for name in compiled.positiontup or ())
+        if compiled.positional
+        else values
+    )
+    with db.engine.connect() as conn:
+        if db.is_postgresql:  # a few rows: the planner would scan them, index or not
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            rows = conn.exec_driver_sql(f"EXPLAIN {compiled}", args).all()
+        else:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args).all()
+        return "\n".join(str(row[-1]) for row in rows)
+
+
+def test_the_same_name_lookup_is_an_index_search_also_on_a_database_made_before(
+    db_url: str,
+) -> None:
+    """Every enrollment looks for devices whose serial differs only in case: by an index on
+    lower(serial), not a scan of all devices; create_all adds that index to a database whose
+    table was made without it."""
+    db, repo = open_repo(db_url)
+    request_voucher(repo, "SN-1")
+    assert "ix_registrar_devices_lower_serial" in _same_name_plan(db)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_registrar_devices_lower_serial")
+    db.dispose()  # SQLite plans with the schema a connection read last
+    assert "ix_registrar_devices_lower_serial" not in _same_name_plan(db)
+    db.create_all()
+    assert "ix_registrar_devices_lower_serial" in _same_name_plan(db)
