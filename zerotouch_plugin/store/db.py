@@ -43,6 +43,7 @@ __all__ = [
     "Database",
     "UTCDateTime",
     "after_commit",
+    "before_commit",
     "open_database",
     "open_role_database",
 ]
@@ -59,6 +60,8 @@ _UNAVAILABLE_RETRY_AFTER = 5
 _READ_ONLY = "zerotouch_read_only"
 # ``Connection.info`` key: what to call once the transaction on the connection has committed.
 _AFTER_COMMIT = "zerotouch_after_commit"
+# conn.info key: the writes queued to run at the end of the transaction, by writer.
+_BEFORE_COMMIT = "zerotouch_before_commit"
 # ``Session.info`` key: the connection the session's transaction runs on.
 _CONNECTION = "zerotouch_connection"
 # How a statement that writes begins (the read-only check of ``Database.snapshot()``).
@@ -107,7 +110,7 @@ class Database:
         self._writer: AbstractContextManager[Any] = (
             threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
         )
-        event.listen(engine, "rollback", _forget_after_commit)
+        event.listen(engine, "rollback", _forget_commit_hooks)
         self._read_engine = engine.execution_options(**{_READ_ONLY: True})
         # on the read-only engine alone: the statements of write transactions skip the check
         event.listen(self._read_engine, "before_cursor_execute", _refuse_write_in_snapshot)
@@ -158,6 +161,7 @@ class Database:
             try:
                 conn.begin()
                 yield conn
+                _run_before_commit(conn)
                 callbacks = _take_after_commit(conn)
                 conn.commit()
             except OperationalError:
@@ -176,6 +180,8 @@ class Database:
                 yield session
                 session.flush()  # events of the flush are added to the transaction first
                 conn = session.info.pop(_CONNECTION, None)
+                if conn is not None:
+                    _run_before_commit(conn)
                 callbacks = [] if conn is None else _take_after_commit(conn)
                 session.commit()
             except OperationalError:
@@ -250,10 +256,25 @@ def _take_after_commit(conn: Connection) -> list[Callable[[], None]]:
     return list(conn.info.pop(_AFTER_COMMIT, ()))
 
 
-def _forget_after_commit(conn: Connection) -> None:
+def before_commit(
+    conn: Connection, write: Callable[[Connection, list[Any]], None], item: Any
+) -> None:
+    """Queue ``item`` for ``write(conn, items)``, called once with every item queued on the
+    transaction as its last statements, just before it commits; dropped if it rolls back.
+    For a write that takes a lock held until commit: it is held for those statements only."""
+    conn.info.setdefault(_BEFORE_COMMIT, {}).setdefault(write, []).append(item)
+
+
+def _run_before_commit(conn: Connection) -> None:
+    for write, items in conn.info.pop(_BEFORE_COMMIT, {}).items():
+        write(conn, items)
+
+
+def _forget_commit_hooks(conn: Connection) -> None:
     # a connection the database dropped has no info left to forget
     with suppress(SQLAlchemyError):
         conn.info.pop(_AFTER_COMMIT, None)
+        conn.info.pop(_BEFORE_COMMIT, None)
 
 
 def _note_connection(session: Session, _transaction: Any, conn: Connection) -> None:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import ForeignKey, Integer, String, insert, select, text, update
+from sqlalchemy import Connection, ForeignKey, Integer, String, insert, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.errors import StorageError, StorageUnavailable
-from zerotouch_plugin.store.db import Base, Database, after_commit, open_database
+from zerotouch_plugin.store.db import Base, Database, after_commit, before_commit, open_database
 
 
 class _Row(Base):
@@ -158,6 +159,45 @@ def test_after_commit_runs_once_after_the_commit_and_never_after_a_rollback(
     with db.write() as conn:  # the pooled connection carries nothing over
         conn.execute(insert(_Row).values(name="second"))
     assert calls == [["first", "kept"]]
+
+
+@pytest.mark.parametrize("kind", ["core", "orm"])
+def test_writes_queued_before_commit_run_once_last_and_never_after_a_rollback(
+    db: Database, kind: str
+) -> None:
+    """A queued write gets every item of its transaction in one call, after the block's own
+    statements and before the commit (its rows commit with them); a rolled-back
+    transaction's queue is dropped, not carried to the next one on the pooled connection."""
+    calls: list[list[str]] = []
+
+    def write(conn: Connection, names: list[str]) -> None:
+        calls.append(list(names))
+        for name in names:
+            conn.execute(insert(_Row).values(name=name))
+
+    @contextmanager
+    def transaction() -> Iterator[Connection]:
+        if kind == "core":
+            with db.write() as conn:
+                yield conn
+        else:
+            with db.session() as s:
+                yield s.connection()
+
+    with transaction() as conn:
+        before_commit(conn, write, "queued-1")
+        before_commit(conn, write, "queued-2")
+        conn.execute(insert(_Row).values(name="own"))
+        assert calls == [] and "own" in conn.scalars(select(_Row.name)).all()
+    assert calls == [["queued-1", "queued-2"]]
+    assert _core_names(db) == ["kept", "own", "queued-1", "queued-2"]
+    with pytest.raises(RuntimeError), transaction() as conn:
+        before_commit(conn, write, "rolled-back")
+        raise RuntimeError("rolled back")
+    with transaction() as conn:  # the pooled connection carries nothing over
+        conn.execute(insert(_Row).values(name="later"))
+    assert calls == [["queued-1", "queued-2"]]
+    assert "rolled-back" not in _core_names(db)
 
 
 def test_a_session_runs_the_after_commit_of_its_statements(db: Database) -> None:

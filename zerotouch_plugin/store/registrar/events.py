@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from zerotouch_plugin.store.db import Base, UTCDateTime, after_commit
+from zerotouch_plugin.store.db import Base, UTCDateTime, after_commit, before_commit
 from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records, locked_or_created
 from zerotouch_plugin.store.registrar.models import (
@@ -221,11 +221,15 @@ _ROW_EVENTS: Mapping[type, Callable[[Any, bool], tuple[str, dict[str, Any]] | No
 }
 
 
-def _lock_events(conn: Connection) -> None:
-    """Serialize event writers until commit (PostgreSQL), so ids increase in commit order;
-    taken again for every event, since a rolled-back savepoint releases it."""
+def _write_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert the events of a transaction. On PostgreSQL their writers are serialized from
+    here until commit, so that ids increase in commit order (a reader that has seen id N
+    never gets a smaller one later); queued to the end of the transaction, the lock is held
+    for these statements and the commit, not for the rest of the request's writes."""
     if conn.dialect.name == "postgresql":
         _LOCK_EVENTS(conn, {})
+    for row in rows:
+        _NEW_EVENT(conn, row)
 
 
 def add_event(
@@ -240,9 +244,12 @@ def add_event(
     if kind not in EVENT_TYPES:
         raise ValueError(f"unknown event type {kind!r}")
     conn = tx.connection() if isinstance(tx, Session) else tx
-    _lock_events(conn)
     # A statement, not an ORM object: no unit-of-work flush at commit for one row.
-    _NEW_EVENT(conn, {"type": kind, "serial": serial, "at": now, "data": json.dumps(dict(data))})
+    row = {"type": kind, "serial": serial, "at": now, "data": json.dumps(dict(data))}
+    if conn.in_nested_transaction():
+        _write_events(conn, [row])  # now: a savepoint rolled back takes its events with it
+    else:
+        before_commit(conn, _write_events, row)
     after_commit(conn, _notify)
 
 

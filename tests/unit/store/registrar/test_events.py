@@ -121,6 +121,36 @@ def test_ids_follow_commit_order_under_concurrent_writers(db_url: str) -> None:
         assert mine == [f"W{n}-{i}" for i in range(10)]
 
 
+def test_an_open_transaction_with_an_event_keeps_no_other_writer_waiting(db_url: str) -> None:
+    """A transaction's events are written at its end: one that added an event and is still
+    busy with the rest of its work does not hold the event writers' lock (PostgreSQL) over
+    that work; the other writer commits meanwhile, and ids still follow commit order."""
+    db, repo = open_repo(db_url)
+    added, other_done = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        with db.write() as conn:
+            add_event(conn, "device-allowed", "SLOW", {"manufacturer": None}, NOW)
+            added.set()
+            other_done.wait(10)
+
+    first = threading.Thread(target=slow)
+    first.start()
+    assert added.wait(10)
+    if db.is_postgresql:  # SQLite has one writer: the other one waits for the first anyway
+        with db.write() as conn:
+            add_event(conn, "device-allowed", "FAST", {"manufacturer": None}, NOW)
+        other_done.set()
+    else:
+        other_done.set()
+        first.join(10)
+        with db.write() as conn:
+            add_event(conn, "device-allowed", "FAST", {"manufacturer": None}, NOW)
+    first.join(10)
+    order = ["FAST", "SLOW"] if db.is_postgresql else ["SLOW", "FAST"]
+    assert [serial for _, serial in kinds(repo)] == order
+
+
 def test_prune_keeps_newest_and_recent(db_url: str) -> None:
     db, repo = open_repo(db_url)
     for i in range(6):
