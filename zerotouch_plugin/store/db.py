@@ -180,9 +180,10 @@ class Database:
                 yield session
                 session.flush()  # events of the flush are added to the transaction first
                 conn = session.info.pop(_CONNECTION, None)
+                callbacks = []
                 if conn is not None:
                     _run_before_commit(conn)
-                callbacks = [] if conn is None else _take_after_commit(conn)
+                    callbacks = _take_after_commit(conn)
                 session.commit()
             except OperationalError:
                 _rollback_quietly(session)
@@ -261,8 +262,12 @@ def before_commit(
 ) -> None:
     """Queue ``item`` for ``write(conn, items)``, called once with every item queued on the
     transaction as its last statements, just before it commits; dropped if it rolls back.
-    For a write that takes a lock held until commit: it is held for those statements only."""
-    conn.info.setdefault(_BEFORE_COMMIT, {}).setdefault(write, []).append(item)
+    For a write that takes a lock held until commit: it is held for those statements only.
+    Inside a savepoint it is written at once, so that the savepoint's rollback takes it."""
+    if conn.in_nested_transaction():
+        write(conn, [item])
+    else:
+        conn.info.setdefault(_BEFORE_COMMIT, {}).setdefault(write, []).append(item)
 
 
 def _run_before_commit(conn: Connection) -> None:

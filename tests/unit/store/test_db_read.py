@@ -200,6 +200,27 @@ def test_writes_queued_before_commit_run_once_last_and_never_after_a_rollback(
     assert "rolled-back" not in _core_names(db)
 
 
+def test_a_write_queued_inside_a_savepoint_is_taken_by_its_rollback(db: Database) -> None:
+    """Inside a savepoint the queued write runs at once: the savepoint's rollback takes it,
+    its release keeps it, and nothing of it is left queued for the commit."""
+    calls: list[list[str]] = []
+
+    def write(conn: Connection, names: list[str]) -> None:
+        calls.append(list(names))
+        for name in names:
+            conn.execute(insert(_Row).values(name=name))
+
+    with db.session() as s:
+        with pytest.raises(RuntimeError), s.begin_nested():
+            before_commit(s.connection(), write, "in-rolled-back-savepoint")
+            assert calls == [["in-rolled-back-savepoint"]]
+            raise RuntimeError("savepoint rolled back")
+        with s.begin_nested():
+            before_commit(s.connection(), write, "in-released-savepoint")
+    assert calls == [["in-rolled-back-savepoint"], ["in-released-savepoint"]]
+    assert _core_names(db) == ["in-released-savepoint", "kept"]
+
+
 def test_a_session_runs_the_after_commit_of_its_statements(db: Database) -> None:
     calls: list[str] = []
     with db.session() as s:

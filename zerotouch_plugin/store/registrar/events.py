@@ -246,10 +246,7 @@ def add_event(
     conn = tx.connection() if isinstance(tx, Session) else tx
     # A statement, not an ORM object: no unit-of-work flush at commit for one row.
     row = {"type": kind, "serial": serial, "at": now, "data": json.dumps(dict(data))}
-    if conn.in_nested_transaction():
-        _write_events(conn, [row])  # now: a savepoint rolled back takes its events with it
-    else:
-        before_commit(conn, _write_events, row)
+    before_commit(conn, _write_events, row)
     after_commit(conn, _notify)
 
 

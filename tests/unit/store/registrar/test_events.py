@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.unit.store.registrar.handoff_support import claim, finish
 from tests.unit.store.registrar.support import (
@@ -20,7 +21,7 @@ from tests.unit.store.registrar.support import (
 )
 from zerotouch_plugin.errors import Conflict
 from zerotouch_plugin.store.registrar import RegistrarRepository
-from zerotouch_plugin.store.registrar.events import EVENT_TYPES, add_event
+from zerotouch_plugin.store.registrar.events import EVENT_TYPES, EventModel, add_event
 
 
 def kinds(repo: RegistrarRepository, after: int = 0) -> list[tuple[str, str | None]]:
@@ -121,11 +122,28 @@ def test_ids_follow_commit_order_under_concurrent_writers(db_url: str) -> None:
         assert mine == [f"W{n}-{i}" for i in range(10)]
 
 
-def test_an_open_transaction_with_an_event_keeps_no_other_writer_waiting(db_url: str) -> None:
-    """A transaction's events are written at its end: one that added an event and is still
-    busy with the rest of its work does not hold the event writers' lock (PostgreSQL) over
-    that work; the other writer commits meanwhile, and ids still follow commit order."""
+def test_a_transactions_events_are_written_at_its_end(db_url: str) -> None:
+    """An event is queued with its transaction and inserted as its last statement: not there
+    while the rest of the transaction runs, there once it commits, gone with a rollback."""
     db, repo = open_repo(db_url)
+    with db.write() as conn:
+        add_event(conn, "device-allowed", "SN1", {"manufacturer": None}, NOW)
+        assert conn.execute(select(func.count()).select_from(EventModel)).scalar_one() == 0
+    assert kinds(repo) == [("device-allowed", "SN1")]
+    with pytest.raises(RuntimeError), db.write() as conn:
+        add_event(conn, "device-allowed", "SN2", {"manufacturer": None}, NOW)
+        raise RuntimeError("rolled back")
+    assert kinds(repo) == [("device-allowed", "SN1")]
+
+
+@pytest.mark.postgres
+def test_an_open_transaction_with_an_event_keeps_no_other_writer_waiting(
+    fresh_pg_url: str,
+) -> None:
+    """On PostgreSQL a transaction that added an event and is still busy with the rest of
+    its work does not hold the event writers' lock over that work: the other writer commits
+    meanwhile, and ids still follow commit order."""
+    db, repo = open_repo(fresh_pg_url)
     added, other_done = threading.Event(), threading.Event()
 
     def slow() -> None:
@@ -137,18 +155,11 @@ def test_an_open_transaction_with_an_event_keeps_no_other_writer_waiting(db_url:
     first = threading.Thread(target=slow)
     first.start()
     assert added.wait(10)
-    if db.is_postgresql:  # SQLite has one writer: the other one waits for the first anyway
-        with db.write() as conn:
-            add_event(conn, "device-allowed", "FAST", {"manufacturer": None}, NOW)
-        other_done.set()
-    else:
-        other_done.set()
-        first.join(10)
-        with db.write() as conn:
-            add_event(conn, "device-allowed", "FAST", {"manufacturer": None}, NOW)
+    with db.write() as conn:
+        add_event(conn, "device-allowed", "FAST", {"manufacturer": None}, NOW)
+    other_done.set()
     first.join(10)
-    order = ["FAST", "SLOW"] if db.is_postgresql else ["SLOW", "FAST"]
-    assert [serial for _, serial in kinds(repo)] == order
+    assert [serial for _, serial in kinds(repo)] == ["FAST", "SLOW"]
 
 
 def test_prune_keeps_newest_and_recent(db_url: str) -> None:
