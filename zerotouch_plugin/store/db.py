@@ -65,6 +65,11 @@ _BEFORE_COMMIT = "zerotouch_before_commit"
 # ``Session.info`` key: the connection the session's transaction runs on.
 _CONNECTION = "zerotouch_connection"
 # How a statement that writes begins (the read-only check of ``Database.snapshot()``).
+# A read is one snapshot: PostgreSQL's default READ COMMITTED takes one per statement (a
+# REPEATABLE READ transaction that only reads never fails to serialize); SQLite's BEGIN does.
+_READ_TRANSACTION: dict[str, dict[str, Any]] = {
+    "postgresql": {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+}
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
 # URL scheme spellings accepted for PostgreSQL -> the driver SQLAlchemy should use.
@@ -111,7 +116,9 @@ class Database:
             threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
         )
         event.listen(engine, "rollback", _forget_commit_hooks)
-        self._read_engine = engine.execution_options(**{_READ_ONLY: True})
+        self._read_engine = engine.execution_options(
+            **{_READ_ONLY: True}, **_READ_TRANSACTION.get(engine.dialect.name, {})
+        )
         # on the read-only engine alone: the statements of write transactions skip the check
         event.listen(self._read_engine, "before_cursor_execute", _refuse_write_in_snapshot)
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)

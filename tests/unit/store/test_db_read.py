@@ -133,6 +133,22 @@ def test_a_write_in_a_snapshot_is_refused_and_nothing_is_written(
     assert _core_names(db) == ["kept"]
 
 
+@pytest.mark.parametrize("kind", ["read", "snapshot"])
+def test_a_read_is_one_snapshot_that_a_commit_made_during_it_leaves_unchanged(
+    db: Database, kind: str
+) -> None:
+    """Every statement of one read sees the same data: on PostgreSQL, whose default READ
+    COMMITTED gives each statement a snapshot of its own, the second would see the row."""
+    reading = db.read() if kind == "read" else db.snapshot()
+    with reading as tx:
+        first = list(tx.scalars(select(_Row.name)))
+        with db.write() as conn:
+            conn.execute(insert(_Row).values(name="committed-meanwhile"))
+        second = list(tx.scalars(select(_Row.name)))
+    assert first == second == ["kept"]
+    assert _core_names(db) == ["committed-meanwhile", "kept"]
+
+
 def test_a_constraint_violation_is_a_storage_error(db: Database) -> None:
     with pytest.raises(StorageError, match="database"), db.write() as conn:
         conn.execute(insert(_Row).values(name="kept"))
