@@ -18,7 +18,7 @@ in the same transaction:
 
 Statements that need what this path leaves out are refused when compiled: Python-side column
 defaults, expanding (``IN``) parameters, literal-rendered parameters. A ``text()`` statement
-runs for its effect (``LOCK TABLE``): its rows, if any, come back unconverted.
+runs for its effect: its rows, if any, come back unconverted.
 """
 
 from __future__ import annotations

@@ -177,6 +177,17 @@ def test_after_commit_runs_once_after_the_commit_and_never_after_a_rollback(
     assert calls == [["first", "kept"]]
 
 
+def _inserting(calls: list[list[str]]) -> Callable[[Connection, list[str]], None]:
+    """A write for ``before_commit`` that inserts a row per item, each call noted in ``calls``."""
+
+    def write(conn: Connection, names: list[str]) -> None:
+        calls.append(list(names))
+        for name in names:
+            conn.execute(insert(_Row).values(name=name))
+
+    return write
+
+
 @pytest.mark.parametrize("kind", ["core", "orm"])
 def test_writes_queued_before_commit_run_once_last_and_never_after_a_rollback(
     db: Database, kind: str
@@ -185,11 +196,7 @@ def test_writes_queued_before_commit_run_once_last_and_never_after_a_rollback(
     statements and before the commit (its rows commit with them); a rolled-back
     transaction's queue is dropped, not carried to the next one on the pooled connection."""
     calls: list[list[str]] = []
-
-    def write(conn: Connection, names: list[str]) -> None:
-        calls.append(list(names))
-        for name in names:
-            conn.execute(insert(_Row).values(name=name))
+    write = _inserting(calls)
 
     @contextmanager
     def transaction() -> Iterator[Connection]:
@@ -220,11 +227,7 @@ def test_a_write_queued_inside_a_savepoint_is_taken_by_its_rollback(db: Database
     """Inside a savepoint the queued write runs at once: the savepoint's rollback takes it,
     its release keeps it, and nothing of it is left queued for the commit."""
     calls: list[list[str]] = []
-
-    def write(conn: Connection, names: list[str]) -> None:
-        calls.append(list(names))
-        for name in names:
-            conn.execute(insert(_Row).values(name=name))
+    write = _inserting(calls)
 
     with db.session() as s:
         with pytest.raises(RuntimeError), s.begin_nested():

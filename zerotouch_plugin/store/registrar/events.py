@@ -6,8 +6,8 @@ the registrar rows a flush writes and adds an event for each change in ``_ROW_EV
 device's new state, a new voucher, an allow or deny decision, an audit verdict); writes that
 bypass the ORM's unit of work (statements on a session's or a Core connection's
 transaction) call ``add_event`` themselves. Ids increase in commit order: on PostgreSQL
-the first event of a transaction takes a lock on the events table that only one
-transaction holds at a time (SQLite serializes every writer already), so a reader that
+the first event of a transaction takes, in its INSERT, a transaction-scoped lock that only
+one transaction holds at a time (SQLite serializes every writer already), so a reader that
 resumes after id N never misses a later commit with a smaller id.
 """
 
@@ -33,7 +33,6 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
-    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -226,9 +225,9 @@ def _write_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     here until commit, so that ids increase in commit order (a reader that has seen id N
     never gets a smaller one later); queued to the end of the transaction, the lock is held
     for these statements and the commit, not for the rest of the request's writes."""
-    if conn.dialect.name == "postgresql":
-        _LOCK_EVENTS(conn, {})
-    for row in rows:
+    first, *rest = rows
+    _NEW_EVENT_IN_ORDER[conn.dialect.name](conn, first)
+    for row in rest:
         _NEW_EVENT(conn, row)
 
 
@@ -250,8 +249,26 @@ def add_event(
     after_commit(conn, _notify)
 
 
-_LOCK_EVENTS = HotStatement(text("LOCK TABLE registrar_events IN SHARE ROW EXCLUSIVE MODE"))
 _NEW_EVENT = HotStatement(insert(EventModel))
+# PostgreSQL: the lock is taken in a CTE the INSERT reads its row from (a CTE that calls a
+# volatile function is always run), before the row's id is drawn; one statement, no LOCK
+# TABLE round trip of its own. The key is this project's, as db.py's schema lock.
+_EVENT_ORDER_LOCK_KEY = 0x7A74_0002
+_EVENT_COLUMNS = ("type", "serial", "at", "data")
+_NEW_EVENT_IN_ORDER: Mapping[str, HotStatement] = {
+    "sqlite": _NEW_EVENT,
+    "postgresql": HotStatement(
+        insert(EventModel).from_select(
+            _EVENT_COLUMNS,
+            select(
+                *(
+                    bindparam(name, type_=EventModel.__table__.c[name].type)
+                    for name in _EVENT_COLUMNS
+                )
+            ).select_from(select(func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK_KEY)).cte("ordered")),
+        )
+    ),
+}
 # Read after each commit that wrote events (the event hub's wake-up): rows, not ORM objects.
 _EVENTS_AFTER = (
     select(EventModel.id, EventModel.type, EventModel.serial, EventModel.at, EventModel.data)

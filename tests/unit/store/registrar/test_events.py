@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -160,6 +161,52 @@ def test_an_open_transaction_with_an_event_keeps_no_other_writer_waiting(
     other_done.set()
     first.join(10)
     assert [serial for _, serial in kinds(repo)] == ["FAST", "SLOW"]
+
+
+@pytest.mark.postgres
+def test_a_writer_of_events_waits_for_one_that_wrote_its_events_to_commit(
+    fresh_pg_url: str,
+) -> None:
+    """Ids follow commit order on PostgreSQL: a transaction that has written its event
+    (inside a savepoint it is written at once) holds the other event writers until it
+    commits, so none commits a larger id first; a reader that has seen id N would never
+    get a smaller one later."""
+    db, repo = open_repo(fresh_pg_url)
+    written, committed = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def other() -> None:
+        assert written.wait(10)
+        with db.write() as conn:
+            add_event(conn, "device-allowed", "SECOND", {"manufacturer": None}, NOW)
+        order.append("second committed")
+        committed.set()
+
+    second = threading.Thread(target=other)
+    second.start()
+    with db.write() as conn:
+        with conn.begin_nested():
+            add_event(conn, "device-allowed", "FIRST", {"manufacturer": None}, NOW)
+        written.set()
+        assert not committed.wait(0.5)  # still waiting for this transaction
+        order.append("first committing")
+    second.join(10)
+    assert order == ["first committing", "second committed"]
+    assert [serial for _, serial in kinds(repo)] == ["FIRST", "SECOND"]
+
+
+@pytest.mark.postgres
+def test_the_lock_that_orders_events_leaves_the_table_to_vacuum(fresh_pg_url: str) -> None:
+    """The lock that orders event ids is not a lock on the events table: while a transaction
+    holds it, VACUUM (what autovacuum runs) goes on. A table lock would make autovacuum give
+    way again and again under a steady stream of events, and the table bloat."""
+    db, _ = open_repo(fresh_pg_url)
+    with db.write() as conn:
+        with conn.begin_nested():  # written at once: the lock is held from here to commit
+            add_event(conn, "device-allowed", "HELD", {"manufacturer": None}, NOW)
+        with psycopg.connect(fresh_pg_url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '2s'")
+            other.execute("VACUUM registrar_events")  # LockNotAvailable if it had to wait
 
 
 def test_prune_keeps_newest_and_recent(db_url: str) -> None:
