@@ -33,6 +33,9 @@ def test_enroll_bench_short_run_with_trace(repo_root: Path, tmp_path: Path) -> N
     assert figures["failures"] == {}
     assert figures["pledge_dir"] == str(tmp_path)
     assert figures["pledge_cpu_ms"] > 0 and figures["single_pledge_cpu_ms"] > 0
+    # the first 2 pledges start together (the cold start), the other 2 as those finish
+    assert 0 < figures["first_wave_mean_ms"] <= figures["first_wave_max_ms"]
+    assert 0 < figures["after_first_wave_p99_ms"] <= figures["p99_ms"]
     trace = figures["trace"]
     names = [step["step"] for step in trace]
     assert [name for name in names if name in STEPS] == STEPS
