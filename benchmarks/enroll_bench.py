@@ -158,9 +158,9 @@ class Report:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    first_wave_mean_ms: float
-    first_wave_max_ms: float
-    after_first_wave_p99_ms: float
+    first_wave_mean_ms: float | None
+    first_wave_max_ms: float | None
+    after_first_wave_p99_ms: float | None
     crypto_ideal_per_s: float
     achieved_fraction: float
     failures: dict[str, int] = field(default_factory=dict)
@@ -418,6 +418,25 @@ def median_trace(traces: list[list[TraceStep]]) -> list[TraceStep]:
     ]
 
 
+def waves(
+    latencies: dict[int, float], concurrency: int
+) -> tuple[float | None, float | None, float | None]:
+    """Milliseconds: the mean and maximum latency of the first ``concurrency`` pledges, which
+    start together (a site's devices after a power cut), and the p99 of the others; None for
+    a wave with no success."""
+    first = [t * 1000 for i, t in latencies.items() if i < concurrency]
+    after = [t * 1000 for i, t in latencies.items() if i >= concurrency]
+    return (
+        statistics.mean(first) if first else None,
+        max(first) if first else None,
+        percentile(after, 0.99) if after else None,
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "none" if value is None else f"{value:.0f} ms"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
@@ -516,9 +535,7 @@ async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Re
     ideal = (os.cpu_count() or 1) / crypto_seconds
     rate = len(latencies) / elapsed
     single = statistics.median(singles)
-    # the cold start (a site after a power cut): the first wave meets empty pools and caches
-    first = [t for i, t in latencies.items() if i < args.concurrency] or [0.0]
-    after = [t for i, t in latencies.items() if i >= args.concurrency]
+    first_mean, first_max, after_p99 = waves(latencies, args.concurrency)
     every = list(latencies.values())
     return Report(
         cpus=os.cpu_count() or 1,
@@ -540,9 +557,9 @@ async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Re
         p50_ms=percentile(every, 0.50) * 1000,
         p95_ms=percentile(every, 0.95) * 1000,
         p99_ms=percentile(every, 0.99) * 1000,
-        first_wave_mean_ms=statistics.mean(first) * 1000,
-        first_wave_max_ms=max(first) * 1000,
-        after_first_wave_p99_ms=percentile(after, 0.99) * 1000,
+        first_wave_mean_ms=first_mean,
+        first_wave_max_ms=first_max,
+        after_first_wave_p99_ms=after_p99,
         crypto_ideal_per_s=ideal,
         achieved_fraction=rate / ideal,
         failures=dict(failures),
@@ -572,8 +589,8 @@ def show(report: Report) -> None:
     )
     print(
         f"    the first {min(r.concurrency, r.pledges)}, started together: mean"
-        f" {r.first_wave_mean_ms:.0f} ms, max {r.first_wave_max_ms:.0f} ms;"
-        f" the others: p99 {r.after_first_wave_p99_ms:.0f} ms"
+        f" {_ms(r.first_wave_mean_ms)}, max {_ms(r.first_wave_max_ms)};"
+        f" the others: p99 {_ms(r.after_first_wave_p99_ms)}"
     )
     print(
         f"  crypto ideal {r.crypto_ideal_per_s:6.0f} enrollments/s"

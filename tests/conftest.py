@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -47,8 +48,8 @@ def pg_url() -> str:
     return url
 
 
-@pytest.fixture
-def fresh_pg_url(pg_url: str) -> Iterator[str]:
+@contextmanager
+def _new_schema(pg_url: str) -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a new, empty schema (dropped afterwards)."""
     schema = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -57,3 +58,17 @@ def fresh_pg_url(pg_url: str) -> Iterator[str]:
     yield f"{pg_url}{sep}options={quote(f'-csearch_path={schema}')}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def fresh_pg_url(pg_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a new, empty schema (dropped afterwards)."""
+    with _new_schema(pg_url) as url:
+        yield url
+
+
+@pytest.fixture
+def other_fresh_pg_url(pg_url: str) -> Iterator[str]:
+    """A second ``fresh_pg_url``: another schema of the same database."""
+    with _new_schema(pg_url) as url:
+        yield url

@@ -33,9 +33,9 @@ def test_enroll_bench_short_run_with_trace(repo_root: Path, tmp_path: Path) -> N
     assert figures["failures"] == {}
     assert figures["pledge_dir"] == str(tmp_path)
     assert figures["pledge_cpu_ms"] > 0 and figures["single_pledge_cpu_ms"] > 0
-    # the first 2 pledges start together (the cold start), the other 2 as those finish
-    assert 0 < figures["first_wave_mean_ms"] <= figures["first_wave_max_ms"]
-    assert 0 < figures["after_first_wave_p99_ms"] <= figures["p99_ms"]
+    # the first 2 pledges start together, the other 2 as those finish (the split itself:
+    # tests/unit/test_enroll_bench_waves.py)
+    assert figures["first_wave_max_ms"] > 0 and figures["after_first_wave_p99_ms"] > 0
     trace = figures["trace"]
     names = [step["step"] for step in trace]
     assert [name for name in names if name in STEPS] == STEPS

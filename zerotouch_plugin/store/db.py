@@ -64,12 +64,12 @@ _AFTER_COMMIT = "zerotouch_after_commit"
 _BEFORE_COMMIT = "zerotouch_before_commit"
 # ``Session.info`` key: the connection the session's transaction runs on.
 _CONNECTION = "zerotouch_connection"
-# How a statement that writes begins (the read-only check of ``Database.snapshot()``).
 # A read is one snapshot: PostgreSQL's default READ COMMITTED takes one per statement (a
 # REPEATABLE READ transaction that only reads never fails to serialize); SQLite's BEGIN does.
 _READ_TRANSACTION: dict[str, dict[str, Any]] = {
     "postgresql": {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
 }
+# How a statement that writes begins (the read-only check of ``Database.snapshot()``).
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
 # URL scheme spellings accepted for PostgreSQL -> the driver SQLAlchemy should use.

@@ -27,13 +27,16 @@ from sqlalchemy import (
     String,
     Text,
     bindparam,
+    cast,
     delete,
     event,
     func,
     insert,
     inspect,
+    literal,
     select,
 )
+from sqlalchemy.dialects.postgresql import OID, REGCLASS
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zerotouch_plugin.store.db import Base, UTCDateTime, after_commit, before_commit
@@ -250,10 +253,12 @@ def add_event(
 
 
 _NEW_EVENT = HotStatement(insert(EventModel))
-# PostgreSQL: the lock is taken in a CTE the INSERT reads its row from (a CTE that calls a
-# volatile function is always run), before the row's id is drawn; one statement, no LOCK
-# TABLE round trip of its own. The key is this project's, as db.py's schema lock.
-_EVENT_ORDER_LOCK_KEY = 0x7A74_0002
+# PostgreSQL: the lock is taken in a CTE the INSERT reads its row from (a volatile function
+# keeps the CTE from being folded into the INSERT), so it is granted before the row's id is
+# drawn: one statement, no LOCK TABLE round trip of its own. Its key is (this project's
+# class, the table's oid): one per schema, as the table lock was, so registrars in other
+# schemas of the database do not queue behind each other.
+_EVENT_ORDER_LOCK_CLASS = 0x7A74
 _EVENT_COLUMNS = ("type", "serial", "at", "data")
 _NEW_EVENT_IN_ORDER: Mapping[str, HotStatement] = {
     "sqlite": _NEW_EVENT,
@@ -265,7 +270,14 @@ _NEW_EVENT_IN_ORDER: Mapping[str, HotStatement] = {
                     bindparam(name, type_=EventModel.__table__.c[name].type)
                     for name in _EVENT_COLUMNS
                 )
-            ).select_from(select(func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK_KEY)).cte("ordered")),
+            ).select_from(
+                select(
+                    func.pg_advisory_xact_lock(
+                        _EVENT_ORDER_LOCK_CLASS,
+                        cast(cast(cast(literal(EventModel.__tablename__), REGCLASS), OID), Integer),
+                    )
+                ).cte("ordered")
+            ),
         )
     ),
 }

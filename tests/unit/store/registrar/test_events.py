@@ -167,16 +167,17 @@ def test_an_open_transaction_with_an_event_keeps_no_other_writer_waiting(
 def test_a_writer_of_events_waits_for_one_that_wrote_its_events_to_commit(
     fresh_pg_url: str,
 ) -> None:
-    """Ids follow commit order on PostgreSQL: a transaction that has written its event
+    """Ids follow commit order on PostgreSQL: a transaction that has written an event
     (inside a savepoint it is written at once) holds the other event writers until it
-    commits, so none commits a larger id first; a reader that has seen id N would never
-    get a smaller one later."""
+    commits, and a waiting writer draws its id only once it goes on: the event the first
+    transaction adds while the other waits still gets the smaller id. A reader that has seen
+    id N never gets a smaller one later."""
     db, repo = open_repo(fresh_pg_url)
     written, committed = threading.Event(), threading.Event()
     order: list[str] = []
 
     def other() -> None:
-        assert written.wait(10)
+        written.wait(10)
         with db.write() as conn:
             add_event(conn, "device-allowed", "SECOND", {"manufacturer": None}, NOW)
         order.append("second committed")
@@ -188,11 +189,12 @@ def test_a_writer_of_events_waits_for_one_that_wrote_its_events_to_commit(
         with conn.begin_nested():
             add_event(conn, "device-allowed", "FIRST", {"manufacturer": None}, NOW)
         written.set()
-        assert not committed.wait(0.5)  # still waiting for this transaction
+        assert not committed.wait(0.5)  # the other writer waits for this transaction
+        add_event(conn, "device-allowed", "FIRST-AGAIN", {"manufacturer": None}, NOW)
         order.append("first committing")
     second.join(10)
     assert order == ["first committing", "second committed"]
-    assert [serial for _, serial in kinds(repo)] == ["FIRST", "SECOND"]
+    assert [serial for _, serial in kinds(repo)] == ["FIRST", "FIRST-AGAIN", "SECOND"]
 
 
 @pytest.mark.postgres
@@ -207,6 +209,33 @@ def test_the_lock_that_orders_events_leaves_the_table_to_vacuum(fresh_pg_url: st
         with psycopg.connect(fresh_pg_url, autocommit=True) as other:
             other.execute("SET lock_timeout = '2s'")
             other.execute("VACUUM registrar_events")  # LockNotAvailable if it had to wait
+
+
+@pytest.mark.postgres
+def test_registrars_in_other_schemas_of_the_database_do_not_wait_for_each_others_events(
+    fresh_pg_url: str, other_fresh_pg_url: str
+) -> None:
+    """The lock that orders events is one per events table: a registrar whose tables are in
+    another schema of the same database writes and commits its events while this one holds
+    its lock."""
+    db, _ = open_repo(fresh_pg_url)
+    other_db, other_repo = open_repo(other_fresh_pg_url)
+    with db.write() as conn:
+        with conn.begin_nested():  # written at once: the lock is held from here to commit
+            add_event(conn, "device-allowed", "HELD", {"manufacturer": None}, NOW)
+        done = threading.Event()
+
+        def other() -> None:
+            with other_db.write() as other_conn:
+                add_event(other_conn, "device-allowed", "OTHER", {"manufacturer": None}, NOW)
+            done.set()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert done.wait(5)  # committed while this transaction is open
+    thread.join(10)
+    assert kinds(other_repo) == [("device-allowed", "OTHER")]
+    other_db.dispose()
 
 
 def test_prune_keeps_newest_and_recent(db_url: str) -> None:

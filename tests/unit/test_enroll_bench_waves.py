@@ -1,0 +1,64 @@
+"""benchmarks/enroll_bench.py's burst bookkeeping: latencies keyed by pledge index, the first
+``concurrency`` pledges started together before any other, failures counted by reason, and
+the first wave's figures told apart from the others'."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "enroll_bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("enroll_bench_under_test", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_burst_starts_the_first_wave_together_and_keys_latencies_by_pledge(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    running = 0
+    most = 0
+
+    async def enroll(folder: Path, url: str, **_kwargs: object) -> None:
+        nonlocal running, most
+        index = int(folder.name)
+        started.append(index)
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.005 * (1 + index % 3))
+            if index == 5:
+                raise RuntimeError("refused")
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(bench, "enroll", enroll)
+    folders = [Path(str(index)) for index in range(10)]
+    _, latencies, failures = asyncio.run(bench.burst(folders, ["https://r"], 3))
+    assert started[:3] == [0, 1, 2] and sorted(started) == list(range(10))
+    assert most == 3
+    assert set(latencies) == set(range(10)) - {5}
+    assert failures == {"RuntimeError: refused": 1}
+    assert all(latency >= 0.005 for latency in latencies.values())
+
+
+def test_waves_tell_the_first_concurrency_pledges_from_the_others(bench: ModuleType) -> None:
+    latencies = {0: 1.0, 1: 3.0, 2: 0.5, 3: 0.25, 4: 0.75}
+    assert bench.waves(latencies, 2) == (2000.0, 3000.0, 750.0)
+    assert bench.waves({3: 0.25}, 2) == (None, None, 250.0)  # every first-wave pledge failed
+    assert bench.waves({0: 1.0}, 2) == (1000.0, 1000.0, None)  # no pledge after the first wave
