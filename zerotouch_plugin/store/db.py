@@ -168,8 +168,7 @@ class Database:
             try:
                 conn.begin()
                 yield conn
-                _run_before_commit(conn)
-                callbacks = _take_after_commit(conn)
+                callbacks = _finish(conn)
                 conn.commit()
             except OperationalError:
                 _rollback_quietly(conn)
@@ -187,10 +186,7 @@ class Database:
                 yield session
                 session.flush()  # events of the flush are added to the transaction first
                 conn = session.info.pop(_CONNECTION, None)
-                callbacks = []
-                if conn is not None:
-                    _run_before_commit(conn)
-                    callbacks = _take_after_commit(conn)
+                callbacks = [] if conn is None else _finish(conn)
                 session.commit()
             except OperationalError:
                 _rollback_quietly(session)
@@ -260,10 +256,6 @@ def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
     conn.info.setdefault(_AFTER_COMMIT, {})[callback] = None
 
 
-def _take_after_commit(conn: Connection) -> list[Callable[[], None]]:
-    return list(conn.info.pop(_AFTER_COMMIT, ()))
-
-
 def before_commit(
     conn: Connection, write: Callable[[Connection, list[Any]], None], item: Any
 ) -> None:
@@ -277,9 +269,11 @@ def before_commit(
         conn.info.setdefault(_BEFORE_COMMIT, {}).setdefault(write, []).append(item)
 
 
-def _run_before_commit(conn: Connection) -> None:
+def _finish(conn: Connection) -> list[Callable[[], None]]:
+    """Just before the commit: run the queued writes; the callbacks for after it."""
     for write, items in conn.info.pop(_BEFORE_COMMIT, {}).items():
         write(conn, items)
+    return list(conn.info.pop(_AFTER_COMMIT, ()))
 
 
 def _forget_commit_hooks(conn: Connection) -> None:
