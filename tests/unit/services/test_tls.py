@@ -9,6 +9,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import pytest
 from cryptography import x509
@@ -29,8 +30,24 @@ def test_identity_pem_is_the_leaf_then_its_chain() -> None:
     assert loaded[1] == ISSUING.cert
 
 
-def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> x509.Certificate | None:
-    """One handshake; the client certificate the server saw (None when there was none)."""
+class ClientEnd(NamedTuple):
+    version: str | None
+    session: ssl.SSLSession | None
+    reused: bool
+
+
+def handshake(
+    server: ssl.SSLContext,
+    client: ssl.SSLContext,
+    *,
+    session: ssl.SSLSession | None = None,
+    client_ends: list[ClientEnd] | None = None,
+) -> x509.Certificate | None:
+    """One handshake; the client certificate the server saw (None when there was none).
+
+    The client offers ``session`` to resume; what its end saw after the server's first bytes
+    (which come after any session ticket) is appended to ``client_ends``.
+    """
     seen: list[x509.Certificate | None] = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
 
@@ -50,9 +67,11 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> x509.Certificat
             port = listener.getsockname()[1]
             with (
                 socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-                client.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+                client.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls,
             ):
                 assert tls.recv(2) == b"ok"
+                if client_ends is not None:
+                    client_ends.append(ClientEnd(tls.version(), tls.session, tls.session_reused))
         finally:
             thread.join(10)
     return seen[0]
@@ -67,6 +86,22 @@ def test_a_client_of_the_trusted_ca_is_seen_by_the_server() -> None:
 def test_without_client_cas_no_client_certificate_is_asked_for() -> None:
     server = server_context(SERVER, client_cas=None, require_client_cert=False)
     assert handshake(server, client_context(CLIENT, trust=[ROOT.cert])) is None
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_no_session_is_resumed_nor_any_ticket_issued(version: ssl.TLSVersion) -> None:
+    server = server_context(SERVER, client_cas=[ROOT.cert], require_client_cert=True)
+    client = client_context(CLIENT, trust=[ROOT.cert])
+    client.maximum_version = version
+    first: list[ClientEnd] = []
+    assert handshake(server, client, client_ends=first) == CLIENT.cert
+    offered = first[0].session
+    assert first[0].version == version.name.replace("_", ".")
+    assert offered is not None
+    assert not offered.has_ticket
+    again: list[ClientEnd] = []
+    assert handshake(server, client, session=offered, client_ends=again) == CLIENT.cert
+    assert not again[0].reused
 
 
 def test_a_server_outside_the_trust_fails_the_handshake() -> None:
