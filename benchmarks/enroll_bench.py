@@ -59,6 +59,7 @@ from zerotouch_plugin.roles.pledge import (  # noqa: E402
     RetryPolicy,
 )
 from zerotouch_plugin.services import certfiles  # noqa: E402
+from zerotouch_plugin.services._gate import settle_heap  # noqa: E402
 from zerotouch_plugin.services._tls import client_context  # noqa: E402
 from zerotouch_plugin.services.pledge_client import (  # noqa: E402
     PledgeClient,
@@ -485,6 +486,7 @@ async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Re
         with config_file.open("a", encoding="utf-8") as fh:
             fh.write(f"\n[limits]\nmax_connections_per_ip = {LOOPBACK_CONNECTIONS}\n")
     pledges = make_pledges(root / "V", pledge_root, 2 * args.singles + args.pledges + 2, masa_url)
+    settle_heap()  # the simulated pledges are one process's fleet, as `zerotouch fleet` runs them
     handshakes = tls_handshake_rate(pledges[0], pledges[1], 200)
     sign_rate, verify_rate = ecdsa_rates(500)
     try:

@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import dataclasses
 import fcntl
-import gc
 import os
 import signal
 import sys
@@ -66,6 +65,7 @@ def _strings(paths: list[Path] | Path | None) -> list[str] | str | None:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    from zerotouch_plugin.services._gate import settle_heap
     from zerotouch_plugin.services.device_server import DeviceServer  # heavy: YANG, lxml
     from zerotouch_plugin.services.pledge_agent import PledgeAgent
 
@@ -125,8 +125,7 @@ async def _run(args: argparse.Namespace) -> None:
     bound = await device.start()
     # The compiled YANG schema is a large, long-lived object graph: keep the cyclic garbage
     # collector from walking it again and again (multi-millisecond pauses in replies).
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     try:
         _listening(bound, shown)
         if not device.has_domain_identity and (config.netconf_tls or config.restconf):

@@ -17,6 +17,7 @@ from zerotouch_plugin.config import MASA_POLICIES
 from zerotouch_plugin.errors import ConfigError, NotFound
 from zerotouch_plugin.roles import masa
 from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services._gate import settle_heap
 from zerotouch_plugin.services.masa_app import (
     DB_FILE,
     load_config_for,
@@ -56,6 +57,7 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner, bound = await start_masa(ctx, host, port)
+    settle_heap()
     try:
         shown = f"[{host}]" if ":" in host else host
         print(f"listening masa https://{shown}:{bound}", flush=True)

@@ -520,6 +520,7 @@ _STORE_CALLS_GRACE = 30.0
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from zerotouch_plugin.services._gate import settle_heap
     from zerotouch_plugin.services._limits import GatedTlsSite
     from zerotouch_plugin.services.registrar import load_registrar, registrar_app, tls_context
     from zerotouch_plugin.services.registrar.common import finish_store_calls
@@ -561,6 +562,7 @@ async def _serve(args: argparse.Namespace) -> None:
             methods, interface=args.interface, role=Role.REGISTRAR, port=bound
         )
         await proxy.start_announcers(announcers)
+        settle_heap()
         shown = f"[{host}]" if ":" in host else host
         print(f"listening registrar https://{shown}:{bound}", flush=True)
         await stop.wait()

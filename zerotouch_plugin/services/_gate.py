@@ -28,6 +28,7 @@ __all__ = [
     "overload_slots",
     "peer_ip",
     "return_freed_memory",
+    "settle_heap",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ _TRIM_LONGEST = 30.0  # ... or this many seconds after they ended, busy or not
 # open connections. Two whole TLS records (RFC 8446 §5.1: 2^14 bytes and their overhead) fit
 # in 32 KiB; a longer message only takes more reads.
 TLS_READ_BUFFER = 32 * 1024
+# Net allocations of container objects between two collections of the youngest generation
+# (CPython's default is 700; 3.13 raised it to 2,000).
+_YOUNG_COLLECTION = 10_000
 OVERLOAD_RETRY_AFTER = 2  # seconds an overloaded listener asks a client to wait
 _OVERLOAD_SHARE = 4  # overload slots: a quarter of max_connections ...
 _OVERLOAD_BOUNDS = (4, 64)  # ... and no fewer than 4, no more than 64
@@ -86,6 +90,23 @@ def return_freed_memory() -> None:
     gc.collect()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+def settle_heap() -> None:
+    """Set the cyclic garbage collector up for serving, once start-up is done.
+
+    Every object start-up built (modules, the compiled YANG schema, keys, pools) is left to
+    reference counting alone: full collections, and ``return_freed_memory``, would otherwise
+    walk them all each time, about 70 ms of held GIL for a server's 150,000 objects. The
+    youngest generation is collected every ``_YOUNG_COLLECTION`` allocations instead of 700:
+    a server's young survivors are the state of the requests in progress, walked again at
+    every collection, while its per-request garbage is acyclic and freed by reference
+    counting anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_YOUNG_COLLECTION, middle, old)
 
 
 def bound_tls_read_buffer() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import shutil
 import statistics
@@ -29,6 +28,7 @@ from zerotouch_plugin.device.datastore import Datastore
 from zerotouch_plugin.device.host import MemoryAgentStore
 from zerotouch_plugin.device.types import Tree
 from zerotouch_plugin.errors import ConfigError, ZerotouchError
+from zerotouch_plugin.services._gate import settle_heap
 from zerotouch_plugin.services.device_server import (
     IDEVID_FILE,
     IDEVID_KEY_FILE,
@@ -231,8 +231,7 @@ class Fleet:
             await server.start()
         # The schema and the devices are long-lived object graphs: keep the cyclic garbage
         # collector from walking them again and again.
-        gc.collect()
-        gc.freeze()
+        settle_heap()
         self._setup_seconds = self.elapsed()
 
     def _enrolled(self, device: VirtualDevice) -> Callable[[str, bool], None]:
