@@ -58,6 +58,7 @@ def handshake(
                     der = tls.getpeercert(binary_form=True)
                     seen.append(None if der is None else x509.load_der_x509_certificate(der))
                     tls.sendall(b"ok")
+                    tls.unwrap()  # close_notify both ways: a cleanly ended session stays cached
             except (ssl.SSLError, OSError):
                 seen.append(None)
 
@@ -72,6 +73,7 @@ def handshake(
                 assert tls.recv(2) == b"ok"
                 if client_ends is not None:
                     client_ends.append(ClientEnd(tls.version(), tls.session, tls.session_reused))
+                tls.unwrap()
         finally:
             thread.join(10)
     return seen[0]
@@ -88,20 +90,29 @@ def test_without_client_cas_no_client_certificate_is_asked_for() -> None:
     assert handshake(server, client_context(CLIENT, trust=[ROOT.cert])) is None
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-def test_no_session_is_resumed_nor_any_ticket_issued(version: ssl.TLSVersion) -> None:
+def test_no_tls13_session_is_resumed_nor_any_ticket_issued() -> None:
     server = server_context(SERVER, client_cas=[ROOT.cert], require_client_cert=True)
     client = client_context(CLIENT, trust=[ROOT.cert])
-    client.maximum_version = version
     first: list[ClientEnd] = []
     assert handshake(server, client, client_ends=first) == CLIENT.cert
     offered = first[0].session
-    assert first[0].version == version.name.replace("_", ".")
+    assert first[0].version == "TLSv1.3"
     assert offered is not None
     assert not offered.has_ticket
     again: list[ClientEnd] = []
     assert handshake(server, client, session=offered, client_ends=again) == CLIENT.cert
     assert not again[0].reused
+
+
+def test_the_server_keeps_no_session_of_tls12_clients_in_memory() -> None:
+    server = server_context(SERVER, client_cas=[ROOT.cert], require_client_cert=True)
+    for name in ("first client", "second client"):
+        client = client_context(certs.issue_client(ROOT, name, now=NOW), trust=[ROOT.cert])
+        client.maximum_version = ssl.TLSVersion.TLSv1_2
+        ends: list[ClientEnd] = []
+        assert handshake(server, client, client_ends=ends) is not None
+        assert ends[0].version == "TLSv1.2"
+    assert server.session_stats()["number"] == 0
 
 
 def test_a_server_outside_the_trust_fails_the_handshake() -> None:
