@@ -16,6 +16,7 @@ from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.config import hash_password
 from zerotouch_plugin.errors import ConfigError, InvalidInput, NotFound
 from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services._gate import settle_heap
 from zerotouch_plugin.services.sztp import admin, server
 from zerotouch_plugin.store.sztp import SztpRepository
 
@@ -243,6 +244,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 limits=ctx.config.limits,
             )
             runners.append(admin_runner)
+        settle_heap()
         # the service line first: test harnesses wait for it
         print(f"listening sztp https://{_shown(host)}:{bound}", flush=True)
         if args.admin_listen:
