@@ -1,8 +1,10 @@
 """The connection caps of a listener: a global cap and a cap per source address.
 
 Every TLS listener admits its connections through a ``ConnectionGate``; the HTTPS listeners
-(``_limits.GatedTlsSite``) add deadlines and overload answers on top. This module needs no
-aiohttp, so a device that listens only for NETCONF/TLS does not load it.
+(``_limits.GatedTlsSite``) add deadlines and overload answers on top. The gate also gives
+ended connections' memory back (``return_freed_memory``), which is cheap only once a server
+has settled its heap (``settle_heap``). This module needs no aiohttp, so a device that
+listens only for NETCONF/TLS does not load it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 from zerotouch_plugin.services import _gate
 
@@ -32,25 +35,27 @@ print(json.dumps({
 """
 
 
-def settled() -> dict[str, object]:
+@pytest.fixture(scope="module")
+def settled() -> dict[str, Any]:
+    """What the child interpreter saw around its ``settle_heap()``."""
     out = subprocess.run(
         [sys.executable, "-c", CHILD], capture_output=True, text=True, check=True, timeout=60
     )
-    result: dict[str, object] = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
-def test_start_up_objects_are_left_out_of_collections_and_later_garbage_is_not() -> None:
-    result = settled()
-    assert isinstance(result["frozen"], int)
-    assert result["frozen"] >= 1000
-    assert result["start_up_walked"] == 0
-    assert result["later_cycle_collected"] == 1
+def test_start_up_objects_are_left_out_of_collections_and_later_garbage_is_not(
+    settled: dict[str, Any],
+) -> None:
+    assert settled["frozen"] >= 1000
+    assert settled["start_up_walked"] == 0
+    assert settled["later_cycle_collected"] == 1
 
 
-def test_the_youngest_generation_is_collected_less_often_the_others_as_before() -> None:
-    result = settled()
-    before, after = result["before"], result["after"]
-    assert isinstance(before, list)
+def test_the_youngest_generation_is_collected_less_often_the_others_as_before(
+    settled: dict[str, Any],
+) -> None:
+    before, after = settled["before"], settled["after"]
     assert after == [_gate._YOUNG_COLLECTION, *before[1:]]
     assert before[0] < _gate._YOUNG_COLLECTION

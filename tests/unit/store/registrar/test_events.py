@@ -236,6 +236,7 @@ def test_registrars_in_other_schemas_of_the_database_do_not_wait_for_each_others
     thread.join(10)
     assert kinds(other_repo) == [("device-allowed", "OTHER")]
     other_db.dispose()
+    db.dispose()
 
 
 def test_prune_keeps_newest_and_recent(db_url: str) -> None:
