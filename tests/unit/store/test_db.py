@@ -5,12 +5,15 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import ForeignKey, Integer, String, select, text
+from sqlalchemy import Connection, ForeignKey, Integer, String, event, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +23,7 @@ from zerotouch_plugin.store.db import (
     Base,
     Database,
     UTCDateTime,
+    after_commit,
     open_database,
     open_role_database,
 )
@@ -146,6 +150,166 @@ def test_writer_threads_of_one_process_queue_for_the_sqlite_write_lock(
     with db.read() as s:
         assert s.scalars(select(_Parent.name).order_by(_Parent.id)).all() == ["first", "second"]
     db.dispose()
+
+
+def _queued_behind_a_holder(
+    db: Database, first: Callable[[Connection], None], others: dict[str, Callable[[], None]]
+) -> dict[str, BaseException | None]:
+    """Run ``first`` inside a write that holds the writer's turn until every one of
+    ``others`` (each a thread's whole call) is queued behind it; each one's outcome."""
+    holding, release = threading.Event(), threading.Event()
+    outcome: dict[str, BaseException | None] = {}
+
+    def run(name: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except BaseException as exc:
+            outcome[name] = exc
+        else:
+            outcome[name] = None
+
+    def hold() -> None:
+        with db.write() as conn:
+            first(conn)
+            holding.set()
+            release.wait(10)
+
+    threads = [threading.Thread(target=run, args=("first", hold))]
+    threads[0].start()
+    assert holding.wait(10)
+    threads += [threading.Thread(target=run, args=item) for item in others.items()]
+    for thread in threads[1:]:
+        thread.start()
+    turn = db._turn
+    assert turn is not None
+    deadline = time.monotonic() + 10
+    while turn._queued < len(others) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    return outcome
+
+
+def _names(path: Path) -> list[str]:
+    """What another connection sees committed."""
+    with closing(sqlite3.connect(path)) as other:
+        return sorted(name for (name,) in other.execute("SELECT name FROM test_db_parent"))
+
+
+def test_sqlite_writes_queued_together_commit_together_each_returning_once_durable(
+    tmp_path: Path,
+) -> None:
+    """Group commit (issue 17): four writes queued behind a fifth share its transaction and
+    one commit (one fsync) instead of five; each returns only once its row is committed,
+    seen from another connection; each one's after-commit callback runs, once."""
+    path = tmp_path / "group.db"
+    db = open_database(path)
+    db.create_all()
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+    seen: dict[str, list[str]] = {}
+    called: list[str] = []
+
+    def insert(conn: Connection, name: str) -> None:
+        conn.execute(_Parent.__table__.insert(), {"name": name})
+        after_commit(conn, partial(called.append, name))
+
+    def write(name: str) -> None:
+        with db.write() as conn:
+            insert(conn, name)
+        seen[name] = _names(path)
+
+    names = [f"queued-{i}" for i in range(4)]
+    outcome = _queued_behind_a_holder(
+        db, partial(insert, name="first"), {name: partial(write, name) for name in names}
+    )
+    try:
+        assert outcome == dict.fromkeys(["first", *names])
+        assert len(commits) == 1
+        assert sorted(called) == sorted(["first", *names])
+        for name in names:
+            assert name in seen[name]
+        assert _names(path) == sorted(["first", *names])
+    finally:
+        db.dispose()
+
+
+def test_a_failing_write_of_a_group_rolls_back_alone(tmp_path: Path) -> None:
+    """A write whose block raises in the middle of a group takes back its own rows and
+    callbacks only: the writes before and after it in the same transaction commit."""
+    path = tmp_path / "group-failing.db"
+    db = open_database(path)
+    db.create_all()
+    called: list[str] = []
+
+    def write(name: str, *, fail: bool = False) -> None:
+        with db.write() as conn:
+            conn.execute(_Parent.__table__.insert(), {"name": name})
+            after_commit(conn, partial(called.append, name))
+            if fail:
+                raise ValueError(f"{name} gives up")
+
+    outcome = _queued_behind_a_holder(
+        db,
+        lambda conn: conn.execute(_Parent.__table__.insert(), {"name": "first"}),
+        {
+            "before": partial(write, "before"),
+            "failing": partial(write, "failing", fail=True),
+            "after": partial(write, "after"),
+        },
+    )
+    try:
+        assert isinstance(outcome.pop("failing"), ValueError)
+        assert outcome == dict.fromkeys(["first", "before", "after"])
+        assert _names(path) == ["after", "before", "first"]
+        assert sorted(called) == ["after", "before"]
+    finally:
+        db.dispose()
+
+
+def test_a_failed_group_commit_fails_every_write_and_writes_nothing(tmp_path: Path) -> None:
+    """The commit of a group fails (here a deferred foreign key, checked at COMMIT): every
+    write of the group gets the error, not one row is left, and the next write works."""
+    path = tmp_path / "group-commit-fails.db"
+    db = open_database(path)
+    db.create_all()
+
+    def orphan(conn: Connection) -> None:
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        conn.execute(_Child.__table__.insert(), {"parent_id": 999})
+
+    def write(name: str) -> None:
+        with db.write() as conn:
+            conn.execute(_Parent.__table__.insert(), {"name": name})
+
+    outcome = _queued_behind_a_holder(db, orphan, {"valid": partial(write, "valid")})
+    try:
+        assert set(outcome) == {"first", "valid"}
+        for failure in outcome.values():
+            assert isinstance(failure, StorageError), failure
+            assert "FOREIGN KEY" in str(failure)
+        assert _names(path) == []
+        with closing(sqlite3.connect(path)) as other:
+            assert other.execute("SELECT count(*) FROM test_db_child").fetchone() == (0,)
+        write("later")
+        assert _names(path) == ["later"]
+    finally:
+        db.dispose()
+
+
+def test_a_write_inside_a_write_on_one_thread_is_refused(tmp_path: Path) -> None:
+    """SQLite has one writer: the inner write would wait for the outer one forever."""
+    db = open_database(tmp_path / "nested.db")
+    db.create_all()
+    try:
+        with db.write() as conn:
+            conn.execute(_Parent.__table__.insert(), {"name": "outer"})
+            with pytest.raises(RuntimeError, match="inside another"), db.write():
+                pass
+        assert _names(tmp_path / "nested.db") == ["outer"]
+    finally:
+        db.dispose()
 
 
 @pytest.mark.parametrize("kind", ["core", "orm"])
