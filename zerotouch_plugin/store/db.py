@@ -323,12 +323,12 @@ class _Group:
     """Write transactions sharing one SQLite transaction (and its commit), each in a
     savepoint of its own."""
 
-    __slots__ = ("conn", "done", "failure", "members")
+    __slots__ = ("conn", "failure", "members", "waiters")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.members = 0
-        self.done = threading.Event()
+        self.waiters: list[threading.Lock] = []  # held, each released once the group ends
         self.failure: BaseException | None = None
 
 
@@ -389,6 +389,7 @@ class _WriterTurn:
     @contextmanager
     def member(self) -> Iterator[Connection]:
         self._take()
+        holding = True
         try:
             group = self._group or self._open()
             conn = group.conn
@@ -414,9 +415,16 @@ class _WriterTurn:
                     last = self._queued == 0 or group.members >= self.GROUP_LIMIT
                 if self._group is group and last:
                     self._commit(group)
+            if self._group is group:  # a later member commits: wait for it
+                waiter = threading.Lock()
+                waiter.acquire()
+                group.waiters.append(waiter)
+                holding = False
+                self._give()
+                waiter.acquire()
         finally:
-            self._give()
-        group.done.wait()
+            if holding:
+                self._give()
         failure = group.failure
         if isinstance(failure, DBAPIError):
             raise self._failure(failure) from failure
@@ -464,7 +472,8 @@ class _WriterTurn:
             group.failure = failure
             _rollback_quietly(group.conn)
         group.conn.close()
-        group.done.set()
+        for waiter in group.waiters:
+            waiter.release()
 
 
 def _enable_wal(cursor: Any, path: Path) -> None:
