@@ -111,11 +111,12 @@ async def simple_enroll(request: web.Request) -> web.Response:
             await in_thread(reg.repo.record_error, client.serial, exc.one_line(), now=now)
         raise
     cert = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
+    fingerprint = certs.fingerprint(cert)
     await in_thread(
         reg.repo.record_certificate,
         serial,
         cert_der=role.der(cert),
-        fingerprint=certs.fingerprint(cert),
+        fingerprint=fingerprint,
         not_after=cert.not_valid_after_utc,
         kind="enroll",
         advance=step(RegistrarEvent.CERT_ISSUED),
@@ -123,7 +124,7 @@ async def simple_enroll(request: web.Request) -> web.Response:
     )
     log.info(
         "LDevID %s issued to %s (names %s)",
-        certs.fingerprint(cert),
+        fingerprint,
         serial,
         ", ".join(str(n.value) for n in names.general_names()),
     )
