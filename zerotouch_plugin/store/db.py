@@ -372,7 +372,8 @@ class _WriterTurn:
     def _give(self) -> None:
         with self._cond:
             self._holder = None
-            self._cond.notify()
+            if self._queued:
+                self._cond.notify()
 
     @contextmanager
     def alone(self) -> Iterator[None]:
