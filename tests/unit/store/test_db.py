@@ -298,6 +298,35 @@ def test_a_failed_group_commit_fails_every_write_and_writes_nothing(tmp_path: Pa
         db.dispose()
 
 
+def test_an_orm_session_queued_behind_a_group_commits_the_group_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``session()`` that gets the turn while a group is open (its last write left it open
+    for the session queued behind) commits the group before it begins; otherwise its BEGIN
+    IMMEDIATE would wait for the group's lock, held until a commit nobody makes (here: the
+    busy timeout, 50 ms)."""
+    monkeypatch.setattr(db_module, "_SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "group-then-session.db"
+    db = open_database(path)
+    db.create_all()
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+
+    def orm() -> None:
+        with db.session() as s:
+            s.add(_Parent(name="orm"))
+
+    outcome = _queued_behind_a_holder(
+        db, lambda conn: conn.execute(_Parent.__table__.insert(), {"name": "first"}), {"orm": orm}
+    )
+    try:
+        assert outcome == {"first": None, "orm": None}
+        assert len(commits) == 2
+        assert _names(path) == ["first", "orm"]
+    finally:
+        db.dispose()
+
+
 def test_a_write_inside_a_write_on_one_thread_is_refused(tmp_path: Path) -> None:
     """SQLite has one writer: the inner write would wait for the outer one forever."""
     db = open_database(tmp_path / "nested.db")
