@@ -365,9 +365,23 @@ class _WriterTurn:
             try:
                 while self._holder is not None:
                     self._cond.wait()
-            finally:
+            except BaseException:  # interrupted while queued (a signal in the main thread)
                 self._queued -= 1
+                self._abandoned()
+                raise
+            self._queued -= 1
             self._holder = me
+
+    def _abandoned(self) -> None:
+        """A queued writer gave up (lock held): a notification it took goes to the next one;
+        with none left, a group left open for it is committed here, else its writes would
+        wait for a commit nobody makes."""
+        if self._holder is not None:
+            return
+        if self._queued:
+            self._cond.notify()
+        elif self._group is not None:
+            self._commit(self._group)
 
     def _give(self) -> None:
         with self._cond:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sqlite3
 import threading
 import time
@@ -324,6 +325,67 @@ def test_an_orm_session_queued_behind_a_group_commits_the_group_first(
         assert len(commits) == 2
         assert _names(path) == ["first", "orm"]
     finally:
+        db.dispose()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_writer_interrupted_while_queued_leaves_no_group_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    """The main thread, queued behind a write, is interrupted by a signal after that write
+    left its group open for it (and gave it the turn): the group is committed where it gives
+    up, so the first write returns with its row committed instead of waiting forever."""
+    path = tmp_path / "interrupted.db"
+    db = open_database(path)
+    db.create_all()
+    turn = db._turn
+    assert turn is not None
+    holding, release = threading.Event(), threading.Event()
+    returned: list[str] = []
+
+    def first() -> None:
+        with db.write() as conn:
+            conn.execute(_Parent.__table__.insert(), {"name": "first"})
+            holding.set()
+            release.wait(10)
+        returned.append("first")
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        release.set()  # the first write ends: it leaves the group open for this thread
+        deadline = time.monotonic() + 10
+        while turn._holder is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        raise _Interrupted
+
+    writer = threading.Thread(target=first, daemon=True)
+    writer.start()
+    assert holding.wait(10)
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    main = threading.get_ident()
+
+    def send_when_queued() -> None:
+        deadline = time.monotonic() + 10
+        while turn._queued < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    threading.Thread(target=send_when_queued).start()
+    try:
+        with pytest.raises(_Interrupted), db.write() as conn:
+            conn.execute(_Parent.__table__.insert(), {"name": "never"})
+        writer.join(5)
+        assert not writer.is_alive(), "the first write waits for a commit nobody makes"
+        assert returned == ["first"]
+        assert _names(path) == ["first"]
+        with db.write() as conn:  # the turn is free
+            conn.execute(_Parent.__table__.insert(), {"name": "later"})
+        assert _names(path) == ["first", "later"]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        release.set()
         db.dispose()
 
 
