@@ -186,6 +186,7 @@ def _queued_behind_a_holder(
     deadline = time.monotonic() + 10
     while turn._queued < len(others) and time.monotonic() < deadline:
         time.sleep(0.005)
+    assert turn._queued == len(others), "not every write queued behind the first"
     release.set()
     for thread in threads:
         thread.join(10)
