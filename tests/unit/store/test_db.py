@@ -503,6 +503,36 @@ def test_concurrent_writers_all_commit(db: Database) -> None:
         assert len(s.scalars(select(_Parent)).all()) == 20
 
 
+def test_connections_given_back_together_are_kept_for_the_next_transactions(
+    db: Database,
+) -> None:
+    """Twelve threads in a transaction at once, twice: twelve connections are opened, not a
+    new one per transaction for each past the pool's keep (a PostgreSQL server process each)."""
+    opened: list[object] = []
+    db.dispose()  # count from an empty pool
+    event.listen(db.engine, "connect", lambda driver, _record: opened.append(driver))
+    holding, returned = threading.Barrier(12), threading.Barrier(12)
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(2):
+                with db.snapshot() as conn:
+                    assert conn.execute(text("SELECT 1")).scalar_one() == 1
+                    holding.wait(timeout=30)
+                returned.wait(timeout=30)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(opened) == 12
+
+
 def test_sqlite_is_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
     db = open_database(tmp_path / "p.db")
     with db.engine.connect() as conn:
