@@ -8,15 +8,15 @@ enrollstatus) C at a time with the product's pledge logic (``roles/pledge.py`` d
 the same run, so the figures are ratios that travel between machines: one HTTPS round trip
 (new mutual TLS connection + GET cacerts), this machine's ECDSA P-256 sign and verify rates
 and its mutual-TLS handshake rate, from which the crypto ideal follows. The simulated pledges
-run in this process: its CPU per timed enrollment is theirs, on the same cores as the
-servers. The servers' CPU per enrollment is that of the timed burst alone: each process's
-CPU is read from /proc when it is ready and again just before and after the burst, so neither
-its start-up (imports, keys, schema) nor the untimed runs before the burst (baselines, single
-enrollments, trace, ``zerotouch pledge enroll``) count. ``--trace`` adds the timeline of one
-enrollment alone, step by step.
+run in this process (``--pledge-processes`` shares them among more): its CPU per timed
+enrollment is theirs, on the same cores as the servers. The servers' CPU per enrollment is
+that of the timed burst alone: each process's CPU is read from /proc when it is ready and
+again just before and after the burst, so neither its start-up (imports, keys, schema) nor
+the untimed runs before the burst (baselines, single enrollments, trace, ``zerotouch pledge
+enroll``) count. ``--trace`` adds the timeline of one enrollment alone, step by step.
 
     .venv/bin/python benchmarks/enroll_bench.py --pledges 2000 --concurrency 200 [--db URL]
-        [--registrars K] [--json] [--check] [--trace]
+        [--registrars K] [--pledge-processes P] [--json] [--check] [--trace]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import ssl
@@ -37,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,6 +158,8 @@ class Report:
     elapsed_s: float
     enrollments_per_s: float
     pledge_cpu_ms: float
+    pledge_processes: int
+    pledge_cpu_ms_by_process: list[float]
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -443,12 +447,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
-async def burst(
-    folders: list[Path], urls: list[str], concurrency: int
-) -> tuple[float, dict[int, float], Counter[str]]:
-    """Every pledge enrolls once, ``concurrency`` at a time, round robin over the registrars;
-    wall time, latencies of the successes by pledge index (the gate is FIFO: the first
-    ``concurrency`` pledges start together, the rest as others finish), failures by reason."""
+async def _enroll_share(
+    share: list[tuple[int, Path]], urls: list[str], concurrency: int
+) -> tuple[dict[int, float], Counter[str]]:
+    """Enroll ``share`` (pledge index, folder), ``concurrency`` at a time in index order,
+    round robin over the registrars by index: latencies by index, failures by reason."""
     gate = asyncio.Semaphore(concurrency)
     latencies: dict[int, float] = {}
     failures: Counter[str] = Counter()
@@ -463,9 +466,84 @@ async def burst(
                 return
             latencies[index] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(i, folder) for i, folder in enumerate(folders)))
-    return time.perf_counter() - start, latencies, failures
+    await asyncio.gather(*(one(index, folder) for index, folder in share))
+    return latencies, failures
+
+
+def _shares(
+    folders: list[Path], concurrency: int, processes: int
+) -> list[tuple[list[tuple[int, Path]], int]]:
+    """Pledge ``i`` goes to process ``i % processes``, the concurrency split as evenly: each
+    process's first pledges are then the first ``concurrency`` of all, which start together."""
+    return [
+        (
+            [(i, folder) for i, folder in enumerate(folders) if i % processes == w],
+            concurrency // processes + (1 if w < concurrency % processes else 0),
+        )
+        for w in range(processes)
+    ]
+
+
+def _pledge_process(
+    share: list[tuple[int, Path]],
+    urls: list[str],
+    concurrency: int,
+    start: Any,
+    results: Any,
+) -> None:
+    """A further process of simulated pledges (``--pledge-processes``): set up like the
+    bench's own, then its share once every process is ready; latencies, failures and its
+    CPU over the share back through ``results``."""
+    settle_heap()
+    start.wait()
+    cpu = time.process_time()
+    latencies, failures = asyncio.run(_enroll_share(share, urls, concurrency))
+    results.put((latencies, dict(failures), time.process_time() - cpu))
+
+
+async def burst(
+    folders: list[Path], urls: list[str], concurrency: int, processes: int = 1
+) -> tuple[float, dict[int, float], Counter[str], list[float]]:
+    """Every pledge enrolls once, ``concurrency`` at a time, round robin over the registrars;
+    wall time, latencies of the successes by pledge index (the gate is FIFO: the first
+    ``concurrency`` pledges start together, the rest as others finish), failures by reason,
+    and the simulated pledges' CPU seconds per process. With ``processes`` > 1 the pledges
+    are shared among this process and ``processes - 1`` more, as a site's pledges each have
+    a CPU of their own (the same CPUs as the servers' here)."""
+    (own, own_concurrency), *others = _shares(folders, concurrency, processes)
+    if not others:
+        began, cpu = time.perf_counter(), time.process_time()
+        latencies, failures = await _enroll_share(own, urls, own_concurrency)
+        return time.perf_counter() - began, latencies, failures, [time.process_time() - cpu]
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(
+            target=_pledge_process, args=(share, urls, limit, start, results), daemon=True
+        )
+        for share, limit in others
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        await asyncio.to_thread(start.wait, 120)
+        began, cpu = time.perf_counter(), time.process_time()
+        latencies, failures = await _enroll_share(own, urls, own_concurrency)
+        cpus = [time.process_time() - cpu]
+        for _ in workers:
+            their_latencies, their_failures, their_cpu = await asyncio.to_thread(
+                results.get, True, 600
+            )
+            latencies.update(their_latencies)
+            failures.update(their_failures)
+            cpus.append(their_cpu)
+        elapsed = time.perf_counter() - began
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+    return elapsed, latencies, failures, cpus
 
 
 async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Report:
@@ -518,11 +596,12 @@ async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Re
         await services.run("pledge", "enroll", "--dir", cli_folder, "--registrar", urls[0])
         cli_seconds = time.perf_counter() - start
         before = [process_cpu_seconds(server) for server in servers]
-        cpu_start = time.process_time()
-        elapsed, latencies, failures = await burst(
-            pledges[2 + args.singles : 2 + args.singles + args.pledges], urls, args.concurrency
+        elapsed, latencies, failures, burst_cpus = await burst(
+            pledges[2 + args.singles : 2 + args.singles + args.pledges],
+            urls,
+            args.concurrency,
+            args.pledge_processes,
         )
-        burst_cpu = time.process_time() - cpu_start
         use = [
             server_use(server, ready[server.name], start_cpu, args.pledges)
             for server, start_cpu in zip(servers, before, strict=True)
@@ -555,7 +634,9 @@ async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Re
         cli_ms=cli_seconds * 1000,
         elapsed_s=elapsed,
         enrollments_per_s=rate,
-        pledge_cpu_ms=burst_cpu / args.pledges * 1000,
+        pledge_cpu_ms=sum(burst_cpus) / args.pledges * 1000,
+        pledge_processes=args.pledge_processes,
+        pledge_cpu_ms_by_process=[cpu / args.pledges * 1000 for cpu in burst_cpus],
         p50_ms=percentile(every, 0.50) * 1000,
         p95_ms=percentile(every, 0.95) * 1000,
         p99_ms=percentile(every, 0.99) * 1000,
@@ -600,8 +681,9 @@ def show(report: Report) -> None:
         f" {HANDSHAKES_PER_ENROLLMENT} TLS handshake(s) each, on {r.cpus} CPUs):"
         f" achieved {r.achieved_fraction:.1%}"
     )
+    where = "this process" if r.pledge_processes == 1 else f"{r.pledge_processes} processes"
     print(
-        f"  simulated pledges (this process, same CPUs as the servers) CPU"
+        f"  simulated pledges ({where}, same CPUs as the servers) CPU"
         f" {r.pledge_cpu_ms:6.1f} ms per timed enrollment"
     )
     print(f"  {r.server_cpu}:")
@@ -669,6 +751,13 @@ def main() -> int:
         help="folder for the pledges' files (default: beside the servers'; /dev/shm keeps "
         "the pledges' fsyncs off the servers' disk, as on a site where each has its own)",
     )
+    parser.add_argument(
+        "--pledge-processes",
+        type=int,
+        default=1,
+        help="processes the timed pledges are shared among (default 1: this one, as "
+        "`zerotouch fleet` runs a fleet; a site's pledges each have a CPU of their own)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
@@ -677,6 +766,8 @@ def main() -> int:
     args = parser.parse_args()
     if min(args.pledges, args.concurrency, args.registrars, args.singles) < 1:
         parser.error("--pledges, --concurrency, --registrars and --singles must be at least 1")
+    if not 1 <= args.pledge_processes <= min(args.concurrency, args.pledges):
+        parser.error("--pledge-processes must be from 1 to --concurrency and --pledges")
 
     with (
         tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp,

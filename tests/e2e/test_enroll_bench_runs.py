@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 STEPS = [
     "TLS handshake (provisional)",
     "requestvoucher (registrar -> MASA voucher)",
@@ -55,3 +57,22 @@ def test_enroll_bench_short_run_with_trace(repo_root: Path, tmp_path: Path) -> N
         assert use["cpu_seconds"] >= 0
         assert use["cpu_ms_per_enrollment"] == use["cpu_seconds"] / 4 * 1000
     assert list(tmp_path.iterdir()) == []  # the pledges' folder is removed after the run
+
+
+def test_enroll_bench_shares_the_pledges_among_processes(repo_root: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / "enroll_bench.py"), "--pledges", "6",
+         "--concurrency", "4", "--singles", "1", "--pledge-processes", "2", "--pledge-dir",
+         str(tmp_path), "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["failures"] == {}
+    assert round(figures["enrollments_per_s"] * figures["elapsed_s"]) == 6
+    assert figures["pledge_processes"] == 2
+    # both processes enrolled pledges, and the report counts the CPU of both
+    by_process = figures["pledge_cpu_ms_by_process"]
+    assert len(by_process) == 2 and min(by_process) > 0
+    assert figures["pledge_cpu_ms"] == pytest.approx(sum(by_process))
+    assert figures["first_wave_max_ms"] > 0 and figures["after_first_wave_p99_ms"] > 0

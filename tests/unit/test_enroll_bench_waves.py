@@ -49,12 +49,28 @@ def test_burst_starts_the_first_wave_together_and_keys_latencies_by_pledge(
 
     monkeypatch.setattr(bench, "enroll", enroll)
     folders = [Path(str(index)) for index in range(10)]
-    _, latencies, failures = asyncio.run(bench.burst(folders, ["https://r"], 3))
+    _, latencies, failures, cpus = asyncio.run(bench.burst(folders, ["https://r"], 3))
     assert started[:3] == [0, 1, 2] and sorted(started) == list(range(10))
     assert most == 3
     assert set(latencies) == set(range(10)) - {5}
     assert failures == {"RuntimeError: refused": 1}
     assert all(latency >= 0.005 for latency in latencies.values())
+    assert len(cpus) == 1 and cpus[0] >= 0
+
+
+@pytest.mark.parametrize(("concurrency", "processes"), [(5, 2), (7, 3), (4, 4), (6, 1)])
+def test_pledges_shared_among_processes_start_the_same_first_wave(
+    bench: ModuleType, concurrency: int, processes: int
+) -> None:
+    folders = [Path(str(index)) for index in range(20)]
+    shares = bench._shares(folders, concurrency, processes)
+    assert len(shares) == processes
+    assert sorted(index for share, _ in shares for index, _folder in share) == list(range(20))
+    assert sum(limit for _, limit in shares) == concurrency
+    # each process's gate lets its first ``limit`` pledges in at once: together, pledges
+    # 0 .. concurrency-1, the first wave the report tells apart
+    first = {index for share, limit in shares for index, _folder in share[:limit]}
+    assert first == set(range(concurrency))
 
 
 def test_waves_tell_the_first_concurrency_pledges_from_the_others(bench: ModuleType) -> None:
