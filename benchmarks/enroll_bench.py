@@ -26,6 +26,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import secrets
 import ssl
 import statistics
@@ -501,6 +502,20 @@ def _pledge_process(
     results.put((latencies, dict(failures), time.process_time() - cpu))
 
 
+def _collect(results: Any, workers: list[Any]) -> list[Any]:
+    """One result per pledge process; a process that ended without its result (a crash)
+    fails the burst at once instead of leaving it waiting."""
+    collected: list[Any] = []
+    while len(collected) < len(workers):
+        try:
+            collected.append(results.get(timeout=1))
+        except queue.Empty:
+            ended = [worker.exitcode for worker in workers if worker.exitcode not in (None, 0)]
+            if ended:
+                raise RuntimeError(f"a pledge process ended with exit code {ended[0]}") from None
+    return collected
+
+
 async def burst(
     folders: list[Path], urls: list[str], concurrency: int, processes: int = 1
 ) -> tuple[float, dict[int, float], Counter[str], list[float]]:
@@ -530,10 +545,9 @@ async def burst(
         began, cpu = time.perf_counter(), time.process_time()
         latencies, failures = await _enroll_share(own, urls, own_concurrency)
         cpus = [time.process_time() - cpu]
-        for _ in workers:
-            their_latencies, their_failures, their_cpu = await asyncio.to_thread(
-                results.get, True, 600
-            )
+        for their_latencies, their_failures, their_cpu in await asyncio.to_thread(
+            _collect, results, workers
+        ):
             latencies.update(their_latencies)
             failures.update(their_failures)
             cpus.append(their_cpu)

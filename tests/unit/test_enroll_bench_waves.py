@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import queue
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +79,20 @@ def test_waves_tell_the_first_concurrency_pledges_from_the_others(bench: ModuleT
     assert bench.waves(latencies, 2) == (2000.0, 3000.0, 750.0)
     assert bench.waves({3: 0.25}, 2) == (None, None, 250.0)  # every first-wave pledge failed
     assert bench.waves({0: 1.0}, 2) == (1000.0, 1000.0, None)  # no pledge after the first wave
+
+
+def test_a_pledge_process_that_ended_without_its_result_fails_the_burst(
+    bench: ModuleType,
+) -> None:
+    class Ended:
+        exitcode = 1
+
+    class Running:
+        exitcode = None
+
+    results: queue.Queue[object] = queue.Queue()
+    results.put(({0: 0.5}, {}, 0.01))  # the first process reported, the second crashed
+    with pytest.raises(RuntimeError, match="exit code 1"):
+        bench._collect(results, [Running(), Ended()])
+    results.put(({1: 0.5}, {}, 0.01))
+    assert bench._collect(results, [Running()]) == [({1: 0.5}, {}, 0.01)]
