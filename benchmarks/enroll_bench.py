@@ -526,12 +526,8 @@ async def burst(
     are shared among this process and ``processes - 1`` more, as a site's pledges each have
     a CPU of their own (the same CPUs as the servers' here)."""
     (own, own_concurrency), *others = _shares(folders, concurrency, processes)
-    if not others:
-        began, cpu = time.perf_counter(), time.process_time()
-        latencies, failures = await _enroll_share(own, urls, own_concurrency)
-        return time.perf_counter() - began, latencies, failures, [time.process_time() - cpu]
     context = multiprocessing.get_context("spawn")
-    start, results = context.Barrier(processes), context.Queue()
+    start, results = (context.Barrier(processes), context.Queue()) if others else (None, None)
     workers = [
         context.Process(
             target=_pledge_process, args=(share, urls, limit, start, results), daemon=True
@@ -541,16 +537,18 @@ async def burst(
     for worker in workers:
         worker.start()
     try:
-        await asyncio.to_thread(start.wait, 120)
+        if start is not None:
+            await asyncio.to_thread(start.wait, 120)
         began, cpu = time.perf_counter(), time.process_time()
         latencies, failures = await _enroll_share(own, urls, own_concurrency)
         cpus = [time.process_time() - cpu]
-        for their_latencies, their_failures, their_cpu in await asyncio.to_thread(
-            _collect, results, workers
-        ):
-            latencies.update(their_latencies)
-            failures.update(their_failures)
-            cpus.append(their_cpu)
+        if workers:
+            for their_latencies, their_failures, their_cpu in await asyncio.to_thread(
+                _collect, results, workers
+            ):
+                latencies.update(their_latencies)
+                failures.update(their_failures)
+                cpus.append(their_cpu)
         elapsed = time.perf_counter() - began
     finally:
         for worker in workers:
