@@ -1,13 +1,21 @@
 # Quick start: `make demo` and `make test` on a machine with python3 and make.
-PYTHON ?= python3
+# The interpreter the venv is built with: scripts/pick-python.sh says which and why;
+# `make PYTHON=/path/to/python3 ...` chooses another.
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell bash scripts/pick-python.sh)
+endif
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# One stamp per interpreter: choosing another one rebuilds the venv from scratch.
+STAMP := $(VENV)/.installed$(subst /,_,$(PYTHON))
 
 .PHONY: venv system netopeer2 lint typecheck unit test demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "no usable python3: see scripts/pick-python.sh" >&2; exit 1; }
+	if [ "$$(cat $(VENV)/.interpreter 2>/dev/null)" = "$(PYTHON)" ]; then \
+		$(PYTHON) -m venv $(VENV); else $(PYTHON) -m venv --clear $(VENV); fi
+	echo "$(PYTHON)" > $(VENV)/.interpreter
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)

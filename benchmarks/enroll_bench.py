@@ -144,6 +144,7 @@ class TraceStep:
 @dataclass
 class Report:
     cpus: int
+    python: str
     pledges: int
     concurrency: int
     registrars: int
@@ -443,6 +444,13 @@ def _ms(value: float | None) -> str:
     return "none" if value is None else f"{value:.0f} ms"
 
 
+def interpreter() -> str:
+    """Version and the interpreter's real file: the same CPython release runs this path
+    measurably slower when built without PGO and LTO (scripts/pick-python.sh)."""
+    version = ".".join(map(str, sys.version_info[:3]))
+    return f"{version} {os.path.realpath(sys.executable)}"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
@@ -632,6 +640,7 @@ async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Re
     every = list(latencies.values())
     return Report(
         cpus=os.cpu_count() or 1,
+        python=interpreter(),
         pledges=args.pledges,
         concurrency=args.concurrency,
         registrars=args.registrars,
@@ -666,6 +675,7 @@ async def measure(root: Path, pledge_root: Path, args: argparse.Namespace) -> Re
 def show(report: Report) -> None:
     r = report
     print(f"enroll_bench on {r.cpus} CPU(s), loopback, P-256, {r.registrars} registrar(s), {r.db}")
+    print(f"  Python {r.python} (the servers' and the simulated pledges')")
     print(f"  pledges' files: {r.pledge_dir}")
     print(f"  baseline HTTPS round trip (new TLS + GET cacerts): {r.rtt_ms:8.1f} ms")
     print(

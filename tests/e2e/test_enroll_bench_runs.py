@@ -5,6 +5,7 @@ the servers' CPU of the timed burst alone (start-up and the untimed runs apart) 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,10 @@ def test_enroll_bench_short_run_with_trace(repo_root: Path, tmp_path: Path) -> N
     figures = json.loads(result.stdout)
     assert figures["failures"] == {}
     assert figures["pledge_dir"] == str(tmp_path)
+    # which interpreter ran it: an unoptimised build of the same release is slower
+    version, path = figures["python"].split(" ", 1)
+    assert version == ".".join(map(str, sys.version_info[:3]))
+    assert path == os.path.realpath(sys.executable)
     assert figures["pledge_cpu_ms"] > 0 and figures["single_pledge_cpu_ms"] > 0
     # the first 2 pledges start together, the other 2 as those finish (the split itself:
     # tests/unit/test_enroll_bench_waves.py)
