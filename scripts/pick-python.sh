@@ -2,7 +2,7 @@
 # Prints the interpreter `make venv` builds the virtual environment with.
 #
 # The distribution's python3 comes first ($ZEROTOUCH_SYSTEM_PYTHON, default /usr/bin/python3):
-# Debian, like most distributions, builds CPython with profile-guided optimisation and LTO,
+# Debian builds CPython with profile-guided optimisation and LTO (its python3.11 changelog),
 # where a version manager's default build (pyenv without --enable-optimizations) has neither,
 # and the whole enrollment path is Python-bound: docs/benchmarks.md, "The interpreter's
 # build", has the figures. Then python3 on PATH. A candidate is taken when it is 3.11 or newer

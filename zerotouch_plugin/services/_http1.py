@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from zerotouch_plugin._text import printable
+from zerotouch_plugin.services._tls import abort_transport
 
 __all__ = ["MAX_HEADER_BYTES", "Answer", "BadResponse", "Http1Connection"]
 
@@ -189,7 +190,7 @@ class Http1Connection:
 
     def abort(self) -> None:
         self._reusable = False
-        self._writer.transport.abort()
+        abort_transport(self._writer.transport)
 
     async def close(self) -> None:
         """Close with TLS close_notify, waiting briefly for the server's; then abort."""
@@ -198,4 +199,4 @@ class Http1Connection:
         try:
             await asyncio.wait_for(self._writer.wait_closed(), _CLOSE_WAIT)
         except (OSError, ssl.SSLError, TimeoutError):
-            self._writer.transport.abort()
+            abort_transport(self._writer.transport)

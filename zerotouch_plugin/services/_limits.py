@@ -39,6 +39,7 @@ from zerotouch_plugin.services._gate import (
     peer_ip,
     return_freed_memory,
 )
+from zerotouch_plugin.services._tls import abort_transport
 
 __all__ = [
     "OVERLOAD_RETRY_AFTER",
@@ -207,7 +208,7 @@ class _Connection(asyncio.Protocol):
         self._release()
         transport = self._tls or self._raw
         if transport is not None:
-            transport.abort()
+            abort_transport(transport)
 
 
 class GatedTlsSite(web.BaseSite):

@@ -8,6 +8,7 @@ touches the disk.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import ssl
@@ -24,6 +25,7 @@ from zerotouch_plugin.artifacts.certs import Identity, certs_pem
 
 __all__ = [
     "ServerCertRecorder",
+    "abort_transport",
     "client_context",
     "identity_pem",
     "peer_certificate",
@@ -31,6 +33,18 @@ __all__ = [
 ]
 
 _MIN_VERSION = ssl.TLSVersion.TLSv1_2
+
+
+def abort_transport(transport: asyncio.WriteTransport) -> None:
+    """``transport.abort()``, also when the connection has already gone away: an asyncio TLS
+    transport closed twice drops its protocol, and on CPython 3.11.1 to 3.11.3 (gh-98539;
+    Debian 12 ships 3.11.2) its ``abort()`` then raises AttributeError instead of doing
+    nothing."""
+    try:
+        transport.abort()
+    except AttributeError:
+        if not transport.is_closing():
+            raise
 
 
 def identity_pem(identity: Identity) -> bytes:

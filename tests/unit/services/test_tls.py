@@ -4,6 +4,7 @@ settings that would make a context useless refused at once."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -15,7 +16,12 @@ import pytest
 from cryptography import x509
 
 from zerotouch_plugin.artifacts import certs
-from zerotouch_plugin.services._tls import client_context, identity_pem, server_context
+from zerotouch_plugin.services._tls import (
+    abort_transport,
+    client_context,
+    identity_pem,
+    server_context,
+)
 
 NOW = datetime.now(UTC) - timedelta(minutes=5)
 ROOT = certs.make_ca("TLS test root", now=NOW)
@@ -142,3 +148,37 @@ def test_a_context_that_could_verify_nothing_is_refused(
 def test_an_identity_is_required_as_one() -> None:
     with pytest.raises(TypeError, match="identity must be an Identity"):
         server_context(SERVER.cert, client_cas=None, require_client_cert=False)  # type: ignore[arg-type]
+
+
+async def test_abort_cuts_an_open_tls_connection_and_is_harmless_once_it_is_closed() -> None:
+    """The hand-off's NETCONF client aborts in ``finally`` after closing: on CPython 3.11.1 to
+    3.11.3 (Debian 12's 3.11.2) the TLS transport closed twice raised AttributeError there,
+    and every day-0 hand-off failed as an internal error of the registrar."""
+    ended = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client's side ends
+        ended.set()
+        writer.close()
+
+    server_ctx = server_context(SERVER, client_cas=None, require_client_cert=False)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    client_ctx = client_context(None, trust=[ROOT.cert])
+    async with server:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+        transport = writer.transport
+        assert isinstance(transport, asyncio.WriteTransport)
+        abort_transport(transport)  # open: cut at once
+        assert transport.is_closing()
+        await asyncio.wait_for(ended.wait(), 10)
+
+        ended.clear()
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx)
+        transport = writer.transport
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.close()
+        transport.close()  # as asyncio's streams may
+        abort_transport(transport)  # no AttributeError on any 3.11
+        assert transport.is_closing()
+        await asyncio.wait_for(ended.wait(), 10)

@@ -28,7 +28,7 @@ from zerotouch_plugin.errors import (
     UpstreamUnavailable,
     ZerotouchError,
 )
-from zerotouch_plugin.services._tls import peer_certificate
+from zerotouch_plugin.services._tls import abort_transport, peer_certificate
 from zerotouch_plugin.services.netconf.framing import Framer
 from zerotouch_plugin.services.netconf.protocol import BASE_10, BASE_11, BASE_NS, parse_xml
 
@@ -172,4 +172,4 @@ class NetconfClient:
             await asyncio.wait_for(self._writer.wait_closed(), 5)
 
     def abort(self) -> None:
-        self._writer.transport.abort()
+        abort_transport(self._writer.transport)

@@ -22,6 +22,7 @@ from cryptography import x509
 from zerotouch_plugin.config import ConnectionLimits
 from zerotouch_plugin.errors import AccessDenied, ConfigError, TooManySessions
 from zerotouch_plugin.services._gate import ConnectionGate, bound_tls_read_buffer, peer_ip
+from zerotouch_plugin.services._tls import abort_transport
 from zerotouch_plugin.services.netconf.certmap import (
     CertToName,
     map_certificate,
@@ -98,7 +99,7 @@ class _TlsConnection(asyncio.Protocol):
         self._handshake_timeout = handshake_timeout
         self._ip = "?"
         self._admitted = False
-        self._transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.Transport | None = None
         self._session: NetconfSession | None = None
         self._early: list[bytes] = []  # data that arrived before the session was opened
         self._where = "?"
@@ -183,7 +184,7 @@ class _TlsConnection(asyncio.Protocol):
     def abort(self) -> None:
         self._release()
         if self._transport is not None:
-            self._transport.abort()  # type: ignore[attr-defined]
+            abort_transport(self._transport)
 
 
 def _small_read_buffer(tls: asyncio.Transport) -> None:
