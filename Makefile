@@ -6,16 +6,15 @@ PYTHON := $(shell bash scripts/pick-python.sh)
 endif
 VENV := .venv
 PY := $(VENV)/bin/python
-# One stamp per interpreter: choosing another one rebuilds the venv from scratch.
+# One stamp per interpreter: without this interpreter's stamp the venv is rebuilt from scratch
+# (--clear); with it, a newer pyproject.toml or constraints.txt only reinstalls.
 STAMP := $(VENV)/.installed$(subst /,_,$(PYTHON))
 
 .PHONY: venv system netopeer2 lint typecheck unit test demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "no usable python3: see scripts/pick-python.sh" >&2; exit 1; }
-	if [ "$$(cat $(VENV)/.interpreter 2>/dev/null)" = "$(PYTHON)" ]; then \
-		$(PYTHON) -m venv $(VENV); else $(PYTHON) -m venv --clear $(VENV); fi
-	echo "$(PYTHON)" > $(VENV)/.interpreter
+	$(PYTHON) -m venv $(if $(wildcard $(STAMP)),,--clear) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
