@@ -349,10 +349,10 @@ def _build_edit(
         last = nxt is None or (i + 2 == len(route) and isinstance(nxt, (EntryKeys, EntryValue)))
         if isinstance(csn, ListNode):
             if nxt is None:
-                entries = value if isinstance(value, list) else []
-                obj[key] = [{**e, "@": ann} for e in entries if isinstance(e, Mapping)]
                 if operation in (Operation.DELETE, Operation.REMOVE):
                     raise SchemaError("delete a list entry by its keys", path=key)
+                entries = _shaped(value, list, "an array of list entries", key)
+                obj[key] = [{**_shaped(e, Mapping, "an object", key), "@": ann} for e in entries]
                 return root, True
             if not isinstance(nxt, EntryKeys):
                 raise SchemaError("list entry selector expected", path=key)
@@ -363,7 +363,7 @@ def _build_edit(
                     raise SchemaError("bad key", path=kkey)
                 sel[kkey] = schema.text_to_raw(knode, text)
             if last:
-                body = dict(value) if isinstance(value, Mapping) else {}
+                body = dict(_valued(operation, value, Mapping, "an object", key) or {})
                 for k, v in sel.items():
                     if k in body and body[k] != v:
                         raise SchemaError("key in body differs from key in path", path=k)
@@ -380,13 +380,14 @@ def _build_edit(
                 obj[key] = [item]
                 obj["@" + key] = [ann]
                 return root, False
-            items = value if isinstance(value, list) else []
+            given = _valued(operation, value, list, "an array of leaf-list entries", key)
+            items = list(given or [])
             obj[key] = items
             obj["@" + key] = [ann] * len(items)
             return root, True
         if isinstance(csn, ContainerNode):
             if last:
-                body = dict(value) if isinstance(value, Mapping) else {}
+                body = dict(_valued(operation, value, Mapping, "an object", key) or {})
                 obj[key] = {**body, "@": ann}
                 return root, False
             child: Tree = {}
@@ -398,3 +399,33 @@ def _build_edit(
         obj["@" + key] = ann
         return root, False
     raise SchemaError("empty path")
+
+
+def _shaped(value: Any, kind: type, name: str, path: str) -> Any:
+    """RFC 7951 §5: a container or list entry is an object, a list or leaf-list an array.
+    Read as empty, a value of another shape would make a replace delete the target."""
+    if not isinstance(value, kind):
+        raise SchemaError(f"expected {name}, not {_json_kind(value)}", path=path)
+    return value
+
+
+def _valued(operation: Operation, value: Any, kind: type, name: str, path: str) -> Any:
+    """The value of an operation that carries one; delete and remove carry none."""
+    if operation in (Operation.DELETE, Operation.REMOVE):
+        return None
+    return _shaped(value, kind, name, path)
+
+
+def _json_kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), "a value")
+
+
+_JSON_KINDS: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}

@@ -158,6 +158,33 @@ def test_edit_at_paths(schema: DeviceSchema) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("/ietf-system:system", [], "expected an object, not an array"),
+        ("/ietf-system:system", "dev2", "expected an object, not a string"),
+        ("/ietf-interfaces:interfaces/interface", {"name": "eth0"}, "expected an array of list"),
+        ("/ietf-interfaces:interfaces/interface", ["eth0"], "expected an object, not a string"),
+        ("/ietf-interfaces:interfaces/interface=eth0", None, "expected an object, not null"),
+        ("/ietf-system:system/dns-resolver/search", "a.example", "expected an array of leaf-list"),
+    ],
+)
+@pytest.mark.parametrize("operation", [Operation.REPLACE, Operation.MERGE, Operation.CREATE])
+def test_a_value_of_the_wrong_shape_is_refused_not_read_as_empty(
+    schema: DeviceSchema, path: str, value: Any, expected: str, operation: Operation
+) -> None:
+    with pytest.raises(SchemaError, match=expected):
+        edit_at(schema, BASE, path, operation, value)
+
+
+@pytest.mark.parametrize("operation", [Operation.DELETE, Operation.REMOVE])
+def test_delete_and_remove_carry_no_value(schema: DeviceSchema, operation: Operation) -> None:
+    assert "ietf-system:system" not in edit_at(schema, BASE, "/ietf-system:system", operation)
+    entry = "/ietf-interfaces:interfaces/interface=eth1"
+    (left,) = edit_at(schema, BASE, entry, operation)["ietf-interfaces:interfaces"]["interface"]
+    assert left["name"] == "eth0"
+
+
 def test_list_entries_keep_their_places(schema: DeviceSchema) -> None:
     """Entries are found by key in an index: a merged or replaced entry keeps its place, a new
     one goes to the end, a deleted one that comes back too; one key twice in an edit is one

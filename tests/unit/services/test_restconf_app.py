@@ -401,6 +401,32 @@ async def test_invalid_edit_leaves_datastores_byte_identical(device: Device) -> 
             "/restconf/data/ietf-interfaces:interfaces",
             {"ietf-interfaces:interface": [{"name": "eth2"}]},  # type is mandatory
         ),
+        # A value of the wrong JSON shape (RFC 7951 §5) once read as empty: the PUTs
+        # deleted the container, every interface, the search list.
+        ("PUT", "/restconf/data/ietf-system:system", {"ietf-system:system": []}),
+        ("PUT", "/restconf/data/ietf-system:system", {"ietf-system:system": "core-7"}),
+        (
+            "PUT",
+            "/restconf/data/ietf-interfaces:interfaces/interface",
+            {"ietf-interfaces:interface": {"name": "eth0", "type": "iana-if-type:other"}},
+        ),
+        (
+            "PUT",
+            "/restconf/data/ietf-interfaces:interfaces/interface",
+            {"ietf-interfaces:interface": ["eth0"]},
+        ),
+        (
+            "PUT",
+            "/restconf/data/ietf-interfaces:interfaces/interface=eth0",
+            {"ietf-interfaces:interface": "eth0"},
+        ),
+        (
+            "PUT",
+            "/restconf/data/ietf-system:system/dns-resolver/search",
+            {"ietf-system:search": "a.example"},
+        ),
+        ("PATCH", "/restconf/data/ietf-system:system", {"ietf-system:system": 7}),
+        ("POST", "/restconf/data/ietf-system:system", {"ietf-system:dns-resolver": []}),
     ]
     for method, path, body in bad_edits:
         status, _, out = await device.request(method, path, body)
