@@ -75,6 +75,7 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts import _cms, certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.signer import SigningIdentity
@@ -930,8 +931,8 @@ def _load_json(data: bytes, what: str) -> Any:
     if len(data) > MAX_ARTIFACT_BYTES:
         raise InvalidInput(f"{what} is larger than {MAX_ARTIFACT_BYTES} bytes")
     try:
-        return json.loads(data, object_pairs_hook=_unique_members)
-    except (ValueError, RecursionError) as exc:
+        return bounded_loads(data, object_pairs_hook=_unique_members)
+    except ValueError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
 
 

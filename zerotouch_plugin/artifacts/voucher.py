@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Required, Self, TypedDict, TypeVar, Unpack
 
 from cryptography import x509
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.yang import (
     MEMBER_BY_KIND,
@@ -217,11 +218,11 @@ def _apply_tolerances(inner: dict[str, Any], tolerances: frozenset[Tolerance]) -
 
 def _load_json(data: bytes | str) -> Any:
     """The JSON text of a (signed, so possibly hostile) artifact; InvalidInput when it is
-    none. ValueError covers bad UTF-8, bad syntax and integers of more digits than Python
-    converts (4300); RecursionError nesting deeper than the interpreter's limit."""
+    none. ValueError covers bad UTF-8, bad syntax, integers of more digits than Python
+    converts (4300) and nesting past ``_json.MAX_DEPTH``."""
     try:
-        return json.loads(data, object_pairs_hook=_unique_members)
-    except (ValueError, RecursionError) as exc:
+        return bounded_loads(data, object_pairs_hook=_unique_members)
+    except ValueError as exc:
         raise InvalidInput(f"not JSON: {exc}") from None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import (
     DEFAULT_TOLERANCES,
@@ -141,8 +142,8 @@ def _describe_cert(cert: x509.Certificate) -> list[str]:
 
 def _payload_text(content: bytes) -> str:
     try:
-        obj: Any = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        obj: Any = bounded_loads(content)
+    except ValueError:
         return f"(not JSON, {len(content)} bytes) {content[:64]!r}"
     kind = ""
     if isinstance(obj, dict) and len(obj) == 1:

@@ -8,10 +8,10 @@ canonical XML that goes inside ``<config>`` of the hand-off's edit-config (RFC 6
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import NETCONF_BASE_NS, tree_from_xml, tree_to_xml
@@ -54,10 +54,10 @@ class Day0Document:
 
 def _json_tree(text: str) -> dict[str, object]:
     try:
-        tree = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and integers of more digits than Python converts
-        # (4300); RecursionError nesting deeper than the interpreter's limit
+        tree = bounded_loads(text)
+    except ValueError as exc:
+        # JSONDecodeError, integers of more digits than Python converts (4300) and nesting
+        # past _json.MAX_DEPTH
         raise InvalidInput(f"day-0 configuration is not JSON: {exc}") from None
     if not isinstance(tree, dict) or not tree:
         raise InvalidInput("day-0 configuration must be a non-empty JSON object (RFC 7951)")

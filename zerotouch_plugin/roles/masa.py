@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.voucher import (
     Assertion,
@@ -165,7 +165,7 @@ def peek_request(body: bytes) -> tuple[str, str | None]:
     first; the caller compares them with what ``verify_registrar_request`` proves."""
     signed = cms.inspect(cms.decode(body))
     try:
-        inner = json.loads(signed.content)["ietf-voucher-request:voucher"]
+        inner = bounded_loads(signed.content)["ietf-voucher-request:voucher"]
         serial, nonce = inner["serial-number"], inner.get("nonce")
     except (ValueError, TypeError, KeyError, AttributeError):
         serial = nonce = None

@@ -25,7 +25,6 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.signer import SigningIdentity
@@ -600,10 +600,10 @@ class StatusReport:
 def parse_status_report(data: bytes) -> StatusReport:
     """voucher_status / enrollstatus JSON: version, status (boolean), reason, reason-context."""
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError, bad UTF-8 and integers of more digits than
-        # Python converts (a reason-context port of 5000 digits); RecursionError deep nesting
+        obj = bounded_loads(data)
+    except ValueError as exc:
+        # JSONDecodeError, bad UTF-8, integers of more digits than Python converts (a
+        # reason-context port of 5000 digits) and nesting past _json.MAX_DEPTH
         raise InvalidInput(f"status report is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidInput("status report must be a JSON object (RFC 8995 §5.7)")
@@ -694,8 +694,8 @@ def _truncated_count(truncation: object) -> int:
 def evaluate_audit_log(data: bytes, *, own_ids: Sequence[bytes]) -> AuditVerdict:
     """Judge a MASA audit log as RFC 8995 §5.8.3 asks the registrar to."""
     try:
-        log = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # as in parse_status_report
+        log = bounded_loads(data)
+    except ValueError as exc:  # as in parse_status_report
         raise UpstreamInvalid(f"the MASA audit log is not JSON: {exc}") from None
     events = log.get("events") if isinstance(log, dict) else None
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):

@@ -34,6 +34,7 @@ from cryptography import x509
 
 from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin._files import write_atomic
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import tls_identity
 from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling, Encoding, SshHostKey
@@ -288,8 +289,8 @@ class DatastoreOnboarder:
         text = configuration.strip()
         if text.startswith(b"{"):
             try:
-                tree = json.loads(text)
-            except (ValueError, RecursionError) as exc:
+                tree = bounded_loads(text)
+            except ValueError as exc:
                 raise InvalidInput(f"the conveyed configuration is not JSON: {exc}") from None
             if not isinstance(tree, dict):
                 raise InvalidInput("the conveyed configuration must be a JSON object")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding as DerEncoding
 from lxml import etree
 
 from zerotouch_plugin._checks import require_count, require_positive
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.artifacts.certs import Identity
@@ -168,7 +168,7 @@ def _restconf_error(body: bytes, content_type: str) -> str:
     tag = message = None
     with contextlib.suppress(ValueError, TypeError, KeyError, IndexError, AttributeError):
         if "json" in content_type:
-            error = json.loads(body)["ietf-restconf:errors"]["error"][0]
+            error = bounded_loads(body)["ietf-restconf:errors"]["error"][0]
             tag, message = error.get("error-tag"), error.get("error-message")
         elif "xml" in content_type:
             root = parse_untrusted(body, "the error document")

@@ -15,8 +15,9 @@ from zerotouch_plugin.errors import InvalidInput
         "{",
         '{"ietf-system:system": {"clock": {"timezone-utc-offset": ' + "9" * 5000 + "}}}",
         "[" * 100_000 + "]" * 100_000,
+        "[" * 65 + "]" * 65,
     ],
-    ids=["broken", "huge-integer", "deep-nesting"],
+    ids=["broken", "huge-integer", "deep-nesting", "nesting-past-the-bound"],
 )
 def test_json_the_parser_cannot_hold_is_invalid_input(schema: DeviceSchema, text: str) -> None:
     with pytest.raises(InvalidInput, match="not JSON"):

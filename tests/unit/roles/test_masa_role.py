@@ -23,6 +23,7 @@ from zerotouch_plugin.errors import (
     AccessDenied,
     CertificateError,
     Expired,
+    InvalidInput,
     NotCMS,
     NotFound,
     PolicyRefused,
@@ -136,6 +137,17 @@ def test_peek_request_reads_without_checks(world: World) -> None:
     with pytest.raises(SchemaError) as info:
         masa.peek_request(no_serial)
     assert info.value.http_status == 400
+
+
+@pytest.mark.parametrize("depth", [65, 2_000])
+def test_peek_request_of_deep_content_is_invalid_input(world: World, depth: int) -> None:
+    """The content is read before any signature is checked: nesting that the interpreter's
+    parser stops with a RecursionError (2,000 levels on 3.11) or that it takes (65) is the
+    client's error, not an internal one."""
+    deep = b'{"ietf-voucher-request:voucher": ' + b"[" * depth + b"]" * depth + b"}"
+    signed = cms.sign(deep, signer=world.domain().registrar_with_ca, now=NOW)
+    with pytest.raises(InvalidInput, match="nested deeper"):
+        masa.peek_request(signed)
 
 
 # -- RFC 8995 §5.5 checks, one failure each -------------------------------------------------

@@ -50,6 +50,7 @@ from zerotouch_plugin.services.sztp_client import (
     MEDIA_FILES,
     ScriptPolicy,
     SztpClient,
+    _restconf_error,
     download_image,
     drive,
     read_media,
@@ -392,6 +393,14 @@ async def test_restconf_error_body_is_read(pki: Pki, bootstrap_server: Server) -
     async with SztpClient(unknown, timeout=10) as client:
         with pytest.raises(NotFound, match=r"404 \(data-missing: no such device\)"):
             await client.get_bootstrapping_data(source, GetBootstrappingDataInput())
+
+
+@pytest.mark.parametrize("depth", [65, 2_000])
+def test_a_deep_error_document_is_shown_as_an_excerpt(depth: int) -> None:
+    """A server's error body is read without trust: nesting that 3.11's parser stops with a
+    RecursionError (2,000 levels) once escaped the client as one."""
+    body = b'{"ietf-restconf:errors": ' + b"[" * depth + b"]" * depth + b"}"
+    assert _restconf_error(body, "application/yang-data+json") == body[:200].decode()
 
 
 async def test_unreachable_server_is_upstream_unavailable(pki: Pki) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from zerotouch_plugin import __version__
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.errors import InvalidInput, NotFound, PolicyRefused, UnsupportedMediaType
@@ -143,10 +144,10 @@ async def admin_device(request: web.Request) -> web.Response:
 
 def _json_body(body: bytes) -> Any:
     """An admin request's JSON body; InvalidInput (400) for what is none, including what the
-    parser cannot hold (ValueError: integers of more than 4300 digits; RecursionError)."""
+    parser cannot hold (integers of more than 4300 digits, nesting past ``MAX_DEPTH``)."""
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        return bounded_loads(body)
+    except ValueError as exc:
         raise InvalidInput(f"request body is not JSON: {exc}") from None
 
 

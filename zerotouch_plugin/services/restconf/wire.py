@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.device.restconf_state import CAPABILITIES
 from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
@@ -143,11 +144,11 @@ def parse_xml(body: bytes) -> etree._Element:
 
 
 def parse_json(body: bytes) -> Any:
-    """ValueError also covers integers of more digits than Python converts (4300);
-    RecursionError is nesting deeper than the interpreter's limit: both are the client's."""
+    """ValueError also covers integers of more digits than Python converts (4300) and
+    nesting past ``_json.MAX_DEPTH``: both are the client's."""
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        return bounded_loads(body)
+    except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
 
 

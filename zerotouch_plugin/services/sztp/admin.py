@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin import __version__
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts import certs, cms, sztp
 from zerotouch_plugin.artifacts.voucher import parse_signed_voucher
 from zerotouch_plugin.errors import InvalidInput, PolicyRefused, WrongSerial
@@ -123,8 +124,8 @@ def checked_voucher(
 
 def _json_body(data: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:
+        obj = bounded_loads(data)
+    except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidInput("the body must be a JSON object")

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
 from zerotouch_plugin.errors import (
     AccessDenied,
@@ -437,8 +438,8 @@ async def day0_check(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_FORM:
         raise InvalidInput("document too large")
     try:
-        body = json.loads(await request.read())
-    except (ValueError, RecursionError):
+        body = bounded_loads(await request.read())
+    except ValueError:
         raise InvalidInput("the body is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("config"), str):
         raise InvalidInput('the body is {"config": "...", "format": "json|xml"}')
