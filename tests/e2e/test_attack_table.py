@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 
 import asyncssh
@@ -701,7 +702,7 @@ TABLE = [
     Attack("slowloris", "a request header a byte a second", "cut",
            "no complete request header within", slowloris),
     Attack("endless-chunked-body", "a chunked body without end", "HTTP/1.1 413 ",
-           "Request Entity Too Large", endless_body),
+           HTTPStatus(413).phrase, endless_body),  # "Content Too Large" from Python 3.13
     Attack("netconf-unbounded-chunk", "a NETCONF chunk announcing 100 MB", "too-big",
            "too-big", netconf_unbounded_chunk),
     Attack("netconf-held-session", "a NETCONF session that never says hello", "closed after",
