@@ -3,10 +3,10 @@
 ``json.loads`` stops deep nesting only at the interpreter's recursion limit: about 1,000
 levels on CPython 3.11, 1,500 on 3.12, 10,000 on 3.13. A document that parses on one would
 then reach code that walks it recursively (YANG validation, copies, comparisons) and fail
-there as a RecursionError, an internal error instead of the client's. Every JSON text a peer,
-a client or a file hands the product goes through ``bounded_loads``, which refuses more than
-``MAX_DEPTH`` levels of arrays and objects; the deepest YANG data the product serves
-(RFC 7951) and the deepest BRSKI or SZTP artifact are a few levels deep.
+there as a RecursionError, an internal error instead of the client's. Every JSON text a
+peer, a client or an operator's file hands the product goes through ``bounded_loads``, which
+refuses more than ``MAX_DEPTH`` levels of arrays and objects; the deepest YANG data the
+product serves (RFC 7951) and the deepest BRSKI or SZTP artifact are a few levels deep.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["MAX_DEPTH", "bounded_loads"]
 
 MAX_DEPTH = 64
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
 Pairs = list[tuple[str, Any]]
 
@@ -26,17 +27,16 @@ def bounded_loads(
     data: bytes | str,
     *,
     object_pairs_hook: Callable[[Pairs], Any] | None = None,
-    max_depth: int = MAX_DEPTH,
 ) -> Any:
     """``json.loads``; ValueError for what is not JSON, for integers of more digits than
-    Python converts (4,300), and for nesting deeper than ``max_depth`` (RecursionError from
+    Python converts (4,300), and for nesting deeper than ``MAX_DEPTH`` (RecursionError from
     the parser itself is turned into ValueError too, so callers catch one error)."""
     try:
         doc = json.loads(data, object_pairs_hook=object_pairs_hook)
     except RecursionError:
-        raise ValueError(f"nested deeper than {max_depth} levels") from None
-    if _openers(data) > max_depth:  # else no nesting can be deeper: most texts stop here
-        _check_depth(doc, max_depth)
+        raise ValueError(_TOO_DEEP) from None
+    if _openers(data) > MAX_DEPTH:  # else no nesting can be deeper: most texts stop here
+        _check_depth(doc)
     return doc
 
 
@@ -46,7 +46,7 @@ def _openers(data: bytes | str) -> int:
     return data.count(b"[") + data.count(b"{")
 
 
-def _check_depth(doc: Any, max_depth: int) -> None:
+def _check_depth(doc: Any) -> None:
     """Iterative, so the check itself needs no recursion; only arrays and objects are
     visited, each once."""
     stack: list[tuple[Any, int]] = [(doc, 1)] if isinstance(doc, dict | list) else []
@@ -54,6 +54,6 @@ def _check_depth(doc: Any, max_depth: int) -> None:
         node, depth = stack.pop()
         for child in node.values() if isinstance(node, dict) else node:
             if isinstance(child, dict | list):
-                if depth >= max_depth:
-                    raise ValueError(f"nested deeper than {max_depth} levels")
+                if depth >= MAX_DEPTH:
+                    raise ValueError(_TOO_DEEP)
                 stack.append((child, depth + 1))

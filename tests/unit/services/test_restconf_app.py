@@ -401,8 +401,8 @@ async def test_invalid_edit_leaves_datastores_byte_identical(device: Device) -> 
             "/restconf/data/ietf-interfaces:interfaces",
             {"ietf-interfaces:interface": [{"name": "eth2"}]},  # type is mandatory
         ),
-        # A value of the wrong JSON shape (RFC 7951 §5) once read as empty: the PUTs
-        # deleted the container, every interface, the search list.
+        # A value of the wrong JSON shape (RFC 7951 §5) was once read as empty: a PUT
+        # deleted the container, or every interface.
         ("PUT", "/restconf/data/ietf-system:system", {"ietf-system:system": []}),
         ("PUT", "/restconf/data/ietf-system:system", {"ietf-system:system": "core-7"}),
         (
