@@ -191,23 +191,30 @@ def _directly_issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
 def _issuer_chain(
     leaf: x509.Certificate, bag: Sequence[x509.Certificate]
 ) -> list[x509.Certificate]:
-    """leaf, its issuer, that one's issuer ... as far as ``bag`` holds them (signatures checked)."""
+    """leaf, its issuer, that one's issuer ... as far as ``bag`` holds them (signatures
+    checked), at most ``_MAX_CHAIN`` long: the CMS certificates come from an unauthenticated
+    peer, and each step's candidates are all the bag's certificates of the issuer's name."""
     chain = [leaf]
     current = leaf
-    while current.issuer != current.subject and len(chain) <= len(bag):
-        parent = None
-        for candidate in bag:
-            if candidate == current or candidate.subject != current.issuer:
-                continue
-            if not _directly_issued(current, candidate):
-                continue
-            parent = candidate
-            break
+    while current.issuer != current.subject and len(chain) < _MAX_CHAIN:
+        parent = next(
+            (
+                candidate
+                for candidate in bag
+                if candidate.subject == current.issuer
+                and candidate not in chain
+                and _directly_issued(current, candidate)
+            ),
+            None,
+        )
         if parent is None:
             break
         chain.append(parent)
         current = parent
     return chain
+
+
+_MAX_CHAIN = 8  # the path length cryptography's verifier allows too
 
 
 def _has_cmc_ra(cert: x509.Certificate) -> bool:
@@ -248,8 +255,9 @@ def _verify_registrar(
     tls_client_cert: x509.Certificate | None,
     domain_trust: Sequence[x509.Certificate],
     now: datetime,
-) -> tuple[x509.Certificate, x509.Certificate | None]:
-    """(certificate to pin as domain CA, trusted anchor or None) for the RVR signer.
+) -> tuple[x509.Certificate, x509.Certificate | None, list[x509.Certificate]]:
+    """(certificate to pin as domain CA, trusted anchor or None, the signer's chain: the signer
+    and its issuers among the CMS certificates) for the RVR signer.
 
     Raises when the signer is no registrar or its chain is inconsistent (RFC 8995 §5.5.2-4).
     """
@@ -301,7 +309,7 @@ def _verify_registrar(
     if tls_client_cert is not None and trusted is None:
         # The TLS layer only passes client certificates that chain to a configured CA.
         trusted = domain_ca
-    return domain_ca, trusted
+    return domain_ca, trusted, chain
 
 
 def verify_registrar_request(
@@ -323,7 +331,7 @@ def verify_registrar_request(
     der = cms.decode(body)
     signed = cms.verify(der, trust_anchors=None, now=None)
     request = _parse_request(signed.content, "registrar voucher-request")
-    domain_ca, trusted = _verify_registrar(
+    domain_ca, trusted, signer_chain = _verify_registrar(
         signed, tls_client_cert=tls_client_cert, domain_trust=domain_trust, now=now
     )
 
@@ -389,14 +397,15 @@ def verify_registrar_request(
             "(RFC 8366 §5.3)"
         )
 
-    # RFC 8995 §5.5.5: proximity-registrar-cert must appear in the RVR signer's chain (SPKI).
+    # RFC 8995 §5.5.5: proximity-registrar-cert must appear in the RVR signer's chain (SPKI):
+    # the signer and its issuers, not any certificate the CMS happens to carry (anyone can add
+    # the public certificate of the registrar the pledge saw).
     proximity = pledge_request.proximity_registrar_certificate()
     if proximity is None:
         raise PolicyRefused(
             "the pledge voucher-request has no proximity-registrar-cert (RFC 8995 §5.5.5)"
         )
-    chain_spkis = {certs.spki(c) for c in [signed.signer, *signed.certificates]}
-    if certs.spki(proximity) not in chain_spkis:
+    if certs.spki(proximity) not in {certs.spki(cert) for cert in signer_chain}:
         raise PolicyRefused(
             f"the pledge saw registrar {certs.describe(proximity)} but the voucher-request was "
             "signed by a registrar of another domain (proximity-registrar-cert not in the "

@@ -13,8 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.cert_bags import cross_signed
 from tests.support.idevid_issuer_forms import idevid_issuer_forms
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.certs import verification
 from zerotouch_plugin.errors import (
     CertificateError,
     Expired,
@@ -638,3 +640,32 @@ def test_make_csr_signature_hash_and_san(
     assert list(got) == san
     with pytest.raises(ValueError, match="hash_name"):
         certs.make_csr(certs.generate_key(kind), serial="SN-1", hash_name="md5")
+
+
+@pytest.mark.parametrize("kind", ["p256", "ed25519"])
+def test_a_bag_of_cross_signed_cas_costs_a_bounded_search(
+    kind: certs.KeyKind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A depth-first search made about count^8 signature checks here: 25 such certificates
+    in a voucher-request cost a MASA 20 s of CPU before it refused. Now each pair is checked
+    once and the search stops after a fixed number of checks: still a refusal."""
+    leaf, bag = cross_signed(kind, 6, now=NOW)
+    checked = 0
+
+    def counted(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        nonlocal checked
+        checked += 1
+        assert checked <= 1000, "the path search is unbounded"
+        return real(cert, issuer)
+
+    real = verification.issued_by
+    monkeypatch.setattr(verification, "issued_by", counted)
+    anchor = certs.make_ca("Anchor", now=NOW, key_kind=kind)
+    with pytest.raises(UntrustedSigner, match="does not chain to a trust anchor"):
+        certs.verify_chain(leaf.cert, trust_anchors=[anchor.cert], intermediates=bag, now=NOW)
+    assert 0 < checked <= verification._PATH_CHECKS
+    # The same bag with its own anchor among the trust anchors: a path, found within the bound.
+    checked = 0
+    chain = certs.verify_chain(leaf.cert, trust_anchors=[bag[0]], intermediates=bag, now=NOW)
+    assert chain[0] == leaf.cert and chain[-1] == bag[0]
+    assert checked <= verification._PATH_CHECKS

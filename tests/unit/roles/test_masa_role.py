@@ -496,3 +496,15 @@ def test_the_voucher_is_built_once_and_valid_against_the_yang_schema(
     assert (built.expires_on is None) == (nonce is not None)
     read = Voucher.from_json(built.to_json(), tolerances=built.tolerances)
     assert read == built and read.to_json() == built.to_json()
+
+
+def test_proximity_counts_the_signers_chain_not_every_certificate_sent(world: World) -> None:
+    """Anyone can add the public certificate of the registrar a pledge saw to the certificates
+    of a CMS: a registrar of another domain that did so got the voucher, pinning its own
+    domain. Only the signer and its issuers count (RFC 8995 §5.5.5)."""
+    seen = world.domain("alpha").registrar.cert
+    beta = world.domain("beta").registrar_with_ca
+    padded = Identity(beta.cert, beta.key, (*beta.chain, seen))
+    with expect(PolicyRefused, 403, "proximity-registrar-cert not in the signer's chain"):
+        verify(world, world.rvr(world.pvr(proximity=seen), domain="beta", signer=padded))
+    assert verify(world, world.rvr(world.pvr(proximity=beta.cert), domain="beta", signer=padded))

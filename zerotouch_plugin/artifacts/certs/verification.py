@@ -138,27 +138,34 @@ def _missing_link(
     leaf: x509.Certificate,
     trust_anchors: Sequence[x509.Certificate],
     intermediates: Sequence[x509.Certificate],
+    checks: _Checks,
 ) -> str:
     """Where the path breaks, said so that an operator knows which file to fix."""
     current, candidates = leaf, [*intermediates, *trust_anchors]
-    for _ in range(_MAX_DEPTH):
-        named = [cert for cert in candidates if cert.subject == current.issuer]
-        if not named:
-            anchors = "; ".join(describe(cert) for cert in trust_anchors)
-            return (
-                f"no certificate named {current.issuer.rfc4514_string()} (the issuer of "
-                f"{describe(current)}) among the trust anchors [{anchors}] or intermediates"
-            )
-        signers = [cert for cert in named if issued_by(current, cert)]
-        if not signers:
-            return (
-                f"{current.issuer.rfc4514_string()} is present, but its key did not sign "
-                f"{describe(current)} (a different CA with the same name?)"
-            )
-        current = signers[0]
-        if current in trust_anchors:
-            return f"the path to {describe(current)} breaks a policy check"
-        candidates = [cert for cert in candidates if cert != current]
+    try:
+        for _ in range(_MAX_DEPTH):
+            named = [cert for cert in candidates if cert.subject == current.issuer]
+            if not named:
+                anchors = "; ".join(describe(cert) for cert in trust_anchors)
+                return (
+                    f"no certificate named {current.issuer.rfc4514_string()} (the issuer of "
+                    f"{describe(current)}) among the trust anchors [{anchors}] or intermediates"
+                )
+            signer = next((cert for cert in named if checks.signed(current, cert)), None)
+            if signer is None:
+                return (
+                    f"{current.issuer.rfc4514_string()} is present, but its key did not sign "
+                    f"{describe(current)} (a different CA with the same name?)"
+                )
+            current = signer
+            if current in trust_anchors:
+                return f"the path to {describe(current)} breaks a policy check"
+            candidates = [cert for cert in candidates if cert != current]
+    except _SearchSpent:
+        return (
+            f"the certificates offered hold more candidate issuers of {describe(leaf)} and "
+            f"its issuers than one search checks ({_PATH_CHECKS} signatures)"
+        )
     return "the path is too long"
 
 
@@ -168,35 +175,81 @@ def _reason(exc: VerificationError) -> str:
     return text.split(" (encountered processing", 1)[0]
 
 
+class _SearchSpent(Exception):
+    """The signature checks one search may make are used up."""
+
+
+class _Checks:
+    """The signature checks of one failed validation's search for a path: each pair of
+    certificates is checked once, and at most ``_PATH_CHECKS`` pairs in all. A peer's bag of
+    certificates that share a name and certify each other would otherwise buy a search
+    exponential in the path length (a 13 kB voucher-request cost a MASA 20 s of CPU)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, int], bool] = {}
+
+    def signed(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        if cert.issuer != issuer.subject:
+            return False
+        pair = (id(cert), id(issuer))
+        if pair not in self._seen:
+            if len(self._seen) >= _PATH_CHECKS:
+                raise _SearchSpent
+            self._seen[pair] = issued_by(cert, issuer)
+        return self._seen[pair]
+
+
 def _build_path(
     leaf: x509.Certificate,
     trust_anchors: Sequence[x509.Certificate],
     intermediates: Sequence[x509.Certificate],
+    checks: _Checks,
 ) -> list[x509.Certificate] | None:
-    """A path leaf..anchor by issuer name, signature and issuer cA (RFC 5280 §6.1), ignoring
-    time; depth-first over the candidates, at most ``_MAX_DEPTH`` certificates deep."""
+    """A shortest path leaf..anchor by issuer name, signature and issuer cA (RFC 5280 §6.1),
+    ignoring time, at most ``_MAX_DEPTH`` certificates long; None when there is none or the
+    search spent its ``checks``. Breadth-first, each certificate reached once."""
     anchors = {der(cert) for cert in trust_anchors}
-    candidates = [*trust_anchors, *intermediates]
+    by_subject: dict[x509.Name, list[tuple[bytes, x509.Certificate]]] = {}
+    for cert in [*trust_anchors, *intermediates]:
+        if is_ca(cert):
+            by_subject.setdefault(cert.subject, []).append((der(cert), cert))
+    below: dict[bytes, x509.Certificate | None] = {der(leaf): None}
 
-    def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
-        current = path[-1]
-        if der(current) in anchors:
-            return path
-        if len(path) >= _MAX_DEPTH:
-            return None
-        used = {der(cert) for cert in path}
-        for issuer in candidates:
-            if der(issuer) in used or not is_ca(issuer) or not issued_by(current, issuer):
-                continue
-            found = extend([*path, issuer])
-            if found is not None:
-                return found
+    def issuers_of(level: list[x509.Certificate]) -> list[x509.Certificate]:
+        found = []
+        for cert in level:
+            for key, issuer in by_subject.get(cert.issuer, ()):
+                if key not in below and checks.signed(cert, issuer):
+                    below[key] = cert
+                    found.append(issuer)
+        return found
+
+    level = [leaf]
+    try:
+        for _ in range(_MAX_DEPTH - 1):
+            if any(der(cert) in anchors for cert in level):
+                break
+            level = issuers_of(level)
+    except _SearchSpent:
         return None
+    anchor = next((cert for cert in level if der(cert) in anchors), None)
+    return None if anchor is None else _walk_down(anchor, below)
 
-    return extend([leaf])
+
+def _walk_down(
+    anchor: x509.Certificate, below: dict[bytes, x509.Certificate | None]
+) -> list[x509.Certificate]:
+    """leaf..anchor, from the anchor down through each certificate's subject."""
+    path: list[x509.Certificate] = []
+    current: x509.Certificate | None = anchor
+    while current is not None:
+        path.append(current)
+        current = below[der(current)]
+    return path[::-1]
 
 
 _MAX_DEPTH = 8
+_PATH_CHECKS = 64
 _ED25519_OIDS = frozenset({"1.3.101.112"})
 
 
@@ -239,7 +292,7 @@ def _validate_manually(
 ) -> list[x509.Certificate]:
     """RFC 5280 §6 for what cryptography's verifier refuses to handle (Ed25519, RFC 8410):
     the same checks as the policies in ``_extension_policies``."""
-    path = _build_path(leaf, trust_anchors, intermediates)
+    path = _build_path(leaf, trust_anchors, intermediates, _Checks())
     if path is None:
         raise UntrustedSigner(
             f"certificate {describe(leaf)} (issuer {leaf.issuer.rfc4514_string()}) does not "
@@ -348,13 +401,14 @@ def _verify_chain(
         chain = list(verifier.verify(leaf, list(intermediates)).chain)
     except VerificationError as exc:
         # Tell "expired" from "untrusted": is there a path that only fails on time?
-        path = _build_path(leaf, trust_anchors, intermediates)
+        checks = _Checks()
+        path = _build_path(leaf, trust_anchors, intermediates, checks)
         for cert in path or ():
             if _outside_validity(cert, now):
                 _raise_expired(cert, now, exc)
         raise UntrustedSigner(
             f"certificate {describe(leaf)} does not chain to a trust anchor: "
-            f"{_missing_link(leaf, trust_anchors, intermediates)} ({_reason(exc)})"
+            f"{_missing_link(leaf, trust_anchors, intermediates, checks)} ({_reason(exc)})"
         ) from exc
     _check_path_lengths(chain)
     return chain
