@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from zerotouch_plugin.services.restconf import (
     restconf_app,
     start_restconf,
 )
+from zerotouch_plugin.services.restconf import app as restconf_app_module
 
 JSON_HEADERS = {"Content-Type": MEDIA_JSON, "Accept": MEDIA_JSON}
 XML_HEADERS = {"Content-Type": MEDIA_XML, "Accept": MEDIA_XML}
@@ -230,6 +232,49 @@ async def test_with_defaults_report_all(device: Device) -> None:
     assert report_all["enabled"] is True  # ietf-interfaces: default true
     status, _, _ = await device.request("GET", path + "?with-defaults=trim")
     assert status == 400
+
+
+async def test_report_all_is_worked_out_off_the_event_loop_once_per_version(
+    device: Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report-all adds every default of the datastore (seconds at 30,000 interfaces): on the
+    event loop it stalled every other request of the device meanwhile. Another request is
+    answered while it is worked out; the next report-all of the same version reuses it."""
+    entered, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    runs = 0
+
+    def held(*args: Any) -> Any:
+        nonlocal runs
+        if args[3] != "report-all":
+            return real(*args)
+        runs += 1
+        entered.set()
+        release.wait(timeout=20)  # only a fail-safe: the test releases it
+        order.append("report-all")
+        return real(*args)
+
+    real = restconf_app_module.with_defaults
+    monkeypatch.setattr(restconf_app_module, "with_defaults", held)
+    path = "/restconf/data/ietf-interfaces:interfaces/interface=eth0?with-defaults=report-all"
+    first = asyncio.create_task(device.get_json(path))
+    while not entered.is_set():
+        await asyncio.sleep(0.01)
+    assert (await device.get_json("/restconf/data/ietf-system:system/hostname")) == {
+        "ietf-system:hostname": "device-1"
+    }
+    order.append("other request")
+    release.set()
+    assert (await first)["ietf-interfaces:interface"][0]["enabled"] is True
+    assert order == ["other request", "report-all"]
+    await device.get_json(path)
+    assert runs == 1
+    status, _, _ = await device.request(
+        "PATCH", "/restconf/data/ietf-system:system", {"ietf-system:system": {"location": "x"}}
+    )
+    assert status == 204
+    await device.get_json(path)
+    assert runs == 2
 
 
 async def test_head_and_options(device: Device) -> None:

@@ -35,6 +35,7 @@ it: ``restconf: refused HOST:PORT: <reason>``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -243,13 +244,26 @@ class _Restconf:
         raw = request.rel_url.raw_path
         return raw[len("/restconf/data") :] if raw.startswith("/restconf/data") else raw
 
+    async def defaulted_view(self, ds: Datastore, content: Content, mode: str) -> Tree:
+        """The datastore as ``with-defaults`` asks (RFC 8040 §4.8.9). report-all walks every
+        node (about 0.15 ms per list entry): it runs in a thread and once per datastore
+        version, so that a large datastore does not stall the event loop, and every other
+        request and session with it."""
+        if mode != "report-all":
+            return with_defaults(self.schema, self.ds.view(ds), content, mode)
+        return await self.ds.memo_async(
+            ds,
+            f"restconf-report-all:{content}",
+            lambda tree: asyncio.to_thread(with_defaults, self.schema, tree, content, mode),
+        )
+
     async def get(self, request: web.Request) -> web.Response:
         self.reject_params(request, GET_PARAMS)
         content = parse_content(request.query.get("content", "all"))
         depth = parse_depth(request.query.get("depth", "unbounded"))
         ds = Datastore.RUNNING if content is Content.CONFIG else Datastore.OPERATIONAL
         mode = request.query.get("with-defaults", "explicit")
-        tree = with_defaults(self.schema, self.ds.view(ds), content, mode)
+        tree = await self.defaulted_view(ds, content, mode)
         target = resolve_path(self.schema, tree, self.data_path(request))
         if target.node is None:
             data = tree
