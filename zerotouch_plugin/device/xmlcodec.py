@@ -30,6 +30,7 @@ __all__ = ["NETCONF_BASE_NS", "node_to_xml", "tree_from_xml", "tree_to_xml"]
 
 NETCONF_BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 _OPERATION_ATTR = f"{{{NETCONF_BASE_NS}}}operation"
+_VALUELESS = frozenset({"delete", "remove"})  # a leaf-list entry is named by its value
 
 Tree = dict[str, Any]
 
@@ -183,10 +184,13 @@ def _parse_member(
         raise SchemaError("anydata and anyxml are not supported here", path=cpath)
     if any(isinstance(sub.tag, str) for sub in el):
         raise SchemaError("a leaf cannot have child elements", path=cpath)
-    try:
-        raw = schema.text_to_raw(child, el.text or "", el.nsmap)
-    except SchemaError as exc:
-        raise SchemaError(exc.message, path=cpath) from None
+    if op in _VALUELESS and not isinstance(child, LeafListNode) and not (el.text or "").strip():
+        raw = None  # RFC 6241 §7.2: deletes the leaf, whatever its type; <enabled/> has no value
+    else:
+        try:
+            raw = schema.text_to_raw(child, el.text or "", el.nsmap)
+        except SchemaError as exc:
+            raise SchemaError(exc.message, path=cpath) from None
     if isinstance(child, LeafListNode):
         out.setdefault(key, []).append(raw)
         if operations:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from zerotouch_plugin.device.edit import OPERATION
+from zerotouch_plugin.device.edit import OPERATION, apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.xmlcodec import tree_from_xml, tree_to_xml
 from zerotouch_plugin.errors import SchemaError
@@ -20,6 +20,14 @@ TREE = {
         "interface": [{"enabled": False, "type": "iana-if-type:ethernetCsmacd", "name": "e0"}]
     },
 }
+
+
+IFACE = (
+    '<interfaces xmlns="urn:ietf:params:xml:ns:yang:ietf-interfaces" '
+    'xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" '
+    'xmlns:t="urn:ietf:params:xml:ns:yang:iana-if-type">'
+    "<interface><name>e0</name><type>t:ethernetCsmacd</type>{}</interface></interfaces>"
+)
 
 
 def _parse(schema: DeviceSchema, xml: str, **kwargs: bool) -> dict[str, object]:
@@ -55,10 +63,34 @@ def test_operation_attributes_become_annotations(schema: DeviceSchema) -> None:
     assert tree == {
         "ietf-system:system": {
             "@": {OPERATION: "replace"},
-            "contact": "",
+            "contact": None,
             "@contact": {OPERATION: "delete"},
         }
     }
+
+
+@pytest.mark.parametrize("text", ["", " \n "])
+@pytest.mark.parametrize("operation", ["delete", "remove"])
+def test_an_empty_leaf_deleted_or_removed_needs_no_value_of_its_type(
+    schema: DeviceSchema, operation: str, text: str
+) -> None:
+    """<enabled nc:operation="delete"/> was parsed as a boolean first and refused with
+    invalid-value: only string leaves could be deleted the usual way (RFC 6241 §7.2)."""
+    stored = _parse(schema, IFACE.format("<enabled>false</enabled>"))
+    base = apply_edit(schema, {}, stored)
+    edit = _parse(
+        schema,
+        IFACE.format(f'<enabled nc:operation="{operation}">{text}</enabled>'),
+        operations=True,
+    )
+    (entry,) = apply_edit(schema, base, edit)["ietf-interfaces:interfaces"]["interface"]
+    assert "enabled" not in entry
+    with pytest.raises(SchemaError, match="boolean"):  # a value, when given, is still checked
+        _parse(
+            schema,
+            IFACE.format(f'<enabled nc:operation="{operation}">x</enabled>'),
+            operations=True,
+        )
 
 
 @pytest.mark.parametrize(
