@@ -308,9 +308,9 @@ def edit_at(
     """Apply ``operation`` to the node at an RFC 8040 resource path; returns the new tree.
 
     ``value`` is the node's own RFC 7951 value (an object for a container or list entry, an
-    array of entries when ``path`` names a whole list or leaf-list, a scalar for a leaf); it is
-    ignored for delete and remove. Ancestors are created as needed except for delete and
-    remove, which fail or do nothing when the target is absent.
+    array of entries when ``path`` names a whole list or leaf-list, which only merge takes, a
+    scalar for a leaf); it is ignored for delete and remove. Ancestors are created as needed
+    except for delete and remove, which fail or do nothing when the target is absent.
     """
     route = list(schema.parse_path(path))
     if not route:
@@ -323,11 +323,25 @@ def edit_at(
     destructive = operation in (Operation.DELETE, Operation.REMOVE)
     ancestors = Operation.NONE if destructive else Operation.MERGE
     edit, whole = _build_edit(schema, route, operation, value)
-    if whole and operation is Operation.REPLACE:
-        tree = apply_edit(schema, tree, _build_edit(schema, route, Operation.REMOVE, None)[0],
-                          default_operation=Operation.NONE)  # fmt: skip
-        edit, _ = _build_edit(schema, route, Operation.MERGE, value)
+    refused = _NOT_ON_A_WHOLE_LIST.get(operation)
+    if whole and refused:
+        # RFC 8040 §3.5: list and leaf-list entries are data resources, a whole list is not.
+        raise SchemaError(
+            f"a whole list or leaf-list is not a data resource and cannot be {refused}: "
+            "name one entry (list=key, leaf-list=value), or edit its parent",
+            path=path,
+        )
     return apply_edit(schema, tree, edit, default_operation=ancestors)
+
+
+# Operations refused on a whole list or leaf-list: what the edit would have done instead of
+# what they mean (a replace merged, a delete did nothing). Merge means the same either way.
+_NOT_ON_A_WHOLE_LIST: dict[Operation, str] = {
+    Operation.REPLACE: "replaced",
+    Operation.CREATE: "created",
+    Operation.DELETE: "deleted",
+    Operation.REMOVE: "removed",
+}
 
 
 def _build_edit(
@@ -349,9 +363,7 @@ def _build_edit(
         last = nxt is None or (i + 2 == len(route) and isinstance(nxt, (EntryKeys, EntryValue)))
         if isinstance(csn, ListNode):
             if nxt is None:
-                if operation in (Operation.DELETE, Operation.REMOVE):
-                    raise SchemaError("delete a list entry by its keys", path=key)
-                entries = _shaped(value, list, "an array of list entries", key)
+                entries = _valued(operation, value, list, "an array of list entries", key) or []
                 obj[key] = [{**_shaped(e, Mapping, "an object", key), "@": ann} for e in entries]
                 return root, True
             if not isinstance(nxt, EntryKeys):

@@ -177,6 +177,37 @@ def test_a_value_of_the_wrong_shape_is_refused_not_read_as_empty(
         edit_at(schema, BASE, path, operation, value)
 
 
+WHOLE = [
+    ("/ietf-interfaces:interfaces/interface", [{"name": "eth9", "type": ETH}]),
+    ("/ietf-system:system/dns-resolver/search", ["c.example"]),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), WHOLE)
+@pytest.mark.parametrize(
+    "operation", [Operation.REPLACE, Operation.CREATE, Operation.DELETE, Operation.REMOVE]
+)
+def test_a_whole_list_or_leaf_list_is_not_replaced_or_deleted(
+    schema: DeviceSchema, path: str, value: Any, operation: Operation
+) -> None:
+    """RFC 8040 §3.5: a replace of a whole leaf-list once merged, a delete did nothing."""
+    tree = apply_edit(
+        schema, BASE, {"ietf-system:system": {"dns-resolver": {"search": ["a.example"]}}}
+    )
+    with pytest.raises(SchemaError, match="not a data resource") as err:
+        edit_at(schema, tree, path, operation, value)
+    assert err.value.path == path
+
+
+@pytest.mark.parametrize(("path", "value"), WHOLE)
+def test_a_whole_list_or_leaf_list_takes_a_merge(
+    schema: DeviceSchema, path: str, value: Any
+) -> None:
+    new = edit_at(schema, BASE, path, Operation.MERGE, value)
+    assert new != BASE
+    assert apply_edit(schema, new, BASE) == new  # what was there is kept
+
+
 @pytest.mark.parametrize("operation", [Operation.DELETE, Operation.REMOVE])
 def test_delete_and_remove_carry_no_value(schema: DeviceSchema, operation: Operation) -> None:
     assert "ietf-system:system" not in edit_at(schema, BASE, "/ietf-system:system", operation)

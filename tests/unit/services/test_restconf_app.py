@@ -40,6 +40,7 @@ XML_HEADERS = {"Content-Type": MEDIA_XML, "Accept": MEDIA_XML}
 RESTCONF_NS = "urn:ietf:params:xml:ns:yang:ietf-restconf"
 SYSTEM_NS = "urn:ietf:params:xml:ns:yang:ietf-system"
 IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+ETHERNET = "iana-if-type:ethernetCsmacd"
 
 STARTUP = {
     "ietf-system:system": {"hostname": "device-1", "location": "lab"},
@@ -482,6 +483,41 @@ async def test_invalid_edit_leaves_datastores_byte_identical(device: Device) -> 
         assert err["error-message"]
     assert device.ds.get(Datastore.RUNNING) == before
     assert startup.read_bytes() == before_file
+
+
+async def test_a_whole_list_or_leaf_list_is_not_replaced_or_deleted(device: Device) -> None:
+    """RFC 8040 §3.5: list and leaf-list entries are data resources, a whole list is not. A PUT
+    of a whole leaf-list once merged its entries, a DELETE answered 204 and deleted nothing."""
+    resolver = "/restconf/data/ietf-system:system/dns-resolver"
+    body = {"ietf-system:dns-resolver": {"search": ["a.example", "b.example"]}}
+    status, _, _ = await device.request("PUT", resolver, body)
+    assert status == 201
+    startup = device.ds.folder / "startup.json"
+    before_file = startup.read_bytes()
+    before = device.ds.get(Datastore.RUNNING)
+    interfaces = "/restconf/data/ietf-interfaces:interfaces/interface"
+    refused = [
+        ("PUT", f"{resolver}/search", {"ietf-system:search": ["c.example"]}),
+        ("DELETE", f"{resolver}/search", None),
+        ("PUT", interfaces, {"ietf-interfaces:interface": [{"name": "e9", "type": ETHERNET}]}),
+        ("DELETE", interfaces, None),
+    ]
+    for method, path, edit in refused:
+        status, _, out = await device.request(method, path, edit)
+        assert status == 400, (method, path, out)
+        err = _error(out)
+        assert err["error-tag"] == "invalid-value"
+        assert "not a data resource" in err["error-message"]
+        assert err["error-path"] == path.removeprefix("/restconf/data")
+    assert device.ds.get(Datastore.RUNNING) == before
+    assert startup.read_bytes() == before_file
+    status, _, _ = await device.request(
+        "PATCH", f"{resolver}/search", {"ietf-system:search": ["c.example"]}
+    )
+    assert status == 204  # a merge means the same on the list as on its entries
+    assert await device.get_json(f"{resolver}/search") == {
+        "ietf-system:search": ["a.example", "b.example", "c.example"]
+    }
 
 
 async def test_error_path_in_xml(device: Device) -> None:
