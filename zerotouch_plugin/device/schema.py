@@ -34,13 +34,15 @@ from yangson.enumerations import ContentType, ValidationScope
 from yangson.exceptions import (
     RawDataError,
     RawTypeError,
+    UnexpectedInput,
     ValidationError,
     YangsonException,
 )
-from yangson.instance import InstanceRoute
+from yangson.instance import EntryKeys, EntryValue, InstanceRoute, ResourceIdParser
 from yangson.schemanode import (
     DataNode,
     InternalNode,
+    LeafListNode,
     ListNode,
     SchemaNode,
     SchemaTreeNode,
@@ -381,11 +383,28 @@ class DeviceSchema:
     def parse_path(self, path: str) -> InstanceRoute:
         """An RFC 8040 §3.5.3 resource identifier (``/mod:a/b=key``) as an InstanceRoute."""
         try:
-            return self.data_model.parse_resource_id(path)
+            return _ResourceIdParser(path, self.data_model.schema).parse()
         except YangsonException as exc:
             raise SchemaError(f"bad resource path: {exc}", path=path) from None
         except AttributeError:  # yangson looks for children of the leaf
             raise SchemaError("bad resource path: a leaf has no children", path=path) from None
+
+
+class _ResourceIdParser(ResourceIdParser):  # type: ignore[misc]
+    """yangson's parser, which refuses a zero-length value after ``=``: RFC 8040 §3.5.3 allows
+    it (``interface=`` names the entry whose key is the empty string, as POST's Location may)."""
+
+    def _key_values(self, sn: ListNode | LeafListNode) -> EntryKeys | EntryValue:
+        if not self.at_end():
+            if self.peek() != "/":
+                return super()._key_values(sn)
+            self.char("/")  # as yangson's: the "/" after the value is read with it
+        if isinstance(sn, LeafListNode):
+            return EntryValue("")
+        if len(sn.keys) != 1:  # several keys: "list=," for two empty values
+            raise UnexpectedInput(self, f"exactly {len(sn.keys)} keys")
+        knode = sn.get_data_child(*sn.keys[0])
+        return EntryKeys({(knode.name, None if knode.ns == sn.ns else knode.ns): ""})
 
 
 class _Cut(list[Any]):

@@ -61,6 +61,24 @@ def test_leaf_list_entry(schema: DeviceSchema) -> None:
     assert other.value is ABSENT
 
 
+def test_a_zero_length_key_or_leaf_list_value(schema: DeviceSchema) -> None:
+    """RFC 8040 §3.5.3: ``list=`` names the entry whose key is the empty string."""
+    tree = {
+        "ietf-system:system": {"dns-resolver": {"search": ["", "example.com"]}},
+        "ietf-interfaces:interfaces": {
+            "interface": [{"name": "", "type": "iana-if-type:ethernetCsmacd", "description": "x"}]
+        },
+    }
+    entry = resolve_path(schema, tree, "/ietf-interfaces:interfaces/interface=")
+    assert entry.entry
+    assert entry.value["description"] == "x"
+    leaf = resolve_path(schema, tree, "/ietf-interfaces:interfaces/interface=/description")
+    assert (leaf.value, leaf.present) == ("x", True)
+    item = resolve_path(schema, tree, "/ietf-system:system/dns-resolver/search=")
+    assert (item.item, item.value, item.present) == ("", "", True)
+    assert resolve_path(schema, TREE, "/ietf-interfaces:interfaces/interface=").value is ABSENT
+
+
 def test_absent_non_presence_container_reads_as_empty(schema: DeviceSchema) -> None:
     # RFC 7950 §7.5.1: it exists whenever its parent does, but it is not in the tree.
     target = resolve_path(schema, {"ietf-system:system": {}}, "/ietf-system:system/clock")

@@ -520,6 +520,31 @@ async def test_a_whole_list_or_leaf_list_is_not_replaced_or_deleted(device: Devi
     }
 
 
+async def test_an_entry_with_an_empty_key(device: Device) -> None:
+    """RFC 8040 §3.5.3: a key may be the empty string, ``interface=``; such an entry was made
+    only by PATCH, and could then be neither read nor deleted."""
+    entry = {"name": "", "type": ETHERNET}
+    status, headers, body = await device.request(
+        "POST", "/restconf/data/ietf-interfaces:interfaces", {"ietf-interfaces:interface": [entry]}
+    )
+    assert status == 201, body
+    path = "/restconf/data/ietf-interfaces:interfaces/interface="
+    assert headers["Location"].endswith("/ietf-interfaces:interface=")
+    assert await device.get_json(path) == {"ietf-interfaces:interface": [entry]}
+    status, _, body = await device.request(
+        "PUT", f"{path}/description", {"ietf-interfaces:description": "no name"}
+    )
+    assert status == 201, body
+    status, _, _ = await device.request("DELETE", path)
+    assert status == 204
+    status, _, _ = await device.request("GET", path)
+    assert status == 404
+    assert [
+        e["name"]
+        for e in device.ds.get(Datastore.RUNNING)["ietf-interfaces:interfaces"]["interface"]
+    ] == ["eth0"]
+
+
 async def test_error_path_in_xml(device: Device) -> None:
     xml = f'<system xmlns="{SYSTEM_NS}"><hostname>ok</hostname><colour>red</colour></system>'
     status, _, body = await device.request(
