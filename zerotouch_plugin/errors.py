@@ -15,6 +15,7 @@ from typing import ClassVar
 __all__ = [
     "AccessDenied",
     "ArtifactKindMismatch",
+    "BadElement",
     "CertificateError",
     "ConfigError",
     "Conflict",
@@ -158,6 +159,13 @@ class SchemaError(RemoteError):
     """Well-formed data that breaks its YANG schema: ``path`` names the node, message the rule."""
 
     reason = "schema-error"
+
+
+class BadElement(SchemaError):
+    """An element that may not be there, such as data of a second case of one choice
+    (RFC 7950 §8.3.1, RFC 6241 Appendix A)."""
+
+    netconf_tag = "bad-element"
 
 
 class ArtifactKindMismatch(RemoteError):

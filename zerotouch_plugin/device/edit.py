@@ -34,7 +34,7 @@ from yangson.schemanode import (
 
 from zerotouch_plugin.device.keyindex import adopt, entry_key, key_index
 from zerotouch_plugin.device.schema import DeviceSchema, key_members
-from zerotouch_plugin.errors import Conflict, NotFound, SchemaError
+from zerotouch_plugin.errors import BadElement, Conflict, NotFound, SchemaError
 
 __all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "member_node"]
 
@@ -85,6 +85,23 @@ def _cases(node: SchemaNode, parent: InternalNode) -> dict[int, SchemaNode]:
     return res
 
 
+_VALUELESS = frozenset({Operation.DELETE, Operation.REMOVE})  # these take data away
+
+
+def _one_case(
+    taken: dict[int, tuple[SchemaNode, str]], mine: dict[int, SchemaNode], key: str, path: str
+) -> None:
+    """RFC 7950 §8.3.1: data of more than one case of a choice in one edit is bad-element
+    (a case only replaces the other cases' nodes already stored)."""
+    for choice, branch in mine.items():
+        first, member = taken.setdefault(choice, (branch, key))
+        if first is not branch:
+            raise BadElement(
+                f"{key} and {member} are in different cases of one choice: send one",
+                path=path,
+            )
+
+
 def _entry_path(path: str, key: str, keys: Mapping[str, Any]) -> str:
     sel = "".join(f"[{k}={json.dumps(v)}]" for k, v in keys.items())
     return f"{path}/{key}{sel}"
@@ -103,6 +120,7 @@ class _Editor:
         path: str,
     ) -> Tree:
         result: Tree = dict(target or {})
+        cases: dict[int, tuple[SchemaNode, str]] = {}  # id(choice) -> (branch, member) of edit
         for member, value in edit.items():
             if member.startswith("@"):
                 continue
@@ -113,6 +131,10 @@ class _Editor:
                 )
             annotation = edit.get("@" + member)
             cpath = f"{path}/{key}"
+            container = isinstance(csn, ContainerNode) and isinstance(value, Mapping)
+            own = value.get("@") if container else annotation
+            if not (isinstance(own, Mapping) and own.get(OPERATION) in _VALUELESS):
+                _one_case(cases, _cases(csn, sn), key, cpath)
             if isinstance(csn, ListNode):
                 self.edit_list(csn, result, key, value, inherited, cpath)
             elif isinstance(csn, LeafListNode):

@@ -9,7 +9,7 @@ import pytest
 
 from zerotouch_plugin.device.edit import OPERATION, Operation, apply_edit, edit_at
 from zerotouch_plugin.device.schema import DeviceSchema
-from zerotouch_plugin.errors import Conflict, NotFound, SchemaError
+from zerotouch_plugin.errors import BadElement, Conflict, NotFound, SchemaError
 
 ETH = "iana-if-type:ethernetCsmacd"
 
@@ -275,3 +275,30 @@ def test_edit_cost_grows_with_the_edit(schema: DeviceSchema) -> None:
         apply_edit(schema, tree, _ifaces({"name": f"new{i}", "type": ETH}))
     assert (time.perf_counter() - started) / 20 < 0.2
     assert len(tree["ietf-interfaces:interfaces"]["interface"]) == 20_000
+
+
+def _clock(**members: Any) -> dict[str, Any]:
+    return {"ietf-system:system": {"clock": members}}
+
+
+def test_data_of_two_cases_of_one_choice_in_one_edit_is_bad_element(
+    schema: DeviceSchema,
+) -> None:
+    """RFC 7950 §8.3.1: the edit was taken, the last case silently kept, where validate of
+    the same data refused it. A case still replaces the other case's stored nodes, and a
+    delete of one case beside data of the other is a change of case, not two cases."""
+    stored = apply_edit(schema, {}, _clock(**{"timezone-name": "Europe/Paris"}))
+    both = _clock(**{"timezone-name": "UTC", "timezone-utc-offset": 60})
+    with pytest.raises(BadElement, match="different cases of one choice") as caught:
+        apply_edit(schema, stored, both)
+    assert caught.value.netconf_tag == "bad-element" and caught.value.http_status == 400
+    switched = apply_edit(schema, stored, _clock(**{"timezone-utc-offset": 60}))
+    assert switched["ietf-system:system"]["clock"] == {"timezone-utc-offset": 60}
+    explicit = _clock(
+        **{
+            "timezone-name": "",
+            "@timezone-name": {OPERATION: "delete"},
+            "timezone-utc-offset": 60,
+        }
+    )
+    assert apply_edit(schema, stored, explicit) == switched
