@@ -545,6 +545,64 @@ async def test_an_entry_with_an_empty_key(device: Device) -> None:
     ] == ["eth0"]
 
 
+_DELETE = {"ietf-netconf:operation": "delete"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        # RFC 8040 §4.6.1: a plain patch merges; an annotation once made it delete.
+        ("PATCH", "/restconf/data/ietf-system:system", {"ietf-system:system": {"@": _DELETE}}),
+        (
+            "PATCH",
+            "/restconf/data/ietf-system:system",
+            {"ietf-system:system": {"location": "x", "@location": _DELETE}},
+        ),
+        (
+            "PATCH",
+            "/restconf/data/ietf-interfaces:interfaces",
+            {"ietf-interfaces:interfaces": {"interface": [{"name": "eth0", "@": _DELETE}]}},
+        ),
+        (
+            "PATCH",
+            "/restconf/data/ietf-system:system",
+            {"ietf-system:system": {"@": [1], "@contact": 5, "@no": {"x:y": 1}, "contact": "c"}},
+        ),
+        (
+            "PUT",
+            "/restconf/data",
+            {"ietf-restconf:data": {"ietf-system:system": {"hostname": "h", "@": _DELETE}}},
+        ),
+        (
+            "POST",
+            "/restconf/data/ietf-system:system",
+            {"ietf-system:contact": "c", "@ietf-system:contact": {"x:y": 1}},
+        ),
+        (
+            "POST",
+            "/restconf/operations/zerotouch-bootstrap:restart-bootstrap",
+            {"zerotouch-bootstrap:input": {"@": {"x:y": 1}}},
+        ),
+    ],
+)
+async def test_metadata_annotations_refused_and_change_nothing(
+    device: Device, method: str, path: str, body: dict[str, Any]
+) -> None:
+    """RFC 7952 §5: "@" members are annotations, and no module defines one a RESTCONF
+    client may send; they were read as NETCONF edit operations or skipped unchecked."""
+    startup = device.ds.folder / "startup.json"
+    before_file = startup.read_bytes()
+    before = device.ds.get(Datastore.RUNNING)
+    status, _, out = await device.request(method, path, body)
+    assert status == 400, out
+    err = _error(out)
+    assert err["error-tag"] == "invalid-value"
+    assert "metadata member '@" in err["error-message"]
+    assert device.ds.get(Datastore.RUNNING) == before
+    assert startup.read_bytes() == before_file
+    assert device.calls == []
+
+
 async def test_error_path_in_xml(device: Device) -> None:
     xml = f'<system xmlns="{SYSTEM_NS}"><hostname>ok</hostname><colour>red</colour></system>'
     status, _, body = await device.request(

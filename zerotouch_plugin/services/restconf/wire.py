@@ -26,6 +26,7 @@ from zerotouch_plugin.errors import (
     MethodNotAllowed,
     NotAcceptable,
     PayloadTooLarge,
+    SchemaError,
     UnsupportedMediaType,
     ZerotouchError,
 )
@@ -147,9 +148,31 @@ def parse_json(body: bytes) -> Any:
     """ValueError also covers integers of more digits than Python converts (4300) and
     nesting past ``_json.MAX_DEPTH``: both are the client's."""
     try:
-        return bounded_loads(body)
+        doc = bounded_loads(body)
     except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    _refuse_metadata(doc)
+    return doc
+
+
+def _refuse_metadata(doc: Any) -> None:
+    """RFC 7952 §3, §5: an ``@`` member is metadata, valid only for an annotation a module
+    defines, and none the device implements defines one a client may send. The edit engine
+    reads ``ietf-netconf:operation`` in them (NETCONF's edit-config, RFC 6241 §7.2), which
+    would turn a plain-patch merge (RFC 8040 §4.6.1) into a delete: refused before any edit."""
+    stack: list[tuple[Any, str]] = [(doc, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name.startswith("@"):
+                    raise SchemaError(
+                        f"metadata member {name!r} in the body (at {where or '/'}): RESTCONF "
+                        "takes plain data here, without RFC 7952 annotations"
+                    )
+                stack.append((value, f"{where}/{name}"))
+        elif isinstance(node, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
 
 
 def single_member(doc: Any) -> tuple[str, Any]:
