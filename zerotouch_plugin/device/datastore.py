@@ -10,8 +10,9 @@ fails. Writes are serialised by one asyncio lock; the edit and its validation ru
 under it, so reads and other sessions are served meanwhile, and a write whose validation would
 check more than ``edit_budget`` list entries is refused before it starts (``PayloadTooLarge``).
 NETCONF-style locks (RFC 6241 §7.5) are held per datastore by a session id and checked on
-every write, whichever protocol makes it. Serialisations of an unchanged datastore are cached
-(``memo``) so reads cost no rebuild.
+every write, whichever protocol makes it; a write to several datastores (RESTCONF's running and
+startup) is refused whole when any of them is locked. Serialisations of an unchanged datastore
+are cached (``memo``) so reads cost no rebuild.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import asyncio
 import copy
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zerotouch_plugin._files import write_atomic
+from zerotouch_plugin._files import discard, stage, sync_folder, write_atomic
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.device.types import RpcFunction, Tree
@@ -201,12 +203,18 @@ class Datastores:
         *,
         session_id: int,
         test_only: bool = False,
+        also: tuple[Datastore, ...] = (),
     ) -> Tree:
         """Read-modify-write under the write lock: ``change`` gets the current tree (shared,
         do not mutate) and returns the new one, which is validated and committed unless
-        ``test_only``. ``change`` and the validation run in a thread. Returns the new tree."""
+        ``test_only``. ``change`` and the validation run in a thread. Returns the new tree.
+
+        ``also``: datastores that take the new tree in the same commit (RFC 8040 §1.4: startup
+        follows running); a lock on any of them refuses the whole write."""
+        targets = (ds, *also)
         async with self._write:
-            self.check_writable(ds, session_id)
+            for target in targets:
+                self.check_writable(target, session_id)
             current = self._trees[ds]
 
             def changed() -> Tree:
@@ -217,17 +225,38 @@ class Datastores:
             new = await asyncio.to_thread(changed)
             if test_only:
                 return new
-            await self._install(ds, new, session_id)
-        self._notify(ds)
+            await self._install(targets, new, session_id)
+        for target in targets:
+            self._notify(target)
         return new
 
-    async def _install(self, ds: Datastore, tree: Tree, session_id: int) -> None:
-        """Make a valid ``tree`` the content of ``ds``, under the write lock."""
-        self.check_writable(ds, session_id)  # again: a lock may have been taken meanwhile
-        if ds is Datastore.STARTUP:
-            await self._persist(tree)
-        self._trees[ds] = tree
-        self._versions[ds] += 1
+    async def _install(self, targets: tuple[Datastore, ...], tree: Tree, session_id: int) -> None:
+        """Make a valid ``tree`` the content of ``targets``, under the write lock.
+
+        ``lock`` does not wait for the write lock, so nothing awaits between the last lock
+        check and the last change: a lock is granted before the whole commit (which it then
+        refuses) or after it, never between running and startup. Startup is staged first and
+        only renamed into place then."""
+        staged = await self._stage(tree) if Datastore.STARTUP in targets else []
+        try:
+            for ds in targets:
+                self.check_writable(ds, session_id)  # again: a lock may have been taken meanwhile
+            for name in staged:
+                os.replace(name, self.startup_path)
+        except OSError as exc:
+            discard(staged)
+            raise StorageError(f"cannot write {self.startup_path}: {exc}") from exc
+        except BaseException:
+            discard(staged)
+            raise
+        for ds in targets:
+            self._trees[ds] = tree
+            self._versions[ds] += 1
+        if staged:
+            try:
+                await asyncio.to_thread(sync_folder, self.folder)
+            except OSError as exc:
+                raise StorageError(f"cannot make {self.startup_path} durable: {exc}") from exc
 
     async def copy(self, source: Datastore, target: Datastore, *, session_id: int) -> None:
         """copy-config between configuration datastores (RFC 6241 §7.3). The source is valid
@@ -235,7 +264,7 @@ class Datastores:
         if source is Datastore.OPERATIONAL:
             raise UnsupportedOperation("the operational datastore is not a configuration")
         async with self._write:
-            await self._install(target, self._trees[source], session_id)
+            await self._install((target,), self._trees[source], session_id)
         self._notify(target)
 
     async def delete(self, ds: Datastore, *, session_id: int) -> None:
@@ -244,13 +273,15 @@ class Datastores:
             raise UnsupportedOperation(f"delete-config is not allowed on {ds} (RFC 6241 §7.4)")
         await self.commit(ds, {}, session_id=session_id)
 
-    async def _persist(self, tree: Tree) -> None:
-        def write() -> None:
+    async def _stage(self, tree: Tree) -> list[str]:
+        """``tree`` written and fsynced beside ``startup.json`` (in a thread), to rename."""
+
+        def write() -> list[str]:
             data = json.dumps(tree, indent=2, sort_keys=True).encode() + b"\n"
-            write_atomically(self.startup_path, data)
+            return stage([(self.startup_path, data, 0o600)])
 
         try:
-            await asyncio.to_thread(write)
+            return await asyncio.to_thread(write)
         except OSError as exc:
             raise StorageError(f"cannot write {self.startup_path}: {exc}") from exc
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from zerotouch_plugin._files import stage
 from zerotouch_plugin.device.datastore import STARTUP_FILE, Datastore, Datastores, write_atomically
 from zerotouch_plugin.device.edit import apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
@@ -273,12 +274,39 @@ async def test_a_failed_startup_write_changes_nothing(
 ) -> None:
     ds = Datastores(schema, tmp_path)
 
-    def fail(_path: Path, _data: bytes) -> None:
+    def fail(_files: object) -> list[str]:
         raise OSError("disk full")
 
-    monkeypatch.setattr("zerotouch_plugin.device.datastore.write_atomically", fail)
+    monkeypatch.setattr("zerotouch_plugin.device.datastore.stage", fail)
     version = ds.version(Datastore.STARTUP)
     with pytest.raises(StorageError, match="disk full"):
         await ds.commit(Datastore.STARTUP, CONFIG, session_id=1)
     assert ds.view(Datastore.STARTUP) == {}
     assert ds.version(Datastore.STARTUP) == version
+
+
+async def test_a_lock_taken_while_startup_is_staged_refuses_the_whole_write(
+    schema: DeviceSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 8040 §1.4: running and startup change in one commit; a NETCONF lock taken before
+    its end (here: while startup.json is written) refuses both, and no temporary is left."""
+    (tmp_path / STARTUP_FILE).write_text(json.dumps(CONFIG))
+    ds = Datastores(schema, tmp_path)
+    real_stage = stage
+
+    def stage_then_lock(files: list[tuple[Path, bytes, int]]) -> list[str]:
+        ds.lock(Datastore.STARTUP, 7)  # the loop waits for this thread: no race
+        return real_stage(files)
+
+    monkeypatch.setattr("zerotouch_plugin.device.datastore.stage", stage_then_lock)
+    with pytest.raises(InUse, match="startup is locked by session 7"):
+        await ds.modify(
+            Datastore.RUNNING,
+            lambda t: apply_edit(schema, t, {"ietf-system:system": {"location": "lab"}}),
+            session_id=1,
+            also=(Datastore.STARTUP,),
+        )
+    assert ds.get(Datastore.RUNNING) == CONFIG
+    assert ds.get(Datastore.STARTUP) == CONFIG
+    assert json.loads((tmp_path / STARTUP_FILE).read_text()) == CONFIG
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STARTUP_FILE]

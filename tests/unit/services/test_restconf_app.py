@@ -652,6 +652,46 @@ async def test_startup_lock_blocks_restconf_writes(device: Device) -> None:
     assert "contact" not in device.ds.get(Datastore.RUNNING)["ietf-system:system"]
 
 
+async def test_a_startup_lock_taken_mid_write_refuses_it_whole(
+    device: Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NETCONF session locked startup while a PATCH was validated: the PATCH answered 409
+    but had changed running, and startup no longer followed it (RFC 8040 §1.4)."""
+    startup = device.ds.folder / "startup.json"
+    before_file = startup.read_bytes()
+    before = device.ds.get(Datastore.RUNNING)
+    validate = device.ds.schema.validate
+
+    def validate_then_lock(*args: Any, **kwargs: Any) -> None:
+        device.ds.lock(Datastore.STARTUP, 6)  # the loop waits for this thread: no race
+        validate(*args, **kwargs)
+
+    monkeypatch.setattr(device.ds.schema, "validate", validate_then_lock)
+    patch = {"ietf-system:system": {"contact": "x"}}
+    status, _, body = await device.request("PATCH", "/restconf/data/ietf-system:system", patch)
+    assert status == 409
+    assert _error(body)["error-message"] == "startup is locked by session 6"
+    assert device.ds.get(Datastore.RUNNING) == before
+    assert startup.read_bytes() == before_file
+
+
+async def test_a_lock_taken_as_running_changes_finds_startup_following(device: Device) -> None:
+    """The first moment another session can act after running changes (a change listener)
+    used to fall between running's commit and startup's copy: 409, startup left behind."""
+
+    def lock_startup(ds: Datastore, _tree: Mapping[str, Any]) -> None:
+        if ds is Datastore.RUNNING:
+            device.ds.lock(Datastore.STARTUP, 6)
+
+    device.ds.subscribe(lock_startup)
+    patch = {"ietf-system:system": {"contact": "x"}}
+    status, _, body = await device.request("PATCH", "/restconf/data/ietf-system:system", patch)
+    assert status == 204, body
+    on_disk = json.loads((device.ds.folder / "startup.json").read_text())
+    assert on_disk == device.ds.get(Datastore.RUNNING)
+    assert on_disk["ietf-system:system"]["contact"] == "x"
+
+
 # -- operations ------------------------------------------------------------------------------
 
 

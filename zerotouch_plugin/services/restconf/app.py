@@ -292,13 +292,10 @@ class _Restconf:
     # -- writing -----------------------------------------------------------------------
 
     async def write(self, change: Callable[[Tree], Mapping[str, Any]]) -> None:
-        """Apply ``change`` to running under the datastores' write lock; startup follows."""
-        sid = RESTCONF_SESSION_ID
-        if self.state.startup_follows:
-            self.ds.check_writable(Datastore.STARTUP, sid)
-        await self.ds.modify(Datastore.RUNNING, change, session_id=sid)
-        if self.state.startup_follows:
-            await self.ds.copy(Datastore.RUNNING, Datastore.STARTUP, session_id=sid)
+        """Apply ``change`` to running under the datastores' write lock; startup follows in
+        the same commit (RFC 8040 §1.4), so a lock on either refuses the write whole."""
+        also = (Datastore.STARTUP,) if self.state.startup_follows else ()
+        await self.ds.modify(Datastore.RUNNING, change, session_id=RESTCONF_SESSION_ID, also=also)
 
     async def body_value(self, request: web.Request, target: Target) -> Any:
         """The RFC 7951 value the body gives for the target node (RFC 8040 §4.5, §4.6)."""
