@@ -278,6 +278,24 @@ async def test_report_all_is_worked_out_off_the_event_loop_once_per_version(
     assert runs == 2
 
 
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("depth=1&depth=unbounded", "depth"),
+        ("content=config&content=nonconfig", "content"),
+        ("with-defaults=explicit&with-defaults=report-all", "with-defaults"),
+        ("depth=2&depth=2", "depth"),
+    ],
+)
+async def test_a_repeated_query_parameter_is_refused(device: Device, query: str, name: str) -> None:
+    """RFC 8040 §4.8: each parameter appears at most once; the last one used to win."""
+    status, _, body = await device.request("GET", f"/restconf/data/ietf-system:system?{query}")
+    assert status == 400, body
+    err = _error(body)
+    assert err["error-tag"] == "invalid-value"
+    assert err["error-message"] == f"query parameter {name!r} is given more than once"
+
+
 async def test_head_and_options(device: Device) -> None:
     status, headers, body = await device.request("HEAD", "/restconf/data/ietf-system:system")
     assert status == 200

@@ -218,6 +218,8 @@ class _Restconf:
         for name in request.query:
             if name not in allowed:
                 raise InvalidParameter(f"query parameter {name!r} is not supported here")
+            if len(request.query.getall(name)) > 1:  # RFC 8040 §4.8: each at most once
+                raise InvalidParameter(f"query parameter {name!r} is given more than once")
 
     def render(
         self, request: web.Request, status: int, doc: Tree, target: Target | None = None
