@@ -37,6 +37,7 @@ __all__ = [
     "PayloadTooLarge",
     "PeerRpcError",
     "PolicyRefused",
+    "PreconditionFailed",
     "RemoteError",
     "ReplayedRequest",
     "ResourceExists",
@@ -314,6 +315,15 @@ class LockNotHeld(RemoteError):
 
     reason = "lock-not-held"
     http_status = 409
+    netconf_tag = "operation-failed"
+
+
+class PreconditionFailed(RemoteError):
+    """A conditional request (If-Match, If-Unmodified-Since) whose condition is false: the
+    method is not performed (RFC 9110 §13.1; RFC 8040 §7 lists 412 under operation-failed)."""
+
+    reason = "precondition-failed"
+    http_status = 412
     netconf_tag = "operation-failed"
 
 

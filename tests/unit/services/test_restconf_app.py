@@ -710,6 +710,73 @@ async def test_a_lock_taken_as_running_changes_finds_startup_following(device: D
     assert on_disk["ietf-system:system"]["contact"] == "x"
 
 
+async def test_etags_differ_per_encoding(device: Device) -> None:
+    """RFC 9110 §8.8.3: a strong entity-tag is per representation; JSON and XML shared one."""
+    _, as_json, _ = await device.request("GET", "/restconf/data/ietf-system:system")
+    _, as_xml, _ = await device.request(
+        "GET", "/restconf/data/ietf-system:system", None, XML_HEADERS
+    )
+    assert as_json["ETag"].startswith('"')
+    assert as_xml["ETag"].startswith('"')
+    assert as_json["ETag"] != as_xml["ETag"]
+
+
+async def test_a_false_precondition_refuses_the_write(device: Device) -> None:
+    """RFC 8040 §3.4.1, RFC 9110 §13.1.1/§13.1.4: If-Match and If-Unmodified-Since were
+    ignored, so a stale client overwrote a newer change."""
+    startup = device.ds.folder / "startup.json"
+    before_file = startup.read_bytes()
+    before = device.ds.get(Datastore.RUNNING)
+    _, headers, _ = await device.request("GET", "/restconf/data/ietf-system:system")
+    etag = headers["ETag"]
+    host = "/restconf/data/ietf-system:system/hostname"
+    refused: list[tuple[str, str, dict[str, str], dict[str, str] | None]] = [
+        ("PUT", host, {"If-Match": '"stale-etag"'}, {"ietf-system:hostname": "x"}),
+        ("PUT", host, {"If-Match": f"W/{etag}"}, {"ietf-system:hostname": "x"}),  # weak: never
+        (
+            "PUT",
+            host,
+            {"If-Unmodified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"},
+            {"ietf-system:hostname": "x"},
+        ),
+        ("DELETE", host, {"If-Match": '"stale-etag"'}, None),
+        (  # "*" needs the resource to exist: there is no contact
+            "PUT",
+            "/restconf/data/ietf-system:system/contact",
+            {"If-Match": "*"},
+            {"ietf-system:contact": "x"},
+        ),
+    ]
+    for method, path, extra, body in refused:
+        status, _, out = await device.request(method, path, body, {**JSON_HEADERS, **extra})
+        assert status == 412, (method, extra, out)
+        err = _error(out)
+        assert err["error-tag"] == "operation-failed"
+        assert err["error-type"] == "protocol"
+        assert "read it again" in err["error-message"]
+    assert device.ds.get(Datastore.RUNNING) == before
+    assert startup.read_bytes() == before_file
+
+
+async def test_a_true_precondition_lets_the_write_through(device: Device) -> None:
+    path = "/restconf/data/ietf-system:system/hostname"
+
+    async def put(hostname: str, extra: dict[str, str]) -> int:
+        body = {"ietf-system:hostname": hostname}
+        status, _, _ = await device.request("PUT", path, body, {**JSON_HEADERS, **extra})
+        return status
+
+    assert await put("a", {"If-Match": "*"}) == 204
+    assert await put("b", {"If-Unmodified-Since": "not a date"}) == 204  # ignored (§13.1.4)
+    _, headers, _ = await device.request("GET", path, None, XML_HEADERS)
+    xml_etag = headers["ETag"]
+    assert await put("c", {"If-Match": f'"other", {xml_etag}'}) == 204  # either encoding's tag
+    assert await put("d", {"If-Match": xml_etag}) == 412  # the write made it stale
+    _, headers, _ = await device.request("GET", path)
+    assert await put("e", {"If-Unmodified-Since": headers["Last-Modified"]}) == 204
+    assert await device.get_json(path) == {"ietf-system:hostname": "e"}
+
+
 # -- operations ------------------------------------------------------------------------------
 
 

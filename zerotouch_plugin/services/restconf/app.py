@@ -38,12 +38,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
@@ -90,6 +91,7 @@ from zerotouch_plugin.errors import (
     MethodNotAllowed,
     NotAcceptable,
     PayloadTooLarge,
+    PreconditionFailed,
     ResourceExists,
     ResourceMissing,
     SchemaError,
@@ -154,6 +156,12 @@ class _State:
 
 
 _STATE = web.AppKey("restconf_state", _State)
+
+# RFC 9110 §8.8.3: a strong entity-tag differs between representations, so each encoding of
+# the datastore has its own.
+_ETAG_SUFFIX: Mapping[Media, str] = {Media.JSON: "json", Media.XML: "xml"}
+# One entity-tag of an If-Match list (RFC 9110 §8.8.3, §13.1.1): weak flag, opaque-tag.
+_ENTITY_TAG = re.compile(r'\s*(W/)?("[^"]*")\s*(?:,|$)')
 
 # aiohttp's own refusals (router, body limit) as the errors they stand for.
 _HTTP_ERRORS: Mapping[type[web.HTTPException], Callable[[web.Request], ZerotouchError]] = {
@@ -285,19 +293,68 @@ class _Restconf:
             doc = {target.qualified: value}
         response = self.render(request, 200, doc, target)
         # RFC 8040 §3.4.1: entity-tag and timestamp of the running datastore.
-        response.headers["ETag"] = (
-            f'"{self.schema.content_id}-{self.ds.version(Datastore.RUNNING)}"'
-        )
-        response.headers["Last-Modified"] = format_datetime(self.state.last_modified, usegmt=True)
+        response.headers["ETag"] = self.etag(self.response_media(request))
+        response.headers["Last-Modified"] = self.last_modified()
         return response
+
+    def etag(self, media: Media) -> str:
+        version = self.ds.version(Datastore.RUNNING)
+        return f'"{self.schema.content_id}-{version}-{_ETAG_SUFFIX[media]}"'
+
+    def last_modified(self) -> str:
+        return format_datetime(self.state.last_modified, usegmt=True)
+
+    def check_precondition(self, request: web.Request, exists: bool) -> None:
+        """RFC 8040 §3.4.1 and RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since, against
+        what a GET of the running datastore answers now; false: 412 and nothing changes."""
+        if_match = request.headers.get("If-Match")
+        if if_match is not None:
+            if not self._matches(if_match, exists):
+                raise PreconditionFailed(
+                    f"If-Match {if_match!r} is not the entity-tag of the running datastore, now "
+                    f"{self.etag(Media.JSON)} (JSON) or {self.etag(Media.XML)} (XML): read it again"
+                )
+            return
+        since = request.headers.get("If-Unmodified-Since")
+        try:
+            limit = parsedate_to_datetime(since) if since is not None else None
+        except (TypeError, ValueError):
+            limit = None  # RFC 9110 §13.1.4: not an HTTP-date, ignored
+        if limit is None:
+            return
+        if limit.tzinfo is None:
+            limit = limit.replace(tzinfo=UTC)
+        if self.state.last_modified.replace(microsecond=0) > limit:
+            raise PreconditionFailed(
+                f"the running datastore was modified at {self.last_modified()}, after "
+                f"If-Unmodified-Since {since!r}: read it again"
+            )
+
+    def _matches(self, if_match: str, exists: bool) -> bool:
+        """RFC 9110 §13.1.1: ``*`` matches a resource that exists; otherwise a listed tag must
+        equal a current one by the strong comparison (a weak tag never matches)."""
+        if if_match.strip() == "*":
+            return exists
+        current = {self.etag(media) for media in Media}
+        return any(not weak and tag in current for weak, tag in _ENTITY_TAG.findall(if_match))
 
     # -- writing -----------------------------------------------------------------------
 
-    async def write(self, change: Callable[[Tree], Mapping[str, Any]]) -> None:
+    async def write(
+        self, request: web.Request, target: Target, change: Callable[[Tree], Mapping[str, Any]]
+    ) -> None:
         """Apply ``change`` to running under the datastores' write lock; startup follows in
-        the same commit (RFC 8040 §1.4), so a lock on either refuses the write whole."""
+        the same commit (RFC 8040 §1.4), so a lock on either refuses the write whole. The
+        request's precondition on ``target`` is checked under the lock too: running cannot
+        change between the check and the edit."""
+
+        def checked(tree: Tree) -> Mapping[str, Any]:
+            exists = target.node is None or resolve_path(self.schema, tree, target.path).present
+            self.check_precondition(request, exists)
+            return change(tree)
+
         also = (Datastore.STARTUP,) if self.state.startup_follows else ()
-        await self.ds.modify(Datastore.RUNNING, change, session_id=RESTCONF_SESSION_ID, also=also)
+        await self.ds.modify(Datastore.RUNNING, checked, session_id=RESTCONF_SESSION_ID, also=also)
 
     async def body_value(self, request: web.Request, target: Target) -> Any:
         """The RFC 7951 value the body gives for the target node (RFC 8040 §4.5, §4.6)."""
@@ -354,7 +411,7 @@ class _Restconf:
             )
             return edit_at(self.schema, tree, target.path, Operation.REPLACE, value)
 
-        await self.write(change)
+        await self.write(request, target, change)
         return web.Response(status=201 if created else 204)
 
     async def patch(self, request: web.Request) -> web.Response:
@@ -373,7 +430,7 @@ class _Restconf:
                 )
             return edit_at(self.schema, tree, target.path, Operation.MERGE, value)
 
-        await self.write(change)
+        await self.write(request, target, change)
         return web.Response(status=204)
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -390,7 +447,7 @@ class _Restconf:
                 raise ResourceMissing("no data at this path", path=target.path)
             return edit_at(self.schema, tree, target.path, Operation.DELETE)
 
-        await self.write(change)
+        await self.write(request, target, change)
         return web.Response(status=204)
 
     async def post(self, request: web.Request) -> web.Response:
@@ -431,7 +488,7 @@ class _Restconf:
                 raise ResourceExists("the resource already exists", path=child_path)
             return edit_at(self.schema, tree, child_path, Operation.CREATE, value)
 
-        await self.write(change)
+        await self.write(request, target, change)
         return web.Response(
             status=201, headers={"Location": f"{request.url.origin()}/restconf/data{child_path}"}
         )

@@ -26,6 +26,7 @@ from zerotouch_plugin.errors import (
     MethodNotAllowed,
     NotAcceptable,
     PayloadTooLarge,
+    PreconditionFailed,
     SchemaError,
     UnsupportedMediaType,
     ZerotouchError,
@@ -98,6 +99,7 @@ _ERROR_TYPE: Mapping[type[ZerotouchError], str] = {
     AccessDenied: "protocol",
     MethodNotAllowed: "protocol",
     LockDenied: "protocol",
+    PreconditionFailed: "protocol",
 }
 
 
