@@ -12,8 +12,9 @@ containment nodes are returned. A filter element without a namespace matches any
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from lxml import etree
@@ -28,11 +29,20 @@ from yangson.schemanode import (
 from zerotouch_plugin.device.edit import member_node
 from zerotouch_plugin.device.keyindex import key_index, key_of_values
 from zerotouch_plugin.device.schema import DeviceSchema, key_members
-from zerotouch_plugin.errors import SchemaError
+from zerotouch_plugin.errors import PayloadTooLarge, SchemaError, ZerotouchError
 
-__all__ = ["FilterNode", "apply_subtree_filter", "parse_subtree_filter"]
+__all__ = [
+    "MAX_FILTER_NODES",
+    "MAX_STEPS",
+    "FilterNode",
+    "SubtreeTooCostly",
+    "apply_subtree_filter",
+    "parse_subtree_filter",
+]
 
 Tree = dict[str, Any]
+MAX_FILTER_NODES = 100_000  # elements of one filter: its parsing takes well under a second
+MAX_STEPS = 1_000_000  # steps of one filter: about a second of the event loop at most
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,15 @@ class FilterNode:
 
 
 def parse_subtree_filter(filter_element: etree._Element) -> tuple[FilterNode, ...]:
-    """The filter nodes below a ``<filter type="subtree">`` element."""
+    """The filter nodes below a ``<filter type="subtree">`` element; more than
+    ``MAX_FILTER_NODES`` are refused before they are parsed (RFC 6241 Appendix A: too-big)."""
+    elements = filter_element.iter(etree.Element)
+    if next(islice(elements, MAX_FILTER_NODES + 1, None), None) is not None:
+        raise PayloadTooLarge(
+            f"the subtree filter has more than {MAX_FILTER_NODES} elements: name the entries "
+            "or subtrees wanted more narrowly, or ask for fewer at once",
+            path="/filter",
+        )
     return tuple(_parse(el) for el in filter_element if isinstance(el.tag, str))
 
 
@@ -72,16 +90,43 @@ def _parse(el: etree._Element) -> FilterNode:
 
 
 def apply_subtree_filter(
-    schema: DeviceSchema, tree: Mapping[str, Any], nodes: Sequence[FilterNode]
+    schema: DeviceSchema,
+    tree: Mapping[str, Any],
+    nodes: Sequence[FilterNode],
+    budget: int = MAX_STEPS,
 ) -> Tree:
-    """The part of ``tree`` the filter selects; an empty filter selects nothing (§6.4.2)."""
-    result = _Filter(schema).object(schema.root, tree, nodes, top=True)
+    """The part of ``tree`` the filter selects; an empty filter selects nothing (§6.4.2).
+
+    It runs on the event loop, so its work is counted (``budget`` steps, one per filter node
+    compared with a data node or per node merged) and a filter over it is refused."""
+    result = _Filter(schema, budget).object(schema.root, tree, nodes, top=True)
     return result or {}
 
 
+class SubtreeTooCostly(ZerotouchError):
+    """A subtree filter whose evaluation would take more than its budget of steps (RFC 6241
+    Appendix A: resource-denied, "insufficient resources"), as ``XPathTooCostly``."""
+
+    reason = "subtree-too-costly"
+    http_status = 503
+    netconf_tag = "resource-denied"
+
+
 class _Filter:
-    def __init__(self, schema: DeviceSchema) -> None:
+    def __init__(self, schema: DeviceSchema, budget: int) -> None:
         self.schema = schema
+        self.budget = budget
+        self.steps = 0
+
+    def charge(self, steps: int) -> None:
+        self.steps += steps
+        if self.steps > self.budget:
+            raise SubtreeTooCostly(
+                f"the subtree filter needs more than {self.budget} steps (filter nodes times "
+                "the data nodes they are compared with): name the entries or subtrees wanted "
+                "more narrowly, or ask for fewer at once",
+                path="/filter",
+            )
 
     def matches(self, f: FilterNode, csn: DataNode) -> bool:
         if f.name != csn.name:
@@ -103,6 +148,7 @@ class _Filter:
         self, sn: InternalNode, obj: Mapping[str, Any], nodes: Sequence[FilterNode], top: bool
     ) -> Tree | None:
         members = [(m, *member_node(sn, m)) for m in obj if not m.startswith("@")]
+        self.charge(1 + len(members) * len(nodes))
         content = [f for f in nodes if f.is_content_match]
         for f in content:  # §6.2.5: all content match nodes must be true
             if not any(
@@ -123,40 +169,43 @@ class _Filter:
             if not containers or not isinstance(csn, InternalNode):
                 continue
             if isinstance(csn, ListNode):
-                entries = []
-                for entry in self.candidates(csn, value, containers):
-                    parts = [self.object(csn, entry, f.children, False) for f in containers]
-                    merged = _union(csn, [p for p in parts if p])
-                    if merged:
-                        entries.append(merged)
+                entries = self.entries(csn, value, containers)
                 if entries:
                     result[member] = entries
             else:
                 parts = [self.object(csn, value, f.children, False) for f in containers]
-                merged = _union(csn, [p for p in parts if p])
+                merged = self.union(csn, [p for p in parts if p])
                 if merged:
                     result[member] = merged
         return result
 
-    def candidates(
+    def entries(
         self, sn: ListNode, entries: list[Any], containers: Sequence[FilterNode]
-    ) -> list[Any]:
-        """The entries the containment nodes can select: when each names every key of the
-        list by a content match node, only the entries with those keys (found in the list's
-        key index, so one entry of a long list costs a lookup), else all of them."""
+    ) -> list[Tree]:
+        """The entries the sibling containment nodes of a list select (§6.2.5: OR'ed). A node
+        whose content match nodes name every key can only select the entry with those keys
+        (found in the list's key index), so each entry is matched against the nodes naming
+        it and those naming no key: the cost grows with filter plus data, not their product."""
         names = key_members(sn)
-        if not names:
-            return entries
-        positions: set[int] = set()
-        for f in containers:
-            wanted = self.wanted_key(sn, f)
+        index = key_index(entries, names) if names else {}
+        everywhere: list[int] = []  # positions in ``containers``
+        naming: dict[int, list[int]] = {}  # entry position -> the containers naming its keys
+        for i, f in enumerate(containers):
+            wanted = self.wanted_key(sn, f) if names else _ALL
             if wanted is _ALL:
-                return entries
-            if wanted is not _NONE:
-                at = key_index(entries, names).get(wanted)
-                if at is not None:
-                    positions.add(at)
-        return [entries[i] for i in sorted(positions)]
+                everywhere.append(i)
+            elif wanted is not _NONE and (at := index.get(wanted)) is not None:
+                naming.setdefault(at, []).append(i)
+        self.charge(sum(1 + len(f.children) for f in containers))
+        positions = range(len(entries)) if everywhere else sorted(naming)
+        selected = []
+        for at in positions:
+            chosen = sorted(naming.get(at, []) + everywhere)
+            parts = [self.object(sn, entries[at], containers[i].children, False) for i in chosen]
+            merged = self.union(sn, [p for p in parts if p])
+            if merged:
+                selected.append(merged)
+        return selected
 
     def wanted_key(self, sn: ListNode, f: FilterNode) -> Any:
         """The key values ``f``'s content match nodes require (as the key index holds them),
@@ -175,41 +224,52 @@ class _Filter:
                 return _NONE
         return key_of_values(values[0] if len(values) == 1 else tuple(values))
 
+    def union(self, sn: InternalNode, parts: Sequence[Tree]) -> Tree:
+        """Merge results of several containment nodes for the same data node (§6.2.5: OR)."""
+        if not parts:
+            return {}
+        merged = dict(parts[0])
+        for part in parts[1:]:
+            self.charge(len(part))
+            for member, value in part.items():
+                if member not in merged:
+                    merged[member] = value
+                    continue
+                csn, _ = member_node(sn, member)
+                if isinstance(csn, ListNode):
+                    merged[member] = self.union_entries(csn, merged[member], value)
+                elif isinstance(csn, LeafListNode):
+                    have = set(map(key_of_values, merged[member]))
+                    merged[member] = merged[member] + [
+                        v for v in value if key_of_values(v) not in have
+                    ]
+                elif isinstance(csn, InternalNode) and isinstance(value, dict):
+                    merged[member] = self.union(csn, [merged[member], value])
+        return merged
+
+    def union_entries(self, sn: ListNode, a: list[Tree], b: list[Tree]) -> list[Tree]:
+        """Entries of ``b`` merged into those of ``a`` with the same keys (found by a dict)."""
+        self.charge(len(b))
+        keys = [k if ns == sn.ns else f"{ns}:{k}" for k, ns in sn.keys]
+        if not keys:
+            return a + b
+        out = list(a)
+        at: dict[Hashable, int] = {}
+        for i, entry in enumerate(out):
+            at.setdefault(_entry_id(entry, keys), i)
+        for entry in b:
+            ident = _entry_id(entry, keys)
+            if ident in at:
+                out[at[ident]] = self.union(sn, [out[at[ident]], entry])
+            else:
+                at[ident] = len(out)
+                out.append(entry)
+        return out
+
 
 _ALL = object()  # no key named: every entry is a candidate
 _NONE = object()  # a key value no entry can have
 
 
-def _union(sn: InternalNode, parts: Sequence[Tree]) -> Tree:
-    """Merge results of several containment nodes for the same data node (§6.2.5: OR)."""
-    if not parts:
-        return {}
-    merged = dict(parts[0])
-    for part in parts[1:]:
-        for member, value in part.items():
-            if member not in merged:
-                merged[member] = value
-                continue
-            csn, _ = member_node(sn, member)
-            if isinstance(csn, ListNode):
-                merged[member] = _union_entries(csn, merged[member], value)
-            elif isinstance(csn, LeafListNode):
-                merged[member] = merged[member] + [v for v in value if v not in merged[member]]
-            elif isinstance(csn, InternalNode) and isinstance(value, dict):
-                merged[member] = _union(csn, [merged[member], value])
-    return merged
-
-
-def _union_entries(sn: ListNode, a: list[Tree], b: list[Tree]) -> list[Tree]:
-    keys = [k if ns == sn.ns else f"{ns}:{k}" for k, ns in sn.keys]
-    out = list(a)
-    for entry in b:
-        idx = next(
-            (i for i, e in enumerate(out) if keys and all(e.get(k) == entry.get(k) for k in keys)),
-            None,
-        )
-        if idx is None:
-            out.append(entry)
-        else:
-            out[idx] = _union(sn, [out[idx], entry])
-    return out
+def _entry_id(entry: Tree, keys: Sequence[str]) -> Hashable:
+    return key_of_values(tuple(entry.get(k) for k in keys))
