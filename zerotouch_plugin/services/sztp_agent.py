@@ -303,8 +303,9 @@ class DatastoreOnboarder:
     async def apply_configuration(
         self, configuration: bytes, handling: ConfigurationHandling
     ) -> None:
-        """Validated as a whole before running changes (a refusal changes nothing), then
-        copied to startup so that it survives a restart (RFC 8572 §5.6)."""
+        """Validated as a whole before running changes (a refusal changes nothing), and
+        startup takes it in the same commit so that it survives a restart (RFC 8572 §5.6): a
+        lock on either datastore refuses it whole."""
         tree = self._tree(configuration)
         schema = self.datastores.schema
 
@@ -313,9 +314,9 @@ class DatastoreOnboarder:
                 return tree
             return apply_edit(schema, current, tree)
 
-        stores = self.datastores
-        await stores.modify(Datastore.RUNNING, change, session_id=_SZTP_SESSION_ID)
-        await stores.copy(Datastore.RUNNING, Datastore.STARTUP, session_id=_SZTP_SESSION_ID)
+        await self.datastores.modify(
+            Datastore.RUNNING, change, session_id=_SZTP_SESSION_ID, also=(Datastore.STARTUP,)
+        )
 
     async def install_image(self, path: Path, image: BootImage, sha256: bytes) -> None:
         """The reference device has no image to boot: it records what it would install."""

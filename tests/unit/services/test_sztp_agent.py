@@ -12,7 +12,7 @@ import pytest
 from zerotouch_plugin.artifacts.sztp import BootImage, ConfigurationHandling
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema, load_device_schema
-from zerotouch_plugin.errors import InvalidInput, SchemaError
+from zerotouch_plugin.errors import InvalidInput, LockDenied, SchemaError
 from zerotouch_plugin.services.sztp_agent import IMAGE_RECORD, DatastoreOnboarder, discard_leftovers
 
 SYSTEM = "ietf-system:system"
@@ -47,6 +47,21 @@ async def test_replace_drops_what_it_does_not_name(onboarder: DatastoreOnboarder
     xml = b'<system xmlns="urn:ietf:params:xml:ns:yang:ietf-system"><hostname>x</hostname></system>'
     await onboarder.apply_configuration(xml, ConfigurationHandling.REPLACE)
     assert _running(onboarder)[SYSTEM] == {"hostname": "x"}
+
+
+async def test_a_locked_startup_refuses_the_configuration_whole(
+    onboarder: DatastoreOnboarder,
+) -> None:
+    """Running changed first and the copy to a locked startup failed after it: the device
+    then ran a configuration that a restart would lose."""
+    before = _running(onboarder)
+    onboarder.datastores.lock(Datastore.STARTUP, session_id=7)
+    with pytest.raises(LockDenied):
+        await onboarder.apply_configuration(
+            json.dumps({SYSTEM: {"hostname": "new"}}).encode(), ConfigurationHandling.MERGE
+        )
+    assert _running(onboarder) == before
+    assert not (onboarder.folder / "startup.json").exists()
 
 
 @pytest.mark.parametrize(
