@@ -280,6 +280,13 @@ def test_device_without_a_response_is_told_so(lab: Lab) -> None:
         (b"{", JSON, 400, "malformed-message"),
         (b'{"ietf-sztp-bootstrap-server:input": {"bogus": 1}}', JSON, 400, "invalid-value"),
         (b'{"ietf-sztp-bootstrap-server:input": {"nonce": "AA=="}}', JSON, 400, "invalid-value"),
+        (
+            b'{"ietf-sztp-bootstrap-server:input":'
+            b' {"ietf-sztp-bootstrap-server:signed-data-preferred": [null]}}',
+            JSON,
+            400,
+            "invalid-value",
+        ),
         (b"<input xmlns='urn:x'/>", XML, 400, "invalid-value"),
         (b"<!DOCTYPE a [<!ENTITY b 'c'>]><a>&b;</a>", XML, 400, "malformed-message"),
         (SIGNED_INPUT, "text/plain", 415, "invalid-value"),

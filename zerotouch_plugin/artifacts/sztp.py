@@ -320,6 +320,7 @@ def _check(node: InternalNode, inner: Mapping[str, Any], where: str) -> None:
     """Validate ``inner`` (unqualified RFC 7951 members) as the content of ``node``."""
     if _VALIDATED.get():
         return
+    _simple_names(inner, where)
     try:
         value = node.from_raw(dict(inner))
         local = ObjectValue({k.split(":", 1)[-1]: v for k, v in value.items()}, value.timestamp)
@@ -332,6 +333,26 @@ def _check(node: InternalNode, inner: Mapping[str, Any], where: str) -> None:
         raise SchemaError(f"schema violation: {rule}", path=where + route) from None
     except YangsonException as exc:
         raise SchemaError(f"schema violation: {exc}", path=where) from None
+
+
+def _simple_names(raw: Any, where: str) -> None:
+    """Refuse module-qualified members below the top level: the objects are built by simple
+    name, so a qualified member would be validated and then ignored."""
+    if isinstance(raw, Mapping):
+        for name, value in raw.items():
+            path = f"{where}/{name}"
+            if ":" in name:
+                # RFC 7951 §4: a member of its parent's module uses the simple name; these
+                # modules have no augmentations, so no other module's member is allowed here.
+                simple = name.split(":", 1)[1]
+                raise SchemaError(
+                    f"member {name!r} must be written {simple!r}, without a module name",
+                    path=path,
+                )
+            _simple_names(value, path)
+    elif isinstance(raw, list):
+        for index, item in enumerate(raw):
+            _simple_names(item, f"{where}[{index}]")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -300,6 +300,53 @@ def test_malformed_rpc_payloads(
     assert caught.value.path is not None
 
 
+_Q = "ietf-sztp-bootstrap-server:"
+
+
+@pytest.mark.parametrize(
+    ("cls", "inner", "member"),
+    [
+        (GetBootstrappingDataInput, {f"{_Q}signed-data-preferred": [None]}, "signed-data-pref"),
+        (GetBootstrappingDataInput, {f"{_Q}nonce": "AAAAAAAAAAAAAAAAAAAAAA=="}, "nonce"),
+        (GetBootstrappingDataInput, {f"{_Q}hw-model": "m-1"}, "hw-model"),
+        (GetBootstrappingDataInput, {f"{_Q}os-name": "os"}, "os-name"),
+        (GetBootstrappingDataInput, {f"{_Q}os-version": "1"}, "os-version"),
+        (ReportProgressInput, {f"{_Q}progress-type": "bootstrap-initiated"}, "progress-type"),
+        (
+            ReportProgressInput,
+            {"progress-type": "bootstrap-initiated", f"{_Q}message": "m"},
+            "message",
+        ),
+        (
+            ReportProgressInput,
+            {
+                "progress-type": "bootstrap-complete",
+                "ssh-host-keys": {
+                    "ssh-host-key": [{f"{_Q}algorithm": "ssh-ed25519", "key-data": "AA=="}]
+                },
+            },
+            "algorithm",
+        ),
+    ],
+)
+def test_module_qualified_input_members_are_refused(
+    cls: type[GetBootstrappingDataInput], inner: dict[str, object], member: str
+) -> None:
+    """RFC 7951 §4: a member of its parent's module has its simple name; a qualified one
+    must not pass validation and then be read as absent."""
+    body = json.dumps({f"{_Q}input": inner}).encode()
+    with pytest.raises(SchemaError, match="without a module name") as caught:
+        cls.parse(body, Encoding.JSON)
+    assert member in str(caught.value.path)
+
+
+def test_module_qualified_conveyed_members_are_refused() -> None:
+    module = sztp.CONVEYED_MODULE
+    obj = {f"{module}:onboarding-information": {f"{module}:configuration": ""}}
+    with pytest.raises(SchemaError, match="without a module name"):
+        sztp.conveyed_information_from_dict(obj)
+
+
 def test_empty_input_body_is_empty_input() -> None:
     assert GetBootstrappingDataInput.parse(b"", Encoding.JSON) == GetBootstrappingDataInput()
 
