@@ -365,13 +365,14 @@ class Authenticator:
     name and the password set for the device. Where ``basic_auth`` is configured, credentials
     a device sends beside its IDevID are checked too (and must name the same device): a
     device that offers a password is refused when it is wrong. Verified passwords are
-    remembered (by their SHA-256) so that PBKDF2 runs once per device and password, not per
-    request."""
+    remembered (by their SHA-256, beside the stored hash they matched) so that PBKDF2 runs
+    once per device and password, not per request; a password changed or removed with the
+    CLI stops matching as soon as the device view reads the new one."""
 
     def __init__(self, config: SztpConfig, view: DeviceView) -> None:
         self.config = config
         self.view = view
-        self._verified: dict[str, bytes] = {}
+        self._verified: dict[str, tuple[str, bytes]] = {}
 
     async def serial(self, request: web.Request) -> str:
         cert = peer_certificate(request)
@@ -398,16 +399,19 @@ class Authenticator:
 
     async def _check(self, user: str, password: str) -> None:
         """AccessDenied unless ``password`` is the one set for the device ``user``."""
-        seen = hashlib.sha256(password.encode()).digest()
-        if hmac.compare_digest(self._verified.get(user, b""), seen):
-            return
         device, _ = await self.view.lookup(user)
         stored = None if device is None else device.password
-        if stored is None or not await asyncio.to_thread(check_password, stored, password):
+        if stored is None:
+            raise AccessDenied(f"HTTP basic authentication of {printable(user)!r} failed")
+        seen = hashlib.sha256(password.encode()).digest()
+        matched, digest = self._verified.get(user, ("", b""))
+        if matched == stored and hmac.compare_digest(digest, seen):
+            return
+        if not await asyncio.to_thread(check_password, stored, password):
             raise AccessDenied(f"HTTP basic authentication of {printable(user)!r} failed")
         if len(self._verified) >= DeviceView.MAX_CACHED:
             self._verified.clear()
-        self._verified[user] = seen
+        self._verified[user] = (stored, seen)
 
 
 # ---------------------------------------------------------------------------------------------
