@@ -19,20 +19,22 @@ judged by how the device reached the server (§5.3):
   voucher's pinned-domain-cert; the conveyed information signed by exactly that owner
   certificate.
 
-Redirect information puts its bootstrap servers in front of the remaining sources, each
-trusted through the anchor it conveys (§5.5); a redirect chain is bounded (``max_redirects``)
-and a server seen before in the chain is a loop. Onboarding information is processed in the
-order of §5.6: boot image (download, hash check against ``image-verification``, install;
-skipped when the device already runs that OS), pre-configuration script, configuration
-(merge or replace; the caller validates and rolls back on failure), post-configuration
-script. A step that fails ends this source's attempt with its §7.3 error report and the
-next source is tried. Progress reports (§7.3) go to the bootstrap server that supplied the
-onboarding information, and only when the device reached it through a trust anchor: none
-for redirect information, none to an untrusted server even when its signed data verified
-(the ``reporting-level`` and ``report-progress`` descriptions of ietf-sztp-bootstrap-server).
-At the ``minimal`` level (the default) the device sends bootstrap-initiated, the errors,
-boot-image-mismatch and bootstrap-complete; ``verbose`` adds every step's initiated,
-complete and warning reports and parsing-complete.
+Redirect information puts its bootstrap servers in front of the remaining sources, each trusted
+through the anchor it conveys (§5.5); a redirect chain is bounded (``max_redirects``) and a
+server seen before in the chain is a loop; at most ``MAX_REDIRECT_SERVERS`` servers of one
+redirect and ``MAX_REDIRECT_SOURCES`` in a run are queued, so that redirects from an untrusted
+source cannot keep the device from the remaining sources. Onboarding information is processed
+in the order of §5.6: boot image (download, hash check against ``image-verification``, install;
+skipped when the device already runs that OS), pre-configuration script, configuration (merge
+or replace; the caller validates and rolls back on failure), post-configuration script. A step
+that fails ends this source's attempt with its §7.3 error report and the next source is tried.
+Progress reports (§7.3) go to the bootstrap server that supplied the onboarding information,
+and only when the device reached it through a trust anchor: none for redirect information, none
+to an untrusted server even when its signed data verified (the ``reporting-level`` and
+``report-progress`` descriptions of ietf-sztp-bootstrap-server). At the ``minimal`` level (the
+default) the device sends bootstrap-initiated, the errors, boot-image-mismatch and
+bootstrap-complete; ``verbose`` adds every step's initiated, complete and warning reports and
+parsing-complete.
 
 Script exit status (the YANG leaves leave it to the vendor): 0 is success, 1 a warning
 (``*-warning``, the process goes on), anything else an error.
@@ -81,6 +83,8 @@ from zerotouch_plugin.errors import (
 from zerotouch_plugin.roles.states import transition
 
 __all__ = [
+    "MAX_REDIRECT_SERVERS",
+    "MAX_REDIRECT_SOURCES",
     "SZTP_TRANSITIONS",
     "ApplyConfiguration",
     "Done",
@@ -104,6 +108,11 @@ __all__ = [
 ]
 
 DEFAULT_MAX_REDIRECTS = 8
+# Bounds on the servers redirect information may queue ahead of the remaining sources (any
+# source may send unsigned redirect information, §5.3): per redirect, as for DNS SRV, and
+# per run, so that the configured sources are always reached.
+MAX_REDIRECT_SERVERS = 16
+MAX_REDIRECT_SOURCES = 64
 _WARNING_EXIT = 1
 
 
@@ -474,6 +483,7 @@ class SztpDevice:
         self._random = random_bytes
         self._attempt: _Attempt | None = None
         self._visited: set[str] = set()
+        self._redirected = 0  # redirect sources queued in this run (MAX_REDIRECT_SOURCES)
         self._errors: list[tuple[Source, ZerotouchError]] = []
         self._queue: list[SztpAction] = []  # reports owed before the next step's action
 
@@ -629,16 +639,39 @@ class SztpDevice:
                     "loop (RFC 8572 §5.5)"
                 )
             )
-        servers = [
+        room = MAX_REDIRECT_SOURCES - self._redirected
+        if room <= 0:
+            return self._source_failed(
+                PolicyRefused(
+                    f"redirect information queued {MAX_REDIRECT_SOURCES} bootstrap servers in "
+                    "this run already: the remaining sources are tried instead (RFC 8572 §5.5)"
+                )
+            )
+        listed = info.bootstrap_servers
+        kept = listed[: min(MAX_REDIRECT_SERVERS, room)]
+        if len(kept) < len(listed):
+            dropped = ", ".join(printable(s.address) for s in listed[len(kept) : len(kept) + 4])
+            self._errors.append(
+                (
+                    current,
+                    PolicyRefused(
+                        f"redirect information lists {len(listed)} bootstrap servers; only "
+                        f"the first {len(kept)} are tried (at most {MAX_REDIRECT_SERVERS} per "
+                        f"redirect, {MAX_REDIRECT_SOURCES} per run); dropped {dropped}"
+                        + (", ..." if len(listed) - len(kept) > 4 else "")
+                    ),
+                )
+            )
+        self._redirected += len(kept)
+        self._sources[:0] = [
             Source(
                 SourceKind.REDIRECT,
                 server_url(server.address, server.port),
                 server.trust_anchor_certificates(),
                 hops,
             )
-            for server in info.bootstrap_servers
+            for server in kept
         ]
-        self._sources[:0] = servers
         self._advance(_E.REDIRECTED)
         return self._next_source()
 

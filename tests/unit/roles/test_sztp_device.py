@@ -43,6 +43,8 @@ from zerotouch_plugin.errors import (
 )
 from zerotouch_plugin.roles.states import render_mermaid
 from zerotouch_plugin.roles.sztp_device import (
+    MAX_REDIRECT_SERVERS,
+    MAX_REDIRECT_SOURCES,
     SZTP_TRANSITIONS,
     ApplyConfiguration,
     Done,
@@ -626,6 +628,49 @@ def test_redirect_chain_is_bounded(world: World) -> None:
     assert isinstance(error, PolicyRefused)
     assert "more than 3 redirects" in error.message
     assert len([s for s in device.steps if s.startswith("fetch")]) == 4
+
+
+def _servers(first: int, count: int) -> RedirectInformation:
+    hosts = (f"10.0.{i // 256}.{i % 256}" for i in range(first, first + count))
+    return RedirectInformation(bootstrap_servers=tuple(BootstrapServer(h) for h in hosts))
+
+
+def test_one_redirect_queues_at_most_sixteen_servers(world: World) -> None:
+    """RFC 8572 §5.3: any source may send unsigned redirect information; a long list must
+    not keep the device from the sources after it."""
+    device = Device({A: unsigned(_servers(0, 5000)), B: world.signed(onboarding(boot_image=None))})
+    run = machine(world, src(A), Source(SourceKind.MEDIA, B))
+    result = device.run(run)
+    assert isinstance(result, Done) and result.source.location == B
+    fetches = [s for s in device.steps if s.startswith("fetch")]
+    assert len(fetches) == 1 + MAX_REDIRECT_SERVERS + 1 == 18
+    (source, error), *_ = run.errors
+    assert source.location == A and "lists 5000 bootstrap servers" in error.message
+
+
+def test_nested_redirects_queue_at_most_sixty_four_servers_in_a_run(world: World) -> None:
+    """Each redirected server redirecting again to fresh servers: the configured source
+    after them is still reached, after at most MAX_REDIRECT_SOURCES redirect fetches."""
+    run = machine(world, src(A), src(B))
+    legit = world.signed(onboarding(boot_image=None))
+    fresh = itertools.count(0, 20)
+    action = run.start()
+    fetches: list[str] = []
+    while not isinstance(action, Done | Failed) and len(fetches) < 1000:
+        if isinstance(action, Report):
+            action = run.reported()
+        elif isinstance(action, RunScript):
+            action = run.script_finished(0)
+        elif isinstance(action, ApplyConfiguration):
+            action = run.configuration_applied()
+        else:
+            assert isinstance(action, Fetch)
+            fetches.append(action.source.location)
+            answer = legit if action.source.location == B else unsigned(_servers(next(fresh), 20))
+            action = run.fetched(answer, server_trusted=False, now=NOW)
+    assert isinstance(action, Done) and action.source.location == B
+    assert len(fetches) == 1 + MAX_REDIRECT_SOURCES + 1
+    assert "64 bootstrap servers in this run" in run.errors[-1][1].message
 
 
 def test_all_sources_failing_names_each(world: World) -> None:
