@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -115,6 +115,7 @@ MAX_IMAGE_BYTES = 2 * 1024 * 1024 * 1024
 SCRIPT_PREFIX = ".sztp-script-"  # scripts are written to WORKDIR/.sztp-script-XXXX
 IMAGE_FILE = "boot-image.bin"  # downloaded to WORKDIR/.boot-image.bin.XXXX, then renamed
 _CHUNK = 64 * 1024
+_OUTPUT_GRACE = 1.0  # seconds a script's output is still read after it exited
 
 # The removable-storage layout (§4.1): one file per artifact, DER CMS each.
 MEDIA_FILES = {
@@ -352,7 +353,8 @@ class ScriptPolicy:
 
 async def run_script(script: bytes, *, policy: ScriptPolicy, workdir: Path) -> tuple[int, str]:
     """Run one script in ``workdir``; its exit status and the captured (bounded) output.
-    PolicyRefused when it cannot start or overruns its timeout (the process group killed)."""
+    PolicyRefused when it cannot start or overruns its timeout. Its process group is killed
+    either way: what it leaves running does not outlive the step."""
     fd, name = tempfile.mkstemp(dir=workdir, prefix=SCRIPT_PREFIX)
     path = Path(name)
     try:
@@ -360,41 +362,61 @@ async def run_script(script: bytes, *, policy: ScriptPolicy, workdir: Path) -> t
             out.write(script)
         path.chmod(0o700)
         argv = [policy.interpreter, str(path)] if policy.interpreter else [str(path)]
+        read_fd, write_fd = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=workdir,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
+                stdout=write_fd,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
             )
         except OSError as exc:
+            os.close(read_fd)
             raise PolicyRefused(f"the script cannot run: {exc}") from None
-        assert process.stdout is not None
-        try:
-            output = await asyncio.wait_for(
-                _bounded_read(process.stdout, policy.max_output), policy.timeout
-            )
-            status = await asyncio.wait_for(process.wait(), policy.timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-            raise PolicyRefused(f"the script ran longer than {policy.timeout:g} s") from None
-        return status, output.decode("utf-8", "replace")
+        finally:
+            os.close(write_fd)
+        return await _supervise(process, os.fdopen(read_fd, "rb", buffering=0), policy)
     finally:
         path.unlink(missing_ok=True)
 
 
-async def _bounded_read(stream: asyncio.StreamReader, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the stream; the rest is read and dropped (the script must
-    not block on a full pipe)."""
+async def _supervise(
+    process: asyncio.subprocess.Process, pipe: BinaryIO, policy: ScriptPolicy
+) -> tuple[int, str]:
+    """The script's exit status decides the step (RFC 8572 §5.6), not its output pipe, which
+    a child it left running may hold open: the output is read while it runs and for
+    ``_OUTPUT_GRACE`` after it exited; then its process group, leftover children included,
+    is killed and the pipe closed."""
+    stream = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), pipe)
     kept = bytearray()
+    reader = asyncio.create_task(_bounded_read(stream, policy.max_output, kept))
+    status: int | None = None
+    try:
+        with contextlib.suppress(TimeoutError):
+            status = await asyncio.wait_for(process.wait(), policy.timeout)
+        if status is not None:
+            await asyncio.wait({reader}, timeout=_OUTPUT_GRACE)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        reader.cancel()
+        transport.close()
+        await process.wait()
+    if status is None:
+        raise PolicyRefused(f"the script ran longer than {policy.timeout:g} s")
+    return status, kept.decode("utf-8", "replace")
+
+
+async def _bounded_read(stream: asyncio.StreamReader, limit: int, kept: bytearray) -> None:
+    """Up to ``limit`` bytes of the stream into ``kept``; the rest is read and dropped (the
+    script must not block on a full pipe)."""
     while chunk := await stream.read(_CHUNK):
         kept += chunk[: max(0, limit - len(kept))]
-    return bytes(kept)
 
 
 async def download_image(

@@ -3,6 +3,7 @@ get-bootstrapping-data over real TLS to an aiohttp RESTCONF server on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -100,6 +101,23 @@ async def test_script_overrunning_its_timeout_is_killed_with_its_children(tmp_pa
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _alive(child):
         time.sleep(0.05)
+    assert not _alive(child)
+
+
+async def test_script_that_exits_is_judged_by_its_status_and_its_children_killed(
+    tmp_path: Path,
+) -> None:
+    """RFC 8572 §5.6: a script that exits 0 succeeded, although a child it left running
+    holds its output pipe open past the timeout."""
+    marker = tmp_path / "child.pid"
+    script = f"#!/bin/sh\necho configured\nsleep 30 &\necho $! > {marker}\nexit 0\n".encode()
+    status, output = await run_script(script, policy=ScriptPolicy(timeout=3), workdir=tmp_path)
+    assert (status, output) == (0, "configured\n")
+    child = int(marker.read_text())
+    for _ in range(100):
+        if not _alive(child):
+            break
+        await asyncio.sleep(0.05)
     assert not _alive(child)
 
 
