@@ -117,17 +117,54 @@ async def test_device_not_claimed_for_the_owner_gets_no_data(world: World) -> No
     assert "claim" in error["error-message"]
 
 
-async def test_unreachable_masa_is_a_503_with_retry_after(world: World) -> None:
+def _device_of_an_unreachable_masa(world: World, serial: str) -> Path:
+    """An IDevID naming a MASA URL where nothing listens; its folder."""
     ca = load_identity(world.vendor / "ca.pem", world.vendor / "ca.key")
-    device = world.root / "SN-12"
+    device = world.root / serial
     device.mkdir()
     idevid = certs.issue_idevid(
-        ca, "SN-12", masa_url=f"https://127.0.0.1:{free_port()}", now=datetime.now(UTC)
+        ca, serial, masa_url=f"https://127.0.0.1:{free_port()}", now=datetime.now(UTC)
     )
     write_certs(device / "idevid.pem", [idevid.cert, ca.cert])
     write_key(device / "idevid.key", idevid.key)
+    return device
+
+
+async def test_unreachable_masa_is_a_503_with_retry_after(world: World) -> None:
+    _device_of_an_unreachable_masa(world, "SN-12")
     status, answer, headers = await _post_full(world, "SN-12", {})
     assert status == 503, answer
     assert int(headers["Retry-After"]) > 0
     error = json.loads(answer)["ietf-restconf:errors"]["error"][0]
     assert "unreachable" in error["error-message"]
+
+
+async def test_unreachable_masa_leaves_a_device_with_a_nonce_its_stored_voucher(
+    world: World,
+) -> None:
+    """The server holds a valid voucher: a MASA that cannot bind one to the device's nonce,
+    refusing or unreachable, does not keep the device from it (docs/sztp.md)."""
+    device = _device_of_an_unreachable_masa(world, "SN-13")
+    owner_ca = certs.load_certs((world.folder / "owner-ca.pem").read_bytes())[0]
+    payload = {
+        "ietf-voucher:voucher": {
+            "created-on": "2026-01-01T00:00:00Z",
+            "expires-on": "2099-01-01T00:00:00Z",
+            "assertion": "verified",
+            "serial-number": "SN-13",
+            "pinned-domain-cert": base64.b64encode(certs.der(owner_ca)).decode(),
+        }
+    }
+    (device / "v.json").write_text(json.dumps(payload))
+    run_cli("voucher", "sign", "--payload", device / "v.json", "--cert",
+            world.vendor / "masa-signer.pem", "--key", world.vendor / "masa-signer.key",
+            "--out", device / "v.cms")  # fmt: skip
+    run_cli(
+        "sztp", "devices", "--dir", world.folder, "--set", "SN-13", "--voucher", device / "v.cms"
+    )
+    nonce = base64.b64encode(b"n" * 16).decode()
+    status, answer = await _post(world, "SN-13", {"nonce": nonce})
+    assert status == 200, answer
+    der, voucher = _voucher(world, answer)
+    assert der == (device / "v.cms").read_bytes()
+    assert voucher.nonce is None  # type: ignore[attr-defined]

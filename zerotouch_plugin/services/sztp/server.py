@@ -569,21 +569,25 @@ class VoucherFetcher:
         nonce: bytes | None,
         now: datetime,
     ) -> bytes | None:
-        """The voucher the plan calls for. A MASA that will not bind a voucher to the
-        device's nonce (one that only vouches for pledges it heard from, RFC 8995 §5.5.5)
-        is asked for a nonceless one instead: the device decides whether it takes it."""
+        """The voucher the plan calls for. Without a nonce-bound voucher (a MASA that only
+        vouches for pledges it heard from, RFC 8995 §5.5.5, or one unreachable or answering
+        with a voucher that fails the checks) the device gets the stored voucher while it is
+        valid; else a MASA that refused is asked for a nonceless one, and the other failures
+        reach the device (503 / 502). The device decides whether it takes a nonceless one."""
         source = decided.voucher
         if source is sztp_server.VoucherSource.MASA_NONCE:
             try:
                 return await self.fetch(decided.serial, idevid, nonce, now)
-            except RemoteError as exc:
-                log.info("MASA refused a nonce-bound voucher: %s", exc.one_line())
+            except (RemoteError, UpstreamUnavailable, UpstreamInvalid) as exc:
+                log.info("no nonce-bound voucher from the MASA: %s", exc.one_line())
                 if (
                     device is not None
                     and device.voucher is not None
                     and (device.voucher_expires is None or device.voucher_expires > now)
                 ):
                     return device.voucher
+                if not isinstance(exc, RemoteError):
+                    raise
                 source = sztp_server.VoucherSource.MASA_NONCELESS
         if source is sztp_server.VoucherSource.MASA_NONCELESS:
             return await self.fetch(decided.serial, idevid, None, now)
