@@ -48,6 +48,7 @@ BASE_10 = "urn:ietf:params:netconf:base:1.0"
 BASE_11 = "urn:ietf:params:netconf:base:1.1"
 _HELLO = f"{{{BASE_NS}}}hello"
 _RPC = f"{{{BASE_NS}}}rpc"
+_RPC_REPLY = f"{{{BASE_NS}}}rpc-reply"
 
 RpcHandler = Callable[["NetconfSession", etree._Element], Awaitable[str | None]]
 
@@ -119,23 +120,17 @@ def rpc_error_xml(
 
 
 def _reply_start(rpc: etree._Element | None) -> str:
-    """``<rpc-reply`` with every attribute of the ``<rpc>`` (RFC 6241 §4.2)."""
-    if rpc is not None and len(rpc.attrib) == 1 and "message-id" in rpc.attrib:
+    """``<rpc-reply`` with every attribute of the ``<rpc>`` (RFC 6241 §4.2). lxml declares each
+    attribute namespace once and writes ``xml:`` attributes without a declaration."""
+    if rpc is None:
+        return f'<rpc-reply xmlns="{BASE_NS}">'
+    if len(rpc.attrib) == 1 and "message-id" in rpc.attrib:
         return f'<rpc-reply xmlns="{BASE_NS}" message-id={quoteattr(str(rpc.get("message-id")))}>'
-    attrs = [f"<rpc-reply xmlns={quoteattr(BASE_NS)}"]
-    if rpc is not None:
-        reverse = {ns: p for p, ns in rpc.nsmap.items() if p}
-        for key, raw in rpc.attrib.items():
-            name = str(key)
-            value = raw if isinstance(raw, str) else raw.decode()
-            if name.startswith("{"):
-                ns, _, local = name[1:].partition("}")
-                prefix = reverse.get(ns, "a")
-                attrs.append(f" xmlns:{prefix}={quoteattr(ns)} {prefix}:{local}={quoteattr(value)}")
-            else:
-                attrs.append(f" {name}={quoteattr(value)}")
-    attrs.append(">")
-    return "".join(attrs)
+    used = {etree.QName(key).namespace for key in rpc.attrib}
+    nsmap: dict[str | None, str] = {None: BASE_NS}
+    nsmap.update((p, ns) for p, ns in rpc.nsmap.items() if p and ns in used)
+    reply = etree.Element(_RPC_REPLY, attrib=rpc.attrib, nsmap=nsmap)  # type: ignore[arg-type]
+    return etree.tostring(reply, encoding="unicode").removesuffix("/>") + ">"
 
 
 @dataclass(frozen=True)
