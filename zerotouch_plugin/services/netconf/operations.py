@@ -225,7 +225,7 @@ async def _close_session(session: NetconfSession, op: etree._Element) -> None:
 
 
 async def _kill_session(session: NetconfSession, op: etree._Element) -> None:
-    """RFC 6241 §7.9: abort another session and release its locks."""
+    """RFC 6241 §7.9: abort another session's operation in progress, release its locks."""
     text = _param(op, "session-id")
     if text is None:
         raise MissingElement("<session-id> is required", path="/session-id")
@@ -234,7 +234,7 @@ async def _kill_session(session: NetconfSession, op: etree._Element) -> None:
     victim = session.server.sessions.get(int(text))
     if victim is None:
         raise RemoteError(f"no session {text}", path="/session-id")
-    victim.close()
+    victim.kill()
 
 
 async def _get_schema(session: NetconfSession, op: etree._Element) -> str:

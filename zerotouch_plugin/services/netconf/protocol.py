@@ -261,6 +261,14 @@ class NetconfSession:
     def connection_lost(self) -> None:
         self.close()
 
+    def kill(self) -> None:
+        """RFC 6241 §7.9: abort the operation in progress, then close. The cancellation
+        reaches the RPC at its next await, before a datastore installs anything: an edit
+        whose validation still runs in a thread is dropped when that thread returns."""
+        if self._task is not None:
+            self._task.cancel()
+        self.close()
+
     def end(self) -> None:
         """Close now, or right after the reply to the RPC in progress (that RPC may be what
         ended the session, e.g. a factory reset: its caller still gets the answer)."""

@@ -1,12 +1,15 @@
 """NETCONF over SSH on 127.0.0.1 with asyncssh as the client, the listener in the test's
-event loop: rpc-reply attributes (RFC 6241 §4.2) a client can parse."""
+event loop: rpc-reply attributes (RFC 6241 §4.2) a client can parse; kill-session aborts
+the victim's edit in progress (§7.9)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -26,6 +29,8 @@ HELLO = (
     "</capability></capabilities></hello>"
 ).encode() + END
 GET = "<get-config><source><running/></source></get-config>"
+IF = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+IANA = "urn:ietf:params:xml:ns:yang:iana-if-type"
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Raw:
     conn: asyncssh.SSHClientConnection
     writer: asyncssh.SSHWriter[bytes]
     reader: asyncssh.SSHReader[bytes]
+    session_id = 0
 
     @classmethod
     async def open(cls, port: int) -> Raw:
@@ -65,7 +71,8 @@ class Raw:
         )  # fmt: skip
         writer, reader, _ = await conn.open_session(subsystem="netconf", encoding=None)
         raw = cls(conn, writer, reader)
-        await raw.message()  # the server's hello
+        hello = etree.fromstring(await raw.message())
+        raw.session_id = int(hello.findtext(f"{{{NC}}}session-id") or 0)
         writer.write(HELLO)
         return raw
 
@@ -102,3 +109,56 @@ async def test_reply_with_namespaced_rpc_attributes_is_well_formed(
         await client.close()
     assert {str(k): str(v) for k, v in reply.attrib.items()} == {"message-id": "5", **expected}
     assert reply.find(f"{{{NC}}}data") is not None
+
+
+def _edit(name: str) -> str:
+    entry = (
+        f'<interface><name>{name}</name><type xmlns:ianaift="{IANA}">ianaift:ethernetCsmacd'
+        "</type></interface>"
+    )
+    return (
+        f'<edit-config><target><running/></target><config><interfaces xmlns="{IF}">'
+        f"{entry}</interfaces></config></edit-config>"
+    )
+
+
+class FirstValidationHeld:
+    """Holds the first validation (in the datastore's thread) until released."""
+
+    def __init__(self, validate: Callable[..., None]) -> None:
+        self._validate = validate
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, tree: Any, **kwargs: Any) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(30)
+        self._validate(tree, **kwargs)
+
+
+async def test_kill_session_aborts_the_victims_edit_in_progress(
+    device: Device, schema: DeviceSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = FirstValidationHeld(schema.validate)
+    monkeypatch.setattr(schema, "validate", held)
+    victim, killer = await Raw.open(device.port), await Raw.open(device.port)
+    try:
+        victim.send(f'<rpc xmlns="{NC}" message-id="1">{_edit("killed")}</rpc>')
+        assert await asyncio.to_thread(held.entered.wait, 30)
+        kill = f"<kill-session><session-id>{victim.session_id}</session-id></kill-session>"
+        killer.send(f'<rpc xmlns="{NC}" message-id="2">{kill}</rpc>')
+        assert b"<ok/>" in await killer.message()
+        held.release.set()
+        # The write lock is first-come: this edit commits after whatever the victim's did.
+        killer.send(f'<rpc xmlns="{NC}" message-id="3">{_edit("after")}</rpc>')
+        assert b"<ok/>" in await killer.message()
+        killer.send(f'<rpc xmlns="{NC}" message-id="4">{GET}</rpc>')
+        names = etree.fromstring(await killer.message()).findall(f".//{{{IF}}}name")
+        # the victim's connection was closed
+        assert await asyncio.wait_for(victim.reader.read(), 30) == b""
+    finally:
+        held.release.set()
+        await victim.close()
+        await killer.close()
+    assert [n.text for n in names] == ["after"]
