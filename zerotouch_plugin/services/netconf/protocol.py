@@ -2,8 +2,9 @@
 
 A transport creates a session with ``NetconfServer.open_session`` and passes it the bytes it
 reads; the session answers through the ``send``/``close`` callables it was given. Messages are
-handled one at a time, in order, by one task per session. ``rpc_error_xml`` is the one place
-where a ``ZerotouchError`` becomes an ``<rpc-error>`` (RFC 6241 §4.3).
+handled one at a time, in order, by one task per session; while the transport's write buffer
+is over its high-water mark (``pause_writing``) the next one waits. ``rpc_error_xml`` is the
+one place where a ``ZerotouchError`` becomes an ``<rpc-error>`` (RFC 6241 §4.3).
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ class NetconfSession:
         self.subscribed = False
         self.on_close: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -253,6 +256,7 @@ class NetconfSession:
             cleanup()
         self.server.session_ended(self)
         self._wakeup.set()
+        self._writable.set()
         try:
             self._close()
         except Exception:
@@ -260,6 +264,15 @@ class NetconfSession:
 
     def connection_lost(self) -> None:
         self.close()
+
+    def pause_writing(self) -> None:
+        """The transport's write buffer is over its high-water mark: no further RPC is
+        handled until it drains, so a peer that does not read its replies stalls itself
+        instead of making the device hold them (RFC 6241 sets no bound)."""
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
 
     def kill(self) -> None:
         """RFC 6241 §7.9: abort the operation in progress, then close. The cancellation
@@ -280,6 +293,9 @@ class NetconfSession:
     async def _run(self) -> None:
         try:
             while not self.closed:
+                if not self._writable.is_set():
+                    await self._writable.wait()
+                    continue
                 try:
                     message = self.framer.next_message()
                 except ZerotouchError as exc:

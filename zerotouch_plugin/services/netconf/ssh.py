@@ -125,6 +125,20 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._session.close()
         return False
 
+    def pause_writing(self) -> None:
+        """Replies back up (the peer does not read them): no more requests are read either;
+        they wait in the peer's SSH window."""
+        assert self._chan is not None
+        self._chan.pause_reading()
+        if self._session is not None:
+            self._session.pause_writing()
+
+    def resume_writing(self) -> None:
+        assert self._chan is not None
+        self._chan.resume_reading()
+        if self._session is not None:
+            self._session.resume_writing()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._session is not None:
             self._session.connection_lost()

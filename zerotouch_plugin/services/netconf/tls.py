@@ -164,6 +164,20 @@ class _TlsConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
+    def pause_writing(self) -> None:
+        """Replies back up (the peer does not read them): no more requests are read either;
+        they wait in the peer's TCP window."""
+        if self._transport is not None:
+            self._transport.pause_reading()
+        if self._session is not None:
+            self._session.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+        if self._session is not None:
+            self._session.resume_writing()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._release()
         if self._session is not None:

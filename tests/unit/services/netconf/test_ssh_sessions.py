@@ -1,6 +1,7 @@
 """NETCONF over SSH on 127.0.0.1 with asyncssh as the client, the listener in the test's
 event loop: rpc-reply attributes (RFC 6241 §4.2) a client can parse; kill-session aborts
-the victim's edit in progress (§7.9)."""
+the victim's edit in progress (§7.9); a client that does not read its replies is not
+served more of them than the transport's buffers hold."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import asyncssh
 import pytest
 from lxml import etree
 
+from tests.support.unread_replies import SCHEMA_REPLY, UnreadReplies, get_schema_requests
 from zerotouch_plugin.config import DeviceUser
 from zerotouch_plugin.device.datastore import Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
@@ -31,6 +33,7 @@ HELLO = (
 GET = "<get-config><source><running/></source></get-config>"
 IF = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 IANA = "urn:ietf:params:xml:ns:yang:iana-if-type"
+KIB = 1024
 
 
 @dataclass
@@ -64,12 +67,15 @@ class Raw:
     session_id = 0
 
     @classmethod
-    async def open(cls, port: int) -> Raw:
+    async def open(cls, port: int, window: int = 2 * 1024 * 1024) -> Raw:
+        """``window``: the SSH channel window, what the client takes unread (RFC 4254 §5.2)."""
         conn = await asyncssh.connect(
             "127.0.0.1", port, username="admin", password="secret",
             known_hosts=None, client_keys=None,
         )  # fmt: skip
-        writer, reader, _ = await conn.open_session(subsystem="netconf", encoding=None)
+        writer, reader, _ = await conn.open_session(
+            subsystem="netconf", encoding=None, window=window
+        )
         raw = cls(conn, writer, reader)
         hello = etree.fromstring(await raw.message())
         raw.session_id = int(hello.findtext(f"{{{NC}}}session-id") or 0)
@@ -162,3 +168,23 @@ async def test_kill_session_aborts_the_victims_edit_in_progress(
         await victim.close()
         await killer.close()
     assert [n.text for n in names] == ["after"]
+
+
+async def test_unread_replies_stop_the_session_at_the_write_buffer_mark(
+    device: Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 pipelined get-schema requests (about 40 KiB of reply each), none read: the
+    session stops once the SSH channel holds 64 KiB (asyncssh's high-water mark) beyond the
+    client's 64 KiB window, instead of holding about 4 MB of replies; it serves the rest
+    as the client reads them, in order."""
+    count = 100
+    unread = UnreadReplies(monkeypatch, count)
+    client = await Raw.open(device.port, window=64 * KIB)
+    try:
+        client.writer.write(get_schema_requests(count))
+        held = await unread.held()
+        ids = [etree.fromstring(await client.message()).get("message-id") for _ in range(count)]
+    finally:
+        await client.close()
+    assert held * SCHEMA_REPLY <= (64 + 64) * KIB + SCHEMA_REPLY  # window, mark, one reply
+    assert ids == [str(i) for i in range(count)]

@@ -1,9 +1,11 @@
 """NETCONF over TLS on 127.0.0.1 with a real TLS client: many sessions held at once each
-answer, and a message larger than the transport's read buffer arrives whole."""
+answer, a message larger than the transport's read buffer arrives whole, and a client that
+does not read its replies is not served more of them than the buffers on the way hold."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from asyncio import sslproto
 from collections.abc import AsyncIterator
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.unread_replies import SCHEMA_REPLY, UnreadReplies, get_schema_requests
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import CertToName, ConnectionLimits, NetconfLimits
 from zerotouch_plugin.device.datastore import Datastore, Datastores
@@ -129,3 +132,35 @@ async def test_a_message_larger_than_the_read_buffer_arrives_whole(
     assert reply.count(b"<interface>") == 1500
     running = stores.view(Datastore.RUNNING)["ietf-interfaces:interfaces"]["interface"]
     assert len(running) == 1500
+
+
+async def test_unread_replies_stop_the_session_at_the_write_buffer_mark(
+    schema: DeviceSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 pipelined get-schema requests (about 12 MB of replies), none read: the session
+    stops once the TLS transport holds more than its high-water mark beyond what the sockets
+    take (the server's send buffer, at most tcp_wmem's maximum, and the client's 64 KiB
+    receive buffer); it serves the rest as the client reads them, in order."""
+    count = 300
+    send_buffer = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    bound = send_buffer + 1024 * 1024  # the client's buffers, the mark, one reply
+    assert count * SCHEMA_REPLY > 2 * bound
+    unread = UnreadReplies(monkeypatch, count)
+    async with _device(schema, tmp_path, 4) as (port, context, _):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=context, server_hostname="127.0.0.1", limit=64 * 1024
+        )
+        try:
+            writer.write(HELLO)
+            assert b"<session-id>" in await reader.readuntil(END)
+            writer.write(get_schema_requests(count))
+            held = await unread.held()
+            replies = [await reader.readuntil(END) for _ in range(count)]
+        finally:
+            writer.close()
+    assert held * SCHEMA_REPLY <= bound
+    assert [r.count(b'message-id="%d"' % i) for i, r in enumerate(replies)] == [1] * count
