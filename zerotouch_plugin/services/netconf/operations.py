@@ -7,6 +7,7 @@ Each handler gets the session and the operation element and returns the reply co
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,9 @@ __all__ = ["NOTIFICATION_NS", "OPERATIONS", "capabilities", "yang_rpc_handler"]
 
 MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
+# Filters up to this many characters have their replies memoised; a larger one is evaluated
+# every time (the memo bounds its entries by number, not size).
+_MEMO_FILTER_MAX = 64 * 1024
 _DATASTORES: Mapping[str, Datastore] = {
     "running": Datastore.RUNNING,
     "startup": Datastore.STARTUP,
@@ -102,8 +106,17 @@ def _datastore(session: NetconfSession, op: etree._Element, param: str) -> Datas
     return ds
 
 
+def _memo_key(kind: str, text: str) -> str | None:
+    """A digest of the filter text, so a memo entry holds no copy of a client's filter; None
+    for a filter over ``_MEMO_FILTER_MAX``."""
+    if len(text) > _MEMO_FILTER_MAX:
+        return None
+    return f"{kind}:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
 async def _render(session: NetconfSession, ds: Datastore, op: etree._Element) -> str:
-    """``<data>`` for get / get-config; unfiltered and repeated filters come from a cache.
+    """``<data>`` for get / get-config; unfiltered and repeated filters (up to 64 KiB) come
+    from a cache.
 
     XPath filters are evaluated by the server's worker process within their time budget
     (``xpath_worker.py``), the event loop serving other sessions meanwhile."""
@@ -119,22 +132,28 @@ async def _render(session: NetconfSession, ds: Datastore, op: etree._Element) ->
         if not select:
             raise MissingAttribute("an XPath filter needs a select attribute")
         namespaces = dict(filt.nsmap)
-        key = f"netconf-xpath:{select}:{sorted((str(k), v) for k, v in namespaces.items())}"
+        key = _memo_key(
+            "netconf-xpath", f"{select}:{sorted((str(k), v) for k, v in namespaces.items())}"
+        )
 
         async def build(tree: dict[str, Any]) -> str:
             selected = await session.server.xpath.apply(tree, select, namespaces)
             return tree_to_xml(schema, selected)
 
-        body = await stores.memo_async(ds, key, build)
-        return f"<data>{body}</data>"
+        if key is None:
+            return f"<data>{await build(stores.view(ds))}</data>"
+        return f"<data>{await stores.memo_async(ds, key, build)}</data>"
     if kind != "subtree":
         raise UnsupportedOperation(f"filter type {kind!r} is not supported")
     nodes = parse_subtree_filter(filt)
-    key = "netconf-subtree:" + etree.tostring(filt, encoding="unicode")
-    body = stores.memo(
-        ds, key, lambda tree: tree_to_xml(schema, apply_subtree_filter(schema, tree, nodes))
-    )
-    return f"<data>{body}</data>"
+    key = _memo_key("netconf-subtree", etree.tostring(filt, encoding="unicode"))
+
+    def build_subtree(tree: dict[str, Any]) -> str:
+        return tree_to_xml(schema, apply_subtree_filter(schema, tree, nodes))
+
+    if key is None:
+        return f"<data>{build_subtree(stores.view(ds))}</data>"
+    return f"<data>{stores.memo(ds, key, build_subtree)}</data>"
 
 
 async def _get_config(session: NetconfSession, op: etree._Element) -> str:

@@ -1,7 +1,8 @@
 """NETCONF over SSH on 127.0.0.1 with asyncssh as the client, the listener in the test's
 event loop: rpc-reply attributes (RFC 6241 §4.2) a client can parse; kill-session aborts
 the victim's edit in progress (§7.9); a client that does not read its replies is not
-served more of them than the transport's buffers hold."""
+served more of them than the transport's buffers hold; the filter memo keeps no copy of a
+client's filter."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ GET = "<get-config><source><running/></source></get-config>"
 IF = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 IANA = "urn:ietf:params:xml:ns:yang:iana-if-type"
 KIB = 1024
+SYS = "urn:ietf:params:xml:ns:yang:ietf-system"
 
 
 @dataclass
@@ -188,3 +190,30 @@ async def test_unread_replies_stop_the_session_at_the_write_buffer_mark(
         await client.close()
     assert held * SCHEMA_REPLY <= (64 + 64) * KIB + SCHEMA_REPLY  # window, mark, one reply
     assert ids == [str(i) for i in range(count)]
+
+
+async def test_filter_memo_keeps_digests_and_skips_large_filters(device: Device) -> None:
+    """Small subtree and XPath filters are memoised under a digest of their text; one over
+    64 KiB is answered but not memoised."""
+    pad = "x" * 256 * KIB
+    filters = [
+        f'<filter type="subtree"><system xmlns="{SYS}"><hostname/></system></filter>',
+        f'<filter type="subtree"><system xmlns="{SYS}"><hostname>{pad}</hostname></system>'
+        "</filter>",
+        f'<filter type="xpath" xmlns:sys="{SYS}" select="/sys:system/sys:hostname"/>',
+        f'<filter type="xpath" xmlns:sys="{SYS}" select="/sys:system[sys:hostname=\'{pad}\']"/>',
+    ]
+    stores = device.netconf.datastores
+    before = set(stores._memo)
+    client = await Raw.open(device.port)
+    try:
+        for number, filt in enumerate(filters):
+            op = f"<get-config><source><running/></source>{filt}</get-config>"
+            client.send(f'<rpc xmlns="{NC}" message-id="{number}">{op}</rpc>')
+            reply = etree.fromstring(await client.message())
+            assert reply.find(f"{{{NC}}}data") is not None, etree.tostring(reply)
+    finally:
+        await client.close()
+    added = [key for _, key in set(stores._memo) - before]
+    assert sorted(len(key) for key in added) == [len("netconf-xpath:") + 64,
+                                                 len("netconf-subtree:") + 64]  # fmt: skip
