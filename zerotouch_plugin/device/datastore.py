@@ -18,6 +18,7 @@ are cached (``memo``) so reads cost no rebuild.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -280,10 +281,17 @@ class Datastores:
             data = json.dumps(tree, indent=2, sort_keys=True).encode() + b"\n"
             return stage([(self.startup_path, data, 0o600)])
 
+        writing = asyncio.ensure_future(asyncio.to_thread(write))
         try:
-            return await asyncio.to_thread(write)
+            return await asyncio.shield(writing)
         except OSError as exc:
             raise StorageError(f"cannot write {self.startup_path}: {exc}") from exc
+        except asyncio.CancelledError:
+            # kill-session (RFC 6241 §7.9) aborts the write: its thread cannot be stopped, so
+            # what it staged is removed once it is done; startup stays as it was.
+            with contextlib.suppress(OSError):
+                discard(await writing)
+            raise
 
     def _notify(self, ds: Datastore) -> None:
         for listener in list(self._listeners):

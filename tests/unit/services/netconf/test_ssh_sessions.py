@@ -19,7 +19,8 @@ from lxml import etree
 
 from tests.support.unread_replies import SCHEMA_REPLY, UnreadReplies, get_schema_requests
 from zerotouch_plugin.config import DeviceUser
-from zerotouch_plugin.device.datastore import Datastores
+from zerotouch_plugin.device import datastore
+from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
 from zerotouch_plugin.services.netconf import build_netconf_server
 from zerotouch_plugin.services.netconf.protocol import NetconfServer
@@ -87,6 +88,10 @@ class Raw:
     def send(self, rpc: str) -> None:
         self.writer.write(rpc.encode() + END)
 
+    async def call(self, op: str, mid: int = 1) -> bytes:
+        self.send(f'<rpc xmlns="{NC}" message-id="{mid}">{op}</rpc>')
+        return await self.message()
+
     async def message(self) -> bytes:
         return (await asyncio.wait_for(self.reader.readuntil(END), 30))[: -len(END)]
 
@@ -130,39 +135,46 @@ def _edit(name: str) -> str:
     )
 
 
-class FirstValidationHeld:
-    """Holds the first validation (in the datastore's thread) until released."""
+class FirstCallHeld:
+    """Holds the first call (in a thread of the datastore) until released."""
 
-    def __init__(self, validate: Callable[..., None]) -> None:
-        self._validate = validate
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self._function = function
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.returned = threading.Event()
 
-    def __call__(self, tree: Any, **kwargs: Any) -> None:
-        if not self.entered.is_set():
-            self.entered.set()
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.entered.is_set():
+            return self._function(*args, **kwargs)
+        self.entered.set()
+        try:
             assert self.release.wait(30)
-        self._validate(tree, **kwargs)
+            return self._function(*args, **kwargs)
+        finally:
+            self.returned.set()
+
+
+async def _kill_when_held(killer: Raw, victim: Raw, held: FirstCallHeld) -> None:
+    """kill-session of ``victim`` while its RPC is held in ``held``, then let that go on."""
+    assert await asyncio.to_thread(held.entered.wait, 30)
+    kill = f"<kill-session><session-id>{victim.session_id}</session-id></kill-session>"
+    assert b"<ok/>" in await killer.call(kill)
+    held.release.set()
 
 
 async def test_kill_session_aborts_the_victims_edit_in_progress(
     device: Device, schema: DeviceSchema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = FirstValidationHeld(schema.validate)
+    held = FirstCallHeld(schema.validate)
     monkeypatch.setattr(schema, "validate", held)
     victim, killer = await Raw.open(device.port), await Raw.open(device.port)
     try:
         victim.send(f'<rpc xmlns="{NC}" message-id="1">{_edit("killed")}</rpc>')
-        assert await asyncio.to_thread(held.entered.wait, 30)
-        kill = f"<kill-session><session-id>{victim.session_id}</session-id></kill-session>"
-        killer.send(f'<rpc xmlns="{NC}" message-id="2">{kill}</rpc>')
-        assert b"<ok/>" in await killer.message()
-        held.release.set()
+        await _kill_when_held(killer, victim, held)
         # The write lock is first-come: this edit commits after whatever the victim's did.
-        killer.send(f'<rpc xmlns="{NC}" message-id="3">{_edit("after")}</rpc>')
-        assert b"<ok/>" in await killer.message()
-        killer.send(f'<rpc xmlns="{NC}" message-id="4">{GET}</rpc>')
-        names = etree.fromstring(await killer.message()).findall(f".//{{{IF}}}name")
+        assert b"<ok/>" in await killer.call(_edit("after"))
+        names = etree.fromstring(await killer.call(GET)).findall(f".//{{{IF}}}name")
         # the victim's connection was closed
         assert await asyncio.wait_for(victim.reader.read(), 30) == b""
     finally:
@@ -170,6 +182,37 @@ async def test_kill_session_aborts_the_victims_edit_in_progress(
         await victim.close()
         await killer.close()
     assert [n.text for n in names] == ["after"]
+
+
+async def test_kill_session_during_the_startup_write_keeps_file_and_memory_alike(
+    device: Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file write begun in a thread cannot be stopped: the victim's copy-config is aborted
+    once it is done, what it staged removed; startup in memory is what startup.json holds."""
+    stores = device.netconf.datastores
+    held = FirstCallHeld(datastore.stage)
+    monkeypatch.setattr(datastore, "stage", held)
+    before, startup = set(stores.folder.iterdir()), stores.view(Datastore.STARTUP)
+    victim, killer = await Raw.open(device.port), await Raw.open(device.port)
+    try:
+        assert b"<ok/>" in await killer.call(_edit("copied"))
+        copy = "<copy-config><target><startup/></target><source><running/></source></copy-config>"
+        victim.send(f'<rpc xmlns="{NC}" message-id="2">{copy}</rpc>')
+        await _kill_when_held(killer, victim, held)
+        # The write lock is first-come: this commit comes after the victim's install.
+        assert b"<ok/>" in await killer.call(_edit("later"))
+        assert await asyncio.to_thread(held.returned.wait, 30)
+    finally:
+        held.release.set()
+        await victim.close()
+        await killer.close()
+    assert stores.view(Datastore.STARTUP) == startup  # the copy was aborted
+    assert not stores.startup_path.exists()
+    for _ in range(300):  # the aborted write's clean-up follows its thread
+        if set(stores.folder.iterdir()) == before:
+            break
+        await asyncio.sleep(0.01)
+    assert set(stores.folder.iterdir()) == before
 
 
 async def test_unread_replies_stop_the_session_at_the_write_buffer_mark(
