@@ -36,7 +36,7 @@ from zerotouch_plugin.device.keyindex import adopt, entry_key, key_index
 from zerotouch_plugin.device.schema import DeviceSchema, key_members
 from zerotouch_plugin.errors import BadElement, Conflict, NotFound, SchemaError
 
-__all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "member_node"]
+__all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "instance_literal", "member_node"]
 
 OPERATION = "ietf-netconf:operation"  # RFC 6241 §7.2 attribute, RFC 7952 annotation name
 
@@ -103,7 +103,10 @@ def _one_case(
 
 
 def _entry_path(path: str, key: str, keys: Mapping[str, Any]) -> str:
-    sel = "".join(f"[{k}={json.dumps(v)}]" for k, v in keys.items())
+    sel = "".join(
+        f"[{k}={instance_literal(v if isinstance(v, str) else json.dumps(v))}]"
+        for k, v in keys.items()
+    )
     return f"{path}/{key}{sel}"
 
 
@@ -374,6 +377,7 @@ def _build_edit(
     root: Tree = {}
     obj = root
     sn: InternalNode = schema.root
+    here = ""  # the node so far as an instance-identifier, for error paths (RFC 8040 §7.1)
     i = 0
     while i < len(route):
         step = route[i]
@@ -381,26 +385,30 @@ def _build_edit(
             raise SchemaError(f"unexpected path step {step}")
         member = f"{step.namespace}:{step.name}" if step.namespace else step.name
         csn, key = member_node(sn, member)
+        here = f"{here}/{key}"
         nxt = route[i + 1] if i + 1 < len(route) else None
         last = nxt is None or (i + 2 == len(route) and isinstance(nxt, (EntryKeys, EntryValue)))
         if isinstance(csn, ListNode):
             if nxt is None:
-                entries = _valued(operation, value, list, "an array of list entries", key) or []
-                obj[key] = [{**_shaped(e, Mapping, "an object", key), "@": ann} for e in entries]
+                entries = _valued(operation, value, list, "an array of list entries", here) or []
+                obj[key] = [{**_shaped(e, Mapping, "an object", here), "@": ann} for e in entries]
                 return root, True
             if not isinstance(nxt, EntryKeys):
-                raise SchemaError("list entry selector expected", path=key)
+                raise SchemaError("list entry selector expected", path=here)
             sel = {}
             for (kname, kns), text in nxt.keys.items():
                 knode, kkey = member_node(csn, f"{kns}:{kname}" if kns else kname)
                 if not isinstance(knode, TerminalNode):
-                    raise SchemaError("bad key", path=kkey)
+                    raise SchemaError("bad key", path=f"{here}/{kkey}")
                 sel[kkey] = schema.text_to_raw(knode, text)
+                here += f"[{kkey}={instance_literal(text)}]"
             if last:
-                body = dict(_valued(operation, value, Mapping, "an object", key) or {})
+                body = dict(_valued(operation, value, Mapping, "an object", here) or {})
                 for k, v in sel.items():
                     if k in body and body[k] != v:
-                        raise SchemaError("key in body differs from key in path", path=k)
+                        raise SchemaError(
+                            "key in body differs from key in path", path=f"{here}/{k}"
+                        )
                 obj[key] = [{**body, **sel, "@": ann}]
                 return root, False
             entry: Tree = dict(sel)
@@ -414,14 +422,14 @@ def _build_edit(
                 obj[key] = [item]
                 obj["@" + key] = [ann]
                 return root, False
-            given = _valued(operation, value, list, "an array of leaf-list entries", key)
+            given = _valued(operation, value, list, "an array of leaf-list entries", here)
             items = list(given or [])
             obj[key] = items
             obj["@" + key] = [ann] * len(items)
             return root, True
         if isinstance(csn, ContainerNode):
             if last:
-                body = dict(_valued(operation, value, Mapping, "an object", key) or {})
+                body = dict(_valued(operation, value, Mapping, "an object", here) or {})
                 obj[key] = {**body, "@": ann}
                 return root, False
             child: Tree = {}
@@ -433,6 +441,12 @@ def _build_edit(
         obj["@" + key] = ann
         return root, False
     raise SchemaError("empty path")
+
+
+def instance_literal(text: str) -> str:
+    """A quoted string of an instance-identifier predicate (RFC 7950 §9.13): it has no escape,
+    so single quotes unless the text holds one."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
 
 
 def _shaped(value: Any, kind: type, name: str, path: str) -> Any:

@@ -22,12 +22,12 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
-from zerotouch_plugin.device.edit import member_node
+from zerotouch_plugin.device.edit import instance_literal, member_node
 from zerotouch_plugin.device.keyindex import key_index, key_of_values
 from zerotouch_plugin.device.schema import DeviceSchema, key_members
-from zerotouch_plugin.errors import SchemaError, UnsupportedOperation
+from zerotouch_plugin.errors import SchemaError, UnsupportedOperation, ZerotouchError
 
-__all__ = ["ABSENT", "Target", "resolve_path"]
+__all__ = ["ABSENT", "Target", "instance_path", "resolve_path"]
 
 Tree = dict[str, Any]
 # The value of a target that is not in the tree (None is a valid RFC 7951 value: empty type).
@@ -39,6 +39,7 @@ class Target:
     """A resolved RFC 8040 §3.5.3 resource path."""
 
     path: str  # as given (percent-encoded), for edit_at
+    instance_id: str  # the same node as an instance-identifier, for error-path (RFC 8040 §7.1)
     node: DataNode | None  # None: the datastore resource itself
     parent: InternalNode
     member: str  # key of the node in its parent's RFC 7951 object
@@ -63,6 +64,7 @@ def resolve_path(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str
     present = tree is not None
     member = ""
     entry = False
+    steps: list[str] = []  # RFC 7951 §6.11: a name qualified where its module changes
     i = 0
     while i < len(route):
         step = route[i]
@@ -76,6 +78,7 @@ def resolve_path(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str
             sn = node
         qualified = f"{step.namespace}:{step.name}" if step.namespace else step.name
         node, member = member_node(sn, qualified, "")
+        steps.append(f"/{member}")
         value = obj.get(member, ABSENT) if isinstance(obj, Mapping) else ABSENT
         present = value is not ABSENT
         if not present and isinstance(obj, Mapping) and _np_container(node):
@@ -89,17 +92,28 @@ def resolve_path(schema: DeviceSchema, tree: Mapping[str, Any] | None, path: str
                 if not isinstance(knode, TerminalNode):
                     raise SchemaError("bad list key", path=path)
                 selection[kkey] = schema.text_to_raw(knode, text)
+                steps.append(f"[{kkey}={instance_literal(text)}]")
             value = _find_entry(value, key_members(node), selection)
             present = value is not ABSENT
             i += 1
         elif isinstance(nxt, EntryValue) and isinstance(node, LeafListNode):
             item = schema.text_to_raw(node, nxt.value)
+            steps.append(f"[.={instance_literal(nxt.value)}]")
             value = item if isinstance(value, list) and item in value else ABSENT
             present = value is not ABSENT
             i += 1
         obj = value
         i += 1
-    return Target(path, node, sn, member, entry, item, obj, present)
+    return Target(path, "".join(steps) or "/", node, sn, member, entry, item, obj, present)
+
+
+def instance_path(schema: DeviceSchema, path: str) -> str:
+    """``path`` as an instance-identifier (RFC 7951 §6.11) when it is a resource path, as it
+    is otherwise: already an instance-identifier, or no path the schema knows."""
+    try:
+        return resolve_path(schema, None, path).instance_id
+    except ZerotouchError:
+        return path
 
 
 def _np_container(node: DataNode) -> bool:

@@ -50,7 +50,7 @@ def test_create_existing_is_data_exists(schema: DeviceSchema) -> None:
     with pytest.raises(Conflict) as err:
         apply_edit(schema, BASE, _ifaces({"name": "eth0", "type": ETH, "@": {OPERATION: "create"}}))
     assert err.value.netconf_tag == "data-exists"
-    assert err.value.path == '/ietf-interfaces:interfaces/interface[name="eth0"]'
+    assert err.value.path == "/ietf-interfaces:interfaces/interface[name='eth0']"
 
 
 def test_delete_missing_is_data_missing_remove_is_silent(schema: DeviceSchema) -> None:

@@ -633,6 +633,36 @@ async def test_error_path_in_xml(device: Device) -> None:
     assert root.findtext(f".//{{{RESTCONF_NS}}}error-type") == "application"
 
 
+async def test_error_path_is_an_instance_identifier(device: Device) -> None:
+    """RFC 8040 §7.1: error-path is an instance-identifier (RFC 7951 §6.11 in JSON; every name
+    prefixed in XML, RFC 7950 §9.13.2). It was the request URI (percent-encoded, "=key"), or
+    a bare key name."""
+    interfaces = "/restconf/data/ietf-interfaces:interfaces"
+    entry = {"ietf-interfaces:interface": [{"name": "a b", "type": ETHERNET}]}
+    assert (await device.request("POST", interfaces, entry))[0] == 201
+    status, _, body = await device.request("POST", interfaces, entry)
+    assert status == 409
+    assert _error(body)["error-path"] == "/ietf-interfaces:interfaces/interface[name='a b']"
+    status, _, body = await device.request("GET", f"{interfaces}/interface=it's")
+    assert status == 404
+    assert _error(body)["error-path"] == '/ietf-interfaces:interfaces/interface[name="it\'s"]'
+    status, _, body = await device.request(
+        "GET", f"{interfaces}/interface=nope/description", headers=XML_HEADERS
+    )
+    assert status == 404
+    path = etree.fromstring(body).find(f".//{{{RESTCONF_NS}}}error-path")
+    assert path is not None
+    assert path.text == (
+        "/ietf-interfaces:interfaces/ietf-interfaces:interface[ietf-interfaces:name='nope']"
+        "/ietf-interfaces:description"
+    )
+    assert path.nsmap["ietf-interfaces"] == IF_NS
+    other = {"ietf-interfaces:interface": [{"name": "x3", "type": ETHERNET}]}
+    status, _, body = await device.request("PUT", f"{interfaces}/interface=x2", other)
+    assert status == 400
+    assert _error(body)["error-path"] == "/ietf-interfaces:interfaces/interface[name='x2']/name"
+
+
 # -- shared datastores and locks -----------------------------------------------------------
 
 

@@ -70,7 +70,7 @@ from zerotouch_plugin._text import printable
 from zerotouch_plugin.config import ConnectionLimits, DeviceConfig
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.edit import Operation, edit_at, member_node
-from zerotouch_plugin.device.restconf_path import ABSENT, Target, resolve_path
+from zerotouch_plugin.device.restconf_path import ABSENT, Target, instance_path, resolve_path
 from zerotouch_plugin.device.restconf_query import (
     DROP,
     GET_PARAMS,
@@ -662,10 +662,12 @@ def _error_response(
         media = _Restconf.response_media(request)
     except NotAcceptable:
         media = Media.JSON
+    # RFC 8040 §7.1: error-path is an instance-identifier, where the request named a URI
+    path = instance_path(state.schema, exc.path) if exc.path else None
     if media is Media.XML:
-        body = errors_xml(state.schema, err_type, tag, exc)
+        body = errors_xml(state.schema, err_type, tag, exc, path=path)
     else:
-        body = errors_json(err_type, tag, exc)
+        body = errors_json(err_type, tag, exc, path=path)
     headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else {}
     if status == 401:
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE  # RFC 7235 §3.1

@@ -187,15 +187,41 @@ def single_member(doc: Any) -> tuple[str, Any]:
     return member, value
 
 
-def errors_json(err_type: str, tag: str, exc: ZerotouchError) -> bytes:
+def errors_json(err_type: str, tag: str, exc: ZerotouchError, *, path: str | None = None) -> bytes:
+    """The ``ietf-restconf:errors`` document; ``path`` (an instance-identifier in its RFC 7951
+    §6.11 form) stands for ``exc.path`` when given."""
     error: Tree = {"error-type": err_type, "error-tag": tag}
-    if exc.path:
-        error["error-path"] = exc.path
+    path = path or exc.path
+    if path:
+        error["error-path"] = path
     error["error-message"] = exc.message
     return json.dumps({"ietf-restconf:errors": {"error": [error]}}).encode()
 
 
 _MODULE_IN_PATH = re.compile(r"(?:^|/)([A-Za-z_][\w.-]*):")
+# One step of an instance-identifier in its RFC 7951 form: a name (module-qualified where
+# the module changes) and its predicates, whose quoted strings may hold "/" and "]".
+_STEP = re.compile(r"/(?:([A-Za-z_][\w.-]*):)?([^/\[]+)((?:\[[^'\"\]]*(?:'[^']*'|\"[^\"]*\")?\])*)")
+_PREDICATE = re.compile(r"\[([^=\]]+)=('[^']*'|\"[^\"]*\")\]")
+
+
+def _prefixed(path: str) -> str:
+    """An RFC 7951 instance-identifier with every node name prefixed by its module name (the
+    XML form, RFC 7950 §9.13.2); a path of another shape is left as it is."""
+    steps = list(_STEP.finditer(path))
+    if not steps or "".join(step.group(0) for step in steps) != path or not steps[0].group(1):
+        return path
+    out, module = [], ""
+    for step in steps:
+        module = step.group(1) or module
+        predicates = _PREDICATE.findall(step.group(3))
+        if "".join(f"[{name}={value}]" for name, value in predicates) != step.group(3):
+            return path
+        keys = "".join(
+            f"[{name if name == '.' else f'{module}:{name}'}={value}]" for name, value in predicates
+        )
+        out.append(f"/{module}:{step.group(2)}{keys}")
+    return "".join(out)
 
 
 def _xml_text(text: str) -> str:
@@ -204,15 +230,19 @@ def _xml_text(text: str) -> str:
     return escape(NOT_XML_CHAR.sub("\ufffd", text))
 
 
-def errors_xml(schema: DeviceSchema, err_type: str, tag: str, exc: ZerotouchError) -> bytes:
+def errors_xml(
+    schema: DeviceSchema, err_type: str, tag: str, exc: ZerotouchError, *, path: str | None = None
+) -> bytes:
+    """As ``errors_json``, in XML: there every node name of error-path carries a prefix
+    (RFC 7950 §9.13.2); module names serve as prefixes, bound here."""
     parts = [f"<error-type>{err_type}</error-type>", f"<error-tag>{tag}</error-tag>"]
-    if exc.path:
-        # An instance-identifier: module names serve as prefixes, bound here.
+    path = _prefixed(path or exc.path or "")
+    if path:
         decls = "".join(
             f" xmlns:{m}={quoteattr(schema.by_name[m].namespace)}"
-            for m in dict.fromkeys(_MODULE_IN_PATH.findall(exc.path))
+            for m in dict.fromkeys(_MODULE_IN_PATH.findall(path))
             if m in schema.by_name
         )
-        parts.append(f"<error-path{decls}>{_xml_text(exc.path)}</error-path>")
+        parts.append(f"<error-path{decls}>{_xml_text(path)}</error-path>")
     parts.append(f"<error-message>{_xml_text(exc.message)}</error-message>")
     return f'<errors xmlns="{RESTCONF_NS}"><error>{"".join(parts)}</error></errors>'.encode()
