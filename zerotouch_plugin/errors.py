@@ -10,6 +10,7 @@ logs. Exactly one place per transport turns these into responses; nothing else m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "MethodNotAllowed",
     "MissingAttribute",
     "MissingElement",
+    "MissingKey",
     "NotAcceptable",
     "NotCMS",
     "NotFound",
@@ -47,6 +49,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "TooManySessions",
+    "UnknownElement",
     "UnsupportedMediaType",
     "UnsupportedOperation",
     "UntrustedSigner",
@@ -65,10 +68,14 @@ class ZerotouchError(Exception):
     http_status: ClassVar[int] = 500
     netconf_tag: ClassVar[str] = "operation-failed"
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, info: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.path = path
+        # NETCONF <error-info> members (RFC 6241 Appendix A: bad-attribute, bad-element ...)
+        self.info: Mapping[str, str] = dict(info or {})
 
     def __str__(self) -> str:
         if self.path:
@@ -160,6 +167,18 @@ class SchemaError(RemoteError):
     """Well-formed data that breaks its YANG schema: ``path`` names the node, message the rule."""
 
     reason = "schema-error"
+
+
+class UnknownElement(SchemaError):
+    """An element the schema does not know where it stands (RFC 6241 Appendix A)."""
+
+    netconf_tag = "unknown-element"
+
+
+class MissingKey(SchemaError):
+    """A list entry without all its keys (RFC 7950 §8.3.1: missing-element)."""
+
+    netconf_tag = "missing-element"
 
 
 class BadElement(SchemaError):

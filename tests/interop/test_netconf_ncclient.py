@@ -292,7 +292,8 @@ def test_invalid_edit_reports_path_and_changes_nothing(connect: Connect, folder:
         assert err.value.path is not None and "hostname" in err.value.path
         with pytest.raises(RPCError) as err:
             m.edit_config(target="running", config=_iface("x", "<mtu>9000</mtu>"))
-        assert err.value.tag == "invalid-value"  # no such leaf in ietf-interfaces
+        assert err.value.tag == "unknown-element"  # no such leaf in ietf-interfaces
+        assert err.value.info is not None and "<bad-element>mtu</bad-element>" in err.value.info
         m.edit_config(target="running", config=_hostname("tested"), test_option="test-only")
         assert m.get_config(source="running").data_xml == before
         assert (folder / STARTUP_FILE).read_bytes() == startup_file  # byte-identical
@@ -314,7 +315,7 @@ def test_error_option_edits_are_all_or_nothing(running: DeviceProcess, option: s
         )
         with pytest.raises(RPCError) as err:
             m.edit_config(target="running", config=mixed, error_option=option)
-        assert err.value.tag == "invalid-value"
+        assert err.value.tag == "unknown-element"
         assert m.get_config(source="running").data_xml == before
 
 

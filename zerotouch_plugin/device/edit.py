@@ -34,7 +34,7 @@ from yangson.schemanode import (
 
 from zerotouch_plugin.device.keyindex import adopt, entry_key, key_index
 from zerotouch_plugin.device.schema import DeviceSchema, key_members
-from zerotouch_plugin.errors import BadElement, Conflict, NotFound, SchemaError
+from zerotouch_plugin.errors import BadElement, Conflict, MissingKey, NotFound, SchemaError
 
 __all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "instance_literal", "member_node"]
 
@@ -226,7 +226,11 @@ class _Editor:
                 raise SchemaError("expected an object", path=path)
             missing = [k for k in keys if k not in entry]
             if missing:
-                raise SchemaError(f"list entry without key {', '.join(missing)}", path=path)
+                raise MissingKey(  # RFC 7950 §8.3.1
+                    f"list entry without key {', '.join(missing)}",
+                    path=path,
+                    info={"bad-element": missing[0]},
+                )
             sel = {k: entry[k] for k in keys}
             ident = identity(entry)
             epath = _entry_path(path[: path.rfind("/")], key, sel)

@@ -24,7 +24,7 @@ from yangson.schemanode import (
 
 from zerotouch_plugin.device.edit import OPERATION, member_node
 from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
-from zerotouch_plugin.errors import SchemaError
+from zerotouch_plugin.errors import SchemaError, UnknownElement
 
 __all__ = ["NETCONF_BASE_NS", "node_to_xml", "tree_from_xml", "tree_to_xml"]
 
@@ -161,7 +161,11 @@ def _parse_member(
     module = schema.by_namespace.get(ns)
     child = sn.get_data_child(local, module.name) if module is not None else None
     if not isinstance(child, DataNode):
-        raise SchemaError(f"unknown element {local!r} in namespace {ns}", path=f"{path}/{local}")
+        raise UnknownElement(
+            f"unknown element {local!r} in namespace {ns}",
+            path=f"{path}/{local}",
+            info={"bad-element": local},
+        )
     key = local if child.ns == sn.ns else f"{child.ns}:{local}"
     cpath = f"{path}/{key}"
     op = el.get(_OPERATION_ATTR) if operations else None

@@ -629,7 +629,7 @@ async def test_error_path_in_xml(device: Device) -> None:
     assert status == 400
     root = etree.fromstring(body)
     assert root.tag == f"{{{RESTCONF_NS}}}errors"
-    assert root.findtext(f".//{{{RESTCONF_NS}}}error-tag") == "invalid-value"
+    assert root.findtext(f".//{{{RESTCONF_NS}}}error-tag") == "unknown-element"  # RFC 6241 App. A
     assert root.findtext(f".//{{{RESTCONF_NS}}}error-type") == "application"
 
 

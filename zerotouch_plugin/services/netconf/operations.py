@@ -80,10 +80,16 @@ def _datastore_or_config(
     """``<source>``/``<target>``: a datastore, or an inline ``<config>`` when allowed."""
     holder = _find(op, param)
     if holder is None:
-        raise MissingElement(f"<{param}> is required", path=f"/{param}")
+        raise MissingElement(
+            f"<{param}> is required", path=f"/{param}", info={"bad-element": param}
+        )
     children = [c for c in holder if isinstance(c.tag, str)]
     if len(children) != 1:
-        raise MissingElement(f"<{param}> must name exactly one datastore", path=f"/{param}")
+        raise MissingElement(
+            f"<{param}> must name exactly one datastore",
+            path=f"/{param}",
+            info={"bad-element": param},
+        )
     local = etree.QName(children[0]).localname
     if inline and children[0].tag in (_q("config"), "config"):
         return children[0]
@@ -130,7 +136,10 @@ async def _render(session: NetconfSession, ds: Datastore, op: etree._Element) ->
     if kind == "xpath":  # RFC 6241 §8.9
         select = filt.get("select")
         if not select:
-            raise MissingAttribute("an XPath filter needs a select attribute")
+            raise MissingAttribute(
+                "an XPath filter needs a select attribute",
+                info={"bad-attribute": "select", "bad-element": "filter"},
+            )
         namespaces = dict(filt.nsmap)
         key = _memo_key(
             "netconf-xpath", f"{select}:{sorted((str(k), v) for k, v in namespaces.items())}"
@@ -188,7 +197,7 @@ async def _edit_config(session: NetconfSession, op: etree._Element) -> None:
     if config is None:
         if _find(op, "url") is not None:
             raise UnsupportedOperation("<url> is not supported (no :url capability)")
-        raise MissingElement("<config> is required", path="/config")
+        raise MissingElement("<config> is required", path="/config", info={"bad-element": "config"})
     schema = session.server.schema
     edit = await _config_tree(session, config, operations=True)
     # §7.2: with default-operation replace, the <config> replaces the whole target.
@@ -247,7 +256,9 @@ async def _kill_session(session: NetconfSession, op: etree._Element) -> None:
     """RFC 6241 §7.9: abort another session's operation in progress, release its locks."""
     text = _param(op, "session-id")
     if text is None:
-        raise MissingElement("<session-id> is required", path="/session-id")
+        raise MissingElement(
+            "<session-id> is required", path="/session-id", info={"bad-element": "session-id"}
+        )
     if not text.isdigit() or int(text) == session.session_id:
         raise RemoteError(f"cannot kill session {text!r}", path="/session-id")
     victim = session.server.sessions.get(int(text))
@@ -260,7 +271,9 @@ async def _get_schema(session: NetconfSession, op: etree._Element) -> str:
     """RFC 6022 §3.1: the text of a module or submodule of the library."""
     identifier = _param(op, "identifier", MONITORING_NS)
     if not identifier:
-        raise MissingElement("<identifier> is required", path="/identifier")
+        raise MissingElement(
+            "<identifier> is required", path="/identifier", info={"bad-element": "identifier"}
+        )
     version = _param(op, "version", MONITORING_NS) or None
     fmt = _param(op, "format", MONITORING_NS)
     if fmt and fmt.rpartition(":")[2] != "yang":

@@ -114,8 +114,12 @@ def rpc_error_xml(
     if exc.path:
         parts.append(error_path_xml(exc.path, namespaces or {}))
     parts.append(f'<error-message xml:lang="en">{escape(exc.message)}</error-message>')
+    info = dict(exc.info)
     if isinstance(exc, LockDenied) and exc.holder is not None:
-        parts.append(f"<error-info><session-id>{exc.holder}</session-id></error-info>")
+        info["session-id"] = str(exc.holder)
+    if info:  # RFC 6241 Appendix A: what each tag's error-info names
+        members = "".join(f"<{name}>{escape(text)}</{name}>" for name, text in info.items())
+        parts.append(f"<error-info>{members}</error-info>")
     parts.append("</rpc-error>")
     return "".join(parts)
 
@@ -352,7 +356,10 @@ class NetconfSession:
             if rpc.tag != _RPC:
                 raise InvalidInput(f"expected <rpc>, got <{etree.QName(rpc).localname}>")
             if rpc.get("message-id") is None:
-                raise MissingAttribute("<rpc> without message-id attribute")
+                raise MissingAttribute(
+                    "<rpc> without message-id attribute",
+                    info={"bad-attribute": "message-id", "bad-element": "rpc"},  # RFC 6241 §4.1
+                )
             ops = [el for el in rpc if isinstance(el.tag, str)]
             if len(ops) != 1:
                 raise InvalidInput("<rpc> must hold exactly one operation")

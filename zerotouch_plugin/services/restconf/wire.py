@@ -73,6 +73,7 @@ _STATUS_BY_TAG: Mapping[str, tuple[int, ...]] = {
     "unknown-attribute": (400,),
     "bad-element": (400,),
     "unknown-element": (400,),
+    "missing-element": (400,),  # not in the §7 table; a list entry without its key (RFC 7950)
     "unknown-namespace": (400,),
     "access-denied": (401, 403),
     "lock-denied": (409,),

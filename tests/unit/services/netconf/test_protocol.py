@@ -94,6 +94,50 @@ def _error(reply: etree._Element) -> dict[str, str]:
     return {etree.QName(c).localname: (c.text or "") for c in err}
 
 
+def _info(reply: etree._Element) -> dict[str, str]:
+    info = reply.find(f"{{{NC}}}rpc-error/{{{NC}}}error-info")
+    assert info is not None, etree.tostring(reply)
+    return {etree.QName(c).localname: (c.text or "") for c in info}
+
+
+IF_NS = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
+
+
+def _interfaces(entry: str) -> str:
+    return f'<interfaces xmlns="{IF_NS}"><interface>{entry}</interface></interfaces>'
+
+
+async def test_errors_name_the_element_and_attribute_in_error_info(
+    server: NetconfServer,
+) -> None:
+    """RFC 6241 Appendix A: missing-attribute, missing-element, unknown-element carry
+    bad-attribute / bad-element in error-info (§4.1's own example: a message-id missing from
+    rpc); a list entry without its key is missing-element (RFC 7950 §8.3.1)."""
+    client = Client(server)
+    await client.start()
+    client.send(encode_chunked(f'<rpc xmlns="{NC}"><get/></rpc>'.encode()))
+    reply = await client.message()
+    assert _info(reply) == {"bad-attribute": "message-id", "bad-element": "rpc"}
+    reply = await client.call("<edit-config><config/></edit-config>")
+    assert (_error(reply)["error-tag"], _info(reply)) == (
+        "missing-element",
+        {"bad-element": "target"},
+    )
+    unknown = _interfaces("<name>e</name><mtu>1</mtu>")
+    reply = await client.call(
+        f"<edit-config><target><running/></target><config>{unknown}</config></edit-config>"
+    )
+    assert (_error(reply)["error-tag"], _info(reply)) == ("unknown-element", {"bad-element": "mtu"})
+    keyless = _interfaces("<description>d</description>")
+    reply = await client.call(
+        f"<edit-config><target><running/></target><config>{keyless}</config></edit-config>"
+    )
+    assert (_error(reply)["error-tag"], _info(reply)) == (
+        "missing-element",
+        {"bad-element": "name"},
+    )
+
+
 async def test_hello_then_chunked_get_config(server: NetconfServer) -> None:
     client = Client(server)
     hello = await client.start()
