@@ -505,6 +505,82 @@ def accepted_voucher(world: World, serial: str) -> Path:
     return pledge
 
 
+def simple_enroll(
+    world: World, pledge: Path, csr: bytes, name: str
+) -> tuple[x509.Certificate, Path]:
+    """The LDevID that simpleenroll gives ``pledge`` for ``csr``, and the file it is kept in."""
+    enrolled = world.curl(
+        "/.well-known/est/simpleenroll", client=idevid_of(pledge), data=csr,
+        content_type="application/pkcs10",
+    )  # fmt: skip
+    assert enrolled.status == 200, enrolled.body
+    (ldevid,) = certs_only(enrolled.body)
+    pem = world.root / f"{name}.pem"
+    pem.write_bytes(ldevid.public_bytes(Encoding.PEM))
+    return ldevid, pem
+
+
+def twin_of(world: World, serial: str) -> Path:
+    """Another IDevID with the same serialNumber (another key): what a second manufacturer
+    the registrar trusts could have issued."""
+    folder = world.root / f"twin-{serial}"
+    ca = certfiles.load_identity(world.root / "V" / "ca.pem", world.root / "V" / "ca.key")
+    idevid = certs.issue_idevid(ca, serial, masa_url=world.masa_url, now=datetime.now(UTC))
+    folder.mkdir()
+    certfiles.write_certs(folder / "idevid.pem", [idevid.cert, ca.cert])
+    certfiles.write_key(folder / "idevid.key", idevid.key)
+    return folder
+
+
+def test_status_reports_come_only_from_the_idevid_or_ldevid_of_the_device(world: World) -> None:
+    """RFC 8995 §5.7, §5.9.4: the serialNumber alone names no device. Another IDevID with the
+    same serial is refused 403 on voucher_status and enrollstatus and records nothing; the
+    genuine pledge then reports and enrolls; its LDevID reports until it is revoked."""
+    pledge, reply = bootstrap_voucher(world, "E2E-TWIN")
+    assert reply.status == 200, reply.body
+    twin = twin_of(world, "E2E-TWIN")
+    for path, body in (
+        ("/.well-known/brski/voucher_status", b'{"version": 1, "status": false, "reason": "x"}'),
+        ("/.well-known/brski/enrollstatus", b'{"version": 1, "status": true}'),
+    ):
+        refused = world.curl(
+            path, client=idevid_of(twin), data=body, content_type="application/json"
+        )
+        assert refused.status == 403, refused
+        assert refused.body.startswith(b"bad-certificate: this IDevID is not the one"), refused
+    shown = world.device("E2E-TWIN")
+    record = shown["device"]
+    assert isinstance(record, dict)
+    assert (record["state"], record["voucher_accepted"], record["management"]) == (
+        "voucher-issued",
+        None,
+        None,
+    ), record
+    assert shown["status_reports"] == []
+    ok = b'{"version": 1, "status": true}'
+    accepted = world.curl(
+        "/.well-known/brski/voucher_status", client=idevid_of(pledge), data=ok,
+        content_type="application/json",
+    )  # fmt: skip
+    assert accepted.status == 200, accepted.body
+    body, key = csr_body(world, "twin-ldevid", "/serialNumber=E2E-TWIN")
+    ldevid, pem = simple_enroll(world, pledge, body, "twin-ldevid")
+
+    def enrollstatus() -> Reply:
+        return world.curl(
+            "/.well-known/brski/enrollstatus", client=(pem, key), data=ok,
+            content_type="application/json",
+        )  # fmt: skip
+
+    assert enrollstatus().status == 200
+    assert world.device("E2E-TWIN")["device"]["state"] == "enroll-confirmed"  # type: ignore[index]
+    fingerprint = certs.fingerprint(ldevid)
+    zt("registrar", "revoke", "--dir", world.r, "--fingerprint", fingerprint, "--reason", "test")
+    revoked = enrollstatus()
+    assert revoked.status == 403 and b"was revoked" in revoked.body, revoked
+    assert len(world.device("E2E-TWIN")["status_reports"]) == 2  # type: ignore[arg-type]
+
+
 def test_ldevid_names_by_policy_not_by_the_csr(world: World) -> None:
     """Issue 9 item 13: an ``openssl req`` CSR asking for localhost, 127.0.0.1, a wildcard and
     another device's name gets none of them; the LDevID names <serial>.<device_domain> and
@@ -518,14 +594,7 @@ def test_ldevid_names_by_policy_not_by_the_csr(world: World) -> None:
     assert assigned.status == 200, assigned.body
     asked = "DNS:localhost,IP:127.0.0.1,DNS:*.example.com,DNS:e2e-ok.devices.zerotouch.internal"
     body, _ = csr_body(world, "san", "/serialNumber=E2E-SAN", "-addext", f"subjectAltName={asked}")
-    enrolled = world.curl(
-        "/.well-known/est/simpleenroll", client=idevid_of(pledge), data=body,
-        content_type="application/pkcs10",
-    )  # fmt: skip
-    assert enrolled.status == 200, enrolled.body
-    (ldevid,) = certs_only(enrolled.body)
-    pem = world.root / "san-ldevid.pem"
-    pem.write_bytes(ldevid.public_bytes(Encoding.PEM))
+    _, pem = simple_enroll(world, pledge, body, "san-ldevid")
     text = openssl("x509", "-in", pem, "-noout", "-ext", "subjectAltName").decode()
     names = text.split("\n", 1)[1].strip()
     assert names == "DNS:e2e-san.devices.zerotouch.internal, IP Address:192.0.2.10", text

@@ -36,10 +36,11 @@ from zerotouch_plugin.roles.registrar import (
     ClientIdentity,
     ClientKind,
     RegistrarContext,
+    check_idevid_binding,
 )
 from zerotouch_plugin.roles.states import RegistrarDeviceState
 
-__all__ = ["RENEWABLE_STATES", "authenticate_reenrollment", "keep_state"]
+__all__ = ["RENEWABLE_STATES", "authenticate_reenrollment", "authenticate_reporter", "keep_state"]
 
 # States in which a device holds an LDevID from this registrar.
 RENEWABLE_STATES = frozenset(
@@ -103,6 +104,24 @@ def authenticate_reenrollment(
             "LDevID or enroll again with the IDevID"
         )
     return ClientIdentity(ClientKind.LDEVID, cert, serial)
+
+
+def authenticate_reporter(
+    ctx: RegistrarContext,
+    client: ClientIdentity,
+    *,
+    recorded_idevid: str | None,
+    issued: IssuedCertificate | None,
+    now: datetime,
+) -> None:
+    """Whether ``client`` may report voucher_status or enrollstatus for its serial (RFC 8995
+    §5.7, §5.9.4): an IDevID only if it obtained the device's voucher (``recorded_idevid``),
+    an LDevID only if this registrar issued it to the device and did not revoke it, the
+    checks of simpleenroll; the serialNumber alone names no device."""
+    if client.kind is ClientKind.IDEVID:
+        check_idevid_binding(client, recorded_idevid)
+    else:
+        authenticate_reenrollment(ctx, client.cert, issued=issued, now=now)
 
 
 def _refuse_foreign(ctx: RegistrarContext, cert: x509.Certificate, now: datetime) -> NoReturn:

@@ -93,6 +93,7 @@ __all__ = [
     "check_csr_key",
     "check_escrow_voucher",
     "check_fresh_nonce",
+    "check_idevid_binding",
     "check_masa_request_size",
     "check_masa_voucher",
     "check_voucher_request",
@@ -773,6 +774,16 @@ _LDEVID_ENROLLABLE = frozenset(
 )
 
 
+def check_idevid_binding(client: ClientIdentity, recorded: str | None) -> None:
+    """An IDevID speaks for a device only when it is the one that obtained the device's
+    voucher (``recorded``, its fingerprint): two manufacturers may give the same serialNumber
+    (RFC 8995 §5.3, §5.7, §5.9.1)."""
+    if recorded != certs.fingerprint(client.cert):
+        raise CertificateError(
+            f"this IDevID is not the one that obtained the voucher for device {client.serial}"
+        )
+
+
 def authorize_enrollment(
     ctx: RegistrarContext,
     client: ClientIdentity,
@@ -798,12 +809,8 @@ def authorize_enrollment(
             if client.kind is ClientKind.IDEVID
             else f"device {serial} is in state {facts.state}; it holds no LDevID from us"
         )
-    if client.kind is ClientKind.IDEVID and facts.idevid_fingerprint != certs.fingerprint(
-        client.cert
-    ):
-        raise AccessDenied(
-            f"this IDevID is not the one that obtained the voucher for device {serial}"
-        )
+    if client.kind is ClientKind.IDEVID:
+        check_idevid_binding(client, facts.idevid_fingerprint)
     if facts.audit_level is AuditLevel.ALERT:
         raise PolicyRefused(
             f"the MASA audit log of device {serial} shows a nonceless voucher for another "

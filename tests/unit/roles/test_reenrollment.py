@@ -19,6 +19,7 @@ from zerotouch_plugin.roles.ldevid_records import IssuedCertificate
 from zerotouch_plugin.roles.reenrollment import (
     RENEWABLE_STATES,
     authenticate_reenrollment,
+    authenticate_reporter,
     keep_state,
 )
 from zerotouch_plugin.roles.states import RegistrarDeviceState as S
@@ -127,6 +128,24 @@ def test_a_revoked_ldevid_is_refused_with_the_reason(pki: Pki) -> None:
     revoked = record(cert, revoked_at=NOW, revoked_reason="superseded by sha256:ab")
     with pytest.raises(CertificateError, match=r"revoked at 2026-12-01T12:00:00Z \(superseded"):
         authenticate_reenrollment(pki.ctx, cert, issued=revoked, now=NOW)
+
+
+def test_a_status_reporter_is_the_idevid_of_the_voucher_or_a_recorded_ldevid(pki: Pki) -> None:
+    """RFC 8995 §5.7, §5.9.4: the serialNumber alone names no device."""
+    pledge = role.ClientIdentity(role.ClientKind.IDEVID, pki.idevid.cert, "SN-1")
+    own = certs.fingerprint(pki.idevid.cert)
+    authenticate_reporter(pki.ctx, pledge, recorded_idevid=own, issued=None, now=NOW)
+    for recorded in ("sha256:00", None):
+        with pytest.raises(CertificateError, match="not the one that obtained the voucher"):
+            authenticate_reporter(pki.ctx, pledge, recorded_idevid=recorded, issued=None, now=NOW)
+    cert = pki.ldevid()
+    device = role.ClientIdentity(role.ClientKind.LDEVID, cert, "SN-1")
+    authenticate_reporter(pki.ctx, device, recorded_idevid=None, issued=record(cert), now=NOW)
+    revoked = record(cert, revoked_at=NOW, revoked_reason="registrar revoke")
+    with pytest.raises(CertificateError, match="was revoked"):
+        authenticate_reporter(pki.ctx, device, recorded_idevid=own, issued=revoked, now=NOW)
+    with pytest.raises(CertificateError, match="not one this registrar issued"):
+        authenticate_reporter(pki.ctx, device, recorded_idevid=own, issued=None, now=NOW)
 
 
 @pytest.mark.parametrize("state", sorted(RENEWABLE_STATES))

@@ -802,7 +802,7 @@ def test_no_enrollment_without_accepted_voucher(pki: Pki, state: S | None) -> No
 def test_enrollment_refusals(pki: Pki) -> None:
     accepted_facts = facts(pki, S.VOUCHER_ACCEPTED)
     client = idevid_client(pki)
-    with pytest.raises(AccessDenied, match="not the one that obtained"):
+    with pytest.raises(CertificateError, match="not the one that obtained"):
         role.authorize_enrollment(
             pki.ctx,
             client,

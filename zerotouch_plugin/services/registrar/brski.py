@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +30,7 @@ from zerotouch_plugin.errors import (
     ZerotouchError,
 )
 from zerotouch_plugin.roles import handoff as handoff_role
+from zerotouch_plugin.roles import reenrollment
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarEvent
 from zerotouch_plugin.services._http import read_body
@@ -207,6 +208,7 @@ class _Report:
     serial: str
     cert: x509.Certificate
     report: role.StatusReport
+    bound: Callable[[str | None], None]  # refuses a reporter that may not speak for the device
 
     def entry(self, kind: str, now: datetime, management: ManagementRow | None) -> StatusEntry:
         """The report as the store records it, with the device's next state."""
@@ -218,6 +220,7 @@ class _Report:
             advance=step(_STATUS_EVENTS[(kind, self.report.status)]),
             now=now,
             management=management,
+            bound=self.bound,
         )
 
     def log_recorded(self, kind: str) -> None:
@@ -231,12 +234,28 @@ class _Report:
 
 
 async def _status(request: web.Request, kind: str) -> _Report:
+    reg = request.app[APP_KEY]
     require_media(request, MEDIA_JSON)
     body = await read_body(request)
-    client = client_identity(request, utc_now())
+    now = utc_now()
+    client = client_identity(request, now)
     if client.serial is None or client.kind not in (role.ClientKind.IDEVID, role.ClientKind.LDEVID):
         raise PolicyRefused(f"{kind} comes from a pledge (IDevID) or a device (LDevID)")
-    return _Report(client.serial, client.cert, role.parse_status_report(body))
+    report = role.parse_status_report(body)
+    issued = None
+    if client.kind is role.ClientKind.LDEVID:
+        issued = await in_thread(reg.repo.issued_certificate, certs.fingerprint(client.cert))
+
+    def bound(recorded_idevid: str | None) -> None:
+        reenrollment.authenticate_reporter(
+            reg.context,
+            client,
+            recorded_idevid=recorded_idevid,
+            issued=issued,
+            now=now,
+        )
+
+    return _Report(client.serial, client.cert, report, bound)
 
 
 async def voucher_status(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ registrar processes on one PostgreSQL database never interleave a device's trans
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -112,12 +112,14 @@ class DeviceRecords(Records):
         document: str,
         advance: Advance,
         now: datetime,
+        bound: Callable[[str | None], None],
         management: ManagementRow | None = None,
     ) -> None:
         """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report, and the
         management address a successful enrollstatus reported (replacing the previous one, in
-        the same transaction, so a re-push later finds the device where it last said it is)."""
-        entry = StatusEntry(kind, status, reason, document, advance, now, management)
+        the same transaction, so a re-push later finds the device where it last said it is);
+        ``bound`` as in ``StatusEntry``."""
+        entry = StatusEntry(kind, status, reason, document, advance, now, management, bound=bound)
         with self.db.write() as conn:
             add_status(conn, serial, entry)
 
@@ -159,7 +161,11 @@ def same_name_serials(conn: Connection, serial: str) -> list[str]:
 
 def add_status(conn: Connection, serial: str, entry: StatusEntry) -> None:
     """``record_status`` within the caller's transaction."""
-    before = lock_state(conn, serial)
+    locked = _LOCK_REPORTED(conn, {"serial": serial}).one_or_none()
+    if locked is None:
+        raise _unknown(serial)
+    before, idevid_fingerprint = locked
+    entry.bound(idevid_fingerprint)
     if entry.management is not None:
         set_management(conn, serial, entry.management)
     at, ok = (
@@ -242,6 +248,11 @@ _SERIAL: BindParameter[str] = bindparam("serial")
 _LOCK_DEVICE = select(DeviceModel).where(DeviceModel.serial == _SERIAL).with_for_update()
 _LOCK_STATE = HotStatement(
     select(DeviceModel.state).where(DeviceModel.serial == _SERIAL).with_for_update()
+)
+_LOCK_REPORTED = HotStatement(
+    select(DeviceModel.state, DeviceModel.idevid_fingerprint)
+    .where(DeviceModel.serial == _SERIAL)
+    .with_for_update()
 )
 _DEVICE_ROW = update(DeviceModel).where(DeviceModel.serial == bindparam("key"))
 _UPDATE_DEVICE = HotStatement(_DEVICE_ROW)

@@ -5,8 +5,8 @@ outside a transaction can write through them or see a half-loaded object.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -225,7 +225,9 @@ class PolicyRow:
 class StatusEntry:
     """A voucher_status (RFC 8995 §5.7) or enrollstatus (§5.9.4) report to record: the
     device's next state by ``advance``, and for a successful enrollstatus the management
-    address it reported (replacing the previous one)."""
+    address it reported (replacing the previous one). ``bound`` gets the fingerprint of the
+    IDevID that obtained the device's voucher, read under the device lock before anything is
+    written, and raises when the reporter may not speak for the device."""
 
     kind: str  # "voucher_status" or "enrollstatus"
     status: bool
@@ -234,6 +236,7 @@ class StatusEntry:
     advance: Advance
     now: datetime
     management: ManagementRow | None = None
+    bound: Callable[[str | None], None] = field(kw_only=True)
 
 
 @dataclass(frozen=True)

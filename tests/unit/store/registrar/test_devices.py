@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.store.registrar.support import NOW, open_repo, request_voucher, step
+from tests.unit.store.registrar.support import NOW, anyone, open_repo, request_voucher, step
 from zerotouch_plugin.errors import Conflict, NotFound
 from zerotouch_plugin.roles.states import RegistrarEvent
 from zerotouch_plugin.store.db import Database
@@ -45,6 +45,7 @@ def test_full_device_lifecycle_is_recorded(db_url: str) -> None:
         document='{"version":1,"status":true}',
         advance=step(RegistrarEvent.VOUCHER_STATUS_SUCCESS),
         now=later,
+        bound=anyone,
     )
     repo.record_audit("SN1", level="clean", summary="1 event", log="{}", now=later)
     repo.record_certificate(
@@ -64,6 +65,7 @@ def test_full_device_lifecycle_is_recorded(db_url: str) -> None:
         document="{}",
         advance=step(RegistrarEvent.ENROLL_STATUS_SUCCESS),
         now=later,
+        bound=anyone,
     )
     device = repo.device("SN1")
     assert device is not None
@@ -108,6 +110,7 @@ def test_illegal_transition_writes_nothing(db_url: str) -> None:
             document="{}",
             advance=step(RegistrarEvent.VOUCHER_STATUS_SUCCESS),
             now=NOW,
+            bound=anyone,
         )
     db.dispose()
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tests.unit.store.registrar.support import (
     NOW,
+    anyone,
     enrolled,
     open_repo,
     relay,
@@ -23,7 +24,7 @@ from tests.unit.store.registrar.support import (
     set_config,
     step,
 )
-from zerotouch_plugin.errors import Conflict, NotFound
+from zerotouch_plugin.errors import CertificateError, Conflict, NotFound
 from zerotouch_plugin.roles import handoff as handoff_role
 from zerotouch_plugin.roles.records import ManagementRow
 from zerotouch_plugin.roles.states import RegistrarEvent
@@ -48,7 +49,7 @@ def transactions(db: Database) -> Iterator[list[str]]:
 
 def _report(kind: str, ok: bool, event: RegistrarEvent) -> StatusEntry:
     reason = None if ok else "bad"
-    return StatusEntry(kind, ok, reason, "{}", step(event), NOW)
+    return StatusEntry(kind, ok, reason, "{}", step(event), NOW, bound=anyone)
 
 
 def test_voucher_status_returns_the_request_to_audit_in_one_transaction(db_url: str) -> None:
@@ -72,6 +73,36 @@ def test_voucher_status_returns_the_request_to_audit_in_one_transaction(db_url: 
     db.dispose()
 
 
+def test_a_report_its_reporter_may_not_make_writes_nothing(db_url: str) -> None:
+    """The binding check gets the fingerprint of the IDevID that obtained the voucher, under
+    the device lock, before anything is written (RFC 8995 §5.7): its refusal leaves the
+    device as it was."""
+    db, repo = open_repo(db_url)
+    relay(repo, request_voucher(repo, "SN1", nonce="n1"), "n1")
+    seen: list[str | None] = []
+
+    def other_idevid(recorded: str | None) -> None:
+        seen.append(recorded)
+        raise CertificateError("this IDevID is not the one that obtained the voucher")
+
+    report = replace(
+        _report("voucher_status", False, RegistrarEvent.VOUCHER_STATUS_FAILURE),
+        bound=other_idevid,
+    )
+    with pytest.raises(CertificateError):
+        repo.record_voucher_status("SN1", report)
+    assert seen == ["sha256:aa"]
+    device = repo.device("SN1")
+    assert device is not None
+    assert (device.state, device.voucher_accepted, device.last_error) == (
+        "voucher-issued",
+        None,
+        None,
+    )
+    assert repo.status_reports("SN1") == []
+    db.dispose()
+
+
 def _plan(peer: str) -> Callable[[bool, str | None], handoff_role.Plan | None]:
     def plan(configured: bool, override: str | None) -> handoff_role.Plan | None:
         return handoff_role.plan_after_enrollstatus(
@@ -85,7 +116,9 @@ def _confirm(
     db: Database, repo: RegistrarRepository, serial: str, peer: str
 ) -> tuple[handoff_role.Plan | None, int]:
     with transactions(db) as begun:
-        entry = StatusEntry("enrollstatus", True, None, "{}", lambda _s: "enroll-confirmed", NOW)
+        entry = StatusEntry(
+            "enrollstatus", True, None, "{}", lambda _s: "enroll-confirmed", NOW, bound=anyone
+        )
         planned = repo.record_enroll_status(serial, entry, _plan(peer))
     return planned, len(begun)
 
