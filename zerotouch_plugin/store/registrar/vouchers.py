@@ -142,7 +142,9 @@ class VoucherRecords(Records):
         from_escrow: bool = False,
     ) -> None:
         """A validated voucher, durable before it is relayed to the pledge; ``from_escrow``:
-        the held voucher, relayed because the MASA was unreachable (its use is counted)."""
+        the held voucher, relayed because the MASA was unreachable (its use is counted). A
+        voucher from the MASA clears the device's audit verdict: enrollment waits for the
+        verdict on this voucher's audit log."""
         outcome = OUTCOME_ESCROW if from_escrow else OUTCOME_MASA
         answered = {"key": request_id, "outcome": outcome, "rvr_cms": rvr_cms, "error": None}
         with self.db.write() as conn:
@@ -161,7 +163,11 @@ class VoucherRecords(Records):
             )  # fmt: skip
             issued = voucher_event_data(assertion, nonce, expires_on)
             add_event(conn, "voucher-issued", serial, issued, now)
-            move_device(conn, serial, before, advance, now, None, {"voucher_issued_at": now})
+            # A MASA voucher is enrolled on the verdict of its own audit log (RFC 8995
+            # §5.8.3): the last one's is dropped in the same UPDATE. A held voucher needs no
+            # verdict and keeps the last one (an alert still refuses enrollment).
+            fresh = {"voucher_issued_at": now, **({} if from_escrow else _NO_VERDICT)}
+            move_device(conn, serial, before, advance, now, None, fresh)
 
 
 def _last_masa_request(conn: Connection, serial: str) -> bytes | None:
@@ -169,6 +175,7 @@ def _last_masa_request(conn: Connection, serial: str) -> bytes | None:
     return rvr
 
 
+_NO_VERDICT = {"audit_level": None, "audit_summary": None, "audit_at": None}
 # Built once: the hot path only binds values.
 _NEW_REQUEST = HotStatement(insert(VoucherRequestModel).returning(VoucherRequestModel.id))
 _ANSWER_REQUEST = HotStatement(

@@ -1,12 +1,13 @@
 """Voucher requests and relayed vouchers: a nonce gets one voucher across registrar
-processes sharing the database."""
+processes sharing the database; a new MASA voucher waits for its own audit verdict."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.unit.store.registrar.support import open_repo, relay, request_voucher
+from tests.unit.store.registrar.support import NOW, open_repo, relay, request_voucher, step
 from zerotouch_plugin.errors import ReplayedRequest
+from zerotouch_plugin.roles.states import RegistrarEvent
 
 
 def test_a_nonce_gets_one_voucher_across_processes(db_url: str) -> None:
@@ -23,3 +24,26 @@ def test_a_nonce_gets_one_voucher_across_processes(db_url: str) -> None:
     assert device is not None and device.state == "voucher-requested"
     db_a.dispose()
     db_b.dispose()
+
+
+def test_a_new_masa_voucher_drops_the_last_audit_verdict(db_url: str) -> None:
+    """RFC 8995 §5.8.3: the verdict on round 1's audit log does not let round 2's voucher
+    enroll (its audit log may never have been read); a held voucher keeps the verdict."""
+    db, repo = open_repo(db_url)
+    relay(repo, request_voucher(repo, "SN-A", nonce="round-1"), "round-1")
+    repo.record_audit("SN-A", level="clean", summary="1 event", log="{}", now=NOW)
+    relay(repo, request_voucher(repo, "SN-A", nonce="round-2"), "round-2")
+    view = repo.enrollment_view("SN-A").device
+    device = repo.device("SN-A")
+    assert view is not None and view.audit_level is None
+    assert device is not None
+    assert (device.audit_level, device.audit_summary, device.audit_at) == (None, None, None)
+    repo.record_audit("SN-A", level="alert", summary="another domain", log="{}", now=NOW)
+    repo.record_voucher(
+        request_voucher(repo, "SN-A", nonce="round-3"),
+        rvr_cms=b"rvr", voucher_cms=b"held", assertion="logged", nonce=None, expires_on=None,
+        advance=step(RegistrarEvent.VOUCHER_RELAYED), now=NOW, from_escrow=True,
+    )  # fmt: skip
+    view = repo.enrollment_view("SN-A").device
+    assert view is not None and view.audit_level == "alert"
+    db.dispose()
