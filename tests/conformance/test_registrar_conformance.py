@@ -396,7 +396,7 @@ def accepted_and_enrolled(lab: Lab, *, san: str | None = None) -> tuple[str, ip.
     assert reply.status == 200, reply.body
     status = lab.curl(
         "POST", "/.well-known/brski/voucher_status", client=idevid,
-        data=b'{"version":"1","status":true}', media="application/json",
+        data=b'{"version":1,"status":true}', media="application/json",
     )  # fmt: skip
     assert status.status == 200, status.body
     key = lab.root / f"{serial}-ldevid.key"
@@ -482,7 +482,7 @@ def run_audit_log(lab: Lab, case: Case) -> None:
     assert reply.status == 200, reply.body
     status = lab.curl(
         "POST", "/.well-known/brski/voucher_status", client=idevid,
-        data=b'{"version":"1","status":true}', media="application/json",
+        data=b'{"version":1,"status":true}', media="application/json",
     )  # fmt: skip
     assert status.status == 200, status.body
     record = lab.device(serial)["device"]
@@ -538,7 +538,7 @@ def run_enrollstatus(lab: Lab, case: Case) -> None:
     ldevid_client = ip.Cert("ldevid", ldevid, lab.root / f"{serial}-ldevid.key", ldevid,
                             ldevid, lab.r / "ca.pem", "p256")  # fmt: skip
     ports = {"netconf-tls-port": 6513, "netconf-ssh-port": 830, "restconf-port": 8443}
-    report = {"version": "1", "status": True, "reason": "ok",
+    report = {"version": 1, "status": True, "reason": "ok",
               "reason-context": {"zerotouch-management": ports}}  # fmt: skip
     done = lab.curl(
         "POST", "/.well-known/brski/enrollstatus", client=ldevid_client,

@@ -581,6 +581,30 @@ def test_status_reports_come_only_from_the_idevid_or_ldevid_of_the_device(world:
     assert len(world.device("E2E-TWIN")["status_reports"]) == 2  # type: ignore[arg-type]
 
 
+def test_a_status_report_without_version_1_is_refused_400_and_not_recorded(world: World) -> None:
+    """RFC 8995 §5.7, §5.9.4: "version" is the integer 1 and "reason-context" an object."""
+    pledge = accepted_voucher(world, "E2E-VERSION")
+    for body, says in (
+        (b'{"status":true}', b"schema-error: status report needs a 'version' member"),
+        (
+            b'{"version":"banana","status":true,"reason-context":"not-a-map"}',
+            b"schema-error: 'version' must be a JSON integer",
+        ),
+        (
+            b'{"version":1,"status":true,"reason-context":"not-a-map"}',
+            b"schema-error: 'reason-context' must be a JSON object",
+        ),
+    ):
+        refused = world.curl(
+            "/.well-known/brski/enrollstatus", client=idevid_of(pledge), data=body,
+            content_type="application/json",
+        )  # fmt: skip
+        assert refused.status == 400 and refused.body.startswith(says), refused
+    shown = world.device("E2E-VERSION")
+    assert shown["device"]["state"] == "voucher-accepted"  # type: ignore[index]
+    assert [r["kind"] for r in shown["status_reports"]] == ["voucher_status"]  # type: ignore[attr-defined]
+
+
 def test_ldevid_names_by_policy_not_by_the_csr(world: World) -> None:
     """Issue 9 item 13: an ``openssl req`` CSR asking for localhost, 127.0.0.1, a wildcard and
     another device's name gets none of them; the LDevID names <serial>.<device_domain> and

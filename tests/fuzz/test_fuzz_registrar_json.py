@@ -24,7 +24,7 @@ OWN_ID = b"\x01" * 20
 OTHER_ID = b"\x02" * 20
 STATUS_SEEDS = (
     {
-        "version": "1",
+        "version": 1,
         "status": False,
         "reason": "Informative human readable message",
         "reason-context": {"additional": "JSON"},

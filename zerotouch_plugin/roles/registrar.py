@@ -598,6 +598,31 @@ class StatusReport:
     document: dict[str, Any]
 
 
+# The status telemetry format this registrar reads: "version" is 1 (RFC 8995 §5.7, §5.9.4).
+_STATUS_VERSION = 1
+
+
+def _check_version(report: dict[str, Any]) -> None:
+    """A report of another or no version is refused, not guessed at: its members may mean
+    something else (RFC 8995 §5.7: "version": uint)."""
+    version = report.get("version")
+    if "version" not in report:
+        raise SchemaError(
+            "status report needs a 'version' member, 1 (RFC 8995 §5.7)", path="/version"
+        )
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SchemaError(
+            f"'version' must be a JSON integer, 1, not {type(version).__name__} (RFC 8995 §5.7)",
+            path="/version",
+        )
+    if version != _STATUS_VERSION:
+        raise SchemaError(
+            f"status report version {version} is not supported; this registrar reads version "
+            f"{_STATUS_VERSION} (RFC 8995 §5.7)",
+            path="/version",
+        )
+
+
 def parse_status_report(data: bytes) -> StatusReport:
     """voucher_status / enrollstatus JSON: version, status (boolean), reason, reason-context."""
     try:
@@ -608,6 +633,7 @@ def parse_status_report(data: bytes) -> StatusReport:
         raise InvalidInput(f"status report is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidInput("status report must be a JSON object (RFC 8995 §5.7)")
+    _check_version(obj)
     status = obj.get("status")
     if not isinstance(status, bool):
         raise SchemaError(
@@ -620,6 +646,10 @@ def parse_status_report(data: bytes) -> StatusReport:
         # It is stored as text and logged: NUL and lone surrogates cannot be.
         raise SchemaError(
             "'reason' holds a control character, NUL or lone surrogate", path="/reason"
+        )
+    if not isinstance(obj.get("reason-context", {}), dict):
+        raise SchemaError(
+            "'reason-context' must be a JSON object (RFC 8995 §5.7)", path="/reason-context"
         )
     return StatusReport(status=status, reason=reason, document=obj)
 

@@ -589,7 +589,34 @@ def test_status_reports() -> None:
     with pytest.raises(SchemaError, match="boolean 'status'"):
         role.parse_status_report(b'{"version": 1, "status": "true"}')
     with pytest.raises(SchemaError, match="'reason'"):
-        role.parse_status_report(b'{"status": true, "reason": 3}')
+        role.parse_status_report(b'{"version": 1, "status": true, "reason": 3}')
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "message"),
+    [
+        (b'{"status": true}', "/version", "needs a 'version' member"),
+        (b'{"version": "1", "status": true}', "/version", "JSON integer, 1, not str"),
+        (b'{"version": "banana", "status": true}', "/version", "JSON integer, 1, not str"),
+        (b'{"version": true, "status": true}', "/version", "JSON integer, 1, not bool"),
+        (b'{"version": null, "status": true}', "/version", "JSON integer, 1, not NoneType"),
+        (b'{"version": 2, "status": true}', "/version", "version 2 is not supported"),
+        (
+            b'{"version": 1, "status": true, "reason-context": "not-a-map"}',
+            "/reason-context",
+            "'reason-context' must be a JSON object",
+        ),
+        (b'{"version": 1, "status": true, "reason-context": []}', "/reason-context", "object"),
+    ],
+)
+def test_status_report_needs_version_1_and_an_object_as_reason_context(
+    body: bytes, path: str, message: str
+) -> None:
+    """RFC 8995 §5.7 and §5.9.4: "version": uint (1 for this format), "reason-context" a
+    map; anything else is a 400 naming the member."""
+    with pytest.raises(SchemaError, match=re.escape(message)) as refused:
+        role.parse_status_report(body)
+    assert refused.value.path == path
 
 
 @pytest.mark.parametrize(
@@ -599,7 +626,7 @@ def test_status_report_reason_that_cannot_be_stored_is_refused(reason: bytes) ->
     """NUL cannot go into a PostgreSQL text column and a lone surrogate (escaped, or raw
     UTF-8 that json.loads decodes with surrogatepass) not into UTF-8: 400, not a 500 later."""
     with pytest.raises(SchemaError, match="'reason' holds"):
-        role.parse_status_report(b'{"status": false, "reason": ' + reason + b"}")
+        role.parse_status_report(b'{"version": 1, "status": false, "reason": ' + reason + b"}")
 
 
 @pytest.mark.parametrize(
