@@ -9,7 +9,7 @@ import logging
 from aiohttp import web
 from cryptography import x509
 
-from zerotouch_plugin.errors import NotFound, PolicyRefused, ZerotouchError
+from zerotouch_plugin.errors import NotFound, PolicyRefused, UpstreamUnavailable, ZerotouchError
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.services.registrar.loader import Registrar
@@ -60,14 +60,21 @@ async def judge_request_audit(
             reg.repo.record_error, serial, f"audit log: {exc.one_line()}", now=utc_now()
         )
         raise
-    await in_thread(
+    recorded = await in_thread(
         reg.repo.record_audit,
         serial,
+        judged=rvr,
         level=str(verdict.level),
         summary=verdict.summary,
         log=log_json.decode("utf-8", "replace"),
         now=utc_now(),
     )
+    if not recorded:
+        raise UpstreamUnavailable(
+            f"a newer voucher was issued for {serial} while the audit log of the one before "
+            "was read: ask again, its own log is judged then",
+            retry_after=1,
+        )
     return verdict.level
 
 

@@ -21,11 +21,10 @@ from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.addresses import PORTS, ports_of, set_management
 from zerotouch_plugin.store.registrar.base import Records, by_dialect
-from zerotouch_plugin.store.registrar.events import add_state_event, add_verdict_event
+from zerotouch_plugin.store.registrar.events import add_state_event
 from zerotouch_plugin.store.registrar.models import (
     VOUCHER_SOURCES,
     Advance,
-    AuditVerdictModel,
     CertificateModel,
     DeviceModel,
     EscrowModel,
@@ -122,23 +121,6 @@ class DeviceRecords(Records):
         entry = StatusEntry(kind, status, reason, document, advance, now, management, bound=bound)
         with self.db.write() as conn:
             add_status(conn, serial, entry)
-
-    def record_audit(
-        self, serial: str, *, level: str, summary: str, log: str, now: datetime
-    ) -> None:
-        """The registrar's verdict on the MASA audit log (RFC 8995 §5.8.3)."""
-        verdict = {"level": level, "summary": summary}
-        with self.db.write() as conn:
-            # the UPDATE takes the device's row lock, as lock_state would, in the same statement
-            found = _UPDATE_FOUND_DEVICE(
-                conn,
-                {"key": serial, "audit_level": level, "audit_summary": summary, "audit_at": now,
-                 "updated_at": now},
-            ).scalar()  # fmt: skip
-            if found is None:
-                raise _unknown(serial)
-            _NEW_VERDICT(conn, {"serial": serial, "checked_at": now, "log": log, **verdict})
-            add_verdict_event(conn, serial, level, summary, now)
 
     def record_error(self, serial: str, error: str, *, now: datetime) -> None:
         """Note a failure on a known device without changing its state."""
@@ -256,9 +238,7 @@ _LOCK_REPORTED = HotStatement(
 )
 _DEVICE_ROW = update(DeviceModel).where(DeviceModel.serial == bindparam("key"))
 _UPDATE_DEVICE = HotStatement(_DEVICE_ROW)
-_UPDATE_FOUND_DEVICE = HotStatement(_DEVICE_ROW.returning(DeviceModel.serial))
 _NEW_STATUS = HotStatement(insert(StatusReportModel))
-_NEW_VERDICT = HotStatement(insert(AuditVerdictModel))
 _NEW_DEVICE = by_dialect(
     lambda dialect_insert: HotStatement(
         dialect_insert(DeviceModel)

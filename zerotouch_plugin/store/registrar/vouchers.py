@@ -15,18 +15,21 @@ from zerotouch_plugin.errors import NotFound
 from zerotouch_plugin.store.hot import HotStatement
 from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import (
+    _unknown,
     add_status,
     lock_device,
     lock_or_create_state,
     lock_state,
     move_device,
 )
-from zerotouch_plugin.store.registrar.events import add_event, voucher_event_data
+from zerotouch_plugin.store.registrar.events import add_event, add_verdict_event, voucher_event_data
 from zerotouch_plugin.store.registrar.models import (
     OUTCOME_ESCROW,
     OUTCOME_MASA,
     VOUCHER_SOURCES,
     Advance,
+    AuditVerdictModel,
+    DeviceModel,
     EscrowModel,
     VoucherModel,
     VoucherRequestModel,
@@ -65,6 +68,29 @@ class VoucherRecords(Records):
         /requestauditlog; one answered from escrow never reached the MASA)."""
         with self.db.snapshot() as conn:
             return _last_masa_request(conn, serial)
+
+    def record_audit(
+        self, serial: str, *, judged: bytes, level: str, summary: str, log: str, now: datetime
+    ) -> bool:
+        """The registrar's verdict on the MASA audit log (RFC 8995 §5.8.3) of ``judged``, a
+        registrar voucher-request; False, and nothing recorded, when it is no longer the
+        device's last one answered by the MASA: a voucher issued since waits for its own log,
+        and a verdict read before it must not let it enroll."""
+        verdict = {"level": level, "summary": summary}
+        with self.db.write() as conn:
+            # the UPDATE takes the device's row lock, and checks the request under it
+            found = _JUDGED_DEVICE(
+                conn,
+                {"key": serial, "judged": judged, "audit_level": level, "audit_summary": summary,
+                 "audit_at": now, "updated_at": now},
+            ).scalar()  # fmt: skip
+            if found is None:
+                if _KNOWN_DEVICE(conn, {"serial": serial}).scalar() is None:
+                    raise _unknown(serial)
+                return False
+            _NEW_VERDICT(conn, {"serial": serial, "checked_at": now, "log": log, **verdict})
+            add_verdict_event(conn, serial, level, summary, now)
+        return True
 
     def record_voucher_status(self, serial: str, entry: StatusEntry) -> bytes | None:
         """A voucher_status report (RFC 8995 §5.7), as ``record_status``; for a success, the
@@ -176,6 +202,26 @@ def _last_masa_request(conn: Connection, serial: str) -> bytes | None:
 
 
 _NO_VERDICT = {"audit_level": None, "audit_summary": None, "audit_at": None}
+_JUDGED_DEVICE = HotStatement(
+    update(DeviceModel)
+    .where(
+        DeviceModel.serial == bindparam("key"),
+        select(VoucherRequestModel.rvr_cms)
+        .where(
+            VoucherRequestModel.serial == DeviceModel.serial,
+            VoucherRequestModel.outcome == OUTCOME_MASA,
+        )
+        .order_by(VoucherRequestModel.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        == bindparam("judged"),
+    )
+    .returning(DeviceModel.serial)
+)
+_KNOWN_DEVICE = HotStatement(
+    select(DeviceModel.serial).where(DeviceModel.serial == bindparam("serial"))
+)
+_NEW_VERDICT = HotStatement(insert(AuditVerdictModel))
 # Built once: the hot path only binds values.
 _NEW_REQUEST = HotStatement(insert(VoucherRequestModel).returning(VoucherRequestModel.id))
 _ANSWER_REQUEST = HotStatement(

@@ -58,10 +58,10 @@ def request_voucher(
     )
 
 
-def relay(repo: RegistrarRepository, request_id: int, nonce: str) -> None:
+def relay(repo: RegistrarRepository, request_id: int, nonce: str, rvr: bytes = b"rvr") -> None:
     repo.record_voucher(
         request_id,
-        rvr_cms=b"rvr",
+        rvr_cms=rvr,
         voucher_cms=b"voucher",
         assertion="proximity",
         nonce=nonce,

@@ -47,7 +47,7 @@ def test_full_device_lifecycle_is_recorded(db_url: str) -> None:
         now=later,
         bound=anyone,
     )
-    repo.record_audit("SN1", level="clean", summary="1 event", log="{}", now=later)
+    repo.record_audit("SN1", judged=b"rvr", level="clean", summary="1 event", log="{}", now=later)
     repo.record_certificate(
         "SN1",
         cert_der=b"cert",

@@ -35,7 +35,9 @@ def test_each_change_writes_its_event_once(db_url: str) -> None:
     repo.set_policy("SN1", "allow", manufacturer=None, now=NOW)  # unchanged: no event
     request_id = request_voucher(repo, "SN1", nonce="n1")
     relay(repo, request_id, "n1")
-    repo.record_audit("SN1", level="alert", summary="another domain", log="{}", now=NOW)
+    repo.record_audit(
+        "SN1", judged=b"rvr", level="alert", summary="another domain", log="{}", now=NOW
+    )
     assert kinds(repo) == [
         ("device-allowed", "SN1"),
         ("voucher-issued", "SN1"),

@@ -207,7 +207,7 @@ def test_the_request_paths_of_an_enrollment_open_no_orm_session(
     relay(repo, request_id, "n9")
     report = _report("voucher_status", True, RegistrarEvent.VOUCHER_STATUS_SUCCESS)
     assert repo.record_voucher_status("SN9", report) == b"rvr"
-    repo.record_audit("SN9", level="ok", summary="clean", log="{}", now=NOW)
+    repo.record_audit("SN9", judged=b"rvr", level="ok", summary="clean", log="{}", now=NOW)
     view = repo.enrollment_view("SN9")
     assert view.device is not None and view.device.voucher_source == "masa"
     assert view.device.audit_level == "ok"
@@ -229,7 +229,7 @@ def test_the_request_paths_of_an_enrollment_open_no_orm_session(
     assert issued is not None and issued.serial == "SN9" and issued.revoked_at is None
     repo.record_error("SN9", "a refused request", now=NOW)
     with pytest.raises(NotFound, match="SN404"):
-        repo.record_audit("SN404", level="ok", summary="clean", log="{}", now=NOW)
+        repo.record_audit("SN404", judged=b"rvr", level="ok", summary="clean", log="{}", now=NOW)
     monkeypatch.undo()
     device = repo.device("SN9")
     assert device is not None and device.state == "enroll-confirmed"

@@ -31,14 +31,16 @@ def test_a_new_masa_voucher_drops_the_last_audit_verdict(db_url: str) -> None:
     enroll (its audit log may never have been read); a held voucher keeps the verdict."""
     db, repo = open_repo(db_url)
     relay(repo, request_voucher(repo, "SN-A", nonce="round-1"), "round-1")
-    repo.record_audit("SN-A", level="clean", summary="1 event", log="{}", now=NOW)
+    repo.record_audit("SN-A", judged=b"rvr", level="clean", summary="1 event", log="{}", now=NOW)
     relay(repo, request_voucher(repo, "SN-A", nonce="round-2"), "round-2")
     view = repo.enrollment_view("SN-A").device
     device = repo.device("SN-A")
     assert view is not None and view.audit_level is None
     assert device is not None
     assert (device.audit_level, device.audit_summary, device.audit_at) == (None, None, None)
-    repo.record_audit("SN-A", level="alert", summary="another domain", log="{}", now=NOW)
+    repo.record_audit(
+        "SN-A", judged=b"rvr", level="alert", summary="another domain", log="{}", now=NOW
+    )
     repo.record_voucher(
         request_voucher(repo, "SN-A", nonce="round-3"),
         rvr_cms=b"rvr", voucher_cms=b"held", assertion="logged", nonce=None, expires_on=None,
@@ -46,4 +48,26 @@ def test_a_new_masa_voucher_drops_the_last_audit_verdict(db_url: str) -> None:
     )  # fmt: skip
     view = repo.enrollment_view("SN-A").device
     assert view is not None and view.audit_level == "alert"
+    db.dispose()
+
+
+def test_a_verdict_on_an_earlier_request_is_not_recorded(db_url: str) -> None:
+    """An audit log read for round 1 that comes back after round 2's voucher was recorded
+    judged round 1's: recorded, it would let round 2's voucher enroll unread (RFC 8995
+    §5.8.3). It is dropped; round 2's own verdict counts."""
+    db, repo = open_repo(db_url)
+    relay(repo, request_voucher(repo, "SN-R", nonce="round-1"), "round-1", rvr=b"rvr-1")
+    relay(repo, request_voucher(repo, "SN-R", nonce="round-2"), "round-2", rvr=b"rvr-2")
+    events = len(repo.events_after(0, limit=1000))
+    late = repo.record_audit(
+        "SN-R", judged=b"rvr-1", level="clean", summary="round 1", log="{}", now=NOW
+    )
+    view = repo.enrollment_view("SN-R").device
+    assert late is False and view is not None and view.audit_level is None
+    assert len(repo.events_after(0, limit=1000)) == events
+    assert repo.record_audit(
+        "SN-R", judged=b"rvr-2", level="clean", summary="round 2", log="{}", now=NOW
+    )
+    view = repo.enrollment_view("SN-R").device
+    assert view is not None and view.audit_level == "clean"
     db.dispose()
