@@ -633,6 +633,30 @@ async def test_error_path_in_xml(device: Device) -> None:
     assert root.findtext(f".//{{{RESTCONF_NS}}}error-type") == "application"
 
 
+@pytest.mark.parametrize(
+    ("accept", "answer"),
+    [
+        (f"{MEDIA_JSON};q=0.1, {MEDIA_XML}", MEDIA_XML),  # the first listed type once won
+        (f"*/*;q=0.5, {MEDIA_XML};q=0.4", MEDIA_JSON),
+        (f"{MEDIA_XML};q=0.5, */*;q=0.5", MEDIA_XML),  # exact before a wildcard
+        (f"{MEDIA_JSON};q=0.5, {MEDIA_XML};q=0.5", MEDIA_JSON),  # then the header's order
+        (f"{MEDIA_XML};q=2, {MEDIA_JSON};q=0.3", MEDIA_JSON),  # no quality: excluded
+        (f"{MEDIA_XML};q=0, */*", MEDIA_JSON),
+        (f"{MEDIA_JSON};q=abc", None),
+        (f"{MEDIA_JSON};q=0, {MEDIA_XML};q=0.000", None),
+    ],
+)
+async def test_accept_is_read_by_quality(device: Device, accept: str, answer: str | None) -> None:
+    """RFC 8040 §5.2 with RFC 9110 §12.5.1: the supported type of the highest quality."""
+    status, headers, _ = await device.request(
+        "GET", "/restconf/data/ietf-system:system/hostname", headers={"Accept": accept}
+    )
+    if answer is None:
+        assert status == 406
+    else:
+        assert (status, headers["Content-Type"].split(";")[0]) == (200, answer)
+
+
 async def test_error_path_is_an_instance_identifier(device: Device) -> None:
     """RFC 8040 §7.1: error-path is an instance-identifier (RFC 7951 §6.11 in JSON; every name
     prefixed in XML, RFC 7950 §9.13.2). It was the request URI (percent-encoded, "=key"), or

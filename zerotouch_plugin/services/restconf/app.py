@@ -190,20 +190,27 @@ class _Restconf:
     def response_media(request: web.Request) -> Media:
         """RFC 8040 §5.2: the Accept header decides; without one, the request's own type.
 
-        The first media range of the header that the server supports wins (q=0 excludes).
+        Of the media ranges the server supports, the one of the highest quality wins (RFC 9110
+        §12.5.1), an exact type before a wildcard at equal quality, then the header's order;
+        q=0, or a quality that is no number from 0 to 1, excludes a range.
         """
         accept = request.headers.get("Accept", "")
         if not accept.strip():
             ctype = media_type_of(request.headers.get("Content-Type"))
             return REQUEST_MEDIA.get(ctype, Media.JSON)
-        for item in accept.split(","):
+        best: tuple[tuple[float, bool, int], Media] | None = None
+        for order, item in enumerate(accept.split(",")):
             rng, *params = (p.strip().lower() for p in item.split(";"))
-            if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
-                continue
             media = ACCEPT_MEDIA.get(rng)
-            if media is not None:
-                return media
-        raise NotAcceptable(f"cannot answer in {accept!r}: use {MEDIA_JSON} or {MEDIA_XML}")
+            quality = _quality(params)
+            if media is None or not quality:
+                continue
+            rank = (quality, "*" not in rng, -order)
+            if best is None or rank > best[0]:
+                best = (rank, media)
+        if best is None:
+            raise NotAcceptable(f"cannot answer in {accept!r}: use {MEDIA_JSON} or {MEDIA_XML}")
+        return best[1]
 
     async def request_body(self, request: web.Request) -> tuple[Media, bytes]:
         ctype = media_type_of(request.headers.get("Content-Type"))
@@ -637,6 +644,20 @@ class _Restconf:
         if handler is None:
             raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=_DATA_METHODS)
         return await handler(request)
+
+
+def _quality(params: Sequence[str]) -> float | None:
+    """The q parameter of a media range (RFC 9110 §12.4.2), 1 when absent, None when it is no
+    number from 0 to 1."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                quality = float(value.strip())
+            except ValueError:
+                return None
+            return quality if 0 <= quality <= 1 else None
+    return 1.0
 
 
 _DATA_METHODS: tuple[str, ...] = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS")
