@@ -978,16 +978,25 @@ def _qname(element: Any) -> tuple[str, str]:
 
 
 def _xml_to_raw(node: InternalNode, element: Any, path: str) -> dict[str, Any]:
-    """XML element content -> RFC 7951 members of ``node`` (unqualified names)."""
+    """XML element content -> RFC 7951 members of ``node`` (unqualified names). Every element
+    is in its root's namespace (one module; RFC 7950 §7.5.8): ``<os-name xmlns="urn:x">`` is
+    not the os-name leaf."""
     obj: dict[str, Any] = {}
+    namespace = _qname(element)[0]
     for child in element:
         if not isinstance(child.tag, str):
             continue
-        _, name = _qname(child)
+        child_namespace, name = _qname(child)
         sub = node.get_child(name, node.ns)
         where = f"{path}/{name}"
         if sub is None:
             raise SchemaError(f"unknown element {name!r}", path=where)
+        if child_namespace != namespace:
+            raise SchemaError(
+                f"element {name!r} is in namespace {child_namespace or '(none)'!r}, not in "
+                f"{namespace!r}",
+                path=where,
+            )
         if isinstance(sub, ListNode):
             assert isinstance(sub, InternalNode)
             obj.setdefault(name, []).append(_xml_to_raw(sub, child, where))

@@ -362,3 +362,22 @@ def test_media_types() -> None:
     assert Encoding.of_media_type("application/yang.data+xml") is Encoding.XML
     with pytest.raises(UnsupportedMediaType):
         Encoding.of_media_type("text/plain")
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        '<os-name xmlns="urn:example:other">evil</os-name>',
+        '<os-name xmlns="">evil</os-name>',
+        '<x:nonce xmlns:x="urn:example:other">AAAAAAAAAAAAAAAAAAAAAA==</x:nonce>',
+    ],
+)
+def test_an_xml_input_element_of_another_namespace_is_refused(child: str) -> None:
+    """RFC 7950 §7.5.8: an element is the leaf of its namespace; another namespace's os-name
+    was read as this module's."""
+    body = f'<input xmlns="{sztp.NS_BOOTSTRAP_SERVER}">{child}</input>'.encode()
+    with pytest.raises(SchemaError, match="namespace") as caught:
+        GetBootstrappingDataInput.parse(body, Encoding.XML)
+    assert caught.value.path is not None
+    plain = f'<input xmlns="{sztp.NS_BOOTSTRAP_SERVER}"><os-name>os</os-name></input>'
+    assert GetBootstrappingDataInput.parse(plain.encode(), Encoding.XML).os_name == "os"
