@@ -621,6 +621,30 @@ async def test_metadata_annotations_refused_and_change_nothing(
     assert device.calls == []
 
 
+@pytest.mark.parametrize(
+    "inner",
+    [
+        '<clock nc:operation="delete"/>',
+        '<contact nc:operation="remove">c</contact>',
+        '<dns-resolver><search nc:operation="delete">a.example</search></dns-resolver>',
+    ],
+)
+async def test_an_nc_operation_in_an_xml_body_is_refused(device: Device, inner: str) -> None:
+    """RESTCONF ignored the attribute: a client meaning a delete got a merge (204). It is
+    refused, as its JSON form is, and nothing changes."""
+    nc = "urn:ietf:params:xml:ns:netconf:base:1.0"
+    xml = f'<system xmlns="{SYSTEM_NS}" xmlns:nc="{nc}">{inner}</system>'
+    before = device.ds.get(Datastore.RUNNING)
+    status, _, body = await device.request(
+        "PATCH", "/restconf/data/ietf-system:system", xml.encode(), XML_HEADERS
+    )
+    assert status == 400, body
+    assert "nc:operation" in (
+        etree.fromstring(body).findtext(f".//{{{RESTCONF_NS}}}error-message") or ""
+    )
+    assert device.ds.get(Datastore.RUNNING) == before
+
+
 async def test_error_path_in_xml(device: Device) -> None:
     xml = f'<system xmlns="{SYSTEM_NS}"><hostname>ok</hostname><colour>red</colour></system>'
     status, _, body = await device.request(

@@ -18,6 +18,7 @@ from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts.xmlsafe import parse_untrusted
 from zerotouch_plugin.device.restconf_state import CAPABILITIES
 from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
+from zerotouch_plugin.device.xmlcodec import NETCONF_BASE_NS
 from zerotouch_plugin.errors import (
     AccessDenied,
     InvalidInput,
@@ -143,8 +144,20 @@ def status_and_tag(exc: ZerotouchError) -> tuple[int, str]:
 
 
 def parse_xml(body: bytes) -> etree._Element:
-    """The body's root element, parsed with the hardened parser (DOCTYPE refused)."""
-    return parse_untrusted(body, "the body")
+    """The body's root element, parsed with the hardened parser (DOCTYPE refused). An
+    ``nc:operation`` attribute is refused as its JSON form is (``_refuse_metadata``): RESTCONF
+    would ignore it, and a client that meant a delete would get a merge (RFC 8040 §4.6.1)."""
+    root = parse_untrusted(body, "the body")
+    for element in root.iter(etree.Element):
+        if _NC_OPERATION in element.attrib:
+            raise SchemaError(
+                f"nc:operation attribute on <{etree.QName(element).localname}>: RESTCONF takes "
+                "plain data here; a PATCH merges, DELETE deletes"
+            )
+    return root
+
+
+_NC_OPERATION = f"{{{NETCONF_BASE_NS}}}operation"
 
 
 def parse_json(body: bytes) -> Any:
