@@ -36,7 +36,15 @@ from zerotouch_plugin.device.keyindex import adopt, entry_key, key_index
 from zerotouch_plugin.device.schema import DeviceSchema, key_members
 from zerotouch_plugin.errors import BadElement, Conflict, MissingKey, NotFound, SchemaError
 
-__all__ = ["OPERATION", "Operation", "apply_edit", "edit_at", "instance_literal", "member_node"]
+__all__ = [
+    "OPERATION",
+    "VALUELESS",
+    "Operation",
+    "apply_edit",
+    "edit_at",
+    "instance_literal",
+    "member_node",
+]
 
 OPERATION = "ietf-netconf:operation"  # RFC 6241 §7.2 attribute, RFC 7952 annotation name
 
@@ -85,7 +93,7 @@ def _cases(node: SchemaNode, parent: InternalNode) -> dict[int, SchemaNode]:
     return res
 
 
-_VALUELESS = frozenset({Operation.DELETE, Operation.REMOVE})  # these take data away
+VALUELESS = frozenset({Operation.DELETE, Operation.REMOVE})  # take data away, carry no value
 
 
 def _one_case(
@@ -136,7 +144,7 @@ class _Editor:
             cpath = f"{path}/{key}"
             container = isinstance(csn, ContainerNode) and isinstance(value, Mapping)
             own = value.get("@") if container else annotation
-            if not (isinstance(own, Mapping) and own.get(OPERATION) in _VALUELESS):
+            if not (isinstance(own, Mapping) and own.get(OPERATION) in VALUELESS):
                 _one_case(cases, _cases(csn, sn), key, cpath)
             if isinstance(csn, ListNode):
                 self.edit_list(csn, result, key, value, inherited, cpath)

@@ -22,7 +22,7 @@ from yangson.schemanode import (
     TerminalNode,
 )
 
-from zerotouch_plugin.device.edit import OPERATION, member_node
+from zerotouch_plugin.device.edit import OPERATION, VALUELESS, member_node
 from zerotouch_plugin.device.schema import NOT_XML_CHAR, DeviceSchema
 from zerotouch_plugin.errors import SchemaError, UnknownElement
 
@@ -30,7 +30,6 @@ __all__ = ["NETCONF_BASE_NS", "node_to_xml", "tree_from_xml", "tree_to_xml"]
 
 NETCONF_BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 _OPERATION_ATTR = f"{{{NETCONF_BASE_NS}}}operation"
-_VALUELESS = frozenset({"delete", "remove"})  # a leaf-list entry is named by its value
 
 Tree = dict[str, Any]
 
@@ -188,7 +187,7 @@ def _parse_member(
         raise SchemaError("anydata and anyxml are not supported here", path=cpath)
     if any(isinstance(sub.tag, str) for sub in el):
         raise SchemaError("a leaf cannot have child elements", path=cpath)
-    if op in _VALUELESS and not isinstance(child, LeafListNode) and not (el.text or "").strip():
+    if op in VALUELESS and not isinstance(child, LeafListNode) and not (el.text or "").strip():
         raw = None  # RFC 6241 §7.2: deletes the leaf, whatever its type; <enabled/> has no value
     else:
         try:
