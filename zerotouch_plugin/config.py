@@ -554,7 +554,8 @@ class NetconfLimits:
     ``auth_failure_window`` seconds (``auth_failures_per_source``, then refused for
     ``auth_lockout`` seconds), and ``login_timeout`` seconds to authenticate.
     ``xpath_budget``: seconds one XPath filter (RFC 6241 §8.9) may be evaluated; past it the
-    request gets ``resource-denied``.
+    request gets ``resource-denied``. ``max_unread``: bytes of notifications held for a
+    subscriber whose transport is over its high-water mark; past it the session is closed.
     """
 
     max_message: int = 16 * 1024 * 1024
@@ -568,6 +569,7 @@ class NetconfLimits:
     auth_lockout: float = 300.0
     login_timeout: float = 60.0
     xpath_budget: float = 2.0
+    max_unread: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -302,7 +302,7 @@ async def _create_subscription(session: NetconfSession, op: etree._Element) -> N
     stores = session.datastores
 
     def deliver(event_time: datetime, tree: dict[str, Any]) -> None:
-        session.send_message(notification_xml(schema, event_time, tree))
+        session.send_notification(notification_xml(schema, event_time, tree))
 
     stores.subscribe_events(deliver)
     session.subscribed = True

@@ -157,12 +157,14 @@ class NetconfSession:
         info: SessionInfo,
         send: Callable[[bytes], None],
         close: Callable[[], None],
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self.server = server
         self.session_id = session_id
         self.info = info
         self._send = send
         self._close = close
+        self._abort = abort or close
         self.framer = Framer(max_message=server.limits.max_message)
         self._buffered = 0  # what this session adds to server.buffered
         self._timer: asyncio.TimerHandle | None = None
@@ -175,6 +177,7 @@ class NetconfSession:
         self._wakeup = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
+        self._unread = 0  # bytes sent since the transport paused
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -244,10 +247,26 @@ class NetconfSession:
 
     def send_message(self, message: bytes) -> None:
         if not self.closed:
-            self._send(self.framer.encode(message))
+            framed = self.framer.encode(message)
+            if not self._writable.is_set():
+                self._unread += len(framed)
+            self._send(framed)
 
-    def close(self) -> None:
-        """End the session: its locks are released (RFC 6241 §7.5), the transport closed."""
+    def send_notification(self, message: bytes) -> None:
+        """Notifications come whether or not the subscriber reads: past ``max_unread`` bytes
+        held for it, the session is closed. RFC 5277 has no way to tell a subscriber that
+        events were left out, so a gap in the stream is never silent; it subscribes anew."""
+        if self.closed:
+            return
+        self.send_message(message)
+        if self._unread > self.server.limits.max_unread:
+            log.warning("session %d: subscriber reads no notifications (%d bytes held); "
+                        "closing", self.session_id, self._unread)  # fmt: skip
+            self.close(abort=True)
+
+    def close(self, *, abort: bool = False) -> None:
+        """End the session: its locks are released (RFC 6241 §7.5), the transport closed;
+        aborted, it drops what it still holds for a peer that does not read."""
         if self.closed:
             return
         self.closed = True
@@ -262,7 +281,7 @@ class NetconfSession:
         self._wakeup.set()
         self._writable.set()
         try:
-            self._close()
+            (self._abort if abort else self._close)()
         except Exception:
             log.debug("session %d: transport close failed", self.session_id, exc_info=True)
 
@@ -276,6 +295,7 @@ class NetconfSession:
         self._writable.clear()
 
     def resume_writing(self) -> None:
+        self._unread = 0
         self._writable.set()
 
     def kill(self) -> None:
@@ -428,17 +448,21 @@ class NetconfServer:
         return rpc_error_xml(exc, self._namespaces)
 
     def open_session(
-        self, info: SessionInfo, send: Callable[[bytes], None], close: Callable[[], None]
+        self,
+        info: SessionInfo,
+        send: Callable[[bytes], None],
+        close: Callable[[], None],
+        abort: Callable[[], None] | None = None,
     ) -> NetconfSession:
         """A new session; TooManySessions when ``max_sessions`` are open (the transport
-        closes the connection)."""
+        closes the connection). ``abort`` closes without sending what is still buffered."""
         if len(self.sessions) >= self.limits.max_sessions:
             log.warning("session refused: %s user %s from %s: %d sessions open",
                         info.transport, info.username, info.peer, len(self.sessions))  # fmt: skip
             raise TooManySessions(f"{len(self.sessions)} NETCONF sessions are open")
         session_id = self._next_id
         self._next_id += 1
-        session = NetconfSession(self, session_id, info, send, close)
+        session = NetconfSession(self, session_id, info, send, close, abort)
         self.sessions[session_id] = session
         log.info(
             "session %d opened: %s user %s from %s",

@@ -112,7 +112,7 @@ class _Session(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         assert chan is not None
         info = SessionInfo(self._username, "netconf-ssh", self._peer)
         try:
-            self._session = self._server.open_session(info, chan.write, chan.close)
+            self._session = self._server.open_session(info, chan.write, chan.close, chan.abort)
         except TooManySessions:
             chan.close()
 

@@ -144,7 +144,10 @@ class _TlsConnection(asyncio.Protocol):
             return
         try:
             self._session = self._netconf.open_session(
-                SessionInfo(username, "netconf-tls", self._where), _record_writer(tls), tls.close
+                SessionInfo(username, "netconf-tls", self._where),
+                _record_writer(tls),
+                tls.close,
+                lambda: abort_transport(tls),
             )
         except TooManySessions:
             tls.close()

@@ -1,8 +1,8 @@
 """NETCONF over SSH on 127.0.0.1 with asyncssh as the client, the listener in the test's
 event loop: rpc-reply attributes (RFC 6241 §4.2) a client can parse; kill-session aborts
 the victim's edit in progress (§7.9); a client that does not read its replies is not
-served more of them than the transport's buffers hold; the filter memo keeps no copy of a
-client's filter."""
+served more of them than the transport's buffers hold, and one that does not read its
+notifications is closed; the filter memo keeps no copy of a client's filter."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import asyncssh
 import pytest
 from lxml import etree
 
+from tests.support.unread_events import EVENT_BYTES, SUBSCRIBE, flood
 from tests.support.unread_replies import SCHEMA_REPLY, UnreadReplies, get_schema_requests
-from zerotouch_plugin.config import DeviceUser
+from zerotouch_plugin.config import DeviceUser, NetconfLimits
 from zerotouch_plugin.device import datastore
 from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
@@ -47,7 +48,8 @@ class Device:
 
 @pytest.fixture
 async def device(schema: DeviceSchema, tmp_path: Path) -> AsyncIterator[Device]:
-    netconf = build_netconf_server(Datastores(schema, tmp_path))
+    limits = NetconfLimits(max_unread=256 * KIB)
+    netconf = build_netconf_server(Datastores(schema, tmp_path), limits)
     ssh = await start_netconf_ssh(
         netconf,
         host="127.0.0.1",
@@ -260,3 +262,36 @@ async def test_filter_memo_keeps_digests_and_skips_large_filters(device: Device)
     added = [key for _, key in set(stores._memo) - before]
     assert sorted(len(key) for key in added) == [len("netconf-xpath:") + 64,
                                                  len("netconf-subtree:") + 64]  # fmt: skip
+
+
+async def test_a_subscriber_that_does_not_read_is_closed_past_max_unread(device: Device) -> None:
+    """Notifications, unlike replies, come whether or not the subscriber reads: past
+    ``max_unread`` (256 KiB here) held beyond the channel's window and mark, its session is
+    aborted. A subscriber that reads, on the same device, gets every event."""
+    reading = await Raw.open(device.port)
+    silent = await Raw.open(device.port, window=64 * KIB)
+    try:
+        assert b"<ok/>" in await reading.call(SUBSCRIBE)
+        assert b"<ok/>" in await silent.call(SUBSCRIBE)
+        received = 0
+
+        async def read_all() -> None:
+            nonlocal received
+            while True:
+                assert b"<notification" in await reading.message()
+                received += 1
+
+        reader = asyncio.create_task(read_all())
+        stores = device.netconf.datastores
+        emitted = await flood(stores, lambda: silent.session_id in device.netconf.sessions,
+                              cap=200_000)  # fmt: skip
+        async with asyncio.timeout(30):
+            while received < emitted:
+                await asyncio.sleep(0.01)
+        reader.cancel()
+    finally:
+        await reading.close()
+        await silent.close()
+    assert silent.session_id not in device.netconf.sessions
+    assert emitted * EVENT_BYTES <= 64 * KIB + 64 * KIB + 256 * KIB + 64 * KIB
+    assert received == emitted
