@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 
 STARTUP_FILE = "startup.json"
 DEFAULT_EDIT_BUDGET = 20_000  # list entries one write may have validated (about 2 s)
-_MEMO_LIMIT = 256
+# Memo keys come from clients (filters): entries are bounded by number and, for the text of
+# replies, by size. Trees are memoised under the server's own few keys and count as 0.
+_MEMO_ENTRIES = 256
+_MEMO_CHARS = 16 * 1024 * 1024
 T = TypeVar("T")
 Listener = Callable[["Datastore", Tree], None]
 EventListener = Callable[[datetime, Tree], None]
@@ -93,7 +96,8 @@ class Datastores:
         self._versions: dict[Datastore, int] = dict.fromkeys(Datastore, 1)
         self._locks: dict[Datastore, int] = {}
         self._write = asyncio.Lock()
-        self._memo: dict[tuple[Datastore, str], tuple[int, Any]] = {}
+        self._memo: dict[tuple[Datastore, str], tuple[int, Any, int]] = {}
+        self._memo_chars = 0
         self._published: dict[str, Tree] = {}
         self._providers: dict[str, Callable[[], Tree]] = {}
         self._listeners: list[Listener] = []
@@ -164,9 +168,23 @@ class Datastores:
         return value
 
     def _remember(self, ds: Datastore, key: str, version: int, value: Any) -> None:
-        if len(self._memo) >= _MEMO_LIMIT:  # keys come from clients (filters): stay bounded
-            self._memo.clear()
-        self._memo[(ds, key)] = (version, value)
+        """Keep ``value``, evicting the oldest entries past ``_MEMO_ENTRIES`` or
+        ``_MEMO_CHARS``; a reply larger than the whole memo is not kept."""
+        self._forget((ds, key))
+        size = len(value) if isinstance(value, str) else 0
+        if size > _MEMO_CHARS:
+            return
+        while self._memo and (
+            len(self._memo) >= _MEMO_ENTRIES or self._memo_chars + size > _MEMO_CHARS
+        ):
+            self._forget(next(iter(self._memo)))
+        self._memo[(ds, key)] = (version, value, size)
+        self._memo_chars += size
+
+    def _forget(self, key: tuple[Datastore, str]) -> None:
+        entry = self._memo.pop(key, None)
+        if entry is not None:
+            self._memo_chars -= entry[2]
 
     def _operational_tree(self) -> Tree:
         stamp = (self._versions[Datastore.RUNNING], self._versions[Datastore.OPERATIONAL])

@@ -155,6 +155,35 @@ def test_memo_rebuilds_only_after_change(schema: DeviceSchema, tmp_path: Path) -
     assert len(ds._memo) <= 256
 
 
+def test_memo_is_bounded_by_the_size_of_its_replies(schema: DeviceSchema, tmp_path: Path) -> None:
+    """Replies to 40 filters of 1 MiB each: the memo keeps the newest 16 MiB of them (a
+    device with a large datastore would otherwise hold 256 large replies); a reply larger
+    than the whole memo is built each time."""
+    ds = Datastores(schema, tmp_path)
+    mib = 1024 * 1024
+    built: list[str] = []
+
+    def reply(key: str, size: int) -> str:
+        def build(_tree: object) -> str:
+            built.append(key)
+            return key[0] * size
+
+        return ds.memo(Datastore.RUNNING, key, build)
+
+    for i in range(40):
+        reply(f"f{i}", mib)
+    held = sum(len(v[1]) for v in ds._memo.values())
+    assert 15 * mib <= held <= 16 * mib
+    built.clear()
+    reply("f39", mib)  # the newest are kept
+    reply("f0", mib)  # the oldest were evicted
+    assert built == ["f0"]
+    for _ in range(2):
+        reply("huge", 17 * mib)
+    assert built == ["f0", "huge", "huge"]
+    assert sum(len(v[1]) for v in ds._memo.values()) <= 16 * mib
+
+
 async def test_memo_rebuilds_after_commit(schema: DeviceSchema, tmp_path: Path) -> None:
     ds = Datastores(schema, tmp_path)
     assert ds.memo(Datastore.RUNNING, "k", len) == 0

@@ -34,14 +34,18 @@ from zerotouch_plugin.services.netconf.protocol import (
     NetconfSession,
     RpcHandler,
 )
-from zerotouch_plugin.services.netconf.subtree import apply_subtree_filter, parse_subtree_filter
+from zerotouch_plugin.services.netconf.subtree import (
+    SubtreeTooCostly,
+    apply_subtree_filter,
+    parse_subtree_filter,
+)
 
 __all__ = ["NOTIFICATION_NS", "OPERATIONS", "capabilities", "yang_rpc_handler"]
 
 MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 # Filters up to this many characters have their replies memoised; a larger one is evaluated
-# every time (the memo bounds its entries by number, not size).
+# every time: so large a filter is rarely sent twice, and its reply would crowd others out.
 _MEMO_FILTER_MAX = 64 * 1024
 _DATASTORES: Mapping[str, Datastore] = {
     "running": Datastore.RUNNING,
@@ -157,12 +161,18 @@ async def _render(session: NetconfSession, ds: Datastore, op: etree._Element) ->
     nodes = parse_subtree_filter(filt)
     key = _memo_key("netconf-subtree", etree.tostring(filt, encoding="unicode"))
 
-    def build_subtree(tree: dict[str, Any]) -> str:
-        return tree_to_xml(schema, apply_subtree_filter(schema, tree, nodes))
+    def build_subtree(tree: dict[str, Any]) -> str | SubtreeTooCostly:
+        """A refusal is kept like a reply: the filter costs as much until the data changes,
+        so a client that repeats it does not spend the budget again each time."""
+        try:
+            return tree_to_xml(schema, apply_subtree_filter(schema, tree, nodes))
+        except SubtreeTooCostly as exc:
+            return exc
 
-    if key is None:
-        return f"<data>{build_subtree(stores.view(ds))}</data>"
-    return f"<data>{stores.memo(ds, key, build_subtree)}</data>"
+    outcome = build_subtree(stores.view(ds)) if key is None else stores.memo(ds, key, build_subtree)
+    if isinstance(outcome, SubtreeTooCostly):
+        raise outcome.with_traceback(None)
+    return f"<data>{outcome}</data>"
 
 
 async def _get_config(session: NetconfSession, op: etree._Element) -> str:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
 
 from zerotouch_plugin.config import NetconfLimits
-from zerotouch_plugin.device.datastore import Datastores
+from zerotouch_plugin.device.datastore import Datastore, Datastores
 from zerotouch_plugin.device.schema import DeviceSchema
-from zerotouch_plugin.services.netconf import build_netconf_server
+from zerotouch_plugin.services.netconf import build_netconf_server, operations
 from zerotouch_plugin.services.netconf.framing import Framer, encode_chunked, encode_eom
 from zerotouch_plugin.services.netconf.protocol import NetconfServer, NetconfSession, SessionInfo
 
@@ -339,3 +340,39 @@ async def test_only_base_operations_go_without_namespace(server: NetconfServer, 
     await client.start()
     client.send(encode_chunked(_nc_rpc(op)))
     assert _error(await client.message())["error-tag"] == "operation-not-supported"
+
+
+async def test_a_refused_subtree_filter_is_not_evaluated_again_until_the_data_changes(
+    server: NetconfServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter over its budget of steps (2,000 entries times 600 containment nodes) is
+    refused with resource-denied; sent again, the refusal comes from the memo, without
+    spending the budget on the event loop once more. After a change it is evaluated anew."""
+    entries = [{"name": f"e{i}", "type": "iana-if-type:ethernetCsmacd"} for i in range(2000)]
+    stores = server.datastores
+    await stores.commit(
+        Datastore.RUNNING, {"ietf-interfaces:interfaces": {"interface": entries}}, session_id=1
+    )
+    evaluated = [0]
+    apply = operations.apply_subtree_filter
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        evaluated[0] += 1
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(operations, "apply_subtree_filter", counted)
+    body = "<interface><type/></interface>" * 600
+    get = f'<get-config><source><running/></source><filter><interfaces xmlns="{IF_NS}">{body}'
+    get += "</interfaces></filter></get-config>"
+    client = Client(server)
+    await client.start()
+    for mid in ("1", "2"):
+        reply = await client.call(get, mid)
+        assert _error(reply)["error-tag"] == "resource-denied"
+    assert evaluated == [1]
+    del entries[-1]
+    await stores.commit(
+        Datastore.RUNNING, {"ietf-interfaces:interfaces": {"interface": entries}}, session_id=1
+    )
+    assert _error(await client.call(get, "3"))["error-tag"] == "resource-denied"
+    assert evaluated == [2]
