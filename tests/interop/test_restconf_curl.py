@@ -61,6 +61,7 @@ class Server:
         as_who: str = "client",
         include_headers: bool = False,
         accept: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> Reply:
         args = [
             str(CURL),
@@ -85,6 +86,7 @@ class Server:
         args += ["-H", f"Accept: {accept or media}"]
         if body is not None:
             args += ["-H", f"Content-Type: {media}", "--data-binary", body]
+        args += extra
         proc = await asyncio.create_subprocess_exec(
             *args, self.base + path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
@@ -151,6 +153,57 @@ async def test_write_cycle(server: Server) -> None:
     )
     assert reply.code == 204
     assert "ietf-interfaces:interfaces" not in server.ds.get(Datastore.RUNNING)
+
+
+async def test_conditional_reads_and_writes_with_curls_own_etag_handling(
+    server: Server, tmp_path: Path
+) -> None:
+    """RFC 8040 §3.4.1, RFC 9110 §13: curl keeps the entity-tag (--etag-save) and sends it
+    back (--etag-compare, If-None-Match): 304 while the configuration is unchanged, 200
+    after a change; -z (If-Modified-Since) likewise. A read with state is always whole (its
+    state is not covered by the tag). If-None-Match: * on a write creates only."""
+    etag = tmp_path / "etag"
+    config = "/restconf/data/ietf-system:system?content=config"
+
+    async def read(path: str, *extra: str) -> Reply:
+        return await server.curl("GET", path, extra=extra)
+
+    first = await read(config, "--etag-save", str(etag))
+    assert (first.code, json.loads(first.body)["ietf-system:system"]["hostname"]) == (
+        200,
+        "curl-dev",
+    )
+    assert etag.read_text().strip().startswith('"')
+    again = await read(config, "--etag-compare", str(etag))
+    assert (again.code, again.body) == (304, b"")
+    with_state = await read("/restconf/data/ietf-system:system", "--etag-compare", str(etag))
+    assert with_state.code == 200
+    put = json.dumps({"ietf-system:hostname": "r2"})
+    hostname = "/restconf/data/ietf-system:system/hostname"
+    assert (await server.curl("PUT", hostname, body=put)).code == 204
+    changed = await read(config, "--etag-compare", str(etag))
+    assert (changed.code, json.loads(changed.body)["ietf-system:system"]["hostname"]) == (200, "r2")
+    headers = await server.curl("GET", config, include_headers=True)
+    modified = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in headers.body.splitlines()
+        if line.lower().startswith(b"last-modified:")
+    )
+    assert (await read(config, "-z", modified)).code == 304
+    assert (await read(config, "-z", "Thu, 01 Jan 1970 00:00:00 GMT")).code == 200
+    create_only = ("-H", "If-None-Match: *")
+    refused = await server.curl("PUT", hostname, body=put, extra=create_only)
+    assert refused.code == 412
+    assert json.loads(refused.body)["ietf-restconf:errors"]["error"][0]["error-tag"] == (
+        "operation-failed"
+    )
+    contact = json.dumps({"ietf-system:contact": "noc"})
+    path = "/restconf/data/ietf-system:system/contact"
+    assert (await server.curl("PUT", path, body=contact, extra=create_only)).code == 201
+    assert server.ds.get(Datastore.RUNNING)["ietf-system:system"] == {
+        "hostname": "r2",
+        "contact": "noc",
+    }
 
 
 async def test_errors_are_restconf_documents(server: Server) -> None:

@@ -855,6 +855,47 @@ async def test_a_true_precondition_lets_the_write_through(device: Device) -> Non
     assert await device.get_json(path) == {"ietf-system:hostname": "e"}
 
 
+async def test_conditional_reads_follow_rfc_9110_order(device: Device) -> None:
+    """RFC 9110 §13.2.2 on GET and HEAD: If-Match false is 412; If-None-Match compares weakly
+    and, when present, If-Modified-Since is ignored (§13.1.3); a 304 carries the validators
+    a 200 would (§15.4.5). An edit with If-None-Match naming the current tag is 412."""
+    config = "/restconf/data/ietf-system:system?content=config"
+    _, headers, _ = await device.request("GET", config)
+    etag, modified = headers["ETag"], headers["Last-Modified"]
+    old = "Thu, 01 Jan 1970 00:00:00 GMT"
+    cases: list[tuple[str, dict[str, str], int]] = [
+        ("GET", {"If-Match": '"stale"'}, 412),
+        ("GET", {"If-Match": etag, "If-None-Match": etag}, 304),
+        ("HEAD", {"If-None-Match": f'"other", W/{etag}'}, 304),
+        ("GET", {"If-None-Match": '"other"', "If-Modified-Since": modified}, 200),
+        ("GET", {"If-Modified-Since": modified}, 304),
+        ("GET", {"If-Modified-Since": old}, 200),
+        ("GET", {"If-Modified-Since": "not a date"}, 200),
+    ]
+    for method, extra, expected in cases:
+        status, got, body = await device.request(method, config, None, {**JSON_HEADERS, **extra})
+        assert status == expected, (method, extra, body)
+        if status == 304:
+            assert (got["ETag"], got["Last-Modified"], body) == (etag, modified, b"")
+    missing = "/restconf/data/ietf-system:system/contact"  # 404 comes before any condition
+    status, _, _ = await device.request(
+        "GET", missing, None, {**JSON_HEADERS, "If-None-Match": "*"}
+    )
+    assert status == 404
+    host = "/restconf/data/ietf-system:system/hostname"
+    body = {"ietf-system:hostname": "x"}
+    status, _, out = await device.request(
+        "PUT", host, body, {**JSON_HEADERS, "If-None-Match": etag}
+    )
+    assert (status, _error(out)["error-tag"]) == (412, "operation-failed")
+    status, _, _ = await device.request("PUT", host, body, {**JSON_HEADERS, "If-None-Match": '"o"'})
+    assert status == 204
+    status, _, _ = await device.request(
+        "GET", config, None, {**JSON_HEADERS, "If-None-Match": etag}
+    )
+    assert status == 200  # the write changed the tag
+
+
 # -- operations ------------------------------------------------------------------------------
 
 

@@ -163,6 +163,19 @@ _ETAG_SUFFIX: Mapping[Media, str] = {Media.JSON: "json", Media.XML: "xml"}
 # One entity-tag of an If-Match list (RFC 9110 §8.8.3, §13.1.1): weak flag, opaque-tag.
 _ENTITY_TAG = re.compile(r'\s*(W/)?("[^"]*")\s*(?:,|$)')
 
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP-date (RFC 9110 §5.6.7) as an aware datetime; None when absent or not one, as a
+    conditional header that is no date is ignored (§13.1.3, §13.1.4)."""
+    try:
+        when = parsedate_to_datetime(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
 # aiohttp's own refusals (router, body limit) as the errors they stand for.
 _HTTP_ERRORS: Mapping[type[web.HTTPException], Callable[[web.Request], ZerotouchError]] = {
     web.HTTPNotFound: lambda r: ResourceMissing(f"no resource at {r.rel_url.raw_path}"),
@@ -282,6 +295,11 @@ class _Restconf:
         mode = request.query.get("with-defaults", "explicit")
         tree = await self.defaulted_view(ds, content, mode)
         target = resolve_path(self.schema, tree, self.data_path(request))
+        exists = target.node is None or target.value is not ABSENT
+        if exists and self.not_modified(request, ds is Datastore.RUNNING):
+            response = web.Response(status=304)
+            self.validators(request, response)
+            return response
         if target.node is None:
             data = tree
             if content is not Content.ALL or depth is not None:
@@ -299,10 +317,14 @@ class _Restconf:
                 value = [value]
             doc = {target.qualified: value}
         response = self.render(request, 200, doc, target)
-        # RFC 8040 §3.4.1: entity-tag and timestamp of the running datastore.
+        self.validators(request, response)
+        return response
+
+    def validators(self, request: web.Request, response: web.Response) -> None:
+        """RFC 8040 §3.4.1: entity-tag and timestamp of the running datastore, on a 200 and on
+        a 304 alike (RFC 9110 §15.4.5)."""
         response.headers["ETag"] = self.etag(self.response_media(request))
         response.headers["Last-Modified"] = self.last_modified()
-        return response
 
     def etag(self, media: Media) -> str:
         version = self.ds.version(Datastore.RUNNING)
@@ -312,38 +334,62 @@ class _Restconf:
         return format_datetime(self.state.last_modified, usegmt=True)
 
     def check_precondition(self, request: web.Request, exists: bool) -> None:
-        """RFC 8040 §3.4.1 and RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since, against
-        what a GET of the running datastore answers now; false: 412 and nothing changes."""
+        """RFC 8040 §3.4.1 and RFC 9110 §13.2.2 for an edit: If-Match, else
+        If-Unmodified-Since, then If-None-Match, against what a GET of the running datastore
+        answers now; false: 412 and nothing changes."""
+        self._check_unchanged(request, exists)
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None and self._listed(if_none_match, exists, weak=True):
+            what = "the resource exists" if if_none_match.strip() == "*" else "that is its tag"
+            raise PreconditionFailed(
+                f"If-None-Match {if_none_match!r} is false for the running datastore ({what}): "
+                "nothing was changed"
+            )
+
+    def not_modified(self, request: web.Request, config: bool) -> bool:
+        """RFC 9110 §13.2.2 for GET and HEAD of a resource that exists: If-Match or
+        If-Unmodified-Since false is 412; then If-None-Match, else If-Modified-Since, false
+        is 304. The entity-tag and timestamp are the running datastore's (RFC 8040 §3.4.1):
+        state changes without them, so only a read of configuration (``content=config``)
+        can be 304; any other is answered whole."""
+        self._check_unchanged(request, True)
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None:
+            return config and self._listed(if_none_match, True, weak=True)
+        since = _http_date(request.headers.get("If-Modified-Since"))
+        return config and since is not None and self._modified_at() <= since
+
+    def _check_unchanged(self, request: web.Request, exists: bool) -> None:
+        """Steps 1 and 2 of RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since."""
         if_match = request.headers.get("If-Match")
         if if_match is not None:
-            if not self._matches(if_match, exists):
+            if not self._listed(if_match, exists, weak=False):
                 raise PreconditionFailed(
                     f"If-Match {if_match!r} is not the entity-tag of the running datastore, now "
                     f"{self.etag(Media.JSON)} (JSON) or {self.etag(Media.XML)} (XML): read it again"
                 )
             return
         since = request.headers.get("If-Unmodified-Since")
-        try:
-            limit = parsedate_to_datetime(since) if since is not None else None
-        except (TypeError, ValueError):
-            limit = None  # RFC 9110 §13.1.4: not an HTTP-date, ignored
-        if limit is None:
-            return
-        if limit.tzinfo is None:
-            limit = limit.replace(tzinfo=UTC)
-        if self.state.last_modified.replace(microsecond=0) > limit:
+        limit = _http_date(since)
+        if limit is not None and self._modified_at() > limit:
             raise PreconditionFailed(
                 f"the running datastore was modified at {self.last_modified()}, after "
                 f"If-Unmodified-Since {since!r}: read it again"
             )
 
-    def _matches(self, if_match: str, exists: bool) -> bool:
-        """RFC 9110 §13.1.1: ``*`` matches a resource that exists; otherwise a listed tag must
-        equal a current one by the strong comparison (a weak tag never matches)."""
-        if if_match.strip() == "*":
+    def _modified_at(self) -> datetime:
+        return self.state.last_modified.replace(microsecond=0)  # an HTTP-date has seconds
+
+    def _listed(self, field_value: str, exists: bool, *, weak: bool) -> bool:
+        """RFC 9110 §13.1.1-§13.1.2: ``*`` matches a resource that exists; otherwise a listed
+        tag must equal a current one, by the strong comparison (a weak tag never matches:
+        If-Match) or the weak one (the W/ flag is ignored: If-None-Match)."""
+        if field_value.strip() == "*":
             return exists
         current = {self.etag(media) for media in Media}
-        return any(not weak and tag in current for weak, tag in _ENTITY_TAG.findall(if_match))
+        return any(
+            (weak or not flag) and tag in current for flag, tag in _ENTITY_TAG.findall(field_value)
+        )
 
     # -- writing -----------------------------------------------------------------------
 
