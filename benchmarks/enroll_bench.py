@@ -17,6 +17,8 @@ enroll``) count. ``--trace`` adds the timeline of one enrollment alone, step by 
 
     .venv/bin/python benchmarks/enroll_bench.py --pledges 2000 --concurrency 200 [--db URL]
         [--registrars K] [--pledge-processes P] [--json] [--check] [--trace]
+    .venv/bin/python benchmarks/enroll_bench.py --pledges 2000 --concurrency 200 \
+        --compare-db postgresql://... [--pairs 3] [--check]
 """
 
 from __future__ import annotations
@@ -785,23 +787,26 @@ def main() -> int:
     parser.add_argument(
         "--trace", action="store_true", help="time each step of one enrollment alone"
     )
+    parser.add_argument(
+        "--compare-db",
+        metavar="URL",
+        help="instead: pairs of runs, one registrar on SQLite and --registrars (at least 2) "
+        "on this PostgreSQL URL, in alternating order; reports the rate of each and their "
+        "ratio (target: PostgreSQL not slower)",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="pairs of runs of --compare-db")
     args = parser.parse_args()
-    if min(args.pledges, args.concurrency, args.registrars, args.singles) < 1:
-        parser.error("--pledges, --concurrency, --registrars and --singles must be at least 1")
+    if min(args.pledges, args.concurrency, args.registrars, args.singles, args.pairs) < 1:
+        parser.error(
+            "--pledges, --concurrency, --registrars, --singles and --pairs must be at least 1"
+        )
     if not 1 <= args.pledge_processes <= min(args.concurrency, args.pledges):
         parser.error("--pledge-processes must be from 1 to --concurrency and --pledges")
-
-    with (
-        tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp,
-        tempfile.TemporaryDirectory(prefix="zt-pledges-", dir=args.pledge_dir) as pledge_tmp,
-        own_schema(args.db) as db,
-    ):
-        args.db = db
-        report = asyncio.run(measure(Path(tmp), Path(pledge_tmp), args))
-        if args.pledge_dir:
-            report.pledge_dir = args.pledge_dir
+    if args.compare_db:
         if args.db:
-            report.db = make_url(args.db).set(query={}).render_as_string(hide_password=True)
+            parser.error("--compare-db replaces --db")
+        return compare(args)
+    report = run_once(args)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:
@@ -811,6 +816,68 @@ def main() -> int:
         print("targets missed: " + "; ".join(missed), file=sys.stderr)
         return 1
     return 1 if report.failures else 0
+
+
+def run_once(args: argparse.Namespace) -> Report:
+    """One run in folders (and, on PostgreSQL, a schema) of its own."""
+    with (
+        tempfile.TemporaryDirectory(prefix="zt-enroll-bench-") as tmp,
+        tempfile.TemporaryDirectory(prefix="zt-pledges-", dir=args.pledge_dir) as pledge_tmp,
+        own_schema(args.db) as db,
+    ):
+        report = asyncio.run(measure(Path(tmp), Path(pledge_tmp), argparse.Namespace(
+            **{**vars(args), "db": db}
+        )))  # fmt: skip
+        if args.pledge_dir:
+            report.pledge_dir = args.pledge_dir
+        if args.db:
+            report.db = make_url(args.db).set(query={}).render_as_string(hide_password=True)
+    return report
+
+
+@dataclass
+class Pair:
+    sqlite: Report
+    postgresql: Report
+
+    @property
+    def ratio(self) -> float:
+        return self.postgresql.enrollments_per_s / self.sqlite.enrollments_per_s
+
+
+def compare(args: argparse.Namespace) -> int:
+    """The PostgreSQL target as a ratio of the same hour: runs of one machine drift by more
+    than the difference sought, so the two set-ups alternate (which goes first alternates
+    too) and the median of the pairs' ratios is the figure."""
+    sqlite = argparse.Namespace(**{**vars(args), "db": None, "registrars": 1})
+    postgresql = argparse.Namespace(
+        **{**vars(args), "db": args.compare_db, "registrars": max(2, args.registrars)}
+    )
+    pairs = []
+    for index in range(args.pairs):
+        order = (sqlite, postgresql) if index % 2 == 0 else (postgresql, sqlite)
+        first, second = (run_once(each) for each in order)
+        pair = Pair(*((first, second) if index % 2 == 0 else (second, first)))
+        pairs.append(pair)
+        if not args.json:
+            print(
+                f"pair {index + 1}: SQLite, 1 registrar {pair.sqlite.enrollments_per_s:.1f}/s; "
+                f"PostgreSQL, {postgresql.registrars} registrars "
+                f"{pair.postgresql.enrollments_per_s:.1f}/s: {pair.ratio:.2f} times",
+                flush=True,
+            )
+    median = statistics.median(pair.ratio for pair in pairs)
+    failures = sum(sum(r.failures.values()) for p in pairs for r in (p.sqlite, p.postgresql))
+    if args.json:
+        print(json.dumps({"pairs": [asdict(p) for p in pairs], "median_ratio": median}, indent=2))
+    else:
+        print(f"PostgreSQL / SQLite, median of {len(pairs)} pairs: {median:.2f} (target >= 1)")
+    missed = [f"PostgreSQL {median:.2f} times SQLite"] if median < 1 else []
+    missed += [f"{failures} failures"] if failures else []
+    if args.check and missed:
+        print("targets missed: " + "; ".join(missed), file=sys.stderr)
+        return 1
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

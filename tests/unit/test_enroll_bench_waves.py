@@ -96,3 +96,29 @@ def test_a_pledge_process_that_ended_without_its_result_fails_the_burst(
         bench._collect(results, [Running(), Ended()])
     results.put(({1: 0.5}, {}, 0.01))
     assert bench._collect(results, [Running()]) == [({1: 0.5}, {}, 0.01)]
+
+
+def test_compare_db_alternates_the_set_ups_and_checks_the_median_ratio(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compare-db: SQLite with one registrar and PostgreSQL with at least two, the first
+    of each pair alternating; --check fails on a median ratio below 1."""
+    runs: list[tuple[str | None, int]] = []
+    rates = {None: 100.0, "postgresql://x": 90.0}
+
+    def run_once(args: object) -> object:
+        db, registrars = args.db, args.registrars  # type: ignore[attr-defined]
+        runs.append((db, registrars))
+        return type("R", (), {"enrollments_per_s": rates[db], "failures": {}})()
+
+    monkeypatch.setattr(bench, "run_once", run_once)
+    argv = ["enroll_bench.py", "--compare-db", "postgresql://x", "--pairs", "3", "--check"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert bench.main() == 1
+    sqlite, pg = (None, 1), ("postgresql://x", 2)
+    assert runs == [sqlite, pg, pg, sqlite, sqlite, pg]
+    out = capsys.readouterr()
+    assert "median of 3 pairs: 0.90" in out.out
+    assert "PostgreSQL 0.90 times SQLite" in out.err
+    rates["postgresql://x"] = 100.0
+    assert bench.main() == 0
