@@ -811,11 +811,16 @@ def main() -> int:
         print(json.dumps(asdict(report), indent=2))
     else:
         show(report)
-    missed = report.missed()
-    if args.check and missed:
+    return exit_status(args.check, report.missed(), bool(report.failures))
+
+
+def exit_status(check: bool, missed: list[str], failed: bool) -> int:
+    """1 when ``--check`` was asked and a target is missed (each named on stderr), or when
+    an enrollment failed; 0 otherwise."""
+    if check and missed:
         print("targets missed: " + "; ".join(missed), file=sys.stderr)
         return 1
-    return 1 if report.failures else 0
+    return 1 if failed else 0
 
 
 def run_once(args: argparse.Namespace) -> Report:
@@ -874,10 +879,7 @@ def compare(args: argparse.Namespace) -> int:
         print(f"PostgreSQL / SQLite, median of {len(pairs)} pairs: {median:.2f} (target >= 1)")
     missed = [f"PostgreSQL {median:.2f} times SQLite"] if median < 1 else []
     missed += [f"{failures} failures"] if failures else []
-    if args.check and missed:
-        print("targets missed: " + "; ".join(missed), file=sys.stderr)
-        return 1
-    return 1 if failures else 0
+    return exit_status(args.check, missed, failures > 0)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from enroll_bench import ProcessUse, process_use  # noqa: E402
+from enroll_bench import ProcessUse, exit_status, process_use  # noqa: E402
 
 from zerotouch_plugin.demo import nms  # noqa: E402
 from zerotouch_plugin.demo.services import Service, Services, free_port  # noqa: E402
@@ -211,11 +211,7 @@ def main() -> int:
         print(json.dumps({**asdict(report), "target_s": report.target_s}, indent=2))
     else:
         show(report)
-    missed = report.missed()
-    if args.check and missed:
-        print("targets missed: " + "; ".join(missed), file=sys.stderr)
-        return 1
-    return 1 if report.failed else 0
+    return exit_status(args.check, report.missed(), bool(report.failed))
 
 
 if __name__ == "__main__":
