@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.e2e.test_brski_flow import Lab, enroll_here, make_lab
 from tests.support.processes import run_cli
 from tests.support.waiting import wait_until
-from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.errors import (
     CertificateError,
@@ -355,6 +355,29 @@ def test_oversize_csr_and_weak_key_are_refused(lab: Lab) -> None:
     assert record is not None and record["ldevid_fingerprint"] == certs.fingerprint(
         device.ldevid.cert
     )
+
+
+def test_an_ed448_key_is_enrolled_and_renewed(lab: Lab, tmp_path: Path) -> None:
+    """Ed448 is one of the LDevID keys the registrar accepts (docs/cli/registrar.md): a CSR
+    for one gets its LDevID by simpleenroll (IDevID) and by simplereenroll (LDevID)."""
+    device = enrolled(lab)
+    key = ed448.Ed448PrivateKey.generate()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, device.serial)]))
+        .sign(key, None)
+    )
+    for client, path in (
+        ("idevid", "/.well-known/est/simpleenroll"),
+        ("ldevid", "/.well-known/est/simplereenroll"),
+    ):
+        status, answer = post_csr(
+            lab, device, csr.public_bytes(Encoding.DER), tmp_path, client=client, path=path
+        )
+        assert status == "200", answer
+        (issued,) = est.decode_certs_only(answer.encode())
+        assert spki(issued.public_key()) == spki(key.public_key())
+        assert issued.subject == ldevid_subject(device.serial)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from zerotouch_plugin.artifacts.certs._time import check_now
@@ -41,6 +41,15 @@ if TYPE_CHECKING:
 
 # An issuer: its key in memory (Identity) or behind a Signer, e.g. in a PKCS#11 token.
 Issuer: TypeAlias = "Identity | SigningIdentity"
+# The key a certificate is issued for: the keys this package makes, and Ed448 too, which
+# a CSR may carry for an LDevID (RFC 8410; roles.registrar.check_csr_key accepts it).
+SubjectKey: TypeAlias = PublicKey | ed448.Ed448PublicKey
+SUBJECT_KEYS = (
+    ec.EllipticCurvePublicKey,
+    rsa.RSAPublicKey,
+    ed25519.Ed25519PublicKey,
+    ed448.Ed448PublicKey,
+)
 
 __all__ = [
     "BACKDATE",
@@ -76,7 +85,7 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
 def _builder(
     subject: x509.Name,
     issuer: Issuer | None,
-    public_key: PublicKey,
+    public_key: SubjectKey,
     *,
     now: datetime,
     not_after: datetime,
@@ -129,7 +138,7 @@ def _sign(builder: x509.CertificateBuilder, signer: PrivateKey | Issuer) -> x509
     return sign_certificate(builder, signer.signer)
 
 
-def _ee_usage(key: PublicKey) -> x509.KeyUsage:
+def _ee_usage(key: SubjectKey) -> x509.KeyUsage:
     """digitalSignature (vouchers, CMS, TLS handshakes); keyEncipherment too for RSA keys,
     which older TLS uses for key transport (RFC 5280 §4.2.1.3)."""
     is_rsa = isinstance(key, rsa.RSAPublicKey)
@@ -228,7 +237,7 @@ def issue_intermediate_ca(
 def _issue_ee(
     ca: Issuer,
     subject: x509.Name,
-    public: PublicKey,
+    public: SubjectKey,
     *,
     now: datetime,
     not_after: datetime,
@@ -469,9 +478,7 @@ def issue_from_csr(
     if not valid:
         raise SignatureInvalid("the CSR signature does not verify with the CSR's own public key")
     public = csr.public_key()
-    if not isinstance(
-        public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-    ):
+    if not isinstance(public, SUBJECT_KEYS):
         raise InvalidInput(f"unsupported CSR key type {type(public).__name__}")
     ekus = []
     if server_auth:
