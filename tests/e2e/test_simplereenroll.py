@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
@@ -29,6 +30,7 @@ from tests.support.processes import run_cli
 from tests.support.waiting import wait_until
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.config import RegistrarConfig, load_config
 from zerotouch_plugin.errors import (
     CertificateError,
     ConfigError,
@@ -46,9 +48,10 @@ from zerotouch_plugin.roles.renewal import (
 )
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.reenroll_client import reenroll
-from zerotouch_plugin.services.registrar_files import DB_FILE
+from zerotouch_plugin.services.registrar import load_registrar, registrar_app, tls_context
+from zerotouch_plugin.services.registrar_files import CONFIG_FILE, DB_FILE
 from zerotouch_plugin.store.db import open_role_database
-from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar import EnrollmentView, RegistrarRepository
 
 LIFETIME = 3600  # ldevid_lifetime_seconds of the lab's registrar
 
@@ -113,9 +116,10 @@ def post_csr(
     *,
     client: str = "ldevid",
     path: str = "/.well-known/est/simplereenroll",
+    url: str | None = None,
 ) -> tuple[str, str]:
-    """curl POSTs a DER CSR to ``path`` with the device's ``client`` certificate: the status
-    and the answer's text."""
+    """curl POSTs a DER CSR to ``path`` of ``url`` (the lab's registrar) with the device's
+    ``client`` certificate: the status and the answer's text."""
     (tmp_path / "csr.der").write_bytes(csr_der)
     out = tmp_path / "answer.txt"
     done = subprocess.run(
@@ -123,7 +127,7 @@ def post_csr(
          "--cacert", device.folder / "domain-ca.pem",
          "--cert", device.folder / f"{client}.pem", "--key", device.folder / f"{client}.key",
          "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{tmp_path / 'csr.der'}",
-         "-w", "%{http_code}", "-o", out, lab.registrar_url + path],
+         "-w", "%{http_code}", "-o", out, (url or lab.registrar_url) + path],
         capture_output=True, text=True,
     )  # fmt: skip
     return done.stdout, out.read_text() if out.exists() else ""
@@ -336,6 +340,49 @@ def test_revoked_and_unknown_ldevids_are_refused(lab: Lab, tmp_path: Path) -> No
     record = lab.device(device.serial)
     assert record is not None and record["ldevid_fingerprint"] == fingerprint  # unchanged
     assert "was revoked at" in str(record["last_error"])  # the refusal noted on the device
+
+
+def test_a_revocation_during_simpleenroll_with_the_ldevid_wins(lab: Lab, tmp_path: Path) -> None:
+    """``registrar revoke --serial`` lands between the check of the LDevID that
+    authenticates a simpleenroll and the write of the new certificate (a registrar of the
+    lab's domain in this process, so the revocation can be placed there): the revocation
+    holds under the device's lock and no certificate is issued on the revoked LDevID."""
+    device = enrolled(lab)
+    config = load_config(RegistrarConfig, lab.domain / CONFIG_FILE, {})
+    registrar = load_registrar(lab.domain, config)
+    read_view = registrar.repo.enrollment_view
+
+    def revoke_then_read(serial: str) -> EnrollmentView:
+        registrar.repo.revoke_device_certificates(
+            serial, reason="key compromised", now=datetime.now(UTC)
+        )
+        return read_view(serial)
+
+    registrar.repo.enrollment_view = revoke_then_read  # type: ignore[method-assign]
+    csr_der = csr_for(device.serial, ec.generate_private_key(ec.SECP256R1())).public_bytes(
+        Encoding.DER
+    )
+
+    async def post() -> tuple[str, str]:
+        runner = web.AppRunner(registrar_app(registrar), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_context(registrar))
+        await site.start()
+        url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            return await asyncio.to_thread(
+                post_csr, lab, device, csr_der, tmp_path,
+                path="/.well-known/est/simpleenroll", url=url,
+            )  # fmt: skip
+        finally:
+            await runner.cleanup()
+
+    status, answer = asyncio.run(post())
+    assert status == "409" and answer.startswith("conflict:") and "revoked" in answer, answer
+    history = list(repository(lab).certificates(device.serial))
+    assert [certs.fingerprint(x509.load_der_x509_certificate(der)) for der in history] == [
+        certs.fingerprint(device.ldevid.cert)
+    ]
 
 
 def test_oversize_csr_and_weak_key_are_refused(lab: Lab) -> None:

@@ -112,6 +112,7 @@ async def simple_enroll(request: web.Request) -> web.Response:
         raise
     cert = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
     fingerprint = certs.fingerprint(cert)
+    ldevid = client.kind is role.ClientKind.LDEVID
     await in_thread(
         reg.repo.record_certificate,
         serial,
@@ -121,6 +122,8 @@ async def simple_enroll(request: web.Request) -> web.Response:
         kind="enroll",
         advance=step(RegistrarEvent.CERT_ISSUED),
         now=now,
+        # a revocation of that LDevID since it was checked above wins (under the lock)
+        authenticated_by=certs.fingerprint(client.cert) if ldevid else None,
     )
     log.info(
         "LDevID %s issued to %s (names %s)",

@@ -94,8 +94,11 @@ class CertificateRecords(Records):
         kind: str,
         advance: Advance,
         now: datetime,
+        authenticated_by: str | None = None,
     ) -> None:
-        """An issued LDevID, durable before the EST response is sent (RFC 7030 §4.2.3)."""
+        """An issued LDevID, durable before the EST response is sent (RFC 7030 §4.2.3).
+        ``authenticated_by``: the fingerprint of the LDevID the request came with, refused
+        (Conflict, nothing written) when it was revoked meanwhile, as a renewal is."""
         values = {
             "enrolled_at": now,
             "ldevid_fingerprint": fingerprint,
@@ -104,7 +107,11 @@ class CertificateRecords(Records):
             "enroll_confirmed": None,
         }
         with self.db.write() as conn:
-            move_device(conn, serial, lock_state(conn, serial), advance, now, None, values)
+            before = lock_state(conn, serial)
+            revoked = None if authenticated_by is None else _revocation(conn, authenticated_by)
+            if revoked is not None:
+                raise Conflict(f"the LDevID {authenticated_by} was revoked: {revoked.detail}")
+            move_device(conn, serial, before, advance, now, None, values)
             _NEW_CERTIFICATE(
                 conn,
                 {
