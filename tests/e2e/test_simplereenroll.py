@@ -10,9 +10,12 @@ LDevID stops working once a newer one has authenticated a renewal.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.e2e.test_brski_flow import Lab, enroll_here, make_lab
+from tests.e2e.test_brski_flow import Lab, enroll_here, make_lab, write_pledge
 from tests.support.processes import run_cli
 from tests.support.waiting import wait_until
 from zerotouch_plugin.artifacts import certs, est
@@ -37,6 +40,8 @@ from zerotouch_plugin.errors import (
     Expired,
     InvalidInput,
     PayloadTooLarge,
+    StorageUnavailable,
+    ZerotouchError,
 )
 from zerotouch_plugin.roles.registrar import ldevid_subject
 from zerotouch_plugin.roles.renewal import (
@@ -48,7 +53,12 @@ from zerotouch_plugin.roles.renewal import (
 )
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services.reenroll_client import reenroll
-from zerotouch_plugin.services.registrar import load_registrar, registrar_app, tls_context
+from zerotouch_plugin.services.registrar import (
+    Registrar,
+    load_registrar,
+    registrar_app,
+    tls_context,
+)
 from zerotouch_plugin.services.registrar_files import CONFIG_FILE, DB_FILE
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import EnrollmentView, RegistrarRepository
@@ -149,6 +159,33 @@ def renew(
 
 def spki(key: object) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined,no-any-return]
+
+
+@contextmanager
+def registrar_here(lab: Lab) -> Iterator[tuple[Registrar, str]]:
+    """A registrar of the lab's domain served in this process (a thread with its own event
+    loop), so that a test can place an event between two steps of a request: the registrar
+    and its URL."""
+    config = load_config(RegistrarConfig, lab.domain / CONFIG_FILE, {})
+    registrar = load_registrar(lab.domain, config)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(registrar_app(registrar), access_log=None)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> str:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_context(registrar))
+        await site.start()
+        return f"https://127.0.0.1:{runner.addresses[0][1]}"
+
+    try:
+        yield registrar, asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
 
 
 def repository(lab: Lab) -> RegistrarRepository:
@@ -348,41 +385,83 @@ def test_a_revocation_during_simpleenroll_with_the_ldevid_wins(lab: Lab, tmp_pat
     lab's domain in this process, so the revocation can be placed there): the revocation
     holds under the device's lock and no certificate is issued on the revoked LDevID."""
     device = enrolled(lab)
-    config = load_config(RegistrarConfig, lab.domain / CONFIG_FILE, {})
-    registrar = load_registrar(lab.domain, config)
-    read_view = registrar.repo.enrollment_view
-
-    def revoke_then_read(serial: str) -> EnrollmentView:
-        registrar.repo.revoke_device_certificates(
-            serial, reason="key compromised", now=datetime.now(UTC)
-        )
-        return read_view(serial)
-
-    registrar.repo.enrollment_view = revoke_then_read  # type: ignore[method-assign]
     csr_der = csr_for(device.serial, ec.generate_private_key(ec.SECP256R1())).public_bytes(
         Encoding.DER
     )
+    with registrar_here(lab) as (registrar, url):
+        read_view = registrar.repo.enrollment_view
 
-    async def post() -> tuple[str, str]:
-        runner = web.AppRunner(registrar_app(registrar), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_context(registrar))
-        await site.start()
-        url = f"https://127.0.0.1:{runner.addresses[0][1]}"
-        try:
-            return await asyncio.to_thread(
-                post_csr, lab, device, csr_der, tmp_path,
-                path="/.well-known/est/simpleenroll", url=url,
-            )  # fmt: skip
-        finally:
-            await runner.cleanup()
+        def revoke_then_read(serial: str) -> EnrollmentView:
+            registrar.repo.revoke_device_certificates(
+                serial, reason="key compromised", now=datetime.now(UTC)
+            )
+            return read_view(serial)
 
-    status, answer = asyncio.run(post())
+        registrar.repo.enrollment_view = revoke_then_read  # type: ignore[method-assign]
+        status, answer = post_csr(
+            lab, device, csr_der, tmp_path, path="/.well-known/est/simpleenroll", url=url
+        )
     assert status == "409" and answer.startswith("conflict:") and "revoked" in answer, answer
     history = list(repository(lab).certificates(device.serial))
     assert [certs.fingerprint(x509.load_der_x509_certificate(der)) for der in history] == [
         certs.fingerprint(device.ldevid.cert)
     ]
+
+
+def test_serials_equal_but_for_case_enrolling_at_once_do_not_share_a_name(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Two devices whose serials differ only in case enroll at the same moment: both have
+    read that no device holds their LDevID name before either wrote; under the lock the
+    second sees the first's LDevID and is refused, so the name stays one device's."""
+    serials = ("CASE-TWIN-ab", "CASE-TWIN-AB")
+    devices = []
+    for serial in serials:
+        folder = lab.root / "pledges" / serial
+        write_pledge(lab, serial, folder, now=datetime.now(UTC))
+        run_cli("registrar", "allow", "--dir", lab.domain, "--serial", serial)
+        shutil.copy(lab.domain / "ca.pem", folder / "domain-ca.pem")  # for curl --cacert
+        devices.append(Device(serial, folder))
+        (tmp_path / serial).mkdir()
+    with registrar_here(lab) as (registrar, url):
+        record = registrar.repo.record_certificate
+
+        def unavailable(*args: object, **kwargs: object) -> None:
+            raise StorageUnavailable("no LDevID yet")
+
+        # both pledges get their voucher accepted; their simpleenroll fails
+        registrar.repo.record_certificate = unavailable  # type: ignore[method-assign]
+        for device in devices:
+            with pytest.raises(ZerotouchError, match="503"):
+                enroll_here(device.folder, url)
+        assert [lab.state(serial) for serial in serials] == ["voucher-accepted"] * 2
+        registrar.repo.record_certificate = record  # type: ignore[method-assign]
+        # both read their view before either records its certificate
+        both_read = threading.Barrier(2, timeout=20)
+        read_view = registrar.repo.enrollment_view
+
+        def read_together(serial: str) -> EnrollmentView:
+            view = read_view(serial)
+            both_read.wait()
+            return view
+
+        registrar.repo.enrollment_view = read_together  # type: ignore[method-assign]
+
+        def simpleenroll(device: Device) -> tuple[str, str]:
+            key = ec.generate_private_key(ec.SECP256R1())
+            csr_der = csr_for(device.serial, key).public_bytes(Encoding.DER)
+            path = "/.well-known/est/simpleenroll"
+            return post_csr(
+                lab, device, csr_der, tmp_path / device.serial, client="idevid", path=path, url=url
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(simpleenroll, devices))
+    assert sorted(status for status, _ in answers) == ["200", "403"], answers
+    refused = next(answer for status, answer in answers if status == "403")
+    assert refused.startswith("policy-refused:") and "already holds" in refused, refused
+    holders = [s for s in serials if (lab.device(s) or {}).get("ldevid_fingerprint")]
+    assert len(holders) == 1, holders
 
 
 def test_oversize_csr_and_weak_key_are_refused(lab: Lab) -> None:

@@ -96,6 +96,7 @@ __all__ = [
     "check_idevid_binding",
     "check_masa_request_size",
     "check_masa_voucher",
+    "check_name_free",
     "check_voucher_request",
     "classify_client",
     "decide_policy",
@@ -952,6 +953,17 @@ def _requested(csr: x509.CertificateSigningRequest) -> list[str]:
     return [str(name.value) for name in ext]
 
 
+def check_name_free(ctx: RegistrarContext, serial: str, same_name: Sequence[str]) -> None:
+    """PolicyRefused when ``same_name`` names other serials that differ from ``serial`` only
+    in case and hold an LDevID: its DNS name (``device_dns_name``) is theirs."""
+    if same_name:
+        raise PolicyRefused(
+            f"device {serial!r} would get the LDevID name "
+            f"{device_dns_name(serial, ctx.device_domain)} that device {same_name[0]!r} "
+            "already holds (serials differing only in case)"
+        )
+
+
 def ldevid_names(
     ctx: RegistrarContext,
     serial: str,
@@ -967,11 +979,7 @@ def ldevid_names(
     from this one only in case and hold an LDevID: the name is theirs, this device gets none
     (PolicyRefused)."""
     dns = [device_dns_name(serial, ctx.device_domain)]
-    if same_name:
-        raise PolicyRefused(
-            f"device {serial!r} would get the LDevID name {dns[0]} that device "
-            f"{same_name[0]!r} already holds (serials differing only in case)"
-        )
+    check_name_free(ctx, serial, same_name)
     addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for host in assigned_hosts:
         try:

@@ -9,6 +9,7 @@ certificate is issued and recorded durably before the EST response leaves (RFC 7
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from aiohttp import web
 from cryptography import x509
@@ -124,6 +125,8 @@ async def simple_enroll(request: web.Request) -> web.Response:
         now=now,
         # a revocation of that LDevID since it was checked above wins (under the lock)
         authenticated_by=certs.fingerprint(client.cert) if ldevid else None,
+        # and so does a device equal but for case that got the LDevID name meanwhile
+        name_free=partial(role.check_name_free, reg.context, serial),
     )
     log.info(
         "LDevID %s issued to %s (names %s)",

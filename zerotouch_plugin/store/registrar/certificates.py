@@ -8,7 +8,7 @@ before it gets it from ``create_all`` without a migration.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.devices import (
     advance_device,
     lock_device,
+    lock_same_name,
     lock_state,
     move_device,
 )
@@ -95,10 +96,13 @@ class CertificateRecords(Records):
         advance: Advance,
         now: datetime,
         authenticated_by: str | None = None,
+        name_free: Callable[[list[str]], None] | None = None,
     ) -> None:
         """An issued LDevID, durable before the EST response is sent (RFC 7030 §4.2.3).
         ``authenticated_by``: the fingerprint of the LDevID the request came with, refused
-        (Conflict, nothing written) when it was revoked meanwhile, as a renewal is."""
+        (Conflict, nothing written) when it was revoked meanwhile, as a renewal is.
+        ``name_free`` raises, nothing written, when it is given serials equal to ``serial``
+        but for case that hold an LDevID (``lock_same_name``, under their locks)."""
         values = {
             "enrolled_at": now,
             "ldevid_fingerprint": fingerprint,
@@ -107,6 +111,8 @@ class CertificateRecords(Records):
             "enroll_confirmed": None,
         }
         with self.db.write() as conn:
+            if name_free is not None:
+                name_free(lock_same_name(conn, serial))
             before = lock_state(conn, serial)
             revoked = None if authenticated_by is None else _revocation(conn, authenticated_by)
             if revoked is not None:

@@ -50,6 +50,7 @@ __all__ = [
     "lock_device",
     "lock_or_create_device",
     "lock_or_create_state",
+    "lock_same_name",
     "lock_state",
     "move_device",
     "same_name_serials",
@@ -141,6 +142,14 @@ def same_name_serials(conn: Connection, serial: str) -> list[str]:
     return _SAME_NAME(conn, {"serial": serial, "lower": serial.lower()}).scalars()
 
 
+def lock_same_name(conn: Connection, serial: str) -> list[str]:
+    """``same_name_serials``, the rows of every serial equal to ``serial`` but for case
+    locked first, in serial order: of two such devices enrolling at once, the second to
+    take the locks sees the LDevID the first recorded."""
+    rows = _LOCK_NAMED_LIKE(conn, {"lower": serial.lower()}).all()
+    return [other for other, ldevid in rows if other != serial and ldevid is not None]
+
+
 def add_status(conn: Connection, serial: str, entry: StatusEntry) -> None:
     """``record_status`` within the caller's transaction."""
     locked = _LOCK_REPORTED(conn, {"serial": serial}).one_or_none()
@@ -230,6 +239,12 @@ _SERIAL: BindParameter[str] = bindparam("serial")
 _LOCK_DEVICE = select(DeviceModel).where(DeviceModel.serial == _SERIAL).with_for_update()
 _LOCK_STATE = HotStatement(
     select(DeviceModel.state).where(DeviceModel.serial == _SERIAL).with_for_update()
+)
+_LOCK_NAMED_LIKE = HotStatement(
+    select(DeviceModel.serial, DeviceModel.ldevid_fingerprint)
+    .where(func.lower(DeviceModel.serial) == bindparam("lower"))
+    .order_by(DeviceModel.serial)
+    .with_for_update()
 )
 _LOCK_REPORTED = HotStatement(
     select(DeviceModel.state, DeviceModel.idevid_fingerprint)
