@@ -49,6 +49,7 @@ __all__ = [
     "Try",
     "Wait",
     "candidate_from_url",
+    "is_unicast",
 ]
 
 
@@ -114,6 +115,22 @@ class Candidate:
         return (
             f"https://[{host}]:{self.port}" if ":" in self.host else f"https://{host}:{self.port}"
         )
+
+
+def is_unicast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a discovered ``address`` may be connected to: not unspecified (which Linux
+    connects to the host itself), loopback, multicast or the limited broadcast. An
+    IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, RFC 4291 §2.5.5.2) reaches its IPv4
+    address, so that one is judged: an announcement from the link must not turn a pledge or
+    a proxy towards the host's own services."""
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (
+        address.is_unspecified
+        or address.is_loopback
+        or address.is_multicast
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    )
 
 
 def candidate_from_url(url: str, method: Method, *, source: str = "") -> Candidate:

@@ -45,7 +45,7 @@ from zerotouch_plugin.artifacts.grasp import (
     decode_flood,
 )
 from zerotouch_plugin.errors import GraspError
-from zerotouch_plugin.roles.discovery import Candidate, Method, Role
+from zerotouch_plugin.roles.discovery import Candidate, Method, Role, is_unicast
 
 __all__ = [
     "BENIGN",
@@ -299,12 +299,7 @@ def candidate_for(
     scope = None
     address = locator.address
     if address is not None:
-        if (
-            address.is_unspecified
-            or address.is_multicast
-            or address.is_loopback
-            or (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"))
-        ):
+        if not is_unicast(address):
             raise ValueError(f"{name} locator {address} is not a unicast address")
         if address.version == 6 and address.is_link_local:
             if not announcement.interface:

@@ -277,6 +277,16 @@ def test_unusable_locators(locator: Locator | None, says: str) -> None:
         candidate_for(announcement(locator))
 
 
+@pytest.mark.parametrize(
+    "mapped", ["::ffff:127.0.0.1", "::ffff:127.1.2.3", "::ffff:0.0.0.0", "::ffff:224.0.0.1"]
+)
+def test_ipv4_mapped_loopback_or_unspecified_locator_is_not_a_candidate(mapped: str) -> None:
+    # Linux connects ::ffff:127.0.0.1 (and ::ffff:0.0.0.0) to the host's own loopback: a
+    # neighbour's flood must not turn a pledge or proxy towards the host's own services.
+    with pytest.raises(ValueError, match="not a unicast"):
+        candidate_for(announcement(Locator.ip(mapped, port=830), name=AN_JOIN_REGISTRAR))
+
+
 def test_link_local_locator_needs_the_interface() -> None:
     with pytest.raises(ValueError, match="interface unknown"):
         candidate_for(announcement(Locator.ip(PROXY_LL, port=1), interface=None))

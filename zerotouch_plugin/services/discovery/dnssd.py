@@ -31,7 +31,7 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from zerotouch_plugin.roles.discovery import Candidate, Method, Role
+from zerotouch_plugin.roles.discovery import Candidate, Method, Role, is_unicast
 
 __all__ = [
     "SERVICES",
@@ -138,12 +138,7 @@ def candidate(service: str, domain: str, srv: Srv, address: str) -> Candidate | 
     except ValueError:
         log.info("DNS-SD: %s has a malformed address %r; skipped", srv.target, address)
         return None
-    if (
-        ip.is_loopback
-        or ip.is_unspecified
-        or ip.is_multicast
-        or (ip.version == 6 and ip.is_link_local)
-    ):
+    if not is_unicast(ip) or (ip.version == 6 and ip.is_link_local):
         log.info("DNS-SD: %s points at %s; skipped", srv.target, ip)
         return None
     try:

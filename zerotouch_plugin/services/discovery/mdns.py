@@ -33,7 +33,7 @@ from zeroconf import (
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from zerotouch_plugin.errors import ConfigError
-from zerotouch_plugin.roles.discovery import Candidate, Method, Role
+from zerotouch_plugin.roles.discovery import Candidate, Method, Role, is_unicast
 
 __all__ = [
     "BOOTSTRAPKS",
@@ -106,7 +106,7 @@ def candidates_from_addresses(
         except ValueError:
             log.info("mDNS: %s has a malformed address %r; skipped", shown, text)
             continue
-        if address.is_loopback or address.is_unspecified or address.is_multicast:
+        if not is_unicast(address):
             log.info("mDNS: %s points at %s; skipped", shown, address)
             continue
         scope = None

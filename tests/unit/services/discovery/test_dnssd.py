@@ -98,7 +98,8 @@ def test_candidate_from_a_dns_address() -> None:
         port=8443,
         source="DNS-SD _brski-registrar._tcp.example.net -> reg.example.net:8443",
     )
-    for address in ("fe80::1", "::1", "127.0.0.1", "::", "ff02::1", "not-an-address"):
+    unusable = ("fe80::1", "::1", "127.0.0.1", "::", "ff02::1", "::ffff:127.0.0.1", "junk")
+    for address in unusable:
         assert candidate("_brski-registrar._tcp", "example.net", srv, address) is None
     assert candidate("_x._tcp", "example.net", Srv(0, 0, 0, "r.example"), "192.0.2.1") is None
 

@@ -94,7 +94,19 @@ def test_proxy_role_global_and_ipv4_addresses_ipv6_first() -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["127.0.0.1", "::1", "0.0.0.0", "::", "ff02::fb", "224.0.0.251", "nonsense", ""]
+    "address",
+    [
+        "127.0.0.1",
+        "::1",
+        "0.0.0.0",
+        "::",
+        "ff02::fb",
+        "224.0.0.251",
+        "::ffff:127.0.0.1",
+        "::ffff:0.0.0.0",
+        "nonsense",
+        "",
+    ],
 )
 def test_unusable_addresses_are_skipped(address: str) -> None:
     assert find([(address, None)]) == []
