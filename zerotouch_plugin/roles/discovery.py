@@ -36,6 +36,7 @@ from zerotouch_plugin.roles.states import (
 )
 
 __all__ = [
+    "MAX_CANDIDATES",
     "Candidate",
     "CandidateState",
     "CandidateStatus",
@@ -145,6 +146,11 @@ def candidate_from_url(url: str, method: Method, *, source: str = "") -> Candida
 
 # ---------------------------------------------------------------------------------------------
 # the machine
+
+# Candidates held at once. Announcements come from anyone on the link (RFC 8990 §2.5.6.2,
+# RFC 6762): a neighbour announcing a new address every cycle must not grow the table, the
+# bootstrap state and the time each step takes without end.
+MAX_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -291,10 +297,23 @@ class Discovery:
         for candidate in candidates:
             if not isinstance(candidate, Candidate) or candidate.method is not method:
                 raise ValueError(f"{candidate!r} is not a {method} candidate")
-            self._statuses.setdefault(
-                _key(candidate), CandidateStatus(candidate, CandidateState.UNTRIED)
-            )
+        for candidate in candidates:
+            key = _key(candidate)
+            if key not in self._statuses and not self._room():
+                break
+            self._statuses.setdefault(key, CandidateStatus(candidate, CandidateState.UNTRIED))
         self._advance(DiscoveryEvent.FOUND)
+
+    def _room(self) -> bool:
+        """Whether one more candidate fits in ``MAX_CANDIDATES``; when full, the failed ones
+        are forgotten first (found again, they start afresh), then newcomers are refused."""
+        if len(self._statuses) >= MAX_CANDIDATES:
+            self._statuses = {
+                key: status
+                for key, status in self._statuses.items()
+                if status.state is not CandidateState.FAILED
+            }
+        return len(self._statuses) < MAX_CANDIDATES
 
     def search_done(self, method: Method, *, now: datetime) -> DiscoveryAction:
         self._expect(DiscoveryState.SEARCHING)

@@ -229,3 +229,23 @@ def test_docs_show_the_generated_discovery_diagram(repo_root: Path) -> None:
     page = (repo_root / "docs" / "state-machines.md").read_text()
     section = page.split("## Discovery", 1)[1]
     assert f"```mermaid\n{_diagram()}```" in section
+
+
+def test_a_neighbour_announcing_new_addresses_every_cycle_cannot_grow_the_table() -> None:
+    d = machine(Method.GRASP)
+    action = d.start(now=T0)
+    seconds = 0.0
+    for cycle in range(20):
+        assert isinstance(action, Search)
+        d.found(Method.GRASP, [proxy(cycle * 100 + i + 1) for i in range(50)])
+        action = d.search_done(Method.GRASP, now=at(seconds))
+        while isinstance(action, Try):
+            failure = UpstreamUnavailable("no registrar")
+            action = d.candidate_failed(action.candidate, failure, now=at(seconds))
+        assert isinstance(action, Wait) and len(d.candidates) <= 64  # MAX_CANDIDATES
+        seconds += 100.0
+        action = d.wait_over(now=at(seconds))
+    real = proxy(9999)
+    assert isinstance(action, Search)
+    d.found(Method.GRASP, [real])
+    assert real in [status.candidate for status in d.candidates]
