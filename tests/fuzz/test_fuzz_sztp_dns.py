@@ -15,9 +15,9 @@ from tests.fuzz.oracle import handled
 from zerotouch_plugin.artifacts import sztp
 from zerotouch_plugin.artifacts.sztp import GetBootstrappingDataOutput, RedirectInformation
 from zerotouch_plugin.errors import InvalidInput, NotFound, PayloadTooLarge, SchemaError
+from zerotouch_plugin.roles.discovery import is_host_name
 from zerotouch_plugin.services.discovery.dnssd import Srv
 from zerotouch_plugin.services.sztp_dns import (
-    _HOSTNAME,
     _read_mdns,
     parse_txt,
     srv_output,
@@ -57,7 +57,7 @@ def test_srv_answers_give_redirects_to_host_names_only(records: list[Srv]) -> No
         info = sztp.read_unsigned_conveyed_information(result.conveyed_information)
         assert isinstance(info, RedirectInformation)
         for server in info.bootstrap_servers:
-            assert _HOSTNAME.fullmatch(server.address) and 0 < server.port < 65536
+            assert is_host_name(server.address) and 0 < server.port < 65536
 
 
 QUERY = dns.message.make_query("SN-1._sztp.local", "TXT")

@@ -18,6 +18,7 @@ random bytes, and hands out ``Search``, ``Try``, ``Wait`` and ``GiveUp`` actions
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,6 +51,8 @@ __all__ = [
     "Try",
     "Wait",
     "candidate_from_url",
+    "is_host_name",
+    "is_remote_name",
     "is_unicast",
 ]
 
@@ -132,6 +135,30 @@ def is_unicast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         or address.is_multicast
         or address == ipaddress.IPv4Address("255.255.255.255")
     )
+
+
+# a host name (RFC 1123 §2.1): letters, digits, inner hyphens, labels of 1..63 octets
+_HOST_NAME = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+# a last label the resolver reads as (part of) an IPv4 address: 127.1, 0x7f000001
+_NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+
+
+def is_host_name(name: str) -> bool:
+    """Whether ``name`` (without a final dot) is a DNS host name of at most 253 octets, which
+    a URL carries as it is (RFC 1123 §2.1)."""
+    return len(name) <= 253 and _HOST_NAME.fullmatch(name) is not None
+
+
+def is_remote_name(name: str) -> bool:
+    """Whether a discovered host name may be connected to: a host name (``is_host_name``)
+    that is no IPv4 address in disguise (RFC 1123 §2.1: "127.1" or "0x7f000001" would
+    reach what ``is_unicast`` refuses) and not ``localhost`` (RFC 6761 §6.3: the host itself)."""
+    name = name.removesuffix(".").lower()
+    last = name.rpartition(".")[2]
+    return is_host_name(name) and _NUMBER.fullmatch(last) is None and last != "localhost"
 
 
 def candidate_from_url(url: str, method: Method, *, source: str = "") -> Candidate:

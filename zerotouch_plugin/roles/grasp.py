@@ -45,7 +45,13 @@ from zerotouch_plugin.artifacts.grasp import (
     decode_flood,
 )
 from zerotouch_plugin.errors import GraspError
-from zerotouch_plugin.roles.discovery import Candidate, Method, Role, is_unicast
+from zerotouch_plugin.roles.discovery import (
+    Candidate,
+    Method,
+    Role,
+    is_remote_name,
+    is_unicast,
+)
 
 __all__ = [
     "BENIGN",
@@ -277,7 +283,8 @@ def candidate_for(
 ) -> Candidate:
     """The place to connect to that ``announcement`` names; ``ValueError`` saying why not
     when its locator is unusable (null, another protocol, no port, not a unicast address, a
-    link-local address without the interface it came in on).
+    link-local address without the interface it came in on, an FQDN that is no host name
+    or names the host itself).
 
     ``role`` defaults to the one ``ROLE_BY_OBJECTIVE`` gives the objective. A link-local
     locator is scoped to the interface the flood came in on (RFC 8990 §2.9.5.1 Note 1).
@@ -298,6 +305,8 @@ def candidate_for(
         raise ValueError(f"{name} locator has no port")
     scope = None
     address = locator.address
+    if address is None and not is_remote_name(locator.host):
+        raise ValueError(f"{name} locator {locator.host!r} is not a host name to connect to")
     if address is not None:
         if not is_unicast(address):
             raise ValueError(f"{name} locator {address} is not a unicast address")

@@ -58,6 +58,7 @@ from zerotouch_plugin.errors import (
     PayloadTooLarge,
     UpstreamUnavailable,
 )
+from zerotouch_plugin.roles.discovery import is_host_name
 from zerotouch_plugin.services.discovery.dnssd import Srv, order_srv
 
 __all__ = [
@@ -86,11 +87,6 @@ MDNS_GROUPS = {socket.AF_INET: "224.0.0.251", socket.AF_INET6: "ff02::fb"}  # RF
 MDNS_DOMAIN = "local"
 _STRING = 255  # octets in one TXT character-string (RFC 1035 §3.3)
 
-# a host name an https URL can carry (RFC 1123 §2.1): letters, digits, inner hyphens
-_HOSTNAME = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-)
 _BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+={0,2}")
 
 # The TXT keys of RFC 8572 §4.2: conveyed information, owner certificate, ownership voucher.
@@ -214,13 +210,9 @@ def srv_output(
     records an mDNS answer carried, RFC 6763 §12.2) is given by its first address. NotFound
     when none is usable."""
     servers: dict[str, BootstrapServer] = {}  # the YANG list is keyed by address
-    usable = [
-        r
-        for r in records
-        if _HOSTNAME.fullmatch(r.target.rstrip(".")) is not None
-        and len(r.target.rstrip(".")) <= 253
-        and 0 < r.port < 65536
-    ][:_MAX_RECORDS]
+    usable = [r for r in records if is_host_name(r.target.rstrip(".")) and 0 < r.port < 65536][
+        :_MAX_RECORDS
+    ]
     for record in order_srv(usable, rng):
         host = record.target.rstrip(".").lower()
         host = next(iter((addresses or {}).get(host, ())), host)

@@ -287,6 +287,30 @@ def test_ipv4_mapped_loopback_or_unspecified_locator_is_not_a_candidate(mapped: 
         candidate_for(announcement(Locator.ip(mapped, port=830), name=AN_JOIN_REGISTRAR))
 
 
+@pytest.mark.parametrize(
+    "fqdn",
+    [
+        "localhost",
+        "registrar.localhost.",
+        "127.0.0.1",
+        "127.1",
+        "0x7f000001",
+        "2130706433",
+        "reg.example:1@127.0.0.1",
+        "reg.example/path?",
+        "reg\nexample",
+        "-reg.example",
+        "a" * 64 + ".example",
+    ],
+)
+def test_fqdn_locator_that_is_no_remote_host_name_is_not_a_candidate(fqdn: str) -> None:
+    # An O_FQDN_LOCATOR is text from anyone on the link: it must not reach the host itself
+    # (an IP literal or localhost past the unicast check) nor rewrite the candidate's URL.
+    fqdn_locator = Locator(O_FQDN_LOCATOR, fqdn, 6, 8443)
+    with pytest.raises(ValueError, match="not a host name"):
+        candidate_for(announcement(fqdn_locator, name=AN_JOIN_REGISTRAR))
+
+
 def test_link_local_locator_needs_the_interface() -> None:
     with pytest.raises(ValueError, match="interface unknown"):
         candidate_for(announcement(Locator.ip(PROXY_LL, port=1), interface=None))
