@@ -46,7 +46,7 @@ from zerotouch_plugin.artifacts.grasp import (
     Objective,
 )
 from zerotouch_plugin.errors import ConfigError
-from zerotouch_plugin.roles.discovery import Candidate, Method, Role
+from zerotouch_plugin.roles.discovery import MAX_CANDIDATES, Candidate, Method, Role
 from zerotouch_plugin.roles.grasp import (
     BENIGN,
     ROLE_BY_OBJECTIVE,
@@ -315,7 +315,9 @@ class GraspFinder:
         """Listen for ``timeout`` seconds (None: until cancelled), calling ``on_candidate``
         for each new usable candidate; with ``first``, stop after the first batch that
         brought one. Returns the usable announcements still alive at the end; a missing
-        interface is logged and gives none."""
+        interface is logged and gives none. Every datagram of a batch may carry some 40
+        announcements, each from any sender address: at most ``MAX_CANDIDATES`` places are
+        taken, the rest counted and logged as ``limits``."""
         seen: dict[tuple[str, int, str | None], Announcement] = {}
         found = asyncio.Event()
 
@@ -325,6 +327,13 @@ class GraspFinder:
                 return
             key = (candidate.host, candidate.port, candidate.scope)
             fresh = key not in seen
+            if fresh and len(seen) >= MAX_CANDIDATES:
+                listener.drop(
+                    "limits",
+                    f"more than {MAX_CANDIDATES} places announced; {candidate.where} ignored",
+                    announcement.sender,
+                )
+                return
             seen[key] = announcement
             if fresh:
                 on_candidate(candidate, announcement)

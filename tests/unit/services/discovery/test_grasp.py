@@ -251,6 +251,24 @@ async def test_finder_counts_unusable_and_unwanted_announcements(
     assert finder.counters.dropped == {"locator": 1, "value": 1}
 
 
+async def test_a_batch_of_crowded_floods_gives_a_bounded_number_of_candidates(
+    finder_socket: socket.socket,
+) -> None:
+    # 64 datagrams of 44 AN_join_registrar entries each, all read in one wake-up: a proxy
+    # would otherwise take 2816 registrars and try each for every pledge connection.
+    for session in range(1, 65):
+        entries = tuple(
+            (
+                Objective(AN_JOIN_REGISTRAR, 4, 1),
+                Locator.ip(f"fd00::{session:x}:{i:x}", port=8443),
+            )
+            for i in range(1, 45)
+        )
+        finder_socket.send(Flood(session, ipaddress.IPv6Address(PROXY_LL), 0, entries).encode())
+    found = await GraspFinder("lo", AN_JOIN_REGISTRAR).find(timeout=2)
+    assert 0 < len(found) <= 64  # roles.discovery.MAX_CANDIDATES
+
+
 async def test_finder_on_a_missing_interface_finds_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
