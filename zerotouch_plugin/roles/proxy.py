@@ -25,9 +25,10 @@ from urllib.parse import unquote, urlsplit
 
 from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin.errors import ConfigError
-from zerotouch_plugin.roles.discovery import Candidate, Method, Role
+from zerotouch_plugin.roles.discovery import MAX_CANDIDATES, Candidate, Method, Role
 
 __all__ = [
+    "FORGET_AFTER",
     "Admission",
     "CloseReason",
     "Endpoint",
@@ -195,6 +196,12 @@ def _address(candidate: Candidate) -> _Address:
     return (candidate.host, candidate.port, candidate.scope)
 
 
+# How long a discovered registrar is kept after it was last heard: the default lifetime of
+# an announcement (RFC 8995 §4.1.1 shows ttl 180000 ms), three times the 60 s flooding
+# interval RFC 8995 §4.3 suggests for AN_join_registrar.
+FORGET_AFTER = 180.0
+
+
 @dataclass
 class RegistrarPool:
     """Registrars in order of preference; ``now`` is any monotonic clock, in seconds."""
@@ -202,6 +209,20 @@ class RegistrarPool:
     limits: ProxyLimits
     candidates: tuple[Candidate, ...] = ()
     _standing: dict[_Address, _Standing] = field(default_factory=dict)
+    _heard: dict[_Address, float] = field(default_factory=dict)
+
+    def heard(self, found: Sequence[Candidate], now: float) -> None:
+        """What one discovery search found at ``now``. A search returns the first
+        announcements to arrive, not every registrar on the link, so those known stay (in
+        their order, new ones after them) until none was heard for ``FORGET_AFTER`` seconds;
+        at most ``MAX_CANDIDATES`` are kept, the most recently heard."""
+        for candidate in found:
+            self._heard[_address(candidate)] = now
+        self._heard = {a: t for a, t in self._heard.items() if now - t < FORGET_AFTER}
+        recent = sorted(self._heard, key=self._heard.__getitem__, reverse=True)
+        kept = set(recent[:MAX_CANDIDATES])
+        self._heard = {a: t for a, t in self._heard.items() if a in kept}
+        self.update([c for c in (*self.candidates, *found) if _address(c) in kept])
 
     def update(self, found: Sequence[Candidate]) -> None:
         """Replace the known registrars by what discovery found (in its order, one per

@@ -257,8 +257,9 @@ class JoinProxy:
             await self._server.wait_closed()
 
     async def _discover_forever(self, finder: Finder) -> None:
-        """Keeps the registrar list fresh: a registrar that stops announcing drops out, a new
-        one comes in (RFC 8995 §4.3: proxies learn registrars from AN_join_registrar)."""
+        """Keeps the registrar list fresh: a registrar that stops announcing drops out after
+        ``FORGET_AFTER``, a new one comes in (RFC 8995 §4.3: proxies learn registrars from
+        AN_join_registrar)."""
         known: tuple[Candidate, ...] = ()
         while True:
             try:
@@ -267,12 +268,13 @@ class JoinProxy:
                 log.warning("proxy: registrar discovery failed: %s", exc)
                 found = ()
             regs = tuple(c for c in found if c.role is Role.REGISTRAR)
-            if regs and regs != known:
-                log.info("proxy: registrars found: %s", ", ".join(c.where for c in regs))
-            if regs:
-                self.pool.update(regs)
+            self.pool.heard(regs, time.monotonic())
+            if self.pool.candidates != known:
+                shown = ", ".join(c.where for c in self.pool.candidates) or "none"
+                log.info("proxy: registrars found: %s", shown)
+                known = self.pool.candidates
+            if known:
                 self._known.set()
-                known = regs
             await asyncio.sleep(_DISCOVERY_PAUSE)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

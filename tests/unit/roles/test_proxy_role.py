@@ -8,6 +8,7 @@ import pytest
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.discovery import Candidate, Method, Role
 from zerotouch_plugin.roles.proxy import (
+    FORGET_AFTER,
     Admission,
     Endpoint,
     ProxyLimits,
@@ -84,6 +85,23 @@ def test_pool_update_keeps_backoff_of_registrars_still_announced() -> None:
     assert pool.usable(0.5) == [c]  # a still set aside, b forgotten, c once
     pool.update([b])
     assert pool.usable(0.5) == [b]  # b came back without its old backoff
+
+
+def test_pool_keeps_what_earlier_searches_heard_until_it_goes_silent() -> None:
+    # each GRASP search returns its first batch: one registrar, not every one on the link
+    a, b = registrar("fe80::1", scope="e"), registrar("fe80::2", scope="e")
+    pool = RegistrarPool(ProxyLimits())
+    pool.heard([b], 0.0)
+    pool.heard([a], 6.0)
+    pool.heard([a], 12.0)
+    pool.failed(a, 12.0)
+    assert pool.candidates == (b, a)
+    assert pool.usable(12.5) == [b]  # a is set aside: b, heard earlier, is still there
+    pool.heard([a], FORGET_AFTER + 1.0)
+    assert pool.candidates == (a,)  # b went silent and dropped out
+    many = [registrar(f"fd00::{i:x}") for i in range(1, 200)]
+    pool.heard(many, FORGET_AFTER + 2.0)
+    assert len(pool.candidates) <= 64
 
 
 def test_pool_knows_a_registrar_by_its_address_not_its_announcement() -> None:
