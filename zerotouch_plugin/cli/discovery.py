@@ -47,8 +47,10 @@ def _port(text: str) -> int:
 
 
 def _json_value(value: Any) -> Any:
+    """An objective-value from the link as JSON, or its repr when JSON cannot carry it
+    (a map, a byte string, NaN or an infinity: RFC 8259 §6 has no such numbers)."""
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return repr(value)
     return value
