@@ -256,6 +256,47 @@ def test_max_connections_refuses_the_extra_ones_and_logs_once_per_burst() -> Non
     asyncio.run(scenario())
 
 
+def test_one_address_cannot_take_every_slot() -> None:
+    """--max-connections-per-ip (default 8 of the 64): a host that holds its share of
+    connections open is refused more, while a pledge from another address is still
+    relayed."""
+
+    async def scenario() -> None:
+        async with Sink(hold=True) as sink:
+            proxy = await asyncio.to_thread(start_proxy, sink.url)
+            port = proxy_port(proxy)
+            held = []
+            try:
+                for _ in range(8):
+                    held.append((await asyncio.open_connection("127.0.0.1", port))[1])
+                for _ in range(50):  # until all are relayed (the sink saw them)
+                    if sink.open == 8:
+                        break
+                    await asyncio.sleep(0.05)
+                assert sink.open == 8
+                assert await closed_at_once(port) < 1.5  # a ninth from 127.0.0.1
+                other = socket.create_connection(
+                    ("127.0.0.1", port), source_address=("127.0.0.2", 0)
+                )
+                other.setblocking(False)
+                _, writer = await asyncio.open_connection(sock=other)
+                held.append(writer)
+                for _ in range(50):
+                    if sink.open == 9:
+                        break
+                    await asyncio.sleep(0.05)
+                assert sink.open == 9  # another address still gets through
+                assert "connections relayed from that address (--max-connections-per-ip)" in (
+                    proxy.stderr
+                )
+            finally:
+                for writer in held:
+                    writer.close()
+                proxy.stop()
+
+    asyncio.run(scenario())
+
+
 def test_sigterm_closes_relayed_connections_and_exits_cleanly() -> None:
     async def scenario() -> None:
         async with Sink() as sink:

@@ -35,6 +35,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         limits = ProxyLimits(
             max_connections=args.max_connections,
+            max_connections_per_ip=args.max_connections_per_ip,
             idle_timeout=args.idle_timeout,
             connect_timeout=args.connect_timeout,
         )
@@ -102,6 +103,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS.max_connections,
         help=f"connections relayed at once; more are closed at accept "
         f"(default {DEFAULTS.max_connections})",
+    )
+    p.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=DEFAULTS.max_connections_per_ip,
+        help=f"connections relayed at once from one pledge address; more are closed at accept "
+        f"(default {DEFAULTS.max_connections_per_ip})",
     )
     p.add_argument(
         "--idle-timeout",

@@ -6,8 +6,8 @@ authenticates the pledge's IDevID. What the proxy decides is here, without socke
 
 * ``ProxyLimits``: how many connections it relays at once, how long a silent one lives, how
   long it waits for the registrar, how much it holds in memory per direction;
-* ``Admission``: refuses the connection above the limit and says when to log, once per burst
-  of refusals (a flood of pledges must not flood the log);
+* ``Admission``: refuses the connection above the limit, in all or from one address, and says
+  when to log, once per burst of refusals (a flood of pledges must not flood the log);
 * ``RegistrarPool``: the registrars known (configured by URL or discovered by GRASP
   ``AN_join_registrar``, §4.3); one that does not answer is set aside for a growing backoff,
   so that pledges are not held on a dead registrar, and the next is tried.
@@ -18,6 +18,7 @@ authenticates the pledge's IDevID. What the proxy decides is here, without socke
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -57,6 +58,7 @@ class ProxyLimits:
     """What one proxy process allows; every relayed connection is bounded by these."""
 
     max_connections: int = 64  # relayed at once; the next is closed at accept
+    max_connections_per_ip: int = 8  # relayed at once for one pledge address
     idle_timeout: float = 60.0  # seconds with no byte either way -> both sides closed
     connect_timeout: float = 5.0  # seconds for the TCP connection to the registrar
     buffer_size: int = 16384  # bytes read per step per direction (memory bound)
@@ -64,7 +66,7 @@ class ProxyLimits:
     max_backoff: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_connections", "buffer_size"):
+        for name in ("max_connections", "max_connections_per_ip", "buffer_size"):
             require_count(getattr(self, name), name)
         for name in ("idle_timeout", "connect_timeout", "backoff", "max_backoff"):
             require_positive(getattr(self, name), name)
@@ -145,40 +147,57 @@ def registrar_from_url(url: str) -> Candidate:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A connection refused at the limit; ``log`` is true for the first of a burst."""
+    """A connection refused at a limit; ``log`` is true for the first of a burst; ``active``
+    the connections relayed, ``source`` those from the refused one's address."""
 
     log: bool
     active: int
+    source: int = 0
+
+    @property
+    def reason(self) -> str:
+        """Which limit refused it, for the log line."""
+        if self.source:
+            return f"{self.source} connections relayed from that address (--max-connections-per-ip)"
+        return f"{self.active} connections relayed (--max-connections)"
 
 
 class Admission:
-    """Counts relayed connections against ``max_connections``. A burst of refusals is logged
-    once: the first refusal says so, and the next admitted connection reports how many were
-    refused in between (``admit`` returns that count)."""
+    """Counts relayed connections against ``max_connections`` in all and ``max_per_ip`` per
+    pledge address, so that one host on the link cannot take every slot. A burst of refusals
+    is logged once: the first refusal says so, and the next admitted connection reports how
+    many were refused in between (``admit`` returns that count)."""
 
-    def __init__(self, max_connections: int) -> None:
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
+    def __init__(self, max_connections: int, max_per_ip: int | None = None) -> None:
+        if max_connections < 1 or (max_per_ip is not None and max_per_ip < 1):
+            raise ValueError("max_connections and max_per_ip must be at least 1")
         self.max_connections = max_connections
+        self.max_per_ip = max_connections if max_per_ip is None else max_per_ip
         self.active = 0
         self.refused_total = 0
         self._burst = 0
+        self._per_ip: Counter[str] = Counter()
 
-    def admit(self) -> int | Refusal:
+    def admit(self, ip: str = "") -> int | Refusal:
         """Either the number refused since the last admitted connection (0 if none), with
-        this connection counted as active, or a ``Refusal``."""
-        if self.active >= self.max_connections:
+        this connection from ``ip`` counted as active, or a ``Refusal``."""
+        if self.active >= self.max_connections or self._per_ip[ip] >= self.max_per_ip:
             self._burst += 1
             self.refused_total += 1
-            return Refusal(log=self._burst == 1, active=self.active)
+            own = self._per_ip[ip] if self.active < self.max_connections else 0
+            return Refusal(log=self._burst == 1, active=self.active, source=own)
         self.active += 1
+        self._per_ip[ip] += 1
         burst, self._burst = self._burst, 0
         return burst
 
-    def release(self) -> None:
-        if self.active < 1:
+    def release(self, ip: str = "") -> None:
+        if self.active < 1 or self._per_ip[ip] < 1:
             raise ValueError("release without admit")
         self.active -= 1
+        self._per_ip[ip] -= 1
+        if not self._per_ip[ip]:
+            del self._per_ip[ip]
 
 
 @dataclass

@@ -11,6 +11,8 @@ backoff) is ``roles/proxy.py``; this module owns the sockets:
   registrar-facing interface) keeps finding in the background;
 * each direction copies at most ``buffer_size`` bytes at a time and waits for the other side
   to drain before reading more, so a slow peer holds at most a few buffers in memory;
+* at most ``max_connections`` are relayed at once, ``max_connections_per_ip`` from one pledge
+  address, so that one host on the link cannot take every slot;
 * a connection with no byte either way for ``idle_timeout`` is closed on both sides; half
   closes are passed on (EOF one way, the other way keeps flowing);
 * every connection is logged when opened and closed (peer, registrar, bytes each way,
@@ -197,6 +199,13 @@ def _peer_text(writer: asyncio.StreamWriter) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _peer_ip(writer: asyncio.StreamWriter) -> str:
+    """The pledge's address (with the link of a link-local one), what the per-address limit
+    counts."""
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if peer else "?"
+
+
 class JoinProxy:
     """The circuit proxy; ``start()`` binds and returns the bound port, ``close()`` stops
     accepting, closes every relayed connection (logged, reason shutdown)."""
@@ -216,7 +225,7 @@ class JoinProxy:
         self.limits = limits
         self.interface = interface
         self.pool = RegistrarPool(limits, tuple(registrars))
-        self.admission = Admission(limits.max_connections)
+        self.admission = Admission(limits.max_connections, limits.max_connections_per_ip)
         self._finder = finder
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -294,14 +303,14 @@ class JoinProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_text(writer)
-        admitted = self.admission.admit()
+        ip = _peer_ip(writer)
+        admitted = self.admission.admit(ip)
         if isinstance(admitted, Refusal):
             if admitted.log:
                 log.warning(
-                    "proxy: refused %s: %d connections relayed (--max-connections); further "
-                    "refusals are counted until one is admitted",
+                    "proxy: refused %s: %s; further refusals are counted until one is admitted",
                     peer,
-                    admitted.active,
+                    admitted.reason,
                 )
             return
         try:
@@ -309,7 +318,7 @@ class JoinProxy:
                 log.warning("proxy: %d connections were refused at the limit", admitted)
             await self._relay(reader, writer, peer)
         finally:
-            self.admission.release()
+            self.admission.release(ip)
 
     async def _connect(
         self, circuit: _Circuit

@@ -29,6 +29,7 @@ def registrar(host: str, port: int = 8443, scope: str | None = None) -> Candidat
         ("max_connections", 0, ValueError),
         ("max_connections", 1.5, TypeError),
         ("max_connections", True, TypeError),
+        ("max_connections_per_ip", 0, ValueError),
         ("idle_timeout", 0, ValueError),
         ("connect_timeout", -1, ValueError),
         ("buffer_size", 0, ValueError),
@@ -56,6 +57,21 @@ def test_admission_refuses_above_the_limit_and_logs_once_per_burst() -> None:
     assert admission.active == 0
     with pytest.raises(ValueError, match="release without admit"):
         admission.release()
+
+
+def test_admission_limits_each_address_to_its_share() -> None:
+    admission = Admission(10, 2)
+    assert [admission.admit("fe80::66%eth0") for _ in range(3)] == [
+        0,
+        0,
+        Refusal(log=True, active=2, source=2),
+    ]
+    assert "from that address (--max-connections-per-ip)" in Refusal(True, 2, 2).reason
+    assert admission.admit("fe80::1%eth0") == 1  # another pledge still gets in
+    admission.release("fe80::66%eth0")
+    assert admission.admit("fe80::66%eth0") == 0
+    with pytest.raises(ValueError, match="release without admit"):
+        admission.release("fe80::2%eth0")
 
 
 def test_pool_sets_a_failed_registrar_aside_with_growing_backoff() -> None:
