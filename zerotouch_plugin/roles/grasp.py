@@ -132,8 +132,9 @@ def _sender_address(sender: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
 class FloodListener:
     """The receiving side of GRASP flooding for one interface (see the module docstring).
 
-    ``objectives``: the objective names to cache (None: all). Not thread-safe; one event
-    loop drives it.
+    ``objectives``: the objective names to cache (None: all). Names from the link appear in
+    drop details as ``repr``, so no control character reaches a log line. Not thread-safe;
+    one event loop drives it.
     """
 
     def __init__(
@@ -183,11 +184,11 @@ class FloodListener:
             return self._drop("sender", f"sender {sender!r} is not an IP address")
         for objective in flood.objectives:
             if objective.loop_count == 0:
-                return self._drop("loop-count", f"objective {objective.name} has loop count 0")
+                return self._drop("loop-count", f"objective {objective.name!r} has loop count 0")
             if source.version == 6 and source.is_link_local and objective.loop_count != 1:
                 return self._drop(
                     "loop-count",
-                    f"objective {objective.name} has loop count {objective.loop_count} in a "
+                    f"objective {objective.name!r} has loop count {objective.loop_count} in a "
                     "flood from a link-local address (must be 1, RFC 8990 §2.5.6.2)",
                 )
         key = (flood.session_id, flood.initiator)
@@ -205,7 +206,7 @@ class FloodListener:
             if self.objectives is None or objective.name in self.objectives
         ]
         if not wanted:
-            names = ", ".join(objective.name for objective in flood.objectives)
+            names = ", ".join(repr(objective.name) for objective in flood.objectives)
             return self._drop("objective", f"objectives {names} not listened for")
         expires = None if flood.ttl == 0 else now + flood.ttl / 1000
         fresh = tuple(

@@ -159,6 +159,25 @@ async def test_a_flood_of_datagrams_does_not_starve_the_event_loop(
     assert listener.flood.sizes["sessions"] <= listener.flood.max_sessions
 
 
+async def test_objective_names_from_the_link_cannot_forge_log_lines(
+    loopback: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver, sender = loopback
+    forged = "AN_Proxy\n2026-12-08 00:00:00 CRITICAL zerotouch: registrar compromised"
+    caplog.set_level(logging.DEBUG, logger="zerotouch_plugin.services.discovery.grasp")
+    async with GraspListener("lo", objectives={AN_PROXY}, sock=receiver) as listener:
+        for session, loop_count in ((1, 0), (2, 1)):  # a bad loop count; not listened for
+            objective = [forged, 4, loop_count, "BRSKI"]
+            sender.send(cbor2.dumps([9, session, b"\0" * 16, 0, [objective, []]]))
+        await _until(lambda: listener.counters.received == 2)
+    lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert {line.split("dropped ")[1].split(" ")[0] for line in lines} == {
+        "loop-count",
+        "objective",
+    }
+    assert all("\n" not in line and "\\n" in line for line in lines), lines
+
+
 def test_drop_log_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="zerotouch_plugin.services.discovery.grasp")
     log = _DropLog("eth0", every=10)
