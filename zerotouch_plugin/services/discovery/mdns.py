@@ -378,6 +378,7 @@ class _Search:
         self.candidates: list[Candidate] = []
         self.found = asyncio.Event()
         self.seen: set[tuple[str, str]] = set()
+        self.resolving: set[tuple[str, str]] = set()  # at most MAX_INSTANCES
         self.tasks: set[asyncio.Task[None]] = set()
 
     def on_change(
@@ -386,15 +387,17 @@ class _Search:
         if state_change is ServiceStateChange.Removed:
             return
         key = (service_type.lower(), name.lower())
-        if key in self.seen and state_change is ServiceStateChange.Added:
-            return
+        if key in self.resolving or (key in self.seen and state_change is ServiceStateChange.Added):
+            return  # one resolution per instance at a time, however many updates the link sends
         if len(self.seen) >= MAX_INSTANCES and key not in self.seen:
             log.info("mDNS: more than %d instances; %s ignored", MAX_INSTANCES, _printable(name))
             return
         self.seen.add(key)
+        self.resolving.add(key)
         task = asyncio.get_running_loop().create_task(self.resolve(service_type, name))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda _: self.resolving.discard(key))
 
     async def resolve(self, service_type: str, name: str) -> None:
         loop = asyncio.get_running_loop()

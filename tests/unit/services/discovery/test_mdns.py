@@ -4,10 +4,13 @@ and finder's argument checks. tests/e2e/test_mdns_dnssd_netns.py runs them acros
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from zeroconf import ServiceStateChange
 
 from zerotouch_plugin.roles.discovery import Candidate, Method, Role
-from zerotouch_plugin.services.discovery import Announcer, Finder
+from zerotouch_plugin.services.discovery import Announcer, Finder, mdns
 from zerotouch_plugin.services.discovery.mdns import (
     BOOTSTRAPKS,
     BRSKI_PROXY,
@@ -179,3 +182,31 @@ async def test_announcing_on_a_missing_interface_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="zt-no-such-if0"):
         await MdnsAnnouncer(BRSKI_PROXY, "p", 7443, "zt-no-such-if0").start()
+
+
+async def test_a_flood_of_updates_resolves_each_instance_once_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # zeroconf reports Updated for every packet that brings a new record (a TXT whose
+    # content changes each time): a neighbour must not make one resolution per packet.
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def resolve(self: mdns._Search, service_type: str, name: str) -> None:
+        started.append(name)
+        await release.wait()
+
+    monkeypatch.setattr(mdns._Search, "resolve", resolve)
+    search = mdns._Search(None, None, 0.0)  # type: ignore[arg-type]
+    name = "reg1._brski-registrar._tcp.local."
+    search.on_change(None, BRSKI_REGISTRAR, name, ServiceStateChange.Added)  # type: ignore[arg-type]
+    for _ in range(1000):
+        search.on_change(None, BRSKI_REGISTRAR, name, ServiceStateChange.Updated)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert started == [name] and len(search.tasks) == 1
+    release.set()
+    await asyncio.sleep(0.01)
+    search.on_change(None, BRSKI_REGISTRAR, name, ServiceStateChange.Updated)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert started == [name, name]  # an update after it resolved is looked at again
+    await search.cancel()
