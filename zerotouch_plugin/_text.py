@@ -8,7 +8,7 @@ such text is made safe; JSON output needs none of it (JSON escapes control chara
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_LIMIT", "printable"]
+__all__ = ["DEFAULT_LIMIT", "is_decimal", "printable"]
 
 DEFAULT_LIMIT = 200
 
@@ -39,3 +39,10 @@ def printable(text: str, limit: int = DEFAULT_LIMIT) -> str:
     cut = len(text) - limit
     shown = text[:limit].translate(_ESCAPES)
     return f"{shown}...[{cut} more characters]" if cut > 0 else shown
+
+
+def is_decimal(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits 0-9, the DIGIT of HTTP (RFC 5234 B.1).
+    ``str.isdigit`` also takes superscripts and other scripts' digits, on which ``int``
+    fails (or reads a number the peer did not write)."""
+    return text.isascii() and text.isdigit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zerotouch_plugin._text import printable
+from zerotouch_plugin._text import is_decimal, printable
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,11 @@ def test_long_text_is_cut_with_a_marker() -> None:
     assert printable("A" * 10, limit=10) == "A" * 10
     with pytest.raises(ValueError, match="at least 1"):
         printable("x", limit=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal"),
+    [("0", True), ("0123", True), ("", False), ("\u00b2", False), ("\u0663", False), ("-1", False)],
+)
+def test_is_decimal_takes_ascii_digits_only(text: str, decimal: bool) -> None:
+    assert is_decimal(text) is decimal

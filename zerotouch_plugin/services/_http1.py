@@ -12,11 +12,12 @@ connection is not reused).
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from zerotouch_plugin._text import printable
+from zerotouch_plugin._text import is_decimal, printable
 from zerotouch_plugin.services._tls import abort_transport
 
 __all__ = ["MAX_HEADER_BYTES", "Answer", "BadResponse", "Http1Connection"]
@@ -26,6 +27,7 @@ _MAX_INTERIM = 8  # 1xx answers skipped before the final one (RFC 9110 §15.2)
 _MAX_TRAILER_LINES = 64
 _CLOSE_WAIT = 1.0  # seconds a closing connection waits for the server's close_notify
 _NO_BODY = frozenset({204, 304})
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # RFC 9112 §7.1 chunk-size = 1*HEXDIG
 
 
 class BadResponse(ConnectionError):
@@ -48,7 +50,7 @@ def _head(raw: bytes) -> tuple[str, int, dict[str, str]]:
     lines = raw.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not is_decimal(code):
         raise BadResponse(f"not an HTTP/1.x status line: {printable(lines[0], limit=80)!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -151,7 +153,7 @@ class Http1Connection:
         return Answer(status, headers, body, self._reusable)
 
     async def _sized(self, value: str, max_body: int) -> tuple[bytes, bool]:
-        if not value.isdigit() or len(value) > 18:
+        if not is_decimal(value) or len(value) > 18:
             raise BadResponse(f"unusable Content-Length {printable(value, limit=40)!r}")
         length = int(value)
         if length > max_body:
@@ -163,12 +165,9 @@ class Http1Connection:
         body = bytearray()
         while True:
             size_text = (await self._reader.readuntil(b"\r\n")).split(b";", 1)[0].strip()
-            if not size_text or len(size_text) > 16:
+            if not _CHUNK_SIZE.fullmatch(size_text):
                 raise BadResponse("malformed chunk size")
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadResponse("malformed chunk size") from None
+            size = int(size_text, 16)
             if size == 0:
                 break
             if len(body) + size > max_body:

@@ -34,6 +34,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from cryptography import x509
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import SoftwareSigner, tls_identity
 from zerotouch_plugin.config import AgentConfig
@@ -176,7 +177,7 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if is_decimal(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from zerotouch_plugin._text import printable
+from zerotouch_plugin._text import is_decimal, printable
 from zerotouch_plugin.artifacts import certs, est
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.errors import (
@@ -129,7 +129,7 @@ def _check_request(current: Identity, csr: x509.CertificateSigningRequest, now: 
 def _refusal(status: int, text: str, retry_after: str | None) -> ZerotouchError:
     """The registrar's error answer as the error it stands for."""
     if status == 503:
-        seconds = int(retry_after) if retry_after and retry_after.isdigit() else None
+        seconds = int(retry_after) if retry_after and is_decimal(retry_after) else None
         return UpstreamUnavailable(
             f"the registrar is unavailable (503): {text}",
             retry_after=seconds or DEFAULT_RETRY_AFTER,

@@ -175,6 +175,8 @@ def test_contexts_share_one_watching_class_and_keep_their_own_watch() -> None:
         ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0),
         ("Thu, 26 Nov 2026 11:00:00 GMT", 0.0),  # in the past: retry now
         ("soon", None),
+        ("\xb2", None),  # a superscript two (latin-1) is not a number of seconds
+        ("-5", None),
     ],
 )
 def test_retry_after_header(header: str | None, expected: float | None) -> None:

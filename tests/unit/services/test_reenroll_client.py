@@ -32,7 +32,11 @@ from zerotouch_plugin.errors import (
 )
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._tls import peer_certificate, server_context
-from zerotouch_plugin.services.reenroll_client import PATH_SIMPLEREENROLL, reenroll
+from zerotouch_plugin.services.reenroll_client import (
+    DEFAULT_RETRY_AFTER,
+    PATH_SIMPLEREENROLL,
+    reenroll,
+)
 
 NOW = datetime.now(UTC)
 
@@ -172,6 +176,16 @@ async def test_503_says_when_to_retry(standin: StandIn) -> None:
     with pytest.raises(UpstreamUnavailable, match="disk full") as caught:
         await renew(standin, standin.domain.ldevid())
     assert caught.value.retry_after == 7
+
+
+async def test_503_with_an_unreadable_retry_after_waits_the_default(standin: StandIn) -> None:
+    # "²" passes str.isdigit, which int() then refuses: not a crash but no advice
+    standin.answer = lambda _r, _c: web.Response(
+        status=503, text="busy", headers={"Retry-After": "\u00b2"}
+    )
+    with pytest.raises(UpstreamUnavailable, match="busy") as caught:
+        await renew(standin, standin.domain.ldevid())
+    assert caught.value.retry_after == DEFAULT_RETRY_AFTER
 
 
 @pytest.mark.parametrize(
