@@ -332,6 +332,19 @@ def registrar_validated_by(
         ) from exc
 
 
+def _refuse_device_signer(signer: x509.Certificate) -> None:
+    """RFC 8995 §5.6.1: a voucher is the MASA's word. The manufacturer CA a pledge trusts
+    for vouchers often issues the IDevIDs as well (RFC 8995 Appendix C, ``zerotouch vendor``),
+    so a device certificate chains to it too: the key of one device, taken out of it, would
+    otherwise vouch every other device to any domain. A signer of the IDevID profile (subject
+    serialNumber, RFC 8995 §2.3.1; hardwareModuleName, RFC 4108 §5) is not a MASA."""
+    if certs.serial_number_of(signer) is not None or certs.hardware_module_name_of(signer):
+        raise UntrustedSigner(
+            f"the voucher is signed by {signer.subject.rfc4514_string()}, a device "
+            "certificate (IDevID profile, RFC 8995 §2.3.1), not by the MASA (RFC 8995 §5.6.1)"
+        )
+
+
 def domain_anchors(
     cacerts: list[x509.Certificate], pinned: x509.Certificate, *, now: datetime
 ) -> tuple[x509.Certificate, ...]:
@@ -719,6 +732,7 @@ class Pledge:
                 f"{cms.MEDIA_TYPE_VOUCHER_CMS} (RFC 8995 §5.6)"
             )
         signed = cms.verify(response.body, trust_anchors=self.config.masa_anchors, now=now)
+        _refuse_device_signer(signed.signer)
         voucher = Voucher.from_json(signed.content)
         # serial, idevid-issuer and expiry first: "expired" says more than "no nonce"
         voucher.check(now=now, serial=self.config.serial)

@@ -309,7 +309,7 @@ def test_the_serial_number_is_read_from_the_idevid_once(monkeypatch: pytest.Monk
     config = WORLD.config()
     to_enroll(machine(config))
     assert config.serial == SERIAL
-    assert read == [WORLD.idevid.cert]
+    assert read.count(WORLD.idevid.cert) == 1  # (the voucher signer's is looked at too)
 
 
 def test_csr_key_is_fresh_for_every_pledge_run() -> None:
@@ -378,6 +378,17 @@ def test_voucher_from_an_untrusted_masa_is_refused() -> None:
     pvr = pvr_of(to_voucher_request(machine()))
     reason = _voucher_failure(WORLD.voucher(pvr, signer=rogue), UntrustedSigner)
     assert "untrusted-signer" in reason
+
+
+@pytest.mark.parametrize("signer", ["own", "other"])
+def test_voucher_signed_by_a_device_of_the_same_vendor_is_refused(signer: str) -> None:
+    # the vendor CA of masa-ca.pem issues the IDevIDs too: a device key is not a MASA
+    other = certs.issue_idevid(
+        WORLD.vendor, "PL-0002", masa_url="https://masa.example", now=NOW - timedelta(days=1)
+    )
+    pvr = pvr_of(to_voucher_request(machine()))
+    voucher = WORLD.voucher(pvr, signer=WORLD.idevid if signer == "own" else other)
+    assert "IDevID profile" in _voucher_failure(voucher, UntrustedSigner)
 
 
 def test_voucher_for_another_serial_is_refused() -> None:
