@@ -106,6 +106,9 @@ MEDIA_JSON = "application/json"  # RFC 8995 §5.7, §5.9.4
 _NONCE_BYTES = 16  # RFC 8366 §5.3 allows 8..32
 _MAX_RETRY_AFTER = 60.0  # RFC 8995 §5.6: the pledge MUST limit Retry-After to 60 seconds
 _STATUS_VERSION = 1  # RFC 8995 §5.7 "version"
+# RFC 7030 §4.1.3: the CA certificates, and during a rollover OldWithNew, NewWithOld and
+# NewWithNew: a handful. Checking each against the rest costs a path search per pair.
+_MAX_CACERTS = 32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +354,13 @@ def domain_anchors(
     """The explicit trust anchors from an EST cacerts answer (RFC 7030 §4.1.3): the CA
     certificates the voucher's pinned-domain-cert vouches for (RFC 8995 §5.9.1). A CA is
     taken when it is the pinned-domain-cert, chains to it, or the pinned-domain-cert (e.g.
-    the registrar's own certificate) chains to it."""
+    the registrar's own certificate) chains to it. Each candidate costs a path search over
+    the whole answer, so the answer is bounded (``_MAX_CACERTS``)."""
+    if len(cacerts) > _MAX_CACERTS:
+        raise InvalidInput(
+            f"EST cacerts holds {len(cacerts)} certificates, more than the {_MAX_CACERTS} a "
+            "domain's CA certificates and their rollover certificates take (RFC 7030 §4.1.3)"
+        )
     anchors: list[x509.Certificate] = []
     for candidate in cacerts:
         if not certs.is_ca(candidate):

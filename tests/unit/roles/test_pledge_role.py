@@ -24,6 +24,7 @@ from zerotouch_plugin.errors import (
     CertificateError,
     ConfigError,
     Expired,
+    InvalidInput,
     NotCMS,
     PolicyRefused,
     SignatureInvalid,
@@ -631,6 +632,22 @@ def test_cacerts_of_another_domain_are_refused() -> None:
         ok(est.encode_certs_only([WORLD.evil_domain.cert]), est.MEDIA_PKCS7_CERTS), now=NOW
     )
     _enroll_failure(m, action, UntrustedSigner)
+
+
+def test_cacerts_past_the_bound_are_refused_before_any_path_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CAs named like the domain CA, each a path search against all the others: 600 of them
+    # held the pledge's event loop for 25 s
+    decoys = [certs.make_ca("domain CA", now=NOW - timedelta(days=1)).cert for _ in range(32)]
+    m = machine()
+    to_cacerts(m)
+    searches = recorded(monkeypatch, certs, "verify_chain")
+    body = est.encode_certs_only([*decoys, WORLD.domain.cert])
+    action = m.received(ok(body, est.MEDIA_PKCS7_CERTS), now=NOW)
+    _enroll_failure(m, action, InvalidInput)
+    assert m.error is not None and "33 certificates" in m.error.message
+    assert set(searches) <= {WORLD.registrar.cert}  # only the pin check of the answer
 
 
 def test_cacerts_with_a_wrong_media_type_are_refused() -> None:
