@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zerotouch_plugin._checks import require_count, require_number
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.artifacts import certs, cms, est
 from zerotouch_plugin.artifacts.certs import Identity, KeyKind
 from zerotouch_plugin.artifacts.signer import Signer, SigningIdentity, SoftwareSigner, make_csr
@@ -444,8 +445,10 @@ _REFUSALS: Mapping[int, type[RemoteError]] = {
 
 
 def _refusal(response: Response, what: str) -> RemoteError:
-    """A registrar refusal as an error the CLI prints; the body is the registrar's reason."""
-    text = response.body.decode("utf-8", "replace").strip().replace("\n", " ")[:300]
+    """A registrar refusal as an error the CLI prints; the body is the registrar's reason,
+    which an unverified peer wrote (§5.1): escaped before it reaches a terminal, a log or
+    the device's YANG state."""
+    text = printable(response.body.decode("utf-8", "replace").strip(), limit=300)
     cls = _REFUSALS.get(response.status, RemoteError)
     return cls(f"{what}: the registrar answered {response.status}: {text or '(empty)'}")
 
@@ -633,7 +636,7 @@ class Pledge:
             if self._redirected:
                 raise PolicyRefused(
                     f"{pending.path}: a second redirection ({response.status} to "
-                    f"{response.location or 'nowhere'}); a pledge follows at most one "
+                    f"{printable(response.location or 'nowhere')}); a pledge follows at most one "
                     "(RFC 8995 §5.6)"
                 )
             target = _redirect_target(pending, response)

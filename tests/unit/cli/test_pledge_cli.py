@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.cli import main
 from zerotouch_plugin.services import certfiles
+from zerotouch_plugin.services._tls import server_context
 
 
 def test_empty_pledge_folder_is_a_config_error(
@@ -23,13 +29,18 @@ def test_empty_pledge_folder_is_a_config_error(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_registrar_url_must_be_https(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    now = datetime.now(UTC)
+def _pledge_folder(folder: Path, serial: str, now: datetime) -> Identity:
+    """A factory pledge folder for ``serial``; the vendor CA that issued it."""
     vendor = certs.make_ca("vendor", now=now)
-    idevid = certs.issue_idevid(vendor, "CLI-1", masa_url=None, now=now)
-    certfiles.write_certs(tmp_path / "idevid.pem", [idevid.cert])
-    certfiles.write_key(tmp_path / "idevid.key", idevid.key)
-    certfiles.write_certs(tmp_path / "masa-ca.pem", [vendor.cert])
+    idevid = certs.issue_idevid(vendor, serial, masa_url=None, now=now)
+    certfiles.write_certs(folder / "idevid.pem", [idevid.cert])
+    certfiles.write_key(folder / "idevid.key", idevid.key)
+    certfiles.write_certs(folder / "masa-ca.pem", [vendor.cert])
+    return vendor
+
+
+def test_registrar_url_must_be_https(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _pledge_folder(tmp_path, "CLI-1", datetime.now(UTC))
     code = main(["pledge", "enroll", "--dir", str(tmp_path), "--registrar", "http://127.0.0.1:9"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("config-error:") and "https://HOST" in err
@@ -43,3 +54,53 @@ def test_bad_numbers_are_usage_errors(tmp_path: Path, option: str, value: str) -
             ["pledge", "enroll", "--dir", str(tmp_path), "--registrar", "https://h", option, value]
         )
     assert exc.value.code == 2
+
+
+def _answer_every_request(ctx: ssl.SSLContext, answer: bytes) -> tuple[socket.socket, int]:
+    """A raw TLS server on 127.0.0.1 in a thread: each connection gets ``answer`` once its
+    request head and body are in."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            with contextlib.suppress(OSError), ctx.wrap_socket(raw, server_side=True) as conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+def test_a_registrars_refusal_text_reaches_the_terminal_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an unverified registrar (RFC 8995 §5.1) writes the refusal: no terminal escapes, no NUL
+    now = datetime.now(UTC)
+    vendor = _pledge_folder(tmp_path, "CLI-2", now)
+    tls = certs.issue_tls_server(vendor, "registrar", hosts=["127.0.0.1"], now=now)
+    body = b"\x1b]0;owned\x07\x1b[2Jhidden\x00"
+    answer = b"HTTP/1.1 403 No\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    ctx = server_context(tls, client_cas=None, require_client_cert=False)
+    listener, port = _answer_every_request(ctx, answer)
+    with listener:
+        code = main(
+            ["pledge", "enroll", "--dir", str(tmp_path), "--registrar", f"https://127.0.0.1:{port}"]
+        )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("policy-refused:"), err
+    assert "\\x1b]0;owned\\x07\\x1b[2Jhidden\\x00" in err
+    assert not any(ord(c) < 0x20 for c in err)
