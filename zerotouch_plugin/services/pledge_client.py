@@ -192,6 +192,11 @@ class HandshakeRefused(ConnectionError):
     """The registrar ended the TLS handshake once it saw our client certificate."""
 
 
+class UnreadableCertificate(ConnectionError):
+    """The server's TLS certificate (or one it sent with it) is not X.509 DER that
+    cryptography reads, though OpenSSL took it."""
+
+
 class ClosedBeforeHandshake(ConnectionResetError):
     """The registrar closed the connection before answering our ClientHello: nothing about
     this pledge was seen yet, so this is a busy or restarting server, not a refusal."""
@@ -237,12 +242,23 @@ def _peer(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> Peer | None:
     # bytes (3.13) or _ssl.Certificate objects whose public_bytes() is PEM text (3.10-3.12);
     # the first is the leaf itself
     chain = tuple(
-        x509.load_der_x509_certificate(
+        _peer_cert(
             item if isinstance(item, bytes) else ssl.PEM_cert_to_DER_cert(item.public_bytes())
         )
         for item in raw[1:]
     )
-    return x509.load_der_x509_certificate(der), chain
+    return _peer_cert(der), chain
+
+
+def _peer_cert(der: bytes) -> x509.Certificate:
+    """A certificate the server sent, read whole now: OpenSSL takes encodings (a BER
+    BOOLEAN, say) that cryptography refuses, and the server is not trusted yet (§5.1)."""
+    try:
+        return certs.read_eagerly(x509.load_der_x509_certificate(der))
+    except certs.MALFORMED as exc:
+        raise UnreadableCertificate(
+            f"the registrar sent a certificate this pledge cannot read: {exc}"
+        ) from exc
 
 
 @dataclass
@@ -432,7 +448,11 @@ class PledgeClient:
                 "accept this certificate (unknown manufacturer, or expired)"
             ) from exc
         ssl_object = http.ssl_object
-        peer = _peer(ssl_object) if ssl_object is not None else None
+        try:
+            peer = _peer(ssl_object) if ssl_object is not None else None
+        except UnreadableCertificate:
+            http.abort()
+            raise
         if peer is None:
             http.abort()
             raise ssl.SSLError("the registrar presented no certificate")

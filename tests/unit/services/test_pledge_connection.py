@@ -7,11 +7,13 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.roles.pledge import HttpRequest, PledgeConfig, TlsMode
@@ -154,3 +156,55 @@ async def test_a_connection_idle_too_long_is_replaced_and_checked_again(
         with pytest.raises(PinMismatch):  # the replacement is checked like any other
             await pc.send(verified("/d", stranger), now=lambda: NOW)
         assert pc.connections_opened == 3
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    length = size.to_bytes((size.bit_length() + 7) // 8 or 1, "big")
+    return bytes([tag]) + (length if size < 128 else bytes([0x80 | len(length)]) + length) + body
+
+
+def ber_boolean_server(folder: Path) -> ssl.SSLContext:
+    """A TLS server context whose certificate marks basicConstraints critical with the BER
+    BOOLEAN 0x01 rather than DER's 0xFF: OpenSSL sends and reads it, cryptography does not."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name.from_rfc4514_string("CN=odd registrar")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    der_critical = bytes.fromhex("0603551d130101ff")  # id-ce-basicConstraints, TRUE
+    tbs = cert.tbs_certificate_bytes.replace(der_critical, der_critical[:-1] + b"\x01")
+    ecdsa_sha256 = _der(0x30, _der(0x06, bytes.fromhex("2a8648ce3d040302")))
+    signature = _der(0x03, b"\x00" + key.sign(tbs, ec.ECDSA(hashes.SHA256())))
+    (folder / "odd.pem").write_text(
+        ssl.DER_cert_to_PEM_cert(_der(0x30, tbs + ecdsa_sha256 + signature))
+    )
+    certfiles.write_key(folder / "odd.key", key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(folder / "odd.pem", folder / "odd.key")
+    return ctx
+
+
+async def test_a_registrar_certificate_cryptography_cannot_read_is_an_outage(
+    tmp_path: Path,
+) -> None:
+    """Not a crash of the pledge (nor of the device agent hosting it): the candidate is
+    unreachable, retried, and then the next one is tried."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(OK)
+
+    config, _ = pledge(tmp_path)
+    ctx = ber_boolean_server(tmp_path)
+    async with listening(answer, ctx) as url, PledgeClient(config, url, timeout=5) as pc:
+        with pytest.raises(OSError, match="cannot read") as caught:
+            await pc.probe()  # what drive() turns into machine.unreachable()
+    assert not client._tls_refusal(caught.value)
