@@ -1,18 +1,22 @@
-"""``zerotouch pledge enroll`` argument and folder errors: one line, exit 1, nothing written."""
+"""``zerotouch pledge enroll`` errors: one line, exit 1, nothing written; for argument and
+folder errors, and against hostile registrars (raw TLS servers on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.artifacts import certs, cms
 from zerotouch_plugin.artifacts.certs import Identity
+from zerotouch_plugin.artifacts.voucher import Assertion, Voucher, VoucherRequest
 from zerotouch_plugin.cli import main
 from zerotouch_plugin.services import certfiles
 from zerotouch_plugin.services._tls import server_context
@@ -56,10 +60,29 @@ def test_bad_numbers_are_usage_errors(tmp_path: Path, option: str, value: str) -
     assert exc.value.code == 2
 
 
-def _answer_every_request(ctx: ssl.SSLContext, answer: bytes) -> tuple[socket.socket, int]:
-    """A raw TLS server on 127.0.0.1 in a thread: each connection gets ``answer`` once its
-    request head and body are in."""
+Answerer = Callable[[str, bytes], bytes]  # request path and body -> the raw HTTP answer
+
+
+def _registrar(ctx: ssl.SSLContext, answer: Answerer) -> tuple[socket.socket, int]:
+    """A raw TLS registrar on 127.0.0.1 in a thread, answering each request of each
+    connection with what ``answer`` makes of it."""
     listener = socket.create_server(("127.0.0.1", 0))
+
+    def exchange(conn: ssl.SSLSocket) -> None:
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = next(
+                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")),
+                    0,
+                )  # fmt: skip
+                if len(rest) < length:
+                    break
+                body, data = rest[:length], rest[length:]
+                conn.sendall(answer(head.split(b" ")[1].decode(), body))
 
     def serve() -> None:
         while True:
@@ -68,18 +91,7 @@ def _answer_every_request(ctx: ssl.SSLContext, answer: bytes) -> tuple[socket.so
             except OSError:
                 return
             with contextlib.suppress(OSError), ctx.wrap_socket(raw, server_side=True) as conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                while len(body) < length:
-                    body += conn.recv(65536)
-                conn.sendall(answer)
+                exchange(conn)
 
     threading.Thread(target=serve, daemon=True).start()
     return listener, listener.getsockname()[1]
@@ -95,7 +107,7 @@ def test_a_registrars_refusal_text_reaches_the_terminal_escaped(
     body = b"\x1b]0;owned\x07\x1b[2Jhidden\x00"
     answer = b"HTTP/1.1 403 No\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     ctx = server_context(tls, client_cas=None, require_client_cert=False)
-    listener, port = _answer_every_request(ctx, answer)
+    listener, port = _registrar(ctx, lambda _path, _body: answer)
     with listener:
         code = main(
             ["pledge", "enroll", "--dir", str(tmp_path), "--registrar", f"https://127.0.0.1:{port}"]
@@ -104,3 +116,44 @@ def test_a_registrars_refusal_text_reaches_the_terminal_escaped(
     assert code == 1 and err.startswith("policy-refused:"), err
     assert "\\x1b]0;owned\\x07\\x1b[2Jhidden\\x00" in err
     assert not any(ord(c) < 0x20 for c in err)
+
+
+def test_a_voucher_forged_with_another_devices_idevid_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The vendor CA of masa-ca.pem issued every IDevID: a registrar holding the key of one
+    device (taken out of it) must not vouch another into its domain (RFC 8995 §5.6.1)."""
+    now = datetime.now(UTC)
+    vendor = _pledge_folder(tmp_path, "CLI-3", now)
+    stolen = certs.issue_idevid(vendor, "CLI-4", masa_url=None, now=now)
+    evil_domain = certs.make_ca("evil domain", now=now)
+    tls = certs.issue_registrar(evil_domain, "evil", hosts=["127.0.0.1"], now=now)
+    reports: list[dict[str, object]] = []
+
+    def answer(path: str, body: bytes) -> bytes:
+        if path.endswith("/requestvoucher"):
+            pvr = VoucherRequest.from_json(cms.inspect(body).content)
+            forged = Voucher(
+                created_on=now,
+                assertion=Assertion.LOGGED,
+                serial_number=pvr.serial_number,
+                pinned_domain_cert=certs.der(evil_domain.cert),
+                nonce=pvr.nonce,
+            )
+            signed = cms.sign(forged.to_json(), signer=stolen, now=now)
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: {cms.MEDIA_TYPE_VOUCHER_CMS}\r\n"
+            return head.encode() + b"Content-Length: %d\r\n\r\n%s" % (len(signed), signed)
+        if path.endswith("/voucher_status"):
+            reports.append(json.loads(body))
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    ctx = server_context(tls, client_cas=None, require_client_cert=False)
+    listener, port = _registrar(ctx, answer)
+    with listener:
+        code = main(
+            ["pledge", "enroll", "--dir", str(tmp_path), "--registrar", f"https://127.0.0.1:{port}"]
+        )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("untrusted-signer:") and "IDevID profile" in err, err
+    assert [report["status"] for report in reports] == [False]
+    assert not (tmp_path / "ldevid.pem").exists()
