@@ -129,7 +129,9 @@ def _check_request(current: Identity, csr: x509.CertificateSigningRequest, now: 
 def _refusal(status: int, text: str, retry_after: str | None) -> ZerotouchError:
     """The registrar's error answer as the error it stands for."""
     if status == 503:
-        seconds = int(retry_after) if retry_after and is_decimal(retry_after) else None
+        value = retry_after or ""
+        # past 9 digits (31 years) it is no advice, and past 4300 int() refuses it
+        seconds = int(value) if is_decimal(value) and len(value) <= 9 else None
         return UpstreamUnavailable(
             f"the registrar is unavailable (503): {text}",
             retry_after=seconds or DEFAULT_RETRY_AFTER,

@@ -178,10 +178,19 @@ async def test_503_says_when_to_retry(standin: StandIn) -> None:
     assert caught.value.retry_after == 7
 
 
-async def test_503_with_an_unreadable_retry_after_waits_the_default(standin: StandIn) -> None:
-    # "²" passes str.isdigit, which int() then refuses: not a crash but no advice
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",  # passes str.isdigit, which int() then refuses
+        "9" * 5000,  # more digits than int() converts (4300)
+    ],
+)
+async def test_503_with_an_unreadable_retry_after_waits_the_default(
+    standin: StandIn, value: str
+) -> None:
+    # not a crash of the renewal, but no advice
     standin.answer = lambda _r, _c: web.Response(
-        status=503, text="busy", headers={"Retry-After": "\u00b2"}
+        status=503, text="busy", headers={"Retry-After": value}
     )
     with pytest.raises(UpstreamUnavailable, match="busy") as caught:
         await renew(standin, standin.domain.ldevid())
