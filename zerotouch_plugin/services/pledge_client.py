@@ -524,7 +524,6 @@ class PledgeClient:
         kept.last_used = time.monotonic()
         if not answer.reusable:
             self._drop(where)
-        location = answer.headers.get("location")
         return Response(
             status=answer.status,
             body=answer.body,
@@ -532,9 +531,19 @@ class PledgeClient:
             retry_after=_retry_after(answer.headers.get("retry-after"), self._now()),
             server_cert=kept.peer[0],
             server_chain=kept.peer[1],
-            # RFC 9110 §10.2.2: a relative reference is resolved against the request URL
-            location=urljoin(where.base + request.path, location) if location else None,
+            location=_resolved(where.base + request.path, answer.headers.get("location")),
         )
+
+
+def _resolved(url: str, location: str | None) -> str | None:
+    """RFC 9110 §10.2.2: a relative Location is resolved against the request URL. One that
+    does not parse (``https://[::1``) goes on as it came, for the machine to refuse."""
+    if not location:
+        return None
+    try:
+        return urljoin(url, location)
+    except ValueError:
+        return location
 
 
 @dataclass

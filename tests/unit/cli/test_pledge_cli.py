@@ -97,21 +97,32 @@ def _registrar(ctx: ssl.SSLContext, answer: Answerer) -> tuple[socket.socket, in
     return listener, listener.getsockname()[1]
 
 
+def _enroll_against(folder: Path, tls: Identity, answer: Answerer) -> int:
+    """``zerotouch pledge enroll`` of ``folder`` against a registrar presenting ``tls``."""
+    ctx = server_context(tls, client_cas=None, require_client_cert=False)
+    listener, port = _registrar(ctx, answer)
+    with listener:
+        return main(
+            ["pledge", "enroll", "--dir", str(folder), "--registrar", f"https://127.0.0.1:{port}"]
+        )
+
+
+def _always_answered(folder: Path, answer: bytes) -> int:
+    """``zerotouch pledge enroll`` of a new pledge in ``folder`` against a registrar of its
+    vendor's PKI that answers every request with ``answer``."""
+    now = datetime.now(UTC)
+    vendor = _pledge_folder(folder, "CLI-2", now)
+    tls = certs.issue_tls_server(vendor, "registrar", hosts=["127.0.0.1"], now=now)
+    return _enroll_against(folder, tls, lambda _path, _body: answer)
+
+
 def test_a_registrars_refusal_text_reaches_the_terminal_escaped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # an unverified registrar (RFC 8995 §5.1) writes the refusal: no terminal escapes, no NUL
-    now = datetime.now(UTC)
-    vendor = _pledge_folder(tmp_path, "CLI-2", now)
-    tls = certs.issue_tls_server(vendor, "registrar", hosts=["127.0.0.1"], now=now)
     body = b"\x1b]0;owned\x07\x1b[2Jhidden\x00"
     answer = b"HTTP/1.1 403 No\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    ctx = server_context(tls, client_cas=None, require_client_cert=False)
-    listener, port = _registrar(ctx, lambda _path, _body: answer)
-    with listener:
-        code = main(
-            ["pledge", "enroll", "--dir", str(tmp_path), "--registrar", f"https://127.0.0.1:{port}"]
-        )
+    code = _always_answered(tmp_path, answer)
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("policy-refused:"), err
     assert "\\x1b]0;owned\\x07\\x1b[2Jhidden\\x00" in err
@@ -147,13 +158,18 @@ def test_a_voucher_forged_with_another_devices_idevid_is_refused(
             reports.append(json.loads(body))
         return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
-    ctx = server_context(tls, client_cas=None, require_client_cert=False)
-    listener, port = _registrar(ctx, answer)
-    with listener:
-        code = main(
-            ["pledge", "enroll", "--dir", str(tmp_path), "--registrar", f"https://127.0.0.1:{port}"]
-        )
+    code = _enroll_against(tmp_path, tls, answer)
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("untrusted-signer:") and "IDevID profile" in err, err
     assert [report["status"] for report in reports] == [False]
     assert not (tmp_path / "ldevid.pem").exists()
+
+
+def test_a_redirection_to_an_unparsable_location_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # urljoin raises ValueError on an unclosed IPv6 bracket: a refusal, not internal-error
+    answer = b"HTTP/1.1 307 Elsewhere\r\nLocation: https://[::1\r\nContent-Length: 0\r\n\r\n"
+    code = _always_answered(tmp_path, answer)
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "unusable redirection Location" in err, err
