@@ -388,6 +388,29 @@ def test_certificates_that_are_not_an_admins_are_refused(world: World, path: str
     assert done.stdout == "401"
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [["-H", "Origin: https://evil.example"], ["-H", "Sec-Fetch-Site: cross-site"]],
+    ids=["origin", "sec-fetch-site"],
+)
+def test_a_cross_site_post_with_the_admin_certificate_changes_nothing(
+    world: World, headers: list[str]
+) -> None:
+    """A browser holding the admin certificate (docs/console.md) presents it to another
+    site's form post too: the admin API refuses a change a browser says comes from there."""
+    form = ["-X", "POST", "-H", "Content-Type: application/x-www-form-urlencoded", "-d", ""]
+    for action in ("allow", "deny", "approve", "handoff"):
+        status, body = world.curl(f"/admin/devices/CSRF-1/{action}", *form, *headers)
+        assert status == 403 and b"cross-site" in body, (action, body)
+    status, _ = world.curl("/admin/devices/CSRF-1")
+    assert status == 404
+    same = f"Origin: {world.url.rstrip('/')}"
+    status, _ = world.curl("/admin/devices/CSRF-1/allow", *form, "-H", same)
+    assert status == 200
+    status, _ = world.curl("/admin/devices/CSRF-1/policy", "-X", "DELETE", "-H", same)
+    assert status == 200
+
+
 def test_malformed_resume_point_is_refused(world: World) -> None:
     status, body = world.curl("/admin/events", "-H", "Last-Event-ID: 12abc")
     assert status == 400 and b"event id" in body

@@ -32,6 +32,7 @@ from zerotouch_plugin.services.registrar.approval import approve, who_is
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
     MEDIA_JSON,
+    check_origin,
     client_identity,
     in_thread,
     require_media,
@@ -69,16 +70,22 @@ log = logging.getLogger(__name__)
 
 HUB_KEY = web.AppKey("registrar_events", EventHub)
 METRICS_KEY = web.AppKey("registrar_metrics", HttpMetrics)
+# RFC 9110 §9.2.1: the methods that change nothing, which another site may send.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def require_admin(request: web.Request) -> Registrar:
-    """The running registrar, for a client with an admin certificate; 403 for anyone else."""
+    """The running registrar, for a client with an admin certificate; 403 for anyone else,
+    and for a change a browser sends from another site: a browser holding the admin
+    certificate (docs/console.md) presents it to a cross-site form post as well."""
     client = client_identity(request, utc_now())
     if client.kind is not role.ClientKind.ADMIN:
         raise PolicyRefused(
             "the admin API needs an admin certificate from the domain CA "
             f"(OU={role.ADMIN_OU}: 'zerotouch registrar issue-client-cert --admin')"
         )
+    if request.method not in SAFE_METHODS:
+        check_origin(request)
     return request.app[APP_KEY]
 
 

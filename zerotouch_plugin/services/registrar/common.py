@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from aiohttp import web
 from cryptography import x509
 
-from zerotouch_plugin.errors import NotAcceptable, UnsupportedMediaType
+from zerotouch_plugin.errors import NotAcceptable, PolicyRefused, UnsupportedMediaType
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import accepts, media_type_of
@@ -31,6 +31,7 @@ from zerotouch_plugin.store.registrar import Advance, PolicyRow
 __all__ = [
     "APP_KEY",
     "MEDIA_JSON",
+    "check_origin",
     "client_identity",
     "finish_store_calls",
     "in_thread",
@@ -182,6 +183,16 @@ def require_media(request: web.Request, *expected: str) -> None:
         raise UnsupportedMediaType(
             f"{request.path} takes Content-Type {' or '.join(expected)}, not {got or 'none'!r}"
         )
+
+
+def check_origin(request: web.Request) -> None:
+    """403 for a request a browser says comes from another site: a browser sends a client
+    certificate or a cookie with a cross-site form post too (the console, the admin API)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"https://{request.host}":
+        raise PolicyRefused(f"cross-site request refused (Origin {origin})")
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        raise PolicyRefused("cross-site request refused (Sec-Fetch-Site)")
 
 
 def require_accept(request: web.Request, media: str) -> None:

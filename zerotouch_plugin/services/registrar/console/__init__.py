@@ -35,12 +35,11 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services.handoff import requeue_handoff
 from zerotouch_plugin.services.registrar.admin import HUB_KEY
 from zerotouch_plugin.services.registrar.approval import approve
-from zerotouch_plugin.services.registrar.common import APP_KEY, in_thread, utc_now
+from zerotouch_plugin.services.registrar.common import APP_KEY, check_origin, in_thread, utc_now
 from zerotouch_plugin.services.registrar.console.auth import (
     COOKIE,
     Visitor,
     check_csrf,
-    check_origin,
     end_session,
     login,
     set_cookie,

@@ -20,14 +20,13 @@ from zerotouch_plugin.errors import PolicyRefused, ZerotouchError
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._tls import peer_certificate
 from zerotouch_plugin.services.registrar.approval import who_is
-from zerotouch_plugin.services.registrar.common import APP_KEY, in_thread, utc_now
+from zerotouch_plugin.services.registrar.common import APP_KEY, check_origin, in_thread, utc_now
 
 __all__ = [
     "COOKIE",
     "SESSION_LIFETIME",
     "Visitor",
     "check_csrf",
-    "check_origin",
     "end_session",
     "login",
     "refuse_foreign_certificate",
@@ -125,15 +124,6 @@ def set_cookie(response: web.StreamResponse, secret: str) -> None:
         samesite="Strict",
         max_age=int(SESSION_LIFETIME.total_seconds()),
     )
-
-
-def check_origin(request: web.Request) -> None:
-    """403 for a request a browser says comes from another site."""
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"https://{request.host}":
-        raise PolicyRefused(f"cross-site request refused (Origin {origin})")
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-        raise PolicyRefused("cross-site request refused (Sec-Fetch-Site)")
 
 
 def check_csrf(request: web.Request, who: Visitor, token: str | None) -> None:
