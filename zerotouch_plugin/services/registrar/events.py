@@ -333,6 +333,7 @@ def _resume_point(request: web.Request) -> int | None:
     value = request.headers.get("Last-Event-ID") or request.query.get("after")
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 18:
+    # ASCII digits only: str.isdigit() also holds for '²', which int() refuses
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise InvalidInput(f"Last-Event-ID / after must be an event id, not {value[:40]!r}")
     return int(value)

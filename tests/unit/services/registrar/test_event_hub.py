@@ -163,3 +163,11 @@ async def test_nobody_listening_the_table_is_not_read_and_the_first_stream_start
     assert [int(m["id"]) for m in got if "id" in m] == [21]  # none of the 20 before it
     assert reads and min(reads) == 20
     response.close()
+
+
+@pytest.mark.parametrize("hub", [{"heartbeat": 1, "poll": 0.2}], indirect=True)
+@pytest.mark.parametrize("after", ["\u00b2", "\u0661", "-1", "1e3", "9" * 19])
+async def test_a_resume_point_that_is_no_event_id_is_refused(hub: Hub, after: str) -> None:
+    response = await hub.client.get("/admin/events", params={"after": after})
+    assert response.status == 400 and "event id" in await response.text()
+    assert hub.hub.subscribers == 0
