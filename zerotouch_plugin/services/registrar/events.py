@@ -224,6 +224,8 @@ class EventHub:
         wanted = _filter(request)
         await self._mark_newest()
         sub, mark = self.subscribe()
+        if after is not None and after > mark:
+            after = await self._known(after)
         sub.task = asyncio.current_task()
         response = web.StreamResponse(
             headers={"Content-Type": MEDIA_SSE, "Cache-Control": "no-cache"}
@@ -239,6 +241,12 @@ class EventHub:
         finally:
             self.unsubscribe(sub)
         return response
+
+    async def _known(self, after: int) -> int:
+        """``after``, or the newest id when the table never held ``after`` (a database
+        restored or replaced since the client's last event): the stream then starts with the
+        next event, where otherwise it would pass over every event up to that id."""
+        return min(after, await in_thread(self._repo.last_event_id))
 
     async def _live(self, sub: Subscriber, writer: _Writer, sent: int) -> None:
         while not sub.closed.is_set():

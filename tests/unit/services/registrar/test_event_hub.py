@@ -171,3 +171,16 @@ async def test_a_resume_point_that_is_no_event_id_is_refused(hub: Hub, after: st
     response = await hub.client.get("/admin/events", params={"after": after})
     assert response.status == 400 and "event id" in await response.text()
     assert hub.hub.subscribers == 0
+
+
+@pytest.mark.parametrize("hub", [{"heartbeat": 1, "poll": 0.2}], indirect=True)
+async def test_a_resume_point_past_the_newest_event_starts_with_the_next_one(hub: Hub) -> None:
+    """A Last-Event-ID from a database since replaced: the stream is not silent until the
+    table's ids pass it."""
+    await _burst(hub.repo, 3, "OLD")
+    response = await hub.client.get("/admin/events", headers={"Last-Event-ID": "999999"})
+    await _messages(response, "2000")
+    await _burst(hub.repo, 1, "NEW")
+    got = await _messages(response, "NEW-0", timeout=5)
+    assert [int(m["id"]) for m in got if "id" in m] == [4]
+    response.close()
