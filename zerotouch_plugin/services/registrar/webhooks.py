@@ -212,7 +212,11 @@ class WebhookWorker:
             attempt += 1
             self._idle.clear()
             try:
-                async with session.post(self.hook.url, data=body, headers=headers) as answer:
+                # a redirect is an answer, not another receiver: the event and its signature
+                # go to the configured URL only
+                async with session.post(
+                    self.hook.url, data=body, headers=headers, allow_redirects=False
+                ) as answer:
                     await answer.read()
                     if 200 <= answer.status < 300:
                         self.delivered += 1
