@@ -1,7 +1,7 @@
 """Webhook and event-stream configuration: what registrar.toml may say, and what is refused
 before the registrar listens (a plain-http URL to another host, a missing or short secret,
 unreadable TLS files); the body signature a receiver checks; and, with real receivers on
-127.0.0.1, what a delivery does with the answer (no redirect followed)."""
+127.0.0.1, what a delivery does with the answer (no redirect followed, no body read)."""
 
 from __future__ import annotations
 
@@ -178,6 +178,21 @@ async def test_a_redirect_is_a_failed_attempt_not_another_receiver(
             while receivers.hook_posts < 2 and not receivers.elsewhere:
                 await asyncio.sleep(0.05)
         assert receivers.elsewhere == [] and worker.delivered == 0 and worker.failures >= 1
+    finally:
+        await worker.close()
+        repo.db.dispose()
+
+
+async def test_the_answer_body_is_not_read(tmp_path: Path, receivers: Receivers) -> None:
+    """A receiver that acknowledges and then sends without end: the event is delivered at
+    once, neither held for the timeout nor buffered."""
+    port = await receivers.serve(receivers.hook)
+    worker, repo = await _worker(tmp_path, f"http://127.0.0.1:{port}/hook")
+    try:
+        async with asyncio.timeout(2):  # under the hook's timeout of 3 s
+            while worker.delivered == 0:
+                await asyncio.sleep(0.05)
+        assert worker.failures == 0 and receivers.hook_posts == 1
     finally:
         await worker.close()
         repo.db.dispose()
