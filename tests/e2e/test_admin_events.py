@@ -411,6 +411,16 @@ def test_a_cross_site_post_with_the_admin_certificate_changes_nothing(
     assert status == 200
 
 
+@pytest.mark.parametrize("address", ["h:\u00b2", "h\nx y:830", "[::1:830", "h:" + "9" * 5000])
+def test_a_management_address_that_is_not_host_port_is_400(world: World, address: str) -> None:
+    body = json.dumps({"address": address})
+    status, answer = world.curl(
+        "/admin/devices/ADDR-1/address", "-X", "PUT",
+        "-H", "Content-Type: application/json", "-d", body,
+    )  # fmt: skip
+    assert status == 400 and b"is not HOST:PORT" in answer, answer
+
+
 def test_malformed_resume_point_is_refused(world: World) -> None:
     status, body = world.curl("/admin/events", "-H", "Last-Event-ID: 12abc")
     assert status == 400 and b"event id" in body

@@ -20,6 +20,7 @@ from cryptography import x509
 
 from zerotouch_plugin._checks import require_count, require_positive
 from zerotouch_plugin.artifacts import certs
+from zerotouch_plugin.config import is_dns_label
 from zerotouch_plugin.errors import (
     CertificateError,
     Conflict,
@@ -137,11 +138,21 @@ class Target:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def _is_host(text: str) -> bool:
+    """An IPv4 address or a DNS host name (RFC 1123 §2.1: labels, at most 253 octets)."""
+    name = text.lower().removesuffix(".")
+    return 0 < len(name) <= 253 and all(is_dns_label(label) for label in name.split("."))
+
+
 def parse_address(text: str) -> Target:
-    """``HOST:PORT`` or ``[V6]:PORT`` as a Target (InvalidInput otherwise)."""
+    """``HOST:PORT`` or ``[V6]:PORT`` (RFC 3986 §3.2.2: an IPv6 literal in brackets) as a
+    Target; InvalidInput for anything else, a port of other than ASCII digits included."""
     host, sep, port = text.strip().rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    usable = (":" in host and _is_ip(host)) if bracketed else _is_host(host)
+    digits = port.isascii() and port.isdigit() and len(port) <= 5
+    if not sep or not usable or not digits or not 0 < int(port) < 65536:
         raise InvalidInput(f"{text!r} is not HOST:PORT")
     return Target(host, int(port))
 

@@ -133,10 +133,31 @@ def test_peer_must_be_an_ip_address() -> None:
         management_target(override=None, peer_host="device.example", document=REPORT)
 
 
-@pytest.mark.parametrize("text", ["host", "host:", ":830", "h:0", "h:65536", "h:80a", "[::1]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host", "host:", ":830", "h:0", "h:65536", "h:80a", "[::1]",
+        "h:\u00b2", "h:\u0668\u0663\u0660", "h:" + "1" * 5000, "[::1:830", "[h]]:830",
+        "h\nx:830", "a b:830", "<b>:830", "[192.0.2.1]:830", "-h.example:830",
+    ],
+)  # fmt: skip
 def test_bad_addresses(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_address(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("192.0.2.7:830", Target("192.0.2.7", 830)),
+        ("[2001:db8::7]:830", Target("2001:db8::7", 830)),
+        ("[fe80::1%eth0]:6513", Target("fe80::1%eth0", 6513)),
+        ("Router-1.Example.net.:22", Target("Router-1.Example.net.", 22)),
+    ],
+)
+def test_good_addresses(text: str, target: Target) -> None:
+    assert parse_address(text) == target
+    assert parse_address(str(target)) == target
 
 
 def test_plan_after_enrollstatus() -> None:
