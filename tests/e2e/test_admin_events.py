@@ -421,6 +421,30 @@ def test_a_management_address_that_is_not_host_port_is_400(world: World, address
     assert status == 400 and b"is not HOST:PORT" in answer, answer
 
 
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/admin/devices/" + "S" * 256 + "/allow", ""),
+        ("/admin/devices/NUL%00/deny", ""),
+        ("/admin/devices/TAB%09/approve", ""),
+        ("/admin/devices/M-1/allow", "?manufacturer=" + "m" * 513),
+        ("/admin/devices/M-1/deny", "?manufacturer=a%00b"),
+    ],
+    ids=["long-serial", "nul-serial", "tab-serial", "long-manufacturer", "nul-manufacturer"],
+)
+def test_a_serial_or_manufacturer_the_store_cannot_hold_is_400(
+    world: World, path: str, query: str
+) -> None:
+    """PostgreSQL refuses what is longer than the columns, or holds a NUL (a 500 there)."""
+    status, body = world.curl(path + query, "-X", "POST")
+    assert status == 400 and b"printable characters" in body, body
+    status, body = world.curl(
+        "/admin/devices/M-1/allow", "-X", "POST", "-H", "Content-Type: application/json",
+        "-d", json.dumps({"manufacturer": "m" * 513}),
+    )  # fmt: skip
+    assert status == 400 and b"printable characters" in body, body
+
+
 def test_malformed_resume_point_is_refused(world: World) -> None:
     status, body = world.curl("/admin/events", "-H", "Last-Event-ID: 12abc")
     assert status == 400 and b"event id" in body

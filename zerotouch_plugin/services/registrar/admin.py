@@ -31,8 +31,11 @@ from zerotouch_plugin.services.handoff import requeue_handoff
 from zerotouch_plugin.services.registrar.approval import approve, who_is
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
+    MAX_MANUFACTURER,
     MEDIA_JSON,
+    check_names,
     check_origin,
+    checked_name,
     client_identity,
     in_thread,
     require_media,
@@ -86,6 +89,7 @@ def require_admin(request: web.Request) -> Registrar:
         )
     if request.method not in SAFE_METHODS:
         check_origin(request)
+    check_names(request)
     return request.app[APP_KEY]
 
 
@@ -168,7 +172,7 @@ async def _manufacturer_param(request: web.Request) -> str | None:
         if not isinstance(obj, dict) or not isinstance(obj.get("manufacturer", ""), str):
             raise InvalidInput('request body must be {"manufacturer": "..."}')
         value = obj.get("manufacturer") or value
-    return value or None
+    return checked_name(value, "manufacturer", MAX_MANUFACTURER) if value else None
 
 
 def admin_who(request: web.Request) -> str:

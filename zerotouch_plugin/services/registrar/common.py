@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from aiohttp import web
 from cryptography import x509
 
-from zerotouch_plugin.errors import NotAcceptable, PolicyRefused, UnsupportedMediaType
+from zerotouch_plugin.errors import InvalidInput, NotAcceptable, PolicyRefused, UnsupportedMediaType
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import accepts, media_type_of
@@ -31,7 +31,9 @@ from zerotouch_plugin.store.registrar import Advance, PolicyRow
 __all__ = [
     "APP_KEY",
     "MEDIA_JSON",
+    "check_names",
     "check_origin",
+    "checked_name",
     "client_identity",
     "finish_store_calls",
     "in_thread",
@@ -48,6 +50,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 APP_KEY = web.AppKey("registrar", Registrar)
+
+# The store's columns (store/registrar/models.py): a longer serial or manufacturer is no
+# device's, and PostgreSQL refuses it (and any NUL) where SQLite would store it.
+MAX_SERIAL = 255
+MAX_MANUFACTURER = 512
 
 
 # A call for the store's threads: the loop waiting, its future, the function and arguments.
@@ -183,6 +190,26 @@ def require_media(request: web.Request, *expected: str) -> None:
         raise UnsupportedMediaType(
             f"{request.path} takes Content-Type {' or '.join(expected)}, not {got or 'none'!r}"
         )
+
+
+def checked_name(value: str, what: str, limit: int) -> str:
+    """``value`` (a serial, a manufacturer) as the store can hold it: at most ``limit``
+    characters, none of them a control character; 400 otherwise."""
+    if len(value) > limit or not value.isprintable():
+        raise InvalidInput(
+            f"{what} {value[:40]!r} is none a device can have: at most {limit} printable characters"
+        )
+    return value
+
+
+def check_names(request: web.Request) -> None:
+    """400 for a device's ``{serial}`` path segment, or its ``?manufacturer=``, that the
+    store cannot hold."""
+    if "serial" not in request.match_info:
+        return
+    checked_name(request.match_info["serial"], "serial", MAX_SERIAL)
+    if "manufacturer" in request.query:
+        checked_name(request.query["manufacturer"], "manufacturer", MAX_MANUFACTURER)
 
 
 def check_origin(request: web.Request) -> None:

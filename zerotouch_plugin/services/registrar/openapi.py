@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
@@ -273,7 +273,7 @@ def _policy(decision: str) -> Operation:
     )
 
 
-OPERATIONS: Mapping[tuple[str, str], Operation] = {
+_OPERATIONS: Mapping[tuple[str, str], Operation] = {
     ("GET", "/admin/devices"): Operation("Every device record", {200: json_answer("DeviceList")}),
     ("GET", "/admin/devices/{serial}"): Operation(
         "A device's record, policy, vouchers and status reports",
@@ -353,10 +353,24 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
     ),
 }
 
+# Every operation on a device also answers 400 for a serial (or manufacturer) the store
+# cannot hold (common.check_names); one with a 400 of its own keeps its description.
+_NAMES = text_error(
+    "a serial or manufacturer no device can have: longer than 255 / 512 characters, or with "
+    "a control character"
+)
+OPERATIONS: Mapping[tuple[str, str], Operation] = {
+    (method, path): replace(op, answers={400: _NAMES, **op.answers}) if "{serial}" in path else op
+    for (method, path), op in _OPERATIONS.items()
+}
+
 # Answers any admin request may get.
 _COMMON: Mapping[int, Answer] = {
     401: text_error("no TLS client certificate"),
-    403: text_error("the client certificate is not an admin certificate of this domain"),
+    403: text_error(
+        "the client certificate is not an admin certificate of this domain, or a browser "
+        "sent a change from another site"
+    ),
     413: text_error("the request body is too large"),
     503: text_error("the database is unavailable; retry after Retry-After seconds"),
 }

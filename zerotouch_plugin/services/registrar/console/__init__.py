@@ -35,7 +35,13 @@ from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services.handoff import requeue_handoff
 from zerotouch_plugin.services.registrar.admin import HUB_KEY
 from zerotouch_plugin.services.registrar.approval import approve
-from zerotouch_plugin.services.registrar.common import APP_KEY, check_origin, in_thread, utc_now
+from zerotouch_plugin.services.registrar.common import (
+    APP_KEY,
+    check_names,
+    check_origin,
+    in_thread,
+    utc_now,
+)
 from zerotouch_plugin.services.registrar.console.auth import (
     COOKIE,
     Visitor,
@@ -108,6 +114,7 @@ async def _signed_in(request: web.Request) -> Visitor:
     who = await visitor(request)
     if who is None:
         raise web.HTTPSeeOther("/console/login")
+    check_names(request)
     return who
 
 
