@@ -4,10 +4,12 @@ devices with devices on record, and the dashboard counts per minute and reason."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
 
 from lxml import html
 
-from zerotouch_plugin.services.registrar.console import per_minute
+from zerotouch_plugin.services.registrar.console import device_view, per_minute
 from zerotouch_plugin.services.registrar.console.pages import (
     DeviceView,
     Row,
@@ -16,7 +18,8 @@ from zerotouch_plugin.services.registrar.console.pages import (
     devices_page,
     login_page,
 )
-from zerotouch_plugin.store.registrar import EventRow
+from zerotouch_plugin.store.db import open_database
+from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
 
 AT = datetime(2026, 12, 5, 8, 0, 5, tzinfo=UTC)
 EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
@@ -103,3 +106,23 @@ def test_every_field_has_a_label_and_every_button_a_name() -> None:
         for button in tree.iter("button"):
             assert (button.text or "").strip(), html.tostring(button)
         assert tree.get("lang") == "en"
+
+
+async def test_a_device_only_allowed_or_denied_is_not_shown_as_waiting(tmp_path: Path) -> None:
+    """No voucher-request yet and no held entry: the page offers no Approve (it would 404)."""
+    db = open_database(f"sqlite:///{tmp_path / 'r.db'}")
+    db.create_all()
+    repo = RegistrarRepository(db)
+    repo.set_policy("ALLOWED-1", "allow", manufacturer=None, now=AT)
+    repo.hold_pending("HELD-1", manufacturer="CN=Vendor", now=AT)
+    reg = SimpleNamespace(repo=repo)
+    try:
+        allowed = await device_view(reg, "ALLOWED-1")  # type: ignore[arg-type]
+        held = await device_view(reg, "HELD-1")  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+    assert allowed is not None and held is not None
+    assert (allowed.phase, held.phase) == ("not-seen", "pending")
+    page = device_page(allowed, csrf="t", who="w")
+    assert 'value="approve"' not in page and 'value="deny"' in page
+    assert 'value="approve"' in device_page(held, csrf="t", who="w")

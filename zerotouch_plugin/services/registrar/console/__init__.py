@@ -82,6 +82,9 @@ STATIC: Mapping[str, str] = {
     "icon.svg": "image/svg+xml",
 }
 TIMELINE_EVENTS = 500  # newest events of a device on its page
+# The phase of a device with allow or deny entries that has sent no voucher-request yet:
+# neither waiting for approval nor in a registrar state.
+NOT_SEEN = "not-seen"
 AUDIT_LOGS = 5
 DASHBOARD_WINDOW = timedelta(hours=1)
 DASHBOARD_EVENTS = 20000
@@ -305,7 +308,7 @@ async def device_view(reg: Registrar, serial: str) -> DeviceView | None:
     held = any(p.decision == PENDING for p in policy)
     return DeviceView(
         serial=serial,
-        phase=PENDING if held or record is None else record.state,
+        phase=PENDING if held else (NOT_SEEN if record is None else record.state),
         record=record.to_json_dict() if record is not None else None,
         policy=[(p.decision, p.manufacturer, p.created_at) for p in policy],
         timeline=timeline,
