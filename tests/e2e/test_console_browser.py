@@ -21,12 +21,14 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
+from sqlalchemy import func, select
 
 from tests.e2e.test_brski_flow import FAST_RETRY, Lab, make_lab
 from tests.e2e.test_pending_approval import ask, start_pledge
 from tests.support.processes import free_port, run_cli
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import RegistrarRepository
+from zerotouch_plugin.store.registrar.console import ConsoleSessionModel
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
@@ -300,6 +302,31 @@ def test_forged_requests_and_an_nms_certificate_are_refused(console: Console) ->
     assert status == 200 and "Devices" in page_and_headers
     assert "set-cookie: __host-zt-console=" in page_and_headers.lower()
     assert "admin certificate ops" in page_and_headers  # who is signed in
+
+
+def test_another_sites_image_of_a_console_page_opens_no_session(console: Console) -> None:
+    """With the admin certificate in the browser, another site's <img> or no-cors fetch of a
+    console page reaches the registrar without the SameSite=Strict cookie: it must not write
+    a session row each time; a page the browser navigates to still opens one."""
+
+    def sessions() -> int:
+        with console.repo().db.read() as s:
+            return int(s.scalar(select(func.count()).select_from(ConsoleSessionModel)) or 0)
+
+    before = sessions()
+    for dest, mode in (("image", "no-cors"), ("empty", "no-cors"), ("iframe", "navigate")):
+        status, answer = console.curl(
+            console.admin, "/console/", "-D", "-", "-H", "Sec-Fetch-Site: cross-site",
+            "-H", f"Sec-Fetch-Mode: {mode}", "-H", f"Sec-Fetch-Dest: {dest}",
+        )  # fmt: skip
+        assert status == 200 and "set-cookie" not in answer.lower(), dest
+    assert sessions() == before
+    status, answer = console.curl(
+        console.admin, "/console/", "-D", "-", "-H", "Sec-Fetch-Site: none",
+        "-H", "Sec-Fetch-Mode: navigate", "-H", "Sec-Fetch-Dest: document",
+    )  # fmt: skip
+    assert status == 200 and "set-cookie: __host-zt-console=" in answer.lower()
+    assert sessions() == before + 1
 
 
 def test_the_dashboard_counts_enrollments_and_failures(console: Console) -> None:

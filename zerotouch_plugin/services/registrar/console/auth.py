@@ -65,8 +65,8 @@ def refuse_foreign_certificate(request: web.Request) -> bool:
 
 async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor | None:
     """The signed-in visitor, or None. An admin certificate without a session gets one when
-    ``open_session`` (a page, whose forms need a CSRF token); otherwise it is served without
-    one (no CSRF token: it cannot act)."""
+    ``open_session`` (a page, whose forms need a CSRF token) and the browser loads a page;
+    otherwise it is served without one (no CSRF token: it cannot act)."""
     admin = refuse_foreign_certificate(request)
     reg = request.app[APP_KEY]
     secret = request.cookies.get(COOKIE)
@@ -78,7 +78,7 @@ async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor
         return None
     cert = peer_certificate(request)
     assert cert is not None
-    if not open_session:
+    if not open_session or not _loads_a_page(request):
         return Visitor(who_is(cert), csrf="")
     secret, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), utc_now()
     await in_thread(
@@ -90,6 +90,15 @@ async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor
         until=now + SESSION_LIFETIME,
     )
     return Visitor(who_is(cert), csrf, new_session=secret)
+
+
+def _loads_a_page(request: web.Request) -> bool:
+    """Whether a browser loads this as a page (Fetch Metadata: a top-level navigation), or a
+    client that sends no such headers does. Any other site's page can make the browser load
+    ours as an image or a no-cors fetch, with the admin certificate but without the
+    SameSite=Strict cookie: such a load must not write a session each time."""
+    mode = request.headers.get("Sec-Fetch-Mode", "navigate")
+    return mode == "navigate" and request.headers.get("Sec-Fetch-Dest", "document") == "document"
 
 
 async def login(request: web.Request, token: str) -> str | None:
