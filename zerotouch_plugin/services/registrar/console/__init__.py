@@ -48,7 +48,9 @@ from zerotouch_plugin.services.registrar.console.auth import (
     check_csrf,
     end_session,
     login,
+    notice_query,
     set_cookie,
+    shown_notice,
     visitor,
 )
 from zerotouch_plugin.services.registrar.console.pages import (
@@ -324,7 +326,7 @@ async def device(request: web.Request) -> web.Response:
     view = await device_view(request.app[APP_KEY], serial)
     if view is None:
         raise NotFound(f"device {serial} is not known to this registrar")
-    notice = request.query.get("done")
+    notice = shown_notice(who, request.query)
     return _html(device_page(view, csrf=who.csrf, who=who.who, notice=notice), who)
 
 
@@ -383,7 +385,7 @@ async def device_action(request: web.Request) -> web.StreamResponse:
         page = device_page(view, csrf=who.csrf, who=who.who, notice=exc.one_line())
         return _html(page, who, status=exc.http_status)
     log.info("console: %s %s by %s", name, serial, who.who)
-    raise web.HTTPSeeOther(f"{link(serial)}?{urlencode({'done': notice})}")
+    raise web.HTTPSeeOther(f"{link(serial)}?{urlencode(notice_query(who, notice))}")
 
 
 # ---------------------------------------------------------------------------------------------

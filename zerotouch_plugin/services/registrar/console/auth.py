@@ -9,8 +9,10 @@ admin's (an NMS, a device) is refused whatever cookie comes with it.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,8 +31,10 @@ __all__ = [
     "check_csrf",
     "end_session",
     "login",
+    "notice_query",
     "refuse_foreign_certificate",
     "set_cookie",
+    "shown_notice",
     "visitor",
 ]
 
@@ -133,6 +137,24 @@ def set_cookie(response: web.StreamResponse, secret: str) -> None:
         samesite="Strict",
         max_age=int(SESSION_LIFETIME.total_seconds()),
     )
+
+
+def _notice_tag(who: Visitor, notice: str) -> str:
+    return hmac.new(who.csrf.encode(), notice.encode(), hashlib.sha256).hexdigest()
+
+
+def notice_query(who: Visitor, notice: str) -> dict[str, str]:
+    """The query of the redirect after an action: its outcome, tagged under the session's
+    CSRF token, so that a link from anywhere else cannot make a page say what it likes."""
+    return {"done": notice, "tag": _notice_tag(who, notice)}
+
+
+def shown_notice(who: Visitor, query: Mapping[str, str]) -> str | None:
+    """The outcome ``notice_query`` put in this page's address, or None (none, or forged)."""
+    notice, tag = query.get("done"), query.get("tag", "")
+    if notice is None or not who.csrf:
+        return None
+    return notice if hmac.compare_digest(tag.encode(), _notice_tag(who, notice).encode()) else None
 
 
 def check_csrf(request: web.Request, who: Visitor, token: str | None) -> None:
