@@ -102,6 +102,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         fh.write(
             "handoff_attempts = 2\nhandoff_backoff = 0.2\n"
             "handoff_max_backoff = 0.5\nhandoff_timeout = 5.0\nhandoff_poll = 1.0\n"
+            "\n[events]\nheartbeat = 1.0\n"
         )
     admin, nms = root / "admin", root / "nms"
     run_cli("registrar", "issue-client-cert", "--dir", lab.domain, "--name", "ops",
@@ -361,8 +362,18 @@ def test_signing_out_ends_the_session(console: Console) -> None:
     page = console.page
     page.goto(f"{console.base}/console/")
     session = next(c for c in console.browser.cookies() if c["name"] == "__Host-zt-console")
+    # an event stream opened with the session (another tab, a copied cookie) ends with it
+    stream = subprocess.Popen(
+        ["curl", "-sS", "-N", "-k", "--max-time", "20", "-b",
+         f"{session['name']}={session['value']}", f"{console.base}/console/events"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert stream.stdout is not None and stream.stdout.readline() == b"retry: 2000\n"
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{console.base}/console/login", timeout=WAIT_MS)
+    started = time.monotonic()
+    assert stream.wait(timeout=15) == 0, stream.stderr.read() if stream.stderr else ""
+    assert time.monotonic() - started < 5
     assert not [c for c in console.browser.cookies() if c["name"] == "__Host-zt-console"]
     # the old cookie, replayed, is no session any more
     status, _ = console.curl(

@@ -47,6 +47,10 @@ _PRUNE_EVERY = 300.0  # seconds between deletions of events past retention
 MEDIA_SSE = "text/event-stream"
 
 
+async def _always() -> bool:
+    return True
+
+
 def sse_frame(event: EventRow) -> bytes:
     """One event as a server-sent-events message: ``id``, ``event`` (its type), ``data`` (the
     event as one line of JSON)."""
@@ -218,8 +222,11 @@ class EventHub:
         if removed:
             log.info("events: %d past retention deleted", removed)
 
-    async def stream(self, request: web.Request) -> web.StreamResponse:
-        """Serve one subscriber until it disconnects, is dropped, or the registrar stops."""
+    async def stream(
+        self, request: web.Request, *, allowed: Callable[[], Awaitable[bool]] = _always
+    ) -> web.StreamResponse:
+        """Serve one subscriber until it disconnects, is dropped, the registrar stops, or
+        ``allowed`` (asked every ``heartbeat`` seconds: a console session may end) says no."""
         after = _resume_point(request)
         wanted = _filter(request)
         await self._mark_newest()
@@ -235,7 +242,7 @@ class EventHub:
             writer = _Writer(response, self._config.heartbeat, self, wanted)
             await writer.send(b"retry: 2000\n\n")
             sent = mark if after is None else await self._replay(writer, after, mark)
-            await self._live(sub, writer, sent)
+            await self._live(sub, writer, sent, allowed)
         except ConnectionResetError:
             log.info("events: a subscriber went away")
         finally:
@@ -248,8 +255,21 @@ class EventHub:
         next event, where otherwise it would pass over every event up to that id."""
         return min(after, await in_thread(self._repo.last_event_id))
 
-    async def _live(self, sub: Subscriber, writer: _Writer, sent: int) -> None:
+    async def _live(
+        self,
+        sub: Subscriber,
+        writer: _Writer,
+        sent: int,
+        allowed: Callable[[], Awaitable[bool]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
         while not sub.closed.is_set():
+            if loop.time() - asked >= self._config.heartbeat:
+                if not await allowed():
+                    log.info("events: a subscriber's session ended: stream closed")
+                    return
+                asked = loop.time()
             if sub.behind and sub.queue.empty():
                 sent = await self._catch_up(sub, writer, sent)
                 continue

@@ -184,3 +184,32 @@ async def test_a_resume_point_past_the_newest_event_starts_with_the_next_one(hub
     got = await _messages(response, "NEW-0", timeout=5)
     assert [int(m["id"]) for m in got if "id" in m] == [4]
     response.close()
+
+
+@pytest.mark.parametrize("hub", [{"heartbeat": 0.3, "poll": 0.1}], indirect=True)
+async def test_a_stream_ends_when_its_subscriber_is_no_longer_allowed(hub: Hub) -> None:
+    """A console session that signs out or expires: its open stream ends within a heartbeat."""
+    allowed = True
+
+    async def still() -> bool:
+        return allowed
+
+    async def stream(req: web.Request) -> web.StreamResponse:
+        return await hub.hub.stream(req, allowed=still)
+
+    app = web.Application()
+    app.router.add_get("/console/events", stream)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        response = await client.get("/console/events")
+        await _messages(response, "2000")
+        await _burst(hub.repo, 1, "BEFORE")
+        assert [m.get("id") for m in await _messages(response, "BEFORE-0")] == ["1"]
+        allowed = False
+        async with asyncio.timeout(3):
+            rest = await response.content.read()
+        assert b"BEFORE" not in rest  # ended, with at most a heartbeat before
+        assert hub.hub.subscribers == 0
+    finally:
+        await client.close()

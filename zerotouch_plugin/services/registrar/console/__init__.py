@@ -233,9 +233,17 @@ async def devices_json(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """GET /console/events: the device event stream (as GET /admin/events)."""
+    """GET /console/events: the device event stream (as GET /admin/events), for as long as
+    the visitor's session lasts (signed out or expired: the stream ends)."""
     await _api_visitor(request)
-    return await request.app[HUB_KEY].stream(request)
+
+    async def signed_in() -> bool:
+        try:
+            return await visitor(request, open_session=False) is not None
+        except ZerotouchError:  # the database away: the browser reconnects and is asked again
+            return False
+
+    return await request.app[HUB_KEY].stream(request, allowed=signed_in)
 
 
 def _detail(event: EventRow) -> str:
