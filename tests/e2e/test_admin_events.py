@@ -411,6 +411,30 @@ def test_a_cross_site_post_with_the_admin_certificate_changes_nothing(
     assert status == 200
 
 
+def test_another_sites_page_cannot_hold_event_streams_with_the_admin_certificate(
+    world: World,
+) -> None:
+    """A no-cors fetch from another site's page, sent with the admin certificate of the
+    browser, would hold one of the few stream slots open, unread, for as long as the page
+    likes: it is refused at once, on the admin API and the console alike; a link followed
+    to an admin page (a navigation) is not."""
+    fetch = ["-H", "Sec-Fetch-Site: cross-site", "-H", "Sec-Fetch-Mode: no-cors",
+             "-H", "Sec-Fetch-Dest: empty"]  # fmt: skip
+    status, body = world.curl("/admin/events", "--max-time", "5", *fetch)
+    assert status == 403 and b"cross-site" in body, body
+    done = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--max-time", "5",
+         "--cacert", str(world.lab.domain / "ca.pem"),
+         "--cert", str(world.admin / "cert.pem"), "--key", str(world.admin / "key.pem"),
+         "-o", "/dev/null", "-w", "%{http_code}", *fetch, world.url + "/console/events"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.stdout == "403", done
+    navigation = ["-H", "Sec-Fetch-Site: cross-site", "-H", "Sec-Fetch-Mode: navigate",
+                  "-H", "Sec-Fetch-Dest: document"]  # fmt: skip
+    assert world.curl("/admin/openapi.json", *navigation)[0] == 200
+
+
 @pytest.mark.parametrize("address", ["h:\u00b2", "h\nx y:830", "[::1:830", "h:" + "9" * 5000])
 def test_a_management_address_that_is_not_host_port_is_400(world: World, address: str) -> None:
     body = json.dumps({"address": address})

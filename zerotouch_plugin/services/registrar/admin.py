@@ -34,10 +34,10 @@ from zerotouch_plugin.services.registrar.common import (
     MAX_MANUFACTURER,
     MEDIA_JSON,
     check_names,
-    check_origin,
     checked_name,
     client_identity,
     in_thread,
+    refuse_cross_site,
     require_media,
     utc_now,
 )
@@ -73,22 +73,19 @@ log = logging.getLogger(__name__)
 
 HUB_KEY = web.AppKey("registrar_events", EventHub)
 METRICS_KEY = web.AppKey("registrar_metrics", HttpMetrics)
-# RFC 9110 §9.2.1: the methods that change nothing, which another site may send.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def require_admin(request: web.Request) -> Registrar:
     """The running registrar, for a client with an admin certificate; 403 for anyone else,
-    and for a change a browser sends from another site: a browser holding the admin
-    certificate (docs/console.md) presents it to a cross-site form post as well."""
+    and for what a browser sends from another site but a navigation: a browser holding the
+    admin certificate (docs/console.md) presents it to such requests as well."""
     client = client_identity(request, utc_now())
     if client.kind is not role.ClientKind.ADMIN:
         raise PolicyRefused(
             "the admin API needs an admin certificate from the domain CA "
             f"(OU={role.ADMIN_OU}: 'zerotouch registrar issue-client-cert --admin')"
         )
-    if request.method not in SAFE_METHODS:
-        check_origin(request)
+    refuse_cross_site(request)
     check_names(request)
     return request.app[APP_KEY]
 

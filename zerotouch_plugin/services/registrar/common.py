@@ -37,7 +37,9 @@ __all__ = [
     "client_identity",
     "finish_store_calls",
     "in_thread",
+    "is_navigation",
     "policy_rules",
+    "refuse_cross_site",
     "require_accept",
     "require_media",
     "step",
@@ -210,6 +212,25 @@ def check_names(request: web.Request) -> None:
     checked_name(request.match_info["serial"], "serial", MAX_SERIAL)
     if "manufacturer" in request.query:
         checked_name(request.query["manufacturer"], "manufacturer", MAX_MANUFACTURER)
+
+
+# RFC 9110 §9.2.1: the methods that change nothing.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_navigation(request: web.Request) -> bool:
+    """Whether a browser loads this as a page (Fetch Metadata: a top-level navigation), or a
+    client that sends no such headers (curl, the CLI, an NMS) does."""
+    mode = request.headers.get("Sec-Fetch-Mode", "navigate")
+    return mode == "navigate" and request.headers.get("Sec-Fetch-Dest", "document") == "document"
+
+
+def refuse_cross_site(request: web.Request) -> None:
+    """``check_origin`` for all but a page a browser is sent to: a browser holding a client
+    certificate presents it to whatever another site's page makes it send (a form post, an
+    image, a no-cors fetch that holds an event stream open unread)."""
+    if request.method not in SAFE_METHODS or not is_navigation(request):
+        check_origin(request)
 
 
 def check_origin(request: web.Request) -> None:

@@ -40,6 +40,7 @@ from zerotouch_plugin.services.registrar.common import (
     check_names,
     check_origin,
     in_thread,
+    refuse_cross_site,
     utc_now,
 )
 from zerotouch_plugin.services.registrar.console.auth import (
@@ -234,7 +235,9 @@ async def devices_json(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /console/events: the device event stream (as GET /admin/events), for as long as
-    the visitor's session lasts (signed out or expired: the stream ends)."""
+    the visitor's session lasts (signed out or expired: the stream ends); not for another
+    site's page (an admin certificate in the browser would hold a stream for it)."""
+    refuse_cross_site(request)
     await _api_visitor(request)
 
     async def signed_in() -> bool:

@@ -22,7 +22,13 @@ from zerotouch_plugin.errors import PolicyRefused, ZerotouchError
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._tls import peer_certificate
 from zerotouch_plugin.services.registrar.approval import who_is
-from zerotouch_plugin.services.registrar.common import APP_KEY, check_origin, in_thread, utc_now
+from zerotouch_plugin.services.registrar.common import (
+    APP_KEY,
+    check_origin,
+    in_thread,
+    is_navigation,
+    utc_now,
+)
 
 __all__ = [
     "COOKIE",
@@ -69,8 +75,10 @@ def refuse_foreign_certificate(request: web.Request) -> bool:
 
 async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor | None:
     """The signed-in visitor, or None. An admin certificate without a session gets one when
-    ``open_session`` (a page, whose forms need a CSRF token) and the browser loads a page;
-    otherwise it is served without one (no CSRF token: it cannot act)."""
+    ``open_session`` (a page, whose forms need a CSRF token) and the browser loads a page:
+    another site's page can make it load ours as an image or a no-cors fetch, with the
+    certificate but without the SameSite=Strict cookie, and such a load must not write a
+    session each time. Otherwise it is served without one (no CSRF token: it cannot act)."""
     admin = refuse_foreign_certificate(request)
     reg = request.app[APP_KEY]
     secret = request.cookies.get(COOKIE)
@@ -82,7 +90,7 @@ async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor
         return None
     cert = peer_certificate(request)
     assert cert is not None
-    if not open_session or not _loads_a_page(request):
+    if not open_session or not is_navigation(request):
         return Visitor(who_is(cert), csrf="")
     secret, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), utc_now()
     await in_thread(
@@ -94,15 +102,6 @@ async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor
         until=now + SESSION_LIFETIME,
     )
     return Visitor(who_is(cert), csrf, new_session=secret)
-
-
-def _loads_a_page(request: web.Request) -> bool:
-    """Whether a browser loads this as a page (Fetch Metadata: a top-level navigation), or a
-    client that sends no such headers does. Any other site's page can make the browser load
-    ours as an image or a no-cors fetch, with the admin certificate but without the
-    SameSite=Strict cookie: such a load must not write a session each time."""
-    mode = request.headers.get("Sec-Fetch-Mode", "navigate")
-    return mode == "navigate" and request.headers.get("Sec-Fetch-Dest", "document") == "document"
 
 
 async def login(request: web.Request, token: str) -> str | None:
