@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from zerotouch_plugin._checks import require_count, require_positive
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.errors import ConfigError
 
 __all__ = [
@@ -341,7 +342,7 @@ class RegistrarConfig:
         if not isinstance(self.listen, str) or ":" not in self.listen:
             raise TypeError("listen must be a 'HOST:PORT' string")
         host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        if not host or not is_decimal(port) or not 0 <= int(port) < 65536:
             raise ValueError(f"listen {self.listen!r} is not HOST:PORT")
         for name in ("masa_url", "db", "ca_key"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
@@ -641,7 +642,7 @@ def _address(value: str | None, name: str) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a 'HOST:PORT' string")
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not is_decimal(port) or not 0 <= int(port) < 65536:
         raise ValueError(f"{name} {value!r} is not HOST:PORT")
 
 

@@ -56,6 +56,8 @@ def test_default_rule_maps_common_name() -> None:
     ("text", "message"),
     [
         ('netconf_ssh = "localhost"\n', "HOST:PORT"),
+        ('netconf_ssh = "localhost:8\u00b2"\n', "'localhost:8\u00b2' is not HOST:PORT"),
+        ("[netconf_limits]\nmax_unread = 0\n", "max_unread must be positive"),
         ('[[users]]\nname = "x"\n', "neither a password nor a public key"),
         (
             '[[users]]\nname = "x"\npassword = "a"\n[[users]]\nname = "x"\npassword = "b"\n',

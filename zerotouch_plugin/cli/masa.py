@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.config import MASA_POLICIES
 from zerotouch_plugin.errors import ConfigError, NotFound
 from zerotouch_plugin.roles import masa
@@ -36,7 +37,7 @@ HELP = "MASA (RFC 8995 §5.5-§5.8): serve vouchers, claim devices for a domain,
 
 def _split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not is_decimal(port) or int(port) > 65535:
         raise ConfigError(f"--listen {listen!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 

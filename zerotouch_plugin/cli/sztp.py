@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.artifacts import certs, sztp
 from zerotouch_plugin.config import hash_password
 from zerotouch_plugin.errors import ConfigError, InvalidInput, NotFound
@@ -155,7 +156,7 @@ def _repository(args: argparse.Namespace) -> SztpRepository:
 
 def _split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not is_decimal(port) or int(port) > 65535:
         raise ConfigError(f"--listen {listen!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 
@@ -273,7 +274,7 @@ def _redirect(args: argparse.Namespace) -> sztp.RedirectInformation:
     servers = []
     for item in args.redirect:
         host, sep, port = item.rpartition(":")
-        if not sep or not port.isdigit() or (":" in host and not host.endswith("]")):
+        if not sep or not is_decimal(port) or (":" in host and not host.endswith("]")):
             host, port = item, "443"  # no port, or a bare IPv6 address
         servers.append(sztp.BootstrapServer(host.strip("[]"), int(port), anchor))
     return sztp.RedirectInformation(tuple(servers))

@@ -19,6 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from zerotouch_plugin._checks import require_count, require_positive
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.config import is_dns_label
 from zerotouch_plugin.errors import (
@@ -151,7 +152,7 @@ def parse_address(text: str) -> Target:
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
     usable = (":" in host and _is_ip(host)) if bracketed else _is_host(host)
-    digits = port.isascii() and port.isdigit() and len(port) <= 5
+    digits = is_decimal(port) and len(port) <= 5
     if not sep or not usable or not digits or not 0 < int(port) < 65536:
         raise InvalidInput(f"{text!r} is not HOST:PORT")
     return Target(host, int(port))

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.artifacts.signer import SigningIdentity, SoftwareSigner, tls_identity
 from zerotouch_plugin.config import DeviceConfig
@@ -81,7 +82,7 @@ MASA_CA_FILE = "masa-ca.pem"
 def parse_address(value: str, what: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not is_decimal(port) or int(port) > 65535:
         raise ConfigError(f"{what} {value!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from cryptography import x509
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.artifacts.certs import Identity
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.config import RegistrarConfig
@@ -296,7 +297,7 @@ class MasaClient:
                 raise self._unreachable(url, exc, None) from exc
         text = data[:500].decode("utf-8", "replace").strip()
         if status >= 500:
-            wait = int(retry_after) if retry_after.isdigit() else self._retry_after
+            wait = int(retry_after) if is_decimal(retry_after) else self._retry_after
             raise UpstreamUnavailable(
                 f"the MASA at {url} answered {status}: {text}", retry_after=wait
             )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -43,6 +43,19 @@ async def hung() -> AsyncIterator[str]:
         yield f"https://127.0.0.1:{port}"
     finally:
         server.close()
+
+
+async def _masa(
+    handler: Callable[[web.Request], Awaitable[web.Response]], port: int
+) -> web.AppRunner:
+    """A MASA on 127.0.0.1:``port`` whose requestvoucher answers with ``handler``."""
+    app = web.Application()
+    app.router.add_post("/.well-known/brski/requestvoucher", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    context = server_context(SERVER, client_cas=None, require_client_cert=False)
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    return runner
 
 
 def client(timeout: float, **policy: object) -> MasaClient:
@@ -82,12 +95,7 @@ async def test_the_circuit_closes_when_the_masa_is_back(unused_tcp_port: int) ->
         async def voucher(_: web.Request) -> web.Response:
             return web.Response(body=b"voucher", content_type=MEDIA_TYPE_VOUCHER_CMS)
 
-        app = web.Application()
-        app.router.add_post("/.well-known/brski/requestvoucher", voucher)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        context = server_context(SERVER, client_cas=None, require_client_cert=False)
-        await web.TCPSite(runner, "127.0.0.1", unused_tcp_port, ssl_context=context).start()
+        runner = await _masa(voucher, unused_tcp_port)
         await asyncio.sleep(0.6)  # the cooldown: the next call is the trial
         assert await masa.request_voucher(url, b"rvr") == b"voucher"
         assert list(masa.breaker_states().values()) == [BreakerState.CLOSED]
@@ -107,3 +115,24 @@ async def test_a_masa_configured_gone_is_never_called(hung: str) -> None:
         assert masa.breaker_states() == {}
     finally:
         await masa.close()
+
+
+@pytest.mark.parametrize(("header", "expected"), [("3", 3), ("\u00b2", 7), ("-1", 7)])
+async def test_a_503_retry_after_is_read_only_as_ascii_digits(
+    unused_tcp_port: int, header: str, expected: int
+) -> None:
+    """A MASA's Retry-After of '²' (a digit to ``str.isdigit``, not to ``int``) is no advice:
+    the registrar's own default, not a crash of the voucher call."""
+
+    async def busy(_: web.Request) -> web.Response:
+        return web.Response(status=503, text="busy", headers={"Retry-After": header})
+
+    runner = await _masa(busy, unused_tcp_port)
+    masa = client(2.0, attempts=1, breaker_threshold=5)
+    try:
+        with pytest.raises(UpstreamUnavailable, match="answered 503") as caught:
+            await masa.request_voucher(f"https://127.0.0.1:{unused_tcp_port}", b"rvr")
+        assert caught.value.retry_after == expected
+    finally:
+        await masa.close()
+        await runner.cleanup()

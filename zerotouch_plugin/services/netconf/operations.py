@@ -16,6 +16,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 from yangson.schemanode import InternalNode, RpcActionNode
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.device.datastore import Datastore
 from zerotouch_plugin.device.edit import Operation, apply_edit
 from zerotouch_plugin.device.schema import DeviceSchema
@@ -269,7 +270,7 @@ async def _kill_session(session: NetconfSession, op: etree._Element) -> None:
         raise MissingElement(
             "<session-id> is required", path="/session-id", info={"bad-element": "session-id"}
         )
-    if not text.isdigit() or int(text) == session.session_id:
+    if not is_decimal(text) or int(text) == session.session_id:
         raise RemoteError(f"cannot kill session {text!r}", path="/session-id")
     victim = session.server.sessions.get(int(text))
     if victim is None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncssh
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.config import (
     PASSWORD_HASH_PREFIX,
     DeviceUser,
@@ -179,7 +180,7 @@ async def _dummy_password(users: Sequence[DeviceUser]) -> str:
     if not stored.startswith(PASSWORD_HASH_PREFIX):
         return secret
     rounds = stored[len(PASSWORD_HASH_PREFIX) :].split("$")[0]
-    iterations = int(rounds) if rounds.isdigit() else 200_000
+    iterations = int(rounds) if is_decimal(rounds) else 200_000
     salt = secrets.token_bytes(16)
     return await asyncio.to_thread(hash_password, secret, salt=salt, iterations=iterations)
 

@@ -32,6 +32,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.config import EventsConfig
 from zerotouch_plugin.errors import InvalidInput, TooManySessions
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
@@ -361,7 +362,6 @@ def _resume_point(request: web.Request) -> int | None:
     value = request.headers.get("Last-Event-ID") or request.query.get("after")
     if value is None or value == "":
         return None
-    # ASCII digits only: str.isdigit() also holds for '²', which int() refuses
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+    if not is_decimal(value) or len(value) > 18:
         raise InvalidInput(f"Last-Event-ID / after must be an event id, not {value[:40]!r}")
     return int(value)

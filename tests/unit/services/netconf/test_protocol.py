@@ -376,3 +376,17 @@ async def test_a_refused_subtree_filter_is_not_evaluated_again_until_the_data_ch
     )
     assert _error(await client.call(get, "3"))["error-tag"] == "resource-denied"
     assert evaluated == [2]
+
+
+@pytest.mark.parametrize("session_id", ["\u00b2", "\u0663", "-1"])
+async def test_kill_session_of_an_id_that_is_no_ascii_number_is_invalid_value(
+    server: NetconfServer, session_id: str
+) -> None:
+    """RFC 6241 §7.9: session-id is a uint32; '²' is a digit to ``str.isdigit`` but not to
+    ``int``, and was answered as an internal error."""
+    client = Client(server)
+    await client.start()
+    reply = await client.call(f"<kill-session><session-id>{session_id}</session-id></kill-session>")
+    error = _error(reply)
+    assert error["error-tag"] == "invalid-value", error
+    assert "cannot kill session" in error["error-message"]
