@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
@@ -38,6 +39,8 @@ from zerotouch_plugin.errors import (
 )
 
 __all__ = ["dhcp_uris", "lease_domain", "lease_uris"]
+
+log = logging.getLogger(__name__)
 
 _CLIENT_PORT, _SERVER_PORT = 68, 67
 _CLIENT_PORT6, _SERVER_PORT6 = 546, 547  # RFC 8415 §7.2
@@ -82,7 +85,9 @@ def _exchange(
     timeout: float,
     attempts: int,
 ) -> tuple[str, ...] | None:
-    """Send ``request(xid)`` up to ``attempts`` times; the first ``answer`` that is one."""
+    """Send ``request(xid)`` up to ``attempts`` times; the first ``answer`` that is one. A
+    reply whose SZTP option is malformed is logged and the wait goes on: anyone on the link
+    can send one, and another server may still answer well (RFC 8572 §8.3, §8.4)."""
     with sock:
         for _ in range(attempts):
             xid = xids()
@@ -94,7 +99,11 @@ def _exchange(
                     packet = sock.recv(4096)
                 except TimeoutError:
                     break
-                uris = answer(packet, xid)
+                try:
+                    uris = answer(packet, xid)
+                except InvalidInput as exc:
+                    log.warning("DHCP reply ignored: %s", exc.message)
+                    continue
                 if uris is not None:
                     return uris
     return None

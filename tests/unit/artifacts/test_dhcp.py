@@ -6,6 +6,9 @@ import struct
 
 import pytest
 
+from tests.support.dhcp_replies import MAC
+from tests.support.dhcp_replies import reply4 as _reply
+from tests.support.dhcp_replies import reply6 as _reply6
 from zerotouch_plugin.artifacts.dhcp import (
     OPTION_V4_SZTP_REDIRECT,
     decode_uri_list,
@@ -18,7 +21,6 @@ from zerotouch_plugin.artifacts.dhcp import (
 from zerotouch_plugin.errors import InvalidInput
 
 URIS = ("https://sztp1.example.net:8443", "https://[2001:db8::1]")
-MAC = bytes.fromhex("020000000001")
 
 
 def test_uri_list_round_trips() -> None:
@@ -45,15 +47,6 @@ def test_uri_list_round_trips() -> None:
 def test_bad_uri_lists_are_refused(data: bytes, words: str) -> None:
     with pytest.raises(InvalidInput, match=words):
         decode_uri_list(data)
-
-
-def _reply(xid: int, message_type: int, *options: tuple[int, bytes], op: int = 2) -> bytes:
-    request = dhcp4_discover(xid, MAC)
-    header = bytes([op]) + request[1:236]
-    body = bytes([53, 1, message_type])
-    for code, value in options:
-        body += bytes([code, len(value)]) + value
-    return header + b"\x63\x82\x53\x63" + body + b"\xff"
 
 
 def test_discover_asks_for_option_143() -> None:
@@ -84,11 +77,6 @@ def test_offer_carries_the_uris_split_over_two_instances() -> None:
 )
 def test_other_packets_are_not_answers(packet: bytes) -> None:
     assert dhcp4_reply_uris(packet, 7) is None
-
-
-def _reply6(xid: int, *options: tuple[int, bytes], kind: int = 7) -> bytes:
-    body = b"".join(struct.pack("!HH", code, len(value)) + value for code, value in options)
-    return bytes([kind]) + xid.to_bytes(3, "big") + body
 
 
 def test_information_request_asks_for_option_136() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from zerotouch_plugin.artifacts.dhcp import encode_uri_list
+from tests.support.dhcp_replies import MAC, reply4
+from zerotouch_plugin.artifacts.dhcp import dhcp4_discover, dhcp4_reply_uris, encode_uri_list
 from zerotouch_plugin.errors import InvalidInput, NotFound, UpstreamUnavailable
-from zerotouch_plugin.services.sztp_sources import lease_uris
+from zerotouch_plugin.services.sztp_sources import _exchange, lease_uris
 
 URI = "https://sztp.example:8443"
 
@@ -54,3 +56,33 @@ def test_unreadable_values_are_refused(tmp_path: Path, value: str) -> None:
     path.write_text(_lease(f"sztp-redirect {value}"))
     with pytest.raises(InvalidInput):
         lease_uris(path)
+
+
+def _udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def test_a_malformed_reply_is_ignored_and_the_next_one_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One reply to our xid with a malformed option 143 (here an http URI, §8.3) comes
+    first, over real UDP: it is logged and the exchange waits for the good one."""
+    server, client = _udp(), _udp()
+    with server:
+        bad = reply4(7, 2, (143, encode_uri_list(["http://evil.example"])))
+        good = reply4(7, 2, (143, encode_uri_list([URI])))
+        for packet in (bad, good):
+            server.sendto(packet, client.getsockname())
+        uris = _exchange(
+            client,
+            lambda xid: dhcp4_discover(xid, MAC),
+            dhcp4_reply_uris,
+            server.getsockname(),
+            lambda: 7,
+            timeout=2.0,
+            attempts=1,
+        )
+    assert uris == (URI,)
+    assert "DHCP reply ignored" in caplog.text and "not an https" in caplog.text
