@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.mutate import mutated_bytes
 from tests.fuzz.oracle import handled
+from tests.support.dhcp_replies import MAC, reply6
 from zerotouch_plugin.artifacts.dhcp import (
     decode_uri_list,
     dhcp4_discover,
@@ -49,6 +50,7 @@ def _https_only(uris: tuple[str, ...]) -> None:
 def test_seeds_decode() -> None:
     assert all(decode_uri_list(v) for v in URI_LISTS)
     assert all(dhcp4_reply_uris(o, XID) for o in OFFERS)
+    assert all(dhcp6_reply_uris(r, XID, MAC) for r in REPLIES6)
 
 
 @given(mutated_bytes(URI_LISTS, der=False))
@@ -70,19 +72,18 @@ def test_reply_mutants_decode_refuse_or_are_ignored(case: tuple[int, bytes]) -> 
 @given(st.binary(max_size=2048))
 def test_random_datagrams(data: bytes) -> None:
     handled(lambda: dhcp4_reply_uris(data, XID), len(data), allowed=(InvalidInput,))
-    handled(lambda: dhcp6_reply_uris(data, XID), len(data), allowed=(InvalidInput,))
+    handled(lambda: dhcp6_reply_uris(data, XID, MAC), len(data), allowed=(InvalidInput,))
 
 
 REPLIES6 = [
-    b"\x07" + XID.to_bytes(3, "big") + b"\x00\x88" + len(v).to_bytes(2, "big") + v
-    for v in URI_LISTS
+    reply6(XID, (1, b"\x00\x03\x00\x01" + MAC), (2, b"server"), (136, v)) for v in URI_LISTS
 ]
 
 
 @given(mutated_bytes(REPLIES6, der=False))
 def test_dhcpv6_reply_mutants(case: tuple[int, bytes]) -> None:
     _, data = case
-    result = handled(lambda: dhcp6_reply_uris(data, XID), len(data), allowed=(InvalidInput,))
+    result = handled(lambda: dhcp6_reply_uris(data, XID, MAC), len(data), allowed=(InvalidInput,))
     if isinstance(result, tuple):
         _https_only(result)
 

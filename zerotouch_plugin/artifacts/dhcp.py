@@ -10,8 +10,9 @@ Bytes in, values out; no sockets here (``services/sztp_sources.py`` sends and re
 * ``dhcp4_reply_uris(packet, xid)``: the URIs of an offer or ack answering ``xid`` (the option
   may be split in several instances, RFC 3396: they are concatenated), or None when the packet
   is not an answer to us.
-* ``dhcp6_information_request(xid, mac)`` and ``dhcp6_reply_uris(packet, xid)``: the same for
-  DHCPv6 (RFC 8415 §18.2.6, stateless: an Information-Request asking for option 136).
+* ``dhcp6_information_request(xid, mac)`` and ``dhcp6_reply_uris(packet, xid, mac)``: the same
+  for DHCPv6 (RFC 8415 §18.2.6, stateless: an Information-Request asking for option 136; a
+  Reply counts only when it echoes our client identifier, §16.10).
 """
 
 from __future__ import annotations
@@ -134,29 +135,36 @@ def _options(data: bytes) -> dict[int, bytes] | None:
 
 # RFC 8415 §7.3 message types, §21 options
 _INFORMATION_REQUEST, _REPLY6 = 11, 7
-_CLIENTID, _ORO, _ELAPSED_TIME = 1, 6, 8
+_CLIENTID, _SERVERID, _ORO, _ELAPSED_TIME = 1, 2, 6, 8
 _DUID_LL, _ETHERNET = 3, 1
+
+
+def _duid(mac: bytes) -> bytes:
+    """The client's DUID-LL (RFC 8415 §11.4): what it sends and what a Reply must echo."""
+    if len(mac) != 6:
+        raise ValueError("mac must be 6 bytes")
+    return struct.pack("!HH", _DUID_LL, _ETHERNET) + mac
 
 
 def dhcp6_information_request(xid: int, mac: bytes) -> bytes:
     """Information-Request (RFC 8415 §18.2.6) with a DUID-LL client identifier, elapsed time
     0, and the option request option naming 136."""
-    if len(mac) != 6 or not 0 <= xid < 1 << 24:
-        raise ValueError("mac must be 6 bytes and xid 24 bits")
-    duid = struct.pack("!HH", _DUID_LL, _ETHERNET) + mac
+    if not 0 <= xid < 1 << 24:
+        raise ValueError("xid must be 24 bits")
+    duid = _duid(mac)
     options = struct.pack("!HH", _CLIENTID, len(duid)) + duid
     options += struct.pack("!HHH", _ORO, 2, OPTION_V6_SZTP_REDIRECT)
     options += struct.pack("!HHH", _ELAPSED_TIME, 2, 0)
     return bytes([_INFORMATION_REQUEST]) + xid.to_bytes(3, "big") + options
 
 
-def dhcp6_reply_uris(packet: bytes, xid: int) -> tuple[str, ...] | None:
-    """The SZTP URIs of a Reply to ``xid`` (empty when it carries none); None when the
-    packet is something else."""
+def dhcp6_reply_uris(packet: bytes, xid: int, mac: bytes) -> tuple[str, ...] | None:
+    """The SZTP URIs of a Reply to ``xid`` for the client of ``mac`` (empty when it carries
+    none); None when the packet is something else. RFC 8415 §16.10: a Reply without a
+    Server Identifier, or whose Client Identifier is missing or not our DUID, is discarded."""
     if len(packet) < 4 or packet[0] != _REPLY6 or int.from_bytes(packet[1:4], "big") != xid:
         return None
-    value = b""
-    found = False
+    found: dict[int, list[bytes]] = {}
     i = 4
     while i < len(packet):
         if i + 4 > len(packet):
@@ -164,8 +172,9 @@ def dhcp6_reply_uris(packet: bytes, xid: int) -> tuple[str, ...] | None:
         code, length = struct.unpack("!HH", packet[i : i + 4])
         if i + 4 + length > len(packet):
             return None
-        if code == OPTION_V6_SZTP_REDIRECT:
-            value += packet[i + 4 : i + 4 + length]
-            found = True
+        found.setdefault(code, []).append(packet[i + 4 : i + 4 + length])
         i += 4 + length
-    return decode_uri_list(value) if found else ()
+    if _SERVERID not in found or found.get(_CLIENTID) != [_duid(mac)]:
+        return None
+    value = found.get(OPTION_V6_SZTP_REDIRECT)
+    return () if value is None else decode_uri_list(b"".join(value))

@@ -4,7 +4,8 @@
   DHCPv4, a DHCPDISCOVER asking for option 143 broadcast and the first offer answering it read
   (no lease is taken: the address is the operating system's business), and DHCPv6, an
   Information-Request asking for option 136 sent to All_DHCP_Relay_Agents_and_Servers
-  (RFC 8415 §7.1); each retried, bounded in time; the URIs of both, v4 first.
+  (RFC 8415 §7.1), whose Reply must echo the device's DUID (§16.10); each retried, bounded
+  in time; the URIs of both, v4 first.
 * ``lease_uris(path)``: the option as a DHCP client of the operating system stored it in its
   lease file (ISC dhclient's format: ``option sztp-redirect ...;``, ``option unknown-143
   ...;`` and the DHCPv6 ``dhcp6.sztp-redirect`` / ``dhcp6.unknown-136``, the value as
@@ -127,7 +128,7 @@ def _dhcp6(interface: str, timeout: float, attempts: int) -> tuple[str, ...] | N
     return _exchange(
         _bound(socket.AF_INET6, interface, _CLIENT_PORT6),
         lambda xid: dhcp6_information_request(xid, mac),
-        dhcp6_reply_uris,
+        lambda packet, xid: dhcp6_reply_uris(packet, xid, mac),
         (_ALL_DHCP6, _SERVER_PORT6, 0, socket.if_nametoindex(interface)),
         lambda: int.from_bytes(os.urandom(3)),
         timeout,

@@ -88,13 +88,33 @@ def test_information_request_asks_for_option_136() -> None:
         dhcp6_information_request(1 << 24, MAC)
 
 
+CLIENT = (1, struct.pack("!HH", 3, 1) + MAC)  # our DUID-LL, as the request carries it
+SERVER = (2, b"server-duid")
+
+
 def test_dhcpv6_reply_carries_the_uris() -> None:
     value = encode_uri_list(URIS)
-    reply = _reply6(5, (2, b"server-duid"), (136, value[:7]), (136, value[7:]))
-    assert dhcp6_reply_uris(reply, 5) == URIS
-    assert dhcp6_reply_uris(_reply6(5, (2, b"s")), 5) == ()
-    assert dhcp6_reply_uris(_reply6(6, (136, value)), 5) is None  # another transaction
-    assert dhcp6_reply_uris(_reply6(5, (136, value), kind=2), 5) is None  # an Advertise
-    assert dhcp6_reply_uris(_reply6(5, (136, value))[:-1], 5) is None  # truncated
+    reply = _reply6(5, SERVER, CLIENT, (136, value[:7]), (136, value[7:]))
+    assert dhcp6_reply_uris(reply, 5, MAC) == URIS
+    assert dhcp6_reply_uris(_reply6(5, CLIENT, (2, b"s")), 5, MAC) == ()
+    assert dhcp6_reply_uris(_reply6(6, SERVER, CLIENT, (136, value)), 5, MAC) is None  # xid
+    assert dhcp6_reply_uris(_reply6(5, SERVER, CLIENT, (136, value), kind=2), 5, MAC) is None
+    assert dhcp6_reply_uris(_reply6(5, SERVER, CLIENT, (136, value))[:-1], 5, MAC) is None
     with pytest.raises(InvalidInput):
-        dhcp6_reply_uris(_reply6(5, (136, b"\x00\x05http:")), 5)
+        dhcp6_reply_uris(_reply6(5, SERVER, CLIENT, (136, b"\x00\x05http:")), 5, MAC)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        (SERVER,),  # no client identifier
+        (SERVER, (1, struct.pack("!HH", 3, 1) + bytes(6))),  # another client's
+        (SERVER, CLIENT, (1, b"x")),  # ours and another
+        (CLIENT,),  # no server identifier
+    ],
+)
+def test_dhcpv6_reply_not_for_our_duid_is_discarded(options: tuple[tuple[int, bytes], ...]) -> None:
+    """RFC 8415 §16.10: a Reply whose Client Identifier is missing or not ours, or without a
+    Server Identifier, is discarded whatever it carries."""
+    reply = _reply6(5, *options, (136, encode_uri_list(URIS)))
+    assert dhcp6_reply_uris(reply, 5, MAC) is None

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import socket
+import struct
 from pathlib import Path
 
 import pytest
 
-from tests.support.dhcp_replies import MAC, reply4
-from zerotouch_plugin.artifacts.dhcp import dhcp4_discover, dhcp4_reply_uris, encode_uri_list
+from tests.support.dhcp_replies import MAC, reply4, reply6
+from zerotouch_plugin.artifacts.dhcp import (
+    dhcp4_discover,
+    dhcp4_reply_uris,
+    dhcp6_information_request,
+    dhcp6_reply_uris,
+    encode_uri_list,
+)
 from zerotouch_plugin.errors import InvalidInput, NotFound, UpstreamUnavailable
 from zerotouch_plugin.services.sztp_sources import _exchange, lease_uris
 
 URI = "https://sztp.example:8443"
+OTHER = "https://attacker.example"
 
 
 def _lease(option: str) -> str:
@@ -58,9 +66,9 @@ def test_unreadable_values_are_refused(tmp_path: Path, value: str) -> None:
         lease_uris(path)
 
 
-def _udp() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
+def _udp(family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1" if family is socket.AF_INET else "::1", 0))
     return sock
 
 
@@ -86,3 +94,26 @@ def test_a_malformed_reply_is_ignored_and_the_next_one_counts(
         )
     assert uris == (URI,)
     assert "DHCP reply ignored" in caplog.text and "not an https" in caplog.text
+
+
+def test_a_dhcpv6_reply_for_another_client_is_not_taken() -> None:
+    """RFC 8415 §16.10 over real UDP on ::1: a Reply to our transaction-id that names another
+    client's DUID (a guess of the xid, or a reply meant for a neighbour) comes first and is
+    discarded; the Reply that echoes our DUID-LL counts."""
+    server, client = _udp(socket.AF_INET6), _udp(socket.AF_INET6)
+    ours = struct.pack("!HH", 3, 1) + MAC
+    with server:
+        forged = reply6(7, (2, b"s"), (1, ours[:-1] + b"\xff"), (136, encode_uri_list([OTHER])))
+        good = reply6(7, (2, b"s"), (1, ours), (136, encode_uri_list([URI])))
+        for packet in (forged, good):
+            server.sendto(packet, client.getsockname())
+        uris = _exchange(
+            client,
+            lambda xid: dhcp6_information_request(xid, MAC),
+            lambda packet, xid: dhcp6_reply_uris(packet, xid, MAC),
+            server.getsockname(),
+            lambda: 7,
+            timeout=2.0,
+            attempts=1,
+        )
+    assert uris == (URI,)
