@@ -23,6 +23,7 @@ unicast answer is asked again over TCP).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import re
@@ -58,7 +59,7 @@ from zerotouch_plugin.errors import (
     PayloadTooLarge,
     UpstreamUnavailable,
 )
-from zerotouch_plugin.roles.discovery import is_host_name
+from zerotouch_plugin.roles.discovery import is_host_name, is_remote_name, is_unicast
 from zerotouch_plugin.services.discovery.dnssd import Srv, order_srv
 
 __all__ = [
@@ -334,15 +335,29 @@ def _read_mdns(
     addresses: dict[str, list[str]] = {}
     for rrset in (*response.answer, *response.additional):
         if rrset.name == question.name and rrset.rdtype == question.rdtype:
-            records += list(rrset)
+            records += [r for r in rrset if _remote_target(r)]
         elif rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             host = rrset.name.to_text(omit_final_dot=True).lower()
             for rdata in rrset:
-                address = rdata.address
-                if address.startswith("fe80:"):
-                    continue  # a link-local address needs its zone, which a URL cannot carry
-                addresses.setdefault(host, []).append(address)
+                if _remote_address(rdata.address):
+                    addresses.setdefault(host, []).append(rdata.address)
     return records, addresses
+
+
+def _remote_target(record: object) -> bool:
+    """Whether an SRV record from the link names a host to connect to: not ``localhost`` nor
+    an IPv4 address in disguise (any host on the link answers mDNS, RFC 6762 §21)."""
+    if getattr(record, "rdtype", None) != dns.rdatatype.SRV:
+        return True
+    return is_remote_name(record.target.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
+
+
+def _remote_address(text: str) -> bool:
+    """Whether an A/AAAA address from the link may be connected to: unicast and not the
+    host's own (``is_unicast``), and not IPv6 link-local (fe80::/10, RFC 4291 §2.5.6), which
+    needs its zone, which a URL cannot carry."""
+    address = ipaddress.ip_address(text)
+    return is_unicast(address) and not (address.version == 6 and address.is_link_local)
 
 
 @dataclass

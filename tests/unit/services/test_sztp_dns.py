@@ -280,6 +280,32 @@ def test_mdns_srv_answers_bring_routable_addresses_only() -> None:
     assert found[1] == {"box.local": ["fd00::7", "192.0.2.7"]}
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "::ffff:127.0.0.1", "::1", "0.0.0.0", "224.0.0.251", "fe81::1", "febf::1"],
+)
+def test_mdns_addresses_of_the_host_itself_or_link_local_are_dropped(address: str) -> None:
+    """Any host on the link answers mDNS: an address record naming this host (loopback,
+    unspecified, IPv4-mapped loopback), multicast, or any IPv6 link-local (fe80::/10) is not
+    taken; the target is then given by name."""
+    query = dns.message.make_query("_sztp._tcp.local", "SRV")
+    srv = dns.rrset.from_text("_sztp._tcp.local.", 120, "IN", "SRV", "0 0 443 box.local.")
+    kind = "AAAA" if ":" in address else "A"
+    record = dns.rrset.from_text_list("box.local.", 120, "IN", kind, [address])
+    found = _read_mdns(_reply(query, srv, record), query)
+    assert found is not None
+    assert found[1] == {}
+    assert _servers(srv_output([Srv(0, 0, 443, "box.local")], found[1])) == [("box.local", 443)]
+
+
+@pytest.mark.parametrize("target", ["localhost.", "LOCALHOST.", "127.0.0.1.", "0x7f000001."])
+def test_mdns_srv_target_naming_the_host_itself_is_dropped(target: str) -> None:
+    query = dns.message.make_query("_sztp._tcp.local", "SRV")
+    bad = dns.rrset.from_text("_sztp._tcp.local.", 120, "IN", "SRV", f"0 0 443 {target}")
+    found = _read_mdns(_reply(query, bad), query)
+    assert found == ([], {})
+
+
 def test_mdns_answers_gathered_are_bounded() -> None:
     """A TXT answer ends the query; SRV answers are gathered until 64 records, at most 64
     hosts with 4 addresses each, whatever a flood of responses sends."""
