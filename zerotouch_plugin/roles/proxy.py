@@ -10,7 +10,8 @@ authenticates the pledge's IDevID. What the proxy decides is here, without socke
   when to log, once per burst of refusals (a flood of pledges must not flood the log);
 * ``RegistrarPool``: the registrars known (configured by URL or discovered by GRASP
   ``AN_join_registrar``, §4.3); one that does not answer is set aside for a growing backoff,
-  so that pledges are not held on a dead registrar, and the next is tried.
+  so that pledges are not held on a dead registrar, and the next is tried, at most
+  ``TRIES_PER_CONNECTION`` for one pledge connection.
 
 ``services/proxy.py`` does the I/O.
 """
@@ -30,6 +31,7 @@ from zerotouch_plugin.roles.discovery import MAX_CANDIDATES, Candidate, Method, 
 
 __all__ = [
     "FORGET_AFTER",
+    "TRIES_PER_CONNECTION",
     "Admission",
     "CloseReason",
     "Endpoint",
@@ -221,6 +223,14 @@ def _address(candidate: Candidate) -> _Address:
 FORGET_AFTER = 180.0
 
 
+# Registrars one pledge connection tries. Announcements come from anyone on the link: with
+# MAX_CANDIDATES registrars that never answer, a pledge would otherwise be held for
+# MAX_CANDIDATES x connect_timeout. Those that failed are set aside, so the next connection
+# tries the next ones; a connection waits at most (1 + this) x connect_timeout, the wait for
+# a first registrar included.
+TRIES_PER_CONNECTION = 3
+
+
 @dataclass
 class RegistrarPool:
     """Registrars in order of preference; ``now`` is any monotonic clock, in seconds."""
@@ -253,10 +263,11 @@ class RegistrarPool:
         self._standing = {a: s for a, s in self._standing.items() if a in unique}
 
     def usable(self, now: float) -> list[Candidate]:
-        """The registrars to try now, in order; those set aside are left out."""
+        """The registrars one pledge connection tries now, in order, at most
+        ``TRIES_PER_CONNECTION``; those set aside are left out."""
         return [
             c for c in self.candidates if self._standing.get(_address(c), _Standing()).until <= now
-        ]
+        ][:TRIES_PER_CONNECTION]
 
     def set_aside_until(self, now: float) -> float | None:
         """When the first registrar set aside comes back (None if none is set aside)."""

@@ -324,8 +324,9 @@ class JoinProxy:
         self, circuit: _Circuit
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         """The first registrar that accepts a TCP connection; each that does not is set
-        aside (backoff) and the next tried. None if none could be reached. A proxy that is
-        still looking for its first registrar holds a pledge up to connect_timeout for it."""
+        aside (backoff) and the next tried, at most TRIES_PER_CONNECTION (``pool.usable``).
+        None if none could be reached. A proxy that is still looking for its first registrar
+        holds a pledge up to connect_timeout for it."""
         if self._finder is not None and not self._known.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._known.wait(), self.limits.connect_timeout)

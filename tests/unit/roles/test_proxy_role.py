@@ -9,6 +9,7 @@ from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.discovery import Candidate, Method, Role
 from zerotouch_plugin.roles.proxy import (
     FORGET_AFTER,
+    TRIES_PER_CONNECTION,
     Admission,
     Endpoint,
     ProxyLimits,
@@ -89,6 +90,15 @@ def test_pool_sets_a_failed_registrar_aside_with_growing_backoff() -> None:
     pool.succeeded(a)
     assert pool.usable(13.5) == [a]
     assert pool.failed(a, 14.0) == 1.0  # success resets the count
+
+
+def test_pool_offers_one_connection_a_bounded_number_of_registrars() -> None:
+    many = tuple(registrar(f"fd00::{i:x}") for i in range(1, 65))
+    pool = RegistrarPool(ProxyLimits(), many)
+    assert pool.usable(0.0) == list(many[:TRIES_PER_CONNECTION])
+    for candidate in many[:TRIES_PER_CONNECTION]:
+        pool.failed(candidate, 0.0)
+    assert pool.usable(0.5) == list(many[TRIES_PER_CONNECTION : 2 * TRIES_PER_CONNECTION])
 
 
 def test_pool_update_keeps_backoff_of_registrars_still_announced() -> None:
