@@ -13,8 +13,10 @@ backoff) is ``roles/proxy.py``; this module owns the sockets:
   to drain before reading more, so a slow peer holds at most a few buffers in memory;
 * at most ``max_connections`` are relayed at once, ``max_connections_per_ip`` from one pledge
   address, so that one host on the link cannot take every slot;
-* a connection with no byte either way for ``idle_timeout`` is closed on both sides; half
-  closes are passed on (EOF one way, the other way keeps flowing);
+* a connection with no byte either way for ``idle_timeout`` is closed on both sides: a byte
+  read from a side, or a byte a side took of what was written to it (the kernel's send
+  queue shrank: a slow reader is still moving); half closes are passed on (EOF one way, the
+  other way keeps flowing);
 * every connection is logged when opened and closed (peer, registrar, bytes each way,
   duration, reason); payload bytes are never logged.
 
@@ -27,9 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import logging
 import socket
+import struct
+import termios
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +191,20 @@ class _Circuit:
     down: int = 0  # registrar -> pledge bytes
     last: float = field(default_factory=time.monotonic)
     first_eof: str | None = None
+    queued: dict[str, int] = field(default_factory=dict)  # side -> bytes it had not taken
+
+
+def _queued(sink: asyncio.StreamWriter) -> int:
+    """Bytes written towards a side that it has not taken yet: the transport's buffer and the
+    kernel's send queue (SIOCOUTQ, Linux tcp(7)). Most of a transfer to a slow reader waits
+    there after the proxy read it, so its shrinking is the only sign that bytes still move."""
+    queued = sink.transport.get_write_buffer_size()
+    sock = sink.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
+            queued += struct.unpack("i", raw)[0]
+    return queued
 
 
 def _peer_text(writer: asyncio.StreamWriter) -> str:
@@ -390,7 +409,7 @@ class JoinProxy:
             asyncio.create_task(self._pump(up_reader, writer, circuit, "registrar")),
         }
         try:
-            reason = await self._watch(pumps, circuit)
+            reason = await self._watch(pumps, circuit, {"registrar": up_writer, "pledge": writer})
         except asyncio.CancelledError:
             reason = CloseReason.SHUTDOWN
             raise
@@ -419,13 +438,25 @@ class JoinProxy:
                 pass
         writer.transport.abort()
 
-    async def _watch(self, pumps: set[asyncio.Task[None]], circuit: _Circuit) -> CloseReason:
-        """Until both directions ended, one failed, or nothing moved for idle_timeout."""
+    async def _watch(
+        self,
+        pumps: set[asyncio.Task[None]],
+        circuit: _Circuit,
+        sinks: dict[str, asyncio.StreamWriter],
+    ) -> CloseReason:
+        """Until both directions ended, one failed, or nothing moved for idle_timeout: no
+        byte read, and neither side took any of what was queued for it since the last look."""
         pending = set(pumps)
         while pending:
             left = circuit.last + self.limits.idle_timeout - time.monotonic()
             if left <= 0:
-                return CloseReason.IDLE
+                queued = {side: _queued(sink) for side, sink in sinks.items()}
+                taken = any(n < circuit.queued.get(side, 0) for side, n in queued.items())
+                circuit.queued = queued
+                if not taken:
+                    return CloseReason.IDLE
+                circuit.last = time.monotonic()
+                continue
             done, pending = await asyncio.wait(
                 pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
             )
@@ -462,6 +493,8 @@ class JoinProxy:
                 await sink.drain()  # back-pressure: read no more until the other side took it
             except OSError as exc:
                 raise _Reset(other) from exc
+            circuit.last = time.monotonic()  # a completed write is activity too
+            circuit.queued[other] = _queued(sink)
         circuit.last = time.monotonic()
         if circuit.first_eof is None:
             circuit.first_eof = side
