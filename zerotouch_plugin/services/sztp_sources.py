@@ -87,27 +87,35 @@ def _exchange(
     attempts: int,
 ) -> tuple[str, ...] | None:
     """Send ``request(xid)`` up to ``attempts`` times; the first ``answer`` that is one. A
-    reply whose SZTP option is malformed is logged and the wait goes on: anyone on the link
-    can send one, and another server may still answer well (RFC 8572 §8.3, §8.4)."""
-    with sock:
-        for _ in range(attempts):
-            xid = xids()
-            sock.sendto(request(xid), server)
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                try:
-                    packet = sock.recv(4096)
-                except TimeoutError:
-                    break
-                try:
-                    uris = answer(packet, xid)
-                except InvalidInput as exc:
-                    log.warning("DHCP reply ignored: %s", exc.message)
-                    continue
-                if uris is not None:
-                    return uris
-    return None
+    reply whose SZTP option is malformed is ignored and the wait goes on: anyone on the link
+    can send one, and another server may still answer well (RFC 8572 §8.3, §8.4). The first
+    is logged, the others counted: a flood of them must not flood the log."""
+    ignored = 0
+    try:
+        with sock:
+            for _ in range(attempts):
+                xid = xids()
+                sock.sendto(request(xid), server)
+                deadline = time.monotonic() + timeout
+                while (left := deadline - time.monotonic()) > 0:
+                    sock.settimeout(left)
+                    try:
+                        packet = sock.recv(4096)
+                    except TimeoutError:
+                        break
+                    try:
+                        uris = answer(packet, xid)
+                    except InvalidInput as exc:
+                        if not ignored:
+                            log.warning("DHCP reply ignored: %s", exc.message)
+                        ignored += 1
+                        continue
+                    if uris is not None:
+                        return uris
+        return None
+    finally:
+        if ignored > 1:
+            log.warning("%d malformed DHCP replies ignored in all", ignored)
 
 
 def _dhcp4(interface: str, timeout: float, attempts: int) -> tuple[str, ...] | None:
