@@ -16,6 +16,7 @@ from typing import ClassVar
 __all__ = [
     "AccessDenied",
     "ArtifactKindMismatch",
+    "AwaitingApproval",
     "BadElement",
     "CertificateError",
     "ConfigError",
@@ -253,6 +254,11 @@ class PolicyRefused(RemoteError):
     reason = "policy-refused"
     http_status = 403
     netconf_tag = "access-denied"
+
+
+class AwaitingApproval(PolicyRefused):
+    """Held for an operator's decision (registrar policy ``ask``): where a wait is offered the
+    answer is 202 with Retry-After (RFC 7030 §4.2.3, RFC 8995 §5.6), elsewhere this 403."""
 
 
 class NotFound(RemoteError):

@@ -12,10 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.e2e.test_brski_flow import Lab, make_lab
+from tests.e2e.test_brski_flow import Lab, enroll_here, make_lab
 from tests.support.admin_openapi import check_admin_answer
 from tests.support.processes import _command, _env, run_cli
+from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.store.db import open_role_database
 from zerotouch_plugin.store.registrar import RegistrarRepository
 
@@ -166,3 +171,44 @@ def test_another_registrar_on_the_database_approves_by_the_admin_api(ask_lab: La
         e for e in repo(ask_lab).device_events(serial, limit=50) if e.type == "operator-action"
     )
     assert action.data["by"] == "admin certificate ops"
+
+
+def enroll_with_idevid(folder: Path, url: str) -> tuple[int, str, bytes]:
+    """curl POSTs a DER CSR for the device's serial to simpleenroll with its IDevID: the
+    status, the Retry-After header (empty if none) and the body."""
+    idevid = certs.load_certs((folder / "idevid.pem").read_bytes())[0]
+    name = idevid.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name(name))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    (folder / "csr.der").write_bytes(csr.public_bytes(Encoding.DER))
+    result = subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--max-time", "30",
+         "--cacert", folder / "domain-ca.pem",
+         "--cert", folder / "idevid.pem", "--key", folder / "idevid.key",
+         "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{folder / 'csr.der'}",
+         "-D", folder / "headers.txt", "-o", folder / "answer.bin", "-w", "%{http_code}",
+         f"{url}/.well-known/est/simpleenroll"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    headers = (folder / "headers.txt").read_text().splitlines()
+    retry = [h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("retry-after:")]
+    return int(result.stdout), retry[0] if retry else "", (folder / "answer.bin").read_bytes()
+
+
+def test_an_idevid_enrollment_held_for_approval_is_answered_202(ask_lab: Lab) -> None:
+    """A device enrolled once, then taken off the allow list, enrolls again with its IDevID
+    (its LDevID lapsed): with policy ``ask`` it is held like a voucher-request, 202 with
+    Retry-After (RFC 7030 §4.2.3) until an operator approves, then enrolled."""
+    serial, folder = ask_lab.pledge()
+    enroll_here(folder, ask_lab.registrar_url)
+    run_cli("registrar", "remove", "--dir", ask_lab.domain, "--serial", serial)
+    for _ in range(2):  # held, and still held on the retry
+        status, retry_after, body = enroll_with_idevid(folder, ask_lab.registrar_url)
+        assert (status, retry_after) == (202, "1"), body
+        assert [p.decision for p in repo(ask_lab).policy_for(serial)] == ["pending"]
+    run_cli("registrar", "approve", "--dir", ask_lab.domain, "--serial", serial)
+    status, _, body = enroll_with_idevid(folder, ask_lab.registrar_url)
+    assert status == 200, body

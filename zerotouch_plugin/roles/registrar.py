@@ -53,6 +53,7 @@ from zerotouch_plugin.artifacts.voucher import (
 from zerotouch_plugin.config import DEFAULT_DEVICE_DOMAIN, check_device_domain, is_dns_label
 from zerotouch_plugin.errors import (
     AccessDenied,
+    AwaitingApproval,
     CertificateError,
     InvalidInput,
     PayloadTooLarge,
@@ -854,10 +855,17 @@ def authorize_enrollment(
             retry_after=5,
         )
     if client.kind is ClientKind.IDEVID and (
-        decide_policy(rules, serial=serial, issuer=client.cert.issuer, auto_accept=ctx.auto_accept)
+        decide_policy(
+            rules,
+            serial=serial,
+            issuer=client.cert.issuer,
+            auto_accept=ctx.auto_accept,
+            ask=ctx.ask,
+        )
         is not PolicyVerdict.PROCEED
     ):
-        raise PolicyRefused(f"device {serial} is waiting for an operator's approval")
+        # policy ``ask``: held as at requestvoucher; simpleenroll answers 202 (RFC 7030 §4.2.3)
+        raise AwaitingApproval(f"device {serial} is waiting for an operator's approval")
     elif any(r.serial == serial and r.decision is PolicyDecision.DENY for r in rules):
         raise PolicyRefused(f"device {serial} is on the registrar's deny list")
     requested = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]

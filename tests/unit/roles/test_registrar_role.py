@@ -32,6 +32,7 @@ from zerotouch_plugin.artifacts.voucher import (
 )
 from zerotouch_plugin.errors import (
     AccessDenied,
+    AwaitingApproval,
     CertificateError,
     Conflict,
     Expired,
@@ -878,6 +879,25 @@ def test_enrollment_refusals(pki: Pki) -> None:
         role.authorize_enrollment(
             pki.ctx, client, accepted_facts, csr_for(), rules=ALLOW, reenroll=True
         )
+
+
+def test_an_idevid_enrollment_off_the_allow_list_waits_under_policy_ask(pki: Pki) -> None:
+    """Policy ``ask``: a device on no list, or held, waits for an operator (simpleenroll
+    answers 202, RFC 7030 §4.2.3); without ``ask`` it is refused as at requestvoucher."""
+    accepted_facts = facts(pki, S.VOUCHER_ACCEPTED)
+    client = idevid_client(pki)
+    asking = replace(pki.ctx, ask=True)
+    held = [PolicyRule("SN-1", PolicyDecision.PENDING)]
+    for ctx, rules in ((asking, []), (asking, held), (pki.ctx, held)):
+        with pytest.raises(AwaitingApproval, match="waiting for an operator's approval"):
+            role.authorize_enrollment(
+                ctx, client, accepted_facts, csr_for(), rules=rules, reenroll=False
+            )
+    with pytest.raises(PolicyRefused, match="allow list") as refused:
+        role.authorize_enrollment(
+            pki.ctx, client, accepted_facts, csr_for(), rules=[], reenroll=False
+        )
+    assert not isinstance(refused.value, AwaitingApproval)
 
 
 def test_reenrollment_with_ldevid(pki: Pki) -> None:

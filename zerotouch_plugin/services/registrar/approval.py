@@ -24,16 +24,15 @@ __all__ = ["approve", "hold_for_approval", "who_is"]
 log = logging.getLogger(__name__)
 
 
-async def hold_for_approval(reg: Registrar, pledge: role.PledgeRequest) -> web.Response:
-    """Hold the device for an operator and answer 202 + Retry-After."""
-    held = await in_thread(
-        reg.repo.hold_pending, pledge.serial, manufacturer=pledge.manufacturer, now=utc_now()
-    )
+async def hold_for_approval(reg: Registrar, serial: str, manufacturer: str) -> web.Response:
+    """Hold the device for an operator and answer 202 + Retry-After (a voucher-request, RFC
+    8995 §5.6, or an enrollment with the IDevID, RFC 7030 §4.2.3)."""
+    held = await in_thread(reg.repo.hold_pending, serial, manufacturer=manufacturer, now=utc_now())
     if held:
-        log.info("device %s (%s) waits for approval", pledge.serial, pledge.manufacturer)
+        log.info("device %s (%s) waits for approval", serial, manufacturer)
     return web.Response(
         status=202,
-        text=f"device {pledge.serial} is waiting for an operator's approval\n",
+        text=f"device {serial} is waiting for an operator's approval\n",
         headers={"Retry-After": str(reg.config.retry_after)},
     )
 

@@ -88,7 +88,7 @@ async def request_voucher(request: web.Request) -> web.Response:
             )
         raise
     if pledge.pending:
-        return await hold_for_approval(reg, pledge)
+        return await hold_for_approval(reg, pledge.serial, pledge.manufacturer)
     # The request is on record before the MASA is asked: a MASA outage loses nothing.
     try:
         request_id = await in_thread(

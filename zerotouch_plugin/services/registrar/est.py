@@ -15,13 +15,14 @@ from aiohttp import web
 from cryptography import x509
 
 from zerotouch_plugin.artifacts import certs, est
-from zerotouch_plugin.errors import ZerotouchError
+from zerotouch_plugin.errors import AwaitingApproval, ZerotouchError
 from zerotouch_plugin.roles import handoff as handoff_role
 from zerotouch_plugin.roles import reenrollment
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
 from zerotouch_plugin.services._http import read_body
 from zerotouch_plugin.services._tls import peer_certificate
+from zerotouch_plugin.services.registrar.approval import hold_for_approval
 from zerotouch_plugin.services.registrar.audit import judge_audit_log, refuse_on_any_alert
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
@@ -107,6 +108,9 @@ async def simple_enroll(request: web.Request) -> web.Response:
         if view is None:
             view = await in_thread(reg.repo.enrollment_view, serial)
         names = _names(reg, serial, csr, view)
+    except AwaitingApproval:  # policy ``ask``: the client retries (RFC 7030 §4.2.3)
+        assert client.serial is not None  # only an IDevID naming a device is held
+        return await hold_for_approval(reg, client.serial, client.cert.issuer.rfc4514_string())
     except ZerotouchError as exc:
         if client.serial is not None:
             await in_thread(reg.repo.record_error, client.serial, exc.one_line(), now=now)
