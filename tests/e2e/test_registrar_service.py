@@ -581,6 +581,36 @@ def test_status_reports_come_only_from_the_idevid_or_ldevid_of_the_device(world:
     assert len(world.device("E2E-TWIN")["status_reports"]) == 2  # type: ignore[arg-type]
 
 
+def test_enrollment_refusals_are_recorded_on_the_device_and_only_its_own(world: World) -> None:
+    """A simpleenroll refused for a device's own IDevID or LDevID is noted in its
+    ``last_error`` (a malformed CSR, a revoked LDevID); the refusal of another IDevID with the
+    same serialNumber (RFC 8995 §5.9.1) is not written on the device it claims to be."""
+
+    def simpleenroll(client: tuple[Path, Path], data: bytes) -> Reply:
+        return world.curl(
+            "/.well-known/est/simpleenroll", client=client, data=data,
+            content_type="application/pkcs10",
+        )  # fmt: skip
+
+    def last_error() -> object:
+        return world.device("E2E-NOTED")["device"]["last_error"]  # type: ignore[index]
+
+    pledge = accepted_voucher(world, "E2E-NOTED")
+    body, key = csr_body(world, "noted", "/serialNumber=E2E-NOTED")
+    twin = simpleenroll(idevid_of(twin_of(world, "E2E-NOTED")), body)
+    assert twin.status == 403 and twin.body.startswith(b"bad-certificate: this IDevID"), twin
+    assert last_error() is None
+    malformed = simpleenroll(idevid_of(pledge), base64.encodebytes(b"not a CSR"))
+    assert malformed.status == 400, malformed
+    assert last_error() == malformed.body.decode().strip()
+    ldevid, pem = simple_enroll(world, pledge, body, "noted-ldevid")
+    fingerprint = certs.fingerprint(ldevid)
+    zt("registrar", "revoke", "--dir", world.r, "--fingerprint", fingerprint, "--reason", "test")
+    revoked = simpleenroll((pem, key), body)
+    assert revoked.status == 403 and b"was revoked" in revoked.body, revoked
+    assert last_error() == revoked.body.decode().strip()
+
+
 def test_a_status_report_without_version_1_is_refused_400_and_not_recorded(world: World) -> None:
     """RFC 8995 §5.7, §5.9.4: "version" is the integer 1 and "reason-context" an object."""
     pledge = accepted_voucher(world, "E2E-VERSION")

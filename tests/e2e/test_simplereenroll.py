@@ -402,6 +402,7 @@ def test_a_revocation_during_simpleenroll_with_the_ldevid_wins(lab: Lab, tmp_pat
             lab, device, csr_der, tmp_path, path="/.well-known/est/simpleenroll", url=url
         )
     assert status == "409" and answer.startswith("conflict:") and "revoked" in answer, answer
+    assert (lab.device(device.serial) or {}).get("last_error") == answer.strip()
     history = list(repository(lab).certificates(device.serial))
     assert [certs.fingerprint(x509.load_der_x509_certificate(der)) for der in history] == [
         certs.fingerprint(device.ldevid.cert)
@@ -462,6 +463,8 @@ def test_serials_equal_but_for_case_enrolling_at_once_do_not_share_a_name(
     assert refused.startswith("policy-refused:") and "already holds" in refused, refused
     holders = [s for s in serials if (lab.device(s) or {}).get("ldevid_fingerprint")]
     assert len(holders) == 1, holders
+    (other,) = set(serials) - set(holders)
+    assert (lab.device(other) or {}).get("last_error") == refused.strip()  # why, on record
 
 
 def test_oversize_csr_and_weak_key_are_refused(lab: Lab) -> None:

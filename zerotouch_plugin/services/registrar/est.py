@@ -34,7 +34,7 @@ from zerotouch_plugin.services.registrar.common import (
     utc_now,
 )
 from zerotouch_plugin.services.registrar.loader import Registrar
-from zerotouch_plugin.store.registrar import EnrollmentView
+from zerotouch_plugin.store.registrar import EnrollmentDevice, EnrollmentView
 
 __all__ = ["CSR_ATTRIBUTES", "cacerts", "csrattrs", "simple_enroll", "simple_reenroll"]
 
@@ -68,38 +68,31 @@ async def csrattrs(request: web.Request) -> web.Response:
 
 
 async def simple_enroll(request: web.Request) -> web.Response:
-    """POST /.well-known/est/simpleenroll (RFC 7030 §4.2.1)."""
+    """POST /.well-known/est/simpleenroll (RFC 7030 §4.2.1). Every refusal is recorded once
+    on the device the client proved to be (its recorded IDevID, or an LDevID we issued to
+    it), never on a device a client merely names."""
     reg = request.app[APP_KEY]
     require_media(request, est.MEDIA_PKCS10)
     body = await read_body(request)
     now = utc_now()
     client = client_identity(request, now)
-    if client.kind is role.ClientKind.LDEVID:
-        # an LDevID authenticates only while it is on record and not revoked, as in renewal
-        issued = await in_thread(reg.repo.issued_certificate, certs.fingerprint(client.cert))
-        reenrollment.authenticate_reenrollment(reg.context, client.cert, issued=issued, now=now)
-    csr = est.parse_csr(body)
-    facts = None
-    rules: list[role.PolicyRule] = []
-    view = None
-    if client.serial is not None:
-        view = await in_thread(reg.repo.enrollment_view, client.serial)
-        record = view.device
-        rules = policy_rules(view.policies)
-        if record is not None:
-            audit_required = record.voucher_source == "masa"
-            audit_level = role.AuditLevel(record.audit_level) if record.audit_level else None
-            if audit_required and audit_level is None and client.kind is role.ClientKind.IDEVID:
-                # voucher_status did not get a verdict (MASA down, pledge skipped it): now
-                audit_level = await judge_audit_log(reg, record.serial, client.cert)
-            facts = role.DeviceFacts(
-                serial=record.serial,
-                state=RegistrarDeviceState(record.state) if record.state != "new" else None,
-                idevid_fingerprint=record.idevid_fingerprint,
-                audit_level=audit_level,
-                audit_required=audit_required,
-            )
+    noted: str | None = None  # the device a refusal is recorded on
     try:
+        if client.kind is role.ClientKind.LDEVID:
+            # an LDevID authenticates only while it is on record and not revoked, as in renewal
+            issued = await in_thread(reg.repo.issued_certificate, certs.fingerprint(client.cert))
+            noted = None if issued is None else issued.serial
+            reenrollment.authenticate_reenrollment(reg.context, client.cert, issued=issued, now=now)
+        view = None
+        record = None
+        if client.serial is not None:
+            view = await in_thread(reg.repo.enrollment_view, client.serial)
+            record = view.device
+            if record is not None and record.idevid_fingerprint == certs.fingerprint(client.cert):
+                noted = record.serial  # the IDevID that obtained its voucher
+        csr = est.parse_csr(body)
+        facts = None if record is None else await _enrollment_facts(reg, record, client)
+        rules = [] if view is None else policy_rules(view.policies)
         if reg.config.refuse_on_audit_alert:
             refuse_on_any_alert(facts)
         serial = role.authorize_enrollment(
@@ -108,30 +101,30 @@ async def simple_enroll(request: web.Request) -> web.Response:
         if view is None:
             view = await in_thread(reg.repo.enrollment_view, serial)
         names = _names(reg, serial, csr, view)
+        cert = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
+        fingerprint = certs.fingerprint(cert)
+        ldevid = client.kind is role.ClientKind.LDEVID
+        await in_thread(
+            reg.repo.record_certificate,
+            serial,
+            cert_der=role.der(cert),
+            fingerprint=fingerprint,
+            not_after=cert.not_valid_after_utc,
+            kind="enroll",
+            advance=step(RegistrarEvent.CERT_ISSUED),
+            now=now,
+            # a revocation of that LDevID since it was checked above wins (under the lock)
+            authenticated_by=certs.fingerprint(client.cert) if ldevid else None,
+            # and so does a device equal but for case that got the LDevID name meanwhile
+            name_free=partial(role.check_name_free, reg.context, serial),
+        )
     except AwaitingApproval:  # policy ``ask``: the client retries (RFC 7030 §4.2.3)
         assert client.serial is not None  # only an IDevID naming a device is held
         return await hold_for_approval(reg, client.serial, client.cert.issuer.rfc4514_string())
     except ZerotouchError as exc:
-        if client.serial is not None:
-            await in_thread(reg.repo.record_error, client.serial, exc.one_line(), now=now)
+        if noted is not None:
+            await in_thread(reg.repo.record_error, noted, exc.one_line(), now=now)
         raise
-    cert = role.issue_ldevid(reg.context, serial, csr, now=now, names=names)
-    fingerprint = certs.fingerprint(cert)
-    ldevid = client.kind is role.ClientKind.LDEVID
-    await in_thread(
-        reg.repo.record_certificate,
-        serial,
-        cert_der=role.der(cert),
-        fingerprint=fingerprint,
-        not_after=cert.not_valid_after_utc,
-        kind="enroll",
-        advance=step(RegistrarEvent.CERT_ISSUED),
-        now=now,
-        # a revocation of that LDevID since it was checked above wins (under the lock)
-        authenticated_by=certs.fingerprint(client.cert) if ldevid else None,
-        # and so does a device equal but for case that got the LDevID name meanwhile
-        name_free=partial(role.check_name_free, reg.context, serial),
-    )
     log.info(
         "LDevID %s issued to %s (names %s)",
         fingerprint,
@@ -139,6 +132,24 @@ async def simple_enroll(request: web.Request) -> web.Response:
         ", ".join(str(n.value) for n in names.general_names()),
     )
     return _est_response(est.encode_certs_only([cert]), est.MEDIA_PKCS7_CERTS)
+
+
+async def _enrollment_facts(
+    reg: Registrar, record: EnrollmentDevice, client: role.ClientIdentity
+) -> role.DeviceFacts:
+    """What ``roles.registrar.authorize_enrollment`` decides on; an audit verdict the
+    voucher_status did not get (MASA down, pledge skipped it) is asked for now."""
+    audit_required = record.voucher_source == "masa"
+    audit_level = role.AuditLevel(record.audit_level) if record.audit_level else None
+    if audit_required and audit_level is None and client.kind is role.ClientKind.IDEVID:
+        audit_level = await judge_audit_log(reg, record.serial, client.cert)
+    return role.DeviceFacts(
+        serial=record.serial,
+        state=RegistrarDeviceState(record.state) if record.state != "new" else None,
+        idevid_fingerprint=record.idevid_fingerprint,
+        audit_level=audit_level,
+        audit_required=audit_required,
+    )
 
 
 async def simple_reenroll(request: web.Request) -> web.Response:

@@ -13,7 +13,11 @@ from zerotouch_plugin.store.registrar.console import ConsoleRecords
 from zerotouch_plugin.store.registrar.counts import CountRecords
 from zerotouch_plugin.store.registrar.day0 import Day0Records
 from zerotouch_plugin.store.registrar.devices import DeviceRecords
-from zerotouch_plugin.store.registrar.enrollment import EnrollmentRecords, EnrollmentView
+from zerotouch_plugin.store.registrar.enrollment import (
+    EnrollmentDevice,
+    EnrollmentRecords,
+    EnrollmentView,
+)
 from zerotouch_plugin.store.registrar.escrow import EscrowRecords
 from zerotouch_plugin.store.registrar.events import EventRecords, EventRow
 from zerotouch_plugin.store.registrar.handoff_queue import HandoffQueue
@@ -39,6 +43,7 @@ __all__ = [
     "Advance",
     "Day0Row",
     "DeviceRecord",
+    "EnrollmentDevice",
     "EnrollmentView",
     "EscrowRow",
     "EventRow",
