@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.name import _ASN1Type
 
 from tests.support.admin_openapi import check_admin_answer
 from zerotouch_plugin.artifacts import certs, cms
@@ -195,14 +197,20 @@ def idevid_of(pledge: Path) -> tuple[Path, Path]:
 
 
 def voucher_request(
-    world: World, pledge: Path, *, nonce: str | None = NONCE, proximity: Path | None = None
+    world: World,
+    pledge: Path,
+    *,
+    nonce: str | None = NONCE,
+    proximity: Path | None = None,
+    serial: str | None = None,
 ) -> bytes:
     """A pledge voucher-request (RFC 8995 §5.2) signed with the IDevID; the nonce in any form
-    other pledges send (opaque), ``proximity`` the registrar certificate it names."""
+    other pledges send (opaque), ``proximity`` the registrar certificate it names, ``serial``
+    its serial-number if not the IDevID's."""
     identity = certfiles.load_identity(*idevid_of(pledge))
     registrar = certfiles.load_cert_file(proximity or world.r / "registrar.pem")
     request = VoucherRequest(
-        serial_number=certs.serial_number_of(identity.cert) or "",
+        serial_number=serial or certs.serial_number_of(identity.cert) or "",
         created_on=datetime.now(UTC),
         assertion=Assertion.PROXIMITY,
         nonce=nonce,
@@ -609,6 +617,76 @@ def test_enrollment_refusals_are_recorded_on_the_device_and_only_its_own(world: 
     revoked = simpleenroll((pem, key), body)
     assert revoked.status == 403 and b"was revoked" in revoked.body, revoked
     assert last_error() == revoked.body.decode().strip()
+
+
+def odd_idevid(world: World, name: str, serial: str) -> Path:
+    """A pledge folder with an IDevID of the trusted vendor whose subject serialNumber (a
+    UTF8String) is ``serial``, which ``vendor idevid`` would not make."""
+    ca = certfiles.load_identity(world.root / "V" / "ca.pem", world.root / "V" / "ca.key")
+    model = certs.issue_idevid(ca, "MODEL", masa_url=world.masa_url, now=datetime.now(UTC))
+    subject = x509.Name(
+        [x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, serial, _type=_ASN1Type.UTF8String)]
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(model.cert.issuer)
+        .public_key(model.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(model.cert.not_valid_before_utc)
+        .not_valid_after(model.cert.not_valid_after_utc)
+    )
+    for extension in model.cert.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    folder = world.root / name
+    folder.mkdir()
+    certfiles.write_certs(folder / "idevid.pem", [builder.sign(ca.key, hashes.SHA256()), ca.cert])  # type: ignore[arg-type]
+    certfiles.write_key(folder / "idevid.key", model.key)
+    return folder
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_an_idevid_serial_no_device_can_have_is_refused_400_before_any_write(
+    world: World, db: str, request: pytest.FixtureRequest
+) -> None:
+    """An IDevID whose serialNumber is longer than ub-serial-number (64, RFC 5280), or holds
+    a NUL or another control character: requestvoucher and simpleenroll answer 400 on both
+    databases (PostgreSQL refused the write with 500, SQLite kept a refusal under it) and
+    nothing is recorded."""
+    serials = {"long": "L" * 300, "65": "S" * 65, "nul": "E2E-N\x00UL", "ctl": "E2E-C\x01TL"}
+    url = world.registrar.url
+    db_args: tuple[str, ...] = ()
+    service = None
+    if db == "postgresql":
+        pg = request.getfixturevalue("fresh_pg_url")
+        db_args = ("--db", pg)
+        service = Service(
+            ["registrar", "serve", "--dir", str(world.r), "--listen", "127.0.0.1:0", *db_args],
+            world.root / "registrar-odd-pg.log",
+        )
+        service.start()
+        url = service.url
+    try:
+        for name, serial in serials.items():
+            pledge = odd_idevid(world, f"odd-{db}-{name}", serial)
+            csr, _ = csr_body(world, f"odd-{db}-{name}", "/CN=odd")
+            # a YANG string holds no control character: such a pledge names itself otherwise
+            pvr = voucher_request(world, pledge, serial=None if serial.isprintable() else "E2E")
+            for path, data, media in (
+                ("/.well-known/brski/requestvoucher", pvr, VOUCHER_CMS),
+                ("/.well-known/est/simpleenroll", csr, "application/pkcs10"),
+            ):
+                reply = world.curl(
+                    path, client=idevid_of(pledge), data=data, content_type=media, base=url
+                )
+                assert reply.status == 400, (name, path, reply)
+                assert b"at most 64 printable characters" in reply.body, reply
+    finally:
+        if service is not None:
+            service.stop()
+    table = json.loads(zt("registrar", "devices", "--dir", world.r, "--json", *db_args))
+    recorded = {row["serial"] for row in table["devices"]}
+    assert not recorded & set(serials.values()), recorded
 
 
 def test_a_status_report_without_version_1_is_refused_400_and_not_recorded(world: World) -> None:

@@ -341,7 +341,7 @@ def verify_registrar_request(
     if request.prior_signed_voucher_request is None:
         if request.nonce is None and request.expires_on is not None:
             return VerifiedRequest(
-                serial=request.serial_number,
+                serial=certs.check_device_serial(request.serial_number),
                 nonce=None,
                 registrar=signed.signer,
                 domain_ca=domain_ca,
@@ -377,6 +377,7 @@ def verify_registrar_request(
         raise CertificateError(
             f"the IDevID {certs.describe(idevid)} has no subject serialNumber (RFC 8995 §2.3.1)"
         )
+    certs.check_device_serial(idevid_serial)
     if request.serial_number != idevid_serial:
         raise WrongSerial(
             f"the registrar asks for serial-number {request.serial_number!r} but the pledge's "

@@ -321,6 +321,7 @@ def classify_client(
     serial = certs.serial_number_of(cert)
     if not serial:
         raise CertificateError("the IDevID has no subject serialNumber attribute (RFC 8995 §2.3.1)")
+    certs.check_device_serial(serial)
     window = None if cert.issuer == domain.subject else _window(path)
     return ClientIdentity(ClientKind.IDEVID, cert, serial), window
 

@@ -243,6 +243,25 @@ def test_rvr_serial_must_match_idevid(world: World) -> None:
         verify(world, world.rvr(world.pvr(), serial="ZT-9999"))
 
 
+def test_a_serial_no_device_can_have_is_400_before_the_store(world: World) -> None:
+    """Longer than ub-serial-number (64, RFC 5280): the MASA's store (255 characters) is
+    not asked about it, in a pledge's request or an escrow request without one."""
+    long = "L" * 65
+    body = world.rvr(world.pvr(serial=long), serial=long)
+    with expect(InvalidInput, 400, "at most 64 printable characters"):
+        verify(world, body)
+    escrow = VoucherRequest(
+        created_on=NOW,
+        assertion=Assertion.PROXIMITY,
+        serial_number="E" * 300,
+        expires_on=NOW + timedelta(days=30),
+    )
+    signed = cms.sign(escrow.to_json(), signer=world.domain().registrar_with_ca, now=NOW)
+    with expect(InvalidInput, 400, "at most 64 printable characters"):
+        verify(world, signed)
+    assert verify(world, world.rvr(world.pvr(serial="S" * 64), serial="S" * 64)).serial == "S" * 64
+
+
 def test_pvr_serial_must_match_idevid(world: World) -> None:
     body = world.rvr(world.pvr(serial="ZT-0002", idevid=world.idevid(SERIAL)))
     with expect(WrongSerial, 403, "pledge voucher-request names serial-number 'ZT-0002'"):

@@ -881,6 +881,19 @@ def test_enrollment_refusals(pki: Pki) -> None:
         )
 
 
+def test_an_idevid_serial_longer_than_ub_serial_number_is_400(pki: Pki) -> None:
+    """RFC 5280 ub-serial-number (64): a longer IDevID serialNumber names no device; refused
+    400 as the client is classified, before any store is asked about it."""
+    for length, ok in ((64, True), (65, False)):
+        idevid = certs.issue_idevid(pki.vendor, "S" * length, masa_url=MASA_URL, now=NOW)
+        if ok:
+            assert role.identify_client(pki.ctx, idevid.cert, now=NOW).serial == "S" * length
+            continue
+        with pytest.raises(InvalidInput, match="at most 64 printable characters") as refused:
+            role.identify_client(pki.ctx, idevid.cert, now=NOW)
+        assert refused.value.http_status == 400
+
+
 def test_an_idevid_enrollment_off_the_allow_list_waits_under_policy_ask(pki: Pki) -> None:
     """Policy ``ask``: a device on no list, or held, waits for an operator (simpleenroll
     answers 202, RFC 7030 §4.2.3); without ``ask`` it is refused as at requestvoucher."""

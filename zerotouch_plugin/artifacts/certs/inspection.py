@@ -16,12 +16,14 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from zerotouch_plugin.errors import CertificateError
+from zerotouch_plugin.errors import CertificateError, InvalidInput
 
 __all__ = [
     "OID_HARDWARE_MODULE_NAME",
     "OID_KP_CMC_RA",
     "OID_MASA_URL",
+    "UB_SERIAL_NUMBER",
+    "check_device_serial",
     "der",
     "describe",
     "fingerprint",
@@ -46,6 +48,24 @@ def serial_number_of(cert: x509.Certificate) -> str | None:
         return None
     value = values[0].value
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+# RFC 5280 Appendix A.1: ub-serial-number, the upper bound of an X520SerialNumber.
+UB_SERIAL_NUMBER = 64
+
+
+def check_device_serial(serial: str) -> str:
+    """``serial`` (an IDevID's subject serialNumber) if a device can have it: at most
+    ub-serial-number characters, none of them a control character. Anything else is the
+    pledge's fault, refused with 400 before a store is asked about it (a database column
+    holds 255 characters; PostgreSQL refuses a longer value, or a NUL, where SQLite keeps it)."""
+    if len(serial) > UB_SERIAL_NUMBER or not serial.isprintable():
+        raise InvalidInput(
+            f"the serial number {serial[:40]!r}{'...' if len(serial) > 40 else ''} "
+            f"({len(serial)} characters) is none a device can have: at most {UB_SERIAL_NUMBER} "
+            "printable characters (RFC 5280 ub-serial-number)"
+        )
+    return serial
 
 
 def masa_url_of(cert: x509.Certificate) -> str | None:

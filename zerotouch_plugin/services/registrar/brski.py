@@ -65,6 +65,8 @@ async def request_voucher(request: web.Request) -> web.Response:
     now = utc_now()
     tls_cert = peer_certificate(request)
     serial = certs.serial_number_of(tls_cert) if tls_cert is not None else None
+    if serial is not None:  # 400 before the store reads it or records a refusal under it
+        certs.check_device_serial(serial)
     try:
         rules = policy_rules(await in_thread(reg.repo.policy_for, serial)) if serial else []
         pledge = role.check_voucher_request(
