@@ -15,6 +15,7 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -617,6 +618,32 @@ def test_enrollment_refusals_are_recorded_on_the_device_and_only_its_own(world: 
     revoked = simpleenroll((pem, key), body)
     assert revoked.status == 403 and b"was revoked" in revoked.body, revoked
     assert last_error() == revoked.body.decode().strip()
+
+
+def test_another_idevid_at_simpleenroll_gets_no_audit_log_judged_for_the_device(
+    world: World,
+) -> None:
+    """A device whose voucher came from the MASA but whose audit log is not judged yet (the
+    MASA was down for voucher_status): another IDevID with its serialNumber (RFC 8995
+    §5.9.1) is refused at simpleenroll without the log being fetched by its MASA URL and
+    judged for the device (RFC 8995 §5.8.3), so the device's own enrollment still waits for
+    a verdict on its own request."""
+    pledge = accepted_voucher(world, "E2E-UNJUDGED")
+    with sqlite3.connect(world.r / "registrar.db") as db:
+        db.execute(
+            "UPDATE registrar_devices SET audit_level = NULL WHERE serial = ?", ("E2E-UNJUDGED",)
+        )
+    body, _ = csr_body(world, "unjudged", "/serialNumber=E2E-UNJUDGED")
+    twin = world.curl(
+        "/.well-known/est/simpleenroll", client=idevid_of(twin_of(world, "E2E-UNJUDGED")),
+        data=body, content_type="application/pkcs10",
+    )  # fmt: skip
+    assert twin.status == 403 and twin.body.startswith(b"bad-certificate: this IDevID"), twin
+    record = world.device("E2E-UNJUDGED")["device"]
+    assert isinstance(record, dict)
+    assert (record["audit_level"], record["last_error"]) == (None, None), record
+    simple_enroll(world, pledge, body, "unjudged-ldevid")  # judged now, for its own request
+    assert world.device("E2E-UNJUDGED")["device"]["audit_level"] == "clean"  # type: ignore[index]
 
 
 def odd_idevid(world: World, name: str, serial: str) -> Path:

@@ -85,13 +85,14 @@ async def simple_enroll(request: web.Request) -> web.Response:
             reenrollment.authenticate_reenrollment(reg.context, client.cert, issued=issued, now=now)
         view = None
         record = None
+        own_idevid = None  # the client, when it is the IDevID that obtained the voucher
         if client.serial is not None:
             view = await in_thread(reg.repo.enrollment_view, client.serial)
             record = view.device
             if record is not None and record.idevid_fingerprint == certs.fingerprint(client.cert):
-                noted = record.serial  # the IDevID that obtained its voucher
+                noted, own_idevid = record.serial, client.cert
         csr = est.parse_csr(body)
-        facts = None if record is None else await _enrollment_facts(reg, record, client)
+        facts = None if record is None else await _enrollment_facts(reg, record, own_idevid)
         rules = [] if view is None else policy_rules(view.policies)
         if reg.config.refuse_on_audit_alert:
             refuse_on_any_alert(facts)
@@ -135,14 +136,17 @@ async def simple_enroll(request: web.Request) -> web.Response:
 
 
 async def _enrollment_facts(
-    reg: Registrar, record: EnrollmentDevice, client: role.ClientIdentity
+    reg: Registrar, record: EnrollmentDevice, idevid: x509.Certificate | None
 ) -> role.DeviceFacts:
-    """What ``roles.registrar.authorize_enrollment`` decides on; an audit verdict the
-    voucher_status did not get (MASA down, pledge skipped it) is asked for now."""
+    """What ``roles.registrar.authorize_enrollment`` decides on. An audit verdict the
+    voucher_status did not get (MASA down, pledge skipped it) is asked for now, at the MASA
+    of ``idevid``, the IDevID that obtained the voucher: another IDevID with the same
+    serialNumber neither chooses the MASA that judges the device nor records its failure
+    (RFC 8995 §5.8.3, §5.9.1)."""
     audit_required = record.voucher_source == "masa"
     audit_level = role.AuditLevel(record.audit_level) if record.audit_level else None
-    if audit_required and audit_level is None and client.kind is role.ClientKind.IDEVID:
-        audit_level = await judge_audit_log(reg, record.serial, client.cert)
+    if audit_required and audit_level is None and idevid is not None:
+        audit_level = await judge_audit_log(reg, record.serial, idevid)
     return role.DeviceFacts(
         serial=record.serial,
         state=RegistrarDeviceState(record.state) if record.state != "new" else None,
