@@ -646,6 +646,25 @@ def test_another_idevid_at_simpleenroll_gets_no_audit_log_judged_for_the_device(
     assert world.device("E2E-UNJUDGED")["device"]["audit_level"] == "clean"  # type: ignore[index]
 
 
+def test_a_refused_voucher_request_of_another_idevid_leaves_the_device_alone(
+    world: World,
+) -> None:
+    """Another IDevID with a device's serialNumber (RFC 8995 §5.9.1) sends a voucher-request
+    that is refused: the device keeps its state, its IDevID on record and its last error, so
+    it still enrolls."""
+    pledge = accepted_voucher(world, "E2E-KEPT")
+    before = world.device("E2E-KEPT")["device"]
+    twin = twin_of(world, "E2E-KEPT")
+    refused = world.curl(
+        "/.well-known/brski/requestvoucher", client=idevid_of(twin),
+        data=voucher_request(world, twin, serial="E2E-OTHER"), content_type=VOUCHER_CMS,
+    )  # fmt: skip
+    assert refused.status == 403 and refused.body.startswith(b"wrong-serial:"), refused
+    assert world.device("E2E-KEPT")["device"] == before
+    body, _ = csr_body(world, "kept", "/serialNumber=E2E-KEPT")
+    simple_enroll(world, pledge, body, "kept-ldevid")
+
+
 def odd_idevid(world: World, name: str, serial: str) -> Path:
     """A pledge folder with an IDevID of the trusted vendor whose subject serialNumber (a
     UTF8String) is ``serial``, which ``vendor idevid`` would not make."""

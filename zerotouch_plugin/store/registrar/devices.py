@@ -95,9 +95,13 @@ class DeviceRecords(Records):
         advance: Advance,
         now: datetime,
     ) -> None:
-        """A voucher-request that failed a check or policy (RFC 8995 §5.3)."""
+        """A voucher-request that failed a check or policy (RFC 8995 §5.3), on a new device or
+        the one of this IDevID: the refusal of another IDevID with the same serialNumber
+        (RFC 8995 §5.9.1: the serial alone names no device) leaves its record as it is."""
         with self.db.session() as s:
             dev = lock_or_create_device(s, serial, manufacturer, now)
+            if dev.idevid_fingerprint not in (None, idevid_fingerprint):
+                return
             advance_device(dev, advance, now)
             dev.idevid_fingerprint = idevid_fingerprint
             dev.last_error = error

@@ -115,19 +115,35 @@ def test_illegal_transition_writes_nothing(db_url: str) -> None:
     db.dispose()
 
 
-def test_refusal_recorded_with_reason(db_url: str) -> None:
-    db, repo = open_repo(db_url)
+def refuse(repo: RegistrarRepository, serial: str, fingerprint: str, error: str) -> None:
     repo.record_refusal(
-        "SN4",
+        serial,
         manufacturer="CN=Vendor CA",
-        idevid_fingerprint="sha256:dd",
-        error="policy-refused: not allowed",
+        idevid_fingerprint=fingerprint,
+        error=error,
         advance=step(RegistrarEvent.PVR_REFUSED),
         now=NOW,
     )
+
+
+def test_refusal_recorded_with_reason(db_url: str) -> None:
+    db, repo = open_repo(db_url)
+    refuse(repo, "SN4", "sha256:dd", "policy-refused: not allowed")
     device = repo.device("SN4")
     assert device is not None
     assert (device.state, device.last_error) == ("refused", "policy-refused: not allowed")
+    db.dispose()
+
+
+def test_refusal_of_another_idevid_leaves_the_device_as_it_is(db_url: str) -> None:
+    """RFC 8995 §5.9.1: a refused voucher-request of another IDevID with the device's serial
+    changes neither the state, nor the IDevID on record, nor the last error."""
+    db, repo = open_repo(db_url)
+    refuse(repo, "SN5", "sha256:d1", "wrong-serial: a")
+    refuse(repo, "SN5", "sha256:d2", "wrong-serial: b")
+    device = repo.device("SN5")
+    assert device is not None
+    assert (device.idevid_fingerprint, device.last_error) == ("sha256:d1", "wrong-serial: a")
     db.dispose()
 
 
