@@ -307,6 +307,30 @@ async def test_two_masas_on_one_postgresql_give_a_device_to_one_domain(
     assert not (vendor / DB_FILE).exists()  # everything went to PostgreSQL
 
 
+async def test_a_serial_no_device_can_have_is_400_on_postgresql(
+    world: World, vendor: Path, fresh_pg_url: str
+) -> None:
+    """A registrar voucher-request whose serial-number is longer than ub-serial-number (64,
+    RFC 5280) or the store's column (255), or holds a NUL: 400 before the store is asked
+    (PostgreSQL refused the device row or the lookup: 500), nothing recorded."""
+    masa = MasaProcess(vendor, free_port(), ("--db", fresh_pg_url)).start()
+    signer = world.domain().registrar_with_ca
+    try:
+        for serial in ("L" * 65, "E" * 300):
+            body = world.rvr(world.pvr(idevid=world.idevid(serial), serial=serial), serial=serial)
+            status, _, text = await post(masa.url, body, trust=world.vendor_ca)
+            assert status == 400 and b"at most 64 printable characters" in text, text
+        raw = b'{"ietf-voucher-request:voucher": {"serial-number": "N\\u0000UL"}}'
+        nul = cms.sign(raw, signer=signer, now=datetime.now(UTC))
+        status, _, text = await post(masa.url, nul, trust=world.vendor_ca)
+        assert status == 400 and b"at most 64 printable characters" in text, text
+    finally:
+        masa.stop()
+    repo = MasaRepository(open_database(fresh_pg_url))
+    assert all(not repo.vouchers(serial) for serial in ("L" * 65, "E" * 300))
+    repo.db.dispose()
+
+
 def test_cli_refuses_bad_setups_with_one_line(tmp_path: Path, vendor: Path) -> None:
     missing = cli("masa", "serve", "--dir", str(tmp_path / "nope"), "--listen", "127.0.0.1:0")
     assert missing.returncode == 1

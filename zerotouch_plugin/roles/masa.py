@@ -162,7 +162,8 @@ def _parsed_request(content: bytes) -> VoucherRequest:
 
 def peek_request(body: bytes) -> tuple[str, str | None]:
     """The serial-number and nonce an RVR carries, UNVERIFIED: only to look up store data
-    first; the caller compares them with what ``verify_registrar_request`` proves."""
+    first; the caller compares them with what ``verify_registrar_request`` proves. A
+    serial-number no device can have is refused (400) before the store is asked about it."""
     signed = cms.inspect(cms.decode(body))
     try:
         inner = bounded_loads(signed.content)["ietf-voucher-request:voucher"]
@@ -170,9 +171,10 @@ def peek_request(body: bytes) -> tuple[str, str | None]:
     except (ValueError, TypeError, KeyError, AttributeError):
         serial = nonce = None
     if isinstance(serial, str) and (nonce is None or isinstance(nonce, str)):
-        return serial, nonce  # full YANG validation follows in verify_registrar_request
+        # full YANG validation follows in verify_registrar_request
+        return certs.check_device_serial(serial), nonce
     request = _parse_request(signed.content, "registrar voucher-request")
-    return request.serial_number, request.nonce
+    return certs.check_device_serial(request.serial_number), request.nonce
 
 
 @lru_cache(maxsize=256)

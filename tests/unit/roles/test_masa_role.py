@@ -139,6 +139,20 @@ def test_peek_request_reads_without_checks(world: World) -> None:
     assert info.value.http_status == 400
 
 
+@pytest.mark.parametrize("serial", ["L" * 65, "E" * 300, "N\\u0000UL", "C\\u0001TL"])
+def test_peek_request_refuses_a_serial_no_device_can_have(world: World, serial: str) -> None:
+    """The store is asked about the serial-number before the request is verified: longer
+    than ub-serial-number (64, RFC 5280) or with a control character (written raw, as no
+    YANG-checked request carries one), it is 400 first; PostgreSQL answered 500."""
+    body = cms.sign(
+        b'{"ietf-voucher-request:voucher": {"serial-number": "%s"}}' % serial.encode(),
+        signer=world.domain().registrar_with_ca,
+        now=NOW,
+    )
+    with expect(InvalidInput, 400, "at most 64 printable characters"):
+        masa.peek_request(body)
+
+
 @pytest.mark.parametrize("depth", [65, 2_000])
 def test_peek_request_of_deep_content_is_invalid_input(world: World, depth: int) -> None:
     """The content is read before any signature is checked: nesting that the interpreter's
