@@ -187,6 +187,7 @@ class IdevidIssuer:
 
 
 def _idevid(args: argparse.Namespace) -> int:
+    certs.check_device_serial(args.serial)  # registrars and MASAs refuse any other (RFC 5280)
     out: Path = args.out
     issuer = IdevidIssuer.load(args.dir, args.key_type)
     target = out / "idevid.key"

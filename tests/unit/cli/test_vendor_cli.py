@@ -96,6 +96,20 @@ def test_idevid_writes_pledge_folder(vendor: Path, tmp_path: Path) -> None:
     certs.verify_chain(identity.cert, trust_anchors=[anchor], now=datetime.now(UTC))
 
 
+@pytest.mark.parametrize("serial", ["L" * 65, "SN\x01"])
+def test_idevid_refuses_a_serial_no_device_can_have(
+    vendor: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], serial: str
+) -> None:
+    """A serialNumber longer than ub-serial-number (64, RFC 5280) or with a control
+    character: registrars and MASAs refuse it, so no IDevID is made for it."""
+    pledge = tmp_path / "P"
+    args = ["vendor", "idevid", "--dir", str(vendor), "--serial", serial, "--out", str(pledge)]
+    assert main(args) == 1
+    assert "at most 64 printable characters" in capsys.readouterr().err
+    assert not (pledge / "idevid.key").exists()
+    assert main([*args[:4], "--serial", "S" * 64, *args[6:]]) == 0
+
+
 def test_idevid_refuses_overwrite_and_missing_vendor(
     vendor: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
