@@ -12,6 +12,7 @@ import secrets
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,15 @@ DEVICE_COLUMNS = (
     ("handoff", "hand-off"),
     ("last_error", "last error"),
     ("updated_at", "updated (UTC)"),
+)
+CLIENT_CERT_COLUMNS = (
+    ("fingerprint", "fingerprint"),
+    ("name", "name"),
+    ("admin", "admin"),
+    ("issued_at", "issued (UTC)"),
+    ("not_after", "expires (UTC)"),
+    ("revoked_at", "revoked (UTC)"),
+    ("revoked_reason", "reason"),
 )
 
 
@@ -252,13 +262,31 @@ def cmd_devices(args: argparse.Namespace) -> int:
         records = [d.to_json_dict() for d in devices]
         print(json.dumps({"devices": records, "policy": policy}, indent=2))
         return 0
-    rows = [[h for _, h in DEVICE_COLUMNS]]
-    rows += [[_cell(getattr(d, k)) for k, _ in DEVICE_COLUMNS] for d in devices]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(DEVICE_COLUMNS))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    _print_table(DEVICE_COLUMNS, devices)
     if not devices:
         print("(no devices yet)")
+    return 0
+
+
+def _print_table(columns: tuple[tuple[str, str], ...], records: Sequence[Any]) -> None:
+    """One line per record: the attributes ``columns`` names, under their headings."""
+    rows = [[h for _, h in columns]]
+    rows += [[_cell(getattr(r, k)) for k, _ in columns] for r in records]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_client_certs(args: argparse.Namespace) -> int:
+    """The client certificates ``issue-client-cert`` issued, revoked ones with when and why."""
+    issued = _repo(args).client_certificates()
+    if args.json:
+        records = [c.to_json_dict() for c in issued]
+        print(json.dumps({"client_certificates": records}, indent=2))
+        return 0
+    _print_table(CLIENT_CERT_COLUMNS, issued)
+    if not issued:
+        print("(no client certificates issued yet)")
     return 0
 
 
@@ -325,7 +353,8 @@ def cmd_handoff(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    """Revoke LDevIDs: they no longer renew (simplereenroll) or enroll (simpleenroll)."""
+    """Revoke LDevIDs: they no longer renew (simplereenroll) or enroll (simpleenroll); or a
+    client certificate of ``issue-client-cert``: the admin API and the console refuse it."""
     if not args.reason or printable(args.reason, limit=REASON_LIMIT) != args.reason:
         raise ConfigError(
             f"--reason must be one line of 1 to {REASON_LIMIT} printable characters: the "
@@ -333,7 +362,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         )
     repo = _repo(args)
     if args.fingerprint:
-        repo.revoke_certificate(args.fingerprint, reason=args.reason, now=_now())
+        client = repo.revoke_client_certificate(args.fingerprint, reason=args.reason, now=_now())
+        if client is None:
+            repo.revoke_certificate(args.fingerprint, reason=args.reason, now=_now())
         revoked = [args.fingerprint]
     else:
         revoked = repo.revoke_device_certificates(args.serial, reason=args.reason, now=_now())
@@ -345,9 +376,12 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_issue_client_cert(args: argparse.Namespace) -> int:
+    """Issue a client certificate from the domain CA, recorded (so that ``revoke`` can
+    revoke it) before its files are written."""
+    from zerotouch_plugin.roles.client_certs import ClientCertificate
     from zerotouch_plugin.services.pkcs11 import load_signing_identity
 
-    config = _config(args.dir)
+    config = _config(args.dir, db=args.db)
     ca = load_signing_identity(args.dir / CA_CERT, args.dir / CA_KEY, config.ca_key)
     key = certs.generate_key("p256")
     csr = certs.make_csr(key, common_name=args.name)
@@ -356,15 +390,25 @@ def cmd_issue_client_cert(args: argparse.Namespace) -> int:
         from zerotouch_plugin.roles.registrar import ADMIN_OU
 
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ADMIN_OU))
+    now = _now()
     cert = certs.issue_from_csr(
         ca,
         csr,
         subject=x509.Name(attributes),
         san=[],
-        now=_now(),
+        now=now,
         days=args.days,
         client_auth=True,
         server_auth=False,
+    )
+    _repo(args, config).record_client_certificate(
+        ClientCertificate(
+            fingerprint=certs.fingerprint(cert),
+            name=args.name,
+            admin=args.admin,
+            issued_at=now,
+            not_after=cert.not_valid_after_utc,
+        )
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -372,7 +416,10 @@ def cmd_issue_client_cert(args: argparse.Namespace) -> int:
     certfiles.write_certs(out / "cert.pem", [cert, *ca.chain])
     shutil.copyfile(args.dir / CA_CERT, out / "ca.pem")
     role = "admin" if args.admin else "client"
-    print(f"{role} certificate for {args.name}: {out / 'cert.pem'} (key {out / 'key.pem'})")
+    print(
+        f"{role} certificate for {args.name}: {out / 'cert.pem'} (key {out / 'key.pem'}), "
+        f"{certs.fingerprint(cert)}"
+    )
     if args.p12:
         _write_p12(out, args.name, key, cert, ca.cert)
     return 0
@@ -727,12 +774,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = add(
         "revoke",
-        "revoke a device's LDevIDs, or one by fingerprint: no renewal or enrollment with them",
+        "revoke a device's LDevIDs, or one LDevID or client certificate by fingerprint",
         cmd_revoke,
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--serial", help="every LDevID of this device")
-    which.add_argument("--fingerprint", help="one certificate, sha256:<hex>")
+    which.add_argument(
+        "--fingerprint", help="one certificate (an LDevID, or from issue-client-cert), sha256:<hex>"
+    )
     p.add_argument("--reason", required=True, help="recorded with the revocation")
     p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
@@ -746,6 +795,15 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--p12", action="store_true", help="also write client.p12 (PKCS#12) for a browser"
     )
     p.add_argument("--days", type=int, default=365, help="validity in days")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
+
+    p = add(
+        "client-certs",
+        "list the client certificates issue-client-cert issued, revoked ones marked",
+        cmd_client_certs,
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--db", help="database URL (default: the config, else registrar.db)")
 
     p = add("serve", "run the registrar HTTPS service until SIGINT/SIGTERM", cmd_serve)
     p.add_argument("--listen", help="HOST:PORT (default from the configuration)")

@@ -55,6 +55,7 @@ from zerotouch_plugin.roles.grasp import (
     GraspCounters,
     candidate_for,
 )
+from zerotouch_plugin.services._tasks import cancel_task
 
 __all__ = [
     "BATCH",
@@ -476,11 +477,8 @@ class GraspAnnouncer:
             await self._send_one()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -2,7 +2,8 @@
 configuration and management addresses, re-pushing a hand-off, vouchers held in escrow, the
 device event stream, the API's OpenAPI document and the Prometheus metrics.
 
-Only a client with an admin certificate from the domain CA (OU ``role.ADMIN_OU``) gets in;
+Only a client with an admin certificate from the domain CA (OU ``role.ADMIN_OU``), not
+revoked (``services.registrar.revocations``), gets in;
 every body is checked before anything is stored (a day-0 document against the device schema,
 an escrow voucher by ``role.check_escrow_voucher``), so a refused request changes nothing.
 """
@@ -21,7 +22,13 @@ from zerotouch_plugin import __version__
 from zerotouch_plugin._json import bounded_loads
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
 from zerotouch_plugin.device.day0 import Day0Format, parse_day0
-from zerotouch_plugin.errors import InvalidInput, NotFound, PolicyRefused, UnsupportedMediaType
+from zerotouch_plugin.errors import (
+    InvalidInput,
+    NotFound,
+    PolicyRefused,
+    UnsupportedMediaType,
+    ZerotouchError,
+)
 from zerotouch_plugin.roles import handoff as handoff_role
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._http import media_type_of, read_body
@@ -44,6 +51,7 @@ from zerotouch_plugin.services.registrar.common import (
 from zerotouch_plugin.services.registrar.events import EventHub
 from zerotouch_plugin.services.registrar.loader import Registrar
 from zerotouch_plugin.services.registrar.openapi import openapi_document
+from zerotouch_plugin.services.registrar.revocations import refuse_revoked
 
 __all__ = [
     "HUB_KEY",
@@ -76,15 +84,16 @@ METRICS_KEY = web.AppKey("registrar_metrics", HttpMetrics)
 
 
 def require_admin(request: web.Request) -> Registrar:
-    """The running registrar, for a client with an admin certificate; 403 for anyone else,
-    and for what a browser sends from another site but a navigation: a browser holding the
-    admin certificate (docs/console.md) presents it to such requests as well."""
+    """The running registrar, for a client with an admin certificate not revoked; 403 for
+    anyone else, and for what a browser sends from another site but a navigation: a browser
+    holding the admin certificate (docs/console.md) presents it to such requests as well."""
     client = client_identity(request, utc_now())
     if client.kind is not role.ClientKind.ADMIN:
         raise PolicyRefused(
             "the admin API needs an admin certificate from the domain CA "
             f"(OU={role.ADMIN_OU}: 'zerotouch registrar issue-client-cert --admin')"
         )
+    refuse_revoked(request, client.cert)
     refuse_cross_site(request)
     check_names(request)
     return request.app[APP_KEY]
@@ -366,9 +375,18 @@ async def admin_delete_voucher(request: web.Request) -> web.Response:
 
 
 async def admin_events(request: web.Request) -> web.StreamResponse:
-    """GET /admin/events: device events as server-sent events (services/registrar/events.py)."""
+    """GET /admin/events: device events as server-sent events (services/registrar/events.py),
+    until the admin certificate is revoked (asked every heartbeat)."""
     require_admin(request)
-    return await request.app[HUB_KEY].stream(request)
+
+    async def still_admin() -> bool:
+        try:
+            require_admin(request)
+        except ZerotouchError:
+            return False
+        return True
+
+    return await request.app[HUB_KEY].stream(request, allowed=still_admin)
 
 
 async def admin_openapi(request: web.Request) -> web.Response:

@@ -54,6 +54,7 @@ from zerotouch_plugin.services.registrar.est import (
 from zerotouch_plugin.services.registrar.events import EventHub
 from zerotouch_plugin.services.registrar.loader import Registrar
 from zerotouch_plugin.services.registrar.metrics import registrar_metrics
+from zerotouch_plugin.services.registrar.revocations import REVOCATIONS_KEY, ClientRevocations
 from zerotouch_plugin.services.registrar.webhooks import load_webhooks
 
 __all__ = ["ROUTES", "STREAMING", "Route", "registrar_app"]
@@ -129,10 +130,12 @@ def registrar_app(registrar: Registrar) -> web.Application:
     app[HUB_KEY] = hub
     app[METRICS_KEY] = metrics
     app[PREFETCH_KEY] = prefetch = AuditPrefetch(registrar)
+    app[REVOCATIONS_KEY] = revocations = ClientRevocations(registrar.repo)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
 
     async def _start(_: web.Application) -> None:
+        await revocations.start()
         registrar.handoff.start()
         renewal.start()
         await hub.start()
@@ -141,6 +144,7 @@ def registrar_app(registrar: Registrar) -> web.Application:
 
     async def _shutdown(_: web.Application) -> None:
         await renewal.close()
+        await revocations.close()
         await prefetch.close()
         await hub.close()
         for hook in webhooks:

@@ -9,7 +9,6 @@ present there is no IDevID to read its URL from.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from prometheus_client.registry import Collector
 from zerotouch_plugin.errors import ConfigError, ZerotouchError
 from zerotouch_plugin.roles import escrow as escrow_role
 from zerotouch_plugin.roles.registrar import check_escrow_voucher
+from zerotouch_plugin.services._tasks import cancel_task
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.services.registrar.loader import Registrar
 
@@ -81,11 +81,8 @@ class EscrowRenewal:
         self._task = asyncio.create_task(self._run(), name="escrow-renewal")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
 
     async def renew_due(self, now: datetime) -> list[Fetched]:
         """One pass: renew what is due at ``now``."""

@@ -1,7 +1,8 @@
 """The registrar's records over one database, one concern per module: ``devices`` (the
 device row, its reports and the row lock every writer takes), ``policies``, ``vouchers``,
 ``escrow``, ``certificates``, ``enrollment`` (what an EST request decides on), ``day0``,
-``handoff_queue``, ``addresses``, ``events`` and ``console`` (login tokens and sessions);
+``handoff_queue``, ``addresses``, ``events``, ``console`` (login tokens and sessions) and
+``client_certs`` (client certificates issued from the domain CA, and their revocation);
 the tables are in ``models`` and what reads answer in ``views``.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from zerotouch_plugin.store.registrar.addresses import AddressRecords
 from zerotouch_plugin.store.registrar.certificates import CertificateRecords
+from zerotouch_plugin.store.registrar.client_certs import ClientCertificateRecords
 from zerotouch_plugin.store.registrar.console import ConsoleRecords
 from zerotouch_plugin.store.registrar.counts import CountRecords
 from zerotouch_plugin.store.registrar.day0 import Day0Records
@@ -72,6 +74,7 @@ class RegistrarRepository(
     EventRecords,
     CountRecords,
     ConsoleRecords,
+    ClientCertificateRecords,
 ):
     """Every read and write the registrar service and CLI make, over one database; each
     method is one transaction of the concern's class it comes from."""

@@ -21,7 +21,15 @@ from zerotouch_plugin.store.registrar.base import Records
 from zerotouch_plugin.store.registrar.events import EventModel, EventRow, event_row
 from zerotouch_plugin.store.registrar.models import AuditVerdictModel
 
-__all__ = ["LOGIN", "SESSION", "AuditLogRow", "ConsoleRecords", "ConsoleSessionModel", "SessionRow"]
+__all__ = [
+    "LOGIN",
+    "SESSION",
+    "AuditLogRow",
+    "ConsoleRecords",
+    "ConsoleSessionCertModel",
+    "ConsoleSessionModel",
+    "SessionRow",
+]
 
 LOGIN = "login"  # a one-time link's token, exchanged for a session
 SESSION = "session"  # a browser's session cookie
@@ -39,6 +47,19 @@ class ConsoleSessionModel(Base):
     who: Mapped[str] = mapped_column(String(255))
     csrf: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ConsoleSessionCertModel(Base):
+    """The client certificate a session was opened with, so that revoking the certificate
+    ends the session (store/registrar/client_certs.py). A table of its own: ``create_all``
+    adds it to a database made before, never a column to ``registrar_console_sessions``."""
+
+    __tablename__ = "registrar_console_session_certs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(80), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
@@ -107,11 +128,27 @@ class ConsoleRecords(Records):
             return SessionRow(token.who, csrf, until)
 
     def open_session(
-        self, session_secret: str, csrf: str, *, who: str, now: datetime, until: datetime
+        self,
+        session_secret: str,
+        csrf: str,
+        *,
+        who: str,
+        fingerprint: str,
+        now: datetime,
+        until: datetime,
     ) -> SessionRow:
-        """A session for a visitor already known (an admin client certificate)."""
+        """A session for a visitor already known by the admin client certificate with
+        ``fingerprint``: revoking it ends the session."""
         with self.db.session() as s:
             s.execute(delete(ConsoleSessionModel).where(ConsoleSessionModel.expires_at < now))
+            s.execute(
+                delete(ConsoleSessionCertModel).where(ConsoleSessionCertModel.expires_at < now)
+            )
+            s.add(
+                ConsoleSessionCertModel(
+                    digest=digest(session_secret), fingerprint=fingerprint, expires_at=until
+                )
+            )
             s.add(
                 ConsoleSessionModel(
                     digest=digest(session_secret),

@@ -4,7 +4,9 @@ link (``zerotouch registrar console-url``). Sessions are rows of the registrar's
 a ``__Host-`` cookie (HttpOnly, Secure, SameSite=Strict, Path=/). Every state-changing
 request carries the session's CSRF token (a form field or the ``X-CSRF-Token`` header) and,
 when the browser sends one, a same-origin ``Origin``. A client certificate that is not an
-admin's (an NMS, a device) is refused whatever cookie comes with it.
+admin's (an NMS, a device), or an admin's that was revoked, is refused whatever cookie comes
+with it; revoking an admin certificate ends the sessions it opened
+(store/registrar/client_certs.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import PolicyRefused, ZerotouchError
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.services._tls import peer_certificate
@@ -29,6 +32,7 @@ from zerotouch_plugin.services.registrar.common import (
     is_navigation,
     utc_now,
 )
+from zerotouch_plugin.services.registrar.revocations import refuse_revoked
 
 __all__ = [
     "COOKIE",
@@ -56,7 +60,8 @@ class Visitor:
 
 
 def refuse_foreign_certificate(request: web.Request) -> bool:
-    """True for an admin certificate, False for none; 403 for any other certificate."""
+    """True for an admin certificate, False for none; 403 for any other certificate and for
+    a revoked one."""
     cert = peer_certificate(request)
     if cert is None:
         return False
@@ -70,6 +75,7 @@ def refuse_foreign_certificate(request: web.Request) -> bool:
             f"the console refuses a {kind} certificate: it takes an admin certificate "
             f"(OU={role.ADMIN_OU}) or a login link from 'zerotouch registrar console-url'"
         )
+    refuse_revoked(request, cert)
     return True
 
 
@@ -98,6 +104,7 @@ async def visitor(request: web.Request, *, open_session: bool = True) -> Visitor
         secret,
         csrf,
         who=who_is(cert),
+        fingerprint=certs.fingerprint(cert),
         now=now,
         until=now + SESSION_LIFETIME,
     )
