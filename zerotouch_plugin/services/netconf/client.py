@@ -21,6 +21,7 @@ import ssl
 from cryptography import x509
 from lxml import etree
 
+from zerotouch_plugin._text import printable
 from zerotouch_plugin.errors import (
     CertificateError,
     InvalidInput,
@@ -46,6 +47,12 @@ _CLIENT_HELLO = (
 def _text(element: etree._Element, name: str) -> str | None:
     found = element.find(f"{{{BASE_NS}}}{name}")
     return None if found is None or found.text is None else found.text.strip()
+
+
+def _shown(value: str | None, limit: int = 500) -> str | None:
+    """What the device wrote, cut and escaped: it goes to the registrar's log, database and
+    admin API (a device may write megabytes, line breaks or terminal controls there)."""
+    return None if value is None else printable(value, limit)
 
 
 class NetconfClient:
@@ -149,7 +156,7 @@ class NetconfClient:
         if reply.tag != f"{{{BASE_NS}}}rpc-reply" or reply.get("message-id") != message_id:
             raise InvalidInput(
                 f"NETCONF server {self.where}: expected rpc-reply {message_id}, got "
-                f"{etree.QName(reply).localname} {reply.get('message-id')}"
+                f"{_shown(etree.QName(reply).localname, 64)} {_shown(reply.get('message-id'), 64)}"
             )
         errors = [
             e
@@ -158,9 +165,11 @@ class NetconfClient:
         ]
         if errors:
             first = errors[0]
-            tag = _text(first, "error-tag") or "operation-failed"
-            message = _text(first, "error-message") or tag
-            raise PeerRpcError(f"{tag}: {message}", error_tag=tag, path=_text(first, "error-path"))
+            # RFC 6241 Appendix A tags are short words; anything else is cut like the message
+            tag = _shown(_text(first, "error-tag"), 64) or "operation-failed"
+            message = _shown(_text(first, "error-message")) or tag
+            path = _shown(_text(first, "error-path"))
+            raise PeerRpcError(f"{tag}: {message}", error_tag=tag, path=path)
         return reply
 
     async def close(self) -> None:
