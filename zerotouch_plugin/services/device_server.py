@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 
@@ -68,6 +68,8 @@ if TYPE_CHECKING:  # imported with the listener's first client: an idle device n
 __all__ = ["DeviceServer", "device_schema", "parse_address"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _BACKLOG = 100  # asyncio's default: connections the kernel queues before they are accepted
 
@@ -184,6 +186,7 @@ class DeviceServer:
         self._failed = asyncio.Event()
         self.bound: dict[str, tuple[str, int]] = {}
         self._agent_store = FileAgentStore(folder) if agent_store is None else agent_store
+        self._files = asyncio.Lock()  # one change of the identity files at a time
 
     # -- identity -------------------------------------------------------------------------
 
@@ -435,12 +438,13 @@ class DeviceServer:
             raise ValueError("at least one domain trust anchor is needed")
         key = tls_identity(identity).key
         try:
-            await asyncio.to_thread(
-                write_domain,
-                self.folder,
-                key=key,
-                chain=[identity.cert, *identity.chain],
-                anchors=list(anchors),
+            await self._change_files(
+                lambda: write_domain(
+                    self.folder,
+                    key=key,
+                    chain=[identity.cert, *identity.chain],
+                    anchors=list(anchors),
+                )
             )
         except OSError as exc:
             raise StorageError(f"cannot store the domain identity in {self.folder}: {exc}") from exc
@@ -450,6 +454,20 @@ class DeviceServer:
             self._renew_tls()
             return
         await self._switch_tls()
+
+    async def _change_files(self, change: Callable[[], _T]) -> _T:
+        """Run ``change`` of the identity files in a thread, one change at a time. A caller
+        cancelled meanwhile (the agent stops a renewal before a factory reset) returns only
+        when the thread has ended, as a thread cannot be stopped: else a renewal's files
+        written after the reset's removal would bring the forgotten domain back at the next
+        start (RFC 8995 §5.9.4)."""
+        async with self._files:
+            job = asyncio.ensure_future(asyncio.to_thread(change))
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                await asyncio.wait([job])
+                raise
 
     def _renew_tls(self) -> None:
         """A renewed LDevID under the same trust anchors: new NETCONF/TLS connections get it,
@@ -501,7 +519,7 @@ class DeviceServer:
         """Factory reset of the domain identity: files removed (commit point first), TLS
         listeners back to refusing everyone, RESTCONF stopped."""
         try:
-            removed = await asyncio.to_thread(forget_domain, self.folder)
+            removed = await self._change_files(lambda: forget_domain(self.folder))
         except OSError as exc:
             raise StorageError(f"cannot remove the domain identity: {exc}") from exc
         log.warning("domain identity forgotten (%s)", ", ".join(removed) or "nothing stored")
