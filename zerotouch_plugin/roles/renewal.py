@@ -1,7 +1,9 @@
 """When a device renews its LDevID (RFC 7030 §4.2.2 simplereenroll), sans-IO.
 
 The agent keeps its domain identity alive by re-enrolling at a configured fraction of the
-LDevID's validity period, and retries failures on the shared backoff schedule
+LDevID's validity period (the first attempt spread by jitter over ``SPREAD`` of the lifetime
+after it: devices enrolled in one wave hold LDevIDs of the same validity, and would otherwise
+all renew in the same second), and retries failures on the shared backoff schedule
 (``roles/backoff.py``) without letting a long backoff run past the certificate's expiry.
 Nothing here reads the clock: the caller passes ``now`` and the random fraction for jitter.
 
@@ -14,7 +16,7 @@ API (stable, used by the pledge agent):
   ``.failed(now)`` counts one more.
 * ``renewal_time(policy, validity) -> datetime``: when renewal becomes due.
 * ``next_attempt(policy, validity, attempts=None, rand=0.0) -> datetime``: when to try
-  next (``attempts`` None: no failure yet).
+  next (``attempts`` None: no failure yet; ``rand`` in [0, 1) places it in the spread).
 * ``renewal_due(policy, validity, now, attempts=None, rand=0.0) -> bool``.
 * ``expired(validity, now) -> bool``: past ``not_after``, the LDevID can no longer
   authenticate a simplereenroll; the device must enroll again with its IDevID.
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_BACKOFF",
     "MAX_FRACTION",
     "MIN_FRACTION",
+    "SPREAD",
     "RenewalAttempts",
     "RenewalPolicy",
     "Validity",
@@ -46,6 +49,9 @@ __all__ = [
 # time to retry through a registrar outage.
 MIN_FRACTION = 0.5
 MAX_FRACTION = 0.9
+# The first attempts of a fleet spread over this part of the lifetime after ``fraction``: at
+# most 0.95 of it then, a twentieth left for the retries.
+SPREAD = 0.05
 
 DEFAULT_BACKOFF = Backoff(initial=5.0, factor=2.0, maximum=3600.0, jitter=0.2)
 
@@ -138,12 +144,13 @@ def next_attempt(
     attempts: RenewalAttempts | None = None,
     rand: float = 0.0,
 ) -> datetime:
-    """When to try to renew next: at ``renewal_time`` at first; after a failure, the backoff
+    """When to try to renew next: at ``renewal_time`` at first, plus ``rand`` times ``SPREAD``
+    of the lifetime (jitter); after a failure, the backoff
     delay for that failure (``rand`` in [0, 1) spreads it), but never more than half the
     time left before ``not_after``, so retries grow denser as expiry nears."""
     due = renewal_time(policy, validity)
     if attempts is None or attempts.last_failure is None:
-        return due
+        return due + validity.lifetime * (SPREAD * rand)
     delay = timedelta(seconds=policy.backoff.delay(attempts.failures, rand))
     left = (validity.not_after - attempts.last_failure) / 2
     wait = max(min(delay, left), timedelta(seconds=policy.min_retry))

@@ -681,6 +681,29 @@ async def test_the_ldevid_is_renewed_at_the_fraction_of_its_lifetime(world: Worl
     assert [e["detail"] for e in renewed_events] == [format(renewed.ldevid.serial_number, "x")]
 
 
+async def test_the_first_renewal_is_spread_by_jitter(world: World) -> None:
+    """Devices enrolled in one wave hold LDevIDs of the same validity: with the largest jitter
+    the first renewal comes a twentieth of the lifetime after the fraction (not all at the
+    same second at the registrar), still well before expiry."""
+    host, clock = FakeHost(world.pledge(), sealed_ldevid=False), GatedClock()
+    config = agent_config(world.registrar_url, renewal=True)
+    agent = agent_for(host, config, clock, random_bytes=lambda size: b"\xff" * size)
+    await agent.start()
+    await agent.wait()
+    first = host.installed
+    assert first is not None
+    start = clock.now()
+
+    clock.allow(1)
+    await until(lambda: host.installs == 2)
+    await agent.close()
+
+    lifetime = first.ldevid.not_valid_after_utc - first.ldevid.not_valid_before_utc
+    due = first.ldevid.not_valid_before_utc + lifetime * 0.75
+    renewed_at = start + timedelta(seconds=clock.slept[0])
+    assert due + lifetime * 0.049 < renewed_at <= due + lifetime * 0.05
+
+
 async def test_a_failed_renewal_is_retried_on_the_backoff(world: World) -> None:
     host, clock = FakeHost(world.pledge(), sealed_ldevid=False), GatedClock()
     agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
