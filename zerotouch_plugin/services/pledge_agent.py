@@ -228,6 +228,10 @@ class PledgeAgent:
         self._random = random_bytes
         self._task: asyncio.Task[None] | None = None
         self._renewal: asyncio.Task[None] | None = None
+        # one restart-bootstrap at a time: another one, while the first awaits the run it
+        # stops, would start a run beside the one the first then starts, out of reach of
+        # any later restart and of close()
+        self._restarting = asyncio.Lock()
         self._serial = self.pledge.serial
 
     # -- life cycle -------------------------------------------------------------------------
@@ -552,8 +556,12 @@ class PledgeAgent:
     async def _restart_rpc(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """``restart-bootstrap``: a fresh run now; on an enrolled device only with
         factory-reset, which forgets the domain identity first. When the host cannot forget
-        it, the error is answered and recorded and the device claims no reset."""
-        reset = reset_requested(args)
+        it, the error is answered and recorded and the device claims no reset. Requests from
+        several sessions are served one after the other."""
+        async with self._restarting:
+            return await self._restart(reset_requested(args))
+
+    async def _restart(self, reset: bool) -> dict[str, Any]:
         if self.host.installed_identity() is not None and not reset:
             raise Conflict(
                 "the device is enrolled; restart-bootstrap with factory-reset true forgets the "

@@ -609,6 +609,27 @@ async def test_restart_bootstrap_after_failed_runs_again(world: World) -> None:
     assert host.forgotten == 0
 
 
+def runs() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "pledge-agent" and not t.done()]
+
+
+async def test_restart_bootstraps_asked_at_once_leave_one_run() -> None:
+    """Two sessions ask restart-bootstrap while a run waits to retry: each stops the run it
+    finds and starts one; the second must not start beside the first, where no later restart
+    nor close() would stop it (RFC 8995 §5.9.4: one run installs the identity)."""
+    host, clock = FakeHost(unreachable_factory()), GatedClock()
+    agent = agent_for(host, agent_config(closed_port_url()), clock)
+    await agent.start()
+    await until(lambda: clock.calls == 1)  # the run waits on the clock
+
+    replies = await asyncio.gather(host.rpcs[RESTART_RPC]({}), host.rpcs[RESTART_RPC]({}))
+    assert replies == [{"phase": "discovering"}] * 2
+    await until(lambda: clock.calls >= 2)
+    assert len(runs()) == 1
+    await agent.close()
+    assert runs() == []
+
+
 async def test_the_voucher_request_is_signed_through_the_idevid_signer(world: World) -> None:
     """A sealed IDevID key signs the voucher-request, but TLS client authentication needs
     the key in OpenSSL: the agent stops in phase failed saying so, before any request."""
