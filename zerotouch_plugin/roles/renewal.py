@@ -12,8 +12,9 @@ API (stable, used by the pledge agent):
 * ``RenewalPolicy(fraction=0.75, backoff=Backoff(...), min_retry=1.0)``: ``fraction`` of the
   validity period (0.5 to 0.9) after which renewal is due.
 * ``Validity(not_before, not_after)``, ``Validity.of(cert)``: the current LDevID's period.
-* ``RenewalAttempts(failures=0, last_failure=None)``: failed tries since the last success;
-  ``.failed(now)`` counts one more.
+* ``RenewalAttempts(failures=0, last_failure=None, retry_after=0.0)``: failed tries since
+  the last success; ``.failed(now, retry_after=0.0)`` counts one more, with the seconds the
+  registrar asked to wait (its Retry-After, RFC 7030 §4.2.3).
 * ``renewal_time(policy, validity) -> datetime``: when renewal becomes due.
 * ``next_attempt(policy, validity, attempts=None, rand=0.0) -> datetime``: when to try
   next (``attempts`` None: no failure yet; ``rand`` in [0, 1) places it in the spread).
@@ -117,6 +118,7 @@ class RenewalAttempts:
 
     failures: int = 0
     last_failure: datetime | None = None
+    retry_after: float = 0.0  # what the registrar asked of the last failure (Retry-After)
 
     def __post_init__(self) -> None:
         if not isinstance(self.failures, int) or isinstance(self.failures, bool):
@@ -127,10 +129,15 @@ class RenewalAttempts:
             raise ValueError("last_failure is set exactly when there were failures")
         if self.last_failure is not None:
             _aware(self.last_failure, "last_failure")
+        if not isinstance(self.retry_after, int | float) or isinstance(self.retry_after, bool):
+            raise TypeError("retry_after must be a number")
+        if self.retry_after < 0:
+            raise ValueError("retry_after must not be negative")
 
-    def failed(self, now: datetime) -> RenewalAttempts:
-        """One more failure, at ``now``."""
-        return RenewalAttempts(self.failures + 1, _aware(now, "now"))
+    def failed(self, now: datetime, retry_after: float = 0.0) -> RenewalAttempts:
+        """One more failure, at ``now``; ``retry_after``: the seconds the registrar asked to
+        wait before the next try (0: no advice)."""
+        return RenewalAttempts(self.failures + 1, _aware(now, "now"), retry_after)
 
 
 def renewal_time(policy: RenewalPolicy, validity: Validity) -> datetime:
@@ -146,12 +153,15 @@ def next_attempt(
 ) -> datetime:
     """When to try to renew next: at ``renewal_time`` at first, plus ``rand`` times ``SPREAD``
     of the lifetime (jitter); after a failure, the backoff
-    delay for that failure (``rand`` in [0, 1) spreads it), but never more than half the
-    time left before ``not_after``, so retries grow denser as expiry nears."""
+    delay for that failure (``rand`` in [0, 1) spreads it) or the registrar's Retry-After
+    if longer (RFC 7030 §4.2.3: the client waits at least that long), but never more than
+    half the time left before ``not_after``, so retries grow denser as expiry nears."""
     due = renewal_time(policy, validity)
     if attempts is None or attempts.last_failure is None:
         return due + validity.lifetime * (SPREAD * rand)
-    delay = timedelta(seconds=policy.backoff.delay(attempts.failures, rand))
+    delay = timedelta(
+        seconds=max(policy.backoff.delay(attempts.failures, rand), attempts.retry_after)
+    )
     left = (validity.not_after - attempts.last_failure) / 2
     wait = max(min(delay, left), timedelta(seconds=policy.min_retry))
     return max(due, attempts.last_failure + wait)

@@ -499,7 +499,8 @@ class PledgeAgent:
             except asyncio.CancelledError:
                 raise
             except ZerotouchError as exc:
-                attempts = (attempts or RenewalAttempts()).failed(self._now())
+                asked = exc.retry_after if isinstance(exc, UpstreamUnavailable) else 0
+                attempts = (attempts or RenewalAttempts()).failed(self._now(), asked)
                 log.warning("LDevID renewal failed: %s", exc.one_line())
                 self._publish(
                     self.state.record("renewal-failed", now=self._now(), detail=exc.one_line())

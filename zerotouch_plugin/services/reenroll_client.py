@@ -17,8 +17,9 @@ The CSR may carry a new key (what RFC 7030 §4.2.2 recommends) or the current on
 ask for the current LDevID's subject serialNumber. The answer is accepted only if the first
 certificate is for the CSR's key, names the same device, and chains to ``trust`` now.
 
-Errors say what to do next: ``UpstreamUnavailable`` (registrar unreachable, 503: retry
-later, ``retry_after`` set); ``Expired`` (the LDevID expired, found before connecting, since
+Errors say what to do next: ``UpstreamUnavailable`` (registrar unreachable: retry later,
+``retry_after`` 0, the caller's backoff decides; 503 or 202: ``retry_after`` the seconds its
+Retry-After asks, RFC 7030 §4.2.3); ``Expired`` (the LDevID expired, found before connecting, since
 the registrar's TLS handshake refuses it without an answer: enroll again with the IDevID);
 ``CertificateError`` (the LDevID was revoked, is unknown, or the registrar's certificate does
 not verify); the registrar's other refusals keep its reason (``WrongSerial``, ``InvalidInput``,
@@ -127,13 +128,14 @@ def _check_request(current: Identity, csr: x509.CertificateSigningRequest, now: 
 
 
 def _refusal(status: int, text: str, retry_after: str | None) -> ZerotouchError:
-    """The registrar's error answer as the error it stands for."""
-    if status == 503:
+    """The registrar's error answer as the error it stands for: 503, or 202 (accepted, the
+    certificate not ready yet, RFC 7030 §4.2.3), is "come back after Retry-After"."""
+    if status in (202, 503):
         value = retry_after or ""
         # past 9 digits (31 years) it is no advice, and past 4300 int() refuses it
         seconds = int(value) if is_decimal(value) and len(value) <= 9 else None
         return UpstreamUnavailable(
-            f"the registrar is unavailable (503): {text}",
+            f"the registrar cannot answer yet ({status}): {text}",
             retry_after=seconds or DEFAULT_RETRY_AFTER,
         )
     cls = _BY_REASON.get(text.split(":", 1)[0].strip())
@@ -157,7 +159,7 @@ def _handshake_error(exc: ssl.SSLError) -> ZerotouchError:
                 f"the registrar refused the LDevID at the TLS handshake "
                 f"({alert.lower().replace('_', ' ')}): {exc}"
             )
-    return UpstreamUnavailable(f"TLS with the registrar failed: {exc}")
+    return UpstreamUnavailable(f"TLS with the registrar failed: {exc}", retry_after=0)
 
 
 def _spki(key: CertificatePublicKeyTypes) -> bytes:
@@ -241,10 +243,12 @@ async def reenroll(
         cause = _ssl_cause(exc)
         if cause is not None:
             raise _handshake_error(cause) from exc
-        raise UpstreamUnavailable(f"TLS with the registrar at {url} failed: {exc}") from exc
+        raise UpstreamUnavailable(
+            f"TLS with the registrar at {url} failed: {exc}", retry_after=0
+        ) from exc
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise UpstreamUnavailable(
-            f"the registrar at {url} did not answer: {exc or type(exc).__name__}"
+            f"the registrar at {url} did not answer: {exc or type(exc).__name__}", retry_after=0
         ) from exc
     if len(data) > MAX_RESPONSE_BYTES:
         raise UpstreamInvalid(f"the registrar answered more than {MAX_RESPONSE_BYTES} bytes")

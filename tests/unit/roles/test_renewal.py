@@ -126,3 +126,13 @@ def test_values_are_frozen() -> None:
         policy.fraction = 0.6  # type: ignore[misc]
     with pytest.raises(AttributeError):
         DAY.not_after = START  # type: ignore[misc]
+
+
+def test_a_retry_waits_at_least_the_registrars_retry_after() -> None:
+    """RFC 7030 §4.2.3: the client waits at least Retry-After; still never past half the
+    time left before expiry."""
+    policy = RenewalPolicy(fraction=0.5, backoff=Backoff(60.0, 2.0, 3600.0, 0.0))
+    asked = RenewalAttempts().failed(at(12), retry_after=600)
+    assert next_attempt(policy, DAY, asked) == at(12) + timedelta(seconds=600)
+    late = RenewalAttempts().failed(at(23.9), retry_after=3600)
+    assert next_attempt(policy, DAY, late) == at(23.9) + timedelta(minutes=3)

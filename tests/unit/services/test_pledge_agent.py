@@ -744,6 +744,36 @@ async def test_a_failed_renewal_is_retried_on_the_backoff(world: World) -> None:
     assert "upstream-unavailable" in failure["detail"]
 
 
+async def test_a_renewal_answered_503_waits_the_registrars_retry_after(world: World) -> None:
+    """A registrar that cannot renew now says when to come back (Retry-After, RFC 7030
+    §4.2.3): the agent waits that long, not the 5 s of its own backoff."""
+    host, clock = FakeHost(world.pledge(), sealed_ldevid=False), GatedClock()
+    agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
+    await agent.start()
+    await agent.wait()
+
+    async def busy(_request: web.Request) -> web.Response:
+        return web.Response(status=503, text="busy", headers={"Retry-After": "600"})
+
+    app = web.Application()
+    app.router.add_post("/.well-known/est/simplereenroll", busy)
+    registrar = load_registrar(
+        world.domain, load_config(RegistrarConfig, world.domain / CONFIG_FILE, {})
+    )
+    served, port = await _serve(app, tls_context(registrar))
+    host.store.put(REGISTRAR_KEY, f"https://127.0.0.1:{port}".encode())
+    try:
+        clock.allow(1)
+        await until(lambda: host.history().count("renewal-failed") == 1)
+        await until(lambda: clock.calls == 2)
+        clock.allow(1)
+        await until(lambda: len(clock.slept) == 2)
+    finally:
+        await agent.close()
+        await served.cleanup()
+    assert clock.slept[1] == 600.0
+
+
 async def test_an_ldevid_found_expired_is_reported_not_renewed(world: World) -> None:
     clock = FakeClock()
     host = await enrolled_host(world, clock, sealed_ldevid=False)

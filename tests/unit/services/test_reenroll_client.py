@@ -169,9 +169,11 @@ async def test_refusals_keep_the_registrars_reason(
         await renew(standin, standin.domain.ldevid())
 
 
-async def test_503_says_when_to_retry(standin: StandIn) -> None:
+@pytest.mark.parametrize("status", [503, 202])
+async def test_503_or_202_says_when_to_retry(standin: StandIn, status: int) -> None:
+    # 202: accepted, the certificate is not ready; Retry-After says when (RFC 7030 §4.2.3)
     standin.answer = lambda _r, _c: web.Response(
-        status=503, text="storage-unavailable: disk full", headers={"Retry-After": "7"}
+        status=status, text="storage-unavailable: disk full", headers={"Retry-After": "7"}
     )
     with pytest.raises(UpstreamUnavailable, match="disk full") as caught:
         await renew(standin, standin.domain.ldevid())
