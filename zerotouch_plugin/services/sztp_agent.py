@@ -377,6 +377,7 @@ class SztpAgent:
         self._now = now
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
+        self._restarting = asyncio.Lock()  # one restart-bootstrap at a time
 
     async def start(self) -> None:
         discard_leftovers(self.workdir)
@@ -510,8 +511,14 @@ class SztpAgent:
             self._on_complete(where)
 
     async def _restart_rpc(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        """``restart-bootstrap``: bootstrap again; a completed device only with factory-reset."""
-        reset = reset_requested(args)
+        """``restart-bootstrap``: bootstrap again; a completed device only with factory-reset.
+        Requests from several sessions are served one after the other: another one, while
+        the first awaits the run it stops, would start a run beside the one the first then
+        starts, out of reach of any later restart and of close()."""
+        async with self._restarting:
+            return await self._restart(reset_requested(args))
+
+    async def _restart(self, reset: bool) -> dict[str, Any]:
         if read_key(self.store, COMPLETE_KEY) is not None and not reset:
             raise Conflict(
                 "the device has been bootstrapped; restart-bootstrap with factory-reset true "

@@ -12,10 +12,13 @@ from tests.unit.services import test_pledge_agent as pledge_tests
 from tests.unit.services.test_pledge_agent import (
     FakeClock,
     FakeHost,
+    GatedClock,
     World,
     agent_config,
     agent_for,
     closed_port_url,
+    unreachable_factory,
+    until,
 )
 from zerotouch_plugin.config import AgentConfig
 from zerotouch_plugin.device.datastore import Datastores
@@ -27,6 +30,7 @@ from zerotouch_plugin.services.bootstrap_order import (
 )
 from zerotouch_plugin.services.sztp_agent import (
     COMPLETE_KEY,
+    RESTART_RPC,
     DatastoreOnboarder,
     SztpAgent,
     SztpSettings,
@@ -195,3 +199,34 @@ def test_bootstrap_order_default_is_empty_and_sztp_needs_a_source() -> None:
     config = AgentConfig(bootstrap_order=("brski", "sztp"), bootstrap_dns_domain="Example.NET.")
     assert config.bootstrap_order == ("brski", "sztp")
     assert config.bootstrap_dns_domain == "example.net"
+
+
+async def test_sztp_restart_bootstraps_asked_at_once_leave_one_run(
+    schema: DeviceSchema, tmp_path: Path
+) -> None:
+    """Two sessions ask restart-bootstrap while the SZTP run waits between rounds: each stops
+    the run it finds and starts one; the second must not start beside the first, where no
+    later restart nor close() would stop it."""
+    host, clock = FakeHost(unreachable_factory()), GatedClock()
+    media = tmp_path / "usb"
+    media.mkdir()
+    agent = SztpAgent(
+        host,
+        SztpSettings(media=media),
+        DatastoreOnboarder(Datastores(schema, tmp_path), tmp_path),
+        workdir=tmp_path,
+        now=clock.now,
+        sleep=clock.sleep,
+    )
+    await agent.start()
+    await until(lambda: clock.calls == 1)  # the run waits on the clock
+    restart = host.rpcs[RESTART_RPC]
+    await asyncio.gather(restart({}), restart({}))
+    await until(lambda: clock.calls >= 2)
+    assert len(sztp_runs()) == 1
+    await agent.close()
+    assert sztp_runs() == []
+
+
+def sztp_runs() -> list[asyncio.Task[None]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "sztp-agent" and not t.done()]
