@@ -498,12 +498,16 @@ class PledgeAgent:
                 renewed = await self._renew(installed)
             except asyncio.CancelledError:
                 raise
-            except ZerotouchError as exc:
-                asked = exc.retry_after if isinstance(exc, UpstreamUnavailable) else 0
+            except Exception as exc:  # a host's or a library's error too: the LDevID must live
+                error = exc if isinstance(exc, ZerotouchError) else None
+                if error is None:
+                    log.exception("LDevID renewal failed")
+                    error = ZerotouchError(f"internal error of the pledge agent: {exc!r}")
+                asked = error.retry_after if isinstance(error, UpstreamUnavailable) else 0
                 attempts = (attempts or RenewalAttempts()).failed(self._now(), asked)
-                log.warning("LDevID renewal failed: %s", exc.one_line())
+                log.warning("LDevID renewal failed: %s", error.one_line())
                 self._publish(
-                    self.state.record("renewal-failed", now=self._now(), detail=exc.one_line())
+                    self.state.record("renewal-failed", now=self._now(), detail=error.one_line())
                 )
                 continue
             if next_attempt(policy, Validity.of(renewed)) > self._now():

@@ -744,6 +744,26 @@ async def test_a_failed_renewal_is_retried_on_the_backoff(world: World) -> None:
     assert "upstream-unavailable" in failure["detail"]
 
 
+async def test_a_renewal_the_host_cannot_install_is_retried_not_the_end(world: World) -> None:
+    """A vendor host's install_identity raising OSError (no ZerotouchError) ended the renewal
+    task for good, with nothing recorded: the LDevID then expired unrenewed."""
+    host, clock = FakeHost(world.pledge(), sealed_ldevid=False), GatedClock()
+    agent = agent_for(host, agent_config(world.registrar_url, renewal=True), clock)
+    await agent.start()
+    await agent.wait()
+
+    async def worn_out(identity: SigningIdentity, anchors: Sequence[x509.Certificate]) -> None:
+        raise OSError("flash worn out")
+
+    host.install_identity = worn_out  # type: ignore[method-assign]
+    clock.allow(2)
+    await until(lambda: host.history().count("renewal-failed") == 2)
+    await until(lambda: clock.calls == 3)  # and the loop waits for the next attempt
+    await agent.close()
+    failure = next(e for e in host.bootstrap["event"] if e["event"] == "renewal-failed")
+    assert "internal error" in failure["detail"] and "flash worn out" in failure["detail"]
+
+
 async def test_a_renewal_answered_503_waits_the_registrars_retry_after(world: World) -> None:
     """A registrar that cannot renew now says when to come back (Retry-After, RFC 7030
     §4.2.3): the agent waits that long, not the 5 s of its own backoff."""
