@@ -42,7 +42,7 @@ def printable(text: str, limit: int = DEFAULT_LIMIT) -> str:
 
 
 def is_decimal(text: str) -> bool:
-    """Whether ``text`` is one or more ASCII digits 0-9, the DIGIT of HTTP (RFC 5234 B.1).
-    ``str.isdigit`` also takes superscripts and other scripts' digits, on which ``int``
-    fails (or reads a number the peer did not write)."""
-    return text.isascii() and text.isdigit()
+    """Whether ``text`` is one to 18 ASCII digits 0-9, the DIGIT of HTTP (RFC 5234 B.1), so
+    that ``int(text)`` cannot fail: ``str.isdigit`` also takes superscripts and other
+    scripts' digits, on which ``int`` fails, and ``int`` refuses more than 4300 digits."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()

@@ -31,7 +31,16 @@ def test_long_text_is_cut_with_a_marker() -> None:
 
 @pytest.mark.parametrize(
     ("text", "decimal"),
-    [("0", True), ("0123", True), ("", False), ("\u00b2", False), ("\u0663", False), ("-1", False)],
+    [
+        ("0", True),
+        ("0123", True),
+        ("9" * 18, True),
+        ("9" * 19, False),  # int() of 4301 digits raises; none is read past 18
+        ("", False),
+        ("\u00b2", False),
+        ("\u0663", False),
+        ("-1", False),
+    ],
 )
 def test_is_decimal_takes_ascii_digits_only(text: str, decimal: bool) -> None:
     assert is_decimal(text) is decimal

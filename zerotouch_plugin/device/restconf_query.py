@@ -15,6 +15,7 @@ from yangson.enumerations import ContentType
 from yangson.exceptions import YangsonException
 from yangson.schemanode import ContainerNode, DataNode, InternalNode, ListNode, TerminalNode
 
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.device.edit import member_node
 from zerotouch_plugin.device.schema import DeviceSchema, key_members
 from zerotouch_plugin.errors import InvalidParameter, SchemaError
@@ -59,7 +60,7 @@ def parse_depth(text: str) -> int | None:
     """The depth limit, None for ``unbounded``."""
     if text == "unbounded":
         return None
-    if text.isdigit() and 1 <= int(text) <= 65535:
+    if is_decimal(text) and 1 <= int(text) <= 65535:
         return int(text)
     raise InvalidParameter("depth must be 1..65535 or unbounded (RFC 8040 §4.8.2)")
 

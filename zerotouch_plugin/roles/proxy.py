@@ -26,6 +26,7 @@ from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
 from zerotouch_plugin._checks import require_count, require_positive
+from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.errors import ConfigError
 from zerotouch_plugin.roles.discovery import MAX_CANDIDATES, Candidate, Method, Role
 
@@ -112,7 +113,7 @@ class Endpoint:
 def parse_endpoint(text: str) -> Endpoint:
     """``127.0.0.1:8443``, ``[::]:8443`` or ``[fe80::1%eth0]:8443`` (RFC 4007 §11 zone)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not is_decimal(port):
         raise ConfigError(f"listen {text!r} is not HOST:PORT (IPv6 as [ADDRESS]:PORT)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -111,6 +111,7 @@ __all__ = [
     "ldevid_names",
     "ldevid_subject",
     "manufacturer_matches",
+    "manufacturer_of",
     "masa_url_for",
     "next_state",
     "parse_status_report",
@@ -411,7 +412,7 @@ def check_voucher_request(
     )
     return PledgeRequest(
         serial=client.serial,
-        manufacturer=tls_cert.issuer.rfc4514_string(),
+        manufacturer=manufacturer_of(tls_cert),
         idevid=tls_cert,
         request=request,
         cms_der=signed.der,
@@ -960,6 +961,11 @@ def _requested(csr: x509.CertificateSigningRequest) -> list[str]:
     except ValueError as exc:  # an extension cryptography cannot parse: ignored, named
         return [f"<unreadable extension: {exc}>"]
     return [str(name.value) for name in ext]
+
+
+def manufacturer_of(idevid: x509.Certificate) -> str:
+    """The manufacturer a device is recorded under: its IDevID's issuer, as RFC 4514 text."""
+    return idevid.issuer.rfc4514_string()
 
 
 def check_name_free(ctx: RegistrarContext, serial: str, same_name: Sequence[str]) -> None:

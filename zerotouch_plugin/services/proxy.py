@@ -49,6 +49,7 @@ from zerotouch_plugin.roles.proxy import (
     Refusal,
     RegistrarPool,
 )
+from zerotouch_plugin.services._gate import peer_ip
 from zerotouch_plugin.services.discovery import Announcer, Finder
 
 __all__ = [
@@ -218,13 +219,6 @@ def _peer_text(writer: asyncio.StreamWriter) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _peer_ip(writer: asyncio.StreamWriter) -> str:
-    """The pledge's address (with the link of a link-local one), what the per-address limit
-    counts."""
-    peer = writer.get_extra_info("peername")
-    return str(peer[0]) if peer else "?"
-
-
 class JoinProxy:
     """The circuit proxy; ``start()`` binds and returns the bound port, ``close()`` stops
     accepting, closes every relayed connection (logged, reason shutdown)."""
@@ -322,7 +316,7 @@ class JoinProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_text(writer)
-        ip = _peer_ip(writer)
+        ip, _ = peer_ip(writer.transport)
         admitted = self.admission.admit(ip)
         if isinstance(admitted, Refusal):
             if admitted.log:

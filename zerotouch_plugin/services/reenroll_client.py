@@ -132,7 +132,7 @@ def _refusal(status: int, text: str, retry_after: str | None) -> ZerotouchError:
     certificate not ready yet, RFC 7030 §4.2.3), is "come back after Retry-After"."""
     if status in (202, 503):
         value = retry_after or ""
-        # past 9 digits (31 years) it is no advice, and past 4300 int() refuses it
+        # past 9 digits (31 years) it is no advice
         seconds = int(value) if is_decimal(value) and len(value) <= 9 else None
         return UpstreamUnavailable(
             f"the registrar cannot answer yet ({status}): {text}",

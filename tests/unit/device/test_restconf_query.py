@@ -36,7 +36,7 @@ def test_parse_content_and_depth() -> None:
     assert (parse_depth("1"), parse_depth("65535")) == (1, 65535)
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "x", "65536", "1.5", ""])
+@pytest.mark.parametrize("text", ["0", "-1", "x", "65536", "1.5", "", "\u00b2", "9" * 5000])
 def test_bad_depth_is_refused(text: str) -> None:
     with pytest.raises(InvalidParameter, match="depth"):
         parse_depth(text)

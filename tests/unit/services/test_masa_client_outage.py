@@ -117,7 +117,9 @@ async def test_a_masa_configured_gone_is_never_called(hung: str) -> None:
         await masa.close()
 
 
-@pytest.mark.parametrize(("header", "expected"), [("3", 3), ("\u00b2", 7), ("-1", 7)])
+@pytest.mark.parametrize(
+    ("header", "expected"), [("3", 3), ("\u00b2", 7), ("-1", 7), ("9" * 5000, 7)]
+)
 async def test_a_503_retry_after_is_read_only_as_ascii_digits(
     unused_tcp_port: int, header: str, expected: int
 ) -> None:

@@ -38,10 +38,9 @@ from zerotouch_plugin.services.handoff import requeue_handoff
 from zerotouch_plugin.services.registrar.approval import approve, who_is
 from zerotouch_plugin.services.registrar.common import (
     APP_KEY,
-    MAX_MANUFACTURER,
     MEDIA_JSON,
     check_names,
-    checked_name,
+    checked_manufacturer,
     client_identity,
     in_thread,
     refuse_cross_site,
@@ -178,7 +177,7 @@ async def _manufacturer_param(request: web.Request) -> str | None:
         if not isinstance(obj, dict) or not isinstance(obj.get("manufacturer", ""), str):
             raise InvalidInput('request body must be {"manufacturer": "..."}')
         value = obj.get("manufacturer") or value
-    return checked_name(value, "manufacturer", MAX_MANUFACTURER) if value else None
+    return checked_manufacturer(value) if value else None
 
 
 def admin_who(request: web.Request) -> str:

@@ -21,6 +21,8 @@ from typing import Any, ParamSpec, TypeVar
 from aiohttp import web
 from cryptography import x509
 
+from zerotouch_plugin._text import printable
+from zerotouch_plugin.artifacts import certs
 from zerotouch_plugin.errors import InvalidInput, NotAcceptable, PolicyRefused, UnsupportedMediaType
 from zerotouch_plugin.roles import registrar as role
 from zerotouch_plugin.roles.states import RegistrarDeviceState, RegistrarEvent
@@ -33,7 +35,7 @@ __all__ = [
     "MEDIA_JSON",
     "check_names",
     "check_origin",
-    "checked_name",
+    "checked_manufacturer",
     "client_identity",
     "finish_store_calls",
     "in_thread",
@@ -53,9 +55,9 @@ R = TypeVar("R")
 
 APP_KEY = web.AppKey("registrar", Registrar)
 
-# The store's columns (store/registrar/models.py): a longer serial or manufacturer is no
-# device's, and PostgreSQL refuses it (and any NUL) where SQLite would store it.
-MAX_SERIAL = 255
+# The store's column (store/registrar/models.py): a longer manufacturer is no device's, and
+# PostgreSQL refuses it (and any NUL) where SQLite would store it. A serial is checked as
+# every IDevID's is (certs.check_device_serial).
 MAX_MANUFACTURER = 512
 
 
@@ -194,12 +196,13 @@ def require_media(request: web.Request, *expected: str) -> None:
         )
 
 
-def checked_name(value: str, what: str, limit: int) -> str:
-    """``value`` (a serial, a manufacturer) as the store can hold it: at most ``limit``
-    characters, none of them a control character; 400 otherwise."""
-    if len(value) > limit or not value.isprintable():
+def checked_manufacturer(value: str) -> str:
+    """``value`` as the store can hold it: at most ``MAX_MANUFACTURER`` characters, none of
+    them a control character; 400 otherwise."""
+    if len(value) > MAX_MANUFACTURER or not value.isprintable():
         raise InvalidInput(
-            f"{what} {value[:40]!r} is none a device can have: at most {limit} printable characters"
+            f"manufacturer {printable(value, limit=40)!r} is none a device can have: at most "
+            f"{MAX_MANUFACTURER} printable characters"
         )
     return value
 
@@ -209,9 +212,9 @@ def check_names(request: web.Request) -> None:
     store cannot hold."""
     if "serial" not in request.match_info:
         return
-    checked_name(request.match_info["serial"], "serial", MAX_SERIAL)
+    certs.check_device_serial(request.match_info["serial"])
     if "manufacturer" in request.query:
-        checked_name(request.query["manufacturer"], "manufacturer", MAX_MANUFACTURER)
+        checked_manufacturer(request.query["manufacturer"])
 
 
 # RFC 9110 §9.2.1: the methods that change nothing.

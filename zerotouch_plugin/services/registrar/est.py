@@ -120,8 +120,9 @@ async def simple_enroll(request: web.Request) -> web.Response:
             name_free=partial(role.check_name_free, reg.context, serial),
         )
     except AwaitingApproval:  # policy ``ask``: the client retries (RFC 7030 §4.2.3)
-        assert client.serial is not None  # only an IDevID naming a device is held
-        return await hold_for_approval(reg, client.serial, client.cert.issuer.rfc4514_string())
+        if client.serial is None:  # only an IDevID naming a device is held
+            raise
+        return await hold_for_approval(reg, client.serial, role.manufacturer_of(client.cert))
     except ZerotouchError as exc:
         if noted is not None:
             await in_thread(reg.repo.record_error, noted, exc.one_line(), now=now)

@@ -35,6 +35,7 @@ from aiohttp import web
 from zerotouch_plugin._text import is_decimal
 from zerotouch_plugin.config import EventsConfig
 from zerotouch_plugin.errors import InvalidInput, TooManySessions
+from zerotouch_plugin.services._tasks import cancel_task
 from zerotouch_plugin.services.registrar.common import in_thread, utc_now
 from zerotouch_plugin.store.registrar import EventRow, RegistrarRepository
 from zerotouch_plugin.store.registrar.events import EVENT_TYPES, on_events_committed
@@ -118,10 +119,8 @@ class CommitWatch:
     async def close(self) -> None:
         if self._unregister is not None:
             self._unregister()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        await cancel_task(task)
 
     async def _run(self) -> None:
         while True:
@@ -362,6 +361,6 @@ def _resume_point(request: web.Request) -> int | None:
     value = request.headers.get("Last-Event-ID") or request.query.get("after")
     if value is None or value == "":
         return None
-    if not is_decimal(value) or len(value) > 18:
+    if not is_decimal(value):
         raise InvalidInput(f"Last-Event-ID / after must be an event id, not {value[:40]!r}")
     return int(value)

@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from zerotouch_plugin.artifacts.certs import UB_SERIAL_NUMBER
 from zerotouch_plugin.artifacts.cms import MEDIA_TYPE_VOUCHER_CMS
+from zerotouch_plugin.services.registrar.common import MAX_MANUFACTURER
 from zerotouch_plugin.store.registrar.events import EVENT_TYPES
 
 __all__ = [
@@ -356,8 +358,8 @@ _OPERATIONS: Mapping[tuple[str, str], Operation] = {
 # Every operation on a device also answers 400 for a serial (or manufacturer) the store
 # cannot hold (common.check_names); one with a 400 of its own keeps its description.
 _NAMES = text_error(
-    "a serial or manufacturer no device can have: longer than 255 / 512 characters, or with "
-    "a control character"
+    f"a serial or manufacturer no device can have: longer than {UB_SERIAL_NUMBER} / "
+    f"{MAX_MANUFACTURER} characters, or with a control character"
 )
 OPERATIONS: Mapping[tuple[str, str], Operation] = {
     (method, path): replace(op, answers={400: _NAMES, **op.answers}) if "{serial}" in path else op

@@ -378,7 +378,7 @@ async def test_a_refused_subtree_filter_is_not_evaluated_again_until_the_data_ch
     assert evaluated == [2]
 
 
-@pytest.mark.parametrize("session_id", ["\u00b2", "\u0663", "-1"])
+@pytest.mark.parametrize("session_id", ["\u00b2", "\u0663", "-1", "9" * 5000])
 async def test_kill_session_of_an_id_that_is_no_ascii_number_is_invalid_value(
     server: NetconfServer, session_id: str
 ) -> None:
